@@ -1,0 +1,69 @@
+//! The command line: `kuryer run | migrate | check-config | login | demo`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// kuryer delivers every new post of Telegram channels to the people who
+/// subscribed to them.
+#[derive(Debug, Parser)]
+#[command(name = "kuryer", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The `--config` option every command shares.
+#[derive(Debug, Args, Clone)]
+pub struct ConfigArg {
+    /// Configuration file. Default: ./config.toml, else /etc/kuryer/config.toml.
+    #[arg(long, short = 'c', value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon.
+    Run(ConfigArg),
+    /// Apply the database migrations in sql/ (idempotent).
+    Migrate(ConfigArg),
+    /// Validate the configuration and print it with secrets redacted.
+    CheckConfig(ConfigArg),
+    /// Log a reader account in to Telegram (MTProto) interactively.
+    Login {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Name of the reader account.
+        #[arg(long, default_value = "default")]
+        account: String,
+    },
+    /// Run the real pipeline against a simulated Telegram and a generated population.
+    Demo(DemoArgs),
+}
+
+/// Options of `kuryer demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Simulated channels.
+    #[arg(long, default_value_t = 50)]
+    pub channels: u32,
+    /// Simulated users.
+    #[arg(long, default_value_t = 1000)]
+    pub users: u32,
+    /// Subscriptions of each user.
+    #[arg(long, default_value_t = 5)]
+    pub subs_per_user: u32,
+    /// Posts published on each channel.
+    #[arg(long, default_value_t = 10)]
+    pub posts_per_channel: u32,
+    /// Multiplies Telegram's limits for both the fake and the daemon (1 = real numbers).
+    #[arg(long, default_value_t = 100.0)]
+    pub limit_scale: f64,
+    /// Print the summary as one JSON object on the last line.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,690 @@
+//! Configuration: the structs, their defaults, loading, and validation.
+//!
+//! Loading order, later wins: built-in defaults < the TOML file < environment
+//! variables `KURYER_<SECTION>_<KEY>` < systemd credentials for secrets
+//! (`$CREDENTIALS_DIRECTORY/<name>`). Every key is documented in the
+//! repository's `config.toml`; unknown keys are an error that names the key.
+//!
+//! `load()` only reads and checks; nothing here connects to anything.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::secret::{Secret, SecretUrl};
+
+/// Where `kuryer` looks for its file when `--config` is not given, in order.
+pub const DEFAULT_PATHS: [&str; 2] = ["./config.toml", "/etc/kuryer/config.toml"];
+
+/// Prefix of the environment variables that override keys.
+pub const ENV_PREFIX: &str = "KURYER_";
+
+/// systemd credentials kuryer reads, and the key each one sets.
+pub const CREDENTIALS: [(&str, &str); 6] = [
+    ("bot_tokens", "telegram.bot_tokens"),
+    ("api_hash", "telegram.api_hash"),
+    ("database_url", "database.url"),
+    ("redis_url", "redis.url"),
+    ("api_token", "http.api_token"),
+    ("replica_urls", "database.replica_urls"),
+];
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// PostgreSQL.
+    pub database: DatabaseConfig,
+    /// Redis: dedup keys and shared caches.
+    pub redis: RedisConfig,
+    /// Telegram: Bot API, bot tokens, admins, the MTProto reader's app credentials.
+    pub telegram: TelegramConfig,
+    /// Telegram's rate limits as the daemon obeys them.
+    pub limits: LimitsConfig,
+    /// The management HTTP API.
+    pub http: HttpConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// PostgreSQL settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// Primary database URL (`postgres://user:password@host:port/db`) or libpq key-value string.
+    pub url: SecretUrl,
+    /// Read replicas for read-only queries; empty means all reads go to the primary.
+    pub replica_urls: Vec<SecretUrl>,
+    /// Most connections in the pool. The seed's "20 + 40 overflow" is a ceiling of 60.
+    pub pool_max: usize,
+    /// How long a caller waits for a free connection before the call fails (ms).
+    pub pool_wait_timeout_ms: u64,
+    /// How long opening a new connection may take (ms).
+    pub connect_timeout_ms: u64,
+    /// Server-side statement timeout for every connection (ms); 0 disables.
+    pub statement_timeout_ms: u64,
+    /// Days of `forwarded_messages` history kept; older daily partitions are dropped.
+    pub retention_days: u32,
+    /// Daily partitions of `forwarded_messages` created ahead of today.
+    pub partitions_ahead_days: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: SecretUrl::new("postgres://postgres@127.0.0.1:5432/kuryer"),
+            replica_urls: Vec::new(),
+            pool_max: 60,
+            pool_wait_timeout_ms: 5_000,
+            connect_timeout_ms: 5_000,
+            statement_timeout_ms: 30_000,
+            retention_days: 30,
+            partitions_ahead_days: 7,
+        }
+    }
+}
+
+/// Redis settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// Redis URL (`redis://[:password@]host:port/db`, `rediss://` for TLS).
+    pub url: SecretUrl,
+    /// Prefix of every key kuryer writes, so several deployments can share a server.
+    pub key_prefix: String,
+    /// Lifetime of a dedup key `fwd:{subscription_id}:{message_id}` (s). Seed: 24 h.
+    pub dedup_ttl_s: u64,
+    /// Lifetime of a cached user `user:{telegram_id}` (s). Seed: 1 h.
+    pub user_ttl_s: u64,
+    /// Lifetime of a cached channel `channel:{channel_id}` (s). Seed: 2 h.
+    pub channel_ttl_s: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: SecretUrl::new("redis://127.0.0.1:6379/0"),
+            key_prefix: "kuryer:".to_owned(),
+            dedup_ttl_s: 24 * 3600,
+            user_ttl_s: 3600,
+            channel_ttl_s: 2 * 3600,
+        }
+    }
+}
+
+/// Telegram settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelegramConfig {
+    /// Base URL of the Bot API server.
+    pub bot_api_url: String,
+    /// Bot tokens from @BotFather; deliveries are spread over them.
+    pub bot_tokens: Vec<Secret>,
+    /// Telegram user ids allowed to use admin commands such as `/stats`.
+    pub admins: Vec<i64>,
+    /// MTProto application id from my.telegram.org (for reader accounts); 0 = none.
+    pub api_id: i32,
+    /// MTProto application hash from my.telegram.org.
+    pub api_hash: Option<Secret>,
+    /// Private relay channel (bot is admin) into which reader accounts forward media posts.
+    pub relay_chat_id: Option<i64>,
+    /// Timeout of one Bot API request (ms).
+    pub request_timeout_ms: u64,
+}
+
+impl Default for TelegramConfig {
+    fn default() -> Self {
+        Self {
+            bot_api_url: "https://api.telegram.org".to_owned(),
+            bot_tokens: Vec::new(),
+            admins: Vec::new(),
+            api_id: 0,
+            api_hash: None,
+            relay_chat_id: None,
+            request_timeout_ms: 15_000,
+        }
+    }
+}
+
+/// Telegram's rate limits, as the daemon's own limiter enforces them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Messages a second one bot token may send overall (Telegram: about 30).
+    pub per_bot_per_second: f64,
+    /// Messages a second to one chat (Telegram: 1, short bursts tolerated).
+    pub per_chat_per_second: f64,
+    /// Messages a minute to one group or channel (Telegram: 20).
+    pub per_group_per_minute: f64,
+    /// Use `allow_paid_broadcast` (up to 1,000 messages/s, paid in Stars). Opt-in.
+    pub allow_paid_broadcast: bool,
+    /// The overall per-bot rate while `allow_paid_broadcast` is on.
+    pub paid_per_bot_per_second: f64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            per_bot_per_second: 30.0,
+            per_chat_per_second: 1.0,
+            per_group_per_minute: 20.0,
+            allow_paid_broadcast: false,
+            paid_per_bot_per_second: 1000.0,
+        }
+    }
+}
+
+/// The management HTTP API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address the API listens on; loopback by default.
+    pub listen: SocketAddr,
+    /// Bearer token for management routes; when unset those routes answer 404.
+    pub api_token: Option<Secret>,
+    /// Largest request body accepted (bytes).
+    pub body_limit_bytes: usize,
+    /// Time a client has to send its request head (ms).
+    pub request_timeout_ms: u64,
+    /// Time one request may spend in a handler, database included (ms).
+    pub handler_timeout_ms: u64,
+    /// HTTP worker threads; 0 = one per CPU core.
+    pub workers: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            api_token: None,
+            body_limit_bytes: 16 * 1024,
+            request_timeout_ms: 5_000,
+            handler_timeout_ms: 10_000,
+            workers: 0,
+        }
+    }
+}
+
+/// Where log lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// journald when started by systemd with the journal attached, else pretty.
+    Auto,
+    /// Native journald fields.
+    Journald,
+    /// One JSON object a line on stderr.
+    Json,
+    /// Human-readable lines on stderr.
+    Pretty,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `auto`, `journald`, `json` or `pretty`.
+    pub format: LogFormat,
+    /// A tracing filter: `info`, or per target, e.g. `info,kuryer=debug`. `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Auto,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// Why the configuration cannot be used. Every variant names where the bad
+/// value came from and the key it belongs to; none carries a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: cannot read it: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{origin}: key `{key}`: {message}")]
+    Invalid {
+        /// The file, environment variable or credential the value came from.
+        origin: String,
+        /// The dotted key, e.g. `database.pool_max`.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    #[error("{origin}: {message}")]
+    Syntax { origin: String, message: String },
+    #[error("systemd credential {name}: cannot read it: {source}")]
+    Credential {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A loaded, validated configuration and the file it came from (if any).
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The configuration.
+    pub config: Config,
+    /// The file read, or `None` when none existed and defaults were used.
+    pub path: Option<PathBuf>,
+}
+
+/// Finds the configuration file: `explicit` if given (it must exist), else
+/// the first of [`DEFAULT_PATHS`] that exists, else none.
+pub fn find_file(explicit: Option<&Path>) -> Result<Option<PathBuf>, ConfigError> {
+    if let Some(path) = explicit {
+        if !path.exists() {
+            return Err(ConfigError::Read {
+                path: path.to_owned(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+            });
+        }
+        return Ok(Some(path.to_owned()));
+    }
+    Ok(DEFAULT_PATHS.iter().map(PathBuf::from).find(|p| p.exists()))
+}
+
+/// Loads the configuration from the process environment.
+pub fn load(explicit: Option<&Path>) -> Result<Loaded, ConfigError> {
+    let path = find_file(explicit)?;
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let credentials_dir = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+    let config = load_from(path.as_deref(), &env, credentials_dir.as_deref())?;
+    Ok(Loaded { config, path })
+}
+
+/// Loads the configuration from explicit sources, so tests need not touch
+/// the process environment.
+pub fn load_from(
+    path: Option<&Path>,
+    env: &[(String, String)],
+    credentials_dir: Option<&Path>,
+) -> Result<Config, ConfigError> {
+    let mut figment = Figment::from(Serialized::defaults(Config::default()));
+    if let Some(path) = path {
+        // Read it ourselves first: figment ignores a file it cannot read.
+        std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    for source in env_sources(env) {
+        figment = figment.merge(source);
+    }
+    if let Some(dir) = credentials_dir {
+        for source in credential_sources(dir)? {
+            figment = figment.merge(source);
+        }
+    }
+    let config: Config = figment.extract().map_err(|e| from_figment(e, &figment))?;
+    config
+        .validate()
+        .map_err(|(key, message)| ConfigError::Invalid {
+            origin: origin_of(&figment, &key),
+            key,
+            message,
+        })?;
+    Ok(config)
+}
+
+/// One key set by one named source (an environment variable or a systemd
+/// credential), so an error can name exactly where a bad value came from.
+struct KeySource {
+    origin: String,
+    key: String,
+    value: figment::value::Value,
+}
+
+impl figment::Provider for KeySource {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named(self.origin.clone())
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        let nested = figment::util::nest(&self.key, self.value.clone());
+        let dict = nested.into_dict().unwrap_or_default();
+        Ok(figment::Profile::Default.collect(dict))
+    }
+}
+
+/// `KURYER_DATABASE_POOL_MAX` → `database.pool_max`: the first `_` after the
+/// prefix separates the section from the key (section names have none).
+/// Values are read as TOML-like scalars or arrays (`30`, `true`,
+/// `["a", "b"]`), else taken as text.
+fn env_sources(env: &[(String, String)]) -> Vec<KeySource> {
+    let mut sources: Vec<KeySource> = env
+        .iter()
+        .filter_map(|(name, raw)| {
+            let rest = name.strip_prefix(ENV_PREFIX)?;
+            if rest.is_empty() {
+                return None;
+            }
+            let key = match rest.split_once('_') {
+                Some((section, key)) => format!("{}.{}", section, key).to_ascii_lowercase(),
+                None => rest.to_ascii_lowercase(),
+            };
+            let value = figment::value::Value::from_str(raw).unwrap_or_else(|e| match e {});
+            Some(KeySource {
+                origin: format!("environment variable {name}"),
+                key,
+                value,
+            })
+        })
+        .collect();
+    // Deterministic precedence whatever order the environment lists them in.
+    sources.sort_by(|a, b| a.origin.cmp(&b.origin));
+    sources
+}
+
+fn credential_sources(dir: &Path) -> Result<Vec<KeySource>, ConfigError> {
+    let mut sources = Vec::new();
+    for (name, key) in CREDENTIALS {
+        let path = dir.join(name);
+        if !path.exists() {
+            continue;
+        }
+        let raw = std::fs::read_to_string(&path).map_err(|source| ConfigError::Credential {
+            name: name.to_owned(),
+            source,
+        })?;
+        sources.push(KeySource {
+            origin: format!("systemd credential {name}"),
+            key: key.to_owned(),
+            value: credential_value(key, &raw),
+        });
+    }
+    Ok(sources)
+}
+
+/// List-valued credentials hold one value a line (blank lines and `#` comments
+/// skipped); the others are the file's content without the trailing newline.
+fn credential_value(key: &str, raw: &str) -> figment::value::Value {
+    use figment::value::{Tag, Value};
+    if key.ends_with("bot_tokens") || key.ends_with("replica_urls") {
+        let items = raw
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| Value::String(Tag::Default, l.to_owned()))
+            .collect();
+        Value::Array(Tag::Default, items)
+    } else {
+        Value::String(Tag::Default, raw.trim_end_matches(['\n', '\r']).to_owned())
+    }
+}
+
+/// Names the source that supplied `key`'s value: the file, the environment
+/// variable, the credential, or the built-in defaults.
+fn origin_of(figment: &Figment, key: &str) -> String {
+    match figment.find_metadata(key) {
+        Some(meta) => describe_metadata(meta),
+        None => "configuration".to_owned(),
+    }
+}
+
+fn describe_metadata(meta: &figment::Metadata) -> String {
+    match &meta.source {
+        Some(figment::Source::File(path)) => format!("config file {}", path.display()),
+        _ if meta.name.starts_with("environment variable")
+            || meta.name.starts_with("systemd credential") =>
+        {
+            meta.name.to_string()
+        }
+        _ => "built-in defaults".to_owned(),
+    }
+}
+
+/// Turns figment's error into one that names the source and the dotted key.
+fn from_figment(error: figment::Error, figment: &Figment) -> ConfigError {
+    use figment::error::Kind;
+    // For an unknown key, figment's path already ends with the key itself.
+    let key = error.path.join(".");
+    let origin = match &error.metadata {
+        Some(meta) => describe_metadata(meta),
+        None => origin_of(figment, &key),
+    };
+    let message = match &error.kind {
+        Kind::UnknownField(_, expected) if expected.is_empty() => "unknown key".to_owned(),
+        Kind::UnknownField(_, expected) => {
+            format!("unknown key (known keys here: {})", expected.join(", "))
+        }
+        Kind::InvalidType(actual, expected) => {
+            format!("wrong type: found {actual}, expected {expected}")
+        }
+        Kind::InvalidValue(actual, expected) => {
+            format!("invalid value: found {actual}, expected {expected}")
+        }
+        Kind::UnknownVariant(found, expected) => {
+            format!("unknown value `{found}` (one of: {})", expected.join(", "))
+        }
+        Kind::Message(m) if key.is_empty() => {
+            return ConfigError::Syntax {
+                origin,
+                message: m.clone(),
+            };
+        }
+        Kind::Message(m) => m.clone(),
+        other => other.to_string(),
+    };
+    if key.is_empty() {
+        ConfigError::Syntax { origin, message }
+    } else {
+        ConfigError::Invalid {
+            origin,
+            key,
+            message,
+        }
+    }
+}
+
+impl Config {
+    /// Checks values that parse but cannot work; returns the dotted key and
+    /// what is wrong. Pure: connects to nothing.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        fn bad(key: &str, message: impl Into<String>) -> Result<(), (String, String)> {
+            Err((key.to_owned(), message.into()))
+        }
+        fn range<T: PartialOrd + std::fmt::Display>(
+            key: &str,
+            value: T,
+            min: T,
+            max: T,
+        ) -> Result<(), (String, String)> {
+            if value < min || value > max {
+                bad(
+                    key,
+                    format!("out of range: {value} is not between {min} and {max}"),
+                )
+            } else {
+                Ok(())
+            }
+        }
+
+        let db = &self.database;
+        check_postgres_url("database.url", &db.url)?;
+        for (i, url) in db.replica_urls.iter().enumerate() {
+            check_postgres_url(&format!("database.replica_urls[{i}]"), url)?;
+        }
+        range("database.pool_max", db.pool_max, 1, 10_000)?;
+        range(
+            "database.pool_wait_timeout_ms",
+            db.pool_wait_timeout_ms,
+            1,
+            600_000,
+        )?;
+        range(
+            "database.connect_timeout_ms",
+            db.connect_timeout_ms,
+            1,
+            600_000,
+        )?;
+        range(
+            "database.statement_timeout_ms",
+            db.statement_timeout_ms,
+            0,
+            3_600_000,
+        )?;
+        range("database.retention_days", db.retention_days, 1, 3_650)?;
+        range(
+            "database.partitions_ahead_days",
+            db.partitions_ahead_days,
+            1,
+            366,
+        )?;
+
+        let redis = &self.redis;
+        match url::Url::parse(redis.url.expose()) {
+            Ok(u) if matches!(u.scheme(), "redis" | "rediss" | "unix" | "redis+unix") => {}
+            Ok(u) => bad(
+                "redis.url",
+                format!(
+                    "unsupported scheme `{}` (use redis://, rediss:// or unix://)",
+                    u.scheme()
+                ),
+            )?,
+            Err(e) => bad("redis.url", format!("unparsable URL: {e}"))?,
+        }
+        range("redis.dedup_ttl_s", redis.dedup_ttl_s, 1, 365 * 86_400)?;
+        range("redis.user_ttl_s", redis.user_ttl_s, 1, 365 * 86_400)?;
+        range("redis.channel_ttl_s", redis.channel_ttl_s, 1, 365 * 86_400)?;
+        if redis.key_prefix.chars().any(char::is_whitespace) {
+            bad("redis.key_prefix", "must not contain whitespace")?;
+        }
+
+        let tg = &self.telegram;
+        match url::Url::parse(&tg.bot_api_url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {}
+            Ok(_) => bad(
+                "telegram.bot_api_url",
+                "must be an http:// or https:// URL with a host",
+            )?,
+            Err(e) => bad("telegram.bot_api_url", format!("unparsable URL: {e}"))?,
+        }
+        for (i, token) in tg.bot_tokens.iter().enumerate() {
+            // `<bot id>:<secret>`; the message never repeats the token.
+            let ok = token.expose().split_once(':').is_some_and(|(id, rest)| {
+                !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) && rest.len() >= 20
+            });
+            if !ok {
+                bad(
+                    &format!("telegram.bot_tokens[{i}]"),
+                    "not a bot token (expected `<bot id>:<secret>` as @BotFather gives it)",
+                )?;
+            }
+        }
+        if tg.admins.iter().any(|&id| id <= 0) {
+            bad("telegram.admins", "user ids are positive integers")?;
+        }
+        range("telegram.api_id", tg.api_id, 0, i32::MAX)?;
+        if tg.api_id != 0 && tg.api_hash.is_none() {
+            bad("telegram.api_hash", "required when telegram.api_id is set")?;
+        }
+        if let Some(hash) = &tg.api_hash {
+            let h = hash.expose();
+            if h.len() != 32 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                bad("telegram.api_hash", "must be 32 hexadecimal characters")?;
+            }
+        }
+        if tg.relay_chat_id.is_some_and(|id| id >= 0) {
+            bad(
+                "telegram.relay_chat_id",
+                "a channel's chat id is negative (-100…)",
+            )?;
+        }
+        range(
+            "telegram.request_timeout_ms",
+            tg.request_timeout_ms,
+            100,
+            600_000,
+        )?;
+
+        let l = &self.limits;
+        range(
+            "limits.per_bot_per_second",
+            l.per_bot_per_second,
+            0.01,
+            1_000_000.0,
+        )?;
+        range(
+            "limits.per_chat_per_second",
+            l.per_chat_per_second,
+            0.01,
+            1_000_000.0,
+        )?;
+        range(
+            "limits.per_group_per_minute",
+            l.per_group_per_minute,
+            0.01,
+            1_000_000.0,
+        )?;
+        range(
+            "limits.paid_per_bot_per_second",
+            l.paid_per_bot_per_second,
+            0.01,
+            1_000_000.0,
+        )?;
+
+        let h = &self.http;
+        if let Some(token) = &h.api_token
+            && token.expose().len() < 16
+        {
+            bad("http.api_token", "too short: use at least 16 characters")?;
+        }
+        range(
+            "http.body_limit_bytes",
+            h.body_limit_bytes,
+            64,
+            16 * 1024 * 1024,
+        )?;
+        range(
+            "http.request_timeout_ms",
+            h.request_timeout_ms,
+            100,
+            600_000,
+        )?;
+        range(
+            "http.handler_timeout_ms",
+            h.handler_timeout_ms,
+            100,
+            600_000,
+        )?;
+        range("http.workers", h.workers, 0, 256)?;
+
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            bad("log.level", format!("not a tracing filter: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, every secret shown as `***`.
+    pub fn to_redacted_toml(&self) -> String {
+        // The secret types serialise themselves redacted, so plain
+        // serialisation is already safe.
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+fn check_postgres_url(key: &str, url: &SecretUrl) -> Result<(), (String, String)> {
+    match tokio_postgres::Config::from_str(url.expose()) {
+        // tokio-postgres' parse errors do not echo the input, so they are safe to show.
+        Err(e) => Err((key.to_owned(), format!("unparsable URL: {e}"))),
+        Ok(c) if c.get_hosts().is_empty() => {
+            Err((key.to_owned(), "the URL names no host".to_owned()))
+        }
+        Ok(_) => Ok(()),
+    }
+}

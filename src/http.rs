@@ -1,0 +1,334 @@
+//! The management HTTP API (actix-web).
+//!
+//! Routes:
+//! - `POST /add_channel` `{"user_id": …, "channel_username": "…"}` — subscribe (idempotent).
+//! - `GET /subscriptions/{user_id}` — a user's subscriptions.
+//! - `GET /metrics` — Prometheus text. `GET /healthz`, `GET /readyz` — health.
+//!
+//! Management routes need `Authorization: Bearer <http.api_token>`; with no
+//! token configured they answer 404, so a forgotten token never means an open
+//! API. Errors are JSON `{"error": code, "message": text}` and never echo a
+//! secret.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use actix_web::dev::{Payload, Server};
+use actix_web::http::StatusCode;
+use actix_web::{
+    FromRequest, HttpRequest, HttpResponse, ResponseError, error::JsonPayloadError, web,
+};
+use kuryer_actors::model::ChannelUsername;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::config::HttpConfig;
+use crate::secret::Secret;
+use crate::store::{Store, StoreError};
+use crate::telemetry::{metrics_handle, names};
+
+/// Shared state of the HTTP workers.
+#[derive(Clone)]
+pub struct ApiState {
+    store: Store,
+    api_token: Option<Secret>,
+    handler_timeout: Duration,
+}
+
+/// An API error: status, machine-readable code, human message.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn from_store(e: StoreError) -> Self {
+        // Logged in full (it carries no secret); the client gets a short text.
+        tracing::error!(error = %e, retriable = e.is_retriable(), "Database operation failed.");
+        if e.is_retriable() {
+            Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                "the database is unavailable; try again",
+            )
+        } else {
+            Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+            )
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status).json(json!({"error": self.code, "message": self.message}))
+    }
+}
+
+/// Proof that a management request carried the right bearer token.
+struct Authorized;
+
+impl FromRequest for Authorized {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(authorize(req))
+    }
+}
+
+fn authorize(req: &HttpRequest) -> Result<Authorized, ApiError> {
+    let state = req
+        .app_data::<web::Data<ApiState>>()
+        .expect("ApiState is registered");
+    let Some(token) = &state.api_token else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "not found",
+        ));
+    };
+    let presented = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match presented {
+        Some(p) if constant_time_eq(p.as_bytes(), token.expose().as_bytes()) => Ok(Authorized),
+        _ => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong bearer token",
+        )),
+    }
+}
+
+/// Compares without an early exit, so response time does not tell how much
+/// of a guessed token was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Body of `POST /add_channel`.
+#[derive(Debug, Deserialize)]
+struct AddChannel {
+    user_id: i64,
+    channel_username: String,
+}
+
+async fn add_channel(
+    _auth: Authorized,
+    state: web::Data<ApiState>,
+    body: web::Json<AddChannel>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    if body.user_id <= 0 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_user_id",
+            "user_id must be a positive Telegram user id",
+        ));
+    }
+    let channel = ChannelUsername::parse(&body.channel_username).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_channel_username",
+            e.to_string(),
+        )
+    })?;
+    let added = with_timeout(&state, state.store.add_subscription(body.user_id, &channel)).await?;
+    if added.created {
+        metrics::counter!(names::SUBSCRIPTIONS_CREATED_TOTAL).increment(1);
+        tracing::info!(
+            user_id = body.user_id,
+            channel = %channel,
+            subscription_id = added.subscription.id,
+            "Subscription created through the API."
+        );
+    }
+    Ok(HttpResponse::Ok().json(added))
+}
+
+async fn subscriptions(
+    _auth: Authorized,
+    state: web::Data<ApiState>,
+    user_id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let list = with_timeout(&state, state.store.subscriptions_of_user(*user_id)).await?;
+    Ok(HttpResponse::Ok().json(list))
+}
+
+async fn with_timeout<T>(
+    state: &ApiState,
+    fut: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, ApiError> {
+    match tokio::time::timeout(state.handler_timeout, fut).await {
+        Ok(r) => r.map_err(ApiError::from_store),
+        Err(_) => {
+            tracing::warn!(
+                timeout_ms = state.handler_timeout.as_millis() as u64,
+                "HTTP handler timed out waiting for the database."
+            );
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "the database did not answer in time; try again",
+            ))
+        }
+    }
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+async fn readyz(state: web::Data<ApiState>) -> HttpResponse {
+    match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
+        Ok(Ok(())) => HttpResponse::Ok().json(json!({"status": "ready", "database": "ok"})),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "Readiness check: database unreachable.");
+            HttpResponse::ServiceUnavailable()
+                .json(json!({"status": "not_ready", "database": "unreachable"}))
+        }
+        Err(_) => HttpResponse::ServiceUnavailable()
+            .json(json!({"status": "not_ready", "database": "timeout"})),
+    }
+}
+
+async fn metrics_text() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(metrics_handle().render())
+}
+
+async fn not_found() -> HttpResponse {
+    HttpResponse::NotFound().json(json!({"error": "not_found", "message": "no such route"}))
+}
+
+fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    let (status, code) = match &err {
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+            (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+        }
+        _ => (StatusCode::BAD_REQUEST, "invalid_json"),
+    };
+    ApiError::new(status, code, err.to_string()).into()
+}
+
+fn path_error(err: actix_web::error::PathError, _req: &HttpRequest) -> actix_web::Error {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_user_id",
+        format!("user_id must be an integer: {err}"),
+    )
+    .into()
+}
+
+/// Registers the routes on an actix-web app; shared by the server and tests.
+pub fn configure(cfg: &mut web::ServiceConfig, state: ApiState, body_limit: usize) {
+    cfg.app_data(web::Data::new(state))
+        .app_data(
+            web::JsonConfig::default()
+                .limit(body_limit)
+                // The seed's load test may omit the content type; the body is still JSON.
+                .content_type_required(false)
+                .error_handler(json_error),
+        )
+        .app_data(web::PathConfig::default().error_handler(path_error))
+        .route("/add_channel", web::post().to(add_channel))
+        .route("/subscriptions/{user_id}", web::get().to(subscriptions))
+        .route("/metrics", web::get().to(metrics_text))
+        .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .default_service(web::to(not_found));
+}
+
+/// A bound, not yet running, API server.
+pub struct ApiServer {
+    /// The address it listens on (useful with port 0).
+    pub addr: SocketAddr,
+    /// The server future; run or spawn it.
+    pub server: Server,
+}
+
+/// Binds the API server on `cfg.listen`.
+pub fn bind(cfg: &HttpConfig, store: Store) -> std::io::Result<ApiServer> {
+    if cfg.api_token.is_none() {
+        tracing::warn!(
+            "http.api_token is not set: management routes (/add_channel, /subscriptions) answer 404."
+        );
+    }
+    // Install the recorder before the first request can race to.
+    metrics_handle();
+    let state = ApiState {
+        store,
+        api_token: cfg.api_token.clone(),
+        handler_timeout: Duration::from_millis(cfg.handler_timeout_ms),
+    };
+    let body_limit = cfg.body_limit_bytes;
+    let mut server = actix_web::HttpServer::new(move || {
+        let state = state.clone();
+        actix_web::App::new()
+            .wrap(actix_web::middleware::from_fn(count_requests))
+            .configure(|c| configure(c, state, body_limit))
+    })
+    .client_request_timeout(Duration::from_millis(cfg.request_timeout_ms))
+    .client_disconnect_timeout(Duration::from_secs(1))
+    .keep_alive(Duration::from_secs(30))
+    .disable_signals()
+    .shutdown_timeout(5);
+    if cfg.workers > 0 {
+        server = server.workers(cfg.workers);
+    }
+    let server = server.bind(cfg.listen)?;
+    let addr = server.addrs().first().copied().unwrap_or(cfg.listen);
+    tracing::info!(%addr, "HTTP API listening.");
+    Ok(ApiServer {
+        addr,
+        server: server.run(),
+    })
+}
+
+/// Counts requests by matched route pattern (not the raw path, which would
+/// make a series per user id) and status.
+async fn count_requests(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let res = next.call(req).await?;
+    metrics::counter!(
+        names::HTTP_REQUESTS_TOTAL,
+        "route" => route,
+        "status" => res.status().as_u16().to_string()
+    )
+    .increment(1);
+    Ok(res)
+}

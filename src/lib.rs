@@ -1,0 +1,16 @@
+//! The kuryer daemon: CLI, configuration, wiring, and the adapters to
+//! PostgreSQL, Redis, Telegram and HTTP. The actors live in `kuryer-actors`;
+//! `ARCHITECTURE.md` is the map.
+
+/// The command line.
+pub mod cli;
+/// Configuration: structs, defaults, loading, validation.
+pub mod config;
+/// The management HTTP API.
+pub mod http;
+/// Secrets that print themselves redacted.
+pub mod secret;
+/// PostgreSQL: pool, typed queries, migrations, partitions.
+pub mod store;
+/// Logging and metrics.
+pub mod telemetry;

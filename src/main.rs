@@ -1,0 +1,100 @@
+//! `kuryer`: parse the command line, load the configuration, set up logging,
+//! and run the chosen command. Everything else lives in the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use kuryer::cli::{Cli, Command, ConfigArg};
+use kuryer::config::{self, Loaded};
+use kuryer::store::{Store, migrate};
+use kuryer::telemetry;
+
+/// Exit code for a bad configuration or a command that cannot run.
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig(arg) => check_config(&arg),
+        Command::Migrate(arg) => with_config(&arg, |loaded| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(run_migrate(loaded))
+        }),
+        Command::Run(_) => not_built("run", "the delivery pipeline"),
+        Command::Login { .. } => not_built("login", "the MTProto reader"),
+        Command::Demo(_) => not_built("demo", "the delivery pipeline and its simulator"),
+    }
+}
+
+fn not_built(command: &str, what: &str) -> ExitCode {
+    eprintln!("kuryer {command}: not built yet — this version does not have {what}.");
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// Loads the configuration (exit 2 with the message when it is bad), sets up
+/// logging, and runs `f`; an error from `f` exits 1.
+fn with_config(arg: &ConfigArg, f: impl FnOnce(Loaded) -> anyhow::Result<()>) -> ExitCode {
+    let loaded = match config::load(arg.config.as_deref()) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("kuryer: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    telemetry::init_tracing(&loaded.config.log);
+    match f(loaded) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kuryer: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(arg: &ConfigArg) -> ExitCode {
+    match config::load(arg.config.as_deref()) {
+        Ok(loaded) => {
+            match &loaded.path {
+                Some(p) => println!("# configuration is valid: {}", p.display()),
+                None => println!(
+                    "# configuration is valid: no file found ({}), built-in defaults and environment",
+                    config::DEFAULT_PATHS.join(", ")
+                ),
+            }
+            println!("# secrets are shown as ***\n");
+            print!("{}", loaded.config.to_redacted_toml());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kuryer: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+async fn run_migrate(loaded: Loaded) -> anyhow::Result<()> {
+    let db = &loaded.config.database;
+    let store = Store::new(db)?;
+    let report = migrate::apply(&store, migrate::MIGRATIONS).await?;
+    let parts = store
+        .maintain_partitions(db.partitions_ahead_days, db.retention_days)
+        .await?;
+    if report.applied.is_empty() {
+        println!(
+            "schema is up to date ({} migrations applied before)",
+            report.already
+        );
+    } else {
+        for name in &report.applied {
+            println!("applied {name}");
+        }
+    }
+    println!(
+        "forwarded_messages partitions: {} created, {} dropped",
+        parts.created.len(),
+        parts.dropped.len()
+    );
+    Ok(())
+}

@@ -1,0 +1,184 @@
+//! Schema migrations: the numbered plain-SQL files of `sql/`, compiled into
+//! the binary and applied in order, each in its own transaction.
+//!
+//! A table `kuryer_migrations` records each applied file with a SHA-256 of
+//! its text. If an applied file's text has changed since, or the database
+//! holds a migration this binary does not know (it is older than the
+//! schema), nothing is applied and the error says which file. A session-level
+//! advisory lock makes concurrent `migrate` runs (several instances starting
+//! at once) take turns.
+
+use sha2::{Digest, Sha256};
+
+use super::{OpContext, Store, StoreError};
+
+/// One migration file.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// The number the file name starts with.
+    pub version: i32,
+    /// The file name, e.g. `0001_init.sql`.
+    pub name: &'static str,
+    /// Its SQL.
+    pub sql: &'static str,
+}
+
+impl Migration {
+    /// SHA-256 of the SQL text, hex.
+    pub fn checksum(&self) -> String {
+        hex(&Sha256::digest(self.sql.as_bytes()))
+    }
+}
+
+/// Every migration, in order. A test checks this list against `sql/`.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "0001_init.sql",
+    sql: include_str!("../../sql/0001_init.sql"),
+}];
+
+/// Why migrating failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "migration {name} was changed after it was applied (checksum {applied} in the database, {current} in this binary); refusing to continue — restore the file or write a new migration"
+    )]
+    Changed {
+        name: String,
+        applied: String,
+        current: String,
+    },
+    #[error(
+        "the database has migration {version} ({name}) which this kuryer does not know; it is older than the schema — upgrade kuryer"
+    )]
+    Unknown { version: i32, name: String },
+    #[error("migration {name} failed: {source}")]
+    Failed {
+        name: &'static str,
+        #[source]
+        source: StoreError,
+    },
+}
+
+/// What `migrate` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrateReport {
+    /// File names applied by this run, in order.
+    pub applied: Vec<&'static str>,
+    /// How many were already applied.
+    pub already: usize,
+}
+
+/// Any number the lock could be; it only has to be the same for every kuryer.
+const LOCK_KEY: i64 = 0x6b75_7279_6572; // "kuryer"
+
+/// Applies `migrations` that are not yet applied. Idempotent.
+pub async fn apply(store: &Store, migrations: &[Migration]) -> Result<MigrateReport, MigrateError> {
+    const OP: &str = "migrate";
+    let mut c = store.conn(OP).await?;
+    c.execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
+        .await
+        .op(OP)?;
+    let result = apply_locked(&mut c, migrations).await;
+    // Unlock even on failure; a dropped connection would release it too.
+    let _ = c
+        .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
+        .await;
+    result
+}
+
+async fn apply_locked(
+    c: &mut deadpool_postgres::Object,
+    migrations: &[Migration],
+) -> Result<MigrateReport, MigrateError> {
+    const OP: &str = "migrate";
+    c.batch_execute(
+        "CREATE TABLE IF NOT EXISTS kuryer_migrations (
+             version    integer PRIMARY KEY,
+             name       text        NOT NULL,
+             checksum   text        NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         )",
+    )
+    .await
+    .op(OP)?;
+    let applied = c
+        .query(
+            "SELECT version, name, checksum FROM kuryer_migrations ORDER BY version",
+            &[],
+        )
+        .await
+        .op(OP)?;
+    for row in &applied {
+        let (version, name, checksum): (i32, String, String) = (row.get(0), row.get(1), row.get(2));
+        match migrations.iter().find(|m| m.version == version) {
+            None => return Err(MigrateError::Unknown { version, name }),
+            Some(m) if m.checksum() != checksum => {
+                return Err(MigrateError::Changed {
+                    name: m.name.to_owned(),
+                    applied: checksum,
+                    current: m.checksum(),
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    let mut report = MigrateReport {
+        applied: Vec::new(),
+        already: applied.len(),
+    };
+    for m in migrations {
+        if applied.iter().any(|r| r.get::<_, i32>(0) == m.version) {
+            continue;
+        }
+        let fail = |source| MigrateError::Failed {
+            name: m.name,
+            source,
+        };
+        let tx = c.transaction().await.op(OP).map_err(fail)?;
+        tx.batch_execute(m.sql).await.op(OP).map_err(fail)?;
+        tx.execute(
+            "INSERT INTO kuryer_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+            &[&m.version, &m.name, &m.checksum()],
+        )
+        .await
+        .op(OP)
+        .map_err(fail)?;
+        tx.commit().await.op(OP).map_err(fail)?;
+        tracing::info!(migration = m.name, "Migration applied.");
+        report.applied.push(m.name);
+    }
+    Ok(report)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_sql_file_is_listed_in_order() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/sql");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".sql"))
+            .collect();
+        files.sort();
+        let listed: Vec<&str> = MIGRATIONS.iter().map(|m| m.name).collect();
+        assert_eq!(files, listed, "sql/ and MIGRATIONS disagree");
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version as usize, i + 1, "{} is out of sequence", m.name);
+            assert!(
+                m.name.starts_with(&format!("{:04}_", m.version)),
+                "{}",
+                m.name
+            );
+        }
+    }
+}

@@ -1,0 +1,605 @@
+//! The schema and the store against a real PostgreSQL, one fresh database per test.
+
+mod common;
+
+use chrono::{Days, NaiveDate, Utc};
+use common::TestDb;
+use kuryer::store::migrate::{self, MigrateError, Migration};
+use kuryer::store::{ForwardedRow, NewPost, partitions};
+use kuryer_actors::model::{ChannelUsername, DeliveryMode, DestinationKind};
+
+fn name(s: &str) -> ChannelUsername {
+    ChannelUsername::parse(s).unwrap()
+}
+
+#[tokio::test]
+async fn migrations_apply_once_and_reapply_as_a_no_op() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    let first = migrate::apply(&store, migrate::MIGRATIONS).await.unwrap();
+    assert_eq!(first.applied.len(), migrate::MIGRATIONS.len());
+    assert_eq!(first.already, 0);
+
+    let client = db.client().await;
+    let before = schema(&client).await;
+    for table in [
+        "users",
+        "channels",
+        "destinations",
+        "subscriptions",
+        "posts",
+        "forwarded_messages",
+    ] {
+        assert!(
+            before.iter().any(|c| c.starts_with(&format!("{table}."))),
+            "{table} missing"
+        );
+    }
+
+    let second = migrate::apply(&store, migrate::MIGRATIONS).await.unwrap();
+    assert!(second.applied.is_empty());
+    assert_eq!(second.already, migrate::MIGRATIONS.len());
+    assert_eq!(
+        schema(&client).await,
+        before,
+        "a second run changed the schema"
+    );
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM kuryer_migrations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n as usize, migrate::MIGRATIONS.len());
+}
+
+#[tokio::test]
+async fn concurrent_migrations_take_turns() {
+    let db = TestDb::new().await;
+    let (a, b) = (db.store(), db.store());
+    let (ra, rb) = tokio::join!(
+        migrate::apply(&a, migrate::MIGRATIONS),
+        migrate::apply(&b, migrate::MIGRATIONS)
+    );
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    // Exactly one of them applied the files; the other found them applied.
+    assert_eq!(
+        ra.applied.len() + rb.applied.len(),
+        migrate::MIGRATIONS.len()
+    );
+}
+
+#[tokio::test]
+async fn a_changed_migration_is_refused_and_nothing_runs() {
+    let db = TestDb::new().await;
+    let store = db.migrated().await;
+    let mut changed: Vec<Migration> = migrate::MIGRATIONS.to_vec();
+    changed[0].sql = "SELECT 1; -- edited after it was applied";
+    changed.push(Migration {
+        version: 2,
+        name: "0002_next.sql",
+        sql: "CREATE TABLE must_not_exist (x int)",
+    });
+    let err = migrate::apply(&store, &changed).await.unwrap_err();
+    assert!(
+        matches!(&err, MigrateError::Changed { name, .. } if name == "0001_init.sql"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("0001_init.sql"));
+    let exists: bool = db
+        .client()
+        .await
+        .query_one("SELECT to_regclass('must_not_exist') IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!exists, "a later migration ran after a checksum mismatch");
+}
+
+#[tokio::test]
+async fn a_database_newer_than_the_binary_is_refused() {
+    let db = TestDb::new().await;
+    let store = db.migrated().await;
+    db.client()
+        .await
+        .execute(
+            "INSERT INTO kuryer_migrations (version, name, checksum) VALUES (99, '0099_future.sql', 'x')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let err = migrate::apply(&store, migrate::MIGRATIONS)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, MigrateError::Unknown { version: 99, .. }),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_migration_rolls_back_whole() {
+    let db = TestDb::new().await;
+    let store = db.migrated().await;
+    let mut list: Vec<Migration> = migrate::MIGRATIONS.to_vec();
+    list.push(Migration {
+        version: 2,
+        name: "0002_broken.sql",
+        sql: "CREATE TABLE half_done (x int); SELECT no_such_function();",
+    });
+    let err = migrate::apply(&store, &list).await.unwrap_err();
+    assert!(err.to_string().contains("0002_broken.sql"), "{err}");
+    let c = db.client().await;
+    let exists: bool = c
+        .query_one("SELECT to_regclass('half_done') IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!exists, "the failed migration left a table behind");
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM kuryer_migrations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+}
+
+#[tokio::test]
+async fn add_subscription_creates_everything_once_and_is_idempotent() {
+    let db = TestDb::new().await;
+    let store = db.migrated().await;
+    let first = store
+        .add_subscription(123456, &name("@Test_Channel"))
+        .await
+        .unwrap();
+    assert!(first.created);
+    let s = &first.subscription;
+    assert_eq!(s.user_id, 123456);
+    assert_eq!(s.channel_username.as_deref(), Some("test_channel"));
+    assert_eq!(s.channel_status, "pending");
+    assert_eq!(s.channel_id, None);
+    assert_eq!(s.destination_chat_id, 123456);
+    assert_eq!(s.destination_kind, DestinationKind::Private);
+    assert_eq!(s.mode, DeliveryMode::Copy);
+    assert!(s.active);
+
+    let again = store
+        .add_subscription(123456, &name("t.me/test_channel"))
+        .await
+        .unwrap();
+    assert!(!again.created);
+    assert_eq!(again.subscription, first.subscription);
+
+    let c = db.client().await;
+    for (table, want) in [
+        ("users", 1i64),
+        ("channels", 1),
+        ("destinations", 1),
+        ("subscriptions", 1),
+    ] {
+        let n: i64 = c
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, want, "{table}");
+    }
+
+    // A removed subscription comes back on a new add.
+    c.execute("UPDATE subscriptions SET is_active = false", &[])
+        .await
+        .unwrap();
+    let back = store
+        .add_subscription(123456, &name("test_channel"))
+        .await
+        .unwrap();
+    assert!(!back.created);
+    assert!(back.subscription.active);
+}
+
+#[tokio::test]
+async fn concurrent_adds_of_the_same_pair_make_one_subscription() {
+    let db = TestDb::new().await;
+    let store = db.migrated().await;
+    let ch = name("race_channel");
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (store, ch) = (store.clone(), ch.clone());
+        tasks.push(tokio::spawn(async move {
+            store.add_subscription(777, &ch).await
+        }));
+    }
+    let mut created = 0;
+    let mut ids = std::collections::HashSet::new();
+    for t in tasks {
+        let added = t.await.unwrap().unwrap();
+        created += added.created as usize;
+        ids.insert(added.subscription.id);
+    }
+    assert_eq!(created, 1);
+    assert_eq!(ids.len(), 1);
+}
+
+#[tokio::test]
+async fn subscriptions_of_an_unknown_user_is_empty() {
+    let db = TestDb::new().await;
+    let store = db.migrated().await;
+    store.add_subscription(1, &name("chan_one")).await.unwrap();
+    store.add_subscription(1, &name("chan_two")).await.unwrap();
+    assert!(store.subscriptions_of_user(2).await.unwrap().is_empty());
+    let list = store.subscriptions_of_user(1).await.unwrap();
+    let names: Vec<_> = list
+        .iter()
+        .map(|s| s.channel_username.clone().unwrap())
+        .collect();
+    assert_eq!(names, ["chan_one", "chan_two"]);
+}
+
+#[tokio::test]
+async fn constraints_reject_duplicates_and_junk() {
+    let db = TestDb::new().await;
+    let store = db.migrated().await;
+    store
+        .add_subscription(42, &name("dupe_channel"))
+        .await
+        .unwrap();
+    let c = db.client().await;
+    let dup_sub = c
+        .execute(
+            "INSERT INTO subscriptions (user_id, channel_id, destination_id)
+             SELECT user_id, channel_id, destination_id FROM subscriptions",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        dup_sub.code(),
+        Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+    );
+
+    let dup_user = c
+        .execute("INSERT INTO users (telegram_id) VALUES (42)", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        dup_user.code(),
+        Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+    );
+
+    let upper = c
+        .execute("INSERT INTO channels (username) VALUES ('UpperCase')", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        upper.code(),
+        Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION)
+    );
+
+    let bad_mode = c
+        .execute("UPDATE subscriptions SET mode = 'teleport'", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        bad_mode.code(),
+        Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION)
+    );
+
+    // Two rows for the same subscription + source message, even written a day
+    // apart, are one row: the partition key is the post's day, not the send's.
+    let sub: i64 = c
+        .query_one("SELECT id FROM subscriptions", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let ch: i64 = c
+        .query_one("SELECT id FROM channels", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let today = Utc::now().date_naive();
+    c.execute(
+        "INSERT INTO forwarded_messages (subscription_id, channel_id, source_message_id, post_day,
+                                         destination_chat_id, status)
+         VALUES ($1, $2, 10, $3, 42, 'sent')",
+        &[&sub, &ch, &today],
+    )
+    .await
+    .unwrap();
+    let dup_fwd = c
+        .execute(
+            "INSERT INTO forwarded_messages (subscription_id, channel_id, source_message_id, post_day,
+                                             destination_chat_id, status)
+             VALUES ($1, $2, 10, $3, 42, 'sent')",
+            &[&sub, &ch, &today],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        dup_fwd.code(),
+        Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+    );
+
+    let dup_post = {
+        let post = NewPost {
+            channel_id: ch,
+            message_ids: vec![5],
+            album_id: None,
+            kind: "text".into(),
+            detected_at: Utc::now(),
+        };
+        assert!(store.record_post(&post).await.unwrap().is_some());
+        store.record_post(&post).await.unwrap()
+    };
+    assert_eq!(dup_post, None, "the same post was recorded twice");
+}
+
+/// 10,000 users × 5 channels each out of 1,000: the registry's load.
+async fn seed_population(c: &tokio_postgres::Client) {
+    c.batch_execute(
+        "INSERT INTO users (telegram_id) SELECT g FROM generate_series(1, 10000) g;
+         INSERT INTO channels (username, telegram_id, status)
+              SELECT 'chan_' || g, -1000000000000 - g, 'active' FROM generate_series(1, 1000) g;
+         INSERT INTO destinations (chat_id, kind, owner_user_id)
+              SELECT telegram_id, 'private', id FROM users;
+         INSERT INTO subscriptions (user_id, channel_id, destination_id)
+              SELECT u.id, c.id, d.id
+                FROM users u
+                JOIN destinations d ON d.owner_user_id = u.id
+                CROSS JOIN generate_series(0, 4) k
+                JOIN channels c ON c.id = ((u.id * 7 + k * 200) % 1000) + 1;",
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn stream_loads_50000_subscriptions_in_bounded_chunks() {
+    let db = TestDb::new().await;
+    let store = db.migrated().await;
+    let c = db.client().await;
+    seed_population(&c).await;
+    // Inactive rows and rows of inactive destinations are not streamed.
+    c.batch_execute(
+        "INSERT INTO users (telegram_id) VALUES (999999);
+         INSERT INTO destinations (chat_id, kind, owner_user_id, is_active)
+              SELECT 999999, 'private', id, false FROM users WHERE telegram_id = 999999;
+         INSERT INTO subscriptions (user_id, channel_id, destination_id)
+              SELECT u.id, 1, d.id FROM users u JOIN destinations d ON d.owner_user_id = u.id
+               WHERE u.telegram_id = 999999;",
+    )
+    .await
+    .unwrap();
+
+    const CHUNK: usize = 1000;
+    let started = std::time::Instant::now();
+    let mut stream = store.stream_active_subscriptions(CHUNK);
+    let first = stream.next_chunk().await.unwrap().unwrap();
+    assert_eq!(first.len(), CHUNK);
+    // The consumer holds back: the producer must not run ahead by more than
+    // the channel's two chunks plus the one it is sending.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        stream.fetched_rows() <= 4 * CHUNK,
+        "fetched {} rows while the consumer had taken {CHUNK}",
+        stream.fetched_rows()
+    );
+
+    let mut total = first.len();
+    let mut chunks = 1;
+    let mut ids = std::collections::HashSet::new();
+    let mut last_channel = 0;
+    for s in &first {
+        ids.insert(s.subscription_id);
+        last_channel = s.channel_id;
+    }
+    while let Some(chunk) = stream.next_chunk().await {
+        let chunk = chunk.unwrap();
+        assert!(chunk.len() <= CHUNK);
+        chunks += 1;
+        total += chunk.len();
+        for s in &chunk {
+            assert!(s.channel_id >= last_channel, "not ordered by channel");
+            last_channel = s.channel_id;
+            assert!(ids.insert(s.subscription_id), "subscription streamed twice");
+            assert_eq!(s.destination_kind, DestinationKind::Private);
+            assert_eq!(s.filters, "{}");
+        }
+    }
+    eprintln!(
+        "streamed {total} subscriptions in {chunks} chunks in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(total, 50_000);
+    assert_eq!(chunks, 50);
+}
+
+#[tokio::test]
+async fn record_post_advances_the_high_water_mark_and_never_back() {
+    let db = TestDb::new().await;
+    let store = db.migrated().await;
+    let ch = store
+        .add_subscription(5, &name("hwm_channel"))
+        .await
+        .unwrap();
+    let channel_id: i64 = db
+        .client()
+        .await
+        .query_one(
+            "SELECT id FROM channels WHERE username = 'hwm_channel'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let _ = ch;
+    assert_eq!(store.high_water_mark(channel_id).await.unwrap(), Some(0));
+    let album = NewPost {
+        channel_id,
+        message_ids: vec![10, 11, 12],
+        album_id: Some(777),
+        kind: "album".into(),
+        detected_at: Utc::now(),
+    };
+    assert!(store.record_post(&album).await.unwrap().is_some());
+    assert_eq!(store.high_water_mark(channel_id).await.unwrap(), Some(12));
+    // An older id (out of order) neither fails nor moves the mark back.
+    assert!(!store.advance_high_water_mark(channel_id, 7).await.unwrap());
+    assert!(store.advance_high_water_mark(channel_id, 20).await.unwrap());
+    assert_eq!(store.high_water_mark(channel_id).await.unwrap(), Some(20));
+    assert_eq!(store.high_water_mark(99999).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn forwarded_rows_are_written_in_one_batch_and_sent_rows_are_final() {
+    let db = TestDb::new().await;
+    let store = db.migrated().await;
+    store.maintain_partitions(3, 30).await.unwrap();
+    let today = Utc::now().date_naive();
+    let row = |sub: i64, msg: i64, status: &'static str| ForwardedRow {
+        subscription_id: sub,
+        channel_id: 1,
+        source_message_id: msg,
+        post_day: today,
+        destination_chat_id: 100 + sub,
+        sent_message_id: (status == "sent").then_some(msg * 10),
+        status,
+        error: (status == "failed").then(|| "Forbidden: bot was blocked by the user".to_owned()),
+    };
+    let batch: Vec<ForwardedRow> = (1..=2000).map(|i| row(i, 1, "sent")).collect();
+    assert_eq!(store.insert_forwarded(&batch).await.unwrap(), 2000);
+    // Retrying the same batch writes nothing new.
+    assert_eq!(store.insert_forwarded(&batch).await.unwrap(), 0);
+    // A failure recorded first is overwritten by the later success, never the reverse.
+    assert_eq!(
+        store
+            .insert_forwarded(&[row(5000, 1, "failed")])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .insert_forwarded(&[row(5000, 1, "sent")])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .insert_forwarded(&[row(5000, 1, "failed")])
+            .await
+            .unwrap(),
+        0
+    );
+    let c = db.client().await;
+    let (n, in_default): (i64, i64) = {
+        let r = c
+            .query_one(
+                "SELECT (SELECT count(*) FROM forwarded_messages),
+                        (SELECT count(*) FROM forwarded_messages_default)",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(n, 2001);
+    assert_eq!(
+        in_default, 0,
+        "today's rows fell into the default partition"
+    );
+    let status: String = c
+        .query_one(
+            "SELECT status FROM forwarded_messages WHERE subscription_id = 5000",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "sent");
+
+    // One bad row fails the statement as a whole (the DbWriter splits such a batch).
+    let mut bad = vec![row(6000, 1, "sent")];
+    bad.push(ForwardedRow {
+        status: "teleported",
+        ..row(6001, 1, "sent")
+    });
+    let err = store.insert_forwarded(&bad).await.unwrap_err();
+    assert!(
+        !err.is_retriable(),
+        "a CHECK violation is not worth retrying: {err}"
+    );
+}
+
+#[tokio::test]
+async fn partitions_are_created_ahead_and_dropped_past_retention() {
+    let db = TestDb::new().await;
+    let store = db.migrated().await;
+    let today = NaiveDate::from_ymd_opt(2026, 3, 10).unwrap();
+    let r = store.maintain_partitions_at(today, 3, 5).await.unwrap();
+    // Yesterday, today, and three days ahead.
+    assert_eq!(r.created.len(), 5, "{:?}", r.created);
+    assert!(r.created.contains(&partitions::partition_name(today)));
+    // Nothing to do a second time.
+    let again = store.maintain_partitions_at(today, 3, 5).await.unwrap();
+    assert!(again.created.is_empty() && again.dropped.is_empty());
+
+    // Ten days later with five days of retention: the first days go.
+    let later = today + Days::new(10);
+    let r = store.maintain_partitions_at(later, 1, 5).await.unwrap();
+    let dropped: Vec<NaiveDate> = r
+        .dropped
+        .iter()
+        .map(|n| partitions::parse_partition_day(n).unwrap())
+        .collect();
+    assert!(!dropped.is_empty());
+    let cutoff = later - Days::new(5);
+    assert!(dropped.iter().all(|d| *d < cutoff), "{dropped:?}");
+    let c = db.client().await;
+    let left: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent
+              WHERE p.relname = 'forwarded_messages'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    // default + partitions from the cutoff on.
+    assert!(left >= 3, "{left}");
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_a_retriable_error() {
+    let mut cfg = kuryer::config::DatabaseConfig {
+        url: kuryer::secret::SecretUrl::new("postgres://postgres:hunter2@127.0.0.1:1/nowhere"),
+        connect_timeout_ms: 500,
+        pool_wait_timeout_ms: 500,
+        ..Default::default()
+    };
+    cfg.pool_max = 1;
+    let store = kuryer::store::Store::new(&cfg).unwrap();
+    let err = store.ping().await.unwrap_err();
+    assert!(err.is_retriable(), "{err}");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+}
+
+async fn schema(c: &tokio_postgres::Client) -> Vec<String> {
+    c.query(
+        "SELECT table_name::text, column_name::text, data_type::text
+           FROM information_schema.columns WHERE table_schema = 'public'
+          ORDER BY 1, 2",
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| {
+        format!(
+            "{}.{}:{}",
+            r.get::<_, String>(0),
+            r.get::<_, String>(1),
+            r.get::<_, String>(2)
+        )
+    })
+    .collect()
+}
