@@ -20,6 +20,9 @@ use crate::secret::{Secret, SecretUrl};
 /// Where `kuryer` looks for its file when `--config` is not given, in order.
 pub const DEFAULT_PATHS: [&str; 2] = ["./config.toml", "/etc/kuryer/config.toml"];
 
+/// How errors name the built-in defaults as a source.
+const BUILT_IN: &str = "built-in defaults";
+
 /// Prefix of the environment variables that override keys.
 pub const ENV_PREFIX: &str = "KURYER_";
 
@@ -329,13 +332,21 @@ pub fn load_from(
         }
     }
     let config: Config = figment.extract().map_err(|e| from_figment(e, &figment))?;
-    config
-        .validate()
-        .map_err(|(key, message)| ConfigError::Invalid {
-            origin: origin_of(&figment, &key),
+    config.validate().map_err(|(key, message)| {
+        let mut origin = origin_of(&figment, &key);
+        // A key that is missing rather than wrong ("api_hash is required when
+        // api_id is set") has no source of its own: blame the file, if any.
+        if origin == BUILT_IN
+            && let Some(path) = path
+        {
+            origin = format!("config file {}", path.display());
+        }
+        ConfigError::Invalid {
+            origin,
             key,
             message,
-        })?;
+        }
+    })?;
     Ok(config)
 }
 
@@ -430,6 +441,8 @@ fn credential_value(key: &str, raw: &str) -> figment::value::Value {
 /// Names the source that supplied `key`'s value: the file, the environment
 /// variable, the credential, or the built-in defaults.
 fn origin_of(figment: &Figment, key: &str) -> String {
+    // `telegram.bot_tokens[0]` was supplied with `telegram.bot_tokens`.
+    let key = key.split('[').next().unwrap_or(key);
     match figment.find_metadata(key) {
         Some(meta) => describe_metadata(meta),
         None => "configuration".to_owned(),
@@ -444,7 +457,7 @@ fn describe_metadata(meta: &figment::Metadata) -> String {
         {
             meta.name.to_string()
         }
-        _ => "built-in defaults".to_owned(),
+        _ => BUILT_IN.to_owned(),
     }
 }
 
@@ -458,7 +471,7 @@ fn from_figment(error: figment::Error, figment: &Figment) -> ConfigError {
         None => origin_of(figment, &key),
     };
     let message = match &error.kind {
-        Kind::UnknownField(_, expected) if expected.is_empty() => "unknown key".to_owned(),
+        Kind::UnknownField(_, []) => "unknown key".to_owned(),
         Kind::UnknownField(_, expected) => {
             format!("unknown key (known keys here: {})", expected.join(", "))
         }

@@ -16,7 +16,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig(arg) => check_config(&arg),
-        Command::Migrate(arg) => with_config(&arg, |loaded| {
+        Command::Migrate(arg) => with_config("migrate", &arg, |loaded| {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
@@ -35,11 +35,15 @@ fn not_built(command: &str, what: &str) -> ExitCode {
 
 /// Loads the configuration (exit 2 with the message when it is bad), sets up
 /// logging, and runs `f`; an error from `f` exits 1.
-fn with_config(arg: &ConfigArg, f: impl FnOnce(Loaded) -> anyhow::Result<()>) -> ExitCode {
+fn with_config(
+    command: &str,
+    arg: &ConfigArg,
+    f: impl FnOnce(Loaded) -> anyhow::Result<()>,
+) -> ExitCode {
     let loaded = match config::load(arg.config.as_deref()) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("kuryer: {e}");
+            eprintln!("kuryer {command}: {e}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -47,7 +51,7 @@ fn with_config(arg: &ConfigArg, f: impl FnOnce(Loaded) -> anyhow::Result<()>) ->
     match f(loaded) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("kuryer: {e:#}");
+            eprintln!("kuryer {command}: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -76,6 +80,9 @@ fn check_config(arg: &ConfigArg) -> ExitCode {
 
 async fn run_migrate(loaded: Loaded) -> anyhow::Result<()> {
     let db = &loaded.config.database;
+    if migrate::create_database_if_missing(db).await? {
+        println!("created the database");
+    }
     let store = Store::new(db)?;
     let report = migrate::apply(&store, migrate::MIGRATIONS).await?;
     let parts = store

@@ -182,3 +182,53 @@ mod tests {
         }
     }
 }
+
+/// Creates the configured database when the server says it does not exist,
+/// connecting to the server's `postgres` database to do so. Returns whether
+/// it created one. Any other connection failure is returned as is.
+pub async fn create_database_if_missing(
+    cfg: &crate::config::DatabaseConfig,
+) -> Result<bool, StoreError> {
+    use std::str::FromStr;
+    const OP: &str = "create database";
+    let pg = tokio_postgres::Config::from_str(cfg.url.expose())
+        .map_err(|e| StoreError::Config(format!("unparsable database URL: {e}")))?;
+    let connect = |pg: tokio_postgres::Config| async move {
+        let (client, conn) = pg.connect(tokio_postgres::NoTls).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok::<_, tokio_postgres::Error>(client)
+    };
+    match connect(pg.clone()).await {
+        Ok(_) => Ok(false),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME) => {
+            let name = pg
+                .get_dbname()
+                .or(pg.get_user())
+                .unwrap_or("postgres")
+                .to_owned();
+            let mut admin = pg.clone();
+            admin.dbname("postgres");
+            let client = connect(admin).await.op(OP)?;
+            let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+            match client
+                .batch_execute(&format!("CREATE DATABASE {quoted}"))
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(database = %name, "Database created.");
+                    Ok(true)
+                }
+                // Another instance created it a moment ago.
+                Err(e)
+                    if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) =>
+                {
+                    Ok(false)
+                }
+                Err(e) => Err(e).op(OP),
+            }
+        }
+        Err(e) => Err(e).op("connect to the database"),
+    }
+}

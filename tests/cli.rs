@@ -1,0 +1,86 @@
+//! The `kuryer` binary's database commands, run as a child process.
+
+mod common;
+
+use std::process::Command;
+
+use common::TestDb;
+
+fn kuryer(db_url: &str, command: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kuryer"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("KURYER_") || k == "CREDENTIALS_DIRECTORY" {
+            c.env_remove(k);
+        }
+    }
+    c.env("KURYER_DATABASE_URL", db_url)
+        .env("KURYER_LOG_FORMAT", "json")
+        .args([command, "--config", "/dev/null"]);
+    c
+}
+
+#[tokio::test]
+async fn migrate_creates_the_schema_and_a_second_run_changes_nothing() {
+    let db = TestDb::new().await;
+    let out = kuryer(&db.url, "migrate").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("applied 0001_init.sql"), "{stdout}");
+
+    let c = db.client().await;
+    let count = "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace";
+    let before: i64 = c.query_one(count, &[]).await.unwrap().get(0);
+
+    let out = kuryer(&db.url, "migrate").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(stdout.contains("schema is up to date"), "{stdout}");
+    let after: i64 = c.query_one(count, &[]).await.unwrap().get(0);
+    assert_eq!(
+        before, after,
+        "the second migrate created or dropped relations"
+    );
+}
+
+#[tokio::test]
+async fn migrate_creates_a_missing_database() {
+    let db = TestDb::new().await;
+    // Point at a database of that name that does not exist yet; the TestDb
+    // guard drops the real one, and this test drops its own below.
+    let missing = format!("{}_new", db.name);
+    let url = db.url.replace(&db.name, &missing);
+    let out = kuryer(&url, "migrate").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let admin = common::connect(&common::admin_url()).await;
+    let _ = admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {missing} WITH (FORCE)"))
+        .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("created the database"), "{stdout}");
+    assert!(stdout.contains("applied 0001_init.sql"), "{stdout}");
+}
+
+#[tokio::test]
+async fn migrate_against_a_dead_database_fails_without_the_password() {
+    let out = kuryer("postgres://postgres:hunter2@127.0.0.1:1/none", "migrate")
+        .env("KURYER_DATABASE_CONNECT_TIMEOUT_MS", "500")
+        .env("KURYER_DATABASE_POOL_WAIT_TIMEOUT_MS", "500")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("migrate"), "{all}");
+    assert!(!all.contains("hunter2"), "{all}");
+}
