@@ -157,32 +157,6 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_sql_file_is_listed_in_order() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/sql");
-        let mut files: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|n| n.ends_with(".sql"))
-            .collect();
-        files.sort();
-        let listed: Vec<&str> = MIGRATIONS.iter().map(|m| m.name).collect();
-        assert_eq!(files, listed, "sql/ and MIGRATIONS disagree");
-        for (i, m) in MIGRATIONS.iter().enumerate() {
-            assert_eq!(m.version as usize, i + 1, "{} is out of sequence", m.name);
-            assert!(
-                m.name.starts_with(&format!("{:04}_", m.version)),
-                "{}",
-                m.name
-            );
-        }
-    }
-}
-
 /// Creates the configured database when the server says it does not exist,
 /// connecting to the server's `postgres` database to do so. Returns whether
 /// it created one. Any other connection failure is returned as is.
@@ -230,5 +204,31 @@ pub async fn create_database_if_missing(
             }
         }
         Err(e) => Err(e).op("connect to the database"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_sql_file_is_listed_in_order() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/sql");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".sql"))
+            .collect();
+        files.sort();
+        let listed: Vec<&str> = MIGRATIONS.iter().map(|m| m.name).collect();
+        assert_eq!(files, listed, "sql/ and MIGRATIONS disagree");
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version as usize, i + 1, "{} is out of sequence", m.name);
+            assert!(
+                m.name.starts_with(&format!("{:04}_", m.version)),
+                "{}",
+                m.name
+            );
+        }
     }
 }
