@@ -61,19 +61,8 @@ pub fn init_tracing(cfg: &LogConfig) -> LogFormat {
     format
 }
 
-/// Names of the metrics kuryer exports. The first three are the seed's.
-pub mod names {
-    /// Posts delivered to a destination (counter).
-    pub const MESSAGES_FORWARDED_TOTAL: &str = "messages_forwarded_total";
-    /// Post detected → delivery accepted by Telegram (histogram, seconds).
-    pub const FORWARD_DURATION_SECONDS: &str = "forward_duration_seconds";
-    /// Channels with at least one active subscription (gauge).
-    pub const ACTIVE_CHANNELS: &str = "active_channels";
-    /// HTTP API requests by route and status (counter).
-    pub const HTTP_REQUESTS_TOTAL: &str = "kuryer_http_requests_total";
-    /// Subscriptions created through any interface (counter).
-    pub const SUBSCRIPTIONS_CREATED_TOTAL: &str = "kuryer_subscriptions_created_total";
-}
+/// Names of the metrics kuryer exports (kept with the actors that emit most of them).
+pub use kuryer_actors::metrics_names as names;
 
 /// The process-wide Prometheus recorder, installed on first use.
 pub fn metrics_handle() -> &'static PrometheusHandle {

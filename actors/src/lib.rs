@@ -1,24 +1,46 @@
 //! # kuryer-actors
 //!
-//! The actors of kuryer and the typed messages between them. The daemon binary
-//! (`kuryer`) owns the adapters (PostgreSQL, Redis, Telegram, HTTP) and wires
-//! them into these actors.
+//! The actors of kuryer and the typed messages between them. The daemon
+//! (`kuryer`) implements the ports (PostgreSQL persistence, channel sources)
+//! and wires these actors together; `ARCHITECTURE.md` has the whole map.
 //!
-//! ## What is here now
+//! ## Actors and who owns what
 //!
-//! - [`model`]: the domain types every actor and adapter shares — channel
-//!   usernames as Telegram accepts them, delivery modes, destination kinds,
-//!   and the shape of an active subscription as the registry holds it.
-//!
-//! ## The pipeline (see `ARCHITECTURE.md`)
+//! | actor | owns | receives | sends |
+//! |---|---|---|---|
+//! | [`ChannelSupervisor`](channel_supervisor) | channel → poller map; restarts pollers that die of a panic | `StartChannel`, `StopChannel`, `WakeChannel`, `StopAll` | starts/stops `ChannelPoller`s |
+//! | [`ChannelPoller`](channel_poller) | one channel's high-water mark and source | `Wake`, `StopPoller` | records posts via `Persistence`, `PublishPost` → registry |
+//! | [`SubscriberRegistry`](subscriber_registry) | index channel → active subscriptions | `LoadSubscriptions`, `AddSubscription`, `RemoveSubscription`, `PublishPost` | `Enqueue` → limiter |
+//! | [`RateLimiter`](rate_limiter) | queued deliveries per chat; rate state per bot and chat | `Enqueue`, `SendFinished`, `Drain` | `SendDelivery` → sender pool |
+//! | [`SenderPool`](sender_pool) | one teloxide `Bot` per token | `SendDelivery` | `SendFinished` → limiter, `RecordDeliveries` → writer |
+//! | [`DbWriter`](db_writer) | finished deliveries not yet written | `RecordDeliveries`, `Flush` | writes via `Persistence` |
 //!
 //! ```text
-//! ChannelPoller --Post--> SubscriberRegistry --Delivery--> RateLimiter
-//!     --> SenderPool --DeliveryResult--> DbWriter
+//! ChannelPoller --PublishPost--> SubscriberRegistry --Enqueue--> RateLimiter
+//!     --SendDelivery--> SenderPool --SendFinished--> RateLimiter
+//!                                  --RecordDeliveries--> DbWriter
 //! ```
 //!
-//! Each actor lives in a file of its own and holds its message types. The
-//! actors are added as the pipeline is built; this map lists only what exists.
+//! Back-pressure runs the other way: the limiter answers `Enqueue` only while
+//! its queue is under capacity, the registry answers `PublishPost` only after
+//! the limiter did, and a poller awaits that answer before its next post; the
+//! limiter stops dispatching while the DbWriter's backlog is over its bound.
 
+/// One actor per channel: reads new posts and records them.
+pub mod channel_poller;
+/// Supervises the channel pollers; restarts a poller that panicked.
+pub mod channel_supervisor;
+/// Writes finished deliveries to the database in batches.
+pub mod db_writer;
+/// Metric names, in one place.
+pub mod metrics_names;
 /// Domain types shared by the actors and the daemon's adapters.
 pub mod model;
+/// The traits the daemon implements: channel sources and persistence.
+pub mod ports;
+/// Telegram's rate limits: sends each delivery at the earliest allowed moment.
+pub mod rate_limiter;
+/// Makes the Bot API calls with teloxide.
+pub mod sender_pool;
+/// The in-memory index of active subscriptions; fans a post out into deliveries.
+pub mod subscriber_registry;

@@ -4,8 +4,11 @@
 //! actors can be tested without either.
 
 use std::fmt;
+use std::sync::Arc;
 
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
+pub use teloxide::types::MessageEntity;
 
 /// A public channel's username, validated and normalised to lower case.
 ///
@@ -232,6 +235,187 @@ pub struct ActiveSubscription {
     pub filters: String,
 }
 
+/// Media a post carries; `None` on a post means text only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaKind {
+    Photo,
+    Video,
+    Document,
+    Audio,
+    Voice,
+    Animation,
+    Sticker,
+    Other,
+}
+
+/// One message of a source channel, as a `ChannelSource` reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceMessage {
+    /// Its id in the channel (increasing).
+    pub id: i32,
+    /// When the channel published it.
+    pub date: DateTime<Utc>,
+    /// Text, or a media caption.
+    pub text: Option<String>,
+    /// Formatting of `text` (Bot API entities).
+    pub entities: Vec<MessageEntity>,
+    /// Media, if any.
+    pub media: Option<MediaKind>,
+    /// Album id: consecutive messages sharing it form one post.
+    pub media_group_id: Option<String>,
+    /// False for what cannot be copied or forwarded (service messages,
+    /// protected content, invoices, giveaways).
+    pub copyable: bool,
+}
+
+/// A channel a poller reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelRef {
+    /// `channels.id`.
+    pub channel_id: i64,
+    /// Telegram's chat id of the channel (what the bot copies from).
+    pub chat_id: i64,
+    /// Its username, for logs.
+    pub username: Option<String>,
+    /// Our bot is admin there (posts come as `channel_post` updates).
+    pub bot_is_admin: bool,
+}
+
+/// A post: one message, or an album's messages, ready to deliver.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Post {
+    /// `channels.id`.
+    pub channel_id: i64,
+    /// Chat the bot copies or forwards from (the channel itself, or a relay).
+    pub source_chat_id: i64,
+    /// Message ids in the source chat, increasing; one unless an album.
+    pub message_ids: Vec<i32>,
+    /// Text or first caption.
+    pub text: Option<String>,
+    /// Its entities.
+    pub entities: Vec<MessageEntity>,
+    /// Media kind of the first part, `None` for text.
+    pub media: Option<MediaKind>,
+    /// Album id.
+    pub album_id: Option<String>,
+    /// False when any part cannot be copied.
+    pub copyable: bool,
+    /// When the channel published it.
+    pub published_at: DateTime<Utc>,
+    /// When kuryer saw it.
+    pub detected_at: DateTime<Utc>,
+}
+
+impl Post {
+    /// The post's key in its channel: its first message id.
+    pub fn first_id(&self) -> i32 {
+        self.message_ids[0]
+    }
+
+    /// The last message id (the high-water mark once the post is recorded).
+    pub fn last_id(&self) -> i32 {
+        *self.message_ids.last().expect("a post has a message")
+    }
+
+    /// UTC day it was detected: the partition key of its delivery rows.
+    pub fn post_day(&self) -> NaiveDate {
+        self.detected_at.date_naive()
+    }
+
+    /// Groups source messages (oldest first) into posts: consecutive
+    /// messages sharing a `media_group_id` become one album post.
+    pub fn group(
+        channel_id: i64,
+        source_chat_id: i64,
+        messages: Vec<SourceMessage>,
+        detected_at: DateTime<Utc>,
+    ) -> Vec<Post> {
+        let mut posts: Vec<Post> = Vec::new();
+        for m in messages {
+            if let (Some(last), Some(group)) = (posts.last_mut(), m.media_group_id.as_ref())
+                && last.album_id.as_ref() == Some(group)
+                && last.message_ids.len() < 100
+            {
+                last.message_ids.push(m.id);
+                last.copyable &= m.copyable;
+                if last.text.is_none() && m.text.is_some() {
+                    last.text = m.text;
+                    last.entities = m.entities;
+                }
+                continue;
+            }
+            posts.push(Post {
+                channel_id,
+                source_chat_id,
+                message_ids: vec![m.id],
+                text: m.text,
+                entities: m.entities,
+                media: m.media,
+                album_id: m.media_group_id,
+                copyable: m.copyable,
+                published_at: m.date,
+                detected_at,
+            });
+        }
+        posts
+    }
+}
+
+/// One post going to one subscription.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The post (shared by all its deliveries).
+    pub post: Arc<Post>,
+    /// The subscription it goes to.
+    pub sub: Arc<ActiveSubscription>,
+    /// Attempts made so far.
+    pub attempt: u32,
+}
+
+/// How a delivery ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    /// Telegram accepted it.
+    Sent,
+    /// Telegram refused it for good (blocked, not copyable, …).
+    Failed,
+    /// The outcome is unknown (timeout after the request was written).
+    Ambiguous,
+    /// Not sent on purpose (filtered out, destination gone).
+    Skipped,
+}
+
+impl DeliveryStatus {
+    /// The spelling in `forwarded_messages.status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sent => "sent",
+            Self::Failed => "failed",
+            Self::Ambiguous => "ambiguous",
+            Self::Skipped => "skipped",
+        }
+    }
+}
+
+/// A finished delivery, as the DbWriter persists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryRecord {
+    pub subscription_id: i64,
+    pub channel_id: i64,
+    /// The post's first message id.
+    pub source_message_id: i64,
+    /// Partition key: the day the post was detected.
+    pub post_day: NaiveDate,
+    pub destination_chat_id: i64,
+    /// Telegram's id of the message in the destination.
+    pub sent_message_id: Option<i64>,
+    pub status: DeliveryStatus,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,6 +471,39 @@ mod tests {
                 "{input:?}"
             );
         }
+    }
+
+    fn msg(id: i32, group: Option<&str>) -> SourceMessage {
+        SourceMessage {
+            id,
+            date: Utc::now(),
+            text: Some(format!("m{id}")),
+            entities: vec![],
+            media: group.map(|_| MediaKind::Photo),
+            media_group_id: group.map(str::to_owned),
+            copyable: true,
+        }
+    }
+
+    #[test]
+    fn albums_group_into_one_post_and_other_messages_stay_apart() {
+        let posts = Post::group(
+            1,
+            -100,
+            vec![
+                msg(1, None),
+                msg(2, Some("a")),
+                msg(3, Some("a")),
+                msg(4, Some("a")),
+                msg(5, Some("b")),
+                msg(6, None),
+            ],
+            Utc::now(),
+        );
+        let ids: Vec<Vec<i32>> = posts.iter().map(|p| p.message_ids.clone()).collect();
+        assert_eq!(ids, vec![vec![1], vec![2, 3, 4], vec![5], vec![6]]);
+        assert_eq!(posts[1].first_id(), 2);
+        assert_eq!(posts[1].last_id(), 4);
     }
 
     #[test]

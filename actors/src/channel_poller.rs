@@ -1,0 +1,366 @@
+//! ChannelPoller: one per channel with an active subscription.
+//!
+//! Owns its channel's high-water mark (the newest message id whose post is
+//! recorded) and its `ChannelSource`. Each cycle it reads the messages newer
+//! than the mark, groups album parts into one post, and for each post in
+//! order: records it (post row + mark, one transaction), then publishes it to
+//! the SubscriberRegistry and waits for the answer (back-pressure). The mark
+//! therefore moves only once the post is safely recorded, and a post that
+//! was read but not recorded is simply read again.
+//!
+//! The interval adapts: halved after a cycle that found posts, grown by half
+//! after an empty one, within `[min_interval, max_interval]`; a [`Wake`]
+//! (push notice) polls at once. A panic inside the source is caught, the
+//! source is rebuilt and the cycle retried after a backoff; a panic anywhere
+//! else kills this actor only, and the ChannelSupervisor restarts it.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use futures_util::FutureExt;
+use tokio::sync::oneshot;
+
+use crate::metrics_names as names;
+use crate::model::{ChannelRef, Post};
+use crate::ports::{ChannelSource, Persistence, SourceError, SourceFactory};
+use crate::subscriber_registry::PublishPost;
+
+/// Poller settings.
+#[derive(Debug, Clone)]
+pub struct PollerConfig {
+    /// Shortest interval between polls of a busy channel.
+    pub min_interval: Duration,
+    /// Longest interval between polls of a quiet channel.
+    pub max_interval: Duration,
+    /// Messages read at most per fetch.
+    pub batch_limit: usize,
+    /// A trailing album part younger than this is left for the next cycle,
+    /// in case more parts are still arriving.
+    pub album_grace: Duration,
+    /// Longest backoff after errors.
+    pub max_backoff: Duration,
+}
+
+impl Default for PollerConfig {
+    fn default() -> Self {
+        Self {
+            min_interval: Duration::from_millis(500),
+            max_interval: Duration::from_secs(30),
+            batch_limit: 100,
+            album_grace: Duration::from_millis(800),
+            max_backoff: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Poll now (a push notice: new messages are there).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Wake;
+
+/// Stop after the cycle in progress; answers when stopped.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopPoller;
+
+/// Panics inside the actor itself. Exists so tests can prove the
+/// ChannelSupervisor restarts a poller that died of a panic.
+#[doc(hidden)]
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PanicForTest;
+
+enum Cycle {
+    Done { hwm: i32, posts: usize },
+    SourceFailed(SourceError),
+    Panicked,
+    PersistFailed(String),
+}
+
+/// The ChannelPoller actor.
+pub struct ChannelPoller {
+    channel: ChannelRef,
+    cfg: PollerConfig,
+    factory: SourceFactory,
+    source: Option<Box<dyn ChannelSource>>,
+    persistence: Arc<dyn Persistence>,
+    registry: Recipient<PublishPost>,
+    hwm: Option<i32>,
+    interval: Duration,
+    busy: bool,
+    wake_pending: bool,
+    timer: Option<SpawnHandle>,
+    failures: u32,
+    stop_waiters: Vec<oneshot::Sender<()>>,
+}
+
+impl ChannelPoller {
+    /// A poller for `channel`.
+    pub fn new(
+        channel: ChannelRef,
+        cfg: PollerConfig,
+        factory: SourceFactory,
+        persistence: Arc<dyn Persistence>,
+        registry: Recipient<PublishPost>,
+    ) -> Self {
+        let interval = cfg.min_interval;
+        Self {
+            channel,
+            cfg,
+            factory,
+            source: None,
+            persistence,
+            registry,
+            hwm: None,
+            interval,
+            busy: false,
+            wake_pending: false,
+            timer: None,
+            failures: 0,
+            stop_waiters: Vec::new(),
+        }
+    }
+
+    fn schedule(&mut self, ctx: &mut Context<Self>, after: Duration) {
+        if let Some(t) = self.timer.take() {
+            ctx.cancel_future(t);
+        }
+        self.timer = Some(ctx.run_later(after, |act, ctx| {
+            act.timer = None;
+            act.poll(ctx);
+        }));
+    }
+
+    fn backoff(&self) -> Duration {
+        let ms = 100u64.saturating_mul(1 << self.failures.min(10));
+        Duration::from_millis(ms).min(self.cfg.max_backoff)
+    }
+
+    fn poll(&mut self, ctx: &mut Context<Self>) {
+        if self.busy {
+            self.wake_pending = true;
+            return;
+        }
+        if !self.stop_waiters.is_empty() {
+            ctx.stop();
+            return;
+        }
+        self.busy = true;
+        let mut source = self
+            .source
+            .take()
+            .unwrap_or_else(|| (self.factory)(&self.channel));
+        let persistence = self.persistence.clone();
+        let registry = self.registry.clone();
+        let channel = self.channel.clone();
+        let known_hwm = self.hwm;
+        let limit = self.cfg.batch_limit;
+        let grace = self.cfg.album_grace;
+        let started = Instant::now();
+        let fut = async move {
+            let mut hwm = match known_hwm {
+                Some(h) => h,
+                None => match persistence.high_water_mark(channel.channel_id).await {
+                    Ok(h) => i32::try_from(h).unwrap_or(i32::MAX),
+                    Err(e) => return (Some(source), Cycle::PersistFailed(e.message)),
+                },
+            };
+            let fetched = AssertUnwindSafe(async { source.fetch(hwm, limit).await })
+                .catch_unwind()
+                .await;
+            let mut messages = match fetched {
+                // The source's state after a panic is unknown: drop it.
+                Err(_) => return (None, Cycle::Panicked),
+                Ok(Err(e)) => return (Some(source), Cycle::SourceFailed(e)),
+                Ok(Ok(m)) => m,
+            };
+            let full = messages.len() >= limit;
+            messages.retain(|m| m.id > hwm);
+            messages.sort_by_key(|m| m.id);
+            messages.dedup_by_key(|m| m.id);
+            // Leave a trailing, young album for the next cycle: its other
+            // parts may still be on their way.
+            if !full
+                && let Some(group) = messages.last().and_then(|m| m.media_group_id.clone())
+                && (chrono::Utc::now() - messages.last().map(|m| m.date).unwrap_or_default())
+                    .to_std()
+                    .unwrap_or_default()
+                    < grace
+            {
+                let keep = messages
+                    .iter()
+                    .rposition(|m| m.media_group_id.as_ref() != Some(&group))
+                    .map_or(0, |i| i + 1);
+                messages.truncate(keep);
+            }
+            let posts = Post::group(
+                channel.channel_id,
+                channel.chat_id,
+                messages,
+                chrono::Utc::now(),
+            );
+            let n = posts.len();
+            for post in posts {
+                let post = Arc::new(post);
+                let mut attempt = 0u32;
+                loop {
+                    match persistence.record_post(post.clone()).await {
+                        Ok(new) => {
+                            hwm = hwm.max(post.last_id());
+                            if new {
+                                metrics::counter!(names::POSTS_DETECTED_TOTAL).increment(1);
+                                if registry.send(PublishPost(post.clone())).await.is_err() {
+                                    return (
+                                        Some(source),
+                                        Cycle::PersistFailed("registry is gone".into()),
+                                    );
+                                }
+                            }
+                            break;
+                        }
+                        Err(e) if e.retriable && attempt < 20 => {
+                            attempt += 1;
+                            tracing::warn!(
+                                channel_id = channel.channel_id,
+                                attempt,
+                                error = %e,
+                                "Recording a post failed; retrying."
+                            );
+                            tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt)))
+                                .await;
+                        }
+                        Err(e) => return (Some(source), Cycle::PersistFailed(e.message)),
+                    }
+                }
+            }
+            (Some(source), Cycle::Done { hwm, posts: n })
+        };
+        ctx.spawn(fut.into_actor(self).map(move |(source, cycle), act, ctx| {
+            act.busy = false;
+            act.source = source;
+            metrics::histogram!(names::POLL_DURATION_SECONDS)
+                .record(started.elapsed().as_secs_f64());
+            let next = match cycle {
+                Cycle::Done { hwm, posts } => {
+                    act.hwm = Some(hwm);
+                    act.failures = 0;
+                    act.interval = if posts > 0 {
+                        (act.interval / 2).max(act.cfg.min_interval)
+                    } else {
+                        act.interval.mul_f64(1.5).min(act.cfg.max_interval)
+                    };
+                    if posts > 0 {
+                        Duration::ZERO
+                    } else {
+                        act.interval
+                    }
+                }
+                Cycle::Panicked => {
+                    act.failures += 1;
+                    metrics::counter!(names::POLLER_RESTARTS_TOTAL).increment(1);
+                    tracing::error!(
+                        channel_id = act.channel.channel_id,
+                        failures = act.failures,
+                        "Channel source panicked; rebuilding it."
+                    );
+                    act.backoff()
+                }
+                Cycle::SourceFailed(SourceError::Transient {
+                    message,
+                    retry_after,
+                }) => {
+                    act.failures += 1;
+                    let wait = retry_after.unwrap_or_else(|| act.backoff());
+                    tracing::warn!(
+                        channel_id = act.channel.channel_id,
+                        retry_in_ms = wait.as_millis() as u64,
+                        error = %message,
+                        "Reading the channel failed; retrying."
+                    );
+                    wait
+                }
+                Cycle::SourceFailed(SourceError::Gone(message)) => {
+                    act.failures += 1;
+                    tracing::warn!(
+                        channel_id = act.channel.channel_id,
+                        error = %message,
+                        "Channel is unavailable; polling it rarely."
+                    );
+                    act.cfg.max_interval
+                }
+                Cycle::PersistFailed(message) => {
+                    act.failures += 1;
+                    // Forget the mark: read it again from the database.
+                    act.hwm = None;
+                    tracing::warn!(
+                        channel_id = act.channel.channel_id,
+                        error = %message,
+                        "Recording posts failed; the channel will be read again."
+                    );
+                    act.backoff()
+                }
+            };
+            if !act.stop_waiters.is_empty() {
+                ctx.stop();
+            } else if std::mem::take(&mut act.wake_pending) {
+                act.schedule(ctx, Duration::ZERO);
+            } else {
+                act.schedule(ctx, next);
+            }
+        }));
+    }
+}
+
+impl Actor for ChannelPoller {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.poll(ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        for w in self.stop_waiters.drain(..) {
+            let _ = w.send(());
+        }
+    }
+}
+
+impl Handler<Wake> for ChannelPoller {
+    type Result = ();
+
+    fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
+        if self.busy {
+            self.wake_pending = true;
+        } else {
+            self.schedule(ctx, Duration::ZERO);
+        }
+    }
+}
+
+impl Handler<StopPoller> for ChannelPoller {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: StopPoller, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.stop_waiters.push(tx);
+        if !self.busy {
+            ctx.stop();
+        }
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    }
+}
+
+impl Handler<PanicForTest> for ChannelPoller {
+    type Result = ();
+
+    fn handle(&mut self, _: PanicForTest, _: &mut Context<Self>) {
+        panic!(
+            "poller of channel {} panicked on request",
+            self.channel.channel_id
+        );
+    }
+}

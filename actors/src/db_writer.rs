@@ -1,0 +1,245 @@
+//! DbWriter: collects finished deliveries and writes them in batches.
+//!
+//! Owns the buffer of [`DeliveryRecord`]s not yet written. Flushes when a
+//! batch is full or `flush_interval` after the first row of a batch arrived,
+//! one write in flight at a time. Nothing accepted is dropped silently:
+//!
+//! - a write that fails with a retriable error (connection lost, database
+//!   restarting) is retried with backoff, the rows kept in order;
+//! - a write that fails for good (a row the database rejects) is split in
+//!   halves until the bad row stands alone; that one row is logged and counted
+//!   as dropped, every other row of the batch is written.
+//!
+//! Back-pressure: the number of rows waiting is published in a shared
+//! counter that the RateLimiter reads before dispatching, so senders stop
+//! when PostgreSQL falls behind instead of growing this buffer without bound.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use crate::model::DeliveryRecord;
+use crate::ports::{PersistError, Persistence};
+
+/// DbWriter settings.
+#[derive(Debug, Clone)]
+pub struct DbWriterConfig {
+    /// Rows a batch holds at most.
+    pub batch_size: usize,
+    /// Longest a row waits for its batch to fill.
+    pub flush_interval: Duration,
+    /// First retry delay after a retriable failure (doubles to `max_retry_delay`).
+    pub retry_delay: Duration,
+    /// Cap of the retry delay.
+    pub max_retry_delay: Duration,
+}
+
+impl Default for DbWriterConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 2000,
+            flush_interval: Duration::from_millis(50),
+            retry_delay: Duration::from_millis(100),
+            max_retry_delay: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Finished deliveries to persist.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RecordDeliveries(pub Vec<DeliveryRecord>);
+
+/// Resolves once every row accepted before it is written (or dropped as bad).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Flush;
+
+/// Counters, for the demo and tests.
+#[derive(Message)]
+#[rtype(result = "DbWriterStats")]
+pub struct GetDbWriterStats;
+
+/// What the DbWriter has done.
+#[derive(Debug, Clone, Copy, Default, MessageResponse)]
+pub struct DbWriterStats {
+    /// Rows written.
+    pub written: u64,
+    /// Rows dropped because the database rejected them alone.
+    pub dropped: u64,
+    /// Batches written.
+    pub batches: u64,
+    /// Write attempts that failed and were retried.
+    pub retries: u64,
+}
+
+/// The DbWriter actor.
+pub struct DbWriter {
+    persistence: Arc<dyn Persistence>,
+    cfg: DbWriterConfig,
+    /// Rows not yet handed to a write, oldest first.
+    buffer: VecDeque<DeliveryRecord>,
+    /// Batches split after a non-retriable failure, written before the buffer.
+    isolating: VecDeque<Vec<DeliveryRecord>>,
+    writing: bool,
+    timer: Option<SpawnHandle>,
+    retry_delay: Duration,
+    backlog: Arc<AtomicUsize>,
+    flush_waiters: Vec<oneshot::Sender<()>>,
+    stats: DbWriterStats,
+}
+
+impl DbWriter {
+    /// A writer over `persistence`; `backlog` is the shared count of rows waiting.
+    pub fn new(
+        persistence: Arc<dyn Persistence>,
+        cfg: DbWriterConfig,
+        backlog: Arc<AtomicUsize>,
+    ) -> Self {
+        let retry_delay = cfg.retry_delay;
+        Self {
+            persistence,
+            cfg,
+            buffer: VecDeque::new(),
+            isolating: VecDeque::new(),
+            writing: false,
+            timer: None,
+            retry_delay,
+            backlog,
+            flush_waiters: Vec::new(),
+            stats: DbWriterStats::default(),
+        }
+    }
+
+    fn pending(&self) -> usize {
+        self.buffer.len() + self.isolating.iter().map(Vec::len).sum::<usize>()
+    }
+
+    /// Starts a write when one is due: a full batch, or `force` (timer, flush).
+    fn pump(&mut self, ctx: &mut Context<Self>, force: bool) {
+        if self.writing {
+            return;
+        }
+        let batch = if let Some(b) = self.isolating.pop_front() {
+            b
+        } else if self.buffer.len() >= self.cfg.batch_size
+            || (force || !self.flush_waiters.is_empty()) && !self.buffer.is_empty()
+        {
+            let n = self.buffer.len().min(self.cfg.batch_size);
+            self.buffer.drain(..n).collect()
+        } else {
+            if !self.buffer.is_empty() && self.timer.is_none() {
+                let interval = self.cfg.flush_interval;
+                self.timer = Some(ctx.run_later(interval, |act, ctx| {
+                    act.timer = None;
+                    act.pump(ctx, true);
+                }));
+            }
+            if self.pending() == 0 {
+                for w in self.flush_waiters.drain(..) {
+                    let _ = w.send(());
+                }
+            }
+            return;
+        };
+        if let Some(t) = self.timer.take() {
+            ctx.cancel_future(t);
+        }
+        self.writing = true;
+        let fut = self.persistence.write_deliveries(batch.clone());
+        ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
+            act.writing = false;
+            act.finish(batch, result, ctx);
+        }));
+    }
+
+    fn finish(
+        &mut self,
+        batch: Vec<DeliveryRecord>,
+        result: Result<u64, PersistError>,
+        ctx: &mut Context<Self>,
+    ) {
+        match result {
+            Ok(_) => {
+                self.retry_delay = self.cfg.retry_delay;
+                self.stats.written += batch.len() as u64;
+                self.stats.batches += 1;
+                self.backlog.fetch_sub(batch.len(), Ordering::Relaxed);
+                self.pump(ctx, false);
+            }
+            Err(e) if e.retriable => {
+                self.stats.retries += 1;
+                tracing::warn!(
+                    rows = batch.len(),
+                    retry_in_ms = self.retry_delay.as_millis() as u64,
+                    error = %e,
+                    "Writing deliveries failed; keeping the batch and retrying."
+                );
+                self.isolating.push_front(batch);
+                let delay = self.retry_delay;
+                self.retry_delay = (self.retry_delay * 2).min(self.cfg.max_retry_delay);
+                ctx.run_later(delay, |act, ctx| act.pump(ctx, true));
+            }
+            Err(e) if batch.len() > 1 => {
+                // One bad row fails the whole statement: split to find it.
+                let mut left = batch;
+                let right = left.split_off(left.len() / 2);
+                self.isolating.push_front(right);
+                self.isolating.push_front(left);
+                tracing::debug!(error = %e, "A batch was rejected; splitting it to isolate the bad row.");
+                self.pump(ctx, false);
+            }
+            Err(e) => {
+                let row = &batch[0];
+                tracing::error!(
+                    subscription_id = row.subscription_id,
+                    source_message_id = row.source_message_id,
+                    error = %e,
+                    "The database rejected a delivery row; dropping that row alone."
+                );
+                self.stats.dropped += 1;
+                self.backlog.fetch_sub(1, Ordering::Relaxed);
+                self.pump(ctx, false);
+            }
+        }
+    }
+}
+
+impl Actor for DbWriter {
+    type Context = Context<Self>;
+}
+
+impl Handler<RecordDeliveries> for DbWriter {
+    type Result = ();
+
+    fn handle(&mut self, msg: RecordDeliveries, ctx: &mut Context<Self>) {
+        self.backlog.fetch_add(msg.0.len(), Ordering::Relaxed);
+        self.buffer.extend(msg.0);
+        self.pump(ctx, false);
+    }
+}
+
+impl Handler<Flush> for DbWriter {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.flush_waiters.push(tx);
+        self.pump(ctx, true);
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    }
+}
+
+impl Handler<GetDbWriterStats> for DbWriter {
+    type Result = DbWriterStats;
+
+    fn handle(&mut self, _: GetDbWriterStats, _: &mut Context<Self>) -> DbWriterStats {
+        self.stats
+    }
+}

@@ -1,0 +1,23 @@
+//! Names of the metrics kuryer exports, in one place. The first three are
+//! the seed's and are kept as they are.
+
+/// Posts delivered to a destination (counter).
+pub const MESSAGES_FORWARDED_TOTAL: &str = "messages_forwarded_total";
+/// Post detected → delivery accepted by Telegram (histogram, seconds).
+pub const FORWARD_DURATION_SECONDS: &str = "forward_duration_seconds";
+/// Channels with at least one active subscription (gauge).
+pub const ACTIVE_CHANNELS: &str = "active_channels";
+/// Deliveries that failed for good (counter).
+pub const SEND_FAILED_TOTAL: &str = "kuryer_send_failed_total";
+/// 429 answers from Telegram (counter).
+pub const RATE_LIMITED_TOTAL: &str = "kuryer_rate_limited_total";
+/// Posts detected in source channels (counter).
+pub const POSTS_DETECTED_TOTAL: &str = "kuryer_posts_detected_total";
+/// Channel pollers restarted after a crash (counter).
+pub const POLLER_RESTARTS_TOTAL: &str = "kuryer_poller_restarts_total";
+/// Time of one poll of one channel (histogram, seconds).
+pub const POLL_DURATION_SECONDS: &str = "kuryer_poll_duration_seconds";
+/// HTTP API requests by route and status (counter).
+pub const HTTP_REQUESTS_TOTAL: &str = "kuryer_http_requests_total";
+/// Subscriptions created through any interface (counter).
+pub const SUBSCRIPTIONS_CREATED_TOTAL: &str = "kuryer_subscriptions_created_total";

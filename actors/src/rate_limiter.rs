@@ -1,0 +1,514 @@
+//! RateLimiter: sends each delivery at the earliest moment Telegram's limits
+//! allow, fairly between channels.
+//!
+//! Owns the queue of deliveries not yet sent, per destination chat, and the
+//! rate state of every bot token ("lane") and chat. Telegram's limits, as
+//! configured: about 30 messages/s per bot, 1/s per chat, 20/min per group or
+//! channel; a `retry_after` pauses exactly that chat (or, when many chats of
+//! one bot get it at once, that bot) for exactly that long.
+//!
+//! The algorithm (one `dispatch` pass):
+//! 1. Chats whose wait is over move from the timer heap to their lane's ready
+//!    lists, one list per channel of the chat's oldest queued delivery.
+//! 2. If the DbWriter's backlog is over its bound, stop and look again shortly
+//!    (back-pressure from PostgreSQL).
+//! 3. For each lane, while fewer than `max_in_flight` sends are out and the
+//!    bot's GCRA allows a send now (its theoretical arrival time `tat` is not
+//!    more than the tolerance ahead of now), take the next channel in
+//!    round-robin order, the next ready chat of that channel, and send that
+//!    chat's oldest delivery; `tat` advances by one emission interval.
+//!    Round-robin over channels is what keeps a channel with 5,000
+//!    subscribers from starving one with ten.
+//! 4. Sleep until the earliest moment something can move: a lane's `tat`, or
+//!    the first chat in the timer heap.
+//!
+//! A chat has at most one send in flight, and its next send waits one chat
+//! interval after the previous one *completed*: the spacing is measured where
+//! Telegram measures it, whatever the network jitter, and posts reach a chat
+//! in the order they were queued.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use crate::model::Delivery;
+
+/// The limits and bounds of the limiter.
+#[derive(Debug, Clone)]
+pub struct LimiterConfig {
+    /// Messages a second per bot token.
+    pub per_bot_per_second: f64,
+    /// Messages a second per private chat.
+    pub per_chat_per_second: f64,
+    /// Messages a minute per group or channel.
+    pub per_group_per_minute: f64,
+    /// Bot tokens (lanes); each chat is served by one of them.
+    pub bots: usize,
+    /// Sends in flight at once, all lanes together.
+    pub max_in_flight: usize,
+    /// Deliveries queued before `Enqueue` makes its caller wait.
+    pub queue_capacity: usize,
+    /// DbWriter backlog (rows) above which sending pauses.
+    pub max_db_backlog: usize,
+    /// Fraction of each limit actually used, so jitter never tips it over.
+    pub safety: f64,
+}
+
+impl Default for LimiterConfig {
+    fn default() -> Self {
+        Self {
+            per_bot_per_second: 30.0,
+            per_chat_per_second: 1.0,
+            per_group_per_minute: 20.0,
+            bots: 1,
+            max_in_flight: 64,
+            queue_capacity: 100_000,
+            max_db_backlog: 50_000,
+            safety: 0.985,
+        }
+    }
+}
+
+/// Deliveries to send. Answered once they are queued and the queue is under
+/// its capacity: awaiting the answer is how the pipeline feels back-pressure.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Enqueue(pub Vec<Delivery>);
+
+/// One send for the SenderPool to make on bot `lane`; the outcome goes to `reply_to`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SendDelivery {
+    pub delivery: Delivery,
+    pub lane: usize,
+    pub reply_to: Recipient<SendFinished>,
+}
+
+/// How a send went, as far as rate limiting cares.
+#[derive(Debug, Clone)]
+pub enum SendOutcome {
+    /// Done for good (sent, or failed for a reason retrying cannot fix).
+    Done,
+    /// Telegram said 429: wait exactly this long, then send it again.
+    RetryAfter(Duration),
+    /// A transient failure (5xx, network): try again after this backoff.
+    Retry(Duration),
+}
+
+/// The SenderPool's answer to a [`SendDelivery`].
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SendFinished {
+    /// The delivery (handed back so nothing is lost when it must be retried).
+    pub delivery: Delivery,
+    pub lane: usize,
+    pub outcome: SendOutcome,
+}
+
+/// Resolves when nothing is queued or in flight.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Drain;
+
+/// Counters.
+#[derive(Message)]
+#[rtype(result = "LimiterStats")]
+pub struct GetLimiterStats;
+
+/// What the limiter has done.
+#[derive(Debug, Clone, Copy, Default, MessageResponse)]
+pub struct LimiterStats {
+    pub queued: usize,
+    pub in_flight: usize,
+    pub dispatched: u64,
+    pub retry_after: u64,
+    pub retried: u64,
+    pub lane_pauses: u64,
+}
+
+struct Chat {
+    lane: usize,
+    interval: Duration,
+    queue: VecDeque<Delivery>,
+    /// Earliest next send.
+    ready_at: Instant,
+    in_flight: bool,
+    /// In the timer heap or a ready list.
+    scheduled: bool,
+}
+
+struct Lane {
+    interval: Duration,
+    tat: Instant,
+    paused_until: Instant,
+    /// Channels with ready chats, in round-robin order.
+    rr: VecDeque<i64>,
+    /// Ready chats per channel.
+    ready: HashMap<i64, VecDeque<i64>>,
+    /// Recent 429s: (when, chat).
+    recent_429: VecDeque<(Instant, i64)>,
+}
+
+/// The RateLimiter actor.
+pub struct RateLimiter {
+    cfg: LimiterConfig,
+    lanes: Vec<Lane>,
+    chats: HashMap<i64, Chat>,
+    waiting: BinaryHeap<Reverse<(Instant, i64)>>,
+    queued: usize,
+    in_flight: usize,
+    sender: Recipient<SendDelivery>,
+    db_backlog: Arc<AtomicUsize>,
+    wake: Option<(Instant, SpawnHandle)>,
+    enqueue_waiters: VecDeque<oneshot::Sender<()>>,
+    drain_waiters: Vec<oneshot::Sender<()>>,
+    next_lane: usize,
+    stats: LimiterStats,
+    tolerance: Duration,
+}
+
+fn interval_of(per_second: f64, safety: f64) -> Duration {
+    Duration::from_secs_f64(1.0 / (per_second * safety).max(1e-9))
+}
+
+impl RateLimiter {
+    /// A limiter sending through `sender`, pausing while `db_backlog` is too high.
+    pub fn new(
+        cfg: LimiterConfig,
+        sender: Recipient<SendDelivery>,
+        db_backlog: Arc<AtomicUsize>,
+    ) -> Self {
+        let now = Instant::now();
+        let lane_interval = interval_of(cfg.per_bot_per_second, cfg.safety);
+        let lanes = (0..cfg.bots.max(1))
+            .map(|_| Lane {
+                interval: lane_interval,
+                tat: now,
+                paused_until: now,
+                rr: VecDeque::new(),
+                ready: HashMap::new(),
+                recent_429: VecDeque::new(),
+            })
+            .collect();
+        // GCRA tolerance: lets a late timer catch up without ever exceeding
+        // the safety margin (1 - safety of a second is the slack there is).
+        let tolerance = Duration::from_secs_f64((1.0 - cfg.safety).max(0.0) / 3.0)
+            .min(Duration::from_millis(5));
+        Self {
+            cfg,
+            lanes,
+            chats: HashMap::new(),
+            waiting: BinaryHeap::new(),
+            queued: 0,
+            in_flight: 0,
+            sender,
+            db_backlog,
+            wake: None,
+            enqueue_waiters: VecDeque::new(),
+            drain_waiters: Vec::new(),
+            next_lane: 0,
+            stats: LimiterStats::default(),
+            tolerance,
+        }
+    }
+
+    fn chat_interval(&self, group_like: bool) -> Duration {
+        let chat = interval_of(self.cfg.per_chat_per_second, self.cfg.safety);
+        if group_like {
+            chat.max(interval_of(
+                self.cfg.per_group_per_minute / 60.0,
+                self.cfg.safety,
+            ))
+        } else {
+            chat
+        }
+    }
+
+    fn push(&mut self, d: Delivery, front: bool, now: Instant) {
+        let chat_id = d.sub.chat_id;
+        let lanes = self.lanes.len() as i64;
+        let interval = self.chat_interval(d.sub.destination_kind.is_group_like());
+        let chat = self.chats.entry(chat_id).or_insert_with(|| Chat {
+            lane: chat_id.rem_euclid(lanes) as usize,
+            interval,
+            queue: VecDeque::new(),
+            ready_at: now,
+            in_flight: false,
+            scheduled: false,
+        });
+        if front {
+            chat.queue.push_front(d);
+        } else {
+            chat.queue.push_back(d);
+        }
+        self.queued += 1;
+    }
+
+    /// Puts a chat in the timer heap or a ready list, if it has something to send.
+    fn schedule(&mut self, chat_id: i64, now: Instant) {
+        let Some(chat) = self.chats.get_mut(&chat_id) else {
+            return;
+        };
+        if chat.in_flight || chat.scheduled {
+            return;
+        }
+        let Some(head) = chat.queue.front() else {
+            return;
+        };
+        chat.scheduled = true;
+        if chat.ready_at <= now {
+            let channel = head.post.channel_id;
+            let lane = &mut self.lanes[chat.lane];
+            let list = lane.ready.entry(channel).or_default();
+            if list.is_empty() {
+                lane.rr.push_back(channel);
+            }
+            list.push_back(chat_id);
+        } else {
+            self.waiting.push(Reverse((chat.ready_at, chat_id)));
+        }
+    }
+
+    fn dispatch(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        // 1. Chats whose wait is over become ready.
+        while let Some(Reverse((at, chat_id))) = self.waiting.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.waiting.pop();
+            if let Some(c) = self.chats.get_mut(&chat_id) {
+                c.scheduled = false;
+            }
+            self.schedule(chat_id, now);
+        }
+        // 2. Back-pressure from the database.
+        if self.db_backlog.load(Ordering::Relaxed) > self.cfg.max_db_backlog {
+            self.wake_at(ctx, now + Duration::from_millis(10));
+            return;
+        }
+        // 3. Send what the limits allow, lanes in turn.
+        let mut next_wake: Option<Instant> = None;
+        let lanes = self.lanes.len();
+        for i in 0..lanes {
+            let lane_idx = (self.next_lane + i) % lanes;
+            loop {
+                if self.in_flight >= self.cfg.max_in_flight {
+                    break;
+                }
+                let lane = &mut self.lanes[lane_idx];
+                if lane.rr.is_empty() {
+                    break;
+                }
+                let allowed_at = lane
+                    .paused_until
+                    .max(lane.tat.checked_sub(self.tolerance).unwrap_or(lane.tat));
+                if allowed_at > now {
+                    next_wake = Some(next_wake.map_or(allowed_at, |w| w.min(allowed_at)));
+                    break;
+                }
+                let channel = lane.rr.pop_front().expect("checked non-empty");
+                let list = lane.ready.get_mut(&channel).expect("rr and ready agree");
+                let chat_id = list.pop_front().expect("listed channels have ready chats");
+                if list.is_empty() {
+                    lane.ready.remove(&channel);
+                } else {
+                    lane.rr.push_back(channel);
+                }
+                lane.tat = lane.tat.max(now) + lane.interval;
+                let chat = self.chats.get_mut(&chat_id).expect("ready chats exist");
+                chat.scheduled = false;
+                let Some(delivery) = chat.queue.pop_front() else {
+                    continue;
+                };
+                chat.in_flight = true;
+                self.queued -= 1;
+                self.in_flight += 1;
+                self.stats.dispatched += 1;
+                self.sender.do_send(SendDelivery {
+                    delivery,
+                    lane: lane_idx,
+                    reply_to: ctx.address().recipient(),
+                });
+            }
+        }
+        self.next_lane = (self.next_lane + 1) % lanes.max(1);
+        // 4. Sleep until something can move.
+        if let Some(Reverse((at, _))) = self.waiting.peek() {
+            next_wake = Some(next_wake.map_or(*at, |w| w.min(*at)));
+        }
+        if let Some(at) = next_wake {
+            self.wake_at(ctx, at);
+        }
+        self.release_waiters();
+    }
+
+    fn wake_at(&mut self, ctx: &mut Context<Self>, at: Instant) {
+        if let Some((current, handle)) = self.wake {
+            if current <= at {
+                return;
+            }
+            ctx.cancel_future(handle);
+        }
+        let delay = at.saturating_duration_since(Instant::now());
+        let handle = ctx.run_later(delay, |act, ctx| {
+            act.wake = None;
+            act.dispatch(ctx);
+        });
+        self.wake = Some((at, handle));
+    }
+
+    fn release_waiters(&mut self) {
+        while self.queued < self.cfg.queue_capacity {
+            match self.enqueue_waiters.pop_front() {
+                Some(w) => {
+                    let _ = w.send(());
+                }
+                None => break,
+            }
+        }
+        if self.queued == 0 && self.in_flight == 0 {
+            for w in self.drain_waiters.drain(..) {
+                let _ = w.send(());
+            }
+        }
+    }
+
+    /// Forgets idle chats whose spacing has run out, so memory follows the
+    /// active chats, not every chat ever served.
+    fn sweep(&mut self) {
+        let now = Instant::now();
+        self.chats
+            .retain(|_, c| c.in_flight || c.scheduled || !c.queue.is_empty() || c.ready_at > now);
+    }
+}
+
+impl Actor for RateLimiter {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(Duration::from_secs(10), |act, _| act.sweep());
+    }
+}
+
+impl Handler<Enqueue> for RateLimiter {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, msg: Enqueue, ctx: &mut Context<Self>) -> Self::Result {
+        let now = Instant::now();
+        let mut touched = Vec::with_capacity(msg.0.len());
+        for d in msg.0 {
+            touched.push(d.sub.chat_id);
+            self.push(d, false, now);
+        }
+        for chat in touched {
+            self.schedule(chat, now);
+        }
+        self.dispatch(ctx);
+        if self.queued < self.cfg.queue_capacity {
+            Box::pin(async {})
+        } else {
+            let (tx, rx) = oneshot::channel();
+            self.enqueue_waiters.push_back(tx);
+            Box::pin(async move {
+                let _ = rx.await;
+            })
+        }
+    }
+}
+
+impl Handler<SendFinished> for RateLimiter {
+    type Result = ();
+
+    fn handle(&mut self, msg: SendFinished, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let chat_id = msg.delivery.sub.chat_id;
+        self.in_flight = self.in_flight.saturating_sub(1);
+        let mut requeue = None;
+        let interval = match self.chats.get(&chat_id) {
+            Some(c) => c.interval,
+            None => self.chat_interval(msg.delivery.sub.destination_kind.is_group_like()),
+        };
+        let ready_at = match msg.outcome {
+            SendOutcome::Done => now + interval,
+            SendOutcome::RetryAfter(wait) => {
+                self.stats.retry_after += 1;
+                let lane = &mut self.lanes[msg.lane];
+                lane.recent_429.push_back((now, chat_id));
+                while lane
+                    .recent_429
+                    .front()
+                    .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(1))
+                {
+                    lane.recent_429.pop_front();
+                }
+                let mut chats: Vec<i64> = lane.recent_429.iter().map(|(_, c)| *c).collect();
+                chats.sort_unstable();
+                chats.dedup();
+                // Several chats refused within a second: the bot itself is over
+                // its limit, so the whole lane waits.
+                if chats.len() >= 3 {
+                    lane.paused_until = lane.paused_until.max(now + wait);
+                    self.stats.lane_pauses += 1;
+                    tracing::warn!(
+                        lane = msg.lane,
+                        retry_after_s = wait.as_secs(),
+                        "Flood wait for the whole bot."
+                    );
+                } else {
+                    tracing::info!(
+                        chat_id,
+                        retry_after_s = wait.as_secs(),
+                        "Flood wait for one chat."
+                    );
+                }
+                requeue = Some(msg.delivery);
+                now + wait
+            }
+            SendOutcome::Retry(backoff) => {
+                self.stats.retried += 1;
+                requeue = Some(msg.delivery);
+                now + backoff.max(interval)
+            }
+        };
+        if let Some(d) = requeue {
+            self.push(d, true, now);
+        }
+        if let Some(c) = self.chats.get_mut(&chat_id) {
+            c.in_flight = false;
+            c.ready_at = c.ready_at.max(ready_at);
+        }
+        self.schedule(chat_id, now);
+        self.dispatch(ctx);
+    }
+}
+
+impl Handler<Drain> for RateLimiter {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Drain, _: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.drain_waiters.push(tx);
+        self.release_waiters();
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    }
+}
+
+impl Handler<GetLimiterStats> for RateLimiter {
+    type Result = LimiterStats;
+
+    fn handle(&mut self, _: GetLimiterStats, _: &mut Context<Self>) -> LimiterStats {
+        LimiterStats {
+            queued: self.queued,
+            in_flight: self.in_flight,
+            ..self.stats
+        }
+    }
+}

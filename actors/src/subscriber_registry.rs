@@ -1,0 +1,182 @@
+//! SubscriberRegistry: the in-memory index channel → active subscriptions.
+//!
+//! Owns the index. Loaded at start from a streaming query (in chunks, see
+//! [`LoadSubscriptions`]) and kept current by [`AddSubscription`] /
+//! [`RemoveSubscription`] as subscriptions change. Turns a [`PublishPost`]
+//! into one [`Delivery`] per subscription of the post's channel, with no
+//! database query, and hands them to the RateLimiter; its answer waits for
+//! the limiter's, which is how a poller feels back-pressure.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use crate::metrics_names as names;
+use crate::model::{ActiveSubscription, Delivery, Post};
+use crate::rate_limiter::Enqueue;
+
+/// A chunk of the initial load.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LoadSubscriptions(pub Vec<ActiveSubscription>);
+
+/// A subscription became active. Answers true when its channel had no active
+/// subscription before (its poller must start).
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct AddSubscription(pub ActiveSubscription);
+
+/// A subscription stopped. Answers true when its channel has no active
+/// subscription left (its poller may stop).
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct RemoveSubscription {
+    pub subscription_id: i64,
+}
+
+/// A recorded post to fan out. Answers the number of deliveries made, once
+/// the RateLimiter has accepted them.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct PublishPost(pub Arc<Post>);
+
+/// Counts of the index.
+#[derive(Message)]
+#[rtype(result = "RegistryStats")]
+pub struct GetRegistryStats;
+
+/// Size of the index.
+#[derive(Debug, Clone, Copy, Default, MessageResponse)]
+pub struct RegistryStats {
+    pub channels: usize,
+    pub subscriptions: usize,
+    pub posts_published: u64,
+    pub deliveries_made: u64,
+}
+
+/// The SubscriberRegistry actor.
+pub struct SubscriberRegistry {
+    by_channel: HashMap<i64, Vec<Arc<ActiveSubscription>>>,
+    channel_of: HashMap<i64, i64>,
+    limiter: Recipient<Enqueue>,
+    stats: RegistryStats,
+}
+
+impl SubscriberRegistry {
+    /// An empty registry feeding `limiter`.
+    pub fn new(limiter: Recipient<Enqueue>) -> Self {
+        Self {
+            by_channel: HashMap::new(),
+            channel_of: HashMap::new(),
+            limiter,
+            stats: RegistryStats::default(),
+        }
+    }
+
+    fn insert(&mut self, s: ActiveSubscription) -> bool {
+        if let Some(old_channel) = self.channel_of.get(&s.subscription_id).copied() {
+            // Already known: replace (destination or mode may have changed).
+            if let Some(list) = self.by_channel.get_mut(&old_channel) {
+                list.retain(|x| x.subscription_id != s.subscription_id);
+            }
+        }
+        self.channel_of.insert(s.subscription_id, s.channel_id);
+        let list = self.by_channel.entry(s.channel_id).or_default();
+        let first = list.is_empty();
+        list.push(Arc::new(s));
+        first
+    }
+
+    fn gauge(&self) {
+        metrics::gauge!(names::ACTIVE_CHANNELS).set(self.by_channel.len() as f64);
+    }
+}
+
+impl Actor for SubscriberRegistry {
+    type Context = Context<Self>;
+}
+
+impl Handler<LoadSubscriptions> for SubscriberRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: LoadSubscriptions, _: &mut Context<Self>) {
+        for s in msg.0 {
+            self.insert(s);
+        }
+        self.gauge();
+    }
+}
+
+impl Handler<AddSubscription> for SubscriberRegistry {
+    type Result = bool;
+
+    fn handle(&mut self, msg: AddSubscription, _: &mut Context<Self>) -> bool {
+        let first = self.insert(msg.0);
+        self.gauge();
+        first
+    }
+}
+
+impl Handler<RemoveSubscription> for SubscriberRegistry {
+    type Result = bool;
+
+    fn handle(&mut self, msg: RemoveSubscription, _: &mut Context<Self>) -> bool {
+        let Some(channel) = self.channel_of.remove(&msg.subscription_id) else {
+            return false;
+        };
+        let mut last = false;
+        if let Some(list) = self.by_channel.get_mut(&channel) {
+            list.retain(|x| x.subscription_id != msg.subscription_id);
+            if list.is_empty() {
+                self.by_channel.remove(&channel);
+                last = true;
+            }
+        }
+        self.gauge();
+        last
+    }
+}
+
+impl Handler<PublishPost> for SubscriberRegistry {
+    type Result = ResponseFuture<usize>;
+
+    fn handle(&mut self, msg: PublishPost, _: &mut Context<Self>) -> Self::Result {
+        let post = msg.0;
+        let deliveries: Vec<Delivery> = self
+            .by_channel
+            .get(&post.channel_id)
+            .map(|subs| {
+                subs.iter()
+                    .map(|sub| Delivery {
+                        post: post.clone(),
+                        sub: sub.clone(),
+                        attempt: 0,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let n = deliveries.len();
+        self.stats.posts_published += 1;
+        self.stats.deliveries_made += n as u64;
+        let limiter = self.limiter.clone();
+        Box::pin(async move {
+            if n > 0 && limiter.send(Enqueue(deliveries)).await.is_err() {
+                tracing::error!("RateLimiter is gone; deliveries of a post were not queued.");
+            }
+            n
+        })
+    }
+}
+
+impl Handler<GetRegistryStats> for SubscriberRegistry {
+    type Result = RegistryStats;
+
+    fn handle(&mut self, _: GetRegistryStats, _: &mut Context<Self>) -> RegistryStats {
+        RegistryStats {
+            channels: self.by_channel.len(),
+            subscriptions: self.channel_of.len(),
+            ..self.stats
+        }
+    }
+}
