@@ -60,8 +60,9 @@ pub struct DemoArgs {
     /// Posts published on each channel.
     #[arg(long, default_value_t = 10)]
     pub posts_per_channel: u32,
-    /// Multiplies Telegram's limits for both the fake and the daemon (1 = real numbers).
-    #[arg(long, default_value_t = 100.0)]
+    /// Multiplies Telegram's limits for both the fake and the daemon (1 = real
+    /// numbers; 0 = no limits at all).
+    #[arg(long, default_value_t = 30.0)]
     pub limit_scale: f64,
     /// Print the summary as one JSON object on the last line.
     #[arg(long)]

@@ -6,10 +6,16 @@
 pub mod cli;
 /// Configuration: structs, defaults, loading, validation.
 pub mod config;
+/// `kuryer demo`: the pipeline against the simulated Telegram.
+pub mod demo;
 /// The management HTTP API.
 pub mod http;
 /// Secrets that print themselves redacted.
 pub mod secret;
+/// Wiring of the actor pipeline and its ordered shutdown.
+pub mod pipeline;
+/// The simulated Telegram (fake Bot API server) for demo, benchmarks and tests.
+pub mod sim;
 /// PostgreSQL: pool, typed queries, migrations, partitions.
 pub mod store;
 /// Logging and metrics.

@@ -24,7 +24,22 @@ fn main() -> ExitCode {
         }),
         Command::Run(_) => not_built("run", "the delivery pipeline"),
         Command::Login { .. } => not_built("login", "the MTProto reader"),
-        Command::Demo(_) => not_built("demo", "the delivery pipeline and its simulator"),
+        Command::Demo(args) => {
+            let arg = args.config.clone();
+            with_config("demo", &arg, |loaded| {
+                let summary = actix_rt::System::new()
+                    .block_on(kuryer::demo::run(&args, &loaded.config))?;
+                kuryer::demo::print(&summary, args.json);
+                if summary.lost > 0 || summary.duplicates > 0 {
+                    anyhow::bail!(
+                        "{} deliveries lost, {} duplicated",
+                        summary.lost,
+                        summary.duplicates
+                    );
+                }
+                Ok(())
+            })
+        }
     }
 }
 

@@ -36,9 +36,6 @@ pub struct PollerConfig {
     pub max_interval: Duration,
     /// Messages read at most per fetch.
     pub batch_limit: usize,
-    /// A trailing album part younger than this is left for the next cycle,
-    /// in case more parts are still arriving.
-    pub album_grace: Duration,
     /// Longest backoff after errors.
     pub max_backoff: Duration,
 }
@@ -49,7 +46,6 @@ impl Default for PollerConfig {
             min_interval: Duration::from_millis(500),
             max_interval: Duration::from_secs(30),
             batch_limit: 100,
-            album_grace: Duration::from_millis(800),
             max_backoff: Duration::from_secs(60),
         }
     }
@@ -73,7 +69,12 @@ pub struct StopPoller;
 pub struct PanicForTest;
 
 enum Cycle {
-    Done { hwm: i32, posts: usize },
+    Done {
+        hwm: i32,
+        posts: usize,
+        /// A trailing album held back: its group, since when, and the grace.
+        hold: Option<(String, Instant, Duration)>,
+    },
     SourceFailed(SourceError),
     Panicked,
     PersistFailed(String),
@@ -94,6 +95,8 @@ pub struct ChannelPoller {
     timer: Option<SpawnHandle>,
     failures: u32,
     stop_waiters: Vec<oneshot::Sender<()>>,
+    /// A trailing album held back for the source's grace: group id and since when.
+    held: Option<(String, Instant)>,
 }
 
 impl ChannelPoller {
@@ -120,6 +123,7 @@ impl ChannelPoller {
             timer: None,
             failures: 0,
             stop_waiters: Vec::new(),
+            held: None,
         }
     }
 
@@ -157,7 +161,7 @@ impl ChannelPoller {
         let channel = self.channel.clone();
         let known_hwm = self.hwm;
         let limit = self.cfg.batch_limit;
-        let grace = self.cfg.album_grace;
+        let held = self.held.take();
         let started = Instant::now();
         let fut = async move {
             let mut hwm = match known_hwm {
@@ -180,20 +184,30 @@ impl ChannelPoller {
             messages.retain(|m| m.id > hwm);
             messages.sort_by_key(|m| m.id);
             messages.dedup_by_key(|m| m.id);
-            // Leave a trailing, young album for the next cycle: its other
-            // parts may still be on their way.
+            // A trailing album from a source that sends parts one by one is
+            // held back once, for the source's grace, in case more parts are
+            // on their way; seen again after the grace, it goes out whole.
+            let grace = source.album_grace();
+            let mut hold = None;
             if !full
-                && let Some(group) = messages.last().and_then(|m| m.media_group_id.clone())
-                && (chrono::Utc::now() - messages.last().map(|m| m.date).unwrap_or_default())
-                    .to_std()
-                    .unwrap_or_default()
-                    < grace
+                && !grace.is_zero()
+                && let Some(last) = messages.last()
+                && let Some(group) = last.media_group_id.clone()
             {
-                let keep = messages
-                    .iter()
-                    .rposition(|m| m.media_group_id.as_ref() != Some(&group))
-                    .map_or(0, |i| i + 1);
-                messages.truncate(keep);
+                let ready = held
+                    .as_ref()
+                    .is_some_and(|(g, since): &(String, Instant)| *g == group && since.elapsed() >= grace);
+                if !ready {
+                    let keep = messages
+                        .iter()
+                        .rposition(|m| m.media_group_id.as_ref() != Some(&group))
+                        .map_or(0, |i| i + 1);
+                    messages.truncate(keep);
+                    let since = held
+                        .filter(|(g, _)| *g == group)
+                        .map_or_else(Instant::now, |(_, t)| t);
+                    hold = Some((group, since, grace));
+                }
             }
             let posts = Post::group(
                 channel.channel_id,
@@ -235,7 +249,7 @@ impl ChannelPoller {
                     }
                 }
             }
-            (Some(source), Cycle::Done { hwm, posts: n })
+            (Some(source), Cycle::Done { hwm, posts: n, hold })
         };
         ctx.spawn(fut.into_actor(self).map(move |(source, cycle), act, ctx| {
             act.busy = false;
@@ -243,18 +257,22 @@ impl ChannelPoller {
             metrics::histogram!(names::POLL_DURATION_SECONDS)
                 .record(started.elapsed().as_secs_f64());
             let next = match cycle {
-                Cycle::Done { hwm, posts } => {
+                Cycle::Done { hwm, posts, hold } => {
                     act.hwm = Some(hwm);
+                    let recheck = hold.as_ref().map(|(_, since, grace)| {
+                        grace.saturating_sub(since.elapsed()) + Duration::from_millis(5)
+                    });
+                    act.held = hold.map(|(g, since, _)| (g, since));
                     act.failures = 0;
                     act.interval = if posts > 0 {
                         (act.interval / 2).max(act.cfg.min_interval)
                     } else {
                         act.interval.mul_f64(1.5).min(act.cfg.max_interval)
                     };
-                    if posts > 0 {
-                        Duration::ZERO
-                    } else {
-                        act.interval
+                    match recheck {
+                        Some(wait) => wait,
+                        None if posts > 0 => Duration::ZERO,
+                        None => act.interval,
                     }
                 }
                 Cycle::Panicked => {

@@ -32,6 +32,14 @@ pub trait ChannelSource: 'static {
         after: i32,
         limit: usize,
     ) -> LocalBoxFuture<'_, Result<Vec<SourceMessage>, SourceError>>;
+
+    /// How long a trailing album may still be gaining parts. Sources that
+    /// yield an album whole (channel history, the simulator) keep the
+    /// default of zero; the Bot API, which sends each part as its own
+    /// update, needs a short grace so an album is not split.
+    fn album_grace(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 }
 
 /// Makes the source of a channel; called again to replace a source whose

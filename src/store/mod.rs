@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use kuryer_actors::model::{ActiveSubscription, ChannelUsername, DeliveryMode, DestinationKind};
+use kuryer_actors::model::{
+    ActiveSubscription, ChannelRef, ChannelUsername, DeliveryMode, DestinationKind,
+};
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_postgres::NoTls;
@@ -276,6 +278,14 @@ impl Store {
         self.conn(op).await
     }
 
+    /// Closes the pools: connections are dropped as they come back.
+    pub fn close(&self) {
+        self.pool.close();
+        for r in &self.replicas {
+            r.close();
+        }
+    }
+
     /// Checks that the primary answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         let c = self.conn("ping").await?;
@@ -404,15 +414,7 @@ impl Store {
                     .await
                     .op(OP)?;
                 let stmt = t
-                    .prepare(
-                        "SELECT s.id, s.channel_id, u.telegram_id, d.id, d.chat_id, d.kind,
-                                s.mode, s.filters::text
-                           FROM subscriptions s
-                           JOIN users u ON u.id = s.user_id
-                           JOIN destinations d ON d.id = s.destination_id
-                          WHERE s.is_active AND d.is_active
-                          ORDER BY s.channel_id, s.id",
-                    )
+                    .prepare(&format!("{ACTIVE_SUBSCRIPTION_SQL} ORDER BY s.channel_id, s.id"))
                     .await
                     .op(OP)?;
                 let portal = t.bind(&stmt, &[]).await.op(OP)?;
@@ -485,6 +487,120 @@ impl Store {
         .op(OP)?;
         tx.commit().await.op(OP)?;
         Ok(id)
+    }
+
+    /// Channels to poll: resolved, active, with at least one active subscription.
+    pub async fn active_channels(&self) -> Result<Vec<ChannelRef>, StoreError> {
+        const OP: &str = "list active channels";
+        let c = self.conn(OP).await?;
+        let rows = c
+            .query(
+                "SELECT c.id, c.telegram_id, c.username, c.bot_is_admin
+                   FROM channels c
+                  WHERE c.telegram_id IS NOT NULL AND c.status = 'active'
+                    AND EXISTS (SELECT 1 FROM subscriptions s
+                                 WHERE s.channel_id = c.id AND s.is_active)
+                  ORDER BY c.id",
+                &[],
+            )
+            .await
+            .op(OP)?;
+        Ok(rows
+            .iter()
+            .map(|r| ChannelRef {
+                channel_id: r.get(0),
+                chat_id: r.get(1),
+                username: r.get(2),
+                bot_is_admin: r.get(3),
+            })
+            .collect())
+    }
+
+    /// The active subscription as the registry holds it, by id (after a change).
+    pub async fn active_subscription(
+        &self,
+        subscription_id: i64,
+    ) -> Result<Option<ActiveSubscription>, StoreError> {
+        const OP: &str = "read active subscription";
+        let c = self.conn(OP).await?;
+        let row = c
+            .query_opt(
+                &format!("{ACTIVE_SUBSCRIPTION_SQL} AND s.id = $1"),
+                &[&subscription_id],
+            )
+            .await
+            .op(OP)?;
+        row.as_ref().map(active_subscription).transpose()
+    }
+
+    /// The channel of a subscription, when it is resolved and active.
+    pub async fn channel_of_subscription(
+        &self,
+        subscription_id: i64,
+    ) -> Result<Option<ChannelRef>, StoreError> {
+        const OP: &str = "read channel";
+        let c = self.conn(OP).await?;
+        let row = c
+            .query_opt(
+                "SELECT c.id, c.telegram_id, c.username, c.bot_is_admin
+                   FROM subscriptions s JOIN channels c ON c.id = s.channel_id
+                  WHERE s.id = $1 AND c.telegram_id IS NOT NULL AND c.status = 'active'",
+                &[&subscription_id],
+            )
+            .await
+            .op(OP)?;
+        Ok(row.map(|r| ChannelRef {
+            channel_id: r.get(0),
+            chat_id: r.get(1),
+            username: r.get(2),
+            bot_is_admin: r.get(3),
+        }))
+    }
+
+    /// Records that our bot is an administrator of a channel (or no longer
+    /// is): creates or updates the channel, resolved, so `/add_channel` with
+    /// its username needs no lookup. Returns the channel.
+    pub async fn upsert_admin_channel(
+        &self,
+        chat_id: i64,
+        username: Option<&str>,
+        title: Option<&str>,
+        is_admin: bool,
+    ) -> Result<ChannelRef, StoreError> {
+        const OP: &str = "record bot-admin channel";
+        let username = username.map(str::to_ascii_lowercase);
+        let mut c = self.conn(OP).await?;
+        let tx = c.transaction().await.op(OP)?;
+        // A pending channel added by username earlier becomes this one.
+        let row = tx
+            .query_opt(
+                "UPDATE channels SET telegram_id = $1, title = COALESCE($3, title),
+                        status = 'active', bot_is_admin = $4, updated_at = now()
+                  WHERE telegram_id = $1 OR (username = $2 AND telegram_id IS NULL)
+                  RETURNING id, telegram_id, username, bot_is_admin",
+                &[&chat_id, &username, &title, &is_admin],
+            )
+            .await
+            .op(OP)?;
+        let row = match row {
+            Some(r) => r,
+            None => tx
+                .query_one(
+                    "INSERT INTO channels (telegram_id, username, title, status, bot_is_admin)
+                     VALUES ($1, $2, $3, 'active', $4)
+                     RETURNING id, telegram_id, username, bot_is_admin",
+                    &[&chat_id, &username, &title, &is_admin],
+                )
+                .await
+                .op(OP)?,
+        };
+        tx.commit().await.op(OP)?;
+        Ok(ChannelRef {
+            channel_id: row.get(0),
+            chat_id: row.get(1),
+            username: row.get(2),
+            bot_is_admin: row.get(3),
+        })
     }
 
     /// Moves a channel's high-water mark forward (never back). Returns false
@@ -609,6 +725,13 @@ impl SubscriptionStream {
         self.rx.recv().await
     }
 }
+
+const ACTIVE_SUBSCRIPTION_SQL: &str = "
+    SELECT s.id, s.channel_id, u.telegram_id, d.id, d.chat_id, d.kind, s.mode, s.filters::text
+      FROM subscriptions s
+      JOIN users u ON u.id = s.user_id
+      JOIN destinations d ON d.id = s.destination_id
+     WHERE s.is_active AND d.is_active";
 
 const SUBSCRIPTION_VIEW_SQL: &str = "
     SELECT s.id, u.telegram_id, c.username, c.telegram_id, c.title, c.status,

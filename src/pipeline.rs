@@ -1,0 +1,371 @@
+//! Wiring of the actor pipeline: the PostgreSQL adapter of the actors'
+//! `Persistence` port, start-up (registry load, pollers), and the ordered
+//! shutdown.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use futures_util::future::BoxFuture;
+use kuryer_actors::channel_poller::PollerConfig;
+use kuryer_actors::channel_supervisor::{
+    ChannelSupervisor, GetSupervisorStats, StartChannel, StopAll, StopChannel, WakeChannel,
+};
+use kuryer_actors::db_writer::{DbWriter, DbWriterConfig, Flush, GetDbWriterStats};
+use kuryer_actors::model::{ChannelRef, DeliveryRecord, Post};
+use kuryer_actors::ports::{PersistError, Persistence, SourceFactory};
+use kuryer_actors::rate_limiter::{Drain, GetLimiterStats, LimiterConfig, RateLimiter};
+use kuryer_actors::sender_pool::SenderPool;
+use kuryer_actors::subscriber_registry::{
+    AddSubscription, GetRegistryStats, LoadSubscriptions, RemoveSubscription, SubscriberRegistry,
+};
+use teloxide::Bot;
+
+use crate::config::{Config, LimitsConfig};
+use crate::secret::Secret;
+use crate::store::{ForwardedRow, NewPost, Store, StoreError};
+
+fn persist_error(e: StoreError) -> PersistError {
+    PersistError {
+        retriable: e.is_retriable(),
+        message: e.to_string(),
+    }
+}
+
+impl Persistence for Store {
+    fn record_post(&self, post: Arc<Post>) -> BoxFuture<'static, Result<bool, PersistError>> {
+        let store = self.clone();
+        Box::pin(async move {
+            let kind = match (&post.media, post.message_ids.len()) {
+                (_, n) if n > 1 => "album".to_owned(),
+                (Some(m), _) => format!("{m:?}").to_ascii_lowercase(),
+                (None, _) => "text".to_owned(),
+            };
+            let new = NewPost {
+                channel_id: post.channel_id,
+                message_ids: post.message_ids.iter().map(|&i| i64::from(i)).collect(),
+                // Telegram's media_group_id is a decimal string in practice.
+                album_id: post.album_id.as_deref().and_then(|a| a.parse().ok()),
+                kind,
+                detected_at: post.detected_at,
+            };
+            store
+                .record_post(&new)
+                .await
+                .map(|id| id.is_some())
+                .map_err(persist_error)
+        })
+    }
+
+    fn high_water_mark(&self, channel_id: i64) -> BoxFuture<'static, Result<i64, PersistError>> {
+        let store = self.clone();
+        Box::pin(async move {
+            store
+                .high_water_mark(channel_id)
+                .await
+                .map(|h| h.unwrap_or(0))
+                .map_err(persist_error)
+        })
+    }
+
+    fn write_deliveries(
+        &self,
+        rows: Vec<DeliveryRecord>,
+    ) -> BoxFuture<'static, Result<u64, PersistError>> {
+        let store = self.clone();
+        Box::pin(async move {
+            let rows: Vec<ForwardedRow> = rows
+                .into_iter()
+                .map(|r| ForwardedRow {
+                    subscription_id: r.subscription_id,
+                    channel_id: r.channel_id,
+                    source_message_id: r.source_message_id,
+                    post_day: r.post_day,
+                    destination_chat_id: r.destination_chat_id,
+                    sent_message_id: r.sent_message_id,
+                    status: r.status.as_str(),
+                    error: r.error,
+                })
+                .collect();
+            store.insert_forwarded(&rows).await.map_err(persist_error)
+        })
+    }
+}
+
+/// Settings of the whole pipeline.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    pub limiter: LimiterConfig,
+    pub poller: PollerConfig,
+    pub writer: DbWriterConfig,
+    /// Rows a chunk of the registry's streaming load.
+    pub load_chunk: usize,
+}
+
+impl PipelineConfig {
+    /// From the daemon's configuration; `scale` multiplies Telegram's limits.
+    pub fn from_config(cfg: &Config, scale: f64) -> Self {
+        Self {
+            limiter: limiter_config(&cfg.limits, cfg.telegram.bot_tokens.len().max(1), scale),
+            poller: PollerConfig::default(),
+            writer: DbWriterConfig::default(),
+            load_chunk: 5000,
+        }
+    }
+}
+
+/// The limiter's settings from `[limits]`, each rate multiplied by `scale`.
+pub fn limiter_config(limits: &LimitsConfig, bots: usize, scale: f64) -> LimiterConfig {
+    let per_bot = if limits.allow_paid_broadcast {
+        limits.paid_per_bot_per_second
+    } else {
+        limits.per_bot_per_second
+    };
+    LimiterConfig {
+        per_bot_per_second: per_bot * scale,
+        per_chat_per_second: limits.per_chat_per_second * scale,
+        per_group_per_minute: limits.per_group_per_minute * scale,
+        bots,
+        ..LimiterConfig::default()
+    }
+}
+
+/// teloxide bots for the configured tokens, sharing one HTTP client (one
+/// connection pool) and honouring `bot_api_url`.
+pub fn build_bots(
+    tokens: &[Secret],
+    api_url: &str,
+    timeout: Duration,
+) -> Result<Vec<Bot>, PipelineError> {
+    let url = reqwest::Url::parse(api_url)
+        .map_err(|e| PipelineError::Config(format!("telegram.bot_api_url: {e}")))?;
+    let client = teloxide::net::default_reqwest_settings()
+        .timeout(timeout)
+        .pool_max_idle_per_host(256)
+        .build()
+        .map_err(|e| PipelineError::Config(format!("HTTP client: {e}")))?;
+    Ok(tokens
+        .iter()
+        .map(|t| Bot::with_client(t.expose(), client.clone()).set_api_url(url.clone()))
+        .collect())
+}
+
+/// Why the pipeline could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("an actor is gone: {0}")]
+    Mailbox(#[from] MailboxError),
+}
+
+/// What the shutdown managed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ShutdownReport {
+    /// Every step finished before the deadline.
+    pub clean: bool,
+    /// Deliveries still queued or in flight when it ended.
+    pub left_queued: usize,
+    pub elapsed: Duration,
+}
+
+/// Live counters of the pipeline.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PipelineStats {
+    pub channels_polled: usize,
+    pub poller_restarts: u64,
+    pub subscriptions: usize,
+    pub posts_published: u64,
+    pub deliveries_made: u64,
+    pub queued: usize,
+    pub in_flight: usize,
+    pub dispatched: u64,
+    pub retry_after: u64,
+    pub rows_written: u64,
+    pub rows_dropped: u64,
+}
+
+/// The running pipeline: addresses of its actors.
+#[derive(Clone)]
+pub struct Pipeline {
+    pub supervisor: Addr<ChannelSupervisor>,
+    pub registry: Addr<SubscriberRegistry>,
+    pub limiter: Addr<RateLimiter>,
+    pub writer: Addr<DbWriter>,
+    pub sender: Addr<SenderPool>,
+    /// How long the registry's initial load took.
+    pub registry_load: Duration,
+}
+
+impl Pipeline {
+    /// Starts the actors on the current actix arbiter, loads the registry
+    /// from the database (streaming) and starts a poller per active channel.
+    pub async fn start(
+        store: Store,
+        bots: Vec<Bot>,
+        factory: SourceFactory,
+        cfg: PipelineConfig,
+    ) -> Result<Self, PipelineError> {
+        if bots.is_empty() {
+            return Err(PipelineError::Config(
+                "telegram.bot_tokens is empty: at least one bot token is needed".into(),
+            ));
+        }
+        let persistence: Arc<dyn Persistence> = Arc::new(store.clone());
+        let backlog = Arc::new(AtomicUsize::new(0));
+        let writer = DbWriter::new(persistence.clone(), cfg.writer, backlog.clone()).start();
+        let sender = SenderPool::new(bots, writer.clone().recipient()).start();
+        let limiter = RateLimiter::new(cfg.limiter, sender.clone().recipient(), backlog).start();
+        let registry = SubscriberRegistry::new(limiter.clone().recipient()).start();
+
+        let started = Instant::now();
+        let mut stream = store.stream_active_subscriptions(cfg.load_chunk);
+        let mut loaded = 0usize;
+        while let Some(chunk) = stream.next_chunk().await {
+            let chunk = chunk?;
+            loaded += chunk.len();
+            registry.send(LoadSubscriptions(chunk)).await?;
+        }
+        let registry_load = started.elapsed();
+        tracing::info!(
+            subscriptions = loaded,
+            elapsed_ms = registry_load.as_millis() as u64,
+            "Subscriber registry loaded."
+        );
+
+        let supervisor = ChannelSupervisor::new(
+            factory,
+            persistence,
+            registry.clone().recipient(),
+            cfg.poller,
+        )
+        .start();
+        let channels = store.active_channels().await?;
+        tracing::info!(channels = channels.len(), "Starting channel pollers.");
+        for ch in channels {
+            supervisor.do_send(StartChannel(ch));
+        }
+        Ok(Self {
+            supervisor,
+            registry,
+            limiter,
+            writer,
+            sender,
+            registry_load,
+        })
+    }
+
+    /// A subscription became active: index it and make sure its channel is polled.
+    pub async fn subscription_added(&self, store: &Store, subscription_id: i64) {
+        match store.active_subscription(subscription_id).await {
+            Ok(Some(sub)) => {
+                let _ = self.registry.send(AddSubscription(sub)).await;
+                if let Ok(Some(ch)) = store.channel_of_subscription(subscription_id).await {
+                    self.supervisor.do_send(StartChannel(ch));
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(
+                subscription_id,
+                error = %e,
+                "Could not load a new subscription; it becomes active at the next start."
+            ),
+        }
+    }
+
+    /// A subscription stopped; its channel's poller stops with its last subscription.
+    pub async fn subscription_removed(&self, subscription_id: i64, channel_id: i64) {
+        if let Ok(true) = self.registry.send(RemoveSubscription { subscription_id }).await {
+            self.supervisor.do_send(StopChannel(channel_id));
+        }
+    }
+
+    /// Starts polling a channel (e.g. one our bot was just made admin of).
+    pub fn start_channel(&self, channel: ChannelRef) {
+        self.supervisor.do_send(StartChannel(channel));
+    }
+
+    /// Push notice: poll this channel now.
+    pub fn wake(&self, channel_id: i64) {
+        self.supervisor.do_send(WakeChannel(channel_id));
+    }
+
+    /// Counters from every actor.
+    pub async fn stats(&self) -> Result<PipelineStats, MailboxError> {
+        let sup = self.supervisor.send(GetSupervisorStats).await?;
+        let reg = self.registry.send(GetRegistryStats).await?;
+        let lim = self.limiter.send(GetLimiterStats).await?;
+        let wr = self.writer.send(GetDbWriterStats).await?;
+        Ok(PipelineStats {
+            channels_polled: sup.running,
+            poller_restarts: sup.restarts,
+            subscriptions: reg.subscriptions,
+            posts_published: reg.posts_published,
+            deliveries_made: reg.deliveries_made,
+            queued: lim.queued,
+            in_flight: lim.in_flight,
+            dispatched: lim.dispatched,
+            retry_after: lim.retry_after,
+            rows_written: wr.written,
+            rows_dropped: wr.dropped,
+        })
+    }
+
+    /// Ordered shutdown within `deadline`: stop the pollers (each finishes its
+    /// cycle, so a post is either recorded and queued or not read at all),
+    /// drain the limiter (every queued delivery sent or failed), then flush
+    /// the DbWriter. Past the deadline it stops waiting and says what was
+    /// left; a post recorded but not delivered stays in `posts` for the next
+    /// start to resume.
+    pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
+        let started = Instant::now();
+        let left = |started: Instant| deadline.saturating_sub(started.elapsed());
+        let mut clean = true;
+        tracing::info!(deadline_s = deadline.as_secs_f64(), "Shutting down: stopping pollers.");
+        if tokio::time::timeout(left(started), self.supervisor.send(StopAll))
+            .await
+            .is_err()
+        {
+            clean = false;
+        }
+        tracing::info!("Draining queued deliveries.");
+        if tokio::time::timeout(left(started), self.limiter.send(Drain))
+            .await
+            .is_err()
+        {
+            clean = false;
+        }
+        tracing::info!("Flushing delivery records.");
+        // The flush gets at least a few seconds even past the deadline:
+        // what was sent must be recorded.
+        let flush_time = left(started).max(Duration::from_secs(5));
+        if tokio::time::timeout(flush_time, self.writer.send(Flush))
+            .await
+            .is_err()
+        {
+            clean = false;
+        }
+        let left_queued = match self.limiter.send(GetLimiterStats).await {
+            Ok(s) => s.queued + s.in_flight,
+            Err(_) => 0,
+        };
+        let report = ShutdownReport {
+            clean,
+            left_queued,
+            elapsed: started.elapsed(),
+        };
+        if clean {
+            tracing::info!(elapsed_ms = report.elapsed.as_millis() as u64, "Shutdown complete.");
+        } else {
+            tracing::warn!(
+                left_queued,
+                elapsed_ms = report.elapsed.as_millis() as u64,
+                "Shutdown deadline passed; forcing it."
+            );
+        }
+        report
+    }
+}
