@@ -78,7 +78,11 @@ pub fn peak_rss_mb() -> f64 {
 
 /// Runs the demo; returns its summary (also printed).
 pub async fn run(args: &DemoArgs, cfg: &Config) -> anyhow::Result<DemoSummary> {
-    let name = format!("kuryer_demo_{}_{}", std::process::id(), rand::random::<u16>());
+    let name = format!(
+        "kuryer_demo_{}_{}",
+        std::process::id(),
+        rand::random::<u16>()
+    );
     let mut db_cfg = cfg.database.clone();
     db_cfg.url = SecretUrl::new(with_dbname(cfg.database.url.expose(), &name));
     db_cfg.replica_urls.clear();
@@ -86,7 +90,8 @@ pub async fn run(args: &DemoArgs, cfg: &Config) -> anyhow::Result<DemoSummary> {
     let result = run_in(args, cfg, &db_cfg).await;
     // Drop the throw-away database whatever happened.
     let admin = SecretUrl::new(with_dbname(cfg.database.url.expose(), "postgres"));
-    if let Ok((client, conn)) = tokio_postgres::connect(admin.expose(), tokio_postgres::NoTls).await {
+    if let Ok((client, conn)) = tokio_postgres::connect(admin.expose(), tokio_postgres::NoTls).await
+    {
         tokio::spawn(conn);
         let _ = client
             .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
@@ -108,36 +113,7 @@ async fn run_in(
     migrate::apply(&store, migrate::MIGRATIONS).await?;
     store.maintain_partitions(2, 30).await?;
 
-    // The population.
-    let c = store.conn("demo population").await?;
-    c.batch_execute(&format!(
-        "INSERT INTO users (telegram_id) SELECT {FIRST_USER} + g FROM generate_series(1, {users}) g;
-         INSERT INTO channels (telegram_id, username, title, status)
-              SELECT {CHANNEL_BASE} - g, 'demo_channel_' || g, 'Demo channel ' || g, 'active'
-                FROM generate_series(1, {channels}) g;
-         INSERT INTO destinations (chat_id, kind, owner_user_id)
-              SELECT telegram_id, 'private', id FROM users;
-         INSERT INTO subscriptions (user_id, channel_id, destination_id)
-              SELECT u.id, c.id, d.id
-                FROM users u
-                JOIN destinations d ON d.owner_user_id = u.id
-                CROSS JOIN generate_series(0, {subs} - 1) k
-                JOIN channels c ON c.telegram_id = {CHANNEL_BASE} - (((u.id * 31 + k) % {channels}) + 1);
-         ANALYZE;"
-    ))
-    .await?;
-    let pairs: Vec<(i64, i64)> = c
-        .query(
-            "SELECT d.chat_id, c.telegram_id FROM subscriptions s
-               JOIN destinations d ON d.id = s.destination_id
-               JOIN channels c ON c.id = s.channel_id",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    drop(c);
+    let pairs = populate(&store, channels, users, subs).await?;
     let subscriptions = pairs.len() as u64;
 
     // The simulated Telegram.
@@ -146,20 +122,21 @@ async fn run_in(
     } else {
         FakeLimits::off()
     };
-    let fake = FakeTelegram::start(fake_limits)?;
-    fake.add_bot(BOT_TOKEN);
-    for i in 1..=i64::from(channels) {
-        fake.create_channel(CHANNEL_BASE - i, &format!("demo_channel_{i}"), &format!("Demo channel {i}"));
-    }
-    for u in 1..=i64::from(users) {
-        fake.create_chat(FIRST_USER + u, ChatKind::Private);
-    }
+    let fake = start_fake(fake_limits, channels, users)?;
 
     // The pipeline, as `kuryer run` builds it, with the simulated source.
     let mut pcfg = PipelineConfig::from_config(cfg, 1.0);
-    let scale = if args.limit_scale > 0.0 { args.limit_scale } else { 1e6 };
+    let scale = if args.limit_scale > 0.0 {
+        args.limit_scale
+    } else {
+        1e6
+    };
     pcfg.limiter = limiter_config(&cfg.limits, 1, scale);
-    let bots = build_bots(&[Secret::new(BOT_TOKEN)], &fake.url(), Duration::from_secs(15))?;
+    let bots = build_bots(
+        &[Secret::new(BOT_TOKEN)],
+        &fake.url(),
+        Duration::from_secs(15),
+    )?;
     let source_fake = fake.clone();
     let factory: SourceFactory =
         Arc::new(move |ch| Box::new(SimSource::new(source_fake.clone(), ch.chat_id)));
@@ -179,7 +156,10 @@ async fn run_in(
                 for i in 1..=i64::from(channels) {
                     let chat = CHANNEL_BASE - i;
                     let first = publish(&fake, chat, i, round);
-                    expected_posts.lock().expect("not poisoned").push((chat, first));
+                    expected_posts
+                        .lock()
+                        .expect("not poisoned")
+                        .push((chat, first));
                     // The reader's push notice (an MTProto update) for this channel.
                     pipeline.wake(i);
                 }
@@ -240,7 +220,10 @@ async fn run_in(
     let rows_written: i64 = store
         .conn("demo count")
         .await?
-        .query_one("SELECT count(*) FROM forwarded_messages WHERE status = 'sent'", &[])
+        .query_one(
+            "SELECT count(*) FROM forwarded_messages WHERE status = 'sent'",
+            &[],
+        )
         .await?
         .get(0);
     fake.stop();
@@ -273,7 +256,81 @@ async fn run_in(
     })
 }
 
-fn expected_list(pairs: &[(i64, i64)], posts: &[(i64, i32)]) -> Vec<(i64, i64, i32)> {
+/// Fills an empty, migrated database: `users` users, `channels` resolved
+/// channels, each user's private chat subscribed to `subs` distinct
+/// channels. Returns every (destination chat, source channel chat) pair.
+pub async fn populate(
+    store: &Store,
+    channels: u32,
+    users: u32,
+    subs: u32,
+) -> Result<Vec<(i64, i64)>, crate::store::StoreError> {
+    let subs = subs.clamp(1, channels.max(1));
+    let c = store.conn("demo population").await?;
+    let op = |source| crate::store::StoreError::Query {
+        op: "demo population",
+        source,
+    };
+    c.batch_execute(&format!(
+        "INSERT INTO users (telegram_id) SELECT {FIRST_USER} + g FROM generate_series(1, {users}) g;
+         INSERT INTO channels (telegram_id, username, title, status)
+              SELECT {CHANNEL_BASE} - g, 'demo_channel_' || g, 'Demo channel ' || g, 'active'
+                FROM generate_series(1, {channels}) g;
+         INSERT INTO destinations (chat_id, kind, owner_user_id)
+              SELECT telegram_id, 'private', id FROM users;
+         INSERT INTO subscriptions (user_id, channel_id, destination_id)
+              SELECT u.id, c.id, d.id
+                FROM users u
+                JOIN destinations d ON d.owner_user_id = u.id
+                CROSS JOIN generate_series(0, {subs} - 1) k
+                JOIN channels c ON c.telegram_id = {CHANNEL_BASE} - (((u.id * 31 + k) % {channels}) + 1);
+         ANALYZE;"
+    ))
+    .await
+    .map_err(op)?;
+    Ok(c.query(
+        "SELECT d.chat_id, c.telegram_id FROM subscriptions s
+           JOIN destinations d ON d.id = s.destination_id
+           JOIN channels c ON c.id = s.channel_id",
+        &[],
+    )
+    .await
+    .map_err(op)?
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect())
+}
+
+/// A fake Telegram knowing the demo's bot, channels and users' chats.
+pub fn start_fake(limits: FakeLimits, channels: u32, users: u32) -> std::io::Result<FakeTelegram> {
+    let fake = FakeTelegram::start(limits)?;
+    fake.add_bot(BOT_TOKEN);
+    for i in 1..=i64::from(channels) {
+        fake.create_channel(
+            channel_chat(i),
+            &format!("demo_channel_{i}"),
+            &format!("Demo channel {i}"),
+        );
+    }
+    for u in 1..=i64::from(users) {
+        fake.create_chat(FIRST_USER + u, ChatKind::Private);
+    }
+    Ok(fake)
+}
+
+/// The demo bot's token (the fake knows it).
+pub fn bot_token() -> Secret {
+    Secret::new(BOT_TOKEN)
+}
+
+/// Telegram chat id of demo channel `i` (1-based); its `channels.id` is `i`.
+pub fn channel_chat(i: i64) -> i64 {
+    CHANNEL_BASE - i
+}
+
+/// Every (destination, channel, post) that must arrive, given the
+/// subscription pairs and the posts published so far.
+pub fn expected_list(pairs: &[(i64, i64)], posts: &[(i64, i32)]) -> Vec<(i64, i64, i32)> {
     let mut by_channel: std::collections::HashMap<i64, Vec<i32>> = Default::default();
     for (chat, first) in posts {
         by_channel.entry(*chat).or_default().push(*first);
@@ -292,7 +349,7 @@ fn expected_list(pairs: &[(i64, i64)], posts: &[(i64, i32)]) -> Vec<(i64, i64, i
 /// Publishes post `round` on channel `i`: mostly text with entities, some
 /// photos with captions, and every fifth an album of three photos.
 /// Returns the post's first message id.
-fn publish(fake: &FakeTelegram, chat: i64, i: i64, round: u32) -> i32 {
+pub fn publish(fake: &FakeTelegram, chat: i64, i: i64, round: u32) -> i32 {
     let text = format!("Demo post {round} of channel {i}: news, with a bold start.");
     let bold = json!({"type": "bold", "offset": 0, "length": 4});
     match round % 5 {
@@ -304,7 +361,11 @@ fn publish(fake: &FakeTelegram, chat: i64, i: i64, round: u32) -> i32 {
                     chat,
                     NewChannelMessage {
                         text: (part == 0).then(|| text.clone()),
-                        entities: if part == 0 { vec![bold.clone()] } else { vec![] },
+                        entities: if part == 0 {
+                            vec![bold.clone()]
+                        } else {
+                            vec![]
+                        },
                         media: Some(MediaKind::Photo),
                         media_group_id: group.clone(),
                         protected: false,
@@ -346,11 +407,34 @@ pub fn print(summary: &DemoSummary, as_json: bool) {
         return;
     }
     let s = summary;
-    println!("kuryer demo — {} channels, {} users, {} subscriptions, {} posts", s.channels, s.users, s.subscriptions, s.posts);
-    println!("  deliveries   {} of {} expected ({} lost, {} duplicates, {} out of order, {} albums split)", s.deliveries_sent, s.deliveries_expected, s.lost, s.duplicates, s.out_of_order, s.albums_split);
-    println!("  throughput   {:.0} deliveries/s over {:.1} s (limits × {})", s.deliveries_per_s, s.elapsed_s, s.limit_scale);
-    println!("  latency      p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (post published → accepted by the fake Bot API)", s.latency_p50_ms, s.latency_p99_ms, s.latency_max_ms);
+    println!(
+        "kuryer demo — {} channels, {} users, {} subscriptions, {} posts",
+        s.channels, s.users, s.subscriptions, s.posts
+    );
+    println!(
+        "  deliveries   {} of {} expected ({} lost, {} duplicates, {} out of order, {} albums split)",
+        s.deliveries_sent,
+        s.deliveries_expected,
+        s.lost,
+        s.duplicates,
+        s.out_of_order,
+        s.albums_split
+    );
+    println!(
+        "  throughput   {:.0} deliveries/s over {:.1} s (limits × {})",
+        s.deliveries_per_s, s.elapsed_s, s.limit_scale
+    );
+    println!(
+        "  latency      p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (post published → accepted by the fake Bot API)",
+        s.latency_p50_ms, s.latency_p99_ms, s.latency_max_ms
+    );
     println!("  429s         {}", s.rate_limited_429);
-    println!("  registry     loaded in {:.1} ms; {} delivery rows written", s.registry_load_ms, s.rows_written);
-    println!("  memory       peak RSS {:.1} MiB (daemon and fake together)", s.peak_rss_mb);
+    println!(
+        "  registry     loaded in {:.1} ms; {} delivery rows written",
+        s.registry_load_ms, s.rows_written
+    );
+    println!(
+        "  memory       peak RSS {:.1} MiB (daemon and fake together)",
+        s.peak_rss_mb
+    );
 }

@@ -10,10 +10,10 @@ pub mod config;
 pub mod demo;
 /// The management HTTP API.
 pub mod http;
-/// Secrets that print themselves redacted.
-pub mod secret;
 /// Wiring of the actor pipeline and its ordered shutdown.
 pub mod pipeline;
+/// Secrets that print themselves redacted.
+pub mod secret;
 /// The simulated Telegram (fake Bot API server) for demo, benchmarks and tests.
 pub mod sim;
 /// PostgreSQL: pool, typed queries, migrations, partitions.

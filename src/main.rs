@@ -27,8 +27,8 @@ fn main() -> ExitCode {
         Command::Demo(args) => {
             let arg = args.config.clone();
             with_config("demo", &arg, |loaded| {
-                let summary = actix_rt::System::new()
-                    .block_on(kuryer::demo::run(&args, &loaded.config))?;
+                let summary =
+                    actix_rt::System::new().block_on(kuryer::demo::run(&args, &loaded.config))?;
                 kuryer::demo::print(&summary, args.json);
                 if summary.lost > 0 || summary.duplicates > 0 {
                     anyhow::bail!(

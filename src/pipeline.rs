@@ -278,7 +278,11 @@ impl Pipeline {
 
     /// A subscription stopped; its channel's poller stops with its last subscription.
     pub async fn subscription_removed(&self, subscription_id: i64, channel_id: i64) {
-        if let Ok(true) = self.registry.send(RemoveSubscription { subscription_id }).await {
+        if let Ok(true) = self
+            .registry
+            .send(RemoveSubscription { subscription_id })
+            .await
+        {
             self.supervisor.do_send(StopChannel(channel_id));
         }
     }
@@ -324,7 +328,10 @@ impl Pipeline {
         let started = Instant::now();
         let left = |started: Instant| deadline.saturating_sub(started.elapsed());
         let mut clean = true;
-        tracing::info!(deadline_s = deadline.as_secs_f64(), "Shutting down: stopping pollers.");
+        tracing::info!(
+            deadline_s = deadline.as_secs_f64(),
+            "Shutting down: stopping pollers."
+        );
         if tokio::time::timeout(left(started), self.supervisor.send(StopAll))
             .await
             .is_err()
@@ -358,7 +365,10 @@ impl Pipeline {
             elapsed: started.elapsed(),
         };
         if clean {
-            tracing::info!(elapsed_ms = report.elapsed.as_millis() as u64, "Shutdown complete.");
+            tracing::info!(
+                elapsed_ms = report.elapsed.as_millis() as u64,
+                "Shutdown complete."
+            );
         } else {
             tracing::warn!(
                 left_queued,

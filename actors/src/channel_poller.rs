@@ -194,9 +194,9 @@ impl ChannelPoller {
                 && let Some(last) = messages.last()
                 && let Some(group) = last.media_group_id.clone()
             {
-                let ready = held
-                    .as_ref()
-                    .is_some_and(|(g, since): &(String, Instant)| *g == group && since.elapsed() >= grace);
+                let ready = held.as_ref().is_some_and(|(g, since): &(String, Instant)| {
+                    *g == group && since.elapsed() >= grace
+                });
                 if !ready {
                     let keep = messages
                         .iter()
@@ -249,7 +249,14 @@ impl ChannelPoller {
                     }
                 }
             }
-            (Some(source), Cycle::Done { hwm, posts: n, hold })
+            (
+                Some(source),
+                Cycle::Done {
+                    hwm,
+                    posts: n,
+                    hold,
+                },
+            )
         };
         ctx.spawn(fut.into_actor(self).map(move |(source, cycle), act, ctx| {
             act.busy = false;

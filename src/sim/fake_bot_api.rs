@@ -304,26 +304,32 @@ pub struct FakeStats {
     pub per_method: BTreeMap<&'static str, u64>,
 }
 
-/// What was delivered, compared with what should have been.
+/// What was delivered, compared with what should have been. Every count but
+/// `unexpected` is about the expected posts only, so a report can be asked
+/// about a subset of chats.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct DeliveryReport {
     /// Distinct expected posts.
     pub expected: u64,
     /// Expected posts that arrived at least once.
     pub delivered: u64,
-    /// Extra copies of a post in a chat (a post sent three times counts 2).
+    /// Extra copies of an expected post in its chat (a post sent three times
+    /// counts 2; an album counts by its most repeated part).
     pub duplicates: u64,
     /// Expected posts that never arrived.
     pub lost: u64,
-    /// Posts that arrived but were not expected, plus messages that could not
-    /// be attributed to any channel post.
+    /// Distinct posts that arrived in a chat where they were not expected,
+    /// plus messages that could not be attributed to any channel post.
     pub unexpected: u64,
-    /// Posts that arrived, per (destination chat, source channel), after a
-    /// post with a higher id had already arrived.
+    /// Expected posts that arrived, per (destination chat, source channel),
+    /// after a post with a higher id had already arrived (first copies
+    /// compared).
     pub out_of_order: u64,
-    /// Albums whose parts did not arrive together in one request.
+    /// Expected albums of which no single request carried every part that
+    /// arrived.
     pub albums_split: u64,
-    /// Copyable parts of delivered albums that never arrived.
+    /// Parts of delivered albums that never arrived (protected parts, which
+    /// cannot be copied, are not counted).
     pub album_parts_missing: u64,
     /// Latency from [`FakeTelegram::post`] to the first copy, median.
     pub latency_p50_ms: f64,
@@ -698,7 +704,7 @@ impl ServerControl {
             return;
         }
         if down {
-            // The flag covers the instant between here and the socket closing.
+            // Covers the connections a stopping worker still serves.
             shared.down.store(true, Ordering::SeqCst);
             c.stop_server();
             return;
@@ -707,10 +713,9 @@ impl ServerControl {
             let _ = c.commands.send(Command::Up);
             match c.events.recv() {
                 Ok(Event::Started(Ok((handle, _)))) => c.handle = Some(handle),
-                Ok(Event::Started(Err(e))) => panic!(
-                    "fake Telegram: cannot listen on {} again: {e}",
-                    self.addr
-                ),
+                Ok(Event::Started(Err(e))) => {
+                    panic!("fake Telegram: cannot listen on {} again: {e}", self.addr)
+                }
                 _ => panic!("fake Telegram: the server thread is gone"),
             }
         }
@@ -816,6 +821,9 @@ fn build_server(shared: &Arc<Shared>, addr: SocketAddr) -> io::Result<(Server, S
 // Request handling
 
 async fn handle(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
+    if shared.down.load(Ordering::SeqCst) {
+        return broken_response();
+    }
     let reply = shared.serve(&req, &body).await;
     if let Some(delay) = reply.delay {
         actix_rt::time::sleep(delay).await;
@@ -825,6 +833,18 @@ async fn handle(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -
     HttpResponse::build(reply.status)
         .content_type("application/json")
         .body(body)
+}
+
+/// A response whose body fails after the head, so the connection is cut
+/// mid-answer: the client sees a network error, as if the server were
+/// unreachable, and not a 5xx (after which teloxide would sleep 10 s).
+fn broken_response() -> HttpResponse {
+    let body = futures_util::stream::once(async {
+        Err::<web::Bytes, io::Error>(io::Error::other("the fake Telegram is down"))
+    });
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .streaming(body)
 }
 
 /// The Bot API methods the fake knows; the discriminant indexes counters.
@@ -1063,7 +1083,8 @@ fn parse_form(text: &str, map: &mut Map<String, Value>) -> Result<(), Reply> {
 struct Shared {
     rules: Rules,
     state: Mutex<State>,
-    /// Set while `set_down(true)` is closing the socket (see `serve`).
+    /// Set by `set_down(true)`: a request a stopping worker still reads gets
+    /// its connection broken instead of an answer.
     down: AtomicBool,
 }
 
@@ -1089,10 +1110,6 @@ impl Shared {
             let mut st = self.lock();
             st.counters.requests_total += 1;
             st.counters.per_method[method as usize] += 1;
-            if self.down.load(Ordering::SeqCst) {
-                // Only reachable in the instant before the socket closes.
-                return Reply::error(502, "Bad Gateway", None);
-            }
             let Some((token, _)) = path else {
                 return Reply::not_found();
             };
@@ -1122,7 +1139,9 @@ impl Shared {
         let limit = params.int("limit")?.unwrap_or(100).clamp(1, 100);
         let limit = usize::try_from(limit).unwrap_or(100);
         let timeout = params.int("timeout")?.unwrap_or(0);
-        let timeout = u64::try_from(timeout).unwrap_or(0).min(MAX_POLL_TIMEOUT_SECS);
+        let timeout = u64::try_from(timeout)
+            .unwrap_or(0)
+            .min(MAX_POLL_TIMEOUT_SECS);
         let deadline = Instant::now() + Duration::from_secs(timeout);
         let notify = match self.lock().bots.get(token) {
             Some(bot) => Arc::clone(&bot.notify),
@@ -1223,7 +1242,10 @@ impl Window {
             return None;
         }
         let oldest = self.0[self.0.len() - rule.count];
-        Some(rule.window.saturating_sub(now.saturating_duration_since(oldest)))
+        Some(
+            rule.window
+                .saturating_sub(now.saturating_duration_since(oldest)),
+        )
     }
 
     fn record(&mut self, now: Instant) {
@@ -1731,6 +1753,7 @@ impl State {
             .collect();
 
         let mut seen: HashMap<(i64, i64, i32), Seen> = HashMap::new();
+        let mut unexpected: HashSet<(i64, i64, i32)> = HashSet::new();
         let mut highest: HashMap<(i64, i64), i32> = HashMap::new();
         let mut report = DeliveryReport {
             expected: expected.len() as u64,
@@ -1742,15 +1765,19 @@ impl State {
                     report.unexpected += 1;
                     continue;
                 };
-                let post = post_of(source, id);
-                let s = match seen.entry((dest, source, post)) {
+                let key = (dest, source, post_of(source, id));
+                if !expected.contains(&key) {
+                    unexpected.insert(key);
+                    continue;
+                }
+                let s = match seen.entry(key) {
                     Entry::Occupied(e) => e.into_mut(),
                     Entry::Vacant(e) => {
-                        let high = highest.entry((dest, source)).or_insert(post);
-                        if post < *high {
+                        let high = highest.entry((dest, source)).or_insert(key.2);
+                        if key.2 < *high {
                             report.out_of_order += 1;
                         } else {
-                            *high = post;
+                            *high = key.2;
                         }
                         e.insert(Seen {
                             first_at: r.received_at,
@@ -1763,34 +1790,32 @@ impl State {
                 *s.per_request.entry(r.request_id).or_default() += 1;
             }
         }
+        report.unexpected += unexpected.len() as u64;
+        report.delivered = seen.len() as u64;
 
-        let mut latencies = Vec::new();
-        for (key @ &(_, source, post), s) in &seen {
+        let mut latencies = Vec::with_capacity(seen.len());
+        for (&(_, source, post), s) in &seen {
             let copies = s.copies.values().copied().max().unwrap_or(1);
             report.duplicates += u64::from(copies - 1);
-            let channel = self.channels.get(&source);
-            if let Some(parts) = channel.and_then(|c| c.album_parts.get(&post)) {
+            let Some(channel) = self.channels.get(&source) else {
+                continue;
+            };
+            if let Some(parts) = channel.album_parts.get(&post) {
                 let distinct = s.copies.len();
                 let together = s.per_request.values().copied().max().unwrap_or(0);
                 if parts.len() > 1 && (together as usize) < distinct {
                     report.albums_split += 1;
                 }
-                let channel = channel.expect("parts come from a channel");
-                let copyable = parts
+                let missing = parts
                     .iter()
                     .filter(|id| channel.message(**id).is_some_and(|m| !m.protected))
                     .filter(|id| !s.copies.contains_key(id))
                     .count();
-                report.album_parts_missing += copyable as u64;
+                report.album_parts_missing += missing as u64;
             }
-            if expected.contains(key) {
-                report.delivered += 1;
-                if let Some(message) = channel.and_then(|c| c.message(post)) {
-                    let latency = s.first_at.saturating_duration_since(message.posted_at);
-                    latencies.push(latency.as_secs_f64() * 1000.0);
-                }
-            } else {
-                report.unexpected += 1;
+            if let Some(message) = channel.message(post) {
+                let latency = s.first_at.saturating_duration_since(message.posted_at);
+                latencies.push(latency.as_secs_f64() * 1000.0);
             }
         }
         report.lost = report.expected - report.delivered;
@@ -1881,7 +1906,9 @@ fn dest_chat_json(chat_id: i64, kind: ChatKind, channels: &HashMap<i64, Channel>
         }
         ChatKind::Channel => match channels.get(&chat_id) {
             Some(channel) => channel.chat.clone(),
-            None => json!({"id": chat_id, "type": "channel", "title": format!("Channel {chat_id}")}),
+            None => {
+                json!({"id": chat_id, "type": "channel", "title": format!("Channel {chat_id}")})
+            }
         },
     }
 }

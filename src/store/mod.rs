@@ -414,7 +414,9 @@ impl Store {
                     .await
                     .op(OP)?;
                 let stmt = t
-                    .prepare(&format!("{ACTIVE_SUBSCRIPTION_SQL} ORDER BY s.channel_id, s.id"))
+                    .prepare(&format!(
+                        "{ACTIVE_SUBSCRIPTION_SQL} ORDER BY s.channel_id, s.id"
+                    ))
                     .await
                     .op(OP)?;
                 let portal = t.bind(&stmt, &[]).await.op(OP)?;
