@@ -50,8 +50,44 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// The management HTTP API.
     pub http: HttpConfig,
+    /// The delivery pipeline.
+    pub delivery: DeliveryConfig,
     /// Logging.
     pub log: LogConfig,
+}
+
+/// The delivery pipeline's tuning.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Shortest interval between polls of a busy channel (ms).
+    pub poll_min_interval_ms: u64,
+    /// Longest interval between polls of a quiet channel (ms).
+    pub poll_max_interval_ms: u64,
+    /// Bot API calls in flight at once, all bots together.
+    pub max_in_flight: usize,
+    /// Deliveries queued in the rate limiter before pollers wait.
+    pub queue_capacity: usize,
+    /// Delivery rows written to PostgreSQL in one batch at most.
+    pub db_batch_size: usize,
+    /// Longest a delivery row waits for its batch to fill (ms).
+    pub db_flush_interval_ms: u64,
+    /// Time the ordered shutdown may take before it is forced (ms).
+    pub shutdown_deadline_ms: u64,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            poll_min_interval_ms: 1_000,
+            poll_max_interval_ms: 30_000,
+            max_in_flight: 64,
+            queue_capacity: 100_000,
+            db_batch_size: 2_000,
+            db_flush_interval_ms: 50,
+            shutdown_deadline_ms: 30_000,
+        }
+    }
 }
 
 /// PostgreSQL settings.
@@ -676,6 +712,46 @@ impl Config {
             600_000,
         )?;
         range("http.workers", h.workers, 0, 256)?;
+
+        let d = &self.delivery;
+        range(
+            "delivery.poll_min_interval_ms",
+            d.poll_min_interval_ms,
+            10,
+            3_600_000,
+        )?;
+        range(
+            "delivery.poll_max_interval_ms",
+            d.poll_max_interval_ms,
+            10,
+            3_600_000,
+        )?;
+        if d.poll_max_interval_ms < d.poll_min_interval_ms {
+            bad(
+                "delivery.poll_max_interval_ms",
+                "must not be less than delivery.poll_min_interval_ms",
+            )?;
+        }
+        range("delivery.max_in_flight", d.max_in_flight, 1, 100_000)?;
+        range(
+            "delivery.queue_capacity",
+            d.queue_capacity,
+            100,
+            100_000_000,
+        )?;
+        range("delivery.db_batch_size", d.db_batch_size, 1, 100_000)?;
+        range(
+            "delivery.db_flush_interval_ms",
+            d.db_flush_interval_ms,
+            1,
+            60_000,
+        )?;
+        range(
+            "delivery.shutdown_deadline_ms",
+            d.shutdown_deadline_ms,
+            100,
+            3_600_000,
+        )?;
 
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             bad("log.level", format!("not a tracing filter: {e}"))?;

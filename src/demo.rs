@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::cli::DemoArgs;
 use crate::config::Config;
-use crate::pipeline::{Pipeline, PipelineConfig, build_bots, limiter_config};
+use crate::pipeline::{Pipeline, PipelineConfig, build_bots};
 use crate::secret::{Secret, SecretUrl};
 use crate::sim::fake_bot_api::{ChatKind, FakeLimits, FakeTelegram, MediaKind, NewChannelMessage};
 use crate::sim::source::SimSource;
@@ -131,7 +131,8 @@ async fn run_in(
     } else {
         1e6
     };
-    pcfg.limiter = limiter_config(&cfg.limits, 1, scale);
+    pcfg.limiter = PipelineConfig::from_config(cfg, scale).limiter;
+    pcfg.limiter.bots = 1;
     let bots = build_bots(
         &[Secret::new(BOT_TOKEN)],
         &fake.url(),

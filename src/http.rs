@@ -23,6 +23,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::config::HttpConfig;
+use crate::pipeline::Pipeline;
 use crate::secret::Secret;
 use crate::store::{Store, StoreError};
 use crate::telemetry::{metrics_handle, names};
@@ -31,6 +32,9 @@ use crate::telemetry::{metrics_handle, names};
 #[derive(Clone)]
 pub struct ApiState {
     store: Store,
+    /// The running pipeline, told about new subscriptions (absent in tests
+    /// of the API alone).
+    pipeline: Option<Pipeline>,
     api_token: Option<Secret>,
     handler_timeout: Duration,
 }
@@ -162,6 +166,12 @@ async fn add_channel(
         )
     })?;
     let added = with_timeout(&state, state.store.add_subscription(body.user_id, &channel)).await?;
+    if let Some(pipeline) = &state.pipeline {
+        // Answer once the registry knows: posts from now on reach this subscriber.
+        pipeline
+            .subscription_added(&state.store, added.subscription.id)
+            .await;
+    }
     if added.created {
         metrics::counter!(names::SUBSCRIPTIONS_CREATED_TOTAL).increment(1);
         tracing::info!(
@@ -276,8 +286,17 @@ pub struct ApiServer {
     pub server: Server,
 }
 
-/// Binds the API server on `cfg.listen`.
+/// Binds the API server on `cfg.listen`, alone (no pipeline to notify).
 pub fn bind(cfg: &HttpConfig, store: Store) -> std::io::Result<ApiServer> {
+    bind_with(cfg, store, None)
+}
+
+/// Binds the API server on `cfg.listen`; new subscriptions go to `pipeline`.
+pub fn bind_with(
+    cfg: &HttpConfig,
+    store: Store,
+    pipeline: Option<Pipeline>,
+) -> std::io::Result<ApiServer> {
     if cfg.api_token.is_none() {
         tracing::warn!(
             "http.api_token is not set: management routes (/add_channel, /subscriptions) answer 404."
@@ -287,6 +306,7 @@ pub fn bind(cfg: &HttpConfig, store: Store) -> std::io::Result<ApiServer> {
     metrics_handle();
     let state = ApiState {
         store,
+        pipeline,
         api_token: cfg.api_token.clone(),
         handler_timeout: Duration::from_millis(cfg.handler_timeout_ms),
     };

@@ -6,6 +6,8 @@
 pub mod cli;
 /// Configuration: structs, defaults, loading, validation.
 pub mod config;
+/// `kuryer run`: the daemon's wiring and ordered shutdown.
+pub mod daemon;
 /// `kuryer demo`: the pipeline against the simulated Telegram.
 pub mod demo;
 /// The management HTTP API.
@@ -20,3 +22,5 @@ pub mod sim;
 pub mod store;
 /// Logging and metrics.
 pub mod telemetry;
+/// The bot's getUpdates loop and the source of channels where it is admin.
+pub mod updates;

@@ -22,7 +22,12 @@ fn main() -> ExitCode {
                 .build()?;
             runtime.block_on(run_migrate(loaded))
         }),
-        Command::Run(_) => not_built("run", "the delivery pipeline"),
+        Command::Run(arg) => with_config("run", &arg, |loaded| {
+            if let Some(p) = &loaded.path {
+                tracing::info!(config = %p.display(), "Configuration loaded.");
+            }
+            actix_rt::System::new().block_on(kuryer::daemon::run(loaded.config))
+        }),
         Command::Login { .. } => not_built("login", "the MTProto reader"),
         Command::Demo(args) => {
             let arg = args.config.clone();

@@ -106,10 +106,22 @@ pub struct PipelineConfig {
 impl PipelineConfig {
     /// From the daemon's configuration; `scale` multiplies Telegram's limits.
     pub fn from_config(cfg: &Config, scale: f64) -> Self {
+        let d = &cfg.delivery;
+        let mut limiter = limiter_config(&cfg.limits, cfg.telegram.bot_tokens.len().max(1), scale);
+        limiter.max_in_flight = d.max_in_flight;
+        limiter.queue_capacity = d.queue_capacity;
         Self {
-            limiter: limiter_config(&cfg.limits, cfg.telegram.bot_tokens.len().max(1), scale),
-            poller: PollerConfig::default(),
-            writer: DbWriterConfig::default(),
+            limiter,
+            poller: PollerConfig {
+                min_interval: Duration::from_millis(d.poll_min_interval_ms),
+                max_interval: Duration::from_millis(d.poll_max_interval_ms),
+                ..PollerConfig::default()
+            },
+            writer: DbWriterConfig {
+                batch_size: d.db_batch_size,
+                flush_interval: Duration::from_millis(d.db_flush_interval_ms),
+                ..DbWriterConfig::default()
+            },
             load_chunk: 5000,
         }
     }

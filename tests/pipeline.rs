@@ -232,7 +232,7 @@ impl ChannelSource for PanickySource {
             let messages = inner.await?;
             if !messages.is_empty() {
                 let n = returned.load(Ordering::SeqCst) + 1;
-                if n % 3 == 0 && panicked.lock().unwrap().insert(n) {
+                if n.is_multiple_of(3) && panicked.lock().unwrap().insert(n) {
                     panic!("simulated source failure on post {n}");
                 }
                 returned.fetch_add(1, Ordering::SeqCst);

@@ -2060,6 +2060,24 @@ mod tests {
         assert_eq!(Method::parse("sendPhoto"), Method::Unknown);
     }
 
+    #[tokio::test]
+    async fn a_request_caught_while_going_down_fails_at_the_network_level() {
+        use teloxide::requests::Requester;
+
+        let tg = FakeTelegram::start(FakeLimits::off()).unwrap();
+        tg.add_bot("7:x");
+        let bot = tg.bot("7:x");
+        bot.get_me().await.expect("up");
+        // What a stopping worker does with a request it still reads.
+        tg.shared.down.store(true, Ordering::SeqCst);
+        let started = Instant::now();
+        let err = bot.get_me().await.unwrap_err();
+        assert!(matches!(err, teloxide::RequestError::Network(_)), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(5), "no 5xx delay");
+        tg.shared.down.store(false, Ordering::SeqCst);
+        bot.get_me().await.expect("up again");
+    }
+
     #[test]
     fn percentile_nearest_rank() {
         let v = [1.0, 2.0, 3.0, 4.0];

@@ -518,6 +518,29 @@ impl Store {
             .collect())
     }
 
+    /// Channels where our bot is an administrator.
+    pub async fn admin_channels(&self) -> Result<Vec<ChannelRef>, StoreError> {
+        const OP: &str = "list bot-admin channels";
+        let c = self.conn(OP).await?;
+        let rows = c
+            .query(
+                "SELECT id, telegram_id, username, bot_is_admin FROM channels
+                  WHERE bot_is_admin AND telegram_id IS NOT NULL",
+                &[],
+            )
+            .await
+            .op(OP)?;
+        Ok(rows
+            .iter()
+            .map(|r| ChannelRef {
+                channel_id: r.get(0),
+                chat_id: r.get(1),
+                username: r.get(2),
+                bot_is_admin: r.get(3),
+            })
+            .collect())
+    }
+
     /// The active subscription as the registry holds it, by id (after a change).
     pub async fn active_subscription(
         &self,

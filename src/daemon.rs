@@ -1,0 +1,143 @@
+//! `kuryer run`: the daemon. Wires the store, the pipeline, the bot's update
+//! loop and the HTTP API, then waits for SIGTERM/SIGINT and shuts down in
+//! order: update loop, pollers, queued sends, last database writes, HTTP.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::LocalBoxFuture;
+use kuryer_actors::model::SourceMessage;
+use kuryer_actors::ports::{ChannelSource, SourceError, SourceFactory};
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::pipeline::{Pipeline, PipelineConfig, build_bots};
+use crate::store::{Store, migrate};
+use crate::updates::{self, BotUpdates};
+
+/// The source of a channel our bot is not admin of, while no MTProto reader
+/// exists: it says so, and the poller asks rarely.
+struct NoReader;
+
+impl ChannelSource for NoReader {
+    fn fetch(
+        &mut self,
+        _after: i32,
+        _limit: usize,
+    ) -> LocalBoxFuture<'_, Result<Vec<SourceMessage>, SourceError>> {
+        Box::pin(async {
+            Err(SourceError::Gone(
+                "our bot is not an admin of this channel and no MTProto reader account is configured"
+                    .to_owned(),
+            ))
+        })
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    if cfg.telegram.bot_tokens.is_empty() {
+        anyhow::bail!("telegram.bot_tokens is empty: kuryer needs at least one bot token");
+    }
+    if migrate::create_database_if_missing(&cfg.database).await? {
+        tracing::info!("Created the database.");
+    }
+    let store = Store::new(&cfg.database)?;
+    let report = migrate::apply(&store, migrate::MIGRATIONS).await?;
+    if !report.applied.is_empty() {
+        tracing::info!(applied = ?report.applied, "Migrations applied at start-up.");
+    }
+    store
+        .maintain_partitions(
+            cfg.database.partitions_ahead_days,
+            cfg.database.retention_days,
+        )
+        .await?;
+
+    let bots = build_bots(
+        &cfg.telegram.bot_tokens,
+        &cfg.telegram.bot_api_url,
+        Duration::from_millis(cfg.telegram.request_timeout_ms),
+    )?;
+    let updates = BotUpdates::default();
+    let factory: SourceFactory = {
+        let updates = updates.clone();
+        Arc::new(move |ch| -> Box<dyn ChannelSource> {
+            if ch.bot_is_admin {
+                Box::new(updates.source(ch.channel_id))
+            } else {
+                Box::new(NoReader)
+            }
+        })
+    };
+    let pipeline = Pipeline::start(
+        store.clone(),
+        bots.clone(),
+        factory,
+        PipelineConfig::from_config(&cfg, 1.0),
+    )
+    .await?;
+
+    let api = crate::http::bind_with(&cfg.http, store.clone(), Some(pipeline.clone()))?;
+    let api_handle = api.server.handle();
+    actix_rt::spawn(api.server);
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let update_loop = actix_rt::spawn(updates::run_loop(
+        bots[0].clone(),
+        store.clone(),
+        pipeline.clone(),
+        updates,
+        stop_rx,
+    ));
+    let maintenance = {
+        let store = store.clone();
+        let db = cfg.database.clone();
+        actix_rt::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(6 * 3600)).await;
+                if let Err(e) = store
+                    .maintain_partitions(db.partitions_ahead_days, db.retention_days)
+                    .await
+                {
+                    tracing::warn!(error = %e, "Partition maintenance failed; trying again later.");
+                }
+            }
+        })
+    };
+    tracing::info!(bots = bots.len(), "kuryer is running.");
+
+    let signal = wait_for_signal().await;
+    tracing::info!(signal, "Stopping.");
+    let _ = stop_tx.send(true);
+    let _ = update_loop.await;
+    maintenance.abort();
+    let report = pipeline
+        .shutdown(Duration::from_millis(cfg.delivery.shutdown_deadline_ms))
+        .await;
+    api_handle.stop(true).await;
+    store.close();
+    if !report.clean {
+        anyhow::bail!(
+            "shutdown deadline passed with {} deliveries not sent; they are resent from the database at the next start",
+            report.left_queued
+        );
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "Cannot watch SIGTERM; only SIGINT stops kuryer.");
+            let _ = tokio::signal::ctrl_c().await;
+            return "SIGINT";
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+    }
+}
