@@ -396,11 +396,9 @@ fn check_config_prints_the_effective_config_redacted() {
 
 #[test]
 fn unbuilt_commands_say_so_with_exit_2() {
-    for cmd in [&["run"][..], &["login"], &["demo"]] {
-        let out = kuryer().args(cmd).output().unwrap();
-        assert_eq!(out.status.code(), Some(2), "{cmd:?}");
-        assert!(String::from_utf8_lossy(&out.stderr).contains("not built yet"));
-    }
+    let out = kuryer().args(["login"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not built yet"));
     for cmd in ["run", "migrate", "check-config", "login", "demo"] {
         let out = kuryer().args([cmd, "--help"]).output().unwrap();
         assert!(out.status.success(), "{cmd} --help");
