@@ -74,6 +74,24 @@ pub struct DeliveryConfig {
     pub db_flush_interval_ms: u64,
     /// Time the ordered shutdown may take before it is forced (ms).
     pub shutdown_deadline_ms: u64,
+    /// At start, posts detected this long ago or less whose deliveries have
+    /// no recorded outcome are delivered (s).
+    pub resume_window_s: u64,
+    /// What to do after a send whose outcome is unknown (timeout after the
+    /// request was written): `retry` (may duplicate) or `skip` (may lose).
+    pub on_ambiguous: OnAmbiguous,
+    /// Failed sends in a row after which a destination is paused.
+    pub max_failures: u32,
+}
+
+/// Policy for sends whose outcome is unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnAmbiguous {
+    /// Send again: never lost, possibly duplicated.
+    Retry,
+    /// Record and move on: never duplicated, possibly lost.
+    Skip,
 }
 
 impl Default for DeliveryConfig {
@@ -86,6 +104,9 @@ impl Default for DeliveryConfig {
             db_batch_size: 2_000,
             db_flush_interval_ms: 50,
             shutdown_deadline_ms: 30_000,
+            resume_window_s: 24 * 3600,
+            on_ambiguous: OnAmbiguous::Retry,
+            max_failures: 10,
         }
     }
 }

@@ -11,6 +11,7 @@ use kuryer_actors::ports::{ChannelSource, SourceError, SourceFactory};
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::dedup::RedisDedup;
 use crate::pipeline::{Pipeline, PipelineConfig, build_bots};
 use crate::store::{Store, migrate};
 use crate::updates::{self, BotUpdates};
@@ -70,15 +71,27 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             }
         })
     };
+    let dedup = RedisDedup::new(&cfg.redis);
+    if !dedup.ping().await {
+        tracing::warn!(
+            "Redis is not reachable at start; delivering on the database's dedup alone until it is."
+        );
+    }
     let pipeline = Pipeline::start(
         store.clone(),
         bots.clone(),
         factory,
+        Arc::new(dedup.clone()),
         PipelineConfig::from_config(&cfg, 1.0),
     )
     .await?;
 
-    let api = crate::http::bind_with(&cfg.http, store.clone(), Some(pipeline.clone()))?;
+    let api = crate::http::bind_with(
+        &cfg.http,
+        store.clone(),
+        Some(pipeline.clone()),
+        Some(dedup.clone()),
+    )?;
     let api_handle = api.server.handle();
     actix_rt::spawn(api.server);
 

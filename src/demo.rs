@@ -87,7 +87,7 @@ pub async fn run(args: &DemoArgs, cfg: &Config) -> anyhow::Result<DemoSummary> {
     db_cfg.url = SecretUrl::new(with_dbname(cfg.database.url.expose(), &name));
     db_cfg.replica_urls.clear();
     migrate::create_database_if_missing(&db_cfg).await?;
-    let result = run_in(args, cfg, &db_cfg).await;
+    let result = run_in(args, cfg, &db_cfg, &name).await;
     // Drop the throw-away database whatever happened.
     let admin = SecretUrl::new(with_dbname(cfg.database.url.expose(), "postgres"));
     if let Ok((client, conn)) = tokio_postgres::connect(admin.expose(), tokio_postgres::NoTls).await
@@ -104,6 +104,7 @@ async fn run_in(
     args: &DemoArgs,
     cfg: &Config,
     db_cfg: &crate::config::DatabaseConfig,
+    name: &str,
 ) -> anyhow::Result<DemoSummary> {
     let channels = args.channels.max(1);
     let users = args.users.max(1);
@@ -142,7 +143,12 @@ async fn run_in(
     let factory: SourceFactory =
         Arc::new(move |ch| Box::new(SimSource::new(source_fake.clone(), ch.chat_id)));
     let started = Instant::now();
-    let pipeline = Pipeline::start(store.clone(), bots, factory, pcfg).await?;
+    // Dedup keys under a prefix of this run alone, expiring with the demo.
+    let mut redis = cfg.redis.clone();
+    redis.key_prefix = format!("{}{name}:", redis.key_prefix);
+    redis.dedup_ttl_s = 600;
+    let dedup = crate::dedup::RedisDedup::new(&redis);
+    let pipeline = Pipeline::start(store.clone(), bots, factory, Arc::new(dedup), pcfg).await?;
     let registry_load = pipeline.registry_load;
 
     // The publisher: one round of posts on every channel per second.

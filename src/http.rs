@@ -23,6 +23,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::config::HttpConfig;
+use crate::dedup::RedisDedup;
 use crate::pipeline::Pipeline;
 use crate::secret::Secret;
 use crate::store::{Store, StoreError};
@@ -35,6 +36,8 @@ pub struct ApiState {
     /// The running pipeline, told about new subscriptions (absent in tests
     /// of the API alone).
     pipeline: Option<Pipeline>,
+    /// Redis, when the daemon uses it (reported by `/readyz`).
+    redis: Option<RedisDedup>,
     api_token: Option<Secret>,
     handler_timeout: Duration,
 }
@@ -217,16 +220,25 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
+/// Ready when the database answers. Redis is reported but does not decide:
+/// kuryer delivers without it (dedup falls back to the database alone).
 async fn readyz(state: web::Data<ApiState>) -> HttpResponse {
+    let redis = match &state.redis {
+        Some(r) if r.ping().await => "ok",
+        Some(_) => "unavailable (dedup on the database alone)",
+        None => "not used",
+    };
     match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
-        Ok(Ok(())) => HttpResponse::Ok().json(json!({"status": "ready", "database": "ok"})),
+        Ok(Ok(())) => {
+            HttpResponse::Ok().json(json!({"status": "ready", "database": "ok", "redis": redis}))
+        }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "Readiness check: database unreachable.");
             HttpResponse::ServiceUnavailable()
-                .json(json!({"status": "not_ready", "database": "unreachable"}))
+                .json(json!({"status": "not_ready", "database": "unreachable", "redis": redis}))
         }
         Err(_) => HttpResponse::ServiceUnavailable()
-            .json(json!({"status": "not_ready", "database": "timeout"})),
+            .json(json!({"status": "not_ready", "database": "timeout", "redis": redis})),
     }
 }
 
@@ -288,14 +300,16 @@ pub struct ApiServer {
 
 /// Binds the API server on `cfg.listen`, alone (no pipeline to notify).
 pub fn bind(cfg: &HttpConfig, store: Store) -> std::io::Result<ApiServer> {
-    bind_with(cfg, store, None)
+    bind_with(cfg, store, None, None)
 }
 
-/// Binds the API server on `cfg.listen`; new subscriptions go to `pipeline`.
+/// Binds the API server on `cfg.listen`; new subscriptions go to
+/// `pipeline`; `/readyz` reports on `redis` too.
 pub fn bind_with(
     cfg: &HttpConfig,
     store: Store,
     pipeline: Option<Pipeline>,
+    redis: Option<RedisDedup>,
 ) -> std::io::Result<ApiServer> {
     if cfg.api_token.is_none() {
         tracing::warn!(
@@ -307,6 +321,7 @@ pub fn bind_with(
     let state = ApiState {
         store,
         pipeline,
+        redis,
         api_token: cfg.api_token.clone(),
         handler_timeout: Duration::from_millis(cfg.handler_timeout_ms),
     };

@@ -8,8 +8,12 @@ pub mod cli;
 pub mod config;
 /// `kuryer run`: the daemon's wiring and ordered shutdown.
 pub mod daemon;
+/// The Redis layer of delivery dedup.
+pub mod dedup;
 /// `kuryer demo`: the pipeline against the simulated Telegram.
 pub mod demo;
+/// What the daemon does when a destination is lost, moved or failing.
+pub mod destinations;
 /// The management HTTP API.
 pub mod http;
 /// Wiring of the actor pipeline and its ordered shutdown.

@@ -14,15 +14,17 @@ use kuryer_actors::channel_supervisor::{
 };
 use kuryer_actors::db_writer::{DbWriter, DbWriterConfig, Flush, GetDbWriterStats};
 use kuryer_actors::model::{ChannelRef, DeliveryRecord, Post};
-use kuryer_actors::ports::{PersistError, Persistence, SourceFactory};
+use kuryer_actors::ports::{Dedup, PersistError, Persistence, SourceFactory};
+use kuryer_actors::rate_limiter::Enqueue;
 use kuryer_actors::rate_limiter::{Drain, GetLimiterStats, LimiterConfig, RateLimiter};
-use kuryer_actors::sender_pool::SenderPool;
+use kuryer_actors::sender_pool::{SenderConfig, SenderPool};
 use kuryer_actors::subscriber_registry::{
     AddSubscription, GetRegistryStats, LoadSubscriptions, RemoveSubscription, SubscriberRegistry,
 };
 use teloxide::Bot;
 
-use crate::config::{Config, LimitsConfig};
+use crate::config::{Config, LimitsConfig, OnAmbiguous};
+use crate::destinations::DestinationHandler;
 use crate::secret::Secret;
 use crate::store::{ForwardedRow, NewPost, Store, StoreError};
 
@@ -49,6 +51,15 @@ impl Persistence for Store {
                 album_id: post.album_id.as_deref().and_then(|a| a.parse().ok()),
                 kind,
                 detected_at: post.detected_at,
+                source_chat_id: Some(post.source_chat_id),
+                channel_username: post.channel_username.clone(),
+                text: post.text.clone(),
+                entities: (!post.entities.is_empty())
+                    .then(|| serde_json::to_value(&post.entities).ok())
+                    .flatten(),
+                media: post.media.map(|m| format!("{m:?}").to_ascii_lowercase()),
+                copyable: post.copyable,
+                published_at: Some(post.published_at),
             };
             store
                 .record_post(&new)
@@ -99,8 +110,11 @@ pub struct PipelineConfig {
     pub limiter: LimiterConfig,
     pub poller: PollerConfig,
     pub writer: DbWriterConfig,
+    pub sender: SenderConfig,
     /// Rows a chunk of the registry's streaming load.
     pub load_chunk: usize,
+    /// Resume deliveries of posts detected this long ago or less (zero: off).
+    pub resume_window: Duration,
 }
 
 impl PipelineConfig {
@@ -122,7 +136,12 @@ impl PipelineConfig {
                 flush_interval: Duration::from_millis(d.db_flush_interval_ms),
                 ..DbWriterConfig::default()
             },
+            sender: SenderConfig {
+                retry_ambiguous: d.on_ambiguous == OnAmbiguous::Retry,
+                max_failures: d.max_failures,
+            },
             load_chunk: 5000,
+            resume_window: Duration::from_secs(d.resume_window_s),
         }
     }
 }
@@ -219,6 +238,7 @@ impl Pipeline {
         store: Store,
         bots: Vec<Bot>,
         factory: SourceFactory,
+        dedup: Arc<dyn Dedup>,
         cfg: PipelineConfig,
     ) -> Result<Self, PipelineError> {
         if bots.is_empty() {
@@ -229,7 +249,15 @@ impl Pipeline {
         let persistence: Arc<dyn Persistence> = Arc::new(store.clone());
         let backlog = Arc::new(AtomicUsize::new(0));
         let writer = DbWriter::new(persistence.clone(), cfg.writer, backlog.clone()).start();
-        let sender = SenderPool::new(bots, writer.clone().recipient()).start();
+        let destinations = DestinationHandler::new(store.clone(), bots[0].clone());
+        let sender = SenderPool::new(
+            bots,
+            writer.clone().recipient(),
+            dedup,
+            Arc::new(destinations.clone()),
+            cfg.sender.clone(),
+        )
+        .start();
         let limiter = RateLimiter::new(cfg.limiter, sender.clone().recipient(), backlog).start();
         let registry = SubscriberRegistry::new(limiter.clone().recipient()).start();
 
@@ -255,6 +283,28 @@ impl Pipeline {
             cfg.poller,
         )
         .start();
+        destinations.connect(registry.clone(), supervisor.clone());
+
+        // Deliveries of recorded posts that have no outcome yet (a crash, a
+        // forced shutdown) go first, before any new post of their channels.
+        if !cfg.resume_window.is_zero() {
+            let since = chrono::Utc::now()
+                - chrono::Duration::from_std(cfg.resume_window).unwrap_or_default();
+            let pending = store
+                .pending_deliveries(since, cfg.sender.retry_ambiguous)
+                .await?;
+            if !pending.is_empty() {
+                tracing::info!(
+                    deliveries = pending.len(),
+                    "Resuming deliveries recorded but not sent."
+                );
+                metrics::counter!(kuryer_actors::metrics_names::DELIVERIES_RESUMED_TOTAL)
+                    .increment(pending.len() as u64);
+                for chunk in pending.chunks(10_000) {
+                    limiter.send(Enqueue(chunk.to_vec())).await?;
+                }
+            }
+        }
         let channels = store.active_channels().await?;
         tracing::info!(channels = channels.len(), "Starting channel pollers.");
         for ch in channels {

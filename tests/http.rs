@@ -282,7 +282,10 @@ async fn health_readiness_metrics_and_unknown_routes() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body, json!({"status": "ready", "database": "ok"}));
+    assert_eq!(
+        body,
+        json!({"status": "ready", "database": "ok", "redis": "not used"})
+    );
 
     // One request to count, then the metrics show the seed's names and it.
     api.post("/add_channel")

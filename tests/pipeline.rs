@@ -31,7 +31,9 @@ fn pipeline_config(scale: f64) -> PipelineConfig {
             ..PollerConfig::default()
         },
         writer: DbWriterConfig::default(),
+        sender: Default::default(),
         load_chunk: 1000,
+        resume_window: Duration::from_secs(3600),
     }
 }
 
@@ -42,9 +44,15 @@ fn sim_factory(fake: &FakeTelegram) -> SourceFactory {
 
 async fn start(store: &Store, fake: &FakeTelegram, factory: SourceFactory, scale: f64) -> Pipeline {
     let bots = build_bots(&[demo::bot_token()], &fake.url(), Duration::from_secs(10)).unwrap();
-    Pipeline::start(store.clone(), bots, factory, pipeline_config(scale))
-        .await
-        .unwrap()
+    Pipeline::start(
+        store.clone(),
+        bots,
+        factory,
+        Arc::new(kuryer_actors::ports::NoDedup),
+        pipeline_config(scale),
+    )
+    .await
+    .unwrap()
 }
 
 /// Publishes `rounds` posts on every channel (every fifth an album) and wakes
@@ -319,8 +327,9 @@ async fn protected_and_odd_posts_do_not_stop_the_channel() {
     let fake = demo::start_fake(FakeLimits::off(), channels, users).unwrap();
     let pipeline = start(&store, &fake, sim_factory(&fake), 1000.0).await;
     let chat = demo::channel_chat(1);
-    // A protected photo cannot be copied: recorded as failed, not retried forever.
-    fake.post(
+    // A protected photo cannot be copied: the subscribers get a link to it
+    // instead, and nothing is retried forever.
+    let protected = fake.post(
         chat,
         NewChannelMessage {
             text: Some("protected".into()),
@@ -353,20 +362,38 @@ async fn protected_and_odd_posts_do_not_stop_the_channel() {
     pipeline.shutdown(Duration::from_secs(10)).await;
     let r = fake.report(&expected);
     assert_eq!((r.lost, r.duplicates), (0, 0), "{r:?}");
-    let failed: i64 = db
+    let link = format!("https://t.me/demo_channel_1/{protected}");
+    let subscribers: Vec<i64> = pairs
+        .iter()
+        .filter(|(_, c)| *c == chat)
+        .map(|(d, _)| *d)
+        .collect();
+    for dest in &subscribers {
+        let got = fake.received(*dest);
+        let links = got
+            .iter()
+            .filter(|m| m.text.as_deref().is_some_and(|t| t.contains(&link)))
+            .count();
+        assert_eq!(
+            links, 1,
+            "chat {dest} should get one link to the protected post"
+        );
+    }
+    let by_link: i64 = db
         .client()
         .await
         .query_one(
-            "SELECT count(*) FROM forwarded_messages WHERE status = 'failed' AND error IS NOT NULL",
-            &[],
+            "SELECT count(*) FROM forwarded_messages
+              WHERE status = 'sent' AND error LIKE 'sent as a link%' AND source_message_id = $1",
+            &[&i64::from(protected)],
         )
         .await
         .unwrap()
         .get(0);
-    let subscribers_of_1 = pairs.iter().filter(|(_, c)| *c == chat).count() as i64;
     assert_eq!(
-        failed, subscribers_of_1,
-        "each protected delivery is one failed row"
+        by_link as usize,
+        subscribers.len(),
+        "each fallback is one row saying so"
     );
     fake.stop();
 }

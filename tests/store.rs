@@ -75,7 +75,7 @@ async fn a_changed_migration_is_refused_and_nothing_runs() {
     let mut changed: Vec<Migration> = migrate::MIGRATIONS.to_vec();
     changed[0].sql = "SELECT 1; -- edited after it was applied";
     changed.push(Migration {
-        version: 2,
+        version: migrate::MIGRATIONS.len() as i32 + 1,
         name: "0002_next.sql",
         sql: "CREATE TABLE must_not_exist (x int)",
     });
@@ -122,7 +122,7 @@ async fn a_failing_migration_rolls_back_whole() {
     let store = db.migrated().await;
     let mut list: Vec<Migration> = migrate::MIGRATIONS.to_vec();
     list.push(Migration {
-        version: 2,
+        version: migrate::MIGRATIONS.len() as i32 + 1,
         name: "0002_broken.sql",
         sql: "CREATE TABLE half_done (x int); SELECT no_such_function();",
     });
@@ -140,7 +140,7 @@ async fn a_failing_migration_rolls_back_whole() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(n, 1);
+    assert_eq!(n as usize, migrate::MIGRATIONS.len());
 }
 
 #[tokio::test]
@@ -325,6 +325,7 @@ async fn constraints_reject_duplicates_and_junk() {
             album_id: None,
             kind: "text".into(),
             detected_at: Utc::now(),
+            ..Default::default()
         };
         assert!(store.record_post(&post).await.unwrap().is_some());
         store.record_post(&post).await.unwrap()
@@ -438,6 +439,7 @@ async fn record_post_advances_the_high_water_mark_and_never_back() {
         album_id: Some(777),
         kind: "album".into(),
         detected_at: Utc::now(),
+        ..Default::default()
     };
     assert!(store.record_post(&album).await.unwrap().is_some());
     assert_eq!(store.high_water_mark(channel_id).await.unwrap(), Some(12));

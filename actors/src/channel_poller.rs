@@ -209,12 +209,7 @@ impl ChannelPoller {
                     hold = Some((group, since, grace));
                 }
             }
-            let posts = Post::group(
-                channel.channel_id,
-                channel.chat_id,
-                messages,
-                chrono::Utc::now(),
-            );
+            let posts = Post::group(&channel, messages, chrono::Utc::now());
             let n = posts.len();
             for post in posts {
                 let post = Arc::new(post);

@@ -21,3 +21,11 @@ pub const POLL_DURATION_SECONDS: &str = "kuryer_poll_duration_seconds";
 pub const HTTP_REQUESTS_TOTAL: &str = "kuryer_http_requests_total";
 /// Subscriptions created through any interface (counter).
 pub const SUBSCRIPTIONS_CREATED_TOTAL: &str = "kuryer_subscriptions_created_total";
+/// Sends whose outcome is unknown (timeout after the request was written): the one way a duplicate can happen (counter).
+pub const AMBIGUOUS_SENDS_TOTAL: &str = "kuryer_ambiguous_sends_total";
+/// Deliveries found already sent in the dedup layer and not sent again (counter).
+pub const DEDUP_HITS_TOTAL: &str = "kuryer_dedup_hits_total";
+/// Destinations paused or deactivated (counter).
+pub const DESTINATIONS_DEACTIVATED_TOTAL: &str = "kuryer_destinations_deactivated_total";
+/// Deliveries resumed at start-up (counter).
+pub const DELIVERIES_RESUMED_TOTAL: &str = "kuryer_deliveries_resumed_total";

@@ -289,6 +289,8 @@ pub struct Post {
     pub channel_id: i64,
     /// Chat the bot copies or forwards from (the channel itself, or a relay).
     pub source_chat_id: i64,
+    /// The channel's public username, for a link to the post when it cannot be copied.
+    pub channel_username: Option<String>,
     /// Message ids in the source chat, increasing; one unless an album.
     pub message_ids: Vec<i32>,
     /// Text or first caption.
@@ -318,6 +320,13 @@ impl Post {
         *self.message_ids.last().expect("a post has a message")
     }
 
+    /// `https://t.me/<channel>/<id>`, when the channel is public.
+    pub fn link(&self) -> Option<String> {
+        self.channel_username
+            .as_ref()
+            .map(|u| format!("https://t.me/{u}/{}", self.first_id()))
+    }
+
     /// UTC day it was detected: the partition key of its delivery rows.
     pub fn post_day(&self) -> NaiveDate {
         self.detected_at.date_naive()
@@ -326,8 +335,7 @@ impl Post {
     /// Groups source messages (oldest first) into posts: consecutive
     /// messages sharing a `media_group_id` become one album post.
     pub fn group(
-        channel_id: i64,
-        source_chat_id: i64,
+        channel: &ChannelRef,
         messages: Vec<SourceMessage>,
         detected_at: DateTime<Utc>,
     ) -> Vec<Post> {
@@ -346,8 +354,9 @@ impl Post {
                 continue;
             }
             posts.push(Post {
-                channel_id,
-                source_chat_id,
+                channel_id: channel.channel_id,
+                source_chat_id: channel.chat_id,
+                channel_username: channel.username.clone(),
                 message_ids: vec![m.id],
                 text: m.text,
                 entities: m.entities,
@@ -487,9 +496,14 @@ mod tests {
 
     #[test]
     fn albums_group_into_one_post_and_other_messages_stay_apart() {
+        let channel = ChannelRef {
+            channel_id: 1,
+            chat_id: -100,
+            username: Some("news".into()),
+            bot_is_admin: false,
+        };
         let posts = Post::group(
-            1,
-            -100,
+            &channel,
             vec![
                 msg(1, None),
                 msg(2, Some("a")),

@@ -69,3 +69,65 @@ pub trait Persistence: Send + Sync + 'static {
         rows: Vec<DeliveryRecord>,
     ) -> BoxFuture<'static, Result<u64, PersistError>>;
 }
+
+/// The Redis layer of dedup: a key per (subscription, source message) set
+/// right after Telegram accepted a send. Errors never fail a delivery: the
+/// database's unique constraint is the final word, so an unreachable Redis
+/// means "not seen" and is logged by the implementation.
+pub trait Dedup: Send + Sync + 'static {
+    /// The sent message id when this delivery was already accepted.
+    fn seen(&self, subscription_id: i64, message_id: i32) -> BoxFuture<'static, Option<i64>>;
+    /// Records an accepted send.
+    fn mark(
+        &self,
+        subscription_id: i64,
+        message_id: i32,
+        sent_message_id: i64,
+    ) -> BoxFuture<'static, ()>;
+}
+
+/// A dedup layer that knows nothing (tests, Redis not configured).
+pub struct NoDedup;
+
+impl Dedup for NoDedup {
+    fn seen(&self, _: i64, _: i32) -> BoxFuture<'static, Option<i64>> {
+        Box::pin(async { None })
+    }
+    fn mark(&self, _: i64, _: i32, _: i64) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// What happened to a destination, for the daemon to act on (database,
+/// registry, telling the owner).
+#[derive(Debug, Clone)]
+pub enum DestinationEvent {
+    /// The bot can no longer post there (blocked, kicked, chat gone).
+    Gone {
+        sub: Arc<crate::model::ActiveSubscription>,
+        reason: String,
+    },
+    /// A group became a supergroup with a new chat id.
+    Migrated {
+        sub: Arc<crate::model::ActiveSubscription>,
+        new_chat_id: i64,
+    },
+    /// `max_failures` sends in a row failed.
+    Failing {
+        sub: Arc<crate::model::ActiveSubscription>,
+        reason: String,
+    },
+}
+
+/// Receives destination events; implemented by the daemon.
+pub trait DestinationEvents: Send + Sync + 'static {
+    /// Handles one event (in the background; it must not block sends).
+    fn on_event(&self, event: DestinationEvent);
+}
+
+/// Ignores destination events.
+pub struct IgnoreDestinationEvents;
+
+impl DestinationEvents for IgnoreDestinationEvents {
+    fn on_event(&self, _: DestinationEvent) {}
+}

@@ -1,15 +1,27 @@
 //! SenderPool: makes the Bot API calls.
 //!
 //! Owns one teloxide `Bot` per configured token (each with its reused HTTP
-//! client and `bot_api_url`). For each [`SendDelivery`] it makes one call —
-//! `sendMessage` with the original entities for a text post,
-//! `copyMessage`/`copyMessages` for media and albums, or
-//! `forwardMessage(s)` in forward mode — classifies the result, reports the
-//! outcome to the RateLimiter (which re-queues what must be retried) and the
-//! finished delivery to the DbWriter. How many calls run at once is bounded
-//! by the RateLimiter's `max_in_flight`.
+//! client and `bot_api_url`) and each destination's failure streak. For each
+//! [`SendDelivery`] it:
+//!
+//! 1. asks the dedup layer (Redis) whether this delivery was already
+//!    accepted — after a crash, a send may have gone out without its row
+//!    being written — and if so records it as sent without a call;
+//! 2. makes one call: `sendMessage` with the original entities for a text
+//!    post, `copyMessage`/`copyMessages` for media and albums, or
+//!    `forwardMessage(s)` in forward mode; falls back where Telegram refuses
+//!    the message itself (entities it cannot parse → plain text; a post that
+//!    cannot be copied → a link to it);
+//! 3. marks an accepted send in the dedup layer at once, then classifies the
+//!    outcome (see [`classify`]) and reports it to the RateLimiter (which
+//!    re-queues what must be retried), the finished delivery to the DbWriter,
+//!    and destination changes (blocked, migrated, failing) to the daemon.
+//!
+//! How many calls run at once is bounded by the RateLimiter's `max_in_flight`.
 
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use teloxide::payloads::SendMessageSetters;
@@ -20,22 +32,56 @@ use teloxide::{ApiError, Bot, RequestError};
 use crate::db_writer::RecordDeliveries;
 use crate::metrics_names as names;
 use crate::model::{Delivery, DeliveryMode, DeliveryRecord, DeliveryStatus};
+use crate::ports::{Dedup, DestinationEvent, DestinationEvents};
 use crate::rate_limiter::{SendDelivery, SendFinished, SendOutcome};
 
-/// Retries of a transient failure before a delivery is recorded as failed.
-const MAX_ATTEMPTS: u32 = 8;
+/// SenderPool settings.
+#[derive(Debug, Clone)]
+pub struct SenderConfig {
+    /// After a send whose outcome is unknown: true = send again, false = record and move on.
+    pub retry_ambiguous: bool,
+    /// Failed sends in a row after which a destination is paused.
+    pub max_failures: u32,
+}
+
+impl Default for SenderConfig {
+    fn default() -> Self {
+        Self {
+            retry_ambiguous: true,
+            max_failures: 10,
+        }
+    }
+}
 
 /// The SenderPool actor.
 pub struct SenderPool {
     bots: Vec<Bot>,
     writer: Recipient<RecordDeliveries>,
+    dedup: Arc<dyn Dedup>,
+    events: Arc<dyn DestinationEvents>,
+    cfg: SenderConfig,
+    /// Failures in a row per destination id.
+    streaks: HashMap<i64, u32>,
 }
 
 impl SenderPool {
-    /// A pool over `bots` (one per token, in lane order), reporting to `writer`.
-    pub fn new(bots: Vec<Bot>, writer: Recipient<RecordDeliveries>) -> Self {
+    /// A pool over `bots` (one per token, in lane order).
+    pub fn new(
+        bots: Vec<Bot>,
+        writer: Recipient<RecordDeliveries>,
+        dedup: Arc<dyn Dedup>,
+        events: Arc<dyn DestinationEvents>,
+        cfg: SenderConfig,
+    ) -> Self {
         assert!(!bots.is_empty(), "at least one bot token");
-        Self { bots, writer }
+        Self {
+            bots,
+            writer,
+            dedup,
+            events,
+            cfg,
+            streaks: HashMap::new(),
+        }
     }
 }
 
@@ -43,45 +89,140 @@ impl Actor for SenderPool {
     type Context = Context<Self>;
 }
 
-/// What one call produced.
+/// What the calls for one delivery produced.
+#[derive(Debug)]
 enum CallResult {
-    Sent(i32),
+    /// Accepted; the id of the (first) message in the destination.
+    Sent {
+        id: i32,
+        to: i64,
+        note: Option<String>,
+    },
+    /// Already accepted before (dedup hit).
+    AlreadySent(i64),
+    /// Refused for good for this message; retrying cannot help.
     Failed(String),
+    /// The bot can no longer post in this chat.
+    Gone(String),
+    /// Telegram asks to wait.
     RetryAfter(Duration),
+    /// The Bot API could not be reached at all: not this chat's fault.
+    Unreachable(String),
+    /// Failed in a way that may pass (5xx, reset connection).
     Transient(String),
+    /// The request may or may not have reached Telegram (timed out after it
+    /// was written): the one way a duplicate can happen.
+    Ambiguous(String),
 }
 
-async fn call(bot: &Bot, d: &Delivery) -> CallResult {
-    let to = ChatId(d.sub.chat_id);
+/// Makes the call(s) for one delivery.
+async fn call(bot: &Bot, d: &Delivery, events: &dyn DestinationEvents) -> CallResult {
+    let mut to = d.sub.chat_id;
+    // At most one move (group → supergroup) per delivery.
+    for _ in 0..2 {
+        match call_once(bot, d, to).await {
+            Err(RequestError::MigrateToChatId(new)) => {
+                events.on_event(DestinationEvent::Migrated {
+                    sub: d.sub.clone(),
+                    new_chat_id: new.0,
+                });
+                to = new.0;
+            }
+            Ok(id) => return CallResult::Sent { id, to, note: None },
+            Err(e) => return fallback(bot, d, to, e).await,
+        }
+    }
+    CallResult::Failed("group moved more than once".into())
+}
+
+async fn call_once(bot: &Bot, d: &Delivery, to: i64) -> Result<i32, RequestError> {
+    let chat = ChatId(to);
     let from = ChatId(d.post.source_chat_id);
     let post = &d.post;
     let ids: Vec<MessageId> = post.message_ids.iter().map(|&i| MessageId(i)).collect();
-    let result: Result<i32, RequestError> = match d.sub.mode {
+    match d.sub.mode {
         DeliveryMode::Copy if post.media.is_none() && post.text.is_some() => {
             let text = post.text.clone().unwrap_or_default();
-            bot.send_message(to, text)
-                .entities(post.entities.clone())
-                .await
-                .map(|m| m.id.0)
+            let mut req = bot.send_message(chat, text);
+            if !post.entities.is_empty() {
+                req = req.entities(post.entities.clone());
+            }
+            req.await.map(|m| m.id.0)
         }
         DeliveryMode::Copy if ids.len() == 1 => {
-            bot.copy_message(to, from, ids[0]).await.map(|m| m.0)
+            bot.copy_message(chat, from, ids[0]).await.map(|m| m.0)
         }
         DeliveryMode::Copy => bot
-            .copy_messages(to, from, ids.clone())
+            .copy_messages(chat, from, ids.clone())
             .await
             .and_then(|v| first_of(v, ids.len())),
-        DeliveryMode::Forward if ids.len() == 1 => {
-            bot.forward_message(to, from, ids[0]).await.map(|m| m.id.0)
-        }
+        DeliveryMode::Forward if ids.len() == 1 => bot
+            .forward_message(chat, from, ids[0])
+            .await
+            .map(|m| m.id.0),
         DeliveryMode::Forward => bot
-            .forward_messages(to, from, ids.clone())
+            .forward_messages(chat, from, ids.clone())
             .await
             .and_then(|v| first_of(v, ids.len())),
+    }
+}
+
+/// Where Telegram refused the message itself, tries once in a simpler form;
+/// otherwise classifies the error.
+async fn fallback(bot: &Bot, d: &Delivery, to: i64, e: RequestError) -> CallResult {
+    let plain = |note: &str| {
+        let note = note.to_owned();
+        async move {
+            let text = d.post.text.clone().unwrap_or_default();
+            match bot.send_message(ChatId(to), text).await {
+                Ok(m) => CallResult::Sent {
+                    id: m.id.0,
+                    to,
+                    note: Some(note),
+                },
+                Err(e) => classify(e),
+            }
+        }
     };
-    match result {
-        Ok(id) => CallResult::Sent(id),
-        Err(e) => classify(e),
+    match &e {
+        // Entities Telegram cannot parse: the text without formatting.
+        RequestError::Api(ApiError::CantParseEntities(_)) if d.post.text.is_some() => {
+            plain("sent as plain text: entities were refused").await
+        }
+        // The post cannot be copied (protected, service message, too long
+        // a caption): a link to it, if the channel is public.
+        RequestError::Api(api) if is_message_specific(api) => match d.post.link() {
+            Some(link) => {
+                let text = match d.post.channel_username.as_deref() {
+                    Some(name) => format!("New post in @{name}: {link}"),
+                    None => link,
+                };
+                match bot.send_message(ChatId(to), text).await {
+                    Ok(m) => CallResult::Sent {
+                        id: m.id.0,
+                        to,
+                        note: Some(format!("sent as a link: {api}")),
+                    },
+                    Err(e) => classify(e),
+                }
+            }
+            None => classify(e),
+        },
+        _ => classify(e),
+    }
+}
+
+/// Errors about the message itself, not the chat: another form may pass.
+fn is_message_specific(api: &ApiError) -> bool {
+    match api {
+        ApiError::MessageIsTooLong | ApiError::MessageToCopyNotFound => true,
+        ApiError::Unknown(text) => {
+            text.contains("can't be copied")
+                || text.contains("can't be forwarded")
+                || text.contains("message is too long")
+                || text.contains("caption is too long")
+        }
+        _ => false,
     }
 }
 
@@ -89,17 +230,18 @@ async fn call(bot: &Bot, d: &Delivery) -> CallResult {
 /// sent means part of the post did not arrive.
 fn first_of(v: Vec<MessageId>, sent: usize) -> Result<i32, RequestError> {
     match v.first() {
-        Some(first) if v.len() == sent => Ok(first.0),
         Some(first) => {
-            tracing::warn!(
-                sent,
-                copied = v.len(),
-                "Telegram copied only part of an album."
-            );
+            if v.len() != sent {
+                tracing::warn!(
+                    sent,
+                    copied = v.len(),
+                    "Telegram copied only part of an album."
+                );
+            }
             Ok(first.0)
         }
         None => Err(RequestError::Api(ApiError::Unknown(
-            "nothing could be copied".to_owned(),
+            "Bad Request: message can't be copied".to_owned(),
         ))),
     }
 }
@@ -108,110 +250,43 @@ fn first_of(v: Vec<MessageId>, sent: usize) -> Result<i32, RequestError> {
 fn classify(e: RequestError) -> CallResult {
     match e {
         RequestError::RetryAfter(s) => CallResult::RetryAfter(s.duration()),
+        RequestError::Network(e) if e.is_timeout() => {
+            CallResult::Ambiguous(format!("timed out: {e}"))
+        }
+        RequestError::Network(e) if e.is_connect() => {
+            CallResult::Unreachable(format!("cannot reach the Bot API: {e}"))
+        }
         RequestError::Network(e) => CallResult::Transient(format!("network: {e}")),
         RequestError::Io(e) => CallResult::Transient(format!("io: {e}")),
         RequestError::InvalidJson { .. } => {
             CallResult::Transient("unparsable answer from the Bot API".to_owned())
         }
         RequestError::MigrateToChatId(id) => {
-            CallResult::Failed(format!("group moved to supergroup {}", id.0))
+            CallResult::Failed(format!("group moved again, to {}", id.0))
         }
-        RequestError::Api(ApiError::Unknown(text))
-            if text.contains("Internal Server Error")
-                || text.contains("Bad Gateway")
-                || text.contains("Gateway Timeout")
-                || text.contains("Service Unavailable") =>
-        {
-            CallResult::Transient(text)
-        }
-        RequestError::Api(api) => CallResult::Failed(api.to_string()),
-    }
-}
-
-impl Handler<SendDelivery> for SenderPool {
-    type Result = ();
-
-    fn handle(&mut self, msg: SendDelivery, _: &mut Context<Self>) {
-        let bot = self.bots[msg.lane % self.bots.len()].clone();
-        let writer = self.writer.clone();
-        actix::spawn(async move {
-            let SendDelivery {
-                mut delivery,
-                lane,
-                reply_to,
-            } = msg;
-            delivery.attempt += 1;
-            let started = Instant::now();
-            let result = call(&bot, &delivery).await;
-            let (outcome, record) = match result {
-                CallResult::Sent(id) => {
-                    let waited = (chrono::Utc::now() - delivery.post.detected_at)
-                        .to_std()
-                        .unwrap_or_default();
-                    metrics::counter!(names::MESSAGES_FORWARDED_TOTAL).increment(1);
-                    metrics::histogram!(names::FORWARD_DURATION_SECONDS)
-                        .record(waited.as_secs_f64());
-                    (
-                        SendOutcome::Done,
-                        Some(record(&delivery, DeliveryStatus::Sent, Some(id), None)),
-                    )
-                }
-                CallResult::Failed(reason) => {
-                    metrics::counter!(names::SEND_FAILED_TOTAL).increment(1);
-                    tracing::warn!(
-                        chat_id = delivery.sub.chat_id,
-                        subscription_id = delivery.sub.subscription_id,
-                        error = %reason,
-                        "Delivery failed for good."
-                    );
-                    (
-                        SendOutcome::Done,
-                        Some(record(
-                            &delivery,
-                            DeliveryStatus::Failed,
-                            None,
-                            Some(reason),
-                        )),
-                    )
-                }
-                CallResult::RetryAfter(wait) => {
-                    metrics::counter!(names::RATE_LIMITED_TOTAL).increment(1);
-                    (SendOutcome::RetryAfter(wait), None)
-                }
-                CallResult::Transient(reason) if delivery.attempt < MAX_ATTEMPTS => {
-                    let backoff = backoff(delivery.attempt);
-                    tracing::debug!(
-                        chat_id = delivery.sub.chat_id,
-                        attempt = delivery.attempt,
-                        retry_in_ms = backoff.as_millis() as u64,
-                        error = %reason,
-                        "Transient send failure; retrying."
-                    );
-                    (SendOutcome::Retry(backoff), None)
-                }
-                CallResult::Transient(reason) => (
-                    SendOutcome::Done,
-                    Some(record(
-                        &delivery,
-                        DeliveryStatus::Failed,
-                        None,
-                        Some(reason),
-                    )),
-                ),
-            };
-            tracing::trace!(
-                elapsed_us = started.elapsed().as_micros() as u64,
-                "Send finished."
-            );
-            if let Some(r) = record {
-                writer.do_send(RecordDeliveries(vec![r]));
+        RequestError::Api(api) => match api {
+            ApiError::BotBlocked => CallResult::Gone("blocked".into()),
+            ApiError::BotKicked
+            | ApiError::BotKickedFromSupergroup
+            | ApiError::BotKickedFromChannel => CallResult::Gone("kicked".into()),
+            ApiError::UserDeactivated => CallResult::Gone("deactivated".into()),
+            ApiError::ChatNotFound => CallResult::Gone("chat not found".into()),
+            ApiError::CantInitiateConversation | ApiError::CantTalkWithBots => {
+                CallResult::Gone("not started".into())
             }
-            reply_to.do_send(SendFinished {
-                delivery,
-                lane,
-                outcome,
-            });
-        });
+            ApiError::NotEnoughRightsToPostMessages => CallResult::Gone("no right to post".into()),
+            ApiError::Unknown(text)
+                if text.contains("Internal Server Error")
+                    || text.contains("Bad Gateway")
+                    || text.contains("Gateway Timeout")
+                    || text.contains("Service Unavailable")
+                    || text.starts_with("Internal") =>
+            {
+                CallResult::Transient(text)
+            }
+            ApiError::Unknown(text) if text.starts_with("Forbidden") => CallResult::Gone(text),
+            other => CallResult::Failed(other.to_string()),
+        },
     }
 }
 
@@ -225,8 +300,9 @@ fn backoff(attempt: u32) -> Duration {
 
 fn record(
     d: &Delivery,
+    to: i64,
     status: DeliveryStatus,
-    sent: Option<i32>,
+    sent: Option<i64>,
     error: Option<String>,
 ) -> DeliveryRecord {
     DeliveryRecord {
@@ -234,9 +310,166 @@ fn record(
         channel_id: d.post.channel_id,
         source_message_id: i64::from(d.post.first_id()),
         post_day: d.post.post_day(),
-        destination_chat_id: d.sub.chat_id,
-        sent_message_id: sent.map(i64::from),
+        destination_chat_id: to,
+        sent_message_id: sent,
         status,
         error,
+    }
+}
+
+impl Handler<SendDelivery> for SenderPool {
+    type Result = ();
+
+    fn handle(&mut self, msg: SendDelivery, ctx: &mut Context<Self>) {
+        let bot = self.bots[msg.lane % self.bots.len()].clone();
+        let dedup = self.dedup.clone();
+        let events = self.events.clone();
+        let SendDelivery {
+            mut delivery,
+            lane,
+            reply_to,
+        } = msg;
+        delivery.attempt += 1;
+        let sub_id = delivery.sub.subscription_id;
+        let first_id = delivery.post.first_id();
+        let d = delivery.clone();
+        let fut = async move {
+            if let Some(sent) = dedup.seen(sub_id, first_id).await {
+                return CallResult::AlreadySent(sent);
+            }
+            let result = call(&bot, &d, events.as_ref()).await;
+            if let CallResult::Sent { id, .. } = &result {
+                dedup.mark(sub_id, first_id, i64::from(*id)).await;
+            }
+            result
+        };
+        ctx.spawn(fut.into_actor(self).map(move |result, act, _| {
+            act.finish(delivery, lane, reply_to, result);
+        }));
+    }
+}
+
+impl SenderPool {
+    fn finish(
+        &mut self,
+        delivery: Delivery,
+        lane: usize,
+        reply_to: Recipient<SendFinished>,
+        result: CallResult,
+    ) {
+        let d = &delivery;
+        let chat = d.sub.chat_id;
+        let dest = d.sub.destination_id;
+        let (outcome, row) = match result {
+            CallResult::Sent { id, to, note } => {
+                self.streaks.remove(&dest);
+                let waited = (chrono::Utc::now() - d.post.detected_at)
+                    .to_std()
+                    .unwrap_or_default();
+                metrics::counter!(names::MESSAGES_FORWARDED_TOTAL).increment(1);
+                metrics::histogram!(names::FORWARD_DURATION_SECONDS).record(waited.as_secs_f64());
+                if let Some(note) = &note {
+                    tracing::info!(chat_id = to, subscription_id = d.sub.subscription_id, note = %note, "Delivered in a fallback form.");
+                }
+                (
+                    SendOutcome::Done,
+                    Some(record(
+                        d,
+                        to,
+                        DeliveryStatus::Sent,
+                        Some(i64::from(id)),
+                        note,
+                    )),
+                )
+            }
+            CallResult::AlreadySent(id) => {
+                metrics::counter!(names::DEDUP_HITS_TOTAL).increment(1);
+                tracing::info!(
+                    chat_id = chat,
+                    subscription_id = d.sub.subscription_id,
+                    "Already delivered (dedup); recording it without sending."
+                );
+                (
+                    SendOutcome::Done,
+                    Some(record(d, chat, DeliveryStatus::Sent, Some(id), None)),
+                )
+            }
+            CallResult::Failed(reason) => {
+                metrics::counter!(names::SEND_FAILED_TOTAL).increment(1);
+                tracing::warn!(chat_id = chat, subscription_id = d.sub.subscription_id, error = %reason, "Delivery failed for good.");
+                self.count_failure(d, &reason);
+                (
+                    SendOutcome::Done,
+                    Some(record(d, chat, DeliveryStatus::Failed, None, Some(reason))),
+                )
+            }
+            CallResult::Gone(reason) => {
+                metrics::counter!(names::SEND_FAILED_TOTAL).increment(1);
+                tracing::warn!(chat_id = chat, destination_id = dest, reason = %reason, "The bot can no longer post to this chat; deactivating it.");
+                self.events.on_event(DestinationEvent::Gone {
+                    sub: d.sub.clone(),
+                    reason: reason.clone(),
+                });
+                (
+                    SendOutcome::Done,
+                    Some(record(d, chat, DeliveryStatus::Failed, None, Some(reason))),
+                )
+            }
+            CallResult::RetryAfter(wait) => {
+                metrics::counter!(names::RATE_LIMITED_TOTAL).increment(1);
+                (SendOutcome::RetryAfter(wait), None)
+            }
+            CallResult::Unreachable(reason) => {
+                // Not this chat's fault: no failure streak, retry until it is back.
+                tracing::warn!(error = %reason, attempt = d.attempt, "Bot API unreachable; will retry.");
+                (SendOutcome::Retry(backoff(d.attempt)), None)
+            }
+            CallResult::Transient(reason) => {
+                if self.count_failure(d, &reason) {
+                    (
+                        SendOutcome::Done,
+                        Some(record(d, chat, DeliveryStatus::Failed, None, Some(reason))),
+                    )
+                } else {
+                    tracing::debug!(chat_id = chat, attempt = d.attempt, error = %reason, "Transient send failure; retrying.");
+                    (SendOutcome::Retry(backoff(d.attempt)), None)
+                }
+            }
+            CallResult::Ambiguous(reason) => {
+                metrics::counter!(names::AMBIGUOUS_SENDS_TOTAL).increment(1);
+                tracing::warn!(chat_id = chat, subscription_id = d.sub.subscription_id, retry = self.cfg.retry_ambiguous, error = %reason, "Send outcome unknown.");
+                let row = record(d, chat, DeliveryStatus::Ambiguous, None, Some(reason));
+                if self.cfg.retry_ambiguous {
+                    // The row says "ambiguous" until the retry's outcome replaces it.
+                    (SendOutcome::Retry(backoff(d.attempt)), Some(row))
+                } else {
+                    (SendOutcome::Done, Some(row))
+                }
+            }
+        };
+        if let Some(r) = row {
+            self.writer.do_send(RecordDeliveries(vec![r]));
+        }
+        reply_to.do_send(SendFinished {
+            delivery,
+            lane,
+            outcome,
+        });
+    }
+
+    /// Counts a failure against the destination; true (and the destination
+    /// reported as failing) when the streak reached `max_failures`.
+    fn count_failure(&mut self, d: &Delivery, reason: &str) -> bool {
+        let n = self.streaks.entry(d.sub.destination_id).or_default();
+        *n += 1;
+        if *n >= self.cfg.max_failures {
+            self.streaks.remove(&d.sub.destination_id);
+            self.events.on_event(DestinationEvent::Failing {
+                sub: d.sub.clone(),
+                reason: reason.to_owned(),
+            });
+            return true;
+        }
+        false
     }
 }

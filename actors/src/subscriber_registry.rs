@@ -35,6 +35,20 @@ pub struct RemoveSubscription {
     pub subscription_id: i64,
 }
 
+/// A destination was deactivated: drop all its subscriptions. Answers the
+/// channels left with no active subscription.
+#[derive(Message)]
+#[rtype(result = "Vec<i64>")]
+pub struct RemoveDestination(pub i64);
+
+/// A destination moved to a new chat id (group → supergroup).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct MigrateDestination {
+    pub destination_id: i64,
+    pub new_chat_id: i64,
+}
+
 /// A recorded post to fan out. Answers the number of deliveries made, once
 /// the RateLimiter has accepted them.
 #[derive(Message)]
@@ -135,6 +149,47 @@ impl Handler<RemoveSubscription> for SubscriberRegistry {
         }
         self.gauge();
         last
+    }
+}
+
+impl Handler<RemoveDestination> for SubscriberRegistry {
+    type Result = Vec<i64>;
+
+    fn handle(&mut self, msg: RemoveDestination, _: &mut Context<Self>) -> Vec<i64> {
+        let mut emptied = Vec::new();
+        let channel_of = &mut self.channel_of;
+        self.by_channel.retain(|channel, list| {
+            list.retain(|s| {
+                let keep = s.destination_id != msg.0;
+                if !keep {
+                    channel_of.remove(&s.subscription_id);
+                }
+                keep
+            });
+            if list.is_empty() {
+                emptied.push(*channel);
+            }
+            !list.is_empty()
+        });
+        self.gauge();
+        emptied
+    }
+}
+
+impl Handler<MigrateDestination> for SubscriberRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: MigrateDestination, _: &mut Context<Self>) {
+        for list in self.by_channel.values_mut() {
+            for s in list.iter_mut() {
+                if s.destination_id == msg.destination_id && s.chat_id != msg.new_chat_id {
+                    let mut moved = (**s).clone();
+                    moved.chat_id = msg.new_chat_id;
+                    moved.destination_kind = crate::model::DestinationKind::Supergroup;
+                    *s = Arc::new(moved);
+                }
+            }
+        }
     }
 }
 

@@ -31,11 +31,18 @@ impl Migration {
 }
 
 /// Every migration, in order. A test checks this list against `sql/`.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_init.sql",
-    sql: include_str!("../../sql/0001_init.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_init.sql",
+        sql: include_str!("../../sql/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_durable_delivery.sql",
+        sql: include_str!("../../sql/0002_durable_delivery.sql"),
+    },
+];
 
 /// Why migrating failed.
 #[derive(Debug, thiserror::Error)]

@@ -14,8 +14,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use std::sync::Arc;
+
 use kuryer_actors::model::{
-    ActiveSubscription, ChannelRef, ChannelUsername, DeliveryMode, DestinationKind,
+    ActiveSubscription, ChannelRef, ChannelUsername, Delivery, DeliveryMode, DestinationKind, Post,
 };
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -144,7 +146,7 @@ pub struct AddedSubscription {
 }
 
 /// A post to record before any delivery of it is made.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NewPost {
     /// `channels.id`.
     pub channel_id: i64,
@@ -156,6 +158,20 @@ pub struct NewPost {
     pub kind: String,
     /// When kuryer first saw it.
     pub detected_at: DateTime<Utc>,
+    /// Chat the bot copies from (the channel itself, or a relay).
+    pub source_chat_id: Option<i64>,
+    /// The channel's username, for a link to the post.
+    pub channel_username: Option<String>,
+    /// Text or caption.
+    pub text: Option<String>,
+    /// Bot API entities of `text`, as JSON.
+    pub entities: Option<serde_json::Value>,
+    /// Media kind (`photo`, …), `None` for text.
+    pub media: Option<String>,
+    /// False when it cannot be copied or forwarded.
+    pub copyable: bool,
+    /// When the channel published it.
+    pub published_at: Option<DateTime<Utc>>,
 }
 
 /// One delivery outcome, as the DbWriter batches them.
@@ -463,8 +479,10 @@ impl Store {
         let tx = c.transaction().await.op(OP)?;
         let id = tx
             .query_opt(
-                "INSERT INTO posts (channel_id, message_id, message_ids, album_id, kind, detected_at)
-                 VALUES ($1, $2, $3, $4, $5, $6)
+                "INSERT INTO posts (channel_id, message_id, message_ids, album_id, kind, detected_at,
+                                    source_chat_id, channel_username, text, entities, media,
+                                    copyable, published_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
                  ON CONFLICT ON CONSTRAINT posts_unique DO NOTHING
                  RETURNING id",
                 &[
@@ -474,6 +492,13 @@ impl Store {
                     &post.album_id,
                     &post.kind,
                     &post.detected_at,
+                    &post.source_chat_id,
+                    &post.channel_username,
+                    &post.text,
+                    &post.entities,
+                    &post.media,
+                    &post.copyable,
+                    &post.published_at,
                 ],
             )
             .await
@@ -628,6 +653,126 @@ impl Store {
         })
     }
 
+    /// Deliveries to resume at start-up: for every post detected since
+    /// `since`, each subscription that was active when the post was detected
+    /// (and still is) and has no recorded outcome for it. An `ambiguous`
+    /// outcome counts as none when `retry_ambiguous`. Ordered by channel and
+    /// message id, so each chat gets them in channel order.
+    pub async fn pending_deliveries(
+        &self,
+        since: DateTime<Utc>,
+        retry_ambiguous: bool,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        const OP: &str = "find deliveries to resume";
+        let c = self.conn(OP).await?;
+        let rows = c
+            .query(
+                "SELECT p.channel_id, p.message_ids, p.album_id, p.source_chat_id,
+                        p.channel_username, p.text, p.entities::text, p.media, p.copyable,
+                        COALESCE(p.published_at, p.detected_at), p.detected_at, p.id,
+                        s.id, s.channel_id, u.telegram_id, d.id, d.chat_id, d.kind, s.mode,
+                        s.filters::text
+                   FROM posts p
+                   JOIN subscriptions s ON s.channel_id = p.channel_id AND s.is_active
+                                       AND s.created_at <= p.detected_at
+                   JOIN users u ON u.id = s.user_id
+                   JOIN destinations d ON d.id = s.destination_id AND d.is_active
+                  WHERE p.detected_at >= $1 AND p.source_chat_id IS NOT NULL
+                    AND NOT EXISTS (
+                        SELECT 1 FROM forwarded_messages f
+                         WHERE f.subscription_id = s.id AND f.channel_id = p.channel_id
+                           AND f.source_message_id = p.message_id
+                           AND f.post_day = (p.detected_at AT TIME ZONE 'UTC')::date
+                           AND (f.status <> 'ambiguous' OR NOT $2))
+                  ORDER BY p.channel_id, p.message_id, s.id",
+                &[&since, &retry_ambiguous],
+            )
+            .await
+            .op(OP)?;
+        let mut out = Vec::with_capacity(rows.len());
+        let mut current: Option<(i64, Arc<Post>)> = None;
+        for r in &rows {
+            let post_id: i64 = r.get(11);
+            let post = match &current {
+                Some((id, p)) if *id == post_id => p.clone(),
+                _ => {
+                    let p = Arc::new(resumed_post(r)?);
+                    current = Some((post_id, p.clone()));
+                    p
+                }
+            };
+            let sub = ActiveSubscription {
+                subscription_id: r.get(12),
+                channel_id: r.get(13),
+                user_telegram_id: r.get(14),
+                destination_id: r.get(15),
+                chat_id: r.get(16),
+                destination_kind: parse_kind(OP, r.get(17))?,
+                mode: parse_mode(OP, r.get(18))?,
+                filters: r.get(19),
+            };
+            out.push(Delivery {
+                post,
+                sub: Arc::new(sub),
+                attempt: 0,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Deactivates a destination (bot blocked or kicked, or failing) with the reason.
+    /// Returns its owner's Telegram id and whether it is the owner's private chat.
+    pub async fn deactivate_destination(
+        &self,
+        destination_id: i64,
+        reason: &str,
+    ) -> Result<Option<(i64, bool)>, StoreError> {
+        const OP: &str = "deactivate destination";
+        let c = self.conn(OP).await?;
+        let row = c
+            .query_opt(
+                "UPDATE destinations d SET is_active = false, deactivated_reason = $2,
+                        updated_at = now()
+                   FROM users u
+                  WHERE d.id = $1 AND u.id = d.owner_user_id
+                  RETURNING u.telegram_id, d.kind = 'private' AND d.chat_id = u.telegram_id",
+                &[&destination_id, &reason],
+            )
+            .await
+            .op(OP)?;
+        if row.is_some() {
+            c.execute(
+                "UPDATE users SET is_blocked = true, updated_at = now()
+                  WHERE telegram_id = (SELECT chat_id FROM destinations
+                                        WHERE id = $1 AND kind = 'private')
+                    AND $2 = 'blocked'",
+                &[&destination_id, &reason],
+            )
+            .await
+            .op(OP)?;
+        }
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    /// A group became a supergroup: the destination moves to the new chat id.
+    pub async fn migrate_destination(
+        &self,
+        old_chat_id: i64,
+        new_chat_id: i64,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "move destination";
+        let c = self.conn(OP).await?;
+        c.execute(
+            "UPDATE destinations SET chat_id = $2, kind = 'supergroup', updated_at = now()
+              WHERE chat_id = $1
+                AND NOT EXISTS (SELECT 1 FROM destinations WHERE chat_id = $2)",
+            &[&old_chat_id, &new_chat_id],
+        )
+        .await
+        .op(OP)?;
+        Ok(())
+    }
+
     /// Moves a channel's high-water mark forward (never back). Returns false
     /// when the mark was already at or past `message_id`.
     pub async fn advance_high_water_mark(
@@ -730,6 +875,27 @@ impl Store {
         .await
         .op(OP)
     }
+}
+
+fn resumed_post(r: &tokio_postgres::Row) -> Result<Post, StoreError> {
+    let ids: Vec<i64> = r.get(1);
+    let entities: Option<String> = r.get(6);
+    let media: Option<String> = r.get(7);
+    Ok(Post {
+        channel_id: r.get(0),
+        message_ids: ids.into_iter().map(|i| i as i32).collect(),
+        album_id: r.get::<_, Option<i64>>(2).map(|a| a.to_string()),
+        source_chat_id: r.get::<_, Option<i64>>(3).unwrap_or_default(),
+        channel_username: r.get(4),
+        text: r.get(5),
+        entities: entities
+            .and_then(|e| serde_json::from_str(&e).ok())
+            .unwrap_or_default(),
+        media: media.and_then(|m| serde_json::from_value(serde_json::Value::String(m)).ok()),
+        copyable: r.get(8),
+        published_at: r.get(9),
+        detected_at: r.get(10),
+    })
 }
 
 /// Active subscriptions arriving in chunks; see [`Store::stream_active_subscriptions`].

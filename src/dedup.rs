@@ -1,0 +1,177 @@
+//! The Redis layer of dedup: `{prefix}fwd:{subscription_id}:{message_id}`
+//! holds the sent message id for `redis.dedup_ttl_s` (the seed's key, 24 h).
+//!
+//! Redis is an accelerator here, never a dependency: every call has a short
+//! timeout, an error means "not seen" (the database's unique constraint is
+//! the final word), and the state — up or down — is logged once per change
+//! and shown by `/readyz`. The connection manager reconnects by itself; if
+//! Redis was down at start, a connection is attempted again at most every
+//! two seconds, so kuryer uses Redis again without a restart.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+use kuryer_actors::ports::Dedup;
+use redis::AsyncCommands;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::Mutex;
+
+use crate::config::RedisConfig;
+
+/// Timeout of one Redis command on the delivery path.
+const OP_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// Dedup keys in Redis. Cheap to clone.
+#[derive(Clone)]
+pub struct RedisDedup {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Option<redis::Client>,
+    conn: Mutex<(Option<ConnectionManager>, Option<Instant>)>,
+    healthy: AtomicBool,
+    prefix: String,
+    ttl_s: u64,
+}
+
+impl RedisDedup {
+    /// A dedup layer on `cfg.url`; connects lazily.
+    pub fn new(cfg: &RedisConfig) -> Self {
+        let client = match redis::Client::open(cfg.url.expose()) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                // Validation already checked the URL; this is unexpected.
+                tracing::error!(error = %e, "Redis URL refused; dedup runs on the database alone.");
+                None
+            }
+        };
+        Self {
+            inner: Arc::new(Inner {
+                client,
+                conn: Mutex::new((None, None)),
+                healthy: AtomicBool::new(true),
+                prefix: cfg.key_prefix.clone(),
+                ttl_s: cfg.dedup_ttl_s,
+            }),
+        }
+    }
+
+    /// Whether the last Redis operation worked.
+    pub fn is_healthy(&self) -> bool {
+        self.inner.client.is_some() && self.inner.healthy.load(Ordering::Relaxed)
+    }
+
+    fn key(&self, subscription_id: i64, message_id: i32) -> String {
+        format!("{}fwd:{subscription_id}:{message_id}", self.inner.prefix)
+    }
+
+    async fn connection(&self) -> Option<ConnectionManager> {
+        let client = self.inner.client.as_ref()?;
+        let mut guard = self.inner.conn.lock().await;
+        if let Some(c) = &guard.0 {
+            return Some(c.clone());
+        }
+        if guard
+            .1
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(2))
+        {
+            return None;
+        }
+        guard.1 = Some(Instant::now());
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_millis(500)))
+            .set_response_timeout(Some(OP_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(2));
+        match tokio::time::timeout(
+            Duration::from_secs(1),
+            ConnectionManager::new_with_config(client.clone(), config),
+        )
+        .await
+        {
+            Ok(Ok(c)) => {
+                guard.0 = Some(c.clone());
+                Some(c)
+            }
+            Ok(Err(e)) => {
+                self.set_health(false, &e.to_string());
+                None
+            }
+            Err(_) => {
+                self.set_health(false, "connect timed out");
+                None
+            }
+        }
+    }
+
+    fn set_health(&self, ok: bool, detail: &str) {
+        let was = self.inner.healthy.swap(ok, Ordering::Relaxed);
+        if was && !ok {
+            tracing::warn!(error = %detail, "Redis unavailable; dedup continues on the database alone.");
+        } else if !was && ok {
+            tracing::info!("Redis is back; dedup uses it again.");
+        }
+    }
+
+    /// Checks the connection (for `/readyz`).
+    pub async fn ping(&self) -> bool {
+        let Some(mut c) = self.connection().await else {
+            return false;
+        };
+        let r: Result<Result<String, _>, _> =
+            tokio::time::timeout(OP_TIMEOUT, redis::cmd("PING").query_async(&mut c)).await;
+        let ok = matches!(r, Ok(Ok(_)));
+        self.set_health(ok, "ping failed");
+        ok
+    }
+}
+
+impl Dedup for RedisDedup {
+    fn seen(&self, subscription_id: i64, message_id: i32) -> BoxFuture<'static, Option<i64>> {
+        let this = self.clone();
+        Box::pin(async move {
+            let mut c = this.connection().await?;
+            let key = this.key(subscription_id, message_id);
+            match tokio::time::timeout(OP_TIMEOUT, c.get::<_, Option<i64>>(&key)).await {
+                Ok(Ok(v)) => {
+                    this.set_health(true, "");
+                    v
+                }
+                Ok(Err(e)) => {
+                    this.set_health(false, &e.to_string());
+                    None
+                }
+                Err(_) => {
+                    this.set_health(false, "timed out");
+                    None
+                }
+            }
+        })
+    }
+
+    fn mark(
+        &self,
+        subscription_id: i64,
+        message_id: i32,
+        sent_message_id: i64,
+    ) -> BoxFuture<'static, ()> {
+        let this = self.clone();
+        Box::pin(async move {
+            let Some(mut c) = this.connection().await else {
+                return;
+            };
+            let key = this.key(subscription_id, message_id);
+            let ttl = this.inner.ttl_s;
+            match tokio::time::timeout(OP_TIMEOUT, c.set_ex::<_, _, ()>(&key, sent_message_id, ttl))
+                .await
+            {
+                Ok(Ok(())) => this.set_health(true, ""),
+                Ok(Err(e)) => this.set_health(false, &e.to_string()),
+                Err(_) => this.set_health(false, "timed out"),
+            }
+        })
+    }
+}

@@ -1,0 +1,150 @@
+//! What the daemon does when a destination changes under it: the bot was
+//! blocked or kicked (403), a group became a supergroup (400 with
+//! `migrate_to_chat_id`), or sends keep failing. The database is updated,
+//! the registry drops or moves the subscriptions, the pollers of channels
+//! left without subscribers stop, and the owner is told in their private
+//! chat when the lost destination was not that chat itself.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use actix::prelude::*;
+use kuryer_actors::channel_supervisor::{ChannelSupervisor, StopChannel};
+use kuryer_actors::metrics_names as names;
+use kuryer_actors::ports::{DestinationEvent, DestinationEvents};
+use kuryer_actors::subscriber_registry::{
+    MigrateDestination, RemoveDestination, SubscriberRegistry,
+};
+use teloxide::Bot;
+use teloxide::prelude::Requester;
+use teloxide::types::ChatId;
+
+use crate::store::Store;
+
+/// Acts on destination events; see the module doc.
+#[derive(Clone)]
+pub struct DestinationHandler {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    bot: Bot,
+    registry: OnceLock<Addr<SubscriberRegistry>>,
+    supervisor: OnceLock<Addr<ChannelSupervisor>>,
+    /// Destinations already handled: every queued delivery to a lost chat
+    /// fails the same way, one event is enough.
+    handled: Mutex<HashSet<(i64, &'static str)>>,
+}
+
+impl DestinationHandler {
+    /// A handler that tells owners through `bot`.
+    pub fn new(store: Store, bot: Bot) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                bot,
+                registry: OnceLock::new(),
+                supervisor: OnceLock::new(),
+                handled: Mutex::new(HashSet::new()),
+            }),
+        }
+    }
+
+    /// Connects the actors once they exist.
+    pub fn connect(&self, registry: Addr<SubscriberRegistry>, supervisor: Addr<ChannelSupervisor>) {
+        let _ = self.inner.registry.set(registry);
+        let _ = self.inner.supervisor.set(supervisor);
+    }
+
+    fn first_time(&self, destination_id: i64, what: &'static str) -> bool {
+        self.inner
+            .handled
+            .lock()
+            .expect("not poisoned")
+            .insert((destination_id, what))
+    }
+}
+
+impl DestinationEvents for DestinationHandler {
+    fn on_event(&self, event: DestinationEvent) {
+        let inner = self.inner.clone();
+        match event {
+            DestinationEvent::Gone { sub, reason } | DestinationEvent::Failing { sub, reason }
+                if self.first_time(sub.destination_id, "off") =>
+            {
+                actix::spawn(async move {
+                    metrics::counter!(names::DESTINATIONS_DEACTIVATED_TOTAL).increment(1);
+                    let code = if reason == "blocked" {
+                        "blocked"
+                    } else {
+                        reason.as_str()
+                    };
+                    let owner = match inner
+                        .store
+                        .deactivate_destination(sub.destination_id, code)
+                        .await
+                    {
+                        Ok(owner) => owner,
+                        Err(e) => {
+                            tracing::error!(destination_id = sub.destination_id, error = %e, "Could not deactivate a destination.");
+                            None
+                        }
+                    };
+                    if let Some(registry) = inner.registry.get()
+                        && let Ok(emptied) =
+                            registry.send(RemoveDestination(sub.destination_id)).await
+                        && let Some(supervisor) = inner.supervisor.get()
+                    {
+                        for channel in emptied {
+                            supervisor.do_send(StopChannel(channel));
+                        }
+                    }
+                    tracing::warn!(
+                        destination_id = sub.destination_id,
+                        chat_id = sub.chat_id,
+                        reason = %reason,
+                        "Destination deactivated; its subscriptions are paused."
+                    );
+                    // Tell the owner, unless the lost chat is their own private chat.
+                    if let Some((owner, is_own_chat)) = owner
+                        && !is_own_chat
+                    {
+                        let text = format!(
+                            "I can no longer post to chat {} ({reason}). Its subscriptions are paused; add me back and send /link there to resume.",
+                            sub.chat_id
+                        );
+                        if let Err(e) = inner.bot.send_message(ChatId(owner), text).await {
+                            tracing::info!(owner, error = %e, "Could not tell the owner about a lost destination.");
+                        }
+                    }
+                });
+            }
+            DestinationEvent::Migrated { sub, new_chat_id }
+                if self.first_time(sub.destination_id, "moved") =>
+            {
+                actix::spawn(async move {
+                    if let Err(e) = inner
+                        .store
+                        .migrate_destination(sub.chat_id, new_chat_id)
+                        .await
+                    {
+                        tracing::error!(chat_id = sub.chat_id, new_chat_id, error = %e, "Could not move a destination.");
+                    }
+                    if let Some(registry) = inner.registry.get() {
+                        registry.do_send(MigrateDestination {
+                            destination_id: sub.destination_id,
+                            new_chat_id,
+                        });
+                    }
+                    tracing::info!(
+                        chat_id = sub.chat_id,
+                        new_chat_id,
+                        "Group became a supergroup; destination moved."
+                    );
+                });
+            }
+            _ => {}
+        }
+    }
+}
