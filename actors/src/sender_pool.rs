@@ -438,11 +438,18 @@ impl SenderPool {
             CallResult::Ambiguous(reason) => {
                 metrics::counter!(names::AMBIGUOUS_SENDS_TOTAL).increment(1);
                 tracing::warn!(chat_id = chat, subscription_id = d.sub.subscription_id, retry = self.cfg.retry_ambiguous, error = %reason, "Send outcome unknown.");
-                let row = record(d, chat, DeliveryStatus::Ambiguous, None, Some(reason));
-                if self.cfg.retry_ambiguous {
+                // A chat whose sends keep timing out is failing too.
+                if self.count_failure(d, &reason) {
+                    (
+                        SendOutcome::Done,
+                        Some(record(d, chat, DeliveryStatus::Failed, None, Some(reason))),
+                    )
+                } else if self.cfg.retry_ambiguous {
+                    let row = record(d, chat, DeliveryStatus::Ambiguous, None, Some(reason));
                     // The row says "ambiguous" until the retry's outcome replaces it.
                     (SendOutcome::Retry(backoff(d.attempt)), Some(row))
                 } else {
+                    let row = record(d, chat, DeliveryStatus::Ambiguous, None, Some(reason));
                     (SendOutcome::Done, Some(row))
                 }
             }

@@ -1,0 +1,797 @@
+//! Faults on purpose: each Telegram error class, outages of the Bot API,
+//! PostgreSQL and Redis, resumption after a crash, and odd input. Every test
+//! asserts exact counts of what the fake Bot API received.
+
+mod common;
+
+use std::collections::HashSet;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use common::TestDb;
+use futures_util::future::LocalBoxFuture;
+use kuryer::config::{LimitsConfig, RedisConfig};
+use kuryer::dedup::RedisDedup;
+use kuryer::demo;
+use kuryer::pipeline::{Pipeline, PipelineConfig, PipelineStats, build_bots, limiter_config};
+use kuryer::secret::SecretUrl;
+use kuryer::sim::fake_bot_api::{ChatKind, FakeLimits, FakeTelegram, Fault, NewChannelMessage};
+use kuryer::sim::source::SimSource;
+use kuryer::store::{NewPost, Store};
+use kuryer_actors::channel_poller::PollerConfig;
+use kuryer_actors::db_writer::DbWriterConfig;
+use kuryer_actors::model::{MediaKind, SourceMessage};
+use kuryer_actors::ports::{ChannelSource, Dedup, NoDedup, SourceError, SourceFactory};
+use kuryer_actors::sender_pool::SenderConfig;
+
+struct Opts {
+    scale: f64,
+    sender: SenderConfig,
+    bot_timeout: Duration,
+    dedup: Arc<dyn Dedup>,
+    factory: Option<SourceFactory>,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Self {
+            scale: 1000.0,
+            sender: SenderConfig::default(),
+            bot_timeout: Duration::from_secs(10),
+            dedup: Arc::new(NoDedup),
+            factory: None,
+        }
+    }
+}
+
+async fn start(store: &Store, fake: &FakeTelegram, opts: Opts) -> Pipeline {
+    // RUST_LOG=kuryer=debug shows the pipeline's log when a test fails.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let bots = build_bots(&[demo::bot_token()], &fake.url(), opts.bot_timeout).unwrap();
+    let factory = opts.factory.unwrap_or_else(|| {
+        let fake = fake.clone();
+        Arc::new(move |ch| Box::new(SimSource::new(fake.clone(), ch.chat_id)))
+    });
+    let cfg = PipelineConfig {
+        limiter: limiter_config(&LimitsConfig::default(), 1, opts.scale),
+        poller: PollerConfig {
+            min_interval: Duration::from_millis(100),
+            max_interval: Duration::from_millis(300),
+            ..PollerConfig::default()
+        },
+        writer: DbWriterConfig::default(),
+        sender: opts.sender,
+        load_chunk: 1000,
+        resume_window: Duration::from_secs(3600),
+    };
+    Pipeline::start(store.clone(), bots, factory, opts.dedup, cfg)
+        .await
+        .unwrap()
+}
+
+/// A database with `users` users subscribed to `channels` channels
+/// (`subs` each) and a fake Telegram knowing them all.
+async fn world(
+    channels: u32,
+    users: u32,
+    subs: u32,
+    limits: FakeLimits,
+) -> (TestDb, Store, Vec<(i64, i64)>, FakeTelegram) {
+    let db = TestDb::new().await;
+    let store = db.migrated().await;
+    store.maintain_partitions(2, 30).await.unwrap();
+    let pairs = demo::populate(&store, channels, users, subs).await.unwrap();
+    let fake = demo::start_fake(limits, channels, users).unwrap();
+    (db, store, pairs, fake)
+}
+
+fn text(fake: &FakeTelegram, channel: i64, body: &str) -> i32 {
+    fake.post(demo::channel_chat(channel), NewChannelMessage::text(body))
+}
+
+async fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+async fn count(db: &TestDb, sql: &str) -> i64 {
+    db.client().await.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+async fn stats(p: &Pipeline) -> PipelineStats {
+    p.stats().await.unwrap()
+}
+
+#[actix_rt::test]
+async fn blocked_user_is_deactivated_and_a_lost_group_is_reported_to_its_owner() {
+    let (db, store, pairs, fake) = world(1, 4, 1, FakeLimits::off()).await;
+    // User 1 also has a group subscribed; the bot was kicked from it.
+    let group = -5_001i64;
+    db.client()
+        .await
+        .batch_execute(&format!(
+            "INSERT INTO destinations (chat_id, kind, owner_user_id)
+                  SELECT {group}, 'group', id FROM users WHERE telegram_id = 100001;
+             INSERT INTO subscriptions (user_id, channel_id, destination_id)
+                  SELECT u.id, 1, d.id FROM users u, destinations d
+                   WHERE u.telegram_id = 100001 AND d.chat_id = {group};"
+        ))
+        .await
+        .unwrap();
+    fake.create_chat(group, ChatKind::Group);
+    let blocked = pairs[1].0;
+    fake.set_fault(blocked, Fault::Forbidden, None);
+    fake.set_fault(
+        group,
+        Fault::BadRequest("Forbidden: bot was kicked from the group chat".into()),
+        None,
+    );
+    let p = start(&store, &fake, Opts::default()).await;
+    let posts: Vec<i32> = (0..3)
+        .map(|i| text(&fake, 1, &format!("post {i}")))
+        .collect();
+    p.wake(1);
+    let others: Vec<(i64, i64, i32)> = pairs
+        .iter()
+        .filter(|(d, _)| *d != blocked)
+        .flat_map(|(d, c)| posts.iter().map(move |p| (*d, *c, *p)))
+        .collect();
+    let ok = wait_for(Duration::from_secs(20), || {
+        fake.report(&others).delivered == others.len() as u64
+    })
+    .await;
+    assert!(ok, "the other subscribers did not get every post");
+    let told = wait_for(Duration::from_secs(10), || {
+        fake.received(100_001).iter().any(|m| {
+            m.text
+                .as_deref()
+                .is_some_and(|t| t.contains("can no longer post") && t.contains("-5001"))
+        })
+    })
+    .await;
+    assert!(told, "the group's owner was not told");
+    p.shutdown(Duration::from_secs(10)).await;
+    assert!(fake.received(blocked).is_empty());
+    assert!(fake.received(group).is_empty());
+    assert_eq!(
+        count(&db, &format!("SELECT count(*) FROM destinations WHERE chat_id IN ({blocked}, {group}) AND NOT is_active")).await,
+        2
+    );
+    assert_eq!(
+        count(
+            &db,
+            &format!("SELECT count(*) FROM users WHERE telegram_id = {blocked} AND is_blocked")
+        )
+        .await,
+        1
+    );
+    // The lost destinations' subscriptions left the registry; the others stay.
+    assert_eq!(stats(&p).await.subscriptions, 3);
+    // The blocked user's own chat is not "told" (that chat is the one lost).
+    fake.stop();
+}
+
+#[actix_rt::test]
+async fn a_group_that_became_a_supergroup_is_moved_and_gets_every_post() {
+    let (db, store, _pairs, fake) = world(1, 1, 1, FakeLimits::off()).await;
+    let (old, new) = (-600i64, -100_600i64);
+    db.client()
+        .await
+        .batch_execute(&format!(
+            "INSERT INTO destinations (chat_id, kind, owner_user_id) SELECT {old}, 'group', id FROM users;
+             INSERT INTO subscriptions (user_id, channel_id, destination_id)
+                  SELECT u.id, 1, d.id FROM users u, destinations d WHERE d.chat_id = {old};"
+        ))
+        .await
+        .unwrap();
+    fake.create_chat(old, ChatKind::Group);
+    fake.create_chat(new, ChatKind::Supergroup);
+    fake.set_fault(old, Fault::MigrateTo(new), None);
+    let p = start(&store, &fake, Opts::default()).await;
+    let posts: Vec<i32> = (0..3)
+        .map(|i| text(&fake, 1, &format!("migrating {i}")))
+        .collect();
+    p.wake(1);
+    assert!(
+        wait_for(Duration::from_secs(20), || fake.received(new).len()
+            == posts.len())
+        .await
+    );
+    p.shutdown(Duration::from_secs(10)).await;
+    assert!(fake.received(old).is_empty());
+    let got: Vec<i32> = fake
+        .received(new)
+        .iter()
+        .filter_map(|m| m.source.map(|s| s.1))
+        .collect();
+    assert_eq!(got, posts, "every post once, in order, in the new chat");
+    assert_eq!(
+        count(
+            &db,
+            &format!(
+                "SELECT count(*) FROM destinations WHERE chat_id = {new} AND kind = 'supergroup'"
+            )
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(&db, &format!("SELECT count(*) FROM forwarded_messages WHERE destination_chat_id = {new} AND status = 'sent'")).await,
+        3
+    );
+    fake.stop();
+}
+
+#[actix_rt::test]
+async fn server_errors_are_retried_and_a_destination_failing_in_a_row_is_paused() {
+    let (db, store, pairs, fake) = world(1, 3, 1, FakeLimits::off()).await;
+    let (flaky, broken) = (pairs[0].0, pairs[1].0);
+    fake.set_fault(flaky, Fault::ServerError, Some(1));
+    fake.set_fault(broken, Fault::ServerError, None);
+    let opts = Opts {
+        sender: SenderConfig {
+            max_failures: 2,
+            ..SenderConfig::default()
+        },
+        // teloxide waits 10 s after a 5xx before it reads the answer; a
+        // shorter client timeout would turn every 5xx into an unknown outcome.
+        bot_timeout: Duration::from_secs(15),
+        ..Opts::default()
+    };
+    let p = start(&store, &fake, opts).await;
+    let post = text(&fake, 1, "through the storm");
+    p.wake(1);
+    // teloxide itself waits 10 s after any 5xx before returning it.
+    assert!(wait_for(Duration::from_secs(40), || fake.received(flaky).len() == 1).await);
+    let start_wait = Instant::now();
+    loop {
+        let n = count(&db, &format!("SELECT count(*) FROM destinations WHERE chat_id = {broken} AND NOT is_active AND deactivated_reason IS NOT NULL")).await;
+        if n == 1 || start_wait.elapsed() > Duration::from_secs(40) {
+            assert_eq!(n, 1, "the failing destination was not paused");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    p.shutdown(Duration::from_secs(15)).await;
+    assert_eq!(fake.received(pairs[2].0).len(), 1);
+    assert!(fake.received(broken).is_empty());
+    assert_eq!(
+        count(&db, &format!("SELECT count(*) FROM forwarded_messages WHERE destination_chat_id = {broken} AND status = 'failed' AND source_message_id = {post}")).await,
+        1
+    );
+    fake.stop();
+}
+
+#[actix_rt::test]
+async fn an_ambiguous_send_is_retried_and_counted_or_skipped_by_policy() {
+    for retry in [true, false] {
+        let (db, store, pairs, fake) = world(1, 2, 1, FakeLimits::off()).await;
+        let slow = pairs[0].0;
+        // The fake takes the message at once but answers after the client gave up.
+        fake.set_fault(slow, Fault::Slow(Duration::from_millis(1500)), Some(1));
+        let opts = Opts {
+            bot_timeout: Duration::from_millis(700),
+            sender: SenderConfig {
+                retry_ambiguous: retry,
+                ..SenderConfig::default()
+            },
+            ..Opts::default()
+        };
+        let p = start(&store, &fake, opts).await;
+        let post = text(&fake, 1, "maybe sent");
+        p.wake(1);
+        let want = if retry { 2 } else { 1 };
+        assert!(
+            wait_for(Duration::from_secs(20), || fake.received(slow).len()
+                == want)
+            .await
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        p.shutdown(Duration::from_secs(10)).await;
+        let expected = [
+            (slow, demo::channel_chat(1), post),
+            (pairs[1].0, demo::channel_chat(1), post),
+        ];
+        let r = fake.report(&expected);
+        assert_eq!(r.lost, 0);
+        // The only way a duplicate may happen, and exactly as many as ambiguous sends.
+        assert_eq!(r.duplicates, u64::from(retry), "retry={retry}: {r:?}");
+        let status: String = db
+            .client()
+            .await
+            .query_one(
+                &format!(
+                    "SELECT status FROM forwarded_messages WHERE destination_chat_id = {slow}"
+                ),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(status, if retry { "sent" } else { "ambiguous" });
+        fake.stop();
+    }
+}
+
+#[actix_rt::test]
+async fn the_bot_api_unreachable_for_a_while_loses_nothing() {
+    let (db, store, pairs, fake) = world(2, 20, 2, FakeLimits::off()).await;
+    let p = start(&store, &fake, Opts::default()).await;
+    let mut posts = Vec::new();
+    for i in 1..=2 {
+        posts.push((
+            demo::channel_chat(i),
+            text(&fake, i, &format!("before {i}")),
+        ));
+        p.wake(i);
+    }
+    let expected = demo::expected_list(&pairs, &posts);
+    assert!(
+        wait_for(Duration::from_secs(20), || fake.report(&expected).delivered
+            == expected.len() as u64)
+        .await
+    );
+    fake.set_down(true);
+    for i in 1..=2 {
+        posts.push((
+            demo::channel_chat(i),
+            text(&fake, i, &format!("during {i}")),
+        ));
+        p.wake(i);
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    fake.set_down(false);
+    let t_back = Instant::now();
+    let expected = demo::expected_list(&pairs, &posts);
+    assert!(
+        wait_for(Duration::from_secs(60), || fake.report(&expected).delivered
+            == expected.len() as u64)
+        .await
+    );
+    eprintln!(
+        "recovered {:?} after the Bot API came back",
+        t_back.elapsed()
+    );
+    p.shutdown(Duration::from_secs(10)).await;
+    let r = fake.report(&expected);
+    assert_eq!((r.lost, r.duplicates), (0, 0), "{r:?}");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM forwarded_messages WHERE status = 'sent'"
+        )
+        .await as usize,
+        expected.len()
+    );
+    fake.stop();
+}
+
+#[actix_rt::test]
+async fn postgres_going_away_mid_run_holds_the_batches_and_loses_nothing() {
+    let (db, store, pairs, fake) = world(3, 30, 2, FakeLimits::off()).await;
+    let p = start(&store, &fake, Opts::default()).await;
+    let mut posts = Vec::new();
+    for round in 0..2 {
+        for i in 1..=3 {
+            posts.push((
+                demo::channel_chat(i),
+                text(&fake, i, &format!("r{round} c{i}")),
+            ));
+            p.wake(i);
+        }
+    }
+    // The database refuses connections and drops every open one for 3 s —
+    // to kuryer, exactly what a restart looks like.
+    let admin = common::connect(&common::admin_url()).await;
+    let name = db.name.clone();
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {name} ALLOW_CONNECTIONS false;
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}';"
+        ))
+        .await
+        .unwrap();
+    for round in 2..4 {
+        for i in 1..=3 {
+            posts.push((
+                demo::channel_chat(i),
+                text(&fake, i, &format!("r{round} c{i}")),
+            ));
+            p.wake(i);
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    admin
+        .batch_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+        .await
+        .unwrap();
+    let back = Instant::now();
+    let expected = demo::expected_list(&pairs, &posts);
+    assert!(
+        wait_for(Duration::from_secs(60), || fake.report(&expected).delivered
+            == expected.len() as u64)
+        .await,
+        "{:?}",
+        fake.report(&expected)
+    );
+    p.shutdown(Duration::from_secs(30)).await;
+    eprintln!(
+        "all delivered {:?} after the database came back",
+        back.elapsed()
+    );
+    let r = fake.report(&expected);
+    assert_eq!((r.lost, r.duplicates, r.out_of_order), (0, 0, 0), "{r:?}");
+    // Every delivery's row reached the database once it was back.
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM forwarded_messages WHERE status = 'sent'"
+        )
+        .await as usize,
+        expected.len()
+    );
+    fake.stop();
+}
+
+/// A private Redis on its own port, so stopping it touches no other test.
+struct PrivateRedis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    fn start(port: u16) -> Self {
+        let mut r = Self { port, child: None };
+        r.restart();
+        r
+    }
+    fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (installed by .ci/services.sh)");
+        self.child = Some(child);
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "redis did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[actix_rt::test]
+async fn redis_restarting_mid_run_is_survived_and_used_again_without_a_restart() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut redis = PrivateRedis::start(port);
+    let cfg = RedisConfig {
+        url: SecretUrl::new(format!("redis://127.0.0.1:{port}/0")),
+        key_prefix: "t:".into(),
+        ..RedisConfig::default()
+    };
+    let dedup = RedisDedup::new(&cfg);
+    let (_db, store, pairs, fake) = world(1, 10, 1, FakeLimits::off()).await;
+    let p = start(
+        &store,
+        &fake,
+        Opts {
+            dedup: Arc::new(dedup.clone()),
+            ..Opts::default()
+        },
+    )
+    .await;
+    let mut posts = Vec::new();
+    let phase = async |label: &str, posts: &mut Vec<(i64, i32)>| {
+        posts.push((demo::channel_chat(1), text(&fake, 1, label)));
+        p.wake(1);
+        let expected = demo::expected_list(&pairs, posts);
+        assert!(
+            wait_for(Duration::from_secs(20), || fake.report(&expected).delivered
+                == expected.len() as u64)
+            .await,
+            "{label}"
+        );
+    };
+    phase("redis up", &mut posts).await;
+    redis.stop();
+    phase("redis down", &mut posts).await;
+    assert!(!dedup.is_healthy(), "the outage went unnoticed");
+    redis.restart();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    phase("redis back", &mut posts).await;
+    p.shutdown(Duration::from_secs(10)).await;
+    let r = fake.report(&demo::expected_list(&pairs, &posts));
+    assert_eq!((r.lost, r.duplicates), (0, 0), "{r:?}");
+    // The last post's keys are in the restarted Redis: it is used again.
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/0")).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let last = posts.last().unwrap().1;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("t:fwd:*:{last}"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), pairs.len(), "{keys:?}");
+    assert!(dedup.is_healthy());
+    fake.stop();
+}
+
+#[actix_rt::test]
+async fn recorded_but_undelivered_posts_are_resumed_once_and_only_for_older_subscriptions() {
+    let (db, store, pairs, fake) = world(1, 6, 1, FakeLimits::off()).await;
+    // As if a poller recorded two posts and the process died before sending.
+    let mut posts = Vec::new();
+    for i in 0..2 {
+        let id = text(&fake, 1, &format!("recorded {i}"));
+        posts.push((demo::channel_chat(1), id));
+        store
+            .record_post(&NewPost {
+                channel_id: 1,
+                message_ids: vec![i64::from(id)],
+                kind: "text".into(),
+                detected_at: Utc::now(),
+                source_chat_id: Some(demo::channel_chat(1)),
+                channel_username: Some("demo_channel_1".into()),
+                text: Some(format!("recorded {i}")),
+                copyable: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    // One delivery had been sent and recorded in Redis before the crash:
+    // it must not go out again.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _redis = PrivateRedis::start(port);
+    let dedup = RedisDedup::new(&RedisConfig {
+        url: SecretUrl::new(format!("redis://127.0.0.1:{port}/0")),
+        key_prefix: "r:".into(),
+        ..RedisConfig::default()
+    });
+    let sub_of_first: i64 = count(&db, &format!(
+        "SELECT s.id FROM subscriptions s JOIN destinations d ON d.id = s.destination_id WHERE d.chat_id = {}",
+        pairs[0].0
+    ))
+    .await;
+    dedup.mark(sub_of_first, posts[0].1, 4242).await;
+    // A subscription made after the posts were detected does not get them.
+    db.client()
+        .await
+        .batch_execute(
+            "INSERT INTO users (telegram_id) VALUES (900001);
+             INSERT INTO destinations (chat_id, kind, owner_user_id) SELECT 900001, 'private', id FROM users WHERE telegram_id = 900001;
+             INSERT INTO subscriptions (user_id, channel_id, destination_id, created_at)
+                  SELECT u.id, 1, d.id, now() + interval '1 second' FROM users u JOIN destinations d ON d.owner_user_id = u.id WHERE u.telegram_id = 900001;",
+        )
+        .await
+        .unwrap();
+    fake.create_chat(900_001, ChatKind::Private);
+    let p = start(
+        &store,
+        &fake,
+        Opts {
+            dedup: Arc::new(dedup),
+            ..Opts::default()
+        },
+    )
+    .await;
+    let expected = demo::expected_list(&pairs, &posts);
+    let want = expected.len() as u64 - 1;
+    assert!(
+        wait_for(Duration::from_secs(20), || fake.report(&expected).delivered
+            == want)
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    p.shutdown(Duration::from_secs(10)).await;
+    let r = fake.report(&expected);
+    assert_eq!((r.delivered, r.duplicates, r.lost), (want, 0, 1), "{r:?}");
+    assert!(
+        fake.received(900_001).is_empty(),
+        "a newer subscription got an older post"
+    );
+    // The deduplicated delivery is recorded as sent, with the id Redis held.
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM forwarded_messages WHERE status = 'sent'"
+        )
+        .await as usize,
+        expected.len()
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM forwarded_messages WHERE sent_message_id = 4242"
+        )
+        .await,
+        1
+    );
+    // And nothing is resumed twice: a second start finds nothing to do.
+    let p = start(&store, &fake, Opts::default()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    p.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(fake.report(&expected).duplicates, 0);
+    fake.stop();
+}
+
+/// Yields hostile messages once, then whatever the simulated channel has.
+struct HostileSource {
+    inner: SimSource,
+    served: bool,
+}
+
+impl ChannelSource for HostileSource {
+    fn fetch(
+        &mut self,
+        after: i32,
+        limit: usize,
+    ) -> LocalBoxFuture<'_, Result<Vec<SourceMessage>, SourceError>> {
+        if !self.served {
+            self.served = true;
+            let now = Utc::now();
+            let msg = |id: i32, text: Option<String>, media: Option<MediaKind>| SourceMessage {
+                id,
+                date: now,
+                text,
+                entities: vec![],
+                media,
+                media_group_id: None,
+                copyable: true,
+            };
+            // Ids going backwards, an empty caption, unsupported media, a
+            // message that cannot be copied, all at once.
+            let batch = vec![
+                msg(5, None, Some(MediaKind::Other)),
+                msg(3, Some(String::new()), Some(MediaKind::Photo)),
+                SourceMessage {
+                    copyable: false,
+                    ..msg(4, None, Some(MediaKind::Sticker))
+                },
+            ];
+            return Box::pin(async move { Ok(batch) });
+        }
+        self.inner.fetch(after, limit)
+    }
+}
+
+/// A channel that has disappeared.
+struct GoneSource;
+
+impl ChannelSource for GoneSource {
+    fn fetch(
+        &mut self,
+        _: i32,
+        _: usize,
+    ) -> LocalBoxFuture<'_, Result<Vec<SourceMessage>, SourceError>> {
+        Box::pin(async { Err(SourceError::Gone("CHANNEL_PRIVATE".into())) })
+    }
+}
+
+#[actix_rt::test]
+async fn hostile_posts_and_a_vanished_channel_stop_no_poller() {
+    let (_db, store, pairs, fake) = world(3, 9, 3, FakeLimits::off()).await;
+    let factory: SourceFactory = {
+        let fake = fake.clone();
+        Arc::new(move |ch| -> Box<dyn ChannelSource> {
+            match ch.channel_id {
+                2 => Box::new(GoneSource),
+                3 => Box::new(HostileSource {
+                    inner: SimSource::new(fake.clone(), ch.chat_id),
+                    served: false,
+                }),
+                _ => Box::new(SimSource::new(fake.clone(), ch.chat_id)),
+            }
+        })
+    };
+    let p = start(
+        &store,
+        &fake,
+        Opts {
+            factory: Some(factory),
+            ..Opts::default()
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Posts at the limits of what Telegram allows.
+    let long = "ы".repeat(4096);
+    let many_entities: Vec<serde_json::Value> = (0..100)
+        .map(|i| serde_json::json!({"type": "bold", "offset": i * 2, "length": 1}))
+        .collect();
+    let mut posts = Vec::new();
+    posts.push((
+        demo::channel_chat(1),
+        fake.post(demo::channel_chat(1), NewChannelMessage::text(long.clone())),
+    ));
+    posts.push((
+        demo::channel_chat(1),
+        fake.post(
+            demo::channel_chat(1),
+            NewChannelMessage::text("ab".repeat(120)).with_entities(many_entities),
+        ),
+    ));
+    posts.push((
+        demo::channel_chat(1),
+        text(&fake, 1, "\u{200f}שלום\u{200b}\u{202e}"),
+    ));
+    // Channel 3's simulated posts come after its hostile batch (ids 3..5).
+    for _ in 0..5 {
+        fake.post(
+            demo::channel_chat(3),
+            NewChannelMessage::text(format!("filler {}", rand::random::<u32>())),
+        );
+    }
+    posts.push((demo::channel_chat(3), text(&fake, 3, "after the storm")));
+    for i in 1..=3 {
+        p.wake(i);
+    }
+    let expected = demo::expected_list(&pairs, &posts);
+    assert!(
+        wait_for(Duration::from_secs(20), || fake.report(&expected).delivered
+            == expected.len() as u64)
+        .await,
+        "{:?}",
+        fake.report(&expected)
+    );
+    let s = stats(&p).await;
+    p.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(s.channels_polled, 3, "a poller stopped");
+    let r = fake.report(&expected);
+    assert_eq!((r.lost, r.duplicates), (0, 0), "{r:?}");
+    let got: HashSet<String> = pairs
+        .iter()
+        .filter(|(_, c)| *c == demo::channel_chat(1))
+        .flat_map(|(d, _)| fake.received(*d))
+        .filter_map(|m| m.text)
+        .collect();
+    assert!(
+        got.contains(&long),
+        "the 4,096-character post did not arrive whole"
+    );
+    fake.stop();
+}
