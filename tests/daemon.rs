@@ -3,105 +3,16 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::TestDb;
+use common::{Daemon, TestDb, free_port};
 use kuryer::sim::fake_bot_api::{ChatKind, FakeLimits, FakeTelegram, NewChannelMessage};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "4242:blackboxSECRETblackboxSECRET";
 const API_TOKEN: &str = "black-box-api-token-0123";
 const CHANNEL: i64 = -1_009_001;
-
-struct Daemon {
-    child: Child,
-    log: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Daemon {
-    fn start(db_url: &str, fake: &FakeTelegram, port: u16, scale: f64) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("kuryer.log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kuryer"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("KURYER_") || k == "CREDENTIALS_DIRECTORY" || k == "RUST_LOG" {
-                cmd.env_remove(k);
-            }
-        }
-        let child = cmd
-            .args(["run", "--config", "/dev/null"])
-            .env("KURYER_DATABASE_URL", db_url)
-            .env("KURYER_TELEGRAM_BOT_TOKENS", format!("[\"{TOKEN}\"]"))
-            .env("KURYER_TELEGRAM_BOT_API_URL", fake.url())
-            .env("KURYER_HTTP_LISTEN", format!("127.0.0.1:{port}"))
-            .env("KURYER_HTTP_API_TOKEN", API_TOKEN)
-            .env("KURYER_LOG_FORMAT", "json")
-            .env(
-                "KURYER_LOG_LEVEL",
-                "debug,tokio_postgres=info,hyper=info,reqwest=info",
-            )
-            .env("KURYER_DELIVERY_POLL_MIN_INTERVAL_MS", "100")
-            .env(
-                "KURYER_LIMITS_PER_BOT_PER_SECOND",
-                (30.0 * scale).to_string(),
-            )
-            .env("KURYER_LIMITS_PER_CHAT_PER_SECOND", scale.to_string())
-            .env(
-                "KURYER_LIMITS_PER_GROUP_PER_MINUTE",
-                (20.0 * scale).to_string(),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start kuryer run");
-        Self {
-            child,
-            log,
-            _dir: dir,
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM, then wait for the exit; returns the exit status code.
-    fn terminate(&mut self) -> Option<i32> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(40) {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        panic!(
-            "kuryer did not stop within 40 s of SIGTERM:\n{}",
-            self.log_text()
-        );
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 async fn wait_until<F: AsyncFnMut() -> bool>(limit: Duration, mut f: F) -> bool {
     let start = Instant::now();
@@ -129,7 +40,7 @@ async fn the_real_binary_forwards_every_post_of_a_channel_it_administers() {
     fake.set_admin(CHANNEL, TOKEN, true);
 
     let port = free_port();
-    let mut daemon = Daemon::start(&db.url, &fake, port, 20.0);
+    let mut daemon = Daemon::start_with(&db.url, &fake, TOKEN, port, 20.0, &[]);
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     let ready = wait_until(Duration::from_secs(60), async || {

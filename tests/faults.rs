@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -444,58 +443,6 @@ async fn postgres_going_away_mid_run_holds_the_batches_and_loses_nothing() {
     fake.stop();
 }
 
-/// A private Redis on its own port, so stopping it touches no other test.
-struct PrivateRedis {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl PrivateRedis {
-    fn start(port: u16) -> Self {
-        let mut r = Self { port, child: None };
-        r.restart();
-        r
-    }
-    fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server (installed by .ci/services.sh)");
-        self.child = Some(child);
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "redis did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 #[actix_rt::test]
 async fn redis_restarting_mid_run_is_survived_and_used_again_without_a_restart() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -503,7 +450,7 @@ async fn redis_restarting_mid_run_is_survived_and_used_again_without_a_restart()
         .local_addr()
         .unwrap()
         .port();
-    let mut redis = PrivateRedis::start(port);
+    let mut redis = common::PrivateRedis::start(port);
     let cfg = RedisConfig {
         url: SecretUrl::new(format!("redis://127.0.0.1:{port}/0")),
         key_prefix: "t:".into(),
@@ -586,7 +533,7 @@ async fn recorded_but_undelivered_posts_are_resumed_once_and_only_for_older_subs
         .local_addr()
         .unwrap()
         .port();
-    let _redis = PrivateRedis::start(port);
+    let _redis = common::PrivateRedis::start(port);
     let dedup = RedisDedup::new(&RedisConfig {
         url: SecretUrl::new(format!("redis://127.0.0.1:{port}/0")),
         key_prefix: "r:".into(),
