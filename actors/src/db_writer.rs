@@ -243,3 +243,96 @@ impl Handler<GetDbWriterStats> for DbWriter {
         self.stats
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use chrono::Utc;
+    use futures_util::future::BoxFuture;
+
+    use super::*;
+    use crate::model::{DeliveryStatus, Post};
+
+    /// Fails the first `outages` writes as a lost connection, and rejects for
+    /// good any batch holding subscription 13.
+    struct FlakyStore {
+        outages: Mutex<u32>,
+        written: Mutex<Vec<i64>>,
+    }
+
+    impl Persistence for FlakyStore {
+        fn record_post(&self, _: Arc<Post>) -> BoxFuture<'static, Result<bool, PersistError>> {
+            Box::pin(async { Ok(true) })
+        }
+        fn high_water_mark(&self, _: i64) -> BoxFuture<'static, Result<i64, PersistError>> {
+            Box::pin(async { Ok(0) })
+        }
+        fn write_deliveries(
+            &self,
+            rows: Vec<DeliveryRecord>,
+        ) -> BoxFuture<'static, Result<u64, PersistError>> {
+            let result = {
+                let mut outages = self.outages.lock().unwrap();
+                if *outages > 0 {
+                    *outages -= 1;
+                    Err(PersistError {
+                        message: "connection closed".into(),
+                        retriable: true,
+                    })
+                } else if rows.iter().any(|r| r.subscription_id == 13) {
+                    Err(PersistError {
+                        message: "check constraint".into(),
+                        retriable: false,
+                    })
+                } else {
+                    self.written
+                        .lock()
+                        .unwrap()
+                        .extend(rows.iter().map(|r| r.subscription_id));
+                    Ok(rows.len() as u64)
+                }
+            };
+            Box::pin(async move { result })
+        }
+    }
+
+    fn row(sub: i64) -> DeliveryRecord {
+        DeliveryRecord {
+            subscription_id: sub,
+            channel_id: 1,
+            source_message_id: 1,
+            post_day: Utc::now().date_naive(),
+            destination_chat_id: sub,
+            sent_message_id: Some(1),
+            status: DeliveryStatus::Sent,
+            error: None,
+        }
+    }
+
+    #[actix_rt::test]
+    async fn an_outage_and_a_bad_row_lose_only_the_bad_row() {
+        let store = Arc::new(FlakyStore {
+            outages: Mutex::new(3),
+            written: Mutex::new(Vec::new()),
+        });
+        let backlog = Arc::new(AtomicUsize::new(0));
+        let cfg = DbWriterConfig {
+            batch_size: 16,
+            retry_delay: Duration::from_millis(5),
+            ..DbWriterConfig::default()
+        };
+        let w = DbWriter::new(store.clone(), cfg, backlog.clone()).start();
+        w.send(RecordDeliveries((0..40).map(row).collect()))
+            .await
+            .unwrap();
+        w.send(Flush).await.unwrap();
+        let mut written = store.written.lock().unwrap().clone();
+        written.sort_unstable();
+        let want: Vec<i64> = (0..40).filter(|s| *s != 13).collect();
+        assert_eq!(written, want, "every good row written exactly once");
+        let stats = w.send(GetDbWriterStats).await.unwrap();
+        assert_eq!((stats.written, stats.dropped, stats.retries), (39, 1, 3));
+        assert_eq!(backlog.load(Ordering::Relaxed), 0);
+    }
+}
