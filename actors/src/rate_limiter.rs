@@ -709,6 +709,8 @@ mod tests {
             .collect();
         l.send(Enqueue(batch)).await.unwrap();
         l.send(Drain).await.unwrap();
+        let stats = l.send(GetLimiterStats).await.unwrap();
+        assert_eq!(stats.retry_after, 1);
         let log = log.lock().unwrap();
         let at = |chat: i64| log.iter().find(|(_, _, c)| *c == chat).unwrap().0 - start;
         assert!(
@@ -723,8 +725,6 @@ mod tests {
                 at(chat)
             );
         }
-        let stats = l.send(GetLimiterStats).await.unwrap();
-        assert_eq!(stats.retry_after, 1);
         assert_eq!(stats.lane_pauses, 0);
     }
 }
