@@ -54,13 +54,15 @@ ensure_postgres() {
 }
 
 ensure_redis() {
-  if port_open 6379; then
-    log "Redis is running."
-    return
-  fi
+  # The fault-injection tests also start private redis-server processes, so
+  # the binary is needed even when a Redis is already running.
   if ! command -v redis-server >/dev/null 2>&1; then
     log "Installing Redis…"
     apt_install redis-server
+  fi
+  if port_open 6379; then
+    log "Redis is running."
+    return
   fi
   log "Starting Redis…"
   $SUDO redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null

@@ -192,6 +192,16 @@ impl Handler<StopChannel> for ChannelSupervisor {
     type Result = ();
 
     fn handle(&mut self, msg: StopChannel, _: &mut Context<Self>) {
+        // A channel our bot administers keeps its poller: its posts arrive
+        // pushed whether anyone subscribes or not, and only its poller
+        // reading them lets the update loop confirm them to Telegram.
+        if self
+            .entries
+            .get(&msg.0)
+            .is_some_and(|e| e.channel.bot_is_admin)
+        {
+            return;
+        }
         if let Some(e) = self.entries.remove(&msg.0)
             && let Some(addr) = e.addr
         {
