@@ -532,11 +532,18 @@ fn from_figment(error: figment::Error, figment: &Figment) -> ConfigError {
         Kind::UnknownField(_, expected) => {
             format!("unknown key (known keys here: {})", expected.join(", "))
         }
+        // A string's content is never repeated: it may be a token or a password.
         Kind::InvalidType(actual, expected) => {
-            format!("wrong type: found {actual}, expected {expected}")
+            format!(
+                "wrong type: found {}, expected {expected}",
+                describe_actual(actual)
+            )
         }
         Kind::InvalidValue(actual, expected) => {
-            format!("invalid value: found {actual}, expected {expected}")
+            format!(
+                "invalid value: found {}, expected {expected}",
+                describe_actual(actual)
+            )
         }
         Kind::UnknownVariant(found, expected) => {
             format!("unknown value `{found}` (one of: {})", expected.join(", "))
@@ -558,6 +565,13 @@ fn from_figment(error: figment::Error, figment: &Figment) -> ConfigError {
             key,
             message,
         }
+    }
+}
+
+fn describe_actual(actual: &figment::error::Actual) -> String {
+    match actual {
+        figment::error::Actual::Str(_) => "a string".to_owned(),
+        other => other.to_string(),
     }
 }
 

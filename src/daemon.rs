@@ -101,6 +101,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         store.clone(),
         pipeline.clone(),
         updates,
+        Duration::from_millis(cfg.telegram.request_timeout_ms),
         stop_rx,
     ));
     let maintenance = {

@@ -122,6 +122,12 @@ impl PipelineConfig {
     pub fn from_config(cfg: &Config, scale: f64) -> Self {
         let d = &cfg.delivery;
         let mut limiter = limiter_config(&cfg.limits, cfg.telegram.bot_tokens.len().max(1), scale);
+        limiter.bot_ids = cfg
+            .telegram
+            .bot_tokens
+            .iter()
+            .map(|t| bot_id_of(t.expose()))
+            .collect();
         limiter.max_in_flight = d.max_in_flight;
         limiter.queue_capacity = d.queue_capacity;
         Self {
@@ -160,6 +166,14 @@ pub fn limiter_config(limits: &LimitsConfig, bots: usize, scale: f64) -> Limiter
         bots,
         ..LimiterConfig::default()
     }
+}
+
+/// The bot id in a token (`<bot id>:<secret>`); 0 when it has none.
+pub fn bot_id_of(token: &str) -> i64 {
+    token
+        .split_once(':')
+        .and_then(|(id, _)| id.parse().ok())
+        .unwrap_or(0)
 }
 
 /// teloxide bots for the configured tokens, sharing one HTTP client (one

@@ -110,14 +110,13 @@ fn redact_url(raw: &str) -> String {
             Err(_) => REDACTED.to_owned(),
         }
     } else {
-        // libpq key-value form: redact the value after `password=`.
-        raw.split_whitespace()
-            .map(|part| match part.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}={REDACTED}"),
-                _ => part.to_owned(),
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
+        // libpq key-value form. Values may be quoted and contain spaces, and
+        // `password = x` may have spaces around `=`: rather than parse it,
+        // cut everything from the word `password` on.
+        match raw.to_ascii_lowercase().find("password") {
+            Some(at) => format!("{}password={REDACTED}", &raw[..at]),
+            None => raw.to_owned(),
+        }
     }
 }
 
@@ -212,7 +211,12 @@ mod tests {
             ),
             (
                 "host=db user=kuryer password=hunter2 dbname=k",
-                "host=db user=kuryer password=*** dbname=k",
+                "host=db user=kuryer password=***",
+            ),
+            ("host=db password = hunter2", "host=db password=***"),
+            (
+                "host=db password='hunter2 x' user=k",
+                "host=db password=***",
             ),
             ("postgres://broken:hunter2@[::1", "***"),
         ];

@@ -148,8 +148,15 @@ pub async fn run_loop(
     store: Store,
     pipeline: Pipeline,
     updates: BotUpdates,
+    request_timeout: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
+    // The long poll must end before the HTTP client gives up on it (teloxide
+    // does not lengthen its timeout for getUpdates).
+    let long_poll = request_timeout
+        .saturating_sub(Duration::from_secs(3))
+        .as_secs()
+        .clamp(1, 25) as u32;
     // Channels our bot already administers, so their posts route at once.
     match store.admin_channels().await {
         Ok(list) => {
@@ -176,7 +183,7 @@ pub async fn run_loop(
         let waiting = offset.is_some_and(|o| o <= highest_seen);
         let mut req = bot
             .get_updates()
-            .timeout(if waiting { 0 } else { 25 })
+            .timeout(if waiting { 0 } else { long_poll })
             .allowed_updates(vec![
                 AllowedUpdate::ChannelPost,
                 AllowedUpdate::MyChatMember,
@@ -195,27 +202,38 @@ pub async fn run_loop(
                 b
             }
             Err(RequestError::RetryAfter(s)) => {
-                tokio::time::sleep(s.duration()).await;
+                if sleep_or_stop(&mut stop, s.duration()).await {
+                    break;
+                }
                 continue;
             }
             Err(e) => {
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "getUpdates failed; retrying.");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
+                if sleep_or_stop(&mut stop, backoff).await {
+                    break;
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
                 continue;
             }
         };
         let mut new = 0;
+        let mut stalled = false;
         for update in batch {
-            if update.id.0 as i32 <= highest_seen {
+            let id = update.id.0 as i32;
+            if id <= highest_seen {
                 continue;
             }
             new += 1;
-            highest_seen = update.id.0 as i32;
             match update.kind {
-                UpdateKind::ChannelPost(msg) => {
-                    on_channel_post(&store, &pipeline, &updates, update.id.0 as i32, msg).await;
+                // Not routed: stay before it, so it and what follows come
+                // again once the database answers.
+                UpdateKind::ChannelPost(msg)
+                    if !on_channel_post(&store, &pipeline, &updates, id, &msg).await =>
+                {
+                    stalled = true;
+                    break;
                 }
+                UpdateKind::ChannelPost(_) => {}
                 UpdateKind::MyChatMember(m) => {
                     on_my_chat_member(&store, &pipeline, &updates, m).await
                 }
@@ -225,12 +243,29 @@ pub async fn run_loop(
                 ),
                 _ => {}
             }
+            highest_seen = id;
         }
-        if waiting && new == 0 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        if stalled {
+            if sleep_or_stop(&mut stop, Duration::from_secs(1)).await {
+                break;
+            }
+        } else if waiting && new == 0 && sleep_or_stop(&mut stop, Duration::from_millis(100)).await
+        {
+            break;
         }
     }
     tracing::info!("Update loop stopped.");
+}
+
+/// Routes a channel post into its channel's buffer. False when it could not
+/// be routed (the database is unavailable): the caller must not move past
+/// this update, so Telegram sends it again.
+/// Sleeps, unless told to stop first; true when stopping.
+async fn sleep_or_stop(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => *stop.borrow(),
+        _ = stop.changed() => true,
+    }
 }
 
 async fn on_channel_post(
@@ -238,8 +273,8 @@ async fn on_channel_post(
     pipeline: &Pipeline,
     updates: &BotUpdates,
     update_id: i32,
-    msg: Message,
-) {
+    msg: &Message,
+) -> bool {
     let chat_id = msg.chat.id.0;
     let known = updates
         .shared
@@ -269,12 +304,17 @@ async fn on_channel_post(
                 }
                 Err(e) => {
                     tracing::warn!(chat_id, error = %e, "Could not record a channel; its post will come again.");
-                    return;
+                    return false;
                 }
             }
         }
     };
-    let message = source_message(&msg);
+    if !matches!(msg.kind, MessageKind::Common(_)) {
+        // Service messages (pins, title changes) are not posts: nothing to
+        // deliver, and nothing that must hold the offset back.
+        return true;
+    }
+    let message = source_message(msg);
     updates
         .shared
         .lock()
@@ -284,6 +324,7 @@ async fn on_channel_post(
         .or_default()
         .insert(message.id, (update_id, message));
     pipeline.wake(channel_id);
+    true
 }
 
 async fn on_my_chat_member(

@@ -228,6 +228,19 @@ fn unparsable_urls_are_named_without_their_secrets() {
 }
 
 #[test]
+fn a_token_given_as_a_plain_string_is_not_echoed() {
+    let (err, msg) = load_err(
+        None,
+        &[(
+            "KURYER_TELEGRAM_BOT_TOKENS",
+            "123456:hunter2hunter2hunter2hunter2",
+        )],
+    );
+    assert_eq!(invalid_key(&err), "telegram.bot_tokens");
+    assert!(!msg.contains("hunter2"), "{msg}");
+}
+
+#[test]
 fn a_bad_token_is_named_but_never_echoed() {
     let (err, msg) = load_err(
         None,

@@ -218,7 +218,10 @@ impl ChannelPoller {
                     match persistence.record_post(post.clone()).await {
                         Ok(new) => {
                             hwm = hwm.max(post.last_id());
-                            if new {
+                            // "Already recorded" after a retry may be our own
+                            // commit whose answer was lost: publish it anyway
+                            // (the dedup layers stop a second send).
+                            if new || attempt > 0 {
                                 metrics::counter!(names::POSTS_DETECTED_TOTAL).increment(1);
                                 if registry.send(PublishPost(post.clone())).await.is_err() {
                                     return (

@@ -170,9 +170,14 @@ impl Handler<StartChannel> for ChannelSupervisor {
         }
         let id = msg.0.channel_id;
         if let Some(e) = self.entries.get(&id)
-            && e.addr.as_ref().is_some_and(|a| a.connected())
+            && let Some(addr) = e.addr.as_ref().filter(|a| a.connected())
         {
-            return;
+            if e.channel == msg.0 {
+                return;
+            }
+            // The channel changed (e.g. our bot became its admin): the old
+            // poller's source is wrong now, so a new poller replaces it.
+            addr.do_send(StopPoller);
         }
         let addr = self.spawn_poller(&msg.0);
         self.entries.insert(

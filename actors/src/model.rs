@@ -229,6 +229,9 @@ pub struct ActiveSubscription {
     pub chat_id: i64,
     /// Which Telegram limit applies to that chat.
     pub destination_kind: DestinationKind,
+    /// The bot that can post there (`destinations.bot_id`); `None`: the
+    /// primary (first configured) bot, the one users talk to.
+    pub bot_id: Option<i64>,
     /// Copy or forward.
     pub mode: DeliveryMode,
     /// The subscription's filters as stored (JSON text; `{}` when none).

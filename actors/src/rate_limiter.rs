@@ -49,6 +49,11 @@ pub struct LimiterConfig {
     pub per_group_per_minute: f64,
     /// Bot tokens (lanes); each chat is served by one of them.
     pub bots: usize,
+    /// The bot id of each lane, in order (the number before `:` in its
+    /// token). A destination pinned to a bot id goes through that lane;
+    /// every other destination through lane 0, the primary bot — only the
+    /// bot a user started, or that was added to a group, can post there.
+    pub bot_ids: Vec<i64>,
     /// Sends in flight at once, all lanes together.
     pub max_in_flight: usize,
     /// Deliveries queued before `Enqueue` makes its caller wait.
@@ -66,6 +71,7 @@ impl Default for LimiterConfig {
             per_chat_per_second: 1.0,
             per_group_per_minute: 20.0,
             bots: 1,
+            bot_ids: Vec::new(),
             max_in_flight: 64,
             queue_capacity: 100_000,
             max_db_backlog: 50_000,
@@ -231,10 +237,15 @@ impl RateLimiter {
 
     fn push(&mut self, d: Delivery, front: bool, now: Instant) {
         let chat_id = d.sub.chat_id;
-        let lanes = self.lanes.len() as i64;
+        let lane = d
+            .sub
+            .bot_id
+            .and_then(|id| self.cfg.bot_ids.iter().position(|b| *b == id))
+            .filter(|l| *l < self.lanes.len())
+            .unwrap_or(0);
         let interval = self.chat_interval(d.sub.destination_kind.is_group_like());
         let chat = self.chats.entry(chat_id).or_insert_with(|| Chat {
-            lane: chat_id.rem_euclid(lanes) as usize,
+            lane,
             interval,
             queue: VecDeque::new(),
             ready_at: now,
@@ -578,6 +589,7 @@ mod tests {
                 destination_id: chat,
                 chat_id: chat,
                 destination_kind: kind,
+                bot_id: None,
                 mode: DeliveryMode::Copy,
                 filters: "{}".into(),
             }),

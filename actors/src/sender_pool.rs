@@ -60,8 +60,11 @@ pub struct SenderPool {
     dedup: Arc<dyn Dedup>,
     events: Arc<dyn DestinationEvents>,
     cfg: SenderConfig,
-    /// Failures in a row per destination id.
-    streaks: HashMap<i64, u32>,
+    /// Failures in a row per destination id, with the success count when
+    /// the streak began.
+    streaks: HashMap<i64, (u32, u64)>,
+    /// Sends accepted so far, all chats together.
+    successes: u64,
 }
 
 impl SenderPool {
@@ -81,6 +84,7 @@ impl SenderPool {
             events,
             cfg,
             streaks: HashMap::new(),
+            successes: 0,
         }
     }
 }
@@ -102,6 +106,8 @@ enum CallResult {
     AlreadySent(i64),
     /// Refused for good for this message; retrying cannot help.
     Failed(String),
+    /// Not sent on purpose (cannot be copied and has no public link).
+    Skipped(String),
     /// The bot can no longer post in this chat.
     Gone(String),
     /// Telegram asks to wait.
@@ -118,6 +124,23 @@ enum CallResult {
 /// Makes the call(s) for one delivery.
 async fn call(bot: &Bot, d: &Delivery, events: &dyn DestinationEvents) -> CallResult {
     let mut to = d.sub.chat_id;
+    // Protected content must not be copied, not even as text: a public
+    // channel's post is announced by a link, a private one's is skipped.
+    if !d.post.copyable {
+        return match link_text(d) {
+            Some(text) => match bot.send_message(ChatId(to), text).await {
+                Ok(m) => CallResult::Sent {
+                    id: m.id.0,
+                    to,
+                    note: Some("sent as a link: the post cannot be copied".into()),
+                },
+                Err(e) => classify(e, false),
+            },
+            None => CallResult::Skipped(
+                "the post cannot be copied and its channel has no public link".into(),
+            ),
+        };
+    }
     // At most one move (group → supergroup) per delivery.
     for _ in 0..2 {
         match call_once(bot, d, to).await {
@@ -129,7 +152,7 @@ async fn call(bot: &Bot, d: &Delivery, events: &dyn DestinationEvents) -> CallRe
                 to = new.0;
             }
             Ok(id) => return CallResult::Sent { id, to, note: None },
-            Err(e) => return fallback(bot, d, to, e).await,
+            Err(e) => return fallback(bot, d, to, e, is_copy(d)).await,
         }
     }
     CallResult::Failed("group moved more than once".into())
@@ -167,9 +190,24 @@ async fn call_once(bot: &Bot, d: &Delivery, to: i64) -> Result<i32, RequestError
     }
 }
 
+/// True when the call names the source chat too (copy or forward), so an
+/// error about "the chat" may be about the source, not the destination.
+fn is_copy(d: &Delivery) -> bool {
+    !(d.sub.mode == DeliveryMode::Copy && d.post.media.is_none() && d.post.text.is_some())
+}
+
+/// "New post in @channel: link", when the channel is public.
+fn link_text(d: &Delivery) -> Option<String> {
+    let link = d.post.link()?;
+    Some(match d.post.channel_username.as_deref() {
+        Some(name) => format!("New post in @{name}: {link}"),
+        None => link,
+    })
+}
+
 /// Where Telegram refused the message itself, tries once in a simpler form;
 /// otherwise classifies the error.
-async fn fallback(bot: &Bot, d: &Delivery, to: i64, e: RequestError) -> CallResult {
+async fn fallback(bot: &Bot, d: &Delivery, to: i64, e: RequestError, copying: bool) -> CallResult {
     let plain = |note: &str| {
         let note = note.to_owned();
         async move {
@@ -180,7 +218,7 @@ async fn fallback(bot: &Bot, d: &Delivery, to: i64, e: RequestError) -> CallResu
                     to,
                     note: Some(note),
                 },
-                Err(e) => classify(e),
+                Err(e) => classify(e, false),
             }
         }
     };
@@ -191,24 +229,18 @@ async fn fallback(bot: &Bot, d: &Delivery, to: i64, e: RequestError) -> CallResu
         }
         // The post cannot be copied (protected, service message, too long
         // a caption): a link to it, if the channel is public.
-        RequestError::Api(api) if is_message_specific(api) => match d.post.link() {
-            Some(link) => {
-                let text = match d.post.channel_username.as_deref() {
-                    Some(name) => format!("New post in @{name}: {link}"),
-                    None => link,
-                };
-                match bot.send_message(ChatId(to), text).await {
-                    Ok(m) => CallResult::Sent {
-                        id: m.id.0,
-                        to,
-                        note: Some(format!("sent as a link: {api}")),
-                    },
-                    Err(e) => classify(e),
-                }
-            }
-            None => classify(e),
+        RequestError::Api(api) if is_message_specific(api) => match link_text(d) {
+            Some(text) => match bot.send_message(ChatId(to), text).await {
+                Ok(m) => CallResult::Sent {
+                    id: m.id.0,
+                    to,
+                    note: Some(format!("sent as a link: {api}")),
+                },
+                Err(e) => classify(e, false),
+            },
+            None => classify(e, copying),
         },
-        _ => classify(e),
+        _ => classify(e, copying),
     }
 }
 
@@ -247,19 +279,28 @@ fn first_of(v: Vec<MessageId>, sent: usize) -> Result<i32, RequestError> {
 }
 
 /// The one place that decides what a Telegram error means for a delivery.
-fn classify(e: RequestError) -> CallResult {
+///
+/// `copying`: the call named the source chat too (copy/forward), so "chat
+/// not found" or an unknown "Forbidden" may be about the source channel —
+/// that fails this post, it does not condemn the destination. Only errors
+/// that can name nothing but the destination (blocked, kicked, deactivated,
+/// never started) deactivate it.
+fn classify(e: RequestError, copying: bool) -> CallResult {
     match e {
         RequestError::RetryAfter(s) => CallResult::RetryAfter(s.duration()),
-        RequestError::Network(e) if e.is_timeout() => {
-            CallResult::Ambiguous(format!("timed out: {e}"))
-        }
+        // Checked first: a connect timeout is also a timeout, yet nothing was written.
         RequestError::Network(e) if e.is_connect() => {
             CallResult::Unreachable(format!("cannot reach the Bot API: {e}"))
         }
-        RequestError::Network(e) => CallResult::Transient(format!("network: {e}")),
-        RequestError::Io(e) => CallResult::Transient(format!("io: {e}")),
+        RequestError::Network(e) if e.is_request() && !e.is_timeout() && !e.is_body() => {
+            CallResult::Transient(format!("request not sent: {e}"))
+        }
+        // Anything else after the request went out (timeout, reset, an answer
+        // we cannot read) may have been delivered: the outcome is unknown.
+        RequestError::Network(e) => CallResult::Ambiguous(format!("outcome unknown: {e}")),
+        RequestError::Io(e) => CallResult::Ambiguous(format!("outcome unknown (io): {e}")),
         RequestError::InvalidJson { .. } => {
-            CallResult::Transient("unparsable answer from the Bot API".to_owned())
+            CallResult::Ambiguous("outcome unknown: unparsable answer from the Bot API".to_owned())
         }
         RequestError::MigrateToChatId(id) => {
             CallResult::Failed(format!("group moved again, to {}", id.0))
@@ -270,11 +311,13 @@ fn classify(e: RequestError) -> CallResult {
             | ApiError::BotKickedFromSupergroup
             | ApiError::BotKickedFromChannel => CallResult::Gone("kicked".into()),
             ApiError::UserDeactivated => CallResult::Gone("deactivated".into()),
-            ApiError::ChatNotFound => CallResult::Gone("chat not found".into()),
             ApiError::CantInitiateConversation | ApiError::CantTalkWithBots => {
                 CallResult::Gone("not started".into())
             }
+            ApiError::ChatNotFound if !copying => CallResult::Gone("chat not found".into()),
             ApiError::NotEnoughRightsToPostMessages => CallResult::Gone("no right to post".into()),
+            // A revoked or wrong token is the bot's problem, not the chat's.
+            ApiError::InvalidToken => CallResult::Unreachable("the bot token was refused".into()),
             ApiError::Unknown(text)
                 if text.contains("Internal Server Error")
                     || text.contains("Bad Gateway")
@@ -284,7 +327,9 @@ fn classify(e: RequestError) -> CallResult {
             {
                 CallResult::Transient(text)
             }
-            ApiError::Unknown(text) if text.starts_with("Forbidden") => CallResult::Gone(text),
+            ApiError::Unknown(text) if text.starts_with("Forbidden") && !copying => {
+                CallResult::Gone(text)
+            }
             other => CallResult::Failed(other.to_string()),
         },
     }
@@ -363,6 +408,7 @@ impl SenderPool {
         let (outcome, row) = match result {
             CallResult::Sent { id, to, note } => {
                 self.streaks.remove(&dest);
+                self.successes += 1;
                 let waited = (chrono::Utc::now() - d.post.detected_at)
                     .to_std()
                     .unwrap_or_default();
@@ -383,6 +429,7 @@ impl SenderPool {
                 )
             }
             CallResult::AlreadySent(id) => {
+                self.streaks.remove(&dest);
                 metrics::counter!(names::DEDUP_HITS_TOTAL).increment(1);
                 tracing::info!(
                     chat_id = chat,
@@ -394,10 +441,17 @@ impl SenderPool {
                     Some(record(d, chat, DeliveryStatus::Sent, Some(id), None)),
                 )
             }
+            CallResult::Skipped(reason) => {
+                tracing::info!(chat_id = chat, subscription_id = d.sub.subscription_id, reason = %reason, "Delivery skipped.");
+                (
+                    SendOutcome::Done,
+                    Some(record(d, chat, DeliveryStatus::Skipped, None, Some(reason))),
+                )
+            }
             CallResult::Failed(reason) => {
+                // About this message, not the chat: no failure streak.
                 metrics::counter!(names::SEND_FAILED_TOTAL).increment(1);
                 tracing::warn!(chat_id = chat, subscription_id = d.sub.subscription_id, error = %reason, "Delivery failed for good.");
-                self.count_failure(d, &reason);
                 (
                     SendOutcome::Done,
                     Some(record(d, chat, DeliveryStatus::Failed, None, Some(reason))),
@@ -465,11 +519,18 @@ impl SenderPool {
     }
 
     /// Counts a failure against the destination; true (and the destination
-    /// reported as failing) when the streak reached `max_failures`.
+    /// reported as failing) when the streak reached `max_failures` *while
+    /// other chats kept succeeding*. When nothing succeeds anywhere the
+    /// trouble is Telegram's or the network's, not this chat's: the delivery
+    /// keeps being retried and no destination is paused.
     fn count_failure(&mut self, d: &Delivery, reason: &str) -> bool {
-        let n = self.streaks.entry(d.sub.destination_id).or_default();
+        let successes = self.successes;
+        let (n, since) = self
+            .streaks
+            .entry(d.sub.destination_id)
+            .or_insert((0, successes));
         *n += 1;
-        if *n >= self.cfg.max_failures {
+        if *n >= self.cfg.max_failures && successes > *since {
             self.streaks.remove(&d.sub.destination_id);
             self.events.on_event(DestinationEvent::Failing {
                 sub: d.sub.clone(),

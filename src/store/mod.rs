@@ -333,7 +333,7 @@ impl Store {
         let user_id: i64 = tx
             .query_one(
                 "INSERT INTO users (telegram_id) VALUES ($1)
-                 ON CONFLICT (telegram_id) DO UPDATE SET telegram_id = EXCLUDED.telegram_id
+                 ON CONFLICT (telegram_id) DO UPDATE SET is_blocked = false
                  RETURNING id",
                 &[&user_telegram_id],
             )
@@ -353,7 +353,10 @@ impl Store {
         let destination_id: i64 = tx
             .query_one(
                 "INSERT INTO destinations (chat_id, kind, owner_user_id) VALUES ($1, 'private', $2)
-                 ON CONFLICT (chat_id) DO UPDATE SET chat_id = EXCLUDED.chat_id
+                 ON CONFLICT (chat_id) DO UPDATE
+                    SET is_active = true, deactivated_reason = NULL,
+                        updated_at = CASE WHEN destinations.is_active
+                                          THEN destinations.updated_at ELSE now() END
                  RETURNING id",
                 &[&user_telegram_id, &user_id],
             )
@@ -516,7 +519,9 @@ impl Store {
         Ok(id)
     }
 
-    /// Channels to poll: resolved, active, with at least one active subscription.
+    /// Channels to poll: resolved and active, with at least one active
+    /// subscription — or administered by our bot, whose pushed posts must be
+    /// read (and so confirmed to Telegram) whether anyone subscribes or not.
     pub async fn active_channels(&self) -> Result<Vec<ChannelRef>, StoreError> {
         const OP: &str = "list active channels";
         let c = self.conn(OP).await?;
@@ -525,8 +530,9 @@ impl Store {
                 "SELECT c.id, c.telegram_id, c.username, c.bot_is_admin
                    FROM channels c
                   WHERE c.telegram_id IS NOT NULL AND c.status = 'active'
-                    AND EXISTS (SELECT 1 FROM subscriptions s
-                                 WHERE s.channel_id = c.id AND s.is_active)
+                    AND (c.bot_is_admin
+                         OR EXISTS (SELECT 1 FROM subscriptions s
+                                     WHERE s.channel_id = c.id AND s.is_active))
                   ORDER BY c.id",
                 &[],
             )
@@ -671,7 +677,7 @@ impl Store {
                         p.channel_username, p.text, p.entities::text, p.media, p.copyable,
                         COALESCE(p.published_at, p.detected_at), p.detected_at, p.id,
                         s.id, s.channel_id, u.telegram_id, d.id, d.chat_id, d.kind, s.mode,
-                        s.filters::text
+                        s.filters::text, d.bot_id
                    FROM posts p
                    JOIN subscriptions s ON s.channel_id = p.channel_id AND s.is_active
                                        AND s.created_at <= p.detected_at
@@ -710,6 +716,7 @@ impl Store {
                 destination_kind: parse_kind(OP, r.get(17))?,
                 mode: parse_mode(OP, r.get(18))?,
                 filters: r.get(19),
+                bot_id: r.get(20),
             };
             out.push(Delivery {
                 post,
@@ -918,7 +925,8 @@ impl SubscriptionStream {
 }
 
 const ACTIVE_SUBSCRIPTION_SQL: &str = "
-    SELECT s.id, s.channel_id, u.telegram_id, d.id, d.chat_id, d.kind, s.mode, s.filters::text
+    SELECT s.id, s.channel_id, u.telegram_id, d.id, d.chat_id, d.kind, s.mode, s.filters::text,
+           d.bot_id
       FROM subscriptions s
       JOIN users u ON u.id = s.user_id
       JOIN destinations d ON d.id = s.destination_id
@@ -960,6 +968,7 @@ fn active_subscription(r: &tokio_postgres::Row) -> Result<ActiveSubscription, St
         destination_kind: parse_kind(OP, r.get(5))?,
         mode: parse_mode(OP, r.get(6))?,
         filters: r.get(7),
+        bot_id: r.get(8),
     })
 }
 
