@@ -88,6 +88,9 @@ pub struct DbWriter {
     writing: bool,
     timer: Option<SpawnHandle>,
     retry_delay: Duration,
+    /// After a retriable failure, no write before this moment, however
+    /// many rows arrive meanwhile.
+    retry_not_before: Option<std::time::Instant>,
     backlog: Arc<AtomicUsize>,
     flush_waiters: Vec<oneshot::Sender<()>>,
     stats: DbWriterStats,
@@ -109,6 +112,7 @@ impl DbWriter {
             writing: false,
             timer: None,
             retry_delay,
+            retry_not_before: None,
             backlog,
             flush_waiters: Vec::new(),
             stats: DbWriterStats::default(),
@@ -123,6 +127,12 @@ impl DbWriter {
     fn pump(&mut self, ctx: &mut Context<Self>, force: bool) {
         if self.writing {
             return;
+        }
+        if let Some(t) = self.retry_not_before {
+            if std::time::Instant::now() < t {
+                return;
+            }
+            self.retry_not_before = None;
         }
         let batch = if let Some(b) = self.isolating.pop_front() {
             b
@@ -182,6 +192,7 @@ impl DbWriter {
                 self.isolating.push_front(batch);
                 let delay = self.retry_delay;
                 self.retry_delay = (self.retry_delay * 2).min(self.cfg.max_retry_delay);
+                self.retry_not_before = Some(std::time::Instant::now() + delay);
                 ctx.run_later(delay, |act, ctx| act.pump(ctx, true));
             }
             Err(e) if batch.len() > 1 => {

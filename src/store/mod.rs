@@ -65,8 +65,11 @@ impl StoreError {
                     return true;
                 }
                 match source.code() {
-                    // No SQLSTATE: an I/O error or a broken connection.
-                    None => true,
+                    // No SQLSTATE: retriable only when it is the connection
+                    // (I/O); a conversion or protocol error fails again.
+                    None => {
+                        std::error::Error::source(source).is_some_and(|s| s.is::<std::io::Error>())
+                    }
                     Some(code) => {
                         let c = code.code();
                         c.starts_with("08")
@@ -662,8 +665,8 @@ impl Store {
     /// Deliveries to resume at start-up: for every post detected since
     /// `since`, each subscription that was active when the post was detected
     /// (and still is) and has no recorded outcome for it. An `ambiguous`
-    /// outcome counts as none when `retry_ambiguous`. Ordered by channel and
-    /// message id, so each chat gets them in channel order.
+    /// outcome counts as none when `retry_ambiguous`. Ordered by detection,
+    /// as they were first delivered, so each chat gets them in order.
     pub async fn pending_deliveries(
         &self,
         since: DateTime<Utc>,
@@ -690,7 +693,7 @@ impl Store {
                            AND f.source_message_id = p.message_id
                            AND f.post_day = (p.detected_at AT TIME ZONE 'UTC')::date
                            AND (f.status <> 'ambiguous' OR NOT $2))
-                  ORDER BY p.channel_id, p.message_id, s.id",
+                  ORDER BY p.detected_at, p.id, s.id",
                 &[&since, &retry_ambiguous],
             )
             .await
