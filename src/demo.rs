@@ -53,7 +53,7 @@ const FIRST_USER: i64 = 100_000;
 const CHANNEL_BASE: i64 = -1_001_000_000_000;
 
 /// The database URL with its database name replaced.
-fn with_dbname(url: &str, name: &str) -> String {
+pub fn with_dbname(url: &str, name: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) if url.contains("://") => {
             u.set_path(name);

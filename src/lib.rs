@@ -2,6 +2,8 @@
 //! PostgreSQL, Redis, Telegram and HTTP. The actors live in `kuryer-actors`;
 //! `ARCHITECTURE.md` is the map.
 
+/// `kuryer bench`: the pipeline's benchmarks and the seed-design baseline.
+pub mod bench;
 /// The command line.
 pub mod cli;
 /// Configuration: structs, defaults, loading, validation.

@@ -29,6 +29,13 @@ fn main() -> ExitCode {
             actix_rt::System::new().block_on(kuryer::daemon::run(loaded.config))
         }),
         Command::Login { .. } => not_built("login", "the MTProto reader"),
+        Command::Bench(args) => {
+            let arg = args.config.clone();
+            with_config("bench", &arg, |loaded| {
+                actix_rt::System::new().block_on(kuryer::bench::run(&args, &loaded.config))
+            })
+        }
+        Command::FakeTelegram(args) => fake_telegram(&args),
         Command::Demo(args) => {
             let arg = args.config.clone();
             with_config("demo", &arg, |loaded| {
@@ -44,6 +51,25 @@ fn main() -> ExitCode {
                 }
                 Ok(())
             })
+        }
+    }
+}
+
+/// The simulated Telegram as its own process, for `kuryer bench`.
+fn fake_telegram(args: &kuryer::cli::FakeTelegramArgs) -> ExitCode {
+    let cfg = kuryer::sim::control::FakeProcessConfig {
+        listen: args.listen,
+        limit_scale: args.limit_scale,
+        channels: args.channels,
+        users: args.users,
+        groups: args.groups,
+        bots: args.bots.max(1),
+    };
+    match actix_rt::System::new().block_on(kuryer::sim::control::run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kuryer fake-telegram: {e}");
+            ExitCode::FAILURE
         }
     }
 }

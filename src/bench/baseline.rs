@@ -1,0 +1,324 @@
+//! The seed's design as a baseline: `benches/seed_baseline.py` (aiogram,
+//! asyncpg, redis) against the same fake Bot API process, database schema,
+//! population and posts as the seed scenario.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+use super::fake_proc::{FakeProcess, FakeSpec};
+use super::util::{ThrowawayDb, settle_stats};
+use crate::config::Config;
+use crate::demo;
+use crate::store::{Store, migrate};
+
+/// The baseline program, built into the binary so `kuryer bench` works from anywhere.
+pub const SCRIPT: &str = include_str!("../../benches/seed_baseline.py");
+/// Its Python packages.
+pub const REQUIREMENTS: &str = include_str!("../../benches/requirements.txt");
+
+/// What the baseline run processes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BaselineSpec {
+    pub channels: u32,
+    pub users: u32,
+    pub subs: u32,
+    pub posts: u32,
+    /// The Python interpreter with aiogram, asyncpg and redis.
+    pub python: PathBuf,
+}
+
+/// What the baseline achieved, counted by the fake like kuryer's runs.
+/// Units are in the names (`_ms`, `_s`, `_per_s`, `_mb` = MiB).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct BaselineResult {
+    pub channels: u32,
+    pub users: u32,
+    pub subscriptions: u64,
+    pub posts: u32,
+    pub deliveries_expected: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    pub duplicates: u64,
+    pub rows_persisted: u64,
+    /// Posts published at once → the program has sent and persisted all.
+    pub elapsed_s: f64,
+    pub deliveries_per_s: f64,
+    pub latency_p50_ms: f64,
+    pub latency_p99_ms: f64,
+    pub latency_max_ms: f64,
+    /// A cycle over every channel that found nothing (the seed's poll cycle).
+    pub empty_cycle_ms: Option<f64>,
+    /// The first cycle that found the posts (includes delivering them).
+    pub first_busy_cycle_ms: Option<f64>,
+    pub cycles: u64,
+    /// Client-side averages, measured in the program.
+    pub db_ops: u64,
+    pub db_avg_ms: f64,
+    pub redis_ops: u64,
+    pub redis_avg_ms: f64,
+    /// Server-side average per transaction (`pg_stat_database`).
+    pub db_transactions: u64,
+    pub db_server_avg_ms: f64,
+    pub peak_rss_mb: f64,
+    pub rate_limited_429: u64,
+    pub python: String,
+}
+
+#[derive(Deserialize)]
+struct ProgramOutput {
+    cycles: u64,
+    first_busy_cycle_ms: Option<f64>,
+    empty_cycle_ms: Option<f64>,
+    db_ops: u64,
+    db_avg_ms: f64,
+    redis_ops: u64,
+    redis_avg_ms: f64,
+    peak_rss_mb: f64,
+    python: String,
+}
+
+fn has_packages(python: &Path) -> bool {
+    Command::new(python)
+        .args(["-c", "import aiogram, asyncpg, redis"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Where the baseline's virtualenv lives: `$KURYER_BENCH_VENV`, else
+/// `target/bench-venv` beside this binary's profile directory.
+fn venv_dir() -> PathBuf {
+    if let Some(p) = std::env::var_os("KURYER_BENCH_VENV") {
+        return PathBuf::from(p);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent()?.parent().map(|t| t.join("bench-venv")))
+        .unwrap_or_else(|| std::env::temp_dir().join("kuryer-bench-venv"))
+}
+
+/// A Python interpreter with the baseline's packages: `$KURYER_BENCH_PYTHON`,
+/// else the bench virtualenv, created and filled from
+/// `benches/requirements.txt` when missing. `Err` says why there is none.
+pub fn find_python() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("KURYER_BENCH_PYTHON") {
+        let p = PathBuf::from(p);
+        return if has_packages(&p) {
+            Ok(p)
+        } else {
+            Err(format!(
+                "KURYER_BENCH_PYTHON={} lacks aiogram, asyncpg or redis",
+                p.display()
+            ))
+        };
+    }
+    let venv = venv_dir();
+    let python = venv.join("bin").join("python");
+    if has_packages(&python) {
+        return Ok(python);
+    }
+    eprintln!(
+        "kuryer bench: installing the baseline's Python packages into {} …",
+        venv.display()
+    );
+    let run = |cmd: &mut Command| -> Result<(), String> {
+        let out = cmd
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("{cmd:?}: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let tail: Vec<&str> = err.lines().rev().take(3).collect();
+            Err(format!(
+                "{:?} failed: {}",
+                cmd.get_program(),
+                tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+            ))
+        }
+    };
+    if !python.exists() {
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+    }
+    let requirements = venv.join("requirements.txt");
+    std::fs::write(&requirements, REQUIREMENTS).map_err(|e| e.to_string())?;
+    run(Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "-r",
+        ])
+        .arg(&requirements))?;
+    if has_packages(&python) {
+        Ok(python)
+    } else {
+        Err("the packages installed but do not import".into())
+    }
+}
+
+/// Runs the baseline once on the seed workload.
+pub async fn run(spec: &BaselineSpec, cfg: &Config) -> anyhow::Result<BaselineResult> {
+    let db = ThrowawayDb::create(cfg, "b").await?;
+    let result = run_in(spec, cfg, &db).await;
+    db.drop_db().await;
+    result
+}
+
+async fn run_in(
+    spec: &BaselineSpec,
+    cfg: &Config,
+    db: &ThrowawayDb,
+) -> anyhow::Result<BaselineResult> {
+    let channels = spec.channels.max(1);
+    let users = spec.users.max(1);
+    let pairs = {
+        let store = Store::new(&db.cfg)?;
+        migrate::apply(&store, migrate::MIGRATIONS).await?;
+        store.maintain_partitions(2, 30).await?;
+        let pairs = demo::populate(&store, channels, users, spec.subs).await?;
+        store.close();
+        pairs
+    };
+    let fake = FakeProcess::spawn(&FakeSpec {
+        limit_scale: 0.0,
+        channels,
+        users,
+        groups: 0,
+        bots: 1,
+    })?;
+    fake.set_pairs(&pairs).await?;
+    let expected = pairs.len() as u64 * u64::from(spec.posts);
+
+    let dir = std::env::temp_dir().join(format!("kuryer-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let script = dir.join("seed_baseline.py");
+    std::fs::write(&script, SCRIPT)?;
+    let prefix = format!("{}{}:", cfg.redis.key_prefix, db.name);
+    settle_stats().await;
+    let pg0 = db.stats().await?;
+    let mut child = Command::new(&spec.python)
+        .arg(&script)
+        .args(["--bot-api", &fake.bot_api])
+        .args(["--control", fake.control_url()])
+        .args(["--key-prefix", &prefix])
+        .args(["--expect", &expected.to_string()])
+        // Secrets (URLs may hold passwords) stay off the command line, which `ps` shows.
+        .env("BENCH_BOT_TOKEN", demo::bot_token().expose())
+        .env("BENCH_DATABASE_URL", db.cfg.url.expose())
+        .env("BENCH_REDIS_URL", cfg.redis.url.expose())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {}", spec.python.display()))?;
+    let stdout = child.stdout.take().context("baseline stdout")?;
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let recv = |timeout: Duration| -> anyhow::Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(line) => return Ok(line),
+                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
+                Err(e) => anyhow::bail!("the baseline program stopped answering: {e}"),
+            }
+        }
+    };
+    let ready = recv(Duration::from_secs(60))?;
+    anyhow::ensure!(ready.contains("ready"), "unexpected first line: {ready}");
+
+    let posts: Vec<(i64, u32)> = (0..spec.posts)
+        .flat_map(|round| (1..=i64::from(channels)).map(move |i| (i, round)))
+        .collect();
+    fake.publish(&posts).await?;
+    let t0 = Instant::now();
+    // Blocking waits on a helper thread would be tidier; the actix thread
+    // has nothing else to do here, and each wait is short.
+    let mut last = None;
+    loop {
+        match rx.try_recv() {
+            Ok(line) => last = Some(line),
+            Err(mpsc::TryRecvError::Empty) => {
+                if let Ok(Some(_)) = child.try_wait() {
+                    // Drain what it printed before exiting.
+                    while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+                        last = Some(line);
+                    }
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(mpsc::TryRecvError::Disconnected) => {
+                let _ = child.wait();
+                break;
+            }
+        }
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    let status = child.wait()?;
+    let out: ProgramOutput = serde_json::from_str(last.as_deref().unwrap_or(""))
+        .with_context(|| format!("the baseline program ended ({status}) without its results"))?;
+    let _ = std::io::stdout().flush();
+
+    let r = fake.report(None, 0.0).await?;
+    let store = Store::new(&db.cfg)?;
+    let persisted: i64 = store
+        .conn("bench count")
+        .await?
+        .query_one(
+            "SELECT count(*) FROM forwarded_messages WHERE status = 'sent'",
+            &[],
+        )
+        .await?
+        .get(0);
+    store.close();
+    settle_stats().await;
+    let (n, avg) = db.stats().await?.since(&pg0);
+    fake.quit().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(BaselineResult {
+        channels,
+        users,
+        subscriptions: pairs.len() as u64,
+        posts: spec.posts,
+        deliveries_expected: r.expected,
+        delivered: r.delivered,
+        lost: r.lost,
+        duplicates: r.duplicates,
+        rows_persisted: persisted.max(0) as u64,
+        elapsed_s: elapsed,
+        deliveries_per_s: r.delivered as f64 / elapsed.max(1e-9),
+        latency_p50_ms: r.latency_p50_ms,
+        latency_p99_ms: r.latency_p99_ms,
+        latency_max_ms: r.latency_max_ms,
+        empty_cycle_ms: out.empty_cycle_ms,
+        first_busy_cycle_ms: out.first_busy_cycle_ms,
+        cycles: out.cycles,
+        db_ops: out.db_ops,
+        db_avg_ms: out.db_avg_ms,
+        redis_ops: out.redis_ops,
+        redis_avg_ms: out.redis_avg_ms,
+        db_transactions: n,
+        db_server_avg_ms: avg,
+        peak_rss_mb: out.peak_rss_mb,
+        rate_limited_429: r.stats.rate_limited_429,
+        python: out.python,
+    })
+}

@@ -1,0 +1,555 @@
+//! One run of the real pipeline against the fake Telegram process: the
+//! seed-scale, growth and ceiling scenarios.
+//!
+//! Layout of a run: this process holds the pipeline exactly as `kuryer run`
+//! builds it (PostgreSQL store, Redis dedup, teloxide senders) and a local
+//! copy of the channels, read by the simulated reader ([`SimSource`]); the
+//! `kuryer fake-telegram` child process is the Bot API the senders talk to
+//! over HTTP, and it counts what it received. Every post is published in the
+//! child first (its publication time starts the latency clock) and then in
+//! the local copy, so the pipeline can only see a post that the Bot API
+//! already knows. Both processes share the machine's cores.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+use kuryer_actors::ports::{Dedup, SourceFactory};
+use serde::{Deserialize, Serialize};
+
+use super::fake_proc::{FakeProcess, FakeSpec};
+use super::util::{ThrowawayDb, cpu_seconds, reset_peak_rss, settle_stats};
+use crate::config::Config;
+use crate::dedup::RedisDedup;
+use crate::demo;
+use crate::pipeline::{Pipeline, PipelineConfig, build_bots, limiter_config};
+use crate::sim::control::{GROUP_BASE, bot_token};
+use crate::sim::fake_bot_api::FakeLimits;
+use crate::sim::source::SimSource;
+use crate::store::{Store, migrate};
+
+/// What one pipeline run does.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PipelineSpec {
+    /// Name in the results (`seed`, `growth-1000`, `ceiling-3`…).
+    pub label: String,
+    /// Channels.
+    pub channels: u32,
+    /// Users (one private chat each).
+    pub users: u32,
+    /// Subscriptions of each user.
+    pub subs: u32,
+    /// Group chats subscribed to `group_subs` channels each.
+    pub groups: u32,
+    /// Channels a group subscribes to.
+    pub group_subs: u32,
+    /// Posts a channel published in the measured rounds.
+    pub posts: u32,
+    /// The first round (one post on every channel) measures the poll cycle.
+    pub cycle: bool,
+    /// Telegram's limits × this in the fake and the limiter; 0: no limits.
+    pub limit_scale: f64,
+    /// Bot tokens.
+    pub bots: usize,
+    /// Posts published one at a time afterwards, for latency without a backlog.
+    pub paced_posts: u32,
+    /// Interval between paced posts.
+    pub paced_interval_ms: u64,
+    /// > 0: a ceiling run: send for this long after the ramp-up, then stop.
+    pub ceiling_s: f64,
+}
+
+/// What one pipeline run measured. Units are in the names (`_ms`, `_s`,
+/// `_per_s`, `_mb` = MiB); counts are the fake's unless said otherwise.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct PipelineResult {
+    pub label: String,
+    pub channels: u32,
+    pub users: u32,
+    pub subscriptions: u64,
+    pub bots: usize,
+    pub limit_scale: f64,
+    /// Deliveries of every post published (the fake's count).
+    pub deliveries_expected: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    pub duplicates: u64,
+    pub out_of_order: u64,
+    pub albums_split: u64,
+    pub unexpected: u64,
+    /// `forwarded_messages` rows with status `sent` after the shutdown.
+    pub rows_persisted: u64,
+    pub registry_load_ms: f64,
+    /// One post on every channel → every post recorded and handed to the registry.
+    pub cycle_ms: Option<f64>,
+    /// Deliveries of the burst (posts published at once).
+    pub burst_deliveries: u64,
+    /// Burst published → every delivery of it accepted by the Bot API and persisted.
+    pub burst_s: f64,
+    pub deliveries_per_s: f64,
+    pub burst_p50_ms: f64,
+    pub burst_p99_ms: f64,
+    pub paced_posts: u32,
+    /// Deliveries a second the paced posts asked for.
+    pub paced_offered_per_s: f64,
+    pub paced_p50_ms: Option<f64>,
+    pub paced_p99_ms: Option<f64>,
+    pub paced_max_ms: Option<f64>,
+    /// Peak RSS of this process (pipeline and harness, not the fake), MiB.
+    pub peak_rss_mb: f64,
+    /// CPU of this process from the pipeline's start to the last delivery.
+    pub cpu_s: f64,
+    pub cpu_us_per_delivery: f64,
+    /// Transactions the pipeline ran and their server-side average time.
+    pub db_transactions: u64,
+    pub db_avg_ms: f64,
+    /// Redis dedup operations (lookups and marks) and their client-side time.
+    pub redis_ops: u64,
+    pub redis_avg_ms: f64,
+    pub redis_max_ms: f64,
+    pub rate_limited_429: u64,
+    pub ceiling: Option<CeilingResult>,
+}
+
+/// The Telegram-ceiling figures of a run.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct CeilingResult {
+    /// Seconds measured (after the ramp-up).
+    pub seconds: f64,
+    /// What Telegram allows: 30/s a bot × bots (× scale).
+    pub allowed_per_s: f64,
+    /// Sum of the bots' sustained rates.
+    pub achieved_per_s: f64,
+    pub fraction: f64,
+    pub rate_limited_429: u64,
+    /// Densest second of any bot / private chat, densest minute of any group.
+    pub max_bot_in_1s: u64,
+    pub max_private_in_1s: u64,
+    pub max_group_in_60s: u64,
+    pub allowed_bot_in_1s: f64,
+    pub allowed_private_in_1s: f64,
+    pub allowed_group_in_60s: f64,
+    /// Rates of each bot.
+    pub per_bot_per_s: Vec<f64>,
+}
+
+/// A dedup layer that times every call of the real one.
+struct TimedDedup {
+    inner: RedisDedup,
+    timing: Arc<Timing>,
+}
+
+#[derive(Default)]
+struct Timing {
+    ops: AtomicU64,
+    total_ns: AtomicU64,
+    max_ns: AtomicU64,
+}
+
+impl Timing {
+    fn record(&self, d: Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.ops.fetch_add(1, Ordering::Relaxed);
+        self.total_ns.fetch_add(ns, Ordering::Relaxed);
+        self.max_ns.fetch_max(ns, Ordering::Relaxed);
+    }
+}
+
+impl Dedup for TimedDedup {
+    fn seen(&self, subscription_id: i64, message_id: i32) -> BoxFuture<'static, Option<i64>> {
+        let fut = self.inner.seen(subscription_id, message_id);
+        let timing = self.timing.clone();
+        Box::pin(async move {
+            let t = Instant::now();
+            let r = fut.await;
+            timing.record(t.elapsed());
+            r
+        })
+    }
+
+    fn mark(
+        &self,
+        subscription_id: i64,
+        message_id: i32,
+        sent_message_id: i64,
+    ) -> BoxFuture<'static, ()> {
+        let fut = self
+            .inner
+            .mark(subscription_id, message_id, sent_message_id);
+        let timing = self.timing.clone();
+        Box::pin(async move {
+            let t = Instant::now();
+            fut.await;
+            timing.record(t.elapsed());
+        })
+    }
+}
+
+/// Runs one pipeline measurement in a throw-away database.
+pub async fn run(spec: &PipelineSpec, cfg: &Config) -> anyhow::Result<PipelineResult> {
+    let db = ThrowawayDb::create(cfg, "p").await?;
+    let result = run_in(spec, cfg, &db).await;
+    db.drop_db().await;
+    result
+}
+
+/// Subscribes `groups` group chats to `per_group` channels each; returns
+/// their (group chat, channel chat) pairs.
+async fn add_groups(
+    store: &Store,
+    groups: u32,
+    per_group: u32,
+    channels: u32,
+) -> anyhow::Result<Vec<(i64, i64)>> {
+    let base = demo::channel_chat(0);
+    let c = store.conn("bench groups").await?;
+    c.batch_execute(&format!(
+        "INSERT INTO destinations (chat_id, kind, owner_user_id)
+              SELECT {GROUP_BASE} - g, 'group', (SELECT min(id) FROM users)
+                FROM generate_series(1, {groups}) g;
+         INSERT INTO subscriptions (user_id, channel_id, destination_id)
+              SELECT d.owner_user_id, c.id, d.id
+                FROM destinations d
+                CROSS JOIN generate_series(0, {per_group} - 1) k
+                JOIN channels c ON c.telegram_id = {base} - (((d.id * 7 + k) % {channels}) + 1)
+               WHERE d.kind = 'group';
+         ANALYZE;"
+    ))
+    .await?;
+    Ok(c.query(
+        "SELECT d.chat_id, c.telegram_id FROM subscriptions s
+           JOIN destinations d ON d.id = s.destination_id
+           JOIN channels c ON c.id = s.channel_id
+          WHERE d.kind = 'group'",
+        &[],
+    )
+    .await?
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect())
+}
+
+/// The running pipeline, its fake Telegram and what was published.
+struct Harness {
+    fake: FakeProcess,
+    mirror: crate::sim::fake_bot_api::FakeTelegram,
+    pipeline: Pipeline,
+    /// Subscribers per channel chat.
+    subs_of: HashMap<i64, u64>,
+    /// Every post published: (channel chat, first id).
+    published: Vec<(i64, i32)>,
+    /// Deliveries those posts make.
+    expected: u64,
+}
+
+impl Harness {
+    /// Publishes posts (channel `i`, round) in the fake, then in the local
+    /// copy, and wakes their pollers (the reader's push notice). Returns the
+    /// posts and the moment they became visible to the pipeline.
+    async fn publish(
+        &mut self,
+        posts: &[(i64, u32)],
+    ) -> anyhow::Result<(Vec<(i64, i32)>, Instant)> {
+        let ids = self.fake.publish(posts).await?;
+        let visible = Instant::now();
+        for (&(i, round), &(chat, id)) in posts.iter().zip(&ids) {
+            let local = demo::publish(&self.mirror, chat, i, round);
+            anyhow::ensure!(
+                local == id,
+                "the local channel copy diverged from the fake: {local} ≠ {id}"
+            );
+            self.expected += self.subs_of.get(&chat).copied().unwrap_or(0);
+        }
+        let mut woken = std::collections::HashSet::new();
+        for &(i, _) in posts {
+            if woken.insert(i) {
+                // demo channel i has channels.id = i.
+                self.pipeline.wake(i);
+            }
+        }
+        self.published.extend_from_slice(&ids);
+        Ok((ids, visible))
+    }
+
+    /// Waits until every delivery of what was published is persisted
+    /// (written by the DbWriter, which happens after the Bot API accepted
+    /// it), or nothing moved for `stall`.
+    async fn wait_persisted(&self, stall: Duration) -> anyhow::Result<bool> {
+        let mut last = (0u64, Instant::now());
+        loop {
+            let s = self.pipeline.stats().await?;
+            let done = s.rows_written + s.rows_dropped;
+            if done >= self.expected {
+                return Ok(true);
+            }
+            if done > last.0 {
+                last = (done, Instant::now());
+            } else if last.1.elapsed() > stall {
+                tracing::warn!(
+                    persisted = done,
+                    expected = self.expected,
+                    "No progress; ending this phase with what arrived."
+                );
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+async fn run_in(
+    spec: &PipelineSpec,
+    cfg: &Config,
+    db: &ThrowawayDb,
+) -> anyhow::Result<PipelineResult> {
+    let channels = spec.channels.max(1);
+    let users = spec.users.max(1);
+    let bots = spec.bots.max(1);
+    // The population, through its own pool: its sessions end (and report
+    // their statistics) before the measurement starts.
+    let pairs = {
+        let store = Store::new(&db.cfg)?;
+        migrate::apply(&store, migrate::MIGRATIONS).await?;
+        store.maintain_partitions(2, 30).await?;
+        let mut pairs = demo::populate(&store, channels, users, spec.subs).await?;
+        if spec.groups > 0 {
+            let per_group = spec.group_subs.clamp(1, channels);
+            pairs.extend(add_groups(&store, spec.groups, per_group, channels).await?);
+        }
+        store.close();
+        pairs
+    };
+    let mut subs_of: HashMap<i64, u64> = HashMap::new();
+    for (_, chat) in &pairs {
+        *subs_of.entry(*chat).or_default() += 1;
+    }
+    let fake = FakeProcess::spawn(&FakeSpec {
+        limit_scale: spec.limit_scale,
+        channels,
+        users,
+        groups: spec.groups,
+        bots,
+    })?;
+    fake.set_pairs(&pairs).await?;
+    // The local copy of the channels, for the simulated reader: no limits,
+    // no users; its HTTP side is never used.
+    let mirror = demo::start_fake(FakeLimits::off(), channels, 0)?;
+
+    let mut pcfg = PipelineConfig::from_config(cfg, 1.0);
+    let scale = if spec.limit_scale > 0.0 {
+        spec.limit_scale
+    } else {
+        // "No limits": the limiter's rates far above anything reachable.
+        1e6
+    };
+    let mut limiter = limiter_config(&cfg.limits, bots, scale);
+    limiter.max_in_flight = pcfg.limiter.max_in_flight;
+    limiter.queue_capacity = pcfg.limiter.queue_capacity;
+    pcfg.limiter = limiter;
+    let tokens: Vec<_> = (0..bots).map(bot_token).collect();
+    let senders = build_bots(&tokens, &fake.bot_api, Duration::from_secs(15))?;
+    let source = mirror.clone();
+    let factory: SourceFactory =
+        Arc::new(move |ch| Box::new(SimSource::new(source.clone(), ch.chat_id)));
+    let mut redis = cfg.redis.clone();
+    redis.key_prefix = format!("{}{}:", redis.key_prefix, db.name);
+    redis.dedup_ttl_s = 600;
+    let timing = Arc::new(Timing::default());
+    let dedup = Arc::new(TimedDedup {
+        inner: RedisDedup::new(&redis),
+        timing: timing.clone(),
+    });
+
+    settle_stats().await;
+    let pg0 = db.stats().await?;
+    reset_peak_rss();
+    let cpu0 = cpu_seconds();
+    let store = Store::new(&db.cfg)?;
+    let pipeline = Pipeline::start(store.clone(), senders, factory, dedup, pcfg).await?;
+    let mut out = PipelineResult {
+        label: spec.label.clone(),
+        channels,
+        users,
+        subscriptions: pairs.len() as u64,
+        bots,
+        limit_scale: spec.limit_scale,
+        registry_load_ms: pipeline.registry_load.as_secs_f64() * 1000.0,
+        paced_posts: spec.paced_posts,
+        ..PipelineResult::default()
+    };
+    let mut h = Harness {
+        fake,
+        mirror,
+        pipeline: pipeline.clone(),
+        subs_of,
+        published: Vec::new(),
+        expected: 0,
+    };
+    let stall = Duration::from_secs(30);
+    let all_channels =
+        |round: u32| -> Vec<(i64, u32)> { (1..=i64::from(channels)).map(|i| (i, round)).collect() };
+
+    // The seed's cycle: one new post on every channel; how long until every
+    // one of them is recorded (post row and mark, one transaction) and handed
+    // to the registry.
+    let mut first_round = 0;
+    if spec.cycle && spec.ceiling_s <= 0.0 {
+        let before = pipeline.stats().await?.posts_published;
+        let (_, t0) = h.publish(&all_channels(0)).await?;
+        loop {
+            if pipeline.stats().await?.posts_published >= before + u64::from(channels) {
+                out.cycle_ms = Some(t0.elapsed().as_secs_f64() * 1000.0);
+                break;
+            }
+            anyhow::ensure!(
+                t0.elapsed() < Duration::from_secs(120),
+                "the cycle did not complete in 120 s"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        h.wait_persisted(stall).await?;
+        first_round = 1;
+    }
+
+    // The burst: every remaining round at once.
+    let mut cpu_end = None;
+    if spec.posts > first_round {
+        let posts: Vec<(i64, u32)> = (first_round..spec.posts).flat_map(all_channels).collect();
+        let before = h.expected;
+        let (ids, t1) = h.publish(&posts).await?;
+        out.burst_deliveries = h.expected - before;
+        if spec.ceiling_s > 0.0 {
+            out.ceiling = Some(ceiling(spec, &h, t1).await?);
+            cpu_end = Some(cpu_seconds());
+        } else {
+            h.wait_persisted(stall).await?;
+            out.burst_s = t1.elapsed().as_secs_f64();
+            out.deliveries_per_s = out.burst_deliveries as f64 / out.burst_s.max(1e-9);
+            let r = h.fake.report(Some(&ids), 0.0).await?;
+            out.burst_p50_ms = r.latency_p50_ms;
+            out.burst_p99_ms = r.latency_p99_ms;
+        }
+    }
+
+    // Latency without a backlog: posts one at a time on spread channels.
+    if spec.paced_posts > 0 && spec.ceiling_s <= 0.0 {
+        let mut ids = Vec::new();
+        let mut offered = 0u64;
+        let t = Instant::now();
+        for k in 0..spec.paced_posts {
+            let i = (i64::from(k) * 7919) % i64::from(channels) + 1;
+            let before = h.expected;
+            let (id, _) = h.publish(&[(i, 1000 + k)]).await?;
+            offered += h.expected - before;
+            ids.extend(id);
+            tokio::time::sleep(Duration::from_millis(spec.paced_interval_ms)).await;
+        }
+        out.paced_offered_per_s = offered as f64 / t.elapsed().as_secs_f64().max(1e-9);
+        h.wait_persisted(stall).await?;
+        let r = h.fake.report(Some(&ids), 0.0).await?;
+        out.paced_p50_ms = Some(r.latency_p50_ms);
+        out.paced_p99_ms = Some(r.latency_p99_ms);
+        out.paced_max_ms = Some(r.latency_max_ms);
+    }
+    let cpu = cpu_end.unwrap_or_else(cpu_seconds) - cpu0;
+    out.peak_rss_mb = demo::peak_rss_mb();
+
+    let deadline = if spec.ceiling_s > 0.0 {
+        // What is still queued would take minutes at 30/s: not measured.
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(30)
+    };
+    let shutdown = pipeline.shutdown(deadline).await;
+    if !shutdown.clean && spec.ceiling_s <= 0.0 {
+        tracing::warn!(left = shutdown.left_queued, "Shutdown was not clean.");
+    }
+    let r = h.fake.report(None, 0.0).await?;
+    out.deliveries_expected = r.expected;
+    out.delivered = r.delivered;
+    out.lost = r.lost;
+    out.duplicates = r.duplicates;
+    out.out_of_order = r.out_of_order;
+    out.albums_split = r.albums_split;
+    out.unexpected = r.unexpected;
+    out.rate_limited_429 = r.stats.rate_limited_429;
+    out.cpu_s = cpu;
+    out.cpu_us_per_delivery = cpu * 1e6 / (r.delivered.max(1) as f64);
+    let persisted: i64 = store
+        .conn("bench count")
+        .await?
+        .query_one(
+            "SELECT count(*) FROM forwarded_messages WHERE status = 'sent'",
+            &[],
+        )
+        .await?
+        .get(0);
+    out.rows_persisted = persisted.max(0) as u64;
+    store.close();
+    settle_stats().await;
+    let (n, avg) = db.stats().await?.since(&pg0);
+    out.db_transactions = n;
+    out.db_avg_ms = avg;
+    let ops = timing.ops.load(Ordering::Relaxed);
+    out.redis_ops = ops;
+    out.redis_avg_ms = if ops > 0 {
+        timing.total_ns.load(Ordering::Relaxed) as f64 / ops as f64 / 1e6
+    } else {
+        0.0
+    };
+    out.redis_max_ms = timing.max_ns.load(Ordering::Relaxed) as f64 / 1e6;
+    h.fake.quit().await;
+    Ok(out)
+}
+
+/// Sends at Telegram's limits for `ceiling_s` after a ramp-up, then reads
+/// the bots' sustained rates and the limits audit from the fake.
+async fn ceiling(
+    spec: &PipelineSpec,
+    h: &Harness,
+    published: Instant,
+) -> anyhow::Result<CeilingResult> {
+    const RAMP_UP_S: f64 = 2.0;
+    // The first delivery starts the clock.
+    loop {
+        if h.fake.stats().await?.messages_received > 0 {
+            break;
+        }
+        anyhow::ensure!(
+            published.elapsed() < Duration::from_secs(60),
+            "nothing delivered within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_secs_f64(RAMP_UP_S + spec.ceiling_s)).await;
+    let r = h.fake.report(None, RAMP_UP_S).await?;
+    let a = &r.audit;
+    let per_bot: Vec<f64> = a.bots.iter().map(|b| b.steady_rate_per_s).collect();
+    let achieved: f64 = per_bot.iter().sum();
+    let allowed = a.allowed_per_bot_per_s * spec.bots.max(1) as f64;
+    let seconds = a
+        .bots
+        .iter()
+        .map(|b| (b.span_s - RAMP_UP_S).max(0.0))
+        .fold(0.0, f64::max);
+    Ok(CeilingResult {
+        seconds,
+        allowed_per_s: allowed,
+        achieved_per_s: achieved,
+        fraction: if allowed > 0.0 {
+            achieved / allowed
+        } else {
+            0.0
+        },
+        rate_limited_429: r.stats.rate_limited_429,
+        max_bot_in_1s: a.max_bot_requests_in_1s,
+        max_private_in_1s: a.max_private_chat_requests_in_1s,
+        max_group_in_60s: a.max_group_requests_in_60s,
+        allowed_bot_in_1s: a.allowed_per_bot_per_s,
+        allowed_private_in_1s: a.allowed_per_chat_per_s,
+        allowed_group_in_60s: a.allowed_per_group_per_min,
+        per_bot_per_s: per_bot,
+    })
+}

@@ -1,0 +1,389 @@
+//! The fake Telegram as a process of its own: `kuryer fake-telegram`.
+//!
+//! `kuryer bench` runs the fake Bot API in a separate process so that the
+//! fake's bookkeeping (every message it received is kept) is not counted in
+//! the pipeline's memory, and so that the Python baseline of the seed's
+//! design can talk to the very same server over HTTP.
+//!
+//! Besides the Bot API (on a free port chosen by [`FakeTelegram::start`]), the
+//! process serves a small control API on `--listen`:
+//!
+//! | route | what it does |
+//! |---|---|
+//! | `POST /publish {"posts": [[i, round], …]}` | publishes post `round` on demo channel `i` (as [`demo::publish`]); answers `{"ids": [[chat, first id], …]}` |
+//! | `GET /history?chat=C&after=N&limit=L` | messages of channel `C` above id `N`, oldest first: what a reader account's `getHistory` returns |
+//! | `POST /pairs [[dest, channel chat], …]` | the subscriptions, so `/report` knows what must arrive |
+//! | `GET /stats` | the fake's counters |
+//! | `POST /report {"posts": [[chat, first id]]?, "skip_s": s?}` | delivered / lost / duplicates / latency for those posts (default: all published) and the rate-limit audit |
+//! | `POST /quit` | stops the process |
+//!
+//! The process prints one JSON line on stdout once both servers listen,
+//! `{"bot_api": URL, "control": URL}`, and ends on `/quit` or when its
+//! standard input closes (its parent died).
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, Write};
+use std::net::SocketAddr;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use super::fake_bot_api::{ChatKind, FakeLimits, FakeTelegram, MediaKind};
+use crate::demo;
+use crate::secret::Secret;
+
+/// First chat id of the benchmark's group destinations (group `g` is
+/// `GROUP_BASE - g`): negative like every group id, and far from channels'.
+pub const GROUP_BASE: i64 = -500_000_000;
+
+/// Telegram chat id of benchmark group `g` (1-based).
+pub fn group_chat(g: i64) -> i64 {
+    GROUP_BASE - g
+}
+
+/// Token of benchmark bot `k` (0-based): bot 0 is the demo's bot; the others
+/// exist only in the fake. Never printed.
+pub fn bot_token(k: usize) -> Secret {
+    if k == 0 {
+        return demo::bot_token();
+    }
+    Secret::new(format!(
+        "{}:BENCHbenchBENCHbenchBENCHbench{k:04}",
+        1_000_001 + k
+    ))
+}
+
+/// What the fake process simulates.
+#[derive(Debug, Clone)]
+pub struct FakeProcessConfig {
+    /// Address of the control API (port 0: any free port).
+    pub listen: SocketAddr,
+    /// Telegram's limits × this; 0 turns limits off.
+    pub limit_scale: f64,
+    /// Demo channels 1..=channels.
+    pub channels: u32,
+    /// Demo users' private chats.
+    pub users: u32,
+    /// Group chats `group_chat(1..=groups)`.
+    pub groups: u32,
+    /// Bots `bot_token(0..bots)`.
+    pub bots: usize,
+}
+
+struct State {
+    fake: FakeTelegram,
+    limits: FakeLimits,
+    pairs: Mutex<Vec<(i64, i64)>>,
+    published: Mutex<Vec<(i64, i32)>>,
+    groups: HashSet<i64>,
+    quit: Notify,
+}
+
+impl State {
+    fn pairs(&self) -> std::sync::MutexGuard<'_, Vec<(i64, i64)>> {
+        self.pairs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+    fn published(&self) -> std::sync::MutexGuard<'_, Vec<(i64, i32)>> {
+        self.published
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Runs the fake process until `/quit` or the end of standard input. Call
+/// inside an actix `System`.
+pub async fn run(cfg: FakeProcessConfig) -> std::io::Result<()> {
+    let limits = if cfg.limit_scale > 0.0 {
+        FakeLimits::scaled(cfg.limit_scale)
+    } else {
+        FakeLimits::off()
+    };
+    let fake = demo::start_fake(limits, cfg.channels, cfg.users)?;
+    for k in 1..cfg.bots {
+        fake.add_bot(bot_token(k).expose());
+    }
+    let mut groups = HashSet::new();
+    for g in 1..=i64::from(cfg.groups) {
+        fake.create_chat(group_chat(g), ChatKind::Group);
+        groups.insert(group_chat(g));
+    }
+    let state = web::Data::new(State {
+        fake: fake.clone(),
+        limits,
+        pairs: Mutex::default(),
+        published: Mutex::default(),
+        groups,
+        quit: Notify::new(),
+    });
+    let data = state.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            // Pairs and expected lists of a large run are megabytes of JSON.
+            .app_data(web::JsonConfig::default().limit(256 << 20))
+            .route("/publish", web::post().to(publish))
+            .route("/history", web::get().to(history))
+            .route("/pairs", web::post().to(pairs))
+            .route("/stats", web::get().to(stats))
+            .route("/report", web::post().to(report))
+            .route("/quit", web::post().to(quit))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .bind(cfg.listen)?;
+    let addr = server
+        .addrs()
+        .first()
+        .copied()
+        .ok_or_else(|| std::io::Error::other("no address bound"))?;
+    let server = server.run();
+    let handle = server.handle();
+    let served = actix_rt::spawn(server);
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "{}",
+            json!({"bot_api": fake.url(), "control": format!("http://{addr}")})
+        )?;
+        out.flush()?;
+    }
+    // The parent holds our stdin; when it goes away, so do we.
+    let stdin_state = state.clone();
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        let mut stdin = std::io::stdin().lock();
+        while matches!(stdin.read_line(&mut sink), Ok(n) if n > 0) {
+            sink.clear();
+        }
+        stdin_state.quit.notify_one();
+    });
+    state.quit.notified().await;
+    handle.stop(false).await;
+    let _ = served.await;
+    fake.stop();
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct PublishBody {
+    posts: Vec<(i64, u32)>,
+}
+
+async fn publish(state: web::Data<State>, body: web::Json<PublishBody>) -> HttpResponse {
+    let mut ids = Vec::with_capacity(body.posts.len());
+    for &(i, round) in &body.posts {
+        let chat = demo::channel_chat(i);
+        ids.push((chat, demo::publish(&state.fake, chat, i, round)));
+    }
+    state.published().extend_from_slice(&ids);
+    HttpResponse::Ok().json(json!({ "ids": ids }))
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    chat: i64,
+    after: i32,
+    limit: Option<usize>,
+}
+
+async fn history(state: web::Data<State>, q: web::Query<HistoryQuery>) -> HttpResponse {
+    let limit = q.limit.unwrap_or(100).clamp(1, 100);
+    let messages: Vec<Value> = state
+        .fake
+        .channel_messages_after(q.chat, q.after, limit)
+        .into_iter()
+        .map(|m| {
+            json!({
+                "id": m.id,
+                "date": m.date,
+                "text": m.text,
+                "entities": m.entities,
+                "media": m.media.map(|k| match k {
+                    MediaKind::Photo => "photo",
+                    MediaKind::Video => "video",
+                    MediaKind::Document => "document",
+                }),
+                "media_group_id": m.media_group_id,
+                "protected": m.protected,
+            })
+        })
+        .collect();
+    HttpResponse::Ok().json(messages)
+}
+
+async fn pairs(state: web::Data<State>, body: web::Json<Vec<(i64, i64)>>) -> HttpResponse {
+    let mut pairs = state.pairs();
+    pairs.extend(body.into_inner());
+    HttpResponse::Ok().json(json!({ "pairs": pairs.len() }))
+}
+
+fn stats_json(fake: &FakeTelegram) -> Value {
+    let s = fake.stats();
+    json!({
+        "requests_total": s.requests_total,
+        "messages_received": s.messages_received,
+        "rate_limited_429": s.rate_limited_429,
+        "faults_injected": s.faults_injected,
+        "unauthorized_401": s.unauthorized_401,
+        "per_method": s.per_method,
+    })
+}
+
+async fn stats(state: web::Data<State>) -> HttpResponse {
+    HttpResponse::Ok().json(stats_json(&state.fake))
+}
+
+#[derive(Deserialize, Default)]
+struct ReportBody {
+    /// Posts to judge; all published ones when absent.
+    posts: Option<Vec<(i64, i32)>>,
+    /// Seconds after each bot's first request left out of its rate (ramp-up).
+    skip_s: Option<f64>,
+}
+
+async fn report(state: web::Data<State>, body: web::Json<ReportBody>) -> HttpResponse {
+    let state = state.into_inner();
+    let body = body.into_inner();
+    // The report walks every message received: off the server's thread.
+    let answer = web::block(move || {
+        let pairs = state.pairs().clone();
+        let posts = body.posts.unwrap_or_else(|| state.published().clone());
+        let expected = demo::expected_list(&pairs, &posts);
+        let r = state.fake.report(&expected);
+        let audit = audit(&state, &pairs, body.skip_s.unwrap_or(0.0));
+        json!({
+            "expected": r.expected,
+            "delivered": r.delivered,
+            "duplicates": r.duplicates,
+            "lost": r.lost,
+            "unexpected": r.unexpected,
+            "out_of_order": r.out_of_order,
+            "albums_split": r.albums_split,
+            "album_parts_missing": r.album_parts_missing,
+            "latency_p50_ms": r.latency_p50_ms,
+            "latency_p99_ms": r.latency_p99_ms,
+            "latency_max_ms": r.latency_max_ms,
+            "stats": stats_json(&state.fake),
+            "audit": audit,
+        })
+    })
+    .await;
+    match answer {
+        Ok(v) => HttpResponse::Ok().json(v),
+        Err(e) => HttpResponse::InternalServerError().body(e.to_string()),
+    }
+}
+
+async fn quit(state: web::Data<State>) -> HttpResponse {
+    state.quit.notify_one();
+    HttpResponse::Ok().json(json!({ "quit": true }))
+}
+
+/// Most requests within any window of `window` among sorted instants (a
+/// window is `(t − window, t]`, as the fake and Telegram count).
+fn max_in_window(sorted: &[Instant], window: Duration) -> usize {
+    let mut best = 0;
+    let mut i = 0;
+    for j in 0..sorted.len() {
+        while sorted[j].duration_since(sorted[i]) >= window {
+            i += 1;
+        }
+        best = best.max(j - i + 1);
+    }
+    best
+}
+
+/// An audit of the limits from the arrival times alone, independent of the
+/// fake's own enforcement: the densest second of each bot, the densest
+/// second of each private chat and minute of each group, and each bot's
+/// sustained rate after `skip_s` of ramp-up.
+fn audit(state: &State, pairs: &[(i64, i64)], skip_s: f64) -> Value {
+    let dests: HashSet<i64> = pairs.iter().map(|p| p.0).collect();
+    let mut per_bot: HashMap<i64, Vec<Instant>> = HashMap::new();
+    let (mut max_private_1s, mut max_group_60s) = (0usize, 0usize);
+    for dest in dests {
+        let received = state.fake.received(dest);
+        // One request may carry an album's parts: limits count requests.
+        let mut seen = HashSet::new();
+        let mut times = Vec::new();
+        for r in &received {
+            if seen.insert(r.request_id) {
+                times.push(r.received_at);
+                per_bot.entry(r.bot_id).or_default().push(r.received_at);
+            }
+        }
+        times.sort();
+        if state.groups.contains(&dest) {
+            max_group_60s = max_group_60s.max(max_in_window(&times, Duration::from_secs(60)));
+        } else {
+            max_private_1s = max_private_1s.max(max_in_window(&times, Duration::from_secs(1)));
+        }
+    }
+    let mut bots = Vec::new();
+    let mut max_bot_1s = 0usize;
+    for (bot, mut times) in per_bot {
+        times.sort();
+        max_bot_1s = max_bot_1s.max(max_in_window(&times, Duration::from_secs(1)));
+        let start = times[0] + Duration::from_secs_f64(skip_s.max(0.0));
+        let steady: Vec<&Instant> = times.iter().filter(|t| **t >= start).collect();
+        let rate = match (steady.first(), steady.last()) {
+            (Some(a), Some(b)) if steady.len() > 1 && *b > *a => {
+                (steady.len() - 1) as f64 / b.duration_since(**a).as_secs_f64()
+            }
+            _ => 0.0,
+        };
+        let span = match (times.first(), times.last()) {
+            (Some(a), Some(b)) => b.duration_since(*a).as_secs_f64(),
+            _ => 0.0,
+        };
+        bots.push(json!({
+            "bot_id": bot,
+            "requests": times.len(),
+            "steady_requests": steady.len(),
+            "steady_rate_per_s": rate,
+            "span_s": span,
+        }));
+    }
+    let l = state.limits;
+    json!({
+        "enforced": l.enforce,
+        "allowed_per_bot_per_s": l.per_bot_per_second,
+        "allowed_per_chat_per_s": l.per_chat_per_second,
+        "allowed_per_group_per_min": l.per_group_per_minute,
+        "max_bot_requests_in_1s": max_bot_1s,
+        "max_private_chat_requests_in_1s": max_private_1s,
+        "max_group_requests_in_60s": max_group_60s,
+        "bots": bots,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn densest_window_is_half_open() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let v = [at(0), at(500), at(999), at(1000), at(1999)];
+        // (t − 1 s, t]: the request at 0 is out of the window at 1000.
+        assert_eq!(max_in_window(&v, Duration::from_secs(1)), 3);
+        assert_eq!(max_in_window(&[], Duration::from_secs(1)), 0);
+        assert_eq!(max_in_window(&v[..1], Duration::from_secs(1)), 1);
+    }
+
+    #[test]
+    fn bench_tokens_are_distinct_and_well_formed() {
+        let a = bot_token(1);
+        let b = bot_token(2);
+        assert_ne!(a.expose(), b.expose());
+        assert!(a.expose().split(':').next().unwrap().parse::<u64>().is_ok());
+        assert_eq!(bot_token(0).expose(), demo::bot_token().expose());
+    }
+}

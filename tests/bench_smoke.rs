@@ -1,0 +1,82 @@
+//! `kuryer bench --tiny`: the benchmark suite at a tiny size completes and
+//! its counts are exact. Not a timed test: no figure is compared with a
+//! target here (a shared CI machine says nothing about speed).
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn u(v: &Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} missing in {v}"))
+}
+
+fn assert_exact(run: &Value) {
+    let label = run["label"].as_str().unwrap_or("?");
+    let expected = u(run, "deliveries_expected");
+    assert!(expected > 0, "{label}: nothing expected");
+    assert_eq!(u(run, "delivered"), expected, "{label}: delivered");
+    assert_eq!(u(run, "lost"), 0, "{label}: lost");
+    assert_eq!(u(run, "duplicates"), 0, "{label}: duplicates");
+    assert_eq!(u(run, "rows_persisted"), expected, "{label}: persisted");
+}
+
+#[test]
+fn tiny_bench_completes_with_exact_counts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plot = dir.path().join("growth.svg");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kuryer"));
+    cmd.args(["bench", "--tiny", "--json", "--plot"]).arg(&plot);
+    if let Ok(url) = std::env::var("KURYER_TEST_DATABASE_URL") {
+        // The bench creates its throw-away databases on this server.
+        cmd.env("KURYER_DATABASE_URL", url);
+    }
+    let out = cmd.output().expect("run kuryer bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "kuryer bench failed ({}):\n{stderr}\n{stdout}",
+        out.status
+    );
+    let last = stdout.lines().last().expect("a JSON line");
+    let report: Value = serde_json::from_str(last).expect("the last line is JSON");
+    assert_eq!(report["exact"], Value::Bool(true), "{stderr}");
+
+    let seed = report["seed"].as_array().expect("seed runs");
+    assert_eq!(seed.len(), 1);
+    seed.iter().for_each(assert_exact);
+    let growth = report["growth"].as_array().expect("growth runs");
+    assert_eq!(growth.len(), 3);
+    growth.iter().for_each(assert_exact);
+
+    let persistence = report["persistence"].as_array().expect("persistence runs");
+    assert_eq!(persistence.len(), 1);
+    assert_eq!(persistence[0]["counts_exact"], Value::Bool(true));
+
+    let ceiling = report["ceiling"].as_array().expect("ceiling runs");
+    assert_eq!(ceiling.len(), 2, "one and three bots");
+    for run in ceiling {
+        assert_eq!(u(run, "duplicates"), 0);
+        let c = &run["ceiling"];
+        assert!(c["achieved_per_s"].as_f64().unwrap_or(0.0) > 0.0, "{c}");
+        // What arrived never broke a limit (the fake would have refused it).
+        assert!(u(c, "max_private_in_1s") <= 1, "{c}");
+        assert!(u(c, "max_group_in_60s") <= 20, "{c}");
+    }
+
+    // The baseline runs when Python and its packages are there (or can be
+    // installed); either way the report says what happened.
+    match report["baseline"].as_object() {
+        Some(_) => assert_exact(&{
+            let mut b = report["baseline"].clone();
+            b["label"] = Value::String("baseline".into());
+            b
+        }),
+        None => assert!(report["baseline_note"].is_string(), "{report}"),
+    }
+
+    let svg = std::fs::read_to_string(&plot).expect("the growth plot");
+    assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(100)]);
+}
