@@ -72,6 +72,10 @@ pub struct DeliveryConfig {
     pub db_batch_size: usize,
     /// Longest a delivery row waits for its batch to fill (ms).
     pub db_flush_interval_ms: u64,
+    /// Batches written at once, each on its own connection.
+    pub db_writes_in_flight: usize,
+    /// Delivery rows waiting for PostgreSQL before sending pauses.
+    pub max_db_backlog: usize,
     /// Time the ordered shutdown may take before it is forced (ms).
     pub shutdown_deadline_ms: u64,
     /// At start, posts detected this long ago or less whose deliveries have
@@ -103,6 +107,8 @@ impl Default for DeliveryConfig {
             queue_capacity: 100_000,
             db_batch_size: 2_000,
             db_flush_interval_ms: 50,
+            db_writes_in_flight: 2,
+            max_db_backlog: 50_000,
             shutdown_deadline_ms: 30_000,
             resume_window_s: 24 * 3600,
             on_ambiguous: OnAmbiguous::Retry,
@@ -775,6 +781,8 @@ impl Config {
             100_000_000,
         )?;
         range("delivery.db_batch_size", d.db_batch_size, 1, 100_000)?;
+        range("delivery.db_writes_in_flight", d.db_writes_in_flight, 1, 16)?;
+        range("delivery.max_db_backlog", d.max_db_backlog, 100, 10_000_000)?;
         range(
             "delivery.db_flush_interval_ms",
             d.db_flush_interval_ms,

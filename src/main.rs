@@ -9,6 +9,12 @@ use kuryer::config::{self, Loaded};
 use kuryer::store::{Store, migrate};
 use kuryer::telemetry;
 
+// A delivery is many small short-lived allocations (an HTTP request, JSON,
+// Redis commands); glibc's malloc/free was a quarter of the pipeline's CPU
+// in the seed-scale profile. mimalloc's thread-local free lists cost less.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code for a bad configuration or a command that cannot run.
 const EXIT_USAGE: u8 = 2;
 

@@ -130,6 +130,7 @@ impl PipelineConfig {
             .collect();
         limiter.max_in_flight = d.max_in_flight;
         limiter.queue_capacity = d.queue_capacity;
+        limiter.max_db_backlog = d.max_db_backlog;
         Self {
             limiter,
             poller: PollerConfig {
@@ -140,6 +141,7 @@ impl PipelineConfig {
             writer: DbWriterConfig {
                 batch_size: d.db_batch_size,
                 flush_interval: Duration::from_millis(d.db_flush_interval_ms),
+                writes_in_flight: d.db_writes_in_flight,
                 ..DbWriterConfig::default()
             },
             sender: SenderConfig {

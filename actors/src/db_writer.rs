@@ -2,7 +2,12 @@
 //!
 //! Owns the buffer of [`DeliveryRecord`]s not yet written. Flushes when a
 //! batch is full or `flush_interval` after the first row of a batch arrived,
-//! one write in flight at a time. Nothing accepted is dropped silently:
+//! up to `writes_in_flight` writes at once (each takes its own pooled
+//! connection, so a second PostgreSQL backend works while the first one
+//! does; batches hold different deliveries, and a row that is written twice
+//! — an ambiguous send, then its outcome — is an upsert that never turns
+//! `sent` back, so their order does not matter). Nothing accepted is
+//! dropped silently:
 //!
 //! - a write that fails with a retriable error (connection lost, database
 //!   restarting) is retried with backoff, the rows kept in order;
@@ -32,6 +37,8 @@ pub struct DbWriterConfig {
     pub batch_size: usize,
     /// Longest a row waits for its batch to fill.
     pub flush_interval: Duration,
+    /// Writes in flight at once.
+    pub writes_in_flight: usize,
     /// First retry delay after a retriable failure (doubles to `max_retry_delay`).
     pub retry_delay: Duration,
     /// Cap of the retry delay.
@@ -43,6 +50,7 @@ impl Default for DbWriterConfig {
         Self {
             batch_size: 2000,
             flush_interval: Duration::from_millis(50),
+            writes_in_flight: 2,
             retry_delay: Duration::from_millis(100),
             max_retry_delay: Duration::from_secs(5),
         }
@@ -85,7 +93,8 @@ pub struct DbWriter {
     buffer: VecDeque<DeliveryRecord>,
     /// Batches split after a non-retriable failure, written before the buffer.
     isolating: VecDeque<Vec<DeliveryRecord>>,
-    writing: bool,
+    /// Writes in flight.
+    writing: usize,
     timer: Option<SpawnHandle>,
     retry_delay: Duration,
     /// After a retriable failure, no write before this moment, however
@@ -109,7 +118,7 @@ impl DbWriter {
             cfg,
             buffer: VecDeque::new(),
             isolating: VecDeque::new(),
-            writing: false,
+            writing: 0,
             timer: None,
             retry_delay,
             retry_not_before: None,
@@ -125,14 +134,29 @@ impl DbWriter {
 
     /// Starts a write when one is due: a full batch, or `force` (timer, flush).
     fn pump(&mut self, ctx: &mut Context<Self>, force: bool) {
-        if self.writing {
-            return;
+        while self.writing < self.cfg.writes_in_flight.max(1) {
+            if !self.start_write(ctx, force) {
+                break;
+            }
         }
+        if self.writing == 0 && self.pending() == 0 {
+            for w in self.flush_waiters.drain(..) {
+                let _ = w.send(());
+            }
+        }
+    }
+
+    /// Starts one write if one is due; false when none is.
+    fn start_write(&mut self, ctx: &mut Context<Self>, force: bool) -> bool {
         if let Some(t) = self.retry_not_before {
             if std::time::Instant::now() < t {
-                return;
+                return false;
             }
             self.retry_not_before = None;
+        }
+        // While the database is failing, one write at a time probes it.
+        if self.writing > 0 && self.retry_delay > self.cfg.retry_delay {
+            return false;
         }
         let batch = if let Some(b) = self.isolating.pop_front() {
             b
@@ -149,22 +173,20 @@ impl DbWriter {
                     act.pump(ctx, true);
                 }));
             }
-            if self.pending() == 0 {
-                for w in self.flush_waiters.drain(..) {
-                    let _ = w.send(());
-                }
-            }
-            return;
+            return false;
         };
-        if let Some(t) = self.timer.take() {
-            ctx.cancel_future(t);
+        if self.buffer.is_empty() {
+            if let Some(t) = self.timer.take() {
+                ctx.cancel_future(t);
+            }
         }
-        self.writing = true;
+        self.writing += 1;
         let fut = self.persistence.write_deliveries(batch.clone());
         ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
-            act.writing = false;
+            act.writing -= 1;
             act.finish(batch, result, ctx);
         }));
+        true
     }
 
     fn finish(
@@ -305,6 +327,65 @@ mod tests {
                 }
             };
             Box::pin(async move { result })
+        }
+    }
+
+    /// Takes 30 ms a write and notes how many writes overlap.
+    #[derive(Default)]
+    struct SlowStore {
+        now: AtomicUsize,
+        most: AtomicUsize,
+        written: Mutex<Vec<i64>>,
+    }
+
+    impl Persistence for Arc<SlowStore> {
+        fn record_post(&self, _: Arc<Post>) -> BoxFuture<'static, Result<bool, PersistError>> {
+            Box::pin(async { Ok(true) })
+        }
+        fn high_water_mark(&self, _: i64) -> BoxFuture<'static, Result<i64, PersistError>> {
+            Box::pin(async { Ok(0) })
+        }
+        fn write_deliveries(
+            &self,
+            rows: Vec<DeliveryRecord>,
+        ) -> BoxFuture<'static, Result<u64, PersistError>> {
+            let me = self.clone();
+            Box::pin(async move {
+                let n = me.now.fetch_add(1, Ordering::SeqCst) + 1;
+                me.most.fetch_max(n, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                me.written
+                    .lock()
+                    .unwrap()
+                    .extend(rows.iter().map(|r| r.subscription_id));
+                me.now.fetch_sub(1, Ordering::SeqCst);
+                Ok(rows.len() as u64)
+            })
+        }
+    }
+
+    #[actix_rt::test]
+    async fn writes_overlap_up_to_the_bound_and_flush_waits_for_all() {
+        for bound in [1, 2, 3] {
+            let store = Arc::new(SlowStore::default());
+            let backlog = Arc::new(AtomicUsize::new(0));
+            let cfg = DbWriterConfig {
+                batch_size: 10,
+                writes_in_flight: bound,
+                ..DbWriterConfig::default()
+            };
+            let w = DbWriter::new(Arc::new(store.clone()), cfg, backlog.clone()).start();
+            w.send(RecordDeliveries((0..95).map(row).collect()))
+                .await
+                .unwrap();
+            w.send(Flush).await.unwrap();
+            let mut written = store.written.lock().unwrap().clone();
+            written.sort_unstable();
+            assert_eq!(written, (0..95).collect::<Vec<_>>(), "bound {bound}");
+            assert_eq!(store.most.load(Ordering::SeqCst), bound, "bound {bound}");
+            assert_eq!(backlog.load(Ordering::Relaxed), 0);
+            let stats = w.send(GetDbWriterStats).await.unwrap();
+            assert_eq!((stats.written, stats.batches), (95, 10));
         }
     }
 

@@ -105,6 +105,7 @@ async fn run_in(
         DbWriterConfig {
             batch_size,
             flush_interval: Duration::from_millis(cfg.delivery.db_flush_interval_ms),
+            writes_in_flight: cfg.delivery.db_writes_in_flight,
             ..DbWriterConfig::default()
         },
         Arc::new(AtomicUsize::new(0)),

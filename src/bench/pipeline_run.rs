@@ -24,7 +24,7 @@ use super::util::{ThrowawayDb, cpu_seconds, reset_peak_rss, settle_stats};
 use crate::config::Config;
 use crate::dedup::RedisDedup;
 use crate::demo;
-use crate::pipeline::{Pipeline, PipelineConfig, build_bots, limiter_config};
+use crate::pipeline::{Pipeline, PipelineConfig, bot_id_of, build_bots, limiter_config};
 use crate::sim::control::{GROUP_BASE, bot_token};
 use crate::sim::fake_bot_api::FakeLimits;
 use crate::sim::source::SimSource;
@@ -231,6 +231,22 @@ async fn add_groups(
     .collect())
 }
 
+/// Spreads the destinations over `bots` bots, as in production where each
+/// destination is pinned to the bot that can post there
+/// (`destinations.bot_id`); the limiter sends through that bot's lane.
+async fn pin_destinations(store: &Store, bots: usize) -> anyhow::Result<()> {
+    let ids: Vec<i64> = (0..bots)
+        .map(|k| bot_id_of(bot_token(k).expose()))
+        .collect();
+    let c = store.conn("bench bots").await?;
+    c.execute(
+        "UPDATE destinations SET bot_id = ($1::bigint[])[(abs(chat_id) % $2) + 1]",
+        &[&ids, &(bots as i64)],
+    )
+    .await?;
+    Ok(())
+}
+
 /// The running pipeline, its fake Telegram and what was published.
 struct Harness {
     fake: FakeProcess,
@@ -318,6 +334,9 @@ async fn run_in(
             let per_group = spec.group_subs.clamp(1, channels);
             pairs.extend(add_groups(&store, spec.groups, per_group, channels).await?);
         }
+        if bots > 1 {
+            pin_destinations(&store, bots).await?;
+        }
         store.close();
         pairs
     };
@@ -347,8 +366,10 @@ async fn run_in(
     let mut limiter = limiter_config(&cfg.limits, bots, scale);
     limiter.max_in_flight = pcfg.limiter.max_in_flight;
     limiter.queue_capacity = pcfg.limiter.queue_capacity;
-    pcfg.limiter = limiter;
+    limiter.max_db_backlog = pcfg.limiter.max_db_backlog;
     let tokens: Vec<_> = (0..bots).map(bot_token).collect();
+    limiter.bot_ids = tokens.iter().map(|t| bot_id_of(t.expose())).collect();
+    pcfg.limiter = limiter;
     let senders = build_bots(&tokens, &fake.bot_api, Duration::from_secs(15))?;
     let source = mirror.clone();
     let factory: SourceFactory =
