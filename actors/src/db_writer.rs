@@ -175,10 +175,10 @@ impl DbWriter {
             }
             return false;
         };
-        if self.buffer.is_empty() {
-            if let Some(t) = self.timer.take() {
-                ctx.cancel_future(t);
-            }
+        if self.buffer.is_empty()
+            && let Some(t) = self.timer.take()
+        {
+            ctx.cancel_future(t);
         }
         self.writing += 1;
         let fut = self.persistence.write_deliveries(batch.clone());

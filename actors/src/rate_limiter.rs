@@ -763,7 +763,7 @@ mod tests {
         type Result = ();
         fn handle(&mut self, msg: SendDelivery, ctx: &mut Context<Self>) {
             self.sent += 1;
-            let delay = if self.sent % 7 == 0 { 90 } else { 1 };
+            let delay = if self.sent.is_multiple_of(7) { 90 } else { 1 };
             let log = self.log.clone();
             ctx.spawn(
                 async move {
