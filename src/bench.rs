@@ -400,6 +400,10 @@ fn run_child(args: &BenchArgs, spec: &ChildSpec) -> anyhow::Result<ChildResult> 
         let ceiling = matches!(spec, ChildSpec::Pipeline(p) if p.ceiling_s > 0.0);
         cmd.env("RUST_LOG", if ceiling { "error" } else { "warn" });
     }
+    if std::env::var_os("MIMALLOC_ARENA_EAGER_COMMIT").is_none() {
+        // As the systemd unit sets it (see systemd/kuryer.service).
+        cmd.env("MIMALLOC_ARENA_EAGER_COMMIT", "0");
+    }
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

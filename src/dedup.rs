@@ -152,6 +152,45 @@ impl Dedup for RedisDedup {
         })
     }
 
+    /// One `MGET` for a post's whole fan-out.
+    fn seen_many(&self, keys: Vec<(i64, i32)>) -> BoxFuture<'static, Option<Vec<Option<i64>>>> {
+        let this = self.clone();
+        Box::pin(async move {
+            if keys.is_empty() {
+                return Some(Vec::new());
+            }
+            let mut c = this.connection().await?;
+            let mut cmd = redis::cmd("MGET");
+            for (subscription_id, message_id) in &keys {
+                cmd.arg(this.key(*subscription_id, *message_id));
+            }
+            match tokio::time::timeout(OP_TIMEOUT, cmd.query_async::<Vec<Option<i64>>>(&mut c))
+                .await
+            {
+                Ok(Ok(v)) if v.len() == keys.len() => {
+                    this.set_health(true, "");
+                    Some(v)
+                }
+                Ok(Ok(v)) => {
+                    tracing::warn!(
+                        asked = keys.len(),
+                        answered = v.len(),
+                        "Redis answered MGET with the wrong number of values."
+                    );
+                    None
+                }
+                Ok(Err(e)) => {
+                    this.set_health(false, &e.to_string());
+                    None
+                }
+                Err(_) => {
+                    this.set_health(false, "timed out");
+                    None
+                }
+            }
+        })
+    }
+
     fn mark(
         &self,
         subscription_id: i64,

@@ -16,7 +16,7 @@ use kuryer_actors::db_writer::{DbWriter, DbWriterConfig, Flush, GetDbWriterStats
 use kuryer_actors::model::{ChannelRef, DeliveryRecord, Post};
 use kuryer_actors::ports::{Dedup, PersistError, Persistence, SourceFactory};
 use kuryer_actors::rate_limiter::Enqueue;
-use kuryer_actors::rate_limiter::{Drain, GetLimiterStats, LimiterConfig, RateLimiter};
+use kuryer_actors::rate_limiter::{Drain, GetLimiterStats, Halt, LimiterConfig, RateLimiter};
 use kuryer_actors::sender_pool::{SenderConfig, SenderPool};
 use kuryer_actors::subscriber_registry::{
     AddSubscription, GetRegistryStats, LoadSubscriptions, RemoveSubscription, SubscriberRegistry,
@@ -147,6 +147,7 @@ impl PipelineConfig {
             sender: SenderConfig {
                 retry_ambiguous: d.on_ambiguous == OnAmbiguous::Retry,
                 max_failures: d.max_failures,
+                request_timeout: Duration::from_millis(cfg.telegram.request_timeout_ms),
             },
             load_chunk: 5000,
             resume_window: Duration::from_secs(d.resume_window_s),
@@ -245,6 +246,9 @@ pub struct Pipeline {
     pub sender: Addr<SenderPool>,
     /// How long the registry's initial load took.
     pub registry_load: Duration,
+    /// How long a forced shutdown waits for the sends in flight: the
+    /// longest a request can take, and a second for its outcome to travel.
+    halt_wait: Duration,
 }
 
 impl Pipeline {
@@ -262,6 +266,7 @@ impl Pipeline {
                 "telegram.bot_tokens is empty: at least one bot token is needed".into(),
             ));
         }
+        let halt_wait = cfg.sender.request_timeout + Duration::from_secs(1);
         let persistence: Arc<dyn Persistence> = Arc::new(store.clone());
         let backlog = Arc::new(AtomicUsize::new(0));
         let writer = DbWriter::new(persistence.clone(), cfg.writer, backlog.clone()).start();
@@ -269,13 +274,13 @@ impl Pipeline {
         let sender = SenderPool::new(
             bots,
             writer.clone().recipient(),
-            dedup,
+            dedup.clone(),
             Arc::new(destinations.clone()),
             cfg.sender.clone(),
         )
         .start();
         let limiter = RateLimiter::new(cfg.limiter, sender.clone().recipient(), backlog).start();
-        let registry = SubscriberRegistry::new(limiter.clone().recipient()).start();
+        let registry = SubscriberRegistry::new(limiter.clone().recipient(), dedup).start();
 
         let started = Instant::now();
         let mut stream = store.stream_active_subscriptions(cfg.load_chunk);
@@ -333,6 +338,7 @@ impl Pipeline {
             writer,
             sender,
             registry_load,
+            halt_wait,
         })
     }
 
@@ -422,6 +428,19 @@ impl Pipeline {
             .is_err()
         {
             clean = false;
+        }
+        if !clean {
+            // Past the deadline: send nothing more (queued deliveries have
+            // no outcome and are resumed, once, at the next start), but let
+            // the sends already made finish (a request times out at
+            // `telegram.request_timeout_ms`), so each outcome is recorded and
+            // none is sent again after the restart. With the defaults (30 s
+            // deadline, 15 s requests, 5 s flush) the stop takes at most
+            // ~51 s; the unit's TimeoutStopSec is 60 s.
+            tracing::warn!(
+                "Shutdown deadline passed; halting the sends, waiting for those in flight."
+            );
+            let _ = tokio::time::timeout(self.halt_wait, self.limiter.send(Halt)).await;
         }
         tracing::info!("Flushing delivery records.");
         // The flush gets at least a few seconds even past the deadline:

@@ -504,6 +504,69 @@ async fn redis_restarting_mid_run_is_survived_and_used_again_without_a_restart()
 }
 
 #[actix_rt::test]
+async fn a_post_fanning_out_asks_redis_once_and_skips_what_was_already_accepted() {
+    let (db, store, pairs, fake) = world(1, 6, 1, FakeLimits::off()).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _redis = common::PrivateRedis::start(port);
+    let dedup = RedisDedup::new(&RedisConfig {
+        url: SecretUrl::new(format!("redis://127.0.0.1:{port}/0")),
+        key_prefix: "m:".into(),
+        ..RedisConfig::default()
+    });
+    let id = text(&fake, 1, "one post");
+    let posts = vec![(demo::channel_chat(1), id)];
+    // Its delivery to the first subscriber was accepted once already (as
+    // after a crash between the send and its row).
+    let sub_of_first: i64 = count(&db, &format!(
+        "SELECT s.id FROM subscriptions s JOIN destinations d ON d.id = s.destination_id WHERE d.chat_id = {}",
+        pairs[0].0
+    ))
+    .await;
+    dedup.mark(sub_of_first, id, 4343).await;
+    assert_eq!(
+        dedup
+            .seen_many(vec![(sub_of_first, id), (sub_of_first + 1, id)])
+            .await,
+        Some(vec![Some(4343), None])
+    );
+    let p = start(
+        &store,
+        &fake,
+        Opts {
+            dedup: Arc::new(dedup),
+            ..Opts::default()
+        },
+    )
+    .await;
+    p.wake(1);
+    let expected = demo::expected_list(&pairs, &posts);
+    let want = expected.len() as u64 - 1;
+    assert!(
+        wait_for(Duration::from_secs(20), || fake.report(&expected).delivered
+            == want)
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    p.shutdown(Duration::from_secs(10)).await;
+    let r = fake.report(&expected);
+    assert_eq!((r.delivered, r.duplicates), (want, 0), "{r:?}");
+    assert!(fake.received(pairs[0].0).is_empty(), "sent again");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM forwarded_messages WHERE status = 'sent' AND sent_message_id = 4343"
+        )
+        .await,
+        1
+    );
+    fake.stop();
+}
+
+#[actix_rt::test]
 async fn recorded_but_undelivered_posts_are_resumed_once_and_only_for_older_subscriptions() {
     let (db, store, pairs, fake) = world(1, 6, 1, FakeLimits::off()).await;
     // As if a poller recorded two posts and the process died before sending.

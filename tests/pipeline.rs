@@ -219,6 +219,55 @@ async fn graceful_restart_in_the_middle_loses_and_repeats_nothing() {
     fake.stop();
 }
 
+#[actix_rt::test]
+async fn a_forced_shutdown_records_every_send_it_made_and_the_restart_repeats_none() {
+    let (channels, users, subs) = (10, 200, 3);
+    let db = TestDb::new().await;
+    let store = db.migrated().await;
+    store.maintain_partitions(2, 30).await.unwrap();
+    let pairs = demo::populate(&store, channels, users, subs).await.unwrap();
+    let fake = demo::start_fake(FakeLimits::off(), channels, users).unwrap();
+    // Every send is accepted at once but answered 400 ms later, so sends are
+    // in flight whenever the deadline strikes.
+    let chats: HashSet<i64> = pairs.iter().map(|(chat, _)| *chat).collect();
+    for chat in &chats {
+        fake.set_fault(*chat, Fault::Slow(Duration::from_millis(400)), None);
+    }
+    let first = start(&store, &fake, sim_factory(&fake), 1000.0).await;
+    let mut posts = publish_rounds(&fake, &first, channels, 0..3);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let report = first.shutdown(Duration::from_millis(100)).await;
+    assert!(
+        !report.clean,
+        "the deadline must force this stop: {report:?}"
+    );
+    // Nothing more goes out from the stopped pipeline.
+    let at_stop = fake.report(&demo::expected_list(&pairs, &posts));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let later = fake.report(&demo::expected_list(&pairs, &posts));
+    assert_eq!(at_stop.delivered, later.delivered, "sent after the stop");
+    assert!(
+        later.delivered > 0 && later.delivered < later.expected,
+        "stop must come mid-run: {later:?}"
+    );
+    // Every send the fake accepted has its outcome recorded.
+    assert_eq!(sent_rows(&db).await.len() as u64, later.delivered);
+
+    for chat in &chats {
+        fake.clear_fault(*chat);
+    }
+    posts.extend(publish_rounds(&fake, &first, channels, 3..4));
+    let second = start(&store, &fake, sim_factory(&fake), 1000.0).await;
+    let expected = demo::expected_list(&pairs, &posts);
+    wait_delivered(&fake, &expected, Duration::from_secs(60)).await;
+    assert!(second.shutdown(Duration::from_secs(30)).await.clean);
+    let r = fake.report(&expected);
+    assert_eq!((r.lost, r.duplicates), (0, 0), "{r:?}");
+    assert_eq!(r.delivered, expected.len() as u64);
+    assert_eq!(sent_rows(&db).await.len(), expected.len());
+    fake.stop();
+}
+
 /// Wraps the simulated source and panics on every third post it would
 /// return; each post panics once, so the retry after the restart gets it.
 struct PanickySource {

@@ -451,7 +451,7 @@ async fn record_post_advances_the_high_water_mark_and_never_back() {
 }
 
 #[tokio::test]
-async fn forwarded_rows_are_written_in_one_batch_and_sent_rows_are_final() {
+async fn forwarded_rows_are_written_in_one_batch_and_final_outcomes_stay() {
     let db = TestDb::new().await;
     let store = db.migrated().await;
     store.maintain_partitions(3, 30).await.unwrap();
@@ -518,6 +518,30 @@ async fn forwarded_rows_are_written_in_one_batch_and_sent_rows_are_final() {
         .unwrap()
         .get(0);
     assert_eq!(status, "sent");
+
+    // Batches are written concurrently: an older 'ambiguous' row arriving
+    // after the delivery's final outcome never replaces it.
+    for (status, written, why) in [
+        ("ambiguous", 1, "first"),
+        ("ambiguous", 1, "ambiguous again"),
+        ("failed", 1, "the outcome replaces it"),
+        ("ambiguous", 0, "a late ambiguous row"),
+    ] {
+        let n = store
+            .insert_forwarded(&[row(7000, 1, status)])
+            .await
+            .unwrap();
+        assert_eq!(n, written, "{why}");
+    }
+    let status: String = c
+        .query_one(
+            "SELECT status FROM forwarded_messages WHERE subscription_id = 7000",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "failed");
 
     // One bad row fails the statement as a whole (the DbWriter splits such a batch).
     let mut bad = vec![row(6000, 1, "sent")];

@@ -5,9 +5,9 @@
 //! up to `writes_in_flight` writes at once (each takes its own pooled
 //! connection, so a second PostgreSQL backend works while the first one
 //! does; batches hold different deliveries, and a row that is written twice
-//! — an ambiguous send, then its outcome — is an upsert that never turns
-//! `sent` back, so their order does not matter). Nothing accepted is
-//! dropped silently:
+//! — an ambiguous send, then its outcome — is an upsert that never lets an
+//! older `ambiguous` replace a final outcome, so their order does not
+//! matter). Nothing accepted is dropped silently:
 //!
 //! - a write that fails with a retriable error (connection lost, database
 //!   restarting) is retried with backoff, the rows kept in order;

@@ -383,6 +383,21 @@ pub struct Delivery {
     pub sub: Arc<ActiveSubscription>,
     /// Attempts made so far.
     pub attempt: u32,
+    /// What the dedup layer said before it was queued.
+    pub dedup: DedupCheck,
+}
+
+/// The dedup layer's answer for a delivery, asked once per post for all its
+/// deliveries (one Redis round trip) when the post fans out. It stays true
+/// while the delivery waits and is retried: its key is set only when
+/// Telegram accepts its send, which ends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DedupCheck {
+    /// Not asked: the sender asks right before sending.
+    #[default]
+    Unchecked,
+    /// Asked: `Some(id)` = already accepted, as message `id`; `None` = not.
+    Checked(Option<i64>),
 }
 
 /// How a delivery ended.

@@ -77,6 +77,12 @@ pub trait Persistence: Send + Sync + 'static {
 pub trait Dedup: Send + Sync + 'static {
     /// The sent message id when this delivery was already accepted.
     fn seen(&self, subscription_id: i64, message_id: i32) -> BoxFuture<'static, Option<i64>>;
+    /// [`Dedup::seen`] for many deliveries at once, answers in order; `None`
+    /// when the layer could not answer (each is then asked before its send).
+    fn seen_many(&self, keys: Vec<(i64, i32)>) -> BoxFuture<'static, Option<Vec<Option<i64>>>> {
+        let lookups: Vec<_> = keys.into_iter().map(|(s, m)| self.seen(s, m)).collect();
+        Box::pin(async move { Some(futures_util::future::join_all(lookups).await) })
+    }
     /// Records an accepted send.
     fn mark(
         &self,
@@ -92,6 +98,9 @@ pub struct NoDedup;
 impl Dedup for NoDedup {
     fn seen(&self, _: i64, _: i32) -> BoxFuture<'static, Option<i64>> {
         Box::pin(async { None })
+    }
+    fn seen_many(&self, keys: Vec<(i64, i32)>) -> BoxFuture<'static, Option<Vec<Option<i64>>>> {
+        Box::pin(async move { Some(vec![None; keys.len()]) })
     }
     fn mark(&self, _: i64, _: i32, _: i64) -> BoxFuture<'static, ()> {
         Box::pin(async {})

@@ -134,6 +134,13 @@ pub struct SendFinished {
 #[rtype(result = "()")]
 pub struct Drain;
 
+/// A forced shutdown: dispatch nothing more (what is queued stays unsent,
+/// for the next start to resume); resolves when no send is in flight, so
+/// every send made has its outcome handed to the DbWriter.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Halt;
+
 /// Counters.
 #[derive(Message)]
 #[rtype(result = "LimiterStats")]
@@ -192,6 +199,8 @@ pub struct RateLimiter {
     wake: Option<(Instant, SpawnHandle)>,
     enqueue_waiters: VecDeque<oneshot::Sender<()>>,
     drain_waiters: Vec<oneshot::Sender<()>>,
+    halted: bool,
+    halt_waiters: Vec<oneshot::Sender<()>>,
     next_lane: usize,
     stats: LimiterStats,
     tolerance: Duration,
@@ -243,6 +252,8 @@ impl RateLimiter {
             wake: None,
             enqueue_waiters: VecDeque::new(),
             drain_waiters: Vec::new(),
+            halted: false,
+            halt_waiters: Vec::new(),
             next_lane: 0,
             stats: LimiterStats::default(),
             tolerance,
@@ -323,6 +334,10 @@ impl RateLimiter {
                 c.scheduled = false;
             }
             self.schedule(chat_id, now);
+        }
+        if self.halted {
+            self.release_waiters();
+            return;
         }
         // 2. Back-pressure from the database.
         if self.db_backlog.load(Ordering::Relaxed) > self.cfg.max_db_backlog {
@@ -428,6 +443,11 @@ impl RateLimiter {
         }
         if self.queued == 0 && self.in_flight == 0 {
             for w in self.drain_waiters.drain(..) {
+                let _ = w.send(());
+            }
+        }
+        if self.halted && self.in_flight == 0 {
+            for w in self.halt_waiters.drain(..) {
                 let _ = w.send(());
             }
         }
@@ -559,6 +579,20 @@ impl Handler<Drain> for RateLimiter {
     }
 }
 
+impl Handler<Halt> for RateLimiter {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Halt, _: &mut Context<Self>) -> Self::Result {
+        self.halted = true;
+        let (tx, rx) = oneshot::channel();
+        self.halt_waiters.push(tx);
+        self.release_waiters();
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    }
+}
+
 impl Handler<GetLimiterStats> for RateLimiter {
     type Result = LimiterStats;
 
@@ -641,6 +675,7 @@ mod tests {
                 filters: "{}".into(),
             }),
             attempt: 0,
+            dedup: Default::default(),
         }
     }
 

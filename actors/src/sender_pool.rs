@@ -4,9 +4,12 @@
 //! client and `bot_api_url`) and each destination's failure streak. For each
 //! [`SendDelivery`] it:
 //!
-//! 1. asks the dedup layer (Redis) whether this delivery was already
-//!    accepted — after a crash, a send may have gone out without its row
-//!    being written — and if so records it as sent without a call;
+//! 1. takes the dedup layer's (Redis) answer on whether this delivery was
+//!    already accepted — after a crash, a send may have gone out without its
+//!    row being written — and if so records it as sent without a call. The
+//!    registry asked for all of a post's deliveries at once when it fanned
+//!    the post out; a delivery it could not ask for (Redis down then, or a
+//!    delivery resumed at start) is asked for here, right before its send;
 //! 2. makes one call: `sendMessage` with the original entities for a text
 //!    post, `copyMessage`/`copyMessages` for media and albums, or
 //!    `forwardMessage(s)` in forward mode; falls back where Telegram refuses
@@ -31,7 +34,7 @@ use teloxide::{ApiError, Bot, RequestError};
 
 use crate::db_writer::RecordDeliveries;
 use crate::metrics_names as names;
-use crate::model::{Delivery, DeliveryMode, DeliveryRecord, DeliveryStatus};
+use crate::model::{DedupCheck, Delivery, DeliveryMode, DeliveryRecord, DeliveryStatus};
 use crate::ports::{Dedup, DestinationEvent, DestinationEvents};
 use crate::rate_limiter::{SendDelivery, SendFinished, SendOutcome};
 
@@ -42,6 +45,9 @@ pub struct SenderConfig {
     pub retry_ambiguous: bool,
     /// Failed sends in a row after which a destination is paused.
     pub max_failures: u32,
+    /// The Bot API request timeout the bots were built with: the longest a
+    /// send can stay in flight.
+    pub request_timeout: Duration,
 }
 
 impl Default for SenderConfig {
@@ -49,6 +55,7 @@ impl Default for SenderConfig {
         Self {
             retry_ambiguous: true,
             max_failures: 10,
+            request_timeout: Duration::from_secs(15),
         }
     }
 }
@@ -378,8 +385,13 @@ impl Handler<SendDelivery> for SenderPool {
         let sub_id = delivery.sub.subscription_id;
         let first_id = delivery.post.first_id();
         let d = delivery.clone();
+        let checked = d.dedup;
         let fut = async move {
-            if let Some(sent) = dedup.seen(sub_id, first_id).await {
+            let seen = match checked {
+                DedupCheck::Checked(seen) => seen,
+                DedupCheck::Unchecked => dedup.seen(sub_id, first_id).await,
+            };
+            if let Some(sent) = seen {
                 return CallResult::AlreadySent(sent);
             }
             let result = call(&bot, &d, events.as_ref()).await;

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use crate::metrics_names as names;
-use crate::model::{ActiveSubscription, Delivery, Post};
+use crate::model::{ActiveSubscription, DedupCheck, Delivery, Post};
+use crate::ports::Dedup;
 use crate::rate_limiter::Enqueue;
 
 /// A chunk of the initial load.
@@ -74,16 +75,19 @@ pub struct SubscriberRegistry {
     by_channel: HashMap<i64, Vec<Arc<ActiveSubscription>>>,
     channel_of: HashMap<i64, i64>,
     limiter: Recipient<Enqueue>,
+    /// Asked once a post which of its deliveries were already accepted.
+    dedup: Arc<dyn Dedup>,
     stats: RegistryStats,
 }
 
 impl SubscriberRegistry {
     /// An empty registry feeding `limiter`.
-    pub fn new(limiter: Recipient<Enqueue>) -> Self {
+    pub fn new(limiter: Recipient<Enqueue>, dedup: Arc<dyn Dedup>) -> Self {
         Self {
             by_channel: HashMap::new(),
             channel_of: HashMap::new(),
             limiter,
+            dedup,
             stats: RegistryStats::default(),
         }
     }
@@ -207,6 +211,7 @@ impl Handler<PublishPost> for SubscriberRegistry {
                         post: post.clone(),
                         sub: sub.clone(),
                         attempt: 0,
+                        dedup: DedupCheck::Unchecked,
                     })
                     .collect()
             })
@@ -215,7 +220,25 @@ impl Handler<PublishPost> for SubscriberRegistry {
         self.stats.posts_published += 1;
         self.stats.deliveries_made += n as u64;
         let limiter = self.limiter.clone();
+        let dedup = self.dedup.clone();
         Box::pin(async move {
+            let mut deliveries = deliveries;
+            if n > 0 {
+                // The dedup layer, asked once for the whole fan-out rather
+                // than once a send: one round trip a post.
+                let first_id = post.first_id();
+                let keys = deliveries
+                    .iter()
+                    .map(|d| (d.sub.subscription_id, first_id))
+                    .collect();
+                if let Some(answers) = dedup.seen_many(keys).await
+                    && answers.len() == n
+                {
+                    for (d, seen) in deliveries.iter_mut().zip(answers) {
+                        d.dedup = DedupCheck::Checked(seen);
+                    }
+                }
+            }
             if n > 0 && limiter.send(Enqueue(deliveries)).await.is_err() {
                 tracing::error!("RateLimiter is gone; deliveries of a post were not queued.");
             }

@@ -172,6 +172,11 @@ pub async fn run(spec: &BaselineSpec, cfg: &Config) -> anyhow::Result<BaselineRe
     let db = ThrowawayDb::create(cfg, "b").await?;
     let result = run_in(spec, cfg, &db).await;
     db.drop_db().await;
+    // The seed's keys live 24 h; a benchmark leaves none behind.
+    let prefix = format!("{}{}:", cfg.redis.key_prefix, db.name);
+    if let Err(e) = super::pipeline_run::drop_redis_keys(cfg, &prefix).await {
+        tracing::warn!(error = %e, "Could not remove the baseline's Redis keys.");
+    }
     result
 }
 

@@ -169,6 +169,17 @@ impl Dedup for TimedDedup {
         })
     }
 
+    fn seen_many(&self, keys: Vec<(i64, i32)>) -> BoxFuture<'static, Option<Vec<Option<i64>>>> {
+        let fut = self.inner.seen_many(keys);
+        let timing = self.timing.clone();
+        Box::pin(async move {
+            let t = Instant::now();
+            let r = fut.await;
+            timing.record(t.elapsed());
+            r
+        })
+    }
+
     fn mark(
         &self,
         subscription_id: i64,
@@ -192,7 +203,40 @@ pub async fn run(spec: &PipelineSpec, cfg: &Config) -> anyhow::Result<PipelineRe
     let db = ThrowawayDb::create(cfg, "p").await?;
     let result = run_in(spec, cfg, &db).await;
     db.drop_db().await;
+    let prefix = format!("{}{}:", cfg.redis.key_prefix, db.name);
+    if let Err(e) = drop_redis_keys(cfg, &prefix).await {
+        tracing::warn!(error = %e, "Could not remove the run's Redis keys (they expire in 10 minutes).");
+    }
     result
+}
+
+/// Removes a run's dedup keys, so each run starts with the same Redis (and
+/// the machine's Redis does not keep 260,000 keys a run).
+pub(crate) async fn drop_redis_keys(cfg: &Config, prefix: &str) -> anyhow::Result<()> {
+    let client = redis::Client::open(cfg.redis.url.expose())?;
+    let mut c = client.get_multiplexed_async_connection().await?;
+    let pattern = format!("{prefix}*");
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(5000)
+            .query_async(&mut c)
+            .await?;
+        if !keys.is_empty() {
+            redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async::<u64>(&mut c)
+                .await?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
 }
 
 /// Subscribes `groups` group chats to `per_group` channels each; returns

@@ -473,7 +473,7 @@ impl Store {
 
     /// Records a new post and advances its channel's high-water mark in one
     /// transaction. Returns the post's id, or `None` when it was already
-    /// recorded (a re-read after a crash), in which case nothing changes.
+    /// recorded (a re-read after a crash); the mark is advanced either way.
     pub async fn record_post(&self, post: &NewPost) -> Result<Option<i64>, StoreError> {
         const OP: &str = "record post";
         let first = *post.message_ids.first().ok_or(StoreError::Data {
@@ -735,6 +735,7 @@ impl Store {
                 post,
                 sub: Arc::new(sub),
                 attempt: 0,
+                dedup: Default::default(),
             });
         }
         Ok(out)
@@ -875,7 +876,11 @@ impl Store {
                         error = EXCLUDED.error,
                         destination_chat_id = EXCLUDED.destination_chat_id,
                         created_at = now()
-                  WHERE f.status <> 'sent'",
+                  WHERE f.status <> 'sent'
+                    -- Batches are written concurrently, so an older
+                    -- 'ambiguous' row can land after the final outcome of
+                    -- the same delivery: it never replaces one.
+                    AND NOT (EXCLUDED.status = 'ambiguous' AND f.status <> 'ambiguous')",
             )
             .await
             .op(OP)?;
