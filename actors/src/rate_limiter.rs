@@ -855,9 +855,10 @@ mod tests {
             .max()
             .unwrap();
         assert!(densest <= 20, "{densest} arrivals in one second");
-        // And the rate stays near the limit: 70 sends at ≤ 20/s take ≥ 3 s,
-        // and the window costs at most the round trips.
-        assert!(elapsed < Duration::from_millis(4000), "{elapsed:?}");
+        // And the rate stays near the limit: 70 sends at 19.7/s take 3.5 s
+        // and the window adds at most the late round trips (~0.5 s here);
+        // the bound leaves room for a loaded CI machine.
+        assert!(elapsed < Duration::from_millis(5000), "{elapsed:?}");
     }
 
     #[actix_rt::test]
