@@ -695,10 +695,12 @@ impl Config {
                 "a channel's chat id is negative (-100…)",
             )?;
         }
+        // teloxide waits 10 s after a 5xx before it returns the answer; a
+        // shorter timeout would turn every 5xx into an ambiguous send.
         range(
             "telegram.request_timeout_ms",
             tg.request_timeout_ms,
-            100,
+            11_000,
             600_000,
         )?;
 

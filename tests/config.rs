@@ -167,6 +167,10 @@ fn out_of_range_values_are_named_with_their_source() {
         ("[http]\nbody_limit_bytes = 1\n", "http.body_limit_bytes"),
         ("[http]\napi_token = \"short\"\n", "http.api_token"),
         ("[telegram]\nadmins = [-5]\n", "telegram.admins"),
+        (
+            "[telegram]\nrequest_timeout_ms = 5000\n",
+            "telegram.request_timeout_ms",
+        ),
         ("[telegram]\nrelay_chat_id = 5\n", "telegram.relay_chat_id"),
         ("[telegram]\napi_id = 123\n", "telegram.api_hash"),
         (
