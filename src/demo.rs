@@ -224,15 +224,7 @@ async fn run_in(
     let expected = expected_list(&pairs, &expected_posts.lock().expect("not poisoned"));
     let report = fake.report(&expected);
     let stats = fake.stats();
-    let rows_written: i64 = store
-        .conn("demo count")
-        .await?
-        .query_one(
-            "SELECT count(*) FROM forwarded_messages WHERE status = 'sent'",
-            &[],
-        )
-        .await?
-        .get(0);
+    let rows_written = store.sent_deliveries().await?;
     fake.stop();
     store.close();
     if !shutdown.clean {
@@ -257,7 +249,7 @@ async fn run_in(
         latency_p99_ms: report.latency_p99_ms,
         latency_max_ms: report.latency_max_ms,
         registry_load_ms: registry_load.as_secs_f64() * 1000.0,
-        rows_written: rows_written as u64,
+        rows_written,
         peak_rss_mb: peak_rss_mb(),
         limit_scale: args.limit_scale,
     })

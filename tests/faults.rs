@@ -443,20 +443,32 @@ async fn postgres_going_away_mid_run_holds_the_batches_and_loses_nothing() {
     fake.stop();
 }
 
+/// A Redis of the test's own on a free port, and the dedup layer over it.
+fn private_dedup(prefix: &str) -> (common::PrivateRedis, RedisDedup, u16) {
+    let port = common::free_port();
+    let redis = common::PrivateRedis::start(port);
+    let dedup = RedisDedup::new(&RedisConfig {
+        url: SecretUrl::new(format!("redis://127.0.0.1:{port}/0")),
+        key_prefix: prefix.into(),
+        ..RedisConfig::default()
+    });
+    (redis, dedup, port)
+}
+
+/// The id of the (one) subscription delivering to `chat`.
+async fn subscription_to(db: &TestDb, chat: i64) -> i64 {
+    count(
+        db,
+        &format!(
+            "SELECT s.id FROM subscriptions s JOIN destinations d ON d.id = s.destination_id WHERE d.chat_id = {chat}"
+        ),
+    )
+    .await
+}
+
 #[actix_rt::test]
 async fn redis_restarting_mid_run_is_survived_and_used_again_without_a_restart() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut redis = common::PrivateRedis::start(port);
-    let cfg = RedisConfig {
-        url: SecretUrl::new(format!("redis://127.0.0.1:{port}/0")),
-        key_prefix: "t:".into(),
-        ..RedisConfig::default()
-    };
-    let dedup = RedisDedup::new(&cfg);
+    let (mut redis, dedup, port) = private_dedup("t:");
     let (_db, store, pairs, fake) = world(1, 10, 1, FakeLimits::off()).await;
     let p = start(
         &store,
@@ -506,26 +518,12 @@ async fn redis_restarting_mid_run_is_survived_and_used_again_without_a_restart()
 #[actix_rt::test]
 async fn a_post_fanning_out_asks_redis_once_and_skips_what_was_already_accepted() {
     let (db, store, pairs, fake) = world(1, 6, 1, FakeLimits::off()).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _redis = common::PrivateRedis::start(port);
-    let dedup = RedisDedup::new(&RedisConfig {
-        url: SecretUrl::new(format!("redis://127.0.0.1:{port}/0")),
-        key_prefix: "m:".into(),
-        ..RedisConfig::default()
-    });
+    let (_redis, dedup, _) = private_dedup("m:");
     let id = text(&fake, 1, "one post");
     let posts = vec![(demo::channel_chat(1), id)];
     // Its delivery to the first subscriber was accepted once already (as
     // after a crash between the send and its row).
-    let sub_of_first: i64 = count(&db, &format!(
-        "SELECT s.id FROM subscriptions s JOIN destinations d ON d.id = s.destination_id WHERE d.chat_id = {}",
-        pairs[0].0
-    ))
-    .await;
+    let sub_of_first: i64 = subscription_to(&db, pairs[0].0).await;
     dedup.mark(sub_of_first, id, 4343).await;
     assert_eq!(
         dedup
@@ -591,22 +589,8 @@ async fn recorded_but_undelivered_posts_are_resumed_once_and_only_for_older_subs
     }
     // One delivery had been sent and recorded in Redis before the crash:
     // it must not go out again.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _redis = common::PrivateRedis::start(port);
-    let dedup = RedisDedup::new(&RedisConfig {
-        url: SecretUrl::new(format!("redis://127.0.0.1:{port}/0")),
-        key_prefix: "r:".into(),
-        ..RedisConfig::default()
-    });
-    let sub_of_first: i64 = count(&db, &format!(
-        "SELECT s.id FROM subscriptions s JOIN destinations d ON d.id = s.destination_id WHERE d.chat_id = {}",
-        pairs[0].0
-    ))
-    .await;
+    let (_redis, dedup, _) = private_dedup("r:");
+    let sub_of_first: i64 = subscription_to(&db, pairs[0].0).await;
     dedup.mark(sub_of_first, posts[0].1, 4242).await;
     // A subscription made after the posts were detected does not get them.
     db.client()

@@ -284,15 +284,7 @@ async fn run_in(
 
     let r = fake.report(None, 0.0).await?;
     let store = Store::new(&db.cfg)?;
-    let persisted: i64 = store
-        .conn("bench count")
-        .await?
-        .query_one(
-            "SELECT count(*) FROM forwarded_messages WHERE status = 'sent'",
-            &[],
-        )
-        .await?
-        .get(0);
+    let persisted = store.sent_deliveries().await?;
     store.close();
     settle_stats().await;
     let (n, avg) = db.stats().await?.since(&pg0);
@@ -307,7 +299,7 @@ async fn run_in(
         delivered: r.delivered,
         lost: r.lost,
         duplicates: r.duplicates,
-        rows_persisted: persisted.max(0) as u64,
+        rows_persisted: persisted,
         elapsed_s: elapsed,
         deliveries_per_s: r.delivered as f64 / elapsed.max(1e-9),
         latency_p50_ms: r.latency_p50_ms,

@@ -542,16 +542,7 @@ async fn run_in(
     out.rate_limited_429 = r.stats.rate_limited_429;
     out.cpu_s = cpu;
     out.cpu_us_per_delivery = cpu * 1e6 / (r.delivered.max(1) as f64);
-    let persisted: i64 = store
-        .conn("bench count")
-        .await?
-        .query_one(
-            "SELECT count(*) FROM forwarded_messages WHERE status = 'sent'",
-            &[],
-        )
-        .await?
-        .get(0);
-    out.rows_persisted = persisted.max(0) as u64;
+    out.rows_persisted = store.sent_deliveries().await?;
     store.close();
     settle_stats().await;
     let (n, avg) = db.stats().await?.since(&pg0);

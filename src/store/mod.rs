@@ -814,6 +814,22 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Deliveries recorded as sent (demo and benchmark summaries).
+    pub async fn sent_deliveries(&self) -> Result<u64, StoreError> {
+        const OP: &str = "count sent deliveries";
+        let n: i64 = self
+            .conn(OP)
+            .await?
+            .query_one(
+                "SELECT count(*) FROM forwarded_messages WHERE status = 'sent'",
+                &[],
+            )
+            .await
+            .op(OP)?
+            .get(0);
+        Ok(n.max(0) as u64)
+    }
+
     /// A channel's high-water mark, or `None` for an unknown channel.
     pub async fn high_water_mark(&self, channel_id: i64) -> Result<Option<i64>, StoreError> {
         const OP: &str = "read high-water mark";
