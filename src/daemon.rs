@@ -1,6 +1,7 @@
 //! `kuryer run`: the daemon. Wires the store, the pipeline, the bot's update
-//! loop and the HTTP API, then waits for SIGTERM/SIGINT and shuts down in
-//! order: update loop, pollers, queued sends, last database writes, HTTP.
+//! loop and the HTTP API, then waits for its shutdown signal (a future the
+//! caller passes: SIGTERM/SIGINT in `main`) and shuts down in order: update
+//! loop, pollers, queued sends, last database writes, HTTP.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,8 +36,10 @@ impl ChannelSource for NoReader {
     }
 }
 
-/// Runs the daemon until SIGTERM or SIGINT.
-pub async fn run(cfg: Config) -> anyhow::Result<()> {
+/// Runs the daemon until `shutdown` completes (in `main`: SIGTERM or
+/// SIGINT, [`wait_for_signal`]; in tests: whatever the test decides), then
+/// shuts down in order.
+pub async fn run(cfg: Config, shutdown: impl Future<Output = &'static str>) -> anyhow::Result<()> {
     if cfg.telegram.bot_tokens.is_empty() {
         anyhow::bail!("telegram.bot_tokens is empty: kuryer needs at least one bot token");
     }
@@ -121,8 +124,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     };
     tracing::info!(bots = bots.len(), "kuryer is running.");
 
-    let signal = wait_for_signal().await;
-    tracing::info!(signal, "Stopping.");
+    let reason = shutdown.await;
+    tracing::info!(reason, "Stopping.");
     let _ = stop_tx.send(true);
     let _ = update_loop.await;
     maintenance.abort();
@@ -140,7 +143,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() -> &'static str {
+/// Completes at SIGTERM or SIGINT, naming which.
+pub async fn wait_for_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,

@@ -13,14 +13,17 @@ use std::time::{Duration, Instant};
 
 use kuryer_actors::ports::SourceFactory;
 use serde::Serialize;
-use serde_json::json;
+
+use kuryer_sim::fake_bot_api::FakeLimits;
+use kuryer_sim::fixtures::{bot_token, channel_chat, expected_list, populate, publish, start_fake};
+use kuryer_sim::peak_rss_mb;
+use kuryer_sim::source::SimSource;
+use kuryer_sim::throwaway_db::ThrowawayDb;
 
 use crate::cli::DemoArgs;
-use crate::config::Config;
+use crate::config::{Config, DatabaseConfig};
 use crate::pipeline::{Pipeline, PipelineConfig, build_bots};
 use crate::secret::{Secret, SecretUrl};
-use crate::sim::fake_bot_api::{ChatKind, FakeLimits, FakeTelegram, MediaKind, NewChannelMessage};
-use crate::sim::source::SimSource;
 use crate::store::{Store, migrate};
 
 /// The demo's closing figures.
@@ -48,62 +51,25 @@ pub struct DemoSummary {
     pub limit_scale: f64,
 }
 
-const BOT_TOKEN: &str = "1000001:DEMOdemoDEMOdemoDEMOdemoDEMOdemo";
-const FIRST_USER: i64 = 100_000;
-const CHANNEL_BASE: i64 = -1_001_000_000_000;
-
-/// The database URL with its database name replaced.
-pub fn with_dbname(url: &str, name: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if url.contains("://") => {
-            u.set_path(name);
-            u.to_string()
-        }
-        _ => format!("{url} dbname={name}"),
-    }
-}
-
-/// Peak resident set size of this process, MiB (VmHWM).
-pub fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 /// Runs the demo; returns its summary (also printed).
 pub async fn run(args: &DemoArgs, cfg: &Config) -> anyhow::Result<DemoSummary> {
-    let name = format!(
-        "kuryer_demo_{}_{}",
-        std::process::id(),
-        rand::random::<u16>()
-    );
+    // The error of a failed connection may hold the URL: name only the key.
+    let db = ThrowawayDb::create(cfg.database.url.expose(), "kuryer_demo")
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the demo's database (database.url): {e}"))?;
     let mut db_cfg = cfg.database.clone();
-    db_cfg.url = SecretUrl::new(with_dbname(cfg.database.url.expose(), &name));
+    db_cfg.url = SecretUrl::new(db.url().to_owned());
     db_cfg.replica_urls.clear();
-    migrate::create_database_if_missing(&db_cfg).await?;
-    let result = run_in(args, cfg, &db_cfg, &name).await;
+    let result = run_in(args, cfg, &db_cfg, db.name()).await;
     // Drop the throw-away database whatever happened.
-    let admin = SecretUrl::new(with_dbname(cfg.database.url.expose(), "postgres"));
-    if let Ok((client, conn)) = tokio_postgres::connect(admin.expose(), tokio_postgres::NoTls).await
-    {
-        tokio::spawn(conn);
-        let _ = client
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .await;
-    }
+    db.drop_now().await;
     result
 }
 
 async fn run_in(
     args: &DemoArgs,
     cfg: &Config,
-    db_cfg: &crate::config::DatabaseConfig,
+    db_cfg: &DatabaseConfig,
     name: &str,
 ) -> anyhow::Result<DemoSummary> {
     let channels = args.channels.max(1);
@@ -114,7 +80,13 @@ async fn run_in(
     migrate::apply(&store, migrate::MIGRATIONS).await?;
     store.maintain_partitions(2, 30).await?;
 
-    let pairs = populate(&store, channels, users, subs).await?;
+    let pairs = populate(
+        &*store.conn("demo population").await?,
+        channels,
+        users,
+        subs,
+    )
+    .await?;
     let subscriptions = pairs.len() as u64;
 
     // The simulated Telegram.
@@ -135,7 +107,7 @@ async fn run_in(
     pcfg.limiter = PipelineConfig::from_config(cfg, scale).limiter;
     pcfg.limiter.bots = 1;
     let bots = build_bots(
-        &[Secret::new(BOT_TOKEN)],
+        &[Secret::new(bot_token())],
         &fake.url(),
         Duration::from_secs(15),
     )?;
@@ -161,7 +133,7 @@ async fn run_in(
             for round in 0..posts_per_channel {
                 let round_start = Instant::now();
                 for i in 1..=i64::from(channels) {
-                    let chat = CHANNEL_BASE - i;
+                    let chat = channel_chat(i);
                     let first = publish(&fake, chat, i, round);
                     expected_posts
                         .lock()
@@ -253,150 +225,6 @@ async fn run_in(
         peak_rss_mb: peak_rss_mb(),
         limit_scale: args.limit_scale,
     })
-}
-
-/// Fills an empty, migrated database: `users` users, `channels` resolved
-/// channels, each user's private chat subscribed to `subs` distinct
-/// channels. Returns every (destination chat, source channel chat) pair.
-pub async fn populate(
-    store: &Store,
-    channels: u32,
-    users: u32,
-    subs: u32,
-) -> Result<Vec<(i64, i64)>, crate::store::StoreError> {
-    let subs = subs.clamp(1, channels.max(1));
-    let c = store.conn("demo population").await?;
-    let op = |source| crate::store::StoreError::Query {
-        op: "demo population",
-        source,
-    };
-    c.batch_execute(&format!(
-        "INSERT INTO users (telegram_id) SELECT {FIRST_USER} + g FROM generate_series(1, {users}) g;
-         INSERT INTO channels (telegram_id, username, title, status)
-              SELECT {CHANNEL_BASE} - g, 'demo_channel_' || g, 'Demo channel ' || g, 'active'
-                FROM generate_series(1, {channels}) g;
-         INSERT INTO destinations (chat_id, kind, owner_user_id)
-              SELECT telegram_id, 'private', id FROM users;
-         INSERT INTO subscriptions (user_id, channel_id, destination_id)
-              SELECT u.id, c.id, d.id
-                FROM users u
-                JOIN destinations d ON d.owner_user_id = u.id
-                CROSS JOIN generate_series(0, {subs} - 1) k
-                JOIN channels c ON c.telegram_id = {CHANNEL_BASE} - (((u.id * 31 + k) % {channels}) + 1);
-         ANALYZE;"
-    ))
-    .await
-    .map_err(op)?;
-    Ok(c.query(
-        "SELECT d.chat_id, c.telegram_id FROM subscriptions s
-           JOIN destinations d ON d.id = s.destination_id
-           JOIN channels c ON c.id = s.channel_id",
-        &[],
-    )
-    .await
-    .map_err(op)?
-    .iter()
-    .map(|r| (r.get(0), r.get(1)))
-    .collect())
-}
-
-/// A fake Telegram knowing the demo's bot, channels and users' chats.
-pub fn start_fake(limits: FakeLimits, channels: u32, users: u32) -> std::io::Result<FakeTelegram> {
-    let fake = FakeTelegram::start(limits)?;
-    fake.add_bot(BOT_TOKEN);
-    for i in 1..=i64::from(channels) {
-        fake.create_channel(
-            channel_chat(i),
-            &format!("demo_channel_{i}"),
-            &format!("Demo channel {i}"),
-        );
-    }
-    for u in 1..=i64::from(users) {
-        fake.create_chat(FIRST_USER + u, ChatKind::Private);
-    }
-    Ok(fake)
-}
-
-/// The demo bot's token (the fake knows it).
-pub fn bot_token() -> Secret {
-    Secret::new(BOT_TOKEN)
-}
-
-/// Telegram chat id of demo channel `i` (1-based); its `channels.id` is `i`.
-pub fn channel_chat(i: i64) -> i64 {
-    CHANNEL_BASE - i
-}
-
-/// Every (destination, channel, post) that must arrive, given the
-/// subscription pairs and the posts published so far.
-pub fn expected_list(pairs: &[(i64, i64)], posts: &[(i64, i32)]) -> Vec<(i64, i64, i32)> {
-    let mut by_channel: std::collections::HashMap<i64, Vec<i32>> = Default::default();
-    for (chat, first) in posts {
-        by_channel.entry(*chat).or_default().push(*first);
-    }
-    let mut out = Vec::with_capacity(pairs.len() * 4);
-    for (dest, channel) in pairs {
-        if let Some(ids) = by_channel.get(channel) {
-            for id in ids {
-                out.push((*dest, *channel, *id));
-            }
-        }
-    }
-    out
-}
-
-/// Publishes post `round` on channel `i`: mostly text with entities, some
-/// photos with captions, and every fifth an album of three photos.
-/// Returns the post's first message id.
-pub fn publish(fake: &FakeTelegram, chat: i64, i: i64, round: u32) -> i32 {
-    let text = format!("Demo post {round} of channel {i}: news, with a bold start.");
-    let bold = json!({"type": "bold", "offset": 0, "length": 4});
-    match round % 5 {
-        4 => {
-            let group = Some(format!("{}{:04}", i, round));
-            let mut first = 0;
-            for part in 0..3 {
-                let id = fake.post(
-                    chat,
-                    NewChannelMessage {
-                        text: (part == 0).then(|| text.clone()),
-                        entities: if part == 0 {
-                            vec![bold.clone()]
-                        } else {
-                            vec![]
-                        },
-                        media: Some(MediaKind::Photo),
-                        media_group_id: group.clone(),
-                        protected: false,
-                    },
-                );
-                if part == 0 {
-                    first = id;
-                }
-            }
-            first
-        }
-        2 => fake.post(
-            chat,
-            NewChannelMessage {
-                text: Some(text),
-                entities: vec![bold],
-                media: Some(MediaKind::Photo),
-                media_group_id: None,
-                protected: false,
-            },
-        ),
-        _ => fake.post(
-            chat,
-            NewChannelMessage {
-                text: Some(text),
-                entities: vec![bold],
-                media: None,
-                media_group_id: None,
-                protected: false,
-            },
-        ),
-    }
 }
 
 /// Prints the summary for people, or as one JSON line.

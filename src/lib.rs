@@ -1,9 +1,32 @@
-//! The kuryer daemon: CLI, configuration, wiring, and the adapters to
-//! PostgreSQL, Redis, Telegram and HTTP. The actors live in `kuryer-actors`;
-//! `ARCHITECTURE.md` is the map.
+//! # kuryer
+//!
+//! The daemon that delivers new posts of Telegram channels to their
+//! subscribers: its command line, configuration, wiring, and the adapters to
+//! PostgreSQL, Redis, Telegram and HTTP. The actors live in `kuryer-actors`,
+//! the simulated Telegram in `kuryer-sim`, the benchmarks in `kuryer-bench`;
+//! `ARCHITECTURE.md` is the whole map.
+//!
+//! # Layout
+//!
+//! In layer order, top to bottom. **No layer imports one above it**: the
+//! daemon never reaches into a command, an adapter never into the daemon,
+//! and `kuryer-actors` knows nothing of this crate (it defines the ports,
+//! `ChannelSource` and `Persistence`, that the adapters implement).
+//!
+//! | layer | modules | what they are |
+//! |---|---|---|
+//! | commands | `main.rs`, [`cli`], `demo` (feature `demo`) | parse, load config, set up logging, run one command |
+//! | daemon | [`daemon`], [`pipeline`], [`updates`], [`http`] | `kuryer run`'s wiring and ordered shutdown, the actor pipeline, the bot's update loop, the HTTP API |
+//! | adapters | [`store`], [`dedup`], [`destinations`], [`telemetry`] | PostgreSQL, Redis, what a lost destination means, logs and metrics |
+//! | foundation | [`config`], [`secret`], [`alloc`] | configuration and its validation, redacted secrets, the allocator |
+//! | actors | `kuryer-actors` | the actors and their messages, the domain model, the ports |
+//!
+//! `kuryer-sim` sits beside the service: only `demo` (behind the default
+//! `demo` feature) and the tests use it, so `cargo build --release
+//! --no-default-features` builds a service with no simulator in it.
 
-/// `kuryer bench`: the pipeline's benchmarks and the seed-design baseline.
-pub mod bench;
+/// The process's allocator (mimalloc) and its tuning.
+pub mod alloc;
 /// The command line.
 pub mod cli;
 /// Configuration: structs, defaults, loading, validation.
@@ -13,6 +36,7 @@ pub mod daemon;
 /// The Redis layer of delivery dedup.
 pub mod dedup;
 /// `kuryer demo`: the pipeline against the simulated Telegram.
+#[cfg(feature = "demo")]
 pub mod demo;
 /// What the daemon does when a destination is lost, moved or failing.
 pub mod destinations;
@@ -22,8 +46,6 @@ pub mod http;
 pub mod pipeline;
 /// Secrets that print themselves redacted.
 pub mod secret;
-/// The simulated Telegram (fake Bot API server) for demo, benchmarks and tests.
-pub mod sim;
 /// PostgreSQL: pool, typed queries, migrations, partitions.
 pub mod store;
 /// Logging and metrics.

@@ -9,28 +9,11 @@ use kuryer::config::{self, Loaded};
 use kuryer::store::{Store, migrate};
 use kuryer::telemetry;
 
-// A delivery is many small short-lived allocations (an HTTP request, JSON,
-// Redis commands); glibc's malloc/free was a quarter of the pipeline's CPU
-// in the seed-scale profile. mimalloc's thread-local free lists cost less.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Exit code for a bad configuration or a command that cannot run.
 const EXIT_USAGE: u8 = 2;
 
-/// mimalloc gives freed pages back at once rather than after 10 ms: a
-/// delivery burst frees what it allocated in waves. (Committing arenas on
-/// demand, `MIMALLOC_ARENA_EAGER_COMMIT=0`, matters more but is read before
-/// `main`, so the systemd unit sets it in the environment.)
-fn tune_allocator() {
-    // `mi_option_purge_delay` in mimalloc.h (v2); the crate names no constant.
-    const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-    // SAFETY: setting an option is a plain store mimalloc allows at any time.
-    unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, 0) };
-}
-
 fn main() -> ExitCode {
-    tune_allocator();
+    kuryer::alloc::tune();
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig(arg) => check_config(&arg),
@@ -44,16 +27,13 @@ fn main() -> ExitCode {
             if let Some(p) = &loaded.path {
                 tracing::info!(config = %p.display(), "Configuration loaded.");
             }
-            actix_rt::System::new().block_on(kuryer::daemon::run(loaded.config))
+            actix_rt::System::new().block_on(kuryer::daemon::run(
+                loaded.config,
+                kuryer::daemon::wait_for_signal(),
+            ))
         }),
         Command::Login { .. } => not_built("login", "the MTProto reader"),
-        Command::Bench(args) => {
-            let arg = args.config.clone();
-            with_config("bench", &arg, |loaded| {
-                actix_rt::System::new().block_on(kuryer::bench::run(&args, &loaded.config))
-            })
-        }
-        Command::FakeTelegram(args) => fake_telegram(&args),
+        #[cfg(feature = "demo")]
         Command::Demo(args) => {
             let arg = args.config.clone();
             with_config("demo", &arg, |loaded| {
@@ -69,25 +49,6 @@ fn main() -> ExitCode {
                 }
                 Ok(())
             })
-        }
-    }
-}
-
-/// The simulated Telegram as its own process, for `kuryer bench`.
-fn fake_telegram(args: &kuryer::cli::FakeTelegramArgs) -> ExitCode {
-    let cfg = kuryer::sim::control::FakeProcessConfig {
-        listen: args.listen,
-        limit_scale: args.limit_scale,
-        channels: args.channels,
-        users: args.users,
-        groups: args.groups,
-        bots: args.bots.max(1),
-    };
-    match actix_rt::System::new().block_on(kuryer::sim::control::run(cfg)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("kuryer fake-telegram: {e}");
-            ExitCode::FAILURE
         }
     }
 }

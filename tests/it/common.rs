@@ -1,65 +1,58 @@
 //! Helpers shared by the integration tests: a fresh PostgreSQL database per
-//! test, dropped when the test ends.
-#![allow(dead_code)]
-
-use std::sync::atomic::{AtomicUsize, Ordering};
+//! test, dropped when the test ends; the real binary as a child process; a
+//! private Redis.
 
 use kuryer::config::DatabaseConfig;
 use kuryer::secret::SecretUrl;
 use kuryer::store::{Store, migrate};
+use kuryer_sim::throwaway_db::ThrowawayDb;
 
 /// The server the tests create their databases on. CI and the README's test
 /// command start it when it is not running.
-pub fn admin_url() -> String {
+pub(crate) fn admin_url() -> String {
     std::env::var("KURYER_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
-/// A database that exists for one test.
-pub struct TestDb {
-    pub name: String,
-    pub url: String,
+/// A database that exists for one test (the simulator's throw-away
+/// database), dropped when the test ends.
+pub(crate) struct TestDb {
+    db: ThrowawayDb,
+    pub(crate) name: String,
+    pub(crate) url: String,
 }
 
 impl TestDb {
     /// Creates an empty database with a unique name.
-    pub async fn new() -> Self {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "kuryer_t_{}_{}_{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed),
-            rand::random::<u32>()
-        );
-        let admin = connect(&admin_url()).await;
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
+    pub(crate) async fn new() -> Self {
+        let db = ThrowawayDb::create(&admin_url(), "kuryer_t")
             .await
-            .expect("create test database");
-        let mut url = url::Url::parse(&admin_url()).expect("admin url");
-        url.set_path(&name);
+            .unwrap_or_else(|e| {
+                panic!("create a test database: {e} (is PostgreSQL running? see README)")
+            });
         Self {
-            name,
-            url: url.to_string(),
+            name: db.name().to_owned(),
+            url: db.url().to_owned(),
+            db,
         }
     }
 
     /// The database configuration pointing at this database.
-    pub fn config(&self) -> DatabaseConfig {
+    pub(crate) fn config(&self) -> DatabaseConfig {
         DatabaseConfig {
-            url: SecretUrl::new(self.url.clone()),
+            url: SecretUrl::new(self.db.url()),
             pool_max: 8,
             ..DatabaseConfig::default()
         }
     }
 
     /// A store on this database, schema not yet applied.
-    pub fn store(&self) -> Store {
+    pub(crate) fn store(&self) -> Store {
         Store::new(&self.config()).expect("store")
     }
 
     /// A store on this database with every migration applied.
-    pub async fn migrated(&self) -> Store {
+    pub(crate) async fn migrated(&self) -> Store {
         let store = self.store();
         migrate::apply(&store, migrate::MIGRATIONS)
             .await
@@ -68,34 +61,13 @@ impl TestDb {
     }
 
     /// A plain client on this database, for assertions in SQL.
-    pub async fn client(&self) -> tokio_postgres::Client {
+    pub(crate) async fn client(&self) -> tokio_postgres::Client {
         connect(&self.url).await
     }
 }
 
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop runs inside the test's runtime, which cannot be blocked on;
-        // a thread with its own small runtime does the clean-up.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                let admin = connect(&admin_url()).await;
-                let _ = admin
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await;
-            });
-        })
-        .join();
-    }
-}
-
 /// Connects a plain tokio-postgres client, its connection driven in the background.
-pub async fn connect(url: &str) -> tokio_postgres::Client {
+pub(crate) async fn connect(url: &str) -> tokio_postgres::Client {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .unwrap_or_else(|e| panic!("connect to {url}: {e} (is PostgreSQL running? see README)"));
@@ -106,18 +78,18 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
 }
 
 /// The real `kuryer run` binary as a child process, its log in a file.
-pub struct Daemon {
-    pub child: std::process::Child,
-    pub log: std::path::PathBuf,
+pub(crate) struct Daemon {
+    pub(crate) child: std::process::Child,
+    pub(crate) log: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Daemon {
     /// Starts `kuryer run` against `db_url` and `fake`, HTTP on `port`,
     /// Telegram's limits × `scale`, plus `extra` environment variables.
-    pub fn start_with(
+    pub(crate) fn start_with(
         db_url: &str,
-        fake: &kuryer::sim::fake_bot_api::FakeTelegram,
+        fake: &kuryer_sim::fake_bot_api::FakeTelegram,
         token: &str,
         port: u16,
         scale: f64,
@@ -182,12 +154,12 @@ impl Daemon {
     }
 
     /// The log so far.
-    pub fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// SIGTERM, then wait for the exit; returns the exit status code.
-    pub fn terminate(&mut self) -> Option<i32> {
+    pub(crate) fn terminate(&mut self) -> Option<i32> {
         self.signal("-TERM");
         let start = std::time::Instant::now();
         while start.elapsed() < std::time::Duration::from_secs(40) {
@@ -204,7 +176,7 @@ impl Daemon {
     }
 
     /// SIGKILL: no shutdown at all.
-    pub fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -224,7 +196,7 @@ impl Drop for Daemon {
 }
 
 /// A port free at the time of asking.
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -233,7 +205,7 @@ pub fn free_port() -> u16 {
 }
 
 /// Waits until `/readyz` answers 200.
-pub async fn wait_ready(port: u16, limit: std::time::Duration) -> bool {
+pub(crate) async fn wait_ready(port: u16, limit: std::time::Duration) -> bool {
     let start = std::time::Instant::now();
     let client = reqwest::Client::new();
     while start.elapsed() < limit {
@@ -251,18 +223,18 @@ pub async fn wait_ready(port: u16, limit: std::time::Duration) -> bool {
 }
 
 /// A private Redis on its own port, so stopping it touches no other test.
-pub struct PrivateRedis {
+pub(crate) struct PrivateRedis {
     port: u16,
     child: Option<std::process::Child>,
 }
 
 impl PrivateRedis {
-    pub fn start(port: u16) -> Self {
+    pub(crate) fn start(port: u16) -> Self {
         let mut r = Self { port, child: None };
         r.restart();
         r
     }
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         let child = std::process::Command::new("redis-server")
             .args([
                 "--port",
@@ -288,7 +260,7 @@ impl PrivateRedis {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();

@@ -11,63 +11,63 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use super::fake_proc::{FakeProcess, FakeSpec};
-use super::util::{ThrowawayDb, settle_stats};
-use crate::config::Config;
-use crate::demo;
-use crate::store::{Store, migrate};
+use crate::util::{BenchDb, settle_stats};
+use kuryer::config::Config;
+use kuryer::store::{Store, migrate};
+use kuryer_sim::fixtures;
+use kuryer_sim::process::FakeSpec;
 
 /// The baseline program, built into the binary so `kuryer bench` works from anywhere.
-pub const SCRIPT: &str = include_str!("../../benches/seed_baseline.py");
+pub(crate) const SCRIPT: &str = include_str!("../baseline/seed_baseline.py");
 /// Its Python packages.
-pub const REQUIREMENTS: &str = include_str!("../../benches/requirements.txt");
+pub(crate) const REQUIREMENTS: &str = include_str!("../baseline/requirements.txt");
 
 /// What the baseline run processes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BaselineSpec {
-    pub channels: u32,
-    pub users: u32,
-    pub subs: u32,
-    pub posts: u32,
+pub(crate) struct BaselineSpec {
+    pub(crate) channels: u32,
+    pub(crate) users: u32,
+    pub(crate) subs: u32,
+    pub(crate) posts: u32,
     /// The Python interpreter with aiogram, asyncpg and redis.
-    pub python: PathBuf,
+    pub(crate) python: PathBuf,
 }
 
 /// What the baseline achieved, counted by the fake like kuryer's runs.
 /// Units are in the names (`_ms`, `_s`, `_per_s`, `_mb` = MiB).
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub struct BaselineResult {
-    pub channels: u32,
-    pub users: u32,
-    pub subscriptions: u64,
-    pub posts: u32,
-    pub deliveries_expected: u64,
-    pub delivered: u64,
-    pub lost: u64,
-    pub duplicates: u64,
-    pub rows_persisted: u64,
+pub(crate) struct BaselineResult {
+    pub(crate) channels: u32,
+    pub(crate) users: u32,
+    pub(crate) subscriptions: u64,
+    pub(crate) posts: u32,
+    pub(crate) deliveries_expected: u64,
+    pub(crate) delivered: u64,
+    pub(crate) lost: u64,
+    pub(crate) duplicates: u64,
+    pub(crate) rows_persisted: u64,
     /// Posts published at once → the program has sent and persisted all.
-    pub elapsed_s: f64,
-    pub deliveries_per_s: f64,
-    pub latency_p50_ms: f64,
-    pub latency_p99_ms: f64,
-    pub latency_max_ms: f64,
+    pub(crate) elapsed_s: f64,
+    pub(crate) deliveries_per_s: f64,
+    pub(crate) latency_p50_ms: f64,
+    pub(crate) latency_p99_ms: f64,
+    pub(crate) latency_max_ms: f64,
     /// A cycle over every channel that found nothing (the seed's poll cycle).
-    pub empty_cycle_ms: Option<f64>,
+    pub(crate) empty_cycle_ms: Option<f64>,
     /// The first cycle that found the posts (includes delivering them).
-    pub first_busy_cycle_ms: Option<f64>,
-    pub cycles: u64,
+    pub(crate) first_busy_cycle_ms: Option<f64>,
+    pub(crate) cycles: u64,
     /// Client-side averages, measured in the program.
-    pub db_ops: u64,
-    pub db_avg_ms: f64,
-    pub redis_ops: u64,
-    pub redis_avg_ms: f64,
+    pub(crate) db_ops: u64,
+    pub(crate) db_avg_ms: f64,
+    pub(crate) redis_ops: u64,
+    pub(crate) redis_avg_ms: f64,
     /// Server-side average per transaction (`pg_stat_database`).
-    pub db_transactions: u64,
-    pub db_server_avg_ms: f64,
-    pub peak_rss_mb: f64,
-    pub rate_limited_429: u64,
-    pub python: String,
+    pub(crate) db_transactions: u64,
+    pub(crate) db_server_avg_ms: f64,
+    pub(crate) peak_rss_mb: f64,
+    pub(crate) rate_limited_429: u64,
+    pub(crate) python: String,
 }
 
 #[derive(Deserialize)]
@@ -107,7 +107,7 @@ fn venv_dir() -> PathBuf {
 /// A Python interpreter with the baseline's packages: `$KURYER_BENCH_PYTHON`,
 /// else the bench virtualenv, created and filled from
 /// `benches/requirements.txt` when missing. `Err` says why there is none.
-pub fn find_python() -> Result<PathBuf, String> {
+pub(crate) fn find_python() -> Result<PathBuf, String> {
     if let Some(p) = std::env::var_os("KURYER_BENCH_PYTHON") {
         let p = PathBuf::from(p);
         return if has_packages(&p) {
@@ -168,39 +168,42 @@ pub fn find_python() -> Result<PathBuf, String> {
 }
 
 /// Runs the baseline once on the seed workload.
-pub async fn run(spec: &BaselineSpec, cfg: &Config) -> anyhow::Result<BaselineResult> {
-    let db = ThrowawayDb::create(cfg, "b").await?;
+pub(crate) async fn run(spec: &BaselineSpec, cfg: &Config) -> anyhow::Result<BaselineResult> {
+    let db = BenchDb::create(cfg, "b").await?;
     let result = run_in(spec, cfg, &db).await;
-    db.drop_db().await;
     // The seed's keys live 24 h; a benchmark leaves none behind.
-    let prefix = format!("{}{}:", cfg.redis.key_prefix, db.name);
-    if let Err(e) = super::pipeline_run::drop_redis_keys(cfg, &prefix).await {
+    let prefix = format!("{}{}:", cfg.redis.key_prefix, db.name());
+    db.drop_db().await;
+    if let Err(e) = crate::pipeline_run::drop_redis_keys(cfg, &prefix).await {
         tracing::warn!(error = %e, "Could not remove the baseline's Redis keys.");
     }
     result
 }
 
-async fn run_in(
-    spec: &BaselineSpec,
-    cfg: &Config,
-    db: &ThrowawayDb,
-) -> anyhow::Result<BaselineResult> {
+async fn run_in(spec: &BaselineSpec, cfg: &Config, db: &BenchDb) -> anyhow::Result<BaselineResult> {
     let channels = spec.channels.max(1);
     let users = spec.users.max(1);
     let pairs = {
         let store = Store::new(&db.cfg)?;
         migrate::apply(&store, migrate::MIGRATIONS).await?;
         store.maintain_partitions(2, 30).await?;
-        let pairs = demo::populate(&store, channels, users, spec.subs).await?;
+        let pairs = fixtures::populate(
+            &*store.conn("bench population").await?,
+            channels,
+            users,
+            spec.subs,
+        )
+        .await?;
         store.close();
         pairs
     };
-    let fake = FakeProcess::spawn(&FakeSpec {
+    let fake = crate::util::spawn_fake(&FakeSpec {
         limit_scale: 0.0,
         channels,
         users,
         groups: 0,
         bots: 1,
+        ..FakeSpec::default()
     })?;
     fake.set_pairs(&pairs).await?;
     let expected = pairs.len() as u64 * u64::from(spec.posts);
@@ -209,7 +212,7 @@ async fn run_in(
     std::fs::create_dir_all(&dir)?;
     let script = dir.join("seed_baseline.py");
     std::fs::write(&script, SCRIPT)?;
-    let prefix = format!("{}{}:", cfg.redis.key_prefix, db.name);
+    let prefix = format!("{}{}:", cfg.redis.key_prefix, db.name());
     settle_stats().await;
     let pg0 = db.stats().await?;
     let mut child = Command::new(&spec.python)
@@ -219,7 +222,7 @@ async fn run_in(
         .args(["--key-prefix", &prefix])
         .args(["--expect", &expected.to_string()])
         // Secrets (URLs may hold passwords) stay off the command line, which `ps` shows.
-        .env("BENCH_BOT_TOKEN", demo::bot_token().expose())
+        .env("BENCH_BOT_TOKEN", fixtures::bot_token())
         .env("BENCH_DATABASE_URL", db.cfg.url.expose())
         .env("BENCH_REDIS_URL", cfg.redis.url.expose())
         .stdin(Stdio::null())

@@ -1,4 +1,4 @@
-//! `kuryer bench --tiny`: the benchmark suite at a tiny size completes and
+//! `kuryer-bench --tiny`: the benchmark suite at a tiny size completes and
 //! its counts are exact. Not a timed test: no figure is compared with a
 //! target here (a shared CI machine says nothing about speed).
 
@@ -26,18 +26,18 @@ fn assert_exact(run: &Value) {
 fn tiny_bench_completes_with_exact_counts() {
     let dir = tempfile::tempdir().expect("temp dir");
     let plot = dir.path().join("growth.svg");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kuryer"));
-    cmd.args(["bench", "--tiny", "--json", "--plot"]).arg(&plot);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kuryer-bench"));
+    cmd.args(["--tiny", "--json", "--plot"]).arg(&plot);
     if let Ok(url) = std::env::var("KURYER_TEST_DATABASE_URL") {
         // The bench creates its throw-away databases on this server.
         cmd.env("KURYER_DATABASE_URL", url);
     }
-    let out = cmd.output().expect("run kuryer bench");
+    let out = cmd.output().expect("run kuryer-bench");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "kuryer bench failed ({}):\n{stderr}\n{stdout}",
+        "kuryer-bench failed ({}):\n{stderr}\n{stdout}",
         out.status
     );
     let last = stdout.lines().last().expect("a JSON line");

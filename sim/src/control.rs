@@ -1,6 +1,7 @@
-//! The fake Telegram as a process of its own: `kuryer fake-telegram`.
+//! The fake Telegram as a process of its own (`kuryer-sim`, and the
+//! benchmark's `kuryer-bench fake-telegram`).
 //!
-//! `kuryer bench` runs the fake Bot API in a separate process so that the
+//! `kuryer-bench` runs the fake Bot API in a separate process so that the
 //! fake's bookkeeping (every message it received is kept) is not counted in
 //! the pipeline's memory, and so that the Python baseline of the seed's
 //! design can talk to the very same server over HTTP.
@@ -10,7 +11,7 @@
 //!
 //! | route | what it does |
 //! |---|---|
-//! | `POST /publish {"posts": [[i, round], …]}` | publishes post `round` on demo channel `i` (as [`demo::publish`]); answers `{"ids": [[chat, first id], …]}` |
+//! | `POST /publish {"posts": [[i, round], …]}` | publishes post `round` on demo channel `i` (as [`fixtures::publish`]); answers `{"ids": [[chat, first id], …]}` |
 //! | `GET /history?chat=C&after=N&limit=L` | messages of channel `C` above id `N`, oldest first: what a reader account's `getHistory` returns |
 //! | `POST /pairs [[dest, channel chat], …]` | the subscriptions, so `/report` knows what must arrive |
 //! | `GET /stats` | the fake's counters |
@@ -23,7 +24,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, Write};
-use std::net::SocketAddr;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -32,47 +32,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-use super::fake_bot_api::{ChatKind, FakeLimits, FakeTelegram, MediaKind};
-use crate::demo;
-use crate::secret::Secret;
-
-/// First chat id of the benchmark's group destinations (group `g` is
-/// `GROUP_BASE - g`): negative like every group id, and far from channels'.
-pub const GROUP_BASE: i64 = -500_000_000;
-
-/// Telegram chat id of benchmark group `g` (1-based).
-pub fn group_chat(g: i64) -> i64 {
-    GROUP_BASE - g
-}
-
-/// Token of benchmark bot `k` (0-based): bot 0 is the demo's bot; the others
-/// exist only in the fake. Never printed.
-pub fn bot_token(k: usize) -> Secret {
-    if k == 0 {
-        return demo::bot_token();
-    }
-    Secret::new(format!(
-        "{}:BENCHbenchBENCHbenchBENCHbench{k:04}",
-        1_000_001 + k
-    ))
-}
-
-/// What the fake process simulates.
-#[derive(Debug, Clone)]
-pub struct FakeProcessConfig {
-    /// Address of the control API (port 0: any free port).
-    pub listen: SocketAddr,
-    /// Telegram's limits × this; 0 turns limits off.
-    pub limit_scale: f64,
-    /// Demo channels 1..=channels.
-    pub channels: u32,
-    /// Demo users' private chats.
-    pub users: u32,
-    /// Group chats `group_chat(1..=groups)`.
-    pub groups: u32,
-    /// Bots `bot_token(0..bots)`.
-    pub bots: usize,
-}
+use crate::fake_bot_api::{ChatKind, FakeLimits, FakeTelegram, MediaKind};
+use crate::fixtures::{self, group_chat, nth_bot_token};
+use crate::process::FakeSpec;
 
 struct State {
     fake: FakeTelegram,
@@ -96,15 +58,15 @@ impl State {
 
 /// Runs the fake process until `/quit` or the end of standard input. Call
 /// inside an actix `System`.
-pub async fn run(cfg: FakeProcessConfig) -> std::io::Result<()> {
+pub async fn run(cfg: FakeSpec) -> std::io::Result<()> {
     let limits = if cfg.limit_scale > 0.0 {
         FakeLimits::scaled(cfg.limit_scale)
     } else {
         FakeLimits::off()
     };
-    let fake = demo::start_fake(limits, cfg.channels, cfg.users)?;
+    let fake = fixtures::start_fake(limits, cfg.channels, cfg.users)?;
     for k in 1..cfg.bots {
-        fake.add_bot(bot_token(k).expose());
+        fake.add_bot(&nth_bot_token(k));
     }
     let mut groups = HashSet::new();
     for g in 1..=i64::from(cfg.groups) {
@@ -178,8 +140,8 @@ struct PublishBody {
 async fn publish(state: web::Data<State>, body: web::Json<PublishBody>) -> HttpResponse {
     let mut ids = Vec::with_capacity(body.posts.len());
     for &(i, round) in &body.posts {
-        let chat = demo::channel_chat(i);
-        ids.push((chat, demo::publish(&state.fake, chat, i, round)));
+        let chat = fixtures::channel_chat(i);
+        ids.push((chat, fixtures::publish(&state.fake, chat, i, round)));
     }
     state.published().extend_from_slice(&ids);
     HttpResponse::Ok().json(json!({ "ids": ids }))
@@ -254,7 +216,7 @@ async fn report(state: web::Data<State>, body: web::Json<ReportBody>) -> HttpRes
     let answer = web::block(move || {
         let pairs = state.pairs().clone();
         let posts = body.posts.unwrap_or_else(|| state.published().clone());
-        let expected = demo::expected_list(&pairs, &posts);
+        let expected = fixtures::expected_list(&pairs, &posts);
         let r = state.fake.report(&expected);
         let audit = audit(&state, &pairs, body.skip_s.unwrap_or(0.0));
         json!({
@@ -380,10 +342,10 @@ mod tests {
 
     #[test]
     fn bench_tokens_are_distinct_and_well_formed() {
-        let a = bot_token(1);
-        let b = bot_token(2);
-        assert_ne!(a.expose(), b.expose());
-        assert!(a.expose().split(':').next().unwrap().parse::<u64>().is_ok());
-        assert_eq!(bot_token(0).expose(), demo::bot_token().expose());
+        let a = nth_bot_token(1);
+        let b = nth_bot_token(2);
+        assert_ne!(a, b);
+        assert!(a.split(':').next().unwrap().parse::<u64>().is_ok());
+        assert_eq!(nth_bot_token(0), fixtures::bot_token());
     }
 }

@@ -1,108 +1,67 @@
-//! What every benchmark run needs: a throw-away database, the process's own
+//! What every benchmark run needs: its throw-away database, the process's own
 //! CPU time and peak memory, PostgreSQL's statistics, and the machine.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, DatabaseConfig};
-use crate::demo;
-use crate::secret::SecretUrl;
-use crate::store::migrate;
+use anyhow::Context as _;
+use kuryer::config::{Config, DatabaseConfig};
+use kuryer::secret::SecretUrl;
+use kuryer_sim::process::{FakeProcess, FakeSpec};
+use kuryer_sim::throwaway_db::{PgStats, ThrowawayDb, with_dbname};
 
-/// A database that exists for one run, on the configured server.
-pub struct ThrowawayDb {
-    /// Its name.
-    pub name: String,
+/// A throw-away database for one run (the simulator's helper) and the
+/// daemon's configuration pointing at it.
+pub(crate) struct BenchDb {
+    db: ThrowawayDb,
     /// Configuration pointing at it (no replicas).
-    pub cfg: DatabaseConfig,
-    admin: SecretUrl,
+    pub(crate) cfg: DatabaseConfig,
 }
 
-impl ThrowawayDb {
-    /// Creates an empty database `kuryer_bench_<tag>_<pid>_<random>`.
-    pub async fn create(cfg: &Config, tag: &str) -> anyhow::Result<Self> {
-        let name = format!(
-            "kuryer_bench_{tag}_{}_{}",
-            std::process::id(),
-            rand::random::<u16>()
-        );
-        let mut db = cfg.database.clone();
-        db.url = SecretUrl::new(demo::with_dbname(cfg.database.url.expose(), &name));
-        db.replica_urls.clear();
-        migrate::create_database_if_missing(&db).await?;
-        Ok(Self {
-            name,
-            cfg: db,
-            admin: SecretUrl::new(demo::with_dbname(cfg.database.url.expose(), "postgres")),
-        })
+impl BenchDb {
+    /// Creates an empty database `kuryer_bench_<tag>_…` on the configured server.
+    pub(crate) async fn create(cfg: &Config, tag: &str) -> anyhow::Result<Self> {
+        let db = ThrowawayDb::create(cfg.database.url.expose(), &format!("kuryer_bench_{tag}"))
+            .await
+            // The error of a failed connection may hold the URL: name the key.
+            .map_err(|e| anyhow::anyhow!("creating a database on database.url: {e}"))?;
+        let mut db_cfg = cfg.database.clone();
+        db_cfg.url = SecretUrl::new(db.url().to_owned());
+        db_cfg.replica_urls.clear();
+        Ok(Self { db, cfg: db_cfg })
     }
 
-    async fn admin(&self) -> anyhow::Result<tokio_postgres::Client> {
-        let (client, conn) =
-            tokio_postgres::connect(self.admin.expose(), tokio_postgres::NoTls).await?;
-        actix_rt::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(client)
+    /// Its name.
+    pub(crate) fn name(&self) -> &str {
+        self.db.name()
     }
 
     /// Transactions and server-side statement time of this database so far.
-    /// Backends report their figures when idle (at most once a second) and
-    /// when they disconnect, so read this after the pool is closed.
-    pub async fn stats(&self) -> anyhow::Result<PgStats> {
-        let client = self.admin().await?;
-        let row = client
-            .query_one(
-                "SELECT (xact_commit + xact_rollback)::bigint, active_time::float8
-                   FROM pg_stat_database WHERE datname = $1",
-                &[&self.name],
-            )
-            .await?;
-        Ok(PgStats {
-            transactions: row.get::<_, i64>(0).max(0) as u64,
-            active_ms: row.get::<_, Option<f64>>(1).unwrap_or(0.0),
-        })
+    pub(crate) async fn stats(&self) -> anyhow::Result<PgStats> {
+        Ok(self.db.stats().await?)
     }
 
     /// Drops the database, whatever state it is in.
-    pub async fn drop_db(&self) {
-        if let Ok(client) = self.admin().await {
-            let _ = client
-                .batch_execute(&format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    self.name
-                ))
-                .await;
-        }
+    pub(crate) async fn drop_db(self) {
+        self.db.drop_now().await;
     }
 }
 
-/// `pg_stat_database` figures of one database.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PgStats {
-    /// Committed plus rolled back transactions.
-    pub transactions: u64,
-    /// Time spent executing statements, server side (ms).
-    pub active_ms: f64,
-}
-
-impl PgStats {
-    /// Transactions and average server time per transaction between two readings.
-    pub fn since(&self, before: &PgStats) -> (u64, f64) {
-        let n = self.transactions.saturating_sub(before.transactions);
-        let ms = (self.active_ms - before.active_ms).max(0.0);
-        (n, if n > 0 { ms / n as f64 } else { 0.0 })
-    }
+/// Starts the simulated Telegram as a child process (this binary's hidden
+/// `fake-telegram`), so its bookkeeping is not counted in the run's memory.
+pub(crate) fn spawn_fake(spec: &FakeSpec) -> anyhow::Result<FakeProcess> {
+    let exe = std::env::current_exe().context("locating the kuryer-bench binary")?;
+    FakeProcess::spawn(&exe, &["fake-telegram"], spec)
 }
 
 /// Waits until the sessions of a closed pool have reported their statistics.
-pub async fn settle_stats() {
+pub(crate) async fn settle_stats() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 }
 
 /// CPU time (user + system) of this process so far, seconds.
-pub fn cpu_seconds() -> f64 {
+pub(crate) fn cpu_seconds() -> f64 {
     // Fields 14 and 15 of /proc/self/stat, in clock ticks; the command name
     // (field 2) may hold spaces, so count from the closing parenthesis.
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
@@ -122,29 +81,29 @@ pub fn cpu_seconds() -> f64 {
 
 /// Resets the peak RSS (VmHWM) to the current RSS, so the next reading is
 /// the peak of what runs from now on. Linux 4.0+; ignored elsewhere.
-pub fn reset_peak_rss() {
+pub(crate) fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 /// The machine the benchmark ran on.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub struct Machine {
+pub(crate) struct Machine {
     /// CPU model name.
-    pub cpu: String,
+    pub(crate) cpu: String,
     /// Logical CPUs available to the process.
-    pub cores: usize,
+    pub(crate) cores: usize,
     /// Total memory, GiB.
-    pub memory_gib: f64,
+    pub(crate) memory_gib: f64,
     /// Kernel release.
-    pub kernel: String,
+    pub(crate) kernel: String,
     /// PostgreSQL server version.
-    pub postgres: String,
+    pub(crate) postgres: String,
     /// Build profile of this binary.
-    pub profile: String,
+    pub(crate) profile: String,
 }
 
 /// Reads the machine's description (PostgreSQL's version through `cfg`).
-pub async fn machine(cfg: &Config) -> Machine {
+pub(crate) async fn machine(cfg: &Config) -> Machine {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu = cpuinfo
         .lines()
@@ -165,7 +124,7 @@ pub async fn machine(cfg: &Config) -> Machine {
         .unwrap_or_default()
         .trim()
         .to_owned();
-    let admin = demo::with_dbname(cfg.database.url.expose(), "postgres");
+    let admin = with_dbname(cfg.database.url.expose(), "postgres");
     let postgres = match tokio_postgres::connect(&admin, tokio_postgres::NoTls).await {
         Ok((client, conn)) => {
             actix_rt::spawn(async move {
@@ -196,18 +155,18 @@ pub async fn machine(cfg: &Config) -> Machine {
 
 /// Minimum, median and maximum of some values.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, Default, PartialEq)]
-pub struct Spread {
+pub(crate) struct Spread {
     /// Smallest.
-    pub min: f64,
+    pub(crate) min: f64,
     /// Median (mean of the middle two for an even count).
-    pub median: f64,
+    pub(crate) median: f64,
     /// Largest.
-    pub max: f64,
+    pub(crate) max: f64,
 }
 
 impl Spread {
     /// The spread of `values`; `None` when there are none.
-    pub fn of(values: impl IntoIterator<Item = f64>) -> Option<Self> {
+    pub(crate) fn of(values: impl IntoIterator<Item = f64>) -> Option<Self> {
         let mut v: Vec<f64> = values.into_iter().filter(|x| x.is_finite()).collect();
         if v.is_empty() {
             return None;

@@ -1,13 +1,12 @@
 //! Crash safety of the real binary: `kill -9` at random moments of a burst,
 //! and a chaos run mixing every fault. Counts come from the fake Bot API.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Daemon, TestDb, free_port, wait_ready};
-use kuryer::demo;
-use kuryer::sim::fake_bot_api::{FakeLimits, FakeTelegram, Fault};
+use crate::common::{Daemon, TestDb, free_port, wait_ready};
+use kuryer::secret::Secret;
+use kuryer_sim::fake_bot_api::{FakeLimits, FakeTelegram, Fault};
+use kuryer_sim::fixtures;
 
 const MAX_IN_FLIGHT: usize = 16;
 
@@ -23,17 +22,19 @@ struct World {
 async fn world(channels: u32, users: u32, subs: u32, scale: f64) -> World {
     let db = TestDb::new().await;
     let store = db.migrated().await;
-    let pairs = demo::populate(&store, channels, users, subs).await.unwrap();
+    let pairs = fixtures::populate(&db.client().await, channels, users, subs)
+        .await
+        .unwrap();
     store.close();
     db.client()
         .await
         .batch_execute("UPDATE channels SET bot_is_admin = true")
         .await
         .unwrap();
-    let fake = demo::start_fake(FakeLimits::scaled(scale), channels, users).unwrap();
-    let token = demo::bot_token();
+    let fake = fixtures::start_fake(FakeLimits::scaled(scale), channels, users).unwrap();
+    let token = Secret::new(fixtures::bot_token());
     for i in 1..=i64::from(channels) {
-        fake.set_admin(demo::channel_chat(i), token.expose(), true);
+        fake.set_admin(fixtures::channel_chat(i), token.expose(), true);
     }
     World {
         db,
@@ -60,7 +61,7 @@ impl World {
         Daemon::start_with(
             &self.db.url,
             &self.fake,
-            demo::bot_token().expose(),
+            fixtures::bot_token(),
             port,
             scale,
             &env,
@@ -70,14 +71,14 @@ impl World {
     fn publish(&self, rounds: std::ops::Range<u32>, posts: &mut Vec<(i64, i32)>) {
         for round in rounds {
             for i in 1..=i64::from(self.channels) {
-                let chat = demo::channel_chat(i);
-                posts.push((chat, demo::publish(&self.fake, chat, i, round)));
+                let chat = fixtures::channel_chat(i);
+                posts.push((chat, fixtures::publish(&self.fake, chat, i, round)));
             }
         }
     }
 
     fn delivered(&self, posts: &[(i64, i32)]) -> (u64, u64) {
-        let expected = demo::expected_list(&self.pairs, posts);
+        let expected = fixtures::expected_list(&self.pairs, posts);
         (self.fake.report(&expected).delivered, expected.len() as u64)
     }
 
@@ -133,7 +134,7 @@ async fn kill_9_during_a_burst_loses_nothing_and_duplicates_at_most_the_sends_in
     assert!(wait_ready(port, Duration::from_secs(30)).await);
     let all = w.wait_all(&posts, Duration::from_secs(120)).await;
     let code = d.terminate();
-    let expected = demo::expected_list(&w.pairs, &posts);
+    let expected = fixtures::expected_list(&w.pairs, &posts);
     let r = w.fake.report(&expected);
     eprintln!("kill -9 x{kills}: {r:?}");
     assert!(all, "{r:?}\n{}", d.log_text());
@@ -153,7 +154,7 @@ async fn chaos_run_of_20000_deliveries_loses_nothing() {
     // 10 channels x 1,000 users x 2 subscriptions, 10 posts a channel.
     let w = world(10, 1000, 2, scale).await;
     let redis_port = free_port();
-    let mut redis = common::PrivateRedis::start(redis_port);
+    let mut redis = crate::common::PrivateRedis::start(redis_port);
     let prefix = format!("chaos:{}:", rand::random::<u64>());
     let redis_env = [(
         "KURYER_REDIS_URL",
@@ -197,7 +198,7 @@ async fn chaos_run_of_20000_deliveries_loses_nothing() {
     ));
 
     // PostgreSQL refuses connections and drops them for 3 s.
-    let admin = common::connect(&common::admin_url()).await;
+    let admin = crate::common::connect(&crate::common::admin_url()).await;
     let name = w.db.name.clone();
     admin
         .batch_execute(&format!(
@@ -239,7 +240,7 @@ async fn chaos_run_of_20000_deliveries_loses_nothing() {
 
     let all = w.wait_all(&posts, Duration::from_secs(300)).await;
     let code = d.terminate();
-    let expected = demo::expected_list(&w.pairs, &posts);
+    let expected = fixtures::expected_list(&w.pairs, &posts);
     let r = w.fake.report(&expected);
     let stats = w.fake.stats();
     let ambiguous: i64 = w

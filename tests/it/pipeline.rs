@@ -1,26 +1,25 @@
 //! The actor pipeline end to end: real PostgreSQL, the fake Bot API over
 //! HTTP (teloxide's real client code), the simulated channel source.
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::TestDb;
+use crate::common::TestDb;
 use futures_util::future::LocalBoxFuture;
 use kuryer::config::LimitsConfig;
-use kuryer::demo;
 use kuryer::pipeline::{Pipeline, PipelineConfig, build_bots, limiter_config};
-use kuryer::sim::fake_bot_api::{FakeLimits, FakeTelegram, Fault, NewChannelMessage};
-use kuryer::sim::source::SimSource;
+use kuryer::secret::Secret;
 use kuryer::store::Store;
 use kuryer_actors::channel_poller::PollerConfig;
 use kuryer_actors::channel_supervisor::{GetPoller, GetSupervisorStats};
 use kuryer_actors::db_writer::DbWriterConfig;
 use kuryer_actors::model::SourceMessage;
 use kuryer_actors::ports::{ChannelSource, SourceError, SourceFactory};
+use kuryer_sim::fake_bot_api::{FakeLimits, FakeTelegram, Fault, NewChannelMessage};
+use kuryer_sim::fixtures;
+use kuryer_sim::source::SimSource;
 
 fn pipeline_config(scale: f64) -> PipelineConfig {
     PipelineConfig {
@@ -43,7 +42,12 @@ fn sim_factory(fake: &FakeTelegram) -> SourceFactory {
 }
 
 async fn start(store: &Store, fake: &FakeTelegram, factory: SourceFactory, scale: f64) -> Pipeline {
-    let bots = build_bots(&[demo::bot_token()], &fake.url(), Duration::from_secs(10)).unwrap();
+    let bots = build_bots(
+        &[Secret::new(fixtures::bot_token())],
+        &fake.url(),
+        Duration::from_secs(10),
+    )
+    .unwrap();
     Pipeline::start(
         store.clone(),
         bots,
@@ -66,8 +70,8 @@ fn publish_rounds(
     let mut posts = Vec::new();
     for round in rounds {
         for i in 1..=i64::from(channels) {
-            let chat = demo::channel_chat(i);
-            posts.push((chat, demo::publish(fake, chat, i, round)));
+            let chat = fixtures::channel_chat(i);
+            posts.push((chat, fixtures::publish(fake, chat, i, round)));
             pipeline.wake(i);
         }
     }
@@ -107,14 +111,16 @@ async fn fifty_channels_thousand_users_every_post_arrives_exactly_once_within_th
     let db = TestDb::new().await;
     let store = db.migrated().await;
     store.maintain_partitions(2, 30).await.unwrap();
-    let pairs = demo::populate(&store, channels, users, subs).await.unwrap();
+    let pairs = fixtures::populate(&db.client().await, channels, users, subs)
+        .await
+        .unwrap();
     assert_eq!(pairs.len(), 5000);
     // Telegram's limits × 100, enforced by the fake with 429s.
     let scale = 100.0;
-    let fake = demo::start_fake(FakeLimits::scaled(scale), channels, users).unwrap();
+    let fake = fixtures::start_fake(FakeLimits::scaled(scale), channels, users).unwrap();
     let pipeline = start(&store, &fake, sim_factory(&fake), scale).await;
     let posts = publish_rounds(&fake, &pipeline, channels, 0..rounds);
-    let expected = demo::expected_list(&pairs, &posts);
+    let expected = fixtures::expected_list(&pairs, &posts);
     assert_eq!(expected.len(), 50_000);
     wait_delivered(&fake, &expected, Duration::from_secs(240)).await;
     let report = pipeline.shutdown(Duration::from_secs(30)).await;
@@ -146,8 +152,10 @@ async fn a_429_is_obeyed_for_exactly_that_chat() {
     let db = TestDb::new().await;
     let store = db.migrated().await;
     store.maintain_partitions(2, 30).await.unwrap();
-    let pairs = demo::populate(&store, channels, users, 1).await.unwrap();
-    let fake = demo::start_fake(FakeLimits::off(), channels, users).unwrap();
+    let pairs = fixtures::populate(&db.client().await, channels, users, 1)
+        .await
+        .unwrap();
+    let fake = fixtures::start_fake(FakeLimits::off(), channels, users).unwrap();
     let slow_chat = pairs[0].0;
     fake.set_fault(
         slow_chat,
@@ -157,7 +165,7 @@ async fn a_429_is_obeyed_for_exactly_that_chat() {
     let pipeline = start(&store, &fake, sim_factory(&fake), 1000.0).await;
     let t0 = Instant::now();
     let posts = publish_rounds(&fake, &pipeline, channels, 0..1);
-    let expected = demo::expected_list(&pairs, &posts);
+    let expected = fixtures::expected_list(&pairs, &posts);
     wait_delivered(&fake, &expected, Duration::from_secs(20)).await;
     let r = fake.report(&expected);
     assert_eq!((r.delivered, r.duplicates), (6, 0), "{r:?}");
@@ -192,14 +200,16 @@ async fn graceful_restart_in_the_middle_loses_and_repeats_nothing() {
     let db = TestDb::new().await;
     let store = db.migrated().await;
     store.maintain_partitions(2, 30).await.unwrap();
-    let pairs = demo::populate(&store, channels, users, subs).await.unwrap();
+    let pairs = fixtures::populate(&db.client().await, channels, users, subs)
+        .await
+        .unwrap();
     // Limits low enough that the first pipeline is still busy when it stops.
     let scale = 10.0;
-    let fake = demo::start_fake(FakeLimits::scaled(scale), channels, users).unwrap();
+    let fake = fixtures::start_fake(FakeLimits::scaled(scale), channels, users).unwrap();
     let first = start(&store, &fake, sim_factory(&fake), scale).await;
     let mut posts = publish_rounds(&fake, &first, channels, 0..3);
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let mid = fake.report(&demo::expected_list(&pairs, &posts));
+    let mid = fake.report(&fixtures::expected_list(&pairs, &posts));
     assert!(
         mid.delivered > 0 && mid.delivered < mid.expected,
         "stop must come mid-run: {mid:?}"
@@ -209,7 +219,7 @@ async fn graceful_restart_in_the_middle_loses_and_repeats_nothing() {
     // Posts published while the daemon is down are read from the mark on restart.
     posts.extend(publish_rounds(&fake, &first, channels, 3..5));
     let second = start(&store, &fake, sim_factory(&fake), scale).await;
-    let expected = demo::expected_list(&pairs, &posts);
+    let expected = fixtures::expected_list(&pairs, &posts);
     wait_delivered(&fake, &expected, Duration::from_secs(120)).await;
     second.shutdown(Duration::from_secs(30)).await;
     let r = fake.report(&expected);
@@ -225,8 +235,10 @@ async fn a_forced_shutdown_records_every_send_it_made_and_the_restart_repeats_no
     let db = TestDb::new().await;
     let store = db.migrated().await;
     store.maintain_partitions(2, 30).await.unwrap();
-    let pairs = demo::populate(&store, channels, users, subs).await.unwrap();
-    let fake = demo::start_fake(FakeLimits::off(), channels, users).unwrap();
+    let pairs = fixtures::populate(&db.client().await, channels, users, subs)
+        .await
+        .unwrap();
+    let fake = fixtures::start_fake(FakeLimits::off(), channels, users).unwrap();
     // Every send is accepted at once but answered 400 ms later, so sends are
     // in flight whenever the deadline strikes.
     let chats: HashSet<i64> = pairs.iter().map(|(chat, _)| *chat).collect();
@@ -242,9 +254,9 @@ async fn a_forced_shutdown_records_every_send_it_made_and_the_restart_repeats_no
         "the deadline must force this stop: {report:?}"
     );
     // Nothing more goes out from the stopped pipeline.
-    let at_stop = fake.report(&demo::expected_list(&pairs, &posts));
+    let at_stop = fake.report(&fixtures::expected_list(&pairs, &posts));
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let later = fake.report(&demo::expected_list(&pairs, &posts));
+    let later = fake.report(&fixtures::expected_list(&pairs, &posts));
     assert_eq!(at_stop.delivered, later.delivered, "sent after the stop");
     assert!(
         later.delivered > 0 && later.delivered < later.expected,
@@ -258,7 +270,7 @@ async fn a_forced_shutdown_records_every_send_it_made_and_the_restart_repeats_no
     }
     posts.extend(publish_rounds(&fake, &first, channels, 3..4));
     let second = start(&store, &fake, sim_factory(&fake), 1000.0).await;
-    let expected = demo::expected_list(&pairs, &posts);
+    let expected = fixtures::expected_list(&pairs, &posts);
     wait_delivered(&fake, &expected, Duration::from_secs(60)).await;
     assert!(second.shutdown(Duration::from_secs(30)).await.clean);
     let r = fake.report(&expected);
@@ -305,9 +317,11 @@ async fn a_panicking_channel_recovers_and_no_other_channel_notices() {
     let db = TestDb::new().await;
     let store = db.migrated().await;
     store.maintain_partitions(2, 30).await.unwrap();
-    let pairs = demo::populate(&store, channels, users, subs).await.unwrap();
-    let fake = demo::start_fake(FakeLimits::off(), channels, users).unwrap();
-    let bad_chat = demo::channel_chat(1);
+    let pairs = fixtures::populate(&db.client().await, channels, users, subs)
+        .await
+        .unwrap();
+    let fake = fixtures::start_fake(FakeLimits::off(), channels, users).unwrap();
+    let bad_chat = fixtures::channel_chat(1);
     let returned = Arc::new(AtomicU64::new(0));
     let panicked = Arc::new(Mutex::new(HashSet::new()));
     let factory: SourceFactory = {
@@ -348,7 +362,7 @@ async fn a_panicking_channel_recovers_and_no_other_channel_notices() {
         rounds..rounds + 2,
     ));
 
-    let expected = demo::expected_list(&pairs, &posts);
+    let expected = fixtures::expected_list(&pairs, &posts);
     wait_delivered(&fake, &expected, Duration::from_secs(60)).await;
     let stats = pipeline.supervisor.send(GetSupervisorStats).await.unwrap();
     pipeline.shutdown(Duration::from_secs(10)).await;
@@ -372,10 +386,12 @@ async fn protected_and_odd_posts_do_not_stop_the_channel() {
     let db = TestDb::new().await;
     let store = db.migrated().await;
     store.maintain_partitions(2, 30).await.unwrap();
-    let pairs = demo::populate(&store, channels, users, 2).await.unwrap();
-    let fake = demo::start_fake(FakeLimits::off(), channels, users).unwrap();
+    let pairs = fixtures::populate(&db.client().await, channels, users, 2)
+        .await
+        .unwrap();
+    let fake = fixtures::start_fake(FakeLimits::off(), channels, users).unwrap();
     let pipeline = start(&store, &fake, sim_factory(&fake), 1000.0).await;
-    let chat = demo::channel_chat(1);
+    let chat = fixtures::channel_chat(1);
     // A protected photo cannot be copied: the subscribers get a link to it
     // instead, and nothing is retried forever.
     let protected = fake.post(
@@ -383,7 +399,7 @@ async fn protected_and_odd_posts_do_not_stop_the_channel() {
         NewChannelMessage {
             text: Some("protected".into()),
             entities: vec![],
-            media: Some(kuryer::sim::fake_bot_api::MediaKind::Photo),
+            media: Some(kuryer_sim::fake_bot_api::MediaKind::Photo),
             media_group_id: None,
             protected: true,
         },
@@ -401,7 +417,7 @@ async fn protected_and_odd_posts_do_not_stop_the_channel() {
     );
     pipeline.wake(1);
     let posts = publish_rounds(&fake, &pipeline, channels, 0..2);
-    let mut expected = demo::expected_list(&pairs, &posts);
+    let mut expected = fixtures::expected_list(&pairs, &posts);
     for (dest, ch) in &pairs {
         if *ch == chat {
             expected.push((*dest, chat, odd));

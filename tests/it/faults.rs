@@ -2,28 +2,26 @@
 //! PostgreSQL and Redis, resumption after a crash, and odd input. Every test
 //! asserts exact counts of what the fake Bot API received.
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common::TestDb;
 use chrono::Utc;
-use common::TestDb;
 use futures_util::future::LocalBoxFuture;
 use kuryer::config::{LimitsConfig, RedisConfig};
 use kuryer::dedup::RedisDedup;
-use kuryer::demo;
 use kuryer::pipeline::{Pipeline, PipelineConfig, PipelineStats, build_bots, limiter_config};
-use kuryer::secret::SecretUrl;
-use kuryer::sim::fake_bot_api::{ChatKind, FakeLimits, FakeTelegram, Fault, NewChannelMessage};
-use kuryer::sim::source::SimSource;
+use kuryer::secret::{Secret, SecretUrl};
 use kuryer::store::{NewPost, Store};
 use kuryer_actors::channel_poller::PollerConfig;
 use kuryer_actors::db_writer::DbWriterConfig;
 use kuryer_actors::model::{MediaKind, SourceMessage};
 use kuryer_actors::ports::{ChannelSource, Dedup, NoDedup, SourceError, SourceFactory};
 use kuryer_actors::sender_pool::SenderConfig;
+use kuryer_sim::fake_bot_api::{ChatKind, FakeLimits, FakeTelegram, Fault, NewChannelMessage};
+use kuryer_sim::fixtures;
+use kuryer_sim::source::SimSource;
 
 struct Opts {
     scale: f64,
@@ -51,7 +49,12 @@ async fn start(store: &Store, fake: &FakeTelegram, opts: Opts) -> Pipeline {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let bots = build_bots(&[demo::bot_token()], &fake.url(), opts.bot_timeout).unwrap();
+    let bots = build_bots(
+        &[Secret::new(fixtures::bot_token())],
+        &fake.url(),
+        opts.bot_timeout,
+    )
+    .unwrap();
     let factory = opts.factory.unwrap_or_else(|| {
         let fake = fake.clone();
         Arc::new(move |ch| Box::new(SimSource::new(fake.clone(), ch.chat_id)))
@@ -84,13 +87,18 @@ async fn world(
     let db = TestDb::new().await;
     let store = db.migrated().await;
     store.maintain_partitions(2, 30).await.unwrap();
-    let pairs = demo::populate(&store, channels, users, subs).await.unwrap();
-    let fake = demo::start_fake(limits, channels, users).unwrap();
+    let pairs = fixtures::populate(&db.client().await, channels, users, subs)
+        .await
+        .unwrap();
+    let fake = fixtures::start_fake(limits, channels, users).unwrap();
     (db, store, pairs, fake)
 }
 
 fn text(fake: &FakeTelegram, channel: i64, body: &str) -> i32 {
-    fake.post(demo::channel_chat(channel), NewChannelMessage::text(body))
+    fake.post(
+        fixtures::channel_chat(channel),
+        NewChannelMessage::text(body),
+    )
 }
 
 async fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
@@ -299,8 +307,8 @@ async fn an_ambiguous_send_is_retried_and_counted_or_skipped_by_policy() {
         tokio::time::sleep(Duration::from_millis(500)).await;
         p.shutdown(Duration::from_secs(10)).await;
         let expected = [
-            (slow, demo::channel_chat(1), post),
-            (pairs[1].0, demo::channel_chat(1), post),
+            (slow, fixtures::channel_chat(1), post),
+            (pairs[1].0, fixtures::channel_chat(1), post),
         ];
         let r = fake.report(&expected);
         assert_eq!(r.lost, 0);
@@ -330,12 +338,12 @@ async fn the_bot_api_unreachable_for_a_while_loses_nothing() {
     let mut posts = Vec::new();
     for i in 1..=2 {
         posts.push((
-            demo::channel_chat(i),
+            fixtures::channel_chat(i),
             text(&fake, i, &format!("before {i}")),
         ));
         p.wake(i);
     }
-    let expected = demo::expected_list(&pairs, &posts);
+    let expected = fixtures::expected_list(&pairs, &posts);
     assert!(
         wait_for(Duration::from_secs(20), || fake.report(&expected).delivered
             == expected.len() as u64)
@@ -344,7 +352,7 @@ async fn the_bot_api_unreachable_for_a_while_loses_nothing() {
     fake.set_down(true);
     for i in 1..=2 {
         posts.push((
-            demo::channel_chat(i),
+            fixtures::channel_chat(i),
             text(&fake, i, &format!("during {i}")),
         ));
         p.wake(i);
@@ -352,7 +360,7 @@ async fn the_bot_api_unreachable_for_a_while_loses_nothing() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     fake.set_down(false);
     let t_back = Instant::now();
-    let expected = demo::expected_list(&pairs, &posts);
+    let expected = fixtures::expected_list(&pairs, &posts);
     assert!(
         wait_for(Duration::from_secs(60), || fake.report(&expected).delivered
             == expected.len() as u64)
@@ -384,7 +392,7 @@ async fn postgres_going_away_mid_run_holds_the_batches_and_loses_nothing() {
     for round in 0..2 {
         for i in 1..=3 {
             posts.push((
-                demo::channel_chat(i),
+                fixtures::channel_chat(i),
                 text(&fake, i, &format!("r{round} c{i}")),
             ));
             p.wake(i);
@@ -392,7 +400,7 @@ async fn postgres_going_away_mid_run_holds_the_batches_and_loses_nothing() {
     }
     // The database refuses connections and drops every open one for 3 s —
     // to kuryer, exactly what a restart looks like.
-    let admin = common::connect(&common::admin_url()).await;
+    let admin = crate::common::connect(&crate::common::admin_url()).await;
     let name = db.name.clone();
     admin
         .batch_execute(&format!(
@@ -404,7 +412,7 @@ async fn postgres_going_away_mid_run_holds_the_batches_and_loses_nothing() {
     for round in 2..4 {
         for i in 1..=3 {
             posts.push((
-                demo::channel_chat(i),
+                fixtures::channel_chat(i),
                 text(&fake, i, &format!("r{round} c{i}")),
             ));
             p.wake(i);
@@ -416,7 +424,7 @@ async fn postgres_going_away_mid_run_holds_the_batches_and_loses_nothing() {
         .await
         .unwrap();
     let back = Instant::now();
-    let expected = demo::expected_list(&pairs, &posts);
+    let expected = fixtures::expected_list(&pairs, &posts);
     assert!(
         wait_for(Duration::from_secs(60), || fake.report(&expected).delivered
             == expected.len() as u64)
@@ -444,9 +452,9 @@ async fn postgres_going_away_mid_run_holds_the_batches_and_loses_nothing() {
 }
 
 /// A Redis of the test's own on a free port, and the dedup layer over it.
-fn private_dedup(prefix: &str) -> (common::PrivateRedis, RedisDedup, u16) {
-    let port = common::free_port();
-    let redis = common::PrivateRedis::start(port);
+fn private_dedup(prefix: &str) -> (crate::common::PrivateRedis, RedisDedup, u16) {
+    let port = crate::common::free_port();
+    let redis = crate::common::PrivateRedis::start(port);
     let dedup = RedisDedup::new(&RedisConfig {
         url: SecretUrl::new(format!("redis://127.0.0.1:{port}/0")),
         key_prefix: prefix.into(),
@@ -481,9 +489,9 @@ async fn redis_restarting_mid_run_is_survived_and_used_again_without_a_restart()
     .await;
     let mut posts = Vec::new();
     let phase = async |label: &str, posts: &mut Vec<(i64, i32)>| {
-        posts.push((demo::channel_chat(1), text(&fake, 1, label)));
+        posts.push((fixtures::channel_chat(1), text(&fake, 1, label)));
         p.wake(1);
-        let expected = demo::expected_list(&pairs, posts);
+        let expected = fixtures::expected_list(&pairs, posts);
         assert!(
             wait_for(Duration::from_secs(20), || fake.report(&expected).delivered
                 == expected.len() as u64)
@@ -499,7 +507,7 @@ async fn redis_restarting_mid_run_is_survived_and_used_again_without_a_restart()
     tokio::time::sleep(Duration::from_millis(2500)).await;
     phase("redis back", &mut posts).await;
     p.shutdown(Duration::from_secs(10)).await;
-    let r = fake.report(&demo::expected_list(&pairs, &posts));
+    let r = fake.report(&fixtures::expected_list(&pairs, &posts));
     assert_eq!((r.lost, r.duplicates), (0, 0), "{r:?}");
     // The last post's keys are in the restarted Redis: it is used again.
     let client = redis::Client::open(format!("redis://127.0.0.1:{port}/0")).unwrap();
@@ -520,7 +528,7 @@ async fn a_post_fanning_out_asks_redis_once_and_skips_what_was_already_accepted(
     let (db, store, pairs, fake) = world(1, 6, 1, FakeLimits::off()).await;
     let (_redis, dedup, _) = private_dedup("m:");
     let id = text(&fake, 1, "one post");
-    let posts = vec![(demo::channel_chat(1), id)];
+    let posts = vec![(fixtures::channel_chat(1), id)];
     // Its delivery to the first subscriber was accepted once already (as
     // after a crash between the send and its row).
     let sub_of_first: i64 = subscription_to(&db, pairs[0].0).await;
@@ -541,7 +549,7 @@ async fn a_post_fanning_out_asks_redis_once_and_skips_what_was_already_accepted(
     )
     .await;
     p.wake(1);
-    let expected = demo::expected_list(&pairs, &posts);
+    let expected = fixtures::expected_list(&pairs, &posts);
     let want = expected.len() as u64 - 1;
     assert!(
         wait_for(Duration::from_secs(20), || fake.report(&expected).delivered
@@ -571,14 +579,14 @@ async fn recorded_but_undelivered_posts_are_resumed_once_and_only_for_older_subs
     let mut posts = Vec::new();
     for i in 0..2 {
         let id = text(&fake, 1, &format!("recorded {i}"));
-        posts.push((demo::channel_chat(1), id));
+        posts.push((fixtures::channel_chat(1), id));
         store
             .record_post(&NewPost {
                 channel_id: 1,
                 message_ids: vec![i64::from(id)],
                 kind: "text".into(),
                 detected_at: Utc::now(),
-                source_chat_id: Some(demo::channel_chat(1)),
+                source_chat_id: Some(fixtures::channel_chat(1)),
                 channel_username: Some("demo_channel_1".into()),
                 text: Some(format!("recorded {i}")),
                 copyable: true,
@@ -613,7 +621,7 @@ async fn recorded_but_undelivered_posts_are_resumed_once_and_only_for_older_subs
         },
     )
     .await;
-    let expected = demo::expected_list(&pairs, &posts);
+    let expected = fixtures::expected_list(&pairs, &posts);
     let want = expected.len() as u64 - 1;
     assert!(
         wait_for(Duration::from_secs(20), || fake.report(&expected).delivered
@@ -739,32 +747,35 @@ async fn hostile_posts_and_a_vanished_channel_stop_no_poller() {
         .collect();
     let mut posts = Vec::new();
     posts.push((
-        demo::channel_chat(1),
-        fake.post(demo::channel_chat(1), NewChannelMessage::text(long.clone())),
+        fixtures::channel_chat(1),
+        fake.post(
+            fixtures::channel_chat(1),
+            NewChannelMessage::text(long.clone()),
+        ),
     ));
     posts.push((
-        demo::channel_chat(1),
+        fixtures::channel_chat(1),
         fake.post(
-            demo::channel_chat(1),
+            fixtures::channel_chat(1),
             NewChannelMessage::text("ab".repeat(120)).with_entities(many_entities),
         ),
     ));
     posts.push((
-        demo::channel_chat(1),
+        fixtures::channel_chat(1),
         text(&fake, 1, "\u{200f}שלום\u{200b}\u{202e}"),
     ));
     // Channel 3's simulated posts come after its hostile batch (ids 3..5).
     for _ in 0..5 {
         fake.post(
-            demo::channel_chat(3),
+            fixtures::channel_chat(3),
             NewChannelMessage::text(format!("filler {}", rand::random::<u32>())),
         );
     }
-    posts.push((demo::channel_chat(3), text(&fake, 3, "after the storm")));
+    posts.push((fixtures::channel_chat(3), text(&fake, 3, "after the storm")));
     for i in 1..=3 {
         p.wake(i);
     }
-    let expected = demo::expected_list(&pairs, &posts);
+    let expected = fixtures::expected_list(&pairs, &posts);
     assert!(
         wait_for(Duration::from_secs(20), || fake.report(&expected).delivered
             == expected.len() as u64)
@@ -779,7 +790,7 @@ async fn hostile_posts_and_a_vanished_channel_stop_no_poller() {
     assert_eq!((r.lost, r.duplicates), (0, 0), "{r:?}");
     let got: HashSet<String> = pairs
         .iter()
-        .filter(|(_, c)| *c == demo::channel_chat(1))
+        .filter(|(_, c)| *c == fixtures::channel_chat(1))
         .flat_map(|(d, _)| fake.received(*d))
         .filter_map(|m| m.text)
         .collect();

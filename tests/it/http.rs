@@ -1,8 +1,6 @@
 //! The HTTP API over real HTTP (reqwest) against a real PostgreSQL.
 
-mod common;
-
-use common::TestDb;
+use crate::common::TestDb;
 use kuryer::config::HttpConfig;
 use kuryer::secret::Secret;
 use reqwest::StatusCode;

@@ -6,7 +6,7 @@ use futures_util::future::LocalBoxFuture;
 use kuryer_actors::model::{MediaKind, MessageEntity, SourceMessage};
 use kuryer_actors::ports::{ChannelSource, SourceError};
 
-use super::fake_bot_api::{self, ChannelMessage, FakeTelegram};
+use crate::fake_bot_api::{self, ChannelMessage, FakeTelegram};
 
 /// A `ChannelSource` over one channel of a [`FakeTelegram`].
 pub struct SimSource {

@@ -19,120 +19,121 @@ use futures_util::future::BoxFuture;
 use kuryer_actors::ports::{Dedup, SourceFactory};
 use serde::{Deserialize, Serialize};
 
-use super::fake_proc::{FakeProcess, FakeSpec};
-use super::util::{ThrowawayDb, cpu_seconds, reset_peak_rss, settle_stats};
-use crate::config::Config;
-use crate::dedup::RedisDedup;
-use crate::demo;
-use crate::pipeline::{Pipeline, PipelineConfig, bot_id_of, build_bots, limiter_config};
-use crate::sim::control::{GROUP_BASE, bot_token};
-use crate::sim::fake_bot_api::FakeLimits;
-use crate::sim::source::SimSource;
-use crate::store::{Store, migrate};
+use crate::util::{BenchDb, cpu_seconds, reset_peak_rss, settle_stats};
+use kuryer::config::Config;
+use kuryer::dedup::RedisDedup;
+use kuryer::pipeline::{Pipeline, PipelineConfig, bot_id_of, build_bots, limiter_config};
+use kuryer::secret::Secret;
+use kuryer::store::{Store, migrate};
+use kuryer_sim::fake_bot_api::FakeLimits;
+use kuryer_sim::fixtures;
+use kuryer_sim::fixtures::{GROUP_BASE, nth_bot_token};
+use kuryer_sim::process::{FakeProcess, FakeSpec};
+use kuryer_sim::source::SimSource;
 
 /// What one pipeline run does.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PipelineSpec {
+pub(crate) struct PipelineSpec {
     /// Name in the results (`seed`, `growth-1000`, `ceiling-3`…).
-    pub label: String,
+    pub(crate) label: String,
     /// Channels.
-    pub channels: u32,
+    pub(crate) channels: u32,
     /// Users (one private chat each).
-    pub users: u32,
+    pub(crate) users: u32,
     /// Subscriptions of each user.
-    pub subs: u32,
+    pub(crate) subs: u32,
     /// Group chats subscribed to `group_subs` channels each.
-    pub groups: u32,
+    pub(crate) groups: u32,
     /// Channels a group subscribes to.
-    pub group_subs: u32,
+    pub(crate) group_subs: u32,
     /// Posts a channel published in the measured rounds.
-    pub posts: u32,
+    pub(crate) posts: u32,
     /// The first round (one post on every channel) measures the poll cycle.
-    pub cycle: bool,
+    pub(crate) cycle: bool,
     /// Telegram's limits × this in the fake and the limiter; 0: no limits.
-    pub limit_scale: f64,
+    pub(crate) limit_scale: f64,
     /// Bot tokens.
-    pub bots: usize,
+    pub(crate) bots: usize,
     /// Posts published one at a time afterwards, for latency without a backlog.
-    pub paced_posts: u32,
+    pub(crate) paced_posts: u32,
     /// Interval between paced posts.
-    pub paced_interval_ms: u64,
+    pub(crate) paced_interval_ms: u64,
     /// > 0: a ceiling run: send for this long after the ramp-up, then stop.
-    pub ceiling_s: f64,
+    pub(crate) ceiling_s: f64,
 }
 
 /// What one pipeline run measured. Units are in the names (`_ms`, `_s`,
 /// `_per_s`, `_mb` = MiB); counts are the fake's unless said otherwise.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub struct PipelineResult {
-    pub label: String,
-    pub channels: u32,
-    pub users: u32,
-    pub subscriptions: u64,
-    pub bots: usize,
-    pub limit_scale: f64,
+pub(crate) struct PipelineResult {
+    pub(crate) label: String,
+    pub(crate) channels: u32,
+    pub(crate) users: u32,
+    pub(crate) subscriptions: u64,
+    pub(crate) bots: usize,
+    pub(crate) limit_scale: f64,
     /// Deliveries of every post published (the fake's count).
-    pub deliveries_expected: u64,
-    pub delivered: u64,
-    pub lost: u64,
-    pub duplicates: u64,
-    pub out_of_order: u64,
-    pub albums_split: u64,
-    pub unexpected: u64,
+    pub(crate) deliveries_expected: u64,
+    pub(crate) delivered: u64,
+    pub(crate) lost: u64,
+    pub(crate) duplicates: u64,
+    pub(crate) out_of_order: u64,
+    pub(crate) albums_split: u64,
+    pub(crate) unexpected: u64,
     /// `forwarded_messages` rows with status `sent` after the shutdown.
-    pub rows_persisted: u64,
-    pub registry_load_ms: f64,
+    pub(crate) rows_persisted: u64,
+    pub(crate) registry_load_ms: f64,
     /// One post on every channel → every post recorded and handed to the registry.
-    pub cycle_ms: Option<f64>,
+    pub(crate) cycle_ms: Option<f64>,
     /// Deliveries of the burst (posts published at once).
-    pub burst_deliveries: u64,
+    pub(crate) burst_deliveries: u64,
     /// Burst published → every delivery of it accepted by the Bot API and persisted.
-    pub burst_s: f64,
-    pub deliveries_per_s: f64,
-    pub burst_p50_ms: f64,
-    pub burst_p99_ms: f64,
-    pub paced_posts: u32,
+    pub(crate) burst_s: f64,
+    pub(crate) deliveries_per_s: f64,
+    pub(crate) burst_p50_ms: f64,
+    pub(crate) burst_p99_ms: f64,
+    pub(crate) paced_posts: u32,
     /// Deliveries a second the paced posts asked for.
-    pub paced_offered_per_s: f64,
-    pub paced_p50_ms: Option<f64>,
-    pub paced_p99_ms: Option<f64>,
-    pub paced_max_ms: Option<f64>,
+    pub(crate) paced_offered_per_s: f64,
+    pub(crate) paced_p50_ms: Option<f64>,
+    pub(crate) paced_p99_ms: Option<f64>,
+    pub(crate) paced_max_ms: Option<f64>,
     /// Peak RSS of this process (pipeline and harness, not the fake), MiB.
-    pub peak_rss_mb: f64,
+    pub(crate) peak_rss_mb: f64,
     /// CPU of this process from the pipeline's start to the last delivery.
-    pub cpu_s: f64,
-    pub cpu_us_per_delivery: f64,
+    pub(crate) cpu_s: f64,
+    pub(crate) cpu_us_per_delivery: f64,
     /// Transactions the pipeline ran and their server-side average time.
-    pub db_transactions: u64,
-    pub db_avg_ms: f64,
+    pub(crate) db_transactions: u64,
+    pub(crate) db_avg_ms: f64,
     /// Redis dedup operations (lookups and marks) and their client-side time.
-    pub redis_ops: u64,
-    pub redis_avg_ms: f64,
-    pub redis_max_ms: f64,
-    pub rate_limited_429: u64,
-    pub ceiling: Option<CeilingResult>,
+    pub(crate) redis_ops: u64,
+    pub(crate) redis_avg_ms: f64,
+    pub(crate) redis_max_ms: f64,
+    pub(crate) rate_limited_429: u64,
+    pub(crate) ceiling: Option<CeilingResult>,
 }
 
 /// The Telegram-ceiling figures of a run.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub struct CeilingResult {
+pub(crate) struct CeilingResult {
     /// Seconds measured (after the ramp-up).
-    pub seconds: f64,
+    pub(crate) seconds: f64,
     /// What Telegram allows: 30/s a bot × bots (× scale).
-    pub allowed_per_s: f64,
+    pub(crate) allowed_per_s: f64,
     /// Sum of the bots' sustained rates.
-    pub achieved_per_s: f64,
-    pub fraction: f64,
-    pub rate_limited_429: u64,
+    pub(crate) achieved_per_s: f64,
+    pub(crate) fraction: f64,
+    pub(crate) rate_limited_429: u64,
     /// Densest second of any bot / private chat, densest minute of any group.
-    pub max_bot_in_1s: u64,
-    pub max_private_in_1s: u64,
-    pub max_group_in_60s: u64,
-    pub allowed_bot_in_1s: f64,
-    pub allowed_private_in_1s: f64,
-    pub allowed_group_in_60s: f64,
+    pub(crate) max_bot_in_1s: u64,
+    pub(crate) max_private_in_1s: u64,
+    pub(crate) max_group_in_60s: u64,
+    pub(crate) allowed_bot_in_1s: f64,
+    pub(crate) allowed_private_in_1s: f64,
+    pub(crate) allowed_group_in_60s: f64,
     /// Rates of each bot.
-    pub per_bot_per_s: Vec<f64>,
+    pub(crate) per_bot_per_s: Vec<f64>,
 }
 
 /// A dedup layer that times every call of the real one.
@@ -199,11 +200,11 @@ impl Dedup for TimedDedup {
 }
 
 /// Runs one pipeline measurement in a throw-away database.
-pub async fn run(spec: &PipelineSpec, cfg: &Config) -> anyhow::Result<PipelineResult> {
-    let db = ThrowawayDb::create(cfg, "p").await?;
+pub(crate) async fn run(spec: &PipelineSpec, cfg: &Config) -> anyhow::Result<PipelineResult> {
+    let db = BenchDb::create(cfg, "p").await?;
     let result = run_in(spec, cfg, &db).await;
+    let prefix = format!("{}{}:", cfg.redis.key_prefix, db.name());
     db.drop_db().await;
-    let prefix = format!("{}{}:", cfg.redis.key_prefix, db.name);
     if let Err(e) = drop_redis_keys(cfg, &prefix).await {
         tracing::warn!(error = %e, "Could not remove the run's Redis keys (they expire in 10 minutes).");
     }
@@ -247,7 +248,7 @@ async fn add_groups(
     per_group: u32,
     channels: u32,
 ) -> anyhow::Result<Vec<(i64, i64)>> {
-    let base = demo::channel_chat(0);
+    let base = fixtures::channel_chat(0);
     let c = store.conn("bench groups").await?;
     c.batch_execute(&format!(
         "INSERT INTO destinations (chat_id, kind, owner_user_id)
@@ -279,9 +280,7 @@ async fn add_groups(
 /// destination is pinned to the bot that can post there
 /// (`destinations.bot_id`); the limiter sends through that bot's lane.
 async fn pin_destinations(store: &Store, bots: usize) -> anyhow::Result<()> {
-    let ids: Vec<i64> = (0..bots)
-        .map(|k| bot_id_of(bot_token(k).expose()))
-        .collect();
+    let ids: Vec<i64> = (0..bots).map(|k| bot_id_of(&nth_bot_token(k))).collect();
     let c = store.conn("bench bots").await?;
     c.execute(
         "UPDATE destinations SET bot_id = ($1::bigint[])[(abs(chat_id) % $2) + 1]",
@@ -294,7 +293,7 @@ async fn pin_destinations(store: &Store, bots: usize) -> anyhow::Result<()> {
 /// The running pipeline, its fake Telegram and what was published.
 struct Harness {
     fake: FakeProcess,
-    mirror: crate::sim::fake_bot_api::FakeTelegram,
+    mirror: kuryer_sim::fake_bot_api::FakeTelegram,
     pipeline: Pipeline,
     /// Subscribers per channel chat.
     subs_of: HashMap<i64, u64>,
@@ -315,7 +314,7 @@ impl Harness {
         let ids = self.fake.publish(posts).await?;
         let visible = Instant::now();
         for (&(i, round), &(chat, id)) in posts.iter().zip(&ids) {
-            let local = demo::publish(&self.mirror, chat, i, round);
+            let local = fixtures::publish(&self.mirror, chat, i, round);
             anyhow::ensure!(
                 local == id,
                 "the local channel copy diverged from the fake: {local} ≠ {id}"
@@ -359,11 +358,7 @@ impl Harness {
     }
 }
 
-async fn run_in(
-    spec: &PipelineSpec,
-    cfg: &Config,
-    db: &ThrowawayDb,
-) -> anyhow::Result<PipelineResult> {
+async fn run_in(spec: &PipelineSpec, cfg: &Config, db: &BenchDb) -> anyhow::Result<PipelineResult> {
     let channels = spec.channels.max(1);
     let users = spec.users.max(1);
     let bots = spec.bots.max(1);
@@ -373,7 +368,13 @@ async fn run_in(
         let store = Store::new(&db.cfg)?;
         migrate::apply(&store, migrate::MIGRATIONS).await?;
         store.maintain_partitions(2, 30).await?;
-        let mut pairs = demo::populate(&store, channels, users, spec.subs).await?;
+        let mut pairs = fixtures::populate(
+            &*store.conn("bench population").await?,
+            channels,
+            users,
+            spec.subs,
+        )
+        .await?;
         if spec.groups > 0 {
             let per_group = spec.group_subs.clamp(1, channels);
             pairs.extend(add_groups(&store, spec.groups, per_group, channels).await?);
@@ -388,17 +389,18 @@ async fn run_in(
     for (_, chat) in &pairs {
         *subs_of.entry(*chat).or_default() += 1;
     }
-    let fake = FakeProcess::spawn(&FakeSpec {
+    let fake = crate::util::spawn_fake(&FakeSpec {
         limit_scale: spec.limit_scale,
         channels,
         users,
         groups: spec.groups,
         bots,
+        ..FakeSpec::default()
     })?;
     fake.set_pairs(&pairs).await?;
     // The local copy of the channels, for the simulated reader: no limits,
     // no users; its HTTP side is never used.
-    let mirror = demo::start_fake(FakeLimits::off(), channels, 0)?;
+    let mirror = fixtures::start_fake(FakeLimits::off(), channels, 0)?;
 
     let mut pcfg = PipelineConfig::from_config(cfg, 1.0);
     let scale = if spec.limit_scale > 0.0 {
@@ -411,7 +413,7 @@ async fn run_in(
     limiter.max_in_flight = pcfg.limiter.max_in_flight;
     limiter.queue_capacity = pcfg.limiter.queue_capacity;
     limiter.max_db_backlog = pcfg.limiter.max_db_backlog;
-    let tokens: Vec<_> = (0..bots).map(bot_token).collect();
+    let tokens: Vec<_> = (0..bots).map(|k| Secret::new(nth_bot_token(k))).collect();
     limiter.bot_ids = tokens.iter().map(|t| bot_id_of(t.expose())).collect();
     pcfg.limiter = limiter;
     let senders = build_bots(&tokens, &fake.bot_api, Duration::from_secs(15))?;
@@ -419,7 +421,7 @@ async fn run_in(
     let factory: SourceFactory =
         Arc::new(move |ch| Box::new(SimSource::new(source.clone(), ch.chat_id)));
     let mut redis = cfg.redis.clone();
-    redis.key_prefix = format!("{}{}:", redis.key_prefix, db.name);
+    redis.key_prefix = format!("{}{}:", redis.key_prefix, db.name());
     redis.dedup_ttl_s = 600;
     let timing = Arc::new(Timing::default());
     let dedup = Arc::new(TimedDedup {
@@ -519,7 +521,7 @@ async fn run_in(
         out.paced_max_ms = Some(r.latency_max_ms);
     }
     let cpu = cpu_end.unwrap_or_else(cpu_seconds) - cpu0;
-    out.peak_rss_mb = demo::peak_rss_mb();
+    out.peak_rss_mb = kuryer_sim::peak_rss_mb();
 
     let deadline = if spec.ceiling_s > 0.0 {
         // What is still queued would take minutes at 30/s: not measured.

@@ -16,40 +16,40 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
-use super::util::ThrowawayDb;
-use crate::config::Config;
-use crate::store::{Store, migrate};
+use crate::util::BenchDb;
+use kuryer::config::Config;
+use kuryer::store::{Store, migrate};
 
 /// What one persistence run writes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PersistenceSpec {
+pub(crate) struct PersistenceSpec {
     /// Rows through the DbWriter and through COPY.
-    pub rows: u64,
+    pub(crate) rows: u64,
     /// Rows through one INSERT + commit each (fewer: it is slow).
-    pub per_row_rows: u64,
+    pub(crate) per_row_rows: u64,
 }
 
 /// Rows a second of each way (`_s`: seconds taken; `_vs_`: ratios of rows/s).
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub struct PersistenceResult {
-    pub rows: u64,
-    pub batch_size: usize,
-    pub writer_s: f64,
-    pub writer_rows_per_s: f64,
-    pub per_row_rows: u64,
-    pub per_row_s: f64,
-    pub per_row_rows_per_s: f64,
+pub(crate) struct PersistenceResult {
+    pub(crate) rows: u64,
+    pub(crate) batch_size: usize,
+    pub(crate) writer_s: f64,
+    pub(crate) writer_rows_per_s: f64,
+    pub(crate) per_row_rows: u64,
+    pub(crate) per_row_s: f64,
+    pub(crate) per_row_rows_per_s: f64,
     /// Binary COPY into `forwarded_messages` itself (same partitions, key, indexes).
-    pub copy_s: f64,
-    pub copy_rows_per_s: f64,
+    pub(crate) copy_s: f64,
+    pub(crate) copy_rows_per_s: f64,
     /// Binary COPY into a bare heap table of the same columns (no key, no index).
-    pub copy_bare_s: f64,
-    pub copy_bare_rows_per_s: f64,
-    pub writer_vs_copy: f64,
-    pub writer_vs_copy_bare: f64,
-    pub writer_vs_per_row: f64,
+    pub(crate) copy_bare_s: f64,
+    pub(crate) copy_bare_rows_per_s: f64,
+    pub(crate) writer_vs_copy: f64,
+    pub(crate) writer_vs_copy_bare: f64,
+    pub(crate) writer_vs_per_row: f64,
     /// Every way wrote exactly its rows.
-    pub counts_exact: bool,
+    pub(crate) counts_exact: bool,
 }
 
 /// The k-th row of a set: distinct (subscription, message) keys per `set`.
@@ -67,8 +67,8 @@ fn record(set: i64, k: i64, day: NaiveDate) -> DeliveryRecord {
 }
 
 /// Runs the three ways in a throw-away database.
-pub async fn run(spec: &PersistenceSpec, cfg: &Config) -> anyhow::Result<PersistenceResult> {
-    let db = ThrowawayDb::create(cfg, "w").await?;
+pub(crate) async fn run(spec: &PersistenceSpec, cfg: &Config) -> anyhow::Result<PersistenceResult> {
+    let db = BenchDb::create(cfg, "w").await?;
     let result = run_in(spec, cfg, &db).await;
     db.drop_db().await;
     result
@@ -82,7 +82,7 @@ async fn count(c: &tokio_postgres::Client, sql: &str) -> anyhow::Result<u64> {
 async fn run_in(
     spec: &PersistenceSpec,
     cfg: &Config,
-    db: &ThrowawayDb,
+    db: &BenchDb,
 ) -> anyhow::Result<PersistenceResult> {
     let store = Store::new(&db.cfg)?;
     migrate::apply(&store, migrate::MIGRATIONS).await?;

@@ -1,9 +1,7 @@
 //! The schema and the store against a real PostgreSQL, one fresh database per test.
 
-mod common;
-
+use crate::common::TestDb;
 use chrono::{Days, NaiveDate, Utc};
-use common::TestDb;
 use kuryer::store::migrate::{self, MigrateError, Migration};
 use kuryer::store::{ForwardedRow, NewPost, partitions};
 use kuryer_actors::model::{ChannelUsername, DeliveryMode, DestinationKind};

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use kuryer::sim::fake_bot_api::{
+use kuryer_sim::fake_bot_api::{
     ChatKind, FakeLimits, FakeTelegram, Fault, MediaKind, NewChannelMessage,
 };
 use serde_json::{Value, json};

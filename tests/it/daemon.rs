@@ -1,13 +1,11 @@
 //! The real `kuryer run` binary as a black box: a child process talking to
 //! the fake Bot API (in this test's process) and to a real PostgreSQL.
 
-mod common;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, TestDb, free_port};
-use kuryer::sim::fake_bot_api::{ChatKind, FakeLimits, FakeTelegram, NewChannelMessage};
+use crate::common::{Daemon, TestDb, free_port};
+use kuryer_sim::fake_bot_api::{ChatKind, FakeLimits, FakeTelegram, NewChannelMessage};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "4242:blackboxSECRETblackboxSECRET";
@@ -90,17 +88,17 @@ async fn the_real_binary_forwards_every_post_of_a_channel_it_administers() {
     }
     posts.push(fake.post(
         CHANNEL,
-        NewChannelMessage::media(kuryer::sim::fake_bot_api::MediaKind::Photo, Some("a photo")),
+        NewChannelMessage::media(kuryer_sim::fake_bot_api::MediaKind::Photo, Some("a photo")),
     ));
     let album = fake.post(
         CHANNEL,
-        NewChannelMessage::media(kuryer::sim::fake_bot_api::MediaKind::Photo, Some("album"))
+        NewChannelMessage::media(kuryer_sim::fake_bot_api::MediaKind::Photo, Some("album"))
             .in_album("77001"),
     );
     for _ in 0..2 {
         fake.post(
             CHANNEL,
-            NewChannelMessage::media(kuryer::sim::fake_bot_api::MediaKind::Photo, None)
+            NewChannelMessage::media(kuryer_sim::fake_bot_api::MediaKind::Photo, None)
                 .in_album("77001"),
         );
     }

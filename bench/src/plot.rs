@@ -34,7 +34,7 @@ type Panel<'a, 'b> = (
 );
 
 /// Writes the plot to `path`.
-pub fn growth_svg(
+pub(crate) fn growth_svg(
     growth: &[PipelineResult],
     path: &Path,
 ) -> Result<(), Box<dyn std::error::Error>> {

@@ -1,4 +1,6 @@
-//! A `kuryer fake-telegram` child process and a client of its control API.
+//! What a fake Telegram process simulates ([`FakeSpec`], also its command
+//! line), and [`FakeProcess`]: a child process serving it, with a client of
+//! its control API (`crate::control`).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -8,19 +10,63 @@ use anyhow::Context as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-/// What the fake process simulates.
-#[derive(Debug, Clone, Default)]
+/// What a fake Telegram process simulates: the one description of it, as
+/// command-line options (`kuryer-sim`, `kuryer-bench fake-telegram`) and as
+/// the spawner's argument.
+#[derive(Debug, Clone, clap::Args)]
 pub struct FakeSpec {
-    /// Telegram's limits × this; 0: no limits.
+    /// Address of the control API (the Bot API listens on a free port; both
+    /// URLs are printed as one JSON line).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: std::net::SocketAddr,
+    /// Telegram's limits × K (0 = no limits).
+    #[arg(long, default_value_t = 0.0)]
     pub limit_scale: f64,
-    /// Demo channels.
+    /// Demo channels `channel_chat(1..=channels)`.
+    #[arg(long, default_value_t = 50)]
     pub channels: u32,
-    /// Demo users.
+    /// Demo users' private chats.
+    #[arg(long, default_value_t = 1000)]
     pub users: u32,
-    /// Group chats.
+    /// Group chats `group_chat(1..=groups)`.
+    #[arg(long, default_value_t = 0)]
     pub groups: u32,
-    /// Bots.
+    /// Bots `nth_bot_token(0..bots)` the fake knows.
+    #[arg(long, default_value_t = 1)]
     pub bots: usize,
+}
+
+impl Default for FakeSpec {
+    fn default() -> Self {
+        Self {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            limit_scale: 0.0,
+            channels: 50,
+            users: 1000,
+            groups: 0,
+            bots: 1,
+        }
+    }
+}
+
+impl FakeSpec {
+    /// The same spec as command-line options.
+    pub fn to_args(&self) -> Vec<String> {
+        vec![
+            "--listen".into(),
+            self.listen.to_string(),
+            "--limit-scale".into(),
+            self.limit_scale.to_string(),
+            "--channels".into(),
+            self.channels.to_string(),
+            "--users".into(),
+            self.users.to_string(),
+            "--groups".into(),
+            self.groups.to_string(),
+            "--bots".into(),
+            self.bots.max(1).to_string(),
+        ]
+    }
 }
 
 /// A running fake Telegram process. Stopped (and waited for) on
@@ -90,21 +136,21 @@ pub struct BotAudit {
 }
 
 impl FakeProcess {
-    /// Starts `kuryer fake-telegram` (this very binary) and waits until it listens.
-    pub fn spawn(spec: &FakeSpec) -> anyhow::Result<Self> {
-        let exe = std::env::current_exe().context("locating the kuryer binary")?;
-        let mut child = Command::new(exe)
-            .arg("fake-telegram")
-            .args(["--limit-scale", &spec.limit_scale.to_string()])
-            .args(["--channels", &spec.channels.to_string()])
-            .args(["--users", &spec.users.to_string()])
-            .args(["--groups", &spec.groups.to_string()])
-            .args(["--bots", &spec.bots.max(1).to_string()])
+    /// Starts `program args… <spec as options>` (a binary that serves
+    /// [`crate::control::run`]) and waits until it listens.
+    pub fn spawn(
+        program: &std::path::Path,
+        args: &[&str],
+        spec: &FakeSpec,
+    ) -> anyhow::Result<Self> {
+        let mut child = Command::new(program)
+            .args(args)
+            .args(spec.to_args())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .context("starting kuryer fake-telegram")?;
+            .with_context(|| format!("starting {}", program.display()))?;
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().context("fake-telegram stdout")?;
         let mut line = String::new();

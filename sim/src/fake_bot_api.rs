@@ -13,7 +13,7 @@
 //! of the channel receive as `channel_post` updates through `getUpdates`.
 //!
 //! ```no_run
-//! use kuryer::sim::fake_bot_api::{FakeLimits, FakeTelegram, NewChannelMessage};
+//! use kuryer_sim::fake_bot_api::{FakeLimits, FakeTelegram, NewChannelMessage};
 //!
 //! let tg = FakeTelegram::start(FakeLimits::telegram())?;
 //! tg.add_bot("1001:secret");

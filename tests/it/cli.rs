@@ -1,10 +1,8 @@
 //! The `kuryer` binary's database commands, run as a child process.
 
-mod common;
-
 use std::process::Command;
 
-use common::TestDb;
+use crate::common::TestDb;
 
 fn kuryer(db_url: &str, command: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_kuryer"));
@@ -55,7 +53,7 @@ async fn migrate_creates_a_missing_database() {
     let url = db.url.replace(&db.name, &missing);
     let out = kuryer(&url, "migrate").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let admin = common::connect(&common::admin_url()).await;
+    let admin = crate::common::connect(&crate::common::admin_url()).await;
     let _ = admin
         .batch_execute(&format!("DROP DATABASE IF EXISTS {missing} WITH (FORCE)"))
         .await;

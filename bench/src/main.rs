@@ -1,0 +1,137 @@
+//! `kuryer-bench`: the benchmark suite, beside the service and not inside it
+//! (the service binary knows nothing of it).
+//!
+//! Scenarios (each run in a child process of its own, so that peak memory
+//! and CPU are the run's alone; the fake Telegram is yet another process):
+//!
+//! - **seed**: the seed's scale, 1,000 channels, 10,000 users × 5
+//!   subscriptions, 5 posts a channel, limits off: poll cycle, throughput
+//!   with every delivery persisted, latency, registry load, memory, database
+//!   and Redis averages; and the seed's own design (`bench/baseline/seed_baseline.py`)
+//!   on the same workload, as a ratio.
+//! - **ceiling**: Telegram's real limits with 1 and 3 bot tokens: achieved
+//!   rate as a fraction of the allowed one, 429s, the limits audited from
+//!   arrival times.
+//! - **persistence**: the DbWriter against one INSERT + commit a row and a
+//!   binary COPY.
+//! - **growth**: 100 / 1,000 / 10,000 channels with users scaled alike.
+//!
+//! It prints a table (figures as min / median / max over the runs) and, last,
+//! one JSON line with everything; the growth plot goes to an SVG file.
+//!
+//! Layout: [`suite`] (the plan and the child processes), the scenarios
+//! ([`pipeline_run`], [`persistence`], [`baseline`]), [`report`] (summary and
+//! targets), [`table`] and [`plot`] (output), [`util`] (readings).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use kuryer::config;
+use kuryer_sim::process::FakeSpec;
+
+/// The seed-design baseline program and its runner.
+mod baseline;
+/// The persistence scenario.
+mod persistence;
+/// One run of the real pipeline (seed, growth, ceiling).
+mod pipeline_run;
+/// The growth plot.
+mod plot;
+/// The report, its summary and the targets.
+mod report;
+/// The plan and the child processes.
+mod suite;
+/// The table for people.
+mod table;
+/// CPU and memory readings, Redis clean-up, the machine.
+mod util;
+
+/// Benchmark kuryer's pipeline (and the seed's design) against the simulated Telegram.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kuryer-bench",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(flatten)]
+    bench: BenchArgs,
+    #[command(subcommand)]
+    serve: Option<Serve>,
+}
+
+/// Helper processes the suite starts of itself.
+#[derive(Debug, Subcommand)]
+enum Serve {
+    /// The simulated Telegram as a process of its own.
+    #[command(hide = true)]
+    FakeTelegram(FakeSpec),
+}
+
+/// Options of `kuryer-bench`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct BenchArgs {
+    /// Configuration file (database and Redis servers). Default:
+    /// ./config.toml, else /etc/kuryer/config.toml.
+    #[arg(long, short = 'c', value_name = "PATH")]
+    pub(crate) config: Option<std::path::PathBuf>,
+    /// Which scenario: seed, ceiling, persistence, growth, or all.
+    #[arg(long, default_value = "all")]
+    pub(crate) scenario: String,
+    /// Runs of each scenario (figures are given as min / median / max).
+    #[arg(long)]
+    pub(crate) runs: Option<u32>,
+    /// A tiny size of every scenario (seconds, not minutes): the CI smoke test.
+    #[arg(long)]
+    pub(crate) tiny: bool,
+    /// Print only the final JSON line, not the table.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// The seed-design baseline in Python: auto (run it when Python and its
+    /// packages are there or can be installed), off.
+    #[arg(long, default_value = "auto")]
+    pub(crate) baseline: String,
+    /// Posts a channel in the baseline's workload (default: the seed scenario's).
+    #[arg(long)]
+    pub(crate) baseline_posts: Option<u32>,
+    /// Seconds of sending at Telegram's real limits, per bot count.
+    #[arg(long)]
+    pub(crate) ceiling_seconds: Option<f64>,
+    /// Where the growth plot (SVG) goes.
+    #[arg(long, default_value = "BENCHMARKS-growth.svg")]
+    pub(crate) plot: std::path::PathBuf,
+    /// Internal: run one measurement described by this JSON and print its result.
+    #[arg(long, hide = true)]
+    pub(crate) child: Option<String>,
+}
+
+fn main() -> ExitCode {
+    kuryer::alloc::tune();
+    let cli = Cli::parse();
+    if let Some(Serve::FakeTelegram(spec)) = cli.serve {
+        return match actix_rt::System::new().block_on(kuryer_sim::control::run(spec)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("kuryer-bench fake-telegram: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let args = cli.bench;
+    let loaded = match config::load(args.config.as_deref()) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("kuryer-bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    kuryer::telemetry::init_tracing(&loaded.config.log);
+    match actix_rt::System::new().block_on(suite::run(&args, &loaded.config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kuryer-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,372 @@
+//! What one `kuryer-bench` measured ([`Report`]), its min / median / max
+//! summary over the runs, and the issue's targets checked against it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::baseline::BaselineResult;
+use crate::persistence::PersistenceResult;
+use crate::pipeline_run::PipelineResult;
+use crate::util::{Machine, Spread};
+
+/// A target of the issue and whether the run met it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct TargetCheck {
+    /// What is measured.
+    pub(crate) name: String,
+    /// The figure compared (a median over the runs, or the worst run).
+    pub(crate) value: f64,
+    /// The target, as words.
+    pub(crate) target: String,
+    /// Met or not.
+    pub(crate) met: bool,
+}
+
+/// Everything one `kuryer bench` measured.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub(crate) struct Report {
+    /// The command as run.
+    pub(crate) command: String,
+    /// Where it ran.
+    pub(crate) machine: Machine,
+    /// The tiny sizes (CI smoke test).
+    pub(crate) tiny: bool,
+    /// Runs of each scenario.
+    pub(crate) runs: u32,
+    /// Each seed-scale run.
+    pub(crate) seed: Vec<PipelineResult>,
+    /// The seed-design baseline's run, when it ran.
+    pub(crate) baseline: Option<BaselineResult>,
+    /// Why the baseline did not run, when it did not.
+    pub(crate) baseline_note: Option<String>,
+    /// Each Telegram-ceiling run (1 and 3 bots).
+    pub(crate) ceiling: Vec<PipelineResult>,
+    /// Each persistence run.
+    pub(crate) persistence: Vec<PersistenceResult>,
+    /// Each growth run (every channel count).
+    pub(crate) growth: Vec<PipelineResult>,
+    /// min / median / max of each figure over the runs.
+    pub(crate) summary: BTreeMap<String, Spread>,
+    pub(crate) targets: Vec<TargetCheck>,
+    /// Every delivery of the seed, growth and baseline runs arrived exactly
+    /// once and was persisted; every persistence way wrote exactly its rows.
+    pub(crate) exact: bool,
+}
+
+fn put(summary: &mut BTreeMap<String, Spread>, key: &str, values: impl IntoIterator<Item = f64>) {
+    if let Some(s) = Spread::of(values) {
+        summary.insert(key.to_owned(), s);
+    }
+}
+
+fn pipeline_summary(
+    summary: &mut BTreeMap<String, Spread>,
+    prefix: &str,
+    runs: &[&PipelineResult],
+) {
+    let f = |g: fn(&PipelineResult) -> f64| runs.iter().map(|r| g(r)).collect::<Vec<_>>();
+    put(
+        summary,
+        &format!("{prefix}.deliveries_per_s"),
+        f(|r| r.deliveries_per_s),
+    );
+    put(
+        summary,
+        &format!("{prefix}.burst_p50_ms"),
+        f(|r| r.burst_p50_ms),
+    );
+    put(
+        summary,
+        &format!("{prefix}.burst_p99_ms"),
+        f(|r| r.burst_p99_ms),
+    );
+    put(
+        summary,
+        &format!("{prefix}.paced_p50_ms"),
+        runs.iter().filter_map(|r| r.paced_p50_ms),
+    );
+    put(
+        summary,
+        &format!("{prefix}.paced_p99_ms"),
+        runs.iter().filter_map(|r| r.paced_p99_ms),
+    );
+    put(
+        summary,
+        &format!("{prefix}.cycle_ms"),
+        runs.iter().filter_map(|r| r.cycle_ms),
+    );
+    put(
+        summary,
+        &format!("{prefix}.registry_load_ms"),
+        f(|r| r.registry_load_ms),
+    );
+    put(
+        summary,
+        &format!("{prefix}.peak_rss_mb"),
+        f(|r| r.peak_rss_mb),
+    );
+    put(
+        summary,
+        &format!("{prefix}.cpu_us_per_delivery"),
+        f(|r| r.cpu_us_per_delivery),
+    );
+    put(summary, &format!("{prefix}.db_avg_ms"), f(|r| r.db_avg_ms));
+    put(
+        summary,
+        &format!("{prefix}.redis_avg_ms"),
+        f(|r| r.redis_avg_ms),
+    );
+    put(
+        summary,
+        &format!("{prefix}.rss_kib_per_subscription"),
+        f(|r| r.peak_rss_mb * 1024.0 / (r.subscriptions.max(1) as f64)),
+    );
+}
+
+fn exact(r: &PipelineResult) -> bool {
+    r.lost == 0
+        && r.duplicates == 0
+        && r.delivered == r.deliveries_expected
+        && r.rows_persisted == r.deliveries_expected
+}
+
+/// Fills the summary, the target checks and `exact`.
+pub(crate) fn summarise(report: &mut Report) {
+    let mut s = BTreeMap::new();
+    let seed: Vec<&PipelineResult> = report.seed.iter().collect();
+    pipeline_summary(&mut s, "seed", &seed);
+    for bots in [1usize, 3] {
+        let runs: Vec<&PipelineResult> = report.ceiling.iter().filter(|r| r.bots == bots).collect();
+        let c = |g: fn(&crate::pipeline_run::CeilingResult) -> f64| {
+            runs.iter()
+                .filter_map(|r| r.ceiling.as_ref().map(g))
+                .collect::<Vec<_>>()
+        };
+        put(
+            &mut s,
+            &format!("ceiling{bots}.fraction"),
+            c(|c| c.fraction),
+        );
+        put(
+            &mut s,
+            &format!("ceiling{bots}.achieved_per_s"),
+            c(|c| c.achieved_per_s),
+        );
+        put(
+            &mut s,
+            &format!("ceiling{bots}.rate_limited_429"),
+            c(|c| c.rate_limited_429 as f64),
+        );
+        put(
+            &mut s,
+            &format!("ceiling{bots}.max_bot_in_1s"),
+            c(|c| c.max_bot_in_1s as f64),
+        );
+        put(
+            &mut s,
+            &format!("ceiling{bots}.max_private_in_1s"),
+            c(|c| c.max_private_in_1s as f64),
+        );
+        put(
+            &mut s,
+            &format!("ceiling{bots}.max_group_in_60s"),
+            c(|c| c.max_group_in_60s as f64),
+        );
+    }
+    let p = &report.persistence;
+    put(
+        &mut s,
+        "persistence.writer_rows_per_s",
+        p.iter().map(|r| r.writer_rows_per_s),
+    );
+    put(
+        &mut s,
+        "persistence.per_row_rows_per_s",
+        p.iter().map(|r| r.per_row_rows_per_s),
+    );
+    put(
+        &mut s,
+        "persistence.copy_rows_per_s",
+        p.iter().map(|r| r.copy_rows_per_s),
+    );
+    put(
+        &mut s,
+        "persistence.copy_bare_rows_per_s",
+        p.iter().map(|r| r.copy_bare_rows_per_s),
+    );
+    put(
+        &mut s,
+        "persistence.writer_vs_copy",
+        p.iter().map(|r| r.writer_vs_copy),
+    );
+    put(
+        &mut s,
+        "persistence.writer_vs_copy_bare",
+        p.iter().map(|r| r.writer_vs_copy_bare),
+    );
+    put(
+        &mut s,
+        "persistence.writer_vs_per_row",
+        p.iter().map(|r| r.writer_vs_per_row),
+    );
+    let mut sizes: Vec<u32> = report.growth.iter().map(|r| r.channels).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    for c in &sizes {
+        let runs: Vec<&PipelineResult> =
+            report.growth.iter().filter(|r| r.channels == *c).collect();
+        pipeline_summary(&mut s, &format!("growth{c}"), &runs);
+    }
+    if let (Some(b), Some(k)) = (&report.baseline, s.get("seed.deliveries_per_s").copied()) {
+        put(
+            &mut s,
+            "baseline.throughput_ratio",
+            [k.median / b.deliveries_per_s.max(1e-9)],
+        );
+        if let Some(p99) = s.get("seed.burst_p99_ms").copied() {
+            put(
+                &mut s,
+                "baseline.p99_latency_ratio",
+                [b.latency_p99_ms / p99.median.max(1e-9)],
+            );
+        }
+        if let Some(p50) = s.get("seed.burst_p50_ms").copied() {
+            put(
+                &mut s,
+                "baseline.p50_latency_ratio",
+                [b.latency_p50_ms / p50.median.max(1e-9)],
+            );
+        }
+    }
+
+    let mut t = Vec::new();
+    let mut check = |name: &str, value: Option<f64>, target: &str, met: fn(f64) -> bool| {
+        if let Some(v) = value {
+            t.push(TargetCheck {
+                name: name.to_owned(),
+                value: v,
+                target: target.to_owned(),
+                met: met(v),
+            });
+        }
+    };
+    let med = |k: &str| s.get(k).map(|x| x.median);
+    let worst = |k: &str| s.get(k).map(|x| x.max);
+    if !report.seed.is_empty() {
+        let min_persisted = report
+            .seed
+            .iter()
+            .map(|r| r.rows_persisted as f64 / r.deliveries_expected.max(1) as f64)
+            .fold(f64::INFINITY, f64::min);
+        check(
+            "seed: deliveries/s (median)",
+            med("seed.deliveries_per_s"),
+            "≥ 20,000",
+            |v| v >= 20_000.0,
+        );
+        check(
+            "seed: every delivery persisted (worst run, fraction)",
+            Some(min_persisted),
+            "= 1",
+            |v| v >= 1.0,
+        );
+        check(
+            "seed: p99 latency not throttled, paced (median, ms)",
+            med("seed.paced_p99_ms"),
+            "≤ 50",
+            |v| v <= 50.0,
+        );
+        check(
+            "seed: all channels polled once (median, ms)",
+            med("seed.cycle_ms"),
+            "≤ 1,000",
+            |v| v <= 1000.0,
+        );
+        check(
+            "seed: registry load (median, ms)",
+            med("seed.registry_load_ms"),
+            "≤ 1,000",
+            |v| v <= 1000.0,
+        );
+        check(
+            "seed: peak RSS (worst run, MiB)",
+            worst("seed.peak_rss_mb"),
+            "≤ 100",
+            |v| v <= 100.0,
+        );
+        check(
+            "seed: DB average (median, ms)",
+            med("seed.db_avg_ms"),
+            "< 50 (seed)",
+            |v| v < 50.0,
+        );
+        check(
+            "seed: Redis average (median, ms)",
+            med("seed.redis_avg_ms"),
+            "< 5 (seed)",
+            |v| v < 5.0,
+        );
+    }
+    check(
+        "baseline: kuryer ÷ seed design, deliveries/s",
+        med("baseline.throughput_ratio"),
+        "≥ 50",
+        |v| v >= 50.0,
+    );
+    for bots in [1, 3] {
+        check(
+            &format!("ceiling, {bots} bot(s): fraction of allowed rate (median)"),
+            med(&format!("ceiling{bots}.fraction")),
+            "≥ 0.98",
+            |v| v >= 0.98,
+        );
+        check(
+            &format!("ceiling, {bots} bot(s): 429s (worst run)"),
+            worst(&format!("ceiling{bots}.rate_limited_429")),
+            "= 0",
+            |v| v == 0.0,
+        );
+    }
+    check(
+        "persistence: DbWriter ÷ COPY (median)",
+        med("persistence.writer_vs_copy"),
+        "≥ 0.5",
+        |v| v >= 0.5,
+    );
+    check(
+        "persistence: DbWriter ÷ per-row INSERT (median)",
+        med("persistence.writer_vs_per_row"),
+        "≥ 30",
+        |v| v >= 30.0,
+    );
+    if sizes.len() >= 2 {
+        let (a, b) = (sizes[sizes.len() - 2], sizes[sizes.len() - 1]);
+        let ratio = |k: &str| {
+            Some(med(&format!("growth{b}.{k}"))? / med(&format!("growth{a}.{k}"))?.max(1e-9))
+        };
+        check(
+            &format!("growth {a} → {b}: CPU per delivery ratio"),
+            ratio("cpu_us_per_delivery"),
+            "≤ 1.5 (flat)",
+            |v| v <= 1.5,
+        );
+        check(
+            &format!("growth {a} → {b}: RSS per subscription ratio"),
+            ratio("rss_kib_per_subscription"),
+            "≤ 1.5 (flat)",
+            |v| v <= 1.5,
+        );
+    }
+    report.exact = report.seed.iter().chain(&report.growth).all(exact)
+        && report.baseline.as_ref().is_none_or(|b| {
+            b.lost == 0
+                && b.duplicates == 0
+                && b.delivered == b.deliveries_expected
+                && b.rows_persisted == b.deliveries_expected
+        })
+        && report.persistence.iter().all(|p| p.counts_exact)
+        && report.ceiling.iter().all(|r| r.duplicates == 0);
+    report.summary = s;
+    report.targets = t;
+}

@@ -1,0 +1,369 @@
+//! The scenarios and how they run: the plan (sizes of every scenario,
+//! tiny for CI), the parent that runs each measurement in a child process of
+//! its own, and the child's side (`kuryer-bench --child SPEC`).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use anyhow::Context as _;
+use kuryer::config::Config;
+use serde::{Deserialize, Serialize};
+
+use crate::BenchArgs;
+use crate::baseline::{self, BaselineResult, BaselineSpec};
+use crate::persistence::{self, PersistenceResult, PersistenceSpec};
+use crate::pipeline_run::{self, PipelineResult, PipelineSpec};
+use crate::plot;
+use crate::report::{Report, summarise};
+use crate::table::print_table;
+use crate::util;
+
+/// One measurement, as the parent hands it to a child process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum ChildSpec {
+    Pipeline(PipelineSpec),
+    Persistence(PersistenceSpec),
+    Baseline(BaselineSpec),
+}
+
+/// What a child process measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum ChildResult {
+    Pipeline(PipelineResult),
+    Persistence(PersistenceResult),
+    Baseline(BaselineResult),
+}
+
+/// The sizes of every scenario.
+struct Plan {
+    seed: PipelineSpec,
+    baseline_posts: u32,
+    ceiling: Vec<PipelineSpec>,
+    persistence: PersistenceSpec,
+    growth: Vec<PipelineSpec>,
+}
+
+fn plan(args: &BenchArgs) -> Plan {
+    let tiny = args.tiny;
+    let pipeline = |label: &str, channels: u32, users: u32, subs: u32, posts: u32| PipelineSpec {
+        label: label.to_owned(),
+        channels,
+        users,
+        subs,
+        groups: 0,
+        group_subs: 0,
+        posts,
+        cycle: true,
+        limit_scale: 0.0,
+        bots: 1,
+        paced_posts: if tiny { 10 } else { 250 },
+        paced_interval_ms: 20,
+        ceiling_s: 0.0,
+    };
+    let seed = if tiny {
+        pipeline("seed", 20, 200, 3, 3)
+    } else {
+        pipeline("seed", 1000, 10_000, 5, 5)
+    };
+    let ceiling_s = args
+        .ceiling_seconds
+        .unwrap_or(if tiny { 3.0 } else { 60.0 })
+        .max(1.0);
+    let ceiling = [1usize, 3]
+        .iter()
+        .map(|&bots| {
+            let (channels, subs, groups, group_subs) = if tiny {
+                (10, 3, 2, 3)
+            } else {
+                (100, 5, 10, 10)
+            };
+            // More deliveries than the bots may send in the whole run, so the
+            // queue never runs dry while measured.
+            let sendable = (ceiling_s + 10.0) * 30.0 * bots as f64 * 1.3;
+            let users =
+                ((sendable / f64::from(subs)).ceil() as u32).max(if tiny { 300 } else { 3000 });
+            PipelineSpec {
+                label: format!("ceiling-{bots}"),
+                groups,
+                group_subs,
+                cycle: false,
+                limit_scale: 1.0,
+                bots,
+                paced_posts: 0,
+                ceiling_s,
+                ..pipeline("ceiling", channels, users, subs, 1)
+            }
+        })
+        .collect();
+    let persistence = if tiny {
+        PersistenceSpec {
+            rows: 4000,
+            per_row_rows: 500,
+        }
+    } else {
+        PersistenceSpec {
+            rows: 100_000,
+            per_row_rows: 10_000,
+        }
+    };
+    let sizes: &[u32] = if tiny {
+        &[5, 10, 20]
+    } else {
+        &[100, 1000, 10_000]
+    };
+    let growth = sizes
+        .iter()
+        .map(|&c| PipelineSpec {
+            paced_posts: if tiny { 5 } else { 100 },
+            ..pipeline(
+                &format!("growth-{c}"),
+                c,
+                c * 10,
+                if tiny { 3 } else { 5 },
+                2,
+            )
+        })
+        .collect();
+    Plan {
+        baseline_posts: args.baseline_posts.unwrap_or(seed.posts),
+        seed,
+        ceiling,
+        persistence,
+        growth,
+    }
+}
+
+/// Runs `kuryer-bench`: as the parent, every selected scenario in child
+/// processes, then the table, the plot and the JSON line; as a child
+/// (`--child`), one measurement.
+pub(crate) async fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
+    if let Some(spec) = &args.child {
+        let spec: ChildSpec = serde_json::from_str(spec).context("--child")?;
+        let result = match spec {
+            ChildSpec::Pipeline(s) => ChildResult::Pipeline(pipeline_run::run(&s, cfg).await?),
+            ChildSpec::Persistence(s) => ChildResult::Persistence(persistence::run(&s, cfg).await?),
+            ChildSpec::Baseline(s) => ChildResult::Baseline(baseline::run(&s, cfg).await?),
+        };
+        println!("{}", serde_json::to_string(&result)?);
+        return Ok(());
+    }
+    let scenarios: Vec<&str> = match args.scenario.as_str() {
+        "all" => vec!["seed", "ceiling", "persistence", "growth"],
+        s @ ("seed" | "ceiling" | "persistence" | "growth") => vec![s],
+        other => {
+            anyhow::bail!("unknown scenario {other:?}: seed, ceiling, persistence, growth or all")
+        }
+    };
+    let runs = args.runs.unwrap_or(if args.tiny { 1 } else { 3 }).max(1);
+    let plan = plan(args);
+    let mut report = Report {
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        machine: util::machine(cfg).await,
+        tiny: args.tiny,
+        runs,
+        ..Report::default()
+    };
+    let progress = |what: &str| eprintln!("[bench] {what}");
+
+    for scenario in scenarios {
+        match scenario {
+            "seed" => {
+                for r in 1..=runs {
+                    progress(&format!("seed scale, run {r}/{runs}"));
+                    let res = child_pipeline(args, &plan.seed)?;
+                    progress(&pipeline_line(&res));
+                    report.seed.push(res);
+                }
+                if args.baseline == "off" {
+                    report.baseline_note = Some("not run (--baseline off)".into());
+                } else {
+                    match baseline::find_python() {
+                        Ok(python) => {
+                            progress(&format!(
+                                "seed-design baseline (Python, {} posts a channel)",
+                                plan.baseline_posts
+                            ));
+                            let spec = BaselineSpec {
+                                channels: plan.seed.channels,
+                                users: plan.seed.users,
+                                subs: plan.seed.subs,
+                                posts: plan.baseline_posts,
+                                python,
+                            };
+                            match run_child(args, &ChildSpec::Baseline(spec)) {
+                                Ok(ChildResult::Baseline(b)) => {
+                                    progress(&format!(
+                                        "baseline: {} of {} delivered, {:.0}/s, p99 {:.0} ms",
+                                        b.delivered,
+                                        b.deliveries_expected,
+                                        b.deliveries_per_s,
+                                        b.latency_p99_ms
+                                    ));
+                                    report.baseline = Some(b);
+                                }
+                                Ok(_) => {
+                                    anyhow::bail!("the baseline child answered something else")
+                                }
+                                Err(e) => {
+                                    progress(&format!("baseline failed: {e:#}"));
+                                    report.baseline_note = Some(format!("failed: {e:#}"));
+                                }
+                            }
+                        }
+                        Err(why) => {
+                            progress(&format!("baseline skipped: {why}"));
+                            report.baseline_note =
+                                Some(format!("skipped: no Python with its packages ({why})"));
+                        }
+                    }
+                }
+            }
+            "ceiling" => {
+                for r in 1..=runs {
+                    for spec in &plan.ceiling {
+                        progress(&format!(
+                            "Telegram ceiling, {} bot(s), {:.0} s, run {r}/{runs}",
+                            spec.bots, spec.ceiling_s
+                        ));
+                        let res = child_pipeline(args, spec)?;
+                        if let Some(c) = &res.ceiling {
+                            progress(&format!(
+                                "{:.2}/s of {:.0}/s allowed ({:.1} %), 429s {}",
+                                c.achieved_per_s,
+                                c.allowed_per_s,
+                                c.fraction * 100.0,
+                                c.rate_limited_429
+                            ));
+                        }
+                        report.ceiling.push(res);
+                    }
+                }
+            }
+            "persistence" => {
+                for r in 1..=runs {
+                    progress(&format!("persistence, run {r}/{runs}"));
+                    match run_child(args, &ChildSpec::Persistence(plan.persistence.clone()))? {
+                        ChildResult::Persistence(p) => {
+                            progress(&format!(
+                                "DbWriter {:.0} rows/s, per-row {:.0}, COPY {:.0}",
+                                p.writer_rows_per_s, p.per_row_rows_per_s, p.copy_rows_per_s
+                            ));
+                            report.persistence.push(p);
+                        }
+                        _ => anyhow::bail!("the persistence child answered something else"),
+                    }
+                }
+            }
+            _ => {
+                for r in 1..=runs {
+                    for spec in &plan.growth {
+                        progress(&format!(
+                            "growth, {} channels, run {r}/{runs}",
+                            spec.channels
+                        ));
+                        let res = child_pipeline(args, spec)?;
+                        progress(&pipeline_line(&res));
+                        report.growth.push(res);
+                    }
+                }
+            }
+        }
+    }
+
+    summarise(&mut report);
+    if !report.growth.is_empty() {
+        match plot::growth_svg(&report.growth, &args.plot) {
+            Ok(()) => progress(&format!("growth plot written to {}", args.plot.display())),
+            Err(e) => progress(&format!("growth plot not written: {e}")),
+        }
+    }
+    if !args.json {
+        print_table(&report);
+    }
+    println!("{}", serde_json::to_string(&report)?);
+    anyhow::ensure!(
+        report.exact,
+        "counts are not exact: a delivery was lost, duplicated or not persisted (see above)"
+    );
+    Ok(())
+}
+
+fn pipeline_line(r: &PipelineResult) -> String {
+    format!(
+        "{}: {} of {} delivered ({} lost, {} dup), {} persisted, {:.0}/s, cycle {:.0} ms, paced p99 {:.1} ms, RSS {:.1} MiB",
+        r.label,
+        r.delivered,
+        r.deliveries_expected,
+        r.lost,
+        r.duplicates,
+        r.rows_persisted,
+        r.deliveries_per_s,
+        r.cycle_ms.unwrap_or(0.0),
+        r.paced_p99_ms.unwrap_or(0.0),
+        r.peak_rss_mb
+    )
+}
+
+fn child_pipeline(args: &BenchArgs, spec: &PipelineSpec) -> anyhow::Result<PipelineResult> {
+    match run_child(args, &ChildSpec::Pipeline(spec.clone()))? {
+        ChildResult::Pipeline(r) => Ok(r),
+        _ => anyhow::bail!("the pipeline child answered something else"),
+    }
+}
+
+/// Runs one measurement in `kuryer-bench --child SPEC` and reads its last line.
+fn run_child(args: &BenchArgs, spec: &ChildSpec) -> anyhow::Result<ChildResult> {
+    let exe = std::env::current_exe().context("locating the kuryer-bench binary")?;
+    let mut cmd = Command::new(exe);
+    if let Some(path) = &args.config {
+        cmd.arg("--config").arg(path);
+    }
+    cmd.arg("--child").arg(serde_json::to_string(spec)?);
+    if std::env::var_os("RUST_LOG").is_none() {
+        // The pipeline's info lines would bury the progress. A ceiling run
+        // ends by abandoning a queue that would take minutes to send at
+        // 30/s, whose warnings (forced shutdown, writes retried) are expected.
+        let ceiling = matches!(spec, ChildSpec::Pipeline(p) if p.ceiling_s > 0.0);
+        cmd.env("RUST_LOG", if ceiling { "error" } else { "warn" });
+    }
+    if std::env::var_os("MIMALLOC_ARENA_EAGER_COMMIT").is_none() {
+        // As the systemd unit sets it (see systemd/kuryer.service).
+        cmd.env("MIMALLOC_ARENA_EAGER_COMMIT", "0");
+    }
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting a bench child")?;
+    let mut last = String::new();
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if !line.trim().is_empty() {
+                last = line;
+            }
+        }
+    }
+    let status = child.wait()?;
+    anyhow::ensure!(status.success(), "the bench child failed ({status})");
+    serde_json::from_str(&last).with_context(|| format!("reading the child's result {last:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_round_trip_through_json() {
+        let p = PersistenceSpec {
+            rows: 10,
+            per_row_rows: 2,
+        };
+        let json = serde_json::to_string(&ChildSpec::Persistence(p)).unwrap();
+        assert!(json.contains("\"kind\":\"persistence\""), "{json}");
+        let back: ChildSpec = serde_json::from_str(&json).unwrap();
+        assert!(matches!(back, ChildSpec::Persistence(p) if p.rows == 10));
+    }
+}

@@ -1,0 +1,257 @@
+//! The table `kuryer-bench` prints for people (figures as min / median / max).
+
+use crate::report::Report;
+
+fn fmt_num(v: f64) -> String {
+    if v.abs() >= 1000.0 {
+        let s = format!("{:.0}", v);
+        // Thousands separators for the big figures.
+        let (sign, digits) = s.strip_prefix('-').map_or(("", s.as_str()), |d| ("-", d));
+        let mut out = String::new();
+        for (i, ch) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(ch);
+        }
+        format!("{sign}{out}")
+    } else if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+pub(crate) fn print_table(r: &Report) {
+    let m = &r.machine;
+    println!(
+        "kuryer bench — {} build, {} × {}, {:.0} GiB, PostgreSQL {}, kernel {}; {} run(s) a scenario{}",
+        m.profile,
+        m.cores,
+        m.cpu,
+        m.memory_gib,
+        m.postgres,
+        m.kernel,
+        r.runs,
+        if r.tiny { " (tiny sizes)" } else { "" }
+    );
+    println!("The pipeline and the fake Telegram (a separate process) share the same cores.");
+    let row = |label: &str, key: &str| {
+        if let Some(s) = r.summary.get(key) {
+            println!(
+                "  {label:<52} {:>12} {:>12} {:>12}",
+                fmt_num(s.min),
+                fmt_num(s.median),
+                fmt_num(s.max)
+            );
+        }
+    };
+    let header = |title: &str| {
+        println!("\n{title}");
+        println!("  {:<52} {:>12} {:>12} {:>12}", "", "min", "median", "max");
+    };
+    if let Some(s) = r.seed.first() {
+        header(&format!(
+            "seed scale: {} channels, {} users, {} subscriptions, {} posts a channel, limits off",
+            s.channels,
+            s.users,
+            s.subscriptions,
+            r.seed
+                .first()
+                .map_or(0, |x| x.deliveries_expected / x.subscriptions.max(1))
+        ));
+        row("deliveries/s, burst, persisted", "seed.deliveries_per_s");
+        row("latency p50, burst (ms)", "seed.burst_p50_ms");
+        row("latency p99, burst (ms)", "seed.burst_p99_ms");
+        row(
+            "latency p50, paced, not throttled (ms)",
+            "seed.paced_p50_ms",
+        );
+        row(
+            "latency p99, paced, not throttled (ms)",
+            "seed.paced_p99_ms",
+        );
+        row(
+            "poll all channels once: post → recorded (ms)",
+            "seed.cycle_ms",
+        );
+        row("registry load (ms)", "seed.registry_load_ms");
+        row("peak RSS (MiB)", "seed.peak_rss_mb");
+        row("CPU per delivery (µs)", "seed.cpu_us_per_delivery");
+        row(
+            "database: server time per transaction (ms)",
+            "seed.db_avg_ms",
+        );
+        row(
+            "Redis: dedup operation, client side (ms)",
+            "seed.redis_avg_ms",
+        );
+        for run in &r.seed {
+            println!(
+                "  run: {} of {} delivered, {} lost, {} duplicates, {} rows persisted",
+                run.delivered,
+                run.deliveries_expected,
+                run.lost,
+                run.duplicates,
+                run.rows_persisted
+            );
+        }
+    }
+    match (&r.baseline, &r.baseline_note) {
+        (Some(b), _) => {
+            println!(
+                "\nseed design (benches/seed_baseline.py, Python {}), same workload, {} posts a channel, one run",
+                b.python, b.posts
+            );
+            println!(
+                "  {} of {} delivered ({} lost, {} duplicates), {} rows persisted",
+                b.delivered, b.deliveries_expected, b.lost, b.duplicates, b.rows_persisted
+            );
+            println!(
+                "  {:.0} deliveries/s; latency p50 {} ms, p99 {} ms; RSS {:.1} MiB",
+                b.deliveries_per_s,
+                fmt_num(b.latency_p50_ms),
+                fmt_num(b.latency_p99_ms),
+                b.peak_rss_mb
+            );
+            println!(
+                "  poll cycle with nothing new {} ms; DB {:.2} ms a call (client), {:.2} ms a transaction (server); Redis {:.2} ms",
+                b.empty_cycle_ms.map_or("-".into(), fmt_num),
+                b.db_avg_ms,
+                b.db_server_avg_ms,
+                b.redis_avg_ms
+            );
+            row(
+                "kuryer ÷ seed design: deliveries/s",
+                "baseline.throughput_ratio",
+            );
+            row(
+                "seed design ÷ kuryer: burst latency p50",
+                "baseline.p50_latency_ratio",
+            );
+            row(
+                "seed design ÷ kuryer: burst latency p99",
+                "baseline.p99_latency_ratio",
+            );
+        }
+        (None, Some(note)) => println!("\nseed design baseline: {note}"),
+        (None, None) => {}
+    }
+    for bots in [1, 3] {
+        if let Some(c) = r.ceiling.iter().find(|c| c.bots == bots) {
+            header(&format!(
+                "Telegram ceiling, real limits, {bots} bot(s): {} channels, {} users + groups, {:.0} s measured",
+                c.channels,
+                c.users,
+                c.ceiling.as_ref().map_or(0.0, |x| x.seconds)
+            ));
+            row(
+                "achieved ÷ allowed rate",
+                &format!("ceiling{bots}.fraction"),
+            );
+            row(
+                "achieved deliveries/s",
+                &format!("ceiling{bots}.achieved_per_s"),
+            );
+            row("429s received", &format!("ceiling{bots}.rate_limited_429"));
+            row(
+                "densest second of a bot (allowed 30)",
+                &format!("ceiling{bots}.max_bot_in_1s"),
+            );
+            row(
+                "densest second of a private chat (allowed 1)",
+                &format!("ceiling{bots}.max_private_in_1s"),
+            );
+            row(
+                "densest minute of a group (allowed 20)",
+                &format!("ceiling{bots}.max_group_in_60s"),
+            );
+        }
+    }
+    if let Some(p) = r.persistence.first() {
+        header(&format!(
+            "persistence: {} rows (per-row INSERT: {}), DbWriter batches of {}",
+            p.rows, p.per_row_rows, p.batch_size
+        ));
+        row("DbWriter rows/s", "persistence.writer_rows_per_s");
+        row(
+            "one INSERT + commit a row, rows/s",
+            "persistence.per_row_rows_per_s",
+        );
+        row(
+            "binary COPY into forwarded_messages, rows/s",
+            "persistence.copy_rows_per_s",
+        );
+        row(
+            "binary COPY into a bare heap, rows/s",
+            "persistence.copy_bare_rows_per_s",
+        );
+        row("DbWriter ÷ COPY", "persistence.writer_vs_copy");
+        row("DbWriter ÷ bare COPY", "persistence.writer_vs_copy_bare");
+        row("DbWriter ÷ per-row INSERT", "persistence.writer_vs_per_row");
+    }
+    let mut sizes: Vec<u32> = r.growth.iter().map(|g| g.channels).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    for c in sizes {
+        let g = r.growth.iter().find(|g| g.channels == c).expect("present");
+        header(&format!(
+            "growth: {c} channels, {} users, {} subscriptions",
+            g.users, g.subscriptions
+        ));
+        row(
+            "deliveries/s, burst, persisted",
+            &format!("growth{c}.deliveries_per_s"),
+        );
+        row("peak RSS (MiB)", &format!("growth{c}.peak_rss_mb"));
+        row(
+            "RSS per subscription (KiB)",
+            &format!("growth{c}.rss_kib_per_subscription"),
+        );
+        row(
+            "CPU per delivery (µs)",
+            &format!("growth{c}.cpu_us_per_delivery"),
+        );
+        row("registry load (ms)", &format!("growth{c}.registry_load_ms"));
+        row(
+            "poll all channels once (ms)",
+            &format!("growth{c}.cycle_ms"),
+        );
+        row(
+            "latency p99, paced (ms)",
+            &format!("growth{c}.paced_p99_ms"),
+        );
+    }
+    if !r.targets.is_empty() {
+        println!("\ntargets");
+        for t in &r.targets {
+            println!(
+                "  {:<62} {:>12}  {:<14} {}",
+                t.name,
+                fmt_num(t.value),
+                t.target,
+                if t.met { "met" } else { "MISSED" }
+            );
+        }
+    }
+    println!(
+        "\ncounts exact (lost 0, duplicates 0, every delivery persisted): {}",
+        if r.exact { "yes" } else { "NO" }
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_readable() {
+        assert_eq!(fmt_num(23_456.7), "23,457");
+        assert_eq!(fmt_num(1_000_000.0), "1,000,000");
+        assert_eq!(fmt_num(512.3), "512");
+        assert_eq!(fmt_num(42.25), "42.2");
+        assert_eq!(fmt_num(0.984), "0.98");
+    }
+}

@@ -1,0 +1,28 @@
+//! `kuryer-sim`: the simulated Telegram as a process of its own, so a real
+//! `kuryer run` can be pointed at it from outside. Prints
+//! `{"bot_api": URL, "control": URL}` once it listens; ends on
+//! `POST /quit` or when its standard input closes.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use kuryer_sim::process::FakeSpec;
+
+/// The simulated Telegram (fake Bot API and control API).
+#[derive(Debug, Parser)]
+#[command(name = "kuryer-sim", version, about)]
+struct Args {
+    #[command(flatten)]
+    spec: FakeSpec,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match actix_rt::System::new().block_on(kuryer_sim::control::run(args.spec)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kuryer-sim: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

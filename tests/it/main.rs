@@ -1,0 +1,22 @@
+//! kuryer's integration tests, one binary (it links once): each module
+//! against the real PostgreSQL (a fresh database per test) and Redis (its
+//! own key prefix or a private server), Telegram faked at the wire.
+
+/// The command line of the real binary.
+mod cli;
+/// Helpers: throw-away databases, the real binary as a child, a private Redis.
+mod common;
+/// Configuration loading, layering and validation.
+mod config;
+/// `kill -9` and chaos runs of the real binary.
+mod crash;
+/// `kuryer run` end to end against the fake Bot API.
+mod daemon;
+/// Faults on purpose: Telegram's errors, outages, odd input.
+mod faults;
+/// The HTTP API with a real client.
+mod http;
+/// The actor pipeline end to end.
+mod pipeline;
+/// The PostgreSQL store.
+mod store;
