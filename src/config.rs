@@ -162,7 +162,7 @@ pub struct RedisConfig {
     pub url: SecretUrl,
     /// Prefix of every key kuryer writes, so several deployments can share a server.
     pub key_prefix: String,
-    /// Lifetime of a dedup key `fwd:{subscription_id}:{message_id}` (s). Seed: 24 h.
+    /// Lifetime of a dedup key `{key_prefix}{installation}:fwd:{subscription_id}:{message_id}` (s). Seed: 24 h.
     pub dedup_ttl_s: u64,
     /// Lifetime of a cached user `user:{telegram_id}` (s). Seed: 1 h.
     pub user_ttl_s: u64,

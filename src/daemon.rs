@@ -74,7 +74,9 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = &'static str>) -> a
             }
         })
     };
-    let dedup = RedisDedup::new(&cfg.redis);
+    // Dedup keys are namespaced by the database's own id (see `dedup`).
+    let installation = store.installation_id().await?;
+    let dedup = RedisDedup::new(&cfg.redis, &installation);
     if !dedup.ping().await {
         tracing::warn!(
             "Redis is not reachable at start; delivering on the database's dedup alone until it is."

@@ -1,5 +1,12 @@
-//! The Redis layer of dedup: `{prefix}fwd:{subscription_id}:{message_id}`
+//! The Redis layer of dedup: `{prefix}{installation}:fwd:{subscription_id}:{message_id}`
 //! holds the sent message id for `redis.dedup_ttl_s` (the seed's key, 24 h).
+//!
+//! `{installation}` is the database's own id (`Store::installation_id`,
+//! made by `migrate`): subscription and message ids are only unique within
+//! one database, so without it a second database on the same Redis — or
+//! this one recreated while Redis kept its keys — would find "already
+//! delivered" keys for deliveries it never made, and record them as sent
+//! without sending. `redis.key_prefix` stays the operator's namespace.
 //!
 //! Redis is an accelerator here, never a dependency: every call has a short
 //! timeout, an error means "not seen" (the database's unique constraint is
@@ -38,8 +45,9 @@ struct Inner {
 }
 
 impl RedisDedup {
-    /// A dedup layer on `cfg.url`; connects lazily.
-    pub fn new(cfg: &RedisConfig) -> Self {
+    /// A dedup layer on `cfg.url` for the database whose installation id is
+    /// `installation`; connects lazily.
+    pub fn new(cfg: &RedisConfig, installation: &str) -> Self {
         let client = match redis::Client::open(cfg.url.expose()) {
             Ok(c) => Some(c),
             Err(e) => {
@@ -53,7 +61,7 @@ impl RedisDedup {
                 client,
                 conn: Mutex::new((None, None)),
                 healthy: AtomicBool::new(true),
-                prefix: cfg.key_prefix.clone(),
+                prefix: format!("{}{installation}:", cfg.key_prefix),
                 ttl_s: cfg.dedup_ttl_s,
             }),
         }

@@ -119,7 +119,7 @@ async fn run_in(
     let mut redis = cfg.redis.clone();
     redis.key_prefix = format!("{}{name}:", redis.key_prefix);
     redis.dedup_ttl_s = 600;
-    let dedup = crate::dedup::RedisDedup::new(&redis);
+    let dedup = crate::dedup::RedisDedup::new(&redis, &store.installation_id().await?);
     let pipeline = Pipeline::start(store.clone(), bots, factory, Arc::new(dedup), pcfg).await?;
     let registry_load = pipeline.registry_load;
 

@@ -364,7 +364,7 @@ async fn run_in(spec: &PipelineSpec, cfg: &Config, db: &BenchDb) -> anyhow::Resu
     let bots = spec.bots.max(1);
     // The population, through its own pool: its sessions end (and report
     // their statistics) before the measurement starts.
-    let pairs = {
+    let (pairs, installation) = {
         let store = Store::new(&db.cfg)?;
         migrate::apply(&store, migrate::MIGRATIONS).await?;
         store.maintain_partitions(2, 30).await?;
@@ -382,8 +382,9 @@ async fn run_in(spec: &PipelineSpec, cfg: &Config, db: &BenchDb) -> anyhow::Resu
         if bots > 1 {
             pin_destinations(&store, bots).await?;
         }
+        let installation = store.installation_id().await?;
         store.close();
-        pairs
+        (pairs, installation)
     };
     let mut subs_of: HashMap<i64, u64> = HashMap::new();
     for (_, chat) in &pairs {
@@ -425,7 +426,7 @@ async fn run_in(spec: &PipelineSpec, cfg: &Config, db: &BenchDb) -> anyhow::Resu
     redis.dedup_ttl_s = 600;
     let timing = Arc::new(Timing::default());
     let dedup = Arc::new(TimedDedup {
-        inner: RedisDedup::new(&redis),
+        inner: RedisDedup::new(&redis, &installation),
         timing: timing.clone(),
     });
 

@@ -42,6 +42,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0002_durable_delivery.sql",
         sql: include_str!("../../sql/0002_durable_delivery.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_installation.sql",
+        sql: include_str!("../../sql/0003_installation.sql"),
+    },
 ];
 
 /// Why migrating failed.

@@ -4,6 +4,8 @@
 //! per subscriber: the hot paths (loading the registry, recording deliveries)
 //! stream or batch.
 
+/// The database's identity, for keys kept outside it.
+mod installation;
 /// Numbered migrations from `sql/`, applied with a checksum guard.
 pub mod migrate;
 /// Daily partitions of `forwarded_messages` and retention.

@@ -451,15 +451,19 @@ async fn postgres_going_away_mid_run_holds_the_batches_and_loses_nothing() {
     fake.stop();
 }
 
-/// A Redis of the test's own on a free port, and the dedup layer over it.
+/// A Redis of the test's own on a free port, and the dedup layer over it
+/// (for an installation named `i`).
 fn private_dedup(prefix: &str) -> (crate::common::PrivateRedis, RedisDedup, u16) {
     let port = crate::common::free_port();
     let redis = crate::common::PrivateRedis::start(port);
-    let dedup = RedisDedup::new(&RedisConfig {
-        url: SecretUrl::new(format!("redis://127.0.0.1:{port}/0")),
-        key_prefix: prefix.into(),
-        ..RedisConfig::default()
-    });
+    let dedup = RedisDedup::new(
+        &RedisConfig {
+            url: SecretUrl::new(format!("redis://127.0.0.1:{port}/0")),
+            key_prefix: prefix.into(),
+            ..RedisConfig::default()
+        },
+        "i",
+    );
     (redis, dedup, port)
 }
 
@@ -514,7 +518,7 @@ async fn redis_restarting_mid_run_is_survived_and_used_again_without_a_restart()
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
     let last = posts.last().unwrap().1;
     let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("t:fwd:*:{last}"))
+        .arg(format!("t:i:fwd:*:{last}"))
         .query_async(&mut c)
         .await
         .unwrap();
