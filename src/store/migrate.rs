@@ -10,7 +10,8 @@
 
 use sha2::{Digest, Sha256};
 
-use super::{OpContext, Store, StoreError};
+use super::error::OpContext;
+use super::{Store, StoreError};
 
 /// One migration file.
 #[derive(Debug, Clone, Copy)]
@@ -25,7 +26,7 @@ pub struct Migration {
 
 impl Migration {
     /// SHA-256 of the SQL text, hex.
-    pub fn checksum(&self) -> String {
+    pub(crate) fn checksum(&self) -> String {
         hex(&Sha256::digest(self.sql.as_bytes()))
     }
 }

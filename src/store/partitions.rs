@@ -10,7 +10,8 @@
 
 use chrono::{Days, NaiveDate, Utc};
 
-use super::{OpContext, Store, StoreError};
+use super::error::OpContext;
+use super::{Store, StoreError};
 
 const PREFIX: &str = "forwarded_messages_p";
 

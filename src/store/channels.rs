@@ -1,0 +1,257 @@
+//! Channels and their posts: recording a post with its channel's
+//! high-water mark, the channels to poll, and the channels our bot administers.
+
+use chrono::{DateTime, Utc};
+use kuryer_actors::model::ChannelRef;
+
+use super::error::OpContext;
+use super::{Store, StoreError};
+
+/// A post to record before any delivery of it is made.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NewPost {
+    /// `channels.id`.
+    pub channel_id: i64,
+    /// All message ids of the post (one, or an album's parts), increasing.
+    pub message_ids: Vec<i64>,
+    /// Telegram's media group id for albums.
+    pub album_id: Option<i64>,
+    /// `text`, `photo`, `album`, ….
+    pub kind: String,
+    /// When kuryer first saw it.
+    pub detected_at: DateTime<Utc>,
+    /// Chat the bot copies from (the channel itself, or a relay).
+    pub source_chat_id: Option<i64>,
+    /// The channel's username, for a link to the post.
+    pub channel_username: Option<String>,
+    /// Text or caption.
+    pub text: Option<String>,
+    /// Bot API entities of `text`, as JSON.
+    pub entities: Option<serde_json::Value>,
+    /// Media kind (`photo`, …), `None` for text.
+    pub media: Option<String>,
+    /// False when it cannot be copied or forwarded.
+    pub copyable: bool,
+    /// When the channel published it.
+    pub published_at: Option<DateTime<Utc>>,
+}
+
+impl Store {
+    /// Records a new post and advances its channel's high-water mark in one
+    /// transaction. Returns the post's id, or `None` when it was already
+    /// recorded (a re-read after a crash); the mark is advanced either way.
+    pub async fn record_post(&self, post: &NewPost) -> Result<Option<i64>, StoreError> {
+        const OP: &str = "record post";
+        let first = *post.message_ids.first().ok_or(StoreError::Data {
+            op: OP,
+            message: "a post has at least one message id".to_owned(),
+        })?;
+        let last = *post.message_ids.iter().max().unwrap_or(&first);
+        let c = self.conn(OP).await?;
+        // One statement, so one implicit transaction and one round trip: the
+        // post row and the high-water mark commit together or not at all (a
+        // data-modifying CTE runs to completion whether or not its output is
+        // read). Prepared once per connection: posts are recorded at the
+        // rate they appear, and parsing this every time was a third of
+        // PostgreSQL's CPU in the seed-scale profile.
+        let stmt = c
+            .prepare_cached(
+                "WITH ins AS (
+                    INSERT INTO posts (channel_id, message_id, message_ids, album_id, kind,
+                                       detected_at, source_chat_id, channel_username, text,
+                                       entities, media, copyable, published_at)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                    ON CONFLICT ON CONSTRAINT posts_unique DO NOTHING
+                    RETURNING id
+                 ), mark AS (
+                    UPDATE channels SET last_message_id = GREATEST(last_message_id, $14),
+                                        updated_at = now()
+                     WHERE id = $1
+                 )
+                 SELECT id FROM ins",
+            )
+            .await
+            .op(OP)?;
+        let id = c
+            .query_opt(
+                &stmt,
+                &[
+                    &post.channel_id,
+                    &first,
+                    &post.message_ids,
+                    &post.album_id,
+                    &post.kind,
+                    &post.detected_at,
+                    &post.source_chat_id,
+                    &post.channel_username,
+                    &post.text,
+                    &post.entities,
+                    &post.media,
+                    &post.copyable,
+                    &post.published_at,
+                    &last,
+                ],
+            )
+            .await
+            .op(OP)?
+            .map(|r| r.get::<_, i64>(0));
+        Ok(id)
+    }
+
+    /// Channels to poll: resolved and active, with at least one active
+    /// subscription — or administered by our bot, whose pushed posts must be
+    /// read (and so confirmed to Telegram) whether anyone subscribes or not.
+    pub async fn active_channels(&self) -> Result<Vec<ChannelRef>, StoreError> {
+        const OP: &str = "list active channels";
+        let c = self.conn(OP).await?;
+        let rows = c
+            .query(
+                "SELECT c.id, c.telegram_id, c.username, c.bot_is_admin
+                   FROM channels c
+                  WHERE c.telegram_id IS NOT NULL AND c.status = 'active'
+                    AND (c.bot_is_admin
+                         OR EXISTS (SELECT 1 FROM subscriptions s
+                                     WHERE s.channel_id = c.id AND s.is_active))
+                  ORDER BY c.id",
+                &[],
+            )
+            .await
+            .op(OP)?;
+        Ok(rows
+            .iter()
+            .map(|r| ChannelRef {
+                channel_id: r.get(0),
+                chat_id: r.get(1),
+                username: r.get(2),
+                bot_is_admin: r.get(3),
+            })
+            .collect())
+    }
+
+    /// Channels where our bot is an administrator.
+    pub async fn admin_channels(&self) -> Result<Vec<ChannelRef>, StoreError> {
+        const OP: &str = "list bot-admin channels";
+        let c = self.conn(OP).await?;
+        let rows = c
+            .query(
+                "SELECT id, telegram_id, username, bot_is_admin FROM channels
+                  WHERE bot_is_admin AND telegram_id IS NOT NULL",
+                &[],
+            )
+            .await
+            .op(OP)?;
+        Ok(rows
+            .iter()
+            .map(|r| ChannelRef {
+                channel_id: r.get(0),
+                chat_id: r.get(1),
+                username: r.get(2),
+                bot_is_admin: r.get(3),
+            })
+            .collect())
+    }
+
+    /// The channel of a subscription, when it is resolved and active.
+    pub async fn channel_of_subscription(
+        &self,
+        subscription_id: i64,
+    ) -> Result<Option<ChannelRef>, StoreError> {
+        const OP: &str = "read channel";
+        let c = self.conn(OP).await?;
+        let row = c
+            .query_opt(
+                "SELECT c.id, c.telegram_id, c.username, c.bot_is_admin
+                   FROM subscriptions s JOIN channels c ON c.id = s.channel_id
+                  WHERE s.id = $1 AND c.telegram_id IS NOT NULL AND c.status = 'active'",
+                &[&subscription_id],
+            )
+            .await
+            .op(OP)?;
+        Ok(row.map(|r| ChannelRef {
+            channel_id: r.get(0),
+            chat_id: r.get(1),
+            username: r.get(2),
+            bot_is_admin: r.get(3),
+        }))
+    }
+
+    /// Records that our bot is an administrator of a channel (or no longer
+    /// is): creates or updates the channel, resolved, so `/add_channel` with
+    /// its username needs no lookup. Returns the channel.
+    pub async fn upsert_admin_channel(
+        &self,
+        chat_id: i64,
+        username: Option<&str>,
+        title: Option<&str>,
+        is_admin: bool,
+    ) -> Result<ChannelRef, StoreError> {
+        const OP: &str = "record bot-admin channel";
+        let username = username.map(str::to_ascii_lowercase);
+        let mut c = self.conn(OP).await?;
+        let tx = c.transaction().await.op(OP)?;
+        // A pending channel added by username earlier becomes this one.
+        let row = tx
+            .query_opt(
+                "UPDATE channels SET telegram_id = $1, title = COALESCE($3, title),
+                        status = 'active', bot_is_admin = $4, updated_at = now()
+                  WHERE telegram_id = $1 OR (username = $2 AND telegram_id IS NULL)
+                  RETURNING id, telegram_id, username, bot_is_admin",
+                &[&chat_id, &username, &title, &is_admin],
+            )
+            .await
+            .op(OP)?;
+        let row = match row {
+            Some(r) => r,
+            None => tx
+                .query_one(
+                    "INSERT INTO channels (telegram_id, username, title, status, bot_is_admin)
+                     VALUES ($1, $2, $3, 'active', $4)
+                     RETURNING id, telegram_id, username, bot_is_admin",
+                    &[&chat_id, &username, &title, &is_admin],
+                )
+                .await
+                .op(OP)?,
+        };
+        tx.commit().await.op(OP)?;
+        Ok(ChannelRef {
+            channel_id: row.get(0),
+            chat_id: row.get(1),
+            username: row.get(2),
+            bot_is_admin: row.get(3),
+        })
+    }
+
+    /// Moves a channel's high-water mark forward (never back). Returns false
+    /// when the mark was already at or past `message_id`.
+    #[cfg(any(test, feature = "test-hooks"))]
+    pub async fn advance_high_water_mark(
+        &self,
+        channel_id: i64,
+        message_id: i64,
+    ) -> Result<bool, StoreError> {
+        const OP: &str = "advance high-water mark";
+        let c = self.conn(OP).await?;
+        let n = c
+            .execute(
+                "UPDATE channels SET last_message_id = $2, last_polled_at = now(), updated_at = now()
+                  WHERE id = $1 AND last_message_id < $2",
+                &[&channel_id, &message_id],
+            )
+            .await
+            .op(OP)?;
+        Ok(n == 1)
+    }
+
+    /// A channel's high-water mark, or `None` for an unknown channel.
+    pub async fn high_water_mark(&self, channel_id: i64) -> Result<Option<i64>, StoreError> {
+        const OP: &str = "read high-water mark";
+        let c = self.conn(OP).await?;
+        Ok(c.query_opt(
+            "SELECT last_message_id FROM channels WHERE id = $1",
+            &[&channel_id],
+        )
+        .await
+        .op(OP)?
+        .map(|r| r.get(0)))
+    }
+}
