@@ -12,8 +12,12 @@ mod config;
 mod crash;
 /// `kuryer run` end to end against the fake Bot API.
 mod daemon;
+/// Never lost, never twice, part two (issue 10's items).
+mod durability;
 /// Faults on purpose: Telegram's errors, outages, odd input.
 mod faults;
+/// The in-process pipeline harness of the fault and durability tests.
+mod harness;
 /// The HTTP API with a real client.
 mod http;
 /// The actor pipeline end to end.
