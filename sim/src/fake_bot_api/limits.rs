@@ -1,0 +1,136 @@
+//! Telegram's rate limits as the fake enforces them: a rule per bot and per
+//! chat, sliding windows of accepted requests, and the `retry_after` a 429
+//! carries.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::FakeLimits;
+
+/// A rate limit: at most `count` requests in any window of `window`.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Rule {
+    count: usize,
+    window: Duration,
+}
+
+impl Rule {
+    /// `rate` requests per `window`, as an integer count over a window scaled
+    /// so that count/window is exactly the rate (0.5/s → 1 per 2 s, 1.5/s →
+    /// 1 per 0.667 s, 30/s → 30 per 1 s). A rate that is not a positive
+    /// number means no limit.
+    fn new(rate: f64, window: Duration) -> Option<Self> {
+        if !(rate.is_finite() && rate > 0.0) {
+            return None;
+        }
+        let count = rate.floor().max(1.0);
+        Some(Self {
+            count: count as usize,
+            window: window.mul_f64(count / rate),
+        })
+    }
+}
+
+/// The limits in force; `None` where nothing is enforced.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Rules {
+    pub(super) bot: Option<Rule>,
+    pub(super) private: Option<Rule>,
+    pub(super) group: Option<Rule>,
+}
+
+impl Rules {
+    pub(super) fn new(limits: &FakeLimits) -> Self {
+        if !limits.enforce {
+            return Self {
+                bot: None,
+                private: None,
+                group: None,
+            };
+        }
+        let second = Duration::from_secs(1);
+        Self {
+            bot: Rule::new(limits.per_bot_per_second, second),
+            private: Rule::new(limits.per_chat_per_second, second),
+            group: Rule::new(limits.per_group_per_minute, Duration::from_secs(60)),
+        }
+    }
+}
+
+/// The instants of accepted requests still inside a sliding window.
+#[derive(Default)]
+pub(super) struct Window(VecDeque<Instant>);
+
+impl Window {
+    /// How long until one more request fits, or `None` if it fits now. The
+    /// window is (now − window, now]: a request exactly one window after an
+    /// earlier one no longer sees it.
+    pub(super) fn wait(&mut self, rule: Rule, now: Instant) -> Option<Duration> {
+        while let Some(&t) = self.0.front() {
+            if now.saturating_duration_since(t) >= rule.window {
+                self.0.pop_front();
+            } else {
+                break;
+            }
+        }
+        if self.0.len() < rule.count {
+            return None;
+        }
+        let oldest = self.0[self.0.len() - rule.count];
+        Some(
+            rule.window
+                .saturating_sub(now.saturating_duration_since(oldest)),
+        )
+    }
+
+    pub(super) fn record(&mut self, now: Instant) {
+        self.0.push_back(now);
+    }
+}
+
+/// Whole seconds to wait, rounded up, at least 1 (Telegram never says 0).
+pub(super) fn retry_secs(wait: Duration) -> u32 {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    u32::try_from(secs.max(1)).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_is_exact_for_fractional_rates() {
+        let r = Rule::new(1.0, Duration::from_secs(1)).unwrap();
+        assert_eq!((r.count, r.window), (1, Duration::from_secs(1)));
+        let r = Rule::new(20.0, Duration::from_secs(60)).unwrap();
+        assert_eq!((r.count, r.window), (20, Duration::from_secs(60)));
+        let r = Rule::new(0.5, Duration::from_secs(1)).unwrap();
+        assert_eq!((r.count, r.window), (1, Duration::from_secs(2)));
+        assert!(Rule::new(0.0, Duration::from_secs(1)).is_none());
+        assert!(Rule::new(f64::NAN, Duration::from_secs(1)).is_none());
+    }
+
+    #[test]
+    fn window_frees_exactly_one_window_later() {
+        let rule = Rule::new(2.0, Duration::from_secs(1)).unwrap();
+        let mut w = Window::default();
+        let t0 = Instant::now();
+        assert_eq!(w.wait(rule, t0), None);
+        w.record(t0);
+        let t1 = t0 + Duration::from_millis(400);
+        assert_eq!(w.wait(rule, t1), None);
+        w.record(t1);
+        let t2 = t0 + Duration::from_millis(999);
+        assert_eq!(w.wait(rule, t2), Some(Duration::from_millis(1)));
+        // (now − 1 s, now]: the send at t0 is out of the window at t0 + 1 s.
+        assert_eq!(w.wait(rule, t0 + Duration::from_secs(1)), None);
+    }
+
+    #[test]
+    fn retry_after_rounds_up_and_is_at_least_one() {
+        assert_eq!(retry_secs(Duration::ZERO), 1);
+        assert_eq!(retry_secs(Duration::from_millis(1)), 1);
+        assert_eq!(retry_secs(Duration::from_millis(1001)), 2);
+        assert_eq!(retry_secs(Duration::from_secs(60)), 60);
+    }
+}

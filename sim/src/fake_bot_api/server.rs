@@ -1,0 +1,366 @@
+//! The fake's HTTP server: an actix-web server on a thread of its own, its
+//! control (start, down and up again, stop), and the request handler that
+//! dispatches each request to the shared state.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use serde_json::Value;
+
+use super::FakeLimits;
+use super::json::me_json;
+use super::limits::Rules;
+use super::state::State;
+use super::wire::{Method, Params, Reply, split_path};
+
+/// Cap on a `getUpdates` long poll, like Telegram's own.
+const MAX_POLL_TIMEOUT_SECS: u64 = 50;
+/// Longer than reqwest's 90 s idle-pool timeout, so the client always closes
+/// an idle connection first: a server-side close racing a new request would
+/// show up in the daemon as a spurious network error.
+const KEEP_ALIVE: Duration = Duration::from_secs(300);
+
+// ---------------------------------------------------------------------------
+// Server lifecycle
+
+/// Owns the server thread; dropping the last `FakeTelegram` drops this.
+pub(super) struct ServerControl {
+    pub(super) addr: SocketAddr,
+    inner: Mutex<ControlInner>,
+}
+
+struct ControlInner {
+    /// `Some` while serving.
+    handle: Option<ServerHandle>,
+    commands: mpsc::Sender<Command>,
+    events: mpsc::Receiver<Event>,
+    thread: Option<JoinHandle<()>>,
+    stopped: bool,
+}
+
+enum Command {
+    Up,
+    Quit,
+}
+
+enum Event {
+    Started(io::Result<(ServerHandle, SocketAddr)>),
+    Stopped,
+}
+
+impl ServerControl {
+    /// Starts the server thread (see [`FakeTelegram::start`](super::FakeTelegram::start))
+    /// and returns once the socket is listening.
+    pub(super) fn start(shared: &Arc<Shared>) -> io::Result<Self> {
+        let (event_tx, event_rx) = mpsc::channel();
+        let (command_tx, command_rx) = mpsc::channel();
+        let thread_shared = Arc::clone(shared);
+        let thread = std::thread::Builder::new()
+            .name("fake-telegram".to_owned())
+            .spawn(move || server_thread(&thread_shared, &event_tx, &command_rx))?;
+        let (handle, addr) = match event_rx.recv() {
+            Ok(Event::Started(Ok(started))) => started,
+            Ok(Event::Started(Err(e))) => {
+                drop(command_tx);
+                let _ = thread.join();
+                return Err(e);
+            }
+            _ => {
+                return Err(io::Error::other(
+                    "the fake Telegram server thread ended before listening",
+                ));
+            }
+        };
+        tracing::debug!(%addr, "Fake Telegram Bot API listening.");
+        Ok(ServerControl {
+            addr,
+            inner: Mutex::new(ControlInner {
+                handle: Some(handle),
+                commands: command_tx,
+                events: event_rx,
+                thread: Some(thread),
+                stopped: false,
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ControlInner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(super) fn set_down(&self, shared: &Shared, down: bool) {
+        let mut c = self.lock();
+        if c.stopped {
+            return;
+        }
+        if down {
+            // Covers the connections a stopping worker still serves.
+            shared.down.store(true, Ordering::SeqCst);
+            c.stop_server();
+            return;
+        }
+        if c.handle.is_none() {
+            let _ = c.commands.send(Command::Up);
+            match c.events.recv() {
+                Ok(Event::Started(Ok((handle, _)))) => c.handle = Some(handle),
+                Ok(Event::Started(Err(e))) => {
+                    panic!("fake Telegram: cannot listen on {} again: {e}", self.addr)
+                }
+                _ => panic!("fake Telegram: the server thread is gone"),
+            }
+        }
+        shared.down.store(false, Ordering::SeqCst);
+    }
+
+    pub(super) fn shutdown(&self) {
+        let mut c = self.lock();
+        if c.stopped {
+            return;
+        }
+        c.stopped = true;
+        c.stop_server();
+        let _ = c.commands.send(Command::Quit);
+        if let Some(thread) = c.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl ControlInner {
+    /// Stops serving (not gracefully: open connections are dropped, which is
+    /// the point of "down") and waits until the socket is closed.
+    fn stop_server(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            // `stop` sends its command at once; the returned future only
+            // waits for completion, which the Stopped event reports instead.
+            drop(handle.stop(false));
+            while let Ok(event) = self.events.recv() {
+                if matches!(event, Event::Stopped) {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for ServerControl {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn server_thread(
+    shared: &Arc<Shared>,
+    events: &mpsc::Sender<Event>,
+    commands: &mpsc::Receiver<Command>,
+) {
+    let system = actix_rt::System::new();
+    let mut addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    loop {
+        let served = system.block_on(async {
+            match build_server(shared, addr) {
+                Ok((server, bound)) => {
+                    // Later restarts (after `set_down`) reuse the same port.
+                    addr = bound;
+                    let _ = events.send(Event::Started(Ok((server.handle(), bound))));
+                    let _ = server.await;
+                    true
+                }
+                Err(e) => {
+                    let _ = events.send(Event::Started(Err(e)));
+                    false
+                }
+            }
+        });
+        if served {
+            let _ = events.send(Event::Stopped);
+        }
+        match commands.recv() {
+            Ok(Command::Up) => {}
+            Ok(Command::Quit) | Err(_) => break,
+        }
+    }
+}
+
+fn build_server(shared: &Arc<Shared>, addr: SocketAddr) -> io::Result<(Server, SocketAddr)> {
+    let data = web::Data::from(Arc::clone(shared));
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 4);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .default_service(web::to(handle))
+    })
+    .workers(workers)
+    .backlog(4096)
+    .keep_alive(KEEP_ALIVE)
+    // The fake must not take over Ctrl-C from the demo or the test harness.
+    .disable_signals()
+    .shutdown_timeout(1)
+    .bind(addr)?;
+    let bound = server
+        .addrs()
+        .first()
+        .copied()
+        .ok_or_else(|| io::Error::other("no address bound"))?;
+    Ok((server.run(), bound))
+}
+
+// ---------------------------------------------------------------------------
+// Request handling
+
+async fn handle(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
+    if shared.down.load(Ordering::SeqCst) {
+        return broken_response();
+    }
+    let reply = shared.serve(&req, &body).await;
+    if let Some(delay) = reply.delay {
+        actix_rt::time::sleep(delay).await;
+    }
+    // Serialising a `Value` cannot fail.
+    let body = serde_json::to_vec(&reply.body).unwrap_or_default();
+    HttpResponse::build(reply.status)
+        .content_type("application/json")
+        .body(body)
+}
+
+/// A response whose body fails after the head, so the connection is cut
+/// mid-answer: the client sees a network error, as if the server were
+/// unreachable, and not a 5xx (after which teloxide would sleep 10 s).
+fn broken_response() -> HttpResponse {
+    let body = futures_util::stream::once(async {
+        Err::<web::Bytes, io::Error>(io::Error::other("the fake Telegram is down"))
+    });
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .streaming(body)
+}
+
+// ---------------------------------------------------------------------------
+// Shared state
+
+/// Everything the HTTP workers and the `FakeTelegram` handles share.
+pub(super) struct Shared {
+    rules: Rules,
+    state: Mutex<State>,
+    /// Set by `set_down(true)`: a request a stopping worker still reads gets
+    /// its connection broken instead of an answer.
+    down: AtomicBool,
+}
+
+impl Shared {
+    pub(super) fn new(limits: FakeLimits) -> Self {
+        Self {
+            rules: Rules::new(&limits),
+            state: Mutex::new(State::default()),
+            down: AtomicBool::new(false),
+        }
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere must not turn every later request into a panic.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn serve(&self, req: &HttpRequest, body: &[u8]) -> Reply {
+        let path = split_path(req.path());
+        let method = path.map_or(Method::Unknown, |(_, m)| Method::parse(m));
+        let params = Params::parse(req, body);
+        let (token, params) = {
+            let mut st = self.lock();
+            st.counters.requests_total += 1;
+            st.counters.per_method[method as usize] += 1;
+            let Some((token, _)) = path else {
+                return Reply::not_found();
+            };
+            let Some(bot) = st.bots.get(token) else {
+                st.counters.unauthorized_401 += 1;
+                return Reply::error(401, "Unauthorized", None);
+            };
+            let params = match params {
+                Ok(p) => p,
+                Err(reply) => return reply,
+            };
+            match method {
+                Method::Unknown => return Reply::not_found(),
+                Method::GetMe => return Reply::ok(me_json(&bot.user)),
+                // Long polling waits outside the lock.
+                Method::GetUpdates => (token, params),
+                _ => return st.send(&self.rules, token, method, &params),
+            }
+        };
+        self.get_updates(token, &params)
+            .await
+            .unwrap_or_else(|reply| reply)
+    }
+
+    async fn get_updates(&self, token: &str, params: &Params) -> Result<Reply, Reply> {
+        let offset = params.int("offset")?.unwrap_or(0);
+        let limit = params.int("limit")?.unwrap_or(100).clamp(1, 100);
+        let limit = usize::try_from(limit).unwrap_or(100);
+        let timeout = params.int("timeout")?.unwrap_or(0);
+        let timeout = u64::try_from(timeout)
+            .unwrap_or(0)
+            .min(MAX_POLL_TIMEOUT_SECS);
+        let deadline = Instant::now() + Duration::from_secs(timeout);
+        let notify = match self.lock().bots.get(token) {
+            Some(bot) => Arc::clone(&bot.notify),
+            None => return Err(Reply::error(401, "Unauthorized", None)),
+        };
+        loop {
+            // Registered before looking at the queue, so an update pushed in
+            // between still wakes us.
+            let mut notified = std::pin::pin!(notify.notified());
+            notified.as_mut().enable();
+            {
+                let mut st = self.lock();
+                let bot = st.bots.get_mut(token).expect("bots are never removed");
+                bot.confirm(offset);
+                if !bot.updates.is_empty() || Instant::now() >= deadline {
+                    let updates = bot
+                        .updates
+                        .iter()
+                        .take(limit)
+                        .map(|(_, u)| u.clone())
+                        .collect();
+                    return Ok(Reply::ok(Value::Array(updates)));
+                }
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let _ = tokio::time::timeout(remaining, notified).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    use super::super::{FakeLimits, FakeTelegram};
+
+    #[tokio::test]
+    async fn a_request_caught_while_going_down_fails_at_the_network_level() {
+        use teloxide::requests::Requester;
+
+        let tg = FakeTelegram::start(FakeLimits::off()).unwrap();
+        tg.add_bot("7:x");
+        let bot = tg.bot("7:x");
+        bot.get_me().await.expect("up");
+        // What a stopping worker does with a request it still reads.
+        tg.shared.down.store(true, Ordering::SeqCst);
+        let started = Instant::now();
+        let err = bot.get_me().await.unwrap_err();
+        assert!(matches!(err, teloxide::RequestError::Network(_)), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(5), "no 5xx delay");
+        tg.shared.down.store(false, Ordering::SeqCst);
+        bot.get_me().await.expect("up again");
+    }
+}
