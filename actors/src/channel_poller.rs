@@ -22,6 +22,7 @@ use actix::prelude::*;
 use futures_util::FutureExt;
 use tokio::sync::oneshot;
 
+use crate::backoff::Backoff;
 use crate::metrics_names as names;
 use crate::model::{ChannelRef, Post};
 use crate::ports::{ChannelSource, Persistence, SourceError, SourceFactory};
@@ -93,7 +94,10 @@ pub struct ChannelPoller {
     busy: bool,
     wake_pending: bool,
     timer: Option<SpawnHandle>,
+    /// Failed cycles in a row.
     failures: u32,
+    /// Delay before the next cycle after `failures` failures.
+    retry: Backoff,
     stop_waiters: Vec<oneshot::Sender<()>>,
     /// A trailing album held back for the source's grace: group id and since when.
     held: Option<(String, Instant)>,
@@ -109,6 +113,11 @@ impl ChannelPoller {
         registry: Recipient<PublishPost>,
     ) -> Self {
         let interval = cfg.min_interval;
+        // 100 ms, doubled each failure (ten times at most), up to max_backoff.
+        let retry = Backoff::new(
+            Duration::from_millis(100),
+            cfg.max_backoff.min(Duration::from_millis(100 << 10)),
+        );
         Self {
             channel,
             cfg,
@@ -122,6 +131,7 @@ impl ChannelPoller {
             wake_pending: false,
             timer: None,
             failures: 0,
+            retry,
             stop_waiters: Vec::new(),
             held: None,
         }
@@ -138,8 +148,7 @@ impl ChannelPoller {
     }
 
     fn backoff(&self) -> Duration {
-        let ms = 100u64.saturating_mul(1 << self.failures.min(10));
-        Duration::from_millis(ms).min(self.cfg.max_backoff)
+        self.retry.delay(self.failures)
     }
 
     fn poll(&mut self, ctx: &mut Context<Self>) {

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
+use crate::backoff::Backoff;
 use crate::channel_poller::{ChannelPoller, PollerConfig, StopPoller, Wake};
 use crate::metrics_names as names;
 use crate::model::ChannelRef;
@@ -75,6 +76,8 @@ pub struct ChannelSupervisor {
     registry: Recipient<PublishPost>,
     cfg: PollerConfig,
     watch_interval: Duration,
+    /// Delay before a dead poller is restarted, by deaths in a row.
+    restart: Backoff,
     stopping: bool,
     restarts: u64,
 }
@@ -94,6 +97,8 @@ impl ChannelSupervisor {
             registry,
             cfg,
             watch_interval: Duration::from_millis(200),
+            // 100 ms after the first death, doubling up to 6.4 s.
+            restart: Backoff::new(Duration::from_millis(50), Duration::from_millis(50 << 7)),
             stopping: false,
             restarts: 0,
         }
@@ -116,6 +121,7 @@ impl ChannelSupervisor {
         }
         let now = Instant::now();
         let mut to_start = Vec::new();
+        let restart = &self.restart;
         for (id, e) in &mut self.entries {
             match &e.addr {
                 Some(addr) if !addr.connected() => {
@@ -127,7 +133,7 @@ impl ChannelSupervisor {
                     }
                     e.deaths += 1;
                     e.last_death = Some(now);
-                    let backoff = Duration::from_millis(50u64 << e.deaths.min(7));
+                    let backoff = restart.delay(e.deaths);
                     e.restart_at = Some(now + backoff);
                     e.addr = None;
                     tracing::error!(

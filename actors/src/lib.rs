@@ -26,6 +26,8 @@
 //! the limiter did, and a poller awaits that answer before its next post; the
 //! limiter stops dispatching while the DbWriter's backlog is over its bound.
 
+/// The backoff policy of every retry loop: capped exponential, optional jitter.
+pub mod backoff;
 /// One actor per channel: reads new posts and records them.
 pub mod channel_poller;
 /// Supervises the channel pollers; restarts a poller that panicked.
