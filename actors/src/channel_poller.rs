@@ -9,7 +9,7 @@
 //! was read but not recorded is simply read again.
 //!
 //! The interval adapts: halved after a cycle that found posts, grown by half
-//! after an empty one, within `[min_interval, max_interval]`; a [`Wake`]
+//! after an empty one, within `[min_interval, max_interval]`; a `Wake`
 //! (push notice) polls at once. A panic inside the source is caught, the
 //! source is rebuilt and the cycle retried after a backoff; a panic anywhere
 //! else kills this actor only, and the ChannelSupervisor restarts it.
@@ -55,16 +55,17 @@ impl Default for PollerConfig {
 /// Poll now (a push notice: new messages are there).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Wake;
+pub(crate) struct Wake;
 
 /// Stop after the cycle in progress; answers when stopped.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct StopPoller;
+pub(crate) struct StopPoller;
 
 /// Panics inside the actor itself. Exists so tests can prove the
-/// ChannelSupervisor restarts a poller that died of a panic.
-#[doc(hidden)]
+/// ChannelSupervisor restarts a poller that died of a panic; only with the
+/// `test-hooks` feature.
+#[cfg(any(test, feature = "test-hooks"))]
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct PanicForTest;
@@ -105,7 +106,7 @@ pub struct ChannelPoller {
 
 impl ChannelPoller {
     /// A poller for `channel`.
-    pub fn new(
+    pub(crate) fn new(
         channel: ChannelRef,
         cfg: PollerConfig,
         factory: SourceFactory,
@@ -386,6 +387,7 @@ impl Handler<StopPoller> for ChannelPoller {
     }
 }
 
+#[cfg(any(test, feature = "test-hooks"))]
 impl Handler<PanicForTest> for ChannelPoller {
     type Result = ();
 

@@ -51,11 +51,15 @@ pub struct GetSupervisorStats;
 /// What the supervisor sees.
 #[derive(Debug, Clone, Copy, Default, MessageResponse)]
 pub struct SupervisorStats {
+    /// Pollers running now.
     pub running: usize,
+    /// Pollers restarted after they died of a panic.
     pub restarts: u64,
 }
 
-/// The address of a running poller, for tests that need to reach one.
+/// The address of a running poller, for tests that need to reach one; only
+/// with the `test-hooks` feature.
+#[cfg(any(test, feature = "test-hooks"))]
 #[derive(Message)]
 #[rtype(result = "Option<Addr<ChannelPoller>>")]
 pub struct GetPoller(pub i64);
@@ -262,6 +266,7 @@ impl Handler<GetSupervisorStats> for ChannelSupervisor {
     }
 }
 
+#[cfg(any(test, feature = "test-hooks"))]
 impl Handler<GetPoller> for ChannelSupervisor {
     type Result = Option<Addr<ChannelPoller>>;
 

@@ -1,6 +1,6 @@
 //! DbWriter: collects finished deliveries and writes them in batches.
 //!
-//! Owns the buffer of [`DeliveryRecord`]s not yet written. Flushes when a
+//! Owns the buffer of [`DeliveryRecord`](crate::model::DeliveryRecord)s not yet written. Flushes when a
 //! batch is full or `flush_interval` after the first row of a batch arrived,
 //! up to `writes_in_flight` writes at once (each takes its own pooled
 //! connection, so a second PostgreSQL backend works while the first one

@@ -2,7 +2,7 @@
 //!
 //! Owns one teloxide `Bot` per configured token (each with its reused HTTP
 //! client and `bot_api_url`) and each destination's failure streak. For each
-//! [`SendDelivery`] it:
+//! [`SendDelivery`](crate::rate_limiter::SendDelivery) it:
 //!
 //! 1. takes the dedup layer's (Redis) answer on whether this delivery was
 //!    already accepted — after a crash, a send may have gone out without its
@@ -16,7 +16,7 @@
 //!    the message itself (entities it cannot parse → plain text; a post that
 //!    cannot be copied → a link to it);
 //! 3. marks an accepted send in the dedup layer at once, then classifies the
-//!    outcome (see [`classify`]) and reports it to the RateLimiter (which
+//!    outcome (see `classify`) and reports it to the RateLimiter (which
 //!    re-queues what must be retried), the finished delivery to the DbWriter,
 //!    and destination changes (blocked, migrated, failing) to the daemon.
 //!

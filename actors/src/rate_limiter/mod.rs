@@ -3,9 +3,9 @@
 //!
 //! | file | what it holds |
 //! |---|---|
-//! | `limits.rs` | [`LimiterConfig`]: Telegram's numbers, and the intervals that follow from them |
+//! | `limits.rs` | [`LimiterConfig`](crate::rate_limiter::LimiterConfig): Telegram's numbers, and the intervals that follow from them |
 //! | `schedule.rs` | the policy as plain data, every step taking `now`: GCRA per bot, arrival window, per-chat spacing, round-robin over channels, flood waits |
-//! | `actor.rs` | [`RateLimiter`], the actor: its messages, its timer, back-pressure on `Enqueue` |
+//! | `actor.rs` | [`RateLimiter`](crate::rate_limiter::RateLimiter), the actor: its messages, its timer, back-pressure on `Enqueue` |
 
 mod actor;
 mod limits;
