@@ -9,7 +9,7 @@
 //! was read but not recorded is simply read again.
 //!
 //! The interval adapts: halved after a cycle that found posts, grown by half
-//! after an empty one, within `[min_interval, max_interval]`; a [`Wake`]
+//! after an empty one, within `[min_interval, max_interval]`; a `Wake`
 //! (push notice) polls at once. A panic inside the source is caught, the
 //! source is rebuilt and the cycle retried after a backoff; a panic anywhere
 //! else kills this actor only, and the ChannelSupervisor restarts it.
@@ -22,6 +22,7 @@ use actix::prelude::*;
 use futures_util::FutureExt;
 use tokio::sync::oneshot;
 
+use crate::backoff::Backoff;
 use crate::metrics_names as names;
 use crate::model::{ChannelRef, Post};
 use crate::ports::{ChannelSource, Persistence, SourceError, SourceFactory};
@@ -54,16 +55,17 @@ impl Default for PollerConfig {
 /// Poll now (a push notice: new messages are there).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Wake;
+pub(crate) struct Wake;
 
 /// Stop after the cycle in progress; answers when stopped.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct StopPoller;
+pub(crate) struct StopPoller;
 
 /// Panics inside the actor itself. Exists so tests can prove the
-/// ChannelSupervisor restarts a poller that died of a panic.
-#[doc(hidden)]
+/// ChannelSupervisor restarts a poller that died of a panic; only with the
+/// `test-hooks` feature.
+#[cfg(any(test, feature = "test-hooks"))]
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct PanicForTest;
@@ -93,7 +95,10 @@ pub struct ChannelPoller {
     busy: bool,
     wake_pending: bool,
     timer: Option<SpawnHandle>,
+    /// Failed cycles in a row.
     failures: u32,
+    /// Delay before the next cycle after `failures` failures.
+    retry: Backoff,
     stop_waiters: Vec<oneshot::Sender<()>>,
     /// A trailing album held back for the source's grace: group id and since when.
     held: Option<(String, Instant)>,
@@ -101,7 +106,7 @@ pub struct ChannelPoller {
 
 impl ChannelPoller {
     /// A poller for `channel`.
-    pub fn new(
+    pub(crate) fn new(
         channel: ChannelRef,
         cfg: PollerConfig,
         factory: SourceFactory,
@@ -109,6 +114,11 @@ impl ChannelPoller {
         registry: Recipient<PublishPost>,
     ) -> Self {
         let interval = cfg.min_interval;
+        // 100 ms, doubled each failure (ten times at most), up to max_backoff.
+        let retry = Backoff::new(
+            Duration::from_millis(100),
+            cfg.max_backoff.min(Duration::from_millis(100 << 10)),
+        );
         Self {
             channel,
             cfg,
@@ -122,6 +132,7 @@ impl ChannelPoller {
             wake_pending: false,
             timer: None,
             failures: 0,
+            retry,
             stop_waiters: Vec::new(),
             held: None,
         }
@@ -138,8 +149,7 @@ impl ChannelPoller {
     }
 
     fn backoff(&self) -> Duration {
-        let ms = 100u64.saturating_mul(1 << self.failures.min(10));
-        Duration::from_millis(ms).min(self.cfg.max_backoff)
+        self.retry.delay(self.failures)
     }
 
     fn poll(&mut self, ctx: &mut Context<Self>) {
@@ -377,6 +387,7 @@ impl Handler<StopPoller> for ChannelPoller {
     }
 }
 
+#[cfg(any(test, feature = "test-hooks"))]
 impl Handler<PanicForTest> for ChannelPoller {
     type Result = ();
 

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
+use crate::backoff::Backoff;
 use crate::channel_poller::{ChannelPoller, PollerConfig, StopPoller, Wake};
 use crate::metrics_names as names;
 use crate::model::ChannelRef;
@@ -50,11 +51,15 @@ pub struct GetSupervisorStats;
 /// What the supervisor sees.
 #[derive(Debug, Clone, Copy, Default, MessageResponse)]
 pub struct SupervisorStats {
+    /// Pollers running now.
     pub running: usize,
+    /// Pollers restarted after they died of a panic.
     pub restarts: u64,
 }
 
-/// The address of a running poller, for tests that need to reach one.
+/// The address of a running poller, for tests that need to reach one; only
+/// with the `test-hooks` feature.
+#[cfg(any(test, feature = "test-hooks"))]
 #[derive(Message)]
 #[rtype(result = "Option<Addr<ChannelPoller>>")]
 pub struct GetPoller(pub i64);
@@ -75,6 +80,8 @@ pub struct ChannelSupervisor {
     registry: Recipient<PublishPost>,
     cfg: PollerConfig,
     watch_interval: Duration,
+    /// Delay before a dead poller is restarted, by deaths in a row.
+    restart: Backoff,
     stopping: bool,
     restarts: u64,
 }
@@ -94,6 +101,8 @@ impl ChannelSupervisor {
             registry,
             cfg,
             watch_interval: Duration::from_millis(200),
+            // 100 ms after the first death, doubling up to 6.4 s.
+            restart: Backoff::new(Duration::from_millis(50), Duration::from_millis(50 << 7)),
             stopping: false,
             restarts: 0,
         }
@@ -116,6 +125,7 @@ impl ChannelSupervisor {
         }
         let now = Instant::now();
         let mut to_start = Vec::new();
+        let restart = &self.restart;
         for (id, e) in &mut self.entries {
             match &e.addr {
                 Some(addr) if !addr.connected() => {
@@ -127,7 +137,7 @@ impl ChannelSupervisor {
                     }
                     e.deaths += 1;
                     e.last_death = Some(now);
-                    let backoff = Duration::from_millis(50u64 << e.deaths.min(7));
+                    let backoff = restart.delay(e.deaths);
                     e.restart_at = Some(now + backoff);
                     e.addr = None;
                     tracing::error!(
@@ -256,6 +266,7 @@ impl Handler<GetSupervisorStats> for ChannelSupervisor {
     }
 }
 
+#[cfg(any(test, feature = "test-hooks"))]
 impl Handler<GetPoller> for ChannelSupervisor {
     type Result = Option<Addr<ChannelPoller>>;
 

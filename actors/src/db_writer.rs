@@ -1,6 +1,6 @@
 //! DbWriter: collects finished deliveries and writes them in batches.
 //!
-//! Owns the buffer of [`DeliveryRecord`]s not yet written. Flushes when a
+//! Owns the buffer of [`DeliveryRecord`](crate::model::DeliveryRecord)s not yet written. Flushes when a
 //! batch is full or `flush_interval` after the first row of a batch arrived,
 //! up to `writes_in_flight` writes at once (each takes its own pooled
 //! connection, so a second PostgreSQL backend works while the first one
@@ -27,6 +27,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
+use crate::backoff::Backoff;
 use crate::model::DeliveryRecord;
 use crate::ports::{PersistError, Persistence};
 
@@ -96,7 +97,9 @@ pub struct DbWriter {
     /// Writes in flight.
     writing: usize,
     timer: Option<SpawnHandle>,
-    retry_delay: Duration,
+    /// Delay before the next retry: `retry_delay`, doubled after each
+    /// retriable failure up to `max_retry_delay`, reset by a success.
+    retry: Backoff,
     /// After a retriable failure, no write before this moment, however
     /// many rows arrive meanwhile.
     retry_not_before: Option<std::time::Instant>,
@@ -112,7 +115,7 @@ impl DbWriter {
         cfg: DbWriterConfig,
         backlog: Arc<AtomicUsize>,
     ) -> Self {
-        let retry_delay = cfg.retry_delay;
+        let retry = Backoff::new(cfg.retry_delay, cfg.max_retry_delay);
         Self {
             persistence,
             cfg,
@@ -120,7 +123,7 @@ impl DbWriter {
             isolating: VecDeque::new(),
             writing: 0,
             timer: None,
-            retry_delay,
+            retry,
             retry_not_before: None,
             backlog,
             flush_waiters: Vec::new(),
@@ -155,7 +158,7 @@ impl DbWriter {
             self.retry_not_before = None;
         }
         // While the database is failing, one write at a time probes it.
-        if self.writing > 0 && self.retry_delay > self.cfg.retry_delay {
+        if self.writing > 0 && self.retry.current() > self.cfg.retry_delay {
             return false;
         }
         let batch = if let Some(b) = self.isolating.pop_front() {
@@ -197,7 +200,7 @@ impl DbWriter {
     ) {
         match result {
             Ok(_) => {
-                self.retry_delay = self.cfg.retry_delay;
+                self.retry.reset();
                 self.stats.written += batch.len() as u64;
                 self.stats.batches += 1;
                 self.backlog.fetch_sub(batch.len(), Ordering::Relaxed);
@@ -207,13 +210,12 @@ impl DbWriter {
                 self.stats.retries += 1;
                 tracing::warn!(
                     rows = batch.len(),
-                    retry_in_ms = self.retry_delay.as_millis() as u64,
+                    retry_in_ms = self.retry.current().as_millis() as u64,
                     error = %e,
                     "Writing deliveries failed; keeping the batch and retrying."
                 );
                 self.isolating.push_front(batch);
-                let delay = self.retry_delay;
-                self.retry_delay = (self.retry_delay * 2).min(self.cfg.max_retry_delay);
+                let delay = self.retry.next_delay();
                 self.retry_not_before = Some(std::time::Instant::now() + delay);
                 ctx.run_later(delay, |act, ctx| act.pump(ctx, true));
             }

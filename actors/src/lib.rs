@@ -21,11 +21,24 @@
 //!                                  --RecordDeliveries--> DbWriter
 //! ```
 //!
+//! Besides the actors: [`model`] (domain types), [`ports`] (the traits the
+//! daemon implements), [`backoff`] (the one retry policy of every loop) and
+//! [`metrics_names`]. The rate limiter is a directory module: its policy
+//! (`rate_limiter/schedule.rs`) is plain data driven by explicit instants,
+//! the actor around it owns the timer.
+//!
+//! Test-only messages (`channel_poller::PanicForTest`,
+//! `channel_supervisor::GetPoller`) exist only with the `test-hooks` feature.
+//!
 //! Back-pressure runs the other way: the limiter answers `Enqueue` only while
 //! its queue is under capacity, the registry answers `PublishPost` only after
 //! the limiter did, and a poller awaits that answer before its next post; the
 //! limiter stops dispatching while the DbWriter's backlog is over its bound.
 
+#![warn(missing_docs)]
+
+/// The backoff policy of every retry loop: capped exponential, optional jitter.
+pub mod backoff;
 /// One actor per channel: reads new posts and records them.
 pub mod channel_poller;
 /// Supervises the channel pollers; restarts a poller that panicked.

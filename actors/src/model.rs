@@ -21,29 +21,36 @@ pub struct ChannelUsername(String);
 /// Why a string is not a channel username.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UsernameError {
+    /// Nothing to parse.
     #[error("channel name is empty")]
     Empty,
+    /// An invite link: the channel is private.
     #[error(
         "invite links (t.me/+… or t.me/joinchat/…) point to private channels, which kuryer cannot read; send the channel's public @username"
     )]
     InviteLink,
+    /// Too short or too long (the length found).
     #[error("channel name must be 4 to 32 characters long, got {0}")]
     Length(usize),
+    /// Does not start with a letter.
     #[error("channel name must start with a letter")]
     FirstChar,
+    /// A character Telegram does not allow (the first one found).
     #[error("channel name may contain only Latin letters, digits and underscores; found {0:?}")]
     BadChar(char),
+    /// Ends with an underscore.
     #[error("channel name must not end with an underscore")]
     TrailingUnderscore,
+    /// A link, but not to Telegram.
     #[error("this link is not a Telegram channel link")]
     NotTelegramLink,
 }
 
 impl ChannelUsername {
     /// The shortest username Telegram gives out (collectible, bought at auction).
-    pub const MIN_LEN: usize = 4;
+    pub(crate) const MIN_LEN: usize = 4;
     /// The longest username Telegram allows.
-    pub const MAX_LEN: usize = 32;
+    pub(crate) const MAX_LEN: usize = 32;
 
     /// Parses what a user may paste: `name`, `@name`, `t.me/name`,
     /// `https://t.me/name`, `https://t.me/s/name`, `telegram.me/name`, or a
@@ -208,7 +215,7 @@ impl DestinationKind {
     }
 
     /// Groups and channels share Telegram's per-minute limit; private chats do not.
-    pub fn is_group_like(self) -> bool {
+    pub(crate) fn is_group_like(self) -> bool {
         !matches!(self, Self::Private)
     }
 }
@@ -242,13 +249,21 @@ pub struct ActiveSubscription {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MediaKind {
+    /// A photo.
     Photo,
+    /// A video.
     Video,
+    /// A file.
     Document,
+    /// A music file.
     Audio,
+    /// A voice message.
     Voice,
+    /// A GIF or silent video.
     Animation,
+    /// A sticker.
     Sticker,
+    /// Anything else that is not text (video note, poll, location, …).
     Other,
 }
 
@@ -314,12 +329,12 @@ pub struct Post {
 
 impl Post {
     /// The post's key in its channel: its first message id.
-    pub fn first_id(&self) -> i32 {
+    pub(crate) fn first_id(&self) -> i32 {
         self.message_ids[0]
     }
 
     /// The last message id (the high-water mark once the post is recorded).
-    pub fn last_id(&self) -> i32 {
+    pub(crate) fn last_id(&self) -> i32 {
         *self.message_ids.last().expect("a post has a message")
     }
 
@@ -429,15 +444,19 @@ impl DeliveryStatus {
 /// A finished delivery, as the DbWriter persists it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeliveryRecord {
+    /// `subscriptions.id`.
     pub subscription_id: i64,
+    /// `channels.id` of the post.
     pub channel_id: i64,
     /// The post's first message id.
     pub source_message_id: i64,
     /// Partition key: the day the post was detected.
     pub post_day: NaiveDate,
+    /// The chat it went to (the new one, if the group moved).
     pub destination_chat_id: i64,
     /// Telegram's id of the message in the destination.
     pub sent_message_id: Option<i64>,
+    /// How it ended.
     pub status: DeliveryStatus,
     /// Why it failed.
     pub error: Option<String>,

@@ -14,7 +14,9 @@ pub enum SourceError {
     /// Try again later (network, flood wait); `retry_after` when Telegram said how long.
     #[error("source temporarily unavailable: {message}")]
     Transient {
+        /// What went wrong.
         message: String,
+        /// How long Telegram asked to wait, if it did.
         retry_after: Option<std::time::Duration>,
     },
     /// The channel is gone or unreadable; polling it again will not help.
@@ -113,17 +115,23 @@ impl Dedup for NoDedup {
 pub enum DestinationEvent {
     /// The bot can no longer post there (blocked, kicked, chat gone).
     Gone {
+        /// The subscription whose delivery found out.
         sub: Arc<crate::model::ActiveSubscription>,
+        /// Telegram's reason.
         reason: String,
     },
     /// A group became a supergroup with a new chat id.
     Migrated {
+        /// The subscription whose delivery found out.
         sub: Arc<crate::model::ActiveSubscription>,
+        /// The supergroup's chat id.
         new_chat_id: i64,
     },
     /// `max_failures` sends in a row failed.
     Failing {
+        /// The subscription whose delivery failed last.
         sub: Arc<crate::model::ActiveSubscription>,
+        /// The last failure.
         reason: String,
     },
 }
@@ -132,11 +140,4 @@ pub enum DestinationEvent {
 pub trait DestinationEvents: Send + Sync + 'static {
     /// Handles one event (in the background; it must not block sends).
     fn on_event(&self, event: DestinationEvent);
-}
-
-/// Ignores destination events.
-pub struct IgnoreDestinationEvents;
-
-impl DestinationEvents for IgnoreDestinationEvents {
-    fn on_event(&self, _: DestinationEvent) {}
 }

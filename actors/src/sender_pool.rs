@@ -2,7 +2,7 @@
 //!
 //! Owns one teloxide `Bot` per configured token (each with its reused HTTP
 //! client and `bot_api_url`) and each destination's failure streak. For each
-//! [`SendDelivery`] it:
+//! [`SendDelivery`](crate::rate_limiter::SendDelivery) it:
 //!
 //! 1. takes the dedup layer's (Redis) answer on whether this delivery was
 //!    already accepted — after a crash, a send may have gone out without its
@@ -16,7 +16,7 @@
 //!    the message itself (entities it cannot parse → plain text; a post that
 //!    cannot be copied → a link to it);
 //! 3. marks an accepted send in the dedup layer at once, then classifies the
-//!    outcome (see [`classify`]) and reports it to the RateLimiter (which
+//!    outcome (see `classify`) and reports it to the RateLimiter (which
 //!    re-queues what must be retried), the finished delivery to the DbWriter,
 //!    and destination changes (blocked, migrated, failing) to the daemon.
 //!
@@ -32,6 +32,7 @@ use teloxide::prelude::Requester;
 use teloxide::types::{ChatId, MessageId};
 use teloxide::{ApiError, Bot, RequestError};
 
+use crate::backoff::Backoff;
 use crate::db_writer::RecordDeliveries;
 use crate::metrics_names as names;
 use crate::model::{DedupCheck, Delivery, DeliveryMode, DeliveryRecord, DeliveryStatus};
@@ -72,6 +73,8 @@ pub struct SenderPool {
     streaks: HashMap<i64, (u32, u64)>,
     /// Sends accepted so far, all chats together.
     successes: u64,
+    /// Delay before a send is retried, by attempt.
+    retry: Backoff,
 }
 
 impl SenderPool {
@@ -92,6 +95,7 @@ impl SenderPool {
             cfg,
             streaks: HashMap::new(),
             successes: 0,
+            retry: retry_backoff(),
         }
     }
 }
@@ -344,10 +348,8 @@ fn classify(e: RequestError, copying: bool) -> CallResult {
 
 /// Capped exponential backoff with jitter: 200 ms, 400 ms, … up to 30 s,
 /// each ±25 %, so many chats failing together do not retry in lockstep.
-fn backoff(attempt: u32) -> Duration {
-    let base = 200u64.saturating_mul(1 << attempt.min(8)).min(30_000);
-    let jitter = rand::random_range(0.75..1.25);
-    Duration::from_millis((base as f64 * jitter) as u64)
+fn retry_backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(200), Duration::from_secs(30)).with_jitter(0.25)
 }
 
 fn record(
@@ -488,7 +490,7 @@ impl SenderPool {
             CallResult::Unreachable(reason) => {
                 // Not this chat's fault: no failure streak, retry until it is back.
                 tracing::warn!(error = %reason, attempt = d.attempt, "Bot API unreachable; will retry.");
-                (SendOutcome::Retry(backoff(d.attempt)), None)
+                (SendOutcome::Retry(self.retry.delay(d.attempt)), None)
             }
             CallResult::Transient(reason) => {
                 if self.count_failure(d, &reason) {
@@ -498,7 +500,7 @@ impl SenderPool {
                     )
                 } else {
                     tracing::debug!(chat_id = chat, attempt = d.attempt, error = %reason, "Transient send failure; retrying.");
-                    (SendOutcome::Retry(backoff(d.attempt)), None)
+                    (SendOutcome::Retry(self.retry.delay(d.attempt)), None)
                 }
             }
             CallResult::Ambiguous(reason) => {
@@ -513,7 +515,7 @@ impl SenderPool {
                 } else if self.cfg.retry_ambiguous {
                     let row = record(d, chat, DeliveryStatus::Ambiguous, None, Some(reason));
                     // The row says "ambiguous" until the retry's outcome replaces it.
-                    (SendOutcome::Retry(backoff(d.attempt)), Some(row))
+                    (SendOutcome::Retry(self.retry.delay(d.attempt)), Some(row))
                 } else {
                     let row = record(d, chat, DeliveryStatus::Ambiguous, None, Some(reason));
                     (SendOutcome::Done, Some(row))

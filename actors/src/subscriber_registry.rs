@@ -1,9 +1,9 @@
 //! SubscriberRegistry: the in-memory index channel → active subscriptions.
 //!
 //! Owns the index. Loaded at start from a streaming query (in chunks, see
-//! [`LoadSubscriptions`]) and kept current by [`AddSubscription`] /
-//! [`RemoveSubscription`] as subscriptions change. Turns a [`PublishPost`]
-//! into one [`Delivery`] per subscription of the post's channel, with no
+//! [`LoadSubscriptions`](crate::subscriber_registry::LoadSubscriptions)) and kept current by [`AddSubscription`](crate::subscriber_registry::AddSubscription) /
+//! [`RemoveSubscription`](crate::subscriber_registry::RemoveSubscription) as subscriptions change. Turns a [`PublishPost`](crate::subscriber_registry::PublishPost)
+//! into one [`Delivery`](crate::model::Delivery) per subscription of the post's channel, with no
 //! database query, and hands them to the RateLimiter; its answer waits for
 //! the limiter's, which is how a poller feels back-pressure.
 
@@ -33,6 +33,7 @@ pub struct AddSubscription(pub ActiveSubscription);
 #[derive(Message)]
 #[rtype(result = "bool")]
 pub struct RemoveSubscription {
+    /// `subscriptions.id`.
     pub subscription_id: i64,
 }
 
@@ -46,7 +47,9 @@ pub struct RemoveDestination(pub i64);
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct MigrateDestination {
+    /// `destinations.id`.
     pub destination_id: i64,
+    /// The supergroup's chat id.
     pub new_chat_id: i64,
 }
 
@@ -64,9 +67,13 @@ pub struct GetRegistryStats;
 /// Size of the index.
 #[derive(Debug, Clone, Copy, Default, MessageResponse)]
 pub struct RegistryStats {
+    /// Channels with at least one active subscription.
     pub channels: usize,
+    /// Active subscriptions.
     pub subscriptions: usize,
+    /// Posts fanned out.
     pub posts_published: u64,
+    /// Deliveries made from them.
     pub deliveries_made: u64,
 }
 

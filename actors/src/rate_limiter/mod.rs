@@ -1,0 +1,71 @@
+//! RateLimiter: sends each delivery at the earliest moment Telegram's limits
+//! allow, fairly between channels.
+//!
+//! | file | what it holds |
+//! |---|---|
+//! | `limits.rs` | [`LimiterConfig`](crate::rate_limiter::LimiterConfig): Telegram's numbers, and the intervals that follow from them |
+//! | `schedule.rs` | the policy as plain data, every step taking `now`: GCRA per bot, arrival window, per-chat spacing, round-robin over channels, flood waits |
+//! | `actor.rs` | [`RateLimiter`](crate::rate_limiter::RateLimiter), the actor: its messages, its timer, back-pressure on `Enqueue` |
+
+mod actor;
+mod limits;
+mod schedule;
+
+pub use actor::{
+    Drain, Enqueue, GetLimiterStats, Halt, LimiterStats, RateLimiter, SendDelivery, SendFinished,
+};
+pub use limits::LimiterConfig;
+pub use schedule::SendOutcome;
+
+/// Deliveries for the limiter's tests.
+#[cfg(test)]
+mod testing {
+    use std::sync::Arc;
+
+    use chrono::Utc;
+
+    use crate::model::{ActiveSubscription, Delivery, DeliveryMode, DestinationKind, Post};
+
+    /// A delivery of a post of `channel` to `chat`, served by the primary bot.
+    pub(super) fn delivery(channel: i64, chat: i64, kind: DestinationKind) -> Delivery {
+        pinned(channel, chat, kind, None)
+    }
+
+    /// A delivery to a destination pinned to bot `bot_id`.
+    pub(super) fn pinned(
+        channel: i64,
+        chat: i64,
+        kind: DestinationKind,
+        bot_id: Option<i64>,
+    ) -> Delivery {
+        let post = Post {
+            channel_id: channel,
+            source_chat_id: -100,
+            channel_username: None,
+            message_ids: vec![1],
+            text: Some("t".into()),
+            entities: vec![],
+            media: None,
+            album_id: None,
+            copyable: true,
+            published_at: Utc::now(),
+            detected_at: Utc::now(),
+        };
+        Delivery {
+            post: Arc::new(post),
+            sub: Arc::new(ActiveSubscription {
+                subscription_id: chat,
+                channel_id: channel,
+                user_telegram_id: chat,
+                destination_id: chat,
+                chat_id: chat,
+                destination_kind: kind,
+                bot_id,
+                mode: DeliveryMode::Copy,
+                filters: "{}".into(),
+            }),
+            attempt: 0,
+            dedup: Default::default(),
+        }
+    }
+}

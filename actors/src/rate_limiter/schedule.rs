@@ -1,0 +1,417 @@
+//! The RateLimiter's policy as plain data: which queued delivery may go out
+//! when. Every method takes `now`; nothing here reads a clock, owns a timer
+//! or sends a message, so tests feed exact instants and assert exact
+//! schedules. The actor ([`super::RateLimiter`]) owns the timer and the
+//! messages and calls this.
+//!
+//! What it keeps: the queue of deliveries not yet sent, per destination
+//! chat; per bot token ("lane") a GCRA, an arrival window and a round-robin
+//! over channels; per chat its spacing.
+//!
+//! A chat has at most one send in flight, and its next send waits one chat
+//! interval after the previous one *completed*: the spacing is measured where
+//! Telegram measures it, whatever the network jitter, and posts reach a chat
+//! in the order they were queued.
+//!
+//! A bot gets the same treatment for its per-second limit. Telegram counts
+//! *arrivals* in a sliding second; evenly spaced dispatches can still arrive
+//! squeezed (one request delayed by the scheduler, the next on time), and 30
+//! sends spaced 33.8 ms apart span only 981 ms. So besides its GCRA, a lane
+//! never has more than `floor(per_bot_per_second)` sends that are in flight
+//! or completed within the last second. Whatever the jitter, a request
+//! arrives after it was dispatched and before it completed, so no second at
+//! Telegram ever sees more than that many requests of one bot. The price is
+//! the round trip: a bot sends at most `limit / (1 s + round trip)`, which
+//! is above the GCRA's rate while the round trip is under ~15 ms (the fake
+//! Bot API) and about 3% below it at Telegram's typical 50 ms.
+//!
+//! A `retry_after` pauses exactly that chat (or, when many chats of one bot
+//! get it at once, that bot) for exactly that long.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use super::limits::{BACKLOG_RECHECK, FLOOD_CHATS_FOR_LANE_PAUSE, FLOOD_MEMORY, Limits, WINDOW};
+use crate::model::Delivery;
+
+/// How a send went, as far as rate limiting cares.
+#[derive(Debug, Clone)]
+pub enum SendOutcome {
+    /// Done for good (sent, or failed for a reason retrying cannot fix).
+    Done,
+    /// Telegram said 429: wait exactly this long, then send it again.
+    RetryAfter(Duration),
+    /// A transient failure (5xx, network): try again after this backoff.
+    Retry(Duration),
+}
+
+/// One send the schedule allows: `delivery` on bot `lane`.
+#[derive(Debug)]
+pub(super) struct Dispatch {
+    pub(super) lane: usize,
+    pub(super) delivery: Delivery,
+}
+
+/// How [`Schedule::finished`] took a 429.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum FloodWait {
+    /// Only that chat waits.
+    Chat,
+    /// Several chats of the bot were refused within a second: the whole lane waits.
+    Lane,
+}
+
+/// What the schedule has done.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Counters {
+    pub(super) dispatched: u64,
+    pub(super) retry_after: u64,
+    pub(super) retried: u64,
+    pub(super) lane_pauses: u64,
+}
+
+struct Chat {
+    lane: usize,
+    interval: Duration,
+    queue: VecDeque<Delivery>,
+    /// Earliest next send.
+    ready_at: Instant,
+    in_flight: bool,
+    /// In the timer heap or a ready list.
+    scheduled: bool,
+}
+
+struct Lane {
+    tat: Instant,
+    /// Sends of this bot in flight.
+    in_flight: usize,
+    /// When this bot's recent sends completed, oldest first (last second only).
+    completed: VecDeque<Instant>,
+    paused_until: Instant,
+    /// Channels with ready chats, in round-robin order.
+    rr: VecDeque<i64>,
+    /// Ready chats per channel.
+    ready: HashMap<i64, VecDeque<i64>>,
+    /// Recent 429s: (when, chat).
+    recent_429: VecDeque<(Instant, i64)>,
+}
+
+/// The queue and the rate state of every lane and chat.
+pub(super) struct Schedule {
+    limits: Limits,
+    lanes: Vec<Lane>,
+    chats: HashMap<i64, Chat>,
+    /// Chats waiting for their `ready_at`, earliest first.
+    waiting: BinaryHeap<Reverse<(Instant, i64)>>,
+    queued: usize,
+    in_flight: usize,
+    /// The lane served first by the next pass.
+    next_lane: usize,
+    counters: Counters,
+}
+
+impl Schedule {
+    /// An empty schedule whose lanes may all send from `now` on.
+    pub(super) fn new(limits: Limits, now: Instant) -> Self {
+        let lanes = (0..limits.lanes)
+            .map(|_| Lane {
+                tat: now,
+                in_flight: 0,
+                completed: VecDeque::new(),
+                paused_until: now,
+                rr: VecDeque::new(),
+                ready: HashMap::new(),
+                recent_429: VecDeque::new(),
+            })
+            .collect();
+        Self {
+            limits,
+            lanes,
+            chats: HashMap::new(),
+            waiting: BinaryHeap::new(),
+            queued: 0,
+            in_flight: 0,
+            next_lane: 0,
+            counters: Counters::default(),
+        }
+    }
+
+    /// Deliveries queued, not in flight.
+    pub(super) fn queued(&self) -> usize {
+        self.queued
+    }
+
+    /// Sends out, all lanes together.
+    pub(super) fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    pub(super) fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Queues deliveries behind what their chats already hold.
+    pub(super) fn enqueue(&mut self, deliveries: Vec<Delivery>, now: Instant) {
+        let mut touched = Vec::with_capacity(deliveries.len());
+        for d in deliveries {
+            touched.push(d.sub.chat_id);
+            self.push(d, false, now);
+        }
+        for chat in touched {
+            self.schedule(chat, now);
+        }
+    }
+
+    fn push(&mut self, d: Delivery, front: bool, now: Instant) {
+        let chat_id = d.sub.chat_id;
+        let lane = self.limits.lane_of(d.sub.bot_id);
+        let interval = self
+            .limits
+            .chat_interval(d.sub.destination_kind.is_group_like());
+        let chat = self.chats.entry(chat_id).or_insert_with(|| Chat {
+            lane,
+            interval,
+            queue: VecDeque::new(),
+            ready_at: now,
+            in_flight: false,
+            scheduled: false,
+        });
+        if front {
+            chat.queue.push_front(d);
+        } else {
+            chat.queue.push_back(d);
+        }
+        self.queued += 1;
+    }
+
+    /// Puts a chat in the timer heap or a ready list, if it has something to send.
+    fn schedule(&mut self, chat_id: i64, now: Instant) {
+        let Some(chat) = self.chats.get_mut(&chat_id) else {
+            return;
+        };
+        if chat.in_flight || chat.scheduled {
+            return;
+        }
+        let Some(head) = chat.queue.front() else {
+            return;
+        };
+        chat.scheduled = true;
+        if chat.ready_at <= now {
+            let channel = head.post.channel_id;
+            let lane = &mut self.lanes[chat.lane];
+            let list = lane.ready.entry(channel).or_default();
+            if list.is_empty() {
+                lane.rr.push_back(channel);
+            }
+            list.push_back(chat_id);
+        } else {
+            self.waiting.push(Reverse((chat.ready_at, chat_id)));
+        }
+    }
+
+    /// True when a DbWriter backlog this large holds sending back.
+    pub(super) fn over_backlog(&self, db_backlog: usize) -> bool {
+        db_backlog > self.limits.max_db_backlog
+    }
+
+    // The algorithm (one pass, at `now`):
+    //
+    // 1. Chats whose wait is over move from the timer heap to their lane's
+    //    ready lists, one list per channel of the chat's oldest queued
+    //    delivery.
+    // 2. If the DbWriter's backlog is over its bound, send nothing and look
+    //    again `BACKLOG_RECHECK` later (back-pressure from PostgreSQL).
+    // 3. For each lane, starting one further each pass, while fewer than
+    //    `max_in_flight` sends are out, the bot's GCRA allows a send now (its
+    //    theoretical arrival time `tat` is not more than the tolerance ahead
+    //    of now), the bot is not paused by a flood wait, and the bot's
+    //    arrival window has room (fewer than `window_cap` sends in flight or
+    //    completed within the last second): take the next channel in
+    //    round-robin order, the next ready chat of that channel, and send
+    //    that chat's oldest delivery; `tat` advances by one emission
+    //    interval. Round-robin over channels is what keeps a channel with
+    //    5,000 subscribers from starving one with ten. A full window whose
+    //    sends are all still in flight waits for `finished`, not for a time.
+    // 4. Wake at the earliest moment something can move: a lane's allowed
+    //    moment, or the first chat in the timer heap.
+    /// The sends allowed at `now`, in order, and when to look again (`None`:
+    /// not before something is queued or finishes).
+    pub(super) fn next_sends(
+        &mut self,
+        now: Instant,
+        db_backlog: usize,
+    ) -> (Vec<Dispatch>, Option<Instant>) {
+        // 1. Chats whose wait is over become ready.
+        while let Some(Reverse((at, chat_id))) = self.waiting.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.waiting.pop();
+            if let Some(c) = self.chats.get_mut(&chat_id) {
+                c.scheduled = false;
+            }
+            self.schedule(chat_id, now);
+        }
+        // 2. Back-pressure from the database.
+        if self.over_backlog(db_backlog) {
+            return (Vec::new(), Some(now + BACKLOG_RECHECK));
+        }
+        // 3. Send what the limits allow, lanes in turn.
+        let mut sends = Vec::new();
+        let mut next_wake: Option<Instant> = None;
+        let lanes = self.lanes.len();
+        for i in 0..lanes {
+            let lane_idx = (self.next_lane + i) % lanes;
+            loop {
+                if self.in_flight >= self.limits.max_in_flight {
+                    break;
+                }
+                let lane = &mut self.lanes[lane_idx];
+                if lane.rr.is_empty() {
+                    break;
+                }
+                while lane
+                    .completed
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) >= WINDOW)
+                {
+                    lane.completed.pop_front();
+                }
+                let mut allowed_at = lane.paused_until.max(
+                    lane.tat
+                        .checked_sub(self.limits.tolerance)
+                        .unwrap_or(lane.tat),
+                );
+                if lane.in_flight + lane.completed.len() >= self.limits.window_cap {
+                    // The window is full: room comes when its oldest
+                    // completion leaves it, or when a send in flight
+                    // completes (`finished`, then a new pass).
+                    match lane.completed.front() {
+                        Some(t) => allowed_at = allowed_at.max(*t + WINDOW),
+                        None => break,
+                    }
+                }
+                if allowed_at > now {
+                    next_wake = Some(next_wake.map_or(allowed_at, |w| w.min(allowed_at)));
+                    break;
+                }
+                let channel = lane.rr.pop_front().expect("checked non-empty");
+                let list = lane.ready.get_mut(&channel).expect("rr and ready agree");
+                let chat_id = list.pop_front().expect("listed channels have ready chats");
+                if list.is_empty() {
+                    lane.ready.remove(&channel);
+                } else {
+                    lane.rr.push_back(channel);
+                }
+                lane.tat = lane.tat.max(now) + self.limits.lane_interval;
+                let chat = self.chats.get_mut(&chat_id).expect("ready chats exist");
+                chat.scheduled = false;
+                let Some(delivery) = chat.queue.pop_front() else {
+                    continue;
+                };
+                chat.in_flight = true;
+                self.lanes[lane_idx].in_flight += 1;
+                self.queued -= 1;
+                self.in_flight += 1;
+                self.counters.dispatched += 1;
+                sends.push(Dispatch {
+                    lane: lane_idx,
+                    delivery,
+                });
+            }
+        }
+        self.next_lane = (self.next_lane + 1) % lanes.max(1);
+        // 4. Wake when something can move.
+        if let Some(Reverse((at, _))) = self.waiting.peek() {
+            next_wake = Some(next_wake.map_or(*at, |w| w.min(*at)));
+        }
+        (sends, next_wake)
+    }
+
+    /// A send of bot `lane` completed at `now` with `outcome`; a delivery to
+    /// retry goes back to the head of its chat's queue. Says how a 429 was
+    /// taken.
+    pub(super) fn finished(
+        &mut self,
+        lane: usize,
+        delivery: Delivery,
+        outcome: SendOutcome,
+        now: Instant,
+    ) -> Option<FloodWait> {
+        let chat_id = delivery.sub.chat_id;
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if let Some(l) = self.lanes.get_mut(lane) {
+            l.in_flight = l.in_flight.saturating_sub(1);
+            l.completed.push_back(now);
+        }
+        let mut requeue = None;
+        let mut flood = None;
+        let interval = match self.chats.get(&chat_id) {
+            Some(c) => c.interval,
+            None => self
+                .limits
+                .chat_interval(delivery.sub.destination_kind.is_group_like()),
+        };
+        let ready_at = match outcome {
+            SendOutcome::Done => now + interval,
+            SendOutcome::RetryAfter(wait) => {
+                self.counters.retry_after += 1;
+                let l = &mut self.lanes[lane];
+                l.recent_429.push_back((now, chat_id));
+                while l
+                    .recent_429
+                    .front()
+                    .is_some_and(|(t, _)| now.duration_since(*t) > FLOOD_MEMORY)
+                {
+                    l.recent_429.pop_front();
+                }
+                let mut chats: Vec<i64> = l.recent_429.iter().map(|(_, c)| *c).collect();
+                chats.sort_unstable();
+                chats.dedup();
+                // Several chats refused within a second: the bot itself is over
+                // its limit, so the whole lane waits.
+                if chats.len() >= FLOOD_CHATS_FOR_LANE_PAUSE {
+                    l.paused_until = l.paused_until.max(now + wait);
+                    self.counters.lane_pauses += 1;
+                    flood = Some(FloodWait::Lane);
+                } else {
+                    flood = Some(FloodWait::Chat);
+                }
+                requeue = Some(delivery);
+                now + wait
+            }
+            SendOutcome::Retry(backoff) => {
+                self.counters.retried += 1;
+                requeue = Some(delivery);
+                now + backoff.max(interval)
+            }
+        };
+        if let Some(d) = requeue {
+            self.push(d, true, now);
+        }
+        if let Some(c) = self.chats.get_mut(&chat_id) {
+            c.in_flight = false;
+            c.ready_at = c.ready_at.max(ready_at);
+        }
+        self.schedule(chat_id, now);
+        flood
+    }
+
+    /// Forgets idle chats whose spacing has run out by `now`, so memory
+    /// follows the active chats, not every chat ever served.
+    pub(super) fn sweep(&mut self, now: Instant) {
+        self.chats
+            .retain(|_, c| c.in_flight || c.scheduled || !c.queue.is_empty() || c.ready_at > now);
+    }
+
+    /// Chats the schedule remembers.
+    #[cfg(test)]
+    fn chats_known(&self) -> usize {
+        self.chats.len()
+    }
+}
+
+#[cfg(test)]
+#[path = "schedule_tests.rs"]
+mod tests;
