@@ -15,6 +15,11 @@ use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use kuryer_actors::channel_poller::PollerConfig;
+use kuryer_actors::db_writer::DbWriterConfig;
+use kuryer_actors::rate_limiter::LimiterConfig;
+use kuryer_actors::sender_pool::SenderConfig;
+
 use crate::secret::{Secret, SecretUrl};
 
 /// Where `kuryer` looks for its file when `--config` is not given, in order.
@@ -98,23 +103,40 @@ pub enum OnAmbiguous {
     Skip,
 }
 
+// Defaults are defined once. A key that sets an actor's behaviour takes the
+// actor's own default (`kuryer_actors::*::Config::default()`), so the two
+// cannot drift apart; keys only the daemon reads have theirs here.
+// `config.toml` repeats them all, and a test checks it does.
+
 impl Default for DeliveryConfig {
     fn default() -> Self {
+        let poller = PollerConfig::default();
+        let limiter = LimiterConfig::default();
+        let writer = DbWriterConfig::default();
+        let sender = SenderConfig::default();
         Self {
-            poll_min_interval_ms: 1_000,
-            poll_max_interval_ms: 30_000,
-            max_in_flight: 64,
-            queue_capacity: 100_000,
-            db_batch_size: 2_000,
-            db_flush_interval_ms: 50,
-            db_writes_in_flight: 2,
-            max_db_backlog: 50_000,
+            poll_min_interval_ms: millis(poller.min_interval),
+            poll_max_interval_ms: millis(poller.max_interval),
+            max_in_flight: limiter.max_in_flight,
+            queue_capacity: limiter.queue_capacity,
+            db_batch_size: writer.batch_size,
+            db_flush_interval_ms: millis(writer.flush_interval),
+            db_writes_in_flight: writer.writes_in_flight,
+            max_db_backlog: limiter.max_db_backlog,
             shutdown_deadline_ms: 30_000,
             resume_window_s: 24 * 3600,
-            on_ambiguous: OnAmbiguous::Retry,
-            max_failures: 10,
+            on_ambiguous: if sender.retry_ambiguous {
+                OnAmbiguous::Retry
+            } else {
+                OnAmbiguous::Skip
+            },
+            max_failures: sender.max_failures,
         }
     }
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// PostgreSQL settings.
@@ -211,7 +233,7 @@ impl Default for TelegramConfig {
             api_id: 0,
             api_hash: None,
             relay_chat_id: None,
-            request_timeout_ms: 15_000,
+            request_timeout_ms: millis(SenderConfig::default().request_timeout),
         }
     }
 }
@@ -234,10 +256,11 @@ pub struct LimitsConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
+        let limiter = LimiterConfig::default();
         Self {
-            per_bot_per_second: 30.0,
-            per_chat_per_second: 1.0,
-            per_group_per_minute: 20.0,
+            per_bot_per_second: limiter.per_bot_per_second,
+            per_chat_per_second: limiter.per_chat_per_second,
+            per_group_per_minute: limiter.per_group_per_minute,
             allow_paid_broadcast: false,
             paid_per_bot_per_second: 1000.0,
         }

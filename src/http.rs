@@ -298,7 +298,9 @@ pub struct ApiServer {
     pub server: Server,
 }
 
-/// Binds the API server on `cfg.listen`, alone (no pipeline to notify).
+/// Binds the API server on `cfg.listen`, alone (no pipeline to notify):
+/// what the HTTP tests need.
+#[cfg(any(test, feature = "test-hooks"))]
 pub fn bind(cfg: &HttpConfig, store: Store) -> std::io::Result<ApiServer> {
     bind_with(cfg, store, None, None)
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use kuryer_actors::channel_poller::PollerConfig;
 use kuryer_actors::channel_supervisor::{
-    ChannelSupervisor, GetSupervisorStats, StartChannel, StopAll, StopChannel, WakeChannel,
+    ChannelSupervisor, GetSupervisorStats, StartChannel, StopAll, WakeChannel,
 };
 use kuryer_actors::db_writer::{DbWriter, DbWriterConfig, Flush, GetDbWriterStats};
 use kuryer_actors::model::ChannelRef;
@@ -18,7 +18,7 @@ use kuryer_actors::rate_limiter::Enqueue;
 use kuryer_actors::rate_limiter::{Drain, GetLimiterStats, Halt, LimiterConfig, RateLimiter};
 use kuryer_actors::sender_pool::{SenderConfig, SenderPool};
 use kuryer_actors::subscriber_registry::{
-    AddSubscription, GetRegistryStats, LoadSubscriptions, RemoveSubscription, SubscriberRegistry,
+    AddSubscription, GetRegistryStats, LoadSubscriptions, SubscriberRegistry,
 };
 use teloxide::Bot;
 
@@ -280,17 +280,6 @@ impl Pipeline {
                 error = %e,
                 "Could not load a new subscription; it becomes active at the next start."
             ),
-        }
-    }
-
-    /// A subscription stopped; its channel's poller stops with its last subscription.
-    pub async fn subscription_removed(&self, subscription_id: i64, channel_id: i64) {
-        if let Ok(true) = self
-            .registry
-            .send(RemoveSubscription { subscription_id })
-            .await
-        {
-            self.supervisor.do_send(StopChannel(channel_id));
         }
     }
 

@@ -16,6 +16,7 @@
 //! that means Telegram sends the update again, and the poller, which dedups
 //! by message id against its high-water mark, takes it once.
 
+use kuryer_actors::backoff::Backoff;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -168,7 +169,7 @@ pub async fn run_loop(
         Err(e) => tracing::warn!(error = %e, "Could not load bot-admin channels."),
     }
     let mut highest_seen: i32 = -1;
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
     loop {
         if *stop.borrow() {
             break;
@@ -198,7 +199,7 @@ pub async fn run_loop(
         };
         let batch = match result {
             Ok(b) => {
-                backoff = Duration::from_millis(500);
+                backoff.reset();
                 b
             }
             Err(RequestError::RetryAfter(s)) => {
@@ -208,11 +209,11 @@ pub async fn run_loop(
                 continue;
             }
             Err(e) => {
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "getUpdates failed; retrying.");
-                if sleep_or_stop(&mut stop, backoff).await {
+                let wait = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "getUpdates failed; retrying.");
+                if sleep_or_stop(&mut stop, wait).await {
                     break;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
                 continue;
             }
         };

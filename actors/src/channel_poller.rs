@@ -44,7 +44,7 @@ pub struct PollerConfig {
 impl Default for PollerConfig {
     fn default() -> Self {
         Self {
-            min_interval: Duration::from_millis(500),
+            min_interval: Duration::from_secs(1),
             max_interval: Duration::from_secs(30),
             batch_limit: 100,
             max_backoff: Duration::from_secs(60),
