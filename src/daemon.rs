@@ -63,7 +63,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = &'static str>) -> a
         &cfg.telegram.bot_api_url,
         Duration::from_millis(cfg.telegram.request_timeout_ms),
     )?;
-    let updates = BotUpdates::default();
+    let updates = BotUpdates::new(store.clone());
     let factory: SourceFactory = {
         let updates = updates.clone();
         Arc::new(move |ch| -> Box<dyn ChannelSource> {

@@ -253,6 +253,31 @@ impl ChannelPoller {
                             tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt)))
                                 .await;
                         }
+                        Err(e) if !e.retriable => {
+                            // No retry can record it (text PostgreSQL
+                            // refuses, a broken invariant): set it aside and
+                            // read on, rather than stop this channel for good.
+                            match persistence
+                                .dead_letter_post(post.clone(), e.message.clone())
+                                .await
+                            {
+                                Ok(()) => {
+                                    hwm = hwm.max(post.last_id());
+                                    metrics::counter!(names::DEAD_LETTERS_TOTAL, "kind" => "post")
+                                        .increment(1);
+                                    tracing::error!(
+                                        channel_id = channel.channel_id,
+                                        message_id = post.message_ids[0],
+                                        error = %e,
+                                        "A post cannot be recorded; kept in dead_letters and skipped."
+                                    );
+                                    break;
+                                }
+                                Err(_) => {
+                                    return (Some(source), Cycle::PersistFailed(e.message));
+                                }
+                            }
+                        }
                         Err(e) => return (Some(source), Cycle::PersistFailed(e.message)),
                     }
                 }

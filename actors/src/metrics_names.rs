@@ -29,3 +29,9 @@ pub const DEDUP_HITS_TOTAL: &str = "kuryer_dedup_hits_total";
 pub const DESTINATIONS_DEACTIVATED_TOTAL: &str = "kuryer_destinations_deactivated_total";
 /// Deliveries resumed at start-up (counter).
 pub const DELIVERIES_RESUMED_TOTAL: &str = "kuryer_deliveries_resumed_total";
+/// Updates or posts that still failed after their retries and were set aside
+/// in the `dead_letters` table, by `kind` (`update`, `post`) (counter).
+pub const DEAD_LETTERS_TOTAL: &str = "kuryer_dead_letters_total";
+/// Bot updates Telegram sent that teloxide could not parse, by `kind` (the
+/// update's field name, never its content) (counter).
+pub const UPDATES_UNPARSABLE_TOTAL: &str = "kuryer_updates_unparsable_total";

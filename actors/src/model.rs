@@ -268,7 +268,8 @@ pub enum MediaKind {
 }
 
 /// One message of a source channel, as a `ChannelSource` reads it.
-#[derive(Debug, Clone, PartialEq)]
+/// Serialisable: the bot's update loop keeps it in a durable inbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SourceMessage {
     /// Its id in the channel (increasing).
     pub id: i32,

@@ -70,6 +70,23 @@ pub trait Persistence: Send + Sync + 'static {
         &self,
         rows: Vec<DeliveryRecord>,
     ) -> BoxFuture<'static, Result<u64, PersistError>>;
+    /// Sets aside a post that cannot be recorded (an error no retry can
+    /// fix) with the reason, and moves the channel's high-water mark past
+    /// it, atomically, so its poller reads on. The default keeps nothing
+    /// and refuses, so a poller stays on the post (the old behaviour).
+    fn dead_letter_post(
+        &self,
+        post: Arc<Post>,
+        reason: String,
+    ) -> BoxFuture<'static, Result<(), PersistError>> {
+        let _ = (post, reason);
+        Box::pin(async {
+            Err(PersistError {
+                message: "this persistence keeps no dead letters".to_owned(),
+                retriable: false,
+            })
+        })
+    }
 }
 
 /// The Redis layer of dedup: a key per (subscription, source message) set

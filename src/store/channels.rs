@@ -189,10 +189,66 @@ impl Store {
         let username = username.map(str::to_ascii_lowercase);
         let mut c = self.conn(OP).await?;
         let tx = c.transaction().await.op(OP)?;
-        // A pending channel added by username earlier becomes this one.
+        // Usernames move between channels: the channel that holds a name now
+        // (this one) wins it. A pending row added by this name becomes this
+        // channel — or, when this channel has a row already, hands it its
+        // subscriptions and goes; another resolved channel that still has the
+        // name on record loses it. (Matching only `telegram_id = $1 OR
+        // (username = $2 AND telegram_id IS NULL)` and never updating the
+        // name let a rename end in an INSERT violating UNIQUE(username),
+        // which held the update loop for good.)
+        let existing: Option<i64> = tx
+            .query_opt(
+                "SELECT id FROM channels WHERE telegram_id = $1",
+                &[&chat_id],
+            )
+            .await
+            .op(OP)?
+            .map(|r| r.get(0));
+        if let Some(name) = &username {
+            let pending: Option<i64> = tx
+                .query_opt(
+                    "SELECT id FROM channels WHERE username = $1 AND telegram_id IS NULL",
+                    &[name],
+                )
+                .await
+                .op(OP)?
+                .map(|r| r.get(0));
+            if let (Some(pending), Some(own)) = (pending, existing) {
+                // Subscriptions of the pending row move to this channel's
+                // row, except where the same user and destination already
+                // follow it; those are duplicates and go with the row.
+                tx.execute(
+                    "UPDATE subscriptions s SET channel_id = $2, updated_at = now()
+                      WHERE s.channel_id = $1
+                        AND NOT EXISTS (SELECT 1 FROM subscriptions o
+                                         WHERE o.channel_id = $2 AND o.user_id = s.user_id
+                                           AND o.destination_id = s.destination_id)",
+                    &[&pending, &own],
+                )
+                .await
+                .op(OP)?;
+                tx.execute(
+                    "DELETE FROM subscriptions WHERE channel_id = $1",
+                    &[&pending],
+                )
+                .await
+                .op(OP)?;
+                tx.execute("DELETE FROM channels WHERE id = $1", &[&pending])
+                    .await
+                    .op(OP)?;
+            }
+            tx.execute(
+                "UPDATE channels SET username = NULL, updated_at = now()
+                  WHERE username = $1 AND telegram_id IS NOT NULL AND telegram_id <> $2",
+                &[name, &chat_id],
+            )
+            .await
+            .op(OP)?;
+        }
         let row = tx
             .query_opt(
-                "UPDATE channels SET telegram_id = $1, title = COALESCE($3, title),
+                "UPDATE channels SET telegram_id = $1, username = $2, title = COALESCE($3, title),
                         status = 'active', bot_is_admin = $4, updated_at = now()
                   WHERE telegram_id = $1 OR (username = $2 AND telegram_id IS NULL)
                   RETURNING id, telegram_id, username, bot_is_admin",

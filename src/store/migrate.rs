@@ -48,6 +48,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0003_installation.sql",
         sql: include_str!("../../sql/0003_installation.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_dead_letters_and_inbox.sql",
+        sql: include_str!("../../sql/0004_dead_letters_and_inbox.sql"),
+    },
 ];
 
 /// Why migrating failed.

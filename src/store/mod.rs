@@ -10,12 +10,16 @@
 
 /// Channels and posts, high-water marks.
 mod channels;
+/// Dead letters: what still failed after its retries, kept with the reason.
+mod dead_letters;
 /// Delivery records: batched outcomes, pending deliveries to resume.
 mod deliveries;
 /// Destinations: deactivation, group-to-supergroup moves.
 mod destinations;
 /// `StoreError` and the retry decision.
 mod error;
+/// The bot's durable inbox of bot-admin channel posts.
+mod inbox;
 /// The database's identity, for keys kept outside it.
 mod installation;
 /// Numbered migrations from `sql/`, applied with a checksum guard.
@@ -30,7 +34,9 @@ mod pool;
 mod subscriptions;
 
 pub use channels::NewPost;
+pub use dead_letters::{DEAD_LETTER_RAW_MAX, DeadUpdate};
 pub use deliveries::ForwardedRow;
 pub use error::StoreError;
+pub use inbox::InboxEntry;
 pub use pool::Store;
 pub use subscriptions::{AddedSubscription, SubscriptionStream, SubscriptionView};

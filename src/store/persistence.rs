@@ -84,4 +84,18 @@ impl Persistence for Store {
             store.insert_forwarded(&rows).await.map_err(persist_error)
         })
     }
+
+    fn dead_letter_post(
+        &self,
+        post: Arc<Post>,
+        reason: String,
+    ) -> BoxFuture<'static, Result<(), PersistError>> {
+        let store = self.clone();
+        Box::pin(async move {
+            store
+                .dead_letter_post(&post, &reason)
+                .await
+                .map_err(persist_error)
+        })
+    }
 }

@@ -20,6 +20,8 @@ mod faults;
 mod harness;
 /// The HTTP API with a real client.
 mod http;
+/// Faults on the production intake path (`kuryer run`, getUpdates).
+mod intake;
 /// The actor pipeline end to end.
 mod pipeline;
 /// The PostgreSQL store.

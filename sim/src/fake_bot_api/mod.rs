@@ -368,6 +368,54 @@ impl FakeTelegram {
         }
     }
 
+    /// Gives the channel a new public username (empty: none), as its owner
+    /// would; later posts and updates carry it. The old name is free for
+    /// another channel to take. Telegram tells bots nothing of a rename.
+    ///
+    /// # Panics
+    ///
+    /// If the channel was not created.
+    pub fn rename_channel(&self, chat_id: i64, username: &str) {
+        let mut st = self.shared.lock();
+        let username = username.trim_start_matches('@');
+        let channel = st
+            .channels
+            .get_mut(&chat_id)
+            .unwrap_or_else(|| panic!("fake Telegram: rename of unknown channel {chat_id}"));
+        let old = channel
+            .chat
+            .get("username")
+            .and_then(Value::as_str)
+            .map(str::to_ascii_lowercase);
+        let title = channel
+            .chat
+            .get("title")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        channel.chat = channel_chat_json(chat_id, username, &title);
+        if let Some(old) = old
+            && st.usernames.get(&old) == Some(&chat_id)
+        {
+            st.usernames.remove(&old);
+        }
+        if !username.is_empty() {
+            st.usernames.insert(username.to_ascii_lowercase(), chat_id);
+        }
+    }
+
+    /// Queues an update of any `kind` with any payload for a bot, as
+    /// Telegram would send it: for updates teloxide cannot parse (a kind
+    /// newer than it, a payload of the wrong shape).
+    pub fn push_raw_update(&self, bot_token: &str, kind: &str, payload: Value) {
+        let mut st = self.shared.lock();
+        st.ensure_bot(bot_token);
+        st.bots
+            .get_mut(bot_token)
+            .expect("registered above")
+            .push_update(kind, payload);
+    }
+
     /// Makes the bot an administrator of the channel, or takes that away.
     /// An admin bot receives every later post as a `channel_post` update; the
     /// change itself arrives as a `my_chat_member` update (left →

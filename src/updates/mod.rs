@@ -1,0 +1,187 @@
+//! The bot's one `getUpdates` loop (a token allows only one) and the channel
+//! source it feeds: channels where our bot is an administrator.
+//!
+//! - `channel_post` from such a channel is written to the durable inbox
+//!   (`bot_inbox`), put in that channel's buffer — its
+//!   [`BotChannelSource`] — and its poller is woken; the post is copied
+//!   straight from the channel (no relay needed).
+//! - `my_chat_member` records the bot being made admin of a channel, or
+//!   removed (username and title stored, so `/add_channel` with that
+//!   username resolves at once), and starts its poller.
+//! - Everything else is for the bot's command handler (not built yet) and is
+//!   only logged.
+//!
+//! Offsets: Telegram forgets every update below the `offset` of the next
+//! call. The loop confirms an update once its effect is durable — the post
+//! in the inbox, the channel's rights in `channels` — or, when it still
+//! fails after its retries for a reason no retry can fix, once it is set
+//! aside in `dead_letters`. It never waits for a poller: a channel whose
+//! poller is slow, backing off or stuck holds no other channel's updates,
+//! and its posts wait in the inbox, which is loaded again at start. A
+//! retriable failure (the database away) holds the loop on that update,
+//! which is what every channel needs anyway; Telegram keeps updates 24 h.
+//! `intake.rs` is the loop; this file the buffers and the source.
+
+/// The loop: one update at a time, confirmed once its effect is durable.
+mod intake;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use futures_util::future::LocalBoxFuture;
+use kuryer_actors::model::{MediaKind, SourceMessage};
+use kuryer_actors::ports::{ChannelSource, SourceError};
+use teloxide::types::{Message, MessageKind};
+
+use crate::store::Store;
+
+pub use intake::run_loop;
+
+/// Album parts arrive as separate updates, within milliseconds of each
+/// other; a trailing album is held this long for the rest.
+const ALBUM_GRACE: Duration = Duration::from_millis(700);
+
+#[derive(Default)]
+struct Shared {
+    /// Per channel (`channels.id`): messages not yet recorded, by message id.
+    /// A copy of the durable inbox.
+    buffers: HashMap<i64, BTreeMap<i32, SourceMessage>>,
+    /// Telegram chat id → `channels.id` and the username on record, so a
+    /// post under a new name updates the record (names move between
+    /// channels; links to posts use them).
+    channels: HashMap<i64, (i64, Option<String>)>,
+}
+
+/// State shared by the update loop and the channel sources it feeds.
+#[derive(Clone)]
+pub struct BotUpdates {
+    shared: Arc<Mutex<Shared>>,
+    store: Store,
+}
+
+impl BotUpdates {
+    /// Buffers for the bot-admin channels of `store`'s database.
+    pub fn new(store: Store) -> Self {
+        Self {
+            shared: Arc::default(),
+            store,
+        }
+    }
+
+    /// The source of a bot-admin channel.
+    pub fn source(&self, channel_id: i64) -> BotChannelSource {
+        BotChannelSource {
+            updates: self.clone(),
+            channel_id,
+        }
+    }
+
+    /// The buffers and channel map. A panic elsewhere while holding the lock
+    /// leaves them consistent (every change is one map operation), so a
+    /// poisoned lock is taken as it is rather than stopping the intake.
+    fn shared(&self) -> MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A channel source fed by `channel_post` updates.
+pub struct BotChannelSource {
+    updates: BotUpdates,
+    channel_id: i64,
+}
+
+impl ChannelSource for BotChannelSource {
+    fn fetch(
+        &mut self,
+        after: i32,
+        limit: usize,
+    ) -> LocalBoxFuture<'_, Result<Vec<SourceMessage>, SourceError>> {
+        let (messages, recorded) = {
+            let mut shared = self.updates.shared();
+            let buffer = shared.buffers.entry(self.channel_id).or_default();
+            // Everything up to `after` is recorded: the poller reads from its
+            // high-water mark. Forget it here and in the inbox.
+            let before = buffer.len();
+            buffer.retain(|id, _| *id > after);
+            let recorded = buffer.len() < before;
+            let messages: Vec<SourceMessage> = buffer.values().take(limit).cloned().collect();
+            (messages, recorded)
+        };
+        let store = self.updates.store.clone();
+        let channel_id = self.channel_id;
+        Box::pin(async move {
+            if recorded && let Err(e) = store.inbox_trim(channel_id, i64::from(after)).await {
+                // Harmless: what stays is at or below the mark, skipped when
+                // loaded again, and trimmed at the next chance.
+                tracing::debug!(channel_id, error = %e, "Could not trim the bot's inbox.");
+            }
+            Ok(messages)
+        })
+    }
+
+    fn album_grace(&self) -> Duration {
+        ALBUM_GRACE
+    }
+}
+
+/// Converts a channel post into what a source yields.
+pub fn source_message(msg: &Message) -> SourceMessage {
+    let media = if msg.photo().is_some() {
+        Some(MediaKind::Photo)
+    } else if msg.video().is_some() {
+        Some(MediaKind::Video)
+    } else if msg.animation().is_some() {
+        Some(MediaKind::Animation)
+    } else if msg.document().is_some() {
+        Some(MediaKind::Document)
+    } else if msg.audio().is_some() {
+        Some(MediaKind::Audio)
+    } else if msg.voice().is_some() {
+        Some(MediaKind::Voice)
+    } else if msg.sticker().is_some() {
+        Some(MediaKind::Sticker)
+    } else if msg.text().is_some() {
+        None
+    } else {
+        Some(MediaKind::Other)
+    };
+    SourceMessage {
+        id: msg.id.0,
+        date: msg.date,
+        text: msg.text().or(msg.caption()).map(storable_text),
+        entities: msg
+            .entities()
+            .or(msg.caption_entities())
+            .map(<[_]>::to_vec)
+            .unwrap_or_default(),
+        media,
+        media_group_id: msg.media_group_id().map(|g| g.0.clone()),
+        // Service messages (pins, title changes) and protected content
+        // cannot be copied or forwarded.
+        copyable: matches!(msg.kind, MessageKind::Common(_)) && !msg.has_protected_content(),
+    }
+}
+
+/// Text PostgreSQL can store: it refuses NUL in `text` and `jsonb`, which a
+/// channel post may hold. Each NUL becomes U+FFFD, one UTF-16 unit like NUL,
+/// so the entities' offsets stay right.
+fn storable_text(text: &str) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nul_is_replaced_by_one_utf16_unit() {
+        let s = storable_text("a\0b😀\0");
+        assert_eq!(s, "a\u{FFFD}b😀\u{FFFD}");
+        assert_eq!(s.encode_utf16().count(), "a\0b😀\0".encode_utf16().count());
+    }
+}
