@@ -126,16 +126,45 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = &'static str>) -> a
     };
     tracing::info!(bots = bots.len(), "kuryer is running.");
 
-    let reason = shutdown.await;
-    tracing::info!(reason, "Stopping.");
+    // Stop on the caller's signal — or when a shared actor or the update
+    // loop stopped on its own (a panic ends only that task). Nothing
+    // restarts them in place: their in-memory work (queued deliveries,
+    // unwritten rows) is rebuilt from the database by the start-up resume,
+    // so the daemon stops in order and exits non-zero, and systemd
+    // (`Restart=on-failure`) starts it again.
+    let mut update_loop = Some(update_loop);
+    let died = tokio::select! {
+        reason = shutdown => {
+            tracing::info!(reason, "Stopping.");
+            None
+        }
+        actor = pipeline.first_death() => Some(actor),
+        _ = async { update_loop.as_mut().expect("set above").await } => {
+            update_loop = None;
+            Some("update loop")
+        }
+    };
+    if let Some(actor) = died {
+        tracing::error!(
+            actor,
+            "A part of the pipeline stopped unexpectedly; stopping kuryer so that it is restarted."
+        );
+    }
     let _ = stop_tx.send(true);
-    let _ = update_loop.await;
+    if let Some(handle) = update_loop {
+        let _ = handle.await;
+    }
     maintenance.abort();
     let report = pipeline
         .shutdown(Duration::from_millis(cfg.delivery.shutdown_deadline_ms))
         .await;
     api_handle.stop(true).await;
     store.close();
+    if let Some(actor) = died {
+        anyhow::bail!(
+            "the {actor} stopped unexpectedly; exiting so that systemd restarts kuryer (undelivered posts resume from the database)"
+        );
+    }
     if !report.clean {
         anyhow::bail!(
             "shutdown deadline passed with {} deliveries not sent; they are resent from the database at the next start",

@@ -170,10 +170,31 @@ async fn add_channel(
     })?;
     let added = with_timeout(&state, state.store.add_subscription(body.user_id, &channel)).await?;
     if let Some(pipeline) = &state.pipeline {
-        // Answer once the registry knows: posts from now on reach this subscriber.
-        pipeline
-            .subscription_added(&state.store, added.subscription.id)
-            .await;
+        // 200 only once the registry knows: posts from now on reach this
+        // subscriber. Stored but not live is a 503 to retry (idempotent:
+        // the retry finds it stored and makes it live).
+        let live = tokio::time::timeout(
+            state.handler_timeout,
+            pipeline.subscription_added(&state.store, added.subscription.id),
+        )
+        .await;
+        let failure = match live {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some("timed out".to_owned()),
+        };
+        if let Some(error) = failure {
+            tracing::warn!(
+                subscription_id = added.subscription.id,
+                error = %error,
+                "A subscription was stored but the pipeline could not take it; the caller retries."
+            );
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_live",
+                "the subscription is stored but not yet delivering; try again",
+            ));
+        }
     }
     if added.created {
         metrics::counter!(names::SUBSCRIPTIONS_CREATED_TOTAL).increment(1);
@@ -228,17 +249,38 @@ async fn readyz(state: web::Data<ApiState>) -> HttpResponse {
         Some(_) => "unavailable (dedup on the database alone)",
         None => "not used",
     };
-    match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
-        Ok(Ok(())) => {
-            HttpResponse::Ok().json(json!({"status": "ready", "database": "ok", "redis": redis}))
-        }
+    let database = match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
+        Ok(Ok(())) => "ok",
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "Readiness check: database unreachable.");
-            HttpResponse::ServiceUnavailable()
-                .json(json!({"status": "not_ready", "database": "unreachable", "redis": redis}))
+            "unreachable"
         }
-        Err(_) => HttpResponse::ServiceUnavailable()
-            .json(json!({"status": "not_ready", "database": "timeout", "redis": redis})),
+        Err(_) => "timeout",
+    };
+    // Each shared actor of the pipeline: a stopped one means posts are not
+    // delivered, whatever the database says.
+    let mut actors = serde_json::Map::new();
+    let mut actors_ok = true;
+    if let Some(p) = &state.pipeline {
+        for (name, alive) in p.actors() {
+            actors_ok &= alive;
+            actors.insert(
+                name.to_owned(),
+                json!(if alive { "running" } else { "stopped" }),
+            );
+        }
+    }
+    let ready = database == "ok" && actors_ok;
+    let body = json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "database": database,
+        "redis": redis,
+        "actors": actors,
+    });
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
     }
 }
 

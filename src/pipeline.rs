@@ -265,22 +265,48 @@ impl Pipeline {
         })
     }
 
-    /// A subscription became active: index it and make sure its channel is polled.
-    pub async fn subscription_added(&self, store: &Store, subscription_id: i64) {
-        match store.active_subscription(subscription_id).await {
-            Ok(Some(sub)) => {
-                let _ = self.registry.send(AddSubscription(sub)).await;
-                if let Ok(Some(ch)) = store.channel_of_subscription(subscription_id).await {
-                    self.supervisor.do_send(StartChannel(ch));
-                }
+    /// The shared actors by name, and whether each is running. An actor
+    /// that stopped (a panic in a handler ends only that actor's task) takes
+    /// its queued work with it: nothing restarts it in place, the daemon
+    /// stops instead (see `daemon::run`).
+    pub fn actors(&self) -> [(&'static str, bool); 5] {
+        [
+            ("supervisor", self.supervisor.connected()),
+            ("registry", self.registry.connected()),
+            ("limiter", self.limiter.connected()),
+            ("sender", self.sender.connected()),
+            ("writer", self.writer.connected()),
+        ]
+    }
+
+    /// Completes with the name of the first shared actor found stopped
+    /// (looked at twice a second).
+    pub async fn first_death(&self) -> &'static str {
+        loop {
+            if let Some((name, _)) = self.actors().into_iter().find(|(_, alive)| !alive) {
+                return name;
             }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(
-                subscription_id,
-                error = %e,
-                "Could not load a new subscription; it becomes active at the next start."
-            ),
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
+    }
+
+    /// A subscription became active: index it and make sure its channel is
+    /// polled. `Ok` once the registry has it, so posts from then on reach
+    /// the subscriber; an error means the caller must not say it is live.
+    pub async fn subscription_added(
+        &self,
+        store: &Store,
+        subscription_id: i64,
+    ) -> Result<(), PipelineError> {
+        // Inactive (paused, destination gone): nothing for the registry.
+        let Some(sub) = store.active_subscription(subscription_id).await? else {
+            return Ok(());
+        };
+        self.registry.send(AddSubscription(sub)).await?;
+        if let Some(ch) = store.channel_of_subscription(subscription_id).await? {
+            self.supervisor.send(StartChannel(ch)).await?;
+        }
+        Ok(())
     }
 
     /// Starts polling a channel (e.g. one our bot was just made admin of).

@@ -57,3 +57,6 @@ pub mod rate_limiter;
 pub mod sender_pool;
 /// The in-memory index of active subscriptions; fans a post out into deliveries.
 pub mod subscriber_registry;
+/// Messages only tests send (stop an actor as if it had died).
+#[cfg(any(test, feature = "test-hooks"))]
+pub mod test_hooks;

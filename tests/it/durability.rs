@@ -4,11 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kuryer::config::RedisConfig;
+use kuryer::config::{HttpConfig, RedisConfig};
 use kuryer::dedup::RedisDedup;
-use kuryer::secret::SecretUrl;
+use kuryer::secret::{Secret, SecretUrl};
 use kuryer_sim::fake_bot_api::FakeLimits;
 use kuryer_sim::fixtures;
+
+use kuryer_actors::test_hooks::StopForTest;
 
 use crate::common::{PrivateRedis, free_port};
 use crate::harness::{Opts, count, start, text, wait_for, world};
@@ -82,4 +84,110 @@ async fn two_databases_on_one_redis_with_identical_ids_both_deliver_everything()
         fake.stop();
     }
     assert_ne!(installations[0], installations[1]);
+}
+
+/// Item 8: `POST /add_channel` told the pipeline outside its timeout and
+/// only logged a failure, so the caller got 200 while the registry
+/// missed the subscriber until a restart. Now 200 means stored *and* live:
+/// a post right after the answer reaches the new subscriber, and a pipeline
+/// that cannot take it makes the answer a 503 to retry.
+#[actix_rt::test]
+async fn add_channel_answers_200_only_when_the_subscription_is_live() {
+    let (db, store, pairs, fake) = world(1, 3, 1, FakeLimits::off()).await;
+    let p = start(&store, &fake, Opts::default()).await;
+    let http_cfg = HttpConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        api_token: Some(Secret::new("durability-api-token-0001")),
+        workers: 1,
+        ..HttpConfig::default()
+    };
+    let api = kuryer::http::bind_with(&http_cfg, store.clone(), Some(p.clone()), None).unwrap();
+    let base = format!("http://{}", api.addr);
+    let handle = api.server.handle();
+    actix_rt::spawn(api.server);
+    let client = reqwest::Client::new();
+    let add = async |user: i64| {
+        client
+            .post(format!("{base}/add_channel"))
+            .bearer_auth("durability-api-token-0001")
+            .json(&serde_json::json!({"user_id": user, "channel_username": "demo_channel_1"}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    // Live: the very next post reaches the new subscriber, no restart.
+    fake.create_chat(900_001, kuryer_sim::fake_bot_api::ChatKind::Private);
+    assert_eq!(add(900_001).await, 200);
+    let post = text(&fake, 1, "right after the answer");
+    p.wake(1);
+    let mut expected = fixtures::expected_list(&pairs, &[(fixtures::channel_chat(1), post)]);
+    expected.push((900_001, fixtures::channel_chat(1), post));
+    let want = expected.len() as u64;
+    assert!(
+        wait_for(Duration::from_secs(20), || fake.report(&expected).delivered
+            == want)
+        .await,
+        "{:?}",
+        fake.report(&expected)
+    );
+    // A pipeline that cannot take it (its registry stopped): stored, but
+    // 503, never 200.
+    p.registry.send(StopForTest).await.unwrap();
+    assert_eq!(add(900_002).await, 503);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM subscriptions s JOIN users u ON u.id = s.user_id WHERE u.telegram_id = 900002"
+        )
+        .await,
+        1
+    );
+    handle.stop(false).await;
+    fake.stop();
+}
+
+/// Item 10: when the registry, limiter, sender pool or writer died, posts
+/// vanished with a log line and `/readyz` stayed 200. Now `/readyz` names the
+/// stopped actor with a 503, and the daemon's watch (`first_death`) sees it
+/// — `kuryer run` then stops and exits non-zero for systemd to restart it.
+#[actix_rt::test]
+async fn a_stopped_shared_actor_makes_readyz_fail_and_is_seen() {
+    for victim in ["registry", "limiter", "sender", "writer"] {
+        let (_db, store, _pairs, fake) = world(1, 2, 1, FakeLimits::off()).await;
+        let p = start(&store, &fake, Opts::default()).await;
+        let api = kuryer::http::bind_with(
+            &HttpConfig {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                workers: 1,
+                ..HttpConfig::default()
+            },
+            store.clone(),
+            Some(p.clone()),
+            None,
+        )
+        .unwrap();
+        let url = format!("http://{}/readyz", api.addr);
+        let handle = api.server.handle();
+        actix_rt::spawn(api.server);
+        let ready = reqwest::get(&url).await.unwrap();
+        assert_eq!(ready.status(), 200, "{victim}");
+        match victim {
+            "registry" => p.registry.send(StopForTest).await.unwrap(),
+            "limiter" => p.limiter.send(StopForTest).await.unwrap(),
+            "sender" => p.sender.send(StopForTest).await.unwrap(),
+            _ => p.writer.send(StopForTest).await.unwrap(),
+        }
+        let seen = tokio::time::timeout(Duration::from_secs(5), p.first_death())
+            .await
+            .expect("the death was not seen");
+        assert_eq!(seen, victim);
+        let r = reqwest::get(&url).await.unwrap();
+        assert_eq!(r.status(), 503, "{victim}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["actors"][victim], "stopped", "{body}");
+        assert_eq!(body["status"], "not_ready");
+        handle.stop(false).await;
+        fake.stop();
+    }
 }
