@@ -32,8 +32,9 @@ struct Inner {
     bot: Bot,
     registry: OnceLock<Addr<SubscriberRegistry>>,
     supervisor: OnceLock<Addr<ChannelSupervisor>>,
-    /// Destinations already handled: every queued delivery to a lost chat
-    /// fails the same way, one event is enough.
+    /// Destinations already moved to a supergroup: every queued delivery to
+    /// the old chat fails the same way, one move is enough (a group becomes
+    /// a supergroup once in its life).
     handled: Mutex<HashSet<(i64, &'static str)>>,
 }
 
@@ -61,7 +62,7 @@ impl DestinationHandler {
         self.inner
             .handled
             .lock()
-            .expect("not poisoned")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert((destination_id, what))
     }
 }
@@ -70,10 +71,30 @@ impl DestinationEvents for DestinationHandler {
     fn on_event(&self, event: DestinationEvent) {
         let inner = self.inner.clone();
         match event {
-            DestinationEvent::Gone { sub, reason } | DestinationEvent::Failing { sub, reason }
-                if self.first_time(sub.destination_id, "off") =>
-            {
+            DestinationEvent::Gone { sub, reason } | DestinationEvent::Failing { sub, reason } => {
                 actix::spawn(async move {
+                    // The registry decides whether this is news: every
+                    // delivery queued to a lost chat fails the same way, and
+                    // only the first finds the destination still indexed. A
+                    // destination made active again later (a new
+                    // subscription) is indexed again, so losing it again is
+                    // handled again. (A per-process "handled" set missed
+                    // that second loss.)
+                    if let Some(registry) = inner.registry.get() {
+                        match registry.send(RemoveDestination(sub.destination_id)).await {
+                            Ok(removed) if removed.subscriptions == 0 => return,
+                            Ok(removed) => {
+                                if let Some(supervisor) = inner.supervisor.get() {
+                                    for channel in removed.emptied {
+                                        supervisor.do_send(StopChannel(channel));
+                                    }
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(destination_id = sub.destination_id, error = %e, "The registry did not answer; deactivating anyway.")
+                            }
+                        }
+                    }
                     metrics::counter!(names::DESTINATIONS_DEACTIVATED_TOTAL).increment(1);
                     let code = if reason == "blocked" {
                         "blocked"
@@ -91,15 +112,6 @@ impl DestinationEvents for DestinationHandler {
                             None
                         }
                     };
-                    if let Some(registry) = inner.registry.get()
-                        && let Ok(emptied) =
-                            registry.send(RemoveDestination(sub.destination_id)).await
-                        && let Some(supervisor) = inner.supervisor.get()
-                    {
-                        for channel in emptied {
-                            supervisor.do_send(StopChannel(channel));
-                        }
-                    }
                     tracing::warn!(
                         destination_id = sub.destination_id,
                         chat_id = sub.chat_id,

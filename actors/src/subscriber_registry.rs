@@ -40,8 +40,18 @@ pub struct RemoveSubscription {
 /// A destination was deactivated: drop all its subscriptions. Answers the
 /// channels left with no active subscription.
 #[derive(Message)]
-#[rtype(result = "Vec<i64>")]
+#[rtype(result = "DestinationRemoved")]
 pub struct RemoveDestination(pub i64);
+
+/// What [`RemoveDestination`] took out of the index.
+#[derive(Debug, Clone, Default, PartialEq, Eq, MessageResponse)]
+pub struct DestinationRemoved {
+    /// Active subscriptions of the destination that were indexed: 0 when it
+    /// was already out (a later failure of a delivery queued before).
+    pub subscriptions: usize,
+    /// Channels left with no active subscription.
+    pub emptied: Vec<i64>,
+}
 
 /// A destination moved to a new chat id (group → supergroup).
 #[derive(Message)]
@@ -164,26 +174,27 @@ impl Handler<RemoveSubscription> for SubscriberRegistry {
 }
 
 impl Handler<RemoveDestination> for SubscriberRegistry {
-    type Result = Vec<i64>;
+    type Result = DestinationRemoved;
 
-    fn handle(&mut self, msg: RemoveDestination, _: &mut Context<Self>) -> Vec<i64> {
-        let mut emptied = Vec::new();
+    fn handle(&mut self, msg: RemoveDestination, _: &mut Context<Self>) -> DestinationRemoved {
+        let mut out = DestinationRemoved::default();
         let channel_of = &mut self.channel_of;
         self.by_channel.retain(|channel, list| {
             list.retain(|s| {
                 let keep = s.destination_id != msg.0;
                 if !keep {
                     channel_of.remove(&s.subscription_id);
+                    out.subscriptions += 1;
                 }
                 keep
             });
             if list.is_empty() {
-                emptied.push(*channel);
+                out.emptied.push(*channel);
             }
             !list.is_empty()
         });
         self.gauge();
-        emptied
+        out
     }
 }
 

@@ -7,7 +7,8 @@ use std::time::Duration;
 use kuryer::config::{HttpConfig, RedisConfig};
 use kuryer::dedup::RedisDedup;
 use kuryer::secret::{Secret, SecretUrl};
-use kuryer_sim::fake_bot_api::FakeLimits;
+use kuryer_actors::model::ChannelUsername;
+use kuryer_sim::fake_bot_api::{FakeLimits, Fault};
 use kuryer_sim::fixtures;
 
 use kuryer_actors::test_hooks::StopForTest;
@@ -190,4 +191,56 @@ async fn a_stopped_shared_actor_makes_readyz_fail_and_is_seen() {
         handle.stop(false).await;
         fake.stop();
     }
+}
+
+/// Item 9: a destination was deactivated once per process only — a
+/// "handled" set was never cleared while `add_subscription` reactivates the
+/// destination, so a user who blocked the bot, came back and blocked it
+/// again kept an active destination that failed every delivery.
+#[actix_rt::test]
+async fn a_destination_lost_twice_is_deactivated_twice() {
+    let (db, store, pairs, fake) = world(1, 2, 1, FakeLimits::off()).await;
+    let user = pairs[0].0;
+    let p = start(&store, &fake, Opts::default()).await;
+    let active = async || {
+        count(
+            &db,
+            &format!("SELECT count(*) FROM destinations WHERE chat_id = {user} AND is_active"),
+        )
+        .await
+    };
+    for round in 0..2 {
+        fake.set_fault(user, Fault::Forbidden, None);
+        text(&fake, 1, &format!("blocked, round {round}"));
+        p.wake(1);
+        let mut off = false;
+        for _ in 0..100 {
+            if active().await == 0 {
+                off = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(off, "round {round}: the destination stayed active");
+        // The user comes back and subscribes again.
+        fake.clear_fault(user);
+        let name = ChannelUsername::parse("demo_channel_1").unwrap();
+        let added = store.add_subscription(user, &name).await.unwrap();
+        p.subscription_added(&store, added.subscription.id)
+            .await
+            .unwrap();
+        assert_eq!(active().await, 1, "round {round}: not reactivated");
+    }
+    // Back for good: a post reaches them.
+    let post = text(&fake, 1, "welcome back");
+    p.wake(1);
+    assert!(
+        wait_for(Duration::from_secs(20), || fake
+            .received(user)
+            .iter()
+            .any(|m| m.source.map(|s| s.1) == Some(post)))
+        .await
+    );
+    p.shutdown(Duration::from_secs(10)).await;
+    fake.stop();
 }
