@@ -113,3 +113,162 @@ async fn grammers_connects_gets_itself_and_pings() {
     assert_eq!(stats.calls("updates.getState"), 1);
     reader.close().await;
 }
+
+fn input_channel(c: ChannelRef) -> tl::enums::InputChannel {
+    tl::types::InputChannel {
+        channel_id: c.id,
+        access_hash: c.access_hash,
+    }
+    .into()
+}
+
+fn input_peer(c: ChannelRef) -> tl::enums::InputPeer {
+    tl::types::InputPeerChannel {
+        channel_id: c.id,
+        access_hash: c.access_hash,
+    }
+    .into()
+}
+
+fn history(min_id: i32, offset_id: i32, limit: i32, c: ChannelRef) -> tl::functions::messages::GetHistory {
+    tl::functions::messages::GetHistory {
+        peer: input_peer(c),
+        offset_id,
+        offset_date: 0,
+        add_offset: 0,
+        limit,
+        max_id: 0,
+        min_id,
+        hash: 0,
+    }
+}
+
+fn message_ids(m: tl::enums::messages::Messages) -> Vec<i32> {
+    let tl::enums::messages::Messages::ChannelMessages(m) = m else {
+        panic!("channel history is channelMessages, got {m:?}");
+    };
+    m.messages
+        .iter()
+        .map(|m| match m {
+            tl::enums::Message::Message(m) => m.id,
+            tl::enums::Message::Service(m) => m.id,
+            tl::enums::Message::Empty(m) => -m.id,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolve_join_and_read_history_with_min_id() {
+    let fake = MtprotoFake::start(MtprotoConfig::default()).expect("start");
+    let (id, key) = account(&fake, "+998900000002");
+    let news = public_channel(&fake, "news_uz");
+    for i in 1..=30 {
+        fake.publish_text(news, &format!("post {i}"));
+    }
+    let reader = Reader::signed_in(&fake, key).await;
+    let client = &reader.client;
+
+    let peer = client
+        .resolve_username("news_uz")
+        .await
+        .expect("resolve")
+        .expect("occupied");
+    assert_eq!(peer.id().bare_id_unchecked(), news.id);
+    assert!(client.resolve_username("nobody_here").await.expect("resolve").is_none());
+    let invalid = client.resolve_username("1bad").await.expect_err("invalid");
+    assert_eq!(rpc_name(&invalid), Some("USERNAME_INVALID"));
+
+    let peer_ref = peer.to_ref().await.expect("ref").expect("hash known");
+    client.join_chat(peer_ref).await.expect("join");
+
+    let ids = message_ids(client.invoke(&history(20, 0, 100, news)).await.expect("history"));
+    assert_eq!(ids, (21..=30).rev().collect::<Vec<_>>());
+    let ids = message_ids(client.invoke(&history(0, 25, 3, news)).await.expect("history"));
+    assert_eq!(ids, vec![24, 23, 22]);
+
+    // grammers' own iterator walks the whole history, newest first.
+    let mut it = client.iter_messages(peer_ref);
+    let mut seen = Vec::new();
+    while let Some(m) = it.next().await.expect("iter") {
+        assert_eq!(m.text(), format!("post {}", m.id()));
+        seen.push(m.id());
+    }
+    assert_eq!(seen, (1..=30).rev().collect::<Vec<_>>());
+
+    let got = client
+        .invoke(&tl::functions::channels::GetMessages {
+            channel: input_channel(news),
+            id: vec![tl::types::InputMessageId { id: 7 }.into(), tl::types::InputMessageId { id: 99 }.into()],
+        })
+        .await
+        .expect("getMessages");
+    assert_eq!(message_ids(got), vec![7, -99]);
+
+    let tl::enums::messages::ChatFull::Full(full) = client
+        .invoke(&tl::functions::channels::GetFullChannel { channel: input_channel(news) })
+        .await
+        .expect("getFullChannel");
+    let tl::enums::ChatFull::ChannelFull(full) = full.full_chat else {
+        panic!("a channel's full chat")
+    };
+    assert_eq!(full.pts, fake.channel_pts(news));
+    let tl::enums::messages::Chats::Chats(chats) = client
+        .invoke(&tl::functions::channels::GetChannels { id: vec![input_channel(news)] })
+        .await
+        .expect("getChannels")
+    else {
+        panic!("all channels fit in one answer")
+    };
+    assert!(matches!(&chats.chats[0], tl::enums::Chat::Channel(c) if c.id == news.id && !c.left));
+
+    client
+        .invoke(&tl::functions::channels::LeaveChannel { channel: input_channel(news) })
+        .await
+        .expect("leave");
+    let again = client
+        .invoke(&tl::functions::channels::LeaveChannel { channel: input_channel(news) })
+        .await
+        .expect_err("not a member any more");
+    assert_eq!(rpc_name(&again), Some("USER_NOT_PARTICIPANT"));
+
+    let stats = fake.stats(id);
+    assert_eq!(stats.calls("contacts.resolveUsername"), 3);
+    assert_eq!(stats.errors("contacts.resolveUsername", "USERNAME_NOT_OCCUPIED"), 1);
+    assert_eq!(stats.calls("channels.joinChannel"), 1);
+    assert!(stats.calls("messages.getHistory") >= 3);
+    reader.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_channels_need_membership() {
+    let fake = MtprotoFake::start(MtprotoConfig::default()).expect("start");
+    let (id, key) = account(&fake, "+998900000003");
+    let closed = fake.create_channel(ChannelSpec {
+        title: "Closed".to_owned(),
+        username: None,
+        protected: false,
+    });
+    fake.publish_text(closed, "secret");
+    let public = public_channel(&fake, "soon_private");
+    let reader = Reader::signed_in(&fake, key).await;
+    let client = &reader.client;
+    for e in [
+        client.invoke(&history(0, 0, 10, closed)).await.expect_err("private"),
+        client
+            .invoke(&tl::functions::channels::JoinChannel { channel: input_channel(closed) })
+            .await
+            .expect_err("private"),
+    ] {
+        assert_eq!(rpc_name(&e), Some("CHANNEL_PRIVATE"), "{e}");
+    }
+    fake.add_member(closed, id);
+    assert_eq!(message_ids(client.invoke(&history(0, 0, 10, closed)).await.expect("member")), vec![1]);
+
+    assert!(client.resolve_username("soon_private").await.expect("resolve").is_some());
+    fake.make_private(public);
+    assert!(client.resolve_username("soon_private").await.expect("resolve").is_none());
+    let e = client.invoke(&history(0, 0, 10, public)).await.expect_err("now private");
+    assert_eq!(rpc_name(&e), Some("CHANNEL_PRIVATE"));
+    assert_eq!(fake.stats(id).errors("messages.getHistory", "CHANNEL_PRIVATE"), 2);
+    reader.close().await;
+}
