@@ -4,10 +4,10 @@
 //! gets and what the fake counted.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use grammers_client::session::storages::MemorySession;
-use grammers_client::session::types::{PeerId, PeerInfo};
+use grammers_client::session::types::{PeerInfo, UpdateState, UpdatesState};
 use grammers_client::session::updates::UpdatesLike;
 use grammers_client::session::Session;
 use grammers_client::tl;
@@ -82,6 +82,15 @@ fn public_channel(fake: &MtprotoFake, username: &str) -> ChannelRef {
         username: Some(username.to_owned()),
         protected: false,
     })
+}
+
+/// Waits (up to 10 s) until `cond` holds.
+async fn wait_for(cond: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "condition not met within 10 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn rpc_name(e: &InvocationError) -> Option<&str> {
@@ -270,5 +279,183 @@ async fn private_channels_need_membership() {
     let e = client.invoke(&history(0, 0, 10, public)).await.expect_err("now private");
     assert_eq!(rpc_name(&e), Some("CHANNEL_PRIVATE"));
     assert_eq!(fake.stats(id).errors("messages.getHistory", "CHANNEL_PRIVATE"), 2);
+    reader.close().await;
+}
+
+use grammers_client::sender::UpdatesConfiguration;
+use grammers_client::client::UpdateStream;
+
+async fn next_update(stream: &mut UpdateStream) -> tl::enums::Update {
+    tokio::time::timeout(Duration::from_secs(10), stream.next_raw())
+        .await
+        .expect("an update within 10 s")
+        .expect("update stream")
+        .0
+}
+
+fn text_of(u: &tl::enums::Update) -> (&'static str, i32, String) {
+    match u {
+        tl::enums::Update::NewChannelMessage(u) => match &u.message {
+            tl::enums::Message::Message(m) => ("new", m.id, m.message.clone()),
+            other => panic!("{other:?}"),
+        },
+        tl::enums::Update::EditChannelMessage(u) => match &u.message {
+            tl::enums::Message::Message(m) => ("edit", m.id, m.message.clone()),
+            other => panic!("{other:?}"),
+        },
+        tl::enums::Update::DeleteChannelMessages(u) => ("delete", u.messages[0], String::new()),
+        other => panic!("unexpected update {other:?}"),
+    }
+}
+
+/// A signed-in reader that joined `channel` and streams its updates.
+async fn joined_reader(
+    fake: &MtprotoFake,
+    key: [u8; 256],
+    username: &str,
+) -> (Reader, UpdateStream) {
+    let mut reader = Reader::signed_in(fake, key).await;
+    let peer = reader
+        .client
+        .resolve_username(username)
+        .await
+        .expect("resolve")
+        .expect("occupied");
+    reader
+        .client
+        .join_chat(peer.to_ref().await.expect("ref").expect("hash"))
+        .await
+        .expect("join");
+    // What a reader keeps in its session after login: the account's update
+    // state (grammers' MemorySession does not answer `self_user()`, so the
+    // stream would not fetch it itself).
+    let tl::enums::updates::State::State(state) = reader
+        .client
+        .invoke(&tl::functions::updates::GetState {})
+        .await
+        .expect("getState");
+    reader
+        .session
+        .set_update_state(UpdateState::All(UpdatesState {
+            pts: state.pts,
+            qts: state.qts,
+            date: state.date,
+            seq: state.seq,
+            channels: Vec::new(),
+        }))
+        .await
+        .expect("save state");
+    let stream = reader
+        .client
+        .stream_updates(
+            reader.updates.take().expect("updates receiver"),
+            UpdatesConfiguration { catch_up: true },
+        )
+        .await
+        .expect("stream");
+    (reader, stream)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joined_channels_push_new_edited_and_deleted_posts() {
+    let fake = MtprotoFake::start(MtprotoConfig::default()).expect("start");
+    let (id, key) = account(&fake, "+998900000004");
+    let news = public_channel(&fake, "pushes");
+    let (reader, mut stream) = joined_reader(&fake, key, "pushes").await;
+    let one = fake.publish_text(news, "one");
+    assert_eq!(text_of(&next_update(&mut stream).await), ("new", one, "one".to_owned()));
+    let two = fake.publish_text(news, "two");
+    assert_eq!(text_of(&next_update(&mut stream).await), ("new", two, "two".to_owned()));
+    assert!(fake.edit(news, one, "one, edited"));
+    assert_eq!(text_of(&next_update(&mut stream).await), ("edit", one, "one, edited".to_owned()));
+    assert_eq!(fake.delete(news, &[two]), 1);
+    assert_eq!(text_of(&next_update(&mut stream).await), ("delete", two, String::new()));
+    let three = fake.publish_text(news, "three");
+    assert_eq!(text_of(&next_update(&mut stream).await), ("new", three, "three".to_owned()));
+    let stats = fake.stats(id);
+    assert_eq!(stats.pushed, 5);
+    assert_eq!(stats.calls("updates.getChannelDifference"), 0, "no gap: {stats:?}");
+    reader.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_push_is_recovered_by_get_channel_difference() {
+    let fake = MtprotoFake::start(MtprotoConfig::default()).expect("start");
+    let (id, key) = account(&fake, "+998900000005");
+    let news = public_channel(&fake, "gappy");
+    let (reader, mut stream) = joined_reader(&fake, key, "gappy").await;
+    fake.publish_text(news, "a");
+    assert_eq!(text_of(&next_update(&mut stream).await).2, "a");
+    fake.drop_pushes(id, Some(2));
+    fake.publish_text(news, "b");
+    fake.publish_text(news, "c");
+    fake.publish_text(news, "d");
+    let got: Vec<String> = [
+        next_update(&mut stream).await,
+        next_update(&mut stream).await,
+        next_update(&mut stream).await,
+    ]
+    .iter()
+    .map(|u| text_of(u).2)
+    .collect();
+    assert_eq!(got, ["b", "c", "d"]);
+    let stats = fake.stats(id);
+    assert_eq!(stats.dropped, 2);
+    assert_eq!(stats.calls("updates.getChannelDifference"), 1, "{stats:?}");
+    reader.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_missed_posts_answer_channel_difference_too_long() {
+    let fake = MtprotoFake::start(MtprotoConfig {
+        channel_difference_limit: 5,
+        ..MtprotoConfig::default()
+    })
+    .expect("start");
+    let (id, key) = account(&fake, "+998900000006");
+    let news = public_channel(&fake, "floody");
+    let (reader, mut stream) = joined_reader(&fake, key, "floody").await;
+    fake.publish_text(news, "first");
+    assert_eq!(text_of(&next_update(&mut stream).await).2, "first");
+    fake.drop_pushes(id, Some(10));
+    for i in 0..10 {
+        fake.publish_text(news, &format!("missed {i}"));
+    }
+    fake.publish_text(news, "after the gap");
+    // channelDifferenceTooLong carries no updates: the client jumps to the
+    // channel's pts, and the next push applies cleanly.
+    let (u, last) = tokio::join!(next_update(&mut stream), async {
+        wait_for(|| fake.stats(id).calls("updates.getChannelDifference") == 1).await;
+        fake.publish_text(news, "next")
+    });
+    assert_eq!(text_of(&u), ("new", last, "next".to_owned()));
+    let stats = fake.stats(id);
+    assert_eq!(stats.calls("updates.getChannelDifference"), 1, "{stats:?}");
+    // What the jump skipped is still in the history, above the last id read.
+    let ids = message_ids(reader.client.invoke(&history(1, 0, 100, news)).await.expect("history"));
+    assert_eq!(ids.len(), 12);
+    reader.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_too_long_and_updates_too_long_pushes_lead_to_the_missed_posts() {
+    let fake = MtprotoFake::start(MtprotoConfig::default()).expect("start");
+    let (id, key) = account(&fake, "+998900000007");
+    let news = public_channel(&fake, "toolong");
+    let (reader, mut stream) = joined_reader(&fake, key, "toolong").await;
+    fake.publish_text(news, "seen");
+    assert_eq!(text_of(&next_update(&mut stream).await).2, "seen");
+    fake.drop_pushes(id, Some(1));
+    fake.publish_text(news, "lost push 1");
+    fake.push_channel_too_long(id, news);
+    assert_eq!(text_of(&next_update(&mut stream).await).2, "lost push 1");
+    let differences = fake.stats(id).calls("updates.getDifference");
+    fake.drop_pushes(id, Some(1));
+    fake.publish_text(news, "lost push 2");
+    fake.push_updates_too_long(id);
+    assert_eq!(text_of(&next_update(&mut stream).await).2, "lost push 2");
+    let stats = fake.stats(id);
+    assert_eq!(stats.calls("updates.getDifference"), differences + 1, "{stats:?}");
+    assert_eq!(stats.calls("updates.getChannelDifference"), 2, "{stats:?}");
     reader.close().await;
 }
