@@ -112,3 +112,55 @@ pub(crate) fn encrypt_for_client(key: &ServerKey, plaintext: &[u8]) -> Vec<u8> {
     grammers_crypto::aes::ige_encrypt(&mut body[24..], &aes_key, &aes_iv);
     body
 }
+
+#[cfg(test)]
+mod tests {
+    use grammers_crypto::{AuthKey, DequeBuffer, decrypt_data_v2, encrypt_data_v2};
+
+    use super::*;
+
+    fn key() -> ServerKey {
+        let mut data = [0u8; 256];
+        rand::fill(&mut data[..]);
+        ServerKey::new(data)
+    }
+
+    #[test]
+    fn key_id_matches_grammers() {
+        let k = key();
+        let mut probe = DequeBuffer::with_capacity(64, 64);
+        probe.extend([0u8; 16]);
+        encrypt_data_v2(&mut probe, &AuthKey::from_bytes(k.data));
+        assert_eq!(&probe[..8], &k.id.to_le_bytes());
+    }
+
+    #[test]
+    fn decrypts_what_grammers_encrypts() {
+        let k = key();
+        let plaintext: Vec<u8> = (0..96u8).collect();
+        let mut buf = DequeBuffer::with_capacity(256, 64);
+        buf.extend(plaintext.iter().copied());
+        encrypt_data_v2(&mut buf, &AuthKey::from_bytes(k.data));
+        let mut packet = buf[..].to_vec();
+        let out = decrypt_from_client(&k, &mut packet).expect("decrypts");
+        assert_eq!(&out[..96], &plaintext[..]);
+        let mut tampered = buf[..].to_vec();
+        tampered[40] ^= 1;
+        assert_eq!(
+            decrypt_from_client(&k, &mut tampered),
+            Err(CryptoError::MsgKeyMismatch)
+        );
+    }
+
+    #[test]
+    fn grammers_decrypts_what_the_server_encrypts() {
+        let k = key();
+        let plaintext: Vec<u8> = (0..100u8).map(|b| b.wrapping_mul(7)).collect();
+        let mut packet = encrypt_for_client(&k, &plaintext);
+        assert_eq!((packet.len() - 24) % 16, 0);
+        let out = decrypt_data_v2(&mut packet, &AuthKey::from_bytes(k.data)).expect("decrypts");
+        assert_eq!(&out[..100], &plaintext[..]);
+        let padding = out.len() - 100;
+        assert!((12..=1024).contains(&padding), "{padding}");
+    }
+}
