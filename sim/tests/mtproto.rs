@@ -3,16 +3,22 @@
 //! update handling) to a fake data centre on 127.0.0.1 and checks what it
 //! gets and what the fake counted.
 
-use std::sync::Arc;
-use std::time::Duration;
-
+use grammers_client::SignInError;
+use grammers_client::client::UpdateStream;
+use grammers_client::sender::UpdatesConfiguration;
+use grammers_client::sender::{ConnectionParams, NoRetries};
+use grammers_client::session::Session;
 use grammers_client::session::storages::MemorySession;
 use grammers_client::session::types::{PeerInfo, UpdateState, UpdatesState};
 use grammers_client::session::updates::UpdatesLike;
-use grammers_client::session::Session;
 use grammers_client::tl;
 use grammers_client::{Client, InvocationError, SenderPool};
+use kuryer_sim::fake_bot_api::{FakeLimits, FakeTelegram};
+use kuryer_sim::mtproto::FloodLimit;
 use kuryer_sim::mtproto::{AccountSpec, ChannelRef, ChannelSpec, MtprotoConfig, MtprotoFake};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 const API_ID: i32 = 1;
@@ -88,7 +94,10 @@ fn public_channel(fake: &MtprotoFake, username: &str) -> ChannelRef {
 async fn wait_for(cond: impl Fn() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "condition not met within 10 s");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within 10 s"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -139,7 +148,12 @@ fn input_peer(c: ChannelRef) -> tl::enums::InputPeer {
     .into()
 }
 
-fn history(min_id: i32, offset_id: i32, limit: i32, c: ChannelRef) -> tl::functions::messages::GetHistory {
+fn history(
+    min_id: i32,
+    offset_id: i32,
+    limit: i32,
+    c: ChannelRef,
+) -> tl::functions::messages::GetHistory {
     tl::functions::messages::GetHistory {
         peer: input_peer(c),
         offset_id,
@@ -183,16 +197,32 @@ async fn resolve_join_and_read_history_with_min_id() {
         .expect("resolve")
         .expect("occupied");
     assert_eq!(peer.id().bare_id_unchecked(), news.id);
-    assert!(client.resolve_username("nobody_here").await.expect("resolve").is_none());
+    assert!(
+        client
+            .resolve_username("nobody_here")
+            .await
+            .expect("resolve")
+            .is_none()
+    );
     let invalid = client.resolve_username("1bad").await.expect_err("invalid");
     assert_eq!(rpc_name(&invalid), Some("USERNAME_INVALID"));
 
     let peer_ref = peer.to_ref().await.expect("ref").expect("hash known");
     client.join_chat(peer_ref).await.expect("join");
 
-    let ids = message_ids(client.invoke(&history(20, 0, 100, news)).await.expect("history"));
+    let ids = message_ids(
+        client
+            .invoke(&history(20, 0, 100, news))
+            .await
+            .expect("history"),
+    );
     assert_eq!(ids, (21..=30).rev().collect::<Vec<_>>());
-    let ids = message_ids(client.invoke(&history(0, 25, 3, news)).await.expect("history"));
+    let ids = message_ids(
+        client
+            .invoke(&history(0, 25, 3, news))
+            .await
+            .expect("history"),
+    );
     assert_eq!(ids, vec![24, 23, 22]);
 
     // grammers' own iterator walks the whole history, newest first.
@@ -207,14 +237,19 @@ async fn resolve_join_and_read_history_with_min_id() {
     let got = client
         .invoke(&tl::functions::channels::GetMessages {
             channel: input_channel(news),
-            id: vec![tl::types::InputMessageId { id: 7 }.into(), tl::types::InputMessageId { id: 99 }.into()],
+            id: vec![
+                tl::types::InputMessageId { id: 7 }.into(),
+                tl::types::InputMessageId { id: 99 }.into(),
+            ],
         })
         .await
         .expect("getMessages");
     assert_eq!(message_ids(got), vec![7, -99]);
 
     let tl::enums::messages::ChatFull::Full(full) = client
-        .invoke(&tl::functions::channels::GetFullChannel { channel: input_channel(news) })
+        .invoke(&tl::functions::channels::GetFullChannel {
+            channel: input_channel(news),
+        })
         .await
         .expect("getFullChannel");
     let tl::enums::ChatFull::ChannelFull(full) = full.full_chat else {
@@ -222,7 +257,9 @@ async fn resolve_join_and_read_history_with_min_id() {
     };
     assert_eq!(full.pts, fake.channel_pts(news));
     let tl::enums::messages::Chats::Chats(chats) = client
-        .invoke(&tl::functions::channels::GetChannels { id: vec![input_channel(news)] })
+        .invoke(&tl::functions::channels::GetChannels {
+            id: vec![input_channel(news)],
+        })
         .await
         .expect("getChannels")
     else {
@@ -231,18 +268,25 @@ async fn resolve_join_and_read_history_with_min_id() {
     assert!(matches!(&chats.chats[0], tl::enums::Chat::Channel(c) if c.id == news.id && !c.left));
 
     client
-        .invoke(&tl::functions::channels::LeaveChannel { channel: input_channel(news) })
+        .invoke(&tl::functions::channels::LeaveChannel {
+            channel: input_channel(news),
+        })
         .await
         .expect("leave");
     let again = client
-        .invoke(&tl::functions::channels::LeaveChannel { channel: input_channel(news) })
+        .invoke(&tl::functions::channels::LeaveChannel {
+            channel: input_channel(news),
+        })
         .await
         .expect_err("not a member any more");
     assert_eq!(rpc_name(&again), Some("USER_NOT_PARTICIPANT"));
 
     let stats = fake.stats(id);
     assert_eq!(stats.calls("contacts.resolveUsername"), 3);
-    assert_eq!(stats.errors("contacts.resolveUsername", "USERNAME_NOT_OCCUPIED"), 1);
+    assert_eq!(
+        stats.errors("contacts.resolveUsername", "USERNAME_NOT_OCCUPIED"),
+        1
+    );
     assert_eq!(stats.calls("channels.joinChannel"), 1);
     assert!(stats.calls("messages.getHistory") >= 3);
     reader.close().await;
@@ -262,28 +306,57 @@ async fn private_channels_need_membership() {
     let reader = Reader::signed_in(&fake, key).await;
     let client = &reader.client;
     for e in [
-        client.invoke(&history(0, 0, 10, closed)).await.expect_err("private"),
         client
-            .invoke(&tl::functions::channels::JoinChannel { channel: input_channel(closed) })
+            .invoke(&history(0, 0, 10, closed))
+            .await
+            .expect_err("private"),
+        client
+            .invoke(&tl::functions::channels::JoinChannel {
+                channel: input_channel(closed),
+            })
             .await
             .expect_err("private"),
     ] {
         assert_eq!(rpc_name(&e), Some("CHANNEL_PRIVATE"), "{e}");
     }
     fake.add_member(closed, id);
-    assert_eq!(message_ids(client.invoke(&history(0, 0, 10, closed)).await.expect("member")), vec![1]);
+    assert_eq!(
+        message_ids(
+            client
+                .invoke(&history(0, 0, 10, closed))
+                .await
+                .expect("member")
+        ),
+        vec![1]
+    );
 
-    assert!(client.resolve_username("soon_private").await.expect("resolve").is_some());
+    assert!(
+        client
+            .resolve_username("soon_private")
+            .await
+            .expect("resolve")
+            .is_some()
+    );
     fake.make_private(public);
-    assert!(client.resolve_username("soon_private").await.expect("resolve").is_none());
-    let e = client.invoke(&history(0, 0, 10, public)).await.expect_err("now private");
+    assert!(
+        client
+            .resolve_username("soon_private")
+            .await
+            .expect("resolve")
+            .is_none()
+    );
+    let e = client
+        .invoke(&history(0, 0, 10, public))
+        .await
+        .expect_err("now private");
     assert_eq!(rpc_name(&e), Some("CHANNEL_PRIVATE"));
-    assert_eq!(fake.stats(id).errors("messages.getHistory", "CHANNEL_PRIVATE"), 2);
+    assert_eq!(
+        fake.stats(id)
+            .errors("messages.getHistory", "CHANNEL_PRIVATE"),
+        2
+    );
     reader.close().await;
 }
-
-use grammers_client::sender::UpdatesConfiguration;
-use grammers_client::client::UpdateStream;
 
 async fn next_update(stream: &mut UpdateStream) -> tl::enums::Update {
     tokio::time::timeout(Duration::from_secs(10), stream.next_raw())
@@ -363,18 +436,37 @@ async fn joined_channels_push_new_edited_and_deleted_posts() {
     let news = public_channel(&fake, "pushes");
     let (reader, mut stream) = joined_reader(&fake, key, "pushes").await;
     let one = fake.publish_text(news, "one");
-    assert_eq!(text_of(&next_update(&mut stream).await), ("new", one, "one".to_owned()));
+    assert_eq!(
+        text_of(&next_update(&mut stream).await),
+        ("new", one, "one".to_owned())
+    );
     let two = fake.publish_text(news, "two");
-    assert_eq!(text_of(&next_update(&mut stream).await), ("new", two, "two".to_owned()));
+    assert_eq!(
+        text_of(&next_update(&mut stream).await),
+        ("new", two, "two".to_owned())
+    );
     assert!(fake.edit(news, one, "one, edited"));
-    assert_eq!(text_of(&next_update(&mut stream).await), ("edit", one, "one, edited".to_owned()));
+    assert_eq!(
+        text_of(&next_update(&mut stream).await),
+        ("edit", one, "one, edited".to_owned())
+    );
     assert_eq!(fake.delete(news, &[two]), 1);
-    assert_eq!(text_of(&next_update(&mut stream).await), ("delete", two, String::new()));
+    assert_eq!(
+        text_of(&next_update(&mut stream).await),
+        ("delete", two, String::new())
+    );
     let three = fake.publish_text(news, "three");
-    assert_eq!(text_of(&next_update(&mut stream).await), ("new", three, "three".to_owned()));
+    assert_eq!(
+        text_of(&next_update(&mut stream).await),
+        ("new", three, "three".to_owned())
+    );
     let stats = fake.stats(id);
     assert_eq!(stats.pushed, 5);
-    assert_eq!(stats.calls("updates.getChannelDifference"), 0, "no gap: {stats:?}");
+    assert_eq!(
+        stats.calls("updates.getChannelDifference"),
+        0,
+        "no gap: {stats:?}"
+    );
     reader.close().await;
 }
 
@@ -432,7 +524,13 @@ async fn too_many_missed_posts_answer_channel_difference_too_long() {
     let stats = fake.stats(id);
     assert_eq!(stats.calls("updates.getChannelDifference"), 1, "{stats:?}");
     // What the jump skipped is still in the history, above the last id read.
-    let ids = message_ids(reader.client.invoke(&history(1, 0, 100, news)).await.expect("history"));
+    let ids = message_ids(
+        reader
+            .client
+            .invoke(&history(1, 0, 100, news))
+            .await
+            .expect("history"),
+    );
     assert_eq!(ids.len(), 12);
     reader.close().await;
 }
@@ -455,14 +553,14 @@ async fn channel_too_long_and_updates_too_long_pushes_lead_to_the_missed_posts()
     fake.push_updates_too_long(id);
     assert_eq!(text_of(&next_update(&mut stream).await).2, "lost push 2");
     let stats = fake.stats(id);
-    assert_eq!(stats.calls("updates.getDifference"), differences + 1, "{stats:?}");
+    assert_eq!(
+        stats.calls("updates.getDifference"),
+        differences + 1,
+        "{stats:?}"
+    );
     assert_eq!(stats.calls("updates.getChannelDifference"), 2, "{stats:?}");
     reader.close().await;
 }
-
-use grammers_client::sender::{ConnectionParams, NoRetries};
-use kuryer_sim::mtproto::FloodLimit;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 impl Reader {
     /// Like [`Reader::connect`], with grammers' retries off: a FLOOD_WAIT
@@ -505,11 +603,23 @@ async fn flood_wait_is_obeyed_by_grammers_and_measured_by_the_fake() {
     public_channel(&fake, "limited");
     let (id, key) = account(&fake, "+998900000010");
     let reader = Reader::signed_in(&fake, key).await;
-    reader.client.resolve_username("limited").await.expect("first");
+    reader
+        .client
+        .resolve_username("limited")
+        .await
+        .expect("first");
     let started = std::time::Instant::now();
     // grammers' default policy sleeps through a FLOOD_WAIT of up to 60 s once.
-    reader.client.resolve_username("limited").await.expect("after the wait");
-    assert!(started.elapsed() >= Duration::from_millis(1900), "{:?}", started.elapsed());
+    reader
+        .client
+        .resolve_username("limited")
+        .await
+        .expect("after the wait");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1900),
+        "{:?}",
+        started.elapsed()
+    );
     let stats = fake.stats(id);
     let m = &stats.methods["contacts.resolveUsername"];
     assert_eq!(m.calls, 3, "{m:?}");
@@ -520,12 +630,29 @@ async fn flood_wait_is_obeyed_by_grammers_and_measured_by_the_fake() {
     // A client that does not wait is caught calling early.
     let (id, key) = account(&fake, "+998900000011");
     let rude = Reader::connect_without_retries(&fake, key).await;
-    rude.client.resolve_username("limited").await.expect("first");
-    let e = rude.client.resolve_username("limited").await.expect_err("flood");
-    assert!(matches!(&e, InvocationError::Rpc(r) if r.code == 420 && r.name == "FLOOD_WAIT" && r.value == Some(2)), "{e}");
-    let e = rude.client.resolve_username("limited").await.expect_err("still waiting");
+    rude.client
+        .resolve_username("limited")
+        .await
+        .expect("first");
+    let e = rude
+        .client
+        .resolve_username("limited")
+        .await
+        .expect_err("flood");
+    assert!(
+        matches!(&e, InvocationError::Rpc(r) if r.code == 420 && r.name == "FLOOD_WAIT" && r.value == Some(2)),
+        "{e}"
+    );
+    let e = rude
+        .client
+        .resolve_username("limited")
+        .await
+        .expect_err("still waiting");
     assert_eq!(rpc_name(&e), Some("FLOOD_WAIT"));
-    assert_eq!(fake.stats(id).methods["contacts.resolveUsername"].calls_during_flood_wait, 1);
+    assert_eq!(
+        fake.stats(id).methods["contacts.resolveUsername"].calls_during_flood_wait,
+        1
+    );
     rude.close().await;
 }
 
@@ -544,7 +671,11 @@ async fn an_account_joins_at_most_500_channels() {
         channel: input_channel(c),
     };
     reader.client.invoke(&join(c500)).await.expect("the 500th");
-    let e = reader.client.invoke(&join(c501)).await.expect_err("the 501st");
+    let e = reader
+        .client
+        .invoke(&join(c501))
+        .await
+        .expect_err("the 501st");
     assert_eq!(rpc_name(&e), Some("CHANNELS_TOO_MUCH"));
     reader
         .client
@@ -562,7 +693,11 @@ async fn unregistered_revoked_and_duplicated_keys() {
     let fake = MtprotoFake::start(MtprotoConfig::default()).expect("start");
     let anonymous = fake.issue_auth_key(None);
     let reader = Reader::connect(&fake, anonymous).await;
-    let e = reader.client.get_me().await.expect_err("no account on the key");
+    let e = reader
+        .client
+        .get_me()
+        .await
+        .expect_err("no account on the key");
     assert_eq!(rpc_name(&e), Some("AUTH_KEY_UNREGISTERED"));
     assert!(!reader.client.is_authorized().await.expect("401 means no"));
     reader.close().await;
@@ -571,8 +706,15 @@ async fn unregistered_revoked_and_duplicated_keys() {
     let first = Reader::connect(&fake, key).await;
     first.client.get_me().await.expect("first connection");
     let second = Reader::connect(&fake, key).await;
-    let e = second.client.get_me().await.expect_err("same key, second connection");
-    assert!(matches!(&e, InvocationError::Rpc(r) if r.code == 406 && r.name == "AUTH_KEY_DUPLICATED"), "{e}");
+    let e = second
+        .client
+        .get_me()
+        .await
+        .expect_err("same key, second connection");
+    assert!(
+        matches!(&e, InvocationError::Rpc(r) if r.code == 406 && r.name == "AUTH_KEY_DUPLICATED"),
+        "{e}"
+    );
     first.client.get_me().await.expect("the first still works");
     first.close().await;
     second.close().await;
@@ -587,9 +729,15 @@ async fn unregistered_revoked_and_duplicated_keys() {
 
     fake.revoke_session(&key);
     let e = third.client.get_me().await.expect_err("revoked");
-    assert!(matches!(&e, InvocationError::Rpc(r) if r.code == 401 && r.name == "SESSION_REVOKED"), "{e}");
+    assert!(
+        matches!(&e, InvocationError::Rpc(r) if r.code == 401 && r.name == "SESSION_REVOKED"),
+        "{e}"
+    );
     let stats = fake.stats(id);
-    assert!(stats.errors("help.getConfig", "AUTH_KEY_DUPLICATED") >= 1, "{stats:?}");
+    assert!(
+        stats.errors("help.getConfig", "AUTH_KEY_DUPLICATED") >= 1,
+        "{stats:?}"
+    );
     assert_eq!(stats.errors("users.getUsers", "SESSION_REVOKED"), 1);
     third.close().await;
 }
@@ -598,7 +746,10 @@ async fn unregistered_revoked_and_duplicated_keys() {
 async fn closed_by_fake(mut stream: tokio::net::TcpStream) -> Vec<u8> {
     let mut got = Vec::new();
     let r = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut got)).await;
-    assert!(matches!(r, Ok(Ok(_))), "the fake closed the connection: {r:?}");
+    assert!(
+        matches!(r, Ok(Ok(_))),
+        "the fake closed the connection: {r:?}"
+    );
     got
 }
 
@@ -618,7 +769,11 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -633,7 +788,9 @@ async fn garbage_closes_only_that_connection() {
 
     // Plain garbage: an HTTP request is no frame.
     let mut s = tokio::net::TcpStream::connect(fake.addr()).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     assert!(closed_by_fake(s).await.is_empty());
 
     // A frame with a broken CRC.
@@ -659,7 +816,10 @@ async fn garbage_closes_only_that_connection() {
     assert!(closed_by_fake(s).await.is_empty());
 
     assert_eq!(fake.rejected_connections(), 4);
-    good.client.get_me().await.expect("the fake still serves the others");
+    good.client
+        .get_me()
+        .await
+        .expect("the fake still serves the others");
     good.close().await;
 }
 
@@ -674,9 +834,9 @@ fn grammers_crypto_key_id(key: &[u8; 256]) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_trip_with_grammers_client_side_mtp_and_transport() {
+    use grammers_client::tl::Serializable;
     use grammers_mtproto::mtp::{Deserialization, Encrypted, Mtp};
     use grammers_mtproto::transport::{Full, Transport};
-    use grammers_client::tl::Serializable;
 
     let fake = MtprotoFake::start(MtprotoConfig::default()).expect("start");
     let (_, key) = account(&fake, "+998900000015");
@@ -689,7 +849,10 @@ async fn round_trip_with_grammers_client_side_mtp_and_transport() {
     // Sends one request the way grammers' sender does; collects what comes back.
     for round in 0..3 {
         let mut buf = grammers_crypto::DequeBuffer::with_capacity(1 << 16, 128);
-        let ping = tl::functions::Ping { ping_id: 1000 + round }.to_bytes();
+        let ping = tl::functions::Ping {
+            ping_id: 1000 + round,
+        }
+        .to_bytes();
         mtp.push(&mut buf, &ping);
         mtp.finalize(&mut buf).expect("something to send");
         transport.pack(&mut buf);
@@ -697,12 +860,17 @@ async fn round_trip_with_grammers_client_side_mtp_and_transport() {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         loop {
             let mut chunk = [0u8; 4096];
-            let n = tokio::time::timeout_at(deadline, s.read(&mut chunk)).await.expect("answer").unwrap();
+            let n = tokio::time::timeout_at(deadline, s.read(&mut chunk))
+                .await
+                .expect("answer")
+                .unwrap();
             assert!(n > 0, "the fake closed the connection");
             inbox.extend_from_slice(&chunk[..n]);
             let mut progressed = false;
             while let Ok(off) = transport.unpack(&mut inbox[..]) {
-                let out = mtp.deserialize(&mut inbox[off.data_range.clone()]).expect("decrypts and parses");
+                let out = mtp
+                    .deserialize(&mut inbox[off.data_range.clone()])
+                    .expect("decrypts and parses");
                 results.extend(out.into_iter().map(|d| match d {
                     Deserialization::RpcResult(r) => format!("result {}", r.body.len()),
                     Deserialization::BadMessage(b) => format!("bad {}", b.code),
@@ -719,12 +887,16 @@ async fn round_trip_with_grammers_client_side_mtp_and_transport() {
     }
     // Salt 0 first (bad_server_salt, 48); then grammers asks for future salts
     // before anything else (no result to the caller); then the ping's pong.
-    assert_eq!(results.first().map(String::as_str), Some("bad 48"), "{results:?}");
-    assert!(results.iter().any(|r| r.starts_with("result")), "{results:?}");
+    assert_eq!(
+        results.first().map(String::as_str),
+        Some("bad 48"),
+        "{results:?}"
+    );
+    assert!(
+        results.iter().any(|r| r.starts_with("result")),
+        "{results:?}"
+    );
 }
-
-use grammers_client::SignInError;
-use kuryer_sim::fake_bot_api::{FakeLimits, FakeTelegram, NewChannelMessage};
 
 fn forward(
     from: ChannelRef,
@@ -782,12 +954,22 @@ async fn forwards_into_a_relay_once_per_random_id_and_bots_see_them() {
     }
     fake.publish_text(locked, "do not forward");
     // Posts published here are on the Bot API face too.
-    assert_eq!(bot_api.channel_messages_after(source.bot_api_chat_id(), 0, 10).len(), 3);
+    assert_eq!(
+        bot_api
+            .channel_messages_after(source.bot_api_chat_id(), 0, 10)
+            .len(),
+        3
+    );
 
     let reader = Reader::signed_in(&fake, key).await;
     let c = &reader.client;
-    c.invoke(&forward(source, &[1, 2], &[11, 12], relay)).await.expect("forward");
-    let again = c.invoke(&forward(source, &[1, 2], &[11, 12], relay)).await.expect("same random ids");
+    c.invoke(&forward(source, &[1, 2], &[11, 12], relay))
+        .await
+        .expect("forward");
+    let again = c
+        .invoke(&forward(source, &[1, 2], &[11, 12], relay))
+        .await
+        .expect("same random ids");
     let tl::enums::Updates::Updates(again) = again else {
         panic!("updates")
     };
@@ -799,28 +981,55 @@ async fn forwards_into_a_relay_once_per_random_id_and_bots_see_them() {
             _ => None,
         })
         .collect();
-    assert_eq!(ids, vec![1, 2], "the repeat names the first forward's messages");
-    assert_eq!(message_ids(c.invoke(&history(0, 0, 10, relay)).await.expect("relay")), vec![2, 1]);
+    assert_eq!(
+        ids,
+        vec![1, 2],
+        "the repeat names the first forward's messages"
+    );
+    assert_eq!(
+        message_ids(c.invoke(&history(0, 0, 10, relay)).await.expect("relay")),
+        vec![2, 1]
+    );
 
     // grammers' own forward (fresh random ids) makes a new copy with its header.
-    let src_ref = c.resolve_username("source_ch").await.unwrap().unwrap().to_ref().await.unwrap().unwrap();
+    let src_ref = c
+        .resolve_username("source_ch")
+        .await
+        .unwrap()
+        .unwrap()
+        .to_ref()
+        .await
+        .unwrap()
+        .unwrap();
     let relay_ref = grammers_client::session::types::PeerRef {
         id: grammers_client::session::types::PeerId::channel_unchecked(relay.id),
         auth: grammers_client::session::types::PeerAuth::from_hash(relay.access_hash),
     };
-    let copies = c.forward_messages(relay_ref, &[3], src_ref).await.expect("forward 3");
+    let copies = c
+        .forward_messages(relay_ref, &[3], src_ref)
+        .await
+        .expect("forward 3");
     let copy = copies[0].as_ref().expect("forwarded");
     assert_eq!(copy.text(), "src 3");
     assert!(copy.forward_header().is_some());
 
-    let e = c.invoke(&forward(locked, &[1], &[21], relay)).await.expect_err("protected");
+    let e = c
+        .invoke(&forward(locked, &[1], &[21], relay))
+        .await
+        .expect_err("protected");
     assert_eq!(rpc_name(&e), Some("CHAT_FORWARDS_RESTRICTED"));
-    let e = c.invoke(&forward(source, &[1], &[22], elsewhere)).await.expect_err("not an admin");
+    let e = c
+        .invoke(&forward(source, &[1], &[22], elsewhere))
+        .await
+        .expect_err("not an admin");
     assert_eq!(rpc_name(&e), Some("CHAT_WRITE_FORBIDDEN"));
 
     // Every forward into the relay is a channel post on the Bot API face.
     let relayed = bot_api.channel_messages_after(relay.bot_api_chat_id(), 0, 10);
-    let texts: Vec<_> = relayed.iter().map(|m| m.text.clone().unwrap_or_default()).collect();
+    let texts: Vec<_> = relayed
+        .iter()
+        .map(|m| m.text.clone().unwrap_or_default())
+        .collect();
     assert_eq!(texts, ["src 1", "src 2", "src 3"]);
     assert_eq!(fake.stats(id).calls("messages.forwardMessages"), 5);
     reader.close().await;
@@ -850,32 +1059,61 @@ async fn login_with_a_code_and_with_2fa_and_clear_failures() {
     let key = fake.issue_auth_key(None);
     let r = Reader::connect(&fake, key).await;
     assert!(!r.client.is_authorized().await.unwrap());
-    let token = r.client.request_login_code("+998900000020", "hash").await.expect("sendCode");
+    let token = r
+        .client
+        .request_login_code("+998900000020", "hash")
+        .await
+        .expect("sendCode");
     let code = fake.login_code("+998900000020").expect("a code was sent");
     let wrong = format!("{:05}", (code.parse::<u32>().unwrap() + 1) % 100_000);
-    assert!(matches!(r.client.sign_in(&token, &wrong).await, Err(SignInError::InvalidCode)));
+    assert!(matches!(
+        r.client.sign_in(&token, &wrong).await,
+        Err(SignInError::InvalidCode)
+    ));
     let user = r.client.sign_in(&token, &code).await.expect("right code");
     assert_eq!(user.id().bare_id_unchecked(), plain);
     assert_eq!(fake.key_account(&key), Some(plain));
-    assert_eq!(r.client.get_me().await.unwrap().id().bare_id_unchecked(), plain);
+    assert_eq!(
+        r.client.get_me().await.unwrap().id().bare_id_unchecked(),
+        plain
+    );
     r.client.sign_out().await.expect("logOut");
     let e = r.client.get_me().await.expect_err("logged out");
     assert_eq!(rpc_name(&e), Some("AUTH_KEY_UNREGISTERED"));
 
     // An expired code.
-    let token = r.client.request_login_code("+998900000020", "hash").await.expect("sendCode");
+    let token = r
+        .client
+        .request_login_code("+998900000020", "hash")
+        .await
+        .expect("sendCode");
     let code = fake.login_code("+998900000020").unwrap();
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert!(matches!(r.client.sign_in(&token, &code).await, Err(SignInError::InvalidCode)));
+    assert!(matches!(
+        r.client.sign_in(&token, &code).await,
+        Err(SignInError::InvalidCode)
+    ));
     r.close().await;
     let anon = fake.anonymous_stats();
-    assert_eq!(anon["auth.signIn"].errors.get("PHONE_CODE_INVALID"), Some(&1), "{anon:?}");
-    assert_eq!(anon["auth.signIn"].errors.get("PHONE_CODE_EXPIRED"), Some(&1), "{anon:?}");
+    assert_eq!(
+        anon["auth.signIn"].errors.get("PHONE_CODE_INVALID"),
+        Some(&1),
+        "{anon:?}"
+    );
+    assert_eq!(
+        anon["auth.signIn"].errors.get("PHONE_CODE_EXPIRED"),
+        Some(&1),
+        "{anon:?}"
+    );
 
     // 2FA: the code, then SRP; a wrong password first.
     let key = fake.issue_auth_key(None);
     let r = Reader::connect(&fake, key).await;
-    let token = r.client.request_login_code("+998900000021", "hash").await.expect("sendCode");
+    let token = r
+        .client
+        .request_login_code("+998900000021", "hash")
+        .await
+        .expect("sendCode");
     let code = fake.login_code("+998900000021").unwrap();
     let Err(SignInError::PasswordRequired(password)) = r.client.sign_in(&token, &code).await else {
         panic!("2FA account needs its password")
@@ -886,12 +1124,22 @@ async fn login_with_a_code_and_with_2fa_and_clear_failures() {
         panic!("a wrong password fails clearly")
     };
     assert_eq!(fake.key_account(&key), None);
-    let user = r.client.check_password(password, "correct horse").await.expect("SRP verified");
+    let user = r
+        .client
+        .check_password(password, "correct horse")
+        .await
+        .expect("SRP verified");
     assert_eq!(user.id().bare_id_unchecked(), guarded);
     assert_eq!(fake.key_account(&key), Some(guarded));
     let stats = fake.stats(guarded);
     assert_eq!(stats.calls("users.getUsers"), 0);
     let anon = fake.anonymous_stats();
-    assert_eq!(anon["auth.checkPassword"].errors.get("PASSWORD_HASH_INVALID"), Some(&1), "{anon:?}");
+    assert_eq!(
+        anon["auth.checkPassword"]
+            .errors
+            .get("PASSWORD_HASH_INVALID"),
+        Some(&1),
+        "{anon:?}"
+    );
     r.close().await;
 }

@@ -32,12 +32,18 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn world(&self) -> MutexGuard<'_, World> {
-        self.world.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.world
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
 /// Accepts connections until `stop` turns true.
-pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -231,7 +237,11 @@ impl Conn {
         let env = match session::parse_envelope(plain) {
             Ok(env) => env,
             Err(e) => {
-                tracing::debug!(conn = self.id, reason = e.0, "MTProto fake: bad plaintext, closing");
+                tracing::debug!(
+                    conn = self.id,
+                    reason = e.0,
+                    "MTProto fake: bad plaintext, closing"
+                );
                 return Err(self.reject());
             }
         };
@@ -314,7 +324,8 @@ impl Conn {
                     outs.push(bad_msg(&msg, 34));
                 }
             }
-            tl::functions::Ping::CONSTRUCTOR_ID | tl::functions::PingDelayDisconnect::CONSTRUCTOR_ID => {
+            tl::functions::Ping::CONSTRUCTOR_ID
+            | tl::functions::PingDelayDisconnect::CONSTRUCTOR_ID => {
                 let ping_id = i64::from_bytes(args).map_err(|_| self.reject())?;
                 if id == tl::functions::PingDelayDisconnect::CONSTRUCTOR_ID {
                     let f = tl::functions::PingDelayDisconnect::from_bytes(args)
@@ -334,7 +345,8 @@ impl Conn {
                 });
             }
             tl::functions::GetFutureSalts::CONSTRUCTOR_ID => {
-                let f = tl::functions::GetFutureSalts::from_bytes(args).map_err(|_| self.reject())?;
+                let f =
+                    tl::functions::GetFutureSalts::from_bytes(args).map_err(|_| self.reject())?;
                 let key_id = self.key.as_ref().map_or(0, |k| k.id);
                 outs.push(OutMessage {
                     body: session::future_salts(key_id, msg.msg_id, f.num),
@@ -343,7 +355,8 @@ impl Conn {
                 });
             }
             tl::functions::DestroySession::CONSTRUCTOR_ID => {
-                let f = tl::functions::DestroySession::from_bytes(args).map_err(|_| self.reject())?;
+                let f =
+                    tl::functions::DestroySession::from_bytes(args).map_err(|_| self.reject())?;
                 outs.push(OutMessage {
                     body: session::rpc_result(
                         msg.msg_id,
@@ -360,13 +373,7 @@ impl Conn {
             }
             GZIP_PACKED => {
                 let inner = session::gunzip(&msg.body).map_err(|_| self.reject())?;
-                return self.process(
-                    InMessage {
-                        body: inner,
-                        ..msg
-                    },
-                    outs,
-                );
+                return self.process(InMessage { body: inner, ..msg }, outs);
             }
             MSG_CONTAINER => outs.push(bad_msg(&msg, 64)),
             tl::types::MsgsStateReq::CONSTRUCTOR_ID

@@ -293,8 +293,10 @@ impl MtprotoFake {
 
     /// A grammers session whose home DC is this fake, holding `auth_key`.
     pub fn session_data(&self, auth_key: [u8; 256]) -> SessionData {
-        let mut data = SessionData::default();
-        data.home_dc = THIS_DC;
+        let mut data = SessionData {
+            home_dc: THIS_DC,
+            ..SessionData::default()
+        };
         let option = self.dc_option(auth_key);
         data.dc_options.insert(option.id, option);
         data
@@ -311,7 +313,11 @@ impl MtprotoFake {
             w.usernames.insert(u.to_ascii_lowercase(), id);
         }
         if let Some(bot_api) = &w.bot_api {
-            bot_api.create_channel(bot_api_chat_id(id), username.as_deref().unwrap_or(""), &spec.title);
+            bot_api.create_channel(
+                bot_api_chat_id(id),
+                username.as_deref().unwrap_or(""),
+                &spec.title,
+            );
         }
         w.channels.insert(
             id,
@@ -347,7 +353,11 @@ impl MtprotoFake {
     /// Makes `account` a member (the way into a private channel).
     pub fn add_member(&self, channel: ChannelRef, account: i64) {
         self.with_channel(channel, |w| {
-            w.channels.get_mut(&channel.id).expect("checked").members.insert(account);
+            w.channels
+                .get_mut(&channel.id)
+                .expect("checked")
+                .members
+                .insert(account);
             if let Some(a) = w.accounts.get_mut(&account) {
                 a.joined.insert(channel.id);
             }
@@ -357,7 +367,11 @@ impl MtprotoFake {
     /// Makes `account` an administrator (it may forward into the channel).
     pub fn set_admin(&self, channel: ChannelRef, account: i64) {
         self.with_channel(channel, |w| {
-            w.channels.get_mut(&channel.id).expect("checked").admins.insert(account);
+            w.channels
+                .get_mut(&channel.id)
+                .expect("checked")
+                .admins
+                .insert(account);
         });
     }
 
@@ -392,7 +406,13 @@ impl MtprotoFake {
     /// `CHANNEL_PRIVATE`.
     pub fn make_private(&self, channel: ChannelRef) {
         self.with_channel(channel, |w| {
-            if let Some(u) = w.channels.get_mut(&channel.id).expect("checked").username.take() {
+            if let Some(u) = w
+                .channels
+                .get_mut(&channel.id)
+                .expect("checked")
+                .username
+                .take()
+            {
                 w.usernames.remove(&u.to_ascii_lowercase());
             }
         });
@@ -448,7 +468,9 @@ impl MtprotoFake {
             pts: None,
         }
         .into();
-        let body = Arc::new(updates_body(vec![update], vec![objects::channel(ch, Some(account))]).to_bytes());
+        let body = Arc::new(
+            updates_body(vec![update], vec![objects::channel(ch, Some(account))]).to_bytes(),
+        );
         if let Some(a) = w.accounts.get_mut(&account) {
             push_to(a, None, &body);
         }

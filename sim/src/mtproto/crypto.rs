@@ -78,7 +78,7 @@ pub(crate) fn decrypt_from_client<'a>(
     key: &ServerKey,
     packet: &'a mut [u8],
 ) -> Result<&'a [u8], CryptoError> {
-    if packet.len() < 24 + 32 || (packet.len() - 24) % 16 != 0 {
+    if packet.len() < 24 + 32 || !(packet.len() - 24).is_multiple_of(16) {
         return Err(CryptoError::BadLength);
     }
     let mk: [u8; 16] = packet[8..24].try_into().expect("16 bytes");

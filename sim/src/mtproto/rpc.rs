@@ -15,7 +15,9 @@ use super::login;
 use super::objects;
 use super::session::{constructor, rpc_error};
 use super::updates::{self, now_i32};
-use super::world::{Account, Channel, EventKind, MAX_JOINED_CHANNELS, Msg, Push, PushTarget, World};
+use super::world::{
+    Account, Channel, EventKind, MAX_JOINED_CHANNELS, Msg, Push, PushTarget, World,
+};
 use crate::fake_bot_api::NewChannelMessage;
 
 /// Who is calling, on which connection.
@@ -57,8 +59,7 @@ impl Deserializable for Rest {
 
 /// A function's arguments (the body after its constructor id).
 fn args<F: Deserializable>(body: &[u8]) -> Result<F, RpcErr> {
-    F::from_bytes(body.get(4..).unwrap_or_default())
-        .map_err(|_| err(400, "INPUT_REQUEST_INVALID"))
+    F::from_bytes(body.get(4..).unwrap_or_default()).map_err(|_| err(400, "INPUT_REQUEST_INVALID"))
 }
 
 /// Strips the wrappers off a request body.
@@ -75,7 +76,9 @@ fn unwrap_query(mut body: Vec<u8>) -> Result<Vec<u8>, RpcErr> {
                 args::<tl::functions::InitConnection<Rest>>(&body)?.query.0
             }
             tl::functions::InvokeWithoutUpdates::<Rest>::CONSTRUCTOR_ID => {
-                args::<tl::functions::InvokeWithoutUpdates<Rest>>(&body)?.query.0
+                args::<tl::functions::InvokeWithoutUpdates<Rest>>(&body)?
+                    .query
+                    .0
             }
             tl::functions::InvokeAfterMsg::<Rest>::CONSTRUCTOR_ID => {
                 args::<tl::functions::InvokeAfterMsg<Rest>>(&body)?.query.0
@@ -280,7 +283,9 @@ fn get_users(world: &World, me: i64, req: &tl::functions::users::GetUsers) -> Re
     let mut users = Vec::new();
     for u in &req.id {
         match u {
-            tl::enums::InputUser::UserSelf => users.push(objects::user(account_of(world, me)?, true)),
+            tl::enums::InputUser::UserSelf => {
+                users.push(objects::user(account_of(world, me)?, true))
+            }
             tl::enums::InputUser::User(x) => {
                 if let Some(acc) = world.accounts.get(&x.user_id)
                     && acc.access_hash == x.access_hash
@@ -296,7 +301,9 @@ fn get_users(world: &World, me: i64, req: &tl::functions::users::GetUsers) -> Re
 
 fn get_difference(world: &mut World, me: i64) -> Reply {
     let missed: Vec<i64> = match world.accounts.get_mut(&me) {
-        Some(acc) => std::mem::take(&mut acc.missed_channels).into_iter().collect(),
+        Some(acc) => std::mem::take(&mut acc.missed_channels)
+            .into_iter()
+            .collect(),
         None => Vec::new(),
     };
     if missed.is_empty() {
@@ -377,7 +384,11 @@ fn resolve_username(
         return Err(err(400, "USERNAME_INVALID"));
     }
     let lower = name.to_ascii_lowercase();
-    if let Some(ch) = world.usernames.get(&lower).and_then(|c| world.channels.get(c)) {
+    if let Some(ch) = world
+        .usernames
+        .get(&lower)
+        .and_then(|c| world.channels.get(c))
+    {
         return Ok(
             tl::enums::contacts::ResolvedPeer::Peer(tl::types::contacts::ResolvedPeer {
                 peer: objects::peer_channel(ch.id),
@@ -387,11 +398,11 @@ fn resolve_username(
             .to_bytes(),
         );
     }
-    if let Some(acc) = world
-        .accounts
-        .values()
-        .find(|a| a.username.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(name)))
-    {
+    if let Some(acc) = world.accounts.values().find(|a| {
+        a.username
+            .as_deref()
+            .is_some_and(|u| u.eq_ignore_ascii_case(name))
+    }) {
         return Ok(
             tl::enums::contacts::ResolvedPeer::Peer(tl::types::contacts::ResolvedPeer {
                 peer: tl::types::PeerUser { user_id: acc.id }.into(),
@@ -497,9 +508,9 @@ fn join(world: &mut World, me: i64, req: &tl::functions::channels::JoinChannel) 
     let ch = &world.channels[&id];
     let updates = updates::updates_body(Vec::new(), vec![objects::channel(ch, Some(me))]);
     Ok(
-        tl::enums::messages::ChatInviteJoinResult::Ok(tl::types::messages::ChatInviteJoinResultOk {
-            updates,
-        })
+        tl::enums::messages::ChatInviteJoinResult::Ok(
+            tl::types::messages::ChatInviteJoinResultOk { updates },
+        )
         .to_bytes(),
     )
 }
@@ -555,11 +566,9 @@ fn forward(world: &mut World, me: i64, req: &tl::functions::messages::ForwardMes
             let src = &world.channels[&src_id];
             let m = &src.messages[&id];
             let fwd_from = m.fwd_from.or(Some((src_id, m.id, m.date)));
-            let grouped_id = m.grouped_id.map(|g| {
-                *albums
-                    .entry(g)
-                    .or_insert_with(|| g.wrapping_mul(31) ^ rid)
-            });
+            let grouped_id = m
+                .grouped_id
+                .map(|g| *albums.entry(g).or_insert_with(|| g.wrapping_mul(31) ^ rid));
             let copy = Msg {
                 id: 0,
                 date: now_i32(),
@@ -630,15 +639,13 @@ fn send_code(world: &mut World, req: &tl::functions::auth::SendCode) -> Reply {
             sent_at: Instant::now(),
         },
     );
-    Ok(
-        tl::enums::auth::SentCode::Code(tl::types::auth::SentCode {
-            r#type: tl::types::auth::SentCodeTypeApp { length: 5 }.into(),
-            phone_code_hash: hash,
-            next_type: None,
-            timeout: None,
-        })
-        .to_bytes(),
-    )
+    Ok(tl::enums::auth::SentCode::Code(tl::types::auth::SentCode {
+        r#type: tl::types::auth::SentCodeTypeApp { length: 5 }.into(),
+        phone_code_hash: hash,
+        next_type: None,
+        timeout: None,
+    })
+    .to_bytes())
 }
 
 pub(crate) fn normalize_phone(p: &str) -> String {
