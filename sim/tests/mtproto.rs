@@ -387,7 +387,10 @@ async fn joined_reader(
     key: [u8; 256],
     username: &str,
 ) -> (Reader, UpdateStream) {
-    let mut reader = Reader::signed_in(fake, key).await;
+    joined(Reader::signed_in(fake, key).await, username).await
+}
+
+async fn joined(mut reader: Reader, username: &str) -> (Reader, UpdateStream) {
     let peer = reader
         .client
         .resolve_username(username)
@@ -566,19 +569,24 @@ impl Reader {
     /// Like [`Reader::connect`], with grammers' retries off: a FLOOD_WAIT
     /// comes back to the caller instead of being slept through.
     async fn connect_without_retries(fake: &MtprotoFake, auth_key: [u8; 256]) -> Self {
+        Self::connect_with(
+            fake,
+            auth_key,
+            ConnectionParams {
+                retry_policy: Box::new(NoRetries),
+                ..ConnectionParams::default()
+            },
+        )
+        .await
+    }
+
+    async fn connect_with(fake: &MtprotoFake, auth_key: [u8; 256], params: ConnectionParams) -> Self {
         let session = Arc::new(MemorySession::from(fake.session_data(auth_key)));
         let SenderPool {
             runner,
             handle,
             updates,
-        } = SenderPool::with_configuration(
-            Arc::clone(&session),
-            API_ID,
-            ConnectionParams {
-                retry_policy: Box::new(NoRetries),
-                ..ConnectionParams::default()
-            },
-        );
+        } = SenderPool::with_configuration(Arc::clone(&session), API_ID, params);
         let client = Client::new(handle);
         let pool = tokio::spawn(runner.run());
         Self {
@@ -1142,4 +1150,51 @@ async fn login_with_a_code_and_with_2fa_and_clear_failures() {
         "{anon:?}"
     );
     r.close().await;
+}
+
+/// Pushed updates per second the fake sustains to one grammers client (the
+/// client's own decryption and update handling included). A measurement, not
+/// a check: `cargo test -p kuryer-sim --test mtproto -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; run explicitly"]
+async fn measure_push_throughput_to_one_account() {
+    let fake = MtprotoFake::start(MtprotoConfig::default()).expect("start");
+    let (id, key) = account(&fake, "+998900000099");
+    let news = public_channel(&fake, "firehose");
+    let params = ConnectionParams {
+        updates_channel_capacity: std::num::NonZeroUsize::new(1 << 20).unwrap(),
+        ..ConnectionParams::default()
+    };
+    let reader = Reader::connect_with(&fake, key, params).await;
+    reader.client.get_me().await.expect("get_me");
+    let (reader, mut stream) = joined(reader, "firehose").await;
+    const N: usize = 5000;
+    let started = std::time::Instant::now();
+    let fake = Arc::new(fake);
+    let publisher = {
+        let fake = Arc::clone(&fake);
+        std::thread::spawn(move || {
+            for i in 0..N {
+                fake.publish_text(news, &format!("p{i}"));
+            }
+            started.elapsed()
+        })
+    };
+    let mut got = 0;
+    while got < N {
+        let u = next_update(&mut stream).await;
+        if matches!(u, tl::enums::Update::NewChannelMessage(_)) {
+            got += 1;
+        }
+    }
+    let publish_time = publisher.join().expect("publisher");
+    let elapsed = started.elapsed();
+    let stats = fake.stats(id);
+    println!(
+        "pushed {N} updates to one account in {elapsed:?} ({:.0}/s; publishing took {publish_time:?}); \
+         dropped by the client's channel and recovered by getChannelDifference: {} calls",
+        N as f64 / elapsed.as_secs_f64(),
+        stats.calls("updates.getChannelDifference"),
+    );
+    reader.close().await;
 }
