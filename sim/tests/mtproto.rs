@@ -580,7 +580,11 @@ impl Reader {
         .await
     }
 
-    async fn connect_with(fake: &MtprotoFake, auth_key: [u8; 256], params: ConnectionParams) -> Self {
+    async fn connect_with(
+        fake: &MtprotoFake,
+        auth_key: [u8; 256],
+        params: ConnectionParams,
+    ) -> Self {
         let session = Arc::new(MemorySession::from(fake.session_data(auth_key)));
         let SenderPool {
             runner,
@@ -1197,4 +1201,51 @@ async fn measure_push_throughput_to_one_account() {
         stats.calls("updates.getChannelDifference"),
     );
     reader.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_world_posts_from_either_face_reach_both() {
+    let fake = MtprotoFake::start(MtprotoConfig::default()).expect("start");
+    let bot_api = FakeTelegram::start(FakeLimits::off()).expect("bot api");
+    fake.attach_bot_api(bot_api.clone());
+    let (_, key) = account(&fake, "+998900000030");
+    let news = public_channel(&fake, "both_faces");
+    let (reader, mut stream) = joined_reader(&fake, key, "both_faces").await;
+
+    let from_bot_api = bot_api.post(
+        news.bot_api_chat_id(),
+        kuryer_sim::fake_bot_api::NewChannelMessage::text("published on the Bot API face"),
+    );
+    assert_eq!(
+        text_of(&next_update(&mut stream).await),
+        (
+            "new",
+            from_bot_api,
+            "published on the Bot API face".to_owned()
+        )
+    );
+    let from_control = fake.publish_text(news, "published on the MTProto face");
+    assert_eq!(from_control, from_bot_api + 1);
+    assert_eq!(
+        text_of(&next_update(&mut stream).await),
+        (
+            "new",
+            from_control,
+            "published on the MTProto face".to_owned()
+        )
+    );
+    let on_bot_api: Vec<_> = bot_api
+        .channel_messages_after(news.bot_api_chat_id(), 0, 10)
+        .into_iter()
+        .map(|m| (m.id, m.text.unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        on_bot_api,
+        [
+            (from_bot_api, "published on the Bot API face".to_owned()),
+            (from_control, "published on the MTProto face".to_owned())
+        ]
+    );
+    reader.close().await;
+    bot_api.stop();
 }

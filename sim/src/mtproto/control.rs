@@ -20,7 +20,7 @@ use super::flood::FloodLimit;
 use super::login::SrpVerifier;
 use super::objects::{self, THIS_DC};
 use super::rpc::normalize_phone;
-use super::updates::{bot_api_chat_id, now_i32, updates_body};
+use super::updates::{bot_api_chat_id, mirroring, now_i32, updates_body};
 use super::world::{Account, Channel, KeyState, MethodStats, Settings, World, push_to};
 use crate::fake_bot_api::{FakeTelegram, NewChannelMessage};
 
@@ -198,7 +198,21 @@ impl MtprotoFake {
     /// exist there too (same id, `-100…`), every post published here is
     /// published there (a `channel_post` to admin bots), and a message an
     /// account forwards into a channel shows up there as a `channel_post`.
+    ///
+    /// The other way round, a post published with [`FakeTelegram::post`] in
+    /// a channel this face knows is appended here and pushed to its members.
+    /// Message ids stay equal on both faces as long as posts to one channel
+    /// are not published from both faces at the same instant.
     pub fn attach_bot_api(&self, fake: FakeTelegram) {
+        let weak = Arc::downgrade(&self.shared);
+        fake.on_post(Arc::new(move |chat_id, message| {
+            if mirroring() {
+                return;
+            }
+            if let Some(shared) = weak.upgrade() {
+                shared.world().mirror_from_bot_api(chat_id, message);
+            }
+        }));
         self.world().bot_api = Some(fake);
     }
 

@@ -108,11 +108,16 @@
 //!   [`MtprotoFake::login_code`]; `auth.logOut` unbinds the key.
 //! - Flood limits are a sliding window per method; Telegram's are secret
 //!   and adaptive.
-//! - One world with the Bot API face is reached through
+//! - One world with the Bot API face through
 //!   [`MtprotoFake::attach_bot_api`]: channels created and posts published
-//!   or forwarded here are mirrored onto the [`FakeTelegram`](crate::fake_bot_api::FakeTelegram)
-//!   by its public API; posts published directly on the Bot API face are not
-//!   seen here.
+//!   or forwarded here are mirrored onto the
+//!   [`FakeTelegram`](crate::fake_bot_api::FakeTelegram) (a `channel_post`
+//!   to its admin bots), and a post published there with `FakeTelegram::post`
+//!   in a channel this face knows is appended here and pushed (its post
+//!   hook). Each face keeps its own copy of a channel's history; ids agree as
+//!   long as one channel is not posted to from both faces at the same
+//!   instant. Edits and deletes, and channels created on the Bot API face
+//!   alone, are not mirrored.
 
 mod connection;
 mod control;

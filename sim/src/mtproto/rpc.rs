@@ -590,7 +590,7 @@ fn forward(world: &mut World, me: i64, req: &tl::functions::messages::ForwardMes
                 .append_message(dst_id, copy)
                 .ok_or_else(|| err(400, "CHANNEL_INVALID"))?;
             if let Some(bot_api) = &world.bot_api {
-                bot_api.post(updates::bot_api_chat_id(dst_id), bot_api_copy);
+                updates::mirror_post(bot_api, dst_id, bot_api_copy);
             }
             if let Some(acc) = world.accounts.get_mut(&me) {
                 acc.forwarded.insert(rid, (dst_id, new_id));

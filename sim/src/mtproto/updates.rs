@@ -14,6 +14,29 @@ use super::session::unix_now;
 use super::world::{Channel, Event, EventKind, Msg, World};
 use crate::fake_bot_api::NewChannelMessage;
 
+thread_local! {
+    /// Set while this face publishes onto the Bot API face, so that the Bot
+    /// API face's post hook does not bring the post back here.
+    static MIRRORING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the current thread is mirroring a post onto the Bot API face.
+pub(crate) fn mirroring() -> bool {
+    MIRRORING.with(std::cell::Cell::get)
+}
+
+/// Publishes `post` on the Bot API face without it coming back.
+pub(crate) fn mirror_post(
+    bot_api: &crate::fake_bot_api::FakeTelegram,
+    channel: i64,
+    post: NewChannelMessage,
+) -> i32 {
+    MIRRORING.with(|m| m.set(true));
+    let id = bot_api.post(bot_api_chat_id(channel), post);
+    MIRRORING.with(|m| m.set(false));
+    id
+}
+
 pub(crate) fn now_i32() -> i32 {
     i32::try_from(unix_now().0).unwrap_or(i32::MAX)
 }
@@ -90,10 +113,7 @@ impl World {
     /// Publishes a post as the channel; returns its id.
     pub(crate) fn publish(&mut self, channel: i64, post: NewChannelMessage) -> Option<i32> {
         let ch = self.channels.get_mut(&channel)?;
-        let grouped_id = post.media_group_id.as_ref().map(|g| {
-            let next = i64::from(ch.next_id) + ch.id * 1000;
-            *ch.albums.entry(g.clone()).or_insert(next)
-        });
+        let grouped_id = post.media_group_id.as_ref().map(|g| ch.album_id(g));
         let protected = post.protected || ch.protected;
         let msg = Msg {
             id: 0,
@@ -107,7 +127,7 @@ impl World {
         };
         let id = self.append_message(channel, msg)?;
         if let Some(bot_api) = &self.bot_api {
-            let bot_api_id = bot_api.post(bot_api_chat_id(channel), post);
+            let bot_api_id = mirror_post(bot_api, channel, post);
             debug_assert_eq!(bot_api_id, id, "both faces number a channel's posts alike");
         }
         Some(id)
@@ -152,6 +172,39 @@ impl World {
 /// The Bot API chat id of a channel: `-100` followed by its id.
 pub(crate) fn bot_api_chat_id(channel: i64) -> i64 {
     -1_000_000_000_000 - channel
+}
+
+/// The channel id of a Bot API chat id (`-100…`).
+pub(crate) fn channel_of_bot_api_chat(chat_id: i64) -> i64 {
+    -1_000_000_000_000 - chat_id
+}
+
+impl World {
+    /// A post published on the Bot API face, appended here and pushed to
+    /// the members (channels this face does not know are ignored).
+    pub(crate) fn mirror_from_bot_api(
+        &mut self,
+        chat_id: i64,
+        m: &crate::fake_bot_api::ChannelMessage,
+    ) {
+        let channel = channel_of_bot_api_chat(chat_id);
+        let Some(ch) = self.channels.get_mut(&channel) else {
+            return;
+        };
+        let grouped_id = m.media_group_id.as_ref().map(|g| ch.album_id(g));
+        let msg = Msg {
+            id: 0,
+            date: i32::try_from(m.date).unwrap_or_else(|_| now_i32()),
+            text: m.text.clone().unwrap_or_default(),
+            media: m.media,
+            grouped_id,
+            edit_date: None,
+            fwd_from: None,
+            noforwards: m.protected || ch.protected,
+        };
+        let id = self.append_message(channel, msg);
+        debug_assert_eq!(id, Some(m.id), "both faces number a channel's posts alike");
+    }
 }
 
 /// `updates.getChannelDifference` from `pts`, for `account`.

@@ -138,6 +138,13 @@ impl Channel {
         self.is_public() || self.members.contains(&account) || self.admins.contains(&account)
     }
 
+    /// The `grouped_id` of the album named `group` (the Bot API face's
+    /// `media_group_id`), made on its first message.
+    pub(crate) fn album_id(&mut self, group: &str) -> i64 {
+        let next = self.id.wrapping_mul(1_000_000) + i64::from(self.next_id);
+        *self.albums.entry(group.to_owned()).or_insert(next)
+    }
+
     /// Appends an event and returns it.
     pub(crate) fn log(&mut self, pts_count: i32, kind: EventKind) -> Event {
         self.pts += pts_count;
