@@ -1249,3 +1249,59 @@ async fn one_world_posts_from_either_face_reach_both() {
     reader.close().await;
     bot_api.stop();
 }
+
+/// Pushed updates per second to 20 grammers clients, one channel they all
+/// joined (the fan-out side of the fake). A measurement, run explicitly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; run explicitly"]
+async fn measure_push_throughput_to_twenty_accounts() {
+    const ACCOUNTS: usize = 20;
+    const POSTS: usize = 500;
+    let fake = Arc::new(MtprotoFake::start(MtprotoConfig::default()).expect("start"));
+    let news = public_channel(&fake, "fanout");
+    let mut streams = Vec::new();
+    for i in 0..ACCOUNTS {
+        let (_, key) = account(&fake, &format!("+99890100{i:04}"));
+        let params = ConnectionParams {
+            updates_channel_capacity: std::num::NonZeroUsize::new(1 << 20).unwrap(),
+            ..ConnectionParams::default()
+        };
+        let reader = Reader::connect_with(&fake, key, params).await;
+        reader.client.get_me().await.expect("get_me");
+        streams.push(joined(reader, "fanout").await);
+    }
+    let started = std::time::Instant::now();
+    let publisher = {
+        let fake = Arc::clone(&fake);
+        std::thread::spawn(move || {
+            for i in 0..POSTS {
+                fake.publish_text(news, &format!("p{i}"));
+            }
+        })
+    };
+    let mut tasks = Vec::new();
+    for (reader, mut stream) in streams {
+        tasks.push(tokio::spawn(async move {
+            let mut got = 0;
+            while got < POSTS {
+                if matches!(
+                    next_update(&mut stream).await,
+                    tl::enums::Update::NewChannelMessage(_)
+                ) {
+                    got += 1;
+                }
+            }
+            reader.close().await;
+        }));
+    }
+    for t in tasks {
+        t.await.expect("reader");
+    }
+    publisher.join().expect("publisher");
+    let elapsed = started.elapsed();
+    let total = ACCOUNTS * POSTS;
+    println!(
+        "pushed {total} updates ({POSTS} posts x {ACCOUNTS} accounts) in {elapsed:?}: {:.0}/s",
+        total as f64 / elapsed.as_secs_f64()
+    );
+}
