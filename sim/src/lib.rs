@@ -8,6 +8,7 @@
 //! | module | what it is |
 //! |---|---|
 //! | [`fake_bot_api`] | an HTTP fake of the Bot API speaking the real wire protocol, recording everything it receives |
+//! | [`mtproto`] | the MTProto face: a fake data centre speaking MTProto 2.0 over TCP (Full transport) that grammers-client connects to unmodified |
 //! | [`source`] | [`SimSource`](source::SimSource): a `ChannelSource` reading the fake's channel history, as a reader account would |
 //! | [`control`] | the fake as a process of its own, with a control API (`kuryer-sim`, and `kuryer-bench`'s child) |
 //! | [`process`] | [`FakeSpec`](process::FakeSpec), what such a process simulates, and [`FakeProcess`](process::FakeProcess), a client that starts one |
@@ -20,6 +21,8 @@ pub mod control;
 pub mod fake_bot_api;
 /// The generated population and posts of demo, bench and tests.
 pub mod fixtures;
+/// The MTProto face of the simulated Telegram: a fake data centre over TCP.
+pub mod mtproto;
 /// What a fake process simulates, and a client that starts one.
 pub mod process;
 /// A `ChannelSource` reading the fake Telegram's channel history.

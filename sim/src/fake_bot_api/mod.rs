@@ -69,6 +69,10 @@ use serde_json::{Value, json};
 
 pub use report::DeliveryReport;
 
+/// A function told of every post published on the Bot API face (its channel
+/// id and the message), e.g. to mirror it onto the MTProto face.
+pub type PostHook = Arc<dyn Fn(i64, &ChannelMessage) + Send + Sync>;
+
 use json::{channel_chat_json, channel_post_json, dest_chat_json, member_json, unix_now};
 use server::{ServerControl, Shared};
 use state::{ArmedFault, Channel, DestChat, State};
@@ -480,6 +484,31 @@ impl FakeTelegram {
     ///
     /// If the channel was not created.
     pub fn post(&self, chat_id: i64, msg: NewChannelMessage) -> i32 {
+        let (id, message) = self.post_locked(chat_id, msg);
+        let hook = self
+            .shared
+            .post_hook
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(hook) = hook {
+            hook(chat_id, &message);
+        }
+        id
+    }
+
+    /// Calls `hook` with the channel and the message after every
+    /// [`FakeTelegram::post`] (outside the fake's lock), replacing any
+    /// earlier hook: how the MTProto face pushes a post published here.
+    pub fn on_post(&self, hook: PostHook) {
+        *self
+            .shared
+            .post_hook
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(hook);
+    }
+
+    fn post_locked(&self, chat_id: i64, msg: NewChannelMessage) -> (i32, ChannelMessage) {
         let mut st = self.shared.lock();
         let State {
             channels,
@@ -521,8 +550,8 @@ impl FakeTelegram {
                 }
             }
         }
-        channel.messages.push(message);
-        id
+        channel.messages.push(message.clone());
+        (id, message)
     }
 
     /// Up to `limit` messages of the channel with an id above `after_id`,

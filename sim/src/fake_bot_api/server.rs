@@ -253,6 +253,9 @@ pub(super) struct Shared {
     /// Set by `set_down(true)`: a request a stopping worker still reads gets
     /// its connection broken instead of an answer.
     down: AtomicBool,
+    /// Called after every [`FakeTelegram::post`](super::FakeTelegram::post),
+    /// outside the state lock: how another face of the world learns of it.
+    pub(super) post_hook: Mutex<Option<super::PostHook>>,
 }
 
 impl Shared {
@@ -261,6 +264,7 @@ impl Shared {
             rules: Rules::new(&limits),
             state: Mutex::new(State::default()),
             down: AtomicBool::new(false),
+            post_hook: Mutex::new(None),
         }
     }
 

@@ -1,0 +1,426 @@
+//! One TCP connection of the MTProto face: frames in (a reader task), the
+//! envelope and service messages handled here, RPCs handed to the
+//! dispatcher, responses and pushed updates encrypted and framed out.
+//! Anything malformed — a bad frame, an unknown auth key (answered with the
+//! transport error -404), a packet that does not decrypt, a plaintext that is
+//! not an envelope — closes this connection only.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use grammers_tl_types::{self as tl, Deserializable, Identifiable, Serializable};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+use super::crypto::{self, ServerKey};
+use super::rpc::{self, CallCtx};
+use super::session::{
+    self, GZIP_PACKED, InMessage, MSG_CONTAINER, OutMessage, ServerSession, check_msg_id,
+    constructor, current_slot, salt_for, salt_ok,
+};
+use super::transport::{self, FrameReader};
+use super::world::{Push, World};
+
+/// State every connection shares.
+pub(crate) struct Shared {
+    pub(crate) world: Mutex<World>,
+    pub(crate) addr: SocketAddr,
+}
+
+impl Shared {
+    pub(crate) fn world(&self) -> MutexGuard<'_, World> {
+        self.world
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Accepts connections until `stop` turns true.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                if let Ok((stream, _)) = accepted {
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(connection(stream, Arc::clone(&shared), stop.clone()));
+                }
+            }
+            _ = stop.changed() => break,
+        }
+    }
+}
+
+/// Why a connection ends.
+enum Close {
+    /// Send this transport error first (e.g. 404 for an unknown key).
+    TransportError(i32),
+    Silently,
+}
+
+struct Conn {
+    id: u64,
+    shared: Arc<Shared>,
+    key: Option<ServerKey>,
+    duplicated: bool,
+    session: Option<ServerSession>,
+    send_seq: i32,
+    disconnect_at: Option<tokio::time::Instant>,
+    push_tx: mpsc::UnboundedSender<Push>,
+}
+
+async fn connection(stream: TcpStream, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let id = {
+        let mut w = shared.world();
+        w.next_conn_id += 1;
+        w.next_conn_id
+    };
+    let (rd, mut wr) = stream.into_split();
+    let (frame_tx, mut frame_rx) = mpsc::channel(64);
+    let reader = tokio::spawn(async move {
+        let mut frames = FrameReader::new(rd);
+        loop {
+            let next = frames.next_frame().await;
+            let end = !matches!(next, Ok(Some(_)));
+            if frame_tx.send(next).await.is_err() || end {
+                break;
+            }
+        }
+    });
+    let (push_tx, mut push_rx) = mpsc::unbounded_channel::<Push>();
+    let mut conn = Conn {
+        id,
+        shared: Arc::clone(&shared),
+        key: None,
+        duplicated: false,
+        session: None,
+        send_seq: 0,
+        disconnect_at: None,
+        push_tx,
+    };
+    let mut delayed: VecDeque<Push> = VecDeque::new();
+    let far = || tokio::time::Instant::now() + Duration::from_secs(86_400);
+    loop {
+        let disconnect_at = conn.disconnect_at.unwrap_or_else(far);
+        let delayed_due = delayed
+            .front()
+            .and_then(|p| p.due)
+            .map_or_else(far, tokio::time::Instant::from_std);
+        let out: Result<Vec<u8>, Close> = tokio::select! {
+            frame = frame_rx.recv() => match frame {
+                Some(Ok(Some(payload))) => conn.handle(payload),
+                Some(Ok(None)) | None => Err(Close::Silently),
+                Some(Err(e)) => {
+                    tracing::debug!(conn = id, error = %e, "MTProto fake: bad frame, closing");
+                    if !matches!(e, transport::FrameError::Io(_)) {
+                        shared.world().rejected_connections += 1;
+                    }
+                    Err(Close::Silently)
+                }
+            },
+            push = push_rx.recv() => match push {
+                Some(p) if p.due.is_some_and(|d| d > Instant::now()) || !delayed.is_empty() => {
+                    delayed.push_back(p);
+                    Ok(Vec::new())
+                }
+                Some(p) => Ok(conn.push(&p.body)),
+                None => Ok(Vec::new()),
+            },
+            () = tokio::time::sleep_until(delayed_due), if !delayed.is_empty() => {
+                let mut bytes = Vec::new();
+                while delayed.front().is_some_and(|p| p.due.is_none_or(|d| d <= Instant::now())) {
+                    let p = delayed.pop_front().expect("checked");
+                    bytes.extend(conn.push(&p.body));
+                }
+                Ok(bytes)
+            },
+            () = tokio::time::sleep_until(disconnect_at), if conn.disconnect_at.is_some() => {
+                Err(Close::Silently)
+            },
+            _ = stop.changed() => Err(Close::Silently),
+        };
+        match out {
+            Ok(bytes) => {
+                if !bytes.is_empty() && wr.write_all(&bytes).await.is_err() {
+                    break;
+                }
+            }
+            Err(Close::TransportError(code)) => {
+                let _ = wr.write_all(&transport::transport_error(code)).await;
+                let _ = wr.flush().await;
+                break;
+            }
+            Err(Close::Silently) => break,
+        }
+    }
+    reader.abort();
+    let _ = wr.shutdown().await;
+    let mut w = shared.world();
+    if let Some(key) = &conn.key
+        && let Some(k) = w.keys.get_mut(&key.id)
+        && k.active_conn == Some(id)
+    {
+        k.active_conn = None;
+    }
+    for acc in w.accounts.values_mut() {
+        acc.pushes.retain(|t| t.conn_id != id);
+    }
+}
+
+impl Conn {
+    /// One encrypted, framed packet carrying `messages`.
+    fn seal(&mut self, messages: Vec<OutMessage>) -> Vec<u8> {
+        let (Some(key), Some(session)) = (&self.key, &mut self.session) else {
+            return Vec::new();
+        };
+        if messages.is_empty() {
+            return Vec::new();
+        }
+        let salt = salt_for(key.id, current_slot());
+        let plain = session.packet(salt, messages);
+        let packet = crypto::encrypt_for_client(key, &plain);
+        transport::encode_frame(&mut self.send_seq, &packet)
+    }
+
+    fn push(&mut self, body: &[u8]) -> Vec<u8> {
+        if self.session.is_none() {
+            return Vec::new();
+        }
+        self.seal(vec![OutMessage {
+            body: body.to_vec(),
+            response: false,
+            content: true,
+        }])
+    }
+
+    fn reject(&self) -> Close {
+        self.shared.world().rejected_connections += 1;
+        Close::Silently
+    }
+
+    fn handle(&mut self, mut payload: Vec<u8>) -> Result<Vec<u8>, Close> {
+        if payload.len() < 8 {
+            return Err(self.reject());
+        }
+        let key_id = i64::from_le_bytes(payload[..8].try_into().expect("8 bytes"));
+        if key_id == 0 {
+            // Plain messages (key exchange): the fake only knows keys it issued.
+            return Err(self.reject());
+        }
+        match &self.key {
+            Some(k) if k.id != key_id => return Err(self.reject()),
+            Some(_) => {}
+            None => {
+                let mut w = self.shared.world();
+                let Some(state) = w.keys.get_mut(&key_id) else {
+                    w.rejected_connections += 1;
+                    return Err(Close::TransportError(404));
+                };
+                match state.active_conn {
+                    None => state.active_conn = Some(self.id),
+                    Some(other) if other != self.id => self.duplicated = true,
+                    Some(_) => {}
+                }
+                self.key = Some(state.key.clone());
+            }
+        }
+        let key = self.key.clone().expect("set above");
+        let Ok(plain) = crypto::decrypt_from_client(&key, &mut payload) else {
+            return Err(self.reject());
+        };
+        let env = match session::parse_envelope(plain) {
+            Ok(env) => env,
+            Err(e) => {
+                tracing::debug!(
+                    conn = self.id,
+                    reason = e.0,
+                    "MTProto fake: bad plaintext, closing"
+                );
+                return Err(self.reject());
+            }
+        };
+        if self
+            .session
+            .as_ref()
+            .is_none_or(|s| s.session_id != env.session_id)
+        {
+            self.session = Some(ServerSession::new(env.session_id));
+        }
+        let msg = env.message;
+        let mut outs = Vec::new();
+        if !salt_ok(key.id, env.salt) {
+            outs.push(service(
+                tl::enums::BadMsgNotification::BadServerSalt(tl::types::BadServerSalt {
+                    bad_msg_id: msg.msg_id,
+                    bad_msg_seqno: msg.seq_no,
+                    error_code: 48,
+                    new_server_salt: salt_for(key.id, current_slot()),
+                })
+                .to_bytes(),
+            ));
+            return Ok(self.seal(outs));
+        }
+        if let Some(code) = check_msg_id(msg.msg_id) {
+            outs.push(bad_msg(&msg, code));
+            return Ok(self.seal(outs));
+        }
+        let session = self.session.as_mut().expect("set above");
+        if !session.announced {
+            session.announced = true;
+            outs.push(OutMessage {
+                body: tl::enums::NewSession::Created(tl::types::NewSessionCreated {
+                    first_msg_id: msg.msg_id,
+                    unique_id: session.unique_id,
+                    server_salt: salt_for(key.id, current_slot()),
+                })
+                .to_bytes(),
+                response: false,
+                content: true,
+            });
+        }
+        if !session.seen.insert(msg.msg_id) {
+            return Ok(self.seal(outs));
+        }
+        if constructor(&msg.body) == Some(MSG_CONTAINER) {
+            if msg.seq_no % 2 != 0 {
+                outs.push(bad_msg(&msg, 34));
+                return Ok(self.seal(outs));
+            }
+            let Ok(inner) = session::parse_container(&msg.body) else {
+                return Err(self.reject());
+            };
+            for m in inner {
+                if let Some(code) = check_msg_id(m.msg_id) {
+                    outs.push(bad_msg(&m, code));
+                    continue;
+                }
+                let session = self.session.as_mut().expect("set above");
+                if !session.seen.insert(m.msg_id) {
+                    continue;
+                }
+                self.process(m, &mut outs)?;
+            }
+        } else {
+            self.process(msg, &mut outs)?;
+        }
+        Ok(self.seal(outs))
+    }
+
+    /// One message (not a container): a service message or an RPC.
+    fn process(&mut self, msg: InMessage, outs: &mut Vec<OutMessage>) -> Result<(), Close> {
+        let Some(id) = constructor(&msg.body) else {
+            return Err(self.reject());
+        };
+        let args = &msg.body[4..];
+        match id {
+            tl::types::MsgsAck::CONSTRUCTOR_ID => {
+                if msg.seq_no % 2 != 0 {
+                    outs.push(bad_msg(&msg, 34));
+                }
+            }
+            tl::functions::Ping::CONSTRUCTOR_ID
+            | tl::functions::PingDelayDisconnect::CONSTRUCTOR_ID => {
+                let ping_id = i64::from_bytes(args).map_err(|_| self.reject())?;
+                if id == tl::functions::PingDelayDisconnect::CONSTRUCTOR_ID {
+                    let f = tl::functions::PingDelayDisconnect::from_bytes(args)
+                        .map_err(|_| self.reject())?;
+                    let secs = u64::try_from(f.disconnect_delay.max(0)).unwrap_or(0);
+                    self.disconnect_at =
+                        Some(tokio::time::Instant::now() + Duration::from_secs(secs));
+                }
+                outs.push(OutMessage {
+                    body: tl::enums::Pong::Pong(tl::types::Pong {
+                        msg_id: msg.msg_id,
+                        ping_id,
+                    })
+                    .to_bytes(),
+                    response: true,
+                    content: false,
+                });
+            }
+            tl::functions::GetFutureSalts::CONSTRUCTOR_ID => {
+                let f =
+                    tl::functions::GetFutureSalts::from_bytes(args).map_err(|_| self.reject())?;
+                let key_id = self.key.as_ref().map_or(0, |k| k.id);
+                outs.push(OutMessage {
+                    body: session::future_salts(key_id, msg.msg_id, f.num),
+                    response: true,
+                    content: false,
+                });
+            }
+            tl::functions::DestroySession::CONSTRUCTOR_ID => {
+                let f =
+                    tl::functions::DestroySession::from_bytes(args).map_err(|_| self.reject())?;
+                outs.push(OutMessage {
+                    body: session::rpc_result(
+                        msg.msg_id,
+                        &tl::enums::DestroySessionRes::DestroySessionNone(
+                            tl::types::DestroySessionNone {
+                                session_id: f.session_id,
+                            },
+                        )
+                        .to_bytes(),
+                    ),
+                    response: true,
+                    content: true,
+                });
+            }
+            GZIP_PACKED => {
+                let inner = session::gunzip(&msg.body).map_err(|_| self.reject())?;
+                return self.process(InMessage { body: inner, ..msg }, outs);
+            }
+            MSG_CONTAINER => outs.push(bad_msg(&msg, 64)),
+            tl::types::MsgsStateReq::CONSTRUCTOR_ID
+            | tl::types::MsgResendReq::CONSTRUCTOR_ID
+            | tl::types::HttpWait::CONSTRUCTOR_ID => {}
+            _ => {
+                if msg.seq_no % 2 == 0 {
+                    outs.push(bad_msg(&msg, 35));
+                    return Ok(());
+                }
+                let ctx = CallCtx {
+                    key_id: self.key.as_ref().map_or(0, |k| k.id),
+                    conn_id: self.id,
+                    server_addr: self.shared.addr,
+                    duplicated: self.duplicated,
+                    push_tx: self.push_tx.clone(),
+                };
+                let result = {
+                    let mut w = self.shared.world();
+                    rpc::call(&mut w, &ctx, msg.body)
+                };
+                outs.push(OutMessage {
+                    body: session::rpc_result(msg.msg_id, &result),
+                    response: true,
+                    content: true,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn service(body: Vec<u8>) -> OutMessage {
+    OutMessage {
+        body,
+        response: true,
+        content: false,
+    }
+}
+
+fn bad_msg(msg: &InMessage, code: i32) -> OutMessage {
+    service(
+        tl::enums::BadMsgNotification::Notification(tl::types::BadMsgNotification {
+            bad_msg_id: msg.msg_id,
+            bad_msg_seqno: msg.seq_no,
+            error_code: code,
+        })
+        .to_bytes(),
+    )
+}

@@ -1,0 +1,136 @@
+//! # The MTProto face of the simulated Telegram
+//!
+//! A fake data centre that speaks real MTProto 2.0 over TCP with the Full
+//! transport grammers 0.11 uses, so grammers-client's own, unmodified
+//! network code runs against it. Start one with [`MtprotoFake::start`],
+//! create an account and an auth key, and give grammers a session whose home
+//! DC points here and already holds that key ([`MtprotoFake::session_data`]):
+//! the client skips the key exchange (the fake has no RSA keys).
+//!
+//! | file | concern |
+//! |---|---|
+//! | `transport.rs` | Full framing: length, seq, payload, CRC-32; transport errors |
+//! | `crypto.rs` | server-side AES-IGE / SHA-256 / msg_key (x = 0 in, x = 8 out) |
+//! | `session.rs` | envelope: msg ids, seq_no, containers, gzip, salts, `bad_msg_notification` rules |
+//! | `connection.rs` | one TCP connection: service messages, pushes, closing on garbage |
+//! | `rpc.rs` | the dispatcher: session rules, flood limits, every call, counters |
+//! | `world.rs` | accounts, keys, channels, histories, event logs, push targets |
+//! | `updates.rs` | publish / edit / delete as pts events, pushes, channel difference |
+//! | `objects.rs` | accounts, channels, messages as TL objects |
+//! | `flood.rs` | per-account, per-method `FLOOD_WAIT_X` |
+//! | `login.rs` | login codes and SRP 2FA verified server-side |
+//! | `control.rs` | [`MtprotoFake`], the control API |
+//!
+//! ## Protocol served
+//!
+//! `invokeWithLayer`, `initConnection`, `invokeWithoutUpdates`,
+//! `invokeAfterMsg` (unwrapped); `msg_container` in and out; `gzip_packed`
+//! in (any message) and out (results over 512 bytes); `msgs_ack` (accepted,
+//! nothing is re-sent); `new_session_created` on a session's first message;
+//! `rpc_result` / `rpc_error`; `ping` and `ping_delay_disconnect` (the
+//! connection closes when the delay passes without another one);
+//! `get_future_salts` (bare `future_salts`, one salt per 30 minutes;
+//! previous, current and next accepted); `destroy_session`
+//! (`destroy_session_none`). Server msg ids are time-based, ≡ 1 mod 4 for
+//! responses and 3 otherwise, strictly increasing; seq_no is 2n+1 for
+//! content-related messages and 2n otherwise. `bad_server_salt` (48) for a
+//! wrong salt (grammers' first message carries salt 0); `bad_msg_notification`
+//! 16/17 (msg id over 300 s old / 30 s ahead), 18 (msg id not ≡ 0 mod 4),
+//! 34 (odd seq_no on a container or ack), 35 (even seq_no on an RPC), 64
+//! (nested container). A malformed frame (length, seq, CRC), an unknown
+//! auth key id (transport error −404 first), a plain (unencrypted) message,
+//! a packet whose msg_key does not match, or a malformed plaintext closes
+//! that connection only.
+//!
+//! ## Calls served
+//!
+//! `help.getConfig` (this fake as the only DC), `users.getUsers` (self and
+//! known users), `updates.getState`, `updates.getDifference` (empty, or
+//! `updateChannelTooLong` for channels whose pushes were dropped),
+//! `updates.getChannelDifference` (from the channel's event log:
+//! `channelDifferenceEmpty`, `channelDifference`, or
+//! `channelDifferenceTooLong` past the client's limit or the configured
+//! one), `contacts.resolveUsername` (channels and accounts),
+//! `channels.getChannels`, `channels.getFullChannel`, `messages.getHistory`
+//! (`offset_id`, `add_offset`, `min_id`, `max_id`, `limit` ≤ 100),
+//! `channels.getMessages`, `channels.joinChannel`, `channels.leaveChannel`,
+//! `messages.forwardMessages` (channel → channel the account administers;
+//! a repeated `random_id` forwards nothing again), `auth.sendCode`,
+//! `auth.signIn`, `account.getPassword`, `auth.checkPassword` (SRP over
+//! Telegram's prime, verified against the verifier of the password the
+//! test set), `auth.logOut`. Any other method: `400 INPUT_METHOD_INVALID`.
+//!
+//! Pushed updates: every publish / edit / delete in a channel is one pts
+//! event (`pts_count` 1, or the number of deleted messages) pushed at once as
+//! `updates` with `updateNewChannelMessage`, `updateEditChannelMessage` or
+//! `updateDeleteChannelMessages` to every connection of every member.
+//! Control calls drop pushes (the client sees the pts gap on the next one
+//! and calls `getChannelDifference`), delay them, or push
+//! `updateChannelTooLong` / `updatesTooLong`.
+//!
+//! ## Errors served
+//!
+//! `FLOOD_WAIT_X` (420, per account and method, configurable),
+//! `USERNAME_NOT_OCCUPIED`, `USERNAME_INVALID`, `CHANNEL_PRIVATE`,
+//! `CHANNEL_INVALID` (unknown id or wrong access hash),
+//! `CHANNELS_TOO_MUCH` (joining a 501st channel), `USER_NOT_PARTICIPANT`,
+//! `CHAT_FORWARDS_RESTRICTED` (protected source), `CHAT_WRITE_FORBIDDEN`
+//! (forwarding into a channel the account does not administer),
+//! `RANDOM_ID_INVALID`, `MESSAGE_ID_INVALID`, `PEER_ID_INVALID`,
+//! `AUTH_KEY_UNREGISTERED` (401: no account signed in on the key),
+//! `SESSION_REVOKED` (401), `AUTH_KEY_DUPLICATED` (406: the key is in use on
+//! another live connection; every call on the newer one),
+//! `SESSION_PASSWORD_NEEDED`, `PHONE_NUMBER_INVALID`, `PHONE_CODE_INVALID`,
+//! `PHONE_CODE_EXPIRED`, `PHONE_CODE_HASH_INVALID`, `PASSWORD_HASH_INVALID`,
+//! `SRP_ID_INVALID`. Every call and every error is counted per account and
+//! method ([`MtprotoFake::stats`]), and calls made while a `FLOOD_WAIT`
+//! had not ended are counted apart.
+//!
+//! ## What it simplifies compared with Telegram
+//!
+//! - No key exchange (no RSA keys): only keys issued by
+//!   [`MtprotoFake::issue_auth_key`] are known; one DC; no migrations
+//!   (`*_MIGRATE_X`), no file DCs, no CDN.
+//! - No re-sending: `msgs_ack` is accepted but unacknowledged messages are
+//!   never sent again, `msgs_state_req` / `msg_resend_req` are ignored, and
+//!   seq_no is checked for parity only (not 32/33 too low/high).
+//! - Only broadcast channels and user accounts: no groups, private chats,
+//!   bots over MTProto, topics, reactions, views or read state. The common
+//!   update box (pts/qts/seq) never moves; `updates.getDifference` only
+//!   names channels whose pushes were dropped.
+//! - Media are placeholders (`photoEmpty` / `documentEmpty` in
+//!   `messageMediaPhoto` / `messageMediaDocument`); entities are not kept.
+//! - Private channels are joined through the control API
+//!   ([`MtprotoFake::add_member`]), not by invite links; leaving a channel
+//!   does not hide its history when it is public.
+//! - Login: a code is sent to any phone that has an account (no sign-up,
+//!   `PHONE_NUMBER_INVALID` otherwise) and read back with
+//!   [`MtprotoFake::login_code`]; `auth.logOut` unbinds the key.
+//! - Flood limits are a sliding window per method; Telegram's are secret
+//!   and adaptive.
+//! - One world with the Bot API face through
+//!   [`MtprotoFake::attach_bot_api`]: channels created and posts published
+//!   or forwarded here are mirrored onto the
+//!   [`FakeTelegram`](crate::fake_bot_api::FakeTelegram) (a `channel_post`
+//!   to its admin bots), and a post published there with `FakeTelegram::post`
+//!   in a channel this face knows is appended here and pushed (its post
+//!   hook). Each face keeps its own copy of a channel's history; ids agree as
+//!   long as one channel is not posted to from both faces at the same
+//!   instant. Edits and deletes, and channels created on the Bot API face
+//!   alone, are not mirrored.
+
+mod connection;
+mod control;
+mod crypto;
+mod flood;
+mod login;
+mod objects;
+mod rpc;
+mod session;
+mod transport;
+mod updates;
+mod world;
+
+pub use control::{AccountSpec, AccountStats, ChannelRef, ChannelSpec, MtprotoConfig, MtprotoFake};
+pub use flood::FloodLimit;
+pub use world::MethodStats;
