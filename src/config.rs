@@ -580,7 +580,7 @@ fn from_figment(error: figment::Error, figment: &Figment) -> ConfigError {
         Kind::Message(m) if key.is_empty() => {
             return ConfigError::Syntax {
                 origin,
-                message: m.clone(),
+                message: without_source_lines(m),
             };
         }
         Kind::Message(m) => m.clone(),
@@ -595,6 +595,25 @@ fn from_figment(error: figment::Error, figment: &Figment) -> ConfigError {
             message,
         }
     }
+}
+
+/// A TOML parse error without the excerpt of the file it quotes: the line
+/// it shows may hold a password or a token (`url = "postgres://u:secret@…`),
+/// and the error goes to stderr and the journal. What stays: where (line
+/// and column) and why.
+fn without_source_lines(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty()
+                && !l
+                    .trim_start_matches(|c: char| c.is_ascii_digit())
+                    .trim_start()
+                    .starts_with('|')
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn describe_actual(actual: &figment::error::Actual) -> String {

@@ -15,15 +15,14 @@
 //! Redis was down at start, a connection is attempted again at most every
 //! two seconds, so kuryer uses Redis again without a restart.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use kuryer_actors::ports::Dedup;
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio::sync::Mutex;
 
 use crate::config::RedisConfig;
 
@@ -76,19 +75,31 @@ impl RedisDedup {
         format!("{}fwd:{subscription_id}:{message_id}", self.inner.prefix)
     }
 
+    /// The connection, or `None` while Redis cannot be reached. At most one
+    /// caller connects at a time, at most every two seconds, and **no lock
+    /// is held while it does**: the others get `None` at once and go on
+    /// with the database's dedup. (Connecting under the lock made every
+    /// send wait up to a second whenever Redis was away.)
     async fn connection(&self) -> Option<ConnectionManager> {
         let client = self.inner.client.as_ref()?;
-        let mut guard = self.inner.conn.lock().await;
-        if let Some(c) = &guard.0 {
-            return Some(c.clone());
-        }
-        if guard
-            .1
-            .is_some_and(|t| t.elapsed() < Duration::from_secs(2))
         {
-            return None;
+            let mut guard = self
+                .inner
+                .conn
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(c) = &guard.0 {
+                return Some(c.clone());
+            }
+            if guard
+                .1
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(2))
+            {
+                return None;
+            }
+            // Claim this attempt; later callers see it and do not wait.
+            guard.1 = Some(Instant::now());
         }
-        guard.1 = Some(Instant::now());
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_millis(500)))
             .set_response_timeout(Some(OP_TIMEOUT))
@@ -101,8 +112,12 @@ impl RedisDedup {
         .await
         {
             Ok(Ok(c)) => {
-                guard.0 = Some(c.clone());
-                Some(c)
+                let mut guard = self
+                    .inner
+                    .conn
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                Some(guard.0.get_or_insert(c).clone())
             }
             Ok(Err(e)) => {
                 self.set_health(false, &e.to_string());

@@ -132,13 +132,17 @@ fn authorize(req: &HttpRequest) -> Result<Authorized, ApiError> {
     }
 }
 
-/// Compares without an early exit, so response time does not tell how much
-/// of a guessed token was right.
+/// Compares without an early exit, so response time tells neither how much
+/// of a guessed token was right nor how long the token is: both sides are
+/// hashed to 32 bytes first, and the digests compared byte by byte in full.
+/// (Returning early on a length mismatch told the token's length.)
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use sha2::{Digest, Sha256};
+    let (da, db) = (Sha256::digest(a), Sha256::digest(b));
+    da.iter()
+        .zip(db.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 /// Body of `POST /add_channel`.
@@ -410,4 +414,17 @@ async fn count_requests(
     )
     .increment(1);
     Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comparison_has_no_length_shortcut() {
+        assert!(constant_time_eq(b"secret-token", b"secret-token"));
+        assert!(!constant_time_eq(b"secret-token", b"secret-tokeN"));
+        assert!(!constant_time_eq(b"secret", b"secret-token"));
+        assert!(!constant_time_eq(b"", b"secret-token"));
+    }
 }

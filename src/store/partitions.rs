@@ -24,6 +24,10 @@ pub struct PartitionReport {
     pub dropped: Vec<String>,
     /// Posts deleted for retention.
     pub posts_deleted: u64,
+    /// Rows moved from the default partition into a partition created for their day.
+    pub moved_from_default: u64,
+    /// Rows of the default partition deleted for retention.
+    pub default_rows_deleted: u64,
 }
 
 impl Store {
@@ -62,6 +66,7 @@ impl Store {
             .map(|r| r.get(0))
             .collect();
         let mut report = PartitionReport::default();
+        drop(c);
 
         let first = today - Days::new(1);
         for offset in 0..=u64::from(ahead_days) + 1 {
@@ -75,11 +80,16 @@ impl Store {
                 "CREATE TABLE IF NOT EXISTS {name} PARTITION OF forwarded_messages
                  FOR VALUES FROM ('{day}') TO ('{next}')"
             );
+            let c = self.conn(OP).await?;
             match c.batch_execute(&sql).await {
                 Ok(()) => report.created.push(name),
                 // 23514: the default partition already holds rows of that day.
                 Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION) => {
-                    tracing::warn!(partition = %name, "Rows of this day are in the default partition; leaving the day there.");
+                    drop(c);
+                    let moved = self.partition_from_default(day, next, &name).await?;
+                    tracing::info!(partition = %name, rows = moved, "Rows of this day moved out of the default partition into their own.");
+                    report.created.push(name);
+                    report.moved_from_default += moved;
                 }
                 // 42P07: another instance created it a moment ago.
                 Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_TABLE) => {}
@@ -87,7 +97,15 @@ impl Store {
             }
         }
 
+        let c = self.conn(OP).await?;
         let cutoff = today - Days::new(u64::from(retention_days));
+        report.default_rows_deleted = c
+            .execute(
+                "DELETE FROM forwarded_messages_default WHERE post_day < $1",
+                &[&cutoff],
+            )
+            .await
+            .op(OP)?;
         for name in &existing {
             let Some(day) = parse_partition_day(name) else {
                 continue;
@@ -114,6 +132,44 @@ impl Store {
             );
         }
         Ok(report)
+    }
+}
+
+impl Store {
+    /// Creates the partition of `[day, next)` when the default partition
+    /// holds rows of that day: in one transaction, the rows leave the
+    /// default partition, the partition is created, and they go into it.
+    /// Inserts of that day wait on the lock for the moment it takes.
+    async fn partition_from_default(
+        &self,
+        day: NaiveDate,
+        next: NaiveDate,
+        name: &str,
+    ) -> Result<u64, StoreError> {
+        const OP: &str = "move rows out of the default partition";
+        let mut c = self.conn(OP).await?;
+        let tx = c.transaction().await.op(OP)?;
+        tx.batch_execute(&format!(
+            "LOCK TABLE forwarded_messages_default IN ACCESS EXCLUSIVE MODE;
+             CREATE TEMP TABLE kuryer_moving ON COMMIT DROP AS
+                 SELECT * FROM forwarded_messages_default
+                  WHERE post_day >= '{day}' AND post_day < '{next}';
+             DELETE FROM forwarded_messages_default
+              WHERE post_day >= '{day}' AND post_day < '{next}';
+             CREATE TABLE {name} PARTITION OF forwarded_messages
+                 FOR VALUES FROM ('{day}') TO ('{next}');"
+        ))
+        .await
+        .op(OP)?;
+        let moved = tx
+            .execute(
+                "INSERT INTO forwarded_messages SELECT * FROM kuryer_moving",
+                &[],
+            )
+            .await
+            .op(OP)?;
+        tx.commit().await.op(OP)?;
+        Ok(moved)
     }
 }
 

@@ -264,6 +264,19 @@ fn syntax_errors_name_the_file_and_line() {
     );
 }
 
+/// Issue 10, item 9: the TOML parser's message quotes the offending line,
+/// which went to stderr and the journal with the password on it.
+#[test]
+fn a_syntax_error_never_quotes_the_line_it_is_on() {
+    let (err, msg) = load_err(
+        Some("[database]\nurl = \"postgres://kuryer:hunter2@db/kuryer\" oops\n"),
+        &[],
+    );
+    assert!(matches!(err, ConfigError::Syntax { .. }), "{msg}");
+    assert!(msg.contains("line 2"), "{msg}");
+    assert!(!msg.contains("hunter2"), "{msg}");
+}
+
 #[test]
 fn a_missing_explicit_file_is_an_error() {
     let err = kuryer::config::load(Some(Path::new("/nonexistent/kuryer.toml"))).unwrap_err();

@@ -244,3 +244,59 @@ async fn a_destination_lost_twice_is_deactivated_twice() {
     p.shutdown(Duration::from_secs(10)).await;
     fake.stop();
 }
+
+/// Item 9: reconnecting to Redis held the connection mutex for up to a
+/// second, so every send waited behind it whenever Redis was away. Against
+/// a Redis that accepts connections and never answers, one caller tries to
+/// connect and the others go on at once (with the database's dedup).
+#[actix_rt::test]
+async fn a_hanging_redis_connect_makes_no_other_caller_wait() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Accepts and holds every connection, answers nothing.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let dedup = RedisDedup::new(
+        &RedisConfig {
+            url: SecretUrl::new(format!("redis://127.0.0.1:{port}/0")),
+            ..RedisConfig::default()
+        },
+        "i",
+    );
+    let first = {
+        let d = dedup.clone();
+        actix_rt::spawn(async move {
+            let t = std::time::Instant::now();
+            let _ = kuryer_actors::ports::Dedup::seen(&d, 1, 1).await;
+            t.elapsed()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut others = Vec::new();
+    for i in 0..20 {
+        let d = dedup.clone();
+        others.push(actix_rt::spawn(async move {
+            let t = std::time::Instant::now();
+            let seen = kuryer_actors::ports::Dedup::seen(&d, 2, i).await;
+            (t.elapsed(), seen)
+        }));
+    }
+    for o in others {
+        let (waited, seen) = o.await.unwrap();
+        assert_eq!(seen, None);
+        assert!(
+            waited < Duration::from_millis(300),
+            "a caller waited {waited:?} behind the reconnect"
+        );
+    }
+    let first = first.await.unwrap();
+    assert!(
+        first >= Duration::from_millis(200),
+        "the connect did not hang ({first:?})"
+    );
+    assert!(!dedup.is_healthy());
+}

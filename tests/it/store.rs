@@ -627,3 +627,55 @@ async fn schema(c: &tokio_postgres::Client) -> Vec<String> {
     })
     .collect()
 }
+
+/// Issue 10, item 9: rows of a day without a partition land in the default
+/// partition; creating that day's partition was then refused and skipped,
+/// so the day stayed in the default partition for good, and no retention
+/// ever removed its rows.
+#[tokio::test]
+async fn rows_in_the_default_partition_move_to_their_day_and_are_retained() {
+    let db = TestDb::new().await;
+    let store = db.migrated().await;
+    let today = NaiveDate::from_ymd_opt(2026, 3, 10).unwrap();
+    let old = today - Days::new(40);
+    let row = |sub: i64, day: NaiveDate| ForwardedRow {
+        subscription_id: sub,
+        channel_id: 1,
+        source_message_id: 7,
+        post_day: day,
+        destination_chat_id: 100 + sub,
+        sent_message_id: Some(70),
+        status: "sent",
+        error: None,
+    };
+    // No partition exists yet: everything lands in the default one.
+    let mut rows: Vec<ForwardedRow> = (1..=30).map(|i| row(i, today)).collect();
+    rows.extend((31..=40).map(|i| row(i, old)));
+    assert_eq!(store.insert_forwarded(&rows).await.unwrap(), 40);
+    let r = store.maintain_partitions_at(today, 1, 5).await.unwrap();
+    assert!(
+        r.created.contains(&partitions::partition_name(today)),
+        "{r:?}"
+    );
+    assert_eq!(
+        (r.moved_from_default, r.default_rows_deleted),
+        (30, 10),
+        "{r:?}"
+    );
+    let c = db.client().await;
+    let count = async |sql: &str| -> i64 { c.query_one(sql, &[]).await.unwrap().get(0) };
+    assert_eq!(
+        count("SELECT count(*) FROM forwarded_messages_default").await,
+        0
+    );
+    assert_eq!(
+        count(&format!(
+            "SELECT count(*) FROM {}",
+            partitions::partition_name(today)
+        ))
+        .await,
+        30
+    );
+    // The moved rows still stop a second delivery row.
+    assert_eq!(store.insert_forwarded(&rows[..30]).await.unwrap(), 0);
+}
