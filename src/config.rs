@@ -159,6 +159,12 @@ pub struct DatabaseConfig {
     pub retention_days: u32,
     /// Daily partitions of `forwarded_messages` created ahead of today.
     pub partitions_ahead_days: u32,
+    /// PEM file of certificate authorities trusted for TLS to PostgreSQL, in
+    /// addition to the public web roots (for a private CA or a self-signed
+    /// server certificate). TLS is used when a URL says `sslmode=require`
+    /// (always, verified) or `sslmode=prefer` (when the server offers it,
+    /// verified); without `sslmode`, connections are plain, as before.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl Default for DatabaseConfig {
@@ -172,6 +178,7 @@ impl Default for DatabaseConfig {
             statement_timeout_ms: 30_000,
             retention_days: 30,
             partitions_ahead_days: 7,
+            tls_ca_file: None,
         }
     }
 }
@@ -689,6 +696,19 @@ impl Config {
                 ),
             )?,
             Err(e) => bad("redis.url", format!("unparsable URL: {e}"))?,
+        }
+        // What the scheme allows, this build must serve: a `rediss://` URL
+        // accepted here and refused by the client later ran without Redis
+        // dedup, silently. (The client's error names no part of the URL.)
+        if let Err(e) = redis::Client::open(redis.url.expose()) {
+            bad(
+                "redis.url",
+                format!(
+                    "this build cannot use it: {:?}: {}",
+                    e.kind(),
+                    e.detail().unwrap_or("")
+                ),
+            )?;
         }
         range("redis.dedup_ttl_s", redis.dedup_ttl_s, 1, 365 * 86_400)?;
         range("redis.user_ttl_s", redis.user_ttl_s, 1, 365 * 86_400)?;

@@ -183,14 +183,19 @@ pub async fn create_database_if_missing(
 ) -> Result<bool, StoreError> {
     use std::str::FromStr;
     const OP: &str = "create database";
-    let pg = tokio_postgres::Config::from_str(cfg.url.expose())
+    let mut pg = tokio_postgres::Config::from_str(cfg.url.expose())
         .map_err(|e| StoreError::Config(format!("unparsable database URL: {e}")))?;
-    let connect = |pg: tokio_postgres::Config| async move {
-        let (client, conn) = pg.connect(tokio_postgres::NoTls).await?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok::<_, tokio_postgres::Error>(client)
+    pg.ssl_mode(super::tls::effective_ssl_mode(cfg.url.expose())?);
+    let tls = super::tls::connector(cfg)?;
+    let connect = |pg: tokio_postgres::Config| {
+        let tls = tls.clone();
+        async move {
+            let (client, conn) = pg.connect(tls).await?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            Ok::<_, tokio_postgres::Error>(client)
+        }
     };
     match connect(pg.clone()).await {
         Ok(_) => Ok(false),

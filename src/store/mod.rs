@@ -32,6 +32,8 @@ mod persistence;
 mod pool;
 /// Subscriptions: add, list, stream the active ones.
 mod subscriptions;
+/// TLS to PostgreSQL: the mode a URL asks for, the verified connector.
+mod tls;
 
 pub use channels::NewPost;
 pub use dead_letters::{DEAD_LETTER_RAW_MAX, DeadUpdate};

@@ -5,7 +5,6 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
 
 use super::StoreError;
 use super::error::OpContext;
@@ -44,9 +43,10 @@ fn build_pool(url: &str, cfg: &DatabaseConfig) -> Result<Pool, StoreError> {
         ));
     }
     pg.options(options.trim_start());
+    pg.ssl_mode(super::tls::effective_ssl_mode(url)?);
     let manager = Manager::from_config(
         pg,
-        NoTls,
+        super::tls::connector(cfg)?,
         ManagerConfig {
             // Fast: a broken connection shows itself on first use and the
             // caller's retry takes a fresh one; a probe query per checkout
@@ -133,7 +133,19 @@ impl Store {
 fn pool_error_text(e: &deadpool_postgres::PoolError) -> String {
     match e {
         deadpool_postgres::PoolError::Timeout(kind) => format!("timed out ({kind:?})"),
-        deadpool_postgres::PoolError::Backend(e) => e.to_string(),
+        // With its causes: "error performing TLS handshake" alone does not
+        // say that the server's certificate was not trusted. (tokio-postgres
+        // errors name no password.)
+        deadpool_postgres::PoolError::Backend(e) => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(s) = source {
+                text.push_str(": ");
+                text.push_str(&s.to_string());
+                source = s.source();
+            }
+            text
+        }
         other => other.to_string(),
     }
 }

@@ -679,3 +679,74 @@ async fn rows_in_the_default_partition_move_to_their_day_and_are_retained() {
     // The moved rows still stop a second delivery row.
     assert_eq!(store.insert_forwarded(&rows[..30]).await.unwrap(), 0);
 }
+
+/// Issue 10, item 11: `NoTls` was hard-coded, so a PostgreSQL requiring TLS
+/// could not be used and all traffic was plain. With `sslmode=require` the
+/// connection is TLS and the server's certificate is verified (here Debian's
+/// self-signed "snakeoil" certificate for `localhost`, trusted through
+/// `database.tls_ca_file`); without it the same server is refused, never
+/// reached in plain text.
+#[tokio::test]
+async fn tls_to_postgres_is_verified_and_used_when_the_url_asks() {
+    let snakeoil = std::path::Path::new("/etc/ssl/certs/ssl-cert-snakeoil.pem");
+    let admin = crate::common::connect(&crate::common::admin_url()).await;
+    let ssl_on: String = admin.query_one("SHOW ssl", &[]).await.unwrap().get(0);
+    let for_localhost = std::fs::read_to_string(snakeoil).is_ok()
+        && std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+            .arg(snakeoil)
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("DNS:localhost"));
+    if ssl_on != "on" || !for_localhost {
+        eprintln!(
+            "SKIPPED: this PostgreSQL has ssl = {ssl_on} and {} a certificate for localhost",
+            if for_localhost { "has" } else { "no" }
+        );
+        return;
+    }
+    let db = TestDb::new().await;
+    let mut url = url::Url::parse(&db.url).unwrap();
+    url.set_host(Some("localhost")).unwrap();
+    url.set_query(Some("sslmode=require"));
+    let cfg = kuryer::config::DatabaseConfig {
+        url: kuryer::secret::SecretUrl::new(url.to_string()),
+        tls_ca_file: Some(snakeoil.into()),
+        pool_max: 2,
+        ..Default::default()
+    };
+    let store = kuryer::store::Store::new(&cfg).unwrap();
+    let over_tls: bool = store
+        .conn("tls test")
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(over_tls, "the connection is not TLS");
+    // The same server without a root that vouches for its certificate.
+    let untrusted = kuryer::store::Store::new(&kuryer::config::DatabaseConfig {
+        tls_ca_file: None,
+        ..cfg.clone()
+    })
+    .unwrap();
+    let err = untrusted.ping().await.unwrap_err().to_string();
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    // No sslmode: plain, as before.
+    let plain: bool = db
+        .store()
+        .conn("plain test")
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!plain);
+}
