@@ -105,6 +105,49 @@ impl World {
     }
 }
 
+/// Every delivery the fake received has its `sent` row: what reached a chat
+/// is on record, so nothing can be sent again from the database's view
+/// (issue 10: the kill and chaos runs check the database too).
+async fn assert_every_receipt_is_recorded(w: &World, posts: &[(i64, i32)]) {
+    let rows: std::collections::HashSet<(i64, i64, i64)> =
+        w.db.client()
+            .await
+            .query(
+                "SELECT f.destination_chat_id, c.telegram_id, f.source_message_id
+               FROM forwarded_messages f JOIN channels c ON c.id = f.channel_id
+              WHERE f.status = 'sent'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+    let firsts: std::collections::HashSet<(i64, i32)> = posts.iter().copied().collect();
+    let mut missing = Vec::new();
+    let mut checked = 0;
+    let dests: std::collections::BTreeSet<i64> = w.pairs.iter().map(|(d, _)| *d).collect();
+    for dest in dests {
+        for m in w.fake.received(dest) {
+            if let Some((chat, id)) = m.source
+                && firsts.contains(&(chat, id))
+            {
+                checked += 1;
+                if !rows.contains(&(dest, chat, i64::from(id))) {
+                    missing.push((dest, chat, id));
+                }
+            }
+        }
+    }
+    assert!(checked > 0, "nothing was checked");
+    assert!(
+        missing.is_empty(),
+        "{} of {checked} receipts have no sent row, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+}
+
 #[tokio::test]
 async fn kill_9_during_a_burst_loses_nothing_and_duplicates_at_most_the_sends_in_flight() {
     let scale = 10.0;
@@ -145,6 +188,7 @@ async fn kill_9_during_a_burst_loses_nothing_and_duplicates_at_most_the_sends_in
         "more duplicates than sends that can be in flight at the kills: {r:?}"
     );
     assert_eq!(r.out_of_order, 0, "{r:?}");
+    assert_every_receipt_is_recorded(&w, &posts).await;
     w.fake.stop();
 }
 
@@ -277,5 +321,6 @@ async fn chaos_run_of_20000_deliveries_loses_nothing() {
     assert_eq!(code, Some(0));
     assert_eq!(r.lost, 0, "{r:?}");
     assert!(r.duplicates <= 2 * MAX_IN_FLIGHT as u64, "{r:?}");
+    assert_every_receipt_is_recorded(&w, &posts).await;
     w.fake.stop();
 }
