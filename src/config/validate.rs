@@ -1,0 +1,242 @@
+//! Validation of a loaded configuration: values that parse but cannot work
+//! (a range, a URL the build cannot serve), named by their dotted key. Pure:
+//! connects to nothing.
+
+use super::*;
+
+impl Config {
+    /// Checks values that parse but cannot work; returns the dotted key and
+    /// what is wrong. Pure: connects to nothing.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        fn bad(key: &str, message: impl Into<String>) -> Result<(), (String, String)> {
+            Err((key.to_owned(), message.into()))
+        }
+        fn range<T: PartialOrd + std::fmt::Display>(
+            key: &str,
+            value: T,
+            min: T,
+            max: T,
+        ) -> Result<(), (String, String)> {
+            if value < min || value > max {
+                bad(
+                    key,
+                    format!("out of range: {value} is not between {min} and {max}"),
+                )
+            } else {
+                Ok(())
+            }
+        }
+
+        let db = &self.database;
+        check_postgres_url("database.url", &db.url)?;
+        for (i, url) in db.replica_urls.iter().enumerate() {
+            check_postgres_url(&format!("database.replica_urls[{i}]"), url)?;
+        }
+        range("database.pool_max", db.pool_max, 1, 10_000)?;
+        range(
+            "database.pool_wait_timeout_ms",
+            db.pool_wait_timeout_ms,
+            1,
+            600_000,
+        )?;
+        range(
+            "database.connect_timeout_ms",
+            db.connect_timeout_ms,
+            1,
+            600_000,
+        )?;
+        range(
+            "database.statement_timeout_ms",
+            db.statement_timeout_ms,
+            0,
+            3_600_000,
+        )?;
+        range("database.retention_days", db.retention_days, 1, 3_650)?;
+        range(
+            "database.partitions_ahead_days",
+            db.partitions_ahead_days,
+            1,
+            366,
+        )?;
+
+        let redis = &self.redis;
+        match url::Url::parse(redis.url.expose()) {
+            Ok(u) if matches!(u.scheme(), "redis" | "rediss" | "unix" | "redis+unix") => {}
+            Ok(u) => bad(
+                "redis.url",
+                format!(
+                    "unsupported scheme `{}` (use redis://, rediss:// or unix://)",
+                    u.scheme()
+                ),
+            )?,
+            Err(e) => bad("redis.url", format!("unparsable URL: {e}"))?,
+        }
+        // What the scheme allows, this build must serve: a `rediss://` URL
+        // accepted here and refused by the client later ran without Redis
+        // dedup, silently. (The client's error names no part of the URL.)
+        if let Err(e) = redis::Client::open(redis.url.expose()) {
+            bad(
+                "redis.url",
+                format!(
+                    "this build cannot use it: {:?}: {}",
+                    e.kind(),
+                    e.detail().unwrap_or("")
+                ),
+            )?;
+        }
+        range("redis.dedup_ttl_s", redis.dedup_ttl_s, 1, 365 * 86_400)?;
+        range("redis.user_ttl_s", redis.user_ttl_s, 1, 365 * 86_400)?;
+        range("redis.channel_ttl_s", redis.channel_ttl_s, 1, 365 * 86_400)?;
+        if redis.key_prefix.chars().any(char::is_whitespace) {
+            bad("redis.key_prefix", "must not contain whitespace")?;
+        }
+
+        let tg = &self.telegram;
+        match url::Url::parse(&tg.bot_api_url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {}
+            Ok(_) => bad(
+                "telegram.bot_api_url",
+                "must be an http:// or https:// URL with a host",
+            )?,
+            Err(e) => bad("telegram.bot_api_url", format!("unparsable URL: {e}"))?,
+        }
+        for (i, token) in tg.bot_tokens.iter().enumerate() {
+            // `<bot id>:<secret>`; the message never repeats the token.
+            let ok = token.expose().split_once(':').is_some_and(|(id, rest)| {
+                !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) && rest.len() >= 20
+            });
+            if !ok {
+                bad(
+                    &format!("telegram.bot_tokens[{i}]"),
+                    "not a bot token (expected `<bot id>:<secret>` as @BotFather gives it)",
+                )?;
+            }
+        }
+        if tg.admins.iter().any(|&id| id <= 0) {
+            bad("telegram.admins", "user ids are positive integers")?;
+        }
+        range("telegram.api_id", tg.api_id, 0, i32::MAX)?;
+        if tg.api_id != 0 && tg.api_hash.is_none() {
+            bad("telegram.api_hash", "required when telegram.api_id is set")?;
+        }
+        if let Some(hash) = &tg.api_hash {
+            let h = hash.expose();
+            if h.len() != 32 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                bad("telegram.api_hash", "must be 32 hexadecimal characters")?;
+            }
+        }
+        if tg.relay_chat_id.is_some_and(|id| id >= 0) {
+            bad(
+                "telegram.relay_chat_id",
+                "a channel's chat id is negative (-100…)",
+            )?;
+        }
+        // teloxide waits 10 s after a 5xx before it returns the answer; a
+        // shorter timeout would turn every 5xx into an ambiguous send.
+        range(
+            "telegram.request_timeout_ms",
+            tg.request_timeout_ms,
+            11_000,
+            600_000,
+        )?;
+
+        let l = &self.limits;
+        range(
+            "limits.per_bot_per_second",
+            l.per_bot_per_second,
+            0.01,
+            1_000_000.0,
+        )?;
+        range(
+            "limits.per_chat_per_second",
+            l.per_chat_per_second,
+            0.01,
+            1_000_000.0,
+        )?;
+        range(
+            "limits.per_group_per_minute",
+            l.per_group_per_minute,
+            0.01,
+            1_000_000.0,
+        )?;
+        range(
+            "limits.paid_per_bot_per_second",
+            l.paid_per_bot_per_second,
+            0.01,
+            1_000_000.0,
+        )?;
+
+        let h = &self.http;
+        if let Some(token) = &h.api_token
+            && token.expose().len() < 16
+        {
+            bad("http.api_token", "too short: use at least 16 characters")?;
+        }
+        range(
+            "http.body_limit_bytes",
+            h.body_limit_bytes,
+            64,
+            16 * 1024 * 1024,
+        )?;
+        range(
+            "http.request_timeout_ms",
+            h.request_timeout_ms,
+            100,
+            600_000,
+        )?;
+        range(
+            "http.handler_timeout_ms",
+            h.handler_timeout_ms,
+            100,
+            600_000,
+        )?;
+        range("http.workers", h.workers, 0, 256)?;
+
+        let d = &self.delivery;
+        range(
+            "delivery.poll_min_interval_ms",
+            d.poll_min_interval_ms,
+            10,
+            3_600_000,
+        )?;
+        range(
+            "delivery.poll_max_interval_ms",
+            d.poll_max_interval_ms,
+            10,
+            3_600_000,
+        )?;
+        if d.poll_max_interval_ms < d.poll_min_interval_ms {
+            bad(
+                "delivery.poll_max_interval_ms",
+                "must not be less than delivery.poll_min_interval_ms",
+            )?;
+        }
+        range("delivery.max_in_flight", d.max_in_flight, 1, 100_000)?;
+        range(
+            "delivery.queue_capacity",
+            d.queue_capacity,
+            100,
+            100_000_000,
+        )?;
+        range("delivery.db_batch_size", d.db_batch_size, 1, 100_000)?;
+        range("delivery.db_writes_in_flight", d.db_writes_in_flight, 1, 16)?;
+        range("delivery.max_db_backlog", d.max_db_backlog, 100, 10_000_000)?;
+        range(
+            "delivery.db_flush_interval_ms",
+            d.db_flush_interval_ms,
+            1,
+            60_000,
+        )?;
+        range(
+            "delivery.shutdown_deadline_ms",
+            d.shutdown_deadline_ms,
+            100,
+            3_600_000,
+        )?;
+
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            bad("log.level", format!("not a tracing filter: {e}"))?;
+        }
+        Ok(())
+    }
+}
