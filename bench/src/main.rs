@@ -15,6 +15,9 @@
 //! - **persistence**: the DbWriter against one INSERT + commit a row and a
 //!   binary COPY.
 //! - **growth**: 100 / 1,000 / 10,000 channels with users scaled alike.
+//! - **mtproto-fake**: the simulated data centre's own capacity: pushed
+//!   updates per second to grammers clients at 10,000 channels, and its CPU
+//!   per update, so that the reader benchmarks know it is not their limit.
 //!
 //! It prints a table (figures as min / median / max over the runs) and, last,
 //! one JSON line with everything; the growth plot goes to an SVG file.
@@ -31,6 +34,8 @@ use kuryer_sim::process::FakeSpec;
 
 /// The seed-design baseline program and its runner.
 mod baseline;
+/// The MTProto fake's own capacity (pushed updates to grammers clients).
+mod mtproto_fake;
 /// The persistence scenario.
 mod persistence;
 /// One run of the real pipeline (seed, growth, ceiling).

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::baseline::BaselineResult;
+use crate::mtproto_fake::MtprotoFakeResult;
 use crate::persistence::PersistenceResult;
 use crate::pipeline_run::PipelineResult;
 use crate::util::{Machine, Spread};
@@ -46,6 +47,9 @@ pub(crate) struct Report {
     pub(crate) persistence: Vec<PersistenceResult>,
     /// Each growth run (every channel count).
     pub(crate) growth: Vec<PipelineResult>,
+    /// Each run of the MTProto fake's own capacity.
+    #[serde(default)]
+    pub(crate) mtproto_fake: Vec<MtprotoFakeResult>,
     /// min / median / max of each figure over the runs.
     pub(crate) summary: BTreeMap<String, Spread>,
     pub(crate) targets: Vec<TargetCheck>,
