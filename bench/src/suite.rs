@@ -325,7 +325,7 @@ fn mtproto_fake_plan(tiny: bool) -> Vec<MtprotoFakeSpec> {
     let (channels, joined, one, twenty) = if tiny {
         (100, 20, 200, 400)
     } else {
-        (10_000, 500, 10_000, 20_000)
+        (10_000, 500, 100_000, 200_000)
     };
     vec![
         MtprotoFakeSpec {
