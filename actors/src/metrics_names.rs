@@ -29,3 +29,7 @@ pub const DEDUP_HITS_TOTAL: &str = "kuryer_dedup_hits_total";
 pub const DESTINATIONS_DEACTIVATED_TOTAL: &str = "kuryer_destinations_deactivated_total";
 /// Deliveries resumed at start-up (counter).
 pub const DELIVERIES_RESUMED_TOTAL: &str = "kuryer_deliveries_resumed_total";
+/// 1 for a bot whose token Telegram refused (401), by `bot_id`: its lane is halted (gauge).
+pub const BOT_TOKEN_REVOKED: &str = "kuryer_bot_token_revoked";
+/// Deliveries without an outcome found by the periodic sweep and queued (counter).
+pub const DELIVERIES_SWEPT_TOTAL: &str = "kuryer_deliveries_swept_total";

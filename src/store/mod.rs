@@ -10,7 +10,7 @@
 
 /// Channels and posts, high-water marks.
 mod channels;
-/// Delivery records: batched outcomes, pending deliveries to resume.
+/// Delivery records: batched outcomes.
 mod deliveries;
 /// Destinations: deactivation, group-to-supergroup moves.
 mod destinations;
@@ -22,6 +22,8 @@ mod installation;
 pub mod migrate;
 /// Daily partitions of `forwarded_messages` and retention.
 pub mod partitions;
+/// Owed deliveries: the start-up resume and the periodic sweep read them.
+mod pending;
 /// `impl Persistence for Store`: the actors' port onto the store.
 mod persistence;
 /// The `Store` handle and its connection pools.
@@ -32,5 +34,6 @@ mod subscriptions;
 pub use channels::NewPost;
 pub use deliveries::ForwardedRow;
 pub use error::StoreError;
+pub use pending::{PendingQuery, PendingStream, RecentPost};
 pub use pool::Store;
 pub use subscriptions::{AddedSubscription, SubscriptionStream, SubscriptionView};
