@@ -46,6 +46,9 @@ pub(crate) struct Report {
     pub(crate) persistence: Vec<PersistenceResult>,
     /// Each growth run (every channel count).
     pub(crate) growth: Vec<PipelineResult>,
+    /// Resume of a large backlog of owed deliveries.
+    #[serde(default)]
+    pub(crate) resume: Vec<crate::resume::ResumeResult>,
     /// min / median / max of each figure over the runs.
     pub(crate) summary: BTreeMap<String, Spread>,
     pub(crate) targets: Vec<TargetCheck>,
@@ -366,7 +369,11 @@ pub(crate) fn summarise(report: &mut Report) {
                 && b.rows_persisted == b.deliveries_expected
         })
         && report.persistence.iter().all(|p| p.counts_exact)
-        && report.ceiling.iter().all(|r| r.duplicates == 0);
+        && report.ceiling.iter().all(|r| r.duplicates == 0)
+        && report
+            .resume
+            .iter()
+            .all(|r| r.rows_written == r.owed && r.received == r.owed);
     report.summary = s;
     report.targets = t;
 }
