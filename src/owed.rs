@@ -22,6 +22,7 @@
 //! or two, with no restart.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -143,6 +144,8 @@ pub struct Owed {
     pub sweep_interval: Duration,
     /// An `ambiguous` outcome counts as none.
     pub retry_ambiguous: bool,
+    /// Set by the shutdown: no sweep queues anything after it.
+    pub stop: Arc<AtomicBool>,
 }
 
 /// Why one pass over owed deliveries stopped.
@@ -174,7 +177,7 @@ impl Owed {
             tick.tick().await;
             loop {
                 tick.tick().await;
-                if !self.limiter.connected() {
+                if self.stop.load(Ordering::Relaxed) || !self.limiter.connected() {
                     return;
                 }
                 if let Err(e) = self.sweep().await {

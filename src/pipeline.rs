@@ -3,7 +3,7 @@
 //! in `store/persistence.rs`.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -193,6 +193,8 @@ pub struct Pipeline {
     halted: Arc<HaltedLanes>,
     /// Deliveries this process holds.
     in_flight: Arc<InFlight>,
+    /// Stops the sweep at shutdown.
+    stop_sweep: Arc<AtomicBool>,
 }
 
 impl Pipeline {
@@ -263,6 +265,7 @@ impl Pipeline {
         let channels = store.active_channels().await?;
         tracing::info!(channels = channels.len(), "Starting channel pollers.");
         let gate = Arc::new(PollerGate::default());
+        let stop_sweep = Arc::new(AtomicBool::new(false));
         Owed {
             store: store.clone(),
             limiter: limiter.clone(),
@@ -272,6 +275,7 @@ impl Pipeline {
             window: cfg.resume_window,
             sweep_interval: cfg.sweep_interval,
             retry_ambiguous: cfg.sender.retry_ambiguous,
+            stop: stop_sweep.clone(),
         }
         .spawn(supervisor.clone(), gate.clone(), channels);
         Ok(Self {
@@ -285,6 +289,7 @@ impl Pipeline {
             gate,
             halted,
             in_flight,
+            stop_sweep,
         })
     }
 
@@ -354,6 +359,7 @@ impl Pipeline {
     /// start to resume.
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
         let started = Instant::now();
+        self.stop_sweep.store(true, Ordering::Relaxed);
         let left = |started: Instant| deadline.saturating_sub(started.elapsed());
         let mut clean = true;
         tracing::info!(

@@ -10,8 +10,8 @@
 //! |---|---|---|---|
 //! | [`ChannelSupervisor`](channel_supervisor) | channel → poller map; restarts pollers that die of a panic | `StartChannel`, `StopChannel`, `WakeChannel`, `StopAll` | starts/stops `ChannelPoller`s |
 //! | [`ChannelPoller`](channel_poller) | one channel's high-water mark and source | `Wake`, `StopPoller` | records posts via `Persistence`, `PublishPost` → registry |
-//! | [`SubscriberRegistry`](subscriber_registry) | index channel → active subscriptions | `LoadSubscriptions`, `AddSubscription`, `RemoveSubscription`, `PublishPost` | `Enqueue` → limiter |
-//! | [`RateLimiter`](rate_limiter) | queued deliveries per chat; rate state per bot and chat | `Enqueue`, `SendFinished`, `Drain` | `SendDelivery` → sender pool |
+//! | [`SubscriberRegistry`](subscriber_registry) | index channel → active subscriptions | `LoadSubscriptions`, `AddSubscription`, `RemoveSubscription`, `PublishPost` | claims the fan-out in [`InFlight`](in_flight), `Enqueue` → limiter |
+//! | [`RateLimiter`](rate_limiter) | queued deliveries per chat; rate state per bot and chat; halted bots | `Enqueue`, `SendFinished`, `Drain`, `Halt` | `SendDelivery` → sender pool |
 //! | [`SenderPool`](sender_pool) | one teloxide `Bot` per token | `SendDelivery` | `SendFinished` → limiter, `RecordDeliveries` → writer |
 //! | [`DbWriter`](db_writer) | finished deliveries not yet written | `RecordDeliveries`, `Flush` | writes via `Persistence` |
 //!

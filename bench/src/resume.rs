@@ -75,13 +75,14 @@ async fn run_in(spec: &ResumeSpec, cfg: &Config, db: &BenchDb) -> anyhow::Result
         let c = store.conn("bench population").await?;
         fixtures::populate(&c, spec.channels, spec.users, spec.subs).await?;
         // Every channel's last `posts` posts recorded (mark included) and
-        // nothing delivered: the state a long outage leaves.
+        // nothing delivered: the state a long outage leaves. Detected after
+        // the subscriptions were made, so every subscriber is owed them.
         c.batch_execute(&format!(
             "INSERT INTO posts (channel_id, message_id, message_ids, kind, detected_at,
                                 source_chat_id, channel_username, text, entities, copyable,
                                 published_at)
              SELECT c.id, g, ARRAY[g::bigint], 'text',
-                    now() - interval '1 hour' + g * interval '1 second',
+                    now() + g * interval '1 millisecond',
                     c.telegram_id, c.username,
                     'Post ' || g || ' of ' || c.username || ': news, with a bold start.',
                     '[{{\"type\":\"bold\",\"offset\":0,\"length\":4}}]'::jsonb, true, now()
