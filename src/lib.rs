@@ -16,7 +16,7 @@
 //! | layer | modules | what they are |
 //! |---|---|---|
 //! | commands | `main.rs`, [`cli`], `demo` (feature `demo`) | parse, load config, set up logging, run one command |
-//! | daemon | [`daemon`], [`pipeline`], [`updates`], [`http`] | `kuryer run`'s wiring and ordered shutdown, the actor pipeline, the bot's update loop, the HTTP API |
+//! | daemon | [`daemon`], [`pipeline`], [`owed`], [`updates`], [`http`] | `kuryer run`'s wiring and ordered shutdown, the actor pipeline, resume and sweep of owed deliveries, the bot's update loop, the HTTP API |
 //! | adapters | [`store`], [`dedup`], [`destinations`], [`telemetry`] | PostgreSQL, Redis, what a lost destination means, logs and metrics |
 //! | foundation | [`config`], [`secret`], [`alloc`] | configuration and its validation, redacted secrets, the allocator |
 //! | actors | `kuryer-actors` | the actors and their messages, the domain model, the ports |
@@ -42,6 +42,8 @@ pub mod demo;
 pub mod destinations;
 /// The management HTTP API.
 pub mod http;
+/// Deliveries the database owes: the start-up resume and the periodic sweep.
+pub mod owed;
 /// Wiring of the actor pipeline and its ordered shutdown.
 pub mod pipeline;
 /// Secrets that print themselves redacted.

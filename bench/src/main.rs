@@ -18,6 +18,9 @@
 //! - **mtproto-fake**: the simulated data centre's own capacity: pushed
 //!   updates per second to grammers clients at 10,000 channels, and its CPU
 //!   per update, so that the reader benchmarks know it is not their limit.
+//! - **resume** (not in `all`): 500,000 owed deliveries at start-up (100
+//!   channels × 1,000 subscribers × 5 posts), limits off: time to the first
+//!   send, until every outcome is committed, peak memory.
 //!
 //! It prints a table (figures as min / median / max over the runs) and, last,
 //! one JSON line with everything; the growth plot goes to an SVG file.
@@ -44,6 +47,8 @@ mod pipeline_run;
 mod plot;
 /// The report, its summary and the targets.
 mod report;
+/// The resume scenario: a large backlog of owed deliveries at start-up.
+mod resume;
 /// The plan and the child processes.
 mod suite;
 /// The table for people.
@@ -81,7 +86,8 @@ pub(crate) struct BenchArgs {
     /// ./config.toml, else /etc/kuryer/config.toml.
     #[arg(long, short = 'c', value_name = "PATH")]
     pub(crate) config: Option<std::path::PathBuf>,
-    /// Which scenario: seed, ceiling, persistence, growth, or all.
+    /// Which scenario: seed, ceiling, persistence, growth, resume, or all
+    /// (all but resume).
     #[arg(long, default_value = "all")]
     pub(crate) scenario: String,
     /// Runs of each scenario (figures are given as min / median / max).

@@ -16,6 +16,7 @@ use crate::persistence::{self, PersistenceResult, PersistenceSpec};
 use crate::pipeline_run::{self, PipelineResult, PipelineSpec};
 use crate::plot;
 use crate::report::{Report, summarise};
+use crate::resume::{self, ResumeResult, ResumeSpec};
 use crate::table::print_table;
 use crate::util;
 
@@ -27,6 +28,7 @@ enum ChildSpec {
     Pipeline(PipelineSpec),
     Persistence(PersistenceSpec),
     Baseline(BaselineSpec),
+    Resume(ResumeSpec),
 }
 
 /// What a child process measured.
@@ -37,6 +39,7 @@ enum ChildResult {
     Pipeline(PipelineResult),
     Persistence(PersistenceResult),
     Baseline(BaselineResult),
+    Resume(ResumeResult),
 }
 
 /// The sizes of every scenario.
@@ -46,6 +49,7 @@ struct Plan {
     ceiling: Vec<PipelineSpec>,
     persistence: PersistenceSpec,
     growth: Vec<PipelineSpec>,
+    resume: ResumeSpec,
 }
 
 fn plan(args: &BenchArgs) -> Plan {
@@ -129,7 +133,24 @@ fn plan(args: &BenchArgs) -> Plan {
             )
         })
         .collect();
+    // 100 channels × 1,000 subscribers × 5 posts = 500,000 owed.
+    let resume = if tiny {
+        ResumeSpec {
+            channels: 10,
+            users: 1_000,
+            subs: 1,
+            posts: 2,
+        }
+    } else {
+        ResumeSpec {
+            channels: 100,
+            users: 100_000,
+            subs: 1,
+            posts: 5,
+        }
+    };
     Plan {
+        resume,
         baseline_posts: args.baseline_posts.unwrap_or(seed.posts),
         seed,
         ceiling,
@@ -149,16 +170,17 @@ pub(crate) async fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
             ChildSpec::Persistence(s) => ChildResult::Persistence(persistence::run(&s, cfg).await?),
             ChildSpec::Baseline(s) => ChildResult::Baseline(baseline::run(&s, cfg).await?),
             ChildSpec::MtprotoFake(s) => ChildResult::MtprotoFake(mtproto_fake::run(&s).await?),
+            ChildSpec::Resume(s) => ChildResult::Resume(resume::run(&s, cfg).await?),
         };
         println!("{}", serde_json::to_string(&result)?);
         return Ok(());
     }
     let scenarios: Vec<&str> = match args.scenario.as_str() {
         "all" => vec!["seed", "ceiling", "persistence", "growth", "mtproto-fake"],
-        s @ ("seed" | "ceiling" | "persistence" | "growth" | "mtproto-fake") => vec![s],
+        s @ ("seed" | "ceiling" | "persistence" | "growth" | "mtproto-fake" | "resume") => vec![s],
         other => {
             anyhow::bail!(
-                "unknown scenario {other:?}: seed, ceiling, persistence, growth, mtproto-fake or all"
+                "unknown scenario {other:?}: seed, ceiling, persistence, growth, mtproto-fake, resume or all"
             )
         }
     };
@@ -283,6 +305,29 @@ pub(crate) async fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
                         }
                         _ => anyhow::bail!("the persistence child answered something else"),
                     }
+                }
+            }
+            "resume" => {
+                for r in 1..=runs {
+                    progress(&format!(
+                        "resume: {} users × {} subscriptions × {} posts owed, run {r}/{runs}",
+                        plan.resume.users, plan.resume.subs, plan.resume.posts
+                    ));
+                    let res = match run_child(args, &ChildSpec::Resume(plan.resume.clone()))? {
+                        ChildResult::Resume(r) => r,
+                        _ => anyhow::bail!("the resume child answered something else"),
+                    };
+                    progress(&format!(
+                        "resume: {} owed, start {:.0} ms, first send {:.0} ms, all {:.1} s ({:.0}/s), peak RSS {:.0} MB, {} received",
+                        res.owed,
+                        res.start_ms,
+                        res.first_send_ms,
+                        res.total_s,
+                        res.per_s,
+                        res.peak_rss_mb,
+                        res.received
+                    ));
+                    report.resume.push(res);
                 }
             }
             _ => {

@@ -89,6 +89,10 @@ pub struct DeliveryConfig {
     /// At start, posts detected this long ago or less whose deliveries have
     /// no recorded outcome are delivered (s).
     pub resume_window_s: u64,
+    /// How often the running daemon looks for recorded posts (within
+    /// `resume_window_s`, at least this old) whose deliveries have no
+    /// outcome and are not held by the pipeline, and delivers them (s).
+    pub sweep_interval_s: u64,
     /// What to do after a send whose outcome is unknown (timeout after the
     /// request was written): `retry` (may duplicate) or `skip` (may lose).
     pub on_ambiguous: OnAmbiguous,
@@ -128,6 +132,7 @@ impl Default for DeliveryConfig {
             max_db_backlog: limiter.max_db_backlog,
             shutdown_deadline_ms: 30_000,
             resume_window_s: 24 * 3600,
+            sweep_interval_s: 60,
             on_ambiguous: if sender.retry_ambiguous {
                 OnAmbiguous::Retry
             } else {

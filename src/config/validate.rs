@@ -227,6 +227,7 @@ impl Config {
             1,
             60_000,
         )?;
+        range("delivery.sweep_interval_s", d.sweep_interval_s, 1, 86_400)?;
         range(
             "delivery.shutdown_deadline_ms",
             d.shutdown_deadline_ms,

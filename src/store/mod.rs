@@ -12,7 +12,7 @@
 mod channels;
 /// Dead letters: what still failed after its retries, kept with the reason.
 mod dead_letters;
-/// Delivery records: batched outcomes, pending deliveries to resume.
+/// Delivery records: batched outcomes.
 mod deliveries;
 /// Destinations: deactivation, group-to-supergroup moves.
 mod destinations;
@@ -26,6 +26,8 @@ mod installation;
 pub mod migrate;
 /// Daily partitions of `forwarded_messages` and retention.
 pub mod partitions;
+/// Owed deliveries: the start-up resume and the periodic sweep read them.
+mod pending;
 /// `impl Persistence for Store`: the actors' port onto the store.
 mod persistence;
 /// The `Store` handle and its connection pools.
@@ -40,5 +42,6 @@ pub use dead_letters::{DEAD_LETTER_RAW_MAX, DeadUpdate};
 pub use deliveries::ForwardedRow;
 pub use error::StoreError;
 pub use inbox::InboxEntry;
+pub use pending::{PendingQuery, PendingStream, RecentPost};
 pub use pool::Store;
 pub use subscriptions::{AddedSubscription, SubscriptionStream, SubscriptionView};
