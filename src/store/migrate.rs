@@ -53,6 +53,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0004_dead_letters_and_inbox.sql",
         sql: include_str!("../../sql/0004_dead_letters_and_inbox.sql"),
     },
+    Migration {
+        version: 6,
+        name: "0006_reader.sql",
+        sql: include_str!("../../sql/0006_reader.sql"),
+    },
 ];
 
 /// Why migrating failed.

@@ -24,5 +24,7 @@ mod http;
 mod intake;
 /// The actor pipeline end to end.
 mod pipeline;
+/// The MTProto reader against the fake data centre.
+mod reader;
 /// The PostgreSQL store.
 mod store;
