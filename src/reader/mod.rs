@@ -10,15 +10,30 @@
 //! | `client.rs` | one account's connection; calls gated by its flood waits, counted |
 //! | `login.rs` | `kuryer login / accounts / logout` |
 //! | `mapping.rs` | grammers messages → `SourceMessage` (entities, albums, media, protected) |
+//! | `pool.rs` | the accounts this process leases, channel assignment, pushed posts, lost accounts |
+//! | `joiner.rs` | joining channels one at a time per account, up to the maximum |
+//! | `resolver.rs` | the resolve queue (`contacts.resolveUsername`, slow, stored for good) |
+//! | `source.rs` | the `ChannelSource`: pushed posts, history from the mark, polling |
 
 /// One account's connection and its flood-wait gate.
 pub mod client;
 /// Auth keys encrypted at rest.
 pub mod crypto;
+/// Joining channels, spread over time.
+mod joiner;
 /// Login, listing and logout of reader accounts.
 pub mod login;
 /// Telegram messages into kuryer's source messages.
 pub mod mapping;
+/// The account pool: leases, assignment, pushed posts, lost accounts.
+pub mod pool;
+/// The resolve queue.
+pub mod resolver;
+/// The MTProto `ChannelSource`.
+pub mod source;
+
+pub use pool::{ReaderEvents, ReaderPool};
+pub use source::MtprotoSource;
 /// grammers' session in PostgreSQL.
 pub mod session;
 

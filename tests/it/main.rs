@@ -26,5 +26,7 @@ mod intake;
 mod pipeline;
 /// The MTProto reader against the fake data centre.
 mod reader;
+/// `kuryer run` reading channels through reader accounts, as a black box.
+mod reader_run;
 /// The PostgreSQL store.
 mod store;
