@@ -167,21 +167,19 @@ impl ReaderPool {
             self.0.cfg.history_per_second,
         );
         let client = connected.account;
-        let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(update_loop(
-            Arc::downgrade(&self.0),
-            Arc::clone(&client),
-            connected.updates,
-        )));
-        tasks.push(tokio::spawn(heartbeat(
-            Arc::downgrade(&self.0),
-            name.to_owned(),
-            generation,
-        )));
-        tasks.push(tokio::spawn(super::joiner::run(
-            Arc::downgrade(&self.0),
-            name.to_owned(),
-        )));
+        let tasks = vec![
+            tokio::spawn(update_loop(
+                Arc::downgrade(&self.0),
+                Arc::clone(&client),
+                connected.updates,
+            )),
+            tokio::spawn(heartbeat(
+                Arc::downgrade(&self.0),
+                name.to_owned(),
+                generation,
+            )),
+            tokio::spawn(super::joiner::run(Arc::downgrade(&self.0), name.to_owned())),
+        ];
         tracing::info!(account = name, generation, "Reader account connected.");
         lock(&self.0.accounts).insert(
             name.to_owned(),
@@ -453,6 +451,7 @@ impl Inner {
                     s.account = None;
                     s.joined = false;
                     s.verified = 0;
+                    s.last_history = None;
                     s.buffer.clear();
                     *id
                 })
@@ -528,8 +527,9 @@ fn channel_of(m: &tl::enums::Message) -> Option<i64> {
     }
 }
 
-/// Renews the account's lease every third of its TTL and stores the update
-/// state; a lease that cannot be renewed ends the account here.
+/// Renews the account's lease every third of its TTL, stores the update
+/// state and checks the session is alive; a lease that cannot be renewed
+/// ends the account here, a session Telegram ended is lost.
 async fn heartbeat(pool: std::sync::Weak<Inner>, account: String, generation: i64) {
     loop {
         let Some(p) = pool.upgrade() else { return };
@@ -551,10 +551,22 @@ async fn heartbeat(pool: std::sync::Weak<Inner>, account: String, generation: i6
                 tracing::warn!(account, error = %e, "Cannot renew the reader lease; trying again.")
             }
         }
-        if let Some(c) = p.client(&account)
-            && let Err(e) = c.session().flush().await
-        {
+        let Some(c) = p.client(&account) else { return };
+        if let Err(e) = c.session().flush().await {
             tracing::warn!(account, error = %e, "Cannot store the update state.");
+        }
+        // A session Telegram ended shows only on a call; an account whose
+        // channels are all quiet makes none, so the heartbeat asks.
+        match c
+            .call("updates.getState", &tl::functions::updates::GetState {})
+            .await
+        {
+            Err(CallError::Lost(reason)) => {
+                p.lost(&account, &reason).await;
+                return;
+            }
+            Err(e) => tracing::debug!(account, error = %e, "Reader heartbeat call failed."),
+            Ok(_) => {}
         }
     }
 }
