@@ -17,7 +17,7 @@
 //! |---|---|---|
 //! | commands | `main.rs`, [`cli`], `demo` (feature `demo`) | parse, load config, set up logging, run one command |
 //! | daemon | [`daemon`], [`pipeline`], [`owed`], [`updates`], [`http`] | `kuryer run`'s wiring and ordered shutdown, the actor pipeline, resume and sweep of owed deliveries, the bot's update loop, the HTTP API |
-//! | adapters | [`store`], [`dedup`], [`destinations`], [`telemetry`] | PostgreSQL, Redis, what a lost destination means, logs and metrics |
+//! | adapters | [`store`], [`dedup`], [`destinations`], [`telemetry`], [`reader`] | PostgreSQL, Redis, what a lost destination means, logs and metrics, MTProto reader accounts |
 //! | foundation | [`config`], [`secret`], [`alloc`] | configuration and its validation, redacted secrets, the allocator |
 //! | actors | `kuryer-actors` | the actors and their messages, the domain model, the ports |
 //!
@@ -46,6 +46,8 @@ pub mod http;
 pub mod owed;
 /// Wiring of the actor pipeline and its ordered shutdown.
 pub mod pipeline;
+/// MTProto reader accounts: sessions, login, the channel source, resolving.
+pub mod reader;
 /// Secrets that print themselves redacted.
 pub mod secret;
 /// PostgreSQL: pool, typed queries, migrations, partitions.

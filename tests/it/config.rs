@@ -367,7 +367,7 @@ fn shipped_config_toml_documents_every_key_with_its_default() {
             );
         }
     }
-    for optional in ["api_hash", "relay_chat_id", "api_token"] {
+    for optional in ["api_hash", "relay_chat_id", "api_token", "session_key"] {
         assert!(
             text.contains(&format!("# {optional} = ")),
             "{optional} undocumented"
