@@ -45,6 +45,8 @@ pub mod channel_poller;
 pub mod channel_supervisor;
 /// Writes finished deliveries to the database in batches.
 pub mod db_writer;
+/// Per-subscription filters (keywords, regex, media kinds), applied in the fan-out.
+pub mod filters;
 /// Metric names, in one place.
 pub mod metrics_names;
 /// Domain types shared by the actors and the daemon's adapters.

@@ -35,3 +35,11 @@ pub const DEAD_LETTERS_TOTAL: &str = "kuryer_dead_letters_total";
 /// Bot updates Telegram sent that teloxide could not parse, by `kind` (the
 /// update's field name, never its content) (counter).
 pub const UPDATES_UNPARSABLE_TOTAL: &str = "kuryer_updates_unparsable_total";
+/// Deliveries not made because the subscription's filters refused the post (counter).
+pub const DELIVERIES_FILTERED_TOTAL: &str = "kuryer_deliveries_filtered_total";
+/// Bot commands and button presses handled, by `command` (counter).
+pub const BOT_COMMANDS_TOTAL: &str = "kuryer_bot_commands_total";
+/// Bot replies Telegram refused or that failed after their retries, by `reason` (counter).
+pub const BOT_REPLY_FAILURES_TOTAL: &str = "kuryer_bot_reply_failures_total";
+/// Bot commands dropped by the per-user rate limit (counter).
+pub const BOT_RATE_LIMITED_TOTAL: &str = "kuryer_bot_rate_limited_total";

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use kuryer_actors::filters::PostFilter;
 use kuryer_actors::model::{ActiveSubscription, Delivery, Post};
 
 use super::error::OpContext;
@@ -70,6 +71,10 @@ impl Store {
             .op(OP)?;
         let mut out = Vec::with_capacity(rows.len());
         let mut current: Option<(i64, Arc<Post>)> = None;
+        // The fan-out's filters apply here too: a post a filter refused
+        // has no delivery, so it must not be resumed as one.
+        let mut filters: std::collections::HashMap<i64, Option<PostFilter>> =
+            std::collections::HashMap::new();
         for r in &rows {
             let post_id: i64 = r.get(11);
             let post = match &current {
@@ -91,6 +96,12 @@ impl Store {
                 filters: r.get(19),
                 bot_id: r.get(20),
             };
+            let filter = filters
+                .entry(sub.subscription_id)
+                .or_insert_with(|| PostFilter::from_stored(&sub.filters));
+            if filter.as_ref().is_some_and(|f| !f.accepts(&post)) {
+                continue;
+            }
             out.push(Delivery {
                 post,
                 sub: Arc::new(sub),

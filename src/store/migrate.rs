@@ -53,6 +53,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0004_dead_letters_and_inbox.sql",
         sql: include_str!("../../sql/0004_dead_letters_and_inbox.sql"),
     },
+    Migration {
+        version: 7,
+        name: "0007_bot.sql",
+        sql: include_str!("../../sql/0007_bot.sql"),
+    },
 ];
 
 /// Why migrating failed.

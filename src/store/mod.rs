@@ -30,8 +30,12 @@ pub mod partitions;
 mod persistence;
 /// The `Store` handle and its connection pools.
 mod pool;
+/// The bot's changes to subscriptions: pause, resume, remove, route, settings.
+mod settings;
 /// Subscriptions: add, list, stream the active ones.
 mod subscriptions;
+/// The bot's people: registration, language, linked destinations.
+mod users;
 
 pub use channels::NewPost;
 pub use dead_letters::{DEAD_LETTER_RAW_MAX, DeadUpdate};
@@ -39,4 +43,6 @@ pub use deliveries::ForwardedRow;
 pub use error::StoreError;
 pub use inbox::InboxEntry;
 pub use pool::Store;
+pub use settings::{BotStats, RouteOutcome, SubState, UserSubscription};
 pub use subscriptions::{AddedSubscription, SubscriptionStream, SubscriptionView};
+pub use users::{BotUser, DestinationView, LinkOutcome, LostDestination};
