@@ -186,10 +186,6 @@ pub struct RedisConfig {
     pub key_prefix: String,
     /// Lifetime of a dedup key `{key_prefix}{installation}:fwd:{subscription_id}:{message_id}` (s). Seed: 24 h.
     pub dedup_ttl_s: u64,
-    /// Lifetime of a cached user `user:{telegram_id}` (s). Seed: 1 h.
-    pub user_ttl_s: u64,
-    /// Lifetime of a cached channel `channel:{channel_id}` (s). Seed: 2 h.
-    pub channel_ttl_s: u64,
 }
 
 impl Default for RedisConfig {
@@ -198,8 +194,6 @@ impl Default for RedisConfig {
             url: SecretUrl::new("redis://127.0.0.1:6379/0"),
             key_prefix: "kuryer:".to_owned(),
             dedup_ttl_s: 24 * 3600,
-            user_ttl_s: 3600,
-            channel_ttl_s: 2 * 3600,
         }
     }
 }
@@ -252,6 +246,12 @@ pub struct LimitsConfig {
     pub allow_paid_broadcast: bool,
     /// The overall per-bot rate while `allow_paid_broadcast` is on.
     pub paid_per_bot_per_second: f64,
+    /// Subscriptions one user may have (not counting removed ones).
+    pub max_subscriptions_per_user: u32,
+    /// Bot commands and button presses one user may send a minute (bursts
+    /// of a sixth of it, at least 5); past it one "too fast" reply, then
+    /// silence until the bucket refills.
+    pub bot_commands_per_minute: u32,
 }
 
 impl Default for LimitsConfig {
@@ -263,6 +263,8 @@ impl Default for LimitsConfig {
             per_group_per_minute: limiter.per_group_per_minute,
             allow_paid_broadcast: false,
             paid_per_bot_per_second: 1000.0,
+            max_subscriptions_per_user: 200,
+            bot_commands_per_minute: 30,
         }
     }
 }
@@ -672,8 +674,6 @@ impl Config {
             Err(e) => bad("redis.url", format!("unparsable URL: {e}"))?,
         }
         range("redis.dedup_ttl_s", redis.dedup_ttl_s, 1, 365 * 86_400)?;
-        range("redis.user_ttl_s", redis.user_ttl_s, 1, 365 * 86_400)?;
-        range("redis.channel_ttl_s", redis.channel_ttl_s, 1, 365 * 86_400)?;
         if redis.key_prefix.chars().any(char::is_whitespace) {
             bad("redis.key_prefix", "must not contain whitespace")?;
         }
@@ -751,6 +751,18 @@ impl Config {
             l.paid_per_bot_per_second,
             0.01,
             1_000_000.0,
+        )?;
+        range(
+            "limits.max_subscriptions_per_user",
+            l.max_subscriptions_per_user,
+            1,
+            100_000,
+        )?;
+        range(
+            "limits.bot_commands_per_minute",
+            l.bot_commands_per_minute,
+            1,
+            100_000,
         )?;
 
         let h = &self.http;

@@ -241,9 +241,18 @@ mod tests {
         let bad = |json: &str| FilterSpec::from_json(json).and_then(|s| s.compile());
         assert!(matches!(bad(r#"{"regex": "("}"#), Err(FilterError::Regex)));
         // Compiles to far more than the size limit.
-        assert!(matches!(bad(r#"{"regex": "\\w{500}\\w{500}"}"#), Err(FilterError::Regex)));
-        assert!(matches!(bad(r#"{"skip_media": ["gif"]}"#), Err(FilterError::MediaKind(_))));
-        assert!(matches!(bad(r#"{"include": [" "]}"#), Err(FilterError::KeywordLength)));
+        assert!(matches!(
+            bad(r#"{"regex": "\\w{500}\\w{500}"}"#),
+            Err(FilterError::Regex)
+        ));
+        assert!(matches!(
+            bad(r#"{"skip_media": ["gif"]}"#),
+            Err(FilterError::MediaKind(_))
+        ));
+        assert!(matches!(
+            bad(r#"{"include": [" "]}"#),
+            Err(FilterError::KeywordLength)
+        ));
         assert!(matches!(bad(r#"{"colour": 1}"#), Err(FilterError::Json(_))));
         assert!(PostFilter::from_stored("{}").is_none());
         assert!(PostFilter::from_stored(r#"{"regex": "("}"#).is_none());

@@ -171,7 +171,13 @@ impl Store {
                         updated_at = now()
                   WHERE destinations.owner_user_id = EXCLUDED.owner_user_id
                  RETURNING id, (xmax = 0)",
-                &[&owner_telegram_id, &chat_id, &kind.as_str(), &bot_id, &title],
+                &[
+                    &owner_telegram_id,
+                    &chat_id,
+                    &kind.as_str(),
+                    &bot_id,
+                    &title,
+                ],
             )
             .await
             .op(OP)?;
