@@ -249,7 +249,7 @@ pub struct LimitsConfig {
     /// Subscriptions one user may have (not counting removed ones).
     pub max_subscriptions_per_user: u32,
     /// Bot commands and button presses one user may send a minute (bursts
-    /// of a sixth of it, at least 5); past it one "too fast" reply, then
+    /// of a third of it, at least 10); past it one "too fast" reply, then
     /// silence until the bucket refills.
     pub bot_commands_per_minute: u32,
 }

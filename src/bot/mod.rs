@@ -49,7 +49,7 @@ pub struct BotSettings {
     /// `limits.max_subscriptions_per_user`.
     pub max_subscriptions: i64,
     /// `limits.bot_commands_per_minute`: a user's commands and button
-    /// presses a minute (bursts of up to a sixth of it, at least 5).
+    /// presses a minute (bursts of up to a third of it, at least 10).
     pub commands_per_minute: u32,
     /// `telegram.admins`: who may use `/stats`.
     pub admins: Vec<i64>,

@@ -143,7 +143,8 @@ pub(super) async fn answer(bot: &Bot, id: &CallbackQueryId, text: Option<String>
 }
 
 /// A token bucket per user: `per_minute` a minute, bursts of
-/// `max(5, per_minute / 6)`. In memory: one instance serves a bot token,
+/// `max(10, per_minute / 3)` (a person going through `/list` and its
+/// buttons makes ten actions in a few seconds). In memory: one instance serves a bot token,
 /// and a restart forgetting the buckets is harmless.
 pub(super) struct RateLimit {
     per_sec: f64,
@@ -175,7 +176,7 @@ impl RateLimit {
         let per_minute = f64::from(per_minute.max(1));
         Self {
             per_sec: per_minute / 60.0,
-            burst: (per_minute / 6.0).max(5.0),
+            burst: (per_minute / 3.0).max(10.0),
             buckets: Mutex::new(HashMap::new()),
         }
     }
