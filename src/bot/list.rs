@@ -137,7 +137,7 @@ fn settings(
         if !spec.skip_media.is_empty() {
             parts.push(format!("skip:{}", spec.skip_media.join(",")));
         }
-        echo(&parts.join(" ")).replace('…', "…")
+        echo(&parts.join(" "))
     };
     let mode = match s.mode {
         DeliveryMode::Copy => h.t(lang, "mode-copy", &[]),

@@ -65,8 +65,10 @@ impl World {
             fake.create_channel(*chat, name, name);
             fake.set_admin(*chat, tokens[0], true);
         }
-        let mut cfg = Config::default();
-        cfg.database = db.config();
+        let mut cfg = Config {
+            database: db.config(),
+            ..Config::default()
+        };
         cfg.redis.key_prefix = format!("test:{}:", rand::random::<u64>());
         cfg.telegram.bot_tokens = tokens.iter().map(|t| Secret::new(*t)).collect();
         cfg.telegram.bot_api_url = fake.url();

@@ -546,11 +546,11 @@ mod tests {
     async fn people_speak_the_wire_protocol_teloxide_reads() {
         let tg = FakeTelegram::start(FakeLimits::off()).unwrap();
         tg.add_bot(TOKEN);
-        tg.create_channel(-100_5, "news_one", "News");
-        let post = tg.post(-100_5, NewChannelMessage::text("hello"));
+        tg.create_channel(-1_005, "news_one", "News");
+        let post = tg.post(-1_005, NewChannelMessage::text("hello"));
         let bot = tg.bot(TOKEN);
         tg.user_says(TOKEN, 501, "/start", Some("uz"));
-        tg.user_forwards(TOKEN, 501, -100_5, post);
+        tg.user_forwards(TOKEN, 501, -1_005, post);
         tg.add_bot_to_chat(TOKEN, -600, ChatKind::Supergroup, 501, false);
         tg.user_says_in(TOKEN, -600, 502, "/link");
         tg.remove_bot_from_chat(TOKEN, -600, 501);
