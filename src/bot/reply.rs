@@ -224,10 +224,11 @@ mod tests {
     fn a_burst_passes_then_one_warning_then_silence_until_refilled() {
         let r = RateLimit::new(30);
         let t = Instant::now();
-        let verdicts: Vec<_> = (0..8).map(|_| r.check_at(1, t)).collect();
-        assert_eq!(&verdicts[..5], &[Verdict::Allow; 5]);
+        // A burst of 10 (a third of a minute's allowance, at least 10).
+        let verdicts: Vec<_> = (0..13).map(|_| r.check_at(1, t)).collect();
+        assert_eq!(&verdicts[..10], &[Verdict::Allow; 10]);
         assert_eq!(
-            &verdicts[5..],
+            &verdicts[10..],
             &[Verdict::Warn, Verdict::Drop, Verdict::Drop]
         );
         // Another user is not affected.
