@@ -38,6 +38,9 @@ fn main() -> ExitCode {
             phone,
         } => with_config("login", &config, |loaded| {
             block_on(async move {
+                // What the operator must fix in the configuration is said
+                // before anything touches the database.
+                kuryer::reader::login::check_app(&loaded.config)?;
                 let store = kuryer::reader::open_store(&loaded.config).await?;
                 let done = kuryer::reader::login::login(
                     &store,

@@ -114,6 +114,14 @@ fn check_name(name: &str) -> Result<(), LoginError> {
     if ok { Ok(()) } else { Err(LoginError::BadName) }
 }
 
+/// The app credentials a login needs (`telegram.api_id`, `telegram.api_hash`).
+pub fn check_app(cfg: &Config) -> Result<(), LoginError> {
+    match (&cfg.telegram.api_hash, cfg.telegram.api_id) {
+        (Some(_), id) if id != 0 => Ok(()),
+        _ => Err(LoginError::NoApp),
+    }
+}
+
 /// Logs `account` in: phone (from `phone` or asked), the code Telegram
 /// sends, the 2FA password when the account has one. The session is stored
 /// as it is made (the auth key encrypted), and the account is `active` once
@@ -126,6 +134,7 @@ pub async fn login(
     prompt: &mut dyn Prompt,
 ) -> Result<LoggedIn, LoginError> {
     check_name(account)?;
+    check_app(cfg)?;
     let api_hash = match (&cfg.telegram.api_hash, cfg.telegram.api_id) {
         (Some(h), id) if id != 0 => h.expose().to_owned(),
         _ => return Err(LoginError::NoApp),
