@@ -13,6 +13,8 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::dedup::RedisDedup;
+use crate::notify::Notifier;
+use crate::preflight;
 use crate::pipeline::{Pipeline, PipelineConfig, build_bots};
 use crate::store::{Store, migrate};
 use crate::updates::{self, BotUpdates};
@@ -40,9 +42,14 @@ impl ChannelSource for NoReader {
 /// SIGINT, [`wait_for_signal`]; in tests: whatever the test decides), then
 /// shuts down in order.
 pub async fn run(cfg: Config, shutdown: impl Future<Output = &'static str>) -> anyhow::Result<()> {
+    // Before anything records a metric: a value set before the recorder
+    // exists is lost (active_channels read 0 after every restart).
+    crate::telemetry::metrics_handle();
+    let notifier = Notifier::from_env();
     if cfg.telegram.bot_tokens.is_empty() {
         anyhow::bail!("telegram.bot_tokens is empty: kuryer needs at least one bot token");
     }
+    notifier.status("applying migrations");
     if migrate::create_database_if_missing(&cfg.database).await? {
         tracing::info!("Created the database.");
     }
@@ -63,6 +70,10 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = &'static str>) -> a
         &cfg.telegram.bot_api_url,
         Duration::from_millis(cfg.telegram.request_timeout_ms),
     )?;
+    // Telegram answers for every token before anything is read or sent: a
+    // revoked token is named (by bot id) now, not discovered per delivery.
+    notifier.status("checking bot tokens with getMe");
+    preflight::check_bots_at_start(&bots, &cfg.telegram.bot_tokens).await?;
     let updates = BotUpdates::new(store.clone());
     let factory: SourceFactory = {
         let updates = updates.clone();
@@ -82,6 +93,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = &'static str>) -> a
             "Redis is not reachable at start; delivering on the database's dedup alone until it is."
         );
     }
+    notifier.status("loading subscriptions and resuming deliveries");
     let pipeline = Pipeline::start(
         store.clone(),
         bots.clone(),
@@ -125,6 +137,15 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = &'static str>) -> a
         })
     };
     tracing::info!(bots = bots.len(), "kuryer is running.");
+    // Migrations ran, the registry is loaded, pollers and the update loop
+    // are started and every token answered getMe: ready.
+    match pipeline.stats().await {
+        Ok(s) => notifier.ready(&crate::notify::status_line(&s, 0)),
+        Err(_) => notifier.ready("running"),
+    }
+    let keepalive = actix_rt::spawn(crate::notify::keepalive(notifier, pipeline.clone()));
+    #[cfg(any(test, feature = "test-hooks"))]
+    crate::notify::wedge_on_sigusr1(pipeline.clone());
 
     // Stop on the caller's signal — or when a shared actor or the update
     // loop stopped on its own (a panic ends only that task). Nothing
@@ -150,6 +171,8 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = &'static str>) -> a
             "A part of the pipeline stopped unexpectedly; stopping kuryer so that it is restarted."
         );
     }
+    notifier.stopping();
+    keepalive.abort();
     let _ = stop_tx.send(true);
     if let Some(handle) = update_loop {
         let _ = handle.await;

@@ -291,7 +291,7 @@ async fn readyz(state: web::Data<ApiState>) -> HttpResponse {
 async fn metrics_text() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(metrics_handle().render())
+        .body(crate::telemetry::render())
 }
 
 async fn not_found() -> HttpResponse {

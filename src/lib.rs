@@ -16,7 +16,7 @@
 //! | layer | modules | what they are |
 //! |---|---|---|
 //! | commands | `main.rs`, [`cli`], `demo` (feature `demo`) | parse, load config, set up logging, run one command |
-//! | daemon | [`daemon`], [`pipeline`], [`updates`], [`http`] | `kuryer run`'s wiring and ordered shutdown, the actor pipeline, the bot's update loop, the HTTP API |
+//! | daemon | [`daemon`], [`pipeline`], [`updates`], [`http`], [`notify`], [`preflight`] | `kuryer run`'s wiring and ordered shutdown, the actor pipeline, the bot's update loop, the HTTP API, systemd readiness and watchdog, start-up checks |
 //! | adapters | [`store`], [`dedup`], [`destinations`], [`telemetry`] | PostgreSQL, Redis, what a lost destination means, logs and metrics |
 //! | foundation | [`config`], [`secret`], [`alloc`] | configuration and its validation, redacted secrets, the allocator |
 //! | actors | `kuryer-actors` | the actors and their messages, the domain model, the ports |
@@ -42,8 +42,12 @@ pub mod demo;
 pub mod destinations;
 /// The management HTTP API.
 pub mod http;
+/// systemd's notify protocol: readiness, status, the earned watchdog ping.
+pub mod notify;
 /// Wiring of the actor pipeline and its ordered shutdown.
 pub mod pipeline;
+/// Start-up checks: each bot token's getMe, webhooks, `check-config --connect`.
+pub mod preflight;
 /// Secrets that print themselves redacted.
 pub mod secret;
 /// PostgreSQL: pool, typed queries, migrations, partitions.

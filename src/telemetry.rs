@@ -77,14 +77,56 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
                 ],
             )
             .expect("bucket list is not empty")
+            .set_buckets_for_metric(
+                Matcher::Full(names::DB_BATCH_SECONDS.to_owned()),
+                &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
+            )
+            .expect("bucket list is not empty")
+            .set_buckets_for_metric(
+                Matcher::Full(names::DB_BATCH_ROWS.to_owned()),
+                &[1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0],
+            )
+            .expect("bucket list is not empty")
+            .set_buckets_for_metric(
+                Matcher::Full(names::UPDATE_LOOP_LAG_SECONDS.to_owned()),
+                &[0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0],
+            )
+            .expect("bucket list is not empty")
             .build_recorder();
         let handle = recorder.handle();
+        let _ = started();
         // Fails only when another recorder is installed (never, in this
         // binary); the handle still renders our own metrics then.
         let _ = metrics::set_global_recorder(recorder);
         describe();
         handle
     })
+}
+
+/// When the process started (first call: the recorder's installation,
+/// the first thing `main` does).
+fn started() -> std::time::Instant {
+    static STARTED: OnceLock<std::time::Instant> = OnceLock::new();
+    *STARTED.get_or_init(std::time::Instant::now)
+}
+
+/// `/metrics`: the process gauges refreshed, then everything rendered.
+pub fn render() -> String {
+    let handle = metrics_handle();
+    metrics::gauge!(names::UPTIME_SECONDS).set(started().elapsed().as_secs_f64());
+    if let Some(rss) = resident_memory_bytes() {
+        metrics::gauge!(names::PROCESS_RESIDENT_MEMORY_BYTES).set(rss as f64);
+    }
+    handle.render()
+}
+
+/// Resident set size from `/proc/self/statm` (pages × page size).
+fn resident_memory_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // Every platform kuryer is packaged for (Debian amd64/arm64) uses 4 KiB
+    // pages by default; sysconf would need unsafe code for a rounding error.
+    Some(pages * 4096)
 }
 
 fn describe() {
@@ -102,6 +144,11 @@ fn describe() {
     describe_gauge!(
         names::ACTIVE_CHANNELS,
         Unit::Count,
+        "Channels being read (a poller runs for each); pending channels are not counted."
+    );
+    describe_gauge!(
+        names::SUBSCRIBED_CHANNELS,
+        Unit::Count,
         "Channels with at least one active subscription."
     );
     describe_counter!(
@@ -114,7 +161,75 @@ fn describe() {
         Unit::Count,
         "Subscriptions created."
     );
-    // Register the seed's series at zero so dashboards see them from the start.
+    describe_counter!(
+        names::DELIVERIES_FAILED_TOTAL,
+        Unit::Count,
+        "Deliveries that failed for good, by reason."
+    );
+    describe_counter!(
+        names::TELEGRAM_429_TOTAL,
+        Unit::Count,
+        "429 answers from Telegram by what they paused (chat or bot)."
+    );
+    describe_counter!(
+        names::FLOOD_WAIT_SECONDS_TOTAL,
+        Unit::Seconds,
+        "Seconds Telegram told us to wait, by account."
+    );
+    describe_gauge!(
+        names::QUEUE_DEPTH,
+        Unit::Count,
+        "Work waiting in a stage of the pipeline."
+    );
+    describe_histogram!(
+        names::DB_BATCH_ROWS,
+        Unit::Count,
+        "Rows in one DbWriter batch."
+    );
+    describe_histogram!(
+        names::DB_BATCH_SECONDS,
+        Unit::Seconds,
+        "Time to write one DbWriter batch."
+    );
+    describe_counter!(
+        names::DEDUP_HITS_TOTAL,
+        Unit::Count,
+        "Deliveries found already sent and not sent again, by layer."
+    );
+    describe_gauge!(
+        names::READER_ACCOUNTS,
+        Unit::Count,
+        "MTProto reader accounts by state."
+    );
+    describe_histogram!(
+        names::UPDATE_LOOP_LAG_SECONDS,
+        Unit::Seconds,
+        "Age of a channel post when the bot's update loop received it."
+    );
+    describe_gauge!(
+        names::PROCESS_RESIDENT_MEMORY_BYTES,
+        Unit::Bytes,
+        "Resident memory of the process."
+    );
+    describe_gauge!(
+        names::UPTIME_SECONDS,
+        Unit::Seconds,
+        "Seconds since the process started."
+    );
+    // Register the series dashboards plot at zero, so a graph has a line
+    // from the first scrape instead of "no data" until the first event.
+    // Counters only (absolute(0) on a fresh counter); gauges are set by
+    // their owners, and setting them here would overwrite a value set
+    // before this ran.
     metrics::counter!(names::MESSAGES_FORWARDED_TOTAL).absolute(0);
-    metrics::gauge!(names::ACTIVE_CHANNELS).set(0.0);
+    for reason in ["refused", "gone", "failing"] {
+        metrics::counter!(names::DELIVERIES_FAILED_TOTAL, "reason" => reason).absolute(0);
+    }
+    for scope in ["chat", "bot"] {
+        metrics::counter!(names::TELEGRAM_429_TOTAL, "scope" => scope).absolute(0);
+    }
+    metrics::counter!(names::DEDUP_HITS_TOTAL, "layer" => "redis").absolute(0);
+    for state in ["active", "flood_wait", "broken"] {
+        metrics::gauge!(names::READER_ACCOUNTS, "state" => state).set(0.0);
+    }
 }

@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 
 use super::limits::{LimiterConfig, Limits, SWEEP_INTERVAL};
 use super::schedule::{FloodWait, Schedule, SendOutcome};
+use crate::metrics_names as names;
 use crate::model::Delivery;
 
 /// Deliveries to send. Answered once they are queued and the queue is under
@@ -223,18 +224,22 @@ impl Handler<SendFinished> for RateLimiter {
         let flood = self
             .schedule
             .finished(msg.lane, msg.delivery, msg.outcome, Instant::now());
-        match flood {
-            Some(FloodWait::Lane) => tracing::warn!(
-                lane = msg.lane,
-                retry_after_s = wait.as_secs(),
-                "Flood wait for the whole bot."
-            ),
-            Some(FloodWait::Chat) => tracing::info!(
+        if let Some(scope) = flood {
+            let bot_id = self.cfg.bot_ids.get(msg.lane).copied().unwrap_or_default();
+            let scope = match scope {
+                FloodWait::Lane => "bot",
+                FloodWait::Chat => "chat",
+            };
+            metrics::counter!(names::TELEGRAM_429_TOTAL, "scope" => scope).increment(1);
+            metrics::counter!(names::FLOOD_WAIT_SECONDS_TOTAL, "account" => format!("bot{bot_id}"))
+                .increment(wait.as_secs().max(1));
+            tracing::warn!(
+                bot_id,
                 chat_id,
+                scope,
                 retry_after_s = wait.as_secs(),
-                "Flood wait for one chat."
-            ),
-            None => {}
+                "Flood wait from Telegram; pausing."
+            );
         }
         self.dispatch(ctx);
     }

@@ -355,6 +355,16 @@ impl FakeTelegram {
         self.shared.lock().ensure_bot(token);
     }
 
+    /// Sets (or with `None` clears) a webhook on the bot, as `setWebhook`
+    /// would: `getUpdates` answers 409 until `deleteWebhook`.
+    pub fn set_webhook(&self, token: &str, url: Option<&str>) {
+        let mut st = self.shared.lock();
+        st.ensure_bot(token);
+        if let Some(bot) = st.bots.get_mut(token) {
+            bot.webhook = url.map(str::to_owned);
+        }
+    }
+
     /// Creates a channel (a source of posts). Calling it again for the same
     /// id renames it and keeps its history.
     pub fn create_channel(&self, chat_id: i64, username: &str, title: &str) {

@@ -20,10 +20,12 @@ pub(super) enum Method {
     CopyMessages,
     ForwardMessage,
     ForwardMessages,
+    GetWebhookInfo,
+    DeleteWebhook,
     Unknown,
 }
 
-pub(super) const METHOD_COUNT: usize = 8;
+pub(super) const METHOD_COUNT: usize = 10;
 
 impl Method {
     pub(super) const ALL: [Method; METHOD_COUNT] = [
@@ -34,6 +36,8 @@ impl Method {
         Method::CopyMessages,
         Method::ForwardMessage,
         Method::ForwardMessages,
+        Method::GetWebhookInfo,
+        Method::DeleteWebhook,
         Method::Unknown,
     ];
 
@@ -46,6 +50,8 @@ impl Method {
             Method::CopyMessages => "copyMessages",
             Method::ForwardMessage => "forwardMessage",
             Method::ForwardMessages => "forwardMessages",
+            Method::GetWebhookInfo => "getWebhookInfo",
+            Method::DeleteWebhook => "deleteWebhook",
             Method::Unknown => "unknown",
         }
     }
