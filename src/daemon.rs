@@ -14,8 +14,8 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::dedup::RedisDedup;
 use crate::notify::Notifier;
-use crate::preflight;
 use crate::pipeline::{Pipeline, PipelineConfig, build_bots};
+use crate::preflight;
 use crate::store::{Store, migrate};
 use crate::updates::{self, BotUpdates};
 

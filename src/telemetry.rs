@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::FmtSpan;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -19,17 +20,23 @@ pub fn init_tracing(cfg: &LogConfig) -> LogFormat {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&cfg.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let format = match cfg.format {
-        // systemd sets JOURNAL_STREAM when stdout/stderr are the journal.
-        LogFormat::Auto if std::env::var_os("JOURNAL_STREAM").is_some() => LogFormat::Journald,
-        LogFormat::Auto => LogFormat::Pretty,
-        other => other,
-    };
+    let format = choose_format(
+        cfg.format,
+        std::env::var("JOURNAL_STREAM").ok().as_deref(),
+        stderr_id(),
+    );
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
         LogFormat::Journald => match tracing_journald::layer() {
             Ok(layer) => registry
-                .with(layer.with_syslog_identifier("kuryer".to_owned()))
+                .with(
+                    layer
+                        .with_syslog_identifier("kuryer".to_owned())
+                        // `CHANNEL_ID=…`, not `F_CHANNEL_ID=…`: the names operators
+                        // type in `journalctl -u kuryer CHANNEL_ID=…`. kuryer uses
+                        // no field that collides with a journal one.
+                        .with_field_prefix(None),
+                )
                 .try_init(),
             Err(e) => {
                 // No journal socket (not under systemd): fall back to stderr.
@@ -45,12 +52,14 @@ pub fn init_tracing(cfg: &LogConfig) -> LogFormat {
                 tracing_subscriber::fmt::layer()
                     .json()
                     .flatten_event(true)
+                    .with_span_events(FmtSpan::CLOSE)
                     .with_writer(std::io::stderr),
             )
             .try_init(),
         LogFormat::Pretty | LogFormat::Auto => registry
             .with(
                 tracing_subscriber::fmt::layer()
+                    .with_span_events(FmtSpan::CLOSE)
                     .with_ansi(std::io::stderr().is_terminal())
                     .with_writer(std::io::stderr),
             )
@@ -59,6 +68,39 @@ pub fn init_tracing(cfg: &LogConfig) -> LogFormat {
     // A second init (tests) keeps the first subscriber; that is fine.
     let _ = result;
     format
+}
+
+/// The format `auto` means: journald when stderr *is* the journal stream
+/// systemd connected (`JOURNAL_STREAM` = `<dev>:<inode>` of that stream, as
+/// systemd's documentation says to check — the variable alone is inherited
+/// by children whose stderr was redirected), else pretty text.
+pub fn choose_format(
+    configured: LogFormat,
+    journal_stream: Option<&str>,
+    stderr: Option<(u64, u64)>,
+) -> LogFormat {
+    match configured {
+        LogFormat::Auto => {
+            let matches = journal_stream
+                .and_then(|v| v.split_once(':'))
+                .and_then(|(d, i)| Some((d.parse::<u64>().ok()?, i.parse::<u64>().ok()?)))
+                .is_some_and(|id| Some(id) == stderr);
+            if matches {
+                LogFormat::Journald
+            } else {
+                LogFormat::Pretty
+            }
+        }
+        other => other,
+    }
+}
+
+/// Device and inode of this process's stderr.
+fn stderr_id() -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    // stat() through /proc follows the descriptor to its socket or file.
+    let m = std::fs::metadata("/proc/self/fd/2").ok()?;
+    Some((m.dev(), m.ino()))
 }
 
 /// Names of the metrics kuryer exports (kept with the actors that emit most of them).
@@ -79,7 +121,9 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
             .expect("bucket list is not empty")
             .set_buckets_for_metric(
                 Matcher::Full(names::DB_BATCH_SECONDS.to_owned()),
-                &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
+                &[
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ],
             )
             .expect("bucket list is not empty")
             .set_buckets_for_metric(
@@ -231,5 +275,34 @@ fn describe() {
     metrics::counter!(names::DEDUP_HITS_TOTAL, "layer" => "redis").absolute(0);
     for state in ["active", "flood_wait", "broken"] {
         metrics::gauge!(names::READER_ACCOUNTS, "state" => state).set(0.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_is_journald_only_when_the_journal_stream_is_our_stderr() {
+        let me = Some((23, 4567));
+        assert_eq!(
+            choose_format(LogFormat::Auto, Some("23:4567"), me),
+            LogFormat::Journald
+        );
+        // Inherited by a child whose stderr was redirected elsewhere.
+        assert_eq!(
+            choose_format(LogFormat::Auto, Some("23:9999"), me),
+            LogFormat::Pretty
+        );
+        assert_eq!(choose_format(LogFormat::Auto, None, me), LogFormat::Pretty);
+        assert_eq!(
+            choose_format(LogFormat::Auto, Some("garbage"), me),
+            LogFormat::Pretty
+        );
+        // An explicit choice is kept.
+        assert_eq!(
+            choose_format(LogFormat::Json, Some("23:4567"), me),
+            LogFormat::Json
+        );
     }
 }

@@ -464,7 +464,8 @@ impl SenderPool {
             }
             CallResult::Failed(reason) => {
                 // About this message, not the chat: no failure streak.
-                metrics::counter!(names::DELIVERIES_FAILED_TOTAL, "reason" => "refused").increment(1);
+                metrics::counter!(names::DELIVERIES_FAILED_TOTAL, "reason" => "refused")
+                    .increment(1);
                 tracing::warn!(chat_id = chat, subscription_id = d.sub.subscription_id, error = %reason, "Delivery failed for good.");
                 (
                     SendOutcome::Done,

@@ -1,0 +1,529 @@
+//! What an operator relies on, on the real binary: the systemd notify
+//! sequence and the earned watchdog, start-up token checks, `check-config
+//! --connect`, metrics that equal what Telegram (the fake) received, and
+//! logs with their fields and without secrets.
+
+use std::os::unix::net::UnixDatagram;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::common::{Daemon, TestDb, free_port};
+use kuryer_sim::fake_bot_api::{ChatKind, FakeLimits, FakeTelegram, Fault, NewChannelMessage};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "5353:opsSECRETopsSECRETopsSECRET";
+const SECRET: &str = "opsSECRETopsSECRET";
+const REVOKED: &str = "6161:revokedSECRETrevokedSECRET";
+const API_TOKEN: &str = "black-box-api-token-0123";
+const CHANNEL: i64 = -1_009_414;
+
+async fn wait_until<F: AsyncFnMut() -> bool>(limit: Duration, mut f: F) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// The socket systemd would listen on: a Unix datagram socket the test
+/// binds, every datagram kept in arrival order.
+struct NotifySocket {
+    path: std::path::PathBuf,
+    messages: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    _dir: tempfile::TempDir,
+}
+
+impl NotifySocket {
+    fn bind() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
+        let socket = UnixDatagram::bind(&path).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        {
+            let messages = messages.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 4096];
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(n) = socket.recv(&mut buf) {
+                        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                        messages.lock().unwrap().push(text);
+                    }
+                }
+            });
+        }
+        Self {
+            path,
+            messages,
+            stop,
+            _dir: dir,
+        }
+    }
+
+    fn env(&self, watchdog: Duration) -> Vec<(&'static str, String)> {
+        vec![
+            ("NOTIFY_SOCKET", self.path.display().to_string()),
+            ("WATCHDOG_USEC", watchdog.as_micros().to_string()),
+        ]
+    }
+
+    fn messages(&self) -> Vec<String> {
+        self.messages.lock().unwrap().clone()
+    }
+
+    fn count(&self, what: &str) -> usize {
+        self.messages()
+            .iter()
+            .filter(|m| m.lines().any(|l| l == what))
+            .count()
+    }
+
+    fn position(&self, what: &str) -> Option<usize> {
+        self.messages()
+            .iter()
+            .position(|m| m.lines().any(|l| l == what))
+    }
+}
+
+impl Drop for NotifySocket {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The value of a metric in Prometheus text: the sum over the series of
+/// `name` whose labels include every one of `labels`.
+fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let mut sum = 0.0;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        let (label_text, value) = if let Some(r) = rest.strip_prefix('{') {
+            let Some((l, v)) = r.split_once('}') else {
+                continue;
+            };
+            (l, v)
+        } else if rest.starts_with(' ') {
+            ("", rest)
+        } else {
+            continue;
+        };
+        if labels
+            .iter()
+            .all(|(k, v)| label_text.contains(&format!("{k}=\"{v}\"")))
+            && let Ok(v) = value.trim().parse::<f64>()
+        {
+            sum += v;
+        }
+    }
+    sum
+}
+
+async fn scrape(port: u16) -> String {
+    reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+fn assert_no_secret(log: &str) {
+    for (i, line) in log.lines().enumerate() {
+        assert!(
+            !line.contains(SECRET) && !line.contains("revokedSECRET"),
+            "line {i} of the log carries a bot token's secret: {line}"
+        );
+        assert!(!line.contains(API_TOKEN), "line {i} carries the API token");
+    }
+}
+
+#[tokio::test]
+async fn the_notify_sequence_is_status_ready_watchdog_stopping_and_a_webhook_is_removed() {
+    let db = TestDb::new().await;
+    let fake = FakeTelegram::start(FakeLimits::scaled(20.0)).unwrap();
+    fake.add_bot(TOKEN);
+    // Set by someone else: it would make getUpdates answer 409 forever.
+    fake.set_webhook(TOKEN, Some("https://hooks.example/very-secret-path"));
+    let notify = NotifySocket::bind();
+    let port = free_port();
+    let mut daemon = Daemon::start_with(
+        &db.url,
+        &fake,
+        TOKEN,
+        port,
+        20.0,
+        &notify.env(Duration::from_millis(900)),
+    );
+    let ready = wait_until(Duration::from_secs(60), async || {
+        notify.position("READY=1").is_some()
+    })
+    .await;
+    assert!(
+        ready,
+        "no READY=1: {:?}\n{}",
+        notify.messages(),
+        daemon.log_text()
+    );
+    // READY=1 means served: /readyz answers at once.
+    let r = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let stats = fake.stats();
+    assert!(
+        stats.per_method.get("getMe").copied().unwrap_or(0) >= 1,
+        "{stats:?}"
+    );
+    assert_eq!(stats.per_method.get("deleteWebhook"), Some(&1), "{stats:?}");
+    // Pings follow, each after a heartbeat the actors answered.
+    let pinged = wait_until(Duration::from_secs(10), async || {
+        notify.count("WATCHDOG=1") >= 3
+    })
+    .await;
+    assert!(pinged, "{:?}", notify.messages());
+
+    assert_eq!(daemon.terminate(), Some(0), "{}", daemon.log_text());
+    let messages = notify.messages();
+    let ready_at = notify.position("READY=1").unwrap();
+    let first_ping = notify.position("WATCHDOG=1").unwrap();
+    let stopping = notify.position("STOPPING=1").expect("STOPPING=1 sent");
+    assert!(
+        ready_at < first_ping && first_ping < stopping,
+        "{messages:?}"
+    );
+    // Start-up steps are told before READY, live figures with it and after.
+    assert!(
+        messages[..ready_at]
+            .iter()
+            .any(|m| m.contains("STATUS=applying migrations")),
+        "{messages:?}"
+    );
+    assert!(
+        messages[ready_at].contains("STATUS=0 channels, 0 subscriptions"),
+        "{messages:?}"
+    );
+    assert!(
+        messages[first_ping].contains("deliveries in the last minute"),
+        "{messages:?}"
+    );
+    // Nothing but STOPPING-time news after STOPPING=1: no ping.
+    assert!(
+        messages[stopping..]
+            .iter()
+            .all(|m| !m.contains("WATCHDOG=1")),
+        "{messages:?}"
+    );
+    let log = daemon.log_text();
+    assert!(log.contains("A webhook was set on this bot"), "{log}");
+    assert!(!log.contains("very-secret-path"), "webhook path in the log");
+    assert_no_secret(&log);
+    fake.stop();
+}
+
+#[tokio::test]
+async fn a_wedged_pipeline_gets_no_more_watchdog_pings() {
+    let db = TestDb::new().await;
+    let fake = FakeTelegram::start(FakeLimits::scaled(20.0)).unwrap();
+    fake.add_bot(TOKEN);
+    let notify = NotifySocket::bind();
+    let mut daemon = Daemon::start_with(
+        &db.url,
+        &fake,
+        TOKEN,
+        free_port(),
+        20.0,
+        &notify.env(Duration::from_millis(900)),
+    );
+    let pinged = wait_until(Duration::from_secs(60), async || {
+        notify.count("WATCHDOG=1") >= 3
+    })
+    .await;
+    assert!(pinged, "{:?}\n{}", notify.messages(), daemon.log_text());
+    // The test hook: the registry stops reading its mailbox, alive.
+    let _ = Command::new("kill")
+        .args(["-USR1", &daemon.child.id().to_string()])
+        .status();
+    // A heartbeat already on its way may still be answered.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let before = notify.count("WATCHDOG=1");
+    // Ten periods (a third of 0.9 s each) without a ping.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        notify.count("WATCHDOG=1"),
+        before,
+        "pings went on with the registry wedged\n{}",
+        daemon.log_text()
+    );
+    assert!(
+        daemon.child.try_wait().unwrap().is_none(),
+        "kuryer exited instead of staying wedged for systemd to restart"
+    );
+    let log = daemon.log_text();
+    assert!(log.contains("did not answer a heartbeat"), "{log}");
+    daemon.kill9();
+    fake.stop();
+}
+
+#[tokio::test]
+async fn a_revoked_token_stops_the_start_naming_its_bot_not_its_secret() {
+    let db = TestDb::new().await;
+    let fake = FakeTelegram::start(FakeLimits::scaled(20.0)).unwrap();
+    // Only the first bot exists: the second token is refused (401).
+    fake.add_bot(TOKEN);
+    let notify = NotifySocket::bind();
+    let mut extra = notify.env(Duration::from_secs(5));
+    extra.push((
+        "KURYER_TELEGRAM_BOT_TOKENS",
+        format!("[\"{TOKEN}\", \"{REVOKED}\"]"),
+    ));
+    let mut daemon = Daemon::start_with(&db.url, &fake, TOKEN, free_port(), 20.0, &extra);
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = daemon.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "kuryer kept running with a revoked token\n{}",
+            daemon.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(1));
+    let log = daemon.log_text();
+    assert!(
+        log.contains("Telegram refused the token of bot 6161"),
+        "{log}"
+    );
+    assert_eq!(notify.position("READY=1"), None, "READY=1 sent anyway");
+    assert_no_secret(&log);
+    fake.stop();
+}
+
+#[tokio::test]
+async fn check_config_connect_prints_one_line_per_check() {
+    let db = TestDb::new().await;
+    let fake = FakeTelegram::start(FakeLimits::scaled(20.0)).unwrap();
+    fake.add_bot(TOKEN);
+    let run = |db_url: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kuryer"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("KURYER_") || k == "CREDENTIALS_DIRECTORY" {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.args(["check-config", "--connect", "--config", "/dev/null"])
+            .env("KURYER_DATABASE_URL", db_url)
+            .env(
+                "KURYER_TELEGRAM_BOT_TOKENS",
+                format!("[\"{TOKEN}\", \"{REVOKED}\"]"),
+            )
+            .env("KURYER_TELEGRAM_BOT_API_URL", fake.url())
+            .output()
+            .unwrap()
+    };
+    let out = run(&db.url);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{stdout}\n{stderr}");
+    assert!(lines[0].starts_with("✓ database:"), "{stdout}");
+    assert!(lines[1].starts_with("✓ redis:"), "{stdout}");
+    assert_eq!(lines[2], "✓ bot 5353: getMe answered: @fake5353_bot");
+    assert!(
+        lines[3].starts_with("✗ bot 6161: Telegram refused the token of bot 6161"),
+        "{stdout}"
+    );
+    assert_eq!(out.status.code(), Some(1), "one check failed");
+    assert_no_secret(&stdout);
+    assert_no_secret(&stderr);
+
+    // A database that does not answer is a ✗ with its reason, no password.
+    let out = run("postgres://kuryer:dbPASSWORD@127.0.0.1:1/nowhere");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        stdout.lines().next().unwrap().starts_with("✗ database:"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("dbPASSWORD"), "{stdout}");
+    fake.stop();
+}
+
+#[tokio::test]
+async fn metrics_equal_what_the_fake_received_and_survive_a_restart() {
+    let db = TestDb::new().await;
+    let fake = FakeTelegram::start(FakeLimits::scaled(20.0)).unwrap();
+    fake.add_bot(TOKEN);
+    fake.create_channel(CHANNEL, "ops_news", "Ops news");
+    let users: Vec<i64> = (1..=10).map(|i| 810_000 + i).collect();
+    for u in &users {
+        fake.create_chat(*u, ChatKind::Private);
+    }
+    fake.set_admin(CHANNEL, TOKEN, true);
+    // Two 429s for one user, a blocked bot for another.
+    fake.set_fault(users[0], Fault::TooManyRequests { retry_after: 1 }, Some(2));
+    fake.set_fault(users[1], Fault::Forbidden, None);
+
+    let port = free_port();
+    let mut daemon = Daemon::start_with(&db.url, &fake, TOKEN, port, 20.0, &[]);
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    assert!(
+        crate::common::wait_ready(port, Duration::from_secs(60)).await,
+        "{}",
+        daemon.log_text()
+    );
+    for u in &users {
+        let r = http
+            .post(format!("{base}/add_channel"))
+            .bearer_auth(API_TOKEN)
+            .json(&json!({"user_id": u, "channel_username": "@ops_news"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let resolved = wait_until(Duration::from_secs(30), async || {
+        let list: Value = http
+            .get(format!("{base}/subscriptions/{}", users[0]))
+            .bearer_auth(API_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        list[0]["channel_status"] == "active"
+    })
+    .await;
+    assert!(resolved, "{}", daemon.log_text());
+
+    let posts: Vec<i32> = (0..5)
+        .map(|i| fake.post(CHANNEL, NewChannelMessage::text(format!("ops post {i}"))))
+        .collect();
+    let expected: Vec<(i64, i64, i32)> = users[..]
+        .iter()
+        .filter(|u| **u != users[1])
+        .flat_map(|u| posts.iter().map(move |p| (*u, CHANNEL, *p)))
+        .collect();
+    let delivered = wait_until(Duration::from_secs(60), async || {
+        fake.report(&expected).delivered == expected.len() as u64
+    })
+    .await;
+    assert!(
+        delivered,
+        "{:?}\n{}",
+        fake.report(&expected),
+        daemon.log_text()
+    );
+    // Every outcome is counted once the sends are finished: wait for the
+    // counters to settle on what the fake saw.
+    let settled = wait_until(Duration::from_secs(20), async || {
+        let m = scrape(port).await;
+        metric(&m, "messages_forwarded_total", &[]) == fake.stats().messages_received as f64
+            && metric(&m, "kuryer_deliveries_failed_total", &[("reason", "gone")]) >= 1.0
+    })
+    .await;
+    let m = scrape(port).await;
+    let stats = fake.stats();
+    assert!(settled, "{stats:?}\n{m}");
+
+    assert_eq!(stats.messages_received, expected.len() as u64);
+    assert_eq!(metric(&m, "messages_forwarded_total", &[]), 45.0, "{m}");
+    assert_eq!(
+        metric(&m, "forward_duration_seconds_count", &[]),
+        45.0,
+        "{m}"
+    );
+    assert_eq!(metric(&m, "kuryer_posts_detected_total", &[]), 5.0, "{m}");
+    // 429s: as many as the fake answered, by scope, and their waits.
+    assert_eq!(stats.rate_limited_429, 2);
+    assert_eq!(metric(&m, "kuryer_telegram_429_total", &[]), 2.0, "{m}");
+    assert_eq!(metric(&m, "kuryer_rate_limited_total", &[]), 2.0, "{m}");
+    assert!(
+        metric(
+            &m,
+            "kuryer_flood_wait_seconds_total",
+            &[("account", "bot5353")]
+        ) >= 2.0,
+        "{m}"
+    );
+    // 403s: each one the fake gave (faults less the two 429s) is a delivery
+    // failed for good because the chat is gone.
+    assert_eq!(
+        metric(&m, "kuryer_deliveries_failed_total", &[("reason", "gone")]),
+        (stats.faults_injected - 2) as f64,
+        "{stats:?}\n{m}"
+    );
+    assert_eq!(metric(&m, "active_channels", &[]), 1.0, "{m}");
+    assert!(metric(&m, "kuryer_db_batch_rows_count", &[]) >= 1.0, "{m}");
+    assert!(metric(&m, "kuryer_db_batch_seconds_sum", &[]) > 0.0, "{m}");
+    assert!(
+        metric(&m, "kuryer_update_loop_lag_seconds_count", &[]) >= 5.0,
+        "{m}"
+    );
+    assert!(
+        metric(&m, "process_resident_memory_bytes", &[]) > 1e6,
+        "{m}"
+    );
+    assert!(metric(&m, "kuryer_uptime_seconds", &[]) > 0.0, "{m}");
+    assert!(
+        m.contains("kuryer_queue_depth") || m.contains("kuryer_reader_accounts"),
+        "{m}"
+    );
+
+    assert_eq!(daemon.terminate(), Some(0));
+    let log = daemon.log_text();
+    // The lines an operator filters on carry their fields (JSON here,
+    // journald fields of the same names under systemd).
+    let lines: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let fanned: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "Post fanned out.")
+        .collect();
+    assert_eq!(fanned.len(), 5, "one INFO line per post\n{log}");
+    assert!(
+        fanned
+            .iter()
+            .all(|l| l["level"] == "INFO" && l["channel_id"].is_i64() && l["post_id"].is_i64()),
+        "{fanned:?}"
+    );
+    let flood = lines
+        .iter()
+        .find(|l| l["message"] == "Flood wait from Telegram; pausing.")
+        .expect("a flood wait line");
+    assert_eq!(flood["level"], "WARN");
+    assert_eq!(flood["chat_id"], users[0]);
+    assert!(flood["retry_after_s"].is_u64(), "{flood}");
+    assert!(flood["bot_id"] == 5353, "{flood}");
+    assert_no_secret(&log);
+
+    // After a restart active_channels reads what is polled, at once (the
+    // recorder used to be installed after the pipeline had set it).
+    let mut again = Daemon::start_with(&db.url, &fake, TOKEN, port, 20.0, &[]);
+    assert!(
+        crate::common::wait_ready(port, Duration::from_secs(60)).await,
+        "{}",
+        again.log_text()
+    );
+    let m = scrape(port).await;
+    assert_eq!(metric(&m, "active_channels", &[]), 1.0, "{m}");
+    assert_eq!(again.terminate(), Some(0));
+    assert_no_secret(&again.log_text());
+    fake.stop();
+}
