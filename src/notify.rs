@@ -18,8 +18,9 @@ use sd_notify::NotifyState;
 
 use crate::pipeline::{Pipeline, PipelineStats};
 
-/// How often `STATUS=` is refreshed when systemd asked for no watchdog.
-const STATUS_EVERY: Duration = Duration::from_secs(10);
+/// How often the heartbeat runs (and `STATUS=` is refreshed) when systemd
+/// asked for no watchdog.
+const STATUS_EVERY: Duration = Duration::from_secs(5);
 
 /// The daemon's side of the notify socket.
 #[derive(Debug, Clone, Copy)]
@@ -127,9 +128,8 @@ pub fn status_line(s: &PipelineStats, last_minute: u64) -> String {
 /// ping and a fresh status after each answered heartbeat, nothing after one
 /// that did not answer in time.
 pub async fn keepalive(notifier: Notifier, pipeline: Pipeline) {
-    if !notifier.enabled() {
-        return;
-    }
+    // Runs without systemd too: the heartbeat samples the queue depths for
+    // the metrics and logs a wedge either way.
     let period = notifier.watchdog().map_or(STATUS_EVERY, |w| w / 3);
     let mut last_minute = LastMinute::default();
     let mut wedged = false;
@@ -149,6 +149,8 @@ pub async fn keepalive(notifier: Notifier, pipeline: Pipeline) {
                     .set(stats.queued as f64);
                 metrics::gauge!(crate::telemetry::names::QUEUE_DEPTH, "stage" => "in_flight")
                     .set(stats.in_flight as f64);
+                metrics::gauge!(crate::telemetry::names::QUEUE_DEPTH, "stage" => "db_writer")
+                    .set(stats.db_backlog as f64);
                 if notifier.watchdog().is_some() {
                     notifier.ping(&status);
                 } else {

@@ -157,6 +157,8 @@ pub struct PipelineStats {
     pub retry_after: u64,
     pub rows_written: u64,
     pub rows_dropped: u64,
+    /// Delivery rows waiting for the DbWriter.
+    pub db_backlog: usize,
 }
 
 /// The running pipeline: addresses of its actors.
@@ -337,6 +339,7 @@ impl Pipeline {
             retry_after: lim.retry_after,
             rows_written: wr.written,
             rows_dropped: wr.dropped,
+            db_backlog: wr.backlog,
         })
     }
 

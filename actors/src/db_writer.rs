@@ -85,6 +85,9 @@ pub struct DbWriterStats {
     pub batches: u64,
     /// Write attempts that failed and were retried.
     pub retries: u64,
+    /// Rows handed to the writer and not yet written (the shared backlog
+    /// counter the limiter also reads).
+    pub backlog: usize,
 }
 
 /// The DbWriter actor.
@@ -283,7 +286,10 @@ impl Handler<GetDbWriterStats> for DbWriter {
     type Result = DbWriterStats;
 
     fn handle(&mut self, _: GetDbWriterStats, _: &mut Context<Self>) -> DbWriterStats {
-        self.stats
+        DbWriterStats {
+            backlog: self.backlog.load(Ordering::Relaxed),
+            ..self.stats
+        }
     }
 }
 
