@@ -54,7 +54,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = &'static str>) -> a
         tracing::info!("Created the database.");
     }
     let store = Store::new(&cfg.database)?;
-    let report = migrate::apply(&store, migrate::MIGRATIONS).await?;
+    let report = crate::progress::migrate_with_progress(&store).await?;
     if !report.applied.is_empty() {
         tracing::info!(applied = ?report.applied, "Migrations applied at start-up.");
     }

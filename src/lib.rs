@@ -16,7 +16,7 @@
 //! | layer | modules | what they are |
 //! |---|---|---|
 //! | commands | `main.rs`, [`cli`], `demo` (feature `demo`) | parse, load config, set up logging, run one command |
-//! | daemon | [`daemon`], [`pipeline`], [`updates`], [`http`], [`notify`], [`preflight`] | `kuryer run`'s wiring and ordered shutdown, the actor pipeline, the bot's update loop, the HTTP API, systemd readiness and watchdog, start-up checks |
+//! | daemon | [`daemon`], [`pipeline`], [`updates`], [`http`], [`notify`], [`preflight`], [`progress`] | `kuryer run`'s wiring and ordered shutdown, the actor pipeline, the bot's update loop, the HTTP API, systemd readiness and watchdog, start-up checks, progress of long work |
 //! | adapters | [`store`], [`dedup`], [`destinations`], [`telemetry`] | PostgreSQL, Redis, what a lost destination means, logs and metrics |
 //! | foundation | [`config`], [`secret`], [`alloc`] | configuration and its validation, redacted secrets, the allocator |
 //! | actors | `kuryer-actors` | the actors and their messages, the domain model, the ports |
@@ -48,6 +48,8 @@ pub mod notify;
 pub mod pipeline;
 /// Start-up checks: each bot token's getMe, webhooks, `check-config --connect`.
 pub mod preflight;
+/// Progress of long one-off work: a bar on a terminal, lines otherwise.
+pub mod progress;
 /// Secrets that print themselves redacted.
 pub mod secret;
 /// PostgreSQL: pool, typed queries, migrations, partitions.

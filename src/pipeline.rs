@@ -246,9 +246,18 @@ impl Pipeline {
                 );
                 metrics::counter!(kuryer_actors::metrics_names::DELIVERIES_RESUMED_TOTAL)
                     .increment(pending.len() as u64);
+                // The limiter answers when its queue has room: a large
+                // resume takes as long as sending all but its last
+                // queue-full, so it reports its progress.
+                let mut progress =
+                    crate::progress::Progress::new("resuming deliveries", pending.len() as u64);
+                let mut queued = 0u64;
                 for chunk in pending.chunks(10_000) {
                     limiter.send(Enqueue(chunk.to_vec())).await?;
+                    queued += chunk.len() as u64;
+                    progress.set(queued);
                 }
+                progress.finish();
             }
         }
         let channels = store.active_channels().await?;
