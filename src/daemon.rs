@@ -145,7 +145,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = &'static str>) -> a
     }
     let keepalive = actix_rt::spawn(crate::notify::keepalive(notifier, pipeline.clone()));
     #[cfg(any(test, feature = "test-hooks"))]
-    crate::notify::wedge_on_sigusr1(pipeline.clone());
+    crate::notify::test_hooks_on_signals(pipeline.clone());
 
     // Stop on the caller's signal — or when a shared actor or the update
     // loop stopped on its own (a panic ends only that task). Nothing

@@ -275,8 +275,15 @@ async fn readyz(state: web::Data<ApiState>) -> HttpResponse {
         }
     }
     let ready = database == "ok" && actors_ok;
+    // Redis away is "degraded", still ready: delivery goes on with the
+    // database's dedup alone.
+    let status = match (ready, redis.starts_with("unavailable")) {
+        (false, _) => "not_ready",
+        (true, true) => "degraded",
+        (true, false) => "ready",
+    };
     let body = json!({
-        "status": if ready { "ready" } else { "not_ready" },
+        "status": status,
         "database": database,
         "redis": redis,
         "actors": actors,

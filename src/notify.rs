@@ -170,22 +170,32 @@ pub async fn keepalive(notifier: Notifier, pipeline: Pipeline) {
     }
 }
 
-/// Test hook: on SIGUSR1 the registry stops reading its mailbox for good,
-/// the wedge the watchdog exists for. Only in builds with `test-hooks`.
+/// Test hooks on the real binary, only in builds with `test-hooks`: on
+/// SIGUSR1 the registry stops reading its mailbox for good (the wedge the
+/// watchdog exists for); on SIGUSR2 the limiter stops (an actor gone).
 #[cfg(any(test, feature = "test-hooks"))]
-pub fn wedge_on_sigusr1(pipeline: Pipeline) {
+pub fn test_hooks_on_signals(pipeline: Pipeline) {
     use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
-        return;
-    };
-    actix_rt::spawn(async move {
-        if usr1.recv().await.is_some() {
-            tracing::warn!("Wedging the subscriber registry on a test's request.");
-            pipeline
-                .registry
-                .do_send(kuryer_actors::test_hooks::WedgeForTest);
-        }
-    });
+    if let Ok(mut usr1) = signal(SignalKind::user_defined1()) {
+        let pipeline = pipeline.clone();
+        actix_rt::spawn(async move {
+            if usr1.recv().await.is_some() {
+                tracing::warn!("Wedging the subscriber registry on a test's request.");
+                pipeline
+                    .registry
+                    .do_send(kuryer_actors::test_hooks::WedgeForTest);
+            }
+        });
+    }
+    if let Ok(mut usr2) = signal(SignalKind::user_defined2()) {
+        actix_rt::spawn(async move {
+            if usr2.recv().await.is_some() {
+                pipeline
+                    .limiter
+                    .do_send(kuryer_actors::test_hooks::StopForTest);
+            }
+        });
+    }
 }
 
 #[cfg(test)]

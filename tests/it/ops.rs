@@ -577,3 +577,128 @@ fn the_dashboard_plots_only_metrics_kuryer_exports() {
         );
     }
 }
+
+async fn readyz(port: u16) -> Option<(u16, Value)> {
+    let r = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+        .await
+        .ok()?;
+    let status = r.status().as_u16();
+    Some((status, r.json().await.ok()?))
+}
+
+#[tokio::test]
+async fn readyz_is_degraded_while_redis_is_down_and_ready_again_after() {
+    let db = TestDb::new().await;
+    let fake = FakeTelegram::start(FakeLimits::scaled(20.0)).unwrap();
+    fake.add_bot(TOKEN);
+    let redis_port = free_port();
+    let mut redis = crate::common::PrivateRedis::start(redis_port);
+    let port = free_port();
+    let mut daemon = Daemon::start_with(
+        &db.url,
+        &fake,
+        TOKEN,
+        port,
+        20.0,
+        &[(
+            "KURYER_REDIS_URL",
+            format!("redis://127.0.0.1:{redis_port}/"),
+        )],
+    );
+    assert!(
+        crate::common::wait_ready(port, Duration::from_secs(60)).await,
+        "{}",
+        daemon.log_text()
+    );
+    let (code, body) = readyz(port).await.unwrap();
+    assert_eq!(
+        (code, body["status"].as_str()),
+        (200, Some("ready")),
+        "{body}"
+    );
+    assert_eq!(body["redis"], "ok");
+
+    redis.stop();
+    let (code, body) = readyz(port).await.unwrap();
+    // Still delivering (dedup on the database alone): 200, but said.
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["status"], "degraded", "{body}");
+    assert!(
+        body["redis"].as_str().unwrap().starts_with("unavailable"),
+        "{body}"
+    );
+    assert_eq!(body["database"], "ok");
+
+    redis.restart();
+    let back = wait_until(Duration::from_secs(20), async || {
+        readyz(port)
+            .await
+            .is_some_and(|(c, b)| c == 200 && b["status"] == "ready")
+    })
+    .await;
+    assert!(back, "{:?}", readyz(port).await);
+    assert_eq!(daemon.terminate(), Some(0));
+    fake.stop();
+}
+
+#[tokio::test]
+async fn an_actor_gone_makes_readyz_503_and_kuryer_exit_non_zero_for_a_restart() {
+    let db = TestDb::new().await;
+    let fake = FakeTelegram::start(FakeLimits::scaled(20.0)).unwrap();
+    fake.add_bot(TOKEN);
+    let notify = NotifySocket::bind();
+    let port = free_port();
+    let mut daemon = Daemon::start_with(
+        &db.url,
+        &fake,
+        TOKEN,
+        port,
+        20.0,
+        &notify.env(Duration::from_secs(30)),
+    );
+    assert!(
+        crate::common::wait_ready(port, Duration::from_secs(60)).await,
+        "{}",
+        daemon.log_text()
+    );
+    // The test hook: the limiter stops, as a panic in its handler would.
+    let _ = Command::new("kill")
+        .args(["-USR2", &daemon.child.id().to_string()])
+        .status();
+    // Before kuryer notices (it looks twice a second) and stops.
+    let mut seen = None;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(2) {
+        if let Some((503, body)) = readyz(port).await {
+            seen = Some(body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let body = seen.expect("/readyz never answered 503 with the limiter gone");
+    assert_eq!(body["status"], "not_ready");
+    assert_eq!(body["actors"]["limiter"], "stopped", "{body}");
+    assert_eq!(body["actors"]["registry"], "running", "{body}");
+
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = daemon.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "kuryer did not stop\n{}",
+            daemon.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(1), "{}", daemon.log_text());
+    assert!(
+        notify.position("STOPPING=1").is_some(),
+        "{:?}",
+        notify.messages()
+    );
+    let log = daemon.log_text();
+    assert!(log.contains("the limiter stopped unexpectedly"), "{log}");
+    fake.stop();
+}
