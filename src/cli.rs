@@ -1,4 +1,4 @@
-//! The command line: `kuryer run | migrate | check-config | login | demo`.
+//! The command line: `kuryer run | migrate | check-config | login | accounts | logout | demo`.
 
 use std::path::PathBuf;
 
@@ -42,12 +42,27 @@ pub enum Command {
     Migrate(ConfigArg),
     /// Validate the configuration and print it with secrets redacted.
     CheckConfig(CheckConfigArgs),
-    /// Log a reader account in to Telegram (MTProto) interactively.
+    /// Log a reader account in to Telegram (MTProto): phone, login code,
+    /// 2FA password. With stdin not a terminal, the code and password are
+    /// read from it a line each, so it can be scripted.
     Login {
         #[command(flatten)]
         config: ConfigArg,
         /// Name of the reader account.
         #[arg(long, default_value = "default")]
+        account: String,
+        /// Phone number in international form; asked when absent.
+        #[arg(long)]
+        phone: Option<String>,
+    },
+    /// List reader accounts and their state.
+    Accounts(ConfigArg),
+    /// End a reader account's session (Telegram is told when reachable).
+    Logout {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Name of the reader account.
+        #[arg(long)]
         account: String,
     },
     /// Run the real pipeline against a simulated Telegram and a generated population.

@@ -16,8 +16,33 @@ use crate::dedup::RedisDedup;
 use crate::notify::Notifier;
 use crate::pipeline::{Pipeline, PipelineConfig, build_bots};
 use crate::preflight;
+use crate::reader::{ReaderEvents, ReaderPool};
 use crate::store::{Store, migrate};
 use crate::updates::{self, BotUpdates};
+
+/// The reader pool's news, into the pipeline.
+struct PipelineEvents(Pipeline);
+
+impl ReaderEvents for PipelineEvents {
+    fn wake(&self, channel_id: i64) {
+        self.0.wake(channel_id);
+    }
+    fn resolved(&self, channel: kuryer_actors::model::ChannelRef) {
+        self.0.start_channel(channel);
+    }
+}
+
+/// This process's name on the reader leases: host, pid and a random part.
+fn reader_holder() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".to_owned());
+    format!(
+        "{host}:{}:{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
 
 /// The source of a channel our bot is not admin of, while no MTProto reader
 /// exists: it says so, and the poller asks rarely.
@@ -75,11 +100,18 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = &'static str>) -> a
     notifier.status("checking bot tokens with getMe");
     preflight::check_bots_at_start(&bots, &cfg.telegram.bot_tokens).await?;
     let updates = BotUpdates::new(store.clone());
+    // Channels our bot does not administer are read by the reader accounts
+    // this process leases; with none, they say so and are polled rarely.
+    let readers = ReaderPool::start(store.clone(), &cfg, reader_holder()).await;
+    let has_readers = !readers.live_accounts().is_empty();
     let factory: SourceFactory = {
         let updates = updates.clone();
+        let readers = readers.clone();
         Arc::new(move |ch| -> Box<dyn ChannelSource> {
             if ch.bot_is_admin {
                 Box::new(updates.source(ch.channel_id))
+            } else if has_readers {
+                Box::new(readers.source(ch))
             } else {
                 Box::new(NoReader)
             }
@@ -102,6 +134,8 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = &'static str>) -> a
         PipelineConfig::from_config(&cfg, 1.0),
     )
     .await?;
+
+    readers.set_events(Arc::new(PipelineEvents(pipeline.clone())));
 
     let api = crate::http::bind_with(
         &cfg.http,
@@ -182,6 +216,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = &'static str>) -> a
         .shutdown(Duration::from_millis(cfg.delivery.shutdown_deadline_ms))
         .await;
     api_handle.stop(true).await;
+    readers.close().await;
     store.close();
     if let Some(actor) = died {
         anyhow::bail!(

@@ -275,19 +275,29 @@ async fn readyz(state: web::Data<ApiState>) -> HttpResponse {
         }
     }
     let ready = database == "ok" && actors_ok;
-    // Redis away is "degraded", still ready: delivery goes on with the
-    // database's dedup alone.
-    let status = match (ready, redis.starts_with("unavailable")) {
+    // Bots whose token Telegram refused: the others deliver.
+    let halted_bots = state
+        .pipeline
+        .as_ref()
+        .map(Pipeline::halted_bot_ids)
+        .unwrap_or_default();
+    // Redis away or a bot halted is "degraded", still ready: delivery goes
+    // on (with the database's dedup alone, through the other bots).
+    let degraded = redis.starts_with("unavailable") || !halted_bots.is_empty();
+    let status = match (ready, degraded) {
         (false, _) => "not_ready",
         (true, true) => "degraded",
         (true, false) => "ready",
     };
-    let body = json!({
+    let mut body = json!({
         "status": status,
         "database": database,
         "redis": redis,
         "actors": actors,
     });
+    if !halted_bots.is_empty() {
+        body["halted_bots"] = json!(halted_bots);
+    }
     if ready {
         HttpResponse::Ok().json(body)
     } else {

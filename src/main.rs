@@ -32,7 +32,51 @@ fn main() -> ExitCode {
                 kuryer::daemon::wait_for_signal(),
             ))
         }),
-        Command::Login { .. } => not_built("login", "the MTProto reader"),
+        Command::Login {
+            config,
+            account,
+            phone,
+        } => with_config("login", &config, |loaded| {
+            block_on(async move {
+                let store = kuryer::reader::open_store(&loaded.config).await?;
+                let done = kuryer::reader::login::login(
+                    &store,
+                    &loaded.config,
+                    &account,
+                    phone,
+                    &mut kuryer::reader::login::TerminalPrompt,
+                )
+                .await?;
+                println!(
+                    "signed in as {} (user id {}); reader account {:?} is active",
+                    done.first_name, done.user_id, done.account
+                );
+                Ok(())
+            })
+        }),
+        Command::Accounts(arg) => with_config("accounts", &arg, |loaded| {
+            block_on(async move {
+                let store = kuryer::reader::open_store(&loaded.config).await?;
+                print!(
+                    "{}",
+                    kuryer::reader::login::accounts_table(
+                        &kuryer::reader::login::accounts(&store).await?
+                    )
+                );
+                Ok(())
+            })
+        }),
+        Command::Logout { config, account } => with_config("logout", &config, |loaded| {
+            block_on(async move {
+                let store = kuryer::reader::open_store(&loaded.config).await?;
+                let note = kuryer::reader::login::logout(&store, &loaded.config, &account).await?;
+                println!("reader account {account:?} is logged out");
+                if let Some(note) = note {
+                    println!("note: {note}");
+                }
+                Ok(())
+            })
+        }),
         #[cfg(feature = "demo")]
         Command::Demo(args) => {
             let arg = args.config.clone();
@@ -53,9 +97,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn not_built(command: &str, what: &str) -> ExitCode {
-    eprintln!("kuryer {command}: not built yet — this version does not have {what}.");
-    ExitCode::from(EXIT_USAGE)
+/// Runs a command's future on a small runtime of its own.
+fn block_on(f: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(f)
 }
 
 /// Loads the configuration (exit 2 with the message when it is bad), sets up

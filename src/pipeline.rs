@@ -3,19 +3,21 @@
 //! in `store/persistence.rs`.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use kuryer_actors::channel_poller::PollerConfig;
 use kuryer_actors::channel_supervisor::{
-    ChannelSupervisor, GetSupervisorStats, StartChannel, StopAll, WakeChannel,
+    ChannelSupervisor, GetSupervisorStats, StopAll, WakeChannel,
 };
 use kuryer_actors::db_writer::{DbWriter, DbWriterConfig, Flush, GetDbWriterStats};
+use kuryer_actors::in_flight::InFlight;
 use kuryer_actors::model::ChannelRef;
 use kuryer_actors::ports::{Dedup, Persistence, SourceFactory};
-use kuryer_actors::rate_limiter::Enqueue;
-use kuryer_actors::rate_limiter::{Drain, GetLimiterStats, Halt, LimiterConfig, RateLimiter};
+use kuryer_actors::rate_limiter::{
+    Drain, GetLimiterStats, Halt, HaltedLanes, LimiterConfig, RateLimiter,
+};
 use kuryer_actors::sender_pool::{SenderConfig, SenderPool};
 use kuryer_actors::subscriber_registry::{
     AddSubscription, GetRegistryStats, LoadSubscriptions, SubscriberRegistry,
@@ -24,6 +26,7 @@ use teloxide::Bot;
 
 use crate::config::{Config, LimitsConfig, OnAmbiguous};
 use crate::destinations::DestinationHandler;
+use crate::owed::{Owed, PollerGate, SettlingStore};
 use crate::secret::Secret;
 use crate::store::{Store, StoreError};
 
@@ -36,8 +39,11 @@ pub struct PipelineConfig {
     pub sender: SenderConfig,
     /// Rows a chunk of the registry's streaming load.
     pub load_chunk: usize,
-    /// Resume deliveries of posts detected this long ago or less (zero: off).
+    /// Resume deliveries of posts detected this long ago or less (zero: off,
+    /// and no sweep either).
     pub resume_window: Duration,
+    /// How often the sweep looks for owed deliveries nothing is sending.
+    pub sweep_interval: Duration,
 }
 
 impl PipelineConfig {
@@ -74,6 +80,7 @@ impl PipelineConfig {
             },
             load_chunk: 5000,
             resume_window: Duration::from_secs(d.resume_window_s),
+            sweep_interval: Duration::from_secs(d.sweep_interval_s),
         }
     }
 }
@@ -159,6 +166,14 @@ pub struct PipelineStats {
     pub rows_dropped: u64,
     /// Delivery rows waiting for the DbWriter.
     pub db_backlog: usize,
+    /// Bots halted because Telegram refused their token (401): `/readyz`
+    /// is degraded while this is above zero.
+    pub halted_bots: usize,
+    /// Deliveries this process holds (queued, being sent, outcome not yet
+    /// committed).
+    pub held_deliveries: usize,
+    /// Pollers still held back by the start-up resume.
+    pub resuming_channels: usize,
 }
 
 /// The running pipeline: addresses of its actors.
@@ -174,6 +189,14 @@ pub struct Pipeline {
     /// How long a forced shutdown waits for the sends in flight: the
     /// longest a request can take, and a second for its outcome to travel.
     halt_wait: Duration,
+    /// Pollers held back until their owed deliveries are queued.
+    gate: Arc<PollerGate>,
+    /// Bots whose token was refused.
+    halted: Arc<HaltedLanes>,
+    /// Deliveries this process holds.
+    in_flight: Arc<InFlight>,
+    /// Stops the sweep at shutdown.
+    stop_sweep: Arc<AtomicBool>,
 }
 
 impl Pipeline {
@@ -192,7 +215,9 @@ impl Pipeline {
             ));
         }
         let halt_wait = cfg.sender.request_timeout + Duration::from_secs(1);
-        let persistence: Arc<dyn Persistence> = Arc::new(store.clone());
+        let in_flight = Arc::new(InFlight::new(cfg.sender.retry_ambiguous));
+        let persistence: Arc<dyn Persistence> =
+            Arc::new(SettlingStore::new(store.clone(), in_flight.clone()));
         let backlog = Arc::new(AtomicUsize::new(0));
         let writer = DbWriter::new(persistence.clone(), cfg.writer, backlog.clone()).start();
         let destinations = DestinationHandler::new(store.clone(), bots[0].clone());
@@ -204,8 +229,12 @@ impl Pipeline {
             cfg.sender.clone(),
         )
         .start();
-        let limiter = RateLimiter::new(cfg.limiter, sender.clone().recipient(), backlog).start();
-        let registry = SubscriberRegistry::new(limiter.clone().recipient(), dedup).start();
+        let limiter = RateLimiter::new(cfg.limiter, sender.clone().recipient(), backlog)
+            .with_in_flight(in_flight.clone());
+        let halted = limiter.halted_lanes();
+        let limiter = limiter.start();
+        let registry =
+            SubscriberRegistry::new(limiter.clone().recipient(), dedup, in_flight.clone()).start();
 
         let started = Instant::now();
         let mut stream = store.stream_active_subscriptions(cfg.load_chunk);
@@ -232,39 +261,25 @@ impl Pipeline {
         destinations.connect(registry.clone(), supervisor.clone());
 
         // Deliveries of recorded posts that have no outcome yet (a crash, a
-        // forced shutdown) go first, before any new post of their channels.
-        if !cfg.resume_window.is_zero() {
-            let since = chrono::Utc::now()
-                - chrono::Duration::from_std(cfg.resume_window).unwrap_or_default();
-            let pending = store
-                .pending_deliveries(since, cfg.sender.retry_ambiguous)
-                .await?;
-            if !pending.is_empty() {
-                tracing::info!(
-                    deliveries = pending.len(),
-                    "Resuming deliveries recorded but not sent."
-                );
-                metrics::counter!(kuryer_actors::metrics_names::DELIVERIES_RESUMED_TOTAL)
-                    .increment(pending.len() as u64);
-                // The limiter answers when its queue has room: a large
-                // resume takes as long as sending all but its last
-                // queue-full, so it reports its progress.
-                let mut progress =
-                    crate::progress::Progress::new("resuming deliveries", pending.len() as u64);
-                let mut queued = 0u64;
-                for chunk in pending.chunks(10_000) {
-                    limiter.send(Enqueue(chunk.to_vec())).await?;
-                    queued += chunk.len() as u64;
-                    progress.set(queued);
-                }
-                progress.finish();
-            }
-        }
+        // forced shutdown) are resumed in the background, streaming; each
+        // channel's poller starts once its owed deliveries are queued, so
+        // they keep their place before newer posts (`owed.rs`).
         let channels = store.active_channels().await?;
         tracing::info!(channels = channels.len(), "Starting channel pollers.");
-        for ch in channels {
-            supervisor.do_send(StartChannel(ch));
+        let gate = Arc::new(PollerGate::default());
+        let stop_sweep = Arc::new(AtomicBool::new(false));
+        Owed {
+            store: store.clone(),
+            limiter: limiter.clone(),
+            in_flight: in_flight.clone(),
+            halted: halted.clone(),
+            chunk: cfg.load_chunk,
+            window: cfg.resume_window,
+            sweep_interval: cfg.sweep_interval,
+            retry_ambiguous: cfg.sender.retry_ambiguous,
+            stop: stop_sweep.clone(),
         }
+        .spawn(supervisor.clone(), gate.clone(), channels);
         Ok(Self {
             supervisor,
             registry,
@@ -273,6 +288,10 @@ impl Pipeline {
             sender,
             registry_load,
             halt_wait,
+            gate,
+            halted,
+            in_flight,
+            stop_sweep,
         })
     }
 
@@ -315,14 +334,22 @@ impl Pipeline {
         };
         self.registry.send(AddSubscription(sub)).await?;
         if let Some(ch) = store.channel_of_subscription(subscription_id).await? {
-            self.supervisor.send(StartChannel(ch)).await?;
+            // Through the resume's gate: a channel still owed deliveries
+            // starts polling once they are queued.
+            self.gate.start(&self.supervisor, ch);
         }
         Ok(())
     }
 
     /// Starts polling a channel (e.g. one our bot was just made admin of).
     pub fn start_channel(&self, channel: ChannelRef) {
-        self.supervisor.do_send(StartChannel(channel));
+        self.gate.start(&self.supervisor, channel);
+    }
+
+    /// Ids of the bots halted because Telegram refused their token (never
+    /// the token), for `/readyz` and the operator.
+    pub fn halted_bot_ids(&self) -> Vec<i64> {
+        self.halted.bot_ids()
     }
 
     /// Push notice: poll this channel now.
@@ -349,6 +376,9 @@ impl Pipeline {
             rows_written: wr.written,
             rows_dropped: wr.dropped,
             db_backlog: wr.backlog,
+            halted_bots: lim.halted_lanes,
+            held_deliveries: self.in_flight.held(),
+            resuming_channels: self.gate.held(),
         })
     }
 
@@ -360,6 +390,7 @@ impl Pipeline {
     /// start to resume.
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
         let started = Instant::now();
+        self.stop_sweep.store(true, Ordering::Relaxed);
         let left = |started: Instant| deadline.saturating_sub(started.elapsed());
         let mut clean = true;
         tracing::info!(

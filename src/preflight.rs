@@ -96,19 +96,22 @@ pub async fn clear_webhook(bot: &Bot, token: &Secret) -> Result<bool, BotCheckEr
 }
 
 /// The daemon's start-up check of every token: `getMe`, then the webhook.
-/// A refused token fails at once; an unreachable Bot API is retried (with a
-/// backoff up to 30 s) for as long as systemd's start timeout allows, since
-/// `READY=1` must not come before Telegram answered.
+/// An unreachable Bot API is retried (with a backoff up to 30 s) for as
+/// long as systemd's start timeout allows, since `READY=1` must not come
+/// before Telegram answered. A refused token is an ERROR naming its bot id
+/// (never the secret), and the start goes on with the others, as a token
+/// revoked at run time halts only its bot; when Telegram refuses every
+/// token there is nothing to run and the start fails.
 pub async fn check_bots_at_start(
     bots: &[Bot],
     tokens: &[Secret],
 ) -> Result<Vec<BotIdentity>, BotCheckError> {
-    let mut out = Vec::with_capacity(bots.len());
+    let mut accepted = Vec::with_capacity(bots.len());
+    let mut refused = None;
     for (bot, token) in bots.iter().zip(tokens) {
         let mut delay = Duration::from_millis(500);
-        let me = loop {
+        let result = loop {
             match get_me(bot, token).await {
-                Ok(me) => break me,
                 Err(e) if e.is_retriable() => {
                     tracing::warn!(
                         bot_id = bot_id_of(token.expose()),
@@ -120,18 +123,46 @@ pub async fn check_bots_at_start(
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(30));
                 }
-                Err(e) => return Err(e),
+                other => break other,
             }
         };
-        tracing::info!(bot_id = me.bot_id, username = %me.username, "Bot token accepted by Telegram.");
-        out.push(me);
+        match result {
+            Ok(me) => {
+                tracing::info!(bot_id = me.bot_id, username = %me.username, "Bot token accepted by Telegram.");
+                accepted.push(me);
+            }
+            Err(e) => {
+                let bot_id = bot_id_of(token.expose());
+                tracing::error!(
+                    bot_id,
+                    error_kind = "token_refused",
+                    error = %e,
+                    "Telegram refused this bot token: replace it (BotFather) and restart kuryer; the other bots run."
+                );
+                metrics::gauge!(
+                    kuryer_actors::metrics_names::BOT_TOKEN_REVOKED,
+                    "bot_id" => bot_id.to_string()
+                )
+                .set(1.0);
+                refused.get_or_insert(e);
+            }
+        }
+    }
+    if accepted.is_empty()
+        && let Some(e) = refused
+    {
+        return Err(e);
     }
     // getUpdates runs on the first bot only; a webhook on another one
     // does not matter to kuryer and belongs to whoever set it.
-    if let (Some(bot), Some(token)) = (bots.first(), tokens.first()) {
+    if let (Some(bot), Some(token)) = (bots.first(), tokens.first())
+        && accepted
+            .iter()
+            .any(|me| me.bot_id == bot_id_of(token.expose()))
+    {
         clear_webhook(bot, token).await?;
     }
-    Ok(out)
+    Ok(accepted)
 }
 
 /// One line of `check-config --connect`.

@@ -131,7 +131,9 @@ pub async fn migrate_with_progress(
     use crate::store::migrate::{self, MigrationStep};
     use std::sync::{Arc, Mutex};
 
-    let state: Arc<Mutex<Option<(Progress, &'static str, Instant)>>> = Arc::new(Mutex::new(None));
+    // The bar, the migration running, and since when.
+    type Running = Option<(Progress, &'static str, Instant)>;
+    let state: Arc<Mutex<Running>> = Arc::new(Mutex::new(None));
     let mut observe = {
         let state = state.clone();
         move |step: MigrationStep| {
@@ -177,6 +179,36 @@ pub async fn migrate_with_progress(
         p.finish();
     }
     report
+}
+
+/// The start-up resume's progress, in channels: each channel with owed
+/// deliveries has its poller held back until the resume's stream is past
+/// it (`owed::PollerGate`), so the held count going down is the progress.
+/// Runs until `done`.
+pub fn watch_resume(
+    gate: std::sync::Arc<crate::owed::PollerGate>,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::Ordering;
+    actix_rt::spawn(async move {
+        let mut progress: Option<(Progress, u64)> = None;
+        loop {
+            let held = gate.held() as u64;
+            if progress.is_none() && held > 0 {
+                progress = Some((Progress::new("resuming channels", held), held));
+            }
+            if let Some((p, total)) = progress.as_mut() {
+                p.set(total.saturating_sub(held));
+            }
+            if done.load(Ordering::Relaxed) {
+                if let Some((p, _)) = progress.as_mut() {
+                    p.finish();
+                }
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
 }
 
 #[cfg(test)]

@@ -10,8 +10,8 @@
 //! |---|---|---|---|
 //! | [`ChannelSupervisor`](channel_supervisor) | channel → poller map; restarts pollers that die of a panic | `StartChannel`, `StopChannel`, `WakeChannel`, `StopAll` | starts/stops `ChannelPoller`s |
 //! | [`ChannelPoller`](channel_poller) | one channel's high-water mark and source | `Wake`, `StopPoller` | records posts via `Persistence`, `PublishPost` → registry |
-//! | [`SubscriberRegistry`](subscriber_registry) | index channel → active subscriptions | `LoadSubscriptions`, `AddSubscription`, `RemoveSubscription`, `PublishPost` | `Enqueue` → limiter |
-//! | [`RateLimiter`](rate_limiter) | queued deliveries per chat; rate state per bot and chat | `Enqueue`, `SendFinished`, `Drain` | `SendDelivery` → sender pool |
+//! | [`SubscriberRegistry`](subscriber_registry) | index channel → active subscriptions | `LoadSubscriptions`, `AddSubscription`, `RemoveSubscription`, `PublishPost` | claims the fan-out in [`InFlight`](in_flight), `Enqueue` → limiter |
+//! | [`RateLimiter`](rate_limiter) | queued deliveries per chat; rate state per bot and chat; halted bots | `Enqueue`, `SendFinished`, `Drain`, `Halt` | `SendDelivery` → sender pool |
 //! | [`SenderPool`](sender_pool) | one teloxide `Bot` per token | `SendDelivery` | `SendFinished` → limiter, `RecordDeliveries` → writer |
 //! | [`DbWriter`](db_writer) | finished deliveries not yet written | `RecordDeliveries`, `Flush` | writes via `Persistence` |
 //!
@@ -21,7 +21,7 @@
 //!                                  --RecordDeliveries--> DbWriter
 //! ```
 //!
-//! Besides the actors: [`model`] (domain types), [`ports`] (the traits the
+//! Besides the actors: [`model`] (domain types), [`in_flight`] (what this process holds), [`ports`] (the traits the
 //! daemon implements), [`backoff`] (the one retry policy of every loop) and
 //! [`metrics_names`]. The rate limiter is a directory module: its policy
 //! (`rate_limiter/schedule.rs`) is plain data driven by explicit instants,
@@ -45,6 +45,9 @@ pub mod channel_poller;
 pub mod channel_supervisor;
 /// Writes finished deliveries to the database in batches.
 pub mod db_writer;
+/// The deliveries this process holds (queued, being sent, outcome not yet
+/// committed), so a sweep never queues one twice.
+pub mod in_flight;
 /// Metric names, in one place.
 pub mod metrics_names;
 /// Domain types shared by the actors and the daemon's adapters.

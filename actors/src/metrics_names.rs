@@ -67,3 +67,7 @@ pub const DEAD_LETTERS_TOTAL: &str = "kuryer_dead_letters_total";
 /// Bot updates Telegram sent that teloxide could not parse, by `kind` (the
 /// update's field name, never its content) (counter).
 pub const UPDATES_UNPARSABLE_TOTAL: &str = "kuryer_updates_unparsable_total";
+/// 1 for a bot whose token Telegram refused (401), by `bot_id`: its lane is halted (gauge).
+pub const BOT_TOKEN_REVOKED: &str = "kuryer_bot_token_revoked";
+/// Deliveries without an outcome found by the periodic sweep and queued (counter).
+pub const DELIVERIES_SWEPT_TOTAL: &str = "kuryer_deliveries_swept_total";

@@ -125,6 +125,9 @@ enum CallResult {
     RetryAfter(Duration),
     /// The Bot API could not be reached at all: not this chat's fault.
     Unreachable(String),
+    /// The bot's token was refused (401): revoked or wrong. Retrying cannot
+    /// help until the operator gives kuryer a valid token.
+    TokenRefused,
     /// Failed in a way that may pass (5xx, reset connection).
     Transient(String),
     /// The request may or may not have reached Telegram (timed out after it
@@ -327,8 +330,9 @@ fn classify(e: RequestError, copying: bool) -> CallResult {
             }
             ApiError::ChatNotFound if !copying => CallResult::Gone("chat not found".into()),
             ApiError::NotEnoughRightsToPostMessages => CallResult::Gone("no right to post".into()),
-            // A revoked or wrong token is the bot's problem, not the chat's.
-            ApiError::InvalidToken => CallResult::Unreachable("the bot token was refused".into()),
+            // A revoked or wrong token is the bot's problem, not the chat's:
+            // that bot's lane halts (the limiter logs it, naming the bot id).
+            ApiError::InvalidToken => CallResult::TokenRefused,
             ApiError::Unknown(text)
                 if text.contains("Internal Server Error")
                     || text.contains("Bad Gateway")
@@ -488,6 +492,9 @@ impl SenderPool {
                 metrics::counter!(names::RATE_LIMITED_TOTAL).increment(1);
                 (SendOutcome::RetryAfter(wait), None)
             }
+            // No row: the delivery stays owed in the database, for a start
+            // with a valid token to resume.
+            CallResult::TokenRefused => (SendOutcome::Revoked, None),
             CallResult::Unreachable(reason) => {
                 // Not this chat's fault: no failure streak, retry until it is back.
                 tracing::warn!(error = %reason, attempt = d.attempt, "Bot API unreachable; will retry.");

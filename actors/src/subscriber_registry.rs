@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
+use crate::in_flight::InFlight;
 use crate::metrics_names as names;
 use crate::model::{ActiveSubscription, DedupCheck, Delivery, Post};
 use crate::ports::Dedup;
@@ -94,17 +95,25 @@ pub struct SubscriberRegistry {
     limiter: Recipient<Enqueue>,
     /// Asked once a post which of its deliveries were already accepted.
     dedup: Arc<dyn Dedup>,
+    /// Every delivery is claimed here before it is queued.
+    in_flight: Arc<InFlight>,
     stats: RegistryStats,
 }
 
 impl SubscriberRegistry {
-    /// An empty registry feeding `limiter`.
-    pub fn new(limiter: Recipient<Enqueue>, dedup: Arc<dyn Dedup>) -> Self {
+    /// An empty registry feeding `limiter`; it claims each delivery in
+    /// `in_flight` before queueing it.
+    pub fn new(
+        limiter: Recipient<Enqueue>,
+        dedup: Arc<dyn Dedup>,
+        in_flight: Arc<InFlight>,
+    ) -> Self {
         Self {
             by_channel: HashMap::new(),
             channel_of: HashMap::new(),
             limiter,
             dedup,
+            in_flight,
             stats: RegistryStats::default(),
         }
     }
@@ -234,6 +243,9 @@ impl Handler<PublishPost> for SubscriberRegistry {
                     .collect()
             })
             .unwrap_or_default();
+        // A post published twice (its recording retried), or whose
+        // deliveries a sweep took first, is not queued twice.
+        let deliveries = self.in_flight.claim_fan_out(deliveries);
         let n = deliveries.len();
         // The one INFO line of a post's story (not one per delivery): with
         // `CHANNEL_ID`/`POST_ID` in journald it finds the rest.

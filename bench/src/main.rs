@@ -15,6 +15,12 @@
 //! - **persistence**: the DbWriter against one INSERT + commit a row and a
 //!   binary COPY.
 //! - **growth**: 100 / 1,000 / 10,000 channels with users scaled alike.
+//! - **mtproto-fake**: the simulated data centre's own capacity: pushed
+//!   updates per second to grammers clients at 10,000 channels, and its CPU
+//!   per update, so that the reader benchmarks know it is not their limit.
+//! - **resume** (not in `all`): 500,000 owed deliveries at start-up (100
+//!   channels × 1,000 subscribers × 5 posts), limits off: time to the first
+//!   send, until every outcome is committed, peak memory.
 //!
 //! It prints a table (figures as min / median / max over the runs) and, last,
 //! one JSON line with everything; the growth plot goes to an SVG file.
@@ -31,6 +37,8 @@ use kuryer_sim::process::FakeSpec;
 
 /// The seed-design baseline program and its runner.
 mod baseline;
+/// The MTProto fake's own capacity (pushed updates to grammers clients).
+mod mtproto_fake;
 /// The persistence scenario.
 mod persistence;
 /// One run of the real pipeline (seed, growth, ceiling).
@@ -39,6 +47,8 @@ mod pipeline_run;
 mod plot;
 /// The report, its summary and the targets.
 mod report;
+/// The resume scenario: a large backlog of owed deliveries at start-up.
+mod resume;
 /// The plan and the child processes.
 mod suite;
 /// The table for people.
@@ -76,7 +86,8 @@ pub(crate) struct BenchArgs {
     /// ./config.toml, else /etc/kuryer/config.toml.
     #[arg(long, short = 'c', value_name = "PATH")]
     pub(crate) config: Option<std::path::PathBuf>,
-    /// Which scenario: seed, ceiling, persistence, growth, or all.
+    /// Which scenario: seed, ceiling, persistence, growth, resume, or all
+    /// (all but resume).
     #[arg(long, default_value = "all")]
     pub(crate) scenario: String,
     /// Runs of each scenario (figures are given as min / median / max).

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::baseline::BaselineResult;
+use crate::mtproto_fake::MtprotoFakeResult;
 use crate::persistence::PersistenceResult;
 use crate::pipeline_run::PipelineResult;
 use crate::util::{Machine, Spread};
@@ -46,6 +47,12 @@ pub(crate) struct Report {
     pub(crate) persistence: Vec<PersistenceResult>,
     /// Each growth run (every channel count).
     pub(crate) growth: Vec<PipelineResult>,
+    /// Each run of the MTProto fake's own capacity.
+    #[serde(default)]
+    pub(crate) mtproto_fake: Vec<MtprotoFakeResult>,
+    /// Resume of a large backlog of owed deliveries.
+    #[serde(default)]
+    pub(crate) resume: Vec<crate::resume::ResumeResult>,
     /// min / median / max of each figure over the runs.
     pub(crate) summary: BTreeMap<String, Spread>,
     pub(crate) targets: Vec<TargetCheck>,
@@ -366,7 +373,11 @@ pub(crate) fn summarise(report: &mut Report) {
                 && b.rows_persisted == b.deliveries_expected
         })
         && report.persistence.iter().all(|p| p.counts_exact)
-        && report.ceiling.iter().all(|r| r.duplicates == 0);
+        && report.ceiling.iter().all(|r| r.duplicates == 0)
+        && report
+            .resume
+            .iter()
+            .all(|r| r.rows_written == r.owed && r.received == r.owed);
     report.summary = s;
     report.targets = t;
 }

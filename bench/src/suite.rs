@@ -11,10 +11,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::BenchArgs;
 use crate::baseline::{self, BaselineResult, BaselineSpec};
+use crate::mtproto_fake::{self, MtprotoFakeResult, MtprotoFakeSpec};
 use crate::persistence::{self, PersistenceResult, PersistenceSpec};
 use crate::pipeline_run::{self, PipelineResult, PipelineSpec};
 use crate::plot;
 use crate::report::{Report, summarise};
+use crate::resume::{self, ResumeResult, ResumeSpec};
 use crate::table::print_table;
 use crate::util;
 
@@ -22,18 +24,22 @@ use crate::util;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum ChildSpec {
+    MtprotoFake(MtprotoFakeSpec),
     Pipeline(PipelineSpec),
     Persistence(PersistenceSpec),
     Baseline(BaselineSpec),
+    Resume(ResumeSpec),
 }
 
 /// What a child process measured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum ChildResult {
+    MtprotoFake(MtprotoFakeResult),
     Pipeline(PipelineResult),
     Persistence(PersistenceResult),
     Baseline(BaselineResult),
+    Resume(ResumeResult),
 }
 
 /// The sizes of every scenario.
@@ -43,6 +49,7 @@ struct Plan {
     ceiling: Vec<PipelineSpec>,
     persistence: PersistenceSpec,
     growth: Vec<PipelineSpec>,
+    resume: ResumeSpec,
 }
 
 fn plan(args: &BenchArgs) -> Plan {
@@ -126,7 +133,24 @@ fn plan(args: &BenchArgs) -> Plan {
             )
         })
         .collect();
+    // 100 channels × 1,000 subscribers × 5 posts = 500,000 owed.
+    let resume = if tiny {
+        ResumeSpec {
+            channels: 10,
+            users: 1_000,
+            subs: 1,
+            posts: 2,
+        }
+    } else {
+        ResumeSpec {
+            channels: 100,
+            users: 100_000,
+            subs: 1,
+            posts: 5,
+        }
+    };
     Plan {
+        resume,
         baseline_posts: args.baseline_posts.unwrap_or(seed.posts),
         seed,
         ceiling,
@@ -145,15 +169,19 @@ pub(crate) async fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
             ChildSpec::Pipeline(s) => ChildResult::Pipeline(pipeline_run::run(&s, cfg).await?),
             ChildSpec::Persistence(s) => ChildResult::Persistence(persistence::run(&s, cfg).await?),
             ChildSpec::Baseline(s) => ChildResult::Baseline(baseline::run(&s, cfg).await?),
+            ChildSpec::MtprotoFake(s) => ChildResult::MtprotoFake(mtproto_fake::run(&s).await?),
+            ChildSpec::Resume(s) => ChildResult::Resume(resume::run(&s, cfg).await?),
         };
         println!("{}", serde_json::to_string(&result)?);
         return Ok(());
     }
     let scenarios: Vec<&str> = match args.scenario.as_str() {
-        "all" => vec!["seed", "ceiling", "persistence", "growth"],
-        s @ ("seed" | "ceiling" | "persistence" | "growth") => vec![s],
+        "all" => vec!["seed", "ceiling", "persistence", "growth", "mtproto-fake"],
+        s @ ("seed" | "ceiling" | "persistence" | "growth" | "mtproto-fake" | "resume") => vec![s],
         other => {
-            anyhow::bail!("unknown scenario {other:?}: seed, ceiling, persistence, growth or all")
+            anyhow::bail!(
+                "unknown scenario {other:?}: seed, ceiling, persistence, growth, mtproto-fake, resume or all"
+            )
         }
     };
     let runs = args.runs.unwrap_or(if args.tiny { 1 } else { 3 }).max(1);
@@ -241,6 +269,29 @@ pub(crate) async fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
                     }
                 }
             }
+            "mtproto-fake" => {
+                for r in 1..=runs {
+                    for spec in mtproto_fake_plan(args.tiny) {
+                        progress(&format!("MTProto fake, {}, run {r}/{runs}", spec.label));
+                        match run_child(args, &ChildSpec::MtprotoFake(spec))? {
+                            ChildResult::MtprotoFake(m) => {
+                                progress(&format!(
+                                    "{}: {} updates in {:.2} s, {:.0}/s, fake {:.1} µs/update (process {:.1}), setup {:.1} s",
+                                    m.label,
+                                    m.updates,
+                                    m.elapsed_s,
+                                    m.updates_per_s,
+                                    m.fake_cpu_us_per_update,
+                                    m.process_cpu_us_per_update,
+                                    m.setup_s
+                                ));
+                                report.mtproto_fake.push(m);
+                            }
+                            _ => anyhow::bail!("the MTProto fake child answered something else"),
+                        }
+                    }
+                }
+            }
             "persistence" => {
                 for r in 1..=runs {
                     progress(&format!("persistence, run {r}/{runs}"));
@@ -254,6 +305,29 @@ pub(crate) async fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
                         }
                         _ => anyhow::bail!("the persistence child answered something else"),
                     }
+                }
+            }
+            "resume" => {
+                for r in 1..=runs {
+                    progress(&format!(
+                        "resume: {} users × {} subscriptions × {} posts owed, run {r}/{runs}",
+                        plan.resume.users, plan.resume.subs, plan.resume.posts
+                    ));
+                    let res = match run_child(args, &ChildSpec::Resume(plan.resume.clone()))? {
+                        ChildResult::Resume(r) => r,
+                        _ => anyhow::bail!("the resume child answered something else"),
+                    };
+                    progress(&format!(
+                        "resume: {} owed, start {:.0} ms, first send {:.0} ms, all {:.1} s ({:.0}/s), peak RSS {:.0} MB, {} received",
+                        res.owed,
+                        res.start_ms,
+                        res.first_send_ms,
+                        res.total_s,
+                        res.per_s,
+                        res.peak_rss_mb,
+                        res.received
+                    ));
+                    report.resume.push(res);
                 }
             }
             _ => {
@@ -288,6 +362,32 @@ pub(crate) async fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
         "counts are not exact: a delivery was lost, duplicated or not persisted (see above)"
     );
     Ok(())
+}
+
+/// The fake data centre at 10,000 channels: one account joined to 500 of
+/// them (Telegram's cap), and 20 accounts joined to 500 each (all 10,000).
+fn mtproto_fake_plan(tiny: bool) -> Vec<MtprotoFakeSpec> {
+    let (channels, joined, one, twenty) = if tiny {
+        (100, 20, 200, 400)
+    } else {
+        (10_000, 500, 100_000, 200_000)
+    };
+    vec![
+        MtprotoFakeSpec {
+            label: format!("1 account, {joined} of {channels} channels"),
+            channels,
+            accounts: 1,
+            joined,
+            posts: one,
+        },
+        MtprotoFakeSpec {
+            label: format!("20 accounts x {joined} of {channels} channels"),
+            channels,
+            accounts: if tiny { 5 } else { 20 },
+            joined,
+            posts: twenty,
+        },
+    ]
 }
 
 fn pipeline_line(r: &PipelineResult) -> String {

@@ -224,6 +224,18 @@ pub(crate) fn print_table(r: &Report) {
             &format!("growth{c}.paced_p99_ms"),
         );
     }
+    if !r.mtproto_fake.is_empty() {
+        header("MTProto fake: pushed updates to grammers clients (each run)");
+        for m in &r.mtproto_fake {
+            println!(
+                "  {:<40} {:>9} updates/s, fake {:>5.1} µs/update, process {:>5.1} µs/update",
+                m.label,
+                fmt_num(m.updates_per_s),
+                m.fake_cpu_us_per_update,
+                m.process_cpu_us_per_update
+            );
+        }
+    }
     if !r.targets.is_empty() {
         println!("\ntargets");
         for t in &r.targets {

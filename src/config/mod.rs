@@ -35,13 +35,14 @@ const BUILT_IN: &str = "built-in defaults";
 pub const ENV_PREFIX: &str = "KURYER_";
 
 /// systemd credentials kuryer reads, and the key each one sets.
-pub const CREDENTIALS: [(&str, &str); 6] = [
+pub const CREDENTIALS: [(&str, &str); 7] = [
     ("bot_tokens", "telegram.bot_tokens"),
     ("api_hash", "telegram.api_hash"),
     ("database_url", "database.url"),
     ("redis_url", "redis.url"),
     ("api_token", "http.api_token"),
     ("replica_urls", "database.replica_urls"),
+    ("session_key", "reader.session_key"),
 ];
 
 /// The whole configuration.
@@ -60,6 +61,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// The delivery pipeline.
     pub delivery: DeliveryConfig,
+    /// MTProto reader accounts: channels our bot does not administer.
+    pub reader: ReaderConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -89,6 +92,10 @@ pub struct DeliveryConfig {
     /// At start, posts detected this long ago or less whose deliveries have
     /// no recorded outcome are delivered (s).
     pub resume_window_s: u64,
+    /// How often the running daemon looks for recorded posts (within
+    /// `resume_window_s`, at least this old) whose deliveries have no
+    /// outcome and are not held by the pipeline, and delivers them (s).
+    pub sweep_interval_s: u64,
     /// What to do after a send whose outcome is unknown (timeout after the
     /// request was written): `retry` (may duplicate) or `skip` (may lose).
     pub on_ambiguous: OnAmbiguous,
@@ -128,6 +135,7 @@ impl Default for DeliveryConfig {
             max_db_backlog: limiter.max_db_backlog,
             shutdown_deadline_ms: 30_000,
             resume_window_s: 24 * 3600,
+            sweep_interval_s: 60,
             on_ambiguous: if sender.retry_ambiguous {
                 OnAmbiguous::Retry
             } else {
@@ -304,6 +312,52 @@ impl Default for HttpConfig {
             request_timeout_ms: 5_000,
             handler_timeout_ms: 10_000,
             workers: 0,
+        }
+    }
+}
+
+/// MTProto reader accounts (`kuryer login`), which read the channels our
+/// bot does not administer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReaderConfig {
+    /// Key that encrypts the sessions' auth keys at rest (any long random
+    /// string; SHA-256 of it is the AES-256-GCM key). Required once a reader
+    /// account exists; prefer the `session_key` systemd credential.
+    pub session_key: Option<Secret>,
+    /// Channels one account joins at most (Telegram allows 500).
+    pub max_channels_per_account: u32,
+    /// Time between two username look-ups (contacts.resolveUsername earns
+    /// Telegram's longest flood waits), over all accounts (ms).
+    pub resolve_interval_ms: u64,
+    /// Time between two channel joins of one account (ms).
+    pub join_interval_ms: u64,
+    /// How often a channel no account could join is read with
+    /// messages.getHistory (s).
+    pub poll_interval_s: u64,
+    /// messages.getHistory calls one account makes a second at most.
+    pub history_per_second: f64,
+    /// A joined channel with no pushed post for this long has its history
+    /// checked once, in case a push was lost (s).
+    pub verify_interval_s: u64,
+    /// Lifetime of an account's lease; renewed every third of it (s).
+    pub lease_ttl_s: u64,
+    /// Updates grammers may hold for kuryer before it must drop them.
+    pub updates_capacity: usize,
+}
+
+impl Default for ReaderConfig {
+    fn default() -> Self {
+        Self {
+            session_key: None,
+            max_channels_per_account: 450,
+            resolve_interval_ms: 15_000,
+            join_interval_ms: 20_000,
+            poll_interval_s: 60,
+            history_per_second: 1.0,
+            verify_interval_s: 600,
+            lease_ttl_s: 30,
+            updates_capacity: 100_000,
         }
     }
 }

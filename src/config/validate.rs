@@ -227,6 +227,7 @@ impl Config {
             1,
             60_000,
         )?;
+        range("delivery.sweep_interval_s", d.sweep_interval_s, 1, 86_400)?;
         range(
             "delivery.shutdown_deadline_ms",
             d.shutdown_deadline_ms,
@@ -237,6 +238,50 @@ impl Config {
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             bad("log.level", format!("not a tracing filter: {e}"))?;
         }
+
+        let r = &self.reader;
+        if let Some(key) = &r.session_key
+            && key.expose().len() < 16
+        {
+            bad(
+                "reader.session_key",
+                "too short: use at least 16 random characters",
+            )?;
+        }
+        range(
+            "reader.max_channels_per_account",
+            r.max_channels_per_account,
+            0,
+            1_000,
+        )?;
+        range(
+            "reader.resolve_interval_ms",
+            r.resolve_interval_ms,
+            10,
+            86_400_000,
+        )?;
+        range(
+            "reader.join_interval_ms",
+            r.join_interval_ms,
+            10,
+            86_400_000,
+        )?;
+        range("reader.poll_interval_s", r.poll_interval_s, 1, 86_400)?;
+        range(
+            "reader.history_per_second",
+            r.history_per_second,
+            0.01,
+            1_000.0,
+        )?;
+        range("reader.verify_interval_s", r.verify_interval_s, 1, 86_400)?;
+        range("reader.lease_ttl_s", r.lease_ttl_s, 3, 3_600)?;
+        range(
+            "reader.updates_capacity",
+            r.updates_capacity,
+            100,
+            10_000_000,
+        )?;
+
         Ok(())
     }
 }

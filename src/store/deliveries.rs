@@ -1,13 +1,9 @@
 //! Delivery records (`forwarded_messages`): writing outcomes in batches,
-//! counting the sent ones, and finding the deliveries to resume at start-up.
+//! counting the sent ones. The deliveries still owed are read in `pending.rs`.
 
-use std::sync::Arc;
-
-use chrono::{DateTime, NaiveDate, Utc};
-use kuryer_actors::model::{ActiveSubscription, Delivery, Post};
+use chrono::NaiveDate;
 
 use super::error::OpContext;
-use super::subscriptions::{parse_kind, parse_mode};
 use super::{Store, StoreError};
 
 /// One delivery outcome, as the DbWriter batches them.
@@ -32,75 +28,6 @@ pub struct ForwardedRow {
 }
 
 impl Store {
-    /// Deliveries to resume at start-up: for every post detected since
-    /// `since`, each subscription that was active when the post was detected
-    /// (and still is) and has no recorded outcome for it. An `ambiguous`
-    /// outcome counts as none when `retry_ambiguous`. Ordered by detection,
-    /// as they were first delivered, so each chat gets them in order.
-    pub async fn pending_deliveries(
-        &self,
-        since: DateTime<Utc>,
-        retry_ambiguous: bool,
-    ) -> Result<Vec<Delivery>, StoreError> {
-        const OP: &str = "find deliveries to resume";
-        let c = self.conn(OP).await?;
-        let rows = c
-            .query(
-                "SELECT p.channel_id, p.message_ids, p.album_id, p.source_chat_id,
-                        p.channel_username, p.text, p.entities::text, p.media, p.copyable,
-                        COALESCE(p.published_at, p.detected_at), p.detected_at, p.id,
-                        s.id, s.channel_id, u.telegram_id, d.id, d.chat_id, d.kind, s.mode,
-                        s.filters::text, d.bot_id
-                   FROM posts p
-                   JOIN subscriptions s ON s.channel_id = p.channel_id AND s.is_active
-                                       AND s.created_at <= p.detected_at
-                   JOIN users u ON u.id = s.user_id
-                   JOIN destinations d ON d.id = s.destination_id AND d.is_active
-                  WHERE p.detected_at >= $1 AND p.source_chat_id IS NOT NULL
-                    AND NOT EXISTS (
-                        SELECT 1 FROM forwarded_messages f
-                         WHERE f.subscription_id = s.id AND f.channel_id = p.channel_id
-                           AND f.source_message_id = p.message_id
-                           AND f.post_day = (p.detected_at AT TIME ZONE 'UTC')::date
-                           AND (f.status <> 'ambiguous' OR NOT $2))
-                  ORDER BY p.detected_at, p.id, s.id",
-                &[&since, &retry_ambiguous],
-            )
-            .await
-            .op(OP)?;
-        let mut out = Vec::with_capacity(rows.len());
-        let mut current: Option<(i64, Arc<Post>)> = None;
-        for r in &rows {
-            let post_id: i64 = r.get(11);
-            let post = match &current {
-                Some((id, p)) if *id == post_id => p.clone(),
-                _ => {
-                    let p = Arc::new(resumed_post(r)?);
-                    current = Some((post_id, p.clone()));
-                    p
-                }
-            };
-            let sub = ActiveSubscription {
-                subscription_id: r.get(12),
-                channel_id: r.get(13),
-                user_telegram_id: r.get(14),
-                destination_id: r.get(15),
-                chat_id: r.get(16),
-                destination_kind: parse_kind(OP, r.get(17))?,
-                mode: parse_mode(OP, r.get(18))?,
-                filters: r.get(19),
-                bot_id: r.get(20),
-            };
-            out.push(Delivery {
-                post,
-                sub: Arc::new(sub),
-                attempt: 0,
-                dedup: Default::default(),
-            });
-        }
-        Ok(out)
-    }
-
     /// Deliveries recorded as sent (demo and benchmark summaries).
     pub async fn sent_deliveries(&self) -> Result<u64, StoreError> {
         const OP: &str = "count sent deliveries";
@@ -190,25 +117,4 @@ impl Store {
         .await
         .op(OP)
     }
-}
-
-fn resumed_post(r: &tokio_postgres::Row) -> Result<Post, StoreError> {
-    let ids: Vec<i64> = r.get(1);
-    let entities: Option<String> = r.get(6);
-    let media: Option<String> = r.get(7);
-    Ok(Post {
-        channel_id: r.get(0),
-        message_ids: ids.into_iter().map(|i| i as i32).collect(),
-        album_id: r.get::<_, Option<i64>>(2).map(|a| a.to_string()),
-        source_chat_id: r.get::<_, Option<i64>>(3).unwrap_or_default(),
-        channel_username: r.get(4),
-        text: r.get(5),
-        entities: entities
-            .and_then(|e| serde_json::from_str(&e).ok())
-            .unwrap_or_default(),
-        media: media.and_then(|m| serde_json::from_value(serde_json::Value::String(m)).ok()),
-        copyable: r.get(8),
-        published_at: r.get(9),
-        detected_at: r.get(10),
-    })
 }

@@ -53,6 +53,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0004_dead_letters_and_inbox.sql",
         sql: include_str!("../../sql/0004_dead_letters_and_inbox.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_reader.sql",
+        sql: include_str!("../../sql/0005_reader.sql"),
+    },
 ];
 
 /// Why migrating failed.

@@ -8,11 +8,13 @@
 //! `impl Store` block in its own file; `persistence` adapts the store to the
 //! actors' `Persistence` port.
 
+/// Reader accounts: sessions, leases, channel assignments.
+mod accounts;
 /// Channels and posts, high-water marks.
 mod channels;
 /// Dead letters: what still failed after its retries, kept with the reason.
 mod dead_letters;
-/// Delivery records: batched outcomes, pending deliveries to resume.
+/// Delivery records: batched outcomes.
 mod deliveries;
 /// Destinations: deactivation, group-to-supergroup moves.
 mod destinations;
@@ -26,19 +28,29 @@ mod installation;
 pub mod migrate;
 /// Daily partitions of `forwarded_messages` and retention.
 pub mod partitions;
+/// Owed deliveries: the start-up resume and the periodic sweep read them.
+mod pending;
 /// `impl Persistence for Store`: the actors' port onto the store.
 mod persistence;
 /// The `Store` handle and its connection pools.
 mod pool;
+/// The resolve queue: channels added by name, looked up once.
+mod resolve;
 /// Subscriptions: add, list, stream the active ones.
 mod subscriptions;
 /// TLS to PostgreSQL: the mode a URL asks for, the verified connector.
 mod tls;
 
+pub use accounts::{
+    AccountRow, Assignment, ReaderChannel, StoredDc, StoredSession, bare_channel_id,
+    bot_api_chat_id,
+};
 pub use channels::NewPost;
 pub use dead_letters::{DEAD_LETTER_RAW_MAX, DeadUpdate};
 pub use deliveries::ForwardedRow;
 pub use error::StoreError;
 pub use inbox::InboxEntry;
+pub use pending::{PendingQuery, PendingStream, RecentPost};
 pub use pool::Store;
+pub use resolve::{FoundChannel, PendingChannel, Unresolvable};
 pub use subscriptions::{AddedSubscription, SubscriptionStream, SubscriptionView};

@@ -367,7 +367,7 @@ fn shipped_config_toml_documents_every_key_with_its_default() {
             );
         }
     }
-    for optional in ["api_hash", "relay_chat_id", "api_token"] {
+    for optional in ["api_hash", "relay_chat_id", "api_token", "session_key"] {
         assert!(
             text.contains(&format!("# {optional} = ")),
             "{optional} undocumented"
@@ -439,11 +439,27 @@ fn check_config_prints_the_effective_config_redacted() {
 }
 
 #[test]
-fn unbuilt_commands_say_so_with_exit_2() {
-    let out = kuryer().args(["login"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not built yet"));
-    for cmd in ["run", "migrate", "check-config", "login", "demo"] {
+fn login_without_app_credentials_names_the_keys_and_every_command_has_help() {
+    let out = kuryer()
+        .args(["login"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("telegram.api_id") && err.contains("telegram.api_hash"),
+        "{err}"
+    );
+    for cmd in [
+        "run",
+        "migrate",
+        "check-config",
+        "login",
+        "accounts",
+        "logout",
+        "demo",
+    ] {
         let out = kuryer().args([cmd, "--help"]).output().unwrap();
         assert!(out.status.success(), "{cmd} --help");
     }

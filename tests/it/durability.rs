@@ -2,11 +2,14 @@
 //! before its fix and names what broke (issue 10's items).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use kuryer::config::{HttpConfig, RedisConfig};
+use chrono::Utc;
+use kuryer::config::{DatabaseConfig, HttpConfig, RedisConfig};
 use kuryer::dedup::RedisDedup;
+use kuryer::pipeline::bot_id_of;
 use kuryer::secret::{Secret, SecretUrl};
+use kuryer::store::{NewPost, Store};
 use kuryer_actors::model::ChannelUsername;
 use kuryer_sim::fake_bot_api::{FakeLimits, Fault};
 use kuryer_sim::fixtures;
@@ -14,7 +17,7 @@ use kuryer_sim::fixtures;
 use kuryer_actors::test_hooks::StopForTest;
 
 use crate::common::{PrivateRedis, free_port};
-use crate::harness::{Opts, count, start, text, wait_for, world};
+use crate::harness::{Opts, count, start, stats, text, wait_for, world};
 
 /// Item 1: a second database on the same Redis (or this one dropped and
 /// created again while Redis kept its keys) starts its subscription and
@@ -299,4 +302,280 @@ async fn a_hanging_redis_connect_makes_no_other_caller_wait() {
         "the connect did not hang ({first:?})"
     );
     assert!(!dedup.is_healthy());
+}
+/// Publishes a text post on channel `ch` in the fake and records it in the
+/// database as a poller would (post row and high-water mark, one
+/// transaction), without anything fanning it out: a post recorded whose
+/// deliveries nothing is sending. Returns (channel chat, message id).
+async fn recorded_not_sent(
+    store: &Store,
+    fake: &kuryer_sim::fake_bot_api::FakeTelegram,
+    ch: i64,
+    body: &str,
+) -> (i64, i32) {
+    let id = text(fake, ch, body);
+    record(store, ch, id, body).await;
+    (fixtures::channel_chat(ch), id)
+}
+
+async fn record(store: &Store, ch: i64, id: i32, body: &str) {
+    store
+        .record_post(&NewPost {
+            channel_id: ch,
+            message_ids: vec![i64::from(id)],
+            kind: "text".into(),
+            detected_at: Utc::now(),
+            source_chat_id: Some(fixtures::channel_chat(ch)),
+            channel_username: Some(format!("demo_channel_{ch}")),
+            text: Some(body.to_owned()),
+            copyable: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+/// Item 4, "fatal": the start-up resume read every owed delivery in one
+/// statement and `Pipeline::start` returned its error, so a resume that
+/// hit the statement timeout stopped the daemon — and the next start hit
+/// it again. Here a session holds `posts` locked for 2.5 s with a 500 ms
+/// statement timeout: before, `start` failed ("canceling statement due to
+/// statement timeout"); now it starts, the resume retries, and every owed
+/// delivery arrives.
+#[actix_rt::test]
+async fn a_resume_that_cannot_read_the_database_does_not_stop_the_start() {
+    let (db, store, pairs, fake) = world(2, 10, 1, FakeLimits::off()).await;
+    let mut posts = Vec::new();
+    for i in 0..3 {
+        posts.push(recorded_not_sent(&store, &fake, 1, &format!("owed {i}")).await);
+    }
+    let impatient = Store::new(&DatabaseConfig {
+        statement_timeout_ms: 500,
+        ..db.config()
+    })
+    .unwrap();
+    let locker = db.client().await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE posts IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let unlock = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        locker.batch_execute("ROLLBACK").await.unwrap();
+        locker
+    });
+    let p = start(&impatient, &fake, Opts::default()).await;
+    let expected = fixtures::expected_list(&pairs, &posts);
+    let want = expected.len() as u64;
+    assert!(want > 0);
+    let arrived = wait_for(Duration::from_secs(20), || {
+        fake.report(&expected).delivered == want
+    })
+    .await;
+    let _locker = unlock.await.unwrap();
+    p.shutdown(Duration::from_secs(10)).await;
+    let r = fake.report(&expected);
+    assert!(arrived, "{r:?}");
+    assert_eq!((r.lost, r.duplicates), (0, 0), "{r:?}");
+    fake.stop();
+}
+
+/// Item 4, "unbounded": the resume queued every owed delivery before
+/// `Pipeline::start` returned, waiting on the limiter's capacity, so a
+/// backlog larger than `queue_capacity` held the start (and every
+/// channel's poller) until most of it was sent. Channel 1 owes 1,000
+/// deliveries (50 posts × 20 chats at 5 a second a chat: ~10 s) to a
+/// queue of 100; before, `start` took ~9 s and channel 2's new post waited
+/// for it. Now `start` returns at once, channel 2 (owing nothing) delivers
+/// while channel 1's backlog is still going, and channel 1's own new post
+/// reaches each chat after all its resumed ones.
+#[actix_rt::test]
+async fn a_large_backlog_neither_holds_the_start_nor_channels_that_owe_nothing() {
+    let (_db, store, pairs, fake) = world(2, 40, 1, FakeLimits::off()).await;
+    let mut backlog = Vec::new();
+    for i in 0..50 {
+        backlog.push(recorded_not_sent(&store, &fake, 1, &format!("backlog {i}")).await);
+    }
+    let owed = fixtures::expected_list(&pairs, &backlog);
+    assert!(owed.len() >= 800, "{} owed", owed.len());
+    let t0 = Instant::now();
+    let p = start(
+        &store,
+        &fake,
+        Opts {
+            scale: 5.0,
+            queue_capacity: Some(100),
+            ..Opts::default()
+        },
+    )
+    .await;
+    let start_took = t0.elapsed();
+    assert!(
+        start_took < Duration::from_secs(2),
+        "start took {start_took:?}"
+    );
+    let fresh = vec![(fixtures::channel_chat(2), text(&fake, 2, "fresh on 2"))];
+    let fresh_expected = fixtures::expected_list(&pairs, &fresh);
+    let newer = vec![(fixtures::channel_chat(1), text(&fake, 1, "newer on 1"))];
+    p.wake(1);
+    p.wake(2);
+    let fresh_arrived = wait_for(Duration::from_secs(5), || {
+        fake.report(&fresh_expected).delivered == fresh_expected.len() as u64
+    })
+    .await;
+    let backlog_then = fake.report(&owed).delivered;
+    let mut all = owed.clone();
+    all.extend(fixtures::expected_list(&pairs, &newer));
+    all.extend(fresh_expected.iter().copied());
+    let done = wait_for(Duration::from_secs(60), || {
+        fake.report(&all).delivered == all.len() as u64
+    })
+    .await;
+    p.shutdown(Duration::from_secs(10)).await;
+    let r = fake.report(&all);
+    assert!(fresh_arrived, "channel 2 waited for channel 1's backlog");
+    assert!(
+        backlog_then < owed.len() as u64,
+        "the backlog was done before channel 2's post: nothing shown"
+    );
+    assert!(done, "{r:?}");
+    // Per chat, channel 1's posts in message order: the newer post after
+    // every resumed one.
+    assert_eq!((r.lost, r.duplicates, r.out_of_order), (0, 0, 0), "{r:?}");
+    fake.stop();
+}
+
+/// Item 5: a post whose recording committed but whose answer the poller
+/// never got (its retries ran out; the mark had moved, so the channel is
+/// not read there again) was delivered only by a restart's resume. Here
+/// the post is in the database before the poller reads it, so the poller
+/// finds it "already recorded" on its first try and publishes nothing —
+/// the state a lost acknowledgement leaves. Before: never delivered. Now
+/// the sweep delivers it within a few intervals, and sends nothing twice,
+/// not even deliveries that wait in the limiter's queue for seconds while
+/// sweeps run.
+#[actix_rt::test]
+async fn a_post_recorded_whose_answer_was_lost_is_delivered_without_a_restart() {
+    let (db, store, pairs, fake) = world(1, 10, 1, FakeLimits::off()).await;
+    let p = start(
+        &store,
+        &fake,
+        Opts {
+            // 1 a second per chat: the posts below wait queued for seconds.
+            scale: 1.0,
+            sweep_interval: Duration::from_secs(1),
+            ..Opts::default()
+        },
+    )
+    .await;
+    // The fake gives channel 1's first message id 1: recorded first, as if
+    // by the poller's lost commit, then published.
+    record(&store, 1, 1, "lost answer").await;
+    let mut posts = vec![(fixtures::channel_chat(1), text(&fake, 1, "lost answer"))];
+    assert_eq!(posts[0].1, 1);
+    p.wake(1);
+    // Posts delivered the ordinary way, queued behind it for seconds.
+    for i in 0..4 {
+        posts.push((
+            fixtures::channel_chat(1),
+            text(&fake, 1, &format!("ordinary {i}")),
+        ));
+    }
+    p.wake(1);
+    let expected = fixtures::expected_list(&pairs, &posts);
+    let want = expected.len() as u64;
+    let arrived = wait_for(Duration::from_secs(30), || {
+        fake.report(&expected).delivered == want
+    })
+    .await;
+    // Sweeps keep running over everything now delivered and recorded.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    p.shutdown(Duration::from_secs(10)).await;
+    let r = fake.report(&expected);
+    assert!(arrived, "{r:?}");
+    assert_eq!((r.delivered, r.lost, r.duplicates), (want, 0, 0), "{r:?}");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM forwarded_messages WHERE status = 'sent'"
+        )
+        .await as u64,
+        want
+    );
+    fake.stop();
+}
+
+/// Item 6: a 401 (token revoked) was classed "Bot API unreachable" and
+/// retried forever; the revoked bot's deliveries stayed queued, filled
+/// `queue_capacity`, and `Enqueue` then held every poller — the other
+/// bot's chats got the first post and nothing after. Now the first 401
+/// halts that bot's lane: its deliveries leave the queue with no outcome
+/// (the database keeps owing them for a start with a new token), the
+/// operator sees the bot id in the stats, and the other bot delivers
+/// everything.
+#[actix_rt::test]
+async fn a_revoked_bot_token_halts_its_bot_and_never_blocks_the_others() {
+    let (db, store, pairs, fake) = world(1, 20, 1, FakeLimits::off()).await;
+    let revoked = fixtures::nth_bot_token(1);
+    fake.add_bot(&revoked);
+    fake.revoke_bot(&revoked);
+    // Odd chats are pinned to the bot whose token is revoked.
+    db.client()
+        .await
+        .batch_execute(&format!(
+            "UPDATE destinations SET bot_id = {} WHERE chat_id % 2 = 1",
+            bot_id_of(&revoked)
+        ))
+        .await
+        .unwrap();
+    let p = start(
+        &store,
+        &fake,
+        Opts {
+            bots: vec![fixtures::bot_token().to_owned(), revoked.clone()],
+            queue_capacity: Some(10),
+            ..Opts::default()
+        },
+    )
+    .await;
+    let mut posts = Vec::new();
+    for i in 0..5 {
+        posts.push((
+            fixtures::channel_chat(1),
+            text(&fake, 1, &format!("post {i}")),
+        ));
+    }
+    p.wake(1);
+    let (live, halted): (Vec<_>, Vec<_>) = fixtures::expected_list(&pairs, &posts)
+        .into_iter()
+        .partition(|(chat, _, _)| chat % 2 == 0);
+    assert!(!live.is_empty() && !halted.is_empty());
+    let arrived = wait_for(Duration::from_secs(20), || {
+        fake.report(&live).delivered == live.len() as u64
+    })
+    .await;
+    let s = stats(&p).await;
+    let halted_ids = p.halted_bot_ids();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let report = p.shutdown(Duration::from_secs(10)).await;
+    let r = fake.report(&live);
+    assert!(arrived, "the other bot's chats were held up: {r:?}");
+    assert_eq!((r.lost, r.duplicates), (0, 0), "{r:?}");
+    assert_eq!(fake.report(&halted).delivered, 0);
+    assert_eq!(s.halted_bots, 1);
+    assert_eq!(halted_ids, vec![bot_id_of(&revoked)]);
+    assert!(report.clean, "{report:?}");
+    // Not retried: a few 401s (the sends already out), not a stream of them.
+    let refused = fake.stats().unauthorized_401;
+    assert!((1..=10).contains(&refused), "{refused} requests refused");
+    // Still owed: no outcome recorded for the halted bot's deliveries.
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM forwarded_messages WHERE destination_chat_id % 2 = 1"
+        )
+        .await,
+        0
+    );
+    fake.stop();
 }

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use kuryer::config::{LimitsConfig, RedisConfig};
 use kuryer::dedup::RedisDedup;
-use kuryer::pipeline::{Pipeline, PipelineConfig, PipelineStats, build_bots, limiter_config};
+use kuryer::pipeline::{
+    Pipeline, PipelineConfig, PipelineStats, bot_id_of, build_bots, limiter_config,
+};
 use kuryer::secret::{Secret, SecretUrl};
 use kuryer::store::Store;
 use kuryer_actors::channel_poller::PollerConfig;
@@ -26,6 +28,12 @@ pub(crate) struct Opts {
     pub(crate) bot_timeout: Duration,
     pub(crate) dedup: Arc<dyn Dedup>,
     pub(crate) factory: Option<SourceFactory>,
+    /// Bot tokens, in lane order (default: the fixtures' one bot).
+    pub(crate) bots: Vec<String>,
+    /// The limiter's queue capacity (default: the limiter's).
+    pub(crate) queue_capacity: Option<usize>,
+    /// How often the sweep runs.
+    pub(crate) sweep_interval: Duration,
 }
 
 impl Default for Opts {
@@ -36,6 +44,9 @@ impl Default for Opts {
             bot_timeout: Duration::from_secs(10),
             dedup: Arc::new(NoDedup),
             factory: None,
+            bots: vec![fixtures::bot_token().to_owned()],
+            queue_capacity: None,
+            sweep_interval: Duration::from_secs(60),
         }
     }
 }
@@ -46,18 +57,19 @@ pub(crate) async fn start(store: &Store, fake: &FakeTelegram, opts: Opts) -> Pip
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let bots = build_bots(
-        &[Secret::new(fixtures::bot_token())],
-        &fake.url(),
-        opts.bot_timeout,
-    )
-    .unwrap();
+    let tokens: Vec<Secret> = opts.bots.iter().map(Secret::new).collect();
+    let bots = build_bots(&tokens, &fake.url(), opts.bot_timeout).unwrap();
+    let mut limiter = limiter_config(&LimitsConfig::default(), tokens.len(), opts.scale);
+    limiter.bot_ids = tokens.iter().map(|t| bot_id_of(t.expose())).collect();
+    if let Some(c) = opts.queue_capacity {
+        limiter.queue_capacity = c;
+    }
     let factory = opts.factory.unwrap_or_else(|| {
         let fake = fake.clone();
         Arc::new(move |ch| Box::new(SimSource::new(fake.clone(), ch.chat_id)))
     });
     let cfg = PipelineConfig {
-        limiter: limiter_config(&LimitsConfig::default(), 1, opts.scale),
+        limiter,
         poller: PollerConfig {
             min_interval: Duration::from_millis(100),
             max_interval: Duration::from_millis(300),
@@ -67,6 +79,7 @@ pub(crate) async fn start(store: &Store, fake: &FakeTelegram, opts: Opts) -> Pip
         sender: opts.sender,
         load_chunk: 1000,
         resume_window: Duration::from_secs(3600),
+        sweep_interval: opts.sweep_interval,
     };
     Pipeline::start(store.clone(), bots, factory, opts.dedup, cfg)
         .await

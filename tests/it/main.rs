@@ -27,5 +27,9 @@ mod intake;
 mod ops;
 /// The actor pipeline end to end.
 mod pipeline;
+/// The MTProto reader against the fake data centre.
+mod reader;
+/// `kuryer run` reading channels through reader accounts, as a black box.
+mod reader_run;
 /// The PostgreSQL store.
 mod store;

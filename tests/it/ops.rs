@@ -277,18 +277,50 @@ async fn a_wedged_pipeline_gets_no_more_watchdog_pings() {
 }
 
 #[tokio::test]
-async fn a_revoked_token_stops_the_start_naming_its_bot_not_its_secret() {
+async fn a_refused_token_is_an_error_naming_its_bot_and_only_all_refused_stop_the_start() {
     let db = TestDb::new().await;
     let fake = FakeTelegram::start(FakeLimits::scaled(20.0)).unwrap();
     // Only the first bot exists: the second token is refused (401).
     fake.add_bot(TOKEN);
+
+    // One good, one refused: an ERROR naming bot 6161, and the start goes
+    // on with the other (as a token revoked at run time halts only its bot).
     let notify = NotifySocket::bind();
     let mut extra = notify.env(Duration::from_secs(5));
     extra.push((
         "KURYER_TELEGRAM_BOT_TOKENS",
         format!("[\"{TOKEN}\", \"{REVOKED}\"]"),
     ));
-    let mut daemon = Daemon::start_with(&db.url, &fake, TOKEN, free_port(), 20.0, &extra);
+    let port = free_port();
+    let mut daemon = Daemon::start_with(&db.url, &fake, TOKEN, port, 20.0, &extra);
+    let ready = wait_until(Duration::from_secs(60), async || {
+        notify.position("READY=1").is_some()
+    })
+    .await;
+    assert!(ready, "{}", daemon.log_text());
+    let m = scrape(port).await;
+    assert_eq!(
+        metric(&m, "kuryer_bot_token_revoked", &[("bot_id", "6161")]),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(daemon.terminate(), Some(0));
+    let log = daemon.log_text();
+    let refused: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["error_kind"] == "token_refused")
+        .collect();
+    assert_eq!(refused.len(), 1, "{log}");
+    assert_eq!(refused[0]["level"], "ERROR");
+    assert_eq!(refused[0]["bot_id"], 6161);
+    assert_no_secret(&log);
+
+    // Every token refused: nothing to run, the start fails naming it.
+    let notify = NotifySocket::bind();
+    let mut extra = notify.env(Duration::from_secs(5));
+    extra.push(("KURYER_TELEGRAM_BOT_TOKENS", format!("[\"{REVOKED}\"]")));
+    let mut daemon = Daemon::start_with(&db.url, &fake, REVOKED, free_port(), 20.0, &extra);
     let start = Instant::now();
     let status = loop {
         if let Some(s) = daemon.child.try_wait().unwrap() {
@@ -296,7 +328,7 @@ async fn a_revoked_token_stops_the_start_naming_its_bot_not_its_secret() {
         }
         assert!(
             start.elapsed() < Duration::from_secs(60),
-            "kuryer kept running with a revoked token\n{}",
+            "kuryer kept running with no valid token\n{}",
             daemon.log_text()
         );
         std::thread::sleep(Duration::from_millis(50));

@@ -33,6 +33,7 @@ fn pipeline_config(scale: f64) -> PipelineConfig {
         sender: Default::default(),
         load_chunk: 1000,
         resume_window: Duration::from_secs(3600),
+        sweep_interval: Duration::from_secs(60),
     }
 }
 

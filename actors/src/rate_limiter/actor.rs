@@ -18,8 +18,10 @@ use std::time::Instant;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
+use super::halted::HaltedLanes;
 use super::limits::{LimiterConfig, Limits, SWEEP_INTERVAL};
 use super::schedule::{FloodWait, Schedule, SendOutcome};
+use crate::in_flight::InFlight;
 use crate::metrics_names as names;
 use crate::model::Delivery;
 
@@ -85,6 +87,11 @@ pub struct LimiterStats {
     pub retried: u64,
     /// Times a whole bot was paused by a flood wait.
     pub lane_pauses: u64,
+    /// Bots halted because Telegram refused their token (401).
+    pub halted_lanes: usize,
+    /// Deliveries dropped unsent because their bot is halted (the database
+    /// still owes them; the next start resumes them).
+    pub dropped_halted: u64,
 }
 
 /// The RateLimiter actor.
@@ -98,6 +105,10 @@ pub struct RateLimiter {
     drain_waiters: Vec<oneshot::Sender<()>>,
     halted: bool,
     halt_waiters: Vec<oneshot::Sender<()>>,
+    /// Lanes whose token was refused, shared with the daemon.
+    halted_lanes: Arc<HaltedLanes>,
+    /// Where deliveries dropped by a halted lane are let go.
+    in_flight: Option<Arc<InFlight>>,
 }
 
 impl RateLimiter {
@@ -108,6 +119,7 @@ impl RateLimiter {
         db_backlog: Arc<AtomicUsize>,
     ) -> Self {
         let schedule = Schedule::new(Limits::new(&cfg), Instant::now());
+        let halted_lanes = Arc::new(HaltedLanes::new(&cfg));
         Self {
             cfg,
             schedule,
@@ -118,7 +130,36 @@ impl RateLimiter {
             drain_waiters: Vec::new(),
             halted: false,
             halt_waiters: Vec::new(),
+            halted_lanes,
+            in_flight: None,
         }
+    }
+
+    /// Lets deliveries a halted lane drops go in `in_flight` (they leave
+    /// this process with no outcome).
+    pub fn with_in_flight(mut self, in_flight: Arc<InFlight>) -> Self {
+        self.in_flight = Some(in_flight);
+        self
+    }
+
+    /// The halted flags, for the daemon's readiness and stats.
+    pub fn halted_lanes(&self) -> Arc<HaltedLanes> {
+        self.halted_lanes.clone()
+    }
+
+    /// Lets go of what halted lanes turned away.
+    fn collect_dropped(&mut self) {
+        let dropped = self.schedule.take_dropped();
+        if dropped.is_empty() {
+            return;
+        }
+        if let Some(f) = &self.in_flight {
+            f.release(&dropped);
+        }
+        tracing::debug!(
+            deliveries = dropped.len(),
+            "Dropped deliveries of a halted bot; they stay owed in the database."
+        );
     }
 
     /// One pass: sends what the schedule allows now and sets the timer for
@@ -199,6 +240,7 @@ impl Handler<Enqueue> for RateLimiter {
 
     fn handle(&mut self, msg: Enqueue, ctx: &mut Context<Self>) -> Self::Result {
         self.schedule.enqueue(msg.0, Instant::now());
+        self.collect_dropped();
         self.dispatch(ctx);
         if self.schedule.queued() < self.cfg.queue_capacity {
             Box::pin(async {})
@@ -221,11 +263,23 @@ impl Handler<SendFinished> for RateLimiter {
             SendOutcome::RetryAfter(wait) => wait,
             _ => Default::default(),
         };
+        let revoked = matches!(msg.outcome, SendOutcome::Revoked);
         let flood = self
             .schedule
             .finished(msg.lane, msg.delivery, msg.outcome, Instant::now());
+        if revoked && self.halted_lanes.halt(msg.lane) {
+            let bot_id = self.halted_lanes.bot_id_of(msg.lane);
+            tracing::error!(
+                bot_id,
+                lane = msg.lane,
+                "Telegram refused this bot's token (401): its deliveries are halted \
+                 until kuryer restarts with a valid token; other bots go on."
+            );
+            metrics::gauge!(names::BOT_TOKEN_REVOKED, "bot_id" => bot_id.to_string()).set(1.0);
+        }
+        self.collect_dropped();
         if let Some(scope) = flood {
-            let bot_id = self.cfg.bot_ids.get(msg.lane).copied().unwrap_or_default();
+            let bot_id = self.halted_lanes.bot_id_of(msg.lane);
             let scope = match scope {
                 FloodWait::Lane => "bot",
                 FloodWait::Chat => "chat",
@@ -284,6 +338,8 @@ impl Handler<GetLimiterStats> for RateLimiter {
             retry_after: c.retry_after,
             retried: c.retried,
             lane_pauses: c.lane_pauses,
+            halted_lanes: self.halted_lanes.count(),
+            dropped_halted: c.dropped_halted,
         }
     }
 }

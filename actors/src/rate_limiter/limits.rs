@@ -129,11 +129,17 @@ impl Limits {
     /// The lane of a destination pinned to `bot_id`: that bot's, or the
     /// primary bot's (lane 0) when it is not pinned or the bot is unknown.
     pub(super) fn lane_of(&self, bot_id: Option<i64>) -> usize {
-        bot_id
-            .and_then(|id| self.bot_ids.iter().position(|b| *b == id))
-            .filter(|l| *l < self.lanes)
-            .unwrap_or(0)
+        lane_of(&self.bot_ids, self.lanes, bot_id)
     }
+}
+
+/// The lane of a destination pinned to `bot_id` among `lanes` lanes whose
+/// bot ids are `bot_ids`: that bot's, or lane 0.
+pub(super) fn lane_of(bot_ids: &[i64], lanes: usize, bot_id: Option<i64>) -> usize {
+    bot_id
+        .and_then(|id| bot_ids.iter().position(|b| *b == id))
+        .filter(|l| *l < lanes)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

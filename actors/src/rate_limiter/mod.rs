@@ -5,21 +5,24 @@
 //! |---|---|
 //! | `limits.rs` | [`LimiterConfig`](crate::rate_limiter::LimiterConfig): Telegram's numbers, and the intervals that follow from them |
 //! | `schedule.rs` | the policy as plain data, every step taking `now`: GCRA per bot, arrival window, per-chat spacing, round-robin over channels, flood waits |
+//! | `halted.rs` | [`HaltedLanes`](crate::rate_limiter::HaltedLanes): the bots whose token was refused, shared with the daemon |
 //! | `actor.rs` | [`RateLimiter`](crate::rate_limiter::RateLimiter), the actor: its messages, its timer, back-pressure on `Enqueue` |
 
 mod actor;
+mod halted;
 mod limits;
 mod schedule;
 
 pub use actor::{
     Drain, Enqueue, GetLimiterStats, Halt, LimiterStats, RateLimiter, SendDelivery, SendFinished,
 };
+pub use halted::HaltedLanes;
 pub use limits::LimiterConfig;
 pub use schedule::SendOutcome;
 
 /// Deliveries for the limiter's tests.
 #[cfg(test)]
-mod testing {
+pub(crate) mod testing {
     use std::sync::Arc;
 
     use chrono::Utc;
@@ -27,12 +30,12 @@ mod testing {
     use crate::model::{ActiveSubscription, Delivery, DeliveryMode, DestinationKind, Post};
 
     /// A delivery of a post of `channel` to `chat`, served by the primary bot.
-    pub(super) fn delivery(channel: i64, chat: i64, kind: DestinationKind) -> Delivery {
+    pub(crate) fn delivery(channel: i64, chat: i64, kind: DestinationKind) -> Delivery {
         pinned(channel, chat, kind, None)
     }
 
     /// A delivery to a destination pinned to bot `bot_id`.
-    pub(super) fn pinned(
+    pub(crate) fn pinned(
         channel: i64,
         chat: i64,
         kind: DestinationKind,

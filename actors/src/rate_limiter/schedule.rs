@@ -27,6 +27,13 @@
 //!
 //! A `retry_after` pauses exactly that chat (or, when many chats of one bot
 //! get it at once, that bot) for exactly that long.
+//!
+//! A bot whose token Telegram refused (401) is halted for good: its queued
+//! deliveries leave the queue at once and any later one is turned away on
+//! arrival ([`Schedule::take_dropped`]), so they never count against the
+//! queue's capacity and never hold up another bot. They are dropped with no
+//! outcome: the database keeps owing them, and the next start (with a new
+//! token) resumes them.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -44,6 +51,8 @@ pub enum SendOutcome {
     RetryAfter(Duration),
     /// A transient failure (5xx, network): try again after this backoff.
     Retry(Duration),
+    /// The bot's token was refused (401): its lane halts for good.
+    Revoked,
 }
 
 /// One send the schedule allows: `delivery` on bot `lane`.
@@ -69,6 +78,8 @@ pub(super) struct Counters {
     pub(super) retry_after: u64,
     pub(super) retried: u64,
     pub(super) lane_pauses: u64,
+    /// Deliveries dropped, unsent, because their bot's lane is halted.
+    pub(super) dropped_halted: u64,
 }
 
 struct Chat {
@@ -95,6 +106,8 @@ struct Lane {
     ready: HashMap<i64, VecDeque<i64>>,
     /// Recent 429s: (when, chat).
     recent_429: VecDeque<(Instant, i64)>,
+    /// The token was refused: nothing more is sent on this lane.
+    halted: bool,
 }
 
 /// The queue and the rate state of every lane and chat.
@@ -109,6 +122,8 @@ pub(super) struct Schedule {
     /// The lane served first by the next pass.
     next_lane: usize,
     counters: Counters,
+    /// Deliveries turned away by a halted lane, for the actor to collect.
+    dropped: Vec<Delivery>,
 }
 
 impl Schedule {
@@ -123,6 +138,7 @@ impl Schedule {
                 rr: VecDeque::new(),
                 ready: HashMap::new(),
                 recent_429: VecDeque::new(),
+                halted: false,
             })
             .collect();
         Self {
@@ -134,6 +150,7 @@ impl Schedule {
             in_flight: 0,
             next_lane: 0,
             counters: Counters::default(),
+            dropped: Vec::new(),
         }
     }
 
@@ -166,6 +183,11 @@ impl Schedule {
     fn push(&mut self, d: Delivery, front: bool, now: Instant) {
         let chat_id = d.sub.chat_id;
         let lane = self.limits.lane_of(d.sub.bot_id);
+        if self.lanes[lane].halted {
+            self.counters.dropped_halted += 1;
+            self.dropped.push(d);
+            return;
+        }
         let interval = self
             .limits
             .chat_interval(d.sub.destination_kind.is_group_like());
@@ -268,7 +290,7 @@ impl Schedule {
                     break;
                 }
                 let lane = &mut self.lanes[lane_idx];
-                if lane.rr.is_empty() {
+                if lane.rr.is_empty() || lane.halted {
                     break;
                 }
                 while lane
@@ -386,6 +408,12 @@ impl Schedule {
                 requeue = Some(delivery);
                 now + backoff.max(interval)
             }
+            SendOutcome::Revoked => {
+                self.halt_lane(lane);
+                // `push` turns it away: the lane is halted now.
+                requeue = Some(delivery);
+                now + interval
+            }
         };
         if let Some(d) = requeue {
             self.push(d, true, now);
@@ -396,6 +424,40 @@ impl Schedule {
         }
         self.schedule(chat_id, now);
         flood
+    }
+
+    /// Halts a lane for good: its queued deliveries go to the dropped list,
+    /// and so will every later one. True when it was running until now.
+    pub(super) fn halt_lane(&mut self, lane: usize) -> bool {
+        let Some(l) = self.lanes.get_mut(lane) else {
+            return false;
+        };
+        if l.halted {
+            return false;
+        }
+        l.halted = true;
+        l.rr.clear();
+        l.ready.clear();
+        for chat in self.chats.values_mut().filter(|c| c.lane == lane) {
+            self.queued -= chat.queue.len();
+            self.counters.dropped_halted += chat.queue.len() as u64;
+            self.dropped.extend(chat.queue.drain(..));
+            // Out of the ready lists; one still in the timer heap finds an
+            // empty queue when its time comes.
+            chat.scheduled = false;
+        }
+        true
+    }
+
+    /// True when the lane is halted.
+    #[cfg(test)]
+    pub(super) fn is_halted(&self, lane: usize) -> bool {
+        self.lanes.get(lane).is_some_and(|l| l.halted)
+    }
+
+    /// Deliveries turned away by halted lanes since the last call.
+    pub(super) fn take_dropped(&mut self) -> Vec<Delivery> {
+        std::mem::take(&mut self.dropped)
     }
 
     /// Forgets idle chats whose spacing has run out by `now`, so memory

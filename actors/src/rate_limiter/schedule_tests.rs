@@ -398,3 +398,53 @@ fn idle_chats_are_forgotten_once_their_interval_ran_out() {
     s.sweep(t0 + ms(1000));
     assert_eq!(s.chats_known(), 0);
 }
+
+/// Issue 10, item 6: a 401 used to be retried forever, so the deliveries
+/// of the revoked bot stayed queued (and filled the queue's capacity,
+/// which blocked every poller). Now the lane halts on the first 401: what
+/// it had queued leaves the queue, what comes later is turned away on
+/// arrival, and the other bot keeps its exact pace.
+#[test]
+fn a_revoked_token_halts_its_lane_and_empties_its_queue() {
+    let t0 = Instant::now();
+    let cfg = LimiterConfig {
+        bots: 2,
+        bot_ids: vec![111, 222],
+        ..exact(10.0, 1000.0, 60_000.0)
+    };
+    let mut s = schedule(&cfg, t0);
+    let mut batch: Vec<Delivery> = (1..=3).map(|c| pinned(1, c, Private, Some(222))).collect();
+    batch.extend((11..=13).map(|c| pinned(1, c, Private, Some(111))));
+    s.enqueue(batch, t0);
+    assert_eq!(s.queued(), 6);
+    let log = run(&mut s, t0, ms(10), |d| {
+        if d.sub.bot_id == Some(222) {
+            SendOutcome::Revoked
+        } else {
+            SendOutcome::Done
+        }
+    });
+    // Bot 222 made one request (chat 1, refused at 10 ms); bot 111 sent
+    // its three 100 ms apart, as if nothing had happened.
+    assert_eq!(
+        log,
+        vec![
+            (ms(0), 1, 11),
+            (ms(0), 1, 1),
+            (ms(100), 1, 12),
+            (ms(200), 1, 13)
+        ]
+    );
+    assert!(s.is_halted(1) && !s.is_halted(0));
+    assert_eq!((s.queued(), s.in_flight()), (0, 0));
+    let mut dropped: Vec<i64> = s.take_dropped().iter().map(|d| d.sub.chat_id).collect();
+    dropped.sort_unstable();
+    assert_eq!(dropped, vec![1, 2, 3]);
+    assert_eq!(s.counters().dropped_halted, 3);
+    // Later deliveries of the halted bot never enter the queue.
+    let later = t0 + ms(300);
+    s.enqueue(vec![pinned(1, 4, Private, Some(222))], later);
+    assert_eq!(s.queued(), 0);
+    assert_eq!(s.take_dropped().len(), 1);
+    assert_eq!(s.next_sends(later, 0).0.len(), 0);
+}

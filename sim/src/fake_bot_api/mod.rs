@@ -306,7 +306,7 @@ pub struct FakeStats {
     pub rate_limited_429: u64,
     /// Injected faults applied (each application counts once).
     pub faults_injected: u64,
-    /// 401 answers to unknown tokens.
+    /// 401 answers to unknown or revoked tokens.
     pub unauthorized_401: u64,
     /// Requests per method name; unknown methods count under `"unknown"`.
     pub per_method: BTreeMap<&'static str, u64>,
@@ -363,6 +363,13 @@ impl FakeTelegram {
         if let Some(bot) = st.bots.get_mut(token) {
             bot.webhook = url.map(str::to_owned);
         }
+    }
+
+    /// Revokes a bot's token, as BotFather does: from now on every request
+    /// made with it gets 401 Unauthorized (teloxide: `ApiError::InvalidToken`).
+    /// What the bot already did stays recorded.
+    pub fn revoke_bot(&self, token: &str) {
+        self.shared.lock().revoked.insert(token.to_owned());
     }
 
     /// Creates a channel (a source of posts). Calling it again for the same

@@ -284,7 +284,7 @@ impl Shared {
             let Some((token, _)) = path else {
                 return Reply::not_found();
             };
-            let Some(bot) = st.bots.get(token) else {
+            let Some(bot) = st.bots.get(token).filter(|_| !st.revoked.contains(token)) else {
                 st.counters.unauthorized_401 += 1;
                 return Reply::error(401, "Unauthorized", None);
             };

@@ -32,6 +32,8 @@ pub(super) struct State {
     /// `sendMessage` to a post.
     pub(super) texts: HashMap<String, Vec<(i64, i32)>>,
     pub(super) faults: HashMap<i64, ArmedFault>,
+    /// Tokens revoked (as by BotFather): every request with one gets 401.
+    pub(super) revoked: std::collections::HashSet<String>,
     pub(super) counters: Counters,
     next_request_id: u64,
 }

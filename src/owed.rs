@@ -1,0 +1,401 @@
+//! Deliveries the database owes — recorded posts whose deliveries have no
+//! outcome — and how the running daemon pays them: the start-up resume and
+//! the periodic sweep, both streaming into the rate limiter under its
+//! back-pressure, and the persistence adapter that tells the pipeline's
+//! [`InFlight`] set which outcomes are committed.
+//!
+//! **Resume** (once, at start, in the background: `Pipeline::start` never
+//! waits for it nor fails on it). The channels with an owed delivery are
+//! listed first (one cheap query); every other poller starts at once. The
+//! owed deliveries then stream in channel order, oldest post first, into
+//! the limiter; a held-back channel's poller starts as soon as all its owed
+//! deliveries are queued, so they stay ahead of its newer posts in every
+//! chat. An error is logged and the resume tried again (what it already
+//! queued is held, so it is not queued twice); after [`RESUME_ATTEMPTS`] it
+//! starts the held-back pollers anyway and leaves the rest to the sweep.
+//!
+//! **Sweep** (every `delivery.sweep_interval_s`): recorded posts of the
+//! resume window, at least one interval old, that this process has not
+//! *handled* (see `kuryer_actors::in_flight`), and their owed deliveries that
+//! are not held: a post whose recording committed though its answer was lost
+//! (the poller gave up, the mark had moved) is delivered within an interval
+//! or two, with no restart.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::prelude::*;
+use futures_util::future::BoxFuture;
+use kuryer_actors::backoff::Backoff;
+use kuryer_actors::channel_supervisor::{ChannelSupervisor, StartChannel};
+use kuryer_actors::in_flight::{InFlight, PostKey};
+use kuryer_actors::metrics_names as names;
+use kuryer_actors::model::{ChannelRef, Delivery, DeliveryRecord, Post};
+use kuryer_actors::ports::{PersistError, Persistence};
+use kuryer_actors::rate_limiter::{Enqueue, HaltedLanes, RateLimiter};
+
+use crate::store::{PendingQuery, Store, StoreError};
+
+/// Tries of the start-up resume before the held-back pollers start anyway.
+pub const RESUME_ATTEMPTS: u32 = 5;
+
+/// Posts a sweep reads the owed deliveries of in one cursor.
+const SWEEP_POSTS_PER_QUERY: usize = 1000;
+
+/// The store as the actors' persistence, settling in [`InFlight`] every
+/// delivery whose outcome row is committed.
+pub struct SettlingStore {
+    store: Store,
+    in_flight: Arc<InFlight>,
+}
+
+impl SettlingStore {
+    /// `store`, settling in `in_flight`.
+    pub fn new(store: Store, in_flight: Arc<InFlight>) -> Self {
+        Self { store, in_flight }
+    }
+}
+
+impl Persistence for SettlingStore {
+    fn record_post(&self, post: Arc<Post>) -> BoxFuture<'static, Result<bool, PersistError>> {
+        Persistence::record_post(&self.store, post)
+    }
+
+    fn high_water_mark(&self, channel_id: i64) -> BoxFuture<'static, Result<i64, PersistError>> {
+        Persistence::high_water_mark(&self.store, channel_id)
+    }
+
+    fn write_deliveries(
+        &self,
+        rows: Vec<DeliveryRecord>,
+    ) -> BoxFuture<'static, Result<u64, PersistError>> {
+        let keys = InFlight::settlement(&rows);
+        let write = Persistence::write_deliveries(&self.store, rows);
+        let in_flight = self.in_flight.clone();
+        Box::pin(async move {
+            let n = write.await?;
+            // Committed: a sweep from now on sees these outcomes.
+            in_flight.settle(&keys);
+            Ok(n)
+        })
+    }
+}
+
+/// Pollers held back until their channel's owed deliveries are queued.
+#[derive(Default)]
+pub struct PollerGate {
+    /// Held channel → the channel to start when released (if known).
+    held: Mutex<BTreeMap<i64, Option<ChannelRef>>>,
+}
+
+impl PollerGate {
+    /// Starts `channel`'s poller now, or when its channel is released.
+    pub fn start(&self, supervisor: &Addr<ChannelSupervisor>, channel: ChannelRef) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        match held.get_mut(&channel.channel_id) {
+            Some(slot) => *slot = Some(channel),
+            None => supervisor.do_send(StartChannel(channel)),
+        }
+    }
+
+    fn hold(&self, channels: impl IntoIterator<Item = ChannelRef>) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        for ch in channels {
+            held.insert(ch.channel_id, Some(ch));
+        }
+    }
+
+    /// Starts the held channels whose id is below `below` (all: `None`).
+    fn release(&self, supervisor: &Addr<ChannelSupervisor>, below: Option<i64>) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let rest = match below {
+            Some(id) => held.split_off(&id),
+            None => BTreeMap::new(),
+        };
+        for ch in std::mem::replace(&mut *held, rest).into_values().flatten() {
+            supervisor.do_send(StartChannel(ch));
+        }
+    }
+
+    /// Channels held back now.
+    pub fn held(&self) -> usize {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+/// What the resume and the sweep work with.
+#[derive(Clone)]
+pub struct Owed {
+    /// The database.
+    pub store: Store,
+    /// Where owed deliveries go.
+    pub limiter: Addr<RateLimiter>,
+    /// What this process holds.
+    pub in_flight: Arc<InFlight>,
+    /// Bots whose token was refused: their deliveries stay owed.
+    pub halted: Arc<HaltedLanes>,
+    /// Rows a fetch.
+    pub chunk: usize,
+    /// The resume window (zero: neither resume nor sweep).
+    pub window: Duration,
+    /// How often the sweep runs, and how old a post must be for it.
+    pub sweep_interval: Duration,
+    /// An `ambiguous` outcome counts as none.
+    pub retry_ambiguous: bool,
+    /// Set by the shutdown: no sweep queues anything after it.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Why one pass over owed deliveries stopped.
+#[derive(Debug, thiserror::Error)]
+enum PassError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the rate limiter is gone")]
+    LimiterGone,
+}
+
+impl Owed {
+    /// Runs the start-up resume, then the sweep every interval, on the
+    /// current arbiter. `channels`: the pollers to start (held back per
+    /// channel while the resume runs).
+    pub fn spawn(
+        self,
+        supervisor: Addr<ChannelSupervisor>,
+        gate: Arc<PollerGate>,
+        channels: Vec<ChannelRef>,
+    ) {
+        actix_rt::spawn(async move {
+            let resumed = Arc::new(AtomicBool::new(false));
+            crate::progress::watch_resume(gate.clone(), resumed.clone());
+            self.resume(&supervisor, &gate, channels).await;
+            resumed.store(true, Ordering::Relaxed);
+            if self.window.is_zero() {
+                return;
+            }
+            let mut tick = tokio::time::interval(self.sweep_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if self.stop.load(Ordering::Relaxed) || !self.limiter.connected() {
+                    return;
+                }
+                if let Err(e) = self.sweep().await {
+                    tracing::warn!(error = %e, "Sweep for undelivered posts failed; trying again next interval.");
+                }
+            }
+        });
+    }
+
+    fn since(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now() - chrono::Duration::from_std(self.window).unwrap_or_default()
+    }
+
+    async fn resume(
+        &self,
+        supervisor: &Addr<ChannelSupervisor>,
+        gate: &PollerGate,
+        channels: Vec<ChannelRef>,
+    ) {
+        if self.window.is_zero() {
+            for ch in channels {
+                gate.start(supervisor, ch);
+            }
+            return;
+        }
+        let since = self.since();
+        let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(16));
+        // Which channels wait for their owed deliveries; every other
+        // channel's poller starts now.
+        let mut pending = None;
+        for attempt in 1..=RESUME_ATTEMPTS {
+            match self
+                .store
+                .channels_with_pending(since, self.retry_ambiguous)
+                .await
+            {
+                Ok(p) => {
+                    pending = Some(p.into_iter().collect::<HashSet<i64>>());
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(attempt, error = %e, "Cannot list channels with deliveries to resume; trying again.");
+                    tokio::time::sleep(backoff.delay(attempt)).await;
+                }
+            }
+        }
+        let Some(pending) = pending else {
+            tracing::error!(
+                "Cannot read the deliveries to resume; starting every poller. The periodic sweep delivers them later, possibly after newer posts of their channels."
+            );
+            for ch in channels {
+                gate.start(supervisor, ch);
+            }
+            return;
+        };
+        let (held, free): (Vec<_>, Vec<_>) = channels
+            .into_iter()
+            .partition(|ch| pending.contains(&ch.channel_id));
+        tracing::info!(
+            channels_resuming = held.len(),
+            channels_starting = free.len(),
+            "Resuming deliveries recorded but not sent; starting the other pollers."
+        );
+        gate.hold(held);
+        for ch in free {
+            gate.start(supervisor, ch);
+        }
+        let started = std::time::Instant::now();
+        let mut queued = 0u64;
+        for attempt in 1..=RESUME_ATTEMPTS {
+            let q = PendingQuery {
+                since,
+                posts: None,
+                retry_ambiguous: self.retry_ambiguous,
+            };
+            match self.pass(q, Some((supervisor, gate))).await {
+                Ok((n, _)) => {
+                    queued += n;
+                    tracing::info!(
+                        deliveries = queued,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "Resume queued every delivery recorded but not sent."
+                    );
+                    gate.release(supervisor, None);
+                    return;
+                }
+                Err((n, e)) => {
+                    queued += n;
+                    tracing::warn!(attempt, queued, error = %e, "Resume interrupted; trying again (what is queued stays queued).");
+                    tokio::time::sleep(backoff.delay(attempt)).await;
+                }
+            }
+        }
+        tracing::error!(
+            queued,
+            "Resume gave up; starting the held-back pollers. The periodic sweep delivers the rest, possibly after newer posts of their channels."
+        );
+        gate.release(supervisor, None);
+    }
+
+    /// One periodic sweep: owed deliveries of recent posts not handled.
+    async fn sweep(&self) -> Result<(), StoreError> {
+        let since = self.since();
+        let until = chrono::Utc::now()
+            - chrono::Duration::from_std(self.sweep_interval).unwrap_or_default();
+        self.in_flight.forget_handled_before(since);
+        let posts: Vec<_> = self
+            .store
+            .recent_posts(since, until)
+            .await?
+            .into_iter()
+            .filter(|p| !self.in_flight.is_handled((p.channel_id, p.message_id)))
+            .collect();
+        let mut swept = 0;
+        for batch in posts.chunks(SWEEP_POSTS_PER_QUERY) {
+            let q = PendingQuery {
+                since,
+                posts: Some(batch.iter().map(|p| p.id).collect()),
+                retry_ambiguous: self.retry_ambiguous,
+            };
+            match self.pass(q, None).await {
+                Ok((n, skipped)) => {
+                    swept += n;
+                    // Every owed delivery of these posts is held or was
+                    // committed, or the pass saw none: nothing left to find
+                    // (a halted bot's deliveries keep their post unhandled).
+                    self.in_flight.mark_handled(
+                        batch
+                            .iter()
+                            .map(|p| ((p.channel_id, p.message_id), p.detected_at))
+                            .filter(|(k, _)| !skipped.contains(k)),
+                    );
+                }
+                Err((n, PassError::Store(e))) => {
+                    if n > 0 {
+                        metrics::counter!(names::DELIVERIES_SWEPT_TOTAL).increment(swept + n);
+                    }
+                    return Err(e);
+                }
+                Err((_, PassError::LimiterGone)) => return Ok(()),
+            }
+        }
+        if swept > 0 {
+            metrics::counter!(names::DELIVERIES_SWEPT_TOTAL).increment(swept);
+            tracing::info!(
+                deliveries = swept,
+                "Sweep found deliveries of recorded posts that nothing was sending; queued them."
+            );
+        }
+        Ok(())
+    }
+
+    /// Streams the owed deliveries `q` selects into the limiter: each one
+    /// claimed first (what is held is skipped), a halted bot's left owed.
+    /// With a gate, releases each held channel once the stream is past it.
+    /// Returns how many were queued (also with an error) and the posts with
+    /// deliveries left owed (a halted bot's); marks the others it read handled.
+    async fn pass(
+        &self,
+        q: PendingQuery,
+        gate: Option<(&Addr<ChannelSupervisor>, &PollerGate)>,
+    ) -> Result<(u64, HashSet<PostKey>), (u64, PassError)> {
+        let mark = self.in_flight.begin_sweep();
+        let mut stream = self.store.stream_pending_deliveries(q, self.chunk);
+        let mut queued = 0u64;
+        let mut handled: Vec<(PostKey, chrono::DateTime<chrono::Utc>)> = Vec::new();
+        let mut skipped_posts: HashSet<PostKey> = HashSet::new();
+        let result = loop {
+            let chunk = match stream.next_chunk().await {
+                None => break Ok(()),
+                Some(Err(e)) => break Err(PassError::Store(e)),
+                Some(Ok(c)) => c,
+            };
+            let last_channel = chunk.last().map(|d| d.post.channel_id);
+            let (live, halted): (Vec<Delivery>, Vec<Delivery>) = chunk
+                .into_iter()
+                .partition(|d| !self.halted.is_halted_for(d.sub.bot_id));
+            skipped_posts.extend(halted.iter().map(post_key));
+            for d in &live {
+                let k = post_key(d);
+                if handled.last().map(|(h, _)| *h) != Some(k) {
+                    handled.push((k, d.post.detected_at));
+                }
+            }
+            let claimed = self.in_flight.claim_swept(&mark, live);
+            let n = claimed.len() as u64;
+            if n > 0 {
+                metrics::counter!(names::DELIVERIES_RESUMED_TOTAL).increment(n);
+                // Answered once they are queued and the queue is under its
+                // capacity: the back-pressure that bounds memory.
+                if self.limiter.send(Enqueue(claimed)).await.is_err() {
+                    break Err(PassError::LimiterGone);
+                }
+                queued += n;
+            }
+            // Ordered by channel: every channel below the last one of this
+            // chunk has all its owed deliveries queued.
+            if let (Some((supervisor, gate)), Some(last)) = (gate, last_channel) {
+                gate.release(supervisor, Some(last));
+            }
+        };
+        self.in_flight.end_sweep(mark);
+        if result.is_ok() {
+            self.in_flight.mark_handled(
+                handled
+                    .into_iter()
+                    .filter(|(k, _)| !skipped_posts.contains(k)),
+            );
+        }
+        result
+            .map(|()| (queued, skipped_posts))
+            .map_err(|e| (queued, e))
+    }
+}
+
+fn post_key(d: &Delivery) -> PostKey {
+    (d.post.channel_id, d.post.message_ids[0])
+}

@@ -1,0 +1,61 @@
+//! # The MTProto reader
+//!
+//! Reader accounts (Telegram user accounts, `kuryer login`) read the
+//! channels our bot does not administer, with grammers-client.
+//!
+//! | file | concern |
+//! |---|---|
+//! | `crypto.rs` | auth keys encrypted at rest (AES-256-GCM, `reader.session_key`) |
+//! | `session.rs` | grammers' `Session` kept in PostgreSQL |
+//! | `client.rs` | one account's connection; calls gated by its flood waits, counted |
+//! | `login.rs` | `kuryer login / accounts / logout` |
+//! | `mapping.rs` | grammers messages → `SourceMessage` (entities, albums, media, protected) |
+//! | `pool.rs` | the accounts this process leases, channel assignment, pushed posts, lost accounts |
+//! | `joiner.rs` | joining channels one at a time per account, up to the maximum |
+//! | `resolver.rs` | the resolve queue (`contacts.resolveUsername`, slow, stored for good) |
+//! | `source.rs` | the `ChannelSource`: pushed posts, history from the mark, polling |
+
+/// One account's connection and its flood-wait gate.
+pub mod client;
+/// Auth keys encrypted at rest.
+pub mod crypto;
+/// Joining channels, spread over time.
+mod joiner;
+/// Login, listing and logout of reader accounts.
+pub mod login;
+/// Telegram messages into kuryer's source messages.
+pub mod mapping;
+/// The account pool: leases, assignment, pushed posts, lost accounts.
+pub mod pool;
+/// The resolve queue.
+pub mod resolver;
+/// The MTProto `ChannelSource`.
+pub mod source;
+
+pub use pool::{ReaderEvents, ReaderPool};
+pub use source::MtprotoSource;
+/// grammers' session in PostgreSQL.
+pub mod session;
+
+use crate::config::Config;
+use crate::store::{Store, StoreError, migrate};
+
+/// Why the reader's commands could not reach their database.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Migrations.
+    #[error(transparent)]
+    Migrate(#[from] migrate::MigrateError),
+}
+
+/// The store of `kuryer login / accounts / logout`, schema applied (the
+/// same migrations `kuryer run` applies at start).
+pub async fn open_store(cfg: &Config) -> Result<Store, OpenError> {
+    migrate::create_database_if_missing(&cfg.database).await?;
+    let store = Store::new(&cfg.database)?;
+    migrate::apply(&store, migrate::MIGRATIONS).await?;
+    Ok(store)
+}

@@ -1,0 +1,572 @@
+//! The account pool: every signed-in account this process holds a lease
+//! on, the channels assigned to each (balanced, at most
+//! `reader.max_channels_per_account` joined), the pushed posts waiting for
+//! their poller, and what happens when an account is lost.
+//!
+//! - **Leases**: an account is used only under its lease in PostgreSQL
+//!   (`take_lease` / `renew_lease` every third of `reader.lease_ttl_s`,
+//!   with a generation). A lease that cannot be renewed (another process
+//!   took it after it ran out) drops the account here at once.
+//! - **Assignment**: a channel is given, when first read, to the live
+//!   account with the fewest channels; it stays there (the database
+//!   remembers) while that account lives. Each account joins its channels
+//!   one at a time, `reader.join_interval_ms` apart, up to the maximum; the
+//!   rest are polled with getHistory every `reader.poll_interval_s`.
+//! - **Lost accounts** (session revoked, deauthorised, banned, key used
+//!   elsewhere): ERROR in the log, the account marked `lost`, its channels
+//!   handed to the others; each is caught up from its high-water mark.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use grammers_client::sender::UpdatesConfiguration;
+use grammers_client::tl;
+use kuryer_actors::model::{ChannelRef, SourceMessage};
+use tokio::time::Instant;
+
+use super::client::{AccountClient, CallError};
+use super::crypto::SessionCipher;
+use super::mapping;
+use super::session::PgSession;
+use crate::config::Config;
+use crate::store::{ReaderChannel, Store};
+
+/// What the pool tells the daemon.
+pub trait ReaderEvents: Send + Sync {
+    /// Posts of this channel are waiting: poll it now.
+    fn wake(&self, channel_id: i64);
+    /// A channel was resolved: start reading it.
+    fn resolved(&self, channel: ChannelRef);
+}
+
+/// Metric: posts pushed to reader accounts.
+pub const PUSHED_TOTAL: &str = "kuryer_reader_pushed_posts_total";
+/// Metric: edits and deletions seen, by kind.
+pub const CHANGES_TOTAL: &str = "kuryer_reader_changes_total";
+/// Metric: reader accounts lost.
+pub const LOST_TOTAL: &str = "kuryer_reader_accounts_lost_total";
+
+pub(super) struct Live {
+    pub(super) client: Arc<AccountClient>,
+    generation: i64,
+    /// Channels it may join at most (lowered on CHANNELS_TOO_MUCH).
+    capacity: usize,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// One channel as the pool reads it.
+pub(super) struct ChanState {
+    pub(super) info: ReaderChannel,
+    pub(super) account: Option<String>,
+    pub(super) joined: bool,
+    /// Joining failed for good (private, banned): polled instead.
+    pub(super) join_failed: bool,
+    /// Pushed messages not yet read by the poller.
+    pub(super) buffer: BTreeMap<i32, SourceMessage>,
+    /// Every message up to this id has been seen (history or contiguous pushes).
+    pub(super) verified: i32,
+    /// When the history was last read.
+    pub(super) last_history: Option<Instant>,
+}
+
+pub(super) struct Inner {
+    pub(super) store: Store,
+    pub(super) cfg: crate::config::ReaderConfig,
+    pub(super) api_id: i32,
+    holder: String,
+    pub(super) accounts: Mutex<BTreeMap<String, Live>>,
+    pub(super) channels: Mutex<HashMap<i64, ChanState>>,
+    by_bare: Mutex<HashMap<i64, i64>>,
+    pub(super) events: OnceLock<Arc<dyn ReaderEvents>>,
+    background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// The reader accounts of this process.
+#[derive(Clone)]
+pub struct ReaderPool(pub(super) Arc<Inner>);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl ReaderPool {
+    /// Takes the lease of every active account it can and connects them.
+    /// An account another process holds is skipped (logged); with no
+    /// session key, none is used (logged at ERROR when accounts exist).
+    pub async fn start(store: Store, cfg: &Config, holder: String) -> Self {
+        let inner = Arc::new(Inner {
+            store: store.clone(),
+            cfg: cfg.reader.clone(),
+            api_id: cfg.telegram.api_id,
+            holder,
+            accounts: Mutex::new(BTreeMap::new()),
+            channels: Mutex::new(HashMap::new()),
+            by_bare: Mutex::new(HashMap::new()),
+            events: OnceLock::new(),
+            background: Mutex::new(Vec::new()),
+        });
+        let pool = Self(inner);
+        // The queue runs whatever the accounts: it waits while there are none.
+        let resolver = tokio::spawn(super::resolver::run(Arc::downgrade(&pool.0)));
+        lock(&pool.0.background).push(resolver);
+        let names: Vec<String> = match store.reader_accounts().await {
+            Ok(rows) => rows
+                .into_iter()
+                .filter(|r| r.status == "active")
+                .map(|r| r.name)
+                .collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot list reader accounts; reading no channels over MTProto.");
+                return pool;
+            }
+        };
+        if names.is_empty() {
+            return pool;
+        }
+        let cipher = match SessionCipher::new(cfg.reader.session_key.as_ref()) {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                tracing::error!(error = %e, "Reader accounts exist but their sessions cannot be opened.");
+                return pool;
+            }
+        };
+        for name in names {
+            pool.add_account(&cipher, &name).await;
+        }
+        pool
+    }
+
+    async fn add_account(&self, cipher: &Arc<SessionCipher>, name: &str) {
+        let ttl = Duration::from_secs(self.0.cfg.lease_ttl_s);
+        let generation = match self.0.store.take_lease(name, &self.0.holder, ttl).await {
+            Ok(Some(g)) => g,
+            Ok(None) => {
+                tracing::warn!(
+                    account = name,
+                    "Reader account is leased by another kuryer process; not using it."
+                );
+                return;
+            }
+            Err(e) => {
+                tracing::error!(account = name, error = %e, "Cannot take the reader account's lease.");
+                return;
+            }
+        };
+        let session = match PgSession::load(self.0.store.clone(), Arc::clone(cipher), name).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(account = name, error = %e, "Cannot open the reader account's session.");
+                return;
+            }
+        };
+        let connected = AccountClient::connect(
+            session,
+            self.0.api_id,
+            self.0.cfg.updates_capacity,
+            self.0.cfg.history_per_second,
+        );
+        let client = connected.account;
+        let tasks = vec![
+            tokio::spawn(update_loop(
+                Arc::downgrade(&self.0),
+                Arc::clone(&client),
+                connected.updates,
+            )),
+            tokio::spawn(heartbeat(
+                Arc::downgrade(&self.0),
+                name.to_owned(),
+                generation,
+            )),
+            tokio::spawn(super::joiner::run(Arc::downgrade(&self.0), name.to_owned())),
+        ];
+        tracing::info!(account = name, generation, "Reader account connected.");
+        lock(&self.0.accounts).insert(
+            name.to_owned(),
+            Live {
+                client,
+                generation,
+                capacity: self.0.cfg.max_channels_per_account as usize,
+                tasks,
+            },
+        );
+    }
+
+    /// Where the daemon hears of pushed posts and resolved channels.
+    pub fn set_events(&self, events: Arc<dyn ReaderEvents>) {
+        let _ = self.0.events.set(events);
+    }
+
+    /// Names of the accounts in use.
+    pub fn live_accounts(&self) -> Vec<String> {
+        lock(&self.0.accounts).keys().cloned().collect()
+    }
+
+    /// Gives every lease back and disconnects (at shutdown).
+    pub async fn close(&self) {
+        for t in std::mem::take(&mut *lock(&self.0.background)) {
+            t.abort();
+        }
+        let live: Vec<(String, Live)> = std::mem::take(&mut *lock(&self.0.accounts))
+            .into_iter()
+            .collect();
+        for (name, l) in live {
+            for t in &l.tasks {
+                t.abort();
+            }
+            l.client.close().await;
+            if let Err(e) = self
+                .0
+                .store
+                .release_lease(&name, &self.0.holder, l.generation)
+                .await
+            {
+                tracing::warn!(account = name, error = %e, "Could not release the lease; it runs out by itself.");
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// The channel's state, loaded and assigned on first use. `None` when
+    /// the channel is not resolved.
+    pub(super) async fn ensure_channel(
+        self: &Arc<Self>,
+        channel: &ChannelRef,
+    ) -> Result<(), crate::store::StoreError> {
+        if lock(&self.channels).contains_key(&channel.channel_id) {
+            return Ok(());
+        }
+        let Some(info) = self.store.reader_channel(channel.channel_id).await? else {
+            return Ok(());
+        };
+        let assigned = self
+            .store
+            .reader_assignments()
+            .await?
+            .into_iter()
+            .find(|a| a.channel_id == channel.channel_id);
+        lock(&self.by_bare).insert(info.bare_id, channel.channel_id);
+        lock(&self.channels)
+            .entry(channel.channel_id)
+            .or_insert_with(|| ChanState {
+                info,
+                account: assigned.as_ref().map(|a| a.account.clone()),
+                joined: assigned.is_some_and(|a| a.joined),
+                join_failed: false,
+                buffer: BTreeMap::new(),
+                verified: 0,
+                last_history: None,
+            });
+        Ok(())
+    }
+
+    /// The live account reading `channel_id`, assigning one when it has
+    /// none (or its account is gone): the live account with the fewest channels.
+    pub(super) async fn account_for(
+        self: &Arc<Self>,
+        channel_id: i64,
+    ) -> Option<Arc<AccountClient>> {
+        let (current, bare, hash) = {
+            let ch = lock(&self.channels);
+            let st = ch.get(&channel_id)?;
+            (st.account.clone(), st.info.bare_id, st.info.access_hash)
+        };
+        if let Some(name) = &current
+            && let Some(l) = lock(&self.accounts).get(name)
+        {
+            return Some(Arc::clone(&l.client));
+        }
+        let chosen = {
+            let accounts = lock(&self.accounts);
+            let ch = lock(&self.channels);
+            let mut load: HashMap<&str, usize> = accounts.keys().map(|k| (k.as_str(), 0)).collect();
+            for st in ch.values() {
+                if let Some(a) = st.account.as_deref()
+                    && let Some(n) = load.get_mut(a)
+                {
+                    *n += 1;
+                }
+            }
+            load.into_iter()
+                .min_by_key(|(name, n)| (*n, *name))
+                .map(|(name, _)| name.to_owned())?
+        };
+        if let Err(e) = self.store.assign_channel(channel_id, &chosen).await {
+            tracing::warn!(channel_id, error = %e, "Cannot record the channel's reader account.");
+            return None;
+        }
+        let client = {
+            let mut ch = lock(&self.channels);
+            let st = ch.get_mut(&channel_id)?;
+            st.account = Some(chosen.clone());
+            st.joined = false;
+            Arc::clone(&lock(&self.accounts).get(&chosen)?.client)
+        };
+        client.session().know_channel(bare, hash);
+        tracing::debug!(
+            channel_id,
+            account = chosen,
+            "Channel assigned to a reader account."
+        );
+        Some(client)
+    }
+
+    /// How many channels `account` may still join.
+    pub(super) fn join_room(&self, account: &str) -> usize {
+        let cap = lock(&self.accounts).get(account).map_or(0, |l| l.capacity);
+        let joined = lock(&self.channels)
+            .values()
+            .filter(|s| s.joined && s.account.as_deref() == Some(account))
+            .count();
+        cap.saturating_sub(joined)
+    }
+
+    /// Telegram says the account is full: it joins no more.
+    pub(super) fn account_full(&self, account: &str) {
+        let joined = lock(&self.channels)
+            .values()
+            .filter(|s| s.joined && s.account.as_deref() == Some(account))
+            .count();
+        if let Some(l) = lock(&self.accounts).get_mut(account) {
+            l.capacity = joined;
+        }
+    }
+
+    /// The next channel `account` should join: assigned to it, not joined.
+    pub(super) fn next_to_join(&self, account: &str) -> Option<(i64, i64, i64)> {
+        lock(&self.channels)
+            .iter()
+            .filter(|(_, s)| !s.joined && !s.join_failed && s.account.as_deref() == Some(account))
+            .map(|(id, s)| (*id, s.info.bare_id, s.info.access_hash))
+            .min()
+    }
+
+    pub(super) fn mark_joined(&self, channel_id: i64) {
+        if let Some(s) = lock(&self.channels).get_mut(&channel_id) {
+            s.joined = true;
+        }
+    }
+
+    /// A join that failed for good: the channel stays polled by its account.
+    pub(super) fn mark_joined_failed(&self, channel_id: i64) {
+        if let Some(s) = lock(&self.channels).get_mut(&channel_id) {
+            s.join_failed = true;
+        }
+    }
+
+    pub(super) fn live_names(&self) -> Vec<String> {
+        lock(&self.accounts).keys().cloned().collect()
+    }
+
+    pub(super) fn client(&self, account: &str) -> Option<Arc<AccountClient>> {
+        lock(&self.accounts)
+            .get(account)
+            .map(|l| Arc::clone(&l.client))
+    }
+
+    /// A pushed post: into its channel's buffer, and its poller woken.
+    fn pushed(&self, bare_id: i64, message: &tl::enums::Message) {
+        let Some(channel_id) = lock(&self.by_bare).get(&bare_id).copied() else {
+            return;
+        };
+        let woke = {
+            let mut ch = lock(&self.channels);
+            let Some(st) = ch.get_mut(&channel_id) else {
+                return;
+            };
+            match mapping::source_message(message, st.info.protected) {
+                Some(m) => {
+                    st.buffer.insert(m.id, m);
+                    true
+                }
+                None => {
+                    // A service message still takes an id: not a gap.
+                    if let tl::enums::Message::Service(s) = message
+                        && s.id == st.verified + 1
+                    {
+                        st.verified = s.id;
+                    }
+                    false
+                }
+            }
+        };
+        if woke {
+            metrics::counter!(PUSHED_TOTAL).increment(1);
+            if let Some(ev) = self.events.get() {
+                ev.wake(channel_id);
+            }
+        }
+    }
+
+    /// The account's session was ended by Telegram: ERROR, marked lost,
+    /// its channels handed to the others.
+    pub(super) async fn lost(self: &Arc<Self>, account: &str, reason: &str) {
+        let Some(live) = lock(&self.accounts).remove(account) else {
+            return;
+        };
+        metrics::counter!(LOST_TOTAL).increment(1);
+        tracing::error!(
+            account,
+            reason,
+            "Reader account lost: Telegram ended its session. Its channels move to the other accounts; log it in again with kuryer login."
+        );
+        if let Err(e) = self
+            .store
+            .end_reader_session(account, "lost", Some(reason))
+            .await
+        {
+            tracing::error!(account, error = %e, "Cannot record the lost reader account.");
+        }
+        self.release_channels(account);
+        for t in &live.tasks {
+            t.abort();
+        }
+    }
+
+    /// The lease went to another process: stop using the account here.
+    async fn lease_lost(self: &Arc<Self>, account: &str) {
+        let Some(live) = lock(&self.accounts).remove(account) else {
+            return;
+        };
+        tracing::error!(
+            account,
+            "Reader account's lease was taken by another process; this one stops using it."
+        );
+        self.release_channels(account);
+        live.client.close().await;
+        for t in &live.tasks {
+            t.abort();
+        }
+    }
+
+    /// Channels of a departed account: unassigned, to be caught up from
+    /// their marks by whichever account takes them.
+    fn release_channels(&self, account: &str) {
+        let moved: Vec<i64> = {
+            let mut ch = lock(&self.channels);
+            ch.iter_mut()
+                .filter(|(_, s)| s.account.as_deref() == Some(account))
+                .map(|(id, s)| {
+                    s.account = None;
+                    s.joined = false;
+                    s.verified = 0;
+                    s.last_history = None;
+                    s.buffer.clear();
+                    *id
+                })
+                .collect()
+        };
+        if let Some(ev) = self.events.get() {
+            for id in moved {
+                ev.wake(id);
+            }
+        }
+    }
+}
+
+/// Pushed updates of one account, into the channels' buffers.
+async fn update_loop(
+    pool: std::sync::Weak<Inner>,
+    client: Arc<AccountClient>,
+    updates: tokio::sync::mpsc::Receiver<grammers_client::session::updates::UpdatesLike>,
+) {
+    let name = client.name().to_owned();
+    let mut stream = match client
+        .client()
+        .stream_updates(updates, UpdatesConfiguration { catch_up: true })
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(account = name, error = %e, "Cannot stream the reader account's updates.");
+            return;
+        }
+    };
+    loop {
+        let next = stream.next_raw().await;
+        let Some(pool) = pool.upgrade() else { return };
+        match next {
+            Ok((update, _, _)) => match update {
+                tl::enums::Update::NewChannelMessage(u) => {
+                    if let Some(bare) = channel_of(&u.message) {
+                        pool.pushed(bare, &u.message);
+                    }
+                }
+                tl::enums::Update::EditChannelMessage(_) => {
+                    metrics::counter!(CHANGES_TOTAL, "kind" => "edit").increment(1);
+                }
+                tl::enums::Update::DeleteChannelMessages(_) => {
+                    metrics::counter!(CHANGES_TOTAL, "kind" => "delete").increment(1);
+                }
+                _ => {}
+            },
+            Err(e) => {
+                let e = super::client::classify("updates", e);
+                if let CallError::Lost(reason) = &e {
+                    pool.lost(&name, reason).await;
+                    return;
+                }
+                tracing::warn!(account = name, error = %e, "Reader update stream failed; resuming.");
+                drop(pool);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+fn channel_of(m: &tl::enums::Message) -> Option<i64> {
+    let peer = match m {
+        tl::enums::Message::Message(m) => &m.peer_id,
+        tl::enums::Message::Service(m) => &m.peer_id,
+        tl::enums::Message::Empty(_) => return None,
+    };
+    match peer {
+        tl::enums::Peer::Channel(c) => Some(c.channel_id),
+        _ => None,
+    }
+}
+
+/// Renews the account's lease every third of its TTL, stores the update
+/// state and checks the session is alive; a lease that cannot be renewed
+/// ends the account here, a session Telegram ended is lost.
+async fn heartbeat(pool: std::sync::Weak<Inner>, account: String, generation: i64) {
+    loop {
+        let Some(p) = pool.upgrade() else { return };
+        let ttl = Duration::from_secs(p.cfg.lease_ttl_s);
+        drop(p);
+        tokio::time::sleep(ttl / 3).await;
+        let Some(p) = pool.upgrade() else { return };
+        match p
+            .store
+            .renew_lease(&account, &p.holder, generation, ttl)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                p.lease_lost(&account).await;
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(account, error = %e, "Cannot renew the reader lease; trying again.")
+            }
+        }
+        let Some(c) = p.client(&account) else { return };
+        if let Err(e) = c.session().flush().await {
+            tracing::warn!(account, error = %e, "Cannot store the update state.");
+        }
+        // A session Telegram ended shows only on a call; an account whose
+        // channels are all quiet makes none, so the heartbeat asks.
+        match c
+            .call("updates.getState", &tl::functions::updates::GetState {})
+            .await
+        {
+            Err(CallError::Lost(reason)) => {
+                p.lost(&account, &reason).await;
+                return;
+            }
+            Err(e) => tracing::debug!(account, error = %e, "Reader heartbeat call failed."),
+            Ok(_) => {}
+        }
+    }
+}

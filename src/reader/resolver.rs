@@ -1,0 +1,154 @@
+//! The resolve queue: channels added by name wait (`pending`) until a
+//! reader account looks them up with `contacts.resolveUsername` — one look-up
+//! every `reader.resolve_interval_ms` over all accounts, because it earns
+//! Telegram's longest flood waits. The answer is stored for good: the id,
+//! access hash and title of a broadcast channel (read by id from then on,
+//! whatever it is renamed to), or `invalid` (no such name), `private`, or
+//! `not_a_channel` (a user, bot or group). A flood wait puts the name off
+//! for exactly that long; no account, or no answer, for a minute.
+
+use std::sync::Weak;
+use std::time::Duration;
+
+use grammers_client::tl;
+
+use super::client::CallError;
+use super::pool::Inner;
+use crate::store::{FoundChannel, PendingChannel, Unresolvable};
+
+const METHOD: &str = "contacts.resolveUsername";
+
+/// Metric: look-ups by outcome.
+pub const RESOLVED_TOTAL: &str = "kuryer_reader_resolved_total";
+
+/// Runs the queue until the pool goes.
+pub(super) async fn run(pool: Weak<Inner>) {
+    let mut turn = 0usize;
+    loop {
+        let Some(p) = pool.upgrade() else { return };
+        let interval = Duration::from_millis(p.cfg.resolve_interval_ms);
+        // Nothing is resolved before the daemon listens: a resolved channel
+        // must be started.
+        let ready = p.events.get().is_some() && !p.live_names().is_empty();
+        match if ready {
+            p.store.next_pending_channel().await
+        } else {
+            Ok(None)
+        } {
+            Ok(Some(pending)) => {
+                turn += 1;
+                resolve_one(&p, &pending, turn).await;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "Cannot read the resolve queue."),
+        }
+        drop(p);
+        tokio::time::sleep(interval).await;
+    }
+}
+
+async fn resolve_one(p: &std::sync::Arc<Inner>, pending: &PendingChannel, turn: usize) {
+    let postpone = |wait: Duration| {
+        let at = chrono::Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+        p.store.postpone_resolve(pending.channel_id, at)
+    };
+    // The accounts in turn, skipping those in a flood wait on this method.
+    let names = p.live_names();
+    let client = (0..names.len())
+        .map(|i| &names[(turn + i) % names.len()])
+        .filter_map(|n| p.client(n))
+        .find(|c| c.paused_for(METHOD).is_none());
+    let Some(client) = client else {
+        let _ = postpone(Duration::from_secs(60)).await;
+        return;
+    };
+    let request = tl::functions::contacts::ResolveUsername {
+        username: pending.username.clone(),
+        referer: None,
+    };
+    let outcome = match client.call(METHOD, &request).await {
+        Ok(tl::enums::contacts::ResolvedPeer::Peer(found)) => classify(&found),
+        Err(e)
+            if matches!(
+                e.rpc_name(),
+                Some("USERNAME_NOT_OCCUPIED" | "USERNAME_INVALID")
+            ) =>
+        {
+            Err(Unresolvable::Invalid)
+        }
+        Err(e) if e.rpc_name() == Some("CHANNEL_PRIVATE") => Err(Unresolvable::Private),
+        Err(CallError::FloodWait { wait, .. }) => {
+            let _ = postpone(wait).await;
+            return;
+        }
+        Err(CallError::Lost(reason)) => {
+            p.lost(client.name(), &reason).await;
+            let _ = postpone(Duration::from_secs(1)).await;
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(channel = pending.username, error = %e, "Resolving the channel failed; trying again later.");
+            let _ = postpone(Duration::from_secs(60)).await;
+            return;
+        }
+    };
+    match outcome {
+        Ok(found) => match p.store.channel_resolved(pending.channel_id, &found).await {
+            Ok(channel) => {
+                metrics::counter!(RESOLVED_TOTAL, "outcome" => "active").increment(1);
+                tracing::info!(
+                    channel = pending.username,
+                    channel_id = channel.channel_id,
+                    "Channel resolved."
+                );
+                if let Some(ev) = p.events.get() {
+                    ev.resolved(channel);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(channel = pending.username, error = %e, "Cannot store the resolved channel.")
+            }
+        },
+        Err(why) => {
+            metrics::counter!(RESOLVED_TOTAL, "outcome" => why.as_str()).increment(1);
+            tracing::info!(
+                channel = pending.username,
+                status = why.as_str(),
+                "Channel name does not lead to a readable channel."
+            );
+            if let Err(e) = p.store.channel_unresolvable(pending.channel_id, why).await {
+                tracing::warn!(channel = pending.username, error = %e, "Cannot store the channel's status.");
+            }
+        }
+    }
+}
+
+/// What a resolved name is.
+pub fn classify(found: &tl::types::contacts::ResolvedPeer) -> Result<FoundChannel, Unresolvable> {
+    let tl::enums::Peer::Channel(peer) = &found.peer else {
+        return Err(Unresolvable::NotAChannel);
+    };
+    for chat in &found.chats {
+        match chat {
+            tl::enums::Chat::Channel(c) if c.id == peer.channel_id => {
+                if !c.broadcast || c.megagroup {
+                    return Err(Unresolvable::NotAChannel);
+                }
+                let Some(access_hash) = c.access_hash else {
+                    return Err(Unresolvable::Private);
+                };
+                return Ok(FoundChannel {
+                    bare_id: c.id,
+                    access_hash,
+                    title: c.title.clone(),
+                    protected: c.noforwards,
+                });
+            }
+            tl::enums::Chat::ChannelForbidden(c) if c.id == peer.channel_id => {
+                return Err(Unresolvable::Private);
+            }
+            _ => {}
+        }
+    }
+    Err(Unresolvable::Invalid)
+}

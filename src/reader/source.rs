@@ -1,0 +1,234 @@
+//! The MTProto `ChannelSource`: what a channel's poller reads when our bot
+//! does not administer the channel.
+//!
+//! A joined channel's posts arrive pushed (grammers fills pts gaps with
+//! getChannelDifference) and wait in its buffer; the poller is woken and
+//! reads them from there. The history (`messages.getHistory` with `min_id`
+//! = the high-water mark, oldest first) is read instead when the pushes
+//! cannot be trusted to be complete: on the first read after a start (what
+//! was posted while kuryer was down), when the ids pushed leave a gap (a
+//! push lost, a `channelDifferenceTooLong`, which hands grammers no
+//! messages), after the channel changed account, and once every
+//! `reader.verify_interval_s` of silence. A channel no account could join
+//! is read from its history every `reader.poll_interval_s`, within the
+//! account's getHistory pace.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::LocalBoxFuture;
+use grammers_client::tl;
+use kuryer_actors::model::{ChannelRef, SourceMessage};
+use kuryer_actors::ports::{ChannelSource, SourceError};
+use tokio::time::Instant;
+
+use super::client::CallError;
+use super::mapping;
+use super::pool::{Inner, ReaderPool};
+
+/// The source of one channel.
+pub struct MtprotoSource {
+    pool: Arc<Inner>,
+    channel: ChannelRef,
+}
+
+impl ReaderPool {
+    /// The source of a channel read over MTProto.
+    pub fn source(&self, channel: &ChannelRef) -> MtprotoSource {
+        MtprotoSource {
+            pool: Arc::clone(&self.0),
+            channel: channel.clone(),
+        }
+    }
+}
+
+fn transient(message: impl Into<String>, retry_after: Option<Duration>) -> SourceError {
+    SourceError::Transient {
+        message: message.into(),
+        retry_after,
+    }
+}
+
+/// What one read decided, under the pool's lock.
+enum Plan {
+    /// Return these (pushed, contiguous from the mark).
+    Buffered(Vec<SourceMessage>),
+    /// Read the history from the mark.
+    History,
+    /// Nothing to do yet.
+    Nothing,
+}
+
+impl MtprotoSource {
+    fn plan(&self, after: i32, limit: usize) -> Option<Plan> {
+        let cfg = &self.pool.cfg;
+        let mut channels = self
+            .pool
+            .channels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let st = channels.get_mut(&self.channel.channel_id)?;
+        st.buffer.retain(|&id, _| id > after);
+        let now = Instant::now();
+        let checked_recently = |every: u64| {
+            st.last_history
+                .is_some_and(|t| now.duration_since(t) < Duration::from_secs(every))
+        };
+        if !st.joined {
+            return Some(if checked_recently(cfg.poll_interval_s) {
+                Plan::Nothing
+            } else {
+                Plan::History
+            });
+        }
+        if st.verified < after || st.last_history.is_none() {
+            return Some(Plan::History);
+        }
+        let mut v = st.verified.max(after);
+        let mut out = Vec::new();
+        for (&id, m) in &st.buffer {
+            if id != v + 1 || out.len() >= limit {
+                break;
+            }
+            v = id;
+            out.push(m.clone());
+        }
+        let gap = st.buffer.keys().any(|&id| id > v);
+        st.verified = v;
+        if !out.is_empty() {
+            return Some(Plan::Buffered(out));
+        }
+        Some(if gap || !checked_recently(cfg.verify_interval_s) {
+            Plan::History
+        } else {
+            Plan::Nothing
+        })
+    }
+
+    async fn history(&self, after: i32, limit: usize) -> Result<Vec<SourceMessage>, SourceError> {
+        let client = self
+            .pool
+            .account_for(self.channel.channel_id)
+            .await
+            .ok_or_else(|| {
+                transient(
+                    "no reader account is available",
+                    Some(Duration::from_secs(30)),
+                )
+            })?;
+        let (bare, hash, protected) = {
+            let channels = self
+                .pool
+                .channels
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let st = channels
+                .get(&self.channel.channel_id)
+                .ok_or_else(|| transient("channel unknown", None))?;
+            (st.info.bare_id, st.info.access_hash, st.info.protected)
+        };
+        let limit = i32::try_from(limit.clamp(1, 100)).unwrap_or(100);
+        // Oldest first from the mark: offset just above it, stepped back by
+        // the limit, so a backlog longer than one page is read in order.
+        let request = tl::functions::messages::GetHistory {
+            peer: tl::types::InputPeerChannel {
+                channel_id: bare,
+                access_hash: hash,
+            }
+            .into(),
+            offset_id: after + 1,
+            offset_date: 0,
+            add_offset: -limit,
+            limit,
+            max_id: 0,
+            min_id: after,
+            hash: 0,
+        };
+        let answer = match client.history(&request).await {
+            Ok(a) => a,
+            Err(CallError::FloodWait { wait, .. }) => {
+                return Err(transient("flood wait on messages.getHistory", Some(wait)));
+            }
+            Err(CallError::Lost(reason)) => {
+                self.pool.lost(client.name(), &reason).await;
+                return Err(transient(
+                    format!("reader account lost: {reason}"),
+                    Some(Duration::from_secs(1)),
+                ));
+            }
+            Err(e @ CallError::Rpc { .. })
+                if matches!(e.rpc_name(), Some("CHANNEL_PRIVATE" | "CHANNEL_INVALID")) =>
+            {
+                return Err(SourceError::Gone(e.to_string()));
+            }
+            Err(e) => return Err(transient(e.to_string(), None)),
+        };
+        let messages = match answer {
+            tl::enums::messages::Messages::Messages(m) => m.messages,
+            tl::enums::messages::Messages::Slice(m) => m.messages,
+            tl::enums::messages::Messages::ChannelMessages(m) => m.messages,
+            tl::enums::messages::Messages::NotModified(_) => Vec::new(),
+        };
+        let max_id = messages
+            .iter()
+            .map(|m| match m {
+                tl::enums::Message::Message(m) => m.id,
+                tl::enums::Message::Service(m) => m.id,
+                tl::enums::Message::Empty(m) => m.id,
+            })
+            .max()
+            .unwrap_or(after);
+        let full = messages.len() >= usize::try_from(limit).unwrap_or(100);
+        let mut out: Vec<SourceMessage> = messages
+            .iter()
+            .filter_map(|m| mapping::source_message(m, protected))
+            .filter(|m| m.id > after)
+            .collect();
+        out.sort_by_key(|m| m.id);
+        {
+            let mut channels = self
+                .pool
+                .channels
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(st) = channels.get_mut(&self.channel.channel_id) {
+                // A full page may have more behind it: the next read goes
+                // to the history again; verified only as far as it reached.
+                st.last_history = (!full).then(Instant::now);
+                st.verified = st.verified.max(max_id);
+                for m in &out {
+                    st.buffer.remove(&m.id);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl ChannelSource for MtprotoSource {
+    fn fetch(
+        &mut self,
+        after: i32,
+        limit: usize,
+    ) -> LocalBoxFuture<'_, Result<Vec<SourceMessage>, SourceError>> {
+        Box::pin(async move {
+            if let Err(e) = self.pool.ensure_channel(&self.channel).await {
+                return Err(transient(e.to_string(), None));
+            }
+            let plan = self
+                .plan(after, limit)
+                .ok_or_else(|| SourceError::Gone("the channel is not resolved".to_owned()))?;
+            let messages = match plan {
+                Plan::Buffered(m) => m,
+                Plan::Nothing => return Ok(Vec::new()),
+                Plan::History => self.history(after, limit).await?,
+            };
+            // No relay channel: media go out as text with a link.
+            let username = self.channel.username.as_deref();
+            Ok(messages
+                .into_iter()
+                .map(|m| mapping::without_relay(m, username))
+                .collect())
+        })
+    }
+}

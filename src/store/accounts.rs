@@ -1,0 +1,449 @@
+//! Reader accounts: their grammers sessions (data-centre addresses with
+//! encrypted auth keys, home DC, self user, update state), leases, and which
+//! channel each reads. The encryption itself is `reader::crypto`'s: this file
+//! stores bytes it cannot read.
+
+use chrono::{DateTime, Utc};
+
+use super::error::OpContext;
+use super::{Store, StoreError};
+
+/// One reader account as `kuryer accounts` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccountRow {
+    /// The operator's name for it.
+    pub name: String,
+    /// Its phone number, as typed at login.
+    pub phone: Option<String>,
+    /// Telegram user id once signed in.
+    pub user_id: Option<i64>,
+    /// `new`, `active`, `logged_out` or `lost`.
+    pub status: String,
+    /// Why it was lost.
+    pub lost_reason: Option<String>,
+    /// The process holding its lease, if the lease is live.
+    pub lease_holder: Option<String>,
+    /// When the lease runs out.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// Times the lease was taken.
+    pub lease_generation: i64,
+    /// Channels assigned to it.
+    pub channels: i64,
+    /// Of those, joined (read through pushed updates).
+    pub joined: i64,
+}
+
+/// One data centre of a stored session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDc {
+    /// DC id.
+    pub dc_id: i32,
+    /// `ip:port`.
+    pub ipv4: String,
+    /// `[ip]:port`.
+    pub ipv6: String,
+    /// The auth key, encrypted; `None` when no key was made for it.
+    pub auth_key_enc: Option<Vec<u8>>,
+}
+
+/// A stored session, as `reader::session` loads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSession {
+    /// The home DC.
+    pub home_dc: i32,
+    /// Known DCs.
+    pub dcs: Vec<StoredDc>,
+    /// The signed-in user and its access hash.
+    pub user: Option<(i64, i64)>,
+    /// grammers' update state as JSON.
+    pub update_state: Option<serde_json::Value>,
+}
+
+/// A channel's assignment to a reader account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    /// `channels.id`.
+    pub channel_id: i64,
+    /// The account's name.
+    pub account: String,
+    /// Joined (pushed updates) or polled.
+    pub joined: bool,
+}
+
+/// What a reader needs to read a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReaderChannel {
+    /// `channels.id`.
+    pub channel_id: i64,
+    /// Telegram's bare channel id (not the Bot API's `-100…`).
+    pub bare_id: i64,
+    /// Its access hash.
+    pub access_hash: i64,
+    /// Protected content.
+    pub protected: bool,
+}
+
+/// The Bot API chat id of a bare channel id.
+pub fn bot_api_chat_id(bare_id: i64) -> i64 {
+    -1_000_000_000_000 - bare_id
+}
+
+/// The bare channel id of a Bot API chat id (`-100…`).
+pub fn bare_channel_id(chat_id: i64) -> i64 {
+    -chat_id - 1_000_000_000_000
+}
+
+impl Store {
+    /// Creates the account (status `new`) unless it exists; records the phone.
+    pub async fn ensure_reader_account(
+        &self,
+        name: &str,
+        phone: Option<&str>,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "create reader account";
+        let c = self.conn(OP).await?;
+        c.execute(
+            "INSERT INTO reader_accounts (name, phone) VALUES ($1, $2)
+             ON CONFLICT (name) DO UPDATE SET phone = COALESCE($2, reader_accounts.phone),
+                                               updated_at = now()",
+            &[&name, &phone],
+        )
+        .await
+        .op(OP)?;
+        Ok(())
+    }
+
+    /// Every reader account with its lease and channel counts, by name.
+    pub async fn reader_accounts(&self) -> Result<Vec<AccountRow>, StoreError> {
+        const OP: &str = "list reader accounts";
+        let c = self.conn(OP).await?;
+        let rows = c
+            .query(
+                "SELECT a.name, a.phone, a.user_id, a.status, a.lost_reason,
+                        CASE WHEN a.lease_expires_at > now() THEN a.lease_holder END,
+                        a.lease_expires_at, a.lease_generation,
+                        count(r.channel_id), count(r.channel_id) FILTER (WHERE r.joined)
+                   FROM reader_accounts a LEFT JOIN reader_assignments r ON r.account = a.name
+                  GROUP BY a.name ORDER BY a.name",
+                &[],
+            )
+            .await
+            .op(OP)?;
+        Ok(rows
+            .iter()
+            .map(|r| AccountRow {
+                name: r.get(0),
+                phone: r.get(1),
+                user_id: r.get(2),
+                status: r.get(3),
+                lost_reason: r.get(4),
+                lease_holder: r.get(5),
+                lease_expires_at: r.get(6),
+                lease_generation: r.get(7),
+                channels: r.get(8),
+                joined: r.get(9),
+            })
+            .collect())
+    }
+
+    /// The stored session of an account, `None` when there is no account.
+    pub async fn load_session(&self, name: &str) -> Result<Option<StoredSession>, StoreError> {
+        const OP: &str = "load reader session";
+        let c = self.conn(OP).await?;
+        let Some(row) = c
+            .query_opt(
+                "SELECT home_dc, user_id, user_access_hash, update_state
+                   FROM reader_accounts WHERE name = $1",
+                &[&name],
+            )
+            .await
+            .op(OP)?
+        else {
+            return Ok(None);
+        };
+        let dcs = c
+            .query(
+                "SELECT dc_id, ipv4, ipv6, auth_key_enc FROM reader_session_dcs
+                  WHERE account = $1 ORDER BY dc_id",
+                &[&name],
+            )
+            .await
+            .op(OP)?
+            .iter()
+            .map(|r| StoredDc {
+                dc_id: r.get(0),
+                ipv4: r.get(1),
+                ipv6: r.get(2),
+                auth_key_enc: r.get(3),
+            })
+            .collect();
+        let user = match (row.get::<_, Option<i64>>(1), row.get::<_, Option<i64>>(2)) {
+            (Some(id), Some(hash)) => Some((id, hash)),
+            _ => None,
+        };
+        Ok(Some(StoredSession {
+            home_dc: row.get(0),
+            dcs,
+            user,
+            update_state: row.get(3),
+        }))
+    }
+
+    /// Stores one DC of a session (its key already encrypted).
+    pub async fn save_session_dc(&self, name: &str, dc: &StoredDc) -> Result<(), StoreError> {
+        const OP: &str = "save reader session DC";
+        let c = self.conn(OP).await?;
+        c.execute(
+            "INSERT INTO reader_session_dcs (account, dc_id, ipv4, ipv6, auth_key_enc)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (account, dc_id) DO UPDATE
+                SET ipv4 = $3, ipv6 = $4, auth_key_enc = $5",
+            &[&name, &dc.dc_id, &dc.ipv4, &dc.ipv6, &dc.auth_key_enc],
+        )
+        .await
+        .op(OP)?;
+        Ok(())
+    }
+
+    /// Sets the session's home DC.
+    pub async fn set_session_home_dc(&self, name: &str, dc: i32) -> Result<(), StoreError> {
+        const OP: &str = "save reader home DC";
+        let c = self.conn(OP).await?;
+        c.execute(
+            "UPDATE reader_accounts SET home_dc = $2, updated_at = now() WHERE name = $1",
+            &[&name, &dc],
+        )
+        .await
+        .op(OP)?;
+        Ok(())
+    }
+
+    /// Records the signed-in user: the account is `active` from now on.
+    pub async fn set_session_user(
+        &self,
+        name: &str,
+        user_id: i64,
+        access_hash: i64,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "save reader user";
+        let c = self.conn(OP).await?;
+        c.execute(
+            "UPDATE reader_accounts SET user_id = $2, user_access_hash = $3, status = 'active',
+                    lost_reason = NULL, updated_at = now()
+              WHERE name = $1",
+            &[&name, &user_id, &access_hash],
+        )
+        .await
+        .op(OP)?;
+        Ok(())
+    }
+
+    /// Stores grammers' update state.
+    pub async fn set_session_update_state(
+        &self,
+        name: &str,
+        state: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "save reader update state";
+        let c = self.conn(OP).await?;
+        c.execute(
+            "UPDATE reader_accounts SET update_state = $2 WHERE name = $1",
+            &[&name, state],
+        )
+        .await
+        .op(OP)?;
+        Ok(())
+    }
+
+    /// Ends an account's session on our side: `logged_out` (by the operator)
+    /// or `lost` (Telegram ended it), its auth keys erased, its lease and
+    /// channels released. Returns false for an unknown account.
+    pub async fn end_reader_session(
+        &self,
+        name: &str,
+        status: &str,
+        reason: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        const OP: &str = "end reader session";
+        let mut c = self.conn(OP).await?;
+        let tx = c.transaction().await.op(OP)?;
+        let n = tx
+            .execute(
+                "UPDATE reader_accounts SET status = $2, lost_reason = $3, user_id = NULL,
+                        user_access_hash = NULL, update_state = NULL, lease_holder = NULL,
+                        lease_expires_at = NULL, updated_at = now()
+                  WHERE name = $1",
+                &[&name, &status, &reason],
+            )
+            .await
+            .op(OP)?;
+        tx.execute(
+            "UPDATE reader_session_dcs SET auth_key_enc = NULL WHERE account = $1",
+            &[&name],
+        )
+        .await
+        .op(OP)?;
+        tx.execute(
+            "DELETE FROM reader_assignments WHERE account = $1",
+            &[&name],
+        )
+        .await
+        .op(OP)?;
+        tx.commit().await.op(OP)?;
+        Ok(n == 1)
+    }
+
+    /// Takes an active account's lease for `holder` when it is free or has
+    /// run out (or is already `holder`'s); returns the new generation, or
+    /// `None` when another live holder has it.
+    pub async fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Option<i64>, StoreError> {
+        const OP: &str = "take reader lease";
+        let c = self.conn(OP).await?;
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        // One statement: two processes racing for the lease cannot both win
+        // (the row lock serialises them, and the loser's WHERE sees the
+        // winner's unexpired lease).
+        let row = c
+            .query_opt(
+                "UPDATE reader_accounts
+                    SET lease_holder = $2, lease_generation = lease_generation + 1,
+                        lease_expires_at = now() + $3 * interval '1 millisecond'
+                  WHERE name = $1 AND status = 'active'
+                    AND (lease_expires_at IS NULL OR lease_expires_at <= now()
+                         OR lease_holder = $2)
+                  RETURNING lease_generation",
+                &[&name, &holder, &(ttl_ms as f64)],
+            )
+            .await
+            .op(OP)?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Renews a lease held by `holder` at `generation`; false when it was
+    /// lost (taken by another after it ran out, or the account ended).
+    pub async fn renew_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        generation: i64,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        const OP: &str = "renew reader lease";
+        let c = self.conn(OP).await?;
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let n = c
+            .execute(
+                "UPDATE reader_accounts
+                    SET lease_expires_at = now() + $4 * interval '1 millisecond'
+                  WHERE name = $1 AND lease_holder = $2 AND lease_generation = $3
+                    AND status = 'active'",
+                &[&name, &holder, &generation, &(ttl_ms as f64)],
+            )
+            .await
+            .op(OP)?;
+        Ok(n == 1)
+    }
+
+    /// Gives a lease back (at shutdown), so another process need not wait for the TTL.
+    pub async fn release_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        generation: i64,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "release reader lease";
+        let c = self.conn(OP).await?;
+        c.execute(
+            "UPDATE reader_accounts SET lease_holder = NULL, lease_expires_at = NULL
+              WHERE name = $1 AND lease_holder = $2 AND lease_generation = $3",
+            &[&name, &holder, &generation],
+        )
+        .await
+        .op(OP)?;
+        Ok(())
+    }
+
+    /// Every channel assignment.
+    pub async fn reader_assignments(&self) -> Result<Vec<Assignment>, StoreError> {
+        const OP: &str = "list reader assignments";
+        let c = self.conn(OP).await?;
+        let rows = c
+            .query(
+                "SELECT channel_id, account, joined FROM reader_assignments ORDER BY channel_id",
+                &[],
+            )
+            .await
+            .op(OP)?;
+        Ok(rows
+            .iter()
+            .map(|r| Assignment {
+                channel_id: r.get(0),
+                account: r.get(1),
+                joined: r.get(2),
+            })
+            .collect())
+    }
+
+    /// Assigns a channel to an account (moving it, not joined, if another had it).
+    pub async fn assign_channel(&self, channel_id: i64, account: &str) -> Result<(), StoreError> {
+        const OP: &str = "assign channel";
+        let c = self.conn(OP).await?;
+        c.execute(
+            "INSERT INTO reader_assignments (channel_id, account) VALUES ($1, $2)
+             ON CONFLICT (channel_id) DO UPDATE
+                SET account = $2, joined = false, assigned_at = now()
+              WHERE reader_assignments.account <> $2",
+            &[&channel_id, &account],
+        )
+        .await
+        .op(OP)?;
+        Ok(())
+    }
+
+    /// Records that `account` joined (or left) the channel.
+    pub async fn set_channel_joined(
+        &self,
+        channel_id: i64,
+        account: &str,
+        joined: bool,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "mark channel joined";
+        let c = self.conn(OP).await?;
+        c.execute(
+            "UPDATE reader_assignments SET joined = $3 WHERE channel_id = $1 AND account = $2",
+            &[&channel_id, &account, &joined],
+        )
+        .await
+        .op(OP)?;
+        Ok(())
+    }
+
+    /// What a reader needs to read the channel; `None` while it is not
+    /// resolved (no id or access hash).
+    pub async fn reader_channel(
+        &self,
+        channel_id: i64,
+    ) -> Result<Option<ReaderChannel>, StoreError> {
+        const OP: &str = "read channel for reader";
+        let c = self.conn(OP).await?;
+        let row = c
+            .query_opt(
+                "SELECT telegram_id, access_hash, protected FROM channels
+                  WHERE id = $1 AND telegram_id IS NOT NULL AND access_hash IS NOT NULL",
+                &[&channel_id],
+            )
+            .await
+            .op(OP)?;
+        Ok(row.map(|r| ReaderChannel {
+            channel_id,
+            bare_id: bare_channel_id(r.get(0)),
+            access_hash: r.get(1),
+            protected: r.get(2),
+        }))
+    }
+}

@@ -1,0 +1,213 @@
+//! The resolve queue: channels added by name (`pending`) waiting for a
+//! reader account to look them up once, and the outcome stored for good.
+
+use chrono::{DateTime, Utc};
+use kuryer_actors::model::ChannelRef;
+
+use super::error::OpContext;
+use super::{Store, StoreError};
+
+/// A channel waiting to be resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingChannel {
+    /// `channels.id`.
+    pub channel_id: i64,
+    /// Its username (lower case, no `@`).
+    pub username: String,
+    /// Failed attempts so far (flood waits, network).
+    pub attempts: i32,
+}
+
+/// What a lookup found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundChannel {
+    /// Telegram's bare channel id.
+    pub bare_id: i64,
+    /// Its access hash.
+    pub access_hash: i64,
+    /// Its title.
+    pub title: String,
+    /// Protected content.
+    pub protected: bool,
+}
+
+/// Why a name does not lead to a readable channel (the `channels.status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unresolvable {
+    /// No such name.
+    Invalid,
+    /// A private channel.
+    Private,
+    /// A user, bot or group.
+    NotAChannel,
+}
+
+impl Unresolvable {
+    /// Its spelling in `channels.status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Invalid => "invalid",
+            Self::Private => "private",
+            Self::NotAChannel => "not_a_channel",
+        }
+    }
+}
+
+impl Store {
+    /// The next pending channel whose turn has come, oldest first.
+    pub async fn next_pending_channel(&self) -> Result<Option<PendingChannel>, StoreError> {
+        const OP: &str = "next channel to resolve";
+        let c = self.conn(OP).await?;
+        let row = c
+            .query_opt(
+                "SELECT id, username, resolve_attempts FROM channels
+                  WHERE status = 'pending' AND telegram_id IS NULL AND username IS NOT NULL
+                    AND (resolve_after IS NULL OR resolve_after <= now())
+                  ORDER BY resolve_after NULLS FIRST, id LIMIT 1",
+                &[],
+            )
+            .await
+            .op(OP)?;
+        Ok(row.map(|r| PendingChannel {
+            channel_id: r.get(0),
+            username: r.get(1),
+            attempts: r.get(2),
+        }))
+    }
+
+    /// Stores a resolved channel, for good. When another row already has
+    /// this Telegram id (the channel was known under another name, or our
+    /// bot administers it), the pending row's subscriptions move there and
+    /// the pending row goes; that row takes the name. Returns the channel
+    /// to read.
+    pub async fn channel_resolved(
+        &self,
+        channel_id: i64,
+        found: &FoundChannel,
+    ) -> Result<ChannelRef, StoreError> {
+        const OP: &str = "store resolved channel";
+        let chat_id = super::accounts::bot_api_chat_id(found.bare_id);
+        let mut c = self.conn(OP).await?;
+        let tx = c.transaction().await.op(OP)?;
+        let username: Option<String> = tx
+            .query_opt(
+                "SELECT username FROM channels WHERE id = $1",
+                &[&channel_id],
+            )
+            .await
+            .op(OP)?
+            .and_then(|r| r.get(0));
+        let existing: Option<i64> = tx
+            .query_opt(
+                "SELECT id FROM channels WHERE telegram_id = $1 AND id <> $2",
+                &[&chat_id, &channel_id],
+            )
+            .await
+            .op(OP)?
+            .map(|r| r.get(0));
+        let target = if let Some(own) = existing {
+            tx.execute(
+                "UPDATE subscriptions s SET channel_id = $2, updated_at = now()
+                  WHERE s.channel_id = $1
+                    AND NOT EXISTS (SELECT 1 FROM subscriptions o
+                                     WHERE o.channel_id = $2 AND o.user_id = s.user_id
+                                       AND o.destination_id = s.destination_id)",
+                &[&channel_id, &own],
+            )
+            .await
+            .op(OP)?;
+            tx.execute(
+                "DELETE FROM subscriptions WHERE channel_id = $1",
+                &[&channel_id],
+            )
+            .await
+            .op(OP)?;
+            tx.execute("DELETE FROM channels WHERE id = $1", &[&channel_id])
+                .await
+                .op(OP)?;
+            tx.execute(
+                "UPDATE channels SET username = $2, updated_at = now() WHERE id = $1",
+                &[&own, &username],
+            )
+            .await
+            .op(OP)?;
+            own
+        } else {
+            channel_id
+        };
+        let row = tx
+            .query_one(
+                "UPDATE channels SET telegram_id = $2, access_hash = $3, title = $4,
+                        protected = $5, status = 'active', resolved_at = now(),
+                        resolve_after = NULL, updated_at = now()
+                  WHERE id = $1
+                  RETURNING id, telegram_id, username, bot_is_admin",
+                &[
+                    &target,
+                    &chat_id,
+                    &found.access_hash,
+                    &found.title,
+                    &found.protected,
+                ],
+            )
+            .await
+            .op(OP)?;
+        tx.commit().await.op(OP)?;
+        Ok(ChannelRef {
+            channel_id: row.get(0),
+            chat_id: row.get(1),
+            username: row.get(2),
+            bot_is_admin: row.get(3),
+        })
+    }
+
+    /// Stores that the name leads nowhere readable, for good.
+    pub async fn channel_unresolvable(
+        &self,
+        channel_id: i64,
+        why: Unresolvable,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "store unresolvable channel";
+        let c = self.conn(OP).await?;
+        c.execute(
+            "UPDATE channels SET status = $2, resolved_at = now(), resolve_after = NULL,
+                    updated_at = now()
+              WHERE id = $1 AND status = 'pending'",
+            &[&channel_id, &why.as_str()],
+        )
+        .await
+        .op(OP)?;
+        Ok(())
+    }
+
+    /// Puts a lookup off until `after` (a flood wait, no account, network).
+    pub async fn postpone_resolve(
+        &self,
+        channel_id: i64,
+        after: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "postpone resolve";
+        let c = self.conn(OP).await?;
+        c.execute(
+            "UPDATE channels SET resolve_after = $2, resolve_attempts = resolve_attempts + 1
+              WHERE id = $1",
+            &[&channel_id, &after],
+        )
+        .await
+        .op(OP)?;
+        Ok(())
+    }
+
+    /// A channel's status by name (`pending`, `active`, `invalid`, …).
+    pub async fn channel_status(&self, username: &str) -> Result<Option<String>, StoreError> {
+        const OP: &str = "read channel status";
+        let c = self.conn(OP).await?;
+        Ok(c.query_opt(
+            "SELECT status FROM channels WHERE username = $1",
+            &[&username.to_ascii_lowercase()],
+        )
+        .await
+        .op(OP)?
+        .map(|r| r.get(0)))
+    }
+}
