@@ -22,7 +22,7 @@ mod harness;
 mod http;
 /// Faults on the production intake path (`kuryer run`, getUpdates).
 mod intake;
-/// What operators rely on: systemd notify and watchdog, start-up checks,
+/// What operators rely on (`ops/`): systemd notify and watchdog, start-up checks,
 /// metrics against the fake's counts, log fields, no secrets.
 mod ops;
 /// The actor pipeline end to end.
