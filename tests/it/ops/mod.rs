@@ -519,3 +519,41 @@ async fn an_actor_gone_makes_readyz_503_and_kuryer_exit_non_zero_for_a_restart()
     assert!(log.contains("the limiter stopped unexpectedly"), "{log}");
     fake.stop();
 }
+
+/// `kuryer migrate` off a terminal: a line per migration with its place
+/// (`step` of `of`), then how long it all took; the schema is applied.
+#[tokio::test]
+async fn migrate_reports_its_progress_a_line_per_step_off_a_terminal() {
+    let db = TestDb::new().await;
+    let out = Command::new(env!("CARGO_BIN_EXE_kuryer"))
+        .args(["migrate", "--config", "/dev/null"])
+        .env("KURYER_DATABASE_URL", &db.url)
+        .env("KURYER_LOG_FORMAT", "json")
+        .env_remove("KURYER_TELEGRAM_BOT_TOKENS")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let steps: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "Applying a migration.")
+        .collect();
+    let n = kuryer::store::migrate::MIGRATIONS.len();
+    assert_eq!(steps.len(), n, "{stderr}");
+    for (i, s) in steps.iter().enumerate() {
+        assert_eq!(s["step"], i + 1);
+        assert_eq!(s["of"], n);
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "Done." && l["what"] == "applying migrations"),
+        "{stderr}"
+    );
+    // No bar drawn when stderr is not a terminal.
+    assert!(!stderr.contains('\r'), "{stderr}");
+}
