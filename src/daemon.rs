@@ -11,10 +11,11 @@ use kuryer_actors::model::SourceMessage;
 use kuryer_actors::ports::{ChannelSource, SourceError, SourceFactory};
 use tokio::sync::watch;
 
+use crate::bot::{self, BotSettings};
 use crate::config::Config;
 use crate::dedup::RedisDedup;
 use crate::notify::Notifier;
-use crate::pipeline::{Pipeline, PipelineConfig, build_bots};
+use crate::pipeline::{Pipeline, PipelineConfig, bot_id_of, build_bots};
 use crate::preflight;
 use crate::reader::{ReaderEvents, ReaderPool};
 use crate::store::{Store, migrate};
@@ -146,15 +147,44 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = &'static str>) -> a
     let api_handle = api.server.handle();
     actix_rt::spawn(api.server);
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let update_loop = actix_rt::spawn(updates::run_loop(
-        bots[0].clone(),
+    // One update loop per bot (a token allows one getUpdates consumer):
+    // each bot answers the people who write to it.
+    let handlers = bot::handlers(
         store.clone(),
         pipeline.clone(),
-        updates,
-        Duration::from_millis(cfg.telegram.request_timeout_ms),
-        stop_rx,
-    ));
+        cfg.telegram
+            .bot_tokens
+            .iter()
+            .map(|t| bot_id_of(t.expose()))
+            .zip(bots.iter().cloned())
+            .collect(),
+        BotSettings {
+            max_subscriptions: i64::from(cfg.limits.max_subscriptions_per_user),
+            commands_per_minute: cfg.limits.bot_commands_per_minute,
+            admins: cfg.telegram.admins.clone(),
+        },
+    );
+    for h in &handlers {
+        let h = h.clone();
+        actix_rt::spawn(async move { h.set_commands().await });
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let update_loops: Vec<_> = bots
+        .iter()
+        .zip(handlers)
+        .map(|(b, handler)| {
+            actix_rt::spawn(updates::run_loop(
+                b.clone(),
+                handler,
+                store.clone(),
+                pipeline.clone(),
+                updates.clone(),
+                Duration::from_millis(cfg.telegram.request_timeout_ms),
+                stop_rx.clone(),
+            ))
+        })
+        .collect();
+    let update_loop = futures_util::future::select_all(update_loops);
     let maintenance = {
         let store = store.clone();
         let db = cfg.database.clone();
@@ -188,14 +218,16 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = &'static str>) -> a
     // so the daemon stops in order and exits non-zero, and systemd
     // (`Restart=on-failure`) starts it again.
     let mut update_loop = Some(update_loop);
+    let mut rest = Vec::new();
     let died = tokio::select! {
         reason = shutdown => {
             tracing::info!(reason, "Stopping.");
             None
         }
         actor = pipeline.first_death() => Some(actor),
-        _ = async { update_loop.as_mut().expect("set above").await } => {
+        (_, _, others) = async { update_loop.as_mut().expect("set above").await } => {
             update_loop = None;
+            rest = others;
             Some("update loop")
         }
     };
@@ -208,7 +240,11 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = &'static str>) -> a
     notifier.stopping();
     keepalive.abort();
     let _ = stop_tx.send(true);
-    if let Some(handle) = update_loop {
+    let loops = match update_loop {
+        Some(all) => all.into_inner(),
+        None => rest,
+    };
+    for handle in loops {
         let _ = handle.await;
     }
     maintenance.abort();

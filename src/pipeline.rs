@@ -77,6 +77,7 @@ impl PipelineConfig {
                 retry_ambiguous: d.on_ambiguous == OnAmbiguous::Retry,
                 max_failures: d.max_failures,
                 request_timeout: Duration::from_millis(cfg.telegram.request_timeout_ms),
+                allow_paid_broadcast: cfg.limits.allow_paid_broadcast,
             },
             load_chunk: 5000,
             resume_window: Duration::from_secs(d.resume_window_s),

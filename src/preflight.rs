@@ -153,14 +153,14 @@ pub async fn check_bots_at_start(
     {
         return Err(e);
     }
-    // getUpdates runs on the first bot only; a webhook on another one
-    // does not matter to kuryer and belongs to whoever set it.
-    if let (Some(bot), Some(token)) = (bots.first(), tokens.first())
-        && accepted
+    // Every bot runs its own getUpdates loop, which a webhook would block.
+    for (bot, token) in bots.iter().zip(tokens) {
+        if accepted
             .iter()
             .any(|me| me.bot_id == bot_id_of(token.expose()))
-    {
-        clear_webhook(bot, token).await?;
+        {
+            clear_webhook(bot, token).await?;
+        }
     }
     Ok(accepted)
 }

@@ -45,6 +45,8 @@ pub mod channel_poller;
 pub mod channel_supervisor;
 /// Writes finished deliveries to the database in batches.
 pub mod db_writer;
+/// Per-subscription filters (keywords, regex, media kinds), applied in the fan-out.
+pub mod filters;
 /// The deliveries this process holds (queued, being sent, outcome not yet
 /// committed), so a sweep never queues one twice.
 pub mod in_flight;

@@ -71,3 +71,11 @@ pub const UPDATES_UNPARSABLE_TOTAL: &str = "kuryer_updates_unparsable_total";
 pub const BOT_TOKEN_REVOKED: &str = "kuryer_bot_token_revoked";
 /// Deliveries without an outcome found by the periodic sweep and queued (counter).
 pub const DELIVERIES_SWEPT_TOTAL: &str = "kuryer_deliveries_swept_total";
+/// Deliveries not made because the subscription's filters refused the post (counter).
+pub const DELIVERIES_FILTERED_TOTAL: &str = "kuryer_deliveries_filtered_total";
+/// Bot commands and button presses handled, by `command` (counter).
+pub const BOT_COMMANDS_TOTAL: &str = "kuryer_bot_commands_total";
+/// Bot replies Telegram refused or that failed after their retries, by `reason` (counter).
+pub const BOT_REPLY_FAILURES_TOTAL: &str = "kuryer_bot_reply_failures_total";
+/// Bot commands dropped by the per-user rate limit (counter).
+pub const BOT_RATE_LIMITED_TOTAL: &str = "kuryer_bot_rate_limited_total";

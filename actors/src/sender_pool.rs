@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use teloxide::payloads::SendMessageSetters;
+use teloxide::payloads::{CopyMessageSetters, SendMessageSetters};
 use teloxide::prelude::Requester;
 use teloxide::types::{ChatId, MessageId};
 use teloxide::{ApiError, Bot, RequestError};
@@ -49,6 +49,10 @@ pub struct SenderConfig {
     /// The Bot API request timeout the bots were built with: the longest a
     /// send can stay in flight.
     pub request_timeout: Duration,
+    /// Send `allow_paid_broadcast=true` with every request that takes it
+    /// (`limits.allow_paid_broadcast`): Telegram then allows up to 1,000
+    /// messages a second, paid in Stars.
+    pub allow_paid_broadcast: bool,
 }
 
 impl Default for SenderConfig {
@@ -57,6 +61,7 @@ impl Default for SenderConfig {
             retry_ambiguous: true,
             max_failures: 10,
             request_timeout: Duration::from_secs(15),
+            allow_paid_broadcast: false,
         }
     }
 }
@@ -136,13 +141,13 @@ enum CallResult {
 }
 
 /// Makes the call(s) for one delivery.
-async fn call(bot: &Bot, d: &Delivery, events: &dyn DestinationEvents) -> CallResult {
+async fn call(bot: &Bot, d: &Delivery, events: &dyn DestinationEvents, paid: bool) -> CallResult {
     let mut to = d.sub.chat_id;
     // Protected content must not be copied, not even as text: a public
     // channel's post is announced by a link, a private one's is skipped.
     if !d.post.copyable {
         return match link_text(d) {
-            Some(text) => match bot.send_message(ChatId(to), text).await {
+            Some(text) => match paid_text(bot, to, text, paid).await {
                 Ok(m) => CallResult::Sent {
                     id: m.id.0,
                     to,
@@ -157,7 +162,7 @@ async fn call(bot: &Bot, d: &Delivery, events: &dyn DestinationEvents) -> CallRe
     }
     // At most one move (group → supergroup) per delivery.
     for _ in 0..2 {
-        match call_once(bot, d, to).await {
+        match call_once(bot, d, to, paid).await {
             Err(RequestError::MigrateToChatId(new)) => {
                 events.on_event(DestinationEvent::Migrated {
                     sub: d.sub.clone(),
@@ -166,13 +171,13 @@ async fn call(bot: &Bot, d: &Delivery, events: &dyn DestinationEvents) -> CallRe
                 to = new.0;
             }
             Ok(id) => return CallResult::Sent { id, to, note: None },
-            Err(e) => return fallback(bot, d, to, e, is_copy(d)).await,
+            Err(e) => return fallback(bot, d, to, e, is_copy(d), paid).await,
         }
     }
     CallResult::Failed("group moved more than once".into())
 }
 
-async fn call_once(bot: &Bot, d: &Delivery, to: i64) -> Result<i32, RequestError> {
+async fn call_once(bot: &Bot, d: &Delivery, to: i64, paid: bool) -> Result<i32, RequestError> {
     let chat = ChatId(to);
     let from = ChatId(d.post.source_chat_id);
     let post = &d.post;
@@ -181,13 +186,20 @@ async fn call_once(bot: &Bot, d: &Delivery, to: i64) -> Result<i32, RequestError
         DeliveryMode::Copy if post.media.is_none() && post.text.is_some() => {
             let text = post.text.clone().unwrap_or_default();
             let mut req = bot.send_message(chat, text);
+            if paid {
+                req = req.allow_paid_broadcast(true);
+            }
             if !post.entities.is_empty() {
                 req = req.entities(post.entities.clone());
             }
             req.await.map(|m| m.id.0)
         }
         DeliveryMode::Copy if ids.len() == 1 => {
-            bot.copy_message(chat, from, ids[0]).await.map(|m| m.0)
+            let mut req = bot.copy_message(chat, from, ids[0]);
+            if paid {
+                req = req.allow_paid_broadcast(true);
+            }
+            req.await.map(|m| m.0)
         }
         DeliveryMode::Copy => bot
             .copy_messages(chat, from, ids.clone())
@@ -201,6 +213,21 @@ async fn call_once(bot: &Bot, d: &Delivery, to: i64) -> Result<i32, RequestError
             .forward_messages(chat, from, ids.clone())
             .await
             .and_then(|v| first_of(v, ids.len())),
+    }
+}
+
+/// A plain `sendMessage`, with `allow_paid_broadcast` when `paid`.
+async fn paid_text(
+    bot: &Bot,
+    to: i64,
+    text: String,
+    paid: bool,
+) -> Result<teloxide::types::Message, RequestError> {
+    let req = bot.send_message(ChatId(to), text);
+    if paid {
+        req.allow_paid_broadcast(true).await
+    } else {
+        req.await
     }
 }
 
@@ -221,12 +248,19 @@ fn link_text(d: &Delivery) -> Option<String> {
 
 /// Where Telegram refused the message itself, tries once in a simpler form;
 /// otherwise classifies the error.
-async fn fallback(bot: &Bot, d: &Delivery, to: i64, e: RequestError, copying: bool) -> CallResult {
+async fn fallback(
+    bot: &Bot,
+    d: &Delivery,
+    to: i64,
+    e: RequestError,
+    copying: bool,
+    paid: bool,
+) -> CallResult {
     let plain = |note: &str| {
         let note = note.to_owned();
         async move {
             let text = d.post.text.clone().unwrap_or_default();
-            match bot.send_message(ChatId(to), text).await {
+            match paid_text(bot, to, text, paid).await {
                 Ok(m) => CallResult::Sent {
                     id: m.id.0,
                     to,
@@ -244,7 +278,7 @@ async fn fallback(bot: &Bot, d: &Delivery, to: i64, e: RequestError, copying: bo
         // The post cannot be copied (protected, service message, too long
         // a caption): a link to it, if the channel is public.
         RequestError::Api(api) if is_message_specific(api) => match link_text(d) {
-            Some(text) => match bot.send_message(ChatId(to), text).await {
+            Some(text) => match paid_text(bot, to, text, paid).await {
                 Ok(m) => CallResult::Sent {
                     id: m.id.0,
                     to,
@@ -392,6 +426,7 @@ impl Handler<SendDelivery> for SenderPool {
         let first_id = delivery.post.first_id();
         let d = delivery.clone();
         let checked = d.dedup;
+        let paid = self.cfg.allow_paid_broadcast;
         let fut = async move {
             let seen = match checked {
                 DedupCheck::Checked(seen) => seen,
@@ -400,7 +435,7 @@ impl Handler<SendDelivery> for SenderPool {
             if let Some(sent) = seen {
                 return CallResult::AlreadySent(sent);
             }
-            let result = call(&bot, &d, events.as_ref()).await;
+            let result = call(&bot, &d, events.as_ref(), paid).await;
             if let CallResult::Sent { id, .. } = &result {
                 dedup.mark(sub_id, first_id, i64::from(*id)).await;
             }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
+use crate::filters::PostFilter;
 use crate::in_flight::InFlight;
 use crate::metrics_names as names;
 use crate::model::{ActiveSubscription, DedupCheck, Delivery, Post};
@@ -92,6 +93,9 @@ pub struct RegistryStats {
 pub struct SubscriberRegistry {
     by_channel: HashMap<i64, Vec<Arc<ActiveSubscription>>>,
     channel_of: HashMap<i64, i64>,
+    /// Compiled filters of the subscriptions that have one: compiled when a
+    /// subscription enters the index, so the fan-out never parses JSON.
+    filters: HashMap<i64, PostFilter>,
     limiter: Recipient<Enqueue>,
     /// Asked once a post which of its deliveries were already accepted.
     dedup: Arc<dyn Dedup>,
@@ -111,6 +115,7 @@ impl SubscriberRegistry {
         Self {
             by_channel: HashMap::new(),
             channel_of: HashMap::new(),
+            filters: HashMap::new(),
             limiter,
             dedup,
             in_flight,
@@ -126,6 +131,10 @@ impl SubscriberRegistry {
             }
         }
         self.channel_of.insert(s.subscription_id, s.channel_id);
+        match PostFilter::from_stored(&s.filters) {
+            Some(f) => self.filters.insert(s.subscription_id, f),
+            None => self.filters.remove(&s.subscription_id),
+        };
         let list = self.by_channel.entry(s.channel_id).or_default();
         let first = list.is_empty();
         list.push(Arc::new(s));
@@ -169,6 +178,7 @@ impl Handler<RemoveSubscription> for SubscriberRegistry {
         let Some(channel) = self.channel_of.remove(&msg.subscription_id) else {
             return false;
         };
+        self.filters.remove(&msg.subscription_id);
         let mut last = false;
         if let Some(list) = self.by_channel.get_mut(&channel) {
             list.retain(|x| x.subscription_id != msg.subscription_id);
@@ -188,11 +198,13 @@ impl Handler<RemoveDestination> for SubscriberRegistry {
     fn handle(&mut self, msg: RemoveDestination, _: &mut Context<Self>) -> DestinationRemoved {
         let mut out = DestinationRemoved::default();
         let channel_of = &mut self.channel_of;
+        let filters = &mut self.filters;
         self.by_channel.retain(|channel, list| {
             list.retain(|s| {
                 let keep = s.destination_id != msg.0;
                 if !keep {
                     channel_of.remove(&s.subscription_id);
+                    filters.remove(&s.subscription_id);
                     out.subscriptions += 1;
                 }
                 keep
@@ -229,11 +241,23 @@ impl Handler<PublishPost> for SubscriberRegistry {
 
     fn handle(&mut self, msg: PublishPost, _: &mut Context<Self>) -> Self::Result {
         let post = msg.0;
+        let filters = &self.filters;
+        let mut filtered = 0u64;
         let deliveries: Vec<Delivery> = self
             .by_channel
             .get(&post.channel_id)
             .map(|subs| {
                 subs.iter()
+                    .filter(|sub| {
+                        // A filtered post is no delivery at all: nothing is
+                        // queued, sent or recorded for it (and resuming at
+                        // start applies the same filter).
+                        let pass = filters
+                            .get(&sub.subscription_id)
+                            .is_none_or(|f| f.accepts(&post));
+                        filtered += u64::from(!pass);
+                        pass
+                    })
                     .map(|sub| Delivery {
                         post: post.clone(),
                         sub: sub.clone(),
@@ -247,6 +271,9 @@ impl Handler<PublishPost> for SubscriberRegistry {
         // deliveries a sweep took first, is not queued twice.
         let deliveries = self.in_flight.claim_fan_out(deliveries);
         let n = deliveries.len();
+        if filtered > 0 {
+            metrics::counter!(names::DELIVERIES_FILTERED_TOTAL).increment(filtered);
+        }
         // The one INFO line of a post's story (not one per delivery): with
         // `CHANNEL_ID`/`POST_ID` in journald it finds the rest.
         tracing::info!(

@@ -204,10 +204,6 @@ pub struct RedisConfig {
     pub key_prefix: String,
     /// Lifetime of a dedup key `{key_prefix}{installation}:fwd:{subscription_id}:{message_id}` (s). Seed: 24 h.
     pub dedup_ttl_s: u64,
-    /// Lifetime of a cached user `user:{telegram_id}` (s). Seed: 1 h.
-    pub user_ttl_s: u64,
-    /// Lifetime of a cached channel `channel:{channel_id}` (s). Seed: 2 h.
-    pub channel_ttl_s: u64,
 }
 
 impl Default for RedisConfig {
@@ -216,8 +212,6 @@ impl Default for RedisConfig {
             url: SecretUrl::new("redis://127.0.0.1:6379/0"),
             key_prefix: "kuryer:".to_owned(),
             dedup_ttl_s: 24 * 3600,
-            user_ttl_s: 3600,
-            channel_ttl_s: 2 * 3600,
         }
     }
 }
@@ -270,6 +264,12 @@ pub struct LimitsConfig {
     pub allow_paid_broadcast: bool,
     /// The overall per-bot rate while `allow_paid_broadcast` is on.
     pub paid_per_bot_per_second: f64,
+    /// Subscriptions one user may have (not counting removed ones).
+    pub max_subscriptions_per_user: u32,
+    /// Bot commands and button presses one user may send a minute (bursts
+    /// of a third of it, at least 10); past it one "too fast" reply, then
+    /// silence until the bucket refills.
+    pub bot_commands_per_minute: u32,
 }
 
 impl Default for LimitsConfig {
@@ -281,6 +281,8 @@ impl Default for LimitsConfig {
             per_group_per_minute: limiter.per_group_per_minute,
             allow_paid_broadcast: false,
             paid_per_bot_per_second: 1000.0,
+            max_subscriptions_per_user: 200,
+            bot_commands_per_minute: 30,
         }
     }
 }

@@ -85,8 +85,6 @@ impl Config {
             )?;
         }
         range("redis.dedup_ttl_s", redis.dedup_ttl_s, 1, 365 * 86_400)?;
-        range("redis.user_ttl_s", redis.user_ttl_s, 1, 365 * 86_400)?;
-        range("redis.channel_ttl_s", redis.channel_ttl_s, 1, 365 * 86_400)?;
         if redis.key_prefix.chars().any(char::is_whitespace) {
             bad("redis.key_prefix", "must not contain whitespace")?;
         }
@@ -164,6 +162,18 @@ impl Config {
             l.paid_per_bot_per_second,
             0.01,
             1_000_000.0,
+        )?;
+        range(
+            "limits.max_subscriptions_per_user",
+            l.max_subscriptions_per_user,
+            1,
+            100_000,
+        )?;
+        range(
+            "limits.bot_commands_per_minute",
+            l.bot_commands_per_minute,
+            1,
+            100_000,
         )?;
 
         let h = &self.http;

@@ -58,6 +58,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0005_reader.sql",
         sql: include_str!("../../sql/0005_reader.sql"),
     },
+    Migration {
+        version: 6,
+        name: "0006_bot.sql",
+        sql: include_str!("../../sql/0006_bot.sql"),
+    },
 ];
 
 /// Why migrating failed.

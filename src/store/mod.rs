@@ -36,10 +36,14 @@ mod persistence;
 mod pool;
 /// The resolve queue: channels added by name, looked up once.
 mod resolve;
+/// The bot's changes to subscriptions: pause, resume, remove, route, settings.
+mod settings;
 /// Subscriptions: add, list, stream the active ones.
 mod subscriptions;
 /// TLS to PostgreSQL: the mode a URL asks for, the verified connector.
 mod tls;
+/// The bot's people: registration, language, linked destinations.
+mod users;
 
 pub use accounts::{
     AccountRow, Assignment, ReaderChannel, StoredDc, StoredSession, bare_channel_id,
@@ -53,4 +57,6 @@ pub use inbox::InboxEntry;
 pub use pending::{PendingQuery, PendingStream, RecentPost};
 pub use pool::Store;
 pub use resolve::{FoundChannel, PendingChannel, Unresolvable};
+pub use settings::{BotStats, RouteOutcome, SubState, UserSubscription};
 pub use subscriptions::{AddedSubscription, SubscriptionStream, SubscriptionView};
+pub use users::{BotUser, DestinationView, LinkOutcome, LostDestination};

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use kuryer_actors::filters::PostFilter;
 use kuryer_actors::model::{ActiveSubscription, Delivery, Post};
 use tokio::sync::mpsc;
 
@@ -160,13 +161,26 @@ impl Store {
                 // Consecutive rows of one post share its `Arc<Post>`, across
                 // chunks too.
                 let mut current: Option<(i64, Arc<Post>)> = None;
+                // The fan-out's filters apply here too: a post a filter
+                // refused has no delivery, so it is not owed. Compiled once
+                // per subscription.
+                let mut filters: std::collections::HashMap<i64, Option<PostFilter>> =
+                    std::collections::HashMap::new();
                 loop {
                     let rows = t.query(fetch.as_str(), &[]).await.op(OP)?;
                     let done = rows.len() < chunk;
                     let mut items = Vec::with_capacity(rows.len());
                     for r in &rows {
                         match pending_delivery(r, &mut current) {
-                            Ok(d) => items.push(d),
+                            Ok(d) => {
+                                let filter = filters
+                                    .entry(d.sub.subscription_id)
+                                    .or_insert_with(|| PostFilter::from_stored(&d.sub.filters));
+                                if filter.as_ref().is_some_and(|f| !f.accepts(&d.post)) {
+                                    continue;
+                                }
+                                items.push(d);
+                            }
                             Err(e) => tracing::warn!(
                                 post_id = r.get::<_, i64>(11),
                                 subscription_id = r.get::<_, i64>(12),

@@ -106,7 +106,7 @@ impl Store {
                 "INSERT INTO subscriptions (user_id, channel_id, destination_id)
                  VALUES ($1, $2, $3)
                  ON CONFLICT ON CONSTRAINT subscriptions_unique DO UPDATE
-                    SET is_active = true,
+                    SET is_active = true, removed_at = NULL,
                         updated_at = CASE WHEN subscriptions.is_active
                                           THEN subscriptions.updated_at ELSE now() END
                  RETURNING id, (xmax = 0) AS created",

@@ -14,6 +14,7 @@ use teloxide::{Bot, RequestError};
 use tokio::sync::watch;
 
 use super::{BotUpdates, source_message};
+use crate::bot::BotHandler;
 use crate::pipeline::Pipeline;
 use crate::store::{DeadUpdate, Store, StoreError};
 
@@ -48,10 +49,12 @@ struct Failing {
     tries: u32,
 }
 
-/// Runs the update loop until `stop` turns true. `bot` is the first
-/// configured bot: the one channel owners make admin.
+/// Runs the update loop of one bot until `stop` turns true: one loop per
+/// configured bot (a token allows one `getUpdates` consumer), each handing
+/// its people's commands to that bot's `handler`.
 pub async fn run_loop(
     bot: Bot,
+    handler: BotHandler,
     store: Store,
     pipeline: Pipeline,
     updates: BotUpdates,
@@ -79,6 +82,7 @@ pub async fn run_loop(
             AllowedUpdate::ChannelPost,
             AllowedUpdate::MyChatMember,
             AllowedUpdate::Message,
+            AllowedUpdate::CallbackQuery,
         ]);
         if let Some(o) = offset {
             req = req.offset(o);
@@ -134,7 +138,7 @@ pub async fn run_loop(
         for item in items {
             let id = item.id();
             let result = match &item {
-                Item::Update(u) => handle(&store, &pipeline, &updates, u).await,
+                Item::Update(u) => handle(&store, &pipeline, &updates, &handler, u).await,
                 Item::Unreadable { raw, .. } => unreadable(&store, id, raw).await,
             };
             match result {
@@ -340,19 +344,24 @@ async fn handle(
     store: &Store,
     pipeline: &Pipeline,
     updates: &BotUpdates,
+    handler: &BotHandler,
     update: &Update,
 ) -> Result<(), StoreError> {
     let id = i64::from(update.id.0);
     match &update.kind {
-        UpdateKind::ChannelPost(msg) => on_channel_post(store, pipeline, updates, id, msg).await,
-        UpdateKind::MyChatMember(m) => on_my_chat_member(store, pipeline, updates, m).await,
-        UpdateKind::Message(msg) => {
-            tracing::debug!(
-                chat_id = msg.chat.id.0,
-                "Message to the bot; the command handler is not built yet."
-            );
-            Ok(())
+        UpdateKind::ChannelPost(msg) => {
+            // `/link <code>` in a channel is a command, not a post.
+            if handler.on_channel_post(msg).await? {
+                return Ok(());
+            }
+            on_channel_post(store, pipeline, updates, id, msg).await
         }
+        UpdateKind::MyChatMember(m) => {
+            handler.on_my_chat_member(m).await?;
+            on_my_chat_member(store, pipeline, updates, m).await
+        }
+        UpdateKind::Message(msg) => handler.on_message(msg).await,
+        UpdateKind::CallbackQuery(q) => handler.on_callback(q).await,
         UpdateKind::Error(raw) => unreadable(store, id, raw).await,
         _ => Ok(()),
     }

@@ -39,8 +39,7 @@ fn defaults_load_with_no_file_and_no_environment() {
     let c = load_from(None, &[], None).unwrap();
     assert_eq!(c.database.pool_max, 60);
     assert_eq!(c.redis.dedup_ttl_s, 86_400);
-    assert_eq!(c.redis.user_ttl_s, 3_600);
-    assert_eq!(c.redis.channel_ttl_s, 7_200);
+    assert_eq!(c.limits.max_subscriptions_per_user, 200);
     assert_eq!(c.telegram.bot_api_url, "https://api.telegram.org");
     assert_eq!(c.limits.per_bot_per_second, 30.0);
     assert!(!c.limits.allow_paid_broadcast);

@@ -2,6 +2,8 @@
 //! against the real PostgreSQL (a fresh database per test) and Redis (its
 //! own key prefix or a private server), Telegram faked at the wire.
 
+/// The bot: commands, buttons, destinations, settings, several bots.
+mod bot;
 /// The command line of the real binary.
 mod cli;
 /// Helpers: throw-away databases, the real binary as a child, a private Redis.

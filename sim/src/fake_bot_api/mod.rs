@@ -28,7 +28,12 @@
 //!
 //! Methods: `getMe`, `getUpdates` (long polling, offset confirmation),
 //! `sendMessage`, `copyMessage`, `copyMessages`, `forwardMessage`,
-//! `forwardMessages`. Anything else answers 404 like Telegram. Bodies may be
+//! `forwardMessages`, and for a bot's command handler `getChat`,
+//! `getChatMember`, `answerCallbackQuery`, `setMyCommands`,
+//! `editMessageText`, `editMessageReplyMarkup`. Anything else answers 404
+//! like Telegram. Simulated people (`people.rs`) talk to the bots: messages
+//! and commands with a `language_code`, forwarded posts, button presses,
+//! bots added to and removed from groups and channels. Bodies may be
 //! JSON (what teloxide sends), `application/x-www-form-urlencoded`, or query
 //! parameters; multipart uploads are not supported.
 //!
@@ -49,10 +54,12 @@
 //! methods and parameters and builds the replies' envelope; `limits` is
 //! Telegram's rate limits as the fake enforces them; `state` is what the
 //! fake records and how a sending request is validated and delivered;
-//! `json` builds the Bot API objects; `report` is the delivery report.
+//! `json` builds the Bot API objects; `report` is the delivery report;
+//! `people` the simulated users and the methods they make a bot call.
 
 mod json;
 mod limits;
+mod people;
 mod report;
 mod server;
 mod state;
@@ -67,6 +74,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+pub use people::{CallbackAnswer, MemberStatus};
 pub use report::DeliveryReport;
 
 /// A function told of every post published on the Bot API face (its channel
@@ -292,6 +300,13 @@ pub struct ReceivedMessage {
     /// The HTTP request that delivered it: the parts of one `copyMessages`
     /// share it. Unique across the fake.
     pub request_id: u64,
+    /// The inline keyboard (`reply_markup` JSON) it carries now: as sent,
+    /// or as last edited.
+    pub reply_markup: Option<Value>,
+    /// The request carried `allow_paid_broadcast=true`.
+    pub allow_paid_broadcast: bool,
+    /// Times `editMessageText`/`editMessageReplyMarkup` changed it.
+    pub edits: u32,
 }
 
 /// Counters over everything the fake has answered.

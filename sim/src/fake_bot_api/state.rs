@@ -36,6 +36,8 @@ pub(super) struct State {
     pub(super) revoked: std::collections::HashSet<String>,
     pub(super) counters: Counters,
     next_request_id: u64,
+    /// The simulated people: users, memberships, answers (`people.rs`).
+    pub(super) people: super::people::People,
 }
 
 pub(super) struct ArmedFault {
@@ -54,7 +56,7 @@ pub(super) struct Counters {
 }
 
 pub(super) struct BotState {
-    id: i64,
+    pub(super) id: i64,
     /// The bot's `User` JSON, built once.
     pub(super) user: Value,
     /// Pending updates (id, JSON), oldest first.
@@ -182,7 +184,7 @@ impl DestChat {
         }
     }
 
-    fn next_id(&mut self) -> i32 {
+    pub(super) fn next_id(&mut self) -> i32 {
         let id = self.next_message_id;
         self.next_message_id += 1;
         id
@@ -191,8 +193,15 @@ impl DestChat {
 
 /// What a validated sending request will deliver.
 enum Content {
-    Text { text: String, entities: Vec<Value> },
-    Messages { source: i64, ids: Vec<i32> },
+    Text {
+        text: String,
+        entities: Vec<Value>,
+        reply_markup: Option<Value>,
+    },
+    Messages {
+        source: i64,
+        ids: Vec<i32>,
+    },
 }
 
 impl State {
@@ -289,7 +298,8 @@ impl State {
         };
         let now = Instant::now();
         self.check_limits(rules, token, dest, now)?;
-        Ok(self.commit(token, method, dest, content, now))
+        let paid = params.flag("allow_paid_broadcast");
+        Ok(self.commit(token, method, dest, content, now, paid))
     }
 
     fn validate_text(&self, params: &Params) -> Result<Content, Reply> {
@@ -301,7 +311,12 @@ impl State {
             return Err(Reply::bad_request("Bad Request: message is too long"));
         }
         let entities = params.array("entities")?.unwrap_or_default();
-        Ok(Content::Text { text, entities })
+        let reply_markup = params.json("reply_markup");
+        Ok(Content::Text {
+            text,
+            entities,
+            reply_markup,
+        })
     }
 
     fn not_found(method: Method) -> Reply {
@@ -419,6 +434,7 @@ impl State {
         dest: i64,
         content: Content,
         now: Instant,
+        paid: bool,
     ) -> Reply {
         let request_id = self.next_request_id;
         self.next_request_id += 1;
@@ -429,7 +445,11 @@ impl State {
             .entry(dest)
             .or_insert_with(|| new_dest_chat(dest, &self.channels));
         match content {
-            Content::Text { text, entities } => {
+            Content::Text {
+                text,
+                entities,
+                reply_markup,
+            } => {
                 let source = attribute(&self.texts, &chat.copies, &text);
                 if let Some(source) = source {
                     *chat.copies.entry(source).or_default() += 1;
@@ -439,6 +459,9 @@ impl State {
                 result.insert("text".to_owned(), Value::String(text.clone()));
                 if !entities.is_empty() {
                     result.insert("entities".to_owned(), Value::Array(entities.clone()));
+                }
+                if let Some(markup) = &reply_markup {
+                    result.insert("reply_markup".to_owned(), markup.clone());
                 }
                 chat.received.push(ReceivedMessage {
                     message_id,
@@ -450,6 +473,9 @@ impl State {
                     received_at: now,
                     bot_id,
                     request_id,
+                    reply_markup,
+                    allow_paid_broadcast: paid,
+                    edits: 0,
                 });
                 self.counters.messages_received += 1;
                 Reply::ok(Value::Object(result))
@@ -493,6 +519,9 @@ impl State {
                         received_at: now,
                         bot_id,
                         request_id,
+                        reply_markup: None,
+                        allow_paid_broadcast: paid,
+                        edits: 0,
                     });
                     self.counters.messages_received += 1;
                 }
@@ -507,7 +536,7 @@ impl State {
     }
 }
 
-fn new_dest_chat(chat_id: i64, channels: &HashMap<i64, Channel>) -> DestChat {
+pub(super) fn new_dest_chat(chat_id: i64, channels: &HashMap<i64, Channel>) -> DestChat {
     let kind = if channels.contains_key(&chat_id) {
         ChatKind::Channel
     } else {

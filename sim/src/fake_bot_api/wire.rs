@@ -20,12 +20,18 @@ pub(super) enum Method {
     CopyMessages,
     ForwardMessage,
     ForwardMessages,
+    GetChat,
+    GetChatMember,
+    AnswerCallbackQuery,
+    SetMyCommands,
+    EditMessageText,
+    EditMessageReplyMarkup,
     GetWebhookInfo,
     DeleteWebhook,
     Unknown,
 }
 
-pub(super) const METHOD_COUNT: usize = 10;
+pub(super) const METHOD_COUNT: usize = 16;
 
 impl Method {
     pub(super) const ALL: [Method; METHOD_COUNT] = [
@@ -36,6 +42,12 @@ impl Method {
         Method::CopyMessages,
         Method::ForwardMessage,
         Method::ForwardMessages,
+        Method::GetChat,
+        Method::GetChatMember,
+        Method::AnswerCallbackQuery,
+        Method::SetMyCommands,
+        Method::EditMessageText,
+        Method::EditMessageReplyMarkup,
         Method::GetWebhookInfo,
         Method::DeleteWebhook,
         Method::Unknown,
@@ -50,6 +62,12 @@ impl Method {
             Method::CopyMessages => "copyMessages",
             Method::ForwardMessage => "forwardMessage",
             Method::ForwardMessages => "forwardMessages",
+            Method::GetChat => "getChat",
+            Method::GetChatMember => "getChatMember",
+            Method::AnswerCallbackQuery => "answerCallbackQuery",
+            Method::SetMyCommands => "setMyCommands",
+            Method::EditMessageText => "editMessageText",
+            Method::EditMessageReplyMarkup => "editMessageReplyMarkup",
             Method::GetWebhookInfo => "getWebhookInfo",
             Method::DeleteWebhook => "deleteWebhook",
             Method::Unknown => "unknown",
@@ -67,6 +85,20 @@ impl Method {
 
     pub(super) fn is_forward(self) -> bool {
         matches!(self, Method::ForwardMessage | Method::ForwardMessages)
+    }
+
+    /// The methods of the simulated people's side (`people.rs`): they
+    /// neither deliver a post nor count against the sending limits.
+    pub(super) fn is_people(self) -> bool {
+        matches!(
+            self,
+            Method::GetChat
+                | Method::GetChatMember
+                | Method::AnswerCallbackQuery
+                | Method::SetMyCommands
+                | Method::EditMessageText
+                | Method::EditMessageReplyMarkup
+        )
     }
 
     pub(super) fn is_batch(self) -> bool {
@@ -218,6 +250,27 @@ impl Params {
                     .map_err(|_| Reply::bad_request("Bad Request: chat not found")),
             },
             Some(_) => Err(invalid(key)),
+        }
+    }
+
+    /// A JSON value, or a string holding one (form encoding); a string that
+    /// is not JSON is itself.
+    pub(super) fn json(&self, key: &str) -> Option<Value> {
+        match self.0.get(key)? {
+            Value::Null => None,
+            Value::String(s) => {
+                Some(serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.clone())))
+            }
+            v => Some(v.clone()),
+        }
+    }
+
+    /// A boolean, JSON or `"true"`/`"false"`; absent is false.
+    pub(super) fn flag(&self, key: &str) -> bool {
+        match self.0.get(key) {
+            Some(Value::Bool(b)) => *b,
+            Some(Value::String(s)) => s == "true",
+            _ => false,
         }
     }
 

@@ -1,0 +1,100 @@
+# kuryer's bot, English. Every key here exists in ru/ and uz/ with the same
+# placeholders (a test checks it). Plain text: no Markdown, no HTML.
+
+start =
+    Hi! I deliver new posts of Telegram channels to you.
+    1. Send /add @channel (or forward me a post) to subscribe.
+    2. Add me to your group and send /link there to get posts in it; /list to manage everything.
+help =
+    Commands:
+    /add @channel … — subscribe (several names at once, links work too)
+    /list — your subscriptions, with buttons
+    /remove @channel — unsubscribe
+    /pause @channel, /resume @channel — stop and restart delivery
+    /filter @channel +word -word re:regex skip:video — filters (/filter @channel off clears them)
+    /lang uz|ru|en — language
+    /link — send it in a group or channel where you added me
+unknown-command = I don't know that command. /help lists what I can do.
+not-a-command = Send me a command, for example /add @channel. /help lists them all.
+rate-limited = Too many commands at once. Please wait a few seconds.
+too-long = That message is too long for me.
+add-usage = Send /add followed by channel names, for example: /add @durov t.me/telegram
+add-ok = ✅ @{ $name }: subscribed.
+add-pending = ⏳ @{ $name }: subscribed; I am still checking this channel, posts start once it is ready.
+add-already = ℹ️ @{ $name }: you are already subscribed.
+add-already-paused = ℹ️ @{ $name }: you are subscribed, but paused. /resume @{ $name } restarts it.
+add-not-found = ❌ @{ $name }: there is no such channel.
+add-not-channel = ❌ @{ $name }: this is not a channel.
+add-private = ❌ { $input }: private channels cannot be followed; send the channel's public @name.
+add-protected = ❌ @{ $name }: this channel protects its content, so its posts cannot be forwarded.
+add-bad-name = ❌ { $input }: this is not a channel name.
+add-quota = ❌ @{ $name }: you have reached the limit of { $max } subscriptions.
+add-too-many = Only the first { $max } names were handled.
+list-empty = You have no subscriptions yet. Send /add @channel.
+list-header = Your subscriptions ({ $count }), page { $page } of { $pages }:
+status-active = active
+status-paused = paused
+status-pending = being checked
+status-broken = not available
+status-dest-off = destination lost
+dest-private = private chat
+btn-pause = ⏸ { $n }
+btn-resume = ▶️ { $n }
+btn-remove = 🗑 { $n }
+btn-settings = ⚙️ { $n }
+btn-prev = ◀️ Back
+btn-next = Next ▶️
+btn-list = ⬅️ To the list
+removed = 🗑 @{ $name }: removed.
+paused = ⏸ @{ $name }: paused.
+resumed = ▶️ @{ $name }: delivering again.
+not-subscribed = ❌ { $input }: you are not subscribed to that.
+name-usage = Send /{ $command } followed by a channel name, for example /{ $command } @durov
+lang-usage = Choose a language: /lang uz, /lang ru or /lang en.
+lang-ok = Done: I will talk to you in English.
+link-private = To get posts in a group or channel: add me there, then send /link in that chat (you must be its admin).
+link-code = For a channel: add me as its admin, then post there: /link { $code } (valid 10 minutes).
+link-ok-chat = This chat now receives posts chosen by its admin.
+link-ok-owner = ✅ "{ $title }" is now one of your destinations. In /list, press ⚙️ on a subscription to send it there.
+link-not-admin = Only an admin of this chat can link it.
+link-other-owner = This chat is already linked by another user.
+link-start-first = Please start me in a private chat first (/start), then send /link here again.
+link-hint = Hi! An admin of this chat can send /link to receive channel posts here.
+group-only-link = In groups I only understand /link. Talk to me in a private chat for everything else.
+dest-lost = I was removed from "{ $title }", so posts to it are paused. Add me back and send /link there to resume.
+settings = Settings of @{ $name }
+    Mode: { $mode }
+    Goes to: { $dest }
+    Filters: { $filters }
+    Change filters with: /filter @{ $name } +word -word re:regex skip:video (or off)
+mode-copy = copy (no "Forwarded from")
+mode-forward = forward (with "Forwarded from")
+btn-copy = Copy
+btn-forward = Forward
+filters-none = none
+filter-usage = Send /filter @channel and rules: +word (only posts with it), -word (never posts with it), re:regex, skip:photo|video|document|audio|voice|animation|sticker|text, or off to clear.
+filter-ok = ✅ Filters of @{ $name } saved.
+filter-cleared = ✅ Filters of @{ $name } cleared.
+filter-bad = ❌ That filter cannot be used: check the words, the regular expression (up to 200 characters) and the media kinds.
+routed = ✅ @{ $name } now goes to { $dest }.
+stale = This button is out of date. Send /list again.
+done = Done.
+admins-only = This command is for kuryer's administrators.
+stats =
+    Users: { $users }
+    Channels: { $channels }
+    Subscriptions: { $active } active of { $subs }
+    Sent: { $hour } in the last hour, { $day } in the last day
+    Queue: { $queued } waiting, { $inflight } sending; 429 answers: { $throttled }
+    Reader accounts: { $readers }
+error = Something went wrong on my side. Please try again in a minute.
+cmd-start = Start and a short introduction
+cmd-help = What I can do
+cmd-add = Subscribe to channels
+cmd-list = Your subscriptions
+cmd-remove = Unsubscribe from a channel
+cmd-pause = Pause a channel
+cmd-resume = Resume a channel
+cmd-filter = Filters of a channel
+cmd-lang = Language
+cmd-link = Send posts to this group or channel

@@ -1,0 +1,99 @@
+# kuryer boti, o'zbekcha (lotin). Kalitlar va o'rinbosarlar en/ va ru/ bilan bir xil (test tekshiradi).
+
+start =
+    Salom! Men Telegram kanallarining yangi postlarini sizga yetkazaman.
+    1. Obuna bo'lish uchun /add @kanal yuboring (yoki menga post uzating).
+    2. Meni guruhingizga qo'shib, u yerda /link yuboring — postlar o'sha yerga boradi; /list — obunalarni boshqarish.
+help =
+    Buyruqlar:
+    /add @kanal … — obuna bo'lish (bir nechta nom va havolalar ham bo'ladi)
+    /list — obunalaringiz, tugmalar bilan
+    /remove @kanal — obunani bekor qilish
+    /pause @kanal, /resume @kanal — to'xtatish va davom ettirish
+    /filter @kanal +so'z -so'z re:ifoda skip:video — filtrlar (/filter @kanal off — tozalash)
+    /lang uz|ru|en — til
+    /link — meni qo'shgan guruh yoki kanalda yuboring
+unknown-command = Bunday buyruqni bilmayman. /help — buyruqlar ro'yxati.
+not-a-command = Menga buyruq yuboring, masalan /add @kanal. /help — barcha buyruqlar.
+rate-limited = Buyruqlar juda ko'p. Bir necha soniya kuting.
+too-long = Bu xabar men uchun juda uzun.
+add-usage = /add dan keyin kanal nomlarini yuboring, masalan: /add @durov t.me/telegram
+add-ok = ✅ @{ $name }: obuna bo'ldingiz.
+add-pending = ⏳ @{ $name }: obuna bo'ldingiz; kanal hali tekshirilmoqda, tayyor bo'lgach postlar keladi.
+add-already = ℹ️ @{ $name }: siz allaqachon obunasiz.
+add-already-paused = ℹ️ @{ $name }: obunangiz bor, lekin to'xtatilgan. /resume @{ $name } davom ettiradi.
+add-not-found = ❌ @{ $name }: bunday kanal yo'q.
+add-not-channel = ❌ @{ $name }: bu kanal emas.
+add-private = ❌ { $input }: yopiq kanallarga obuna bo'lib bo'lmaydi; kanalning ochiq @nomini yuboring.
+add-protected = ❌ @{ $name }: bu kanal kontentini himoya qiladi, postlarini uzatib bo'lmaydi.
+add-bad-name = ❌ { $input }: bu kanal nomi emas.
+add-quota = ❌ @{ $name }: { $max } ta obuna chegarasiga yetdingiz.
+add-too-many = Faqat birinchi { $max } ta nom ko'rib chiqildi.
+list-empty = Hali obunalaringiz yo'q. /add @kanal yuboring.
+list-header = Obunalaringiz ({ $count }), { $pages } sahifadan { $page }-sahifa:
+status-active = faol
+status-paused = to'xtatilgan
+status-pending = tekshirilmoqda
+status-broken = mavjud emas
+status-dest-off = qabul qiluvchi yo'qolgan
+dest-private = shaxsiy chat
+btn-pause = ⏸ { $n }
+btn-resume = ▶️ { $n }
+btn-remove = 🗑 { $n }
+btn-settings = ⚙️ { $n }
+btn-prev = ◀️ Orqaga
+btn-next = Keyingi ▶️
+btn-list = ⬅️ Ro'yxatga
+removed = 🗑 @{ $name }: obuna o'chirildi.
+paused = ⏸ @{ $name }: to'xtatildi.
+resumed = ▶️ @{ $name }: yetkazish davom etmoqda.
+not-subscribed = ❌ { $input }: sizda bunday obuna yo'q.
+name-usage = /{ $command } dan keyin kanal nomini yuboring, masalan /{ $command } @durov
+lang-usage = Tilni tanlang: /lang uz, /lang ru yoki /lang en.
+lang-ok = Tayyor: endi siz bilan o'zbekcha gaplashaman.
+link-private = Postlar guruh yoki kanalga borishi uchun: meni u yerga qo'shing va o'sha chatda /link yuboring (siz uning administratori bo'lishingiz kerak).
+link-code = Kanal uchun: meni uning administratori qiling va u yerda e'lon qiling: /link { $code } (kod 10 daqiqa amal qiladi).
+link-ok-chat = Endi bu chat administratori tanlagan postlarni oladi.
+link-ok-owner = ✅ "{ $title }" endi qabul qiluvchilaringizdan biri. /list da obuna yonidagi ⚙️ ni bosib, uni o'sha yerga yo'naltiring.
+link-not-admin = Bu chatni faqat uning administratori ulay oladi.
+link-other-owner = Bu chat boshqa foydalanuvchi tomonidan ulangan.
+link-start-first = Avval meni shaxsiy chatda ishga tushiring (/start), so'ng bu yerda yana /link yuboring.
+link-hint = Salom! Bu chat administratori kanal postlarini shu yerda olish uchun /link yuborishi mumkin.
+group-only-link = Guruhlarda faqat /link ni tushunaman. Qolgani uchun menga shaxsiy chatda yozing.
+dest-lost = Meni "{ $title }" dan chiqarishdi, u yerga yetkazish to'xtatildi. Meni qayta qo'shing va u yerda /link yuboring.
+settings = @{ $name } sozlamalari
+    Rejim: { $mode }
+    Qayerga: { $dest }
+    Filtrlar: { $filters }
+    Filtrlarni o'zgartirish: /filter @{ $name } +so'z -so'z re:ifoda skip:video (yoki off)
+mode-copy = nusxa ("Uzatilgan" belgisisiz)
+mode-forward = uzatish ("Uzatilgan" belgisi bilan)
+btn-copy = Nusxa
+btn-forward = Uzatish
+filters-none = yo'q
+filter-usage = /filter @kanal va qoidalarni yuboring: +so'z (faqat shu so'zli postlar), -so'z (bu so'zli postlar hech qachon), re:ifoda, skip:photo|video|document|audio|voice|animation|sticker|text, yoki tozalash uchun off.
+filter-ok = ✅ @{ $name } filtrlari saqlandi.
+filter-cleared = ✅ @{ $name } filtrlari tozalandi.
+filter-bad = ❌ Bu filtrni ishlatib bo'lmaydi: so'zlarni, muntazam ifodani (200 belgigacha) va media turlarini tekshiring.
+routed = ✅ @{ $name } endi { $dest } ga boradi.
+stale = Bu tugma eskirgan. /list ni qayta yuboring.
+done = Tayyor.
+admins-only = Bu buyruq faqat kuryer administratorlari uchun.
+stats =
+    Foydalanuvchilar: { $users }
+    Kanallar: { $channels }
+    Obunalar: { $subs } tadan { $active } tasi faol
+    Yuborildi: so'nggi soatda { $hour }, so'nggi sutkada { $day }
+    Navbat: { $queued } kutmoqda, { $inflight } yuborilmoqda; 429 javoblar: { $throttled }
+    O'quvchi akkauntlar: { $readers }
+error = Menda nimadir xato ketdi. Bir daqiqadan so'ng qayta urinib ko'ring.
+cmd-start = Boshlash va qisqa tanishuv
+cmd-help = Nimalar qila olaman
+cmd-add = Kanallarga obuna bo'lish
+cmd-list = Obunalaringiz
+cmd-remove = Kanal obunasini bekor qilish
+cmd-pause = Kanalni to'xtatish
+cmd-resume = Kanalni davom ettirish
+cmd-filter = Kanal filtrlari
+cmd-lang = Til
+cmd-link = Postlarni shu guruh yoki kanalga yuborish

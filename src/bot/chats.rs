@@ -1,0 +1,237 @@
+//! Groups and channels as destinations: `/link` sent there by an admin of
+//! the chat (checked with `getChatMember`) makes it a destination of that
+//! user, served by the bot that got the command; our bot removed from a
+//! chat deactivates it, takes its subscriptions out of the registry and
+//! tells its owner.
+//!
+//! A channel has no sender on its posts, so `/link` in a private chat
+//! gives a one-time code, and `/link <code>` posted in the channel (only
+//! its admins can post) links it to the code's owner.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use kuryer_actors::channel_supervisor::StopChannel;
+use kuryer_actors::model::DestinationKind;
+use kuryer_actors::subscriber_registry::RemoveDestination;
+use teloxide::prelude::Requester;
+use teloxide::types::{ChatId, ChatMemberUpdated, Message, UserId};
+
+use super::BotHandler;
+use super::commands::parse_command;
+use super::i18n::{Arg, Lang};
+use super::reply::{self, Verdict, echo};
+use crate::store::{LinkOutcome, StoreError};
+
+/// How long a channel link code is valid.
+const CODE_TTL: Duration = Duration::from_secs(600);
+
+/// One-time codes for linking a channel: code → (user, when issued).
+#[derive(Default)]
+pub(super) struct LinkCodes(Mutex<HashMap<u32, (i64, Instant)>>);
+
+impl LinkCodes {
+    pub(super) fn issue(&self, user: i64) -> u32 {
+        let mut codes = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        codes.retain(|_, (_, at)| now.duration_since(*at) < CODE_TTL);
+        loop {
+            let code = rand::random_range(100_000..1_000_000);
+            if let std::collections::hash_map::Entry::Vacant(e) = codes.entry(code) {
+                e.insert((user, now));
+                return code;
+            }
+        }
+    }
+
+    fn take(&self, code: u32) -> Option<i64> {
+        let mut codes = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (user, at) = codes.remove(&code)?;
+        (at.elapsed() < CODE_TTL).then_some(user)
+    }
+}
+
+/// A message in a group or supergroup: only `/link` is ours there.
+pub(super) async fn on_group_message(h: &BotHandler, msg: &Message) -> Result<(), StoreError> {
+    let (Some(text), Some(from)) = (msg.text(), msg.from.as_ref()) else {
+        return Ok(());
+    };
+    let Some((command, _)) = parse_command(text) else {
+        // Plain talk in a group is not for us.
+        return Ok(());
+    };
+    let uid = i64::try_from(from.id.0).unwrap_or(i64::MAX);
+    let chat = msg.chat.id.0;
+    if h.shared.rate.check(uid) != Verdict::Allow {
+        h.count("rate_limited");
+        return Ok(());
+    }
+    let user = h.store().bot_user(uid).await?;
+    let lang = user
+        .as_ref()
+        .and_then(|u| Lang::parse(&u.language))
+        .unwrap_or_else(|| Lang::from_telegram(from.language_code.as_deref()));
+    if command != "link" {
+        h.count("group_other");
+        reply::send(&h.bot, chat, h.t(lang, "group-only-link", &[]), None).await;
+        return Ok(());
+    }
+    h.count("link");
+    let admin = match h.bot.get_chat_member(ChatId(chat), UserId(from.id.0)).await {
+        Ok(member) => member.is_privileged(),
+        Err(e) => {
+            tracing::info!(chat_id = chat, error = %e, "getChatMember failed; /link not done.");
+            reply::send(&h.bot, chat, h.t(lang, "error", &[]), None).await;
+            return Ok(());
+        }
+    };
+    if !admin {
+        reply::send(&h.bot, chat, h.t(lang, "link-not-admin", &[]), None).await;
+        return Ok(());
+    }
+    let Some(user) = user else {
+        reply::send(&h.bot, chat, h.t(lang, "link-start-first", &[]), None).await;
+        return Ok(());
+    };
+    let kind = if msg.chat.is_supergroup() {
+        DestinationKind::Supergroup
+    } else {
+        DestinationKind::Group
+    };
+    let title = msg.chat.title().map(str::to_owned);
+    link(h, user.telegram_id, user.bot_id, lang, chat, kind, title).await
+}
+
+/// Links `chat` to `owner` and tells both sides.
+async fn link(
+    h: &BotHandler,
+    owner: i64,
+    owner_bot: Option<i64>,
+    lang: Lang,
+    chat: i64,
+    kind: DestinationKind,
+    title: Option<String>,
+) -> Result<(), StoreError> {
+    let outcome = h
+        .store()
+        .link_destination(owner, chat, kind, title.as_deref(), h.bot_id)
+        .await?;
+    match outcome {
+        LinkOutcome::OwnedByOther => {
+            reply::send(&h.bot, chat, h.t(lang, "link-other-owner", &[]), None).await;
+        }
+        LinkOutcome::Linked {
+            destination_id,
+            created,
+        } => {
+            if !created {
+                // Linked again after a loss: what was routed there delivers again.
+                for s in h.store().user_subscriptions(owner).await? {
+                    if s.destination_id == destination_id {
+                        h.sync(s.id).await?;
+                    }
+                }
+            }
+            reply::send(&h.bot, chat, h.t(lang, "link-ok-chat", &[]), None).await;
+            let title = echo(title.as_deref().unwrap_or("…"));
+            let text = h.t(lang, "link-ok-owner", &[("title", Arg::from(title))]);
+            reply::send(h.bot_of(owner_bot), owner, text, None).await;
+        }
+    }
+    Ok(())
+}
+
+/// `/link <code>` posted in a channel links it; true when the post was a
+/// `/link` (it is then no post to deliver).
+pub(super) async fn on_channel_post(h: &BotHandler, msg: &Message) -> Result<bool, StoreError> {
+    let Some((command, args)) = msg.text().and_then(parse_command) else {
+        return Ok(false);
+    };
+    if command != "link" {
+        return Ok(false);
+    }
+    h.count("link");
+    let chat = msg.chat.id.0;
+    let owner = args
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .and_then(|c| h.shared.codes.take(c));
+    let user = match owner {
+        Some(uid) => h.store().bot_user(uid).await?,
+        None => None,
+    };
+    let Some(user) = user else {
+        reply::send(&h.bot, chat, h.t(Lang::En, "link-private", &[]), None).await;
+        return Ok(true);
+    };
+    let lang = Lang::parse(&user.language).unwrap_or(Lang::En);
+    let title = msg.chat.title().map(str::to_owned);
+    link(
+        h,
+        user.telegram_id,
+        user.bot_id,
+        lang,
+        chat,
+        DestinationKind::Channel,
+        title,
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Our bot's membership changed in a chat.
+pub(super) async fn on_my_chat_member(
+    h: &BotHandler,
+    m: &ChatMemberUpdated,
+) -> Result<(), StoreError> {
+    if m.chat.is_private() {
+        // Blocked or unblocked by a user: the sender's 403 handling covers it.
+        return Ok(());
+    }
+    let chat = m.chat.id.0;
+    if !m.new_chat_member.is_present() {
+        let Some(lost) = h.store().lose_destination_chat(chat, "removed").await? else {
+            return Ok(());
+        };
+        let p = &h.shared.pipeline;
+        match p
+            .registry
+            .send(RemoveDestination(lost.destination_id))
+            .await
+        {
+            Ok(removed) => {
+                for channel in removed.emptied {
+                    p.supervisor.do_send(StopChannel(channel));
+                }
+            }
+            Err(e) => tracing::warn!(chat_id = chat, error = %e, "The registry did not answer."),
+        }
+        tracing::info!(
+            chat_id = chat,
+            destination_id = lost.destination_id,
+            "Our bot was removed from a destination chat; deactivated."
+        );
+        let lang = Lang::parse(&lost.owner_language).unwrap_or(Lang::En);
+        let title = echo(lost.title.as_deref().unwrap_or("…"));
+        let text = h.t(lang, "dest-lost", &[("title", Arg::from(title))]);
+        reply::send(
+            h.bot_of(lost.owner_bot_id),
+            lost.owner_telegram_id,
+            text,
+            None,
+        )
+        .await;
+    } else if !m.old_chat_member.is_present() && !m.chat.is_channel() {
+        let lang = Lang::from_telegram(m.from.language_code.as_deref());
+        reply::send(&h.bot, chat, h.t(lang, "link-hint", &[]), None).await;
+    }
+    Ok(())
+}

@@ -1,0 +1,432 @@
+//! Commands in a private chat. Every input gets a short translated reply:
+//! unknown commands, malformed names, empty arguments, text that is no
+//! command at all. User text is never logged.
+
+use kuryer_actors::filters::FilterSpec;
+use kuryer_actors::model::{ChannelUsername, UsernameError};
+use teloxide::prelude::Requester;
+use teloxide::types::{Message, MessageOrigin, Recipient};
+use teloxide::{ApiError, RequestError};
+
+use super::i18n::{Arg, Lang};
+use super::reply::{self, Verdict, echo};
+use super::{BotHandler, list};
+use crate::store::{StoreError, SubState, UserSubscription};
+
+/// The most names one `/add` handles (each may cost a `getChat`).
+const MAX_NAMES: usize = 20;
+
+/// A command and its argument text: `/add@our_bot x y` → ("add", "x y").
+pub(super) fn parse_command(text: &str) -> Option<(String, &str)> {
+    let rest = text.strip_prefix('/')?;
+    let (head, args) = match rest.find(char::is_whitespace) {
+        Some(i) => (&rest[..i], rest[i..].trim()),
+        None => (rest, ""),
+    };
+    let name = head.split('@').next().unwrap_or_default();
+    Some((name.to_ascii_lowercase(), args))
+}
+
+pub(super) async fn on_private(h: &BotHandler, msg: &Message) -> Result<(), StoreError> {
+    let Some(from) = &msg.from else {
+        return Ok(());
+    };
+    let uid = i64::try_from(from.id.0).unwrap_or(i64::MAX);
+    let chat = msg.chat.id.0;
+    let code = from.language_code.as_deref();
+    match h.shared.rate.check(uid) {
+        Verdict::Allow => {}
+        Verdict::Warn => {
+            h.count("rate_limited");
+            let text = h.t(Lang::from_telegram(code), "rate-limited", &[]);
+            reply::send(&h.bot, chat, text, None).await;
+            return Ok(());
+        }
+        Verdict::Drop => {
+            h.count("rate_limited");
+            return Ok(());
+        }
+    }
+    // A post forwarded from a channel subscribes to that channel.
+    if let Some(MessageOrigin::Channel { chat: origin, .. }) = msg.forward_origin() {
+        h.count("forward");
+        let (_, lang) = h.user(uid, code).await?;
+        let names = match origin.username() {
+            Some(name) => vec![name.to_owned()],
+            None => {
+                let title = origin.title().unwrap_or("…");
+                let text = h.t(lang, "add-private", &[("input", echo(title).into())]);
+                reply::send(&h.bot, chat, text, None).await;
+                return Ok(());
+            }
+        };
+        let text = add(h, uid, lang, &names).await?;
+        reply::send(&h.bot, chat, text, None).await;
+        return Ok(());
+    }
+    let Some(text) = msg.text() else {
+        h.count("other");
+        let (_, lang) = h.user(uid, code).await?;
+        reply::send(&h.bot, chat, h.t(lang, "not-a-command", &[]), None).await;
+        return Ok(());
+    };
+    let Some((command, args)) = parse_command(text) else {
+        h.count("other");
+        let (_, lang) = h.user(uid, code).await?;
+        reply::send(&h.bot, chat, h.t(lang, "not-a-command", &[]), None).await;
+        return Ok(());
+    };
+    if command == "start" {
+        h.count("start");
+        let lang = Lang::from_telegram(code);
+        let user = h.store().start_user(uid, lang.code(), h.bot_id).await?;
+        let lang = Lang::parse(&user.language).unwrap_or(lang);
+        reply::send(&h.bot, chat, h.t(lang, "start", &[]), None).await;
+        return Ok(());
+    }
+    let (_, lang) = h.user(uid, code).await?;
+    let words: Vec<String> = args.split_whitespace().map(str::to_owned).collect();
+    let out = match command.as_str() {
+        "help" => {
+            h.count("help");
+            h.t(lang, "help", &[])
+        }
+        "add" => {
+            h.count("add");
+            if words.is_empty() {
+                h.t(lang, "add-usage", &[])
+            } else {
+                add(h, uid, lang, &words).await?
+            }
+        }
+        "list" => {
+            h.count("list");
+            let (text, keyboard) = list::page(h, uid, lang, 0).await?;
+            reply::send(&h.bot, chat, text, keyboard).await;
+            return Ok(());
+        }
+        "remove" | "pause" | "resume" => {
+            h.count(match command.as_str() {
+                "remove" => "remove",
+                "pause" => "pause",
+                _ => "resume",
+            });
+            if words.is_empty() {
+                h.t(lang, "name-usage", &[("command", command.clone().into())])
+            } else {
+                change_state(h, uid, lang, &command, &words).await?
+            }
+        }
+        "filter" => {
+            h.count("filter");
+            filter(h, uid, lang, &words).await?
+        }
+        "lang" => {
+            h.count("lang");
+            match words.first().and_then(|w| Lang::parse(w)) {
+                Some(new) if words.len() == 1 => {
+                    h.store().set_language(uid, new.code()).await?;
+                    h.t(new, "lang-ok", &[])
+                }
+                _ => h.t(lang, "lang-usage", &[]),
+            }
+        }
+        "link" => {
+            h.count("link");
+            let code = h.shared.codes.issue(uid);
+            format!(
+                "{}\n{}",
+                h.t(lang, "link-private", &[]),
+                h.t(lang, "link-code", &[("code", i64::from(code).into())])
+            )
+        }
+        "stats" => {
+            h.count("stats");
+            stats(h, uid, lang).await?
+        }
+        _ => {
+            h.count("unknown");
+            h.t(lang, "unknown-command", &[])
+        }
+    };
+    reply::send(&h.bot, chat, out, None).await;
+    Ok(())
+}
+
+/// What Telegram says a name is.
+enum Checked {
+    Channel,
+    Protected,
+    NotChannel,
+    NotFound,
+    /// Telegram could not be asked now: subscribed, checked later.
+    Unknown,
+}
+
+async fn check(h: &BotHandler, name: &ChannelUsername) -> Checked {
+    match h
+        .bot
+        .get_chat(Recipient::ChannelUsername(format!("@{}", name.as_str())))
+        .await
+    {
+        Ok(chat) if chat.is_channel() => {
+            if chat.has_protected_content() {
+                Checked::Protected
+            } else {
+                Checked::Channel
+            }
+        }
+        Ok(_) => Checked::NotChannel,
+        Err(RequestError::Api(ApiError::ChatNotFound | ApiError::UserNotFound)) => {
+            Checked::NotFound
+        }
+        Err(RequestError::Api(ApiError::Unknown(d))) if d.contains("not found") => {
+            Checked::NotFound
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "getChat failed; subscribing unchecked.");
+            Checked::Unknown
+        }
+    }
+}
+
+/// `/add` of `inputs`: one line a name, in one reply.
+async fn add(
+    h: &BotHandler,
+    uid: i64,
+    lang: Lang,
+    inputs: &[String],
+) -> Result<String, StoreError> {
+    let mut lines = Vec::new();
+    let existing = h.store().user_subscriptions(uid).await?;
+    let mut count = i64::try_from(existing.len()).unwrap_or(i64::MAX);
+    let max = h.shared.settings.max_subscriptions;
+    let mut seen: Vec<ChannelUsername> = Vec::new();
+    for input in inputs.iter().take(MAX_NAMES) {
+        let name = match ChannelUsername::parse(input) {
+            Ok(n) => n,
+            Err(UsernameError::InviteLink) => {
+                lines.push(h.t(lang, "add-private", &[("input", echo(input).into())]));
+                continue;
+            }
+            Err(_) => {
+                lines.push(h.t(lang, "add-bad-name", &[("input", echo(input).into())]));
+                continue;
+            }
+        };
+        if seen.contains(&name) {
+            continue;
+        }
+        seen.push(name.clone());
+        let arg = [("name", Arg::from(name.as_str()))];
+        if let Some(s) = existing
+            .iter()
+            .find(|s| s.channel_username.as_deref() == Some(name.as_str()))
+        {
+            let key = if s.paused {
+                "add-already-paused"
+            } else {
+                "add-already"
+            };
+            lines.push(h.t(lang, key, &arg));
+            continue;
+        }
+        if count >= max {
+            lines.push(h.t(lang, "add-quota", &[arg[0].clone(), ("max", max.into())]));
+            continue;
+        }
+        let key = match check(h, &name).await {
+            Checked::Protected => {
+                lines.push(h.t(lang, "add-protected", &arg));
+                continue;
+            }
+            Checked::NotChannel => {
+                lines.push(h.t(lang, "add-not-channel", &arg));
+                continue;
+            }
+            Checked::NotFound => {
+                lines.push(h.t(lang, "add-not-found", &arg));
+                continue;
+            }
+            Checked::Channel => "add-ok",
+            Checked::Unknown => "add-pending",
+        };
+        let added = h.store().add_subscription(uid, &name).await?;
+        count += 1;
+        h.sync(added.subscription.id).await?;
+        let key = if added.subscription.channel_status == "active" {
+            "add-ok"
+        } else if key == "add-pending" {
+            key
+        } else {
+            // A real channel our readers have yet to resolve.
+            "add-pending"
+        };
+        lines.push(h.t(lang, key, &arg));
+    }
+    if inputs.len() > MAX_NAMES {
+        lines.push(h.t(lang, "add-too-many", &[("max", MAX_NAMES.into())]));
+    }
+    Ok(lines.join("\n"))
+}
+
+/// The user's subscription to the channel `input` names.
+fn find<'a>(subs: &'a [UserSubscription], input: &str) -> Option<&'a UserSubscription> {
+    let name = ChannelUsername::parse(input).ok()?;
+    subs.iter()
+        .find(|s| s.channel_username.as_deref() == Some(name.as_str()))
+}
+
+async fn change_state(
+    h: &BotHandler,
+    uid: i64,
+    lang: Lang,
+    command: &str,
+    inputs: &[String],
+) -> Result<String, StoreError> {
+    let subs = h.store().user_subscriptions(uid).await?;
+    let (state, key) = match command {
+        "remove" => (SubState::Removed, "removed"),
+        "pause" => (SubState::Paused, "paused"),
+        _ => (SubState::Active, "resumed"),
+    };
+    let mut lines = Vec::new();
+    for input in inputs.iter().take(MAX_NAMES) {
+        let Some(sub) = find(&subs, input) else {
+            lines.push(h.t(lang, "not-subscribed", &[("input", echo(input).into())]));
+            continue;
+        };
+        h.store()
+            .set_subscription_state(Some(uid), sub.id, state)
+            .await?;
+        h.sync(sub.id).await?;
+        lines.push(h.t(lang, key, &[("name", list::name_of(sub).into())]));
+    }
+    Ok(lines.join("\n"))
+}
+
+/// The rules of `/filter @name …` as a [`FilterSpec`]; `None` when a rule
+/// is not one.
+pub(super) fn parse_rules(rules: &[String]) -> Option<FilterSpec> {
+    let mut spec = FilterSpec::default();
+    if rules.len() == 1 && rules[0].eq_ignore_ascii_case("off") {
+        return Some(spec);
+    }
+    for r in rules {
+        if let Some(w) = r.strip_prefix('+') {
+            spec.include.push(w.to_owned());
+        } else if let Some(w) = r.strip_prefix('-') {
+            spec.exclude.push(w.to_owned());
+        } else if let Some(re) = r.strip_prefix("re:") {
+            spec.regex = Some(re.to_owned());
+        } else if let Some(kinds) = r.strip_prefix("skip:") {
+            spec.skip_media.extend(
+                kinds
+                    .split(',')
+                    .filter(|k| !k.is_empty())
+                    .map(str::to_owned),
+            );
+        } else {
+            return None;
+        }
+    }
+    (!rules.is_empty()).then_some(spec)
+}
+
+async fn filter(
+    h: &BotHandler,
+    uid: i64,
+    lang: Lang,
+    words: &[String],
+) -> Result<String, StoreError> {
+    let Some((name, rules)) = words.split_first() else {
+        return Ok(h.t(lang, "filter-usage", &[]));
+    };
+    let subs = h.store().user_subscriptions(uid).await?;
+    let Some(sub) = find(&subs, name) else {
+        return Ok(h.t(lang, "not-subscribed", &[("input", echo(name).into())]));
+    };
+    let Some(spec) = parse_rules(rules) else {
+        return Ok(h.t(lang, "filter-usage", &[]));
+    };
+    if spec.compile().is_err() {
+        return Ok(h.t(lang, "filter-bad", &[]));
+    }
+    let json = serde_json::to_value(&spec).unwrap_or_else(|_| serde_json::json!({}));
+    h.store()
+        .set_subscription_settings(Some(uid), sub.id, None, Some(&json))
+        .await?;
+    h.sync(sub.id).await?;
+    let key = if spec.is_empty() {
+        "filter-cleared"
+    } else {
+        "filter-ok"
+    };
+    Ok(h.t(lang, key, &[("name", list::name_of(sub).into())]))
+}
+
+async fn stats(h: &BotHandler, uid: i64, lang: Lang) -> Result<String, StoreError> {
+    if !h.shared.settings.admins.contains(&uid) {
+        return Ok(h.t(lang, "admins-only", &[]));
+    }
+    let s = h.store().bot_stats().await?;
+    let p = h.shared.pipeline.stats().await.ok();
+    let channels = s
+        .channels
+        .iter()
+        .map(|(status, n)| format!("{status} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let n = |v: Option<u64>| Arg::from(v.map_or_else(|| "?".to_owned(), |v| v.to_string()));
+    Ok(h.t(
+        lang,
+        "stats",
+        &[
+            ("users", s.users.into()),
+            ("channels", channels.into()),
+            ("active", s.subscriptions_active.into()),
+            ("subs", s.subscriptions.into()),
+            ("hour", s.sent_last_hour.into()),
+            ("day", s.sent_last_day.into()),
+            ("queued", n(p.as_ref().map(|p| p.queued as u64))),
+            ("inflight", n(p.as_ref().map(|p| p.in_flight as u64))),
+            ("throttled", n(p.as_ref().map(|p| p.retry_after))),
+            // Reader accounts come with the MTProto reader (issue 12).
+            ("readers", "—".into()),
+        ],
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_parse_with_and_without_the_bot_mention() {
+        assert_eq!(parse_command("/add @a  b"), Some(("add".into(), "@a  b")));
+        assert_eq!(parse_command("/LIST@kuryer_bot"), Some(("list".into(), "")));
+        assert_eq!(
+            parse_command("/add\n@a\n@b"),
+            Some(("add".into(), "@a\n@b"))
+        );
+        assert_eq!(parse_command("hello"), None);
+    }
+
+    #[test]
+    fn filter_rules_parse() {
+        let s = parse_rules(&[
+            "+Ташкент".into(),
+            "-ad".into(),
+            "re:^\\d+$".into(),
+            "skip:video,photo".into(),
+        ])
+        .unwrap();
+        assert_eq!(s.include, vec!["Ташкент"]);
+        assert_eq!(s.exclude, vec!["ad"]);
+        assert_eq!(s.regex.as_deref(), Some("^\\d+$"));
+        assert_eq!(s.skip_media, vec!["video", "photo"]);
+        assert!(parse_rules(&["off".into()]).unwrap().is_empty());
+        assert!(parse_rules(&["word".into()]).is_none());
+        assert!(parse_rules(&[]).is_none());
+    }
+}

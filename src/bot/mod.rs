@@ -1,0 +1,242 @@
+//! The bot people talk to: commands in a private chat (`/start`, `/help`,
+//! `/add`, `/list`, `/remove`, `/pause`, `/resume`, `/filter`, `/lang`,
+//! admins' `/stats`), `/link` in a group, inline buttons under `/list`,
+//! and our bot being added to or removed from chats.
+//!
+//! It runs inside the update loop (`updates/intake.rs`: a token allows one
+//! `getUpdates` consumer), one loop per bot token: each bot answers the
+//! people who write to it. An update is confirmed once its effect is
+//! durable; for a command that is its database change — a handler returns
+//! `Err` only when the database failed, and the loop retries the update.
+//! The reply is best effort on top: a network failure is retried a few
+//! times (`reply.rs`), anything else is logged (never the text) and
+//! counted, and the update is confirmed all the same.
+//!
+//! Files: `commands` (private-chat commands), `list` (`/list`, its
+//! pages, buttons and the settings view), `chats` (`/link`, our bot joining
+//! or leaving chats), `reply` (sending, retries, the per-user rate limit),
+//! `i18n` (texts from `locales/`).
+
+/// Groups and channels: `/link`, the bot added or removed.
+mod chats;
+/// Private-chat commands.
+mod commands;
+/// Texts in uz/ru/en from the Fluent files in `locales/`.
+pub mod i18n;
+/// `/list`: pages, buttons, settings, callbacks.
+mod list;
+/// Replies with retries; the per-user command rate limit.
+mod reply;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kuryer_actors::metrics_names as names;
+use kuryer_actors::subscriber_registry::RemoveSubscription;
+use teloxide::Bot;
+use teloxide::payloads::SetMyCommandsSetters;
+use teloxide::prelude::Requester;
+use teloxide::types::{BotCommand, CallbackQuery, ChatMemberUpdated, Message};
+
+use crate::pipeline::Pipeline;
+use crate::store::{BotUser, Store, StoreError};
+use i18n::{Arg, Lang, Texts};
+use reply::RateLimit;
+
+/// The bot's settings, from `[limits]` and `[telegram]`.
+#[derive(Debug, Clone)]
+pub struct BotSettings {
+    /// `limits.max_subscriptions_per_user`.
+    pub max_subscriptions: i64,
+    /// `limits.bot_commands_per_minute`: a user's commands and button
+    /// presses a minute (bursts of up to a third of it, at least 10).
+    pub commands_per_minute: u32,
+    /// `telegram.admins`: who may use `/stats`.
+    pub admins: Vec<i64>,
+}
+
+/// What every bot's handler shares.
+struct Shared {
+    store: Store,
+    pipeline: Pipeline,
+    texts: Texts,
+    settings: BotSettings,
+    /// Every bot (its id, its client), in configuration order: a user is
+    /// written to by the bot they started.
+    bots: Vec<(i64, Bot)>,
+    rate: RateLimit,
+    /// One-time codes that link a channel (`/link` in a private chat).
+    codes: chats::LinkCodes,
+}
+
+/// The handler of one bot's updates. Clones share everything.
+#[derive(Clone)]
+pub struct BotHandler {
+    shared: Arc<Shared>,
+    /// This bot's id and client: it answers what it received.
+    bot_id: i64,
+    bot: Bot,
+}
+
+/// Handlers for every bot, sharing one rate limit and one set of texts.
+pub fn handlers(
+    store: Store,
+    pipeline: Pipeline,
+    bots: Vec<(i64, Bot)>,
+    settings: BotSettings,
+) -> Vec<BotHandler> {
+    let rate = RateLimit::new(settings.commands_per_minute);
+    let shared = Arc::new(Shared {
+        store,
+        pipeline,
+        texts: Texts::load(),
+        settings,
+        bots: bots.clone(),
+        rate,
+        codes: chats::LinkCodes::default(),
+    });
+    bots.into_iter()
+        .map(|(bot_id, bot)| BotHandler {
+            shared: shared.clone(),
+            bot_id,
+            bot,
+        })
+        .collect()
+}
+
+/// The commands shown in Telegram's menu, by their text key.
+const MENU: [(&str, &str); 10] = [
+    ("start", "cmd-start"),
+    ("help", "cmd-help"),
+    ("add", "cmd-add"),
+    ("list", "cmd-list"),
+    ("remove", "cmd-remove"),
+    ("pause", "cmd-pause"),
+    ("resume", "cmd-resume"),
+    ("filter", "cmd-filter"),
+    ("lang", "cmd-lang"),
+    ("link", "cmd-link"),
+];
+
+impl BotHandler {
+    /// This bot's id.
+    pub fn bot_id(&self) -> i64 {
+        self.bot_id
+    }
+
+    fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    fn t(&self, lang: Lang, key: &str, args: &[(&str, Arg)]) -> String {
+        self.shared.texts.get(lang, key, args)
+    }
+
+    /// `setMyCommands` in each language (English also as the default list).
+    /// Failures are logged: the menu is a convenience, commands work without.
+    pub async fn set_commands(&self) {
+        for lang in Lang::ALL {
+            let commands: Vec<BotCommand> = MENU
+                .iter()
+                .map(|(c, key)| BotCommand::new(*c, self.t(lang, key, &[])))
+                .collect();
+            let mut calls = vec![
+                self.bot
+                    .set_my_commands(commands.clone())
+                    .language_code(lang.code()),
+            ];
+            if lang == Lang::En {
+                calls.push(self.bot.set_my_commands(commands));
+            }
+            for call in calls {
+                if let Err(e) = call.await {
+                    tracing::warn!(bot_id = self.bot_id, lang = lang.code(), error = %e, "setMyCommands failed; the command menu may be out of date.");
+                }
+            }
+        }
+    }
+
+    /// A message to the bot: a command in a private chat, `/link` in a group.
+    pub async fn on_message(&self, msg: &Message) -> Result<(), StoreError> {
+        if msg.chat.is_private() {
+            commands::on_private(self, msg).await
+        } else if msg.chat.is_group() || msg.chat.is_supergroup() {
+            chats::on_group_message(self, msg).await
+        } else {
+            Ok(())
+        }
+    }
+
+    /// A post in a channel our bot is in: `/link` there makes it a
+    /// destination. True when it was that (and is no post to deliver).
+    pub async fn on_channel_post(&self, msg: &Message) -> Result<bool, StoreError> {
+        chats::on_channel_post(self, msg).await
+    }
+
+    /// An inline button pressed.
+    pub async fn on_callback(&self, q: &CallbackQuery) -> Result<(), StoreError> {
+        list::on_callback(self, q).await
+    }
+
+    /// Our bot added to or removed from a chat.
+    pub async fn on_my_chat_member(&self, m: &ChatMemberUpdated) -> Result<(), StoreError> {
+        chats::on_my_chat_member(self, m).await
+    }
+
+    /// The user's record and language; registers them (as `/start` would)
+    /// when they talk to the bot for the first time.
+    async fn user(&self, tg_id: i64, code: Option<&str>) -> Result<(BotUser, Lang), StoreError> {
+        let user = match self.store().bot_user(tg_id).await? {
+            Some(u) if u.bot_id.is_some() => u,
+            _ => {
+                self.store()
+                    .start_user(tg_id, Lang::from_telegram(code).code(), self.bot_id)
+                    .await?
+            }
+        };
+        let lang = Lang::parse(&user.language).unwrap_or(Lang::En);
+        Ok((user, lang))
+    }
+
+    /// The client of the bot that serves `user`'s private chat.
+    fn bot_of(&self, bot_id: Option<i64>) -> &Bot {
+        let bots = &self.shared.bots;
+        bot_id
+            .and_then(|id| bots.iter().find(|(b, _)| *b == id))
+            .or(bots.first())
+            .map_or(&self.bot, |(_, b)| b)
+    }
+
+    /// Makes the registry agree with the database about one subscription,
+    /// at once: in the index when active, out of it otherwise.
+    async fn sync(&self, subscription_id: i64) -> Result<(), StoreError> {
+        let p = &self.shared.pipeline;
+        match self.store().active_subscription(subscription_id).await? {
+            Some(_) => {
+                if let Err(e) = p.subscription_added(self.store(), subscription_id).await {
+                    tracing::warn!(subscription_id, error = %e, "Could not put a subscription in the registry.");
+                    if let crate::pipeline::PipelineError::Store(e) = e {
+                        return Err(e);
+                    }
+                }
+            }
+            None => {
+                if let Err(e) = p
+                    .registry
+                    .send(RemoveSubscription { subscription_id })
+                    .await
+                {
+                    tracing::warn!(subscription_id, error = %e, "Could not take a subscription out of the registry.");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn count(&self, command: &'static str) {
+        metrics::counter!(names::BOT_COMMANDS_TOTAL, "command" => command).increment(1);
+    }
+}
+
+/// Waits before a reply is retried.
+const REPLY_RETRY: Duration = Duration::from_millis(300);
