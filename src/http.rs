@@ -61,7 +61,13 @@ impl ApiError {
 
     fn from_store(e: StoreError) -> Self {
         // Logged in full (it carries no secret); the client gets a short text.
-        tracing::error!(error = %e, retriable = e.is_retriable(), "Database operation failed.");
+        // A database that is away is a WARN per request (the client is told
+        // to retry, /readyz says it); a query that cannot work is an ERROR.
+        if e.is_retriable() {
+            tracing::warn!(error = %e, error_kind = "database_unavailable", "Database operation failed; the client may retry.");
+        } else {
+            tracing::error!(error = %e, error_kind = "database_error", "Database operation failed.");
+        }
         if e.is_retriable() {
             Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,

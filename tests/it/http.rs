@@ -282,7 +282,7 @@ async fn health_readiness_metrics_and_unknown_routes() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         body,
-        json!({"status": "ready", "database": "ok", "redis": "not used"})
+        json!({"status": "ready", "database": "ok", "redis": "not used", "actors": {}})
     );
 
     // One request to count, then the metrics show the seed's names and it.
