@@ -262,10 +262,11 @@ fn describe() {
     );
     // Register the series dashboards plot at zero, so a graph has a line
     // from the first scrape instead of "no data" until the first event.
-    // Counters only (absolute(0) on a fresh counter); gauges are set by
-    // their owners, and setting them here would overwrite a value set
-    // before this ran.
+    // This runs when the recorder is installed, which `daemon::run` does
+    // before anything records: the gauges' owners set them after this
+    // (setting one here used to overwrite the value the pipeline had set).
     metrics::counter!(names::MESSAGES_FORWARDED_TOTAL).absolute(0);
+    metrics::gauge!(names::ACTIVE_CHANNELS).set(0.0);
     for reason in ["refused", "gone", "failing"] {
         metrics::counter!(names::DELIVERIES_FAILED_TOTAL, "reason" => reason).absolute(0);
     }
