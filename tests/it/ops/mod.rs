@@ -557,3 +557,48 @@ async fn migrate_reports_its_progress_a_line_per_step_off_a_terminal() {
     // No bar drawn when stderr is not a terminal.
     assert!(!stderr.contains('\r'), "{stderr}");
 }
+
+/// `log.format = "auto"` picks journald only when stderr *is* the stream
+/// `JOURNAL_STREAM` names (device:inode), as systemd documents; a stale
+/// variable inherited with stderr redirected keeps text on stderr.
+#[tokio::test]
+async fn auto_log_format_follows_journal_stream_only_when_it_is_our_stderr() {
+    use std::os::unix::fs::MetadataExt;
+    // A database each, so both runs apply (and log) every migration.
+    let (db_a, db_b) = (TestDb::new().await, TestDb::new().await);
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, db: &TestDb, journal_stream: Option<String>| {
+        let path = dir.path().join(name);
+        let file = std::fs::File::create(&path).unwrap();
+        let meta = file.metadata().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kuryer"));
+        cmd.args(["migrate", "--config", "/dev/null"])
+            .env("KURYER_DATABASE_URL", &db.url)
+            .env("KURYER_LOG_FORMAT", "auto")
+            .env_remove("RUST_LOG")
+            .env(
+                "JOURNAL_STREAM",
+                journal_stream.unwrap_or(format!("{}:{}", meta.dev(), meta.ino())),
+            )
+            .stdout(std::process::Stdio::null())
+            .stderr(file);
+        assert!(cmd.status().unwrap().success());
+        std::fs::read_to_string(&path).unwrap()
+    };
+    // A stream that is not ours: text on stderr, as on a terminal.
+    let stale = run("stale.log", &db_a, Some("1:1".into()));
+    assert!(stale.contains("Applying a migration."), "{stale}");
+    assert!(!stale.contains("journald"), "{stale}");
+    // Our stderr: journald. Without a journal socket (a container) kuryer
+    // says so and falls back to stderr; with one, the lines went there.
+    let ours = run("ours.log", &db_b, None);
+    if std::path::Path::new("/run/systemd/journal/socket").exists() {
+        assert!(!ours.contains("Applying a migration."), "{ours}");
+    } else {
+        assert!(
+            ours.contains("journald is not reachable; logging to stderr."),
+            "{ours}"
+        );
+        assert!(ours.contains("Applying a migration."), "{ours}");
+    }
+}
