@@ -67,6 +67,14 @@ impl Persistence for SettlingStore {
         Persistence::high_water_mark(&self.store, channel_id)
     }
 
+    fn dead_letter_post(
+        &self,
+        post: Arc<Post>,
+        reason: String,
+    ) -> BoxFuture<'static, Result<(), PersistError>> {
+        Persistence::dead_letter_post(&self.store, post, reason)
+    }
+
     fn write_deliveries(
         &self,
         rows: Vec<DeliveryRecord>,

@@ -317,6 +317,13 @@ mod tests {
         fn high_water_mark(&self, _: i64) -> BoxFuture<'static, Result<i64, PersistError>> {
             Box::pin(async { Ok(0) })
         }
+        fn dead_letter_post(
+            &self,
+            _: Arc<Post>,
+            _: String,
+        ) -> BoxFuture<'static, Result<(), PersistError>> {
+            unreachable!("the writer records no posts")
+        }
         fn write_deliveries(
             &self,
             rows: Vec<DeliveryRecord>,
@@ -360,6 +367,13 @@ mod tests {
         }
         fn high_water_mark(&self, _: i64) -> BoxFuture<'static, Result<i64, PersistError>> {
             Box::pin(async { Ok(0) })
+        }
+        fn dead_letter_post(
+            &self,
+            _: Arc<Post>,
+            _: String,
+        ) -> BoxFuture<'static, Result<(), PersistError>> {
+            unreachable!("the writer records no posts")
         }
         fn write_deliveries(
             &self,

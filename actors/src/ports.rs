@@ -72,21 +72,14 @@ pub trait Persistence: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<u64, PersistError>>;
     /// Sets aside a post that cannot be recorded (an error no retry can
     /// fix) with the reason, and moves the channel's high-water mark past
-    /// it, atomically, so its poller reads on. The default keeps nothing
-    /// and refuses, so a poller stays on the post (the old behaviour).
+    /// it, atomically, so its poller reads on. Required, not defaulted: a
+    /// wrapper that forgot to forward it once kept a poller on such a post
+    /// for good.
     fn dead_letter_post(
         &self,
         post: Arc<Post>,
         reason: String,
-    ) -> BoxFuture<'static, Result<(), PersistError>> {
-        let _ = (post, reason);
-        Box::pin(async {
-            Err(PersistError {
-                message: "this persistence keeps no dead letters".to_owned(),
-                retriable: false,
-            })
-        })
-    }
+    ) -> BoxFuture<'static, Result<(), PersistError>>;
 }
 
 /// The Redis layer of dedup: a key per (subscription, source message) set

@@ -72,7 +72,9 @@ pub async fn run_loop(
     }
     let mut offset: Option<i32> = None;
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
-    let mut hold = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    // At most 10 s between tries of a failing update: after an outage the
+    // loop is back within seconds (a try is one cheap query).
+    let mut hold = Backoff::new(Duration::from_secs(1), Duration::from_secs(10));
     let mut failing = Failing::default();
     'poll: loop {
         if *stop.borrow() {
