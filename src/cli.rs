@@ -22,6 +22,17 @@ pub struct ConfigArg {
     pub config: Option<PathBuf>,
 }
 
+/// Options of `kuryer check-config`.
+#[derive(Debug, Args, Clone)]
+pub struct CheckConfigArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Also connect: the database, Redis, and each bot token (getMe); one
+    /// line per check, exit 1 when one fails.
+    #[arg(long)]
+    pub connect: bool,
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -30,7 +41,7 @@ pub enum Command {
     /// Apply the database migrations in sql/ (idempotent).
     Migrate(ConfigArg),
     /// Validate the configuration and print it with secrets redacted.
-    CheckConfig(ConfigArg),
+    CheckConfig(CheckConfigArgs),
     /// Log a reader account in to Telegram (MTProto): phone, login code,
     /// 2FA password. With stdin not a terminal, the code and password are
     /// read from it a line each, so it can be scripted.

@@ -14,7 +14,9 @@ use tokio::sync::watch;
 use crate::bot::{self, BotSettings};
 use crate::config::Config;
 use crate::dedup::RedisDedup;
+use crate::notify::Notifier;
 use crate::pipeline::{Pipeline, PipelineConfig, bot_id_of, build_bots};
+use crate::preflight;
 use crate::reader::{ReaderEvents, ReaderPool};
 use crate::store::{Store, migrate};
 use crate::updates::{self, BotUpdates};
@@ -66,14 +68,19 @@ impl ChannelSource for NoReader {
 /// SIGINT, [`wait_for_signal`]; in tests: whatever the test decides), then
 /// shuts down in order.
 pub async fn run(cfg: Config, shutdown: impl Future<Output = &'static str>) -> anyhow::Result<()> {
+    // Before anything records a metric: a value set before the recorder
+    // exists is lost (active_channels read 0 after every restart).
+    crate::telemetry::metrics_handle();
+    let notifier = Notifier::from_env();
     if cfg.telegram.bot_tokens.is_empty() {
         anyhow::bail!("telegram.bot_tokens is empty: kuryer needs at least one bot token");
     }
+    notifier.status("applying migrations");
     if migrate::create_database_if_missing(&cfg.database).await? {
         tracing::info!("Created the database.");
     }
     let store = Store::new(&cfg.database)?;
-    let report = migrate::apply(&store, migrate::MIGRATIONS).await?;
+    let report = crate::progress::migrate_with_progress(&store).await?;
     if !report.applied.is_empty() {
         tracing::info!(applied = ?report.applied, "Migrations applied at start-up.");
     }
@@ -89,6 +96,10 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = &'static str>) -> a
         &cfg.telegram.bot_api_url,
         Duration::from_millis(cfg.telegram.request_timeout_ms),
     )?;
+    // Telegram answers for every token before anything is read or sent: a
+    // revoked token is named (by bot id) now, not discovered per delivery.
+    notifier.status("checking bot tokens with getMe");
+    preflight::check_bots_at_start(&bots, &cfg.telegram.bot_tokens).await?;
     let updates = BotUpdates::new(store.clone());
     // Channels our bot does not administer are read by the reader accounts
     // this process leases; with none, they say so and are polled rarely.
@@ -115,6 +126,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = &'static str>) -> a
             "Redis is not reachable at start; delivering on the database's dedup alone until it is."
         );
     }
+    notifier.status("loading subscriptions and resuming deliveries");
     let pipeline = Pipeline::start(
         store.clone(),
         bots.clone(),
@@ -189,6 +201,15 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = &'static str>) -> a
         })
     };
     tracing::info!(bots = bots.len(), "kuryer is running.");
+    // Migrations ran, the registry is loaded, pollers and the update loop
+    // are started and every token answered getMe: ready.
+    match pipeline.stats().await {
+        Ok(s) => notifier.ready(&crate::notify::status_line(&s, 0)),
+        Err(_) => notifier.ready("running"),
+    }
+    let keepalive = actix_rt::spawn(crate::notify::keepalive(notifier, pipeline.clone()));
+    #[cfg(any(test, feature = "test-hooks"))]
+    crate::notify::test_hooks_on_signals(pipeline.clone());
 
     // Stop on the caller's signal — or when a shared actor or the update
     // loop stopped on its own (a panic ends only that task). Nothing
@@ -216,6 +237,8 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = &'static str>) -> a
             "A part of the pipeline stopped unexpectedly; stopping kuryer so that it is restarted."
         );
     }
+    notifier.stopping();
+    keepalive.abort();
     let _ = stop_tx.send(true);
     let loops = match update_loop {
         Some(all) => all.into_inner(),

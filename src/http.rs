@@ -61,7 +61,13 @@ impl ApiError {
 
     fn from_store(e: StoreError) -> Self {
         // Logged in full (it carries no secret); the client gets a short text.
-        tracing::error!(error = %e, retriable = e.is_retriable(), "Database operation failed.");
+        // A database that is away is a WARN per request (the client is told
+        // to retry, /readyz says it); a query that cannot work is an ERROR.
+        if e.is_retriable() {
+            tracing::warn!(error = %e, error_kind = "database_unavailable", "Database operation failed; the client may retry.");
+        } else {
+            tracing::error!(error = %e, error_kind = "database_error", "Database operation failed.");
+        }
         if e.is_retriable() {
             Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -275,12 +281,29 @@ async fn readyz(state: web::Data<ApiState>) -> HttpResponse {
         }
     }
     let ready = database == "ok" && actors_ok;
-    let body = json!({
-        "status": if ready { "ready" } else { "not_ready" },
+    // Bots whose token Telegram refused: the others deliver.
+    let halted_bots = state
+        .pipeline
+        .as_ref()
+        .map(Pipeline::halted_bot_ids)
+        .unwrap_or_default();
+    // Redis away or a bot halted is "degraded", still ready: delivery goes
+    // on (with the database's dedup alone, through the other bots).
+    let degraded = redis.starts_with("unavailable") || !halted_bots.is_empty();
+    let status = match (ready, degraded) {
+        (false, _) => "not_ready",
+        (true, true) => "degraded",
+        (true, false) => "ready",
+    };
+    let mut body = json!({
+        "status": status,
         "database": database,
         "redis": redis,
         "actors": actors,
     });
+    if !halted_bots.is_empty() {
+        body["halted_bots"] = json!(halted_bots);
+    }
     if ready {
         HttpResponse::Ok().json(body)
     } else {
@@ -291,7 +314,7 @@ async fn readyz(state: web::Data<ApiState>) -> HttpResponse {
 async fn metrics_text() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(metrics_handle().render())
+        .body(crate::telemetry::render())
 }
 
 async fn not_found() -> HttpResponse {

@@ -16,7 +16,7 @@ fn main() -> ExitCode {
     kuryer::alloc::tune();
     let cli = Cli::parse();
     match cli.command {
-        Command::CheckConfig(arg) => check_config(&arg),
+        Command::CheckConfig(args) => check_config(&args.config, args.connect),
         Command::Migrate(arg) => with_config("migrate", &arg, |loaded| {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -133,8 +133,28 @@ fn with_config(
     }
 }
 
-fn check_config(arg: &ConfigArg) -> ExitCode {
+fn check_config(arg: &ConfigArg, connect: bool) -> ExitCode {
     match config::load(arg.config.as_deref()) {
+        Ok(loaded) if connect => {
+            let lines = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(kuryer::preflight::check_connections(&loaded.config)),
+                Err(e) => {
+                    eprintln!("kuryer check-config: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            for line in &lines {
+                println!("{line}");
+            }
+            if lines.iter().all(|l| l.ok) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
         Ok(loaded) => {
             match &loaded.path {
                 Some(p) => println!("# configuration is valid: {}", p.display()),
@@ -160,7 +180,7 @@ async fn run_migrate(loaded: Loaded) -> anyhow::Result<()> {
         println!("created the database");
     }
     let store = Store::new(db)?;
-    let report = migrate::apply(&store, migrate::MIGRATIONS).await?;
+    let report = kuryer::progress::migrate_with_progress(&store).await?;
     let parts = store
         .maintain_partitions(db.partitions_ahead_days, db.retention_days)
         .await?;

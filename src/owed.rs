@@ -176,7 +176,10 @@ impl Owed {
         channels: Vec<ChannelRef>,
     ) {
         actix_rt::spawn(async move {
+            let resumed = Arc::new(AtomicBool::new(false));
+            crate::progress::watch_resume(gate.clone(), resumed.clone());
             self.resume(&supervisor, &gate, channels).await;
+            resumed.store(true, Ordering::Relaxed);
             if self.window.is_zero() {
                 return;
             }

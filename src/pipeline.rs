@@ -165,6 +165,8 @@ pub struct PipelineStats {
     pub retry_after: u64,
     pub rows_written: u64,
     pub rows_dropped: u64,
+    /// Delivery rows waiting for the DbWriter.
+    pub db_backlog: usize,
     /// Bots halted because Telegram refused their token (401): `/readyz`
     /// is degraded while this is above zero.
     pub halted_bots: usize,
@@ -374,6 +376,7 @@ impl Pipeline {
             retry_after: lim.retry_after,
             rows_written: wr.written,
             rows_dropped: wr.dropped,
+            db_backlog: wr.backlog,
             halted_bots: lim.halted_lanes,
             held_deliveries: self.in_flight.held(),
             resuming_channels: self.gate.held(),

@@ -173,6 +173,10 @@ impl ChannelPoller {
         let limit = self.cfg.batch_limit;
         let held = self.held.take();
         let started = Instant::now();
+        // One span per poll cycle: every line of the cycle carries the
+        // channel (`CHANNEL_ID` in journald), and its close event gives the
+        // cycle's duration at debug level.
+        let span = tracing::debug_span!("poll_cycle", channel_id = channel.channel_id);
         let fut = async move {
             let mut hwm = match known_hwm {
                 Some(h) => h,
@@ -291,6 +295,7 @@ impl ChannelPoller {
                 },
             )
         };
+        let fut = tracing::Instrument::instrument(fut, span);
         ctx.spawn(fut.into_actor(self).map(move |(source, cycle), act, ctx| {
             act.busy = false;
             act.source = source;

@@ -163,6 +163,14 @@ impl ChannelSupervisor {
     }
 }
 
+impl ChannelSupervisor {
+    /// `active_channels`: the channels being read. Set where the map
+    /// changes, so a restart reports the loaded figure at once.
+    fn gauge(&self) {
+        metrics::gauge!(names::ACTIVE_CHANNELS).set(self.entries.len() as f64);
+    }
+}
+
 impl Actor for ChannelSupervisor {
     type Context = Context<Self>;
 
@@ -200,6 +208,7 @@ impl Handler<StartChannel> for ChannelSupervisor {
                 restart_at: None,
             },
         );
+        self.gauge();
     }
 }
 
@@ -222,6 +231,7 @@ impl Handler<StopChannel> for ChannelSupervisor {
         {
             addr.do_send(StopPoller);
         }
+        self.gauge();
     }
 }
 
@@ -241,6 +251,7 @@ impl Handler<StopAll> for ChannelSupervisor {
     fn handle(&mut self, _: StopAll, _: &mut Context<Self>) -> Self::Result {
         self.stopping = true;
         let addrs: Vec<_> = self.entries.drain().filter_map(|(_, e)| e.addr).collect();
+        self.gauge();
         Box::pin(async move {
             let stops = addrs.into_iter().map(|a| async move {
                 // An error means it is already gone: stopped is stopped.

@@ -28,6 +28,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use crate::backoff::Backoff;
+use crate::metrics_names as names;
 use crate::model::DeliveryRecord;
 use crate::ports::{PersistError, Persistence};
 
@@ -84,6 +85,9 @@ pub struct DbWriterStats {
     pub batches: u64,
     /// Write attempts that failed and were retried.
     pub retries: u64,
+    /// Rows handed to the writer and not yet written (the shared backlog
+    /// counter the limiter also reads).
+    pub backlog: usize,
 }
 
 /// The DbWriter actor.
@@ -185,8 +189,15 @@ impl DbWriter {
         }
         self.writing += 1;
         let fut = self.persistence.write_deliveries(batch.clone());
+        let started = std::time::Instant::now();
         ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
             act.writing -= 1;
+            if result.is_ok() {
+                // Once per batch, not per row: this is the hot path.
+                metrics::histogram!(names::DB_BATCH_ROWS).record(batch.len() as f64);
+                metrics::histogram!(names::DB_BATCH_SECONDS)
+                    .record(started.elapsed().as_secs_f64());
+            }
             act.finish(batch, result, ctx);
         }));
         true
@@ -275,7 +286,10 @@ impl Handler<GetDbWriterStats> for DbWriter {
     type Result = DbWriterStats;
 
     fn handle(&mut self, _: GetDbWriterStats, _: &mut Context<Self>) -> DbWriterStats {
-        self.stats
+        DbWriterStats {
+            backlog: self.backlog.load(Ordering::Relaxed),
+            ..self.stats
+        }
     }
 }
 

@@ -5,12 +5,42 @@
 pub const MESSAGES_FORWARDED_TOTAL: &str = "messages_forwarded_total";
 /// Post detected → delivery accepted by Telegram (histogram, seconds).
 pub const FORWARD_DURATION_SECONDS: &str = "forward_duration_seconds";
-/// Channels with at least one active subscription (gauge).
+/// Channels being read: a poller runs (or is about to restart) for each;
+/// channels still pending resolution are not counted (gauge).
 pub const ACTIVE_CHANNELS: &str = "active_channels";
-/// Deliveries that failed for good (counter).
-pub const SEND_FAILED_TOTAL: &str = "kuryer_send_failed_total";
+/// Channels with at least one active subscription in the registry (gauge).
+pub const SUBSCRIBED_CHANNELS: &str = "kuryer_subscribed_channels";
+/// Deliveries that failed for good, by `reason` (`refused`: Telegram refused
+/// this message; `gone`: the bot lost the chat; `failing`: the destination
+/// failed too many times in a row) (counter).
+pub const DELIVERIES_FAILED_TOTAL: &str = "kuryer_deliveries_failed_total";
 /// 429 answers from Telegram (counter).
 pub const RATE_LIMITED_TOTAL: &str = "kuryer_rate_limited_total";
+/// 429 answers by what they paused, `scope` = `chat` or `bot` (the whole
+/// lane, when several chats of one bot got one within a second) (counter).
+pub const TELEGRAM_429_TOTAL: &str = "kuryer_telegram_429_total";
+/// Seconds Telegram told us to wait (`retry_after`), by `account`
+/// (`bot<id>` for a bot token, the reader account's name for MTProto)
+/// (counter).
+pub const FLOOD_WAIT_SECONDS_TOTAL: &str = "kuryer_flood_wait_seconds_total";
+/// Work waiting in a stage, by `stage` (`limiter`: queued deliveries,
+/// `in_flight`: sends on the wire, `db_writer`: rows not yet written)
+/// (gauge).
+pub const QUEUE_DEPTH: &str = "kuryer_queue_depth";
+/// Rows in one DbWriter batch (histogram).
+pub const DB_BATCH_ROWS: &str = "kuryer_db_batch_rows";
+/// Time to write one DbWriter batch (histogram, seconds).
+pub const DB_BATCH_SECONDS: &str = "kuryer_db_batch_seconds";
+/// MTProto reader accounts by `state` (`active`, `flood_wait`, `broken`)
+/// (gauge; all zero until the reader exists).
+pub const READER_ACCOUNTS: &str = "kuryer_reader_accounts";
+/// Age of a `channel_post` when the update loop received it (histogram,
+/// seconds): how far the bot's getUpdates loop is behind.
+pub const UPDATE_LOOP_LAG_SECONDS: &str = "kuryer_update_loop_lag_seconds";
+/// Resident memory of the process (gauge, bytes).
+pub const PROCESS_RESIDENT_MEMORY_BYTES: &str = "process_resident_memory_bytes";
+/// Seconds since the process started (gauge).
+pub const UPTIME_SECONDS: &str = "kuryer_uptime_seconds";
 /// Posts detected in source channels (counter).
 pub const POSTS_DETECTED_TOTAL: &str = "kuryer_posts_detected_total";
 /// Channel pollers restarted after a crash (counter).
@@ -23,7 +53,9 @@ pub const HTTP_REQUESTS_TOTAL: &str = "kuryer_http_requests_total";
 pub const SUBSCRIPTIONS_CREATED_TOTAL: &str = "kuryer_subscriptions_created_total";
 /// Sends whose outcome is unknown (timeout after the request was written): the one way a duplicate can happen (counter).
 pub const AMBIGUOUS_SENDS_TOTAL: &str = "kuryer_ambiguous_sends_total";
-/// Deliveries found already sent in the dedup layer and not sent again (counter).
+/// Deliveries found already sent and not sent again, by `layer` (`redis`:
+/// the key check before a send; `database`: the `ON CONFLICT` of the
+/// outcome row) (counter).
 pub const DEDUP_HITS_TOTAL: &str = "kuryer_dedup_hits_total";
 /// Destinations paused or deactivated (counter).
 pub const DESTINATIONS_DEACTIVATED_TOTAL: &str = "kuryer_destinations_deactivated_total";

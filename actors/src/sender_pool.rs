@@ -483,8 +483,8 @@ impl SenderPool {
             }
             CallResult::AlreadySent(id) => {
                 self.streaks.remove(&dest);
-                metrics::counter!(names::DEDUP_HITS_TOTAL).increment(1);
-                tracing::info!(
+                metrics::counter!(names::DEDUP_HITS_TOTAL, "layer" => "redis").increment(1);
+                tracing::debug!(
                     chat_id = chat,
                     subscription_id = d.sub.subscription_id,
                     "Already delivered (dedup); recording it without sending."
@@ -495,7 +495,7 @@ impl SenderPool {
                 )
             }
             CallResult::Skipped(reason) => {
-                tracing::info!(chat_id = chat, subscription_id = d.sub.subscription_id, reason = %reason, "Delivery skipped.");
+                tracing::debug!(chat_id = chat, subscription_id = d.sub.subscription_id, reason = %reason, "Delivery skipped.");
                 (
                     SendOutcome::Done,
                     Some(record(d, chat, DeliveryStatus::Skipped, None, Some(reason))),
@@ -503,7 +503,8 @@ impl SenderPool {
             }
             CallResult::Failed(reason) => {
                 // About this message, not the chat: no failure streak.
-                metrics::counter!(names::SEND_FAILED_TOTAL).increment(1);
+                metrics::counter!(names::DELIVERIES_FAILED_TOTAL, "reason" => "refused")
+                    .increment(1);
                 tracing::warn!(chat_id = chat, subscription_id = d.sub.subscription_id, error = %reason, "Delivery failed for good.");
                 (
                     SendOutcome::Done,
@@ -511,7 +512,7 @@ impl SenderPool {
                 )
             }
             CallResult::Gone(reason) => {
-                metrics::counter!(names::SEND_FAILED_TOTAL).increment(1);
+                metrics::counter!(names::DELIVERIES_FAILED_TOTAL, "reason" => "gone").increment(1);
                 tracing::warn!(chat_id = chat, destination_id = dest, reason = %reason, "The bot can no longer post to this chat; deactivating it.");
                 self.events.on_event(DestinationEvent::Gone {
                     sub: d.sub.clone(),
@@ -588,6 +589,14 @@ impl SenderPool {
         *n += 1;
         if *n >= self.cfg.max_failures && successes > *since {
             self.streaks.remove(&d.sub.destination_id);
+            metrics::counter!(names::DELIVERIES_FAILED_TOTAL, "reason" => "failing").increment(1);
+            tracing::warn!(
+                chat_id = d.sub.chat_id,
+                subscription_id = d.sub.subscription_id,
+                failures = self.cfg.max_failures,
+                error_kind = "failing_destination",
+                "A destination keeps failing; pausing it."
+            );
             self.events.on_event(DestinationEvent::Failing {
                 sub: d.sub.clone(),
                 reason: reason.to_owned(),

@@ -142,7 +142,7 @@ impl SubscriberRegistry {
     }
 
     fn gauge(&self) {
-        metrics::gauge!(names::ACTIVE_CHANNELS).set(self.by_channel.len() as f64);
+        metrics::gauge!(names::SUBSCRIBED_CHANNELS).set(self.by_channel.len() as f64);
     }
 }
 
@@ -274,6 +274,14 @@ impl Handler<PublishPost> for SubscriberRegistry {
         if filtered > 0 {
             metrics::counter!(names::DELIVERIES_FILTERED_TOTAL).increment(filtered);
         }
+        // The one INFO line of a post's story (not one per delivery): with
+        // `CHANNEL_ID`/`POST_ID` in journald it finds the rest.
+        tracing::info!(
+            channel_id = post.channel_id,
+            post_id = post.first_id(),
+            deliveries = n,
+            "Post fanned out."
+        );
         self.stats.posts_published += 1;
         self.stats.deliveries_made += n as u64;
         let limiter = self.limiter.clone();

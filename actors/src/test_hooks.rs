@@ -28,3 +28,20 @@ macro_rules! stoppable {
 }
 
 stoppable!(SubscriberRegistry, RateLimiter, SenderPool, DbWriter);
+
+/// Makes the receiving actor stop reading its mailbox for good while staying
+/// alive (`connected()` stays true): the wedge only a heartbeat round trip,
+/// not a liveness check, can see.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct WedgeForTest;
+
+impl Handler<WedgeForTest> for SubscriberRegistry {
+    type Result = ();
+
+    fn handle(&mut self, _: WedgeForTest, ctx: &mut Context<Self>) {
+        use actix::AsyncContext;
+        tracing::warn!("SubscriberRegistry wedged on a test's request.");
+        ctx.wait(actix::fut::wrap_future(std::future::pending::<()>()));
+    }
+}

@@ -104,12 +104,31 @@ const LOCK_KEY: i64 = 0x6b75_7279_6572; // "kuryer"
 
 /// Applies `migrations` that are not yet applied. Idempotent.
 pub async fn apply(store: &Store, migrations: &[Migration]) -> Result<MigrateReport, MigrateError> {
+    apply_observed(store, migrations, &mut |_| {}).await
+}
+
+/// A step of [`apply_observed`]: the migration about to run, its place
+/// among those to apply, and how many there are.
+#[derive(Debug, Clone, Copy)]
+pub struct MigrationStep {
+    pub name: &'static str,
+    pub index: usize,
+    pub of: usize,
+}
+
+/// [`apply`], telling `observe` before each migration it applies (how
+/// `kuryer migrate` shows its progress).
+pub async fn apply_observed(
+    store: &Store,
+    migrations: &[Migration],
+    observe: &mut (dyn FnMut(MigrationStep) + Send),
+) -> Result<MigrateReport, MigrateError> {
     const OP: &str = "migrate";
     let mut c = store.conn(OP).await?;
     c.execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
         .await
         .op(OP)?;
-    let result = apply_locked(&mut c, migrations).await;
+    let result = apply_locked(&mut c, migrations, observe).await;
     // Unlock even on failure; a dropped connection would release it too.
     let _ = c
         .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
@@ -120,6 +139,7 @@ pub async fn apply(store: &Store, migrations: &[Migration]) -> Result<MigrateRep
 async fn apply_locked(
     c: &mut deadpool_postgres::Object,
     migrations: &[Migration],
+    observe: &mut (dyn FnMut(MigrationStep) + Send),
 ) -> Result<MigrateReport, MigrateError> {
     const OP: &str = "migrate";
     c.batch_execute(
@@ -157,10 +177,19 @@ async fn apply_locked(
         applied: Vec::new(),
         already: applied.len(),
     };
+    let to_apply = migrations
+        .iter()
+        .filter(|m| !applied.iter().any(|r| r.get::<_, i32>(0) == m.version))
+        .count();
     for m in migrations {
         if applied.iter().any(|r| r.get::<_, i32>(0) == m.version) {
             continue;
         }
+        observe(MigrationStep {
+            name: m.name,
+            index: report.applied.len(),
+            of: to_apply,
+        });
         let fail = |source| MigrateError::Failed {
             name: m.name,
             source,

@@ -378,6 +378,9 @@ async fn on_channel_post(
     update_id: i64,
     msg: &Message,
 ) -> Result<(), StoreError> {
+    // How far behind the update loop reads (Telegram dates to the second).
+    let lag = (chrono::Utc::now() - msg.date).num_milliseconds().max(0) as f64 / 1000.0;
+    metrics::histogram!(names::UPDATE_LOOP_LAG_SECONDS).record(lag);
     let chat_id = msg.chat.id.0;
     let username = msg.chat.username().map(str::to_ascii_lowercase);
     let known = updates.shared().channels.get(&chat_id).cloned();

@@ -24,6 +24,9 @@ mod harness;
 mod http;
 /// Faults on the production intake path (`kuryer run`, getUpdates).
 mod intake;
+/// What operators rely on (`ops/`): systemd notify and watchdog, start-up checks,
+/// metrics against the fake's counts, log fields, no secrets.
+mod ops;
 /// The actor pipeline end to end.
 mod pipeline;
 /// The MTProto reader against the fake data centre.

@@ -278,18 +278,22 @@ impl Handler<SendFinished> for RateLimiter {
             metrics::gauge!(names::BOT_TOKEN_REVOKED, "bot_id" => bot_id.to_string()).set(1.0);
         }
         self.collect_dropped();
-        match flood {
-            Some(FloodWait::Lane) => tracing::warn!(
-                lane = msg.lane,
-                retry_after_s = wait.as_secs(),
-                "Flood wait for the whole bot."
-            ),
-            Some(FloodWait::Chat) => tracing::info!(
+        if let Some(scope) = flood {
+            let bot_id = self.halted_lanes.bot_id_of(msg.lane);
+            let scope = match scope {
+                FloodWait::Lane => "bot",
+                FloodWait::Chat => "chat",
+            };
+            metrics::counter!(names::TELEGRAM_429_TOTAL, "scope" => scope).increment(1);
+            metrics::counter!(names::FLOOD_WAIT_SECONDS_TOTAL, "account" => format!("bot{bot_id}"))
+                .increment(wait.as_secs().max(1));
+            tracing::warn!(
+                bot_id,
                 chat_id,
+                scope,
                 retry_after_s = wait.as_secs(),
-                "Flood wait for one chat."
-            ),
-            None => {}
+                "Flood wait from Telegram; pausing."
+            );
         }
         self.dispatch(ctx);
     }

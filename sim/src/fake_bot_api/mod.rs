@@ -370,6 +370,16 @@ impl FakeTelegram {
         self.shared.lock().ensure_bot(token);
     }
 
+    /// Sets (or with `None` clears) a webhook on the bot, as `setWebhook`
+    /// would: `getUpdates` answers 409 until `deleteWebhook`.
+    pub fn set_webhook(&self, token: &str, url: Option<&str>) {
+        let mut st = self.shared.lock();
+        st.ensure_bot(token);
+        if let Some(bot) = st.bots.get_mut(token) {
+            bot.webhook = url.map(str::to_owned);
+        }
+    }
+
     /// Revokes a bot's token, as BotFather does: from now on every request
     /// made with it gets 401 Unauthorized (teloxide: `ApiError::InvalidToken`).
     /// What the bot already did stays recorded.

@@ -295,6 +295,20 @@ impl Shared {
             match method {
                 Method::Unknown => return Reply::not_found(),
                 Method::GetMe => return Reply::ok(me_json(&bot.user)),
+                Method::GetWebhookInfo => {
+                    let url = bot.webhook.clone().unwrap_or_default();
+                    return Reply::ok(serde_json::json!({
+                        "url": url,
+                        "has_custom_certificate": false,
+                        "pending_update_count": bot.updates.len(),
+                    }));
+                }
+                Method::DeleteWebhook => {
+                    if let Some(bot) = st.bots.get_mut(token) {
+                        bot.webhook = None;
+                    }
+                    return Reply::ok(Value::Bool(true));
+                }
                 // Long polling waits outside the lock.
                 Method::GetUpdates => (token, params),
                 m if m.is_people() => return st.people_method(token, method, &params),
@@ -316,6 +330,13 @@ impl Shared {
             .min(MAX_POLL_TIMEOUT_SECS);
         let deadline = Instant::now() + Duration::from_secs(timeout);
         let notify = match self.lock().bots.get(token) {
+            Some(bot) if bot.webhook.is_some() => {
+                return Err(Reply::error(
+                    409,
+                    "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first",
+                    None,
+                ));
+            }
             Some(bot) => Arc::clone(&bot.notify),
             None => return Err(Reply::error(401, "Unauthorized", None)),
         };

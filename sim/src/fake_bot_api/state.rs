@@ -67,6 +67,9 @@ pub(super) struct BotState {
     window: Window,
     /// Per destination chat (Telegram's per-chat limits are per bot).
     chat_windows: HashMap<i64, Window>,
+    /// The webhook URL set on the bot, if any (`getUpdates` is refused
+    /// while one is set, as Telegram does).
+    pub(super) webhook: Option<String>,
 }
 
 impl BotState {
@@ -84,6 +87,7 @@ impl BotState {
             notify: Arc::new(Notify::new()),
             window: Window::default(),
             chat_windows: HashMap::new(),
+            webhook: None,
         }
     }
 

@@ -26,10 +26,12 @@ pub(super) enum Method {
     SetMyCommands,
     EditMessageText,
     EditMessageReplyMarkup,
+    GetWebhookInfo,
+    DeleteWebhook,
     Unknown,
 }
 
-pub(super) const METHOD_COUNT: usize = 14;
+pub(super) const METHOD_COUNT: usize = 16;
 
 impl Method {
     pub(super) const ALL: [Method; METHOD_COUNT] = [
@@ -46,6 +48,8 @@ impl Method {
         Method::SetMyCommands,
         Method::EditMessageText,
         Method::EditMessageReplyMarkup,
+        Method::GetWebhookInfo,
+        Method::DeleteWebhook,
         Method::Unknown,
     ];
 
@@ -64,6 +68,8 @@ impl Method {
             Method::SetMyCommands => "setMyCommands",
             Method::EditMessageText => "editMessageText",
             Method::EditMessageReplyMarkup => "editMessageReplyMarkup",
+            Method::GetWebhookInfo => "getWebhookInfo",
+            Method::DeleteWebhook => "deleteWebhook",
             Method::Unknown => "unknown",
         }
     }
