@@ -24,9 +24,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, Write};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use actix_web::http::StatusCode;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -34,7 +35,12 @@ use tokio::sync::Notify;
 
 use crate::fake_bot_api::{ChatKind, FakeLimits, FakeTelegram, MediaKind};
 use crate::fixtures::{self, group_chat, nth_bot_token};
+use crate::mtproto::{MtprotoConfig, MtprotoFake};
 use crate::process::FakeSpec;
+
+mod mtproto;
+
+use mtproto::{ApiError, MtprotoControl};
 
 struct State {
     fake: FakeTelegram,
@@ -68,6 +74,19 @@ pub async fn run(cfg: FakeSpec) -> std::io::Result<()> {
     for k in 1..cfg.bots {
         fake.add_bot(&nth_bot_token(k));
     }
+    // The MTProto face shares the world with the Bot API face: channels and
+    // posts made through `/mtproto/…` are channel posts to admin bots too.
+    let mtproto = if cfg.no_mtproto {
+        None
+    } else {
+        let face = Arc::new(MtprotoFake::start(MtprotoConfig::default())?);
+        face.attach_bot_api(fake.clone());
+        Some(web::Data::new(MtprotoControl {
+            fake: face,
+            bot_api: fake.clone(),
+            bots: cfg.bots.max(1),
+        }))
+    };
     let mut groups = HashSet::new();
     for g in 1..=i64::from(cfg.groups) {
         fake.create_chat(group_chat(g), ChatKind::Group);
@@ -82,12 +101,31 @@ pub async fn run(cfg: FakeSpec) -> std::io::Result<()> {
         quit: Notify::new(),
     });
     let data = state.clone();
+    let mtproto_data = mtproto.clone();
     let server = HttpServer::new(move || {
-        App::new()
+        let mut app = App::new()
             .app_data(data.clone())
             // Pairs and expected lists of a large run are megabytes of JSON.
-            .app_data(web::JsonConfig::default().limit(256 << 20))
-            .route("/publish", web::post().to(publish))
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(256 << 20)
+                    .error_handler(|e, _| bad_request(e.to_string())),
+            )
+            .app_data(web::QueryConfig::default().error_handler(|e, _| bad_request(e.to_string())))
+            .app_data(web::PathConfig::default().error_handler(|e, _| {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()).into()
+            }))
+            .default_service(web::to(|| async {
+                Err::<HttpResponse, _>(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "no such route",
+                ))
+            }));
+        if let Some(m) = &mtproto_data {
+            app = app.app_data(m.clone()).configure(mtproto::routes);
+        }
+        app.route("/publish", web::post().to(publish))
             .route("/history", web::get().to(history))
             .route("/pairs", web::post().to(pairs))
             .route("/stats", web::get().to(stats))
@@ -108,11 +146,11 @@ pub async fn run(cfg: FakeSpec) -> std::io::Result<()> {
     let served = actix_rt::spawn(server);
     {
         let mut out = std::io::stdout().lock();
-        writeln!(
-            out,
-            "{}",
-            json!({"bot_api": fake.url(), "control": format!("http://{addr}")})
-        )?;
+        let mut announce = json!({"bot_api": fake.url(), "control": format!("http://{addr}")});
+        if let Some(m) = &mtproto {
+            announce["mtproto"] = json!(m.fake.addr().to_string());
+        }
+        writeln!(out, "{announce}")?;
         out.flush()?;
     }
     // The parent holds our stdin; when it goes away, so do we.
@@ -128,6 +166,9 @@ pub async fn run(cfg: FakeSpec) -> std::io::Result<()> {
     state.quit.notified().await;
     handle.stop(false).await;
     let _ = served.await;
+    if let Some(m) = &mtproto {
+        m.fake.stop();
+    }
     fake.stop();
     Ok(())
 }
@@ -240,6 +281,11 @@ async fn report(state: web::Data<State>, body: web::Json<ReportBody>) -> HttpRes
         Ok(v) => HttpResponse::Ok().json(v),
         Err(e) => HttpResponse::InternalServerError().body(e.to_string()),
     }
+}
+
+/// A body or query the route cannot read: 400 in the control API's error shape.
+fn bad_request(message: String) -> actix_web::Error {
+    ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message).into()
 }
 
 async fn quit(state: web::Data<State>) -> HttpResponse {

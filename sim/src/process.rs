@@ -34,6 +34,9 @@ pub struct FakeSpec {
     /// Bots `nth_bot_token(0..bots)` the fake knows.
     #[arg(long, default_value_t = 1)]
     pub bots: usize,
+    /// Serve the Bot API face alone (no MTProto data centre).
+    #[arg(long)]
+    pub no_mtproto: bool,
 }
 
 impl Default for FakeSpec {
@@ -45,6 +48,7 @@ impl Default for FakeSpec {
             users: 1000,
             groups: 0,
             bots: 1,
+            no_mtproto: false,
         }
     }
 }
@@ -52,7 +56,7 @@ impl Default for FakeSpec {
 impl FakeSpec {
     /// The same spec as command-line options.
     pub fn to_args(&self) -> Vec<String> {
-        vec![
+        let mut args = vec![
             "--listen".into(),
             self.listen.to_string(),
             "--limit-scale".into(),
@@ -65,7 +69,11 @@ impl FakeSpec {
             self.groups.to_string(),
             "--bots".into(),
             self.bots.max(1).to_string(),
-        ]
+        ];
+        if self.no_mtproto {
+            args.push("--no-mtproto".into());
+        }
+        args
     }
 }
 
@@ -77,6 +85,8 @@ pub struct FakeProcess {
     _stdin: Option<ChildStdin>,
     /// Base URL of its Bot API.
     pub bot_api: String,
+    /// Address of its MTProto face (`127.0.0.1:PORT`), unless `--no-mtproto`.
+    pub mtproto: Option<String>,
     control: String,
     http: reqwest::Client,
 }
@@ -85,6 +95,7 @@ pub struct FakeProcess {
 struct Announce {
     bot_api: String,
     control: String,
+    mtproto: Option<String>,
 }
 
 /// The fake's delivery report and audit (see `sim::control`).
@@ -173,6 +184,7 @@ impl FakeProcess {
             child,
             _stdin: stdin,
             bot_api: announce.bot_api,
+            mtproto: announce.mtproto,
             control: announce.control,
             http,
         })

@@ -13,7 +13,8 @@
 //! | `crypto.rs` | server-side AES-IGE / SHA-256 / msg_key (x = 0 in, x = 8 out) |
 //! | `session.rs` | envelope: msg ids, seq_no, containers, gzip, salts, `bad_msg_notification` rules |
 //! | `connection.rs` | one TCP connection: service messages, pushes, closing on garbage |
-//! | `rpc.rs` | the dispatcher: session rules, flood limits, every call, counters |
+//! | `rpc.rs` | the dispatcher: session rules, flood limits, counters |
+//! | `rpc/peers.rs`, `rpc/difference.rs`, `rpc/channels.rs`, `rpc/auth.rs` | the calls: users and usernames; getDifference; history, joins, forwards; login |
 //! | `world.rs` | accounts, keys, channels, histories, event logs, push targets |
 //! | `updates.rs` | publish / edit / delete as pts events, pushes, channel difference |
 //! | `objects.rs` | accounts, channels, messages as TL objects |
@@ -131,6 +132,8 @@ mod transport;
 mod updates;
 mod world;
 
-pub use control::{AccountSpec, AccountStats, ChannelRef, ChannelSpec, MtprotoConfig, MtprotoFake};
+pub use control::{
+    AccountSpec, AccountStats, ChannelRef, ChannelSpec, ControlError, MtprotoConfig, MtprotoFake,
+};
 pub use flood::FloodLimit;
 pub use world::MethodStats;
