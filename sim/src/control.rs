@@ -71,8 +71,23 @@ pub async fn run(cfg: FakeSpec) -> std::io::Result<()> {
         FakeLimits::off()
     };
     let fake = fixtures::start_fake(limits, cfg.channels, cfg.users)?;
-    for k in 1..cfg.bots {
-        fake.add_bot(&nth_bot_token(k));
+    // Bot k of the control API: the generated ones, then `--bot-token`s.
+    let mut bot_tokens: Vec<String> = (0..cfg.bots.max(1)).map(nth_bot_token).collect();
+    for t in &cfg.bot_tokens {
+        // `add_bot` panics on a malformed token: refused here with its reason.
+        let well_formed = t.split_once(':').is_some_and(|(id, secret)| {
+            id.parse::<u64>().is_ok_and(|id| id > 0) && !secret.is_empty()
+        });
+        if !well_formed {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "--bot-token must be \"<bot id>:<secret>\" with a positive numeric bot id",
+            ));
+        }
+        bot_tokens.push(t.clone());
+    }
+    for t in &bot_tokens[1..] {
+        fake.add_bot(t);
     }
     // The MTProto face shares the world with the Bot API face: channels and
     // posts made through `/mtproto/…` are channel posts to admin bots too.
@@ -84,7 +99,7 @@ pub async fn run(cfg: FakeSpec) -> std::io::Result<()> {
         Some(web::Data::new(MtprotoControl {
             fake: face,
             bot_api: fake.clone(),
-            bots: cfg.bots.max(1),
+            bot_tokens,
         }))
     };
     let mut groups = HashSet::new();

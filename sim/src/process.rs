@@ -34,6 +34,12 @@ pub struct FakeSpec {
     /// Bots `nth_bot_token(0..bots)` the fake knows.
     #[arg(long, default_value_t = 1)]
     pub bots: usize,
+    /// More bot tokens the fake knows (`"<bot id>:<secret>"`, repeatable):
+    /// the token a `kuryer run` pointed at the fake is configured with.
+    /// Bot `bots + i` in the control API. They are on the command line, so
+    /// use made-up ones, never a real bot's.
+    #[arg(long = "bot-token", value_name = "TOKEN")]
+    pub bot_tokens: Vec<String>,
     /// Serve the Bot API face alone (no MTProto data centre).
     #[arg(long)]
     pub no_mtproto: bool,
@@ -48,6 +54,7 @@ impl Default for FakeSpec {
             users: 1000,
             groups: 0,
             bots: 1,
+            bot_tokens: Vec::new(),
             no_mtproto: false,
         }
     }
@@ -70,6 +77,10 @@ impl FakeSpec {
             "--bots".into(),
             self.bots.max(1).to_string(),
         ];
+        for t in &self.bot_tokens {
+            args.push("--bot-token".into());
+            args.push(t.clone());
+        }
         if self.no_mtproto {
             args.push("--no-mtproto".into());
         }

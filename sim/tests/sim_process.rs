@@ -19,11 +19,13 @@ use grammers_client::session::types::{DcOption, PeerInfo, UpdateState, UpdatesSt
 use grammers_client::tl;
 use grammers_client::{Client, InvocationError, SenderPool};
 use grammers_session::SessionData;
-use kuryer_sim::fixtures;
 use kuryer_sim::process::{FakeProcess, FakeSpec};
 use serde_json::{Value, json};
 
 const API_ID: i32 = 1;
+
+/// The token an outside `kuryer run` would be configured with (made up).
+const OUTSIDE_BOT: &str = "4242:outsideOUTSIDEoutsideOUTSIDE";
 
 fn spawn_sim() -> FakeProcess {
     FakeProcess::spawn(
@@ -32,6 +34,7 @@ fn spawn_sim() -> FakeProcess {
         &FakeSpec {
             channels: 1,
             users: 1,
+            bot_tokens: vec![OUTSIDE_BOT.to_owned()],
             ..FakeSpec::default()
         },
     )
@@ -178,7 +181,8 @@ async fn a_post_published_from_outside_reaches_grammers_and_the_admin_bot() {
         &http,
         &sim,
         "/mtproto/channels",
-        json!({"title": "From outside", "username": "sim_outside", "admin_bots": [0]}),
+        // Bot 1: the first `--bot-token` (after the one generated bot).
+        json!({"title": "From outside", "username": "sim_outside", "admin_bots": [1]}),
     )
     .await;
     let channel_id = channel["id"].as_i64().expect("id");
@@ -296,14 +300,10 @@ async fn a_post_published_from_outside_reaches_grammers_and_the_admin_bot() {
         other => panic!("expected a delete, got {other:?}"),
     }
 
-    // The same post on the Bot API face: a channel_post to the admin bot,
-    // and in the control API's history.
+    // The same post on the Bot API face: a channel_post to the admin bot
+    // (the one named by --bot-token), and in the control API's history.
     let updates: Value = http
-        .get(format!(
-            "{}/bot{}/getUpdates",
-            sim.bot_api,
-            fixtures::bot_token()
-        ))
+        .get(format!("{}/bot{}/getUpdates", sim.bot_api, OUTSIDE_BOT))
         .send()
         .await
         .expect("Bot API reachable")
@@ -562,4 +562,37 @@ async fn every_control_route_refuses_what_it_cannot_do() {
     let (status, stats) = get(&http, &sim, &format!("/mtproto/accounts/{a}/stats")).await;
     assert_eq!((status, stats["pushed"].as_u64()), (200, Some(0)));
     sim.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_mtproto_serves_the_bot_api_alone_and_a_bad_token_stops_the_start() {
+    let spec = FakeSpec {
+        channels: 1,
+        users: 1,
+        no_mtproto: true,
+        ..FakeSpec::default()
+    };
+    let exe = Path::new(env!("CARGO_BIN_EXE_kuryer-sim"));
+    let sim = FakeProcess::spawn(exe, &[], &spec).expect("starts");
+    assert_eq!(sim.mtproto, None, "no MTProto face announced");
+    refused(
+        &http(),
+        &sim,
+        false,
+        "/mtproto/accounts",
+        r#"{"phone": "1"}"#,
+        404,
+        "not_found",
+    )
+    .await;
+    sim.quit().await;
+
+    let bad = FakeSpec {
+        bot_tokens: vec!["not-a-token".to_owned()],
+        ..spec
+    };
+    let e = FakeProcess::spawn(exe, &[], &bad)
+        .err()
+        .expect("a malformed --bot-token is refused");
+    assert!(e.to_string().contains("did not start"), "{e}");
 }

@@ -15,15 +15,15 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::fake_bot_api::{FakeTelegram, MediaKind, NewChannelMessage};
-use crate::fixtures::nth_bot_token;
 use crate::mtproto::{AccountSpec, ChannelRef, ChannelSpec, ControlError, FloodLimit, MtprotoFake};
 
 /// What the MTProto routes act on.
 pub(super) struct MtprotoControl {
     pub(super) fake: Arc<MtprotoFake>,
     pub(super) bot_api: FakeTelegram,
-    /// Bots `nth_bot_token(0..bots)` the Bot API face knows.
-    pub(super) bots: usize,
+    /// The bots the Bot API face knows: `nth_bot_token(0..--bots)`, then
+    /// the `--bot-token`s. `admin_bots` names them by index.
+    pub(super) bot_tokens: Vec<String>,
 }
 
 /// A refused control request: the status, a stable code, and a sentence.
@@ -309,8 +309,9 @@ struct NewChannel {
     username: Option<String>,
     #[serde(default)]
     protected: bool,
-    /// Bots `k` (of the process's `--bots`) made administrators on the Bot
-    /// API face: they get its posts as `channel_post`.
+    /// Bots `k` (`nth_bot_token(k)` for `k < --bots`, then the
+    /// `--bot-token`s) made administrators on the Bot API face: they get its
+    /// posts as `channel_post`.
     #[serde(default)]
     admin_bots: Vec<usize>,
     /// Accounts made members (the way into a private channel).
@@ -326,10 +327,10 @@ async fn create_channel(c: web::Data<MtprotoControl>, body: web::Json<NewChannel
     if body.title.trim().is_empty() {
         return Err(ApiError::bad("title_empty", "a channel needs a title"));
     }
-    if let Some(&k) = body.admin_bots.iter().find(|&&k| k >= c.bots) {
+    if let Some(&k) = body.admin_bots.iter().find(|&&k| k >= c.bot_tokens.len()) {
         return Err(ApiError::not_found(
             "unknown_bot",
-            format!("bot {k}: the process knows bots 0..{}", c.bots),
+            format!("bot {k}: the process knows bots 0..{}", c.bot_tokens.len()),
         ));
     }
     for &a in body.members.iter().chain(&body.admins) {
@@ -345,7 +346,7 @@ async fn create_channel(c: web::Data<MtprotoControl>, body: web::Json<NewChannel
         c.bot_api.set_channel_protected(chat, true);
     }
     for k in body.admin_bots {
-        c.bot_api.set_admin(chat, &nth_bot_token(k), true);
+        c.bot_api.set_admin(chat, &c.bot_tokens[k], true);
     }
     for a in body.members {
         c.fake.add_member(r, a);
