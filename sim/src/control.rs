@@ -6,21 +6,53 @@
 //! the pipeline's memory, and so that the Python baseline of the seed's
 //! design can talk to the very same server over HTTP.
 //!
-//! Besides the Bot API (on a free port chosen by [`FakeTelegram::start`]), the
-//! process serves a small control API on `--listen`:
+//! Besides the Bot API (on a free port chosen by
+//! [`FakeTelegram::start`](crate::fake_bot_api::FakeTelegram::start)) and,
+//! unless `--no-mtproto`, the MTProto face (a fake data centre on a free
+//! port of 127.0.0.1, one world with the Bot API face through
+//! [`MtprotoFake::attach_bot_api`](crate::mtproto::MtprotoFake::attach_bot_api)),
+//! the process serves a control API on `--listen`. JSON in, JSON out; a refusal is `{"error": code, "message":
+//! text}` with a 4xx status — 400 `bad_request` for a body or query that
+//! does not parse (unknown fields included), 404 `not_found` for an unknown
+//! route or a malformed id in the path, and the codes below.
+//!
+//! The Bot API face:
 //!
 //! | route | what it does |
 //! |---|---|
 //! | `POST /publish {"posts": [[i, round], …]}` | publishes post `round` on demo channel `i` (as [`fixtures::publish`]); answers `{"ids": [[chat, first id], …]}` |
-//! | `GET /history?chat=C&after=N&limit=L` | messages of channel `C` above id `N`, oldest first: what a reader account's `getHistory` returns |
+//! | `GET /history?chat=C&after=N&limit=L` | messages of channel `C` above id `N`, oldest first: what a reader account's `getHistory` returns (channels made on the MTProto face too, by their `bot_api_chat_id`) |
 //! | `POST /pairs [[dest, channel chat], …]` | the subscriptions, so `/report` knows what must arrive |
 //! | `GET /stats` | the fake's counters |
 //! | `POST /report {"posts": [[chat, first id]]?, "skip_s": s?}` | delivered / lost / duplicates / latency for those posts (default: all published) and the rate-limit audit |
 //! | `POST /quit` | stops the process |
 //!
-//! The process prints one JSON line on stdout once both servers listen,
-//! `{"bot_api": URL, "control": URL}`, and ends on `/quit` or when its
-//! standard input closes (its parent died).
+//! The MTProto face (`control/mtproto.rs`); `{a}` is an account's user id,
+//! `{c}` a channel's bare id:
+//!
+//! | route | what it does | refusals |
+//! |---|---|---|
+//! | `POST /mtproto/accounts {"phone", "first_name"?, "username"?, "password"?, "signed_in"?: true}` | creates an account (`password`: its 2FA password, checked by SRP) and, unless `signed_in` is false, an auth key signed in to it: `{"user_id", "auth_key": 512 hex digits, "dc_id", "dc_addr": "127.0.0.1:PORT"}`, what a grammers session needs (home DC `dc_id` at `dc_addr` holding the key) | 400 `phone_invalid`, 409 `phone_taken` |
+//! | `POST /mtproto/keys {"account": a \| null}` | another key, signed in to `a` or to nobody (for a login): `{"auth_key", "dc_id", "dc_addr"}` | 404 `unknown_account` |
+//! | `GET /mtproto/login_code?phone=P` | the login code last sent to `P`: `{"code"}` | 404 `no_code` |
+//! | `GET /mtproto/accounts/{a}/stats` | `{"methods": {name: {"calls", "errors": {error: n}, "calls_during_flood_wait"}}, "pushed", "dropped"}` | 404 `unknown_account` |
+//! | `POST /mtproto/accounts/{a}/drop_pushes {"count": n \| null}` | drops the next `n` pushes (null: all, until `0`) | 404 `unknown_account` |
+//! | `POST /mtproto/accounts/{a}/delay_pushes {"ms": n \| null}` | delays every push by `n` ms (null: none) | 400 `delay_too_long` (over 600000), 404 `unknown_account` |
+//! | `POST /mtproto/accounts/{a}/too_long {"channel": c?}` | pushes `updateChannelTooLong` for `c`, or `updatesTooLong` | 404 `unknown_account`, `unknown_channel` |
+//! | `POST /mtproto/channels {"title", "username"?, "protected"?, "admin_bots"?: [k], "members"?: [a], "admins"?: [a]}` | creates a broadcast channel (no username: private) on both faces; bot `k` (`nth_bot_token(k)` below `--bots`, then the `--bot-token`s) becomes its admin on the Bot API face: `{"id", "access_hash", "bot_api_chat_id"}` | 400 `title_empty`, `username_invalid`; 409 `username_taken`; 404 `unknown_bot`, `unknown_account` |
+//! | `POST /mtproto/channels/{c}/members {"account": a, "admin"?}` | makes `a` a member (the way into a private channel), and an admin | 404 `unknown_channel`, `unknown_account` |
+//! | `POST /mtproto/channels/{c}/posts {"text"?, "media"?: "photo" \| "video" \| "document", "protected"?}` or `{"album": [{"text"?, "media"}, …]}` | publishes a post, or an album (2–10 parts, one `grouped_id`): pushed to members, a `channel_post` to admin bots; `{"ids": [message id, …]}` | 400 `post_empty`, `album_invalid`, `post_invalid`; 404 `unknown_channel` |
+//! | `POST /mtproto/channels/{c}/edit {"message_id", "text"}` | edits a post (pushed; not mirrored to the Bot API face) | 404 `unknown_channel`, `unknown_message` |
+//! | `POST /mtproto/channels/{c}/delete {"message_ids": […]}` | deletes posts (pushed): `{"deleted": n}` | 400 `message_ids_empty`, 404 `unknown_channel` |
+//! | `POST /mtproto/channels/{c}/rename {"title"}` | renames the channel (MTProto face) | 400 `title_empty`, 404 `unknown_channel` |
+//! | `POST /mtproto/channels/{c}/private` | frees its username: non-members get `CHANNEL_PRIVATE` | 404 `unknown_channel` |
+//! | `POST /mtproto/sessions/revoke {"auth_key": hex}` | every later call on the key gets `SESSION_REVOKED` | 400 `auth_key_invalid`, 404 `unknown_key` |
+//! | `POST /mtproto/flood {"method", "limit": {"max_calls", "per_ms"} \| null}` | sets (null: removes) the per-account flood limit of a TL method (`contacts.resolveUsername`) | 400 `method_invalid`, `limit_invalid` |
+//!
+//! The process prints one JSON line on stdout once every server listens,
+//! `{"bot_api": URL, "control": URL, "mtproto": "127.0.0.1:PORT"}` (no
+//! `mtproto` with `--no-mtproto`), and ends on `/quit` or when its standard
+//! input closes (its parent died).
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, Write};
