@@ -20,7 +20,7 @@
 //! | `objects.rs` | accounts, channels, messages as TL objects |
 //! | `flood.rs` | per-account, per-method `FLOOD_WAIT_X` |
 //! | `login.rs` | login codes and SRP 2FA verified server-side |
-//! | `control.rs` | [`MtprotoFake`], the control API |
+//! | `control.rs` | [`MtprotoFake`], the control API (over HTTP: `kuryer-sim`'s `/mtproto/…` routes, `crate::control`) |
 //!
 //! ## Protocol served
 //!
