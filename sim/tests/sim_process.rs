@@ -16,8 +16,9 @@ use grammers_client::sender::UpdatesConfiguration;
 use grammers_client::session::Session;
 use grammers_client::session::storages::MemorySession;
 use grammers_client::session::types::{DcOption, PeerInfo, UpdateState, UpdatesState};
+use grammers_client::session::updates::UpdatesLike;
 use grammers_client::tl;
-use grammers_client::{Client, InvocationError, SenderPool};
+use grammers_client::{Client, InvocationError, SenderPool, SignInError};
 use grammers_session::SessionData;
 use kuryer_sim::process::{FakeProcess, FakeSpec};
 use serde_json::{Value, json};
@@ -141,6 +142,29 @@ fn session_from(answer: &Value) -> SessionData {
     data
 }
 
+/// A grammers client on a session made from a control API answer.
+struct Connected {
+    client: Client,
+    session: Arc<MemorySession>,
+    updates: tokio::sync::mpsc::Receiver<UpdatesLike>,
+    pool: tokio::task::JoinHandle<()>,
+}
+
+fn connect(answer: &Value) -> Connected {
+    let session = Arc::new(MemorySession::from(session_from(answer)));
+    let SenderPool {
+        runner,
+        handle,
+        updates,
+    } = SenderPool::new(Arc::clone(&session), API_ID);
+    Connected {
+        client: Client::new(handle),
+        session,
+        updates,
+        pool: tokio::spawn(runner.run()),
+    }
+}
+
 async fn next_update(stream: &mut UpdateStream) -> tl::enums::Update {
     tokio::time::timeout(Duration::from_secs(10), stream.next_raw())
         .await
@@ -189,14 +213,12 @@ async fn a_post_published_from_outside_reaches_grammers_and_the_admin_bot() {
     let chat = channel["bot_api_chat_id"].as_i64().expect("Bot API id");
 
     // An unmodified grammers client on the key the control API issued.
-    let session = Arc::new(MemorySession::from(session_from(&account)));
-    let SenderPool {
-        runner,
-        handle,
+    let Connected {
+        client,
+        session,
         updates,
-    } = SenderPool::new(Arc::clone(&session), API_ID);
-    let client = Client::new(handle);
-    let pool = tokio::spawn(runner.run());
+        pool,
+    } = connect(&account);
     let me = client.get_me().await.expect("users.getUsers(self)");
     assert_eq!(me.id().bare_id_unchecked(), user_id);
     assert_eq!(me.first_name(), Some("Outside"));
@@ -352,6 +374,53 @@ async fn a_post_published_from_outside_reaches_grammers_and_the_admin_bot() {
     );
 
     drop(stream);
+    client.disconnect();
+    let _ = tokio::time::timeout(Duration::from_secs(5), pool).await;
+    sim.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_from_outside_with_a_code_and_the_2fa_password() {
+    let sim = spawn_sim();
+    let http = http();
+    let phone = "+998 90 000 00 02";
+    let account = ok(
+        &http,
+        &sim,
+        "/mtproto/accounts",
+        json!({"phone": phone, "password": "correct horse", "signed_in": false}),
+    )
+    .await;
+    assert_eq!(account.get("auth_key"), None, "not signed in: {account}");
+    let user_id = account["user_id"].as_i64().expect("user_id");
+    // A key signed in to nobody, as a fresh login has.
+    let key = ok(&http, &sim, "/mtproto/keys", json!({"account": null})).await;
+    let Connected { client, pool, .. } = connect(&key);
+    assert!(!client.is_authorized().await.expect("getState answered"));
+    let token = client
+        .request_login_code(phone, "hash")
+        .await
+        .expect("auth.sendCode");
+    let (status, code) = get(&http, &sim, "/mtproto/login_code?phone=998900000002").await;
+    assert_eq!(status, 200, "{code}");
+    let code = code["code"].as_str().expect("code").to_owned();
+    let Err(SignInError::PasswordRequired(password)) = client.sign_in(&token, &code).await else {
+        panic!("a 2FA account needs its password")
+    };
+    let user = client
+        .check_password(password, "correct horse")
+        .await
+        .expect("the password the control API set");
+    assert_eq!(user.id().bare_id_unchecked(), user_id);
+    assert_eq!(
+        client
+            .get_me()
+            .await
+            .expect("signed in")
+            .id()
+            .bare_id_unchecked(),
+        user_id
+    );
     client.disconnect();
     let _ = tokio::time::timeout(Duration::from_secs(5), pool).await;
     sim.quit().await;

@@ -117,8 +117,8 @@
 //!   in a channel this face knows is appended here and pushed (its post
 //!   hook). Each face keeps its own copy of a channel's history; ids agree as
 //!   long as one channel is not posted to from both faces at the same
-//!   instant. Edits and deletes, and channels created on the Bot API face
-//!   alone, are not mirrored.
+//!   instant. Edits, deletes, renames and making a channel private, and
+//!   channels created on the Bot API face alone, are not mirrored.
 
 mod connection;
 mod control;
