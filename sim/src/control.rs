@@ -6,27 +6,60 @@
 //! the pipeline's memory, and so that the Python baseline of the seed's
 //! design can talk to the very same server over HTTP.
 //!
-//! Besides the Bot API (on a free port chosen by [`FakeTelegram::start`]), the
-//! process serves a small control API on `--listen`:
+//! Besides the Bot API (on a free port chosen by
+//! [`FakeTelegram::start`](crate::fake_bot_api::FakeTelegram::start)) and,
+//! unless `--no-mtproto`, the MTProto face (a fake data centre on a free
+//! port of 127.0.0.1, one world with the Bot API face through
+//! [`MtprotoFake::attach_bot_api`](crate::mtproto::MtprotoFake::attach_bot_api)),
+//! the process serves a control API on `--listen`. JSON in, JSON out; a refusal is `{"error": code, "message":
+//! text}` with a 4xx status — 400 `bad_request` for a body or query that
+//! does not parse (unknown fields included), 404 `not_found` for an unknown
+//! route or a malformed id in the path, and the codes below.
+//!
+//! The Bot API face:
 //!
 //! | route | what it does |
 //! |---|---|
 //! | `POST /publish {"posts": [[i, round], …]}` | publishes post `round` on demo channel `i` (as [`fixtures::publish`]); answers `{"ids": [[chat, first id], …]}` |
-//! | `GET /history?chat=C&after=N&limit=L` | messages of channel `C` above id `N`, oldest first: what a reader account's `getHistory` returns |
+//! | `GET /history?chat=C&after=N&limit=L` | messages of channel `C` above id `N`, oldest first: what a reader account's `getHistory` returns (channels made on the MTProto face too, by their `bot_api_chat_id`) |
 //! | `POST /pairs [[dest, channel chat], …]` | the subscriptions, so `/report` knows what must arrive |
 //! | `GET /stats` | the fake's counters |
 //! | `POST /report {"posts": [[chat, first id]]?, "skip_s": s?}` | delivered / lost / duplicates / latency for those posts (default: all published) and the rate-limit audit |
 //! | `POST /quit` | stops the process |
 //!
-//! The process prints one JSON line on stdout once both servers listen,
-//! `{"bot_api": URL, "control": URL}`, and ends on `/quit` or when its
-//! standard input closes (its parent died).
+//! The MTProto face (`control/mtproto.rs`); `{a}` is an account's user id,
+//! `{c}` a channel's bare id:
+//!
+//! | route | what it does | refusals |
+//! |---|---|---|
+//! | `POST /mtproto/accounts {"phone", "first_name"?, "username"?, "password"?, "signed_in"?: true}` | creates an account (`password`: its 2FA password, checked by SRP) and, unless `signed_in` is false, an auth key signed in to it: `{"user_id", "auth_key": 512 hex digits, "dc_id", "dc_addr": "127.0.0.1:PORT"}`, what a grammers session needs (home DC `dc_id` at `dc_addr` holding the key) | 400 `phone_invalid`, 409 `phone_taken` |
+//! | `POST /mtproto/keys {"account": a \| null}` | another key, signed in to `a` or to nobody (for a login): `{"auth_key", "dc_id", "dc_addr"}` | 404 `unknown_account` |
+//! | `GET /mtproto/login_code?phone=P` | the login code last sent to `P`: `{"code"}` | 404 `no_code` |
+//! | `GET /mtproto/accounts/{a}/stats` | `{"methods": {name: {"calls", "errors": {error: n}, "calls_during_flood_wait"}}, "pushed", "dropped"}` | 404 `unknown_account` |
+//! | `POST /mtproto/accounts/{a}/drop_pushes {"count": n \| null}` | drops the next `n` pushes (null: all, until `0`) | 404 `unknown_account` |
+//! | `POST /mtproto/accounts/{a}/delay_pushes {"ms": n \| null}` | delays every push by `n` ms (null: none) | 400 `delay_too_long` (over 600000), 404 `unknown_account` |
+//! | `POST /mtproto/accounts/{a}/too_long {"channel": c?}` | pushes `updateChannelTooLong` for `c`, or `updatesTooLong` | 404 `unknown_account`, `unknown_channel` |
+//! | `POST /mtproto/channels {"title", "username"?, "protected"?, "admin_bots"?: [k], "members"?: [a], "admins"?: [a]}` | creates a broadcast channel (no username: private) on both faces; bot `k` (`nth_bot_token(k)` below `--bots`, then the `--bot-token`s) becomes its admin on the Bot API face: `{"id", "access_hash", "bot_api_chat_id"}` | 400 `title_empty`, `username_invalid`; 409 `username_taken`; 404 `unknown_bot`, `unknown_account` |
+//! | `POST /mtproto/channels/{c}/members {"account": a, "admin"?}` | makes `a` a member (the way into a private channel), and an admin | 404 `unknown_channel`, `unknown_account` |
+//! | `POST /mtproto/channels/{c}/posts {"text"?, "media"?: "photo" \| "video" \| "document", "protected"?}` or `{"album": [{"text"?, "media"}, …]}` | publishes a post, or an album (2–10 parts, one `grouped_id`): pushed to members, a `channel_post` to admin bots; `{"ids": [message id, …]}` | 400 `post_empty`, `album_invalid`, `post_invalid`; 404 `unknown_channel` |
+//! | `POST /mtproto/channels/{c}/edit {"message_id", "text"}` | edits a post (pushed; not mirrored to the Bot API face) | 404 `unknown_channel`, `unknown_message` |
+//! | `POST /mtproto/channels/{c}/delete {"message_ids": […]}` | deletes posts (pushed): `{"deleted": n}` | 400 `message_ids_empty`, 404 `unknown_channel` |
+//! | `POST /mtproto/channels/{c}/rename {"title"}` | renames the channel (MTProto face) | 400 `title_empty`, 404 `unknown_channel` |
+//! | `POST /mtproto/channels/{c}/private` | frees its username: non-members get `CHANNEL_PRIVATE` | 404 `unknown_channel` |
+//! | `POST /mtproto/sessions/revoke {"auth_key": hex}` | every later call on the key gets `SESSION_REVOKED` | 400 `auth_key_invalid`, 404 `unknown_key` |
+//! | `POST /mtproto/flood {"method", "limit": {"max_calls", "per_ms"} \| null}` | sets (null: removes) the per-account flood limit of a TL method (`contacts.resolveUsername`) | 400 `method_invalid`, `limit_invalid` |
+//!
+//! The process prints one JSON line on stdout once every server listens,
+//! `{"bot_api": URL, "control": URL, "mtproto": "127.0.0.1:PORT"}` (no
+//! `mtproto` with `--no-mtproto`), and ends on `/quit` or when its standard
+//! input closes (its parent died).
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, Write};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use actix_web::http::StatusCode;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -34,7 +67,12 @@ use tokio::sync::Notify;
 
 use crate::fake_bot_api::{ChatKind, FakeLimits, FakeTelegram, MediaKind};
 use crate::fixtures::{self, group_chat, nth_bot_token};
+use crate::mtproto::{MtprotoConfig, MtprotoFake};
 use crate::process::FakeSpec;
+
+mod mtproto;
+
+use mtproto::{ApiError, MtprotoControl};
 
 struct State {
     fake: FakeTelegram,
@@ -65,9 +103,37 @@ pub async fn run(cfg: FakeSpec) -> std::io::Result<()> {
         FakeLimits::off()
     };
     let fake = fixtures::start_fake(limits, cfg.channels, cfg.users)?;
-    for k in 1..cfg.bots {
-        fake.add_bot(&nth_bot_token(k));
+    // Bot k of the control API: the generated ones, then `--bot-token`s.
+    let mut bot_tokens: Vec<String> = (0..cfg.bots.max(1)).map(nth_bot_token).collect();
+    for t in &cfg.bot_tokens {
+        // `add_bot` panics on a malformed token: refused here with its reason.
+        let well_formed = t.split_once(':').is_some_and(|(id, secret)| {
+            id.parse::<u64>().is_ok_and(|id| id > 0) && !secret.is_empty()
+        });
+        if !well_formed {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "--bot-token must be \"<bot id>:<secret>\" with a positive numeric bot id",
+            ));
+        }
+        bot_tokens.push(t.clone());
     }
+    for t in &bot_tokens[1..] {
+        fake.add_bot(t);
+    }
+    // The MTProto face shares the world with the Bot API face: channels and
+    // posts made through `/mtproto/…` are channel posts to admin bots too.
+    let mtproto = if cfg.no_mtproto {
+        None
+    } else {
+        let face = Arc::new(MtprotoFake::start(MtprotoConfig::default())?);
+        face.attach_bot_api(fake.clone());
+        Some(web::Data::new(MtprotoControl {
+            fake: face,
+            bot_api: fake.clone(),
+            bot_tokens,
+        }))
+    };
     let mut groups = HashSet::new();
     for g in 1..=i64::from(cfg.groups) {
         fake.create_chat(group_chat(g), ChatKind::Group);
@@ -82,12 +148,31 @@ pub async fn run(cfg: FakeSpec) -> std::io::Result<()> {
         quit: Notify::new(),
     });
     let data = state.clone();
+    let mtproto_data = mtproto.clone();
     let server = HttpServer::new(move || {
-        App::new()
+        let mut app = App::new()
             .app_data(data.clone())
             // Pairs and expected lists of a large run are megabytes of JSON.
-            .app_data(web::JsonConfig::default().limit(256 << 20))
-            .route("/publish", web::post().to(publish))
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(256 << 20)
+                    .error_handler(|e, _| bad_request(e.to_string())),
+            )
+            .app_data(web::QueryConfig::default().error_handler(|e, _| bad_request(e.to_string())))
+            .app_data(web::PathConfig::default().error_handler(|e, _| {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()).into()
+            }))
+            .default_service(web::to(|| async {
+                Err::<HttpResponse, _>(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "no such route",
+                ))
+            }));
+        if let Some(m) = &mtproto_data {
+            app = app.app_data(m.clone()).configure(mtproto::routes);
+        }
+        app.route("/publish", web::post().to(publish))
             .route("/history", web::get().to(history))
             .route("/pairs", web::post().to(pairs))
             .route("/stats", web::get().to(stats))
@@ -108,11 +193,11 @@ pub async fn run(cfg: FakeSpec) -> std::io::Result<()> {
     let served = actix_rt::spawn(server);
     {
         let mut out = std::io::stdout().lock();
-        writeln!(
-            out,
-            "{}",
-            json!({"bot_api": fake.url(), "control": format!("http://{addr}")})
-        )?;
+        let mut announce = json!({"bot_api": fake.url(), "control": format!("http://{addr}")});
+        if let Some(m) = &mtproto {
+            announce["mtproto"] = json!(m.fake.addr().to_string());
+        }
+        writeln!(out, "{announce}")?;
         out.flush()?;
     }
     // The parent holds our stdin; when it goes away, so do we.
@@ -128,6 +213,9 @@ pub async fn run(cfg: FakeSpec) -> std::io::Result<()> {
     state.quit.notified().await;
     handle.stop(false).await;
     let _ = served.await;
+    if let Some(m) = &mtproto {
+        m.fake.stop();
+    }
     fake.stop();
     Ok(())
 }
@@ -240,6 +328,11 @@ async fn report(state: web::Data<State>, body: web::Json<ReportBody>) -> HttpRes
         Ok(v) => HttpResponse::Ok().json(v),
         Err(e) => HttpResponse::InternalServerError().body(e.to_string()),
     }
+}
+
+/// A body or query the route cannot read: 400 in the control API's error shape.
+fn bad_request(message: String) -> actix_web::Error {
+    ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message).into()
 }
 
 async fn quit(state: web::Data<State>) -> HttpResponse {

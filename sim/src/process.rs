@@ -34,6 +34,15 @@ pub struct FakeSpec {
     /// Bots `nth_bot_token(0..bots)` the fake knows.
     #[arg(long, default_value_t = 1)]
     pub bots: usize,
+    /// More bot tokens the fake knows (`"<bot id>:<secret>"`, repeatable):
+    /// the token a `kuryer run` pointed at the fake is configured with.
+    /// Bot `bots + i` in the control API. They are on the command line, so
+    /// use made-up ones, never a real bot's.
+    #[arg(long = "bot-token", value_name = "TOKEN")]
+    pub bot_tokens: Vec<String>,
+    /// Serve the Bot API face alone (no MTProto data centre).
+    #[arg(long)]
+    pub no_mtproto: bool,
 }
 
 impl Default for FakeSpec {
@@ -45,6 +54,8 @@ impl Default for FakeSpec {
             users: 1000,
             groups: 0,
             bots: 1,
+            bot_tokens: Vec::new(),
+            no_mtproto: false,
         }
     }
 }
@@ -52,7 +63,7 @@ impl Default for FakeSpec {
 impl FakeSpec {
     /// The same spec as command-line options.
     pub fn to_args(&self) -> Vec<String> {
-        vec![
+        let mut args = vec![
             "--listen".into(),
             self.listen.to_string(),
             "--limit-scale".into(),
@@ -65,7 +76,15 @@ impl FakeSpec {
             self.groups.to_string(),
             "--bots".into(),
             self.bots.max(1).to_string(),
-        ]
+        ];
+        for t in &self.bot_tokens {
+            args.push("--bot-token".into());
+            args.push(t.clone());
+        }
+        if self.no_mtproto {
+            args.push("--no-mtproto".into());
+        }
+        args
     }
 }
 
@@ -77,6 +96,8 @@ pub struct FakeProcess {
     _stdin: Option<ChildStdin>,
     /// Base URL of its Bot API.
     pub bot_api: String,
+    /// Address of its MTProto face (`127.0.0.1:PORT`), unless `--no-mtproto`.
+    pub mtproto: Option<String>,
     control: String,
     http: reqwest::Client,
 }
@@ -85,6 +106,7 @@ pub struct FakeProcess {
 struct Announce {
     bot_api: String,
     control: String,
+    mtproto: Option<String>,
 }
 
 /// The fake's delivery report and audit (see `sim::control`).
@@ -173,6 +195,7 @@ impl FakeProcess {
             child,
             _stdin: stdin,
             bot_api: announce.bot_api,
+            mtproto: announce.mtproto,
             control: announce.control,
             http,
         })

@@ -19,7 +19,7 @@ use super::crypto::ServerKey;
 use super::flood::FloodLimit;
 use super::login::SrpVerifier;
 use super::objects::{self, THIS_DC};
-use super::rpc::normalize_phone;
+use super::rpc::{normalize_phone, username_valid};
 use super::updates::{bot_api_chat_id, mirroring, now_i32, updates_body};
 use super::world::{Account, Channel, KeyState, MethodStats, Settings, World, push_to};
 use crate::fake_bot_api::{FakeTelegram, NewChannelMessage};
@@ -107,6 +107,25 @@ impl ChannelRef {
     pub fn bot_api_chat_id(self) -> i64 {
         bot_api_chat_id(self.id)
     }
+}
+
+/// Why the control API refused a request (the checks a caller from outside
+/// the process cannot make beforehand; the panicking methods assume them).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    /// The phone number has no digits.
+    #[error("phone number {0:?} has no digits")]
+    PhoneInvalid(String),
+    /// Another account has this phone number.
+    #[error("phone {0} already has an account")]
+    PhoneTaken(String),
+    /// Not a username Telegram would accept (5–32 of `a-z0-9_`, starting
+    /// with a letter, not ending with `_`).
+    #[error("{0:?} is not a valid username")]
+    UsernameInvalid(String),
+    /// A channel already has this username.
+    #[error("username {0} is taken")]
+    UsernameTaken(String),
 }
 
 /// What an account called and received.
@@ -220,16 +239,28 @@ impl MtprotoFake {
     ///
     /// # Panics
     ///
-    /// If the phone number is already taken.
+    /// If the phone number is already taken or has no digits.
     pub fn create_account(&self, spec: AccountSpec) -> i64 {
+        self.try_create_account(spec)
+            .unwrap_or_else(|e| panic!("MTProto fake: {e}"))
+    }
+
+    /// Creates an account, or says why not; returns its user id.
+    pub fn try_create_account(&self, spec: AccountSpec) -> Result<i64, ControlError> {
+        let phone = normalize_phone(&spec.phone);
+        if phone.is_empty() {
+            return Err(ControlError::PhoneInvalid(spec.phone));
+        }
+        if self.world().phones.contains_key(&phone) {
+            return Err(ControlError::PhoneTaken(phone));
+        }
         // The verifier costs 100,000 PBKDF2 rounds: computed outside the lock.
         let password = spec.password.as_deref().map(|p| SrpVerifier::new(p, None));
         let mut w = self.world();
-        let phone = normalize_phone(&spec.phone);
-        assert!(
-            !w.phones.contains_key(&phone),
-            "MTProto fake: phone {phone} already has an account"
-        );
+        // Checked again: another caller may have taken it meanwhile.
+        if w.phones.contains_key(&phone) {
+            return Err(ControlError::PhoneTaken(phone));
+        }
         let id = w.next_user_id;
         w.next_user_id += 1;
         w.phones.insert(phone.clone(), id);
@@ -259,7 +290,12 @@ impl MtprotoFake {
                 dropped: 0,
             },
         );
-        id
+        Ok(id)
+    }
+
+    /// Whether an account with this user id exists.
+    pub fn has_account(&self, account: i64) -> bool {
+        self.world().accounts.contains_key(&account)
     }
 
     /// A new auth key the fake knows, signed in to `account` (or to nobody,
@@ -316,9 +352,39 @@ impl MtprotoFake {
         data
     }
 
-    /// Creates a broadcast channel.
+    /// Creates a broadcast channel. A username another channel has moves
+    /// to this one (tests that need the check use
+    /// [`MtprotoFake::try_create_channel`]).
     pub fn create_channel(&self, spec: ChannelSpec) -> ChannelRef {
         let mut w = self.world();
+        Self::insert_channel(&mut w, spec)
+    }
+
+    /// Creates a broadcast channel, or says why not (a username invalid or
+    /// taken).
+    pub fn try_create_channel(&self, spec: ChannelSpec) -> Result<ChannelRef, ControlError> {
+        let mut w = self.world();
+        if let Some(u) = &spec.username {
+            let u = u.trim_start_matches('@');
+            if !username_valid(u) {
+                return Err(ControlError::UsernameInvalid(u.to_owned()));
+            }
+            if w.usernames.contains_key(&u.to_ascii_lowercase()) {
+                return Err(ControlError::UsernameTaken(u.to_owned()));
+            }
+        }
+        Ok(Self::insert_channel(&mut w, spec))
+    }
+
+    /// The channel with this bare id, if it exists.
+    pub fn channel(&self, id: i64) -> Option<ChannelRef> {
+        self.world().channels.get(&id).map(|c| ChannelRef {
+            id,
+            access_hash: c.access_hash,
+        })
+    }
+
+    fn insert_channel(w: &mut World, spec: ChannelSpec) -> ChannelRef {
         let id = w.next_channel_id;
         w.next_channel_id += 1;
         let access_hash = rand::random();
@@ -437,11 +503,16 @@ impl MtprotoFake {
         self.with_channel(channel, |w| w.channels[&channel.id].pts)
     }
 
-    /// Revokes the session of `auth_key`: every later call gets `SESSION_REVOKED`.
-    pub fn revoke_session(&self, auth_key: &[u8; 256]) {
+    /// Revokes the session of `auth_key`: every later call gets
+    /// `SESSION_REVOKED`. False when the fake does not know the key.
+    pub fn revoke_session(&self, auth_key: &[u8; 256]) -> bool {
         let id = super::crypto::key_id(auth_key);
-        if let Some(k) = self.world().keys.get_mut(&id) {
-            k.revoked = true;
+        match self.world().keys.get_mut(&id) {
+            Some(k) => {
+                k.revoked = true;
+                true
+            }
+            None => false,
         }
     }
 

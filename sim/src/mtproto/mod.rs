@@ -13,13 +13,14 @@
 //! | `crypto.rs` | server-side AES-IGE / SHA-256 / msg_key (x = 0 in, x = 8 out) |
 //! | `session.rs` | envelope: msg ids, seq_no, containers, gzip, salts, `bad_msg_notification` rules |
 //! | `connection.rs` | one TCP connection: service messages, pushes, closing on garbage |
-//! | `rpc.rs` | the dispatcher: session rules, flood limits, every call, counters |
+//! | `rpc.rs` | the dispatcher: session rules, flood limits, counters |
+//! | `rpc/peers.rs`, `rpc/difference.rs`, `rpc/channels.rs`, `rpc/auth.rs` | the calls: users and usernames; getDifference; history, joins, forwards; login |
 //! | `world.rs` | accounts, keys, channels, histories, event logs, push targets |
 //! | `updates.rs` | publish / edit / delete as pts events, pushes, channel difference |
 //! | `objects.rs` | accounts, channels, messages as TL objects |
 //! | `flood.rs` | per-account, per-method `FLOOD_WAIT_X` |
 //! | `login.rs` | login codes and SRP 2FA verified server-side |
-//! | `control.rs` | [`MtprotoFake`], the control API |
+//! | `control.rs` | [`MtprotoFake`], the control API (over HTTP: `kuryer-sim`'s `/mtproto/…` routes, `crate::control`) |
 //!
 //! ## Protocol served
 //!
@@ -116,8 +117,8 @@
 //!   in a channel this face knows is appended here and pushed (its post
 //!   hook). Each face keeps its own copy of a channel's history; ids agree as
 //!   long as one channel is not posted to from both faces at the same
-//!   instant. Edits and deletes, and channels created on the Bot API face
-//!   alone, are not mirrored.
+//!   instant. Edits, deletes, renames and making a channel private, and
+//!   channels created on the Bot API face alone, are not mirrored.
 
 mod connection;
 mod control;
@@ -131,6 +132,8 @@ mod transport;
 mod updates;
 mod world;
 
-pub use control::{AccountSpec, AccountStats, ChannelRef, ChannelSpec, MtprotoConfig, MtprotoFake};
+pub use control::{
+    AccountSpec, AccountStats, ChannelRef, ChannelSpec, ControlError, MtprotoConfig, MtprotoFake,
+};
 pub use flood::FloodLimit;
 pub use world::MethodStats;
