@@ -355,9 +355,19 @@ async fn a_database_outage_longer_than_the_retry_budget_loses_no_update() {
     // whole suite shares two cores.
     t.expect(&expected, Duration::from_secs(150)).await;
     assert_eq!(t.count("SELECT count(*) FROM dead_letters").await, 0);
-    assert_eq!(
+    // A delivery's row is written just after Telegram accepted it (the
+    // writer batches, and backs off after the outage): wait for the last.
+    let recorded = wait_until(Duration::from_secs(30), async || {
         t.count("SELECT count(*) FROM forwarded_messages WHERE status = 'sent'")
-            .await as usize,
+            .await as usize
+            == expected.len()
+    })
+    .await;
+    assert!(
+        recorded,
+        "{} of {} deliveries have their sent row",
+        t.count("SELECT count(*) FROM forwarded_messages WHERE status = 'sent'")
+            .await,
         expected.len()
     );
     t.stop();
