@@ -68,6 +68,9 @@ pub(super) struct ChanState {
     pub(super) verified: i32,
     /// When the history was last read.
     pub(super) last_history: Option<Instant>,
+    /// Joins so far: a history read that overlapped a join does not count
+    /// as read (posts between its answer and the join were never pushed).
+    pub(super) joins: u64,
 }
 
 pub(super) struct Inner {
@@ -257,6 +260,7 @@ impl Inner {
                 buffer: BTreeMap::new(),
                 verified: 0,
                 last_history: None,
+                joins: 0,
             });
         Ok(())
     }
@@ -342,9 +346,17 @@ impl Inner {
             .min()
     }
 
+    /// Joined: pushes come from now on, but what was posted between the
+    /// last history read and the join was pushed to nobody here, so the
+    /// next read goes to the history from the mark once more.
     pub(super) fn mark_joined(&self, channel_id: i64) {
         if let Some(s) = lock(&self.channels).get_mut(&channel_id) {
             s.joined = true;
+            s.joins += 1;
+            s.last_history = None;
+        }
+        if let Some(ev) = self.events.get() {
+            ev.wake(channel_id);
         }
     }
 

@@ -116,7 +116,7 @@ impl MtprotoSource {
                     Some(Duration::from_secs(30)),
                 )
             })?;
-        let (bare, hash, protected) = {
+        let (bare, hash, protected, joins) = {
             let channels = self
                 .pool
                 .channels
@@ -125,7 +125,12 @@ impl MtprotoSource {
             let st = channels
                 .get(&self.channel.channel_id)
                 .ok_or_else(|| transient("channel unknown", None))?;
-            (st.info.bare_id, st.info.access_hash, st.info.protected)
+            (
+                st.info.bare_id,
+                st.info.access_hash,
+                st.info.protected,
+                st.joins,
+            )
         };
         let limit = i32::try_from(limit.clamp(1, 100)).unwrap_or(100);
         // Oldest first from the mark: offset just above it, stepped back by
@@ -194,7 +199,9 @@ impl MtprotoSource {
             if let Some(st) = channels.get_mut(&self.channel.channel_id) {
                 // A full page may have more behind it: the next read goes
                 // to the history again; verified only as far as it reached.
-                st.last_history = (!full).then(Instant::now);
+                // A join during the call: its answer may predate posts
+                // nobody pushed, so the history is read again.
+                st.last_history = (!full && st.joins == joins).then(Instant::now);
                 st.verified = st.verified.max(max_id);
                 for m in &out {
                     st.buffer.remove(&m.id);
