@@ -38,6 +38,10 @@ pub trait ReaderEvents: Send + Sync {
     fn wake(&self, channel_id: i64);
     /// A channel was resolved: start reading it.
     fn resolved(&self, channel: ChannelRef);
+    /// Posts of a protected channel were read: its subscribers not yet
+    /// told are told why they cannot be forwarded.
+    /// `name`: how to call the channel (`@name`).
+    fn protected(&self, _channel_id: i64, _name: &str) {}
 }
 
 /// Metric: posts pushed to reader accounts.
@@ -77,6 +81,8 @@ pub(super) struct Inner {
     pub(super) store: Store,
     pub(super) cfg: crate::config::ReaderConfig,
     pub(super) api_id: i32,
+    /// Where media posts are forwarded for the bot to copy.
+    pub(super) relay: Option<super::relay::Relay>,
     holder: String,
     pub(super) accounts: Mutex<BTreeMap<String, Live>>,
     pub(super) channels: Mutex<HashMap<i64, ChanState>>,
@@ -102,6 +108,14 @@ impl ReaderPool {
             store: store.clone(),
             cfg: cfg.reader.clone(),
             api_id: cfg.telegram.api_id,
+            relay: cfg
+                .telegram
+                .relay_chat_id
+                .map(|chat_id| super::relay::Relay {
+                    chat_id,
+                    bare_id: crate::store::bare_channel_id(chat_id),
+                    access_hash: cfg.reader.relay_access_hash,
+                }),
             holder,
             accounts: Mutex::new(BTreeMap::new()),
             channels: Mutex::new(HashMap::new()),

@@ -28,6 +28,7 @@ mod intake;
 mod pipeline;
 /// The MTProto reader against the fake data centre.
 mod reader;
+mod reader_relay;
 /// `kuryer run` reading channels through reader accounts, as a black box.
 mod reader_run;
 /// The PostgreSQL store.
