@@ -320,3 +320,46 @@ async fn media_of_a_channel_the_bot_is_not_in_reach_subscribers_from_the_relay()
     let log = daemon.log_text();
     assert!(!log.contains("relaySECRET"), "bot token in the log");
 }
+
+/// `kuryer demo --reader mtproto --json`, the real binary: every channel
+/// read by grammers from the fake data centre (a third polled), media and
+/// albums through the relay; every delivery once.
+#[test]
+fn the_demo_reads_every_channel_over_mtproto() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kuryer"))
+        .args([
+            "demo",
+            "--reader",
+            "mtproto",
+            "--json",
+            "--channels",
+            "9",
+            "--users",
+            "30",
+            "--subs-per-user",
+            "2",
+            "--posts-per-channel",
+            "5",
+        ])
+        .env(
+            "KURYER_DATABASE_URL",
+            "postgres://postgres@127.0.0.1:5432/postgres",
+        )
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+    assert_eq!(summary["posts"], 45, "{summary}");
+    assert_eq!(summary["deliveries_expected"], 300, "{summary}");
+    assert_eq!(summary["deliveries_sent"], 300, "{summary}");
+    for k in ["duplicates", "lost", "out_of_order", "albums_split"] {
+        assert_eq!(summary[k], 0, "{k}: {summary}");
+    }
+}
