@@ -95,4 +95,19 @@ pub struct DemoArgs {
     /// Print the summary as one JSON object on the last line.
     #[arg(long)]
     pub json: bool,
+    /// How channels are read: `sim` (the simulated source) or `mtproto`
+    /// (grammers from the fake data centre over TCP, reader accounts,
+    /// polling past their join capacity, media through a relay channel).
+    #[arg(long, value_enum, default_value_t = DemoReader::Sim)]
+    pub reader: DemoReader,
+}
+
+/// How `kuryer demo` reads its channels.
+#[cfg(feature = "demo")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DemoReader {
+    /// The simulated source (reads the fake Bot API's channel log).
+    Sim,
+    /// Reader accounts over MTProto against the fake data centre.
+    Mtproto,
 }

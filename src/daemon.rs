@@ -21,15 +21,68 @@ use crate::reader::{ReaderEvents, ReaderPool};
 use crate::store::{Store, migrate};
 use crate::updates::{self, BotUpdates};
 
-/// The reader pool's news, into the pipeline.
-struct PipelineEvents(Pipeline);
+/// The reader pool's news, into the pipeline (and the protected-channel
+/// notices, through the bots).
+struct PipelineEvents {
+    pipeline: Pipeline,
+    store: Store,
+    bots: Vec<teloxide::Bot>,
+    texts: Arc<bot::i18n::Texts>,
+}
 
 impl ReaderEvents for PipelineEvents {
     fn wake(&self, channel_id: i64) {
-        self.0.wake(channel_id);
+        self.pipeline.wake(channel_id);
     }
     fn resolved(&self, channel: kuryer_actors::model::ChannelRef) {
-        self.0.start_channel(channel);
+        self.pipeline.start_channel(channel);
+    }
+    fn protected(&self, channel_id: i64, name: &str) {
+        let (store, bots, texts) = (self.store.clone(), self.bots.clone(), self.texts.clone());
+        let name = name.to_owned();
+        tokio::spawn(async move {
+            tell_protected(&store, &bots, &texts, channel_id, &name).await;
+        });
+    }
+}
+
+/// Tells each subscriber of a protected channel, once and in their
+/// language, why its posts are not forwarded. Claimed before sending: a
+/// notice that fails to send is not retried (never twice over once).
+async fn tell_protected(
+    store: &Store,
+    bots: &[teloxide::Bot],
+    texts: &bot::i18n::Texts,
+    channel_id: i64,
+    name: &str,
+) {
+    use teloxide::prelude::Requester;
+    let people = match store.claim_protected_notices(channel_id).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(channel_id, error = %e, "Cannot claim the protected-channel notices; trying at the next post.");
+            return;
+        }
+    };
+    if people.is_empty() {
+        return;
+    }
+    for (user, language, bot_id) in people {
+        let lang = bot::i18n::Lang::parse(&language).unwrap_or(bot::i18n::Lang::En);
+        let text = texts.get(
+            lang,
+            "protected-channel",
+            &[("name", bot::i18n::Arg::S(name.to_owned()))],
+        );
+        let Some(bot) = bot_id
+            .and_then(|id| bots.iter().find(|b| bot_id_of(b.token()) == id))
+            .or(bots.first())
+        else {
+            return;
+        };
+        if let Err(e) = bot.send_message(teloxide::types::ChatId(user), text).await {
+            tracing::info!(channel_id, user, error = %e, "Could not tell a subscriber why a protected channel's posts are not forwarded.");
+        }
     }
 }
 
@@ -136,7 +189,12 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = &'static str>) -> a
     )
     .await?;
 
-    readers.set_events(Arc::new(PipelineEvents(pipeline.clone())));
+    readers.set_events(Arc::new(PipelineEvents {
+        pipeline: pipeline.clone(),
+        store: store.clone(),
+        bots: bots.clone(),
+        texts: Arc::new(bot::i18n::Texts::load()),
+    }));
 
     let api = crate::http::bind_with(
         &cfg.http,

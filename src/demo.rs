@@ -96,6 +96,17 @@ async fn run_in(
         FakeLimits::off()
     };
     let fake = start_fake(fake_limits, channels, users)?;
+    let mtproto = match args.reader {
+        crate::cli::DemoReader::Sim => None,
+        crate::cli::DemoReader::Mtproto => {
+            Some(crate::demo_mtproto::MtprotoWorld::start(&store, cfg, &fake, channels).await?)
+        }
+    };
+    let pairs = match &mtproto {
+        Some(w) => w.remap_pairs(&pairs),
+        None => pairs,
+    };
+    let mtproto = mtproto.map(Arc::new);
 
     // The pipeline, as `kuryer run` builds it, with the simulated source.
     let mut pcfg = PipelineConfig::from_config(cfg, 1.0);
@@ -112,8 +123,10 @@ async fn run_in(
         Duration::from_secs(15),
     )?;
     let source_fake = fake.clone();
-    let factory: SourceFactory =
-        Arc::new(move |ch| Box::new(SimSource::new(source_fake.clone(), ch.chat_id)));
+    let factory: SourceFactory = match &mtproto {
+        Some(w) => w.factory(),
+        None => Arc::new(move |ch| Box::new(SimSource::new(source_fake.clone(), ch.chat_id))),
+    };
     let started = Instant::now();
     // Dedup keys under a prefix of this run alone, expiring with the demo.
     let mut redis = cfg.redis.clone();
@@ -122,6 +135,9 @@ async fn run_in(
     let dedup = crate::dedup::RedisDedup::new(&redis, &store.installation_id().await?);
     let pipeline = Pipeline::start(store.clone(), bots, factory, Arc::new(dedup), pcfg).await?;
     let registry_load = pipeline.registry_load;
+    if let Some(w) = &mtproto {
+        w.connect(&pipeline);
+    }
 
     // The publisher: one round of posts on every channel per second.
     let expected_posts = Arc::new(std::sync::Mutex::new(Vec::<(i64, i32)>::new()));
@@ -129,11 +145,12 @@ async fn run_in(
         let fake = fake.clone();
         let pipeline = pipeline.clone();
         let expected_posts = expected_posts.clone();
+        let mtproto = mtproto.clone();
         actix_rt::spawn(async move {
             for round in 0..posts_per_channel {
                 let round_start = Instant::now();
                 for i in 1..=i64::from(channels) {
-                    let chat = channel_chat(i);
+                    let chat = mtproto.as_ref().map_or(channel_chat(i), |w| w.chat(i));
                     let first = publish(&fake, chat, i, round);
                     expected_posts
                         .lock()
@@ -155,6 +172,10 @@ async fn run_in(
         tokio::time::sleep(Duration::from_millis(1000)).await;
         let publishing = !publisher.is_finished();
         let expected = expected_list(&pairs, &expected_posts.lock().expect("not poisoned"));
+        let expected = match &mtproto {
+            Some(w) => w.relayed(&store, expected).await?,
+            None => expected,
+        };
         let report = fake.report(&expected);
         let stats = fake.stats();
         let total_expected = subscriptions * u64::from(posts_per_channel);
@@ -194,7 +215,23 @@ async fn run_in(
     }
     let shutdown = pipeline.shutdown(Duration::from_secs(30)).await;
     let expected = expected_list(&pairs, &expected_posts.lock().expect("not poisoned"));
-    let report = fake.report(&expected);
+    let expected = match &mtproto {
+        Some(w) => w.relayed(&store, expected).await?,
+        None => expected,
+    };
+    if let Some(w) = &mtproto {
+        if !args.json {
+            eprintln!(
+                "reader accounts 3, channels polled past their join capacity {}",
+                w.polled(&store).await
+            );
+        }
+        w.stop().await;
+    }
+    let mut report = fake.report(&expected);
+    if let Some(w) = &mtproto {
+        report.out_of_order = w.out_of_order(&fake, &expected);
+    }
     let stats = fake.stats();
     let rows_written = store.sent_deliveries().await?;
     fake.stop();

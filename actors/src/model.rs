@@ -286,6 +286,19 @@ pub struct SourceMessage {
     /// False for what cannot be copied or forwarded (service messages,
     /// protected content, invoices, giveaways).
     pub copyable: bool,
+    /// The same message forwarded into the relay channel, when the bot
+    /// cannot copy from the channel itself (media read by a reader account).
+    #[serde(default)]
+    pub relay: Option<RelayCopy>,
+}
+
+/// Where a message was forwarded in the relay channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayCopy {
+    /// The relay channel's Bot API chat id.
+    pub chat_id: i64,
+    /// The forwarded message's id there.
+    pub message_id: i32,
 }
 
 /// A channel a poller reads.
@@ -310,8 +323,11 @@ pub struct Post {
     pub source_chat_id: i64,
     /// The channel's public username, for a link to the post when it cannot be copied.
     pub channel_username: Option<String>,
-    /// Message ids in the source chat, increasing; one unless an album.
+    /// Message ids in the channel, increasing; one unless an album.
     pub message_ids: Vec<i32>,
+    /// The ids in the relay channel (`source_chat_id` is then the relay),
+    /// one per message id; `None` when the bot copies from the channel.
+    pub relay_message_ids: Option<Vec<i32>>,
     /// Text or first caption.
     pub text: Option<String>,
     /// Its entities.
@@ -332,6 +348,13 @@ impl Post {
     /// The post's key in its channel: its first message id.
     pub(crate) fn first_id(&self) -> i32 {
         self.message_ids[0]
+    }
+
+    /// The ids the bot copies or forwards from `source_chat_id`.
+    pub fn copy_ids(&self) -> &[i32] {
+        self.relay_message_ids
+            .as_deref()
+            .unwrap_or(&self.message_ids)
     }
 
     /// The last message id (the high-water mark once the post is recorded).
@@ -366,6 +389,15 @@ impl Post {
             {
                 last.message_ids.push(m.id);
                 last.copyable &= m.copyable;
+                // An album is relayed whole (one forward) or not at all.
+                match (&mut last.relay_message_ids, m.relay) {
+                    (Some(ids), Some(r)) => ids.push(r.message_id),
+                    (relay, _) => {
+                        if relay.take().is_some() {
+                            last.source_chat_id = channel.chat_id;
+                        }
+                    }
+                }
                 if last.text.is_none() && m.text.is_some() {
                     last.text = m.text;
                     last.entities = m.entities;
@@ -374,9 +406,10 @@ impl Post {
             }
             posts.push(Post {
                 channel_id: channel.channel_id,
-                source_chat_id: channel.chat_id,
+                source_chat_id: m.relay.map_or(channel.chat_id, |r| r.chat_id),
                 channel_username: channel.username.clone(),
                 message_ids: vec![m.id],
+                relay_message_ids: m.relay.map(|r| vec![r.message_id]),
                 text: m.text,
                 entities: m.entities,
                 media: m.media,
@@ -529,6 +562,7 @@ mod tests {
             media: group.map(|_| MediaKind::Photo),
             media_group_id: group.map(str::to_owned),
             copyable: true,
+            relay: None,
         }
     }
 

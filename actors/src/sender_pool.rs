@@ -181,7 +181,7 @@ async fn call_once(bot: &Bot, d: &Delivery, to: i64, paid: bool) -> Result<i32, 
     let chat = ChatId(to);
     let from = ChatId(d.post.source_chat_id);
     let post = &d.post;
-    let ids: Vec<MessageId> = post.message_ids.iter().map(|&i| MessageId(i)).collect();
+    let ids: Vec<MessageId> = post.copy_ids().iter().map(|&i| MessageId(i)).collect();
     match d.sub.mode {
         DeliveryMode::Copy if post.media.is_none() && post.text.is_some() => {
             let text = post.text.clone().unwrap_or_default();

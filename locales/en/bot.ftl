@@ -27,6 +27,7 @@ add-not-found = ❌ @{ $name }: there is no such channel.
 add-not-channel = ❌ @{ $name }: this is not a channel.
 add-private = ❌ { $input }: private channels cannot be followed; send the channel's public @name.
 add-protected = ❌ @{ $name }: this channel protects its content, so its posts cannot be forwarded.
+protected-channel = ℹ️ { $name } protects its content: Telegram does not let anyone forward or copy its posts, so I cannot deliver them. You will get a link to each public post instead. (I tell you this once.)
 add-bad-name = ❌ { $input }: this is not a channel name.
 add-quota = ❌ @{ $name }: you have reached the limit of { $max } subscriptions.
 add-too-many = Only the first { $max } names were handled.

@@ -26,6 +26,7 @@ add-not-found = ❌ @{ $name }: bunday kanal yo'q.
 add-not-channel = ❌ @{ $name }: bu kanal emas.
 add-private = ❌ { $input }: yopiq kanallarga obuna bo'lib bo'lmaydi; kanalning ochiq @nomini yuboring.
 add-protected = ❌ @{ $name }: bu kanal kontentini himoya qiladi, postlarini uzatib bo'lmaydi.
+protected-channel = ℹ️ { $name } kontentini himoya qiladi: Telegram uning postlarini uzatish yoki nusxalashga ruxsat bermaydi, shuning uchun ularni yetkaza olmayman. Buning o'rniga har bir ochiq postga havola olasiz. (Bu haqda bir marta aytaman.)
 add-bad-name = ❌ { $input }: bu kanal nomi emas.
 add-quota = ❌ @{ $name }: { $max } ta obuna chegarasiga yetdingiz.
 add-too-many = Faqat birinchi { $max } ta nom ko'rib chiqildi.

@@ -39,6 +39,7 @@ pub fn to_source_message(m: ChannelMessage) -> SourceMessage {
         }),
         media_group_id: m.media_group_id,
         copyable: !m.protected,
+        relay: None,
     }
 }
 

@@ -346,6 +346,9 @@ pub struct ReaderConfig {
     pub lease_ttl_s: u64,
     /// Updates grammers may hold for kuryer before it must drop them.
     pub updates_capacity: usize,
+    /// The relay channel's access hash as the reader accounts know it, when
+    /// their sessions have not cached it (`telegram.relay_chat_id`).
+    pub relay_access_hash: Option<i64>,
 }
 
 impl Default for ReaderConfig {
@@ -360,6 +363,7 @@ impl Default for ReaderConfig {
             verify_interval_s: 600,
             lease_ttl_s: 30,
             updates_capacity: 100_000,
+            relay_access_hash: None,
         }
     }
 }

@@ -29,6 +29,7 @@ pub fn source_message(m: &tl::enums::Message, channel_protected: bool) -> Option
         media,
         media_group_id: m.grouped_id.map(|g| g.to_string()),
         copyable: !(m.noforwards || channel_protected || uncopyable_media),
+        relay: None,
     })
 }
 

@@ -14,6 +14,7 @@
 //! | `joiner.rs` | joining channels one at a time per account, up to the maximum |
 //! | `resolver.rs` | the resolve queue (`contacts.resolveUsername`, slow, stored for good) |
 //! | `source.rs` | the `ChannelSource`: pushed posts, history from the mark, polling |
+//! | `relay.rs` | media forwarded into the relay channel (`random_id`, albums whole) |
 
 /// One account's connection and its flood-wait gate.
 pub mod client;
@@ -27,6 +28,8 @@ pub mod login;
 pub mod mapping;
 /// The account pool: leases, assignment, pushed posts, lost accounts.
 pub mod pool;
+/// Media through the relay channel.
+mod relay;
 /// The resolve queue.
 pub mod resolver;
 /// The MTProto `ChannelSource`.

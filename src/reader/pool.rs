@@ -38,6 +38,10 @@ pub trait ReaderEvents: Send + Sync {
     fn wake(&self, channel_id: i64);
     /// A channel was resolved: start reading it.
     fn resolved(&self, channel: ChannelRef);
+    /// Posts of a protected channel were read: its subscribers not yet
+    /// told are told why they cannot be forwarded.
+    /// `name`: how to call the channel (`@name`).
+    fn protected(&self, _channel_id: i64, _name: &str) {}
 }
 
 /// Metric: posts pushed to reader accounts.
@@ -68,12 +72,17 @@ pub(super) struct ChanState {
     pub(super) verified: i32,
     /// When the history was last read.
     pub(super) last_history: Option<Instant>,
+    /// Joins so far: a history read that overlapped a join does not count
+    /// as read (posts between its answer and the join were never pushed).
+    pub(super) joins: u64,
 }
 
 pub(super) struct Inner {
     pub(super) store: Store,
     pub(super) cfg: crate::config::ReaderConfig,
     pub(super) api_id: i32,
+    /// Where media posts are forwarded for the bot to copy.
+    pub(super) relay: Option<super::relay::Relay>,
     holder: String,
     pub(super) accounts: Mutex<BTreeMap<String, Live>>,
     pub(super) channels: Mutex<HashMap<i64, ChanState>>,
@@ -99,6 +108,14 @@ impl ReaderPool {
             store: store.clone(),
             cfg: cfg.reader.clone(),
             api_id: cfg.telegram.api_id,
+            relay: cfg
+                .telegram
+                .relay_chat_id
+                .map(|chat_id| super::relay::Relay {
+                    chat_id,
+                    bare_id: crate::store::bare_channel_id(chat_id),
+                    access_hash: cfg.reader.relay_access_hash,
+                }),
             holder,
             accounts: Mutex::new(BTreeMap::new()),
             channels: Mutex::new(HashMap::new()),
@@ -257,6 +274,7 @@ impl Inner {
                 buffer: BTreeMap::new(),
                 verified: 0,
                 last_history: None,
+                joins: 0,
             });
         Ok(())
     }
@@ -342,9 +360,17 @@ impl Inner {
             .min()
     }
 
+    /// Joined: pushes come from now on, but what was posted between the
+    /// last history read and the join was pushed to nobody here, so the
+    /// next read goes to the history from the mark once more.
     pub(super) fn mark_joined(&self, channel_id: i64) {
         if let Some(s) = lock(&self.channels).get_mut(&channel_id) {
             s.joined = true;
+            s.joins += 1;
+            s.last_history = None;
+        }
+        if let Some(ev) = self.events.get() {
+            ev.wake(channel_id);
         }
     }
 

@@ -156,6 +156,15 @@ impl PgSession {
         self.lock().data.peer_infos.insert(info.id(), info);
     }
 
+    /// The access hash of a channel the session has seen, if any.
+    pub fn channel_access_hash(&self, bare_id: i64) -> Option<i64> {
+        let id = PeerId::channel(bare_id)?;
+        match self.lock().data.peer_infos.get(&id)? {
+            PeerInfo::Channel { auth, .. } => auth.map(PeerAuth::hash),
+            _ => None,
+        }
+    }
+
     /// Writes the update state when it changed since the last flush.
     pub async fn flush(&self) -> Result<(), SessionError> {
         if !self.dirty.swap(false, Ordering::AcqRel) {

@@ -116,7 +116,7 @@ impl MtprotoSource {
                     Some(Duration::from_secs(30)),
                 )
             })?;
-        let (bare, hash, protected) = {
+        let (bare, hash, protected, joins) = {
             let channels = self
                 .pool
                 .channels
@@ -125,7 +125,12 @@ impl MtprotoSource {
             let st = channels
                 .get(&self.channel.channel_id)
                 .ok_or_else(|| transient("channel unknown", None))?;
-            (st.info.bare_id, st.info.access_hash, st.info.protected)
+            (
+                st.info.bare_id,
+                st.info.access_hash,
+                st.info.protected,
+                st.joins,
+            )
         };
         let limit = i32::try_from(limit.clamp(1, 100)).unwrap_or(100);
         // Oldest first from the mark: offset just above it, stepped back by
@@ -194,7 +199,9 @@ impl MtprotoSource {
             if let Some(st) = channels.get_mut(&self.channel.channel_id) {
                 // A full page may have more behind it: the next read goes
                 // to the history again; verified only as far as it reached.
-                st.last_history = (!full).then(Instant::now);
+                // A join during the call: its answer may predate posts
+                // nobody pushed, so the history is read again.
+                st.last_history = (!full && st.joins == joins).then(Instant::now);
                 st.verified = st.verified.max(max_id);
                 for m in &out {
                     st.buffer.remove(&m.id);
@@ -202,6 +209,61 @@ impl MtprotoSource {
             }
         }
         Ok(out)
+    }
+}
+
+impl MtprotoSource {
+    /// The channel protects its content (no post of it can be forwarded).
+    fn protected(&self) -> bool {
+        self.pool
+            .channels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&self.channel.channel_id)
+            .is_some_and(|st| st.info.protected)
+    }
+
+    /// Media messages forwarded into the relay by the channel's account.
+    async fn relayed(
+        &self,
+        relay: super::relay::Relay,
+        messages: Vec<SourceMessage>,
+    ) -> Result<Vec<SourceMessage>, SourceError> {
+        if !messages.iter().any(|m| m.media.is_some() && m.copyable) {
+            return Ok(messages);
+        }
+        let client = self
+            .pool
+            .account_for(self.channel.channel_id)
+            .await
+            .ok_or_else(|| {
+                transient(
+                    "no reader account is available",
+                    Some(Duration::from_secs(30)),
+                )
+            })?;
+        let from = {
+            let channels = self
+                .pool
+                .channels
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let st = channels
+                .get(&self.channel.channel_id)
+                .ok_or_else(|| transient("channel unknown", None))?;
+            (st.info.bare_id, st.info.access_hash)
+        };
+        match super::relay::forward(&client, relay, from, messages).await {
+            super::relay::Outcome::Done(m) => Ok(m),
+            super::relay::Outcome::Retry(e) => Err(e),
+            super::relay::Outcome::Lost(reason) => {
+                self.pool.lost(client.name(), &reason).await;
+                Err(transient(
+                    format!("reader account lost: {reason}"),
+                    Some(Duration::from_secs(1)),
+                ))
+            }
+        }
     }
 }
 
@@ -223,11 +285,28 @@ impl ChannelSource for MtprotoSource {
                 Plan::Nothing => return Ok(Vec::new()),
                 Plan::History => self.history(after, limit).await?,
             };
-            // No relay channel: media go out as text with a link.
+            if messages.iter().any(|m| !m.copyable)
+                && self.protected()
+                && let Some(ev) = self.pool.events.get()
+            {
+                let name = self.channel.username.as_deref().map_or_else(
+                    || format!("channel {}", self.channel.chat_id),
+                    |u| format!("@{u}"),
+                );
+                ev.protected(self.channel.channel_id, &name);
+            }
+            let messages = match self.pool.relay {
+                Some(relay) => self.relayed(relay, messages).await?,
+                None => messages,
+            };
+            // Media without a relay copy go out as text with a link.
             let username = self.channel.username.as_deref();
             Ok(messages
                 .into_iter()
-                .map(|m| mapping::without_relay(m, username))
+                .map(|m| match m.relay {
+                    Some(_) => m,
+                    None => mapping::without_relay(m, username),
+                })
                 .collect())
         })
     }

@@ -34,6 +34,10 @@ pub struct NewPost {
     pub copyable: bool,
     /// When the channel published it.
     pub published_at: Option<DateTime<Utc>>,
+    /// The relay channel the post was forwarded into (then `source_chat_id`).
+    pub relay_chat_id: Option<i64>,
+    /// Its ids there, one per message id.
+    pub relay_message_ids: Option<Vec<i64>>,
 }
 
 impl Store {
@@ -59,8 +63,9 @@ impl Store {
                 "WITH ins AS (
                     INSERT INTO posts (channel_id, message_id, message_ids, album_id, kind,
                                        detected_at, source_chat_id, channel_username, text,
-                                       entities, media, copyable, published_at)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                                       entities, media, copyable, published_at,
+                                       relay_chat_id, relay_message_ids)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $15, $16)
                     ON CONFLICT ON CONSTRAINT posts_unique DO NOTHING
                     RETURNING id
                  ), mark AS (
@@ -90,6 +95,8 @@ impl Store {
                     &post.copyable,
                     &post.published_at,
                     &last,
+                    &post.relay_chat_id,
+                    &post.relay_message_ids,
                 ],
             )
             .await

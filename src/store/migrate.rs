@@ -63,6 +63,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0006_bot.sql",
         sql: include_str!("../../sql/0006_bot.sql"),
     },
+    Migration {
+        version: 7,
+        name: "0007_protected_notice.sql",
+        sql: include_str!("../../sql/0007_protected_notice.sql"),
+    },
 ];
 
 /// Why migrating failed.

@@ -138,7 +138,7 @@ impl Store {
                             p.channel_username, p.text, p.entities::text, p.media, p.copyable,
                             COALESCE(p.published_at, p.detected_at), p.detected_at, p.id,
                             s.id, s.channel_id, u.telegram_id, d.id, d.chat_id, d.kind, s.mode,
-                            s.filters::text, d.bot_id
+                            s.filters::text, d.bot_id, p.relay_message_ids
                        FROM posts p
                        JOIN subscriptions s ON s.channel_id = p.channel_id AND s.is_active
                                            AND s.created_at <= p.detected_at
@@ -276,6 +276,9 @@ fn resumed_post(r: &tokio_postgres::Row) -> Post {
     Post {
         channel_id: r.get(0),
         message_ids: ids.into_iter().map(|i| i as i32).collect(),
+        relay_message_ids: r
+            .get::<_, Option<Vec<i64>>>(21)
+            .map(|ids| ids.into_iter().map(|i| i as i32).collect()),
         album_id: r.get::<_, Option<i64>>(2).map(|a| a.to_string()),
         source_chat_id: r.get::<_, Option<i64>>(3).unwrap_or_default(),
         channel_username: r.get(4),

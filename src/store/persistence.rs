@@ -42,6 +42,11 @@ impl Persistence for Store {
                 media: post.media.map(|m| format!("{m:?}").to_ascii_lowercase()),
                 copyable: post.copyable,
                 published_at: Some(post.published_at),
+                relay_chat_id: post.relay_message_ids.as_ref().map(|_| post.source_chat_id),
+                relay_message_ids: post
+                    .relay_message_ids
+                    .as_ref()
+                    .map(|ids| ids.iter().map(|&i| i64::from(i)).collect()),
             };
             store
                 .record_post(&new)

@@ -160,6 +160,7 @@ pub fn source_message(msg: &Message) -> SourceMessage {
         // Service messages (pins, title changes) and protected content
         // cannot be copied or forwarded.
         copyable: matches!(msg.kind, MessageKind::Common(_)) && !msg.has_protected_content(),
+        relay: None,
     }
 }
 

@@ -560,6 +560,7 @@ impl ChannelSource for HostileSource {
                 media,
                 media_group_id: None,
                 copyable: true,
+                relay: None,
             };
             // Ids going backwards, an empty caption, unsupported media, a
             // message that cannot be copied, all at once.

@@ -27,7 +27,7 @@ async fn wait_until<F: AsyncFnMut() -> bool>(limit: Duration, mut f: F) -> bool 
     false
 }
 
-fn reader_env() -> Vec<(&'static str, String)> {
+pub(crate) fn reader_env() -> Vec<(&'static str, String)> {
     vec![
         ("KURYER_TELEGRAM_API_ID", "1".to_owned()),
         (

@@ -46,6 +46,7 @@ pub(crate) mod testing {
             source_chat_id: -100,
             channel_username: None,
             message_ids: vec![1],
+            relay_message_ids: None,
             text: Some("t".into()),
             entities: vec![],
             media: None,

@@ -1,0 +1,210 @@
+//! `kuryer demo --reader mtproto`: every channel read by grammers from the
+//! fake data centre over TCP, as `kuryer run` reads channels its bot does
+//! not administer. Several reader accounts, a join capacity below the
+//! channel count (the rest are polled), media and albums through a relay
+//! channel. The demo publishes on the fake Bot API's face as always; the two
+//! faces are one world, so each post is also in the data centre.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use kuryer_actors::model::ChannelRef as PipelineChannel;
+use kuryer_actors::ports::SourceFactory;
+use kuryer_sim::fake_bot_api::FakeTelegram;
+use kuryer_sim::mtproto::{AccountSpec, ChannelSpec, MtprotoConfig, MtprotoFake};
+
+use crate::config::Config;
+use crate::pipeline::Pipeline;
+use crate::reader::crypto::SessionCipher;
+use crate::reader::session::PgSession;
+use crate::reader::{ReaderEvents, ReaderPool};
+use crate::secret::Secret;
+use crate::store::Store;
+
+/// Reader accounts of the demo.
+const ACCOUNTS: u32 = 3;
+
+/// The data centre, the accounts and the channel ids of one demo run.
+pub(crate) struct MtprotoWorld {
+    dc: MtprotoFake,
+    pool: ReaderPool,
+    /// Bot API chat id of the data centre's channel `i` (1-based).
+    chats: Vec<i64>,
+    relay_chat: i64,
+}
+
+struct Wake(Pipeline);
+
+impl ReaderEvents for Wake {
+    fn wake(&self, channel_id: i64) {
+        self.0.wake(channel_id);
+    }
+    fn resolved(&self, channel: PipelineChannel) {
+        self.0.start_channel(channel);
+    }
+}
+
+impl MtprotoWorld {
+    /// Starts the data centre joined to `fake`, creates the channels, a
+    /// relay, three accounts whose joins cover about two thirds of the
+    /// channels, stores their sessions, points the channel rows at the data
+    /// centre's channels and leases the accounts.
+    pub(crate) async fn start(
+        store: &Store,
+        cfg: &Config,
+        fake: &FakeTelegram,
+        channels: u32,
+    ) -> anyhow::Result<Self> {
+        let dc = MtprotoFake::start(MtprotoConfig::default())?;
+        dc.attach_bot_api(fake.clone());
+        let relay = dc.create_channel(ChannelSpec {
+            title: "Demo relay".to_owned(),
+            username: None,
+            protected: false,
+        });
+        fake.set_admin(
+            relay.bot_api_chat_id(),
+            kuryer_sim::fixtures::bot_token(),
+            true,
+        );
+        let c = store.conn("demo reader channels").await?;
+        let mut chats = Vec::with_capacity(channels as usize);
+        for i in 1..=i64::from(channels) {
+            let ch = dc.create_channel(ChannelSpec {
+                title: format!("Demo channel {i}"),
+                username: Some(format!("demo_channel_{i}")),
+                protected: false,
+            });
+            c.execute(
+                "UPDATE channels SET telegram_id = $2, access_hash = $3, bot_is_admin = false
+                  WHERE id = $1",
+                &[&i, &ch.bot_api_chat_id(), &ch.access_hash],
+            )
+            .await?;
+            chats.push(ch.bot_api_chat_id());
+        }
+        drop(c);
+        let key = format!("demo-session-key-{:016x}", rand::random::<u64>());
+        let cipher = Arc::new(SessionCipher::new(Some(&Secret::new(key.clone())))?);
+        for a in 0..ACCOUNTS {
+            let name = format!("demo{a}");
+            let id = dc.create_account(AccountSpec {
+                phone: format!("+99890700{a:04}"),
+                ..AccountSpec::default()
+            });
+            dc.add_member(relay, id);
+            dc.set_admin(relay, id);
+            let session = PgSession::load(store.clone(), Arc::clone(&cipher), &name).await?;
+            session
+                .import(dc.session_data(dc.issue_auth_key(Some(id))))
+                .await?;
+            store.set_session_user(&name, id, 0).await?;
+        }
+        let mut cfg = cfg.clone();
+        cfg.telegram.api_id = 1;
+        cfg.telegram.api_hash = Some(Secret::new("0123456789abcdef0123456789abcdef"));
+        cfg.telegram.relay_chat_id = Some(relay.bot_api_chat_id());
+        cfg.reader.session_key = Some(Secret::new(key));
+        cfg.reader.relay_access_hash = Some(relay.access_hash);
+        // Two thirds joined, the rest polled every second.
+        cfg.reader.max_channels_per_account = (channels * 2 / 3 / ACCOUNTS).max(1);
+        cfg.reader.join_interval_ms = 20;
+        cfg.reader.poll_interval_s = 1;
+        cfg.reader.history_per_second = 200.0;
+        let pool = ReaderPool::start(store.clone(), &cfg, "kuryer-demo".to_owned()).await;
+        Ok(Self {
+            dc,
+            pool,
+            chats,
+            relay_chat: relay.bot_api_chat_id(),
+        })
+    }
+
+    /// Every channel read through the reader pool.
+    pub(crate) fn factory(&self) -> SourceFactory {
+        let pool = self.pool.clone();
+        Arc::new(move |ch| Box::new(pool.source(ch)))
+    }
+
+    /// Pushed posts wake the pipeline's pollers.
+    pub(crate) fn connect(&self, pipeline: &Pipeline) {
+        self.pool.set_events(Arc::new(Wake(pipeline.clone())));
+    }
+
+    /// Bot API chat id of channel `i` (1-based).
+    pub(crate) fn chat(&self, i: i64) -> i64 {
+        self.chats[usize::try_from(i - 1).unwrap_or(0)]
+    }
+
+    /// The subscription pairs with the data centre's chat ids.
+    pub(crate) fn remap_pairs(&self, pairs: &[(i64, i64)]) -> Vec<(i64, i64)> {
+        pairs
+            .iter()
+            .map(|&(dest, chat)| {
+                let i = kuryer_sim::fixtures::channel_chat(0) - chat;
+                (dest, self.chat(i))
+            })
+            .collect()
+    }
+
+    /// Expected deliveries with media posts named by their relay copy (the
+    /// bot copies those from the relay), once recorded.
+    pub(crate) async fn relayed(
+        &self,
+        store: &Store,
+        expected: Vec<(i64, i64, i32)>,
+    ) -> anyhow::Result<Vec<(i64, i64, i32)>> {
+        let c = store.conn("demo relay ids").await?;
+        let rows = c
+            .query(
+                "SELECT c.telegram_id, p.message_id, p.relay_message_ids[1]
+                   FROM posts p JOIN channels c ON c.id = p.channel_id
+                  WHERE p.relay_message_ids IS NOT NULL",
+                &[],
+            )
+            .await?;
+        let relay: HashMap<(i64, i32), i32> = rows
+            .iter()
+            .map(|r| {
+                (
+                    (r.get::<_, i64>(0), r.get::<_, i64>(1) as i32),
+                    r.get::<_, i64>(2) as i32,
+                )
+            })
+            .collect();
+        Ok(expected
+            .into_iter()
+            .map(|(dest, chat, id)| match relay.get(&(chat, id)).copied() {
+                Some(r) => (dest, self.relay_chat, r),
+                None => (dest, chat, id),
+            })
+            .collect())
+    }
+
+    /// Posts out of order, over the posts copied from their own channel:
+    /// relay ids interleave many channels' posts, so an order among them
+    /// is not the channel's order.
+    pub(crate) fn out_of_order(&self, fake: &FakeTelegram, expected: &[(i64, i64, i32)]) -> u64 {
+        let own: Vec<(i64, i64, i32)> = expected
+            .iter()
+            .copied()
+            .filter(|e| e.1 != self.relay_chat)
+            .collect();
+        fake.report(&own).out_of_order
+    }
+
+    /// Channels read by polling (past the accounts' join capacity).
+    pub(crate) async fn polled(&self, store: &Store) -> u64 {
+        let joined = match store.reader_assignments().await {
+            Ok(a) => a.iter().filter(|a| a.joined).count(),
+            Err(_) => return 0,
+        };
+        (self.chats.len() - joined.min(self.chats.len())) as u64
+    }
+
+    /// Gives the leases back and stops the data centre.
+    pub(crate) async fn stop(&self) {
+        self.pool.close().await;
+        self.dc.stop();
+    }
+}
