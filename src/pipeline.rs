@@ -20,7 +20,7 @@ use kuryer_actors::rate_limiter::{
 };
 use kuryer_actors::sender_pool::{SenderConfig, SenderPool};
 use kuryer_actors::subscriber_registry::{
-    AddSubscription, GetRegistryStats, LoadSubscriptions, SubscriberRegistry,
+    AddSubscription, GetRegistryStats, LoadSubscriptions, RemoveSubscription, SubscriberRegistry,
 };
 use teloxide::Bot;
 
@@ -338,6 +338,25 @@ impl Pipeline {
             self.gate.start(&self.supervisor, ch);
         }
         Ok(())
+    }
+
+    /// Makes the registry agree with the database about one subscription
+    /// the bot or the API just changed, at once: indexed when active (its
+    /// channel polled), out of the index otherwise (paused, removed, its
+    /// destination inactive). `Ok` once the registry has taken the change.
+    pub async fn sync_subscription(
+        &self,
+        store: &Store,
+        subscription_id: i64,
+    ) -> Result<(), PipelineError> {
+        if store.active_subscription(subscription_id).await?.is_some() {
+            self.subscription_added(store, subscription_id).await
+        } else {
+            self.registry
+                .send(RemoveSubscription { subscription_id })
+                .await?;
+            Ok(())
+        }
     }
 
     /// Starts polling a channel (e.g. one our bot was just made admin of).

@@ -22,6 +22,7 @@ mod faults;
 mod harness;
 /// The HTTP API with a real client.
 mod http;
+mod http_routes;
 /// Faults on the production intake path (`kuryer run`, getUpdates).
 mod intake;
 /// The actor pipeline end to end.
