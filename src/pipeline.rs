@@ -219,7 +219,7 @@ impl Pipeline {
             Arc::new(SettlingStore::new(store.clone(), in_flight.clone()));
         let backlog = Arc::new(AtomicUsize::new(0));
         let writer = DbWriter::new(persistence.clone(), cfg.writer, backlog.clone()).start();
-        let destinations = DestinationHandler::new(store.clone(), bots[0].clone());
+        let destinations = DestinationHandler::new(store.clone(), &bots);
         let sender = SenderPool::new(
             bots,
             writer.clone().recipient(),

@@ -17,7 +17,7 @@ use kuryer::secret::Secret;
 use crate::common::{TestDb, free_port};
 
 pub(crate) const TOKEN: &str = "5151:botSECRETbotSECRETbotSECRET";
-const TOKEN2: &str = "5252:botTWOsecretBOTtwoSECRET";
+pub(crate) const TOKEN2: &str = "5252:botTWOsecretBOTtwoSECRET";
 
 pub(crate) async fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
@@ -121,7 +121,7 @@ impl World {
     }
 
     /// The bot's own messages in `chat` (not posts it delivered).
-    fn replies(&self, chat: i64) -> Vec<ReceivedMessage> {
+    pub(crate) fn replies(&self, chat: i64) -> Vec<ReceivedMessage> {
         self.fake
             .received(chat)
             .into_iter()
@@ -130,7 +130,7 @@ impl World {
     }
 
     /// Waits for the next reply in `chat` after `before` of them.
-    async fn next_reply(&self, chat: i64, before: usize) -> ReceivedMessage {
+    pub(crate) async fn next_reply(&self, chat: i64, before: usize) -> ReceivedMessage {
         let ok = wait_until(Duration::from_secs(15), || {
             self.replies(chat).len() > before
         })
@@ -148,7 +148,13 @@ impl World {
 
     /// Presses the button whose data starts with `prefix` under the bot's
     /// message `message_id` in `user`'s chat; waits for the answer.
-    async fn press(&self, token: &str, user: i64, message_id: i32, data: &str) -> Option<String> {
+    pub(crate) async fn press(
+        &self,
+        token: &str,
+        user: i64,
+        message_id: i32,
+        data: &str,
+    ) -> Option<String> {
         let before = self.fake.callback_answers().len();
         let id = self.fake.press(token, user, user, message_id, data);
         let ok = wait_until(Duration::from_secs(15), || {
@@ -163,7 +169,7 @@ impl World {
 }
 
 /// Every button's callback data in a message's keyboard.
-fn buttons(m: &ReceivedMessage) -> Vec<(String, String)> {
+pub(crate) fn buttons(m: &ReceivedMessage) -> Vec<(String, String)> {
     let mut out = Vec::new();
     if let Some(rows) = m
         .reply_markup
@@ -183,7 +189,7 @@ fn buttons(m: &ReceivedMessage) -> Vec<(String, String)> {
 }
 
 /// The message now in `chat` with id `id` (after edits).
-fn message(w: &World, chat: i64, id: i32) -> ReceivedMessage {
+pub(crate) fn message(w: &World, chat: i64, id: i32) -> ReceivedMessage {
     w.fake
         .received(chat)
         .into_iter()

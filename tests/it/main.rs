@@ -4,6 +4,7 @@
 
 /// The bot: commands, buttons, destinations, settings, several bots.
 mod bot;
+mod bot_more;
 /// The command line of the real binary.
 mod cli;
 /// Helpers: throw-away databases, the real binary as a child, a private Redis.
