@@ -117,6 +117,12 @@ pub(crate) struct BenchArgs {
     /// Seconds of sending at Telegram's real limits, per bot count.
     #[arg(long)]
     pub(crate) ceiling_seconds: Option<f64>,
+    /// Commands a second bot-load offers (default 1,000).
+    #[arg(long)]
+    pub(crate) bot_load_rate: Option<f64>,
+    /// Seconds of load in api-load and bot-load (default 30).
+    #[arg(long)]
+    pub(crate) load_seconds: Option<f64>,
     /// Where the growth plot (SVG) goes.
     #[arg(long, default_value = "BENCHMARKS-growth.svg")]
     pub(crate) plot: std::path::PathBuf,

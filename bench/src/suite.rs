@@ -61,6 +61,7 @@ struct Plan {
 
 fn plan(args: &BenchArgs) -> Plan {
     let tiny = args.tiny;
+    let load_seconds = args.load_seconds.unwrap_or(if tiny { 2.0 } else { 30.0 });
     let pipeline = |label: &str, channels: u32, users: u32, subs: u32, posts: u32| PipelineSpec {
         label: label.to_owned(),
         channels,
@@ -160,12 +161,14 @@ fn plan(args: &BenchArgs) -> Plan {
         resume,
         api_load: ApiLoadSpec {
             users: if tiny { 20 } else { 1_000 },
-            seconds: if tiny { 2.0 } else { 30.0 },
+            seconds: load_seconds,
         },
         bot_load: BotLoadSpec {
             users: if tiny { 50 } else { 10_000 },
-            rate: if tiny { 50.0 } else { 1_000.0 },
-            seconds: if tiny { 2.0 } else { 30.0 },
+            rate: args
+                .bot_load_rate
+                .unwrap_or(if tiny { 50.0 } else { 1_000.0 }),
+            seconds: load_seconds,
         },
         baseline_posts: args.baseline_posts.unwrap_or(seed.posts),
         seed,
