@@ -98,6 +98,10 @@ pub(crate) struct BotLoadResult {
     pub(crate) lost: u64,
     /// Command queued at the fake → reply recorded by the fake.
     pub(crate) latency: Percentiles,
+    /// The same over the first and the last tenth of the commands: where
+    /// in the run a backlog formed.
+    pub(crate) latency_first_tenth: Percentiles,
+    pub(crate) latency_last_tenth: Percentiles,
     pub(crate) cpu_s: f64,
 }
 
@@ -394,6 +398,8 @@ fn measure_replies(fake: &FakeTelegram, spec: &BotLoadSpec, sent: &Sent) -> BotL
             0.0
         },
         lost,
+        latency_first_tenth: Percentiles::of(lat[..lat.len() / 10].to_vec()),
+        latency_last_tenth: Percentiles::of(lat[lat.len() - lat.len() / 10..].to_vec()),
         latency: Percentiles::of(lat),
         cpu_s: 0.0,
     }

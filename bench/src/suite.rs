@@ -407,6 +407,13 @@ pub(crate) async fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
                         res.latency.max,
                         res.cpu_s
                     ));
+                    progress(&format!(
+                        "bot-load: p50/p99 over the first tenth of the commands {:.1}/{:.1} ms, the last tenth {:.1}/{:.1} ms",
+                        res.latency_first_tenth.p50,
+                        res.latency_first_tenth.p99,
+                        res.latency_last_tenth.p50,
+                        res.latency_last_tenth.p99
+                    ));
                     report.bot_load.push(res);
                 }
             }
