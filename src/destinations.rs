@@ -19,7 +19,9 @@ use teloxide::Bot;
 use teloxide::prelude::Requester;
 use teloxide::types::ChatId;
 
-use crate::store::Store;
+use crate::bot::i18n::{Arg, Lang, Texts};
+use crate::pipeline::bot_id_of;
+use crate::store::{LostDestination, Store};
 
 /// Acts on destination events; see the module doc.
 #[derive(Clone)]
@@ -29,7 +31,10 @@ pub struct DestinationHandler {
 
 struct Inner {
     store: Store,
-    bot: Bot,
+    /// Every bot with its id: an owner is told by the bot they started.
+    bots: Vec<(i64, Bot)>,
+    /// The bot's texts: the owner reads it in their language.
+    texts: Texts,
     registry: OnceLock<Addr<SubscriberRegistry>>,
     supervisor: OnceLock<Addr<ChannelSupervisor>>,
     /// Destinations already moved to a supergroup: every queued delivery to
@@ -39,12 +44,16 @@ struct Inner {
 }
 
 impl DestinationHandler {
-    /// A handler that tells owners through `bot`.
-    pub fn new(store: Store, bot: Bot) -> Self {
+    /// A handler that tells owners through the bot each started.
+    pub fn new(store: Store, bots: &[Bot]) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
-                bot,
+                bots: bots
+                    .iter()
+                    .map(|b| (bot_id_of(b.token()), b.clone()))
+                    .collect(),
+                texts: Texts::load(),
                 registry: OnceLock::new(),
                 supervisor: OnceLock::new(),
                 handled: Mutex::new(HashSet::new()),
@@ -119,16 +128,8 @@ impl DestinationEvents for DestinationHandler {
                         "Destination deactivated; its subscriptions are paused."
                     );
                     // Tell the owner, unless the lost chat is their own private chat.
-                    if let Some((owner, is_own_chat)) = owner
-                        && !is_own_chat
-                    {
-                        let text = format!(
-                            "I can no longer post to chat {} ({reason}). Its subscriptions are paused; add me back and send /link there to resume.",
-                            sub.chat_id
-                        );
-                        if let Err(e) = inner.bot.send_message(ChatId(owner), text).await {
-                            tracing::info!(owner, error = %e, "Could not tell the owner about a lost destination.");
-                        }
+                    if let Some((lost, false)) = owner {
+                        inner.tell_owner(&lost, sub.chat_id).await;
                     }
                 });
             }
@@ -157,6 +158,32 @@ impl DestinationEvents for DestinationHandler {
                 });
             }
             _ => {}
+        }
+    }
+}
+
+impl Inner {
+    /// The bot's "I was removed from …" in the owner's language, sent by
+    /// the bot that serves their private chat (what the bot itself says
+    /// when Telegram tells it it was removed).
+    async fn tell_owner(&self, lost: &LostDestination, chat_id: i64) {
+        let lang = Lang::parse(&lost.owner_language).unwrap_or(Lang::En);
+        // A chat linked without a title is named by its id.
+        let title = lost.title.clone().unwrap_or_else(|| chat_id.to_string());
+        let text = self
+            .texts
+            .get(lang, "dest-lost", &[("title", Arg::from(title))]);
+        let Some(bot) = lost
+            .owner_bot_id
+            .and_then(|id| self.bots.iter().find(|(b, _)| *b == id))
+            .or(self.bots.first())
+            .map(|(_, b)| b)
+        else {
+            return;
+        };
+        let owner = lost.owner_telegram_id;
+        if let Err(e) = bot.send_message(ChatId(owner), text).await {
+            tracing::info!(owner, error = %e, "Could not tell the owner about a lost destination.");
         }
     }
 }

@@ -20,7 +20,7 @@ use kuryer_actors::rate_limiter::{
 };
 use kuryer_actors::sender_pool::{SenderConfig, SenderPool};
 use kuryer_actors::subscriber_registry::{
-    AddSubscription, GetRegistryStats, LoadSubscriptions, SubscriberRegistry,
+    AddSubscription, GetRegistryStats, LoadSubscriptions, RemoveSubscription, SubscriberRegistry,
 };
 use teloxide::Bot;
 
@@ -221,7 +221,7 @@ impl Pipeline {
             Arc::new(SettlingStore::new(store.clone(), in_flight.clone()));
         let backlog = Arc::new(AtomicUsize::new(0));
         let writer = DbWriter::new(persistence.clone(), cfg.writer, backlog.clone()).start();
-        let destinations = DestinationHandler::new(store.clone(), bots[0].clone());
+        let destinations = DestinationHandler::new(store.clone(), &bots);
         let sender = SenderPool::new(
             bots,
             writer.clone().recipient(),
@@ -340,6 +340,25 @@ impl Pipeline {
             self.gate.start(&self.supervisor, ch);
         }
         Ok(())
+    }
+
+    /// Makes the registry agree with the database about one subscription
+    /// the bot or the API just changed, at once: indexed when active (its
+    /// channel polled), out of the index otherwise (paused, removed, its
+    /// destination inactive). `Ok` once the registry has taken the change.
+    pub async fn sync_subscription(
+        &self,
+        store: &Store,
+        subscription_id: i64,
+    ) -> Result<(), PipelineError> {
+        if store.active_subscription(subscription_id).await?.is_some() {
+            self.subscription_added(store, subscription_id).await
+        } else {
+            self.registry
+                .send(RemoveSubscription { subscription_id })
+                .await?;
+            Ok(())
+        }
     }
 
     /// Starts polling a channel (e.g. one our bot was just made admin of).

@@ -21,6 +21,12 @@
 //! - **resume** (not in `all`): 500,000 owed deliveries at start-up (100
 //!   channels × 1,000 subscribers × 5 posts), limits off: time to the first
 //!   send, until every outcome is committed, peak memory.
+//! - **api-load** (not in `all`): the seed's Locust test in Rust, 1,000
+//!   clients of `POST /add_channel` + `GET /subscriptions/{id}` against
+//!   `kuryer run`: throughput, p50/p95/p99, failures.
+//! - **bot-load** (not in `all`): 1,000 commands a second from 10,000
+//!   simulated people through the fake Bot API: replies a second, reply
+//!   latency, commands lost.
 //!
 //! It prints a table (figures as min / median / max over the runs) and, last,
 //! one JSON line with everything; the growth plot goes to an SVG file.
@@ -37,6 +43,8 @@ use kuryer_sim::process::FakeSpec;
 
 /// The seed-design baseline program and its runner.
 mod baseline;
+/// The api-load and bot-load scenarios: `kuryer run` under load.
+mod load;
 /// The MTProto fake's own capacity (pushed updates to grammers clients).
 mod mtproto_fake;
 /// The persistence scenario.
@@ -86,8 +94,8 @@ pub(crate) struct BenchArgs {
     /// ./config.toml, else /etc/kuryer/config.toml.
     #[arg(long, short = 'c', value_name = "PATH")]
     pub(crate) config: Option<std::path::PathBuf>,
-    /// Which scenario: seed, ceiling, persistence, growth, resume, or all
-    /// (all but resume).
+    /// Which scenario: seed, ceiling, persistence, growth, mtproto-fake,
+    /// resume, api-load, bot-load, or all (all but the last three).
     #[arg(long, default_value = "all")]
     pub(crate) scenario: String,
     /// Runs of each scenario (figures are given as min / median / max).
@@ -109,6 +117,12 @@ pub(crate) struct BenchArgs {
     /// Seconds of sending at Telegram's real limits, per bot count.
     #[arg(long)]
     pub(crate) ceiling_seconds: Option<f64>,
+    /// Commands a second bot-load offers (default 1,000).
+    #[arg(long)]
+    pub(crate) bot_load_rate: Option<f64>,
+    /// Seconds of load in api-load and bot-load (default 30).
+    #[arg(long)]
+    pub(crate) load_seconds: Option<f64>,
     /// Where the growth plot (SVG) goes.
     #[arg(long, default_value = "BENCHMARKS-growth.svg")]
     pub(crate) plot: std::path::PathBuf,

@@ -53,6 +53,10 @@ pub(crate) struct Report {
     /// Resume of a large backlog of owed deliveries.
     #[serde(default)]
     pub(crate) resume: Vec<crate::resume::ResumeResult>,
+    /// api-load runs (not in `all`).
+    pub(crate) api_load: Vec<crate::load::ApiLoadResult>,
+    /// bot-load runs (not in `all`).
+    pub(crate) bot_load: Vec<crate::load::BotLoadResult>,
     /// min / median / max of each figure over the runs.
     pub(crate) summary: BTreeMap<String, Spread>,
     pub(crate) targets: Vec<TargetCheck>,

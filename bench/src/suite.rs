@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::BenchArgs;
 use crate::baseline::{self, BaselineResult, BaselineSpec};
+use crate::load::{self, ApiLoadResult, ApiLoadSpec, BotLoadResult, BotLoadSpec};
 use crate::mtproto_fake::{self, MtprotoFakeResult, MtprotoFakeSpec};
 use crate::persistence::{self, PersistenceResult, PersistenceSpec};
 use crate::pipeline_run::{self, PipelineResult, PipelineSpec};
@@ -29,6 +30,8 @@ enum ChildSpec {
     Persistence(PersistenceSpec),
     Baseline(BaselineSpec),
     Resume(ResumeSpec),
+    ApiLoad(ApiLoadSpec),
+    BotLoad(BotLoadSpec),
 }
 
 /// What a child process measured.
@@ -40,6 +43,8 @@ enum ChildResult {
     Persistence(PersistenceResult),
     Baseline(BaselineResult),
     Resume(ResumeResult),
+    ApiLoad(ApiLoadResult),
+    BotLoad(BotLoadResult),
 }
 
 /// The sizes of every scenario.
@@ -50,10 +55,13 @@ struct Plan {
     persistence: PersistenceSpec,
     growth: Vec<PipelineSpec>,
     resume: ResumeSpec,
+    api_load: ApiLoadSpec,
+    bot_load: BotLoadSpec,
 }
 
 fn plan(args: &BenchArgs) -> Plan {
     let tiny = args.tiny;
+    let load_seconds = args.load_seconds.unwrap_or(if tiny { 2.0 } else { 30.0 });
     let pipeline = |label: &str, channels: u32, users: u32, subs: u32, posts: u32| PipelineSpec {
         label: label.to_owned(),
         channels,
@@ -151,6 +159,17 @@ fn plan(args: &BenchArgs) -> Plan {
     };
     Plan {
         resume,
+        api_load: ApiLoadSpec {
+            users: if tiny { 20 } else { 1_000 },
+            seconds: load_seconds,
+        },
+        bot_load: BotLoadSpec {
+            users: if tiny { 50 } else { 10_000 },
+            rate: args
+                .bot_load_rate
+                .unwrap_or(if tiny { 50.0 } else { 1_000.0 }),
+            seconds: load_seconds,
+        },
         baseline_posts: args.baseline_posts.unwrap_or(seed.posts),
         seed,
         ceiling,
@@ -171,16 +190,19 @@ pub(crate) async fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
             ChildSpec::Baseline(s) => ChildResult::Baseline(baseline::run(&s, cfg).await?),
             ChildSpec::MtprotoFake(s) => ChildResult::MtprotoFake(mtproto_fake::run(&s).await?),
             ChildSpec::Resume(s) => ChildResult::Resume(resume::run(&s, cfg).await?),
+            ChildSpec::ApiLoad(s) => ChildResult::ApiLoad(load::api_load(&s, cfg).await?),
+            ChildSpec::BotLoad(s) => ChildResult::BotLoad(load::bot_load(&s, cfg).await?),
         };
         println!("{}", serde_json::to_string(&result)?);
         return Ok(());
     }
     let scenarios: Vec<&str> = match args.scenario.as_str() {
         "all" => vec!["seed", "ceiling", "persistence", "growth", "mtproto-fake"],
-        s @ ("seed" | "ceiling" | "persistence" | "growth" | "mtproto-fake" | "resume") => vec![s],
+        s @ ("seed" | "ceiling" | "persistence" | "growth" | "mtproto-fake" | "resume"
+        | "api-load" | "bot-load") => vec![s],
         other => {
             anyhow::bail!(
-                "unknown scenario {other:?}: seed, ceiling, persistence, growth, mtproto-fake, resume or all"
+                "unknown scenario {other:?}: seed, ceiling, persistence, growth, mtproto-fake, resume, api-load, bot-load or all"
             )
         }
     };
@@ -328,6 +350,71 @@ pub(crate) async fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
                         res.received
                     ));
                     report.resume.push(res);
+                }
+            }
+            "api-load" => {
+                for r in 1..=runs {
+                    let spec = &plan.api_load;
+                    progress(&format!(
+                        "api-load: {} users, {} s, run {r}/{runs}",
+                        spec.users, spec.seconds
+                    ));
+                    let res = match run_child(args, &ChildSpec::ApiLoad(spec.clone()))? {
+                        ChildResult::ApiLoad(r) => r,
+                        _ => anyhow::bail!("the api-load child answered something else"),
+                    };
+                    progress(&format!(
+                        "api-load: {} requests, {} failures, {:.0}/s; add p50/p95/p99 {:.1}/{:.1}/{:.1} ms, get {:.1}/{:.1}/{:.1} ms, all {:.1}/{:.1}/{:.1} (max {:.0}) ms; CPU {:.1} s",
+                        res.requests,
+                        res.failures,
+                        res.per_s,
+                        res.add.p50,
+                        res.add.p95,
+                        res.add.p99,
+                        res.get.p50,
+                        res.get.p95,
+                        res.get.p99,
+                        res.all.p50,
+                        res.all.p95,
+                        res.all.p99,
+                        res.all.max,
+                        res.cpu_s
+                    ));
+                    report.api_load.push(res);
+                }
+            }
+            "bot-load" => {
+                for r in 1..=runs {
+                    let spec = &plan.bot_load;
+                    progress(&format!(
+                        "bot-load: {} users, {} commands/s, {} s, run {r}/{runs}",
+                        spec.users, spec.rate, spec.seconds
+                    ));
+                    let res = match run_child(args, &ChildSpec::BotLoad(spec.clone()))? {
+                        ChildResult::BotLoad(r) => r,
+                        _ => anyhow::bail!("the bot-load child answered something else"),
+                    };
+                    progress(&format!(
+                        "bot-load: {} commands ({:.0}/s offered), {} replies ({:.0}/s), {} lost; latency p50/p95/p99 {:.1}/{:.1}/{:.1} (max {:.0}) ms; CPU {:.1} s",
+                        res.commands,
+                        res.offered_per_s,
+                        res.replies,
+                        res.replies_per_s,
+                        res.lost,
+                        res.latency.p50,
+                        res.latency.p95,
+                        res.latency.p99,
+                        res.latency.max,
+                        res.cpu_s
+                    ));
+                    progress(&format!(
+                        "bot-load: p50/p99 over the first tenth of the commands {:.1}/{:.1} ms, the last tenth {:.1}/{:.1} ms",
+                        res.latency_first_tenth.p50,
+                        res.latency_first_tenth.p99,
+                        res.latency_last_tenth.p50,
+                        res.latency_last_tenth.p99
+                    ));
+                    report.bot_load.push(res);
                 }
             }
             _ => {

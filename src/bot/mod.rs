@@ -32,7 +32,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kuryer_actors::metrics_names as names;
-use kuryer_actors::subscriber_registry::RemoveSubscription;
 use teloxide::Bot;
 use teloxide::payloads::SetMyCommandsSetters;
 use teloxide::prelude::Requester;
@@ -210,27 +209,21 @@ impl BotHandler {
     /// Makes the registry agree with the database about one subscription,
     /// at once: in the index when active, out of it otherwise.
     async fn sync(&self, subscription_id: i64) -> Result<(), StoreError> {
-        let p = &self.shared.pipeline;
-        match self.store().active_subscription(subscription_id).await? {
-            Some(_) => {
-                if let Err(e) = p.subscription_added(self.store(), subscription_id).await {
-                    tracing::warn!(subscription_id, error = %e, "Could not put a subscription in the registry.");
-                    if let crate::pipeline::PipelineError::Store(e) = e {
-                        return Err(e);
-                    }
-                }
-            }
-            None => {
-                if let Err(e) = p
-                    .registry
-                    .send(RemoveSubscription { subscription_id })
-                    .await
-                {
-                    tracing::warn!(subscription_id, error = %e, "Could not take a subscription out of the registry.");
-                }
+        use crate::pipeline::PipelineError;
+        match self
+            .shared
+            .pipeline
+            .sync_subscription(self.store(), subscription_id)
+            .await
+        {
+            Ok(()) => Ok(()),
+            // The database failed: the command's reply says try again.
+            Err(PipelineError::Store(e)) => Err(e),
+            Err(e) => {
+                tracing::warn!(subscription_id, error = %e, "Could not bring a subscription change to the registry.");
+                Ok(())
             }
         }
-        Ok(())
     }
 
     fn count(&self, command: &'static str) {

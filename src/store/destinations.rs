@@ -2,16 +2,17 @@
 //! following a group's move to a supergroup.
 
 use super::error::OpContext;
-use super::{Store, StoreError};
+use super::{LostDestination, Store, StoreError};
 
 impl Store {
     /// Deactivates a destination (bot blocked or kicked, or failing) with the reason.
-    /// Returns its owner's Telegram id and whether it is the owner's private chat.
+    /// Returns its owner (to tell them, in their language, through their
+    /// bot) and whether it is the owner's private chat.
     pub async fn deactivate_destination(
         &self,
         destination_id: i64,
         reason: &str,
-    ) -> Result<Option<(i64, bool)>, StoreError> {
+    ) -> Result<Option<(LostDestination, bool)>, StoreError> {
         const OP: &str = "deactivate destination";
         let c = self.conn(OP).await?;
         let row = c
@@ -20,7 +21,8 @@ impl Store {
                         updated_at = now()
                    FROM users u
                   WHERE d.id = $1 AND u.id = d.owner_user_id
-                  RETURNING u.telegram_id, d.kind = 'private' AND d.chat_id = u.telegram_id",
+                  RETURNING u.telegram_id, d.kind = 'private' AND d.chat_id = u.telegram_id,
+                            u.language, u.bot_id, d.title",
                 &[&destination_id, &reason],
             )
             .await
@@ -36,7 +38,16 @@ impl Store {
             .await
             .op(OP)?;
         }
-        Ok(row.map(|r| (r.get(0), r.get(1))))
+        Ok(row.map(|r| {
+            let lost = LostDestination {
+                destination_id,
+                owner_telegram_id: r.get(0),
+                owner_language: r.get(2),
+                owner_bot_id: r.get(3),
+                title: r.get(4),
+            };
+            (lost, r.get(1))
+        }))
     }
 
     /// A group became a supergroup: the destination moves to the new chat id.

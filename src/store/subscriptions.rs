@@ -24,13 +24,19 @@ pub struct SubscriptionView {
     pub channel_title: Option<String>,
     /// `pending`, `active`, `invalid` or `gone`.
     pub channel_status: String,
+    /// `destinations.id` posts go to (`GET /destinations/{user_id}`).
+    pub destination_id: i64,
     /// The chat posts go to.
     pub destination_chat_id: i64,
     /// Its kind.
     pub destination_kind: DestinationKind,
     /// Copy or forward.
     pub mode: DeliveryMode,
-    /// False while paused or removed.
+    /// The filters' JSON (`{}`: every post).
+    pub filters: serde_json::Value,
+    /// Paused by its user (or removed).
+    pub paused: bool,
+    /// Delivering now: neither paused nor removed, its destination active.
     pub active: bool,
     /// When it was created.
     pub created_at: DateTime<Utc>,
@@ -129,8 +135,8 @@ impl Store {
         })
     }
 
-    /// Every subscription of a user (active or not), oldest first; empty for
-    /// an unknown user.
+    /// Every subscription of a user (paused or not; removed ones are gone),
+    /// oldest first; empty for an unknown user.
     pub async fn subscriptions_of_user(
         &self,
         user_telegram_id: i64,
@@ -139,7 +145,7 @@ impl Store {
         let c = self.read_conn(OP).await?;
         let stmt = c
             .prepare_cached(&format!(
-                "{SUBSCRIPTION_VIEW_SQL} WHERE u.telegram_id = $1 ORDER BY s.id"
+                "{SUBSCRIPTION_VIEW_SQL} WHERE u.telegram_id = $1 AND s.removed_at IS NULL ORDER BY s.id"
             ))
             .await
             .op(OP)?;
@@ -256,7 +262,8 @@ const ACTIVE_SUBSCRIPTION_SQL: &str = "
 
 const SUBSCRIPTION_VIEW_SQL: &str = "
     SELECT s.id, u.telegram_id, c.username, c.telegram_id, c.title, c.status,
-           d.chat_id, d.kind, s.mode, s.is_active AND d.is_active, s.created_at
+           d.chat_id, d.kind, s.mode, s.is_active AND d.is_active, s.created_at,
+           d.id, s.filters, NOT s.is_active
       FROM subscriptions s
       JOIN users u ON u.id = s.user_id
       JOIN channels c ON c.id = s.channel_id
@@ -276,6 +283,9 @@ fn subscription_view(r: &tokio_postgres::Row) -> Result<SubscriptionView, StoreE
         mode: parse_mode(OP, r.get(8))?,
         active: r.get(9),
         created_at: r.get(10),
+        destination_id: r.get(11),
+        filters: r.get(12),
+        paused: r.get(13),
     })
 }
 

@@ -16,10 +16,10 @@ use kuryer::secret::Secret;
 
 use crate::common::{TestDb, free_port};
 
-const TOKEN: &str = "5151:botSECRETbotSECRETbotSECRET";
-const TOKEN2: &str = "5252:botTWOsecretBOTtwoSECRET";
+pub(crate) const TOKEN: &str = "5151:botSECRETbotSECRETbotSECRET";
+pub(crate) const TOKEN2: &str = "5252:botTWOsecretBOTtwoSECRET";
 
-async fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+pub(crate) async fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     while start.elapsed() < limit {
         if f() {
@@ -32,9 +32,11 @@ async fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 /// `kuryer run` (its `daemon::run`, in this process, so the test runs
 /// the code it was built with), the fake, and channels our bot administers.
-struct World {
+pub(crate) struct World {
     _db: TestDb,
-    fake: FakeTelegram,
+    pub(crate) fake: FakeTelegram,
+    /// The management API's address.
+    pub(crate) http: std::net::SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -47,7 +49,7 @@ impl Drop for World {
 }
 
 impl World {
-    async fn start(
+    pub(crate) async fn start(
         tokens: &[&str],
         channels: &[(i64, &str)],
         tune: impl FnOnce(&mut Config),
@@ -78,6 +80,7 @@ impl World {
         cfg.limits.per_group_per_minute = 1_000_000.0;
         cfg.delivery.poll_min_interval_ms = 100;
         tune(&mut cfg);
+        let http = cfg.http.listen;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         actix_rt::spawn(async move {
             let r = kuryer::daemon::run(cfg, async move {
@@ -92,6 +95,7 @@ impl World {
         let me = Self {
             _db: db,
             fake,
+            http,
             stop: Some(stop),
         };
         // Ready once every bot has set its command menu.
@@ -112,12 +116,12 @@ impl World {
     }
 
     /// The daemon logs to the test's output (`RUST_LOG=kuryer=debug`).
-    fn log(&self) -> &'static str {
+    pub(crate) fn log(&self) -> &'static str {
         "(run with RUST_LOG=kuryer=debug for the daemon's log)"
     }
 
     /// The bot's own messages in `chat` (not posts it delivered).
-    fn replies(&self, chat: i64) -> Vec<ReceivedMessage> {
+    pub(crate) fn replies(&self, chat: i64) -> Vec<ReceivedMessage> {
         self.fake
             .received(chat)
             .into_iter()
@@ -126,7 +130,7 @@ impl World {
     }
 
     /// Waits for the next reply in `chat` after `before` of them.
-    async fn next_reply(&self, chat: i64, before: usize) -> ReceivedMessage {
+    pub(crate) async fn next_reply(&self, chat: i64, before: usize) -> ReceivedMessage {
         let ok = wait_until(Duration::from_secs(15), || {
             self.replies(chat).len() > before
         })
@@ -136,7 +140,7 @@ impl World {
     }
 
     /// `user` writes `text` to `token`'s bot; returns the reply's text.
-    async fn say(&self, token: &str, user: i64, text: &str, lang: &str) -> String {
+    pub(crate) async fn say(&self, token: &str, user: i64, text: &str, lang: &str) -> String {
         let before = self.replies(user).len();
         self.fake.user_says(token, user, text, Some(lang));
         self.next_reply(user, before).await.text.unwrap_or_default()
@@ -144,7 +148,13 @@ impl World {
 
     /// Presses the button whose data starts with `prefix` under the bot's
     /// message `message_id` in `user`'s chat; waits for the answer.
-    async fn press(&self, token: &str, user: i64, message_id: i32, data: &str) -> Option<String> {
+    pub(crate) async fn press(
+        &self,
+        token: &str,
+        user: i64,
+        message_id: i32,
+        data: &str,
+    ) -> Option<String> {
         let before = self.fake.callback_answers().len();
         let id = self.fake.press(token, user, user, message_id, data);
         let ok = wait_until(Duration::from_secs(15), || {
@@ -159,7 +169,7 @@ impl World {
 }
 
 /// Every button's callback data in a message's keyboard.
-fn buttons(m: &ReceivedMessage) -> Vec<(String, String)> {
+pub(crate) fn buttons(m: &ReceivedMessage) -> Vec<(String, String)> {
     let mut out = Vec::new();
     if let Some(rows) = m
         .reply_markup
@@ -179,7 +189,7 @@ fn buttons(m: &ReceivedMessage) -> Vec<(String, String)> {
 }
 
 /// The message now in `chat` with id `id` (after edits).
-fn message(w: &World, chat: i64, id: i32) -> ReceivedMessage {
+pub(crate) fn message(w: &World, chat: i64, id: i32) -> ReceivedMessage {
     w.fake
         .received(chat)
         .into_iter()

@@ -62,7 +62,7 @@ async fn blocked_user_is_deactivated_and_a_lost_group_is_reported_to_its_owner()
         fake.received(100_001).iter().any(|m| {
             m.text
                 .as_deref()
-                .is_some_and(|t| t.contains("can no longer post") && t.contains("-5001"))
+                .is_some_and(|t| t.contains("I was removed from") && t.contains("-5001"))
         })
     })
     .await;

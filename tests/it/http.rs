@@ -6,17 +6,19 @@ use kuryer::secret::Secret;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-const TOKEN: &str = "test-api-token-0123456789";
+pub(crate) const TOKEN: &str = "test-api-token-0123456789";
 
-struct Api {
-    base: String,
-    client: reqwest::Client,
+pub(crate) struct Api {
+    pub(crate) base: String,
+    pub(crate) client: reqwest::Client,
+    /// The API's database, to set up what only the bot creates.
+    pub(crate) store: kuryer::store::Store,
     handle: actix_web::dev::ServerHandle,
     _db: TestDb,
 }
 
 impl Api {
-    async fn start(token: Option<&str>) -> Self {
+    pub(crate) async fn start(token: Option<&str>) -> Self {
         let db = TestDb::new().await;
         let store = db.migrated().await;
         let cfg = HttpConfig {
@@ -25,35 +27,36 @@ impl Api {
             workers: 1,
             ..HttpConfig::default()
         };
-        let api = kuryer::http::bind(&cfg, store).unwrap();
+        let api = kuryer::http::bind(&cfg, store.clone()).unwrap();
         let handle = api.server.handle();
         actix_rt::spawn(api.server);
         Self {
             base: format!("http://{}", api.addr),
             client: reqwest::Client::new(),
+            store,
             handle,
             _db: db,
         }
     }
 
-    fn post(&self, path: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn post(&self, path: &str) -> reqwest::RequestBuilder {
         self.client
             .post(format!("{}{path}", self.base))
             .bearer_auth(TOKEN)
     }
 
-    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn get(&self, path: &str) -> reqwest::RequestBuilder {
         self.client
             .get(format!("{}{path}", self.base))
             .bearer_auth(TOKEN)
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.handle.stop(true).await;
     }
 }
 
-async fn json_of(r: reqwest::Response) -> (StatusCode, Value) {
+pub(crate) async fn json_of(r: reqwest::Response) -> (StatusCode, Value) {
     let status = r.status();
     let body = r.json::<Value>().await.expect("JSON body");
     (status, body)

@@ -4,6 +4,7 @@
 
 /// The bot: commands, buttons, destinations, settings, several bots.
 mod bot;
+mod bot_more;
 /// The command line of the real binary.
 mod cli;
 /// Helpers: throw-away databases, the real binary as a child, a private Redis.
@@ -22,6 +23,7 @@ mod faults;
 mod harness;
 /// The HTTP API with a real client.
 mod http;
+mod http_routes;
 /// Faults on the production intake path (`kuryer run`, getUpdates).
 mod intake;
 /// What operators rely on (`ops/`): systemd notify and watchdog, start-up checks,

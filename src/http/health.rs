@@ -1,0 +1,79 @@
+//! `/healthz`, `/readyz`, `/metrics`: no token, for probes and scrapers.
+
+use std::time::Duration;
+
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+
+use super::ApiState;
+use crate::pipeline::Pipeline;
+
+pub(super) async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+/// Ready when the database answers. Redis is reported but does not decide:
+/// kuryer delivers without it (dedup falls back to the database alone).
+pub(super) async fn readyz(state: web::Data<ApiState>) -> HttpResponse {
+    let redis = match &state.redis {
+        Some(r) if r.ping().await => "ok",
+        Some(_) => "unavailable (dedup on the database alone)",
+        None => "not used",
+    };
+    let database = match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
+        Ok(Ok(())) => "ok",
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "Readiness check: database unreachable.");
+            "unreachable"
+        }
+        Err(_) => "timeout",
+    };
+    // Each shared actor of the pipeline: a stopped one means posts are not
+    // delivered, whatever the database says.
+    let mut actors = serde_json::Map::new();
+    let mut actors_ok = true;
+    if let Some(p) = &state.pipeline {
+        for (name, alive) in p.actors() {
+            actors_ok &= alive;
+            actors.insert(
+                name.to_owned(),
+                json!(if alive { "running" } else { "stopped" }),
+            );
+        }
+    }
+    let ready = database == "ok" && actors_ok;
+    // Bots whose token Telegram refused: the others deliver.
+    let halted_bots = state
+        .pipeline
+        .as_ref()
+        .map(Pipeline::halted_bot_ids)
+        .unwrap_or_default();
+    // Redis away or a bot halted is "degraded", still ready: delivery goes
+    // on (with the database's dedup alone, through the other bots).
+    let degraded = redis.starts_with("unavailable") || !halted_bots.is_empty();
+    let status = match (ready, degraded) {
+        (false, _) => "not_ready",
+        (true, true) => "degraded",
+        (true, false) => "ready",
+    };
+    let mut body = json!({
+        "status": status,
+        "database": database,
+        "redis": redis,
+        "actors": actors,
+    });
+    if !halted_bots.is_empty() {
+        body["halted_bots"] = json!(halted_bots);
+    }
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+pub(super) async fn metrics_text() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(crate::telemetry::render())
+}

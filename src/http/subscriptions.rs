@@ -1,0 +1,244 @@
+//! Subscriptions: add (the seed's `POST /add_channel`), list, and what the
+//! bot does to one — remove, pause, resume, its mode and filters.
+//!
+//! A subscription is addressed under its user
+//! (`/subscriptions/{user_id}/{subscription_id}`), as the bot passes the
+//! user as owner: another user's id finds nothing (404). Every change is
+//! stored, then taken by the registry before the 200 (as the bot does it),
+//! so it is in effect for the next post without a restart.
+
+use actix_web::{HttpResponse, web};
+use kuryer_actors::filters::FilterSpec;
+use kuryer_actors::model::{ChannelUsername, DeliveryMode};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::ApiState;
+use super::auth::Authorized;
+use super::error::{ApiError, make_live, with_timeout};
+use crate::store::{SubState, UserSubscription};
+use crate::telemetry::names;
+
+/// Body of `POST /add_channel`.
+#[derive(Debug, Deserialize)]
+pub(super) struct AddChannel {
+    user_id: i64,
+    channel_username: String,
+}
+
+pub(super) fn check_user_id(user_id: i64) -> Result<i64, ApiError> {
+    if user_id <= 0 {
+        return Err(ApiError::bad_request(
+            "invalid_user_id",
+            "user_id must be a positive Telegram user id",
+        ));
+    }
+    Ok(user_id)
+}
+
+pub(super) async fn add_channel(
+    _auth: Authorized,
+    state: web::Data<ApiState>,
+    body: web::Json<AddChannel>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    check_user_id(body.user_id)?;
+    let channel = ChannelUsername::parse(&body.channel_username)
+        .map_err(|e| ApiError::bad_request("invalid_channel_username", e.to_string()))?;
+    let added = with_timeout(&state, state.store.add_subscription(body.user_id, &channel)).await?;
+    if let Some(pipeline) = &state.pipeline {
+        // 200 only once the registry knows: posts from now on reach this
+        // subscriber. Stored but not live is a 503 to retry (idempotent:
+        // the retry finds it stored and makes it live).
+        let live = tokio::time::timeout(
+            state.handler_timeout,
+            pipeline.subscription_added(&state.store, added.subscription.id),
+        )
+        .await;
+        let failure = match live {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some("timed out".to_owned()),
+        };
+        if let Some(error) = failure {
+            return Err(ApiError::not_live(added.subscription.id, &error));
+        }
+    }
+    if added.created {
+        metrics::counter!(names::SUBSCRIPTIONS_CREATED_TOTAL).increment(1);
+        tracing::info!(
+            user_id = body.user_id,
+            channel = %channel,
+            subscription_id = added.subscription.id,
+            "Subscription created through the API."
+        );
+    }
+    Ok(HttpResponse::Ok().json(added))
+}
+
+pub(super) async fn list(
+    _auth: Authorized,
+    state: web::Data<ApiState>,
+    user_id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let list = with_timeout(&state, state.store.subscriptions_of_user(*user_id)).await?;
+    Ok(HttpResponse::Ok().json(list))
+}
+
+/// `(user_id, subscription_id)` of a subscription's path.
+type SubPath = web::Path<(i64, i64)>;
+
+/// The subscription as it is now, with whether the call changed it.
+pub(super) async fn current(
+    state: &ApiState,
+    user_id: i64,
+    subscription_id: i64,
+    changed: bool,
+) -> Result<HttpResponse, ApiError> {
+    let sub: UserSubscription = with_timeout(
+        state,
+        state
+            .store
+            .user_subscription(Some(user_id), subscription_id),
+    )
+    .await?
+    .ok_or_else(ApiError::no_subscription)?;
+    let mut body = serde_json::to_value(sub).unwrap_or_else(|_| json!({}));
+    body["changed"] = json!(changed);
+    Ok(HttpResponse::Ok().json(body))
+}
+
+async fn set_state(
+    state: &ApiState,
+    path: SubPath,
+    to: SubState,
+) -> Result<(i64, i64, bool), ApiError> {
+    let (user_id, subscription_id) = path.into_inner();
+    check_user_id(user_id)?;
+    let changed = with_timeout(
+        state,
+        state
+            .store
+            .set_subscription_state(Some(user_id), subscription_id, to),
+    )
+    .await?
+    .ok_or_else(ApiError::no_subscription)?;
+    // Also when unchanged: a retry after a 503 makes the stored state live.
+    make_live(state, subscription_id).await?;
+    if changed {
+        tracing::info!(
+            user_id,
+            subscription_id,
+            state = ?to,
+            "Subscription changed through the API."
+        );
+    }
+    Ok((user_id, subscription_id, changed))
+}
+
+pub(super) async fn remove(
+    _auth: Authorized,
+    state: web::Data<ApiState>,
+    path: SubPath,
+) -> Result<HttpResponse, ApiError> {
+    let (_, subscription_id, _) = set_state(&state, path, SubState::Removed).await?;
+    Ok(HttpResponse::Ok().json(json!({"id": subscription_id, "removed": true})))
+}
+
+pub(super) async fn pause(
+    _auth: Authorized,
+    state: web::Data<ApiState>,
+    path: SubPath,
+) -> Result<HttpResponse, ApiError> {
+    let (user_id, subscription_id, changed) = set_state(&state, path, SubState::Paused).await?;
+    current(&state, user_id, subscription_id, changed).await
+}
+
+pub(super) async fn resume(
+    _auth: Authorized,
+    state: web::Data<ApiState>,
+    path: SubPath,
+) -> Result<HttpResponse, ApiError> {
+    let (user_id, subscription_id, changed) = set_state(&state, path, SubState::Active).await?;
+    current(&state, user_id, subscription_id, changed).await
+}
+
+/// Body of `PATCH …/settings`: either or both.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Settings {
+    /// `copy` or `forward`.
+    mode: Option<String>,
+    /// A filter spec (`{}` clears the filters).
+    filters: Option<serde_json::Value>,
+}
+
+/// The keys a filter spec may have; anything else is a typo to report,
+/// not to drop silently.
+const FILTER_KEYS: [&str; 4] = ["include", "exclude", "regex", "skip_media"];
+
+/// Validates filters as the bot's `/filter` does (sizes, regex, media
+/// kinds) and returns the JSON to store.
+fn check_filters(filters: &serde_json::Value) -> Result<serde_json::Value, ApiError> {
+    let bad = |m: String| ApiError::bad_request("invalid_filters", m);
+    let Some(obj) = filters.as_object() else {
+        return Err(bad("filters must be an object".to_owned()));
+    };
+    if let Some(k) = obj.keys().find(|k| !FILTER_KEYS.contains(&k.as_str())) {
+        return Err(bad(format!(
+            "unknown filter {k:?}; expected include, exclude, regex, skip_media"
+        )));
+    }
+    let spec: FilterSpec =
+        serde_json::from_value(filters.clone()).map_err(|e| bad(e.to_string()))?;
+    spec.compile().map_err(|e| bad(e.to_string()))?;
+    serde_json::to_value(&spec).map_err(|e| bad(e.to_string()))
+}
+
+pub(super) async fn settings(
+    _auth: Authorized,
+    state: web::Data<ApiState>,
+    path: SubPath,
+    body: web::Json<Settings>,
+) -> Result<HttpResponse, ApiError> {
+    let (user_id, subscription_id) = path.into_inner();
+    check_user_id(user_id)?;
+    let body = body.into_inner();
+    if body.mode.is_none() && body.filters.is_none() {
+        return Err(ApiError::bad_request(
+            "nothing_to_change",
+            "give mode and/or filters",
+        ));
+    }
+    let mode = body
+        .mode
+        .as_deref()
+        .map(|m| {
+            DeliveryMode::parse(m)
+                .ok_or_else(|| ApiError::bad_request("invalid_mode", "mode is copy or forward"))
+        })
+        .transpose()?;
+    let filters = body.filters.as_ref().map(check_filters).transpose()?;
+    let found = with_timeout(
+        &state,
+        state.store.set_subscription_settings(
+            Some(user_id),
+            subscription_id,
+            mode,
+            filters.as_ref(),
+        ),
+    )
+    .await?;
+    if !found {
+        return Err(ApiError::no_subscription());
+    }
+    make_live(&state, subscription_id).await?;
+    tracing::info!(
+        user_id,
+        subscription_id,
+        mode = mode.map(DeliveryMode::as_str),
+        filters_changed = filters.is_some(),
+        "Subscription settings changed through the API."
+    );
+    current(&state, user_id, subscription_id, true).await
+}
