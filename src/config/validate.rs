@@ -295,3 +295,14 @@ impl Config {
         Ok(())
     }
 }
+
+fn check_postgres_url(key: &str, url: &SecretUrl) -> Result<(), (String, String)> {
+    match tokio_postgres::Config::from_str(url.expose()) {
+        // tokio-postgres' parse errors do not echo the input, so they are safe to show.
+        Err(e) => Err((key.to_owned(), format!("unparsable URL: {e}"))),
+        Ok(c) if c.get_hosts().is_empty() => {
+            Err((key.to_owned(), "the URL names no host".to_owned()))
+        }
+        Ok(_) => Ok(()),
+    }
+}
