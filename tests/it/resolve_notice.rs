@@ -1,0 +1,153 @@
+//! Issue 13: a channel added with `/add` while it is still being resolved
+//! is answered "still checking", and the user is told once, in their
+//! language, how it ended. The real binary, the fake Bot API and the fake
+//! data centre.
+
+use std::time::{Duration, Instant};
+
+use kuryer_sim::fake_bot_api::{FakeLimits, FakeTelegram, Fault, ReceivedMessage};
+use kuryer_sim::mtproto::{AccountSpec, ChannelSpec, MtprotoConfig, MtprotoFake};
+
+use crate::common::{Daemon, TestDb, free_port};
+use crate::reader::seed_session;
+
+const TOKEN: &str = "4646:toldSECRETtoldSECRETtold";
+
+async fn wait_until<F: AsyncFnMut() -> bool>(limit: Duration, mut f: F) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// The bot's plain messages to `user` (no copied posts).
+fn texts(bot_api: &FakeTelegram, user: i64) -> Vec<String> {
+    bot_api
+        .received(user)
+        .into_iter()
+        .filter(|m: &ReceivedMessage| m.method == "sendMessage" && m.source.is_none())
+        .filter_map(|m| m.text)
+        .collect()
+}
+
+/// Two names added while neither can be resolved (the first run has no
+/// reader account): a real public channel and a name nobody has. The next
+/// run resolves both and tells the user once each, in Russian; a third
+/// run tells nothing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_user_is_told_once_how_each_pending_channel_ended() {
+    let db = TestDb::new().await;
+    let store = db.migrated().await;
+    let bot_api = FakeTelegram::start(FakeLimits::scaled(20.0)).unwrap();
+    bot_api.add_bot(TOKEN);
+    let dc = MtprotoFake::start(MtprotoConfig::default()).unwrap();
+    dc.attach_bot_api(bot_api.clone());
+    dc.create_channel(ChannelSpec {
+        title: "Ready".to_owned(),
+        username: Some("ready_src".to_owned()),
+        protected: false,
+    });
+    // The bot's own check of the missing name fails (Telegram could not
+    // answer), so it is subscribed unchecked: pending, like the real one.
+    bot_api.set_public_username(-900_400, "ghost_src");
+    bot_api.set_fault(
+        -900_400,
+        Fault::BadRequest("Bad Request: try again later".to_owned()),
+        None,
+    );
+    let user = 830_001;
+    let port = free_port();
+
+    // Run 1: no reader account, nothing is resolved.
+    let mut daemon = Daemon::start_with(&db.url, &bot_api, TOKEN, port, 20.0, &[]);
+    let replied = |n: usize| {
+        let bot_api = bot_api.clone();
+        async move {
+            wait_until(Duration::from_secs(60), async || {
+                texts(&bot_api, user).len() >= n
+            })
+            .await
+        }
+    };
+    bot_api.user_says(TOKEN, user, "/start", Some("ru"));
+    assert!(replied(1).await, "{}", daemon.log_text());
+    bot_api.user_says(TOKEN, user, "/add @ready_src @ghost_src", Some("ru"));
+    assert!(replied(2).await, "{}", daemon.log_text());
+    let add = texts(&bot_api, user)[1].clone();
+    assert_eq!(
+        add.matches("канал ещё проверяется").count(),
+        2,
+        "both pending: {add}"
+    );
+    assert_eq!(daemon.terminate(), Some(0), "{}", daemon.log_text());
+
+    // Run 2: a reader account resolves both; one notice each.
+    let id = dc.create_account(AccountSpec {
+        phone: "+998900004601".to_owned(),
+        ..AccountSpec::default()
+    });
+    seed_session(&store, &dc, "teller", dc.issue_auth_key(Some(id))).await;
+    store.set_session_user("teller", id, 0).await.unwrap();
+    let env = crate::reader_run::reader_env();
+    let mut daemon = Daemon::start_with(&db.url, &bot_api, TOKEN, port, 20.0, &env);
+    let told = wait_until(Duration::from_secs(60), async || {
+        texts(&bot_api, user).len() >= 4
+    })
+    .await;
+    assert!(told, "{:?}\n{}", texts(&bot_api, user), daemon.log_text());
+    // Nothing more comes while it keeps running.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(daemon.terminate(), Some(0), "{}", daemon.log_text());
+
+    // Run 3: a restart sends nothing again.
+    let mut daemon = Daemon::start_with(&db.url, &bot_api, TOKEN, port, 20.0, &env);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(daemon.terminate(), Some(0), "{}", daemon.log_text());
+
+    let all = texts(&bot_api, user);
+    let notices = &all[2..];
+    assert_eq!(notices.len(), 2, "{all:?}");
+    let ready: Vec<&String> = notices
+        .iter()
+        .filter(|t| t.contains("@ready_src готов: посты будут приходить сюда"))
+        .collect();
+    let missing: Vec<&String> = notices
+        .iter()
+        .filter(|t| t.contains("@ghost_src: такого канала нет") && t.contains("ничего не доставит"))
+        .collect();
+    assert_eq!((ready.len(), missing.len()), (1, 1), "{all:?}");
+
+    let c = db.client().await;
+    let statuses: Vec<(String, String)> = c
+        .query(
+            "SELECT username, status FROM channels ORDER BY username",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("ghost_src".to_owned(), "invalid".to_owned()),
+            ("ready_src".to_owned(), "active".to_owned())
+        ]
+    );
+    // The subscription to the missing name stays (shown as not available).
+    let told: i64 = c
+        .query_one(
+            "SELECT count(*) FROM subscriptions
+              WHERE resolve_told_at IS NOT NULL AND removed_at IS NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(told, 2, "both flags stored, both subscriptions kept");
+}
