@@ -151,3 +151,99 @@ async fn the_user_is_told_once_how_each_pending_channel_ended() {
         .get(0);
     assert_eq!(told, 2, "both flags stored, both subscriptions kept");
 }
+
+/// The store's side: a notice is claimed once, by the resolve queue's
+/// claim or, when the channel settled between the subscription and the
+/// "still checking" mark, by the mark itself (the reply then says the
+/// outcome); a removed subscription is not told.
+#[tokio::test]
+async fn a_resolve_notice_is_claimed_once_whoever_claims_it() {
+    use kuryer::store::Unresolvable;
+    use kuryer_actors::model::ChannelUsername;
+
+    let db = TestDb::new().await;
+    let store = db.migrated().await;
+    let name = ChannelUsername::parse("@slow_src").unwrap();
+    let a = store.add_subscription(840_001, &name).await.unwrap();
+    let b = store.add_subscription(840_002, &name).await.unwrap();
+    let gone = store.add_subscription(840_003, &name).await.unwrap();
+    let channel = store
+        .channel_status("slow_src")
+        .await
+        .unwrap()
+        .expect("the channel row");
+    assert_eq!(channel, "pending");
+    for s in [&a, &b, &gone] {
+        assert_eq!(
+            store.await_resolve_notice(s.subscription.id).await.unwrap(),
+            None,
+            "still pending: the notice is to come"
+        );
+    }
+    let c = db.client().await;
+    c.execute(
+        "UPDATE subscriptions SET is_active = false, removed_at = now() WHERE id = $1",
+        &[&gone.subscription.id],
+    )
+    .await
+    .unwrap();
+    let channel_id: i64 = c
+        .query_one("SELECT id FROM channels WHERE username = 'slow_src'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        store
+            .claim_resolve_notices(channel_id)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing while pending"
+    );
+    store
+        .channel_unresolvable(channel_id, Unresolvable::Private)
+        .await
+        .unwrap();
+    let told = store.claim_resolve_notices(channel_id).await.unwrap();
+    let users: Vec<(i64, &str)> = told.iter().map(|n| (n.user, n.status.as_str())).collect();
+    assert_eq!(users, [(840_001, "private"), (840_002, "private")]);
+    assert!(
+        store
+            .claim_resolve_notices(channel_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .channels_owing_resolve_notices()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Settled before the mark: the mark claims it and says how it ended.
+    let late = store.add_subscription(840_004, &name).await.unwrap();
+    assert_eq!(
+        store
+            .await_resolve_notice(late.subscription.id)
+            .await
+            .unwrap(),
+        Some("private".to_owned())
+    );
+    assert!(
+        store
+            .claim_resolve_notices(channel_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .await_resolve_notice(late.subscription.id)
+            .await
+            .unwrap(),
+        None,
+        "claimed once"
+    );
+}
