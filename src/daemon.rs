@@ -44,6 +44,80 @@ impl ReaderEvents for PipelineEvents {
             tell_protected(&store, &bots, &texts, channel_id, &name).await;
         });
     }
+    fn settled(&self, channel_id: i64, name: &str) {
+        let (store, bots, texts) = (self.store.clone(), self.bots.clone(), self.texts.clone());
+        let name = name.to_owned();
+        tokio::spawn(async move {
+            tell_resolved(&store, &bots, &texts, channel_id, &name).await;
+        });
+    }
+}
+
+/// Metric: notices of how a channel's look-up ended, by outcome (`sent`,
+/// `failed`).
+pub const RESOLVE_NOTICES_TOTAL: &str = "kuryer_bot_resolve_notices_total";
+
+/// The bot the user started, else the first.
+fn bot_of(bots: &[teloxide::Bot], bot_id: Option<i64>) -> Option<&teloxide::Bot> {
+    bot_id
+        .and_then(|id| bots.iter().find(|b| bot_id_of(b.token()) == id))
+        .or(bots.first())
+}
+
+/// Tells each subscriber who was told "still checking" how the look-up of
+/// the channel ended, once and in their language. Claimed before sending:
+/// a notice that fails to send is logged and counted, not retried.
+async fn tell_resolved(
+    store: &Store,
+    bots: &[teloxide::Bot],
+    texts: &bot::i18n::Texts,
+    channel_id: i64,
+    name: &str,
+) {
+    use teloxide::prelude::Requester;
+    let people = match store.claim_resolve_notices(channel_id).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(channel_id, error = %e, "Cannot claim the resolve notices; they are sent at the next start.");
+            return;
+        }
+    };
+    for n in people {
+        let Some(key) = bot::resolve_notice_key(&n.status) else {
+            continue;
+        };
+        let lang = bot::i18n::Lang::parse(&n.language).unwrap_or(bot::i18n::Lang::En);
+        let text = texts.get(lang, key, &[("name", bot::i18n::Arg::S(name.to_owned()))]);
+        let Some(bot) = bot_of(bots, n.bot_id) else {
+            return;
+        };
+        match bot
+            .send_message(teloxide::types::ChatId(n.user), text)
+            .await
+        {
+            Ok(_) => metrics::counter!(RESOLVE_NOTICES_TOTAL, "outcome" => "sent").increment(1),
+            Err(e) => {
+                metrics::counter!(RESOLVE_NOTICES_TOTAL, "outcome" => "failed").increment(1);
+                tracing::info!(channel_id, user = n.user, status = n.status, error = %e, "Could not tell a subscriber how the channel's look-up ended.");
+            }
+        }
+    }
+}
+
+/// At start: the notices a stopped process settled but did not send.
+async fn tell_owed_resolve_notices(
+    store: &Store,
+    bots: &[teloxide::Bot],
+    texts: &bot::i18n::Texts,
+) {
+    match store.channels_owing_resolve_notices().await {
+        Ok(channels) => {
+            for (channel_id, name) in channels {
+                tell_resolved(store, bots, texts, channel_id, &name).await;
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "Cannot read the resolve notices owed."),
+    }
 }
 
 /// Tells each subscriber of a protected channel, once and in their
@@ -74,10 +148,7 @@ async fn tell_protected(
             "protected-channel",
             &[("name", bot::i18n::Arg::S(name.to_owned()))],
         );
-        let Some(bot) = bot_id
-            .and_then(|id| bots.iter().find(|b| bot_id_of(b.token()) == id))
-            .or(bots.first())
-        else {
+        let Some(bot) = bot_of(bots, bot_id) else {
             return;
         };
         if let Err(e) = bot.send_message(teloxide::types::ChatId(user), text).await {
@@ -189,12 +260,17 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = &'static str>) -> a
     )
     .await?;
 
+    let texts = Arc::new(bot::i18n::Texts::load());
     readers.set_events(Arc::new(PipelineEvents {
         pipeline: pipeline.clone(),
         store: store.clone(),
         bots: bots.clone(),
-        texts: Arc::new(bot::i18n::Texts::load()),
+        texts: texts.clone(),
     }));
+    {
+        let (store, bots) = (store.clone(), bots.clone());
+        tokio::spawn(async move { tell_owed_resolve_notices(&store, &bots, &texts).await });
+    }
 
     let api = crate::http::bind_with(
         &cfg.http,

@@ -235,7 +235,7 @@ async fn add(
             lines.push(h.t(lang, "add-quota", &[arg[0].clone(), ("max", max.into())]));
             continue;
         }
-        let key = match check(h, &name).await {
+        match check(h, &name).await {
             Checked::Protected => {
                 lines.push(h.t(lang, "add-protected", &arg));
                 continue;
@@ -248,19 +248,28 @@ async fn add(
                 lines.push(h.t(lang, "add-not-found", &arg));
                 continue;
             }
-            Checked::Channel => "add-ok",
-            Checked::Unknown => "add-pending",
-        };
+            // Subscribed; the reply follows the channel's stored status.
+            Checked::Channel | Checked::Unknown => {}
+        }
         let added = h.store().add_subscription(uid, &name).await?;
         count += 1;
         h.sync(added.subscription.id).await?;
         let key = if added.subscription.channel_status == "active" {
             "add-ok"
-        } else if key == "add-pending" {
-            key
+        } else if added.subscription.channel_status == "pending" {
+            // Told "still checking": the outcome follows when the resolve
+            // queue settles it, unless it settled meanwhile (said here).
+            match h
+                .store()
+                .await_resolve_notice(added.subscription.id)
+                .await?
+            {
+                Some(status) => super::resolve_notice_key(&status).unwrap_or("add-pending"),
+                None => "add-pending",
+            }
         } else {
-            // A real channel our readers have yet to resolve.
-            "add-pending"
+            // Settled long ago as not readable: say so rather than "checking".
+            super::resolve_notice_key(&added.subscription.channel_status).unwrap_or("add-pending")
         };
         lines.push(h.t(lang, key, &arg));
     }

@@ -233,3 +233,17 @@ impl BotHandler {
 
 /// Waits before a reply is retried.
 const REPLY_RETRY: Duration = Duration::from_millis(300);
+
+/// The text key telling how the look-up of a channel added by name ended,
+/// by its stored status; `None` while it is still pending. The "why not"
+/// texts say the subscription stays (listed as not available, delivering
+/// nothing) and `/remove` drops it: as `/list` shows it.
+pub(crate) fn resolve_notice_key(status: &str) -> Option<&'static str> {
+    match status {
+        "active" => Some("resolve-ready"),
+        "invalid" => Some("resolve-invalid"),
+        "private" => Some("resolve-private"),
+        "not_a_channel" => Some("resolve-not-channel"),
+        _ => None,
+    }
+}

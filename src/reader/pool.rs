@@ -42,6 +42,10 @@ pub trait ReaderEvents: Send + Sync {
     /// told are told why they cannot be forwarded.
     /// `name`: how to call the channel (`@name`).
     fn protected(&self, _channel_id: i64, _name: &str) {}
+    /// The look-up of a channel added by name ended (stored: `active`,
+    /// `invalid`, `private` or `not_a_channel`): those told "still
+    /// checking" are told how it ended. `name`: its `@name`.
+    fn settled(&self, _channel_id: i64, _name: &str) {}
 }
 
 /// Metric: posts pushed to reader accounts.

@@ -102,6 +102,9 @@ async fn resolve_one(p: &std::sync::Arc<Inner>, pending: &PendingChannel, turn: 
                     "Channel resolved."
                 );
                 if let Some(ev) = p.events.get() {
+                    // The pending row may have merged into another one:
+                    // its subscribers are the target's now.
+                    ev.settled(channel.channel_id, &pending.username);
                     ev.resolved(channel);
                 }
             }
@@ -116,8 +119,15 @@ async fn resolve_one(p: &std::sync::Arc<Inner>, pending: &PendingChannel, turn: 
                 status = why.as_str(),
                 "Channel name does not lead to a readable channel."
             );
-            if let Err(e) = p.store.channel_unresolvable(pending.channel_id, why).await {
-                tracing::warn!(channel = pending.username, error = %e, "Cannot store the channel's status.");
+            match p.store.channel_unresolvable(pending.channel_id, why).await {
+                Ok(()) => {
+                    if let Some(ev) = p.events.get() {
+                        ev.settled(pending.channel_id, &pending.username);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(channel = pending.username, error = %e, "Cannot store the channel's status.");
+                }
             }
         }
     }

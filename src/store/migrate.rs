@@ -68,6 +68,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0007_protected_notice.sql",
         sql: include_str!("../../sql/0007_protected_notice.sql"),
     },
+    Migration {
+        version: 8,
+        name: "0008_resolve_notice.sql",
+        sql: include_str!("../../sql/0008_resolve_notice.sql"),
+    },
 ];
 
 /// Why migrating failed.

@@ -56,7 +56,7 @@ pub use error::StoreError;
 pub use inbox::InboxEntry;
 pub use pending::{PendingQuery, PendingStream, RecentPost};
 pub use pool::Store;
-pub use resolve::{FoundChannel, PendingChannel, Unresolvable};
+pub use resolve::{FoundChannel, PendingChannel, ResolveNotice, Unresolvable};
 pub use settings::{BotStats, RouteOutcome, SubState, UserSubscription};
 pub use subscriptions::{AddedSubscription, SubscriptionStream, SubscriptionView};
 pub use users::{BotUser, DestinationView, LinkOutcome, LostDestination};

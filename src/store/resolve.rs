@@ -211,3 +211,105 @@ impl Store {
         .map(|r| r.get(0)))
     }
 }
+
+/// A subscriber to tell how the look-up of a channel they added ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolveNotice {
+    /// Their Telegram user id (also the private chat's id).
+    pub user: i64,
+    /// Their language.
+    pub language: String,
+    /// The bot they started, if known.
+    pub bot_id: Option<i64>,
+    /// The channel's status now (`active`, `invalid`, `private`,
+    /// `not_a_channel`).
+    pub status: String,
+}
+
+impl Store {
+    /// Marks that the subscriber was told "still checking", so they are
+    /// told the outcome. Returns the channel's status when it was settled
+    /// meanwhile and this call claimed the notice (the caller's reply says
+    /// the outcome instead): without this second look, a look-up that ended
+    /// between the subscription and the mark would never be told.
+    pub async fn await_resolve_notice(
+        &self,
+        subscription_id: i64,
+    ) -> Result<Option<String>, StoreError> {
+        const OP: &str = "mark resolve notice due";
+        let c = self.conn(OP).await?;
+        // Two statements, each its own transaction: the second must see a
+        // settle committed while the first ran.
+        c.execute(
+            "UPDATE subscriptions SET resolve_notice_due = true
+              WHERE id = $1 AND resolve_told_at IS NULL",
+            &[&subscription_id],
+        )
+        .await
+        .op(OP)?;
+        Ok(c.query_opt(
+            "UPDATE subscriptions s SET resolve_told_at = now()
+               FROM channels ch
+              WHERE s.id = $1 AND ch.id = s.channel_id AND ch.status <> 'pending'
+                AND s.resolve_notice_due AND s.resolve_told_at IS NULL
+          RETURNING ch.status",
+            &[&subscription_id],
+        )
+        .await
+        .op(OP)?
+        .map(|r| r.get(0)))
+    }
+
+    /// The subscribers of a settled channel who were told "still checking"
+    /// and not yet the outcome, marked told in the same statement, so no
+    /// one is told twice whichever process settles it. One a person.
+    pub async fn claim_resolve_notices(
+        &self,
+        channel_id: i64,
+    ) -> Result<Vec<ResolveNotice>, StoreError> {
+        const OP: &str = "claim resolve notices";
+        let c = self.conn(OP).await?;
+        let rows = c
+            .query(
+                "UPDATE subscriptions s SET resolve_told_at = now()
+                   FROM users u, channels ch
+                  WHERE s.channel_id = $1 AND s.removed_at IS NULL AND s.resolve_notice_due
+                    AND s.resolve_told_at IS NULL
+                    AND u.id = s.user_id AND ch.id = s.channel_id AND ch.status <> 'pending'
+              RETURNING u.telegram_id, u.language, u.bot_id, ch.status",
+                &[&channel_id],
+            )
+            .await
+            .op(OP)?;
+        let mut out: Vec<ResolveNotice> = rows
+            .iter()
+            .map(|r| ResolveNotice {
+                user: r.get(0),
+                language: r.get(1),
+                bot_id: r.get(2),
+                status: r.get(3),
+            })
+            .collect();
+        out.sort_by_key(|n| n.user);
+        out.dedup_by_key(|n| n.user);
+        Ok(out)
+    }
+
+    /// Settled channels with subscribers still owed the outcome (the
+    /// process that settled them stopped before telling): (id, name).
+    pub async fn channels_owing_resolve_notices(&self) -> Result<Vec<(i64, String)>, StoreError> {
+        const OP: &str = "channels owing resolve notices";
+        let c = self.conn(OP).await?;
+        let rows = c
+            .query(
+                "SELECT DISTINCT ch.id, ch.username FROM channels ch
+                   JOIN subscriptions s ON s.channel_id = ch.id
+                  WHERE ch.status <> 'pending' AND ch.username IS NOT NULL
+                    AND s.removed_at IS NULL AND s.resolve_notice_due AND s.resolve_told_at IS NULL",
+                &[],
+            )
+            .await
+            .op(OP)?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+}

@@ -36,5 +36,7 @@ mod reader;
 mod reader_relay;
 /// `kuryer run` reading channels through reader accounts, as a black box.
 mod reader_run;
+/// Issue 13: telling a user how the look-up of a channel they added ended.
+mod resolve_notice;
 /// The PostgreSQL store.
 mod store;

@@ -611,7 +611,8 @@ impl FakeTelegram {
 
     /// Injects `fault` into requests whose `chat_id` is `chat_id`: the next
     /// `times` of them, or all until [`FakeTelegram::clear_fault`] with
-    /// `None`. Replaces a fault already set for the chat.
+    /// `None`. Replaces a fault already set for the chat. `getChat` of the
+    /// chat (by id or by its `@username`) takes it too.
     pub fn set_fault(&self, chat_id: i64, fault: Fault, times: Option<u32>) {
         let mut st = self.shared.lock();
         if times == Some(0) {

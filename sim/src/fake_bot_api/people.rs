@@ -150,6 +150,11 @@ impl State {
         match method {
             Method::GetChat => {
                 let chat_id = self.chat_param(params)?;
+                // A fault armed for the chat answers instead, so a test can
+                // make the bot's check fail ("subscribed, checked later").
+                if let Some(fault) = self.take_fault(chat_id) {
+                    return Err(Reply::fault(&fault));
+                }
                 if let Some(channel) = self.channels.get(&chat_id) {
                     let mut info = channel.chat.clone();
                     info["accent_color_id"] = 0.into();

@@ -235,7 +235,7 @@ impl State {
     }
 
     /// Consumes one application of the chat's fault, if any.
-    fn take_fault(&mut self, chat_id: i64) -> Option<Fault> {
+    pub(super) fn take_fault(&mut self, chat_id: i64) -> Option<Fault> {
         let Entry::Occupied(mut entry) = self.faults.entry(chat_id) else {
             return None;
         };
