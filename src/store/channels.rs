@@ -222,28 +222,7 @@ impl Store {
                 .op(OP)?
                 .map(|r| r.get(0));
             if let (Some(pending), Some(own)) = (pending, existing) {
-                // Subscriptions of the pending row move to this channel's
-                // row, except where the same user and destination already
-                // follow it; those are duplicates and go with the row.
-                tx.execute(
-                    "UPDATE subscriptions s SET channel_id = $2, updated_at = now()
-                      WHERE s.channel_id = $1
-                        AND NOT EXISTS (SELECT 1 FROM subscriptions o
-                                         WHERE o.channel_id = $2 AND o.user_id = s.user_id
-                                           AND o.destination_id = s.destination_id)",
-                    &[&pending, &own],
-                )
-                .await
-                .op(OP)?;
-                tx.execute(
-                    "DELETE FROM subscriptions WHERE channel_id = $1",
-                    &[&pending],
-                )
-                .await
-                .op(OP)?;
-                tx.execute("DELETE FROM channels WHERE id = $1", &[&pending])
-                    .await
-                    .op(OP)?;
+                merge_channel_rows(&tx, pending, own, OP).await?;
             }
             tx.execute(
                 "UPDATE channels SET username = NULL, updated_at = now()
@@ -317,4 +296,35 @@ impl Store {
         .op(OP)?
         .map(|r| r.get(0)))
     }
+}
+
+/// Folds channel row `from` into row `into`, in the caller's transaction:
+/// `from`'s subscriptions move to `into`, except where the same user and
+/// destination already follow `into` (duplicates, deleted with the row),
+/// and `from` is deleted. Used when a channel known by name (pending) turns
+/// out to be one that already has its row — found by the bot's updates or
+/// by the reader's resolve queue.
+pub(super) async fn merge_channel_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    from: i64,
+    into: i64,
+    op: &'static str,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE subscriptions s SET channel_id = $2, updated_at = now()
+          WHERE s.channel_id = $1
+            AND NOT EXISTS (SELECT 1 FROM subscriptions o
+                             WHERE o.channel_id = $2 AND o.user_id = s.user_id
+                               AND o.destination_id = s.destination_id)",
+        &[&from, &into],
+    )
+    .await
+    .op(op)?;
+    tx.execute("DELETE FROM subscriptions WHERE channel_id = $1", &[&from])
+        .await
+        .op(op)?;
+    tx.execute("DELETE FROM channels WHERE id = $1", &[&from])
+        .await
+        .op(op)?;
+    Ok(())
 }

@@ -106,25 +106,7 @@ impl Store {
             .op(OP)?
             .map(|r| r.get(0));
         let target = if let Some(own) = existing {
-            tx.execute(
-                "UPDATE subscriptions s SET channel_id = $2, updated_at = now()
-                  WHERE s.channel_id = $1
-                    AND NOT EXISTS (SELECT 1 FROM subscriptions o
-                                     WHERE o.channel_id = $2 AND o.user_id = s.user_id
-                                       AND o.destination_id = s.destination_id)",
-                &[&channel_id, &own],
-            )
-            .await
-            .op(OP)?;
-            tx.execute(
-                "DELETE FROM subscriptions WHERE channel_id = $1",
-                &[&channel_id],
-            )
-            .await
-            .op(OP)?;
-            tx.execute("DELETE FROM channels WHERE id = $1", &[&channel_id])
-                .await
-                .op(OP)?;
+            super::channels::merge_channel_rows(&tx, channel_id, own, OP).await?;
             tx.execute(
                 "UPDATE channels SET username = $2, updated_at = now() WHERE id = $1",
                 &[&own, &username],
