@@ -1,4 +1,4 @@
-//! The command line: `kuryer run | migrate | check-config | login | accounts | logout | demo`.
+//! The command line: `kuryer run | migrate | check-config | login | accounts | logout | instances | demo`.
 
 use std::path::PathBuf;
 
@@ -65,6 +65,9 @@ pub enum Command {
         #[arg(long)]
         account: String,
     },
+    /// List the instances sharing the database: their heartbeats and what
+    /// each leases (channels, reader accounts, bots' getUpdates).
+    Instances(ConfigArg),
     /// Run the real pipeline against a simulated Telegram and a generated population.
     #[cfg(feature = "demo")]
     Demo(DemoArgs),

@@ -14,6 +14,8 @@ use tokio::sync::watch;
 use crate::bot::{self, BotSettings};
 use crate::config::Config;
 use crate::dedup::RedisDedup;
+use crate::instance::keeper::{self, Keeper};
+use crate::instance::{self, Ownership};
 use crate::notify::Notifier;
 use crate::pipeline::{Pipeline, PipelineConfig, bot_id_of, build_bots};
 use crate::preflight;
@@ -157,18 +159,6 @@ async fn tell_protected(
     }
 }
 
-/// This process's name on the reader leases: host, pid and a random part.
-fn reader_holder() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "host".to_owned());
-    format!(
-        "{host}:{}:{:08x}",
-        std::process::id(),
-        rand::random::<u32>()
-    )
-}
-
 /// The source of a channel our bot is not admin of, while no MTProto reader
 /// exists: it says so, and the poller asks rarely.
 struct NoReader;
@@ -224,10 +214,23 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = &'static str>) -> a
     // revoked token is named (by bot id) now, not discovered per delivery.
     notifier.status("checking bot tokens with getMe");
     preflight::check_bots_at_start(&bots, &cfg.telegram.bot_tokens).await?;
-    let updates = BotUpdates::new(store.clone());
+    // Several instances share the work by lease (`instance`): this one
+    // registers first, so the others count it and give up their excess.
+    let ownership = Arc::new(Ownership::new(
+        cfg.instance.id.clone().unwrap_or_else(instance::default_id),
+        Duration::from_secs(cfg.instance.lease_ttl_s),
+    ));
+    keeper::register(&store, &ownership).await?;
+    tracing::info!(
+        instance = ownership.id(),
+        lease_ttl_s = cfg.instance.lease_ttl_s,
+        "Registered this instance; taking a fair share of channels and bots."
+    );
+    let updates = BotUpdates::new(store.clone()).with_ownership(ownership.clone());
     // Channels our bot does not administer are read by the reader accounts
-    // this process leases; with none, they say so and are polled rarely.
-    let readers = ReaderPool::start(store.clone(), &cfg, reader_holder()).await;
+    // this process leases (under this instance's id); with none, they say
+    // so and are polled rarely.
+    let readers = ReaderPool::start(store.clone(), &cfg, ownership.id().to_owned()).await;
     let has_readers = !readers.live_accounts().is_empty();
     let factory: SourceFactory = {
         let updates = updates.clone();
@@ -251,14 +254,31 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = &'static str>) -> a
         );
     }
     notifier.status("loading subscriptions and resuming deliveries");
-    let pipeline = Pipeline::start(
+    let pipeline = Pipeline::start_owned(
         store.clone(),
         bots.clone(),
         factory,
         Arc::new(dedup.clone()),
         PipelineConfig::from_config(&cfg, 1.0),
+        Some(ownership.clone()),
     )
     .await?;
+    let keeper = {
+        let readers = readers.clone();
+        Keeper::new(
+            store.clone(),
+            ownership.clone(),
+            pipeline.clone(),
+            cfg.telegram
+                .bot_tokens
+                .iter()
+                .map(|t| bot_id_of(t.expose()))
+                .collect(),
+            Arc::new(move || readers.live_accounts().len()),
+        )
+    };
+    let draining = keeper.draining();
+    let keeper = actix_rt::spawn(keeper.run());
 
     let texts = Arc::new(bot::i18n::Texts::load());
     readers.set_events(Arc::new(PipelineEvents {
@@ -382,9 +402,14 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = &'static str>) -> a
         let _ = handle.await;
     }
     maintenance.abort();
+    // The keeper goes on renewing while the queue drains (a send needs its
+    // lease), but takes nothing more; then every lease is let go at once.
+    draining.store(true, std::sync::atomic::Ordering::Relaxed);
     let report = pipeline
         .shutdown(Duration::from_millis(cfg.delivery.shutdown_deadline_ms))
         .await;
+    keeper.abort();
+    Keeper::leave(&store, &ownership).await;
     api_handle.stop(true).await;
     readers.close().await;
     store.close();

@@ -69,6 +69,16 @@ fn main() -> ExitCode {
                 Ok(())
             })
         }),
+        Command::Instances(arg) => with_config("instances", &arg, |loaded| {
+            block_on(async move {
+                let store = kuryer::reader::open_store(&loaded.config).await?;
+                print!(
+                    "{}",
+                    kuryer::instance::instances_table(&store.instances().await?)
+                );
+                Ok(())
+            })
+        }),
         Command::Logout { config, account } => with_config("logout", &config, |loaded| {
             block_on(async move {
                 let store = kuryer::reader::open_store(&loaded.config).await?;

@@ -36,6 +36,7 @@ use kuryer_actors::model::{ChannelRef, Delivery, DeliveryRecord, Post};
 use kuryer_actors::ports::{PersistError, Persistence};
 use kuryer_actors::rate_limiter::{Enqueue, HaltedLanes, RateLimiter};
 
+use crate::instance::Ownership;
 use crate::store::{PendingQuery, Store, StoreError};
 
 /// Tries of the start-up resume before the held-back pollers start anyway.
@@ -49,18 +50,53 @@ const SWEEP_POSTS_PER_QUERY: usize = 1000;
 pub struct SettlingStore {
     store: Store,
     in_flight: Arc<InFlight>,
+    /// Several instances: posts are recorded under the channel's lease.
+    ownership: Option<Arc<Ownership>>,
 }
 
 impl SettlingStore {
     /// `store`, settling in `in_flight`.
     pub fn new(store: Store, in_flight: Arc<InFlight>) -> Self {
-        Self { store, in_flight }
+        Self {
+            store,
+            in_flight,
+            ownership: None,
+        }
+    }
+
+    /// Records posts only under the lease `ownership` holds for their channel.
+    pub fn with_ownership(mut self, ownership: Option<Arc<Ownership>>) -> Self {
+        self.ownership = ownership;
+        self
     }
 }
 
 impl Persistence for SettlingStore {
     fn record_post(&self, post: Arc<Post>) -> BoxFuture<'static, Result<bool, PersistError>> {
-        Persistence::record_post(&self.store, post)
+        let Some(ownership) = &self.ownership else {
+            return Persistence::record_post(&self.store, post);
+        };
+        // Fenced: the statement checks the generation. Without a lease
+        // surely held, nothing is tried: "not recorded", nothing published.
+        let generation = ownership.channel_generation(post.channel_id);
+        let store = self.store.clone();
+        Box::pin(async move {
+            let Some(generation) = generation else {
+                tracing::debug!(
+                    channel_id = post.channel_id,
+                    "Not recording a post: this instance does not surely hold the channel's lease."
+                );
+                return Ok(false);
+            };
+            store
+                .record_post_fenced(&crate::store::new_post(&post), Some(generation))
+                .await
+                .map(|id| id.is_some())
+                .map_err(|e| PersistError {
+                    retriable: e.is_retriable(),
+                    message: e.to_string(),
+                })
+        })
     }
 
     fn high_water_mark(&self, channel_id: i64) -> BoxFuture<'static, Result<i64, PersistError>> {
@@ -127,6 +163,31 @@ impl PollerGate {
         }
     }
 
+    /// Starts the held channels among `ids` that `keep` still wants.
+    fn release_ids(
+        &self,
+        supervisor: &Addr<ChannelSupervisor>,
+        ids: &[i64],
+        keep: impl Fn(i64) -> bool,
+    ) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        for id in ids {
+            if let Some(Some(ch)) = held.remove(id)
+                && keep(*id)
+            {
+                supervisor.do_send(StartChannel(ch));
+            }
+        }
+    }
+
+    /// Forgets held channels (their lease is gone): never started.
+    pub fn forget(&self, ids: &[i64]) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        for id in ids {
+            held.remove(id);
+        }
+    }
+
     /// Channels held back now.
     pub fn held(&self) -> usize {
         self.held.lock().unwrap_or_else(|e| e.into_inner()).len()
@@ -154,6 +215,9 @@ pub struct Owed {
     pub retry_ambiguous: bool,
     /// Set by the shutdown: no sweep queues anything after it.
     pub stop: Arc<AtomicBool>,
+    /// Several instances: only the channels leased to this one are resumed
+    /// and swept (their take-over resumes them, not the start-up).
+    pub ownership: Option<Arc<Ownership>>,
 }
 
 /// Why one pass over owed deliveries stopped.
@@ -198,6 +262,59 @@ impl Owed {
         });
     }
 
+    /// Channels this instance just took (several instances): their owed
+    /// deliveries are queued first, then their pollers start, as at a
+    /// start-up resume. On an error the pollers start anyway and the sweep
+    /// delivers the rest.
+    pub fn take_over(
+        &self,
+        supervisor: Addr<ChannelSupervisor>,
+        gate: Arc<PollerGate>,
+        channels: Vec<ChannelRef>,
+    ) {
+        let this = self.clone();
+        actix_rt::spawn(async move {
+            let ids: Vec<i64> = channels.iter().map(|c| c.channel_id).collect();
+            gate.hold(channels);
+            if !this.window.is_zero() {
+                let since = this.since();
+                match this.store.recent_post_ids_of(&ids, since).await {
+                    Ok(posts) => {
+                        let mut queued = 0;
+                        for batch in posts.chunks(SWEEP_POSTS_PER_QUERY) {
+                            let q = PendingQuery {
+                                since,
+                                posts: Some(batch.to_vec()),
+                                retry_ambiguous: this.retry_ambiguous,
+                            };
+                            match this.pass(q, None).await {
+                                Ok((n, _)) => queued += n,
+                                Err((n, e)) => {
+                                    queued += n;
+                                    tracing::warn!(error = %e, "Resuming a taken channel's deliveries failed; the sweep delivers the rest.");
+                                    break;
+                                }
+                            }
+                        }
+                        if queued > 0 {
+                            metrics::counter!(names::DELIVERIES_RESUMED_TOTAL).increment(queued);
+                            tracing::info!(
+                                channels = ids.len(),
+                                deliveries = queued,
+                                "Resumed deliveries the channels' previous owner had not sent."
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Cannot list a taken channel's posts; the sweep delivers what they owe.");
+                    }
+                }
+            }
+            let owned = |id: i64| this.ownership.as_ref().is_none_or(|o| o.owns_channel(id));
+            gate.release_ids(&supervisor, &ids, owned);
+        });
+    }
+
     fn since(&self) -> chrono::DateTime<chrono::Utc> {
         chrono::Utc::now() - chrono::Duration::from_std(self.window).unwrap_or_default()
     }
@@ -208,7 +325,7 @@ impl Owed {
         gate: &PollerGate,
         channels: Vec<ChannelRef>,
     ) {
-        if self.window.is_zero() {
+        if self.window.is_zero() || self.ownership.is_some() {
             for ch in channels {
                 gate.start(supervisor, ch);
             }
@@ -301,6 +418,11 @@ impl Owed {
             .await?
             .into_iter()
             .filter(|p| !self.in_flight.is_handled((p.channel_id, p.message_id)))
+            .filter(|p| {
+                self.ownership
+                    .as_ref()
+                    .is_none_or(|o| o.owns_channel(p.channel_id))
+            })
             .collect();
         let mut swept = 0;
         for batch in posts.chunks(SWEEP_POSTS_PER_QUERY) {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use kuryer_actors::channel_poller::PollerConfig;
 use kuryer_actors::channel_supervisor::{
-    ChannelSupervisor, GetSupervisorStats, StopAll, WakeChannel,
+    ChannelSupervisor, GetSupervisorStats, StopAll, StopChannel, WakeChannel,
 };
 use kuryer_actors::db_writer::{DbWriter, DbWriterConfig, Flush, GetDbWriterStats};
 use kuryer_actors::in_flight::InFlight;
@@ -26,6 +26,7 @@ use teloxide::Bot;
 
 use crate::config::{Config, LimitsConfig, OnAmbiguous};
 use crate::destinations::DestinationHandler;
+use crate::instance::Ownership;
 use crate::owed::{Owed, PollerGate, SettlingStore};
 use crate::secret::Secret;
 use crate::store::{Store, StoreError};
@@ -198,6 +199,11 @@ pub struct Pipeline {
     in_flight: Arc<InFlight>,
     /// Stops the sweep at shutdown.
     stop_sweep: Arc<AtomicBool>,
+    /// The resume's and sweep's settings: a channel taken over is resumed
+    /// the same way.
+    owed: Owed,
+    /// Several instances: what this one holds (`None`: everything).
+    ownership: Option<Arc<Ownership>>,
 }
 
 impl Pipeline {
@@ -210,6 +216,22 @@ impl Pipeline {
         dedup: Arc<dyn Dedup>,
         cfg: PipelineConfig,
     ) -> Result<Self, PipelineError> {
+        Self::start_owned(store, bots, factory, dedup, cfg, None).await
+    }
+
+    /// [`Pipeline::start`] for one of several instances: no channel is
+    /// polled until `ownership` holds its lease (the lease keeper hands
+    /// channels over with [`Pipeline::take_over`]), posts are recorded
+    /// under the lease's generation, and a send is made only while its
+    /// channel's lease is surely held.
+    pub async fn start_owned(
+        store: Store,
+        bots: Vec<Bot>,
+        factory: SourceFactory,
+        dedup: Arc<dyn Dedup>,
+        cfg: PipelineConfig,
+        ownership: Option<Arc<Ownership>>,
+    ) -> Result<Self, PipelineError> {
         if bots.is_empty() {
             return Err(PipelineError::Config(
                 "telegram.bot_tokens is empty: at least one bot token is needed".into(),
@@ -217,8 +239,12 @@ impl Pipeline {
         }
         let halt_wait = cfg.sender.request_timeout + Duration::from_secs(1);
         let in_flight = Arc::new(InFlight::new(cfg.sender.retry_ambiguous));
-        let persistence: Arc<dyn Persistence> =
-            Arc::new(SettlingStore::new(store.clone(), in_flight.clone()));
+        if let Some(o) = &ownership {
+            o.set_in_flight(in_flight.clone());
+        }
+        let persistence: Arc<dyn Persistence> = Arc::new(
+            SettlingStore::new(store.clone(), in_flight.clone()).with_ownership(ownership.clone()),
+        );
         let backlog = Arc::new(AtomicUsize::new(0));
         let writer = DbWriter::new(persistence.clone(), cfg.writer, backlog.clone()).start();
         let destinations = DestinationHandler::new(store.clone(), &bots);
@@ -228,7 +254,11 @@ impl Pipeline {
             dedup.clone(),
             Arc::new(destinations.clone()),
             cfg.sender.clone(),
-        )
+        );
+        let sender = match &ownership {
+            Some(o) => sender.with_lease_guard(o.clone()),
+            None => sender,
+        }
         .start();
         let limiter = RateLimiter::new(cfg.limiter, sender.clone().recipient(), backlog)
             .with_in_flight(in_flight.clone());
@@ -265,11 +295,16 @@ impl Pipeline {
         // forced shutdown) are resumed in the background, streaming; each
         // channel's poller starts once its owed deliveries are queued, so
         // they keep their place before newer posts (`owed.rs`).
-        let channels = store.active_channels().await?;
+        // Several instances: the lease keeper hands channels over.
+        let channels = if ownership.is_some() {
+            Vec::new()
+        } else {
+            store.active_channels().await?
+        };
         tracing::info!(channels = channels.len(), "Starting channel pollers.");
         let gate = Arc::new(PollerGate::default());
         let stop_sweep = Arc::new(AtomicBool::new(false));
-        Owed {
+        let owed = Owed {
             store: store.clone(),
             limiter: limiter.clone(),
             in_flight: in_flight.clone(),
@@ -279,8 +314,10 @@ impl Pipeline {
             sweep_interval: cfg.sweep_interval,
             retry_ambiguous: cfg.sender.retry_ambiguous,
             stop: stop_sweep.clone(),
-        }
-        .spawn(supervisor.clone(), gate.clone(), channels);
+            ownership: ownership.clone(),
+        };
+        owed.clone()
+            .spawn(supervisor.clone(), gate.clone(), channels);
         Ok(Self {
             supervisor,
             registry,
@@ -293,7 +330,37 @@ impl Pipeline {
             halted,
             in_flight,
             stop_sweep,
+            owed,
+            ownership,
         })
+    }
+
+    /// Channels this instance just took the lease of: what they owe is
+    /// queued, then their pollers start.
+    pub fn take_over(&self, channels: Vec<ChannelRef>) {
+        self.owed
+            .take_over(self.supervisor.clone(), self.gate.clone(), channels);
+    }
+
+    /// Channels whose lease this instance lost or gave up: their pollers
+    /// stop (queued deliveries of theirs are dropped at the sender).
+    pub fn drop_channels(&self, channels: &[i64]) {
+        self.gate.forget(channels);
+        for id in channels {
+            self.supervisor.do_send(StopChannel(*id));
+        }
+    }
+
+    /// What this instance owns, with several instances.
+    pub fn ownership(&self) -> Option<&Arc<Ownership>> {
+        self.ownership.as_ref()
+    }
+
+    /// Whether this instance reads `channel_id` (always, with one instance).
+    fn reads(&self, channel_id: i64) -> bool {
+        self.ownership
+            .as_ref()
+            .is_none_or(|o| o.owns_channel(channel_id))
     }
 
     /// The shared actors by name, and whether each is running. An actor
@@ -334,7 +401,9 @@ impl Pipeline {
             return Ok(());
         };
         self.registry.send(AddSubscription(sub)).await?;
-        if let Some(ch) = store.channel_of_subscription(subscription_id).await? {
+        if let Some(ch) = store.channel_of_subscription(subscription_id).await?
+            && self.reads(ch.channel_id)
+        {
             // Through the resume's gate: a channel still owed deliveries
             // starts polling once they are queued.
             self.gate.start(&self.supervisor, ch);
@@ -363,6 +432,10 @@ impl Pipeline {
 
     /// Starts polling a channel (e.g. one our bot was just made admin of).
     pub fn start_channel(&self, channel: ChannelRef) {
+        if !self.reads(channel.channel_id) {
+            // Another instance's, or no one's yet: a keeper takes it.
+            return;
+        }
         self.gate.start(&self.supervisor, channel);
     }
 

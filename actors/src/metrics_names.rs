@@ -79,3 +79,6 @@ pub const BOT_COMMANDS_TOTAL: &str = "kuryer_bot_commands_total";
 pub const BOT_REPLY_FAILURES_TOTAL: &str = "kuryer_bot_reply_failures_total";
 /// Bot commands dropped by the per-user rate limit (counter).
 pub const BOT_RATE_LIMITED_TOTAL: &str = "kuryer_bot_rate_limited_total";
+/// Deliveries dropped unsent because their channel's lease was not surely
+/// held by this instance any more (several instances; the owner sends them) (counter).
+pub const LEASE_DROPPED_TOTAL: &str = "kuryer_lease_dropped_deliveries_total";

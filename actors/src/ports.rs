@@ -104,6 +104,20 @@ pub trait Dedup: Send + Sync + 'static {
     ) -> BoxFuture<'static, ()>;
 }
 
+/// Whether this process may still send for a channel. With several
+/// instances a channel is leased to one of them; an instance that was
+/// paused past its lease (SIGSTOP, a long GC-like stall, a frozen VM) must
+/// send nothing of that channel when it wakes, since the new owner resumes
+/// the same deliveries. The sender asks right before each send.
+pub trait LeaseGuard: Send + Sync + 'static {
+    /// True only while the lease of `channel_id` is surely held (renewed
+    /// recently enough by this process's monotonic clock).
+    fn holds(&self, channel_id: i64) -> bool;
+    /// A delivery was dropped unsent because its lease was not surely held:
+    /// it stays owed in the database for the channel's owner.
+    fn dropped(&self, delivery: &crate::model::Delivery);
+}
+
 /// A dedup layer that knows nothing (tests, Redis not configured).
 pub struct NoDedup;
 

@@ -36,7 +36,7 @@ use crate::backoff::Backoff;
 use crate::db_writer::RecordDeliveries;
 use crate::metrics_names as names;
 use crate::model::{DedupCheck, Delivery, DeliveryMode, DeliveryRecord, DeliveryStatus};
-use crate::ports::{Dedup, DestinationEvent, DestinationEvents};
+use crate::ports::{Dedup, DestinationEvent, DestinationEvents, LeaseGuard};
 use crate::rate_limiter::{SendDelivery, SendFinished, SendOutcome};
 
 /// SenderPool settings.
@@ -80,6 +80,9 @@ pub struct SenderPool {
     successes: u64,
     /// Delay before a send is retried, by attempt.
     retry: Backoff,
+    /// Several instances: a send is made only while its channel's lease is
+    /// surely held.
+    lease_guard: Option<Arc<dyn LeaseGuard>>,
 }
 
 impl SenderPool {
@@ -101,7 +104,15 @@ impl SenderPool {
             streaks: HashMap::new(),
             successes: 0,
             retry: retry_backoff(),
+            lease_guard: None,
         }
+    }
+
+    /// Sends only while `guard` says the channel's lease is surely held;
+    /// a delivery of a channel whose lease is not is dropped unsent.
+    pub fn with_lease_guard(mut self, guard: Arc<dyn LeaseGuard>) -> Self {
+        self.lease_guard = Some(guard);
+        self
     }
 }
 
@@ -138,6 +149,9 @@ enum CallResult {
     /// The request may or may not have reached Telegram (timed out after it
     /// was written): the one way a duplicate can happen.
     Ambiguous(String),
+    /// Not sent: the channel's lease is not surely held by this process
+    /// (several instances); its owner sends it.
+    LeaseLost,
 }
 
 /// Makes the call(s) for one delivery.
@@ -427,13 +441,25 @@ impl Handler<SendDelivery> for SenderPool {
         let d = delivery.clone();
         let checked = d.dedup;
         let paid = self.cfg.allow_paid_broadcast;
+        let guard = self.lease_guard.clone();
+        let channel_id = d.post.channel_id;
         let fut = async move {
+            // Asked last thing before the call (after the dedup look-up,
+            // which may have waited): a process paused past its lease wakes
+            // up here and sends nothing.
+            let lease_lost = || guard.as_ref().is_some_and(|g| !g.holds(channel_id));
+            if lease_lost() {
+                return CallResult::LeaseLost;
+            }
             let seen = match checked {
                 DedupCheck::Checked(seen) => seen,
                 DedupCheck::Unchecked => dedup.seen(sub_id, first_id).await,
             };
             if let Some(sent) = seen {
                 return CallResult::AlreadySent(sent);
+            }
+            if lease_lost() {
+                return CallResult::LeaseLost;
             }
             let result = call(&bot, &d, events.as_ref(), paid).await;
             if let CallResult::Sent { id, .. } = &result {
@@ -530,6 +556,14 @@ impl SenderPool {
             // No row: the delivery stays owed in the database, for a start
             // with a valid token to resume.
             CallResult::TokenRefused => (SendOutcome::Revoked, None),
+            // No row either: the channel's owner resumes it.
+            CallResult::LeaseLost => {
+                metrics::counter!(names::LEASE_DROPPED_TOTAL).increment(1);
+                if let Some(g) = &self.lease_guard {
+                    g.dropped(d);
+                }
+                (SendOutcome::Done, None)
+            }
             CallResult::Unreachable(reason) => {
                 // Not this chat's fault: no failure streak, retry until it is back.
                 tracing::warn!(error = %reason, attempt = d.attempt, "Bot API unreachable; will retry.");

@@ -65,6 +65,8 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// MTProto reader accounts: channels our bot does not administer.
     pub reader: ReaderConfig,
+    /// This process among several instances: its name and its leases.
+    pub instance: InstanceConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -366,6 +368,29 @@ impl Default for ReaderConfig {
             lease_ttl_s: 30,
             updates_capacity: 100_000,
             relay_access_hash: None,
+        }
+    }
+}
+
+/// This process among several `kuryer run` instances over one database:
+/// channels, reader accounts and bot tokens' `getUpdates` are leased to one
+/// instance at a time (see `crate::instance`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InstanceConfig {
+    /// This instance's name on its leases and in `kuryer instances`; unset:
+    /// the host name and the process id.
+    pub id: Option<String>,
+    /// An instance that has not renewed its heartbeat for this long loses
+    /// its leases to the others (s); it renews every third of it.
+    pub lease_ttl_s: u64,
+}
+
+impl Default for InstanceConfig {
+    fn default() -> Self {
+        Self {
+            id: None,
+            lease_ttl_s: 30,
         }
     }
 }

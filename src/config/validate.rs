@@ -292,6 +292,14 @@ impl Config {
             10_000_000,
         )?;
 
+        let i = &self.instance;
+        if let Some(id) = &i.id
+            && (id.trim().is_empty() || id.len() > 200)
+        {
+            bad("instance.id", "must be 1 to 200 characters")?;
+        }
+        range("instance.lease_ttl_s", i.lease_ttl_s, 2, 3_600)?;
+
         Ok(())
     }
 }

@@ -65,6 +65,17 @@ pub(super) async fn readyz(state: web::Data<ApiState>) -> HttpResponse {
     if !halted_bots.is_empty() {
         body["halted_bots"] = json!(halted_bots);
     }
+    // Several instances: what this one owns now.
+    if let Some(o) = state.pipeline.as_ref().and_then(Pipeline::ownership) {
+        let (channels, bots) = o.counts();
+        body["instance"] = json!({
+            "id": o.id(),
+            "owned_channels": channels,
+            "owned_accounts": o.accounts(),
+            "owned_bots": bots,
+            "leases_valid": o.leases_valid(),
+        });
+    }
     if ready {
         HttpResponse::Ok().json(body)
     } else {

@@ -40,11 +40,49 @@ pub struct NewPost {
     pub relay_message_ids: Option<Vec<i64>>,
 }
 
+/// Recording a post under a channel lease: the channel row is locked and
+/// its generation checked (`$17`) in the same statement as the insert and
+/// the mark. Under READ COMMITTED a take-over that commits while this waits
+/// for the lock is seen (the row is re-checked), so nothing stale gets in.
+const FENCED_RECORD_POST: &str = "WITH lease AS (
+        SELECT id FROM channels WHERE id = $1 AND lease_generation = $17 FOR UPDATE
+     ), ins AS (
+        INSERT INTO posts (channel_id, message_id, message_ids, album_id, kind,
+                           detected_at, source_chat_id, channel_username, text,
+                           entities, media, copyable, published_at,
+                           relay_chat_id, relay_message_ids)
+        SELECT $1::bigint, $2::bigint, $3::bigint[], $4::bigint, $5::text,
+               $6::timestamptz, $7::bigint, $8::text, $9::text,
+               $10::jsonb, $11::text, $12::boolean, $13::timestamptz,
+               $15::bigint, $16::bigint[]
+          FROM lease
+        ON CONFLICT ON CONSTRAINT posts_unique DO NOTHING
+        RETURNING id
+     ), mark AS (
+        UPDATE channels SET last_message_id = GREATEST(last_message_id, $14::bigint),
+                            updated_at = now()
+         WHERE id IN (SELECT id FROM lease)
+     )
+     SELECT id FROM ins";
+
 impl Store {
     /// Records a new post and advances its channel's high-water mark in one
     /// transaction. Returns the post's id, or `None` when it was already
     /// recorded (a re-read after a crash); the mark is advanced either way.
     pub async fn record_post(&self, post: &NewPost) -> Result<Option<i64>, StoreError> {
+        self.record_post_fenced(post, None).await
+    }
+
+    /// [`Store::record_post`] under a channel lease of `generation`
+    /// (several instances): the same statement first locks the channel row
+    /// and checks the generation, so an owner that lost the lease records
+    /// nothing and moves no mark (`None`, as for a post already recorded).
+    /// `None` generation: no lease is checked (one process, tests).
+    pub async fn record_post_fenced(
+        &self,
+        post: &NewPost,
+        generation: Option<i64>,
+    ) -> Result<Option<i64>, StoreError> {
         const OP: &str = "record post";
         let first = *post.message_ids.first().ok_or(StoreError::Data {
             op: OP,
@@ -59,7 +97,9 @@ impl Store {
         // rate they appear, and parsing this every time was a third of
         // PostgreSQL's CPU in the seed-scale profile.
         let stmt = c
-            .prepare_cached(
+            .prepare_cached(if generation.is_some() {
+                FENCED_RECORD_POST
+            } else {
                 "WITH ins AS (
                     INSERT INTO posts (channel_id, message_id, message_ids, album_id, kind,
                                        detected_at, source_chat_id, channel_username, text,
@@ -71,10 +111,10 @@ impl Store {
                  ), mark AS (
                     UPDATE channels SET last_message_id = GREATEST(last_message_id, $14),
                                         updated_at = now()
-                     WHERE id = $1
+                     WHERE id = $1 AND $17::bigint IS NULL
                  )
-                 SELECT id FROM ins",
-            )
+                 SELECT id FROM ins"
+            })
             .await
             .op(OP)?;
         let id = c
@@ -97,6 +137,7 @@ impl Store {
                     &last,
                     &post.relay_chat_id,
                     &post.relay_message_ids,
+                    &generation,
                 ],
             )
             .await

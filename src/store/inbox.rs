@@ -77,6 +77,36 @@ impl Store {
         Ok(out)
     }
 
+    /// A channel's posts in the inbox above `after`, oldest first, at most
+    /// `limit`: with several instances the update loop that received them
+    /// may run in another process, so the channel's owner reads them here.
+    pub async fn inbox_after(
+        &self,
+        channel_id: i64,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<SourceMessage>, StoreError> {
+        const OP: &str = "read a channel's inbox";
+        let c = self.conn(OP).await?;
+        let rows = c
+            .query(
+                "SELECT message FROM bot_inbox
+                  WHERE channel_id = $1 AND message_id > $2
+                  ORDER BY message_id LIMIT $3",
+                &[&channel_id, &after, &limit],
+            )
+            .await
+            .op(OP)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            match serde_json::from_value(r.get(0)) {
+                Ok(m) => out.push(m),
+                Err(e) => tracing::error!(channel_id, error = %e, "An inbox entry cannot be read; skipping it."),
+            }
+        }
+        Ok(out)
+    }
+
     /// Forgets what a channel's poller has recorded (message ids up to `up_to`).
     pub async fn inbox_trim(&self, channel_id: i64, up_to: i64) -> Result<u64, StoreError> {
         const OP: &str = "trim the bot's inbox";

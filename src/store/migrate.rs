@@ -73,6 +73,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0008_resolve_notice.sql",
         sql: include_str!("../../sql/0008_resolve_notice.sql"),
     },
+    Migration {
+        version: 9,
+        name: "0009_instances.sql",
+        sql: include_str!("../../sql/0009_instances.sql"),
+    },
 ];
 
 /// Why migrating failed.

@@ -24,6 +24,8 @@ mod error;
 mod inbox;
 /// The database's identity, for keys kept outside it.
 mod installation;
+/// Instances and their leases: channels, bots' getUpdates (several instances).
+mod leases;
 /// Numbered migrations from `sql/`, applied with a checksum guard.
 pub mod migrate;
 /// Daily partitions of `forwarded_messages` and retention.
@@ -54,7 +56,9 @@ pub use dead_letters::{DEAD_LETTER_RAW_MAX, DeadUpdate};
 pub use deliveries::ForwardedRow;
 pub use error::StoreError;
 pub use inbox::InboxEntry;
+pub use leases::{InstanceRow, LeasedChannel};
 pub use pending::{PendingQuery, PendingStream, RecentPost};
+pub use persistence::new_post;
 pub use pool::Store;
 pub use resolve::{FoundChannel, PendingChannel, ResolveNotice, Unresolvable};
 pub use settings::{BotStats, RouteOutcome, SubState, UserSubscription};

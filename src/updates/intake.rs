@@ -70,7 +70,9 @@ pub async fn run_loop(
     if !load_state(&store, &updates, &pipeline, &mut stop).await {
         return;
     }
+    let bot_id = crate::pipeline::bot_id_of(bot.token());
     let mut offset: Option<i32> = None;
+    let mut standing_by = false;
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
     // At most 10 s between tries of a failing update: after an outage the
     // loop is back within seconds (a try is one cheap query).
@@ -80,6 +82,33 @@ pub async fn run_loop(
         if *stop.borrow() {
             break;
         }
+        // Several instances: only the holder of this bot's lease polls, and
+        // a poll never outlives the lease (it ends a second before the
+        // local deadline), so a new holder never polls while an old one does.
+        let long_poll = match &updates.ownership {
+            None => long_poll,
+            Some(o) => match o.bot_lease_left(bot_id) {
+                Some(left) if left >= Duration::from_secs(2) => {
+                    if standing_by {
+                        standing_by = false;
+                        tracing::info!(bot_id, "This instance now reads the bot's updates.");
+                    }
+                    long_poll.min((left.as_secs() - 1) as u32)
+                }
+                held => {
+                    if held.is_none() && !standing_by {
+                        standing_by = true;
+                        // The next holder starts from Telegram's confirmed offset.
+                        offset = None;
+                        tracing::info!(bot_id, "Another instance reads the bot's updates; standing by.");
+                    }
+                    if sleep_or_stop(&mut stop, Duration::from_millis(200)).await {
+                        break;
+                    }
+                    continue;
+                }
+            },
+        };
         let mut req = bot.get_updates().timeout(long_poll).allowed_updates(vec![
             AllowedUpdate::ChannelPost,
             AllowedUpdate::MyChatMember,
@@ -210,7 +239,13 @@ async fn load_state(
                             .channels
                             .insert(ch.chat_id, (ch.channel_id, ch.username));
                     }
-                    for e in &inbox {
+                    // Several instances read the inbox itself.
+                    let inbox = if updates.ownership.is_some() {
+                        &[][..]
+                    } else {
+                        &inbox[..]
+                    };
+                    for e in inbox {
                         shared
                             .buffers
                             .entry(e.channel_id)
@@ -425,12 +460,16 @@ async fn on_channel_post(
     }
     let message = source_message(msg);
     store.inbox_put(channel_id, update_id, &message).await?;
-    updates
-        .shared()
-        .buffers
-        .entry(channel_id)
-        .or_default()
-        .insert(message.id, message);
+    if updates.ownership.is_none() {
+        updates
+            .shared()
+            .buffers
+            .entry(channel_id)
+            .or_default()
+            .insert(message.id, message);
+    }
+    // Another instance's channel is not polled here: a no-op then; its
+    // owner's poller finds the post in the inbox.
     pipeline.wake(channel_id);
     Ok(())
 }

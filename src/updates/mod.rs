@@ -34,6 +34,7 @@ use kuryer_actors::model::{MediaKind, SourceMessage};
 use kuryer_actors::ports::{ChannelSource, SourceError};
 use teloxide::types::{Message, MessageKind};
 
+use crate::instance::Ownership;
 use crate::store::Store;
 
 pub use intake::run_loop;
@@ -58,6 +59,10 @@ struct Shared {
 pub struct BotUpdates {
     shared: Arc<Mutex<Shared>>,
     store: Store,
+    /// Several instances: a bot's getUpdates runs only where its lease is
+    /// held, and a channel's posts are read from the durable inbox (the
+    /// update loop that received them may be another process's).
+    ownership: Option<Arc<Ownership>>,
 }
 
 impl BotUpdates {
@@ -66,7 +71,15 @@ impl BotUpdates {
         Self {
             shared: Arc::default(),
             store,
+            ownership: None,
         }
+    }
+
+    /// One of several instances: leases decide which bot's updates this
+    /// process reads, and sources read the shared inbox.
+    pub fn with_ownership(mut self, ownership: Arc<Ownership>) -> Self {
+        self.ownership = Some(ownership);
+        self
     }
 
     /// The source of a bot-admin channel.
@@ -74,6 +87,7 @@ impl BotUpdates {
         BotChannelSource {
             updates: self.clone(),
             channel_id,
+            trimmed: 0,
         }
     }
 
@@ -89,6 +103,8 @@ impl BotUpdates {
 pub struct BotChannelSource {
     updates: BotUpdates,
     channel_id: i64,
+    /// The mark the inbox was last trimmed to (several instances).
+    trimmed: i32,
 }
 
 impl ChannelSource for BotChannelSource {
@@ -97,6 +113,28 @@ impl ChannelSource for BotChannelSource {
         after: i32,
         limit: usize,
     ) -> LocalBoxFuture<'_, Result<Vec<SourceMessage>, SourceError>> {
+        if self.updates.ownership.is_some() {
+            // The inbox is the truth: a buffer here would miss what another
+            // instance's update loop received (and a mark moved past a
+            // buffered post would skip them for good).
+            let store = self.updates.store.clone();
+            let channel_id = self.channel_id;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let trim = after > self.trimmed;
+            self.trimmed = self.trimmed.max(after);
+            return Box::pin(async move {
+                if trim && let Err(e) = store.inbox_trim(channel_id, i64::from(after)).await {
+                    tracing::debug!(channel_id, error = %e, "Could not trim the bot's inbox.");
+                }
+                store
+                    .inbox_after(channel_id, i64::from(after), limit)
+                    .await
+                    .map_err(|e| SourceError::Transient {
+                        message: e.to_string(),
+                        retry_after: None,
+                    })
+            });
+        }
         let (messages, recorded) = {
             let mut shared = self.updates.shared();
             let buffer = shared.buffers.entry(self.channel_id).or_default();

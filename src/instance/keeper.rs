@@ -1,0 +1,262 @@
+//! The lease keeper: every third of `instance.lease_ttl_s`, one heartbeat
+//! and what follows from it.
+//!
+//! 1. Renew this instance's heartbeat, but only if it has not lapsed: a
+//!    lapsed heartbeat means the others may have taken its work, so
+//!    everything is let go and the instance registers anew (new
+//!    generations for whatever it takes again).
+//! 2. Read which channels and bots the database says are ours; whatever is
+//!    held locally but not there (or under another generation) was lost:
+//!    its pollers stop, and its queued deliveries are dropped at the sender.
+//!    The local deadline moves to the renewal's send time + TTL − margin.
+//! 3. Let go, in the database, of what step 5 of the previous round gave up
+//!    (one round later, so sends in flight for it have finished).
+//! 4. Count live instances and leasable channels; the fair share is
+//!    `ceil(channels / instances)`. Below it: take free channels (no owner,
+//!    or a dead one) — their owed deliveries are queued, then their pollers
+//!    start. Above it: give the excess up (highest ids), pollers stopped now.
+//! 5. The same for bots' getUpdates, with `ceil(bots / instances)`; a bot
+//!    given up is released a whole TTL later, so the long poll it may still
+//!    have open has ended before anyone else polls.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use crate::pipeline::Pipeline;
+use crate::store::{Store, StoreError};
+
+use super::{LIVE_INSTANCES, OWNED_ACCOUNTS, OWNED_BOTS, OWNED_CHANNELS, Ownership};
+
+/// The keeper's state between rounds.
+pub struct Keeper {
+    store: Store,
+    ownership: Arc<Ownership>,
+    pipeline: Pipeline,
+    bot_ids: Vec<i64>,
+    version: &'static str,
+    /// Channels given up last round, released in the database this round.
+    releasing: Vec<i64>,
+    /// Bots given up, released in the database once the instant passed.
+    releasing_bots: Vec<(i64, Instant)>,
+    /// Set when shutting down: renew, never take more.
+    draining: Arc<AtomicBool>,
+    /// Reader accounts held, for the gauge.
+    accounts: Arc<dyn Fn() -> usize + Send + Sync>,
+}
+
+/// Registers this instance before anything is taken.
+pub async fn register(store: &Store, ownership: &Ownership) -> Result<(), StoreError> {
+    store
+        .instance_register(
+            ownership.id(),
+            ownership.ttl().as_secs(),
+            env!("CARGO_PKG_VERSION"),
+        )
+        .await
+}
+
+impl Keeper {
+    /// A keeper for `ownership`, taking channels into `pipeline` and
+    /// sharing the getUpdates of `bot_ids`.
+    pub fn new(
+        store: Store,
+        ownership: Arc<Ownership>,
+        pipeline: Pipeline,
+        bot_ids: Vec<i64>,
+        accounts: Arc<dyn Fn() -> usize + Send + Sync>,
+    ) -> Self {
+        Self {
+            store,
+            ownership,
+            pipeline,
+            bot_ids,
+            version: env!("CARGO_PKG_VERSION"),
+            releasing: Vec::new(),
+            releasing_bots: Vec::new(),
+            draining: Arc::new(AtomicBool::new(false)),
+            accounts,
+        }
+    }
+
+    /// Set to stop taking work (the shutdown drains what is held).
+    pub fn draining(&self) -> Arc<AtomicBool> {
+        self.draining.clone()
+    }
+
+    /// One round now (at start: the first share is taken before the daemon
+    /// says it is ready), then one every third of the TTL, on the current
+    /// arbiter, until the handle is aborted.
+    pub async fn run(mut self) {
+        let period = self.ownership.ttl() / 3;
+        loop {
+            let started = Instant::now();
+            if let Err(e) = self.round().await {
+                tracing::warn!(error = %e, "Lease heartbeat failed; trying again (leases not renewed lapse on their own).");
+            }
+            tokio::time::sleep(period.saturating_sub(started.elapsed())).await;
+        }
+    }
+
+    /// A graceful stop: every lease let go and this instance's row removed,
+    /// so the others take its work at their next heartbeat.
+    pub async fn leave(store: &Store, ownership: &Ownership) {
+        ownership.clear();
+        match store.instance_leave(ownership.id()).await {
+            Ok(()) => tracing::info!(
+                instance = ownership.id(),
+                "Leases released; the other instances take this one's work."
+            ),
+            Err(e) => tracing::warn!(instance = ownership.id(), error = %e, "Could not release the leases; they lapse after the TTL."),
+        }
+    }
+
+    async fn round(&mut self) -> Result<(), StoreError> {
+        let id = self.ownership.id().to_owned();
+        let sent_at = Instant::now();
+        if !self.store.instance_heartbeat(&id).await? {
+            let lost = self.ownership.clear();
+            if !lost.is_empty() {
+                tracing::error!(
+                    instance = %id,
+                    channels = lost.len(),
+                    "This instance's heartbeat lapsed (paused or cut off from PostgreSQL): its leases may be another's; letting all of them go."
+                );
+                self.pipeline.drop_channels(&lost);
+            }
+            self.releasing.clear();
+            self.releasing_bots.clear();
+            self.store
+                .instance_register(&id, self.ownership.ttl().as_secs(), self.version)
+                .await?;
+            return Ok(());
+        }
+        let channels: HashMap<i64, i64> = self.store.owned_channels(&id).await?.into_iter().collect();
+        let bots: HashMap<i64, i64> = self.store.owned_bots(&id).await?.into_iter().collect();
+        let (lost, lost_bots) = self.ownership.renewed(sent_at, &channels, &bots);
+        if !lost.is_empty() || !lost_bots.is_empty() {
+            tracing::warn!(
+                instance = %id,
+                channels = lost.len(),
+                bots = lost_bots.len(),
+                "Leases taken by another instance; stopping that work here."
+            );
+            self.pipeline.drop_channels(&lost);
+        }
+        // Ours in the database but not held here (a claim whose answer was
+        // lost): let go, or no one would ever poll them.
+        let orphans: Vec<i64> = channels
+            .keys()
+            .filter(|c| !self.ownership.owns_channel(**c) && !self.releasing.contains(c))
+            .copied()
+            .collect();
+        if !orphans.is_empty() {
+            self.store.release_channels(&id, &orphans).await?;
+        }
+        if !self.releasing.is_empty() {
+            let gone = std::mem::take(&mut self.releasing);
+            self.store.release_channels(&id, &gone).await?;
+        }
+        let now = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.releasing_bots)
+            .into_iter()
+            .partition(|(_, at)| *at <= now);
+        self.releasing_bots = later;
+        for (bot, _) in due {
+            self.store.release_bot(&id, bot).await?;
+        }
+        if !self.draining.load(Ordering::Relaxed) {
+            self.share(&id).await?;
+        }
+        let (c, b) = self.ownership.counts();
+        metrics::gauge!(OWNED_CHANNELS).set(c as f64);
+        metrics::gauge!(OWNED_BOTS).set(b as f64);
+        let accounts = (self.accounts)();
+        self.ownership.set_accounts(accounts);
+        metrics::gauge!(OWNED_ACCOUNTS).set(accounts as f64);
+        // Rows of instances dead for long (and holding nothing) go.
+        let _ = self
+            .store
+            .forget_dead_instances(self.ownership.ttl().as_secs_f64() * 20.0)
+            .await;
+        Ok(())
+    }
+
+    /// Steps 4 and 5: take up to the fair share, give up the excess.
+    async fn share(&mut self, id: &str) -> Result<(), StoreError> {
+        let (live, total) = self.store.lease_census().await?;
+        let live = live.max(1);
+        metrics::gauge!(LIVE_INSTANCES).set(live as f64);
+        let share = (total + live - 1) / live;
+        let mine = self.ownership.counts().0 as i64;
+        if mine < share {
+            let taken = self.store.claim_channels(id, share - mine).await?;
+            if !taken.is_empty() {
+                tracing::info!(
+                    instance = id,
+                    channels = taken.len(),
+                    share,
+                    live_instances = live,
+                    "Took channels: resuming what they owe, then polling them."
+                );
+                for l in &taken {
+                    self.ownership.add_channel(l.channel.channel_id, l.generation);
+                }
+                self.pipeline
+                    .take_over(taken.into_iter().map(|l| l.channel).collect());
+            }
+        } else if mine > share {
+            let mut ids = self.ownership.channel_ids();
+            ids.sort_unstable();
+            let excess = ids.split_off(ids.len() - (mine - share) as usize);
+            tracing::info!(
+                instance = id,
+                channels = excess.len(),
+                share,
+                live_instances = live,
+                "Giving channels up for a new instance's share."
+            );
+            for ch in &excess {
+                self.ownership.remove_channel(*ch);
+            }
+            self.pipeline.drop_channels(&excess);
+            self.releasing = excess;
+        }
+        if self.bot_ids.is_empty() {
+            return Ok(());
+        }
+        let bots = self.bot_ids.len() as i64;
+        let bot_share = (bots + live - 1) / live;
+        let mut held = self.ownership.counts().1 as i64;
+        for &bot in &self.bot_ids {
+            if held >= bot_share {
+                break;
+            }
+            let pending = self.releasing_bots.iter().any(|(b, _)| *b == bot);
+            if self.ownership.bot_lease_left(bot).is_some() || pending {
+                continue;
+            }
+            if let Some(generation) = self.store.claim_bot(id, bot).await? {
+                tracing::info!(instance = id, bot_id = bot, "Took the bot's getUpdates.");
+                self.ownership.add_bot(bot, generation);
+                held += 1;
+            }
+        }
+        if held > bot_share {
+            let give_up = self
+                .bot_ids
+                .iter()
+                .rev()
+                .copied()
+                .find(|b| self.ownership.bot_lease_left(*b).is_some());
+            if let Some(bot) = give_up {
+                tracing::info!(instance = id, bot_id = bot, "Giving the bot's getUpdates up for a new instance's share.");
+                self.ownership.remove_bot(bot);
+                self.releasing_bots
+                    .push((bot, Instant::now() + self.ownership.ttl()));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,309 @@
+//! Several `kuryer run` instances over one PostgreSQL and one Redis: who
+//! owns which work. Channels (their reading, fan-out, resume and sweep),
+//! reader accounts and each bot token's `getUpdates` consumer are leased to
+//! one instance at a time (`store/leases.rs`, migration 0009).
+//!
+//! - [`Ownership`]: what this instance holds now, and until when it surely
+//!   holds it — a deadline on the monotonic clock, set at each renewal to
+//!   the moment the renewal was *sent* + TTL − a margin. The database counts
+//!   the TTL from its own `now()` at the renewal, which is later, so the
+//!   local deadline always passes first: a process that was paused (SIGSTOP,
+//!   a frozen VM) wakes up with the deadline behind it and sends nothing
+//!   until a renewal proves the leases are still its own.
+//! - [`keeper`]: the heartbeat loop: renew, see what was lost, take a fair
+//!   share (`ceil(channels / live instances)`), let the excess go.
+//!
+//! Fencing: every take bumps the lease's generation, and recording a post
+//! (with its high-water mark) checks the generation in the same statement
+//! (`Store::record_post_fenced`), so a stale owner records nothing.
+
+/// The heartbeat loop: renewals, take-overs, fair shares.
+pub mod keeper;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use kuryer_actors::in_flight::InFlight;
+use kuryer_actors::model::Delivery;
+use kuryer_actors::ports::LeaseGuard;
+
+/// Metric: channels this instance holds the lease of (gauge).
+pub const OWNED_CHANNELS: &str = "kuryer_owned_channels";
+/// Metric: reader accounts this instance holds the lease of (gauge).
+pub const OWNED_ACCOUNTS: &str = "kuryer_owned_accounts";
+/// Metric: bots whose `getUpdates` this instance consumes (gauge).
+pub const OWNED_BOTS: &str = "kuryer_owned_bots";
+/// Metric: live instances this one counted at its last heartbeat (gauge).
+pub const LIVE_INSTANCES: &str = "kuryer_live_instances";
+
+/// This process's default instance id: host name and process id.
+pub fn default_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".to_owned());
+    format!("{host}:{}", std::process::id())
+}
+
+/// `kuryer instances`: one line an instance, live ones first.
+pub fn instances_table(rows: &[crate::store::InstanceRow]) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    if rows.is_empty() {
+        out.push_str("no instances (none has run `kuryer run` against this database lately)\n");
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "{:<32} {:<6} {:>8} {:>8} {:>4}  {:<8} {:<20} heartbeat",
+        "instance", "state", "channels", "accounts", "bots", "version", "started"
+    );
+    let now = chrono::Utc::now();
+    for r in rows {
+        let ago = (now - r.heartbeat_at).num_milliseconds().max(0) as f64 / 1000.0;
+        let _ = writeln!(
+            out,
+            "{:<32} {:<6} {:>8} {:>8} {:>4}  {:<8} {:<20} {:.1} s ago (TTL {} s)",
+            r.id,
+            if r.live { "live" } else { "dead" },
+            r.channels,
+            r.accounts,
+            r.bots,
+            r.version,
+            r.started_at.format("%Y-%m-%d %H:%M:%S"),
+            ago,
+            r.lease_ttl_s
+        );
+    }
+    out
+}
+
+#[derive(Default)]
+struct Held {
+    /// Channel id → lease generation.
+    channels: HashMap<i64, i64>,
+    /// Bot id → lease generation.
+    bots: HashMap<i64, i64>,
+    /// Until when every lease above is surely ours (monotonic clock).
+    valid_until: Option<Instant>,
+}
+
+/// What this instance owns, shared by the keeper (writes), the sender's
+/// lease guard, the persistence adapter (generations) and the update loops.
+pub struct Ownership {
+    id: String,
+    ttl: Duration,
+    held: Mutex<Held>,
+    /// Where a delivery dropped for a lost lease is let go.
+    in_flight: OnceLock<Arc<InFlight>>,
+    /// Reader accounts this instance holds (the reader pool keeps their
+    /// leases; counted here for `/readyz`).
+    accounts: AtomicUsize,
+}
+
+impl Ownership {
+    /// Nothing owned yet, for instance `id` with leases of `ttl`.
+    pub fn new(id: String, ttl: Duration) -> Self {
+        Self {
+            id,
+            ttl,
+            held: Mutex::default(),
+            in_flight: OnceLock::new(),
+            accounts: AtomicUsize::new(0),
+        }
+    }
+
+    /// This instance's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The lease TTL.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// How much earlier than the TTL this process stops trusting a lease:
+    /// a sixth of it (room for a slow renewal answer), at least 200 ms.
+    pub fn margin(&self) -> Duration {
+        (self.ttl / 6).max(Duration::from_millis(200))
+    }
+
+    /// The pipeline's held deliveries, to let go of those dropped unsent.
+    pub fn set_in_flight(&self, in_flight: Arc<InFlight>) {
+        let _ = self.in_flight.set(in_flight);
+    }
+
+    fn held(&self) -> MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn valid(h: &Held) -> bool {
+        h.valid_until.is_some_and(|t| Instant::now() < t)
+    }
+
+    /// The generation of `channel_id`'s lease while surely held.
+    pub fn channel_generation(&self, channel_id: i64) -> Option<i64> {
+        let h = self.held();
+        if Self::valid(&h) {
+            h.channels.get(&channel_id).copied()
+        } else {
+            None
+        }
+    }
+
+    /// Whether this instance holds `channel_id` (surely or not: the keeper
+    /// has not let it go). Used to decide what to start, not what to send.
+    pub fn owns_channel(&self, channel_id: i64) -> bool {
+        self.held().channels.contains_key(&channel_id)
+    }
+
+    /// How long this instance surely holds bot `bot_id`'s getUpdates.
+    pub fn bot_lease_left(&self, bot_id: i64) -> Option<Duration> {
+        let h = self.held();
+        if !h.bots.contains_key(&bot_id) {
+            return None;
+        }
+        h.valid_until
+            .and_then(|t| t.checked_duration_since(Instant::now()))
+            .filter(|d| !d.is_zero())
+    }
+
+    /// Reader accounts held now.
+    pub fn accounts(&self) -> usize {
+        self.accounts.load(Ordering::Relaxed)
+    }
+
+    fn set_accounts(&self, n: usize) {
+        self.accounts.store(n, Ordering::Relaxed);
+    }
+
+    /// Whether the leases held are surely held now (renewed in time).
+    pub fn leases_valid(&self) -> bool {
+        Self::valid(&self.held())
+    }
+
+    /// Channels and bots held now.
+    pub fn counts(&self) -> (usize, usize) {
+        let h = self.held();
+        (h.channels.len(), h.bots.len())
+    }
+
+    /// Channel ids held now.
+    pub fn channel_ids(&self) -> Vec<i64> {
+        self.held().channels.keys().copied().collect()
+    }
+
+    /// A renewal sent at `sent_at` succeeded and the database still lists
+    /// `channels` and `bots` (with generations) as ours: everything held
+    /// locally that is not among them (or has another generation) is lost
+    /// and returned; the deadline moves on.
+    fn renewed(
+        &self,
+        sent_at: Instant,
+        channels: &HashMap<i64, i64>,
+        bots: &HashMap<i64, i64>,
+    ) -> (Vec<i64>, Vec<i64>) {
+        let mut h = self.held();
+        let lost_channels: Vec<i64> = h
+            .channels
+            .iter()
+            .filter(|(id, g)| channels.get(id) != Some(g))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &lost_channels {
+            h.channels.remove(id);
+        }
+        let lost_bots: Vec<i64> = h
+            .bots
+            .iter()
+            .filter(|(id, g)| bots.get(id) != Some(g))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &lost_bots {
+            h.bots.remove(id);
+        }
+        h.valid_until = Some(sent_at + self.ttl.saturating_sub(self.margin()));
+        (lost_channels, lost_bots)
+    }
+
+    /// Everything let go at once (the heartbeat lapsed, or shutting down).
+    fn clear(&self) -> Vec<i64> {
+        let mut h = self.held();
+        h.valid_until = None;
+        h.bots.clear();
+        h.channels.drain().map(|(id, _)| id).collect()
+    }
+
+    fn add_channel(&self, channel_id: i64, generation: i64) {
+        self.held().channels.insert(channel_id, generation);
+    }
+
+    fn remove_channel(&self, channel_id: i64) {
+        self.held().channels.remove(&channel_id);
+    }
+
+    fn add_bot(&self, bot_id: i64, generation: i64) {
+        self.held().bots.insert(bot_id, generation);
+    }
+
+    fn remove_bot(&self, bot_id: i64) {
+        self.held().bots.remove(&bot_id);
+    }
+}
+
+impl LeaseGuard for Ownership {
+    fn holds(&self, channel_id: i64) -> bool {
+        self.channel_generation(channel_id).is_some()
+    }
+
+    fn dropped(&self, delivery: &Delivery) {
+        if let Some(f) = self.in_flight.get() {
+            f.release(std::iter::once(delivery));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_is_trusted_only_until_ttl_minus_margin_after_the_renewal_was_sent() {
+        let o = Ownership::new("a".into(), Duration::from_secs(3));
+        o.add_channel(7, 1);
+        assert!(!o.holds(7), "not renewed yet");
+        let sent = Instant::now();
+        let (lost, _) = o.renewed(sent, &HashMap::from([(7, 1)]), &HashMap::new());
+        assert!(lost.is_empty());
+        assert!(o.holds(7));
+        assert_eq!(o.margin(), Duration::from_millis(500));
+        // A renewal sent long ago (the process was paused since) is over.
+        let (lost, _) = o.renewed(
+            Instant::now() - Duration::from_secs(3),
+            &HashMap::from([(7, 1)]),
+            &HashMap::new(),
+        );
+        assert!(lost.is_empty());
+        assert!(!o.holds(7));
+    }
+
+    #[test]
+    fn a_channel_taken_by_another_generation_is_lost() {
+        let o = Ownership::new("a".into(), Duration::from_secs(30));
+        o.add_channel(7, 1);
+        o.add_channel(8, 4);
+        o.add_bot(42, 2);
+        let (lost, lost_bots) = o.renewed(
+            Instant::now(),
+            &HashMap::from([(7, 2), (8, 4)]),
+            &HashMap::new(),
+        );
+        assert_eq!(lost, vec![7]);
+        assert_eq!(lost_bots, vec![42]);
+        assert!(!o.holds(7) && o.holds(8));
+        assert_eq!(o.channel_generation(8), Some(4));
+        assert!(o.bot_lease_left(42).is_none());
+    }
+}

@@ -1,0 +1,358 @@
+//! Instances and what they lease (migration 0009): the `instances` rows and
+//! their heartbeats, channel leases (`channels.lease_owner`,
+//! `lease_generation`) and bot leases (`bot_leases`).
+//!
+//! A lease lives as long as its owner's heartbeat: it may be taken when it
+//! has no owner or its owner's `heartbeat_at` is older than that owner's
+//! `lease_ttl_s`, always by PostgreSQL's clock (no two machines' clocks are
+//! compared). Every take bumps the generation, which fences the old owner.
+
+use chrono::{DateTime, Utc};
+use kuryer_actors::model::ChannelRef;
+
+use super::error::OpContext;
+use super::{Store, StoreError};
+
+/// `c.lease_owner` is not a live instance. Used on `channels c`.
+const OWNER_DEAD: &str = "(c.lease_owner IS NULL OR NOT EXISTS (
+        SELECT 1 FROM instances i
+         WHERE i.id = c.lease_owner
+           AND i.heartbeat_at > now() - make_interval(secs => i.lease_ttl_s)))";
+
+/// The channels that are leased: the ones `Store::active_channels` polls.
+const LEASABLE: &str = "c.telegram_id IS NOT NULL AND c.status = 'active'
+        AND (c.bot_is_admin
+             OR EXISTS (SELECT 1 FROM subscriptions s
+                         WHERE s.channel_id = c.id AND s.is_active))";
+
+/// A channel leased to this instance, with the generation of the lease.
+#[derive(Debug, Clone)]
+pub struct LeasedChannel {
+    /// The channel as the pollers need it.
+    pub channel: ChannelRef,
+    /// The lease's generation: recording a post checks it.
+    pub generation: i64,
+}
+
+/// An instance as `kuryer instances` lists it.
+#[derive(Debug, Clone)]
+pub struct InstanceRow {
+    pub id: String,
+    pub version: String,
+    pub started_at: DateTime<Utc>,
+    pub heartbeat_at: DateTime<Utc>,
+    pub lease_ttl_s: i32,
+    /// Its heartbeat is within its TTL.
+    pub live: bool,
+    /// Channels, reader accounts and bots leased to it.
+    pub channels: i64,
+    pub accounts: i64,
+    pub bots: i64,
+}
+
+impl Store {
+    /// Registers this instance (again, after a restart or after its
+    /// heartbeat lapsed): anything still leased to its id from before is
+    /// let go first, so that every lease it holds from now on was taken
+    /// anew, with a new generation.
+    pub async fn instance_register(
+        &self,
+        id: &str,
+        lease_ttl_s: u64,
+        version: &str,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "register this instance";
+        let ttl = i32::try_from(lease_ttl_s).unwrap_or(i32::MAX);
+        let mut c = self.conn(OP).await?;
+        let tx = c.transaction().await.op(OP)?;
+        tx.execute(
+            "UPDATE channels SET lease_owner = NULL WHERE lease_owner = $1",
+            &[&id],
+        )
+        .await
+        .op(OP)?;
+        tx.execute("UPDATE bot_leases SET owner = NULL WHERE owner = $1", &[&id])
+            .await
+            .op(OP)?;
+        tx.execute(
+            "INSERT INTO instances (id, lease_ttl_s, version) VALUES ($1, $2, $3)
+             ON CONFLICT (id) DO UPDATE
+                SET started_at = now(), heartbeat_at = now(),
+                    lease_ttl_s = $2, version = $3",
+            &[&id, &ttl, &version],
+        )
+        .await
+        .op(OP)?;
+        tx.commit().await.op(OP)?;
+        Ok(())
+    }
+
+    /// Renews this instance's heartbeat. `false` when it had already lapsed
+    /// (or the row is gone): its leases may be another's by now, so the
+    /// caller lets all of them go and registers again.
+    pub async fn instance_heartbeat(&self, id: &str) -> Result<bool, StoreError> {
+        const OP: &str = "renew this instance's heartbeat";
+        let c = self.conn(OP).await?;
+        let n = c
+            .execute(
+                "UPDATE instances SET heartbeat_at = now()
+                  WHERE id = $1 AND heartbeat_at > now() - make_interval(secs => lease_ttl_s)",
+                &[&id],
+            )
+            .await
+            .op(OP)?;
+        Ok(n == 1)
+    }
+
+    /// A graceful stop: every lease let go and the row removed, so the
+    /// others take the work at their next heartbeat, not a TTL later.
+    pub async fn instance_leave(&self, id: &str) -> Result<(), StoreError> {
+        const OP: &str = "unregister this instance";
+        let mut c = self.conn(OP).await?;
+        let tx = c.transaction().await.op(OP)?;
+        tx.execute(
+            "UPDATE channels SET lease_owner = NULL WHERE lease_owner = $1",
+            &[&id],
+        )
+        .await
+        .op(OP)?;
+        tx.execute("UPDATE bot_leases SET owner = NULL WHERE owner = $1", &[&id])
+            .await
+            .op(OP)?;
+        tx.execute("DELETE FROM instances WHERE id = $1", &[&id])
+            .await
+            .op(OP)?;
+        tx.commit().await.op(OP)?;
+        Ok(())
+    }
+
+    /// Live instances (this one included once registered), and the
+    /// channels there are to share.
+    pub async fn lease_census(&self) -> Result<(i64, i64), StoreError> {
+        const OP: &str = "count instances and channels";
+        let c = self.conn(OP).await?;
+        let row = c
+            .query_one(
+                &format!(
+                    "SELECT (SELECT count(*) FROM instances
+                              WHERE heartbeat_at > now() - make_interval(secs => lease_ttl_s)),
+                            (SELECT count(*) FROM channels c WHERE {LEASABLE})"
+                ),
+                &[],
+            )
+            .await
+            .op(OP)?;
+        Ok((row.get(0), row.get(1)))
+    }
+
+    /// The channels leased to `id` now, with their generations.
+    pub async fn owned_channels(&self, id: &str) -> Result<Vec<(i64, i64)>, StoreError> {
+        const OP: &str = "list this instance's channels";
+        let c = self.conn(OP).await?;
+        let rows = c
+            .query(
+                "SELECT id, lease_generation FROM channels WHERE lease_owner = $1",
+                &[&id],
+            )
+            .await
+            .op(OP)?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Takes up to `n` leasable channels that no live instance holds, for
+    /// `id` (whose own heartbeat must be live). `FOR UPDATE SKIP LOCKED`:
+    /// instances claiming at once take different rows, and a row locked by
+    /// a post being recorded is left for the next round.
+    pub async fn claim_channels(
+        &self,
+        id: &str,
+        n: i64,
+    ) -> Result<Vec<LeasedChannel>, StoreError> {
+        const OP: &str = "claim channels";
+        if n <= 0 {
+            return Ok(Vec::new());
+        }
+        let c = self.conn(OP).await?;
+        let rows = c
+            .query(
+                &format!(
+                    "WITH me AS (
+                        SELECT 1 FROM instances
+                         WHERE id = $1
+                           AND heartbeat_at > now() - make_interval(secs => lease_ttl_s)
+                     ), want AS (
+                        SELECT c.id FROM channels c
+                         WHERE EXISTS (SELECT 1 FROM me) AND {LEASABLE} AND {OWNER_DEAD}
+                         ORDER BY c.id
+                         LIMIT $2
+                         FOR UPDATE OF c SKIP LOCKED
+                     )
+                     UPDATE channels c
+                        SET lease_owner = $1, lease_generation = c.lease_generation + 1
+                       FROM want
+                      WHERE c.id = want.id
+                     RETURNING c.id, c.telegram_id, c.username, c.bot_is_admin, c.lease_generation"
+                ),
+                &[&id, &n],
+            )
+            .await
+            .op(OP)?;
+        let mut out: Vec<LeasedChannel> = rows
+            .iter()
+            .map(|r| LeasedChannel {
+                channel: ChannelRef {
+                    channel_id: r.get(0),
+                    chat_id: r.get(1),
+                    username: r.get(2),
+                    bot_is_admin: r.get(3),
+                },
+                generation: r.get(4),
+            })
+            .collect();
+        out.sort_by_key(|l| l.channel.channel_id);
+        Ok(out)
+    }
+
+    /// Lets channels go (a new instance needs its share): only while still
+    /// ours, so a release can never take a channel from its new owner.
+    pub async fn release_channels(&self, id: &str, channels: &[i64]) -> Result<u64, StoreError> {
+        const OP: &str = "release channels";
+        let c = self.conn(OP).await?;
+        c.execute(
+            "UPDATE channels SET lease_owner = NULL
+              WHERE lease_owner = $1 AND id = ANY($2)",
+            &[&id, &channels],
+        )
+        .await
+        .op(OP)
+    }
+
+    /// Takes bot `bot_id`'s getUpdates lease when no live instance holds
+    /// it; the generation when taken (or already ours).
+    pub async fn claim_bot(&self, id: &str, bot_id: i64) -> Result<Option<i64>, StoreError> {
+        const OP: &str = "claim a bot's updates";
+        let c = self.conn(OP).await?;
+        c.execute(
+            "INSERT INTO bot_leases (bot_id) VALUES ($1) ON CONFLICT DO NOTHING",
+            &[&bot_id],
+        )
+        .await
+        .op(OP)?;
+        let row = c
+            .query_opt(
+                "UPDATE bot_leases b
+                    SET owner = $1, generation = b.generation + 1, taken_at = now()
+                  WHERE b.bot_id = $2
+                    AND EXISTS (SELECT 1 FROM instances
+                                 WHERE id = $1
+                                   AND heartbeat_at > now() - make_interval(secs => lease_ttl_s))
+                    AND (b.owner IS NULL OR NOT EXISTS (
+                          SELECT 1 FROM instances i
+                           WHERE i.id = b.owner
+                             AND i.heartbeat_at > now() - make_interval(secs => i.lease_ttl_s)))
+                 RETURNING generation",
+                &[&id, &bot_id],
+            )
+            .await
+            .op(OP)?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// The bots whose getUpdates `id` holds now, with generations.
+    pub async fn owned_bots(&self, id: &str) -> Result<Vec<(i64, i64)>, StoreError> {
+        const OP: &str = "list this instance's bots";
+        let c = self.conn(OP).await?;
+        let rows = c
+            .query(
+                "SELECT bot_id, generation FROM bot_leases WHERE owner = $1",
+                &[&id],
+            )
+            .await
+            .op(OP)?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Lets a bot's getUpdates go, while still ours.
+    pub async fn release_bot(&self, id: &str, bot_id: i64) -> Result<(), StoreError> {
+        const OP: &str = "release a bot's updates";
+        let c = self.conn(OP).await?;
+        c.execute(
+            "UPDATE bot_leases SET owner = NULL WHERE owner = $1 AND bot_id = $2",
+            &[&id, &bot_id],
+        )
+        .await
+        .op(OP)?;
+        Ok(())
+    }
+
+    /// Every registered instance with what it leases, newest heartbeat first.
+    pub async fn instances(&self) -> Result<Vec<InstanceRow>, StoreError> {
+        const OP: &str = "list instances";
+        let c = self.conn(OP).await?;
+        let rows = c
+            .query(
+                "SELECT i.id, i.version, i.started_at, i.heartbeat_at, i.lease_ttl_s,
+                        i.heartbeat_at > now() - make_interval(secs => i.lease_ttl_s),
+                        (SELECT count(*) FROM channels c WHERE c.lease_owner = i.id),
+                        (SELECT count(*) FROM reader_accounts a
+                          WHERE a.lease_holder = i.id AND a.lease_expires_at > now()),
+                        (SELECT count(*) FROM bot_leases b WHERE b.owner = i.id)
+                   FROM instances i
+                  ORDER BY i.heartbeat_at DESC, i.id",
+                &[],
+            )
+            .await
+            .op(OP)?;
+        Ok(rows
+            .iter()
+            .map(|r| InstanceRow {
+                id: r.get(0),
+                version: r.get(1),
+                started_at: r.get(2),
+                heartbeat_at: r.get(3),
+                lease_ttl_s: r.get(4),
+                live: r.get(5),
+                channels: r.get(6),
+                accounts: r.get(7),
+                bots: r.get(8),
+            })
+            .collect())
+    }
+
+    /// Forgets instances dead for longer than `older_than_s` (their leases
+    /// were taken long ago): `kuryer instances` stays short.
+    pub async fn forget_dead_instances(&self, older_than_s: f64) -> Result<u64, StoreError> {
+        const OP: &str = "forget dead instances";
+        let c = self.conn(OP).await?;
+        c.execute(
+            "DELETE FROM instances
+              WHERE heartbeat_at < now() - make_interval(secs => $1)
+                AND NOT EXISTS (SELECT 1 FROM channels WHERE lease_owner = instances.id)
+                AND NOT EXISTS (SELECT 1 FROM bot_leases WHERE owner = instances.id)",
+            &[&older_than_s],
+        )
+        .await
+        .op(OP)
+    }
+
+    /// Post ids of `channels` detected since `since`: what a channel taken
+    /// over may still owe.
+    pub async fn recent_post_ids_of(
+        &self,
+        channels: &[i64],
+        since: DateTime<Utc>,
+    ) -> Result<Vec<i64>, StoreError> {
+        const OP: &str = "list a channel's recent posts";
+        let c = self.conn(OP).await?;
+        let rows = c
+            .query(
+                "SELECT id FROM posts
+                  WHERE channel_id = ANY($1) AND detected_at >= $2 AND source_chat_id IS NOT NULL
+                  ORDER BY channel_id, message_id",
+                &[&channels, &since],
+            )
+            .await
+            .op(OP)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+}
