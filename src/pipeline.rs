@@ -16,7 +16,7 @@ use kuryer_actors::in_flight::InFlight;
 use kuryer_actors::model::ChannelRef;
 use kuryer_actors::ports::{Dedup, Persistence, SourceFactory};
 use kuryer_actors::rate_limiter::{
-    Drain, GetLimiterStats, Halt, HaltedLanes, LimiterConfig, RateLimiter,
+    Drain, DropChannels, GetLimiterStats, Halt, HaltedLanes, LimiterConfig, RateLimiter,
 };
 use kuryer_actors::sender_pool::{SenderConfig, SenderPool};
 use kuryer_actors::subscriber_registry::{
@@ -349,6 +349,7 @@ impl Pipeline {
         for id in channels {
             self.supervisor.do_send(StopChannel(*id));
         }
+        self.limiter.do_send(DropChannels(channels.to_vec()));
     }
 
     /// What this instance owns, with several instances.

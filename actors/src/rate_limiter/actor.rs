@@ -67,6 +67,13 @@ pub struct Drain;
 #[rtype(result = "()")]
 pub struct Halt;
 
+/// Several instances: these channels' leases are gone, so their queued
+/// deliveries leave the queue unsent (the new owner resumes them; they stay
+/// owed in the database).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DropChannels(pub Vec<i64>);
+
 /// Counters.
 #[derive(Message)]
 #[rtype(result = "LimiterStats")]
@@ -323,6 +330,28 @@ impl Handler<Halt> for RateLimiter {
         Box::pin(async move {
             let _ = rx.await;
         })
+    }
+}
+
+impl Handler<DropChannels> for RateLimiter {
+    type Result = ();
+
+    fn handle(&mut self, msg: DropChannels, ctx: &mut Context<Self>) {
+        let channels: std::collections::HashSet<i64> = msg.0.into_iter().collect();
+        let dropped = self.schedule.drop_channels(&channels);
+        if dropped.is_empty() {
+            return;
+        }
+        metrics::counter!(names::LEASE_DROPPED_TOTAL).increment(dropped.len() as u64);
+        if let Some(f) = &self.in_flight {
+            f.release(&dropped);
+        }
+        tracing::info!(
+            channels = channels.len(),
+            deliveries = dropped.len(),
+            "Dropped queued deliveries of channels this instance no longer owns; their owner sends them."
+        );
+        self.dispatch(ctx);
     }
 }
 

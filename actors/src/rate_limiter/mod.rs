@@ -14,7 +14,8 @@ mod limits;
 mod schedule;
 
 pub use actor::{
-    Drain, Enqueue, GetLimiterStats, Halt, LimiterStats, RateLimiter, SendDelivery, SendFinished,
+    Drain, DropChannels, Enqueue, GetLimiterStats, Halt, LimiterStats, RateLimiter, SendDelivery,
+    SendFinished,
 };
 pub use halted::HaltedLanes;
 pub use limits::LimiterConfig;

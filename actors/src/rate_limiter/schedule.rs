@@ -449,6 +449,27 @@ impl Schedule {
         true
     }
 
+    /// Takes the queued deliveries of `channels` out (their lease moved to
+    /// another instance, which resumes them). A chat left empty may still
+    /// sit in a ready list or the timer heap: it is skipped when its turn
+    /// comes, as after [`Schedule::halt_lane`].
+    pub(super) fn drop_channels(&mut self, channels: &std::collections::HashSet<i64>) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        for chat in self.chats.values_mut() {
+            if !chat.queue.iter().any(|d| channels.contains(&d.post.channel_id)) {
+                continue;
+            }
+            let (gone, kept): (VecDeque<Delivery>, VecDeque<Delivery>) = chat
+                .queue
+                .drain(..)
+                .partition(|d| channels.contains(&d.post.channel_id));
+            chat.queue = kept;
+            out.extend(gone);
+        }
+        self.queued -= out.len();
+        out
+    }
+
     /// True when the lane is halted.
     #[cfg(test)]
     pub(super) fn is_halted(&self, lane: usize) -> bool {

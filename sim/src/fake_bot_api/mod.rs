@@ -323,6 +323,9 @@ pub struct FakeStats {
     pub faults_injected: u64,
     /// 401 answers to unknown or revoked tokens.
     pub unauthorized_401: u64,
+    /// getUpdates calls of a bot made while another of the same bot was
+    /// open (two consumers of one token): each ended one of them with 409.
+    pub get_updates_conflicts_409: u64,
     /// Requests per method name; unknown methods count under `"unknown"`.
     pub per_method: BTreeMap<&'static str, u64>,
 }
@@ -351,6 +354,13 @@ impl FakeTelegram {
     /// The base URL to give the Bot API client, `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("http://{}", self.control.addr)
+    }
+
+    /// A base URL naming `client` (`…/c/<client>`): the same fake, but its
+    /// send requests are also counted for that client ([`FakeTelegram::sends_by`]),
+    /// so a test tells several processes apart.
+    pub fn client_url(&self, client: &str) -> String {
+        format!("http://{}/c/{client}", self.control.addr)
     }
 
     /// A teloxide client for `token` pointed at this fake (the token need not
@@ -665,12 +675,25 @@ impl FakeTelegram {
             rate_limited_429: c.rate_limited_429,
             faults_injected: c.faults_injected,
             unauthorized_401: c.unauthorized_401,
+            get_updates_conflicts_409: c.get_updates_conflicts,
             per_method: Method::ALL
                 .iter()
                 .filter(|m| c.per_method[**m as usize] > 0)
                 .map(|m| (m.name(), c.per_method[*m as usize]))
                 .collect(),
         }
+    }
+
+    /// Send requests (sendMessage, copyMessage(s), forwardMessage(s)) made
+    /// through the base URL [`FakeTelegram::client_url`] of `client`.
+    pub fn sends_by(&self, client: &str) -> u64 {
+        self.shared
+            .lock()
+            .counters
+            .sends_by_client
+            .get(client)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Compares what arrived with `expected`: (destination chat, source

@@ -17,7 +17,7 @@ use super::FakeLimits;
 use super::json::me_json;
 use super::limits::Rules;
 use super::state::State;
-use super::wire::{Method, Params, Reply, split_path};
+use super::wire::{Method, Params, Reply, split_client, split_path};
 
 /// Cap on a `getUpdates` long poll, like Telegram's own.
 const MAX_POLL_TIMEOUT_SECS: u64 = 50;
@@ -274,13 +274,19 @@ impl Shared {
     }
 
     async fn serve(&self, req: &HttpRequest, body: &[u8]) -> Reply {
-        let path = split_path(req.path());
+        let (client, path) = split_client(req.path());
+        let path = split_path(path);
         let method = path.map_or(Method::Unknown, |(_, m)| Method::parse(m));
         let params = Params::parse(req, body);
         let (token, params) = {
             let mut st = self.lock();
             st.counters.requests_total += 1;
             st.counters.per_method[method as usize] += 1;
+            if let Some(client) = client
+                && method.is_send()
+            {
+                *st.counters.sends_by_client.entry(client.to_owned()).or_default() += 1;
+            }
             let Some((token, _)) = path else {
                 return Reply::not_found();
             };
@@ -329,7 +335,7 @@ impl Shared {
             .unwrap_or(0)
             .min(MAX_POLL_TIMEOUT_SECS);
         let deadline = Instant::now() + Duration::from_secs(timeout);
-        let notify = match self.lock().bots.get(token) {
+        match self.lock().bots.get(token) {
             Some(bot) if bot.webhook.is_some() => {
                 return Err(Reply::error(
                     409,
@@ -337,8 +343,32 @@ impl Shared {
                     None,
                 ));
             }
-            Some(bot) => Arc::clone(&bot.notify),
+            Some(_) => {}
             None => return Err(Reply::error(401, "Unauthorized", None)),
+        };
+        // Telegram allows one getUpdates consumer a bot: a call that meets
+        // another open one ends it with 409 ("terminated by other getUpdates
+        // request"), counted, so tests can say two consumers never overlap.
+        let (notify, ticket) = {
+            let mut st = self.lock();
+            let conflict = {
+                let bot = st.bots.get_mut(token).expect("bots are never removed");
+                let conflict = bot.polls_open > 0;
+                bot.polls_open += 1;
+                bot.poll_ticket += 1;
+                if conflict {
+                    bot.notify.notify_waiters();
+                }
+                (Arc::clone(&bot.notify), bot.poll_ticket, conflict)
+            };
+            if conflict.2 {
+                st.counters.get_updates_conflicts += 1;
+            }
+            (conflict.0, conflict.1)
+        };
+        let _open = OpenPoll {
+            shared: self,
+            token,
         };
         loop {
             // Registered before looking at the queue, so an update pushed in
@@ -348,6 +378,13 @@ impl Shared {
             {
                 let mut st = self.lock();
                 let bot = st.bots.get_mut(token).expect("bots are never removed");
+                if bot.poll_ticket != ticket {
+                    return Err(Reply::error(
+                        409,
+                        "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running",
+                        None,
+                    ));
+                }
                 bot.confirm(offset);
                 if !bot.updates.is_empty() || Instant::now() >= deadline {
                     let updates = bot
@@ -361,6 +398,21 @@ impl Shared {
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
             let _ = tokio::time::timeout(remaining, notified).await;
+        }
+    }
+}
+
+/// One getUpdates call being answered; closed however it ends (also when
+/// the client goes away and the future is dropped).
+struct OpenPoll<'a> {
+    shared: &'a Shared,
+    token: &'a str,
+}
+
+impl Drop for OpenPoll<'_> {
+    fn drop(&mut self) {
+        if let Some(bot) = self.shared.lock().bots.get_mut(self.token) {
+            bot.polls_open = bot.polls_open.saturating_sub(1);
         }
     }
 }

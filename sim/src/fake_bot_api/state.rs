@@ -53,6 +53,10 @@ pub(super) struct Counters {
     pub(super) faults_injected: u64,
     pub(super) unauthorized_401: u64,
     pub(super) per_method: [u64; METHOD_COUNT],
+    /// getUpdates calls that met another open one of the same bot (409).
+    pub(super) get_updates_conflicts: u64,
+    /// Send requests by client, for base URLs `…/c/<client>`.
+    pub(super) sends_by_client: HashMap<String, u64>,
 }
 
 pub(super) struct BotState {
@@ -64,6 +68,10 @@ pub(super) struct BotState {
     next_update_id: u32,
     /// Wakes long polls when an update is queued.
     pub(super) notify: Arc<Notify>,
+    /// getUpdates calls being answered now, and the ticket of the newest:
+    /// as Telegram does, a second consumer ends the first with 409.
+    pub(super) polls_open: u32,
+    pub(super) poll_ticket: u64,
     window: Window,
     /// Per destination chat (Telegram's per-chat limits are per bot).
     chat_windows: HashMap<i64, Window>,
@@ -85,6 +93,8 @@ impl BotState {
             updates: VecDeque::new(),
             next_update_id: 1,
             notify: Arc::new(Notify::new()),
+            polls_open: 0,
+            poll_ticket: 0,
             window: Window::default(),
             chat_windows: HashMap::new(),
             webhook: None,

@@ -34,6 +34,18 @@ pub(super) enum Method {
 pub(super) const METHOD_COUNT: usize = 16;
 
 impl Method {
+    /// A request that delivers a message to a chat.
+    pub(super) fn is_send(self) -> bool {
+        matches!(
+            self,
+            Method::SendMessage
+                | Method::CopyMessage
+                | Method::CopyMessages
+                | Method::ForwardMessage
+                | Method::ForwardMessages
+        )
+    }
+
     pub(super) const ALL: [Method; METHOD_COUNT] = [
         Method::GetMe,
         Method::GetUpdates,
@@ -170,6 +182,17 @@ impl Reply {
 }
 
 /// `/bot<token>/<method>` → (token, method).
+/// A path may start with `/c/<client>` (a base URL that names the client,
+/// so a test tells several processes apart): the client and the rest.
+pub(super) fn split_client(path: &str) -> (Option<&str>, &str) {
+    if let Some(rest) = path.strip_prefix("/c/")
+        && let Some(slash) = rest.find('/')
+    {
+        return (Some(&rest[..slash]), &rest[slash..]);
+    }
+    (None, path)
+}
+
 pub(super) fn split_path(path: &str) -> Option<(&str, &str)> {
     let (token, method) = path.strip_prefix("/bot")?.split_once('/')?;
     (!token.is_empty() && !method.is_empty() && !method.contains('/')).then_some((token, method))
@@ -305,6 +328,8 @@ mod tests {
     #[test]
     fn path_split() {
         assert_eq!(split_path("/bot1:a/getMe"), Some(("1:a", "getMe")));
+        assert_eq!(split_client("/c/a/bot1:a/getMe"), (Some("a"), "/bot1:a/getMe"));
+        assert_eq!(split_client("/bot1:a/getMe"), (None, "/bot1:a/getMe"));
         assert_eq!(split_path("/bot/getMe"), None);
         assert_eq!(split_path("/x1:a/getMe"), None);
         assert_eq!(split_path("/bot1:a/getMe/x"), None);
