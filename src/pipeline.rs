@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use kuryer_actors::channel_poller::PollerConfig;
 use kuryer_actors::channel_supervisor::{
-    ChannelSupervisor, GetSupervisorStats, StopAll, StopChannel, WakeChannel,
+    ChannelSupervisor, GetSupervisorStats, ReleaseChannel, StopAll, WakeChannel,
 };
 use kuryer_actors::db_writer::{DbWriter, DbWriterConfig, Flush, GetDbWriterStats};
 use kuryer_actors::in_flight::InFlight;
@@ -347,7 +347,7 @@ impl Pipeline {
     pub fn drop_channels(&self, channels: &[i64]) {
         self.gate.forget(channels);
         for id in channels {
-            self.supervisor.do_send(StopChannel(*id));
+            self.supervisor.do_send(ReleaseChannel(*id));
         }
         self.limiter.do_send(DropChannels(channels.to_vec()));
     }

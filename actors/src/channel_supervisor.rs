@@ -32,6 +32,12 @@ pub struct StartChannel(pub ChannelRef);
 #[rtype(result = "()")]
 pub struct StopChannel(pub i64);
 
+/// Stop polling this channel whatever it is, bot-admin channels included:
+/// another instance holds its lease now (several instances).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReleaseChannel(pub i64);
+
 /// Push notice for a channel: poll it now.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -226,6 +232,19 @@ impl Handler<StopChannel> for ChannelSupervisor {
         {
             return;
         }
+        if let Some(e) = self.entries.remove(&msg.0)
+            && let Some(addr) = e.addr
+        {
+            addr.do_send(StopPoller);
+        }
+        self.gauge();
+    }
+}
+
+impl Handler<ReleaseChannel> for ChannelSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReleaseChannel, _: &mut Context<Self>) {
         if let Some(e) = self.entries.remove(&msg.0)
             && let Some(addr) = e.addr
         {

@@ -107,6 +107,24 @@ impl Store {
         Ok(out)
     }
 
+    /// Forgets what the database says is recorded (up to the channel's
+    /// high-water mark), whatever a poller believes: with several
+    /// instances, a poller that lost its lease reads on without recording
+    /// (fenced), and trimming to its own mark would delete posts the new
+    /// owner has not recorded yet.
+    pub async fn inbox_trim_recorded(&self, channel_id: i64) -> Result<u64, StoreError> {
+        const OP: &str = "trim the bot's inbox";
+        let c = self.conn(OP).await?;
+        c.execute(
+            "DELETE FROM bot_inbox
+              WHERE channel_id = $1
+                AND message_id <= (SELECT last_message_id FROM channels WHERE id = $1)",
+            &[&channel_id],
+        )
+        .await
+        .op(OP)
+    }
+
     /// Forgets what a channel's poller has recorded (message ids up to `up_to`).
     pub async fn inbox_trim(&self, channel_id: i64, up_to: i64) -> Result<u64, StoreError> {
         const OP: &str = "trim the bot's inbox";

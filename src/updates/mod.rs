@@ -123,7 +123,7 @@ impl ChannelSource for BotChannelSource {
             let trim = after > self.trimmed;
             self.trimmed = self.trimmed.max(after);
             return Box::pin(async move {
-                if trim && let Err(e) = store.inbox_trim(channel_id, i64::from(after)).await {
+                if trim && let Err(e) = store.inbox_trim_recorded(channel_id).await {
                     tracing::debug!(channel_id, error = %e, "Could not trim the bot's inbox.");
                 }
                 store

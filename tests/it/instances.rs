@@ -184,6 +184,27 @@ async fn metric(port: u16, name: &str) -> f64 {
         .sum()
 }
 
+/// The warnings and errors of each instance's log, for a failure message.
+fn tails(instances: &[&Instance]) -> String {
+    let mut out = String::new();
+    for i in instances {
+        let log = i.daemon.log_text();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| {
+                (l.contains("WARN") || l.contains("ERROR") || l.contains("channel"))
+                    && !l.contains("poll_cycle")
+            })
+            .collect();
+        out.push_str(&format!("--- {} ({} lines)\n", i.name, log.lines().count()));
+        for l in &lines[lines.len().saturating_sub(25)..] {
+            out.push_str(&l[..l.len().min(400)]);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 fn signal(d: &Daemon, sig: &str) {
     let ok = std::process::Command::new("kill")
         .args([sig, &d.child.id().to_string()])
@@ -207,7 +228,12 @@ async fn three_instances_share_fairly_deliver_once_survive_kill_9_and_a_fourth_t
 
     let mut posts = Vec::new();
     w.publish(0..2, &mut posts);
-    assert!(w.wait_all(&posts, Duration::from_secs(60)).await, "{:?}", w.fake.report(&fixtures::expected_list(&w.pairs, &posts)));
+    assert!(
+        w.wait_all(&posts, Duration::from_secs(60)).await,
+        "{:?}\n{}",
+        w.fake.report(&fixtures::expected_list(&w.pairs, &posts)),
+        tails(&[&a, &b, &c])
+    );
     for i in [&a, &b, &c] {
         assert!(w.fake.sends_by(&i.name) > 0, "{} sent nothing", i.name);
     }
