@@ -274,7 +274,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = &'static str>) -> a
                 .iter()
                 .map(|t| bot_id_of(t.expose()))
                 .collect(),
-            Arc::new(move || readers.live_accounts().len()),
+            Arc::new(readers),
         )
     };
     let draining = keeper.draining();

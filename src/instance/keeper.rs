@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::pipeline::Pipeline;
+use crate::reader::ReaderPool;
 use crate::store::{Store, StoreError};
 
 use super::{LIVE_INSTANCES, OWNED_ACCOUNTS, OWNED_BOTS, OWNED_CHANNELS, Ownership};
@@ -42,9 +43,33 @@ pub struct Keeper {
     releasing_bots: Vec<(i64, Instant)>,
     /// Set when shutting down: renew, never take more.
     draining: Arc<AtomicBool>,
-    /// Reader accounts held, for the gauge.
-    accounts: Arc<dyn Fn() -> usize + Send + Sync>,
+    /// The reader accounts: how many this instance holds, and taking
+    /// over free ones up to a share.
+    accounts: Arc<dyn Accounts>,
 }
+
+/// What the keeper needs of the reader pool.
+pub trait Accounts: Send + Sync {
+    /// Accounts held here.
+    fn held(&self) -> usize;
+    /// Active accounts in the database.
+    fn total(&self) -> futures_util::future::BoxFuture<'_, usize>;
+    /// Take free accounts while fewer than `share` are held.
+    fn adopt(&self, share: usize) -> futures_util::future::BoxFuture<'_, ()>;
+}
+
+impl Accounts for crate::reader::ReaderPool {
+    fn held(&self) -> usize {
+        self.live_accounts().len()
+    }
+    fn total(&self) -> futures_util::future::BoxFuture<'_, usize> {
+        Box::pin(self.active_accounts())
+    }
+    fn adopt(&self, share: usize) -> futures_util::future::BoxFuture<'_, ()> {
+        Box::pin(ReaderPool::adopt(self, share))
+    }
+}
+
 
 /// Registers this instance before anything is taken.
 pub async fn register(store: &Store, ownership: &Ownership) -> Result<(), StoreError> {
@@ -65,7 +90,7 @@ impl Keeper {
         ownership: Arc<Ownership>,
         pipeline: Pipeline,
         bot_ids: Vec<i64>,
-        accounts: Arc<dyn Fn() -> usize + Send + Sync>,
+        accounts: Arc<dyn Accounts>,
     ) -> Self {
         Self {
             store,
@@ -172,7 +197,7 @@ impl Keeper {
         let (c, b) = self.ownership.counts();
         metrics::gauge!(OWNED_CHANNELS).set(c as f64);
         metrics::gauge!(OWNED_BOTS).set(b as f64);
-        let accounts = (self.accounts)();
+        let accounts = self.accounts.held();
         self.ownership.set_accounts(accounts);
         metrics::gauge!(OWNED_ACCOUNTS).set(accounts as f64);
         // Rows of instances dead for long (and holding nothing) go.
@@ -222,6 +247,12 @@ impl Keeper {
             }
             self.pipeline.drop_channels(&excess);
             self.releasing = excess;
+        }
+        // Reader accounts of instances that died: a share of them.
+        let total_accounts = self.accounts.total().await as i64;
+        if total_accounts > 0 {
+            let account_share = (total_accounts + live - 1) / live;
+            self.accounts.adopt(account_share as usize).await;
         }
         if self.bot_ids.is_empty() {
             return Ok(());

@@ -218,6 +218,54 @@ impl ReaderPool {
         let _ = self.0.events.set(events);
     }
 
+    /// Several instances: takes the leases of active accounts no live
+    /// process holds (their holder died, their lease ran out) while this
+    /// instance holds fewer than `share`. Accounts are not moved away from
+    /// a live holder: a session's joins and update state make a move
+    /// costly, so a new instance takes accounts only as others die.
+    pub async fn adopt(&self, share: usize) {
+        if self.0.events.get().is_none() || lock(&self.0.accounts).len() >= share {
+            return;
+        }
+        let names: Vec<String> = match self.0.store.reader_accounts().await {
+            Ok(rows) => rows
+                .into_iter()
+                .filter(|r| r.status == "active")
+                .map(|r| r.name)
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot list reader accounts to take over.");
+                return;
+            }
+        };
+        let Ok(cipher) = SessionCipher::new(self.0.cfg.session_key.as_ref()) else {
+            return;
+        };
+        let cipher = Arc::new(cipher);
+        for name in names {
+            if lock(&self.0.accounts).len() >= share {
+                break;
+            }
+            if lock(&self.0.accounts).contains_key(&name) {
+                continue;
+            }
+            if self.0.store.lease_free(&name).await.unwrap_or(false) {
+                tracing::info!(account = %name, "Taking over a reader account whose holder stopped renewing.");
+                self.add_account(&cipher, &name).await;
+            }
+        }
+    }
+
+    /// Active reader accounts in the database.
+    pub async fn active_accounts(&self) -> usize {
+        self.0
+            .store
+            .reader_accounts()
+            .await
+            .map(|rows| rows.iter().filter(|r| r.status == "active").count())
+            .unwrap_or(0)
+    }
+
     /// Names of the accounts in use.
     pub fn live_accounts(&self) -> Vec<String> {
         lock(&self.0.accounts).keys().cloned().collect()

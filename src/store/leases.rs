@@ -335,6 +335,22 @@ impl Store {
         .op(OP)
     }
 
+    /// Whether reader account `name` is active with no unexpired lease.
+    pub async fn lease_free(&self, name: &str) -> Result<bool, StoreError> {
+        const OP: &str = "look at a reader lease";
+        let c = self.conn(OP).await?;
+        let row = c
+            .query_opt(
+                "SELECT 1 FROM reader_accounts
+                  WHERE name = $1 AND status = 'active'
+                    AND (lease_expires_at IS NULL OR lease_expires_at <= now())",
+                &[&name],
+            )
+            .await
+            .op(OP)?;
+        Ok(row.is_some())
+    }
+
     /// Post ids of `channels` detected since `since`: what a channel taken
     /// over may still owe.
     pub async fn recent_post_ids_of(
