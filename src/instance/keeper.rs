@@ -70,7 +70,6 @@ impl Accounts for crate::reader::ReaderPool {
     }
 }
 
-
 /// Registers this instance before anything is taken.
 pub async fn register(store: &Store, ownership: &Ownership) -> Result<(), StoreError> {
     store
@@ -133,7 +132,9 @@ impl Keeper {
                 instance = ownership.id(),
                 "Leases released; the other instances take this one's work."
             ),
-            Err(e) => tracing::warn!(instance = ownership.id(), error = %e, "Could not release the leases; they lapse after the TTL."),
+            Err(e) => {
+                tracing::warn!(instance = ownership.id(), error = %e, "Could not release the leases; they lapse after the TTL.")
+            }
         }
     }
 
@@ -157,7 +158,8 @@ impl Keeper {
                 .await?;
             return Ok(());
         }
-        let channels: HashMap<i64, i64> = self.store.owned_channels(&id).await?.into_iter().collect();
+        let channels: HashMap<i64, i64> =
+            self.store.owned_channels(&id).await?.into_iter().collect();
         let bots: HashMap<i64, i64> = self.store.owned_bots(&id).await?.into_iter().collect();
         let (lost, lost_bots) = self.ownership.renewed(sent_at, &channels, &bots);
         if !lost.is_empty() || !lost_bots.is_empty() {
@@ -226,7 +228,8 @@ impl Keeper {
                     "Took channels: resuming what they owe, then polling them."
                 );
                 for l in &taken {
-                    self.ownership.add_channel(l.channel.channel_id, l.generation);
+                    self.ownership
+                        .add_channel(l.channel.channel_id, l.generation);
                 }
                 self.pipeline
                     .take_over(taken.into_iter().map(|l| l.channel).collect());
@@ -282,7 +285,11 @@ impl Keeper {
                 .copied()
                 .find(|b| self.ownership.bot_lease_left(*b).is_some());
             if let Some(bot) = give_up {
-                tracing::info!(instance = id, bot_id = bot, "Giving the bot's getUpdates up for a new instance's share.");
+                tracing::info!(
+                    instance = id,
+                    bot_id = bot,
+                    "Giving the bot's getUpdates up for a new instance's share."
+                );
                 self.ownership.remove_bot(bot);
                 self.releasing_bots
                     .push((bot, Instant::now() + self.ownership.ttl()));

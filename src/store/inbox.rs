@@ -101,7 +101,9 @@ impl Store {
         for r in rows {
             match serde_json::from_value(r.get(0)) {
                 Ok(m) => out.push(m),
-                Err(e) => tracing::error!(channel_id, error = %e, "An inbox entry cannot be read; skipping it."),
+                Err(e) => {
+                    tracing::error!(channel_id, error = %e, "An inbox entry cannot be read; skipping it.")
+                }
             }
         }
         Ok(out)

@@ -71,9 +71,12 @@ impl Store {
         )
         .await
         .op(OP)?;
-        tx.execute("UPDATE bot_leases SET owner = NULL WHERE owner = $1", &[&id])
-            .await
-            .op(OP)?;
+        tx.execute(
+            "UPDATE bot_leases SET owner = NULL WHERE owner = $1",
+            &[&id],
+        )
+        .await
+        .op(OP)?;
         tx.execute(
             "INSERT INTO instances (id, lease_ttl_s, version) VALUES ($1, $2, $3)
              ON CONFLICT (id) DO UPDATE
@@ -116,9 +119,12 @@ impl Store {
         )
         .await
         .op(OP)?;
-        tx.execute("UPDATE bot_leases SET owner = NULL WHERE owner = $1", &[&id])
-            .await
-            .op(OP)?;
+        tx.execute(
+            "UPDATE bot_leases SET owner = NULL WHERE owner = $1",
+            &[&id],
+        )
+        .await
+        .op(OP)?;
         tx.execute("DELETE FROM instances WHERE id = $1", &[&id])
             .await
             .op(OP)?;
@@ -163,11 +169,7 @@ impl Store {
     /// `id` (whose own heartbeat must be live). `FOR UPDATE SKIP LOCKED`:
     /// instances claiming at once take different rows, and a row locked by
     /// a post being recorded is left for the next round.
-    pub async fn claim_channels(
-        &self,
-        id: &str,
-        n: i64,
-    ) -> Result<Vec<LeasedChannel>, StoreError> {
+    pub async fn claim_channels(&self, id: &str, n: i64) -> Result<Vec<LeasedChannel>, StoreError> {
         const OP: &str = "claim channels";
         if n <= 0 {
             return Ok(Vec::new());

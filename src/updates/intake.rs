@@ -100,7 +100,10 @@ pub async fn run_loop(
                         standing_by = true;
                         // The next holder starts from Telegram's confirmed offset.
                         offset = None;
-                        tracing::info!(bot_id, "Another instance reads the bot's updates; standing by.");
+                        tracing::info!(
+                            bot_id,
+                            "Another instance reads the bot's updates; standing by."
+                        );
                     }
                     if sleep_or_stop(&mut stop, Duration::from_millis(200)).await {
                         break;

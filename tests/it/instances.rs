@@ -215,8 +215,7 @@ fn signal(d: &Daemon, sig: &str) {
 }
 
 #[tokio::test]
-async fn three_instances_share_fairly_deliver_once_survive_kill_9_and_a_fourth_takes_its_share()
-{
+async fn three_instances_share_fairly_deliver_once_survive_kill_9_and_a_fourth_takes_its_share() {
     let scale = 20.0;
     let w = world(30, 60, 2, scale).await;
     let mut a = w.start("a", scale).await;
@@ -253,7 +252,11 @@ async fn three_instances_share_fairly_deliver_once_survive_kill_9_and_a_fourth_t
         .wait_fair(&survivors, Duration::from_secs(TTL_S * 5))
         .await;
     let took = killed_at.elapsed();
-    assert!(moved.is_some(), "channels not taken over: {:?}", w.shares().await);
+    assert!(
+        moved.is_some(),
+        "channels not taken over: {:?}",
+        w.shares().await
+    );
     eprintln!("kill -9 of {holder}: channels taken over after {took:?}: {moved:?}");
     assert!(
         took <= Duration::from_secs(TTL_S + 2),
@@ -261,17 +264,27 @@ async fn three_instances_share_fairly_deliver_once_survive_kill_9_and_a_fourth_t
     );
     let new_holder = w.bot_owner().await;
     assert!(
-        new_holder.as_deref().is_some_and(|h| survivors.contains(&h)),
+        new_holder
+            .as_deref()
+            .is_some_and(|h| survivors.contains(&h)),
         "getUpdates not taken over: {new_holder:?}"
     );
-    assert!(w.wait_all(&posts, Duration::from_secs(60)).await, "{:?}", w.fake.report(&fixtures::expected_list(&w.pairs, &posts)));
+    assert!(
+        w.wait_all(&posts, Duration::from_secs(60)).await,
+        "{:?}",
+        w.fake.report(&fixtures::expected_list(&w.pairs, &posts))
+    );
 
     // A fourth instance takes a share without anyone restarting.
     let mut d = w.start("d", scale).await;
     let mut owners = vec![survivors[0], survivors[1], "d"];
     owners.sort_unstable();
     let shares = w.wait_fair(&owners, Duration::from_secs(30)).await;
-    assert!(shares.is_some(), "no fair split with d: {:?}", w.shares().await);
+    assert!(
+        shares.is_some(),
+        "no fair split with d: {:?}",
+        w.shares().await
+    );
     eprintln!("after d joined: {shares:?}");
     w.publish(3..5, &mut posts);
     assert!(w.wait_all(&posts, Duration::from_secs(60)).await);
@@ -326,14 +339,22 @@ async fn a_paused_instance_sends_nothing_after_it_wakes() {
     let stopped_at = Instant::now();
     // `b` takes `a`'s channels after the TTL and delivers what `a` owed.
     let moved = w.wait_fair(&["b"], Duration::from_secs(TTL_S * 5)).await;
-    assert!(moved.is_some(), "b did not take over: {:?}", w.shares().await);
+    assert!(
+        moved.is_some(),
+        "b did not take over: {:?}",
+        w.shares().await
+    );
     eprintln!("b took a's channels after {:?}", stopped_at.elapsed());
     let all = w.wait_all(&posts, Duration::from_secs(90)).await;
     // Read while `a` is still stopped: everything it sent before the pause
     // (its requests in flight were answered meanwhile).
     let sent_before = w.fake.sends_by("a");
     signal(&a.daemon, "-CONT");
-    assert!(all, "{:?}", w.fake.report(&fixtures::expected_list(&w.pairs, &posts)));
+    assert!(
+        all,
+        "{:?}",
+        w.fake.report(&fixtures::expected_list(&w.pairs, &posts))
+    );
     // Long enough for `a` to wake, find its heartbeat lapsed, drop its
     // queue and rejoin.
     tokio::time::sleep(Duration::from_secs(TTL_S * 2)).await;
@@ -345,8 +366,14 @@ async fn a_paused_instance_sends_nothing_after_it_wakes() {
         "a sent {sent_before} before the pause, {} after; dropped {dropped}; {r:?}",
         sent_after - sent_before
     );
-    assert_eq!(sent_after, sent_before, "the paused instance sent after it woke");
-    assert!(dropped > 0.0, "a held no queued work at the pause: the test proves nothing");
+    assert_eq!(
+        sent_after, sent_before,
+        "the paused instance sent after it woke"
+    );
+    assert!(
+        dropped > 0.0,
+        "a held no queued work at the pause: the test proves nothing"
+    );
     assert_eq!(r.lost, 0, "{r:?}");
     // Sends `a` had in flight at the pause were answered while it slept and
     // not yet marked in Redis: `b` may send those again (the kill -9 bound).

@@ -24,10 +24,10 @@ mod harness;
 /// The HTTP API with a real client.
 mod http;
 mod http_routes;
-/// Faults on the production intake path (`kuryer run`, getUpdates).
-mod intake;
 /// Several `kuryer run` instances: leases, take-overs, fencing.
 mod instances;
+/// Faults on the production intake path (`kuryer run`, getUpdates).
+mod intake;
 /// What operators rely on (`ops/`): systemd notify and watchdog, start-up checks,
 /// metrics against the fake's counts, log fields, no secrets.
 mod ops;

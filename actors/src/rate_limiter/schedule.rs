@@ -453,10 +453,17 @@ impl Schedule {
     /// another instance, which resumes them). A chat left empty may still
     /// sit in a ready list or the timer heap: it is skipped when its turn
     /// comes, as after [`Schedule::halt_lane`].
-    pub(super) fn drop_channels(&mut self, channels: &std::collections::HashSet<i64>) -> Vec<Delivery> {
+    pub(super) fn drop_channels(
+        &mut self,
+        channels: &std::collections::HashSet<i64>,
+    ) -> Vec<Delivery> {
         let mut out = Vec::new();
         for chat in self.chats.values_mut() {
-            if !chat.queue.iter().any(|d| channels.contains(&d.post.channel_id)) {
+            if !chat
+                .queue
+                .iter()
+                .any(|d| channels.contains(&d.post.channel_id))
+            {
                 continue;
             }
             let (gone, kept): (VecDeque<Delivery>, VecDeque<Delivery>) = chat

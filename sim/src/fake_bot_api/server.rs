@@ -285,7 +285,10 @@ impl Shared {
             if let Some(client) = client
                 && method.is_send()
             {
-                *st.counters.sends_by_client.entry(client.to_owned()).or_default() += 1;
+                *st.counters
+                    .sends_by_client
+                    .entry(client.to_owned())
+                    .or_default() += 1;
             }
             let Some((token, _)) = path else {
                 return Reply::not_found();

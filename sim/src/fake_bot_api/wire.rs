@@ -328,7 +328,10 @@ mod tests {
     #[test]
     fn path_split() {
         assert_eq!(split_path("/bot1:a/getMe"), Some(("1:a", "getMe")));
-        assert_eq!(split_client("/c/a/bot1:a/getMe"), (Some("a"), "/bot1:a/getMe"));
+        assert_eq!(
+            split_client("/c/a/bot1:a/getMe"),
+            (Some("a"), "/bot1:a/getMe")
+        );
         assert_eq!(split_client("/bot1:a/getMe"), (None, "/bot1:a/getMe"));
         assert_eq!(split_path("/bot/getMe"), None);
         assert_eq!(split_path("/x1:a/getMe"), None);
