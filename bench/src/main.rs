@@ -27,6 +27,9 @@
 //! - **bot-load** (not in `all`): 1,000 commands a second from 10,000
 //!   simulated people through the fake Bot API: replies a second, reply
 //!   latency, commands lost.
+//! - **instances** (not in `all`): 1, 2 and 3 `kuryer run` processes with a
+//!   bot each, at Telegram's limits and with limits off; failover time
+//!   (`kill -9` → first delivery of a moved channel) over ten kills.
 //!
 //! It prints a table (figures as min / median / max over the runs) and, last,
 //! one JSON line with everything; the growth plot goes to an SVG file.
@@ -43,6 +46,8 @@ use kuryer_sim::process::FakeSpec;
 
 /// The seed-design baseline program and its runner.
 mod baseline;
+/// The instances scenario: several `kuryer run` processes, failover.
+mod instances;
 /// The api-load and bot-load scenarios: `kuryer run` under load.
 mod load;
 /// The MTProto fake's own capacity (pushed updates to grammers clients).
@@ -95,7 +100,7 @@ pub(crate) struct BenchArgs {
     #[arg(long, short = 'c', value_name = "PATH")]
     pub(crate) config: Option<std::path::PathBuf>,
     /// Which scenario: seed, ceiling, persistence, growth, mtproto-fake,
-    /// resume, api-load, bot-load, or all (all but the last three).
+    /// resume, api-load, bot-load, instances, or all (all but the last four).
     #[arg(long, default_value = "all")]
     pub(crate) scenario: String,
     /// Runs of each scenario (figures are given as min / median / max).

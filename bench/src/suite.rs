@@ -196,13 +196,19 @@ pub(crate) async fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&result)?);
         return Ok(());
     }
+    if args.scenario == "instances" {
+        // Several `kuryer run` processes: its own lines and JSON line.
+        let r = crate::instances::run(cfg, args.tiny).await?;
+        println!("{}", serde_json::json!({ "instances": r }));
+        return Ok(());
+    }
     let scenarios: Vec<&str> = match args.scenario.as_str() {
         "all" => vec!["seed", "ceiling", "persistence", "growth", "mtproto-fake"],
         s @ ("seed" | "ceiling" | "persistence" | "growth" | "mtproto-fake" | "resume"
         | "api-load" | "bot-load") => vec![s],
         other => {
             anyhow::bail!(
-                "unknown scenario {other:?}: seed, ceiling, persistence, growth, mtproto-fake, resume, api-load, bot-load or all"
+                "unknown scenario {other:?}: seed, ceiling, persistence, growth, mtproto-fake, resume, api-load, bot-load, instances or all"
             )
         }
     };
