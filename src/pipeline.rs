@@ -357,11 +357,18 @@ impl Pipeline {
         self.ownership.as_ref()
     }
 
-    /// Whether this instance reads `channel_id` (always, with one instance).
+    /// Whether this instance reads `channel_id` (always, with one
+    /// instance). When not, the keeper is asked for a round now: the
+    /// channel may be new and no one's yet.
     fn reads(&self, channel_id: i64) -> bool {
-        self.ownership
-            .as_ref()
-            .is_none_or(|o| o.owns_channel(channel_id))
+        match &self.ownership {
+            None => true,
+            Some(o) if o.owns_channel(channel_id) => true,
+            Some(o) => {
+                o.want_claim();
+                false
+            }
+        }
     }
 
     /// The shared actors by name, and whether each is running. An actor

@@ -119,7 +119,10 @@ impl Keeper {
             if let Err(e) = self.round().await {
                 tracing::warn!(error = %e, "Lease heartbeat failed; trying again (leases not renewed lapse on their own).");
             }
-            tokio::time::sleep(period.saturating_sub(started.elapsed())).await;
+            tokio::select! {
+                () = tokio::time::sleep(period.saturating_sub(started.elapsed())) => {}
+                () = self.ownership.wake.notified() => {}
+            }
         }
     }
 

@@ -100,6 +100,9 @@ pub struct Ownership {
     /// Reader accounts this instance holds (the reader pool keeps their
     /// leases; counted here for `/readyz`).
     accounts: AtomicUsize,
+    /// Wakes the keeper for a round now: a channel appeared that no one
+    /// polls yet (a bot made admin, a first subscriber).
+    wake: tokio::sync::Notify,
 }
 
 impl Ownership {
@@ -111,6 +114,7 @@ impl Ownership {
             held: Mutex::default(),
             in_flight: OnceLock::new(),
             accounts: AtomicUsize::new(0),
+            wake: tokio::sync::Notify::new(),
         }
     }
 
@@ -168,6 +172,13 @@ impl Ownership {
         h.valid_until
             .and_then(|t| t.checked_duration_since(Instant::now()))
             .filter(|d| !d.is_zero())
+    }
+
+    /// A channel no instance may hold yet wants polling: the keeper runs a
+    /// round now instead of at its next heartbeat, so a new channel is
+    /// read at once, as with one process.
+    pub fn want_claim(&self) {
+        self.wake.notify_one();
     }
 
     /// Reader accounts held now.
