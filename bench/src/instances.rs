@@ -293,10 +293,8 @@ async fn failover(cfg: &Config, kills: usize) -> anyhow::Result<Vec<f64>> {
     let mut procs: Vec<Proc> = (0..3)
         .map(|i| w.start(&format!("f{i}"), i, false, FAILOVER_TTL_S))
         .collect::<anyhow::Result<_>>()?;
-    let mut next = 3;
     let mut times = Vec::new();
     let mut posts = Vec::new();
-    let mut round = 0;
     for kill in 0..kills {
         w.wait_split(&procs.iter().map(|p| p.name.clone()).collect::<Vec<_>>())
             .await?;
@@ -318,9 +316,8 @@ async fn failover(cfg: &Config, kills: usize) -> anyhow::Result<Vec<f64>> {
         let killed = Instant::now();
         for chat in &held {
             let i = fixtures::channel_chat(0) - chat;
-            posts.push((*chat, fixtures::publish(&w.fake, *chat, i, round)));
+            posts.push((*chat, fixtures::publish(&w.fake, *chat, i, kill as u32)));
         }
-        round += 1;
         while w.fake.stats().messages_received == before {
             anyhow::ensure!(
                 killed.elapsed() < Duration::from_secs(120),
@@ -335,8 +332,9 @@ async fn failover(cfg: &Config, kills: usize) -> anyhow::Result<Vec<f64>> {
         );
         times.push(ms);
         w.wait_all(&posts, Duration::from_secs(120)).await?;
+        // Each replacement with a bot of its own, never used before.
+        let next = 3 + kill;
         procs.push(w.start(&format!("f{next}"), next, false, FAILOVER_TTL_S)?);
-        next += 1;
     }
     let expected = fixtures::expected_list(&w.pairs, &posts);
     let r = w.fake.report(&expected);
