@@ -22,13 +22,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::pipeline::Pipeline;
 use crate::reader::ReaderPool;
 use crate::store::{Store, StoreError};
 
 use super::{LIVE_INSTANCES, OWNED_ACCOUNTS, OWNED_BOTS, OWNED_CHANNELS, Ownership};
+
+/// Rounds woken early (a channel no one polls yet) come at most this often.
+const MIN_ROUND_GAP: Duration = Duration::from_millis(200);
 
 /// The keeper's state between rounds.
 pub struct Keeper {
@@ -121,7 +124,11 @@ impl Keeper {
             }
             tokio::select! {
                 () = tokio::time::sleep(period.saturating_sub(started.elapsed())) => {}
-                () = self.ownership.wake.notified() => {}
+                () = self.ownership.wake.notified() => {
+                    // Woken for a new channel: at most five rounds a second,
+                    // however many subscriptions the API adds.
+                    tokio::time::sleep(MIN_ROUND_GAP.saturating_sub(started.elapsed())).await;
+                }
             }
         }
     }
