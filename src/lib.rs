@@ -47,6 +47,8 @@ pub(crate) mod demo_mtproto;
 pub mod destinations;
 /// The management HTTP API.
 pub mod http;
+/// Edits and deletions of source posts mirrored; history on subscribe.
+pub mod mirror;
 /// systemd's notify protocol: readiness, status, the earned watchdog ping.
 pub mod notify;
 /// Deliveries the database owes: the start-up resume and the periodic sweep.

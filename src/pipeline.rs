@@ -198,6 +198,8 @@ pub struct Pipeline {
     in_flight: Arc<InFlight>,
     /// Stops the sweep at shutdown.
     stop_sweep: Arc<AtomicBool>,
+    /// Wakes the mirror worker (edits, deletions, backfills queued).
+    mirror: Arc<tokio::sync::Notify>,
 }
 
 impl Pipeline {
@@ -281,6 +283,18 @@ impl Pipeline {
             stop: stop_sweep.clone(),
         }
         .spawn(supervisor.clone(), gate.clone(), channels);
+        let mirror = Arc::new(tokio::sync::Notify::new());
+        actix_rt::spawn(
+            crate::mirror::MirrorWorker::new(
+                store.clone(),
+                limiter.clone(),
+                in_flight.clone(),
+                cfg.resume_window,
+                mirror.clone(),
+                stop_sweep.clone(),
+            )
+            .run(),
+        );
         Ok(Self {
             supervisor,
             registry,
@@ -293,6 +307,7 @@ impl Pipeline {
             halted,
             in_flight,
             stop_sweep,
+            mirror,
         })
     }
 
@@ -370,6 +385,11 @@ impl Pipeline {
     /// the token), for `/readyz` and the operator.
     pub fn halted_bot_ids(&self) -> Vec<i64> {
         self.halted.bot_ids()
+    }
+
+    /// Edits, deletions or a backfill were queued: the mirror worker looks now.
+    pub fn mirror_wake(&self) {
+        self.mirror.notify_one();
     }
 
     /// Push notice: poll this channel now.

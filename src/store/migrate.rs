@@ -73,6 +73,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0008_resolve_notice.sql",
         sql: include_str!("../../sql/0008_resolve_notice.sql"),
     },
+    Migration {
+        version: 10,
+        name: "0010_edits_deletions_backfill.sql",
+        sql: include_str!("../../sql/0010_edits_deletions_backfill.sql"),
+    },
 ];
 
 /// Why migrating failed.

@@ -24,6 +24,8 @@ mod error;
 mod inbox;
 /// The database's identity, for keys kept outside it.
 mod installation;
+/// Edits and deletions mirrored, mirror settings, backfills (0010).
+mod mirror;
 /// Numbered migrations from `sql/`, applied with a checksum guard.
 pub mod migrate;
 /// Daily partitions of `forwarded_messages` and retention.
@@ -54,6 +56,10 @@ pub use dead_letters::{DEAD_LETTER_RAW_MAX, DeadUpdate};
 pub use deliveries::ForwardedRow;
 pub use error::StoreError;
 pub use inbox::InboxEntry;
+pub use mirror::{
+    AppliedRow, Backfill, DeletionsMode, EditsMode, EventTarget, EventTargets, MirrorSettings,
+    PostEvent,
+};
 pub use pending::{PendingQuery, PendingStream, RecentPost};
 pub use pool::Store;
 pub use resolve::{FoundChannel, PendingChannel, ResolveNotice, Unresolvable};
