@@ -14,14 +14,14 @@ use super::pool::Inner;
 use crate::store::StoreError;
 
 /// Tries to store a change, three times, a second apart.
-async fn stored<F, Fut>(what: &str, mut f: F)
+async fn stored<F, Fut, T>(what: &str, mut f: F)
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), StoreError>>,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
 {
     for attempt in 1..=3 {
         match f().await {
-            Ok(()) => return,
+            Ok(_) => return,
             Err(e) if attempt < 3 && e.is_retriable() => {
                 tracing::warn!(error = %e, what, "Cannot queue a source change; trying again.");
                 tokio::time::sleep(Duration::from_secs(1)).await;

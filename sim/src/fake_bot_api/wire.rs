@@ -26,12 +26,16 @@ pub(super) enum Method {
     SetMyCommands,
     EditMessageText,
     EditMessageReplyMarkup,
+    EditMessageCaption,
+    EditMessageMedia,
+    DeleteMessage,
+    DeleteMessages,
     GetWebhookInfo,
     DeleteWebhook,
     Unknown,
 }
 
-pub(super) const METHOD_COUNT: usize = 16;
+pub(super) const METHOD_COUNT: usize = 20;
 
 impl Method {
     pub(super) const ALL: [Method; METHOD_COUNT] = [
@@ -48,6 +52,10 @@ impl Method {
         Method::SetMyCommands,
         Method::EditMessageText,
         Method::EditMessageReplyMarkup,
+        Method::EditMessageCaption,
+        Method::EditMessageMedia,
+        Method::DeleteMessage,
+        Method::DeleteMessages,
         Method::GetWebhookInfo,
         Method::DeleteWebhook,
         Method::Unknown,
@@ -68,6 +76,10 @@ impl Method {
             Method::SetMyCommands => "setMyCommands",
             Method::EditMessageText => "editMessageText",
             Method::EditMessageReplyMarkup => "editMessageReplyMarkup",
+            Method::EditMessageCaption => "editMessageCaption",
+            Method::EditMessageMedia => "editMessageMedia",
+            Method::DeleteMessage => "deleteMessage",
+            Method::DeleteMessages => "deleteMessages",
             Method::GetWebhookInfo => "getWebhookInfo",
             Method::DeleteWebhook => "deleteWebhook",
             Method::Unknown => "unknown",
