@@ -104,13 +104,18 @@ impl State {
             .and_then(|m| m.get("media"))
             .and_then(Value::as_str)
             .map(str::to_owned);
-        let fault = self.take_fault(chat_id);
-        let reply = match fault {
+        // A slow answer is given late, the change made at once (as a send's).
+        let (fault, delay) = match self.take_fault(chat_id) {
+            Some(super::Fault::Slow(d)) => (None, Some(d)),
+            other => (other, None),
+        };
+        let mut reply = match fault {
             Some(f) => Reply::fault(&f),
             None => self
                 .mirror_inner(token, bot_id, method, params, chat_id, &ids, media.as_ref())
                 .unwrap_or_else(|r| r),
         };
+        reply.delay = delay;
         let error = (!reply.status.is_success()).then(|| {
             reply.body["description"]
                 .as_str()
