@@ -116,7 +116,7 @@ async fn subscribe_all(api: &Api, daemon: &Daemon, users: &[i64]) -> Vec<i64> {
     let mut subs = Vec::new();
     for u in users {
         let added = api.add(*u, "@mirror_news", None).await;
-        subs.push(added["subscription"]["id"].as_i64().unwrap());
+        subs.push(added["id"].as_i64().unwrap());
     }
     let ok = wait_until(Duration::from_secs(30), async || {
         api.subs(users[0]).await[0]["channel_status"] == "active"
@@ -232,7 +232,10 @@ async fn edits_are_mirrored_ignored_or_reposted_per_subscription_and_forwards_ar
         vec![
             ("editMessageText", vec![copies[0][0]], Some("Price 120 today"), None),
             ("editMessageMedia", vec![copies[0][1]], Some("cap v2"), None),
-        ]
+        ],
+        "{:?}\n{:?}",
+        fake.mirror_calls(),
+        applied(&db).await
     );
     assert_eq!(c[1].file_id.as_deref(), Some(&*format!("fake-{CHANNEL}-{photo_id}")));
     let r0 = fake.received(users[0]);

@@ -47,7 +47,7 @@ async fn deletions_from_the_reader_are_mirrored_in_calls_of_100_and_refusals_are
     let mut subs = Vec::new();
     for u in users {
         let added = api.add(u, "@deleting_news", None).await;
-        subs.push(added["subscription"]["id"].as_i64().unwrap());
+        subs.push(added["id"].as_i64().unwrap());
     }
     let (status, body) = api
         .patch(users[1], subs[1], json!({"deletions": "ignore"}))
