@@ -177,7 +177,10 @@ impl MirrorWorker {
         tag
     }
 
-    async fn events_pass(&mut self, tx: &mpsc::UnboundedSender<MirrorDone>) -> Result<(), StoreError> {
+    async fn events_pass(
+        &mut self,
+        tx: &mpsc::UnboundedSender<MirrorDone>,
+    ) -> Result<(), StoreError> {
         let events = self.store.pending_post_events(2000).await?;
         if events.is_empty() {
             return Ok(());
@@ -193,7 +196,9 @@ impl MirrorWorker {
             .filter(|e| newest[&(e.channel_id, e.message_id)] != e.id)
             .map(|e| e.id)
             .collect();
-        self.store.finish_post_events(&superseded, "superseded").await?;
+        self.store
+            .finish_post_events(&superseded, "superseded")
+            .await?;
         let mut applied = Vec::new();
         let mut ops = Vec::new();
         // Deletions per destination chat: (copy id, event, subscription).
@@ -201,7 +206,10 @@ impl MirrorWorker {
         let mut finished = Vec::new();
         let mut no_post = Vec::new();
         let now = chrono::Utc::now();
-        for e in events.iter().filter(|e| newest[&(e.channel_id, e.message_id)] == e.id) {
+        for e in events
+            .iter()
+            .filter(|e| newest[&(e.channel_id, e.message_id)] == e.id)
+        {
             let Some(t) = self
                 .store
                 .post_event_targets(e.channel_id, e.message_id, e.id)
@@ -210,7 +218,8 @@ impl MirrorWorker {
                 // Not recorded: later, unless the mark is past it (then it
                 // never will be: a service message, or before kuryer knew it).
                 if self.store.channel_mark(e.channel_id).await? >= i64::from(e.message_id)
-                    || now - e.created_at > chrono::Duration::from_std(self.window).unwrap_or_default()
+                    || now - e.created_at
+                        > chrono::Duration::from_std(self.window).unwrap_or_default()
                 {
                     no_post.push(e.id);
                 }
@@ -277,6 +286,11 @@ impl MirrorWorker {
                 }
                 let kind = if edits == EditsMode::Repost {
                     MirrorKind::Repost
+                } else if !t.post.copyable {
+                    // Its copy is a link (protected content): editing it
+                    // to the text would copy what may not be copied.
+                    applied.push(skip("the copy is a link to the post"));
+                    continue;
                 } else if target.sub.mode == DeliveryMode::Forward {
                     applied.push(skip("forwarded copies cannot be edited"));
                     continue;
@@ -301,7 +315,10 @@ impl MirrorWorker {
         for (_, mut copies) in deletions {
             copies.sort_by_key(|c| c.0);
             for chunk in copies.chunks(DELETE_BATCH) {
-                let keys = chunk.iter().map(|c| (c.1, c.2.sub.subscription_id)).collect();
+                let keys = chunk
+                    .iter()
+                    .map(|c| (c.1, c.2.sub.subscription_id))
+                    .collect();
                 let tag = self.tag(keys);
                 let mut d = chunk[0].2.clone();
                 d.op = DeliveryOp::Mirror(Arc::new(MirrorOp {
@@ -378,7 +395,11 @@ impl MirrorWorker {
             self.in_flight.end_sweep(mark);
             if !claimed.is_empty() {
                 if self.backfilling.insert(b.id) {
-                    tracing::info!(subscription_id = b.subscription_id, posts = claimed.len(), "Sending history on subscribe.");
+                    tracing::info!(
+                        subscription_id = b.subscription_id,
+                        posts = claimed.len(),
+                        "Sending history on subscribe."
+                    );
                 }
                 let _ = self.limiter.send(Enqueue(claimed)).await;
             }
@@ -396,9 +417,8 @@ fn edited(post: &Post, e: &PostEvent) -> Post {
         .as_deref()
         .and_then(|s| serde_json::from_str(s).ok())
         .unwrap_or_default();
-    p.media = e
-        .media
-        .as_deref()
-        .and_then(|m| serde_json::from_value::<MediaKind>(serde_json::Value::String(m.to_owned())).ok());
+    p.media = e.media.as_deref().and_then(|m| {
+        serde_json::from_value::<MediaKind>(serde_json::Value::String(m.to_owned())).ok()
+    });
     p
 }

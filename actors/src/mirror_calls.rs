@@ -8,8 +8,7 @@ use teloxide::payloads::{EditMessageCaptionSetters, EditMessageTextSetters};
 use teloxide::prelude::Requester;
 use teloxide::types::{
     ChatId, FileId, InputFile, InputMedia, InputMediaAnimation, InputMediaAudio,
-    InputMediaDocument, InputMediaPhoto, InputMediaVideo, MessageEntity,
-    MessageId,
+    InputMediaDocument, InputMediaPhoto, InputMediaVideo, MessageEntity, MessageId,
 };
 use teloxide::{ApiError, Bot, RequestError};
 

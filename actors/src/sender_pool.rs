@@ -448,7 +448,9 @@ impl Handler<SendDelivery> for SenderPool {
             let op = op.clone();
             let d = delivery.clone();
             let paid = self.cfg.allow_paid_broadcast;
-            let fut = async move { crate::mirror_calls::call(&bot, &d, &op, events.as_ref(), paid).await };
+            let fut = async move {
+                crate::mirror_calls::call(&bot, &d, &op, events.as_ref(), paid).await
+            };
             ctx.spawn(fut.into_actor(self).map(move |result, act, _| {
                 act.finish_mirror(delivery, lane, reply_to, result);
             }));

@@ -54,7 +54,10 @@ pub(super) async fn after_add(
         out.push_str(&h.t(
             lang,
             "add-backfill",
-            &[("count", Arg::from(i64::from(n))), ("name", Arg::from(name.as_str()))],
+            &[
+                ("count", Arg::from(i64::from(n))),
+                ("name", Arg::from(name.as_str())),
+            ],
         ));
     }
     if asked {

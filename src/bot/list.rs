@@ -289,7 +289,8 @@ pub(super) async fn on_callback(h: &BotHandler, q: &CallbackQuery) -> Result<(),
             };
             let dests = h.store().destinations_of(uid).await?;
             let (text, keyboard) = settings(h, lang, &s, &dests);
-            let (text, keyboard) = super::mirror_settings::extend(h, lang, &s, text, keyboard).await?;
+            let (text, keyboard) =
+                super::mirror_settings::extend(h, lang, &s, text, keyboard).await?;
             reply::answer(&h.bot, &q.id, None, false).await;
             reply::edit(&h.bot, chat, mid, text, Some(keyboard)).await;
         }

@@ -94,7 +94,12 @@ fn view(
         (EditsMode::Repost, "r", "btn-edits-repost"),
     ]
     .into_iter()
-    .map(|(mode, code, key)| b(mark(m.edits == mode, h.t(lang, key, &[])), format!("e:{sub}:{code}")))
+    .map(|(mode, code, key)| {
+        b(
+            mark(m.edits == mode, h.t(lang, key, &[])),
+            format!("e:{sub}:{code}"),
+        )
+    })
     .collect();
     let delete_row = [
         (DeletionsMode::Mirror, "m", "btn-deletions-mirror"),
@@ -117,7 +122,10 @@ mod tests {
 
     #[test]
     fn button_data_round_trips_and_junk_is_refused() {
-        assert_eq!(parse("e:7:r"), Some(MirrorAction::Edits(7, EditsMode::Repost)));
+        assert_eq!(
+            parse("e:7:r"),
+            Some(MirrorAction::Edits(7, EditsMode::Repost))
+        );
         assert_eq!(
             parse("x:7:i"),
             Some(MirrorAction::Deletions(7, DeletionsMode::Ignore))

@@ -34,7 +34,11 @@ pub(super) async fn backfill(
     if let Some(p) = &state.pipeline {
         p.mirror_wake();
     }
-    tracing::info!(subscription_id, posts = n, "Backfill asked through the API.");
+    tracing::info!(
+        subscription_id,
+        posts = n,
+        "Backfill asked through the API."
+    );
     Ok(())
 }
 
@@ -91,7 +95,8 @@ pub(super) async fn add_settings(
     subscription_id: i64,
     body: &mut serde_json::Value,
 ) -> Result<(), ApiError> {
-    if let Some(m) = with_timeout(state, state.store.mirror_settings(None, subscription_id)).await? {
+    if let Some(m) = with_timeout(state, state.store.mirror_settings(None, subscription_id)).await?
+    {
         body["edits"] = json!(m.edits.as_str());
         body["deletions"] = json!(m.deletions.as_str());
     }

@@ -18,9 +18,9 @@ mod auth;
 mod destinations;
 mod error;
 mod health;
-mod subscriptions;
 /// Edits/deletions settings and backfills of the subscription routes.
 mod mirror;
+mod subscriptions;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -86,7 +86,10 @@ impl Inner {
         let Some((channel_id, _)) = self.channel_of_bare(bare) else {
             return;
         };
-        stored("deletion", || self.store.record_post_deletions(channel_id, ids)).await;
+        stored("deletion", || {
+            self.store.record_post_deletions(channel_id, ids)
+        })
+        .await;
         self.changed();
     }
 }

@@ -300,7 +300,10 @@ impl Store {
         const OP: &str = "find channel by chat id";
         let c = self.conn(OP).await?;
         let r = c
-            .query_opt("SELECT id FROM channels WHERE telegram_id = $1", &[&chat_id])
+            .query_opt(
+                "SELECT id FROM channels WHERE telegram_id = $1",
+                &[&chat_id],
+            )
             .await
             .op(OP)?;
         Ok(r.map(|r| r.get(0)))
@@ -557,19 +560,19 @@ impl Store {
             )
             .await
             .op(OP)?;
-        Ok(Some((sub, rows.iter().map(resumed_post_with_relay).collect())))
+        Ok(Some((
+            sub,
+            rows.iter().map(resumed_post_with_relay).collect(),
+        )))
     }
 
     /// Marks a backfill finished.
     pub async fn finish_backfill(&self, id: i64) -> Result<(), StoreError> {
         const OP: &str = "finish backfill";
         let c = self.conn(OP).await?;
-        c.execute(
-            "UPDATE backfills SET done_at = now() WHERE id = $1",
-            &[&id],
-        )
-        .await
-        .op(OP)?;
+        c.execute("UPDATE backfills SET done_at = now() WHERE id = $1", &[&id])
+            .await
+            .op(OP)?;
         Ok(())
     }
 }

@@ -24,10 +24,10 @@ mod error;
 mod inbox;
 /// The database's identity, for keys kept outside it.
 mod installation;
-/// Edits and deletions mirrored, mirror settings, backfills (0010).
-mod mirror;
 /// Numbered migrations from `sql/`, applied with a checksum guard.
 pub mod migrate;
+/// Edits and deletions mirrored, mirror settings, backfills (0010).
+mod mirror;
 /// Daily partitions of `forwarded_messages` and retention.
 pub mod partitions;
 /// Owed deliveries: the start-up resume and the periodic sweep read them.

@@ -40,7 +40,11 @@ pub(super) async fn on_edited_channel_post(
             file_id(msg).as_deref(),
         )
         .await?;
-    tracing::debug!(channel_id, message_id = m.id, "Channel post edited; queued to mirror.");
+    tracing::debug!(
+        channel_id,
+        message_id = m.id,
+        "Channel post edited; queued to mirror."
+    );
     pipeline.mirror_wake();
     Ok(())
 }

@@ -26,12 +26,12 @@ mod http;
 mod http_routes;
 /// Faults on the production intake path (`kuryer run`, getUpdates).
 mod intake;
-/// What operators rely on (`ops/`): systemd notify and watchdog, start-up checks,
-/// metrics against the fake's counts, log fields, no secrets.
-mod ops;
 /// Issue 16: edits and deletions mirrored, history on subscribe.
 mod mirror;
 mod mirror_reader;
+/// What operators rely on (`ops/`): systemd notify and watchdog, start-up checks,
+/// metrics against the fake's counts, log fields, no secrets.
+mod ops;
 /// The actor pipeline end to end.
 mod pipeline;
 /// The MTProto reader against the fake data centre.

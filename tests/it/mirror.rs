@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use kuryer_sim::fake_bot_api::{
-    ChatKind, Fault, FakeLimits, FakeTelegram, MediaKind, MirrorCall, NewChannelMessage,
+    ChatKind, FakeLimits, FakeTelegram, Fault, MediaKind, MirrorCall, NewChannelMessage,
 };
 use serde_json::{Value, json};
 
@@ -171,18 +171,38 @@ async fn edits_are_mirrored_ignored_or_reposted_per_subscription_and_forwards_ar
     let list = fake.received(u).pop().unwrap();
     fake.press(TOKEN, u, u, list.message_id, &format!("s:{s}"));
     let shown = wait_until(Duration::from_secs(15), async || {
-        fake.received(u)
-            .iter()
-            .any(|m| m.text.as_deref().is_some_and(|t| t.contains("Edits of the post")))
+        fake.received(u).iter().any(|m| {
+            m.text
+                .as_deref()
+                .is_some_and(|t| t.contains("Edits of the post"))
+        })
     })
     .await;
-    assert!(shown, "settings view without the edits line:\n{}", daemon.log_text());
+    assert!(
+        shown,
+        "settings view without the edits line:\n{}",
+        daemon.log_text()
+    );
     fake.press(TOKEN, u, u, list.message_id, &format!("e:{s}:i"));
-    let (status, body) = api.patch(users[2], subs[2], json!({"edits": "repost"})).await;
-    assert_eq!((status, body["edits"].as_str()), (200, Some("repost")), "{body}");
-    let (status, body) = api.patch(users[3], subs[3], json!({"mode": "forward"})).await;
-    assert_eq!((status, body["deletions"].as_str()), (200, Some("mirror")), "{body}");
-    let (status, _) = api.patch(users[3], subs[3], json!({"edits": "sometimes"})).await;
+    let (status, body) = api
+        .patch(users[2], subs[2], json!({"edits": "repost"}))
+        .await;
+    assert_eq!(
+        (status, body["edits"].as_str()),
+        (200, Some("repost")),
+        "{body}"
+    );
+    let (status, body) = api
+        .patch(users[3], subs[3], json!({"mode": "forward"}))
+        .await;
+    assert_eq!(
+        (status, body["deletions"].as_str()),
+        (200, Some("mirror")),
+        "{body}"
+    );
+    let (status, _) = api
+        .patch(users[3], subs[3], json!({"edits": "sometimes"}))
+        .await;
     assert_eq!(status, 400);
     let set = wait_until(Duration::from_secs(10), async || {
         let r = db
@@ -194,7 +214,11 @@ async fn edits_are_mirrored_ignored_or_reposted_per_subscription_and_forwards_ar
         r.get::<_, String>(0) == "ignore"
     })
     .await;
-    assert!(set, "the ignore button did not store:\n{}", daemon.log_text());
+    assert!(
+        set,
+        "the ignore button did not store:\n{}",
+        daemon.log_text()
+    );
 
     let before: Vec<usize> = users.iter().map(|u| fake.received(*u).len()).collect();
     let bold = json!({"type": "bold", "offset": 0, "length": 5});
@@ -202,19 +226,30 @@ async fn edits_are_mirrored_ignored_or_reposted_per_subscription_and_forwards_ar
         CHANNEL,
         NewChannelMessage::text("Price 100 today").with_entities(vec![bold.clone()]),
     );
-    let photo_id = fake.post(CHANNEL, NewChannelMessage::media(MediaKind::Photo, Some("cap v1")));
+    let photo_id = fake.post(
+        CHANNEL,
+        NewChannelMessage::media(MediaKind::Photo, Some("cap v1")),
+    );
     for (u, b) in users.iter().zip(&before) {
         received_n(&fake, &daemon, *u, b + 2).await;
     }
     let copies: Vec<Vec<i32>> = users
         .iter()
         .zip(&before)
-        .map(|(u, b)| fake.received(*u)[*b..].iter().map(|m| m.message_id).collect())
+        .map(|(u, b)| {
+            fake.received(*u)[*b..]
+                .iter()
+                .map(|m| m.message_id)
+                .collect()
+        })
         .collect();
 
     assert!(fake.edit_post(CHANNEL, text_id, Some("Price 120 today")));
     assert!(fake.edit_post(CHANNEL, photo_id, Some("cap v2")));
-    let done = wait_until(Duration::from_secs(30), async || applied(&db).await.len() == 8).await;
+    let done = wait_until(Duration::from_secs(30), async || {
+        applied(&db).await.len() == 8
+    })
+    .await;
     assert!(done, "{:?}\n{}", applied(&db).await, daemon.log_text());
     // The repost's copies arrive after their rows are written: wait for them.
     received_n(&fake, &daemon, users[2], before[2] + 4).await;
@@ -225,19 +260,34 @@ async fn edits_are_mirrored_ignored_or_reposted_per_subscription_and_forwards_ar
     let c = calls_on(&fake, users[0], &copies[0]);
     let got: Vec<(&str, Vec<i32>, Option<&str>, Option<&str>)> = c
         .iter()
-        .map(|c| (c.method, c.message_ids.clone(), c.text.as_deref(), c.error.as_deref()))
+        .map(|c| {
+            (
+                c.method,
+                c.message_ids.clone(),
+                c.text.as_deref(),
+                c.error.as_deref(),
+            )
+        })
         .collect();
     assert_eq!(
         got,
         vec![
-            ("editMessageText", vec![copies[0][0]], Some("Price 120 today"), None),
+            (
+                "editMessageText",
+                vec![copies[0][0]],
+                Some("Price 120 today"),
+                None
+            ),
             ("editMessageMedia", vec![copies[0][1]], Some("cap v2"), None),
         ],
         "{:?}\n{:?}",
         fake.mirror_calls(),
         applied(&db).await
     );
-    assert_eq!(c[1].file_id.as_deref(), Some(&*format!("fake-{CHANNEL}-{photo_id}")));
+    assert_eq!(
+        c[1].file_id.as_deref(),
+        Some(&*format!("fake-{CHANNEL}-{photo_id}"))
+    );
     let r0 = fake.received(users[0]);
     assert_eq!(r0.len(), before[0] + 2, "mirror sends no second copy");
     assert_eq!(r0[before[0]].text.as_deref(), Some("Price 120 today"));
@@ -258,28 +308,40 @@ async fn edits_are_mirrored_ignored_or_reposted_per_subscription_and_forwards_ar
         .collect();
     assert_eq!(
         reposts,
-        vec![("sendMessage", Some("Price 120 today")), ("copyMessage", Some("cap v2"))]
+        vec![
+            ("sendMessage", Some("Price 120 today")),
+            ("copyMessage", Some("cap v2"))
+        ]
     );
     // Forward: left as they are, and the record says why.
     assert!(calls_on(&fake, users[3], &copies[3]).is_empty());
     let rows = applied(&db).await;
     let forward: Vec<_> = rows.iter().filter(|r| r.0 == subs[3]).collect();
     assert_eq!(forward.len(), 2);
-    assert!(forward.iter().all(|r| r.1 == "skipped"
-        && r.2.as_deref() == Some("forwarded copies cannot be edited")));
+    assert!(
+        forward.iter().all(
+            |r| r.1 == "skipped" && r.2.as_deref() == Some("forwarded copies cannot be edited")
+        )
+    );
     let ignored: Vec<_> = rows.iter().filter(|r| r.0 == subs[1]).collect();
     assert!(ignored.iter().all(|r| r.1 == "skipped"), "{ignored:?}");
     let pending: i64 = db
         .client()
         .await
-        .query_one("SELECT count(*) FROM post_events WHERE done_at IS NULL", &[])
+        .query_one(
+            "SELECT count(*) FROM post_events WHERE done_at IS NULL",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
     let done_all = wait_until(Duration::from_secs(10), async || {
         db.client()
             .await
-            .query_one("SELECT count(*) FROM post_events WHERE done_at IS NULL", &[])
+            .query_one(
+                "SELECT count(*) FROM post_events WHERE done_at IS NULL",
+                &[],
+            )
             .await
             .unwrap()
             .get::<_, i64>(0)
@@ -311,7 +373,9 @@ async fn an_edit_racing_the_first_delivery_edits_its_one_copy_and_a_killed_edit_
     assert!(fake.edit_post(CHANNEL, id, Some("final v2")));
     let copy = fake.received(user)[0].message_id;
     let edited = wait_until(Duration::from_secs(20), async || {
-        calls_on(&fake, user, &[copy]).iter().any(|c| c.error.is_none())
+        calls_on(&fake, user, &[copy])
+            .iter()
+            .any(|c| c.error.is_none())
     })
     .await;
     assert!(edited, "{}", daemon.log_text());
@@ -352,7 +416,10 @@ async fn an_edit_racing_the_first_delivery_edits_its_one_copy_and_a_killed_edit_
     assert_eq!(calls[1], ("editMessageText", Some("final v3".into()), None));
     assert_eq!(calls[2].1.as_deref(), Some("final v3"));
     assert!(
-        calls[2].2.as_deref().is_some_and(|e| e.contains("message is not modified")),
+        calls[2]
+            .2
+            .as_deref()
+            .is_some_and(|e| e.contains("message is not modified")),
         "{calls:?}"
     );
     let r = fake.received(user);
@@ -454,9 +521,11 @@ async fn a_backfill_sends_the_last_posts_oldest_first_once_and_is_finished_after
     assert!(all, "{}", daemon.log_text());
     tokio::time::sleep(Duration::from_secs(2)).await;
     let msgs = fake.received(v);
-    let reply = msgs
-        .iter()
-        .find(|m| m.text.as_deref().is_some_and(|t| t.contains("Sending the last 5 posts")));
+    let reply = msgs.iter().find(|m| {
+        m.text
+            .as_deref()
+            .is_some_and(|t| t.contains("Sending the last 5 posts"))
+    });
     assert!(reply.is_some(), "{msgs:?}");
     let history: Vec<String> = msgs
         .iter()
@@ -476,7 +545,10 @@ async fn a_backfill_sends_the_last_posts_oldest_first_once_and_is_finished_after
         .map(|r| (r.get(0), r.get(1)))
         .collect();
     assert_eq!(rows.len(), 2);
-    assert!(rows.iter().all(|r| r.1), "every row is marked backfill: {rows:?}");
+    assert!(
+        rows.iter().all(|r| r.1),
+        "every row is marked backfill: {rows:?}"
+    );
     let left: i64 = c
         .query_one("SELECT count(*) FROM backfills WHERE done_at IS NULL", &[])
         .await

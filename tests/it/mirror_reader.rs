@@ -106,11 +106,11 @@ async fn deletions_from_the_reader_are_mirrored_in_calls_of_100_and_refusals_are
     assert_eq!(all, copies);
     // `deletions = ignore`: kept.
     let kept = bot_api.received(users[1]);
-    assert!(kept.iter().all(|m| !bot_api.is_deleted(users[1], m.message_id)));
-    assert!(bot_api
-        .mirror_calls()
-        .iter()
-        .all(|c| c.chat_id != users[1]));
+    assert!(
+        kept.iter()
+            .all(|m| !bot_api.is_deleted(users[1], m.message_id))
+    );
+    assert!(bot_api.mirror_calls().iter().all(|c| c.chat_id != users[1]));
 
     // A copy Telegram will not delete (a bot's message older than 48 h in
     // a private chat): one call, the refusal recorded, never retried.
@@ -160,7 +160,11 @@ async fn deletions_from_the_reader_are_mirrored_in_calls_of_100_and_refusals_are
     assert!(dc.edit(channel, last, "edited by MTProto"));
     let edited = wait_until(Duration::from_secs(30), async || {
         users.iter().all(|u| {
-            bot_api.received(*u).last().and_then(|m| m.text.clone()).as_deref()
+            bot_api
+                .received(*u)
+                .last()
+                .and_then(|m| m.text.clone())
+                .as_deref()
                 == Some("edited by MTProto")
         })
     })

@@ -73,11 +73,7 @@ impl Method {
 impl State {
     pub(super) fn mirror_method(&mut self, token: &str, method: Method, params: &Params) -> Reply {
         let bot_id = self.bots[token].id;
-        let chat_id = params
-            .int("chat_id")
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let chat_id = params.int("chat_id").ok().flatten().unwrap_or_default();
         let mut ids: Vec<i32> = params
             .int("message_id")
             .ok()
@@ -86,7 +82,11 @@ impl State {
             .into_iter()
             .collect();
         if let Ok(Some(list)) = params.array("message_ids") {
-            ids.extend(list.iter().filter_map(|v| v.as_i64()).filter_map(|i| i32::try_from(i).ok()));
+            ids.extend(
+                list.iter()
+                    .filter_map(|v| v.as_i64())
+                    .filter_map(|i| i32::try_from(i).ok()),
+            );
         }
         let media = params.json("media");
         let text = match method {
@@ -146,9 +146,14 @@ impl State {
         media: Option<&Value>,
     ) -> Result<Reply, Reply> {
         match method {
-            Method::DeleteMessage | Method::DeleteMessages => self.delete(bot_id, method, chat_id, ids),
+            Method::DeleteMessage | Method::DeleteMessages => {
+                self.delete(bot_id, method, chat_id, ids)
+            }
             Method::EditMessageText => {
-                if ids.first().is_some_and(|id| self.mirror.deleted.contains(&(chat_id, *id))) {
+                if ids
+                    .first()
+                    .is_some_and(|id| self.mirror.deleted.contains(&(chat_id, *id)))
+                {
                     return Err(Reply::bad_request("Bad Request: message to edit not found"));
                 }
                 self.edit(token, bot_id, method, params)
@@ -160,8 +165,12 @@ impl State {
                 }
                 let (caption, entities) = match method {
                     Method::EditMessageMedia => {
-                        let m = media.ok_or_else(|| Reply::bad_request("Bad Request: media is empty"))?;
-                        if m.get("media").and_then(Value::as_str).is_none_or(str::is_empty) {
+                        let m = media
+                            .ok_or_else(|| Reply::bad_request("Bad Request: media is empty"))?;
+                        if m.get("media")
+                            .and_then(Value::as_str)
+                            .is_none_or(str::is_empty)
+                        {
                             return Err(Reply::bad_request("Bad Request: media is empty"));
                         }
                         (
@@ -237,14 +246,22 @@ impl State {
             .is_some_and(|c| c.file_id.as_deref() == file)
     }
 
-    fn delete(&mut self, bot_id: i64, method: Method, chat_id: i64, ids: &[i32]) -> Result<Reply, Reply> {
+    fn delete(
+        &mut self,
+        bot_id: i64,
+        method: Method,
+        chat_id: i64,
+        ids: &[i32],
+    ) -> Result<Reply, Reply> {
         if ids.is_empty() {
             return Err(Reply::bad_request(
                 "Bad Request: message identifiers are not specified",
             ));
         }
         if method == Method::DeleteMessages && ids.len() > MAX_DELETE {
-            return Err(Reply::bad_request("Bad Request: too many messages to delete"));
+            return Err(Reply::bad_request(
+                "Bad Request: too many messages to delete",
+            ));
         }
         let kind = self.chats.get(&chat_id).map(|c| c.kind);
         let Some(kind) = kind else {
@@ -283,7 +300,9 @@ impl State {
             }
         }
         match first_error {
-            Some(e) if deleted == 0 || method == Method::DeleteMessage => Err(Reply::bad_request(e)),
+            Some(e) if deleted == 0 || method == Method::DeleteMessage => {
+                Err(Reply::bad_request(e))
+            }
             _ => Ok(Reply::ok(Value::Bool(true))),
         }
     }
@@ -297,7 +316,11 @@ impl FakeTelegram {
 
     /// True when a bot deleted message `message_id` of `chat_id`.
     pub fn is_deleted(&self, chat_id: i64, message_id: i32) -> bool {
-        self.shared.lock().mirror.deleted.contains(&(chat_id, message_id))
+        self.shared
+            .lock()
+            .mirror
+            .deleted
+            .contains(&(chat_id, message_id))
     }
 
     /// Makes messages of `chat_id` count as sent more than 48 h ago.
