@@ -258,7 +258,8 @@ async fn edits_are_mirrored_ignored_or_reposted_per_subscription_and_forwards_ar
     // Mirror: one editMessageText and one editMessageMedia (the update gave
     // the photo's file id), nothing else.
     let c = calls_on(&fake, users[0], &copies[0]);
-    let got: Vec<(&str, Vec<i32>, Option<&str>, Option<&str>)> = c
+    type Call<'a> = (&'a str, Vec<i32>, Option<&'a str>, Option<&'a str>);
+    let got: Vec<Call> = c
         .iter()
         .map(|c| {
             (
