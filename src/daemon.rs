@@ -53,6 +53,9 @@ impl ReaderEvents for PipelineEvents {
             tell_resolved(&store, &bots, &texts, channel_id, &name).await;
         });
     }
+    fn changed(&self) {
+        self.pipeline.mirror_wake();
+    }
 }
 
 /// Metric: notices of how a channel's look-up ended, by outcome (`sent`,

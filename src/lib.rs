@@ -49,6 +49,8 @@ pub mod destinations;
 pub mod http;
 /// Several instances: leases of channels and bots, the heartbeat keeper.
 pub mod instance;
+/// Edits and deletions of source posts mirrored; history on subscribe.
+pub mod mirror;
 /// systemd's notify protocol: readiness, status, the earned watchdog ping.
 pub mod notify;
 /// Deliveries the database owes: the start-up resume and the periodic sweep.

@@ -204,6 +204,8 @@ pub struct Pipeline {
     owed: Owed,
     /// Several instances: what this one holds (`None`: everything).
     ownership: Option<Arc<Ownership>>,
+    /// Wakes the mirror worker (edits, deletions, backfills queued).
+    mirror: Arc<tokio::sync::Notify>,
 }
 
 impl Pipeline {
@@ -318,6 +320,19 @@ impl Pipeline {
         };
         owed.clone()
             .spawn(supervisor.clone(), gate.clone(), channels);
+        let mirror = Arc::new(tokio::sync::Notify::new());
+        actix_rt::spawn(
+            crate::mirror::MirrorWorker::new(
+                store.clone(),
+                limiter.clone(),
+                in_flight.clone(),
+                cfg.resume_window,
+                mirror.clone(),
+                stop_sweep.clone(),
+                ownership.clone(),
+            )
+            .run(),
+        );
         Ok(Self {
             supervisor,
             registry,
@@ -332,6 +347,7 @@ impl Pipeline {
             stop_sweep,
             owed,
             ownership,
+            mirror,
         })
     }
 
@@ -451,6 +467,11 @@ impl Pipeline {
     /// the token), for `/readyz` and the operator.
     pub fn halted_bot_ids(&self) -> Vec<i64> {
         self.halted.bot_ids()
+    }
+
+    /// Edits, deletions or a backfill were queued: the mirror worker looks now.
+    pub fn mirror_wake(&self) {
+        self.mirror.notify_one();
     }
 
     /// Push notice: poll this channel now.

@@ -429,6 +429,8 @@ mod tests {
             sent_message_id: Some(1),
             status: DeliveryStatus::Sent,
             error: None,
+            sent_message_ids: None,
+            backfill: false,
         }
     }
 

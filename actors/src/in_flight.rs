@@ -212,6 +212,8 @@ mod tests {
             sent_message_id: None,
             status,
             error: None,
+            sent_message_ids: None,
+            backfill: false,
         };
         InFlight::settlement(&[r])[0]
     }

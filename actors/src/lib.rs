@@ -52,6 +52,8 @@ pub mod filters;
 pub mod in_flight;
 /// Metric names, in one place.
 pub mod metrics_names;
+/// The Bot API calls that mirror an edit or deletion onto the copies.
+mod mirror_calls;
 /// Domain types shared by the actors and the daemon's adapters.
 pub mod model;
 /// The traits the daemon implements: channel sources and persistence.

@@ -434,6 +434,65 @@ pub struct Delivery {
     pub attempt: u32,
     /// What the dedup layer said before it was queued.
     pub dedup: DedupCheck,
+    /// A first delivery, history sent on subscribe, or a change mirrored.
+    pub op: DeliveryOp,
+}
+
+/// What a [`Delivery`] asks of the SenderPool. Every kind goes through the
+/// same limiter lane and chat spacing as a first delivery.
+#[derive(Debug, Clone, Default)]
+pub enum DeliveryOp {
+    /// The post's first delivery to the subscription.
+    #[default]
+    Send,
+    /// The same, as history sent on subscribe (recorded `backfill`).
+    Backfill,
+    /// An edit or deletion of the source mirrored onto the copies, or an
+    /// edited post sent again; the outcome goes to the op's `reply`, not
+    /// to the DbWriter.
+    Mirror(Arc<MirrorOp>),
+}
+
+/// A change of a source post to apply to a subscription's copies.
+#[derive(Debug)]
+pub struct MirrorOp {
+    /// The mirror worker's key for it, handed back in [`MirrorDone`].
+    pub tag: u64,
+    /// What to do.
+    pub kind: MirrorKind,
+    /// Where the outcome goes.
+    pub reply: tokio::sync::mpsc::UnboundedSender<MirrorDone>,
+}
+
+/// The calls a [`MirrorOp`] makes, in the delivery's chat.
+#[derive(Debug, Clone)]
+pub enum MirrorKind {
+    /// Edit copy `message_id` to the post as edited (`Delivery::post`
+    /// holds the new text, entities and media kind): `editMessageText`,
+    /// `editMessageMedia` when `file_id` is known, else `editMessageCaption`.
+    Edit {
+        /// The copy's id in the destination.
+        message_id: i32,
+        /// A Bot API file id of the edited media, when the update gave one.
+        file_id: Option<String>,
+    },
+    /// `deleteMessages` of these copies (1–100).
+    Delete {
+        /// The copies' ids in the destination.
+        message_ids: Vec<i32>,
+    },
+    /// Send the edited post as a new copy.
+    Repost,
+}
+
+/// How a [`MirrorOp`] ended (retriable failures are retried by the limiter
+/// and never reported).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorDone {
+    /// The op's tag.
+    pub tag: u64,
+    /// `Ok(new message id, for a repost)`, or Telegram's refusal.
+    pub result: Result<Option<i64>, String>,
 }
 
 /// The dedup layer's answer for a delivery, asked once per post for all its
@@ -494,6 +553,10 @@ pub struct DeliveryRecord {
     pub status: DeliveryStatus,
     /// Why it failed.
     pub error: Option<String>,
+    /// Every id of the copy (an album's parts), when more than one.
+    pub sent_message_ids: Option<Vec<i64>>,
+    /// History sent on subscribe ([`DeliveryOp::Backfill`]).
+    pub backfill: bool,
 }
 
 #[cfg(test)]

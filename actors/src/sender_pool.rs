@@ -35,7 +35,9 @@ use teloxide::{ApiError, Bot, RequestError};
 use crate::backoff::Backoff;
 use crate::db_writer::RecordDeliveries;
 use crate::metrics_names as names;
-use crate::model::{DedupCheck, Delivery, DeliveryMode, DeliveryRecord, DeliveryStatus};
+use crate::model::{
+    DedupCheck, Delivery, DeliveryMode, DeliveryOp, DeliveryRecord, DeliveryStatus, MirrorDone,
+};
 use crate::ports::{Dedup, DestinationEvent, DestinationEvents, LeaseGuard};
 use crate::rate_limiter::{SendDelivery, SendFinished, SendOutcome};
 
@@ -122,12 +124,14 @@ impl Actor for SenderPool {
 
 /// What the calls for one delivery produced.
 #[derive(Debug)]
-enum CallResult {
-    /// Accepted; the id of the (first) message in the destination.
+pub(crate) enum CallResult {
+    /// Accepted; the id of the (first) message in the destination, and
+    /// every id when the copy has several parts.
     Sent {
         id: i32,
         to: i64,
         note: Option<String>,
+        parts: Vec<i32>,
     },
     /// Already accepted before (dedup hit).
     AlreadySent(i64),
@@ -155,7 +159,12 @@ enum CallResult {
 }
 
 /// Makes the call(s) for one delivery.
-async fn call(bot: &Bot, d: &Delivery, events: &dyn DestinationEvents, paid: bool) -> CallResult {
+pub(crate) async fn call(
+    bot: &Bot,
+    d: &Delivery,
+    events: &dyn DestinationEvents,
+    paid: bool,
+) -> CallResult {
     let mut to = d.sub.chat_id;
     // Protected content must not be copied, not even as text: a public
     // channel's post is announced by a link, a private one's is skipped.
@@ -166,6 +175,7 @@ async fn call(bot: &Bot, d: &Delivery, events: &dyn DestinationEvents, paid: boo
                     id: m.id.0,
                     to,
                     note: Some("sent as a link: the post cannot be copied".into()),
+                    parts: Vec::new(),
                 },
                 Err(e) => classify(e, false),
             },
@@ -184,14 +194,22 @@ async fn call(bot: &Bot, d: &Delivery, events: &dyn DestinationEvents, paid: boo
                 });
                 to = new.0;
             }
-            Ok(id) => return CallResult::Sent { id, to, note: None },
+            Ok(ids) => {
+                return CallResult::Sent {
+                    id: ids[0],
+                    to,
+                    note: None,
+                    parts: if ids.len() > 1 { ids } else { Vec::new() },
+                };
+            }
             Err(e) => return fallback(bot, d, to, e, is_copy(d), paid).await,
         }
     }
     CallResult::Failed("group moved more than once".into())
 }
 
-async fn call_once(bot: &Bot, d: &Delivery, to: i64, paid: bool) -> Result<i32, RequestError> {
+/// The call of one delivery; the ids of the copy (one, or an album's parts).
+async fn call_once(bot: &Bot, d: &Delivery, to: i64, paid: bool) -> Result<Vec<i32>, RequestError> {
     let chat = ChatId(to);
     let from = ChatId(d.post.source_chat_id);
     let post = &d.post;
@@ -206,14 +224,14 @@ async fn call_once(bot: &Bot, d: &Delivery, to: i64, paid: bool) -> Result<i32, 
             if !post.entities.is_empty() {
                 req = req.entities(post.entities.clone());
             }
-            req.await.map(|m| m.id.0)
+            req.await.map(|m| vec![m.id.0])
         }
         DeliveryMode::Copy if ids.len() == 1 => {
             let mut req = bot.copy_message(chat, from, ids[0]);
             if paid {
                 req = req.allow_paid_broadcast(true);
             }
-            req.await.map(|m| m.0)
+            req.await.map(|m| vec![m.0])
         }
         DeliveryMode::Copy => bot
             .copy_messages(chat, from, ids.clone())
@@ -222,7 +240,7 @@ async fn call_once(bot: &Bot, d: &Delivery, to: i64, paid: bool) -> Result<i32, 
         DeliveryMode::Forward if ids.len() == 1 => bot
             .forward_message(chat, from, ids[0])
             .await
-            .map(|m| m.id.0),
+            .map(|m| vec![m.id.0]),
         DeliveryMode::Forward => bot
             .forward_messages(chat, from, ids.clone())
             .await
@@ -279,6 +297,7 @@ async fn fallback(
                     id: m.id.0,
                     to,
                     note: Some(note),
+                    parts: Vec::new(),
                 },
                 Err(e) => classify(e, false),
             }
@@ -297,6 +316,7 @@ async fn fallback(
                     id: m.id.0,
                     to,
                     note: Some(format!("sent as a link: {api}")),
+                    parts: Vec::new(),
                 },
                 Err(e) => classify(e, false),
             },
@@ -322,9 +342,9 @@ fn is_message_specific(api: &ApiError) -> bool {
 
 /// `copyMessages` silently skips what it cannot copy: fewer ids back than
 /// sent means part of the post did not arrive.
-fn first_of(v: Vec<MessageId>, sent: usize) -> Result<i32, RequestError> {
+fn first_of(v: Vec<MessageId>, sent: usize) -> Result<Vec<i32>, RequestError> {
     match v.first() {
-        Some(first) => {
+        Some(_) => {
             if v.len() != sent {
                 tracing::warn!(
                     sent,
@@ -332,7 +352,7 @@ fn first_of(v: Vec<MessageId>, sent: usize) -> Result<i32, RequestError> {
                     "Telegram copied only part of an album."
                 );
             }
-            Ok(first.0)
+            Ok(v.iter().map(|m| m.0).collect())
         }
         None => Err(RequestError::Api(ApiError::Unknown(
             "Bad Request: message can't be copied".to_owned(),
@@ -347,7 +367,7 @@ fn first_of(v: Vec<MessageId>, sent: usize) -> Result<i32, RequestError> {
 /// that fails this post, it does not condemn the destination. Only errors
 /// that can name nothing but the destination (blocked, kicked, deactivated,
 /// never started) deactivate it.
-fn classify(e: RequestError, copying: bool) -> CallResult {
+pub(crate) fn classify(e: RequestError, copying: bool) -> CallResult {
     match e {
         RequestError::RetryAfter(s) => CallResult::RetryAfter(s.duration()),
         // Checked first: a connect timeout is also a timeout, yet nothing was written.
@@ -412,6 +432,8 @@ fn record(
     error: Option<String>,
 ) -> DeliveryRecord {
     DeliveryRecord {
+        backfill: matches!(d.op, DeliveryOp::Backfill),
+        sent_message_ids: None,
         subscription_id: d.sub.subscription_id,
         channel_id: d.post.channel_id,
         source_message_id: i64::from(d.post.first_id()),
@@ -436,6 +458,18 @@ impl Handler<SendDelivery> for SenderPool {
             reply_to,
         } = msg;
         delivery.attempt += 1;
+        if let DeliveryOp::Mirror(op) = &delivery.op {
+            let op = op.clone();
+            let d = delivery.clone();
+            let paid = self.cfg.allow_paid_broadcast;
+            let fut = async move {
+                crate::mirror_calls::call(&bot, &d, &op, events.as_ref(), paid).await
+            };
+            ctx.spawn(fut.into_actor(self).map(move |result, act, _| {
+                act.finish_mirror(delivery, lane, reply_to, result);
+            }));
+            return;
+        }
         let sub_id = delivery.sub.subscription_id;
         let first_id = delivery.post.first_id();
         let d = delivery.clone();
@@ -485,7 +519,12 @@ impl SenderPool {
         let chat = d.sub.chat_id;
         let dest = d.sub.destination_id;
         let (outcome, row) = match result {
-            CallResult::Sent { id, to, note } => {
+            CallResult::Sent {
+                id,
+                to,
+                note,
+                parts,
+            } => {
                 self.streaks.remove(&dest);
                 self.successes += 1;
                 let waited = (chrono::Utc::now() - d.post.detected_at)
@@ -496,16 +535,11 @@ impl SenderPool {
                 if let Some(note) = &note {
                     tracing::info!(chat_id = to, subscription_id = d.sub.subscription_id, note = %note, "Delivered in a fallback form.");
                 }
-                (
-                    SendOutcome::Done,
-                    Some(record(
-                        d,
-                        to,
-                        DeliveryStatus::Sent,
-                        Some(i64::from(id)),
-                        note,
-                    )),
-                )
+                let mut row = record(d, to, DeliveryStatus::Sent, Some(i64::from(id)), note);
+                if !parts.is_empty() {
+                    row.sent_message_ids = Some(parts.iter().map(|&i| i64::from(i)).collect());
+                }
+                (SendOutcome::Done, Some(row))
             }
             CallResult::AlreadySent(id) => {
                 self.streaks.remove(&dest);
@@ -602,6 +636,55 @@ impl SenderPool {
         if let Some(r) = row {
             self.writer.do_send(RecordDeliveries(vec![r]));
         }
+        reply_to.do_send(SendFinished {
+            delivery,
+            lane,
+            outcome,
+        });
+    }
+
+    /// Ends a mirror op: its outcome to the op's `reply`, retriable
+    /// failures back to the limiter (edits and deletions are idempotent,
+    /// so an ambiguous one is simply made again).
+    fn finish_mirror(
+        &mut self,
+        delivery: Delivery,
+        lane: usize,
+        reply_to: Recipient<SendFinished>,
+        result: CallResult,
+    ) {
+        let DeliveryOp::Mirror(op) = &delivery.op else {
+            unreachable!("a mirror op")
+        };
+        let reply = |r: Result<Option<i64>, String>| {
+            let _ = op.reply.send(MirrorDone {
+                tag: op.tag,
+                result: r,
+            });
+        };
+        let outcome = match result {
+            CallResult::Sent { id, .. } => {
+                reply(Ok(Some(i64::from(id))));
+                SendOutcome::Done
+            }
+            CallResult::AlreadySent(id) => {
+                reply(Ok(Some(id)));
+                SendOutcome::Done
+            }
+            CallResult::Failed(reason) | CallResult::Skipped(reason) | CallResult::Gone(reason) => {
+                tracing::info!(chat_id = delivery.sub.chat_id, subscription_id = delivery.sub.subscription_id, error = %reason, "Telegram refused a mirrored change; recorded, not retried.");
+                reply(Err(reason));
+                SendOutcome::Done
+            }
+            CallResult::RetryAfter(wait) => {
+                metrics::counter!(names::RATE_LIMITED_TOTAL).increment(1);
+                SendOutcome::RetryAfter(wait)
+            }
+            CallResult::TokenRefused => SendOutcome::Revoked,
+            CallResult::Unreachable(_) | CallResult::Transient(_) | CallResult::Ambiguous(_) => {
+                SendOutcome::Retry(self.retry.delay(delivery.attempt))
+            }
+        };
         reply_to.do_send(SendFinished {
             delivery,
             lane,

@@ -263,6 +263,7 @@ impl Handler<PublishPost> for SubscriberRegistry {
                         sub: sub.clone(),
                         attempt: 0,
                         dedup: DedupCheck::Unchecked,
+                        op: Default::default(),
                     })
                     .collect()
             })

@@ -63,6 +63,8 @@ fn record(set: i64, k: i64, day: NaiveDate) -> DeliveryRecord {
         sent_message_id: Some(k + 1),
         status: DeliveryStatus::Sent,
         error: None,
+        sent_message_ids: None,
+        backfill: false,
     }
 }
 

@@ -103,3 +103,21 @@ cmd-resume = Resume a channel
 cmd-filter = Filters of a channel
 cmd-lang = Language
 cmd-link = Send posts to this group or channel
+
+# Edits and deletions mirrored (issue 16)
+mirror-settings =
+    Edits of the post: { $edits }
+    Deletions: { $deletions }
+    (Forwarded copies cannot be edited: with mode forward, edits are not mirrored.)
+edits-mirror = the copy is edited too
+edits-ignore = ignored
+edits-repost = the edited post is sent again
+deletions-mirror = the copy is deleted too
+deletions-ignore = ignored
+btn-edits-mirror = ✏️ Edit copy
+btn-edits-ignore = Ignore edits
+btn-edits-repost = Resend edited
+btn-deletions-mirror = 🗑 Delete copy
+btn-deletions-ignore = Keep copy
+add-backfill = Sending the last { $count } posts of @{ $name }, oldest first.
+add-backfill-bad = "last N" takes a number from 1 to 50.

@@ -102,3 +102,21 @@ cmd-resume = Возобновить канал
 cmd-filter = Фильтры канала
 cmd-lang = Язык
 cmd-link = Посты в эту группу или канал
+
+# Зеркалирование правок и удалений (issue 16)
+mirror-settings =
+    Правки поста: { $edits }
+    Удаления: { $deletions }
+    (Пересланные копии нельзя изменить: в режиме пересылки правки не повторяются.)
+edits-mirror = копия тоже правится
+edits-ignore = не учитываются
+edits-repost = исправленный пост присылается заново
+deletions-mirror = копия тоже удаляется
+deletions-ignore = не учитываются
+btn-edits-mirror = ✏️ Править копию
+btn-edits-ignore = Без правок
+btn-edits-repost = Прислать заново
+btn-deletions-mirror = 🗑 Удалять копию
+btn-deletions-ignore = Оставлять копию
+add-backfill = Присылаю последние { $count } постов @{ $name }, от старых к новым.
+add-backfill-bad = «last N»: число от 1 до 50.

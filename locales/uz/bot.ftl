@@ -102,3 +102,21 @@ cmd-resume = Kanalni davom ettirish
 cmd-filter = Kanal filtrlari
 cmd-lang = Til
 cmd-link = Postlarni shu guruh yoki kanalga yuborish
+
+# Tahrir va o'chirishlarni takrorlash (issue 16)
+mirror-settings =
+    Post tahrirlari: { $edits }
+    O'chirishlar: { $deletions }
+    (Uzatilgan nusxalarni tahrirlab bo'lmaydi: forward rejimida tahrirlar takrorlanmaydi.)
+edits-mirror = nusxa ham tahrirlanadi
+edits-ignore = e'tiborsiz
+edits-repost = tahrirlangan post qayta yuboriladi
+deletions-mirror = nusxa ham o'chiriladi
+deletions-ignore = e'tiborsiz
+btn-edits-mirror = ✏️ Nusxani tahrirlash
+btn-edits-ignore = Tahrirsiz
+btn-edits-repost = Qayta yuborish
+btn-deletions-mirror = 🗑 Nusxani o'chirish
+btn-deletions-ignore = Nusxani qoldirish
+add-backfill = @{ $name } kanalining oxirgi { $count } ta posti yuborilmoqda, eskisidan boshlab.
+add-backfill-bad = "last N" uchun 1 dan 50 gacha son kiriting.

@@ -96,7 +96,13 @@ pub(super) async fn on_private(h: &BotHandler, msg: &Message) -> Result<(), Stor
             if words.is_empty() {
                 h.t(lang, "add-usage", &[])
             } else {
-                add(h, uid, lang, &words).await?
+                match super::backfill::split_last(&words) {
+                    Ok((names, n)) => {
+                        let out = add(h, uid, lang, names).await?;
+                        super::backfill::after_add(h, uid, lang, names, n, out).await?
+                    }
+                    Err(()) => h.t(lang, "add-backfill-bad", &[]),
+                }
             }
         }
         "list" => {

@@ -242,6 +242,16 @@ pub(super) async fn on_callback(h: &BotHandler, q: &CallbackQuery) -> Result<(),
             return Ok(());
         }
     };
+    if let Some(a) = q.data.as_deref().and_then(super::mirror_settings::parse) {
+        let (chat, mid) = (message.chat.id.0, message.id);
+        let sub = super::mirror_settings::sub_of(&a);
+        if !super::mirror_settings::apply(h, uid, &a).await? {
+            reply::answer(&h.bot, &q.id, Some(stale()), true).await;
+            return Ok(());
+        }
+        settings_again(h, q, uid, lang, sub, chat, mid, h.t(lang, "done", &[])).await?;
+        return Ok(());
+    }
     let Some(action) = q.data.as_deref().and_then(parse) else {
         reply::answer(&h.bot, &q.id, Some(stale()), true).await;
         return Ok(());
@@ -279,6 +289,8 @@ pub(super) async fn on_callback(h: &BotHandler, q: &CallbackQuery) -> Result<(),
             };
             let dests = h.store().destinations_of(uid).await?;
             let (text, keyboard) = settings(h, lang, &s, &dests);
+            let (text, keyboard) =
+                super::mirror_settings::extend(h, lang, &s, text, keyboard).await?;
             reply::answer(&h.bot, &q.id, None, false).await;
             reply::edit(&h.bot, chat, mid, text, Some(keyboard)).await;
         }
@@ -335,6 +347,7 @@ async fn settings_again(
     if let Some(s) = h.store().user_subscription(Some(uid), sub).await? {
         let dests = h.store().destinations_of(uid).await?;
         let (text, keyboard) = settings(h, lang, &s, &dests);
+        let (text, keyboard) = super::mirror_settings::extend(h, lang, &s, text, keyboard).await?;
         reply::edit(&h.bot, chat, mid, text, Some(keyboard)).await;
     }
     Ok(())

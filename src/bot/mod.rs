@@ -17,14 +17,18 @@
 //! or leaving chats), `reply` (sending, retries, the per-user rate limit),
 //! `i18n` (texts from `locales/`).
 
+/// `/list`: pages, buttons, settings, callbacks.
+/// `/add @name last N`: history on subscribe.
+mod backfill;
 /// Groups and channels: `/link`, the bot added or removed.
 mod chats;
 /// Private-chat commands.
 mod commands;
 /// Texts in uz/ru/en from the Fluent files in `locales/`.
 pub mod i18n;
-/// `/list`: pages, buttons, settings, callbacks.
 mod list;
+/// Edits/deletions settings in the settings view.
+mod mirror_settings;
 /// Replies with retries; the per-user command rate limit.
 mod reply;
 
@@ -224,6 +228,11 @@ impl BotHandler {
                 Ok(())
             }
         }
+    }
+
+    /// Wakes the mirror worker (a backfill was asked for).
+    fn mirror_wake(&self) {
+        self.shared.pipeline.mirror_wake();
     }
 
     fn count(&self, command: &'static str) {

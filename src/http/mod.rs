@@ -5,7 +5,7 @@
 //! - `GET /subscriptions/{user_id}` — a user's subscriptions.
 //! - `DELETE /subscriptions/{user_id}/{subscription_id}` — remove.
 //! - `POST /subscriptions/{user_id}/{subscription_id}/pause`, `…/resume`.
-//! - `PATCH /subscriptions/{user_id}/{subscription_id}/settings` `{"mode", "filters"}`.
+//! - `PATCH /subscriptions/{user_id}/{subscription_id}/settings` `{"mode", "filters", "edits", "deletions"}`.
 //! - `PUT /subscriptions/{user_id}/{subscription_id}/destination` `{"destination_id"}`.
 //! - `GET /destinations/{user_id}` — the chats a user's posts can go to.
 //! - `GET /metrics` — Prometheus text. `GET /healthz`, `GET /readyz` — health.
@@ -18,6 +18,8 @@ mod auth;
 mod destinations;
 mod error;
 mod health;
+/// Edits/deletions settings and backfills of the subscription routes.
+mod mirror;
 mod subscriptions;
 
 use std::net::SocketAddr;

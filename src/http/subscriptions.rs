@@ -24,6 +24,9 @@ use crate::telemetry::names;
 pub(super) struct AddChannel {
     user_id: i64,
     channel_username: String,
+    /// History on subscribe: the last N (1–50) recorded posts, oldest first.
+    #[serde(default)]
+    backfill: Option<i64>,
 }
 
 pub(super) fn check_user_id(user_id: i64) -> Result<i64, ApiError> {
@@ -45,6 +48,7 @@ pub(super) async fn add_channel(
     check_user_id(body.user_id)?;
     let channel = ChannelUsername::parse(&body.channel_username)
         .map_err(|e| ApiError::bad_request("invalid_channel_username", e.to_string()))?;
+    let backfill = super::mirror::check_backfill(body.backfill)?;
     let added = with_timeout(&state, state.store.add_subscription(body.user_id, &channel)).await?;
     if let Some(pipeline) = &state.pipeline {
         // 200 only once the registry knows: posts from now on reach this
@@ -73,6 +77,7 @@ pub(super) async fn add_channel(
             "Subscription created through the API."
         );
     }
+    super::mirror::backfill(&state, added.subscription.id, backfill).await?;
     Ok(HttpResponse::Ok().json(added))
 }
 
@@ -105,6 +110,7 @@ pub(super) async fn current(
     .ok_or_else(ApiError::no_subscription)?;
     let mut body = serde_json::to_value(sub).unwrap_or_else(|_| json!({}));
     body["changed"] = json!(changed);
+    super::mirror::add_settings(state, subscription_id, &mut body).await?;
     Ok(HttpResponse::Ok().json(body))
 }
 
@@ -171,6 +177,10 @@ pub(super) struct Settings {
     mode: Option<String>,
     /// A filter spec (`{}` clears the filters).
     filters: Option<serde_json::Value>,
+    /// `mirror`, `ignore` or `repost`.
+    edits: Option<String>,
+    /// `mirror` or `ignore`.
+    deletions: Option<String>,
 }
 
 /// The keys a filter spec may have; anything else is a typo to report,
@@ -204,10 +214,11 @@ pub(super) async fn settings(
     let (user_id, subscription_id) = path.into_inner();
     check_user_id(user_id)?;
     let body = body.into_inner();
-    if body.mode.is_none() && body.filters.is_none() {
+    let mirror = super::mirror::check_settings(body.edits.as_deref(), body.deletions.as_deref())?;
+    if body.mode.is_none() && body.filters.is_none() && mirror.is_none() {
         return Err(ApiError::bad_request(
             "nothing_to_change",
-            "give mode and/or filters",
+            "give mode, filters, edits and/or deletions",
         ));
     }
     let mode = body
@@ -219,6 +230,7 @@ pub(super) async fn settings(
         })
         .transpose()?;
     let filters = body.filters.as_ref().map(check_filters).transpose()?;
+    super::mirror::set_settings(&state, user_id, subscription_id, mirror).await?;
     let found = with_timeout(
         &state,
         state.store.set_subscription_settings(

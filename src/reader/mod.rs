@@ -15,7 +15,10 @@
 //! | `resolver.rs` | the resolve queue (`contacts.resolveUsername`, slow, stored for good) |
 //! | `source.rs` | the `ChannelSource`: pushed posts, history from the mark, polling |
 //! | `relay.rs` | media forwarded into the relay channel (`random_id`, albums whole) |
+//! | `changes.rs` | pushed edits and deletions, queued for the mirror worker |
 
+/// Edits and deletions pushed to reader accounts, queued to mirror.
+mod changes;
 /// One account's connection and its flood-wait gate.
 pub mod client;
 /// Auth keys encrypted at rest.

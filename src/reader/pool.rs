@@ -46,6 +46,8 @@ pub trait ReaderEvents: Send + Sync {
     /// `invalid`, `private` or `not_a_channel`): those told "still
     /// checking" are told how it ended. `name`: its `@name`.
     fn settled(&self, _channel_id: i64, _name: &str) {}
+    /// An edit or deletion of a source post was queued (`post_events`).
+    fn changed(&self) {}
 }
 
 /// Metric: posts pushed to reader accounts.
@@ -90,7 +92,7 @@ pub(super) struct Inner {
     holder: String,
     pub(super) accounts: Mutex<BTreeMap<String, Live>>,
     pub(super) channels: Mutex<HashMap<i64, ChanState>>,
-    by_bare: Mutex<HashMap<i64, i64>>,
+    pub(super) by_bare: Mutex<HashMap<i64, i64>>,
     pub(super) events: OnceLock<Arc<dyn ReaderEvents>>,
     background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -571,11 +573,15 @@ async fn update_loop(
                         pool.pushed(bare, &u.message);
                     }
                 }
-                tl::enums::Update::EditChannelMessage(_) => {
+                tl::enums::Update::EditChannelMessage(u) => {
                     metrics::counter!(CHANGES_TOTAL, "kind" => "edit").increment(1);
+                    if let Some(bare) = channel_of(&u.message) {
+                        pool.edited(bare, &u.message).await;
+                    }
                 }
-                tl::enums::Update::DeleteChannelMessages(_) => {
+                tl::enums::Update::DeleteChannelMessages(u) => {
                     metrics::counter!(CHANGES_TOTAL, "kind" => "delete").increment(1);
+                    pool.deleted(u.channel_id, &u.messages).await;
                 }
                 _ => {}
             },

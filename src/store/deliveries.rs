@@ -25,6 +25,10 @@ pub struct ForwardedRow {
     pub status: &'static str,
     /// Why it failed, when it did.
     pub error: Option<String>,
+    /// Every id of the copy (album parts), when more than one.
+    pub sent_message_ids: Option<Vec<i64>>,
+    /// History sent on subscribe.
+    pub backfill: bool,
 }
 
 impl Store {
@@ -69,7 +73,16 @@ impl Store {
         let mut sent_message_id = Vec::with_capacity(n);
         let mut status = Vec::with_capacity(n);
         let mut error = Vec::with_capacity(n);
+        // An array of arrays does not `unnest` row by row: each row's ids
+        // travel as one array literal, cast back on the server.
+        let mut sent_ids: Vec<Option<String>> = Vec::with_capacity(n);
+        let mut backfill = Vec::with_capacity(n);
         for r in rows {
+            sent_ids.push(r.sent_message_ids.as_ref().map(|ids| {
+                let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+                format!("{{{}}}", ids.join(","))
+            }));
+            backfill.push(r.backfill);
             subscription_id.push(r.subscription_id);
             channel_id.push(r.channel_id);
             source_message_id.push(r.source_message_id);
@@ -84,11 +97,15 @@ impl Store {
             .prepare_cached(
                 "INSERT INTO forwarded_messages AS f
                     (subscription_id, channel_id, source_message_id, post_day,
-                     destination_chat_id, sent_message_id, status, error)
-                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::date[],
-                                      $5::bigint[], $6::bigint[], $7::text[], $8::text[])
+                     destination_chat_id, sent_message_id, status, error,
+                     sent_message_ids, backfill)
+                 SELECT a, b, c, d, e, g, h, i, j::bigint[], k
+                   FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::date[],
+                               $5::bigint[], $6::bigint[], $7::text[], $8::text[],
+                               $9::text[], $10::boolean[]) AS u(a, b, c, d, e, g, h, i, j, k)
                  ON CONFLICT ON CONSTRAINT forwarded_messages_pkey DO UPDATE
                     SET sent_message_id = EXCLUDED.sent_message_id,
+                        sent_message_ids = EXCLUDED.sent_message_ids,
                         status = EXCLUDED.status,
                         error = EXCLUDED.error,
                         destination_chat_id = EXCLUDED.destination_chat_id,
@@ -112,6 +129,8 @@ impl Store {
                 &sent_message_id,
                 &status,
                 &error,
+                &sent_ids,
+                &backfill,
             ],
         )
         .await

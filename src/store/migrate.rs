@@ -78,6 +78,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0009_instances.sql",
         sql: include_str!("../../sql/0009_instances.sql"),
     },
+    Migration {
+        version: 10,
+        name: "0010_edits_deletions_backfill.sql",
+        sql: include_str!("../../sql/0010_edits_deletions_backfill.sql"),
+    },
 ];
 
 /// Why migrating failed.

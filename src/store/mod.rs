@@ -28,6 +28,8 @@ mod installation;
 mod leases;
 /// Numbered migrations from `sql/`, applied with a checksum guard.
 pub mod migrate;
+/// Edits and deletions mirrored, mirror settings, backfills (0010).
+mod mirror;
 /// Daily partitions of `forwarded_messages` and retention.
 pub mod partitions;
 /// Owed deliveries: the start-up resume and the periodic sweep read them.
@@ -57,6 +59,10 @@ pub use deliveries::ForwardedRow;
 pub use error::StoreError;
 pub use inbox::InboxEntry;
 pub use leases::{InstanceRow, LeasedChannel};
+pub use mirror::{
+    AppliedRow, Backfill, DeletionsMode, EditsMode, EventTarget, EventTargets, MirrorSettings,
+    PostEvent,
+};
 pub use pending::{PendingQuery, PendingStream, RecentPost};
 pub use persistence::new_post;
 pub use pool::Store;

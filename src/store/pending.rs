@@ -266,10 +266,17 @@ fn pending_delivery(
         sub: Arc::new(sub),
         attempt: 0,
         dedup: Default::default(),
+        op: Default::default(),
     })
 }
 
 fn resumed_post(r: &tokio_postgres::Row) -> Post {
+    post_at(r, 21)
+}
+
+/// A post from columns 0–10 in the order of the cursor above, its relay
+/// ids at `relay_col`.
+pub(super) fn post_at(r: &tokio_postgres::Row, relay_col: usize) -> Post {
     let ids: Vec<i64> = r.get(1);
     let entities: Option<String> = r.get(6);
     let media: Option<String> = r.get(7);
@@ -277,7 +284,7 @@ fn resumed_post(r: &tokio_postgres::Row) -> Post {
         channel_id: r.get(0),
         message_ids: ids.into_iter().map(|i| i as i32).collect(),
         relay_message_ids: r
-            .get::<_, Option<Vec<i64>>>(21)
+            .get::<_, Option<Vec<i64>>>(relay_col)
             .map(|ids| ids.into_iter().map(|i| i as i32).collect()),
         album_id: r.get::<_, Option<i64>>(2).map(|a| a.to_string()),
         source_chat_id: r.get::<_, Option<i64>>(3).unwrap_or_default(),

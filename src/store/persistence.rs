@@ -88,6 +88,8 @@ impl Persistence for Store {
                     sent_message_id: r.sent_message_id,
                     status: r.status.as_str(),
                     error: r.error,
+                    sent_message_ids: r.sent_message_ids,
+                    backfill: r.backfill,
                 })
                 .collect();
             store.insert_forwarded(&rows).await.map_err(persist_error)

@@ -114,6 +114,7 @@ pub async fn run_loop(
         };
         let mut req = bot.get_updates().timeout(long_poll).allowed_updates(vec![
             AllowedUpdate::ChannelPost,
+            AllowedUpdate::EditedChannelPost,
             AllowedUpdate::MyChatMember,
             AllowedUpdate::Message,
             AllowedUpdate::CallbackQuery,
@@ -395,6 +396,9 @@ async fn handle(
                 return Ok(());
             }
             on_channel_post(store, pipeline, updates, id, msg).await
+        }
+        UpdateKind::EditedChannelPost(msg) => {
+            super::edits::on_edited_channel_post(store, pipeline, updates, msg).await
         }
         UpdateKind::MyChatMember(m) => {
             handler.on_my_chat_member(m).await?;

@@ -23,6 +23,8 @@
 //! `intake.rs` is the loop; this file the buffers and the source.
 
 /// The loop: one update at a time, confirmed once its effect is durable.
+mod edits;
+pub(crate) use edits::media_name;
 mod intake;
 
 use std::collections::{BTreeMap, HashMap};

@@ -28,6 +28,9 @@ mod http_routes;
 mod instances;
 /// Faults on the production intake path (`kuryer run`, getUpdates).
 mod intake;
+/// Issue 16: edits and deletions mirrored, history on subscribe.
+mod mirror;
+mod mirror_reader;
 /// What operators rely on (`ops/`): systemd notify and watchdog, start-up checks,
 /// metrics against the fake's counts, log fields, no secrets.
 mod ops;

@@ -463,6 +463,8 @@ async fn forwarded_rows_are_written_in_one_batch_and_final_outcomes_stay() {
         sent_message_id: (status == "sent").then_some(msg * 10),
         status,
         error: (status == "failed").then(|| "Forbidden: bot was blocked by the user".to_owned()),
+        sent_message_ids: None,
+        backfill: false,
     };
     let batch: Vec<ForwardedRow> = (1..=2000).map(|i| row(i, 1, "sent")).collect();
     assert_eq!(store.insert_forwarded(&batch).await.unwrap(), 2000);
@@ -647,6 +649,8 @@ async fn rows_in_the_default_partition_move_to_their_day_and_are_retained() {
         sent_message_id: Some(70),
         status: "sent",
         error: None,
+        sent_message_ids: None,
+        backfill: false,
     };
     // No partition exists yet: everything lands in the default one.
     let mut rows: Vec<ForwardedRow> = (1..=30).map(|i| row(i, today)).collect();

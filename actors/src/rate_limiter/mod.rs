@@ -71,6 +71,7 @@ pub(crate) mod testing {
             }),
             attempt: 0,
             dedup: Default::default(),
+            op: Default::default(),
         }
     }
 }

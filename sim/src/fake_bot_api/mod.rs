@@ -59,6 +59,7 @@
 
 mod json;
 mod limits;
+mod mirror;
 mod people;
 mod report;
 mod server;
@@ -74,6 +75,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+pub use mirror::MirrorCall;
 pub use people::{CallbackAnswer, MemberStatus};
 pub use report::DeliveryReport;
 

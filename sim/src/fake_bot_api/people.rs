@@ -245,7 +245,7 @@ impl State {
         }
     }
 
-    fn edit(
+    pub(super) fn edit(
         &mut self,
         token: &str,
         bot_id: i64,

@@ -320,6 +320,7 @@ impl Shared {
                 }
                 // Long polling waits outside the lock.
                 Method::GetUpdates => (token, params),
+                m if m.is_mirror() => return st.mirror_method(token, method, &params),
                 m if m.is_people() => return st.people_method(token, method, &params),
                 _ => return st.send(&self.rules, token, method, &params),
             }

@@ -38,6 +38,8 @@ pub(super) struct State {
     next_request_id: u64,
     /// The simulated people: users, memberships, answers (`people.rs`).
     pub(super) people: super::people::People,
+    /// Edits and deletions of sent messages (`mirror.rs`).
+    pub(super) mirror: super::mirror::MirrorState,
 }
 
 pub(super) struct ArmedFault {

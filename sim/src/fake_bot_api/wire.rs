@@ -26,12 +26,16 @@ pub(super) enum Method {
     SetMyCommands,
     EditMessageText,
     EditMessageReplyMarkup,
+    EditMessageCaption,
+    EditMessageMedia,
+    DeleteMessage,
+    DeleteMessages,
     GetWebhookInfo,
     DeleteWebhook,
     Unknown,
 }
 
-pub(super) const METHOD_COUNT: usize = 16;
+pub(super) const METHOD_COUNT: usize = 20;
 
 impl Method {
     /// A request that delivers a message to a chat.
@@ -60,6 +64,10 @@ impl Method {
         Method::SetMyCommands,
         Method::EditMessageText,
         Method::EditMessageReplyMarkup,
+        Method::EditMessageCaption,
+        Method::EditMessageMedia,
+        Method::DeleteMessage,
+        Method::DeleteMessages,
         Method::GetWebhookInfo,
         Method::DeleteWebhook,
         Method::Unknown,
@@ -80,6 +88,10 @@ impl Method {
             Method::SetMyCommands => "setMyCommands",
             Method::EditMessageText => "editMessageText",
             Method::EditMessageReplyMarkup => "editMessageReplyMarkup",
+            Method::EditMessageCaption => "editMessageCaption",
+            Method::EditMessageMedia => "editMessageMedia",
+            Method::DeleteMessage => "deleteMessage",
+            Method::DeleteMessages => "deleteMessages",
             Method::GetWebhookInfo => "getWebhookInfo",
             Method::DeleteWebhook => "deleteWebhook",
             Method::Unknown => "unknown",
@@ -181,6 +193,46 @@ impl Reply {
     }
 }
 
+/// The text fields of a `multipart/form-data` body (teloxide sends
+/// `editMessageMedia` that way); an uploaded file is refused, the fake
+/// keeps no files.
+fn parse_multipart(header: &str, body: &[u8], map: &mut Map<String, Value>) -> Result<(), Reply> {
+    let bad = || Reply::bad_request("Bad Request: can't parse multipart/form-data body");
+    let boundary = header
+        .split(';')
+        .filter_map(|p| p.trim().strip_prefix("boundary="))
+        .next()
+        .map(|b| b.trim_matches('"'))
+        .ok_or_else(bad)?;
+    let text = std::str::from_utf8(body).map_err(|_| bad())?;
+    let delimiter = format!("--{boundary}");
+    for part in text.split(delimiter.as_str()).skip(1) {
+        if part.starts_with("--") {
+            break;
+        }
+        let part = part.strip_prefix("\r\n").unwrap_or(part);
+        let (head, value) = part.split_once("\r\n\r\n").ok_or_else(bad)?;
+        let value = value.strip_suffix("\r\n").unwrap_or(value);
+        let disposition = head
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("content-disposition"))
+            .ok_or_else(bad)?;
+        if disposition.contains("filename=") {
+            return Err(Reply::bad_request(
+                "Bad Request: file uploads are not supported by the fake",
+            ));
+        }
+        let name = disposition
+            .split(';')
+            .filter_map(|p| p.trim().strip_prefix("name="))
+            .next()
+            .map(|n| n.trim_matches('"'))
+            .ok_or_else(bad)?;
+        map.insert(name.to_owned(), Value::String(value.to_owned()));
+    }
+    Ok(())
+}
+
 /// `/bot<token>/<method>` → (token, method).
 /// A path may start with `/c/<client>` (a base URL that names the client,
 /// so a test tells several processes apart): the client and the rest.
@@ -218,11 +270,13 @@ impl Params {
         if !body.is_empty() {
             let content_type = req.content_type();
             if content_type.starts_with("multipart/") {
-                return Err(Reply::bad_request(
-                    "Bad Request: multipart/form-data is not supported by the fake",
-                ));
-            }
-            if content_type == "application/x-www-form-urlencoded" {
+                let header = req
+                    .headers()
+                    .get("content-type")
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or_default();
+                parse_multipart(header, body, &mut map)?;
+            } else if content_type == "application/x-www-form-urlencoded" {
                 let text = std::str::from_utf8(body)
                     .map_err(|_| Reply::bad_request("Bad Request: body is not UTF-8"))?;
                 parse_form(text, &mut map)?;
