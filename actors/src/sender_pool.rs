@@ -681,6 +681,12 @@ impl SenderPool {
                 SendOutcome::RetryAfter(wait)
             }
             CallResult::TokenRefused => SendOutcome::Revoked,
+            // No answer: nothing is recorded here, so the channel's new
+            // owner finds the change unapplied and makes it.
+            CallResult::LeaseLost => {
+                metrics::counter!(names::LEASE_DROPPED_TOTAL).increment(1);
+                SendOutcome::Done
+            }
             CallResult::Unreachable(_) | CallResult::Transient(_) | CallResult::Ambiguous(_) => {
                 SendOutcome::Retry(self.retry.delay(delivery.attempt))
             }
