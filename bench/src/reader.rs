@@ -16,7 +16,10 @@
 //! would take 45 minutes of set-up for 10,000 channels. Channels past the
 //! pre-joined ones are assigned to the last accounts, not joined: they are
 //! polled with getHistory while that account's joiner joins them at its
-//! pace. No subscriptions: the Bot API's sending is not part of it.
+//! pace. Each channel has one subscriber (channels are polled only while
+//! someone subscribes), so each post is also sent once, to a fake Bot API in
+//! a process of its own, limits off: sending is part of the CPU figure, not
+//! of the latency (measured at the post's commit, before any send).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -32,7 +35,7 @@ use kuryer::reader::ReaderPool;
 use kuryer::secret::Secret;
 use kuryer::store::{Store, migrate};
 use kuryer_actors::ports::SourceFactory;
-use kuryer_sim::fake_bot_api::FakeLimits;
+use kuryer_sim::process::FakeSpec;
 use kuryer_sim::fixtures;
 use kuryer_sim::mtproto::MtprotoConfig;
 use serde::{Deserialize, Serialize};
@@ -355,11 +358,15 @@ async fn start(store: &Store, rcfg: &Config, fake_url: &str, dedup: &Arc<RedisDe
         Arc::new(move |ch| Box::new(pool.source(ch)))
     };
     let bots = build_bots(
-        &[Secret::new(fixtures::bot_token())],
+        &[Secret::new(fixtures::nth_bot_token(0))],
         fake_url,
         Duration::from_secs(15),
     )?;
-    let pcfg = PipelineConfig::from_config(rcfg, 1.0);
+    // The sending side unlimited (limits off, as the fake's): the one
+    // delivery a post never queues behind a per-chat limit.
+    let mut pcfg = PipelineConfig::from_config(rcfg, 1.0);
+    pcfg.limiter = PipelineConfig::from_config(rcfg, 1e6).limiter;
+    pcfg.limiter.bots = 1;
     let dedup: Arc<dyn kuryer_actors::ports::Dedup> = dedup.clone();
     let pipeline = Pipeline::start(store.clone(), bots, factory, dedup, pcfg).await?;
     pool.set_events(Arc::new(Wake(pipeline.clone())));
@@ -402,12 +409,18 @@ async fn run_in(spec: &ReaderSpec, cfg: &Config, db: &BenchDb) -> anyhow::Result
     store.maintain_partitions(2, 30).await?;
     {
         let c = store.conn("bench reader population").await?;
-        // Channels only: no subscriptions, so nothing is sent.
-        fixtures::populate(&c, spec.channels, 0, 1).await?;
+        // One subscriber a channel (31·u mod n covers every channel).
+        fixtures::populate(&c, spec.channels, spec.channels, 1).await?;
         c.batch_execute(TRIGGER).await.context("the commit trigger")?;
     }
-    // The Bot API face only for the bots the pipeline is built with.
-    let bot_api = fixtures::start_fake(FakeLimits::off(), 0, 0)?;
+    // The Bot API face, for the one delivery a post, in a process of its own.
+    let bot_api = crate::util::spawn_fake(&FakeSpec {
+        limit_scale: 0.0,
+        channels: spec.channels,
+        users: spec.channels,
+        no_mtproto: true,
+        ..FakeSpec::default()
+    })?;
     let world = Arc::new(
         ReaderWorld::create(
             &store,
@@ -454,7 +467,7 @@ async fn run_in(spec: &ReaderSpec, cfg: &Config, db: &BenchDb) -> anyhow::Result
     // Start; every channel's first read is a getHistory from its mark.
     reset_peak_rss();
     let t0 = Instant::now();
-    let running = start(&store, &rcfg, &bot_api.url(), &dedup).await?;
+    let running = start(&store, &rcfg, &bot_api.bot_api, &dedup).await?;
     let first_reads_limit = Duration::from_secs_f64(
         f64::from(spec.channels) / (f64::from(spec.accounts) * spec.history_per_second) * 2.0
             + 60.0,
@@ -583,7 +596,7 @@ async fn run_in(spec: &ReaderSpec, cfg: &Config, db: &BenchDb) -> anyhow::Result
         }
         let c0 = snapshot(&world);
         let t0 = Instant::now();
-        let again = start(&store, &rcfg, &bot_api.url(), &dedup).await?;
+        let again = start(&store, &rcfg, &bot_api.bot_api, &dedup).await?;
         let recorded = wait_recorded(&heard, &keys, Duration::from_secs(120)).await;
         let seconds = t0.elapsed().as_secs_f64();
         let c1 = snapshot(&world);
@@ -612,7 +625,7 @@ async fn run_in(spec: &ReaderSpec, cfg: &Config, db: &BenchDb) -> anyhow::Result
     }
     let _ = stop_observer.send(());
     world.dc.stop();
-    bot_api.stop();
+    bot_api.quit().await;
     store.close();
     crate::pipeline_run::drop_redis_keys(cfg, &redis.key_prefix).await?;
     Ok(out)
