@@ -200,8 +200,14 @@ impl MtprotoWorld {
         fake: &FakeTelegram,
         channels: u32,
     ) -> anyhow::Result<Self> {
-        let world =
-            ReaderWorld::create(store, Some(fake), MtprotoConfig::default(), channels, ACCOUNTS).await?;
+        let world = ReaderWorld::create(
+            store,
+            Some(fake),
+            MtprotoConfig::default(),
+            channels,
+            ACCOUNTS,
+        )
+        .await?;
         let mut cfg = world.reader_config(cfg);
         // Two thirds joined, the rest polled every second.
         cfg.reader.max_channels_per_account = (channels * 2 / 3 / ACCOUNTS).max(1);

@@ -59,10 +59,10 @@ mod persistence;
 mod pipeline_run;
 /// The growth plot.
 mod plot;
-/// The report, its summary and the targets.
-mod report;
 /// The reader scenario: the MTProto reader against the fake data centre.
 mod reader;
+/// The report, its summary and the targets.
+mod report;
 /// The resume scenario: a large backlog of owed deliveries at start-up.
 mod resume;
 /// The plan and the child processes.

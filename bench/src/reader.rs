@@ -28,16 +28,16 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use futures_util::StreamExt as _;
 use kuryer::config::Config;
-use kuryer::demo_mtproto::{ReaderWorld, Wake};
 use kuryer::dedup::RedisDedup;
+use kuryer::demo_mtproto::{ReaderWorld, Wake};
 use kuryer::pipeline::{Pipeline, PipelineConfig, build_bots};
 use kuryer::reader::ReaderPool;
 use kuryer::secret::Secret;
 use kuryer::store::{Store, migrate};
 use kuryer_actors::ports::SourceFactory;
-use kuryer_sim::process::FakeSpec;
 use kuryer_sim::fixtures;
 use kuryer_sim::mtproto::MtprotoConfig;
+use kuryer_sim::process::FakeSpec;
 use serde::{Deserialize, Serialize};
 
 use crate::mtproto_fake::thread_cpu_seconds;
@@ -249,7 +249,8 @@ fn observe(url: String, heard: Arc<Mutex<Heard>>) -> anyhow::Result<std::sync::m
                     };
                 let heard2 = Arc::clone(&heard);
                 let driver = tokio::spawn(async move {
-                    let mut messages = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+                    let mut messages =
+                        futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
                     while let Some(m) = messages.next().await {
                         let Ok(tokio_postgres::AsyncMessage::Notification(n)) = m else {
                             continue;
@@ -316,9 +317,7 @@ fn delta(a: &Snapshot, b: &Snapshot) -> BTreeMap<String, (Vec<u64>, u64, u64)> {
     for (i, acc) in b.iter().enumerate() {
         for (m, &(calls, floods, early)) in acc {
             let (c0, f0, e0) = a[i].get(m).copied().unwrap_or_default();
-            let e = out
-                .entry(m.clone())
-                .or_insert_with(|| (vec![0; n], 0, 0));
+            let e = out.entry(m.clone()).or_insert_with(|| (vec![0; n], 0, 0));
             e.0[i] = calls - c0;
             e.1 += floods - f0;
             e.2 += early - e0;
@@ -351,7 +350,12 @@ struct Running {
     pipeline: Pipeline,
 }
 
-async fn start(store: &Store, rcfg: &Config, fake_url: &str, dedup: &Arc<RedisDedup>) -> anyhow::Result<Running> {
+async fn start(
+    store: &Store,
+    rcfg: &Config,
+    fake_url: &str,
+    dedup: &Arc<RedisDedup>,
+) -> anyhow::Result<Running> {
     let pool = ReaderPool::start(store.clone(), rcfg, "kuryer-bench".to_owned()).await;
     let factory: SourceFactory = {
         let pool = pool.clone();
@@ -411,7 +415,9 @@ async fn run_in(spec: &ReaderSpec, cfg: &Config, db: &BenchDb) -> anyhow::Result
         let c = store.conn("bench reader population").await?;
         // One subscriber a channel (31·u mod n covers every channel).
         fixtures::populate(&c, spec.channels, spec.channels, 1).await?;
-        c.batch_execute(TRIGGER).await.context("the commit trigger")?;
+        c.batch_execute(TRIGGER)
+            .await
+            .context("the commit trigger")?;
     }
     // The Bot API face, for the one delivery a post, in a process of its own.
     let bot_api = crate::util::spawn_fake(&FakeSpec {
@@ -433,11 +439,8 @@ async fn run_in(spec: &ReaderSpec, cfg: &Config, db: &BenchDb) -> anyhow::Result
     );
     let assignments = plan(spec);
     world.preassign(&store, &assignments).await?;
-    let polled_rows: std::collections::HashSet<i64> = assignments
-        .iter()
-        .filter(|a| !a.2)
-        .map(|a| a.0)
-        .collect();
+    let polled_rows: std::collections::HashSet<i64> =
+        assignments.iter().filter(|a| !a.2).map(|a| a.0).collect();
     let mut rcfg = world.reader_config(cfg);
     rcfg.reader.max_channels_per_account = spec.max_per_account;
     rcfg.reader.history_per_second = spec.history_per_second;

@@ -388,8 +388,7 @@ pub(crate) fn summarise(report: &mut Report) {
         && report.reader.iter().all(|r| {
             r.lost == 0
                 && r.duplicates == 0
-                && r
-                    .catch_up
+                && r.catch_up
                     .as_ref()
                     .is_none_or(|c| c.lost == 0 && c.duplicates == 0)
         });

@@ -340,7 +340,8 @@ impl MtprotoSource {
         if let Some(ev) = self.pool.events.get() {
             let ev = Arc::clone(ev);
             let channel_id = self.channel.channel_id;
-            let wait = ALBUM_GRACE.saturating_sub(now.duration_since(since)) + Duration::from_millis(5);
+            let wait =
+                ALBUM_GRACE.saturating_sub(now.duration_since(since)) + Duration::from_millis(5);
             tokio::spawn(async move {
                 tokio::time::sleep(wait).await;
                 ev.wake(channel_id);
