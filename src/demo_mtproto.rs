@@ -11,7 +11,7 @@ use std::sync::Arc;
 use kuryer_actors::model::ChannelRef as PipelineChannel;
 use kuryer_actors::ports::SourceFactory;
 use kuryer_sim::fake_bot_api::FakeTelegram;
-use kuryer_sim::mtproto::{AccountSpec, ChannelSpec, MtprotoConfig, MtprotoFake};
+use kuryer_sim::mtproto::{AccountSpec, ChannelRef, ChannelSpec, MtprotoConfig, MtprotoFake};
 
 use crate::config::Config;
 use crate::pipeline::Pipeline;
@@ -24,16 +24,24 @@ use crate::store::Store;
 /// Reader accounts of the demo.
 const ACCOUNTS: u32 = 3;
 
-/// The data centre, the accounts and the channel ids of one demo run.
-pub(crate) struct MtprotoWorld {
-    dc: MtprotoFake,
-    pool: ReaderPool,
-    /// Bot API chat id of the data centre's channel `i` (1-based).
-    chats: Vec<i64>,
-    relay_chat: i64,
+/// The fake data centre set up for reading: channels mirroring the
+/// database's channel rows `1..=n`, a relay channel, accounts with their
+/// sessions stored. Shared by `kuryer demo --reader mtproto` and
+/// `kuryer-bench --scenario reader`.
+pub struct ReaderWorld {
+    /// The data centre.
+    pub dc: MtprotoFake,
+    /// The data centre's channel for channel row `i` at index `i - 1`.
+    pub channels: Vec<ChannelRef>,
+    /// The accounts' ids in the data centre; account `a` is named `demo{a}`.
+    pub accounts: Vec<i64>,
+    /// The relay channel (every account administers it).
+    pub relay: ChannelRef,
+    session_key: String,
 }
 
-struct Wake(Pipeline);
+/// Pushed posts and resolved channels into a pipeline.
+pub struct Wake(pub Pipeline);
 
 impl ReaderEvents for Wake {
     fn wake(&self, channel_id: i64) {
@@ -42,6 +50,143 @@ impl ReaderEvents for Wake {
     fn resolved(&self, channel: PipelineChannel) {
         self.0.start_channel(channel);
     }
+}
+
+impl ReaderWorld {
+    /// Starts a data centre with `dc_config` (its flood limits), joined to
+    /// `fake` when given (one world with the Bot API face), creates a relay and `channels` channels, points channel rows
+    /// `1..=channels` (which must exist) at them, and creates `accounts`
+    /// accounts with their sessions stored under a fresh session key.
+    pub async fn create(
+        store: &Store,
+        fake: Option<&FakeTelegram>,
+        dc_config: MtprotoConfig,
+        channels: u32,
+        accounts: u32,
+    ) -> anyhow::Result<Self> {
+        let dc = MtprotoFake::start(dc_config)?;
+        if let Some(fake) = fake {
+            dc.attach_bot_api(fake.clone());
+        }
+        let relay = dc.create_channel(ChannelSpec {
+            title: "Demo relay".to_owned(),
+            username: None,
+            protected: false,
+        });
+        if let Some(fake) = fake {
+            fake.set_admin(
+                relay.bot_api_chat_id(),
+                kuryer_sim::fixtures::bot_token(),
+                true,
+            );
+        }
+        let mut refs = Vec::with_capacity(channels as usize);
+        let mut ids = Vec::with_capacity(channels as usize);
+        let mut chats = Vec::with_capacity(channels as usize);
+        let mut hashes = Vec::with_capacity(channels as usize);
+        for i in 1..=i64::from(channels) {
+            let ch = dc.create_channel(ChannelSpec {
+                title: format!("Demo channel {i}"),
+                username: Some(format!("demo_channel_{i}")),
+                protected: false,
+            });
+            ids.push(i);
+            chats.push(ch.bot_api_chat_id());
+            hashes.push(ch.access_hash);
+            refs.push(ch);
+        }
+        // One statement for every row: 10,000 round trips would dominate
+        // a large bench's set-up.
+        store
+            .conn("demo reader channels")
+            .await?
+            .execute(
+                "UPDATE channels c SET telegram_id = v.chat, access_hash = v.hash, bot_is_admin = false
+                   FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS v(id, chat, hash)
+                  WHERE c.id = v.id",
+                &[&ids, &chats, &hashes],
+            )
+            .await?;
+        let key = format!("demo-session-key-{:016x}", rand::random::<u64>());
+        let cipher = Arc::new(SessionCipher::new(Some(&Secret::new(key.clone())))?);
+        let mut account_ids = Vec::with_capacity(accounts as usize);
+        for a in 0..accounts {
+            let name = format!("demo{a}");
+            let id = dc.create_account(AccountSpec {
+                phone: format!("+99890700{a:04}"),
+                ..AccountSpec::default()
+            });
+            dc.add_member(relay, id);
+            dc.set_admin(relay, id);
+            let session = PgSession::load(store.clone(), Arc::clone(&cipher), &name).await?;
+            session
+                .import(dc.session_data(dc.issue_auth_key(Some(id))))
+                .await?;
+            store.set_session_user(&name, id, 0).await?;
+            account_ids.push(id);
+        }
+        Ok(Self {
+            dc,
+            channels: refs,
+            accounts: account_ids,
+            relay,
+            session_key: key,
+        })
+    }
+
+    /// `cfg` with what the pool needs to use these accounts: an
+    /// application id and hash, the session key, the relay.
+    pub fn reader_config(&self, cfg: &Config) -> Config {
+        let mut cfg = cfg.clone();
+        cfg.telegram.api_id = 1;
+        cfg.telegram.api_hash = Some(Secret::new("0123456789abcdef0123456789abcdef"));
+        cfg.telegram.relay_chat_id = Some(self.relay.bot_api_chat_id());
+        cfg.reader.session_key = Some(Secret::new(self.session_key.clone()));
+        cfg.reader.relay_access_hash = Some(self.relay.access_hash);
+        cfg
+    }
+
+    /// Channel rows already read by an account, joined or not:
+    /// `(channel row (1-based), account (0-based), joined)`, assigned in the
+    /// database as the pool would have left them and, when joined, a
+    /// member in the data centre. Lets a bench start from accounts joined
+    /// long ago instead of joining at Telegram's pace (5 a minute).
+    pub async fn preassign(
+        &self,
+        store: &Store,
+        rows: &[(i64, usize, bool)],
+    ) -> anyhow::Result<()> {
+        let mut ids = Vec::with_capacity(rows.len());
+        let mut names = Vec::with_capacity(rows.len());
+        let mut joined = Vec::with_capacity(rows.len());
+        for &(channel, account, j) in rows {
+            if j {
+                let idx = usize::try_from(channel - 1)?;
+                self.dc
+                    .add_member(self.channels[idx], self.accounts[account]);
+            }
+            ids.push(channel);
+            names.push(format!("demo{account}"));
+            joined.push(j);
+        }
+        store
+            .conn("demo reader assignments")
+            .await?
+            .execute(
+                "INSERT INTO reader_assignments (channel_id, account, joined)
+                 SELECT * FROM unnest($1::bigint[], $2::text[], $3::bool[])
+                 ON CONFLICT (channel_id) DO UPDATE SET account = excluded.account, joined = excluded.joined",
+                &[&ids, &names, &joined],
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// The data centre, the accounts and the channel ids of one demo run.
+pub(crate) struct MtprotoWorld {
+    world: ReaderWorld,
+    pool: ReaderPool,
 }
 
 impl MtprotoWorld {
@@ -55,69 +200,22 @@ impl MtprotoWorld {
         fake: &FakeTelegram,
         channels: u32,
     ) -> anyhow::Result<Self> {
-        let dc = MtprotoFake::start(MtprotoConfig::default())?;
-        dc.attach_bot_api(fake.clone());
-        let relay = dc.create_channel(ChannelSpec {
-            title: "Demo relay".to_owned(),
-            username: None,
-            protected: false,
-        });
-        fake.set_admin(
-            relay.bot_api_chat_id(),
-            kuryer_sim::fixtures::bot_token(),
-            true,
-        );
-        let c = store.conn("demo reader channels").await?;
-        let mut chats = Vec::with_capacity(channels as usize);
-        for i in 1..=i64::from(channels) {
-            let ch = dc.create_channel(ChannelSpec {
-                title: format!("Demo channel {i}"),
-                username: Some(format!("demo_channel_{i}")),
-                protected: false,
-            });
-            c.execute(
-                "UPDATE channels SET telegram_id = $2, access_hash = $3, bot_is_admin = false
-                  WHERE id = $1",
-                &[&i, &ch.bot_api_chat_id(), &ch.access_hash],
-            )
-            .await?;
-            chats.push(ch.bot_api_chat_id());
-        }
-        drop(c);
-        let key = format!("demo-session-key-{:016x}", rand::random::<u64>());
-        let cipher = Arc::new(SessionCipher::new(Some(&Secret::new(key.clone())))?);
-        for a in 0..ACCOUNTS {
-            let name = format!("demo{a}");
-            let id = dc.create_account(AccountSpec {
-                phone: format!("+99890700{a:04}"),
-                ..AccountSpec::default()
-            });
-            dc.add_member(relay, id);
-            dc.set_admin(relay, id);
-            let session = PgSession::load(store.clone(), Arc::clone(&cipher), &name).await?;
-            session
-                .import(dc.session_data(dc.issue_auth_key(Some(id))))
-                .await?;
-            store.set_session_user(&name, id, 0).await?;
-        }
-        let mut cfg = cfg.clone();
-        cfg.telegram.api_id = 1;
-        cfg.telegram.api_hash = Some(Secret::new("0123456789abcdef0123456789abcdef"));
-        cfg.telegram.relay_chat_id = Some(relay.bot_api_chat_id());
-        cfg.reader.session_key = Some(Secret::new(key));
-        cfg.reader.relay_access_hash = Some(relay.access_hash);
+        let world = ReaderWorld::create(
+            store,
+            Some(fake),
+            MtprotoConfig::default(),
+            channels,
+            ACCOUNTS,
+        )
+        .await?;
+        let mut cfg = world.reader_config(cfg);
         // Two thirds joined, the rest polled every second.
         cfg.reader.max_channels_per_account = (channels * 2 / 3 / ACCOUNTS).max(1);
         cfg.reader.join_interval_ms = 20;
         cfg.reader.poll_interval_s = 1;
         cfg.reader.history_per_second = 200.0;
         let pool = ReaderPool::start(store.clone(), &cfg, "kuryer-demo".to_owned()).await;
-        Ok(Self {
-            dc,
-            pool,
-            chats,
-            relay_chat: relay.bot_api_chat_id(),
-        })
+        Ok(Self { world, pool })
     }
 
     /// Every channel read through the reader pool.
@@ -133,7 +231,7 @@ impl MtprotoWorld {
 
     /// Bot API chat id of channel `i` (1-based).
     pub(crate) fn chat(&self, i: i64) -> i64 {
-        self.chats[usize::try_from(i - 1).unwrap_or(0)]
+        self.world.channels[usize::try_from(i - 1).unwrap_or(0)].bot_api_chat_id()
     }
 
     /// The subscription pairs with the data centre's chat ids.
@@ -175,7 +273,7 @@ impl MtprotoWorld {
         Ok(expected
             .into_iter()
             .map(|(dest, chat, id)| match relay.get(&(chat, id)).copied() {
-                Some(r) => (dest, self.relay_chat, r),
+                Some(r) => (dest, self.world.relay.bot_api_chat_id(), r),
                 None => (dest, chat, id),
             })
             .collect())
@@ -188,7 +286,7 @@ impl MtprotoWorld {
         let own: Vec<(i64, i64, i32)> = expected
             .iter()
             .copied()
-            .filter(|e| e.1 != self.relay_chat)
+            .filter(|e| e.1 != self.world.relay.bot_api_chat_id())
             .collect();
         fake.report(&own).out_of_order
     }
@@ -199,12 +297,13 @@ impl MtprotoWorld {
             Ok(a) => a.iter().filter(|a| a.joined).count(),
             Err(_) => return 0,
         };
-        (self.chats.len() - joined.min(self.chats.len())) as u64
+        let n = self.world.channels.len();
+        (n - joined.min(n)) as u64
     }
 
     /// Gives the leases back and stops the data centre.
     pub(crate) async fn stop(&self) {
         self.pool.close().await;
-        self.dc.stop();
+        self.world.dc.stop();
     }
 }

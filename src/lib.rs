@@ -42,7 +42,7 @@ pub mod dedup;
 pub mod demo;
 /// `kuryer demo --reader mtproto`: the reader accounts against the fake data centre.
 #[cfg(feature = "demo")]
-pub(crate) mod demo_mtproto;
+pub mod demo_mtproto;
 /// What the daemon does when a destination is lost, moved or failing.
 pub mod destinations;
 /// The management HTTP API.

@@ -18,6 +18,12 @@
 //! - **mtproto-fake**: the simulated data centre's own capacity: pushed
 //!   updates per second to grammers clients at 10,000 channels, and its CPU
 //!   per update, so that the reader benchmarks know it is not their limit.
+//! - **reader** (not in `all`; `reader-1k`, `reader-10k` run one size):
+//!   the MTProto reader against the fake data centre with Telegram-like
+//!   flood limits, 1,000 channels over 3 accounts (and a catch-up of 100
+//!   posts on each after a restart) and 10,000 over 23: publish → recorded
+//!   p50/p99, CPU per post, peak RSS, calls per account per minute, flood
+//!   waits.
 //! - **resume** (not in `all`): 500,000 owed deliveries at start-up (100
 //!   channels × 1,000 subscribers × 5 posts), limits off: time to the first
 //!   send, until every outcome is committed, peak memory.
@@ -58,6 +64,8 @@ mod persistence;
 mod pipeline_run;
 /// The growth plot.
 mod plot;
+/// The reader scenario: the MTProto reader against the fake data centre.
+mod reader;
 /// The report, its summary and the targets.
 mod report;
 /// The resume scenario: a large backlog of owed deliveries at start-up.
@@ -100,7 +108,8 @@ pub(crate) struct BenchArgs {
     #[arg(long, short = 'c', value_name = "PATH")]
     pub(crate) config: Option<std::path::PathBuf>,
     /// Which scenario: seed, ceiling, persistence, growth, mtproto-fake,
-    /// resume, api-load, bot-load, instances, or all (all but the last four).
+    /// resume, api-load, bot-load, instances, reader (reader-1k,
+    /// reader-10k: one size), or all (all but the last five).
     #[arg(long, default_value = "all")]
     pub(crate) scenario: String,
     /// Runs of each scenario (figures are given as min / median / max).

@@ -225,7 +225,7 @@ fn fake_cpu_seconds() -> f64 {
 }
 
 /// CPU seconds (user + system) of this process's threads named `name`.
-fn thread_cpu_seconds(name: &str) -> f64 {
+pub(crate) fn thread_cpu_seconds(name: &str) -> f64 {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return 0.0;
     };

@@ -53,6 +53,9 @@ pub(crate) struct Report {
     /// Resume of a large backlog of owed deliveries.
     #[serde(default)]
     pub(crate) resume: Vec<crate::resume::ResumeResult>,
+    /// The MTProto reader's runs (not in `all`).
+    #[serde(default)]
+    pub(crate) reader: Vec<crate::reader::ReaderResult>,
     /// api-load runs (not in `all`).
     pub(crate) api_load: Vec<crate::load::ApiLoadResult>,
     /// bot-load runs (not in `all`).
@@ -381,7 +384,14 @@ pub(crate) fn summarise(report: &mut Report) {
         && report
             .resume
             .iter()
-            .all(|r| r.rows_written == r.owed && r.received == r.owed);
+            .all(|r| r.rows_written == r.owed && r.received == r.owed)
+        && report.reader.iter().all(|r| {
+            r.lost == 0
+                && r.duplicates == 0
+                && r.catch_up
+                    .as_ref()
+                    .is_none_or(|c| c.lost == 0 && c.duplicates == 0)
+        });
     report.summary = s;
     report.targets = t;
 }

@@ -16,6 +16,7 @@ use crate::mtproto_fake::{self, MtprotoFakeResult, MtprotoFakeSpec};
 use crate::persistence::{self, PersistenceResult, PersistenceSpec};
 use crate::pipeline_run::{self, PipelineResult, PipelineSpec};
 use crate::plot;
+use crate::reader::{self, ReaderResult, ReaderSpec};
 use crate::report::{Report, summarise};
 use crate::resume::{self, ResumeResult, ResumeSpec};
 use crate::table::print_table;
@@ -30,6 +31,7 @@ enum ChildSpec {
     Persistence(PersistenceSpec),
     Baseline(BaselineSpec),
     Resume(ResumeSpec),
+    Reader(ReaderSpec),
     ApiLoad(ApiLoadSpec),
     BotLoad(BotLoadSpec),
 }
@@ -43,6 +45,7 @@ enum ChildResult {
     Persistence(PersistenceResult),
     Baseline(BaselineResult),
     Resume(ResumeResult),
+    Reader(ReaderResult),
     ApiLoad(ApiLoadResult),
     BotLoad(BotLoadResult),
 }
@@ -190,6 +193,7 @@ pub(crate) async fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
             ChildSpec::Baseline(s) => ChildResult::Baseline(baseline::run(&s, cfg).await?),
             ChildSpec::MtprotoFake(s) => ChildResult::MtprotoFake(mtproto_fake::run(&s).await?),
             ChildSpec::Resume(s) => ChildResult::Resume(resume::run(&s, cfg).await?),
+            ChildSpec::Reader(s) => ChildResult::Reader(reader::run(&s, cfg).await?),
             ChildSpec::ApiLoad(s) => ChildResult::ApiLoad(load::api_load(&s, cfg).await?),
             ChildSpec::BotLoad(s) => ChildResult::BotLoad(load::bot_load(&s, cfg).await?),
         };
@@ -205,10 +209,10 @@ pub(crate) async fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
     let scenarios: Vec<&str> = match args.scenario.as_str() {
         "all" => vec!["seed", "ceiling", "persistence", "growth", "mtproto-fake"],
         s @ ("seed" | "ceiling" | "persistence" | "growth" | "mtproto-fake" | "resume"
-        | "api-load" | "bot-load") => vec![s],
+        | "api-load" | "bot-load" | "reader" | "reader-1k" | "reader-10k") => vec![s],
         other => {
             anyhow::bail!(
-                "unknown scenario {other:?}: seed, ceiling, persistence, growth, mtproto-fake, resume, api-load, bot-load, instances or all"
+                "unknown scenario {other:?}: seed, ceiling, persistence, growth, mtproto-fake, resume, api-load, bot-load, instances, reader, reader-1k, reader-10k or all"
             )
         }
     };
@@ -358,6 +362,21 @@ pub(crate) async fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
                     report.resume.push(res);
                 }
             }
+            "reader" | "reader-1k" | "reader-10k" => {
+                for r in 1..=runs {
+                    for spec in reader_plan(args.tiny, scenario) {
+                        progress(&format!("reader, {}, run {r}/{runs}", spec.label));
+                        let res = match run_child(args, &ChildSpec::Reader(spec))? {
+                            ChildResult::Reader(r) => r,
+                            _ => anyhow::bail!("the reader child answered something else"),
+                        };
+                        for line in reader_lines(&res) {
+                            progress(&line);
+                        }
+                        report.reader.push(res);
+                    }
+                }
+            }
             "api-load" => {
                 for r in 1..=runs {
                     let spec = &plan.api_load;
@@ -481,6 +500,129 @@ fn mtproto_fake_plan(tiny: bool) -> Vec<MtprotoFakeSpec> {
             posts: twenty,
         },
     ]
+}
+
+/// The reader's sizes: 1,000 channels over 3 accounts (all joined, and a
+/// catch-up of 100 posts on each after a restart), 10,000 over 23 (22 full
+/// at 450, the last account's 100 polled while it joins them).
+fn reader_plan(tiny: bool, scenario: &str) -> Vec<ReaderSpec> {
+    let base = ReaderSpec {
+        label: String::new(),
+        channels: 0,
+        accounts: 0,
+        joined: 0,
+        max_per_account: 450,
+        // Under the fake's Telegram-like 3 a second.
+        history_per_second: 2.5,
+        poll_interval_s: 60,
+        poll_max_interval_ms: None,
+        posts: 1200,
+        rate: 20.0,
+        catch_up_channels: 0,
+        catch_up_posts: 0,
+    };
+    if tiny {
+        return vec![ReaderSpec {
+            label: "20 channels / 3 accounts (tiny)".to_owned(),
+            channels: 20,
+            accounts: 3,
+            joined: 16,
+            max_per_account: 8,
+            poll_interval_s: 2,
+            poll_max_interval_ms: Some(2000),
+            posts: 40,
+            catch_up_channels: 10,
+            catch_up_posts: 5,
+            ..base
+        }];
+    }
+    let small = ReaderSpec {
+        label: "1,000 channels / 3 accounts".to_owned(),
+        channels: 1000,
+        accounts: 3,
+        joined: 1000,
+        catch_up_channels: 1000,
+        catch_up_posts: 100,
+        ..base.clone()
+    };
+    let large = ReaderSpec {
+        label: "10,000 channels / 23 accounts".to_owned(),
+        channels: 10_000,
+        accounts: 23,
+        joined: 9_900,
+        ..base
+    };
+    match scenario {
+        "reader-1k" => vec![small],
+        "reader-10k" => vec![large],
+        _ => vec![small, large],
+    }
+}
+
+fn reader_lines(r: &ReaderResult) -> Vec<String> {
+    let mut out = vec![
+        format!(
+            "{}: {} joined, {} polled (accounts pre-joined; joining at Telegram's 5/min would take ~{:.0} min); history {}/s per account, polled every {} s; setup {:.1} s, first reads {:.1} s",
+            r.label,
+            r.joined,
+            r.polled,
+            f64::from(r.joined) / 5.0 / f64::from(r.accounts.max(1)),
+            r.history_per_second,
+            r.poll_interval_s,
+            r.setup_s,
+            r.first_reads_s
+        ),
+        format!(
+            "{}: {} posts, {} recorded, {} lost, {} dup; publish → committed joined p50/p99/max {:.0}/{:.0}/{:.0} ms (n {}), polled {:.0}/{:.0}/{:.0} ms (n {}); CPU {:.0} µs/post (fake {:.1} s); RSS {:.0} MiB before, peak {:.0} MiB",
+            r.label,
+            r.posts,
+            r.recorded,
+            r.lost,
+            r.duplicates,
+            r.latency_joined.p50,
+            r.latency_joined.p99,
+            r.latency_joined.max,
+            r.latency_joined.n,
+            r.latency_polled.p50,
+            r.latency_polled.p99,
+            r.latency_polled.max,
+            r.latency_polled.n,
+            r.cpu_us_per_post,
+            r.fake_cpu_s,
+            r.rss_before_mb,
+            r.peak_rss_mb
+        ),
+        format!(
+            "{}: flood waits {} (calls during a wait {}); calls per account per minute (mean / busiest): {}",
+            r.label,
+            r.flood_waits,
+            r.calls_during_flood_wait,
+            r.calls
+                .iter()
+                .map(|(m, c)| format!("{m} {:.1}/{:.1}", c.mean_per_min, c.max_per_min))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    ];
+    if let Some(c) = &r.catch_up {
+        out.push(format!(
+            "{}: catch-up of {} posts: {} recorded, {} lost, {} dup in {:.1} s ({:.0}/s), flood waits {}, calls {}",
+            r.label,
+            c.posts,
+            c.recorded,
+            c.lost,
+            c.duplicates,
+            c.seconds,
+            c.per_s,
+            c.flood_waits,
+            c.calls
+                .iter()
+                .map(|(m, n)| format!("{m} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    out
 }
 
 fn pipeline_line(r: &PipelineResult) -> String {

@@ -80,3 +80,45 @@ fn tiny_bench_completes_with_exact_counts() {
     let svg = std::fs::read_to_string(&plot).expect("the growth plot");
     assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(100)]);
 }
+
+/// The reader scenario at its tiny size (the MTProto reader against the
+/// fake data centre, flood limits on): every post recorded once, in the
+/// steady state and in the catch-up after a restart, no flood wait in the
+/// steady state. Counts only, never timings.
+#[test]
+fn tiny_reader_scenario_records_every_post_once() {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kuryer-bench"));
+    cmd.args(["--tiny", "--json", "--scenario", "reader"]);
+    if let Ok(url) = std::env::var("KURYER_TEST_DATABASE_URL") {
+        cmd.env("KURYER_DATABASE_URL", url);
+    }
+    let out = cmd.output().expect("run kuryer-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "kuryer-bench failed ({}):\n{stderr}\n{stdout}",
+        out.status
+    );
+    let last = stdout.lines().last().expect("a JSON line");
+    let report: Value = serde_json::from_str(last).expect("the last line is JSON");
+    assert_eq!(report["exact"], Value::Bool(true), "{stderr}");
+    let runs = report["reader"].as_array().expect("reader runs");
+    assert_eq!(runs.len(), 1);
+    let r = &runs[0];
+    assert!(u(r, "polled") > 0, "some channels polled: {r}");
+    assert!(u(r, "joined") > 0, "some channels joined: {r}");
+    let posts = u(r, "posts");
+    assert!(posts > 0, "{r}");
+    assert_eq!(u(r, "recorded"), posts, "{r}");
+    assert_eq!(u(r, "lost"), 0, "{r}");
+    assert_eq!(u(r, "duplicates"), 0, "{r}");
+    assert_eq!(u(r, "flood_waits"), 0, "{r}");
+    assert_eq!(u(r, "calls_during_flood_wait"), 0, "{r}");
+    let c = &r["catch_up"];
+    let posts = u(c, "posts");
+    assert!(posts > 0, "{c}");
+    assert_eq!(u(c, "recorded"), posts, "{c}");
+    assert_eq!(u(c, "lost"), 0, "{c}");
+    assert_eq!(u(c, "duplicates"), 0, "{c}");
+}

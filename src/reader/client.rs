@@ -158,7 +158,10 @@ impl AccountClient {
             client,
             session,
             paused: Mutex::new(HashMap::new()),
-            next_history: tokio::sync::Mutex::new(Instant::now()),
+            // Not at once: calls this account's previous connection made
+            // in the last second (a restart, a reconnect) still count in
+            // Telegram's window, and pacing knows nothing of them.
+            next_history: tokio::sync::Mutex::new(Instant::now() + Duration::from_secs(1)),
             history_spacing: Duration::from_secs_f64(1.0 / history_per_second.max(0.001)),
             api_id,
             runner,

@@ -311,12 +311,9 @@ impl Inner {
         let Some(info) = self.store.reader_channel(channel.channel_id).await? else {
             return Ok(());
         };
-        let assigned = self
-            .store
-            .reader_assignments()
-            .await?
-            .into_iter()
-            .find(|a| a.channel_id == channel.channel_id);
+        // Its own row: listing every assignment here made the first reads
+        // of n channels cost n² rows.
+        let assigned = self.store.reader_assignment(channel.channel_id).await?;
         lock(&self.by_bare).insert(info.bare_id, channel.channel_id);
         lock(&self.channels)
             .entry(channel.channel_id)

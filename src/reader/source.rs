@@ -12,6 +12,16 @@
 //! `reader.verify_interval_s` of silence. A channel no account could join
 //! is read from its history every `reader.poll_interval_s`, within the
 //! account's getHistory pace.
+//!
+//! Albums: pushes bring an album's parts one update each, so a read between
+//! two parts would split it. A trailing album that came through the pushes
+//! is held here ([`ALBUM_GRACE`] after its last new part, the Bot API
+//! intake's grace) and yielded whole once no part came for that long; the
+//! poller is woken when the grace ends. It is held *before* the relay
+//! forward, so an album is forwarded once, in one call, whole. A history
+//! page shows an album whole (Telegram creates its parts in one request),
+//! so what the history brings is not held. The poller's own grace stays
+//! zero: holding after the read would forward a part alone first.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,10 +36,18 @@ use super::client::CallError;
 use super::mapping;
 use super::pool::{Inner, ReaderPool};
 
+/// How long a trailing pushed album is held after its last new part (as
+/// the Bot API intake holds one).
+pub const ALBUM_GRACE: Duration = Duration::from_millis(700);
+
 /// The source of one channel.
 pub struct MtprotoSource {
     pool: Arc<Inner>,
     channel: ChannelRef,
+    /// Parts of a trailing album read but not yet yielded, by id.
+    withheld: std::collections::BTreeMap<i32, SourceMessage>,
+    /// The held album's group and when its last new part came.
+    held: Option<(String, Instant)>,
 }
 
 impl ReaderPool {
@@ -38,6 +56,8 @@ impl ReaderPool {
         MtprotoSource {
             pool: Arc::clone(&self.0),
             channel: channel.clone(),
+            withheld: std::collections::BTreeMap::new(),
+            held: None,
         }
     }
 }
@@ -267,6 +287,70 @@ impl MtprotoSource {
     }
 }
 
+impl MtprotoSource {
+    /// What was read, with the parts held before merged in, minus a
+    /// trailing pushed album still within its grace (kept for the next
+    /// read; the poller is woken when the grace ends).
+    fn hold_trailing_album(
+        &mut self,
+        after: i32,
+        limit: usize,
+        fetched: Vec<SourceMessage>,
+        pushed: bool,
+    ) -> Vec<SourceMessage> {
+        let full = fetched.len() >= limit;
+        self.withheld.retain(|&id, _| id > after);
+        let mut merged = std::mem::take(&mut self.withheld);
+        // Parts held before: read again (a history read), they are not new.
+        let known: Vec<i32> = merged.keys().copied().collect();
+        for m in fetched {
+            merged.insert(m.id, m);
+        }
+        let mut messages: Vec<SourceMessage> = merged.into_values().collect();
+        if messages.len() > limit {
+            // The rest stays for the next read.
+            for m in messages.split_off(limit) {
+                self.withheld.insert(m.id, m);
+            }
+        }
+        let Some(group) = messages.last().and_then(|m| m.media_group_id.clone()) else {
+            self.held = None;
+            return messages;
+        };
+        let start = messages
+            .iter()
+            .rposition(|m| m.media_group_id.as_ref() != Some(&group))
+            .map_or(0, |i| i + 1);
+        let now = Instant::now();
+        // A new part of this album in this read: its grace starts again.
+        let grew = messages[start..].iter().any(|m| !known.contains(&m.id));
+        let since = match &self.held {
+            Some((g, t)) if *g == group && !grew => *t,
+            _ => now,
+        };
+        let from_pushes = pushed || self.held.as_ref().is_some_and(|(g, _)| *g == group);
+        if full || !from_pushes || now.duration_since(since) >= ALBUM_GRACE {
+            self.held = None;
+            return messages;
+        }
+        for m in messages.split_off(start) {
+            self.withheld.insert(m.id, m);
+        }
+        self.held = Some((group, since));
+        if let Some(ev) = self.pool.events.get() {
+            let ev = Arc::clone(ev);
+            let channel_id = self.channel.channel_id;
+            let wait =
+                ALBUM_GRACE.saturating_sub(now.duration_since(since)) + Duration::from_millis(5);
+            tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                ev.wake(channel_id);
+            });
+        }
+        messages
+    }
+}
+
 impl ChannelSource for MtprotoSource {
     fn fetch(
         &mut self,
@@ -280,11 +364,15 @@ impl ChannelSource for MtprotoSource {
             let plan = self
                 .plan(after, limit)
                 .ok_or_else(|| SourceError::Gone("the channel is not resolved".to_owned()))?;
-            let messages = match plan {
-                Plan::Buffered(m) => m,
-                Plan::Nothing => return Ok(Vec::new()),
-                Plan::History => self.history(after, limit).await?,
+            let (fetched, pushed) = match plan {
+                Plan::Buffered(m) => (m, true),
+                Plan::Nothing => (Vec::new(), false),
+                Plan::History => (self.history(after, limit).await?, false),
             };
+            let messages = self.hold_trailing_album(after, limit, fetched, pushed);
+            if messages.is_empty() {
+                return Ok(messages);
+            }
             if messages.iter().any(|m| !m.copyable)
                 && self.protected()
                 && let Some(ev) = self.pool.events.get()

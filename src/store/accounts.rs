@@ -389,6 +389,28 @@ impl Store {
             .collect())
     }
 
+    /// One channel's assignment, if it has one (a channel's first read
+    /// looks up its own row, not every channel's).
+    pub async fn reader_assignment(
+        &self,
+        channel_id: i64,
+    ) -> Result<Option<Assignment>, StoreError> {
+        const OP: &str = "read a reader assignment";
+        let c = self.conn(OP).await?;
+        let row = c
+            .query_opt(
+                "SELECT channel_id, account, joined FROM reader_assignments WHERE channel_id = $1",
+                &[&channel_id],
+            )
+            .await
+            .op(OP)?;
+        Ok(row.map(|r| Assignment {
+            channel_id: r.get(0),
+            account: r.get(1),
+            joined: r.get(2),
+        }))
+    }
+
     /// Assigns a channel to an account (moving it, not joined, if another had it).
     pub async fn assign_channel(&self, channel_id: i64, account: &str) -> Result<(), StoreError> {
         const OP: &str = "assign channel";

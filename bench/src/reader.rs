@@ -1,0 +1,699 @@
+//! The reader scenario: the real pipeline reading channels with the MTProto
+//! reader (grammers, `src/reader/`) from the fake data centre over TCP, its
+//! flood limits on at Telegram-like values, as `kuryer demo --reader
+//! mtproto` does (the set-up is the demo's, `kuryer::demo_mtproto`).
+//!
+//! - **steady state**: posts published at a steady rate on random channels;
+//!   publish → post row committed (a `pg_notify` from a trigger on `posts`,
+//!   delivered at commit, heard on a thread of its own), CPU of kuryer's
+//!   thread per post, peak RSS, calls per account per minute by method as
+//!   the fake counted them, flood waits (0 expected).
+//! - **catch-up**: the pipeline and pool stopped, posts published on every
+//!   channel while down, started again: time until every one is recorded.
+//!
+//! Accounts start already joined (`ReaderWorld::preassign`: members in the
+//! fake, assignments in the database): joining at Telegram's 5 a minute
+//! would take 45 minutes of set-up for 10,000 channels. Channels past the
+//! pre-joined ones are assigned to the last accounts, not joined: they are
+//! polled with getHistory while that account's joiner joins them at its
+//! pace. Each channel has one subscriber (channels are polled only while
+//! someone subscribes), so each post is also sent once, to a fake Bot API in
+//! a process of its own, limits off: sending is part of the CPU figure, not
+//! of the latency (measured at the post's commit, before any send).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use futures_util::StreamExt as _;
+use kuryer::config::Config;
+use kuryer::dedup::RedisDedup;
+use kuryer::demo_mtproto::{ReaderWorld, Wake};
+use kuryer::pipeline::{Pipeline, PipelineConfig, build_bots};
+use kuryer::reader::ReaderPool;
+use kuryer::secret::Secret;
+use kuryer::store::{Store, migrate};
+use kuryer_actors::ports::SourceFactory;
+use kuryer_sim::fixtures;
+use kuryer_sim::mtproto::MtprotoConfig;
+use kuryer_sim::process::FakeSpec;
+use serde::{Deserialize, Serialize};
+
+use crate::mtproto_fake::thread_cpu_seconds;
+use crate::util::{BenchDb, cpu_seconds, reset_peak_rss};
+
+/// The size of one reader run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ReaderSpec {
+    /// Label in the report.
+    pub(crate) label: String,
+    /// Channels.
+    pub(crate) channels: u32,
+    /// Reader accounts.
+    pub(crate) accounts: u32,
+    /// Channels joined before the start (filled account by account, at
+    /// most `max_per_account` each, balanced); the rest are assigned to
+    /// the remaining accounts, not joined (polled).
+    pub(crate) joined: u32,
+    /// `reader.max_channels_per_account`.
+    pub(crate) max_per_account: u32,
+    /// `reader.history_per_second`.
+    pub(crate) history_per_second: f64,
+    /// `reader.poll_interval_s`.
+    pub(crate) poll_interval_s: u64,
+    /// `delivery.poll_max_interval_ms` (a quiet poller's longest sleep;
+    /// polled channels wait for it too). `None`: the configured one.
+    pub(crate) poll_max_interval_ms: Option<u64>,
+    /// Posts published in the steady state.
+    pub(crate) posts: u32,
+    /// Their rate (posts a second, over all channels).
+    pub(crate) rate: f64,
+    /// Catch-up: channels posted to while the pipeline is down (0: none).
+    pub(crate) catch_up_channels: u32,
+    /// Catch-up: posts on each.
+    pub(crate) catch_up_posts: u32,
+}
+
+/// Latency figures (ms).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub(crate) struct Latency {
+    /// Posts measured.
+    pub(crate) n: u64,
+    /// Median.
+    pub(crate) p50: f64,
+    /// 99th percentile.
+    pub(crate) p99: f64,
+    /// Largest.
+    pub(crate) max: f64,
+}
+
+impl Latency {
+    fn of(mut ms: Vec<f64>) -> Self {
+        if ms.is_empty() {
+            return Self::default();
+        }
+        ms.sort_by(f64::total_cmp);
+        let at = |q: f64| ms[((ms.len() as f64 - 1.0) * q).round() as usize];
+        Self {
+            n: ms.len() as u64,
+            p50: at(0.5),
+            p99: at(0.99),
+            max: ms[ms.len() - 1],
+        }
+    }
+}
+
+/// Calls of one method per account per minute.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub(crate) struct CallRate {
+    /// Mean over the accounts.
+    pub(crate) mean_per_min: f64,
+    /// The busiest account.
+    pub(crate) max_per_min: f64,
+    /// FLOOD_WAIT answers over all accounts in the window.
+    pub(crate) flood_waits: u64,
+}
+
+/// The catch-up part.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub(crate) struct CatchUp {
+    /// Posts published while down.
+    pub(crate) posts: u64,
+    /// Of them recorded.
+    pub(crate) recorded: u64,
+    /// Not recorded.
+    pub(crate) lost: u64,
+    /// Recorded twice.
+    pub(crate) duplicates: u64,
+    /// From the start call until the last one was committed (s).
+    pub(crate) seconds: f64,
+    /// Posts recorded a second.
+    pub(crate) per_s: f64,
+    /// Calls by method over all accounts during the catch-up.
+    pub(crate) calls: BTreeMap<String, u64>,
+    /// FLOOD_WAIT answers during the catch-up.
+    pub(crate) flood_waits: u64,
+}
+
+/// What one reader run measured.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub(crate) struct ReaderResult {
+    /// The spec's label.
+    pub(crate) label: String,
+    /// Channels.
+    pub(crate) channels: u32,
+    /// Accounts.
+    pub(crate) accounts: u32,
+    /// Channels joined at the start.
+    pub(crate) joined: u32,
+    /// Channels polled at the start (assigned, not joined).
+    pub(crate) polled: u32,
+    /// `reader.history_per_second` / `reader.poll_interval_s` used.
+    pub(crate) history_per_second: f64,
+    /// `reader.poll_interval_s` used.
+    pub(crate) poll_interval_s: u64,
+    /// Creating the data centre, channels, accounts and assignments (s).
+    pub(crate) setup_s: f64,
+    /// From the pipeline's start until every channel had its first read
+    /// (a getHistory from its mark, at the accounts' pace) (s).
+    pub(crate) first_reads_s: f64,
+    /// Steady state: posts published.
+    pub(crate) posts: u64,
+    /// Of them recorded.
+    pub(crate) recorded: u64,
+    /// Not recorded.
+    pub(crate) lost: u64,
+    /// Recorded twice.
+    pub(crate) duplicates: u64,
+    /// Publish → committed, posts of joined channels (pushed).
+    pub(crate) latency_joined: Latency,
+    /// Publish → committed, posts of polled channels.
+    pub(crate) latency_polled: Latency,
+    /// The steady window: first publish → last commit (s).
+    pub(crate) window_s: f64,
+    /// CPU of kuryer (the process without the fake's, the publisher's and
+    /// the observer's threads) per post in the window (µs).
+    pub(crate) cpu_us_per_post: f64,
+    /// The fake data centre's CPU in the window (s).
+    pub(crate) fake_cpu_s: f64,
+    /// RSS before the pipeline started (the fake's world included) (MiB).
+    pub(crate) rss_before_mb: f64,
+    /// Peak RSS of the process from the pipeline's start (MiB).
+    pub(crate) peak_rss_mb: f64,
+    /// Calls per account per minute by method in the window.
+    pub(crate) calls: BTreeMap<String, CallRate>,
+    /// FLOOD_WAIT answers in the steady window, all methods and accounts.
+    pub(crate) flood_waits: u64,
+    /// Calls made while a flood wait ran (the fake counts them apart).
+    pub(crate) calls_during_flood_wait: u64,
+    /// The catch-up, when run.
+    pub(crate) catch_up: Option<CatchUp>,
+}
+
+/// Runs one reader measurement in a database of its own.
+pub(crate) async fn run(spec: &ReaderSpec, cfg: &Config) -> anyhow::Result<ReaderResult> {
+    let db = BenchDb::create(cfg, "reader").await?;
+    let out = run_in(spec, cfg, &db).await;
+    db.drop_db().await;
+    out
+}
+
+/// Commits of posts as the observer heard them: (channel row, message id)
+/// → when, and how many were heard twice.
+#[derive(Default)]
+struct Heard {
+    at: HashMap<(i64, i32), Instant>,
+    twice: u64,
+}
+
+const CHANNEL: &str = "kuryer_bench_posts";
+
+/// A trigger that tells of every post row at its commit (NOTIFY is
+/// delivered when the transaction commits).
+const TRIGGER: &str = "
+CREATE FUNCTION bench_notify_post() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_notify('kuryer_bench_posts', NEW.channel_id || ':' || array_to_string(NEW.message_ids, ','));
+  RETURN NULL;
+END $$;
+CREATE TRIGGER bench_notify_post AFTER INSERT ON posts
+  FOR EACH ROW EXECUTE FUNCTION bench_notify_post();";
+
+/// Listens on a thread of its own (`bench-observer`), so a busy pipeline
+/// thread does not delay the stamps.
+fn observe(url: String, heard: Arc<Mutex<Heard>>) -> anyhow::Result<std::sync::mpsc::Sender<()>> {
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let (ready, is_ready) = std::sync::mpsc::channel::<anyhow::Result<()>>();
+    std::thread::Builder::new()
+        .name("bench-observer".to_owned())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready.send(Err(e.into()));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let (client, mut conn) =
+                    match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            let _ = ready.send(Err(e.into()));
+                            return;
+                        }
+                    };
+                let heard2 = Arc::clone(&heard);
+                let driver = tokio::spawn(async move {
+                    let mut messages =
+                        futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+                    while let Some(m) = messages.next().await {
+                        let Ok(tokio_postgres::AsyncMessage::Notification(n)) = m else {
+                            continue;
+                        };
+                        let now = Instant::now();
+                        let Some((ch, ids)) = n.payload().split_once(':') else {
+                            continue;
+                        };
+                        let Ok(ch) = ch.parse::<i64>() else { continue };
+                        let mut h = heard2.lock().unwrap_or_else(|e| e.into_inner());
+                        for id in ids.split(',').filter_map(|i| i.parse::<i32>().ok()) {
+                            if h.at.insert((ch, id), now).is_some() {
+                                h.twice += 1;
+                            }
+                        }
+                    }
+                });
+                let listen = client.batch_execute(&format!("LISTEN {CHANNEL}")).await;
+                let _ = ready.send(listen.map_err(Into::into));
+                // Until told to stop (or the sender is dropped).
+                let _ = tokio::task::spawn_blocking(move || stopped.recv()).await;
+                drop(client);
+                driver.abort();
+            });
+        })?;
+    is_ready
+        .recv()
+        .context("the observer thread ended")?
+        .context("listening for post commits")?;
+    Ok(stop)
+}
+
+/// The fake's calls and flood waits per account and method.
+type Snapshot = Vec<BTreeMap<String, (u64, u64, u64)>>;
+
+fn snapshot(world: &ReaderWorld) -> Snapshot {
+    world
+        .accounts
+        .iter()
+        .map(|&a| {
+            world
+                .dc
+                .stats(a)
+                .methods
+                .into_iter()
+                .map(|(m, s)| {
+                    let floods = s
+                        .errors
+                        .iter()
+                        .filter(|(e, _)| e.starts_with("FLOOD_WAIT"))
+                        .map(|(_, n)| *n)
+                        .sum();
+                    (m, (s.calls, floods, s.calls_during_flood_wait))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Per method: (calls per account between the snapshots, flood waits, early calls).
+fn delta(a: &Snapshot, b: &Snapshot) -> BTreeMap<String, (Vec<u64>, u64, u64)> {
+    let mut out: BTreeMap<String, (Vec<u64>, u64, u64)> = BTreeMap::new();
+    let n = b.len();
+    for (i, acc) in b.iter().enumerate() {
+        for (m, &(calls, floods, early)) in acc {
+            let (c0, f0, e0) = a[i].get(m).copied().unwrap_or_default();
+            let e = out.entry(m.clone()).or_insert_with(|| (vec![0; n], 0, 0));
+            e.0[i] = calls - c0;
+            e.1 += floods - f0;
+            e.2 += early - e0;
+        }
+    }
+    out
+}
+
+fn kuryer_cpu() -> (f64, f64) {
+    let fake = thread_cpu_seconds("fake-mtproto") + thread_cpu_seconds("fake-publisher");
+    let other = thread_cpu_seconds("bench-observer");
+    (cpu_seconds() - fake - other, fake)
+}
+
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// The pool and the pipeline over it, started as `kuryer run` starts them.
+struct Running {
+    pool: ReaderPool,
+    pipeline: Pipeline,
+}
+
+async fn start(
+    store: &Store,
+    rcfg: &Config,
+    fake_url: &str,
+    dedup: &Arc<RedisDedup>,
+) -> anyhow::Result<Running> {
+    let pool = ReaderPool::start(store.clone(), rcfg, "kuryer-bench".to_owned()).await;
+    let factory: SourceFactory = {
+        let pool = pool.clone();
+        Arc::new(move |ch| Box::new(pool.source(ch)))
+    };
+    let bots = build_bots(
+        &[Secret::new(fixtures::nth_bot_token(0))],
+        fake_url,
+        Duration::from_secs(15),
+    )?;
+    // The sending side unlimited (limits off, as the fake's): the one
+    // delivery a post never queues behind a per-chat limit.
+    let mut pcfg = PipelineConfig::from_config(rcfg, 1.0);
+    pcfg.limiter = PipelineConfig::from_config(rcfg, 1e6).limiter;
+    pcfg.limiter.bots = 1;
+    let dedup: Arc<dyn kuryer_actors::ports::Dedup> = dedup.clone();
+    let pipeline = Pipeline::start(store.clone(), bots, factory, dedup, pcfg).await?;
+    pool.set_events(Arc::new(Wake(pipeline.clone())));
+    Ok(Running { pool, pipeline })
+}
+
+impl Running {
+    async fn stop(self) {
+        self.pipeline.shutdown(Duration::from_secs(30)).await;
+        self.pool.close().await;
+    }
+}
+
+/// Which channel rows are joined at the start, by which account.
+fn plan(spec: &ReaderSpec) -> Vec<(i64, usize, bool)> {
+    let accounts = spec.accounts.max(1) as usize;
+    let max = spec.max_per_account.max(1) as usize;
+    let joined = (spec.joined.min(spec.channels)) as usize;
+    let filled = joined.div_ceil(max).clamp(1, accounts);
+    let share = joined.div_ceil(filled).min(max);
+    let rest = accounts - filled;
+    (0..spec.channels as usize)
+        .map(|i| {
+            let ch = i as i64 + 1;
+            if i < joined {
+                (ch, (i / share).min(filled - 1), true)
+            } else if rest > 0 {
+                (ch, filled + (i - joined) % rest, false)
+            } else {
+                (ch, (i - joined) % accounts, false)
+            }
+        })
+        .collect()
+}
+
+async fn run_in(spec: &ReaderSpec, cfg: &Config, db: &BenchDb) -> anyhow::Result<ReaderResult> {
+    let setup = Instant::now();
+    let store = Store::new(&db.cfg)?;
+    migrate::apply(&store, migrate::MIGRATIONS).await?;
+    store.maintain_partitions(2, 30).await?;
+    {
+        let c = store.conn("bench reader population").await?;
+        // One subscriber a channel (31·u mod n covers every channel).
+        fixtures::populate(&c, spec.channels, spec.channels, 1).await?;
+        c.batch_execute(TRIGGER)
+            .await
+            .context("the commit trigger")?;
+    }
+    // The Bot API face, for the one delivery a post, in a process of its own.
+    let bot_api = crate::util::spawn_fake(&FakeSpec {
+        limit_scale: 0.0,
+        channels: spec.channels,
+        users: spec.channels,
+        no_mtproto: true,
+        ..FakeSpec::default()
+    })?;
+    let world = Arc::new(
+        ReaderWorld::create(
+            &store,
+            None,
+            MtprotoConfig::telegram_like(),
+            spec.channels,
+            spec.accounts,
+        )
+        .await?,
+    );
+    let assignments = plan(spec);
+    world.preassign(&store, &assignments).await?;
+    let polled_rows: std::collections::HashSet<i64> =
+        assignments.iter().filter(|a| !a.2).map(|a| a.0).collect();
+    let mut rcfg = world.reader_config(cfg);
+    rcfg.reader.max_channels_per_account = spec.max_per_account;
+    rcfg.reader.history_per_second = spec.history_per_second;
+    rcfg.reader.poll_interval_s = spec.poll_interval_s;
+    if let Some(ms) = spec.poll_max_interval_ms {
+        rcfg.delivery.poll_max_interval_ms = ms;
+    }
+    let heard = Arc::new(Mutex::new(Heard::default()));
+    let stop_observer = observe(db.cfg.url.expose().to_owned(), Arc::clone(&heard))?;
+    let mut redis = cfg.redis.clone();
+    redis.key_prefix = format!("{}{}:", redis.key_prefix, db.name());
+    redis.dedup_ttl_s = 600;
+    let dedup = Arc::new(RedisDedup::new(&redis, &store.installation_id().await?));
+    let mut out = ReaderResult {
+        label: spec.label.clone(),
+        channels: spec.channels,
+        accounts: spec.accounts,
+        joined: spec.channels - polled_rows.len() as u32,
+        polled: polled_rows.len() as u32,
+        history_per_second: spec.history_per_second,
+        poll_interval_s: spec.poll_interval_s,
+        setup_s: setup.elapsed().as_secs_f64(),
+        rss_before_mb: rss_mb(),
+        ..ReaderResult::default()
+    };
+
+    // Start; every channel's first read is a getHistory from its mark.
+    reset_peak_rss();
+    let t0 = Instant::now();
+    let running = start(&store, &rcfg, &bot_api.bot_api, &dedup).await?;
+    let first_reads_limit = Duration::from_secs_f64(
+        f64::from(spec.channels) / (f64::from(spec.accounts) * spec.history_per_second) * 2.0
+            + 60.0,
+    );
+    loop {
+        let reads: u64 = world
+            .accounts
+            .iter()
+            .map(|&a| world.dc.stats(a).calls("messages.getHistory"))
+            .sum();
+        if reads >= u64::from(spec.channels) {
+            break;
+        }
+        anyhow::ensure!(
+            t0.elapsed() < first_reads_limit,
+            "first reads: {reads} of {} channels after {:.0} s",
+            spec.channels,
+            t0.elapsed().as_secs_f64()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    out.first_reads_s = t0.elapsed().as_secs_f64();
+    // Let the last answers be recorded and the pollers settle.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Steady state.
+    let s0 = snapshot(&world);
+    let (cpu0, fake0) = kuryer_cpu();
+    let w0 = Instant::now();
+    let publisher = {
+        let world = Arc::clone(&world);
+        let (posts, rate, channels) = (spec.posts, spec.rate.max(0.1), spec.channels);
+        std::thread::Builder::new()
+            .name("fake-publisher".to_owned())
+            .spawn(move || {
+                let start = Instant::now();
+                let mut published = Vec::with_capacity(posts as usize);
+                for k in 0..u64::from(posts) {
+                    let due = start + Duration::from_secs_f64(k as f64 / rate);
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    // Spread over the channels, not in order.
+                    let row = (k * 7919 % u64::from(channels)) as i64 + 1;
+                    let ch = world.channels[(row - 1) as usize];
+                    let at = Instant::now();
+                    let id = world.dc.publish_text(ch, &format!("Bench post {k}"));
+                    published.push(((row, id), at));
+                }
+                published
+            })?
+    };
+    while !publisher.is_finished() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let published = publisher
+        .join()
+        .map_err(|_| anyhow::anyhow!("the publisher panicked"))?;
+    let keys: Vec<(i64, i32)> = published.iter().map(|p| p.0).collect();
+    // Polled channels are read every poll_interval_s (and their poller's
+    // interval): wait for them, or until nothing moved for that long twice.
+    let patience = Duration::from_secs(spec.poll_interval_s * 2 + 40)
+        + Duration::from_millis(rcfg.delivery.poll_max_interval_ms);
+    wait_recorded(&heard, &keys, patience).await;
+    let s1 = snapshot(&world);
+    let (cpu1, fake1) = kuryer_cpu();
+    let last_commit = {
+        let h = heard.lock().unwrap_or_else(|e| e.into_inner());
+        keys.iter().filter_map(|k| h.at.get(k)).max().copied()
+    };
+    out.window_s = last_commit
+        .map_or_else(|| w0.elapsed(), |t| t.duration_since(w0))
+        .as_secs_f64();
+    let minutes = (w0.elapsed().as_secs_f64() / 60.0).max(1e-9);
+    {
+        let h = heard.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut joined, mut polled) = (Vec::new(), Vec::new());
+        for (k, at) in &published {
+            if let Some(t) = h.at.get(k) {
+                let ms = t.duration_since(*at).as_secs_f64() * 1000.0;
+                if polled_rows.contains(&k.0) {
+                    polled.push(ms);
+                } else {
+                    joined.push(ms);
+                }
+            }
+        }
+        out.posts = published.len() as u64;
+        out.recorded = (joined.len() + polled.len()) as u64;
+        out.lost = out.posts - out.recorded;
+        out.duplicates = h.twice;
+        out.latency_joined = Latency::of(joined);
+        out.latency_polled = Latency::of(polled);
+    }
+    out.cpu_us_per_post = (cpu1 - cpu0) * 1e6 / (out.posts.max(1) as f64);
+    out.fake_cpu_s = fake1 - fake0;
+    let d = delta(&s0, &s1);
+    for (m, (per_account, floods, early)) in &d {
+        let n = per_account.len().max(1) as f64;
+        out.calls.insert(
+            m.clone(),
+            CallRate {
+                mean_per_min: per_account.iter().sum::<u64>() as f64 / n / minutes,
+                max_per_min: per_account.iter().copied().max().unwrap_or(0) as f64 / minutes,
+                flood_waits: *floods,
+            },
+        );
+        out.flood_waits += floods;
+        out.calls_during_flood_wait += early;
+    }
+
+    // Catch-up: down, posts published, up again.
+    let mut running = Some(running);
+    if spec.catch_up_channels > 0 {
+        if let Some(r) = running.take() {
+            r.stop().await;
+        }
+        let n = spec.catch_up_channels.min(spec.channels);
+        let mut keys = Vec::with_capacity((n * spec.catch_up_posts) as usize);
+        for row in 1..=i64::from(n) {
+            let ch = world.channels[(row - 1) as usize];
+            for p in 0..spec.catch_up_posts {
+                let id = world.dc.publish_text(ch, &format!("While down {p}"));
+                keys.push((row, id));
+            }
+        }
+        let c0 = snapshot(&world);
+        let t0 = Instant::now();
+        let again = start(&store, &rcfg, &bot_api.bot_api, &dedup).await?;
+        let recorded = wait_recorded(&heard, &keys, Duration::from_secs(120)).await;
+        let seconds = t0.elapsed().as_secs_f64();
+        let c1 = snapshot(&world);
+        let twice_before = out.duplicates;
+        let twice = heard.lock().unwrap_or_else(|e| e.into_inner()).twice - twice_before;
+        let d = delta(&c0, &c1);
+        out.catch_up = Some(CatchUp {
+            posts: keys.len() as u64,
+            recorded,
+            lost: keys.len() as u64 - recorded,
+            duplicates: twice,
+            seconds,
+            per_s: recorded as f64 / seconds.max(1e-9),
+            calls: d
+                .iter()
+                .map(|(m, (c, _, _))| (m.clone(), c.iter().sum()))
+                .collect(),
+            flood_waits: d.values().map(|v| v.1).sum(),
+        });
+        running = Some(again);
+    }
+    out.peak_rss_mb = kuryer_sim::peak_rss_mb();
+
+    if let Some(r) = running {
+        r.stop().await;
+    }
+    let _ = stop_observer.send(());
+    world.dc.stop();
+    bot_api.quit().await;
+    store.close();
+    crate::pipeline_run::drop_redis_keys(cfg, &redis.key_prefix).await?;
+    Ok(out)
+}
+
+/// Waits until every key was heard committed, or nothing new was heard for
+/// `patience`; returns how many were.
+async fn wait_recorded(heard: &Mutex<Heard>, keys: &[(i64, i32)], patience: Duration) -> u64 {
+    let mut last = (0u64, Instant::now());
+    loop {
+        let n = {
+            let h = heard.lock().unwrap_or_else(|e| e.into_inner());
+            keys.iter().filter(|k| h.at.contains_key(k)).count() as u64
+        };
+        if n >= keys.len() as u64 {
+            return n;
+        }
+        if n > last.0 {
+            last = (n, Instant::now());
+        } else if last.1.elapsed() > patience {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(channels: u32, accounts: u32, joined: u32) -> ReaderSpec {
+        ReaderSpec {
+            label: String::new(),
+            channels,
+            accounts,
+            joined,
+            max_per_account: 450,
+            history_per_second: 2.5,
+            poll_interval_s: 60,
+            poll_max_interval_ms: None,
+            posts: 0,
+            rate: 1.0,
+            catch_up_channels: 0,
+            catch_up_posts: 0,
+        }
+    }
+
+    #[test]
+    fn plan_fills_accounts_to_capacity_and_polls_the_rest() {
+        let p = plan(&spec(10_000, 23, 9_900));
+        let joined = p.iter().filter(|a| a.2).count();
+        assert_eq!(joined, 9_900);
+        let mut per = vec![0usize; 23];
+        for a in p.iter().filter(|a| a.2) {
+            per[a.1] += 1;
+        }
+        assert!(per[..22].iter().all(|&n| n == 450), "{per:?}");
+        assert!(p.iter().filter(|a| !a.2).all(|a| a.1 == 22));
+
+        let p = plan(&spec(1_000, 3, 1_000));
+        let mut per = [0usize; 3];
+        for a in &p {
+            assert!(a.2);
+            per[a.1] += 1;
+        }
+        assert_eq!(per, [334, 334, 332]);
+    }
+}
