@@ -7,7 +7,11 @@ CREATE TABLE instances (
     started_at   timestamptz NOT NULL DEFAULT now(),
     heartbeat_at timestamptz NOT NULL DEFAULT now(),
     lease_ttl_s  integer     NOT NULL CHECK (lease_ttl_s > 0),
-    version      text        NOT NULL
+    version      text        NOT NULL,
+    -- The process's PID namespace (`/proc/self/ns/pid`): an instance of the
+    -- same namespace whose process is gone is dead at once, so a restart
+    -- after a crash takes its work back without waiting out the TTL.
+    pid_ns       text
 );
 
 -- A channel's reading and fan-out belong to one instance at a time. Every

@@ -75,13 +75,32 @@ impl Accounts for crate::reader::ReaderPool {
 
 /// Registers this instance before anything is taken.
 pub async fn register(store: &Store, ownership: &Ownership) -> Result<(), StoreError> {
+    let ns = super::pid_namespace();
     store
         .instance_register(
             ownership.id(),
             ownership.ttl().as_secs(),
             env!("CARGO_PKG_VERSION"),
+            ns.as_deref(),
         )
-        .await
+        .await?;
+    // A predecessor on this machine that crashed (systemd restarting us
+    // after a kill, an OOM) is known dead now: waiting out its TTL would
+    // leave its channels dark for `instance.lease_ttl_s` after every crash
+    // of a one-instance installation.
+    if let Some(ns) = ns {
+        let dead: Vec<String> = store
+            .instances_in_pid_ns(&ns, ownership.id())
+            .await?
+            .into_iter()
+            .filter(|id| super::process_gone(id))
+            .collect();
+        if !dead.is_empty() {
+            tracing::info!(instances = ?dead, "Instances of this machine whose process is gone are dead; taking their work without waiting for their leases to lapse.");
+            store.instances_mark_dead(&dead).await?;
+        }
+    }
+    Ok(())
 }
 
 impl Keeper {
@@ -164,7 +183,12 @@ impl Keeper {
             self.releasing.clear();
             self.releasing_bots.clear();
             self.store
-                .instance_register(&id, self.ownership.ttl().as_secs(), self.version)
+                .instance_register(
+                    &id,
+                    self.ownership.ttl().as_secs(),
+                    self.version,
+                    super::pid_namespace().as_deref(),
+                )
                 .await?;
             return Ok(());
         }

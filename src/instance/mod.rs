@@ -46,6 +46,28 @@ pub fn default_id() -> String {
     format!("{host}:{}", std::process::id())
 }
 
+/// This process's PID namespace (`pid:[4026531836]`), when readable: two
+/// processes in one namespace see each other's PIDs, so one can tell that
+/// the other is gone.
+pub fn pid_namespace() -> Option<String> {
+    std::fs::read_link("/proc/self/ns/pid")
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
+/// Whether the process behind a default instance id (`host:pid`) of this
+/// PID namespace is gone. An id of another form (set by the operator)
+/// names no process: it is never taken as gone.
+pub fn process_gone(id: &str) -> bool {
+    let Some(pid) = id
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse::<u32>().ok())
+    else {
+        return false;
+    };
+    pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
 /// `kuryer instances`: one line an instance, live ones first.
 pub fn instances_table(rows: &[crate::store::InstanceRow]) -> String {
     use std::fmt::Write;
@@ -316,5 +338,18 @@ mod tests {
         assert!(!o.holds(7) && o.holds(8));
         assert_eq!(o.channel_generation(8), Some(4));
         assert!(o.bot_lease_left(42).is_none());
+    }
+
+    #[test]
+    fn only_a_default_id_whose_process_has_exited_is_gone() {
+        assert!(!process_gone(&default_id()), "this process is alive");
+        assert!(!process_gone("node-a"), "an operator's id names no process");
+        assert!(!process_gone("node:a"));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        assert!(!process_gone(&format!("h:{pid}")), "not yet reaped");
+        child.wait().unwrap();
+        assert!(process_gone(&format!("h:{pid}")));
+        assert!(pid_namespace().is_some_and(|n| n.starts_with("pid:")));
     }
 }

@@ -60,6 +60,7 @@ impl Store {
         id: &str,
         lease_ttl_s: u64,
         version: &str,
+        pid_ns: Option<&str>,
     ) -> Result<(), StoreError> {
         const OP: &str = "register this instance";
         let ttl = i32::try_from(lease_ttl_s).unwrap_or(i32::MAX);
@@ -78,15 +79,57 @@ impl Store {
         .await
         .op(OP)?;
         tx.execute(
-            "INSERT INTO instances (id, lease_ttl_s, version) VALUES ($1, $2, $3)
+            "INSERT INTO instances (id, lease_ttl_s, version, pid_ns) VALUES ($1, $2, $3, $4)
              ON CONFLICT (id) DO UPDATE
                 SET started_at = now(), heartbeat_at = now(),
-                    lease_ttl_s = $2, version = $3",
-            &[&id, &ttl, &version],
+                    lease_ttl_s = $2, version = $3, pid_ns = $4",
+            &[&id, &ttl, &version, &pid_ns],
         )
         .await
         .op(OP)?;
         tx.commit().await.op(OP)?;
+        Ok(())
+    }
+
+    /// The other instances registered from PID namespace `pid_ns`.
+    pub async fn instances_in_pid_ns(
+        &self,
+        pid_ns: &str,
+        own_id: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        const OP: &str = "list instances of this PID namespace";
+        let c = self.conn(OP).await?;
+        let rows = c
+            .query(
+                "SELECT id FROM instances WHERE pid_ns = $1 AND id <> $2
+                    AND heartbeat_at > '-infinity'",
+                &[&pid_ns, &own_id],
+            )
+            .await
+            .op(OP)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Marks instances known to be dead (their process is gone) as dead
+    /// now rather than a TTL later: their channels, bots and reader
+    /// accounts may be taken at once, through the usual take (which bumps
+    /// each generation, so nothing they did is trusted).
+    pub async fn instances_mark_dead(&self, ids: &[String]) -> Result<(), StoreError> {
+        const OP: &str = "mark dead instances";
+        let c = self.conn(OP).await?;
+        c.execute(
+            "UPDATE instances SET heartbeat_at = '-infinity' WHERE id = ANY($1)",
+            &[&ids],
+        )
+        .await
+        .op(OP)?;
+        c.execute(
+            "UPDATE reader_accounts SET lease_expires_at = now()
+              WHERE lease_holder = ANY($1) AND lease_expires_at > now()",
+            &[&ids],
+        )
+        .await
+        .op(OP)?;
         Ok(())
     }
 
