@@ -14,13 +14,14 @@ use kuryer_actors::channel_supervisor::{
 use kuryer_actors::db_writer::{DbWriter, DbWriterConfig, Flush, GetDbWriterStats};
 use kuryer_actors::in_flight::InFlight;
 use kuryer_actors::model::ChannelRef;
-use kuryer_actors::ports::{Dedup, Persistence, SourceFactory};
+use kuryer_actors::ports::{Dedup, Persistence, SharedLimits, SourceFactory};
 use kuryer_actors::rate_limiter::{
     Drain, GetLimiterStats, Halt, HaltedLanes, LimiterConfig, RateLimiter,
 };
 use kuryer_actors::sender_pool::{SenderConfig, SenderPool};
 use kuryer_actors::subscriber_registry::{
-    AddSubscription, GetRegistryStats, LoadSubscriptions, RemoveSubscription, SubscriberRegistry,
+    AddSubscription, GetRegistryStats, LoadSubscriptions, RemoveSubscription,
+    RetainSubscriptions, SubscriberRegistry,
 };
 use teloxide::Bot;
 
@@ -210,6 +211,19 @@ impl Pipeline {
         dedup: Arc<dyn Dedup>,
         cfg: PipelineConfig,
     ) -> Result<Self, PipelineError> {
+        Self::start_with(store, bots, factory, dedup, cfg, None).await
+    }
+
+    /// [`Pipeline::start`] whose limiter also admits every send through
+    /// `shared` (rate limits shared with other instances), when given.
+    pub async fn start_with(
+        store: Store,
+        bots: Vec<Bot>,
+        factory: SourceFactory,
+        dedup: Arc<dyn Dedup>,
+        cfg: PipelineConfig,
+        shared: Option<Arc<dyn SharedLimits>>,
+    ) -> Result<Self, PipelineError> {
         if bots.is_empty() {
             return Err(PipelineError::Config(
                 "telegram.bot_tokens is empty: at least one bot token is needed".into(),
@@ -230,8 +244,11 @@ impl Pipeline {
             cfg.sender.clone(),
         )
         .start();
-        let limiter = RateLimiter::new(cfg.limiter, sender.clone().recipient(), backlog)
+        let mut limiter = RateLimiter::new(cfg.limiter, sender.clone().recipient(), backlog)
             .with_in_flight(in_flight.clone());
+        if let Some(shared) = shared {
+            limiter = limiter.with_shared(shared);
+        }
         let halted = limiter.halted_lanes();
         let limiter = limiter.start();
         let registry =
@@ -359,6 +376,26 @@ impl Pipeline {
                 .await?;
             Ok(())
         }
+    }
+
+    /// Reloads the whole registry from the database (after the change feed
+    /// was lost, so no change is missed): every active subscription is
+    /// indexed again, every other one leaves, and every active channel is
+    /// polled. Answers (indexed, removed).
+    pub async fn resync(&self, store: &Store, chunk: usize) -> Result<(usize, usize), PipelineError> {
+        let mut seen = std::collections::HashSet::new();
+        let mut stream = store.stream_active_subscriptions(chunk);
+        while let Some(part) = stream.next_chunk().await {
+            let part = part?;
+            seen.extend(part.iter().map(|s| s.subscription_id));
+            self.registry.send(LoadSubscriptions(part)).await?;
+        }
+        let indexed = seen.len();
+        let removed = self.registry.send(RetainSubscriptions(seen)).await?;
+        for ch in store.active_channels().await? {
+            self.gate.start(&self.supervisor, ch);
+        }
+        Ok((indexed, removed))
     }
 
     /// Starts polling a channel (e.g. one our bot was just made admin of).

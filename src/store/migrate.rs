@@ -73,6 +73,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0008_resolve_notice.sql",
         sql: include_str!("../../sql/0008_resolve_notice.sql"),
     },
+    Migration {
+        version: 13,
+        name: "0013_change_notify.sql",
+        sql: include_str!("../../sql/0013_change_notify.sql"),
+    },
 ];
 
 /// Why migrating failed.

@@ -24,6 +24,8 @@ mod error;
 mod inbox;
 /// The database's identity, for keys kept outside it.
 mod installation;
+/// A session of its own that LISTENs for notifications.
+pub mod listen;
 /// Numbered migrations from `sql/`, applied with a checksum guard.
 pub mod migrate;
 /// Daily partitions of `forwarded_messages` and retention.

@@ -228,6 +228,24 @@ impl Store {
             .op(OP)?;
         row.as_ref().map(active_subscription).transpose()
     }
+
+    /// The ids of a destination's subscriptions (any state), to bring the
+    /// registry in line after the destination changed.
+    pub async fn subscription_ids_of_destination(
+        &self,
+        destination_id: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        const OP: &str = "subscriptions of a destination";
+        let c = self.conn(OP).await?;
+        let rows = c
+            .query(
+                "SELECT id FROM subscriptions WHERE destination_id = $1",
+                &[&destination_id],
+            )
+            .await
+            .op(OP)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
 }
 
 /// Active subscriptions arriving in chunks; see [`Store::stream_active_subscriptions`].

@@ -19,7 +19,7 @@ pub use actor::{
     Drain, Enqueue, GetLimiterStats, Halt, LimiterStats, RateLimiter, SendDelivery, SendFinished,
 };
 pub use halted::HaltedLanes;
-pub use limits::LimiterConfig;
+pub use limits::{LimiterConfig, SharedRates};
 pub use schedule::SendOutcome;
 
 /// Deliveries for the limiter's tests.
