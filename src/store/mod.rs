@@ -57,7 +57,7 @@ pub use deliveries::ForwardedRow;
 pub use error::StoreError;
 pub use inbox::InboxEntry;
 pub use pending::{PendingQuery, PendingStream, RecentPost};
-pub use pool::Store;
+pub use pool::{REPLICA_APPLICATION_NAME, Store};
 pub use resolve::{FoundChannel, PendingChannel, ResolveNotice, Unresolvable};
 pub use settings::{BotStats, RouteOutcome, SubState, UserSubscription};
 pub use subscriptions::{AddedSubscription, SubscriptionStream, SubscriptionView};
