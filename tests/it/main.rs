@@ -38,5 +38,11 @@ mod reader_relay;
 mod reader_run;
 /// Issue 13: telling a user how the look-up of a channel they added ended.
 mod resolve_notice;
+/// Read replicas: a real streaming replica, and one that is down.
+mod replica;
+/// Changes reach every instance (LISTEN/NOTIFY).
+mod scale_changes;
+/// Rate limits shared between instances through Redis.
+mod shared_limits;
 /// The PostgreSQL store.
 mod store;

@@ -168,6 +168,16 @@ impl Schedule {
         self.share = share.max(1);
     }
 
+    /// Sends nothing on any lane before `until` (a quiet second when the
+    /// limits stop or start being shared: what other instances sent in the
+    /// last second is then out of Telegram's window whatever this one
+    /// knows of it).
+    pub(super) fn pause_lanes(&mut self, until: Instant) {
+        for l in &mut self.lanes {
+            l.paused_until = l.paused_until.max(until);
+        }
+    }
+
     /// The current share divisor.
     pub(super) fn share(&self) -> u32 {
         self.share

@@ -15,7 +15,10 @@
 //! A held-back candidate returns to the head of its chat's queue and waits
 //! what the port said (its chat, or its whole bot). When the port is
 //! unreachable the instance sends at `1 / live instances` of every limit
-//! (the fallback share) and says so in the log, once per change.
+//! (the fallback share) and says so in the log, once per change. Each
+//! change begins with a quiet second on every bot: what the others sent in
+//! the last second is then out of Telegram's window, whatever this
+//! instance (or a Redis that restarted empty) knows of it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,6 +27,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use super::RateLimiter;
+use super::limits::WINDOW;
 use super::schedule::Dispatch;
 use crate::ports::{Admission, SendSlot, SharedLimits, SharedLimitsError, SlotDone};
 
@@ -115,6 +119,10 @@ impl RateLimiter {
         };
         if fallback != sh.in_fallback {
             sh.in_fallback = fallback;
+            // Neither this instance nor the shared store knows all that
+            // was sent in the last second (the store may have restarted
+            // empty): a quiet second lets Telegram's windows empty first.
+            self.schedule.pause_lanes(now + WINDOW);
             if fallback {
                 tracing::error!(
                     live_instances = share,
