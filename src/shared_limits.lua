@@ -77,13 +77,13 @@ while i + 3 <= #ARGV do
       local first = redis.call('ZRANGE', win, 0, 0, 'WITHSCORES')
       local free_at = tonumber(first[2])
       if free_at > allowed then
-        allowed = free_at
+        -- A window full of sends in flight frees when one completes,
+        -- which no clock says: ask again soon rather than after the hold.
+        allowed = math.min(free_at, math.max(allowed, now + max_bot_wait))
       end
     end
     if allowed > now then
-      -- A window full of sends in flight frees when one completes, which
-      -- no clock says: ask again soon rather than after the hold.
-      out[#out + 1] = -math.max(1, math.min(math.ceil(allowed - now), max_bot_wait))
+      out[#out + 1] = -math.max(1, math.ceil(allowed - now))
     else
       redis.call('SET', tk, tostring(tat + bot_iv), 'PX', keep)
       redis.call('ZADD', win, now + hold, ticket)

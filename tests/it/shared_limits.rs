@@ -212,7 +212,8 @@ async fn a_bots_window_counts_sends_in_flight_and_completed_within_a_second() {
         b.admit_at(Some(T0 + 3.0), &[slot(4, 2)], &[]).await.unwrap(),
         vec![Admission::BotWait(MS(50))]
     );
-    // The first completes at T0 + 10: it stays in the window until T0 + 1010.
+    // B's completes at T0 + 20 (reported at once): it stays in the window
+    // until T0 + 1020.
     assert_eq!(
         b.admit_at(Some(T0 + 20.0), &[slot(4, 3)], &[done(2, 1, 0)])
             .await
