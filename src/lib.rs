@@ -59,10 +59,10 @@ pub mod preflight;
 pub mod progress;
 /// MTProto reader accounts: sessions, login, the channel source, resolving.
 pub mod reader;
-/// Telegram's rate limits shared between instances through Redis.
-pub mod shared_limits;
 /// Secrets that print themselves redacted.
 pub mod secret;
+/// Telegram's rate limits shared between instances through Redis.
+pub mod shared_limits;
 /// PostgreSQL: pool, typed queries, migrations, partitions.
 pub mod store;
 /// Subscription changes from every instance (LISTEN/NOTIFY) into the registry.

@@ -20,8 +20,8 @@ use kuryer_actors::rate_limiter::{
 };
 use kuryer_actors::sender_pool::{SenderConfig, SenderPool};
 use kuryer_actors::subscriber_registry::{
-    AddSubscription, GetRegistryStats, LoadSubscriptions, RemoveSubscription,
-    RetainSubscriptions, SubscriberRegistry,
+    AddSubscription, GetRegistryStats, LoadSubscriptions, RemoveSubscription, RetainSubscriptions,
+    SubscriberRegistry,
 };
 use teloxide::Bot;
 
@@ -382,7 +382,11 @@ impl Pipeline {
     /// was lost, so no change is missed): every active subscription is
     /// indexed again, every other one leaves, and every active channel is
     /// polled. Answers (indexed, removed).
-    pub async fn resync(&self, store: &Store, chunk: usize) -> Result<(usize, usize), PipelineError> {
+    pub async fn resync(
+        &self,
+        store: &Store,
+        chunk: usize,
+    ) -> Result<(usize, usize), PipelineError> {
         let mut seen = std::collections::HashSet::new();
         let mut stream = store.stream_active_subscriptions(chunk);
         while let Some(part) = stream.next_chunk().await {

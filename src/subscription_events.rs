@@ -52,7 +52,10 @@ pub async fn apply(store: &Store, pipeline: &Pipeline, payload: &str) {
         _ => Vec::new(),
     };
     if ids.is_empty() && !payload.starts_with("d:") {
-        tracing::warn!(payload, "Unreadable subscription change notification; ignored.");
+        tracing::warn!(
+            payload,
+            "Unreadable subscription change notification; ignored."
+        );
     }
     for id in ids {
         if let Err(e) = pipeline.sync_subscription(store, id).await {
@@ -77,7 +80,9 @@ pub fn spawn(db: &DatabaseConfig, store: Store, pipeline: Pipeline) -> tokio::ta
                             removed,
                             "Listening for subscription changes from every instance; registry re-synced."
                         ),
-                        Err(e) => tracing::warn!(error = %e, "Registry re-sync failed; changes from now on still arrive."),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "Registry re-sync failed; changes from now on still arrive.")
+                        }
                     }
                     let reason = loop {
                         match session.rx.recv().await {

@@ -34,10 +34,7 @@ pub async fn listen(cfg: &DatabaseConfig, channel: &str) -> Result<Listener, Sto
     pg.connect_timeout(Duration::from_millis(cfg.connect_timeout_ms));
     pg.application_name("kuryer-listen");
     pg.ssl_mode(super::tls::effective_ssl_mode(url)?);
-    let (client, mut conn) = pg
-        .connect(super::tls::connector(cfg)?)
-        .await
-        .op(OP)?;
+    let (client, mut conn) = pg.connect(super::tls::connector(cfg)?).await.op(OP)?;
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));

@@ -36,10 +36,10 @@ mod reader;
 mod reader_relay;
 /// `kuryer run` reading channels through reader accounts, as a black box.
 mod reader_run;
-/// Issue 13: telling a user how the look-up of a channel they added ended.
-mod resolve_notice;
 /// Read replicas: a real streaming replica, and one that is down.
 mod replica;
+/// Issue 13: telling a user how the look-up of a channel they added ended.
+mod resolve_notice;
 /// Changes reach every instance (LISTEN/NOTIFY).
 mod scale_changes;
 /// Rate limits shared between instances through Redis.

@@ -44,7 +44,8 @@ async fn start(store: &Store, fake: &FakeTelegram) -> Pipeline {
     )
     .unwrap();
     let f = fake.clone();
-    let factory: SourceFactory = Arc::new(move |ch| Box::new(SimSource::new(f.clone(), ch.chat_id)));
+    let factory: SourceFactory =
+        Arc::new(move |ch| Box::new(SimSource::new(f.clone(), ch.chat_id)));
     Pipeline::start(
         store.clone(),
         bots,
@@ -57,7 +58,11 @@ async fn start(store: &Store, fake: &FakeTelegram) -> Pipeline {
 }
 
 async fn registry_size(p: &Pipeline) -> usize {
-    p.registry.send(GetRegistryStats).await.unwrap().subscriptions
+    p.registry
+        .send(GetRegistryStats)
+        .await
+        .unwrap()
+        .subscriptions
 }
 
 /// Polls `p`'s registry until it holds `want` subscriptions; the time it took.
@@ -98,7 +103,10 @@ async fn wait_listener(db: &TestDb) -> i32 {
         if let Some(pid) = listener_pids(db).await.first() {
             return *pid;
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "no listener session");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no listener session"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -108,7 +116,9 @@ async fn a_change_through_one_instance_reaches_the_others_registry_within_a_seco
     let db = TestDb::new().await;
     let store = db.migrated().await;
     store.maintain_partitions(2, 30).await.unwrap();
-    fixtures::populate(&db.client().await, 3, 4, 1).await.unwrap();
+    fixtures::populate(&db.client().await, 3, 4, 1)
+        .await
+        .unwrap();
     let fake = fixtures::start_fake(FakeLimits::off(), 3, 4).unwrap();
     let a = start(&store, &fake).await;
     let b = start(&store, &fake).await;

@@ -199,17 +199,23 @@ async fn a_bots_window_counts_sends_in_flight_and_completed_within_a_second() {
         .unwrap();
     assert_eq!(got, vec![Admission::Admitted, Admission::BotWait(MS(1))]);
     assert_eq!(
-        b.admit_at(Some(T0 + 1.0), &[slot(2, 1)], &[]).await.unwrap(),
+        b.admit_at(Some(T0 + 1.0), &[slot(2, 1)], &[])
+            .await
+            .unwrap(),
         vec![Admission::Admitted]
     );
     assert_eq!(
-        a.admit_at(Some(T0 + 2.0), &[slot(3, 3)], &[]).await.unwrap(),
+        a.admit_at(Some(T0 + 2.0), &[slot(3, 3)], &[])
+            .await
+            .unwrap(),
         vec![Admission::Admitted]
     );
     // Three in flight: full. The wait is capped at 50 ms (a completion
     // frees it, which no clock says).
     assert_eq!(
-        b.admit_at(Some(T0 + 3.0), &[slot(4, 2)], &[]).await.unwrap(),
+        b.admit_at(Some(T0 + 3.0), &[slot(4, 2)], &[])
+            .await
+            .unwrap(),
         vec![Admission::BotWait(MS(50))]
     );
     // B's completes at T0 + 20 (reported at once): it stays in the window
@@ -356,9 +362,7 @@ async fn instance(
         half(fake, part),
         Arc::new(kuryer_actors::ports::NoDedup),
         cfg,
-        limits
-            .clone()
-            .map(|l| Arc::new(l) as Arc<dyn SharedLimits>),
+        limits.clone().map(|l| Arc::new(l) as Arc<dyn SharedLimits>),
     )
     .await
     .unwrap();
@@ -400,7 +404,12 @@ async fn two_instances(
     redis: Option<RedisConfig>,
     rounds: u32,
     mid_run: impl AsyncFnOnce(&[&Pipeline], &FakeTelegram, usize),
-) -> (kuryer_sim::fake_bot_api::DeliveryReport, u64, usize, Vec<Instance>) {
+) -> (
+    kuryer_sim::fake_bot_api::DeliveryReport,
+    u64,
+    usize,
+    Vec<Instance>,
+) {
     let (channels, users, subs) = (10, 60, 5);
     let db = TestDb::new().await;
     let store = db.migrated().await;
@@ -457,7 +466,10 @@ async fn without_sharing_the_same_two_instances_break_the_limits() {
     // The control: the fake does see the two instances together.
     let (r, refused, _, _) = two_instances(3.0, None, 3, async |_, _, _| {}).await;
     assert_eq!(r.lost, 0, "{r:?}");
-    assert!(refused > 0, "two unshared instances stayed within the limits: the test above proves nothing");
+    assert!(
+        refused > 0,
+        "two unshared instances stayed within the limits: the test above proves nothing"
+    );
 }
 
 #[actix_rt::test]

@@ -453,18 +453,18 @@ fn a_revoked_token_halts_its_lane_and_empties_its_queue() {
 fn a_send_held_back_by_the_shared_limits_goes_back_unsent() {
     let t0 = Instant::now();
     let mut s = Schedule::new(Limits::new(&LimiterConfig::default()), t0);
-    s.enqueue(
-        vec![
-            delivery(1, 7, Private),
-            delivery(1, 7, Private),
-        ],
-        t0,
-    );
+    s.enqueue(vec![delivery(1, 7, Private), delivery(1, 7, Private)], t0);
     let (sends, _) = s.next_sends(t0, 0);
     assert_eq!(sends.len(), 1);
     let d = sends.into_iter().next().unwrap();
     // Another instance holds chat 7 for 300 ms.
-    s.unadmitted(d.lane, d.delivery, Duration::from_millis(300), Duration::ZERO, t0);
+    s.unadmitted(
+        d.lane,
+        d.delivery,
+        Duration::from_millis(300),
+        Duration::ZERO,
+        t0,
+    );
     assert_eq!((s.queued(), s.in_flight()), (2, 0));
     assert_eq!(s.counters().dispatched, 0);
     assert_eq!(s.counters().shared_held, 1);
@@ -480,9 +480,7 @@ fn the_fallback_share_divides_a_bots_rate() {
     let t0 = Instant::now();
     let mut s = Schedule::new(Limits::new(&LimiterConfig::default()), t0);
     s.set_share(3);
-    let batch = (0..30)
-        .map(|c| delivery(1, 100 + c, Private))
-        .collect();
+    let batch = (0..30).map(|c| delivery(1, 100 + c, Private)).collect();
     s.enqueue(batch, t0);
     // 30/s × 0.985 over three instances: a send every 101.5 ms, and at
     // most 10 in a second's window.

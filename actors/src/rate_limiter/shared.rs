@@ -209,7 +209,8 @@ impl RateLimiter {
             match admission {
                 Some(Admission::Admitted) => {
                     if let Some(sh) = self.shared.as_mut() {
-                        sh.tickets.insert((lane, delivery.sub.chat_id), c.slot.ticket);
+                        sh.tickets
+                            .insert((lane, delivery.sub.chat_id), c.slot.ticket);
                     }
                     self.send_now(lane, delivery, ctx);
                 }
@@ -221,9 +222,10 @@ impl RateLimiter {
                     self.schedule
                         .unadmitted(lane, delivery, Duration::ZERO, wait, now)
                 }
-                None => self
-                    .schedule
-                    .unadmitted(lane, delivery, Duration::ZERO, Duration::ZERO, now),
+                None => {
+                    self.schedule
+                        .unadmitted(lane, delivery, Duration::ZERO, Duration::ZERO, now)
+                }
             }
         }
         self.collect_dropped();
