@@ -315,8 +315,12 @@ fn pipeline_config(scale: f64) -> PipelineConfig {
         writer: DbWriterConfig::default(),
         sender: Default::default(),
         load_chunk: 1000,
-        resume_window: Duration::from_secs(3600),
-        sweep_interval: Duration::from_secs(60),
+        // No resume and no sweep: without the leases of the scale-out work
+        // (another branch), one instance's sweep would take another's
+        // deliveries still queued for its own (a duplicate that has
+        // nothing to do with rate limits). Nothing is owed at start here.
+        resume_window: Duration::ZERO,
+        sweep_interval: Duration::from_secs(3600),
     }
 }
 
