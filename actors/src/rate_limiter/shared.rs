@@ -15,7 +15,9 @@
 //! A held-back candidate returns to the head of its chat's queue and waits
 //! what the port said (its chat, or its whole bot). When the port is
 //! unreachable the instance sends at `1 / live instances` of every limit
-//! (the fallback share) and says so in the log, once per change. Each
+//! (the fallback share) and says so in the log, once per change; when it
+//! returns the share holds [`REJOIN`] longer, so an instance that noticed
+//! first never sends at the full limit beside one still on its share. Each
 //! change begins with a quiet second on every bot: what the others sent in
 //! the last second is then out of Telegram's window, whatever this
 //! instance (or a Redis that restarted empty) knows of it.
@@ -35,6 +37,13 @@ use crate::ports::{Admission, SendSlot, SharedLimits, SharedLimitsError, SlotDon
 /// the port claims to be reachable, so a flapping store cannot make every
 /// round wait for a timeout.
 const FALLBACK_AFTER_ERROR: Duration = Duration::from_secs(2);
+
+/// After the shared store returns, the fallback share holds this much
+/// longer (while admissions already go through the store): the other
+/// instances notice the return up to a heartbeat and
+/// [`FALLBACK_AFTER_ERROR`] later, and until they do they send on their
+/// share alone, unseen by the store.
+const REJOIN: Duration = Duration::from_secs(5);
 
 /// A candidate waiting for its admission.
 pub(super) struct Candidate {
@@ -58,6 +67,8 @@ pub(super) struct Shared {
     fallback_until: Option<Instant>,
     /// Whether the last pass ran on the fallback share.
     in_fallback: bool,
+    /// The fallback share holds until then after the store returned.
+    rejoin_until: Option<Instant>,
 }
 
 impl Shared {
@@ -71,6 +82,7 @@ impl Shared {
             tickets: HashMap::new(),
             fallback_until: None,
             in_fallback: false,
+            rejoin_until: None,
         }
     }
 
@@ -112,7 +124,11 @@ impl RateLimiter {
             return;
         };
         let fallback = sh.fallback(now);
-        let share = if fallback {
+        if !fallback && sh.in_fallback {
+            sh.rejoin_until = Some(now + REJOIN);
+        }
+        let rejoining = sh.rejoin_until.is_some_and(|t| t > now);
+        let share = if fallback || rejoining {
             u32::try_from(sh.port.live_instances().max(1)).unwrap_or(u32::MAX)
         } else {
             1
