@@ -71,3 +71,5 @@ ensure_redis() {
 
 ensure_postgres
 ensure_redis
+# A streaming replica on 127.0.0.1:5433 for the read-replica tests.
+bash "$(dirname "$0")/replica.sh"

@@ -257,13 +257,25 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = &'static str>) -> a
         );
     }
     notifier.status("loading subscriptions and resuming deliveries");
+    let pipeline_cfg = PipelineConfig::from_config(&cfg, 1.0);
+    // Rate limits shared with the other instances of this installation.
+    let stop_heartbeat = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let shared = crate::shared_limits::start_for(
+        &cfg,
+        &installation,
+        ownership.id(),
+        &pipeline_cfg,
+        stop_heartbeat.clone(),
+    )
+    .await;
     let pipeline = Pipeline::start_owned(
         store.clone(),
         bots.clone(),
         factory,
         Arc::new(dedup.clone()),
-        PipelineConfig::from_config(&cfg, 1.0),
+        pipeline_cfg,
         Some(ownership.clone()),
+        shared.as_ref().map(|(s, _)| s.clone()),
     )
     .await?;
     let keeper = {
@@ -282,6 +294,8 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = &'static str>) -> a
     };
     let draining = keeper.draining();
     let keeper = actix_rt::spawn(keeper.run());
+    // Subscriptions changed through another instance reach this one's registry.
+    let changes = crate::subscription_events::spawn(&cfg.database, store.clone(), pipeline.clone());
 
     let texts = Arc::new(bot::i18n::Texts::load());
     readers.set_events(Arc::new(PipelineEvents {
@@ -414,6 +428,11 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = &'static str>) -> a
     keeper.abort();
     Keeper::leave(&store, &ownership).await;
     api_handle.stop(true).await;
+    changes.abort();
+    stop_heartbeat.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some((_, heartbeat)) = shared {
+        let _ = tokio::time::timeout(Duration::from_secs(2), heartbeat).await;
+    }
     readers.close().await;
     store.close();
     if let Some(actor) = died {

@@ -65,8 +65,12 @@ pub mod progress;
 pub mod reader;
 /// Secrets that print themselves redacted.
 pub mod secret;
+/// Telegram's rate limits shared between instances through Redis.
+pub mod shared_limits;
 /// PostgreSQL: pool, typed queries, migrations, partitions.
 pub mod store;
+/// Subscription changes from every instance (LISTEN/NOTIFY) into the registry.
+pub mod subscription_events;
 /// Logging and metrics.
 pub mod telemetry;
 /// The bot's getUpdates loop and the source of channels where it is admin.

@@ -14,13 +14,14 @@ use kuryer_actors::channel_supervisor::{
 use kuryer_actors::db_writer::{DbWriter, DbWriterConfig, Flush, GetDbWriterStats};
 use kuryer_actors::in_flight::InFlight;
 use kuryer_actors::model::ChannelRef;
-use kuryer_actors::ports::{Dedup, Persistence, SourceFactory};
+use kuryer_actors::ports::{Dedup, Persistence, SharedLimits, SourceFactory};
 use kuryer_actors::rate_limiter::{
     Drain, DropChannels, GetLimiterStats, Halt, HaltedLanes, LimiterConfig, RateLimiter,
 };
 use kuryer_actors::sender_pool::{SenderConfig, SenderPool};
 use kuryer_actors::subscriber_registry::{
-    AddSubscription, GetRegistryStats, LoadSubscriptions, RemoveSubscription, SubscriberRegistry,
+    AddSubscription, GetRegistryStats, LoadSubscriptions, RemoveSubscription, RetainSubscriptions,
+    SubscriberRegistry,
 };
 use teloxide::Bot;
 
@@ -218,14 +219,28 @@ impl Pipeline {
         dedup: Arc<dyn Dedup>,
         cfg: PipelineConfig,
     ) -> Result<Self, PipelineError> {
-        Self::start_owned(store, bots, factory, dedup, cfg, None).await
+        Self::start_owned(store, bots, factory, dedup, cfg, None, None).await
+    }
+
+    /// [`Pipeline::start`] whose limiter also admits every send through
+    /// `shared` (rate limits shared with other instances), when given.
+    pub async fn start_with(
+        store: Store,
+        bots: Vec<Bot>,
+        factory: SourceFactory,
+        dedup: Arc<dyn Dedup>,
+        cfg: PipelineConfig,
+        shared: Option<Arc<dyn SharedLimits>>,
+    ) -> Result<Self, PipelineError> {
+        Self::start_owned(store, bots, factory, dedup, cfg, None, shared).await
     }
 
     /// [`Pipeline::start`] for one of several instances: no channel is
     /// polled until `ownership` holds its lease (the lease keeper hands
     /// channels over with [`Pipeline::take_over`]), posts are recorded
     /// under the lease's generation, and a send is made only while its
-    /// channel's lease is surely held.
+    /// channel's lease is surely held; with `shared`, the limiter admits
+    /// every send through the rate limits shared with other instances.
     pub async fn start_owned(
         store: Store,
         bots: Vec<Bot>,
@@ -233,6 +248,7 @@ impl Pipeline {
         dedup: Arc<dyn Dedup>,
         cfg: PipelineConfig,
         ownership: Option<Arc<Ownership>>,
+        shared: Option<Arc<dyn SharedLimits>>,
     ) -> Result<Self, PipelineError> {
         if bots.is_empty() {
             return Err(PipelineError::Config(
@@ -262,8 +278,11 @@ impl Pipeline {
             None => sender,
         }
         .start();
-        let limiter = RateLimiter::new(cfg.limiter, sender.clone().recipient(), backlog)
+        let mut limiter = RateLimiter::new(cfg.limiter, sender.clone().recipient(), backlog)
             .with_in_flight(in_flight.clone());
+        if let Some(shared) = shared {
+            limiter = limiter.with_shared(shared);
+        }
         let halted = limiter.halted_lanes();
         let limiter = limiter.start();
         let registry =
@@ -452,6 +471,34 @@ impl Pipeline {
                 .await?;
             Ok(())
         }
+    }
+
+    /// Reloads the whole registry from the database (after the change feed
+    /// was lost, so no change is missed): every active subscription is
+    /// indexed again, every other one leaves, and every active channel is
+    /// polled. Answers (indexed, removed).
+    pub async fn resync(
+        &self,
+        store: &Store,
+        chunk: usize,
+    ) -> Result<(usize, usize), PipelineError> {
+        let mut seen = std::collections::HashSet::new();
+        let mut stream = store.stream_active_subscriptions(chunk);
+        while let Some(part) = stream.next_chunk().await {
+            let part = part?;
+            seen.extend(part.iter().map(|s| s.subscription_id));
+            self.registry.send(LoadSubscriptions(part)).await?;
+        }
+        let indexed = seen.len();
+        let removed = self.registry.send(RetainSubscriptions(seen)).await?;
+        for ch in store.active_channels().await? {
+            // With several instances only this one's channels are polled
+            // here; a channel no one holds yet wakes the keeper.
+            if self.reads(ch.channel_id) {
+                self.gate.start(&self.supervisor, ch);
+            }
+        }
+        Ok((indexed, removed))
     }
 
     /// Starts polling a channel (e.g. one our bot was just made admin of).

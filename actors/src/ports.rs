@@ -165,3 +165,73 @@ pub trait DestinationEvents: Send + Sync + 'static {
     /// Handles one event (in the background; it must not block sends).
     fn on_event(&self, event: DestinationEvent);
 }
+
+/// One send the RateLimiter's schedule allows locally, for the shared
+/// limits to admit or hold back (several instances sending with one bot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendSlot {
+    /// The bot that sends (the number before `:` in its token).
+    pub bot_id: i64,
+    /// The destination chat.
+    pub chat_id: i64,
+    /// A group or channel (20/min) rather than a private chat (1/s).
+    pub group_like: bool,
+    /// Unique within this process: names the send in the shared window
+    /// until its completion is reported.
+    pub ticket: u64,
+}
+
+/// A send admitted earlier that has completed, `ago` before the report:
+/// the shared chat spacing and bot window count from its completion, as
+/// the local schedule does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotDone {
+    /// As in its [`SendSlot`].
+    pub bot_id: i64,
+    /// As in its [`SendSlot`].
+    pub chat_id: i64,
+    /// As in its [`SendSlot`].
+    pub ticket: u64,
+    /// How long ago it completed.
+    pub ago: std::time::Duration,
+}
+
+/// The shared limits' answer for one [`SendSlot`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Send it now.
+    Admitted,
+    /// The chat is busy (another instance's send) or spaced: try again after this.
+    ChatWait(std::time::Duration),
+    /// The bot is at its rate (all instances together): the whole lane
+    /// waits this long.
+    BotWait(std::time::Duration),
+}
+
+/// Why the shared limits could not answer.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("shared rate limits unavailable: {0}")]
+pub struct SharedLimitsError(pub String);
+
+/// Rate limits shared by every instance of one installation (Redis in the
+/// daemon). The RateLimiter's own schedule stays the fast path: it picks
+/// the candidates, and one call per scheduling round admits them.
+pub trait SharedLimits: Send + Sync + 'static {
+    /// Records `done` and then admits what it can of `want`, in order, as
+    /// one atomic step; answers one [`Admission`] per `want`.
+    fn admit(
+        &self,
+        want: Vec<SendSlot>,
+        done: Vec<SlotDone>,
+    ) -> BoxFuture<'static, Result<Vec<Admission>, SharedLimitsError>>;
+    /// Whether sends should go through [`SharedLimits::admit`] now (the
+    /// shared store is reachable, and sharing is on or more than one
+    /// instance is live).
+    fn active(&self) -> bool;
+    /// Whether the shared store is reachable (as last seen).
+    fn reachable(&self) -> bool;
+    /// Live instances sending with these bots, at least 1 (as last seen):
+    /// while the shared store is unreachable each instance sends at
+    /// `1 / live_instances` of every limit.
+    fn live_instances(&self) -> usize;
+}

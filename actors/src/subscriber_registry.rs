@@ -39,6 +39,13 @@ pub struct RemoveSubscription {
     pub subscription_id: i64,
 }
 
+/// The end of a re-sync (after a lost change feed): every indexed
+/// subscription not in this set is no longer active and leaves the index.
+/// Answers how many left.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct RetainSubscriptions(pub std::collections::HashSet<i64>);
+
 /// A destination was deactivated: drop all its subscriptions. Answers the
 /// channels left with no active subscription.
 #[derive(Message)]
@@ -189,6 +196,31 @@ impl Handler<RemoveSubscription> for SubscriberRegistry {
         }
         self.gauge();
         last
+    }
+}
+
+impl Handler<RetainSubscriptions> for SubscriberRegistry {
+    type Result = usize;
+
+    fn handle(&mut self, msg: RetainSubscriptions, _: &mut Context<Self>) -> usize {
+        let gone: Vec<(i64, i64)> = self
+            .channel_of
+            .iter()
+            .filter(|(id, _)| !msg.0.contains(id))
+            .map(|(id, ch)| (*id, *ch))
+            .collect();
+        for (id, channel) in &gone {
+            self.channel_of.remove(id);
+            self.filters.remove(id);
+            if let Some(list) = self.by_channel.get_mut(channel) {
+                list.retain(|x| x.subscription_id != *id);
+                if list.is_empty() {
+                    self.by_channel.remove(channel);
+                }
+            }
+        }
+        self.gauge();
+        gone.len()
     }
 }
 

@@ -274,6 +274,22 @@ pub struct LimitsConfig {
     /// of a third of it, at least 10); past it one "too fast" reply, then
     /// silence until the bucket refills.
     pub bot_commands_per_minute: u32,
+    /// Share the per-bot, per-chat and per-group limits between instances
+    /// through Redis: `auto` (while more than one instance is live), `on`
+    /// (always) or `off` (each instance limits itself alone).
+    pub shared: SharedMode,
+}
+
+/// When the rate limits are shared between instances through Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SharedMode {
+    /// While more than one instance is live (Redis' heartbeat set).
+    Auto,
+    /// Always (one Redis call a scheduling round even when alone).
+    On,
+    /// Never.
+    Off,
 }
 
 impl Default for LimitsConfig {
@@ -287,6 +303,7 @@ impl Default for LimitsConfig {
             paid_per_bot_per_second: 1000.0,
             max_subscriptions_per_user: 200,
             bot_commands_per_minute: 30,
+            shared: SharedMode::Auto,
         }
     }
 }

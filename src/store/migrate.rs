@@ -83,6 +83,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0010_edits_deletions_backfill.sql",
         sql: include_str!("../../sql/0010_edits_deletions_backfill.sql"),
     },
+    Migration {
+        version: 13,
+        name: "0013_change_notify.sql",
+        sql: include_str!("../../sql/0013_change_notify.sql"),
+    },
 ];
 
 /// Why migrating failed.

@@ -26,6 +26,8 @@ mod inbox;
 mod installation;
 /// Instances and their leases: channels, bots' getUpdates (several instances).
 mod leases;
+/// A session of its own that LISTENs for notifications.
+pub mod listen;
 /// Numbered migrations from `sql/`, applied with a checksum guard.
 pub mod migrate;
 /// Edits and deletions mirrored, mirror settings, backfills (0010).
@@ -65,7 +67,7 @@ pub use mirror::{
 };
 pub use pending::{PendingQuery, PendingStream, RecentPost};
 pub use persistence::new_post;
-pub use pool::Store;
+pub use pool::{REPLICA_APPLICATION_NAME, Store};
 pub use resolve::{FoundChannel, PendingChannel, ResolveNotice, Unresolvable};
 pub use settings::{BotStats, RouteOutcome, SubState, UserSubscription};
 pub use subscriptions::{AddedSubscription, SubscriptionStream, SubscriptionView};

@@ -27,11 +27,19 @@ impl std::fmt::Debug for Store {
     }
 }
 
-fn build_pool(url: &str, cfg: &DatabaseConfig) -> Result<Pool, StoreError> {
+/// How long a read that must see the primary's latest commits waits for a
+/// replica to replay them before it reads from the primary instead.
+const REPLICA_CATCH_UP: Duration = Duration::from_secs(5);
+
+/// `application_name` of the replica pools' sessions (the primary's are
+/// `kuryer`), so `pg_stat_activity` shows which reads went where.
+pub const REPLICA_APPLICATION_NAME: &str = "kuryer-replica";
+
+fn build_pool(url: &str, cfg: &DatabaseConfig, app: &str) -> Result<Pool, StoreError> {
     let mut pg = tokio_postgres::Config::from_str(url)
         .map_err(|e| StoreError::Config(format!("unparsable database URL: {e}")))?;
     pg.connect_timeout(Duration::from_millis(cfg.connect_timeout_ms));
-    pg.application_name("kuryer");
+    pg.application_name(app);
     // Server notices ("relation already exists, skipping") are not worth a
     // log line each; warnings and errors still arrive.
     let mut options = pg.get_options().unwrap_or_default().to_owned();
@@ -68,11 +76,11 @@ fn build_pool(url: &str, cfg: &DatabaseConfig) -> Result<Pool, StoreError> {
 impl Store {
     /// Builds the pools. Connects lazily: the first query opens the first connection.
     pub fn new(cfg: &DatabaseConfig) -> Result<Self, StoreError> {
-        let pool = build_pool(cfg.url.expose(), cfg)?;
+        let pool = build_pool(cfg.url.expose(), cfg, "kuryer")?;
         let replicas = cfg
             .replica_urls
             .iter()
-            .map(|u| build_pool(u.expose(), cfg))
+            .map(|u| build_pool(u.expose(), cfg, REPLICA_APPLICATION_NAME))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             pool,
@@ -111,6 +119,59 @@ impl Store {
             }
         }
         self.conn(op).await
+    }
+
+    /// Whether read replicas are configured.
+    pub(super) fn has_replicas(&self) -> bool {
+        !self.replicas.is_empty()
+    }
+
+    /// A connection for a read that must see everything committed on the
+    /// primary before the call (the registry's load): a replica once it
+    /// has replayed the primary's current WAL position, waiting up to
+    /// [`REPLICA_CATCH_UP`]; the primary when no replica is configured, up
+    /// or caught up in time.
+    pub(super) async fn read_conn_fresh(
+        &self,
+        op: &'static str,
+    ) -> Result<deadpool_postgres::Object, StoreError> {
+        if self.replicas.is_empty() {
+            return self.conn(op).await;
+        }
+        let lsn: String = self
+            .conn(op)
+            .await?
+            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .await
+            .op(op)?
+            .get(0);
+        let c = self.read_conn(op).await?;
+        let started = std::time::Instant::now();
+        loop {
+            let caught_up = c
+                .query_one(
+                    "SELECT NOT pg_is_in_recovery() OR pg_last_wal_replay_lsn() >= $1::text::pg_lsn",
+                    &[&lsn],
+                )
+                .await;
+            match caught_up {
+                Ok(r) if r.get::<_, bool>(0) => return Ok(c),
+                Ok(_) if started.elapsed() < REPLICA_CATCH_UP => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Ok(_) => {
+                    tracing::warn!(
+                        waited_ms = started.elapsed().as_millis() as u64,
+                        "Read replica lags behind the primary; reading from the primary."
+                    );
+                    return self.conn(op).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "Read replica failed; reading from the primary.");
+                    return self.conn(op).await;
+                }
+            }
+        }
     }
 
     /// Closes the pools: connections are dropped as they come back.

@@ -142,14 +142,29 @@ impl Store {
         user_telegram_id: i64,
     ) -> Result<Vec<SubscriptionView>, StoreError> {
         const OP: &str = "list subscriptions";
+        async fn list(
+            c: &deadpool_postgres::Object,
+            user_telegram_id: i64,
+        ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+            let stmt = c
+                .prepare_cached(&format!(
+                    "{SUBSCRIPTION_VIEW_SQL} WHERE u.telegram_id = $1 AND s.removed_at IS NULL ORDER BY s.id"
+                ))
+                .await
+                .op(OP)?;
+            c.query(&stmt, &[&user_telegram_id]).await.op(OP)
+        }
         let c = self.read_conn(OP).await?;
-        let stmt = c
-            .prepare_cached(&format!(
-                "{SUBSCRIPTION_VIEW_SQL} WHERE u.telegram_id = $1 AND s.removed_at IS NULL ORDER BY s.id"
-            ))
-            .await
-            .op(OP)?;
-        let rows = c.query(&stmt, &[&user_telegram_id]).await.op(OP)?;
+        let rows = match list(&c, user_telegram_id).await {
+            Ok(rows) => rows,
+            // A replica that failed mid-way (its pooled session died with
+            // it): the primary answers instead.
+            Err(e) if self.has_replicas() => {
+                tracing::warn!(error = %e, "Read replica failed; reading from the primary.");
+                list(&self.conn(OP).await?, user_telegram_id).await?
+            }
+            Err(e) => return Err(e),
+        };
         rows.iter().map(subscription_view).collect()
     }
 
@@ -168,7 +183,9 @@ impl Store {
         let fetched_by_task = fetched.clone();
         tokio::spawn(async move {
             let result: Result<(), StoreError> = async {
-                let mut c = store.conn(OP).await?;
+                // A replica when configured, once it has every change
+                // committed before this load began.
+                let mut c = store.read_conn_fresh(OP).await?;
                 let t = c
                     .build_transaction()
                     .read_only(true)
@@ -227,6 +244,24 @@ impl Store {
             .await
             .op(OP)?;
         row.as_ref().map(active_subscription).transpose()
+    }
+
+    /// The ids of a destination's subscriptions (any state), to bring the
+    /// registry in line after the destination changed.
+    pub async fn subscription_ids_of_destination(
+        &self,
+        destination_id: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        const OP: &str = "subscriptions of a destination";
+        let c = self.conn(OP).await?;
+        let rows = c
+            .query(
+                "SELECT id FROM subscriptions WHERE destination_id = $1",
+                &[&destination_id],
+            )
+            .await
+            .op(OP)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 }
 

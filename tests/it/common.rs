@@ -234,6 +234,10 @@ impl PrivateRedis {
         r.restart();
         r
     }
+    /// Its port.
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
     pub(crate) fn restart(&mut self) {
         let child = std::process::Command::new("redis-server")
             .args([

@@ -42,7 +42,13 @@ mod reader_album;
 mod reader_relay;
 /// `kuryer run` reading channels through reader accounts, as a black box.
 mod reader_run;
+/// Read replicas: a real streaming replica, and one that is down.
+mod replica;
 /// Issue 13: telling a user how the look-up of a channel they added ended.
 mod resolve_notice;
+/// Changes reach every instance (LISTEN/NOTIFY).
+mod scale_changes;
+/// Rate limits shared between instances through Redis.
+mod shared_limits;
 /// The PostgreSQL store.
 mod store;

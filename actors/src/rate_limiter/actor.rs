@@ -21,9 +21,11 @@ use tokio::sync::oneshot;
 use super::halted::HaltedLanes;
 use super::limits::{LimiterConfig, Limits, SWEEP_INTERVAL};
 use super::schedule::{FloodWait, Schedule, SendOutcome};
+use super::shared::Shared;
 use crate::in_flight::InFlight;
 use crate::metrics_names as names;
 use crate::model::Delivery;
+use crate::ports::SharedLimits;
 
 /// Deliveries to send. Answered once they are queued and the queue is under
 /// its capacity: awaiting the answer is how the pipeline feels back-pressure.
@@ -99,23 +101,31 @@ pub struct LimiterStats {
     /// Deliveries dropped unsent because their bot is halted (the database
     /// still owes them; the next start resumes them).
     pub dropped_halted: u64,
+    /// Sends the local schedule allowed that the shared limits held back
+    /// for a while (another instance was using the chat or the bot).
+    pub shared_held: u64,
+    /// This instance sends at `1 / share` of every limit (above 1 while
+    /// the shared limits are unreachable and other instances are live).
+    pub share: u32,
 }
 
 /// The RateLimiter actor.
 pub struct RateLimiter {
     cfg: LimiterConfig,
-    schedule: Schedule,
+    pub(super) schedule: Schedule,
     sender: Recipient<SendDelivery>,
     db_backlog: Arc<AtomicUsize>,
     wake: Option<(Instant, SpawnHandle)>,
     enqueue_waiters: VecDeque<oneshot::Sender<()>>,
     drain_waiters: Vec<oneshot::Sender<()>>,
-    halted: bool,
+    pub(super) halted: bool,
     halt_waiters: Vec<oneshot::Sender<()>>,
     /// Lanes whose token was refused, shared with the daemon.
     halted_lanes: Arc<HaltedLanes>,
     /// Where deliveries dropped by a halted lane are let go.
     in_flight: Option<Arc<InFlight>>,
+    /// The limits shared with other instances, when there are any.
+    pub(super) shared: Option<Shared>,
 }
 
 impl RateLimiter {
@@ -139,7 +149,16 @@ impl RateLimiter {
             halt_waiters: Vec::new(),
             halted_lanes,
             in_flight: None,
+            shared: None,
         }
+    }
+
+    /// Admits every send through `port` as well, while it is active (other
+    /// instances send with the same bots): this schedule picks the
+    /// candidates, the port has the last word.
+    pub fn with_shared(mut self, port: Arc<dyn SharedLimits>) -> Self {
+        self.shared = Some(Shared::new(port));
+        self
     }
 
     /// Lets deliveries a halted lane drops go in `in_flight` (they leave
@@ -155,7 +174,7 @@ impl RateLimiter {
     }
 
     /// Lets go of what halted lanes turned away.
-    fn collect_dropped(&mut self) {
+    pub(super) fn collect_dropped(&mut self) {
         let dropped = self.schedule.take_dropped();
         if dropped.is_empty() {
             return;
@@ -171,22 +190,28 @@ impl RateLimiter {
 
     /// One pass: sends what the schedule allows now and sets the timer for
     /// its next moment. A halted limiter sends nothing more.
-    fn dispatch(&mut self, ctx: &mut Context<Self>) {
+    pub(super) fn dispatch(&mut self, ctx: &mut Context<Self>) {
         if self.halted {
             self.release_waiters();
             return;
         }
         let now = Instant::now();
+        self.update_share(now);
         let backlog = self.db_backlog.load(Ordering::Relaxed);
         let backpressure = self.schedule.over_backlog(backlog);
         let (sends, wake_at) = self.schedule.next_sends(now, backlog);
+        let shared_active = self.shared.as_ref().is_some_and(|s| s.active(now));
         for s in sends {
-            self.sender.do_send(SendDelivery {
-                delivery: s.delivery,
-                lane: s.lane,
-                reply_to: ctx.address().recipient(),
-            });
+            if shared_active {
+                let bot_id = self.halted_lanes.bot_id_of(s.lane);
+                if let Some(sh) = self.shared.as_mut() {
+                    sh.want(bot_id, s);
+                }
+            } else {
+                self.send_now(s.lane, s.delivery, ctx);
+            }
         }
+        self.flush_shared(ctx);
         if let Some(at) = wake_at {
             self.wake_at(ctx, at);
         }
@@ -197,7 +222,16 @@ impl RateLimiter {
         }
     }
 
-    fn wake_at(&mut self, ctx: &mut Context<Self>, at: Instant) {
+    /// Hands one send to the SenderPool.
+    pub(super) fn send_now(&mut self, lane: usize, delivery: Delivery, ctx: &mut Context<Self>) {
+        self.sender.do_send(SendDelivery {
+            delivery,
+            lane,
+            reply_to: ctx.address().recipient(),
+        });
+    }
+
+    pub(super) fn wake_at(&mut self, ctx: &mut Context<Self>, at: Instant) {
         if let Some((current, handle)) = self.wake {
             if current <= at {
                 return;
@@ -212,7 +246,7 @@ impl RateLimiter {
         self.wake = Some((at, handle));
     }
 
-    fn release_waiters(&mut self) {
+    pub(super) fn release_waiters(&mut self) {
         while self.schedule.queued() < self.cfg.queue_capacity {
             match self.enqueue_waiters.pop_front() {
                 Some(w) => {
@@ -271,6 +305,10 @@ impl Handler<SendFinished> for RateLimiter {
             _ => Default::default(),
         };
         let revoked = matches!(msg.outcome, SendOutcome::Revoked);
+        if let Some(sh) = self.shared.as_mut() {
+            let bot_id = self.halted_lanes.bot_id_of(msg.lane);
+            sh.finished(msg.lane, bot_id, chat_id, Instant::now());
+        }
         let flood = self
             .schedule
             .finished(msg.lane, msg.delivery, msg.outcome, Instant::now());
@@ -369,6 +407,8 @@ impl Handler<GetLimiterStats> for RateLimiter {
             lane_pauses: c.lane_pauses,
             halted_lanes: self.halted_lanes.count(),
             dropped_halted: c.dropped_halted,
+            shared_held: c.shared_held,
+            share: self.schedule.share(),
         }
     }
 }

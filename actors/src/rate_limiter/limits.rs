@@ -49,6 +49,37 @@ impl Default for LimiterConfig {
     }
 }
 
+/// The numbers the limits shared between instances use: the same as this
+/// limiter's own, so one instance alone sends exactly as it would without
+/// sharing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SharedRates {
+    /// A bot's GCRA emission interval.
+    pub bot_interval: Duration,
+    /// Sends a bot may have in flight or completed within the last second.
+    pub bot_window_cap: usize,
+    /// How far ahead of now a bot's theoretical arrival time may be.
+    pub tolerance: Duration,
+    /// Spacing of a private chat, from the previous send's completion.
+    pub chat_interval: Duration,
+    /// Spacing of a group or channel.
+    pub group_interval: Duration,
+}
+
+impl LimiterConfig {
+    /// The numbers for limits shared with other instances.
+    pub fn shared_rates(&self) -> SharedRates {
+        let l = Limits::new(self);
+        SharedRates {
+            bot_interval: l.lane_interval,
+            bot_window_cap: l.window_cap,
+            tolerance: l.tolerance,
+            chat_interval: l.chat_interval,
+            group_interval: l.group_interval,
+        }
+    }
+}
+
 /// Telegram's window for a bot's messages a second.
 pub(super) const WINDOW: Duration = Duration::from_secs(1);
 

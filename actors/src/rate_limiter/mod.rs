@@ -6,19 +6,21 @@
 //! | `limits.rs` | [`LimiterConfig`](crate::rate_limiter::LimiterConfig): Telegram's numbers, and the intervals that follow from them |
 //! | `schedule.rs` | the policy as plain data, every step taking `now`: GCRA per bot, arrival window, per-chat spacing, round-robin over channels, flood waits |
 //! | `halted.rs` | [`HaltedLanes`](crate::rate_limiter::HaltedLanes): the bots whose token was refused, shared with the daemon |
+//! | `shared.rs` | the limits shared with other instances: candidates admitted by one call a round, the fallback share |
 //! | `actor.rs` | [`RateLimiter`](crate::rate_limiter::RateLimiter), the actor: its messages, its timer, back-pressure on `Enqueue` |
 
 mod actor;
 mod halted;
 mod limits;
 mod schedule;
+mod shared;
 
 pub use actor::{
     Drain, DropChannels, Enqueue, GetLimiterStats, Halt, LimiterStats, RateLimiter, SendDelivery,
     SendFinished,
 };
 pub use halted::HaltedLanes;
-pub use limits::LimiterConfig;
+pub use limits::{LimiterConfig, SharedRates};
 pub use schedule::SendOutcome;
 
 /// Deliveries for the limiter's tests.

@@ -80,6 +80,9 @@ pub(super) struct Counters {
     pub(super) lane_pauses: u64,
     /// Deliveries dropped, unsent, because their bot's lane is halted.
     pub(super) dropped_halted: u64,
+    /// Sends allowed here but held back by the shared limits (another
+    /// instance was using the chat or the bot).
+    pub(super) shared_held: u64,
 }
 
 struct Chat {
@@ -124,6 +127,9 @@ pub(super) struct Schedule {
     counters: Counters,
     /// Deliveries turned away by a halted lane, for the actor to collect.
     dropped: Vec<Delivery>,
+    /// Instances this one shares every limit with while the shared limits
+    /// are unreachable (1: the whole limit is its own).
+    share: u32,
 }
 
 impl Schedule {
@@ -151,7 +157,30 @@ impl Schedule {
             next_lane: 0,
             counters: Counters::default(),
             dropped: Vec::new(),
+            share: 1,
         }
+    }
+
+    /// Sends at `1 / share` of every limit from now on (each of `share`
+    /// instances its part, while they cannot share the limits); 1 restores
+    /// the whole limit.
+    pub(super) fn set_share(&mut self, share: u32) {
+        self.share = share.max(1);
+    }
+
+    /// Sends nothing on any lane before `until` (a quiet second when the
+    /// limits stop or start being shared: what other instances sent in the
+    /// last second is then out of Telegram's window whatever this one
+    /// knows of it).
+    pub(super) fn pause_lanes(&mut self, until: Instant) {
+        for l in &mut self.lanes {
+            l.paused_until = l.paused_until.max(until);
+        }
+    }
+
+    /// The current share divisor.
+    pub(super) fn share(&self) -> u32 {
+        self.share
     }
 
     /// Deliveries queued, not in flight.
@@ -283,6 +312,8 @@ impl Schedule {
         let mut sends = Vec::new();
         let mut next_wake: Option<Instant> = None;
         let lanes = self.lanes.len();
+        let lane_interval = self.limits.lane_interval * self.share;
+        let window_cap = (self.limits.window_cap / self.share as usize).max(1);
         for i in 0..lanes {
             let lane_idx = (self.next_lane + i) % lanes;
             loop {
@@ -305,7 +336,7 @@ impl Schedule {
                         .checked_sub(self.limits.tolerance)
                         .unwrap_or(lane.tat),
                 );
-                if lane.in_flight + lane.completed.len() >= self.limits.window_cap {
+                if lane.in_flight + lane.completed.len() >= window_cap {
                     // The window is full: room comes when its oldest
                     // completion leaves it, or when a send in flight
                     // completes (`finished`, then a new pass).
@@ -326,7 +357,7 @@ impl Schedule {
                 } else {
                     lane.rr.push_back(channel);
                 }
-                lane.tat = lane.tat.max(now) + self.limits.lane_interval;
+                lane.tat = lane.tat.max(now) + lane_interval;
                 let chat = self.chats.get_mut(&chat_id).expect("ready chats exist");
                 chat.scheduled = false;
                 let Some(delivery) = chat.queue.pop_front() else {
@@ -374,7 +405,7 @@ impl Schedule {
             None => self
                 .limits
                 .chat_interval(delivery.sub.destination_kind.is_group_like()),
-        };
+        } * self.share;
         let ready_at = match outcome {
             SendOutcome::Done => now + interval,
             SendOutcome::RetryAfter(wait) => {
@@ -424,6 +455,36 @@ impl Schedule {
         }
         self.schedule(chat_id, now);
         flood
+    }
+
+    /// A send this schedule allowed that the shared limits held back (the
+    /// chat or the bot is busy at another instance): it goes back to the
+    /// head of its chat's queue, not sent and not counted as sent; the chat
+    /// waits `chat_wait`, the whole lane `lane_wait`.
+    pub(super) fn unadmitted(
+        &mut self,
+        lane: usize,
+        delivery: Delivery,
+        chat_wait: Duration,
+        lane_wait: Duration,
+        now: Instant,
+    ) {
+        let chat_id = delivery.sub.chat_id;
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.counters.dispatched = self.counters.dispatched.saturating_sub(1);
+        self.counters.shared_held += 1;
+        if let Some(l) = self.lanes.get_mut(lane) {
+            l.in_flight = l.in_flight.saturating_sub(1);
+            if !lane_wait.is_zero() {
+                l.paused_until = l.paused_until.max(now + lane_wait);
+            }
+        }
+        self.push(delivery, true, now);
+        if let Some(c) = self.chats.get_mut(&chat_id) {
+            c.in_flight = false;
+            c.ready_at = c.ready_at.max(now + chat_wait);
+        }
+        self.schedule(chat_id, now);
     }
 
     /// Halts a lane for good: its queued deliveries go to the dropped list,

@@ -448,3 +448,50 @@ fn a_revoked_token_halts_its_lane_and_empties_its_queue() {
     assert_eq!(s.take_dropped().len(), 1);
     assert_eq!(s.next_sends(later, 0).0.len(), 0);
 }
+
+#[test]
+fn a_send_held_back_by_the_shared_limits_goes_back_unsent() {
+    let t0 = Instant::now();
+    let mut s = Schedule::new(Limits::new(&LimiterConfig::default()), t0);
+    s.enqueue(vec![delivery(1, 7, Private), delivery(1, 7, Private)], t0);
+    let (sends, _) = s.next_sends(t0, 0);
+    assert_eq!(sends.len(), 1);
+    let d = sends.into_iter().next().unwrap();
+    // Another instance holds chat 7 for 300 ms.
+    s.unadmitted(
+        d.lane,
+        d.delivery,
+        Duration::from_millis(300),
+        Duration::ZERO,
+        t0,
+    );
+    assert_eq!((s.queued(), s.in_flight()), (2, 0));
+    assert_eq!(s.counters().dispatched, 0);
+    assert_eq!(s.counters().shared_held, 1);
+    let (sends, wake) = s.next_sends(t0 + Duration::from_millis(299), 0);
+    assert!(sends.is_empty());
+    assert_eq!(wake, Some(t0 + Duration::from_millis(300)));
+    let (sends, _) = s.next_sends(t0 + Duration::from_millis(300), 0);
+    assert_eq!(sends.len(), 1);
+}
+
+#[test]
+fn the_fallback_share_divides_a_bots_rate() {
+    let t0 = Instant::now();
+    let mut s = Schedule::new(Limits::new(&LimiterConfig::default()), t0);
+    s.set_share(3);
+    let batch = (0..30).map(|c| delivery(1, 100 + c, Private)).collect();
+    s.enqueue(batch, t0);
+    // 30/s × 0.985 over three instances: a send every 101.5 ms, and at
+    // most 10 in a second's window.
+    let (sends, wake) = s.next_sends(t0, 0);
+    assert_eq!(sends.len(), 1);
+    let interval = Limits::new(&LimiterConfig::default()).lane_interval * 3;
+    assert!((interval.as_secs_f64() - 3.0 / 29.55).abs() < 1e-8);
+    assert_eq!(wake, Some(t0 + interval - Duration::from_millis(5)));
+    // A quiet second: nothing on any lane before it ends.
+    s.pause_lanes(t0 + Duration::from_secs(1));
+    let (sends, wake) = s.next_sends(t0 + Duration::from_millis(500), 0);
+    assert!(sends.is_empty());
+    assert_eq!(wake, Some(t0 + Duration::from_secs(1)));
+}
