@@ -217,6 +217,8 @@ impl Pipeline {
         }
         let halt_wait = cfg.sender.request_timeout + Duration::from_secs(1);
         let in_flight = Arc::new(InFlight::new(cfg.sender.retry_ambiguous));
+        // Subscriptions holding posts for their quiet hours (`quiet.rs`).
+        let holds = Arc::new(kuryer_actors::quiet::QuietHolds::new());
         let persistence: Arc<dyn Persistence> =
             Arc::new(SettlingStore::new(store.clone(), in_flight.clone()));
         let backlog = Arc::new(AtomicUsize::new(0));
@@ -235,7 +237,9 @@ impl Pipeline {
         let halted = limiter.halted_lanes();
         let limiter = limiter.start();
         let registry =
-            SubscriberRegistry::new(limiter.clone().recipient(), dedup, in_flight.clone()).start();
+            SubscriberRegistry::new(limiter.clone().recipient(), dedup, in_flight.clone())
+                .with_quiet_holds(holds.clone())
+                .start();
 
         let started = Instant::now();
         let mut stream = store.stream_active_subscriptions(cfg.load_chunk);
@@ -279,6 +283,7 @@ impl Pipeline {
             sweep_interval: cfg.sweep_interval,
             retry_ambiguous: cfg.sender.retry_ambiguous,
             stop: stop_sweep.clone(),
+            holds,
         }
         .spawn(supervisor.clone(), gate.clone(), channels);
         Ok(Self {

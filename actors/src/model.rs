@@ -243,6 +243,10 @@ pub struct ActiveSubscription {
     pub mode: DeliveryMode,
     /// The subscription's filters as stored (JSON text; `{}` when none).
     pub filters: String,
+    /// Text transforms as stored (`subscriptions.transform`; `None`: none).
+    pub transform: Option<String>,
+    /// Quiet hours as stored (`subscriptions.quiet`; `None`: none).
+    pub quiet: Option<String>,
 }
 
 /// Media a post carries; `None` on a post means text only.

@@ -274,3 +274,58 @@ mod tests {
         assert!(Quiet::from_stored(None).is_none());
     }
 }
+
+/// The subscriptions whose posts are being held, shared by the registry
+/// (which holds new posts of a quiet subscription instead of queueing them)
+/// and the daemon's resume and sweep (which hold what is owed while quiet,
+/// and release it in order after). A held delivery is simply not queued:
+/// it stays owed in the database, with no outcome row.
+///
+/// Order after quiet hours: once a subscription holds, every new post of it
+/// is held too — even after its hours ended — until a release pass has
+/// queued everything owed up to the newest post held ([`QuietHolds::try_release`]);
+/// so the backlog always reaches the chat before newer posts.
+#[derive(Debug, Default)]
+pub struct QuietHolds {
+    /// Subscription → the newest held post's first message id.
+    held: std::sync::Mutex<std::collections::HashMap<i64, i32>>,
+}
+
+impl QuietHolds {
+    /// Nothing held.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<i64, i32>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Notes that a post of the subscription was held.
+    pub fn hold(&self, subscription_id: i64, message_id: i32) {
+        let mut m = self.map();
+        let e = m.entry(subscription_id).or_insert(message_id);
+        *e = (*e).max(message_id);
+    }
+
+    /// True while the subscription holds its posts.
+    pub fn is_holding(&self, subscription_id: i64) -> bool {
+        self.map().contains_key(&subscription_id)
+    }
+
+    /// A release pass queued every owed delivery of the subscription up to
+    /// post `seen`: it stops holding unless a newer post was held meanwhile
+    /// (then the next pass takes that one too). True when released.
+    pub fn try_release(&self, subscription_id: i64, seen: i32) -> bool {
+        let mut m = self.map();
+        match m.get(&subscription_id) {
+            Some(&newest) if newest > seen => false,
+            _ => m.remove(&subscription_id).is_some(),
+        }
+    }
+
+    /// Subscriptions holding now.
+    pub fn holding(&self) -> usize {
+        self.map().len()
+    }
+}

@@ -38,6 +38,7 @@ use crate::metrics_names as names;
 use crate::model::{DedupCheck, Delivery, DeliveryMode, DeliveryRecord, DeliveryStatus};
 use crate::ports::{Dedup, DestinationEvent, DestinationEvents};
 use crate::rate_limiter::{SendDelivery, SendFinished, SendOutcome};
+use crate::transform::{CAPTION_LIMIT, TEXT_LIMIT, Transform};
 
 /// SenderPool settings.
 #[derive(Debug, Clone)]
@@ -80,6 +81,26 @@ pub struct SenderPool {
     successes: u64,
     /// Delay before a send is retried, by attempt.
     retry: Backoff,
+    /// Compiled text transforms by subscription, with the JSON they were
+    /// compiled from (a changed setting compiles again).
+    transforms: HashMap<i64, (Option<String>, Option<Arc<Transform>>)>,
+}
+
+/// What a subscription's settings change in a send: the text or caption
+/// after its transforms (`None`: the post's own).
+#[derive(Debug, Clone, Default)]
+struct Shaped {
+    text: Option<(String, Vec<teloxide::types::MessageEntity>)>,
+}
+
+impl Shaped {
+    /// The text a plain-text fallback sends.
+    fn plain(&self, d: &Delivery) -> String {
+        match &self.text {
+            Some((t, _)) => t.clone(),
+            None => d.post.text.clone().unwrap_or_default(),
+        }
+    }
 }
 
 impl SenderPool {
@@ -101,6 +122,42 @@ impl SenderPool {
             streaks: HashMap::new(),
             successes: 0,
             retry: retry_backoff(),
+            transforms: HashMap::new(),
+        }
+    }
+
+    /// The subscription's transforms applied to the post, where they can
+    /// be: a copied text (`sendMessage`) or the caption of one copied media
+    /// message (`copyMessage`'s `caption`). Forwards keep the original, and
+    /// `copyMessages` (albums) takes no caption.
+    fn shape(&mut self, d: &Delivery) -> Shaped {
+        let stored = d.sub.transform.as_deref();
+        if stored.is_none() || d.sub.mode != DeliveryMode::Copy || !d.post.copyable {
+            self.transforms.remove(&d.sub.subscription_id);
+            return Shaped::default();
+        }
+        let entry = self
+            .transforms
+            .entry(d.sub.subscription_id)
+            .or_insert((None, None));
+        if entry.0.as_deref() != stored {
+            *entry = (
+                stored.map(str::to_owned),
+                Transform::from_stored(stored).map(Arc::new),
+            );
+        }
+        let Some(tr) = entry.1.clone() else {
+            return Shaped::default();
+        };
+        let post = &d.post;
+        let limit = match (post.media, post.copy_ids().len()) {
+            (None, _) if post.text.is_some() => TEXT_LIMIT,
+            (Some(_), 1) => CAPTION_LIMIT,
+            _ => return Shaped::default(),
+        };
+        let text = post.text.as_deref().unwrap_or_default();
+        Shaped {
+            text: Some(tr.apply(text, &post.entities, limit)),
         }
     }
 }
@@ -141,7 +198,13 @@ enum CallResult {
 }
 
 /// Makes the call(s) for one delivery.
-async fn call(bot: &Bot, d: &Delivery, events: &dyn DestinationEvents, paid: bool) -> CallResult {
+async fn call(
+    bot: &Bot,
+    d: &Delivery,
+    shaped: &Shaped,
+    events: &dyn DestinationEvents,
+    paid: bool,
+) -> CallResult {
     let mut to = d.sub.chat_id;
     // Protected content must not be copied, not even as text: a public
     // channel's post is announced by a link, a private one's is skipped.
@@ -162,7 +225,7 @@ async fn call(bot: &Bot, d: &Delivery, events: &dyn DestinationEvents, paid: boo
     }
     // At most one move (group → supergroup) per delivery.
     for _ in 0..2 {
-        match call_once(bot, d, to, paid).await {
+        match call_once(bot, d, shaped, to, paid).await {
             Err(RequestError::MigrateToChatId(new)) => {
                 events.on_event(DestinationEvent::Migrated {
                     sub: d.sub.clone(),
@@ -171,26 +234,35 @@ async fn call(bot: &Bot, d: &Delivery, events: &dyn DestinationEvents, paid: boo
                 to = new.0;
             }
             Ok(id) => return CallResult::Sent { id, to, note: None },
-            Err(e) => return fallback(bot, d, to, e, is_copy(d), paid).await,
+            Err(e) => return fallback(bot, d, shaped, to, e, is_copy(d), paid).await,
         }
     }
     CallResult::Failed("group moved more than once".into())
 }
 
-async fn call_once(bot: &Bot, d: &Delivery, to: i64, paid: bool) -> Result<i32, RequestError> {
+async fn call_once(
+    bot: &Bot,
+    d: &Delivery,
+    shaped: &Shaped,
+    to: i64,
+    paid: bool,
+) -> Result<i32, RequestError> {
     let chat = ChatId(to);
     let from = ChatId(d.post.source_chat_id);
     let post = &d.post;
     let ids: Vec<MessageId> = post.copy_ids().iter().map(|&i| MessageId(i)).collect();
     match d.sub.mode {
         DeliveryMode::Copy if post.media.is_none() && post.text.is_some() => {
-            let text = post.text.clone().unwrap_or_default();
+            let (text, entities) = match &shaped.text {
+                Some((t, e)) => (t.clone(), e.clone()),
+                None => (post.text.clone().unwrap_or_default(), post.entities.clone()),
+            };
             let mut req = bot.send_message(chat, text);
             if paid {
                 req = req.allow_paid_broadcast(true);
             }
-            if !post.entities.is_empty() {
-                req = req.entities(post.entities.clone());
+            if !entities.is_empty() {
+                req = req.entities(entities);
             }
             req.await.map(|m| m.id.0)
         }
@@ -198,6 +270,12 @@ async fn call_once(bot: &Bot, d: &Delivery, to: i64, paid: bool) -> Result<i32, 
             let mut req = bot.copy_message(chat, from, ids[0]);
             if paid {
                 req = req.allow_paid_broadcast(true);
+            }
+            if let Some((caption, entities)) = &shaped.text {
+                req = req.caption(caption.clone());
+                if !entities.is_empty() {
+                    req = req.caption_entities(entities.clone());
+                }
             }
             req.await.map(|m| m.0)
         }
@@ -248,9 +326,11 @@ fn link_text(d: &Delivery) -> Option<String> {
 
 /// Where Telegram refused the message itself, tries once in a simpler form;
 /// otherwise classifies the error.
+#[allow(clippy::too_many_arguments)]
 async fn fallback(
     bot: &Bot,
     d: &Delivery,
+    shaped: &Shaped,
     to: i64,
     e: RequestError,
     copying: bool,
@@ -259,7 +339,7 @@ async fn fallback(
     let plain = |note: &str| {
         let note = note.to_owned();
         async move {
-            let text = d.post.text.clone().unwrap_or_default();
+            let text = shaped.plain(d);
             match paid_text(bot, to, text, paid).await {
                 Ok(m) => CallResult::Sent {
                     id: m.id.0,
@@ -425,6 +505,7 @@ impl Handler<SendDelivery> for SenderPool {
         let sub_id = delivery.sub.subscription_id;
         let first_id = delivery.post.first_id();
         let d = delivery.clone();
+        let shaped = self.shape(&d);
         let checked = d.dedup;
         let paid = self.cfg.allow_paid_broadcast;
         let fut = async move {
@@ -435,7 +516,7 @@ impl Handler<SendDelivery> for SenderPool {
             if let Some(sent) = seen {
                 return CallResult::AlreadySent(sent);
             }
-            let result = call(&bot, &d, events.as_ref(), paid).await;
+            let result = call(&bot, &d, &shaped, events.as_ref(), paid).await;
             if let CallResult::Sent { id, .. } = &result {
                 dedup.mark(sub_id, first_id, i64::from(*id)).await;
             }

@@ -73,6 +73,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0008_resolve_notice.sql",
         sql: include_str!("../../sql/0008_resolve_notice.sql"),
     },
+    Migration {
+        version: 11,
+        name: "0011_extras.sql",
+        sql: include_str!("../../sql/0011_extras.sql"),
+    },
 ];
 
 /// Why migrating failed.

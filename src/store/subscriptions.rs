@@ -254,7 +254,7 @@ impl SubscriptionStream {
 
 const ACTIVE_SUBSCRIPTION_SQL: &str = "
     SELECT s.id, s.channel_id, u.telegram_id, d.id, d.chat_id, d.kind, s.mode, s.filters::text,
-           d.bot_id
+           d.bot_id, s.transform::text, s.quiet::text
       FROM subscriptions s
       JOIN users u ON u.id = s.user_id
       JOIN destinations d ON d.id = s.destination_id
@@ -301,6 +301,8 @@ fn active_subscription(r: &tokio_postgres::Row) -> Result<ActiveSubscription, St
         mode: parse_mode(OP, r.get(6))?,
         filters: r.get(7),
         bot_id: r.get(8),
+        transform: r.get(9),
+        quiet: r.get(10),
     })
 }
 

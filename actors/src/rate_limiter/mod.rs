@@ -67,6 +67,8 @@ pub(crate) mod testing {
                 bot_id,
                 mode: DeliveryMode::Copy,
                 filters: "{}".into(),
+                transform: None,
+                quiet: None,
             }),
             attempt: 0,
             dedup: Default::default(),
