@@ -18,6 +18,8 @@ mod dead_letters;
 mod deliveries;
 /// Destinations: deactivation, group-to-supergroup moves.
 mod destinations;
+/// Per-subscription extras: text transforms, quiet hours.
+mod extras;
 /// `StoreError` and the retry decision.
 mod error;
 /// The bot's durable inbox of bot-admin channel posts.
@@ -53,6 +55,7 @@ pub use channels::NewPost;
 pub use dead_letters::{DEAD_LETTER_RAW_MAX, DeadUpdate};
 pub use deliveries::ForwardedRow;
 pub use error::StoreError;
+pub use extras::Extra;
 pub use inbox::InboxEntry;
 pub use pending::{PendingQuery, PendingStream, RecentPost};
 pub use pool::Store;

@@ -40,6 +40,12 @@ pub struct SubscriptionView {
     pub active: bool,
     /// When it was created.
     pub created_at: DateTime<Utc>,
+    /// Text transforms (`TransformSpec`), when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transform: Option<serde_json::Value>,
+    /// Quiet hours (`QuietSpec`), when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quiet: Option<serde_json::Value>,
 }
 
 /// What `add_subscription` did.
@@ -263,7 +269,7 @@ const ACTIVE_SUBSCRIPTION_SQL: &str = "
 const SUBSCRIPTION_VIEW_SQL: &str = "
     SELECT s.id, u.telegram_id, c.username, c.telegram_id, c.title, c.status,
            d.chat_id, d.kind, s.mode, s.is_active AND d.is_active, s.created_at,
-           d.id, s.filters, NOT s.is_active
+           d.id, s.filters, NOT s.is_active, s.transform, s.quiet
       FROM subscriptions s
       JOIN users u ON u.id = s.user_id
       JOIN channels c ON c.id = s.channel_id
@@ -286,6 +292,8 @@ fn subscription_view(r: &tokio_postgres::Row) -> Result<SubscriptionView, StoreE
         destination_id: r.get(11),
         filters: r.get(12),
         paused: r.get(13),
+        transform: r.get(14),
+        quiet: r.get(15),
     })
 }
 
