@@ -313,6 +313,11 @@ impl Handler<PublishPost> for SubscriberRegistry {
         // A post published twice (its recording retried), or whose
         // deliveries a sweep took first, is not queued twice.
         let deliveries = self.in_flight.claim_fan_out(deliveries);
+        if held > 0 {
+            // Held deliveries stay owed: the sweep must read this post again.
+            self.in_flight
+                .unmark_handled((post.channel_id, post.first_id()));
+        }
         let n = deliveries.len();
         if filtered > 0 {
             metrics::counter!(names::DELIVERIES_FILTERED_TOTAL).increment(filtered);

@@ -55,7 +55,7 @@ impl Store {
             .query(
                 &format!(
                     "SELECT DISTINCT p.channel_id FROM posts p
-                      WHERE p.detected_at >= $1 - interval '1 day' AND p.source_chat_id IS NOT NULL
+                      WHERE p.detected_at >= $1::timestamptz - interval '1 day' AND p.source_chat_id IS NOT NULL
                         AND EXISTS (SELECT 1 {PENDING_FROM} AND s.channel_id = p.channel_id
                                        AND s.created_at <= p.detected_at
                                        AND (p.detected_at >= $1 OR s.quiet IS NOT NULL)
