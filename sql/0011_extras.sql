@@ -7,3 +7,11 @@
 ALTER TABLE subscriptions
     ADD COLUMN transform jsonb,
     ADD COLUMN quiet jsonb;
+
+-- Forum topics: a destination is a chat, or one topic of a forum
+-- supergroup (`message_thread_id`; 0 = the whole chat, Telegram's topic ids
+-- are positive). Several topics of one forum are several destinations.
+ALTER TABLE destinations
+    ADD COLUMN message_thread_id integer NOT NULL DEFAULT 0 CHECK (message_thread_id >= 0),
+    DROP CONSTRAINT destinations_chat_id_key,
+    ADD CONSTRAINT destinations_chat_topic_key UNIQUE (chat_id, message_thread_id);

@@ -27,9 +27,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use teloxide::payloads::{CopyMessageSetters, SendMessageSetters};
+use teloxide::payloads::{
+    CopyMessageSetters, CopyMessagesSetters, ForwardMessageSetters, ForwardMessagesSetters,
+    SendMessageSetters,
+};
 use teloxide::prelude::Requester;
-use teloxide::types::{ChatId, MessageId};
+use teloxide::types::{ChatId, MessageId, ThreadId};
 use teloxide::{ApiError, Bot, RequestError};
 
 use crate::backoff::Backoff;
@@ -91,6 +94,8 @@ pub struct SenderPool {
 #[derive(Debug, Clone, Default)]
 struct Shaped {
     text: Option<(String, Vec<teloxide::types::MessageEntity>)>,
+    /// The forum topic every request names (`message_thread_id`).
+    thread: Option<ThreadId>,
 }
 
 impl Shaped {
@@ -131,6 +136,13 @@ impl SenderPool {
     /// message (`copyMessage`'s `caption`). Forwards keep the original, and
     /// `copyMessages` (albums) takes no caption.
     fn shape(&mut self, d: &Delivery) -> Shaped {
+        let thread = d.sub.thread_id.map(|t| ThreadId(MessageId(t)));
+        let mut shaped = self.shape_text(d);
+        shaped.thread = thread;
+        shaped
+    }
+
+    fn shape_text(&mut self, d: &Delivery) -> Shaped {
         let stored = d.sub.transform.as_deref();
         if stored.is_none() || d.sub.mode != DeliveryMode::Copy || !d.post.copyable {
             self.transforms.remove(&d.sub.subscription_id);
@@ -158,6 +170,7 @@ impl SenderPool {
         let text = post.text.as_deref().unwrap_or_default();
         Shaped {
             text: Some(tr.apply(text, &post.entities, limit)),
+            thread: None,
         }
     }
 }
@@ -210,13 +223,13 @@ async fn call(
     // channel's post is announced by a link, a private one's is skipped.
     if !d.post.copyable {
         return match link_text(d) {
-            Some(text) => match paid_text(bot, to, text, paid).await {
+            Some(text) => match paid_text(bot, to, text, paid, shaped.thread).await {
                 Ok(m) => CallResult::Sent {
                     id: m.id.0,
                     to,
                     note: Some("sent as a link: the post cannot be copied".into()),
                 },
-                Err(e) => classify(e, false),
+                Err(e) => topic_gone(&e, shaped).unwrap_or_else(|| classify(e, false)),
             },
             None => CallResult::Skipped(
                 "the post cannot be copied and its channel has no public link".into(),
@@ -234,7 +247,12 @@ async fn call(
                 to = new.0;
             }
             Ok(id) => return CallResult::Sent { id, to, note: None },
-            Err(e) => return fallback(bot, d, shaped, to, e, is_copy(d), paid).await,
+            Err(e) => {
+                if let Some(gone) = topic_gone(&e, shaped) {
+                    return gone;
+                }
+                return fallback(bot, d, shaped, to, e, is_copy(d), paid).await;
+            }
         }
     }
     CallResult::Failed("group moved more than once".into())
@@ -261,6 +279,9 @@ async fn call_once(
             if paid {
                 req = req.allow_paid_broadcast(true);
             }
+            if let Some(t) = shaped.thread {
+                req = req.message_thread_id(t);
+            }
             if !entities.is_empty() {
                 req = req.entities(entities);
             }
@@ -271,6 +292,9 @@ async fn call_once(
             if paid {
                 req = req.allow_paid_broadcast(true);
             }
+            if let Some(t) = shaped.thread {
+                req = req.message_thread_id(t);
+            }
             if let Some((caption, entities)) = &shaped.text {
                 req = req.caption(caption.clone());
                 if !entities.is_empty() {
@@ -279,29 +303,59 @@ async fn call_once(
             }
             req.await.map(|m| m.0)
         }
-        DeliveryMode::Copy => bot
-            .copy_messages(chat, from, ids.clone())
-            .await
-            .and_then(|v| first_of(v, ids.len())),
-        DeliveryMode::Forward if ids.len() == 1 => bot
-            .forward_message(chat, from, ids[0])
-            .await
-            .map(|m| m.id.0),
-        DeliveryMode::Forward => bot
-            .forward_messages(chat, from, ids.clone())
-            .await
-            .and_then(|v| first_of(v, ids.len())),
+        DeliveryMode::Copy => {
+            let mut req = bot.copy_messages(chat, from, ids.clone());
+            if let Some(t) = shaped.thread {
+                req = req.message_thread_id(t);
+            }
+            req.await.and_then(|v| first_of(v, ids.len()))
+        }
+        DeliveryMode::Forward if ids.len() == 1 => {
+            let mut req = bot.forward_message(chat, from, ids[0]);
+            if let Some(t) = shaped.thread {
+                req = req.message_thread_id(t);
+            }
+            req.await.map(|m| m.id.0)
+        }
+        DeliveryMode::Forward => {
+            let mut req = bot.forward_messages(chat, from, ids.clone());
+            if let Some(t) = shaped.thread {
+                req = req.message_thread_id(t);
+            }
+            req.await.and_then(|v| first_of(v, ids.len()))
+        }
     }
 }
 
-/// A plain `sendMessage`, with `allow_paid_broadcast` when `paid`.
+/// A deleted forum topic: Telegram answers "message thread not found" to
+/// any send naming it. The destination (that topic) is gone; the rest of
+/// the chat is not.
+fn topic_gone(e: &RequestError, shaped: &Shaped) -> Option<CallResult> {
+    match e {
+        RequestError::Api(ApiError::Unknown(text))
+            if shaped.thread.is_some() && text.contains("message thread not found") =>
+        {
+            Some(CallResult::Gone(TOPIC_DELETED.into()))
+        }
+        _ => None,
+    }
+}
+
+/// The reason a destination recorded when its forum topic was deleted.
+pub const TOPIC_DELETED: &str = "topic deleted";
+
+/// A plain `sendMessage`, with `allow_paid_broadcast` when `paid`, in the topic `thread`.
 async fn paid_text(
     bot: &Bot,
     to: i64,
     text: String,
     paid: bool,
+    thread: Option<ThreadId>,
 ) -> Result<teloxide::types::Message, RequestError> {
-    let req = bot.send_message(ChatId(to), text);
+    let mut req = bot.send_message(ChatId(to), text);
+    if let Some(t) = thread {
+        req = req.message_thread_id(t);
+    }
     if paid {
         req.allow_paid_broadcast(true).await
     } else {
@@ -340,7 +394,7 @@ async fn fallback(
         let note = note.to_owned();
         async move {
             let text = shaped.plain(d);
-            match paid_text(bot, to, text, paid).await {
+            match paid_text(bot, to, text, paid, shaped.thread).await {
                 Ok(m) => CallResult::Sent {
                     id: m.id.0,
                     to,
@@ -358,7 +412,7 @@ async fn fallback(
         // The post cannot be copied (protected, service message, too long
         // a caption): a link to it, if the channel is public.
         RequestError::Api(api) if is_message_specific(api) => match link_text(d) {
-            Some(text) => match paid_text(bot, to, text, paid).await {
+            Some(text) => match paid_text(bot, to, text, paid, shaped.thread).await {
                 Ok(m) => CallResult::Sent {
                     id: m.id.0,
                     to,

@@ -120,3 +120,4 @@ quiet-ok = 🌙 @{ $name }: posts arriving between { $from } and { $to } ({ $tz 
 quiet-ok-all = 🌙 { $count } subscriptions: posts arriving between { $from } and { $to } ({ $tz }) are held and delivered after { $to }, in order.
 quiet-off = ✅ @{ $name }: no quiet hours; held posts are delivered now.
 quiet-off-all = ✅ { $count } subscriptions: no quiet hours; held posts are delivered now.
+dest-topic-lost = The topic "{ $title }" was deleted, so posts to it are paused; the rest of the group is not affected. Send /link in another topic to choose a new one.

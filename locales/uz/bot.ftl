@@ -119,3 +119,4 @@ quiet-ok = 🌙 @{ $name }: { $from } dan { $to } gacha ({ $tz }) kelgan postlar
 quiet-ok-all = 🌙 Obunalar: { $count }. { $from } dan { $to } gacha ({ $tz }) kelgan postlar ushlab turiladi va { $to } dan keyin tartib bilan yetkaziladi.
 quiet-off = ✅ @{ $name }: tinch soatlar yo'q; ushlab turilgan postlar hozir yetkaziladi.
 quiet-off-all = ✅ Obunalar: { $count }. Tinch soatlar yo'q; ushlab turilgan postlar hozir yetkaziladi.
+dest-topic-lost = "{ $title }" mavzusi o'chirildi, u yerga yetkazish to'xtatildi; guruhning qolgan qismiga bu ta'sir qilmaydi. Yangisini tanlash uchun boshqa mavzuda /link yuboring.

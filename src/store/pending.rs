@@ -142,7 +142,8 @@ impl Store {
                             COALESCE(p.published_at, p.detected_at), p.detected_at, p.id,
                             s.id, s.channel_id, u.telegram_id, d.id, d.chat_id, d.kind, s.mode,
                             s.filters::text, d.bot_id, p.relay_message_ids,
-                            s.transform::text, s.quiet::text
+                            s.transform::text, s.quiet::text,
+                            NULLIF(d.message_thread_id, 0)
                        FROM posts p
                        JOIN subscriptions s ON s.channel_id = p.channel_id AND s.is_active
                                            AND s.created_at <= p.detected_at
@@ -275,6 +276,7 @@ fn pending_delivery(
         bot_id: r.get(20),
         transform: r.get(22),
         quiet: r.get(23),
+        thread_id: r.get(24),
     };
     Ok(Delivery {
         post,

@@ -103,7 +103,7 @@ impl Store {
         let destination_id: i64 = tx
             .query_one(
                 "INSERT INTO destinations (chat_id, kind, owner_user_id) VALUES ($1, 'private', $2)
-                 ON CONFLICT (chat_id) DO UPDATE
+                 ON CONFLICT (chat_id, message_thread_id) DO UPDATE
                     SET is_active = true, deactivated_reason = NULL,
                         updated_at = CASE WHEN destinations.is_active
                                           THEN destinations.updated_at ELSE now() END
@@ -260,7 +260,7 @@ impl SubscriptionStream {
 
 const ACTIVE_SUBSCRIPTION_SQL: &str = "
     SELECT s.id, s.channel_id, u.telegram_id, d.id, d.chat_id, d.kind, s.mode, s.filters::text,
-           d.bot_id, s.transform::text, s.quiet::text
+           d.bot_id, s.transform::text, s.quiet::text, NULLIF(d.message_thread_id, 0)
       FROM subscriptions s
       JOIN users u ON u.id = s.user_id
       JOIN destinations d ON d.id = s.destination_id
@@ -311,6 +311,7 @@ fn active_subscription(r: &tokio_postgres::Row) -> Result<ActiveSubscription, St
         bot_id: r.get(8),
         transform: r.get(9),
         quiet: r.get(10),
+        thread_id: r.get(11),
     })
 }
 

@@ -69,6 +69,7 @@ pub(crate) mod testing {
                 filters: "{}".into(),
                 transform: None,
                 quiet: None,
+                thread_id: None,
             }),
             attempt: 0,
             dedup: Default::default(),

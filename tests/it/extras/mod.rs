@@ -4,5 +4,7 @@
 
 /// Held posts of quiet hours across a restart of `kuryer run`.
 mod quiet;
+/// Forum topics as destinations; a deleted topic.
+mod topics;
 /// Header, footer and replacements as the fake receives them.
 mod transforms;
