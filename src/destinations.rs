@@ -175,9 +175,7 @@ impl Inner {
         let lang = Lang::parse(&lost.owner_language).unwrap_or(Lang::En);
         // A chat linked without a title is named by its id.
         let title = lost.title.clone().unwrap_or_else(|| chat_id.to_string());
-        let text = self
-            .texts
-            .get(lang, key, &[("title", Arg::from(title))]);
+        let text = self.texts.get(lang, key, &[("title", Arg::from(title))]);
         let Some(bot) = lost
             .owner_bot_id
             .and_then(|id| self.bots.iter().find(|(b, _)| *b == id))

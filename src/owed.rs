@@ -43,8 +43,8 @@ use kuryer_actors::channel_supervisor::{ChannelSupervisor, StartChannel};
 use kuryer_actors::in_flight::{InFlight, PostKey};
 use kuryer_actors::metrics_names as names;
 use kuryer_actors::model::{ChannelRef, Delivery, DeliveryRecord, Post};
-use kuryer_actors::quiet::{Quiet, QuietHolds};
 use kuryer_actors::ports::{PersistError, Persistence};
+use kuryer_actors::quiet::{Quiet, QuietHolds};
 use kuryer_actors::rate_limiter::{Enqueue, HaltedLanes, RateLimiter};
 
 use crate::store::{PendingQuery, Store, StoreError};
@@ -403,7 +403,8 @@ impl Owed {
                     .is_none_or(|q| q.quiet_until(now).is_none())
             });
             for d in &held {
-                self.holds.hold(d.sub.subscription_id, d.post.message_ids[0]);
+                self.holds
+                    .hold(d.sub.subscription_id, d.post.message_ids[0]);
             }
             skipped_posts.extend(held.iter().map(post_key));
             for d in &live {
@@ -438,7 +439,10 @@ impl Owed {
             // Everything owed up to these posts is queued, ahead of any newer post.
             for (sub, upto) in queued_upto {
                 if self.holds.is_holding(sub) && self.holds.try_release(sub, upto) {
-                    tracing::info!(subscription_id = sub, "Quiet hours over; the held posts are queued.");
+                    tracing::info!(
+                        subscription_id = sub,
+                        "Quiet hours over; the held posts are queued."
+                    );
                 }
             }
             self.in_flight.mark_handled(

@@ -259,7 +259,10 @@ mod tests {
             fold.due(at("2026-10-25T01:45:00Z")),
             at("2026-10-25T03:00:00Z")
         );
-        assert_eq!(fold.due(at("2026-10-25T03:00:00Z")), at("2026-10-25T03:00:00Z"));
+        assert_eq!(
+            fold.due(at("2026-10-25T03:00:00Z")),
+            at("2026-10-25T03:00:00Z")
+        );
     }
 
     #[test]
@@ -267,9 +270,15 @@ mod tests {
         let e = |s: &str| QuietSpec::parse_args(s).unwrap_err();
         assert_eq!(e("23:00-07:00"), QuietError::Syntax);
         assert_eq!(e("23:00 Asia/Tashkent"), QuietError::Syntax);
-        assert_eq!(e("24:00-07:00 Asia/Tashkent"), QuietError::Time("24:00".into()));
+        assert_eq!(
+            e("24:00-07:00 Asia/Tashkent"),
+            QuietError::Time("24:00".into())
+        );
         assert_eq!(e("07:00-07:00 Asia/Tashkent"), QuietError::Empty);
-        assert_eq!(e("23:00-07:00 Mars/Olympus"), QuietError::Zone("Mars/Olympus".into()));
+        assert_eq!(
+            e("23:00-07:00 Mars/Olympus"),
+            QuietError::Zone("Mars/Olympus".into())
+        );
         assert!(Quiet::from_stored(Some(r#"{"from":"1","to":"2","tz":"UTC"}"#)).is_none());
         assert!(Quiet::from_stored(None).is_none());
     }

@@ -16,8 +16,8 @@ use crate::filters::PostFilter;
 use crate::in_flight::InFlight;
 use crate::metrics_names as names;
 use crate::model::{ActiveSubscription, DedupCheck, Delivery, Post};
-use crate::quiet::{Quiet, QuietHolds};
 use crate::ports::Dedup;
+use crate::quiet::{Quiet, QuietHolds};
 use crate::rate_limiter::Enqueue;
 
 /// A chunk of the initial load.
@@ -292,9 +292,7 @@ impl Handler<PublishPost> for SubscriberRegistry {
                         // database and the sweep queues it after, in order.
                         let id = sub.subscription_id;
                         let hold = holds.is_holding(id)
-                            || quiet
-                                .get(&id)
-                                .is_some_and(|q| q.quiet_until(now).is_some());
+                            || quiet.get(&id).is_some_and(|q| q.quiet_until(now).is_some());
                         if hold {
                             holds.hold(id, post.first_id());
                             held += 1;

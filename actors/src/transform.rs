@@ -134,7 +134,10 @@ impl TransformSpec {
         if self.replace.len() > MAX_RULES {
             return Err(TransformError::TooManyRules);
         }
-        let long = |s: &Option<String>| s.as_ref().is_some_and(|s| s.chars().count() > MAX_TEXT_CHARS);
+        let long = |s: &Option<String>| {
+            s.as_ref()
+                .is_some_and(|s| s.chars().count() > MAX_TEXT_CHARS)
+        };
         if long(&self.header) || long(&self.footer) {
             return Err(TransformError::TextLength);
         }
@@ -379,7 +382,8 @@ mod tests {
         let text = "😀 ad: bold";
         let e = bold(7, 4);
         assert_eq!(covered(text, &e), "bold");
-        let (out, es) = t(r#"{"replace": [{"from": "ad: ", "to": ""}]}"#).apply(text, &[e], TEXT_LIMIT);
+        let (out, es) =
+            t(r#"{"replace": [{"from": "ad: ", "to": ""}]}"#).apply(text, &[e], TEXT_LIMIT);
         assert_eq!(out, "😀 bold");
         assert_eq!(es, vec![bold(3, 4)]);
         assert_eq!(covered(&out, &es[0]), "bold");
@@ -391,8 +395,11 @@ mod tests {
         // "buy cats now" after the emoji (4 units) and a space.
         let e = bold(5, 12);
         assert_eq!(covered(text, &e), "buy cats now");
-        let (out, es) =
-            t(r#"{"replace": [{"from": "cats", "to": "🐈🐈 cats"}]}"#).apply(text, &[e], TEXT_LIMIT);
+        let (out, es) = t(r#"{"replace": [{"from": "cats", "to": "🐈🐈 cats"}]}"#).apply(
+            text,
+            &[e],
+            TEXT_LIMIT,
+        );
         assert_eq!(out, "👍🏽 buy 🐈🐈 cats now");
         assert_eq!(covered(&out, &es[0]), "buy 🐈🐈 cats now");
         assert_eq!(es[0].length, 12 - 4 + 9);
@@ -422,10 +429,8 @@ mod tests {
     fn regex_groups_header_and_footer() {
         let text = "Narx: 1500 so'm";
         let e = bold(0, 4);
-        let tr = t(
-            r#"{"header": "📣 Kanal", "footer": "— @kuryer",
-                "replace": [{"from": "(\\d+) so'm", "to": "$1 UZS", "regex": true}]}"#,
-        );
+        let tr = t(r#"{"header": "📣 Kanal", "footer": "— @kuryer",
+                "replace": [{"from": "(\\d+) so'm", "to": "$1 UZS", "regex": true}]}"#);
         let (out, es) = tr.apply(text, &[e], TEXT_LIMIT);
         assert_eq!(out, "📣 Kanal\nNarx: 1500 UZS\n— @kuryer");
         assert_eq!(covered(&out, &es[0]), "Narx");
@@ -458,12 +463,21 @@ mod tests {
             bad(&format!(r#"{{"replace": [{{"from": "{long}"}}]}}"#)),
             Err(TransformError::PatternLength)
         ));
-        assert!(matches!(bad(r#"{"colour": 1}"#), Err(TransformError::Json(_))));
+        assert!(matches!(
+            bad(r#"{"colour": 1}"#),
+            Err(TransformError::Json(_))
+        ));
         // An empty-matching regex changes nothing; a growth past the cap is skipped.
-        let (out, _) = t(r#"{"replace": [{"from": "x*", "to": "y", "regex": true}]}"#).apply("ab", &[], TEXT_LIMIT);
+        let (out, _) = t(r#"{"replace": [{"from": "x*", "to": "y", "regex": true}]}"#).apply(
+            "ab",
+            &[],
+            TEXT_LIMIT,
+        );
         assert_eq!(out, "ab");
         let big = "z".repeat(1000);
-        let tr = t(&format!(r#"{{"replace": [{{"from": "a", "to": "{big}"}}]}}"#));
+        let tr = t(&format!(
+            r#"{{"replace": [{{"from": "a", "to": "{big}"}}]}}"#
+        ));
         let (out, _) = tr.apply(&"a".repeat(100), &[], usize::MAX);
         assert_eq!(out, "a".repeat(100));
         assert!(Transform::from_stored(Some("{}")).is_none());

@@ -117,7 +117,16 @@ pub(super) async fn on_group_message(h: &BotHandler, msg: &Message) -> Result<()
             t.to_owned()
         }
     });
-    link(h, user.telegram_id, user.bot_id, lang, (chat, thread), kind, title).await
+    link(
+        h,
+        user.telegram_id,
+        user.bot_id,
+        lang,
+        (chat, thread),
+        kind,
+        title,
+    )
+    .await
 }
 
 /// Links `chat` to `owner` and tells both sides.

@@ -183,14 +183,23 @@ mod tests {
 
     #[test]
     fn names_and_rules_parse() {
-        assert_eq!(split_name("@news hello  world"), (Some("@news"), "hello  world"));
-        assert_eq!(split_name("23:00-07:00 Asia/Tashkent"), (None, "23:00-07:00 Asia/Tashkent"));
+        assert_eq!(
+            split_name("@news hello  world"),
+            (Some("@news"), "hello  world")
+        );
+        assert_eq!(
+            split_name("23:00-07:00 Asia/Tashkent"),
+            (None, "23:00-07:00 Asia/Tashkent")
+        );
         assert_eq!(split_name("off"), (None, "off"));
         let r = parse_rule("re:(\\d+) so'm => $1 UZS").unwrap();
         assert!(r.regex);
         assert_eq!((r.from.as_str(), r.to.as_str()), ("(\\d+) so'm", "$1 UZS"));
         let r = parse_rule("reklama =>").unwrap();
-        assert_eq!((r.from.as_str(), r.to.as_str(), r.regex), ("reklama", "", false));
+        assert_eq!(
+            (r.from.as_str(), r.to.as_str(), r.regex),
+            ("reklama", "", false)
+        );
         assert!(parse_rule("no arrow").is_none());
         assert!(parse_rule(" => x").is_none());
     }

@@ -50,7 +50,9 @@ async fn set(
     tracing::info!(user_id, subscription_id, extra = ?extra, set = value.is_some(), "Subscription extras changed through the API.");
     let sub = with_timeout(
         state,
-        state.store.user_subscription(Some(user_id), subscription_id),
+        state
+            .store
+            .user_subscription(Some(user_id), subscription_id),
     )
     .await?
     .ok_or_else(ApiError::no_subscription)?;
@@ -86,8 +88,7 @@ pub(super) async fn transform(
     let value = if is_empty_object(&body) {
         None
     } else {
-        let spec: TransformSpec =
-            serde_json::from_value(body).map_err(|e| bad(e.to_string()))?;
+        let spec: TransformSpec = serde_json::from_value(body).map_err(|e| bad(e.to_string()))?;
         spec.compile().map_err(|e| bad(e.to_string()))?;
         (!spec.is_empty())
             .then(|| serde_json::to_value(&spec))

@@ -18,10 +18,10 @@ mod dead_letters;
 mod deliveries;
 /// Destinations: deactivation, group-to-supergroup moves.
 mod destinations;
-/// Per-subscription extras: text transforms, quiet hours.
-mod extras;
 /// `StoreError` and the retry decision.
 mod error;
+/// Per-subscription extras: text transforms, quiet hours.
+mod extras;
 /// The bot's durable inbox of bot-admin channel posts.
 mod inbox;
 /// The database's identity, for keys kept outside it.

@@ -364,7 +364,9 @@ impl State {
         let caption = match params.text("caption") {
             Some(c) if method == Method::CopyMessage => {
                 if c.encode_utf16().count() > MAX_CAPTION_UTF16 {
-                    return Err(Reply::bad_request("Bad Request: message caption is too long"));
+                    return Err(Reply::bad_request(
+                        "Bad Request: message caption is too long",
+                    ));
                 }
                 Some((c, params.array("caption_entities")?.unwrap_or_default()))
             }

@@ -130,7 +130,10 @@ async fn held_posts_survive_a_restart_of_the_real_binary_and_arrive_in_order_aft
         fake.post(CHANNEL, NewChannelMessage::text(format!("quiet post {i}")));
     }
     // The other subscriber (no quiet hours) gets them at once.
-    let other = wait_until(Duration::from_secs(20), async || texts(&fake, OTHER).len() == 3).await;
+    let other = wait_until(Duration::from_secs(20), async || {
+        texts(&fake, OTHER).len() == 3
+    })
+    .await;
     assert!(other, "{:?}\n{}", texts(&fake, OTHER), daemon.log_text());
     // Several sweeps (every second) pass; nothing reaches the quiet one.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -143,10 +146,18 @@ async fn held_posts_survive_a_restart_of_the_real_binary_and_arrive_in_order_aft
     }
     let mut daemon = start(&db, &fake, port);
     ready(&http, &base, &daemon).await;
-    let other = wait_until(Duration::from_secs(20), async || texts(&fake, OTHER).len() == 5).await;
+    let other = wait_until(Duration::from_secs(20), async || {
+        texts(&fake, OTHER).len() == 5
+    })
+    .await;
     assert!(other, "{:?}\n{}", texts(&fake, OTHER), daemon.log_text());
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(texts(&fake, USER), Vec::<String>::new(), "{}", daemon.log_text());
+    assert_eq!(
+        texts(&fake, USER),
+        Vec::<String>::new(),
+        "{}",
+        daemon.log_text()
+    );
     // Held, not lost: five owed deliveries with no outcome row.
     let c = db.client().await;
     let rows: i64 = c
@@ -169,7 +180,10 @@ async fn held_posts_survive_a_restart_of_the_real_binary_and_arrive_in_order_aft
         .unwrap();
     assert_eq!(r.status(), 200);
     fake.post(CHANNEL, NewChannelMessage::text("after quiet"));
-    let all = wait_until(Duration::from_secs(30), async || texts(&fake, USER).len() == 6).await;
+    let all = wait_until(Duration::from_secs(30), async || {
+        texts(&fake, USER).len() == 6
+    })
+    .await;
     let expected: Vec<String> = (1..=5)
         .map(|i| format!("quiet post {i}"))
         .chain(["after quiet".to_owned()])

@@ -43,7 +43,8 @@ async fn a_topic_is_linked_posted_to_and_deactivated_alone_when_deleted() {
     )
     .await;
     w.say(TOKEN, USER, "/start", "ru").await;
-    w.say(TOKEN, USER, "/add @topic_news @topic_more", "ru").await;
+    w.say(TOKEN, USER, "/add @topic_news @topic_more", "ru")
+        .await;
     w.fake.create_forum(FORUM);
     let before = w.replies(FORUM).len();
     w.fake
@@ -54,7 +55,8 @@ async fn a_topic_is_linked_posted_to_and_deactivated_alone_when_deleted() {
     let more = w.fake.create_topic(FORUM);
     for topic in [news, more] {
         let before = w.replies(USER).len();
-        w.fake.user_says_in_topic(TOKEN, FORUM, topic, USER, "/link");
+        w.fake
+            .user_says_in_topic(TOKEN, FORUM, topic, USER, "/link");
         let t = w.next_reply(USER, before).await.text.unwrap();
         assert!(t.contains("среди ваших получателей"), "{t}");
     }
@@ -98,7 +100,8 @@ async fn a_topic_is_linked_posted_to_and_deactivated_alone_when_deleted() {
     route(&w, sub_of("topic_more"), topic_dests[1]).await;
 
     w.fake.post(CHANNEL, NewChannelMessage::text("news one"));
-    w.fake.post(CHANNEL - 1, NewChannelMessage::text("more one"));
+    w.fake
+        .post(CHANNEL - 1, NewChannelMessage::text("more one"));
     let posted = |text: &str| {
         w.fake
             .received(FORUM)
@@ -122,7 +125,8 @@ async fn a_topic_is_linked_posted_to_and_deactivated_alone_when_deleted() {
     w.fake.post(CHANNEL, NewChannelMessage::text("news three"));
     let t = w.next_reply(USER, before).await.text.unwrap();
     assert!(t.contains("удалена"), "{t}");
-    w.fake.post(CHANNEL - 1, NewChannelMessage::text("more two"));
+    w.fake
+        .post(CHANNEL - 1, NewChannelMessage::text("more two"));
     let ok = wait_until(Duration::from_secs(20), || posted("more two").is_some()).await;
     assert!(ok, "{:#?}", w.fake.received(FORUM));
     assert_eq!(posted("more two").unwrap().message_thread_id, Some(more));

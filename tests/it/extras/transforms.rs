@@ -21,17 +21,30 @@ async fn header_footer_and_replacements_reach_the_fake_with_entities_shifted() {
     w.say(TOKEN, USER, "/start", "en").await;
     let t = w.say(TOKEN, USER, "/add @shape_news", "en").await;
     assert!(t.contains("subscribed"), "{t}");
-    let t = w.say(TOKEN, USER, "/header @shape_news 📣 Shape", "en").await;
-    assert!(t.contains("text changes saved"), "{t}");
-    w.say(TOKEN, USER, "/footer @shape_news — via kuryer", "en").await;
     let t = w
-        .say(TOKEN, USER, "/replace @shape_news re:(\\d+) so'm => $1 UZS", "en")
+        .say(TOKEN, USER, "/header @shape_news 📣 Shape", "en")
+        .await;
+    assert!(t.contains("text changes saved"), "{t}");
+    w.say(TOKEN, USER, "/footer @shape_news — via kuryer", "en")
+        .await;
+    let t = w
+        .say(
+            TOKEN,
+            USER,
+            "/replace @shape_news re:(\\d+) so'm => $1 UZS",
+            "en",
+        )
         .await;
     assert!(t.contains("saved"), "{t}");
-    w.say(TOKEN, USER, "/replace @shape_news REKLAMA: =>", "en").await;
-    let t = w.say(TOKEN, USER, "/replace @shape_news re:( => x", "en").await;
+    w.say(TOKEN, USER, "/replace @shape_news REKLAMA: =>", "en")
+        .await;
+    let t = w
+        .say(TOKEN, USER, "/replace @shape_news re:( => x", "en")
+        .await;
     assert!(t.contains("cannot be used"), "{t}");
-    let t = w.say(TOKEN, USER, "/replace @shape_news no arrow", "en").await;
+    let t = w
+        .say(TOKEN, USER, "/replace @shape_news no arrow", "en")
+        .await;
     assert!(t.contains("/replace @channel old => new"), "{t}");
 
     // "😀 REKLAMA: Narx 1500 so'm" — bold on "Narx 1500 so'm" after the
@@ -47,7 +60,9 @@ async fn header_footer_and_replacements_reach_the_fake_with_entities_shifted() {
         CHANNEL,
         NewChannelMessage::media(MediaKind::Photo, Some("Rasm 20 so'm")),
     );
-    let long = w.fake.post(CHANNEL, NewChannelMessage::text("x".repeat(4_090)));
+    let long = w
+        .fake
+        .post(CHANNEL, NewChannelMessage::text("x".repeat(4_090)));
     let got = wait_until(Duration::from_secs(20), || {
         w.fake
             .received(USER)
@@ -98,7 +113,8 @@ async fn header_footer_and_replacements_reach_the_fake_with_entities_shifted() {
     w.say(TOKEN, USER, "/footer @shape_news off", "en").await;
     let t = w.say(TOKEN, USER, "/replace @shape_news off", "en").await;
     assert!(t.contains("no text changes"), "{t}");
-    w.fake.post(CHANNEL, NewChannelMessage::text("plain 5 so'm"));
+    w.fake
+        .post(CHANNEL, NewChannelMessage::text("plain 5 so'm"));
     let plain = wait_until(Duration::from_secs(20), || {
         w.fake
             .received(USER)
