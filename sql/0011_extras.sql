@@ -15,3 +15,14 @@ ALTER TABLE destinations
     ADD COLUMN message_thread_id integer NOT NULL DEFAULT 0 CHECK (message_thread_id >= 0),
     DROP CONSTRAINT destinations_chat_id_key,
     ADD CONSTRAINT destinations_chat_topic_key UNIQUE (chat_id, message_thread_id);
+
+-- Owners told once per problem, whichever process sees it: one row per
+-- (subject, id, problem), claimed by the INSERT that tells; a destination
+-- linked again clears its rows, so a later loss is news again.
+CREATE TABLE problem_notices (
+    subject    text        NOT NULL CHECK (subject IN ('destination', 'subscription')),
+    subject_id bigint      NOT NULL,
+    problem    text        NOT NULL,
+    told_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (subject, subject_id, problem)
+);

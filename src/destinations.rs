@@ -128,7 +128,14 @@ impl DestinationEvents for DestinationHandler {
                         "Destination deactivated; its subscriptions are paused."
                     );
                     // Tell the owner, unless the lost chat is their own private chat.
-                    if let Some((lost, false)) = owner {
+                    // Told once per problem, whichever process sees it: the
+                    // stored claim (a failed claim tells rather than stays silent).
+                    let first = inner
+                        .store
+                        .claim_destination_notice(sub.destination_id, &reason)
+                        .await
+                        .unwrap_or(true);
+                    if let (Some((lost, false)), true) = (owner, first) {
                         let key = if reason == kuryer_actors::sender_pool::TOPIC_DELETED {
                             "dest-topic-lost"
                         } else {

@@ -151,6 +151,7 @@ async fn link(
             destination_id,
             created,
         } => {
+            h.store().clear_destination_notices(destination_id).await?;
             if !created {
                 // Linked again after a loss: what was routed there delivers again.
                 for s in h.store().user_subscriptions(owner).await? {

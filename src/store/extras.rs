@@ -81,3 +81,38 @@ impl Store {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 }
+
+impl Store {
+    /// Claims the one notice of `problem` about a destination: true for the
+    /// first caller only (the row is the record that the owner was told).
+    pub async fn claim_destination_notice(
+        &self,
+        destination_id: i64,
+        problem: &str,
+    ) -> Result<bool, StoreError> {
+        const OP: &str = "claim a problem notice";
+        let c = self.conn(OP).await?;
+        let n = c
+            .execute(
+                "INSERT INTO problem_notices (subject, subject_id, problem)
+                 VALUES ('destination', $1, $2) ON CONFLICT DO NOTHING",
+                &[&destination_id, &problem],
+            )
+            .await
+            .op(OP)?;
+        Ok(n == 1)
+    }
+
+    /// A destination works again (linked again): its problems may be news again.
+    pub async fn clear_destination_notices(&self, destination_id: i64) -> Result<(), StoreError> {
+        const OP: &str = "clear problem notices";
+        let c = self.conn(OP).await?;
+        c.execute(
+            "DELETE FROM problem_notices WHERE subject = 'destination' AND subject_id = $1",
+            &[&destination_id],
+        )
+        .await
+        .op(OP)?;
+        Ok(())
+    }
+}

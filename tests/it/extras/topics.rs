@@ -154,3 +154,34 @@ async fn a_topic_is_linked_posted_to_and_deactivated_alone_when_deleted() {
     assert_eq!(active(topic_dests[0]), json!(false), "{dests}");
     assert_eq!(active(topic_dests[1]), json!(true), "{dests}");
 }
+
+/// The stored once-per-problem claim: the first claim tells, a second of
+/// the same problem does not (in any process), another problem does, and
+/// linking the destination again makes the problem news again.
+#[tokio::test]
+async fn a_problem_notice_is_claimed_once_until_the_destination_is_linked_again() {
+    let db = crate::common::TestDb::new().await;
+    let s = db.migrated().await;
+    assert!(
+        s.claim_destination_notice(7, "topic deleted")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.claim_destination_notice(7, "topic deleted")
+            .await
+            .unwrap()
+    );
+    assert!(s.claim_destination_notice(7, "kicked").await.unwrap());
+    assert!(
+        s.claim_destination_notice(8, "topic deleted")
+            .await
+            .unwrap()
+    );
+    s.clear_destination_notices(7).await.unwrap();
+    assert!(
+        s.claim_destination_notice(7, "topic deleted")
+            .await
+            .unwrap()
+    );
+}
