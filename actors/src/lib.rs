@@ -62,6 +62,8 @@ pub mod quiet;
 pub mod rate_limiter;
 /// Makes the Bot API calls with teloxide.
 pub mod sender_pool;
+/// What a subscription's settings change in a send: transforms, forum topic.
+mod shaping;
 /// The in-memory index of active subscriptions; fans a post out into deliveries.
 pub mod subscriber_registry;
 /// Messages only tests send (stop an actor as if it had died).

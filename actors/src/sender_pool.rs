@@ -41,7 +41,8 @@ use crate::metrics_names as names;
 use crate::model::{DedupCheck, Delivery, DeliveryMode, DeliveryRecord, DeliveryStatus};
 use crate::ports::{Dedup, DestinationEvent, DestinationEvents};
 use crate::rate_limiter::{SendDelivery, SendFinished, SendOutcome};
-use crate::transform::{CAPTION_LIMIT, TEXT_LIMIT, Transform};
+pub use crate::shaping::TOPIC_DELETED;
+use crate::shaping::{Shaped, Shaper, topic_gone};
 
 /// SenderPool settings.
 #[derive(Debug, Clone)]
@@ -84,28 +85,8 @@ pub struct SenderPool {
     successes: u64,
     /// Delay before a send is retried, by attempt.
     retry: Backoff,
-    /// Compiled text transforms by subscription, with the JSON they were
-    /// compiled from (a changed setting compiles again).
-    transforms: HashMap<i64, (Option<String>, Option<Arc<Transform>>)>,
-}
-
-/// What a subscription's settings change in a send: the text or caption
-/// after its transforms (`None`: the post's own).
-#[derive(Debug, Clone, Default)]
-struct Shaped {
-    text: Option<(String, Vec<teloxide::types::MessageEntity>)>,
-    /// The forum topic every request names (`message_thread_id`).
-    thread: Option<ThreadId>,
-}
-
-impl Shaped {
-    /// The text a plain-text fallback sends.
-    fn plain(&self, d: &Delivery) -> String {
-        match &self.text {
-            Some((t, _)) => t.clone(),
-            None => d.post.text.clone().unwrap_or_default(),
-        }
-    }
+    /// Compiled text transforms by subscription (`shaping.rs`).
+    shaper: Shaper,
 }
 
 impl SenderPool {
@@ -127,50 +108,7 @@ impl SenderPool {
             streaks: HashMap::new(),
             successes: 0,
             retry: retry_backoff(),
-            transforms: HashMap::new(),
-        }
-    }
-
-    /// The subscription's transforms applied to the post, where they can
-    /// be: a copied text (`sendMessage`) or the caption of one copied media
-    /// message (`copyMessage`'s `caption`). Forwards keep the original, and
-    /// `copyMessages` (albums) takes no caption.
-    fn shape(&mut self, d: &Delivery) -> Shaped {
-        let thread = d.sub.thread_id.map(|t| ThreadId(MessageId(t)));
-        let mut shaped = self.shape_text(d);
-        shaped.thread = thread;
-        shaped
-    }
-
-    fn shape_text(&mut self, d: &Delivery) -> Shaped {
-        let stored = d.sub.transform.as_deref();
-        if stored.is_none() || d.sub.mode != DeliveryMode::Copy || !d.post.copyable {
-            self.transforms.remove(&d.sub.subscription_id);
-            return Shaped::default();
-        }
-        let entry = self
-            .transforms
-            .entry(d.sub.subscription_id)
-            .or_insert((None, None));
-        if entry.0.as_deref() != stored {
-            *entry = (
-                stored.map(str::to_owned),
-                Transform::from_stored(stored).map(Arc::new),
-            );
-        }
-        let Some(tr) = entry.1.clone() else {
-            return Shaped::default();
-        };
-        let post = &d.post;
-        let limit = match (post.media, post.copy_ids().len()) {
-            (None, _) if post.text.is_some() => TEXT_LIMIT,
-            (Some(_), 1) => CAPTION_LIMIT,
-            _ => return Shaped::default(),
-        };
-        let text = post.text.as_deref().unwrap_or_default();
-        Shaped {
-            text: Some(tr.apply(text, &post.entities, limit)),
-            thread: None,
+            shaper: Shaper::default(),
         }
     }
 }
@@ -181,7 +119,7 @@ impl Actor for SenderPool {
 
 /// What the calls for one delivery produced.
 #[derive(Debug)]
-enum CallResult {
+pub(crate) enum CallResult {
     /// Accepted; the id of the (first) message in the destination.
     Sent {
         id: i32,
@@ -326,23 +264,6 @@ async fn call_once(
         }
     }
 }
-
-/// A deleted forum topic: Telegram answers "message thread not found" to
-/// any send naming it. The destination (that topic) is gone; the rest of
-/// the chat is not.
-fn topic_gone(e: &RequestError, shaped: &Shaped) -> Option<CallResult> {
-    match e {
-        RequestError::Api(ApiError::Unknown(text))
-            if shaped.thread.is_some() && text.contains("message thread not found") =>
-        {
-            Some(CallResult::Gone(TOPIC_DELETED.into()))
-        }
-        _ => None,
-    }
-}
-
-/// The reason a destination recorded when its forum topic was deleted.
-pub const TOPIC_DELETED: &str = "topic deleted";
 
 /// A plain `sendMessage`, with `allow_paid_broadcast` when `paid`, in the topic `thread`.
 async fn paid_text(
@@ -559,7 +480,7 @@ impl Handler<SendDelivery> for SenderPool {
         let sub_id = delivery.sub.subscription_id;
         let first_id = delivery.post.first_id();
         let d = delivery.clone();
-        let shaped = self.shape(&d);
+        let shaped = self.shaper.shape(&d);
         let checked = d.dedup;
         let paid = self.cfg.allow_paid_broadcast;
         let fut = async move {
