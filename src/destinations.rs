@@ -128,8 +128,20 @@ impl DestinationEvents for DestinationHandler {
                         "Destination deactivated; its subscriptions are paused."
                     );
                     // Tell the owner, unless the lost chat is their own private chat.
-                    if let Some((lost, false)) = owner {
-                        inner.tell_owner(&lost, sub.chat_id).await;
+                    // Told once per problem, whichever process sees it: the
+                    // stored claim (a failed claim tells rather than stays silent).
+                    let first = inner
+                        .store
+                        .claim_destination_notice(sub.destination_id, &reason)
+                        .await
+                        .unwrap_or(true);
+                    if let (Some((lost, false)), true) = (owner, first) {
+                        let key = if reason == kuryer_actors::sender_pool::TOPIC_DELETED {
+                            "dest-topic-lost"
+                        } else {
+                            "dest-lost"
+                        };
+                        inner.tell_owner(&lost, sub.chat_id, key).await;
                     }
                 });
             }
@@ -166,13 +178,11 @@ impl Inner {
     /// The bot's "I was removed from …" in the owner's language, sent by
     /// the bot that serves their private chat (what the bot itself says
     /// when Telegram tells it it was removed).
-    async fn tell_owner(&self, lost: &LostDestination, chat_id: i64) {
+    async fn tell_owner(&self, lost: &LostDestination, chat_id: i64, key: &str) {
         let lang = Lang::parse(&lost.owner_language).unwrap_or(Lang::En);
         // A chat linked without a title is named by its id.
         let title = lost.title.clone().unwrap_or_else(|| chat_id.to_string());
-        let text = self
-            .texts
-            .get(lang, "dest-lost", &[("title", Arg::from(title))]);
+        let text = self.texts.get(lang, key, &[("title", Arg::from(title))]);
         let Some(bot) = lost
             .owner_bot_id
             .and_then(|id| self.bots.iter().find(|(b, _)| *b == id))

@@ -20,6 +20,16 @@
 //! are not held: a post whose recording committed though its answer was lost
 //! (the poller gave up, the mark had moved) is delivered within an interval
 //! or two, with no restart.
+//!
+//! **Quiet hours** (`kuryer_actors::quiet`): an owed delivery of a
+//! subscription in its quiet hours is held like a halted bot's — not
+//! queued, its post left unhandled — and noted in [`QuietHolds`], so the
+//! registry holds that subscription's new posts too; once the hours end,
+//! the next sweep queues the backlog in order and only then lets new posts
+//! through. Both passes read posts up to [`MAX_HOLD`] older than the resume
+//! window for subscriptions with quiet hours, and keep those whose hours
+//! ended within the window: a held post is due when its hours end, so it
+//! never expires out of the window while held.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,6 +44,7 @@ use kuryer_actors::in_flight::{InFlight, PostKey};
 use kuryer_actors::metrics_names as names;
 use kuryer_actors::model::{ChannelRef, Delivery, DeliveryRecord, Post};
 use kuryer_actors::ports::{PersistError, Persistence};
+use kuryer_actors::quiet::{Quiet, QuietHolds};
 use kuryer_actors::rate_limiter::{Enqueue, HaltedLanes, RateLimiter};
 
 use crate::instance::Ownership;
@@ -41,6 +52,9 @@ use crate::store::{PendingQuery, Store, StoreError};
 
 /// Tries of the start-up resume before the held-back pollers start anyway.
 pub const RESUME_ATTEMPTS: u32 = 5;
+
+/// The longest a post can be held by quiet hours (a span is under a day).
+pub const MAX_HOLD: chrono::TimeDelta = chrono::TimeDelta::days(1);
 
 /// Posts a sweep reads the owed deliveries of in one cursor.
 const SWEEP_POSTS_PER_QUERY: usize = 1000;
@@ -218,6 +232,8 @@ pub struct Owed {
     /// Several instances: only the channels leased to this one are resumed
     /// and swept (their take-over resumes them, not the start-up).
     pub ownership: Option<Arc<Ownership>>,
+    /// Subscriptions holding posts for their quiet hours, shared with the registry.
+    pub holds: Arc<QuietHolds>,
 }
 
 /// Why one pass over owed deliveries stopped.
@@ -409,12 +425,17 @@ impl Owed {
     /// One periodic sweep: owed deliveries of recent posts not handled.
     async fn sweep(&self) -> Result<(), StoreError> {
         let since = self.since();
-        let until = chrono::Utc::now()
-            - chrono::Duration::from_std(self.sweep_interval).unwrap_or_default();
-        self.in_flight.forget_handled_before(since);
+        // A held backlog to release is read up to now: the registry holds
+        // that subscription's new posts until the release has read them all.
+        let until = if self.holds.holding() > 0 {
+            chrono::Utc::now()
+        } else {
+            chrono::Utc::now() - chrono::Duration::from_std(self.sweep_interval).unwrap_or_default()
+        };
+        self.in_flight.forget_handled_before(since - MAX_HOLD);
         let posts: Vec<_> = self
             .store
-            .recent_posts(since, until)
+            .recent_posts(since - MAX_HOLD, until)
             .await?
             .into_iter()
             .filter(|p| !self.in_flight.is_handled((p.channel_id, p.message_id)))
@@ -478,6 +499,11 @@ impl Owed {
         let mut queued = 0u64;
         let mut handled: Vec<(PostKey, chrono::DateTime<chrono::Utc>)> = Vec::new();
         let mut skipped_posts: HashSet<PostKey> = HashSet::new();
+        // Quiet hours by subscription, compiled once a pass; the newest
+        // post each subscription had queued (for releasing its hold).
+        let mut quiet: std::collections::HashMap<i64, Option<Quiet>> = Default::default();
+        let mut queued_upto: std::collections::HashMap<i64, i32> = Default::default();
+        let now = chrono::Utc::now();
         let result = loop {
             let chunk = match stream.next_chunk().await {
                 None => break Ok(()),
@@ -489,6 +515,24 @@ impl Owed {
                 .into_iter()
                 .partition(|d| !self.halted.is_halted_for(d.sub.bot_id));
             skipped_posts.extend(halted.iter().map(post_key));
+            // Held for quiet hours: owed, its post left unhandled, and the
+            // subscription holding so its newer posts wait behind it.
+            let (live, held): (Vec<Delivery>, Vec<Delivery>) = live.into_iter().partition(|d| {
+                quiet
+                    .entry(d.sub.subscription_id)
+                    .or_insert_with(|| Quiet::from_stored(d.sub.quiet.as_deref()))
+                    .as_ref()
+                    .is_none_or(|q| q.quiet_until(now).is_none())
+            });
+            for d in &held {
+                self.holds
+                    .hold(d.sub.subscription_id, d.post.message_ids[0]);
+            }
+            skipped_posts.extend(held.iter().map(post_key));
+            for d in &live {
+                let e = queued_upto.entry(d.sub.subscription_id).or_insert(0);
+                *e = (*e).max(d.post.message_ids[0]);
+            }
             for d in &live {
                 let k = post_key(d);
                 if handled.last().map(|(h, _)| *h) != Some(k) {
@@ -514,6 +558,15 @@ impl Owed {
         };
         self.in_flight.end_sweep(mark);
         if result.is_ok() {
+            // Everything owed up to these posts is queued, ahead of any newer post.
+            for (sub, upto) in queued_upto {
+                if self.holds.is_holding(sub) && self.holds.try_release(sub, upto) {
+                    tracing::info!(
+                        subscription_id = sub,
+                        "Quiet hours over; the held posts are queued."
+                    );
+                }
+            }
             self.in_flight.mark_handled(
                 handled
                     .into_iter()

@@ -263,6 +263,8 @@ impl Pipeline {
         let persistence: Arc<dyn Persistence> = Arc::new(
             SettlingStore::new(store.clone(), in_flight.clone()).with_ownership(ownership.clone()),
         );
+        // Subscriptions holding posts for their quiet hours (`quiet.rs`).
+        let holds = Arc::new(kuryer_actors::quiet::QuietHolds::new());
         let backlog = Arc::new(AtomicUsize::new(0));
         let writer = DbWriter::new(persistence.clone(), cfg.writer, backlog.clone()).start();
         let destinations = DestinationHandler::new(store.clone(), &bots);
@@ -286,7 +288,9 @@ impl Pipeline {
         let halted = limiter.halted_lanes();
         let limiter = limiter.start();
         let registry =
-            SubscriberRegistry::new(limiter.clone().recipient(), dedup, in_flight.clone()).start();
+            SubscriberRegistry::new(limiter.clone().recipient(), dedup, in_flight.clone())
+                .with_quiet_holds(holds.clone())
+                .start();
 
         let started = Instant::now();
         let mut stream = store.stream_active_subscriptions(cfg.load_chunk);
@@ -336,6 +340,7 @@ impl Pipeline {
             retry_ambiguous: cfg.sender.retry_ambiguous,
             stop: stop_sweep.clone(),
             ownership: ownership.clone(),
+            holds,
         };
         owed.clone()
             .spawn(supervisor.clone(), gate.clone(), channels);

@@ -1,7 +1,7 @@
 //! Changes reach every instance: a subscription changed through the bot or
 //! the HTTP API of one instance reaches the registry of every instance.
 //!
-//! A trigger (`sql/0013_change_notify.sql`) sends `pg_notify` in the
+//! A trigger (`sql/0012_change_notify.sql`) sends `pg_notify` in the
 //! transaction of every change, so a notification exists exactly when the
 //! change committed. Each instance LISTENs on a session of its own
 //! ([`crate::store::listen`]) and brings its registry in line with the

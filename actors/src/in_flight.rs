@@ -92,6 +92,12 @@ impl InFlight {
             .collect()
     }
 
+    /// The post is not handled after all: some of its deliveries were held
+    /// (quiet hours) and stay owed, so the sweep must read it again.
+    pub fn unmark_handled(&self, post: PostKey) {
+        self.lock().handled.remove(&post);
+    }
+
     /// Starts a sweep: from now on, settled keys are remembered until it ends.
     /// Take the mark *before* the sweep's database snapshot.
     pub fn begin_sweep(&self) -> SweepMark {

@@ -58,12 +58,18 @@ mod mirror_calls;
 pub mod model;
 /// The traits the daemon implements: channel sources and persistence.
 pub mod ports;
+/// Quiet hours: when a subscription's posts are held, as a pure function of `now`.
+pub mod quiet;
 /// Telegram's rate limits: sends each delivery at the earliest allowed moment.
 pub mod rate_limiter;
 /// Makes the Bot API calls with teloxide.
 pub mod sender_pool;
+/// What a subscription's settings change in a send: transforms, forum topic.
+mod shaping;
 /// The in-memory index of active subscriptions; fans a post out into deliveries.
 pub mod subscriber_registry;
 /// Messages only tests send (stop an actor as if it had died).
 #[cfg(any(test, feature = "test-hooks"))]
 pub mod test_hooks;
+/// Per-subscription text transforms (header, footer, replacements) keeping entities right.
+pub mod transform;

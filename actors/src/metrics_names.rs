@@ -73,6 +73,9 @@ pub const BOT_TOKEN_REVOKED: &str = "kuryer_bot_token_revoked";
 pub const DELIVERIES_SWEPT_TOTAL: &str = "kuryer_deliveries_swept_total";
 /// Deliveries not made because the subscription's filters refused the post (counter).
 pub const DELIVERIES_FILTERED_TOTAL: &str = "kuryer_deliveries_filtered_total";
+/// Deliveries held for the subscription's quiet hours at fan-out (counter);
+/// they stay owed and the sweep queues them after.
+pub const DELIVERIES_HELD_TOTAL: &str = "kuryer_deliveries_held_total";
 /// Bot commands and button presses handled, by `command` (counter).
 pub const BOT_COMMANDS_TOTAL: &str = "kuryer_bot_commands_total";
 /// Bot replies Telegram refused or that failed after their retries, by `reason` (counter).

@@ -15,11 +15,13 @@ use teloxide::{ApiError, Bot, RequestError};
 use crate::model::{Delivery, MediaKind, MirrorKind, MirrorOp};
 use crate::ports::DestinationEvents;
 use crate::sender_pool::{CallResult, classify};
+use crate::shaping::Shaped;
 
 /// Makes the call(s) of one mirror op; see [`CallResult`].
 pub(crate) async fn call(
     bot: &Bot,
     d: &Delivery,
+    shaped: &Shaped,
     op: &MirrorOp,
     events: &dyn DestinationEvents,
     paid: bool,
@@ -33,15 +35,17 @@ pub(crate) async fn call(
         parts: Vec::new(),
     };
     match &op.kind {
-        MirrorKind::Repost => crate::sender_pool::call(bot, d, events, paid).await,
+        MirrorKind::Repost => crate::sender_pool::call(bot, d, shaped, events, paid).await,
         MirrorKind::Edit {
             message_id,
             file_id,
         } => {
             let id = MessageId(*message_id);
             let post = &d.post;
-            let text = post.text.clone().unwrap_or_default();
-            let entities = post.entities.clone();
+            let (text, entities) = match &shaped.text {
+                Some((t, e)) => (t.clone(), e.clone()),
+                None => (post.text.clone().unwrap_or_default(), post.entities.clone()),
+            };
             let result = match (post.media, file_id) {
                 (None, _) => {
                     let mut req = bot.edit_message_text(chat, id, text);

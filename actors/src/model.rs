@@ -243,6 +243,13 @@ pub struct ActiveSubscription {
     pub mode: DeliveryMode,
     /// The subscription's filters as stored (JSON text; `{}` when none).
     pub filters: String,
+    /// Text transforms as stored (`subscriptions.transform`; `None`: none).
+    pub transform: Option<String>,
+    /// Quiet hours as stored (`subscriptions.quiet`; `None`: none).
+    pub quiet: Option<String>,
+    /// The forum topic posts go to (`destinations.message_thread_id`);
+    /// `None`: the whole chat.
+    pub thread_id: Option<i32>,
 }
 
 /// Media a post carries; `None` on a post means text only.

@@ -27,9 +27,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use teloxide::payloads::{CopyMessageSetters, SendMessageSetters};
+use teloxide::payloads::{
+    CopyMessageSetters, CopyMessagesSetters, ForwardMessageSetters, ForwardMessagesSetters,
+    SendMessageSetters,
+};
 use teloxide::prelude::Requester;
-use teloxide::types::{ChatId, MessageId};
+use teloxide::types::{ChatId, MessageId, ThreadId};
 use teloxide::{ApiError, Bot, RequestError};
 
 use crate::backoff::Backoff;
@@ -40,6 +43,8 @@ use crate::model::{
 };
 use crate::ports::{Dedup, DestinationEvent, DestinationEvents, LeaseGuard};
 use crate::rate_limiter::{SendDelivery, SendFinished, SendOutcome};
+pub use crate::shaping::TOPIC_DELETED;
+use crate::shaping::{Shaped, Shaper, topic_gone};
 
 /// SenderPool settings.
 #[derive(Debug, Clone)]
@@ -85,6 +90,8 @@ pub struct SenderPool {
     /// Several instances: a send is made only while its channel's lease is
     /// surely held.
     lease_guard: Option<Arc<dyn LeaseGuard>>,
+    /// Compiled text transforms by subscription (`shaping.rs`).
+    shaper: Shaper,
 }
 
 impl SenderPool {
@@ -107,6 +114,7 @@ impl SenderPool {
             successes: 0,
             retry: retry_backoff(),
             lease_guard: None,
+            shaper: Shaper::default(),
         }
     }
 
@@ -162,6 +170,7 @@ pub(crate) enum CallResult {
 pub(crate) async fn call(
     bot: &Bot,
     d: &Delivery,
+    shaped: &Shaped,
     events: &dyn DestinationEvents,
     paid: bool,
 ) -> CallResult {
@@ -170,14 +179,14 @@ pub(crate) async fn call(
     // channel's post is announced by a link, a private one's is skipped.
     if !d.post.copyable {
         return match link_text(d) {
-            Some(text) => match paid_text(bot, to, text, paid).await {
+            Some(text) => match paid_text(bot, to, text, paid, shaped.thread).await {
                 Ok(m) => CallResult::Sent {
                     id: m.id.0,
                     to,
                     note: Some("sent as a link: the post cannot be copied".into()),
                     parts: Vec::new(),
                 },
-                Err(e) => classify(e, false),
+                Err(e) => topic_gone(&e, shaped).unwrap_or_else(|| classify(e, false)),
             },
             None => CallResult::Skipped(
                 "the post cannot be copied and its channel has no public link".into(),
@@ -186,7 +195,7 @@ pub(crate) async fn call(
     }
     // At most one move (group → supergroup) per delivery.
     for _ in 0..2 {
-        match call_once(bot, d, to, paid).await {
+        match call_once(bot, d, shaped, to, paid).await {
             Err(RequestError::MigrateToChatId(new)) => {
                 events.on_event(DestinationEvent::Migrated {
                     sub: d.sub.clone(),
@@ -202,27 +211,44 @@ pub(crate) async fn call(
                     parts: if ids.len() > 1 { ids } else { Vec::new() },
                 };
             }
-            Err(e) => return fallback(bot, d, to, e, is_copy(d), paid).await,
+            Err(e) => {
+                if let Some(gone) = topic_gone(&e, shaped) {
+                    return gone;
+                }
+                return fallback(bot, d, shaped, to, e, is_copy(d), paid).await;
+            }
         }
     }
     CallResult::Failed("group moved more than once".into())
 }
 
 /// The call of one delivery; the ids of the copy (one, or an album's parts).
-async fn call_once(bot: &Bot, d: &Delivery, to: i64, paid: bool) -> Result<Vec<i32>, RequestError> {
+async fn call_once(
+    bot: &Bot,
+    d: &Delivery,
+    shaped: &Shaped,
+    to: i64,
+    paid: bool,
+) -> Result<Vec<i32>, RequestError> {
     let chat = ChatId(to);
     let from = ChatId(d.post.source_chat_id);
     let post = &d.post;
     let ids: Vec<MessageId> = post.copy_ids().iter().map(|&i| MessageId(i)).collect();
     match d.sub.mode {
         DeliveryMode::Copy if post.media.is_none() && post.text.is_some() => {
-            let text = post.text.clone().unwrap_or_default();
+            let (text, entities) = match &shaped.text {
+                Some((t, e)) => (t.clone(), e.clone()),
+                None => (post.text.clone().unwrap_or_default(), post.entities.clone()),
+            };
             let mut req = bot.send_message(chat, text);
             if paid {
                 req = req.allow_paid_broadcast(true);
             }
-            if !post.entities.is_empty() {
-                req = req.entities(post.entities.clone());
+            if let Some(t) = shaped.thread {
+                req = req.message_thread_id(t);
+            }
+            if !entities.is_empty() {
+                req = req.entities(entities);
             }
             req.await.map(|m| vec![m.id.0])
         }
@@ -231,31 +257,53 @@ async fn call_once(bot: &Bot, d: &Delivery, to: i64, paid: bool) -> Result<Vec<i
             if paid {
                 req = req.allow_paid_broadcast(true);
             }
+            if let Some(t) = shaped.thread {
+                req = req.message_thread_id(t);
+            }
+            if let Some((caption, entities)) = &shaped.text {
+                req = req.caption(caption.clone());
+                if !entities.is_empty() {
+                    req = req.caption_entities(entities.clone());
+                }
+            }
             req.await.map(|m| vec![m.0])
         }
-        DeliveryMode::Copy => bot
-            .copy_messages(chat, from, ids.clone())
-            .await
-            .and_then(|v| first_of(v, ids.len())),
-        DeliveryMode::Forward if ids.len() == 1 => bot
-            .forward_message(chat, from, ids[0])
-            .await
-            .map(|m| vec![m.id.0]),
-        DeliveryMode::Forward => bot
-            .forward_messages(chat, from, ids.clone())
-            .await
-            .and_then(|v| first_of(v, ids.len())),
+        DeliveryMode::Copy => {
+            let mut req = bot.copy_messages(chat, from, ids.clone());
+            if let Some(t) = shaped.thread {
+                req = req.message_thread_id(t);
+            }
+            req.await.and_then(|v| first_of(v, ids.len()))
+        }
+        DeliveryMode::Forward if ids.len() == 1 => {
+            let mut req = bot.forward_message(chat, from, ids[0]);
+            if let Some(t) = shaped.thread {
+                req = req.message_thread_id(t);
+            }
+            req.await.map(|m| vec![m.id.0])
+        }
+        DeliveryMode::Forward => {
+            let mut req = bot.forward_messages(chat, from, ids.clone());
+            if let Some(t) = shaped.thread {
+                req = req.message_thread_id(t);
+            }
+            req.await.and_then(|v| first_of(v, ids.len()))
+        }
     }
 }
 
-/// A plain `sendMessage`, with `allow_paid_broadcast` when `paid`.
+/// A plain `sendMessage`, with `allow_paid_broadcast` when `paid`, in the topic `thread`.
 async fn paid_text(
     bot: &Bot,
     to: i64,
     text: String,
     paid: bool,
+    thread: Option<ThreadId>,
 ) -> Result<teloxide::types::Message, RequestError> {
-    let req = bot.send_message(ChatId(to), text);
+    let mut req = bot.send_message(ChatId(to), text);
+    if let Some(t) = thread {
+        req = req.message_thread_id(t);
+    }
     if paid {
         req.allow_paid_broadcast(true).await
     } else {
@@ -280,9 +328,11 @@ fn link_text(d: &Delivery) -> Option<String> {
 
 /// Where Telegram refused the message itself, tries once in a simpler form;
 /// otherwise classifies the error.
+#[allow(clippy::too_many_arguments)]
 async fn fallback(
     bot: &Bot,
     d: &Delivery,
+    shaped: &Shaped,
     to: i64,
     e: RequestError,
     copying: bool,
@@ -291,8 +341,8 @@ async fn fallback(
     let plain = |note: &str| {
         let note = note.to_owned();
         async move {
-            let text = d.post.text.clone().unwrap_or_default();
-            match paid_text(bot, to, text, paid).await {
+            let text = shaped.plain(d);
+            match paid_text(bot, to, text, paid, shaped.thread).await {
                 Ok(m) => CallResult::Sent {
                     id: m.id.0,
                     to,
@@ -311,7 +361,7 @@ async fn fallback(
         // The post cannot be copied (protected, service message, too long
         // a caption): a link to it, if the channel is public.
         RequestError::Api(api) if is_message_specific(api) => match link_text(d) {
-            Some(text) => match paid_text(bot, to, text, paid).await {
+            Some(text) => match paid_text(bot, to, text, paid, shaped.thread).await {
                 Ok(m) => CallResult::Sent {
                     id: m.id.0,
                     to,
@@ -461,9 +511,12 @@ impl Handler<SendDelivery> for SenderPool {
         if let DeliveryOp::Mirror(op) = &delivery.op {
             let op = op.clone();
             let d = delivery.clone();
+            // An edit keeps the subscription's transforms (header, footer,
+            // replacements) and a repost goes to the same topic.
+            let shaped = self.shaper.shape(&d);
             let paid = self.cfg.allow_paid_broadcast;
             let fut = async move {
-                crate::mirror_calls::call(&bot, &d, &op, events.as_ref(), paid).await
+                crate::mirror_calls::call(&bot, &d, &shaped, &op, events.as_ref(), paid).await
             };
             ctx.spawn(fut.into_actor(self).map(move |result, act, _| {
                 act.finish_mirror(delivery, lane, reply_to, result);
@@ -473,6 +526,7 @@ impl Handler<SendDelivery> for SenderPool {
         let sub_id = delivery.sub.subscription_id;
         let first_id = delivery.post.first_id();
         let d = delivery.clone();
+        let shaped = self.shaper.shape(&d);
         let checked = d.dedup;
         let paid = self.cfg.allow_paid_broadcast;
         let guard = self.lease_guard.clone();
@@ -495,7 +549,7 @@ impl Handler<SendDelivery> for SenderPool {
             if lease_lost() {
                 return CallResult::LeaseLost;
             }
-            let result = call(&bot, &d, events.as_ref(), paid).await;
+            let result = call(&bot, &d, &shaped, events.as_ref(), paid).await;
             if let CallResult::Sent { id, .. } = &result {
                 dedup.mark(sub_id, first_id, i64::from(*id)).await;
             }

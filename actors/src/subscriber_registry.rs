@@ -17,6 +17,7 @@ use crate::in_flight::InFlight;
 use crate::metrics_names as names;
 use crate::model::{ActiveSubscription, DedupCheck, Delivery, Post};
 use crate::ports::Dedup;
+use crate::quiet::{Quiet, QuietHolds};
 use crate::rate_limiter::Enqueue;
 
 /// A chunk of the initial load.
@@ -103,6 +104,10 @@ pub struct SubscriberRegistry {
     /// Compiled filters of the subscriptions that have one: compiled when a
     /// subscription enters the index, so the fan-out never parses JSON.
     filters: HashMap<i64, PostFilter>,
+    /// Compiled quiet hours of the subscriptions that have them.
+    quiet: HashMap<i64, Quiet>,
+    /// Subscriptions holding their posts (quiet now, or a backlog not yet released).
+    holds: Arc<QuietHolds>,
     limiter: Recipient<Enqueue>,
     /// Asked once a post which of its deliveries were already accepted.
     dedup: Arc<dyn Dedup>,
@@ -123,11 +128,20 @@ impl SubscriberRegistry {
             by_channel: HashMap::new(),
             channel_of: HashMap::new(),
             filters: HashMap::new(),
+            quiet: HashMap::new(),
+            holds: Arc::new(QuietHolds::new()),
             limiter,
             dedup,
             in_flight,
             stats: RegistryStats::default(),
         }
+    }
+
+    /// Shares `holds` with the resume and the sweep, which release what
+    /// the registry held.
+    pub fn with_quiet_holds(mut self, holds: Arc<QuietHolds>) -> Self {
+        self.holds = holds;
+        self
     }
 
     fn insert(&mut self, s: ActiveSubscription) -> bool {
@@ -141,6 +155,10 @@ impl SubscriberRegistry {
         match PostFilter::from_stored(&s.filters) {
             Some(f) => self.filters.insert(s.subscription_id, f),
             None => self.filters.remove(&s.subscription_id),
+        };
+        match Quiet::from_stored(s.quiet.as_deref()) {
+            Some(q) => self.quiet.insert(s.subscription_id, q),
+            None => self.quiet.remove(&s.subscription_id),
         };
         let list = self.by_channel.entry(s.channel_id).or_default();
         let first = list.is_empty();
@@ -186,6 +204,9 @@ impl Handler<RemoveSubscription> for SubscriberRegistry {
             return false;
         };
         self.filters.remove(&msg.subscription_id);
+        self.quiet.remove(&msg.subscription_id);
+        // Its owed deliveries are no longer read (inactive): nothing to release.
+        self.holds.try_release(msg.subscription_id, i32::MAX);
         let mut last = false;
         if let Some(list) = self.by_channel.get_mut(&channel) {
             list.retain(|x| x.subscription_id != msg.subscription_id);
@@ -231,12 +252,16 @@ impl Handler<RemoveDestination> for SubscriberRegistry {
         let mut out = DestinationRemoved::default();
         let channel_of = &mut self.channel_of;
         let filters = &mut self.filters;
+        let quiet = &mut self.quiet;
+        let holds = &self.holds;
         self.by_channel.retain(|channel, list| {
             list.retain(|s| {
                 let keep = s.destination_id != msg.0;
                 if !keep {
                     channel_of.remove(&s.subscription_id);
                     filters.remove(&s.subscription_id);
+                    quiet.remove(&s.subscription_id);
+                    holds.try_release(s.subscription_id, i32::MAX);
                     out.subscriptions += 1;
                 }
                 keep
@@ -274,7 +299,10 @@ impl Handler<PublishPost> for SubscriberRegistry {
     fn handle(&mut self, msg: PublishPost, _: &mut Context<Self>) -> Self::Result {
         let post = msg.0;
         let filters = &self.filters;
+        let (quiet, holds) = (&self.quiet, &self.holds);
+        let now = chrono::Utc::now();
         let mut filtered = 0u64;
+        let mut held = 0u64;
         let deliveries: Vec<Delivery> = self
             .by_channel
             .get(&post.channel_id)
@@ -290,6 +318,19 @@ impl Handler<PublishPost> for SubscriberRegistry {
                         filtered += u64::from(!pass);
                         pass
                     })
+                    .filter(|sub| {
+                        // Quiet hours (or a held backlog not yet released):
+                        // not queued; the delivery stays owed in the
+                        // database and the sweep queues it after, in order.
+                        let id = sub.subscription_id;
+                        let hold = holds.is_holding(id)
+                            || quiet.get(&id).is_some_and(|q| q.quiet_until(now).is_some());
+                        if hold {
+                            holds.hold(id, post.first_id());
+                            held += 1;
+                        }
+                        !hold
+                    })
                     .map(|sub| Delivery {
                         post: post.clone(),
                         sub: sub.clone(),
@@ -303,9 +344,17 @@ impl Handler<PublishPost> for SubscriberRegistry {
         // A post published twice (its recording retried), or whose
         // deliveries a sweep took first, is not queued twice.
         let deliveries = self.in_flight.claim_fan_out(deliveries);
+        if held > 0 {
+            // Held deliveries stay owed: the sweep must read this post again.
+            self.in_flight
+                .unmark_handled((post.channel_id, post.first_id()));
+        }
         let n = deliveries.len();
         if filtered > 0 {
             metrics::counter!(names::DELIVERIES_FILTERED_TOTAL).increment(filtered);
+        }
+        if held > 0 {
+            metrics::counter!(names::DELIVERIES_HELD_TOTAL).increment(held);
         }
         // The one INFO line of a post's story (not one per delivery): with
         // `CHANNEL_ID`/`POST_ID` in journald it finds the rest.

@@ -12,6 +12,8 @@ help =
     /remove @channel — unsubscribe
     /pause @channel, /resume @channel — stop and restart delivery
     /filter @channel +word -word re:regex skip:video — filters (/filter @channel off clears them)
+    /header @channel text, /footer @channel text, /replace @channel old => new — change the text of posts (off clears)
+    /quiet 23:00-07:00 Asia/Tashkent — hold posts at night, deliver them after (/quiet off)
     /lang uz|ru|en — language
     /link — send it in a group or channel where you added me
 unknown-command = I don't know that command. /help lists what I can do.
@@ -121,3 +123,18 @@ btn-deletions-mirror = 🗑 Delete copy
 btn-deletions-ignore = Keep copy
 add-backfill = Sending the last { $count } posts of @{ $name }, oldest first.
 add-backfill-bad = "last N" takes a number from 1 to 50.
+# Text transforms and quiet hours (issue 16).
+header-usage = Send /header @channel and the line to put above every post (off removes it).
+footer-usage = Send /footer @channel and the line to put below every post (off removes it).
+replace-usage = Send /replace @channel old => new (plain text), or /replace @channel re:pattern => new (a regular expression, up to 200 characters; $1 names a group). /replace @channel off removes all replacements.
+transform-saved = ✅ @{ $name }: text changes saved. They apply to text posts and single captions; albums keep their captions.
+transform-cleared = ✅ @{ $name }: no text changes any more.
+transform-bad = ❌ That cannot be used: check the regular expression (up to 200 characters), at most 20 replacements, texts up to 1,000 characters.
+transform-forward = ℹ️ This subscription forwards posts, and forwarded posts keep their original text. Switch it to copy in /list for the changes to apply.
+quiet-usage = Send /quiet 23:00-07:00 Asia/Tashkent (start-end and your time zone) for all your subscriptions, or /quiet @channel … for one; /quiet off ends quiet hours.
+quiet-bad-zone = ❌ I do not know the time zone { $tz }. Write it as Area/City, for example Asia/Tashkent or Europe/Moscow.
+quiet-ok = 🌙 @{ $name }: posts arriving between { $from } and { $to } ({ $tz }) are held and delivered after { $to }, in order.
+quiet-ok-all = 🌙 { $count } subscriptions: posts arriving between { $from } and { $to } ({ $tz }) are held and delivered after { $to }, in order.
+quiet-off = ✅ @{ $name }: no quiet hours; held posts are delivered now.
+quiet-off-all = ✅ { $count } subscriptions: no quiet hours; held posts are delivered now.
+dest-topic-lost = The topic "{ $title }" was deleted, so posts to it are paused; the rest of the group is not affected. Send /link in another topic to choose a new one.

@@ -11,6 +11,8 @@ help =
     /remove @kanal — obunani bekor qilish
     /pause @kanal, /resume @kanal — to'xtatish va davom ettirish
     /filter @kanal +so'z -so'z re:ifoda skip:video — filtrlar (/filter @kanal off — tozalash)
+    /header @kanal matn, /footer @kanal matn, /replace @kanal eski => yangi — postlar matnini o'zgartirish (off — tozalash)
+    /quiet 23:00-07:00 Asia/Tashkent — tunda postlarni ushlab turish, keyin yetkazish (/quiet off)
     /lang uz|ru|en — til
     /link — meni qo'shgan guruh yoki kanalda yuboring
 unknown-command = Bunday buyruqni bilmayman. /help — buyruqlar ro'yxati.
@@ -120,3 +122,18 @@ btn-deletions-mirror = 🗑 Nusxani o'chirish
 btn-deletions-ignore = Nusxani qoldirish
 add-backfill = @{ $name } kanalining oxirgi { $count } ta posti yuborilmoqda, eskisidan boshlab.
 add-backfill-bad = "last N" uchun 1 dan 50 gacha son kiriting.
+# Matnni o'zgartirish va tinch soatlar (issue 16).
+header-usage = /header @kanal va har bir post ustiga qo'yiladigan qatorni yuboring (off — olib tashlash).
+footer-usage = /footer @kanal va har bir post ostiga qo'yiladigan qatorni yuboring (off — olib tashlash).
+replace-usage = /replace @kanal eski => yangi (oddiy matn) yoki /replace @kanal re:ifoda => yangi (200 belgigacha muntazam ifoda; $1 — guruh) yuboring. /replace @kanal off barcha almashtirishlarni olib tashlaydi.
+transform-saved = ✅ @{ $name }: matn o'zgarishlari saqlandi. Ular matnli postlar va yakka izohlarga qo'llanadi; albomlar izohini saqlaydi.
+transform-cleared = ✅ @{ $name }: matn endi o'zgartirilmaydi.
+transform-bad = ❌ Bunday bo'lmaydi: muntazam ifodani (200 belgigacha), ko'pi bilan 20 almashtirish va 1000 belgigacha matnlarni tekshiring.
+transform-forward = ℹ️ Bu obuna postlarni uzatadi, uzatilgan postlar esa asl matnini saqlaydi. O'zgarishlar ishlashi uchun /list da nusxa ko'chirishga o'tkazing.
+quiet-usage = Barcha obunalar uchun /quiet 23:00-07:00 Asia/Tashkent (boshlanish-tugash va vaqt mintaqangiz) yoki bittasi uchun /quiet @kanal … yuboring; /quiet off tinch soatlarni o'chiradi.
+quiet-bad-zone = ❌ { $tz } vaqt mintaqasini bilmayman. Uni Hudud/Shahar ko'rinishida yozing, masalan Asia/Tashkent yoki Europe/Moscow.
+quiet-ok = 🌙 @{ $name }: { $from } dan { $to } gacha ({ $tz }) kelgan postlar ushlab turiladi va { $to } dan keyin tartib bilan yetkaziladi.
+quiet-ok-all = 🌙 Obunalar: { $count }. { $from } dan { $to } gacha ({ $tz }) kelgan postlar ushlab turiladi va { $to } dan keyin tartib bilan yetkaziladi.
+quiet-off = ✅ @{ $name }: tinch soatlar yo'q; ushlab turilgan postlar hozir yetkaziladi.
+quiet-off-all = ✅ Obunalar: { $count }. Tinch soatlar yo'q; ushlab turilgan postlar hozir yetkaziladi.
+dest-topic-lost = "{ $title }" mavzusi o'chirildi, u yerga yetkazish to'xtatildi; guruhning qolgan qismiga bu ta'sir qilmaydi. Yangisini tanlash uchun boshqa mavzuda /link yuboring.

@@ -105,8 +105,28 @@ pub(super) async fn on_group_message(h: &BotHandler, msg: &Message) -> Result<()
     } else {
         DestinationKind::Group
     };
-    let title = msg.chat.title().map(str::to_owned);
-    link(h, user.telegram_id, user.bot_id, lang, chat, kind, title).await
+    // `/link` sent inside a forum topic links that topic only.
+    let thread = msg
+        .thread_id
+        .filter(|_| msg.is_topic_message)
+        .map_or(0, |t| t.0.0);
+    let title = msg.chat.title().map(|t| {
+        if thread > 0 {
+            format!("{t} #{thread}")
+        } else {
+            t.to_owned()
+        }
+    });
+    link(
+        h,
+        user.telegram_id,
+        user.bot_id,
+        lang,
+        (chat, thread),
+        kind,
+        title,
+    )
+    .await
 }
 
 /// Links `chat` to `owner` and tells both sides.
@@ -115,13 +135,13 @@ async fn link(
     owner: i64,
     owner_bot: Option<i64>,
     lang: Lang,
-    chat: i64,
+    (chat, thread): (i64, i32),
     kind: DestinationKind,
     title: Option<String>,
 ) -> Result<(), StoreError> {
     let outcome = h
         .store()
-        .link_destination(owner, chat, kind, title.as_deref(), h.bot_id)
+        .link_destination_topic(owner, (chat, thread), kind, title.as_deref(), h.bot_id)
         .await?;
     match outcome {
         LinkOutcome::OwnedByOther => {
@@ -131,6 +151,7 @@ async fn link(
             destination_id,
             created,
         } => {
+            h.store().clear_destination_notices(destination_id).await?;
             if !created {
                 // Linked again after a loss: what was routed there delivers again.
                 for s in h.store().user_subscriptions(owner).await? {
@@ -179,7 +200,7 @@ pub(super) async fn on_channel_post(h: &BotHandler, msg: &Message) -> Result<boo
         user.telegram_id,
         user.bot_id,
         lang,
-        chat,
+        (chat, 0),
         DestinationKind::Channel,
         title,
     )

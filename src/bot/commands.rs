@@ -127,6 +127,15 @@ pub(super) async fn on_private(h: &BotHandler, msg: &Message) -> Result<(), Stor
             h.count("filter");
             filter(h, uid, lang, &words).await?
         }
+        "header" | "footer" | "replace" | "quiet" => {
+            h.count(match command.as_str() {
+                "header" => "header",
+                "footer" => "footer",
+                "replace" => "replace",
+                _ => "quiet",
+            });
+            super::extras::command(h, uid, lang, &command, args).await?
+        }
         "lang" => {
             h.count("lang");
             match words.first().and_then(|w| Lang::parse(w)) {

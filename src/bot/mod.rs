@@ -24,6 +24,8 @@ mod backfill;
 mod chats;
 /// Private-chat commands.
 mod commands;
+/// `/header`, `/footer`, `/replace`, `/quiet`: the per-subscription extras.
+mod extras;
 /// Texts in uz/ru/en from the Fluent files in `locales/`.
 pub mod i18n;
 mod list;

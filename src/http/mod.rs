@@ -8,6 +8,7 @@
 //! - `PATCH /subscriptions/{user_id}/{subscription_id}/settings` `{"mode", "filters", "edits", "deletions"}`.
 //! - `PUT /subscriptions/{user_id}/{subscription_id}/destination` `{"destination_id"}`.
 //! - `GET /destinations/{user_id}` — the chats a user's posts can go to.
+//! - `PUT /subscriptions/{user_id}/{subscription_id}/transform`, `…/quiet` — extras ([`extras`]).
 //! - `GET /metrics` — Prometheus text. `GET /healthz`, `GET /readyz` — health.
 //!
 //! Management routes need `Authorization: Bearer <http.api_token>`
@@ -17,6 +18,7 @@
 mod auth;
 mod destinations;
 mod error;
+mod extras;
 mod health;
 /// Edits/deletions settings and backfills of the subscription routes.
 mod mirror;
@@ -87,6 +89,14 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: ApiState, body_limit: usiz
             web::put().to(destinations::route),
         )
         .route("/destinations/{user_id}", web::get().to(destinations::list))
+        .route(
+            "/subscriptions/{user_id}/{subscription_id}/transform",
+            web::put().to(extras::transform),
+        )
+        .route(
+            "/subscriptions/{user_id}/{subscription_id}/quiet",
+            web::put().to(extras::quiet),
+        )
         .route("/metrics", web::get().to(health::metrics_text))
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))

@@ -84,9 +84,14 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../sql/0010_edits_deletions_backfill.sql"),
     },
     Migration {
-        version: 13,
-        name: "0013_change_notify.sql",
-        sql: include_str!("../../sql/0013_change_notify.sql"),
+        version: 11,
+        name: "0011_extras.sql",
+        sql: include_str!("../../sql/0011_extras.sql"),
+    },
+    Migration {
+        version: 12,
+        name: "0012_change_notify.sql",
+        sql: include_str!("../../sql/0012_change_notify.sql"),
     },
 ];
 

@@ -162,7 +162,9 @@ pub struct Backfill {
 }
 
 const ACTIVE_SUB_COLS: &str = "s.id, s.channel_id, u.telegram_id, d.id, d.chat_id, d.kind, s.mode,
-       s.filters::text, d.bot_id";
+       s.filters::text, d.bot_id, s.transform::text, s.quiet::text, NULLIF(d.message_thread_id, 0)";
+/// How many columns [`ACTIVE_SUB_COLS`] has.
+const ACTIVE_SUB_LEN: usize = 12;
 
 fn active_sub_at(r: &tokio_postgres::Row, at: usize) -> Result<ActiveSubscription, StoreError> {
     const OP: &str = "read subscription";
@@ -176,6 +178,9 @@ fn active_sub_at(r: &tokio_postgres::Row, at: usize) -> Result<ActiveSubscriptio
         mode: parse_mode(OP, r.get(at + 6))?,
         filters: r.get(at + 7),
         bot_id: r.get(at + 8),
+        transform: r.get(at + 9),
+        quiet: r.get(at + 10),
+        thread_id: r.get(at + 11),
     })
 }
 
@@ -379,13 +384,14 @@ impl Store {
             .op(OP)?;
         let mut targets = Vec::with_capacity(rows.len());
         for r in &rows {
-            let ids: Option<Vec<Option<i64>>> = r.get(12);
+            const N: usize = ACTIVE_SUB_LEN;
+            let ids: Option<Vec<Option<i64>>> = r.get(N + 3);
             targets.push(EventTarget {
                 sub: Arc::new(active_sub_at(r, 0)?),
-                settings: settings_at(r, 9)?,
-                status: r.get(11),
+                settings: settings_at(r, N)?,
+                status: r.get(N + 2),
                 sent_ids: ids.unwrap_or_default().into_iter().flatten().collect(),
-                sent_chat_id: r.get(13),
+                sent_chat_id: r.get(N + 4),
             });
         }
         Ok(Some(EventTargets { post, targets }))

@@ -20,6 +20,8 @@ mod deliveries;
 mod destinations;
 /// `StoreError` and the retry decision.
 mod error;
+/// Per-subscription extras: text transforms, quiet hours.
+mod extras;
 /// The bot's durable inbox of bot-admin channel posts.
 mod inbox;
 /// The database's identity, for keys kept outside it.
@@ -59,6 +61,7 @@ pub use channels::NewPost;
 pub use dead_letters::{DEAD_LETTER_RAW_MAX, DeadUpdate};
 pub use deliveries::ForwardedRow;
 pub use error::StoreError;
+pub use extras::Extra;
 pub use inbox::InboxEntry;
 pub use leases::{InstanceRow, LeasedChannel};
 pub use mirror::{

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use kuryer_actors::filters::PostFilter;
 use kuryer_actors::model::{ActiveSubscription, Delivery, Post};
+use kuryer_actors::quiet::Quiet;
 use tokio::sync::mpsc;
 
 use super::error::OpContext;
@@ -54,9 +55,11 @@ impl Store {
             .query(
                 &format!(
                     "SELECT DISTINCT p.channel_id FROM posts p
-                      WHERE p.detected_at >= $1 AND p.source_chat_id IS NOT NULL
+                      WHERE p.detected_at >= $1::timestamptz - interval '1 day' AND p.source_chat_id IS NOT NULL
                         AND EXISTS (SELECT 1 {PENDING_FROM} AND s.channel_id = p.channel_id
-                                       AND s.created_at <= p.detected_at {PENDING_WHERE})"
+                                       AND s.created_at <= p.detected_at
+                                       AND (p.detected_at >= $1 OR s.quiet IS NOT NULL)
+                                       {PENDING_WHERE})"
                 ),
                 &[&since, &retry_ambiguous],
             )
@@ -138,13 +141,16 @@ impl Store {
                             p.channel_username, p.text, p.entities::text, p.media, p.copyable,
                             COALESCE(p.published_at, p.detected_at), p.detected_at, p.id,
                             s.id, s.channel_id, u.telegram_id, d.id, d.chat_id, d.kind, s.mode,
-                            s.filters::text, d.bot_id, p.relay_message_ids
+                            s.filters::text, d.bot_id, p.relay_message_ids,
+                            s.transform::text, s.quiet::text,
+                            NULLIF(d.message_thread_id, 0)
                        FROM posts p
                        JOIN subscriptions s ON s.channel_id = p.channel_id AND s.is_active
                                            AND s.created_at <= p.detected_at
                        JOIN users u ON u.id = s.user_id
                        JOIN destinations d ON d.id = s.destination_id AND d.is_active
-                      WHERE p.detected_at >= '{since}'::timestamptz
+                      WHERE p.detected_at >= '{since}'::timestamptz - interval '1 day'
+                        AND (p.detected_at >= '{since}'::timestamptz OR s.quiet IS NOT NULL)
                         AND p.source_chat_id IS NOT NULL {posts}
                         AND NOT EXISTS (
                             SELECT 1 FROM forwarded_messages f
@@ -177,6 +183,14 @@ impl Store {
                                     .entry(d.sub.subscription_id)
                                     .or_insert_with(|| PostFilter::from_stored(&d.sub.filters));
                                 if filter.as_ref().is_some_and(|f| !f.accepts(&d.post)) {
+                                    continue;
+                                }
+                                // Older than the window: owed only when quiet
+                                // hours held it and they ended within it.
+                                if d.post.detected_at < q.since
+                                    && Quiet::from_stored(d.sub.quiet.as_deref())
+                                        .is_none_or(|h| h.due(d.post.detected_at) < q.since)
+                                {
                                     continue;
                                 }
                                 items.push(d);
@@ -260,6 +274,9 @@ fn pending_delivery(
         mode: parse_mode(OP, r.get(18))?,
         filters: r.get(19),
         bot_id: r.get(20),
+        transform: r.get(22),
+        quiet: r.get(23),
+        thread_id: r.get(24),
     };
     Ok(Delivery {
         post,

@@ -40,6 +40,12 @@ pub struct SubscriptionView {
     pub active: bool,
     /// When it was created.
     pub created_at: DateTime<Utc>,
+    /// Text transforms (`TransformSpec`), when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transform: Option<serde_json::Value>,
+    /// Quiet hours (`QuietSpec`), when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quiet: Option<serde_json::Value>,
 }
 
 /// What `add_subscription` did.
@@ -97,7 +103,7 @@ impl Store {
         let destination_id: i64 = tx
             .query_one(
                 "INSERT INTO destinations (chat_id, kind, owner_user_id) VALUES ($1, 'private', $2)
-                 ON CONFLICT (chat_id) DO UPDATE
+                 ON CONFLICT (chat_id, message_thread_id) DO UPDATE
                     SET is_active = true, deactivated_reason = NULL,
                         updated_at = CASE WHEN destinations.is_active
                                           THEN destinations.updated_at ELSE now() END
@@ -289,7 +295,7 @@ impl SubscriptionStream {
 
 const ACTIVE_SUBSCRIPTION_SQL: &str = "
     SELECT s.id, s.channel_id, u.telegram_id, d.id, d.chat_id, d.kind, s.mode, s.filters::text,
-           d.bot_id
+           d.bot_id, s.transform::text, s.quiet::text, NULLIF(d.message_thread_id, 0)
       FROM subscriptions s
       JOIN users u ON u.id = s.user_id
       JOIN destinations d ON d.id = s.destination_id
@@ -298,7 +304,7 @@ const ACTIVE_SUBSCRIPTION_SQL: &str = "
 const SUBSCRIPTION_VIEW_SQL: &str = "
     SELECT s.id, u.telegram_id, c.username, c.telegram_id, c.title, c.status,
            d.chat_id, d.kind, s.mode, s.is_active AND d.is_active, s.created_at,
-           d.id, s.filters, NOT s.is_active
+           d.id, s.filters, NOT s.is_active, s.transform, s.quiet
       FROM subscriptions s
       JOIN users u ON u.id = s.user_id
       JOIN channels c ON c.id = s.channel_id
@@ -321,6 +327,8 @@ fn subscription_view(r: &tokio_postgres::Row) -> Result<SubscriptionView, StoreE
         destination_id: r.get(11),
         filters: r.get(12),
         paused: r.get(13),
+        transform: r.get(14),
+        quiet: r.get(15),
     })
 }
 
@@ -336,6 +344,9 @@ fn active_subscription(r: &tokio_postgres::Row) -> Result<ActiveSubscription, St
         mode: parse_mode(OP, r.get(6))?,
         filters: r.get(7),
         bot_id: r.get(8),
+        transform: r.get(9),
+        quiet: r.get(10),
+        thread_id: r.get(11),
     })
 }
 

@@ -103,7 +103,7 @@ impl Store {
         tx.execute(
             "INSERT INTO destinations (chat_id, kind, owner_user_id, bot_id)
              VALUES ($1, 'private', $2, $3)
-             ON CONFLICT (chat_id) DO UPDATE
+             ON CONFLICT (chat_id, message_thread_id) DO UPDATE
                 SET bot_id = COALESCE(destinations.bot_id, EXCLUDED.bot_id),
                     is_active = true, deactivated_reason = NULL, updated_at = now()",
             &[&telegram_id, &user.id, &user.bot_id],
@@ -158,14 +158,29 @@ impl Store {
         title: Option<&str>,
         bot_id: i64,
     ) -> Result<LinkOutcome, StoreError> {
+        self.link_destination_topic(owner_telegram_id, (chat_id, 0), kind, title, bot_id)
+            .await
+    }
+
+    /// [`Store::link_destination`] of one topic of a forum (`thread` > 0),
+    /// or of the whole chat (`thread` = 0).
+    pub async fn link_destination_topic(
+        &self,
+        owner_telegram_id: i64,
+        (chat_id, thread): (i64, i32),
+        kind: DestinationKind,
+        title: Option<&str>,
+        bot_id: i64,
+    ) -> Result<LinkOutcome, StoreError> {
         const OP: &str = "link destination";
         let c = self.conn(OP).await?;
         let row = c
             .query_opt(
                 "WITH owner AS (SELECT id FROM users WHERE telegram_id = $1)
-                 INSERT INTO destinations (chat_id, kind, owner_user_id, bot_id, title)
-                 SELECT $2, $3, owner.id, $4, $5 FROM owner
-                 ON CONFLICT (chat_id) DO UPDATE
+                 INSERT INTO destinations (chat_id, kind, owner_user_id, bot_id, title,
+                                           message_thread_id)
+                 SELECT $2, $3, owner.id, $4, $5, $6 FROM owner
+                 ON CONFLICT (chat_id, message_thread_id) DO UPDATE
                     SET is_active = true, deactivated_reason = NULL, bot_id = EXCLUDED.bot_id,
                         title = COALESCE(EXCLUDED.title, destinations.title), kind = EXCLUDED.kind,
                         updated_at = now()
@@ -177,6 +192,7 @@ impl Store {
                     &kind.as_str(),
                     &bot_id,
                     &title,
+                    &thread,
                 ],
             )
             .await
@@ -199,14 +215,20 @@ impl Store {
     ) -> Result<Option<LostDestination>, StoreError> {
         const OP: &str = "deactivate destination";
         let c = self.conn(OP).await?;
+        // A forum may be linked as several topics: all go; the first is
+        // reported (the others leave the registry on their first failed send).
         let row = c
             .query_opt(
-                "UPDATE destinations d SET is_active = false, deactivated_reason = $2,
-                        updated_at = now()
-                   FROM users u
-                  WHERE d.chat_id = $1 AND d.is_active AND d.kind <> 'private'
-                    AND u.id = d.owner_user_id
-                  RETURNING d.id, u.telegram_id, u.language, u.bot_id, d.title",
+                "WITH lost AS (
+                   UPDATE destinations d SET is_active = false, deactivated_reason = $2,
+                          updated_at = now()
+                     FROM users u
+                    WHERE d.chat_id = $1 AND d.is_active AND d.kind <> 'private'
+                      AND u.id = d.owner_user_id
+                    RETURNING d.id, u.telegram_id, u.language, u.bot_id, d.title,
+                              d.message_thread_id)
+                 SELECT id, telegram_id, language, bot_id, title FROM lost
+                  ORDER BY message_thread_id LIMIT 1",
                 &[&chat_id, &reason],
             )
             .await

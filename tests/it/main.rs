@@ -17,6 +17,8 @@ mod crash;
 mod daemon;
 /// Never lost, never twice, part two (issue 10's items).
 mod durability;
+/// Issue 16: text transforms, quiet hours, forum topics, owners told once.
+mod extras;
 /// Faults on purpose: Telegram's errors, outages, odd input.
 mod faults;
 /// The in-process pipeline harness of the fault and durability tests.

@@ -57,6 +57,7 @@
 //! `json` builds the Bot API objects; `report` is the delivery report;
 //! `people` the simulated users and the methods they make a bot call.
 
+mod forum;
 mod json;
 mod limits;
 mod mirror;
@@ -299,6 +300,8 @@ pub struct ReceivedMessage {
     pub received_at: Instant,
     /// The bot that sent it.
     pub bot_id: i64,
+    /// The forum topic it was sent to (`message_thread_id`), if any.
+    pub message_thread_id: Option<i32>,
     /// The HTTP request that delivered it: the parts of one `copyMessages`
     /// share it. Unique across the fake.
     pub request_id: u64,

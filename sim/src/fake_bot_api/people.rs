@@ -113,7 +113,7 @@ impl State {
     }
 
     /// A message from `user` in `chat`, taking the chat's next message id.
-    fn incoming(&mut self, chat_id: i64, user_id: i64, text: &str) -> (i32, Value) {
+    pub(super) fn incoming(&mut self, chat_id: i64, user_id: i64, text: &str) -> (i32, Value) {
         let chat_json = self.dest_chat_json_of(chat_id);
         let chat = self.chats.get_mut(&chat_id).expect("made above");
         let message_id = chat.next_id();

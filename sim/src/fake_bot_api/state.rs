@@ -20,6 +20,8 @@ use super::{ChannelMessage, ChatKind, Fault, ReceivedMessage};
 const MAX_TEXT_UTF16: usize = 4096;
 /// Most message ids one `copyMessages`/`forwardMessages` request may carry.
 const MAX_BATCH: usize = 100;
+/// Telegram's longest media caption, in UTF-16 code units.
+const MAX_CAPTION_UTF16: usize = 1024;
 
 #[derive(Default)]
 pub(super) struct State {
@@ -40,6 +42,8 @@ pub(super) struct State {
     pub(super) people: super::people::People,
     /// Edits and deletions of sent messages (`mirror.rs`).
     pub(super) mirror: super::mirror::MirrorState,
+    /// Forum supergroups and their topics (`forum.rs`).
+    pub(super) forums: super::forum::Forums,
 }
 
 pub(super) struct ArmedFault {
@@ -213,6 +217,8 @@ enum Content {
     Messages {
         source: i64,
         ids: Vec<i32>,
+        /// `copyMessage`'s `caption` and `caption_entities`, replacing the source's.
+        caption: Option<(String, Vec<Value>)>,
     },
 }
 
@@ -308,10 +314,11 @@ impl State {
             Method::CopyMessage | Method::ForwardMessage => self.validate_single(params, method)?,
             _ => self.validate_batch(params, method)?,
         };
+        let thread = self.check_thread(dest, params)?;
         let now = Instant::now();
         self.check_limits(rules, token, dest, now)?;
         let paid = params.flag("allow_paid_broadcast");
-        Ok(self.commit(token, method, dest, content, now, paid))
+        Ok(self.commit(token, method, dest, content, now, (paid, thread)))
     }
 
     fn validate_text(&self, params: &Params) -> Result<Content, Reply> {
@@ -366,9 +373,21 @@ impl State {
                 "Bad Request: message can't be copied"
             }));
         }
+        let caption = match params.text("caption") {
+            Some(c) if method == Method::CopyMessage => {
+                if c.encode_utf16().count() > MAX_CAPTION_UTF16 {
+                    return Err(Reply::bad_request(
+                        "Bad Request: message caption is too long",
+                    ));
+                }
+                Some((c, params.array("caption_entities")?.unwrap_or_default()))
+            }
+            _ => None,
+        };
         Ok(Content::Messages {
             source,
             ids: vec![id],
+            caption,
         })
     }
 
@@ -402,7 +421,11 @@ impl State {
                 ids.push(id);
             }
         }
-        Ok(Content::Messages { source, ids })
+        Ok(Content::Messages {
+            source,
+            ids,
+            caption: None,
+        })
     }
 
     /// Checks the bot and chat windows; when both allow, takes a slot in each.
@@ -446,7 +469,7 @@ impl State {
         dest: i64,
         content: Content,
         now: Instant,
-        paid: bool,
+        (paid, thread): (bool, Option<i32>),
     ) -> Reply {
         let request_id = self.next_request_id;
         self.next_request_id += 1;
@@ -484,6 +507,7 @@ impl State {
                     media_group_id: None,
                     received_at: now,
                     bot_id,
+                    message_thread_id: thread,
                     request_id,
                     reply_markup,
                     allow_paid_broadcast: paid,
@@ -492,7 +516,11 @@ impl State {
                 self.counters.messages_received += 1;
                 Reply::ok(Value::Object(result))
             }
-            Content::Messages { source, ids } => {
+            Content::Messages {
+                source,
+                ids,
+                caption,
+            } => {
                 let channel = &self.channels[&source];
                 let batch = method.is_batch();
                 let mut result_ids = Vec::with_capacity(ids.len());
@@ -521,8 +549,14 @@ impl State {
                         message_id,
                         method: method.name(),
                         source: Some((source, id)),
-                        text: message.text.clone(),
-                        entities: message.entities.clone(),
+                        text: match &caption {
+                            Some((c, _)) => Some(c.clone()),
+                            None => message.text.clone(),
+                        },
+                        entities: match &caption {
+                            Some((_, e)) => e.clone(),
+                            None => message.entities.clone(),
+                        },
                         media_group_id: if batch {
                             message.media_group_id.clone()
                         } else {
@@ -530,6 +564,7 @@ impl State {
                         },
                         received_at: now,
                         bot_id,
+                        message_thread_id: thread,
                         request_id,
                         reply_markup: None,
                         allow_paid_broadcast: paid,

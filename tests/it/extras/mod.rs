@@ -1,0 +1,10 @@
+//! Issue 16, items 4–7, against the simulated Telegram: text transforms,
+//! quiet hours across a restart of the real binary, forum topics, owners
+//! told once. Each test checks the exact Bot API calls the fake received.
+
+/// Held posts of quiet hours across a restart of `kuryer run`.
+mod quiet;
+/// Forum topics as destinations; a deleted topic.
+mod topics;
+/// Header, footer and replacements as the fake receives them.
+mod transforms;
