@@ -59,10 +59,7 @@ pub fn pid_namespace() -> Option<String> {
 /// PID namespace is gone. An id of another form (set by the operator)
 /// names no process: it is never taken as gone.
 pub fn process_gone(id: &str) -> bool {
-    let Some(pid) = id
-        .rsplit_once(':')
-        .and_then(|(_, p)| p.parse::<u32>().ok())
-    else {
+    let Some(pid) = id.rsplit_once(':').and_then(|(_, p)| p.parse::<u32>().ok()) else {
         return false;
     };
     pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
