@@ -122,7 +122,31 @@ impl Persistence for SettlingStore {
         post: Arc<Post>,
         reason: String,
     ) -> BoxFuture<'static, Result<(), PersistError>> {
-        Persistence::dead_letter_post(&self.store, post, reason)
+        let Some(ownership) = &self.ownership else {
+            return Persistence::dead_letter_post(&self.store, post, reason);
+        };
+        // Fenced like `record_post`: a stale owner moves no mark past a post.
+        let generation = ownership.channel_generation(post.channel_id);
+        let store = self.store.clone();
+        Box::pin(async move {
+            let Some(generation) = generation else {
+                return Ok(());
+            };
+            let kept = store
+                .dead_letter_post_fenced(&post, &reason, Some(generation))
+                .await
+                .map_err(|e| PersistError {
+                    retriable: e.is_retriable(),
+                    message: e.to_string(),
+                })?;
+            if !kept {
+                tracing::info!(
+                    channel_id = post.channel_id,
+                    "Not keeping a dead post: the channel's lease was taken by another instance."
+                );
+            }
+            Ok(())
+        })
     }
 
     fn write_deliveries(

@@ -53,6 +53,21 @@ impl Store {
     /// Keeps a post its poller could not record, and moves the channel's
     /// high-water mark past it — one transaction — so the poller reads on.
     pub async fn dead_letter_post(&self, post: &Post, reason: &str) -> Result<(), StoreError> {
+        self.dead_letter_post_fenced(post, reason, None)
+            .await
+            .map(drop)
+    }
+
+    /// [`Store::dead_letter_post`] under a channel lease of `generation`
+    /// (several instances): the channel row is locked and its generation
+    /// checked in the same transaction, so an owner that lost the lease
+    /// keeps nothing and moves no mark. `false`: fenced off, nothing done.
+    pub async fn dead_letter_post_fenced(
+        &self,
+        post: &Post,
+        reason: &str,
+        generation: Option<i64>,
+    ) -> Result<bool, StoreError> {
         const OP: &str = "keep a dead post";
         let raw = format!("{post:?}").into_bytes();
         let raw = &raw[..raw.len().min(DEAD_LETTER_RAW_MAX)];
@@ -60,6 +75,18 @@ impl Store {
         let last = post.message_ids.last().copied().map_or(0, i64::from);
         let mut c = self.conn(OP).await?;
         let tx = c.transaction().await.op(OP)?;
+        if let Some(generation) = generation {
+            let held = tx
+                .query_opt(
+                    "SELECT 1 FROM channels WHERE id = $1 AND lease_generation = $2 FOR UPDATE",
+                    &[&post.channel_id, &generation],
+                )
+                .await
+                .op(OP)?;
+            if held.is_none() {
+                return Ok(false);
+            }
+        }
         tx.execute(
             "INSERT INTO dead_letters (kind, channel_id, chat_id, message_id, reason, raw)
              VALUES ('post', $1, $2, $3, $4, $5)",
@@ -81,7 +108,7 @@ impl Store {
         .await
         .op(OP)?;
         tx.commit().await.op(OP)?;
-        Ok(())
+        Ok(true)
     }
 
     /// Dead letters kept so far, of `kind` (`update` or `post`).

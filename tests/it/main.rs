@@ -21,6 +21,8 @@ mod durability;
 mod extras;
 /// Faults on purpose: Telegram's errors, outages, odd input.
 mod faults;
+/// Fencing at the store: a stale lease generation records nothing.
+mod fencing;
 /// The in-process pipeline harness of the fault and durability tests.
 mod harness;
 /// The HTTP API with a real client.
