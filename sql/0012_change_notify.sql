@@ -16,7 +16,8 @@ END
 $$;
 
 CREATE TRIGGER subscriptions_notify
-    AFTER INSERT OR DELETE OR UPDATE OF is_active, removed_at, mode, filters, destination_id, channel_id
+    AFTER INSERT OR DELETE OR UPDATE OF is_active, removed_at, mode, filters, destination_id, channel_id,
+                                         transform, quiet
     ON subscriptions
     FOR EACH ROW EXECUTE FUNCTION kuryer_notify_subscription();
 
@@ -26,7 +27,8 @@ BEGIN
     IF OLD.is_active IS DISTINCT FROM NEW.is_active
        OR OLD.chat_id IS DISTINCT FROM NEW.chat_id
        OR OLD.kind IS DISTINCT FROM NEW.kind
-       OR OLD.bot_id IS DISTINCT FROM NEW.bot_id THEN
+       OR OLD.bot_id IS DISTINCT FROM NEW.bot_id
+       OR OLD.message_thread_id IS DISTINCT FROM NEW.message_thread_id THEN
         PERFORM pg_notify('kuryer_subscriptions', 'd:' || NEW.id);
     END IF;
     RETURN NULL;

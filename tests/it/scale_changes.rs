@@ -212,3 +212,50 @@ async fn a_change_through_one_instance_reaches_the_others_registry_within_a_seco
     b.shutdown(Duration::from_secs(10)).await;
     fake.stop();
 }
+
+/// The settings a registry entry carries (text transforms, quiet hours, a
+/// destination's forum topic) are announced too, and columns no registry
+/// reads are not.
+#[tokio::test]
+async fn a_change_of_transforms_quiet_hours_or_topic_is_announced() {
+    let db = TestDb::new().await;
+    let store = db.migrated().await;
+    store
+        .add_subscription(
+            7,
+            &kuryer_actors::model::ChannelUsername::parse("notify_me").unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut l = kuryer::store::listen::listen(&db.config(), "kuryer_subscriptions")
+        .await
+        .unwrap();
+    let c = db.client().await;
+    let next = async |l: &mut kuryer::store::listen::Listener| {
+        tokio::time::timeout(Duration::from_secs(2), l.rx.recv())
+            .await
+            .ok()
+            .flatten()
+            .map(|r| r.unwrap())
+    };
+    c.batch_execute("UPDATE subscriptions SET protected_told_at = now()")
+        .await
+        .unwrap();
+    c.batch_execute(r#"UPDATE subscriptions SET transform = '{"header": "h"}'"#)
+        .await
+        .unwrap();
+    let first = next(&mut l).await;
+    assert!(
+        first.as_deref().is_some_and(|p| p.starts_with("s:")),
+        "{first:?}"
+    );
+    c.batch_execute(r#"UPDATE subscriptions SET quiet = '{"from": "23:00"}'"#)
+        .await
+        .unwrap();
+    assert!(next(&mut l).await.is_some_and(|p| p.starts_with("s:")));
+    c.batch_execute("UPDATE destinations SET message_thread_id = 5")
+        .await
+        .unwrap();
+    assert!(next(&mut l).await.is_some_and(|p| p.starts_with("d:")));
+    assert_eq!(next(&mut l).await, None, "nothing else was announced");
+}
