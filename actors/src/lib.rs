@@ -43,6 +43,7 @@ pub mod backoff;
 pub mod channel_poller;
 /// Supervises the channel pollers; restarts a poller that panicked.
 pub mod channel_supervisor;
+pub mod digest;
 /// Writes finished deliveries to the database in batches.
 pub mod db_writer;
 /// Per-subscription filters (keywords, regex, media kinds), applied in the fan-out.
