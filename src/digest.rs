@@ -30,6 +30,7 @@ use std::time::Duration;
 use chrono::Utc;
 use kuryer_actors::digest::{Digest, MAX_UNITS, render};
 use teloxide::Bot;
+use teloxide::payloads::SendMessageSetters;
 use teloxide::prelude::Requester;
 use teloxide::types::{ChatId, MessageId, ThreadId};
 

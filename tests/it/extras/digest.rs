@@ -224,17 +224,17 @@ async fn held_posts_arrive_as_one_linked_digest_once_across_restarts() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(fake.received(USER).len(), 1);
 
-    // A long digest: 60 posts whose entries take ~150 units each.
+    // A long digest: 100 posts whose entries take ~130 units each.
     let long_words = "Ўзбекистон 😀 информационный news digest словосочетание длинное";
     let mut long_ids = Vec::new();
-    for i in 1..=60 {
+    for i in 1..=100 {
         long_ids.push(fake.post(
             CHANNEL,
             NewChannelMessage::text(format!("{i} {long_words} {long_words} {long_words}")),
         ));
     }
     let other = wait_until(Duration::from_secs(60), async || {
-        texts(&fake, OTHER).len() == 65
+        texts(&fake, OTHER).len() == 105
     })
     .await;
     assert!(other, "{}", daemon.log_text());
@@ -258,13 +258,13 @@ async fn held_posts_arrive_as_one_linked_digest_once_across_restarts() {
     let mut daemon = start(&db, &fake, port);
     ready(&http, &base, &daemon).await;
     let rest = wait_until(Duration::from_secs(30), async || {
-        outcome_rows(&db, sub).await == 65
+        outcome_rows(&db, sub).await == 105
     })
     .await;
     assert!(rest, "{}", daemon.log_text());
     let got = texts(&fake, USER);
     let parts = &got[1..];
-    // 60 entries of ~150 units: three messages, the first already sent.
+    // 100 entries of ~130 units: four messages, the first already sent.
     assert!(parts.len() >= 2, "{parts:?}");
     let mut seen = Vec::new();
     for p in parts {
@@ -277,8 +277,8 @@ async fn held_posts_arrive_as_one_linked_digest_once_across_restarts() {
         }
         seen.extend(linked_ids(p));
     }
-    // The parts after the first: the tail of the 60, in order, none twice.
-    let first_missing = 60 - seen.len();
+    // The parts after the first: the tail of the 100, in order, none twice.
+    let first_missing = 100 - seen.len();
     assert!(first_missing > 0);
     assert_eq!(seen, long_ids[first_missing..].to_vec());
     // Nothing more arrives.
