@@ -134,7 +134,9 @@ impl DigestWorker {
             (Some(p), _) => p,
             (None, Some(at)) if at <= now => at,
             (None, _) => {
-                self.store.set_digest_due(sub, schedule.next_due(now)).await?;
+                self.store
+                    .set_digest_due(sub, schedule.next_due(now))
+                    .await?;
                 return Ok(());
             }
         };

@@ -358,16 +358,13 @@ mod tests {
         let e = |s: &str| DigestSpec::parse_args(s).unwrap_err();
         assert_eq!(e("weekly"), DigestError::Syntax);
         assert_eq!(e("daily 09:00"), DigestError::Syntax);
-        assert_eq!(
-            e("daily 9h Asia/Tashkent"),
-            DigestError::Time("9h".into())
-        );
+        assert_eq!(e("daily 9h Asia/Tashkent"), DigestError::Time("9h".into()));
         assert_eq!(
             e("daily 09:00 Mars/Olympus"),
             DigestError::Zone("Mars/Olympus".into())
         );
-        let json = serde_json::to_string(&DigestSpec::parse_args("daily 09:00 UTC").unwrap())
-            .unwrap();
+        let json =
+            serde_json::to_string(&DigestSpec::parse_args("daily 09:00 UTC").unwrap()).unwrap();
         assert_eq!(json, r#"{"every":"daily","at":"09:00","tz":"UTC"}"#);
         assert!(Digest::from_stored(Some(&json)).is_some());
         assert!(Digest::from_stored(Some(r#"{"every":"hourly"}"#)).is_some());

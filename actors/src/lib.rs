@@ -43,9 +43,9 @@ pub mod backoff;
 pub mod channel_poller;
 /// Supervises the channel pollers; restarts a poller that panicked.
 pub mod channel_supervisor;
-pub mod digest;
 /// Writes finished deliveries to the database in batches.
 pub mod db_writer;
+pub mod digest;
 /// Per-subscription filters (keywords, regex, media kinds), applied in the fan-out.
 pub mod filters;
 /// The deliveries this process holds (queued, being sent, outcome not yet

@@ -269,4 +269,3 @@ impl Store {
         Ok(n)
     }
 }
-

@@ -77,7 +77,11 @@ impl Store {
                       RETURNING s.id",
                     col = extra.column(),
                     // A new schedule: the daemon computes its next due time.
-                    due = if extra == Extra::Digest { ", digest_due_at = NULL" } else { "" },
+                    due = if extra == Extra::Digest {
+                        ", digest_due_at = NULL"
+                    } else {
+                        ""
+                    },
                 ),
                 &[&subscription_id, &owner, &value],
             )

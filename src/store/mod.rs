@@ -62,8 +62,8 @@ pub use accounts::{
 pub use channels::NewPost;
 pub use dead_letters::{DEAD_LETTER_RAW_MAX, DeadUpdate};
 pub use deliveries::ForwardedRow;
-pub use error::StoreError;
 pub use digest::{DigestDue, DigestRun, DigestTarget};
+pub use error::StoreError;
 pub use extras::Extra;
 pub use inbox::InboxEntry;
 pub use leases::{InstanceRow, LeasedChannel};

@@ -190,7 +190,12 @@ async fn held_posts_arrive_as_one_linked_digest_once_across_restarts() {
     .await;
     assert!(other, "{:?}\n{}", texts(&fake, OTHER), daemon.log_text());
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(texts(&fake, USER), Vec::<String>::new(), "{}", daemon.log_text());
+    assert_eq!(
+        texts(&fake, USER),
+        Vec::<String>::new(),
+        "{}",
+        daemon.log_text()
+    );
     assert_eq!(outcome_rows(&db, sub).await, 0);
 
     // Due: exactly one sendMessage with the five links, oldest first.
@@ -204,7 +209,11 @@ async fn held_posts_arrive_as_one_linked_digest_once_across_restarts() {
     assert_eq!(got.len(), 1, "{got:?}");
     assert!(got[0].starts_with("📰 Digest: 5 posts\n"), "{}", got[0]);
     assert_eq!(linked_ids(&got[0]), ids);
-    assert!(got[0].contains("— digest post 1 with some words\n"), "{}", got[0]);
+    assert!(
+        got[0].contains("— digest post 1 with some words\n"),
+        "{}",
+        got[0]
+    );
     let recorded = wait_until(Duration::from_secs(10), async || {
         outcome_rows(&db, sub).await == 5
     })
@@ -214,7 +223,10 @@ async fn held_posts_arrive_as_one_linked_digest_once_across_restarts() {
     let next: chrono::DateTime<chrono::Utc> = db
         .client()
         .await
-        .query_one("SELECT digest_due_at FROM subscriptions WHERE id = $1", &[&sub])
+        .query_one(
+            "SELECT digest_due_at FROM subscriptions WHERE id = $1",
+            &[&sub],
+        )
         .await
         .unwrap()
         .get(0);
@@ -268,7 +280,11 @@ async fn held_posts_arrive_as_one_linked_digest_once_across_restarts() {
     assert!(parts.len() >= 2, "{parts:?}");
     let mut seen = Vec::new();
     for p in parts {
-        assert!(p.encode_utf16().count() <= 4096, "{} units", p.encode_utf16().count());
+        assert!(
+            p.encode_utf16().count() <= 4096,
+            "{} units",
+            p.encode_utf16().count()
+        );
         assert!(!p.starts_with("📰"), "the first part was sent again");
         // Whole entries only.
         for line in p.lines() {
