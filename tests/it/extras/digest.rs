@@ -302,3 +302,59 @@ async fn held_posts_arrive_as_one_linked_digest_once_across_restarts() {
     assert_eq!(texts(&fake, USER).len(), 1 + parts.len());
     assert_eq!(daemon.terminate(), Some(0));
 }
+
+/// `/digest` through the bot: set for one subscription (its posts are held,
+/// the other gets them), bad input answered with the usage, `off` sends the
+/// held post one by one.
+#[actix_rt::test]
+async fn the_bot_sets_and_clears_a_digest() {
+    use crate::bot::{TOKEN as BOT, World};
+    const NEWS: i64 = -100_717_301;
+    const MORE: i64 = -100_717_302;
+    const U: i64 = 817_301;
+    let w = World::start(&[BOT], &[(NEWS, "dg_news"), (MORE, "dg_more")], |c| {
+        c.limits.bot_commands_per_minute = 1_000;
+        c.delivery.sweep_interval_s = 1;
+    })
+    .await;
+    w.say(BOT, U, "/start", "en").await;
+    w.say(BOT, U, "/add @dg_news @dg_more", "en").await;
+    let t = w.say(BOT, U, "/digest @dg_news weekly", "en").await;
+    assert!(t.contains("/digest daily 09:00"), "{t}");
+    let t = w
+        .say(BOT, U, "/digest @dg_news daily 09:00 Mars/Olympus", "en")
+        .await;
+    assert!(t.contains("Mars/Olympus"), "{t}");
+    let t = w
+        .say(BOT, U, "/digest @dg_news daily 09:00 Asia/Tashkent", "uz")
+        .await;
+    assert!(t.contains("09:00") && t.contains("Asia/Tashkent"), "{t}");
+    // Until the channels are resolved and polled: a probe reaches the chat.
+    let mut probed = false;
+    for _ in 0..30 {
+        w.fake.post(MORE, NewChannelMessage::text("probe"));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if texts(&w.fake, U).iter().any(|t| t == "probe") {
+            probed = true;
+            break;
+        }
+    }
+    assert!(probed, "the channels were never polled");
+    w.fake
+        .post(NEWS, NewChannelMessage::text("held for the digest"));
+    w.fake.post(MORE, NewChannelMessage::text("sent at once"));
+    let got = wait_until(Duration::from_secs(20), async || {
+        texts(&w.fake, U).iter().any(|t| t == "sent at once")
+    })
+    .await;
+    assert!(got);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!texts(&w.fake, U).iter().any(|t| t == "held for the digest"));
+    let t = w.say(BOT, U, "/digest @dg_news off", "en").await;
+    assert!(t.contains("one by one"), "{t}");
+    let got = wait_until(Duration::from_secs(20), async || {
+        texts(&w.fake, U).iter().any(|t| t == "held for the digest")
+    })
+    .await;
+    assert!(got, "the held post never came after /digest off");
+}
