@@ -45,6 +45,8 @@ pub mod demo;
 pub mod demo_mtproto;
 /// What the daemon does when a destination is lost, moved or failing.
 pub mod destinations;
+/// Digests: bundled posts sent once a day or an hour.
+pub mod digest;
 /// The management HTTP API.
 pub mod http;
 /// Several instances: leases of channels and bots, the heartbeat keeper.

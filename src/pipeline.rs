@@ -268,6 +268,8 @@ impl Pipeline {
         let backlog = Arc::new(AtomicUsize::new(0));
         let writer = DbWriter::new(persistence.clone(), cfg.writer, backlog.clone()).start();
         let destinations = DestinationHandler::new(store.clone(), &bots);
+        // Digests are sent straight through the bots (`digest.rs`).
+        let digest_bots = bots.clone();
         let sender = SenderPool::new(
             bots,
             writer.clone().recipient(),
@@ -352,6 +354,16 @@ impl Pipeline {
                 in_flight.clone(),
                 cfg.resume_window,
                 mirror.clone(),
+                stop_sweep.clone(),
+                ownership.clone(),
+            )
+            .run(),
+        );
+        actix_rt::spawn(
+            crate::digest::DigestWorker::new(
+                store.clone(),
+                &digest_bots,
+                cfg.sweep_interval,
                 stop_sweep.clone(),
                 ownership.clone(),
             )

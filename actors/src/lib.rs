@@ -45,6 +45,7 @@ pub mod channel_poller;
 pub mod channel_supervisor;
 /// Writes finished deliveries to the database in batches.
 pub mod db_writer;
+pub mod digest;
 /// Per-subscription filters (keywords, regex, media kinds), applied in the fan-out.
 pub mod filters;
 /// The deliveries this process holds (queued, being sent, outcome not yet

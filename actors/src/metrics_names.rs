@@ -76,6 +76,8 @@ pub const DELIVERIES_FILTERED_TOTAL: &str = "kuryer_deliveries_filtered_total";
 /// Deliveries held for the subscription's quiet hours at fan-out (counter);
 /// they stay owed and the sweep queues them after.
 pub const DELIVERIES_HELD_TOTAL: &str = "kuryer_deliveries_held_total";
+/// Digests sent (all their parts) and recorded (counter).
+pub const DIGESTS_SENT_TOTAL: &str = "kuryer_digests_sent_total";
 /// Bot commands and button presses handled, by `command` (counter).
 pub const BOT_COMMANDS_TOTAL: &str = "kuryer_bot_commands_total";
 /// Bot replies Telegram refused or that failed after their retries, by `reason` (counter).

@@ -56,7 +56,15 @@ pub struct Quiet {
     start: Time,
     end: Time,
     tz: TimeZone,
+    /// Holds every post (a digest subscription, `digest.rs`): the stored
+    /// marker [`DIGEST_HOLD`] the subscription queries put in place of the
+    /// quiet hours while a digest is set.
+    always: bool,
 }
+
+/// What the subscription queries read instead of the quiet hours of a
+/// subscription with a digest: hold everything, the digest sends it.
+pub const DIGEST_HOLD: &str = r#"{"hold":"digest"}"#;
 
 fn parse_time(s: &str) -> Result<Time, QuietError> {
     let bad = || QuietError::Time(s.to_owned());
@@ -100,7 +108,12 @@ impl QuietSpec {
             return Err(QuietError::Empty);
         }
         let tz = TimeZone::get(&self.tz).map_err(|_| QuietError::Zone(self.tz.clone()))?;
-        Ok(Quiet { start, end, tz })
+        Ok(Quiet {
+            start,
+            end,
+            tz,
+            always: false,
+        })
     }
 }
 
@@ -122,6 +135,14 @@ impl Quiet {
         if t.is_empty() || t == "null" || t == "{}" {
             return None;
         }
+        if t.replace(' ', "") == DIGEST_HOLD {
+            return Some(Self {
+                start: Time::midnight(),
+                end: Time::midnight(),
+                tz: TimeZone::UTC,
+                always: true,
+            });
+        }
         match QuietSpec::from_json(t).and_then(|s| s.compile()) {
             Ok(q) => Some(q),
             Err(e) => {
@@ -140,6 +161,11 @@ impl Quiet {
     /// When `now` is inside quiet hours, the instant they end; `None` when
     /// it is not.
     pub fn quiet_until(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if self.always {
+            // Held until the digest sends it; "a day from now" keeps it in
+            // every window that reads held posts.
+            return Some(now + chrono::TimeDelta::days(1));
+        }
         let now = to_jiff(now);
         let today = self.tz.to_datetime(now).date();
         let crosses = self.start > self.end;
@@ -281,6 +307,9 @@ mod tests {
         );
         assert!(Quiet::from_stored(Some(r#"{"from":"1","to":"2","tz":"UTC"}"#)).is_none());
         assert!(Quiet::from_stored(None).is_none());
+        // A digest holds everything.
+        let held = Quiet::from_stored(Some(DIGEST_HOLD)).unwrap();
+        assert!(held.quiet_until(at("2026-03-10T12:00:00Z")).is_some());
     }
 }
 

@@ -138,3 +138,10 @@ quiet-ok-all = 🌙 { $count } subscriptions: posts arriving between { $from } a
 quiet-off = ✅ @{ $name }: no quiet hours; held posts are delivered now.
 quiet-off-all = ✅ { $count } subscriptions: no quiet hours; held posts are delivered now.
 dest-topic-lost = The topic "{ $title }" was deleted, so posts to it are paused; the rest of the group is not affected. Send /link in another topic to choose a new one.
+# Digests (issue 16 item 5).
+digest-usage = Send /digest daily 09:00 Asia/Tashkent (time and your time zone) or /digest hourly to get posts bundled into one message, for all your subscriptions or /digest @channel … for one; /digest off sends posts one by one again.
+digest-all = { $count } subscriptions
+digest-ok-daily = 📰 { $who }: posts are collected and sent as one digest every day at { $at } ({ $tz }).
+digest-ok-hourly = 📰 { $who }: posts are collected and sent as one digest every hour.
+digest-off = ✅ { $who }: no digest; posts are sent one by one again.
+digest-header = 📰 Digest: { $count } posts

@@ -137,3 +137,10 @@ quiet-ok-all = 🌙 Obunalar: { $count }. { $from } dan { $to } gacha ({ $tz }) 
 quiet-off = ✅ @{ $name }: tinch soatlar yo'q; ushlab turilgan postlar hozir yetkaziladi.
 quiet-off-all = ✅ Obunalar: { $count }. Tinch soatlar yo'q; ushlab turilgan postlar hozir yetkaziladi.
 dest-topic-lost = "{ $title }" mavzusi o'chirildi, u yerga yetkazish to'xtatildi; guruhning qolgan qismiga bu ta'sir qilmaydi. Yangisini tanlash uchun boshqa mavzuda /link yuboring.
+# Dayjestlar (issue 16, 5-band).
+digest-usage = Postlarni bitta xabarda olish uchun /digest daily 09:00 Asia/Tashkent (vaqt va vaqt mintaqangiz) yoki /digest hourly yuboring — barcha obunalar uchun, yoki bittasi uchun /digest @kanal …; /digest off — yana birma-bir.
+digest-all = { $count } ta obuna
+digest-ok-daily = 📰 { $who }: postlar yig‘ilib, har kuni soat { $at } da ({ $tz }) bitta dayjest bo‘lib keladi.
+digest-ok-hourly = 📰 { $who }: postlar yig‘ilib, har soatda bitta dayjest bo‘lib keladi.
+digest-off = ✅ { $who }: dayjest o‘chirildi, postlar yana birma-bir keladi.
+digest-header = 📰 Dayjest: { $count } ta post

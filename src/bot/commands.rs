@@ -127,11 +127,12 @@ pub(super) async fn on_private(h: &BotHandler, msg: &Message) -> Result<(), Stor
             h.count("filter");
             filter(h, uid, lang, &words).await?
         }
-        "header" | "footer" | "replace" | "quiet" => {
+        "header" | "footer" | "replace" | "quiet" | "digest" => {
             h.count(match command.as_str() {
                 "header" => "header",
                 "footer" => "footer",
                 "replace" => "replace",
+                "digest" => "digest",
                 _ => "quiet",
             });
             super::extras::command(h, uid, lang, &command, args).await?

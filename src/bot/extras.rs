@@ -4,6 +4,7 @@
 //! `QuietSpec::compile`), stores through `Store::set_subscription_extra`
 //! and brings the change to the registry (`BotHandler::sync`).
 
+use kuryer_actors::digest::{DigestError, DigestSpec};
 use kuryer_actors::model::{ChannelUsername, DeliveryMode};
 use kuryer_actors::quiet::{QuietError, QuietSpec};
 use kuryer_actors::transform::{Replacement, TransformSpec};
@@ -61,6 +62,9 @@ pub(super) async fn command(
     let (name, rest) = split_name(args);
     if command == "quiet" {
         return quiet(h, uid, lang, name, rest).await;
+    }
+    if command == "digest" {
+        return digest(h, uid, lang, name, rest).await;
     }
     let usage_key = match command {
         "header" => "header-usage",
@@ -174,6 +178,64 @@ async fn quiet(
         ),
         (None, Some(_)) => h.t(lang, "quiet-off", &[("name", label.into())]),
         (None, None) => h.t(lang, "quiet-off-all", &[("count", count.into())]),
+    })
+}
+
+/// `/digest daily 09:00 Asia/Tashkent`, `/digest hourly`, `/digest off`,
+/// for one subscription (`/digest @channel …`) or all.
+async fn digest(
+    h: &BotHandler,
+    uid: i64,
+    lang: Lang,
+    name: Option<&str>,
+    rest: &str,
+) -> Result<String, StoreError> {
+    let spec = if rest.eq_ignore_ascii_case("off") {
+        None
+    } else {
+        match DigestSpec::parse_args(rest) {
+            Ok(s) => Some(s),
+            Err(DigestError::Zone(tz)) => {
+                return Ok(h.t(lang, "quiet-bad-zone", &[("tz", echo(&tz).into())]));
+            }
+            Err(_) => return Ok(h.t(lang, "digest-usage", &[])),
+        }
+    };
+    let value = spec.as_ref().and_then(|s| serde_json::to_value(s).ok());
+    let (target, label) = match name {
+        Some(name) => {
+            let subs = h.store().user_subscriptions(uid).await?;
+            let Some(sub) = find(&subs, name) else {
+                return Ok(h.t(lang, "not-subscribed", &[("input", echo(name).into())]));
+            };
+            (Some(sub.id), format!("@{}", list::name_of(sub)))
+        }
+        None => (None, String::new()),
+    };
+    let changed = h
+        .store()
+        .set_subscription_extra(Some(uid), target, Extra::Digest, value.as_ref())
+        .await?;
+    for id in &changed {
+        h.sync(*id).await?;
+    }
+    let who = if name.is_some() {
+        label
+    } else {
+        h.t(lang, "digest-all", &[("count", changed.len().into())])
+    };
+    Ok(match &spec {
+        Some(DigestSpec::Daily { at, tz }) => h.t(
+            lang,
+            "digest-ok-daily",
+            &[
+                ("who", who.into()),
+                ("at", at.clone().into()),
+                ("tz", tz.clone().into()),
+            ],
+        ),
+        Some(DigestSpec::Hourly) => h.t(lang, "digest-ok-hourly", &[("who", who.into())]),
+        None => h.t(lang, "digest-off", &[("who", who.into())]),
     })
 }
 

@@ -12,6 +12,7 @@
 //! the subscription with its extras, once the change is in the registry.
 
 use actix_web::{HttpResponse, web};
+use kuryer_actors::digest::DigestSpec;
 use kuryer_actors::quiet::QuietSpec;
 use kuryer_actors::transform::TransformSpec;
 use serde_json::json;
@@ -70,9 +71,17 @@ async fn set(
             .subscription_extra(Some(user_id), subscription_id, Extra::Quiet),
     )
     .await?;
+    let digest = with_timeout(
+        state,
+        state
+            .store
+            .subscription_extra(Some(user_id), subscription_id, Extra::Digest),
+    )
+    .await?;
     let mut body = serde_json::to_value(sub).unwrap_or_else(|_| json!({}));
     body["transform"] = transform.unwrap_or(json!(null));
     body["quiet"] = quiet.unwrap_or(json!(null));
+    body["digest"] = digest.unwrap_or(json!(null));
     body["changed"] = json!(true);
     Ok(HttpResponse::Ok().json(body))
 }
@@ -114,4 +123,25 @@ pub(super) async fn quiet(
         Some(serde_json::to_value(&spec).map_err(|e| bad(e.to_string()))?)
     };
     set(&state, path.into_inner(), Extra::Quiet, value).await
+}
+
+/// `PUT /subscriptions/{user_id}/{subscription_id}/digest` with a
+/// `DigestSpec` (`{"every": "daily", "at": "09:00", "tz": "Asia/Tashkent"}`
+/// or `{"every": "hourly"}`; `{}` turns the digest off).
+pub(super) async fn digest(
+    _auth: Authorized,
+    state: web::Data<ApiState>,
+    path: web::Path<(i64, i64)>,
+    body: web::Json<serde_json::Value>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let bad = |m: String| ApiError::bad_request("invalid_digest", m);
+    let value = if is_empty_object(&body) {
+        None
+    } else {
+        let spec: DigestSpec = serde_json::from_value(body).map_err(|e| bad(e.to_string()))?;
+        spec.compile().map_err(|e| bad(e.to_string()))?;
+        Some(serde_json::to_value(&spec).map_err(|e| bad(e.to_string()))?)
+    };
+    set(&state, path.into_inner(), Extra::Digest, value).await
 }

@@ -8,7 +8,7 @@
 //! - `PATCH /subscriptions/{user_id}/{subscription_id}/settings` `{"mode", "filters", "edits", "deletions"}`.
 //! - `PUT /subscriptions/{user_id}/{subscription_id}/destination` `{"destination_id"}`.
 //! - `GET /destinations/{user_id}` — the chats a user's posts can go to.
-//! - `PUT /subscriptions/{user_id}/{subscription_id}/transform`, `…/quiet` — extras ([`extras`]).
+//! - `PUT /subscriptions/{user_id}/{subscription_id}/transform`, `…/quiet`, `…/digest` — extras ([`extras`]).
 //! - `GET /metrics` — Prometheus text. `GET /healthz`, `GET /readyz` — health.
 //!
 //! Management routes need `Authorization: Bearer <http.api_token>`
@@ -96,6 +96,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: ApiState, body_limit: usiz
         .route(
             "/subscriptions/{user_id}/{subscription_id}/quiet",
             web::put().to(extras::quiet),
+        )
+        .route(
+            "/subscriptions/{user_id}/{subscription_id}/digest",
+            web::put().to(extras::digest),
         )
         .route("/metrics", web::get().to(health::metrics_text))
         .route("/healthz", web::get().to(health::healthz))

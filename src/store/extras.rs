@@ -12,6 +12,8 @@ pub enum Extra {
     Transform,
     /// `subscriptions.quiet` (`QuietSpec`).
     Quiet,
+    /// `subscriptions.digest` (`DigestSpec`).
+    Digest,
 }
 
 impl Extra {
@@ -19,6 +21,7 @@ impl Extra {
         match self {
             Self::Transform => "transform",
             Self::Quiet => "quiet",
+            Self::Digest => "digest",
         }
     }
 }
@@ -66,13 +69,19 @@ impl Store {
         let rows = c
             .query(
                 &format!(
-                    "UPDATE subscriptions s SET {col} = $3, updated_at = now()
+                    "UPDATE subscriptions s SET {col} = $3, updated_at = now(){due}
                        FROM users u
                       WHERE u.id = s.user_id AND s.removed_at IS NULL
                         AND ($1::bigint IS NULL OR s.id = $1)
                         AND ($2::bigint IS NULL OR u.telegram_id = $2)
                       RETURNING s.id",
-                    col = extra.column()
+                    col = extra.column(),
+                    // A new schedule: the daemon computes its next due time.
+                    due = if extra == Extra::Digest {
+                        ", digest_due_at = NULL"
+                    } else {
+                        ""
+                    },
                 ),
                 &[&subscription_id, &owner, &value],
             )

@@ -93,6 +93,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0012_change_notify.sql",
         sql: include_str!("../../sql/0012_change_notify.sql"),
     },
+    Migration {
+        version: 13,
+        name: "0013_digest.sql",
+        sql: include_str!("../../sql/0013_digest.sql"),
+    },
 ];
 
 /// Why migrating failed.

@@ -18,6 +18,8 @@ mod dead_letters;
 mod deliveries;
 /// Destinations: deactivation, group-to-supergroup moves.
 mod destinations;
+/// Digests: due times, claimed runs, outcome rows.
+mod digest;
 /// `StoreError` and the retry decision.
 mod error;
 /// Per-subscription extras: text transforms, quiet hours.
@@ -60,6 +62,7 @@ pub use accounts::{
 pub use channels::NewPost;
 pub use dead_letters::{DEAD_LETTER_RAW_MAX, DeadUpdate};
 pub use deliveries::ForwardedRow;
+pub use digest::{DigestDue, DigestRun, DigestTarget};
 pub use error::StoreError;
 pub use extras::Extra;
 pub use inbox::InboxEntry;

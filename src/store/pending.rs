@@ -142,7 +142,8 @@ impl Store {
                             COALESCE(p.published_at, p.detected_at), p.detected_at, p.id,
                             s.id, s.channel_id, u.telegram_id, d.id, d.chat_id, d.kind, s.mode,
                             s.filters::text, d.bot_id, p.relay_message_ids,
-                            s.transform::text, s.quiet::text,
+                            s.transform::text,
+                            COALESCE(CASE WHEN s.digest IS NOT NULL THEN '{{\"hold\":\"digest\"}}' END, s.quiet::text),
                             NULLIF(d.message_thread_id, 0)
                        FROM posts p
                        JOIN subscriptions s ON s.channel_id = p.channel_id AND s.is_active

@@ -295,7 +295,10 @@ impl SubscriptionStream {
 
 const ACTIVE_SUBSCRIPTION_SQL: &str = "
     SELECT s.id, s.channel_id, u.telegram_id, d.id, d.chat_id, d.kind, s.mode, s.filters::text,
-           d.bot_id, s.transform::text, s.quiet::text, NULLIF(d.message_thread_id, 0)
+           d.bot_id, s.transform::text,
+           -- A digest holds every post (`Quiet::from_stored`).
+           COALESCE(CASE WHEN s.digest IS NOT NULL THEN '{\"hold\":\"digest\"}' END, s.quiet::text),
+           NULLIF(d.message_thread_id, 0)
       FROM subscriptions s
       JOIN users u ON u.id = s.user_id
       JOIN destinations d ON d.id = s.destination_id

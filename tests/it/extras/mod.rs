@@ -2,6 +2,8 @@
 //! quiet hours across a restart of the real binary, forum topics, owners
 //! told once. Each test checks the exact Bot API calls the fake received.
 
+/// Digests: held posts bundled into one message, across restarts.
+mod digest;
 /// Held posts of quiet hours across a restart of `kuryer run`.
 mod quiet;
 /// Forum topics as destinations; a deleted topic.

@@ -1,0 +1,187 @@
+//! Sends digests: for each subscription with a digest (`subscriptions.digest`),
+//! when it is due, one message (or several, split between entries at
+//! Telegram's 4,096 UTF-16 units) listing the posts held for it, oldest
+//! first (`kuryer_actors::digest` renders them).
+//!
+//! Holding: while a digest is set, the subscription queries report the
+//! marker `quiet::DIGEST_HOLD` instead of its quiet hours, so the registry,
+//! the resume and the sweep hold every post of it exactly as for quiet
+//! hours — not queued, owed in the database (no outcome row), surviving
+//! restarts.
+//!
+//! Once and only once, across crashes:
+//! 1. **claim** — a `digest_runs` row keyed by (subscription, period = the
+//!    due instant) fixes the posts the digest lists; a restart reads the same
+//!    row back, so it renders the same messages;
+//! 2. **send** the parts not yet recorded, recording `parts_sent` after each;
+//! 3. **finish** — one transaction writes each listed post's outcome row
+//!    (`skipped`, `digest`: never sent again), marks the run done and sets
+//!    the next due time.
+//!
+//! A crash between a part's send and its record sends that one part again
+//! after the restart (Telegram has no idempotency key); a crash anywhere
+//! else repeats nothing and loses nothing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::Utc;
+use kuryer_actors::digest::{Digest, MAX_UNITS, render};
+use teloxide::Bot;
+use teloxide::payloads::SendMessageSetters;
+use teloxide::prelude::Requester;
+use teloxide::types::{ChatId, MessageId, ThreadId};
+
+use crate::bot::i18n::{Lang, Texts};
+use crate::instance::Ownership;
+use crate::pipeline::bot_id_of;
+use crate::store::{DigestDue, Store, StoreError};
+
+/// How often due digests are looked for, at most.
+pub const CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// Why one digest was not sent (it is tried again at the next check).
+#[derive(Debug, thiserror::Error)]
+pub enum DigestSendError {
+    /// The database.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Telegram refused or did not answer.
+    #[error("sending the digest failed: {0}")]
+    Send(String),
+}
+
+/// The digest sender.
+pub struct DigestWorker {
+    store: Store,
+    bots: HashMap<i64, Bot>,
+    first_bot: Option<Bot>,
+    texts: Texts,
+    every: Duration,
+    stop: Arc<AtomicBool>,
+    ownership: Option<Arc<Ownership>>,
+}
+
+impl DigestWorker {
+    /// A worker sending through `bots`, checking every `every` (at most
+    /// [`CHECK_EVERY`]).
+    pub fn new(
+        store: Store,
+        bots: &[Bot],
+        every: Duration,
+        stop: Arc<AtomicBool>,
+        ownership: Option<Arc<Ownership>>,
+    ) -> Self {
+        Self {
+            store,
+            bots: bots
+                .iter()
+                .map(|b| (bot_id_of(b.token()), b.clone()))
+                .collect(),
+            first_bot: bots.first().cloned(),
+            texts: Texts::load(),
+            every: every.clamp(Duration::from_millis(100), CHECK_EVERY),
+            stop,
+            ownership,
+        }
+    }
+
+    /// Runs until the shutdown.
+    pub async fn run(self) {
+        let mut tick = tokio::time::interval(self.every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if self.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            if let Err(e) = self.check().await {
+                tracing::warn!(error = %e, "Cannot read due digests; trying again.");
+            }
+        }
+    }
+
+    /// One check: every due digest sent (or left for the next check).
+    pub async fn check(&self) -> Result<(), StoreError> {
+        let now = Utc::now();
+        for due in self.store.due_digests(now).await? {
+            if self.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            if let Some(o) = &self.ownership
+                && !o.owns_channel(due.channel_id)
+            {
+                continue;
+            }
+            if let Err(e) = self.one(&due).await {
+                tracing::warn!(subscription_id = due.subscription_id, error = %e,
+                    "Digest not sent; trying again at the next check.");
+            }
+        }
+        Ok(())
+    }
+
+    async fn one(&self, due: &DigestDue) -> Result<(), DigestSendError> {
+        let sub = due.subscription_id;
+        let Some(schedule) = Digest::from_stored(Some(&due.spec)) else {
+            return Ok(());
+        };
+        let now = Utc::now();
+        // An unfinished run first (a restart in the middle of one).
+        let period = match (due.open_period, due.due_at) {
+            (Some(p), _) => p,
+            (None, Some(at)) if at <= now => at,
+            (None, _) => {
+                self.store
+                    .set_digest_due(sub, schedule.next_due(now))
+                    .await?;
+                return Ok(());
+            }
+        };
+        let run = self.store.claim_digest(sub, period, now).await?;
+        if run.done {
+            return Ok(());
+        }
+        let next = schedule.next_due(now);
+        if run.post_ids.is_empty() {
+            self.store.finish_digest(sub, period, next).await?;
+            return Ok(());
+        }
+        let Some(target) = self.store.digest_target(sub).await? else {
+            // No active destination: the posts stay owed.
+            return Ok(());
+        };
+        let entries = self.store.digest_entries(&run.post_ids).await?;
+        let lang = Lang::parse(&target.language).unwrap_or(Lang::En);
+        let header = self
+            .texts
+            .get(lang, "digest-header", &[("count", entries.len().into())]);
+        let parts = render(&header, &entries, MAX_UNITS);
+        let bot = target
+            .bot_id
+            .and_then(|id| self.bots.get(&id))
+            .or(self.first_bot.as_ref())
+            .ok_or_else(|| DigestSendError::Send("no bot".into()))?;
+        for (i, text) in parts.iter().enumerate().skip(run.parts_sent) {
+            let mut req = bot.send_message(ChatId(target.chat_id), text.clone());
+            if let Some(t) = target.thread_id {
+                req = req.message_thread_id(ThreadId(MessageId(t)));
+            }
+            req.await
+                .map_err(|e| DigestSendError::Send(e.to_string()))?;
+            self.store.digest_parts_sent(sub, period, i + 1).await?;
+        }
+        let recorded = self.store.finish_digest(sub, period, next).await?;
+        metrics::counter!(kuryer_actors::metrics_names::DIGESTS_SENT_TOTAL).increment(1);
+        tracing::info!(
+            subscription_id = sub,
+            posts = entries.len(),
+            parts = parts.len(),
+            recorded,
+            "Digest sent."
+        );
+        Ok(())
+    }
+}
