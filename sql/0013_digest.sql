@@ -24,3 +24,12 @@ CREATE TABLE digest_runs (
     PRIMARY KEY (subscription_id, period)
 );
 CREATE INDEX digest_runs_open_idx ON digest_runs (subscription_id) WHERE done_at IS NULL;
+
+-- A digest set or cleared changes what every instance's registry holds back
+-- (sql/0012_change_notify.sql): announce it like quiet hours.
+DROP TRIGGER subscriptions_notify ON subscriptions;
+CREATE TRIGGER subscriptions_notify
+    AFTER INSERT OR DELETE OR UPDATE OF is_active, removed_at, mode, filters, destination_id, channel_id,
+                                         transform, quiet, digest
+    ON subscriptions
+    FOR EACH ROW EXECUTE FUNCTION kuryer_notify_subscription();

@@ -162,7 +162,9 @@ pub struct Backfill {
 }
 
 const ACTIVE_SUB_COLS: &str = "s.id, s.channel_id, u.telegram_id, d.id, d.chat_id, d.kind, s.mode,
-       s.filters::text, d.bot_id, s.transform::text, s.quiet::text, NULLIF(d.message_thread_id, 0)";
+       s.filters::text, d.bot_id, s.transform::text,
+       COALESCE(CASE WHEN s.digest IS NOT NULL THEN '{\"hold\":\"digest\"}' END, s.quiet::text),
+       NULLIF(d.message_thread_id, 0)";
 /// How many columns [`ACTIVE_SUB_COLS`] has.
 const ACTIVE_SUB_LEN: usize = 12;
 

@@ -214,7 +214,7 @@ async fn a_change_through_one_instance_reaches_the_others_registry_within_a_seco
 }
 
 /// The settings a registry entry carries (text transforms, quiet hours, a
-/// destination's forum topic) are announced too, and columns no registry
+/// digest, a destination's forum topic) are announced too, and columns no registry
 /// reads are not.
 #[tokio::test]
 async fn a_change_of_transforms_quiet_hours_or_topic_is_announced() {
@@ -250,6 +250,10 @@ async fn a_change_of_transforms_quiet_hours_or_topic_is_announced() {
         "{first:?}"
     );
     c.batch_execute(r#"UPDATE subscriptions SET quiet = '{"from": "23:00"}'"#)
+        .await
+        .unwrap();
+    assert!(next(&mut l).await.is_some_and(|p| p.starts_with("s:")));
+    c.batch_execute(r#"UPDATE subscriptions SET digest = '{"every": "hourly"}'"#)
         .await
         .unwrap();
     assert!(next(&mut l).await.is_some_and(|p| p.starts_with("s:")));
