@@ -6,5 +6,7 @@
 mod quiet;
 /// Forum topics as destinations; a deleted topic.
 mod topics;
+/// Channels made private or renamed: their subscribers told once, with buttons.
+mod told;
 /// Header, footer and replacements as the fake receives them.
 mod transforms;
