@@ -182,6 +182,9 @@ mod tests {
             ChannelProblem::Renamed(Some("news_b".into())).claim_key(),
             "channel-renamed:news_b"
         );
-        assert_eq!(ChannelProblem::Renamed(None).claim_key(), "channel-renamed:");
+        assert_eq!(
+            ChannelProblem::Renamed(None).claim_key(),
+            "channel-renamed:"
+        );
     }
 }

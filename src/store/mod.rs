@@ -76,5 +76,7 @@ pub use pool::{REPLICA_APPLICATION_NAME, Store};
 pub use resolve::{FoundChannel, PendingChannel, ResolveNotice, Unresolvable};
 pub use settings::{BotStats, RouteOutcome, SubState, UserSubscription};
 pub use subscriptions::{AddedSubscription, SubscriptionStream, SubscriptionView};
-pub use told::{ChannelNotice, GONE as CHANNEL_GONE, PRIVATE as CHANNEL_PRIVATE, RENAMED as CHANNEL_RENAMED};
+pub use told::{
+    ChannelNotice, GONE as CHANNEL_GONE, PRIVATE as CHANNEL_PRIVATE, RENAMED as CHANNEL_RENAMED,
+};
 pub use users::{BotUser, DestinationView, LinkOutcome, LostDestination};

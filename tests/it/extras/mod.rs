@@ -4,9 +4,9 @@
 
 /// Held posts of quiet hours across a restart of `kuryer run`.
 mod quiet;
-/// Forum topics as destinations; a deleted topic.
-mod topics;
 /// Channels made private or renamed: their subscribers told once, with buttons.
 mod told;
+/// Forum topics as destinations; a deleted topic.
+mod topics;
 /// Header, footer and replacements as the fake receives them.
 mod transforms;

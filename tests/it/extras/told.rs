@@ -42,7 +42,10 @@ fn notices(bot_api: &FakeTelegram, user: i64, needle: &str) -> Vec<ReceivedMessa
 
 /// The callback data and URLs of a message's inline keyboard, in order.
 fn buttons(m: &ReceivedMessage) -> Vec<String> {
-    let Some(Value::Array(rows)) = m.reply_markup.as_ref().map(|k| k["inline_keyboard"].clone())
+    let Some(Value::Array(rows)) = m
+        .reply_markup
+        .as_ref()
+        .map(|k| k["inline_keyboard"].clone())
     else {
         return Vec::new();
     };
@@ -165,10 +168,9 @@ async fn private_and_renamed_channels_are_told_once_with_buttons_and_remove_work
     // Restart: the problems are seen again, nothing is told again.
     let mut daemon = Daemon::start_with(&db.url, &bot_api, TOKEN, port, 20.0, &env());
     tokio::time::sleep(Duration::from_secs(6)).await;
-    for (user, private_text, renamed_text) in [
-        (RU, ru_private, ru_renamed),
-        (EN, en_private, en_renamed),
-    ] {
+    for (user, private_text, renamed_text) in
+        [(RU, ru_private, ru_renamed), (EN, en_private, en_renamed)]
+    {
         let p = notices(&bot_api, user, private_text);
         let r = notices(&bot_api, user, renamed_text);
         assert_eq!((p.len(), r.len()), (1, 1), "{:?}", bot_api.received(user));
@@ -283,15 +285,35 @@ async fn channel_notices_are_claimed_once_and_cleared_when_the_problem_ends() {
         "it happened again"
     );
     // Renames: one claim per new name; moving on clears the older one.
-    assert!(store.channel_renamed(channel, Some("Claim_New")).await.unwrap());
-    assert!(!store.channel_renamed(channel, Some("claim_new")).await.unwrap());
+    assert!(
+        store
+            .channel_renamed(channel, Some("Claim_New"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .channel_renamed(channel, Some("claim_new"))
+            .await
+            .unwrap()
+    );
     let r1 = store
         .claim_channel_notices(channel, "channel-renamed:claim_new")
         .await
         .unwrap();
     assert_eq!(r1.len(), 2);
-    assert!(store.channel_renamed(channel, Some("claim_src")).await.unwrap());
-    assert!(store.channel_renamed(channel, Some("claim_new")).await.unwrap());
+    assert!(
+        store
+            .channel_renamed(channel, Some("claim_src"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .channel_renamed(channel, Some("claim_new"))
+            .await
+            .unwrap()
+    );
     assert_eq!(
         store
             .claim_channel_notices(channel, "channel-renamed:claim_new")
@@ -310,7 +332,10 @@ async fn channel_notices_are_claimed_once_and_cleared_when_the_problem_ends() {
         )
         .await
         .unwrap();
-    let gone = store.claim_channel_notices(channel, "channel-renamed:x").await.unwrap();
+    let gone = store
+        .claim_channel_notices(channel, "channel-renamed:x")
+        .await
+        .unwrap();
     assert_eq!(
         gone.iter().map(|n| n.subscription_id).collect::<Vec<_>>(),
         [b.subscription.id]
