@@ -324,6 +324,15 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = &'static str>) -> a
     let changes = crate::subscription_events::spawn(&cfg.database, store.clone(), pipeline.clone());
 
     let texts = Arc::new(bot::i18n::Texts::load());
+    {
+        let (store, bots, texts) = (store.clone(), bots.clone(), texts.clone());
+        updates.on_rename(Box::new(move |channel_id, old, new| {
+            let (store, bots, texts) = (store.clone(), bots.clone(), texts.clone());
+            tokio::spawn(async move {
+                bot::told::channel_renamed(&store, &bots, &texts, channel_id, &old, new).await;
+            });
+        }));
+    }
     readers.set_events(Arc::new(PipelineEvents {
         pipeline: pipeline.clone(),
         store: store.clone(),

@@ -108,10 +108,10 @@ impl Store {
         let Some(old) = old else {
             return Ok(false);
         };
-        if old == username {
-            return Ok(false);
-        }
-        if let Some(name) = &username {
+        // Unchanged (the bot's intake stored it already): only the claims
+        // of other names are cleared.
+        let changed = old != username;
+        if let Some(name) = username.as_ref().filter(|_| changed) {
             let pending: Option<i64> = tx
                 .query_opt(
                     "SELECT id FROM channels WHERE username = $1 AND telegram_id IS NULL AND id <> $2",
@@ -131,12 +131,14 @@ impl Store {
             .await
             .op(OP)?;
         }
-        tx.execute(
-            "UPDATE channels SET username = $2, updated_at = now() WHERE id = $1",
-            &[&channel_id, &username],
-        )
-        .await
-        .op(OP)?;
+        if changed {
+            tx.execute(
+                "UPDATE channels SET username = $2, updated_at = now() WHERE id = $1",
+                &[&channel_id, &username],
+            )
+            .await
+            .op(OP)?;
+        }
         let keep = format!("{RENAMED}{}", username.as_deref().unwrap_or(""));
         tx.execute(
             "DELETE FROM problem_notices p USING subscriptions s
@@ -148,6 +150,6 @@ impl Store {
         .await
         .op(OP)?;
         tx.commit().await.op(OP)?;
-        Ok(true)
+        Ok(changed)
     }
 }
