@@ -341,3 +341,67 @@ async fn channel_notices_are_claimed_once_and_cleared_when_the_problem_ends() {
         [b.subscription.id]
     );
 }
+
+/// A channel the reader joined stays readable when it becomes private: the
+/// history's answer shows it without a public name, and its subscriber is
+/// told once (links to posts stop working), across a restart too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joined_channel_losing_its_name_is_told_once() {
+    let db = TestDb::new().await;
+    let store = db.migrated().await;
+    let bot_api = FakeTelegram::start(FakeLimits::scaled(20.0)).unwrap();
+    bot_api.add_bot(TOKEN);
+    let dc = MtprotoFake::start(MtprotoConfig::default()).unwrap();
+    dc.attach_bot_api(bot_api.clone());
+    let channel = dc.create_channel(ChannelSpec {
+        title: "Hiding".to_owned(),
+        username: Some("told_hiding".to_owned()),
+        protected: false,
+    });
+    let id = dc.create_account(AccountSpec {
+        phone: "+998900004702".to_owned(),
+        ..AccountSpec::default()
+    });
+    seed_session(&store, &dc, "member", dc.issue_auth_key(Some(id))).await;
+    store.set_session_user("member", id, 0).await.unwrap();
+    let mut env = crate::reader_run::reader_env();
+    env.push(("KURYER_READER_VERIFY_INTERVAL_S", "1".to_owned()));
+    let port = free_port();
+    let mut daemon = Daemon::start_with(&db.url, &bot_api, TOKEN, port, 20.0, &env);
+    bot_api.user_says(TOKEN, EN, "/start", Some("en"));
+    bot_api.user_says(TOKEN, EN, "/add @told_hiding", Some("en"));
+    let p1 = dc.publish_text(channel, "before");
+    let expected = [(EN, channel.bot_api_chat_id(), p1)];
+    let delivered = wait_until(Duration::from_secs(90), async || {
+        bot_api.report(&expected).delivered == 1
+    })
+    .await;
+    assert!(delivered, "{}", daemon.log_text());
+    let joined = wait_until(Duration::from_secs(30), async || {
+        dc.stats(id).calls("channels.joinChannel") >= 1
+    })
+    .await;
+    assert!(joined, "{}", daemon.log_text());
+
+    dc.make_private(channel);
+    let needle = "@told_hiding became private (it has no public name any more)";
+    let told = wait_until(Duration::from_secs(30), async || {
+        notices(&bot_api, EN, needle).len() == 1
+    })
+    .await;
+    assert!(told, "{:?}\n{}", bot_api.received(EN), daemon.log_text());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(daemon.terminate(), Some(0), "{}", daemon.log_text());
+    let mut daemon = Daemon::start_with(&db.url, &bot_api, TOKEN, port, 20.0, &env);
+    // Still read (a member): a new post arrives; no second notice.
+    let p2 = dc.publish_text(channel, "after");
+    let expected = [(EN, channel.bot_api_chat_id(), p2)];
+    let delivered = wait_until(Duration::from_secs(60), async || {
+        bot_api.report(&expected).delivered == 1
+    })
+    .await;
+    assert!(delivered, "{}", daemon.log_text());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(daemon.terminate(), Some(0), "{}", daemon.log_text());
+    assert_eq!(notices(&bot_api, EN, needle).len(), 1);
+}
