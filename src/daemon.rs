@@ -56,6 +56,32 @@ impl ReaderEvents for PipelineEvents {
     fn changed(&self) {
         self.pipeline.mirror_wake();
     }
+    fn channel_problem(&self, channel_id: i64, name: &str, problem: &'static str) {
+        let (store, bots, texts) = (self.store.clone(), self.bots.clone(), self.texts.clone());
+        let name = name.to_owned();
+        let problem = if problem == crate::store::CHANNEL_PRIVATE {
+            bot::told::ChannelProblem::Private
+        } else {
+            bot::told::ChannelProblem::Gone
+        };
+        tokio::spawn(async move {
+            bot::told::tell_channel_problem(&store, &bots, &texts, channel_id, &name, problem)
+                .await;
+        });
+    }
+    fn channel_readable(&self, channel_id: i64) {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            bot::told::channel_readable(&store, channel_id).await;
+        });
+    }
+    fn channel_renamed(&self, channel_id: i64, old: &str, new: Option<&str>) {
+        let (store, bots, texts) = (self.store.clone(), self.bots.clone(), self.texts.clone());
+        let (old, new) = (old.to_owned(), new.map(str::to_owned));
+        tokio::spawn(async move {
+            bot::told::channel_renamed(&store, &bots, &texts, channel_id, &old, new).await;
+        });
+    }
 }
 
 /// Metric: notices of how a channel's look-up ended, by outcome (`sent`,
@@ -298,6 +324,15 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = &'static str>) -> a
     let changes = crate::subscription_events::spawn(&cfg.database, store.clone(), pipeline.clone());
 
     let texts = Arc::new(bot::i18n::Texts::load());
+    {
+        let (store, bots, texts) = (store.clone(), bots.clone(), texts.clone());
+        updates.on_rename(Box::new(move |channel_id, old, new| {
+            let (store, bots, texts) = (store.clone(), bots.clone(), texts.clone());
+            tokio::spawn(async move {
+                bot::told::channel_renamed(&store, &bots, &texts, channel_id, &old, new).await;
+            });
+        }));
+    }
     readers.set_events(Arc::new(PipelineEvents {
         pipeline: pipeline.clone(),
         store: store.clone(),

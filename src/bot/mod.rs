@@ -33,6 +33,8 @@ mod list;
 mod mirror_settings;
 /// Replies with retries; the per-user command rate limit.
 mod reply;
+/// Subscribers told once when their channel became private, was renamed or is gone.
+pub mod told;
 
 use std::sync::Arc;
 use std::time::Duration;

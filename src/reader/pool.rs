@@ -48,6 +48,15 @@ pub trait ReaderEvents: Send + Sync {
     fn settled(&self, _channel_id: i64, _name: &str) {}
     /// An edit or deletion of a source post was queued (`post_events`).
     fn changed(&self) {}
+    /// The channel cannot be read (`problem`: `store::CHANNEL_PRIVATE` or
+    /// `store::CHANNEL_GONE`): its subscribers are told once.
+    /// `name`: how to call the channel (`@name`).
+    fn channel_problem(&self, _channel_id: i64, _name: &str, _problem: &'static str) {}
+    /// The channel was read: its private/gone notices may be news again.
+    fn channel_readable(&self, _channel_id: i64) {}
+    /// The channel's public name changed from `old` to `new` (None: it has
+    /// none now): stored, and its subscribers are told once per new name.
+    fn channel_renamed(&self, _channel_id: i64, _old: &str, _new: Option<&str>) {}
 }
 
 /// Metric: posts pushed to reader accounts.

@@ -48,6 +48,16 @@ pub struct MtprotoSource {
     withheld: std::collections::BTreeMap<i32, SourceMessage>,
     /// The held album's group and when its last new part came.
     held: Option<(String, Instant)>,
+    /// What this source last told about the channel being readable: None
+    /// at start, so the first good read clears what an earlier run stored.
+    told: Option<Readable>,
+}
+
+/// Whether the channel could be read, last time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Readable {
+    Yes,
+    No(&'static str),
 }
 
 impl ReaderPool {
@@ -58,6 +68,7 @@ impl ReaderPool {
             channel: channel.clone(),
             withheld: std::collections::BTreeMap::new(),
             held: None,
+            told: None,
         }
     }
 }
@@ -125,7 +136,13 @@ impl MtprotoSource {
         })
     }
 
-    async fn history(&self, after: i32, limit: usize) -> Result<Vec<SourceMessage>, SourceError> {
+    /// The posts after `after`, and the channel's public name as the
+    /// answer shows it (outer None: the answer did not show the channel).
+    async fn history(
+        &self,
+        after: i32,
+        limit: usize,
+    ) -> Result<(Vec<SourceMessage>, Option<Option<String>>), SourceError> {
         let client = self
             .pool
             .account_for(self.channel.channel_id)
@@ -188,12 +205,16 @@ impl MtprotoSource {
             }
             Err(e) => return Err(transient(e.to_string(), None)),
         };
-        let messages = match answer {
-            tl::enums::messages::Messages::Messages(m) => m.messages,
-            tl::enums::messages::Messages::Slice(m) => m.messages,
-            tl::enums::messages::Messages::ChannelMessages(m) => m.messages,
-            tl::enums::messages::Messages::NotModified(_) => Vec::new(),
+        let (messages, chats) = match answer {
+            tl::enums::messages::Messages::Messages(m) => (m.messages, m.chats),
+            tl::enums::messages::Messages::Slice(m) => (m.messages, m.chats),
+            tl::enums::messages::Messages::ChannelMessages(m) => (m.messages, m.chats),
+            tl::enums::messages::Messages::NotModified(_) => (Vec::new(), Vec::new()),
         };
+        let shown_name = chats.iter().find_map(|c| match c {
+            tl::enums::Chat::Channel(c) if c.id == bare => Some(c.username.clone()),
+            _ => None,
+        });
         let max_id = messages
             .iter()
             .map(|m| match m {
@@ -228,11 +249,63 @@ impl MtprotoSource {
                 }
             }
         }
-        Ok(out)
+        Ok((out, shown_name))
     }
 }
 
 impl MtprotoSource {
+    /// How to call the channel in a notice.
+    fn display_name(&self) -> String {
+        self.channel.username.as_deref().map_or_else(
+            || format!("channel {}", self.channel.chat_id),
+            |u| format!("@{u}"),
+        )
+    }
+
+    /// A read failed for good (`CHANNEL_PRIVATE`, `CHANNEL_INVALID`): the
+    /// subscribers are told, once per problem (the store's claim makes it
+    /// once across processes and restarts; this flag spares the claim on
+    /// every rare poll).
+    fn unreadable(&mut self, rpc: Option<&str>) {
+        let problem = match rpc {
+            Some("CHANNEL_PRIVATE") => crate::store::CHANNEL_PRIVATE,
+            _ => crate::store::CHANNEL_GONE,
+        };
+        if self.told == Some(Readable::No(problem)) {
+            return;
+        }
+        self.told = Some(Readable::No(problem));
+        if let Some(ev) = self.pool.events.get() {
+            ev.channel_problem(self.channel.channel_id, &self.display_name(), problem);
+        }
+    }
+
+    /// A read succeeded: a problem told before has ended; and a public
+    /// name that differs from ours is a rename (or the name was dropped).
+    fn readable(&mut self, shown_name: Option<Option<String>>) {
+        let Some(ev) = self.pool.events.get().cloned() else {
+            return;
+        };
+        if self.told != Some(Readable::Yes) {
+            self.told = Some(Readable::Yes);
+            ev.channel_readable(self.channel.channel_id);
+        }
+        let Some(shown) = shown_name.map(|n| n.map(|n| n.to_ascii_lowercase())) else {
+            return;
+        };
+        if shown != self.channel.username {
+            let old = self.display_name();
+            tracing::info!(
+                channel_id = self.channel.channel_id,
+                old = %old,
+                new = shown.as_deref().unwrap_or("-"),
+                "The channel's public name changed."
+            );
+            ev.channel_renamed(self.channel.channel_id, &old, shown.as_deref());
+            self.channel.username = shown;
+        }
+    }
+
     /// The channel protects its content (no post of it can be forwarded).
     fn protected(&self) -> bool {
         self.pool
@@ -367,7 +440,20 @@ impl ChannelSource for MtprotoSource {
             let (fetched, pushed) = match plan {
                 Plan::Buffered(m) => (m, true),
                 Plan::Nothing => (Vec::new(), false),
-                Plan::History => (self.history(after, limit).await?, false),
+                Plan::History => match self.history(after, limit).await {
+                    Ok((messages, shown_name)) => {
+                        self.readable(shown_name);
+                        (messages, false)
+                    }
+                    Err(SourceError::Gone(message)) => {
+                        let rpc = ["CHANNEL_PRIVATE", "CHANNEL_INVALID"]
+                            .into_iter()
+                            .find(|r| message.contains(r));
+                        self.unreadable(rpc);
+                        return Err(SourceError::Gone(message));
+                    }
+                    Err(e) => return Err(e),
+                },
             };
             let messages = self.hold_trailing_album(after, limit, fetched, pushed);
             if messages.is_empty() {

@@ -52,6 +52,8 @@ mod settings;
 mod subscriptions;
 /// TLS to PostgreSQL: the mode a URL asks for, the verified connector.
 mod tls;
+/// Subscribers told once when their channel became private, was renamed or is gone.
+mod told;
 /// The bot's people: registration, language, linked destinations.
 mod users;
 
@@ -77,4 +79,7 @@ pub use pool::{REPLICA_APPLICATION_NAME, Store};
 pub use resolve::{FoundChannel, PendingChannel, ResolveNotice, Unresolvable};
 pub use settings::{BotStats, RouteOutcome, SubState, UserSubscription};
 pub use subscriptions::{AddedSubscription, SubscriptionStream, SubscriptionView};
+pub use told::{
+    ChannelNotice, GONE as CHANNEL_GONE, PRIVATE as CHANNEL_PRIVATE, RENAMED as CHANNEL_RENAMED,
+};
 pub use users::{BotUser, DestinationView, LinkOutcome, LostDestination};

@@ -428,7 +428,7 @@ async fn on_channel_post(
     let known = updates.shared().channels.get(&chat_id).cloned();
     let channel_id = match known {
         Some((id, name)) if name == username => id,
-        Some(_) => {
+        Some((_, old)) => {
             // Renamed since we last saw it: the record follows, and the name
             // moves away from any other channel that had it.
             let ch = store
@@ -439,6 +439,10 @@ async fn on_channel_post(
                 channel = username.as_deref().unwrap_or("-"),
                 "A bot-admin channel has a new name."
             );
+            // Its subscribers are told (once per new name) when it had one.
+            if let (Some(old), Some(hook)) = (old, updates.renamed.get()) {
+                hook(ch.channel_id, format!("@{old}"), ch.username.clone());
+            }
             updates
                 .shared()
                 .channels

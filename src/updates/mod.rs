@@ -65,15 +65,28 @@ pub struct BotUpdates {
     /// held, and a channel's posts are read from the durable inbox (the
     /// update loop that received them may be another process's).
     ownership: Option<Arc<Ownership>>,
+    /// Told when a bot-admin channel's post shows a new public name:
+    /// (`channels.id`, how it was called, the new name).
+    renamed: Arc<std::sync::OnceLock<RenameHook>>,
 }
 
+/// What [`BotUpdates::on_rename`] calls.
+pub type RenameHook = Box<dyn Fn(i64, String, Option<String>) + Send + Sync>;
+
 impl BotUpdates {
+    /// Calls `hook` when a bot-admin channel is seen under a new public
+    /// name (stored already); set once, the first hook stays.
+    pub fn on_rename(&self, hook: RenameHook) {
+        let _ = self.renamed.set(hook);
+    }
+
     /// Buffers for the bot-admin channels of `store`'s database.
     pub fn new(store: Store) -> Self {
         Self {
             shared: Arc::default(),
             store,
             ownership: None,
+            renamed: Arc::default(),
         }
     }
 

@@ -173,6 +173,25 @@ async fn a_name_moving_to_another_channel_wedges_nothing() {
     t.subscribe(810_002, "trap").await;
     expected.push((810_002, B, text(&t.fake, B, "B's second post")));
     t.expect(&expected, Duration::from_secs(30)).await;
+    // A's subscriber is told of the rename once (issue 16 item 6), with a
+    // button to the channel under its new name.
+    let renamed = || {
+        t.fake
+            .received(810_001)
+            .into_iter()
+            .filter(|m| m.source.is_none())
+            .filter(|m| {
+                m.reply_markup
+                    .as_ref()
+                    .is_some_and(|k| k.to_string().contains("https://t.me/a_renamed"))
+                    && m.text.as_deref().is_some_and(|x| x.contains("@trap"))
+            })
+            .count()
+    };
+    let told = wait_until(Duration::from_secs(30), async || renamed() >= 1).await;
+    assert!(told, "{:?}", t.fake.received(810_001));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(renamed(), 1);
     assert!(
         t.fake.received(810_002).len() == 1,
         "B's first post ({b_post}) predates its subscriber"

@@ -498,6 +498,20 @@ impl MtprotoFake {
         });
     }
 
+    /// Moves a channel to a new public username (a rename of its `@name`):
+    /// the old name is freed and resolves to nothing.
+    pub fn set_username(&self, channel: ChannelRef, username: &str) {
+        self.with_channel(channel, |w| {
+            let ch = w.channels.get_mut(&channel.id).expect("checked");
+            let old = ch.username.replace(username.to_owned());
+            if let Some(u) = old {
+                w.usernames.remove(&u.to_ascii_lowercase());
+            }
+            w.usernames
+                .insert(username.to_ascii_lowercase(), channel.id);
+        });
+    }
+
     /// The channel's current pts.
     pub fn channel_pts(&self, channel: ChannelRef) -> i32 {
         self.with_channel(channel, |w| w.channels[&channel.id].pts)

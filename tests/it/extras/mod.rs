@@ -6,6 +6,8 @@
 mod digest;
 /// Held posts of quiet hours across a restart of `kuryer run`.
 mod quiet;
+/// Channels made private or renamed: their subscribers told once, with buttons.
+mod told;
 /// Forum topics as destinations; a deleted topic.
 mod topics;
 /// Header, footer and replacements as the fake receives them.
