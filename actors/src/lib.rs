@@ -63,6 +63,8 @@ pub mod ports;
 pub mod quiet;
 /// Telegram's rate limits: sends each delivery at the earliest allowed moment.
 pub mod rate_limiter;
+/// The Bot API calls of one delivery and what their errors mean.
+mod sender_calls;
 /// Makes the Bot API calls with teloxide.
 pub mod sender_pool;
 /// What a subscription's settings change in a send: transforms, forum topic.

@@ -35,7 +35,7 @@ pub(crate) async fn call(
         parts: Vec::new(),
     };
     match &op.kind {
-        MirrorKind::Repost => crate::sender_pool::call(bot, d, shaped, events, paid).await,
+        MirrorKind::Repost => crate::sender_calls::call(bot, d, shaped, events, paid).await,
         MirrorKind::Edit {
             message_id,
             file_id,

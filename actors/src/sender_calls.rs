@@ -1,0 +1,357 @@
+//! The Bot API calls of one delivery: the call itself (`sendMessage`,
+//! `copyMessage(s)`, `forwardMessage(s)`, with a group moved to a
+//! supergroup followed once), the fallbacks where Telegram refuses the
+//! message itself, and what an error means ([`classify`]). The
+//! [`SenderPool`](crate::sender_pool::SenderPool) decides what happens next.
+
+use std::time::Duration;
+
+use teloxide::payloads::{
+    CopyMessageSetters, CopyMessagesSetters, ForwardMessageSetters, ForwardMessagesSetters,
+    SendMessageSetters,
+};
+use teloxide::prelude::Requester;
+use teloxide::types::{ChatId, MessageId, ThreadId};
+use teloxide::{ApiError, Bot, RequestError};
+
+use crate::model::{Delivery, DeliveryMode};
+use crate::ports::{DestinationEvent, DestinationEvents};
+use crate::shaping::{Shaped, topic_gone};
+
+/// What the calls for one delivery produced.
+#[derive(Debug)]
+pub(crate) enum CallResult {
+    /// Accepted; the id of the (first) message in the destination, and
+    /// every id when the copy has several parts.
+    Sent {
+        id: i32,
+        to: i64,
+        note: Option<String>,
+        parts: Vec<i32>,
+    },
+    /// Already accepted before (dedup hit).
+    AlreadySent(i64),
+    /// Refused for good for this message; retrying cannot help.
+    Failed(String),
+    /// Not sent on purpose (cannot be copied and has no public link).
+    Skipped(String),
+    /// The bot can no longer post in this chat.
+    Gone(String),
+    /// Telegram asks to wait.
+    RetryAfter(Duration),
+    /// The Bot API could not be reached at all: not this chat's fault.
+    Unreachable(String),
+    /// The bot's token was refused (401): revoked or wrong. Retrying cannot
+    /// help until the operator gives kuryer a valid token.
+    TokenRefused,
+    /// Failed in a way that may pass (5xx, reset connection).
+    Transient(String),
+    /// The request may or may not have reached Telegram (timed out after it
+    /// was written): the one way a duplicate can happen.
+    Ambiguous(String),
+    /// Not sent: the channel's lease is not surely held by this process
+    /// (several instances); its owner sends it.
+    LeaseLost,
+}
+
+/// Makes the call(s) for one delivery.
+pub(crate) async fn call(
+    bot: &Bot,
+    d: &Delivery,
+    shaped: &Shaped,
+    events: &dyn DestinationEvents,
+    paid: bool,
+) -> CallResult {
+    let mut to = d.sub.chat_id;
+    // Protected content must not be copied, not even as text: a public
+    // channel's post is announced by a link, a private one's is skipped.
+    if !d.post.copyable {
+        return match link_text(d) {
+            Some(text) => match paid_text(bot, to, text, paid, shaped.thread).await {
+                Ok(m) => CallResult::Sent {
+                    id: m.id.0,
+                    to,
+                    note: Some("sent as a link: the post cannot be copied".into()),
+                    parts: Vec::new(),
+                },
+                Err(e) => topic_gone(&e, shaped).unwrap_or_else(|| classify(e, false)),
+            },
+            None => CallResult::Skipped(
+                "the post cannot be copied and its channel has no public link".into(),
+            ),
+        };
+    }
+    // At most one move (group → supergroup) per delivery.
+    for _ in 0..2 {
+        match call_once(bot, d, shaped, to, paid).await {
+            Err(RequestError::MigrateToChatId(new)) => {
+                events.on_event(DestinationEvent::Migrated {
+                    sub: d.sub.clone(),
+                    new_chat_id: new.0,
+                });
+                to = new.0;
+            }
+            Ok(ids) => {
+                return CallResult::Sent {
+                    id: ids[0],
+                    to,
+                    note: None,
+                    parts: if ids.len() > 1 { ids } else { Vec::new() },
+                };
+            }
+            Err(e) => {
+                if let Some(gone) = topic_gone(&e, shaped) {
+                    return gone;
+                }
+                return fallback(bot, d, shaped, to, e, is_copy(d), paid).await;
+            }
+        }
+    }
+    CallResult::Failed("group moved more than once".into())
+}
+
+/// The call of one delivery; the ids of the copy (one, or an album's parts).
+async fn call_once(
+    bot: &Bot,
+    d: &Delivery,
+    shaped: &Shaped,
+    to: i64,
+    paid: bool,
+) -> Result<Vec<i32>, RequestError> {
+    let chat = ChatId(to);
+    let from = ChatId(d.post.source_chat_id);
+    let post = &d.post;
+    let ids: Vec<MessageId> = post.copy_ids().iter().map(|&i| MessageId(i)).collect();
+    match d.sub.mode {
+        DeliveryMode::Copy if post.media.is_none() && post.text.is_some() => {
+            let (text, entities) = match &shaped.text {
+                Some((t, e)) => (t.clone(), e.clone()),
+                None => (post.text.clone().unwrap_or_default(), post.entities.clone()),
+            };
+            let mut req = bot.send_message(chat, text);
+            if paid {
+                req = req.allow_paid_broadcast(true);
+            }
+            if let Some(t) = shaped.thread {
+                req = req.message_thread_id(t);
+            }
+            if !entities.is_empty() {
+                req = req.entities(entities);
+            }
+            req.await.map(|m| vec![m.id.0])
+        }
+        DeliveryMode::Copy if ids.len() == 1 => {
+            let mut req = bot.copy_message(chat, from, ids[0]);
+            if paid {
+                req = req.allow_paid_broadcast(true);
+            }
+            if let Some(t) = shaped.thread {
+                req = req.message_thread_id(t);
+            }
+            if let Some((caption, entities)) = &shaped.text {
+                req = req.caption(caption.clone());
+                if !entities.is_empty() {
+                    req = req.caption_entities(entities.clone());
+                }
+            }
+            req.await.map(|m| vec![m.0])
+        }
+        DeliveryMode::Copy => {
+            let mut req = bot.copy_messages(chat, from, ids.clone());
+            if let Some(t) = shaped.thread {
+                req = req.message_thread_id(t);
+            }
+            req.await.and_then(|v| first_of(v, ids.len()))
+        }
+        DeliveryMode::Forward if ids.len() == 1 => {
+            let mut req = bot.forward_message(chat, from, ids[0]);
+            if let Some(t) = shaped.thread {
+                req = req.message_thread_id(t);
+            }
+            req.await.map(|m| vec![m.id.0])
+        }
+        DeliveryMode::Forward => {
+            let mut req = bot.forward_messages(chat, from, ids.clone());
+            if let Some(t) = shaped.thread {
+                req = req.message_thread_id(t);
+            }
+            req.await.and_then(|v| first_of(v, ids.len()))
+        }
+    }
+}
+
+/// A plain `sendMessage`, with `allow_paid_broadcast` when `paid`, in the topic `thread`.
+async fn paid_text(
+    bot: &Bot,
+    to: i64,
+    text: String,
+    paid: bool,
+    thread: Option<ThreadId>,
+) -> Result<teloxide::types::Message, RequestError> {
+    let mut req = bot.send_message(ChatId(to), text);
+    if let Some(t) = thread {
+        req = req.message_thread_id(t);
+    }
+    if paid {
+        req.allow_paid_broadcast(true).await
+    } else {
+        req.await
+    }
+}
+
+/// True when the call names the source chat too (copy or forward), so an
+/// error about "the chat" may be about the source, not the destination.
+fn is_copy(d: &Delivery) -> bool {
+    !(d.sub.mode == DeliveryMode::Copy && d.post.media.is_none() && d.post.text.is_some())
+}
+
+/// "New post in @channel: link", when the channel is public.
+fn link_text(d: &Delivery) -> Option<String> {
+    let link = d.post.link()?;
+    Some(match d.post.channel_username.as_deref() {
+        Some(name) => format!("New post in @{name}: {link}"),
+        None => link,
+    })
+}
+
+/// Where Telegram refused the message itself, tries once in a simpler form;
+/// otherwise classifies the error.
+#[allow(clippy::too_many_arguments)]
+async fn fallback(
+    bot: &Bot,
+    d: &Delivery,
+    shaped: &Shaped,
+    to: i64,
+    e: RequestError,
+    copying: bool,
+    paid: bool,
+) -> CallResult {
+    let plain = |note: &str| {
+        let note = note.to_owned();
+        async move {
+            let text = shaped.plain(d);
+            match paid_text(bot, to, text, paid, shaped.thread).await {
+                Ok(m) => CallResult::Sent {
+                    id: m.id.0,
+                    to,
+                    note: Some(note),
+                    parts: Vec::new(),
+                },
+                Err(e) => classify(e, false),
+            }
+        }
+    };
+    match &e {
+        // Entities Telegram cannot parse: the text without formatting.
+        RequestError::Api(ApiError::CantParseEntities(_)) if d.post.text.is_some() => {
+            plain("sent as plain text: entities were refused").await
+        }
+        // The post cannot be copied (protected, service message, too long
+        // a caption): a link to it, if the channel is public.
+        RequestError::Api(api) if is_message_specific(api) => match link_text(d) {
+            Some(text) => match paid_text(bot, to, text, paid, shaped.thread).await {
+                Ok(m) => CallResult::Sent {
+                    id: m.id.0,
+                    to,
+                    note: Some(format!("sent as a link: {api}")),
+                    parts: Vec::new(),
+                },
+                Err(e) => classify(e, false),
+            },
+            None => classify(e, copying),
+        },
+        _ => classify(e, copying),
+    }
+}
+
+/// Errors about the message itself, not the chat: another form may pass.
+fn is_message_specific(api: &ApiError) -> bool {
+    match api {
+        ApiError::MessageIsTooLong | ApiError::MessageToCopyNotFound => true,
+        ApiError::Unknown(text) => {
+            text.contains("can't be copied")
+                || text.contains("can't be forwarded")
+                || text.contains("message is too long")
+                || text.contains("caption is too long")
+        }
+        _ => false,
+    }
+}
+
+/// `copyMessages` silently skips what it cannot copy: fewer ids back than
+/// sent means part of the post did not arrive.
+fn first_of(v: Vec<MessageId>, sent: usize) -> Result<Vec<i32>, RequestError> {
+    match v.first() {
+        Some(_) => {
+            if v.len() != sent {
+                tracing::warn!(
+                    sent,
+                    copied = v.len(),
+                    "Telegram copied only part of an album."
+                );
+            }
+            Ok(v.iter().map(|m| m.0).collect())
+        }
+        None => Err(RequestError::Api(ApiError::Unknown(
+            "Bad Request: message can't be copied".to_owned(),
+        ))),
+    }
+}
+
+/// The one place that decides what a Telegram error means for a delivery.
+///
+/// `copying`: the call named the source chat too (copy/forward), so "chat
+/// not found" or an unknown "Forbidden" may be about the source channel —
+/// that fails this post, it does not condemn the destination. Only errors
+/// that can name nothing but the destination (blocked, kicked, deactivated,
+/// never started) deactivate it.
+pub(crate) fn classify(e: RequestError, copying: bool) -> CallResult {
+    match e {
+        RequestError::RetryAfter(s) => CallResult::RetryAfter(s.duration()),
+        // Checked first: a connect timeout is also a timeout, yet nothing was written.
+        RequestError::Network(e) if e.is_connect() => {
+            CallResult::Unreachable(format!("cannot reach the Bot API: {e}"))
+        }
+        RequestError::Network(e) if e.is_request() && !e.is_timeout() && !e.is_body() => {
+            CallResult::Transient(format!("request not sent: {e}"))
+        }
+        // Anything else after the request went out (timeout, reset, an answer
+        // we cannot read) may have been delivered: the outcome is unknown.
+        RequestError::Network(e) => CallResult::Ambiguous(format!("outcome unknown: {e}")),
+        RequestError::Io(e) => CallResult::Ambiguous(format!("outcome unknown (io): {e}")),
+        RequestError::InvalidJson { .. } => {
+            CallResult::Ambiguous("outcome unknown: unparsable answer from the Bot API".to_owned())
+        }
+        RequestError::MigrateToChatId(id) => {
+            CallResult::Failed(format!("group moved again, to {}", id.0))
+        }
+        RequestError::Api(api) => match api {
+            ApiError::BotBlocked => CallResult::Gone("blocked".into()),
+            ApiError::BotKicked
+            | ApiError::BotKickedFromSupergroup
+            | ApiError::BotKickedFromChannel => CallResult::Gone("kicked".into()),
+            ApiError::UserDeactivated => CallResult::Gone("deactivated".into()),
+            ApiError::CantInitiateConversation | ApiError::CantTalkWithBots => {
+                CallResult::Gone("not started".into())
+            }
+            ApiError::ChatNotFound if !copying => CallResult::Gone("chat not found".into()),
+            ApiError::NotEnoughRightsToPostMessages => CallResult::Gone("no right to post".into()),
+            // A revoked or wrong token is the bot's problem, not the chat's:
+            // that bot's lane halts (the limiter logs it, naming the bot id).
+            ApiError::InvalidToken => CallResult::TokenRefused,
+            ApiError::Unknown(text)
+                if text.contains("Internal Server Error")
+                    || text.contains("Bad Gateway")
+                    || text.contains("Gateway Timeout")
+                    || text.contains("Service Unavailable")
+                    || text.starts_with("Internal") =>
+            {
+                CallResult::Transient(text)
+            }
+            ApiError::Unknown(text) if text.starts_with("Forbidden") && !copying => {
+                CallResult::Gone(text)
+            }
+            other => CallResult::Failed(other.to_string()),
+        },
+    }
+}
