@@ -66,6 +66,8 @@ mod pipeline_run;
 mod plot;
 /// The reader scenario: the MTProto reader against the fake data centre.
 mod reader;
+/// The `reader` scenario's sizes and printed lines.
+mod reader_plan;
 /// The report, its summary and the targets.
 mod report;
 /// The resume scenario: a large backlog of owed deliveries at start-up.

@@ -49,7 +49,8 @@
 //!   sleeps 10 s after every 5xx, which would turn a short outage into a long
 //!   one.
 //!
-//! The code: this file is the handle and the public types; `server` runs
+//! The code: this file is the handle and the public types (the messages
+//! in `messages`); `server` runs
 //! the actix-web server thread and dispatches requests; `wire` parses
 //! methods and parameters and builds the replies' envelope; `limits` is
 //! Telegram's rate limits as the fake enforces them; `state` is what the
@@ -60,6 +61,7 @@
 mod forum;
 mod json;
 mod limits;
+mod messages;
 mod mirror;
 mod people;
 mod report;
@@ -76,6 +78,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+pub use messages::{ChannelMessage, MediaKind, NewChannelMessage, ReceivedMessage};
 pub use mirror::MirrorCall;
 pub use people::{CallbackAnswer, MemberStatus};
 pub use report::DeliveryReport;
@@ -192,126 +195,6 @@ impl ChatKind {
             Self::Supergroup
         }
     }
-}
-
-/// The media of a channel post.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum MediaKind {
-    /// A photo.
-    Photo,
-    /// A video.
-    Video,
-    /// A file.
-    Document,
-}
-
-/// A post to publish in a channel with [`FakeTelegram::post`].
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct NewChannelMessage {
-    /// The text, or the caption of a media message.
-    pub text: Option<String>,
-    /// Bot API `MessageEntity` JSON objects for the text or caption.
-    pub entities: Vec<Value>,
-    /// The media, if any.
-    pub media: Option<MediaKind>,
-    /// Messages sharing this id form one album (one post).
-    pub media_group_id: Option<String>,
-    /// Protected content: cannot be copied or forwarded.
-    pub protected: bool,
-}
-
-impl NewChannelMessage {
-    /// A text message.
-    pub fn text(text: impl Into<String>) -> Self {
-        Self {
-            text: Some(text.into()),
-            ..Self::default()
-        }
-    }
-
-    /// A media message with an optional caption.
-    pub fn media(kind: MediaKind, caption: Option<&str>) -> Self {
-        Self {
-            text: caption.map(str::to_owned),
-            media: Some(kind),
-            ..Self::default()
-        }
-    }
-
-    /// The same message with these entities.
-    pub fn with_entities(mut self, entities: Vec<Value>) -> Self {
-        self.entities = entities;
-        self
-    }
-
-    /// The same message as a part of the album `group`.
-    pub fn in_album(mut self, group: impl Into<String>) -> Self {
-        self.media_group_id = Some(group.into());
-        self
-    }
-
-    /// The same message with protected content.
-    pub fn protected(mut self) -> Self {
-        self.protected = true;
-        self
-    }
-}
-
-/// A message in a channel's history.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ChannelMessage {
-    /// Message id in the channel: 1, 2, 3…
-    pub id: i32,
-    /// Unix seconds.
-    pub date: i64,
-    /// Text or caption.
-    pub text: Option<String>,
-    /// Bot API `MessageEntity` JSON objects.
-    pub entities: Vec<Value>,
-    /// The media, if any.
-    pub media: Option<MediaKind>,
-    /// Album id, if the message is part of one.
-    pub media_group_id: Option<String>,
-    /// Protected content.
-    pub protected: bool,
-    /// When [`FakeTelegram::post`] published it (the start of latency).
-    pub posted_at: Instant,
-}
-
-/// A message the fake accepted into a destination chat.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ReceivedMessage {
-    /// Its id in the destination chat (1, 2, 3… per chat).
-    pub message_id: i32,
-    /// The Bot API method that delivered it, e.g. `"copyMessages"`.
-    pub method: &'static str,
-    /// The channel message it came from: given for copies and forwards, and
-    /// for `sendMessage` when its text equals a channel message's text.
-    pub source: Option<(i64, i32)>,
-    /// Text or caption.
-    pub text: Option<String>,
-    /// Entities as sent (`sendMessage`) or as copied from the source.
-    pub entities: Vec<Value>,
-    /// The source's album id, for messages that came in a
-    /// `copyMessages`/`forwardMessages` request (single copies leave the
-    /// album, as on Telegram).
-    pub media_group_id: Option<String>,
-    /// When the fake accepted it.
-    pub received_at: Instant,
-    /// The bot that sent it.
-    pub bot_id: i64,
-    /// The forum topic it was sent to (`message_thread_id`), if any.
-    pub message_thread_id: Option<i32>,
-    /// The HTTP request that delivered it: the parts of one `copyMessages`
-    /// share it. Unique across the fake.
-    pub request_id: u64,
-    /// The inline keyboard (`reply_markup` JSON) it carries now: as sent,
-    /// or as last edited.
-    pub reply_markup: Option<Value>,
-    /// The request carried `allow_paid_broadcast=true`.
-    pub allow_paid_broadcast: bool,
-    /// Times `editMessageText`/`editMessageReplyMarkup` changed it.
-    pub edits: u32,
 }
 
 /// Counters over everything the fake has answered.
