@@ -15,14 +15,14 @@
 //! Redis was down at start, a connection is attempted again at most every
 //! two seconds, so kuryer uses Redis again without a restart.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use kuryer_actors::ports::Dedup;
 use redis::AsyncCommands;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 
 use crate::config::RedisConfig;
 
@@ -36,8 +36,7 @@ pub struct RedisDedup {
 }
 
 struct Inner {
-    client: Option<redis::Client>,
-    conn: Mutex<(Option<ConnectionManager>, Option<Instant>)>,
+    redis: crate::redis_conn::LazyRedis,
     healthy: AtomicBool,
     prefix: String,
     ttl_s: u64,
@@ -57,8 +56,11 @@ impl RedisDedup {
         };
         Self {
             inner: Arc::new(Inner {
-                client,
-                conn: Mutex::new((None, None)),
+                redis: crate::redis_conn::LazyRedis::new(
+                    client,
+                    Duration::from_secs(2),
+                    OP_TIMEOUT,
+                ),
                 healthy: AtomicBool::new(true),
                 prefix: format!("{}{installation}:", cfg.key_prefix),
                 ttl_s: cfg.dedup_ttl_s,
@@ -68,63 +70,20 @@ impl RedisDedup {
 
     /// Whether the last Redis operation worked.
     pub fn is_healthy(&self) -> bool {
-        self.inner.client.is_some() && self.inner.healthy.load(Ordering::Relaxed)
+        self.inner.redis.configured() && self.inner.healthy.load(Ordering::Relaxed)
     }
 
     fn key(&self, subscription_id: i64, message_id: i32) -> String {
         format!("{}fwd:{subscription_id}:{message_id}", self.inner.prefix)
     }
 
-    /// The connection, or `None` while Redis cannot be reached. At most one
-    /// caller connects at a time, at most every two seconds, and **no lock
-    /// is held while it does**: the others get `None` at once and go on
-    /// with the database's dedup. (Connecting under the lock made every
-    /// send wait up to a second whenever Redis was away.)
+    /// The connection, or `None` while Redis cannot be reached (see
+    /// `redis_conn`).
     async fn connection(&self) -> Option<ConnectionManager> {
-        let client = self.inner.client.as_ref()?;
-        {
-            let mut guard = self
-                .inner
-                .conn
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if let Some(c) = &guard.0 {
-                return Some(c.clone());
-            }
-            if guard
-                .1
-                .is_some_and(|t| t.elapsed() < Duration::from_secs(2))
-            {
-                return None;
-            }
-            // Claim this attempt; later callers see it and do not wait.
-            guard.1 = Some(Instant::now());
-        }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(500)))
-            .set_response_timeout(Some(OP_TIMEOUT))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(2));
-        match tokio::time::timeout(
-            Duration::from_secs(1),
-            ConnectionManager::new_with_config(client.clone(), config),
-        )
-        .await
-        {
-            Ok(Ok(c)) => {
-                let mut guard = self
-                    .inner
-                    .conn
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                Some(guard.0.get_or_insert(c).clone())
-            }
-            Ok(Err(e)) => {
-                self.set_health(false, &e.to_string());
-                None
-            }
-            Err(_) => {
-                self.set_health(false, "connect timed out");
+        match self.inner.redis.connection().await {
+            Ok(c) => c,
+            Err(why) => {
+                self.set_health(false, &why);
                 None
             }
         }

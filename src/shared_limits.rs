@@ -19,12 +19,12 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use kuryer_actors::ports::{Admission, SendSlot, SharedLimits, SharedLimitsError, SlotDone};
 use kuryer_actors::rate_limiter::SharedRates;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 
 use crate::config::{RedisConfig, SharedMode};
 
@@ -58,8 +58,7 @@ pub struct RedisSharedLimits {
 }
 
 struct Inner {
-    client: Option<redis::Client>,
-    conn: Mutex<(Option<ConnectionManager>, Option<Instant>)>,
+    redis: crate::redis_conn::LazyRedis,
     script: redis::Script,
     prefix: String,
     /// This instance's name in the heartbeat set and in its tickets.
@@ -99,8 +98,11 @@ impl RedisSharedLimits {
         };
         Self {
             inner: Arc::new(Inner {
-                client,
-                conn: Mutex::new((None, None)),
+                redis: crate::redis_conn::LazyRedis::new(
+                    client,
+                    Duration::from_secs(1),
+                    OP_TIMEOUT,
+                ),
                 script: redis::Script::new(SCRIPT),
                 prefix: format!("{}{installation}:", cfg.key_prefix),
                 instance: instance.to_owned(),
@@ -130,52 +132,13 @@ impl RedisSharedLimits {
         format!("{}instances", self.inner.prefix)
     }
 
-    /// The connection, or `None` while Redis cannot be reached (at most one
-    /// attempt every second, no lock held while connecting).
+    /// The connection, or `None` while Redis cannot be reached (see
+    /// `redis_conn`).
     async fn connection(&self) -> Option<ConnectionManager> {
-        let client = self.inner.client.as_ref()?;
-        {
-            let mut guard = self
-                .inner
-                .conn
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if let Some(c) = &guard.0 {
-                return Some(c.clone());
-            }
-            if guard
-                .1
-                .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
-            {
-                return None;
-            }
-            guard.1 = Some(Instant::now());
-        }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(500)))
-            .set_response_timeout(Some(OP_TIMEOUT))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(1));
-        match tokio::time::timeout(
-            Duration::from_secs(1),
-            ConnectionManager::new_with_config(client.clone(), config),
-        )
-        .await
-        {
-            Ok(Ok(c)) => {
-                let mut guard = self
-                    .inner
-                    .conn
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                Some(guard.0.get_or_insert(c).clone())
-            }
-            Ok(Err(e)) => {
-                self.set_reachable(false, &e.to_string());
-                None
-            }
-            Err(_) => {
-                self.set_reachable(false, "connect timed out");
+        match self.inner.redis.connection().await {
+            Ok(c) => c,
+            Err(why) => {
+                self.set_reachable(false, &why);
                 None
             }
         }
@@ -343,7 +306,7 @@ impl SharedLimits for RedisSharedLimits {
     }
 
     fn reachable(&self) -> bool {
-        self.inner.client.is_some() && self.inner.reachable.load(Ordering::Relaxed)
+        self.inner.redis.configured() && self.inner.reachable.load(Ordering::Relaxed)
     }
 
     fn live_instances(&self) -> usize {
