@@ -131,9 +131,10 @@ impl Keeper {
         self.draining.clone()
     }
 
-    /// One round now (at start: the first share is taken before the daemon
-    /// says it is ready), then one every third of the TTL, on the current
-    /// arbiter, until the handle is aborted.
+    /// One round now, then one every third of the TTL, on the current
+    /// arbiter, until the handle is aborted. The daemon does not wait for
+    /// the first round: right after a start `/readyz` may report no channels
+    /// owned yet, until that round has taken the first share.
     pub async fn run(mut self) {
         let period = self.ownership.ttl() / 3;
         loop {
