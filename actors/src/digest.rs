@@ -69,14 +69,7 @@ pub enum Digest {
 }
 
 fn parse_time(s: &str) -> Result<Time, DigestError> {
-    let bad = || DigestError::Time(s.to_owned());
-    let (h, m) = s.trim().split_once(':').ok_or_else(bad)?;
-    let h: i8 = h.parse().map_err(|_| bad())?;
-    let m: i8 = m.parse().map_err(|_| bad())?;
-    if !(0..24).contains(&h) || !(0..60).contains(&m) {
-        return Err(bad());
-    }
-    Time::new(h, m, 0, 0).map_err(|_| bad())
+    crate::quiet::parse_hh_mm(s).ok_or_else(|| DigestError::Time(s.to_owned()))
 }
 
 impl DigestSpec {

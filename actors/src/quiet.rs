@@ -66,15 +66,20 @@ pub struct Quiet {
 /// subscription with a digest: hold everything, the digest sends it.
 pub const DIGEST_HOLD: &str = r#"{"hold":"digest"}"#;
 
-fn parse_time(s: &str) -> Result<Time, QuietError> {
-    let bad = || QuietError::Time(s.to_owned());
-    let (h, m) = s.trim().split_once(':').ok_or_else(bad)?;
-    let h: i8 = h.parse().map_err(|_| bad())?;
-    let m: i8 = m.parse().map_err(|_| bad())?;
+/// A wall-clock `HH:MM` (also the digest's time of day); `None` when it
+/// is not one.
+pub(crate) fn parse_hh_mm(s: &str) -> Option<Time> {
+    let (h, m) = s.trim().split_once(':')?;
+    let h: i8 = h.parse().ok()?;
+    let m: i8 = m.parse().ok()?;
     if !(0..24).contains(&h) || !(0..60).contains(&m) {
-        return Err(bad());
+        return None;
     }
-    Time::new(h, m, 0, 0).map_err(|_| bad())
+    Time::new(h, m, 0, 0).ok()
+}
+
+fn parse_time(s: &str) -> Result<Time, QuietError> {
+    parse_hh_mm(s).ok_or_else(|| QuietError::Time(s.to_owned()))
 }
 
 impl QuietSpec {
