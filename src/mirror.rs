@@ -233,6 +233,15 @@ impl MirrorWorker {
                 }
                 continue;
             };
+            // A copy not sent yet (held by quiet hours or a digest, owed
+            // after a crash) is made from the recorded post: the edit goes
+            // into it, once (the recorded text then equals the edit's).
+            if !e.delete && t.post.message_ids.len() == 1 && {
+                let ed = edited(&t.post, e);
+                ed.text != t.post.text || ed.entities != t.post.entities
+            } {
+                self.store.record_edit_in_post(e).await?;
+            }
             if t.targets.is_empty() {
                 finished.push(e.id);
                 continue;
@@ -273,7 +282,9 @@ impl MirrorWorker {
                         let old = now - e.created_at
                             > chrono::Duration::from_std(self.window).unwrap_or_default();
                         if old || (!held && handled) {
-                            applied.push(skip("the post was not delivered here"));
+                            // Held (quiet hours, a digest) or filtered out:
+                            // a copy made later carries the edit (above).
+                            applied.push(skip("no copy sent yet; one made later is edited"));
                         }
                         continue;
                     }

@@ -4,6 +4,8 @@
 
 use chrono::{DateTime, Utc};
 use kuryer_actors::digest::Entry;
+use kuryer_actors::filters::PostFilter;
+use kuryer_actors::model::MediaKind;
 
 use super::error::OpContext;
 use super::{Store, StoreError};
@@ -49,9 +51,13 @@ pub struct DigestRun {
 
 /// The owed posts of a subscription up to `$2`, oldest first: detected
 /// after it was created, with no outcome row, at most 8 days old (older
-/// posts are beyond the partitions' retention of outcome rows).
+/// posts are beyond the partitions' retention of outcome rows). Columns:
+/// the post's id, its text (or caption), its media kind and the
+/// subscription's filters — a post the filters refuse is not listed, as
+/// the fan-out and the resume deliver nothing for it.
 const OWED_POSTS: &str = "
-    SELECT p.id FROM posts p JOIN subscriptions s ON s.channel_id = p.channel_id
+    SELECT p.id, p.text, p.media, s.filters::text
+      FROM posts p JOIN subscriptions s ON s.channel_id = p.channel_id
      WHERE s.id = $1 AND p.detected_at >= s.created_at AND p.detected_at <= $2
        AND p.detected_at >= $2::timestamptz - interval '8 days'
        AND p.source_chat_id IS NOT NULL
@@ -123,16 +129,47 @@ impl Store {
     ) -> Result<DigestRun, StoreError> {
         const OP: &str = "claim a digest";
         let c = self.conn(OP).await?;
-        c.execute(
-            &format!(
+        let claimed = c
+            .query_opt(
+                "SELECT 1 FROM digest_runs WHERE subscription_id = $1 AND period = $2",
+                &[&subscription_id, &period],
+            )
+            .await
+            .op(OP)?
+            .is_some();
+        if !claimed {
+            // The list is fixed here, filtered as the fan-out filters; a
+            // process claiming the same period at once loses the insert
+            // and reads the winner's list back.
+            let rows = c
+                .query(OWED_POSTS, &[&subscription_id, &now])
+                .await
+                .op(OP)?;
+            let filter = rows
+                .first()
+                .and_then(|r| PostFilter::from_stored(r.get::<_, &str>(3)));
+            let post_ids: Vec<i64> = rows
+                .iter()
+                .filter(|r| {
+                    filter.as_ref().is_none_or(|f| {
+                        let media: Option<String> = r.get(2);
+                        let media: Option<MediaKind> = media.and_then(|m| {
+                            serde_json::from_value(serde_json::Value::String(m)).ok()
+                        });
+                        f.accepts_parts(r.get(1), media)
+                    })
+                })
+                .map(|r| r.get(0))
+                .collect();
+            c.execute(
                 "INSERT INTO digest_runs (subscription_id, period, post_ids)
-                 SELECT $1, $3, ARRAY({OWED_POSTS})
-                 ON CONFLICT (subscription_id, period) DO NOTHING"
-            ),
-            &[&subscription_id, &now, &period],
-        )
-        .await
-        .op(OP)?;
+                 VALUES ($1, $2, $3)
+                 ON CONFLICT (subscription_id, period) DO NOTHING",
+                &[&subscription_id, &period, &post_ids],
+            )
+            .await
+            .op(OP)?;
+        }
         let r = c
             .query_one(
                 "SELECT post_ids, parts_sent, done_at IS NOT NULL FROM digest_runs

@@ -285,6 +285,31 @@ impl Store {
             .collect())
     }
 
+    /// An edit of a one-message post becomes its recorded text: a copy not
+    /// sent yet (held by quiet hours or a digest, owed after a crash) goes
+    /// out edited, and a digest lists the new words. The media stays as
+    /// recorded (a relay copy keeps the media it was forwarded with).
+    /// Returns whether the post was changed.
+    pub async fn record_edit_in_post(&self, e: &PostEvent) -> Result<bool, StoreError> {
+        const OP: &str = "record an edit in its post";
+        let c = self.conn(OP).await?;
+        let n = c
+            .execute(
+                "UPDATE posts SET text = $3, entities = $4::text::jsonb
+                  WHERE channel_id = $1 AND message_id = $2
+                    AND cardinality(message_ids) = 1",
+                &[
+                    &e.channel_id,
+                    &i64::from(e.message_id),
+                    &e.text,
+                    &e.entities,
+                ],
+            )
+            .await
+            .op(OP)?;
+        Ok(n > 0)
+    }
+
     /// Marks events done with how they ended.
     pub async fn finish_post_events(&self, ids: &[i64], outcome: &str) -> Result<(), StoreError> {
         const OP: &str = "finish post events";

@@ -358,3 +358,78 @@ async fn the_bot_sets_and_clears_a_digest() {
     .await;
     assert!(got, "the held post never came after /digest off");
 }
+
+/// The store's side of the filters: a digest lists only the owed posts the
+/// subscription's filters accept (a refused post has no delivery, as in the
+/// fan-out and the resume), and a second claim of the period reads the same
+/// list back even after the filters changed.
+#[tokio::test]
+async fn a_digest_lists_only_the_posts_its_filters_accept() {
+    use chrono::Utc;
+    use kuryer::store::NewPost;
+    use kuryer_actors::model::ChannelUsername;
+
+    let db = TestDb::new().await;
+    let store = db.migrated().await;
+    let name = ChannelUsername::parse("@digest_filtered").unwrap();
+    let added = store.add_subscription(717_101, &name).await.unwrap();
+    let sub = added.subscription.id;
+    let c = db.client().await;
+    let channel: i64 = c
+        .query_one(
+            "SELECT channel_id FROM subscriptions WHERE id = $1",
+            &[&sub],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    c.execute(
+        "UPDATE subscriptions SET filters = '{\"exclude\": [\"casino\"], \"skip_media\": [\"video\"]}'
+          WHERE id = $1",
+        &[&sub],
+    )
+    .await
+    .unwrap();
+    let posts = [
+        ("news one", None),
+        ("best CASINO bonus", None),
+        ("a clip", Some("video")),
+        ("a photo", Some("photo")),
+        ("news two", None),
+    ];
+    let mut ids = Vec::new();
+    for (i, (text, media)) in posts.iter().enumerate() {
+        let id = store
+            .record_post(&NewPost {
+                channel_id: channel,
+                message_ids: vec![i as i64 + 1],
+                kind: media.unwrap_or("text").into(),
+                detected_at: Utc::now(),
+                source_chat_id: Some(-1_000_717_101),
+                channel_username: Some("digest_filtered".into()),
+                text: Some((*text).into()),
+                media: media.map(str::to_owned),
+                copyable: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .expect("recorded");
+        ids.push(id);
+    }
+    let period = Utc::now();
+    let run = store.claim_digest(sub, period, Utc::now()).await.unwrap();
+    assert_eq!(
+        run.post_ids,
+        [ids[0], ids[3], ids[4]],
+        "casino and video are filtered out"
+    );
+    c.execute(
+        "UPDATE subscriptions SET filters = '{}' WHERE id = $1",
+        &[&sub],
+    )
+    .await
+    .unwrap();
+    let again = store.claim_digest(sub, period, Utc::now()).await.unwrap();
+    assert_eq!(again.post_ids, run.post_ids, "the claimed list is fixed");
+}

@@ -3,7 +3,8 @@
 //! again in the middle (more posts published while it is down); the held
 //! posts stay owed (no outcome row), are not sent early by the resume or the
 //! sweep, and once the hours are switched off they arrive in order, before
-//! any newer post.
+//! any newer post. A held post edited while held goes out with the new
+//! text, with no edit call for it.
 
 use std::time::{Duration, Instant};
 
@@ -126,15 +127,25 @@ async fn held_posts_survive_a_restart_of_the_real_binary_and_arrive_in_order_aft
     .await;
     assert!(resolved, "channel never resolved:\n{}", daemon.log_text());
 
-    for i in 1..=3 {
-        fake.post(CHANNEL, NewChannelMessage::text(format!("quiet post {i}")));
-    }
+    let ids: Vec<i32> = (1..=3)
+        .map(|i| fake.post(CHANNEL, NewChannelMessage::text(format!("quiet post {i}"))))
+        .collect();
     // The other subscriber (no quiet hours) gets them at once.
     let other = wait_until(Duration::from_secs(20), async || {
         texts(&fake, OTHER).len() == 3
     })
     .await;
     assert!(other, "{:?}\n{}", texts(&fake, OTHER), daemon.log_text());
+    // An edit of a held post: the other's copy is edited; the held copy
+    // will go out with the new text (no edit call for it).
+    assert!(fake.edit_post(CHANNEL, ids[1], Some("quiet post 2, edited")));
+    let edited = wait_until(Duration::from_secs(20), async || {
+        fake.received(OTHER)
+            .iter()
+            .any(|m| m.edits == 1 && m.text.as_deref() == Some("quiet post 2, edited"))
+    })
+    .await;
+    assert!(edited, "{:?}\n{}", fake.received(OTHER), daemon.log_text());
     // Several sweeps (every second) pass; nothing reaches the quiet one.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(texts(&fake, USER), Vec::<String>::new());
@@ -185,12 +196,17 @@ async fn held_posts_survive_a_restart_of_the_real_binary_and_arrive_in_order_aft
     })
     .await;
     let expected: Vec<String> = (1..=5)
-        .map(|i| format!("quiet post {i}"))
+        .map(|i| match i {
+            2 => "quiet post 2, edited".to_owned(),
+            _ => format!("quiet post {i}"),
+        })
         .chain(["after quiet".to_owned()])
         .collect();
     assert!(all, "{:?}\n{}", texts(&fake, USER), daemon.log_text());
     assert_eq!(texts(&fake, USER), expected);
-    // Exactly one sendMessage each, nothing else sent to the chat.
+    // Exactly one sendMessage each, nothing else sent to the chat, and
+    // the held copy was never edited (it went out edited).
     assert_eq!(fake.received(USER).len(), 6);
+    assert!(fake.received(USER).iter().all(|m| m.edits == 0));
     assert_eq!(daemon.terminate(), Some(0));
 }
