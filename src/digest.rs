@@ -133,6 +133,8 @@ impl DigestWorker {
         let period = match (due.open_period, due.due_at) {
             (Some(p), _) => p,
             (None, Some(at)) if at <= now => at,
+            // Turned off: the last digest goes at once.
+            (None, None) if matches!(schedule, Digest::Closing) => now,
             (None, _) => {
                 self.store
                     .set_digest_due(sub, schedule.next_due(now))

@@ -38,6 +38,10 @@ pub enum DigestSpec {
     },
     /// At the start of every hour (UTC).
     Hourly,
+    /// Turned off with posts still held: one last digest of them is due
+    /// at once, then the setting is cleared (never typed by a user: the
+    /// store writes it for `/digest off`, so nothing held is left owed).
+    Closing,
 }
 
 /// Why a digest setting cannot be used.
@@ -66,6 +70,8 @@ pub enum Digest {
     },
     /// Hourly.
     Hourly,
+    /// The last one, due at once.
+    Closing,
 }
 
 fn parse_time(s: &str) -> Result<Time, DigestError> {
@@ -93,6 +99,7 @@ impl DigestSpec {
     pub fn compile(&self) -> Result<Digest, DigestError> {
         match self {
             Self::Hourly => Ok(Digest::Hourly),
+            Self::Closing => Ok(Digest::Closing),
             Self::Daily { at, tz } => Ok(Digest::Daily {
                 at: parse_time(at)?,
                 tz: TimeZone::get(tz).map_err(|_| DigestError::Zone(tz.clone()))?,
@@ -132,6 +139,8 @@ impl Digest {
     /// The first instant strictly after `after` at which a digest is due.
     pub fn next_due(&self, after: DateTime<Utc>) -> DateTime<Utc> {
         match self {
+            // Due at once; cleared once sent, so never due again.
+            Self::Closing => after,
             Self::Hourly => {
                 let secs = after.timestamp().div_euclid(3600) * 3600 + 3600;
                 DateTime::from_timestamp(secs, 0).unwrap_or(after)
@@ -362,6 +371,19 @@ mod tests {
         assert!(Digest::from_stored(Some(&json)).is_some());
         assert!(Digest::from_stored(Some(r#"{"every":"hourly"}"#)).is_some());
         assert!(Digest::from_stored(Some(r#"{"every":"weekly"}"#)).is_none());
+    }
+
+    #[test]
+    fn a_closing_digest_is_due_at_once_and_never_typed() {
+        assert_eq!(
+            DigestSpec::parse_args("closing").unwrap_err(),
+            DigestError::Syntax
+        );
+        let stored = serde_json::to_string(&DigestSpec::Closing).unwrap();
+        assert_eq!(stored, r#"{"every":"closing"}"#);
+        let d = Digest::from_stored(Some(&stored)).unwrap();
+        let now = at("2026-12-01T21:00:00Z");
+        assert_eq!(d.next_due(now), now);
     }
 
     fn entry(user: Option<&str>, id: i64, text: &str) -> Entry {

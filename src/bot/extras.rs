@@ -235,7 +235,7 @@ async fn digest(
             ],
         ),
         Some(DigestSpec::Hourly) => h.t(lang, "digest-ok-hourly", &[("who", who.into())]),
-        None => h.t(lang, "digest-off", &[("who", who.into())]),
+        Some(DigestSpec::Closing) | None => h.t(lang, "digest-off", &[("who", who.into())]),
     })
 }
 

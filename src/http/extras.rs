@@ -140,6 +140,11 @@ pub(super) async fn digest(
         None
     } else {
         let spec: DigestSpec = serde_json::from_value(body).map_err(|e| bad(e.to_string()))?;
+        if spec == DigestSpec::Closing {
+            return Err(bad(
+                "\"closing\" is set by turning a digest off ({})".to_owned()
+            ));
+        }
         spec.compile().map_err(|e| bad(e.to_string()))?;
         Some(serde_json::to_value(&spec).map_err(|e| bad(e.to_string()))?)
     };

@@ -302,6 +302,15 @@ impl Store {
         )
         .await
         .op(OP)?;
+        // The last digest of one turned off: the setting goes (its trigger
+        // tells every registry to stop holding).
+        tx.execute(
+            "UPDATE subscriptions SET digest = NULL, digest_due_at = NULL
+              WHERE id = $1 AND digest->>'every' = 'closing'",
+            &[&subscription_id],
+        )
+        .await
+        .op(OP)?;
         tx.commit().await.op(OP)?;
         Ok(n)
     }

@@ -69,13 +69,23 @@ impl Store {
         let rows = c
             .query(
                 &format!(
-                    "UPDATE subscriptions s SET {col} = $3, updated_at = now(){due}
+                    "UPDATE subscriptions s SET {col} = {value}, updated_at = now(){due}
                        FROM users u
                       WHERE u.id = s.user_id AND s.removed_at IS NULL
                         AND ($1::bigint IS NULL OR s.id = $1)
                         AND ($2::bigint IS NULL OR u.telegram_id = $2)
                       RETURNING s.id",
                     col = extra.column(),
+                    // A digest turned off sends what it holds first: one
+                    // last digest, due at once, after which the worker
+                    // clears the setting (nothing held is left owed past
+                    // the resume window). `$3` is NULL here.
+                    value = if extra == Extra::Digest && value.is_none() {
+                        "CASE WHEN s.digest IS NULL THEN $3::jsonb
+                              ELSE '{\"every\": \"closing\"}'::jsonb END"
+                    } else {
+                        "$3"
+                    },
                     // A new schedule: the daemon computes its next due time.
                     due = if extra == Extra::Digest {
                         ", digest_due_at = NULL"

@@ -33,7 +33,7 @@ pub(crate) async fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> 
 /// `kuryer run` (its `daemon::run`, in this process, so the test runs
 /// the code it was built with), the fake, and channels our bot administers.
 pub(crate) struct World {
-    _db: TestDb,
+    pub(crate) db: TestDb,
     pub(crate) fake: FakeTelegram,
     /// The management API's address.
     pub(crate) http: std::net::SocketAddr,
@@ -93,7 +93,7 @@ impl World {
             }
         });
         let me = Self {
-            _db: db,
+            db,
             fake,
             http,
             stop: Some(stop),

@@ -304,8 +304,8 @@ async fn held_posts_arrive_as_one_linked_digest_once_across_restarts() {
 }
 
 /// `/digest` through the bot: set for one subscription (its posts are held,
-/// the other gets them), bad input answered with the usage, `off` sends the
-/// held post one by one.
+/// the other gets them), bad input answered with the usage, `off` sends
+/// what it held in one last digest at once, then posts go one by one.
 #[actix_rt::test]
 async fn the_bot_sets_and_clears_a_digest() {
     use crate::bot::{TOKEN as BOT, World};
@@ -351,12 +351,52 @@ async fn the_bot_sets_and_clears_a_digest() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(!texts(&w.fake, U).iter().any(|t| t == "held for the digest"));
     let t = w.say(BOT, U, "/digest @dg_news off", "en").await;
-    assert!(t.contains("one by one"), "{t}");
-    let got = wait_until(Duration::from_secs(20), async || {
-        texts(&w.fake, U).iter().any(|t| t == "held for the digest")
+    assert!(t.contains("one last digest"), "{t}");
+    // What it held comes at once in one last digest (not due for hours),
+    // then the setting is gone and posts come one by one.
+    let last = wait_until(Duration::from_secs(20), async || {
+        texts(&w.fake, U)
+            .iter()
+            .any(|t| t.starts_with("📰 Digest: 1 posts\n"))
     })
     .await;
-    assert!(got, "the held post never came after /digest off");
+    assert!(last, "{:?}", texts(&w.fake, U));
+    let digests: Vec<String> = texts(&w.fake, U)
+        .into_iter()
+        .filter(|t| t.starts_with("📰 Digest:"))
+        .collect();
+    assert_eq!(digests.len(), 1, "{digests:?}");
+    assert!(
+        digests[0].contains("https://t.me/dg_news/"),
+        "{}",
+        digests[0]
+    );
+    assert!(digests[0].contains("held for the digest"), "{}", digests[0]);
+    let cleared = wait_until(Duration::from_secs(10), async || {
+        w.db.client()
+            .await
+            .query_one(
+                "SELECT count(*) FROM subscriptions WHERE digest IS NOT NULL",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+            == 0
+    })
+    .await;
+    assert!(cleared, "the closing digest setting was never cleared");
+    w.fake
+        .post(NEWS, NewChannelMessage::text("one by one again"));
+    let got = wait_until(Duration::from_secs(20), async || {
+        texts(&w.fake, U).iter().any(|t| t == "one by one again")
+    })
+    .await;
+    assert!(got, "{:?}", texts(&w.fake, U));
+    assert!(
+        !texts(&w.fake, U).iter().any(|t| t == "held for the digest"),
+        "the held post was sent on its own too"
+    );
 }
 
 /// The store's side of the filters: a digest lists only the owed posts the
