@@ -75,8 +75,7 @@ impl ReaderEvents for PipelineEvents {
         let (store, bots, texts) = (self.store.clone(), self.bots.clone(), self.texts.clone());
         let name = name.to_owned();
         tokio::spawn(async move {
-            let problems = crate::store::READER_PROBLEMS;
-            bot::told::channel_resumed(&store, &bots, &texts, channel_id, &name, problems).await;
+            bot::told::channel_resumed(&store, &bots, &texts, channel_id, &name).await;
         });
     }
     fn channel_renamed(&self, channel_id: i64, old: &str, new: Option<&str>) {

@@ -143,9 +143,13 @@ async fn send_notices(
             .reply_markup(buttons)
             .await;
         match sent {
-            Ok(_) => metrics::counter!(CHANNEL_NOTICES_TOTAL, "problem" => label, "outcome" => "sent").increment(1),
+            Ok(_) => {
+                metrics::counter!(CHANNEL_NOTICES_TOTAL, "problem" => label, "outcome" => "sent")
+                    .increment(1)
+            }
             Err(e) => {
-                metrics::counter!(CHANNEL_NOTICES_TOTAL, "problem" => label, "outcome" => "failed").increment(1);
+                metrics::counter!(CHANNEL_NOTICES_TOTAL, "problem" => label, "outcome" => "failed")
+                    .increment(1);
                 tracing::info!(channel_id, user = n.user, problem = label, error = %e, "Could not tell a subscriber about their channel.");
             }
         }
@@ -189,18 +193,17 @@ pub async fn tell_channel_problem(
     .await;
 }
 
-/// The channel reads again (`problems`: those this ends,
-/// `store::READER_PROBLEMS` or `store::BOT_PROBLEMS`): the pause is lifted
-/// and each subscriber told of it gets one "resumed" notice.
+/// The channel's posts come again (read by the reader, or our bot is its
+/// admin again): the pause is lifted and each subscriber told of it gets
+/// one "resumed" notice.
 pub async fn channel_resumed(
     store: &Store,
     bots: &[teloxide::Bot],
     texts: &Texts,
     channel_id: i64,
     name: &str,
-    problems: &[&str],
 ) {
-    let people = match store.resume_channel(channel_id, problems).await {
+    let people = match store.resume_channel(channel_id).await {
         Ok(p) => p,
         Err(e) => {
             tracing::warn!(channel_id, error = %e, "Cannot lift the channel's pause; lifted at its next good read.");
@@ -270,7 +273,10 @@ mod tests {
             "channel-renamed:"
         );
         assert_eq!(ChannelProblem::Protected.claim_key(), "channel-protected");
-        assert_eq!(ChannelProblem::BotRemoved.claim_key(), "channel-bot-removed");
+        assert_eq!(
+            ChannelProblem::BotRemoved.claim_key(),
+            "channel-bot-removed"
+        );
         assert!(ChannelProblem::BotRemoved.pauses() && !ChannelProblem::Protected.pauses());
     }
 }

@@ -17,10 +17,10 @@ pub const GONE: &str = "channel-gone";
 pub const BOT_REMOVED: &str = "channel-bot-removed";
 /// The channel protects its content: its posts are sent as links.
 pub const PROTECTED: &str = "channel-protected";
-/// The problems the reader sees end when the channel reads again.
-pub const READER_PROBLEMS: &[&str] = &[PRIVATE, GONE];
-/// The problem our bot's rights end when it is admin again.
-pub const BOT_PROBLEMS: &[&str] = &[BOT_REMOVED];
+/// The problems that pause a channel's subscriptions (nothing of it can
+/// be read). All end when its posts come again, whichever way: a good read
+/// by the reader, or our bot made its admin again.
+pub const PAUSING: &[&str] = &[PRIVATE, GONE, BOT_REMOVED];
 
 /// Prefix of a rename's problem: `channel-renamed:<new name>` (a later
 /// rename to another name is another problem).
@@ -97,15 +97,12 @@ impl Store {
     ) -> Result<Vec<ChannelNotice>, StoreError> {
         const OP: &str = "claim channel problem notices";
         let c = self.conn(OP).await?;
-        let rows = c
-            .query(CLAIM_SQL, &[&channel_id, &problem])
-            .await
-            .op(OP)?;
+        let rows = c.query(CLAIM_SQL, &[&channel_id, &problem]).await.op(OP)?;
         Ok(notices(&rows))
     }
 
     /// The channel cannot be read because of `problem` (one of
-    /// [`READER_PROBLEMS`] or [`BOT_REMOVED`]): its subscriptions are
+    /// [`PAUSING`]): its subscriptions are
     /// paused (stored on the channel, since the first problem), and the
     /// notices not sent yet are claimed, in one transaction.
     pub async fn pause_channel(
@@ -124,26 +121,19 @@ impl Store {
         )
         .await
         .op(OP)?;
-        let rows = tx
-            .query(CLAIM_SQL, &[&channel_id, &problem])
-            .await
-            .op(OP)?;
+        let rows = tx.query(CLAIM_SQL, &[&channel_id, &problem]).await.op(OP)?;
         tx.commit().await.op(OP)?;
         Ok(notices(&rows))
     }
 
-    /// The channel reads again (`problems`: those this ends, e.g.
-    /// [`READER_PROBLEMS`]): the pause is lifted and their claims cleared,
-    /// so a later problem is news again. Returns the subscriptions whose
-    /// owners had been told (once each, however many claims they had):
-    /// exactly those to tell "resumed", whichever process clears first.
-    pub async fn resume_channel(
-        &self,
-        channel_id: i64,
-        problems: &[&str],
-    ) -> Result<Vec<ChannelNotice>, StoreError> {
+    /// The channel's posts come again: the pause is lifted and the claims
+    /// of [`PAUSING`] problems cleared, so a later problem is news again.
+    /// Returns the subscriptions whose owners had been told (once each,
+    /// however many claims they had): exactly those to tell "resumed",
+    /// whichever process clears first.
+    pub async fn resume_channel(&self, channel_id: i64) -> Result<Vec<ChannelNotice>, StoreError> {
         const OP: &str = "resume a channel's subscriptions";
-        let problems: Vec<&str> = problems.to_vec();
+        let problems: Vec<&str> = PAUSING.to_vec();
         let c = self.conn(OP).await?;
         let rows = c
             .query(
