@@ -23,8 +23,8 @@ use crate::reader::{ReaderEvents, ReaderPool};
 use crate::store::{Store, migrate};
 use crate::updates::{self, BotUpdates};
 
-/// The reader pool's news, into the pipeline (and the protected-channel
-/// notices, through the bots).
+/// The reader pool's news, into the pipeline (and the channel notices,
+/// through the bots).
 struct PipelineEvents {
     pipeline: Pipeline,
     store: Store,
@@ -43,7 +43,9 @@ impl ReaderEvents for PipelineEvents {
         let (store, bots, texts) = (self.store.clone(), self.bots.clone(), self.texts.clone());
         let name = name.to_owned();
         tokio::spawn(async move {
-            tell_protected(&store, &bots, &texts, channel_id, &name).await;
+            let problem = bot::told::ChannelProblem::Protected;
+            bot::told::tell_channel_problem(&store, &bots, &texts, channel_id, &name, problem)
+                .await;
         });
     }
     fn settled(&self, channel_id: i64, name: &str) {
@@ -69,10 +71,11 @@ impl ReaderEvents for PipelineEvents {
                 .await;
         });
     }
-    fn channel_readable(&self, channel_id: i64) {
-        let store = self.store.clone();
+    fn channel_readable(&self, channel_id: i64, name: &str) {
+        let (store, bots, texts) = (self.store.clone(), self.bots.clone(), self.texts.clone());
+        let name = name.to_owned();
         tokio::spawn(async move {
-            bot::told::channel_readable(&store, channel_id).await;
+            bot::told::channel_resumed(&store, &bots, &texts, channel_id, &name).await;
         });
     }
     fn channel_renamed(&self, channel_id: i64, old: &str, new: Option<&str>) {
@@ -148,43 +151,6 @@ async fn tell_owed_resolve_notices(
             }
         }
         Err(e) => tracing::warn!(error = %e, "Cannot read the resolve notices owed."),
-    }
-}
-
-/// Tells each subscriber of a protected channel, once and in their
-/// language, why its posts are not forwarded. Claimed before sending: a
-/// notice that fails to send is not retried (never twice over once).
-async fn tell_protected(
-    store: &Store,
-    bots: &[teloxide::Bot],
-    texts: &bot::i18n::Texts,
-    channel_id: i64,
-    name: &str,
-) {
-    use teloxide::prelude::Requester;
-    let people = match store.claim_protected_notices(channel_id).await {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::warn!(channel_id, error = %e, "Cannot claim the protected-channel notices; trying at the next post.");
-            return;
-        }
-    };
-    if people.is_empty() {
-        return;
-    }
-    for (user, language, bot_id) in people {
-        let lang = bot::i18n::Lang::parse(&language).unwrap_or(bot::i18n::Lang::En);
-        let text = texts.get(
-            lang,
-            "protected-channel",
-            &[("name", bot::i18n::Arg::S(name.to_owned()))],
-        );
-        let Some(bot) = bot_of(bots, bot_id) else {
-            return;
-        };
-        if let Err(e) = bot.send_message(teloxide::types::ChatId(user), text).await {
-            tracing::info!(channel_id, user, error = %e, "Could not tell a subscriber why a protected channel's posts are not forwarded.");
-        }
     }
 }
 

@@ -46,6 +46,7 @@
 //! | `POST /mtproto/channels/{c}/delete {"message_ids": […]}` | deletes posts (pushed): `{"deleted": n}` | 400 `message_ids_empty`, 404 `unknown_channel` |
 //! | `POST /mtproto/channels/{c}/rename {"title"}` | renames the channel (MTProto face) | 400 `title_empty`, 404 `unknown_channel` |
 //! | `POST /mtproto/channels/{c}/private` | frees its username: non-members get `CHANNEL_PRIVATE` | 404 `unknown_channel` |
+//! | `POST /mtproto/channels/{c}/delete_channel` | deletes the channel: its username is freed, everyone (members too) gets `CHANNEL_PRIVATE` | 404 `unknown_channel` |
 //! | `POST /mtproto/sessions/revoke {"auth_key": hex}` | every later call on the key gets `SESSION_REVOKED` | 400 `auth_key_invalid`, 404 `unknown_key` |
 //! | `POST /mtproto/flood {"method", "limit": {"max_calls", "per_ms"} \| null}` | sets (null: removes) the per-account flood limit of a TL method (`contacts.resolveUsername`) | 400 `method_invalid`, `limit_invalid` |
 //!

@@ -38,9 +38,21 @@ fn dest_name(h: &BotHandler, lang: Lang, kind: DestinationKind, title: Option<&s
     }
 }
 
+/// The status text of a subscription paused because its channel cannot
+/// be read.
+fn channel_paused_key(why: &str) -> &'static str {
+    match why {
+        crate::store::CHANNEL_PRIVATE => "status-channel-private",
+        crate::store::CHANNEL_GONE => "status-channel-gone",
+        _ => "status-channel-bot-removed",
+    }
+}
+
 fn status(h: &BotHandler, lang: Lang, s: &UserSubscription) -> String {
     let key = if s.paused {
         "status-paused"
+    } else if let Some(p) = &s.channel_paused {
+        channel_paused_key(&p.why)
     } else if !s.active {
         "status-dest-off"
     } else {
@@ -156,6 +168,19 @@ fn settings(
             ("filters", filters.into()),
         ],
     );
+    let text = match &s.channel_paused {
+        Some(p) => {
+            let why = h.t(lang, channel_paused_key(&p.why), &[]);
+            let since = p.since.format("%Y-%m-%d %H:%M").to_string();
+            let paused = h.t(
+                lang,
+                "settings-channel-paused",
+                &[("why", why.into()), ("since", since.into())],
+            );
+            format!("{text}\n{paused}")
+        }
+        None => text,
+    };
     let mark = |on: bool, t: String| if on { format!("✅ {t}") } else { t };
     let mut rows = vec![vec![
         button(

@@ -1,9 +1,12 @@
 //! Issue 16 item 6: a subscriber told once, in their language, that the
-//! channel they follow became private, was renamed or is gone — with
-//! buttons to remove the subscription (`r:<sub>:0`, the `/list` remove,
-//! which then shows the list), open its settings (`s:<sub>`) and, when the
-//! channel has a public name, open it. Claimed in the store before sending
-//! ([`Store::claim_channel_notices`]): a notice that fails to send is
+//! channel they follow became private, was deleted, protects its content,
+//! was renamed, or no longer has our bot as its admin — with buttons to
+//! remove the subscription (`r:<sub>:0`, the `/list` remove, which then
+//! shows the list), open its settings (`s:<sub>`) and, when the channel has
+//! a new public name, open it. A channel that cannot be read pauses its
+//! subscriptions (stored, [`Store::pause_channel`]); when it reads again
+//! those told get one "resumed" notice ([`Store::resume_channel`]).
+//! Claimed in the store before sending: a notice that fails to send is
 //! logged and counted, never sent twice.
 
 use teloxide::payloads::SendMessageSetters;
@@ -11,10 +14,14 @@ use teloxide::prelude::Requester;
 use teloxide::types::{ChatId, InlineKeyboardButton, InlineKeyboardMarkup};
 
 use super::i18n::{Arg, Lang, Texts};
-use crate::store::{CHANNEL_GONE, CHANNEL_PRIVATE, CHANNEL_RENAMED, Store};
+use crate::store::{
+    CHANNEL_BOT_REMOVED, CHANNEL_GONE, CHANNEL_PRIVATE, CHANNEL_PROTECTED, CHANNEL_RENAMED,
+    ChannelNotice, Store,
+};
 
 /// Metric: channel problem notices, by problem (`private`, `gone`,
-/// `unlisted`, `renamed`) and outcome (`sent`, `failed`).
+/// `unlisted`, `renamed`, `protected`, `bot-removed`, `resumed`) and
+/// outcome (`sent`, `failed`).
 pub const CHANNEL_NOTICES_TOTAL: &str = "kuryer_bot_channel_notices_total";
 
 /// What happened to the channel.
@@ -27,6 +34,10 @@ pub enum ChannelProblem {
     /// Its public name moved to `Some(new)`, or was dropped (`None`: it
     /// became private while we still read it).
     Renamed(Option<String>),
+    /// It protects its content: posts are sent as links.
+    Protected,
+    /// Our bot, through which its posts come, is no longer its admin.
+    BotRemoved,
 }
 
 impl ChannelProblem {
@@ -36,7 +47,14 @@ impl ChannelProblem {
             Self::Private => CHANNEL_PRIVATE.to_owned(),
             Self::Gone => CHANNEL_GONE.to_owned(),
             Self::Renamed(new) => format!("{CHANNEL_RENAMED}{}", new.as_deref().unwrap_or("")),
+            Self::Protected => CHANNEL_PROTECTED.to_owned(),
+            Self::BotRemoved => CHANNEL_BOT_REMOVED.to_owned(),
         }
+    }
+
+    /// Whether it pauses the channel's subscriptions (nothing can be read).
+    fn pauses(&self) -> bool {
+        matches!(self, Self::Private | Self::Gone | Self::BotRemoved)
     }
 
     fn label(&self) -> &'static str {
@@ -45,6 +63,8 @@ impl ChannelProblem {
             Self::Gone => "gone",
             Self::Renamed(None) => "unlisted",
             Self::Renamed(Some(_)) => "renamed",
+            Self::Protected => "protected",
+            Self::BotRemoved => "bot-removed",
         }
     }
 
@@ -54,6 +74,8 @@ impl ChannelProblem {
             Self::Gone => "told-channel-gone",
             Self::Renamed(None) => "told-channel-unlisted",
             Self::Renamed(Some(_)) => "told-channel-renamed",
+            Self::Protected => "protected-channel",
+            Self::BotRemoved => "told-channel-bot-removed",
         }
     }
 }
@@ -86,33 +108,26 @@ pub fn keyboard(
     InlineKeyboardMarkup::new(rows)
 }
 
-/// Tells every subscriber of the channel not told of this problem yet.
-/// `name`: how to call the channel (`@name`, its name before a rename).
-pub async fn tell_channel_problem(
-    store: &Store,
+/// The "resumed" notice's button: the subscription's settings.
+pub fn resumed_keyboard(texts: &Texts, lang: Lang, subscription_id: i64) -> InlineKeyboardMarkup {
+    InlineKeyboardMarkup::new(vec![vec![InlineKeyboardButton::callback(
+        texts.get(lang, "told-settings", &[]),
+        format!("s:{subscription_id}"),
+    )]])
+}
+
+/// Sends each claimed notice through the bot its owner started (else the
+/// first): `make` gives its text and buttons in the owner's language.
+async fn send_notices(
     bots: &[teloxide::Bot],
-    texts: &Texts,
     channel_id: i64,
-    name: &str,
-    problem: ChannelProblem,
+    label: &'static str,
+    people: Vec<ChannelNotice>,
+    make: impl Fn(Lang, i64) -> (String, InlineKeyboardMarkup),
 ) {
-    let people = match store
-        .claim_channel_notices(channel_id, &problem.claim_key())
-        .await
-    {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::warn!(channel_id, problem = problem.label(), error = %e, "Cannot claim the channel problem notices; they are claimed when the problem is seen again.");
-            return;
-        }
-    };
     for n in people {
         let lang = Lang::parse(&n.language).unwrap_or(Lang::En);
-        let mut args = vec![("name", Arg::S(name.to_owned()))];
-        if let ChannelProblem::Renamed(Some(new)) = &problem {
-            args.push(("new", Arg::S(new.clone())));
-        }
-        let text = texts.get(lang, problem.text_key(), &args);
+        let (text, buttons) = make(lang, n.subscription_id);
         let bot = n
             .bot_id
             .and_then(|id| {
@@ -125,23 +140,94 @@ pub async fn tell_channel_problem(
         };
         let sent = bot
             .send_message(ChatId(n.user), text)
-            .reply_markup(keyboard(texts, lang, n.subscription_id, &problem))
+            .reply_markup(buttons)
             .await;
         match sent {
-            Ok(_) => metrics::counter!(CHANNEL_NOTICES_TOTAL, "problem" => problem.label(), "outcome" => "sent").increment(1),
+            Ok(_) => {
+                metrics::counter!(CHANNEL_NOTICES_TOTAL, "problem" => label, "outcome" => "sent")
+                    .increment(1)
+            }
             Err(e) => {
-                metrics::counter!(CHANNEL_NOTICES_TOTAL, "problem" => problem.label(), "outcome" => "failed").increment(1);
-                tracing::info!(channel_id, user = n.user, problem = problem.label(), error = %e, "Could not tell a subscriber about their channel's problem.");
+                metrics::counter!(CHANNEL_NOTICES_TOTAL, "problem" => label, "outcome" => "failed")
+                    .increment(1);
+                tracing::info!(channel_id, user = n.user, problem = label, error = %e, "Could not tell a subscriber about their channel.");
             }
         }
     }
 }
 
-/// The channel reads again: its private/gone problems may be news again.
-pub async fn channel_readable(store: &Store, channel_id: i64) {
-    if let Err(e) = store.clear_channel_notices(channel_id).await {
-        tracing::warn!(channel_id, error = %e, "Cannot clear the channel's problem notices.");
+/// Tells every subscriber of the channel not told of this problem yet; a
+/// problem that stops reading pauses the channel's subscriptions first.
+/// `name`: how to call the channel (`@name`, its name before a rename).
+pub async fn tell_channel_problem(
+    store: &Store,
+    bots: &[teloxide::Bot],
+    texts: &Texts,
+    channel_id: i64,
+    name: &str,
+    problem: ChannelProblem,
+) {
+    let key = problem.claim_key();
+    let claimed = if problem.pauses() {
+        store.pause_channel(channel_id, &key).await
+    } else {
+        store.claim_channel_notices(channel_id, &key).await
+    };
+    let people = match claimed {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(channel_id, problem = problem.label(), error = %e, "Cannot claim the channel problem notices; they are claimed when the problem is seen again.");
+            return;
+        }
+    };
+    send_notices(bots, channel_id, problem.label(), people, |lang, sub| {
+        let mut args = vec![("name", Arg::S(name.to_owned()))];
+        if let ChannelProblem::Renamed(Some(new)) = &problem {
+            args.push(("new", Arg::S(new.clone())));
+        }
+        (
+            texts.get(lang, problem.text_key(), &args),
+            keyboard(texts, lang, sub, &problem),
+        )
+    })
+    .await;
+}
+
+/// The channel's posts come again (read by the reader, or our bot is its
+/// admin again): the pause is lifted and each subscriber told of it gets
+/// one "resumed" notice.
+pub async fn channel_resumed(
+    store: &Store,
+    bots: &[teloxide::Bot],
+    texts: &Texts,
+    channel_id: i64,
+    name: &str,
+) {
+    let people = match store.resume_channel(channel_id).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(channel_id, error = %e, "Cannot lift the channel's pause; lifted at its next good read.");
+            return;
+        }
+    };
+    if !people.is_empty() {
+        tracing::info!(
+            channel_id,
+            told = people.len(),
+            "The channel can be read again; its paused subscriptions resumed."
+        );
     }
+    send_notices(bots, channel_id, "resumed", people, |lang, sub| {
+        (
+            texts.get(
+                lang,
+                "told-channel-resumed",
+                &[("name", Arg::S(name.to_owned()))],
+            ),
+            resumed_keyboard(texts, lang, sub),
+        )
+    })
+    .await;
 }
 
 /// A rename seen by the reader: stored, then told (once per new name).
@@ -186,5 +272,11 @@ mod tests {
             ChannelProblem::Renamed(None).claim_key(),
             "channel-renamed:"
         );
+        assert_eq!(ChannelProblem::Protected.claim_key(), "channel-protected");
+        assert_eq!(
+            ChannelProblem::BotRemoved.claim_key(),
+            "channel-bot-removed"
+        );
+        assert!(ChannelProblem::BotRemoved.pauses() && !ChannelProblem::Protected.pauses());
     }
 }

@@ -52,8 +52,10 @@ pub trait ReaderEvents: Send + Sync {
     /// `store::CHANNEL_GONE`): its subscribers are told once.
     /// `name`: how to call the channel (`@name`).
     fn channel_problem(&self, _channel_id: i64, _name: &str, _problem: &'static str) {}
-    /// The channel was read: its private/gone notices may be news again.
-    fn channel_readable(&self, _channel_id: i64) {}
+    /// The channel was read: a pause for it (private, gone, our bot no
+    /// longer its admin) is lifted, those told are told it resumed, and
+    /// those problems may be news again. `name`: how to call the channel (`@name`).
+    fn channel_readable(&self, _channel_id: i64, _name: &str) {}
     /// The channel's public name changed from `old` to `new` (None: it has
     /// none now): stored, and its subscribers are told once per new name.
     fn channel_renamed(&self, _channel_id: i64, _old: &str, _new: Option<&str>) {}

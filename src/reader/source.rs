@@ -266,9 +266,13 @@ impl MtprotoSource {
     /// subscribers are told, once per problem (the store's claim makes it
     /// once across processes and restarts; this flag spares the claim on
     /// every rare poll).
+    ///
+    /// `CHANNEL_PRIVATE` to an account that had joined the channel means it
+    /// was deleted (or the account banned from it): Telegram answers so for
+    /// a deleted channel; a channel made private still answers its members.
     fn unreadable(&mut self, rpc: Option<&str>) {
         let problem = match rpc {
-            Some("CHANNEL_PRIVATE") => crate::store::CHANNEL_PRIVATE,
+            Some("CHANNEL_PRIVATE") if !self.joined() => crate::store::CHANNEL_PRIVATE,
             _ => crate::store::CHANNEL_GONE,
         };
         if self.told == Some(Readable::No(problem)) {
@@ -280,6 +284,16 @@ impl MtprotoSource {
         }
     }
 
+    /// Whether a reader account of ours had joined the channel.
+    fn joined(&self) -> bool {
+        self.pool
+            .channels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&self.channel.channel_id)
+            .is_some_and(|st| st.joined)
+    }
+
     /// A read succeeded: a problem told before has ended; and a public
     /// name that differs from ours is a rename (or the name was dropped).
     fn readable(&mut self, shown_name: Option<Option<String>>) {
@@ -288,7 +302,7 @@ impl MtprotoSource {
         };
         if self.told != Some(Readable::Yes) {
             self.told = Some(Readable::Yes);
-            ev.channel_readable(self.channel.channel_id);
+            ev.channel_readable(self.channel.channel_id, &self.display_name());
         }
         let Some(shown) = shown_name.map(|n| n.map(|n| n.to_ascii_lowercase())) else {
             return;

@@ -445,36 +445,6 @@ impl Store {
         Ok(())
     }
 
-    /// The subscribers of a protected channel not yet told why its posts
-    /// are not forwarded: (Telegram user id, language, bot id), marked told
-    /// in the same statement, so no one is told twice.
-    pub async fn claim_protected_notices(
-        &self,
-        channel_id: i64,
-    ) -> Result<Vec<(i64, String, Option<i64>)>, StoreError> {
-        const OP: &str = "claim protected-channel notices";
-        let c = self.conn(OP).await?;
-        let rows = c
-            .query(
-                "UPDATE subscriptions s SET protected_told_at = now()
-                   FROM users u
-                  WHERE s.channel_id = $1 AND s.is_active AND s.protected_told_at IS NULL
-                    AND u.id = s.user_id
-              RETURNING u.telegram_id, u.language, u.bot_id",
-                &[&channel_id],
-            )
-            .await
-            .op(OP)?;
-        let mut out: Vec<(i64, String, Option<i64>)> = rows
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect();
-        // One notice a person, however many destinations they subscribed.
-        out.sort();
-        out.dedup_by_key(|r| r.0);
-        Ok(out)
-    }
-
     /// What a reader needs to read the channel; `None` while it is not
     /// resolved (no id or access hash).
     pub async fn reader_channel(

@@ -80,6 +80,7 @@ pub use resolve::{FoundChannel, PendingChannel, ResolveNotice, Unresolvable};
 pub use settings::{BotStats, RouteOutcome, SubState, UserSubscription};
 pub use subscriptions::{AddedSubscription, SubscriptionStream, SubscriptionView};
 pub use told::{
-    ChannelNotice, GONE as CHANNEL_GONE, PRIVATE as CHANNEL_PRIVATE, RENAMED as CHANNEL_RENAMED,
+    BOT_REMOVED as CHANNEL_BOT_REMOVED, ChannelNotice, ChannelPause, GONE as CHANNEL_GONE, PAUSING,
+    PRIVATE as CHANNEL_PRIVATE, PROTECTED as CHANNEL_PROTECTED, RENAMED as CHANNEL_RENAMED,
 };
 pub use users::{BotUser, DestinationView, LinkOutcome, LostDestination};

@@ -42,6 +42,9 @@ pub struct UserSubscription {
     pub paused: bool,
     /// Delivering now (not paused, destination active).
     pub active: bool,
+    /// Paused because the channel cannot be read, and since when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel_paused: Option<super::ChannelPause>,
 }
 
 /// A state the user can put a subscription in.
@@ -85,7 +88,8 @@ pub struct BotStats {
 
 const USER_SUBSCRIPTION_SQL: &str = "
     SELECT s.id, u.telegram_id, c.username, c.title, c.status, d.id, d.chat_id, d.kind, d.title,
-           s.mode, s.filters, NOT s.is_active, s.is_active AND d.is_active
+           s.mode, s.filters, NOT s.is_active, s.is_active AND d.is_active,
+           c.unreadable, c.unreadable_since
       FROM subscriptions s
       JOIN users u ON u.id = s.user_id
       JOIN channels c ON c.id = s.channel_id
@@ -108,6 +112,7 @@ fn user_subscription(r: &tokio_postgres::Row) -> Result<UserSubscription, StoreE
         filters: r.get(10),
         paused: r.get(11),
         active: r.get(12),
+        channel_paused: super::ChannelPause::from_columns(r.get(13), r.get(14)),
     })
 }
 

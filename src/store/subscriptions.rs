@@ -46,6 +46,10 @@ pub struct SubscriptionView {
     /// Quiet hours (`QuietSpec`), when set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quiet: Option<serde_json::Value>,
+    /// Paused because the channel cannot be read (private, deleted, our
+    /// bot no longer its admin), and since when; resumes by itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel_paused: Option<super::ChannelPause>,
 }
 
 /// What `add_subscription` did.
@@ -307,7 +311,8 @@ const ACTIVE_SUBSCRIPTION_SQL: &str = "
 const SUBSCRIPTION_VIEW_SQL: &str = "
     SELECT s.id, u.telegram_id, c.username, c.telegram_id, c.title, c.status,
            d.chat_id, d.kind, s.mode, s.is_active AND d.is_active, s.created_at,
-           d.id, s.filters, NOT s.is_active, s.transform, s.quiet
+           d.id, s.filters, NOT s.is_active, s.transform, s.quiet,
+           c.unreadable, c.unreadable_since
       FROM subscriptions s
       JOIN users u ON u.id = s.user_id
       JOIN channels c ON c.id = s.channel_id
@@ -332,6 +337,7 @@ fn subscription_view(r: &tokio_postgres::Row) -> Result<SubscriptionView, StoreE
         paused: r.get(13),
         transform: r.get(14),
         quiet: r.get(15),
+        channel_paused: super::ChannelPause::from_columns(r.get(16), r.get(17)),
     })
 }
 

@@ -402,7 +402,7 @@ async fn handle(
         }
         UpdateKind::MyChatMember(m) => {
             handler.on_my_chat_member(m).await?;
-            on_my_chat_member(store, pipeline, updates, m).await
+            on_my_chat_member(store, pipeline, updates, handler, m).await
         }
         UpdateKind::Message(msg) => handler.on_message(msg).await,
         UpdateKind::CallbackQuery(q) => handler.on_callback(q).await,
@@ -490,6 +490,7 @@ async fn on_my_chat_member(
     store: &Store,
     pipeline: &Pipeline,
     updates: &BotUpdates,
+    handler: &BotHandler,
     m: &ChatMemberUpdated,
 ) -> Result<(), StoreError> {
     if !m.chat.is_channel() {
@@ -497,6 +498,7 @@ async fn on_my_chat_member(
     }
     let chat_id = m.chat.id.0;
     let is_admin = m.new_chat_member.is_administrator() || m.new_chat_member.is_owner();
+    let was_admin = m.old_chat_member.is_administrator() || m.old_chat_member.is_owner();
     let ch = store
         .upsert_admin_channel(chat_id, m.chat.username(), m.chat.title(), is_admin)
         .await?;
@@ -506,6 +508,18 @@ async fn on_my_chat_member(
         is_admin,
         "Our bot's rights in a channel changed."
     );
+    // Its subscribers are told when the posts stop or come again (claimed
+    // in the store: once, whichever process takes the update). A notice
+    // that fails is logged there; the update is done either way.
+    if is_admin != was_admin {
+        let name = ch.username.as_deref().map_or_else(
+            || m.chat.title().unwrap_or("…").to_owned(),
+            |u| format!("@{u}"),
+        );
+        handler
+            .source_channel_rights(ch.channel_id, &name, is_admin)
+            .await;
+    }
     if is_admin {
         updates
             .shared()

@@ -284,6 +284,28 @@ async fn media_of_a_channel_the_bot_is_not_in_reach_subscribers_from_the_relay()
             notices.len() == 1 && notices[0].contains(want),
             "user {u}: {notices:?}"
         );
+        // With the buttons of every channel notice: remove, settings.
+        let keyboard = received
+            .iter()
+            .find(|m| m.text.as_deref().is_some_and(|t| t.contains(want)))
+            .and_then(|m| m.reply_markup.clone())
+            .map(|k| k["inline_keyboard"][0].clone());
+        let data: Vec<&str> = keyboard
+            .as_ref()
+            .and_then(|row| row.as_array())
+            .map(|row| {
+                row.iter()
+                    .filter_map(|b| b["callback_data"].as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(
+            data.len() == 2
+                && data[0].starts_with("r:")
+                && data[0].ends_with(":0")
+                && data[1].starts_with("s:"),
+            "user {u}: {keyboard:?}"
+        );
         assert_eq!(
             got,
             [
@@ -310,13 +332,14 @@ async fn media_of_a_channel_the_bot_is_not_in_reach_subscribers_from_the_relay()
     assert_eq!(dc.channel_pts(relay), 5, "four messages in the relay, once");
     let told: i64 = c
         .query_one(
-            "SELECT count(*) FROM subscriptions WHERE protected_told_at IS NOT NULL",
+            "SELECT count(*) FROM problem_notices p JOIN subscriptions s ON s.id = p.subject_id
+              WHERE p.subject = 'subscription' AND p.problem = 'channel-protected'",
             &[],
         )
         .await
         .unwrap()
         .get(0);
-    assert_eq!(told, 2, "the flag is stored");
+    assert_eq!(told, 2, "the claim is stored");
     let log = daemon.log_text();
     assert!(!log.contains("relaySECRET"), "bot token in the log");
 }

@@ -102,6 +102,10 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
             "/mtproto/channels/{id}/private",
             web::post().to(make_private),
         )
+        .route(
+            "/mtproto/channels/{id}/delete_channel",
+            web::post().to(delete_channel),
+        )
         .route("/mtproto/sessions/revoke", web::post().to(revoke))
         .route("/mtproto/flood", web::post().to(flood));
 }
@@ -539,6 +543,12 @@ async fn make_private(c: web::Data<MtprotoControl>, id: web::Path<i64>) -> Answe
     let ch = channel(&c, id.into_inner())?;
     c.fake.make_private(ch);
     Ok(HttpResponse::Ok().json(json!({ "channel": ch.id, "private": true })))
+}
+
+async fn delete_channel(c: web::Data<MtprotoControl>, id: web::Path<i64>) -> Answer {
+    let ch = channel(&c, id.into_inner())?;
+    c.fake.delete_channel(ch);
+    Ok(HttpResponse::Ok().json(json!({ "channel": ch.id, "deleted": true })))
 }
 
 #[derive(Deserialize)]

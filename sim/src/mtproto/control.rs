@@ -415,6 +415,7 @@ impl MtprotoFake {
                 members: Default::default(),
                 admins: Default::default(),
                 albums: Default::default(),
+                deleted: false,
             },
         );
         ChannelRef { id, access_hash }
@@ -493,6 +494,24 @@ impl MtprotoFake {
                 .username
                 .take()
             {
+                w.usernames.remove(&u.to_ascii_lowercase());
+            }
+        });
+    }
+
+    /// Deletes a channel, as its owner can: its username is freed and every
+    /// call about it — history, joins, differences, members' too — gets
+    /// `CHANNEL_PRIVATE`. That is what Telegram answers for a deleted
+    /// channel (a client that deleted one sees `CHANNEL_PRIVATE` on
+    /// `messages.getPeerDialogs`, zhukov/webogram#1417), not
+    /// `CHANNEL_INVALID`, which is for an id or access hash that never
+    /// matched; a reader that was a member is how "deleted" is told apart
+    /// from "made private".
+    pub fn delete_channel(&self, channel: ChannelRef) {
+        self.with_channel(channel, |w| {
+            let ch = w.channels.get_mut(&channel.id).expect("checked");
+            ch.deleted = true;
+            if let Some(u) = ch.username.take() {
                 w.usernames.remove(&u.to_ascii_lowercase());
             }
         });

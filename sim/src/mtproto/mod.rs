@@ -117,7 +117,8 @@
 //!   in a channel this face knows is appended here and pushed (its post
 //!   hook). Each face keeps its own copy of a channel's history; ids agree as
 //!   long as one channel is not posted to from both faces at the same
-//!   instant. Edits, deletes, renames and making a channel private, and
+//!   instant. Edits, deletes, renames, making a channel private or
+//!   deleting it (`delete_channel`: everyone gets `CHANNEL_PRIVATE`), and
 //!   channels created on the Bot API face alone, are not mirrored.
 
 mod connection;

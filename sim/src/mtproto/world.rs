@@ -126,6 +126,8 @@ pub(crate) struct Channel {
     pub(crate) members: BTreeSet<i64>,
     pub(crate) admins: BTreeSet<i64>,
     pub(crate) albums: HashMap<String, i64>,
+    /// Deleted by its owner: nobody, members included, may read it.
+    pub(crate) deleted: bool,
 }
 
 impl Channel {
@@ -133,9 +135,13 @@ impl Channel {
         self.username.is_some()
     }
 
-    /// Whether `account` may read it: public, or a member.
+    /// Whether `account` may read it: public, or a member; a deleted
+    /// channel, nobody.
     pub(crate) fn visible_to(&self, account: i64) -> bool {
-        self.is_public() || self.members.contains(&account) || self.admins.contains(&account)
+        !self.deleted
+            && (self.is_public()
+                || self.members.contains(&account)
+                || self.admins.contains(&account))
     }
 
     /// The `grouped_id` of the album named `group` (the Bot API face's

@@ -359,6 +359,13 @@ async fn private_channels_need_membership() {
             .errors("messages.getHistory", "CHANNEL_PRIVATE"),
         2
     );
+    // Deleted: a member, too, is refused, and its name leads nowhere.
+    fake.delete_channel(closed);
+    let e = client
+        .invoke(&history(0, 0, 10, closed))
+        .await
+        .expect_err("deleted");
+    assert_eq!(rpc_name(&e), Some("CHANNEL_PRIVATE"), "{e}");
     reader.close().await;
 }
 

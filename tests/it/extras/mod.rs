@@ -4,6 +4,11 @@
 
 /// Digests: held posts bundled into one message, across restarts.
 mod digest;
+/// Subscriptions paused by an unreadable channel (private, deleted, our bot
+/// no longer its admin), told once each way, across restarts.
+mod paused;
+/// The store's side of pausing, and the protected notices' move.
+mod paused_store;
 /// Held posts of quiet hours across a restart of `kuryer run`.
 mod quiet;
 /// Channels made private or renamed: their subscribers told once, with buttons.

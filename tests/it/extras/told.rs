@@ -19,7 +19,7 @@ const TOKEN: &str = "4747:toldOWNERStoldOWNERStold";
 const RU: i64 = 847_001;
 const EN: i64 = 847_002;
 
-async fn wait_until<F: AsyncFnMut() -> bool>(limit: Duration, mut f: F) -> bool {
+pub(super) async fn wait_until<F: AsyncFnMut() -> bool>(limit: Duration, mut f: F) -> bool {
     let start = std::time::Instant::now();
     while start.elapsed() < limit {
         if f().await {
@@ -31,7 +31,7 @@ async fn wait_until<F: AsyncFnMut() -> bool>(limit: Duration, mut f: F) -> bool 
 }
 
 /// The bot's own messages to `user` whose text contains `needle`.
-fn notices(bot_api: &FakeTelegram, user: i64, needle: &str) -> Vec<ReceivedMessage> {
+pub(super) fn notices(bot_api: &FakeTelegram, user: i64, needle: &str) -> Vec<ReceivedMessage> {
     bot_api
         .received(user)
         .into_iter()
@@ -41,7 +41,7 @@ fn notices(bot_api: &FakeTelegram, user: i64, needle: &str) -> Vec<ReceivedMessa
 }
 
 /// The callback data and URLs of a message's inline keyboard, in order.
-fn buttons(m: &ReceivedMessage) -> Vec<String> {
+pub(super) fn buttons(m: &ReceivedMessage) -> Vec<String> {
     let Some(Value::Array(rows)) = m
         .reply_markup
         .as_ref()
@@ -71,7 +71,7 @@ fn env() -> Vec<(&'static str, String)> {
     env
 }
 
-async fn subscription(db: &TestDb, user: i64, channel: &str) -> (i64, bool) {
+pub(super) async fn subscription(db: &TestDb, user: i64, channel: &str) -> (i64, bool) {
     let c = db.client().await;
     let r = c
         .query_one(
