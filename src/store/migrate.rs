@@ -98,6 +98,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0013_digest.sql",
         sql: include_str!("../../sql/0013_digest.sql"),
     },
+    Migration {
+        version: 14,
+        name: "0014_history_on_subscribe.sql",
+        sql: include_str!("../../sql/0014_history_on_subscribe.sql"),
+    },
 ];
 
 /// Why migrating failed.

@@ -36,6 +36,8 @@ pub mod listen;
 pub mod migrate;
 /// Edits and deletions mirrored, mirror settings, backfills (0010).
 mod mirror;
+/// History on subscribe read from Telegram: reading's start, history posts (0014).
+mod history;
 /// Daily partitions of `forwarded_messages` and retention.
 pub mod partitions;
 /// Owed deliveries: the start-up resume and the periodic sweep read them.
@@ -67,6 +69,7 @@ pub use deliveries::ForwardedRow;
 pub use digest::{DigestDue, DigestRun, DigestTarget};
 pub use error::StoreError;
 pub use extras::Extra;
+pub use history::BackfillChannel;
 pub use inbox::InboxEntry;
 pub use leases::{InstanceRow, LeasedChannel};
 pub use mirror::{
