@@ -141,7 +141,10 @@ impl ReaderPool {
             .get(&id)
             .map(|st| (st.info.bare_id, st.info.access_hash, st.info.protected));
         let Some((bare, hash, protected)) = known else {
-            return Err(later(Duration::from_secs(30), "the channel is not resolved"));
+            return Err(later(
+                Duration::from_secs(30),
+                "the channel is not resolved",
+            ));
         };
         let Some(client) = pool.account_for(id).await else {
             return Err(later(
@@ -313,17 +316,16 @@ mod tests {
         ];
         assert_eq!(ids(&newest_posts(page.clone(), 2, false)), [5, 6]);
         assert_eq!(ids(&newest_posts(page.clone(), 3, false)), [2, 3, 4, 5, 6]);
-        assert_eq!(ids(&newest_posts(page.clone(), 10, false)), [1, 2, 3, 4, 5, 6]);
+        assert_eq!(
+            ids(&newest_posts(page.clone(), 10, false)),
+            [1, 2, 3, 4, 5, 6]
+        );
         assert!(newest_posts(page, 0, false).is_empty());
     }
 
     #[test]
     fn an_album_cut_by_a_full_page_is_left_out() {
-        let page = vec![
-            msg(2, 1, Some("a")),
-            msg(3, 1, Some("a")),
-            msg(4, 1, None),
-        ];
+        let page = vec![msg(2, 1, Some("a")), msg(3, 1, Some("a")), msg(4, 1, None)];
         assert_eq!(ids(&newest_posts(page.clone(), 5, true)), [4]);
         assert_eq!(ids(&newest_posts(page, 5, false)), [2, 3, 4]);
     }

@@ -147,7 +147,7 @@ impl Store {
         let rows = c
             .query(
                 "SELECT m FROM posts p, unnest(p.message_ids) m
-                  WHERE p.channel_id = $1 AND p.message_id BETWEEN $2 - 100 AND $3
+                  WHERE p.channel_id = $1 AND p.message_id BETWEEN $2::bigint - 100 AND $3::bigint
                     AND m = ANY($4)",
                 &[&channel_id, &i64::from(low), &i64::from(high), &wanted],
             )

@@ -24,6 +24,8 @@ mod digest;
 mod error;
 /// Per-subscription extras: text transforms, quiet hours.
 mod extras;
+/// History on subscribe read from Telegram: reading's start, history posts (0014).
+mod history;
 /// The bot's durable inbox of bot-admin channel posts.
 mod inbox;
 /// The database's identity, for keys kept outside it.
@@ -36,8 +38,6 @@ pub mod listen;
 pub mod migrate;
 /// Edits and deletions mirrored, mirror settings, backfills (0010).
 mod mirror;
-/// History on subscribe read from Telegram: reading's start, history posts (0014).
-mod history;
 /// Daily partitions of `forwarded_messages` and retention.
 pub mod partitions;
 /// Owed deliveries: the start-up resume and the periodic sweep read them.
