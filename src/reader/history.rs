@@ -3,7 +3,8 @@
 //!
 //! - **Where reading starts.** A channel never read before (mark 0) is read
 //!   first from its newest page: the messages published before its first
-//!   subscription are its past ([`start_of_reading`]); the mark starts at
+//!   subscription (less [`FIRST_READ_GRACE`]) are its past
+//!   ([`start_of_reading`]); the mark starts at
 //!   the newest of them (`channels.start_message_id`), and only what came
 //!   after is new. (Read from mark 0 oldest first, the whole past would
 //!   reach the subscribers as new posts.)
@@ -31,6 +32,12 @@ use crate::store::{StoreError, new_post};
 
 /// Messages one history read asks for (Telegram's most for one page).
 const PAGE: i32 = 100;
+
+/// A channel's first read counts as new what was published this long
+/// before its first subscription: the bot may see an `/add` late (its long
+/// poll, a restart, a busy machine), and a post sent right after the
+/// person asked must not be taken for the past.
+pub(super) const FIRST_READ_GRACE: Duration = Duration::from_secs(60);
 
 /// Why a backfill's history was not read.
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +69,7 @@ fn later(retry_after: Duration, reason: impl Into<String>) -> HistoryError {
 
 /// Where reading a channel starts, from its newest page (oldest first):
 /// the newest message published in a second before `since` (its first
-/// subscription). A message of the same second counts as new: one post too
+/// subscription, less the grace). A message of the same second counts as new: one post too
 /// many rather than one lost. None before: 0 when the page holds the whole
 /// channel, else just below the page (a channel that posted more than a
 /// page since it was added: what is behind is its past).

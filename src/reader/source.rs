@@ -309,7 +309,8 @@ impl MtprotoSource {
             .store
             .channel_reading_starts(id)
             .await
-            .map_err(|e| transient(e.to_string(), None))?;
+            .map_err(|e| transient(e.to_string(), None))?
+            - chrono::Duration::from_std(super::history::FIRST_READ_GRACE).unwrap_or_default();
         let (mut messages, full) = self.read_history(0, limit, true).await?;
         let start = super::history::start_of_reading(&messages, since, full);
         let start = self

@@ -320,9 +320,9 @@ async fn a_backfill_of_a_channel_added_just_now_sends_its_last_posts_from_telegr
     for i in 13..=16 {
         dc.publish_text(ch, &format!("old {i}"));
     }
-    // Telegram dates messages in whole seconds: the subscriptions come in a
-    // later second than every post of the past.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Published an hour ago: well before the subscriptions (a first read
+    // counts as new what came up to a minute before them).
+    dc.backdate(ch, Duration::from_secs(3600));
     // One getHistory per account every 3 s: the backfill's read, right
     // after the channel's first read, gets a flood wait and waits it out.
     dc.set_flood_limit(
