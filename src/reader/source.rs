@@ -11,7 +11,9 @@
 //! messages), after the channel changed account, and once every
 //! `reader.verify_interval_s` of silence. A channel no account could join
 //! is read from its history every `reader.poll_interval_s`, within the
-//! account's getHistory pace.
+//! account's getHistory pace. A channel never read (mark 0, no
+//! `start_message_id`) is first read from its newest page: its past is
+//! left to backfills and reading starts after it (`history.rs`).
 //!
 //! Albums: pushes bring an album's parts one update each, so a read between
 //! two parts would split it. A trailing album that came through the pushes
