@@ -270,6 +270,11 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = &'static str>) -> a
         shared.as_ref().map(|(s, _)| s.clone()),
     )
     .await?;
+    // Backfills of channels read over MTProto read their history through
+    // the same accounts (none: only what is recorded is sent).
+    if has_readers {
+        pipeline.set_reader(readers.clone());
+    }
     let keeper = {
         let readers = readers.clone();
         Keeper::new(

@@ -16,7 +16,7 @@
 //! | layer | modules | what they are |
 //! |---|---|---|
 //! | commands | `main.rs`, [`cli`], `demo` (feature `demo`) | parse, load config, set up logging, run one command |
-//! | daemon | [`daemon`], [`pipeline`], [`owed`], [`instance`], [`updates`], [`bot`], [`http`], [`notify`], [`preflight`], [`progress`] | `kuryer run`'s wiring and ordered shutdown, the actor pipeline, resume and sweep of owed deliveries, leases among several instances, the bots' update loops, the bot's commands, the HTTP API, systemd readiness and watchdog, start-up checks, progress of long work |
+//! | daemon | [`daemon`], [`pipeline`], [`owed`], `backfill`, [`instance`], [`updates`], [`bot`], [`http`], [`notify`], [`preflight`], [`progress`] | `kuryer run`'s wiring and ordered shutdown, the actor pipeline, resume and sweep of owed deliveries, leases among several instances, the bots' update loops, the bot's commands, the HTTP API, systemd readiness and watchdog, start-up checks, progress of long work |
 //! | adapters | [`store`], [`dedup`], [`destinations`], [`telemetry`], [`reader`] | PostgreSQL, Redis, what a lost destination means, logs and metrics, MTProto reader accounts |
 //! | foundation | [`config`], [`secret`], [`alloc`] | configuration and its validation, redacted secrets, the allocator |
 //! | actors | `kuryer-actors` | the actors and their messages, the domain model, the ports |
@@ -27,6 +27,8 @@
 
 /// The process's allocator (mimalloc) and its tuning.
 pub mod alloc;
+/// History on subscribe: backfills' ranges and the channels' history read.
+mod backfill;
 /// The bot people talk to: commands, buttons, destinations, texts.
 pub mod bot;
 /// The command line.

@@ -67,10 +67,14 @@ pub struct MirrorWorker {
     /// Several instances: only the owner of a channel mirrors its changes
     /// and sends its backfills (`None`: one instance, everything).
     ownership: Option<Arc<crate::instance::Ownership>>,
+    /// Backfills' ranges and history reads (`backfill.rs`).
+    history: crate::backfill::HistoryReads,
 }
 
 impl MirrorWorker {
-    /// A worker over the pipeline's limiter and held set.
+    /// A worker over the pipeline's limiter and held set; `reader`: the
+    /// reader accounts once the daemon has them (channels' history).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Store,
         limiter: Addr<RateLimiter>,
@@ -79,8 +83,10 @@ impl MirrorWorker {
         wake: Arc<Notify>,
         stop: Arc<AtomicBool>,
         ownership: Option<Arc<crate::instance::Ownership>>,
+        reader: Arc<std::sync::OnceLock<crate::reader::ReaderPool>>,
     ) -> Self {
         Self {
+            history: crate::backfill::HistoryReads::new(store.clone(), reader),
             store,
             limiter,
             in_flight,
@@ -383,6 +389,14 @@ impl MirrorWorker {
 
     async fn backfill_pass(&mut self) -> Result<(), StoreError> {
         for b in self.store.pending_backfills().await? {
+            // Its range, and the channel's history read when fewer posts
+            // are recorded than it asks for.
+            let ownership = self.ownership.clone();
+            let owns = |c| ownership.as_ref().is_none_or(|o| o.owns_channel(c));
+            let b = match self.history.prepare(b, owns).await? {
+                crate::backfill::Step::Send(b) => b,
+                crate::backfill::Step::Wait | crate::backfill::Step::NotOurs => continue,
+            };
             // A sweep's mark before the snapshot: a delivery settled after
             // it is not claimed again (see `InFlight::claim_swept`).
             let mark = self.in_flight.begin_sweep();

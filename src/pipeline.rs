@@ -207,6 +207,8 @@ pub struct Pipeline {
     ownership: Option<Arc<Ownership>>,
     /// Wakes the mirror worker (edits, deletions, backfills queued).
     mirror: Arc<tokio::sync::Notify>,
+    /// The reader accounts, for backfills' history reads (set by the daemon).
+    reader: Arc<std::sync::OnceLock<crate::reader::ReaderPool>>,
 }
 
 impl Pipeline {
@@ -347,6 +349,7 @@ impl Pipeline {
         owed.clone()
             .spawn(supervisor.clone(), gate.clone(), channels);
         let mirror = Arc::new(tokio::sync::Notify::new());
+        let reader = Arc::new(std::sync::OnceLock::new());
         actix_rt::spawn(
             crate::mirror::MirrorWorker::new(
                 store.clone(),
@@ -356,6 +359,7 @@ impl Pipeline {
                 mirror.clone(),
                 stop_sweep.clone(),
                 ownership.clone(),
+                reader.clone(),
             )
             .run(),
         );
@@ -384,7 +388,14 @@ impl Pipeline {
             owed,
             ownership,
             mirror,
+            reader,
         })
+    }
+
+    /// The reader accounts that read channels over MTProto: a backfill of
+    /// such a channel reads its history when too little is recorded.
+    pub fn set_reader(&self, pool: crate::reader::ReaderPool) {
+        let _ = self.reader.set(pool);
     }
 
     /// Channels this instance just took the lease of: what they owe is

@@ -14,6 +14,7 @@
 //! | `joiner.rs` | joining channels one at a time per account, up to the maximum |
 //! | `resolver.rs` | the resolve queue (`contacts.resolveUsername`, slow, stored for good) |
 //! | `source.rs` | the `ChannelSource`: pushed posts, history from the mark, polling |
+//! | `history.rs` | where reading a channel starts; history read for a backfill |
 //! | `relay.rs` | media forwarded into the relay channel (`random_id`, albums whole) |
 //! | `changes.rs` | pushed edits and deletions, queued for the mirror worker |
 
@@ -23,6 +24,8 @@ mod changes;
 pub mod client;
 /// Auth keys encrypted at rest.
 pub mod crypto;
+/// A channel's past: where reading starts, history for backfills.
+pub mod history;
 /// Joining channels, spread over time.
 mod joiner;
 /// Login, listing and logout of reader accounts.
@@ -38,6 +41,7 @@ pub mod resolver;
 /// The MTProto `ChannelSource`.
 pub mod source;
 
+pub use history::HistoryError;
 pub use pool::{ReaderEvents, ReaderPool};
 pub use source::MtprotoSource;
 /// grammers' session in PostgreSQL.

@@ -11,7 +11,9 @@
 //! messages), after the channel changed account, and once every
 //! `reader.verify_interval_s` of silence. A channel no account could join
 //! is read from its history every `reader.poll_interval_s`, within the
-//! account's getHistory pace.
+//! account's getHistory pace. A channel never read (mark 0, no
+//! `start_message_id`) is first read from its newest page: its past is
+//! left to backfills and reading starts after it (`history.rs`).
 //!
 //! Albums: pushes bring an album's parts one update each, so a read between
 //! two parts would split it. A trailing album that came through the pushes
@@ -136,13 +138,15 @@ impl MtprotoSource {
         })
     }
 
-    /// The posts after `after`, and the channel's public name as the
-    /// answer shows it (outer None: the answer did not show the channel).
+    /// The posts after `after` (with `newest`: the newest page instead),
+    /// the channel's public name as the answer shows it (outer None: the
+    /// answer did not show the channel), and whether the page was full.
     async fn history(
         &self,
         after: i32,
         limit: usize,
-    ) -> Result<(Vec<SourceMessage>, Option<Option<String>>), SourceError> {
+        newest: bool,
+    ) -> Result<(Vec<SourceMessage>, Option<Option<String>>, bool), SourceError> {
         let client = self
             .pool
             .account_for(self.channel.channel_id)
@@ -178,9 +182,9 @@ impl MtprotoSource {
                 access_hash: hash,
             }
             .into(),
-            offset_id: after + 1,
+            offset_id: if newest { 0 } else { after + 1 },
             offset_date: 0,
-            add_offset: -limit,
+            add_offset: if newest { 0 } else { -limit },
             limit,
             max_id: 0,
             min_id: after,
@@ -249,7 +253,91 @@ impl MtprotoSource {
                 }
             }
         }
-        Ok((out, shown_name))
+        Ok((out, shown_name, full))
+    }
+
+    /// One history read, with what it shows about the channel told: a good
+    /// read clears a problem and notices a rename, a refusal for good
+    /// (`CHANNEL_PRIVATE`, `CHANNEL_INVALID`) is told once.
+    async fn read_history(
+        &mut self,
+        after: i32,
+        limit: usize,
+        newest: bool,
+    ) -> Result<(Vec<SourceMessage>, bool), SourceError> {
+        match self.history(after, limit, newest).await {
+            Ok((messages, shown_name, full)) => {
+                self.readable(shown_name);
+                Ok((messages, full))
+            }
+            Err(SourceError::Gone(message)) => {
+                let rpc = ["CHANNEL_PRIVATE", "CHANNEL_INVALID"]
+                    .into_iter()
+                    .find(|r| message.contains(r));
+                self.unreadable(rpc);
+                Err(SourceError::Gone(message))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Where reading the channel starts (`None`: never read yet); `Gone`
+    /// when the channel is not resolved.
+    fn start(&self) -> Result<Option<i32>, SourceError> {
+        let channels = self
+            .pool
+            .channels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let st = channels
+            .get(&self.channel.channel_id)
+            .ok_or_else(|| SourceError::Gone("the channel is not resolved".to_owned()))?;
+        Ok(st
+            .info
+            .start_message_id
+            .map(|s| i32::try_from(s).unwrap_or(i32::MAX)))
+    }
+
+    /// The first read of a channel never read before: the newest page,
+    /// split where its first subscription was made
+    /// ([`super::history::start_of_reading`]). What came before is stored
+    /// as where reading starts (and the mark moves there); what came after
+    /// is returned as new. Without this the first read, from mark 0, would
+    /// hand the channel's whole past to its subscribers as new posts.
+    async fn first_read(&mut self, limit: usize) -> Result<Vec<SourceMessage>, SourceError> {
+        let id = self.channel.channel_id;
+        let since = self
+            .pool
+            .store
+            .channel_reading_starts(id)
+            .await
+            .map_err(|e| transient(e.to_string(), None))?
+            - chrono::Duration::from_std(super::history::FIRST_READ_GRACE).unwrap_or_default();
+        let (mut messages, full) = self.read_history(0, limit, true).await?;
+        let start = super::history::start_of_reading(&messages, since, full);
+        let start = self
+            .pool
+            .store
+            .set_channel_start(id, start)
+            .await
+            .map_err(|e| transient(e.to_string(), None))?;
+        if let Some(st) = self
+            .pool
+            .channels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_mut(&id)
+        {
+            st.info.start_message_id = Some(start);
+        }
+        messages.retain(|m| i64::from(m.id) > start);
+        tracing::info!(
+            channel_id = id,
+            start_message_id = start,
+            new_posts = messages.len(),
+            "First read of the channel: older posts are history, sent only when a backfill asks."
+        );
+        Ok(messages)
     }
 }
 
@@ -448,26 +536,26 @@ impl ChannelSource for MtprotoSource {
             if let Err(e) = self.pool.ensure_channel(&self.channel).await {
                 return Err(transient(e.to_string(), None));
             }
-            let plan = self
-                .plan(after, limit)
-                .ok_or_else(|| SourceError::Gone("the channel is not resolved".to_owned()))?;
-            let (fetched, pushed) = match plan {
-                Plan::Buffered(m) => (m, true),
-                Plan::Nothing => (Vec::new(), false),
-                Plan::History => match self.history(after, limit).await {
-                    Ok((messages, shown_name)) => {
-                        self.readable(shown_name);
-                        (messages, false)
-                    }
-                    Err(SourceError::Gone(message)) => {
-                        let rpc = ["CHANNEL_PRIVATE", "CHANNEL_INVALID"]
-                            .into_iter()
-                            .find(|r| message.contains(r));
-                        self.unreadable(rpc);
-                        return Err(SourceError::Gone(message));
-                    }
-                    Err(e) => return Err(e),
-                },
+            // Mark 0: nothing recorded yet; reading starts where the
+            // first read found the channel (its past is history).
+            let start = if after == 0 {
+                self.start()?
+            } else {
+                Some(after)
+            };
+            let (after, fetched, pushed) = match start {
+                None => (0, self.first_read(limit).await?, false),
+                Some(after) => {
+                    let plan = self.plan(after, limit).ok_or_else(|| {
+                        SourceError::Gone("the channel is not resolved".to_owned())
+                    })?;
+                    let (fetched, pushed) = match plan {
+                        Plan::Buffered(m) => (m, true),
+                        Plan::Nothing => (Vec::new(), false),
+                        Plan::History => (self.read_history(after, limit, false).await?.0, false),
+                    };
+                    (after, fetched, pushed)
+                }
             };
             let messages = self.hold_trailing_album(after, limit, fetched, pushed);
             if messages.is_empty() {

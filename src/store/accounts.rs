@@ -81,6 +81,8 @@ pub struct ReaderChannel {
     pub access_hash: i64,
     /// Protected content.
     pub protected: bool,
+    /// Where reading it started (`None`: its first read is still to come).
+    pub start_message_id: Option<i64>,
 }
 
 /// The Bot API chat id of a bare channel id.
@@ -455,7 +457,7 @@ impl Store {
         let c = self.conn(OP).await?;
         let row = c
             .query_opt(
-                "SELECT telegram_id, access_hash, protected FROM channels
+                "SELECT telegram_id, access_hash, protected, start_message_id FROM channels
                   WHERE id = $1 AND telegram_id IS NOT NULL AND access_hash IS NOT NULL",
                 &[&channel_id],
             )
@@ -466,6 +468,7 @@ impl Store {
             bare_id: bare_channel_id(r.get(0)),
             access_hash: r.get(1),
             protected: r.get(2),
+            start_message_id: r.get(3),
         }))
     }
 }

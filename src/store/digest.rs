@@ -60,7 +60,7 @@ const OWED_POSTS: &str = "
       FROM posts p JOIN subscriptions s ON s.channel_id = p.channel_id
      WHERE s.id = $1 AND p.detected_at >= s.created_at AND p.detected_at <= $2
        AND p.detected_at >= $2::timestamptz - interval '8 days'
-       AND p.source_chat_id IS NOT NULL
+       AND p.source_chat_id IS NOT NULL AND NOT p.history
        AND NOT EXISTS (
            SELECT 1 FROM forwarded_messages f
             WHERE f.subscription_id = s.id AND f.channel_id = p.channel_id

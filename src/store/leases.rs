@@ -409,6 +409,7 @@ impl Store {
             .query(
                 "SELECT id FROM posts
                   WHERE channel_id = ANY($1) AND detected_at >= $2 AND source_chat_id IS NOT NULL
+                    AND NOT history
                   ORDER BY channel_id, message_id",
                 &[&channels, &since],
             )

@@ -103,6 +103,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0014_channel_problems.sql",
         sql: include_str!("../../sql/0014_channel_problems.sql"),
     },
+    Migration {
+        version: 15,
+        name: "0015_history_on_subscribe.sql",
+        sql: include_str!("../../sql/0015_history_on_subscribe.sql"),
+    },
 ];
 
 /// Why migrating failed.

@@ -157,8 +157,11 @@ pub struct Backfill {
     pub subscription_id: i64,
     /// How many posts.
     pub count: i32,
-    /// The newest message id it covers.
+    /// The newest message id it covers (0: asked before the channel was
+    /// read; then where its reading started).
     pub upto_message_id: i64,
+    /// The channel's history below it was read for it (0015).
+    pub history_read: bool,
 }
 
 const ACTIVE_SUB_COLS: &str = "s.id, s.channel_id, u.telegram_id, d.id, d.chat_id, d.kind, s.mode,
@@ -369,7 +372,7 @@ impl Store {
         let post = c
             .query_opt(
                 &format!(
-                    "SELECT {POST_COLS}, p.relay_message_ids FROM posts p
+                    "SELECT {POST_COLS}, p.relay_message_ids, p.history FROM posts p
                       WHERE p.channel_id = $1 AND $2 = ANY(p.message_ids)
                         AND p.source_chat_id IS NOT NULL
                       ORDER BY p.message_id DESC LIMIT 1"
@@ -379,6 +382,9 @@ impl Store {
             .await
             .op(OP)?;
         let Some(post) = post else { return Ok(None) };
+        // A history post was sent only where a backfill asked for it: no
+        // other subscription has a copy to wait for.
+        let history: bool = post.get(12);
         let post = resumed_post_with_relay(&post);
         let rows = c
             .query(
@@ -396,7 +402,7 @@ impl Store {
                         AND NOT EXISTS (SELECT 1 FROM post_event_applied a
                                          WHERE a.event_id = $4 AND a.subscription_id = s.id)
                         AND (f.status IS NOT NULL OR (s.is_active AND d.is_active
-                                                      AND s.created_at <= $5))
+                                                      AND s.created_at <= $5 AND NOT $6))
                       ORDER BY s.id"
                 ),
                 &[
@@ -405,6 +411,7 @@ impl Store {
                     &post.post_day(),
                     &event_id,
                     &post.detected_at,
+                    &history,
                 ],
             )
             .await
@@ -526,8 +533,8 @@ impl Store {
         let c = self.conn(OP).await?;
         let rows = c
             .query(
-                "SELECT id, subscription_id, count, upto_message_id FROM backfills
-                  WHERE done_at IS NULL ORDER BY id LIMIT 1000",
+                "SELECT id, subscription_id, count, upto_message_id, history_read_at IS NOT NULL
+                   FROM backfills WHERE done_at IS NULL ORDER BY id LIMIT 1000",
                 &[],
             )
             .await
@@ -539,6 +546,7 @@ impl Store {
                 subscription_id: r.get(1),
                 count: r.get(2),
                 upto_message_id: r.get(3),
+                history_read: r.get(4),
             })
             .collect())
     }

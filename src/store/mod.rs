@@ -24,6 +24,8 @@ mod digest;
 mod error;
 /// Per-subscription extras: text transforms, quiet hours.
 mod extras;
+/// History on subscribe read from Telegram: reading's start, history posts (0015).
+mod history;
 /// The bot's durable inbox of bot-admin channel posts.
 mod inbox;
 /// The database's identity, for keys kept outside it.
@@ -67,6 +69,7 @@ pub use deliveries::ForwardedRow;
 pub use digest::{DigestDue, DigestRun, DigestTarget};
 pub use error::StoreError;
 pub use extras::Extra;
+pub use history::BackfillChannel;
 pub use inbox::InboxEntry;
 pub use leases::{InstanceRow, LeasedChannel};
 pub use mirror::{

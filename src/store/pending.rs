@@ -56,6 +56,7 @@ impl Store {
                 &format!(
                     "SELECT DISTINCT p.channel_id FROM posts p
                       WHERE p.detected_at >= $1::timestamptz - interval '1 day' AND p.source_chat_id IS NOT NULL
+                        AND NOT p.history
                         AND EXISTS (SELECT 1 {PENDING_FROM} AND s.channel_id = p.channel_id
                                        AND s.created_at <= p.detected_at
                                        AND (p.detected_at >= $1 OR s.quiet IS NOT NULL)
@@ -82,6 +83,7 @@ impl Store {
             .query(
                 "SELECT id, channel_id, message_id, detected_at FROM posts
                   WHERE detected_at >= $1 AND detected_at < $2 AND source_chat_id IS NOT NULL
+                    AND NOT history
                   ORDER BY detected_at, id",
                 &[&since, &until],
             )
@@ -152,7 +154,7 @@ impl Store {
                        JOIN destinations d ON d.id = s.destination_id AND d.is_active
                       WHERE p.detected_at >= '{since}'::timestamptz - interval '1 day'
                         AND (p.detected_at >= '{since}'::timestamptz OR s.quiet IS NOT NULL)
-                        AND p.source_chat_id IS NOT NULL {posts}
+                        AND p.source_chat_id IS NOT NULL AND NOT p.history {posts}
                         AND NOT EXISTS (
                             SELECT 1 FROM forwarded_messages f
                              WHERE f.subscription_id = s.id AND f.channel_id = p.channel_id

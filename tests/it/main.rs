@@ -25,6 +25,7 @@ mod faults;
 mod fencing;
 /// The in-process pipeline harness of the fault and durability tests.
 mod harness;
+mod history;
 /// The HTTP API with a real client.
 mod http;
 mod http_routes;

@@ -312,8 +312,10 @@ async fn channels_are_balanced_and_move_to_another_account_when_one_is_lost() {
         fake.publish_text(ch, &format!("first of {i}"));
         let row = c
             .query_one(
-                "INSERT INTO channels (telegram_id, username, access_hash, status)
-                 VALUES ($1, $2, $3, 'active') RETURNING id",
+                // Read from its first post (`start_message_id` 0), as
+                // a channel whose first read found it empty.
+                "INSERT INTO channels (telegram_id, username, access_hash, status, start_message_id)
+                 VALUES ($1, $2, $3, 'active', 0) RETURNING id",
                 &[
                     &ch.bot_api_chat_id(),
                     &format!("lost_test_{i}"),

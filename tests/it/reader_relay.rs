@@ -65,8 +65,10 @@ async fn a_repeated_read_forwards_nothing_twice_and_albums_go_in_one_call() {
     let c = db.client().await;
     let row = c
         .query_one(
-            "INSERT INTO channels (telegram_id, username, access_hash, status)
-             VALUES ($1, 'media_source', $2, 'active') RETURNING id",
+            // Read from its first post (`start_message_id` 0), as a
+            // channel whose first read found it empty.
+            "INSERT INTO channels (telegram_id, username, access_hash, status, start_message_id)
+             VALUES ($1, 'media_source', $2, 'active', 0) RETURNING id",
             &[&ch.bot_api_chat_id(), &ch.access_hash],
         )
         .await

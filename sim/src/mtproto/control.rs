@@ -466,6 +466,20 @@ impl MtprotoFake {
         self.publish(channel, NewChannelMessage::text(text))
     }
 
+    /// Moves the date of every message of the channel `by` into the past,
+    /// as if they had been published that much earlier (a channel's past,
+    /// for tests of what a first read counts as new).
+    pub fn backdate(&self, channel: ChannelRef, by: Duration) {
+        let by = i32::try_from(by.as_secs()).unwrap_or(i32::MAX);
+        self.with_channel(channel, |w| {
+            if let Some(ch) = w.channels.get_mut(&channel.id) {
+                for m in ch.messages.values_mut() {
+                    m.date = m.date.saturating_sub(by);
+                }
+            }
+        });
+    }
+
     /// Edits a post's text; false when there is no such message.
     pub fn edit(&self, channel: ChannelRef, id: i32, text: &str) -> bool {
         self.with_channel(channel, |w| w.edit(channel.id, id, text))
