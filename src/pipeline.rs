@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use kuryer_actors::backoff::Backoff;
 use kuryer_actors::channel_poller::PollerConfig;
 use kuryer_actors::channel_supervisor::{
     ChannelSupervisor, GetSupervisorStats, ReleaseChannel, StopAll, WakeChannel,
@@ -316,7 +317,7 @@ impl Pipeline {
             cfg.poller,
         )
         .start();
-        destinations.connect(registry.clone(), supervisor.clone());
+        destinations.connect(registry.clone(), supervisor.clone(), limiter.clone());
 
         // Deliveries of recorded posts that have no outcome yet (a crash, a
         // forced shutdown) are resumed in the background, streaming; each
@@ -347,18 +348,30 @@ impl Pipeline {
         owed.clone()
             .spawn(supervisor.clone(), gate.clone(), channels);
         let mirror = Arc::new(tokio::sync::Notify::new());
-        actix_rt::spawn(
-            crate::mirror::MirrorWorker::new(
-                store.clone(),
-                limiter.clone(),
-                in_flight.clone(),
-                cfg.resume_window,
-                mirror.clone(),
-                stop_sweep.clone(),
-                ownership.clone(),
-            )
-            .run(),
-        );
+        {
+            // Supervised: a panic in one pass must not stop mirroring until
+            // a restart. What it applied is in the database, so a new worker
+            // goes on from there.
+            let (store, limiter, in_flight) = (store.clone(), limiter.clone(), in_flight.clone());
+            let (wake, stop, ownership) = (mirror.clone(), stop_sweep.clone(), ownership.clone());
+            let window = cfg.resume_window;
+            actix_rt::spawn(kuryer_actors::supervise::supervise(
+                "mirror",
+                Backoff::new(Duration::from_millis(100), Duration::from_secs(10)),
+                move || {
+                    crate::mirror::MirrorWorker::new(
+                        store.clone(),
+                        limiter.clone(),
+                        in_flight.clone(),
+                        window,
+                        wake.clone(),
+                        stop.clone(),
+                        ownership.clone(),
+                    )
+                    .run()
+                },
+            ));
+        }
         actix_rt::spawn(
             crate::digest::DigestWorker::new(
                 store.clone(),
