@@ -402,9 +402,9 @@ impl Pipeline {
 
     /// Channels this instance just took the lease of: what they owe is
     /// queued, then their pollers start.
-    pub fn take_over(&self, channels: Vec<ChannelRef>) {
+    pub fn take_over(&self, channels: Vec<ChannelRef>) -> actix_rt::task::JoinHandle<()> {
         self.owed
-            .take_over(self.supervisor.clone(), self.gate.clone(), channels);
+            .take_over(self.supervisor.clone(), self.gate.clone(), channels)
     }
 
     /// Channels whose lease this instance lost or gave up: their pollers
