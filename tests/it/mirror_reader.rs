@@ -246,7 +246,11 @@ async fn an_edit_pushed_while_the_database_is_away_is_mirrored_once_it_is_back()
         .await
         .unwrap();
     let edited = wait_until(Duration::from_secs(60), async || {
-        bot_api.received(user).last().and_then(|m| m.text.clone()).as_deref()
+        bot_api
+            .received(user)
+            .last()
+            .and_then(|m| m.text.clone())
+            .as_deref()
             == Some("edited while the database was away")
     })
     .await;

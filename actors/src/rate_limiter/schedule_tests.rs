@@ -540,7 +540,11 @@ fn a_moved_groups_queue_goes_ahead_of_what_its_supergroup_gets_later() {
     );
     assert_eq!(
         order,
-        vec![(2, NEW, Supergroup), (3, NEW, Supergroup), (4, NEW, Supergroup)]
+        vec![
+            (2, NEW, Supergroup),
+            (3, NEW, Supergroup),
+            (4, NEW, Supergroup)
+        ]
     );
     assert_eq!((s.queued(), s.in_flight()), (0, 0));
 }
