@@ -378,13 +378,24 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = &'static str>) -> a
         })
     };
     tracing::info!(bots = bots.len(), "kuryer is running.");
-    // Migrations ran, the registry is loaded, pollers and the update loop
-    // are started and every token answered getMe: ready.
-    match pipeline.stats().await {
-        Ok(s) => notifier.ready(&crate::notify::status_line(&s, 0)),
-        Err(_) => notifier.ready("running"),
-    }
-    let keepalive = actix_rt::spawn(crate::notify::keepalive(notifier, pipeline.clone()));
+    // Migrations ran, the registry is loaded, the update loop is started,
+    // every token answered getMe, and (waited for in the background, so a
+    // stop signal is heard meanwhile) the lease keeper's first round took a
+    // share and started its pollers: ready, as `/readyz` says.
+    let keepalive = {
+        let (pipeline, ownership) = (pipeline.clone(), ownership.clone());
+        actix_rt::spawn(async move {
+            notifier.status("taking a share of channels");
+            while !ownership.started() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            match pipeline.stats().await {
+                Ok(s) => notifier.ready(&crate::notify::status_line(&s, 0)),
+                Err(_) => notifier.ready("running"),
+            }
+            crate::notify::keepalive(notifier, pipeline).await;
+        })
+    };
     #[cfg(any(test, feature = "test-hooks"))]
     crate::notify::test_hooks_on_signals(pipeline.clone());
 

@@ -12,6 +12,7 @@ use actix::prelude::*;
 use kuryer_actors::channel_supervisor::{ChannelSupervisor, StopChannel};
 use kuryer_actors::metrics_names as names;
 use kuryer_actors::ports::{DestinationEvent, DestinationEvents};
+use kuryer_actors::rate_limiter::{MoveChat, RateLimiter};
 use kuryer_actors::subscriber_registry::{
     MigrateDestination, RemoveDestination, SubscriberRegistry,
 };
@@ -37,6 +38,7 @@ struct Inner {
     texts: Texts,
     registry: OnceLock<Addr<SubscriberRegistry>>,
     supervisor: OnceLock<Addr<ChannelSupervisor>>,
+    limiter: OnceLock<Addr<RateLimiter>>,
     /// Destinations already moved to a supergroup: every queued delivery to
     /// the old chat fails the same way, one move is enough (a group becomes
     /// a supergroup once in its life).
@@ -56,15 +58,22 @@ impl DestinationHandler {
                 texts: Texts::load(),
                 registry: OnceLock::new(),
                 supervisor: OnceLock::new(),
+                limiter: OnceLock::new(),
                 handled: Mutex::new(HashSet::new()),
             }),
         }
     }
 
     /// Connects the actors once they exist.
-    pub fn connect(&self, registry: Addr<SubscriberRegistry>, supervisor: Addr<ChannelSupervisor>) {
+    pub fn connect(
+        &self,
+        registry: Addr<SubscriberRegistry>,
+        supervisor: Addr<ChannelSupervisor>,
+        limiter: Addr<RateLimiter>,
+    ) {
         let _ = self.inner.registry.set(registry);
         let _ = self.inner.supervisor.set(supervisor);
+        let _ = self.inner.limiter.set(limiter);
     }
 
     fn first_time(&self, destination_id: i64, what: &'static str) -> bool {
@@ -149,6 +158,19 @@ impl DestinationEvents for DestinationHandler {
                 if self.first_time(sub.destination_id, "moved") =>
             {
                 actix::spawn(async move {
+                    // The limiter first: from then on a delivery to either
+                    // id waits behind what the group had queued. Only then
+                    // can the registry (or a sweep reading the moved row)
+                    // queue one under the new id.
+                    if let Some(limiter) = inner.limiter.get() {
+                        let moved = MoveChat {
+                            old: sub.chat_id,
+                            new: new_chat_id,
+                        };
+                        if let Err(e) = limiter.send(moved).await {
+                            tracing::warn!(chat_id = sub.chat_id, new_chat_id, error = %e, "The limiter did not take the move.");
+                        }
+                    }
                     if let Err(e) = inner
                         .store
                         .migrate_destination(sub.chat_id, new_chat_id)

@@ -305,13 +305,14 @@ impl Owed {
     /// Channels this instance just took (several instances): their owed
     /// deliveries are queued first, then their pollers start, as at a
     /// start-up resume. On an error the pollers start anyway and the sweep
-    /// delivers the rest.
+    /// delivers the rest. The handle completes once their pollers are
+    /// asked to start.
     pub fn take_over(
         &self,
         supervisor: Addr<ChannelSupervisor>,
         gate: Arc<PollerGate>,
         channels: Vec<ChannelRef>,
-    ) {
+    ) -> actix_rt::task::JoinHandle<()> {
         let this = self.clone();
         actix_rt::spawn(async move {
             let ids: Vec<i64> = channels.iter().map(|c| c.channel_id).collect();
@@ -352,7 +353,7 @@ impl Owed {
             }
             let owned = |id: i64| this.ownership.as_ref().is_none_or(|o| o.owns_channel(id));
             gate.release_ids(&supervisor, &ids, owned);
-        });
+        })
     }
 
     fn since(&self) -> chrono::DateTime<chrono::Utc> {

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use kuryer_actors::backoff::Backoff;
 use kuryer_actors::channel_poller::PollerConfig;
 use kuryer_actors::channel_supervisor::{
     ChannelSupervisor, GetSupervisorStats, ReleaseChannel, StopAll, WakeChannel,
@@ -318,7 +319,7 @@ impl Pipeline {
             cfg.poller,
         )
         .start();
-        destinations.connect(registry.clone(), supervisor.clone());
+        destinations.connect(registry.clone(), supervisor.clone(), limiter.clone());
 
         // Deliveries of recorded posts that have no outcome yet (a crash, a
         // forced shutdown) are resumed in the background, streaming; each
@@ -350,19 +351,32 @@ impl Pipeline {
             .spawn(supervisor.clone(), gate.clone(), channels);
         let mirror = Arc::new(tokio::sync::Notify::new());
         let reader = Arc::new(std::sync::OnceLock::new());
-        actix_rt::spawn(
-            crate::mirror::MirrorWorker::new(
-                store.clone(),
-                limiter.clone(),
-                in_flight.clone(),
-                cfg.resume_window,
-                mirror.clone(),
-                stop_sweep.clone(),
-                ownership.clone(),
-                reader.clone(),
-            )
-            .run(),
-        );
+        {
+            // Supervised: a panic in one pass must not stop mirroring until
+            // a restart. What it applied is in the database, so a new worker
+            // goes on from there.
+            let (store, limiter, in_flight) = (store.clone(), limiter.clone(), in_flight.clone());
+            let (wake, stop, ownership) = (mirror.clone(), stop_sweep.clone(), ownership.clone());
+            let window = cfg.resume_window;
+            let reader = reader.clone();
+            actix_rt::spawn(kuryer_actors::supervise::supervise(
+                "mirror",
+                Backoff::new(Duration::from_millis(100), Duration::from_secs(10)),
+                move || {
+                    crate::mirror::MirrorWorker::new(
+                        store.clone(),
+                        limiter.clone(),
+                        in_flight.clone(),
+                        window,
+                        wake.clone(),
+                        stop.clone(),
+                        ownership.clone(),
+                        reader.clone(),
+                    )
+                    .run()
+                },
+            ));
+        }
         actix_rt::spawn(
             crate::digest::DigestWorker::new(
                 store.clone(),
@@ -400,9 +414,9 @@ impl Pipeline {
 
     /// Channels this instance just took the lease of: what they owe is
     /// queued, then their pollers start.
-    pub fn take_over(&self, channels: Vec<ChannelRef>) {
+    pub fn take_over(&self, channels: Vec<ChannelRef>) -> actix_rt::task::JoinHandle<()> {
         self.owed
-            .take_over(self.supervisor.clone(), self.gate.clone(), channels);
+            .take_over(self.supervisor.clone(), self.gate.clone(), channels)
     }
 
     /// Channels whose lease this instance lost or gave up: their pollers

@@ -71,6 +71,8 @@ pub mod sender_pool;
 mod shaping;
 /// The in-memory index of active subscriptions; fans a post out into deliveries.
 pub mod subscriber_registry;
+/// Runs a long-running task again after it panicked, with a backoff.
+pub mod supervise;
 /// Messages only tests send (stop an actor as if it had died).
 #[cfg(any(test, feature = "test-hooks"))]
 pub mod test_hooks;

@@ -45,6 +45,8 @@ pub const UPTIME_SECONDS: &str = "kuryer_uptime_seconds";
 pub const POSTS_DETECTED_TOTAL: &str = "kuryer_posts_detected_total";
 /// Channel pollers restarted after a crash (counter).
 pub const POLLER_RESTARTS_TOTAL: &str = "kuryer_poller_restarts_total";
+/// Background workers (`worker`: `mirror`) restarted after a panic (counter).
+pub const WORKER_RESTARTS_TOTAL: &str = "kuryer_worker_restarts_total";
 /// Time of one poll of one channel (histogram, seconds).
 pub const POLL_DURATION_SECONDS: &str = "kuryer_poll_duration_seconds";
 /// HTTP API requests by route and status (counter).

@@ -41,7 +41,14 @@ pub(super) async fn readyz(state: web::Data<ApiState>) -> HttpResponse {
             );
         }
     }
-    let ready = database == "ok" && actors_ok;
+    // Several instances (`kuryer run`): nothing is read before the lease
+    // keeper's first round took a share and started its pollers.
+    let started = state
+        .pipeline
+        .as_ref()
+        .and_then(Pipeline::ownership)
+        .is_none_or(|o| o.started());
+    let ready = database == "ok" && actors_ok && started;
     // Bots whose token Telegram refused: the others deliver.
     let halted_bots = state
         .pipeline
@@ -74,6 +81,7 @@ pub(super) async fn readyz(state: web::Data<ApiState>) -> HttpResponse {
             "owned_accounts": o.accounts(),
             "owned_bots": bots,
             "leases_valid": o.leases_valid(),
+            "started": o.started(),
         });
     }
     if ready {

@@ -49,6 +49,11 @@ pub struct Keeper {
     /// The reader accounts: how many this instance holds, and taking
     /// over free ones up to a share.
     accounts: Arc<dyn Accounts>,
+    /// Take-overs started by this round (the first round waits for them
+    /// before the instance says it is ready).
+    taking: Vec<actix_rt::task::JoinHandle<()>>,
+    /// The first round succeeded: [`Keeper::mark_started`] is under way.
+    first_done: bool,
 }
 
 /// What the keeper needs of the reader pool.
@@ -123,6 +128,8 @@ impl Keeper {
             releasing_bots: Vec::new(),
             draining: Arc::new(AtomicBool::new(false)),
             accounts,
+            taking: Vec::new(),
+            first_done: false,
         }
     }
 
@@ -133,15 +140,24 @@ impl Keeper {
 
     /// One round now, then one every third of the TTL, on the current
     /// arbiter, until the handle is aborted. The daemon does not wait for
-    /// the first round: right after a start `/readyz` may report no channels
-    /// owned yet, until that round has taken the first share.
+    /// the first round (HTTP answers at once), but `/readyz` says not ready
+    /// until the first round that succeeds has taken the first share and
+    /// the pollers of what it took are started ([`Ownership::started`]):
+    /// ready used to come before any channel was read, so the first posts
+    /// and `active_channels` after a start raced the first round.
     pub async fn run(mut self) {
         let period = self.ownership.ttl() / 3;
         loop {
             let started = Instant::now();
-            if let Err(e) = self.round().await {
-                tracing::warn!(error = %e, "Lease heartbeat failed; trying again (leases not renewed lapse on their own).");
+            match self.round().await {
+                Ok(()) if !self.first_done => self.mark_started(),
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "Lease heartbeat failed; trying again (leases not renewed lapse on their own).");
+                }
             }
+            // Later take-overs run on their own: no one waits for them.
+            self.taking.clear();
             tokio::select! {
                 () = tokio::time::sleep(period.saturating_sub(started.elapsed())) => {}
                 () = self.ownership.wake.notified() => {
@@ -151,6 +167,29 @@ impl Keeper {
                 }
             }
         }
+    }
+
+    /// Once the take-overs of the first share have asked for their pollers
+    /// and the supervisor has handled that (a round trip through its
+    /// mailbox, behind those requests), the instance is started. In the
+    /// background: the keeper goes on renewing meanwhile, however long the
+    /// owed deliveries of what it took take to queue.
+    fn mark_started(&mut self) {
+        self.first_done = true;
+        let taking = std::mem::take(&mut self.taking);
+        let (ownership, pipeline) = (self.ownership.clone(), self.pipeline.clone());
+        actix_rt::spawn(async move {
+            for t in taking {
+                let _ = t.await;
+            }
+            let _ = pipeline.stats().await;
+            ownership.set_started();
+            tracing::info!(
+                instance = ownership.id(),
+                channels = ownership.counts().0,
+                "First share of channels taken and their pollers started: ready."
+            );
+        });
     }
 
     /// A graceful stop: every lease let go and this instance's row removed,
@@ -266,8 +305,10 @@ impl Keeper {
                     self.ownership
                         .add_channel(l.channel.channel_id, l.generation);
                 }
-                self.pipeline
+                let taking = self
+                    .pipeline
                     .take_over(taken.into_iter().map(|l| l.channel).collect());
+                self.taking.push(taking);
             }
         } else if mine > share {
             let mut ids = self.ownership.channel_ids();

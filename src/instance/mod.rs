@@ -122,6 +122,10 @@ pub struct Ownership {
     /// Wakes the keeper for a round now: a channel appeared that no one
     /// polls yet (a bot made admin, a first subscriber).
     wake: tokio::sync::Notify,
+    /// The keeper's first round has taken this instance's first share and
+    /// the pollers of what it took are started: until then `/readyz` says
+    /// not ready (nothing is read yet).
+    started: std::sync::atomic::AtomicBool,
 }
 
 impl Ownership {
@@ -134,7 +138,18 @@ impl Ownership {
             in_flight: OnceLock::new(),
             accounts: AtomicUsize::new(0),
             wake: tokio::sync::Notify::new(),
+            started: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// True once the first share is taken and its pollers started.
+    pub fn started(&self) -> bool {
+        self.started.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn set_started(&self) {
+        self.started
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// This instance's id.

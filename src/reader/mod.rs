@@ -17,7 +17,10 @@
 //! | `history.rs` | where reading a channel starts; history read for a backfill |
 //! | `relay.rs` | media forwarded into the relay channel (`random_id`, albums whole) |
 //! | `changes.rs` | pushed edits and deletions, queued for the mirror worker |
+//! | `change_queue.rs` | those changes on their way to `post_events`: in order, retried while the database is away, bounded |
 
+/// Edits and deletions on their way to the database, retried, bounded.
+mod change_queue;
 /// Edits and deletions pushed to reader accounts, queued to mirror.
 mod changes;
 /// One account's connection and its flood-wait gate.

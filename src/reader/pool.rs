@@ -25,6 +25,7 @@ use grammers_client::tl;
 use kuryer_actors::model::{ChannelRef, SourceMessage};
 use tokio::time::Instant;
 
+use super::change_queue::{Change, ChangeQueue};
 use super::client::{AccountClient, CallError};
 use super::crypto::SessionCipher;
 use super::mapping;
@@ -106,6 +107,8 @@ pub(super) struct Inner {
     pub(super) by_bare: Mutex<HashMap<i64, i64>>,
     pub(super) events: OnceLock<Arc<dyn ReaderEvents>>,
     background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Edits and deletions on their way to `post_events`.
+    pub(super) changes: ChangeQueue,
 }
 
 /// The reader accounts of this process.
@@ -121,6 +124,7 @@ impl ReaderPool {
     /// An account another process holds is skipped (logged); with no
     /// session key, none is used (logged at ERROR when accounts exist).
     pub async fn start(store: Store, cfg: &Config, holder: String) -> Self {
+        let store_for_changes = store.clone();
         let inner = Arc::new(Inner {
             store: store.clone(),
             cfg: cfg.reader.clone(),
@@ -139,8 +143,25 @@ impl ReaderPool {
             by_bare: Mutex::new(HashMap::new()),
             events: OnceLock::new(),
             background: Mutex::new(Vec::new()),
+            changes: ChangeQueue::new(super::change_queue::CAP),
         });
         let pool = Self(inner);
+        // Edits and deletions are stored by one task, in order, retrying
+        // while the database is away; each one stored wakes the mirror.
+        let weak = Arc::downgrade(&pool.0);
+        let writer = pool.0.changes.run(
+            super::change_queue::backoff(),
+            move |c: &Change| {
+                let (c, store) = (c.clone(), store_for_changes.clone());
+                async move { c.store(&store).await }
+            },
+            move || {
+                if let Some(p) = weak.upgrade() {
+                    p.changed();
+                }
+            },
+        );
+        lock(&pool.0.background).push(tokio::spawn(writer));
         // The queue runs whatever the accounts: it waits while there are none.
         let resolver = tokio::spawn(super::resolver::run(Arc::downgrade(&pool.0)));
         lock(&pool.0.background).push(resolver);
@@ -584,12 +605,12 @@ async fn update_loop(
                 tl::enums::Update::EditChannelMessage(u) => {
                     metrics::counter!(CHANGES_TOTAL, "kind" => "edit").increment(1);
                     if let Some(bare) = channel_of(&u.message) {
-                        pool.edited(bare, &u.message).await;
+                        pool.edited(bare, &u.message);
                     }
                 }
                 tl::enums::Update::DeleteChannelMessages(u) => {
                     metrics::counter!(CHANGES_TOTAL, "kind" => "delete").increment(1);
-                    pool.deleted(u.channel_id, &u.messages).await;
+                    pool.deleted(u.channel_id, &u.messages);
                 }
                 _ => {}
             },

@@ -104,13 +104,37 @@ async fn a_group_that_became_a_supergroup_is_moved_and_gets_every_post() {
     fake.create_chat(old, ChatKind::Group);
     fake.create_chat(new, ChatKind::Supergroup);
     fake.set_fault(old, Fault::MigrateTo(new), None);
-    let p = start(&store, &fake, Opts::default()).await;
-    let posts: Vec<i32> = (0..3)
+    // Telegram's limits at twice their rate: a group takes a post every
+    // 1.5 s, long enough to post again while the second post waits.
+    let opts = Opts {
+        scale: 2.0,
+        ..Opts::default()
+    };
+    let p = start(&store, &fake, opts).await;
+    let mut posts: Vec<i32> = (0..2)
         .map(|i| text(&fake, 1, &format!("migrating {i}")))
         .collect();
     p.wake(1);
+    // The first post found the group moved and was resent to the
+    // supergroup; the second waits for the group's spacing.
     assert!(
-        wait_for(Duration::from_secs(20), || fake.received(new).len()
+        wait_for(Duration::from_secs(20), || fake.received(new).len() == 1).await,
+        "{:?}",
+        fake.received(new)
+    );
+    let moved = format!("SELECT count(*) FROM destinations WHERE chat_id = {new}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count(&db, &moved).await != 1 {
+        assert!(Instant::now() < deadline, "the destination never moved");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Posts made now fan out to the supergroup's id, a chat the limiter
+    // has no history of: they must still wait behind the second post (they
+    // once overtook it, arriving in the order 1, 3, 2).
+    posts.extend((2..4).map(|i| text(&fake, 1, &format!("migrating {i}"))));
+    p.wake(1);
+    assert!(
+        wait_for(Duration::from_secs(40), || fake.received(new).len()
             == posts.len())
         .await
     );
@@ -122,6 +146,16 @@ async fn a_group_that_became_a_supergroup_is_moved_and_gets_every_post() {
         .filter_map(|m| m.source.map(|s| s.1))
         .collect();
     assert_eq!(got, posts, "every post once, in order, in the new chat");
+    // And the group's spacing held across the move (1.5 s here, 1.52 s
+    // with the limiter's safety margin).
+    let at: Vec<Instant> = fake.received(new).iter().map(|m| m.received_at).collect();
+    for w in at.windows(2) {
+        assert!(
+            w[1] - w[0] >= Duration::from_millis(1450),
+            "{:?}",
+            w[1] - w[0]
+        );
+    }
     assert_eq!(
         count(
             &db,
@@ -134,7 +168,7 @@ async fn a_group_that_became_a_supergroup_is_moved_and_gets_every_post() {
     );
     assert_eq!(
         count(&db, &format!("SELECT count(*) FROM forwarded_messages WHERE destination_chat_id = {new} AND status = 'sent'")).await,
-        3
+        4
     );
     fake.stop();
 }

@@ -9,7 +9,7 @@ use kuryer_sim::fake_bot_api::{ChatKind, FakeLimits, FakeTelegram};
 use kuryer_sim::mtproto::{AccountSpec, ChannelSpec, MtprotoConfig, MtprotoFake};
 use serde_json::json;
 
-use crate::common::{Daemon, TestDb, free_port};
+use crate::common::{Daemon, TestDb, admin_url, connect, free_port};
 use crate::mirror::{Api, calls_on, wait_until};
 use crate::reader::seed_session;
 use crate::reader_run::reader_env;
@@ -176,6 +176,92 @@ async fn deletions_from_the_reader_are_mirrored_in_calls_of_100_and_refusals_are
         assert_eq!(c.len(), 1, "{c:?}");
         assert_eq!(c[0].method, "editMessageText");
     }
+    drop(daemon);
+    bot_api.stop();
+    dc.stop();
+}
+
+/// An edit pushed to the reader while PostgreSQL is away (longer than the
+/// three tries a second apart that used to drop it) is stored once the
+/// database is back, and mirrored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_pushed_while_the_database_is_away_is_mirrored_once_it_is_back() {
+    let db = TestDb::new().await;
+    let store = db.migrated().await;
+    let bot_api = FakeTelegram::start(FakeLimits::scaled(20.0)).unwrap();
+    bot_api.add_bot(TOKEN);
+    let dc = MtprotoFake::start(MtprotoConfig::default()).unwrap();
+    dc.attach_bot_api(bot_api.clone());
+    let account = dc.create_account(AccountSpec {
+        phone: "+998900004602".to_owned(),
+        ..AccountSpec::default()
+    });
+    let key = dc.issue_auth_key(Some(account));
+    seed_session(&store, &dc, "alpha", key).await;
+    store.set_session_user("alpha", account, 0).await.unwrap();
+    let channel = dc.create_channel(ChannelSpec {
+        title: "Outage news".to_owned(),
+        username: Some("outage_news".to_owned()),
+        protected: false,
+    });
+    let user = 763_101_i64;
+    bot_api.create_chat(user, ChatKind::Private);
+    // The account's lease outlives the outage.
+    let mut env = reader_env();
+    env.retain(|(k, _)| *k != "KURYER_READER_LEASE_TTL_S");
+    env.push(("KURYER_READER_LEASE_TTL_S", "60".to_owned()));
+    let port = free_port();
+    let daemon = Daemon::start_with(&db.url, &bot_api, TOKEN, port, 20.0, &env);
+    let api = Api::new(port);
+    api.ready(&daemon).await;
+    api.add(user, "@outage_news", None).await;
+    let active = wait_until(Duration::from_secs(30), async || {
+        api.subs(user).await[0]["channel_status"] == "active"
+    })
+    .await;
+    assert!(active, "{}", daemon.log_text());
+    // A first post read proves the account joined (pushes reach members only).
+    dc.publish_text(channel, "warm-up post");
+    let post = dc.publish_text(channel, "to be edited");
+    let read = wait_until(Duration::from_secs(30), async || {
+        bot_api.received(user).len() == 2
+    })
+    .await;
+    assert!(read, "{}", daemon.log_text());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let admin = connect(&admin_url()).await;
+    let name = db.name.clone();
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {name} ALLOW_CONNECTIONS false;
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}';"
+        ))
+        .await
+        .unwrap();
+    assert!(dc.edit(channel, post, "edited while the database was away"));
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    admin
+        .batch_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+        .await
+        .unwrap();
+    let edited = wait_until(Duration::from_secs(60), async || {
+        bot_api
+            .received(user)
+            .last()
+            .and_then(|m| m.text.clone())
+            .as_deref()
+            == Some("edited while the database was away")
+    })
+    .await;
+    assert!(edited, "{}", daemon.log_text());
+    assert!(
+        daemon
+            .log_text()
+            .contains("A source change is stored after the database came back."),
+        "{}",
+        daemon.log_text()
+    );
     drop(daemon);
     bot_api.stop();
     dc.stop();

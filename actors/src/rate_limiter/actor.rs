@@ -76,6 +76,20 @@ pub struct Halt;
 #[rtype(result = "()")]
 pub struct DropChannels(pub Vec<i64>);
 
+/// A group became a supergroup: what is queued for chat `old`, its spacing
+/// and its send in flight move to chat `new`, ahead of anything queued
+/// there, and later deliveries to `old` go to `new`'s queue. Sent before the
+/// registry moves the destination, so no post fanned out after the move
+/// can overtake one queued before it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct MoveChat {
+    /// The group's chat id.
+    pub old: i64,
+    /// The supergroup's chat id.
+    pub new: i64,
+}
+
 /// Counters.
 #[derive(Message)]
 #[rtype(result = "LimiterStats")]
@@ -388,6 +402,20 @@ impl Handler<DropChannels> for RateLimiter {
             channels = channels.len(),
             deliveries = dropped.len(),
             "Dropped queued deliveries of channels this instance no longer owns; their owner sends them."
+        );
+        self.dispatch(ctx);
+    }
+}
+
+impl Handler<MoveChat> for RateLimiter {
+    type Result = ();
+
+    fn handle(&mut self, msg: MoveChat, ctx: &mut Context<Self>) {
+        self.schedule.move_chat(msg.old, msg.new, Instant::now());
+        tracing::debug!(
+            old_chat_id = msg.old,
+            new_chat_id = msg.new,
+            "Moved a chat's queue to its supergroup."
         );
         self.dispatch(ctx);
     }

@@ -96,6 +96,11 @@ pub(super) const FLOOD_CHATS_FOR_LANE_PAUSE: usize = 3;
 /// How often idle chats are forgotten.
 pub(super) const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
+/// How long a moved chat's old id is still taken as its new one: far longer
+/// than a send in flight or a fan-out on its way, while the database already
+/// has the new id for anything read later.
+pub(super) const MOVED_CHAT_MEMORY: Duration = Duration::from_secs(3600);
+
 /// The GCRA tolerance never exceeds this.
 const MAX_TOLERANCE: Duration = Duration::from_millis(5);
 

@@ -16,8 +16,8 @@ mod schedule;
 mod shared;
 
 pub use actor::{
-    Drain, DropChannels, Enqueue, GetLimiterStats, Halt, LimiterStats, RateLimiter, SendDelivery,
-    SendFinished,
+    Drain, DropChannels, Enqueue, GetLimiterStats, Halt, LimiterStats, MoveChat, RateLimiter,
+    SendDelivery, SendFinished,
 };
 pub use halted::HaltedLanes;
 pub use limits::{LimiterConfig, SharedRates};

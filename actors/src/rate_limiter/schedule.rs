@@ -28,6 +28,13 @@
 //! A `retry_after` pauses exactly that chat (or, when many chats of one bot
 //! get it at once, that bot) for exactly that long.
 //!
+//! A group that became a supergroup ([`Schedule::move_chat`]) keeps its
+//! place: its queue, its spacing and its send in flight move to the new chat
+//! id, ahead of anything queued there, and a delivery still addressed to the
+//! old id (fanned out before the move, or finishing) is taken as the new
+//! chat's. Without it a post fanned out after the move, queued under the
+//! new id with no history, overtook one still waiting in the old chat.
+//!
 //! A bot whose token Telegram refused (401) is halted for good: its queued
 //! deliveries leave the queue at once and any later one is turned away on
 //! arrival ([`Schedule::take_dropped`]), so they never count against the
@@ -39,8 +46,10 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use super::limits::{BACKLOG_RECHECK, FLOOD_CHATS_FOR_LANE_PAUSE, FLOOD_MEMORY, Limits, WINDOW};
-use crate::model::Delivery;
+use super::limits::{
+    BACKLOG_RECHECK, FLOOD_CHATS_FOR_LANE_PAUSE, FLOOD_MEMORY, Limits, MOVED_CHAT_MEMORY, WINDOW,
+};
+use crate::model::{ActiveSubscription, Delivery, DestinationKind};
 
 /// How a send went, as far as rate limiting cares.
 #[derive(Debug, Clone)]
@@ -130,6 +139,8 @@ pub(super) struct Schedule {
     /// Instances this one shares every limit with while the shared limits
     /// are unreachable (1: the whole limit is its own).
     share: u32,
+    /// Chats that moved (group → supergroup): old id → (new id, when).
+    moved: HashMap<i64, (i64, Instant)>,
 }
 
 impl Schedule {
@@ -158,6 +169,7 @@ impl Schedule {
             counters: Counters::default(),
             dropped: Vec::new(),
             share: 1,
+            moved: HashMap::new(),
         }
     }
 
@@ -201,7 +213,7 @@ impl Schedule {
     pub(super) fn enqueue(&mut self, deliveries: Vec<Delivery>, now: Instant) {
         let mut touched = Vec::with_capacity(deliveries.len());
         for d in deliveries {
-            touched.push(d.sub.chat_id);
+            touched.push(self.chat_of(&d));
             self.push(d, false, now);
         }
         for chat in touched {
@@ -209,7 +221,10 @@ impl Schedule {
         }
     }
 
-    fn push(&mut self, d: Delivery, front: bool, now: Instant) {
+    fn push(&mut self, mut d: Delivery, front: bool, now: Instant) {
+        if let Some(&(new, _)) = self.moved.get(&d.sub.chat_id) {
+            d = retarget(d, new);
+        }
         let chat_id = d.sub.chat_id;
         let lane = self.limits.lane_of(d.sub.bot_id);
         if self.lanes[lane].halted {
@@ -357,12 +372,22 @@ impl Schedule {
                 } else {
                     lane.rr.push_back(channel);
                 }
-                lane.tat = lane.tat.max(now) + lane_interval;
-                let chat = self.chats.get_mut(&chat_id).expect("ready chats exist");
-                chat.scheduled = false;
-                let Some(delivery) = chat.queue.pop_front() else {
+                let Some(chat) = self.chats.get_mut(&chat_id) else {
                     continue;
                 };
+                chat.scheduled = false;
+                // A chat listed before its queue was emptied (halted lane,
+                // dropped channels) or before it took a moved chat's send in
+                // flight or later spacing ([`Schedule::move_chat`]) is not
+                // sent to now: it costs the bot no turn, and goes back to
+                // wait for its moment.
+                if chat.in_flight || chat.ready_at > now || chat.queue.is_empty() {
+                    self.schedule(chat_id, now);
+                    continue;
+                }
+                let delivery = chat.queue.pop_front().expect("checked non-empty");
+                self.lanes[lane_idx].tat = self.lanes[lane_idx].tat.max(now) + lane_interval;
+                let chat = self.chats.get_mut(&chat_id).expect("looked up above");
                 chat.in_flight = true;
                 self.lanes[lane_idx].in_flight += 1;
                 self.queued -= 1;
@@ -392,7 +417,7 @@ impl Schedule {
         outcome: SendOutcome,
         now: Instant,
     ) -> Option<FloodWait> {
-        let chat_id = delivery.sub.chat_id;
+        let chat_id = self.chat_of(&delivery);
         self.in_flight = self.in_flight.saturating_sub(1);
         if let Some(l) = self.lanes.get_mut(lane) {
             l.in_flight = l.in_flight.saturating_sub(1);
@@ -469,7 +494,7 @@ impl Schedule {
         lane_wait: Duration,
         now: Instant,
     ) {
-        let chat_id = delivery.sub.chat_id;
+        let chat_id = self.chat_of(&delivery);
         self.in_flight = self.in_flight.saturating_sub(1);
         self.counters.dispatched = self.counters.dispatched.saturating_sub(1);
         self.counters.shared_held += 1;
@@ -538,6 +563,49 @@ impl Schedule {
         out
     }
 
+    /// The chat a delivery is queued in: its own, or the one it moved to.
+    fn chat_of(&self, d: &Delivery) -> i64 {
+        self.moved
+            .get(&d.sub.chat_id)
+            .map_or(d.sub.chat_id, |&(new, _)| new)
+    }
+
+    /// A group became the supergroup `new`: what `old` holds moves there —
+    /// its queue (readdressed) ahead of anything queued under `new`, its
+    /// send in flight, its spacing — and a delivery to `old` arriving later
+    /// (fanned out before the move, or finishing) is taken as `new`'s, so
+    /// posts reach the supergroup in the order they were queued.
+    pub(super) fn move_chat(&mut self, old: i64, new: i64, now: Instant) {
+        if old == new {
+            return;
+        }
+        self.moved.insert(old, (new, now));
+        let Some(from) = self.chats.get_mut(&old) else {
+            return;
+        };
+        // The old entry stays, empty, while a ready list or the timer heap
+        // may still name it: it is skipped when its turn comes and swept.
+        let queue: VecDeque<Delivery> = from.queue.drain(..).map(|d| retarget(d, new)).collect();
+        let (lane, ready_at, in_flight) = (from.lane, from.ready_at, from.in_flight);
+        from.in_flight = false;
+        let interval = self.limits.chat_interval(true);
+        let to = self.chats.entry(new).or_insert_with(|| Chat {
+            lane,
+            interval,
+            queue: VecDeque::new(),
+            ready_at,
+            in_flight: false,
+            scheduled: false,
+        });
+        to.interval = to.interval.max(interval);
+        to.ready_at = to.ready_at.max(ready_at);
+        to.in_flight |= in_flight;
+        let mut merged = queue;
+        merged.append(&mut to.queue);
+        to.queue = merged;
+        self.schedule(new, now);
+    }
+
     /// True when the lane is halted.
     #[cfg(test)]
     pub(super) fn is_halted(&self, lane: usize) -> bool {
@@ -554,6 +622,10 @@ impl Schedule {
     pub(super) fn sweep(&mut self, now: Instant) {
         self.chats
             .retain(|_, c| c.in_flight || c.scheduled || !c.queue.is_empty() || c.ready_at > now);
+        // By then nothing addressed to the old chat is in flight or on its
+        // way from a fan-out; the database has the new id.
+        self.moved
+            .retain(|_, (_, at)| now.duration_since(*at) < MOVED_CHAT_MEMORY);
     }
 
     /// Chats the schedule remembers.
@@ -561,6 +633,18 @@ impl Schedule {
     fn chats_known(&self) -> usize {
         self.chats.len()
     }
+}
+
+/// The delivery addressed to the supergroup `new` its group became.
+fn retarget(mut d: Delivery, new: i64) -> Delivery {
+    if d.sub.chat_id != new {
+        d.sub = std::sync::Arc::new(ActiveSubscription {
+            chat_id: new,
+            destination_kind: DestinationKind::Supergroup,
+            ..(*d.sub).clone()
+        });
+    }
+    d
 }
 
 #[cfg(test)]

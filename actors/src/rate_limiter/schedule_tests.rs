@@ -495,3 +495,56 @@ fn the_fallback_share_divides_a_bots_rate() {
     assert!(sends.is_empty());
     assert_eq!(wake, Some(t0 + Duration::from_secs(1)));
 }
+
+/// Post `id` of channel 1 to `chat`.
+fn post_to(chat: i64, kind: crate::model::DestinationKind, id: i32) -> Delivery {
+    let mut d = delivery(1, chat, kind);
+    std::sync::Arc::make_mut(&mut d.post).message_ids = vec![id];
+    d
+}
+
+#[test]
+fn a_moved_groups_queue_goes_ahead_of_what_its_supergroup_gets_later() {
+    use crate::model::DestinationKind::Group;
+    const OLD: i64 = -600;
+    const NEW: i64 = -100_600;
+    let t0 = Instant::now();
+    // A group: one send a second.
+    let mut s = schedule(&exact(30.0, 1.0, 60.0), t0);
+    s.enqueue(vec![post_to(OLD, Group, 1), post_to(OLD, Group, 2)], t0);
+    let (mut sends, _) = s.next_sends(t0, 0);
+    assert_eq!(sends.len(), 1, "post 2 waits for the group's spacing");
+    let first = sends.pop().unwrap();
+    // Post 1's send finds the group moved (and is resent to the
+    // supergroup): the limiter is told while it is in flight. Then a fan-out
+    // made before the move arrives, still addressed to the group (post 3),
+    // and one made after it, addressed to the supergroup (post 4).
+    s.move_chat(OLD, NEW, t0 + ms(5));
+    s.enqueue(vec![post_to(OLD, Group, 3)], t0 + ms(8));
+    s.enqueue(vec![post_to(NEW, Supergroup, 4)], t0 + ms(10));
+    // Nothing goes to the supergroup while post 1 is still on its way there
+    // (before the fix post 4 went now, to a chat with no history).
+    let (early, _) = s.next_sends(t0 + ms(10), 0);
+    assert!(early.is_empty(), "{early:?}");
+    s.finished(first.lane, first.delivery, SendOutcome::Done, t0 + ms(20));
+    let t1 = t0 + ms(20);
+    let mut order = Vec::new();
+    let log = run(&mut s, t1, ms(20), |d| {
+        order.push((d.post.first_id(), d.sub.chat_id, d.sub.destination_kind));
+        SendOutcome::Done
+    });
+    // Each a second after the previous one completed, all to the supergroup.
+    assert_eq!(
+        log,
+        vec![(ms(1000), 1, NEW), (ms(2020), 1, NEW), (ms(3040), 1, NEW)]
+    );
+    assert_eq!(
+        order,
+        vec![
+            (2, NEW, Supergroup),
+            (3, NEW, Supergroup),
+            (4, NEW, Supergroup)
+        ]
+    );
+    assert_eq!((s.queued(), s.in_flight()), (0, 0));
+}

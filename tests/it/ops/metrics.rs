@@ -174,7 +174,12 @@ async fn metrics_equal_what_the_fake_received_and_survive_a_restart() {
         again.log_text()
     );
     let m = scrape(port).await;
-    assert_eq!(metric(&m, "active_channels", &[]), 1.0, "{m}");
+    assert_eq!(
+        metric(&m, "active_channels", &[]),
+        1.0,
+        "{m}\n{}",
+        again.log_text()
+    );
     assert_eq!(again.terminate(), Some(0));
     assert_no_secret(&again.log_text());
     fake.stop();
