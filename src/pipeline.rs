@@ -377,16 +377,26 @@ impl Pipeline {
                 },
             ));
         }
-        actix_rt::spawn(
-            crate::digest::DigestWorker::new(
-                store.clone(),
-                &digest_bots,
-                cfg.sweep_interval,
-                stop_sweep.clone(),
-                ownership.clone(),
-            )
-            .run(),
-        );
+        {
+            // Supervised too: a digest in the middle of a run is finished by
+            // the next worker from its `digest_runs` row.
+            let (store, stop, ownership) = (store.clone(), stop_sweep.clone(), ownership.clone());
+            let every = cfg.sweep_interval;
+            actix_rt::spawn(kuryer_actors::supervise::supervise(
+                "digest",
+                Backoff::new(Duration::from_millis(100), Duration::from_secs(10)),
+                move || {
+                    crate::digest::DigestWorker::new(
+                        store.clone(),
+                        &digest_bots,
+                        every,
+                        stop.clone(),
+                        ownership.clone(),
+                    )
+                    .run()
+                },
+            ));
+        }
         Ok(Self {
             supervisor,
             registry,
