@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use kuryer::store::NewPost;
 use kuryer_actors::model::{ChannelRef, ChannelUsername};
-use kuryer_sim::fake_bot_api::{ChatKind, FakeLimits, FakeTelegram, MediaKind, NewChannelMessage};
-use kuryer_sim::mtproto::{AccountSpec, ChannelSpec, FloodLimit, MtprotoConfig, MtprotoFake};
+use kuryer_sim::fake_bot_api::{ChatKind, FakeLimits, MediaKind, NewChannelMessage};
+use kuryer_sim::mtproto::{ChannelSpec, FloodLimit, MtprotoFake};
 
-use crate::common::{Daemon, TestDb, free_port};
+use crate::common::{Daemon, free_port};
 use crate::mirror::{Api, wait_until};
-use crate::reader::{reader_config, seed_session};
+use crate::reader::reader_config;
 
 const TOKEN: &str = "4848:historySECREThistory";
 
@@ -67,27 +67,8 @@ async fn posts_of(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reader_records_the_newest_posts_as_history_once_and_says_when_it_cannot() {
-    let db = TestDb::new().await;
-    let store = db.migrated().await;
-    let bot_api = FakeTelegram::start(FakeLimits::off()).unwrap();
-    let dc = MtprotoFake::start(MtprotoConfig::default()).unwrap();
-    dc.attach_bot_api(bot_api.clone());
-    let account = dc.create_account(AccountSpec {
-        phone: "+998900004801".to_owned(),
-        ..AccountSpec::default()
-    });
-    seed_session(&store, &dc, "historian", dc.issue_auth_key(Some(account))).await;
-    store
-        .set_session_user("historian", account, 0)
-        .await
-        .unwrap();
-    let relay = dc.create_channel(ChannelSpec {
-        title: "Relay".to_owned(),
-        username: None,
-        protected: false,
-    });
-    dc.add_member(relay, account);
-    dc.set_admin(relay, account);
+    let (db, store, _bot_api, dc, account, relay) =
+        crate::reader::relay_world(FakeLimits::off(), "+998900004801", "historian").await;
     let ch = dc.create_channel(ChannelSpec {
         title: "Past news".to_owned(),
         username: Some("past_news".to_owned()),
@@ -290,25 +271,9 @@ fn seen(
 /// reaches both once; a later subscriber's backfill reuses what was read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backfill_of_a_channel_added_just_now_sends_its_last_posts_from_telegram_once() {
-    let db = TestDb::new().await;
-    let store = db.migrated().await;
-    let bot_api = FakeTelegram::start(FakeLimits::scaled(20.0)).unwrap();
+    let (db, _store, bot_api, dc, account, relay) =
+        crate::reader::relay_world(FakeLimits::scaled(20.0), "+998900004802", "alpha").await;
     bot_api.add_bot(TOKEN);
-    let dc = MtprotoFake::start(MtprotoConfig::default()).unwrap();
-    dc.attach_bot_api(bot_api.clone());
-    let account = dc.create_account(AccountSpec {
-        phone: "+998900004802".to_owned(),
-        ..AccountSpec::default()
-    });
-    seed_session(&store, &dc, "alpha", dc.issue_auth_key(Some(account))).await;
-    store.set_session_user("alpha", account, 0).await.unwrap();
-    let relay = dc.create_channel(ChannelSpec {
-        title: "Relay".to_owned(),
-        username: None,
-        protected: false,
-    });
-    dc.add_member(relay, account);
-    dc.set_admin(relay, account);
     bot_api.set_admin(relay.bot_api_chat_id(), TOKEN, true);
     let ch = dc.create_channel(ChannelSpec {
         title: "Long story".to_owned(),

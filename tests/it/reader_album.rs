@@ -7,11 +7,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use kuryer_actors::ports::ChannelSource;
-use kuryer_sim::fake_bot_api::{FakeLimits, FakeTelegram, MediaKind, NewChannelMessage};
-use kuryer_sim::mtproto::{AccountSpec, ChannelSpec, MtprotoConfig, MtprotoFake};
+use kuryer_sim::fake_bot_api::{FakeLimits, MediaKind, NewChannelMessage};
+use kuryer_sim::mtproto::ChannelSpec;
 
-use crate::common::TestDb;
-use crate::reader::{reader_config, seed_session};
+use crate::reader::reader_config;
 
 /// Counts wakes (a push, or the end of an album's grace).
 #[derive(Default)]
@@ -38,24 +37,8 @@ async fn wakes_above(w: &Wakes, n: usize) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_album_pushed_part_by_part_with_reads_between_is_one_post_forwarded_once() {
-    let db = TestDb::new().await;
-    let store = db.migrated().await;
-    let bot_api = FakeTelegram::start(FakeLimits::off()).unwrap();
-    let dc = MtprotoFake::start(MtprotoConfig::default()).unwrap();
-    dc.attach_bot_api(bot_api.clone());
-    let id = dc.create_account(AccountSpec {
-        phone: "+998900004201".to_owned(),
-        ..AccountSpec::default()
-    });
-    seed_session(&store, &dc, "albums", dc.issue_auth_key(Some(id))).await;
-    store.set_session_user("albums", id, 0).await.unwrap();
-    let relay = dc.create_channel(ChannelSpec {
-        title: "Relay".to_owned(),
-        username: None,
-        protected: false,
-    });
-    dc.add_member(relay, id);
-    dc.set_admin(relay, id);
+    let (db, store, bot_api, dc, id, relay) =
+        crate::reader::relay_world(FakeLimits::off(), "+998900004201", "albums").await;
     let ch = dc.create_channel(ChannelSpec {
         title: "Albums".to_owned(),
         username: Some("album_source".to_owned()),

@@ -5,12 +5,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kuryer_sim::fake_bot_api::{ChatKind, FakeLimits, FakeTelegram, MediaKind, NewChannelMessage};
-use kuryer_sim::mtproto::{AccountSpec, ChannelSpec, MtprotoConfig, MtprotoFake};
+use kuryer_sim::fake_bot_api::{ChatKind, FakeLimits, MediaKind, NewChannelMessage};
+use kuryer_sim::mtproto::ChannelSpec;
 use serde_json::json;
 
-use crate::common::{Daemon, TestDb, free_port};
-use crate::reader::{reader_config, seed_session};
+use crate::common::{Daemon, free_port};
+use crate::reader::reader_config;
 
 const TOKEN: &str = "4545:relaySECRETrelaySECRET";
 const API_TOKEN: &str = "black-box-api-token-0123";
@@ -27,24 +27,8 @@ impl kuryer::reader::ReaderEvents for NoEvents {
 async fn a_repeated_read_forwards_nothing_twice_and_albums_go_in_one_call() {
     use kuryer_actors::ports::ChannelSource;
 
-    let db = TestDb::new().await;
-    let store = db.migrated().await;
-    let bot_api = FakeTelegram::start(FakeLimits::off()).unwrap();
-    let dc = MtprotoFake::start(MtprotoConfig::default()).unwrap();
-    dc.attach_bot_api(bot_api.clone());
-    let id = dc.create_account(AccountSpec {
-        phone: "+998900004001".to_owned(),
-        ..AccountSpec::default()
-    });
-    seed_session(&store, &dc, "relayer", dc.issue_auth_key(Some(id))).await;
-    store.set_session_user("relayer", id, 0).await.unwrap();
-    let relay = dc.create_channel(ChannelSpec {
-        title: "Relay".to_owned(),
-        username: None,
-        protected: false,
-    });
-    dc.add_member(relay, id);
-    dc.set_admin(relay, id);
+    let (db, store, bot_api, dc, id, relay) =
+        crate::reader::relay_world(FakeLimits::off(), "+998900004001", "relayer").await;
     let ch = dc.create_channel(ChannelSpec {
         title: "Media".to_owned(),
         username: Some("media_source".to_owned()),
@@ -132,25 +116,9 @@ async fn wait_until<F: AsyncFnMut() -> bool>(limit: Duration, mut f: F) -> bool 
 /// `copyMessages`), also across a restart that reads them again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn media_of_a_channel_the_bot_is_not_in_reach_subscribers_from_the_relay() {
-    let db = TestDb::new().await;
-    let store = db.migrated().await;
-    let bot_api = FakeTelegram::start(FakeLimits::scaled(20.0)).unwrap();
+    let (db, _store, bot_api, dc, _id, relay) =
+        crate::reader::relay_world(FakeLimits::scaled(20.0), "+998900004101", "relayer").await;
     bot_api.add_bot(TOKEN);
-    let dc = MtprotoFake::start(MtprotoConfig::default()).unwrap();
-    dc.attach_bot_api(bot_api.clone());
-    let id = dc.create_account(AccountSpec {
-        phone: "+998900004101".to_owned(),
-        ..AccountSpec::default()
-    });
-    seed_session(&store, &dc, "relayer", dc.issue_auth_key(Some(id))).await;
-    store.set_session_user("relayer", id, 0).await.unwrap();
-    let relay = dc.create_channel(ChannelSpec {
-        title: "Relay".to_owned(),
-        username: None,
-        protected: false,
-    });
-    dc.add_member(relay, id);
-    dc.set_admin(relay, id);
     bot_api.set_admin(relay.bot_api_chat_id(), TOKEN, true);
     let ch = dc.create_channel(ChannelSpec {
         title: "Pictures".to_owned(),
