@@ -5,32 +5,21 @@
 
 use std::time::Duration;
 
-use kuryer_sim::fake_bot_api::{ChatKind, FakeLimits, FakeTelegram};
-use kuryer_sim::mtproto::{AccountSpec, ChannelSpec, MtprotoConfig, MtprotoFake};
+use kuryer_sim::fake_bot_api::{ChatKind, FakeLimits};
+use kuryer_sim::mtproto::ChannelSpec;
 use serde_json::json;
 
-use crate::common::{Daemon, TestDb, admin_url, connect, free_port};
+use crate::common::{Daemon, admin_url, connect, free_port};
 use crate::mirror::{Api, calls_on, wait_until};
-use crate::reader::seed_session;
 use crate::reader_run::reader_env;
 
 const TOKEN: &str = "4747:mirrorReaderSECRETmirror";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deletions_from_the_reader_are_mirrored_in_calls_of_100_and_refusals_are_recorded() {
-    let db = TestDb::new().await;
-    let store = db.migrated().await;
-    let bot_api = FakeTelegram::start(FakeLimits::scaled(20.0)).unwrap();
+    let (db, _store, bot_api, dc, _account) =
+        crate::reader::reader_world(FakeLimits::scaled(20.0), "+998900004601", "alpha").await;
     bot_api.add_bot(TOKEN);
-    let dc = MtprotoFake::start(MtprotoConfig::default()).unwrap();
-    dc.attach_bot_api(bot_api.clone());
-    let account = dc.create_account(AccountSpec {
-        phone: "+998900004601".to_owned(),
-        ..AccountSpec::default()
-    });
-    let key = dc.issue_auth_key(Some(account));
-    seed_session(&store, &dc, "alpha", key).await;
-    store.set_session_user("alpha", account, 0).await.unwrap();
     let channel = dc.create_channel(ChannelSpec {
         title: "Deleting news".to_owned(),
         username: Some("deleting_news".to_owned()),
@@ -186,19 +175,9 @@ async fn deletions_from_the_reader_are_mirrored_in_calls_of_100_and_refusals_are
 /// database is back, and mirrored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edit_pushed_while_the_database_is_away_is_mirrored_once_it_is_back() {
-    let db = TestDb::new().await;
-    let store = db.migrated().await;
-    let bot_api = FakeTelegram::start(FakeLimits::scaled(20.0)).unwrap();
+    let (db, _store, bot_api, dc, _account) =
+        crate::reader::reader_world(FakeLimits::scaled(20.0), "+998900004602", "alpha").await;
     bot_api.add_bot(TOKEN);
-    let dc = MtprotoFake::start(MtprotoConfig::default()).unwrap();
-    dc.attach_bot_api(bot_api.clone());
-    let account = dc.create_account(AccountSpec {
-        phone: "+998900004602".to_owned(),
-        ..AccountSpec::default()
-    });
-    let key = dc.issue_auth_key(Some(account));
-    seed_session(&store, &dc, "alpha", key).await;
-    store.set_session_user("alpha", account, 0).await.unwrap();
     let channel = dc.create_channel(ChannelSpec {
         title: "Outage news".to_owned(),
         username: Some("outage_news".to_owned()),

@@ -48,9 +48,36 @@ pub(crate) async fn seed_session(
     session
 }
 
-/// What the relay tests share: a fresh database, the fake Bot API (with
-/// `limits`) attached to a fake data centre, a signed-in account stored as
-/// session `session`, and a relay channel the account is a member and admin
+/// What the reader tests share: a fresh database, the fake Bot API (with
+/// `limits`) attached to a fake data centre, and a signed-in account stored
+/// as session `session`. Returns (database, store, Bot API, data centre,
+/// account).
+pub(crate) async fn reader_world(
+    limits: kuryer_sim::fake_bot_api::FakeLimits,
+    phone: &str,
+    session: &str,
+) -> (
+    TestDb,
+    Store,
+    kuryer_sim::fake_bot_api::FakeTelegram,
+    MtprotoFake,
+    i64,
+) {
+    let db = TestDb::new().await;
+    let store = db.migrated().await;
+    let bot_api = kuryer_sim::fake_bot_api::FakeTelegram::start(limits).unwrap();
+    let dc = MtprotoFake::start(MtprotoConfig::default()).unwrap();
+    dc.attach_bot_api(bot_api.clone());
+    let account = dc.create_account(AccountSpec {
+        phone: phone.to_owned(),
+        ..AccountSpec::default()
+    });
+    seed_session(&store, &dc, session, dc.issue_auth_key(Some(account))).await;
+    store.set_session_user(session, account, 0).await.unwrap();
+    (db, store, bot_api, dc, account)
+}
+
+/// [`reader_world`] with a relay channel the account is a member and admin
 /// of. Returns (database, store, Bot API, data centre, account, relay).
 pub(crate) async fn relay_world(
     limits: kuryer_sim::fake_bot_api::FakeLimits,
@@ -64,17 +91,7 @@ pub(crate) async fn relay_world(
     i64,
     kuryer_sim::mtproto::ChannelRef,
 ) {
-    let db = TestDb::new().await;
-    let store = db.migrated().await;
-    let bot_api = kuryer_sim::fake_bot_api::FakeTelegram::start(limits).unwrap();
-    let dc = MtprotoFake::start(MtprotoConfig::default()).unwrap();
-    dc.attach_bot_api(bot_api.clone());
-    let account = dc.create_account(AccountSpec {
-        phone: phone.to_owned(),
-        ..AccountSpec::default()
-    });
-    seed_session(&store, &dc, session, dc.issue_auth_key(Some(account))).await;
-    store.set_session_user(session, account, 0).await.unwrap();
+    let (db, store, bot_api, dc, account) = reader_world(limits, phone, session).await;
     let relay = dc.create_channel(kuryer_sim::mtproto::ChannelSpec {
         title: "Relay".to_owned(),
         username: None,
