@@ -17,7 +17,6 @@
 //!    (the Bot API has none): only what kuryer recorded is sent.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use crate::reader::{HistoryError, ReaderPool};
@@ -36,16 +35,16 @@ pub(crate) enum Step {
 /// The backfills' history reads; see the module docs.
 pub(crate) struct HistoryReads {
     store: Store,
-    /// The reader accounts, once the daemon has them (none: no channel is
+    /// The reader accounts, when the daemon has them (none: no channel is
     /// read over MTProto).
-    reader: Arc<OnceLock<ReaderPool>>,
+    reader: Option<ReaderPool>,
     /// Backfills whose history read waits, until when.
     later: HashMap<i64, Instant>,
 }
 
 impl HistoryReads {
-    /// Over `reader`, set by the daemon when it has reader accounts.
-    pub(crate) fn new(store: Store, reader: Arc<OnceLock<ReaderPool>>) -> Self {
+    /// Over `reader`, when the daemon has reader accounts.
+    pub(crate) fn new(store: Store, reader: Option<ReaderPool>) -> Self {
         Self {
             store,
             reader,
@@ -71,7 +70,7 @@ impl HistoryReads {
         if !owns(channel_id) {
             return Ok(Step::NotOurs);
         }
-        let reader = self.reader.get().filter(|_| !ch.channel.bot_is_admin);
+        let reader = self.reader.as_ref().filter(|_| !ch.channel.bot_is_admin);
         if b.upto_message_id == 0 {
             match ch.start {
                 Some(start) => b.upto_message_id = start,

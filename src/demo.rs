@@ -22,9 +22,10 @@ use kuryer_sim::throwaway_db::ThrowawayDb;
 
 use crate::cli::DemoArgs;
 use crate::config::{Config, DatabaseConfig};
-use crate::pipeline::{Pipeline, PipelineConfig, build_bots};
+use crate::pipeline::{Pipeline, PipelineConfig, PipelineParts};
 use crate::secret::{Secret, SecretUrl};
 use crate::store::{Store, migrate};
+use crate::telegram::build_bots;
 
 /// The demo's closing figures.
 #[derive(Debug, Clone, Serialize)]
@@ -133,7 +134,14 @@ async fn run_in(
     redis.key_prefix = format!("{}{name}:", redis.key_prefix);
     redis.dedup_ttl_s = 600;
     let dedup = crate::dedup::RedisDedup::new(&redis, &store.installation_id().await?);
-    let pipeline = Pipeline::start(store.clone(), bots, factory, Arc::new(dedup), pcfg).await?;
+    let pipeline = Pipeline::start(PipelineParts::new(
+        store.clone(),
+        bots,
+        factory,
+        Arc::new(dedup),
+        pcfg,
+    ))
+    .await?;
     let registry_load = pipeline.registry_load;
     if let Some(w) = &mtproto {
         w.connect(&pipeline);

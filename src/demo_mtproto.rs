@@ -15,10 +15,11 @@ use kuryer_sim::mtproto::{AccountSpec, ChannelRef, ChannelSpec, MtprotoConfig, M
 
 use crate::config::Config;
 use crate::pipeline::Pipeline;
+use crate::reader::ReaderPool;
 use crate::reader::crypto::SessionCipher;
 use crate::reader::session::PgSession;
-use crate::reader::{ReaderEvents, ReaderPool};
 use crate::secret::Secret;
+use crate::source_events::{self, EventInbox, SourceEvents};
 use crate::store::Store;
 
 /// Reader accounts of the demo.
@@ -43,7 +44,7 @@ pub struct ReaderWorld {
 /// Pushed posts and resolved channels into a pipeline.
 pub struct Wake(pub Pipeline);
 
-impl ReaderEvents for Wake {
+impl SourceEvents for Wake {
     fn wake(&self, channel_id: i64) {
         self.0.wake(channel_id);
     }
@@ -187,6 +188,8 @@ impl ReaderWorld {
 pub(crate) struct MtprotoWorld {
     world: ReaderWorld,
     pool: ReaderPool,
+    /// The pool's events, until `connect` hands them to the pipeline.
+    inbox: std::sync::Mutex<Option<EventInbox>>,
 }
 
 impl MtprotoWorld {
@@ -214,8 +217,14 @@ impl MtprotoWorld {
         cfg.reader.join_interval_ms = 20;
         cfg.reader.poll_interval_s = 1;
         cfg.reader.history_per_second = 200.0;
-        let pool = ReaderPool::start(store.clone(), &cfg, "kuryer-demo".to_owned()).await;
-        Ok(Self { world, pool })
+        // Events wait in the queue until the pipeline exists (`connect`).
+        let (events, inbox) = source_events::queue();
+        let pool = ReaderPool::start(store.clone(), &cfg, "kuryer-demo".to_owned(), events).await;
+        Ok(Self {
+            world,
+            pool,
+            inbox: std::sync::Mutex::new(Some(inbox)),
+        })
     }
 
     /// Every channel read through the reader pool.
@@ -226,7 +235,14 @@ impl MtprotoWorld {
 
     /// Pushed posts wake the pipeline's pollers.
     pub(crate) fn connect(&self, pipeline: &Pipeline) {
-        self.pool.set_events(Arc::new(Wake(pipeline.clone())));
+        let inbox = self
+            .inbox
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(inbox) = inbox {
+            actix_rt::spawn(inbox.deliver(Arc::new(Wake(pipeline.clone()))));
+        }
     }
 
     /// Bot API chat id of channel `i` (1-based).

@@ -20,9 +20,9 @@ use teloxide::Bot;
 use teloxide::prelude::Requester;
 use teloxide::types::ChatId;
 
-use crate::bot::i18n::{Arg, Lang, Texts};
-use crate::pipeline::bot_id_of;
+use crate::i18n::{Arg, Lang, Texts};
 use crate::store::{LostDestination, Store};
+use crate::telegram::bot_id_of;
 
 /// Acts on destination events; see the module doc.
 #[derive(Clone)]

@@ -34,10 +34,10 @@ use teloxide::payloads::SendMessageSetters;
 use teloxide::prelude::Requester;
 use teloxide::types::{ChatId, MessageId, ThreadId};
 
-use crate::bot::i18n::{Lang, Texts};
+use crate::i18n::{Lang, Texts};
 use crate::instance::Ownership;
-use crate::pipeline::bot_id_of;
 use crate::store::{DigestDue, Store, StoreError};
+use crate::telegram::bot_id_of;
 
 /// How often due digests are looked for, at most.
 pub const CHECK_EVERY: Duration = Duration::from_secs(5);

@@ -8,22 +8,65 @@
 //!
 //! # Layout
 //!
-//! In layer order, top to bottom. **No layer imports one above it**: the
-//! daemon never reaches into a command, an adapter never into the daemon,
-//! and `kuryer-actors` knows nothing of this crate (it defines the ports,
-//! `ChannelSource` and `Persistence`, that the adapters implement).
+//! The modules stand in layers, written once in [`LAYERS`] (bottom to top).
+//! **A module imports only from its own layer or those below**, and no two
+//! modules import each other, however indirectly: a lower layer that needs
+//! a higher one receives what it needs when it is built (an event queue,
+//! a trait object), never imports it. `tests/it/layers.rs` reads every
+//! `crate::…` path in `src/` and fails on an import that runs up a layer or
+//! closes a loop, and on a module missing from [`LAYERS`].
+//! `kuryer-actors` sits under all of them and knows nothing of this crate
+//! (it defines the ports, `ChannelSource` and `Persistence`, that the
+//! adapters implement).
 //!
-//! | layer | modules | what they are |
-//! |---|---|---|
-//! | commands | `main.rs`, [`cli`], `demo` (feature `demo`) | parse, load config, set up logging, run one command |
-//! | daemon | [`daemon`], [`pipeline`], [`owed`], `backfill`, [`instance`], [`updates`], [`bot`], [`http`], [`notify`], [`preflight`], [`progress`] | `kuryer run`'s wiring and ordered shutdown, the actor pipeline, resume and sweep of owed deliveries, leases among several instances, the bots' update loops, the bot's commands, the HTTP API, systemd readiness and watchdog, start-up checks, progress of long work |
-//! | adapters | [`store`], [`dedup`], [`destinations`], [`telemetry`], [`reader`] | PostgreSQL, Redis, what a lost destination means, logs and metrics, MTProto reader accounts |
-//! | foundation | [`config`], [`secret`], [`alloc`] | configuration and its validation, redacted secrets, the allocator |
-//! | actors | `kuryer-actors` | the actors and their messages, the domain model, the ports |
+//! | layer | what its modules are |
+//! |---|---|
+//! | commands | parse, load config, run one command (`main.rs`, `cli`, `demo`, `demo_mtproto` behind feature `demo`) |
+//! | daemon | `kuryer run`: everything started in one pass, the ordered stop |
+//! | faces | what people and operators talk to: the bot's commands, the bots' update loops, the HTTP API |
+//! | services | the pipeline and what it runs: owed deliveries, lost destinations, digests, mirroring, backfills, leases among instances, the change feed, start-up checks, systemd's notify protocol |
+//! | sources | MTProto reader accounts |
+//! | telegram leaves | bot ids and building, texts in three languages, what sources tell the daemon |
+//! | infrastructure | PostgreSQL, Redis, dedup, shared rate limits |
+//! | foundation | configuration, redacted secrets, logs and metrics, progress of long work, the allocator |
 //!
 //! `kuryer-sim` sits beside the service: only `demo` (behind the default
 //! `demo` feature) and the tests use it, so `cargo build --release
 //! --no-default-features` builds a service with no simulator in it.
+
+/// The layers of this crate, bottom to top, each with its modules: a
+/// module may import from its own layer and those below, never above.
+pub const LAYERS: &[(&str, &[&str])] = &[
+    (
+        "foundation",
+        &["alloc", "config", "secret", "telemetry", "progress"],
+    ),
+    (
+        "infrastructure",
+        &["store", "redis_conn", "dedup", "shared_limits"],
+    ),
+    ("telegram leaves", &["telegram", "i18n", "source_events"]),
+    ("sources", &["reader"]),
+    (
+        "services",
+        &[
+            "instance",
+            "owed",
+            "destinations",
+            "digest",
+            "backfill",
+            "mirror",
+            "pipeline",
+            "keeper",
+            "subscription_events",
+            "preflight",
+            "notify",
+        ],
+    ),
+    ("faces", &["bot", "updates", "http"]),
+    ("daemon", &["daemon"]),
+    ("commands", &["cli", "demo", "demo_mtproto"]),
+];
 
 /// The process's allocator (mimalloc) and its tuning.
 pub mod alloc;
@@ -51,8 +94,12 @@ pub mod destinations;
 pub mod digest;
 /// The management HTTP API.
 pub mod http;
-/// Several instances: leases of channels and bots, the heartbeat keeper.
+/// The bot's texts in uz/ru/en, from the Fluent files in `locales/`.
+pub mod i18n;
+/// Several instances: what this instance owns, its id, the process checks.
 pub mod instance;
+/// The lease keeper: the heartbeat loop, take-overs, fair shares.
+pub mod keeper;
 /// Edits and deletions of source posts mirrored; history on subscribe.
 pub mod mirror;
 /// systemd's notify protocol: readiness, status, the earned watchdog ping.
@@ -73,10 +120,14 @@ mod redis_conn;
 pub mod secret;
 /// Telegram's rate limits shared between instances through Redis.
 pub mod shared_limits;
+/// What the channel sources tell the daemon, queued until it listens.
+pub mod source_events;
 /// PostgreSQL: pool, typed queries, migrations, partitions.
 pub mod store;
 /// Subscription changes from every instance (LISTEN/NOTIFY) into the registry.
 pub mod subscription_events;
+/// Bot API leaves: a bot's id from its token, building the bots.
+pub mod telegram;
 /// Logging and metrics.
 pub mod telemetry;
 /// The bot's getUpdates loop and the source of channels where it is admin.

@@ -190,7 +190,7 @@ async fn run_migrate(loaded: Loaded) -> anyhow::Result<()> {
         println!("created the database");
     }
     let store = Store::new(db)?;
-    let report = kuryer::progress::migrate_with_progress(&store).await?;
+    let report = kuryer::store::migrate_with_progress(&store).await?;
     let parts = store
         .maintain_partitions(db.partitions_ahead_days, db.retention_days)
         .await?;

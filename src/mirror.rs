@@ -73,7 +73,7 @@ pub struct MirrorWorker {
 
 impl MirrorWorker {
     /// A worker over the pipeline's limiter and held set; `reader`: the
-    /// reader accounts once the daemon has them (channels' history).
+    /// reader accounts, when the daemon has them (channels' history).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Store,
@@ -83,7 +83,7 @@ impl MirrorWorker {
         wake: Arc<Notify>,
         stop: Arc<AtomicBool>,
         ownership: Option<Arc<crate::instance::Ownership>>,
-        reader: Arc<std::sync::OnceLock<crate::reader::ReaderPool>>,
+        reader: Option<crate::reader::ReaderPool>,
     ) -> Self {
         Self {
             history: crate::backfill::HistoryReads::new(store.clone(), reader),

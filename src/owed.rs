@@ -281,7 +281,7 @@ impl Owed {
     ) {
         actix_rt::spawn(async move {
             let resumed = Arc::new(AtomicBool::new(false));
-            crate::progress::watch_resume(gate.clone(), resumed.clone());
+            watch_resume(gate.clone(), resumed.clone());
             self.resume(&supervisor, &gate, channels).await;
             resumed.store(true, Ordering::Relaxed);
             if self.window.is_zero() {
@@ -606,4 +606,37 @@ impl Owed {
 
 fn post_key(d: &Delivery) -> PostKey {
     (d.post.channel_id, d.post.message_ids[0])
+}
+
+/// The start-up resume's progress, in channels: each channel with owed
+/// deliveries has its poller held back until the resume's stream is past
+/// it ([`PollerGate`]), so the held count going down is the progress.
+/// Runs until `done`.
+fn watch_resume(
+    gate: std::sync::Arc<PollerGate>,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::Ordering;
+    actix_rt::spawn(async move {
+        let mut progress: Option<(crate::progress::Progress, u64)> = None;
+        loop {
+            let held = gate.held() as u64;
+            if progress.is_none() && held > 0 {
+                progress = Some((
+                    crate::progress::Progress::new("resuming channels", held),
+                    held,
+                ));
+            }
+            if let Some((p, total)) = progress.as_mut() {
+                p.set(total.saturating_sub(held));
+            }
+            if done.load(Ordering::Relaxed) {
+                if let Some((p, _)) = progress.as_mut() {
+                    p.finish();
+                }
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
 }

@@ -30,7 +30,7 @@ use crate::config::{Config, LimitsConfig, OnAmbiguous};
 use crate::destinations::DestinationHandler;
 use crate::instance::Ownership;
 use crate::owed::{Owed, PollerGate, SettlingStore};
-use crate::secret::Secret;
+use crate::reader::ReaderPool;
 use crate::store::{Store, StoreError};
 
 /// Settings of the whole pipeline.
@@ -58,7 +58,7 @@ impl PipelineConfig {
             .telegram
             .bot_tokens
             .iter()
-            .map(|t| bot_id_of(t.expose()))
+            .map(|t| crate::telegram::bot_id_of(t.expose()))
             .collect();
         limiter.max_in_flight = d.max_in_flight;
         limiter.queue_capacity = d.queue_capacity;
@@ -103,34 +103,6 @@ pub fn limiter_config(limits: &LimitsConfig, bots: usize, scale: f64) -> Limiter
         bots,
         ..LimiterConfig::default()
     }
-}
-
-/// The bot id in a token (`<bot id>:<secret>`); 0 when it has none.
-pub fn bot_id_of(token: &str) -> i64 {
-    token
-        .split_once(':')
-        .and_then(|(id, _)| id.parse().ok())
-        .unwrap_or(0)
-}
-
-/// teloxide bots for the configured tokens, sharing one HTTP client (one
-/// connection pool) and honouring `bot_api_url`.
-pub fn build_bots(
-    tokens: &[Secret],
-    api_url: &str,
-    timeout: Duration,
-) -> Result<Vec<Bot>, PipelineError> {
-    let url = reqwest::Url::parse(api_url)
-        .map_err(|e| PipelineError::Config(format!("telegram.bot_api_url: {e}")))?;
-    let client = teloxide::net::default_reqwest_settings()
-        .timeout(timeout)
-        .pool_max_idle_per_host(256)
-        .build()
-        .map_err(|e| PipelineError::Config(format!("HTTP client: {e}")))?;
-    Ok(tokens
-        .iter()
-        .map(|t| Bot::with_client(t.expose(), client.clone()).set_api_url(url.clone()))
-        .collect())
 }
 
 /// Why the pipeline could not start.
@@ -208,118 +180,101 @@ pub struct Pipeline {
     ownership: Option<Arc<Ownership>>,
     /// Wakes the mirror worker (edits, deletions, backfills queued).
     mirror: Arc<tokio::sync::Notify>,
-    /// The reader accounts, for backfills' history reads (set by the daemon).
-    reader: Arc<std::sync::OnceLock<crate::reader::ReaderPool>>,
+}
+
+/// What a pipeline is built from.
+pub struct PipelineParts {
+    pub store: Store,
+    /// One per token, in the configured order.
+    pub bots: Vec<Bot>,
+    /// Each channel's source: the bot's inbox or a reader account.
+    pub factory: SourceFactory,
+    pub dedup: Arc<dyn Dedup>,
+    pub cfg: PipelineConfig,
+    /// One of several instances: what this one holds (`None`: everything).
+    /// No channel is then polled until `ownership` holds its lease (the
+    /// lease keeper hands channels over with [`Pipeline::take_over`]),
+    /// posts are recorded under the lease's generation, and a send is made
+    /// only while its channel's lease is surely held.
+    pub ownership: Option<Arc<Ownership>>,
+    /// Rate limits shared with other instances: the limiter admits every
+    /// send through them.
+    pub shared: Option<Arc<dyn SharedLimits>>,
+    /// The reader accounts: a backfill of a channel read over MTProto reads
+    /// its history through them when too little is recorded (`None`: only
+    /// what is recorded is sent).
+    pub reader: Option<ReaderPool>,
+}
+
+impl PipelineParts {
+    /// One instance, no shared limits, no reader accounts.
+    pub fn new(
+        store: Store,
+        bots: Vec<Bot>,
+        factory: SourceFactory,
+        dedup: Arc<dyn Dedup>,
+        cfg: PipelineConfig,
+    ) -> Self {
+        Self {
+            store,
+            bots,
+            factory,
+            dedup,
+            cfg,
+            ownership: None,
+            shared: None,
+            reader: None,
+        }
+    }
+}
+
+/// The actors, started and connected, before the registry is loaded.
+struct Actors {
+    registry: Addr<SubscriberRegistry>,
+    limiter: Addr<RateLimiter>,
+    writer: Addr<DbWriter>,
+    sender: Addr<SenderPool>,
+    persistence: Arc<dyn Persistence>,
+    destinations: DestinationHandler,
+    halted: Arc<HaltedLanes>,
+    in_flight: Arc<InFlight>,
+    holds: Arc<kuryer_actors::quiet::QuietHolds>,
 }
 
 impl Pipeline {
     /// Starts the actors on the current actix arbiter, loads the registry
-    /// from the database (streaming) and starts a poller per active channel.
-    pub async fn start(
-        store: Store,
-        bots: Vec<Bot>,
-        factory: SourceFactory,
-        dedup: Arc<dyn Dedup>,
-        cfg: PipelineConfig,
-    ) -> Result<Self, PipelineError> {
-        Self::start_owned(store, bots, factory, dedup, cfg, None, None).await
-    }
-
-    /// [`Pipeline::start`] whose limiter also admits every send through
-    /// `shared` (rate limits shared with other instances), when given.
-    pub async fn start_with(
-        store: Store,
-        bots: Vec<Bot>,
-        factory: SourceFactory,
-        dedup: Arc<dyn Dedup>,
-        cfg: PipelineConfig,
-        shared: Option<Arc<dyn SharedLimits>>,
-    ) -> Result<Self, PipelineError> {
-        Self::start_owned(store, bots, factory, dedup, cfg, None, shared).await
-    }
-
-    /// [`Pipeline::start`] for one of several instances: no channel is
-    /// polled until `ownership` holds its lease (the lease keeper hands
-    /// channels over with [`Pipeline::take_over`]), posts are recorded
-    /// under the lease's generation, and a send is made only while its
-    /// channel's lease is surely held; with `shared`, the limiter admits
-    /// every send through the rate limits shared with other instances.
-    pub async fn start_owned(
-        store: Store,
-        bots: Vec<Bot>,
-        factory: SourceFactory,
-        dedup: Arc<dyn Dedup>,
-        cfg: PipelineConfig,
-        ownership: Option<Arc<Ownership>>,
-        shared: Option<Arc<dyn SharedLimits>>,
-    ) -> Result<Self, PipelineError> {
+    /// from the database (streaming), starts the resume of owed deliveries
+    /// and, with one instance, a poller per active channel; then the mirror
+    /// and digest workers.
+    pub async fn start(parts: PipelineParts) -> Result<Self, PipelineError> {
+        let PipelineParts {
+            store,
+            bots,
+            factory,
+            dedup,
+            cfg,
+            ownership,
+            shared,
+            reader,
+        } = parts;
         if bots.is_empty() {
             return Err(PipelineError::Config(
                 "telegram.bot_tokens is empty: at least one bot token is needed".into(),
             ));
         }
         let halt_wait = cfg.sender.request_timeout + Duration::from_secs(1);
-        let in_flight = Arc::new(InFlight::new(cfg.sender.retry_ambiguous));
-        if let Some(o) = &ownership {
-            o.set_in_flight(in_flight.clone());
-        }
-        let persistence: Arc<dyn Persistence> = Arc::new(
-            SettlingStore::new(store.clone(), in_flight.clone()).with_ownership(ownership.clone()),
-        );
-        // Subscriptions holding posts for their quiet hours (`quiet.rs`).
-        let holds = Arc::new(kuryer_actors::quiet::QuietHolds::new());
-        let backlog = Arc::new(AtomicUsize::new(0));
-        let writer = DbWriter::new(persistence.clone(), cfg.writer, backlog.clone()).start();
-        let destinations = DestinationHandler::new(store.clone(), &bots);
-        // Digests are sent straight through the bots (`digest.rs`).
         let digest_bots = bots.clone();
-        let sender = SenderPool::new(
-            bots,
-            writer.clone().recipient(),
-            dedup.clone(),
-            Arc::new(destinations.clone()),
-            cfg.sender.clone(),
-        );
-        let sender = match &ownership {
-            Some(o) => sender.with_lease_guard(o.clone()),
-            None => sender,
-        }
-        .start();
-        let mut limiter = RateLimiter::new(cfg.limiter, sender.clone().recipient(), backlog)
-            .with_in_flight(in_flight.clone());
-        if let Some(shared) = shared {
-            limiter = limiter.with_shared(shared);
-        }
-        let halted = limiter.halted_lanes();
-        let limiter = limiter.start();
-        let registry =
-            SubscriberRegistry::new(limiter.clone().recipient(), dedup, in_flight.clone())
-                .with_quiet_holds(holds.clone())
-                .start();
-
-        let started = Instant::now();
-        let mut stream = store.stream_active_subscriptions(cfg.load_chunk);
-        let mut loaded = 0usize;
-        while let Some(chunk) = stream.next_chunk().await {
-            let chunk = chunk?;
-            loaded += chunk.len();
-            registry.send(LoadSubscriptions(chunk)).await?;
-        }
-        let registry_load = started.elapsed();
-        tracing::info!(
-            subscriptions = loaded,
-            elapsed_ms = registry_load.as_millis() as u64,
-            "Subscriber registry loaded."
-        );
-
+        let a = start_actors(&store, bots, dedup, &cfg, &ownership, shared);
+        let registry_load = load_registry(&store, &a.registry, cfg.load_chunk).await?;
         let supervisor = ChannelSupervisor::new(
             factory,
-            persistence,
-            registry.clone().recipient(),
+            a.persistence.clone(),
+            a.registry.clone().recipient(),
             cfg.poller,
         )
         .start();
-        destinations.connect(registry.clone(), supervisor.clone(), limiter.clone());
+        a.destinations
+            .connect(a.registry.clone(), supervisor.clone(), a.limiter.clone());
 
         // Deliveries of recorded posts that have no outcome yet (a crash, a
         // forced shutdown) are resumed in the background, streaming; each
@@ -336,90 +291,45 @@ impl Pipeline {
         let stop_sweep = Arc::new(AtomicBool::new(false));
         let owed = Owed {
             store: store.clone(),
-            limiter: limiter.clone(),
-            in_flight: in_flight.clone(),
-            halted: halted.clone(),
+            limiter: a.limiter.clone(),
+            in_flight: a.in_flight.clone(),
+            halted: a.halted.clone(),
             chunk: cfg.load_chunk,
             window: cfg.resume_window,
             sweep_interval: cfg.sweep_interval,
             retry_ambiguous: cfg.sender.retry_ambiguous,
             stop: stop_sweep.clone(),
             ownership: ownership.clone(),
-            holds,
+            holds: a.holds.clone(),
         };
         owed.clone()
             .spawn(supervisor.clone(), gate.clone(), channels);
         let mirror = Arc::new(tokio::sync::Notify::new());
-        let reader = Arc::new(std::sync::OnceLock::new());
-        {
-            // Supervised: a panic in one pass must not stop mirroring until
-            // a restart. What it applied is in the database, so a new worker
-            // goes on from there.
-            let (store, limiter, in_flight) = (store.clone(), limiter.clone(), in_flight.clone());
-            let (wake, stop, ownership) = (mirror.clone(), stop_sweep.clone(), ownership.clone());
-            let window = cfg.resume_window;
-            let reader = reader.clone();
-            actix_rt::spawn(kuryer_actors::supervise::supervise(
-                "mirror",
-                Backoff::new(Duration::from_millis(100), Duration::from_secs(10)),
-                move || {
-                    crate::mirror::MirrorWorker::new(
-                        store.clone(),
-                        limiter.clone(),
-                        in_flight.clone(),
-                        window,
-                        wake.clone(),
-                        stop.clone(),
-                        ownership.clone(),
-                        reader.clone(),
-                    )
-                    .run()
-                },
-            ));
-        }
-        {
-            // Supervised too: a digest in the middle of a run is finished by
-            // the next worker from its `digest_runs` row.
-            let (store, stop, ownership) = (store.clone(), stop_sweep.clone(), ownership.clone());
-            let every = cfg.sweep_interval;
-            actix_rt::spawn(kuryer_actors::supervise::supervise(
-                "digest",
-                Backoff::new(Duration::from_millis(100), Duration::from_secs(10)),
-                move || {
-                    crate::digest::DigestWorker::new(
-                        store.clone(),
-                        &digest_bots,
-                        every,
-                        stop.clone(),
-                        ownership.clone(),
-                    )
-                    .run()
-                },
-            ));
-        }
+        let workers = Workers {
+            store: &store,
+            limiter: &a.limiter,
+            in_flight: &a.in_flight,
+            stop: &stop_sweep,
+            ownership: &ownership,
+        };
+        workers.spawn_mirror(mirror.clone(), cfg.resume_window, reader);
+        workers.spawn_digest(digest_bots, cfg.sweep_interval);
         Ok(Self {
             supervisor,
-            registry,
-            limiter,
-            writer,
-            sender,
+            registry: a.registry,
+            limiter: a.limiter,
+            writer: a.writer,
+            sender: a.sender,
             registry_load,
             halt_wait,
             gate,
-            halted,
-            in_flight,
+            halted: a.halted,
+            in_flight: a.in_flight,
             stop_sweep,
             owed,
             ownership,
             mirror,
-            reader,
         })
-    }
-
-    /// The reader accounts that read channels over MTProto: a backfill of
-    /// such a channel reads its history when too little is recorded.
-    pub fn set_reader(&self, pool: crate::reader::ReaderPool) {
-        let _ = self.reader.set(pool);
     }
 
     /// Channels this instance just took the lease of: what they owe is
@@ -676,5 +586,155 @@ impl Pipeline {
             );
         }
         report
+    }
+}
+
+/// Starts the shared actors, each connected to the next.
+fn start_actors(
+    store: &Store,
+    bots: Vec<Bot>,
+    dedup: Arc<dyn Dedup>,
+    cfg: &PipelineConfig,
+    ownership: &Option<Arc<Ownership>>,
+    shared: Option<Arc<dyn SharedLimits>>,
+) -> Actors {
+    let in_flight = Arc::new(InFlight::new(cfg.sender.retry_ambiguous));
+    if let Some(o) = ownership {
+        o.set_in_flight(in_flight.clone());
+    }
+    let persistence: Arc<dyn Persistence> = Arc::new(
+        SettlingStore::new(store.clone(), in_flight.clone()).with_ownership(ownership.clone()),
+    );
+    // Subscriptions holding posts for their quiet hours (`quiet.rs`).
+    let holds = Arc::new(kuryer_actors::quiet::QuietHolds::new());
+    let backlog = Arc::new(AtomicUsize::new(0));
+    let writer = DbWriter::new(persistence.clone(), cfg.writer.clone(), backlog.clone()).start();
+    let destinations = DestinationHandler::new(store.clone(), &bots);
+    let sender = SenderPool::new(
+        bots,
+        writer.clone().recipient(),
+        dedup.clone(),
+        Arc::new(destinations.clone()),
+        cfg.sender.clone(),
+    );
+    let sender = match ownership {
+        Some(o) => sender.with_lease_guard(o.clone()),
+        None => sender,
+    }
+    .start();
+    let mut limiter = RateLimiter::new(cfg.limiter.clone(), sender.clone().recipient(), backlog)
+        .with_in_flight(in_flight.clone());
+    if let Some(shared) = shared {
+        limiter = limiter.with_shared(shared);
+    }
+    let halted = limiter.halted_lanes();
+    let limiter = limiter.start();
+    let registry = SubscriberRegistry::new(limiter.clone().recipient(), dedup, in_flight.clone())
+        .with_quiet_holds(holds.clone())
+        .start();
+    Actors {
+        registry,
+        limiter,
+        writer,
+        sender,
+        persistence,
+        destinations,
+        halted,
+        in_flight,
+        holds,
+    }
+}
+
+/// Loads every active subscription into the registry, streaming; answers
+/// how long it took.
+async fn load_registry(
+    store: &Store,
+    registry: &Addr<SubscriberRegistry>,
+    chunk: usize,
+) -> Result<Duration, PipelineError> {
+    let started = Instant::now();
+    let mut stream = store.stream_active_subscriptions(chunk);
+    let mut loaded = 0usize;
+    while let Some(part) = stream.next_chunk().await {
+        let part = part?;
+        loaded += part.len();
+        registry.send(LoadSubscriptions(part)).await?;
+    }
+    let elapsed = started.elapsed();
+    tracing::info!(
+        subscriptions = loaded,
+        elapsed_ms = elapsed.as_millis() as u64,
+        "Subscriber registry loaded."
+    );
+    Ok(elapsed)
+}
+
+/// What the pipeline's background workers share.
+struct Workers<'a> {
+    store: &'a Store,
+    limiter: &'a Addr<RateLimiter>,
+    in_flight: &'a Arc<InFlight>,
+    stop: &'a Arc<AtomicBool>,
+    ownership: &'a Option<Arc<Ownership>>,
+}
+
+impl Workers<'_> {
+    /// The mirror worker (edits, deletions, backfills), supervised: a panic
+    /// in one pass must not stop mirroring until a restart. What it applied
+    /// is in the database, so a new worker goes on from there.
+    fn spawn_mirror(
+        &self,
+        wake: Arc<tokio::sync::Notify>,
+        window: Duration,
+        reader: Option<ReaderPool>,
+    ) {
+        let (store, limiter, in_flight) = (
+            self.store.clone(),
+            self.limiter.clone(),
+            self.in_flight.clone(),
+        );
+        let (stop, ownership) = (self.stop.clone(), self.ownership.clone());
+        actix_rt::spawn(kuryer_actors::supervise::supervise(
+            "mirror",
+            Backoff::new(Duration::from_millis(100), Duration::from_secs(10)),
+            move || {
+                crate::mirror::MirrorWorker::new(
+                    store.clone(),
+                    limiter.clone(),
+                    in_flight.clone(),
+                    window,
+                    wake.clone(),
+                    stop.clone(),
+                    ownership.clone(),
+                    reader.clone(),
+                )
+                .run()
+            },
+        ));
+    }
+
+    /// The digest worker, supervised too: a digest in the middle of a run
+    /// is finished by the next worker from its `digest_runs` row. Digests
+    /// are sent straight through the bots (`digest.rs`).
+    fn spawn_digest(&self, bots: Vec<Bot>, every: Duration) {
+        let (store, stop, ownership) = (
+            self.store.clone(),
+            self.stop.clone(),
+            self.ownership.clone(),
+        );
+        actix_rt::spawn(kuryer_actors::supervise::supervise(
+            "digest",
+            Backoff::new(Duration::from_millis(100), Duration::from_secs(10)),
+            move || {
+                crate::digest::DigestWorker::new(
+                    store.clone(),
+                    &bots,
+                    every,
+                    stop.clone(),
+                    ownership.clone(),
+                )
+                .run()
+            },
+        ));
     }
 }

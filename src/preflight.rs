@@ -10,9 +10,9 @@ use teloxide::RequestError;
 use teloxide::requests::Requester;
 
 use crate::config::Config;
-use crate::pipeline::{bot_id_of, build_bots};
 use crate::secret::Secret;
 use crate::store::Store;
+use crate::telegram::{bot_id_of, build_bots};
 
 /// How long one check may take in `check-config --connect`.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(10);

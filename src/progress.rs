@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use sd_notify::NotifyState;
 
 /// Lines (not bars) at most this often.
-const LINE_EVERY: Duration = Duration::from_secs(5);
+pub(crate) const LINE_EVERY: Duration = Duration::from_secs(5);
 /// How much more start-up time each report asks systemd for.
 const EXTEND_BY: Duration = Duration::from_secs(60);
 
@@ -120,95 +120,6 @@ impl Progress {
             NotifyState::ExtendTimeoutUsec(extend),
         ]);
     }
-}
-
-/// `kuryer migrate` (and the daemon's start-up migration) with progress:
-/// one step a migration, and while a long one runs (an index on a large
-/// table) a report every few seconds that it still does.
-pub async fn migrate_with_progress(
-    store: &crate::store::Store,
-) -> Result<crate::store::migrate::MigrateReport, crate::store::migrate::MigrateError> {
-    use crate::store::migrate::{self, MigrationStep};
-    use std::sync::{Arc, Mutex};
-
-    // The bar, the migration running, and since when.
-    type Running = Option<(Progress, &'static str, Instant)>;
-    let state: Arc<Mutex<Running>> = Arc::new(Mutex::new(None));
-    let mut observe = {
-        let state = state.clone();
-        move |step: MigrationStep| {
-            let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
-            let entry = st.get_or_insert_with(|| {
-                (
-                    Progress::new("applying migrations", step.of as u64),
-                    step.name,
-                    Instant::now(),
-                )
-            });
-            entry.1 = step.name;
-            entry.2 = Instant::now();
-            entry.0.set(step.index as u64);
-            tracing::info!(
-                migration = step.name,
-                step = step.index + 1,
-                of = step.of,
-                "Applying a migration."
-            );
-        }
-    };
-    let apply = migrate::apply_observed(store, migrate::MIGRATIONS, &mut observe);
-    tokio::pin!(apply);
-    let mut tick = tokio::time::interval(LINE_EVERY);
-    tick.tick().await;
-    let report = loop {
-        tokio::select! {
-            r = &mut apply => break r,
-            _ = tick.tick() => {
-                let st = state.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some((_, name, since)) = st.as_ref() {
-                    tracing::info!(
-                        migration = *name,
-                        elapsed_s = since.elapsed().as_secs(),
-                        "Still applying a migration."
-                    );
-                }
-            }
-        }
-    };
-    if let Some((mut p, _, _)) = state.lock().unwrap_or_else(|e| e.into_inner()).take() {
-        p.finish();
-    }
-    report
-}
-
-/// The start-up resume's progress, in channels: each channel with owed
-/// deliveries has its poller held back until the resume's stream is past
-/// it (`owed::PollerGate`), so the held count going down is the progress.
-/// Runs until `done`.
-pub fn watch_resume(
-    gate: std::sync::Arc<crate::owed::PollerGate>,
-    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) {
-    use std::sync::atomic::Ordering;
-    actix_rt::spawn(async move {
-        let mut progress: Option<(Progress, u64)> = None;
-        loop {
-            let held = gate.held() as u64;
-            if progress.is_none() && held > 0 {
-                progress = Some((Progress::new("resuming channels", held), held));
-            }
-            if let Some((p, total)) = progress.as_mut() {
-                p.set(total.saturating_sub(held));
-            }
-            if done.load(Ordering::Relaxed) {
-                if let Some((p, _)) = progress.as_mut() {
-                    p.finish();
-                }
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    });
 }
 
 #[cfg(test)]

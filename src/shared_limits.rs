@@ -326,11 +326,14 @@ impl SharedLimits for RedisSharedLimits {
 /// The shared limits of `kuryer run`, per `limits.shared`: `None` when off.
 /// Beats once before answering, so an instance starting beside others
 /// shares from its first send; the heartbeat then runs until `stop`.
+/// `rates` are the limiter's; `hold` how long a send may take (its
+/// request timeout and a second).
 pub async fn start_for(
     cfg: &crate::config::Config,
     installation: &str,
     instance: &str,
-    pipeline: &crate::pipeline::PipelineConfig,
+    rates: kuryer_actors::rate_limiter::SharedRates,
+    hold: Duration,
     stop: Arc<AtomicBool>,
 ) -> Option<(Arc<dyn SharedLimits>, tokio::task::JoinHandle<()>)> {
     if cfg.limits.shared == SharedMode::Off {
@@ -341,8 +344,8 @@ pub async fn start_for(
         installation,
         instance,
         cfg.limits.shared,
-        pipeline.limiter.shared_rates(),
-        pipeline.sender.request_timeout + Duration::from_secs(1),
+        rates,
+        hold,
     );
     let live = limits.beat().await;
     tracing::info!(

@@ -206,7 +206,7 @@ fn key_of(d: &Delivery) -> DeliveryKey {
 mod tests {
     use super::*;
     use crate::model::DestinationKind;
-    use crate::rate_limiter::testing::delivery;
+    use crate::testing::delivery;
 
     fn row(d: &Delivery, status: DeliveryStatus) -> (DeliveryKey, DeliveryStatus) {
         let r = DeliveryRecord {

@@ -57,6 +57,8 @@ pub mod metrics_names;
 mod mirror_calls;
 /// Domain types shared by the actors and the daemon's adapters.
 pub mod model;
+/// What a delivery's Bot API calls produced and what a Telegram error means.
+mod outcome;
 /// The traits the daemon implements: channel sources and persistence.
 pub mod ports;
 /// Quiet hours: when a subscription's posts are held, as a pure function of `now`.
@@ -76,5 +78,8 @@ pub mod supervise;
 /// Messages only tests send (stop an actor as if it had died).
 #[cfg(any(test, feature = "test-hooks"))]
 pub mod test_hooks;
+/// Deliveries the unit tests share.
+#[cfg(test)]
+mod testing;
 /// Per-subscription text transforms (header, footer, replacements) keeping entities right.
 pub mod transform;

@@ -13,8 +13,8 @@ use teloxide::types::{
 use teloxide::{ApiError, Bot, RequestError};
 
 use crate::model::{Delivery, MediaKind, MirrorKind, MirrorOp};
+use crate::outcome::{CallResult, classify};
 use crate::ports::DestinationEvents;
-use crate::sender_pool::{CallResult, classify};
 use crate::shaping::Shaped;
 
 /// Makes the call(s) of one mirror op; see [`CallResult`].

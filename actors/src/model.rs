@@ -274,6 +274,22 @@ pub enum MediaKind {
     Other,
 }
 
+impl MediaKind {
+    /// Its stored spelling (as `posts.media`, and serde's).
+    pub fn name(self) -> &'static str {
+        match self {
+            MediaKind::Photo => "photo",
+            MediaKind::Video => "video",
+            MediaKind::Document => "document",
+            MediaKind::Audio => "audio",
+            MediaKind::Voice => "voice",
+            MediaKind::Animation => "animation",
+            MediaKind::Sticker => "sticker",
+            MediaKind::Other => "other",
+        }
+    }
+}
+
 /// One message of a source channel, as a `ChannelSource` reads it.
 /// Serialisable: the bot's update loop keeps it in a durable inbox.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

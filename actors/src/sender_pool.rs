@@ -16,7 +16,7 @@
 //!    the message itself (entities it cannot parse → plain text; a post that
 //!    cannot be copied → a link to it);
 //! 3. marks an accepted send in the dedup layer at once, then classifies the
-//!    outcome (see `classify`) and reports it to the RateLimiter (which
+//!    outcome (see `outcome::classify`) and reports it to the RateLimiter (which
 //!    re-queues what must be retried), the finished delivery to the DbWriter,
 //!    and destination changes (blocked, migrated, failing) to the daemon.
 //!
@@ -33,10 +33,10 @@ use crate::backoff::Backoff;
 use crate::db_writer::RecordDeliveries;
 use crate::metrics_names as names;
 use crate::model::{DedupCheck, Delivery, DeliveryOp, DeliveryRecord, DeliveryStatus, MirrorDone};
+use crate::outcome::CallResult;
 use crate::ports::{Dedup, DestinationEvent, DestinationEvents, LeaseGuard};
 use crate::rate_limiter::{SendDelivery, SendFinished, SendOutcome};
 use crate::sender_calls::call;
-pub(crate) use crate::sender_calls::{CallResult, classify};
 use crate::shaping::Shaper;
 pub use crate::shaping::TOPIC_DELETED;
 

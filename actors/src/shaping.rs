@@ -9,7 +9,7 @@ use teloxide::types::{MessageId, ThreadId};
 use teloxide::{ApiError, RequestError};
 
 use crate::model::{Delivery, DeliveryMode};
-use crate::sender_pool::CallResult;
+use crate::outcome::CallResult;
 use crate::transform::{CAPTION_LIMIT, TEXT_LIMIT, Transform};
 
 /// What a subscription's settings change in a send: the text or caption

@@ -22,9 +22,10 @@ use serde::{Deserialize, Serialize};
 use crate::util::{BenchDb, cpu_seconds, reset_peak_rss, settle_stats};
 use kuryer::config::Config;
 use kuryer::dedup::RedisDedup;
-use kuryer::pipeline::{Pipeline, PipelineConfig, bot_id_of, build_bots, limiter_config};
+use kuryer::pipeline::{Pipeline, PipelineConfig, PipelineParts, limiter_config};
 use kuryer::secret::Secret;
 use kuryer::store::{Store, migrate};
+use kuryer::telegram::{bot_id_of, build_bots};
 use kuryer_sim::fake_bot_api::FakeLimits;
 use kuryer_sim::fixtures;
 use kuryer_sim::fixtures::{GROUP_BASE, nth_bot_token};
@@ -435,7 +436,14 @@ async fn run_in(spec: &PipelineSpec, cfg: &Config, db: &BenchDb) -> anyhow::Resu
     reset_peak_rss();
     let cpu0 = cpu_seconds();
     let store = Store::new(&db.cfg)?;
-    let pipeline = Pipeline::start(store.clone(), senders, factory, dedup, pcfg).await?;
+    let pipeline = Pipeline::start(PipelineParts::new(
+        store.clone(),
+        senders,
+        factory,
+        dedup,
+        pcfg,
+    ))
+    .await?;
     let mut out = PipelineResult {
         label: spec.label.clone(),
         channels,

@@ -30,10 +30,11 @@ use futures_util::StreamExt as _;
 use kuryer::config::Config;
 use kuryer::dedup::RedisDedup;
 use kuryer::demo_mtproto::{ReaderWorld, Wake};
-use kuryer::pipeline::{Pipeline, PipelineConfig, build_bots};
+use kuryer::pipeline::{Pipeline, PipelineConfig, PipelineParts};
 use kuryer::reader::ReaderPool;
 use kuryer::secret::Secret;
 use kuryer::store::{Store, migrate};
+use kuryer::telegram::build_bots;
 use kuryer_actors::ports::SourceFactory;
 use kuryer_sim::fixtures;
 use kuryer_sim::mtproto::MtprotoConfig;
@@ -356,7 +357,9 @@ async fn start(
     fake_url: &str,
     dedup: &Arc<RedisDedup>,
 ) -> anyhow::Result<Running> {
-    let pool = ReaderPool::start(store.clone(), rcfg, "kuryer-bench".to_owned()).await;
+    // Events wait in the queue until the pipeline exists, as in `kuryer run`.
+    let (events, inbox) = kuryer::source_events::queue();
+    let pool = ReaderPool::start(store.clone(), rcfg, "kuryer-bench".to_owned(), events).await;
     let factory: SourceFactory = {
         let pool = pool.clone();
         Arc::new(move |ch| Box::new(pool.source(ch)))
@@ -372,8 +375,15 @@ async fn start(
     pcfg.limiter = PipelineConfig::from_config(rcfg, 1e6).limiter;
     pcfg.limiter.bots = 1;
     let dedup: Arc<dyn kuryer_actors::ports::Dedup> = dedup.clone();
-    let pipeline = Pipeline::start(store.clone(), bots, factory, dedup, pcfg).await?;
-    pool.set_events(Arc::new(Wake(pipeline.clone())));
+    let pipeline = Pipeline::start(PipelineParts::new(
+        store.clone(),
+        bots,
+        factory,
+        dedup,
+        pcfg,
+    ))
+    .await?;
+    actix_rt::spawn(inbox.deliver(Arc::new(Wake(pipeline.clone()))));
     Ok(Running { pool, pipeline })
 }
 

@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use kuryer::config::Config;
 use kuryer::dedup::RedisDedup;
-use kuryer::pipeline::{Pipeline, PipelineConfig, bot_id_of, build_bots, limiter_config};
+use kuryer::pipeline::{Pipeline, PipelineConfig, PipelineParts, limiter_config};
 use kuryer::secret::Secret;
 use kuryer::store::{Store, migrate};
+use kuryer::telegram::{bot_id_of, build_bots};
 use kuryer_actors::ports::SourceFactory;
 use kuryer_sim::fake_bot_api::FakeLimits;
 use kuryer_sim::fixtures::{self, nth_bot_token};
@@ -131,7 +132,14 @@ async fn run_in(spec: &ResumeSpec, cfg: &Config, db: &BenchDb) -> anyhow::Result
     let cpu0 = cpu_seconds();
     let store = Store::new(&db.cfg)?;
     let t0 = Instant::now();
-    let pipeline = Pipeline::start(store.clone(), bots, factory, dedup, pcfg).await?;
+    let pipeline = Pipeline::start(PipelineParts::new(
+        store.clone(),
+        bots,
+        factory,
+        dedup,
+        pcfg,
+    ))
+    .await?;
     let mut out = ResumeResult {
         owed,
         start_ms: t0.elapsed().as_secs_f64() * 1000.0,

@@ -6,7 +6,7 @@
 use kuryer_actors::model::ChannelUsername;
 
 use super::BotHandler;
-use super::i18n::{Arg, Lang};
+use crate::i18n::{Arg, Lang};
 use crate::store::StoreError;
 
 /// Most posts a backfill sends.

@@ -20,8 +20,8 @@ use teloxide::types::{ChatId, ChatMemberUpdated, Message, UserId};
 
 use super::BotHandler;
 use super::commands::parse_command;
-use super::i18n::{Arg, Lang};
 use super::reply::{self, Verdict, echo};
+use crate::i18n::{Arg, Lang};
 use crate::store::{LinkOutcome, StoreError};
 
 /// How long a channel link code is valid.

@@ -8,9 +8,9 @@ use teloxide::prelude::Requester;
 use teloxide::types::{Message, MessageOrigin, Recipient};
 use teloxide::{ApiError, RequestError};
 
-use super::i18n::{Arg, Lang};
 use super::reply::{self, Verdict, echo};
 use super::{BotHandler, list};
+use crate::i18n::{Arg, Lang};
 use crate::store::{StoreError, SubState, UserSubscription};
 
 /// The most names one `/add` handles (each may cost a `getChat`).

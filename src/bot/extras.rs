@@ -9,9 +9,9 @@ use kuryer_actors::model::{ChannelUsername, DeliveryMode};
 use kuryer_actors::quiet::{QuietError, QuietSpec};
 use kuryer_actors::transform::{Replacement, TransformSpec};
 
-use super::i18n::Lang;
 use super::reply::echo;
 use super::{BotHandler, list};
+use crate::i18n::Lang;
 use crate::store::{Extra, StoreError, UserSubscription};
 
 /// The first word when it names a channel, and the rest.

@@ -15,8 +15,8 @@ use teloxide::types::{
 };
 
 use super::BotHandler;
-use super::i18n::{Arg, Lang};
 use super::reply::{self, Verdict, echo};
+use crate::i18n::{Arg, Lang};
 use crate::store::{DestinationView, RouteOutcome, StoreError, SubState, UserSubscription};
 
 /// Subscriptions a page: 8 rows of at most ~120 characters.

@@ -5,7 +5,7 @@
 use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup};
 
 use super::BotHandler;
-use super::i18n::Lang;
+use crate::i18n::Lang;
 use crate::store::{DeletionsMode, EditsMode, MirrorSettings, StoreError, UserSubscription};
 
 /// A mirror setting a button asks for.

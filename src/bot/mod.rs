@@ -15,9 +15,8 @@
 //! Files: `commands` (private-chat commands), `list` (`/list`, its
 //! pages, buttons and the settings view), `chats` (`/link`, our bot joining
 //! or leaving chats), `reply` (sending, retries, the per-user rate limit),
-//! `i18n` (texts from `locales/`).
+//! texts from `locales/` are `crate::i18n`.
 
-/// `/list`: pages, buttons, settings, callbacks.
 /// `/add @name last N`: history on subscribe.
 mod backfill;
 /// Groups and channels: `/link`, the bot added or removed.
@@ -26,8 +25,7 @@ mod chats;
 mod commands;
 /// `/header`, `/footer`, `/replace`, `/quiet`: the per-subscription extras.
 mod extras;
-/// Texts in uz/ru/en from the Fluent files in `locales/`.
-pub mod i18n;
+/// `/list`: pages, buttons, settings, callbacks.
 mod list;
 /// Edits/deletions settings in the settings view.
 mod mirror_settings;
@@ -45,9 +43,9 @@ use teloxide::payloads::SetMyCommandsSetters;
 use teloxide::prelude::Requester;
 use teloxide::types::{BotCommand, CallbackQuery, ChatMemberUpdated, Message};
 
+use crate::i18n::{Arg, Lang, Texts};
 use crate::pipeline::Pipeline;
 use crate::store::{BotUser, Store, StoreError};
-use i18n::{Arg, Lang, Texts};
 use reply::RateLimit;
 
 /// The bot's settings, from `[limits]` and `[telegram]`.

@@ -13,7 +13,7 @@ use teloxide::payloads::SendMessageSetters;
 use teloxide::prelude::Requester;
 use teloxide::types::{ChatId, InlineKeyboardButton, InlineKeyboardMarkup};
 
-use super::i18n::{Arg, Lang, Texts};
+use crate::i18n::{Arg, Lang, Texts};
 use crate::store::{
     CHANNEL_BOT_REMOVED, CHANNEL_GONE, CHANNEL_PRIVATE, CHANNEL_PROTECTED, CHANNEL_RENAMED,
     ChannelNotice, Store,
@@ -132,7 +132,7 @@ async fn send_notices(
             .bot_id
             .and_then(|id| {
                 bots.iter()
-                    .find(|b| crate::pipeline::bot_id_of(b.token()) == id)
+                    .find(|b| crate::telegram::bot_id_of(b.token()) == id)
             })
             .or(bots.first());
         let Some(bot) = bot else {

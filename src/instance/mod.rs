@@ -10,15 +10,13 @@
 //!   local deadline always passes first: a process that was paused (SIGSTOP,
 //!   a frozen VM) wakes up with the deadline behind it and sends nothing
 //!   until a renewal proves the leases are still its own.
-//! - [`keeper`]: the heartbeat loop: renew, see what was lost, take a fair
-//!   share (`ceil(channels / live instances)`), let the excess go.
+//! - `crate::keeper`: the heartbeat loop: renew, see what was lost, take a
+//!   fair share (`ceil(channels / live instances)`), let the excess go. It
+//!   sits above the pipeline it hands channels to; this module below it.
 //!
 //! Fencing: every take bumps the lease's generation, and recording a post
 //! (with its high-water mark) checks the generation in the same statement
 //! (`Store::record_post_fenced`), so a stale owner records nothing.
-
-/// The heartbeat loop: renewals, take-overs, fair shares.
-pub mod keeper;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -121,7 +119,7 @@ pub struct Ownership {
     accounts: AtomicUsize,
     /// Wakes the keeper for a round now: a channel appeared that no one
     /// polls yet (a bot made admin, a first subscriber).
-    wake: tokio::sync::Notify,
+    pub(crate) wake: tokio::sync::Notify,
     /// The keeper's first round has taken this instance's first share and
     /// the pollers of what it took are started: until then `/readyz` says
     /// not ready (nothing is read yet).
@@ -147,7 +145,7 @@ impl Ownership {
         self.started.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    fn set_started(&self) {
+    pub(crate) fn set_started(&self) {
         self.started
             .store(true, std::sync::atomic::Ordering::Release);
     }
@@ -220,7 +218,7 @@ impl Ownership {
         self.accounts.load(Ordering::Relaxed)
     }
 
-    fn set_accounts(&self, n: usize) {
+    pub(crate) fn set_accounts(&self, n: usize) {
         self.accounts.store(n, Ordering::Relaxed);
     }
 
@@ -244,7 +242,7 @@ impl Ownership {
     /// `channels` and `bots` (with generations) as ours: everything held
     /// locally that is not among them (or has another generation) is lost
     /// and returned; the deadline moves on.
-    fn renewed(
+    pub(crate) fn renewed(
         &self,
         sent_at: Instant,
         channels: &HashMap<i64, i64>,
@@ -274,26 +272,26 @@ impl Ownership {
     }
 
     /// Everything let go at once (the heartbeat lapsed, or shutting down).
-    fn clear(&self) -> Vec<i64> {
+    pub(crate) fn clear(&self) -> Vec<i64> {
         let mut h = self.held();
         h.valid_until = None;
         h.bots.clear();
         h.channels.drain().map(|(id, _)| id).collect()
     }
 
-    fn add_channel(&self, channel_id: i64, generation: i64) {
+    pub(crate) fn add_channel(&self, channel_id: i64, generation: i64) {
         self.held().channels.insert(channel_id, generation);
     }
 
-    fn remove_channel(&self, channel_id: i64) {
+    pub(crate) fn remove_channel(&self, channel_id: i64) {
         self.held().channels.remove(&channel_id);
     }
 
-    fn add_bot(&self, bot_id: i64, generation: i64) {
+    pub(crate) fn add_bot(&self, bot_id: i64, generation: i64) {
         self.held().bots.insert(bot_id, generation);
     }
 
-    fn remove_bot(&self, bot_id: i64) {
+    pub(crate) fn remove_bot(&self, bot_id: i64) {
         self.held().bots.remove(&bot_id);
     }
 }

@@ -30,9 +30,7 @@ impl Inner {
 
     /// A change was stored: the mirror worker looks now.
     pub(super) fn changed(&self) {
-        if let Some(ev) = self.events.get() {
-            ev.changed();
-        }
+        self.events.changed();
     }
 
     /// A message of a channel we read was edited.
@@ -48,7 +46,7 @@ impl Inner {
             message_id: m.id,
             text: m.text,
             entities: serde_json::to_value(&m.entities).ok(),
-            media: m.media.map(crate::updates::media_name),
+            media: m.media.map(kuryer_actors::model::MediaKind::name),
         });
     }
 

@@ -45,7 +45,7 @@ pub mod resolver;
 pub mod source;
 
 pub use history::HistoryError;
-pub use pool::{ReaderEvents, ReaderPool};
+pub use pool::ReaderPool;
 pub use source::MtprotoSource;
 /// grammers' session in PostgreSQL.
 pub mod session;

@@ -17,7 +17,7 @@
 //!   handed to the others; each is caught up from its high-water mark.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use grammers_client::sender::UpdatesConfiguration;
@@ -31,36 +31,8 @@ use super::crypto::SessionCipher;
 use super::mapping;
 use super::session::PgSession;
 use crate::config::Config;
+use crate::source_events::SourceEvents;
 use crate::store::{ReaderChannel, Store};
-
-/// What the pool tells the daemon.
-pub trait ReaderEvents: Send + Sync {
-    /// Posts of this channel are waiting: poll it now.
-    fn wake(&self, channel_id: i64);
-    /// A channel was resolved: start reading it.
-    fn resolved(&self, channel: ChannelRef);
-    /// Posts of a protected channel were read: its subscribers not yet
-    /// told are told why they cannot be forwarded.
-    /// `name`: how to call the channel (`@name`).
-    fn protected(&self, _channel_id: i64, _name: &str) {}
-    /// The look-up of a channel added by name ended (stored: `active`,
-    /// `invalid`, `private` or `not_a_channel`): those told "still
-    /// checking" are told how it ended. `name`: its `@name`.
-    fn settled(&self, _channel_id: i64, _name: &str) {}
-    /// An edit or deletion of a source post was queued (`post_events`).
-    fn changed(&self) {}
-    /// The channel cannot be read (`problem`: `store::CHANNEL_PRIVATE` or
-    /// `store::CHANNEL_GONE`): its subscribers are told once.
-    /// `name`: how to call the channel (`@name`).
-    fn channel_problem(&self, _channel_id: i64, _name: &str, _problem: &'static str) {}
-    /// The channel was read: a pause for it (private, gone, our bot no
-    /// longer its admin) is lifted, those told are told it resumed, and
-    /// those problems may be news again. `name`: how to call the channel (`@name`).
-    fn channel_readable(&self, _channel_id: i64, _name: &str) {}
-    /// The channel's public name changed from `old` to `new` (None: it has
-    /// none now): stored, and its subscribers are told once per new name.
-    fn channel_renamed(&self, _channel_id: i64, _old: &str, _new: Option<&str>) {}
-}
 
 /// Metric: posts pushed to reader accounts.
 pub const PUSHED_TOTAL: &str = "kuryer_reader_pushed_posts_total";
@@ -105,7 +77,7 @@ pub(super) struct Inner {
     pub(super) accounts: Mutex<BTreeMap<String, Live>>,
     pub(super) channels: Mutex<HashMap<i64, ChanState>>,
     pub(super) by_bare: Mutex<HashMap<i64, i64>>,
-    pub(super) events: OnceLock<Arc<dyn ReaderEvents>>,
+    pub(super) events: Arc<dyn SourceEvents>,
     background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Edits and deletions on their way to `post_events`.
     pub(super) changes: ChangeQueue,
@@ -123,7 +95,15 @@ impl ReaderPool {
     /// Takes the lease of every active account it can and connects them.
     /// An account another process holds is skipped (logged); with no
     /// session key, none is used (logged at ERROR when accounts exist).
-    pub async fn start(store: Store, cfg: &Config, holder: String) -> Self {
+    /// `events` hears of pushed posts, resolved channels and channel
+    /// problems from the start (the daemon queues them until its pipeline
+    /// runs).
+    pub async fn start(
+        store: Store,
+        cfg: &Config,
+        holder: String,
+        events: Arc<dyn SourceEvents>,
+    ) -> Self {
         let store_for_changes = store.clone();
         let inner = Arc::new(Inner {
             store: store.clone(),
@@ -141,7 +121,7 @@ impl ReaderPool {
             accounts: Mutex::new(BTreeMap::new()),
             channels: Mutex::new(HashMap::new()),
             by_bare: Mutex::new(HashMap::new()),
-            events: OnceLock::new(),
+            events,
             background: Mutex::new(Vec::new()),
             changes: ChangeQueue::new(super::change_queue::CAP),
         });
@@ -247,18 +227,13 @@ impl ReaderPool {
         );
     }
 
-    /// Where the daemon hears of pushed posts and resolved channels.
-    pub fn set_events(&self, events: Arc<dyn ReaderEvents>) {
-        let _ = self.0.events.set(events);
-    }
-
     /// Several instances: takes the leases of active accounts no live
     /// process holds (their holder died, their lease ran out) while this
     /// instance holds fewer than `share`. Accounts are not moved away from
     /// a live holder: a session's joins and update state make a move
     /// costly, so a new instance takes accounts only as others die.
     pub async fn adopt(&self, share: usize) {
-        if self.0.events.get().is_none() || lock(&self.0.accounts).len() >= share {
+        if lock(&self.0.accounts).len() >= share {
             return;
         }
         let names: Vec<String> = match self.0.store.reader_accounts().await {
@@ -452,9 +427,7 @@ impl Inner {
             s.joins += 1;
             s.last_history = None;
         }
-        if let Some(ev) = self.events.get() {
-            ev.wake(channel_id);
-        }
+        self.events.wake(channel_id);
     }
 
     /// A join that failed for good: the channel stays polled by its account.
@@ -502,9 +475,7 @@ impl Inner {
         };
         if woke {
             metrics::counter!(PUSHED_TOTAL).increment(1);
-            if let Some(ev) = self.events.get() {
-                ev.wake(channel_id);
-            }
+            self.events.wake(channel_id);
         }
     }
 
@@ -566,10 +537,8 @@ impl Inner {
                 })
                 .collect()
         };
-        if let Some(ev) = self.events.get() {
-            for id in moved {
-                ev.wake(id);
-            }
+        for id in moved {
+            self.events.wake(id);
         }
     }
 }

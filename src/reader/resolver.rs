@@ -27,9 +27,8 @@ pub(super) async fn run(pool: Weak<Inner>) {
     loop {
         let Some(p) = pool.upgrade() else { return };
         let interval = Duration::from_millis(p.cfg.resolve_interval_ms);
-        // Nothing is resolved before the daemon listens: a resolved channel
-        // must be started.
-        let ready = p.events.get().is_some() && !p.live_names().is_empty();
+        // Only with a live account to ask.
+        let ready = !p.live_names().is_empty();
         match if ready {
             p.store.next_pending_channel().await
         } else {
@@ -101,12 +100,10 @@ async fn resolve_one(p: &std::sync::Arc<Inner>, pending: &PendingChannel, turn: 
                     channel_id = channel.channel_id,
                     "Channel resolved."
                 );
-                if let Some(ev) = p.events.get() {
-                    // The pending row may have merged into another one:
-                    // its subscribers are the target's now.
-                    ev.settled(channel.channel_id, &pending.username);
-                    ev.resolved(channel);
-                }
+                // The pending row may have merged into another one:
+                // its subscribers are the target's now.
+                p.events.settled(channel.channel_id, &pending.username);
+                p.events.resolved(channel);
             }
             Err(e) => {
                 tracing::warn!(channel = pending.username, error = %e, "Cannot store the resolved channel.")
@@ -120,11 +117,7 @@ async fn resolve_one(p: &std::sync::Arc<Inner>, pending: &PendingChannel, turn: 
                 "Channel name does not lead to a readable channel."
             );
             match p.store.channel_unresolvable(pending.channel_id, why).await {
-                Ok(()) => {
-                    if let Some(ev) = p.events.get() {
-                        ev.settled(pending.channel_id, &pending.username);
-                    }
-                }
+                Ok(()) => p.events.settled(pending.channel_id, &pending.username),
                 Err(e) => {
                     tracing::warn!(channel = pending.username, error = %e, "Cannot store the channel's status.");
                 }

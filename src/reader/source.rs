@@ -367,9 +367,10 @@ impl MtprotoSource {
             return;
         }
         self.told = Some(Readable::No(problem));
-        if let Some(ev) = self.pool.events.get() {
-            ev.channel_problem(self.channel.channel_id, &self.display_name(), problem);
-        }
+        let name = self.display_name();
+        self.pool
+            .events
+            .channel_problem(self.channel.channel_id, &name, problem);
     }
 
     /// Whether a reader account of ours had joined the channel.
@@ -385,9 +386,7 @@ impl MtprotoSource {
     /// A read succeeded: a problem told before has ended; and a public
     /// name that differs from ours is a rename (or the name was dropped).
     fn readable(&mut self, shown_name: Option<Option<String>>) {
-        let Some(ev) = self.pool.events.get().cloned() else {
-            return;
-        };
+        let ev = self.pool.events.clone();
         if self.told != Some(Readable::Yes) {
             self.told = Some(Readable::Yes);
             ev.channel_readable(self.channel.channel_id, &self.display_name());
@@ -512,8 +511,8 @@ impl MtprotoSource {
             self.withheld.insert(m.id, m);
         }
         self.held = Some((group, since));
-        if let Some(ev) = self.pool.events.get() {
-            let ev = Arc::clone(ev);
+        {
+            let ev = Arc::clone(&self.pool.events);
             let channel_id = self.channel.channel_id;
             let wait =
                 ALBUM_GRACE.saturating_sub(now.duration_since(since)) + Duration::from_millis(5);
@@ -561,10 +560,8 @@ impl ChannelSource for MtprotoSource {
             if messages.is_empty() {
                 return Ok(messages);
             }
-            if messages.iter().any(|m| !m.copyable)
-                && self.protected()
-                && let Some(ev) = self.pool.events.get()
-            {
+            if messages.iter().any(|m| !m.copyable) && self.protected() {
+                let ev = &self.pool.events;
                 let name = self.channel.username.as_deref().map_or_else(
                     || format!("channel {}", self.channel.chat_id),
                     |u| format!("@{u}"),

@@ -36,6 +36,8 @@ mod leases;
 pub mod listen;
 /// Numbered migrations from `sql/`, applied with a checksum guard.
 pub mod migrate;
+/// Migrations applied with their progress shown.
+mod migrate_progress;
 /// Edits and deletions mirrored, mirror settings, backfills (0010).
 mod mirror;
 /// Daily partitions of `forwarded_messages` and retention.
@@ -72,6 +74,7 @@ pub use extras::Extra;
 pub use history::BackfillChannel;
 pub use inbox::InboxEntry;
 pub use leases::{InstanceRow, LeasedChannel};
+pub use migrate_progress::migrate_with_progress;
 pub use mirror::{
     AppliedRow, Backfill, DeletionsMode, EditsMode, EventTarget, EventTargets, MirrorSettings,
     PostEvent,

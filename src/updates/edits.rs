@@ -28,7 +28,7 @@ pub(super) async fn on_edited_channel_post(
     };
     let m = source_message(msg);
     let entities = serde_json::to_value(&m.entities).ok();
-    let media = m.media.map(media_name);
+    let media = m.media.map(MediaKind::name);
     store
         .record_post_event(
             channel_id,
@@ -47,20 +47,6 @@ pub(super) async fn on_edited_channel_post(
     );
     pipeline.mirror_wake();
     Ok(())
-}
-
-/// The stored spelling of a media kind (as `posts.media`).
-pub(crate) fn media_name(kind: MediaKind) -> &'static str {
-    match kind {
-        MediaKind::Photo => "photo",
-        MediaKind::Video => "video",
-        MediaKind::Document => "document",
-        MediaKind::Audio => "audio",
-        MediaKind::Voice => "voice",
-        MediaKind::Animation => "animation",
-        MediaKind::Sticker => "sticker",
-        MediaKind::Other => "other",
-    }
 }
 
 /// The Bot API file id of the message's media, for `editMessageMedia`.

@@ -70,7 +70,7 @@ pub async fn run_loop(
     if !load_state(&store, &updates, &pipeline, &mut stop).await {
         return;
     }
-    let bot_id = crate::pipeline::bot_id_of(bot.token());
+    let bot_id = crate::telegram::bot_id_of(bot.token());
     let mut offset: Option<i32> = None;
     let mut standing_by = false;
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
@@ -440,8 +440,12 @@ async fn on_channel_post(
                 "A bot-admin channel has a new name."
             );
             // Its subscribers are told (once per new name) when it had one.
-            if let (Some(old), Some(hook)) = (old, updates.renamed.get()) {
-                hook(ch.channel_id, format!("@{old}"), ch.username.clone());
+            if let Some(old) = old {
+                updates.events.channel_renamed(
+                    ch.channel_id,
+                    &format!("@{old}"),
+                    ch.username.as_deref(),
+                );
             }
             updates
                 .shared()

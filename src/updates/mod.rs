@@ -24,7 +24,6 @@
 
 /// The loop: one update at a time, confirmed once its effect is durable.
 mod edits;
-pub(crate) use edits::media_name;
 mod intake;
 
 use std::collections::{BTreeMap, HashMap};
@@ -37,6 +36,7 @@ use kuryer_actors::ports::{ChannelSource, SourceError};
 use teloxide::types::{Message, MessageKind};
 
 use crate::instance::Ownership;
+use crate::source_events::SourceEvents;
 use crate::store::Store;
 
 pub use intake::run_loop;
@@ -65,28 +65,20 @@ pub struct BotUpdates {
     /// held, and a channel's posts are read from the durable inbox (the
     /// update loop that received them may be another process's).
     ownership: Option<Arc<Ownership>>,
-    /// Told when a bot-admin channel's post shows a new public name:
-    /// (`channels.id`, how it was called, the new name).
-    renamed: Arc<std::sync::OnceLock<RenameHook>>,
+    /// Told when a bot-admin channel's post shows a new public name
+    /// (stored already).
+    events: Arc<dyn SourceEvents>,
 }
 
-/// What [`BotUpdates::on_rename`] calls.
-pub type RenameHook = Box<dyn Fn(i64, String, Option<String>) + Send + Sync>;
-
 impl BotUpdates {
-    /// Calls `hook` when a bot-admin channel is seen under a new public
-    /// name (stored already); set once, the first hook stays.
-    pub fn on_rename(&self, hook: RenameHook) {
-        let _ = self.renamed.set(hook);
-    }
-
-    /// Buffers for the bot-admin channels of `store`'s database.
-    pub fn new(store: Store) -> Self {
+    /// Buffers for the bot-admin channels of `store`'s database; renames
+    /// seen in their posts are told to `events`.
+    pub fn new(store: Store, events: Arc<dyn SourceEvents>) -> Self {
         Self {
             shared: Arc::default(),
             store,
             ownership: None,
-            renamed: Arc::default(),
+            events,
         }
     }
 

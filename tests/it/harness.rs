@@ -7,11 +7,10 @@ use std::time::{Duration, Instant};
 
 use kuryer::config::{LimitsConfig, RedisConfig};
 use kuryer::dedup::RedisDedup;
-use kuryer::pipeline::{
-    Pipeline, PipelineConfig, PipelineStats, bot_id_of, build_bots, limiter_config,
-};
+use kuryer::pipeline::{Pipeline, PipelineConfig, PipelineParts, PipelineStats, limiter_config};
 use kuryer::secret::{Secret, SecretUrl};
 use kuryer::store::Store;
+use kuryer::telegram::{bot_id_of, build_bots};
 use kuryer_actors::channel_poller::PollerConfig;
 use kuryer_actors::db_writer::DbWriterConfig;
 use kuryer_actors::ports::{Dedup, NoDedup, SourceFactory};
@@ -81,9 +80,15 @@ pub(crate) async fn start(store: &Store, fake: &FakeTelegram, opts: Opts) -> Pip
         resume_window: Duration::from_secs(3600),
         sweep_interval: opts.sweep_interval,
     };
-    Pipeline::start(store.clone(), bots, factory, opts.dedup, cfg)
-        .await
-        .unwrap()
+    Pipeline::start(PipelineParts::new(
+        store.clone(),
+        bots,
+        factory,
+        opts.dedup,
+        cfg,
+    ))
+    .await
+    .unwrap()
 }
 
 /// A database with `users` users subscribed to `channels` channels

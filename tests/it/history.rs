@@ -19,7 +19,7 @@ use crate::reader::reader_config;
 const TOKEN: &str = "4848:historySECREThistory";
 
 struct NoEvents;
-impl kuryer::reader::ReaderEvents for NoEvents {
+impl kuryer::source_events::SourceEvents for NoEvents {
     fn wake(&self, _: i64) {}
     fn resolved(&self, _: ChannelRef) {}
 }
@@ -123,8 +123,13 @@ async fn the_reader_records_the_newest_posts_as_history_once_and_says_when_it_ca
     cfg.telegram.relay_chat_id = Some(relay.bot_api_chat_id());
     cfg.reader.relay_access_hash = Some(relay.access_hash);
     cfg.reader.history_per_second = 50.0;
-    let pool = kuryer::reader::ReaderPool::start(store.clone(), &cfg, "history".into()).await;
-    pool.set_events(Arc::new(NoEvents));
+    let pool = kuryer::reader::ReaderPool::start(
+        store.clone(),
+        &cfg,
+        "history".into(),
+        Arc::new(NoEvents),
+    )
+    .await;
 
     // The newest five posts up to 12: 6, the album 7–9, 10, 11, 12; media
     // relayed in one forward, the album as one post.

@@ -33,6 +33,8 @@ mod http_routes;
 mod instances;
 /// Faults on the production intake path (`kuryer run`, getUpdates).
 mod intake;
+/// Imports inside `src/` run down the layers, with no loops.
+mod layers;
 /// Issue 16: edits and deletions mirrored, history on subscribe.
 mod mirror;
 mod mirror_reader;

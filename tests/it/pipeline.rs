@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 use crate::common::TestDb;
 use futures_util::future::LocalBoxFuture;
 use kuryer::config::LimitsConfig;
-use kuryer::pipeline::{Pipeline, PipelineConfig, build_bots, limiter_config};
+use kuryer::pipeline::{Pipeline, PipelineConfig, PipelineParts, limiter_config};
 use kuryer::secret::Secret;
 use kuryer::store::Store;
+use kuryer::telegram::build_bots;
 use kuryer_actors::channel_poller::PollerConfig;
 use kuryer_actors::channel_supervisor::{GetPoller, GetSupervisorStats};
 use kuryer_actors::db_writer::DbWriterConfig;
@@ -49,13 +50,13 @@ async fn start(store: &Store, fake: &FakeTelegram, factory: SourceFactory, scale
         Duration::from_secs(10),
     )
     .unwrap();
-    Pipeline::start(
+    Pipeline::start(PipelineParts::new(
         store.clone(),
         bots,
         factory,
         Arc::new(kuryer_actors::ports::NoDedup),
         pipeline_config(scale),
-    )
+    ))
     .await
     .unwrap()
 }

@@ -329,7 +329,7 @@ async fn a_held_lease_keeps_a_second_process_out_until_its_holder_stops_renewing
 }
 
 struct NoEvents;
-impl kuryer::reader::ReaderEvents for NoEvents {
+impl kuryer::source_events::SourceEvents for NoEvents {
     fn wake(&self, _: i64) {}
     fn resolved(&self, _: kuryer_actors::model::ChannelRef) {}
 }
@@ -394,8 +394,13 @@ async fn channels_are_balanced_and_move_to_another_account_when_one_is_lost() {
     cfg.reader.history_per_second = 50.0;
     // Only pushes (joined) and the catch-up after the loss can read posts.
     cfg.reader.poll_interval_s = 3600;
-    let pool = ReaderPool::start(store.clone(), &cfg, "test-process".to_owned()).await;
-    pool.set_events(Arc::new(NoEvents));
+    let pool = ReaderPool::start(
+        store.clone(),
+        &cfg,
+        "test-process".to_owned(),
+        Arc::new(NoEvents),
+    )
+    .await;
     assert_eq!(pool.live_accounts(), ["one", "two"]);
     let mut sources: Vec<_> = refs.iter().map(|(r, _)| pool.source(r)).collect();
     for s in &mut sources {

@@ -16,7 +16,7 @@ use crate::reader::reader_config;
 #[derive(Default)]
 struct Wakes(AtomicUsize);
 
-impl kuryer::reader::ReaderEvents for Wakes {
+impl kuryer::source_events::SourceEvents for Wakes {
     fn wake(&self, _: i64) {
         self.0.fetch_add(1, Ordering::SeqCst);
     }
@@ -71,9 +71,10 @@ async fn an_album_pushed_part_by_part_with_reads_between_is_one_post_forwarded_o
     cfg.telegram.relay_chat_id = Some(relay.bot_api_chat_id());
     cfg.reader.relay_access_hash = Some(relay.access_hash);
     cfg.reader.history_per_second = 50.0;
-    let pool = kuryer::reader::ReaderPool::start(store.clone(), &cfg, "album-test".into()).await;
     let wakes = Arc::new(Wakes::default());
-    pool.set_events(wakes.clone());
+    let pool =
+        kuryer::reader::ReaderPool::start(store.clone(), &cfg, "album-test".into(), wakes.clone())
+            .await;
     let mut source = pool.source(&channel);
     // The first read goes to the history (empty): pushes count from here.
     assert!(source.fetch(0, 100).await.unwrap().is_empty());

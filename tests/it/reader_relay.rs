@@ -16,7 +16,7 @@ const TOKEN: &str = "4545:relaySECRETrelaySECRET";
 const API_TOKEN: &str = "black-box-api-token-0123";
 
 struct NoEvents;
-impl kuryer::reader::ReaderEvents for NoEvents {
+impl kuryer::source_events::SourceEvents for NoEvents {
     fn wake(&self, _: i64) {}
     fn resolved(&self, _: kuryer_actors::model::ChannelRef) {}
 }
@@ -71,9 +71,13 @@ async fn a_repeated_read_forwards_nothing_twice_and_albums_go_in_one_call() {
     // between the forward and the post's record.
     let mut reads = Vec::new();
     for run in 0..2 {
-        let pool =
-            kuryer::reader::ReaderPool::start(store.clone(), &cfg, format!("run-{run}")).await;
-        pool.set_events(Arc::new(NoEvents));
+        let pool = kuryer::reader::ReaderPool::start(
+            store.clone(),
+            &cfg,
+            format!("run-{run}"),
+            Arc::new(NoEvents),
+        )
+        .await;
         reads.push(pool.source(&channel).fetch(0, 100).await.unwrap());
         pool.close().await;
     }

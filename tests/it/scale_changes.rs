@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use crate::common::TestDb;
 use kuryer::config::LimitsConfig;
-use kuryer::pipeline::{Pipeline, PipelineConfig, build_bots, limiter_config};
+use kuryer::pipeline::{Pipeline, PipelineConfig, PipelineParts, limiter_config};
 use kuryer::secret::Secret;
 use kuryer::store::{Store, SubState};
+use kuryer::telegram::build_bots;
 use kuryer_actors::channel_poller::PollerConfig;
 use kuryer_actors::db_writer::DbWriterConfig;
 use kuryer_actors::model::ChannelUsername;
@@ -46,13 +47,13 @@ async fn start(store: &Store, fake: &FakeTelegram) -> Pipeline {
     let f = fake.clone();
     let factory: SourceFactory =
         Arc::new(move |ch| Box::new(SimSource::new(f.clone(), ch.chat_id)));
-    Pipeline::start(
+    Pipeline::start(PipelineParts::new(
         store.clone(),
         bots,
         factory,
         Arc::new(kuryer_actors::ports::NoDedup),
         config(),
-    )
+    ))
     .await
     .unwrap()
 }

@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::LocalBoxFuture;
 use kuryer::config::{LimitsConfig, RedisConfig, SharedMode};
-use kuryer::pipeline::{Pipeline, PipelineConfig, bot_id_of, build_bots, limiter_config};
+use kuryer::pipeline::{Pipeline, PipelineConfig, PipelineParts, limiter_config};
 use kuryer::secret::{Secret, SecretUrl};
 use kuryer::shared_limits::RedisSharedLimits;
 use kuryer::store::Store;
+use kuryer::telegram::{bot_id_of, build_bots};
 use kuryer_actors::channel_poller::PollerConfig;
 use kuryer_actors::db_writer::DbWriterConfig;
 use kuryer_actors::model::SourceMessage;
@@ -360,14 +361,16 @@ async fn instance(
         Duration::from_secs(10),
     )
     .unwrap();
-    let pipeline = Pipeline::start_with(
-        store.clone(),
-        bots,
-        half(fake, part),
-        Arc::new(kuryer_actors::ports::NoDedup),
-        cfg,
-        limits.clone().map(|l| Arc::new(l) as Arc<dyn SharedLimits>),
-    )
+    let pipeline = Pipeline::start(PipelineParts {
+        shared: limits.clone().map(|l| Arc::new(l) as Arc<dyn SharedLimits>),
+        ..PipelineParts::new(
+            store.clone(),
+            bots,
+            half(fake, part),
+            Arc::new(kuryer_actors::ports::NoDedup),
+            cfg,
+        )
+    })
     .await
     .unwrap();
     Instance {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::model::DestinationKind;
-use crate::rate_limiter::testing::delivery;
+use crate::testing::delivery;
 
 /// Stands in for the SenderPool: notes what was sent, when, and answers
 /// at once with the scripted outcome.

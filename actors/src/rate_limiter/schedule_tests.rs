@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::model::DestinationKind::{Private, Supergroup};
 use crate::rate_limiter::limits::LimiterConfig;
-use crate::rate_limiter::testing::{delivery, pinned};
+use crate::testing::{delivery, pinned};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)

@@ -52,9 +52,9 @@ impl Lang {
 
     fn source(self) -> &'static str {
         match self {
-            Lang::Uz => include_str!("../../locales/uz/bot.ftl"),
-            Lang::Ru => include_str!("../../locales/ru/bot.ftl"),
-            Lang::En => include_str!("../../locales/en/bot.ftl"),
+            Lang::Uz => include_str!("../locales/uz/bot.ftl"),
+            Lang::Ru => include_str!("../locales/ru/bot.ftl"),
+            Lang::En => include_str!("../locales/en/bot.ftl"),
         }
     }
 }

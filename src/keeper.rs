@@ -28,7 +28,7 @@ use crate::pipeline::Pipeline;
 use crate::reader::ReaderPool;
 use crate::store::{Store, StoreError};
 
-use super::{LIVE_INSTANCES, OWNED_ACCOUNTS, OWNED_BOTS, OWNED_CHANNELS, Ownership};
+use crate::instance::{LIVE_INSTANCES, OWNED_ACCOUNTS, OWNED_BOTS, OWNED_CHANNELS, Ownership};
 
 /// Rounds woken early (a channel no one polls yet) come at most this often.
 const MIN_ROUND_GAP: Duration = Duration::from_millis(200);
@@ -80,7 +80,7 @@ impl Accounts for crate::reader::ReaderPool {
 
 /// Registers this instance before anything is taken.
 pub async fn register(store: &Store, ownership: &Ownership) -> Result<(), StoreError> {
-    let ns = super::pid_namespace();
+    let ns = crate::instance::pid_namespace();
     store
         .instance_register(
             ownership.id(),
@@ -98,7 +98,7 @@ pub async fn register(store: &Store, ownership: &Ownership) -> Result<(), StoreE
             .instances_in_pid_ns(&ns, ownership.id())
             .await?
             .into_iter()
-            .filter(|id| super::process_gone(id))
+            .filter(|id| crate::instance::process_gone(id))
             .collect();
         if !dead.is_empty() {
             tracing::info!(instances = ?dead, "Instances of this machine whose process is gone are dead; taking their work without waiting for their leases to lapse.");
@@ -227,7 +227,7 @@ impl Keeper {
                     &id,
                     self.ownership.ttl().as_secs(),
                     self.version,
-                    super::pid_namespace().as_deref(),
+                    crate::instance::pid_namespace().as_deref(),
                 )
                 .await?;
             return Ok(());
