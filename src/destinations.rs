@@ -6,11 +6,12 @@
 //! chat when the lost destination was not that chat itself.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
 use kuryer_actors::channel_supervisor::{ChannelSupervisor, StopChannel};
 use kuryer_actors::metrics_names as names;
+use kuryer_actors::model::ActiveSubscription;
 use kuryer_actors::ports::{DestinationEvent, DestinationEvents};
 use kuryer_actors::rate_limiter::{MoveChat, RateLimiter};
 use kuryer_actors::subscriber_registry::{
@@ -36,9 +37,9 @@ struct Inner {
     bots: Vec<(i64, Bot)>,
     /// The bot's texts: the owner reads it in their language.
     texts: Texts,
-    registry: OnceLock<Addr<SubscriberRegistry>>,
-    supervisor: OnceLock<Addr<ChannelSupervisor>>,
-    limiter: OnceLock<Addr<RateLimiter>>,
+    registry: Addr<SubscriberRegistry>,
+    supervisor: Addr<ChannelSupervisor>,
+    limiter: Addr<RateLimiter>,
     /// Destinations already moved to a supergroup: every queued delivery to
     /// the old chat fails the same way, one move is enough (a group becomes
     /// a supergroup once in its life).
@@ -46,8 +47,17 @@ struct Inner {
 }
 
 impl DestinationHandler {
-    /// A handler that tells owners through the bot each started.
-    pub fn new(store: Store, bots: &[Bot]) -> Self {
+    /// A handler that tells owners through the bot each started, and
+    /// takes a lost or moved destination out of the actors (their
+    /// addresses may belong to actors not running yet: what is sent waits
+    /// in their mailboxes).
+    pub fn new(
+        store: Store,
+        bots: &[Bot],
+        registry: Addr<SubscriberRegistry>,
+        supervisor: Addr<ChannelSupervisor>,
+        limiter: Addr<RateLimiter>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -56,24 +66,12 @@ impl DestinationHandler {
                     .map(|b| (bot_id_of(b.token()), b.clone()))
                     .collect(),
                 texts: Texts::load(),
-                registry: OnceLock::new(),
-                supervisor: OnceLock::new(),
-                limiter: OnceLock::new(),
+                registry,
+                supervisor,
+                limiter,
                 handled: Mutex::new(HashSet::new()),
             }),
         }
-    }
-
-    /// Connects the actors once they exist.
-    pub fn connect(
-        &self,
-        registry: Addr<SubscriberRegistry>,
-        supervisor: Addr<ChannelSupervisor>,
-        limiter: Addr<RateLimiter>,
-    ) {
-        let _ = self.inner.registry.set(registry);
-        let _ = self.inner.supervisor.set(supervisor);
-        let _ = self.inner.limiter.set(limiter);
     }
 
     fn first_time(&self, destination_id: i64, what: &'static str) -> bool {
@@ -90,106 +88,12 @@ impl DestinationEvents for DestinationHandler {
         let inner = self.inner.clone();
         match event {
             DestinationEvent::Gone { sub, reason } | DestinationEvent::Failing { sub, reason } => {
-                actix::spawn(async move {
-                    // The registry decides whether this is news: every
-                    // delivery queued to a lost chat fails the same way, and
-                    // only the first finds the destination still indexed. A
-                    // destination made active again later (a new
-                    // subscription) is indexed again, so losing it again is
-                    // handled again. (A per-process "handled" set missed
-                    // that second loss.)
-                    if let Some(registry) = inner.registry.get() {
-                        match registry.send(RemoveDestination(sub.destination_id)).await {
-                            Ok(removed) if removed.subscriptions == 0 => return,
-                            Ok(removed) => {
-                                if let Some(supervisor) = inner.supervisor.get() {
-                                    for channel in removed.emptied {
-                                        supervisor.do_send(StopChannel(channel));
-                                    }
-                                }
-                            }
-                            Err(e) => {
-                                tracing::warn!(destination_id = sub.destination_id, error = %e, "The registry did not answer; deactivating anyway.")
-                            }
-                        }
-                    }
-                    metrics::counter!(names::DESTINATIONS_DEACTIVATED_TOTAL).increment(1);
-                    let code = if reason == "blocked" {
-                        "blocked"
-                    } else {
-                        reason.as_str()
-                    };
-                    let owner = match inner
-                        .store
-                        .deactivate_destination(sub.destination_id, code)
-                        .await
-                    {
-                        Ok(owner) => owner,
-                        Err(e) => {
-                            tracing::error!(destination_id = sub.destination_id, error = %e, "Could not deactivate a destination.");
-                            None
-                        }
-                    };
-                    tracing::warn!(
-                        destination_id = sub.destination_id,
-                        chat_id = sub.chat_id,
-                        reason = %reason,
-                        "Destination deactivated; its subscriptions are paused."
-                    );
-                    // Tell the owner, unless the lost chat is their own private chat.
-                    // Told once per problem, whichever process sees it: the
-                    // stored claim (a failed claim tells rather than stays silent).
-                    let first = inner
-                        .store
-                        .claim_destination_notice(sub.destination_id, &reason)
-                        .await
-                        .unwrap_or(true);
-                    if let (Some((lost, false)), true) = (owner, first) {
-                        let key = if reason == kuryer_actors::sender_pool::TOPIC_DELETED {
-                            "dest-topic-lost"
-                        } else {
-                            "dest-lost"
-                        };
-                        inner.tell_owner(&lost, sub.chat_id, key).await;
-                    }
-                });
+                actix::spawn(async move { inner.lose(&sub, reason).await });
             }
             DestinationEvent::Migrated { sub, new_chat_id }
                 if self.first_time(sub.destination_id, "moved") =>
             {
-                actix::spawn(async move {
-                    // The limiter first: from then on a delivery to either
-                    // id waits behind what the group had queued. Only then
-                    // can the registry (or a sweep reading the moved row)
-                    // queue one under the new id.
-                    if let Some(limiter) = inner.limiter.get() {
-                        let moved = MoveChat {
-                            old: sub.chat_id,
-                            new: new_chat_id,
-                        };
-                        if let Err(e) = limiter.send(moved).await {
-                            tracing::warn!(chat_id = sub.chat_id, new_chat_id, error = %e, "The limiter did not take the move.");
-                        }
-                    }
-                    if let Err(e) = inner
-                        .store
-                        .migrate_destination(sub.chat_id, new_chat_id)
-                        .await
-                    {
-                        tracing::error!(chat_id = sub.chat_id, new_chat_id, error = %e, "Could not move a destination.");
-                    }
-                    if let Some(registry) = inner.registry.get() {
-                        registry.do_send(MigrateDestination {
-                            destination_id: sub.destination_id,
-                            new_chat_id,
-                        });
-                    }
-                    tracing::info!(
-                        chat_id = sub.chat_id,
-                        new_chat_id,
-                        "Group became a supergroup; destination moved."
-                    );
-                });
+                actix::spawn(async move { inner.migrate(&sub, new_chat_id).await });
             }
             _ => {}
         }
@@ -197,6 +101,96 @@ impl DestinationEvents for DestinationHandler {
 }
 
 impl Inner {
+    /// The bot can no longer post to this destination: it leaves the
+    /// registry, is deactivated, and its owner is told once.
+    async fn lose(&self, sub: &ActiveSubscription, reason: String) {
+        // The registry decides whether this is news: every delivery queued
+        // to a lost chat fails the same way, and only the first finds the
+        // destination still indexed. A destination made active again later
+        // (a new subscription) is indexed again, so losing it again is
+        // handled again. (A per-process "handled" set missed that second
+        // loss.)
+        match self
+            .registry
+            .send(RemoveDestination(sub.destination_id))
+            .await
+        {
+            Ok(removed) if removed.subscriptions == 0 => return,
+            Ok(removed) => {
+                for channel in removed.emptied {
+                    self.supervisor.do_send(StopChannel(channel));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(destination_id = sub.destination_id, error = %e, "The registry did not answer; deactivating anyway.")
+            }
+        }
+        metrics::counter!(names::DESTINATIONS_DEACTIVATED_TOTAL).increment(1);
+        let owner = match self
+            .store
+            .deactivate_destination(sub.destination_id, &reason)
+            .await
+        {
+            Ok(owner) => owner,
+            Err(e) => {
+                tracing::error!(destination_id = sub.destination_id, error = %e, "Could not deactivate a destination.");
+                None
+            }
+        };
+        tracing::warn!(
+            destination_id = sub.destination_id,
+            chat_id = sub.chat_id,
+            reason = %reason,
+            "Destination deactivated; its subscriptions are paused."
+        );
+        // Tell the owner, unless the lost chat is their own private chat.
+        // Told once per problem, whichever process sees it: the stored
+        // claim (a failed claim tells rather than stays silent).
+        let first = self
+            .store
+            .claim_destination_notice(sub.destination_id, &reason)
+            .await
+            .unwrap_or(true);
+        if let (Some((lost, false)), true) = (owner, first) {
+            let key = if reason == kuryer_actors::sender_pool::TOPIC_DELETED {
+                "dest-topic-lost"
+            } else {
+                "dest-lost"
+            };
+            self.tell_owner(&lost, sub.chat_id, key).await;
+        }
+    }
+
+    /// The group became a supergroup: the destination moves to its new id.
+    async fn migrate(&self, sub: &ActiveSubscription, new_chat_id: i64) {
+        // The limiter first: from then on a delivery to either id waits
+        // behind what the group had queued. Only then can the registry (or
+        // a sweep reading the moved row) queue one under the new id.
+        let moved = MoveChat {
+            old: sub.chat_id,
+            new: new_chat_id,
+        };
+        if let Err(e) = self.limiter.send(moved).await {
+            tracing::warn!(chat_id = sub.chat_id, new_chat_id, error = %e, "The limiter did not take the move.");
+        }
+        if let Err(e) = self
+            .store
+            .migrate_destination(sub.chat_id, new_chat_id)
+            .await
+        {
+            tracing::error!(chat_id = sub.chat_id, new_chat_id, error = %e, "Could not move a destination.");
+        }
+        self.registry.do_send(MigrateDestination {
+            destination_id: sub.destination_id,
+            new_chat_id,
+        });
+        tracing::info!(
+            chat_id = sub.chat_id,
+            new_chat_id,
+            "Group became a supergroup; destination moved."
+        );
+    }
+
     /// The bot's "I was removed from …" in the owner's language, sent by
     /// the bot that serves their private chat (what the bot itself says
     /// when Telegram tells it it was removed).

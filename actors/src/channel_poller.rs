@@ -162,209 +162,30 @@ impl ChannelPoller {
             return;
         }
         self.busy = true;
-        let mut source = self
+        let source = self
             .source
             .take()
             .unwrap_or_else(|| (self.factory)(&self.channel));
-        let persistence = self.persistence.clone();
-        let registry = self.registry.clone();
-        let channel = self.channel.clone();
-        let known_hwm = self.hwm;
-        let limit = self.cfg.batch_limit;
-        let held = self.held.take();
         let started = Instant::now();
         // One span per poll cycle: every line of the cycle carries the
         // channel (`CHANNEL_ID` in journald), and its close event gives the
         // cycle's duration at debug level.
-        let span = tracing::debug_span!("poll_cycle", channel_id = channel.channel_id);
-        let fut = async move {
-            let mut hwm = match known_hwm {
-                Some(h) => h,
-                None => match persistence.high_water_mark(channel.channel_id).await {
-                    Ok(h) => i32::try_from(h).unwrap_or(i32::MAX),
-                    Err(e) => return (Some(source), Cycle::PersistFailed(e.message)),
-                },
-            };
-            let fetched = AssertUnwindSafe(async { source.fetch(hwm, limit).await })
-                .catch_unwind()
-                .await;
-            let mut messages = match fetched {
-                // The source's state after a panic is unknown: drop it.
-                Err(_) => return (None, Cycle::Panicked),
-                Ok(Err(e)) => return (Some(source), Cycle::SourceFailed(e)),
-                Ok(Ok(m)) => m,
-            };
-            let full = messages.len() >= limit;
-            messages.retain(|m| m.id > hwm);
-            messages.sort_by_key(|m| m.id);
-            messages.dedup_by_key(|m| m.id);
-            // A trailing album from a source that sends parts one by one is
-            // held back once, for the source's grace, in case more parts are
-            // on their way; seen again after the grace, it goes out whole.
-            let grace = source.album_grace();
-            let mut hold = None;
-            if !full
-                && !grace.is_zero()
-                && let Some(last) = messages.last()
-                && let Some(group) = last.media_group_id.clone()
-            {
-                let ready = held.as_ref().is_some_and(|(g, since): &(String, Instant)| {
-                    *g == group && since.elapsed() >= grace
-                });
-                if !ready {
-                    let keep = messages
-                        .iter()
-                        .rposition(|m| m.media_group_id.as_ref() != Some(&group))
-                        .map_or(0, |i| i + 1);
-                    messages.truncate(keep);
-                    let since = held
-                        .filter(|(g, _)| *g == group)
-                        .map_or_else(Instant::now, |(_, t)| t);
-                    hold = Some((group, since, grace));
-                }
-            }
-            let posts = Post::group(&channel, messages, chrono::Utc::now());
-            let n = posts.len();
-            for post in posts {
-                let post = Arc::new(post);
-                let mut attempt = 0u32;
-                loop {
-                    match persistence.record_post(post.clone()).await {
-                        Ok(new) => {
-                            hwm = hwm.max(post.last_id());
-                            // "Already recorded" after a retry may be our own
-                            // commit whose answer was lost: publish it anyway
-                            // (the dedup layers stop a second send).
-                            if new || attempt > 0 {
-                                metrics::counter!(names::POSTS_DETECTED_TOTAL).increment(1);
-                                if registry.send(PublishPost(post.clone())).await.is_err() {
-                                    return (
-                                        Some(source),
-                                        Cycle::PersistFailed("registry is gone".into()),
-                                    );
-                                }
-                            }
-                            break;
-                        }
-                        Err(e) if e.retriable && attempt < 20 => {
-                            attempt += 1;
-                            tracing::warn!(
-                                channel_id = channel.channel_id,
-                                attempt,
-                                error = %e,
-                                "Recording a post failed; retrying."
-                            );
-                            tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt)))
-                                .await;
-                        }
-                        Err(e) if !e.retriable => {
-                            // No retry can record it (text PostgreSQL
-                            // refuses, a broken invariant): set it aside and
-                            // read on, rather than stop this channel for good.
-                            match persistence
-                                .dead_letter_post(post.clone(), e.message.clone())
-                                .await
-                            {
-                                Ok(()) => {
-                                    hwm = hwm.max(post.last_id());
-                                    metrics::counter!(names::DEAD_LETTERS_TOTAL, "kind" => "post")
-                                        .increment(1);
-                                    tracing::error!(
-                                        channel_id = channel.channel_id,
-                                        message_id = post.message_ids[0],
-                                        error = %e,
-                                        "A post cannot be recorded; kept in dead_letters and skipped."
-                                    );
-                                    break;
-                                }
-                                Err(_) => {
-                                    return (Some(source), Cycle::PersistFailed(e.message));
-                                }
-                            }
-                        }
-                        Err(e) => return (Some(source), Cycle::PersistFailed(e.message)),
-                    }
-                }
-            }
-            (
-                Some(source),
-                Cycle::Done {
-                    hwm,
-                    posts: n,
-                    hold,
-                },
-            )
+        let span = tracing::debug_span!("poll_cycle", channel_id = self.channel.channel_id);
+        let cycle = CycleRun {
+            channel: self.channel.clone(),
+            persistence: self.persistence.clone(),
+            registry: self.registry.clone(),
+            known_hwm: self.hwm,
+            limit: self.cfg.batch_limit,
+            held: self.held.take(),
         };
-        let fut = tracing::Instrument::instrument(fut, span);
+        let fut = tracing::Instrument::instrument(cycle.run(source), span);
         ctx.spawn(fut.into_actor(self).map(move |(source, cycle), act, ctx| {
             act.busy = false;
             act.source = source;
             metrics::histogram!(names::POLL_DURATION_SECONDS)
                 .record(started.elapsed().as_secs_f64());
-            let next = match cycle {
-                Cycle::Done { hwm, posts, hold } => {
-                    act.hwm = Some(hwm);
-                    let recheck = hold.as_ref().map(|(_, since, grace)| {
-                        grace.saturating_sub(since.elapsed()) + Duration::from_millis(5)
-                    });
-                    act.held = hold.map(|(g, since, _)| (g, since));
-                    act.failures = 0;
-                    act.interval = if posts > 0 {
-                        (act.interval / 2).max(act.cfg.min_interval)
-                    } else {
-                        act.interval.mul_f64(1.5).min(act.cfg.max_interval)
-                    };
-                    match recheck {
-                        Some(wait) => wait,
-                        None if posts > 0 => Duration::ZERO,
-                        None => act.interval,
-                    }
-                }
-                Cycle::Panicked => {
-                    act.failures += 1;
-                    metrics::counter!(names::POLLER_RESTARTS_TOTAL).increment(1);
-                    tracing::error!(
-                        channel_id = act.channel.channel_id,
-                        failures = act.failures,
-                        "Channel source panicked; rebuilding it."
-                    );
-                    act.backoff()
-                }
-                Cycle::SourceFailed(SourceError::Transient {
-                    message,
-                    retry_after,
-                }) => {
-                    act.failures += 1;
-                    let wait = retry_after.unwrap_or_else(|| act.backoff());
-                    tracing::warn!(
-                        channel_id = act.channel.channel_id,
-                        retry_in_ms = wait.as_millis() as u64,
-                        error = %message,
-                        "Reading the channel failed; retrying."
-                    );
-                    wait
-                }
-                Cycle::SourceFailed(SourceError::Gone(message)) => {
-                    act.failures += 1;
-                    tracing::warn!(
-                        channel_id = act.channel.channel_id,
-                        error = %message,
-                        "Channel is unavailable; polling it rarely."
-                    );
-                    act.cfg.max_interval
-                }
-                Cycle::PersistFailed(message) => {
-                    act.failures += 1;
-                    // Forget the mark: read it again from the database.
-                    act.hwm = None;
-                    tracing::warn!(
-                        channel_id = act.channel.channel_id,
-                        error = %message,
-                        "Recording posts failed; the channel will be read again."
-                    );
-                    act.backoff()
-                }
-            };
+            let next = act.after_cycle(cycle);
             if !act.stop_waiters.is_empty() {
                 ctx.stop();
             } else if std::mem::take(&mut act.wake_pending) {
@@ -374,6 +195,230 @@ impl ChannelPoller {
             }
         }));
     }
+
+    /// Takes in what a cycle ended with; answers when to poll next.
+    fn after_cycle(&mut self, cycle: Cycle) -> Duration {
+        let channel_id = self.channel.channel_id;
+        match cycle {
+            Cycle::Done { hwm, posts, hold } => {
+                self.hwm = Some(hwm);
+                let recheck = hold.as_ref().map(|(_, since, grace)| {
+                    grace.saturating_sub(since.elapsed()) + Duration::from_millis(5)
+                });
+                self.held = hold.map(|(g, since, _)| (g, since));
+                self.failures = 0;
+                self.interval = if posts > 0 {
+                    (self.interval / 2).max(self.cfg.min_interval)
+                } else {
+                    self.interval.mul_f64(1.5).min(self.cfg.max_interval)
+                };
+                match recheck {
+                    Some(wait) => wait,
+                    None if posts > 0 => Duration::ZERO,
+                    None => self.interval,
+                }
+            }
+            Cycle::Panicked => {
+                self.failures += 1;
+                metrics::counter!(names::POLLER_RESTARTS_TOTAL).increment(1);
+                tracing::error!(
+                    channel_id,
+                    failures = self.failures,
+                    "Channel source panicked; rebuilding it."
+                );
+                self.backoff()
+            }
+            Cycle::SourceFailed(SourceError::Transient {
+                message,
+                retry_after,
+            }) => {
+                self.failures += 1;
+                let wait = retry_after.unwrap_or_else(|| self.backoff());
+                tracing::warn!(
+                    channel_id,
+                    retry_in_ms = wait.as_millis() as u64,
+                    error = %message,
+                    "Reading the channel failed; retrying."
+                );
+                wait
+            }
+            Cycle::SourceFailed(SourceError::Gone(message)) => {
+                self.failures += 1;
+                tracing::warn!(
+                    channel_id,
+                    error = %message,
+                    "Channel is unavailable; polling it rarely."
+                );
+                self.cfg.max_interval
+            }
+            Cycle::PersistFailed(message) => {
+                self.failures += 1;
+                // Forget the mark: read it again from the database.
+                self.hwm = None;
+                tracing::warn!(
+                    channel_id,
+                    error = %message,
+                    "Recording posts failed; the channel will be read again."
+                );
+                self.backoff()
+            }
+        }
+    }
+}
+
+/// What one poll cycle works with, away from the actor.
+struct CycleRun {
+    channel: ChannelRef,
+    persistence: Arc<dyn Persistence>,
+    registry: Recipient<PublishPost>,
+    /// The mark, unless it must be read from the database.
+    known_hwm: Option<i32>,
+    limit: usize,
+    /// The trailing album held back by the last cycle.
+    held: Option<(String, Instant)>,
+}
+
+/// The source to keep (`None`: rebuild it) and how the cycle ended.
+type CycleEnd = (Option<Box<dyn ChannelSource>>, Cycle);
+
+impl CycleRun {
+    /// Reads what is newer than the mark, then records and publishes each
+    /// post in order.
+    async fn run(self, mut source: Box<dyn ChannelSource>) -> CycleEnd {
+        let mut hwm = match self.known_hwm {
+            Some(h) => h,
+            None => match self
+                .persistence
+                .high_water_mark(self.channel.channel_id)
+                .await
+            {
+                Ok(h) => i32::try_from(h).unwrap_or(i32::MAX),
+                Err(e) => return (Some(source), Cycle::PersistFailed(e.message)),
+            },
+        };
+        let fetched = AssertUnwindSafe(async { source.fetch(hwm, self.limit).await })
+            .catch_unwind()
+            .await;
+        let mut messages = match fetched {
+            // The source's state after a panic is unknown: drop it.
+            Err(_) => return (None, Cycle::Panicked),
+            Ok(Err(e)) => return (Some(source), Cycle::SourceFailed(e)),
+            Ok(Ok(m)) => m,
+        };
+        let full = messages.len() >= self.limit;
+        messages.retain(|m| m.id > hwm);
+        messages.sort_by_key(|m| m.id);
+        messages.dedup_by_key(|m| m.id);
+        let hold = if full {
+            None
+        } else {
+            hold_trailing_album(&mut messages, self.held.clone(), source.album_grace())
+        };
+        let posts = Post::group(&self.channel, messages, chrono::Utc::now());
+        let n = posts.len();
+        for post in posts {
+            match self.record(Arc::new(post)).await {
+                Ok(last_id) => hwm = hwm.max(last_id),
+                Err(failed) => return (Some(source), failed),
+            }
+        }
+        (
+            Some(source),
+            Cycle::Done {
+                hwm,
+                posts: n,
+                hold,
+            },
+        )
+    }
+
+    /// Records one post and publishes it to the registry; answers the
+    /// post's last message id (the mark may pass it), or how the cycle
+    /// ends when it cannot be recorded.
+    async fn record(&self, post: Arc<Post>) -> Result<i32, Cycle> {
+        let channel_id = self.channel.channel_id;
+        let mut attempt = 0u32;
+        loop {
+            match self.persistence.record_post(post.clone()).await {
+                Ok(new) => {
+                    // "Already recorded" after a retry may be our own commit
+                    // whose answer was lost: publish it anyway (the dedup
+                    // layers stop a second send).
+                    if new || attempt > 0 {
+                        metrics::counter!(names::POSTS_DETECTED_TOTAL).increment(1);
+                        if self.registry.send(PublishPost(post.clone())).await.is_err() {
+                            return Err(Cycle::PersistFailed("registry is gone".into()));
+                        }
+                    }
+                    return Ok(post.last_id());
+                }
+                Err(e) if e.retriable && attempt < 20 => {
+                    attempt += 1;
+                    tracing::warn!(
+                        channel_id,
+                        attempt,
+                        error = %e,
+                        "Recording a post failed; retrying."
+                    );
+                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                }
+                Err(e) if !e.retriable => {
+                    // No retry can record it (text PostgreSQL refuses, a
+                    // broken invariant): set it aside and read on, rather
+                    // than stop this channel for good.
+                    return match self
+                        .persistence
+                        .dead_letter_post(post.clone(), e.message.clone())
+                        .await
+                    {
+                        Ok(()) => {
+                            metrics::counter!(names::DEAD_LETTERS_TOTAL, "kind" => "post")
+                                .increment(1);
+                            tracing::error!(
+                                channel_id,
+                                message_id = post.message_ids[0],
+                                error = %e,
+                                "A post cannot be recorded; kept in dead_letters and skipped."
+                            );
+                            Ok(post.last_id())
+                        }
+                        Err(_) => Err(Cycle::PersistFailed(e.message)),
+                    };
+                }
+                Err(e) => return Err(Cycle::PersistFailed(e.message)),
+            }
+        }
+    }
+}
+
+/// A trailing album from a source that sends parts one by one is held back
+/// once, for the source's `grace`, in case more parts are on their way;
+/// seen again after the grace, it goes out whole. Cuts it off `messages`
+/// and answers what is held (its group, since when, the grace).
+fn hold_trailing_album(
+    messages: &mut Vec<crate::model::SourceMessage>,
+    held: Option<(String, Instant)>,
+    grace: Duration,
+) -> Option<(String, Instant, Duration)> {
+    let group = messages.last()?.media_group_id.clone()?;
+    if grace.is_zero() {
+        return None;
+    }
+    let ready = held
+        .as_ref()
+        .is_some_and(|(g, since)| *g == group && since.elapsed() >= grace);
+    if ready {
+        return None;
+    }
+    let keep = messages
+        .iter()
+        .rposition(|m| m.media_group_id.as_ref() != Some(&group))
+        .map_or(0, |i| i + 1);
+    messages.truncate(keep);
+    let since = held
+        .filter(|(g, _)| *g == group)
+        .map_or_else(Instant::now, |(_, t)| t);
+    Some((group, since, grace))
 }
 
 impl Actor for ChannelPoller {

@@ -34,43 +34,14 @@ pub(super) async fn on_private(h: &BotHandler, msg: &Message) -> Result<(), Stor
     let uid = i64::try_from(from.id.0).unwrap_or(i64::MAX);
     let chat = msg.chat.id.0;
     let code = from.language_code.as_deref();
-    match h.shared.rate.check(uid) {
-        Verdict::Allow => {}
-        Verdict::Warn => {
-            h.count("rate_limited");
-            let text = h.t(Lang::from_telegram(code), "rate-limited", &[]);
-            reply::send(&h.bot, chat, text, None).await;
-            return Ok(());
-        }
-        Verdict::Drop => {
-            h.count("rate_limited");
-            return Ok(());
-        }
+    if !within_rate(h, uid, chat, code).await {
+        return Ok(());
     }
     // A post forwarded from a channel subscribes to that channel.
     if let Some(MessageOrigin::Channel { chat: origin, .. }) = msg.forward_origin() {
-        h.count("forward");
-        let (_, lang) = h.user(uid, code).await?;
-        let names = match origin.username() {
-            Some(name) => vec![name.to_owned()],
-            None => {
-                let title = origin.title().unwrap_or("…");
-                let text = h.t(lang, "add-private", &[("input", echo(title).into())]);
-                reply::send(&h.bot, chat, text, None).await;
-                return Ok(());
-            }
-        };
-        let text = add(h, uid, lang, &names).await?;
-        reply::send(&h.bot, chat, text, None).await;
-        return Ok(());
+        return on_forward(h, uid, chat, code, origin).await;
     }
-    let Some(text) = msg.text() else {
-        h.count("other");
-        let (_, lang) = h.user(uid, code).await?;
-        reply::send(&h.bot, chat, h.t(lang, "not-a-command", &[]), None).await;
-        return Ok(());
-    };
-    let Some((command, args)) = parse_command(text) else {
+    let Some((command, args)) = msg.text().and_then(parse_command) else {
         h.count("other");
         let (_, lang) = h.user(uid, code).await?;
         reply::send(&h.bot, chat, h.t(lang, "not-a-command", &[]), None).await;
@@ -85,8 +56,63 @@ pub(super) async fn on_private(h: &BotHandler, msg: &Message) -> Result<(), Stor
         return Ok(());
     }
     let (_, lang) = h.user(uid, code).await?;
+    if let Some(out) = command_reply(h, uid, chat, lang, &command, args).await? {
+        reply::send(&h.bot, chat, out, None).await;
+    }
+    Ok(())
+}
+
+/// Whether the user is within the command rate; past it, the first
+/// command over is told so and the rest are dropped.
+async fn within_rate(h: &BotHandler, uid: i64, chat: i64, code: Option<&str>) -> bool {
+    match h.shared.rate.check(uid) {
+        Verdict::Allow => true,
+        Verdict::Warn => {
+            h.count("rate_limited");
+            let text = h.t(Lang::from_telegram(code), "rate-limited", &[]);
+            reply::send(&h.bot, chat, text, None).await;
+            false
+        }
+        Verdict::Drop => {
+            h.count("rate_limited");
+            false
+        }
+    }
+}
+
+/// A post forwarded from channel `origin`: subscribes to it by its public
+/// name (a private channel has none to subscribe by).
+async fn on_forward(
+    h: &BotHandler,
+    uid: i64,
+    chat: i64,
+    code: Option<&str>,
+    origin: &teloxide::types::Chat,
+) -> Result<(), StoreError> {
+    h.count("forward");
+    let (_, lang) = h.user(uid, code).await?;
+    let text = match origin.username() {
+        Some(name) => add(h, uid, lang, &[name.to_owned()]).await?,
+        None => {
+            let title = origin.title().unwrap_or("…");
+            h.t(lang, "add-private", &[("input", echo(title).into())])
+        }
+    };
+    reply::send(&h.bot, chat, text, None).await;
+    Ok(())
+}
+
+/// The reply to a command other than `/start` (`None`: it replied itself).
+async fn command_reply(
+    h: &BotHandler,
+    uid: i64,
+    chat: i64,
+    lang: Lang,
+    command: &str,
+    args: &str,
+) -> Result<Option<String>, StoreError> {
     let words: Vec<String> = args.split_whitespace().map(str::to_owned).collect();
-    let out = match command.as_str() {
+    let out = match command {
         "help" => {
             h.count("help");
             h.t(lang, "help", &[])
@@ -109,18 +135,22 @@ pub(super) async fn on_private(h: &BotHandler, msg: &Message) -> Result<(), Stor
             h.count("list");
             let (text, keyboard) = list::page(h, uid, lang, 0).await?;
             reply::send(&h.bot, chat, text, keyboard).await;
-            return Ok(());
+            return Ok(None);
         }
         "remove" | "pause" | "resume" => {
-            h.count(match command.as_str() {
+            h.count(match command {
                 "remove" => "remove",
                 "pause" => "pause",
                 _ => "resume",
             });
             if words.is_empty() {
-                h.t(lang, "name-usage", &[("command", command.clone().into())])
+                h.t(
+                    lang,
+                    "name-usage",
+                    &[("command", command.to_owned().into())],
+                )
             } else {
-                change_state(h, uid, lang, &command, &words).await?
+                change_state(h, uid, lang, command, &words).await?
             }
         }
         "filter" => {
@@ -128,14 +158,14 @@ pub(super) async fn on_private(h: &BotHandler, msg: &Message) -> Result<(), Stor
             filter(h, uid, lang, &words).await?
         }
         "header" | "footer" | "replace" | "quiet" | "digest" => {
-            h.count(match command.as_str() {
+            h.count(match command {
                 "header" => "header",
                 "footer" => "footer",
                 "replace" => "replace",
                 "digest" => "digest",
                 _ => "quiet",
             });
-            super::extras::command(h, uid, lang, &command, args).await?
+            super::extras::command(h, uid, lang, command, args).await?
         }
         "lang" => {
             h.count("lang");
@@ -165,8 +195,7 @@ pub(super) async fn on_private(h: &BotHandler, msg: &Message) -> Result<(), Stor
             h.t(lang, "unknown-command", &[])
         }
     };
-    reply::send(&h.bot, chat, out, None).await;
-    Ok(())
+    Ok(Some(out))
 }
 
 /// What Telegram says a name is.

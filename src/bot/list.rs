@@ -282,6 +282,22 @@ pub(super) async fn on_callback(h: &BotHandler, q: &CallbackQuery) -> Result<(),
         return Ok(());
     };
     let (chat, mid) = (message.chat.id.0, message.id);
+    if !on_action(h, q, uid, lang, (chat, mid), action).await? {
+        reply::answer(&h.bot, &q.id, Some(stale()), true).await;
+    }
+    Ok(())
+}
+
+/// Does what a button of the list or the settings view asks; false when
+/// what it names is gone (a stale button).
+async fn on_action(
+    h: &BotHandler,
+    q: &CallbackQuery,
+    uid: i64,
+    lang: Lang,
+    (chat, mid): (i64, teloxide::types::MessageId),
+    action: Action,
+) -> Result<bool, StoreError> {
     match action {
         Action::Page(p) => {
             let (text, keyboard) = page(h, uid, lang, p).await?;
@@ -290,8 +306,7 @@ pub(super) async fn on_callback(h: &BotHandler, q: &CallbackQuery) -> Result<(),
         }
         Action::State(sub, state, p) => {
             let Some(s) = h.store().user_subscription(Some(uid), sub).await? else {
-                reply::answer(&h.bot, &q.id, Some(stale()), true).await;
-                return Ok(());
+                return Ok(false);
             };
             h.store()
                 .set_subscription_state(Some(uid), sub, state)
@@ -309,8 +324,7 @@ pub(super) async fn on_callback(h: &BotHandler, q: &CallbackQuery) -> Result<(),
         }
         Action::Settings(sub) => {
             let Some(s) = h.store().user_subscription(Some(uid), sub).await? else {
-                reply::answer(&h.bot, &q.id, Some(stale()), true).await;
-                return Ok(());
+                return Ok(false);
             };
             let dests = h.store().destinations_of(uid).await?;
             let (text, keyboard) = settings(h, lang, &s, &dests);
@@ -325,8 +339,7 @@ pub(super) async fn on_callback(h: &BotHandler, q: &CallbackQuery) -> Result<(),
                 .set_subscription_settings(Some(uid), sub, Some(mode), None)
                 .await?
             {
-                reply::answer(&h.bot, &q.id, Some(stale()), true).await;
-                return Ok(());
+                return Ok(false);
             }
             h.sync(sub).await?;
             settings_again(h, q, uid, lang, sub, chat, mid, h.t(lang, "done", &[])).await?;
@@ -334,15 +347,13 @@ pub(super) async fn on_callback(h: &BotHandler, q: &CallbackQuery) -> Result<(),
         Action::Route(sub, dest) => {
             match h.store().route_subscription(Some(uid), sub, dest).await? {
                 RouteOutcome::NotFound => {
-                    reply::answer(&h.bot, &q.id, Some(stale()), true).await;
-                    return Ok(());
+                    return Ok(false);
                 }
                 RouteOutcome::Moved | RouteOutcome::Unchanged => {}
             }
             h.sync(sub).await?;
             let Some(s) = h.store().user_subscription(Some(uid), sub).await? else {
-                reply::answer(&h.bot, &q.id, Some(stale()), true).await;
-                return Ok(());
+                return Ok(false);
             };
             let dest = dest_name(h, lang, s.destination_kind, s.destination_title.as_deref());
             let toast = h.t(
@@ -353,7 +364,7 @@ pub(super) async fn on_callback(h: &BotHandler, q: &CallbackQuery) -> Result<(),
             settings_again(h, q, uid, lang, sub, chat, mid, toast).await?;
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Answers with `toast` and redraws the settings view.

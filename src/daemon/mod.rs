@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use actix_rt::task::JoinHandle;
+use kuryer_actors::in_flight::InFlight;
 use teloxide::Bot;
 use tokio::sync::watch;
 
@@ -100,9 +101,12 @@ async fn check_bots(cfg: &Config, notifier: &Notifier) -> anyhow::Result<Vec<Bot
 /// Several instances share the work by lease (`instance`): this one
 /// registers first, so the others count it and give up their excess.
 async fn register(cfg: &Config, store: &Store) -> anyhow::Result<Arc<Ownership>> {
+    // The deliveries this process holds, shared with the pipeline.
+    let retry_ambiguous = cfg.delivery.on_ambiguous == crate::config::OnAmbiguous::Retry;
     let ownership = Arc::new(Ownership::new(
         cfg.instance.id.clone().unwrap_or_else(instance::default_id),
         Duration::from_secs(cfg.instance.lease_ttl_s),
+        Arc::new(InFlight::new(retry_ambiguous)),
     ));
     keeper::register(store, &ownership).await?;
     tracing::info!(
@@ -158,14 +162,8 @@ async fn start(
     // so and are polled rarely.
     let readers = ReaderPool::start(store.clone(), cfg, ownership.id().to_owned(), events).await;
     let has_readers = !readers.live_accounts().is_empty();
-    // Dedup keys are namespaced by the database's own id (see `dedup`).
     let installation = store.installation_id().await?;
-    let dedup = RedisDedup::new(&cfg.redis, &installation);
-    if !dedup.ping().await {
-        tracing::warn!(
-            "Redis is not reachable at start; delivering on the database's dedup alone until it is."
-        );
-    }
+    let dedup = connect_dedup(cfg, &installation).await;
     notifier.status("loading subscriptions and resuming deliveries");
     let pipeline_cfg = PipelineConfig::from_config(cfg, 1.0);
     // Rate limits shared with the other instances of this installation.
@@ -194,17 +192,7 @@ async fn start(
     })
     .await?;
     let texts = Arc::new(Texts::load());
-    actix_rt::spawn(inbox.deliver(Arc::new(PipelineEvents {
-        pipeline: pipeline.clone(),
-        store: store.clone(),
-        bots: bots.clone(),
-        texts: texts.clone(),
-    })));
-    tokio::spawn(events::tell_owed_resolve_notices(
-        store.clone(),
-        bots.clone(),
-        texts,
-    ));
+    deliver_events(inbox, &pipeline, &store, &bots, texts);
     let keeper = Keeper::new(
         store.clone(),
         ownership.clone(),
@@ -247,6 +235,39 @@ async fn start(
         shared_heartbeat,
         stop_heartbeat,
     })
+}
+
+/// Dedup keys are namespaced by the database's own id (see `dedup`).
+async fn connect_dedup(cfg: &Config, installation: &str) -> RedisDedup {
+    let dedup = RedisDedup::new(&cfg.redis, installation);
+    if !dedup.ping().await {
+        tracing::warn!(
+            "Redis is not reachable at start; delivering on the database's dedup alone until it is."
+        );
+    }
+    dedup
+}
+
+/// What the sources said (and say from now on) acted on; and the look-up
+/// notices a stopped process settled but did not send.
+fn deliver_events(
+    inbox: source_events::EventInbox,
+    pipeline: &Pipeline,
+    store: &Store,
+    bots: &[Bot],
+    texts: Arc<Texts>,
+) {
+    actix_rt::spawn(inbox.deliver(Arc::new(PipelineEvents {
+        pipeline: pipeline.clone(),
+        store: store.clone(),
+        bots: bots.to_vec(),
+        texts: texts.clone(),
+    })));
+    tokio::spawn(events::tell_owed_resolve_notices(
+        store.clone(),
+        bots.to_vec(),
+        texts,
+    ));
 }
 
 /// One update loop per bot (a token allows one getUpdates consumer): each

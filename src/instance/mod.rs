@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use kuryer_actors::in_flight::InFlight;
@@ -112,8 +112,9 @@ pub struct Ownership {
     id: String,
     ttl: Duration,
     held: Mutex<Held>,
-    /// Where a delivery dropped for a lost lease is let go.
-    in_flight: OnceLock<Arc<InFlight>>,
+    /// The deliveries this process holds: the pipeline's (it takes them
+    /// from here), where one dropped for a lost lease is let go.
+    in_flight: Arc<InFlight>,
     /// Reader accounts this instance holds (the reader pool keeps their
     /// leases; counted here for `/readyz`).
     accounts: AtomicUsize,
@@ -127,13 +128,14 @@ pub struct Ownership {
 }
 
 impl Ownership {
-    /// Nothing owned yet, for instance `id` with leases of `ttl`.
-    pub fn new(id: String, ttl: Duration) -> Self {
+    /// Nothing owned yet, for instance `id` with leases of `ttl`; the
+    /// pipeline built with it holds its deliveries in `in_flight`.
+    pub fn new(id: String, ttl: Duration, in_flight: Arc<InFlight>) -> Self {
         Self {
             id,
             ttl,
             held: Mutex::default(),
-            in_flight: OnceLock::new(),
+            in_flight,
             accounts: AtomicUsize::new(0),
             wake: tokio::sync::Notify::new(),
             started: std::sync::atomic::AtomicBool::new(false),
@@ -166,9 +168,9 @@ impl Ownership {
         (self.ttl / 6).max(Duration::from_millis(200))
     }
 
-    /// The pipeline's held deliveries, to let go of those dropped unsent.
-    pub fn set_in_flight(&self, in_flight: Arc<InFlight>) {
-        let _ = self.in_flight.set(in_flight);
+    /// The deliveries this process holds.
+    pub fn in_flight(&self) -> &Arc<InFlight> {
+        &self.in_flight
     }
 
     fn held(&self) -> MutexGuard<'_, Held> {
@@ -302,9 +304,7 @@ impl LeaseGuard for Ownership {
     }
 
     fn dropped(&self, delivery: &Delivery) {
-        if let Some(f) = self.in_flight.get() {
-            f.release(std::iter::once(delivery));
-        }
+        self.in_flight.release(std::iter::once(delivery));
     }
 }
 
@@ -314,7 +314,11 @@ mod tests {
 
     #[test]
     fn a_lease_is_trusted_only_until_ttl_minus_margin_after_the_renewal_was_sent() {
-        let o = Ownership::new("a".into(), Duration::from_secs(3));
+        let o = Ownership::new(
+            "a".into(),
+            Duration::from_secs(3),
+            Arc::new(InFlight::new(false)),
+        );
         o.add_channel(7, 1);
         assert!(!o.holds(7), "not renewed yet");
         let sent = Instant::now();
@@ -334,7 +338,11 @@ mod tests {
 
     #[test]
     fn a_channel_taken_by_another_generation_is_lost() {
-        let o = Ownership::new("a".into(), Duration::from_secs(30));
+        let o = Ownership::new(
+            "a".into(),
+            Duration::from_secs(30),
+            Arc::new(InFlight::new(false)),
+        );
         o.add_channel(7, 1);
         o.add_channel(8, 4);
         o.add_bot(42, 2);

@@ -25,7 +25,7 @@ use grammers_client::tl;
 use kuryer_actors::model::{ChannelRef, Post, SourceMessage};
 use kuryer_actors::ports::SourceError;
 
-use super::client::CallError;
+use super::client::{AccountClient, CallError};
 use super::mapping;
 use super::pool::ReaderPool;
 use crate::store::{StoreError, new_post};
@@ -160,7 +160,51 @@ impl ReaderPool {
             ));
         };
         let upto = i32::try_from(upto).unwrap_or(i32::MAX);
-        // Newest first, from just above `upto` down: one page.
+        let (raw, full) = self.read_page(&client, (bare, hash), upto).await?;
+        let mut messages: Vec<SourceMessage> = raw
+            .iter()
+            .filter_map(|m| mapping::source_message(m, protected))
+            .filter(|m| m.id <= upto)
+            .collect();
+        messages.sort_by_key(|m| m.id);
+        messages.dedup_by_key(|m| m.id);
+        let mut messages = self
+            .not_recorded(id, newest_posts(messages, want, full))
+            .await?;
+        if messages.is_empty() {
+            return Ok(0);
+        }
+        for m in &mut messages {
+            // What PostgreSQL refuses in text; U+FFFD is one UTF-16 unit
+            // like NUL, so entities keep their offsets.
+            if let Some(t) = m.text.as_mut().filter(|t| t.contains('\0')) {
+                *t = t.replace('\0', "\u{FFFD}");
+            }
+        }
+        let messages = self.relay(&client, (bare, hash), messages).await?;
+        // Media without a relay copy go out as text with a link, as new posts do.
+        let username = channel.username.as_deref();
+        let messages: Vec<SourceMessage> = messages
+            .into_iter()
+            .map(|m| match m.relay {
+                Some(_) => m,
+                None => mapping::without_relay(m, username),
+            })
+            .collect();
+        let posts = Post::group(channel, messages, Utc::now());
+        let rows: Vec<_> = posts.iter().map(new_post).collect();
+        let new = pool.store.record_history_posts(&rows).await?;
+        Ok(usize::try_from(new).unwrap_or(usize::MAX))
+    }
+
+    /// One page of the channel's history, newest first, from just above
+    /// `upto` down; answers its messages and whether the page was full.
+    async fn read_page(
+        &self,
+        client: &AccountClient,
+        (bare, hash): (i64, i64),
+        upto: i32,
+    ) -> Result<(Vec<tl::enums::Message>, bool), HistoryError> {
         let request = tl::functions::messages::GetHistory {
             peer: tl::types::InputPeerChannel {
                 channel_id: bare,
@@ -180,13 +224,7 @@ impl ReaderPool {
             Err(CallError::FloodWait { wait, method }) => {
                 return Err(later(wait, format!("flood wait on {method}")));
             }
-            Err(CallError::Lost(reason)) => {
-                pool.lost(client.name(), &reason).await;
-                return Err(later(
-                    Duration::from_secs(1),
-                    format!("reader account lost: {reason}"),
-                ));
-            }
+            Err(CallError::Lost(reason)) => return Err(self.account_lost(client, &reason).await),
             Err(e @ CallError::Rpc { .. })
                 if matches!(e.rpc_name(), Some("CHANNEL_PRIVATE" | "CHANNEL_INVALID")) =>
             {
@@ -201,18 +239,19 @@ impl ReaderPool {
             tl::enums::messages::Messages::NotModified(_) => Vec::new(),
         };
         let full = raw.len() >= PAGE as usize;
-        let mut messages: Vec<SourceMessage> = raw
-            .iter()
-            .filter_map(|m| mapping::source_message(m, protected))
-            .filter(|m| m.id <= upto)
-            .collect();
-        messages.sort_by_key(|m| m.id);
-        messages.dedup_by_key(|m| m.id);
-        let mut messages = newest_posts(messages, want, full);
-        // A post recorded already (as new, or by an earlier backfill) is
-        // not recorded or relayed again; an album goes whole or not at all.
+        Ok((raw, full))
+    }
+
+    /// `messages` less those recorded already (as new, or by an earlier
+    /// backfill): nothing is recorded or relayed again, and an album goes
+    /// whole or not at all.
+    async fn not_recorded(
+        &self,
+        channel_id: i64,
+        mut messages: Vec<SourceMessage>,
+    ) -> Result<Vec<SourceMessage>, HistoryError> {
         let ids: Vec<i32> = messages.iter().map(|m| m.id).collect();
-        let recorded = pool.store.recorded_message_ids(id, &ids).await?;
+        let recorded = self.0.store.recorded_message_ids(channel_id, &ids).await?;
         let recorded_groups: Vec<String> = messages
             .iter()
             .filter(|m| recorded.contains(&m.id))
@@ -224,56 +263,43 @@ impl ReaderPool {
                     .as_ref()
                     .is_none_or(|g| !recorded_groups.contains(g))
         });
-        if messages.is_empty() {
-            return Ok(0);
-        }
-        for m in &mut messages {
-            // What PostgreSQL refuses in text; U+FFFD is one UTF-16 unit
-            // like NUL, so entities keep their offsets.
-            if let Some(t) = m.text.as_mut().filter(|t| t.contains('\0')) {
-                *t = t.replace('\0', "\u{FFFD}");
-            }
-        }
-        let messages = match pool.relay {
-            Some(relay) => {
-                match super::relay::forward(&client, relay, (bare, hash), messages).await {
-                    super::relay::Outcome::Done(m) => m,
-                    super::relay::Outcome::Retry(SourceError::Transient {
-                        message,
-                        retry_after,
-                    }) => {
-                        return Err(later(
-                            retry_after.unwrap_or(Duration::from_secs(5)),
-                            message,
-                        ));
-                    }
-                    super::relay::Outcome::Retry(SourceError::Gone(message)) => {
-                        return Err(HistoryError::Unreadable(message));
-                    }
-                    super::relay::Outcome::Lost(reason) => {
-                        pool.lost(client.name(), &reason).await;
-                        return Err(later(
-                            Duration::from_secs(1),
-                            format!("reader account lost: {reason}"),
-                        ));
-                    }
-                }
-            }
-            None => messages,
+        Ok(messages)
+    }
+
+    /// Media forwarded into the relay channel once (without a relay, as
+    /// they are).
+    async fn relay(
+        &self,
+        client: &AccountClient,
+        channel: (i64, i64),
+        messages: Vec<SourceMessage>,
+    ) -> Result<Vec<SourceMessage>, HistoryError> {
+        let Some(relay) = self.0.relay else {
+            return Ok(messages);
         };
-        // Media without a relay copy go out as text with a link, as new posts do.
-        let username = channel.username.as_deref();
-        let messages: Vec<SourceMessage> = messages
-            .into_iter()
-            .map(|m| match m.relay {
-                Some(_) => m,
-                None => mapping::without_relay(m, username),
-            })
-            .collect();
-        let posts = Post::group(channel, messages, Utc::now());
-        let rows: Vec<_> = posts.iter().map(new_post).collect();
-        let new = pool.store.record_history_posts(&rows).await?;
-        Ok(usize::try_from(new).unwrap_or(usize::MAX))
+        match super::relay::forward(client, relay, channel, messages).await {
+            super::relay::Outcome::Done(m) => Ok(m),
+            super::relay::Outcome::Retry(SourceError::Transient {
+                message,
+                retry_after,
+            }) => Err(later(
+                retry_after.unwrap_or(Duration::from_secs(5)),
+                message,
+            )),
+            super::relay::Outcome::Retry(SourceError::Gone(message)) => {
+                Err(HistoryError::Unreadable(message))
+            }
+            super::relay::Outcome::Lost(reason) => Err(self.account_lost(client, &reason).await),
+        }
+    }
+
+    /// The account is marked lost; the read is tried again shortly.
+    async fn account_lost(&self, client: &AccountClient, reason: &str) -> HistoryError {
+        self.0.lost(client.name(), reason).await;
+        later(
+            Duration::from_secs(1),
+            format!("reader account lost: {reason}"),
+        )
     }
 }
 

@@ -85,38 +85,7 @@ pub(super) async fn forward(
         return Outcome::Done(messages);
     };
     let random_ids: Vec<i64> = ids.iter().map(|&id| random_id(from.0, id)).collect();
-    let request = tl::functions::messages::ForwardMessages {
-        silent: true,
-        background: false,
-        with_my_score: false,
-        drop_author: false,
-        drop_media_captions: false,
-        noforwards: false,
-        allow_paid_floodskip: false,
-        from_ephemeral: false,
-        from_peer: tl::types::InputPeerChannel {
-            channel_id: from.0,
-            access_hash: from.1,
-        }
-        .into(),
-        id: ids.clone(),
-        random_id: random_ids.clone(),
-        to_peer: tl::types::InputPeerChannel {
-            channel_id: relay.bare_id,
-            access_hash: relay_hash,
-        }
-        .into(),
-        top_msg_id: None,
-        reply_to: None,
-        schedule_date: None,
-        schedule_repeat_period: None,
-        send_as: None,
-        quick_reply_shortcut: None,
-        effect: None,
-        video_timestamp: None,
-        allow_paid_stars: None,
-        suggested_post: None,
-    };
+    let request = forward_request(from, (relay.bare_id, relay_hash), &ids, &random_ids);
     let answer = match client.call(METHOD, &request).await {
         Ok(a) => a,
         Err(CallError::FloodWait { wait, .. }) => {
@@ -142,7 +111,62 @@ pub(super) async fn forward(
             return Outcome::Done(messages);
         }
     };
-    let by_random: HashMap<i64, i32> = updates_of(&answer)
+    attach_copies(&mut messages, &answer, relay.chat_id, &ids, &random_ids);
+    Outcome::Done(messages)
+}
+
+/// `messages.forwardMessages` of `ids` from channel `from` into the relay
+/// `to` (bare id, access hash), silently, with the given `random_ids`.
+fn forward_request(
+    from: (i64, i64),
+    to: (i64, i64),
+    ids: &[i32],
+    random_ids: &[i64],
+) -> tl::functions::messages::ForwardMessages {
+    tl::functions::messages::ForwardMessages {
+        silent: true,
+        background: false,
+        with_my_score: false,
+        drop_author: false,
+        drop_media_captions: false,
+        noforwards: false,
+        allow_paid_floodskip: false,
+        from_ephemeral: false,
+        from_peer: tl::types::InputPeerChannel {
+            channel_id: from.0,
+            access_hash: from.1,
+        }
+        .into(),
+        id: ids.to_vec(),
+        random_id: random_ids.to_vec(),
+        to_peer: tl::types::InputPeerChannel {
+            channel_id: to.0,
+            access_hash: to.1,
+        }
+        .into(),
+        top_msg_id: None,
+        reply_to: None,
+        schedule_date: None,
+        schedule_repeat_period: None,
+        send_as: None,
+        quick_reply_shortcut: None,
+        effect: None,
+        video_timestamp: None,
+        allow_paid_stars: None,
+        suggested_post: None,
+    }
+}
+
+/// Gives each forwarded message its copy in the relay (`relay_chat_id`),
+/// matched by `random_id` in Telegram's answer.
+fn attach_copies(
+    messages: &mut [SourceMessage],
+    answer: &tl::enums::Updates,
+    relay_chat_id: i64,
+    ids: &[i32],
+    random_ids: &[i64],
+) {
+    let by_random: HashMap<i64, i32> = updates_of(answer)
         .iter()
         .filter_map(|u| match u {
             tl::enums::Update::MessageId(m) => Some((m.random_id, m.id)),
@@ -151,13 +175,13 @@ pub(super) async fn forward(
         .collect();
     let copies: HashMap<i32, i32> = ids
         .iter()
-        .zip(&random_ids)
+        .zip(random_ids)
         .filter_map(|(&id, rid)| by_random.get(rid).map(|&copy| (id, copy)))
         .collect();
-    for m in &mut messages {
+    for m in messages.iter_mut() {
         if let Some(&message_id) = copies.get(&m.id) {
             m.relay = Some(RelayCopy {
-                chat_id: relay.chat_id,
+                chat_id: relay_chat_id,
                 message_id,
             });
         }
@@ -165,7 +189,7 @@ pub(super) async fn forward(
     // An album is relayed whole or not at all: a part without its copy
     // would split it.
     let mut incomplete: Vec<String> = Vec::new();
-    for m in &messages {
+    for m in messages.iter() {
         if m.media.is_some()
             && m.copyable
             && m.relay.is_none()
@@ -174,7 +198,7 @@ pub(super) async fn forward(
             incomplete.push(g.clone());
         }
     }
-    for m in &mut messages {
+    for m in messages.iter_mut() {
         if m.media_group_id
             .as_ref()
             .is_some_and(|g| incomplete.contains(g))
@@ -182,7 +206,6 @@ pub(super) async fn forward(
             m.relay = None;
         }
     }
-    Outcome::Done(messages)
 }
 
 fn updates_of(u: &tl::enums::Updates) -> &[tl::enums::Update] {

@@ -157,22 +157,7 @@ impl MtprotoSource {
                     Some(Duration::from_secs(30)),
                 )
             })?;
-        let (bare, hash, protected, joins) = {
-            let channels = self
-                .pool
-                .channels
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let st = channels
-                .get(&self.channel.channel_id)
-                .ok_or_else(|| transient("channel unknown", None))?;
-            (
-                st.info.bare_id,
-                st.info.access_hash,
-                st.info.protected,
-                st.joins,
-            )
-        };
+        let (bare, hash, protected, joins) = self.known()?;
         let limit = i32::try_from(limit.clamp(1, 100)).unwrap_or(100);
         // Oldest first from the mark: offset just above it, stepped back by
         // the limit, so a backlog longer than one page is read in order.
@@ -235,25 +220,48 @@ impl MtprotoSource {
             .filter(|m| m.id > after)
             .collect();
         out.sort_by_key(|m| m.id);
-        {
-            let mut channels = self
-                .pool
-                .channels
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(st) = channels.get_mut(&self.channel.channel_id) {
-                // A full page may have more behind it: the next read goes
-                // to the history again; verified only as far as it reached.
-                // A join during the call: its answer may predate posts
-                // nobody pushed, so the history is read again.
-                st.last_history = (!full && st.joins == joins).then(Instant::now);
-                st.verified = st.verified.max(max_id);
-                for m in &out {
-                    st.buffer.remove(&m.id);
-                }
+        self.note_read(&out, max_id, full, joins);
+        Ok((out, shown_name, full))
+    }
+
+    /// The channel's bare id, access hash, whether it is protected, and
+    /// how many joins of it were made so far.
+    fn known(&self) -> Result<(i64, i64, bool, u64), SourceError> {
+        let channels = self
+            .pool
+            .channels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let st = channels
+            .get(&self.channel.channel_id)
+            .ok_or_else(|| transient("channel unknown", None))?;
+        Ok((
+            st.info.bare_id,
+            st.info.access_hash,
+            st.info.protected,
+            st.joins,
+        ))
+    }
+
+    /// A history read gave `out`, reaching message `max_id`: the pushed
+    /// copies of what it read are dropped from the buffer. A full page may
+    /// have more behind it: the next read goes to the history again;
+    /// verified only as far as it reached. A join during the call (`joins`
+    /// changed): its answer may predate posts nobody pushed, so the history
+    /// is read again.
+    fn note_read(&self, out: &[SourceMessage], max_id: i32, full: bool, joins: u64) {
+        let mut channels = self
+            .pool
+            .channels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(st) = channels.get_mut(&self.channel.channel_id) {
+            st.last_history = (!full && st.joins == joins).then(Instant::now);
+            st.verified = st.verified.max(max_id);
+            for m in out {
+                st.buffer.remove(&m.id);
             }
         }
-        Ok((out, shown_name, full))
     }
 
     /// One history read, with what it shows about the channel told: a good

@@ -114,116 +114,126 @@ impl Store {
     /// A row that cannot be read (an unknown destination kind) is logged and
     /// skipped, never the whole stream.
     pub fn stream_pending_deliveries(&self, q: PendingQuery, chunk: usize) -> PendingStream {
-        const OP: &str = "stream pending deliveries";
         let chunk = chunk.clamp(1, 1_000_000);
         let (tx, rx) = mpsc::channel(2);
         let store = self.clone();
         tokio::spawn(async move {
-            let result: Result<(), StoreError> = async {
-                let mut c = store.conn(OP).await?;
-                let t = c
-                    .build_transaction()
-                    .read_only(true)
-                    .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-                    .start()
-                    .await
-                    .op(OP)?;
-                // DECLARE takes no parameters: the values are formatted in,
-                // and none is text (a timestamp, integers, a boolean).
-                let posts = match &q.posts {
-                    None => String::new(),
-                    Some(ids) => format!(
-                        "AND p.id = ANY('{{{}}}'::bigint[])",
-                        ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
-                    ),
-                };
-                let sql = format!(
-                    "DECLARE pending NO SCROLL CURSOR FOR
-                     SELECT p.channel_id, p.message_ids, p.album_id, p.source_chat_id,
-                            p.channel_username, p.text, p.entities::text, p.media, p.copyable,
-                            COALESCE(p.published_at, p.detected_at), p.detected_at, p.id,
-                            s.id, s.channel_id, u.telegram_id, d.id, d.chat_id, d.kind, s.mode,
-                            s.filters::text, d.bot_id, p.relay_message_ids,
-                            s.transform::text,
-                            COALESCE(CASE WHEN s.digest IS NOT NULL THEN '{{\"hold\":\"digest\"}}' END, s.quiet::text),
-                            NULLIF(d.message_thread_id, 0)
-                       FROM posts p
-                       JOIN subscriptions s ON s.channel_id = p.channel_id AND s.is_active
-                                           AND s.created_at <= p.detected_at
-                       JOIN users u ON u.id = s.user_id
-                       JOIN destinations d ON d.id = s.destination_id AND d.is_active
-                      WHERE p.detected_at >= '{since}'::timestamptz - interval '1 day'
-                        AND (p.detected_at >= '{since}'::timestamptz OR s.quiet IS NOT NULL)
-                        AND p.source_chat_id IS NOT NULL AND NOT p.history {posts}
-                        AND NOT EXISTS (
-                            SELECT 1 FROM forwarded_messages f
-                             WHERE f.subscription_id = s.id AND f.channel_id = p.channel_id
-                               AND f.source_message_id = p.message_id
-                               AND f.post_day = (p.detected_at AT TIME ZONE 'UTC')::date
-                               AND (f.status <> 'ambiguous' OR NOT {retry}))
-                      ORDER BY p.channel_id, p.message_id, s.id",
-                    since = q.since.to_rfc3339(),
-                    retry = q.retry_ambiguous,
-                );
-                t.batch_execute(&sql).await.op(OP)?;
-                let fetch = format!("FETCH FORWARD {chunk} FROM pending");
-                // Consecutive rows of one post share its `Arc<Post>`, across
-                // chunks too.
-                let mut current: Option<(i64, Arc<Post>)> = None;
-                // The fan-out's filters apply here too: a post a filter
-                // refused has no delivery, so it is not owed. Compiled once
-                // per subscription.
-                let mut filters: std::collections::HashMap<i64, Option<PostFilter>> =
-                    std::collections::HashMap::new();
-                loop {
-                    let rows = t.query(fetch.as_str(), &[]).await.op(OP)?;
-                    let done = rows.len() < chunk;
-                    let mut items = Vec::with_capacity(rows.len());
-                    for r in &rows {
-                        match pending_delivery(r, &mut current) {
-                            Ok(d) => {
-                                let filter = filters
-                                    .entry(d.sub.subscription_id)
-                                    .or_insert_with(|| PostFilter::from_stored(&d.sub.filters));
-                                if filter.as_ref().is_some_and(|f| !f.accepts(&d.post)) {
-                                    continue;
-                                }
-                                // Older than the window: owed only when quiet
-                                // hours held it and they ended within it.
-                                if d.post.detected_at < q.since
-                                    && Quiet::from_stored(d.sub.quiet.as_deref())
-                                        .is_none_or(|h| h.due(d.post.detected_at) < q.since)
-                                {
-                                    continue;
-                                }
-                                items.push(d);
-                            }
-                            Err(e) => tracing::warn!(
-                                post_id = r.get::<_, i64>(11),
-                                subscription_id = r.get::<_, i64>(12),
-                                error = %e,
-                                "Skipping an owed delivery that cannot be read."
-                            ),
-                        }
-                    }
-                    if !items.is_empty() && tx.send(Ok(items)).await.is_err() {
-                        // The consumer went away; nothing more to do.
-                        return Ok(());
-                    }
-                    if done {
-                        break;
-                    }
-                }
-                t.commit().await.op(OP)?;
-                Ok(())
-            }
-            .await;
-            if let Err(e) = result {
+            if let Err(e) = store.send_pending(&q, chunk, &tx).await {
                 let _ = tx.send(Err(e)).await;
             }
         });
         PendingStream { rx }
     }
+
+    /// The owed deliveries `q` selects into `tx`, `chunk` rows a fetch;
+    /// stops early when the consumer went away.
+    async fn send_pending(
+        &self,
+        q: &PendingQuery,
+        chunk: usize,
+        tx: &mpsc::Sender<Result<Vec<Delivery>, StoreError>>,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "stream pending deliveries";
+        let mut c = self.conn(OP).await?;
+        let t = c
+            .build_transaction()
+            .read_only(true)
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .start()
+            .await
+            .op(OP)?;
+        t.batch_execute(&pending_cursor_sql(q)).await.op(OP)?;
+        let fetch = format!("FETCH FORWARD {chunk} FROM pending");
+        // Consecutive rows of one post share its `Arc<Post>`, across
+        // chunks too.
+        let mut current: Option<(i64, Arc<Post>)> = None;
+        // The fan-out's filters apply here too: a post a filter refused has
+        // no delivery, so it is not owed. Compiled once per subscription.
+        let mut filters: std::collections::HashMap<i64, Option<PostFilter>> =
+            std::collections::HashMap::new();
+        loop {
+            let rows = t.query(fetch.as_str(), &[]).await.op(OP)?;
+            let done = rows.len() < chunk;
+            let mut items = Vec::with_capacity(rows.len());
+            for r in &rows {
+                match pending_delivery(r, &mut current) {
+                    Ok(d) => {
+                        let filter = filters
+                            .entry(d.sub.subscription_id)
+                            .or_insert_with(|| PostFilter::from_stored(&d.sub.filters));
+                        if filter.as_ref().is_some_and(|f| !f.accepts(&d.post)) {
+                            continue;
+                        }
+                        // Older than the window: owed only when quiet hours
+                        // held it and they ended within it.
+                        if d.post.detected_at < q.since
+                            && Quiet::from_stored(d.sub.quiet.as_deref())
+                                .is_none_or(|h| h.due(d.post.detected_at) < q.since)
+                        {
+                            continue;
+                        }
+                        items.push(d);
+                    }
+                    Err(e) => tracing::warn!(
+                        post_id = r.get::<_, i64>(11),
+                        subscription_id = r.get::<_, i64>(12),
+                        error = %e,
+                        "Skipping an owed delivery that cannot be read."
+                    ),
+                }
+            }
+            if !items.is_empty() && tx.send(Ok(items)).await.is_err() {
+                // The consumer went away; nothing more to do.
+                return Ok(());
+            }
+            if done {
+                break;
+            }
+        }
+        t.commit().await.op(OP)?;
+        Ok(())
+    }
+}
+
+/// The cursor over the owed deliveries `q` selects. DECLARE takes no
+/// parameters: the values are formatted in, and none is text (a
+/// timestamp, integers, a boolean).
+fn pending_cursor_sql(q: &PendingQuery) -> String {
+    let posts = match &q.posts {
+        None => String::new(),
+        Some(ids) => format!(
+            "AND p.id = ANY('{{{}}}'::bigint[])",
+            ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+        ),
+    };
+    format!(
+        "DECLARE pending NO SCROLL CURSOR FOR
+         SELECT p.channel_id, p.message_ids, p.album_id, p.source_chat_id,
+                p.channel_username, p.text, p.entities::text, p.media, p.copyable,
+                COALESCE(p.published_at, p.detected_at), p.detected_at, p.id,
+                s.id, s.channel_id, u.telegram_id, d.id, d.chat_id, d.kind, s.mode,
+                s.filters::text, d.bot_id, p.relay_message_ids,
+                s.transform::text,
+                COALESCE(CASE WHEN s.digest IS NOT NULL THEN '{{\"hold\":\"digest\"}}' END, s.quiet::text),
+                NULLIF(d.message_thread_id, 0)
+           FROM posts p
+           JOIN subscriptions s ON s.channel_id = p.channel_id AND s.is_active
+                               AND s.created_at <= p.detected_at
+           JOIN users u ON u.id = s.user_id
+           JOIN destinations d ON d.id = s.destination_id AND d.is_active
+          WHERE p.detected_at >= '{since}'::timestamptz - interval '1 day'
+            AND (p.detected_at >= '{since}'::timestamptz OR s.quiet IS NOT NULL)
+            AND p.source_chat_id IS NOT NULL AND NOT p.history {posts}
+            AND NOT EXISTS (
+                SELECT 1 FROM forwarded_messages f
+                 WHERE f.subscription_id = s.id AND f.channel_id = p.channel_id
+                   AND f.source_message_id = p.message_id
+                   AND f.post_day = (p.detected_at AT TIME ZONE 'UTC')::date
+                   AND (f.status <> 'ambiguous' OR NOT {retry}))
+          ORDER BY p.channel_id, p.message_id, s.id",
+        since = q.since.to_rfc3339(),
+        retry = q.retry_ambiguous,
+    )
 }
 
 /// Owed deliveries arriving in chunks; see [`Store::stream_pending_deliveries`].

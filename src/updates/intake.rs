@@ -61,85 +61,155 @@ pub async fn run_loop(
     request_timeout: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
-    // The long poll must end before the HTTP client gives up on it (teloxide
-    // does not lengthen its timeout for getUpdates).
-    let long_poll = request_timeout
-        .saturating_sub(Duration::from_secs(3))
-        .as_secs()
-        .clamp(1, 25) as u32;
     if !load_state(&store, &updates, &pipeline, &mut stop).await {
         return;
     }
-    let bot_id = crate::telegram::bot_id_of(bot.token());
-    let mut offset: Option<i32> = None;
-    let mut standing_by = false;
-    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
-    // At most 10 s between tries of a failing update: after an outage the
-    // loop is back within seconds (a try is one cheap query).
-    let mut hold = Backoff::new(Duration::from_secs(1), Duration::from_secs(10));
-    let mut failing = Failing::default();
-    'poll: loop {
-        if *stop.borrow() {
-            break;
+    let mut update_loop = UpdateLoop {
+        bot_id: crate::telegram::bot_id_of(bot.token()),
+        bot,
+        handler,
+        store,
+        pipeline,
+        updates,
+        stop,
+        // The long poll must end before the HTTP client gives up on it
+        // (teloxide does not lengthen its timeout for getUpdates).
+        long_poll: request_timeout
+            .saturating_sub(Duration::from_secs(3))
+            .as_secs()
+            .clamp(1, 25) as u32,
+        offset: None,
+        standing_by: false,
+        backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(10)),
+        // At most 10 s between tries of a failing update: after an outage
+        // the loop is back within seconds (a try is one cheap query).
+        hold: Backoff::new(Duration::from_secs(1), Duration::from_secs(10)),
+        failing: Failing::default(),
+    };
+    update_loop.run().await;
+    tracing::info!("Update loop stopped.");
+}
+
+/// Whether the loop goes on.
+#[derive(PartialEq)]
+enum Flow {
+    Next,
+    Stop,
+}
+
+/// What one `getUpdates` call gave.
+enum Fetched {
+    Items(Vec<Item>),
+    /// Nothing to handle: ask again (after the wait already slept).
+    Again,
+    Stop,
+}
+
+/// One bot's update loop and its state between polls.
+struct UpdateLoop {
+    bot: Bot,
+    bot_id: i64,
+    handler: BotHandler,
+    store: Store,
+    pipeline: Pipeline,
+    updates: BotUpdates,
+    stop: watch::Receiver<bool>,
+    /// The long poll's length, in seconds.
+    long_poll: u32,
+    /// Confirms what was handled; `None`: Telegram's confirmed offset.
+    offset: Option<i32>,
+    /// Another instance holds this bot's lease.
+    standing_by: bool,
+    /// Between failed `getUpdates` calls.
+    backoff: Backoff,
+    /// Between tries of an update that could not be handled.
+    hold: Backoff,
+    failing: Failing,
+}
+
+impl UpdateLoop {
+    async fn run(&mut self) {
+        while !*self.stop.borrow() {
+            let Some(long_poll) = self.lease_window().await else {
+                if sleep_or_stop(&mut self.stop, Duration::from_millis(200)).await {
+                    return;
+                }
+                continue;
+            };
+            let items = match self.fetch(long_poll).await {
+                Fetched::Items(items) => items,
+                Fetched::Again => continue,
+                Fetched::Stop => return,
+            };
+            if self.handle_all(items).await == Flow::Stop {
+                return;
+            }
         }
-        // Several instances: only the holder of this bot's lease polls, and
-        // a poll never outlives the lease (it ends a second before the
-        // local deadline), so a new holder never polls while an old one does.
-        let long_poll = match &updates.ownership {
-            None => long_poll,
-            Some(o) => match o.bot_lease_left(bot_id) {
-                Some(left) if left >= Duration::from_secs(2) => {
-                    if standing_by {
-                        standing_by = false;
-                        tracing::info!(bot_id, "This instance now reads the bot's updates.");
-                    }
-                    long_poll.min((left.as_secs() - 1) as u32)
-                }
-                held => {
-                    if held.is_none() && !standing_by {
-                        standing_by = true;
-                        // The next holder starts from Telegram's confirmed offset.
-                        offset = None;
-                        tracing::info!(
-                            bot_id,
-                            "Another instance reads the bot's updates; standing by."
-                        );
-                    }
-                    if sleep_or_stop(&mut stop, Duration::from_millis(200)).await {
-                        break;
-                    }
-                    continue;
-                }
-            },
+    }
+
+    /// The long poll this instance may make now (`None`: not its turn).
+    /// Several instances: only the holder of this bot's lease polls, and a
+    /// poll never outlives the lease (it ends a second before the local
+    /// deadline), so a new holder never polls while an old one does.
+    async fn lease_window(&mut self) -> Option<u32> {
+        let Some(o) = &self.updates.ownership else {
+            return Some(self.long_poll);
         };
-        let mut req = bot.get_updates().timeout(long_poll).allowed_updates(vec![
-            AllowedUpdate::ChannelPost,
-            AllowedUpdate::EditedChannelPost,
-            AllowedUpdate::MyChatMember,
-            AllowedUpdate::Message,
-            AllowedUpdate::CallbackQuery,
-        ]);
-        if let Some(o) = offset {
+        let bot_id = self.bot_id;
+        match o.bot_lease_left(bot_id) {
+            Some(left) if left >= Duration::from_secs(2) => {
+                if self.standing_by {
+                    self.standing_by = false;
+                    tracing::info!(bot_id, "This instance now reads the bot's updates.");
+                }
+                Some(self.long_poll.min((left.as_secs() - 1) as u32))
+            }
+            held => {
+                if held.is_none() && !self.standing_by {
+                    self.standing_by = true;
+                    // The next holder starts from Telegram's confirmed offset.
+                    self.offset = None;
+                    tracing::info!(
+                        bot_id,
+                        "Another instance reads the bot's updates; standing by."
+                    );
+                }
+                None
+            }
+        }
+    }
+
+    /// One `getUpdates` call; waits out what Telegram or a failure asks.
+    async fn fetch(&mut self, long_poll: u32) -> Fetched {
+        let mut req = self
+            .bot
+            .get_updates()
+            .timeout(long_poll)
+            .allowed_updates(vec![
+                AllowedUpdate::ChannelPost,
+                AllowedUpdate::EditedChannelPost,
+                AllowedUpdate::MyChatMember,
+                AllowedUpdate::Message,
+                AllowedUpdate::CallbackQuery,
+            ]);
+        if let Some(o) = self.offset {
             req = req.offset(o);
         }
         let result = tokio::select! {
             r = req => r,
-            _ = stop.changed() => break,
+            _ = self.stop.changed() => return Fetched::Stop,
         };
-        let items: Vec<Item> = match result {
+        let wait = match result {
             Ok(batch) => {
-                backoff.reset();
-                batch
-                    .into_iter()
-                    .map(|u| Item::Update(Box::new(u)))
-                    .collect()
+                self.backoff.reset();
+                return Fetched::Items(
+                    batch
+                        .into_iter()
+                        .map(|u| Item::Update(Box::new(u)))
+                        .collect(),
+                );
             }
-            Err(RequestError::RetryAfter(s)) => {
-                if sleep_or_stop(&mut stop, s.duration()).await {
-                    break;
-                }
-                continue;
-            }
+            Err(RequestError::RetryAfter(s)) => s.duration(),
             Err(RequestError::InvalidJson { source, raw }) => {
                 // Never log `raw` or the parser's message: both may quote
                 // users' messages. Where the answer broke is enough.
@@ -151,71 +221,77 @@ pub async fn run_loop(
                     "getUpdates answer could not be read as updates; reading it one update at a time."
                 );
                 match salvage(&raw) {
-                    Some(items) => items,
-                    None => {
-                        let wait = backoff.next_delay();
-                        if sleep_or_stop(&mut stop, wait).await {
-                            break;
-                        }
-                        continue;
-                    }
+                    Some(items) => return Fetched::Items(items),
+                    None => self.backoff.next_delay(),
                 }
             }
             Err(e) => {
-                let wait = backoff.next_delay();
+                let wait = self.backoff.next_delay();
                 tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "getUpdates failed; retrying.");
-                if sleep_or_stop(&mut stop, wait).await {
-                    break;
-                }
-                continue;
+                wait
             }
         };
+        if sleep_or_stop(&mut self.stop, wait).await {
+            Fetched::Stop
+        } else {
+            Fetched::Again
+        }
+    }
+
+    /// Handles a batch in order; stops at an update that fails (it and what
+    /// follows come again with the next poll).
+    async fn handle_all(&mut self, items: Vec<Item>) -> Flow {
         for item in items {
             let id = item.id();
             let result = match &item {
-                Item::Update(u) => handle(&store, &pipeline, &updates, &handler, u).await,
-                Item::Unreadable { raw, .. } => unreadable(&store, id, raw).await,
+                Item::Update(u) => {
+                    handle(&self.store, &self.pipeline, &self.updates, &self.handler, u).await
+                }
+                Item::Unreadable { raw, .. } => unreadable(&self.store, id, raw).await,
             };
             match result {
-                Ok(()) => {
-                    offset = Some(next_offset(id));
-                    hold.reset();
-                }
+                Ok(()) => self.confirm(id),
                 Err(e) => {
-                    if failing.update_id != id {
-                        failing = Failing {
+                    if self.failing.update_id != id {
+                        self.failing = Failing {
                             update_id: id,
                             tries: 0,
                         };
                     }
-                    failing.tries += 1;
+                    self.failing.tries += 1;
                     if !e.is_retriable()
-                        && failing.tries >= NON_RETRIABLE_TRIES
-                        && set_aside(&store, &item, &e).await
+                        && self.failing.tries >= NON_RETRIABLE_TRIES
+                        && set_aside(&self.store, &item, &e).await
                     {
-                        offset = Some(next_offset(id));
-                        hold.reset();
+                        self.confirm(id);
                         continue;
                     }
                     // Stay before it: it and what follows come again.
-                    let wait = hold.next_delay();
+                    let wait = self.hold.next_delay();
                     tracing::warn!(
                         update_id = id,
-                        tries = failing.tries,
+                        tries = self.failing.tries,
                         retriable = e.is_retriable(),
                         retry_in_ms = wait.as_millis() as u64,
                         error = %e,
                         "An update could not be handled; trying it again."
                     );
-                    if sleep_or_stop(&mut stop, wait).await {
-                        break 'poll;
-                    }
-                    continue 'poll;
+                    return if sleep_or_stop(&mut self.stop, wait).await {
+                        Flow::Stop
+                    } else {
+                        Flow::Next
+                    };
                 }
             }
         }
+        Flow::Next
     }
-    tracing::info!("Update loop stopped.");
+
+    /// Update `id` is handled (or set aside): the next poll confirms it.
+    fn confirm(&mut self, id: i64) {
+        self.offset = Some(next_offset(id));
+        self.hold.reset();
+    }
 }
 
 /// The offset that confirms update `id`. Telegram's ids fit in 31 bits; one
