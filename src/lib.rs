@@ -52,10 +52,9 @@ pub const LAYERS: &[(&str, &[&str])] = &[
         &[
             "instance",
             "owed",
-            "destinations",
+            "destination_events",
             "digest",
-            "backfill",
-            "mirror",
+            "copies",
             "pipeline",
             "keeper",
             "subscription_events",
@@ -70,14 +69,15 @@ pub const LAYERS: &[(&str, &[&str])] = &[
 
 /// The process's allocator (mimalloc) and its tuning.
 pub mod alloc;
-/// History on subscribe: backfills' ranges and the channels' history read.
-mod backfill;
 /// The bot people talk to: commands, buttons, destinations, texts.
 pub mod bot;
 /// The command line.
 pub mod cli;
 /// Configuration: structs, defaults, loading, validation.
 pub mod config;
+/// Subscribers' copies after the first delivery: edits and deletions
+/// mirrored, history on subscribe.
+pub mod copies;
 /// `kuryer run`: the daemon's wiring and ordered shutdown.
 pub mod daemon;
 /// The Redis layer of delivery dedup.
@@ -89,7 +89,7 @@ pub mod demo;
 #[cfg(feature = "demo")]
 pub mod demo_mtproto;
 /// What the daemon does when a destination is lost, moved or failing.
-pub mod destinations;
+pub mod destination_events;
 /// Digests: bundled posts sent once a day or an hour.
 pub mod digest;
 /// The management HTTP API.
@@ -100,8 +100,6 @@ pub mod i18n;
 pub mod instance;
 /// The lease keeper: the heartbeat loop, take-overs, fair shares.
 pub mod keeper;
-/// Edits and deletions of source posts mirrored; history on subscribe.
-pub mod mirror;
 /// systemd's notify protocol: readiness, status, the earned watchdog ping.
 pub mod notify;
 /// Deliveries the database owes: the start-up resume and the periodic sweep.

@@ -479,7 +479,7 @@ pub enum DeliveryOp {
 /// A change of a source post to apply to a subscription's copies.
 #[derive(Debug)]
 pub struct MirrorOp {
-    /// The mirror worker's key for it, handed back in [`MirrorDone`].
+    /// The copies worker's key for it, handed back in [`MirrorDone`].
     pub tag: u64,
     /// What to do.
     pub kind: MirrorKind,

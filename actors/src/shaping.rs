@@ -1,4 +1,4 @@
-//! What a subscription's settings change in a send (issue 16): its text
+//! What a subscription's settings change in a send: its text
 //! transforms applied to a copied text or single caption, and the forum
 //! topic every request names; and what a deleted topic's error means.
 

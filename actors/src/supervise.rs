@@ -25,7 +25,7 @@ const HEALTHY_RUN: Duration = Duration::from_secs(60);
 ///
 /// Each restart starts from what `make` builds: state the panicked run
 /// held in memory is gone, so a task supervised this way keeps what must
-/// survive in the database (the mirror worker does).
+/// survive in the database (the copies worker does).
 pub async fn supervise<F, Fut>(worker: &'static str, mut backoff: Backoff, mut make: F)
 where
     F: FnMut() -> Fut,

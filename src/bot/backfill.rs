@@ -1,5 +1,5 @@
 //! `/add @name last N`: after subscribing, the last N posts of the channel
-//! (1–50) are sent, oldest first, by the mirror worker (read from the
+//! (1–50) are sent, oldest first, by the copies worker (read from the
 //! channel's history by a reader account when fewer are recorded:
 //! `src/backfill.rs`).
 

@@ -165,7 +165,7 @@ async fn command_reply(
                 "digest" => "digest",
                 _ => "quiet",
             });
-            super::extras::command(h, uid, lang, command, args).await?
+            super::send_settings::command(h, uid, lang, command, args).await?
         }
         "lang" => {
             h.count("lang");

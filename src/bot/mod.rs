@@ -19,20 +19,20 @@
 
 /// `/add @name last N`: history on subscribe.
 mod backfill;
+/// Subscribers told once when their channel became private, was renamed or is gone.
+pub mod channel_notices;
 /// Groups and channels: `/link`, the bot added or removed.
 mod chats;
 /// Private-chat commands.
 mod commands;
-/// `/header`, `/footer`, `/replace`, `/quiet`: the per-subscription extras.
-mod extras;
 /// `/list`: pages, buttons, settings, callbacks.
 mod list;
 /// Edits/deletions settings in the settings view.
 mod mirror_settings;
 /// Replies with retries; the per-user command rate limit.
 mod reply;
-/// Subscribers told once when their channel became private, was renamed or is gone.
-pub mod told;
+/// `/header`, `/footer`, `/replace`, `/quiet`: the per-subscription extras.
+mod send_settings;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -196,10 +196,11 @@ impl BotHandler {
         let bots: Vec<Bot> = self.shared.bots.iter().map(|(_, b)| b.clone()).collect();
         let (store, texts) = (self.store(), &self.shared.texts);
         if is_admin {
-            told::channel_resumed(store, &bots, texts, channel_id, name).await;
+            channel_notices::channel_resumed(store, &bots, texts, channel_id, name).await;
         } else {
-            let problem = told::ChannelProblem::BotRemoved;
-            told::tell_channel_problem(store, &bots, texts, channel_id, name, problem).await;
+            let problem = channel_notices::ChannelProblem::BotRemoved;
+            channel_notices::tell_channel_problem(store, &bots, texts, channel_id, name, problem)
+                .await;
         }
     }
 
@@ -247,7 +248,7 @@ impl BotHandler {
         }
     }
 
-    /// Wakes the mirror worker (a backfill was asked for).
+    /// Wakes the copies worker (a backfill was asked for).
     fn mirror_wake(&self) {
         self.shared.pipeline.mirror_wake();
     }

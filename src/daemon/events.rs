@@ -8,7 +8,7 @@ use kuryer_actors::model::ChannelRef;
 use teloxide::Bot;
 use teloxide::prelude::Requester;
 
-use crate::bot::{self, told::ChannelProblem};
+use crate::bot::{self, channel_notices::ChannelProblem};
 use crate::i18n::{Arg, Lang, Texts};
 use crate::pipeline::Pipeline;
 use crate::source_events::SourceEvents;
@@ -54,8 +54,10 @@ impl SourceEvents for PipelineEvents {
         let name = name.to_owned();
         self.notify(move |store, bots, texts| async move {
             let problem = ChannelProblem::Protected;
-            bot::told::tell_channel_problem(&store, &bots, &texts, channel_id, &name, problem)
-                .await;
+            bot::channel_notices::tell_channel_problem(
+                &store, &bots, &texts, channel_id, &name, problem,
+            )
+            .await;
         });
     }
     fn settled(&self, channel_id: i64, name: &str) {
@@ -75,20 +77,23 @@ impl SourceEvents for PipelineEvents {
             ChannelProblem::Gone
         };
         self.notify(move |store, bots, texts| async move {
-            bot::told::tell_channel_problem(&store, &bots, &texts, channel_id, &name, problem)
-                .await;
+            bot::channel_notices::tell_channel_problem(
+                &store, &bots, &texts, channel_id, &name, problem,
+            )
+            .await;
         });
     }
     fn channel_readable(&self, channel_id: i64, name: &str) {
         let name = name.to_owned();
         self.notify(move |store, bots, texts| async move {
-            bot::told::channel_resumed(&store, &bots, &texts, channel_id, &name).await;
+            bot::channel_notices::channel_resumed(&store, &bots, &texts, channel_id, &name).await;
         });
     }
     fn channel_renamed(&self, channel_id: i64, old: &str, new: Option<&str>) {
         let (old, new) = (old.to_owned(), new.map(str::to_owned));
         self.notify(move |store, bots, texts| async move {
-            bot::told::channel_renamed(&store, &bots, &texts, channel_id, &old, new).await;
+            bot::channel_notices::channel_renamed(&store, &bots, &texts, channel_id, &old, new)
+                .await;
         });
     }
 }

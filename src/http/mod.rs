@@ -8,7 +8,7 @@
 //! - `PATCH /subscriptions/{user_id}/{subscription_id}/settings` `{"mode", "filters", "edits", "deletions"}`.
 //! - `PUT /subscriptions/{user_id}/{subscription_id}/destination` `{"destination_id"}`.
 //! - `GET /destinations/{user_id}` — the chats a user's posts can go to.
-//! - `PUT /subscriptions/{user_id}/{subscription_id}/transform`, `…/quiet`, `…/digest` — extras ([`extras`]).
+//! - `PUT /subscriptions/{user_id}/{subscription_id}/transform`, `…/quiet`, `…/digest` — the send settings ([`send_settings`]).
 //! - `GET /metrics` — Prometheus text. `GET /healthz`, `GET /readyz` — health.
 //!
 //! Management routes need `Authorization: Bearer <http.api_token>`
@@ -16,12 +16,12 @@
 //! echo a secret ([`error`]).
 
 mod auth;
+/// Edits/deletions settings and backfills of the subscription routes.
+mod copies;
 mod destinations;
 mod error;
-mod extras;
 mod health;
-/// Edits/deletions settings and backfills of the subscription routes.
-mod mirror;
+mod send_settings;
 mod subscriptions;
 
 use std::net::SocketAddr;
@@ -91,15 +91,15 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: ApiState, body_limit: usiz
         .route("/destinations/{user_id}", web::get().to(destinations::list))
         .route(
             "/subscriptions/{user_id}/{subscription_id}/transform",
-            web::put().to(extras::transform),
+            web::put().to(send_settings::transform),
         )
         .route(
             "/subscriptions/{user_id}/{subscription_id}/quiet",
-            web::put().to(extras::quiet),
+            web::put().to(send_settings::quiet),
         )
         .route(
             "/subscriptions/{user_id}/{subscription_id}/digest",
-            web::put().to(extras::digest),
+            web::put().to(send_settings::digest),
         )
         .route("/metrics", web::get().to(health::metrics_text))
         .route("/healthz", web::get().to(health::healthz))

@@ -48,7 +48,7 @@ pub(super) async fn add_channel(
     check_user_id(body.user_id)?;
     let channel = ChannelUsername::parse(&body.channel_username)
         .map_err(|e| ApiError::bad_request("invalid_channel_username", e.to_string()))?;
-    let backfill = super::mirror::check_backfill(body.backfill)?;
+    let backfill = super::copies::check_backfill(body.backfill)?;
     let added = with_timeout(&state, state.store.add_subscription(body.user_id, &channel)).await?;
     if let Some(pipeline) = &state.pipeline {
         // 200 only once the registry knows: posts from now on reach this
@@ -77,7 +77,7 @@ pub(super) async fn add_channel(
             "Subscription created through the API."
         );
     }
-    super::mirror::backfill(&state, added.subscription.id, backfill).await?;
+    super::copies::backfill(&state, added.subscription.id, backfill).await?;
     Ok(HttpResponse::Ok().json(added))
 }
 
@@ -110,7 +110,7 @@ pub(super) async fn current(
     .ok_or_else(ApiError::no_subscription)?;
     let mut body = serde_json::to_value(sub).unwrap_or_else(|_| json!({}));
     body["changed"] = json!(changed);
-    super::mirror::add_settings(state, subscription_id, &mut body).await?;
+    super::copies::add_settings(state, subscription_id, &mut body).await?;
     Ok(HttpResponse::Ok().json(body))
 }
 
@@ -214,7 +214,7 @@ pub(super) async fn settings(
     let (user_id, subscription_id) = path.into_inner();
     check_user_id(user_id)?;
     let body = body.into_inner();
-    let mirror = super::mirror::check_settings(body.edits.as_deref(), body.deletions.as_deref())?;
+    let mirror = super::copies::check_settings(body.edits.as_deref(), body.deletions.as_deref())?;
     if body.mode.is_none() && body.filters.is_none() && mirror.is_none() {
         return Err(ApiError::bad_request(
             "nothing_to_change",
@@ -230,7 +230,7 @@ pub(super) async fn settings(
         })
         .transpose()?;
     let filters = body.filters.as_ref().map(check_filters).transpose()?;
-    super::mirror::set_settings(&state, user_id, subscription_id, mirror).await?;
+    super::copies::set_settings(&state, user_id, subscription_id, mirror).await?;
     let found = with_timeout(
         &state,
         state.store.set_subscription_settings(

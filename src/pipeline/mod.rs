@@ -111,7 +111,7 @@ pub struct Pipeline {
     owed: Owed,
     /// Several instances: what this one holds (`None`: everything).
     ownership: Option<Arc<Ownership>>,
-    /// Wakes the mirror worker (edits, deletions, backfills queued).
+    /// Wakes the copies worker (edits, deletions, backfills queued).
     mirror: Arc<tokio::sync::Notify>,
 }
 
@@ -262,7 +262,7 @@ impl Pipeline {
         self.halted.bot_ids()
     }
 
-    /// Edits, deletions or a backfill were queued: the mirror worker looks now.
+    /// Edits, deletions or a backfill were queued: the copies worker looks now.
     pub fn mirror_wake(&self) {
         self.mirror.notify_one();
     }

@@ -18,7 +18,7 @@ use kuryer_actors::subscriber_registry::{LoadSubscriptions, SubscriberRegistry};
 use teloxide::Bot;
 
 use super::{Pipeline, PipelineConfig, PipelineError};
-use crate::destinations::DestinationHandler;
+use crate::destination_events::DestinationHandler;
 use crate::instance::Ownership;
 use crate::owed::{Owed, PollerGate, SettlingStore};
 use crate::reader::ReaderPool;
@@ -279,7 +279,7 @@ struct Workers<'a> {
 }
 
 impl Workers<'_> {
-    /// The mirror worker (edits, deletions, backfills), supervised: a panic
+    /// The copies worker (edits, deletions, backfills), supervised: a panic
     /// in one pass must not stop mirroring until a restart. What it applied
     /// is in the database, so a new worker goes on from there.
     fn spawn_mirror(
@@ -298,7 +298,7 @@ impl Workers<'_> {
             "mirror",
             Backoff::new(Duration::from_millis(100), Duration::from_secs(10)),
             move || {
-                crate::mirror::MirrorWorker::new(
+                crate::copies::CopiesWorker::new(
                     store.clone(),
                     limiter.clone(),
                     in_flight.clone(),

@@ -1,6 +1,6 @@
 //! Edits and deletions pushed to reader accounts
 //! (`updateEditChannelMessage`, `updateDeleteChannelMessages`), queued
-//! durably (`post_events`) for the mirror worker. Telegram pushes them
+//! durably (`post_events`) for the copies worker. Telegram pushes them
 //! only to accounts that joined the channel; a channel polled with
 //! getHistory shows neither (a deletion cannot be seen at all). They go
 //! through the [`ChangeQueue`](super::change_queue), which stores them in
@@ -28,7 +28,7 @@ impl Inner {
         Some((id, protected))
     }
 
-    /// A change was stored: the mirror worker looks now.
+    /// A change was stored: the copies worker looks now.
     pub(super) fn changed(&self) {
         self.events.changed();
     }

@@ -16,7 +16,7 @@
 //! | `source.rs` | the `ChannelSource`: pushed posts, history from the mark, polling |
 //! | `history.rs` | where reading a channel starts; history read for a backfill |
 //! | `relay.rs` | media forwarded into the relay channel (`random_id`, albums whole) |
-//! | `changes.rs` | pushed edits and deletions, queued for the mirror worker |
+//! | `changes.rs` | pushed edits and deletions, queued for the copies worker |
 //! | `change_queue.rs` | those changes on their way to `post_events`: in order, retried while the database is away, bounded |
 
 /// Edits and deletions on their way to the database, retried, bounded.

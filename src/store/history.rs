@@ -11,7 +11,7 @@ use kuryer_actors::model::ChannelRef;
 use super::error::OpContext;
 use super::{NewPost, Store, StoreError};
 
-/// The channel of a backfill, as the mirror worker decides on it.
+/// The channel of a backfill, as the copies worker decides on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackfillChannel {
     /// The channel (its `chat_id` is 0 while it is not resolved).

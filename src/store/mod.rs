@@ -22,8 +22,6 @@ mod destinations;
 mod digest;
 /// `StoreError` and the retry decision.
 mod error;
-/// Per-subscription extras: text transforms, quiet hours.
-mod extras;
 /// History on subscribe read from Telegram: reading's start, history posts (0015).
 mod history;
 /// The bot's durable inbox of bot-admin channel posts.
@@ -38,8 +36,8 @@ pub mod listen;
 pub mod migrate;
 /// Migrations applied with their progress shown.
 mod migrate_progress;
-/// Edits and deletions mirrored, mirror settings, backfills (0010).
-mod mirror;
+/// Subscribers told once when their channel became private, was renamed or is gone.
+mod notice_claims;
 /// Daily partitions of `forwarded_messages` and retention.
 pub mod partitions;
 /// Owed deliveries: the start-up resume and the periodic sweep read them.
@@ -48,16 +46,18 @@ mod pending;
 mod persistence;
 /// The `Store` handle and its connection pools.
 mod pool;
+/// Edits and deletions mirrored, mirror settings, backfills (0010).
+mod post_events;
 /// The resolve queue: channels added by name, looked up once.
 mod resolve;
+/// Per-subscription extras: text transforms, quiet hours.
+mod send_settings;
 /// The bot's changes to subscriptions: pause, resume, remove, route, settings.
 mod settings;
 /// Subscriptions: add, list, stream the active ones.
 mod subscriptions;
 /// TLS to PostgreSQL: the mode a URL asks for, the verified connector.
 mod tls;
-/// Subscribers told once when their channel became private, was renamed or is gone.
-mod told;
 /// The bot's people: registration, language, linked destinations.
 mod users;
 
@@ -70,23 +70,23 @@ pub use dead_letters::{DEAD_LETTER_RAW_MAX, DeadUpdate};
 pub use deliveries::ForwardedRow;
 pub use digest::{DigestDue, DigestRun, DigestTarget};
 pub use error::StoreError;
-pub use extras::Extra;
 pub use history::BackfillChannel;
 pub use inbox::InboxEntry;
 pub use leases::{InstanceRow, LeasedChannel};
 pub use migrate_progress::migrate_with_progress;
-pub use mirror::{
-    AppliedRow, Backfill, DeletionsMode, EditsMode, EventTarget, EventTargets, MirrorSettings,
-    PostEvent,
+pub use notice_claims::{
+    BOT_REMOVED as CHANNEL_BOT_REMOVED, ChannelNotice, ChannelPause, GONE as CHANNEL_GONE, PAUSING,
+    PRIVATE as CHANNEL_PRIVATE, PROTECTED as CHANNEL_PROTECTED, RENAMED as CHANNEL_RENAMED,
 };
 pub use pending::{PendingQuery, PendingStream, RecentPost};
 pub use persistence::new_post;
 pub use pool::{REPLICA_APPLICATION_NAME, Store};
+pub use post_events::{
+    AppliedRow, Backfill, DeletionsMode, EditsMode, EventTarget, EventTargets, MirrorSettings,
+    PostEvent,
+};
 pub use resolve::{FoundChannel, PendingChannel, ResolveNotice, Unresolvable};
+pub use send_settings::Extra;
 pub use settings::{BotStats, RouteOutcome, SubState, UserSubscription};
 pub use subscriptions::{AddedSubscription, SubscriptionStream, SubscriptionView};
-pub use told::{
-    BOT_REMOVED as CHANNEL_BOT_REMOVED, ChannelNotice, ChannelPause, GONE as CHANNEL_GONE, PAUSING,
-    PRIVATE as CHANNEL_PRIVATE, PROTECTED as CHANNEL_PROTECTED, RENAMED as CHANNEL_RENAMED,
-};
 pub use users::{BotUser, DestinationView, LinkOutcome, LostDestination};

@@ -1,5 +1,5 @@
 //! `edited_channel_post`: an edit of a bot-admin channel's post, queued
-//! durably (`post_events`) for the mirror worker. The Bot API sends no
+//! durably (`post_events`) for the copies worker. The Bot API sends no
 //! update when a channel post is deleted.
 
 use kuryer_actors::model::MediaKind;

@@ -8,8 +8,8 @@
 //! - `my_chat_member` records the bot being made admin of a channel, or
 //!   removed (username and title stored, so `/add_channel` with that
 //!   username resolves at once), and starts its poller.
-//! - Everything else is for the bot's command handler (not built yet) and is
-//!   only logged.
+//! - `edited_channel_post` queues the edit for the copies worker.
+//! - `message` and `callback_query` go to the bot's command handler.
 //!
 //! Offsets: Telegram forgets every update below the `offset` of the next
 //! call. The loop confirms an update once its effect is durable — the post
@@ -20,11 +20,15 @@
 //! and its posts wait in the inbox, which is loaded again at start. A
 //! retriable failure (the database away) holds the loop on that update,
 //! which is what every channel needs anyway; Telegram keeps updates 24 h.
-//! `intake.rs` is the loop; this file the buffers and the source.
+//! `update_loop.rs` is the loop, `intake.rs` what each update does,
+//! `edits.rs` edits of channel posts; this file the buffers and the source.
 
-/// The loop: one update at a time, confirmed once its effect is durable.
+/// Edits of bot-admin channels' posts, queued for the copies worker.
 mod edits;
+/// What each update does.
 mod intake;
+/// The loop: one update at a time, confirmed once its effect is durable.
+mod update_loop;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -39,7 +43,7 @@ use crate::instance::Ownership;
 use crate::source_events::SourceEvents;
 use crate::store::Store;
 
-pub use intake::run_loop;
+pub use update_loop::run_loop;
 
 /// Album parts arrive as separate updates, within milliseconds of each
 /// other; a trailing album is held this long for the rest.

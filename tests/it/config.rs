@@ -263,7 +263,7 @@ fn syntax_errors_name_the_file_and_line() {
     );
 }
 
-/// Issue 10, item 11: `rediss://` passed validation while the client was
+/// `rediss://` used to pass validation while the client was
 /// built without TLS, so dedup turned off without a word. TLS is built in
 /// now, and the URL is checked against what the client can serve.
 #[test]
@@ -277,7 +277,7 @@ fn a_tls_redis_url_is_served() {
     assert!(redis::Client::open(loaded.redis.url.expose()).is_ok());
 }
 
-/// Issue 10, item 9: the TOML parser's message quotes the offending line,
+/// The TOML parser's message quotes the offending line,
 /// which went to stderr and the journal with the password on it.
 #[test]
 fn a_syntax_error_never_quotes_the_line_it_is_on() {

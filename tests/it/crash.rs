@@ -107,7 +107,7 @@ impl World {
 
 /// Every delivery the fake received has its `sent` row: what reached a chat
 /// is on record, so nothing can be sent again from the database's view
-/// (issue 10: the kill and chaos runs check the database too).
+/// (the kill and chaos runs check the database too).
 async fn assert_every_receipt_is_recorded(w: &World, posts: &[(i64, i32)]) {
     let rows: std::collections::HashSet<(i64, i64, i64)> =
         w.db.client()

@@ -1,5 +1,5 @@
 //! "Never lost, never twice", part two: each test here failed on the code
-//! before its fix and names what broke (issue 10's items).
+//! before its fix and names what broke.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,4 +1,4 @@
-//! History on subscribe read from Telegram (issue 16, item 3): a channel's
+//! History on subscribe read from Telegram: a channel's
 //! posts from before kuryer read it, fetched through a reader account when
 //! a backfill asks for more than is recorded. The reader's read on its own
 //! (exact posts recorded as history, nothing twice, flood waits, a private

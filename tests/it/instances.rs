@@ -1,5 +1,5 @@
 //! Several `kuryer run` processes of the real binary over one PostgreSQL,
-//! one Redis and the fake Telegram (issue 15): fair shares of channels,
+//! one Redis and the fake Telegram: fair shares of channels,
 //! every post delivered once, `kill -9` taken over within the lease TTL, a
 //! fourth instance taking its share, a paused instance sending nothing
 //! after it wakes, one getUpdates consumer a bot. Counts come from the fake

@@ -1,6 +1,6 @@
 //! Faults on the production intake path: the real `kuryer run` reading
 //! bot-admin channels through `getUpdates` from the fake Bot API. Each test
-//! failed on the code before issue 10's fix it names; counts come from the
+//! failed on the code before the fix it names; counts come from the
 //! fake (what arrived) and the database (what was recorded).
 
 use std::time::{Duration, Instant};
@@ -173,7 +173,7 @@ async fn a_name_moving_to_another_channel_wedges_nothing() {
     t.subscribe(810_002, "trap").await;
     expected.push((810_002, B, text(&t.fake, B, "B's second post")));
     t.expect(&expected, Duration::from_secs(30)).await;
-    // A's subscriber is told of the rename once (issue 16 item 6), with a
+    // A's subscriber is told of the rename once, with a
     // button to the channel under its new name.
     let renamed = || {
         t.fake

@@ -15,9 +15,9 @@ mod config;
 mod crash;
 /// `kuryer run` end to end against the fake Bot API.
 mod daemon;
-/// Never lost, never twice, part two (issue 10's items).
+/// Never lost, never twice, part two: each test names what broke.
 mod durability;
-/// Issue 16: text transforms, quiet hours, forum topics, owners told once.
+/// Text transforms, quiet hours, forum topics, owners told once.
 mod extras;
 /// Faults on purpose: Telegram's errors, outages, odd input.
 mod faults;
@@ -35,7 +35,7 @@ mod instances;
 mod intake;
 /// Imports inside `src/` run down the layers, with no loops.
 mod layers;
-/// Issue 16: edits and deletions mirrored, history on subscribe.
+/// Edits and deletions mirrored, history on subscribe.
 mod mirror;
 mod mirror_reader;
 /// What operators rely on (`ops/`): systemd notify and watchdog, start-up checks,
@@ -51,7 +51,7 @@ mod reader_relay;
 mod reader_run;
 /// Read replicas: a real streaming replica, and one that is down.
 mod replica;
-/// Issue 13: telling a user how the look-up of a channel they added ended.
+/// Telling a user how the look-up of a channel they added ended.
 mod resolve_notice;
 /// Changes reach every instance (LISTEN/NOTIFY).
 mod scale_changes;

@@ -1,4 +1,4 @@
-//! Issue 16, items 1–3, against the real `kuryer run` and the simulated
+//! Edits, deletions and history on subscribe against the real `kuryer run` and the simulated
 //! Telegram: edits mirrored (or ignored, or reposted) per subscription, an
 //! edit racing the first delivery, a pending edit across a `kill -9`, and
 //! history on subscribe (backfill) finished after a restart. The reader's

@@ -1,4 +1,4 @@
-//! Issue 16 through the reader accounts (the MTProto face): deletions,
+//! Edits and deletions through the reader accounts (the MTProto face): deletions,
 //! which only MTProto members are told of, deleted in `deleteMessages`
 //! calls of up to 100 ids; a refused deletion recorded, not retried; an
 //! MTProto edit mirrored; `deletions = ignore` left alone.

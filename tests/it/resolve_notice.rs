@@ -1,4 +1,4 @@
-//! Issue 13: a channel added with `/add` while it is still being resolved
+//! A channel added with `/add` while it is still being resolved
 //! is answered "still checking", and the user is told once, in their
 //! language, how it ended. The real binary, the fake Bot API and the fake
 //! data centre.

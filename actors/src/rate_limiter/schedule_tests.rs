@@ -399,7 +399,7 @@ fn idle_chats_are_forgotten_once_their_interval_ran_out() {
     assert_eq!(s.chats_known(), 0);
 }
 
-/// Issue 10, item 6: a 401 used to be retried forever, so the deliveries
+/// A 401 used to be retried forever, so the deliveries
 /// of the revoked bot stayed queued (and filled the queue's capacity,
 /// which blocked every poller). Now the lane halts on the first 401: what
 /// it had queued leaves the queue, what comes later is turned away on

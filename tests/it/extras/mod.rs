@@ -1,4 +1,4 @@
-//! Issue 16, items 4–7, against the simulated Telegram: text transforms,
+//! The per-subscription extras against the simulated Telegram: text transforms,
 //! quiet hours across a restart of the real binary, forum topics, owners
 //! told once. Each test checks the exact Bot API calls the fake received.
 

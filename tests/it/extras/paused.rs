@@ -1,4 +1,4 @@
-//! Issue 16 item 6, the paused state, through the real `kuryer run`, the
+//! The paused state, through the real `kuryer run`, the
 //! fake Bot API and the fake data centre: a channel that cannot be read
 //! pauses its subscriptions — stored, shown by `/list` and
 //! `GET /subscriptions/{user}` — and each owner is told once, in their

@@ -1,4 +1,4 @@
-//! The store's side of pausing (issue 16 item 6): a pause is stored once
+//! The store's side of pausing: a pause is stored once
 //! and its notices claimed once; lifting it returns exactly the owners
 //! told, once, however many problems each was told of; and migration 0014
 //! moves the protected-channel notices told under 0007 onto

@@ -1,4 +1,4 @@
-//! Issue 16 item 6, the channel's side: a channel made private on the
+//! Owners told once, the channel's side: a channel made private on the
 //! MTProto face (the reader, which is not a member, now gets
 //! `CHANNEL_PRIVATE` on every poll) and a channel whose `@name` moved. The
 //! real `kuryer run`, the fake Bot API and the fake data centre: each

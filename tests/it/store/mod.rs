@@ -479,7 +479,7 @@ async fn an_unreachable_database_is_a_retriable_error() {
     assert!(!err.to_string().contains("hunter2"), "{err}");
 }
 
-/// Issue 10, item 9: rows of a day without a partition land in the default
+/// Rows of a day without a partition land in the default
 /// partition; creating that day's partition was then refused and skipped,
 /// so the day stayed in the default partition for good, and no retention
 /// ever removed its rows.

@@ -1,6 +1,6 @@
-//! History on subscribe, before the mirror worker sends it: each backfill's
-//! range, and the channel's history read from Telegram when fewer posts
-//! are recorded than it asks for.
+//! History on subscribe: each backfill's range, the channel's history read
+//! from Telegram when fewer posts are recorded than it asks for, and the
+//! copies worker's pass that sends it.
 //!
 //! 1. A backfill asked while the channel's mark was 0 (added just now)
 //!    covers the posts up to where its reading started
@@ -17,7 +17,11 @@
 //!    (the Bot API has none): only what kuryer recorded is sent.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
+
+use kuryer_actors::model::{DedupCheck, Delivery, DeliveryOp};
+use kuryer_actors::rate_limiter::Enqueue;
 
 use crate::reader::{HistoryError, ReaderPool};
 use crate::store::{Backfill, Store, StoreError};
@@ -149,5 +153,72 @@ impl HistoryReads {
         self.store.backfill_history_read(b.id).await?;
         b.history_read = true;
         Ok(Step::Send(b))
+    }
+}
+
+impl super::CopiesWorker {
+    /// Sends each pending backfill's posts through the limiter, once
+    /// its range is known (and, over MTProto, the history read).
+    pub(super) async fn backfill_pass(&mut self) -> Result<(), StoreError> {
+        for b in self.store.pending_backfills().await? {
+            // Its range, and the channel's history read when fewer posts
+            // are recorded than it asks for.
+            let ownership = self.ownership.clone();
+            let owns = |c| ownership.as_ref().is_none_or(|o| o.owns_channel(c));
+            let b = match self.history.prepare(b, owns).await? {
+                Step::Send(b) => b,
+                Step::Wait | Step::NotOurs => continue,
+            };
+            // A sweep's mark before the snapshot: a delivery settled after
+            // it is not claimed again (see `InFlight::claim_swept`).
+            let mark = self.in_flight.begin_sweep();
+            let read = self.store.backfill_posts(&b).await;
+            let (sub, posts) = match read {
+                Ok(Some((sub, _))) if !self.owns(sub.channel_id) => {
+                    self.in_flight.end_sweep(mark);
+                    continue;
+                }
+                Ok(Some(x)) => x,
+                Ok(None) => {
+                    self.in_flight.end_sweep(mark);
+                    self.store.finish_backfill(b.id).await?;
+                    continue;
+                }
+                Err(e) => {
+                    self.in_flight.end_sweep(mark);
+                    return Err(e);
+                }
+            };
+            if posts.is_empty() {
+                self.in_flight.end_sweep(mark);
+                self.backfilling.remove(&b.id);
+                self.store.finish_backfill(b.id).await?;
+                tracing::info!(subscription_id = b.subscription_id, "Backfill finished.");
+                continue;
+            }
+            let deliveries: Vec<Delivery> = posts
+                .into_iter()
+                .map(|p| Delivery {
+                    post: Arc::new(p),
+                    sub: sub.clone(),
+                    attempt: 0,
+                    dedup: DedupCheck::Unchecked,
+                    op: DeliveryOp::Backfill,
+                })
+                .collect();
+            let claimed = self.in_flight.claim_swept(&mark, deliveries);
+            self.in_flight.end_sweep(mark);
+            if !claimed.is_empty() {
+                if self.backfilling.insert(b.id) {
+                    tracing::info!(
+                        subscription_id = b.subscription_id,
+                        posts = claimed.len(),
+                        "Sending history on subscribe."
+                    );
+                }
+                let _ = self.limiter.send(Enqueue(claimed)).await;
+            }
+        }
+        Ok(())
     }
 }

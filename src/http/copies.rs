@@ -67,7 +67,7 @@ pub(super) fn check_settings(
     Ok((e.is_some() || d.is_some()).then_some((e, d)))
 }
 
-/// Stores them (the registry needs nothing: the mirror worker reads them
+/// Stores them (the registry needs nothing: the copies worker reads them
 /// per event).
 pub(super) async fn set_settings(
     state: &ApiState,

@@ -1,4 +1,4 @@
-//! Routes of the per-subscription extras (issue 16), the API's side of the
+//! Routes of the per-subscription extras, the API's side of the
 //! bot's `/header`, `/footer`, `/replace` and `/quiet`:
 //!
 //! - `PUT /subscriptions/{user_id}/{subscription_id}/transform` with a

@@ -1,4 +1,4 @@
-//! Issue 16 item 6: a subscriber told once, in their language, that the
+//! A subscriber told once, in their language, that the
 //! channel they follow became private, was deleted, protects its content,
 //! was renamed, or no longer has our bot as its admin — with buttons to
 //! remove the subscription (`r:<sub>:0`, the `/list` remove, which then

@@ -1,4 +1,4 @@
-//! The commands of the per-subscription extras (issue 16): `/header`,
+//! The commands of the per-subscription extras: `/header`,
 //! `/footer`, `/replace` (text transforms) and `/quiet` (quiet hours).
 //! Each validates as the HTTP API does (`TransformSpec::compile`,
 //! `QuietSpec::compile`), stores through `Store::set_subscription_extra`

@@ -1,4 +1,4 @@
-//! Issue 16 item 6: subscribers told once when the channel they follow
+//! Subscribers told once when the channel they follow
 //! became private, was renamed or is gone. Claimed in `problem_notices`
 //! (subject `subscription`), one row per subscription and problem, so
 //! whichever process sees the problem first tells, and a restart tells

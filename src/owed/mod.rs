@@ -31,24 +31,28 @@
 //! ended within the window: a held post is due when its hours end, so it
 //! never expires out of the window while held.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
-use futures_util::future::BoxFuture;
 use kuryer_actors::backoff::Backoff;
-use kuryer_actors::channel_supervisor::{ChannelSupervisor, StartChannel};
+use kuryer_actors::channel_supervisor::ChannelSupervisor;
 use kuryer_actors::in_flight::{InFlight, PostKey};
 use kuryer_actors::metrics_names as names;
-use kuryer_actors::model::{ChannelRef, Delivery, DeliveryRecord, Post};
-use kuryer_actors::ports::{PersistError, Persistence};
+use kuryer_actors::model::{ChannelRef, Delivery};
 use kuryer_actors::quiet::{Quiet, QuietHolds};
 use kuryer_actors::rate_limiter::{Enqueue, HaltedLanes, RateLimiter};
 
 use crate::instance::Ownership;
 use crate::store::{PendingQuery, Store, StoreError};
+
+mod gate;
+mod settling;
+
+pub use gate::PollerGate;
+pub use settling::SettlingStore;
 
 /// Tries of the start-up resume before the held-back pollers start anyway.
 pub const RESUME_ATTEMPTS: u32 = 5;
@@ -58,179 +62,6 @@ pub const MAX_HOLD: chrono::TimeDelta = chrono::TimeDelta::days(1);
 
 /// Posts a sweep reads the owed deliveries of in one cursor.
 const SWEEP_POSTS_PER_QUERY: usize = 1000;
-
-/// The store as the actors' persistence, settling in [`InFlight`] every
-/// delivery whose outcome row is committed.
-pub struct SettlingStore {
-    store: Store,
-    in_flight: Arc<InFlight>,
-    /// Several instances: posts are recorded under the channel's lease.
-    ownership: Option<Arc<Ownership>>,
-}
-
-impl SettlingStore {
-    /// `store`, settling in `in_flight`.
-    pub fn new(store: Store, in_flight: Arc<InFlight>) -> Self {
-        Self {
-            store,
-            in_flight,
-            ownership: None,
-        }
-    }
-
-    /// Records posts only under the lease `ownership` holds for their channel.
-    pub fn with_ownership(mut self, ownership: Option<Arc<Ownership>>) -> Self {
-        self.ownership = ownership;
-        self
-    }
-}
-
-impl Persistence for SettlingStore {
-    fn record_post(&self, post: Arc<Post>) -> BoxFuture<'static, Result<bool, PersistError>> {
-        let Some(ownership) = &self.ownership else {
-            return Persistence::record_post(&self.store, post);
-        };
-        // Fenced: the statement checks the generation. Without a lease
-        // surely held, nothing is tried: "not recorded", nothing published.
-        let generation = ownership.channel_generation(post.channel_id);
-        let store = self.store.clone();
-        Box::pin(async move {
-            let Some(generation) = generation else {
-                tracing::debug!(
-                    channel_id = post.channel_id,
-                    "Not recording a post: this instance does not surely hold the channel's lease."
-                );
-                return Ok(false);
-            };
-            store
-                .record_post_fenced(&crate::store::new_post(&post), Some(generation))
-                .await
-                .map(|id| id.is_some())
-                .map_err(|e| PersistError {
-                    retriable: e.is_retriable(),
-                    message: e.to_string(),
-                })
-        })
-    }
-
-    fn high_water_mark(&self, channel_id: i64) -> BoxFuture<'static, Result<i64, PersistError>> {
-        Persistence::high_water_mark(&self.store, channel_id)
-    }
-
-    fn dead_letter_post(
-        &self,
-        post: Arc<Post>,
-        reason: String,
-    ) -> BoxFuture<'static, Result<(), PersistError>> {
-        let Some(ownership) = &self.ownership else {
-            return Persistence::dead_letter_post(&self.store, post, reason);
-        };
-        // Fenced like `record_post`: a stale owner moves no mark past a post.
-        let generation = ownership.channel_generation(post.channel_id);
-        let store = self.store.clone();
-        Box::pin(async move {
-            let Some(generation) = generation else {
-                return Ok(());
-            };
-            let kept = store
-                .dead_letter_post_fenced(&post, &reason, Some(generation))
-                .await
-                .map_err(|e| PersistError {
-                    retriable: e.is_retriable(),
-                    message: e.to_string(),
-                })?;
-            if !kept {
-                tracing::info!(
-                    channel_id = post.channel_id,
-                    "Not keeping a dead post: the channel's lease was taken by another instance."
-                );
-            }
-            Ok(())
-        })
-    }
-
-    fn write_deliveries(
-        &self,
-        rows: Vec<DeliveryRecord>,
-    ) -> BoxFuture<'static, Result<u64, PersistError>> {
-        let keys = InFlight::settlement(&rows);
-        let write = Persistence::write_deliveries(&self.store, rows);
-        let in_flight = self.in_flight.clone();
-        Box::pin(async move {
-            let n = write.await?;
-            // Committed: a sweep from now on sees these outcomes.
-            in_flight.settle(&keys);
-            Ok(n)
-        })
-    }
-}
-
-/// Pollers held back until their channel's owed deliveries are queued.
-#[derive(Default)]
-pub struct PollerGate {
-    /// Held channel → the channel to start when released (if known).
-    held: Mutex<BTreeMap<i64, Option<ChannelRef>>>,
-}
-
-impl PollerGate {
-    /// Starts `channel`'s poller now, or when its channel is released.
-    pub fn start(&self, supervisor: &Addr<ChannelSupervisor>, channel: ChannelRef) {
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        match held.get_mut(&channel.channel_id) {
-            Some(slot) => *slot = Some(channel),
-            None => supervisor.do_send(StartChannel(channel)),
-        }
-    }
-
-    fn hold(&self, channels: impl IntoIterator<Item = ChannelRef>) {
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        for ch in channels {
-            held.insert(ch.channel_id, Some(ch));
-        }
-    }
-
-    /// Starts the held channels whose id is below `below` (all: `None`).
-    fn release(&self, supervisor: &Addr<ChannelSupervisor>, below: Option<i64>) {
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        let rest = match below {
-            Some(id) => held.split_off(&id),
-            None => BTreeMap::new(),
-        };
-        for ch in std::mem::replace(&mut *held, rest).into_values().flatten() {
-            supervisor.do_send(StartChannel(ch));
-        }
-    }
-
-    /// Starts the held channels among `ids` that `keep` still wants.
-    fn release_ids(
-        &self,
-        supervisor: &Addr<ChannelSupervisor>,
-        ids: &[i64],
-        keep: impl Fn(i64) -> bool,
-    ) {
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        for id in ids {
-            if let Some(Some(ch)) = held.remove(id)
-                && keep(*id)
-            {
-                supervisor.do_send(StartChannel(ch));
-            }
-        }
-    }
-
-    /// Forgets held channels (their lease is gone): never started.
-    pub fn forget(&self, ids: &[i64]) {
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        for id in ids {
-            held.remove(id);
-        }
-    }
-
-    /// Channels held back now.
-    pub fn held(&self) -> usize {
-        self.held.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-}
 
 /// What the resume and the sweep work with.
 #[derive(Clone)]
@@ -281,7 +112,7 @@ impl Owed {
     ) {
         actix_rt::spawn(async move {
             let resumed = Arc::new(AtomicBool::new(false));
-            watch_resume(gate.clone(), resumed.clone());
+            gate::watch_resume(gate.clone(), resumed.clone());
             self.resume(&supervisor, &gate, channels).await;
             resumed.store(true, Ordering::Relaxed);
             if self.window.is_zero() {
@@ -606,37 +437,4 @@ impl Owed {
 
 fn post_key(d: &Delivery) -> PostKey {
     (d.post.channel_id, d.post.message_ids[0])
-}
-
-/// The start-up resume's progress, in channels: each channel with owed
-/// deliveries has its poller held back until the resume's stream is past
-/// it ([`PollerGate`]), so the held count going down is the progress.
-/// Runs until `done`.
-fn watch_resume(
-    gate: std::sync::Arc<PollerGate>,
-    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) {
-    use std::sync::atomic::Ordering;
-    actix_rt::spawn(async move {
-        let mut progress: Option<(crate::progress::Progress, u64)> = None;
-        loop {
-            let held = gate.held() as u64;
-            if progress.is_none() && held > 0 {
-                progress = Some((
-                    crate::progress::Progress::new("resuming channels", held),
-                    held,
-                ));
-            }
-            if let Some((p, total)) = progress.as_mut() {
-                p.set(total.saturating_sub(held));
-            }
-            if done.load(Ordering::Relaxed) {
-                if let Some((p, _)) = progress.as_mut() {
-                    p.finish();
-                }
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    });
 }

@@ -1,4 +1,4 @@
-//! Per-subscription extras (issue 16): text transforms and quiet hours,
+//! Per-subscription extras: text transforms and quiet hours,
 //! stored as JSON (`subscriptions.transform`, `subscriptions.quiet`,
 //! migration 0011) and validated before they get here.
 

@@ -1,0 +1,502 @@
+//! The `getUpdates` loop: each update handled in order, and confirmed to
+//! Telegram once its effect is durable or, failing for good, once it is set
+//! aside as a dead letter. No update can hold the loop for ever.
+
+use std::time::Duration;
+
+use kuryer_actors::backoff::Backoff;
+use kuryer_actors::metrics_names as names;
+use serde_json::Value;
+use teloxide::payloads::GetUpdatesSetters;
+use teloxide::prelude::Requester;
+use teloxide::types::{AllowedUpdate, Update, UpdateKind};
+use teloxide::{Bot, RequestError};
+use tokio::sync::watch;
+
+use super::BotUpdates;
+use super::intake::handle;
+use crate::bot::BotHandler;
+use crate::pipeline::Pipeline;
+use crate::store::{DeadUpdate, Store, StoreError};
+
+/// Tries of an update failing with an error no retry can fix (a constraint,
+/// data PostgreSQL refuses) before it becomes a dead letter. Retriable
+/// errors (the database away) are retried without limit: every other update
+/// would fail the same way, and Telegram keeps them 24 hours.
+const NON_RETRIABLE_TRIES: u32 = 3;
+
+/// What Telegram's answer held.
+enum Item {
+    /// An update teloxide could read.
+    Update(Box<Update>),
+    /// One whose JSON teloxide could not read (the whole answer was refused,
+    /// so it was read one update at a time).
+    Unreadable { id: i64, raw: Value },
+}
+
+impl Item {
+    fn id(&self) -> i64 {
+        match self {
+            Self::Update(u) => i64::from(u.id.0),
+            Self::Unreadable { id, .. } => *id,
+        }
+    }
+}
+
+/// The update currently failing, and how often.
+#[derive(Default)]
+struct Failing {
+    update_id: i64,
+    tries: u32,
+}
+
+/// Runs the update loop of one bot until `stop` turns true: one loop per
+/// configured bot (a token allows one `getUpdates` consumer), each handing
+/// its people's commands to that bot's `handler`.
+pub async fn run_loop(
+    bot: Bot,
+    handler: BotHandler,
+    store: Store,
+    pipeline: Pipeline,
+    updates: BotUpdates,
+    request_timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    if !load_state(&store, &updates, &pipeline, &mut stop).await {
+        return;
+    }
+    let mut update_loop = UpdateLoop {
+        bot_id: crate::telegram::bot_id_of(bot.token()),
+        bot,
+        handler,
+        store,
+        pipeline,
+        updates,
+        stop,
+        // The long poll must end before the HTTP client gives up on it
+        // (teloxide does not lengthen its timeout for getUpdates).
+        long_poll: request_timeout
+            .saturating_sub(Duration::from_secs(3))
+            .as_secs()
+            .clamp(1, 25) as u32,
+        offset: None,
+        standing_by: false,
+        backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(10)),
+        // At most 10 s between tries of a failing update: after an outage
+        // the loop is back within seconds (a try is one cheap query).
+        hold: Backoff::new(Duration::from_secs(1), Duration::from_secs(10)),
+        failing: Failing::default(),
+    };
+    update_loop.run().await;
+    tracing::info!("Update loop stopped.");
+}
+
+/// Whether the loop goes on.
+#[derive(PartialEq)]
+enum Flow {
+    Next,
+    Stop,
+}
+
+/// What one `getUpdates` call gave.
+enum Fetched {
+    Items(Vec<Item>),
+    /// Nothing to handle: ask again (after the wait already slept).
+    Again,
+    Stop,
+}
+
+/// One bot's update loop and its state between polls.
+struct UpdateLoop {
+    bot: Bot,
+    bot_id: i64,
+    handler: BotHandler,
+    store: Store,
+    pipeline: Pipeline,
+    updates: BotUpdates,
+    stop: watch::Receiver<bool>,
+    /// The long poll's length, in seconds.
+    long_poll: u32,
+    /// Confirms what was handled; `None`: Telegram's confirmed offset.
+    offset: Option<i32>,
+    /// Another instance holds this bot's lease.
+    standing_by: bool,
+    /// Between failed `getUpdates` calls.
+    backoff: Backoff,
+    /// Between tries of an update that could not be handled.
+    hold: Backoff,
+    failing: Failing,
+}
+
+impl UpdateLoop {
+    async fn run(&mut self) {
+        while !*self.stop.borrow() {
+            let Some(long_poll) = self.lease_window().await else {
+                if sleep_or_stop(&mut self.stop, Duration::from_millis(200)).await {
+                    return;
+                }
+                continue;
+            };
+            let items = match self.fetch(long_poll).await {
+                Fetched::Items(items) => items,
+                Fetched::Again => continue,
+                Fetched::Stop => return,
+            };
+            if self.handle_all(items).await == Flow::Stop {
+                return;
+            }
+        }
+    }
+
+    /// The long poll this instance may make now (`None`: not its turn).
+    /// Several instances: only the holder of this bot's lease polls, and a
+    /// poll never outlives the lease (it ends a second before the local
+    /// deadline), so a new holder never polls while an old one does.
+    async fn lease_window(&mut self) -> Option<u32> {
+        let Some(o) = &self.updates.ownership else {
+            return Some(self.long_poll);
+        };
+        let bot_id = self.bot_id;
+        match o.bot_lease_left(bot_id) {
+            Some(left) if left >= Duration::from_secs(2) => {
+                if self.standing_by {
+                    self.standing_by = false;
+                    tracing::info!(bot_id, "This instance now reads the bot's updates.");
+                }
+                Some(self.long_poll.min((left.as_secs() - 1) as u32))
+            }
+            held => {
+                if held.is_none() && !self.standing_by {
+                    self.standing_by = true;
+                    // The next holder starts from Telegram's confirmed offset.
+                    self.offset = None;
+                    tracing::info!(
+                        bot_id,
+                        "Another instance reads the bot's updates; standing by."
+                    );
+                }
+                None
+            }
+        }
+    }
+
+    /// One `getUpdates` call; waits out what Telegram or a failure asks.
+    async fn fetch(&mut self, long_poll: u32) -> Fetched {
+        let mut req = self
+            .bot
+            .get_updates()
+            .timeout(long_poll)
+            .allowed_updates(vec![
+                AllowedUpdate::ChannelPost,
+                AllowedUpdate::EditedChannelPost,
+                AllowedUpdate::MyChatMember,
+                AllowedUpdate::Message,
+                AllowedUpdate::CallbackQuery,
+            ]);
+        if let Some(o) = self.offset {
+            req = req.offset(o);
+        }
+        let result = tokio::select! {
+            r = req => r,
+            _ = self.stop.changed() => return Fetched::Stop,
+        };
+        let wait = match result {
+            Ok(batch) => {
+                self.backoff.reset();
+                return Fetched::Items(
+                    batch
+                        .into_iter()
+                        .map(|u| Item::Update(Box::new(u)))
+                        .collect(),
+                );
+            }
+            Err(RequestError::RetryAfter(s)) => s.duration(),
+            Err(RequestError::InvalidJson { source, raw }) => {
+                // Never log `raw` or the parser's message: both may quote
+                // users' messages. Where the answer broke is enough.
+                metrics::counter!(names::UPDATES_UNPARSABLE_TOTAL, "kind" => "answer").increment(1);
+                tracing::warn!(
+                    line = source.line(),
+                    column = source.column(),
+                    error_kind = ?source.classify(),
+                    "getUpdates answer could not be read as updates; reading it one update at a time."
+                );
+                match salvage(&raw) {
+                    Some(items) => return Fetched::Items(items),
+                    None => self.backoff.next_delay(),
+                }
+            }
+            Err(e) => {
+                let wait = self.backoff.next_delay();
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "getUpdates failed; retrying.");
+                wait
+            }
+        };
+        if sleep_or_stop(&mut self.stop, wait).await {
+            Fetched::Stop
+        } else {
+            Fetched::Again
+        }
+    }
+
+    /// Handles a batch in order; stops at an update that fails (it and what
+    /// follows come again with the next poll).
+    async fn handle_all(&mut self, items: Vec<Item>) -> Flow {
+        for item in items {
+            let id = item.id();
+            let result = match &item {
+                Item::Update(u) => {
+                    handle(&self.store, &self.pipeline, &self.updates, &self.handler, u).await
+                }
+                Item::Unreadable { raw, .. } => unreadable(&self.store, id, raw).await,
+            };
+            match result {
+                Ok(()) => self.confirm(id),
+                Err(e) => {
+                    if self.failing.update_id != id {
+                        self.failing = Failing {
+                            update_id: id,
+                            tries: 0,
+                        };
+                    }
+                    self.failing.tries += 1;
+                    if !e.is_retriable()
+                        && self.failing.tries >= NON_RETRIABLE_TRIES
+                        && set_aside(&self.store, &item, &e).await
+                    {
+                        self.confirm(id);
+                        continue;
+                    }
+                    // Stay before it: it and what follows come again.
+                    let wait = self.hold.next_delay();
+                    tracing::warn!(
+                        update_id = id,
+                        tries = self.failing.tries,
+                        retriable = e.is_retriable(),
+                        retry_in_ms = wait.as_millis() as u64,
+                        error = %e,
+                        "An update could not be handled; trying it again."
+                    );
+                    return if sleep_or_stop(&mut self.stop, wait).await {
+                        Flow::Stop
+                    } else {
+                        Flow::Next
+                    };
+                }
+            }
+        }
+        Flow::Next
+    }
+
+    /// Update `id` is handled (or set aside): the next poll confirms it.
+    fn confirm(&mut self, id: i64) {
+        self.offset = Some(next_offset(id));
+        self.hold.reset();
+    }
+}
+
+/// The offset that confirms update `id`. Telegram's ids fit in 31 bits; one
+/// that does not would confirm everything below the largest offset.
+fn next_offset(id: i64) -> i32 {
+    i32::try_from(id + 1).unwrap_or(i32::MAX)
+}
+
+/// Loads the bot-admin channels and the inbox; retries while the database
+/// is away. False when told to stop first.
+async fn load_state(
+    store: &Store,
+    updates: &BotUpdates,
+    pipeline: &Pipeline,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
+    loop {
+        match (store.admin_channels().await, store.inbox_load().await) {
+            (Ok(channels), Ok(inbox)) => {
+                let waiting: Vec<i64> = {
+                    let mut shared = updates.shared();
+                    for ch in channels {
+                        shared
+                            .channels
+                            .insert(ch.chat_id, (ch.channel_id, ch.username));
+                    }
+                    // Several instances read the inbox itself.
+                    let inbox = if updates.ownership.is_some() {
+                        &[][..]
+                    } else {
+                        &inbox[..]
+                    };
+                    for e in inbox {
+                        shared
+                            .buffers
+                            .entry(e.channel_id)
+                            .or_default()
+                            .insert(e.message.id, e.message.clone());
+                    }
+                    shared.buffers.keys().copied().collect()
+                };
+                if !inbox.is_empty() {
+                    tracing::info!(
+                        posts = inbox.len(),
+                        "Posts of bot-admin channels waiting from before the restart."
+                    );
+                }
+                for channel_id in waiting {
+                    pipeline.wake(channel_id);
+                }
+                return true;
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                let wait = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "Could not load the bot-admin channels and inbox; retrying.");
+                if sleep_or_stop(stop, wait).await {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// Reads an answer teloxide refused one update at a time: `None` when it is
+/// not even `{"result": [...]}` with update ids.
+fn salvage(raw: &str) -> Option<Vec<Item>> {
+    let v: Value = serde_json::from_str(raw).ok()?;
+    let mut out = Vec::new();
+    for u in v.get("result")?.as_array()? {
+        let id = u.get("update_id")?.as_i64()?;
+        out.push(match serde_json::from_value::<Update>(u.clone()) {
+            Ok(update) => Item::Update(Box::new(update)),
+            Err(_) => Item::Unreadable { id, raw: u.clone() },
+        });
+    }
+    Some(out)
+}
+
+/// The field that names an update's kind (`message`, `channel_post`, …),
+/// never its content.
+fn kind_of(raw: &Value) -> String {
+    raw.as_object()
+        .and_then(|o| o.keys().find(|k| *k != "update_id"))
+        .map_or_else(|| "unknown".to_owned(), |k| k.chars().take(40).collect())
+}
+
+/// An update no one can read: counted by kind, kept as a dead letter, then
+/// confirmed. It has no effect to record; the dead letter is its record.
+pub(super) async fn unreadable(store: &Store, id: i64, raw: &Value) -> Result<(), StoreError> {
+    let kind = kind_of(raw);
+    metrics::counter!(names::UPDATES_UNPARSABLE_TOTAL, "kind" => kind.clone()).increment(1);
+    tracing::warn!(update_id = id, kind = %kind, "An update could not be parsed; kept as a dead letter.");
+    let reason = format!("unparsable update of kind {kind}");
+    let bytes = serde_json::to_vec(raw).unwrap_or_default();
+    store
+        .dead_letter_update(&DeadUpdate {
+            update_id: id,
+            reason: &reason,
+            raw: &bytes,
+            ..DeadUpdate::default()
+        })
+        .await?;
+    metrics::counter!(names::DEAD_LETTERS_TOTAL, "kind" => "update").increment(1);
+    Ok(())
+}
+
+/// Keeps an update that failed for good; true when kept (then it may be
+/// confirmed), false when even that failed.
+async fn set_aside(store: &Store, item: &Item, error: &StoreError) -> bool {
+    let (raw, chat_id, message_id) = match item {
+        Item::Update(u) => {
+            let (chat, message) = match &u.kind {
+                UpdateKind::ChannelPost(m) | UpdateKind::Message(m) => {
+                    (Some(m.chat.id.0), Some(i64::from(m.id.0)))
+                }
+                UpdateKind::MyChatMember(m) => (Some(m.chat.id.0), None),
+                _ => (None, None),
+            };
+            (serde_json::to_vec(u).unwrap_or_default(), chat, message)
+        }
+        Item::Unreadable { raw, .. } => (serde_json::to_vec(raw).unwrap_or_default(), None, None),
+    };
+    // The reason is the store's error: an operation and PostgreSQL's
+    // message, which names no user content.
+    let reason = error.to_string();
+    let id = item.id();
+    match store
+        .dead_letter_update(&DeadUpdate {
+            update_id: id,
+            chat_id,
+            message_id,
+            reason: &reason,
+            raw: &raw,
+            ..DeadUpdate::default()
+        })
+        .await
+    {
+        Ok(()) => {
+            metrics::counter!(names::DEAD_LETTERS_TOTAL, "kind" => "update").increment(1);
+            tracing::error!(
+                update_id = id,
+                chat_id,
+                message_id,
+                error = %error,
+                "An update failed for good; kept in dead_letters and skipped."
+            );
+            true
+        }
+        Err(e) => {
+            tracing::warn!(update_id = id, error = %e, "Could not keep a failing update as a dead letter.");
+            false
+        }
+    }
+}
+
+/// Sleeps, unless told to stop first; true when stopping.
+async fn sleep_or_stop(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => *stop.borrow(),
+        _ = stop.changed() => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_answer_is_read_one_update_at_a_time() {
+        // An id past u32 fails teloxide's `Update`; a payload of the wrong
+        // shape or an unknown kind parses, as `UpdateKind::Error`.
+        let raw = r#"{"ok":true,"result":[
+            {"update_id":4294967296,"message":{}},
+            {"update_id":7,"my_chat_member":"not an object"},
+            {"update_id":8,"brand_new_kind":{"x":1}}
+        ]}"#;
+        let items = salvage(raw).expect("salvaged");
+        assert_eq!(
+            items.iter().map(Item::id).collect::<Vec<_>>(),
+            vec![4_294_967_296, 7, 8]
+        );
+        assert!(matches!(items[0], Item::Unreadable { .. }));
+        for item in &items[1..] {
+            assert!(
+                matches!(item, Item::Update(u) if matches!(u.kind, UpdateKind::Error(_))),
+                "{}",
+                item.id()
+            );
+        }
+        assert!(salvage("<html>bad gateway</html>").is_none());
+        assert!(salvage(r#"{"ok":true,"result":[{"no_id":1}]}"#).is_none());
+    }
+
+    #[test]
+    fn the_kind_of_an_update_is_its_field_name_only() {
+        let v: Value = serde_json::json!({"update_id": 1, "message": {"text": "secret"}});
+        assert_eq!(kind_of(&v), "message");
+        assert_eq!(kind_of(&Value::Null), "unknown");
+    }
+
+    #[test]
+    fn offsets_never_overflow() {
+        assert_eq!(next_offset(41), 42);
+        assert_eq!(next_offset(i64::from(u32::MAX)), i32::MAX);
+    }
+}
