@@ -182,7 +182,7 @@ pub fn test_hooks_on_signals(pipeline: Pipeline) {
             if usr1.recv().await.is_some() {
                 tracing::warn!("Wedging the subscriber registry on a test's request.");
                 pipeline
-                    .registry
+                    .registry()
                     .do_send(kuryer_actors::test_hooks::WedgeForTest);
             }
         });
@@ -191,7 +191,7 @@ pub fn test_hooks_on_signals(pipeline: Pipeline) {
         actix_rt::spawn(async move {
             if usr2.recv().await.is_some() {
                 pipeline
-                    .limiter
+                    .limiter()
                     .do_send(kuryer_actors::test_hooks::StopForTest);
             }
         });

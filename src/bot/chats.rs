@@ -12,9 +12,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use kuryer_actors::channel_supervisor::StopChannel;
 use kuryer_actors::model::DestinationKind;
-use kuryer_actors::subscriber_registry::RemoveDestination;
 use teloxide::prelude::Requester;
 use teloxide::types::{ChatId, ChatMemberUpdated, Message, UserId};
 
@@ -222,18 +220,13 @@ pub(super) async fn on_my_chat_member(
         let Some(lost) = h.store().lose_destination_chat(chat, "removed").await? else {
             return Ok(());
         };
-        let p = &h.shared.pipeline;
-        match p
-            .registry
-            .send(RemoveDestination(lost.destination_id))
+        if let Err(e) = h
+            .shared
+            .pipeline
+            .remove_destination(lost.destination_id)
             .await
         {
-            Ok(removed) => {
-                for channel in removed.emptied {
-                    p.supervisor.do_send(StopChannel(channel));
-                }
-            }
-            Err(e) => tracing::warn!(chat_id = chat, error = %e, "The registry did not answer."),
+            tracing::warn!(chat_id = chat, error = %e, "The registry did not answer.");
         }
         tracing::info!(
             chat_id = chat,

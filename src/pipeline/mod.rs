@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use kuryer_actors::channel_supervisor::{
-    ChannelSupervisor, GetSupervisorStats, ReleaseChannel, StopAll, WakeChannel,
+    ChannelSupervisor, GetSupervisorStats, ReleaseChannel, StopAll, StopChannel, WakeChannel,
 };
 use kuryer_actors::db_writer::{DbWriter, Flush, GetDbWriterStats};
 use kuryer_actors::in_flight::InFlight;
@@ -27,8 +27,8 @@ use kuryer_actors::rate_limiter::{
 };
 use kuryer_actors::sender_pool::SenderPool;
 use kuryer_actors::subscriber_registry::{
-    AddSubscription, GetRegistryStats, LoadSubscriptions, RemoveSubscription, RetainSubscriptions,
-    SubscriberRegistry,
+    AddSubscription, GetRegistryStats, LoadSubscriptions, RemoveDestination, RemoveSubscription,
+    RetainSubscriptions, SubscriberRegistry,
 };
 
 use crate::instance::Ownership;
@@ -88,11 +88,11 @@ pub struct PipelineStats {
 /// The running pipeline: addresses of its actors.
 #[derive(Clone)]
 pub struct Pipeline {
-    pub supervisor: Addr<ChannelSupervisor>,
-    pub registry: Addr<SubscriberRegistry>,
-    pub limiter: Addr<RateLimiter>,
-    pub writer: Addr<DbWriter>,
-    pub sender: Addr<SenderPool>,
+    supervisor: Addr<ChannelSupervisor>,
+    registry: Addr<SubscriberRegistry>,
+    limiter: Addr<RateLimiter>,
+    writer: Addr<DbWriter>,
+    sender: Addr<SenderPool>,
     /// How long the registry's initial load took.
     pub registry_load: Duration,
     /// How long a forced shutdown waits for the sends in flight: the
@@ -116,6 +116,36 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    /// The channel supervisor, for tests that ask it directly.
+    #[cfg(any(test, feature = "test-hooks"))]
+    pub fn supervisor(&self) -> &Addr<ChannelSupervisor> {
+        &self.supervisor
+    }
+
+    /// The subscriber registry, for tests that ask it directly.
+    #[cfg(any(test, feature = "test-hooks"))]
+    pub fn registry(&self) -> &Addr<SubscriberRegistry> {
+        &self.registry
+    }
+
+    /// The rate limiter, for tests that ask it directly.
+    #[cfg(any(test, feature = "test-hooks"))]
+    pub fn limiter(&self) -> &Addr<RateLimiter> {
+        &self.limiter
+    }
+
+    /// The sender pool, for tests that stop it.
+    #[cfg(any(test, feature = "test-hooks"))]
+    pub fn sender(&self) -> &Addr<SenderPool> {
+        &self.sender
+    }
+
+    /// The DbWriter, for tests that stop it.
+    #[cfg(any(test, feature = "test-hooks"))]
+    pub fn writer(&self) -> &Addr<DbWriter> {
+        &self.writer
+    }
+
     /// Channels this instance just took the lease of: what they owe is
     /// queued, then their pollers start.
     pub fn take_over(&self, channels: Vec<ChannelRef>) -> actix_rt::task::JoinHandle<()> {
@@ -254,6 +284,19 @@ impl Pipeline {
             return;
         }
         self.gate.start(&self.supervisor, channel);
+    }
+
+    /// A destination is gone: its subscriptions leave the registry, and
+    /// channels left with no subscriber stop being polled.
+    pub async fn remove_destination(&self, destination_id: i64) -> Result<(), MailboxError> {
+        let removed = self
+            .registry
+            .send(RemoveDestination(destination_id))
+            .await?;
+        for channel in removed.emptied {
+            self.supervisor.do_send(StopChannel(channel));
+        }
+        Ok(())
     }
 
     /// Ids of the bots halted because Telegram refused their token (never

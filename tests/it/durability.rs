@@ -137,7 +137,7 @@ async fn add_channel_answers_200_only_when_the_subscription_is_live() {
     );
     // A pipeline that cannot take it (its registry stopped): stored, but
     // 503, never 200.
-    p.registry.send(StopForTest).await.unwrap();
+    p.registry().send(StopForTest).await.unwrap();
     assert_eq!(add(900_002).await, 503);
     assert_eq!(
         count(
@@ -177,10 +177,10 @@ async fn a_stopped_shared_actor_makes_readyz_fail_and_is_seen() {
         let ready = reqwest::get(&url).await.unwrap();
         assert_eq!(ready.status(), 200, "{victim}");
         match victim {
-            "registry" => p.registry.send(StopForTest).await.unwrap(),
-            "limiter" => p.limiter.send(StopForTest).await.unwrap(),
-            "sender" => p.sender.send(StopForTest).await.unwrap(),
-            _ => p.writer.send(StopForTest).await.unwrap(),
+            "registry" => p.registry().send(StopForTest).await.unwrap(),
+            "limiter" => p.limiter().send(StopForTest).await.unwrap(),
+            "sender" => p.sender().send(StopForTest).await.unwrap(),
+            _ => p.writer().send(StopForTest).await.unwrap(),
         }
         let seen = tokio::time::timeout(Duration::from_secs(5), p.first_death())
             .await

@@ -350,7 +350,7 @@ async fn a_panicking_channel_recovers_and_no_other_channel_notices() {
     // And a panic in the poller actor itself, not its source: the
     // supervisor must notice the dead actor and start a new one.
     let poller = pipeline
-        .supervisor
+        .supervisor()
         .send(GetPoller(2))
         .await
         .unwrap()
@@ -366,7 +366,11 @@ async fn a_panicking_channel_recovers_and_no_other_channel_notices() {
 
     let expected = fixtures::expected_list(&pairs, &posts);
     wait_delivered(&fake, &expected, Duration::from_secs(60)).await;
-    let stats = pipeline.supervisor.send(GetSupervisorStats).await.unwrap();
+    let stats = pipeline
+        .supervisor()
+        .send(GetSupervisorStats)
+        .await
+        .unwrap();
     pipeline.shutdown(Duration::from_secs(10)).await;
     let r = fake.report(&expected);
     assert_eq!((r.lost, r.duplicates, r.out_of_order), (0, 0, 0), "{r:?}");

@@ -59,7 +59,7 @@ async fn start(store: &Store, fake: &FakeTelegram) -> Pipeline {
 }
 
 async fn registry_size(p: &Pipeline) -> usize {
-    p.registry
+    p.registry()
         .send(GetRegistryStats)
         .await
         .unwrap()

@@ -460,7 +460,7 @@ async fn two_instances_sharing_one_bot_never_break_its_limits_and_deliver_everyt
     // have sent faster.
     let mut held = 0;
     for i in &instances {
-        let s = i.pipeline.limiter.send(GetLimiterStats).await.unwrap();
+        let s = i.pipeline.limiter().send(GetLimiterStats).await.unwrap();
         held += s.shared_held;
         assert_eq!(s.share, 1);
     }
@@ -507,7 +507,7 @@ async fn redis_going_away_mid_run_falls_back_to_a_share_and_loses_nothing() {
         let start = Instant::now();
         for p in all {
             loop {
-                let s = p.limiter.send(GetLimiterStats).await.unwrap();
+                let s = p.limiter().send(GetLimiterStats).await.unwrap();
                 if s.share == 2 {
                     break;
                 }
@@ -524,7 +524,7 @@ async fn redis_going_away_mid_run_falls_back_to_a_share_and_loses_nothing() {
         let start = Instant::now();
         for p in all {
             loop {
-                let s = p.limiter.send(GetLimiterStats).await.unwrap();
+                let s = p.limiter().send(GetLimiterStats).await.unwrap();
                 if s.share == 1 {
                     break;
                 }
