@@ -294,7 +294,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = &'static str>) -> a
     // Subscriptions changed through another instance reach this one's registry.
     let changes = crate::subscription_events::spawn(&cfg.database, store.clone(), pipeline.clone());
 
-    let texts = Arc::new(bot::i18n::Texts::load());
+    let texts = bot::i18n::Texts::shared();
     {
         let (store, bots, texts) = (store.clone(), bots.clone(), texts.clone());
         updates.on_rename(Box::new(move |channel_id, old, new| {

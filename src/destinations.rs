@@ -35,7 +35,7 @@ struct Inner {
     /// Every bot with its id: an owner is told by the bot they started.
     bots: Vec<(i64, Bot)>,
     /// The bot's texts: the owner reads it in their language.
-    texts: Texts,
+    texts: Arc<Texts>,
     registry: OnceLock<Addr<SubscriberRegistry>>,
     supervisor: OnceLock<Addr<ChannelSupervisor>>,
     limiter: OnceLock<Addr<RateLimiter>>,
@@ -55,7 +55,7 @@ impl DestinationHandler {
                     .iter()
                     .map(|b| (bot_id_of(b.token()), b.clone()))
                     .collect(),
-                texts: Texts::load(),
+                texts: Texts::shared(),
                 registry: OnceLock::new(),
                 supervisor: OnceLock::new(),
                 limiter: OnceLock::new(),
