@@ -65,7 +65,6 @@ pub use accounts::{
 };
 pub use channels::NewPost;
 pub use dead_letters::{DEAD_LETTER_RAW_MAX, DeadUpdate};
-pub use deliveries::ForwardedRow;
 pub use digest::{DigestDue, DigestRun, DigestTarget};
 pub use error::StoreError;
 pub use extras::Extra;
