@@ -20,7 +20,7 @@ use crate::notify::Notifier;
 use crate::pipeline::{Pipeline, PipelineConfig, bot_id_of, build_bots};
 use crate::preflight;
 use crate::reader::{ReaderEvents, ReaderPool};
-use crate::store::{Store, migrate};
+use crate::store::{Open, Store};
 use crate::updates::{self, BotUpdates};
 
 /// The reader pool's news, into the pipeline (and the channel notices,
@@ -185,20 +185,13 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = &'static str>) -> a
         anyhow::bail!("telegram.bot_tokens is empty: kuryer needs at least one bot token");
     }
     notifier.status("applying migrations");
-    if migrate::create_database_if_missing(&cfg.database).await? {
-        tracing::info!("Created the database.");
-    }
-    let store = Store::new(&cfg.database)?;
-    let report = crate::progress::migrate_with_progress(&store).await?;
-    if !report.applied.is_empty() {
-        tracing::info!(applied = ?report.applied, "Migrations applied at start-up.");
-    }
-    store
-        .maintain_partitions(
-            cfg.database.partitions_ahead_days,
-            cfg.database.retention_days,
-        )
-        .await?;
+    let store = Store::open_with(
+        &cfg.database,
+        Open::everything(&cfg.database),
+        crate::progress::migrate_with_progress,
+    )
+    .await?
+    .store;
 
     let bots = build_bots(
         &cfg.telegram.bot_tokens,
@@ -292,7 +285,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = &'static str>) -> a
     let draining = keeper.draining();
     let keeper = actix_rt::spawn(keeper.run());
     // Subscriptions changed through another instance reach this one's registry.
-    let changes = crate::subscription_events::spawn(&cfg.database, store.clone(), pipeline.clone());
+    let changes = crate::subscription_events::spawn(store.clone(), pipeline.clone());
 
     let texts = bot::i18n::Texts::shared();
     {

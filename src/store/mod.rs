@@ -12,6 +12,8 @@
 mod accounts;
 /// Channels and posts, high-water marks.
 mod channels;
+/// Connections of their own (LISTEN, create-database), within the connect timeout.
+mod connect;
 /// Dead letters: what still failed after its retries, kept with the reason.
 mod dead_letters;
 /// Delivery records: batched outcomes.
@@ -38,6 +40,8 @@ pub mod listen;
 pub mod migrate;
 /// Edits and deletions mirrored, mirror settings, backfills (0010).
 mod mirror;
+/// `Store::open`: create if missing, pools, migrations, partitions.
+mod open;
 /// Daily partitions of `forwarded_messages` and retention.
 pub mod partitions;
 /// Owed deliveries: the start-up resume and the periodic sweep read them.
@@ -52,7 +56,7 @@ mod resolve;
 mod settings;
 /// Subscriptions: add, list, stream the active ones.
 mod subscriptions;
-/// TLS to PostgreSQL: the mode a URL asks for, the verified connector.
+/// TLS to PostgreSQL: the verified connector.
 mod tls;
 /// Subscribers told once when their channel became private, was renamed or is gone.
 mod told;
@@ -66,7 +70,7 @@ pub use accounts::{
 pub use channels::NewPost;
 pub use dead_letters::{DEAD_LETTER_RAW_MAX, DeadUpdate};
 pub use digest::{DigestDue, DigestRun, DigestTarget};
-pub use error::StoreError;
+pub use error::{ConnectError, StoreError};
 pub use extras::Extra;
 pub use history::BackfillChannel;
 pub use inbox::InboxEntry;
@@ -75,6 +79,7 @@ pub use mirror::{
     AppliedRow, Backfill, DeletionsMode, EditsMode, EventTarget, EventTargets, MirrorSettings,
     PostEvent,
 };
+pub use open::{Open, OpenError, Opened, Retention};
 pub use pending::{PendingQuery, PendingStream, RecentPost};
 pub use persistence::new_post;
 pub use pool::{REPLICA_APPLICATION_NAME, Store};

@@ -1,6 +1,7 @@
 //! The schema and the store against a real PostgreSQL, one fresh database per test.
 
 mod migrations;
+mod open;
 
 use crate::common::TestDb;
 use chrono::{Days, NaiveDate, Utc};
