@@ -10,21 +10,21 @@
 //!
 //! Redis is an accelerator here, never a dependency: every call has a short
 //! timeout, an error means "not seen" (the database's unique constraint is
-//! the final word), and the state — up or down — is logged once per change
-//! and shown by `/readyz`. The connection manager reconnects by itself; if
-//! Redis was down at start, a connection is attempted again at most every
-//! two seconds, so kuryer uses Redis again without a restart.
+//! the final word), and the state — up or down, kept by `redis_conn` — is
+//! logged once per change and shown by `/readyz`. The connection manager
+//! reconnects by itself; if Redis was down at start, a connection is
+//! attempted again at most every two seconds, so kuryer uses Redis again
+//! without a restart.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use kuryer_actors::ports::Dedup;
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
 
 use crate::config::RedisConfig;
+use crate::redis_conn::{HealthLog, LazyRedis};
 
 /// Timeout of one Redis command on the delivery path.
 const OP_TIMEOUT: Duration = Duration::from_millis(250);
@@ -36,8 +36,7 @@ pub struct RedisDedup {
 }
 
 struct Inner {
-    redis: crate::redis_conn::LazyRedis,
-    healthy: AtomicBool,
+    redis: LazyRedis,
     prefix: String,
     ttl_s: u64,
 }
@@ -46,22 +45,17 @@ impl RedisDedup {
     /// A dedup layer on `cfg.url` for the database whose installation id is
     /// `installation`; connects lazily.
     pub fn new(cfg: &RedisConfig, installation: &str) -> Self {
-        let client = match redis::Client::open(cfg.url.expose()) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                // Validation already checked the URL; this is unexpected.
-                tracing::error!(error = %e, "Redis URL refused; dedup runs on the database alone.");
-                None
-            }
-        };
         Self {
             inner: Arc::new(Inner {
-                redis: crate::redis_conn::LazyRedis::new(
-                    client,
+                redis: LazyRedis::open(
+                    &cfg.url,
                     Duration::from_secs(2),
                     OP_TIMEOUT,
+                    HealthLog {
+                        lost: "Redis unavailable; dedup continues on the database alone.",
+                        back: "Redis is back; dedup uses it again.",
+                    },
                 ),
-                healthy: AtomicBool::new(true),
                 prefix: format!("{}{installation}:", cfg.key_prefix),
                 ttl_s: cfg.dedup_ttl_s,
             }),
@@ -70,44 +64,22 @@ impl RedisDedup {
 
     /// Whether the last Redis operation worked.
     pub fn is_healthy(&self) -> bool {
-        self.inner.redis.configured() && self.inner.healthy.load(Ordering::Relaxed)
+        self.inner.redis.healthy()
     }
 
     fn key(&self, subscription_id: i64, message_id: i32) -> String {
         format!("{}fwd:{subscription_id}:{message_id}", self.inner.prefix)
     }
 
-    /// The connection, or `None` while Redis cannot be reached (see
-    /// `redis_conn`).
-    async fn connection(&self) -> Option<ConnectionManager> {
-        match self.inner.redis.connection().await {
-            Ok(c) => c,
-            Err(why) => {
-                self.set_health(false, &why);
-                None
-            }
-        }
-    }
-
-    fn set_health(&self, ok: bool, detail: &str) {
-        let was = self.inner.healthy.swap(ok, Ordering::Relaxed);
-        if was && !ok {
-            tracing::warn!(error = %detail, "Redis unavailable; dedup continues on the database alone.");
-        } else if !was && ok {
-            tracing::info!("Redis is back; dedup uses it again.");
-        }
-    }
-
     /// Checks the connection (for `/readyz`).
     pub async fn ping(&self) -> bool {
-        let Some(mut c) = self.connection().await else {
+        let lazy = &self.inner.redis;
+        let Some(mut c) = lazy.connection().await else {
             return false;
         };
-        let r: Result<Result<String, _>, _> =
-            tokio::time::timeout(OP_TIMEOUT, redis::cmd("PING").query_async(&mut c)).await;
-        let ok = matches!(r, Ok(Ok(_)));
-        self.set_health(ok, "ping failed");
-        ok
+        lazy.timed(redis::cmd("PING").query_async::<String>(&mut c))
+            .await
+            .is_ok()
     }
 }
 
@@ -115,22 +87,10 @@ impl Dedup for RedisDedup {
     fn seen(&self, subscription_id: i64, message_id: i32) -> BoxFuture<'static, Option<i64>> {
         let this = self.clone();
         Box::pin(async move {
-            let mut c = this.connection().await?;
+            let lazy = &this.inner.redis;
+            let mut c = lazy.connection().await?;
             let key = this.key(subscription_id, message_id);
-            match tokio::time::timeout(OP_TIMEOUT, c.get::<_, Option<i64>>(&key)).await {
-                Ok(Ok(v)) => {
-                    this.set_health(true, "");
-                    v
-                }
-                Ok(Err(e)) => {
-                    this.set_health(false, &e.to_string());
-                    None
-                }
-                Err(_) => {
-                    this.set_health(false, "timed out");
-                    None
-                }
-            }
+            lazy.timed(c.get::<_, Option<i64>>(&key)).await.ok()?
         })
     }
 
@@ -141,35 +101,25 @@ impl Dedup for RedisDedup {
             if keys.is_empty() {
                 return Some(Vec::new());
             }
-            let mut c = this.connection().await?;
+            let lazy = &this.inner.redis;
+            let mut c = lazy.connection().await?;
             let mut cmd = redis::cmd("MGET");
             for (subscription_id, message_id) in &keys {
                 cmd.arg(this.key(*subscription_id, *message_id));
             }
-            match tokio::time::timeout(OP_TIMEOUT, cmd.query_async::<Vec<Option<i64>>>(&mut c))
+            let values = lazy
+                .timed(cmd.query_async::<Vec<Option<i64>>>(&mut c))
                 .await
-            {
-                Ok(Ok(v)) if v.len() == keys.len() => {
-                    this.set_health(true, "");
-                    Some(v)
-                }
-                Ok(Ok(v)) => {
-                    tracing::warn!(
-                        asked = keys.len(),
-                        answered = v.len(),
-                        "Redis answered MGET with the wrong number of values."
-                    );
-                    None
-                }
-                Ok(Err(e)) => {
-                    this.set_health(false, &e.to_string());
-                    None
-                }
-                Err(_) => {
-                    this.set_health(false, "timed out");
-                    None
-                }
+                .ok()?;
+            if values.len() != keys.len() {
+                tracing::warn!(
+                    asked = keys.len(),
+                    answered = values.len(),
+                    "Redis answered MGET with the wrong number of values."
+                );
+                return None;
             }
+            Some(values)
         })
     }
 
@@ -181,18 +131,15 @@ impl Dedup for RedisDedup {
     ) -> BoxFuture<'static, ()> {
         let this = self.clone();
         Box::pin(async move {
-            let Some(mut c) = this.connection().await else {
+            let lazy = &this.inner.redis;
+            let Some(mut c) = lazy.connection().await else {
                 return;
             };
             let key = this.key(subscription_id, message_id);
             let ttl = this.inner.ttl_s;
-            match tokio::time::timeout(OP_TIMEOUT, c.set_ex::<_, _, ()>(&key, sent_message_id, ttl))
-                .await
-            {
-                Ok(Ok(())) => this.set_health(true, ""),
-                Ok(Err(e)) => this.set_health(false, &e.to_string()),
-                Err(_) => this.set_health(false, "timed out"),
-            }
+            let _ = lazy
+                .timed(c.set_ex::<_, _, ()>(&key, sent_message_id, ttl))
+                .await;
         })
     }
 }

@@ -24,7 +24,7 @@ use crate::cli::DemoArgs;
 use crate::config::{Config, DatabaseConfig};
 use crate::pipeline::{Pipeline, PipelineConfig, PipelineParts};
 use crate::secret::{Secret, SecretUrl};
-use crate::store::{Store, migrate};
+use crate::store::{Open, Store};
 use crate::telegram::build_bots;
 
 /// The demo's closing figures.
@@ -77,9 +77,7 @@ async fn run_in(
     let users = args.users.max(1);
     let subs = args.subs_per_user.clamp(1, channels);
     let posts_per_channel = args.posts_per_channel;
-    let store = Store::new(db_cfg)?;
-    migrate::apply(&store, migrate::MIGRATIONS).await?;
-    store.maintain_partitions(2, 30).await?;
+    let store = Store::open(db_cfg, Open::fresh()).await?.store;
 
     let pairs = populate(
         &*store.conn("demo population").await?,

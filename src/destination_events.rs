@@ -36,7 +36,7 @@ struct Inner {
     /// Every bot with its id: an owner is told by the bot they started.
     bots: Vec<(i64, Bot)>,
     /// The bot's texts: the owner reads it in their language.
-    texts: Texts,
+    texts: Arc<Texts>,
     registry: Addr<SubscriberRegistry>,
     supervisor: Addr<ChannelSupervisor>,
     limiter: Addr<RateLimiter>,
@@ -65,7 +65,7 @@ impl DestinationHandler {
                     .iter()
                     .map(|b| (bot_id_of(b.token()), b.clone()))
                     .collect(),
-                texts: Texts::load(),
+                texts: Texts::shared(),
                 registry,
                 supervisor,
                 limiter,

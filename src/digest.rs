@@ -58,7 +58,7 @@ pub struct DigestWorker {
     store: Store,
     bots: HashMap<i64, Bot>,
     first_bot: Option<Bot>,
-    texts: Texts,
+    texts: Arc<Texts>,
     every: Duration,
     stop: Arc<AtomicBool>,
     ownership: Option<Arc<Ownership>>,
@@ -81,7 +81,7 @@ impl DigestWorker {
                 .map(|b| (bot_id_of(b.token()), b.clone()))
                 .collect(),
             first_bot: bots.first().cloned(),
-            texts: Texts::load(),
+            texts: Texts::shared(),
             every: every.clamp(Duration::from_millis(100), CHECK_EVERY),
             stop,
             ownership,

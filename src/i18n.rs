@@ -2,6 +2,7 @@
 //! `locales/` (compiled into the binary: a daemon needs no files beside it).
 
 use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
 
 use fluent_bundle::concurrent::FluentBundle;
 use fluent_bundle::{FluentArgs, FluentResource, FluentValue};
@@ -65,7 +66,16 @@ pub struct Texts {
 }
 
 impl Texts {
-    /// Loads the three files. They are part of the binary and tested, so a
+    /// The texts of this process, parsed on first use and shared from then
+    /// on: they are compiled into the binary and never change, so the bot,
+    /// the digest worker, the destination handler and the daemon's notices
+    /// all read one copy.
+    pub fn shared() -> Arc<Self> {
+        static TEXTS: LazyLock<Arc<Texts>> = LazyLock::new(|| Arc::new(Texts::load()));
+        TEXTS.clone()
+    }
+
+    /// Loads the three files (use [`Texts::shared`]; this parses them again). They are part of the binary and tested, so a
     /// broken one is a build defect: it panics at start-up, not per message.
     pub fn load() -> Self {
         let bundles = Lang::ALL

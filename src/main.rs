@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use kuryer::cli::{Cli, Command, ConfigArg};
 use kuryer::config::{self, Loaded};
-use kuryer::store::{Store, migrate};
+use kuryer::store::{Open, Store};
 use kuryer::telemetry;
 
 /// Exit code for a bad configuration or a command that cannot run.
@@ -41,7 +41,7 @@ fn main() -> ExitCode {
                 // What the operator must fix in the configuration is said
                 // before anything touches the database.
                 kuryer::reader::login::check_app(&loaded.config)?;
-                let store = kuryer::reader::open_store(&loaded.config).await?;
+                let store = open_store(&loaded.config).await?;
                 let done = kuryer::reader::login::login(
                     &store,
                     &loaded.config,
@@ -59,7 +59,7 @@ fn main() -> ExitCode {
         }),
         Command::Accounts(arg) => with_config("accounts", &arg, |loaded| {
             block_on(async move {
-                let store = kuryer::reader::open_store(&loaded.config).await?;
+                let store = open_store(&loaded.config).await?;
                 print!(
                     "{}",
                     kuryer::reader::login::accounts_table(
@@ -71,7 +71,7 @@ fn main() -> ExitCode {
         }),
         Command::Instances(arg) => with_config("instances", &arg, |loaded| {
             block_on(async move {
-                let store = kuryer::reader::open_store(&loaded.config).await?;
+                let store = open_store(&loaded.config).await?;
                 print!(
                     "{}",
                     kuryer::instance::instances_table(&store.instances().await?)
@@ -81,7 +81,7 @@ fn main() -> ExitCode {
         }),
         Command::Logout { config, account } => with_config("logout", &config, |loaded| {
             block_on(async move {
-                let store = kuryer::reader::open_store(&loaded.config).await?;
+                let store = open_store(&loaded.config).await?;
                 let note = kuryer::reader::login::logout(&store, &loaded.config, &account).await?;
                 println!("reader account {account:?} is logged out");
                 if let Some(note) = note {
@@ -186,14 +186,17 @@ fn check_config(arg: &ConfigArg, connect: bool) -> ExitCode {
 
 async fn run_migrate(loaded: Loaded) -> anyhow::Result<()> {
     let db = &loaded.config.database;
-    if migrate::create_database_if_missing(db).await? {
+    let opened = Store::open_with(
+        db,
+        Open::everything(db),
+        kuryer::store::migrate_with_progress,
+    )
+    .await?;
+    if opened.created {
         println!("created the database");
     }
-    let store = Store::new(db)?;
-    let report = kuryer::store::migrate_with_progress(&store).await?;
-    let parts = store
-        .maintain_partitions(db.partitions_ahead_days, db.retention_days)
-        .await?;
+    let report = opened.migrations.unwrap_or_default();
+    let parts = opened.partitions.unwrap_or_default();
     if report.applied.is_empty() {
         println!(
             "schema is up to date ({} migrations applied before)",
@@ -210,4 +213,11 @@ async fn run_migrate(loaded: Loaded) -> anyhow::Result<()> {
         parts.dropped.len()
     );
     Ok(())
+}
+
+/// The store of the reader and instance commands (`login`, `accounts`,
+/// `logout`, `instances`): created if missing, schema applied, as `kuryer
+/// run` would at start.
+async fn open_store(config: &config::Config) -> anyhow::Result<Store> {
+    Ok(Store::open(&config.database, Open::schema()).await?.store)
 }

@@ -21,12 +21,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use crate::config::{RedisConfig, SharedMode};
+use crate::redis_conn::{HealthLog, LazyRedis};
 use futures_util::future::BoxFuture;
 use kuryer_actors::ports::{Admission, SendSlot, SharedLimits, SharedLimitsError, SlotDone};
 use kuryer_actors::rate_limiter::SharedRates;
-use redis::aio::ConnectionManager;
-
-use crate::config::{RedisConfig, SharedMode};
 
 /// The script (atomic: Redis runs one script at a time).
 pub const SCRIPT: &str = include_str!("shared_limits.lua");
@@ -58,7 +57,7 @@ pub struct RedisSharedLimits {
 }
 
 struct Inner {
-    redis: crate::redis_conn::LazyRedis,
+    redis: LazyRedis,
     script: redis::Script,
     prefix: String,
     /// This instance's name in the heartbeat set and in its tickets.
@@ -67,7 +66,6 @@ struct Inner {
     rates: SharedRates,
     /// How long a send in flight holds its chat and window slot.
     hold: Duration,
-    reachable: AtomicBool,
     live: AtomicUsize,
     /// Another source of the instance count, when set.
     count: Mutex<Option<Arc<dyn InstanceCount>>>,
@@ -89,19 +87,18 @@ impl RedisSharedLimits {
         rates: SharedRates,
         hold: Duration,
     ) -> Self {
-        let client = match redis::Client::open(cfg.url.expose()) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                tracing::error!(error = %e, "Redis URL refused; rate limits are not shared.");
-                None
-            }
-        };
         Self {
             inner: Arc::new(Inner {
-                redis: crate::redis_conn::LazyRedis::new(
-                    client,
+                redis: LazyRedis::open(
+                    &cfg.url,
                     Duration::from_secs(1),
                     OP_TIMEOUT,
+                    HealthLog {
+                        // The limiter says the share it falls back on.
+                        lost: "Redis unreachable: rate limits are no longer shared between \
+                               instances; each sends at its share of every limit.",
+                        back: "Redis reachable again: rate limits are shared between instances.",
+                    },
                 ),
                 script: redis::Script::new(SCRIPT),
                 prefix: format!("{}{installation}:", cfg.key_prefix),
@@ -109,7 +106,6 @@ impl RedisSharedLimits {
                 mode,
                 rates,
                 hold,
-                reachable: AtomicBool::new(true),
                 live: AtomicUsize::new(1),
                 count: Mutex::new(None),
             }),
@@ -132,37 +128,12 @@ impl RedisSharedLimits {
         format!("{}instances", self.inner.prefix)
     }
 
-    /// The connection, or `None` while Redis cannot be reached (see
-    /// `redis_conn`).
-    async fn connection(&self) -> Option<ConnectionManager> {
-        match self.inner.redis.connection().await {
-            Ok(c) => c,
-            Err(why) => {
-                self.set_reachable(false, &why);
-                None
-            }
-        }
-    }
-
-    fn set_reachable(&self, ok: bool, detail: &str) {
-        let was = self.inner.reachable.swap(ok, Ordering::Relaxed);
-        if was && !ok {
-            tracing::warn!(
-                error = %detail,
-                live_instances = self.live_instances(),
-                "Redis unreachable: rate limits are no longer shared between instances; \
-                 each sends at its share of every limit."
-            );
-        } else if !was && ok {
-            tracing::info!("Redis reachable again: rate limits are shared between instances.");
-        }
-    }
-
     /// One heartbeat: says this instance is live, forgets instances silent
     /// for [`LIVE_FOR`], and notes how many are live.
     pub async fn beat(&self) -> bool {
-        let Some(mut c) = self.connection().await else {
-            self.set_reachable(false, "no connection");
+        let lazy = &self.inner.redis;
+        let Some(mut c) = lazy.connection().await else {
+            lazy.record(false, "no connection");
             return false;
         };
         let script = redis::Script::new(
@@ -176,20 +147,12 @@ impl RedisSharedLimits {
         let mut call = script.key(self.instances_key());
         call.arg(&self.inner.instance)
             .arg(LIVE_FOR.as_millis() as u64);
-        match tokio::time::timeout(OP_TIMEOUT, call.invoke_async::<usize>(&mut c)).await {
-            Ok(Ok(n)) => {
+        match lazy.timed(call.invoke_async::<usize>(&mut c)).await {
+            Ok(n) => {
                 self.inner.live.store(n.max(1), Ordering::Relaxed);
-                self.set_reachable(true, "");
                 true
             }
-            Ok(Err(e)) => {
-                self.set_reachable(false, &e.to_string());
-                false
-            }
-            Err(_) => {
-                self.set_reachable(false, "timed out");
-                false
-            }
+            Err(_) => false,
         }
     }
 
@@ -208,15 +171,16 @@ impl RedisSharedLimits {
 
     /// Takes this instance out of the heartbeat set.
     pub async fn leave(&self) {
-        if let Some(mut c) = self.connection().await {
-            let _ = tokio::time::timeout(
-                OP_TIMEOUT,
-                redis::cmd("ZREM")
-                    .arg(self.instances_key())
-                    .arg(&self.inner.instance)
-                    .query_async::<i64>(&mut c),
-            )
-            .await;
+        let lazy = &self.inner.redis;
+        if let Some(mut c) = lazy.connection().await {
+            let _ = lazy
+                .timed(
+                    redis::cmd("ZREM")
+                        .arg(self.instances_key())
+                        .arg(&self.inner.instance)
+                        .query_async::<i64>(&mut c),
+                )
+                .await;
         }
     }
 
@@ -235,7 +199,8 @@ impl RedisSharedLimits {
         if want.is_empty() && done.is_empty() {
             return Ok(Vec::new());
         }
-        let Some(mut c) = self.connection().await else {
+        let lazy = &self.inner.redis;
+        let Some(mut c) = lazy.connection().await else {
             return Err(SharedLimitsError("no connection to Redis".into()));
         };
         let r = &self.inner.rates;
@@ -262,20 +227,10 @@ impl RedisSharedLimits {
                 .arg(if w.group_like { "1" } else { "0" })
                 .arg(self.ticket(w.ticket));
         }
-        let answer = tokio::time::timeout(OP_TIMEOUT, call.invoke_async::<Vec<i64>>(&mut c)).await;
-        let codes = match answer {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => {
-                let text = e.to_string();
-                self.set_reachable(false, &text);
-                return Err(SharedLimitsError(text));
-            }
-            Err(_) => {
-                self.set_reachable(false, "timed out");
-                return Err(SharedLimitsError("timed out".into()));
-            }
-        };
-        self.set_reachable(true, "");
+        let codes = lazy
+            .timed(call.invoke_async::<Vec<i64>>(&mut c))
+            .await
+            .map_err(SharedLimitsError)?;
         Ok(codes
             .into_iter()
             .map(|code| match code {
@@ -306,7 +261,7 @@ impl SharedLimits for RedisSharedLimits {
     }
 
     fn reachable(&self) -> bool {
-        self.inner.redis.configured() && self.inner.reachable.load(Ordering::Relaxed)
+        self.inner.redis.healthy()
     }
 
     fn live_instances(&self) -> usize {

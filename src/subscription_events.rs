@@ -19,9 +19,8 @@
 
 use std::time::Duration;
 
-use crate::config::DatabaseConfig;
 use crate::pipeline::Pipeline;
-use crate::store::{Store, listen};
+use crate::store::Store;
 
 /// The PostgreSQL channel of subscription changes (the trigger's).
 pub const CHANNEL: &str = "kuryer_subscriptions";
@@ -66,12 +65,11 @@ pub async fn apply(store: &Store, pipeline: &Pipeline, payload: &str) {
 
 /// Listens until aborted, reconnecting with a backoff; each session starts
 /// with a re-sync of the registry.
-pub fn spawn(db: &DatabaseConfig, store: Store, pipeline: Pipeline) -> tokio::task::JoinHandle<()> {
-    let db = db.clone();
+pub fn spawn(store: Store, pipeline: Pipeline) -> tokio::task::JoinHandle<()> {
     actix_rt::spawn(async move {
         let mut backoff = Duration::from_millis(200);
         loop {
-            match listen::listen(&db, CHANNEL).await {
+            match store.listen(CHANNEL).await {
                 Ok(mut session) => {
                     backoff = Duration::from_millis(200);
                     match pipeline.resync(&store, RESYNC_CHUNK).await {

@@ -557,7 +557,8 @@ impl DeliveryStatus {
     }
 }
 
-/// A finished delivery, as the DbWriter persists it.
+/// A finished delivery: what the DbWriter batches and the store writes as
+/// one `forwarded_messages` row (the one type for both).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeliveryRecord {
     /// `subscriptions.id`.

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::util::{BenchDb, settle_stats};
 use kuryer::config::Config;
-use kuryer::store::{Store, migrate};
+use kuryer::store::{Open, Store};
 use kuryer_sim::fixtures;
 use kuryer_sim::process::FakeSpec;
 
@@ -184,9 +184,7 @@ async fn run_in(spec: &BaselineSpec, cfg: &Config, db: &BenchDb) -> anyhow::Resu
     let channels = spec.channels.max(1);
     let users = spec.users.max(1);
     let pairs = {
-        let store = Store::new(&db.cfg)?;
-        migrate::apply(&store, migrate::MIGRATIONS).await?;
-        store.maintain_partitions(2, 30).await?;
+        let store = Store::open(&db.cfg, Open::fresh()).await?.store;
         let pairs = fixtures::populate(
             &*store.conn("bench population").await?,
             channels,

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use kuryer::config::Config;
 use kuryer::secret::Secret;
-use kuryer::store::{Store, migrate};
+use kuryer::store::{Open, Store};
 use kuryer_sim::fake_bot_api::{FakeLimits, FakeTelegram};
 use kuryer_sim::fixtures::{self, nth_bot_token};
 use serde::Serialize;
@@ -96,9 +96,7 @@ impl World {
         limits: FakeLimits,
     ) -> anyhow::Result<Self> {
         let db = BenchDb::create(cfg, "instances").await?;
-        let store = Store::new(&db.cfg)?;
-        migrate::apply(&store, migrate::MIGRATIONS).await?;
-        store.maintain_partitions(2, 30).await?;
+        let store = Store::open(&db.cfg, Open::fresh()).await?.store;
         store.close();
         let url = db.cfg.url.expose().to_owned();
         let client = kuryer_sim::throwaway_db::connect(&url).await?;

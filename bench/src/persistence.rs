@@ -18,7 +18,7 @@ use tokio_postgres::types::{ToSql, Type};
 
 use crate::util::BenchDb;
 use kuryer::config::Config;
-use kuryer::store::{Store, migrate};
+use kuryer::store::{Open, Store};
 
 /// What one persistence run writes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -86,9 +86,7 @@ async fn run_in(
     cfg: &Config,
     db: &BenchDb,
 ) -> anyhow::Result<PersistenceResult> {
-    let store = Store::new(&db.cfg)?;
-    migrate::apply(&store, migrate::MIGRATIONS).await?;
-    store.maintain_partitions(2, 30).await?;
+    let store = Store::open(&db.cfg, Open::fresh()).await?.store;
     let day = Utc::now().date_naive();
     let rows = i64::try_from(spec.rows.max(1))?;
     let per_row = i64::try_from(spec.per_row_rows.max(1))?;

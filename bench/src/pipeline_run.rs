@@ -24,7 +24,7 @@ use kuryer::config::Config;
 use kuryer::dedup::RedisDedup;
 use kuryer::pipeline::{Pipeline, PipelineConfig, PipelineParts, limiter_config};
 use kuryer::secret::Secret;
-use kuryer::store::{Store, migrate};
+use kuryer::store::{Open, Store};
 use kuryer::telegram::{bot_id_of, build_bots};
 use kuryer_sim::fake_bot_api::FakeLimits;
 use kuryer_sim::fixtures;
@@ -366,9 +366,7 @@ async fn run_in(spec: &PipelineSpec, cfg: &Config, db: &BenchDb) -> anyhow::Resu
     // The population, through its own pool: its sessions end (and report
     // their statistics) before the measurement starts.
     let (pairs, installation) = {
-        let store = Store::new(&db.cfg)?;
-        migrate::apply(&store, migrate::MIGRATIONS).await?;
-        store.maintain_partitions(2, 30).await?;
+        let store = Store::open(&db.cfg, Open::fresh()).await?.store;
         let mut pairs = fixtures::populate(
             &*store.conn("bench population").await?,
             channels,

@@ -33,7 +33,7 @@ use kuryer::demo_mtproto::{ReaderWorld, Wake};
 use kuryer::pipeline::{Pipeline, PipelineConfig, PipelineParts};
 use kuryer::reader::ReaderPool;
 use kuryer::secret::Secret;
-use kuryer::store::{Store, migrate};
+use kuryer::store::{Open, Store};
 use kuryer::telegram::build_bots;
 use kuryer_actors::ports::SourceFactory;
 use kuryer_sim::fixtures;
@@ -418,9 +418,7 @@ fn plan(spec: &ReaderSpec) -> Vec<(i64, usize, bool)> {
 
 async fn run_in(spec: &ReaderSpec, cfg: &Config, db: &BenchDb) -> anyhow::Result<ReaderResult> {
     let setup = Instant::now();
-    let store = Store::new(&db.cfg)?;
-    migrate::apply(&store, migrate::MIGRATIONS).await?;
-    store.maintain_partitions(2, 30).await?;
+    let store = Store::open(&db.cfg, Open::fresh()).await?.store;
     {
         let c = store.conn("bench reader population").await?;
         // One subscriber a channel (31·u mod n covers every channel).

@@ -13,7 +13,7 @@ use kuryer::config::Config;
 use kuryer::dedup::RedisDedup;
 use kuryer::pipeline::{Pipeline, PipelineConfig, PipelineParts, limiter_config};
 use kuryer::secret::Secret;
-use kuryer::store::{Store, migrate};
+use kuryer::store::{Open, Store};
 use kuryer::telegram::{bot_id_of, build_bots};
 use kuryer_actors::ports::SourceFactory;
 use kuryer_sim::fake_bot_api::FakeLimits;
@@ -70,9 +70,7 @@ pub(crate) async fn run(spec: &ResumeSpec, cfg: &Config) -> anyhow::Result<Resum
 
 async fn run_in(spec: &ResumeSpec, cfg: &Config, db: &BenchDb) -> anyhow::Result<ResumeResult> {
     let (owed, installation) = {
-        let store = Store::new(&db.cfg)?;
-        migrate::apply(&store, migrate::MIGRATIONS).await?;
-        store.maintain_partitions(2, 30).await?;
+        let store = Store::open(&db.cfg, Open::fresh()).await?.store;
         let c = store.conn("bench population").await?;
         fixtures::populate(&c, spec.channels, spec.users, spec.subs).await?;
         // Every channel's last `posts` posts recorded (mark included) and

@@ -64,7 +64,7 @@ pub struct BotSettings {
 struct Shared {
     store: Store,
     pipeline: Pipeline,
-    texts: Texts,
+    texts: Arc<Texts>,
     settings: BotSettings,
     /// Every bot (its id, its client), in configuration order: a user is
     /// written to by the bot they started.
@@ -94,7 +94,7 @@ pub fn handlers(
     let shared = Arc::new(Shared {
         store,
         pipeline,
-        texts: Texts::load(),
+        texts: Texts::shared(),
         settings,
         bots: bots.clone(),
         rate,

@@ -22,6 +22,8 @@ use kuryer_actors::sender_pool::SenderConfig;
 
 use crate::secret::{Secret, SecretUrl};
 
+/// The database connection parsed once: URL, TLS mode, timeouts.
+mod database;
 /// Reading the file, the environment and the credentials.
 mod load;
 /// `Config::validate`: ranges, URLs, what this build can serve.
@@ -483,6 +485,7 @@ pub struct Loaded {
     pub path: Option<PathBuf>,
 }
 
+pub use database::{DbConnect, DbUrlError};
 pub use load::{find_file, load, load_from};
 
 impl Config {

@@ -28,9 +28,13 @@ impl Config {
         }
 
         let db = &self.database;
-        check_postgres_url("database.url", &db.url)?;
-        for (i, url) in db.replica_urls.iter().enumerate() {
-            check_postgres_url(&format!("database.replica_urls[{i}]"), url)?;
+        // Parsed here as every connection will use it, so a configuration
+        // that loads always connects the way it says.
+        if let Err(e) = db.primary() {
+            bad("database.url", e.to_string())?;
+        }
+        if let Err((i, e)) = db.replicas() {
+            bad(&format!("database.replica_urls[{i}]"), e.to_string())?;
         }
         range("database.pool_max", db.pool_max, 1, 10_000)?;
         range(
@@ -301,16 +305,5 @@ impl Config {
         range("instance.lease_ttl_s", i.lease_ttl_s, 2, 3_600)?;
 
         Ok(())
-    }
-}
-
-fn check_postgres_url(key: &str, url: &SecretUrl) -> Result<(), (String, String)> {
-    match tokio_postgres::Config::from_str(url.expose()) {
-        // tokio-postgres' parse errors do not echo the input, so they are safe to show.
-        Err(e) => Err((key.to_owned(), format!("unparsable URL: {e}"))),
-        Ok(c) if c.get_hosts().is_empty() => {
-            Err((key.to_owned(), "the URL names no host".to_owned()))
-        }
-        Ok(_) => Ok(()),
     }
 }

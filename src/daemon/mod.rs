@@ -38,7 +38,7 @@ use crate::pipeline::{Pipeline, PipelineConfig, PipelineParts};
 use crate::preflight;
 use crate::reader::ReaderPool;
 use crate::source_events;
-use crate::store::{Store, migrate};
+use crate::store::{Open, Store};
 use crate::telegram::{bot_id_of, build_bots};
 use crate::updates::{self, BotUpdates};
 use events::PipelineEvents;
@@ -64,25 +64,17 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = &'static str>) -> a
     running.wait_and_stop(&cfg, shutdown).await
 }
 
-/// Creates the database if missing, applies migrations and prepares the
-/// partitions.
+/// Creates the database if missing, applies migrations (their progress
+/// shown) and prepares the partitions.
 async fn open_store(cfg: &Config, notifier: &Notifier) -> anyhow::Result<Store> {
     notifier.status("applying migrations");
-    if migrate::create_database_if_missing(&cfg.database).await? {
-        tracing::info!("Created the database.");
-    }
-    let store = Store::new(&cfg.database)?;
-    let report = crate::store::migrate_with_progress(&store).await?;
-    if !report.applied.is_empty() {
-        tracing::info!(applied = ?report.applied, "Migrations applied at start-up.");
-    }
-    store
-        .maintain_partitions(
-            cfg.database.partitions_ahead_days,
-            cfg.database.retention_days,
-        )
-        .await?;
-    Ok(store)
+    let opened = Store::open_with(
+        &cfg.database,
+        Open::everything(&cfg.database),
+        crate::store::migrate_with_progress,
+    )
+    .await?;
+    Ok(opened.store)
 }
 
 /// The bots, after Telegram answered for every token: a revoked token is
@@ -191,7 +183,7 @@ async fn start(
         )
     })
     .await?;
-    let texts = Arc::new(Texts::load());
+    let texts = Texts::shared();
     deliver_events(inbox, &pipeline, &store, &bots, texts);
     let keeper = Keeper::new(
         store.clone(),
@@ -203,7 +195,7 @@ async fn start(
     let draining = keeper.draining();
     let keeper = actix_rt::spawn(keeper.run());
     // Subscriptions changed through another instance reach this one's registry.
-    let changes = crate::subscription_events::spawn(&cfg.database, store.clone(), pipeline.clone());
+    let changes = crate::subscription_events::spawn(store.clone(), pipeline.clone());
     let api = crate::http::bind_with(
         &cfg.http,
         store.clone(),

@@ -49,26 +49,3 @@ pub use pool::ReaderPool;
 pub use source::MtprotoSource;
 /// grammers' session in PostgreSQL.
 pub mod session;
-
-use crate::config::Config;
-use crate::store::{Store, StoreError, migrate};
-
-/// Why the reader's commands could not reach their database.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    /// The store.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// Migrations.
-    #[error(transparent)]
-    Migrate(#[from] migrate::MigrateError),
-}
-
-/// The store of `kuryer login / accounts / logout`, schema applied (the
-/// same migrations `kuryer run` applies at start).
-pub async fn open_store(cfg: &Config) -> Result<Store, OpenError> {
-    migrate::create_database_if_missing(&cfg.database).await?;
-    let store = Store::new(&cfg.database)?;
-    migrate::apply(&store, migrate::MIGRATIONS).await?;
-    Ok(store)
-}

@@ -1,35 +1,10 @@
 //! Delivery records (`forwarded_messages`): writing outcomes in batches,
 //! counting the sent ones. The deliveries still owed are read in `pending.rs`.
 
-use chrono::NaiveDate;
+use kuryer_actors::model::DeliveryRecord;
 
 use super::error::OpContext;
 use super::{Store, StoreError};
-
-/// One delivery outcome, as the DbWriter batches them.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ForwardedRow {
-    /// `subscriptions.id`.
-    pub subscription_id: i64,
-    /// `channels.id`.
-    pub channel_id: i64,
-    /// The post's first message id in its source channel.
-    pub source_message_id: i64,
-    /// UTC day the post was detected: the partition key.
-    pub post_day: NaiveDate,
-    /// The chat it went to.
-    pub destination_chat_id: i64,
-    /// The message id Telegram gave the copy, when sent.
-    pub sent_message_id: Option<i64>,
-    /// `sent`, `failed`, `ambiguous` or `skipped`.
-    pub status: &'static str,
-    /// Why it failed, when it did.
-    pub error: Option<String>,
-    /// Every id of the copy (album parts), when more than one.
-    pub sent_message_ids: Option<Vec<i64>>,
-    /// History sent on subscribe.
-    pub backfill: bool,
-}
 
 impl Store {
     /// Deliveries recorded as sent (demo and benchmark summaries).
@@ -59,7 +34,7 @@ impl Store {
     /// One bad row (say, a status the CHECK rejects) fails the whole
     /// statement; the caller (the DbWriter) then splits the batch to find it,
     /// so the other rows are not lost.
-    pub async fn insert_forwarded(&self, rows: &[ForwardedRow]) -> Result<u64, StoreError> {
+    pub async fn insert_forwarded(&self, rows: &[DeliveryRecord]) -> Result<u64, StoreError> {
         const OP: &str = "insert forwarded rows";
         if rows.is_empty() {
             return Ok(0);
@@ -89,7 +64,7 @@ impl Store {
             post_day.push(r.post_day);
             destination_chat_id.push(r.destination_chat_id);
             sent_message_id.push(r.sent_message_id);
-            status.push(r.status);
+            status.push(r.status.as_str());
             error.push(r.error.as_deref());
         }
         let c = self.conn(OP).await?;

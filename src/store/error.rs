@@ -21,6 +21,27 @@ pub enum StoreError {
     /// The data broke an invariant the schema cannot express.
     #[error("{op}: {message}")]
     Data { op: &'static str, message: String },
+    /// A connection of its own (LISTEN, create-database) could not be
+    /// opened; `endpoint` is `host:port`, never the URL.
+    #[error("{op}: cannot connect to {endpoint}: {source}")]
+    Connect {
+        op: &'static str,
+        endpoint: String,
+        #[source]
+        source: ConnectError,
+    },
+}
+
+/// Why a connection of its own could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// Nothing answered within `database.connect_timeout_ms` (TCP, TLS and
+    /// the start-up exchange together).
+    #[error("no answer within {0} ms")]
+    TimedOut(u64),
+    /// The server refused, or the socket failed.
+    #[error(transparent)]
+    Postgres(tokio_postgres::Error),
 }
 
 impl StoreError {
@@ -36,29 +57,34 @@ impl StoreError {
         match self {
             Self::Pool { .. } => true,
             Self::Config(_) | Self::Data { .. } => false,
-            Self::Query { source, .. } => {
-                if source.is_closed() {
-                    return true;
-                }
-                match source.code() {
-                    // No SQLSTATE: retriable only when it is the connection
-                    // (I/O); a conversion or protocol error fails again.
-                    None => {
-                        std::error::Error::source(source).is_some_and(|s| s.is::<std::io::Error>())
-                    }
-                    Some(code) => {
-                        let c = code.code();
-                        c.starts_with("08")
-                            || c.starts_with("53")
-                            || *code == SqlState::T_R_SERIALIZATION_FAILURE
-                            || *code == SqlState::T_R_DEADLOCK_DETECTED
-                            || *code == SqlState::ADMIN_SHUTDOWN
-                            || *code == SqlState::CRASH_SHUTDOWN
-                            || *code == SqlState::CANNOT_CONNECT_NOW
-                            || *code == SqlState::QUERY_CANCELED
-                    }
-                }
-            }
+            Self::Query { source, .. } => postgres_retriable(source),
+            Self::Connect { source, .. } => match source {
+                ConnectError::TimedOut(_) => true,
+                ConnectError::Postgres(e) => postgres_retriable(e),
+            },
+        }
+    }
+}
+
+/// [`StoreError::is_retriable`] of a tokio-postgres error.
+fn postgres_retriable(source: &tokio_postgres::Error) -> bool {
+    if source.is_closed() {
+        return true;
+    }
+    match source.code() {
+        // No SQLSTATE: retriable only when it is the connection (I/O); a
+        // conversion or protocol error fails again.
+        None => std::error::Error::source(source).is_some_and(|s| s.is::<std::io::Error>()),
+        Some(code) => {
+            let c = code.code();
+            c.starts_with("08")
+                || c.starts_with("53")
+                || *code == SqlState::T_R_SERIALIZATION_FAILURE
+                || *code == SqlState::T_R_DEADLOCK_DETECTED
+                || *code == SqlState::ADMIN_SHUTDOWN
+                || *code == SqlState::CRASH_SHUTDOWN
+                || *code == SqlState::CANNOT_CONNECT_NOW
+                || *code == SqlState::QUERY_CANCELED
         }
     }
 }

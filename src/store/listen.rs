@@ -2,16 +2,13 @@
 //! handed to other callers, and LISTEN belongs to one session) that
 //! LISTENs on a channel and hands the notifications' payloads on.
 
-use std::str::FromStr;
-use std::time::Duration;
-
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_postgres::AsyncMessage;
 
-use super::StoreError;
 use super::error::OpContext;
-use crate::config::DatabaseConfig;
+use super::{Store, StoreError};
+use crate::config::DbConnect;
 
 /// A LISTENing session: payloads arrive on `rx`; when the connection is
 /// lost, one `Err` with the reason, then the end. Dropping it closes the
@@ -25,16 +22,18 @@ pub struct Listener {
     pub backend_pid: i32,
 }
 
-/// Opens a session on the primary (`cfg.url`) and LISTENs on `channel`.
-pub async fn listen(cfg: &DatabaseConfig, channel: &str) -> Result<Listener, StoreError> {
+impl Store {
+    /// A LISTEN session on `channel` on the primary the pool connects to.
+    pub async fn listen(&self, channel: &str) -> Result<Listener, StoreError> {
+        listen(self.primary(), channel).await
+    }
+}
+
+/// Opens a session on `target` (`kuryer-listen` in `pg_stat_activity`) and
+/// LISTENs on `channel`.
+pub async fn listen(target: &DbConnect, channel: &str) -> Result<Listener, StoreError> {
     const OP: &str = "listen";
-    let url = cfg.url.expose();
-    let mut pg = tokio_postgres::Config::from_str(url)
-        .map_err(|e| StoreError::Config(format!("unparsable database URL: {e}")))?;
-    pg.connect_timeout(Duration::from_millis(cfg.connect_timeout_ms));
-    pg.application_name("kuryer-listen");
-    pg.ssl_mode(super::tls::effective_ssl_mode(url)?);
-    let (client, mut conn) = pg.connect(super::tls::connector(cfg)?).await.op(OP)?;
+    let (client, mut conn) = super::connect::open_own_or_fail(OP, target, "kuryer-listen").await?;
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
@@ -72,4 +71,26 @@ pub async fn listen(cfg: &DatabaseConfig, channel: &str) -> Result<Listener, Sto
         rx,
         backend_pid,
     })
+}
+
+#[cfg(any(test, feature = "test-hooks"))]
+impl Listener {
+    /// A setting of this session as the server has it (`SHOW name`).
+    pub async fn show(&self, name: &str) -> Result<String, StoreError> {
+        const OP: &str = "show a setting";
+        let rows = self
+            ._client
+            .simple_query(&format!("SHOW {name}"))
+            .await
+            .op(OP)?;
+        rows.iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+                _ => None,
+            })
+            .ok_or(StoreError::Data {
+                op: OP,
+                message: format!("SHOW {name} returned no row"),
+            })
+    }
 }

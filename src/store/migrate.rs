@@ -10,8 +10,10 @@
 
 use sha2::{Digest, Sha256};
 
-use super::error::OpContext;
+use super::connect::{connect_error, drive, open_own, open_own_or_fail};
+use super::error::{ConnectError, OpContext};
 use super::{Store, StoreError};
+use crate::config::DbConnect;
 
 /// One migration file.
 #[derive(Debug, Clone, Copy)]
@@ -136,7 +138,7 @@ pub enum MigrateError {
 }
 
 /// What `migrate` did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MigrateReport {
     /// File names applied by this run, in order.
     pub applied: Vec<&'static str>,
@@ -259,39 +261,26 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Creates the configured database when the server says it does not exist,
-/// connecting to the server's `postgres` database to do so. Returns whether
-/// it created one. Any other connection failure is returned as is.
-pub async fn create_database_if_missing(
-    cfg: &crate::config::DatabaseConfig,
-) -> Result<bool, StoreError> {
-    use std::str::FromStr;
+/// Creates the database of `target` when the server says it does not
+/// exist, connecting to the server's `postgres` database to do so. Returns
+/// whether it created one. Any other connection failure is returned as is,
+/// naming `host:port`; each connection is opened within the connect timeout.
+pub async fn create_database_if_missing(target: &DbConnect) -> Result<bool, StoreError> {
     const OP: &str = "create database";
-    let mut pg = tokio_postgres::Config::from_str(cfg.url.expose())
-        .map_err(|e| StoreError::Config(format!("unparsable database URL: {e}")))?;
-    pg.ssl_mode(super::tls::effective_ssl_mode(cfg.url.expose())?);
-    let tls = super::tls::connector(cfg)?;
-    let connect = |pg: tokio_postgres::Config| {
-        let tls = tls.clone();
-        async move {
-            let (client, conn) = pg.connect(tls).await?;
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            Ok::<_, tokio_postgres::Error>(client)
+    const APP: &str = "kuryer-migrate";
+    match open_own(target, APP).await {
+        Ok((client, conn)) => {
+            // Dropping the client ends the session politely.
+            drive(conn);
+            drop(client);
+            Ok(false)
         }
-    };
-    match connect(pg.clone()).await {
-        Ok(_) => Ok(false),
-        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME) => {
-            let name = pg
-                .get_dbname()
-                .or(pg.get_user())
-                .unwrap_or("postgres")
-                .to_owned();
-            let mut admin = pg.clone();
-            admin.dbname("postgres");
-            let client = connect(admin).await.op(OP)?;
+        Err(Ok(ConnectError::Postgres(e)))
+            if e.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME) =>
+        {
+            let name = target.dbname().to_owned();
+            let (client, conn) = open_own_or_fail(OP, &target.on_database("postgres"), APP).await?;
+            drive(conn);
             let quoted = format!("\"{}\"", name.replace('"', "\"\""));
             match client
                 .batch_execute(&format!("CREATE DATABASE {quoted}"))
@@ -310,7 +299,8 @@ pub async fn create_database_if_missing(
                 Err(e) => Err(e).op(OP),
             }
         }
-        Err(e) => Err(e).op("connect to the database"),
+        Err(Ok(failed)) => Err(connect_error("connect to the database", target, failed)),
+        Err(Err(setup)) => Err(setup),
     }
 }
 

@@ -12,6 +12,8 @@
 mod accounts;
 /// Channels and posts, high-water marks.
 mod channels;
+/// Connections of their own (LISTEN, create-database), within the connect timeout.
+mod connect;
 /// Dead letters: what still failed after its retries, kept with the reason.
 mod dead_letters;
 /// Delivery records: batched outcomes.
@@ -38,6 +40,8 @@ pub mod migrate;
 mod migrate_progress;
 /// Subscribers told once when their channel became private, was renamed or is gone.
 mod notice_claims;
+/// `Store::open`: create if missing, pools, migrations, partitions.
+mod open;
 /// Daily partitions of `forwarded_messages` and retention.
 pub mod partitions;
 /// Owed deliveries: the start-up resume and the periodic sweep read them.
@@ -56,7 +60,7 @@ mod send_settings;
 mod settings;
 /// Subscriptions: add, list, stream the active ones.
 mod subscriptions;
-/// TLS to PostgreSQL: the mode a URL asks for, the verified connector.
+/// TLS to PostgreSQL: the verified connector.
 mod tls;
 /// The bot's people: registration, language, linked destinations.
 mod users;
@@ -67,9 +71,8 @@ pub use accounts::{
 };
 pub use channels::NewPost;
 pub use dead_letters::{DEAD_LETTER_RAW_MAX, DeadUpdate};
-pub use deliveries::ForwardedRow;
 pub use digest::{DigestDue, DigestRun, DigestTarget};
-pub use error::StoreError;
+pub use error::{ConnectError, StoreError};
 pub use history::BackfillChannel;
 pub use inbox::InboxEntry;
 pub use leases::{InstanceRow, LeasedChannel};
@@ -78,6 +81,7 @@ pub use notice_claims::{
     BOT_REMOVED as CHANNEL_BOT_REMOVED, ChannelNotice, ChannelPause, GONE as CHANNEL_GONE, PAUSING,
     PRIVATE as CHANNEL_PRIVATE, PROTECTED as CHANNEL_PROTECTED, RENAMED as CHANNEL_RENAMED,
 };
+pub use open::{Open, OpenError, Opened, Retention};
 pub use pending::{PendingQuery, PendingStream, RecentPost};
 pub use persistence::new_post;
 pub use pool::{REPLICA_APPLICATION_NAME, Store};

@@ -8,7 +8,7 @@ use futures_util::future::BoxFuture;
 use kuryer_actors::model::{DeliveryRecord, Post};
 use kuryer_actors::ports::{PersistError, Persistence};
 
-use super::{ForwardedRow, NewPost, Store, StoreError};
+use super::{NewPost, Store, StoreError};
 
 fn persist_error(e: StoreError) -> PersistError {
     PersistError {
@@ -76,24 +76,7 @@ impl Persistence for Store {
         rows: Vec<DeliveryRecord>,
     ) -> BoxFuture<'static, Result<u64, PersistError>> {
         let store = self.clone();
-        Box::pin(async move {
-            let rows: Vec<ForwardedRow> = rows
-                .into_iter()
-                .map(|r| ForwardedRow {
-                    subscription_id: r.subscription_id,
-                    channel_id: r.channel_id,
-                    source_message_id: r.source_message_id,
-                    post_day: r.post_day,
-                    destination_chat_id: r.destination_chat_id,
-                    sent_message_id: r.sent_message_id,
-                    status: r.status.as_str(),
-                    error: r.error,
-                    sent_message_ids: r.sent_message_ids,
-                    backfill: r.backfill,
-                })
-                .collect();
-            store.insert_forwarded(&rows).await.map_err(persist_error)
-        })
+        Box::pin(async move { store.insert_forwarded(&rows).await.map_err(persist_error) })
     }
 
     fn dead_letter_post(

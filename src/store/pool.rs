@@ -1,21 +1,23 @@
 //! The `Store` handle: building the connection pools (primary and read
 //! replicas) and handing out connections.
 
-use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 
 use super::StoreError;
 use super::error::OpContext;
-use crate::config::DatabaseConfig;
+use crate::config::{DatabaseConfig, DbConnect};
 
 /// The PostgreSQL store. Cheap to clone: clones share the pool.
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    /// Where `pool` connects: LISTEN sessions open the same way.
+    primary: Arc<DbConnect>,
     replicas: Vec<Pool>,
-    next_replica: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    next_replica: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl std::fmt::Debug for Store {
@@ -35,26 +37,12 @@ const REPLICA_CATCH_UP: Duration = Duration::from_secs(5);
 /// `kuryer`), so `pg_stat_activity` shows which reads went where.
 pub const REPLICA_APPLICATION_NAME: &str = "kuryer-replica";
 
-fn build_pool(url: &str, cfg: &DatabaseConfig, app: &str) -> Result<Pool, StoreError> {
-    let mut pg = tokio_postgres::Config::from_str(url)
-        .map_err(|e| StoreError::Config(format!("unparsable database URL: {e}")))?;
-    pg.connect_timeout(Duration::from_millis(cfg.connect_timeout_ms));
-    pg.application_name(app);
-    // Server notices ("relation already exists, skipping") are not worth a
-    // log line each; warnings and errors still arrive.
-    let mut options = pg.get_options().unwrap_or_default().to_owned();
-    options.push_str(" -c client_min_messages=warning");
-    if cfg.statement_timeout_ms > 0 {
-        options.push_str(&format!(
-            " -c statement_timeout={}",
-            cfg.statement_timeout_ms
-        ));
-    }
-    pg.options(options.trim_start());
-    pg.ssl_mode(super::tls::effective_ssl_mode(url)?);
+/// A pool on `target` whose sessions are named `app`, sized and timed by `cfg`.
+fn build_pool(target: &DbConnect, cfg: &DatabaseConfig, app: &str) -> Result<Pool, StoreError> {
+    let pg = target.session(app);
     let manager = Manager::from_config(
         pg,
-        super::tls::connector(cfg)?,
+        super::tls::connector(target)?,
         ManagerConfig {
             // Fast: a broken connection shows itself on first use and the
             // caller's retry takes a fresh one; a probe query per checkout
@@ -66,7 +54,7 @@ fn build_pool(url: &str, cfg: &DatabaseConfig, app: &str) -> Result<Pool, StoreE
     Pool::builder(manager)
         .max_size(cfg.pool_max)
         .wait_timeout(Some(wait))
-        .create_timeout(Some(Duration::from_millis(cfg.connect_timeout_ms)))
+        .create_timeout(Some(target.connect_timeout()))
         .recycle_timeout(Some(wait))
         .runtime(Runtime::Tokio1)
         .build()
@@ -74,19 +62,36 @@ fn build_pool(url: &str, cfg: &DatabaseConfig, app: &str) -> Result<Pool, StoreE
 }
 
 impl Store {
-    /// Builds the pools. Connects lazily: the first query opens the first connection.
+    /// Builds the pools. Connects lazily: the first query opens the first
+    /// connection. (To create the database and apply migrations as well:
+    /// [`Store::open`].)
     pub fn new(cfg: &DatabaseConfig) -> Result<Self, StoreError> {
-        let pool = build_pool(cfg.url.expose(), cfg, "kuryer")?;
+        let primary = cfg
+            .primary()
+            .map_err(|e| StoreError::Config(format!("database.url: {e}")))?;
+        Self::on(primary, cfg)
+    }
+
+    /// Builds the pools on `primary` (already parsed from `cfg.url`).
+    pub(super) fn on(primary: DbConnect, cfg: &DatabaseConfig) -> Result<Self, StoreError> {
+        let pool = build_pool(&primary, cfg, "kuryer")?;
         let replicas = cfg
-            .replica_urls
+            .replicas()
+            .map_err(|(i, e)| StoreError::Config(format!("database.replica_urls[{i}]: {e}")))?
             .iter()
-            .map(|u| build_pool(u.expose(), cfg, REPLICA_APPLICATION_NAME))
+            .map(|r| build_pool(r, cfg, REPLICA_APPLICATION_NAME))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             pool,
+            primary: Arc::new(primary),
             replicas,
             next_replica: Default::default(),
         })
+    }
+
+    /// Where the primary pool connects.
+    pub fn primary(&self) -> &DbConnect {
+        &self.primary
     }
 
     /// A connection to the primary.

@@ -124,7 +124,7 @@ async fn a_change_through_one_instance_reaches_the_others_registry_within_a_seco
     let a = start(&store, &fake).await;
     let b = start(&store, &fake).await;
     // Only B listens: whatever reaches B came through PostgreSQL.
-    let feed = kuryer::subscription_events::spawn(&db.config(), store.clone(), b.clone());
+    let feed = kuryer::subscription_events::spawn(store.clone(), b.clone());
     wait_listener(&db).await;
     assert_eq!(registry_size(&b).await, 4);
 
@@ -228,9 +228,7 @@ async fn a_change_of_transforms_quiet_hours_or_topic_is_announced() {
         )
         .await
         .unwrap();
-    let mut l = kuryer::store::listen::listen(&db.config(), "kuryer_subscriptions")
-        .await
-        .unwrap();
+    let mut l = store.listen("kuryer_subscriptions").await.unwrap();
     let c = db.client().await;
     let next = async |l: &mut kuryer::store::listen::Listener| {
         tokio::time::timeout(Duration::from_secs(2), l.rx.recv())

@@ -1,11 +1,14 @@
 //! The schema and the store against a real PostgreSQL, one fresh database per test.
 
 mod migrations;
+mod open;
 
 use crate::common::TestDb;
 use chrono::{Days, NaiveDate, Utc};
-use kuryer::store::{ForwardedRow, NewPost, partitions};
-use kuryer_actors::model::{ChannelUsername, DeliveryMode, DestinationKind};
+use kuryer::store::{NewPost, partitions};
+use kuryer_actors::model::{
+    ChannelUsername, DeliveryMode, DeliveryRecord, DeliveryStatus, DestinationKind,
+};
 
 fn name(s: &str) -> ChannelUsername {
     ChannelUsername::parse(s).unwrap()
@@ -324,19 +327,24 @@ async fn forwarded_rows_are_written_in_one_batch_and_final_outcomes_stay() {
     let store = db.migrated().await;
     store.maintain_partitions(3, 30).await.unwrap();
     let today = Utc::now().date_naive();
-    let row = |sub: i64, msg: i64, status: &'static str| ForwardedRow {
+    let row = |sub: i64, msg: i64, status: &'static str| DeliveryRecord {
         subscription_id: sub,
         channel_id: 1,
         source_message_id: msg,
         post_day: today,
         destination_chat_id: 100 + sub,
         sent_message_id: (status == "sent").then_some(msg * 10),
-        status,
+        status: match status {
+            "sent" => DeliveryStatus::Sent,
+            "failed" => DeliveryStatus::Failed,
+            "ambiguous" => DeliveryStatus::Ambiguous,
+            other => panic!("no status {other}"),
+        },
         error: (status == "failed").then(|| "Forbidden: bot was blocked by the user".to_owned()),
         sent_message_ids: None,
         backfill: false,
     };
-    let batch: Vec<ForwardedRow> = (1..=2000).map(|i| row(i, 1, "sent")).collect();
+    let batch: Vec<DeliveryRecord> = (1..=2000).map(|i| row(i, 1, "sent")).collect();
     assert_eq!(store.insert_forwarded(&batch).await.unwrap(), 2000);
     // Retrying the same batch writes nothing new.
     assert_eq!(store.insert_forwarded(&batch).await.unwrap(), 0);
@@ -413,17 +421,16 @@ async fn forwarded_rows_are_written_in_one_batch_and_final_outcomes_stay() {
         .get(0);
     assert_eq!(status, "failed");
 
-    // One bad row fails the statement as a whole (the DbWriter splits such a batch).
+    // One bad row fails the statement as a whole (the DbWriter splits such a
+    // batch). The status is typed now, so the bad value is text PostgreSQL
+    // refuses (a NUL byte).
     let mut bad = vec![row(6000, 1, "sent")];
-    bad.push(ForwardedRow {
-        status: "teleported",
-        ..row(6001, 1, "sent")
+    bad.push(DeliveryRecord {
+        error: Some("bad\0byte".to_owned()),
+        ..row(6001, 1, "failed")
     });
     let err = store.insert_forwarded(&bad).await.unwrap_err();
-    assert!(
-        !err.is_retriable(),
-        "a CHECK violation is not worth retrying: {err}"
-    );
+    assert!(!err.is_retriable(), "bad data is not worth retrying: {err}");
 }
 
 #[tokio::test]
@@ -489,20 +496,20 @@ async fn rows_in_the_default_partition_move_to_their_day_and_are_retained() {
     let store = db.migrated().await;
     let today = NaiveDate::from_ymd_opt(2026, 3, 10).unwrap();
     let old = today - Days::new(40);
-    let row = |sub: i64, day: NaiveDate| ForwardedRow {
+    let row = |sub: i64, day: NaiveDate| DeliveryRecord {
         subscription_id: sub,
         channel_id: 1,
         source_message_id: 7,
         post_day: day,
         destination_chat_id: 100 + sub,
         sent_message_id: Some(70),
-        status: "sent",
+        status: DeliveryStatus::Sent,
         error: None,
         sent_message_ids: None,
         backfill: false,
     };
     // No partition exists yet: everything lands in the default one.
-    let mut rows: Vec<ForwardedRow> = (1..=30).map(|i| row(i, today)).collect();
+    let mut rows: Vec<DeliveryRecord> = (1..=30).map(|i| row(i, today)).collect();
     rows.extend((31..=40).map(|i| row(i, old)));
     assert_eq!(store.insert_forwarded(&rows).await.unwrap(), 40);
     let r = store.maintain_partitions_at(today, 1, 5).await.unwrap();
