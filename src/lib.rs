@@ -15,9 +15,9 @@
 //!
 //! | layer | modules | what they are |
 //! |---|---|---|
-//! | commands | `main.rs`, [`cli`], `demo` (feature `demo`) | parse, load config, set up logging, run one command |
-//! | daemon | [`daemon`], [`pipeline`], [`owed`], `backfill`, [`instance`], [`updates`], [`bot`], [`http`], [`notify`], [`preflight`], [`progress`] | `kuryer run`'s wiring and ordered shutdown, the actor pipeline, resume and sweep of owed deliveries, leases among several instances, the bots' update loops, the bot's commands, the HTTP API, systemd readiness and watchdog, start-up checks, progress of long work |
-//! | adapters | [`store`], [`dedup`], [`destinations`], [`telemetry`], [`reader`] | PostgreSQL, Redis, what a lost destination means, logs and metrics, MTProto reader accounts |
+//! | commands | `main.rs`, [`cli`], `demo` and `demo_mtproto` (feature `demo`) | parse, load config, set up logging, run one command |
+//! | daemon | [`daemon`], [`pipeline`], [`owed`], `backfill`, [`mirror`], [`digest`], [`instance`], [`subscription_events`], [`updates`], [`bot`], [`http`], [`notify`], [`preflight`], [`progress`] | `kuryer run`'s wiring and ordered shutdown, the actor pipeline, resume and sweep of owed deliveries, history on subscribe, edits and deletions mirrored, digests, leases among several instances, subscription changes from every instance, the bots' update loops, the bot's commands, the HTTP API, systemd readiness and watchdog, start-up checks, progress of long work |
+//! | adapters | [`store`], [`dedup`], `redis_conn`, [`shared_limits`], [`destinations`], [`telemetry`], [`reader`] | PostgreSQL, Redis (dedup, the connection they share, limits shared between instances), what a lost destination means, logs and metrics, MTProto reader accounts |
 //! | foundation | [`config`], [`secret`], [`alloc`] | configuration and its validation, redacted secrets, the allocator |
 //! | actors | `kuryer-actors` | the actors and their messages, the domain model, the ports |
 //!
