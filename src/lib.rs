@@ -19,16 +19,16 @@
 //! (it defines the ports, `ChannelSource` and `Persistence`, that the
 //! adapters implement).
 //!
-//! | layer | what its modules are |
-//! |---|---|
-//! | commands | parse, load config, run one command (`main.rs`, `cli`, `demo`, `demo_mtproto` behind feature `demo`) |
-//! | daemon | `kuryer run`: everything started in one pass, the ordered stop |
-//! | faces | what people and operators talk to: the bot's commands, the bots' update loops, the HTTP API |
-//! | services | the pipeline and what it runs: owed deliveries, lost destinations, digests, mirroring, backfills, leases among instances, the change feed, start-up checks, systemd's notify protocol |
-//! | sources | MTProto reader accounts |
-//! | telegram leaves | bot ids and building, texts in three languages, what sources tell the daemon |
-//! | infrastructure | PostgreSQL, Redis, dedup, shared rate limits |
-//! | foundation | configuration, redacted secrets, logs and metrics, progress of long work, the allocator |
+//! | layer | modules | what they are |
+//! |---|---|---|
+//! | commands | `main.rs`, `cli`, `demo` and `demo_mtproto` (feature `demo`) | parse, load config, set up logging, run one command |
+//! | daemon | `daemon` | `kuryer run`: everything started in one pass, the ordered stop |
+//! | faces | `bot`, `updates`, `http` | what people and operators talk to: the bot's commands, the bots' update loops, the HTTP API |
+//! | services | `instance`, `owed`, `destination_events`, `digest`, `copies`, `pipeline`, `keeper`, `subscription_events`, `preflight`, `notify` | the pipeline and what it runs: owed deliveries, lost destinations, digests, edits and history on subscribe, leases among instances, the change feed, start-up checks, systemd's notify protocol |
+//! | sources | `reader` | MTProto reader accounts |
+//! | telegram leaves | `telegram`, `i18n`, `source_events` | bot ids and building, texts in three languages, what sources tell the daemon |
+//! | infrastructure | `store`, `redis_conn`, `dedup`, `shared_limits` | PostgreSQL, Redis, dedup, shared rate limits |
+//! | foundation | `alloc`, `config`, `secret`, `telemetry`, `progress` | configuration, redacted secrets, logs and metrics, progress of long work, the allocator |
 //!
 //! `kuryer-sim` sits beside the service: only `demo` (behind the default
 //! `demo` feature) and the tests use it, so `cargo build --release

@@ -431,6 +431,21 @@ async fn stats(h: &BotHandler, uid: i64, lang: Lang) -> Result<String, StoreErro
         .map(|(status, n)| format!("{status} {n}"))
         .collect::<Vec<_>>()
         .join(", ");
+    // Reader accounts by state (`new`, `active`, `logged_out`, `lost`), as
+    // `kuryer accounts` lists them; "0" when none was ever logged in.
+    let mut by_state = std::collections::BTreeMap::<String, u64>::new();
+    for a in h.store().reader_accounts().await? {
+        *by_state.entry(a.status).or_default() += 1;
+    }
+    let readers = if by_state.is_empty() {
+        "0".to_owned()
+    } else {
+        by_state
+            .iter()
+            .map(|(state, n)| format!("{state} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let n = |v: Option<u64>| Arg::from(v.map_or_else(|| "?".to_owned(), |v| v.to_string()));
     Ok(h.t(
         lang,
@@ -445,8 +460,7 @@ async fn stats(h: &BotHandler, uid: i64, lang: Lang) -> Result<String, StoreErro
             ("queued", n(p.as_ref().map(|p| p.queued as u64))),
             ("inflight", n(p.as_ref().map(|p| p.in_flight as u64))),
             ("throttled", n(p.as_ref().map(|p| p.retry_after))),
-            // Reader accounts come with the MTProto reader (issue 12).
-            ("readers", "—".into()),
+            ("readers", readers.into()),
         ],
     ))
 }

@@ -220,6 +220,48 @@ async fn stats_is_for_admins_only() {
     assert!(t.contains('2'), "{t}");
 }
 
+/// `/stats` counts the reader accounts by state, as `kuryer accounts` lists
+/// them: none at first, then two active, one lost (Telegram ended its
+/// session) and one never signed in.
+#[actix_rt::test]
+async fn stats_count_the_reader_accounts_by_state() {
+    let admin = 820_311;
+    let w = World::start(&[TOKEN], &[], |cfg| {
+        cfg.telegram.admins = vec![admin];
+    })
+    .await;
+    let t = w.say(TOKEN, admin, "/stats", "en").await;
+    assert!(t.contains("Reader accounts: 0"), "{t}");
+
+    let store = w.db.store();
+    for (i, name) in ["alpha", "beta", "gamma"].iter().enumerate() {
+        store.ensure_reader_account(name, None).await.unwrap();
+        store
+            .set_session_user(name, 830_000 + i as i64, 0)
+            .await
+            .unwrap();
+    }
+    store.ensure_reader_account("delta", None).await.unwrap();
+    assert!(
+        store
+            .end_reader_session("gamma", "lost", Some("AUTH_KEY_UNREGISTERED"))
+            .await
+            .unwrap()
+    );
+    let t = w.say(TOKEN, admin, "/stats", "en").await;
+    assert!(
+        t.contains("Reader accounts: active 2, lost 1, new 1"),
+        "{t}"
+    );
+    // The same counts in another language.
+    w.say(TOKEN, admin, "/lang ru", "en").await;
+    let t = w.say(TOKEN, admin, "/stats", "en").await;
+    assert!(
+        t.contains("Аккаунты-читатели: active 2, lost 1, new 1"),
+        "{t}"
+    );
+}
+
 /// Each bot sets its command menu in uz, ru, en and a default: the same
 /// commands, described in each language.
 #[actix_rt::test]

@@ -15,6 +15,8 @@ mod config;
 mod crash;
 /// `kuryer run` end to end against the fake Bot API.
 mod daemon;
+/// The documents against the code: paths, `kuryer` command lines, module maps.
+mod docs;
 /// Never lost, never twice, part two: each test names what broke.
 mod durability;
 /// Text transforms, quiet hours, forum topics, owners told once.

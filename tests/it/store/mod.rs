@@ -540,37 +540,45 @@ async fn rows_in_the_default_partition_move_to_their_day_and_are_retained() {
     assert_eq!(store.insert_forwarded(&rows[..30]).await.unwrap(), 0);
 }
 
-/// Issue 10, item 11: `NoTls` was hard-coded, so a PostgreSQL requiring TLS
-/// could not be used and all traffic was plain. With `sslmode=require` the
-/// connection is TLS and the server's certificate is verified (here Debian's
-/// self-signed "snakeoil" certificate for `localhost`, trusted through
-/// `database.tls_ca_file`); without it the same server is refused, never
-/// reached in plain text.
+/// The CA that vouches for the test server's certificate: made by
+/// `.ci/services.sh` (a throw-away CA, the server's certificate for
+/// `localhost` and `127.0.0.1`), or `KURYER_TEST_PG_CA_FILE` for a server
+/// set up otherwise.
+fn test_server_ca() -> std::path::PathBuf {
+    std::env::var_os("KURYER_TEST_PG_CA_FILE")
+        .map(Into::into)
+        .unwrap_or_else(|| "/var/lib/postgresql/kuryer-ci-tls/ca.pem".into())
+}
+
+/// `NoTls` was hard-coded once, so a PostgreSQL requiring TLS could not be
+/// used and all traffic was plain. With `sslmode=require` the connection is
+/// TLS and the server's certificate is verified (trusted through
+/// `database.tls_ca_file`); without a root that vouches for it the same
+/// server is refused, never reached in plain text. A server without TLS
+/// fails the test: `.ci/services.sh` turns it on.
 #[tokio::test]
 async fn tls_to_postgres_is_verified_and_used_when_the_url_asks() {
-    let snakeoil = std::path::Path::new("/etc/ssl/certs/ssl-cert-snakeoil.pem");
+    let ca = test_server_ca();
     let admin = crate::common::connect(&crate::common::admin_url()).await;
     let ssl_on: String = admin.query_one("SHOW ssl", &[]).await.unwrap().get(0);
-    let for_localhost = std::fs::read_to_string(snakeoil).is_ok()
-        && std::process::Command::new("openssl")
-            .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
-            .arg(snakeoil)
-            .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("DNS:localhost"));
-    if ssl_on != "on" || !for_localhost {
-        eprintln!(
-            "SKIPPED: this PostgreSQL has ssl = {ssl_on} and {} a certificate for localhost",
-            if for_localhost { "has" } else { "no" }
-        );
-        return;
-    }
+    assert_eq!(
+        ssl_on, "on",
+        "the test server has ssl = {ssl_on}: run `bash .ci/services.sh`, which turns TLS on \
+         with a throw-away CA"
+    );
+    assert!(
+        ca.is_file(),
+        "no CA for the test server's certificate at {} (made by `bash .ci/services.sh`, \
+         or set KURYER_TEST_PG_CA_FILE)",
+        ca.display()
+    );
     let db = TestDb::new().await;
     let mut url = url::Url::parse(&db.url).unwrap();
     url.set_host(Some("localhost")).unwrap();
     url.set_query(Some("sslmode=require"));
     let cfg = kuryer::config::DatabaseConfig {
         url: kuryer::secret::SecretUrl::new(url.to_string()),
-        tls_ca_file: Some(snakeoil.into()),
+        tls_ca_file: Some(ca),
         pool_max: 2,
         ..Default::default()
     };
