@@ -2,7 +2,10 @@
 //! side: `getChat`, `getChatMember`, `answerCallbackQuery`,
 //! `setMyCommands`, `editMessageText`, `editMessageReplyMarkup`. They read
 //! and change what `people.rs` keeps and what the bot sent
-//! (`state.rs`).
+//! (`state.rs`). Their refusals carry Telegram's descriptions (source:
+//! teloxide-core 0.13 `src/errors.rs`: `ChatNotFound`,
+//! `MessageTextIsEmpty`, `MessageToEditNotFound`, `EditedMessageIsTooLong`,
+//! `MessageNotModified`).
 
 use serde_json::{Value, json};
 

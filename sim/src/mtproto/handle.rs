@@ -33,9 +33,14 @@ pub struct MtprotoConfig {
     /// default: tests set the ones they exercise.
     pub flood_limits: BTreeMap<String, FloodLimit>,
     /// `updates.getChannelDifference` over more events than this (or the
-    /// client's `limit`, the smaller) answers `channelDifferenceTooLong`.
+    /// client's `limit`, the smaller) answers `channelDifferenceTooLong`
+    /// (source: https://core.telegram.org/api/updates, "the server may
+    /// return a channelDifferenceTooLong"; the threshold itself has no
+    /// public source and is modelled as 100, the largest `limit` a client
+    /// passes).
     pub channel_difference_limit: usize,
-    /// A login code older than this gets `PHONE_CODE_EXPIRED`.
+    /// A login code older than this gets `PHONE_CODE_EXPIRED` (no public
+    /// source for Telegram's lifetime; modelled as 5 minutes).
     pub code_ttl: Duration,
 }
 
@@ -52,6 +57,10 @@ impl Default for MtprotoConfig {
 impl MtprotoConfig {
     /// Telegram-like limits: `contacts.resolveUsername` 5 a minute,
     /// `channels.joinChannel` 5 a minute, `messages.getHistory` 3 a second.
+    /// No public source: Telegram's flood limits are secret and adaptive
+    /// (https://core.telegram.org/api/errors#420-flood says only that a
+    /// `FLOOD_WAIT_X` means waiting X seconds); modelled as a sliding window
+    /// of the order readers meet in practice.
     pub fn telegram_like() -> Self {
         let mut c = Self::default();
         for (m, n, per) in [

@@ -180,7 +180,10 @@ impl MtprotoFake {
     }
 
     /// Revokes the session of `auth_key`: every later call gets
-    /// `SESSION_REVOKED`. False when the fake does not know the key.
+    /// `SESSION_REVOKED` (source: https://core.telegram.org/api/errors,
+    /// 401 `SESSION_REVOKED`: "the authorization has been invalidated,
+    /// because of the user terminating all sessions"). False when the fake
+    /// does not know the key.
     pub fn revoke_session(&self, auth_key: &[u8; 256]) -> bool {
         let id = crypto::key_id(auth_key);
         match self.world().keys.get_mut(&id) {
@@ -218,7 +221,8 @@ impl MtprotoFake {
     }
 
     /// Pushes `updateChannelTooLong` for `channel`: the client must call
-    /// `updates.getChannelDifference`.
+    /// `updates.getChannelDifference` (source:
+    /// https://core.telegram.org/api/updates, "updateChannelTooLong").
     pub fn push_channel_too_long(&self, account: i64, channel: ChannelRef) {
         let mut w = self.world();
         let Some(ch) = w.channels.get(&channel.id) else {
@@ -238,7 +242,8 @@ impl MtprotoFake {
     }
 
     /// Pushes `updatesTooLong`: the client must call `updates.getDifference`
-    /// (which names the channels whose pushes it missed).
+    /// (source: https://core.telegram.org/api/updates, "updatesTooLong"),
+    /// which names the channels whose pushes it missed.
     pub fn push_updates_too_long(&self, account: i64) {
         let body = Arc::new(tl::enums::Updates::TooLong.to_bytes());
         if let Some(a) = self.world().accounts.get_mut(&account) {
