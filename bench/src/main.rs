@@ -151,7 +151,7 @@ fn main() -> ExitCode {
     kuryer::alloc::tune();
     let cli = Cli::parse();
     if let Some(Serve::FakeTelegram(spec)) = cli.serve {
-        return match actix_rt::System::new().block_on(kuryer_sim::control::run(spec)) {
+        return match actix_rt::System::new().block_on(kuryer_sim::control_api::run(spec)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("kuryer-bench fake-telegram: {e}");

@@ -10,13 +10,13 @@
 //! | [`fake_bot_api`] | an HTTP fake of the Bot API speaking the real wire protocol, recording everything it receives |
 //! | [`mtproto`] | the MTProto face: a fake data centre speaking MTProto 2.0 over TCP (Full transport) that grammers-client connects to unmodified |
 //! | [`source`] | [`SimSource`](source::SimSource): a `ChannelSource` reading the fake's channel history, as a reader account would |
-//! | [`control`] | the fake as a process of its own, with a control API (`kuryer-sim`, and `kuryer-bench`'s child) |
+//! | [`control_api`] | the fake as a process of its own, serving both faces and a control HTTP API that drives them (`kuryer-sim`, and `kuryer-bench`'s child) |
 //! | [`process`] | [`FakeSpec`](process::FakeSpec), what such a process simulates, and [`FakeProcess`](process::FakeProcess), a client that starts one |
 //! | [`fixtures`] | the generated population (users, channels, subscriptions), the demo's posts, expected deliveries |
 //! | [`throwaway_db`] | [`ThrowawayDb`](throwaway_db::ThrowawayDb): a PostgreSQL database that exists for one run or test |
 
-/// The fake as a process of its own, with a control API.
-pub mod control;
+/// The fake as a process of its own, serving both faces and a control HTTP API.
+pub mod control_api;
 /// An HTTP fake of the Telegram Bot API that records every message it receives.
 pub mod fake_bot_api;
 /// The generated population and posts of demo, bench and tests.

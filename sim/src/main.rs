@@ -1,7 +1,7 @@
 //! `kuryer-sim`: the simulated Telegram as a process of its own, so a real
 //! `kuryer run` can be pointed at it from outside: the Bot API face, the
 //! MTProto face (unless `--no-mtproto`) and the control API
-//! (`kuryer_sim::control`). Prints
+//! (`kuryer_sim::control_api`). Prints
 //! `{"bot_api": URL, "control": URL, "mtproto": "127.0.0.1:PORT"}` once it
 //! listens; ends on `POST /quit` or when its standard input closes.
 
@@ -20,7 +20,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match actix_rt::System::new().block_on(kuryer_sim::control::run(args.spec)) {
+    match actix_rt::System::new().block_on(kuryer_sim::control_api::run(args.spec)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kuryer-sim: {e}");

@@ -1,6 +1,6 @@
 //! What a fake Telegram process simulates ([`FakeSpec`], also its command
 //! line), and [`FakeProcess`]: a child process serving it, with a client of
-//! its control API (`crate::control`).
+//! its control API (`crate::control_api`).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -109,7 +109,8 @@ struct Announce {
     mtproto: Option<String>,
 }
 
-/// The fake's delivery report and audit (see `sim::control`).
+/// The fake's delivery report and rate-limit audit (`POST /report`, see
+/// `control_api/bot_api_routes.rs` and `control_api/rate_audit.rs`).
 #[derive(Debug, Clone, Deserialize, Default)]
 pub struct FakeReport {
     pub expected: u64,
@@ -159,7 +160,7 @@ pub struct BotAudit {
 
 impl FakeProcess {
     /// Starts `program args… <spec as options>` (a binary that serves
-    /// [`crate::control::run`]) and waits until it listens.
+    /// [`crate::control_api::run`]) and waits until it listens.
     pub fn spawn(
         program: &std::path::Path,
         args: &[&str],

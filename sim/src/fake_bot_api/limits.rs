@@ -1,11 +1,62 @@
-//! Telegram's rate limits as the fake enforces them: a rule per bot and per
-//! chat, sliding windows of accepted requests, and the `retry_after` a 429
-//! carries.
+//! Telegram's rate limits as the fake enforces them: [`FakeLimits`] (the
+//! limits in Telegram's terms), a rule per bot and per chat, sliding windows
+//! of accepted requests, and the `retry_after` a 429 carries.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::FakeLimits;
+/// Rate limits the fake enforces, in Telegram's terms.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FakeLimits {
+    /// Sending requests per bot token per second.
+    pub per_bot_per_second: f64,
+    /// Sending requests per bot per private chat per second.
+    pub per_chat_per_second: f64,
+    /// Sending requests per bot per group, supergroup or channel per minute.
+    pub per_group_per_minute: f64,
+    /// When false nothing is limited (and no 429 is ever answered).
+    pub enforce: bool,
+}
+
+impl FakeLimits {
+    /// Telegram's published limits: 30 messages a second per bot, 1 a second
+    /// per chat, 20 a minute per group (source:
+    /// https://core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-avoid-this).
+    pub fn telegram() -> Self {
+        Self {
+            per_bot_per_second: 30.0,
+            per_chat_per_second: 1.0,
+            per_group_per_minute: 20.0,
+            enforce: true,
+        }
+    }
+
+    /// Telegram's limits multiplied by `k` (e.g. `scaled(10.0)` lets a short
+    /// benchmark push ten times the real volume through the same shape).
+    pub fn scaled(k: f64) -> Self {
+        let t = Self::telegram();
+        Self {
+            per_bot_per_second: t.per_bot_per_second * k,
+            per_chat_per_second: t.per_chat_per_second * k,
+            per_group_per_minute: t.per_group_per_minute * k,
+            enforce: true,
+        }
+    }
+
+    /// No limits at all.
+    pub fn off() -> Self {
+        Self {
+            enforce: false,
+            ..Self::telegram()
+        }
+    }
+}
+
+impl Default for FakeLimits {
+    fn default() -> Self {
+        Self::telegram()
+    }
+}
 
 /// A rate limit: at most `count` requests in any window of `window`.
 #[derive(Clone, Copy, Debug)]

@@ -1,5 +1,5 @@
 //! Editing and deleting what a bot sent, as Telegram answers it:
-//! `editMessageText` (in `people.rs`, shared with the bot's own menus),
+//! `editMessageText` (in `handler_methods.rs`, shared with the bot's own menus),
 //! `editMessageCaption`, `editMessageMedia`, `deleteMessage`,
 //! `deleteMessages`; and a channel's posts edited or deleted
 //! (`edited_channel_post` to admin bots; a deletion sends the Bot API

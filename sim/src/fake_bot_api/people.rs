@@ -1,9 +1,10 @@
 //! The simulated people: users who talk to a bot (messages and commands
 //! with their `language_code`, forwarded posts, button presses), groups and
 //! channels a bot is added to or removed from with their members' rights,
-//! and the Bot API methods a bot's command handler calls back: `getChat`,
-//! `getChatMember`, `answerCallbackQuery`, `setMyCommands`,
-//! `editMessageText`, `editMessageReplyMarkup`.
+//! and what they know (languages, memberships, public usernames, the
+//! commands bots set, the callback answers bots made). The Bot API methods
+//! a bot's command handler calls back on their side are in
+//! `handler_methods.rs`.
 //!
 //! Everything a bot sends to a chat is recorded in that chat's
 //! [`ReceivedMessage`](super::ReceivedMessage)s (text, entities, keyboard,
@@ -15,7 +16,6 @@ use serde_json::{Value, json};
 
 use super::json::{dest_chat_json, unix_now};
 use super::state::{State, new_dest_chat};
-use super::wire::{Method, Params, Reply};
 use super::{ChatKind, FakeTelegram};
 
 /// A member's rights in a chat, as `getChatMember` reports them.
@@ -32,7 +32,7 @@ pub enum MemberStatus {
 }
 
 impl MemberStatus {
-    fn json(self, user: &Value) -> Value {
+    pub(super) fn json(self, user: &Value) -> Value {
         match self {
             Self::Creator => json!({"user": user, "status": "creator", "is_anonymous": false}),
             Self::Administrator => json!({
@@ -75,17 +75,17 @@ pub struct CallbackAnswer {
 #[derive(Default)]
 pub(super) struct People {
     /// User id → `language_code` they last spoke with.
-    languages: HashMap<i64, String>,
+    pub(super) languages: HashMap<i64, String>,
     /// (chat, user) → rights; users not listed have left.
-    members: HashMap<(i64, i64), MemberStatus>,
+    pub(super) members: HashMap<(i64, i64), MemberStatus>,
     /// Public usernames of groups and users (channels' are the fake's own).
-    usernames: HashMap<String, i64>,
+    pub(super) usernames: HashMap<String, i64>,
     /// Channels whose content is protected.
-    protected: HashMap<i64, bool>,
-    answers: Vec<CallbackAnswer>,
+    pub(super) protected: HashMap<i64, bool>,
+    pub(super) answers: Vec<CallbackAnswer>,
     /// Bot id → language code ("" = default) → commands JSON.
-    commands: HashMap<i64, HashMap<String, Value>>,
-    next_callback: u64,
+    pub(super) commands: HashMap<i64, HashMap<String, Value>>,
+    pub(super) next_callback: u64,
 }
 
 fn user_json(user_id: i64, language: Option<&str>) -> Value {
@@ -97,7 +97,7 @@ fn user_json(user_id: i64, language: Option<&str>) -> Value {
 }
 
 impl State {
-    fn dest_chat_json_of(&mut self, chat_id: i64) -> Value {
+    pub(super) fn dest_chat_json_of(&mut self, chat_id: i64) -> Value {
         let chat = self
             .chats
             .entry(chat_id)
@@ -105,7 +105,7 @@ impl State {
         chat.chat.clone()
     }
 
-    fn user(&self, user_id: i64) -> Value {
+    pub(super) fn user(&self, user_id: i64) -> Value {
         user_json(
             user_id,
             self.people.languages.get(&user_id).map(String::as_str),
@@ -132,178 +132,6 @@ impl State {
             m["entities"] = json!([{"type": "bot_command", "offset": 0, "length": len}]);
         }
         (message_id, m)
-    }
-
-    /// The Bot API methods of the people's side.
-    pub(super) fn people_method(&mut self, token: &str, method: Method, params: &Params) -> Reply {
-        self.people_method_inner(token, method, params)
-            .unwrap_or_else(|reply| reply)
-    }
-
-    fn people_method_inner(
-        &mut self,
-        token: &str,
-        method: Method,
-        params: &Params,
-    ) -> Result<Reply, Reply> {
-        let bot_id = self.bots[token].id;
-        match method {
-            Method::GetChat => {
-                let chat_id = self.chat_param(params)?;
-                // A fault armed for the chat answers instead, so a test can
-                // make the bot's check fail ("subscribed, checked later").
-                if let Some(fault) = self.take_fault(chat_id) {
-                    return Err(Reply::fault(&fault));
-                }
-                if let Some(channel) = self.channels.get(&chat_id) {
-                    let mut info = channel.chat.clone();
-                    info["accent_color_id"] = 0.into();
-                    info["max_reaction_count"] = 11.into();
-                    info["accepted_gift_types"] = json!({"unlimited_gifts": false,
-                        "limited_gifts": false, "unique_gifts": false, "premium_subscription": false});
-                    if self.people.protected.get(&chat_id) == Some(&true) {
-                        info["has_protected_content"] = Value::Bool(true);
-                    }
-                    return Ok(Reply::ok(info));
-                }
-                let mut info = self.dest_chat_json_of(chat_id);
-                if let Some((name, _)) =
-                    self.people.usernames.iter().find(|(_, id)| **id == chat_id)
-                {
-                    info["username"] = Value::String(name.clone());
-                }
-                info["accent_color_id"] = 0.into();
-                info["max_reaction_count"] = 11.into();
-                info["accepted_gift_types"] = json!({"unlimited_gifts": false,
-                    "limited_gifts": false, "unique_gifts": false, "premium_subscription": false});
-                Ok(Reply::ok(info))
-            }
-            Method::GetChatMember => {
-                let chat_id = self.chat_param(params)?;
-                let user_id = params
-                    .int("user_id")?
-                    .ok_or_else(|| Reply::bad_request("Bad Request: user_id is empty"))?;
-                let status = if chat_id == user_id {
-                    MemberStatus::Member
-                } else {
-                    self.people
-                        .members
-                        .get(&(chat_id, user_id))
-                        .copied()
-                        .unwrap_or(MemberStatus::Left)
-                };
-                Ok(Reply::ok(status.json(&self.user(user_id))))
-            }
-            Method::AnswerCallbackQuery => {
-                let id = params.text("callback_query_id").unwrap_or_default();
-                if id.is_empty() {
-                    return Err(Reply::bad_request(
-                        "Bad Request: query is too old and response timeout expired or query ID is invalid",
-                    ));
-                }
-                self.people.answers.push(CallbackAnswer {
-                    bot_id,
-                    callback_query_id: id,
-                    text: params.text("text"),
-                    show_alert: params.flag("show_alert"),
-                });
-                Ok(Reply::ok(Value::Bool(true)))
-            }
-            Method::SetMyCommands => {
-                let commands = params.json("commands").unwrap_or(Value::Null);
-                if !commands.is_array() {
-                    return Err(Reply::bad_request("Bad Request: commands is not an array"));
-                }
-                let lang = params.text("language_code").unwrap_or_default();
-                self.people
-                    .commands
-                    .entry(bot_id)
-                    .or_default()
-                    .insert(lang, commands);
-                Ok(Reply::ok(Value::Bool(true)))
-            }
-            Method::EditMessageText | Method::EditMessageReplyMarkup => {
-                self.edit(token, bot_id, method, params)
-            }
-            _ => Ok(Reply::not_found()),
-        }
-    }
-
-    fn chat_param(&self, params: &Params) -> Result<i64, Reply> {
-        let not_found = || Reply::bad_request("Bad Request: chat not found");
-        match params.text("chat_id") {
-            Some(s) if s.starts_with('@') => {
-                let name = s[1..].to_ascii_lowercase();
-                self.usernames
-                    .get(&name)
-                    .or_else(|| self.people.usernames.get(&name))
-                    .copied()
-                    .ok_or_else(not_found)
-            }
-            Some(s) => s.trim().parse().map_err(|_| not_found()),
-            None => Err(Reply::bad_request("Bad Request: chat_id is empty")),
-        }
-    }
-
-    pub(super) fn edit(
-        &mut self,
-        token: &str,
-        bot_id: i64,
-        method: Method,
-        params: &Params,
-    ) -> Result<Reply, Reply> {
-        let chat_id = self.chat_param(params)?;
-        let message_id = params.int("message_id")?.unwrap_or(0);
-        let text = params.text("text");
-        if method == Method::EditMessageText && text.as_deref().is_none_or(str::is_empty) {
-            return Err(Reply::bad_request("Bad Request: message text is empty"));
-        }
-        if text
-            .as_ref()
-            .is_some_and(|t| t.encode_utf16().count() > 4096)
-        {
-            return Err(Reply::bad_request("Bad Request: MESSAGE_TOO_LONG"));
-        }
-        let markup = params.json("reply_markup");
-        let entities = params.array("entities")?.unwrap_or_default();
-        let bot_user = self.bots[token].user.clone();
-        let chat = self
-            .chats
-            .get_mut(&chat_id)
-            .ok_or_else(|| Reply::bad_request("Bad Request: chat not found"))?;
-        let chat_json = chat.chat.clone();
-        let m = chat
-            .received
-            .iter_mut()
-            .find(|m| i64::from(m.message_id) == message_id && m.bot_id == bot_id)
-            .ok_or_else(|| Reply::bad_request("Bad Request: message to edit not found"))?;
-        let new_text = text.or_else(|| m.text.clone());
-        let new_entities = if method == Method::EditMessageText {
-            entities
-        } else {
-            m.entities.clone()
-        };
-        if new_text == m.text && markup == m.reply_markup && new_entities == m.entities {
-            return Err(Reply::bad_request(
-                "Bad Request: message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message",
-            ));
-        }
-        m.text = new_text;
-        m.entities = new_entities;
-        m.reply_markup = markup;
-        m.edits += 1;
-        let mut out = json!({
-            "message_id": m.message_id,
-            "from": bot_user,
-            "chat": chat_json,
-            "date": unix_now(),
-            "edit_date": unix_now(),
-            "text": m.text.clone().unwrap_or_default(),
-        });
-        if let Some(markup) = &m.reply_markup {
-            out["reply_markup"] = markup.clone();
-        }
-        Ok(Reply::ok(out))
     }
 }
 

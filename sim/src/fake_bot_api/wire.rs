@@ -111,7 +111,7 @@ impl Method {
         matches!(self, Method::ForwardMessage | Method::ForwardMessages)
     }
 
-    /// The methods of the simulated people's side (`people.rs`): they
+    /// The methods of the simulated people's side (`handler_methods.rs`): they
     /// neither deliver a post nor count against the sending limits.
     pub(super) fn is_people(self) -> bool {
         matches!(

@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 
 use grammers_tl_types::{self as tl, Deserializable, Identifiable, Serializable};
 use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 use super::crypto::{self, ServerKey};
 use super::rpc::{self, CallCtx};
@@ -57,6 +59,10 @@ pub(crate) async fn serve(
     }
 }
 
+/// What the frame reader passes on: a frame, the end of the stream, or why
+/// the framing failed.
+type FrameResult = Result<Option<Vec<u8>>, transport::FrameError>;
+
 /// Why a connection ends.
 enum Close {
     /// Send this transport error first (e.g. 404 for an unknown key).
@@ -82,21 +88,11 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>, mut stop: watch::Rec
         w.next_conn_id
     };
     let (rd, mut wr) = stream.into_split();
-    let (frame_tx, mut frame_rx) = mpsc::channel(64);
-    let reader = tokio::spawn(async move {
-        let mut frames = FrameReader::new(rd);
-        loop {
-            let next = frames.next_frame().await;
-            let end = !matches!(next, Ok(Some(_)));
-            if frame_tx.send(next).await.is_err() || end {
-                break;
-            }
-        }
-    });
+    let (reader, mut frame_rx) = spawn_frame_reader(rd);
     let (push_tx, mut push_rx) = mpsc::unbounded_channel::<Push>();
     let mut conn = Conn {
         id,
-        shared: Arc::clone(&shared),
+        shared,
         key: None,
         duplicated: false,
         session: None,
@@ -113,63 +109,54 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>, mut stop: watch::Rec
             .and_then(|p| p.due)
             .map_or_else(far, tokio::time::Instant::from_std);
         let out: Result<Vec<u8>, Close> = tokio::select! {
-            frame = frame_rx.recv() => match frame {
-                Some(Ok(Some(payload))) => conn.handle(payload),
-                Some(Ok(None)) | None => Err(Close::Silently),
-                Some(Err(e)) => {
-                    tracing::debug!(conn = id, error = %e, "MTProto fake: bad frame, closing");
-                    if !matches!(e, transport::FrameError::Io(_)) {
-                        shared.world().rejected_connections += 1;
-                    }
-                    Err(Close::Silently)
-                }
-            },
-            push = push_rx.recv() => match push {
-                Some(p) if p.due.is_some_and(|d| d > Instant::now()) || !delayed.is_empty() => {
-                    delayed.push_back(p);
-                    Ok(Vec::new())
-                }
-                Some(p) => Ok(conn.push(&p.body)),
-                None => Ok(Vec::new()),
-            },
+            frame = frame_rx.recv() => conn.on_frame(frame),
+            push = push_rx.recv() => Ok(conn.on_push(push, &mut delayed)),
             () = tokio::time::sleep_until(delayed_due), if !delayed.is_empty() => {
-                let mut bytes = Vec::new();
-                while delayed.front().is_some_and(|p| p.due.is_none_or(|d| d <= Instant::now())) {
-                    let p = delayed.pop_front().expect("checked");
-                    bytes.extend(conn.push(&p.body));
-                }
-                Ok(bytes)
+                Ok(conn.push_due(&mut delayed))
             },
             () = tokio::time::sleep_until(disconnect_at), if conn.disconnect_at.is_some() => {
                 Err(Close::Silently)
             },
             _ = stop.changed() => Err(Close::Silently),
         };
-        match out {
-            Ok(bytes) => {
-                if !bytes.is_empty() && wr.write_all(&bytes).await.is_err() {
-                    break;
-                }
-            }
-            Err(Close::TransportError(code)) => {
-                let _ = wr.write_all(&transport::transport_error(code)).await;
-                let _ = wr.flush().await;
-                break;
-            }
-            Err(Close::Silently) => break,
+        if !write_out(&mut wr, out).await {
+            break;
         }
     }
     reader.abort();
     let _ = wr.shutdown().await;
-    let mut w = shared.world();
-    if let Some(key) = &conn.key
-        && let Some(k) = w.keys.get_mut(&key.id)
-        && k.active_conn == Some(id)
-    {
-        k.active_conn = None;
-    }
-    for acc in w.accounts.values_mut() {
-        acc.pushes.retain(|t| t.conn_id != id);
+    conn.release();
+}
+
+/// Reads frames off the socket on a task of its own, so a half-read frame
+/// is never lost to the select in [`connection`]; the channel ends after the
+/// first end of stream or error.
+fn spawn_frame_reader(rd: OwnedReadHalf) -> (JoinHandle<()>, mpsc::Receiver<FrameResult>) {
+    let (frame_tx, frame_rx) = mpsc::channel(64);
+    let reader = tokio::spawn(async move {
+        let mut frames = FrameReader::new(rd);
+        loop {
+            let next = frames.next_frame().await;
+            let end = !matches!(next, Ok(Some(_)));
+            if frame_tx.send(next).await.is_err() || end {
+                break;
+            }
+        }
+    });
+    (reader, frame_rx)
+}
+
+/// Writes what a step produced; false when the connection must end (a
+/// close, with its transport error first, or a failed write).
+async fn write_out(wr: &mut OwnedWriteHalf, out: Result<Vec<u8>, Close>) -> bool {
+    match out {
+        Ok(bytes) => bytes.is_empty() || wr.write_all(&bytes).await.is_ok(),
+        Err(Close::TransportError(code)) => {
+            let _ = wr.write_all(&transport::transport_error(code)).await;
+            let _ = wr.flush().await;
+            false
+        }
+        Err(Close::Silently) => false,
     }
 }
 
@@ -204,7 +191,123 @@ impl Conn {
         Close::Silently
     }
 
+    /// A frame the reader task passed on: a packet to answer, or the end.
+    fn on_frame(&mut self, frame: Option<FrameResult>) -> Result<Vec<u8>, Close> {
+        match frame {
+            Some(Ok(Some(payload))) => self.handle(payload),
+            Some(Ok(None)) | None => Err(Close::Silently),
+            Some(Err(e)) => {
+                tracing::debug!(conn = self.id, error = %e, "MTProto fake: bad frame, closing");
+                if !matches!(e, transport::FrameError::Io(_)) {
+                    self.shared.world().rejected_connections += 1;
+                }
+                Err(Close::Silently)
+            }
+        }
+    }
+
+    /// An update pushed to this connection: sent now, or queued behind the
+    /// delayed ones (in order) until it is due.
+    fn on_push(&mut self, push: Option<Push>, delayed: &mut VecDeque<Push>) -> Vec<u8> {
+        match push {
+            Some(p) if p.due.is_some_and(|d| d > Instant::now()) || !delayed.is_empty() => {
+                delayed.push_back(p);
+                Vec::new()
+            }
+            Some(p) => self.push(&p.body),
+            None => Vec::new(),
+        }
+    }
+
+    /// The delayed pushes that are due now, in order.
+    fn push_due(&mut self, delayed: &mut VecDeque<Push>) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        while delayed
+            .front()
+            .is_some_and(|p| p.due.is_none_or(|d| d <= Instant::now()))
+        {
+            let p = delayed.pop_front().expect("checked");
+            bytes.extend(self.push(&p.body));
+        }
+        bytes
+    }
+
+    /// The connection ended: its key is free for another connection, and
+    /// nothing is pushed to it any more.
+    fn release(&self) {
+        let mut w = self.shared.world();
+        if let Some(key) = &self.key
+            && let Some(k) = w.keys.get_mut(&key.id)
+            && k.active_conn == Some(self.id)
+        {
+            k.active_conn = None;
+        }
+        for acc in w.accounts.values_mut() {
+            acc.pushes.retain(|t| t.conn_id != self.id);
+        }
+    }
+
+    /// One packet from the client: the auth key it names, the envelope
+    /// decrypted, the session rules (salt, msg id, first message, repeats),
+    /// then its message or a container's messages, answered in one packet.
     fn handle(&mut self, mut payload: Vec<u8>) -> Result<Vec<u8>, Close> {
+        let key = self.bind_key(&payload)?;
+        let Ok(plain) = crypto::decrypt_from_client(&key, &mut payload) else {
+            return Err(self.reject());
+        };
+        let env = match session::parse_envelope(plain) {
+            Ok(env) => env,
+            Err(e) => {
+                tracing::debug!(
+                    conn = self.id,
+                    reason = e.0,
+                    "MTProto fake: bad plaintext, closing"
+                );
+                return Err(self.reject());
+            }
+        };
+        if self
+            .session
+            .as_ref()
+            .is_none_or(|s| s.session_id != env.session_id)
+        {
+            self.session = Some(ServerSession::new(env.session_id));
+        }
+        let msg = env.message;
+        let mut outs = Vec::new();
+        if !salt_ok(key.id, env.salt) {
+            outs.push(bad_server_salt(&msg, key.id));
+            return Ok(self.seal(outs));
+        }
+        if let Some(code) = check_msg_id(msg.msg_id) {
+            outs.push(bad_msg(&msg, code));
+            return Ok(self.seal(outs));
+        }
+        let session = self.session.as_mut().expect("set above");
+        if !session.announced {
+            session.announced = true;
+            outs.push(new_session_created(session, &msg, key.id));
+        }
+        if !session.seen.insert(msg.msg_id) {
+            return Ok(self.seal(outs));
+        }
+        if constructor(&msg.body) == Some(MSG_CONTAINER) {
+            self.process_container(&msg, &mut outs)?;
+        } else {
+            self.process(msg, &mut outs)?;
+        }
+        Ok(self.seal(outs))
+    }
+
+    /// The auth key a packet names: the one this connection already uses,
+    /// or one the fake issued, bound to this connection now (a key already
+    /// live on another connection marks this one duplicated). An unknown
+    /// key closes with transport error −404 (source:
+    /// https://core.telegram.org/mtproto/mtproto-transports#transport-errors);
+    /// a plain message (key id 0) or another key than the connection's
+    /// closes silently (no public source; modelled as closing, since the
+    /// fake serves no key exchange).
+    fn bind_key(&mut self, payload: &[u8]) -> Result<ServerKey, Close> {
         if payload.len() < 8 {
             return Err(self.reject());
         }
@@ -230,86 +333,37 @@ impl Conn {
                 self.key = Some(state.key.clone());
             }
         }
-        let key = self.key.clone().expect("set above");
-        let Ok(plain) = crypto::decrypt_from_client(&key, &mut payload) else {
+        Ok(self.key.clone().expect("set above"))
+    }
+
+    /// A container's messages, each under the msg id and repeat rules; a
+    /// container with an odd seq_no is refused whole (34). Source:
+    /// https://core.telegram.org/mtproto/service_messages_about_messages
+    /// (error codes 16–64) and https://core.telegram.org/mtproto/service_messages#containers.
+    fn process_container(
+        &mut self,
+        msg: &InMessage,
+        outs: &mut Vec<OutMessage>,
+    ) -> Result<(), Close> {
+        if msg.seq_no % 2 != 0 {
+            outs.push(bad_msg(msg, 34));
+            return Ok(());
+        }
+        let Ok(inner) = session::parse_container(&msg.body) else {
             return Err(self.reject());
         };
-        let env = match session::parse_envelope(plain) {
-            Ok(env) => env,
-            Err(e) => {
-                tracing::debug!(
-                    conn = self.id,
-                    reason = e.0,
-                    "MTProto fake: bad plaintext, closing"
-                );
-                return Err(self.reject());
+        for m in inner {
+            if let Some(code) = check_msg_id(m.msg_id) {
+                outs.push(bad_msg(&m, code));
+                continue;
             }
-        };
-        if self
-            .session
-            .as_ref()
-            .is_none_or(|s| s.session_id != env.session_id)
-        {
-            self.session = Some(ServerSession::new(env.session_id));
-        }
-        let msg = env.message;
-        let mut outs = Vec::new();
-        if !salt_ok(key.id, env.salt) {
-            outs.push(service(
-                tl::enums::BadMsgNotification::BadServerSalt(tl::types::BadServerSalt {
-                    bad_msg_id: msg.msg_id,
-                    bad_msg_seqno: msg.seq_no,
-                    error_code: 48,
-                    new_server_salt: salt_for(key.id, current_slot()),
-                })
-                .to_bytes(),
-            ));
-            return Ok(self.seal(outs));
-        }
-        if let Some(code) = check_msg_id(msg.msg_id) {
-            outs.push(bad_msg(&msg, code));
-            return Ok(self.seal(outs));
-        }
-        let session = self.session.as_mut().expect("set above");
-        if !session.announced {
-            session.announced = true;
-            outs.push(OutMessage {
-                body: tl::enums::NewSession::Created(tl::types::NewSessionCreated {
-                    first_msg_id: msg.msg_id,
-                    unique_id: session.unique_id,
-                    server_salt: salt_for(key.id, current_slot()),
-                })
-                .to_bytes(),
-                response: false,
-                content: true,
-            });
-        }
-        if !session.seen.insert(msg.msg_id) {
-            return Ok(self.seal(outs));
-        }
-        if constructor(&msg.body) == Some(MSG_CONTAINER) {
-            if msg.seq_no % 2 != 0 {
-                outs.push(bad_msg(&msg, 34));
-                return Ok(self.seal(outs));
+            let session = self.session.as_mut().expect("set above");
+            if !session.seen.insert(m.msg_id) {
+                continue;
             }
-            let Ok(inner) = session::parse_container(&msg.body) else {
-                return Err(self.reject());
-            };
-            for m in inner {
-                if let Some(code) = check_msg_id(m.msg_id) {
-                    outs.push(bad_msg(&m, code));
-                    continue;
-                }
-                let session = self.session.as_mut().expect("set above");
-                if !session.seen.insert(m.msg_id) {
-                    continue;
-                }
-                self.process(m, &mut outs)?;
-            }
-        } else {
-            self.process(msg, &mut outs)?;
+            self.process(m, outs)?;
         }
-        Ok(self.seal(outs))
+        Ok(())
     }
 
     /// One message (not a container): a service message or an RPC.
@@ -411,6 +465,37 @@ fn service(body: Vec<u8>) -> OutMessage {
         body,
         response: true,
         content: false,
+    }
+}
+
+/// `bad_server_salt` (48) with the salt to use instead (source:
+/// https://core.telegram.org/mtproto/service_messages_about_messages,
+/// "Notice of Ignored Error Message").
+fn bad_server_salt(msg: &InMessage, key_id: i64) -> OutMessage {
+    service(
+        tl::enums::BadMsgNotification::BadServerSalt(tl::types::BadServerSalt {
+            bad_msg_id: msg.msg_id,
+            bad_msg_seqno: msg.seq_no,
+            error_code: 48,
+            new_server_salt: salt_for(key_id, current_slot()),
+        })
+        .to_bytes(),
+    )
+}
+
+/// `new_session_created`, sent once before the first answer of a session
+/// (source: https://core.telegram.org/mtproto/service_messages,
+/// "New Session Creation Notification").
+fn new_session_created(session: &ServerSession, msg: &InMessage, key_id: i64) -> OutMessage {
+    OutMessage {
+        body: tl::enums::NewSession::Created(tl::types::NewSessionCreated {
+            first_msg_id: msg.msg_id,
+            unique_id: session.unique_id,
+            server_salt: salt_for(key_id, current_slot()),
+        })
+        .to_bytes(),
+        response: false,
+        content: true,
     }
 }
 

@@ -20,7 +20,7 @@
 //! | `objects.rs` | accounts, channels, messages as TL objects |
 //! | `flood.rs` | per-account, per-method `FLOOD_WAIT_X` |
 //! | `login.rs` | login codes and SRP 2FA verified server-side |
-//! | `control.rs` | [`MtprotoFake`], the control API (over HTTP: `kuryer-sim`'s `/mtproto/…` routes, `crate::control`) |
+//! | `handle.rs`, `handle/accounts.rs`, `handle/channels.rs` | [`MtprotoFake`], the handle a test holds: start and stop; accounts, keys, pushes, flood limits, stats; channels and posts (over HTTP: `kuryer-sim`'s `/mtproto/…` routes, `crate::control_api`) |
 //!
 //! ## Protocol served
 //!
@@ -122,9 +122,9 @@
 //!   channels created on the Bot API face alone, are not mirrored.
 
 mod connection;
-mod control;
 mod crypto;
 mod flood;
+mod handle;
 mod login;
 mod objects;
 mod rpc;
@@ -133,8 +133,8 @@ mod transport;
 mod updates;
 mod world;
 
-pub use control::{
+pub use flood::FloodLimit;
+pub use handle::{
     AccountSpec, AccountStats, ChannelRef, ChannelSpec, ControlError, MtprotoConfig, MtprotoFake,
 };
-pub use flood::FloodLimit;
 pub use world::MethodStats;

@@ -1,0 +1,216 @@
+//! The channels the Bot API face plays: created and renamed by a test,
+//! their admin bots (a `my_chat_member` update on every change), posts
+//! published into them (a `channel_post` to every admin bot, and the post
+//! hook the MTProto face listens on), and their history as a reader reads
+//! it.
+
+use std::collections::hash_map::Entry;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use super::json::{channel_chat_json, channel_post_json, member_json, unix_now};
+use super::state::{Channel, State};
+use super::{ChannelMessage, FakeTelegram, NewChannelMessage};
+
+/// A function told of every post published on the Bot API face (its channel
+/// id and the message), e.g. to mirror it onto the MTProto face.
+pub type PostHook = Arc<dyn Fn(i64, &ChannelMessage) + Send + Sync>;
+
+/// The user who promotes bots in the `my_chat_member` updates.
+const OWNER_USER_ID: i64 = 100_000_001;
+
+impl FakeTelegram {
+    /// Creates a channel (a source of posts). Calling it again for the same
+    /// id renames it and keeps its history.
+    pub fn create_channel(&self, chat_id: i64, username: &str, title: &str) {
+        let mut st = self.shared.lock();
+        let username = username.trim_start_matches('@');
+        let chat = channel_chat_json(chat_id, username, title);
+        match st.channels.entry(chat_id) {
+            Entry::Occupied(mut e) => e.get_mut().chat = chat,
+            Entry::Vacant(e) => {
+                e.insert(Channel::new(chat));
+            }
+        }
+        if !username.is_empty() {
+            st.usernames.insert(username.to_ascii_lowercase(), chat_id);
+        }
+    }
+
+    /// Gives the channel a new public username (empty: none), as its owner
+    /// would; later posts and updates carry it. The old name is free for
+    /// another channel to take. Telegram tells bots nothing of a rename.
+    ///
+    /// # Panics
+    ///
+    /// If the channel was not created.
+    pub fn rename_channel(&self, chat_id: i64, username: &str) {
+        let mut st = self.shared.lock();
+        let username = username.trim_start_matches('@');
+        let channel = st
+            .channels
+            .get_mut(&chat_id)
+            .unwrap_or_else(|| panic!("fake Telegram: rename of unknown channel {chat_id}"));
+        let old = channel
+            .chat
+            .get("username")
+            .and_then(Value::as_str)
+            .map(str::to_ascii_lowercase);
+        let title = channel
+            .chat
+            .get("title")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        channel.chat = channel_chat_json(chat_id, username, &title);
+        if let Some(old) = old
+            && st.usernames.get(&old) == Some(&chat_id)
+        {
+            st.usernames.remove(&old);
+        }
+        if !username.is_empty() {
+            st.usernames.insert(username.to_ascii_lowercase(), chat_id);
+        }
+    }
+
+    /// Makes the bot an administrator of the channel, or takes that away.
+    /// An admin bot receives every later post as a `channel_post` update; the
+    /// change itself arrives as a `my_chat_member` update (left →
+    /// administrator, or back; source: https://core.telegram.org/bots/api#update,
+    /// `my_chat_member` and `channel_post`). Setting the state it already
+    /// has does nothing. Registers the bot if needed.
+    ///
+    /// # Panics
+    ///
+    /// If the channel was not created, or the token is malformed.
+    pub fn set_admin(&self, chat_id: i64, bot_token: &str, is_admin: bool) {
+        let mut st = self.shared.lock();
+        st.ensure_bot(bot_token);
+        let State { bots, channels, .. } = &mut *st;
+        let channel = channels
+            .get_mut(&chat_id)
+            .unwrap_or_else(|| panic!("fake Telegram: set_admin on unknown channel {chat_id}"));
+        let was_admin = channel.admins.iter().any(|t| t == bot_token);
+        if was_admin == is_admin {
+            return;
+        }
+        if is_admin {
+            channel.admins.push(bot_token.to_owned());
+        } else {
+            channel.admins.retain(|t| t != bot_token);
+        }
+        let bot = bots.get_mut(bot_token).expect("registered above");
+        let update = json!({
+            "chat": channel.chat,
+            "from": {"id": OWNER_USER_ID, "is_bot": false, "first_name": "Channel owner"},
+            "date": unix_now(),
+            "old_chat_member": member_json(&bot.user, was_admin),
+            "new_chat_member": member_json(&bot.user, is_admin),
+        });
+        bot.push_update("my_chat_member", update);
+    }
+
+    /// Publishes a message in a channel and returns its id (1, 2, 3… per
+    /// channel). Admin bots get a `channel_post` update (source:
+    /// https://core.telegram.org/bots/api#update, `channel_post`: "New
+    /// incoming channel post of any kind").
+    ///
+    /// # Panics
+    ///
+    /// If the channel was not created.
+    pub fn post(&self, chat_id: i64, msg: NewChannelMessage) -> i32 {
+        let (id, message) = self.post_locked(chat_id, msg);
+        let hook = self
+            .shared
+            .post_hook
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(hook) = hook {
+            hook(chat_id, &message);
+        }
+        id
+    }
+
+    /// Calls `hook` with the channel and the message after every
+    /// [`FakeTelegram::post`] (outside the fake's lock), replacing any
+    /// earlier hook: how the MTProto face pushes a post published here.
+    pub fn on_post(&self, hook: PostHook) {
+        *self
+            .shared
+            .post_hook
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(hook);
+    }
+
+    fn post_locked(&self, chat_id: i64, msg: NewChannelMessage) -> (i32, ChannelMessage) {
+        let mut st = self.shared.lock();
+        let State {
+            channels,
+            bots,
+            texts,
+            ..
+        } = &mut *st;
+        let channel = channels
+            .get_mut(&chat_id)
+            .unwrap_or_else(|| panic!("fake Telegram: post to unknown channel {chat_id}"));
+        let id = i32::try_from(channel.messages.len() + 1).expect("fewer than 2^31 posts");
+        let first = match &msg.media_group_id {
+            Some(group) => {
+                let first = *channel.albums.entry(group.clone()).or_insert(id);
+                channel.album_parts.entry(first).or_default().push(id);
+                first
+            }
+            None => id,
+        };
+        channel.post_first.push(first);
+        let message = ChannelMessage {
+            id,
+            date: unix_now(),
+            text: msg.text,
+            entities: msg.entities,
+            media: msg.media,
+            media_group_id: msg.media_group_id,
+            protected: msg.protected,
+            posted_at: Instant::now(),
+        };
+        if let Some(text) = &message.text {
+            texts.entry(text.clone()).or_default().push((chat_id, id));
+        }
+        if !channel.admins.is_empty() {
+            let payload = channel_post_json(chat_id, &channel.chat, &message);
+            for token in &channel.admins {
+                if let Some(bot) = bots.get_mut(token) {
+                    bot.push_update("channel_post", payload.clone());
+                }
+            }
+        }
+        channel.messages.push(message.clone());
+        (id, message)
+    }
+
+    /// Up to `limit` messages of the channel with an id above `after_id`,
+    /// oldest first (how the simulated MTProto reader reads a channel).
+    /// Empty for an unknown channel.
+    pub fn channel_messages_after(
+        &self,
+        chat_id: i64,
+        after_id: i32,
+        limit: usize,
+    ) -> Vec<ChannelMessage> {
+        let st = self.shared.lock();
+        let Some(channel) = st.channels.get(&chat_id) else {
+            return Vec::new();
+        };
+        let start = usize::try_from(after_id.max(0)).unwrap_or(0);
+        channel
+            .messages
+            .iter()
+            .skip(start)
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+}
