@@ -8,9 +8,9 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::telemetry::events;
 use actix::prelude::*;
 use kuryer_actors::channel_supervisor::{ChannelSupervisor, StopChannel};
-use kuryer_actors::metrics_names as names;
 use kuryer_actors::ports::{DestinationEvent, DestinationEvents};
 use kuryer_actors::rate_limiter::{MoveChat, RateLimiter};
 use kuryer_actors::subscriber_registry::{
@@ -113,7 +113,6 @@ impl DestinationEvents for DestinationHandler {
                             }
                         }
                     }
-                    metrics::counter!(names::DESTINATIONS_DEACTIVATED_TOTAL).increment(1);
                     let code = if reason == "blocked" {
                         "blocked"
                     } else {
@@ -130,12 +129,7 @@ impl DestinationEvents for DestinationHandler {
                             None
                         }
                     };
-                    tracing::warn!(
-                        destination_id = sub.destination_id,
-                        chat_id = sub.chat_id,
-                        reason = %reason,
-                        "Destination deactivated; its subscriptions are paused."
-                    );
+                    events::destination_deactivated(sub.destination_id, sub.chat_id, &reason);
                     // Tell the owner, unless the lost chat is their own private chat.
                     // Told once per problem, whichever process sees it: the
                     // stored claim (a failed claim tells rather than stays silent).

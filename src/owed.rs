@@ -36,12 +36,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::telemetry::events;
 use actix::prelude::*;
 use futures_util::future::BoxFuture;
 use kuryer_actors::backoff::Backoff;
 use kuryer_actors::channel_supervisor::{ChannelSupervisor, StartChannel};
 use kuryer_actors::in_flight::{InFlight, PostKey};
-use kuryer_actors::metrics_names as names;
 use kuryer_actors::model::{ChannelRef, Delivery, DeliveryRecord, Post};
 use kuryer_actors::ports::{PersistError, Persistence};
 use kuryer_actors::quiet::{Quiet, QuietHolds};
@@ -338,12 +338,7 @@ impl Owed {
                             }
                         }
                         if queued > 0 {
-                            metrics::counter!(names::DELIVERIES_RESUMED_TOTAL).increment(queued);
-                            tracing::info!(
-                                channels = ids.len(),
-                                deliveries = queued,
-                                "Resumed deliveries the channels' previous owner had not sent."
-                            );
+                            events::taken_over_resumed(ids.len(), queued);
                         }
                     }
                     Err(e) => {
@@ -425,11 +420,7 @@ impl Owed {
             match self.pass(q, Some((supervisor, gate))).await {
                 Ok((n, _)) => {
                     queued += n;
-                    tracing::info!(
-                        deliveries = queued,
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "Resume queued every delivery recorded but not sent."
-                    );
+                    events::resume_done(queued, started.elapsed());
                     gate.release(supervisor, None);
                     return;
                 }
@@ -440,10 +431,7 @@ impl Owed {
                 }
             }
         }
-        tracing::error!(
-            queued,
-            "Resume gave up; starting the held-back pollers. The periodic sweep delivers the rest, possibly after newer posts of their channels."
-        );
+        events::resume_gave_up(queued);
         gate.release(supervisor, None);
     }
 
@@ -491,8 +479,8 @@ impl Owed {
                     );
                 }
                 Err((n, PassError::Store(e))) => {
-                    if n > 0 {
-                        metrics::counter!(names::DELIVERIES_SWEPT_TOTAL).increment(swept + n);
+                    if swept + n > 0 {
+                        events::swept(swept + n, false);
                     }
                     return Err(e);
                 }
@@ -500,11 +488,7 @@ impl Owed {
             }
         }
         if swept > 0 {
-            metrics::counter!(names::DELIVERIES_SWEPT_TOTAL).increment(swept);
-            tracing::info!(
-                deliveries = swept,
-                "Sweep found deliveries of recorded posts that nothing was sending; queued them."
-            );
+            events::swept(swept, true);
         }
         Ok(())
     }
@@ -567,8 +551,7 @@ impl Owed {
             let claimed = self.in_flight.claim_swept(&mark, live);
             let n = claimed.len() as u64;
             if n > 0 {
-                metrics::counter!(names::DELIVERIES_RESUMED_TOTAL).increment(n);
-                // Answered once they are queued and the queue is under its
+                // Counted by the caller (resumed or swept). Answered once they are queued and the queue is under its
                 // capacity: the back-pressure that bounds memory.
                 if self.limiter.send(Enqueue(claimed)).await.is_err() {
                     break Err(PassError::LimiterGone);

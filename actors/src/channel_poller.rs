@@ -23,10 +23,10 @@ use futures_util::FutureExt;
 use tokio::sync::oneshot;
 
 use crate::backoff::Backoff;
-use crate::metrics_names as names;
 use crate::model::{ChannelRef, Post};
 use crate::ports::{ChannelSource, Persistence, SourceError, SourceFactory};
 use crate::subscriber_registry::PublishPost;
+use crate::telemetry::events;
 
 /// Poller settings.
 #[derive(Debug, Clone)]
@@ -236,7 +236,7 @@ impl ChannelPoller {
                             // commit whose answer was lost: publish it anyway
                             // (the dedup layers stop a second send).
                             if new || attempt > 0 {
-                                metrics::counter!(names::POSTS_DETECTED_TOTAL).increment(1);
+                                events::post_detected(channel.channel_id, post.first_id());
                                 if registry.send(PublishPost(post.clone())).await.is_err() {
                                     return (
                                         Some(source),
@@ -267,13 +267,10 @@ impl ChannelPoller {
                             {
                                 Ok(()) => {
                                     hwm = hwm.max(post.last_id());
-                                    metrics::counter!(names::DEAD_LETTERS_TOTAL, "kind" => "post")
-                                        .increment(1);
-                                    tracing::error!(
-                                        channel_id = channel.channel_id,
-                                        message_id = post.message_ids[0],
-                                        error = %e,
-                                        "A post cannot be recorded; kept in dead_letters and skipped."
+                                    events::post_dead_lettered(
+                                        channel.channel_id,
+                                        post.message_ids[0],
+                                        &e,
                                     );
                                     break;
                                 }
@@ -299,8 +296,7 @@ impl ChannelPoller {
         ctx.spawn(fut.into_actor(self).map(move |(source, cycle), act, ctx| {
             act.busy = false;
             act.source = source;
-            metrics::histogram!(names::POLL_DURATION_SECONDS)
-                .record(started.elapsed().as_secs_f64());
+            events::channel_polled(act.channel.channel_id, started.elapsed());
             let next = match cycle {
                 Cycle::Done { hwm, posts, hold } => {
                     act.hwm = Some(hwm);
@@ -322,12 +318,7 @@ impl ChannelPoller {
                 }
                 Cycle::Panicked => {
                     act.failures += 1;
-                    metrics::counter!(names::POLLER_RESTARTS_TOTAL).increment(1);
-                    tracing::error!(
-                        channel_id = act.channel.channel_id,
-                        failures = act.failures,
-                        "Channel source panicked; rebuilding it."
-                    );
+                    events::channel_source_panicked(act.channel.channel_id, act.failures);
                     act.backoff()
                 }
                 Cycle::SourceFailed(SourceError::Transient {

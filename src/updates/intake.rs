@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use crate::telemetry::events;
 use kuryer_actors::backoff::Backoff;
-use kuryer_actors::metrics_names as names;
 use serde_json::Value;
 use teloxide::payloads::GetUpdatesSetters;
 use teloxide::prelude::Requester;
@@ -143,12 +143,10 @@ pub async fn run_loop(
             Err(RequestError::InvalidJson { source, raw }) => {
                 // Never log `raw` or the parser's message: both may quote
                 // users' messages. Where the answer broke is enough.
-                metrics::counter!(names::UPDATES_UNPARSABLE_TOTAL, "kind" => "answer").increment(1);
-                tracing::warn!(
-                    line = source.line(),
-                    column = source.column(),
-                    error_kind = ?source.classify(),
-                    "getUpdates answer could not be read as updates; reading it one update at a time."
+                events::updates_answer_unreadable(
+                    source.line(),
+                    source.column(),
+                    &source.classify(),
                 );
                 match salvage(&raw) {
                     Some(items) => items,
@@ -307,8 +305,6 @@ fn kind_of(raw: &Value) -> String {
 /// confirmed. It has no effect to record; the dead letter is its record.
 async fn unreadable(store: &Store, id: i64, raw: &Value) -> Result<(), StoreError> {
     let kind = kind_of(raw);
-    metrics::counter!(names::UPDATES_UNPARSABLE_TOTAL, "kind" => kind.clone()).increment(1);
-    tracing::warn!(update_id = id, kind = %kind, "An update could not be parsed; kept as a dead letter.");
     let reason = format!("unparsable update of kind {kind}");
     let bytes = serde_json::to_vec(raw).unwrap_or_default();
     store
@@ -319,7 +315,8 @@ async fn unreadable(store: &Store, id: i64, raw: &Value) -> Result<(), StoreErro
             ..DeadUpdate::default()
         })
         .await?;
-    metrics::counter!(names::DEAD_LETTERS_TOTAL, "kind" => "update").increment(1);
+    // Counted once it is kept: a failed write is retried with the update.
+    events::update_unparsable(id, &kind);
     Ok(())
 }
 
@@ -355,14 +352,7 @@ async fn set_aside(store: &Store, item: &Item, error: &StoreError) -> bool {
         .await
     {
         Ok(()) => {
-            metrics::counter!(names::DEAD_LETTERS_TOTAL, "kind" => "update").increment(1);
-            tracing::error!(
-                update_id = id,
-                chat_id,
-                message_id,
-                error = %error,
-                "An update failed for good; kept in dead_letters and skipped."
-            );
+            events::update_set_aside(id, chat_id, message_id, error);
             true
         }
         Err(e) => {
@@ -422,8 +412,8 @@ async fn on_channel_post(
 ) -> Result<(), StoreError> {
     // How far behind the update loop reads (Telegram dates to the second).
     let lag = (chrono::Utc::now() - msg.date).num_milliseconds().max(0) as f64 / 1000.0;
-    metrics::histogram!(names::UPDATE_LOOP_LAG_SECONDS).record(lag);
     let chat_id = msg.chat.id.0;
+    events::channel_post_received(chat_id, lag);
     let username = msg.chat.username().map(str::to_ascii_lowercase);
     let known = updates.shared().channels.get(&chat_id).cloned();
     let channel_id = match known {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::{API_TOKEN, TOKEN, assert_no_secret, metric, scrape, wait_until};
 use crate::common::{Daemon, TestDb, free_port};
+use kuryer::telemetry::registry;
 use kuryer_sim::fake_bot_api::{ChatKind, FakeLimits, FakeTelegram, Fault, NewChannelMessage};
 use serde_json::{Value, json};
 
@@ -105,8 +106,8 @@ async fn metrics_equal_what_the_fake_received_and_survive_a_restart() {
     assert!(
         metric(
             &m,
-            "kuryer_flood_wait_seconds_total",
-            &[("account", "bot5353")]
+            "kuryer_bot_flood_wait_seconds_total",
+            &[("bot_id", "5353")]
         ) >= 2.0,
         "{m}"
     );
@@ -190,12 +191,7 @@ async fn metrics_equal_what_the_fake_received_and_survive_a_restart() {
 #[test]
 fn the_dashboard_plots_only_metrics_kuryer_exports() {
     let root = env!("CARGO_MANIFEST_DIR");
-    let names = std::fs::read_to_string(format!("{root}/actors/src/metrics_names.rs")).unwrap();
-    let exported: Vec<&str> = names
-        .lines()
-        .filter_map(|l| l.strip_prefix("pub const "))
-        .filter_map(|l| l.split('"').nth(1))
-        .collect();
+    let exported: Vec<&str> = registry::ALL.iter().map(|m| m.name).collect();
     let dashboard: Value = serde_json::from_str(
         &std::fs::read_to_string(format!("{root}/systemd/grafana-dashboard.json")).unwrap(),
     )
@@ -232,3 +228,4 @@ fn the_dashboard_plots_only_metrics_kuryer_exports() {
         );
     }
 }
+
