@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
 use kuryer_actors::channel_supervisor::{ChannelSupervisor, StopChannel};
-use kuryer_actors::metrics_names as names;
 use kuryer_actors::model::ActiveSubscription;
 use kuryer_actors::ports::{DestinationEvent, DestinationEvents};
 use kuryer_actors::rate_limiter::{MoveChat, RateLimiter};
@@ -23,6 +22,7 @@ use teloxide::types::ChatId;
 
 use crate::i18n::{Arg, Lang, Texts};
 use crate::store::{LostDestination, Store};
+use crate::telemetry::events;
 use crate::telegram::bot_id_of;
 
 /// Acts on destination events; see the module doc.
@@ -125,7 +125,6 @@ impl Inner {
                 tracing::warn!(destination_id = sub.destination_id, error = %e, "The registry did not answer; deactivating anyway.")
             }
         }
-        metrics::counter!(names::DESTINATIONS_DEACTIVATED_TOTAL).increment(1);
         let owner = match self
             .store
             .deactivate_destination(sub.destination_id, &reason)
@@ -137,12 +136,7 @@ impl Inner {
                 None
             }
         };
-        tracing::warn!(
-            destination_id = sub.destination_id,
-            chat_id = sub.chat_id,
-            reason = %reason,
-            "Destination deactivated; its subscriptions are paused."
-        );
+        events::destination_deactivated(sub.destination_id, sub.chat_id, &reason);
         // Tell the owner, unless the lost chat is their own private chat.
         // Told once per problem, whichever process sees it: the stored
         // claim (a failed claim tells rather than stays silent).

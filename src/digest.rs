@@ -176,14 +176,7 @@ impl DigestWorker {
             self.store.digest_parts_sent(sub, period, i + 1).await?;
         }
         let recorded = self.store.finish_digest(sub, period, next).await?;
-        metrics::counter!(kuryer_actors::metrics_names::DIGESTS_SENT_TOTAL).increment(1);
-        tracing::info!(
-            subscription_id = sub,
-            posts = entries.len(),
-            parts = parts.len(),
-            recorded,
-            "Digest sent."
-        );
+        crate::telemetry::events::digest_sent(sub, entries.len(), parts.len(), recorded);
         Ok(())
     }
 }

@@ -28,7 +28,8 @@ use crate::pipeline::Pipeline;
 use crate::reader::ReaderPool;
 use crate::store::{Store, StoreError};
 
-use crate::instance::{LIVE_INSTANCES, OWNED_ACCOUNTS, OWNED_BOTS, OWNED_CHANNELS, Ownership};
+use crate::instance::Ownership;
+use crate::telemetry::registry;
 
 /// Rounds woken early (a channel no one polls yet) come at most this often.
 const MIN_ROUND_GAP: Duration = Duration::from_millis(200);
@@ -271,11 +272,11 @@ impl Keeper {
             self.share(&id).await?;
         }
         let (c, b) = self.ownership.counts();
-        metrics::gauge!(OWNED_CHANNELS).set(c as f64);
-        metrics::gauge!(OWNED_BOTS).set(b as f64);
+        registry::OWNED_CHANNELS.get().set(c as f64);
+        registry::OWNED_BOTS.get().set(b as f64);
         let accounts = self.accounts.held();
         self.ownership.set_accounts(accounts);
-        metrics::gauge!(OWNED_ACCOUNTS).set(accounts as f64);
+        registry::OWNED_ACCOUNTS.get().set(accounts as f64);
         // Rows of instances dead for long (and holding nothing) go.
         let _ = self
             .store
@@ -288,7 +289,7 @@ impl Keeper {
     async fn share(&mut self, id: &str) -> Result<(), StoreError> {
         let (live, total) = self.store.lease_census().await?;
         let live = live.max(1);
-        metrics::gauge!(LIVE_INSTANCES).set(live as f64);
+        registry::LIVE_INSTANCES.get().set(live as f64);
         let share = (total + live - 1) / live;
         let mine = self.ownership.counts().0 as i64;
         if mine < share {

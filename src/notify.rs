@@ -145,12 +145,10 @@ pub async fn keepalive(notifier: Notifier, pipeline: Pipeline) {
                 }
                 let status =
                     status_line(&stats, last_minute.record(Instant::now(), stats.dispatched));
-                metrics::gauge!(crate::telemetry::names::QUEUE_DEPTH, "stage" => "limiter")
-                    .set(stats.queued as f64);
-                metrics::gauge!(crate::telemetry::names::QUEUE_DEPTH, "stage" => "in_flight")
-                    .set(stats.in_flight as f64);
-                metrics::gauge!(crate::telemetry::names::QUEUE_DEPTH, "stage" => "db_writer")
-                    .set(stats.db_backlog as f64);
+                let depth = &crate::telemetry::registry::QUEUE_DEPTH;
+                depth.at(["limiter".into()]).set(stats.queued as f64);
+                depth.at(["in_flight".into()]).set(stats.in_flight as f64);
+                depth.at(["db_writer".into()]).set(stats.db_backlog as f64);
                 if notifier.watchdog().is_some() {
                     notifier.ping(&status);
                 } else {

@@ -132,18 +132,10 @@ pub async fn check_bots_at_start(
                 accepted.push(me);
             }
             Err(e) => {
-                let bot_id = bot_id_of(token.expose());
-                tracing::error!(
-                    bot_id,
-                    error_kind = "token_refused",
-                    error = %e,
-                    "Telegram refused this bot token: replace it (BotFather) and restart kuryer; the other bots run."
+                kuryer_actors::telemetry::events::bot_token_refused_at_start(
+                    bot_id_of(token.expose()),
+                    &e,
                 );
-                metrics::gauge!(
-                    kuryer_actors::metrics_names::BOT_TOKEN_REVOKED,
-                    "bot_id" => bot_id.to_string()
-                )
-                .set(1.0);
                 refused.get_or_insert(e);
             }
         }

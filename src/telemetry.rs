@@ -1,4 +1,5 @@
-//! Logging and metrics set-up, and the named events the daemon reports.
+//! Logging and metrics set-up, and the named events the daemon reports
+//! ([`events`]).
 //!
 //! Log lines go to journald under systemd, else to stderr as pretty text or
 //! JSON; metrics are kept in-process and rendered by `GET /metrics`.
@@ -13,6 +14,10 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{LogConfig, LogFormat};
+
+/// What the daemon reports (reader accounts, bot updates, notices, the HTTP
+/// API): one call writes the log line and records the metric.
+pub mod events;
 
 /// Sets up the global tracing subscriber. `RUST_LOG`, when set, overrides
 /// `log.level`. Returns the format actually chosen.
@@ -103,46 +108,34 @@ fn stderr_id() -> Option<(u64, u64)> {
     Some((m.dev(), m.ino()))
 }
 
-/// Names of the metrics kuryer exports (kept with the actors that emit most of them).
-pub use kuryer_actors::metrics_names as names;
+/// Every metric kuryer exports, declared once (with the actors, the lowest
+/// crate): `actors/src/telemetry/registry.rs`.
+pub use kuryer_actors::telemetry::registry;
 
-/// The process-wide Prometheus recorder, installed on first use.
+/// The process-wide Prometheus recorder, installed on first use: every
+/// metric of the registry described (its `# HELP` line), with its buckets.
 pub fn metrics_handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new()
-            .set_buckets_for_metric(
-                Matcher::Full(names::FORWARD_DURATION_SECONDS.to_owned()),
-                &[
-                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-                    300.0,
-                ],
-            )
-            .expect("bucket list is not empty")
-            .set_buckets_for_metric(
-                Matcher::Full(names::DB_BATCH_SECONDS.to_owned()),
-                &[
-                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                ],
-            )
-            .expect("bucket list is not empty")
-            .set_buckets_for_metric(
-                Matcher::Full(names::DB_BATCH_ROWS.to_owned()),
-                &[1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0],
-            )
-            .expect("bucket list is not empty")
-            .set_buckets_for_metric(
-                Matcher::Full(names::UPDATE_LOOP_LAG_SECONDS.to_owned()),
-                &[0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0],
-            )
-            .expect("bucket list is not empty")
-            .build_recorder();
+        let mut builder = PrometheusBuilder::new();
+        for m in registry::ALL {
+            if let Some(buckets) = m.buckets {
+                builder = builder
+                    .set_buckets_for_metric(Matcher::Full(m.name.to_owned()), buckets)
+                    .expect("bucket list is not empty");
+            }
+        }
+        let recorder = builder.build_recorder();
         let handle = recorder.handle();
         let _ = started();
         // Fails only when another recorder is installed (never, in this
         // binary); the handle still renders our own metrics then.
         let _ = metrics::set_global_recorder(recorder);
         describe();
+        // This runs when the recorder is installed, which `daemon::run` does
+        // before anything records: the gauges' owners set them after this
+        // (setting one here used to overwrite the value the pipeline had set).
+        kuryer_actors::telemetry::events::register_at_zero();
         handle
     })
 }
@@ -157,9 +150,13 @@ fn started() -> std::time::Instant {
 /// `/metrics`: the process gauges refreshed, then everything rendered.
 pub fn render() -> String {
     let handle = metrics_handle();
-    metrics::gauge!(names::UPTIME_SECONDS).set(started().elapsed().as_secs_f64());
+    registry::UPTIME_SECONDS
+        .get()
+        .set(started().elapsed().as_secs_f64());
     if let Some(rss) = resident_memory_bytes() {
-        metrics::gauge!(names::PROCESS_RESIDENT_MEMORY_BYTES).set(rss as f64);
+        registry::PROCESS_RESIDENT_MEMORY_BYTES
+            .get()
+            .set(rss as f64);
     }
     handle.render()
 }
@@ -173,109 +170,15 @@ fn resident_memory_bytes() -> Option<u64> {
     Some(pages * 4096)
 }
 
+/// A `# HELP` line (and unit) for every metric of the registry.
 fn describe() {
-    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-    describe_counter!(
-        names::MESSAGES_FORWARDED_TOTAL,
-        Unit::Count,
-        "Posts delivered to a destination."
-    );
-    describe_histogram!(
-        names::FORWARD_DURATION_SECONDS,
-        Unit::Seconds,
-        "Time from a post being detected to its delivery being accepted by Telegram."
-    );
-    describe_gauge!(
-        names::ACTIVE_CHANNELS,
-        Unit::Count,
-        "Channels being read (a poller runs for each); pending channels are not counted."
-    );
-    describe_gauge!(
-        names::SUBSCRIBED_CHANNELS,
-        Unit::Count,
-        "Channels with at least one active subscription."
-    );
-    describe_counter!(
-        names::HTTP_REQUESTS_TOTAL,
-        Unit::Count,
-        "HTTP API requests by route and status."
-    );
-    describe_counter!(
-        names::SUBSCRIPTIONS_CREATED_TOTAL,
-        Unit::Count,
-        "Subscriptions created."
-    );
-    describe_counter!(
-        names::DELIVERIES_FAILED_TOTAL,
-        Unit::Count,
-        "Deliveries that failed for good, by reason."
-    );
-    describe_counter!(
-        names::TELEGRAM_429_TOTAL,
-        Unit::Count,
-        "429 answers from Telegram by what they paused (chat or bot)."
-    );
-    describe_counter!(
-        names::FLOOD_WAIT_SECONDS_TOTAL,
-        Unit::Seconds,
-        "Seconds Telegram told us to wait, by account."
-    );
-    describe_gauge!(
-        names::QUEUE_DEPTH,
-        Unit::Count,
-        "Work waiting in a stage of the pipeline."
-    );
-    describe_histogram!(
-        names::DB_BATCH_ROWS,
-        Unit::Count,
-        "Rows in one DbWriter batch."
-    );
-    describe_histogram!(
-        names::DB_BATCH_SECONDS,
-        Unit::Seconds,
-        "Time to write one DbWriter batch."
-    );
-    describe_counter!(
-        names::DEDUP_HITS_TOTAL,
-        Unit::Count,
-        "Deliveries found already sent and not sent again, by layer."
-    );
-    describe_gauge!(
-        names::READER_ACCOUNTS,
-        Unit::Count,
-        "MTProto reader accounts by state."
-    );
-    describe_histogram!(
-        names::UPDATE_LOOP_LAG_SECONDS,
-        Unit::Seconds,
-        "Age of a channel post when the bot's update loop received it."
-    );
-    describe_gauge!(
-        names::PROCESS_RESIDENT_MEMORY_BYTES,
-        Unit::Bytes,
-        "Resident memory of the process."
-    );
-    describe_gauge!(
-        names::UPTIME_SECONDS,
-        Unit::Seconds,
-        "Seconds since the process started."
-    );
-    // Register the series dashboards plot at zero, so a graph has a line
-    // from the first scrape instead of "no data" until the first event.
-    // This runs when the recorder is installed, which `daemon::run` does
-    // before anything records: the gauges' owners set them after this
-    // (setting one here used to overwrite the value the pipeline had set).
-    metrics::counter!(names::MESSAGES_FORWARDED_TOTAL).absolute(0);
-    metrics::gauge!(names::ACTIVE_CHANNELS).set(0.0);
-    for reason in ["refused", "gone", "failing"] {
-        metrics::counter!(names::DELIVERIES_FAILED_TOTAL, "reason" => reason).absolute(0);
-    }
-    for scope in ["chat", "bot"] {
-        metrics::counter!(names::TELEGRAM_429_TOTAL, "scope" => scope).absolute(0);
-    }
-    metrics::counter!(names::DEDUP_HITS_TOTAL, "layer" => "redis").absolute(0);
-    for state in ["active", "flood_wait", "broken"] {
-        metrics::gauge!(names::READER_ACCOUNTS, "state" => state).set(0.0);
+    use kuryer_actors::telemetry::registry::Kind;
+    for m in registry::ALL {
+        match m.kind {
+            Kind::Counter => metrics::describe_counter!(m.name, m.unit, m.help),
+            Kind::Gauge => metrics::describe_gauge!(m.name, m.unit, m.help),
+            Kind::Histogram => metrics::describe_histogram!(m.name, m.unit, m.help),
+        }
     }
 }
 

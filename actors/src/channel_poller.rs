@@ -23,10 +23,10 @@ use futures_util::FutureExt;
 use tokio::sync::oneshot;
 
 use crate::backoff::Backoff;
-use crate::metrics_names as names;
 use crate::model::{ChannelRef, Post};
 use crate::ports::{ChannelSource, Persistence, SourceError, SourceFactory};
 use crate::subscriber_registry::PublishPost;
+use crate::telemetry::events;
 
 /// Poller settings.
 #[derive(Debug, Clone)]
@@ -183,8 +183,7 @@ impl ChannelPoller {
         ctx.spawn(fut.into_actor(self).map(move |(source, cycle), act, ctx| {
             act.busy = false;
             act.source = source;
-            metrics::histogram!(names::POLL_DURATION_SECONDS)
-                .record(started.elapsed().as_secs_f64());
+            events::channel_polled(act.channel.channel_id, started.elapsed());
             let next = act.after_cycle(cycle);
             if !act.stop_waiters.is_empty() {
                 ctx.stop();
@@ -220,12 +219,7 @@ impl ChannelPoller {
             }
             Cycle::Panicked => {
                 self.failures += 1;
-                metrics::counter!(names::POLLER_RESTARTS_TOTAL).increment(1);
-                tracing::error!(
-                    channel_id,
-                    failures = self.failures,
-                    "Channel source panicked; rebuilding it."
-                );
+                events::channel_source_panicked(channel_id, self.failures);
                 self.backoff()
             }
             Cycle::SourceFailed(SourceError::Transient {
@@ -345,7 +339,7 @@ impl CycleRun {
                     // whose answer was lost: publish it anyway (the dedup
                     // layers stop a second send).
                     if new || attempt > 0 {
-                        metrics::counter!(names::POSTS_DETECTED_TOTAL).increment(1);
+                        events::post_detected(channel_id, post.first_id());
                         if self.registry.send(PublishPost(post.clone())).await.is_err() {
                             return Err(Cycle::PersistFailed("registry is gone".into()));
                         }
@@ -372,14 +366,7 @@ impl CycleRun {
                         .await
                     {
                         Ok(()) => {
-                            metrics::counter!(names::DEAD_LETTERS_TOTAL, "kind" => "post")
-                                .increment(1);
-                            tracing::error!(
-                                channel_id,
-                                message_id = post.message_ids[0],
-                                error = %e,
-                                "A post cannot be recorded; kept in dead_letters and skipped."
-                            );
+                            events::post_dead_lettered(channel_id, post.message_ids[0], &e);
                             Ok(post.last_id())
                         }
                         Err(_) => Err(Cycle::PersistFailed(e.message)),

@@ -17,10 +17,10 @@ use actix::prelude::*;
 
 use crate::backoff::Backoff;
 use crate::channel_poller::{ChannelPoller, PollerConfig, StopPoller, Wake};
-use crate::metrics_names as names;
 use crate::model::ChannelRef;
 use crate::ports::{Persistence, SourceFactory};
 use crate::subscriber_registry::PublishPost;
+use crate::telemetry::{events, registry};
 
 /// Poll this channel (starts a poller unless one runs).
 #[derive(Message)]
@@ -164,7 +164,7 @@ impl ChannelSupervisor {
             e.addr = Some(addr);
             e.restart_at = None;
             self.restarts += 1;
-            metrics::counter!(names::POLLER_RESTARTS_TOTAL).increment(1);
+            events::poller_restarted(id, self.restarts);
         }
     }
 }
@@ -173,7 +173,9 @@ impl ChannelSupervisor {
     /// `active_channels`: the channels being read. Set where the map
     /// changes, so a restart reports the loaded figure at once.
     fn gauge(&self) {
-        metrics::gauge!(names::ACTIVE_CHANNELS).set(self.entries.len() as f64);
+        registry::ACTIVE_CHANNELS
+            .get()
+            .set(self.entries.len() as f64);
     }
 }
 

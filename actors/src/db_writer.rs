@@ -28,9 +28,9 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use crate::backoff::Backoff;
-use crate::metrics_names as names;
 use crate::model::DeliveryRecord;
 use crate::ports::{PersistError, Persistence};
+use crate::telemetry::events;
 
 /// DbWriter settings.
 #[derive(Debug, Clone)]
@@ -193,10 +193,7 @@ impl DbWriter {
         ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
             act.writing -= 1;
             if result.is_ok() {
-                // Once per batch, not per row: this is the hot path.
-                metrics::histogram!(names::DB_BATCH_ROWS).record(batch.len() as f64);
-                metrics::histogram!(names::DB_BATCH_SECONDS)
-                    .record(started.elapsed().as_secs_f64());
+                events::batch_written(batch.len(), started.elapsed());
             }
             act.finish(batch, result, ctx);
         }));

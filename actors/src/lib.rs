@@ -23,7 +23,8 @@
 //!
 //! Besides the actors: [`model`] (domain types), [`in_flight`] (what this process holds), [`ports`] (the traits the
 //! daemon implements), [`backoff`] (the one retry policy of every loop) and
-//! [`metrics_names`]. The rate limiter is a directory module: its policy
+//! [`telemetry`] (every metric's declaration, and the events that write a
+//! log line and its metrics in one call). The rate limiter is a directory module: its policy
 //! (`rate_limiter/schedule.rs`) is plain data driven by explicit instants,
 //! the actor around it owns the timer.
 //!
@@ -51,8 +52,6 @@ pub mod filters;
 /// The deliveries this process holds (queued, being sent, outcome not yet
 /// committed), so a sweep never queues one twice.
 pub mod in_flight;
-/// Metric names, in one place.
-pub mod metrics_names;
 /// The Bot API calls that mirror an edit or deletion onto the copies.
 mod mirror_calls;
 /// Domain types shared by the actors and the daemon's adapters.
@@ -75,6 +74,8 @@ mod shaping;
 pub mod subscriber_registry;
 /// Runs a long-running task again after it panicked, with a backoff.
 pub mod supervise;
+/// Every metric declared once, and the events that log and count together.
+pub mod telemetry;
 /// Messages only tests send (stop an actor as if it had died).
 #[cfg(any(test, feature = "test-hooks"))]
 pub mod test_hooks;

@@ -31,7 +31,6 @@ use teloxide::Bot;
 
 use crate::backoff::Backoff;
 use crate::db_writer::RecordDeliveries;
-use crate::metrics_names as names;
 use crate::model::{DedupCheck, Delivery, DeliveryOp, DeliveryRecord, DeliveryStatus, MirrorDone};
 use crate::outcome::CallResult;
 use crate::ports::{Dedup, DestinationEvent, DestinationEvents, LeaseGuard};
@@ -39,6 +38,7 @@ use crate::rate_limiter::{SendDelivery, SendFinished, SendOutcome};
 use crate::sender_calls::call;
 use crate::shaping::Shaper;
 pub use crate::shaping::TOPIC_DELETED;
+use crate::telemetry::events;
 
 /// SenderPool settings.
 #[derive(Debug, Clone)]
@@ -240,11 +240,7 @@ impl SenderPool {
                 let waited = (chrono::Utc::now() - d.post.detected_at)
                     .to_std()
                     .unwrap_or_default();
-                metrics::counter!(names::MESSAGES_FORWARDED_TOTAL).increment(1);
-                metrics::histogram!(names::FORWARD_DURATION_SECONDS).record(waited.as_secs_f64());
-                if let Some(note) = &note {
-                    tracing::info!(chat_id = to, subscription_id = d.sub.subscription_id, note = %note, "Delivered in a fallback form.");
-                }
+                events::delivered(to, d.sub.subscription_id, waited, note.as_deref());
                 let mut row = record(d, to, DeliveryStatus::Sent, Some(i64::from(id)), note);
                 if !parts.is_empty() {
                     row.sent_message_ids = Some(parts.iter().map(|&i| i64::from(i)).collect());
@@ -253,12 +249,7 @@ impl SenderPool {
             }
             CallResult::AlreadySent(id) => {
                 self.streaks.remove(&dest);
-                metrics::counter!(names::DEDUP_HITS_TOTAL, "layer" => "redis").increment(1);
-                tracing::debug!(
-                    chat_id = chat,
-                    subscription_id = d.sub.subscription_id,
-                    "Already delivered (dedup); recording it without sending."
-                );
+                events::already_delivered(chat, d.sub.subscription_id);
                 (
                     SendOutcome::Done,
                     Some(record(d, chat, DeliveryStatus::Sent, Some(id), None)),
@@ -273,17 +264,14 @@ impl SenderPool {
             }
             CallResult::Failed(reason) => {
                 // About this message, not the chat: no failure streak.
-                metrics::counter!(names::DELIVERIES_FAILED_TOTAL, "reason" => "refused")
-                    .increment(1);
-                tracing::warn!(chat_id = chat, subscription_id = d.sub.subscription_id, error = %reason, "Delivery failed for good.");
+                events::delivery_refused(chat, d.sub.subscription_id, &reason);
                 (
                     SendOutcome::Done,
                     Some(record(d, chat, DeliveryStatus::Failed, None, Some(reason))),
                 )
             }
             CallResult::Gone(reason) => {
-                metrics::counter!(names::DELIVERIES_FAILED_TOTAL, "reason" => "gone").increment(1);
-                tracing::warn!(chat_id = chat, destination_id = dest, reason = %reason, "The bot can no longer post to this chat; deactivating it.");
+                events::destination_gone(chat, dest, &reason);
                 self.events.on_event(DestinationEvent::Gone {
                     sub: d.sub.clone(),
                     reason: reason.clone(),
@@ -294,7 +282,7 @@ impl SenderPool {
                 )
             }
             CallResult::RetryAfter(wait) => {
-                metrics::counter!(names::RATE_LIMITED_TOTAL).increment(1);
+                events::send_rate_limited(chat, wait);
                 (SendOutcome::RetryAfter(wait), None)
             }
             // No row: the delivery stays owed in the database, for a start
@@ -302,7 +290,7 @@ impl SenderPool {
             CallResult::TokenRefused => (SendOutcome::Revoked, None),
             // No row either: the channel's owner resumes it.
             CallResult::LeaseLost => {
-                metrics::counter!(names::LEASE_DROPPED_TOTAL).increment(1);
+                events::delivery_lease_dropped(chat);
                 if let Some(g) = &self.lease_guard {
                     g.dropped(d);
                 }
@@ -325,8 +313,12 @@ impl SenderPool {
                 }
             }
             CallResult::Ambiguous(reason) => {
-                metrics::counter!(names::AMBIGUOUS_SENDS_TOTAL).increment(1);
-                tracing::warn!(chat_id = chat, subscription_id = d.sub.subscription_id, retry = self.cfg.retry_ambiguous, error = %reason, "Send outcome unknown.");
+                events::send_ambiguous(
+                    chat,
+                    d.sub.subscription_id,
+                    self.cfg.retry_ambiguous,
+                    &reason,
+                );
                 // A chat whose sends keep timing out is failing too.
                 if self.count_failure(d, &reason) {
                     (
@@ -387,14 +379,14 @@ impl SenderPool {
                 SendOutcome::Done
             }
             CallResult::RetryAfter(wait) => {
-                metrics::counter!(names::RATE_LIMITED_TOTAL).increment(1);
+                events::send_rate_limited(delivery.sub.chat_id, wait);
                 SendOutcome::RetryAfter(wait)
             }
             CallResult::TokenRefused => SendOutcome::Revoked,
             // No answer: nothing is recorded here, so the channel's new
             // owner finds the change unapplied and makes it.
             CallResult::LeaseLost => {
-                metrics::counter!(names::LEASE_DROPPED_TOTAL).increment(1);
+                events::delivery_lease_dropped(delivery.sub.chat_id);
                 SendOutcome::Done
             }
             CallResult::Unreachable(_) | CallResult::Transient(_) | CallResult::Ambiguous(_) => {
@@ -422,13 +414,10 @@ impl SenderPool {
         *n += 1;
         if *n >= self.cfg.max_failures && successes > *since {
             self.streaks.remove(&d.sub.destination_id);
-            metrics::counter!(names::DELIVERIES_FAILED_TOTAL, "reason" => "failing").increment(1);
-            tracing::warn!(
-                chat_id = d.sub.chat_id,
-                subscription_id = d.sub.subscription_id,
-                failures = self.cfg.max_failures,
-                error_kind = "failing_destination",
-                "A destination keeps failing; pausing it."
+            events::destination_failing(
+                d.sub.chat_id,
+                d.sub.subscription_id,
+                self.cfg.max_failures,
             );
             self.events.on_event(DestinationEvent::Failing {
                 sub: d.sub.clone(),

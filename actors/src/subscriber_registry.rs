@@ -14,11 +14,11 @@ use actix::prelude::*;
 
 use crate::filters::PostFilter;
 use crate::in_flight::InFlight;
-use crate::metrics_names as names;
 use crate::model::{ActiveSubscription, DedupCheck, Delivery, Post};
 use crate::ports::Dedup;
 use crate::quiet::{Quiet, QuietHolds};
 use crate::rate_limiter::Enqueue;
+use crate::telemetry::{events, registry};
 
 /// A chunk of the initial load.
 #[derive(Message)]
@@ -167,7 +167,9 @@ impl SubscriberRegistry {
     }
 
     fn gauge(&self) {
-        metrics::gauge!(names::SUBSCRIBED_CHANNELS).set(self.by_channel.len() as f64);
+        registry::SUBSCRIBED_CHANNELS
+            .get()
+            .set(self.by_channel.len() as f64);
     }
 }
 
@@ -350,20 +352,7 @@ impl Handler<PublishPost> for SubscriberRegistry {
                 .unmark_handled((post.channel_id, post.first_id()));
         }
         let n = deliveries.len();
-        if filtered > 0 {
-            metrics::counter!(names::DELIVERIES_FILTERED_TOTAL).increment(filtered);
-        }
-        if held > 0 {
-            metrics::counter!(names::DELIVERIES_HELD_TOTAL).increment(held);
-        }
-        // The one INFO line of a post's story (not one per delivery): with
-        // `CHANNEL_ID`/`POST_ID` in journald it finds the rest.
-        tracing::info!(
-            channel_id = post.channel_id,
-            post_id = post.first_id(),
-            deliveries = n,
-            "Post fanned out."
-        );
+        events::post_fanned_out(post.channel_id, post.first_id(), n, filtered, held);
         self.stats.posts_published += 1;
         self.stats.deliveries_made += n as u64;
         let limiter = self.limiter.clone();

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt;
 
 use crate::backoff::Backoff;
-use crate::metrics_names as names;
+use crate::telemetry::events;
 
 /// A run that lasted this long before it panicked was healthy: the next
 /// restart starts from the first backoff again.
@@ -43,15 +43,7 @@ where
         }
         let delay = backoff.next_delay();
         restarts += 1;
-        metrics::counter!(names::WORKER_RESTARTS_TOTAL, "worker" => worker).increment(1);
-        tracing::error!(
-            worker,
-            restarts,
-            panic = %panic,
-            ran_ms = started.elapsed().as_millis() as u64,
-            backoff_ms = delay.as_millis() as u64,
-            "A worker panicked; restarting it after a backoff."
-        );
+        events::worker_restarted(worker, restarts, &panic, started.elapsed(), delay);
         tokio::time::sleep(delay).await;
     }
 }

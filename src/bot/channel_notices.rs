@@ -19,11 +19,6 @@ use crate::store::{
     ChannelNotice, Store,
 };
 
-/// Metric: channel problem notices, by problem (`private`, `gone`,
-/// `unlisted`, `renamed`, `protected`, `bot-removed`, `resumed`) and
-/// outcome (`sent`, `failed`).
-pub const CHANNEL_NOTICES_TOTAL: &str = "kuryer_bot_channel_notices_total";
-
 /// What happened to the channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChannelProblem {
@@ -142,17 +137,11 @@ async fn send_notices(
             .send_message(ChatId(n.user), text)
             .reply_markup(buttons)
             .await;
-        match sent {
-            Ok(_) => {
-                metrics::counter!(CHANNEL_NOTICES_TOTAL, "problem" => label, "outcome" => "sent")
-                    .increment(1)
-            }
-            Err(e) => {
-                metrics::counter!(CHANNEL_NOTICES_TOTAL, "problem" => label, "outcome" => "failed")
-                    .increment(1);
-                tracing::info!(channel_id, user = n.user, problem = label, error = %e, "Could not tell a subscriber about their channel.");
-            }
-        }
+        let result = sent
+            .as_ref()
+            .map(|_| ())
+            .map_err(|e| e as &dyn std::fmt::Display);
+        crate::telemetry::events::channel_notice(channel_id, n.user, label, result);
     }
 }
 

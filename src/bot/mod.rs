@@ -37,7 +37,6 @@ mod send_settings;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kuryer_actors::metrics_names as names;
 use teloxide::Bot;
 use teloxide::payloads::SetMyCommandsSetters;
 use teloxide::prelude::Requester;
@@ -254,7 +253,7 @@ impl BotHandler {
     }
 
     fn count(&self, command: &'static str) {
-        metrics::counter!(names::BOT_COMMANDS_TOTAL, "command" => command).increment(1);
+        crate::telemetry::events::bot_command(command);
     }
 }
 

@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use kuryer_actors::metrics_names as names;
 use teloxide::payloads::{AnswerCallbackQuerySetters, EditMessageTextSetters, SendMessageSetters};
 use teloxide::prelude::Requester;
 use teloxide::types::{CallbackQueryId, ChatId, InlineKeyboardMarkup, MessageId};
@@ -78,9 +77,7 @@ fn failed(what: &'static str, chat: i64, e: &RequestError) {
         RequestError::RetryAfter(_) => "rate_limited",
         _ => "network",
     };
-    metrics::counter!(names::BOT_REPLY_FAILURES_TOTAL, "reason" => reason).increment(1);
-    // The error names the failure, never the text sent.
-    tracing::info!(chat_id = chat, what, reason, error = %e, "A bot reply was not delivered.");
+    crate::telemetry::events::bot_reply_failed(what, chat, reason, e);
 }
 
 /// Sends `text` (clipped) to `chat`, with a keyboard; retried as above.

@@ -15,10 +15,6 @@ use crate::source_events::SourceEvents;
 use crate::store::Store;
 use crate::telegram::bot_id_of;
 
-/// Metric: notices of how a channel's look-up ended, by outcome (`sent`,
-/// `failed`).
-pub const RESOLVE_NOTICES_TOTAL: &str = "kuryer_bot_resolve_notices_total";
-
 /// The sources' news, into the pipeline; notices go out in tasks of their
 /// own, so a slow Bot API never holds up the next event.
 pub(super) struct PipelineEvents {
@@ -125,16 +121,14 @@ async fn tell_resolved(store: &Store, bots: &[Bot], texts: &Texts, channel_id: i
         let Some(bot) = bot_of(bots, n.bot_id) else {
             return;
         };
-        match bot
+        let sent = bot
             .send_message(teloxide::types::ChatId(n.user), text)
-            .await
-        {
-            Ok(_) => metrics::counter!(RESOLVE_NOTICES_TOTAL, "outcome" => "sent").increment(1),
-            Err(e) => {
-                metrics::counter!(RESOLVE_NOTICES_TOTAL, "outcome" => "failed").increment(1);
-                tracing::info!(channel_id, user = n.user, status = n.status, error = %e, "Could not tell a subscriber how the channel's look-up ended.");
-            }
-        }
+            .await;
+        let result = sent
+            .as_ref()
+            .map(|_| ())
+            .map_err(|e| e as &dyn std::fmt::Display);
+        crate::telemetry::events::resolve_notice(channel_id, n.user, &n.status, result);
     }
 }
 

@@ -44,8 +44,6 @@ use crate::updates::{self, BotUpdates};
 use events::PipelineEvents;
 use shutdown::Shutdown;
 
-pub use events::RESOLVE_NOTICES_TOTAL;
-
 /// Runs the daemon until `shutdown` completes (in `main`: SIGTERM or
 /// SIGINT, [`wait_for_signal`]; in tests: whatever the test decides), then
 /// shuts down in order.

@@ -37,7 +37,7 @@ use crate::dedup::RedisDedup;
 use crate::pipeline::Pipeline;
 use crate::secret::Secret;
 use crate::store::Store;
-use crate::telemetry::{metrics_handle, names};
+use crate::telemetry::metrics_handle;
 
 /// Shared state of the HTTP workers.
 #[derive(Clone)]
@@ -178,11 +178,6 @@ async fn count_requests(
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
     let res = next.call(req).await?;
-    metrics::counter!(
-        names::HTTP_REQUESTS_TOTAL,
-        "route" => route,
-        "status" => res.status().as_u16().to_string()
-    )
-    .increment(1);
+    crate::telemetry::events::http_request(route, res.status().as_u16());
     Ok(res)
 }

@@ -17,7 +17,7 @@ use super::ApiState;
 use super::auth::Authorized;
 use super::error::{ApiError, make_live, with_timeout};
 use crate::store::{SubState, UserSubscription};
-use crate::telemetry::names;
+use crate::telemetry::events;
 
 /// Body of `POST /add_channel`.
 #[derive(Debug, Deserialize)]
@@ -69,13 +69,7 @@ pub(super) async fn add_channel(
         }
     }
     if added.created {
-        metrics::counter!(names::SUBSCRIPTIONS_CREATED_TOTAL).increment(1);
-        tracing::info!(
-            user_id = body.user_id,
-            channel = %channel,
-            subscription_id = added.subscription.id,
-            "Subscription created through the API."
-        );
+        events::subscription_created(body.user_id, &channel, added.subscription.id);
     }
     super::copies::backfill(&state, added.subscription.id, backfill).await?;
     Ok(HttpResponse::Ok().json(added))

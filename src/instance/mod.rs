@@ -27,15 +27,6 @@ use kuryer_actors::in_flight::InFlight;
 use kuryer_actors::model::Delivery;
 use kuryer_actors::ports::LeaseGuard;
 
-/// Metric: channels this instance holds the lease of (gauge).
-pub const OWNED_CHANNELS: &str = "kuryer_owned_channels";
-/// Metric: reader accounts this instance holds the lease of (gauge).
-pub const OWNED_ACCOUNTS: &str = "kuryer_owned_accounts";
-/// Metric: bots whose `getUpdates` this instance consumes (gauge).
-pub const OWNED_BOTS: &str = "kuryer_owned_bots";
-/// Metric: live instances this one counted at its last heartbeat (gauge).
-pub const LIVE_INSTANCES: &str = "kuryer_live_instances";
-
 /// This process's default instance id: host name and process id.
 pub fn default_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")

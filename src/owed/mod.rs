@@ -40,12 +40,12 @@ use actix::prelude::*;
 use kuryer_actors::backoff::Backoff;
 use kuryer_actors::channel_supervisor::ChannelSupervisor;
 use kuryer_actors::in_flight::{InFlight, PostKey};
-use kuryer_actors::metrics_names as names;
 use kuryer_actors::model::{ChannelRef, Delivery};
 use kuryer_actors::quiet::{Quiet, QuietHolds};
 use kuryer_actors::rate_limiter::{Enqueue, HaltedLanes, RateLimiter};
 
 use crate::instance::Ownership;
+use crate::telemetry::events;
 use crate::store::{PendingQuery, Store, StoreError};
 
 mod gate;
@@ -169,12 +169,7 @@ impl Owed {
                             }
                         }
                         if queued > 0 {
-                            metrics::counter!(names::DELIVERIES_RESUMED_TOTAL).increment(queued);
-                            tracing::info!(
-                                channels = ids.len(),
-                                deliveries = queued,
-                                "Resumed deliveries the channels' previous owner had not sent."
-                            );
+                            events::taken_over_resumed(ids.len(), queued);
                         }
                     }
                     Err(e) => {
@@ -256,11 +251,7 @@ impl Owed {
             match self.pass(q, Some((supervisor, gate))).await {
                 Ok((n, _)) => {
                     queued += n;
-                    tracing::info!(
-                        deliveries = queued,
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "Resume queued every delivery recorded but not sent."
-                    );
+                    events::resume_done(queued, started.elapsed());
                     gate.release(supervisor, None);
                     return;
                 }
@@ -271,10 +262,7 @@ impl Owed {
                 }
             }
         }
-        tracing::error!(
-            queued,
-            "Resume gave up; starting the held-back pollers. The periodic sweep delivers the rest, possibly after newer posts of their channels."
-        );
+        events::resume_gave_up(queued);
         gate.release(supervisor, None);
     }
 
@@ -322,8 +310,8 @@ impl Owed {
                     );
                 }
                 Err((n, PassError::Store(e))) => {
-                    if n > 0 {
-                        metrics::counter!(names::DELIVERIES_SWEPT_TOTAL).increment(swept + n);
+                    if swept + n > 0 {
+                        events::swept(swept + n, false);
                     }
                     return Err(e);
                 }
@@ -331,11 +319,7 @@ impl Owed {
             }
         }
         if swept > 0 {
-            metrics::counter!(names::DELIVERIES_SWEPT_TOTAL).increment(swept);
-            tracing::info!(
-                deliveries = swept,
-                "Sweep found deliveries of recorded posts that nothing was sending; queued them."
-            );
+            events::swept(swept, true);
         }
         Ok(())
     }
@@ -398,8 +382,7 @@ impl Owed {
             let claimed = self.in_flight.claim_swept(&mark, live);
             let n = claimed.len() as u64;
             if n > 0 {
-                metrics::counter!(names::DELIVERIES_RESUMED_TOTAL).increment(n);
-                // Answered once they are queued and the queue is under its
+                // Counted by the caller (resumed or swept). Answered once they are queued and the queue is under its
                 // capacity: the back-pressure that bounds memory.
                 if self.limiter.send(Enqueue(claimed)).await.is_err() {
                     break Err(PassError::LimiterGone);

@@ -21,9 +21,6 @@ use tokio::sync::Notify;
 
 use crate::store::{Store, StoreError};
 
-/// Metric: changes dropped unstored because the queue was full (counter).
-pub(super) const CHANGES_DROPPED_TOTAL: &str = "kuryer_reader_changes_dropped_total";
-
 /// Changes waiting at most: ~a few MB; at Telegram's pace of edits this is
 /// far more than a database restart gathers.
 pub(super) const CAP: usize = 10_000;
@@ -136,17 +133,13 @@ impl<T: Send + 'static> ChangeQueue<T> {
         };
         self.shared.wake.notify_one();
         if let Some(old) = dropped {
-            metrics::counter!(CHANGES_DROPPED_TOTAL).increment(1);
             let n = self.shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            if n % 1000 == 1 {
-                tracing::error!(
-                    what = old.what(),
-                    channel_id = old.channel_id(),
-                    dropped = n,
-                    cap = self.shared.cap,
-                    "Too many source changes wait for the database; dropping the oldest (not mirrored)."
-                );
-            }
+            crate::telemetry::events::reader_change_dropped(
+                old.what(),
+                old.channel_id(),
+                n,
+                self.shared.cap,
+            );
         }
     }
 

@@ -18,13 +18,6 @@ use tokio::time::Instant;
 
 use super::session::PgSession;
 
-/// Metric: flood waits received, by account and method.
-pub const FLOOD_WAITS_TOTAL: &str = "kuryer_reader_flood_waits_total";
-/// Metric: seconds of flood wait imposed, by account and method.
-pub const FLOOD_WAIT_SECONDS_TOTAL: &str = "kuryer_reader_flood_wait_seconds_total";
-/// Metric: MTProto calls made, by account and method.
-pub const CALLS_TOTAL: &str = "kuryer_reader_calls_total";
-
 /// Why a call failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CallError {
@@ -189,6 +182,16 @@ impl AccountClient {
         &self.session
     }
 
+    /// True while a flood wait of any method runs.
+    pub fn waiting(&self) -> bool {
+        let now = Instant::now();
+        self.paused
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .any(|until| *until > now)
+    }
+
     /// Time left of `method`'s flood wait, if any.
     pub fn paused_for(&self, method: &'static str) -> Option<Duration> {
         let paused = self
@@ -211,9 +214,7 @@ impl AccountClient {
         if let Some(wait) = self.paused_for(method) {
             return Err(CallError::FloodWait { method, wait });
         }
-        let account = self.name.clone();
-        metrics::counter!(CALLS_TOTAL, "account" => account.clone(), "method" => method)
-            .increment(1);
+        crate::telemetry::events::reader_call(&self.name, method);
         let result = match tokio::time::timeout(
             Duration::from_secs(30),
             self.client.invoke(request),
@@ -231,16 +232,7 @@ impl AccountClient {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .insert(method, Instant::now() + *wait);
-            metrics::counter!(FLOOD_WAITS_TOTAL, "account" => account.clone(), "method" => method)
-                .increment(1);
-            metrics::counter!(FLOOD_WAIT_SECONDS_TOTAL, "account" => account.clone(), "method" => method)
-                .increment(wait.as_secs());
-            tracing::warn!(
-                account,
-                method,
-                wait_s = wait.as_secs(),
-                "Telegram asked this account to wait; its calls of this method pause that long."
-            );
+            crate::telemetry::events::reader_flood_wait(&self.name, method, *wait);
         }
         result
     }

@@ -17,6 +17,7 @@
 //!   handed to the others; each is caught up from its high-water mark.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -33,13 +34,7 @@ use super::session::PgSession;
 use crate::config::Config;
 use crate::source_events::SourceEvents;
 use crate::store::{ReaderChannel, Store};
-
-/// Metric: posts pushed to reader accounts.
-pub const PUSHED_TOTAL: &str = "kuryer_reader_pushed_posts_total";
-/// Metric: edits and deletions seen, by kind.
-pub const CHANGES_TOTAL: &str = "kuryer_reader_changes_total";
-/// Metric: reader accounts lost.
-pub const LOST_TOTAL: &str = "kuryer_reader_accounts_lost_total";
+use crate::telemetry::events;
 
 pub(super) struct Live {
     pub(super) client: Arc<AccountClient>,
@@ -81,6 +76,8 @@ pub(super) struct Inner {
     background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Edits and deletions on their way to `post_events`.
     pub(super) changes: ChangeQueue,
+    /// Accounts whose session Telegram ended since the start.
+    lost: AtomicUsize,
 }
 
 /// The reader accounts of this process.
@@ -124,6 +121,7 @@ impl ReaderPool {
             events,
             background: Mutex::new(Vec::new()),
             changes: ChangeQueue::new(super::change_queue::CAP),
+            lost: AtomicUsize::new(0),
         });
         let pool = Self(inner);
         // Edits and deletions are stored by one task, in order, retrying
@@ -225,6 +223,7 @@ impl ReaderPool {
                 tasks,
             },
         );
+        self.0.count_accounts();
     }
 
     /// Several instances: takes the leases of active accounts no live
@@ -474,7 +473,7 @@ impl Inner {
             }
         };
         if woke {
-            metrics::counter!(PUSHED_TOTAL).increment(1);
+            events::reader_post_pushed(channel_id);
             self.events.wake(channel_id);
         }
     }
@@ -485,12 +484,9 @@ impl Inner {
         let Some(live) = lock(&self.accounts).remove(account) else {
             return;
         };
-        metrics::counter!(LOST_TOTAL).increment(1);
-        tracing::error!(
-            account,
-            reason,
-            "Reader account lost: Telegram ended its session. Its channels move to the other accounts; log it in again with kuryer login."
-        );
+        events::reader_account_lost(account, reason);
+        self.lost.fetch_add(1, Ordering::Relaxed);
+        self.count_accounts();
         if let Err(e) = self
             .store
             .end_reader_session(account, "lost", Some(reason))
@@ -513,11 +509,30 @@ impl Inner {
             account,
             "Reader account's lease was taken by another process; this one stops using it."
         );
+        self.count_accounts();
         self.release_channels(account);
         live.client.close().await;
         for t in &live.tasks {
             t.abort();
         }
+    }
+
+    /// `kuryer_reader_accounts{state}`: the accounts this process runs,
+    /// split by whether a flood wait runs, and those Telegram ended. Set
+    /// where the set of accounts changes and at each heartbeat (a flood
+    /// wait ends on its own).
+    fn count_accounts(&self) {
+        let (waiting, running) = {
+            let accounts = lock(&self.accounts);
+            let waiting = accounts.values().filter(|l| l.client.waiting()).count();
+            (waiting, accounts.len())
+        };
+        let gauge = &crate::telemetry::registry::READER_ACCOUNTS;
+        gauge.at(["active".into()]).set((running - waiting) as f64);
+        gauge.at(["flood_wait".into()]).set(waiting as f64);
+        gauge
+            .at(["broken".into()])
+            .set(self.lost.load(Ordering::Relaxed) as f64);
     }
 
     /// Channels of a departed account: unassigned, to be caught up from
@@ -572,13 +587,13 @@ async fn update_loop(
                     }
                 }
                 tl::enums::Update::EditChannelMessage(u) => {
-                    metrics::counter!(CHANGES_TOTAL, "kind" => "edit").increment(1);
+                    events::reader_change_seen("edit");
                     if let Some(bare) = channel_of(&u.message) {
                         pool.edited(bare, &u.message);
                     }
                 }
                 tl::enums::Update::DeleteChannelMessages(u) => {
-                    metrics::counter!(CHANGES_TOTAL, "kind" => "delete").increment(1);
+                    events::reader_change_seen("delete");
                     pool.deleted(u.channel_id, &u.messages);
                 }
                 _ => {}
@@ -650,5 +665,6 @@ async fn heartbeat(pool: std::sync::Weak<Inner>, account: String, generation: i6
             Err(e) => tracing::debug!(account, error = %e, "Reader heartbeat call failed."),
             Ok(_) => {}
         }
+        p.count_accounts();
     }
 }

@@ -15,11 +15,9 @@ use grammers_client::tl;
 use super::client::CallError;
 use super::pool::Inner;
 use crate::store::{FoundChannel, PendingChannel, Unresolvable};
+use crate::telemetry::events;
 
 const METHOD: &str = "contacts.resolveUsername";
-
-/// Metric: look-ups by outcome.
-pub const RESOLVED_TOTAL: &str = "kuryer_reader_resolved_total";
 
 /// Runs the queue until the pool goes.
 pub(super) async fn run(pool: Weak<Inner>) {
@@ -94,12 +92,7 @@ async fn resolve_one(p: &std::sync::Arc<Inner>, pending: &PendingChannel, turn: 
     match outcome {
         Ok(found) => match p.store.channel_resolved(pending.channel_id, &found).await {
             Ok(channel) => {
-                metrics::counter!(RESOLVED_TOTAL, "outcome" => "active").increment(1);
-                tracing::info!(
-                    channel = pending.username,
-                    channel_id = channel.channel_id,
-                    "Channel resolved."
-                );
+                events::channel_resolved(&pending.username, channel.channel_id);
                 // The pending row may have merged into another one:
                 // its subscribers are the target's now.
                 p.events.settled(channel.channel_id, &pending.username);
@@ -110,12 +103,7 @@ async fn resolve_one(p: &std::sync::Arc<Inner>, pending: &PendingChannel, turn: 
             }
         },
         Err(why) => {
-            metrics::counter!(RESOLVED_TOTAL, "outcome" => why.as_str()).increment(1);
-            tracing::info!(
-                channel = pending.username,
-                status = why.as_str(),
-                "Channel name does not lead to a readable channel."
-            );
+            events::channel_unresolvable(&pending.username, why.as_str());
             match p.store.channel_unresolvable(pending.channel_id, why).await {
                 Ok(()) => p.events.settled(pending.channel_id, &pending.username),
                 Err(e) => {

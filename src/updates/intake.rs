@@ -4,9 +4,8 @@
 
 use teloxide::types::{ChatMemberUpdated, Message, MessageKind, Update, UpdateKind};
 
-use kuryer_actors::metrics_names as names;
-
 use super::update_loop::unreadable;
+use crate::telemetry::events;
 use super::{BotUpdates, source_message};
 use crate::bot::BotHandler;
 use crate::pipeline::Pipeline;
@@ -54,8 +53,8 @@ async fn on_channel_post(
 ) -> Result<(), StoreError> {
     // How far behind the update loop reads (Telegram dates to the second).
     let lag = (chrono::Utc::now() - msg.date).num_milliseconds().max(0) as f64 / 1000.0;
-    metrics::histogram!(names::UPDATE_LOOP_LAG_SECONDS).record(lag);
     let chat_id = msg.chat.id.0;
+    events::channel_post_received(chat_id, lag);
     let username = msg.chat.username().map(str::to_ascii_lowercase);
     let known = updates.shared().channels.get(&chat_id).cloned();
     let channel_id = match known {

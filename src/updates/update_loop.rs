@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use kuryer_actors::backoff::Backoff;
-use kuryer_actors::metrics_names as names;
 use serde_json::Value;
 use teloxide::payloads::GetUpdatesSetters;
 use teloxide::prelude::Requester;
@@ -14,6 +13,7 @@ use teloxide::{Bot, RequestError};
 use tokio::sync::watch;
 
 use super::BotUpdates;
+use crate::telemetry::events;
 use super::intake::handle;
 use crate::bot::BotHandler;
 use crate::pipeline::Pipeline;
@@ -214,12 +214,10 @@ impl UpdateLoop {
             Err(RequestError::InvalidJson { source, raw }) => {
                 // Never log `raw` or the parser's message: both may quote
                 // users' messages. Where the answer broke is enough.
-                metrics::counter!(names::UPDATES_UNPARSABLE_TOTAL, "kind" => "answer").increment(1);
-                tracing::warn!(
-                    line = source.line(),
-                    column = source.column(),
-                    error_kind = ?source.classify(),
-                    "getUpdates answer could not be read as updates; reading it one update at a time."
+                events::updates_answer_unreadable(
+                    source.line(),
+                    source.column(),
+                    &source.classify(),
                 );
                 match salvage(&raw) {
                     Some(items) => return Fetched::Items(items),
@@ -384,8 +382,6 @@ fn kind_of(raw: &Value) -> String {
 /// confirmed. It has no effect to record; the dead letter is its record.
 pub(super) async fn unreadable(store: &Store, id: i64, raw: &Value) -> Result<(), StoreError> {
     let kind = kind_of(raw);
-    metrics::counter!(names::UPDATES_UNPARSABLE_TOTAL, "kind" => kind.clone()).increment(1);
-    tracing::warn!(update_id = id, kind = %kind, "An update could not be parsed; kept as a dead letter.");
     let reason = format!("unparsable update of kind {kind}");
     let bytes = serde_json::to_vec(raw).unwrap_or_default();
     store
@@ -396,7 +392,8 @@ pub(super) async fn unreadable(store: &Store, id: i64, raw: &Value) -> Result<()
             ..DeadUpdate::default()
         })
         .await?;
-    metrics::counter!(names::DEAD_LETTERS_TOTAL, "kind" => "update").increment(1);
+    // Counted once it is kept: a failed write is retried with the update.
+    events::update_unparsable(id, &kind);
     Ok(())
 }
 
@@ -432,14 +429,7 @@ async fn set_aside(store: &Store, item: &Item, error: &StoreError) -> bool {
         .await
     {
         Ok(()) => {
-            metrics::counter!(names::DEAD_LETTERS_TOTAL, "kind" => "update").increment(1);
-            tracing::error!(
-                update_id = id,
-                chat_id,
-                message_id,
-                error = %error,
-                "An update failed for good; kept in dead_letters and skipped."
-            );
+            events::update_set_aside(id, chat_id, message_id, error);
             true
         }
         Err(e) => {

@@ -23,9 +23,9 @@ use super::limits::{LimiterConfig, Limits, SWEEP_INTERVAL};
 use super::schedule::{FloodWait, Schedule, SendOutcome};
 use super::shared::Shared;
 use crate::in_flight::InFlight;
-use crate::metrics_names as names;
 use crate::model::Delivery;
 use crate::ports::SharedLimits;
+use crate::telemetry::events;
 
 /// Deliveries to send. Answered once they are queued and the queue is under
 /// its capacity: awaiting the answer is how the pipeline feels back-pressure.
@@ -327,14 +327,7 @@ impl Handler<SendFinished> for RateLimiter {
             .schedule
             .finished(msg.lane, msg.delivery, msg.outcome, Instant::now());
         if revoked && self.halted_lanes.halt(msg.lane) {
-            let bot_id = self.halted_lanes.bot_id_of(msg.lane);
-            tracing::error!(
-                bot_id,
-                lane = msg.lane,
-                "Telegram refused this bot's token (401): its deliveries are halted \
-                 until kuryer restarts with a valid token; other bots go on."
-            );
-            metrics::gauge!(names::BOT_TOKEN_REVOKED, "bot_id" => bot_id.to_string()).set(1.0);
+            events::bot_token_revoked(self.halted_lanes.bot_id_of(msg.lane), msg.lane);
         }
         self.collect_dropped();
         if let Some(scope) = flood {
@@ -343,16 +336,7 @@ impl Handler<SendFinished> for RateLimiter {
                 FloodWait::Lane => "bot",
                 FloodWait::Chat => "chat",
             };
-            metrics::counter!(names::TELEGRAM_429_TOTAL, "scope" => scope).increment(1);
-            metrics::counter!(names::FLOOD_WAIT_SECONDS_TOTAL, "account" => format!("bot{bot_id}"))
-                .increment(wait.as_secs().max(1));
-            tracing::warn!(
-                bot_id,
-                chat_id,
-                scope,
-                retry_after_s = wait.as_secs(),
-                "Flood wait from Telegram; pausing."
-            );
+            events::bot_flood_wait(bot_id, chat_id, scope, wait);
         }
         self.dispatch(ctx);
     }
@@ -394,15 +378,10 @@ impl Handler<DropChannels> for RateLimiter {
         if dropped.is_empty() {
             return;
         }
-        metrics::counter!(names::LEASE_DROPPED_TOTAL).increment(dropped.len() as u64);
         if let Some(f) = &self.in_flight {
             f.release(&dropped);
         }
-        tracing::info!(
-            channels = channels.len(),
-            deliveries = dropped.len(),
-            "Dropped queued deliveries of channels this instance no longer owns; their owner sends them."
-        );
+        events::queued_lease_dropped(channels.len(), dropped.len());
         self.dispatch(ctx);
     }
 }

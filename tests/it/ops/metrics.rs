@@ -1,11 +1,14 @@
 //! Metrics that are right: `/metrics` after a run against the simulated
 //! Telegram equals what the fake received, survives a restart, and the
-//! Grafana dashboard plots only what kuryer exports.
+//! Grafana dashboard plots only what kuryer exports. The registry is the one
+//! list of names: the docs name only registered metrics, README lists every
+//! one, and no code outside the registry writes a metric's name.
 
 use std::time::Duration;
 
 use super::{API_TOKEN, TOKEN, assert_no_secret, metric, scrape, wait_until};
 use crate::common::{Daemon, TestDb, free_port};
+use kuryer::telemetry::registry;
 use kuryer_sim::fake_bot_api::{ChatKind, FakeLimits, FakeTelegram, Fault, NewChannelMessage};
 use serde_json::{Value, json};
 
@@ -105,8 +108,8 @@ async fn metrics_equal_what_the_fake_received_and_survive_a_restart() {
     assert!(
         metric(
             &m,
-            "kuryer_flood_wait_seconds_total",
-            &[("account", "bot5353")]
+            "kuryer_bot_flood_wait_seconds_total",
+            &[("bot_id", "5353")]
         ) >= 2.0,
         "{m}"
     );
@@ -190,12 +193,7 @@ async fn metrics_equal_what_the_fake_received_and_survive_a_restart() {
 #[test]
 fn the_dashboard_plots_only_metrics_kuryer_exports() {
     let root = env!("CARGO_MANIFEST_DIR");
-    let names = std::fs::read_to_string(format!("{root}/actors/src/metrics_names.rs")).unwrap();
-    let exported: Vec<&str> = names
-        .lines()
-        .filter_map(|l| l.strip_prefix("pub const "))
-        .filter_map(|l| l.split('"').nth(1))
-        .collect();
+    let exported: Vec<&str> = registry::ALL.iter().map(|m| m.name).collect();
     let dashboard: Value = serde_json::from_str(
         &std::fs::read_to_string(format!("{root}/systemd/grafana-dashboard.json")).unwrap(),
     )
@@ -231,4 +229,191 @@ fn the_dashboard_plots_only_metrics_kuryer_exports() {
             "the dashboard plots {name}, which kuryer does not export"
         );
     }
+}
+
+/// `name` without the suffix Prometheus adds to a histogram's series.
+fn base_name(name: &str) -> &str {
+    ["_bucket", "_sum", "_count"]
+        .iter()
+        .find_map(|s| name.strip_suffix(s))
+        .unwrap_or(name)
+}
+
+/// The metric-like names a text mentions: each `kuryer_…` identifier (not
+/// part of a longer one, not a Rust path), the seed's three names and the
+/// registered names without the `kuryer_` prefix.
+fn mentioned_metrics(text: &str) -> Vec<String> {
+    // Identifiers of kuryer that are no metric: the crates, and the
+    // PostgreSQL trigger and NOTIFY channel of subscription changes.
+    const NOT_METRICS: &[&str] = &[
+        "kuryer_actors",
+        "kuryer_sim",
+        "kuryer_bench",
+        "kuryer_changes",
+        "kuryer_subscriptions",
+    ];
+    let unprefixed: Vec<&str> = [
+        "messages_forwarded_total",
+        "forward_duration_seconds",
+        "active_channels",
+    ]
+    .into_iter()
+    .chain(
+        registry::ALL
+            .iter()
+            .map(|m| m.name)
+            .filter(|n| !n.starts_with("kuryer_")),
+    )
+    .collect();
+    let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut found = Vec::new();
+    for (at, _) in text.match_indices("kuryer_").chain(
+        unprefixed
+            .iter()
+            .flat_map(|s| text.match_indices(s))
+            .collect::<Vec<_>>(),
+    ) {
+        if text[..at].chars().next_back().is_some_and(is_ident) {
+            continue;
+        }
+        let rest = &text[at..];
+        let end = rest.find(|c: char| !is_ident(c)).unwrap_or(rest.len());
+        let name = &rest[..end];
+        if rest[end..].starts_with("::") || NOT_METRICS.contains(&name) {
+            continue;
+        }
+        found.push(name.to_owned());
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// Every metric README, ARCHITECTURE and the dashboard name is declared in
+/// the registry, and README's metrics section lists every registered one.
+#[test]
+fn the_docs_name_only_registered_metrics_and_readme_lists_them_all() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let registered: Vec<&str> = registry::ALL.iter().map(|m| m.name).collect();
+    let mut checked = 0;
+    for doc in [
+        "README.md",
+        "ARCHITECTURE.md",
+        "systemd/grafana-dashboard.json",
+    ] {
+        let text = std::fs::read_to_string(format!("{root}/{doc}")).unwrap();
+        for name in mentioned_metrics(&text) {
+            checked += 1;
+            let known = if let Some(prefix) = name.strip_suffix('_') {
+                // `kuryer_owned_*`: a family of metrics.
+                registered.iter().any(|r| r.starts_with(prefix))
+            } else {
+                registered.contains(&base_name(&name))
+            };
+            assert!(known, "{doc} names {name}, which is not in the registry");
+        }
+    }
+    assert!(checked >= 50, "{checked} names found: the scan is broken");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let section = readme
+        .split("### Metrics and the Grafana dashboard")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("README has a metrics section");
+    let listed = mentioned_metrics(section);
+    for m in registry::ALL {
+        assert!(
+            listed.iter().any(|l| l == m.name),
+            "README's metrics section does not list {}",
+            m.name
+        );
+    }
+}
+
+/// Every `.rs` file under `dir`, with its path relative to the root.
+fn rust_files(root: &str, dir: &str, out: &mut Vec<(String, String)>) {
+    for entry in std::fs::read_dir(format!("{root}/{dir}")).unwrap() {
+        let entry = entry.unwrap();
+        let rel = format!("{dir}/{}", entry.file_name().to_string_lossy());
+        if entry.file_type().unwrap().is_dir() {
+            rust_files(root, &rel, out);
+        } else if rel.ends_with(".rs") {
+            out.push((rel.clone(), std::fs::read_to_string(entry.path()).unwrap()));
+        }
+    }
+}
+
+/// Metric names are written once, in the registry: no metric macro outside
+/// the registry and the event modules, none anywhere with a string literal
+/// for a name, and no registered name as a string literal elsewhere.
+#[test]
+fn metric_names_are_written_only_in_the_registry() {
+    const REGISTRY: &str = "actors/src/telemetry/registry.rs";
+    const MAY_RECORD: &[&str] = &[
+        REGISTRY,
+        "actors/src/telemetry/events.rs",
+        "src/telemetry/events.rs",
+    ];
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut files = Vec::new();
+    rust_files(root, "src", &mut files);
+    rust_files(root, "actors/src", &mut files);
+    assert!(files.len() > 50, "{} files", files.len());
+    // The registry's constants by kind: outside the event modules only a
+    // gauge may be named (set by the component that owns its state).
+    let registry_text = &files.iter().find(|(p, _)| p == REGISTRY).unwrap().1;
+    let recorded_only_by_events: Vec<String> = registry_text
+        .lines()
+        .filter_map(|l| l.strip_prefix("pub const "))
+        .filter_map(|l| l.split_once(": "))
+        .filter(|(_, ty)| ty.starts_with("Counter<") || ty.starts_with("Histogram<"))
+        .map(|(ident, _)| format!("registry::{ident}"))
+        .collect();
+    assert!(
+        recorded_only_by_events.len() > 30,
+        "{recorded_only_by_events:?}"
+    );
+    let mut macros = 0;
+    for (path, text) in &files {
+        if !MAY_RECORD.contains(&path.as_str()) {
+            for ident in &recorded_only_by_events {
+                let named = text.match_indices(ident.as_str()).any(|(at, _)| {
+                    !text[at + ident.len()..]
+                        .starts_with(|c: char| c == '_' || c.is_ascii_alphanumeric())
+                });
+                assert!(
+                    !named,
+                    "{path} records {ident} itself: counters and histograms are recorded by events"
+                );
+            }
+        }
+        for kind in ["counter!(", "gauge!(", "histogram!("] {
+            for (at, _) in text.match_indices(kind) {
+                // `describe_counter!(` and friends describe, not record.
+                if text[..at].ends_with("describe_") {
+                    continue;
+                }
+                macros += 1;
+                assert!(
+                    MAY_RECORD.contains(&path.as_str()),
+                    "{path} calls {kind}…): record through an event (or set a gauge through the registry)"
+                );
+                let arg = text[at + kind.len()..].trim_start();
+                assert!(
+                    !arg.starts_with('"'),
+                    "{path} calls {kind}…) with a string literal for a name"
+                );
+            }
+        }
+        if path != REGISTRY {
+            for m in registry::ALL {
+                assert!(
+                    !text.contains(&format!("\"{}\"", m.name)),
+                    "{path} writes the metric name \"{}\": use the registry",
+                    m.name
+                );
+            }
+        }
+    }
+    assert!(macros >= 3, "the registry's own macro calls were not found");
 }
