@@ -22,8 +22,8 @@ use teloxide::types::ChatId;
 
 use crate::i18n::{Arg, Lang, Texts};
 use crate::store::{LostDestination, Store};
-use crate::telemetry::events;
 use crate::telegram::bot_id_of;
+use crate::telemetry::events;
 
 /// Acts on destination events; see the module doc.
 #[derive(Clone)]

@@ -45,8 +45,8 @@ use kuryer_actors::quiet::{Quiet, QuietHolds};
 use kuryer_actors::rate_limiter::{Enqueue, HaltedLanes, RateLimiter};
 
 use crate::instance::Ownership;
-use crate::telemetry::events;
 use crate::store::{PendingQuery, Store, StoreError};
+use crate::telemetry::events;
 
 mod gate;
 mod settling;

@@ -5,11 +5,11 @@
 use teloxide::types::{ChatMemberUpdated, Message, MessageKind, Update, UpdateKind};
 
 use super::update_loop::unreadable;
-use crate::telemetry::events;
 use super::{BotUpdates, source_message};
 use crate::bot::BotHandler;
 use crate::pipeline::Pipeline;
 use crate::store::{Store, StoreError};
+use crate::telemetry::events;
 
 /// Handles one update; `Ok` once its effect is durable.
 pub(super) async fn handle(

@@ -13,11 +13,11 @@ use teloxide::{Bot, RequestError};
 use tokio::sync::watch;
 
 use super::BotUpdates;
-use crate::telemetry::events;
 use super::intake::handle;
 use crate::bot::BotHandler;
 use crate::pipeline::Pipeline;
 use crate::store::{DeadUpdate, Store, StoreError};
+use crate::telemetry::events;
 
 /// Tries of an update failing with an error no retry can fix (a constraint,
 /// data PostgreSQL refuses) before it becomes a dead letter. Retriable
