@@ -67,6 +67,30 @@ pub async fn run(args: &DemoArgs, cfg: &Config) -> anyhow::Result<DemoSummary> {
     result
 }
 
+/// What was published so far: (chat, first message id) per post.
+type Published = Arc<std::sync::Mutex<Vec<(i64, i32)>>>;
+
+/// One demo run's world: the simulated Telegram, the database, who is
+/// subscribed to what, and what was published.
+struct World {
+    store: Store,
+    fake: kuryer_sim::fake_bot_api::FakeTelegram,
+    mtproto: Option<Arc<crate::demo_mtproto::MtprotoWorld>>,
+    pairs: Vec<(i64, i64)>,
+    published: Published,
+}
+
+impl World {
+    /// The deliveries expected for what was published so far.
+    async fn expected(&self) -> anyhow::Result<Vec<(i64, i64, i32)>> {
+        let expected = expected_list(&self.pairs, &self.published.lock().expect("not poisoned"));
+        Ok(match &self.mtproto {
+            Some(w) => w.relayed(&self.store, expected).await?,
+            None => expected,
+        })
+    }
+}
+
 async fn run_in(
     args: &DemoArgs,
     cfg: &Config,
@@ -76,9 +100,7 @@ async fn run_in(
     let channels = args.channels.max(1);
     let users = args.users.max(1);
     let subs = args.subs_per_user.clamp(1, channels);
-    let posts_per_channel = args.posts_per_channel;
     let store = Store::open(db_cfg, Open::fresh()).await?.store;
-
     let pairs = populate(
         &*store.conn("demo population").await?,
         channels,
@@ -105,147 +127,55 @@ async fn run_in(
         Some(w) => w.remap_pairs(&pairs),
         None => pairs,
     };
-    let mtproto = mtproto.map(Arc::new);
-
-    // The pipeline, as `kuryer run` builds it, with the simulated source.
-    let mut pcfg = PipelineConfig::from_config(cfg, 1.0);
-    let scale = if args.limit_scale > 0.0 {
-        args.limit_scale
-    } else {
-        1e6
-    };
-    pcfg.limiter = PipelineConfig::from_config(cfg, scale).limiter;
-    pcfg.limiter.bots = 1;
-    let bots = build_bots(
-        &[Secret::new(bot_token())],
-        &fake.url(),
-        Duration::from_secs(15),
-    )?;
-    let source_fake = fake.clone();
-    let factory: SourceFactory = match &mtproto {
-        Some(w) => w.factory(),
-        None => Arc::new(move |ch| Box::new(SimSource::new(source_fake.clone(), ch.chat_id))),
+    let world = World {
+        store,
+        fake,
+        mtproto: mtproto.map(Arc::new),
+        pairs,
+        published: Published::default(),
     };
     let started = Instant::now();
-    // Dedup keys under a prefix of this run alone, expiring with the demo.
-    let mut redis = cfg.redis.clone();
-    redis.key_prefix = format!("{}{name}:", redis.key_prefix);
-    redis.dedup_ttl_s = 600;
-    let dedup = crate::dedup::RedisDedup::new(&redis, &store.installation_id().await?);
-    let pipeline = Pipeline::start(PipelineParts::new(
-        store.clone(),
-        bots,
-        factory,
-        Arc::new(dedup),
-        pcfg,
-    ))
-    .await?;
+    let pipeline = start_pipeline(args, cfg, &world, name).await?;
     let registry_load = pipeline.registry_load;
-    if let Some(w) = &mtproto {
-        w.connect(&pipeline);
-    }
-
-    // The publisher: one round of posts on every channel per second.
-    let expected_posts = Arc::new(std::sync::Mutex::new(Vec::<(i64, i32)>::new()));
-    let publisher = {
-        let fake = fake.clone();
-        let pipeline = pipeline.clone();
-        let expected_posts = expected_posts.clone();
-        let mtproto = mtproto.clone();
-        actix_rt::spawn(async move {
-            for round in 0..posts_per_channel {
-                let round_start = Instant::now();
-                for i in 1..=i64::from(channels) {
-                    let chat = mtproto.as_ref().map_or(channel_chat(i), |w| w.chat(i));
-                    let first = publish(&fake, chat, i, round);
-                    expected_posts
-                        .lock()
-                        .expect("not poisoned")
-                        .push((chat, first));
-                    // The reader's push notice (an MTProto update) for this channel.
-                    pipeline.wake(i);
-                }
-                let rest = Duration::from_secs(1).saturating_sub(round_start.elapsed());
-                tokio::time::sleep(rest).await;
-            }
-        })
-    };
-
-    // Progress until everything arrived, or nothing moved for 30 s.
-    let mut last_progress = (0u64, Instant::now());
-    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    loop {
-        tokio::time::sleep(Duration::from_millis(1000)).await;
-        let publishing = !publisher.is_finished();
-        let expected = expected_list(&pairs, &expected_posts.lock().expect("not poisoned"));
-        let expected = match &mtproto {
-            Some(w) => w.relayed(&store, expected).await?,
-            None => expected,
-        };
-        let report = fake.report(&expected);
-        let stats = fake.stats();
-        let total_expected = subscriptions * u64::from(posts_per_channel);
-        let rate = report.delivered as f64 / started.elapsed().as_secs_f64().max(1e-9);
-        let line = format!(
-            "posts {}/{}  deliveries {}/{}  {:.0}/s  429s {}  dup {}",
-            expected_posts.lock().expect("not poisoned").len(),
-            u64::from(posts_per_channel) * u64::from(channels),
-            report.delivered,
-            total_expected,
-            rate,
-            stats.rate_limited_429,
-            report.duplicates,
-        );
-        if !args.json || tty {
-            if tty {
-                eprint!("\r\x1b[2K{line}");
-            } else {
-                eprintln!("{line}");
-            }
-            let _ = std::io::stderr().flush();
-        }
-        if report.delivered > last_progress.0 {
-            last_progress = (report.delivered, Instant::now());
-        }
-        if !publishing && report.delivered >= total_expected {
-            break;
-        }
-        if !publishing && last_progress.1.elapsed() > Duration::from_secs(30) {
-            tracing::warn!("No delivery for 30 s; ending the demo with what arrived.");
-            break;
-        }
-    }
+    let publisher = spawn_publisher(&world, &pipeline, channels, args.posts_per_channel);
+    let total_expected = subscriptions * u64::from(args.posts_per_channel);
+    let planned_posts = u64::from(args.posts_per_channel) * u64::from(channels);
+    watch_progress(
+        args,
+        &world,
+        &publisher,
+        started,
+        total_expected,
+        planned_posts,
+    )
+    .await?;
     let elapsed = started.elapsed();
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         eprintln!();
     }
     let shutdown = pipeline.shutdown(Duration::from_secs(30)).await;
-    let expected = expected_list(&pairs, &expected_posts.lock().expect("not poisoned"));
-    let expected = match &mtproto {
-        Some(w) => w.relayed(&store, expected).await?,
-        None => expected,
-    };
-    if let Some(w) = &mtproto {
+    let expected = world.expected().await?;
+    if let Some(w) = &world.mtproto {
         if !args.json {
             eprintln!(
                 "reader accounts 3, channels polled past their join capacity {}",
-                w.polled(&store).await
+                w.polled(&world.store).await
             );
         }
         w.stop().await;
     }
-    let mut report = fake.report(&expected);
-    if let Some(w) = &mtproto {
-        report.out_of_order = w.out_of_order(&fake, &expected);
+    let mut report = world.fake.report(&expected);
+    if let Some(w) = &world.mtproto {
+        report.out_of_order = w.out_of_order(&world.fake, &expected);
     }
-    let stats = fake.stats();
-    let rows_written = store.sent_deliveries().await?;
-    fake.stop();
-    store.close();
+    let stats = world.fake.stats();
+    let rows_written = world.store.sent_deliveries().await?;
+    world.fake.stop();
+    world.store.close();
     if !shutdown.clean {
         tracing::warn!(left = shutdown.left_queued, "Demo shutdown was not clean.");
     }
-    let posts = expected_posts.lock().expect("not poisoned").len() as u64;
+    let posts = world.published.lock().expect("not poisoned").len() as u64;
     Ok(DemoSummary {
         channels,
         users,
@@ -268,6 +198,128 @@ async fn run_in(
         peak_rss_mb: peak_rss_mb(),
         limit_scale: args.limit_scale,
     })
+}
+
+/// The pipeline, as `kuryer run` builds it, with the simulated source (or
+/// the reader accounts against the simulated data centre).
+async fn start_pipeline(
+    args: &DemoArgs,
+    cfg: &Config,
+    world: &World,
+    name: &str,
+) -> anyhow::Result<Pipeline> {
+    let mut pcfg = PipelineConfig::from_config(cfg, 1.0);
+    let scale = if args.limit_scale > 0.0 {
+        args.limit_scale
+    } else {
+        1e6
+    };
+    pcfg.limiter = PipelineConfig::from_config(cfg, scale).limiter;
+    pcfg.limiter.bots = 1;
+    let bots = build_bots(
+        &[Secret::new(bot_token())],
+        &world.fake.url(),
+        Duration::from_secs(15),
+    )?;
+    let source_fake = world.fake.clone();
+    let factory: SourceFactory = match &world.mtproto {
+        Some(w) => w.factory(),
+        None => Arc::new(move |ch| Box::new(SimSource::new(source_fake.clone(), ch.chat_id))),
+    };
+    // Dedup keys under a prefix of this run alone, expiring with the demo.
+    let mut redis = cfg.redis.clone();
+    redis.key_prefix = format!("{}{name}:", redis.key_prefix);
+    redis.dedup_ttl_s = 600;
+    let dedup = crate::dedup::RedisDedup::new(&redis, &world.store.installation_id().await?);
+    let pipeline = Pipeline::start(PipelineParts::new(
+        world.store.clone(),
+        bots,
+        factory,
+        Arc::new(dedup),
+        pcfg,
+    ))
+    .await?;
+    if let Some(w) = &world.mtproto {
+        w.connect(&pipeline);
+    }
+    Ok(pipeline)
+}
+
+/// The publisher: one round of posts on every channel per second, each
+/// followed by its push notice.
+fn spawn_publisher(
+    world: &World,
+    pipeline: &Pipeline,
+    channels: u32,
+    rounds: u32,
+) -> actix_rt::task::JoinHandle<()> {
+    let fake = world.fake.clone();
+    let pipeline = pipeline.clone();
+    let published = world.published.clone();
+    let mtproto = world.mtproto.clone();
+    actix_rt::spawn(async move {
+        for round in 0..rounds {
+            let round_start = Instant::now();
+            for i in 1..=i64::from(channels) {
+                let chat = mtproto.as_ref().map_or(channel_chat(i), |w| w.chat(i));
+                let first = publish(&fake, chat, i, round);
+                published.lock().expect("not poisoned").push((chat, first));
+                // The reader's push notice (an MTProto update) for this channel.
+                pipeline.wake(i);
+            }
+            let rest = Duration::from_secs(1).saturating_sub(round_start.elapsed());
+            tokio::time::sleep(rest).await;
+        }
+    })
+}
+
+/// Progress once a second until everything arrived, or nothing moved for
+/// 30 s after the publishing ended.
+async fn watch_progress(
+    args: &DemoArgs,
+    world: &World,
+    publisher: &actix_rt::task::JoinHandle<()>,
+    started: Instant,
+    total_expected: u64,
+    planned_posts: u64,
+) -> anyhow::Result<()> {
+    let mut last_progress = (0u64, Instant::now());
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    loop {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let publishing = !publisher.is_finished();
+        let report = world.fake.report(&world.expected().await?);
+        let stats = world.fake.stats();
+        let rate = report.delivered as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        let line = format!(
+            "posts {}/{}  deliveries {}/{}  {:.0}/s  429s {}  dup {}",
+            world.published.lock().expect("not poisoned").len(),
+            planned_posts,
+            report.delivered,
+            total_expected,
+            rate,
+            stats.rate_limited_429,
+            report.duplicates,
+        );
+        if !args.json || tty {
+            if tty {
+                eprint!("\r\x1b[2K{line}");
+            } else {
+                eprintln!("{line}");
+            }
+            let _ = std::io::stderr().flush();
+        }
+        if report.delivered > last_progress.0 {
+            last_progress = (report.delivered, Instant::now());
+        }
+        if !publishing && report.delivered >= total_expected {
+            return Ok(());
+        }
+        if !publishing && last_progress.1.elapsed() > Duration::from_secs(30) {
+            tracing::warn!("No delivery for 30 s; ending the demo with what arrived.");
+            return Ok(());
+        }
+    }
 }
 
 /// Prints the summary for people, or as one JSON line.

@@ -225,10 +225,26 @@ impl SenderPool {
         reply_to: Recipient<SendFinished>,
         result: CallResult,
     ) {
-        let d = &delivery;
+        let (outcome, row) = self.settle(&delivery, result);
+        if let Some(r) = row {
+            self.writer.do_send(RecordDeliveries(vec![r]));
+        }
+        reply_to.do_send(SendFinished {
+            delivery,
+            lane,
+            outcome,
+        });
+    }
+
+    /// What a call's result means for the limiter and the outcome row.
+    fn settle(
+        &mut self,
+        d: &Delivery,
+        result: CallResult,
+    ) -> (SendOutcome, Option<DeliveryRecord>) {
         let chat = d.sub.chat_id;
         let dest = d.sub.destination_id;
-        let (outcome, row) = match result {
+        match result {
             CallResult::Sent {
                 id,
                 to,
@@ -301,48 +317,46 @@ impl SenderPool {
                 tracing::warn!(error = %reason, attempt = d.attempt, "Bot API unreachable; will retry.");
                 (SendOutcome::Retry(self.retry.delay(d.attempt)), None)
             }
-            CallResult::Transient(reason) => {
-                if self.count_failure(d, &reason) {
-                    (
-                        SendOutcome::Done,
-                        Some(record(d, chat, DeliveryStatus::Failed, None, Some(reason))),
-                    )
-                } else {
-                    tracing::debug!(chat_id = chat, attempt = d.attempt, error = %reason, "Transient send failure; retrying.");
-                    (SendOutcome::Retry(self.retry.delay(d.attempt)), None)
-                }
-            }
-            CallResult::Ambiguous(reason) => {
-                events::send_ambiguous(
-                    chat,
-                    d.sub.subscription_id,
-                    self.cfg.retry_ambiguous,
-                    &reason,
-                );
-                // A chat whose sends keep timing out is failing too.
-                if self.count_failure(d, &reason) {
-                    (
-                        SendOutcome::Done,
-                        Some(record(d, chat, DeliveryStatus::Failed, None, Some(reason))),
-                    )
-                } else if self.cfg.retry_ambiguous {
-                    let row = record(d, chat, DeliveryStatus::Ambiguous, None, Some(reason));
-                    // The row says "ambiguous" until the retry's outcome replaces it.
-                    (SendOutcome::Retry(self.retry.delay(d.attempt)), Some(row))
-                } else {
-                    let row = record(d, chat, DeliveryStatus::Ambiguous, None, Some(reason));
-                    (SendOutcome::Done, Some(row))
-                }
-            }
-        };
-        if let Some(r) = row {
-            self.writer.do_send(RecordDeliveries(vec![r]));
+            CallResult::Transient(reason) => self.settle_failure(d, reason, false),
+            CallResult::Ambiguous(reason) => self.settle_failure(d, reason, true),
         }
-        reply_to.do_send(SendFinished {
-            delivery,
-            lane,
-            outcome,
-        });
+    }
+
+    /// A failure that may pass — transient, or `ambiguous` (the request
+    /// may have reached Telegram) — retried, unless the chat has failed too
+    /// many times in a row; an ambiguous one is retried only when
+    /// `delivery.on_ambiguous = retry`.
+    fn settle_failure(
+        &mut self,
+        d: &Delivery,
+        reason: String,
+        ambiguous: bool,
+    ) -> (SendOutcome, Option<DeliveryRecord>) {
+        let chat = d.sub.chat_id;
+        if ambiguous {
+            events::send_ambiguous(
+                chat,
+                d.sub.subscription_id,
+                self.cfg.retry_ambiguous,
+                &reason,
+            );
+        }
+        // A chat whose sends keep failing (or timing out) is failing too.
+        if self.count_failure(d, &reason) {
+            let row = record(d, chat, DeliveryStatus::Failed, None, Some(reason));
+            return (SendOutcome::Done, Some(row));
+        }
+        if !ambiguous {
+            tracing::debug!(chat_id = chat, attempt = d.attempt, error = %reason, "Transient send failure; retrying.");
+            return (SendOutcome::Retry(self.retry.delay(d.attempt)), None);
+        }
+        let row = record(d, chat, DeliveryStatus::Ambiguous, None, Some(reason));
+        if self.cfg.retry_ambiguous {
+            // The row says "ambiguous" until the retry's outcome replaces it.
+            (SendOutcome::Retry(self.retry.delay(d.attempt)), Some(row))
+        } else {
+            (SendOutcome::Done, Some(row))
+        }
     }
 
     /// Ends a mirror op: its outcome to the op's `reply`, retriable

@@ -4,29 +4,46 @@
 
 use super::*;
 
+/// `key` is wrong: `message` says how.
+fn bad(key: &str, message: impl Into<String>) -> Result<(), (String, String)> {
+    Err((key.to_owned(), message.into()))
+}
+
+/// `key`'s `value` must lie in `min..=max`.
+fn range<T: PartialOrd + std::fmt::Display>(
+    key: &str,
+    value: T,
+    min: T,
+    max: T,
+) -> Result<(), (String, String)> {
+    if value < min || value > max {
+        bad(
+            key,
+            format!("out of range: {value} is not between {min} and {max}"),
+        )
+    } else {
+        Ok(())
+    }
+}
+
 impl Config {
     /// Checks values that parse but cannot work; returns the dotted key and
-    /// what is wrong. Pure: connects to nothing.
+    /// what is wrong. Pure: connects to nothing. One section at a time, in
+    /// the order of the file.
     pub fn validate(&self) -> Result<(), (String, String)> {
-        fn bad(key: &str, message: impl Into<String>) -> Result<(), (String, String)> {
-            Err((key.to_owned(), message.into()))
-        }
-        fn range<T: PartialOrd + std::fmt::Display>(
-            key: &str,
-            value: T,
-            min: T,
-            max: T,
-        ) -> Result<(), (String, String)> {
-            if value < min || value > max {
-                bad(
-                    key,
-                    format!("out of range: {value} is not between {min} and {max}"),
-                )
-            } else {
-                Ok(())
-            }
-        }
+        self.validate_database()?;
+        self.validate_redis()?;
+        self.validate_telegram()?;
+        self.validate_limits()?;
+        self.validate_http()?;
+        self.validate_delivery()?;
+        self.validate_log()?;
+        self.validate_reader()?;
+        self.validate_instance()?;
+        Ok(())
+    }
 
+    fn validate_database(&self) -> Result<(), (String, String)> {
         let db = &self.database;
         // Parsed here as every connection will use it, so a configuration
         // that loads always connects the way it says.
@@ -62,7 +79,10 @@ impl Config {
             1,
             366,
         )?;
+        Ok(())
+    }
 
+    fn validate_redis(&self) -> Result<(), (String, String)> {
         let redis = &self.redis;
         match url::Url::parse(redis.url.expose()) {
             Ok(u) if matches!(u.scheme(), "redis" | "rediss" | "unix" | "redis+unix") => {}
@@ -92,7 +112,10 @@ impl Config {
         if redis.key_prefix.chars().any(char::is_whitespace) {
             bad("redis.key_prefix", "must not contain whitespace")?;
         }
+        Ok(())
+    }
 
+    fn validate_telegram(&self) -> Result<(), (String, String)> {
         let tg = &self.telegram;
         match url::Url::parse(&tg.bot_api_url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {}
@@ -141,7 +164,10 @@ impl Config {
             11_000,
             600_000,
         )?;
+        Ok(())
+    }
 
+    fn validate_limits(&self) -> Result<(), (String, String)> {
         let l = &self.limits;
         range(
             "limits.per_bot_per_second",
@@ -179,7 +205,10 @@ impl Config {
             1,
             100_000,
         )?;
+        Ok(())
+    }
 
+    fn validate_http(&self) -> Result<(), (String, String)> {
         let h = &self.http;
         if let Some(token) = &h.api_token
             && token.expose().len() < 16
@@ -205,7 +234,10 @@ impl Config {
             600_000,
         )?;
         range("http.workers", h.workers, 0, 256)?;
+        Ok(())
+    }
 
+    fn validate_delivery(&self) -> Result<(), (String, String)> {
         let d = &self.delivery;
         range(
             "delivery.poll_min_interval_ms",
@@ -248,11 +280,17 @@ impl Config {
             100,
             3_600_000,
         )?;
+        Ok(())
+    }
 
+    fn validate_log(&self) -> Result<(), (String, String)> {
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             bad("log.level", format!("not a tracing filter: {e}"))?;
         }
+        Ok(())
+    }
 
+    fn validate_reader(&self) -> Result<(), (String, String)> {
         let r = &self.reader;
         if let Some(key) = &r.session_key
             && key.expose().len() < 16
@@ -295,7 +333,10 @@ impl Config {
             100,
             10_000_000,
         )?;
+        Ok(())
+    }
 
+    fn validate_instance(&self) -> Result<(), (String, String)> {
         let i = &self.instance;
         if let Some(id) = &i.id
             && (id.trim().is_empty() || id.len() > 200)
@@ -303,7 +344,6 @@ impl Config {
             bad("instance.id", "must be 1 to 200 characters")?;
         }
         range("instance.lease_ttl_s", i.lease_ttl_s, 2, 3_600)?;
-
         Ok(())
     }
 }
