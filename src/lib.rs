@@ -112,7 +112,7 @@ pub mod preflight;
 pub mod progress;
 /// MTProto reader accounts: sessions, login, the channel source, resolving.
 pub mod reader;
-/// One lazily made Redis connection with a throttled retry (dedup, shared limits).
+/// One lazily made Redis connection with a throttled retry, and Redis' health (dedup, shared limits).
 mod redis_conn;
 /// Secrets that print themselves redacted.
 pub mod secret;
