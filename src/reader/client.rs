@@ -238,7 +238,10 @@ impl AccountClient {
     }
 
     /// Waits for the account's next getHistory slot (its own pace, well
-    /// under Telegram's limits), then calls it.
+    /// under Telegram's limits), then calls it. An account's getHistory
+    /// calls never overlap: the slot is held until the answer, so a call
+    /// leaves only once the one before has answered, and when that answer
+    /// was a flood wait, the call sees it and does not go out.
     pub async fn history(
         &self,
         request: &tl::functions::messages::GetHistory,
@@ -250,15 +253,15 @@ impl AccountClient {
                 wait,
             });
         }
-        {
-            let mut next = self.next_history.lock().await;
-            let now = Instant::now();
-            if *next > now {
-                tokio::time::sleep_until(*next).await;
-            }
-            *next = Instant::now().max(*next) + self.history_spacing;
+        let mut next = self.next_history.lock().await;
+        let now = Instant::now();
+        if *next > now {
+            tokio::time::sleep_until(*next).await;
         }
-        self.call(METHOD, request).await
+        *next = Instant::now().max(*next) + self.history_spacing;
+        let answer = self.call(METHOD, request).await;
+        drop(next);
+        answer
     }
 
     /// Closes the connection.

@@ -7,7 +7,9 @@
 use std::time::{Duration, Instant};
 
 use kuryer_sim::fake_bot_api::{ChatKind, FakeLimits, FakeTelegram};
-use kuryer_sim::mtproto::{AccountSpec, ChannelRef, ChannelSpec, MtprotoConfig, MtprotoFake};
+use kuryer_sim::mtproto::{
+    AccountSpec, ChannelRef, ChannelSpec, FloodLimit, MtprotoConfig, MtprotoFake,
+};
 use serde_json::{Value, json};
 
 use crate::common::{Daemon, TestDb, free_port};
@@ -50,7 +52,21 @@ async fn the_real_binary_reads_channels_added_through_the_api_with_reader_accoun
     let store = db.migrated().await;
     let bot_api = FakeTelegram::start(FakeLimits::scaled(20.0)).unwrap();
     bot_api.add_bot(TOKEN);
-    let dc = MtprotoFake::start(MtprotoConfig::default()).unwrap();
+    // Telegram-like flood limits, and getHistory held to one call a second
+    // an account: the reader's own pace (20 a second here) runs into it
+    // whenever an account reads two channels in a row, so flood waits do
+    // happen, and the test sees them obeyed. A wait is at most a second,
+    // which a restarted account's first read (a second after it connects)
+    // never runs into.
+    let mut flood = MtprotoConfig::telegram_like();
+    flood.flood_limits.insert(
+        "messages.getHistory".to_owned(),
+        FloodLimit {
+            max_calls: 1,
+            per: Duration::from_secs(1),
+        },
+    );
+    let dc = MtprotoFake::start(flood).unwrap();
     dc.attach_bot_api(bot_api.clone());
 
     // Two reader accounts, as `kuryer login` leaves them.
@@ -198,9 +214,10 @@ async fn the_real_binary_reads_channels_added_through_the_api_with_reader_accoun
     );
 
     // Each name was resolved once over both runs; each account joined at
-    // most two; no call came during a flood wait.
+    // most two; flood waits came, and no call came during one.
     let mut resolves = 0;
     let mut joins = 0;
+    let mut flood_waits = 0;
     for id in &account_ids {
         let s = dc.stats(*id);
         resolves += s.calls("contacts.resolveUsername");
@@ -208,8 +225,22 @@ async fn the_real_binary_reads_channels_added_through_the_api_with_reader_accoun
         assert!(s.calls("channels.joinChannel") <= 2, "{s:?}");
         for (m, st) in &s.methods {
             assert_eq!(st.calls_during_flood_wait, 0, "{m}");
+            flood_waits += st
+                .errors
+                .iter()
+                .filter(|(e, _)| e.starts_with("FLOOD_WAIT"))
+                .map(|(_, n)| n)
+                .sum::<u64>();
         }
     }
+    assert!(
+        flood_waits > 0,
+        "no flood wait happened, so none was tested: {:?}",
+        account_ids
+            .iter()
+            .map(|id| dc.stats(*id))
+            .collect::<Vec<_>>()
+    );
     assert_eq!(resolves, 8, "six channels, a person and a missing name");
     assert_eq!(joins, 4);
     let c = db.client().await;
