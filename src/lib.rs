@@ -28,7 +28,7 @@
 //! | sources | `reader` | MTProto reader accounts |
 //! | telegram leaves | `telegram`, `i18n`, `source_events` | bot ids and building, texts in three languages, what sources tell the daemon |
 //! | infrastructure | `store`, `redis_conn`, `dedup`, `shared_limits` | PostgreSQL, Redis, dedup, shared rate limits |
-//! | foundation | `alloc`, `config`, `secret`, `telemetry`, `progress` | configuration, redacted secrets, logs and metrics, progress of long work, the allocator |
+//! | foundation | `alloc`, `config`, `secret`, `telemetry`, `progress` | configuration, redacted secrets, logs, metrics and the named events that write both, progress of long work, the allocator |
 //!
 //! `kuryer-sim` sits beside the service: only `demo` (behind the default
 //! `demo` feature) and the tests use it, so `cargo build --release
@@ -126,7 +126,7 @@ pub mod store;
 pub mod subscription_events;
 /// Bot API leaves: a bot's id from its token, building the bots.
 pub mod telegram;
-/// Logging and metrics.
+/// Logging and metrics set-up, and the daemon's named events (a log line and its metrics in one call).
 pub mod telemetry;
 /// The bot's getUpdates loop and the source of channels where it is admin.
 pub mod updates;

@@ -187,6 +187,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn metrics_carry_the_registry_help_and_the_series_plotted_at_zero() {
+        let text = render();
+        for m in [
+            registry::MESSAGES_FORWARDED_TOTAL.metric(),
+            registry::DELIVERIES_FAILED_TOTAL.metric(),
+            registry::READER_ACCOUNTS.metric(),
+            registry::UPTIME_SECONDS.metric(),
+        ] {
+            assert!(
+                text.contains(&format!("# HELP {} {}", m.name, m.help)),
+                "no HELP line for {}:\n{text}",
+                m.name
+            );
+        }
+        assert!(
+            text.contains("kuryer_deliveries_failed_total{reason=\"gone\"} 0"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn auto_is_journald_only_when_the_journal_stream_is_our_stderr() {
         let me = Some((23, 4567));
         assert_eq!(
