@@ -291,10 +291,12 @@ impl Pipeline {
             limiter = limiter.with_shared(shared);
         }
         let halted = limiter.halted_lanes();
+        let room = limiter.room();
         let limiter = limiter.start();
         let registry =
             SubscriberRegistry::new(limiter.clone().recipient(), dedup, in_flight.clone())
                 .with_quiet_holds(holds.clone())
+                .with_room(room)
                 .start();
 
         let started = Instant::now();
