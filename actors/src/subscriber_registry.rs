@@ -5,19 +5,27 @@
 //! [`RemoveSubscription`](crate::subscriber_registry::RemoveSubscription) as subscriptions change. Turns a [`PublishPost`](crate::subscriber_registry::PublishPost)
 //! into one [`Delivery`](crate::model::Delivery) per subscription of the post's channel, with no
 //! database query, and hands them to the RateLimiter; its answer waits for
-//! the limiter's, which is how a poller feels back-pressure.
+//! the limiter's, which is how a poller feels back-pressure. While the
+//! limiter's queue has no room (its [`QueueRoom`], when given), a post waits
+//! here *before* it fans out, in arrival order: what waits is the post, not
+//! its deliveries, so the queue stays within its capacity however many
+//! pollers publish at once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use actix::prelude::*;
+use tokio::sync::oneshot;
 
 use crate::filters::PostFilter;
 use crate::in_flight::InFlight;
 use crate::model::{ActiveSubscription, DedupCheck, Delivery, Post};
 use crate::ports::Dedup;
 use crate::quiet::{Quiet, QuietHolds};
-use crate::rate_limiter::Enqueue;
+use crate::rate_limiter::{Enqueue, QueueRoom};
 use crate::telemetry::{events, registry};
 
 /// A chunk of the initial load.
@@ -113,8 +121,18 @@ pub struct SubscriberRegistry {
     dedup: Arc<dyn Dedup>,
     /// Every delivery is claimed here before it is queued.
     in_flight: Arc<InFlight>,
+    /// Room in the limiter's queue, when the registry waits for it.
+    room: Option<Arc<QueueRoom>>,
+    /// Deliveries fanned out whose `Enqueue` the limiter has not answered yet.
+    promised: Arc<AtomicUsize>,
+    /// Posts waiting for room before their fan-out, oldest first, with
+    /// where their answer goes.
+    parked: VecDeque<(Arc<Post>, oneshot::Sender<usize>)>,
     stats: RegistryStats,
 }
+
+/// A fan-out under way: the dedup question and the limiter's answer.
+type FanOut = Pin<Box<dyn Future<Output = usize>>>;
 
 impl SubscriberRegistry {
     /// An empty registry feeding `limiter`; it claims each delivery in
@@ -133,8 +151,64 @@ impl SubscriberRegistry {
             limiter,
             dedup,
             in_flight,
+            room: None,
+            promised: Arc::new(AtomicUsize::new(0)),
+            parked: VecDeque::new(),
             stats: RegistryStats::default(),
         }
+    }
+
+    /// Waits for room in the limiter's queue before each fan-out (see the
+    /// module's doc), as [`RateLimiter::room`](crate::rate_limiter::RateLimiter::room) reports it.
+    pub fn with_room(mut self, room: Arc<QueueRoom>) -> Self {
+        self.room = Some(room);
+        self
+    }
+
+    /// Whether a post of `channel` may fan out now: nothing waits before it
+    /// and its deliveries (at most one a subscription) fit in the queue.
+    fn may_fan_out(&self, channel: i64) -> bool {
+        let Some(room) = &self.room else {
+            return true;
+        };
+        let at_most = self.by_channel.get(&channel).map_or(0, Vec::len);
+        self.parked.is_empty() && room.fits(self.promised.load(Ordering::Relaxed), at_most)
+    }
+
+    /// Fans out the posts that waited, oldest first, while there is room.
+    fn unpark(&mut self) {
+        let Some(room) = self.room.clone() else {
+            return;
+        };
+        while let Some((post, _)) = self.parked.front() {
+            let at_most = self.by_channel.get(&post.channel_id).map_or(0, Vec::len);
+            if !room.fits(self.promised.load(Ordering::Relaxed), at_most) {
+                break;
+            }
+            let Some((post, reply)) = self.parked.pop_front() else {
+                break;
+            };
+            let fan_out = self.fan_out(post);
+            actix::spawn(async move {
+                let _ = reply.send(fan_out.await);
+            });
+        }
+    }
+
+    /// Unparks each time the limiter signals room, for as long as the
+    /// registry runs; and at least every 100 ms, so that a signal lost to a
+    /// stale reading never leaves a post waiting.
+    fn watch_room(&self, ctx: &mut Context<Self>) {
+        let Some(room) = self.room.clone() else {
+            return;
+        };
+        let signal = async move {
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(100), room.freed()).await;
+        };
+        ctx.spawn(signal.into_actor(self).map(|(), act, ctx| {
+            act.unpark();
+            act.watch_room(ctx);
+        }));
     }
 
     /// Shares `holds` with the resume and the sweep, which release what
@@ -175,6 +249,10 @@ impl SubscriberRegistry {
 
 impl Actor for SubscriberRegistry {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.watch_room(ctx);
+    }
 }
 
 impl Handler<LoadSubscriptions> for SubscriberRegistry {
@@ -300,6 +378,21 @@ impl Handler<PublishPost> for SubscriberRegistry {
 
     fn handle(&mut self, msg: PublishPost, _: &mut Context<Self>) -> Self::Result {
         let post = msg.0;
+        if !self.may_fan_out(post.channel_id) {
+            let (reply, answer) = oneshot::channel();
+            self.parked.push_back((post, reply));
+            // A registry stopped with posts waiting answers 0: their
+            // deliveries stay owed in the database for the sweep.
+            return Box::pin(async move { answer.await.unwrap_or(0) });
+        }
+        self.fan_out(post)
+    }
+}
+
+impl SubscriberRegistry {
+    /// One post → its deliveries, claimed, asked of the dedup layer once and
+    /// handed to the limiter; the future answers how many.
+    fn fan_out(&mut self, post: Arc<Post>) -> FanOut {
         let filters = &self.filters;
         let (quiet, holds) = (&self.quiet, &self.holds);
         let now = chrono::Utc::now();
@@ -357,6 +450,9 @@ impl Handler<PublishPost> for SubscriberRegistry {
         self.stats.deliveries_made += n as u64;
         let limiter = self.limiter.clone();
         let dedup = self.dedup.clone();
+        let promised = self.promised.clone();
+        promised.fetch_add(n, Ordering::Relaxed);
+        let room = self.room.clone();
         Box::pin(async move {
             let mut deliveries = deliveries;
             if n > 0 {
@@ -377,6 +473,10 @@ impl Handler<PublishPost> for SubscriberRegistry {
             }
             if n > 0 && limiter.send(Enqueue(deliveries)).await.is_err() {
                 tracing::error!("RateLimiter is gone; deliveries of a post were not queued.");
+            }
+            promised.fetch_sub(n, Ordering::Relaxed);
+            if let Some(room) = room {
+                room.notify();
             }
             n
         })

@@ -19,6 +19,7 @@ use futures_util::future::BoxFuture;
 use kuryer_actors::ports::{Dedup, SourceFactory};
 use serde::{Deserialize, Serialize};
 
+use crate::http_source::HttpHistorySource;
 use crate::util::{BenchDb, cpu_seconds, reset_peak_rss, settle_stats};
 use kuryer::config::Config;
 use kuryer::dedup::RedisDedup;
@@ -61,6 +62,32 @@ pub(crate) struct PipelineSpec {
     pub(crate) paced_interval_ms: u64,
     /// > 0: a ceiling run: send for this long after the ramp-up, then stop.
     pub(crate) ceiling_s: f64,
+    /// How the pipeline reads the channels.
+    #[serde(default)]
+    pub(crate) reading: Reading,
+}
+
+/// How a pipeline run reads the channels.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Reading {
+    /// From a copy of the channels in this process: a function call, no
+    /// network, no Telegram call (the figures of the seed scenario).
+    #[default]
+    Memory,
+    /// From the fake Telegram process's history route over HTTP, one
+    /// request a page of 100, as the Python baseline reads it.
+    Http,
+}
+
+impl Reading {
+    /// How it reads, in words for the table.
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            Reading::Memory => "channels read from an in-process copy (no network call)",
+            Reading::Http => "channels read over HTTP from the fake's history route",
+        }
+    }
 }
 
 /// What one pipeline run measured. Units are in the names (`_ms`, `_s`,
@@ -68,6 +95,9 @@ pub(crate) struct PipelineSpec {
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub(crate) struct PipelineResult {
     pub(crate) label: String,
+    /// How the channels were read.
+    #[serde(default)]
+    pub(crate) reading: Reading,
     pub(crate) channels: u32,
     pub(crate) users: u32,
     pub(crate) subscriptions: u64,
@@ -417,9 +447,19 @@ async fn run_in(spec: &PipelineSpec, cfg: &Config, db: &BenchDb) -> anyhow::Resu
     limiter.bot_ids = tokens.iter().map(|t| bot_id_of(t.expose())).collect();
     pcfg.limiter = limiter;
     let senders = build_bots(&tokens, &fake.bot_api, Duration::from_secs(15))?;
-    let source = mirror.clone();
-    let factory: SourceFactory =
-        Arc::new(move |ch| Box::new(SimSource::new(source.clone(), ch.chat_id)));
+    let factory: SourceFactory = match spec.reading {
+        Reading::Memory => {
+            let source = mirror.clone();
+            Arc::new(move |ch| Box::new(SimSource::new(source.clone(), ch.chat_id)))
+        }
+        Reading::Http => {
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(15))
+                .build()?;
+            let control = fake.control_url().to_owned();
+            Arc::new(move |ch| Box::new(HttpHistorySource::new(http.clone(), &control, ch.chat_id)))
+        }
+    };
     let mut redis = cfg.redis.clone();
     redis.key_prefix = format!("{}{}:", redis.key_prefix, db.name());
     redis.dedup_ttl_s = 600;
@@ -444,6 +484,7 @@ async fn run_in(spec: &PipelineSpec, cfg: &Config, db: &BenchDb) -> anyhow::Resu
     .await?;
     let mut out = PipelineResult {
         label: spec.label.clone(),
+        reading: spec.reading,
         channels,
         users,
         subscriptions: pairs.len() as u64,

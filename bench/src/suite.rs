@@ -14,7 +14,7 @@ use crate::baseline::{self, BaselineResult, BaselineSpec};
 use crate::load::{self, ApiLoadResult, ApiLoadSpec, BotLoadResult, BotLoadSpec};
 use crate::mtproto_fake::{self, MtprotoFakeResult, MtprotoFakeSpec};
 use crate::persistence::{self, PersistenceResult, PersistenceSpec};
-use crate::pipeline_run::{self, PipelineResult, PipelineSpec};
+use crate::pipeline_run::{self, PipelineResult, PipelineSpec, Reading};
 use crate::plot;
 use crate::reader::{self, ReaderResult, ReaderSpec};
 use crate::reader_plan::{reader_lines, reader_plan};
@@ -80,6 +80,7 @@ fn plan(args: &BenchArgs) -> Plan {
         paced_posts: if tiny { 10 } else { 250 },
         paced_interval_ms: 20,
         ceiling_s: 0.0,
+        reading: Reading::Memory,
     };
     let seed = if tiny {
         pipeline("seed", 20, 200, 3, 3)
@@ -230,57 +231,7 @@ pub(crate) async fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
 
     for scenario in scenarios {
         match scenario {
-            "seed" => {
-                for r in 1..=runs {
-                    progress(&format!("seed scale, run {r}/{runs}"));
-                    let res = child_pipeline(args, &plan.seed)?;
-                    progress(&pipeline_line(&res));
-                    report.seed.push(res);
-                }
-                if args.baseline == "off" {
-                    report.baseline_note = Some("not run (--baseline off)".into());
-                } else {
-                    match baseline::find_python() {
-                        Ok(python) => {
-                            progress(&format!(
-                                "seed-design baseline (Python, {} posts a channel)",
-                                plan.baseline_posts
-                            ));
-                            let spec = BaselineSpec {
-                                channels: plan.seed.channels,
-                                users: plan.seed.users,
-                                subs: plan.seed.subs,
-                                posts: plan.baseline_posts,
-                                python,
-                            };
-                            match run_child(args, &ChildSpec::Baseline(spec)) {
-                                Ok(ChildResult::Baseline(b)) => {
-                                    progress(&format!(
-                                        "baseline: {} of {} delivered, {:.0}/s, p99 {:.0} ms",
-                                        b.delivered,
-                                        b.deliveries_expected,
-                                        b.deliveries_per_s,
-                                        b.latency_p99_ms
-                                    ));
-                                    report.baseline = Some(b);
-                                }
-                                Ok(_) => {
-                                    anyhow::bail!("the baseline child answered something else")
-                                }
-                                Err(e) => {
-                                    progress(&format!("baseline failed: {e:#}"));
-                                    report.baseline_note = Some(format!("failed: {e:#}"));
-                                }
-                            }
-                        }
-                        Err(why) => {
-                            progress(&format!("baseline skipped: {why}"));
-                            report.baseline_note =
-                                Some(format!("skipped: no Python with its packages ({why})"));
-                        }
-                    }
-                }
-            }
+            "seed" => seed_scenario(args, &plan, runs, &mut report)?,
             "ceiling" => {
                 for r in 1..=runs {
                     for spec in &plan.ceiling {
@@ -474,6 +425,94 @@ pub(crate) async fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
         report.exact,
         "counts are not exact: a delivery was lost, duplicated or not persisted (see above)"
     );
+    Ok(())
+}
+
+/// The seed scale: kuryer's runs (channels read from an in-process copy),
+/// then, unless `--baseline off`, the comparison with the seed's design:
+/// kuryer again with the channels read over HTTP from the fake's history
+/// route, and the Python baseline reading that same route without the
+/// seed's `sleep(0.05)` after each send (and, with `--baseline-as-written`,
+/// with it).
+fn seed_scenario(
+    args: &BenchArgs,
+    plan: &Plan,
+    runs: u32,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let progress = |what: &str| eprintln!("[bench] {what}");
+    for r in 1..=runs {
+        progress(&format!("seed scale, run {r}/{runs}"));
+        let res = child_pipeline(args, &plan.seed)?;
+        progress(&pipeline_line(&res));
+        report.seed.push(res);
+    }
+    if args.baseline == "off" {
+        report.baseline_note = Some("not run (--baseline off)".into());
+        return Ok(());
+    }
+    let python = match baseline::find_python() {
+        Ok(python) => python,
+        Err(why) => {
+            progress(&format!("baseline skipped: {why}"));
+            report.baseline_note = Some(format!("skipped: no Python with its packages ({why})"));
+            return Ok(());
+        }
+    };
+    let http = PipelineSpec {
+        label: "seed-http".into(),
+        reading: Reading::Http,
+        ..plan.seed.clone()
+    };
+    for r in 1..=runs {
+        progress(&format!(
+            "seed scale, channels read over HTTP like the baseline, run {r}/{runs}"
+        ));
+        let res = child_pipeline(args, &http)?;
+        progress(&pipeline_line(&res));
+        report.seed_http.push(res);
+    }
+    let mut pauses = vec![0.0];
+    if args.baseline_as_written {
+        pauses.push(baseline::seed_send_pause());
+    }
+    for pause in pauses {
+        progress(&format!(
+            "seed-design baseline (Python, {} posts a channel, {})",
+            plan.baseline_posts,
+            if pause > 0.0 {
+                format!("sleep({pause}) after each send, as written")
+            } else {
+                "no sleep after a send".into()
+            }
+        ));
+        let spec = BaselineSpec {
+            channels: plan.seed.channels,
+            users: plan.seed.users,
+            subs: plan.seed.subs,
+            posts: plan.baseline_posts,
+            send_pause_s: pause,
+            python: python.clone(),
+        };
+        match run_child(args, &ChildSpec::Baseline(spec)) {
+            Ok(ChildResult::Baseline(b)) => {
+                progress(&format!(
+                    "baseline: {} of {} delivered, {:.0}/s, p99 {:.0} ms",
+                    b.delivered, b.deliveries_expected, b.deliveries_per_s, b.latency_p99_ms
+                ));
+                if pause > 0.0 {
+                    report.baseline_as_written = Some(b);
+                } else {
+                    report.baseline = Some(b);
+                }
+            }
+            Ok(_) => anyhow::bail!("the baseline child answered something else"),
+            Err(e) => {
+                progress(&format!("baseline failed: {e:#}"));
+                report.baseline_note = Some(format!("failed: {e:#}"));
+            }
+        }
+    }
     Ok(())
 }
 

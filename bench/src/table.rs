@@ -24,6 +24,97 @@ fn fmt_num(v: f64) -> String {
     }
 }
 
+/// What the fake Bot API's answers cost: nothing but loopback.
+const FAKE_LATENCY: &str = "The fake Bot API answers at loopback speed: no per-call latency is simulated \
+(Telegram's own is tens of ms a call), so latencies here are the pipeline's own.";
+
+/// The poll cycle is not a Telegram read.
+const POLL_CYCLE_NOTE: &str = "(the poll cycle reads an in-process copy of the channels, no Telegram \
+call; the MTProto reader's first read of 1,000 channels is measured by --scenario reader-1k)";
+
+/// The comparison with the seed's design, with its conditions.
+fn print_baseline(r: &Report, row: &dyn Fn(&str, &str), header: &dyn Fn(&str)) {
+    let Some(b) = &r.baseline else {
+        if let Some(note) = &r.baseline_note {
+            println!("\nseed design baseline: {note}");
+        }
+        return;
+    };
+    if let Some(k) = r.seed_http.first() {
+        header(&format!(
+            "kuryer, same seed scale, {} (the baseline's way of reading)",
+            k.reading.describe()
+        ));
+        row(
+            "deliveries/s, burst, persisted",
+            "seed_http.deliveries_per_s",
+        );
+        row("latency p50, burst (ms)", "seed_http.burst_p50_ms");
+        row("latency p99, burst (ms)", "seed_http.burst_p99_ms");
+        row("poll cycle over HTTP (ms)", "seed_http.cycle_ms");
+        row("peak RSS (MiB)", "seed_http.peak_rss_mb");
+        row("CPU per delivery (µs)", "seed_http.cpu_us_per_delivery");
+    }
+    let variant = |b: &crate::baseline::BaselineResult| {
+        println!(
+            "\nseed design (bench/baseline/seed_baseline.py, Python {}), same population, fake process and \
+history route, {} posts a channel, one run, {}",
+            b.python,
+            b.posts,
+            if b.send_pause_s > 0.0 {
+                format!("as written: sleep({}) after each send", b.send_pause_s)
+            } else {
+                "without the seed's sleep(0.05) after each send".to_owned()
+            }
+        );
+        println!(
+            "  {} of {} delivered ({} lost, {} duplicates), {} rows persisted",
+            b.delivered, b.deliveries_expected, b.lost, b.duplicates, b.rows_persisted
+        );
+        println!(
+            "  {:.0} deliveries/s; latency p50 {} ms, p99 {} ms; RSS {:.1} MiB",
+            b.deliveries_per_s,
+            fmt_num(b.latency_p50_ms),
+            fmt_num(b.latency_p99_ms),
+            b.peak_rss_mb
+        );
+        println!(
+            "  poll cycle with nothing new {} ms; DB {:.2} ms a call (client), {:.2} ms a transaction (server); Redis {:.2} ms",
+            b.empty_cycle_ms.map_or("-".into(), fmt_num),
+            b.db_avg_ms,
+            b.db_server_avg_ms,
+            b.redis_avg_ms
+        );
+    };
+    variant(b);
+    println!(
+        "  like with like: both read the channels over HTTP from the same fake process, neither sleeps \
+between sends, limits off, the machine's cores shared by all"
+    );
+    row(
+        "kuryer ÷ seed design: deliveries/s",
+        "baseline.throughput_ratio",
+    );
+    row(
+        "seed design ÷ kuryer: burst latency p50",
+        "baseline.p50_latency_ratio",
+    );
+    row(
+        "seed design ÷ kuryer: burst latency p99",
+        "baseline.p99_latency_ratio",
+    );
+    if let Some(w) = &r.baseline_as_written {
+        variant(w);
+        println!(
+            "  not like with like: the sleep holds each of its 30 send slots 0.05 s, a cap of 600 sends a second"
+        );
+        row(
+            "kuryer ÷ seed design as written: deliveries/s",
+            "baseline_as_written.throughput_ratio",
+        );
+    }
+}
+
 pub(crate) fn print_table(r: &Report) {
     let m = &r.machine;
     println!(
@@ -38,6 +129,7 @@ pub(crate) fn print_table(r: &Report) {
         if r.tiny { " (tiny sizes)" } else { "" }
     );
     println!("The pipeline and the fake Telegram (a separate process) share the same cores.");
+    println!("{FAKE_LATENCY}");
     let row = |label: &str, key: &str| {
         if let Some(s) = r.summary.get(key) {
             println!(
@@ -54,13 +146,14 @@ pub(crate) fn print_table(r: &Report) {
     };
     if let Some(s) = r.seed.first() {
         header(&format!(
-            "seed scale: {} channels, {} users, {} subscriptions, {} posts a channel, limits off",
+            "seed scale: {} channels, {} users, {} subscriptions, {} posts a channel, limits off; {}",
             s.channels,
             s.users,
             s.subscriptions,
             r.seed
                 .first()
-                .map_or(0, |x| x.deliveries_expected / x.subscriptions.max(1))
+                .map_or(0, |x| x.deliveries_expected / x.subscriptions.max(1)),
+            s.reading.describe()
         ));
         row("deliveries/s, burst, persisted", "seed.deliveries_per_s");
         row("latency p50, burst (ms)", "seed.burst_p50_ms");
@@ -74,9 +167,10 @@ pub(crate) fn print_table(r: &Report) {
             "seed.paced_p99_ms",
         );
         row(
-            "poll all channels once: post → recorded (ms)",
+            "poll cycle, in-memory read, no Telegram call (ms)",
             "seed.cycle_ms",
         );
+        println!("  {POLL_CYCLE_NOTE}");
         row("registry load (ms)", "seed.registry_load_ms");
         row("peak RSS (MiB)", "seed.peak_rss_mb");
         row("CPU per delivery (µs)", "seed.cpu_us_per_delivery");
@@ -99,46 +193,7 @@ pub(crate) fn print_table(r: &Report) {
             );
         }
     }
-    match (&r.baseline, &r.baseline_note) {
-        (Some(b), _) => {
-            println!(
-                "\nseed design (benches/seed_baseline.py, Python {}), same workload, {} posts a channel, one run",
-                b.python, b.posts
-            );
-            println!(
-                "  {} of {} delivered ({} lost, {} duplicates), {} rows persisted",
-                b.delivered, b.deliveries_expected, b.lost, b.duplicates, b.rows_persisted
-            );
-            println!(
-                "  {:.0} deliveries/s; latency p50 {} ms, p99 {} ms; RSS {:.1} MiB",
-                b.deliveries_per_s,
-                fmt_num(b.latency_p50_ms),
-                fmt_num(b.latency_p99_ms),
-                b.peak_rss_mb
-            );
-            println!(
-                "  poll cycle with nothing new {} ms; DB {:.2} ms a call (client), {:.2} ms a transaction (server); Redis {:.2} ms",
-                b.empty_cycle_ms.map_or("-".into(), fmt_num),
-                b.db_avg_ms,
-                b.db_server_avg_ms,
-                b.redis_avg_ms
-            );
-            row(
-                "kuryer ÷ seed design: deliveries/s",
-                "baseline.throughput_ratio",
-            );
-            row(
-                "seed design ÷ kuryer: burst latency p50",
-                "baseline.p50_latency_ratio",
-            );
-            row(
-                "seed design ÷ kuryer: burst latency p99",
-                "baseline.p99_latency_ratio",
-            );
-        }
-        (None, Some(note)) => println!("\nseed design baseline: {note}"),
-        (None, None) => {}
-    }
+    print_baseline(r, &row, &header);
     for bots in [1, 3] {
         if let Some(c) = r.ceiling.iter().find(|c| c.bots == bots) {
             header(&format!(
@@ -216,13 +271,29 @@ pub(crate) fn print_table(r: &Report) {
         );
         row("registry load (ms)", &format!("growth{c}.registry_load_ms"));
         row(
-            "poll all channels once (ms)",
+            "poll cycle, in-memory read (ms)",
             &format!("growth{c}.cycle_ms"),
         );
         row(
             "latency p99, paced (ms)",
             &format!("growth{c}.paced_p99_ms"),
         );
+    }
+    if !r.reader.is_empty() {
+        println!(
+            "\nMTProto reader: grammers over TCP against the fake data centre, Telegram-like flood limits (each run)"
+        );
+        for x in &r.reader {
+            println!(
+                "  {:<40} first read of every channel after start {} s; publish → committed p99 {} ms (joined), {} ms (polled); {} lost, {} dup",
+                x.label,
+                fmt_num(x.first_reads_s),
+                fmt_num(x.latency_joined.p99),
+                fmt_num(x.latency_polled.p99),
+                x.lost,
+                x.duplicates
+            );
+        }
     }
     if !r.mtproto_fake.is_empty() {
         header("MTProto fake: pushed updates to grammers clients (each run)");

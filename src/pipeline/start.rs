@@ -227,10 +227,12 @@ fn start_actors(
         limiter = limiter.with_shared(shared);
     }
     let halted = limiter.halted_lanes();
+    let room = limiter.room();
     let limiter = limiter_ctx.run(limiter);
     let registry = registry_ctx.run(
         SubscriberRegistry::new(limiter.clone().recipient(), dedup, in_flight.clone())
-            .with_quiet_holds(holds.clone()),
+            .with_quiet_holds(holds.clone())
+            .with_room(room),
     );
     Actors {
         registry,

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, QueueMode, RecyclingMethod, Runtime};
 
 use super::StoreError;
 use super::error::OpContext;
@@ -53,6 +53,13 @@ fn build_pool(target: &DbConnect, cfg: &DatabaseConfig, app: &str) -> Result<Poo
     let wait = Duration::from_millis(cfg.pool_wait_timeout_ms);
     Pool::builder(manager)
         .max_size(cfg.pool_max)
+        // Last in, first out: the connection used most recently is handed
+        // out again, so the work of a calm moment stays on a few connections.
+        // Each connection keeps buffers as large as the largest statement it
+        // sent (a DbWriter batch of 2,000 rows is hundreds of KiB); first in,
+        // first out rotated every batch through all `pool_max` connections,
+        // and each kept such buffers.
+        .queue_mode(QueueMode::Lifo)
         .wait_timeout(Some(wait))
         .create_timeout(Some(target.connect_timeout()))
         .recycle_timeout(Some(wait))

@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 
 use super::halted::HaltedLanes;
 use super::limits::{LimiterConfig, Limits, SWEEP_INTERVAL};
+use super::room::QueueRoom;
 use super::schedule::{FloodWait, Schedule, SendOutcome};
 use super::shared::Shared;
 use crate::in_flight::InFlight;
@@ -140,6 +141,8 @@ pub struct RateLimiter {
     in_flight: Option<Arc<InFlight>>,
     /// The limits shared with other instances, when there are any.
     pub(super) shared: Option<Shared>,
+    /// The queue's size, published for the registry (see `room.rs`).
+    room: Arc<QueueRoom>,
 }
 
 impl RateLimiter {
@@ -151,6 +154,7 @@ impl RateLimiter {
     ) -> Self {
         let schedule = Schedule::new(Limits::new(&cfg), Instant::now());
         let halted_lanes = Arc::new(HaltedLanes::new(&cfg));
+        let room = Arc::new(QueueRoom::new(cfg.queue_capacity));
         Self {
             cfg,
             schedule,
@@ -164,7 +168,13 @@ impl RateLimiter {
             halted_lanes,
             in_flight: None,
             shared: None,
+            room,
         }
+    }
+
+    /// The queue's room, for the registry to wait on before a fan-out.
+    pub fn room(&self) -> Arc<QueueRoom> {
+        self.room.clone()
     }
 
     /// Admits every send through `port` as well, while it is active (other
@@ -261,6 +271,7 @@ impl RateLimiter {
     }
 
     pub(super) fn release_waiters(&mut self) {
+        self.room.set_queued(self.schedule.queued());
         while self.schedule.queued() < self.cfg.queue_capacity {
             match self.enqueue_waiters.pop_front() {
                 Some(w) => {
@@ -297,6 +308,7 @@ impl Handler<Enqueue> for RateLimiter {
         self.schedule.enqueue(msg.0, Instant::now());
         self.collect_dropped();
         self.dispatch(ctx);
+        self.room.set_queued(self.schedule.queued());
         if self.schedule.queued() < self.cfg.queue_capacity {
             Box::pin(async {})
         } else {

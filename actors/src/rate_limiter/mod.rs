@@ -8,10 +8,12 @@
 //! | `halted.rs` | [`HaltedLanes`](crate::rate_limiter::HaltedLanes): the bots whose token was refused, shared with the daemon |
 //! | `shared.rs` | the limits shared with other instances: candidates admitted by one call a round, the fallback share |
 //! | `actor.rs` | [`RateLimiter`](crate::rate_limiter::RateLimiter), the actor: its messages, its timer, back-pressure on `Enqueue` |
+//! | `room.rs` | [`QueueRoom`](crate::rate_limiter::QueueRoom): the queue's size shared with the registry, which waits for room before a fan-out |
 
 mod actor;
 mod halted;
 mod limits;
+mod room;
 mod schedule;
 mod shared;
 
@@ -21,4 +23,5 @@ pub use actor::{
 };
 pub use halted::HaltedLanes;
 pub use limits::{LimiterConfig, SharedRates};
+pub use room::QueueRoom;
 pub use schedule::SendOutcome;
