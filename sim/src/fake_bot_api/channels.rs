@@ -78,7 +78,7 @@ impl FakeTelegram {
     /// Makes the bot an administrator of the channel, or takes that away.
     /// An admin bot receives every later post as a `channel_post` update; the
     /// change itself arrives as a `my_chat_member` update (left →
-    /// administrator, or back; source: https://core.telegram.org/bots/api#update,
+    /// administrator, or back; source: <https://core.telegram.org/bots/api#update>,
     /// `my_chat_member` and `channel_post`). Setting the state it already
     /// has does nothing. Registers the bot if needed.
     ///
@@ -114,7 +114,7 @@ impl FakeTelegram {
 
     /// Publishes a message in a channel and returns its id (1, 2, 3… per
     /// channel). Admin bots get a `channel_post` update (source:
-    /// https://core.telegram.org/bots/api#update, `channel_post`: "New
+    /// <https://core.telegram.org/bots/api#update>, `channel_post`: "New
     /// incoming channel post of any kind").
     ///
     /// # Panics

@@ -193,7 +193,7 @@ impl State {
 
 /// The fields `ChatFullInfo` always carries beyond a `Chat`, with the values
 /// of a chat that set none of them (source:
-/// https://core.telegram.org/bots/api#chatfullinfo: `accent_color_id`,
+/// <https://core.telegram.org/bots/api#chatfullinfo>: `accent_color_id`,
 /// `max_reaction_count` and `accepted_gift_types` are not optional).
 fn put_full_info_fields(info: &mut Value) {
     info["accent_color_id"] = 0.into();

@@ -21,7 +21,7 @@ pub struct FakeLimits {
 impl FakeLimits {
     /// Telegram's published limits: 30 messages a second per bot, 1 a second
     /// per chat, 20 a minute per group (source:
-    /// https://core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-avoid-this).
+    /// <https://core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-avoid-this>).
     pub fn telegram() -> Self {
         Self {
             per_bot_per_second: 30.0,

@@ -15,15 +15,15 @@ use super::wire::{Method, Params, Reply, Target, invalid};
 use super::{ChatKind, Fault, ReceivedMessage};
 
 /// Longest text `sendMessage` accepts, in UTF-16 code units (Telegram's
-/// unit). Source: https://core.telegram.org/bots/api#sendmessage (`text`,
+/// unit). Source: <https://core.telegram.org/bots/api#sendmessage> (`text`,
 /// "1-4096 characters after entities parsing").
 const MAX_TEXT_UTF16: usize = 4096;
 /// Most message ids one `copyMessages`/`forwardMessages` request may carry.
-/// Source: https://core.telegram.org/bots/api#copymessages (`message_ids`,
+/// Source: <https://core.telegram.org/bots/api#copymessages> (`message_ids`,
 /// "1-100 identifiers … in a strictly increasing order").
 const MAX_BATCH: usize = 100;
 /// Telegram's longest media caption, in UTF-16 code units. Source:
-/// https://core.telegram.org/bots/api#copymessage (`caption`, "0-1024
+/// <https://core.telegram.org/bots/api#copymessage> (`caption`, "0-1024
 /// characters after entities parsing").
 const MAX_CAPTION_UTF16: usize = 1024;
 
@@ -332,7 +332,7 @@ impl Delivery<'_> {
 
     /// `sendMessage`: the text, attributed to the channel post it repeats
     /// (if any); answers the sent `Message` (source:
-    /// https://core.telegram.org/bots/api#sendmessage).
+    /// <https://core.telegram.org/bots/api#sendmessage>).
     fn text(
         &self,
         chat: &mut DestChat,
@@ -371,7 +371,7 @@ impl Delivery<'_> {
     /// `forwardMessage` the sent `Message` with its `forward_origin`,
     /// `copyMessage` a `MessageId`, the batch methods an array of them; the
     /// batch methods keep an album's grouping (sources:
-    /// https://core.telegram.org/bots/api#forwardmessage, #copymessage,
+    /// <https://core.telegram.org/bots/api#forwardmessage>, #copymessage,
     /// #forwardmessages, #copymessages).
     fn messages(&self, chat: &mut DestChat, channel: &Channel, content: MessagesContent) -> Value {
         let MessagesContent {

@@ -303,7 +303,7 @@ impl Conn {
     /// or one the fake issued, bound to this connection now (a key already
     /// live on another connection marks this one duplicated). An unknown
     /// key closes with transport error −404 (source:
-    /// https://core.telegram.org/mtproto/mtproto-transports#transport-errors);
+    /// <https://core.telegram.org/mtproto/mtproto-transports#transport-errors>);
     /// a plain message (key id 0) or another key than the connection's
     /// closes silently (no public source; modelled as closing, since the
     /// fake serves no key exchange).
@@ -338,8 +338,9 @@ impl Conn {
 
     /// A container's messages, each under the msg id and repeat rules; a
     /// container with an odd seq_no is refused whole (34). Source:
-    /// https://core.telegram.org/mtproto/service_messages_about_messages
-    /// (error codes 16–64) and https://core.telegram.org/mtproto/service_messages#containers.
+    /// <https://core.telegram.org/mtproto/service_messages_about_messages>
+    /// (error codes 16–64) and <https://core.telegram.org/mtproto/service_messages>
+    /// (containers).
     fn process_container(
         &mut self,
         msg: &InMessage,
@@ -469,7 +470,7 @@ fn service(body: Vec<u8>) -> OutMessage {
 }
 
 /// `bad_server_salt` (48) with the salt to use instead (source:
-/// https://core.telegram.org/mtproto/service_messages_about_messages,
+/// <https://core.telegram.org/mtproto/service_messages_about_messages>,
 /// "Notice of Ignored Error Message").
 fn bad_server_salt(msg: &InMessage, key_id: i64) -> OutMessage {
     service(
@@ -484,7 +485,7 @@ fn bad_server_salt(msg: &InMessage, key_id: i64) -> OutMessage {
 }
 
 /// `new_session_created`, sent once before the first answer of a session
-/// (source: https://core.telegram.org/mtproto/service_messages,
+/// (source: <https://core.telegram.org/mtproto/service_messages>,
 /// "New Session Creation Notification").
 fn new_session_created(session: &ServerSession, msg: &InMessage, key_id: i64) -> OutMessage {
     OutMessage {

@@ -34,8 +34,8 @@ pub struct MtprotoConfig {
     pub flood_limits: BTreeMap<String, FloodLimit>,
     /// `updates.getChannelDifference` over more events than this (or the
     /// client's `limit`, the smaller) answers `channelDifferenceTooLong`
-    /// (source: https://core.telegram.org/api/updates, "the server may
-    /// return a channelDifferenceTooLong"; the threshold itself has no
+    /// (source: <https://core.telegram.org/api/updates>, on
+    /// `updates.channelDifferenceTooLong`; the threshold itself has no
     /// public source and is modelled as 100, the largest `limit` a client
     /// passes).
     pub channel_difference_limit: usize,
@@ -58,7 +58,7 @@ impl MtprotoConfig {
     /// Telegram-like limits: `contacts.resolveUsername` 5 a minute,
     /// `channels.joinChannel` 5 a minute, `messages.getHistory` 3 a second.
     /// No public source: Telegram's flood limits are secret and adaptive
-    /// (https://core.telegram.org/api/errors#420-flood says only that a
+    /// (<https://core.telegram.org/api/errors#420-flood> says only that a
     /// `FLOOD_WAIT_X` means waiting X seconds); modelled as a sliding window
     /// of the order readers meet in practice.
     pub fn telegram_like() -> Self {

@@ -180,7 +180,7 @@ impl MtprotoFake {
     }
 
     /// Revokes the session of `auth_key`: every later call gets
-    /// `SESSION_REVOKED` (source: https://core.telegram.org/api/errors,
+    /// `SESSION_REVOKED` (source: <https://core.telegram.org/api/errors>,
     /// 401 `SESSION_REVOKED`: "the authorization has been invalidated,
     /// because of the user terminating all sessions"). False when the fake
     /// does not know the key.
@@ -222,7 +222,7 @@ impl MtprotoFake {
 
     /// Pushes `updateChannelTooLong` for `channel`: the client must call
     /// `updates.getChannelDifference` (source:
-    /// https://core.telegram.org/api/updates, "updateChannelTooLong").
+    /// <https://core.telegram.org/api/updates>, "updateChannelTooLong").
     pub fn push_channel_too_long(&self, account: i64, channel: ChannelRef) {
         let mut w = self.world();
         let Some(ch) = w.channels.get(&channel.id) else {
@@ -242,7 +242,7 @@ impl MtprotoFake {
     }
 
     /// Pushes `updatesTooLong`: the client must call `updates.getDifference`
-    /// (source: https://core.telegram.org/api/updates, "updatesTooLong"),
+    /// (source: <https://core.telegram.org/api/updates>, "updatesTooLong"),
     /// which names the channels whose pushes it missed.
     pub fn push_updates_too_long(&self, account: i64) {
         let body = Arc::new(tl::enums::Updates::TooLong.to_bytes());

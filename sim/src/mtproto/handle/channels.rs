@@ -186,7 +186,7 @@ impl MtprotoFake {
     }
 
     /// Makes a channel private: its username is freed; non-members get
-    /// `CHANNEL_PRIVATE` (source: https://core.telegram.org/method/messages.getHistory,
+    /// `CHANNEL_PRIVATE` (source: <https://core.telegram.org/method/messages.getHistory>,
     /// "CHANNEL_PRIVATE: You haven't joined this channel/supergroup").
     pub fn make_private(&self, channel: ChannelRef) {
         self.with_channel(channel, |w| {
