@@ -37,7 +37,7 @@ use kuryer::store::{Open, Store};
 use kuryer::telegram::build_bots;
 use kuryer_actors::ports::SourceFactory;
 use kuryer_sim::fixtures;
-use kuryer_sim::mtproto::MtprotoConfig;
+use kuryer_sim::mtproto::{FloodLimit, MtprotoConfig};
 use kuryer_sim::process::FakeSpec;
 use serde::{Deserialize, Serialize};
 
@@ -74,6 +74,10 @@ pub(crate) struct ReaderSpec {
     pub(crate) catch_up_channels: u32,
     /// Catch-up: posts on each.
     pub(crate) catch_up_posts: u32,
+    /// Catch-up: the fake's getHistory limit lowered to this many calls an
+    /// account a second, below the reader's own pace, so that its flood
+    /// waits happen and are seen obeyed (the tiny run; `None`: unchanged).
+    pub(crate) catch_up_history_limit: Option<u32>,
 }
 
 /// Latency figures (ms).
@@ -135,6 +139,8 @@ pub(crate) struct CatchUp {
     pub(crate) calls: BTreeMap<String, u64>,
     /// FLOOD_WAIT answers during the catch-up.
     pub(crate) flood_waits: u64,
+    /// Calls made while a flood wait ran, during the catch-up.
+    pub(crate) calls_during_flood_wait: u64,
 }
 
 /// What one reader run measured.
@@ -605,6 +611,15 @@ async fn run_in(spec: &ReaderSpec, cfg: &Config, db: &BenchDb) -> anyhow::Result
                 keys.push((row, id));
             }
         }
+        if let Some(max_calls) = spec.catch_up_history_limit {
+            world.dc.set_flood_limit(
+                "messages.getHistory",
+                Some(FloodLimit {
+                    max_calls,
+                    per: Duration::from_secs(1),
+                }),
+            );
+        }
         let c0 = snapshot(&world);
         let t0 = Instant::now();
         let again = start(&store, &rcfg, &bot_api.bot_api, &dedup).await?;
@@ -626,6 +641,7 @@ async fn run_in(spec: &ReaderSpec, cfg: &Config, db: &BenchDb) -> anyhow::Result
                 .map(|(m, (c, _, _))| (m.clone(), c.iter().sum()))
                 .collect(),
             flood_waits: d.values().map(|v| v.1).sum(),
+            calls_during_flood_wait: d.values().map(|v| v.2).sum(),
         });
         running = Some(again);
     }
@@ -681,6 +697,7 @@ mod tests {
             rate: 1.0,
             catch_up_channels: 0,
             catch_up_posts: 0,
+            catch_up_history_limit: None,
         }
     }
 

@@ -21,6 +21,7 @@ pub(crate) fn reader_plan(tiny: bool, scenario: &str) -> Vec<ReaderSpec> {
         rate: 20.0,
         catch_up_channels: 0,
         catch_up_posts: 0,
+        catch_up_history_limit: None,
     };
     if tiny {
         return vec![ReaderSpec {
@@ -34,6 +35,9 @@ pub(crate) fn reader_plan(tiny: bool, scenario: &str) -> Vec<ReaderSpec> {
             posts: 40,
             catch_up_channels: 10,
             catch_up_posts: 5,
+            // One getHistory a second an account against the reader's 2.5:
+            // the restart's first reads run into flood waits.
+            catch_up_history_limit: Some(1),
             ..base
         }];
     }
@@ -107,7 +111,7 @@ pub(crate) fn reader_lines(r: &ReaderResult) -> Vec<String> {
     ];
     if let Some(c) = &r.catch_up {
         out.push(format!(
-            "{}: catch-up of {} posts: {} recorded, {} lost, {} dup in {:.1} s ({:.0}/s), flood waits {}, calls {}",
+            "{}: catch-up of {} posts: {} recorded, {} lost, {} dup in {:.1} s ({:.0}/s), flood waits {} (calls during a wait {}), calls {}",
             r.label,
             c.posts,
             c.recorded,
@@ -116,6 +120,7 @@ pub(crate) fn reader_lines(r: &ReaderResult) -> Vec<String> {
             c.seconds,
             c.per_s,
             c.flood_waits,
+            c.calls_during_flood_wait,
             c.calls
                 .iter()
                 .map(|(m, n)| format!("{m} {n}"))

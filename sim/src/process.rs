@@ -191,6 +191,14 @@ impl FakeProcess {
         let http = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(600))
+            // The control server closes a connection idle for 5 s (actix's
+            // keep-alive). A caller may block its runtime longer than that
+            // (the baseline waits for its Python program synchronously), so
+            // the pool never sees the close and the next request goes out
+            // on a dead connection ("connection closed before message
+            // completed"). Idle connections are dropped well before then,
+            // judged by the clock at checkout, not by a task that must run.
+            .pool_idle_timeout(Duration::from_secs(2))
             .build()?;
         Ok(Self {
             child,
