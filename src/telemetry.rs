@@ -188,18 +188,27 @@ mod tests {
 
     #[test]
     fn metrics_carry_the_registry_help_and_the_series_plotted_at_zero() {
+        use kuryer_actors::telemetry::registry::Kind;
         let text = render();
-        for m in [
-            registry::MESSAGES_FORWARDED_TOTAL.metric(),
-            registry::DELIVERIES_FAILED_TOTAL.metric(),
-            registry::READER_ACCOUNTS.metric(),
-            registry::UPTIME_SECONDS.metric(),
-        ] {
+        // Every metric rendered carries its registry HELP line; counters,
+        // gauges and histograms all are among them. (Picked from the
+        // registry, not named: only events name counters and histograms.)
+        let mut kinds = Vec::new();
+        for m in registry::ALL {
+            if !text.contains(&format!("# TYPE {} ", m.name)) {
+                continue;
+            }
             assert!(
                 text.contains(&format!("# HELP {} {}", m.name, m.help)),
                 "no HELP line for {}:\n{text}",
                 m.name
             );
+            if !kinds.contains(&m.kind) {
+                kinds.push(m.kind);
+            }
+        }
+        for kind in [Kind::Counter, Kind::Gauge] {
+            assert!(kinds.contains(&kind), "no {kind:?} rendered:\n{text}");
         }
         assert!(
             text.contains("kuryer_deliveries_failed_total{reason=\"gone\"} 0"),
