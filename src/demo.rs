@@ -99,41 +99,8 @@ async fn run_in(
 ) -> anyhow::Result<DemoSummary> {
     let channels = args.channels.max(1);
     let users = args.users.max(1);
-    let subs = args.subs_per_user.clamp(1, channels);
-    let store = Store::open(db_cfg, Open::fresh()).await?.store;
-    let pairs = populate(
-        &*store.conn("demo population").await?,
-        channels,
-        users,
-        subs,
-    )
-    .await?;
-    let subscriptions = pairs.len() as u64;
-
-    // The simulated Telegram.
-    let fake_limits = if args.limit_scale > 0.0 {
-        FakeLimits::scaled(args.limit_scale)
-    } else {
-        FakeLimits::off()
-    };
-    let fake = start_fake(fake_limits, channels, users)?;
-    let mtproto = match args.reader {
-        crate::cli::DemoReader::Sim => None,
-        crate::cli::DemoReader::Mtproto => {
-            Some(crate::demo_mtproto::MtprotoWorld::start(&store, cfg, &fake, channels).await?)
-        }
-    };
-    let pairs = match &mtproto {
-        Some(w) => w.remap_pairs(&pairs),
-        None => pairs,
-    };
-    let world = World {
-        store,
-        fake,
-        mtproto: mtproto.map(Arc::new),
-        pairs,
-        published: Published::default(),
-    };
+    let world = build_world(args, cfg, db_cfg, channels, users).await?;
+    let subscriptions = world.pairs.len() as u64;
     let started = Instant::now();
     let pipeline = start_pipeline(args, cfg, &world, name).await?;
     let registry_load = pipeline.registry_load;
@@ -197,6 +164,51 @@ async fn run_in(
         rows_written,
         peak_rss_mb: peak_rss_mb(),
         limit_scale: args.limit_scale,
+    })
+}
+
+/// The database populated with `users` subscribed to `channels`, and the
+/// simulated Telegram (with the data centre for `--reader mtproto`).
+async fn build_world(
+    args: &DemoArgs,
+    cfg: &Config,
+    db_cfg: &DatabaseConfig,
+    channels: u32,
+    users: u32,
+) -> anyhow::Result<World> {
+    let subs = args.subs_per_user.clamp(1, channels);
+    let store = Store::open(db_cfg, Open::fresh()).await?.store;
+    let pairs = populate(
+        &*store.conn("demo population").await?,
+        channels,
+        users,
+        subs,
+    )
+    .await?;
+
+    // The simulated Telegram.
+    let fake_limits = if args.limit_scale > 0.0 {
+        FakeLimits::scaled(args.limit_scale)
+    } else {
+        FakeLimits::off()
+    };
+    let fake = start_fake(fake_limits, channels, users)?;
+    let mtproto = match args.reader {
+        crate::cli::DemoReader::Sim => None,
+        crate::cli::DemoReader::Mtproto => {
+            Some(crate::demo_mtproto::MtprotoWorld::start(&store, cfg, &fake, channels).await?)
+        }
+    };
+    let pairs = match &mtproto {
+        Some(w) => w.remap_pairs(&pairs),
+        None => pairs,
+    };
+    Ok(World {
+        store,
+        fake,
+        mtproto: mtproto.map(Arc::new),
+        pairs,
+        published: Published::default(),
     })
 }
 
