@@ -8,7 +8,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,7 @@ use crate::util::{BenchDb, settle_stats};
 use kuryer::config::Config;
 use kuryer::store::{Open, Store};
 use kuryer_sim::fixtures;
-use kuryer_sim::process::FakeSpec;
+use kuryer_sim::process::{FakeProcess, FakeSpec};
 
 /// The baseline program, built into the binary so `kuryer bench` works from anywhere.
 pub(crate) const SCRIPT: &str = include_str!("../baseline/seed_baseline.py");
@@ -196,21 +196,11 @@ pub(crate) async fn run(spec: &BaselineSpec, cfg: &Config) -> anyhow::Result<Bas
     result
 }
 
+/// Populates, starts the program, publishes the posts, waits for it and gathers the result.
 async fn run_in(spec: &BaselineSpec, cfg: &Config, db: &BenchDb) -> anyhow::Result<BaselineResult> {
     let channels = spec.channels.max(1);
     let users = spec.users.max(1);
-    let pairs = {
-        let store = Store::open(&db.cfg, Open::fresh()).await?.store;
-        let pairs = fixtures::populate(
-            &*store.conn("bench population").await?,
-            channels,
-            users,
-            spec.subs,
-        )
-        .await?;
-        store.close();
-        pairs
-    };
+    let pairs = populate(db, channels, users, spec.subs).await?;
     let fake = crate::util::spawn_fake(&FakeSpec {
         limit_scale: 0.0,
         channels,
@@ -229,83 +219,15 @@ async fn run_in(spec: &BaselineSpec, cfg: &Config, db: &BenchDb) -> anyhow::Resu
     let prefix = format!("{}{}:", cfg.redis.key_prefix, db.name());
     settle_stats().await;
     let pg0 = db.stats().await?;
-    let mut child = Command::new(&spec.python)
-        .arg(&script)
-        .args(["--bot-api", &fake.bot_api])
-        .args(["--control", fake.control_url()])
-        .args(["--key-prefix", &prefix])
-        .args(["--expect", &expected.to_string()])
-        .args(["--send-pause", &spec.send_pause_s.to_string()])
-        // Secrets (URLs may hold passwords) stay off the command line, which `ps` shows.
-        .env("BENCH_BOT_TOKEN", fixtures::bot_token())
-        .env("BENCH_DATABASE_URL", db.cfg.url.expose())
-        .env("BENCH_REDIS_URL", cfg.redis.url.expose())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("starting {}", spec.python.display()))?;
-    let stdout = child.stdout.take().context("baseline stdout")?;
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let recv = |timeout: Duration| -> anyhow::Result<String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(line) => return Ok(line),
-                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
-                Err(e) => anyhow::bail!("the baseline program stopped answering: {e}"),
-            }
-        }
-    };
-    let ready = recv(Duration::from_secs(60))?;
+    let mut program = Program::spawn(spec, cfg, db, &fake, &script, &prefix, expected)?;
+    let ready = program.recv(Duration::from_secs(60))?;
     anyhow::ensure!(ready.contains("ready"), "unexpected first line: {ready}");
 
-    let posts: Vec<(i64, u32)> = (0..spec.posts)
-        .flat_map(|round| (1..=i64::from(channels)).map(move |i| (i, round)))
-        .collect();
-    if let Err(e) = fake.publish(&posts).await {
-        // The fake's control server closes a keep-alive connection left idle
-        // while the program started (seconds); the first request on it can
-        // fail. Published again only if nothing was published.
-        anyhow::ensure!(
-            fake.report(None, 0.0).await?.expected == 0,
-            "publishing failed after some posts were published: {e:#}"
-        );
-        tracing::warn!(error = %e, "Publishing to the fake failed; publishing again.");
-        fake.publish(&posts).await?;
-    }
+    publish_posts(&fake, spec.posts, channels).await?;
     let t0 = Instant::now();
-    // Blocking waits on a helper thread would be tidier; the actix thread
-    // has nothing else to do here, and each wait is short.
-    let mut last = None;
-    loop {
-        match rx.try_recv() {
-            Ok(line) => last = Some(line),
-            Err(mpsc::TryRecvError::Empty) => {
-                if let Ok(Some(_)) = child.try_wait() {
-                    // Drain what it printed before exiting.
-                    while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
-                        last = Some(line);
-                    }
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Err(mpsc::TryRecvError::Disconnected) => {
-                let _ = child.wait();
-                break;
-            }
-        }
-    }
+    let last = program.last_line_at_exit().await;
     let elapsed = t0.elapsed().as_secs_f64();
-    let status = child.wait()?;
+    let status = program.child.wait()?;
     let out: ProgramOutput = serde_json::from_str(last.as_deref().unwrap_or(""))
         .with_context(|| format!("the baseline program ended ({status}) without its results"))?;
     let _ = std::io::stdout().flush();
@@ -347,4 +269,128 @@ async fn run_in(spec: &BaselineSpec, cfg: &Config, db: &BenchDb) -> anyhow::Resu
         rate_limited_429: r.stats.rate_limited_429,
         python: out.python,
     })
+}
+
+/// Populates a fresh schema with the seed's channels, users and subscriptions; returns the (channel, user) pairs.
+async fn populate(
+    db: &BenchDb,
+    channels: u32,
+    users: u32,
+    subs: u32,
+) -> anyhow::Result<Vec<(i64, i64)>> {
+    let store = Store::open(&db.cfg, Open::fresh()).await?.store;
+    let pairs = fixtures::populate(
+        &*store.conn("bench population").await?,
+        channels,
+        users,
+        subs,
+    )
+    .await?;
+    store.close();
+    Ok(pairs)
+}
+
+/// Publishes `posts` rounds on every channel, once more if the first try published nothing.
+async fn publish_posts(fake: &FakeProcess, posts: u32, channels: u32) -> anyhow::Result<()> {
+    let posts: Vec<(i64, u32)> = (0..posts)
+        .flat_map(|round| (1..=i64::from(channels)).map(move |i| (i, round)))
+        .collect();
+    if let Err(e) = fake.publish(&posts).await {
+        // The fake's control server closes a keep-alive connection left idle
+        // while the program started (seconds); the first request on it can
+        // fail. Published again only if nothing was published.
+        anyhow::ensure!(
+            fake.report(None, 0.0).await?.expected == 0,
+            "publishing failed after some posts were published: {e:#}"
+        );
+        tracing::warn!(error = %e, "Publishing to the fake failed; publishing again.");
+        fake.publish(&posts).await?;
+    }
+    Ok(())
+}
+
+/// The running baseline program and the lines of its stdout, read on a thread of their own.
+struct Program {
+    /// The Python process.
+    child: Child,
+    /// Its stdout, a line at a time.
+    rx: mpsc::Receiver<String>,
+}
+
+impl Program {
+    /// Starts the program against the fake, the database and Redis, its stdout piped to a reader thread.
+    fn spawn(
+        spec: &BaselineSpec,
+        cfg: &Config,
+        db: &BenchDb,
+        fake: &FakeProcess,
+        script: &Path,
+        prefix: &str,
+        expected: u64,
+    ) -> anyhow::Result<Self> {
+        let mut child = Command::new(&spec.python)
+            .arg(script)
+            .args(["--bot-api", &fake.bot_api])
+            .args(["--control", fake.control_url()])
+            .args(["--key-prefix", prefix])
+            .args(["--expect", &expected.to_string()])
+            .args(["--send-pause", &spec.send_pause_s.to_string()])
+            // Secrets (URLs may hold passwords) stay off the command line, which `ps` shows.
+            .env("BENCH_BOT_TOKEN", fixtures::bot_token())
+            .env("BENCH_DATABASE_URL", db.cfg.url.expose())
+            .env("BENCH_REDIS_URL", cfg.redis.url.expose())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {}", spec.python.display()))?;
+        let stdout = child.stdout.take().context("baseline stdout")?;
+        let (tx, rx) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Self { child, rx })
+    }
+
+    /// The program's next line, or an error when none comes within `timeout`.
+    fn recv(&self, timeout: Duration) -> anyhow::Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(line) => return Ok(line),
+                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
+                Err(e) => anyhow::bail!("the baseline program stopped answering: {e}"),
+            }
+        }
+    }
+
+    /// Waits for the program to exit; returns the last line it printed.
+    async fn last_line_at_exit(&mut self) -> Option<String> {
+        // Blocking waits on a helper thread would be tidier; the actix thread
+        // has nothing else to do here, and each wait is short.
+        let mut last = None;
+        loop {
+            match self.rx.try_recv() {
+                Ok(line) => last = Some(line),
+                Err(mpsc::TryRecvError::Empty) => {
+                    if let Ok(Some(_)) = self.child.try_wait() {
+                        // Drain what it printed before exiting.
+                        while let Ok(line) = self.rx.recv_timeout(Duration::from_millis(200)) {
+                            last = Some(line);
+                        }
+                        return last;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    let _ = self.child.wait();
+                    return last;
+                }
+            }
+        }
+    }
 }

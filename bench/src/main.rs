@@ -73,8 +73,12 @@ mod pipeline_run;
 mod plot;
 /// The reader scenario: the MTProto reader against the fake data centre.
 mod reader;
+/// The reader scenario's commit observer: when each post row committed.
+mod reader_observer;
 /// The `reader` scenario's sizes and printed lines.
 mod reader_plan;
+/// What a reader run measured.
+mod reader_result;
 /// The report, its summary and the targets.
 mod report;
 /// The resume scenario: a large backlog of owed deliveries at start-up.

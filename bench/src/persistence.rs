@@ -76,11 +76,13 @@ pub(crate) async fn run(spec: &PersistenceSpec, cfg: &Config) -> anyhow::Result<
     result
 }
 
+/// The single count a `SELECT count(*)` returns, never negative.
 async fn count(c: &tokio_postgres::Client, sql: &str) -> anyhow::Result<u64> {
     let n: i64 = c.query_one(sql, &[]).await?.get(0);
     Ok(n.max(0) as u64)
 }
 
+/// Times the three ways in turn, checks their counts and derives the rates.
 async fn run_in(
     spec: &PersistenceSpec,
     cfg: &Config,
@@ -99,11 +101,39 @@ async fn run_in(
     };
 
     // (1) The DbWriter, as the senders feed it: one record a message.
+    let (writer_s, written) = time_db_writer(&store, cfg, rows, day).await?;
+    out.writer_s = writer_s;
+
+    // (2) The seed's "bad" pattern: one INSERT and one commit a row.
+    let mut c = store.conn("bench per-row").await?;
+    out.per_row_s = time_per_row(&mut c, per_row, day).await?;
+
+    // (3) Binary COPY: into the same table, and into a bare heap.
+    c.batch_execute("CREATE TABLE bench_copy_bare (LIKE forwarded_messages INCLUDING DEFAULTS)")
+        .await?;
+    out.copy_s = copy(&c, "forwarded_messages", 3, rows, day).await?;
+    out.copy_bare_s = copy(&c, "bench_copy_bare", 4, rows, day).await?;
+
+    out.counts_exact = counts_exact(&c, written, rows, per_row).await?;
+    drop(c);
+    store.close();
+
+    out.fill_rates();
+    Ok(out)
+}
+
+/// Feeds `rows` records to a DbWriter one message at a time; returns the seconds to flush and the rows it wrote.
+async fn time_db_writer(
+    store: &Store,
+    cfg: &Config,
+    rows: i64,
+    day: NaiveDate,
+) -> anyhow::Result<(f64, u64)> {
     let persistence: Arc<dyn Persistence> = Arc::new(store.clone());
     let writer = DbWriter::new(
         persistence,
         DbWriterConfig {
-            batch_size,
+            batch_size: cfg.delivery.db_batch_size,
             flush_interval: Duration::from_millis(cfg.delivery.db_flush_interval_ms),
             writes_in_flight: cfg.delivery.db_writes_in_flight,
             ..DbWriterConfig::default()
@@ -117,11 +147,17 @@ async fn run_in(
         writer.do_send(RecordDeliveries(vec![r]));
     }
     writer.send(Flush).await?;
-    out.writer_s = t.elapsed().as_secs_f64();
+    let secs = t.elapsed().as_secs_f64();
     let written = writer.send(GetDbWriterStats).await?.written;
+    Ok((secs, written))
+}
 
-    // (2) The seed's "bad" pattern: one INSERT and one commit a row.
-    let mut c = store.conn("bench per-row").await?;
+/// Inserts `per_row` rows with one INSERT and one commit each; returns the seconds it took.
+async fn time_per_row(
+    c: &mut tokio_postgres::Client,
+    per_row: i64,
+    day: NaiveDate,
+) -> anyhow::Result<f64> {
     let insert = c
         .prepare(
             "INSERT INTO forwarded_messages
@@ -131,35 +167,35 @@ async fn run_in(
         )
         .await?;
     let t = Instant::now();
-    {
-        for k in 0..per_row {
-            let r = record(2, k, day);
-            let tx = c.transaction().await?;
-            tx.execute(
-                &insert,
-                &[
-                    &r.subscription_id,
-                    &r.channel_id,
-                    &r.source_message_id,
-                    &r.post_day,
-                    &r.destination_chat_id,
-                    &r.sent_message_id,
-                    &r.status.as_str(),
-                    &r.error,
-                ],
-            )
-            .await?;
-            tx.commit().await?;
-        }
-    }
-    out.per_row_s = t.elapsed().as_secs_f64();
-
-    // (3) Binary COPY: into the same table, and into a bare heap.
-    c.batch_execute("CREATE TABLE bench_copy_bare (LIKE forwarded_messages INCLUDING DEFAULTS)")
+    for k in 0..per_row {
+        let r = record(2, k, day);
+        let tx = c.transaction().await?;
+        tx.execute(
+            &insert,
+            &[
+                &r.subscription_id,
+                &r.channel_id,
+                &r.source_message_id,
+                &r.post_day,
+                &r.destination_chat_id,
+                &r.sent_message_id,
+                &r.status.as_str(),
+                &r.error,
+            ],
+        )
         .await?;
-    out.copy_s = copy(&c, "forwarded_messages", 3, rows, day).await?;
-    out.copy_bare_s = copy(&c, "bench_copy_bare", 4, rows, day).await?;
+        tx.commit().await?;
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
 
+/// Whether every way wrote exactly its rows: the writer's own count and each set's rows in the tables.
+async fn counts_exact(
+    c: &tokio_postgres::Client,
+    written: u64,
+    rows: i64,
+    per_row: i64,
+) -> anyhow::Result<bool> {
     let by_set = |set: i64| {
         format!(
             "SELECT count(*) FROM forwarded_messages
@@ -168,23 +204,25 @@ async fn run_in(
             hi = set * 1_000_000_000 + 999_999_999
         )
     };
-    out.counts_exact = written == rows as u64
-        && count(&c, &by_set(1)).await? == rows as u64
-        && count(&c, &by_set(2)).await? == per_row as u64
-        && count(&c, &by_set(3)).await? == rows as u64
-        && count(&c, "SELECT count(*) FROM bench_copy_bare").await? == rows as u64;
-    drop(c);
-    store.close();
+    Ok(written == rows as u64
+        && count(c, &by_set(1)).await? == rows as u64
+        && count(c, &by_set(2)).await? == per_row as u64
+        && count(c, &by_set(3)).await? == rows as u64
+        && count(c, "SELECT count(*) FROM bench_copy_bare").await? == rows as u64)
+}
 
-    let rate = |n: i64, s: f64| n as f64 / s.max(1e-9);
-    out.writer_rows_per_s = rate(rows, out.writer_s);
-    out.per_row_rows_per_s = rate(per_row, out.per_row_s);
-    out.copy_rows_per_s = rate(rows, out.copy_s);
-    out.copy_bare_rows_per_s = rate(rows, out.copy_bare_s);
-    out.writer_vs_copy = out.writer_rows_per_s / out.copy_rows_per_s.max(1e-9);
-    out.writer_vs_copy_bare = out.writer_rows_per_s / out.copy_bare_rows_per_s.max(1e-9);
-    out.writer_vs_per_row = out.writer_rows_per_s / out.per_row_rows_per_s.max(1e-9);
-    Ok(out)
+impl PersistenceResult {
+    /// Derives the rows/s of each way and their ratios from the rows and seconds.
+    fn fill_rates(&mut self) {
+        let rate = |n: u64, s: f64| n as f64 / s.max(1e-9);
+        self.writer_rows_per_s = rate(self.rows, self.writer_s);
+        self.per_row_rows_per_s = rate(self.per_row_rows, self.per_row_s);
+        self.copy_rows_per_s = rate(self.rows, self.copy_s);
+        self.copy_bare_rows_per_s = rate(self.rows, self.copy_bare_s);
+        self.writer_vs_copy = self.writer_rows_per_s / self.copy_rows_per_s.max(1e-9);
+        self.writer_vs_copy_bare = self.writer_rows_per_s / self.copy_bare_rows_per_s.max(1e-9);
+        self.writer_vs_per_row = self.writer_rows_per_s / self.per_row_rows_per_s.max(1e-9);
+    }
 }
 
 /// COPYs `rows` rows of `set` into `table` in binary; returns the seconds it took.

@@ -173,6 +173,7 @@ struct TimedDedup {
     timing: Arc<Timing>,
 }
 
+/// Counts and times of the dedup's calls.
 #[derive(Default)]
 struct Timing {
     ops: AtomicU64,
@@ -181,6 +182,7 @@ struct Timing {
 }
 
 impl Timing {
+    /// Adds one call that took `d`.
     fn record(&self, d: Duration) {
         let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         self.ops.fetch_add(1, Ordering::Relaxed);
@@ -389,32 +391,98 @@ impl Harness {
     }
 }
 
+/// What a pipeline run starts the pipeline with, but its store and bots,
+/// and the fakes it runs against.
+struct Setup {
+    /// The fake Telegram process: the Bot API the senders talk to.
+    fake: FakeProcess,
+    /// The local copy of the channels the simulated reader reads.
+    mirror: kuryer_sim::fake_bot_api::FakeTelegram,
+    /// Subscribers per channel chat.
+    subs_of: HashMap<i64, u64>,
+    /// Subscriptions populated (users' and groups').
+    subscriptions: u64,
+    /// The pipeline's configuration, the limiter at the spec's scale.
+    pcfg: PipelineConfig,
+    /// The bots' tokens.
+    tokens: Vec<Secret>,
+    /// The pollers' source.
+    factory: SourceFactory,
+    /// The Redis dedup, timed.
+    dedup: Arc<TimedDedup>,
+    /// The dedup's timings.
+    timing: Arc<Timing>,
+}
+
+/// Sets up, runs the cycle, the burst and the paced posts, and tears down.
 async fn run_in(spec: &PipelineSpec, cfg: &Config, db: &BenchDb) -> anyhow::Result<PipelineResult> {
     let channels = spec.channels.max(1);
     let users = spec.users.max(1);
     let bots = spec.bots.max(1);
-    // The population, through its own pool: its sessions end (and report
-    // their statistics) before the measurement starts.
-    let (pairs, installation) = {
-        let store = Store::open(&db.cfg, Open::fresh()).await?.store;
-        let mut pairs = fixtures::populate(
-            &*store.conn("bench population").await?,
-            channels,
-            users,
-            spec.subs,
-        )
-        .await?;
-        if spec.groups > 0 {
-            let per_group = spec.group_subs.clamp(1, channels);
-            pairs.extend(add_groups(&store, spec.groups, per_group, channels).await?);
-        }
-        if bots > 1 {
-            pin_destinations(&store, bots).await?;
-        }
-        let installation = store.installation_id().await?;
-        store.close();
-        (pairs, installation)
+    let setup = set_up(spec, cfg, db, channels, users, bots).await?;
+    let senders = build_bots(&setup.tokens, &setup.fake.bot_api, Duration::from_secs(15))?;
+
+    settle_stats().await;
+    let pg0 = db.stats().await?;
+    reset_peak_rss();
+    let cpu0 = cpu_seconds();
+    let store = Store::new(&db.cfg)?;
+    let pipeline = Pipeline::start(PipelineParts::new(
+        store.clone(),
+        senders,
+        setup.factory,
+        setup.dedup,
+        setup.pcfg,
+    ))
+    .await?;
+    let mut out = PipelineResult {
+        label: spec.label.clone(),
+        reading: spec.reading,
+        channels,
+        users,
+        subscriptions: setup.subscriptions,
+        bots,
+        limit_scale: spec.limit_scale,
+        registry_load_ms: pipeline.registry_load.as_secs_f64() * 1000.0,
+        paced_posts: spec.paced_posts,
+        ..PipelineResult::default()
     };
+    let mut h = Harness {
+        fake: setup.fake,
+        mirror: setup.mirror,
+        pipeline,
+        subs_of: setup.subs_of,
+        published: Vec::new(),
+        expected: 0,
+    };
+    let first_round = h.cycle(spec, channels, &mut out).await?;
+    let cpu_end = h.burst(spec, channels, first_round, &mut out).await?;
+    h.paced(spec, channels, &mut out).await?;
+    let cpu = cpu_end.unwrap_or_else(cpu_seconds) - cpu0;
+    out.peak_rss_mb = kuryer_sim::peak_rss_mb();
+
+    h.shut_down(spec, cpu, &mut out).await?;
+    out.rows_persisted = store.sent_deliveries().await?;
+    store.close();
+    settle_stats().await;
+    let (n, avg) = db.stats().await?.since(&pg0);
+    out.db_transactions = n;
+    out.db_avg_ms = avg;
+    setup.timing.fill(&mut out);
+    h.fake.quit().await;
+    Ok(out)
+}
+
+/// Populates the database, starts the fakes and builds the pipeline's parts but its store and bots.
+async fn set_up(
+    spec: &PipelineSpec,
+    cfg: &Config,
+    db: &BenchDb,
+    channels: u32,
+    users: u32,
+    bots: usize,
+) -> anyhow::Result<Setup> {
+    let (pairs, installation) = populate(spec, db, channels, users, bots).await?;
     let mut subs_of: HashMap<i64, u64> = HashMap::new();
     for (_, chat) in &pairs {
         *subs_of.entry(*chat).or_default() += 1;
@@ -431,7 +499,65 @@ async fn run_in(spec: &PipelineSpec, cfg: &Config, db: &BenchDb) -> anyhow::Resu
     // The local copy of the channels, for the simulated reader: no limits,
     // no users; its HTTP side is never used.
     let mirror = fixtures::start_fake(FakeLimits::off(), channels, 0)?;
+    let (pcfg, tokens) = pipeline_config(spec, cfg, bots);
+    let factory = source_factory(spec.reading, &mirror, &fake)?;
+    let mut redis = cfg.redis.clone();
+    redis.key_prefix = format!("{}{}:", redis.key_prefix, db.name());
+    redis.dedup_ttl_s = 600;
+    let timing = Arc::new(Timing::default());
+    let dedup = Arc::new(TimedDedup {
+        inner: RedisDedup::new(&redis, &installation),
+        timing: timing.clone(),
+    });
+    Ok(Setup {
+        fake,
+        mirror,
+        subs_of,
+        subscriptions: pairs.len() as u64,
+        pcfg,
+        tokens,
+        factory,
+        dedup,
+        timing,
+    })
+}
 
+/// Populates users, groups and bot pins through a pool of its own; returns the (destination, channel) pairs and the installation id.
+async fn populate(
+    spec: &PipelineSpec,
+    db: &BenchDb,
+    channels: u32,
+    users: u32,
+    bots: usize,
+) -> anyhow::Result<(Vec<(i64, i64)>, String)> {
+    // The population, through its own pool: its sessions end (and report
+    // their statistics) before the measurement starts.
+    let store = Store::open(&db.cfg, Open::fresh()).await?.store;
+    let mut pairs = fixtures::populate(
+        &*store.conn("bench population").await?,
+        channels,
+        users,
+        spec.subs,
+    )
+    .await?;
+    if spec.groups > 0 {
+        let per_group = spec.group_subs.clamp(1, channels);
+        pairs.extend(add_groups(&store, spec.groups, per_group, channels).await?);
+    }
+    if bots > 1 {
+        pin_destinations(&store, bots).await?;
+    }
+    let installation = store.installation_id().await?;
+    store.close();
+    Ok((pairs, installation))
+}
+
+/// The pipeline's configuration with the limiter at the spec's scale (far out of reach when unlimited), and the bots' tokens.
+fn pipeline_config(
+    spec: &PipelineSpec,
+    cfg: &Config,
+    bots: usize,
+) -> (PipelineConfig, Vec<Secret>) {
     let mut pcfg = PipelineConfig::from_config(cfg, 1.0);
     let scale = if spec.limit_scale > 0.0 {
         spec.limit_scale
@@ -446,8 +572,16 @@ async fn run_in(spec: &PipelineSpec, cfg: &Config, db: &BenchDb) -> anyhow::Resu
     let tokens: Vec<_> = (0..bots).map(|k| Secret::new(nth_bot_token(k))).collect();
     limiter.bot_ids = tokens.iter().map(|t| bot_id_of(t.expose())).collect();
     pcfg.limiter = limiter;
-    let senders = build_bots(&tokens, &fake.bot_api, Duration::from_secs(15))?;
-    let factory: SourceFactory = match spec.reading {
+    (pcfg, tokens)
+}
+
+/// The pollers' source: the in-process copy, or the fake's history route over HTTP.
+fn source_factory(
+    reading: Reading,
+    mirror: &kuryer_sim::fake_bot_api::FakeTelegram,
+    fake: &FakeProcess,
+) -> anyhow::Result<SourceFactory> {
+    Ok(match reading {
         Reading::Memory => {
             let source = mirror.clone();
             Arc::new(move |ch| Box::new(SimSource::new(source.clone(), ch.chat_id)))
@@ -459,62 +593,34 @@ async fn run_in(spec: &PipelineSpec, cfg: &Config, db: &BenchDb) -> anyhow::Resu
             let control = fake.control_url().to_owned();
             Arc::new(move |ch| Box::new(HttpHistorySource::new(http.clone(), &control, ch.chat_id)))
         }
-    };
-    let mut redis = cfg.redis.clone();
-    redis.key_prefix = format!("{}{}:", redis.key_prefix, db.name());
-    redis.dedup_ttl_s = 600;
-    let timing = Arc::new(Timing::default());
-    let dedup = Arc::new(TimedDedup {
-        inner: RedisDedup::new(&redis, &installation),
-        timing: timing.clone(),
-    });
+    })
+}
 
-    settle_stats().await;
-    let pg0 = db.stats().await?;
-    reset_peak_rss();
-    let cpu0 = cpu_seconds();
-    let store = Store::new(&db.cfg)?;
-    let pipeline = Pipeline::start(PipelineParts::new(
-        store.clone(),
-        senders,
-        factory,
-        dedup,
-        pcfg,
-    ))
-    .await?;
-    let mut out = PipelineResult {
-        label: spec.label.clone(),
-        reading: spec.reading,
-        channels,
-        users,
-        subscriptions: pairs.len() as u64,
-        bots,
-        limit_scale: spec.limit_scale,
-        registry_load_ms: pipeline.registry_load.as_secs_f64() * 1000.0,
-        paced_posts: spec.paced_posts,
-        ..PipelineResult::default()
-    };
-    let mut h = Harness {
-        fake,
-        mirror,
-        pipeline: pipeline.clone(),
-        subs_of,
-        published: Vec::new(),
-        expected: 0,
-    };
-    let stall = Duration::from_secs(30);
-    let all_channels =
-        |round: u32| -> Vec<(i64, u32)> { (1..=i64::from(channels)).map(|i| (i, round)).collect() };
+/// One post on every channel, all in `round`.
+fn all_channels(channels: u32, round: u32) -> Vec<(i64, u32)> {
+    (1..=i64::from(channels)).map(|i| (i, round)).collect()
+}
 
-    // The seed's cycle: one new post on every channel; how long until every
-    // one of them is recorded (post row and mark, one transaction) and handed
-    // to the registry.
-    let mut first_round = 0;
-    if spec.cycle && spec.ceiling_s <= 0.0 {
-        let before = pipeline.stats().await?.posts_published;
-        let (_, t0) = h.publish(&all_channels(0)).await?;
+/// How long the run waits for a phase's deliveries with nothing moving.
+const STALL: Duration = Duration::from_secs(30);
+
+impl Harness {
+    /// The seed's cycle, unless a ceiling run: one new post on every channel;
+    /// how long until every one of them is recorded (post row and mark, one
+    /// transaction) and handed to the registry. Returns the rounds it published.
+    async fn cycle(
+        &mut self,
+        spec: &PipelineSpec,
+        channels: u32,
+        out: &mut PipelineResult,
+    ) -> anyhow::Result<u32> {
+        if !(spec.cycle && spec.ceiling_s <= 0.0) {
+            return Ok(0);
+        }
+        let before = self.pipeline.stats().await?.posts_published;
+        let (_, t0) = self.publish(&all_channels(channels, 0)).await?;
         loop {
-            if pipeline.stats().await?.posts_published >= before + u64::from(channels) {
+            if self.pipeline.stats().await?.posts_published >= before + u64::from(channels) {
                 out.cycle_ms = Some(t0.elapsed().as_secs_f64() * 1000.0);
                 break;
             }
@@ -524,90 +630,116 @@ async fn run_in(spec: &PipelineSpec, cfg: &Config, db: &BenchDb) -> anyhow::Resu
             );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        h.wait_persisted(stall).await?;
-        first_round = 1;
+        self.wait_persisted(STALL).await?;
+        Ok(1)
     }
 
-    // The burst: every remaining round at once.
-    let mut cpu_end = None;
-    if spec.posts > first_round {
-        let posts: Vec<(i64, u32)> = (first_round..spec.posts).flat_map(all_channels).collect();
-        let before = h.expected;
-        let (ids, t1) = h.publish(&posts).await?;
-        out.burst_deliveries = h.expected - before;
-        if spec.ceiling_s > 0.0 {
-            out.ceiling = Some(ceiling(spec, &h, t1).await?);
-            cpu_end = Some(cpu_seconds());
-        } else {
-            h.wait_persisted(stall).await?;
-            out.burst_s = t1.elapsed().as_secs_f64();
-            out.deliveries_per_s = out.burst_deliveries as f64 / out.burst_s.max(1e-9);
-            let r = h.fake.report(Some(&ids), 0.0).await?;
-            out.burst_p50_ms = r.latency_p50_ms;
-            out.burst_p99_ms = r.latency_p99_ms;
+    /// The burst: every remaining round at once, measured to its last
+    /// delivery, or the ceiling when a ceiling run. Returns the CPU reading
+    /// at the ceiling's end.
+    async fn burst(
+        &mut self,
+        spec: &PipelineSpec,
+        channels: u32,
+        first_round: u32,
+        out: &mut PipelineResult,
+    ) -> anyhow::Result<Option<f64>> {
+        if spec.posts <= first_round {
+            return Ok(None);
         }
+        let posts: Vec<(i64, u32)> = (first_round..spec.posts)
+            .flat_map(|round| all_channels(channels, round))
+            .collect();
+        let before = self.expected;
+        let (ids, t1) = self.publish(&posts).await?;
+        out.burst_deliveries = self.expected - before;
+        if spec.ceiling_s > 0.0 {
+            out.ceiling = Some(ceiling(spec, self, t1).await?);
+            return Ok(Some(cpu_seconds()));
+        }
+        self.wait_persisted(STALL).await?;
+        out.burst_s = t1.elapsed().as_secs_f64();
+        out.deliveries_per_s = out.burst_deliveries as f64 / out.burst_s.max(1e-9);
+        let r = self.fake.report(Some(&ids), 0.0).await?;
+        out.burst_p50_ms = r.latency_p50_ms;
+        out.burst_p99_ms = r.latency_p99_ms;
+        Ok(None)
     }
 
-    // Latency without a backlog: posts one at a time on spread channels.
-    if spec.paced_posts > 0 && spec.ceiling_s <= 0.0 {
+    /// Latency without a backlog, unless a ceiling run: posts one at a time on spread channels.
+    async fn paced(
+        &mut self,
+        spec: &PipelineSpec,
+        channels: u32,
+        out: &mut PipelineResult,
+    ) -> anyhow::Result<()> {
+        if !(spec.paced_posts > 0 && spec.ceiling_s <= 0.0) {
+            return Ok(());
+        }
         let mut ids = Vec::new();
         let mut offered = 0u64;
         let t = Instant::now();
         for k in 0..spec.paced_posts {
             let i = (i64::from(k) * 7919) % i64::from(channels) + 1;
-            let before = h.expected;
-            let (id, _) = h.publish(&[(i, 1000 + k)]).await?;
-            offered += h.expected - before;
+            let before = self.expected;
+            let (id, _) = self.publish(&[(i, 1000 + k)]).await?;
+            offered += self.expected - before;
             ids.extend(id);
             tokio::time::sleep(Duration::from_millis(spec.paced_interval_ms)).await;
         }
         out.paced_offered_per_s = offered as f64 / t.elapsed().as_secs_f64().max(1e-9);
-        h.wait_persisted(stall).await?;
-        let r = h.fake.report(Some(&ids), 0.0).await?;
+        self.wait_persisted(STALL).await?;
+        let r = self.fake.report(Some(&ids), 0.0).await?;
         out.paced_p50_ms = Some(r.latency_p50_ms);
         out.paced_p99_ms = Some(r.latency_p99_ms);
         out.paced_max_ms = Some(r.latency_max_ms);
+        Ok(())
     }
-    let cpu = cpu_end.unwrap_or_else(cpu_seconds) - cpu0;
-    out.peak_rss_mb = kuryer_sim::peak_rss_mb();
 
-    let deadline = if spec.ceiling_s > 0.0 {
-        // What is still queued would take minutes at 30/s: not measured.
-        Duration::from_secs(1)
-    } else {
-        Duration::from_secs(30)
-    };
-    let shutdown = pipeline.shutdown(deadline).await;
-    if !shutdown.clean && spec.ceiling_s <= 0.0 {
-        tracing::warn!(left = shutdown.left_queued, "Shutdown was not clean.");
+    /// Shuts the pipeline down and fills the fake's counts and the CPU figures.
+    async fn shut_down(
+        &self,
+        spec: &PipelineSpec,
+        cpu: f64,
+        out: &mut PipelineResult,
+    ) -> anyhow::Result<()> {
+        let deadline = if spec.ceiling_s > 0.0 {
+            // What is still queued would take minutes at 30/s: not measured.
+            Duration::from_secs(1)
+        } else {
+            Duration::from_secs(30)
+        };
+        let shutdown = self.pipeline.shutdown(deadline).await;
+        if !shutdown.clean && spec.ceiling_s <= 0.0 {
+            tracing::warn!(left = shutdown.left_queued, "Shutdown was not clean.");
+        }
+        let r = self.fake.report(None, 0.0).await?;
+        out.deliveries_expected = r.expected;
+        out.delivered = r.delivered;
+        out.lost = r.lost;
+        out.duplicates = r.duplicates;
+        out.out_of_order = r.out_of_order;
+        out.albums_split = r.albums_split;
+        out.unexpected = r.unexpected;
+        out.rate_limited_429 = r.stats.rate_limited_429;
+        out.cpu_s = cpu;
+        out.cpu_us_per_delivery = cpu * 1e6 / (r.delivered.max(1) as f64);
+        Ok(())
     }
-    let r = h.fake.report(None, 0.0).await?;
-    out.deliveries_expected = r.expected;
-    out.delivered = r.delivered;
-    out.lost = r.lost;
-    out.duplicates = r.duplicates;
-    out.out_of_order = r.out_of_order;
-    out.albums_split = r.albums_split;
-    out.unexpected = r.unexpected;
-    out.rate_limited_429 = r.stats.rate_limited_429;
-    out.cpu_s = cpu;
-    out.cpu_us_per_delivery = cpu * 1e6 / (r.delivered.max(1) as f64);
-    out.rows_persisted = store.sent_deliveries().await?;
-    store.close();
-    settle_stats().await;
-    let (n, avg) = db.stats().await?.since(&pg0);
-    out.db_transactions = n;
-    out.db_avg_ms = avg;
-    let ops = timing.ops.load(Ordering::Relaxed);
-    out.redis_ops = ops;
-    out.redis_avg_ms = if ops > 0 {
-        timing.total_ns.load(Ordering::Relaxed) as f64 / ops as f64 / 1e6
-    } else {
-        0.0
-    };
-    out.redis_max_ms = timing.max_ns.load(Ordering::Relaxed) as f64 / 1e6;
-    h.fake.quit().await;
-    Ok(out)
+}
+
+impl Timing {
+    /// Fills the result's Redis figures: operations, their average and their longest.
+    fn fill(&self, out: &mut PipelineResult) {
+        let ops = self.ops.load(Ordering::Relaxed);
+        out.redis_ops = ops;
+        out.redis_avg_ms = if ops > 0 {
+            self.total_ns.load(Ordering::Relaxed) as f64 / ops as f64 / 1e6
+        } else {
+            0.0
+        };
+        out.redis_max_ms = self.max_ns.load(Ordering::Relaxed) as f64 / 1e6;
+    }
 }
 
 /// Sends at Telegram's limits for `ceiling_s` after a ramp-up, then reads

@@ -21,12 +21,11 @@
 //! a process of its own, limits off: sending is part of the CPU figure, not
 //! of the latency (measured at the post's commit, before any send).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use futures_util::StreamExt as _;
 use kuryer::config::Config;
 use kuryer::dedup::RedisDedup;
 use kuryer::demo_mtproto::{ReaderWorld, Wake};
@@ -38,10 +37,12 @@ use kuryer::telegram::build_bots;
 use kuryer_actors::ports::SourceFactory;
 use kuryer_sim::fixtures;
 use kuryer_sim::mtproto::{FloodLimit, MtprotoConfig};
-use kuryer_sim::process::FakeSpec;
+use kuryer_sim::process::{FakeProcess, FakeSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::mtproto_fake::thread_cpu_seconds;
+use crate::reader_observer::{Heard, TRIGGER, observe, wait_recorded};
+use crate::reader_result::{CallRate, CatchUp, Latency, ReaderResult};
 use crate::util::{BenchDb, cpu_seconds, reset_peak_rss};
 
 /// The size of one reader run.
@@ -80,124 +81,6 @@ pub(crate) struct ReaderSpec {
     pub(crate) catch_up_history_limit: Option<u32>,
 }
 
-/// Latency figures (ms).
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub(crate) struct Latency {
-    /// Posts measured.
-    pub(crate) n: u64,
-    /// Median.
-    pub(crate) p50: f64,
-    /// 99th percentile.
-    pub(crate) p99: f64,
-    /// Largest.
-    pub(crate) max: f64,
-}
-
-impl Latency {
-    fn of(mut ms: Vec<f64>) -> Self {
-        if ms.is_empty() {
-            return Self::default();
-        }
-        ms.sort_by(f64::total_cmp);
-        let at = |q: f64| ms[((ms.len() as f64 - 1.0) * q).round() as usize];
-        Self {
-            n: ms.len() as u64,
-            p50: at(0.5),
-            p99: at(0.99),
-            max: ms[ms.len() - 1],
-        }
-    }
-}
-
-/// Calls of one method per account per minute.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub(crate) struct CallRate {
-    /// Mean over the accounts.
-    pub(crate) mean_per_min: f64,
-    /// The busiest account.
-    pub(crate) max_per_min: f64,
-    /// FLOOD_WAIT answers over all accounts in the window.
-    pub(crate) flood_waits: u64,
-}
-
-/// The catch-up part.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub(crate) struct CatchUp {
-    /// Posts published while down.
-    pub(crate) posts: u64,
-    /// Of them recorded.
-    pub(crate) recorded: u64,
-    /// Not recorded.
-    pub(crate) lost: u64,
-    /// Recorded twice.
-    pub(crate) duplicates: u64,
-    /// From the start call until the last one was committed (s).
-    pub(crate) seconds: f64,
-    /// Posts recorded a second.
-    pub(crate) per_s: f64,
-    /// Calls by method over all accounts during the catch-up.
-    pub(crate) calls: BTreeMap<String, u64>,
-    /// FLOOD_WAIT answers during the catch-up.
-    pub(crate) flood_waits: u64,
-    /// Calls made while a flood wait ran, during the catch-up.
-    pub(crate) calls_during_flood_wait: u64,
-}
-
-/// What one reader run measured.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub(crate) struct ReaderResult {
-    /// The spec's label.
-    pub(crate) label: String,
-    /// Channels.
-    pub(crate) channels: u32,
-    /// Accounts.
-    pub(crate) accounts: u32,
-    /// Channels joined at the start.
-    pub(crate) joined: u32,
-    /// Channels polled at the start (assigned, not joined).
-    pub(crate) polled: u32,
-    /// `reader.history_per_second` / `reader.poll_interval_s` used.
-    pub(crate) history_per_second: f64,
-    /// `reader.poll_interval_s` used.
-    pub(crate) poll_interval_s: u64,
-    /// Creating the data centre, channels, accounts and assignments (s).
-    pub(crate) setup_s: f64,
-    /// From the pipeline's start until every channel had its first read
-    /// (a getHistory from its mark, at the accounts' pace) (s).
-    pub(crate) first_reads_s: f64,
-    /// Steady state: posts published.
-    pub(crate) posts: u64,
-    /// Of them recorded.
-    pub(crate) recorded: u64,
-    /// Not recorded.
-    pub(crate) lost: u64,
-    /// Recorded twice.
-    pub(crate) duplicates: u64,
-    /// Publish → committed, posts of joined channels (pushed).
-    pub(crate) latency_joined: Latency,
-    /// Publish → committed, posts of polled channels.
-    pub(crate) latency_polled: Latency,
-    /// The steady window: first publish → last commit (s).
-    pub(crate) window_s: f64,
-    /// CPU of kuryer (the process without the fake's, the publisher's and
-    /// the observer's threads) per post in the window (µs).
-    pub(crate) cpu_us_per_post: f64,
-    /// The fake data centre's CPU in the window (s).
-    pub(crate) fake_cpu_s: f64,
-    /// RSS before the pipeline started (the fake's world included) (MiB).
-    pub(crate) rss_before_mb: f64,
-    /// Peak RSS of the process from the pipeline's start (MiB).
-    pub(crate) peak_rss_mb: f64,
-    /// Calls per account per minute by method in the window.
-    pub(crate) calls: BTreeMap<String, CallRate>,
-    /// FLOOD_WAIT answers in the steady window, all methods and accounts.
-    pub(crate) flood_waits: u64,
-    /// Calls made while a flood wait ran (the fake counts them apart).
-    pub(crate) calls_during_flood_wait: u64,
-    /// The catch-up, when run.
-    pub(crate) catch_up: Option<CatchUp>,
-}
-
 /// Runs one reader measurement in a database of its own.
 pub(crate) async fn run(spec: &ReaderSpec, cfg: &Config) -> anyhow::Result<ReaderResult> {
     let db = BenchDb::create(cfg, "reader").await?;
@@ -206,93 +89,10 @@ pub(crate) async fn run(spec: &ReaderSpec, cfg: &Config) -> anyhow::Result<Reade
     out
 }
 
-/// Commits of posts as the observer heard them: (channel row, message id)
-/// → when, and how many were heard twice.
-#[derive(Default)]
-struct Heard {
-    at: HashMap<(i64, i32), Instant>,
-    twice: u64,
-}
-
-const CHANNEL: &str = "kuryer_bench_posts";
-
-/// A trigger that tells of every post row at its commit (NOTIFY is
-/// delivered when the transaction commits).
-const TRIGGER: &str = "
-CREATE FUNCTION bench_notify_post() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  PERFORM pg_notify('kuryer_bench_posts', NEW.channel_id || ':' || array_to_string(NEW.message_ids, ','));
-  RETURN NULL;
-END $$;
-CREATE TRIGGER bench_notify_post AFTER INSERT ON posts
-  FOR EACH ROW EXECUTE FUNCTION bench_notify_post();";
-
-/// Listens on a thread of its own (`bench-observer`), so a busy pipeline
-/// thread does not delay the stamps.
-fn observe(url: String, heard: Arc<Mutex<Heard>>) -> anyhow::Result<std::sync::mpsc::Sender<()>> {
-    let (stop, stopped) = std::sync::mpsc::channel::<()>();
-    let (ready, is_ready) = std::sync::mpsc::channel::<anyhow::Result<()>>();
-    std::thread::Builder::new()
-        .name("bench-observer".to_owned())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    let _ = ready.send(Err(e.into()));
-                    return;
-                }
-            };
-            rt.block_on(async move {
-                let (client, mut conn) =
-                    match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
-                        Ok(c) => c,
-                        Err(e) => {
-                            let _ = ready.send(Err(e.into()));
-                            return;
-                        }
-                    };
-                let heard2 = Arc::clone(&heard);
-                let driver = tokio::spawn(async move {
-                    let mut messages =
-                        futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
-                    while let Some(m) = messages.next().await {
-                        let Ok(tokio_postgres::AsyncMessage::Notification(n)) = m else {
-                            continue;
-                        };
-                        let now = Instant::now();
-                        let Some((ch, ids)) = n.payload().split_once(':') else {
-                            continue;
-                        };
-                        let Ok(ch) = ch.parse::<i64>() else { continue };
-                        let mut h = heard2.lock().unwrap_or_else(|e| e.into_inner());
-                        for id in ids.split(',').filter_map(|i| i.parse::<i32>().ok()) {
-                            if h.at.insert((ch, id), now).is_some() {
-                                h.twice += 1;
-                            }
-                        }
-                    }
-                });
-                let listen = client.batch_execute(&format!("LISTEN {CHANNEL}")).await;
-                let _ = ready.send(listen.map_err(Into::into));
-                // Until told to stop (or the sender is dropped).
-                let _ = tokio::task::spawn_blocking(move || stopped.recv()).await;
-                drop(client);
-                driver.abort();
-            });
-        })?;
-    is_ready
-        .recv()
-        .context("the observer thread ended")?
-        .context("listening for post commits")?;
-    Ok(stop)
-}
-
 /// The fake's calls and flood waits per account and method.
 type Snapshot = Vec<BTreeMap<String, (u64, u64, u64)>>;
 
+/// The fake's calls, flood waits and calls during a flood wait, per account and method, now.
 fn snapshot(world: &ReaderWorld) -> Snapshot {
     world
         .accounts
@@ -333,12 +133,14 @@ fn delta(a: &Snapshot, b: &Snapshot) -> BTreeMap<String, (Vec<u64>, u64, u64)> {
     out
 }
 
+/// CPU seconds of kuryer (the process without the fake's, the publisher's and the observer's threads) and of the fake.
 fn kuryer_cpu() -> (f64, f64) {
     let fake = thread_cpu_seconds("fake-mtproto") + thread_cpu_seconds("fake-publisher");
     let other = thread_cpu_seconds("bench-observer");
     (cpu_seconds() - fake - other, fake)
 }
 
+/// The process's resident memory now (MiB).
 fn rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -357,6 +159,7 @@ struct Running {
     pipeline: Pipeline,
 }
 
+/// Starts the reader pool and the pipeline over it, events queued until the pipeline exists.
 async fn start(
     store: &Store,
     rcfg: &Config,
@@ -394,6 +197,7 @@ async fn start(
 }
 
 impl Running {
+    /// Shuts the pipeline down, then closes the pool.
     async fn stop(self) {
         self.pipeline.shutdown(Duration::from_secs(30)).await;
         self.pool.close().await;
@@ -422,102 +226,199 @@ fn plan(spec: &ReaderSpec) -> Vec<(i64, usize, bool)> {
         .collect()
 }
 
+/// A reader run's world: the database, the fakes, the observer and the
+/// configuration the pool and the pipeline start with.
+struct Bench<'a> {
+    /// The run's size.
+    spec: &'a ReaderSpec,
+    /// The run's database.
+    store: Store,
+    /// The fake Bot API, in a process of its own.
+    bot_api: FakeProcess,
+    /// The fake data centre, its channels and accounts.
+    world: Arc<ReaderWorld>,
+    /// Channel rows polled at the start (assigned, not joined).
+    polled_rows: HashSet<i64>,
+    /// The configuration `kuryer run` would read, sized by the spec.
+    rcfg: Config,
+    /// Post commits as the observer heard them.
+    heard: Arc<Mutex<Heard>>,
+    /// Stops the observer thread.
+    stop_observer: std::sync::mpsc::Sender<()>,
+    /// The dedup store, keyed under the run's own prefix.
+    dedup: Arc<RedisDedup>,
+    /// The run's Redis key prefix, dropped at the end.
+    redis_prefix: String,
+}
+
+/// Sets up, measures the first reads, the steady state and the catch-up, and tears down.
 async fn run_in(spec: &ReaderSpec, cfg: &Config, db: &BenchDb) -> anyhow::Result<ReaderResult> {
-    let setup = Instant::now();
-    let store = Store::open(&db.cfg, Open::fresh()).await?.store;
-    {
-        let c = store.conn("bench reader population").await?;
-        // One subscriber a channel (31·u mod n covers every channel).
-        fixtures::populate(&c, spec.channels, spec.channels, 1).await?;
-        c.batch_execute(TRIGGER)
-            .await
-            .context("the commit trigger")?;
-    }
-    // The Bot API face, for the one delivery a post, in a process of its own.
-    let bot_api = crate::util::spawn_fake(&FakeSpec {
-        limit_scale: 0.0,
-        channels: spec.channels,
-        users: spec.channels,
-        no_mtproto: true,
-        ..FakeSpec::default()
-    })?;
-    let world = Arc::new(
-        ReaderWorld::create(
-            &store,
-            None,
-            MtprotoConfig::telegram_like(),
-            spec.channels,
-            spec.accounts,
-        )
-        .await?,
-    );
-    let assignments = plan(spec);
-    world.preassign(&store, &assignments).await?;
-    let polled_rows: std::collections::HashSet<i64> =
-        assignments.iter().filter(|a| !a.2).map(|a| a.0).collect();
-    let mut rcfg = world.reader_config(cfg);
-    rcfg.reader.max_channels_per_account = spec.max_per_account;
-    rcfg.reader.history_per_second = spec.history_per_second;
-    rcfg.reader.poll_interval_s = spec.poll_interval_s;
-    if let Some(ms) = spec.poll_max_interval_ms {
-        rcfg.delivery.poll_max_interval_ms = ms;
-    }
-    let heard = Arc::new(Mutex::new(Heard::default()));
-    let stop_observer = observe(db.cfg.url.expose().to_owned(), Arc::clone(&heard))?;
-    let mut redis = cfg.redis.clone();
-    redis.key_prefix = format!("{}{}:", redis.key_prefix, db.name());
-    redis.dedup_ttl_s = 600;
-    let dedup = Arc::new(RedisDedup::new(&redis, &store.installation_id().await?));
-    let mut out = ReaderResult {
-        label: spec.label.clone(),
-        channels: spec.channels,
-        accounts: spec.accounts,
-        joined: spec.channels - polled_rows.len() as u32,
-        polled: polled_rows.len() as u32,
-        history_per_second: spec.history_per_second,
-        poll_interval_s: spec.poll_interval_s,
-        setup_s: setup.elapsed().as_secs_f64(),
-        rss_before_mb: rss_mb(),
-        ..ReaderResult::default()
-    };
+    let (bench, mut out) = Bench::set_up(spec, cfg, db).await?;
 
     // Start; every channel's first read is a getHistory from its mark.
     reset_peak_rss();
     let t0 = Instant::now();
-    let running = start(&store, &rcfg, &bot_api.bot_api, &dedup).await?;
-    let first_reads_limit = Duration::from_secs_f64(
-        f64::from(spec.channels) / (f64::from(spec.accounts) * spec.history_per_second) * 2.0
-            + 60.0,
-    );
-    loop {
-        let reads: u64 = world
-            .accounts
-            .iter()
-            .map(|&a| world.dc.stats(a).calls("messages.getHistory"))
-            .sum();
-        if reads >= u64::from(spec.channels) {
-            break;
-        }
-        anyhow::ensure!(
-            t0.elapsed() < first_reads_limit,
-            "first reads: {reads} of {} channels after {:.0} s",
-            spec.channels,
-            t0.elapsed().as_secs_f64()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let running = bench.start().await?;
+    bench.wait_first_reads(t0).await?;
     out.first_reads_s = t0.elapsed().as_secs_f64();
     // Let the last answers be recorded and the pollers settle.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    // Steady state.
-    let s0 = snapshot(&world);
-    let (cpu0, fake0) = kuryer_cpu();
-    let w0 = Instant::now();
-    let publisher = {
-        let world = Arc::clone(&world);
+    bench.steady_state(&mut out).await?;
+
+    // Catch-up: down, posts published, up again.
+    let running = if spec.catch_up_channels > 0 {
+        running.stop().await;
+        bench.catch_up(&mut out).await?
+    } else {
+        running
+    };
+    out.peak_rss_mb = kuryer_sim::peak_rss_mb();
+
+    running.stop().await;
+    bench.tear_down(cfg).await?;
+    Ok(out)
+}
+
+impl<'a> Bench<'a> {
+    /// Populates the database, starts the fakes and the observer, and fills the result's set-up figures.
+    async fn set_up(
+        spec: &'a ReaderSpec,
+        cfg: &Config,
+        db: &BenchDb,
+    ) -> anyhow::Result<(Self, ReaderResult)> {
+        let setup = Instant::now();
+        let store = Store::open(&db.cfg, Open::fresh()).await?.store;
+        {
+            let c = store.conn("bench reader population").await?;
+            // One subscriber a channel (31·u mod n covers every channel).
+            fixtures::populate(&c, spec.channels, spec.channels, 1).await?;
+            c.batch_execute(TRIGGER)
+                .await
+                .context("the commit trigger")?;
+        }
+        // The Bot API face, for the one delivery a post, in a process of its own.
+        let bot_api = crate::util::spawn_fake(&FakeSpec {
+            limit_scale: 0.0,
+            channels: spec.channels,
+            users: spec.channels,
+            no_mtproto: true,
+            ..FakeSpec::default()
+        })?;
+        let world = Arc::new(
+            ReaderWorld::create(
+                &store,
+                None,
+                MtprotoConfig::telegram_like(),
+                spec.channels,
+                spec.accounts,
+            )
+            .await?,
+        );
+        let assignments = plan(spec);
+        world.preassign(&store, &assignments).await?;
+        let polled_rows: HashSet<i64> = assignments.iter().filter(|a| !a.2).map(|a| a.0).collect();
+        let rcfg = reader_config(&world, cfg, spec);
+        let heard = Arc::new(Mutex::new(Heard::default()));
+        let stop_observer = observe(db.cfg.url.expose().to_owned(), Arc::clone(&heard))?;
+        let mut redis = cfg.redis.clone();
+        redis.key_prefix = format!("{}{}:", redis.key_prefix, db.name());
+        redis.dedup_ttl_s = 600;
+        let dedup = Arc::new(RedisDedup::new(&redis, &store.installation_id().await?));
+        let out = ReaderResult {
+            label: spec.label.clone(),
+            channels: spec.channels,
+            accounts: spec.accounts,
+            joined: spec.channels - polled_rows.len() as u32,
+            polled: polled_rows.len() as u32,
+            history_per_second: spec.history_per_second,
+            poll_interval_s: spec.poll_interval_s,
+            setup_s: setup.elapsed().as_secs_f64(),
+            rss_before_mb: rss_mb(),
+            ..ReaderResult::default()
+        };
+        let bench = Self {
+            spec,
+            store,
+            bot_api,
+            world,
+            polled_rows,
+            rcfg,
+            heard,
+            stop_observer,
+            dedup,
+            redis_prefix: redis.key_prefix,
+        };
+        Ok((bench, out))
+    }
+
+    /// Starts the pool and the pipeline on the run's world.
+    async fn start(&self) -> anyhow::Result<Running> {
+        start(&self.store, &self.rcfg, &self.bot_api.bot_api, &self.dedup).await
+    }
+
+    /// Waits until every channel had its first getHistory, or fails past twice the accounts' pace plus a minute.
+    async fn wait_first_reads(&self, t0: Instant) -> anyhow::Result<()> {
+        let spec = self.spec;
+        let first_reads_limit = Duration::from_secs_f64(
+            f64::from(spec.channels) / (f64::from(spec.accounts) * spec.history_per_second) * 2.0
+                + 60.0,
+        );
+        loop {
+            let reads: u64 = self
+                .world
+                .accounts
+                .iter()
+                .map(|&a| self.world.dc.stats(a).calls("messages.getHistory"))
+                .sum();
+            if reads >= u64::from(spec.channels) {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                t0.elapsed() < first_reads_limit,
+                "first reads: {reads} of {} channels after {:.0} s",
+                spec.channels,
+                t0.elapsed().as_secs_f64()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Publishes the steady posts, waits for their commits and fills the window, latency, CPU and call figures.
+    async fn steady_state(&self, out: &mut ReaderResult) -> anyhow::Result<()> {
+        let s0 = snapshot(&self.world);
+        let (cpu0, fake0) = kuryer_cpu();
+        let w0 = Instant::now();
+        let published = self.publish_steady().await?;
+        let keys: Vec<(i64, i32)> = published.iter().map(|p| p.0).collect();
+        // Polled channels are read every poll_interval_s (and their poller's
+        // interval): wait for them, or until nothing moved for that long twice.
+        let patience = Duration::from_secs(self.spec.poll_interval_s * 2 + 40)
+            + Duration::from_millis(self.rcfg.delivery.poll_max_interval_ms);
+        wait_recorded(&self.heard, &keys, patience).await;
+        let s1 = snapshot(&self.world);
+        let (cpu1, fake1) = kuryer_cpu();
+        let last_commit = {
+            let h = self.heard.lock().unwrap_or_else(|e| e.into_inner());
+            keys.iter().filter_map(|k| h.at.get(k)).max().copied()
+        };
+        out.window_s = last_commit
+            .map_or_else(|| w0.elapsed(), |t| t.duration_since(w0))
+            .as_secs_f64();
+        let minutes = (w0.elapsed().as_secs_f64() / 60.0).max(1e-9);
+        self.record_latencies(out, &published);
+        out.cpu_us_per_post = (cpu1 - cpu0) * 1e6 / (out.posts.max(1) as f64);
+        out.fake_cpu_s = fake1 - fake0;
+        record_calls(out, &delta(&s0, &s1), minutes);
+        Ok(())
+    }
+
+    /// Publishes the steady posts at the spec's rate on a thread of its own; returns each post and when it was published.
+    async fn publish_steady(&self) -> anyhow::Result<Vec<((i64, i32), Instant)>> {
+        let world = Arc::clone(&self.world);
+        let spec = self.spec;
         let (posts, rate, channels) = (spec.posts, spec.rate.max(0.1), spec.channels);
-        std::thread::Builder::new()
+        let publisher = std::thread::Builder::new()
             .name("fake-publisher".to_owned())
             .spawn(move || {
                 let start = Instant::now();
@@ -535,37 +436,23 @@ async fn run_in(spec: &ReaderSpec, cfg: &Config, db: &BenchDb) -> anyhow::Result
                     published.push(((row, id), at));
                 }
                 published
-            })?
-    };
-    while !publisher.is_finished() {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+            })?;
+        while !publisher.is_finished() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        publisher
+            .join()
+            .map_err(|_| anyhow::anyhow!("the publisher panicked"))
     }
-    let published = publisher
-        .join()
-        .map_err(|_| anyhow::anyhow!("the publisher panicked"))?;
-    let keys: Vec<(i64, i32)> = published.iter().map(|p| p.0).collect();
-    // Polled channels are read every poll_interval_s (and their poller's
-    // interval): wait for them, or until nothing moved for that long twice.
-    let patience = Duration::from_secs(spec.poll_interval_s * 2 + 40)
-        + Duration::from_millis(rcfg.delivery.poll_max_interval_ms);
-    wait_recorded(&heard, &keys, patience).await;
-    let s1 = snapshot(&world);
-    let (cpu1, fake1) = kuryer_cpu();
-    let last_commit = {
-        let h = heard.lock().unwrap_or_else(|e| e.into_inner());
-        keys.iter().filter_map(|k| h.at.get(k)).max().copied()
-    };
-    out.window_s = last_commit
-        .map_or_else(|| w0.elapsed(), |t| t.duration_since(w0))
-        .as_secs_f64();
-    let minutes = (w0.elapsed().as_secs_f64() / 60.0).max(1e-9);
-    {
-        let h = heard.lock().unwrap_or_else(|e| e.into_inner());
+
+    /// Fills the steady counts and the joined and polled latencies from the commits heard.
+    fn record_latencies(&self, out: &mut ReaderResult, published: &[((i64, i32), Instant)]) {
+        let h = self.heard.lock().unwrap_or_else(|e| e.into_inner());
         let (mut joined, mut polled) = (Vec::new(), Vec::new());
-        for (k, at) in &published {
+        for (k, at) in published {
             if let Some(t) = h.at.get(k) {
                 let ms = t.duration_since(*at).as_secs_f64() * 1000.0;
-                if polled_rows.contains(&k.0) {
+                if self.polled_rows.contains(&k.0) {
                     polled.push(ms);
                 } else {
                     joined.push(ms);
@@ -579,29 +466,11 @@ async fn run_in(spec: &ReaderSpec, cfg: &Config, db: &BenchDb) -> anyhow::Result
         out.latency_joined = Latency::of(joined);
         out.latency_polled = Latency::of(polled);
     }
-    out.cpu_us_per_post = (cpu1 - cpu0) * 1e6 / (out.posts.max(1) as f64);
-    out.fake_cpu_s = fake1 - fake0;
-    let d = delta(&s0, &s1);
-    for (m, (per_account, floods, early)) in &d {
-        let n = per_account.len().max(1) as f64;
-        out.calls.insert(
-            m.clone(),
-            CallRate {
-                mean_per_min: per_account.iter().sum::<u64>() as f64 / n / minutes,
-                max_per_min: per_account.iter().copied().max().unwrap_or(0) as f64 / minutes,
-                flood_waits: *floods,
-            },
-        );
-        out.flood_waits += floods;
-        out.calls_during_flood_wait += early;
-    }
 
-    // Catch-up: down, posts published, up again.
-    let mut running = Some(running);
-    if spec.catch_up_channels > 0 {
-        if let Some(r) = running.take() {
-            r.stop().await;
-        }
+    /// With the pipeline down, publishes on the catch-up channels, starts it again and measures until they are recorded; returns the restarted pipeline.
+    async fn catch_up(&self, out: &mut ReaderResult) -> anyhow::Result<Running> {
+        let spec = self.spec;
+        let world = &self.world;
         let n = spec.catch_up_channels.min(spec.channels);
         let mut keys = Vec::with_capacity((n * spec.catch_up_posts) as usize);
         for row in 1..=i64::from(n) {
@@ -620,14 +489,14 @@ async fn run_in(spec: &ReaderSpec, cfg: &Config, db: &BenchDb) -> anyhow::Result
                 }),
             );
         }
-        let c0 = snapshot(&world);
+        let c0 = snapshot(world);
         let t0 = Instant::now();
-        let again = start(&store, &rcfg, &bot_api.bot_api, &dedup).await?;
-        let recorded = wait_recorded(&heard, &keys, Duration::from_secs(120)).await;
+        let again = self.start().await?;
+        let recorded = wait_recorded(&self.heard, &keys, Duration::from_secs(120)).await;
         let seconds = t0.elapsed().as_secs_f64();
-        let c1 = snapshot(&world);
+        let c1 = snapshot(world);
         let twice_before = out.duplicates;
-        let twice = heard.lock().unwrap_or_else(|e| e.into_inner()).twice - twice_before;
+        let twice = self.heard.lock().unwrap_or_else(|e| e.into_inner()).twice - twice_before;
         let d = delta(&c0, &c1);
         out.catch_up = Some(CatchUp {
             posts: keys.len() as u64,
@@ -643,39 +512,45 @@ async fn run_in(spec: &ReaderSpec, cfg: &Config, db: &BenchDb) -> anyhow::Result
             flood_waits: d.values().map(|v| v.1).sum(),
             calls_during_flood_wait: d.values().map(|v| v.2).sum(),
         });
-        running = Some(again);
+        Ok(again)
     }
-    out.peak_rss_mb = kuryer_sim::peak_rss_mb();
 
-    if let Some(r) = running {
-        r.stop().await;
+    /// Stops the observer and the fakes, closes the store and drops the run's Redis keys.
+    async fn tear_down(self, cfg: &Config) -> anyhow::Result<()> {
+        let _ = self.stop_observer.send(());
+        self.world.dc.stop();
+        self.bot_api.quit().await;
+        self.store.close();
+        crate::pipeline_run::drop_redis_keys(cfg, &self.redis_prefix).await
     }
-    let _ = stop_observer.send(());
-    world.dc.stop();
-    bot_api.quit().await;
-    store.close();
-    crate::pipeline_run::drop_redis_keys(cfg, &redis.key_prefix).await?;
-    Ok(out)
 }
 
-/// Waits until every key was heard committed, or nothing new was heard for
-/// `patience`; returns how many were.
-async fn wait_recorded(heard: &Mutex<Heard>, keys: &[(i64, i32)], patience: Duration) -> u64 {
-    let mut last = (0u64, Instant::now());
-    loop {
-        let n = {
-            let h = heard.lock().unwrap_or_else(|e| e.into_inner());
-            keys.iter().filter(|k| h.at.contains_key(k)).count() as u64
-        };
-        if n >= keys.len() as u64 {
-            return n;
-        }
-        if n > last.0 {
-            last = (n, Instant::now());
-        } else if last.1.elapsed() > patience {
-            return n;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+/// The reader's configuration: the world's, with the spec's account capacity, pace and poll intervals.
+fn reader_config(world: &ReaderWorld, cfg: &Config, spec: &ReaderSpec) -> Config {
+    let mut rcfg = world.reader_config(cfg);
+    rcfg.reader.max_channels_per_account = spec.max_per_account;
+    rcfg.reader.history_per_second = spec.history_per_second;
+    rcfg.reader.poll_interval_s = spec.poll_interval_s;
+    if let Some(ms) = spec.poll_max_interval_ms {
+        rcfg.delivery.poll_max_interval_ms = ms;
+    }
+    rcfg
+}
+
+/// Fills the calls per account per minute by method and the flood-wait counts from the window's call deltas.
+fn record_calls(out: &mut ReaderResult, d: &BTreeMap<String, (Vec<u64>, u64, u64)>, minutes: f64) {
+    for (m, (per_account, floods, early)) in d {
+        let n = per_account.len().max(1) as f64;
+        out.calls.insert(
+            m.clone(),
+            CallRate {
+                mean_per_min: per_account.iter().sum::<u64>() as f64 / n / minutes,
+                max_per_min: per_account.iter().copied().max().unwrap_or(0) as f64 / minutes,
+                flood_waits: *floods,
+            },
+        );
+        out.flood_waits += floods;
+        out.calls_during_flood_wait += early;
     }
 }
 

@@ -1,7 +1,8 @@
 //! The `reader` scenario's sizes and how its results print (beside
 //! `suite.rs`, which runs every scenario).
 
-use crate::reader::{ReaderResult, ReaderSpec};
+use crate::reader::ReaderSpec;
+use crate::reader_result::ReaderResult;
 
 /// The reader's sizes: 1,000 channels over 3 accounts (all joined, and a
 /// catch-up of 100 posts on each after a restart), 10,000 over 23 (22 full

@@ -63,7 +63,7 @@ pub(crate) struct Report {
     pub(crate) resume: Vec<crate::resume::ResumeResult>,
     /// The MTProto reader's runs (not in `all`).
     #[serde(default)]
-    pub(crate) reader: Vec<crate::reader::ReaderResult>,
+    pub(crate) reader: Vec<crate::reader_result::ReaderResult>,
     /// api-load runs (not in `all`).
     pub(crate) api_load: Vec<crate::load::ApiLoadResult>,
     /// bot-load runs (not in `all`).

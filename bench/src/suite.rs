@@ -16,8 +16,9 @@ use crate::mtproto_fake::{self, MtprotoFakeResult, MtprotoFakeSpec};
 use crate::persistence::{self, PersistenceResult, PersistenceSpec};
 use crate::pipeline_run::{self, PipelineResult, PipelineSpec, Reading};
 use crate::plot;
-use crate::reader::{self, ReaderResult, ReaderSpec};
+use crate::reader::{self, ReaderSpec};
 use crate::reader_plan::{reader_lines, reader_plan};
+use crate::reader_result::ReaderResult;
 use crate::report::{Report, summarise};
 use crate::resume::{self, ResumeResult, ResumeSpec};
 use crate::table::print_table;
@@ -63,10 +64,61 @@ struct Plan {
     bot_load: BotLoadSpec,
 }
 
+/// The sizes of every scenario, tiny or full, with the command line's overrides.
 fn plan(args: &BenchArgs) -> Plan {
     let tiny = args.tiny;
     let load_seconds = args.load_seconds.unwrap_or(if tiny { 2.0 } else { 30.0 });
-    let pipeline = |label: &str, channels: u32, users: u32, subs: u32, posts: u32| PipelineSpec {
+    let seed = if tiny {
+        pipeline_spec(tiny, "seed", 20, 200, 3, 3)
+    } else {
+        pipeline_spec(tiny, "seed", 1000, 10_000, 5, 5)
+    };
+    let ceiling_s = args
+        .ceiling_seconds
+        .unwrap_or(if tiny { 3.0 } else { 60.0 })
+        .max(1.0);
+    let persistence = if tiny {
+        PersistenceSpec {
+            rows: 4000,
+            per_row_rows: 500,
+        }
+    } else {
+        PersistenceSpec {
+            rows: 100_000,
+            per_row_rows: 10_000,
+        }
+    };
+    Plan {
+        resume: resume_plan(tiny),
+        api_load: ApiLoadSpec {
+            users: if tiny { 20 } else { 1_000 },
+            seconds: load_seconds,
+        },
+        bot_load: BotLoadSpec {
+            users: if tiny { 50 } else { 10_000 },
+            rate: args
+                .bot_load_rate
+                .unwrap_or(if tiny { 50.0 } else { 1_000.0 }),
+            seconds: load_seconds,
+        },
+        baseline_posts: args.baseline_posts.unwrap_or(seed.posts),
+        seed,
+        ceiling: ceiling_plan(tiny, ceiling_s),
+        persistence,
+        growth: growth_plan(tiny),
+    }
+}
+
+/// A pipeline run of the given size with the plan's defaults (cycle, no limits, one bot, in-memory reading).
+fn pipeline_spec(
+    tiny: bool,
+    label: &str,
+    channels: u32,
+    users: u32,
+    subs: u32,
+    posts: u32,
+) -> PipelineSpec {
+    PipelineSpec {
         label: label.to_owned(),
         channels,
         users,
@@ -81,17 +133,12 @@ fn plan(args: &BenchArgs) -> Plan {
         paced_interval_ms: 20,
         ceiling_s: 0.0,
         reading: Reading::Memory,
-    };
-    let seed = if tiny {
-        pipeline("seed", 20, 200, 3, 3)
-    } else {
-        pipeline("seed", 1000, 10_000, 5, 5)
-    };
-    let ceiling_s = args
-        .ceiling_seconds
-        .unwrap_or(if tiny { 3.0 } else { 60.0 })
-        .max(1.0);
-    let ceiling = [1usize, 3]
+    }
+}
+
+/// The ceiling runs (1 and 3 bots), each owing more deliveries than it may send in `ceiling_s`.
+fn ceiling_plan(tiny: bool, ceiling_s: f64) -> Vec<PipelineSpec> {
+    [1usize, 3]
         .iter()
         .map(|&bots| {
             let (channels, subs, groups, group_subs) = if tiny {
@@ -113,31 +160,25 @@ fn plan(args: &BenchArgs) -> Plan {
                 bots,
                 paced_posts: 0,
                 ceiling_s,
-                ..pipeline("ceiling", channels, users, subs, 1)
+                ..pipeline_spec(tiny, "ceiling", channels, users, subs, 1)
             }
         })
-        .collect();
-    let persistence = if tiny {
-        PersistenceSpec {
-            rows: 4000,
-            per_row_rows: 500,
-        }
-    } else {
-        PersistenceSpec {
-            rows: 100_000,
-            per_row_rows: 10_000,
-        }
-    };
+        .collect()
+}
+
+/// The growth runs: three channel counts, ten users a channel.
+fn growth_plan(tiny: bool) -> Vec<PipelineSpec> {
     let sizes: &[u32] = if tiny {
         &[5, 10, 20]
     } else {
         &[100, 1000, 10_000]
     };
-    let growth = sizes
+    sizes
         .iter()
         .map(|&c| PipelineSpec {
             paced_posts: if tiny { 5 } else { 100 },
-            ..pipeline(
+            ..pipeline_spec(
+                tiny,
                 &format!("growth-{c}"),
                 c,
                 c * 10,
@@ -145,9 +186,13 @@ fn plan(args: &BenchArgs) -> Plan {
                 2,
             )
         })
-        .collect();
+        .collect()
+}
+
+/// The resume run's size.
+fn resume_plan(tiny: bool) -> ResumeSpec {
     // 100 channels × 1,000 subscribers × 5 posts = 500,000 owed.
-    let resume = if tiny {
+    if tiny {
         ResumeSpec {
             channels: 10,
             users: 1_000,
@@ -161,26 +206,12 @@ fn plan(args: &BenchArgs) -> Plan {
             subs: 1,
             posts: 5,
         }
-    };
-    Plan {
-        resume,
-        api_load: ApiLoadSpec {
-            users: if tiny { 20 } else { 1_000 },
-            seconds: load_seconds,
-        },
-        bot_load: BotLoadSpec {
-            users: if tiny { 50 } else { 10_000 },
-            rate: args
-                .bot_load_rate
-                .unwrap_or(if tiny { 50.0 } else { 1_000.0 }),
-            seconds: load_seconds,
-        },
-        baseline_posts: args.baseline_posts.unwrap_or(seed.posts),
-        seed,
-        ceiling,
-        persistence,
-        growth,
     }
+}
+
+/// Prints a progress line on stderr.
+fn progress(what: &str) {
+    eprintln!("[bench] {what}");
 }
 
 /// Runs `kuryer-bench`: as the parent, every selected scenario in child
@@ -188,19 +219,7 @@ fn plan(args: &BenchArgs) -> Plan {
 /// (`--child`), one measurement.
 pub(crate) async fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
     if let Some(spec) = &args.child {
-        let spec: ChildSpec = serde_json::from_str(spec).context("--child")?;
-        let result = match spec {
-            ChildSpec::Pipeline(s) => ChildResult::Pipeline(pipeline_run::run(&s, cfg).await?),
-            ChildSpec::Persistence(s) => ChildResult::Persistence(persistence::run(&s, cfg).await?),
-            ChildSpec::Baseline(s) => ChildResult::Baseline(baseline::run(&s, cfg).await?),
-            ChildSpec::MtprotoFake(s) => ChildResult::MtprotoFake(mtproto_fake::run(&s).await?),
-            ChildSpec::Resume(s) => ChildResult::Resume(resume::run(&s, cfg).await?),
-            ChildSpec::Reader(s) => ChildResult::Reader(reader::run(&s, cfg).await?),
-            ChildSpec::ApiLoad(s) => ChildResult::ApiLoad(load::api_load(&s, cfg).await?),
-            ChildSpec::BotLoad(s) => ChildResult::BotLoad(load::bot_load(&s, cfg).await?),
-        };
-        println!("{}", serde_json::to_string(&result)?);
-        return Ok(());
+        return run_as_child(spec, cfg).await;
     }
     if args.scenario == "instances" {
         // Several `kuryer run` processes: its own lines and JSON line.
@@ -208,7 +227,46 @@ pub(crate) async fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
         println!("{}", serde_json::json!({ "instances": r }));
         return Ok(());
     }
-    let scenarios: Vec<&str> = match args.scenario.as_str() {
+    let scenarios = scenarios(&args.scenario)?;
+    let runs = args.runs.unwrap_or(if args.tiny { 1 } else { 3 }).max(1);
+    let mut suite = Suite {
+        args,
+        plan: plan(args),
+        runs,
+        report: Report {
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+            machine: util::machine(cfg).await,
+            tiny: args.tiny,
+            runs,
+            ..Report::default()
+        },
+    };
+    for scenario in scenarios {
+        suite.scenario(scenario)?;
+    }
+    finish(args, suite.report)
+}
+
+/// Runs the one measurement `--child` names and prints its result as a JSON line.
+async fn run_as_child(spec: &str, cfg: &Config) -> anyhow::Result<()> {
+    let spec: ChildSpec = serde_json::from_str(spec).context("--child")?;
+    let result = match spec {
+        ChildSpec::Pipeline(s) => ChildResult::Pipeline(pipeline_run::run(&s, cfg).await?),
+        ChildSpec::Persistence(s) => ChildResult::Persistence(persistence::run(&s, cfg).await?),
+        ChildSpec::Baseline(s) => ChildResult::Baseline(baseline::run(&s, cfg).await?),
+        ChildSpec::MtprotoFake(s) => ChildResult::MtprotoFake(mtproto_fake::run(&s).await?),
+        ChildSpec::Resume(s) => ChildResult::Resume(resume::run(&s, cfg).await?),
+        ChildSpec::Reader(s) => ChildResult::Reader(reader::run(&s, cfg).await?),
+        ChildSpec::ApiLoad(s) => ChildResult::ApiLoad(load::api_load(&s, cfg).await?),
+        ChildSpec::BotLoad(s) => ChildResult::BotLoad(load::bot_load(&s, cfg).await?),
+    };
+    println!("{}", serde_json::to_string(&result)?);
+    Ok(())
+}
+
+/// The scenarios `--scenario` selects (`all`: the default set).
+fn scenarios(name: &str) -> anyhow::Result<Vec<&str>> {
+    Ok(match name {
         "all" => vec!["seed", "ceiling", "persistence", "growth", "mtproto-fake"],
         s @ ("seed" | "ceiling" | "persistence" | "growth" | "mtproto-fake" | "resume"
         | "api-load" | "bot-load" | "reader" | "reader-1k" | "reader-10k") => vec![s],
@@ -217,199 +275,11 @@ pub(crate) async fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
                 "unknown scenario {other:?}: seed, ceiling, persistence, growth, mtproto-fake, resume, api-load, bot-load, instances, reader, reader-1k, reader-10k or all"
             )
         }
-    };
-    let runs = args.runs.unwrap_or(if args.tiny { 1 } else { 3 }).max(1);
-    let plan = plan(args);
-    let mut report = Report {
-        command: std::env::args().collect::<Vec<_>>().join(" "),
-        machine: util::machine(cfg).await,
-        tiny: args.tiny,
-        runs,
-        ..Report::default()
-    };
-    let progress = |what: &str| eprintln!("[bench] {what}");
+    })
+}
 
-    for scenario in scenarios {
-        match scenario {
-            "seed" => seed_scenario(args, &plan, runs, &mut report)?,
-            "ceiling" => {
-                for r in 1..=runs {
-                    for spec in &plan.ceiling {
-                        progress(&format!(
-                            "Telegram ceiling, {} bot(s), {:.0} s, run {r}/{runs}",
-                            spec.bots, spec.ceiling_s
-                        ));
-                        let res = child_pipeline(args, spec)?;
-                        if let Some(c) = &res.ceiling {
-                            progress(&format!(
-                                "{:.2}/s of {:.0}/s allowed ({:.1} %), 429s {}",
-                                c.achieved_per_s,
-                                c.allowed_per_s,
-                                c.fraction * 100.0,
-                                c.rate_limited_429
-                            ));
-                        }
-                        report.ceiling.push(res);
-                    }
-                }
-            }
-            "mtproto-fake" => {
-                for r in 1..=runs {
-                    for spec in mtproto_fake_plan(args.tiny) {
-                        progress(&format!("MTProto fake, {}, run {r}/{runs}", spec.label));
-                        match run_child(args, &ChildSpec::MtprotoFake(spec))? {
-                            ChildResult::MtprotoFake(m) => {
-                                progress(&format!(
-                                    "{}: {} updates in {:.2} s, {:.0}/s, fake {:.1} µs/update (process {:.1}), setup {:.1} s",
-                                    m.label,
-                                    m.updates,
-                                    m.elapsed_s,
-                                    m.updates_per_s,
-                                    m.fake_cpu_us_per_update,
-                                    m.process_cpu_us_per_update,
-                                    m.setup_s
-                                ));
-                                report.mtproto_fake.push(m);
-                            }
-                            _ => anyhow::bail!("the MTProto fake child answered something else"),
-                        }
-                    }
-                }
-            }
-            "persistence" => {
-                for r in 1..=runs {
-                    progress(&format!("persistence, run {r}/{runs}"));
-                    match run_child(args, &ChildSpec::Persistence(plan.persistence.clone()))? {
-                        ChildResult::Persistence(p) => {
-                            progress(&format!(
-                                "DbWriter {:.0} rows/s, per-row {:.0}, COPY {:.0}",
-                                p.writer_rows_per_s, p.per_row_rows_per_s, p.copy_rows_per_s
-                            ));
-                            report.persistence.push(p);
-                        }
-                        _ => anyhow::bail!("the persistence child answered something else"),
-                    }
-                }
-            }
-            "resume" => {
-                for r in 1..=runs {
-                    progress(&format!(
-                        "resume: {} users × {} subscriptions × {} posts owed, run {r}/{runs}",
-                        plan.resume.users, plan.resume.subs, plan.resume.posts
-                    ));
-                    let res = match run_child(args, &ChildSpec::Resume(plan.resume.clone()))? {
-                        ChildResult::Resume(r) => r,
-                        _ => anyhow::bail!("the resume child answered something else"),
-                    };
-                    progress(&format!(
-                        "resume: {} owed, start {:.0} ms, first send {:.0} ms, all {:.1} s ({:.0}/s), peak RSS {:.0} MB, {} received",
-                        res.owed,
-                        res.start_ms,
-                        res.first_send_ms,
-                        res.total_s,
-                        res.per_s,
-                        res.peak_rss_mb,
-                        res.received
-                    ));
-                    report.resume.push(res);
-                }
-            }
-            "reader" | "reader-1k" | "reader-10k" => {
-                for r in 1..=runs {
-                    for spec in reader_plan(args.tiny, scenario) {
-                        progress(&format!("reader, {}, run {r}/{runs}", spec.label));
-                        let res = match run_child(args, &ChildSpec::Reader(spec))? {
-                            ChildResult::Reader(r) => r,
-                            _ => anyhow::bail!("the reader child answered something else"),
-                        };
-                        for line in reader_lines(&res) {
-                            progress(&line);
-                        }
-                        report.reader.push(res);
-                    }
-                }
-            }
-            "api-load" => {
-                for r in 1..=runs {
-                    let spec = &plan.api_load;
-                    progress(&format!(
-                        "api-load: {} users, {} s, run {r}/{runs}",
-                        spec.users, spec.seconds
-                    ));
-                    let res = match run_child(args, &ChildSpec::ApiLoad(spec.clone()))? {
-                        ChildResult::ApiLoad(r) => r,
-                        _ => anyhow::bail!("the api-load child answered something else"),
-                    };
-                    progress(&format!(
-                        "api-load: {} requests, {} failures, {:.0}/s; add p50/p95/p99 {:.1}/{:.1}/{:.1} ms, get {:.1}/{:.1}/{:.1} ms, all {:.1}/{:.1}/{:.1} (max {:.0}) ms; CPU {:.1} s",
-                        res.requests,
-                        res.failures,
-                        res.per_s,
-                        res.add.p50,
-                        res.add.p95,
-                        res.add.p99,
-                        res.get.p50,
-                        res.get.p95,
-                        res.get.p99,
-                        res.all.p50,
-                        res.all.p95,
-                        res.all.p99,
-                        res.all.max,
-                        res.cpu_s
-                    ));
-                    report.api_load.push(res);
-                }
-            }
-            "bot-load" => {
-                for r in 1..=runs {
-                    let spec = &plan.bot_load;
-                    progress(&format!(
-                        "bot-load: {} users, {} commands/s, {} s, run {r}/{runs}",
-                        spec.users, spec.rate, spec.seconds
-                    ));
-                    let res = match run_child(args, &ChildSpec::BotLoad(spec.clone()))? {
-                        ChildResult::BotLoad(r) => r,
-                        _ => anyhow::bail!("the bot-load child answered something else"),
-                    };
-                    progress(&format!(
-                        "bot-load: {} commands ({:.0}/s offered), {} replies ({:.0}/s), {} lost; latency p50/p95/p99 {:.1}/{:.1}/{:.1} (max {:.0}) ms; CPU {:.1} s",
-                        res.commands,
-                        res.offered_per_s,
-                        res.replies,
-                        res.replies_per_s,
-                        res.lost,
-                        res.latency.p50,
-                        res.latency.p95,
-                        res.latency.p99,
-                        res.latency.max,
-                        res.cpu_s
-                    ));
-                    progress(&format!(
-                        "bot-load: p50/p99 over the first tenth of the commands {:.1}/{:.1} ms, the last tenth {:.1}/{:.1} ms",
-                        res.latency_first_tenth.p50,
-                        res.latency_first_tenth.p99,
-                        res.latency_last_tenth.p50,
-                        res.latency_last_tenth.p99
-                    ));
-                    report.bot_load.push(res);
-                }
-            }
-            _ => {
-                for r in 1..=runs {
-                    for spec in &plan.growth {
-                        progress(&format!(
-                            "growth, {} channels, run {r}/{runs}",
-                            spec.channels
-                        ));
-                        let res = child_pipeline(args, spec)?;
-                        progress(&pipeline_line(&res));
-                        report.growth.push(res);
-                    }
-                }
-            }
-        }
-    }
-
+/// Summarises the report, writes the growth plot, prints the table and the JSON line, and fails on inexact counts.
+fn finish(args: &BenchArgs, mut report: Report) -> anyhow::Result<()> {
     summarise(&mut report);
     if !report.growth.is_empty() {
         match plot::growth_svg(&report.growth, &args.plot) {
@@ -428,6 +298,247 @@ pub(crate) async fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A parent's run of the suite: its arguments, plan and run count, and the report it fills.
+struct Suite<'a> {
+    /// The command line.
+    args: &'a BenchArgs,
+    /// The sizes of every scenario.
+    plan: Plan,
+    /// Runs of each measurement.
+    runs: u32,
+    /// What the runs measured so far.
+    report: Report,
+}
+
+impl Suite<'_> {
+    /// Runs every measurement of one scenario `runs` times, each in a child process.
+    fn scenario(&mut self, scenario: &str) -> anyhow::Result<()> {
+        match scenario {
+            "seed" => seed_scenario(self.args, &self.plan, self.runs, &mut self.report),
+            "ceiling" => self.ceiling(),
+            "mtproto-fake" => self.mtproto_fake(),
+            "persistence" => self.persistence(),
+            "resume" => self.resume(),
+            "reader" | "reader-1k" | "reader-10k" => self.reader(scenario),
+            "api-load" => self.api_load(),
+            "bot-load" => self.bot_load(),
+            _ => self.growth(),
+        }
+    }
+
+    /// The Telegram ceiling runs: achieved sends a second against those allowed.
+    fn ceiling(&mut self) -> anyhow::Result<()> {
+        let runs = self.runs;
+        for r in 1..=runs {
+            for spec in &self.plan.ceiling {
+                progress(&format!(
+                    "Telegram ceiling, {} bot(s), {:.0} s, run {r}/{runs}",
+                    spec.bots, spec.ceiling_s
+                ));
+                let res = child_pipeline(self.args, spec)?;
+                if let Some(c) = &res.ceiling {
+                    progress(&format!(
+                        "{:.2}/s of {:.0}/s allowed ({:.1} %), 429s {}",
+                        c.achieved_per_s,
+                        c.allowed_per_s,
+                        c.fraction * 100.0,
+                        c.rate_limited_429
+                    ));
+                }
+                self.report.ceiling.push(res);
+            }
+        }
+        Ok(())
+    }
+
+    /// The MTProto fake runs: updates a second and the fake's CPU per update.
+    fn mtproto_fake(&mut self) -> anyhow::Result<()> {
+        let runs = self.runs;
+        for r in 1..=runs {
+            for spec in mtproto_fake_plan(self.args.tiny) {
+                progress(&format!("MTProto fake, {}, run {r}/{runs}", spec.label));
+                let ChildResult::MtprotoFake(m) =
+                    run_child(self.args, &ChildSpec::MtprotoFake(spec))?
+                else {
+                    anyhow::bail!("the MTProto fake child answered something else")
+                };
+                progress(&format!(
+                    "{}: {} updates in {:.2} s, {:.0}/s, fake {:.1} µs/update (process {:.1}), setup {:.1} s",
+                    m.label,
+                    m.updates,
+                    m.elapsed_s,
+                    m.updates_per_s,
+                    m.fake_cpu_us_per_update,
+                    m.process_cpu_us_per_update,
+                    m.setup_s
+                ));
+                self.report.mtproto_fake.push(m);
+            }
+        }
+        Ok(())
+    }
+
+    /// The persistence runs: DbWriter, per-row INSERT and COPY rows a second.
+    fn persistence(&mut self) -> anyhow::Result<()> {
+        let runs = self.runs;
+        for r in 1..=runs {
+            progress(&format!("persistence, run {r}/{runs}"));
+            let ChildResult::Persistence(p) = run_child(
+                self.args,
+                &ChildSpec::Persistence(self.plan.persistence.clone()),
+            )?
+            else {
+                anyhow::bail!("the persistence child answered something else")
+            };
+            progress(&format!(
+                "DbWriter {:.0} rows/s, per-row {:.0}, COPY {:.0}",
+                p.writer_rows_per_s, p.per_row_rows_per_s, p.copy_rows_per_s
+            ));
+            self.report.persistence.push(p);
+        }
+        Ok(())
+    }
+
+    /// The resume runs: a restart owing every delivery of the recorded posts.
+    fn resume(&mut self) -> anyhow::Result<()> {
+        let runs = self.runs;
+        let spec = &self.plan.resume;
+        for r in 1..=runs {
+            progress(&format!(
+                "resume: {} users × {} subscriptions × {} posts owed, run {r}/{runs}",
+                spec.users, spec.subs, spec.posts
+            ));
+            let ChildResult::Resume(res) = run_child(self.args, &ChildSpec::Resume(spec.clone()))?
+            else {
+                anyhow::bail!("the resume child answered something else")
+            };
+            progress(&format!(
+                "resume: {} owed, start {:.0} ms, first send {:.0} ms, all {:.1} s ({:.0}/s), peak RSS {:.0} MB, {} received",
+                res.owed,
+                res.start_ms,
+                res.first_send_ms,
+                res.total_s,
+                res.per_s,
+                res.peak_rss_mb,
+                res.received
+            ));
+            self.report.resume.push(res);
+        }
+        Ok(())
+    }
+
+    /// The reader runs of `scenario` (`reader`, `reader-1k` or `reader-10k`).
+    fn reader(&mut self, scenario: &str) -> anyhow::Result<()> {
+        let runs = self.runs;
+        for r in 1..=runs {
+            for spec in reader_plan(self.args.tiny, scenario) {
+                progress(&format!("reader, {}, run {r}/{runs}", spec.label));
+                let ChildResult::Reader(res) = run_child(self.args, &ChildSpec::Reader(spec))?
+                else {
+                    anyhow::bail!("the reader child answered something else")
+                };
+                for line in reader_lines(&res) {
+                    progress(&line);
+                }
+                self.report.reader.push(res);
+            }
+        }
+        Ok(())
+    }
+
+    /// The HTTP API load runs: requests a second and their latencies.
+    fn api_load(&mut self) -> anyhow::Result<()> {
+        let runs = self.runs;
+        let spec = &self.plan.api_load;
+        for r in 1..=runs {
+            progress(&format!(
+                "api-load: {} users, {} s, run {r}/{runs}",
+                spec.users, spec.seconds
+            ));
+            let ChildResult::ApiLoad(res) =
+                run_child(self.args, &ChildSpec::ApiLoad(spec.clone()))?
+            else {
+                anyhow::bail!("the api-load child answered something else")
+            };
+            progress(&format!(
+                "api-load: {} requests, {} failures, {:.0}/s; add p50/p95/p99 {:.1}/{:.1}/{:.1} ms, get {:.1}/{:.1}/{:.1} ms, all {:.1}/{:.1}/{:.1} (max {:.0}) ms; CPU {:.1} s",
+                res.requests,
+                res.failures,
+                res.per_s,
+                res.add.p50,
+                res.add.p95,
+                res.add.p99,
+                res.get.p50,
+                res.get.p95,
+                res.get.p99,
+                res.all.p50,
+                res.all.p95,
+                res.all.p99,
+                res.all.max,
+                res.cpu_s
+            ));
+            self.report.api_load.push(res);
+        }
+        Ok(())
+    }
+
+    /// The bot command load runs: replies a second and their latencies.
+    fn bot_load(&mut self) -> anyhow::Result<()> {
+        let runs = self.runs;
+        let spec = &self.plan.bot_load;
+        for r in 1..=runs {
+            progress(&format!(
+                "bot-load: {} users, {} commands/s, {} s, run {r}/{runs}",
+                spec.users, spec.rate, spec.seconds
+            ));
+            let ChildResult::BotLoad(res) =
+                run_child(self.args, &ChildSpec::BotLoad(spec.clone()))?
+            else {
+                anyhow::bail!("the bot-load child answered something else")
+            };
+            progress(&format!(
+                "bot-load: {} commands ({:.0}/s offered), {} replies ({:.0}/s), {} lost; latency p50/p95/p99 {:.1}/{:.1}/{:.1} (max {:.0}) ms; CPU {:.1} s",
+                res.commands,
+                res.offered_per_s,
+                res.replies,
+                res.replies_per_s,
+                res.lost,
+                res.latency.p50,
+                res.latency.p95,
+                res.latency.p99,
+                res.latency.max,
+                res.cpu_s
+            ));
+            progress(&format!(
+                "bot-load: p50/p99 over the first tenth of the commands {:.1}/{:.1} ms, the last tenth {:.1}/{:.1} ms",
+                res.latency_first_tenth.p50,
+                res.latency_first_tenth.p99,
+                res.latency_last_tenth.p50,
+                res.latency_last_tenth.p99
+            ));
+            self.report.bot_load.push(res);
+        }
+        Ok(())
+    }
+
+    /// The growth runs: the pipeline at each channel count.
+    fn growth(&mut self) -> anyhow::Result<()> {
+        let runs = self.runs;
+        for r in 1..=runs {
+            for spec in &self.plan.growth {
+                progress(&format!(
+                    "growth, {} channels, run {r}/{runs}",
+                    spec.channels
+                ));
+                let res = child_pipeline(self.args, spec)?;
+                progress(&pipeline_line(&res));
+                self.report.growth.push(res);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The seed scale: kuryer's runs (channels read from an in-process copy),
 /// then, unless `--baseline off`, the comparison with the seed's design:
 /// kuryer again with the channels read over HTTP from the fake's history
@@ -440,7 +551,6 @@ fn seed_scenario(
     runs: u32,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let progress = |what: &str| eprintln!("[bench] {what}");
     for r in 1..=runs {
         progress(&format!("seed scale, run {r}/{runs}"));
         let res = child_pipeline(args, &plan.seed)?;
@@ -542,6 +652,7 @@ fn mtproto_fake_plan(tiny: bool) -> Vec<MtprotoFakeSpec> {
     ]
 }
 
+/// A pipeline run's one-line summary for the progress output.
 fn pipeline_line(r: &PipelineResult) -> String {
     format!(
         "{}: {} of {} delivered ({} lost, {} dup), {} persisted, {:.0}/s, cycle {:.0} ms, paced p99 {:.1} ms, RSS {:.1} MiB",
@@ -558,6 +669,7 @@ fn pipeline_line(r: &PipelineResult) -> String {
     )
 }
 
+/// Runs one pipeline measurement in a child process.
 fn child_pipeline(args: &BenchArgs, spec: &PipelineSpec) -> anyhow::Result<PipelineResult> {
     match run_child(args, &ChildSpec::Pipeline(spec.clone()))? {
         ChildResult::Pipeline(r) => Ok(r),
