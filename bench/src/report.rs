@@ -153,6 +153,22 @@ fn exact(r: &PipelineResult) -> bool {
         && r.rows_persisted == r.deliveries_expected
 }
 
+/// Every baseline delivery arrived exactly once and was persisted.
+fn baseline_exact(b: &BaselineResult) -> bool {
+    b.lost == 0
+        && b.duplicates == 0
+        && b.delivered == b.deliveries_expected
+        && b.rows_persisted == b.deliveries_expected
+}
+
+/// The distinct channel counts of the growth runs, smallest first.
+fn growth_sizes(growth: &[PipelineResult]) -> Vec<u32> {
+    let mut sizes: Vec<u32> = growth.iter().map(|r| r.channels).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    sizes
+}
+
 /// Fills the summary, the target checks and `exact`.
 pub(crate) fn summarise(report: &mut Report) {
     let mut s = BTreeMap::new();
@@ -161,87 +177,114 @@ pub(crate) fn summarise(report: &mut Report) {
     let seed_http: Vec<&PipelineResult> = report.seed_http.iter().collect();
     pipeline_summary(&mut s, "seed_http", &seed_http);
     for bots in [1usize, 3] {
-        let runs: Vec<&PipelineResult> = report.ceiling.iter().filter(|r| r.bots == bots).collect();
-        let c = |g: fn(&crate::pipeline_run::CeilingResult) -> f64| {
-            runs.iter()
-                .filter_map(|r| r.ceiling.as_ref().map(g))
-                .collect::<Vec<_>>()
-        };
-        put(
-            &mut s,
-            &format!("ceiling{bots}.fraction"),
-            c(|c| c.fraction),
-        );
-        put(
-            &mut s,
-            &format!("ceiling{bots}.achieved_per_s"),
-            c(|c| c.achieved_per_s),
-        );
-        put(
-            &mut s,
-            &format!("ceiling{bots}.rate_limited_429"),
-            c(|c| c.rate_limited_429 as f64),
-        );
-        put(
-            &mut s,
-            &format!("ceiling{bots}.max_bot_in_1s"),
-            c(|c| c.max_bot_in_1s as f64),
-        );
-        put(
-            &mut s,
-            &format!("ceiling{bots}.max_private_in_1s"),
-            c(|c| c.max_private_in_1s as f64),
-        );
-        put(
-            &mut s,
-            &format!("ceiling{bots}.max_group_in_60s"),
-            c(|c| c.max_group_in_60s as f64),
-        );
+        ceiling_summary(&mut s, &report.ceiling, bots);
     }
-    let p = &report.persistence;
-    put(
-        &mut s,
-        "persistence.writer_rows_per_s",
-        p.iter().map(|r| r.writer_rows_per_s),
-    );
-    put(
-        &mut s,
-        "persistence.per_row_rows_per_s",
-        p.iter().map(|r| r.per_row_rows_per_s),
-    );
-    put(
-        &mut s,
-        "persistence.copy_rows_per_s",
-        p.iter().map(|r| r.copy_rows_per_s),
-    );
-    put(
-        &mut s,
-        "persistence.copy_bare_rows_per_s",
-        p.iter().map(|r| r.copy_bare_rows_per_s),
-    );
-    put(
-        &mut s,
-        "persistence.writer_vs_copy",
-        p.iter().map(|r| r.writer_vs_copy),
-    );
-    put(
-        &mut s,
-        "persistence.writer_vs_copy_bare",
-        p.iter().map(|r| r.writer_vs_copy_bare),
-    );
-    put(
-        &mut s,
-        "persistence.writer_vs_per_row",
-        p.iter().map(|r| r.writer_vs_per_row),
-    );
-    let mut sizes: Vec<u32> = report.growth.iter().map(|r| r.channels).collect();
-    sizes.sort_unstable();
-    sizes.dedup();
+    persistence_summary(&mut s, &report.persistence);
+    let sizes = growth_sizes(&report.growth);
     for c in &sizes {
         let runs: Vec<&PipelineResult> =
             report.growth.iter().filter(|r| r.channels == *c).collect();
         pipeline_summary(&mut s, &format!("growth{c}"), &runs);
     }
+    baseline_ratios(&mut s, report);
+
+    let mut checks = Checks {
+        summary: &s,
+        out: Vec::new(),
+    };
+    seed_targets(&mut checks, &report.seed);
+    checks.check(
+        "kuryer ÷ seed design, both over HTTP, no sleep, deliveries/s",
+        checks.med("baseline.throughput_ratio"),
+        "≥ 50",
+        |v| v >= 50.0,
+    );
+    ceiling_targets(&mut checks);
+    persistence_targets(&mut checks);
+    growth_targets(&mut checks, &sizes);
+    let t = checks.out;
+    report.exact = all_exact(report);
+    report.summary = s;
+    report.targets = t;
+}
+
+/// Summarises the Telegram-ceiling runs with `bots` bots under `ceiling{bots}.*`.
+fn ceiling_summary(s: &mut BTreeMap<String, Spread>, ceiling: &[PipelineResult], bots: usize) {
+    let runs: Vec<&PipelineResult> = ceiling.iter().filter(|r| r.bots == bots).collect();
+    let c = |g: fn(&crate::pipeline_run::CeilingResult) -> f64| {
+        runs.iter()
+            .filter_map(|r| r.ceiling.as_ref().map(g))
+            .collect::<Vec<_>>()
+    };
+    put(s, &format!("ceiling{bots}.fraction"), c(|c| c.fraction));
+    put(
+        s,
+        &format!("ceiling{bots}.achieved_per_s"),
+        c(|c| c.achieved_per_s),
+    );
+    put(
+        s,
+        &format!("ceiling{bots}.rate_limited_429"),
+        c(|c| c.rate_limited_429 as f64),
+    );
+    put(
+        s,
+        &format!("ceiling{bots}.max_bot_in_1s"),
+        c(|c| c.max_bot_in_1s as f64),
+    );
+    put(
+        s,
+        &format!("ceiling{bots}.max_private_in_1s"),
+        c(|c| c.max_private_in_1s as f64),
+    );
+    put(
+        s,
+        &format!("ceiling{bots}.max_group_in_60s"),
+        c(|c| c.max_group_in_60s as f64),
+    );
+}
+
+/// Summarises the persistence runs under `persistence.*`.
+fn persistence_summary(s: &mut BTreeMap<String, Spread>, p: &[PersistenceResult]) {
+    put(
+        s,
+        "persistence.writer_rows_per_s",
+        p.iter().map(|r| r.writer_rows_per_s),
+    );
+    put(
+        s,
+        "persistence.per_row_rows_per_s",
+        p.iter().map(|r| r.per_row_rows_per_s),
+    );
+    put(
+        s,
+        "persistence.copy_rows_per_s",
+        p.iter().map(|r| r.copy_rows_per_s),
+    );
+    put(
+        s,
+        "persistence.copy_bare_rows_per_s",
+        p.iter().map(|r| r.copy_bare_rows_per_s),
+    );
+    put(
+        s,
+        "persistence.writer_vs_copy",
+        p.iter().map(|r| r.writer_vs_copy),
+    );
+    put(
+        s,
+        "persistence.writer_vs_copy_bare",
+        p.iter().map(|r| r.writer_vs_copy_bare),
+    );
+    put(
+        s,
+        "persistence.writer_vs_per_row",
+        p.iter().map(|r| r.writer_vs_per_row),
+    );
+}
+
+/// Computes kuryer's `seed_http` medians ÷ each baseline variant (`{variant}.*_ratio`).
+fn baseline_ratios(s: &mut BTreeMap<String, Spread>, report: &Report) {
     // Like with like: kuryer's runs that read the channels over HTTP, as the
     // baseline does, against each baseline variant.
     for (key, baseline) in [
@@ -252,145 +295,176 @@ pub(crate) fn summarise(report: &mut Report) {
             continue;
         };
         put(
-            &mut s,
+            s,
             &format!("{key}.throughput_ratio"),
             [k.median / b.deliveries_per_s.max(1e-9)],
         );
         if let Some(p99) = s.get("seed_http.burst_p99_ms").copied() {
             put(
-                &mut s,
+                s,
                 &format!("{key}.p99_latency_ratio"),
                 [b.latency_p99_ms / p99.median.max(1e-9)],
             );
         }
         if let Some(p50) = s.get("seed_http.burst_p50_ms").copied() {
             put(
-                &mut s,
+                s,
                 &format!("{key}.p50_latency_ratio"),
                 [b.latency_p50_ms / p50.median.max(1e-9)],
             );
         }
     }
+}
 
-    let mut t = Vec::new();
-    let mut check = |name: &str, value: Option<f64>, target: &str, met: fn(f64) -> bool| {
+/// The target checks gathered so far and the summary they read.
+struct Checks<'a> {
+    summary: &'a BTreeMap<String, Spread>,
+    out: Vec<TargetCheck>,
+}
+
+impl Checks<'_> {
+    /// The median of a summary figure.
+    fn med(&self, k: &str) -> Option<f64> {
+        self.summary.get(k).map(|x| x.median)
+    }
+
+    /// The largest (worst) run of a summary figure.
+    fn worst(&self, k: &str) -> Option<f64> {
+        self.summary.get(k).map(|x| x.max)
+    }
+
+    /// Records a target check when there is a figure to check.
+    fn check(&mut self, name: &str, value: Option<f64>, target: &str, met: fn(f64) -> bool) {
         if let Some(v) = value {
-            t.push(TargetCheck {
+            self.out.push(TargetCheck {
                 name: name.to_owned(),
                 value: v,
                 target: target.to_owned(),
                 met: met(v),
             });
         }
-    };
-    let med = |k: &str| s.get(k).map(|x| x.median);
-    let worst = |k: &str| s.get(k).map(|x| x.max);
-    if !report.seed.is_empty() {
-        let min_persisted = report
-            .seed
-            .iter()
-            .map(|r| r.rows_persisted as f64 / r.deliveries_expected.max(1) as f64)
-            .fold(f64::INFINITY, f64::min);
-        check(
-            "seed: deliveries/s (median)",
-            med("seed.deliveries_per_s"),
-            "≥ 20,000",
-            |v| v >= 20_000.0,
-        );
-        check(
-            "seed: every delivery persisted (worst run, fraction)",
-            Some(min_persisted),
-            "= 1",
-            |v| v >= 1.0,
-        );
-        check(
-            "seed: p99 latency not throttled, paced (median, ms)",
-            med("seed.paced_p99_ms"),
-            "≤ 50",
-            |v| v <= 50.0,
-        );
-        check(
-            "seed: all channels polled once, in-memory read (median, ms)",
-            med("seed.cycle_ms"),
-            "≤ 1,000",
-            |v| v <= 1000.0,
-        );
-        check(
-            "seed: registry load (median, ms)",
-            med("seed.registry_load_ms"),
-            "≤ 1,000",
-            |v| v <= 1000.0,
-        );
-        check(
-            "seed: peak RSS (worst run, MiB)",
-            worst("seed.peak_rss_mb"),
-            "≤ 100",
-            |v| v <= 100.0,
-        );
-        check(
-            "seed: DB average (median, ms)",
-            med("seed.db_avg_ms"),
-            "< 50 (seed)",
-            |v| v < 50.0,
-        );
-        check(
-            "seed: Redis average (median, ms)",
-            med("seed.redis_avg_ms"),
-            "< 5 (seed)",
-            |v| v < 5.0,
-        );
     }
-    check(
-        "kuryer ÷ seed design, both over HTTP, no sleep, deliveries/s",
-        med("baseline.throughput_ratio"),
-        "≥ 50",
-        |v| v >= 50.0,
+}
+
+/// Checks the seed-scale runs against the targets (none without a run).
+fn seed_targets(t: &mut Checks<'_>, seed: &[PipelineResult]) {
+    if seed.is_empty() {
+        return;
+    }
+    let min_persisted = seed
+        .iter()
+        .map(|r| r.rows_persisted as f64 / r.deliveries_expected.max(1) as f64)
+        .fold(f64::INFINITY, f64::min);
+    t.check(
+        "seed: deliveries/s (median)",
+        t.med("seed.deliveries_per_s"),
+        "≥ 20,000",
+        |v| v >= 20_000.0,
     );
+    t.check(
+        "seed: every delivery persisted (worst run, fraction)",
+        Some(min_persisted),
+        "= 1",
+        |v| v >= 1.0,
+    );
+    t.check(
+        "seed: p99 latency not throttled, paced (median, ms)",
+        t.med("seed.paced_p99_ms"),
+        "≤ 50",
+        |v| v <= 50.0,
+    );
+    t.check(
+        "seed: all channels polled once, in-memory read (median, ms)",
+        t.med("seed.cycle_ms"),
+        "≤ 1,000",
+        |v| v <= 1000.0,
+    );
+    t.check(
+        "seed: registry load (median, ms)",
+        t.med("seed.registry_load_ms"),
+        "≤ 1,000",
+        |v| v <= 1000.0,
+    );
+    t.check(
+        "seed: peak RSS (worst run, MiB)",
+        t.worst("seed.peak_rss_mb"),
+        "≤ 100",
+        |v| v <= 100.0,
+    );
+    t.check(
+        "seed: DB average (median, ms)",
+        t.med("seed.db_avg_ms"),
+        "< 50 (seed)",
+        |v| v < 50.0,
+    );
+    t.check(
+        "seed: Redis average (median, ms)",
+        t.med("seed.redis_avg_ms"),
+        "< 5 (seed)",
+        |v| v < 5.0,
+    );
+}
+
+/// Checks the Telegram-ceiling runs (1 and 3 bots): rate reached, no 429.
+fn ceiling_targets(t: &mut Checks<'_>) {
     for bots in [1, 3] {
-        check(
+        t.check(
             &format!("ceiling, {bots} bot(s): fraction of allowed rate (median)"),
-            med(&format!("ceiling{bots}.fraction")),
+            t.med(&format!("ceiling{bots}.fraction")),
             "≥ 0.98",
             |v| v >= 0.98,
         );
-        check(
+        t.check(
             &format!("ceiling, {bots} bot(s): 429s (worst run)"),
-            worst(&format!("ceiling{bots}.rate_limited_429")),
+            t.worst(&format!("ceiling{bots}.rate_limited_429")),
             "= 0",
             |v| v == 0.0,
         );
     }
-    check(
+}
+
+/// Checks the DbWriter against COPY and against per-row INSERTs.
+fn persistence_targets(t: &mut Checks<'_>) {
+    t.check(
         "persistence: DbWriter ÷ COPY (median)",
-        med("persistence.writer_vs_copy"),
+        t.med("persistence.writer_vs_copy"),
         "≥ 0.5",
         |v| v >= 0.5,
     );
-    check(
+    t.check(
         "persistence: DbWriter ÷ per-row INSERT (median)",
-        med("persistence.writer_vs_per_row"),
+        t.med("persistence.writer_vs_per_row"),
         "≥ 30",
         |v| v >= 30.0,
     );
-    if sizes.len() >= 2 {
-        let (a, b) = (sizes[sizes.len() - 2], sizes[sizes.len() - 1]);
-        let ratio = |k: &str| {
-            Some(med(&format!("growth{b}.{k}"))? / med(&format!("growth{a}.{k}"))?.max(1e-9))
-        };
-        check(
-            &format!("growth {a} → {b}: CPU per delivery ratio"),
-            ratio("cpu_us_per_delivery"),
-            "≤ 1.5 (flat)",
-            |v| v <= 1.5,
-        );
-        check(
-            &format!("growth {a} → {b}: RSS per subscription ratio"),
-            ratio("rss_kib_per_subscription"),
-            "≤ 1.5 (flat)",
-            |v| v <= 1.5,
-        );
+}
+
+/// Checks that CPU and RSS stay flat between the two largest growth sizes.
+fn growth_targets(t: &mut Checks<'_>, sizes: &[u32]) {
+    if sizes.len() < 2 {
+        return;
     }
-    report.exact = report
+    let (a, b) = (sizes[sizes.len() - 2], sizes[sizes.len() - 1]);
+    let ratio = |t: &Checks<'_>, k: &str| {
+        Some(t.med(&format!("growth{b}.{k}"))? / t.med(&format!("growth{a}.{k}"))?.max(1e-9))
+    };
+    t.check(
+        &format!("growth {a} → {b}: CPU per delivery ratio"),
+        ratio(&*t, "cpu_us_per_delivery"),
+        "≤ 1.5 (flat)",
+        |v| v <= 1.5,
+    );
+    t.check(
+        &format!("growth {a} → {b}: RSS per subscription ratio"),
+        ratio(&*t, "rss_kib_per_subscription"),
+        "≤ 1.5 (flat)",
+        |v| v <= 1.5,
+    );
+}
+
+/// Whether every scenario's counts are exact: nothing lost, duplicated or unpersisted.
+fn all_exact(report: &Report) -> bool {
+    report
         .seed
         .iter()
         .chain(&report.seed_http)
@@ -399,12 +473,7 @@ pub(crate) fn summarise(report: &mut Report) {
         && [&report.baseline, &report.baseline_as_written]
             .into_iter()
             .flatten()
-            .all(|b| {
-                b.lost == 0
-                    && b.duplicates == 0
-                    && b.delivered == b.deliveries_expected
-                    && b.rows_persisted == b.deliveries_expected
-            })
+            .all(baseline_exact)
         && report.persistence.iter().all(|p| p.counts_exact)
         && report.ceiling.iter().all(|r| r.duplicates == 0)
         && report
@@ -417,7 +486,5 @@ pub(crate) fn summarise(report: &mut Report) {
                 && r.catch_up
                     .as_ref()
                     .is_none_or(|c| c.lost == 0 && c.duplicates == 0)
-        });
-    report.summary = s;
-    report.targets = t;
+        })
 }

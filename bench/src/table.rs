@@ -32,8 +32,26 @@ const FAKE_LATENCY: &str = "The fake Bot API answers at loopback speed: no per-c
 const POLL_CYCLE_NOTE: &str = "(the poll cycle reads an in-process copy of the channels, no Telegram \
 call; the MTProto reader's first read of 1,000 channels is measured by --scenario reader-1k)";
 
+/// Prints one summary figure's min / median / max under `label`, when it was measured.
+fn row(r: &Report, label: &str, key: &str) {
+    if let Some(s) = r.summary.get(key) {
+        println!(
+            "  {label:<52} {:>12} {:>12} {:>12}",
+            fmt_num(s.min),
+            fmt_num(s.median),
+            fmt_num(s.max)
+        );
+    }
+}
+
+/// Prints a block's title and its min / median / max column heads.
+fn header(title: &str) {
+    println!("\n{title}");
+    println!("  {:<52} {:>12} {:>12} {:>12}", "", "min", "median", "max");
+}
+
 /// The comparison with the seed's design, with its conditions.
-fn print_baseline(r: &Report, row: &dyn Fn(&str, &str), header: &dyn Fn(&str)) {
+fn print_baseline(r: &Report) {
     let Some(b) = &r.baseline else {
         if let Some(note) = &r.baseline_note {
             println!("\nseed design baseline: {note}");
@@ -46,76 +64,103 @@ fn print_baseline(r: &Report, row: &dyn Fn(&str, &str), header: &dyn Fn(&str)) {
             k.reading.describe()
         ));
         row(
+            r,
             "deliveries/s, burst, persisted",
             "seed_http.deliveries_per_s",
         );
-        row("latency p50, burst (ms)", "seed_http.burst_p50_ms");
-        row("latency p99, burst (ms)", "seed_http.burst_p99_ms");
-        row("poll cycle over HTTP (ms)", "seed_http.cycle_ms");
-        row("peak RSS (MiB)", "seed_http.peak_rss_mb");
-        row("CPU per delivery (µs)", "seed_http.cpu_us_per_delivery");
+        row(r, "latency p50, burst (ms)", "seed_http.burst_p50_ms");
+        row(r, "latency p99, burst (ms)", "seed_http.burst_p99_ms");
+        row(r, "poll cycle over HTTP (ms)", "seed_http.cycle_ms");
+        row(r, "peak RSS (MiB)", "seed_http.peak_rss_mb");
+        row(r, "CPU per delivery (µs)", "seed_http.cpu_us_per_delivery");
     }
-    let variant = |b: &crate::baseline::BaselineResult| {
-        println!(
-            "\nseed design (bench/baseline/seed_baseline.py, Python {}), same population, fake process and \
-history route, {} posts a channel, one run, {}",
-            b.python,
-            b.posts,
-            if b.send_pause_s > 0.0 {
-                format!("as written: sleep({}) after each send", b.send_pause_s)
-            } else {
-                "without the seed's sleep(0.05) after each send".to_owned()
-            }
-        );
-        println!(
-            "  {} of {} delivered ({} lost, {} duplicates), {} rows persisted",
-            b.delivered, b.deliveries_expected, b.lost, b.duplicates, b.rows_persisted
-        );
-        println!(
-            "  {:.0} deliveries/s; latency p50 {} ms, p99 {} ms; RSS {:.1} MiB",
-            b.deliveries_per_s,
-            fmt_num(b.latency_p50_ms),
-            fmt_num(b.latency_p99_ms),
-            b.peak_rss_mb
-        );
-        println!(
-            "  poll cycle with nothing new {} ms; DB {:.2} ms a call (client), {:.2} ms a transaction (server); Redis {:.2} ms",
-            b.empty_cycle_ms.map_or("-".into(), fmt_num),
-            b.db_avg_ms,
-            b.db_server_avg_ms,
-            b.redis_avg_ms
-        );
-    };
-    variant(b);
+    print_baseline_variant(b);
     println!(
         "  like with like: both read the channels over HTTP from the same fake process, neither sleeps \
 between sends, limits off, the machine's cores shared by all"
     );
     row(
+        r,
         "kuryer ÷ seed design: deliveries/s",
         "baseline.throughput_ratio",
     );
     row(
+        r,
         "seed design ÷ kuryer: burst latency p50",
         "baseline.p50_latency_ratio",
     );
     row(
+        r,
         "seed design ÷ kuryer: burst latency p99",
         "baseline.p99_latency_ratio",
     );
     if let Some(w) = &r.baseline_as_written {
-        variant(w);
+        print_baseline_variant(w);
         println!(
             "  not like with like: the sleep holds each of its 30 send slots 0.05 s, a cap of 600 sends a second"
         );
         row(
+            r,
             "kuryer ÷ seed design as written: deliveries/s",
             "baseline_as_written.throughput_ratio",
         );
     }
 }
 
+/// Prints one run of the seed-design baseline: its conditions, counts and figures.
+fn print_baseline_variant(b: &crate::baseline::BaselineResult) {
+    println!(
+        "\nseed design (bench/baseline/seed_baseline.py, Python {}), same population, fake process and \
+history route, {} posts a channel, one run, {}",
+        b.python,
+        b.posts,
+        if b.send_pause_s > 0.0 {
+            format!("as written: sleep({}) after each send", b.send_pause_s)
+        } else {
+            "without the seed's sleep(0.05) after each send".to_owned()
+        }
+    );
+    println!(
+        "  {} of {} delivered ({} lost, {} duplicates), {} rows persisted",
+        b.delivered, b.deliveries_expected, b.lost, b.duplicates, b.rows_persisted
+    );
+    println!(
+        "  {:.0} deliveries/s; latency p50 {} ms, p99 {} ms; RSS {:.1} MiB",
+        b.deliveries_per_s,
+        fmt_num(b.latency_p50_ms),
+        fmt_num(b.latency_p99_ms),
+        b.peak_rss_mb
+    );
+    println!(
+        "  poll cycle with nothing new {} ms; DB {:.2} ms a call (client), {:.2} ms a transaction (server); Redis {:.2} ms",
+        b.empty_cycle_ms.map_or("-".into(), fmt_num),
+        b.db_avg_ms,
+        b.db_server_avg_ms,
+        b.redis_avg_ms
+    );
+}
+
+/// Prints the whole table: the machine, then each scenario's block, the targets and the counts.
 pub(crate) fn print_table(r: &Report) {
+    print_machine(r);
+    print_seed(r);
+    print_baseline(r);
+    for bots in [1, 3] {
+        print_ceiling(r, bots);
+    }
+    print_persistence(r);
+    print_growth(r);
+    print_reader(r);
+    print_mtproto_fake(r);
+    print_targets(r);
+    println!(
+        "\ncounts exact (lost 0, duplicates 0, every delivery persisted): {}",
+        if r.exact { "yes" } else { "NO" }
+    );
+}
+
+/// Prints the opening lines: the build, the machine and how the figures were taken.
+fn print_machine(r: &Report) {
     let m = &r.machine;
     println!(
         "kuryer bench — {} build, {} × {}, {:.0} GiB, PostgreSQL {}, kernel {}; {} run(s) a scenario{}",
@@ -130,123 +175,142 @@ pub(crate) fn print_table(r: &Report) {
     );
     println!("The pipeline and the fake Telegram (a separate process) share the same cores.");
     println!("{FAKE_LATENCY}");
-    let row = |label: &str, key: &str| {
-        if let Some(s) = r.summary.get(key) {
-            println!(
-                "  {label:<52} {:>12} {:>12} {:>12}",
-                fmt_num(s.min),
-                fmt_num(s.median),
-                fmt_num(s.max)
-            );
-        }
+}
+
+/// Prints the seed-scale block and each seed run's counts.
+fn print_seed(r: &Report) {
+    let Some(s) = r.seed.first() else {
+        return;
     };
-    let header = |title: &str| {
-        println!("\n{title}");
-        println!("  {:<52} {:>12} {:>12} {:>12}", "", "min", "median", "max");
+    header(&format!(
+        "seed scale: {} channels, {} users, {} subscriptions, {} posts a channel, limits off; {}",
+        s.channels,
+        s.users,
+        s.subscriptions,
+        r.seed
+            .first()
+            .map_or(0, |x| x.deliveries_expected / x.subscriptions.max(1)),
+        s.reading.describe()
+    ));
+    row(r, "deliveries/s, burst, persisted", "seed.deliveries_per_s");
+    row(r, "latency p50, burst (ms)", "seed.burst_p50_ms");
+    row(r, "latency p99, burst (ms)", "seed.burst_p99_ms");
+    row(
+        r,
+        "latency p50, paced, not throttled (ms)",
+        "seed.paced_p50_ms",
+    );
+    row(
+        r,
+        "latency p99, paced, not throttled (ms)",
+        "seed.paced_p99_ms",
+    );
+    row(
+        r,
+        "poll cycle, in-memory read, no Telegram call (ms)",
+        "seed.cycle_ms",
+    );
+    println!("  {POLL_CYCLE_NOTE}");
+    row(r, "registry load (ms)", "seed.registry_load_ms");
+    row(r, "peak RSS (MiB)", "seed.peak_rss_mb");
+    row(r, "CPU per delivery (µs)", "seed.cpu_us_per_delivery");
+    row(
+        r,
+        "database: server time per transaction (ms)",
+        "seed.db_avg_ms",
+    );
+    row(
+        r,
+        "Redis: dedup operation, client side (ms)",
+        "seed.redis_avg_ms",
+    );
+    for run in &r.seed {
+        println!(
+            "  run: {} of {} delivered, {} lost, {} duplicates, {} rows persisted",
+            run.delivered, run.deliveries_expected, run.lost, run.duplicates, run.rows_persisted
+        );
+    }
+}
+
+/// Prints the Telegram-ceiling block for `bots` bots, when that run was made.
+fn print_ceiling(r: &Report, bots: usize) {
+    let Some(c) = r.ceiling.iter().find(|c| c.bots == bots) else {
+        return;
     };
-    if let Some(s) = r.seed.first() {
-        header(&format!(
-            "seed scale: {} channels, {} users, {} subscriptions, {} posts a channel, limits off; {}",
-            s.channels,
-            s.users,
-            s.subscriptions,
-            r.seed
-                .first()
-                .map_or(0, |x| x.deliveries_expected / x.subscriptions.max(1)),
-            s.reading.describe()
-        ));
-        row("deliveries/s, burst, persisted", "seed.deliveries_per_s");
-        row("latency p50, burst (ms)", "seed.burst_p50_ms");
-        row("latency p99, burst (ms)", "seed.burst_p99_ms");
-        row(
-            "latency p50, paced, not throttled (ms)",
-            "seed.paced_p50_ms",
-        );
-        row(
-            "latency p99, paced, not throttled (ms)",
-            "seed.paced_p99_ms",
-        );
-        row(
-            "poll cycle, in-memory read, no Telegram call (ms)",
-            "seed.cycle_ms",
-        );
-        println!("  {POLL_CYCLE_NOTE}");
-        row("registry load (ms)", "seed.registry_load_ms");
-        row("peak RSS (MiB)", "seed.peak_rss_mb");
-        row("CPU per delivery (µs)", "seed.cpu_us_per_delivery");
-        row(
-            "database: server time per transaction (ms)",
-            "seed.db_avg_ms",
-        );
-        row(
-            "Redis: dedup operation, client side (ms)",
-            "seed.redis_avg_ms",
-        );
-        for run in &r.seed {
-            println!(
-                "  run: {} of {} delivered, {} lost, {} duplicates, {} rows persisted",
-                run.delivered,
-                run.deliveries_expected,
-                run.lost,
-                run.duplicates,
-                run.rows_persisted
-            );
-        }
-    }
-    print_baseline(r, &row, &header);
-    for bots in [1, 3] {
-        if let Some(c) = r.ceiling.iter().find(|c| c.bots == bots) {
-            header(&format!(
-                "Telegram ceiling, real limits, {bots} bot(s): {} channels, {} users + groups, {:.0} s measured",
-                c.channels,
-                c.users,
-                c.ceiling.as_ref().map_or(0.0, |x| x.seconds)
-            ));
-            row(
-                "achieved ÷ allowed rate",
-                &format!("ceiling{bots}.fraction"),
-            );
-            row(
-                "achieved deliveries/s",
-                &format!("ceiling{bots}.achieved_per_s"),
-            );
-            row("429s received", &format!("ceiling{bots}.rate_limited_429"));
-            row(
-                "densest second of a bot (allowed 30)",
-                &format!("ceiling{bots}.max_bot_in_1s"),
-            );
-            row(
-                "densest second of a private chat (allowed 1)",
-                &format!("ceiling{bots}.max_private_in_1s"),
-            );
-            row(
-                "densest minute of a group (allowed 20)",
-                &format!("ceiling{bots}.max_group_in_60s"),
-            );
-        }
-    }
-    if let Some(p) = r.persistence.first() {
-        header(&format!(
-            "persistence: {} rows (per-row INSERT: {}), DbWriter batches of {}",
-            p.rows, p.per_row_rows, p.batch_size
-        ));
-        row("DbWriter rows/s", "persistence.writer_rows_per_s");
-        row(
-            "one INSERT + commit a row, rows/s",
-            "persistence.per_row_rows_per_s",
-        );
-        row(
-            "binary COPY into forwarded_messages, rows/s",
-            "persistence.copy_rows_per_s",
-        );
-        row(
-            "binary COPY into a bare heap, rows/s",
-            "persistence.copy_bare_rows_per_s",
-        );
-        row("DbWriter ÷ COPY", "persistence.writer_vs_copy");
-        row("DbWriter ÷ bare COPY", "persistence.writer_vs_copy_bare");
-        row("DbWriter ÷ per-row INSERT", "persistence.writer_vs_per_row");
-    }
+    header(&format!(
+        "Telegram ceiling, real limits, {bots} bot(s): {} channels, {} users + groups, {:.0} s measured",
+        c.channels,
+        c.users,
+        c.ceiling.as_ref().map_or(0.0, |x| x.seconds)
+    ));
+    row(
+        r,
+        "achieved ÷ allowed rate",
+        &format!("ceiling{bots}.fraction"),
+    );
+    row(
+        r,
+        "achieved deliveries/s",
+        &format!("ceiling{bots}.achieved_per_s"),
+    );
+    row(
+        r,
+        "429s received",
+        &format!("ceiling{bots}.rate_limited_429"),
+    );
+    row(
+        r,
+        "densest second of a bot (allowed 30)",
+        &format!("ceiling{bots}.max_bot_in_1s"),
+    );
+    row(
+        r,
+        "densest second of a private chat (allowed 1)",
+        &format!("ceiling{bots}.max_private_in_1s"),
+    );
+    row(
+        r,
+        "densest minute of a group (allowed 20)",
+        &format!("ceiling{bots}.max_group_in_60s"),
+    );
+}
+
+/// Prints the persistence block: DbWriter against COPY and per-row INSERTs.
+fn print_persistence(r: &Report) {
+    let Some(p) = r.persistence.first() else {
+        return;
+    };
+    header(&format!(
+        "persistence: {} rows (per-row INSERT: {}), DbWriter batches of {}",
+        p.rows, p.per_row_rows, p.batch_size
+    ));
+    row(r, "DbWriter rows/s", "persistence.writer_rows_per_s");
+    row(
+        r,
+        "one INSERT + commit a row, rows/s",
+        "persistence.per_row_rows_per_s",
+    );
+    row(
+        r,
+        "binary COPY into forwarded_messages, rows/s",
+        "persistence.copy_rows_per_s",
+    );
+    row(
+        r,
+        "binary COPY into a bare heap, rows/s",
+        "persistence.copy_bare_rows_per_s",
+    );
+    row(r, "DbWriter ÷ COPY", "persistence.writer_vs_copy");
+    row(r, "DbWriter ÷ bare COPY", "persistence.writer_vs_copy_bare");
+    row(
+        r,
+        "DbWriter ÷ per-row INSERT",
+        "persistence.writer_vs_per_row",
+    );
+}
+
+/// Prints one growth block per channel count, smallest first.
+fn print_growth(r: &Report) {
     let mut sizes: Vec<u32> = r.growth.iter().map(|g| g.channels).collect();
     sizes.sort_unstable();
     sizes.dedup();
@@ -256,73 +320,98 @@ pub(crate) fn print_table(r: &Report) {
             "growth: {c} channels, {} users, {} subscriptions",
             g.users, g.subscriptions
         ));
-        row(
-            "deliveries/s, burst, persisted",
-            &format!("growth{c}.deliveries_per_s"),
-        );
-        row("peak RSS (MiB)", &format!("growth{c}.peak_rss_mb"));
-        row(
-            "RSS per subscription (KiB)",
-            &format!("growth{c}.rss_kib_per_subscription"),
-        );
-        row(
-            "CPU per delivery (µs)",
-            &format!("growth{c}.cpu_us_per_delivery"),
-        );
-        row("registry load (ms)", &format!("growth{c}.registry_load_ms"));
-        row(
-            "poll cycle, in-memory read (ms)",
-            &format!("growth{c}.cycle_ms"),
-        );
-        row(
-            "latency p99, paced (ms)",
-            &format!("growth{c}.paced_p99_ms"),
-        );
+        print_growth_rows(r, c);
     }
-    if !r.reader.is_empty() {
-        println!(
-            "\nMTProto reader: grammers over TCP against the fake data centre, Telegram-like flood limits (each run)"
-        );
-        for x in &r.reader {
-            println!(
-                "  {:<40} first read of every channel after start {} s; publish → committed p99 {} ms (joined), {} ms (polled); {} lost, {} dup",
-                x.label,
-                fmt_num(x.first_reads_s),
-                fmt_num(x.latency_joined.p99),
-                fmt_num(x.latency_polled.p99),
-                x.lost,
-                x.duplicates
-            );
-        }
-    }
-    if !r.mtproto_fake.is_empty() {
-        header("MTProto fake: pushed updates to grammers clients (each run)");
-        for m in &r.mtproto_fake {
-            println!(
-                "  {:<40} {:>9} updates/s, fake {:>5.1} µs/update, process {:>5.1} µs/update",
-                m.label,
-                fmt_num(m.updates_per_s),
-                m.fake_cpu_us_per_update,
-                m.process_cpu_us_per_update
-            );
-        }
-    }
-    if !r.targets.is_empty() {
-        println!("\ntargets");
-        for t in &r.targets {
-            println!(
-                "  {:<62} {:>12}  {:<14} {}",
-                t.name,
-                fmt_num(t.value),
-                t.target,
-                if t.met { "met" } else { "MISSED" }
-            );
-        }
+}
+
+/// Prints the figures of the growth runs with `c` channels.
+fn print_growth_rows(r: &Report, c: u32) {
+    row(
+        r,
+        "deliveries/s, burst, persisted",
+        &format!("growth{c}.deliveries_per_s"),
+    );
+    row(r, "peak RSS (MiB)", &format!("growth{c}.peak_rss_mb"));
+    row(
+        r,
+        "RSS per subscription (KiB)",
+        &format!("growth{c}.rss_kib_per_subscription"),
+    );
+    row(
+        r,
+        "CPU per delivery (µs)",
+        &format!("growth{c}.cpu_us_per_delivery"),
+    );
+    row(
+        r,
+        "registry load (ms)",
+        &format!("growth{c}.registry_load_ms"),
+    );
+    row(
+        r,
+        "poll cycle, in-memory read (ms)",
+        &format!("growth{c}.cycle_ms"),
+    );
+    row(
+        r,
+        "latency p99, paced (ms)",
+        &format!("growth{c}.paced_p99_ms"),
+    );
+}
+
+/// Prints one line per MTProto reader run, when there were any.
+fn print_reader(r: &Report) {
+    if r.reader.is_empty() {
+        return;
     }
     println!(
-        "\ncounts exact (lost 0, duplicates 0, every delivery persisted): {}",
-        if r.exact { "yes" } else { "NO" }
+        "\nMTProto reader: grammers over TCP against the fake data centre, Telegram-like flood limits (each run)"
     );
+    for x in &r.reader {
+        println!(
+            "  {:<40} first read of every channel after start {} s; publish → committed p99 {} ms (joined), {} ms (polled); {} lost, {} dup",
+            x.label,
+            fmt_num(x.first_reads_s),
+            fmt_num(x.latency_joined.p99),
+            fmt_num(x.latency_polled.p99),
+            x.lost,
+            x.duplicates
+        );
+    }
+}
+
+/// Prints one line per run of the MTProto fake's capacity, when there were any.
+fn print_mtproto_fake(r: &Report) {
+    if r.mtproto_fake.is_empty() {
+        return;
+    }
+    header("MTProto fake: pushed updates to grammers clients (each run)");
+    for m in &r.mtproto_fake {
+        println!(
+            "  {:<40} {:>9} updates/s, fake {:>5.1} µs/update, process {:>5.1} µs/update",
+            m.label,
+            fmt_num(m.updates_per_s),
+            m.fake_cpu_us_per_update,
+            m.process_cpu_us_per_update
+        );
+    }
+}
+
+/// Prints each target check with its figure and whether it was met.
+fn print_targets(r: &Report) {
+    if r.targets.is_empty() {
+        return;
+    }
+    println!("\ntargets");
+    for t in &r.targets {
+        println!(
+            "  {:<62} {:>12}  {:<14} {}",
+            t.name,
+            fmt_num(t.value),
+            t.target,
+            if t.met { "met" } else { "MISSED" }
+        );
+    }
 }
 
 #[cfg(test)]
