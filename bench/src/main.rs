@@ -69,6 +69,8 @@ mod mtproto_fake;
 mod persistence;
 /// One run of the real pipeline (seed, growth, ceiling).
 mod pipeline_run;
+/// What a pipeline run is asked for and what it reports.
+mod pipeline_spec;
 /// The growth plot.
 mod plot;
 /// The reader scenario: the MTProto reader against the fake data centre.
@@ -85,6 +87,8 @@ mod report;
 mod resume;
 /// The plan and the child processes.
 mod suite;
+/// What the suite runs: the plan of scenarios and their sizes.
+mod suite_plan;
 /// The table for people.
 mod table;
 /// CPU and memory readings, Redis clean-up, the machine.

@@ -21,6 +21,7 @@ use crate::reader_plan::{reader_lines, reader_plan};
 use crate::reader_result::ReaderResult;
 use crate::report::{Report, summarise};
 use crate::resume::{self, ResumeResult, ResumeSpec};
+use crate::suite_plan::{Plan, mtproto_fake_plan, plan};
 use crate::table::print_table;
 use crate::util;
 
@@ -50,163 +51,6 @@ enum ChildResult {
     Reader(ReaderResult),
     ApiLoad(ApiLoadResult),
     BotLoad(BotLoadResult),
-}
-
-/// The sizes of every scenario.
-struct Plan {
-    seed: PipelineSpec,
-    baseline_posts: u32,
-    ceiling: Vec<PipelineSpec>,
-    persistence: PersistenceSpec,
-    growth: Vec<PipelineSpec>,
-    resume: ResumeSpec,
-    api_load: ApiLoadSpec,
-    bot_load: BotLoadSpec,
-}
-
-/// The sizes of every scenario, tiny or full, with the command line's overrides.
-fn plan(args: &BenchArgs) -> Plan {
-    let tiny = args.tiny;
-    let load_seconds = args.load_seconds.unwrap_or(if tiny { 2.0 } else { 30.0 });
-    let seed = if tiny {
-        pipeline_spec(tiny, "seed", 20, 200, 3, 3)
-    } else {
-        pipeline_spec(tiny, "seed", 1000, 10_000, 5, 5)
-    };
-    let ceiling_s = args
-        .ceiling_seconds
-        .unwrap_or(if tiny { 3.0 } else { 60.0 })
-        .max(1.0);
-    let persistence = if tiny {
-        PersistenceSpec {
-            rows: 4000,
-            per_row_rows: 500,
-        }
-    } else {
-        PersistenceSpec {
-            rows: 100_000,
-            per_row_rows: 10_000,
-        }
-    };
-    Plan {
-        resume: resume_plan(tiny),
-        api_load: ApiLoadSpec {
-            users: if tiny { 20 } else { 1_000 },
-            seconds: load_seconds,
-        },
-        bot_load: BotLoadSpec {
-            users: if tiny { 50 } else { 10_000 },
-            rate: args
-                .bot_load_rate
-                .unwrap_or(if tiny { 50.0 } else { 1_000.0 }),
-            seconds: load_seconds,
-        },
-        baseline_posts: args.baseline_posts.unwrap_or(seed.posts),
-        seed,
-        ceiling: ceiling_plan(tiny, ceiling_s),
-        persistence,
-        growth: growth_plan(tiny),
-    }
-}
-
-/// A pipeline run of the given size with the plan's defaults (cycle, no limits, one bot, in-memory reading).
-fn pipeline_spec(
-    tiny: bool,
-    label: &str,
-    channels: u32,
-    users: u32,
-    subs: u32,
-    posts: u32,
-) -> PipelineSpec {
-    PipelineSpec {
-        label: label.to_owned(),
-        channels,
-        users,
-        subs,
-        groups: 0,
-        group_subs: 0,
-        posts,
-        cycle: true,
-        limit_scale: 0.0,
-        bots: 1,
-        paced_posts: if tiny { 10 } else { 250 },
-        paced_interval_ms: 20,
-        ceiling_s: 0.0,
-        reading: Reading::Memory,
-    }
-}
-
-/// The ceiling runs (1 and 3 bots), each owing more deliveries than it may send in `ceiling_s`.
-fn ceiling_plan(tiny: bool, ceiling_s: f64) -> Vec<PipelineSpec> {
-    [1usize, 3]
-        .iter()
-        .map(|&bots| {
-            let (channels, subs, groups, group_subs) = if tiny {
-                (10, 3, 2, 3)
-            } else {
-                (100, 5, 10, 10)
-            };
-            // More deliveries than the bots may send in the whole run, so the
-            // queue never runs dry while measured.
-            let sendable = (ceiling_s + 10.0) * 30.0 * bots as f64 * 1.3;
-            let users =
-                ((sendable / f64::from(subs)).ceil() as u32).max(if tiny { 300 } else { 3000 });
-            PipelineSpec {
-                label: format!("ceiling-{bots}"),
-                groups,
-                group_subs,
-                cycle: false,
-                limit_scale: 1.0,
-                bots,
-                paced_posts: 0,
-                ceiling_s,
-                ..pipeline_spec(tiny, "ceiling", channels, users, subs, 1)
-            }
-        })
-        .collect()
-}
-
-/// The growth runs: three channel counts, ten users a channel.
-fn growth_plan(tiny: bool) -> Vec<PipelineSpec> {
-    let sizes: &[u32] = if tiny {
-        &[5, 10, 20]
-    } else {
-        &[100, 1000, 10_000]
-    };
-    sizes
-        .iter()
-        .map(|&c| PipelineSpec {
-            paced_posts: if tiny { 5 } else { 100 },
-            ..pipeline_spec(
-                tiny,
-                &format!("growth-{c}"),
-                c,
-                c * 10,
-                if tiny { 3 } else { 5 },
-                2,
-            )
-        })
-        .collect()
-}
-
-/// The resume run's size.
-fn resume_plan(tiny: bool) -> ResumeSpec {
-    // 100 channels × 1,000 subscribers × 5 posts = 500,000 owed.
-    if tiny {
-        ResumeSpec {
-            channels: 10,
-            users: 1_000,
-            subs: 1,
-            posts: 2,
-        }
-    } else {
-        ResumeSpec {
-            channels: 100,
-            users: 100_000,
-            subs: 1,
-            posts: 5,
-        }
-    }
 }
 
 /// Prints a progress line on stderr.
@@ -624,32 +468,6 @@ fn seed_scenario(
         }
     }
     Ok(())
-}
-
-/// The fake data centre at 10,000 channels: one account joined to 500 of
-/// them (Telegram's cap), and 20 accounts joined to 500 each (all 10,000).
-fn mtproto_fake_plan(tiny: bool) -> Vec<MtprotoFakeSpec> {
-    let (channels, joined, one, twenty) = if tiny {
-        (100, 20, 200, 400)
-    } else {
-        (10_000, 500, 100_000, 200_000)
-    };
-    vec![
-        MtprotoFakeSpec {
-            label: format!("1 account, {joined} of {channels} channels"),
-            channels,
-            accounts: 1,
-            joined,
-            posts: one,
-        },
-        MtprotoFakeSpec {
-            label: format!("20 accounts x {joined} of {channels} channels"),
-            channels,
-            accounts: if tiny { 5 } else { 20 },
-            joined,
-            posts: twenty,
-        },
-    ]
 }
 
 /// A pipeline run's one-line summary for the progress output.
