@@ -444,17 +444,8 @@ impl MtprotoSource {
                     Some(Duration::from_secs(30)),
                 )
             })?;
-        let from = {
-            let channels = self
-                .pool
-                .channels
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let st = channels
-                .get(&self.channel.channel_id)
-                .ok_or_else(|| transient("channel unknown", None))?;
-            (st.info.bare_id, st.info.access_hash)
-        };
+        let (bare, hash, _, _) = self.known()?;
+        let from = (bare, hash);
         match super::relay::forward(&client, relay, from, messages).await {
             super::relay::Outcome::Done(m) => Ok(m),
             super::relay::Outcome::Retry(e) => Err(e),
