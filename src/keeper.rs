@@ -28,7 +28,7 @@ use crate::pipeline::Pipeline;
 use crate::reader::ReaderPool;
 use crate::store::{Store, StoreError};
 
-use crate::instance::Ownership;
+use crate::instance::{Ownership, identity};
 use crate::telemetry::registry;
 
 /// Rounds woken early (a channel no one polls yet) come at most this often.
@@ -79,34 +79,98 @@ impl Accounts for crate::reader::ReaderPool {
     }
 }
 
-/// Registers this instance before anything is taken.
-pub async fn register(store: &Store, ownership: &Ownership) -> Result<(), StoreError> {
-    let ns = crate::instance::pid_namespace();
+/// Why this instance could not register.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Another process, live, registered under the same id.
+    #[error(
+        "instance id {id:?} is in use by another running kuryer (host {host:?}, machine id {machine}, pid {pid}): \
+         its heartbeat goes on. Give each instance its own instance.id (or leave it unset: host name and process id)."
+    )]
+    Collision {
+        id: String,
+        host: String,
+        machine: String,
+        pid: u32,
+    },
+}
+
+/// Registers this instance before anything is taken. An instance already
+/// registered under the same id that is live and not provably gone (by its
+/// process, on this machine and boot) is watched for up to a TTL: if its
+/// heartbeat moves, two processes share the id and this one refuses to
+/// start; if it lapses, it was a predecessor (a crash, a reboot).
+pub async fn register(store: &Store, ownership: &Ownership) -> Result<(), RegisterError> {
+    let me = ownership.identity();
+    wait_out_namesake(store, ownership).await?;
     store
         .instance_register(
             ownership.id(),
             ownership.ttl().as_secs(),
             env!("CARGO_PKG_VERSION"),
-            ns.as_deref(),
+            me,
         )
         .await?;
     // A predecessor on this machine that crashed (systemd restarting us
     // after a kill, an OOM) is known dead now: waiting out its TTL would
     // leave its channels dark for `instance.lease_ttl_s` after every crash
-    // of a one-instance installation.
-    if let Some(ns) = ns {
-        let dead: Vec<String> = store
-            .instances_in_pid_ns(&ns, ownership.id())
-            .await?
-            .into_iter()
-            .filter(|id| crate::instance::process_gone(id))
-            .collect();
-        if !dead.is_empty() {
-            tracing::info!(instances = ?dead, "Instances of this machine whose process is gone are dead; taking their work without waiting for their leases to lapse.");
-            store.instances_mark_dead(&dead).await?;
-        }
+    // of a one-instance installation. Only in this process space: a PID
+    // of another machine or boot means nothing here.
+    let dead: Vec<String> = store
+        .registered_instances(None)
+        .await?
+        .into_iter()
+        .filter(|r| r.id != ownership.id() && identity::judged_gone(me, &r.identity))
+        .map(|r| r.id)
+        .collect();
+    if !dead.is_empty() {
+        tracing::info!(instances = ?dead, "Instances of this machine and boot whose process is gone are dead; taking their work without waiting for their leases to lapse.");
+        store.instances_mark_dead(&dead).await?;
     }
     Ok(())
+}
+
+/// Returns once no other live process holds this instance's id.
+async fn wait_out_namesake(store: &Store, ownership: &Ownership) -> Result<(), RegisterError> {
+    let me = ownership.identity();
+    let id = ownership.id();
+    let Some(first) = store.registered_instances(Some(id)).await?.pop() else {
+        return Ok(());
+    };
+    let other = &first.identity;
+    if !first.live || other.incarnation == me.incarnation || identity::judged_gone(me, other) {
+        return Ok(());
+    }
+    tracing::warn!(
+        instance = id,
+        other_host = %other.host_name,
+        other_pid = other.pid,
+        "An instance with this id has a live heartbeat; watching it for up to a TTL: a running one refuses this start, a dead one is replaced."
+    );
+    let collision = || RegisterError::Collision {
+        id: id.to_owned(),
+        host: other.host_name.clone(),
+        machine: other.machine_id.clone().unwrap_or_else(|| "unknown".into()),
+        pid: other.pid,
+    };
+    let give_up = Instant::now() + ownership.ttl() * 2 + Duration::from_secs(5);
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        match store.registered_instances(Some(id)).await?.pop() {
+            None => return Ok(()),
+            Some(r) if !r.live => return Ok(()),
+            Some(r)
+                if r.heartbeat_s > first.heartbeat_s
+                    || r.identity.incarnation != other.incarnation =>
+            {
+                return Err(collision());
+            }
+            Some(_) if Instant::now() > give_up => return Err(collision()),
+            Some(_) => {}
+        }
+    }
 }
 
 impl Keeper {
@@ -211,7 +275,8 @@ impl Keeper {
     async fn round(&mut self) -> Result<(), StoreError> {
         let id = self.ownership.id().to_owned();
         let sent_at = Instant::now();
-        if !self.store.instance_heartbeat(&id).await? {
+        let me = self.ownership.identity().clone();
+        if !self.store.instance_heartbeat(&id, me.incarnation).await? {
             let lost = self.ownership.clear();
             if !lost.is_empty() {
                 tracing::error!(
@@ -223,13 +288,22 @@ impl Keeper {
             }
             self.releasing.clear();
             self.releasing_bots.clear();
+            // Another process registered this id meanwhile (a collision
+            // that started at the same moment): it keeps it; this one takes
+            // nothing until that one's heartbeat lapses.
+            let namesake = self.store.registered_instances(Some(&id)).await?.pop();
+            if let Some(r) = namesake.filter(|r| r.live && r.identity.incarnation != me.incarnation)
+            {
+                tracing::error!(
+                    instance = %id,
+                    other_host = %r.identity.host_name,
+                    other_pid = r.identity.pid,
+                    "Another running kuryer registered this instance's id; this one takes no work until it stops. Give each instance its own instance.id."
+                );
+                return Ok(());
+            }
             self.store
-                .instance_register(
-                    &id,
-                    self.ownership.ttl().as_secs(),
-                    self.version,
-                    crate::instance::pid_namespace().as_deref(),
-                )
+                .instance_register(&id, self.ownership.ttl().as_secs(), self.version, &me)
                 .await?;
             return Ok(());
         }

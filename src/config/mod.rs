@@ -403,6 +403,13 @@ pub struct InstanceConfig {
     /// An instance that has not renewed its heartbeat for this long loses
     /// its leases to the others (s); it renews every third of it.
     pub lease_ttl_s: u64,
+    /// The host name recorded for this instance; unset: `gethostname(2)`.
+    pub host_name: Option<String>,
+    /// This machine's id; unset: `/etc/machine-id`.
+    pub machine_id: Option<String>,
+    /// This boot's id; unset: `/proc/sys/kernel/random/boot_id` (the
+    /// shipped unit passes systemd's `%b`, as that file is hidden there).
+    pub boot_id: Option<String>,
 }
 
 impl Default for InstanceConfig {
@@ -410,6 +417,9 @@ impl Default for InstanceConfig {
         Self {
             id: None,
             lease_ttl_s: 30,
+            host_name: None,
+            machine_id: None,
+            boot_id: None,
         }
     }
 }

@@ -344,6 +344,17 @@ impl Config {
             bad("instance.id", "must be 1 to 200 characters")?;
         }
         range("instance.lease_ttl_s", i.lease_ttl_s, 2, 3_600)?;
+        for (key, v) in [
+            ("instance.host_name", &i.host_name),
+            ("instance.machine_id", &i.machine_id),
+            ("instance.boot_id", &i.boot_id),
+        ] {
+            if let Some(v) = v
+                && (v.trim().is_empty() || v.len() > 200)
+            {
+                bad(key, "must be 1 to 200 characters")?;
+            }
+        }
         Ok(())
     }
 }

@@ -93,8 +93,13 @@ async fn check_bots(cfg: &Config, notifier: &Notifier) -> anyhow::Result<Vec<Bot
 async fn register(cfg: &Config, store: &Store) -> anyhow::Result<Arc<Ownership>> {
     // The deliveries this process holds, shared with the pipeline.
     let retry_ambiguous = cfg.delivery.on_ambiguous == crate::config::OnAmbiguous::Retry;
+    let me = instance::identity::of_this_process(&cfg.instance);
     let ownership = Arc::new(Ownership::new(
-        cfg.instance.id.clone().unwrap_or_else(instance::default_id),
+        cfg.instance
+            .id
+            .clone()
+            .unwrap_or_else(|| instance::identity::default_id(&me)),
+        me,
         Duration::from_secs(cfg.instance.lease_ttl_s),
         Arc::new(InFlight::new(retry_ambiguous)),
     ));
@@ -102,6 +107,9 @@ async fn register(cfg: &Config, store: &Store) -> anyhow::Result<Arc<Ownership>>
     tracing::info!(
         instance = ownership.id(),
         lease_ttl_s = cfg.instance.lease_ttl_s,
+        host = %ownership.identity().host_name,
+        machine_id = ownership.identity().machine_id.as_deref().unwrap_or("unknown"),
+        boot_id = ownership.identity().boot_id.as_deref().unwrap_or("unknown"),
         "Registered this instance; taking a fair share of channels and bots."
     );
     Ok(ownership)

@@ -27,32 +27,9 @@ use kuryer_actors::in_flight::InFlight;
 use kuryer_actors::model::Delivery;
 use kuryer_actors::ports::LeaseGuard;
 
-/// This process's default instance id: host name and process id.
-pub fn default_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "host".to_owned());
-    format!("{host}:{}", std::process::id())
-}
+use crate::store::InstanceIdentity;
 
-/// This process's PID namespace (`pid:[4026531836]`), when readable: two
-/// processes in one namespace see each other's PIDs, so one can tell that
-/// the other is gone.
-pub fn pid_namespace() -> Option<String> {
-    std::fs::read_link("/proc/self/ns/pid")
-        .ok()
-        .map(|p| p.to_string_lossy().into_owned())
-}
-
-/// Whether the process behind a default instance id (`host:pid`) of this
-/// PID namespace is gone. An id of another form (set by the operator)
-/// names no process: it is never taken as gone.
-pub fn process_gone(id: &str) -> bool {
-    let Some(pid) = id.rsplit_once(':').and_then(|(_, p)| p.parse::<u32>().ok()) else {
-        return false;
-    };
-    pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
-}
+pub mod identity;
 
 /// `kuryer instances`: one line an instance, live ones first.
 pub fn instances_table(rows: &[crate::store::InstanceRow]) -> String {
@@ -101,6 +78,8 @@ struct Held {
 /// lease guard, the persistence adapter (generations) and the update loops.
 pub struct Ownership {
     id: String,
+    /// Where this process runs, as registered.
+    identity: InstanceIdentity,
     ttl: Duration,
     held: Mutex<Held>,
     /// The deliveries this process holds: the pipeline's (it takes them
@@ -121,9 +100,15 @@ pub struct Ownership {
 impl Ownership {
     /// Nothing owned yet, for instance `id` with leases of `ttl`; the
     /// pipeline built with it holds its deliveries in `in_flight`.
-    pub fn new(id: String, ttl: Duration, in_flight: Arc<InFlight>) -> Self {
+    pub fn new(
+        id: String,
+        identity: InstanceIdentity,
+        ttl: Duration,
+        in_flight: Arc<InFlight>,
+    ) -> Self {
         Self {
             id,
+            identity,
             ttl,
             held: Mutex::default(),
             in_flight,
@@ -146,6 +131,11 @@ impl Ownership {
     /// This instance's id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Where this process runs.
+    pub fn identity(&self) -> &InstanceIdentity {
+        &self.identity
     }
 
     /// The lease TTL.
@@ -307,6 +297,7 @@ mod tests {
     fn a_lease_is_trusted_only_until_ttl_minus_margin_after_the_renewal_was_sent() {
         let o = Ownership::new(
             "a".into(),
+            identity::of_this_process(&crate::config::InstanceConfig::default()),
             Duration::from_secs(3),
             Arc::new(InFlight::new(false)),
         );
@@ -331,6 +322,7 @@ mod tests {
     fn a_channel_taken_by_another_generation_is_lost() {
         let o = Ownership::new(
             "a".into(),
+            identity::of_this_process(&crate::config::InstanceConfig::default()),
             Duration::from_secs(30),
             Arc::new(InFlight::new(false)),
         );
@@ -347,18 +339,5 @@ mod tests {
         assert!(!o.holds(7) && o.holds(8));
         assert_eq!(o.channel_generation(8), Some(4));
         assert!(o.bot_lease_left(42).is_none());
-    }
-
-    #[test]
-    fn only_a_default_id_whose_process_has_exited_is_gone() {
-        assert!(!process_gone(&default_id()), "this process is alive");
-        assert!(!process_gone("node-a"), "an operator's id names no process");
-        assert!(!process_gone("node:a"));
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let pid = child.id();
-        assert!(!process_gone(&format!("h:{pid}")), "not yet reaped");
-        child.wait().unwrap();
-        assert!(process_gone(&format!("h:{pid}")));
-        assert!(pid_namespace().is_some_and(|n| n.starts_with("pid:")));
     }
 }

@@ -34,6 +34,35 @@ pub struct LeasedChannel {
     pub generation: i64,
 }
 
+/// Where an instance runs (migration 0016).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceIdentity {
+    /// `gethostname(2)`.
+    pub host_name: String,
+    /// `/etc/machine-id`, when known.
+    pub machine_id: Option<String>,
+    /// The kernel's boot id, when known.
+    pub boot_id: Option<String>,
+    /// The PID namespace (`pid:[…]`), when known.
+    pub pid_ns: Option<String>,
+    /// The process id.
+    pub pid: u32,
+    /// Drawn at the process's start: tells two processes of one id apart.
+    pub incarnation: i64,
+}
+
+/// A registered instance, where it runs and whether its heartbeat is live.
+#[derive(Debug, Clone)]
+pub struct RegisteredInstance {
+    pub id: String,
+    pub identity: InstanceIdentity,
+    /// Its heartbeat is within its TTL.
+    pub live: bool,
+    /// Its last heartbeat (s since the epoch, PostgreSQL's clock): a live
+    /// process moves it every third of its TTL.
+    pub heartbeat_s: f64,
+}
+
 /// An instance as `kuryer instances` lists it.
 #[derive(Debug, Clone)]
 pub struct InstanceRow {
@@ -54,16 +83,17 @@ impl Store {
     /// Registers this instance (again, after a restart or after its
     /// heartbeat lapsed): anything still leased to its id from before is
     /// let go first, so that every lease it holds from now on was taken
-    /// anew, with a new generation.
+    /// anew, with a new generation. Where it runs is recorded with it.
     pub async fn instance_register(
         &self,
         id: &str,
         lease_ttl_s: u64,
         version: &str,
-        pid_ns: Option<&str>,
+        me: &InstanceIdentity,
     ) -> Result<(), StoreError> {
         const OP: &str = "register this instance";
         let ttl = i32::try_from(lease_ttl_s).unwrap_or(i32::MAX);
+        let pid = i32::try_from(me.pid).unwrap_or(i32::MAX);
         let mut c = self.conn(OP).await?;
         let tx = c.transaction().await.op(OP)?;
         tx.execute(
@@ -79,11 +109,24 @@ impl Store {
         .await
         .op(OP)?;
         tx.execute(
-            "INSERT INTO instances (id, lease_ttl_s, version, pid_ns) VALUES ($1, $2, $3, $4)
+            "INSERT INTO instances (id, lease_ttl_s, version, pid_ns, host_name, machine_id,
+                                    boot_id, pid, incarnation)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (id) DO UPDATE
                 SET started_at = now(), heartbeat_at = now(),
-                    lease_ttl_s = $2, version = $3, pid_ns = $4",
-            &[&id, &ttl, &version, &pid_ns],
+                    lease_ttl_s = $2, version = $3, pid_ns = $4, host_name = $5,
+                    machine_id = $6, boot_id = $7, pid = $8, incarnation = $9",
+            &[
+                &id,
+                &ttl,
+                &version,
+                &me.pid_ns,
+                &me.host_name,
+                &me.machine_id,
+                &me.boot_id,
+                &pid,
+                &me.incarnation,
+            ],
         )
         .await
         .op(OP)?;
@@ -91,23 +134,41 @@ impl Store {
         Ok(())
     }
 
-    /// The other instances registered from PID namespace `pid_ns`.
-    pub async fn instances_in_pid_ns(
+    /// Registered instances with where they run: `id` alone, or (`None`)
+    /// every one not yet marked dead.
+    pub async fn registered_instances(
         &self,
-        pid_ns: &str,
-        own_id: &str,
-    ) -> Result<Vec<String>, StoreError> {
-        const OP: &str = "list instances of this PID namespace";
+        id: Option<&str>,
+    ) -> Result<Vec<RegisteredInstance>, StoreError> {
+        const OP: &str = "list where instances run";
         let c = self.conn(OP).await?;
         let rows = c
             .query(
-                "SELECT id FROM instances WHERE pid_ns = $1 AND id <> $2
-                    AND heartbeat_at > '-infinity'",
-                &[&pid_ns, &own_id],
+                "SELECT id, host_name, machine_id, boot_id, pid_ns, pid, incarnation,
+                        heartbeat_at > now() - make_interval(secs => lease_ttl_s),
+                        extract(epoch FROM heartbeat_at)::float8
+                   FROM instances
+                  WHERE ($1::text IS NULL OR id = $1) AND heartbeat_at > '-infinity'",
+                &[&id],
             )
             .await
             .op(OP)?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        Ok(rows
+            .iter()
+            .map(|r| RegisteredInstance {
+                id: r.get(0),
+                identity: InstanceIdentity {
+                    host_name: r.get::<_, Option<String>>(1).unwrap_or_default(),
+                    machine_id: r.get(2),
+                    boot_id: r.get(3),
+                    pid_ns: r.get(4),
+                    pid: r.get::<_, Option<i32>>(5).unwrap_or(0).max(0) as u32,
+                    incarnation: r.get::<_, Option<i64>>(6).unwrap_or(0),
+                },
+                live: r.get(7),
+                heartbeat_s: r.get(8),
+            })
+            .collect())
     }
 
     /// Marks instances known to be dead (their process is gone) as dead
@@ -123,9 +184,11 @@ impl Store {
         )
         .await
         .op(OP)?;
+        // Their process is gone: no one to wait for, not even the one TTL a
+        // taker waits after a lease ran out.
         c.execute(
-            "UPDATE reader_accounts SET lease_expires_at = now()
-              WHERE lease_holder = ANY($1) AND lease_expires_at > now()",
+            "UPDATE reader_accounts SET lease_expires_at = '-infinity'
+              WHERE lease_holder = ANY($1) AND lease_expires_at IS NOT NULL",
             &[&ids],
         )
         .await
@@ -134,16 +197,18 @@ impl Store {
     }
 
     /// Renews this instance's heartbeat. `false` when it had already lapsed
-    /// (or the row is gone): its leases may be another's by now, so the
-    /// caller lets all of them go and registers again.
-    pub async fn instance_heartbeat(&self, id: &str) -> Result<bool, StoreError> {
+    /// (or the row is gone, or another process registered the same id):
+    /// its leases may be another's by now, so the caller lets all of them
+    /// go and registers again.
+    pub async fn instance_heartbeat(&self, id: &str, incarnation: i64) -> Result<bool, StoreError> {
         const OP: &str = "renew this instance's heartbeat";
         let c = self.conn(OP).await?;
         let n = c
             .execute(
                 "UPDATE instances SET heartbeat_at = now()
-                  WHERE id = $1 AND heartbeat_at > now() - make_interval(secs => lease_ttl_s)",
-                &[&id],
+                  WHERE id = $1 AND incarnation = $2
+                    AND heartbeat_at > now() - make_interval(secs => lease_ttl_s)",
+                &[&id, &incarnation],
             )
             .await
             .op(OP)?;

@@ -75,7 +75,7 @@ pub use digest::{DigestDue, DigestRun, DigestTarget};
 pub use error::{ConnectError, StoreError};
 pub use history::BackfillChannel;
 pub use inbox::InboxEntry;
-pub use leases::{InstanceRow, LeasedChannel};
+pub use leases::{InstanceIdentity, InstanceRow, LeasedChannel, RegisteredInstance};
 pub use migrate_progress::migrate_with_progress;
 pub use notice_claims::{
     BOT_REMOVED as CHANNEL_BOT_REMOVED, ChannelNotice, ChannelPause, GONE as CHANNEL_GONE, PAUSING,

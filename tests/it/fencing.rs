@@ -26,7 +26,12 @@ async fn a_stale_generation_records_no_post_keeps_no_dead_post_and_moves_no_mark
         .unwrap()
         .get(0);
     store
-        .instance_register("a:1", 30, "test", None)
+        .instance_register(
+            "a:1",
+            30,
+            "test",
+            &kuryer::instance::identity::of_this_process(&Default::default()),
+        )
         .await
         .unwrap();
     let taken = store.claim_channels("a:1", 10).await.unwrap();

@@ -13,21 +13,21 @@ use kuryer_sim::fake_bot_api::{FakeLimits, FakeTelegram};
 use kuryer_sim::fixtures;
 
 /// Short leases, so a take-over takes seconds.
-const TTL_S: u64 = 3;
-const MAX_IN_FLIGHT: usize = 4;
+pub(crate) const TTL_S: u64 = 3;
+pub(crate) const MAX_IN_FLIGHT: usize = 4;
 
-struct World {
-    db: TestDb,
-    fake: FakeTelegram,
-    pairs: Vec<(i64, i64)>,
-    channels: u32,
+pub(crate) struct World {
+    pub(crate) db: TestDb,
+    pub(crate) fake: FakeTelegram,
+    pub(crate) pairs: Vec<(i64, i64)>,
+    pub(crate) channels: u32,
     /// One dedup namespace for every instance: they share Redis.
-    prefix: String,
+    pub(crate) prefix: String,
 }
 
 /// Channels our bot administers (read through getUpdates, so one token
 /// and one update loop serve every instance), `users` × `subs` subscriptions.
-async fn world(channels: u32, users: u32, subs: u32, scale: f64) -> World {
+pub(crate) async fn world(channels: u32, users: u32, subs: u32, scale: f64) -> World {
     let db = TestDb::new().await;
     let store = db.migrated().await;
     store.maintain_partitions(2, 30).await.unwrap();
@@ -54,17 +54,25 @@ async fn world(channels: u32, users: u32, subs: u32, scale: f64) -> World {
     }
 }
 
-struct Instance {
-    name: String,
-    port: u16,
-    daemon: Daemon,
+pub(crate) struct Instance {
+    pub(crate) name: String,
+    pub(crate) port: u16,
+    pub(crate) daemon: Daemon,
 }
 
 impl World {
     /// Starts instance `name` (its sends counted under that name).
-    async fn start(&self, name: &str, scale: f64) -> Instance {
-        let port = free_port();
-        let env = vec![
+    pub(crate) async fn start(&self, name: &str, scale: f64) -> Instance {
+        self.start_with(name, scale, &[]).await
+    }
+
+    /// The environment of instance `name`, plus `extra`.
+    pub(crate) fn env<'a>(
+        &self,
+        name: &str,
+        extra: &[(&'a str, String)],
+    ) -> Vec<(&'a str, String)> {
+        let mut env: Vec<(&'a str, String)> = vec![
             ("KURYER_INSTANCE_ID", name.to_owned()),
             ("KURYER_INSTANCE_LEASE_TTL_S", TTL_S.to_string()),
             ("KURYER_TELEGRAM_BOT_API_URL", self.fake.client_url(name)),
@@ -79,6 +87,22 @@ impl World {
                 "info,kuryer=debug,tokio_postgres=info".to_owned(),
             ),
         ];
+        for (k, v) in extra {
+            env.retain(|(e, _)| e != k);
+            env.push((k, v.clone()));
+        }
+        env
+    }
+
+    /// Starts instance `name` with `extra` environment, until ready.
+    pub(crate) async fn start_with(
+        &self,
+        name: &str,
+        scale: f64,
+        extra: &[(&str, String)],
+    ) -> Instance {
+        let port = free_port();
+        let env = self.env(name, extra);
         let daemon = Daemon::start_with(
             &self.db.url,
             &self.fake,
@@ -99,7 +123,7 @@ impl World {
         }
     }
 
-    fn publish(&self, rounds: std::ops::Range<u32>, posts: &mut Vec<(i64, i32)>) {
+    pub(crate) fn publish(&self, rounds: std::ops::Range<u32>, posts: &mut Vec<(i64, i32)>) {
         for round in rounds {
             for i in 1..=i64::from(self.channels) {
                 let chat = fixtures::channel_chat(i);
@@ -108,7 +132,7 @@ impl World {
         }
     }
 
-    async fn wait_all(&self, posts: &[(i64, i32)], limit: Duration) -> bool {
+    pub(crate) async fn wait_all(&self, posts: &[(i64, i32)], limit: Duration) -> bool {
         let expected = fixtures::expected_list(&self.pairs, posts);
         let start = Instant::now();
         while start.elapsed() < limit {
@@ -121,7 +145,7 @@ impl World {
     }
 
     /// Channels leased per instance (`lease_owner` → count).
-    async fn shares(&self) -> Vec<(String, i64)> {
+    pub(crate) async fn shares(&self) -> Vec<(String, i64)> {
         self.db
             .client()
             .await
@@ -139,7 +163,11 @@ impl World {
 
     /// Waits until every channel is leased, among exactly `owners`, with
     /// max/min ≤ 1.25; the shares, or `None` at `limit`.
-    async fn wait_fair(&self, owners: &[&str], limit: Duration) -> Option<Vec<(String, i64)>> {
+    pub(crate) async fn wait_fair(
+        &self,
+        owners: &[&str],
+        limit: Duration,
+    ) -> Option<Vec<(String, i64)>> {
         let start = Instant::now();
         while start.elapsed() < limit {
             let s = self.shares().await;
@@ -159,7 +187,7 @@ impl World {
         None
     }
 
-    async fn bot_owner(&self) -> Option<String> {
+    pub(crate) async fn bot_owner(&self) -> Option<String> {
         self.db
             .client()
             .await
@@ -171,7 +199,7 @@ impl World {
 }
 
 /// A counter of the instance's `/metrics` (0 when absent).
-async fn metric(port: u16, name: &str) -> f64 {
+pub(crate) async fn metric(port: u16, name: &str) -> f64 {
     let body = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
         .await
         .unwrap()
@@ -185,7 +213,7 @@ async fn metric(port: u16, name: &str) -> f64 {
 }
 
 /// The warnings and errors of each instance's log, for a failure message.
-fn tails(instances: &[&Instance]) -> String {
+pub(crate) fn tails(instances: &[&Instance]) -> String {
     let mut out = String::new();
     for i in instances {
         let log = i.daemon.log_text();
@@ -205,7 +233,7 @@ fn tails(instances: &[&Instance]) -> String {
     out
 }
 
-fn signal(d: &Daemon, sig: &str) {
+pub(crate) fn signal(d: &Daemon, sig: &str) {
     let ok = std::process::Command::new("kill")
         .args([sig, &d.child.id().to_string()])
         .status()

@@ -37,6 +37,8 @@ mod instances;
 mod intake;
 /// Imports inside `src/` run down the layers, with no loops.
 mod layers;
+/// Instances on several simulated machines: identity, who is judged dead.
+mod machines;
 /// Edits and deletions mirrored, history on subscribe.
 mod mirror;
 mod mirror_reader;
