@@ -25,7 +25,11 @@ pub(crate) async fn call(
     op: &MirrorOp,
     events: &dyn DestinationEvents,
     paid: bool,
+    may_send: &(dyn Fn() -> bool + Send + Sync),
 ) -> CallResult {
+    if !may_send() {
+        return CallResult::LeaseLost;
+    }
     let to = d.sub.chat_id;
     let chat = ChatId(to);
     let done = |id: i32| CallResult::Sent {
@@ -35,7 +39,9 @@ pub(crate) async fn call(
         parts: Vec::new(),
     };
     match &op.kind {
-        MirrorKind::Repost => crate::sender_calls::call(bot, d, shaped, events, paid).await,
+        MirrorKind::Repost => {
+            crate::sender_calls::call(bot, d, shaped, events, paid, may_send).await
+        }
         MirrorKind::Edit {
             message_id,
             file_id,

@@ -18,12 +18,17 @@ use crate::ports::{DestinationEvent, DestinationEvents};
 use crate::shaping::{Shaped, topic_gone};
 
 /// Makes the call(s) for one delivery.
+///
+/// `may_send` is asked right before each request (a delivery may take
+/// two: a group moved, a simpler form after a refusal): a process paused
+/// past its lease between two requests sends the second one never.
 pub(crate) async fn call(
     bot: &Bot,
     d: &Delivery,
     shaped: &Shaped,
     events: &dyn DestinationEvents,
     paid: bool,
+    may_send: &(dyn Fn() -> bool + Send + Sync),
 ) -> CallResult {
     let mut to = d.sub.chat_id;
     // Protected content must not be copied, not even as text: a public
@@ -46,6 +51,9 @@ pub(crate) async fn call(
     }
     // At most one move (group → supergroup) per delivery.
     for _ in 0..2 {
+        if !may_send() {
+            return CallResult::LeaseLost;
+        }
         match call_once(bot, d, shaped, to, paid).await {
             Err(RequestError::MigrateToChatId(new)) => {
                 events.on_event(DestinationEvent::Migrated {
@@ -65,6 +73,9 @@ pub(crate) async fn call(
             Err(e) => {
                 if let Some(gone) = topic_gone(&e, shaped) {
                     return gone;
+                }
+                if !may_send() {
+                    return CallResult::LeaseLost;
                 }
                 return fallback(bot, d, shaped, to, e, is_copy(d), paid).await;
             }

@@ -171,8 +171,12 @@ impl Handler<SendDelivery> for SenderPool {
             // replacements) and a repost goes to the same topic.
             let shaped = self.shaper.shape(&d);
             let paid = self.cfg.allow_paid_broadcast;
+            let guard = self.lease_guard.clone();
+            let channel_id = d.post.channel_id;
             let fut = async move {
-                crate::mirror_calls::call(&bot, &d, &shaped, &op, events.as_ref(), paid).await
+                let may_send = move || guard.as_ref().is_none_or(|g| g.holds(channel_id));
+                crate::mirror_calls::call(&bot, &d, &shaped, &op, events.as_ref(), paid, &may_send)
+                    .await
             };
             ctx.spawn(fut.into_actor(self).map(move |result, act, _| {
                 act.finish_mirror(delivery, lane, reply_to, result);
@@ -202,10 +206,8 @@ impl Handler<SendDelivery> for SenderPool {
             if let Some(sent) = seen {
                 return CallResult::AlreadySent(sent);
             }
-            if lease_lost() {
-                return CallResult::LeaseLost;
-            }
-            let result = call(&bot, &d, &shaped, events.as_ref(), paid).await;
+            let may_send = || !lease_lost();
+            let result = call(&bot, &d, &shaped, events.as_ref(), paid, &may_send).await;
             if let CallResult::Sent { id, .. } = &result {
                 dedup.mark(sub_id, first_id, i64::from(*id)).await;
             }

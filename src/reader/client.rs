@@ -113,6 +113,10 @@ pub struct AccountClient {
     history_spacing: Duration,
     api_id: i32,
     runner: tokio::task::JoinHandle<()>,
+    /// Until when the account's lease is surely this process's (set at
+    /// each renewal by the pool's lease keeper): past it, no call is made.
+    /// `None`: not leased by a pool (login).
+    usable_until: Mutex<Option<Instant>>,
 }
 
 /// What [`AccountClient::connect`] hands back besides the client.
@@ -158,6 +162,7 @@ impl AccountClient {
             history_spacing: Duration::from_secs_f64(1.0 / history_per_second.max(0.001)),
             api_id,
             runner,
+            usable_until: Mutex::new(None),
         });
         Connected { account, updates }
     }
@@ -175,6 +180,22 @@ impl AccountClient {
     /// The grammers client (for login and the update stream).
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// The lease is surely held until `until` (a renewal succeeded).
+    pub fn set_usable_until(&self, until: Instant) {
+        *self
+            .usable_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(until);
+    }
+
+    /// Whether calls may be made now: no lease deadline set, or not passed.
+    pub fn lease_valid(&self) -> bool {
+        self.usable_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_none_or(|t| Instant::now() < t)
     }
 
     /// The session.
@@ -213,6 +234,15 @@ impl AccountClient {
     ) -> Result<R::Return, CallError> {
         if let Some(wait) = self.paused_for(method) {
             return Err(CallError::FloodWait { method, wait });
+        }
+        // Checked last thing before the call: a process paused past its
+        // lease wakes up here and calls nothing (another may hold the
+        // account by now; two users of one key burn it).
+        if !self.lease_valid() {
+            return Err(CallError::Network {
+                method,
+                message: "the account's lease is not surely held; no call made".to_owned(),
+            });
         }
         crate::telemetry::events::reader_call(&self.name, method);
         let result = match tokio::time::timeout(
@@ -262,6 +292,12 @@ impl AccountClient {
         let answer = self.call(METHOD, request).await;
         drop(next);
         answer
+    }
+
+    /// Disconnects at once, storing nothing: the lease is gone, and what
+    /// this process would store may be older than the next holder's.
+    pub fn disconnect(&self) {
+        self.client.disconnect();
     }
 
     /// Closes the connection.

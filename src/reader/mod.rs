@@ -31,6 +31,8 @@ pub mod crypto;
 pub mod history;
 /// Joining channels, spread over time.
 mod joiner;
+/// The lease of each account: renewals and the local deadline past which it is not used.
+mod lease;
 /// Login, listing and logout of reader accounts.
 pub mod login;
 /// Telegram messages into kuryer's source messages.

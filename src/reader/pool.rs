@@ -68,7 +68,7 @@ pub(super) struct Inner {
     pub(super) api_id: i32,
     /// Where media posts are forwarded for the bot to copy.
     pub(super) relay: Option<super::relay::Relay>,
-    holder: String,
+    pub(super) holder: String,
     pub(super) accounts: Mutex<BTreeMap<String, Live>>,
     pub(super) channels: Mutex<HashMap<i64, ChanState>>,
     pub(super) by_bare: Mutex<HashMap<i64, i64>>,
@@ -172,6 +172,7 @@ impl ReaderPool {
 
     async fn add_account(&self, cipher: &Arc<SessionCipher>, name: &str) {
         let ttl = Duration::from_secs(self.0.cfg.lease_ttl_s);
+        let taken_at = Instant::now();
         let generation = match self.0.store.take_lease(name, &self.0.holder, ttl).await {
             Ok(Some(g)) => g,
             Ok(None) => {
@@ -200,16 +201,26 @@ impl ReaderPool {
             self.0.cfg.history_per_second,
         );
         let client = connected.account;
+        let deadline = super::lease::deadline(taken_at, ttl);
+        if Instant::now() >= deadline {
+            tracing::warn!(
+                account = name,
+                "Taking the reader lease took too long to trust it; not using the account now."
+            );
+            return;
+        }
+        client.set_usable_until(deadline);
         let tasks = vec![
             tokio::spawn(update_loop(
                 Arc::downgrade(&self.0),
                 Arc::clone(&client),
                 connected.updates,
             )),
-            tokio::spawn(heartbeat(
+            tokio::spawn(super::lease::heartbeat(
                 Arc::downgrade(&self.0),
                 name.to_owned(),
                 generation,
+                deadline,
             )),
             tokio::spawn(super::joiner::run(Arc::downgrade(&self.0), name.to_owned())),
         ];
@@ -227,8 +238,9 @@ impl ReaderPool {
     }
 
     /// Several instances: takes the leases of active accounts no live
-    /// process holds (their holder died, their lease ran out) while this
-    /// instance holds fewer than `share`. Accounts are not moved away from
+    /// instance holds (by the `instances` heartbeats; their lease ran out
+    /// a TTL ago, see `Store::lease_free`) while this instance holds fewer
+    /// than `share`. Accounts are not moved away from
     /// a live holder: a session's joins and update state make a move
     /// costly, so a new instance takes accounts only as others die.
     pub async fn adopt(&self, share: usize) {
@@ -257,7 +269,9 @@ impl ReaderPool {
             if lock(&self.0.accounts).contains_key(&name) {
                 continue;
             }
-            if self.0.store.lease_free(&name).await.unwrap_or(false) {
+            let ttl = Duration::from_secs(self.0.cfg.lease_ttl_s);
+            let free = self.0.store.lease_free(&name, &self.0.holder, ttl).await;
+            if free.unwrap_or(false) {
                 tracing::info!(account = %name, "Taking over a reader account whose holder stopped renewing.");
                 self.add_account(&cipher, &name).await;
             }
@@ -500,18 +514,26 @@ impl Inner {
         }
     }
 
-    /// The lease went to another process: stop using the account here.
-    async fn lease_lost(self: &Arc<Self>, account: &str) {
+    /// The lease went to another process, or was not renewed in time
+    /// (`expired`): stop using the account here, disconnected.
+    pub(super) async fn lease_lost(self: &Arc<Self>, account: &str, expired: bool) {
         let Some(live) = lock(&self.accounts).remove(account) else {
             return;
         };
-        tracing::error!(
-            account,
-            "Reader account's lease was taken by another process; this one stops using it."
-        );
+        if expired {
+            tracing::error!(
+                account,
+                "Reader account's lease was not renewed in time (PostgreSQL unreachable or this process paused): disconnecting before it runs out, so no one else's use of the session meets this one's."
+            );
+        } else {
+            tracing::error!(
+                account,
+                "Reader account's lease was taken by another process; this one stops using it."
+            );
+        }
         self.count_accounts();
         self.release_channels(account);
-        live.client.close().await;
+        live.client.disconnect();
         for t in &live.tasks {
             t.abort();
         }
@@ -521,7 +543,7 @@ impl Inner {
     /// split by whether a flood wait runs, and those Telegram ended. Set
     /// where the set of accounts changes and at each heartbeat (a flood
     /// wait ends on its own).
-    fn count_accounts(&self) {
+    pub(super) fn count_accounts(&self) {
         let (waiting, running) = {
             let accounts = lock(&self.accounts);
             let waiting = accounts.values().filter(|l| l.client.waiting()).count();
@@ -621,50 +643,5 @@ fn channel_of(m: &tl::enums::Message) -> Option<i64> {
     match peer {
         tl::enums::Peer::Channel(c) => Some(c.channel_id),
         _ => None,
-    }
-}
-
-/// Renews the account's lease every third of its TTL, stores the update
-/// state and checks the session is alive; a lease that cannot be renewed
-/// ends the account here, a session Telegram ended is lost.
-async fn heartbeat(pool: std::sync::Weak<Inner>, account: String, generation: i64) {
-    loop {
-        let Some(p) = pool.upgrade() else { return };
-        let ttl = Duration::from_secs(p.cfg.lease_ttl_s);
-        drop(p);
-        tokio::time::sleep(ttl / 3).await;
-        let Some(p) = pool.upgrade() else { return };
-        match p
-            .store
-            .renew_lease(&account, &p.holder, generation, ttl)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => {
-                p.lease_lost(&account).await;
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(account, error = %e, "Cannot renew the reader lease; trying again.")
-            }
-        }
-        let Some(c) = p.client(&account) else { return };
-        if let Err(e) = c.session().flush().await {
-            tracing::warn!(account, error = %e, "Cannot store the update state.");
-        }
-        // A session Telegram ended shows only on a call; an account whose
-        // channels are all quiet makes none, so the heartbeat asks.
-        match c
-            .call("updates.getState", &tl::functions::updates::GetState {})
-            .await
-        {
-            Err(CallError::Lost(reason)) => {
-                p.lost(&account, &reason).await;
-                return;
-            }
-            Err(e) => tracing::debug!(account, error = %e, "Reader heartbeat call failed."),
-            Ok(_) => {}
-        }
-        p.count_accounts();
     }
 }

@@ -295,9 +295,11 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// Takes an active account's lease for `holder` when it is free or has
-    /// run out (or is already `holder`'s); returns the new generation, or
-    /// `None` when another live holder has it.
+    /// Takes an active account's lease for `holder` when it is free, has
+    /// run out at least one `ttl` ago (the taker's wait: the old holder
+    /// stopped at its local deadline, before the lease ran out), or is
+    /// already `holder`'s; returns the new generation, or `None` when
+    /// another holder has it or may still be stopping.
     pub async fn take_lease(
         &self,
         name: &str,
@@ -316,7 +318,8 @@ impl Store {
                     SET lease_holder = $2, lease_generation = lease_generation + 1,
                         lease_expires_at = now() + $3 * interval '1 millisecond'
                   WHERE name = $1 AND status = 'active'
-                    AND (lease_expires_at IS NULL OR lease_expires_at <= now()
+                    AND (lease_expires_at IS NULL
+                         OR lease_expires_at <= now() - $3 * interval '1 millisecond'
                          OR lease_holder = $2)
                   RETURNING lease_generation",
                 &[&name, &holder, &(ttl_ms as f64)],

@@ -445,16 +445,32 @@ impl Store {
         .op(OP)
     }
 
-    /// Whether reader account `name` is active with no unexpired lease.
-    pub async fn lease_free(&self, name: &str) -> Result<bool, StoreError> {
+    /// Whether reader account `name` may be taken by `holder`: active, and
+    /// its holder is `holder`, nobody, or not a live instance (by the
+    /// `instances` heartbeats, the one liveness record), and its lease ran
+    /// out at least one `ttl` ago (the taker's wait: a holder that could
+    /// not renew stopped using the account at its local deadline, before
+    /// the lease ran out; the extra TTL covers a holder that noticed late).
+    pub async fn lease_free(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
         const OP: &str = "look at a reader lease";
         let c = self.conn(OP).await?;
+        let ttl_ms = ttl.as_millis() as f64;
         let row = c
             .query_opt(
-                "SELECT 1 FROM reader_accounts
-                  WHERE name = $1 AND status = 'active'
-                    AND (lease_expires_at IS NULL OR lease_expires_at <= now())",
-                &[&name],
+                "SELECT 1 FROM reader_accounts a
+                  WHERE a.name = $1 AND a.status = 'active'
+                    AND (a.lease_holder IS NULL OR a.lease_holder = $2 OR NOT EXISTS (
+                          SELECT 1 FROM instances i
+                           WHERE i.id = a.lease_holder
+                             AND i.heartbeat_at > now() - make_interval(secs => i.lease_ttl_s)))
+                    AND (a.lease_expires_at IS NULL OR a.lease_holder = $2
+                         OR a.lease_expires_at <= now() - $3 * interval '1 millisecond')",
+                &[&name, &holder, &ttl_ms],
             )
             .await
             .op(OP)?;

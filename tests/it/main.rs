@@ -50,6 +50,8 @@ mod pipeline;
 /// The MTProto reader against the fake data centre.
 mod reader;
 mod reader_album;
+/// A reader account's lease: the local deadline, the taker's wait.
+mod reader_lease;
 mod reader_relay;
 /// `kuryer run` reading channels through reader accounts, as a black box.
 mod reader_run;

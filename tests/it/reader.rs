@@ -312,9 +312,15 @@ async fn a_held_lease_keeps_a_second_process_out_until_its_holder_stops_renewing
     assert_eq!(first, Some(1));
     assert_eq!(store.take_lease("leased", "p2", ttl).await.unwrap(), None);
     assert!(store.renew_lease("leased", "p1", 1, ttl).await.unwrap());
-    // p1 dies (no more renewals): after the TTL p2 takes it, generation 2,
-    // and p1's late renewal fails.
+    // p1 dies (no more renewals): the lease runs out after the TTL, but
+    // p2 waits one TTL more (p1 stopped at its local deadline, before the
+    // lease ran out; the extra TTL covers a holder that noticed late);
+    // then it takes it, generation 2, and p1's late renewal fails.
     tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert_eq!(store.take_lease("leased", "p2", ttl).await.unwrap(), None);
+    assert!(!store.lease_free("leased", "p2", ttl).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert!(store.lease_free("leased", "p2", ttl).await.unwrap());
     assert_eq!(
         store.take_lease("leased", "p2", ttl).await.unwrap(),
         Some(2)
