@@ -110,6 +110,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0015_history_on_subscribe.sql",
         sql: include_str!("../../sql/0015_history_on_subscribe.sql"),
     },
+    Migration {
+        version: 16,
+        name: "0016_reader_peer_hashes.sql",
+        sql: include_str!("../../sql/0016_reader_peer_hashes.sql"),
+    },
 ];
 
 /// Why migrating failed.

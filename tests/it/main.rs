@@ -48,6 +48,7 @@ mod pipeline;
 /// The MTProto reader against the fake data centre.
 mod reader;
 mod reader_album;
+mod reader_hashes;
 mod reader_relay;
 /// `kuryer run` reading channels through reader accounts, as a black box.
 mod reader_run;
