@@ -82,32 +82,14 @@ impl ReaderWorld {
             );
         }
         let mut refs = Vec::with_capacity(channels as usize);
-        let mut ids = Vec::with_capacity(channels as usize);
-        let mut chats = Vec::with_capacity(channels as usize);
-        let mut hashes = Vec::with_capacity(channels as usize);
         for i in 1..=i64::from(channels) {
             let ch = dc.create_channel(ChannelSpec {
                 title: format!("Demo channel {i}"),
                 username: Some(format!("demo_channel_{i}")),
                 protected: false,
             });
-            ids.push(i);
-            chats.push(ch.bot_api_chat_id());
-            hashes.push(ch.access_hash);
             refs.push(ch);
         }
-        // One statement for every row: 10,000 round trips would dominate
-        // a large bench's set-up.
-        store
-            .conn("demo reader channels")
-            .await?
-            .execute(
-                "UPDATE channels c SET telegram_id = v.chat, access_hash = v.hash, bot_is_admin = false
-                   FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS v(id, chat, hash)
-                  WHERE c.id = v.id",
-                &[&ids, &chats, &hashes],
-            )
-            .await?;
         let key = format!("demo-session-key-{:016x}", rand::random::<u64>());
         let cipher = Arc::new(SessionCipher::new(Some(&Secret::new(key.clone())))?);
         let mut account_ids = Vec::with_capacity(accounts as usize);
@@ -126,6 +108,7 @@ impl ReaderWorld {
             store.set_session_user(&name, id, 0).await?;
             account_ids.push(id);
         }
+        seed_hashes(store, &dc, &refs, relay, &account_ids).await?;
         Ok(Self {
             dc,
             channels: refs,
@@ -143,7 +126,10 @@ impl ReaderWorld {
         cfg.telegram.api_hash = Some(Secret::new("0123456789abcdef0123456789abcdef"));
         cfg.telegram.relay_chat_id = Some(self.relay.bot_api_chat_id());
         cfg.reader.session_key = Some(Secret::new(self.session_key.clone()));
-        cfg.reader.relay_access_hash = Some(self.relay.access_hash);
+        cfg.reader.relay_access_hash = self
+            .accounts
+            .first()
+            .map(|&a| self.dc.access_hash(self.relay, a));
         cfg
     }
 
@@ -182,6 +168,48 @@ impl ReaderWorld {
             .await?;
         Ok(())
     }
+}
+
+/// Points channel rows `1..=n` at the data centre's channels (account 0's
+/// hash as the row's one hash) and stores every account's own access hash
+/// of every channel and of the relay, as if each had resolved them long
+/// ago: Telegram gives every account its own hash. One statement each:
+/// 10,000 round trips would dominate a large bench's set-up.
+async fn seed_hashes(
+    store: &Store,
+    dc: &MtprotoFake,
+    refs: &[ChannelRef],
+    relay: ChannelRef,
+    accounts: &[i64],
+) -> anyhow::Result<()> {
+    let first = accounts.first().copied().unwrap_or(0);
+    let ids: Vec<i64> = (1..=refs.len() as i64).collect();
+    let chats: Vec<i64> = refs.iter().map(|c| c.bot_api_chat_id()).collect();
+    let hashes: Vec<i64> = refs.iter().map(|&c| dc.access_hash(c, first)).collect();
+    let conn = store.conn("demo reader channels").await?;
+    conn.execute(
+        "UPDATE channels c SET telegram_id = v.chat, access_hash = v.hash, bot_is_admin = false
+           FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS v(id, chat, hash)
+          WHERE c.id = v.id",
+        &[&ids, &chats, &hashes],
+    )
+    .await?;
+    let (mut names, mut peers, mut own) = (Vec::new(), Vec::new(), Vec::new());
+    for (a, &account) in accounts.iter().enumerate() {
+        for &c in refs.iter().chain(std::iter::once(&relay)) {
+            names.push(format!("demo{a}"));
+            peers.push(c.id);
+            own.push(dc.access_hash(c, account));
+        }
+    }
+    conn.execute(
+        "INSERT INTO reader_peer_hashes (account, peer_id, access_hash)
+         SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[])
+         ON CONFLICT (account, peer_id) DO UPDATE SET access_hash = excluded.access_hash",
+        &[&names, &peers, &own],
+    )
+    .await?;
+    Ok(())
 }
 
 /// The data centre, the accounts and the channel ids of one demo run.

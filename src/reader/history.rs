@@ -146,8 +146,8 @@ impl ReaderPool {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(&id)
-            .map(|st| (st.info.bare_id, st.info.access_hash, st.info.protected));
-        let Some((bare, hash, protected)) = known else {
+            .map(|st| (st.info.bare_id, st.info.protected));
+        let Some((bare, protected)) = known else {
             return Err(later(
                 Duration::from_secs(30),
                 "the channel is not resolved",
@@ -159,8 +159,35 @@ impl ReaderPool {
                 "no reader account is available",
             ));
         };
+        // The account's own access hash (`hashes.rs`): without one, it
+        // resolves the channel again first.
+        let hash = match pool.read_hash(id, client.name(), channel.username.as_deref()) {
+            Ok(h) => h,
+            Err(super::hashes::NoHash::Resolving) => {
+                return Err(later(
+                    Duration::from_secs(10),
+                    "the reader account resolves the channel again for its own access hash",
+                ));
+            }
+            Err(super::hashes::NoHash::Lost) => {
+                return Err(HistoryError::Unreadable(
+                    "CHANNEL_INVALID: no reader account holds an access hash of the channel"
+                        .to_owned(),
+                ));
+            }
+        };
         let upto = i32::try_from(upto).unwrap_or(i32::MAX);
-        let (raw, full) = self.read_page(&client, (bare, hash), upto).await?;
+        let (raw, full) = match self.read_page(&client, (bare, hash), upto).await {
+            Err(HistoryError::Unreadable(e)) if e.contains("CHANNEL_INVALID") => {
+                // Another account's hash: resolved again, read later.
+                let name = channel.username.as_deref();
+                if pool.hash_refused(id, client.name(), name).await {
+                    return Err(later(Duration::from_secs(10), e));
+                }
+                return Err(HistoryError::Unreadable(e));
+            }
+            other => other?,
+        };
         let mut messages: Vec<SourceMessage> = raw
             .iter()
             .filter_map(|m| mapping::source_message(m, protected))

@@ -69,6 +69,12 @@ async fn join_one(p: &Arc<Inner>, account: &str) -> Result<(), Option<Duration>>
             p.account_full(account);
             Ok(())
         }
+        Err(e) if e.rpc_name() == Some("CHANNEL_INVALID") => {
+            // Another account's hash: the read resolves it again (and the
+            // join follows with the new hash).
+            p.hash_refused(channel_id, account, None).await;
+            Ok(())
+        }
         Err(e) => {
             tracing::warn!(channel_id, account, error = %e, "Joining the channel failed; it stays polled.");
             // Not tried again at once: the next channel goes first.

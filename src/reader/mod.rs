@@ -11,6 +11,7 @@
 //! | `login.rs` | `kuryer login / accounts / logout` |
 //! | `mapping.rs` | grammers messages → `SourceMessage` (entities, albums, media, protected) |
 //! | `pool.rs` | the accounts this process leases, channel assignment, pushed posts, lost accounts |
+//! | `hashes.rs` | each account's own access hash of a channel; resolving again after a move |
 //! | `joiner.rs` | joining channels one at a time per account, up to the maximum |
 //! | `resolver.rs` | the resolve queue (`contacts.resolveUsername`, slow, stored for good) |
 //! | `source.rs` | the `ChannelSource`: pushed posts, history from the mark, polling |
@@ -27,6 +28,8 @@ mod changes;
 pub mod client;
 /// Auth keys encrypted at rest.
 pub mod crypto;
+/// Access hashes per account; resolving again after a move.
+mod hashes;
 /// A channel's past: where reading starts, history for backfills.
 pub mod history;
 /// Joining channels, spread over time.

@@ -60,6 +60,12 @@ pub(super) struct ChanState {
     /// Joins so far: a history read that overlapped a join does not count
     /// as read (posts between its answer and the join were never pushed).
     pub(super) joins: u64,
+    /// Each account's own access hash of the channel (`hashes.rs`).
+    pub(super) hashes: HashMap<String, i64>,
+    /// The channel row's one hash was refused: it is nobody's guess any more.
+    pub(super) guess_refused: bool,
+    /// Resolving it again found its name gone or another channel's.
+    pub(super) hash_lost: bool,
 }
 
 pub(super) struct Inner {
@@ -78,6 +84,9 @@ pub(super) struct Inner {
     pub(super) changes: ChangeQueue,
     /// Accounts whose session Telegram ended since the start.
     lost: AtomicUsize,
+    /// (account, channel) → name: channels an account must resolve again
+    /// to get its own access hash (`hashes.rs`).
+    pub(super) rehash: Mutex<BTreeMap<(String, i64), String>>,
 }
 
 /// The reader accounts of this process.
@@ -122,6 +131,7 @@ impl ReaderPool {
             background: Mutex::new(Vec::new()),
             changes: ChangeQueue::new(super::change_queue::CAP),
             lost: AtomicUsize::new(0),
+            rehash: Mutex::new(BTreeMap::new()),
         });
         let pool = Self(inner);
         // Edits and deletions are stored by one task, in order, retrying
@@ -210,6 +220,7 @@ impl ReaderPool {
             return;
         }
         client.set_usable_until(deadline);
+        self.0.know_relay(&client).await;
         let tasks = vec![
             tokio::spawn(update_loop(
                 Arc::downgrade(&self.0),
@@ -334,6 +345,7 @@ impl Inner {
         // Its own row: listing every assignment here made the first reads
         // of n channels cost n² rows.
         let assigned = self.store.reader_assignment(channel.channel_id).await?;
+        let hashes = self.store.peer_hashes(info.bare_id).await?;
         lock(&self.by_bare).insert(info.bare_id, channel.channel_id);
         lock(&self.channels)
             .entry(channel.channel_id)
@@ -346,6 +358,9 @@ impl Inner {
                 verified: 0,
                 last_history: None,
                 joins: 0,
+                hashes,
+                guess_refused: false,
+                hash_lost: false,
             });
         Ok(())
     }
@@ -356,10 +371,10 @@ impl Inner {
         self: &Arc<Self>,
         channel_id: i64,
     ) -> Option<Arc<AccountClient>> {
-        let (current, bare, hash) = {
+        let (current, bare) = {
             let ch = lock(&self.channels);
             let st = ch.get(&channel_id)?;
-            (st.account.clone(), st.info.bare_id, st.info.access_hash)
+            (st.account.clone(), st.info.bare_id)
         };
         if let Some(name) = &current
             && let Some(l) = lock(&self.accounts).get(name)
@@ -377,8 +392,11 @@ impl Inner {
                     *n += 1;
                 }
             }
+            // An account holding its own access hash reads at once; any
+            // other must resolve the channel first (`hashes.rs`).
+            let st = ch.get(&channel_id)?;
             load.into_iter()
-                .min_by_key(|(name, n)| (*n, *name))
+                .min_by_key(|(name, n)| (*n + super::hashes::move_cost(st, name), *name))
                 .map(|(name, _)| name.to_owned())?
         };
         if let Err(e) = self.store.assign_channel(channel_id, &chosen).await {
@@ -392,7 +410,9 @@ impl Inner {
             st.joined = false;
             Arc::clone(&lock(&self.accounts).get(&chosen)?.client)
         };
-        client.session().know_channel(bare, hash);
+        if let Some(hash) = self.hash_for(channel_id, &chosen) {
+            client.session().know_channel(bare, hash);
+        }
         tracing::debug!(
             channel_id,
             account = chosen,
@@ -422,12 +442,13 @@ impl Inner {
         }
     }
 
-    /// The next channel `account` should join: assigned to it, not joined.
+    /// The next channel `account` should join: assigned to it, not
+    /// joined, and with the account's own access hash.
     pub(super) fn next_to_join(&self, account: &str) -> Option<(i64, i64, i64)> {
         lock(&self.channels)
             .iter()
             .filter(|(_, s)| !s.joined && !s.join_failed && s.account.as_deref() == Some(account))
-            .map(|(id, s)| (*id, s.info.bare_id, s.info.access_hash))
+            .filter_map(|(id, s)| Some((*id, s.info.bare_id, super::hashes::own_hash(s, account)?)))
             .min()
     }
 

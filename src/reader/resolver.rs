@@ -25,6 +25,15 @@ pub(super) async fn run(pool: Weak<Inner>) {
     loop {
         let Some(p) = pool.upgrade() else { return };
         let interval = Duration::from_millis(p.cfg.resolve_interval_ms);
+        // Channels an account must resolve again (moved to it) go first:
+        // they have subscribers waiting and cost the same call.
+        let again = p.next_rehash(|a| p.client(a).is_some_and(|c| c.paused_for(METHOD).is_none()));
+        if let Some((account, channel_id, name)) = again {
+            resolve_again(&p, &account, channel_id, &name).await;
+            drop(p);
+            tokio::time::sleep(interval).await;
+            continue;
+        }
         // Only with a live account to ask.
         let ready = !p.live_names().is_empty();
         match if ready {
@@ -92,6 +101,9 @@ async fn resolve_one(p: &std::sync::Arc<Inner>, pending: &PendingChannel, turn: 
     match outcome {
         Ok(found) => match p.store.channel_resolved(pending.channel_id, &found).await {
             Ok(channel) => {
+                // The hash is this account's own (core.telegram.org/api/peers).
+                p.learned_hash(client.name(), found.bare_id, found.access_hash)
+                    .await;
                 events::channel_resolved(&pending.username, channel.channel_id);
                 // The pending row may have merged into another one:
                 // its subscribers are the target's now.
@@ -110,6 +122,55 @@ async fn resolve_one(p: &std::sync::Arc<Inner>, pending: &PendingChannel, turn: 
                     tracing::warn!(channel = pending.username, error = %e, "Cannot store the channel's status.");
                 }
             }
+        }
+    }
+}
+
+/// `account` resolves `name` again for its own access hash of the channel
+/// `channel_id` (it moved to this account, or its hash was refused).
+async fn resolve_again(p: &std::sync::Arc<Inner>, account: &str, channel_id: i64, name: &str) {
+    let Some(client) = p.client(account) else {
+        return;
+    };
+    let request = tl::functions::contacts::ResolveUsername {
+        username: name.to_owned(),
+        referer: None,
+    };
+    let bare = p.bare_of(channel_id);
+    match client.call(METHOD, &request).await {
+        Ok(tl::enums::contacts::ResolvedPeer::Peer(found)) => match classify(&found) {
+            Ok(f) if Some(f.bare_id) == bare => {
+                p.learned_hash(account, f.bare_id, f.access_hash).await;
+                tracing::info!(
+                    account,
+                    channel_id,
+                    "Channel resolved again for the account's own access hash."
+                );
+                p.events.wake(channel_id);
+            }
+            other => {
+                tracing::warn!(account, channel_id, channel = name, found = ?other.map(|f| f.bare_id), "The channel's name no longer leads to it; the account cannot read it.");
+                p.hash_lost(channel_id);
+            }
+        },
+        Err(e)
+            if matches!(
+                e.rpc_name(),
+                Some("USERNAME_NOT_OCCUPIED" | "USERNAME_INVALID")
+            ) =>
+        {
+            tracing::warn!(
+                account,
+                channel_id,
+                channel = name,
+                "The channel's name no longer exists; the account cannot read it."
+            );
+            p.hash_lost(channel_id);
+        }
+        Err(CallError::Lost(reason)) => p.lost(account, &reason).await,
+        Err(e) => {
+            tracing::debug!(account, channel_id, error = %e, "Resolving the channel again failed; trying later.");
+            p.rehash_later(account, channel_id, name);
         }
     }
 }

@@ -35,12 +35,17 @@ use kuryer_actors::ports::{ChannelSource, SourceError};
 use tokio::time::Instant;
 
 use super::client::CallError;
+use super::hashes::NoHash;
 use super::mapping;
 use super::pool::{Inner, ReaderPool};
 
 /// How long a trailing pushed album is held after its last new part (as
 /// the Bot API intake holds one).
 pub const ALBUM_GRACE: Duration = Duration::from_millis(700);
+
+/// When a read waiting for its account to resolve the channel again is
+/// tried next (the resolver wakes the poller sooner when it is done).
+const REHASH_RETRY: Duration = Duration::from_secs(10);
 
 /// The source of one channel.
 pub struct MtprotoSource {
@@ -157,7 +162,7 @@ impl MtprotoSource {
                     Some(Duration::from_secs(30)),
                 )
             })?;
-        let (bare, hash, protected, joins) = self.known()?;
+        let (bare, hash, protected, joins) = self.known(client.name())?;
         let limit = i32::try_from(limit.clamp(1, 100)).unwrap_or(100);
         // Oldest first from the mark: offset just above it, stepped back by
         // the limit, so a backlog longer than one page is read in order.
@@ -187,9 +192,17 @@ impl MtprotoSource {
                     Some(Duration::from_secs(1)),
                 ));
             }
-            Err(e @ CallError::Rpc { .. })
-                if matches!(e.rpc_name(), Some("CHANNEL_PRIVATE" | "CHANNEL_INVALID")) =>
-            {
+            // Another account's hash (the channel moved): resolved again,
+            // or read by an account that has its own; never "deleted".
+            Err(e) if e.rpc_name() == Some("CHANNEL_INVALID") => {
+                let name = self.channel.username.as_deref();
+                let id = self.channel.channel_id;
+                if self.pool.hash_refused(id, client.name(), name).await {
+                    return Err(transient(e.to_string(), Some(REHASH_RETRY)));
+                }
+                return Err(SourceError::Gone(e.to_string()));
+            }
+            Err(e) if e.rpc_name() == Some("CHANNEL_PRIVATE") => {
                 return Err(SourceError::Gone(e.to_string()));
             }
             Err(e) => return Err(transient(e.to_string(), None)),
@@ -224,23 +237,38 @@ impl MtprotoSource {
         Ok((out, shown_name, full))
     }
 
-    /// The channel's bare id, access hash, whether it is protected, and
-    /// how many joins of it were made so far.
-    fn known(&self) -> Result<(i64, i64, bool, u64), SourceError> {
+    /// The channel's bare id, `account`'s access hash of it, whether it is
+    /// protected, and how many joins of it were made so far. Without a hash
+    /// of its own the account resolves the name again first (`hashes.rs`).
+    fn known(&self, account: &str) -> Result<(i64, i64, bool, u64), SourceError> {
+        let id = self.channel.channel_id;
+        let hash = match self
+            .pool
+            .read_hash(id, account, self.channel.username.as_deref())
+        {
+            Ok(h) => h,
+            Err(NoHash::Resolving) => {
+                return Err(transient(
+                    "the reader account resolves the channel again for its own access hash",
+                    Some(REHASH_RETRY),
+                ));
+            }
+            Err(NoHash::Lost) => {
+                return Err(SourceError::Gone(
+                    "CHANNEL_INVALID: no reader account holds an access hash of the channel"
+                        .to_owned(),
+                ));
+            }
+        };
         let channels = self
             .pool
             .channels
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let st = channels
-            .get(&self.channel.channel_id)
+            .get(&id)
             .ok_or_else(|| transient("channel unknown", None))?;
-        Ok((
-            st.info.bare_id,
-            st.info.access_hash,
-            st.info.protected,
-            st.joins,
-        ))
+        Ok((st.info.bare_id, hash, st.info.protected, st.joins))
     }
 
     /// A history read gave `out`, reaching message `max_id`: the pushed
@@ -444,7 +472,7 @@ impl MtprotoSource {
                     Some(Duration::from_secs(30)),
                 )
             })?;
-        let (bare, hash, _, _) = self.known()?;
+        let (bare, hash, _, _) = self.known(client.name())?;
         let from = (bare, hash);
         match super::relay::forward(&client, relay, from, messages).await {
             super::relay::Outcome::Done(m) => Ok(m),

@@ -44,6 +44,8 @@ mod notice_claims;
 mod open;
 /// Daily partitions of `forwarded_messages` and retention.
 pub mod partitions;
+/// Access hashes per reader account and Telegram peer (0016).
+mod peer_hashes;
 /// Owed deliveries: the start-up resume and the periodic sweep read them.
 mod pending;
 /// `impl Persistence for Store`: the actors' port onto the store.

@@ -93,7 +93,7 @@ async fn the_reader_records_the_newest_posts_as_history_once_and_says_when_it_ca
                 &[
                     &chan.bot_api_chat_id(),
                     &name,
-                    &chan.access_hash,
+                    &dc.access_hash(chan, account),
                     &i64::from(dc.channel_pts(chan) - 1),
                 ],
             )
@@ -121,7 +121,7 @@ async fn the_reader_records_the_newest_posts_as_history_once_and_says_when_it_ca
         .unwrap();
     let mut cfg = reader_config(&db);
     cfg.telegram.relay_chat_id = Some(relay.bot_api_chat_id());
-    cfg.reader.relay_access_hash = Some(relay.access_hash);
+    cfg.reader.relay_access_hash = Some(dc.access_hash(relay, account));
     cfg.reader.history_per_second = 50.0;
     let pool = kuryer::reader::ReaderPool::start(
         store.clone(),
@@ -313,7 +313,7 @@ async fn a_backfill_of_a_channel_added_just_now_sends_its_last_posts_from_telegr
     ));
     env.push((
         "KURYER_READER_RELAY_ACCESS_HASH",
-        relay.access_hash.to_string(),
+        dc.access_hash(relay, account).to_string(),
     ));
     // A forced stop (queued sends dropped, resumed at the next start).
     env.push(("KURYER_DELIVERY_SHUTDOWN_DEADLINE_MS", "100".to_owned()));

@@ -50,6 +50,7 @@ mod pipeline;
 /// The MTProto reader against the fake data centre.
 mod reader;
 mod reader_album;
+mod reader_hashes;
 /// A reader account's lease: the local deadline, the taker's wait.
 mod reader_lease;
 mod reader_relay;

@@ -379,7 +379,9 @@ async fn channels_are_balanced_and_move_to_another_account_when_one_is_lost() {
                 &[
                     &ch.bot_api_chat_id(),
                     &format!("lost_test_{i}"),
-                    &ch.access_hash,
+                    // Account one's hash: account two, given half of
+                    // the channels, must resolve them again for its own.
+                    &fake.access_hash(ch, keys[0].2),
                 ],
             )
             .await
@@ -397,6 +399,7 @@ async fn channels_are_balanced_and_move_to_another_account_when_one_is_lost() {
     let mut cfg = reader_config(&db);
     cfg.reader.lease_ttl_s = 3;
     cfg.reader.join_interval_ms = 50;
+    cfg.reader.resolve_interval_ms = 50;
     cfg.reader.history_per_second = 50.0;
     // Only pushes (joined) and the catch-up after the loss can read posts.
     cfg.reader.poll_interval_s = 3600;
@@ -410,8 +413,21 @@ async fn channels_are_balanced_and_move_to_another_account_when_one_is_lost() {
     assert_eq!(pool.live_accounts(), ["one", "two"]);
     let mut sources: Vec<_> = refs.iter().map(|(r, _)| pool.source(r)).collect();
     for s in &mut sources {
-        let got = s.fetch(0, 100).await.unwrap();
-        assert_eq!(got.len(), 1, "caught up from the mark at first read");
+        // Account two's channels: refused once (account one's hash), then
+        // read once two has resolved them for its own.
+        let mut got = Err(None);
+        for _ in 0..100 {
+            got = s.fetch(0, 100).await.map_err(Some);
+            if got.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            got.unwrap().len(),
+            1,
+            "caught up from the mark at first read"
+        );
     }
     let per_account = async || -> Vec<(String, i64)> {
         c.query(

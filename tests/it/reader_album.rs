@@ -51,7 +51,7 @@ async fn an_album_pushed_part_by_part_with_reads_between_is_one_post_forwarded_o
         .query_one(
             "INSERT INTO channels (telegram_id, username, access_hash, status)
              VALUES ($1, 'album_source', $2, 'active') RETURNING id",
-            &[&ch.bot_api_chat_id(), &ch.access_hash],
+            &[&ch.bot_api_chat_id(), &dc.access_hash(ch, id)],
         )
         .await
         .unwrap()
@@ -69,7 +69,7 @@ async fn an_album_pushed_part_by_part_with_reads_between_is_one_post_forwarded_o
     };
     let mut cfg = reader_config(&db);
     cfg.telegram.relay_chat_id = Some(relay.bot_api_chat_id());
-    cfg.reader.relay_access_hash = Some(relay.access_hash);
+    cfg.reader.relay_access_hash = Some(dc.access_hash(relay, id));
     cfg.reader.history_per_second = 50.0;
     let wakes = Arc::new(Wakes::default());
     let pool =

@@ -53,7 +53,7 @@ async fn a_repeated_read_forwards_nothing_twice_and_albums_go_in_one_call() {
             // channel whose first read found it empty.
             "INSERT INTO channels (telegram_id, username, access_hash, status, start_message_id)
              VALUES ($1, 'media_source', $2, 'active', 0) RETURNING id",
-            &[&ch.bot_api_chat_id(), &ch.access_hash],
+            &[&ch.bot_api_chat_id(), &dc.access_hash(ch, id)],
         )
         .await
         .unwrap();
@@ -65,7 +65,7 @@ async fn a_repeated_read_forwards_nothing_twice_and_albums_go_in_one_call() {
     };
     let mut cfg = reader_config(&db);
     cfg.telegram.relay_chat_id = Some(relay.bot_api_chat_id());
-    cfg.reader.relay_access_hash = Some(relay.access_hash);
+    cfg.reader.relay_access_hash = Some(dc.access_hash(relay, id));
     cfg.reader.history_per_second = 50.0;
     // Two processes in turn read from the same mark, as after a crash
     // between the forward and the post's record.
@@ -120,7 +120,7 @@ async fn wait_until<F: AsyncFnMut() -> bool>(limit: Duration, mut f: F) -> bool 
 /// `copyMessages`), also across a restart that reads them again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn media_of_a_channel_the_bot_is_not_in_reach_subscribers_from_the_relay() {
-    let (db, _store, bot_api, dc, _id, relay) =
+    let (db, _store, bot_api, dc, id, relay) =
         crate::reader::relay_world(FakeLimits::scaled(20.0), "+998900004101", "relayer").await;
     bot_api.add_bot(TOKEN);
     bot_api.set_admin(relay.bot_api_chat_id(), TOKEN, true);
@@ -145,7 +145,7 @@ async fn media_of_a_channel_the_bot_is_not_in_reach_subscribers_from_the_relay()
     ));
     env.push((
         "KURYER_READER_RELAY_ACCESS_HASH",
-        relay.access_hash.to_string(),
+        dc.access_hash(relay, id).to_string(),
     ));
     let port = free_port();
     let mut daemon = Daemon::start_with(&db.url, &bot_api, TOKEN, port, 20.0, &env);

@@ -73,7 +73,8 @@
 //!
 //! `FLOOD_WAIT_X` (420, per account and method, configurable),
 //! `USERNAME_NOT_OCCUPIED`, `USERNAME_INVALID`, `CHANNEL_PRIVATE`,
-//! `CHANNEL_INVALID` (unknown id or wrong access hash),
+//! `CHANNEL_INVALID` (unknown id, or an access hash not given to the calling
+//! account: every account has its own, [`MtprotoFake::access_hash`]),
 //! `CHANNELS_TOO_MUCH` (joining a 501st channel), `USER_NOT_PARTICIPANT`,
 //! `CHAT_FORWARDS_RESTRICTED` (protected source), `CHAT_WRITE_FORBIDDEN`
 //! (forwarding into a channel the account does not administer),

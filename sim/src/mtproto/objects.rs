@@ -83,7 +83,7 @@ pub(crate) fn channel(ch: &Channel, account: Option<i64>) -> tl::enums::Chat {
             megagroup: false,
             monoforum: false,
             id: ch.id,
-            access_hash: ch.access_hash,
+            access_hash: ch.access_hash(account),
             title: ch.title.clone(),
             until_date: None,
         }
@@ -119,7 +119,7 @@ pub(crate) fn channel(ch: &Channel, account: Option<i64>) -> tl::enums::Chat {
         monoforum: false,
         forum_tabs: false,
         id: ch.id,
-        access_hash: Some(ch.access_hash),
+        access_hash: Some(ch.access_hash(account)),
         title: ch.title.clone(),
         username: ch.username.clone(),
         photo: tl::enums::ChatPhoto::Empty,

@@ -208,14 +208,14 @@ fn dispatch(world: &mut World, ctx: &CallCtx, account: Option<i64>, id: u32, bod
             let req: f::channels::GetChannels = args(body)?;
             let mut chats = Vec::new();
             for c in &req.id {
-                let ch = channel_of(world, c)?;
+                let ch = channel_of(world, me, c)?;
                 chats.push(objects::channel(ch, Some(me)));
             }
             Ok(tl::enums::messages::Chats::Chats(tl::types::messages::Chats { chats }).to_bytes())
         }
         f::channels::GetFullChannel::CONSTRUCTOR_ID => {
             let req: f::channels::GetFullChannel = args(body)?;
-            let ch = visible(channel_of(world, &req.channel)?, me)?;
+            let ch = visible(channel_of(world, me, &req.channel)?, me)?;
             Ok(
                 tl::enums::messages::ChatFull::Full(tl::types::messages::ChatFull {
                     full_chat: objects::channel_full(ch),
@@ -228,7 +228,7 @@ fn dispatch(world: &mut World, ctx: &CallCtx, account: Option<i64>, id: u32, bod
         f::messages::GetHistory::CONSTRUCTOR_ID => get_history(world, me, &args(body)?),
         f::channels::GetMessages::CONSTRUCTOR_ID => {
             let req: f::channels::GetMessages = args(body)?;
-            let ch = visible(channel_of(world, &req.channel)?, me)?;
+            let ch = visible(channel_of(world, me, &req.channel)?, me)?;
             let messages = req
                 .id
                 .iter()
@@ -292,23 +292,39 @@ fn account_of(world: &World, me: i64) -> Result<&Account, RpcErr> {
         .ok_or_else(|| err(401, "AUTH_KEY_UNREGISTERED"))
 }
 
-fn channel_by_id(world: &World, id: i64, access_hash: i64) -> Result<&Channel, RpcErr> {
+/// The channel `id` if `access_hash` is the one `me` was given: an access
+/// hash belongs to the account that received it (core.telegram.org/api/peers,
+/// "Access hash"; see `Channel::access_hash`). Anything else — an unknown id,
+/// another account's hash — is `CHANNEL_INVALID`, as the docs list it for
+/// `channels.joinChannel`, `messages.getHistory` and the other calls taking
+/// an `InputChannel` ("The provided channel is invalid").
+fn channel_by_id(world: &World, me: i64, id: i64, access_hash: i64) -> Result<&Channel, RpcErr> {
     match world.channels.get(&id) {
-        Some(ch) if ch.access_hash == access_hash => Ok(ch),
+        Some(ch) if ch.access_hash(Some(me)) == access_hash => Ok(ch),
         _ => Err(err(400, "CHANNEL_INVALID")),
     }
 }
 
-fn channel_of<'w>(world: &'w World, c: &tl::enums::InputChannel) -> Result<&'w Channel, RpcErr> {
+fn channel_of<'w>(
+    world: &'w World,
+    me: i64,
+    c: &tl::enums::InputChannel,
+) -> Result<&'w Channel, RpcErr> {
     match c {
-        tl::enums::InputChannel::Channel(x) => channel_by_id(world, x.channel_id, x.access_hash),
+        tl::enums::InputChannel::Channel(x) => {
+            channel_by_id(world, me, x.channel_id, x.access_hash)
+        }
         _ => Err(err(400, "CHANNEL_INVALID")),
     }
 }
 
-fn channel_of_peer<'w>(world: &'w World, p: &tl::enums::InputPeer) -> Result<&'w Channel, RpcErr> {
+fn channel_of_peer<'w>(
+    world: &'w World,
+    me: i64,
+    p: &tl::enums::InputPeer,
+) -> Result<&'w Channel, RpcErr> {
     match p {
-        tl::enums::InputPeer::Channel(x) => channel_by_id(world, x.channel_id, x.access_hash),
+        tl::enums::InputPeer::Channel(x) => channel_by_id(world, me, x.channel_id, x.access_hash),
         _ => Err(err(400, "PEER_ID_INVALID")),
     }
 }

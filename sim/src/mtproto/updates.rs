@@ -81,12 +81,11 @@ pub(crate) fn updates_body(
     .into()
 }
 
-fn member_view(ch: &Channel) -> tl::enums::Chat {
-    // Pushes go to members only: the first member's view is everyone's.
-    objects::channel(ch, ch.members.iter().next().copied())
-}
-
 impl World {
+    /// Pushes an event to every member, each with the channel as that
+    /// member sees it: its `chats` carry the member's own access hash
+    /// (core.telegram.org/api/peers: a hash is specific to the account), so
+    /// one body is built per member.
     fn push_event(&mut self, channel: i64, event: &Event) {
         let Some(ch) = self.channels.get(&channel) else {
             return;
@@ -94,8 +93,22 @@ impl World {
         let Some(update) = event_update(ch, event) else {
             return;
         };
-        let body = Arc::new(updates_body(vec![update], vec![member_view(ch)]).to_bytes());
-        self.push_to_members(channel, &body);
+        let bodies: Vec<(i64, Arc<Vec<u8>>)> = ch
+            .members
+            .iter()
+            .map(|&m| {
+                let view = objects::channel(ch, Some(m));
+                (
+                    m,
+                    Arc::new(updates_body(vec![update.clone()], vec![view]).to_bytes()),
+                )
+            })
+            .collect();
+        for (member, body) in bodies {
+            if let Some(acc) = self.accounts.get_mut(&member) {
+                super::world::push_to(acc, Some(channel), &body);
+            }
+        }
     }
 
     /// Appends a message to a channel, logs and pushes it; returns its id.

@@ -114,7 +114,9 @@ pub(crate) struct Event {
 /// A broadcast channel.
 pub(crate) struct Channel {
     pub(crate) id: i64,
-    pub(crate) access_hash: i64,
+    /// Secret from which each account's access hash is derived
+    /// ([`Channel::access_hash`]); no account holds it.
+    pub(crate) hash_seed: i64,
     pub(crate) title: String,
     pub(crate) username: Option<String>,
     pub(crate) protected: bool,
@@ -131,6 +133,26 @@ pub(crate) struct Channel {
 }
 
 impl Channel {
+    /// The access hash `account` knows the channel by. Telegram gives each
+    /// account its own: "access_hash … is specific to the user/bot that
+    /// fetched it; it cannot be reused by other users/bots"
+    /// (core.telegram.org/api/peers, "Access hash"); Telethon's FAQ says the
+    /// same of entities cached by another session. Another account's hash
+    /// is answered `CHANNEL_INVALID` (`rpc.rs`, `channel_by_id`).
+    /// `None` (no account: the control API) gets the seed, valid for nobody.
+    pub(crate) fn access_hash(&self, account: Option<i64>) -> i64 {
+        let Some(account) = account else {
+            return self.hash_seed;
+        };
+        // SplitMix64 of (seed, account): stable, different per account.
+        let mut z = (self.hash_seed as u64)
+            .wrapping_add((account as u64).rotate_left(17))
+            .wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) as i64
+    }
+
     pub(crate) fn is_public(&self) -> bool {
         self.username.is_some()
     }
@@ -225,20 +247,6 @@ impl World {
         stats.calls += 1;
         if let Some(e) = error {
             *stats.errors.entry(e.to_owned()).or_default() += 1;
-        }
-    }
-
-    /// Sends `body` to every connection of every member of `channel`,
-    /// honouring each account's drop/delay settings.
-    pub(crate) fn push_to_members(&mut self, channel: i64, body: &Arc<Vec<u8>>) {
-        let Some(ch) = self.channels.get(&channel) else {
-            return;
-        };
-        let members: Vec<i64> = ch.members.iter().copied().collect();
-        for account in members {
-            if let Some(acc) = self.accounts.get_mut(&account) {
-                push_to(acc, Some(channel), body);
-            }
         }
     }
 }

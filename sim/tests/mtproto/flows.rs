@@ -80,7 +80,7 @@ async fn an_account_joins_at_most_500_channels() {
     let c501 = public_channel(&fake, "number501");
     let reader = Reader::signed_in(&fake, key).await;
     let join = |c| tl::functions::channels::JoinChannel {
-        channel: input_channel(c),
+        channel: input_channel(&fake, c, id),
     };
     reader.client.invoke(&join(c500)).await.expect("the 500th");
     let e = reader
@@ -92,7 +92,7 @@ async fn an_account_joins_at_most_500_channels() {
     reader
         .client
         .invoke(&tl::functions::channels::LeaveChannel {
-            channel: input_channel(c500),
+            channel: input_channel(&fake, c500, id),
         })
         .await
         .expect("leave one");
@@ -101,10 +101,10 @@ async fn an_account_joins_at_most_500_channels() {
 }
 
 fn forward(
-    from: ChannelRef,
+    from: tl::enums::InputPeer,
     ids: &[i32],
     random_ids: &[i64],
-    to: ChannelRef,
+    to: tl::enums::InputPeer,
 ) -> tl::functions::messages::ForwardMessages {
     tl::functions::messages::ForwardMessages {
         silent: false,
@@ -115,10 +115,10 @@ fn forward(
         noforwards: false,
         allow_paid_floodskip: false,
         from_ephemeral: false,
-        from_peer: input_peer(from),
+        from_peer: from,
         id: ids.to_vec(),
         random_id: random_ids.to_vec(),
-        to_peer: input_peer(to),
+        to_peer: to,
         top_msg_id: None,
         reply_to: None,
         schedule_date: None,
@@ -165,11 +165,21 @@ async fn forwards_into_a_relay_once_per_random_id_and_bots_see_them() {
 
     let reader = Reader::signed_in(&fake, key).await;
     let c = &reader.client;
-    c.invoke(&forward(source, &[1, 2], &[11, 12], relay))
-        .await
-        .expect("forward");
+    c.invoke(&forward(
+        input_peer(&fake, source, id),
+        &[1, 2],
+        &[11, 12],
+        input_peer(&fake, relay, id),
+    ))
+    .await
+    .expect("forward");
     let again = c
-        .invoke(&forward(source, &[1, 2], &[11, 12], relay))
+        .invoke(&forward(
+            input_peer(&fake, source, id),
+            &[1, 2],
+            &[11, 12],
+            input_peer(&fake, relay, id),
+        ))
         .await
         .expect("same random ids");
     let tl::enums::Updates::Updates(again) = again else {
@@ -189,7 +199,11 @@ async fn forwards_into_a_relay_once_per_random_id_and_bots_see_them() {
         "the repeat names the first forward's messages"
     );
     assert_eq!(
-        message_ids(c.invoke(&history(0, 0, 10, relay)).await.expect("relay")),
+        message_ids(
+            c.invoke(&history(0, 0, 10, input_peer(&fake, relay, id)))
+                .await
+                .expect("relay")
+        ),
         vec![2, 1]
     );
 
@@ -205,7 +219,7 @@ async fn forwards_into_a_relay_once_per_random_id_and_bots_see_them() {
         .unwrap();
     let relay_ref = grammers_client::session::types::PeerRef {
         id: grammers_client::session::types::PeerId::channel_unchecked(relay.id),
-        auth: grammers_client::session::types::PeerAuth::from_hash(relay.access_hash),
+        auth: grammers_client::session::types::PeerAuth::from_hash(fake.access_hash(relay, id)),
     };
     let copies = c
         .forward_messages(relay_ref, &[3], src_ref)
@@ -216,12 +230,22 @@ async fn forwards_into_a_relay_once_per_random_id_and_bots_see_them() {
     assert!(copy.forward_header().is_some());
 
     let e = c
-        .invoke(&forward(locked, &[1], &[21], relay))
+        .invoke(&forward(
+            input_peer(&fake, locked, id),
+            &[1],
+            &[21],
+            input_peer(&fake, relay, id),
+        ))
         .await
         .expect_err("protected");
     assert_eq!(rpc_name(&e), Some("CHAT_FORWARDS_RESTRICTED"));
     let e = c
-        .invoke(&forward(source, &[1], &[22], elsewhere))
+        .invoke(&forward(
+            input_peer(&fake, source, id),
+            &[1],
+            &[22],
+            input_peer(&fake, elsewhere, id),
+        ))
         .await
         .expect_err("not an admin");
     assert_eq!(rpc_name(&e), Some("CHAT_WRITE_FORBIDDEN"));

@@ -136,18 +136,19 @@ async fn grammers_connects_gets_itself_and_pings() {
     reader.close().await;
 }
 
-fn input_channel(c: ChannelRef) -> tl::enums::InputChannel {
+/// The channel as `account` addresses it (with its own access hash).
+fn input_channel(fake: &MtprotoFake, c: ChannelRef, account: i64) -> tl::enums::InputChannel {
     tl::types::InputChannel {
         channel_id: c.id,
-        access_hash: c.access_hash,
+        access_hash: fake.access_hash(c, account),
     }
     .into()
 }
 
-fn input_peer(c: ChannelRef) -> tl::enums::InputPeer {
+fn input_peer(fake: &MtprotoFake, c: ChannelRef, account: i64) -> tl::enums::InputPeer {
     tl::types::InputPeerChannel {
         channel_id: c.id,
-        access_hash: c.access_hash,
+        access_hash: fake.access_hash(c, account),
     }
     .into()
 }
@@ -156,10 +157,10 @@ fn history(
     min_id: i32,
     offset_id: i32,
     limit: i32,
-    c: ChannelRef,
+    peer: tl::enums::InputPeer,
 ) -> tl::functions::messages::GetHistory {
     tl::functions::messages::GetHistory {
-        peer: input_peer(c),
+        peer,
         offset_id,
         offset_date: 0,
         add_offset: 0,
@@ -216,14 +217,14 @@ async fn resolve_join_and_read_history_with_min_id() {
 
     let ids = message_ids(
         client
-            .invoke(&history(20, 0, 100, news))
+            .invoke(&history(20, 0, 100, input_peer(&fake, news, id)))
             .await
             .expect("history"),
     );
     assert_eq!(ids, (21..=30).rev().collect::<Vec<_>>());
     let ids = message_ids(
         client
-            .invoke(&history(0, 25, 3, news))
+            .invoke(&history(0, 25, 3, input_peer(&fake, news, id)))
             .await
             .expect("history"),
     );
@@ -240,7 +241,7 @@ async fn resolve_join_and_read_history_with_min_id() {
 
     let got = client
         .invoke(&tl::functions::channels::GetMessages {
-            channel: input_channel(news),
+            channel: input_channel(&fake, news, id),
             id: vec![
                 tl::types::InputMessageId { id: 7 }.into(),
                 tl::types::InputMessageId { id: 99 }.into(),
@@ -252,7 +253,7 @@ async fn resolve_join_and_read_history_with_min_id() {
 
     let tl::enums::messages::ChatFull::Full(full) = client
         .invoke(&tl::functions::channels::GetFullChannel {
-            channel: input_channel(news),
+            channel: input_channel(&fake, news, id),
         })
         .await
         .expect("getFullChannel");
@@ -262,7 +263,7 @@ async fn resolve_join_and_read_history_with_min_id() {
     assert_eq!(full.pts, fake.channel_pts(news));
     let tl::enums::messages::Chats::Chats(chats) = client
         .invoke(&tl::functions::channels::GetChannels {
-            id: vec![input_channel(news)],
+            id: vec![input_channel(&fake, news, id)],
         })
         .await
         .expect("getChannels")
@@ -273,13 +274,13 @@ async fn resolve_join_and_read_history_with_min_id() {
 
     client
         .invoke(&tl::functions::channels::LeaveChannel {
-            channel: input_channel(news),
+            channel: input_channel(&fake, news, id),
         })
         .await
         .expect("leave");
     let again = client
         .invoke(&tl::functions::channels::LeaveChannel {
-            channel: input_channel(news),
+            channel: input_channel(&fake, news, id),
         })
         .await
         .expect_err("not a member any more");
@@ -311,12 +312,12 @@ async fn private_channels_need_membership() {
     let client = &reader.client;
     for e in [
         client
-            .invoke(&history(0, 0, 10, closed))
+            .invoke(&history(0, 0, 10, input_peer(&fake, closed, id)))
             .await
             .expect_err("private"),
         client
             .invoke(&tl::functions::channels::JoinChannel {
-                channel: input_channel(closed),
+                channel: input_channel(&fake, closed, id),
             })
             .await
             .expect_err("private"),
@@ -327,7 +328,7 @@ async fn private_channels_need_membership() {
     assert_eq!(
         message_ids(
             client
-                .invoke(&history(0, 0, 10, closed))
+                .invoke(&history(0, 0, 10, input_peer(&fake, closed, id)))
                 .await
                 .expect("member")
         ),
@@ -350,7 +351,7 @@ async fn private_channels_need_membership() {
             .is_none()
     );
     let e = client
-        .invoke(&history(0, 0, 10, public))
+        .invoke(&history(0, 0, 10, input_peer(&fake, public, id)))
         .await
         .expect_err("now private");
     assert_eq!(rpc_name(&e), Some("CHANNEL_PRIVATE"));
@@ -362,7 +363,7 @@ async fn private_channels_need_membership() {
     // Deleted: a member, too, is refused, and its name leads nowhere.
     fake.delete_channel(closed);
     let e = client
-        .invoke(&history(0, 0, 10, closed))
+        .invoke(&history(0, 0, 10, input_peer(&fake, closed, id)))
         .await
         .expect_err("deleted");
     assert_eq!(rpc_name(&e), Some("CHANNEL_PRIVATE"), "{e}");
@@ -404,4 +405,51 @@ impl Reader {
             pool,
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_access_hash_serves_only_the_account_it_was_given_to() {
+    let fake = MtprotoFake::start(MtprotoConfig::default()).expect("start");
+    let (id, key) = account(&fake, "+998900000004");
+    let (other, _) = account(&fake, "+998900000005");
+    let news = public_channel(&fake, "hash_is_mine");
+    fake.publish_text(news, "one");
+    assert_ne!(fake.access_hash(news, id), fake.access_hash(news, other));
+    let reader = Reader::signed_in(&fake, key).await;
+    let client = &reader.client;
+    // The hash resolveUsername hands this account is its own one.
+    let tl::enums::contacts::ResolvedPeer::Peer(found) = client
+        .invoke(&tl::functions::contacts::ResolveUsername {
+            username: "hash_is_mine".to_owned(),
+            referer: None,
+        })
+        .await
+        .expect("resolve");
+    let Some(tl::enums::Chat::Channel(c)) = found.chats.first() else {
+        panic!("a channel: {found:?}")
+    };
+    assert_eq!(c.access_hash, Some(fake.access_hash(news, id)));
+    // Another account's hash: CHANNEL_INVALID for every call taking it.
+    let e = client
+        .invoke(&history(0, 0, 10, input_peer(&fake, news, other)))
+        .await
+        .expect_err("another account's hash");
+    assert_eq!(rpc_name(&e), Some("CHANNEL_INVALID"), "{e}");
+    let e = client
+        .invoke(&tl::functions::channels::JoinChannel {
+            channel: input_channel(&fake, news, other),
+        })
+        .await
+        .expect_err("another account's hash");
+    assert_eq!(rpc_name(&e), Some("CHANNEL_INVALID"), "{e}");
+    assert_eq!(
+        message_ids(
+            client
+                .invoke(&history(0, 0, 10, input_peer(&fake, news, id)))
+                .await
+                .expect("its own hash")
+        ),
+        vec![1]
+    );
+    reader.close().await;
 }

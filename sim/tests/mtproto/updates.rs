@@ -174,7 +174,7 @@ async fn too_many_missed_posts_answer_channel_difference_too_long() {
     let ids = message_ids(
         reader
             .client
-            .invoke(&history(1, 0, 100, news))
+            .invoke(&history(1, 0, 100, input_peer(&fake, news, id)))
             .await
             .expect("history"),
     );

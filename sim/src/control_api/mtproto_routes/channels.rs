@@ -78,6 +78,10 @@ async fn create_channel(c: web::Data<MtprotoFace>, body: web::Json<NewChannel>) 
     for k in body.admin_bots {
         c.bot_api.set_admin(chat, &c.bot_tokens[k], true);
     }
+    let mut hashes = serde_json::Map::new();
+    for &a in body.members.iter().chain(&body.admins) {
+        hashes.insert(a.to_string(), json!(c.fake.access_hash(r, a)));
+    }
     for a in body.members {
         c.fake.add_member(r, a);
     }
@@ -86,7 +90,7 @@ async fn create_channel(c: web::Data<MtprotoFace>, body: web::Json<NewChannel>) 
     }
     Ok(HttpResponse::Ok().json(json!({
         "id": r.id,
-        "access_hash": r.access_hash,
+        "access_hashes": hashes,
         "bot_api_chat_id": chat,
     })))
 }

@@ -23,13 +23,12 @@ pub struct ChannelSpec {
     pub protected: bool,
 }
 
-/// A channel's id and access hash, as a client needs them.
+/// A channel of the fake, by id. Its access hash depends on the account
+/// asking ([`MtprotoFake::access_hash`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChannelRef {
     /// The bare channel id (the Bot API id is `-100` followed by it).
     pub id: i64,
-    /// Its access hash.
-    pub access_hash: i64,
 }
 
 impl ChannelRef {
@@ -66,16 +65,25 @@ impl MtprotoFake {
 
     /// The channel with this bare id, if it exists.
     pub fn channel(&self, id: i64) -> Option<ChannelRef> {
-        self.world().channels.get(&id).map(|c| ChannelRef {
-            id,
-            access_hash: c.access_hash,
-        })
+        self.world()
+            .channels
+            .contains_key(&id)
+            .then_some(ChannelRef { id })
+    }
+
+    /// The access hash `account` is given for `channel` (its own: another
+    /// account's is answered `CHANNEL_INVALID`, as on Telegram).
+    pub fn access_hash(&self, channel: ChannelRef, account: i64) -> i64 {
+        self.world()
+            .channels
+            .get(&channel.id)
+            .map_or(0, |c| c.access_hash(Some(account)))
     }
 
     fn insert_channel(w: &mut World, spec: ChannelSpec) -> ChannelRef {
         let id = w.next_channel_id;
         w.next_channel_id += 1;
-        let access_hash = rand::random();
+        let hash_seed = rand::random();
         let username = spec.username.map(|u| u.trim_start_matches('@').to_owned());
         if let Some(u) = &username {
             w.usernames.insert(u.to_ascii_lowercase(), id);
@@ -91,7 +99,7 @@ impl MtprotoFake {
             id,
             Channel {
                 id,
-                access_hash,
+                hash_seed,
                 title: spec.title,
                 username,
                 protected: spec.protected,
@@ -106,7 +114,7 @@ impl MtprotoFake {
                 deleted: false,
             },
         );
-        ChannelRef { id, access_hash }
+        ChannelRef { id }
     }
 
     fn with_channel<T>(&self, channel: ChannelRef, f: impl FnOnce(&mut World) -> T) -> T {

@@ -17,7 +17,7 @@ pub(super) fn get_history(
     me: i64,
     req: &tl::functions::messages::GetHistory,
 ) -> Reply {
-    let ch = visible(channel_of_peer(world, &req.peer)?, me)?;
+    let ch = visible(channel_of_peer(world, me, &req.peer)?, me)?;
     let ids: Vec<i32> = ch
         .messages
         .keys()
@@ -48,7 +48,7 @@ pub(super) fn join(
     me: i64,
     req: &tl::functions::channels::JoinChannel,
 ) -> Reply {
-    let ch = channel_of(world, &req.channel)?;
+    let ch = channel_of(world, me, &req.channel)?;
     let id = ch.id;
     let member = ch.members.contains(&me);
     if !member {
@@ -79,7 +79,7 @@ pub(super) fn leave(
     me: i64,
     req: &tl::functions::channels::LeaveChannel,
 ) -> Reply {
-    let id = channel_of(world, &req.channel)?.id;
+    let id = channel_of(world, me, &req.channel)?.id;
     let ch = world.channels.get_mut(&id).expect("found above");
     if !ch.members.remove(&me) {
         return Err(err(400, "USER_NOT_PARTICIPANT"));
@@ -102,9 +102,9 @@ pub(super) fn forward(
     if req.id.len() != req.random_id.len() || req.id.is_empty() {
         return Err(err(400, "RANDOM_ID_INVALID"));
     }
-    let src = visible(channel_of_peer(world, &req.from_peer)?, me)?;
+    let src = visible(channel_of_peer(world, me, &req.from_peer)?, me)?;
     let src_id = src.id;
-    let dst = channel_of_peer(world, &req.to_peer)?;
+    let dst = channel_of_peer(world, me, &req.to_peer)?;
     let dst_id = dst.id;
     if !dst.admins.contains(&me) {
         return Err(err(403, "CHAT_WRITE_FORBIDDEN"));

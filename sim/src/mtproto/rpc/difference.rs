@@ -64,7 +64,7 @@ pub(super) fn get_channel_difference(
     me: i64,
     req: &tl::functions::updates::GetChannelDifference,
 ) -> Reply {
-    let ch = channel_of(world, &req.channel)?;
+    let ch = channel_of(world, me, &req.channel)?;
     if !ch.members.contains(&me) && !ch.admins.contains(&me) {
         visible(ch, me)?;
     }
