@@ -21,6 +21,7 @@ use teloxide::prelude::Requester;
 use teloxide::types::ChatId;
 
 use crate::i18n::{Arg, Lang, Texts};
+use crate::source_events::SourceEvents;
 use crate::store::{LostDestination, Store};
 use crate::telegram::bot_id_of;
 use crate::telemetry::events;
@@ -44,6 +45,9 @@ struct Inner {
     /// the old chat fails the same way, one move is enough (a group becomes
     /// a supergroup once in its life).
     handled: Mutex<HashSet<(i64, &'static str)>>,
+    /// Told of a bot-admin channel the bot can no longer read, and of its
+    /// return: its subscribers are told once, as for a bot removed.
+    source_events: Option<Arc<dyn SourceEvents>>,
 }
 
 impl DestinationHandler {
@@ -70,8 +74,18 @@ impl DestinationHandler {
                 supervisor,
                 limiter,
                 handled: Mutex::new(HashSet::new()),
+                source_events: None,
             }),
         }
+    }
+
+    /// Tells `events` of channels whose posts the bot can no longer read
+    /// (`None`: the sender's log line is all).
+    pub fn with_source_events(mut self, events: Option<Arc<dyn SourceEvents>>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.source_events = events;
+        }
+        self
     }
 
     fn first_time(&self, destination_id: i64, what: &'static str) -> bool {
@@ -95,9 +109,39 @@ impl DestinationEvents for DestinationHandler {
             {
                 actix::spawn(async move { inner.migrate(&sub, new_chat_id).await });
             }
+            // The relay serves every channel read over MTProto: the sender's
+            // ERROR is for the operator, subscribers cannot help. A
+            // channel's own source: its subscribers are told, as when the
+            // bot is removed from it.
+            DestinationEvent::SourceRefused {
+                channel_id,
+                relay: false,
+                channel_username,
+                ..
+            } => {
+                if let Some(ev) = &inner.source_events {
+                    let name = channel_name(channel_id, channel_username);
+                    ev.channel_problem(channel_id, &name, crate::store::CHANNEL_BOT_REMOVED);
+                }
+            }
+            DestinationEvent::SourceReadable {
+                channel_id,
+                relay: false,
+                channel_username,
+                ..
+            } => {
+                if let Some(ev) = &inner.source_events {
+                    ev.channel_readable(channel_id, &channel_name(channel_id, channel_username));
+                }
+            }
             _ => {}
         }
     }
+}
+
+/// How a notice calls the channel: `@name`, or its id when it has none.
+fn channel_name(channel_id: i64, username: Option<String>) -> String {
+    username.map_or_else(|| channel_id.to_string(), |u| format!("@{u}"))
 }
 
 impl Inner {

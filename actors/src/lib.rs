@@ -57,7 +57,7 @@ mod mirror_calls;
 /// Domain types shared by the actors and the daemon's adapters.
 pub mod model;
 /// What a delivery's Bot API calls produced and what a Telegram error means.
-mod outcome;
+pub mod outcome;
 /// The traits the daemon implements: channel sources and persistence.
 pub mod ports;
 /// Quiet hours: when a subscription's posts are held, as a pure function of `now`.
@@ -70,6 +70,8 @@ mod sender_calls;
 pub mod sender_pool;
 /// What a subscription's settings change in a send: transforms, forum topic.
 mod shaping;
+/// Source chats the bots can no longer read: their deliveries wait, one tries again.
+mod source_pauses;
 /// The in-memory index of active subscriptions; fans a post out into deliveries.
 pub mod subscriber_registry;
 /// Runs a long-running task again after it panicked, with a backoff.

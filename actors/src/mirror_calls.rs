@@ -82,7 +82,7 @@ pub(crate) async fn call(
                 // Editing to what the copy already says (a copy made after
                 // the edit, or an edit applied again after a restart).
                 Err(RequestError::Api(ApiError::MessageNotModified)) => done(*message_id),
-                Err(e) => classify(e, false),
+                Err(e) => classify(e, crate::outcome::Call::Send),
             }
         }
         MirrorKind::Delete { message_ids } => {
@@ -91,7 +91,7 @@ pub(crate) async fn call(
                 Ok(_) => done(message_ids[0]),
                 // Gone already (deleted by hand, or by a call whose answer was lost).
                 Err(RequestError::Api(ApiError::MessageToDeleteNotFound)) => done(message_ids[0]),
-                Err(e) => classify(e, false),
+                Err(e) => classify(e, crate::outcome::Call::Send),
             }
         }
     }

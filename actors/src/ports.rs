@@ -151,6 +151,32 @@ pub enum DestinationEvent {
         /// The supergroup's chat id.
         new_chat_id: i64,
     },
+    /// The bot can no longer read a post's source (the relay channel, or
+    /// the channel itself): its deliveries wait; no destination is touched.
+    /// Told once per episode.
+    SourceRefused {
+        /// `channels.id` of the post that found out.
+        channel_id: i64,
+        /// The chat refused (`Post::source_chat_id`).
+        source_chat_id: i64,
+        /// The source is the relay channel (it serves every read channel).
+        relay: bool,
+        /// The channel's public name, if any.
+        channel_username: Option<String>,
+        /// Telegram's reason.
+        reason: String,
+    },
+    /// A source refused before reads again: its deliveries go out.
+    SourceReadable {
+        /// `channels.id` of the post that found out.
+        channel_id: i64,
+        /// The chat that reads again.
+        source_chat_id: i64,
+        /// The source is the relay channel.
+        relay: bool,
+        /// The channel's public name, if any.
+        channel_username: Option<String>,
+    },
     /// `max_failures` sends in a row failed.
     Failing {
         /// The subscription whose delivery failed last.

@@ -13,7 +13,7 @@ use teloxide::types::{ChatId, MessageId, ThreadId};
 use teloxide::{ApiError, Bot, RequestError};
 
 use crate::model::{Delivery, DeliveryMode};
-use crate::outcome::{CallResult, classify};
+use crate::outcome::{Call, CallResult, classify};
 use crate::ports::{DestinationEvent, DestinationEvents};
 use crate::shaping::{Shaped, topic_gone};
 
@@ -42,7 +42,7 @@ pub(crate) async fn call(
                     note: Some("sent as a link: the post cannot be copied".into()),
                     parts: Vec::new(),
                 },
-                Err(e) => topic_gone(&e, shaped).unwrap_or_else(|| classify(e, false)),
+                Err(e) => topic_gone(&e, shaped).unwrap_or_else(|| classify(e, Call::Send)),
             },
             None => CallResult::Skipped(
                 "the post cannot be copied and its channel has no public link".into(),
@@ -77,7 +77,11 @@ pub(crate) async fn call(
                 if !may_send() {
                     return CallResult::LeaseLost;
                 }
-                return fallback(bot, d, shaped, to, e, is_copy(d), paid).await;
+                let copying = if is_copy(d) { Call::Copy } else { Call::Send };
+                return match fallback(bot, d, shaped, to, e, copying, paid).await {
+                    CallResult::EitherRefused(reason) => whose_refusal(bot, d, reason).await,
+                    other => other,
+                };
             }
         }
     }
@@ -173,10 +177,36 @@ async fn paid_text(
     }
 }
 
+/// True when the delivery's call reads the source chat (a copy or forward
+/// of a post that may be copied): it waits while the source is paused.
+pub(crate) fn reads_source(d: &Delivery) -> bool {
+    d.post.copyable && is_copy(d)
+}
+
 /// True when the call names the source chat too (copy or forward), so an
 /// error about "the chat" may be about the source, not the destination.
 fn is_copy(d: &Delivery) -> bool {
     !(d.sub.mode == DeliveryMode::Copy && d.post.media.is_none() && d.post.text.is_some())
+}
+
+/// A copy or forward was refused in words that fit the source channel as
+/// well as the destination ("bot was kicked from the channel chat", "chat
+/// not found"): asks Telegram about the source (`getChat`, read access,
+/// the check the copy itself made first). The source refused too: it is
+/// the source's problem, and no destination is touched. The source
+/// answers: the destination is gone. No answer: tried again later.
+async fn whose_refusal(bot: &Bot, d: &Delivery, reason: String) -> CallResult {
+    match bot.get_chat(ChatId(d.post.source_chat_id)).await {
+        Ok(_) => CallResult::Gone(reason),
+        Err(e) => match classify(e, Call::Send) {
+            CallResult::Gone(source) => CallResult::SourceRefused(source),
+            CallResult::RetryAfter(wait) => CallResult::RetryAfter(wait),
+            CallResult::TokenRefused => CallResult::TokenRefused,
+            other => CallResult::Transient(format!(
+                "{reason}; the source channel's check failed too: {other:?}"
+            )),
+        },
+    }
 }
 
 /// "New post in @channel: link", when the channel is public.
@@ -197,7 +227,7 @@ async fn fallback(
     shaped: &Shaped,
     to: i64,
     e: RequestError,
-    copying: bool,
+    copying: Call,
     paid: bool,
 ) -> CallResult {
     let plain = |note: &str| {
@@ -211,7 +241,7 @@ async fn fallback(
                     note: Some(note),
                     parts: Vec::new(),
                 },
-                Err(e) => classify(e, false),
+                Err(e) => classify(e, Call::Send),
             }
         }
     };
@@ -230,7 +260,7 @@ async fn fallback(
                     note: Some(format!("sent as a link: {api}")),
                     parts: Vec::new(),
                 },
-                Err(e) => classify(e, false),
+                Err(e) => classify(e, Call::Send),
             },
             None => classify(e, copying),
         },

@@ -24,7 +24,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use teloxide::Bot;
@@ -35,9 +35,10 @@ use crate::model::{DedupCheck, Delivery, DeliveryOp, DeliveryRecord, DeliverySta
 use crate::outcome::CallResult;
 use crate::ports::{Dedup, DestinationEvent, DestinationEvents, LeaseGuard};
 use crate::rate_limiter::{SendDelivery, SendFinished, SendOutcome};
-use crate::sender_calls::call;
+use crate::sender_calls::{call, reads_source};
 use crate::shaping::Shaper;
 pub use crate::shaping::TOPIC_DELETED;
+use crate::source_pauses::{Gate, SourcePauses};
 use crate::telemetry::events;
 
 /// SenderPool settings.
@@ -86,6 +87,8 @@ pub struct SenderPool {
     lease_guard: Option<Arc<dyn LeaseGuard>>,
     /// Compiled text transforms by subscription (`shaping.rs`).
     shaper: Shaper,
+    /// Source chats the bots can no longer read (`source_pauses.rs`).
+    sources: SourcePauses,
 }
 
 impl SenderPool {
@@ -109,6 +112,7 @@ impl SenderPool {
             retry: retry_backoff(),
             lease_guard: None,
             shaper: Shaper::default(),
+            sources: SourcePauses::default(),
         }
     }
 
@@ -183,6 +187,20 @@ impl Handler<SendDelivery> for SenderPool {
             }));
             return;
         }
+        // A source the bot can no longer read: the delivery waits, unsent,
+        // unless it is the source's next try.
+        if reads_source(&delivery)
+            && let Gate::Wait(wait) = self
+                .sources
+                .gate(delivery.post.source_chat_id, Instant::now())
+        {
+            reply_to.do_send(SendFinished {
+                delivery,
+                lane,
+                outcome: SendOutcome::Retry(wait),
+            });
+            return;
+        }
         let sub_id = delivery.sub.subscription_id;
         let first_id = delivery.post.first_id();
         let d = delivery.clone();
@@ -227,6 +245,7 @@ impl SenderPool {
         reply_to: Recipient<SendFinished>,
         result: CallResult,
     ) {
+        self.source_answered(&delivery, &result);
         let (outcome, row) = self.settle(&delivery, result);
         if let Some(r) = row {
             self.writer.do_send(RecordDeliveries(vec![r]));
@@ -236,6 +255,36 @@ impl SenderPool {
             lane,
             outcome,
         });
+    }
+
+    /// A call from a paused source that got an answer other than the
+    /// source's refusal ends the pause (told once); one with no answer
+    /// either way lets the next delivery try.
+    fn source_answered(&mut self, d: &Delivery, result: &CallResult) {
+        if !reads_source(d) {
+            return;
+        }
+        let source = d.post.source_chat_id;
+        match result {
+            CallResult::SourceRefused(_) => {}
+            CallResult::Sent { .. }
+            | CallResult::Failed(_)
+            | CallResult::Skipped(_)
+            | CallResult::Gone(_)
+            | CallResult::EitherRefused(_) => {
+                if self.sources.answered(source) {
+                    let relay = d.post.relay_message_ids.is_some();
+                    events::source_readable(source, d.post.channel_id, relay);
+                    self.events.on_event(DestinationEvent::SourceReadable {
+                        channel_id: d.post.channel_id,
+                        source_chat_id: source,
+                        relay,
+                        channel_username: d.post.channel_username.clone(),
+                    });
+                }
+            }
+            _ => self.sources.untried(source),
+        }
     }
 
     /// What a call's result means for the limiter and the outcome row.
@@ -280,7 +329,8 @@ impl SenderPool {
                     Some(record(d, chat, DeliveryStatus::Skipped, None, Some(reason))),
                 )
             }
-            CallResult::Failed(reason) => {
+            // Not settled by `sender_calls` (it always is): about this post.
+            CallResult::Failed(reason) | CallResult::EitherRefused(reason) => {
                 // About this message, not the chat: no failure streak.
                 events::delivery_refused(chat, d.sub.subscription_id, &reason);
                 (
@@ -298,6 +348,24 @@ impl SenderPool {
                     SendOutcome::Done,
                     Some(record(d, chat, DeliveryStatus::Failed, None, Some(reason))),
                 )
+            }
+            CallResult::SourceRefused(reason) => {
+                // The source's problem: the destination is not touched, the
+                // delivery waits (no row) until the source reads again.
+                let now = Instant::now();
+                let source = d.post.source_chat_id;
+                if self.sources.refused(source, now) {
+                    let relay = d.post.relay_message_ids.is_some();
+                    events::source_refused(source, d.post.channel_id, relay, &reason);
+                    self.events.on_event(DestinationEvent::SourceRefused {
+                        channel_id: d.post.channel_id,
+                        source_chat_id: source,
+                        relay,
+                        channel_username: d.post.channel_username.clone(),
+                        reason,
+                    });
+                }
+                (SendOutcome::Retry(self.sources.wait(source, now)), None)
             }
             CallResult::RetryAfter(wait) => {
                 events::send_rate_limited(chat, wait);
@@ -389,7 +457,11 @@ impl SenderPool {
                 reply(Ok(Some(id)));
                 SendOutcome::Done
             }
-            CallResult::Failed(reason) | CallResult::Skipped(reason) | CallResult::Gone(reason) => {
+            CallResult::Failed(reason)
+            | CallResult::Skipped(reason)
+            | CallResult::Gone(reason)
+            | CallResult::EitherRefused(reason)
+            | CallResult::SourceRefused(reason) => {
                 tracing::info!(chat_id = delivery.sub.chat_id, subscription_id = delivery.sub.subscription_id, error = %reason, "Telegram refused a mirrored change; recorded, not retried.");
                 reply(Err(reason));
                 SendOutcome::Done

@@ -67,10 +67,10 @@ impl SourceEvents for PipelineEvents {
     }
     fn channel_problem(&self, channel_id: i64, name: &str, problem: &'static str) {
         let name = name.to_owned();
-        let problem = if problem == crate::store::CHANNEL_PRIVATE {
-            ChannelProblem::Private
-        } else {
-            ChannelProblem::Gone
+        let problem = match problem {
+            crate::store::CHANNEL_PRIVATE => ChannelProblem::Private,
+            crate::store::CHANNEL_BOT_REMOVED => ChannelProblem::BotRemoved,
+            _ => ChannelProblem::Gone,
         };
         self.notify(move |store, bots, texts| async move {
             bot::channel_notices::tell_channel_problem(

@@ -158,6 +158,7 @@ async fn start(
     // Channels our bot does not administer are read by the reader accounts
     // this process leases (under this instance's id); with none, they say
     // so and are polled rarely.
+    let told: Arc<dyn crate::source_events::SourceEvents> = events.clone();
     let readers = ReaderPool::start(store.clone(), cfg, ownership.id().to_owned(), events).await;
     let has_readers = !readers.live_accounts().is_empty();
     let installation = store.installation_id().await?;
@@ -180,6 +181,7 @@ async fn start(
         ownership: Some(ownership.clone()),
         shared: shared_limits,
         reader: has_readers.then(|| readers.clone()),
+        source_events: Some(told),
         ..PipelineParts::new(
             store.clone(),
             bots.clone(),

@@ -22,6 +22,7 @@ use crate::destination_events::DestinationHandler;
 use crate::instance::Ownership;
 use crate::owed::{Owed, PollerGate, SettlingStore};
 use crate::reader::ReaderPool;
+use crate::source_events::SourceEvents;
 use crate::store::Store;
 
 /// What a pipeline is built from.
@@ -46,6 +47,10 @@ pub struct PipelineParts {
     /// its history through them when too little is recorded (`None`: only
     /// what is recorded is sent).
     pub reader: Option<ReaderPool>,
+    /// Told when a bot-admin channel's posts can no longer be read by the
+    /// bot (a copy refused on the channel's side) and when they can again,
+    /// as the sources tell it (`None`: only logged).
+    pub source_events: Option<Arc<dyn SourceEvents>>,
 }
 
 impl PipelineParts {
@@ -66,6 +71,7 @@ impl PipelineParts {
             ownership: None,
             shared: None,
             reader: None,
+            source_events: None,
         }
     }
 }
@@ -99,6 +105,7 @@ impl Pipeline {
             ownership,
             shared,
             reader,
+            source_events,
         } = parts;
         if bots.is_empty() {
             return Err(PipelineError::Config(
@@ -107,7 +114,7 @@ impl Pipeline {
         }
         let halt_wait = cfg.sender.request_timeout + Duration::from_secs(1);
         let digest_bots = bots.clone();
-        let a = start_actors(&store, bots, dedup, &cfg, &ownership, shared);
+        let a = start_actors(&store, bots, dedup, &cfg, &ownership, shared, source_events);
         let registry_load = load_registry(&store, &a.registry, cfg.load_chunk).await?;
         let supervisor = a.supervisor.run(ChannelSupervisor::new(
             factory,
@@ -181,6 +188,7 @@ fn start_actors(
     cfg: &PipelineConfig,
     ownership: &Option<Arc<Ownership>>,
     shared: Option<Arc<dyn SharedLimits>>,
+    source_events: Option<Arc<dyn SourceEvents>>,
 ) -> Actors {
     // With several instances the ownership made it (the lease guard lets
     // go there of what it drops).
@@ -208,7 +216,8 @@ fn start_actors(
         registry_ctx.address(),
         supervisor_ctx.address(),
         limiter_ctx.address(),
-    );
+    )
+    .with_source_events(source_events);
     let sender = SenderPool::new(
         bots,
         writer.clone().recipient(),

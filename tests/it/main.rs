@@ -56,6 +56,8 @@ mod reader_lease;
 mod reader_relay;
 /// `kuryer run` reading channels through reader accounts, as a black box.
 mod reader_run;
+// The bot removed from the relay channel: the source's problem, not the destinations'.
+mod relay_refused;
 /// Read replicas: a real streaming replica, and one that is down.
 mod replica;
 /// Telling a user how the look-up of a channel they added ended.

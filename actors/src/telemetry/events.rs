@@ -133,6 +133,30 @@ pub fn destination_gone(chat_id: i64, destination_id: i64, reason: &str) {
     );
 }
 
+/// The bot can no longer read a post's source chat (the relay channel, or
+/// a bot-admin channel): its deliveries wait, no destination is touched.
+/// Once per episode.
+pub fn source_refused(source_chat_id: i64, channel_id: i64, relay: bool, reason: &str) {
+    tracing::error!(
+        source_chat_id,
+        channel_id,
+        relay,
+        reason = %reason,
+        error_kind = "source_refused",
+        "The bot can no longer read this source chat; its deliveries wait until it can (no destination is touched). Make the bot an admin of it again."
+    );
+}
+
+/// A source chat refused before reads again: its deliveries go out.
+pub fn source_readable(source_chat_id: i64, channel_id: i64, relay: bool) {
+    tracing::info!(
+        source_chat_id,
+        channel_id,
+        relay,
+        "The bot reads this source chat again; its deliveries go out."
+    );
+}
+
 /// A destination failed `failures` times in a row while other chats
 /// succeeded: it is paused.
 pub fn destination_failing(chat_id: i64, subscription_id: i64, failures: u32) {

@@ -19,7 +19,7 @@ impl State {
     pub(super) fn people_method(&mut self, token: &str, method: Method, params: &Params) -> Reply {
         let bot_id = self.bots[token].id;
         let answer = match method {
-            Method::GetChat => self.get_chat(params),
+            Method::GetChat => self.get_chat(bot_id, params),
             Method::GetChatMember => self.get_chat_member(params),
             Method::AnswerCallbackQuery => self.answer_callback_query(bot_id, params),
             Method::SetMyCommands => self.set_my_commands(bot_id, params),
@@ -32,7 +32,7 @@ impl State {
     }
 
     /// `getChat`: a channel's, group's or user's `ChatFullInfo`.
-    fn get_chat(&mut self, params: &Params) -> Result<Reply, Reply> {
+    fn get_chat(&mut self, bot_id: i64, params: &Params) -> Result<Reply, Reply> {
         let chat_id = self.chat_param(params)?;
         // A fault armed for the chat answers instead, so a test can
         // make the bot's check fail ("subscribed, checked later").
@@ -40,6 +40,13 @@ impl State {
             return Err(Reply::fault(&fault));
         }
         if let Some(channel) = self.channels.get(&chat_id) {
+            // Client.cpp `process_get_chat_query`: `check_chat` with read access.
+            self.check_chat_access(
+                chat_id,
+                bot_id,
+                super::ChatKind::Channel,
+                super::access::Rights::Read,
+            )?;
             let mut info = channel.chat.clone();
             put_full_info_fields(&mut info);
             if self.people.protected.get(&chat_id) == Some(&true) {

@@ -62,6 +62,7 @@
 //! handler calls back on their side; `mirror` edits and deletions of sent
 //! messages; `forum` forum topics.
 
+mod access;
 mod channels;
 mod faults;
 mod forum;
@@ -85,6 +86,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+pub use access::{BotStanding, REFUSALS};
 pub use channels::PostHook;
 pub use faults::Fault;
 pub use limits::FakeLimits;

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
+use super::access::{self, Rights};
 use super::json::{put_content, sent_message_json};
 use super::limits::{Rules, retry_secs};
 use super::report::attribute;
@@ -113,12 +114,29 @@ impl State {
         params: &Params,
         dest: i64,
     ) -> Result<Reply, Reply> {
+        let bot_id = self.bots[token].id;
+        let kind = self.kind_of(dest);
+        // The order of checks is Client.cpp's (see `access.rs`): the single
+        // copy/forward reads its source before looking at the destination,
+        // the batch methods check the destination first.
         let content = match method {
-            Method::SendMessage => self.validate_text(params)?,
-            Method::CopyMessage | Method::ForwardMessage => self.validate_single(params, method)?,
-            _ => self.validate_batch(params, method)?,
+            Method::SendMessage => {
+                let content = self.validate_text(params)?;
+                self.check_chat_access(dest, bot_id, kind, Rights::Write)?;
+                content
+            }
+            Method::CopyMessage | Method::ForwardMessage => {
+                let content = self.validate_single(params, method, bot_id)?;
+                self.check_chat_access(dest, bot_id, kind, Rights::Write)?;
+                content
+            }
+            _ => {
+                self.check_chat_access(dest, bot_id, kind, Rights::Write)?;
+                self.validate_batch(params, method, bot_id)?
+            }
         };
         let thread = self.check_thread(dest, params)?;
+        self.check_user(dest, bot_id, kind)?;
         let now = Instant::now();
         self.check_limits(rules, token, dest, now)?;
         let paid = params.flag("allow_paid_broadcast");
@@ -151,20 +169,42 @@ impl State {
     }
 
     /// The source channel of a copy or forward.
-    fn source_channel(&self, params: &Params, method: Method) -> Result<(i64, &Channel), Reply> {
-        let source = params
-            .target("from_chat_id")?
-            .and_then(|t| self.resolve(t))
-            .ok_or_else(|| Self::not_found(method))?;
+    /// Client.cpp `check_message(s)` on `from_chat_id`: the chat (an
+    /// unknown one is "chat not found", `TdOnCheckChatCallback`), the bot's
+    /// access to it, then its messages.
+    fn source_channel(
+        &self,
+        params: &Params,
+        method: Method,
+        bot_id: i64,
+    ) -> Result<(i64, &Channel), Reply> {
+        let source = match params.target("from_chat_id")? {
+            Some(target) => self
+                .resolve(target)
+                .ok_or_else(|| Reply::bad_request(access::CHAT_NOT_FOUND))?,
+            // Client.cpp `get_required_string_arg`, worded by `fail_query_with_error`.
+            None => {
+                return Err(Reply::bad_request(
+                    "Bad Request: parameter \"from_chat_id\" is required",
+                ));
+            }
+        };
+        // A chat the fake does not play is one Telegram does not know.
         let channel = self
             .channels
             .get(&source)
-            .ok_or_else(|| Self::not_found(method))?;
+            .ok_or_else(|| Reply::bad_request(access::CHAT_NOT_FOUND))?;
+        self.check_source_access(source, bot_id, method)?;
         Ok((source, channel))
     }
 
-    fn validate_single(&self, params: &Params, method: Method) -> Result<Content, Reply> {
-        let (source, channel) = self.source_channel(params, method)?;
+    fn validate_single(
+        &self,
+        params: &Params,
+        method: Method,
+        bot_id: i64,
+    ) -> Result<Content, Reply> {
+        let (source, channel) = self.source_channel(params, method, bot_id)?;
         let id = params
             .int("message_id")?
             .and_then(|id| i32::try_from(id).ok())
@@ -195,8 +235,13 @@ impl State {
         }))
     }
 
-    fn validate_batch(&self, params: &Params, method: Method) -> Result<Content, Reply> {
-        let (source, channel) = self.source_channel(params, method)?;
+    fn validate_batch(
+        &self,
+        params: &Params,
+        method: Method,
+        bot_id: i64,
+    ) -> Result<Content, Reply> {
+        let (source, channel) = self.source_channel(params, method, bot_id)?;
         let raw = params.array("message_ids")?.unwrap_or_default();
         if raw.is_empty() {
             return Err(Reply::bad_request(

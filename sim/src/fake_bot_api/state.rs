@@ -26,6 +26,8 @@ pub(super) struct State {
     /// `sendMessage` to a post.
     pub(super) texts: HashMap<String, Vec<(i64, i32)>>,
     pub(super) faults: HashMap<i64, ArmedFault>,
+    /// The bot's standing by (chat, bot id), as a test set it (`access.rs`).
+    pub(super) standing: HashMap<(i64, i64), super::access::BotStanding>,
     /// Tokens revoked (as by BotFather): every request with one gets 401.
     pub(super) revoked: std::collections::HashSet<String>,
     pub(super) counters: Counters,

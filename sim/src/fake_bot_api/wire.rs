@@ -178,7 +178,7 @@ impl Reply {
 
     pub(super) fn fault(fault: &Fault) -> Self {
         match fault {
-            Fault::Forbidden => Self::error(403, "Forbidden: bot was blocked by the user", None),
+            Fault::Forbidden => Self::error(403, super::access::BLOCKED, None),
             Fault::BadRequest(description) => Self::bad_request(description),
             Fault::MigrateTo(to) => Self::error(
                 400,

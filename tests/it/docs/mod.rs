@@ -5,7 +5,7 @@
 //! `lib.rs` lists every module declared there. (`kuryer-bench`'s command
 //! lines are checked against its binary by bench/tests/docs.rs.)
 
-mod scan;
+pub(crate) mod scan;
 
 use clap::CommandFactory as _;
 

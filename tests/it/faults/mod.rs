@@ -3,6 +3,7 @@
 //! asserts exact counts of what the fake Bot API received.
 
 mod outages;
+mod refusals;
 
 use std::collections::HashSet;
 use std::sync::Arc;
