@@ -68,8 +68,10 @@ pub mod rate_limiter;
 mod sender_calls;
 /// Makes the Bot API calls with teloxide.
 pub mod sender_pool;
-/// What a subscription's settings change in a send: transforms, forum topic.
-mod shaping;
+/// What a subscription's settings change in a send: transforms, forum
+/// topic; the bounded cache of compiled transforms the sender and the
+/// registry share.
+pub mod shaping;
 /// The in-memory index of active subscriptions; fans a post out into deliveries.
 pub mod subscriber_registry;
 /// Runs a long-running task again after it panicked, with a backoff.
