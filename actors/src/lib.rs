@@ -68,8 +68,10 @@ pub mod rate_limiter;
 mod sender_calls;
 /// Makes the Bot API calls with teloxide.
 pub mod sender_pool;
-/// What a subscription's settings change in a send: transforms, forum topic.
-mod shaping;
+/// What a subscription's settings change in a send: transforms, forum
+/// topic; the bounded cache of compiled transforms the sender and the
+/// registry share.
+pub mod shaping;
 /// Source chats the bots can no longer read: their deliveries wait, one tries again.
 mod source_pauses;
 /// The in-memory index of active subscriptions; fans a post out into deliveries.

@@ -85,8 +85,9 @@ pub struct SenderPool {
     /// Several instances: a send is made only while its channel's lease is
     /// surely held.
     lease_guard: Option<Arc<dyn LeaseGuard>>,
-    /// Compiled text transforms by subscription (`shaping.rs`).
-    shaper: Shaper,
+    /// Compiled text transforms by subscription (`shaping.rs`), shared
+    /// with the registry, which forgets a removed subscription's.
+    shaper: Arc<Shaper>,
     /// Source chats the bots can no longer read (`source_pauses.rs`).
     sources: SourcePauses,
 }
@@ -111,9 +112,15 @@ impl SenderPool {
             successes: 0,
             retry: retry_backoff(),
             lease_guard: None,
-            shaper: Shaper::default(),
+            shaper: Arc::new(Shaper::default()),
             sources: SourcePauses::default(),
         }
+    }
+
+    /// The compiled transforms' cache, for the registry to forget a
+    /// removed subscription's ([`SubscriberRegistry::with_shaper`](crate::subscriber_registry::SubscriberRegistry::with_shaper)).
+    pub fn shaper(&self) -> Arc<Shaper> {
+        self.shaper.clone()
     }
 
     /// Sends only while `guard` says the channel's lease is surely held;

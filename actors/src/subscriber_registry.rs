@@ -26,6 +26,7 @@ use crate::model::{ActiveSubscription, DedupCheck, Delivery, Post};
 use crate::ports::Dedup;
 use crate::quiet::{Quiet, QuietHolds};
 use crate::rate_limiter::{Enqueue, QueueRoom};
+use crate::shaping::Shaper;
 use crate::telemetry::{events, registry};
 
 /// A chunk of the initial load.
@@ -129,6 +130,8 @@ pub struct SubscriberRegistry {
     /// where their answer goes.
     parked: VecDeque<(Arc<Post>, oneshot::Sender<usize>)>,
     stats: RegistryStats,
+    /// The sender's compiled transforms: a removed subscription's are dropped.
+    shaper: Option<Arc<Shaper>>,
 }
 
 /// A fan-out under way: the dedup question and the limiter's answer.
@@ -155,6 +158,20 @@ impl SubscriberRegistry {
             promised: Arc::new(AtomicUsize::new(0)),
             parked: VecDeque::new(),
             stats: RegistryStats::default(),
+            shaper: None,
+        }
+    }
+
+    /// Forgets a removed subscription's compiled transforms in `shaper`
+    /// (the sender's) too.
+    pub fn with_shaper(mut self, shaper: Arc<Shaper>) -> Self {
+        self.shaper = Some(shaper);
+        self
+    }
+
+    fn forget_transforms(&self, subscription_id: i64) {
+        if let Some(s) = &self.shaper {
+            s.forget(subscription_id);
         }
     }
 
@@ -285,6 +302,7 @@ impl Handler<RemoveSubscription> for SubscriberRegistry {
         };
         self.filters.remove(&msg.subscription_id);
         self.quiet.remove(&msg.subscription_id);
+        self.forget_transforms(msg.subscription_id);
         // Its owed deliveries are no longer read (inactive): nothing to release.
         self.holds.try_release(msg.subscription_id, i32::MAX);
         let mut last = false;
@@ -313,6 +331,7 @@ impl Handler<RetainSubscriptions> for SubscriberRegistry {
         for (id, channel) in &gone {
             self.channel_of.remove(id);
             self.filters.remove(id);
+            self.forget_transforms(*id);
             if let Some(list) = self.by_channel.get_mut(channel) {
                 list.retain(|x| x.subscription_id != *id);
                 if list.is_empty() {
@@ -334,6 +353,7 @@ impl Handler<RemoveDestination> for SubscriberRegistry {
         let filters = &mut self.filters;
         let quiet = &mut self.quiet;
         let holds = &self.holds;
+        let shaper = &self.shaper;
         self.by_channel.retain(|channel, list| {
             list.retain(|s| {
                 let keep = s.destination_id != msg.0;
@@ -342,6 +362,9 @@ impl Handler<RemoveDestination> for SubscriberRegistry {
                     filters.remove(&s.subscription_id);
                     quiet.remove(&s.subscription_id);
                     holds.try_release(s.subscription_id, i32::MAX);
+                    if let Some(sh) = shaper {
+                        sh.forget(s.subscription_id);
+                    }
                     out.subscriptions += 1;
                 }
                 keep

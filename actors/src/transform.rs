@@ -16,8 +16,12 @@
 //! `size_limit`/`dfa_size_limit` ([`REGEX_SIZE_LIMIT`]). The regex crate has
 //! no backtracking: a search is linear in pattern × input, so no pattern
 //! can take exponential time. Input is what Telegram sent (≤ 4,096 UTF-16
-//! units of text), and a rule whose output would pass [`MAX_WORK_UNITS`] is
-//! not applied, so replacements cannot grow the text without bound.
+//! units of text). A rule is applied under a budget and not at all when it
+//! passes one: its output is counted while it is built and the rule given
+//! up the moment it passes [`MAX_WORK_UNITS`] (no longer string is ever
+//! built), at most [`MAX_MATCHES`] matches and [`MAX_EXPANSIONS`] `$` group
+//! references expanded. A replacement's `$` references are parsed once, at
+//! compile time, with the regex crate's own rules (`$1`, `${name}`, `$$`).
 //!
 //! Too long a result is cut, not split: at Telegram's limit (4,096 for a
 //! text, 1,024 for a caption, in UTF-16 units, which is never more than
@@ -34,10 +38,18 @@ pub const MAX_RULES: usize = 20;
 pub const MAX_PATTERN_CHARS: usize = 200;
 /// The longest replacement, header or footer, in characters.
 pub const MAX_TEXT_CHARS: usize = 1_000;
-/// The compiled size a regular expression may reach (bytes).
-pub const REGEX_SIZE_LIMIT: usize = 256 * 1024;
+/// The compiled size a regular expression may reach (bytes), and the most
+/// its lazy DFA's cache may take.
+pub const REGEX_SIZE_LIMIT: usize = 64 * 1024;
 /// A rule whose result would be longer than this (UTF-16 units) is skipped.
 pub const MAX_WORK_UNITS: usize = 16 * 1024;
+/// A rule matching more often than this in one text is skipped.
+pub const MAX_MATCHES: usize = 4_096;
+/// A rule expanding more `$` group references than this in one text is skipped.
+pub const MAX_EXPANSIONS: usize = 4_096;
+/// The most regular expressions one user's subscriptions may compile, all
+/// transforms and filters together (each is kept compiled while in use).
+pub const MAX_PATTERNS_PER_USER: usize = 40;
 /// Telegram's limit on a message text (UTF-16 units).
 pub const TEXT_LIMIT: usize = 4_096;
 /// Telegram's limit on a media caption (UTF-16 units).
@@ -98,12 +110,72 @@ enum Finder {
     Regex(regex::Regex),
 }
 
+/// A replacement, parsed: literal text and the capture groups (by index)
+/// put between it. A plain rule's replacement is one literal.
+#[derive(Debug, Clone)]
+enum Piece {
+    Text { text: String, units: usize },
+    Group(usize),
+}
+
 /// A compiled [`TransformSpec`].
 #[derive(Debug, Clone)]
 pub struct Transform {
     header: Option<String>,
     footer: Option<String>,
-    rules: Vec<(Finder, String)>,
+    rules: Vec<(Finder, Vec<Piece>)>,
+}
+
+/// Why a rule was not applied to a text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refused {
+    Long,
+    Matches,
+    Expansions,
+}
+
+impl Refused {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Long => "too long",
+            Self::Matches => "too many matches",
+            Self::Expansions => "too many group references",
+        }
+    }
+}
+
+fn literal(text: &str) -> Piece {
+    Piece::Text {
+        text: text.to_owned(),
+        units: utf16_len(text),
+    }
+}
+
+/// `to` split at its `$` references, read exactly as the regex crate reads
+/// them (its own interpolation routine, with a recorder for the groups):
+/// `$$` is a `$`, an unknown name expands to nothing.
+fn parse_replacement(re: &regex::Regex, to: &str) -> Vec<Piece> {
+    let mut flat = String::new();
+    let mut groups: Vec<(usize, usize)> = Vec::new(); // (offset in `flat`, group)
+    regex_automata::util::interpolate::string(
+        to,
+        |i, dst| groups.push((dst.len(), i)),
+        |name| re.capture_names().position(|n| n == Some(name)),
+        &mut flat,
+    );
+    let mut pieces = Vec::new();
+    let mut at = 0;
+    for (offset, group) in groups {
+        if offset > at {
+            pieces.push(literal(&flat[at..offset]));
+        }
+        pieces.push(Piece::Group(group));
+        at = offset;
+    }
+    if at < flat.len() {
+        pieces.push(literal(&flat[at..]));
+    }
+    pieces
 }
 
 /// One edit in a text: the UTF-16 range `[start, start + old)` became `new` units.
@@ -150,18 +222,17 @@ impl TransformSpec {
             if r.to.chars().count() > MAX_TEXT_CHARS {
                 return Err(TransformError::TextLength);
             }
-            let finder = if r.regex {
-                Finder::Regex(
-                    regex::RegexBuilder::new(&r.from)
-                        .size_limit(REGEX_SIZE_LIMIT)
-                        .dfa_size_limit(REGEX_SIZE_LIMIT)
-                        .build()
-                        .map_err(|e| TransformError::Regex(e.to_string()))?,
-                )
+            if r.regex {
+                let re = regex::RegexBuilder::new(&r.from)
+                    .size_limit(REGEX_SIZE_LIMIT)
+                    .dfa_size_limit(REGEX_SIZE_LIMIT)
+                    .build()
+                    .map_err(|e| TransformError::Regex(e.to_string()))?;
+                let pieces = parse_replacement(&re, &r.to);
+                rules.push((Finder::Regex(re), pieces));
             } else {
-                Finder::Plain(r.from.clone())
-            };
-            rules.push((finder, r.to.clone()));
+                rules.push((Finder::Plain(r.from.clone()), vec![literal(&r.to)]));
+            }
         }
         let nonempty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
         Ok(Transform {
@@ -189,6 +260,15 @@ impl Transform {
                 None
             }
         }
+    }
+
+    /// How many rules are regular expressions (what a per-user budget of
+    /// compiled patterns counts).
+    pub fn regex_rules(&self) -> usize {
+        self.rules
+            .iter()
+            .filter(|(f, _)| matches!(f, Finder::Regex(_)))
+            .count()
     }
 
     /// The transformed text and its entities, cut at `limit` UTF-16 units
@@ -223,57 +303,123 @@ impl Transform {
     }
 }
 
-/// Replaces every non-empty match of `finder` in `text`; `None` when nothing
-/// matched or the result would pass [`MAX_WORK_UNITS`].
-fn replace_all(text: &str, finder: &Finder, to: &str) -> Option<(String, Vec<Edit>)> {
-    let mut out = String::with_capacity(text.len());
-    let mut edits = Vec::new();
-    let mut last = 0; // byte offset in `text` copied up to
-    let mut pos16 = 0; // UTF-16 offset of `last` in `text`
-    let mut push = |start: usize, end: usize, with: &str, out: &mut String| {
-        let before = &text[last..start];
-        out.push_str(before);
-        pos16 += utf16_len(before);
-        let old = utf16_len(&text[start..end]);
-        edits.push(Edit {
-            start: pos16,
-            old,
-            new: utf16_len(with),
-        });
-        pos16 += old;
-        out.push_str(with);
-        last = end;
-    };
-    match finder {
-        Finder::Plain(p) => {
-            for (start, m) in text.match_indices(p.as_str()) {
-                push(start, start + m.len(), to, &mut out);
-            }
+/// The output of one rule as it is built, under its budget.
+struct Builder<'a> {
+    text: &'a str,
+    out: String,
+    /// UTF-16 units in `out`.
+    units: usize,
+    edits: Vec<Edit>,
+    /// Byte offset in `text` copied up to, and its UTF-16 offset.
+    last: usize,
+    last16: usize,
+    expansions: usize,
+}
+
+impl<'a> Builder<'a> {
+    fn new(text: &'a str) -> Self {
+        Self {
+            text,
+            out: String::with_capacity(text.len()),
+            units: 0,
+            edits: Vec::new(),
+            last: 0,
+            last16: 0,
+            expansions: 0,
         }
-        Finder::Regex(re) => {
-            let mut with = String::new();
-            for caps in re.captures_iter(text) {
-                let m = caps.get(0).expect("group 0 always matches");
-                // An empty match inserts text at a point no entity can
-                // sensibly claim: skipped.
-                if m.is_empty() {
-                    continue;
+    }
+
+    /// Appends `s` of `n` units, unless that passes the budget.
+    fn push(&mut self, s: &str, n: usize) -> Result<(), Refused> {
+        if self.units + n > MAX_WORK_UNITS {
+            return Err(Refused::Long);
+        }
+        self.units += n;
+        self.out.push_str(s);
+        Ok(())
+    }
+
+    /// The text before `start` copied, then `[start, end)` replaced by `pieces`.
+    fn replace(
+        &mut self,
+        start: usize,
+        end: usize,
+        pieces: &[Piece],
+        caps: Option<&regex::Captures<'_>>,
+    ) -> Result<(), Refused> {
+        if self.edits.len() >= MAX_MATCHES {
+            return Err(Refused::Matches);
+        }
+        let before = &self.text[self.last..start];
+        let n = utf16_len(before);
+        self.push(before, n)?;
+        self.last16 += n;
+        let at = self.units;
+        for p in pieces {
+            match p {
+                Piece::Text { text, units } => self.push(text, *units)?,
+                Piece::Group(i) => {
+                    self.expansions += 1;
+                    if self.expansions > MAX_EXPANSIONS {
+                        return Err(Refused::Expansions);
+                    }
+                    if let Some(g) = caps.and_then(|c| c.get(*i)) {
+                        self.push(g.as_str(), utf16_len(g.as_str()))?;
+                    }
                 }
-                with.clear();
-                caps.expand(to, &mut with);
-                push(m.start(), m.end(), &with, &mut out);
             }
         }
+        let old = utf16_len(&self.text[start..end]);
+        self.edits.push(Edit {
+            start: self.last16,
+            old,
+            new: self.units - at,
+        });
+        self.last16 += old;
+        self.last = end;
+        Ok(())
     }
-    if edits.is_empty() {
-        return None;
+
+    fn finish(mut self) -> Result<Option<(String, Vec<Edit>)>, Refused> {
+        if self.edits.is_empty() {
+            return Ok(None);
+        }
+        let rest = &self.text[self.last..];
+        self.push(rest, utf16_len(rest))?;
+        Ok(Some((self.out, self.edits)))
     }
-    out.push_str(&text[last..]);
-    if utf16_len(&out) > MAX_WORK_UNITS {
-        tracing::debug!("A replacement would make the text too long; not applied.");
-        return None;
+}
+
+/// Replaces every non-empty match of `finder` in `text`; `None` when nothing
+/// matched, or when the rule passed its budget (output over
+/// [`MAX_WORK_UNITS`], [`MAX_MATCHES`], [`MAX_EXPANSIONS`]): then it stopped
+/// there, having built no more than the limit.
+fn replace_all(text: &str, finder: &Finder, to: &[Piece]) -> Option<(String, Vec<Edit>)> {
+    let mut b = Builder::new(text);
+    let built = match finder {
+        Finder::Plain(p) => text
+            .match_indices(p.as_str())
+            .try_for_each(|(start, m)| b.replace(start, start + m.len(), to, None)),
+        Finder::Regex(re) => re.captures_iter(text).try_for_each(|caps| {
+            let m = caps.get(0).expect("group 0 always matches");
+            // An empty match inserts text at a point no entity can
+            // sensibly claim: skipped.
+            if m.is_empty() {
+                return Ok(());
+            }
+            b.replace(m.start(), m.end(), to, Some(&caps))
+        }),
+    };
+    match built.and_then(|()| b.finish()) {
+        Ok(done) => done,
+        Err(why) => {
+            tracing::debug!(
+                reason = why.as_str(),
+                "A replacement passed its budget; not applied."
+            );
+            None
+        }
     }
-    Some((out, edits))
 }
 
 /// Where an entity's start moves: a start inside a replaced range moves past
@@ -360,7 +506,39 @@ fn clip(text: &str, entities: Vec<MessageEntity>, limit: usize) -> (String, Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
     use teloxide::types::MessageEntityKind;
+
+    /// Counts the bytes this thread allocates (the test binary's allocator).
+    struct Counting;
+
+    thread_local! {
+        static ALLOCATED: Cell<usize> = const { Cell::new(0) };
+    }
+
+    // SAFETY: forwards to the system allocator; the counter is a const
+    // thread-local without a destructor, so counting never allocates.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+            let _ = ALLOCATED.try_with(|a| a.set(a.get() + l.size()));
+            // SAFETY: the caller's layout, passed on.
+            unsafe { System.alloc(l) }
+        }
+        unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+            // SAFETY: allocated above with this layout.
+            unsafe { System.dealloc(p, l) }
+        }
+    }
+
+    #[global_allocator]
+    static A: Counting = Counting;
+
+    fn allocated_by<R>(f: impl FnOnce() -> R) -> (R, usize) {
+        let before = ALLOCATED.with(Cell::get);
+        let r = f();
+        (r, ALLOCATED.with(Cell::get) - before)
+    }
 
     fn t(json: &str) -> Transform {
         TransformSpec::from_json(json).unwrap().compile().unwrap()
@@ -482,5 +660,74 @@ mod tests {
         assert_eq!(out, "a".repeat(100));
         assert!(Transform::from_stored(Some("{}")).is_none());
         assert!(Transform::from_stored(None).is_none());
+    }
+
+    /// The hostile transform: `a => aaaa` grows a 4,096-character post to
+    /// the work limit, then nineteen rules `a => ` 1,000 characters would
+    /// each build a ~16 M-character string before being refused.
+    fn hostile() -> Transform {
+        let big = "z".repeat(MAX_TEXT_CHARS);
+        let mut rules = vec![r#"{"from": "a", "to": "aaaa"}"#.to_owned()];
+        rules.extend((0..19).map(|_| format!(r#"{{"from": "a", "to": "{big}"}}"#)));
+        t(&format!(r#"{{"replace": [{}]}}"#, rules.join(",")))
+    }
+
+    #[test]
+    fn a_growing_rule_is_given_up_at_the_limit_without_building_past_it() {
+        let tr = hostile();
+        let text = "a".repeat(TEXT_LIMIT);
+        let ((out, _), bytes) = allocated_by(|| tr.apply(&text, &[], usize::MAX));
+        // The first rule fits exactly; every other passes the limit.
+        assert!(out.len() == MAX_WORK_UNITS && out.bytes().all(|b| b == b'a'));
+        // Each refused rule built at most the limit (16 Ki units, a few
+        // doublings of a String): well under a megabyte each. Building the
+        // whole output first allocated some 650 MB here.
+        assert!(bytes < 8_000_000, "allocated {bytes} bytes");
+    }
+
+    #[test]
+    fn matches_and_group_expansions_are_capped_per_rule() {
+        // One match more than the cap: not applied at all.
+        let text = "x ".repeat(MAX_MATCHES + 1);
+        let (out, _) =
+            t(r#"{"replace": [{"from": "x", "to": "y"}]}"#).apply(&text, &[], usize::MAX);
+        assert_eq!(out, text);
+        let text = "x ".repeat(MAX_MATCHES);
+        let (out, _) =
+            t(r#"{"replace": [{"from": "x", "to": "y"}]}"#).apply(&text, &[], usize::MAX);
+        assert_eq!(out, "y ".repeat(MAX_MATCHES));
+        // Empty groups cost no output, but each reference is counted:
+        // 100 references × 41 matches passes 4,096.
+        let to = "$1".repeat(100);
+        let tr = t(&format!(
+            r#"{{"replace": [{{"from": "b(c?)", "to": "{to}", "regex": true}}]}}"#
+        ));
+        let (out, _) = tr.apply(&"b".repeat(41), &[], usize::MAX);
+        assert_eq!(out, "b".repeat(41));
+        let (out, _) = tr.apply(&"b".repeat(40), &[], usize::MAX);
+        assert_eq!(out, "");
+    }
+
+    #[test]
+    fn group_references_read_as_the_regex_crate_reads_them() {
+        let cases = [
+            (r"(\d+)-(?P<w>\w+)", "$2/$1 ${w}!$$ $w1 ${9} $"),
+            (r"(a)(b)?", "[$1$2]"),
+            (r"(?P<n>x)", "$n$n${n}"),
+        ];
+        let text = "12-ab a ab x 7-q";
+        for (pattern, to) in cases {
+            let spec = TransformSpec {
+                replace: vec![Replacement {
+                    from: pattern.to_owned(),
+                    to: to.to_owned(),
+                    regex: true,
+                }],
+                ..TransformSpec::default()
+            };
+            let want = regex::Regex::new(pattern).unwrap().replace_all(text, to);
+            let (out, _) = spec.compile().unwrap().apply(text, &[], usize::MAX);
+            assert_eq!(out, want, "{pattern} => {to}");
+        }
     }
 }

@@ -130,6 +130,7 @@ replace-usage = Send /replace @channel old => new (plain text), or /replace @cha
 transform-saved = ✅ @{ $name }: text changes saved. They apply to text posts and single captions; albums keep their captions.
 transform-cleared = ✅ @{ $name }: no text changes any more.
 transform-bad = ❌ That cannot be used: check the regular expression (up to 200 characters), at most 20 replacements, texts up to 1,000 characters.
+patterns-budget = ❌ Your subscriptions may use at most { $max } regular expressions together (replacements and filters). Remove one first.
 transform-forward = ℹ️ This subscription forwards posts, and forwarded posts keep their original text. Switch it to copy in /list for the changes to apply.
 quiet-usage = Send /quiet 23:00-07:00 Asia/Tashkent (start-end and your time zone) for all your subscriptions, or /quiet @channel … for one; /quiet off ends quiet hours.
 quiet-bad-zone = ❌ I do not know the time zone { $tz }. Write it as Area/City, for example Asia/Tashkent or Europe/Moscow.

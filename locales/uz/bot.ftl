@@ -129,6 +129,7 @@ replace-usage = /replace @kanal eski => yangi (oddiy matn) yoki /replace @kanal 
 transform-saved = ✅ @{ $name }: matn o'zgarishlari saqlandi. Ular matnli postlar va yakka izohlarga qo'llanadi; albomlar izohini saqlaydi.
 transform-cleared = ✅ @{ $name }: matn endi o'zgartirilmaydi.
 transform-bad = ❌ Bunday bo'lmaydi: muntazam ifodani (200 belgigacha), ko'pi bilan 20 almashtirish va 1000 belgigacha matnlarni tekshiring.
+patterns-budget = ❌ Barcha obunalaringizda birgalikda ko'pi bilan { $max } ta muntazam ifoda (almashtirish va filtrlar) bo'lishi mumkin. Avval bittasini o'chiring.
 transform-forward = ℹ️ Bu obuna postlarni uzatadi, uzatilgan postlar esa asl matnini saqlaydi. O'zgarishlar ishlashi uchun /list da nusxa ko'chirishga o'tkazing.
 quiet-usage = Barcha obunalar uchun /quiet 23:00-07:00 Asia/Tashkent (boshlanish-tugash va vaqt mintaqangiz) yoki bittasi uchun /quiet @kanal … yuboring; /quiet off tinch soatlarni o'chiradi.
 quiet-bad-zone = ❌ { $tz } vaqt mintaqasini bilmayman. Uni Hudud/Shahar ko'rinishida yozing, masalan Asia/Tashkent yoki Europe/Moscow.

@@ -406,6 +406,11 @@ async fn filter(
     if spec.compile().is_err() {
         return Ok(h.t(lang, "filter-bad", &[]));
     }
+    let regex = usize::from(spec.regex.as_deref().is_some_and(|r| !r.is_empty()));
+    if !h.patterns_fit(uid, sub.id, regex).await? {
+        let max = kuryer_actors::transform::MAX_PATTERNS_PER_USER;
+        return Ok(h.t(lang, "patterns-budget", &[("max", max.into())]));
+    }
     let json = serde_json::to_value(&spec).unwrap_or_else(|_| serde_json::json!({}));
     h.store()
         .set_subscription_settings(Some(uid), sub.id, None, Some(&json))

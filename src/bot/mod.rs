@@ -252,6 +252,23 @@ impl BotHandler {
         self.shared.pipeline.mirror_wake();
     }
 
+    /// Whether `user`'s subscriptions may compile `adding` regular
+    /// expressions more in `subscription_id` (its own current ones are
+    /// replaced, so they do not count): the per-user budget of compiled
+    /// patterns. Adding none always fits.
+    async fn patterns_fit(
+        &self,
+        user: i64,
+        subscription_id: i64,
+        adding: usize,
+    ) -> Result<bool, StoreError> {
+        if adding == 0 {
+            return Ok(true);
+        }
+        let others = self.store().user_patterns(user, subscription_id).await?;
+        Ok(others + adding <= kuryer_actors::transform::MAX_PATTERNS_PER_USER)
+    }
+
     fn count(&self, command: &'static str) {
         crate::telemetry::events::bot_command(command);
     }

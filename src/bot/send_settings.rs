@@ -7,7 +7,7 @@
 use kuryer_actors::digest::{DigestError, DigestSpec};
 use kuryer_actors::model::{ChannelUsername, DeliveryMode};
 use kuryer_actors::quiet::{QuietError, QuietSpec};
-use kuryer_actors::transform::{Replacement, TransformSpec};
+use kuryer_actors::transform::{MAX_PATTERNS_PER_USER, Replacement, TransformSpec};
 
 use super::reply::echo;
 use super::{BotHandler, list};
@@ -95,8 +95,15 @@ pub(super) async fn command(
             None => return Ok(usage(usage_key)),
         },
     }
-    if spec.compile().is_err() {
+    let Ok(compiled) = spec.compile() else {
         return Ok(h.t(lang, "transform-bad", &[]));
+    };
+    if !h.patterns_fit(uid, sub.id, compiled.regex_rules()).await? {
+        return Ok(h.t(
+            lang,
+            "patterns-budget",
+            &[("max", MAX_PATTERNS_PER_USER.into())],
+        ));
     }
     let value = (!spec.is_empty())
         .then(|| serde_json::to_value(&spec).ok())

@@ -14,7 +14,7 @@
 use actix_web::{HttpResponse, web};
 use kuryer_actors::digest::DigestSpec;
 use kuryer_actors::quiet::QuietSpec;
-use kuryer_actors::transform::TransformSpec;
+use kuryer_actors::transform::{MAX_PATTERNS_PER_USER, TransformSpec};
 use serde_json::json;
 
 use super::ApiState;
@@ -25,6 +25,30 @@ use crate::store::Extra;
 
 fn is_empty_object(v: &serde_json::Value) -> bool {
     v.is_null() || v.as_object().is_some_and(|o| o.is_empty())
+}
+
+/// Refuses a change that would take `user_id`'s subscriptions past the
+/// per-user budget of compiled regular expressions
+/// (`MAX_PATTERNS_PER_USER`, transforms and filters together), counting
+/// `adding` in place of `subscription_id`'s current ones.
+pub(super) async fn check_pattern_budget(
+    state: &ApiState,
+    (user_id, subscription_id): (i64, i64),
+    adding: usize,
+) -> Result<(), ApiError> {
+    if adding == 0 {
+        return Ok(());
+    }
+    let others = with_timeout(state, state.store.user_patterns(user_id, subscription_id)).await?;
+    if others + adding > MAX_PATTERNS_PER_USER {
+        return Err(ApiError::bad_request(
+            "pattern_budget",
+            format!(
+                "a user's subscriptions may use at most {MAX_PATTERNS_PER_USER} regular expressions together"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 async fn set(
@@ -98,7 +122,8 @@ pub(super) async fn transform(
         None
     } else {
         let spec: TransformSpec = serde_json::from_value(body).map_err(|e| bad(e.to_string()))?;
-        spec.compile().map_err(|e| bad(e.to_string()))?;
+        let compiled = spec.compile().map_err(|e| bad(e.to_string()))?;
+        check_pattern_budget(&state, *path, compiled.regex_rules()).await?;
         (!spec.is_empty())
             .then(|| serde_json::to_value(&spec))
             .transpose()

@@ -224,6 +224,18 @@ pub(super) async fn settings(
         })
         .transpose()?;
     let filters = body.filters.as_ref().map(check_filters).transpose()?;
+    if let Some(f) = &filters {
+        let regex = f
+            .get("regex")
+            .and_then(|r| r.as_str())
+            .is_some_and(|r| !r.is_empty());
+        super::send_settings::check_pattern_budget(
+            &state,
+            (user_id, subscription_id),
+            usize::from(regex),
+        )
+        .await?;
+    }
     super::copies::set_settings(&state, user_id, subscription_id, mirror).await?;
     let found = with_timeout(
         &state,

@@ -225,6 +225,7 @@ fn start_actors(
         Arc::new(destinations),
         cfg.sender.clone(),
     );
+    let shaper = sender.shaper();
     let sender = match ownership {
         Some(o) => sender.with_lease_guard(o.clone()),
         None => sender,
@@ -241,7 +242,8 @@ fn start_actors(
     let registry = registry_ctx.run(
         SubscriberRegistry::new(limiter.clone().recipient(), dedup, in_flight.clone())
             .with_quiet_holds(holds.clone())
-            .with_room(room),
+            .with_room(room)
+            .with_shaper(shaper),
     );
     Actors {
         registry,

@@ -27,6 +27,31 @@ impl Extra {
 }
 
 impl Store {
+    /// The regular expressions `owner`'s live subscriptions compile (their
+    /// transforms' regex rules and filter regexes), leaving out
+    /// `except`'s (the subscription about to change): what the per-user
+    /// budget of compiled patterns counts.
+    pub async fn user_patterns(&self, owner: i64, except: i64) -> Result<usize, StoreError> {
+        const OP: &str = "count a user's regular expressions";
+        let c = self.conn(OP).await?;
+        let row = c
+            .query_one(
+                "SELECT coalesce(sum(
+                          (SELECT count(*) FROM jsonb_array_elements(
+                                CASE WHEN jsonb_typeof(s.transform -> 'replace') = 'array'
+                                     THEN s.transform -> 'replace' ELSE '[]'::jsonb END) r
+                            WHERE r ->> 'regex' = 'true')
+                        + CASE WHEN coalesce(s.filters ->> 'regex', '') <> '' THEN 1 ELSE 0 END
+                        ), 0)::bigint
+                   FROM subscriptions s JOIN users u ON u.id = s.user_id
+                  WHERE u.telegram_id = $1 AND s.removed_at IS NULL AND s.id <> $2",
+                &[&owner, &except],
+            )
+            .await
+            .op(OP)?;
+        Ok(row.get::<_, i64>(0).max(0) as usize)
+    }
+
     /// A subscription's stored extra (`None`: not set, or no such
     /// subscription of `owner`).
     pub async fn subscription_extra(

@@ -124,3 +124,54 @@ async fn header_footer_and_replacements_reach_the_fake_with_entities_shifted() {
     .await;
     assert!(plain, "{:#?}", w.fake.received(USER));
 }
+
+/// One user's subscriptions compile at most `MAX_PATTERNS_PER_USER` (40)
+/// regular expressions together: two subscriptions of 20 regex rules fill
+/// it; a 41st rule, or a filter regex, on a third is refused, a plain rule
+/// is not.
+#[actix_rt::test]
+async fn a_users_regular_expressions_are_budgeted_across_subscriptions() {
+    let channels = [
+        (-100_716_011, "budget_a"),
+        (-100_716_012, "budget_b"),
+        (-100_716_013, "budget_c"),
+    ];
+    let w = World::start(&[TOKEN], &channels, |c| {
+        c.limits.bot_commands_per_minute = 10_000;
+    })
+    .await;
+    let user = 816_011;
+    w.say(TOKEN, user, "/start", "en").await;
+    for (_, name) in channels {
+        let t = w.say(TOKEN, user, &format!("/add @{name}"), "en").await;
+        assert!(t.contains("subscribed"), "{t}");
+    }
+    for name in ["budget_a", "budget_b"] {
+        for i in 0..20 {
+            let t = w
+                .say(
+                    TOKEN,
+                    user,
+                    &format!("/replace @{name} re:x{i}+ => y"),
+                    "en",
+                )
+                .await;
+            assert!(t.contains("saved"), "{name} {i}: {t}");
+        }
+    }
+    let t = w
+        .say(TOKEN, user, "/replace @budget_c re:z+ => y", "en")
+        .await;
+    assert!(t.contains("at most 40 regular expressions"), "{t}");
+    let t = w.say(TOKEN, user, "/filter @budget_c re:z+", "en").await;
+    assert!(t.contains("at most 40 regular expressions"), "{t}");
+    let t = w.say(TOKEN, user, "/replace @budget_c z => y", "en").await;
+    assert!(t.contains("saved"), "{t}");
+    // Replacing a subscription's own rules counts them once, not twice.
+    let t = w.say(TOKEN, user, "/replace @budget_a off", "en").await;
+    assert!(t.contains("no text changes"), "{t}");
+    let t = w
+        .say(TOKEN, user, "/replace @budget_c re:z+ => y", "en")
+        .await;
+    assert!(t.contains("saved"), "{t}");
+}
