@@ -110,6 +110,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0015_history_on_subscribe.sql",
         sql: include_str!("../../sql/0015_history_on_subscribe.sql"),
     },
+    Migration {
+        version: 16,
+        name: "0016_dead_letter_console.sql",
+        sql: include_str!("../../sql/0016_dead_letter_console.sql"),
+    },
 ];
 
 /// Why migrating failed.
