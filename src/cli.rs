@@ -1,4 +1,4 @@
-//! The command line: `kuryer run | migrate | check-config | login | accounts | logout | instances | demo`.
+//! The command line: `kuryer run | migrate | check-config | login | accounts | logout | instances | dead-letters | demo`.
 
 use std::path::PathBuf;
 
@@ -68,9 +68,79 @@ pub enum Command {
     /// List the instances sharing the database: their heartbeats and what
     /// each leases (channels, reader accounts, bots' getUpdates).
     Instances(ConfigArg),
+    /// Dead letters: updates and posts kuryer set aside because they still
+    /// failed after their retries — list, show, replay, discard.
+    #[command(subcommand)]
+    DeadLetters(DeadLetterCommand),
     /// Run the real pipeline against a simulated Telegram and a generated population.
     #[cfg(feature = "demo")]
     Demo(DemoArgs),
+}
+
+/// `kuryer dead-letters …`.
+#[derive(Debug, Subcommand)]
+pub enum DeadLetterCommand {
+    /// Dead letters, newest first: id, kind, state, when, where, why.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only this kind: `update` or `post`.
+        #[arg(long, value_parser = ["update", "post"])]
+        kind: Option<String>,
+        /// Only this state: `waiting`, `replaying`, `replayed`, `discarded`.
+        #[arg(long, value_parser = ["waiting", "replaying", "replayed", "discarded"])]
+        state: Option<String>,
+        /// Only those kept since: an RFC 3339 time, or an age (`30m`, `6h`, `2d`).
+        #[arg(long, value_name = "T")]
+        since: Option<String>,
+        /// At most this many (up to 500).
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// One dead letter, with the update or post as it was kept.
+    Show {
+        #[command(flatten)]
+        config: ConfigArg,
+        id: i64,
+        /// Hide what people wrote and who they are (texts, names, user ids).
+        #[arg(long)]
+        redact: bool,
+    },
+    /// Send dead letters back through the path they came by: a post is
+    /// recorded again and delivered (never twice), an update is handed to
+    /// the running update loop. One that fails again waits again, with both
+    /// reasons.
+    Replay {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The dead letter to replay.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<i64>,
+        /// Every waiting dead letter of `--kind` (up to 500 a run).
+        #[arg(long, requires = "kind")]
+        all: bool,
+        /// With `--all`: `update` or `post`.
+        #[arg(long, value_parser = ["update", "post"])]
+        kind: Option<String>,
+    },
+    /// Let a waiting dead letter go (it stays listed, as discarded).
+    Discard {
+        #[command(flatten)]
+        config: ConfigArg,
+        id: i64,
+    },
+}
+
+impl DeadLetterCommand {
+    /// The `--config` of whichever subcommand.
+    pub fn config(&self) -> &ConfigArg {
+        match self {
+            Self::List { config, .. }
+            | Self::Show { config, .. }
+            | Self::Replay { config, .. }
+            | Self::Discard { config, .. } => config,
+        }
+    }
 }
 
 /// Options of `kuryer demo`.

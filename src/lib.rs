@@ -21,10 +21,10 @@
 //!
 //! | layer | modules | what they are |
 //! |---|---|---|
-//! | commands | `main.rs`, `cli`, `demo` and `demo_mtproto` (feature `demo`) | parse, load config, set up logging, run one command |
+//! | commands | `main.rs`, `cli`, `dead_letter_cli`, `demo` and `demo_mtproto` (feature `demo`) | parse, load config, set up logging, run one command |
 //! | daemon | `daemon` | `kuryer run`: everything started in one pass, the ordered stop |
 //! | faces | `bot`, `updates`, `http` | what people and operators talk to: the bot's commands, the bots' update loops, the HTTP API |
-//! | services | `instance`, `owed`, `destination_events`, `digest`, `copies`, `pipeline`, `keeper`, `subscription_events`, `preflight`, `notify` | the pipeline and what it runs: owed deliveries, lost destinations, digests, edits and history on subscribe, leases among instances, the change feed, start-up checks, systemd's notify protocol |
+//! | services | `instance`, `owed`, `destination_events`, `digest`, `copies`, `pipeline`, `keeper`, `subscription_events`, `preflight`, `notify`, `dead_letters` | the pipeline and what it runs: owed deliveries, lost destinations, digests, edits and history on subscribe, leases among instances, the change feed, start-up checks, systemd's notify protocol, dead letters replayed and discarded |
 //! | sources | `reader` | MTProto reader accounts |
 //! | telegram leaves | `telegram`, `i18n`, `source_events` | bot ids and building, texts in three languages, what sources tell the daemon |
 //! | infrastructure | `store`, `redis_conn`, `dedup`, `shared_limits` | PostgreSQL, Redis, dedup, shared rate limits |
@@ -60,11 +60,15 @@ pub const LAYERS: &[(&str, &[&str])] = &[
             "subscription_events",
             "preflight",
             "notify",
+            "dead_letters",
         ],
     ),
     ("faces", &["bot", "updates", "http"]),
     ("daemon", &["daemon"]),
-    ("commands", &["cli", "demo", "demo_mtproto"]),
+    (
+        "commands",
+        &["cli", "dead_letter_cli", "demo", "demo_mtproto"],
+    ),
 ];
 
 /// The process's allocator (mimalloc) and its tuning.
@@ -80,6 +84,10 @@ pub mod config;
 pub mod copies;
 /// `kuryer run`: the daemon's wiring and ordered shutdown.
 pub mod daemon;
+/// `kuryer dead-letters`: list, show, replay, discard.
+pub mod dead_letter_cli;
+/// Dead letters replayed, discarded and shown redacted.
+pub mod dead_letters;
 /// The Redis layer of delivery dedup.
 pub mod dedup;
 /// `kuryer demo`: the pipeline against the simulated Telegram.

@@ -59,7 +59,7 @@ fn main() -> ExitCode {
         }),
         Command::Accounts(arg) => with_config("accounts", &arg, |loaded| {
             block_on(async move {
-                let store = open_store(&loaded.config).await?;
+                let store = open_existing(&loaded.config).await?;
                 print!(
                     "{}",
                     kuryer::reader::login::accounts_table(
@@ -71,7 +71,7 @@ fn main() -> ExitCode {
         }),
         Command::Instances(arg) => with_config("instances", &arg, |loaded| {
             block_on(async move {
-                let store = open_store(&loaded.config).await?;
+                let store = open_existing(&loaded.config).await?;
                 print!(
                     "{}",
                     kuryer::instance::instances_table(&store.instances().await?)
@@ -81,7 +81,7 @@ fn main() -> ExitCode {
         }),
         Command::Logout { config, account } => with_config("logout", &config, |loaded| {
             block_on(async move {
-                let store = open_store(&loaded.config).await?;
+                let store = open_existing(&loaded.config).await?;
                 let note = kuryer::reader::login::logout(&store, &loaded.config, &account).await?;
                 println!("reader account {account:?} is logged out");
                 if let Some(note) = note {
@@ -90,6 +90,12 @@ fn main() -> ExitCode {
                 Ok(())
             })
         }),
+        Command::DeadLetters(cmd) => {
+            let arg = cmd.config().clone();
+            with_config("dead-letters", &arg, |loaded| {
+                block_on(async move { kuryer::dead_letter_cli::run(&cmd, &loaded.config).await })
+            })
+        }
         #[cfg(feature = "demo")]
         Command::Demo(args) => {
             let arg = args.config.clone();
@@ -215,9 +221,15 @@ async fn run_migrate(loaded: Loaded) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The store of the reader and instance commands (`login`, `accounts`,
-/// `logout`, `instances`): created if missing, schema applied, as `kuryer
-/// run` would at start.
+/// The store of `login`: created if missing, schema applied, as `kuryer
+/// run` would at start (a login is the first step of a new installation).
 async fn open_store(config: &config::Config) -> anyhow::Result<Store> {
     Ok(Store::open(&config.database, Open::schema()).await?.store)
+}
+
+/// The store of the commands that only read or change rows (`accounts`,
+/// `logout`, `instances`): never created, never migrated; a missing
+/// database or an older schema names `kuryer migrate`.
+async fn open_existing(config: &config::Config) -> anyhow::Result<Store> {
+    Ok(Store::open_existing(&config.database).await?)
 }

@@ -237,11 +237,31 @@ async fn check_database(cfg: &Config) -> CheckLine {
             };
         }
     };
+    // Never creates nor migrates: a missing database, or a schema behind
+    // this kuryer, is said with the command that makes it right.
+    let existing = match cfg.database.primary() {
+        Ok(p) => tokio::time::timeout(CHECK_TIMEOUT, crate::store::check_existing(&p)).await,
+        Err(_) => Ok(Ok(())),
+    };
+    let schema = match existing {
+        Ok(Err(e @ crate::store::ExistingError::Missing { .. })) => {
+            store.close();
+            return CheckLine {
+                what,
+                ok: false,
+                detail: e.to_string(),
+            };
+        }
+        Ok(Err(e @ crate::store::ExistingError::Behind { .. })) => {
+            format!("; {e} (`kuryer run` applies them too)")
+        }
+        _ => String::new(),
+    };
     let line = match tokio::time::timeout(CHECK_TIMEOUT, store.ping()).await {
         Ok(Ok(())) => CheckLine {
             what,
             ok: true,
-            detail: "connected, SELECT 1 answered".into(),
+            detail: format!("connected, SELECT 1 answered{schema}"),
         },
         Ok(Err(e)) => CheckLine {
             what,

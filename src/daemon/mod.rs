@@ -312,12 +312,23 @@ fn start_update_loops(
     (stop_tx, loops)
 }
 
-/// Partitions made ahead and dropped past retention, every six hours.
+/// Partitions made ahead and dropped past retention, every six hours; the
+/// waiting dead letters read into their gauge every 15 s.
 fn spawn_maintenance(cfg: &Config, store: Store) -> JoinHandle<()> {
+    const PARTITIONS: Duration = Duration::from_secs(6 * 3600);
     let db = cfg.database.clone();
     actix_rt::spawn(async move {
+        let mut since_partitions = Duration::ZERO;
         loop {
-            tokio::time::sleep(Duration::from_secs(6 * 3600)).await;
+            if let Err(e) = crate::dead_letters::refresh_gauge(&store).await {
+                tracing::debug!(error = %e, "Could not count the waiting dead letters.");
+            }
+            tokio::time::sleep(crate::dead_letters::GAUGE_INTERVAL).await;
+            since_partitions += crate::dead_letters::GAUGE_INTERVAL;
+            if since_partitions < PARTITIONS {
+                continue;
+            }
+            since_partitions = Duration::ZERO;
             if let Err(e) = store
                 .maintain_partitions(db.partitions_ahead_days, db.retention_days)
                 .await

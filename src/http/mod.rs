@@ -9,6 +9,9 @@
 //! - `PUT /subscriptions/{user_id}/{subscription_id}/destination` `{"destination_id"}`.
 //! - `GET /destinations/{user_id}` — the chats a user's posts can go to.
 //! - `PUT /subscriptions/{user_id}/{subscription_id}/transform`, `…/quiet`, `…/digest` — the send settings ([`send_settings`]).
+//! - `GET /dead_letters?kind=&state=&since=&before=&limit=`, `GET /dead_letters/{id}?redact=true`,
+//!   `POST /dead_letters/{id}/replay`, `POST /dead_letters/{id}/discard`,
+//!   `POST /dead_letters/replay` `{"kind"}` — dead letters ([`dead_letters`]).
 //! - `GET /metrics` — Prometheus text. `GET /healthz`, `GET /readyz` — health.
 //!
 //! Management routes need `Authorization: Bearer <http.api_token>`
@@ -18,6 +21,8 @@
 mod auth;
 /// Edits/deletions settings and backfills of the subscription routes.
 mod copies;
+/// Dead letters: list, show, replay, discard.
+mod dead_letters;
 mod destinations;
 mod error;
 mod health;
@@ -100,6 +105,20 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: ApiState, body_limit: usiz
         .route(
             "/subscriptions/{user_id}/{subscription_id}/digest",
             web::put().to(send_settings::digest),
+        )
+        .route("/dead_letters", web::get().to(dead_letters::list))
+        .route(
+            "/dead_letters/replay",
+            web::post().to(dead_letters::replay_all),
+        )
+        .route("/dead_letters/{id}", web::get().to(dead_letters::show))
+        .route(
+            "/dead_letters/{id}/replay",
+            web::post().to(dead_letters::replay),
+        )
+        .route(
+            "/dead_letters/{id}/discard",
+            web::post().to(dead_letters::discard),
         )
         .route("/metrics", web::get().to(health::metrics_text))
         .route("/healthz", web::get().to(health::healthz))

@@ -128,6 +128,15 @@ impl Pipeline {
         &self.registry
     }
 
+    /// Fans a recorded post out as its poller would (a replayed dead
+    /// letter); false when the registry is gone.
+    pub async fn publish(&self, post: Arc<kuryer_actors::model::Post>) -> bool {
+        self.registry
+            .send(kuryer_actors::subscriber_registry::PublishPost(post))
+            .await
+            .is_ok()
+    }
+
     /// The rate limiter, for tests that ask it directly.
     #[cfg(any(test, feature = "test-hooks"))]
     pub fn limiter(&self) -> &Addr<RateLimiter> {

@@ -9,7 +9,9 @@ pub enum StoreError {
     #[error("{op}: no database connection: {message}")]
     Pool { op: &'static str, message: String },
     /// The database answered with an error, or the connection broke mid-query.
-    #[error("{op}: {source}")]
+    /// Shown with PostgreSQL's message (never its detail, which may quote
+    /// a row's values).
+    #[error("{op}: {}", server_message(source))]
     Query {
         op: &'static str,
         #[source]
@@ -30,6 +32,15 @@ pub enum StoreError {
         #[source]
         source: ConnectError,
     },
+}
+
+/// PostgreSQL's own message and code when the server answered ("db error"
+/// alone says nothing), else the client's text.
+fn server_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
 }
 
 /// Why a connection of its own could not be opened.

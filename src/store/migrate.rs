@@ -120,6 +120,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0017_reader_peer_hashes.sql",
         sql: include_str!("../../sql/0017_reader_peer_hashes.sql"),
     },
+    Migration {
+        version: 18,
+        name: "0018_dead_letter_console.sql",
+        sql: include_str!("../../sql/0018_dead_letter_console.sql"),
+    },
 ];
 
 /// Why migrating failed.

@@ -14,6 +14,8 @@ mod accounts;
 mod channels;
 /// Connections of their own (LISTEN, create-database), within the connect timeout.
 mod connect;
+/// Dead letters read back: listed, shown, replayed, discarded (0016).
+mod dead_letter_console;
 /// Dead letters: what still failed after its retries, kept with the reason.
 mod dead_letters;
 /// Delivery records: batched outcomes.
@@ -24,6 +26,8 @@ mod destinations;
 mod digest;
 /// `StoreError` and the retry decision.
 mod error;
+/// Opening without creating or migrating: the read-only commands.
+mod existing;
 /// History on subscribe read from Telegram: reading's start, history posts (0015).
 mod history;
 /// The bot's durable inbox of bot-admin channel posts.
@@ -72,9 +76,11 @@ pub use accounts::{
     bot_api_chat_id,
 };
 pub use channels::NewPost;
-pub use dead_letters::{DEAD_LETTER_RAW_MAX, DeadUpdate};
+pub use dead_letter_console::{Claim, DEAD_LETTER_PAGE_MAX, DeadLetter, DeadLetterQuery};
+pub use dead_letters::{DEAD_LETTER_RAW_MAX, DeadUpdate, KeptPost};
 pub use digest::{DigestDue, DigestRun, DigestTarget};
 pub use error::{ConnectError, StoreError};
+pub use existing::{ExistingError, check_existing};
 pub use history::BackfillChannel;
 pub use inbox::InboxEntry;
 pub use leases::{InstanceIdentity, InstanceRow, LeasedChannel, RegisteredInstance};

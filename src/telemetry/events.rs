@@ -77,6 +77,41 @@ pub fn update_set_aside(
     );
 }
 
+// --- Dead letters read back -------------------------------------------------
+
+/// A dead letter went back through the path it came by (`how`: `recorded`
+/// and published, `handed` to the update loop, `handled` by it).
+pub fn dead_letter_replayed(id: i64, kind: &str, how: &str) {
+    r::DEAD_LETTERS_REPLAYED_TOTAL
+        .at([kind.to_owned().into()])
+        .increment(1);
+    tracing::info!(dead_letter_id = id, kind = %kind, how = %how, "Dead letter replayed.");
+}
+
+/// A replayed dead letter failed again and is kept again with both reasons.
+pub fn dead_letter_replay_failed(id: i64, kind: &str, reason: &dyn Display) {
+    r::DEAD_LETTERS_REPLAY_FAILED_TOTAL
+        .at([kind.to_owned().into()])
+        .increment(1);
+    tracing::warn!(dead_letter_id = id, kind = %kind, reason = %reason, "A replayed dead letter failed again; kept with both reasons.");
+}
+
+/// A dead letter discarded at an operator's word.
+pub fn dead_letter_discarded(id: i64, kind: &str) {
+    r::DEAD_LETTERS_DISCARDED_TOTAL
+        .at([kind.to_owned().into()])
+        .increment(1);
+    tracing::info!(dead_letter_id = id, kind = %kind, "Dead letter discarded.");
+}
+
+/// Dead letters of the installation waiting, by kind (read from the
+/// database).
+pub fn dead_letters_waiting(kind: &str, n: i64) {
+    r::DEAD_LETTERS_WAITING
+        .at([kind.to_owned().into()])
+        .set(n as f64);
+}
+
 /// A `channel_post` received by a bot's update loop, `lag_s` seconds after
 /// Telegram dated it.
 pub fn channel_post_received(chat_id: i64, lag_s: f64) {

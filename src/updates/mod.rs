@@ -27,6 +27,8 @@
 mod edits;
 /// What each update does.
 mod intake;
+/// Dead-letter updates replayed at an operator's word.
+mod replays;
 /// The loop: one update at a time, confirmed once its effect is durable.
 mod update_loop;
 

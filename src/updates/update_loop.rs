@@ -86,6 +86,7 @@ pub async fn run_loop(
         // the loop is back within seconds (a try is one cheap query).
         hold: Backoff::new(Duration::from_secs(1), Duration::from_secs(10)),
         failing: Failing::default(),
+        replays_checked: std::time::Instant::now() - Duration::from_secs(1),
     };
     update_loop.run().await;
     tracing::info!("Update loop stopped.");
@@ -126,6 +127,8 @@ struct UpdateLoop {
     /// Between tries of an update that could not be handled.
     hold: Backoff,
     failing: Failing,
+    /// When the dead-letter updates to replay were last looked for.
+    replays_checked: std::time::Instant,
 }
 
 impl UpdateLoop {
@@ -137,6 +140,18 @@ impl UpdateLoop {
                 }
                 continue;
             };
+            // Updates an operator asked to replay go first, at most once a
+            // second (one indexed query).
+            if self.replays_checked.elapsed() >= Duration::from_secs(1) {
+                self.replays_checked = std::time::Instant::now();
+                super::replays::replay_kept(
+                    &self.store,
+                    &self.pipeline,
+                    &self.updates,
+                    &self.handler,
+                )
+                .await;
+            }
             let items = match self.fetch(long_poll).await {
                 Fetched::Items(items) => items,
                 Fetched::Again => continue,

@@ -82,3 +82,69 @@ async fn migrate_against_a_dead_database_fails_without_the_password() {
     assert!(all.contains("migrate"), "{all}");
     assert!(!all.contains("hunter2"), "{all}");
 }
+
+/// `accounts`, `instances`, `logout` and `check-config --connect` only read
+/// or change rows: against a database that does not exist they create none
+/// and say which database is missing and that `kuryer migrate` creates it;
+/// against an empty one they apply no migration and say so. (They created
+/// the database and applied every migration before.)
+#[tokio::test]
+async fn read_only_commands_never_create_or_migrate_a_database() {
+    let db = TestDb::new().await;
+    let missing = format!("{}_typo", db.name);
+    let url = db.url.replace(&db.name, &missing);
+    let admin = crate::common::connect(&crate::common::admin_url()).await;
+    let exists = async |name: &str| -> bool {
+        admin
+            .query_one(
+                "SELECT count(*) FROM pg_database WHERE datname = $1",
+                &[&name],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+            == 1
+    };
+    let commands: [&[&str]; 4] = [
+        &["accounts"],
+        &["instances"],
+        &["logout", "--account", "main"],
+        &["check-config", "--connect"],
+    ];
+    for args in commands {
+        let out = kuryer(&url, args[0]).args(&args[1..]).output().unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{args:?}: {all}");
+        assert!(
+            all.contains(&format!("database \"{missing}\" does not exist"))
+                && all.contains("kuryer migrate"),
+            "{args:?}: {all}"
+        );
+        assert!(!exists(&missing).await, "{args:?} created {missing}");
+    }
+    // An empty database: nothing applied, the command that applies it named.
+    for args in commands.iter().take(3) {
+        let out = kuryer(&db.url, args[0]).args(&args[1..]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            err.contains("has 0 of") && err.contains("`kuryer migrate` applies the rest"),
+            "{args:?}: {err}"
+        );
+    }
+    let tables: i64 = db
+        .client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 0, "a read-only command migrated");
+}

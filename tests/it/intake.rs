@@ -10,10 +10,10 @@ use serde_json::{Value, json};
 
 use crate::common::{Daemon, TestDb, admin_url, connect, free_port};
 
-const TOKEN: &str = "4343:intakeSECRETintakeSECRETintake";
-const API_TOKEN: &str = "black-box-api-token-0123";
+pub(crate) const TOKEN: &str = "4343:intakeSECRETintakeSECRETintake";
+pub(crate) const API_TOKEN: &str = "black-box-api-token-0123";
 
-async fn wait_until<F: AsyncFnMut() -> bool>(limit: Duration, mut f: F) -> bool {
+pub(crate) async fn wait_until<F: AsyncFnMut() -> bool>(limit: Duration, mut f: F) -> bool {
     let start = Instant::now();
     while start.elapsed() < limit {
         if f().await {
@@ -26,18 +26,23 @@ async fn wait_until<F: AsyncFnMut() -> bool>(limit: Duration, mut f: F) -> bool 
 
 /// The real binary on a fresh database, the fake Bot API, and channels our
 /// bot administers, each followed by its own users.
-struct Intake {
-    db: TestDb,
-    fake: FakeTelegram,
-    daemon: Daemon,
-    http: reqwest::Client,
-    base: String,
+pub(crate) struct Intake {
+    pub(crate) db: TestDb,
+    pub(crate) fake: FakeTelegram,
+    pub(crate) daemon: Daemon,
+    pub(crate) http: reqwest::Client,
+    pub(crate) base: String,
 }
 
 impl Intake {
     /// Channels `(chat id, username)`, the bot made admin of each before
     /// kuryer starts.
-    async fn start(channels: &[(i64, &str)]) -> Self {
+    pub(crate) async fn start(channels: &[(i64, &str)]) -> Self {
+        Self::start_env(channels, &[]).await
+    }
+
+    /// [`Intake::start`] with more environment for `kuryer run`.
+    pub(crate) async fn start_env(channels: &[(i64, &str)], extra: &[(&str, String)]) -> Self {
         let db = TestDb::new().await;
         let fake = FakeTelegram::start(FakeLimits::off()).unwrap();
         fake.add_bot(TOKEN);
@@ -46,7 +51,9 @@ impl Intake {
             fake.set_admin(*chat, TOKEN, true);
         }
         let port = free_port();
-        let daemon = Daemon::start_with(&db.url, &fake, TOKEN, port, 0.0, &no_limits());
+        let mut env = no_limits();
+        env.extend(extra.iter().cloned());
+        let daemon = Daemon::start_with(&db.url, &fake, TOKEN, port, 0.0, &env);
         let me = Self {
             db,
             fake,
@@ -68,7 +75,7 @@ impl Intake {
 
     /// Subscribes `user` (a private chat the fake knows) to `@name` and
     /// waits until the channel is active for them.
-    async fn subscribe(&self, user: i64, name: &str) {
+    pub(crate) async fn subscribe(&self, user: i64, name: &str) {
         self.fake.create_chat(user, ChatKind::Private);
         let r = self
             .http
@@ -107,7 +114,7 @@ impl Intake {
 
     /// Waits until every expected delivery arrived; asserts nothing was lost
     /// or sent twice.
-    async fn expect(&self, expected: &[(i64, i64, i32)], limit: Duration) {
+    pub(crate) async fn expect(&self, expected: &[(i64, i64, i32)], limit: Duration) {
         let arrived = wait_until(limit, async || {
             self.fake.report(expected).delivered == expected.len() as u64
         })
@@ -117,7 +124,7 @@ impl Intake {
         assert_eq!((r.lost, r.duplicates), (0, 0), "{r:?}");
     }
 
-    async fn count(&self, sql: &str) -> i64 {
+    pub(crate) async fn count(&self, sql: &str) -> i64 {
         self.db
             .client()
             .await
@@ -128,7 +135,7 @@ impl Intake {
     }
 
     /// SIGTERM; the exit must be clean and the log free of the token.
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         let code = self.daemon.terminate();
         let log = self.daemon.log_text();
         assert_eq!(code, Some(0), "{log}");
@@ -145,7 +152,7 @@ fn no_limits() -> Vec<(&'static str, String)> {
     ]
 }
 
-fn text(fake: &FakeTelegram, chat: i64, body: &str) -> i32 {
+pub(crate) fn text(fake: &FakeTelegram, chat: i64, body: &str) -> i32 {
     fake.post(chat, NewChannelMessage::text(body))
 }
 

@@ -15,6 +15,8 @@ mod config;
 mod crash;
 /// `kuryer run` end to end against the fake Bot API.
 mod daemon;
+/// Dead letters listed, shown, replayed and discarded (API and command line).
+mod dead_letters;
 /// The documents against the code: paths, `kuryer` command lines, module maps.
 mod docs;
 /// Never lost, never twice, part two: each test names what broke.

@@ -283,6 +283,30 @@ pub const DEAD_LETTERS_TOTAL: Counter<1> = Counter::new(
     &["kind"],
     "Updates or posts that still failed after their retries and were set aside in the `dead_letters` table, by `kind` (`update`, `post`).",
 );
+pub const DEAD_LETTERS_WAITING: Gauge<1> = Gauge::new(
+    "kuryer_dead_letters_waiting",
+    Unit::Count,
+    &["kind"],
+    "Dead letters of the whole installation waiting for an operator (neither replayed nor discarded), by `kind`; read from the database every 15 s.",
+);
+pub const DEAD_LETTERS_REPLAYED_TOTAL: Counter<1> = Counter::new(
+    "kuryer_dead_letters_replayed_total",
+    Unit::Count,
+    &["kind"],
+    "Dead letters this process replayed (sent back through the path they came by), by `kind`.",
+);
+pub const DEAD_LETTERS_REPLAY_FAILED_TOTAL: Counter<1> = Counter::new(
+    "kuryer_dead_letters_replay_failed_total",
+    Unit::Count,
+    &["kind"],
+    "Replays of dead letters that failed again and were kept again with both reasons, by `kind`.",
+);
+pub const DEAD_LETTERS_DISCARDED_TOTAL: Counter<1> = Counter::new(
+    "kuryer_dead_letters_discarded_total",
+    Unit::Count,
+    &["kind"],
+    "Dead letters this process discarded at an operator's word, by `kind`.",
+);
 pub const QUEUE_DEPTH: Gauge<1> = Gauge::new(
     "kuryer_queue_depth",
     Unit::Count,
@@ -507,6 +531,10 @@ pub const ALL: &[Metric] = &[
     LEASE_DROPPED_TOTAL.metric(),
     DESTINATIONS_DEACTIVATED_TOTAL.metric(),
     DEAD_LETTERS_TOTAL.metric(),
+    DEAD_LETTERS_WAITING.metric(),
+    DEAD_LETTERS_REPLAYED_TOTAL.metric(),
+    DEAD_LETTERS_REPLAY_FAILED_TOTAL.metric(),
+    DEAD_LETTERS_DISCARDED_TOTAL.metric(),
     QUEUE_DEPTH.metric(),
     DB_BATCH_ROWS.metric(),
     DB_BATCH_SECONDS.metric(),

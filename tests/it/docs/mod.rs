@@ -58,6 +58,14 @@ fn check_kuryer(root: &clap::Command, inv: &scan::Invocation) -> Vec<String> {
                 Some(sub) => {
                     cmd = sub;
                     args.next();
+                    // A command of commands (`dead-letters list`): one more level.
+                    if cmd.has_subcommands()
+                        && let Some(next) = args.peek()
+                        && let Some(leaf) = cmd.find_subcommand(next.as_str())
+                    {
+                        cmd = leaf;
+                        args.next();
+                    }
                 }
                 None => {
                     problems.push(format!(
