@@ -30,7 +30,7 @@ async fn wait_until<F: AsyncFnMut() -> bool>(limit: Duration, mut f: F) -> bool 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bot_removed_from_the_relay_deactivates_no_destination_and_resumes() {
-    let (db, _store, bot_api, dc, _id, relay) =
+    let (db, _store, bot_api, dc, id, relay) =
         crate::reader::relay_world(FakeLimits::scaled(20.0), "+998900004201", "relayer").await;
     bot_api.add_bot(TOKEN);
     bot_api.set_admin(relay.bot_api_chat_id(), TOKEN, true);
@@ -50,7 +50,7 @@ async fn the_bot_removed_from_the_relay_deactivates_no_destination_and_resumes()
     ));
     env.push((
         "KURYER_READER_RELAY_ACCESS_HASH",
-        relay.access_hash.to_string(),
+        dc.access_hash(relay, id).to_string(),
     ));
     let port = free_port();
     let mut daemon = Daemon::start_with(&db.url, &bot_api, TOKEN, port, 20.0, &env);
