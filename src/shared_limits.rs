@@ -5,9 +5,11 @@
 //! per bot a GCRA and an arrival window of sends in flight or completed
 //! within the last second, per chat one send in flight and a spacing from
 //! its completion — the in-process limiter's policy on shared data. Keys
-//! live under `{redis.key_prefix}{installation}:rl:…` (see `dedup.rs`):
-//! two instances of one database share them, two databases on one Redis
-//! never do.
+//! live under `{redis.key_prefix}{installation}:rl:{bot}:…` (see
+//! `dedup.rs`): two instances of one database share them, two databases on
+//! one Redis never do. Every key is passed to the script in `KEYS` and
+//! carries the bot's hash tag, so a call (one per bot a round) touches one
+//! slot: Redis Cluster runs it as is.
 //!
 //! Live instances are counted from the one liveness record there is, the
 //! `instances` table's heartbeats (the lease keeper counts them each round
@@ -138,8 +140,16 @@ impl RedisSharedLimits {
         format!("{}#{t}", self.inner.instance)
     }
 
-    /// Runs the script at `now_ms` (`None`: Redis' clock). Public for the
-    /// tests, which feed exact instants.
+    /// A key of bot `bot`: `{prefix}rl:{bot}:{rest}`, the bot's id as the
+    /// hash tag, so every key of one bot lives in one Redis Cluster slot.
+    fn bot_key(&self, bot: i64, rest: &str) -> String {
+        format!("{}rl:{{{bot}}}:{rest}", self.inner.prefix)
+    }
+
+    /// Runs the script at `now_ms` (`None`: Redis' clock): one call per bot
+    /// among `want` and `done` (each touching that bot's slot only), at
+    /// once over the one connection. Public for the tests, which feed
+    /// exact instants.
     pub async fn admit_at(
         &self,
         now_ms: Option<f64>,
@@ -150,43 +160,76 @@ impl RedisSharedLimits {
             return Ok(Vec::new());
         }
         let lazy = &self.inner.redis;
-        let Some(mut c) = lazy.connection().await else {
+        let Some(c) = lazy.connection().await else {
             return Err(SharedLimitsError("no connection to Redis".into()));
         };
+        let mut bots: Vec<i64> = done
+            .iter()
+            .map(|d| d.bot_id)
+            .chain(want.iter().map(|w| w.bot_id))
+            .collect();
+        bots.sort_unstable();
+        bots.dedup();
         let r = &self.inner.rates;
-        let mut call = self.inner.script.prepare_invoke();
-        call.arg(now_ms.unwrap_or(-1.0))
-            .arg(&self.inner.prefix)
-            .arg(ms(r.bot_interval))
-            .arg(r.bot_window_cap)
-            .arg(ms(r.tolerance))
-            .arg(ms(r.chat_interval))
-            .arg(ms(r.group_interval))
-            .arg(ms(self.inner.hold))
-            .arg(ms(MAX_BOT_WAIT))
-            .arg(done.len());
-        for d in done {
-            call.arg(d.bot_id)
-                .arg(d.chat_id)
-                .arg(self.ticket(d.ticket))
-                .arg(d.ago.as_millis() as u64);
+        let calls = bots.iter().map(|&bot| {
+            let mut c = c.clone();
+            let done: Vec<&SlotDone> = done.iter().filter(|d| d.bot_id == bot).collect();
+            let want: Vec<&SendSlot> = want.iter().filter(|w| w.bot_id == bot).collect();
+            let mut call = self.inner.script.prepare_invoke();
+            call.key(self.bot_key(bot, "tat"))
+                .key(self.bot_key(bot, "win"));
+            for chat in done
+                .iter()
+                .map(|d| d.chat_id)
+                .chain(want.iter().map(|w| w.chat_id))
+            {
+                call.key(self.bot_key(bot, &format!("chat:{chat}")));
+            }
+            call.arg(now_ms.unwrap_or(-1.0))
+                .arg(ms(r.bot_interval))
+                .arg(r.bot_window_cap)
+                .arg(ms(r.tolerance))
+                .arg(ms(r.chat_interval))
+                .arg(ms(r.group_interval))
+                .arg(ms(self.inner.hold))
+                .arg(ms(MAX_BOT_WAIT))
+                .arg(done.len());
+            for d in &done {
+                call.arg(self.ticket(d.ticket))
+                    .arg(d.ago.as_millis() as u64);
+            }
+            for w in &want {
+                call.arg(if w.group_like { "1" } else { "0" })
+                    .arg(self.ticket(w.ticket));
+            }
+            async move { lazy.timed(call.invoke_async::<Vec<i64>>(&mut c)).await }
+        });
+        let answers = futures_util::future::join_all(calls).await;
+        if let Some(Err(e)) = answers.iter().find(|a| a.is_err())
+            && answers.iter().all(|a| a.is_err())
+        {
+            return Err(SharedLimitsError(e.clone()));
         }
-        for w in want {
-            call.arg(w.bot_id)
-                .arg(w.chat_id)
-                .arg(if w.group_like { "1" } else { "0" })
-                .arg(self.ticket(w.ticket));
-        }
-        let codes = lazy
-            .timed(call.invoke_async::<Vec<i64>>(&mut c))
-            .await
-            .map_err(SharedLimitsError)?;
-        Ok(codes
-            .into_iter()
-            .map(|code| match code {
-                0 => Admission::Admitted,
-                w if w > 0 => Admission::ChatWait(Duration::from_millis(w as u64)),
-                w => Admission::BotWait(Duration::from_millis(w.unsigned_abs())),
+        // A bot whose call failed (its shard away) waits; the failure is
+        // recorded, so the next round falls back to the share.
+        let mut codes: std::collections::HashMap<i64, std::vec::IntoIter<i64>> = bots
+            .iter()
+            .zip(answers)
+            .filter_map(|(bot, a)| Some((*bot, a.ok()?.into_iter())))
+            .collect();
+        let failed_wait = -(OP_TIMEOUT.as_millis() as i64);
+        Ok(want
+            .iter()
+            .map(|w| {
+                let code = codes
+                    .get_mut(&w.bot_id)
+                    .and_then(Iterator::next)
+                    .unwrap_or(failed_wait);
+                match code {
+                    0 => Admission::Admitted,
+                    w if w > 0 => Admission::ChatWait(Duration::from_millis(w as u64)),
+                    w => Admission::BotWait(Duration::from_millis(w.unsigned_abs())),
+                }
             })
             .collect())
     }
