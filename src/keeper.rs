@@ -129,6 +129,10 @@ pub async fn register(store: &Store, ownership: &Ownership) -> Result<(), Regist
         tracing::info!(instances = ?dead, "Instances of this machine and boot whose process is gone are dead; taking their work without waiting for their leases to lapse.");
         store.instances_mark_dead(&dead).await?;
     }
+    // Counted now, so limits shared with the others are divided right
+    // from the first send, before the keeper's first round.
+    let (live, _) = store.lease_census().await?;
+    ownership.set_live_instances(live.max(1) as usize);
     Ok(())
 }
 
@@ -364,6 +368,7 @@ impl Keeper {
         let (live, total) = self.store.lease_census().await?;
         let live = live.max(1);
         registry::LIVE_INSTANCES.get().set(live as f64);
+        self.ownership.set_live_instances(live as usize);
         let share = (total + live - 1) / live;
         let mine = self.ownership.counts().0 as i64;
         if mine < share {

@@ -5,20 +5,23 @@
 //! per bot a GCRA and an arrival window of sends in flight or completed
 //! within the last second, per chat one send in flight and a spacing from
 //! its completion — the in-process limiter's policy on shared data. Keys
-//! live under `{redis.key_prefix}{installation}:rl:…` (see `dedup.rs`):
-//! two instances of one database share them, two databases on one Redis
-//! never do.
+//! live under `{redis.key_prefix}{installation}:rl:{bot}:…` (see
+//! `dedup.rs`): two instances of one database share them, two databases on
+//! one Redis never do. Every key is passed to the script in `KEYS` and
+//! carries the bot's hash tag, so a call (one per bot a round) touches one
+//! slot: Redis Cluster runs it as is.
 //!
-//! Live instances are counted by a heartbeat (`…:instances`, a sorted set
-//! of instance → last beat), kept behind [`InstanceCount`] so the count can
-//! come from elsewhere later (the lease table of the scale-out work). With
-//! `limits.shared = "auto"` the script is called only while more than one
-//! instance is live; `"on"` always; `"off"` never. While Redis cannot be
-//! reached the limiter sends at `1 / live instances` of every limit, the
-//! count last seen (see `kuryer_actors::rate_limiter`).
+//! Live instances are counted from the one liveness record there is, the
+//! `instances` table's heartbeats (the lease keeper counts them each round
+//! and hands the number over in a shared counter): the channel shares, the
+//! reader accounts' adoption and this count never disagree, and the count
+//! holds while Redis is away. With `limits.shared = "auto"` the script is
+//! called only while more than one instance is live; `"on"` always;
+//! `"off"` never. While Redis cannot be reached the limiter sends at
+//! `1 / live instances` of every limit (see `kuryer_actors::rate_limiter`).
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::config::{RedisConfig, SharedMode};
@@ -33,22 +36,12 @@ pub const SCRIPT: &str = include_str!("shared_limits.lua");
 /// Timeout of one call on the delivery path.
 const OP_TIMEOUT: Duration = Duration::from_millis(250);
 
-/// How often an instance says it is live.
-pub const HEARTBEAT: Duration = Duration::from_secs(1);
-
-/// An instance is live while its last beat is younger than this.
-pub const LIVE_FOR: Duration = Duration::from_secs(5);
+/// How often an unreachable Redis is tried again.
+pub const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// The longest a bot's wait may be when its window is full of sends in
 /// flight (they free it when they complete, which no clock says).
 const MAX_BOT_WAIT: Duration = Duration::from_millis(50);
-
-/// Where the number of live instances comes from: a small port so the
-/// heartbeat set here can be swapped for the leases' instance table.
-pub trait InstanceCount: Send + Sync + 'static {
-    /// Live instances, this one included (at least 1), as last seen.
-    fn live(&self) -> usize;
-}
 
 /// Rate limits shared through Redis. Cheap to clone.
 #[derive(Clone)]
@@ -60,15 +53,14 @@ struct Inner {
     redis: LazyRedis,
     script: redis::Script,
     prefix: String,
-    /// This instance's name in the heartbeat set and in its tickets.
+    /// This instance's name in its tickets.
     instance: String,
     mode: SharedMode,
     rates: SharedRates,
     /// How long a send in flight holds its chat and window slot.
     hold: Duration,
-    live: AtomicUsize,
-    /// Another source of the instance count, when set.
-    count: Mutex<Option<Arc<dyn InstanceCount>>>,
+    /// Live instances by the `instances` heartbeats, kept by the lease keeper.
+    live: Arc<AtomicUsize>,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -78,7 +70,9 @@ fn ms(d: Duration) -> f64 {
 impl RedisSharedLimits {
     /// Shared limits on `cfg.url` for installation `installation`, sending
     /// at `rates`; a send in flight holds its chat at most `hold` (the
-    /// longest a request can take). Connects lazily.
+    /// longest a request can take); `live` is the number of live instances
+    /// (this one included), kept current by whoever counts the `instances`
+    /// table. Connects lazily.
     pub fn new(
         cfg: &RedisConfig,
         installation: &str,
@@ -86,6 +80,7 @@ impl RedisSharedLimits {
         mode: SharedMode,
         rates: SharedRates,
         hold: Duration,
+        live: Arc<AtomicUsize>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -106,90 +101,55 @@ impl RedisSharedLimits {
                 mode,
                 rates,
                 hold,
-                live: AtomicUsize::new(1),
-                count: Mutex::new(None),
+                live,
             }),
         }
     }
 
-    /// Takes the number of live instances from `count` instead of the
-    /// heartbeat set (the heartbeat still runs).
-    pub fn with_instance_count(self, count: Arc<dyn InstanceCount>) -> Self {
-        *self
-            .inner
-            .count
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(count);
-        self
-    }
-
-    /// The key of the heartbeat set.
-    pub fn instances_key(&self) -> String {
-        format!("{}instances", self.inner.prefix)
-    }
-
-    /// One heartbeat: says this instance is live, forgets instances silent
-    /// for [`LIVE_FOR`], and notes how many are live.
-    pub async fn beat(&self) -> bool {
+    /// One `PING`, its outcome recorded as Redis' health: while Redis is
+    /// unreachable the limiter makes no call of its own, so this is how
+    /// an instance on its share notices that Redis is back.
+    pub async fn probe(&self) -> bool {
         let lazy = &self.inner.redis;
         let Some(mut c) = lazy.connection().await else {
             lazy.record(false, "no connection");
             return false;
         };
-        let script = redis::Script::new(
-            "local t = redis.call('TIME') \
-             local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) \
-             redis.call('ZADD', KEYS[1], now, ARGV[1]) \
-             redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2])) \
-             redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 10) \
-             return redis.call('ZCARD', KEYS[1])",
-        );
-        let mut call = script.key(self.instances_key());
-        call.arg(&self.inner.instance)
-            .arg(LIVE_FOR.as_millis() as u64);
-        match lazy.timed(call.invoke_async::<usize>(&mut c)).await {
-            Ok(n) => {
-                self.inner.live.store(n.max(1), Ordering::Relaxed);
-                true
-            }
-            Err(_) => false,
-        }
+        lazy.timed(redis::cmd("PING").query_async::<String>(&mut c))
+            .await
+            .is_ok()
     }
 
-    /// Beats every [`HEARTBEAT`] until `stop` turns true, then leaves the
-    /// heartbeat set (a graceful stop frees its share at once).
-    pub fn spawn_heartbeat(&self, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
-        let this = self.clone();
+    /// Probes Redis every [`PROBE_EVERY`] while it is unreachable, for as
+    /// long as these limits exist.
+    pub fn spawn_probe(&self) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                this.beat().await;
-                tokio::time::sleep(HEARTBEAT).await;
+            loop {
+                tokio::time::sleep(PROBE_EVERY).await;
+                let Some(inner) = weak.upgrade() else { return };
+                let this = RedisSharedLimits { inner };
+                if !this.reachable() {
+                    this.probe().await;
+                }
             }
-            this.leave().await;
         })
-    }
-
-    /// Takes this instance out of the heartbeat set.
-    pub async fn leave(&self) {
-        let lazy = &self.inner.redis;
-        if let Some(mut c) = lazy.connection().await {
-            let _ = lazy
-                .timed(
-                    redis::cmd("ZREM")
-                        .arg(self.instances_key())
-                        .arg(&self.inner.instance)
-                        .query_async::<i64>(&mut c),
-                )
-                .await;
-        }
     }
 
     fn ticket(&self, t: u64) -> String {
         format!("{}#{t}", self.inner.instance)
     }
 
-    /// Runs the script at `now_ms` (`None`: Redis' clock). Public for the
-    /// tests, which feed exact instants.
+    /// A key of bot `bot`: `{prefix}rl:{bot}:{rest}`, the bot's id as the
+    /// hash tag, so every key of one bot lives in one Redis Cluster slot.
+    fn bot_key(&self, bot: i64, rest: &str) -> String {
+        format!("{}rl:{{{bot}}}:{rest}", self.inner.prefix)
+    }
+
+    /// Runs the script at `now_ms` (`None`: Redis' clock): one call per bot
+    /// among `want` and `done` (each touching that bot's slot only), at
+    /// once over the one connection. Public for the tests, which feed
+    /// exact instants.
     pub async fn admit_at(
         &self,
         now_ms: Option<f64>,
@@ -200,43 +160,76 @@ impl RedisSharedLimits {
             return Ok(Vec::new());
         }
         let lazy = &self.inner.redis;
-        let Some(mut c) = lazy.connection().await else {
+        let Some(c) = lazy.connection().await else {
             return Err(SharedLimitsError("no connection to Redis".into()));
         };
+        let mut bots: Vec<i64> = done
+            .iter()
+            .map(|d| d.bot_id)
+            .chain(want.iter().map(|w| w.bot_id))
+            .collect();
+        bots.sort_unstable();
+        bots.dedup();
         let r = &self.inner.rates;
-        let mut call = self.inner.script.prepare_invoke();
-        call.arg(now_ms.unwrap_or(-1.0))
-            .arg(&self.inner.prefix)
-            .arg(ms(r.bot_interval))
-            .arg(r.bot_window_cap)
-            .arg(ms(r.tolerance))
-            .arg(ms(r.chat_interval))
-            .arg(ms(r.group_interval))
-            .arg(ms(self.inner.hold))
-            .arg(ms(MAX_BOT_WAIT))
-            .arg(done.len());
-        for d in done {
-            call.arg(d.bot_id)
-                .arg(d.chat_id)
-                .arg(self.ticket(d.ticket))
-                .arg(d.ago.as_millis() as u64);
+        let calls = bots.iter().map(|&bot| {
+            let mut c = c.clone();
+            let done: Vec<&SlotDone> = done.iter().filter(|d| d.bot_id == bot).collect();
+            let want: Vec<&SendSlot> = want.iter().filter(|w| w.bot_id == bot).collect();
+            let mut call = self.inner.script.prepare_invoke();
+            call.key(self.bot_key(bot, "tat"))
+                .key(self.bot_key(bot, "win"));
+            for chat in done
+                .iter()
+                .map(|d| d.chat_id)
+                .chain(want.iter().map(|w| w.chat_id))
+            {
+                call.key(self.bot_key(bot, &format!("chat:{chat}")));
+            }
+            call.arg(now_ms.unwrap_or(-1.0))
+                .arg(ms(r.bot_interval))
+                .arg(r.bot_window_cap)
+                .arg(ms(r.tolerance))
+                .arg(ms(r.chat_interval))
+                .arg(ms(r.group_interval))
+                .arg(ms(self.inner.hold))
+                .arg(ms(MAX_BOT_WAIT))
+                .arg(done.len());
+            for d in &done {
+                call.arg(self.ticket(d.ticket))
+                    .arg(d.ago.as_millis() as u64);
+            }
+            for w in &want {
+                call.arg(if w.group_like { "1" } else { "0" })
+                    .arg(self.ticket(w.ticket));
+            }
+            async move { lazy.timed(call.invoke_async::<Vec<i64>>(&mut c)).await }
+        });
+        let answers = futures_util::future::join_all(calls).await;
+        if let Some(Err(e)) = answers.iter().find(|a| a.is_err())
+            && answers.iter().all(|a| a.is_err())
+        {
+            return Err(SharedLimitsError(e.clone()));
         }
-        for w in want {
-            call.arg(w.bot_id)
-                .arg(w.chat_id)
-                .arg(if w.group_like { "1" } else { "0" })
-                .arg(self.ticket(w.ticket));
-        }
-        let codes = lazy
-            .timed(call.invoke_async::<Vec<i64>>(&mut c))
-            .await
-            .map_err(SharedLimitsError)?;
-        Ok(codes
-            .into_iter()
-            .map(|code| match code {
-                0 => Admission::Admitted,
-                w if w > 0 => Admission::ChatWait(Duration::from_millis(w as u64)),
-                w => Admission::BotWait(Duration::from_millis(w.unsigned_abs())),
+        // A bot whose call failed (its shard away) waits; the failure is
+        // recorded, so the next round falls back to the share.
+        let mut codes: std::collections::HashMap<i64, std::vec::IntoIter<i64>> = bots
+            .iter()
+            .zip(answers)
+            .filter_map(|(bot, a)| Some((*bot, a.ok()?.into_iter())))
+            .collect();
+        let failed_wait = -(OP_TIMEOUT.as_millis() as i64);
+        Ok(want
+            .iter()
+            .map(|w| {
+                let code = codes
+                    .get_mut(&w.bot_id)
+                    .and_then(Iterator::next)
+                    .unwrap_or(failed_wait);
+                match code {
+                    0 => Admission::Admitted,
+                    w if w > 0 => Admission::ChatWait(Duration::from_millis(w as u64)),
+                    w => Admission::BotWait(Duration::from_millis(w.unsigned_abs())),
+                }
             })
             .collect())
     }
@@ -265,32 +258,23 @@ impl SharedLimits for RedisSharedLimits {
     }
 
     fn live_instances(&self) -> usize {
-        let other = self
-            .inner
-            .count
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        match other {
-            Some(c) => c.live().max(1),
-            None => self.inner.live.load(Ordering::Relaxed).max(1),
-        }
+        self.inner.live.load(Ordering::Relaxed).max(1)
     }
 }
 
 /// The shared limits of `kuryer run`, per `limits.shared`: `None` when off.
-/// Beats once before answering, so an instance starting beside others
-/// shares from its first send; the heartbeat then runs until `stop`.
-/// `rates` are the limiter's; `hold` how long a send may take (its
-/// request timeout and a second).
+/// `rates` are the limiter's; `hold` how long a send may take (its request
+/// timeout and a second); `live` the instances counted by the lease keeper
+/// (counted once already at registration, so an instance starting beside
+/// others shares from its first send).
 pub async fn start_for(
     cfg: &crate::config::Config,
     installation: &str,
     instance: &str,
     rates: kuryer_actors::rate_limiter::SharedRates,
     hold: Duration,
-    stop: Arc<AtomicBool>,
-) -> Option<(Arc<dyn SharedLimits>, tokio::task::JoinHandle<()>)> {
+    live: Arc<AtomicUsize>,
+) -> Option<Arc<dyn SharedLimits>> {
     if cfg.limits.shared == SharedMode::Off {
         return None;
     }
@@ -301,14 +285,15 @@ pub async fn start_for(
         cfg.limits.shared,
         rates,
         hold,
+        live,
     );
-    let live = limits.beat().await;
+    let reachable = limits.probe().await;
+    limits.spawn_probe();
     tracing::info!(
         mode = ?cfg.limits.shared,
-        redis_reachable = live,
+        redis_reachable = reachable,
         live_instances = limits.live_instances(),
         "Rate limits shared between instances through Redis."
     );
-    let heartbeat = limits.spawn_heartbeat(stop);
-    Some((Arc::new(limits), heartbeat))
+    Some(Arc::new(limits))
 }

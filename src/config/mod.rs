@@ -286,7 +286,7 @@ pub struct LimitsConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SharedMode {
-    /// While more than one instance is live (Redis' heartbeat set).
+    /// While more than one instance is live (by the `instances` table's heartbeats).
     Auto,
     /// Always (one Redis call a scheduling round even when alone).
     On,

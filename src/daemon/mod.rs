@@ -138,8 +138,6 @@ struct Running {
     draining: Arc<AtomicBool>,
     changes: tokio::task::JoinHandle<()>,
     api: actix_web::dev::ServerHandle,
-    shared_heartbeat: Option<tokio::task::JoinHandle<()>>,
-    stop_heartbeat: Arc<AtomicBool>,
 }
 
 /// Starts every part in one pass, each given what it needs.
@@ -166,17 +164,15 @@ async fn start(
     notifier.status("loading subscriptions and resuming deliveries");
     let pipeline_cfg = PipelineConfig::from_config(cfg, 1.0);
     // Rate limits shared with the other instances of this installation.
-    let stop_heartbeat = Arc::new(AtomicBool::new(false));
-    let shared = crate::shared_limits::start_for(
+    let shared_limits = crate::shared_limits::start_for(
         cfg,
         &installation,
         ownership.id(),
         pipeline_cfg.limiter.shared_rates(),
         pipeline_cfg.sender.request_timeout + Duration::from_secs(1),
-        stop_heartbeat.clone(),
+        ownership.live_instances_counter(),
     )
     .await;
-    let (shared_limits, shared_heartbeat) = shared.unzip();
     let pipeline = Pipeline::start(PipelineParts {
         ownership: Some(ownership.clone()),
         shared: shared_limits,
@@ -232,8 +228,6 @@ async fn start(
         draining,
         changes,
         api: api_handle,
-        shared_heartbeat,
-        stop_heartbeat,
     })
 }
 
@@ -426,8 +420,6 @@ impl Running {
             draining,
             changes,
             api,
-            shared_heartbeat,
-            stop_heartbeat,
         } = self;
         notifier.stopping();
         keepalive.abort();
@@ -470,13 +462,6 @@ impl Running {
         steps.then("http", Duration::from_secs(10), async move {
             api.stop(true).await;
             changes.abort();
-            Ok(())
-        });
-        steps.then("shared limits", Duration::from_secs(2), async move {
-            stop_heartbeat.store(true, Ordering::Relaxed);
-            if let Some(heartbeat) = shared_heartbeat {
-                let _ = heartbeat.await;
-            }
             Ok(())
         });
         steps.then(

@@ -88,6 +88,9 @@ pub struct Ownership {
     /// Reader accounts this instance holds (the reader pool keeps their
     /// leases; counted here for `/readyz`).
     accounts: AtomicUsize,
+    /// Live instances by the `instances` heartbeats (this one included),
+    /// counted by the keeper each round: the shared limits' share.
+    live_instances: Arc<AtomicUsize>,
     /// Wakes the keeper for a round now: a channel appeared that no one
     /// polls yet (a bot made admin, a first subscriber).
     pub(crate) wake: tokio::sync::Notify,
@@ -113,6 +116,7 @@ impl Ownership {
             held: Mutex::default(),
             in_flight,
             accounts: AtomicUsize::new(0),
+            live_instances: Arc::new(AtomicUsize::new(1)),
             wake: tokio::sync::Notify::new(),
             started: std::sync::atomic::AtomicBool::new(false),
         }
@@ -199,6 +203,15 @@ impl Ownership {
     /// Reader accounts held now.
     pub fn accounts(&self) -> usize {
         self.accounts.load(Ordering::Relaxed)
+    }
+
+    /// The count of live instances, shared with whoever divides a limit.
+    pub fn live_instances_counter(&self) -> Arc<AtomicUsize> {
+        self.live_instances.clone()
+    }
+
+    pub(crate) fn set_live_instances(&self, n: usize) {
+        self.live_instances.store(n.max(1), Ordering::Relaxed);
     }
 
     pub(crate) fn set_accounts(&self, n: usize) {

@@ -148,3 +148,49 @@ async fn an_instance_of_another_machine_is_judged_by_its_heartbeat_alone() {
     drop(c);
     w.fake.stop();
 }
+
+/// Keys under `prefix` in the shared Redis.
+async fn redis_keys(prefix: &str) -> Vec<String> {
+    let client = redis::Client::open("redis://127.0.0.1:6379/0").unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut c)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_shared_limits_count_the_live_instances_of_the_instances_table() {
+    let scale = 20.0;
+    let w = world(4, 8, 2, scale).await;
+    // Another instance, live by its heartbeat in the `instances` table (on
+    // a machine this one knows nothing of), holding nothing.
+    w.db.client()
+        .await
+        .batch_execute(
+            "INSERT INTO instances (id, lease_ttl_s, version) VALUES ('elsewhere', 3600, 'x')",
+        )
+        .await
+        .unwrap();
+    let a = w
+        .start_with("a", scale, &[("KURYER_LIMITS_SHARED", "auto".to_owned())])
+        .await;
+    let mut posts = Vec::new();
+    w.publish(0..1, &mut posts);
+    let start = Instant::now();
+    while w.fake.sends_by("a") == 0 && start.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(w.fake.sends_by("a") > 0, "{}", tails(&[&a]));
+    let keys = redis_keys(&w.prefix).await;
+    // Two live instances by the table: `auto` shares, through the script.
+    assert!(
+        keys.iter().any(|k| k.contains(":rl:")),
+        "limits not shared with a second live instance: {keys:?}"
+    );
+    // No second liveness record in Redis.
+    assert!(!keys.iter().any(|k| k.ends_with(":instances")), "{keys:?}");
+    drop(a);
+    w.fake.stop();
+}

@@ -68,5 +68,7 @@ mod resolve_notice;
 mod scale_changes;
 /// Rate limits shared between instances through Redis.
 mod shared_limits;
+/// The shared-limit script on a Redis Cluster.
+mod shared_limits_cluster;
 /// The PostgreSQL store.
 mod store;

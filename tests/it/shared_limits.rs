@@ -48,8 +48,21 @@ fn rates() -> SharedRates {
     }
 }
 
+/// A count of live instances, as the lease keeper keeps it.
+fn live(n: usize) -> Arc<std::sync::atomic::AtomicUsize> {
+    Arc::new(std::sync::atomic::AtomicUsize::new(n))
+}
+
 fn limits(cfg: &RedisConfig, instance: &str, rates: SharedRates) -> RedisSharedLimits {
-    RedisSharedLimits::new(cfg, "inst", instance, SharedMode::On, rates, MS(10_000))
+    RedisSharedLimits::new(
+        cfg,
+        "inst",
+        instance,
+        SharedMode::On,
+        rates,
+        MS(10_000),
+        live(2),
+    )
 }
 
 fn slot(chat: i64, ticket: u64) -> SendSlot {
@@ -103,7 +116,15 @@ async fn the_script_spaces_a_bots_sends_exactly() {
         .unwrap();
     assert_eq!(got, vec![Admission::Admitted, Admission::BotWait(MS(100))]);
     // Another installation on the same Redis shares nothing.
-    let other = RedisSharedLimits::new(&cfg, "other", "A", SharedMode::On, rates(), MS(10_000));
+    let other = RedisSharedLimits::new(
+        &cfg,
+        "other",
+        "A",
+        SharedMode::On,
+        rates(),
+        MS(10_000),
+        live(2),
+    );
     let got = other
         .admit_at(Some(T0 + 100.0), &[slot(2, 1)], &[])
         .await
@@ -242,37 +263,38 @@ async fn a_bots_window_counts_sends_in_flight_and_completed_within_a_second() {
 }
 
 #[actix_rt::test]
-async fn the_heartbeat_counts_live_instances_and_an_unreachable_redis_says_so() {
+async fn auto_shares_while_the_instances_table_counts_several_and_an_unreachable_redis_says_so() {
     let mut redis = PrivateRedis::start(free_port());
     let url = format!("redis://127.0.0.1:{}/0", redis.port());
     let cfg = redis_cfg(&url);
-    let auto = |name: &str| {
-        RedisSharedLimits::new(&cfg, "inst", name, SharedMode::Auto, rates(), MS(10_000))
-    };
-    let (a, b) = (auto("A"), auto("B"));
-    assert!(a.beat().await);
+    let count = live(1);
+    let a = RedisSharedLimits::new(
+        &cfg,
+        "inst",
+        "A",
+        SharedMode::Auto,
+        rates(),
+        MS(10_000),
+        count.clone(),
+    );
+    assert!(a.admit_at(None, &[slot(1, 1)], &[]).await.is_ok());
+    assert!(a.reachable());
     assert_eq!(a.live_instances(), 1);
     // Alone: auto does not share.
     assert!(!a.active());
-    assert!(b.beat().await);
-    assert!(a.beat().await);
+    // The keeper counted a second live instance in the `instances` table.
+    count.store(2, std::sync::atomic::Ordering::Relaxed);
     assert_eq!(a.live_instances(), 2);
     assert!(a.active());
-    b.leave().await;
-    assert!(a.beat().await);
-    assert_eq!(a.live_instances(), 1);
-    assert!(b.beat().await);
-    assert!(a.beat().await);
     redis.stop();
-    assert!(!a.beat().await);
-    assert!(!a.reachable());
-    assert!(!a.active());
-    // The count last seen stays: each instance takes its share of it.
-    assert_eq!(a.live_instances(), 2);
     assert!(
-        a.admit_at(None, &[slot(1, 1)], &[]).await.is_err(),
+        a.admit_at(None, &[slot(1, 2)], &[]).await.is_err(),
         "no answer without Redis"
     );
+    assert!(!a.reachable());
+    assert!(!a.active());
+    // The count does not depend on Redis: each instance takes its share of it.
+    assert_eq!(a.live_instances(), 2);
 }
 
 // --- two pipelines, one bot, overlapping destinations --------------------
@@ -328,7 +350,6 @@ fn pipeline_config(scale: f64) -> PipelineConfig {
 struct Instance {
     pipeline: Pipeline,
     limits: Option<RedisSharedLimits>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
 async fn instance(
@@ -340,7 +361,7 @@ async fn instance(
 ) -> Instance {
     let cfg = pipeline_config(scale);
     let installation = store.installation_id().await.unwrap();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Two live instances, as the `instances` table would count them.
     let limits = redis.map(|r| {
         RedisSharedLimits::new(
             r,
@@ -349,11 +370,12 @@ async fn instance(
             SharedMode::On,
             cfg.limiter.shared_rates(),
             cfg.sender.request_timeout + Duration::from_secs(1),
+            live(2),
         )
     });
     if let Some(l) = &limits {
-        l.beat().await;
-        l.spawn_heartbeat(stop.clone());
+        l.probe().await;
+        l.spawn_probe();
     }
     let bots = build_bots(
         &[Secret::new(fixtures::bot_token())],
@@ -373,11 +395,7 @@ async fn instance(
     })
     .await
     .unwrap();
-    Instance {
-        pipeline,
-        limits,
-        stop,
-    }
+    Instance { pipeline, limits }
 }
 
 /// Publishes `rounds` posts on every channel and wakes both instances.
@@ -437,7 +455,6 @@ async fn two_instances(
     wait_delivered(&fake, &expected, Duration::from_secs(180)).await;
     for i in [&a, &b] {
         i.pipeline.shutdown(Duration::from_secs(20)).await;
-        i.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
     let report = fake.report(&expected);
     let refused = fake.stats().rate_limited_429;
@@ -528,7 +545,7 @@ async fn redis_going_away_mid_run_falls_back_to_a_share_and_loses_nothing() {
                 if s.share == 1 {
                     break;
                 }
-                // A heartbeat, the 2 s after a failed call, the 5 s rejoin.
+                // A probe, the 2 s after a failed call, the 5 s rejoin.
                 assert!(
                     start.elapsed() < Duration::from_secs(15),
                     "sharing did not resume: {s:?}"

@@ -40,7 +40,7 @@ const FALLBACK_AFTER_ERROR: Duration = Duration::from_secs(2);
 
 /// After the shared store returns, the fallback share holds this much
 /// longer (while admissions already go through the store): the other
-/// instances notice the return up to a heartbeat and
+/// instances notice the return up to a probe (a second) and
 /// [`FALLBACK_AFTER_ERROR`] later, and until they do they send on their
 /// share alone, unseen by the store.
 const REJOIN: Duration = Duration::from_secs(5);
