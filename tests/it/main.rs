@@ -52,6 +52,7 @@ mod reader_hashes;
 mod reader_relay;
 /// `kuryer run` reading channels through reader accounts, as a black box.
 mod reader_run;
+mod reader_state;
 /// Read replicas: a real streaming replica, and one that is down.
 mod replica;
 /// Telling a user how the look-up of a channel they added ended.
