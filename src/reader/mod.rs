@@ -14,6 +14,7 @@
 //! | `hashes.rs` | each account's own access hash of a channel; resolving again after a move |
 //! | `joiner.rs` | joining channels one at a time per account, up to the maximum |
 //! | `resolver.rs` | the resolve queue (`contacts.resolveUsername`, slow, stored for good) |
+//! | `stream.rs` | one account's update stream: pushes into buffers, the update state synced into the session, flood waits slept |
 //! | `source.rs` | the `ChannelSource`: pushed posts, history from the mark, polling |
 //! | `history.rs` | where reading a channel starts; history read for a backfill |
 //! | `relay.rs` | media forwarded into the relay channel (`random_id`, albums whole) |
@@ -48,6 +49,8 @@ mod relay;
 pub mod resolver;
 /// The MTProto `ChannelSource`.
 pub mod source;
+/// One account's update stream and its saved state.
+mod stream;
 
 pub use history::HistoryError;
 pub use pool::ReaderPool;

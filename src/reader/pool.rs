@@ -21,7 +21,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use grammers_client::sender::UpdatesConfiguration;
 use grammers_client::tl;
 use kuryer_actors::model::{ChannelRef, SourceMessage};
 use tokio::time::Instant;
@@ -222,7 +221,7 @@ impl ReaderPool {
         client.set_usable_until(deadline);
         self.0.know_relay(&client).await;
         let tasks = vec![
-            tokio::spawn(update_loop(
+            tokio::spawn(super::stream::update_loop(
                 Arc::downgrade(&self.0),
                 Arc::clone(&client),
                 connected.updates,
@@ -482,7 +481,7 @@ impl Inner {
     }
 
     /// A pushed post: into its channel's buffer, and its poller woken.
-    fn pushed(&self, bare_id: i64, message: &tl::enums::Message) {
+    pub(super) fn pushed(&self, bare_id: i64, message: &tl::enums::Message) {
         let Some(channel_id) = lock(&self.by_bare).get(&bare_id).copied() else {
             return;
         };
@@ -598,71 +597,5 @@ impl Inner {
         for id in moved {
             self.events.wake(id);
         }
-    }
-}
-
-/// Pushed updates of one account, into the channels' buffers.
-async fn update_loop(
-    pool: std::sync::Weak<Inner>,
-    client: Arc<AccountClient>,
-    updates: tokio::sync::mpsc::Receiver<grammers_client::session::updates::UpdatesLike>,
-) {
-    let name = client.name().to_owned();
-    let mut stream = match client
-        .client()
-        .stream_updates(updates, UpdatesConfiguration { catch_up: true })
-        .await
-    {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(account = name, error = %e, "Cannot stream the reader account's updates.");
-            return;
-        }
-    };
-    loop {
-        let next = stream.next_raw().await;
-        let Some(pool) = pool.upgrade() else { return };
-        match next {
-            Ok((update, _, _)) => match update {
-                tl::enums::Update::NewChannelMessage(u) => {
-                    if let Some(bare) = channel_of(&u.message) {
-                        pool.pushed(bare, &u.message);
-                    }
-                }
-                tl::enums::Update::EditChannelMessage(u) => {
-                    events::reader_change_seen("edit");
-                    if let Some(bare) = channel_of(&u.message) {
-                        pool.edited(bare, &u.message);
-                    }
-                }
-                tl::enums::Update::DeleteChannelMessages(u) => {
-                    events::reader_change_seen("delete");
-                    pool.deleted(u.channel_id, &u.messages);
-                }
-                _ => {}
-            },
-            Err(e) => {
-                let e = super::client::classify("updates", e);
-                if let CallError::Lost(reason) = &e {
-                    pool.lost(&name, reason).await;
-                    return;
-                }
-                tracing::warn!(account = name, error = %e, "Reader update stream failed; resuming.");
-                drop(pool);
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    }
-}
-
-fn channel_of(m: &tl::enums::Message) -> Option<i64> {
-    let peer = match m {
-        tl::enums::Message::Message(m) => &m.peer_id,
-        tl::enums::Message::Service(m) => &m.peer_id,
-        tl::enums::Message::Empty(_) => return None,
-    };
-    match peer {
-        tl::enums::Peer::Channel(c) => Some(c.channel_id),
-        _ => None,
     }
 }

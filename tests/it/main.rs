@@ -58,6 +58,7 @@ mod reader_lease;
 mod reader_relay;
 /// `kuryer run` reading channels through reader accounts, as a black box.
 mod reader_run;
+mod reader_state;
 // The bot removed from the relay channel: the source's problem, not the destinations'.
 mod relay_refused;
 /// Read replicas: a real streaming replica, and one that is down.

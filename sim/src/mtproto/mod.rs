@@ -46,8 +46,11 @@
 //! ## Calls served
 //!
 //! `help.getConfig` (this fake as the only DC), `users.getUsers` (self and
-//! known users), `updates.getState`, `updates.getDifference` (empty, or
-//! `updateChannelTooLong` for channels whose pushes were dropped),
+//! known users), `updates.getState` (the account's common box: its date
+//! moves with every event pushed to it), `updates.getDifference` (from the
+//! client's `date`: empty, or `updateChannelTooLong` for each member
+//! channel changed since or whose pushes were dropped, counted in
+//! `AccountStats::difference_channels`),
 //! `updates.getChannelDifference` (from the channel's event log:
 //! `channelDifferenceEmpty`, `channelDifference`, or
 //! `channelDifferenceTooLong` past the client's limit or the configured
@@ -97,9 +100,9 @@
 //!   never sent again, `msgs_state_req` / `msg_resend_req` are ignored, and
 //!   seq_no is checked for parity only (not 32/33 too low/high).
 //! - Only broadcast channels and user accounts: no groups, private chats,
-//!   bots over MTProto, topics, reactions, views or read state. The common
-//!   update box (pts/qts/seq) never moves; `updates.getDifference` only
-//!   names channels whose pushes were dropped.
+//!   bots over MTProto, topics, reactions, views or read state. Of the
+//!   common update box only `date` moves (pts, qts and seq number private
+//!   and secret chats' events, which the fake has none of).
 //! - Media are placeholders (`photoEmpty` / `documentEmpty` in
 //!   `messageMediaPhoto` / `messageMediaDocument`); entities are not kept.
 //! - Private channels are joined through the control API

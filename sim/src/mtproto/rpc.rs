@@ -198,8 +198,8 @@ fn dispatch(world: &mut World, ctx: &CallCtx, account: Option<i64>, id: u32, bod
             Ok(objects::config(ctx.server_addr, now_i32()).to_bytes())
         }
         f::users::GetUsers::CONSTRUCTOR_ID => get_users(world, me, &args(body)?),
-        f::updates::GetState::CONSTRUCTOR_ID => Ok(state().to_bytes()),
-        f::updates::GetDifference::CONSTRUCTOR_ID => get_difference(world, me),
+        f::updates::GetState::CONSTRUCTOR_ID => Ok(state(world, me).to_bytes()),
+        f::updates::GetDifference::CONSTRUCTOR_ID => get_difference(world, me, &args(body)?),
         f::updates::GetChannelDifference::CONSTRUCTOR_ID => {
             get_channel_difference(world, me, &args(body)?)
         }
@@ -274,12 +274,18 @@ fn dispatch(world: &mut World, ctx: &CallCtx, account: Option<i64>, id: u32, bod
     }
 }
 
-fn state() -> tl::enums::updates::State {
+/// The account's common update state (`Account::seq`): pts 1 and qts 0
+/// (no private chats or secret chats here), its seq and date.
+fn state(world: &World, me: i64) -> tl::enums::updates::State {
+    let (seq, date) = world
+        .accounts
+        .get(&me)
+        .map_or((0, now_i32()), |a| (a.seq, a.date));
     tl::types::updates::State {
         pts: 1,
         qts: 0,
-        date: now_i32(),
-        seq: 0,
+        date,
+        seq,
         unread_count: 0,
     }
     .into()

@@ -93,21 +93,27 @@ impl World {
         let Some(update) = event_update(ch, event) else {
             return;
         };
-        let bodies: Vec<(i64, Arc<Vec<u8>>)> = ch
-            .members
-            .iter()
-            .map(|&m| {
-                let view = objects::channel(ch, Some(m));
-                (
-                    m,
-                    Arc::new(updates_body(vec![update.clone()], vec![view]).to_bytes()),
-                )
-            })
-            .collect();
-        for (member, body) in bodies {
-            if let Some(acc) = self.accounts.get_mut(&member) {
-                super::world::push_to(acc, Some(channel), &body);
-            }
+        let date = now_i32();
+        for &member in &ch.members {
+            let Some(acc) = self.accounts.get_mut(&member) else {
+                continue;
+            };
+            // The account's common box moves to this event's date (a
+            // dropped push too: getDifference from an older date names the
+            // channel). `seq` stays 0 in channel pushes: the box's seq
+            // numbers common-box events (core.telegram.org/api/updates,
+            // "seq"), which a channel-only world has none of; whether
+            // Telegram numbers channel pushes, no source says.
+            acc.date = date;
+            let body = tl::types::Updates {
+                updates: vec![update.clone()],
+                users: Vec::new(),
+                chats: vec![objects::channel(ch, Some(member))],
+                date,
+                seq: 0,
+            };
+            let body = Arc::new(tl::enums::Updates::from(body).to_bytes());
+            super::world::push_to(acc, Some(channel), &body);
         }
     }
 

@@ -79,6 +79,16 @@ pub(crate) struct Account {
     pub(crate) stats: BTreeMap<String, MethodStats>,
     pub(crate) pushed: u64,
     pub(crate) dropped: u64,
+    /// The account's common update box (core.telegram.org/api/updates):
+    /// `date` moves with every event pushed to it (dropped ones too).
+    /// Channel events carry their own pts and leave the common pts, qts and
+    /// seq alone (same page: channels have their own pts); the fake has no
+    /// private or secret chats, so pts stays 1, qts 0, seq 0.
+    pub(crate) seq: i32,
+    pub(crate) date: i32,
+    /// Channels named by `updates.getDifference` answers (work a client
+    /// with an old state makes the server do), counted for tests.
+    pub(crate) difference_channels: u64,
 }
 
 /// A message in a channel.
@@ -95,7 +105,8 @@ pub(crate) struct Msg {
     pub(crate) noforwards: bool,
 }
 
-/// One change of a channel, numbered by pts.
+/// One change of a channel, numbered by pts; `date` of the channel's last
+/// event is on the channel (`Channel::last_event`).
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum EventKind {
     New(i32),
@@ -130,6 +141,9 @@ pub(crate) struct Channel {
     pub(crate) albums: HashMap<String, i64>,
     /// Deleted by its owner: nobody, members included, may read it.
     pub(crate) deleted: bool,
+    /// When its last event happened (`updates.getDifference` names the
+    /// member channels changed since the client's `date`).
+    pub(crate) last_event: i32,
 }
 
 impl Channel {
@@ -176,6 +190,7 @@ impl Channel {
     /// Appends an event and returns it.
     pub(crate) fn log(&mut self, pts_count: i32, kind: EventKind) -> Event {
         self.pts += pts_count;
+        self.last_event = super::updates::now_i32();
         let event = Event {
             pts: self.pts,
             pts_count,

@@ -17,6 +17,7 @@ use super::super::flood::FloodLimit;
 use super::super::login::SrpVerifier;
 use super::super::objects::{self, THIS_DC};
 use super::super::rpc::normalize_phone;
+use super::super::updates::now_i32;
 use super::super::updates::updates_body;
 use super::super::world::{Account, KeyState, MethodStats, push_to};
 use super::{ChannelRef, ControlError, MtprotoFake};
@@ -43,6 +44,9 @@ pub struct AccountStats {
     pub pushed: u64,
     /// Updates dropped by [`MtprotoFake::drop_pushes`].
     pub dropped: u64,
+    /// Channels `updates.getDifference` named to it (changed since the
+    /// state it asked from): what an old saved state costs.
+    pub difference_channels: u64,
 }
 
 impl AccountStats {
@@ -115,6 +119,9 @@ impl MtprotoFake {
                 stats: Default::default(),
                 pushed: 0,
                 dropped: 0,
+                seq: 0,
+                date: now_i32(),
+                difference_channels: 0,
             },
         );
         Ok(id)
@@ -268,6 +275,7 @@ impl MtprotoFake {
                 methods: a.stats.clone(),
                 pushed: a.pushed,
                 dropped: a.dropped,
+                difference_channels: a.difference_channels,
             })
             .unwrap_or_default()
     }

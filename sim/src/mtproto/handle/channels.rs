@@ -112,6 +112,7 @@ impl MtprotoFake {
                 admins: Default::default(),
                 albums: Default::default(),
                 deleted: false,
+                last_event: 0,
             },
         );
         ChannelRef { id }
