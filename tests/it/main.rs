@@ -43,6 +43,8 @@ mod mirror_reader;
 /// What operators rely on (`ops/`): systemd notify and watchdog, start-up checks,
 /// metrics against the fake's counts, log fields, no secrets.
 mod ops;
+/// Paid broadcast holds the free limits for the calls that cannot carry its flag.
+mod paid_broadcast;
 /// The actor pipeline end to end.
 mod pipeline;
 /// The MTProto reader against the fake data centre.

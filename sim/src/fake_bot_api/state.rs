@@ -68,6 +68,8 @@ pub(super) struct BotState {
     pub(super) polls_open: u32,
     pub(super) poll_ticket: u64,
     pub(super) window: Window,
+    /// All its messages, paid or not, against the paid broadcast limit.
+    pub(super) paid_window: Window,
     /// Per destination chat (Telegram's per-chat limits are per bot).
     pub(super) chat_windows: HashMap<i64, Window>,
     /// The webhook URL set on the bot, if any (`getUpdates` is refused
@@ -91,6 +93,7 @@ impl BotState {
             polls_open: 0,
             poll_ticket: 0,
             window: Window::default(),
+            paid_window: Window::default(),
             chat_windows: HashMap::new(),
             webhook: None,
         }
