@@ -65,3 +65,5 @@ mod scale_changes;
 mod shared_limits;
 /// The PostgreSQL store.
 mod store;
+/// A Bot API answer kuryer cannot read, named as such.
+mod unreadable;

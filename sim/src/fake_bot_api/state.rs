@@ -26,6 +26,8 @@ pub(super) struct State {
     /// `sendMessage` to a post.
     pub(super) texts: HashMap<String, Vec<(i64, i32)>>,
     pub(super) faults: HashMap<i64, ArmedFault>,
+    /// Fields `getMe` leaves out ([`FakeTelegram::omit_get_me_field`](super::FakeTelegram::omit_get_me_field)).
+    pub(super) get_me_omits: Vec<String>,
     /// The bot's standing by (chat, bot id), as a test set it (`access.rs`).
     pub(super) standing: HashMap<(i64, i64), super::access::BotStanding>,
     /// Tokens revoked (as by BotFather): every request with one gets 401.
