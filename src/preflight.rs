@@ -26,6 +26,16 @@ pub enum BotCheckError {
     /// No answer that says anything about the token (network, 5xx).
     #[error("the Bot API did not answer for bot {bot_id}: {reason}")]
     Unreachable { bot_id: i64, reason: String },
+    /// Telegram answered, in a shape this version cannot read: the Bot API
+    /// changed (a field missing or of another type), not the network.
+    #[error(
+        "Telegram answered {method} for bot {bot_id} with something this version of kuryer cannot read ({field}): the Bot API changed; upgrade kuryer"
+    )]
+    Unreadable {
+        bot_id: i64,
+        method: &'static str,
+        field: String,
+    },
 }
 
 impl BotCheckError {
@@ -53,8 +63,16 @@ fn scrubbed(e: &RequestError, token: &str) -> String {
     }
 }
 
-fn classify(e: &RequestError, token: &Secret) -> BotCheckError {
+fn classify(e: &RequestError, token: &Secret, method: &'static str) -> BotCheckError {
     let bot_id = bot_id_of(token.expose());
+    if let RequestError::InvalidJson { source, raw } = e {
+        return BotCheckError::Unreadable {
+            bot_id,
+            method,
+            field: result_field(method, raw)
+                .unwrap_or_else(|| unreadable_field(&source.to_string())),
+        };
+    }
     let reason = scrubbed(e, token.expose());
     match e {
         RequestError::Api(_) => BotCheckError::Refused { bot_id, reason },
@@ -62,9 +80,58 @@ fn classify(e: &RequestError, token: &Secret) -> BotCheckError {
     }
 }
 
+/// What serde could not read, named: "field `x` missing" from "missing
+/// field `x` at …", else serde's words without the position (the raw
+/// answer is never repeated: it is Telegram's, not ours to log).
+fn unreadable_field(serde: &str) -> String {
+    let text = serde.split(" at line ").next().unwrap_or(serde);
+    match text.strip_prefix("missing field ") {
+        Some(field) => format!("field {field} missing"),
+        None => text.to_owned(),
+    }
+}
+
+/// teloxide reads the envelope as an untagged enum, whose error names no
+/// field: the answer's `result` is read again as the method's type, and
+/// serde's error for that names it.
+fn result_field(method: &str, raw: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(raw).ok()?;
+    let result = v.get("result")?.clone();
+    let err = match method {
+        "getMe" => serde_json::from_value::<teloxide::types::Me>(result).err(),
+        "getWebhookInfo" => serde_json::from_value::<teloxide::types::WebhookInfo>(result).err(),
+        _ => None,
+    }?;
+    Some(unreadable_field(&err.to_string()))
+}
+
+/// Methods whose answers this process could not read (for `/readyz`).
+static UNREADABLE: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+
+/// The methods whose answers could not be read since the start: `/readyz`
+/// is degraded while any is listed.
+pub fn unreadable_methods() -> Vec<&'static str> {
+    UNREADABLE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
+fn mark_unreadable(method: &'static str) {
+    let mut m = UNREADABLE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !m.contains(&method) {
+        m.push(method);
+    }
+}
+
 /// `getMe` for one bot.
 pub async fn get_me(bot: &Bot, token: &Secret) -> Result<BotIdentity, BotCheckError> {
-    let me = bot.get_me().await.map_err(|e| classify(&e, token))?;
+    let me = bot
+        .get_me()
+        .await
+        .map_err(|e| classify(&e, token, "getMe"))?;
     Ok(BotIdentity {
         bot_id: me.user.id.0 as i64,
         username: me.user.username.clone().unwrap_or_default(),
@@ -78,13 +145,13 @@ pub async fn clear_webhook(bot: &Bot, token: &Secret) -> Result<bool, BotCheckEr
     let info = bot
         .get_webhook_info()
         .await
-        .map_err(|e| classify(&e, token))?;
+        .map_err(|e| classify(&e, token, "getWebhookInfo"))?;
     let Some(url) = info.url else {
         return Ok(false);
     };
     bot.delete_webhook()
         .await
-        .map_err(|e| classify(&e, token))?;
+        .map_err(|e| classify(&e, token, "deleteWebhook"))?;
     // The host only: a webhook URL often carries a secret path.
     tracing::warn!(
         bot_id = bot_id_of(token.expose()),
@@ -130,6 +197,21 @@ pub async fn check_bots_at_start(
             Ok(me) => {
                 tracing::info!(bot_id = me.bot_id, username = %me.username, "Bot token accepted by Telegram.");
                 accepted.push(me);
+            }
+            // Telegram answered: the token works, the answer's shape changed.
+            // The bot runs (its id is in its token), said at ERROR and on
+            // `/readyz` (degraded), never as "unreachable".
+            Err(BotCheckError::Unreadable {
+                bot_id,
+                method,
+                field,
+            }) => {
+                kuryer_actors::telemetry::events::bot_api_unreadable(bot_id, method, &field);
+                mark_unreadable(method);
+                accepted.push(BotIdentity {
+                    bot_id,
+                    username: String::new(),
+                });
             }
             Err(e) => {
                 kuryer_actors::telemetry::events::bot_token_refused_at_start(

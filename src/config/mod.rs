@@ -268,7 +268,8 @@ pub struct LimitsConfig {
     pub per_group_per_minute: f64,
     /// Use `allow_paid_broadcast` (up to 1,000 messages/s, paid in Stars). Opt-in.
     pub allow_paid_broadcast: bool,
-    /// The overall per-bot rate while `allow_paid_broadcast` is on.
+    /// The overall per-bot rate while `allow_paid_broadcast` is on. Calls that
+    /// cannot carry the flag (albums, forwards) stay at `per_bot_per_second`.
     pub paid_per_bot_per_second: f64,
     /// Subscriptions one user may have (not counting removed ones).
     pub max_subscriptions_per_user: u32,

@@ -57,7 +57,10 @@ pub(super) async fn readyz(state: web::Data<ApiState>) -> HttpResponse {
         .unwrap_or_default();
     // Redis away or a bot halted is "degraded", still ready: delivery goes
     // on (with the database's dedup alone, through the other bots).
-    let degraded = redis.starts_with("unavailable") || !halted_bots.is_empty();
+    // Answers of the Bot API this version cannot read: Telegram changed.
+    let unreadable = crate::preflight::unreadable_methods();
+    let degraded =
+        redis.starts_with("unavailable") || !halted_bots.is_empty() || !unreadable.is_empty();
     let status = match (ready, degraded) {
         (false, _) => "not_ready",
         (true, true) => "degraded",
@@ -71,6 +74,9 @@ pub(super) async fn readyz(state: web::Data<ApiState>) -> HttpResponse {
     });
     if !halted_bots.is_empty() {
         body["halted_bots"] = json!(halted_bots);
+    }
+    if !unreadable.is_empty() {
+        body["bot_api_unreadable"] = json!(unreadable);
     }
     // Several instances: what this one owns now.
     if let Some(o) = state.pipeline.as_ref().and_then(Pipeline::ownership) {

@@ -74,6 +74,11 @@ pub fn limiter_config(limits: &LimitsConfig, bots: usize, scale: f64) -> Limiter
     };
     LimiterConfig {
         per_bot_per_second: per_bot * scale,
+        // Albums and forwards cannot carry the paid flag: they stay at the
+        // free rate (`rate_limiter/budget.rs`).
+        free_per_bot_per_second: limits
+            .allow_paid_broadcast
+            .then_some(limits.per_bot_per_second * scale),
         per_chat_per_second: limits.per_chat_per_second * scale,
         per_group_per_minute: limits.per_group_per_minute * scale,
         bots,

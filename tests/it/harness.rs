@@ -58,7 +58,11 @@ pub(crate) async fn start(store: &Store, fake: &FakeTelegram, opts: Opts) -> Pip
         .try_init();
     let tokens: Vec<Secret> = opts.bots.iter().map(Secret::new).collect();
     let bots = build_bots(&tokens, &fake.url(), opts.bot_timeout).unwrap();
-    let mut limiter = limiter_config(&LimitsConfig::default(), tokens.len(), opts.scale);
+    let limits = LimitsConfig {
+        allow_paid_broadcast: opts.sender.allow_paid_broadcast,
+        ..LimitsConfig::default()
+    };
+    let mut limiter = limiter_config(&limits, tokens.len(), opts.scale);
     limiter.bot_ids = tokens.iter().map(|t| bot_id_of(t.expose())).collect();
     if let Some(c) = opts.queue_capacity {
         limiter.queue_capacity = c;

@@ -47,6 +47,8 @@ mod mirror_reader;
 /// What operators rely on (`ops/`): systemd notify and watchdog, start-up checks,
 /// metrics against the fake's counts, log fields, no secrets.
 mod ops;
+/// Paid broadcast holds the free limits for the calls that cannot carry its flag.
+mod paid_broadcast;
 /// The actor pipeline end to end.
 mod pipeline;
 /// The MTProto reader against the fake data centre.
@@ -73,3 +75,5 @@ mod shared_limits;
 mod shared_limits_cluster;
 /// The PostgreSQL store.
 mod store;
+/// A Bot API answer kuryer cannot read, named as such.
+mod unreadable;

@@ -12,6 +12,10 @@ use std::time::Duration;
 pub struct LimiterConfig {
     /// Messages a second per bot token.
     pub per_bot_per_second: f64,
+    /// While paid broadcast is on (`per_bot_per_second` is then the paid
+    /// rate): the rate of the calls that cannot carry
+    /// `allow_paid_broadcast` (albums, forwards). `None`: no such budget.
+    pub free_per_bot_per_second: Option<f64>,
     /// Messages a second per private chat.
     pub per_chat_per_second: f64,
     /// Messages a minute per group or channel.
@@ -37,6 +41,7 @@ impl Default for LimiterConfig {
     fn default() -> Self {
         Self {
             per_bot_per_second: 30.0,
+            free_per_bot_per_second: None,
             per_chat_per_second: 1.0,
             per_group_per_minute: 20.0,
             bots: 1,
@@ -130,6 +135,8 @@ pub(super) struct Limits {
     pub(super) max_in_flight: usize,
     /// DbWriter backlog above which nothing is dispatched.
     pub(super) max_db_backlog: usize,
+    /// The free rate of a paid lane, and the safety it is used at.
+    pub(super) free: Option<(f64, f64)>,
 }
 
 impl Limits {
@@ -150,6 +157,7 @@ impl Limits {
                 .max(interval_of(cfg.per_group_per_minute / 60.0, cfg.safety)),
             max_in_flight: cfg.max_in_flight,
             max_db_backlog: cfg.max_db_backlog,
+            free: cfg.free_per_bot_per_second.map(|r| (r, cfg.safety)),
         }
     }
 

@@ -11,6 +11,7 @@
 //! | `room.rs` | [`QueueRoom`](crate::rate_limiter::QueueRoom): the queue's size shared with the registry, which waits for room before a fan-out |
 
 mod actor;
+mod budget;
 mod halted;
 mod limits;
 mod room;

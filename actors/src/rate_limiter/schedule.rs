@@ -46,6 +46,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use super::budget::{Budget, carries_paid, items};
 use super::limits::{
     BACKLOG_RECHECK, FLOOD_CHATS_FOR_LANE_PAUSE, FLOOD_MEMORY, Limits, MOVED_CHAT_MEMORY, WINDOW,
 };
@@ -120,6 +121,8 @@ struct Lane {
     recent_429: VecDeque<(Instant, i64)>,
     /// The token was refused: nothing more is sent on this lane.
     halted: bool,
+    /// Paid broadcast: the budget of the calls that cannot carry the flag.
+    free: Option<Budget>,
 }
 
 /// The queue and the rate state of every lane and chat.
@@ -156,6 +159,9 @@ impl Schedule {
                 ready: HashMap::new(),
                 recent_429: VecDeque::new(),
                 halted: false,
+                free: limits
+                    .free
+                    .map(|(rate, safety)| Budget::new(rate, safety, now)),
             })
             .collect();
         Self {
@@ -385,11 +391,46 @@ impl Schedule {
                     self.schedule(chat_id, now);
                     continue;
                 }
+                // An album's items each take a slot of the bot's window;
+                // a call that cannot carry the paid flag also one of the
+                // free budget (`budget.rs`). Short of either, the chat
+                // waits for it, costing the bot no turn.
+                let head = chat.queue.front().expect("checked non-empty");
+                let n = items(head);
+                let lane = &mut self.lanes[lane_idx];
+                let mut wait_until = None;
+                let used = lane.in_flight + lane.completed.len();
+                if n > 1 && used + n.min(window_cap) > window_cap {
+                    let leave = used + n.min(window_cap) - window_cap;
+                    wait_until = Some(match lane.completed.get(leave - 1) {
+                        Some(t) => *t + WINDOW,
+                        None => now + Duration::from_millis(20),
+                    });
+                }
+                if let Some(free) = lane.free.as_mut()
+                    && !carries_paid(head)
+                {
+                    let at = free.allowed_at(now, self.limits.tolerance, n);
+                    if at > now {
+                        wait_until = Some(wait_until.map_or(at, |w: Instant| w.max(at)));
+                    }
+                }
+                if let Some(at) = wait_until {
+                    chat.ready_at = chat.ready_at.max(at);
+                    self.schedule(chat_id, now);
+                    continue;
+                }
+                if let Some(free) = lane.free.as_mut()
+                    && !carries_paid(head)
+                {
+                    free.take(now, n);
+                }
                 let delivery = chat.queue.pop_front().expect("checked non-empty");
-                self.lanes[lane_idx].tat = self.lanes[lane_idx].tat.max(now) + lane_interval;
+                self.lanes[lane_idx].tat =
+                    self.lanes[lane_idx].tat.max(now) + lane_interval * n as u32;
                 let chat = self.chats.get_mut(&chat_id).expect("looked up above");
                 chat.in_flight = true;
-                self.lanes[lane_idx].in_flight += 1;
+                self.lanes[lane_idx].in_flight += n;
                 self.queued -= 1;
                 self.in_flight += 1;
                 self.counters.dispatched += 1;
@@ -419,9 +460,17 @@ impl Schedule {
     ) -> Option<FloodWait> {
         let chat_id = self.chat_of(&delivery);
         self.in_flight = self.in_flight.saturating_sub(1);
+        let n = items(&delivery);
         if let Some(l) = self.lanes.get_mut(lane) {
-            l.in_flight = l.in_flight.saturating_sub(1);
-            l.completed.push_back(now);
+            l.in_flight = l.in_flight.saturating_sub(n);
+            for _ in 0..n {
+                l.completed.push_back(now);
+            }
+            if let Some(free) = l.free.as_mut()
+                && !carries_paid(&delivery)
+            {
+                free.done(now, n);
+            }
         }
         let mut requeue = None;
         let mut flood = None;
@@ -498,8 +547,15 @@ impl Schedule {
         self.in_flight = self.in_flight.saturating_sub(1);
         self.counters.dispatched = self.counters.dispatched.saturating_sub(1);
         self.counters.shared_held += 1;
+        let n = items(&delivery);
         if let Some(l) = self.lanes.get_mut(lane) {
-            l.in_flight = l.in_flight.saturating_sub(1);
+            l.in_flight = l.in_flight.saturating_sub(n);
+            if let Some(free) = l.free.as_mut()
+                && !carries_paid(&delivery)
+            {
+                // Not sent: nothing arrived, its slots are free again.
+                free.cancel(n);
+            }
             if !lane_wait.is_zero() {
                 l.paused_until = l.paused_until.max(now + lane_wait);
             }

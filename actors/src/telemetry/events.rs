@@ -233,6 +233,20 @@ pub fn bot_token_refused_at_start(bot_id: i64, error: &dyn Display) {
     );
 }
 
+/// The Bot API answered `method` with something this version cannot read
+/// (`field`: the field serde named, or what it said): Telegram changed the
+/// answer's shape; the network is fine. Never the token.
+pub fn bot_api_unreadable(bot_id: i64, method: &'static str, field: &str) {
+    r::BOT_API_UNREADABLE_TOTAL.at([method.into()]).increment(1);
+    tracing::error!(
+        bot_id,
+        method,
+        field,
+        error_kind = "bot_api_unreadable",
+        "Telegram answered something this version of kuryer cannot read: the Bot API changed (method, field); upgrade kuryer."
+    );
+}
+
 /// A send was not made because this instance no longer surely holds its
 /// channel's lease: the owner sends it.
 pub fn delivery_lease_dropped(chat_id: i64) {

@@ -356,6 +356,12 @@ pub const BOT_TOKEN_REVOKED: Gauge<1> = Gauge::new(
     &["bot_id"],
     "1 for a bot whose token Telegram refused (401), by `bot_id`: its deliveries are halted.",
 );
+pub const BOT_API_UNREADABLE_TOTAL: Counter<1> = Counter::new(
+    "kuryer_bot_api_unreadable_total",
+    Unit::Count,
+    &["method"],
+    "Bot API answers this version of kuryer could not read (a field missing or of another shape), by `method`: Telegram changed, not unreachable.",
+);
 pub const UPDATE_LOOP_LAG_SECONDS: Histogram<0> = Histogram::new(
     "kuryer_update_loop_lag_seconds",
     Unit::Seconds,
@@ -542,6 +548,7 @@ pub const ALL: &[Metric] = &[
     TELEGRAM_429_TOTAL.metric(),
     BOT_FLOOD_WAIT_SECONDS_TOTAL.metric(),
     BOT_TOKEN_REVOKED.metric(),
+    BOT_API_UNREADABLE_TOTAL.metric(),
     UPDATE_LOOP_LAG_SECONDS.metric(),
     UPDATES_UNPARSABLE_TOTAL.metric(),
     BOT_COMMANDS_TOTAL.metric(),

@@ -62,6 +62,13 @@ impl FakeTelegram {
         }
     }
 
+    /// Answers `getMe` without `field` from now on, as a Bot API whose
+    /// answer changed shape would: a client that requires the field cannot
+    /// read the answer. No source: a test's way to change the API.
+    pub fn omit_get_me_field(&self, field: &str) {
+        self.shared.lock().get_me_omits.push(field.to_owned());
+    }
+
     /// Removes the chat's fault.
     pub fn clear_fault(&self, chat_id: i64) {
         self.shared.lock().faults.remove(&chat_id);

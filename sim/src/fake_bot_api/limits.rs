@@ -8,8 +8,11 @@ use std::time::{Duration, Instant};
 /// Rate limits the fake enforces, in Telegram's terms.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct FakeLimits {
-    /// Sending requests per bot token per second.
+    /// Messages per bot token per second, without `allow_paid_broadcast`.
     pub per_bot_per_second: f64,
+    /// Messages per bot token per second in all, with
+    /// `allow_paid_broadcast` on the requests that may carry it.
+    pub paid_per_bot_per_second: f64,
     /// Sending requests per bot per private chat per second.
     pub per_chat_per_second: f64,
     /// Sending requests per bot per group, supergroup or channel per minute.
@@ -21,10 +24,14 @@ pub struct FakeLimits {
 impl FakeLimits {
     /// Telegram's published limits: 30 messages a second per bot, 1 a second
     /// per chat, 20 a minute per group (source:
-    /// <https://core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-avoid-this>).
+    /// <https://core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-avoid-this>);
+    /// 1,000 a second with `allow_paid_broadcast` (source:
+    /// <https://core.telegram.org/bots/api#sendmessage>, `allow_paid_broadcast`:
+    /// "up to 1000 messages per second, ignoring broadcasting limits").
     pub fn telegram() -> Self {
         Self {
             per_bot_per_second: 30.0,
+            paid_per_bot_per_second: 1000.0,
             per_chat_per_second: 1.0,
             per_group_per_minute: 20.0,
             enforce: true,
@@ -37,6 +44,7 @@ impl FakeLimits {
         let t = Self::telegram();
         Self {
             per_bot_per_second: t.per_bot_per_second * k,
+            paid_per_bot_per_second: t.paid_per_bot_per_second * k,
             per_chat_per_second: t.per_chat_per_second * k,
             per_group_per_minute: t.per_group_per_minute * k,
             enforce: true,
@@ -86,6 +94,8 @@ impl Rule {
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Rules {
     pub(super) bot: Option<Rule>,
+    /// All of a bot's messages, paid or not, while any carry the flag.
+    pub(super) paid: Option<Rule>,
     pub(super) private: Option<Rule>,
     pub(super) group: Option<Rule>,
 }
@@ -95,6 +105,7 @@ impl Rules {
         if !limits.enforce {
             return Self {
                 bot: None,
+                paid: None,
                 private: None,
                 group: None,
             };
@@ -102,6 +113,7 @@ impl Rules {
         let second = Duration::from_secs(1);
         Self {
             bot: Rule::new(limits.per_bot_per_second, second),
+            paid: Rule::new(limits.paid_per_bot_per_second, second),
             private: Rule::new(limits.per_chat_per_second, second),
             group: Rule::new(limits.per_group_per_minute, Duration::from_secs(60)),
         }
@@ -117,6 +129,12 @@ impl Window {
     /// window is (now − window, now]: a request exactly one window after an
     /// earlier one no longer sees it.
     pub(super) fn wait(&mut self, rule: Rule, now: Instant) -> Option<Duration> {
+        self.wait_n(rule, now, 1)
+    }
+
+    /// How long until `n` more messages fit (an album's items count one
+    /// each); more than the rule's count fit only into an empty window.
+    pub(super) fn wait_n(&mut self, rule: Rule, now: Instant, n: usize) -> Option<Duration> {
         while let Some(&t) = self.0.front() {
             if now.saturating_duration_since(t) >= rule.window {
                 self.0.pop_front();
@@ -124,10 +142,12 @@ impl Window {
                 break;
             }
         }
-        if self.0.len() < rule.count {
+        let need = n.clamp(1, rule.count);
+        if self.0.len() + need <= rule.count {
             return None;
         }
-        let oldest = self.0[self.0.len() - rule.count];
+        // The entries that must leave first: all but `count - need`.
+        let oldest = self.0[self.0.len() - (rule.count - need) - 1];
         Some(
             rule.window
                 .saturating_sub(now.saturating_duration_since(oldest)),
@@ -136,6 +156,12 @@ impl Window {
 
     pub(super) fn record(&mut self, now: Instant) {
         self.0.push_back(now);
+    }
+
+    pub(super) fn record_n(&mut self, now: Instant, n: usize) {
+        for _ in 0..n.max(1) {
+            self.0.push_back(now);
+        }
     }
 }
 

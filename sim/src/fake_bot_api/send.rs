@@ -138,8 +138,17 @@ impl State {
         let thread = self.check_thread(dest, params)?;
         self.check_user(dest, bot_id, kind)?;
         let now = Instant::now();
-        self.check_limits(rules, token, dest, now)?;
-        let paid = params.flag("allow_paid_broadcast");
+        // Client.cpp reads `allow_paid_broadcast` in `do_send_message`
+        // (sendMessage, copyMessage, forwardMessage); copyMessages and
+        // forwardMessages pass `false` to `get_message_send_options`
+        // whatever the request says. The Bot API documents the flag for
+        // sendMessage and copyMessage only.
+        let paid = params.flag("allow_paid_broadcast") && !method.is_batch();
+        let items = match &content {
+            Content::Text(_) => 1,
+            Content::Messages(m) => m.ids.len(),
+        };
+        self.check_limits(rules, token, dest, now, (paid, items))?;
         Ok(self.commit(token, method, dest, content, now, (paid, thread)))
     }
 
@@ -280,13 +289,27 @@ impl State {
         }))
     }
 
-    /// Checks the bot and chat windows; when both allow, takes a slot in each.
+    /// Checks the bot and chat windows; when all allow, takes a slot in each.
+    ///
+    /// Each message of a batch counts against the bot's limits: the server
+    /// counts each one against its own per-chat guard
+    /// (`yet_unsent_message_count_ += message_count` in Client.cpp
+    /// `process_copy_messages_query`), as each becomes a message of its own
+    /// on Telegram's side, and users report 429s on small albums
+    /// (tdlib/telegram-bot-api#505). Per chat a request counts once: an
+    /// album is one post there, and no source says otherwise.
+    ///
+    /// Paid broadcast: a paid request counts against the paid limit only
+    /// ("ignoring broadcasting limits"); an unpaid one against both the free
+    /// limit and the paid one, which bounds all of a bot's messages. How
+    /// Telegram mixes the two no source says.
     fn check_limits(
         &mut self,
         rules: &Rules,
         token: &str,
         dest: i64,
         now: Instant,
+        (paid, items): (bool, usize),
     ) -> Result<(), Reply> {
         let chat_rule = if self.kind_of(dest) == ChatKind::Private {
             rules.private
@@ -294,7 +317,11 @@ impl State {
             rules.group
         };
         let bot = self.bots.get_mut(token).expect("authorised bot");
-        let mut wait = rules.bot.and_then(|rule| bot.window.wait(rule, now));
+        let free_rule = if paid { None } else { rules.bot };
+        let mut wait = free_rule.and_then(|rule| bot.window.wait_n(rule, now, items));
+        if let Some(rule) = rules.paid {
+            wait = wait.max(bot.paid_window.wait_n(rule, now, items));
+        }
         if let Some(rule) = chat_rule {
             let chat_wait = bot.chat_windows.entry(dest).or_default().wait(rule, now);
             wait = wait.max(chat_wait);
@@ -303,8 +330,11 @@ impl State {
             self.counters.rate_limited_429 += 1;
             return Err(Reply::too_many(retry_secs(wait)));
         }
-        if rules.bot.is_some() {
-            bot.window.record(now);
+        if free_rule.is_some() {
+            bot.window.record_n(now, items);
+        }
+        if rules.paid.is_some() {
+            bot.paid_window.record_n(now, items);
         }
         if chat_rule.is_some()
             && let Some(window) = bot.chat_windows.get_mut(&dest)

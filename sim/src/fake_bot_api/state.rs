@@ -26,6 +26,8 @@ pub(super) struct State {
     /// `sendMessage` to a post.
     pub(super) texts: HashMap<String, Vec<(i64, i32)>>,
     pub(super) faults: HashMap<i64, ArmedFault>,
+    /// Fields `getMe` leaves out ([`FakeTelegram::omit_get_me_field`](super::FakeTelegram::omit_get_me_field)).
+    pub(super) get_me_omits: Vec<String>,
     /// The bot's standing by (chat, bot id), as a test set it (`access.rs`).
     pub(super) standing: HashMap<(i64, i64), super::access::BotStanding>,
     /// Tokens revoked (as by BotFather): every request with one gets 401.
@@ -68,6 +70,8 @@ pub(super) struct BotState {
     pub(super) polls_open: u32,
     pub(super) poll_ticket: u64,
     pub(super) window: Window,
+    /// All its messages, paid or not, against the paid broadcast limit.
+    pub(super) paid_window: Window,
     /// Per destination chat (Telegram's per-chat limits are per bot).
     pub(super) chat_windows: HashMap<i64, Window>,
     /// The webhook URL set on the bot, if any (`getUpdates` is refused
@@ -91,6 +95,7 @@ impl BotState {
             polls_open: 0,
             poll_ticket: 0,
             window: Window::default(),
+            paid_window: Window::default(),
             chat_windows: HashMap::new(),
             webhook: None,
         }

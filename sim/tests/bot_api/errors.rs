@@ -37,6 +37,7 @@ async fn per_chat_limit_answers_429_and_spaced_sends_pass() {
 async fn group_and_bot_limits_answer_429() {
     let limits = FakeLimits {
         per_bot_per_second: 1000.0,
+        paid_per_bot_per_second: 1000.0,
         per_chat_per_second: 1000.0,
         per_group_per_minute: 3.0,
         enforce: true,
@@ -62,6 +63,7 @@ async fn group_and_bot_limits_answer_429() {
 
     let limits = FakeLimits {
         per_bot_per_second: 3.0,
+        paid_per_bot_per_second: 1000.0,
         per_chat_per_second: 1000.0,
         per_group_per_minute: 1000.0,
         enforce: true,
@@ -166,4 +168,47 @@ async fn server_error_is_a_500() {
         "{err:?}"
     );
     assert!(tg.received(USER).is_empty());
+}
+
+/// Each message of an album takes a slot of the bot's limit; a request
+/// with `allow_paid_broadcast` goes past the free limit, a batch request
+/// cannot carry the flag (Client.cpp passes `false` for it).
+#[tokio::test]
+async fn album_items_count_and_paid_requests_skip_the_free_limit() {
+    use teloxide::payloads::SendMessageSetters;
+    let limits = FakeLimits {
+        per_bot_per_second: 3.0,
+        paid_per_bot_per_second: 1000.0,
+        per_chat_per_second: 1000.0,
+        per_group_per_minute: 1000.0,
+        enforce: true,
+    };
+    let (tg, bot) = fake(limits);
+    let ids: Vec<MessageId> = (0..3)
+        .map(|_| {
+            MessageId(
+                tg.post(
+                    CHANNEL,
+                    NewChannelMessage::media(kuryer_sim::fake_bot_api::MediaKind::Photo, None)
+                        .in_album("a"),
+                ),
+            )
+        })
+        .collect();
+    bot.copy_messages(ChatId(USER), ChatId(CHANNEL), ids.clone())
+        .await
+        .expect("three items fill the bot's window of 3");
+    let err = bot.send_message(ChatId(USER + 1), "x").await.unwrap_err();
+    assert!(matches!(err, RequestError::RetryAfter(_)), "{err:?}");
+    for i in 0..5 {
+        bot.send_message(ChatId(USER + 2 + i), "paid")
+            .allow_paid_broadcast(true)
+            .await
+            .expect("a paid request is held to the paid limit only");
+    }
+    let err = bot
+        .copy_messages(ChatId(USER + 10), ChatId(CHANNEL), ids)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RequestError::RetryAfter(_)), "{err:?}");
 }
