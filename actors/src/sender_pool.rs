@@ -36,8 +36,8 @@ use crate::outcome::CallResult;
 use crate::ports::{Dedup, DestinationEvent, DestinationEvents, LeaseGuard};
 use crate::rate_limiter::{SendDelivery, SendFinished, SendOutcome};
 use crate::sender_calls::call;
-use crate::shaping::Shaper;
 pub use crate::shaping::TOPIC_DELETED;
+use crate::shaping::{Shaped, Shaper};
 use crate::telemetry::events;
 
 /// SenderPool settings.
@@ -176,9 +176,10 @@ impl Handler<SendDelivery> for SenderPool {
             let d = delivery.clone();
             // An edit keeps the subscription's transforms (header, footer,
             // replacements) and a repost goes to the same topic.
-            let shaped = self.shaper.shape(&d);
+            let shaper = self.shaper.clone();
             let paid = self.cfg.allow_paid_broadcast;
             let fut = async move {
+                let (shaped, d) = shape(shaper, d).await;
                 crate::mirror_calls::call(&bot, &d, &shaped, &op, events.as_ref(), paid).await
             };
             ctx.spawn(fut.into_actor(self).map(move |result, act, _| {
@@ -189,7 +190,7 @@ impl Handler<SendDelivery> for SenderPool {
         let sub_id = delivery.sub.subscription_id;
         let first_id = delivery.post.first_id();
         let d = delivery.clone();
-        let shaped = self.shaper.shape(&d);
+        let shaper = self.shaper.clone();
         let checked = d.dedup;
         let paid = self.cfg.allow_paid_broadcast;
         let guard = self.lease_guard.clone();
@@ -212,6 +213,10 @@ impl Handler<SendDelivery> for SenderPool {
             if lease_lost() {
                 return CallResult::LeaseLost;
             }
+            let (shaped, d) = shape(shaper, d).await;
+            if lease_lost() {
+                return CallResult::LeaseLost;
+            }
             let result = call(&bot, &d, &shaped, events.as_ref(), paid).await;
             if let CallResult::Sent { id, .. } = &result {
                 dedup.mark(sub_id, first_id, i64::from(*id)).await;
@@ -222,6 +227,17 @@ impl Handler<SendDelivery> for SenderPool {
             act.finish(delivery, lane, reply_to, result);
         }));
     }
+}
+
+/// The subscription's settings applied to the delivery: inline when there
+/// is no transform (nothing to compute), otherwise on a worker thread
+/// (`cpu.rs`), so compiling and applying a user's transforms never holds
+/// the actor thread.
+async fn shape(shaper: Arc<Shaper>, d: Delivery) -> (Shaped, Delivery) {
+    if d.sub.transform.is_none() {
+        return (shaper.shape(&d), d);
+    }
+    crate::cpu::run(move || (shaper.shape(&d), d)).await
 }
 
 impl SenderPool {
