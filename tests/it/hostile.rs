@@ -120,3 +120,94 @@ async fn a_hostile_transform_stalls_neither_the_actor_thread_nor_another_users_d
         "the calm user's post took {calm_latency:?}"
     );
 }
+
+fn get_chats(w: &World) -> u64 {
+    w.fake
+        .stats()
+        .per_method
+        .get("getChat")
+        .copied()
+        .unwrap_or(0)
+}
+
+/// `/add` with 20 made-up names costs 20 commands, not one: at 30 a minute
+/// (bursts of 10) Telegram is asked about 10 of them, and the next command
+/// is over the limit. A name found to be no one is not asked about again.
+#[actix_rt::test]
+async fn each_name_add_asks_about_costs_a_command_and_missing_names_are_remembered() {
+    let w = World::start(&[TOKEN], &[], |c| c.limits.bot_commands_per_minute = 30).await;
+    let u = 824_101;
+    w.say(TOKEN, u, "/start", "en").await;
+    let before = get_chats(&w);
+    let names: Vec<String> = (0..20).map(|i| format!("@made_up_name_{i}")).collect();
+    let t = w
+        .say(TOKEN, u, &format!("/add {}", names.join(" ")), "en")
+        .await;
+    let asked = get_chats(&w) - before;
+    // /start took one token, /add one: nine left for the other names.
+    assert!(asked <= 10, "{asked} getChat calls:\n{t}");
+    assert!(t.contains("were not checked"), "{t}");
+    assert!(t.contains("no such channel"), "{t}");
+    let t = w.say(TOKEN, u, "/list", "en").await;
+    assert!(t.contains("Too many commands"), "{t}");
+
+    // Another user adds a name already found missing: no call.
+    let v = 824_102;
+    w.say(TOKEN, v, "/start", "en").await;
+    let before = get_chats(&w);
+    let t = w.say(TOKEN, v, "/add @made_up_name_0", "en").await;
+    assert!(t.contains("no such channel"), "{t}");
+    assert_eq!(get_chats(&w), before, "asked again: {t}");
+}
+
+/// `/cmd@other_bot` in a group is another bot's: ours says nothing. Named
+/// for ours (`@fake5151_bot`, the fake's name for it), it answers.
+#[actix_rt::test]
+async fn a_command_naming_another_bot_is_not_answered() {
+    use kuryer_sim::fake_bot_api::ChatKind;
+    let w = World::start(&[TOKEN], &[], |_| {}).await;
+    let u = 824_201;
+    let group = -900_824;
+    w.say(TOKEN, u, "/start", "en").await;
+    let before = w.replies(group).len();
+    w.fake
+        .add_bot_to_chat(TOKEN, group, ChatKind::Supergroup, u, false);
+    w.next_reply(group, before).await; // the hint to send /link
+    let before = w.replies(group).len();
+    w.fake.user_says_in(TOKEN, group, u, "/link@other_bot");
+    w.fake.user_says_in(TOKEN, group, u, "/add@fake5151_bot @x");
+    let t = w.next_reply(group, before).await.text.unwrap_or_default();
+    assert!(t.contains("/link"), "{t}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        w.replies(group).len(),
+        before + 1,
+        "answered another bot's command"
+    );
+}
+
+/// A 429 on one user's reply is not waited out where updates are handled:
+/// the next user's command is answered at once, and the first reply still
+/// arrives once Telegram allows it.
+#[actix_rt::test]
+async fn a_rate_limited_reply_holds_no_one_else() {
+    use kuryer_sim::fake_bot_api::Fault;
+    let w = World::start(&[TOKEN], &[], |_| {}).await;
+    let (a, b) = (824_301, 824_302);
+    w.say(TOKEN, a, "/start", "en").await;
+    w.say(TOKEN, b, "/start", "en").await;
+    w.fake
+        .set_fault(a, Fault::TooManyRequests { retry_after: 3 }, Some(1));
+    let before_a = w.replies(a).len();
+    w.fake.user_says(TOKEN, a, "/help", Some("en"));
+    // The update loop reaches b's command only after a's is handled.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = Instant::now();
+    w.say(TOKEN, b, "/help", "en").await;
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_millis(2_000),
+        "b waited {waited:?} behind a's 429"
+    );
+    w.next_reply(a, before_a).await;
+}
