@@ -58,9 +58,37 @@ fn main() {
         peak = PEAK.load(Ordering::Relaxed) - p0;
         assert!(!out.is_empty());
     }
+    let start = Instant::now();
+    let heavy = TransformSpec::from_json(&heavy_rules()).unwrap().compile();
+    let compile_ms = start.elapsed().as_secs_f64() * 1e3;
+    match heavy {
+        Ok(heavy) => {
+            let words = "abcdefghijklmnopqrstuvwxyzabc ".repeat(140);
+            let start = Instant::now();
+            let _ = heavy.apply(&words[..4_096], &[], TEXT_LIMIT);
+            println!(
+                "heavy regexes: compile {compile_ms:.1} ms, apply {:.1} ms",
+                start.elapsed().as_secs_f64() * 1e3
+            );
+        }
+        Err(e) => println!("heavy regexes refused: {e} ({compile_ms:.1} ms)"),
+    }
     println!(
         "hostile apply: best of {runs} {best:.2} ms, allocated {:.1} MB, peak live {:.1} MB",
         total as f64 / 1e6,
         peak as f64 / 1e6
     );
+}
+
+/// A heavy regex transform: twenty rules near the compiled-size limit
+/// whose search thrashes the lazy DFA's cache, over a 4,096-character text.
+fn heavy_rules() -> String {
+    let rules: Vec<String> = (0..20)
+        .map(|i| {
+            format!(
+                r#"{{"from": "(?:[a-z]{{1,30}} ?){{1,8}}[{i}0-9]", "to": "$1", "regex": true}}"#
+            )
+        })
+        .collect();
+    format!(r#"{{"replace": [{}]}}"#, rules.join(","))
 }

@@ -44,6 +44,9 @@ pub mod backoff;
 pub mod channel_poller;
 /// Supervises the channel pollers; restarts a poller that panicked.
 pub mod channel_supervisor;
+/// CPU-heavy work (transforms, regex compilation) off the actor thread,
+/// on a bounded pool of worker threads.
+pub mod cpu;
 /// Writes finished deliveries to the database in batches.
 pub mod db_writer;
 pub mod digest;

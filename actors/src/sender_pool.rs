@@ -36,8 +36,8 @@ use crate::outcome::CallResult;
 use crate::ports::{Dedup, DestinationEvent, DestinationEvents, LeaseGuard};
 use crate::rate_limiter::{SendDelivery, SendFinished, SendOutcome};
 use crate::sender_calls::{call, reads_source};
-use crate::shaping::Shaper;
 pub use crate::shaping::TOPIC_DELETED;
+use crate::shaping::{Shaped, Shaper};
 use crate::source_pauses::{Gate, SourcePauses};
 use crate::telemetry::events;
 
@@ -180,12 +180,13 @@ impl Handler<SendDelivery> for SenderPool {
             let d = delivery.clone();
             // An edit keeps the subscription's transforms (header, footer,
             // replacements) and a repost goes to the same topic.
-            let shaped = self.shaper.shape(&d);
+            let shaper = self.shaper.clone();
             let paid = self.cfg.allow_paid_broadcast;
             let guard = self.lease_guard.clone();
             let channel_id = d.post.channel_id;
             let fut = async move {
                 let may_send = move || guard.as_ref().is_none_or(|g| g.holds(channel_id));
+                let (shaped, d) = shape(shaper, d).await;
                 crate::mirror_calls::call(&bot, &d, &shaped, &op, events.as_ref(), paid, &may_send)
                     .await
             };
@@ -211,7 +212,7 @@ impl Handler<SendDelivery> for SenderPool {
         let sub_id = delivery.sub.subscription_id;
         let first_id = delivery.post.first_id();
         let d = delivery.clone();
-        let shaped = self.shaper.shape(&d);
+        let shaper = self.shaper.clone();
         let checked = d.dedup;
         let paid = self.cfg.allow_paid_broadcast;
         let guard = self.lease_guard.clone();
@@ -231,6 +232,7 @@ impl Handler<SendDelivery> for SenderPool {
             if let Some(sent) = seen {
                 return CallResult::AlreadySent(sent);
             }
+            let (shaped, d) = shape(shaper, d).await;
             let may_send = || !lease_lost();
             let result = call(&bot, &d, &shaped, events.as_ref(), paid, &may_send).await;
             if let CallResult::Sent { id, .. } = &result {
@@ -242,6 +244,17 @@ impl Handler<SendDelivery> for SenderPool {
             act.finish(delivery, lane, reply_to, result);
         }));
     }
+}
+
+/// The subscription's settings applied to the delivery: inline when there
+/// is no transform (nothing to compute), otherwise on a worker thread
+/// (`cpu.rs`), so compiling and applying a user's transforms never holds
+/// the actor thread.
+async fn shape(shaper: Arc<Shaper>, d: Delivery) -> (Shaped, Delivery) {
+    if d.sub.transform.is_none() {
+        return (shaper.shape(&d), d);
+    }
+    crate::cpu::run(move || (shaper.shape(&d), d)).await
 }
 
 impl SenderPool {

@@ -235,7 +235,9 @@ impl SubscriberRegistry {
         self
     }
 
-    fn insert(&mut self, s: ActiveSubscription) -> bool {
+    /// Puts `s` in the index; `filter`: its filter compiled already
+    /// (`None`: compiled here).
+    fn insert(&mut self, s: ActiveSubscription, filter: Option<Option<PostFilter>>) -> bool {
         if let Some(old_channel) = self.channel_of.get(&s.subscription_id).copied() {
             // Already known: replace (destination or mode may have changed).
             if let Some(list) = self.by_channel.get_mut(&old_channel) {
@@ -243,7 +245,7 @@ impl SubscriberRegistry {
             }
         }
         self.channel_of.insert(s.subscription_id, s.channel_id);
-        match PostFilter::from_stored(&s.filters) {
+        match filter.unwrap_or_else(|| PostFilter::from_stored(&s.filters)) {
             Some(f) => self.filters.insert(s.subscription_id, f),
             None => self.filters.remove(&s.subscription_id),
         };
@@ -272,24 +274,90 @@ impl Actor for SubscriberRegistry {
     }
 }
 
+/// Compiles the filters of `subs` that hold a regular expression on a
+/// worker thread (`cpu.rs`): a pattern near its size limit takes
+/// milliseconds to compile, and a load brings thousands. `None` in place of
+/// a subscription whose filter is compiled inline (none, or keywords only).
+async fn compile_filters(subs: Vec<(i64, String)>) -> Vec<(i64, Option<PostFilter>)> {
+    crate::cpu::run(move || {
+        subs.into_iter()
+            .map(|(id, json)| (id, PostFilter::from_stored(&json)))
+            .collect()
+    })
+    .await
+}
+
+/// Whether a stored filter has a regular expression (worth a worker thread).
+fn has_regex(filters: &str) -> bool {
+    filters.contains("\"regex\"")
+}
+
+impl SubscriberRegistry {
+    /// Inserts `subs` once their regex filters are compiled off the actor
+    /// thread; the registry handles no other message meanwhile (`wait`), so
+    /// a removal sent after an add is applied after it. `done` gets whether
+    /// the first of them was its channel's first subscription.
+    fn insert_compiled(
+        &mut self,
+        subs: Vec<ActiveSubscription>,
+        ctx: &mut Context<Self>,
+        done: Option<oneshot::Sender<bool>>,
+    ) {
+        let heavy: Vec<(i64, String)> = subs
+            .iter()
+            .filter(|s| has_regex(&s.filters))
+            .map(|s| (s.subscription_id, s.filters.clone()))
+            .collect();
+        if heavy.is_empty() {
+            let first = self.insert_all(subs, HashMap::new());
+            if let Some(done) = done {
+                let _ = done.send(first);
+            }
+            return;
+        }
+        ctx.wait(
+            compile_filters(heavy)
+                .into_actor(self)
+                .map(move |compiled, act, _| {
+                    let first = act.insert_all(subs, compiled.into_iter().collect());
+                    if let Some(done) = done {
+                        let _ = done.send(first);
+                    }
+                }),
+        );
+    }
+
+    fn insert_all(
+        &mut self,
+        subs: Vec<ActiveSubscription>,
+        mut compiled: HashMap<i64, Option<PostFilter>>,
+    ) -> bool {
+        let mut first = None;
+        for s in subs {
+            let filter = compiled.remove(&s.subscription_id);
+            let f = self.insert(s, filter);
+            first.get_or_insert(f);
+        }
+        self.gauge();
+        first.unwrap_or(false)
+    }
+}
+
 impl Handler<LoadSubscriptions> for SubscriberRegistry {
     type Result = ();
 
-    fn handle(&mut self, msg: LoadSubscriptions, _: &mut Context<Self>) {
-        for s in msg.0 {
-            self.insert(s);
-        }
-        self.gauge();
+    fn handle(&mut self, msg: LoadSubscriptions, ctx: &mut Context<Self>) {
+        self.insert_compiled(msg.0, ctx, None);
     }
 }
 
 impl Handler<AddSubscription> for SubscriberRegistry {
-    type Result = bool;
+    type Result = ResponseFuture<bool>;
 
-    fn handle(&mut self, msg: AddSubscription, _: &mut Context<Self>) -> bool {
-        let first = self.insert(msg.0);
-        self.gauge();
-        first
+    fn handle(&mut self, msg: AddSubscription, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.insert_compiled(vec![msg.0], ctx, Some(tx));
+        Box::pin(async move { rx.await.unwrap_or(false) })
     }
 }
 

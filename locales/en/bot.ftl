@@ -36,6 +36,7 @@ resolve-private = ❌ @{ $name } is a private channel I cannot read, so this sub
 resolve-not-channel = ❌ @{ $name } is not a channel, so this subscription will deliver nothing. It stays in /list as not available; /remove @{ $name } drops it.
 add-bad-name = ❌ { $input }: this is not a channel name.
 add-quota = ❌ @{ $name }: you have reached the limit of { $max } subscriptions.
+add-rate-limited = ⏳ The other names were not checked: each name costs one of your commands. Send them again in a minute.
 add-too-many = Only the first { $max } names were handled.
 list-empty = You have no subscriptions yet. Send /add @channel.
 list-header = Your subscriptions ({ $count }), page { $page } of { $pages }:

@@ -35,6 +35,7 @@ resolve-private = ❌ @{ $name } yopiq kanal, uni o'qiy olmayman, shuning uchun 
 resolve-not-channel = ❌ @{ $name } kanal emas, shuning uchun bu obuna hech narsa yetkazmaydi. /list da mavjud emas deb turadi; /remove @{ $name } uni o'chiradi.
 add-bad-name = ❌ { $input }: bu kanal nomi emas.
 add-quota = ❌ @{ $name }: { $max } ta obuna chegarasiga yetdingiz.
+add-rate-limited = ⏳ Qolgan nomlar tekshirilmadi: har bir nom bitta buyruq hisoblanadi. Bir daqiqadan keyin qayta yuboring.
 add-too-many = Faqat birinchi { $max } ta nom ko'rib chiqildi.
 list-empty = Hali obunalaringiz yo'q. /add @kanal yuboring.
 list-header = Obunalaringiz ({ $count }), { $pages } sahifadan { $page }-sahifa:

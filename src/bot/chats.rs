@@ -65,6 +65,9 @@ pub(super) async fn on_group_message(h: &BotHandler, msg: &Message) -> Result<()
         // Plain talk in a group is not for us.
         return Ok(());
     };
+    if h.for_another_bot(Some(text)).await {
+        return Ok(());
+    }
     let uid = i64::try_from(from.id.0).unwrap_or(i64::MAX);
     let chat = msg.chat.id.0;
     if h.shared.rate.check(uid) != Verdict::Allow {
@@ -173,7 +176,7 @@ pub(super) async fn on_channel_post(h: &BotHandler, msg: &Message) -> Result<boo
     let Some((command, args)) = msg.text().and_then(parse_command) else {
         return Ok(false);
     };
-    if command != "link" {
+    if command != "link" || h.for_another_bot(msg.text()).await {
         return Ok(false);
     }
     h.count("link");

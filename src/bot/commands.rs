@@ -27,10 +27,20 @@ pub(super) fn parse_command(text: &str) -> Option<(String, &str)> {
     Some((name.to_ascii_lowercase(), args))
 }
 
+/// The bot a command names (`/add@some_bot x` → `some_bot`), if any.
+pub(super) fn mention(text: &str) -> Option<&str> {
+    let rest = text.strip_prefix('/')?;
+    let head = rest.split(char::is_whitespace).next().unwrap_or_default();
+    head.split_once('@').map(|(_, bot)| bot)
+}
+
 pub(super) async fn on_private(h: &BotHandler, msg: &Message) -> Result<(), StoreError> {
     let Some(from) = &msg.from else {
         return Ok(());
     };
+    if h.for_another_bot(msg.text()).await {
+        return Ok(());
+    }
     let uid = i64::try_from(from.id.0).unwrap_or(i64::MAX);
     let chat = msg.chat.id.0;
     let code = from.language_code.as_deref();
@@ -199,6 +209,7 @@ async fn command_reply(
 }
 
 /// What Telegram says a name is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Checked {
     Channel,
     Protected,
@@ -208,7 +219,20 @@ enum Checked {
     Unknown,
 }
 
+/// What `getChat` said of `name`; a name found to be no one is remembered
+/// for a while (`BotHandler::known_missing`), and asked again only then.
 async fn check(h: &BotHandler, name: &ChannelUsername) -> Checked {
+    if h.known_missing(name.as_str()) {
+        return Checked::NotFound;
+    }
+    let checked = ask(h, name).await;
+    if checked == Checked::NotFound {
+        h.remember_missing(name.as_str());
+    }
+    checked
+}
+
+async fn ask(h: &BotHandler, name: &ChannelUsername) -> Checked {
     match h
         .bot
         .get_chat(Recipient::ChannelUsername(format!("@{}", name.as_str())))
@@ -247,6 +271,7 @@ async fn add(
     let mut count = i64::try_from(existing.len()).unwrap_or(i64::MAX);
     let max = h.shared.settings.max_subscriptions;
     let mut seen: Vec<ChannelUsername> = Vec::new();
+    let mut checked = 0usize;
     for input in inputs.iter().take(MAX_NAMES) {
         let name = match ChannelUsername::parse(input) {
             Ok(n) => n,
@@ -280,6 +305,15 @@ async fn add(
             lines.push(h.t(lang, "add-quota", &[arg[0].clone(), ("max", max.into())]));
             continue;
         }
+        // Every name asked of Telegram costs a command: the command paid
+        // for the first; past the user's allowance the rest go unchecked.
+        let asks = !h.known_missing(name.as_str());
+        if asks && checked > 0 && h.shared.rate.take(uid).is_none() {
+            h.count("rate_limited");
+            lines.push(h.t(lang, "add-rate-limited", &[]));
+            break;
+        }
+        checked += usize::from(asks);
         match check(h, &name).await {
             Checked::Protected => {
                 lines.push(h.t(lang, "add-protected", &arg));

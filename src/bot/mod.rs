@@ -71,7 +71,15 @@ struct Shared {
     rate: RateLimit,
     /// One-time codes that link a channel (`/link` in a private chat).
     codes: chats::LinkCodes,
+    /// Names `getChat` found to be no one, and when: not asked again for
+    /// [`MISSING_TTL`] (a made-up name sent again costs no call).
+    missing: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
+
+/// How long a name `getChat` did not find is answered "not found" from memory.
+const MISSING_TTL: Duration = Duration::from_secs(600);
+/// The most such names remembered (the oldest half forgotten past it).
+const MISSING_MAX: usize = 100_000;
 
 /// The handler of one bot's updates. Clones share everything.
 #[derive(Clone)]
@@ -80,6 +88,9 @@ pub struct BotHandler {
     /// This bot's id and client: it answers what it received.
     bot_id: i64,
     bot: Bot,
+    /// This bot's username (`getMe`, asked once): a command naming
+    /// another bot (`/link@other_bot`) is not ours.
+    username: Arc<tokio::sync::OnceCell<String>>,
 }
 
 /// Handlers for every bot, sharing one rate limit and one set of texts.
@@ -98,12 +109,14 @@ pub fn handlers(
         bots: bots.clone(),
         rate,
         codes: chats::LinkCodes::default(),
+        missing: std::sync::Mutex::default(),
     });
     bots.into_iter()
         .map(|(bot_id, bot)| BotHandler {
             shared: shared.clone(),
             bot_id,
             bot,
+            username: Arc::default(),
         })
         .collect()
 }
@@ -267,6 +280,55 @@ impl BotHandler {
         }
         let others = self.store().user_patterns(user, subscription_id).await?;
         Ok(others + adding <= kuryer_actors::transform::MAX_PATTERNS_PER_USER)
+    }
+
+    /// Whether `text` is a command addressed to another bot (`/cmd@other`):
+    /// in a group every bot sees it, and only the one it names answers.
+    /// Our own name is asked once (`getMe`); while that fails, a command is
+    /// taken as ours.
+    async fn for_another_bot(&self, text: Option<&str>) -> bool {
+        let Some(named) = text.and_then(commands::mention) else {
+            return false;
+        };
+        let me = self
+            .username
+            .get_or_try_init(|| async {
+                let me = self.bot.get_me().await?;
+                Ok::<_, teloxide::RequestError>(me.user.username.clone().unwrap_or_default())
+            })
+            .await;
+        match me {
+            Ok(me) => !named.eq_ignore_ascii_case(me),
+            Err(e) => {
+                tracing::warn!(bot_id = self.bot_id, error = %e, "getMe failed; taking a command naming a bot as ours.");
+                false
+            }
+        }
+    }
+
+    /// Whether `getChat` found no one by `name` within [`MISSING_TTL`].
+    fn known_missing(&self, name: &str) -> bool {
+        let missing = self
+            .shared
+            .missing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        missing
+            .get(name)
+            .is_some_and(|at| at.elapsed() < MISSING_TTL)
+    }
+
+    /// Remembers that `getChat` found no one by `name`.
+    fn remember_missing(&self, name: &str) {
+        let mut missing = self
+            .shared
+            .missing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if missing.len() >= MISSING_MAX {
+            missing.retain(|_, at| at.elapsed() < MISSING_TTL / 2);
+        }
+        missing.insert(name.to_owned(), std::time::Instant::now());
     }
 
     fn count(&self, command: &'static str) {

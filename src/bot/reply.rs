@@ -1,11 +1,12 @@
 //! Sending the bot's replies, and the per-user command rate limit.
 //!
 //! A reply is the second half of a command's effect (the first, the
-//! database change, is what confirms the update). It is retried a few
-//! times when it did not reach Telegram (network error, 5xx) or Telegram
-//! asked to wait briefly (429 up to [`MAX_WAIT`]); anything else — the user
-//! blocked the bot, a message gone — is logged and counted, never retried:
-//! the update loop must not be held by one chat.
+//! database change, is what confirms the update). It is tried once where
+//! the command runs; when it did not reach Telegram (network error, 5xx)
+//! or Telegram asked to wait briefly (429 up to [`MAX_WAIT`]) it is retried
+//! a few times by a task of its own, so no wait is ever spent inside the
+//! update loop; anything else — the user blocked the bot, a message gone —
+//! is logged and counted, never retried.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -88,16 +89,41 @@ pub(super) async fn send(
     keyboard: Option<InlineKeyboardMarkup>,
 ) {
     let text = clip(text);
-    for attempt in 1..=TRIES {
-        let mut req = bot.send_message(ChatId(chat), text.clone());
-        if let Some(k) = &keyboard {
-            req = req.reply_markup(k.clone());
+    let try_once = {
+        let (bot, text, keyboard) = (bot.clone(), text.clone(), keyboard.clone());
+        move || {
+            let mut req = bot.send_message(ChatId(chat), text.clone());
+            if let Some(k) = &keyboard {
+                req = req.reply_markup(k.clone());
+            }
+            async move { req.await.map(|_| ()) }
         }
-        match req.await {
-            Ok(_) => return,
+    };
+    match try_once().await {
+        Ok(()) => {}
+        Err(e) => match retry_in(&e) {
+            Some(wait) => {
+                tokio::spawn(retry_later("send", chat, wait, try_once));
+            }
+            None => failed("send", chat, &e),
+        },
+    }
+}
+
+/// Tries a reply again after `wait`, up to [`TRIES`] in all, off the
+/// update loop (a task of its own).
+async fn retry_later<F, Fut>(what: &'static str, chat: i64, mut wait: Duration, try_once: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), RequestError>>,
+{
+    for attempt in 2..=TRIES {
+        tokio::time::sleep(wait).await;
+        match try_once().await {
+            Ok(()) => return,
             Err(e) => match retry_in(&e) {
-                Some(wait) if attempt < TRIES => tokio::time::sleep(wait).await,
-                _ => return failed("send", chat, &e),
+                Some(w) if attempt < TRIES => wait = w,
+                _ => return failed(what, chat, &e),
             },
         }
     }
@@ -112,18 +138,24 @@ pub(super) async fn edit(
     keyboard: Option<InlineKeyboardMarkup>,
 ) {
     let text = clip(text);
-    for attempt in 1..=TRIES {
-        let mut req = bot.edit_message_text(ChatId(chat), message, text.clone());
-        if let Some(k) = &keyboard {
-            req = req.reply_markup(k.clone());
+    let try_once = {
+        let (bot, text, keyboard) = (bot.clone(), text.clone(), keyboard.clone());
+        move || {
+            let mut req = bot.edit_message_text(ChatId(chat), message, text.clone());
+            if let Some(k) = &keyboard {
+                req = req.reply_markup(k.clone());
+            }
+            async move { req.await.map(|_| ()) }
         }
-        match req.await {
-            Ok(_) => return,
-            Err(e) => match retry_in(&e) {
-                Some(wait) if attempt < TRIES => tokio::time::sleep(wait).await,
-                _ => return failed("edit", chat, &e),
-            },
-        }
+    };
+    match try_once().await {
+        Ok(()) => {}
+        Err(e) => match retry_in(&e) {
+            Some(wait) => {
+                tokio::spawn(retry_later("edit", chat, wait, try_once));
+            }
+            None => failed("edit", chat, &e),
+        },
     }
 }
 
@@ -180,6 +212,23 @@ impl RateLimit {
 
     pub(super) fn check(&self, user: i64) -> Verdict {
         self.check_at(user, Instant::now())
+    }
+
+    /// Takes one more command's worth from `user` (a name `/add` asks
+    /// Telegram about); `None`, taking nothing, when there is none left.
+    /// Running out here is no command refused: the user's next command is
+    /// still told it is over the limit.
+    pub(super) fn take(&self, user: i64) -> Option<()> {
+        let now = Instant::now();
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let b = buckets.get_mut(&user)?;
+        b.tokens =
+            (b.tokens + now.duration_since(b.at).as_secs_f64() * self.per_sec).min(self.burst);
+        b.at = now;
+        (b.tokens >= 1.0).then(|| b.tokens -= 1.0)
     }
 
     fn check_at(&self, user: i64, now: Instant) -> Verdict {

@@ -275,7 +275,8 @@ pub struct LimitsConfig {
     pub max_subscriptions_per_user: u32,
     /// Bot commands and button presses one user may send a minute (bursts
     /// of a third of it, at least 10); past it one "too fast" reply, then
-    /// silence until the bucket refills.
+    /// silence until the bucket refills. Each name /add asks Telegram
+    /// about counts as one.
     pub bot_commands_per_minute: u32,
     /// Share the per-bot, per-chat and per-group limits between instances
     /// through Redis: `auto` (while more than one instance is live), `on`

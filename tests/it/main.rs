@@ -30,6 +30,8 @@ mod fencing;
 /// The in-process pipeline harness of the fault and durability tests.
 mod harness;
 mod history;
+/// One hostile user hurts no one: CPU-heavy settings, update handling.
+mod hostile;
 /// The HTTP API with a real client.
 mod http;
 mod http_routes;

@@ -1,0 +1,213 @@
+//! One hostile user hurts no one: their CPU-heavy settings neither stall
+//! the daemon's one actor thread (what answers the watchdog) nor another
+//! user's deliveries.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use kuryer_sim::fake_bot_api::NewChannelMessage;
+
+use crate::bot::{TOKEN, World, wait_until};
+
+/// How late the actor thread runs a 10 ms timer, at most, while it runs;
+/// the daemon under test shares this thread (`World` runs it in the
+/// test's actix system, as `kuryer run` does in its one).
+struct LagProbe {
+    max_ms: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl LagProbe {
+    fn start() -> Self {
+        let (max_ms, stop) = (
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (m, s) = (max_ms.clone(), stop.clone());
+        actix_rt::spawn(async move {
+            while !s.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                let late = t.elapsed().saturating_sub(Duration::from_millis(10));
+                m.fetch_max(late.as_millis() as u64, Ordering::Relaxed);
+            }
+        });
+        Self { max_ms, stop }
+    }
+
+    fn finish(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.max_ms.load(Ordering::Relaxed)
+    }
+}
+
+/// Twenty regex rules whose search costs the most the limits allow (no
+/// literal to skip to, a lazy DFA cache too small for them): applying them
+/// to a 4,096-character post takes ~300 ms in a debug build (~15 ms
+/// release), and each compiles in ~1 ms.
+fn heavy_rule(i: usize) -> String {
+    format!("re:(?:[a-z]{{1,30}} ?){{1,8}}[{i}0-9] => $1")
+}
+
+#[actix_rt::test]
+async fn a_hostile_transform_stalls_neither_the_actor_thread_nor_another_users_delivery() {
+    const HOSTILE_CH: i64 = -100_724_001;
+    const CALM_CH: i64 = -100_724_002;
+    const HOSTILE: i64 = 824_001;
+    const CALM: i64 = 824_002;
+    let w = World::start(
+        &[TOKEN],
+        &[(HOSTILE_CH, "hostile_feed"), (CALM_CH, "calm_feed")],
+        |c| c.limits.bot_commands_per_minute = 10_000,
+    )
+    .await;
+    w.say(TOKEN, HOSTILE, "/start", "en").await;
+    w.say(TOKEN, HOSTILE, "/add @hostile_feed", "en").await;
+    for i in 0..20 {
+        let t = w
+            .say(
+                TOKEN,
+                HOSTILE,
+                &format!("/replace @hostile_feed {}", heavy_rule(i)),
+                "en",
+            )
+            .await;
+        assert!(t.contains("saved"), "{t}");
+    }
+    w.say(TOKEN, CALM, "/start", "en").await;
+    w.say(TOKEN, CALM, "/add @calm_feed", "en").await;
+    // The calm user's path works before the test starts.
+    w.fake.post(CALM_CH, NewChannelMessage::text("warm-up"));
+    assert!(
+        wait_until(Duration::from_secs(20), || w.fake.received(CALM).len() > 2).await,
+        "{}",
+        w.log()
+    );
+
+    let probe = LagProbe::start();
+    let text = "abcdefghijklmnopqrstuvwxyzabc ".repeat(140)[..4_096].to_owned();
+    let hostile_posts = 8;
+    for _ in 0..hostile_posts {
+        w.fake
+            .post(HOSTILE_CH, NewChannelMessage::text(text.clone()));
+    }
+    let before = w.fake.received(CALM).len();
+    let sent = Instant::now();
+    w.fake.post(CALM_CH, NewChannelMessage::text("calm news"));
+    let calm = wait_until(Duration::from_secs(30), || {
+        w.fake.received(CALM).len() > before
+    })
+    .await;
+    let calm_latency = sent.elapsed();
+    let hostile_done = wait_until(Duration::from_secs(60), || {
+        w.fake
+            .received(HOSTILE)
+            .iter()
+            .filter(|m| m.text.as_ref().is_some_and(|t| t.len() > 1_000))
+            .count()
+            >= hostile_posts
+    })
+    .await;
+    let lag = probe.finish();
+    assert!(calm && hostile_done, "posts missing:\n{}", w.log());
+    eprintln!("actor-thread lag at most {lag} ms; calm delivery {calm_latency:?}");
+    // Each hostile delivery's transforms took ~300 ms of the one thread
+    // when applied inline.
+    assert!(lag < 200, "the actor thread stalled {lag} ms");
+    assert!(
+        calm_latency < Duration::from_millis(1_500),
+        "the calm user's post took {calm_latency:?}"
+    );
+}
+
+fn get_chats(w: &World) -> u64 {
+    w.fake
+        .stats()
+        .per_method
+        .get("getChat")
+        .copied()
+        .unwrap_or(0)
+}
+
+/// `/add` with 20 made-up names costs 20 commands, not one: at 30 a minute
+/// (bursts of 10) Telegram is asked about 10 of them, and the next command
+/// is over the limit. A name found to be no one is not asked about again.
+#[actix_rt::test]
+async fn each_name_add_asks_about_costs_a_command_and_missing_names_are_remembered() {
+    let w = World::start(&[TOKEN], &[], |c| c.limits.bot_commands_per_minute = 30).await;
+    let u = 824_101;
+    w.say(TOKEN, u, "/start", "en").await;
+    let before = get_chats(&w);
+    let names: Vec<String> = (0..20).map(|i| format!("@made_up_name_{i}")).collect();
+    let t = w
+        .say(TOKEN, u, &format!("/add {}", names.join(" ")), "en")
+        .await;
+    let asked = get_chats(&w) - before;
+    // /start took one token, /add one: nine left for the other names.
+    assert!(asked <= 10, "{asked} getChat calls:\n{t}");
+    assert!(t.contains("were not checked"), "{t}");
+    assert!(t.contains("no such channel"), "{t}");
+    let t = w.say(TOKEN, u, "/list", "en").await;
+    assert!(t.contains("Too many commands"), "{t}");
+
+    // Another user adds a name already found missing: no call.
+    let v = 824_102;
+    w.say(TOKEN, v, "/start", "en").await;
+    let before = get_chats(&w);
+    let t = w.say(TOKEN, v, "/add @made_up_name_0", "en").await;
+    assert!(t.contains("no such channel"), "{t}");
+    assert_eq!(get_chats(&w), before, "asked again: {t}");
+}
+
+/// `/cmd@other_bot` in a group is another bot's: ours says nothing. Named
+/// for ours (`@fake5151_bot`, the fake's name for it), it answers.
+#[actix_rt::test]
+async fn a_command_naming_another_bot_is_not_answered() {
+    use kuryer_sim::fake_bot_api::ChatKind;
+    let w = World::start(&[TOKEN], &[], |_| {}).await;
+    let u = 824_201;
+    let group = -900_824;
+    w.say(TOKEN, u, "/start", "en").await;
+    let before = w.replies(group).len();
+    w.fake
+        .add_bot_to_chat(TOKEN, group, ChatKind::Supergroup, u, false);
+    w.next_reply(group, before).await; // the hint to send /link
+    let before = w.replies(group).len();
+    w.fake.user_says_in(TOKEN, group, u, "/link@other_bot");
+    w.fake.user_says_in(TOKEN, group, u, "/add@fake5151_bot @x");
+    let t = w.next_reply(group, before).await.text.unwrap_or_default();
+    assert!(t.contains("/link"), "{t}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        w.replies(group).len(),
+        before + 1,
+        "answered another bot's command"
+    );
+}
+
+/// A 429 on one user's reply is not waited out where updates are handled:
+/// the next user's command is answered at once, and the first reply still
+/// arrives once Telegram allows it.
+#[actix_rt::test]
+async fn a_rate_limited_reply_holds_no_one_else() {
+    use kuryer_sim::fake_bot_api::Fault;
+    let w = World::start(&[TOKEN], &[], |_| {}).await;
+    let (a, b) = (824_301, 824_302);
+    w.say(TOKEN, a, "/start", "en").await;
+    w.say(TOKEN, b, "/start", "en").await;
+    w.fake
+        .set_fault(a, Fault::TooManyRequests { retry_after: 3 }, Some(1));
+    let before_a = w.replies(a).len();
+    w.fake.user_says(TOKEN, a, "/help", Some("en"));
+    // The update loop reaches b's command only after a's is handled.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = Instant::now();
+    w.say(TOKEN, b, "/help", "en").await;
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_millis(2_000),
+        "b waited {waited:?} behind a's 429"
+    );
+    w.next_reply(a, before_a).await;
+}
