@@ -11,6 +11,8 @@ mod cli;
 mod common;
 /// Configuration loading, layering and validation.
 mod config;
+/// The status page (`/status`) of `kuryer run`.
+mod console;
 /// `kill -9` and chaos runs of the real binary.
 mod crash;
 /// `kuryer run` end to end against the fake Bot API.
