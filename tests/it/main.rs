@@ -5,6 +5,8 @@
 /// The bot: commands, buttons, destinations, settings, several bots.
 mod bot;
 mod bot_more;
+/// The status page in headless Chromium (selenium, chromedriver).
+mod browser;
 /// The command line of the real binary.
 mod cli;
 /// Helpers: throw-away databases, the real binary as a child, a private Redis.
