@@ -142,9 +142,22 @@ ensure_python() {
   apt_install python3 python3-venv python3-pip
 }
 
+# The status page's browser test (tests/it/browser.rs) drives the system's
+# headless Chromium through chromedriver with Python's selenium, all three
+# Debian packages (the test calls /usr/bin/python3, which sees them).
+ensure_browser() {
+  if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 \
+    && /usr/bin/python3 -c 'import selenium' >/dev/null 2>&1; then
+    return
+  fi
+  log "Installing Chromium, chromedriver and selenium…"
+  apt_install chromium chromium-driver python3-selenium
+}
+
 ensure_postgres
 ensure_postgres_tls
 ensure_redis
 ensure_python
+ensure_browser
 # A streaming replica on 127.0.0.1:5433 for the read-replica tests.
 bash "$(dirname "$0")/replica.sh"

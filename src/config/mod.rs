@@ -328,6 +328,9 @@ pub struct HttpConfig {
     pub handler_timeout_ms: u64,
     /// HTTP worker threads; 0 = one per CPU core.
     pub workers: usize,
+    /// The Grafana dashboard's address, linked from the status page
+    /// (`/status`); none when unset.
+    pub grafana_url: Option<String>,
 }
 
 impl Default for HttpConfig {
@@ -339,6 +342,7 @@ impl Default for HttpConfig {
             request_timeout_ms: 5_000,
             handler_timeout_ms: 10_000,
             workers: 0,
+            grafana_url: None,
         }
     }
 }

@@ -51,7 +51,7 @@ fn authorize(req: &HttpRequest) -> Result<Authorized, ApiError> {
 /// of a guessed token was right nor how long the token is: both sides are
 /// hashed to 32 bytes first, and the digests compared byte by byte in full.
 /// (Returning early on a length mismatch told the token's length.)
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     use sha2::{Digest, Sha256};
     let (da, db) = (Sha256::digest(a), Sha256::digest(b));
     da.iter()

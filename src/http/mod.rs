@@ -12,6 +12,8 @@
 //! - `GET /dead_letters?kind=&state=&since=&before=&limit=`, `GET /dead_letters/{id}?redact=true`,
 //!   `POST /dead_letters/{id}/replay`, `POST /dead_letters/{id}/discard`,
 //!   `POST /dead_letters/replay` `{"kind"}` — dead letters ([`dead_letters`]).
+//! - `GET /status` — the status page (HTML; bearer token or the login form's cookie), its
+//!   forms `POST /status/login`, `/status/logout`, `/status/dead_letters/{id}/replay|discard` ([`console`]).
 //! - `GET /metrics` — Prometheus text. `GET /healthz`, `GET /readyz` — health.
 //!
 //! Management routes need `Authorization: Bearer <http.api_token>`
@@ -19,6 +21,10 @@
 //! echo a secret ([`error`]).
 
 mod auth;
+/// The status page: handlers and access.
+mod console;
+/// The status page's HTML.
+mod console_page;
 /// Edits/deletions settings and backfills of the subscription routes.
 mod copies;
 /// Dead letters: list, show, replay, discard.
@@ -55,6 +61,8 @@ pub struct ApiState {
     redis: Option<RedisDedup>,
     api_token: Option<Secret>,
     handler_timeout: Duration,
+    /// The Grafana dashboard the status page links to.
+    grafana_url: Option<String>,
 }
 
 /// Registers the routes on an actix-web app; shared by the server and tests.
@@ -120,6 +128,17 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: ApiState, body_limit: usiz
             "/dead_letters/{id}/discard",
             web::post().to(dead_letters::discard),
         )
+        .route("/status", web::get().to(console::status))
+        .route("/status/login", web::post().to(console::login))
+        .route("/status/logout", web::post().to(console::logout))
+        .route(
+            "/status/dead_letters/{id}/replay",
+            web::post().to(console::replay),
+        )
+        .route(
+            "/status/dead_letters/{id}/discard",
+            web::post().to(console::discard),
+        )
         .route("/metrics", web::get().to(health::metrics_text))
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
@@ -162,6 +181,7 @@ pub fn bind_with(
         redis,
         api_token: cfg.api_token.clone(),
         handler_timeout: Duration::from_millis(cfg.handler_timeout_ms),
+        grafana_url: cfg.grafana_url.clone(),
     };
     let body_limit = cfg.body_limit_bytes;
     let mut server = actix_web::HttpServer::new(move || {

@@ -14,6 +14,8 @@ mod accounts;
 mod channels;
 /// Connections of their own (LISTEN, create-database), within the connect timeout.
 mod connect;
+/// What the status page reads: channel pages, bot leases.
+mod console;
 /// Dead letters read back: listed, shown, replayed, discarded (0016).
 mod dead_letter_console;
 /// Dead letters: what still failed after its retries, kept with the reason.
@@ -76,6 +78,7 @@ pub use accounts::{
     bot_api_chat_id,
 };
 pub use channels::NewPost;
+pub use console::{BotLease, CHANNEL_PAGE_MAX, ChannelPage, ConsoleChannel};
 pub use dead_letter_console::{Claim, DEAD_LETTER_PAGE_MAX, DeadLetter, DeadLetterQuery};
 pub use dead_letters::{DEAD_LETTER_RAW_MAX, DeadUpdate, KeptPost};
 pub use digest::{DigestDue, DigestRun, DigestTarget};

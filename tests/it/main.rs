@@ -5,12 +5,16 @@
 /// The bot: commands, buttons, destinations, settings, several bots.
 mod bot;
 mod bot_more;
+/// The status page in headless Chromium (selenium, chromedriver).
+mod browser;
 /// The command line of the real binary.
 mod cli;
 /// Helpers: throw-away databases, the real binary as a child, a private Redis.
 mod common;
 /// Configuration loading, layering and validation.
 mod config;
+/// The status page (`/status`) of `kuryer run`.
+mod console;
 /// `kill -9` and chaos runs of the real binary.
 mod crash;
 /// `kuryer run` end to end against the fake Bot API.
