@@ -26,7 +26,7 @@ use kuryer_actors::model::{ChannelRef, SourceMessage};
 use tokio::time::Instant;
 
 use super::change_queue::{Change, ChangeQueue};
-use super::client::{AccountClient, CallError};
+use super::client::AccountClient;
 use super::crypto::SessionCipher;
 use super::mapping;
 use super::session::PgSession;
