@@ -144,10 +144,13 @@ impl State {
         // whatever the request says. The Bot API documents the flag for
         // sendMessage and copyMessage only.
         let paid = params.flag("allow_paid_broadcast") && !method.is_batch();
-        let items = match &content {
-            Content::Text(_) => 1,
-            Content::Messages(m) => m.ids.len(),
-        };
+        // An album counts as one request here. Each item counting against
+        // the bot's limit is supported by Client.cpp (each item of a batch
+        // counts against its per-chat guard, `process_copy_messages_query`)
+        // and by reports (tdlib/telegram-bot-api#505), and kuryer's own
+        // limiter counts items; the limits kuryer shares between instances
+        // (Redis) still count requests, so the fake does too for now.
+        let items = 1;
         self.check_limits(rules, token, dest, now, (paid, items))?;
         Ok(self.commit(token, method, dest, content, now, (paid, thread)))
     }
@@ -291,13 +294,8 @@ impl State {
 
     /// Checks the bot and chat windows; when all allow, takes a slot in each.
     ///
-    /// Each message of a batch counts against the bot's limits: the server
-    /// counts each one against its own per-chat guard
-    /// (`yet_unsent_message_count_ += message_count` in Client.cpp
-    /// `process_copy_messages_query`), as each becomes a message of its own
-    /// on Telegram's side, and users report 429s on small albums
-    /// (tdlib/telegram-bot-api#505). Per chat a request counts once: an
-    /// album is one post there, and no source says otherwise.
+    /// `items` messages take slots of the bot's windows (see `deliver`
+    /// for why an album is one for now); per chat a request counts once.
     ///
     /// Paid broadcast: a paid request counts against the paid limit only
     /// ("ignoring broadcasting limits"); an unpaid one against both the free

@@ -170,14 +170,13 @@ async fn server_error_is_a_500() {
     assert!(tg.received(USER).is_empty());
 }
 
-/// Each message of an album takes a slot of the bot's limit; a request
-/// with `allow_paid_broadcast` goes past the free limit, a batch request
-/// cannot carry the flag (Client.cpp passes `false` for it).
+/// A request with `allow_paid_broadcast` goes past the free limit, a batch
+/// request cannot carry the flag (Client.cpp passes `false` for it).
 #[tokio::test]
-async fn album_items_count_and_paid_requests_skip_the_free_limit() {
+async fn paid_requests_skip_the_free_limit_and_batches_cannot_be_paid() {
     use teloxide::payloads::SendMessageSetters;
     let limits = FakeLimits {
-        per_bot_per_second: 3.0,
+        per_bot_per_second: 1.0,
         paid_per_bot_per_second: 1000.0,
         per_chat_per_second: 1000.0,
         per_group_per_minute: 1000.0,
@@ -197,7 +196,7 @@ async fn album_items_count_and_paid_requests_skip_the_free_limit() {
         .collect();
     bot.copy_messages(ChatId(USER), ChatId(CHANNEL), ids.clone())
         .await
-        .expect("three items fill the bot's window of 3");
+        .expect("the album fills the bot's window of 1");
     let err = bot.send_message(ChatId(USER + 1), "x").await.unwrap_err();
     assert!(matches!(err, RequestError::RetryAfter(_)), "{err:?}");
     for i in 0..5 {
