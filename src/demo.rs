@@ -390,7 +390,7 @@ pub fn limits_text(scale: f64) -> String {
 /// Deliveries a second the one demo bot may make: Telegram's 30/s × the
 /// scale; `None` without limits.
 fn bot_cap(scale: f64) -> Option<f64> {
-    (scale > 0.0).then(|| 30.0 * scale)
+    (scale > 0.0).then_some(30.0 * scale)
 }
 
 /// What bounds the throughput figure: the publishing (one post per channel
