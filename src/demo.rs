@@ -355,13 +355,17 @@ pub fn print(summary: &DemoSummary, as_json: bool) {
         s.albums_split
     );
     println!(
-        "  throughput   {:.0} deliveries/s over {:.1} s (limits × {})",
-        s.deliveries_per_s, s.elapsed_s, s.limit_scale
+        "  throughput   {:.0} deliveries/s over {:.1} s ({})",
+        s.deliveries_per_s,
+        s.elapsed_s,
+        limits_text(s.limit_scale)
     );
+    println!("               {}", throughput_bound(s));
     println!(
         "  latency      p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (post published → accepted by the fake Bot API)",
         s.latency_p50_ms, s.latency_p99_ms, s.latency_max_ms
     );
+    println!("               {}", latency_bound(s));
     println!("  429s         {}", s.rate_limited_429);
     println!(
         "  registry     loaded in {:.1} ms; {} delivery rows written",
@@ -371,4 +375,57 @@ pub fn print(summary: &DemoSummary, as_json: bool) {
         "  memory       peak RSS {:.1} MiB (daemon and fake together)",
         s.peak_rss_mb
     );
+}
+
+/// How the limits were set: `--limit-scale 0` is no limits at all, not
+/// limits of zero.
+pub fn limits_text(scale: f64) -> String {
+    if scale > 0.0 {
+        format!("Telegram's limits × {scale}")
+    } else {
+        "no limits".to_owned()
+    }
+}
+
+/// Deliveries a second the one demo bot may make: Telegram's 30/s × the
+/// scale; `None` without limits.
+fn bot_cap(scale: f64) -> Option<f64> {
+    (scale > 0.0).then_some(30.0 * scale)
+}
+
+/// What bounds the throughput figure: the publishing (one post per channel
+/// a second) and, with limits, the bot's rate.
+pub fn throughput_bound(s: &DemoSummary) -> String {
+    let rounds = s.posts / u64::from(s.channels.max(1));
+    let publishing = format!(
+        "posts are published one per channel a second, so publishing alone takes {rounds} s"
+    );
+    match bot_cap(s.limit_scale) {
+        Some(cap) => format!(
+            "bounded by the bot's limit: 1 bot × 30/s × {} = {cap:.0} deliveries/s, so {} deliveries need ≥ {:.1} s; {publishing}",
+            s.limit_scale,
+            s.deliveries_expected,
+            s.deliveries_expected as f64 / cap
+        ),
+        None => format!(
+            "no limits: bounded by this machine (CPU, PostgreSQL) and the fake; {publishing}"
+        ),
+    }
+}
+
+/// What bounds the latency figures: with more deliveries than the bot's
+/// rate clears while posts are published, later posts queue behind it.
+pub fn latency_bound(s: &DemoSummary) -> String {
+    let rounds = (s.posts / u64::from(s.channels.max(1))).max(1) as f64;
+    match bot_cap(s.limit_scale) {
+        Some(cap) if s.deliveries_expected as f64 / cap > rounds => format!(
+            "mostly queueing: deliveries arrive at {:.0}/s while the bot may send {cap:.0}/s, so the last posts wait ≈ {:.0} s behind the limit (lower --posts-per-channel or raise --limit-scale)",
+            s.deliveries_expected as f64 / rounds,
+            s.deliveries_expected as f64 / cap - rounds
+        ),
+        Some(cap) => format!(
+            "the bot's limit ({cap:.0}/s) keeps up with the publishing: the figures are the pipeline's own delay plus the per-chat spacing"
+        ),
+        None => "no limits: the figures are the pipeline's own delay under this load".to_owned(),
+    }
 }

@@ -116,6 +116,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// The demo logs at WARN unless asked otherwise (`RUST_LOG`,
+/// `KURYER_LOG_LEVEL`, or `log.level` in its file): its progress line and
+/// summary are its output, and INFO lines (a post fanned out, the MTProto
+/// library's notes) would break the line and bury the summary.
+fn quiet_demo(loaded: &mut Loaded) {
+    let asked = std::env::var_os("RUST_LOG").is_some()
+        || std::env::var_os("KURYER_LOG_LEVEL").is_some()
+        || loaded.config.log.level != config::LogConfig::default().level;
+    if !asked {
+        loaded.config.log.level = "warn".to_owned();
+    }
+}
+
 /// Runs a command's future on a small runtime of its own.
 fn block_on(f: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
@@ -132,13 +145,16 @@ fn with_config(
     arg: &ConfigArg,
     f: impl FnOnce(Loaded) -> anyhow::Result<()>,
 ) -> ExitCode {
-    let loaded = match config::load(arg.config.as_deref()) {
+    let mut loaded = match config::load(arg.config.as_deref()) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("kuryer {command}: {e}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    if command == "demo" {
+        quiet_demo(&mut loaded);
+    }
     telemetry::init_tracing(&loaded.config.log);
     match f(loaded) {
         Ok(()) => ExitCode::SUCCESS,

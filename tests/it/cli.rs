@@ -148,3 +148,69 @@ async fn read_only_commands_never_create_or_migrate_a_database() {
         .get(0);
     assert_eq!(tables, 0, "a read-only command migrated");
 }
+
+/// `kuryer demo` explains itself: no INFO log lines unless asked (500 "Post
+/// fanned out" lines broke the progress line), `--limit-scale 0` is "no
+/// limits" (it printed "limits × 0"), and a line under the throughput and
+/// latency figures says what bounds them.
+#[test]
+fn the_demo_says_what_bounds_its_figures_and_logs_only_warnings() {
+    let demo = |scale: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_kuryer"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("KURYER_") || k == "CREDENTIALS_DIRECTORY" || k == "RUST_LOG" {
+                c.env_remove(k);
+            }
+        }
+        let out = c
+            .env("KURYER_DATABASE_URL", crate::common::admin_url())
+            .args([
+                "demo",
+                "--config",
+                "/dev/null",
+                "--channels",
+                "3",
+                "--users",
+                "20",
+            ])
+            .args([
+                "--subs-per-user",
+                "2",
+                "--posts-per-channel",
+                "2",
+                "--limit-scale",
+                scale,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (stdout, stderr) = demo("0");
+    assert!(stdout.contains("(no limits)"), "{stdout}");
+    assert!(!stdout.contains("limits × 0"), "{stdout}");
+    assert!(
+        stdout.contains("no limits: bounded by this machine")
+            && stdout.contains("publishing alone takes 2 s")
+            && stdout.contains("no limits: the figures are the pipeline's own delay"),
+        "{stdout}"
+    );
+    assert!(
+        !stderr.contains("INFO") && !stderr.contains("Post fanned out"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("deliveries"), "no progress line: {stderr}");
+    let (stdout, _) = demo("30");
+    assert!(
+        stdout.contains("(Telegram's limits × 30)")
+            && stdout.contains("1 bot × 30/s × 30 = 900 deliveries/s"),
+        "{stdout}"
+    );
+}
