@@ -1,9 +1,11 @@
-//! The `getUpdates` loop: each update handled in order, and confirmed to
+//! The `getUpdates` loop: a batch's updates handled chat by chat — up to
+//! 32 chats at once, each chat's in order — and each confirmed to
 //! Telegram once its effect is durable or, failing for good, once it is set
 //! aside as a dead letter. No update can hold the loop for ever.
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use kuryer_actors::backoff::Backoff;
 use serde_json::Value;
 use teloxide::payloads::GetUpdatesSetters;
@@ -41,7 +43,23 @@ impl Item {
             Self::Unreadable { id, .. } => *id,
         }
     }
+
+    /// The chat whose updates are handled in order (a button's: the chat
+    /// of its message); 0 for an update of no chat.
+    fn chat(&self) -> i64 {
+        match self {
+            Self::Update(u) => u.chat().map_or(0, |c| c.id.0),
+            Self::Unreadable { .. } => 0,
+        }
+    }
 }
+
+/// One chat's part of a batch: the updates handled, and the one that
+/// failed (the chat's later updates were not tried).
+type ChatOutcome = (Vec<i64>, Option<(Item, StoreError)>);
+
+/// The most chats whose updates are handled at once.
+const CHATS_AT_ONCE: usize = 32;
 
 /// The update currently failing, and how often.
 #[derive(Default)]
@@ -87,6 +105,7 @@ pub async fn run_loop(
         hold: Backoff::new(Duration::from_secs(1), Duration::from_secs(10)),
         failing: Failing::default(),
         replays_checked: std::time::Instant::now() - Duration::from_secs(1),
+        done: Default::default(),
     };
     update_loop.run().await;
     tracing::info!("Update loop stopped.");
@@ -129,6 +148,9 @@ struct UpdateLoop {
     failing: Failing,
     /// When the dead-letter updates to replay were last looked for.
     replays_checked: std::time::Instant,
+    /// Updates handled above the confirmed offset (after one that failed):
+    /// skipped when they come again.
+    done: std::collections::HashSet<i64>,
 }
 
 impl UpdateLoop {
@@ -252,53 +274,98 @@ impl UpdateLoop {
         }
     }
 
-    /// Handles a batch in order; stops at an update that fails (it and what
-    /// follows come again with the next poll).
+    /// Handles a batch: the updates of different chats at once (at most
+    /// [`CHATS_AT_ONCE`] chats), each chat's in order, so one chat's slow
+    /// command holds no one else's. A chat stops at an update that fails;
+    /// the batch is confirmed up to the first failure, and what was handled
+    /// after it is remembered (`done`) and skipped when it comes again.
     async fn handle_all(&mut self, items: Vec<Item>) -> Flow {
+        let mut groups: Vec<Vec<Item>> = Vec::new();
+        let mut group_of: std::collections::HashMap<i64, usize> = Default::default();
         for item in items {
-            let id = item.id();
-            let result = match &item {
-                Item::Update(u) => {
-                    handle(&self.store, &self.pipeline, &self.updates, &self.handler, u).await
-                }
-                Item::Unreadable { raw, .. } => unreadable(&self.store, id, raw).await,
-            };
-            match result {
-                Ok(()) => self.confirm(id),
-                Err(e) => {
-                    if self.failing.update_id != id {
-                        self.failing = Failing {
-                            update_id: id,
-                            tries: 0,
-                        };
-                    }
-                    self.failing.tries += 1;
-                    if !e.is_retriable()
-                        && self.failing.tries >= NON_RETRIABLE_TRIES
-                        && set_aside(&self.store, &item, &e).await
-                    {
-                        self.confirm(id);
-                        continue;
-                    }
-                    // Stay before it: it and what follows come again.
-                    let wait = self.hold.next_delay();
-                    tracing::warn!(
-                        update_id = id,
-                        tries = self.failing.tries,
-                        retriable = e.is_retriable(),
-                        retry_in_ms = wait.as_millis() as u64,
-                        error = %e,
-                        "An update could not be handled; trying it again."
-                    );
-                    return if sleep_or_stop(&mut self.stop, wait).await {
-                        Flow::Stop
-                    } else {
-                        Flow::Next
-                    };
-                }
+            if self.done.contains(&item.id()) {
+                continue;
             }
+            let key = item.chat();
+            let g = *group_of.entry(key).or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
+            groups[g].push(item);
         }
-        Flow::Next
+        let (store, pipeline, updates, handler) =
+            (&self.store, &self.pipeline, &self.updates, &self.handler);
+        let results: Vec<ChatOutcome> = futures_util::stream::iter(groups)
+            .map(|group| async move {
+                let mut done = Vec::new();
+                for item in group {
+                    let id = item.id();
+                    let result = match &item {
+                        Item::Update(u) => handle(store, pipeline, updates, handler, u).await,
+                        Item::Unreadable { raw, .. } => unreadable(store, id, raw).await,
+                    };
+                    match result {
+                        Ok(()) => done.push(id),
+                        Err(e) => return (done, Some((item, e))),
+                    }
+                }
+                (done, None)
+            })
+            .buffer_unordered(CHATS_AT_ONCE)
+            .collect()
+            .await;
+        let handled: Vec<i64> = results
+            .iter()
+            .flat_map(|(d, _)| d.iter().copied())
+            .collect();
+        let Some((item, e)) = results
+            .into_iter()
+            .filter_map(|(_, f)| f)
+            .min_by_key(|(item, _)| item.id())
+        else {
+            if let Some(last) = handled.iter().max() {
+                self.confirm(*last);
+            }
+            self.done.clear();
+            return Flow::Next;
+        };
+        let id = item.id();
+        // Everything below the first failure was handled: confirmed.
+        if handled.iter().any(|h| *h < id) {
+            self.offset = Some(next_offset(id - 1));
+        }
+        self.done.extend(handled.into_iter().filter(|h| *h > id));
+        if self.failing.update_id != id {
+            self.failing = Failing {
+                update_id: id,
+                tries: 0,
+            };
+        }
+        self.failing.tries += 1;
+        if !e.is_retriable()
+            && self.failing.tries >= NON_RETRIABLE_TRIES
+            && set_aside(&self.store, &item, &e).await
+        {
+            // Set aside: handled, as far as the batch is concerned.
+            self.done.insert(id);
+            self.hold.reset();
+            return Flow::Next;
+        }
+        // Stay before it: it and what follows come again.
+        let wait = self.hold.next_delay();
+        tracing::warn!(
+            update_id = id,
+            tries = self.failing.tries,
+            retriable = e.is_retriable(),
+            retry_in_ms = wait.as_millis() as u64,
+            error = %e,
+            "An update could not be handled; trying it again."
+        );
+        if sleep_or_stop(&mut self.stop, wait).await {
+            Flow::Stop
+        } else {
+            Flow::Next
+        }
     }
 
     /// Update `id` is handled (or set aside): the next poll confirms it.

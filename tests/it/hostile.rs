@@ -211,3 +211,40 @@ async fn a_rate_limited_reply_holds_no_one_else() {
     );
     w.next_reply(a, before_a).await;
 }
+
+/// Updates of different chats are handled at once: a command waiting on a
+/// slow `getChat` holds up no one else's in the same batch. (A first slow
+/// command keeps the loop busy while the two others arrive, so they come
+/// in one `getUpdates` answer.)
+#[actix_rt::test]
+async fn a_slow_command_does_not_hold_another_chats_command_in_the_same_batch() {
+    use kuryer_sim::fake_bot_api::Fault;
+    const SLOW_A: i64 = -100_724_501;
+    const SLOW_B: i64 = -100_724_502;
+    let w = World::start(
+        &[TOKEN],
+        &[(SLOW_A, "slow_first"), (SLOW_B, "slow_second")],
+        |_| {},
+    )
+    .await;
+    let (c, a, b) = (824_501, 824_502, 824_503);
+    for u in [c, a, b] {
+        w.say(TOKEN, u, "/start", "en").await;
+    }
+    w.fake
+        .set_fault(SLOW_A, Fault::Slow(Duration::from_millis(1_000)), None);
+    w.fake
+        .set_fault(SLOW_B, Fault::Slow(Duration::from_millis(3_000)), None);
+    let (before_a, before_b) = (w.replies(a).len(), w.replies(b).len());
+    w.fake.user_says(TOKEN, c, "/add @slow_first", Some("en"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    w.fake.user_says(TOKEN, a, "/add @slow_second", Some("en"));
+    w.fake.user_says(TOKEN, b, "/help", Some("en"));
+    w.next_reply(b, before_b).await;
+    assert_eq!(
+        w.replies(a).len(),
+        before_a,
+        "b's /help waited for a's slow /add"
+    );
+    w.next_reply(a, before_a).await;
+}
