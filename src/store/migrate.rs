@@ -115,6 +115,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0016_instance_identity.sql",
         sql: include_str!("../../sql/0016_instance_identity.sql"),
     },
+    Migration {
+        version: 17,
+        name: "0017_notify_per_installation.sql",
+        sql: include_str!("../../sql/0017_notify_per_installation.sql"),
+    },
 ];
 
 /// Why migrating failed.
