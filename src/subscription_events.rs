@@ -22,8 +22,12 @@ use std::time::Duration;
 use crate::pipeline::Pipeline;
 use crate::store::Store;
 
-/// The PostgreSQL channel of subscription changes (the trigger's).
-pub const CHANNEL: &str = "kuryer_subscriptions";
+/// The PostgreSQL channel of installation `installation`'s subscription
+/// changes (the trigger's, `sql/0017_notify_per_installation.sql`): NOTIFY
+/// channels are the whole database's, so each installation has its own.
+pub fn channel(installation: &str) -> String {
+    format!("kuryer_{}", installation.replace('-', ""))
+}
 
 /// Rows a chunk of a re-sync's load.
 const RESYNC_CHUNK: usize = 5000;
@@ -69,7 +73,11 @@ pub fn spawn(store: Store, pipeline: Pipeline) -> tokio::task::JoinHandle<()> {
     actix_rt::spawn(async move {
         let mut backoff = Duration::from_millis(200);
         loop {
-            match store.listen(CHANNEL).await {
+            let listening = match store.installation_id().await {
+                Ok(installation) => store.listen(&channel(&installation)).await,
+                Err(e) => Err(e),
+            };
+            match listening {
                 Ok(mut session) => {
                     backoff = Duration::from_millis(200);
                     match pipeline.resync(&store, RESYNC_CHUNK).await {

@@ -117,13 +117,18 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 17,
-        name: "0017_reader_peer_hashes.sql",
-        sql: include_str!("../../sql/0017_reader_peer_hashes.sql"),
+        name: "0017_notify_per_installation.sql",
+        sql: include_str!("../../sql/0017_notify_per_installation.sql"),
     },
     Migration {
         version: 18,
-        name: "0018_dead_letter_console.sql",
-        sql: include_str!("../../sql/0018_dead_letter_console.sql"),
+        name: "0018_reader_peer_hashes.sql",
+        sql: include_str!("../../sql/0018_reader_peer_hashes.sql"),
+    },
+    Migration {
+        version: 19,
+        name: "0019_dead_letter_console.sql",
+        sql: include_str!("../../sql/0019_dead_letter_console.sql"),
     },
 ];
 

@@ -228,7 +228,13 @@ async fn a_change_of_transforms_quiet_hours_or_topic_is_announced() {
         )
         .await
         .unwrap();
-    let mut l = store.listen("kuryer_subscriptions").await.unwrap();
+    // The installation's own channel: another installation on the same
+    // database (NOTIFY channels are the database's) hears nothing of it.
+    let installation = store.installation_id().await.unwrap();
+    let mine = kuryer::subscription_events::channel(&installation);
+    assert!(mine.len() < 64 && mine.starts_with("kuryer_"), "{mine}");
+    let mut l = store.listen(&mine).await.unwrap();
+    let mut shared = store.listen("kuryer_subscriptions").await.unwrap();
     let c = db.client().await;
     let next = async |l: &mut kuryer::store::listen::Listener| {
         tokio::time::timeout(Duration::from_secs(2), l.rx.recv())
@@ -261,4 +267,9 @@ async fn a_change_of_transforms_quiet_hours_or_topic_is_announced() {
         .unwrap();
     assert!(next(&mut l).await.is_some_and(|p| p.starts_with("d:")));
     assert_eq!(next(&mut l).await, None, "nothing else was announced");
+    assert_eq!(
+        next(&mut shared).await,
+        None,
+        "announced on a channel every installation hears"
+    );
 }

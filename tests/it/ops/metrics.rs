@@ -251,6 +251,7 @@ fn mentioned_metrics(text: &str) -> Vec<String> {
         "kuryer_bench",
         "kuryer_changes",
         "kuryer_subscriptions",
+        "kuryer_notify_channel",
     ];
     let unprefixed: Vec<&str> = [
         "messages_forwarded_total",
