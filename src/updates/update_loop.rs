@@ -282,8 +282,12 @@ impl UpdateLoop {
     async fn handle_all(&mut self, items: Vec<Item>) -> Flow {
         let mut groups: Vec<Vec<Item>> = Vec::new();
         let mut group_of: std::collections::HashMap<i64, usize> = Default::default();
+        // Handled (or set aside) in an earlier round of this batch: counted
+        // as handled, so the confirmation moves past them.
+        let mut skipped = Vec::new();
         for item in items {
             if self.done.contains(&item.id()) {
+                skipped.push(item.id());
                 continue;
             }
             let key = item.chat();
@@ -317,6 +321,7 @@ impl UpdateLoop {
         let handled: Vec<i64> = results
             .iter()
             .flat_map(|(d, _)| d.iter().copied())
+            .chain(skipped)
             .collect();
         let Some((item, e)) = results
             .into_iter()
@@ -346,9 +351,11 @@ impl UpdateLoop {
             && self.failing.tries >= NON_RETRIABLE_TRIES
             && set_aside(&self.store, &item, &e).await
         {
-            // Set aside: handled, as far as the batch is concerned.
-            self.done.insert(id);
-            self.hold.reset();
+            // Set aside: handled, as far as the batch is concerned. Every
+            // update below it was handled (it is the first failure), so it
+            // is confirmed now: it must never come again and be handled
+            // beside its dead letter.
+            self.confirm(id);
             return Flow::Next;
         }
         // Stay before it: it and what follows come again.

@@ -14,6 +14,7 @@ import time
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
 
 def load_ms(driver):
@@ -61,7 +62,12 @@ def main():
         driver.save_screenshot(shot)
         # Replay from the page.
         rows[0].find_element(By.NAME, "replay").click()
-        out["after_replay"] = driver.find_element(By.ID, "message").text
+        # The click submits a form; the answer (a redirect back to the page)
+        # may not be loaded yet when click() returns on a busy machine.
+        message = WebDriverWait(driver, 20).until(
+            lambda d: d.find_element(By.ID, "message")
+        )
+        out["after_replay"] = message.text
         out["still_listed"] = len(driver.find_elements(By.ID, "dl-" + dead_id)) > 0
     finally:
         driver.quit()
