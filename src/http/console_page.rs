@@ -191,14 +191,16 @@ fn instances(s: &mut String, p: &Page<'_>) {
     match &p.instances {
         Ok(rows) if rows.is_empty() => s.push_str("<p>No instance has registered.</p>"),
         Ok(rows) => {
-            s.push_str("<table><tr><th>instance</th><th>state</th><th>version</th><th>started</th><th>heartbeat</th><th>channels</th><th>reader accounts</th><th>bots</th></tr>");
+            s.push_str("<table><tr><th>instance</th><th>state</th><th>host</th><th>machine id</th><th>version</th><th>started</th><th>heartbeat</th><th>channels</th><th>reader accounts</th><th>bots</th></tr>");
             for r in rows {
                 let _ = write!(
                     s,
-                    "<tr><td>{}</td><td class={}>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td></tr>",
+                    "<tr><td>{}</td><td class={}>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td></tr>",
                     esc(&r.id),
                     if r.live { "ok" } else { "bad" },
                     if r.live { "live" } else { "dead" },
+                    opt(r.host_name.as_deref()),
+                    opt(r.machine_id.as_deref()),
                     esc(&r.version),
                     when(Some(r.started_at)),
                     when(Some(r.heartbeat_at)),

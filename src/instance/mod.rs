@@ -41,20 +41,30 @@ pub fn instances_table(rows: &[crate::store::InstanceRow]) -> String {
     }
     let _ = writeln!(
         out,
-        "{:<32} {:<6} {:>8} {:>8} {:>4}  {:<8} {:<20} heartbeat",
-        "instance", "state", "channels", "accounts", "bots", "version", "started"
+        "{:<32} {:<6} {:>8} {:>8} {:>4}  {:<20} {:<12} {:<8} {:<20} heartbeat",
+        "instance",
+        "state",
+        "channels",
+        "accounts",
+        "bots",
+        "host",
+        "machine",
+        "version",
+        "started"
     );
     let now = chrono::Utc::now();
     for r in rows {
         let ago = (now - r.heartbeat_at).num_milliseconds().max(0) as f64 / 1000.0;
         let _ = writeln!(
             out,
-            "{:<32} {:<6} {:>8} {:>8} {:>4}  {:<8} {:<20} {:.1} s ago (TTL {} s)",
+            "{:<32} {:<6} {:>8} {:>8} {:>4}  {:<20} {:<12} {:<8} {:<20} {:.1} s ago (TTL {} s)",
             r.id,
             if r.live { "live" } else { "dead" },
             r.channels,
             r.accounts,
             r.bots,
+            r.host_name.as_deref().unwrap_or("-"),
+            machine_short(r.machine_id.as_deref()),
             r.version,
             r.started_at.format("%Y-%m-%d %H:%M:%S"),
             ago,
@@ -62,6 +72,15 @@ pub fn instances_table(rows: &[crate::store::InstanceRow]) -> String {
         );
     }
     out
+}
+
+/// The first 12 characters of a machine id: enough to tell a few hosts
+/// apart, as `git` shortens a hash.
+fn machine_short(id: Option<&str>) -> &str {
+    match id {
+        Some(id) => id.get(..12).unwrap_or(id),
+        None => "-",
+    }
 }
 
 #[derive(Default)]

@@ -77,6 +77,9 @@ pub struct InstanceRow {
     pub channels: i64,
     pub accounts: i64,
     pub bots: i64,
+    /// Where it runs (`None` for a row of a kuryer older than the column).
+    pub host_name: Option<String>,
+    pub machine_id: Option<String>,
 }
 
 impl Store {
@@ -406,7 +409,8 @@ impl Store {
                         (SELECT count(*) FROM channels c WHERE c.lease_owner = i.id),
                         (SELECT count(*) FROM reader_accounts a
                           WHERE a.lease_holder = i.id AND a.lease_expires_at > now()),
-                        (SELECT count(*) FROM bot_leases b WHERE b.owner = i.id)
+                        (SELECT count(*) FROM bot_leases b WHERE b.owner = i.id),
+                        i.host_name, i.machine_id
                    FROM instances i
                   ORDER BY i.heartbeat_at DESC, i.id",
                 &[],
@@ -425,6 +429,8 @@ impl Store {
                 channels: r.get(6),
                 accounts: r.get(7),
                 bots: r.get(8),
+                host_name: r.get(9),
+                machine_id: r.get(10),
             })
             .collect())
     }

@@ -214,3 +214,49 @@ fn the_demo_says_what_bounds_its_figures_and_logs_only_warnings() {
         "{stdout}"
     );
 }
+
+/// `kuryer instances` says where each instance runs: with several hosts,
+/// an id alone (often `host:pid`) does not tell an operator which machine
+/// to look at.
+#[tokio::test]
+async fn instances_names_the_host_and_machine_of_each_instance() {
+    let db = TestDb::new().await;
+    let out = kuryer(&db.url, "migrate").output().unwrap();
+    assert!(out.status.success());
+    let c = db.client().await;
+    c.batch_execute(
+        "INSERT INTO instances (id, lease_ttl_s, version, host_name, machine_id)
+              VALUES ('a', 30, '0.1.0', 'host-a', '0123456789abcdef0123456789abcdef'),
+                     ('old', 30, '0.0.9', NULL, NULL)",
+    )
+    .await
+    .unwrap();
+    let out = kuryer(&db.url, "instances").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let header = stdout.lines().next().unwrap_or_default();
+    assert!(
+        header.contains("host") && header.contains("machine"),
+        "{stdout}"
+    );
+    let a = stdout
+        .lines()
+        .find(|l| l.starts_with("a "))
+        .unwrap_or_default();
+    assert!(a.contains("host-a"), "{stdout}");
+    // The machine id shortened to 12 characters, as git shortens a hash.
+    assert!(a.contains("0123456789ab "), "{stdout}");
+    assert!(!a.contains("0123456789abc"), "{stdout}");
+    let old = stdout
+        .lines()
+        .find(|l| l.starts_with("old "))
+        .unwrap_or_default();
+    assert!(
+        old.contains(" - "),
+        "a row without a host shows '-': {stdout}"
+    );
+}
