@@ -32,6 +32,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::MessageEntity;
 
+mod entities;
+use entities::{Edit, clip, map_entities};
+
 /// The most replacement rules a subscription may have.
 pub const MAX_RULES: usize = 20;
 /// The longest pattern (plain or regex), in characters.
@@ -176,14 +179,6 @@ fn parse_replacement(re: &regex::Regex, to: &str) -> Vec<Piece> {
         pieces.push(literal(&flat[at..]));
     }
     pieces
-}
-
-/// One edit in a text: the UTF-16 range `[start, start + old)` became `new` units.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Edit {
-    start: usize,
-    old: usize,
-    new: usize,
 }
 
 fn utf16_len(s: &str) -> usize {
@@ -420,87 +415,6 @@ fn replace_all(text: &str, finder: &Finder, to: &[Piece]) -> Option<(String, Vec
             None
         }
     }
-}
-
-/// Where an entity's start moves: a start inside a replaced range moves past
-/// the replacement (the entity loses the replaced part).
-fn map_start(a: usize, edits: &[Edit]) -> usize {
-    let mut delta: isize = 0;
-    for e in edits {
-        if e.start + e.old <= a && !(e.old == 0 && e.start == a) {
-            delta += e.new as isize - e.old as isize;
-        } else if e.start < a {
-            // Strictly inside the edit.
-            return (e.start as isize + delta) as usize + e.new;
-        } else {
-            break;
-        }
-    }
-    (a as isize + delta) as usize
-}
-
-/// Where an entity's end moves: an end inside a replaced range moves before
-/// it; an end exactly at a range's end keeps the whole replacement.
-fn map_end(b: usize, edits: &[Edit]) -> usize {
-    let mut delta: isize = 0;
-    for e in edits {
-        if e.start + e.old <= b && e.start < b {
-            delta += e.new as isize - e.old as isize;
-        } else if e.start < b {
-            return (e.start as isize + delta) as usize;
-        } else {
-            break;
-        }
-    }
-    (b as isize + delta) as usize
-}
-
-/// Entities mapped through `edits` (sorted, not overlapping, in the old
-/// text's UTF-16 units); those left empty are dropped.
-fn map_entities(entities: &[MessageEntity], edits: &[Edit]) -> Vec<MessageEntity> {
-    entities
-        .iter()
-        .filter_map(|e| {
-            let a = map_start(e.offset, edits);
-            let b = map_end(e.offset + e.length, edits);
-            (b > a).then(|| MessageEntity {
-                kind: e.kind.clone(),
-                offset: a,
-                length: b - a,
-            })
-        })
-        .collect()
-}
-
-/// Cuts `text` to `limit` UTF-16 units ending in "…", never inside a
-/// surrogate pair; entities are cut to the kept text.
-fn clip(text: &str, entities: Vec<MessageEntity>, limit: usize) -> (String, Vec<MessageEntity>) {
-    if utf16_len(text) <= limit {
-        return (text.to_owned(), entities);
-    }
-    let keep = limit.saturating_sub(1); // room for "…" (one unit)
-    let mut units = 0;
-    let mut end = 0;
-    for (i, c) in text.char_indices() {
-        if units + c.len_utf16() > keep {
-            break;
-        }
-        units += c.len_utf16();
-        end = i + c.len_utf8();
-    }
-    let mut out = text[..end].to_owned();
-    out.push('…');
-    let entities = entities
-        .into_iter()
-        .filter_map(|mut e| {
-            if e.offset >= units {
-                return None;
-            }
-            e.length = e.length.min(units - e.offset);
-            Some(e)
-        })
-        .collect();
-    (out, entities)
 }
 
 #[cfg(test)]

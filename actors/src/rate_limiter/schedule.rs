@@ -50,7 +50,9 @@ use super::budget::{Budget, carries_paid, items};
 use super::limits::{
     BACKLOG_RECHECK, FLOOD_CHATS_FOR_LANE_PAUSE, FLOOD_MEMORY, Limits, MOVED_CHAT_MEMORY, WINDOW,
 };
-use crate::model::{ActiveSubscription, Delivery, DestinationKind};
+use crate::model::Delivery;
+
+mod migration;
 
 /// How a send went, as far as rate limiting cares.
 #[derive(Debug, Clone)]
@@ -619,49 +621,6 @@ impl Schedule {
         out
     }
 
-    /// The chat a delivery is queued in: its own, or the one it moved to.
-    fn chat_of(&self, d: &Delivery) -> i64 {
-        self.moved
-            .get(&d.sub.chat_id)
-            .map_or(d.sub.chat_id, |&(new, _)| new)
-    }
-
-    /// A group became the supergroup `new`: what `old` holds moves there —
-    /// its queue (readdressed) ahead of anything queued under `new`, its
-    /// send in flight, its spacing — and a delivery to `old` arriving later
-    /// (fanned out before the move, or finishing) is taken as `new`'s, so
-    /// posts reach the supergroup in the order they were queued.
-    pub(super) fn move_chat(&mut self, old: i64, new: i64, now: Instant) {
-        if old == new {
-            return;
-        }
-        self.moved.insert(old, (new, now));
-        let Some(from) = self.chats.get_mut(&old) else {
-            return;
-        };
-        // The old entry stays, empty, while a ready list or the timer heap
-        // may still name it: it is skipped when its turn comes and swept.
-        let queue: VecDeque<Delivery> = from.queue.drain(..).map(|d| retarget(d, new)).collect();
-        let (lane, ready_at, in_flight) = (from.lane, from.ready_at, from.in_flight);
-        from.in_flight = false;
-        let interval = self.limits.chat_interval(true);
-        let to = self.chats.entry(new).or_insert_with(|| Chat {
-            lane,
-            interval,
-            queue: VecDeque::new(),
-            ready_at,
-            in_flight: false,
-            scheduled: false,
-        });
-        to.interval = to.interval.max(interval);
-        to.ready_at = to.ready_at.max(ready_at);
-        to.in_flight |= in_flight;
-        let mut merged = queue;
-        merged.append(&mut to.queue);
-        to.queue = merged;
-        self.schedule(new, now);
-    }
-
     /// True when the lane is halted.
     #[cfg(test)]
     pub(super) fn is_halted(&self, lane: usize) -> bool {
@@ -689,18 +648,6 @@ impl Schedule {
     fn chats_known(&self) -> usize {
         self.chats.len()
     }
-}
-
-/// The delivery addressed to the supergroup `new` its group became.
-fn retarget(mut d: Delivery, new: i64) -> Delivery {
-    if d.sub.chat_id != new {
-        d.sub = std::sync::Arc::new(ActiveSubscription {
-            chat_id: new,
-            destination_kind: DestinationKind::Supergroup,
-            ..(*d.sub).clone()
-        });
-    }
-    d
 }
 
 #[cfg(test)]
