@@ -53,6 +53,7 @@ use super::limits::{
 use crate::model::Delivery;
 
 mod migration;
+use migration::retarget;
 
 /// How a send went, as far as rate limiting cares.
 #[derive(Debug, Clone)]

@@ -54,7 +54,7 @@ impl Schedule {
 }
 
 /// The delivery addressed to the supergroup `new` its group became.
-fn retarget(mut d: Delivery, new: i64) -> Delivery {
+pub(super) fn retarget(mut d: Delivery, new: i64) -> Delivery {
     if d.sub.chat_id != new {
         d.sub = std::sync::Arc::new(ActiveSubscription {
             chat_id: new,
