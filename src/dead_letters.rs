@@ -27,8 +27,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::pipeline::Pipeline;
-use crate::store::{Claim, KeptPost, Store, StoreError, new_post};
+use crate::store::{Claim, Store, StoreError, new_post};
 use crate::telemetry::events;
+use kuryer_actors::model::Post;
 
 /// What a replay did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -118,11 +119,13 @@ async fn replay_post(
     pipeline: Option<&Pipeline>,
     raw: &[u8],
 ) -> Result<Replayed, String> {
-    let kept: KeptPost = serde_json::from_slice(raw).map_err(|_| {
+    let mut post: Post = serde_json::from_slice(raw).map_err(|_| {
         "the post was kept before replays existed (as text, not JSON); it cannot be replayed"
             .to_owned()
     })?;
-    let post = kept.into_post(chrono::Utc::now());
+    // Detected again now: a replayed post is new to the delivery path (the
+    // resume window counts from its replay).
+    post.detected_at = chrono::Utc::now();
     // The reason is the store's error: an operation and PostgreSQL's
     // message, never the post's text.
     let recorded = store

@@ -337,8 +337,9 @@ pub struct ChannelRef {
     pub bot_is_admin: bool,
 }
 
-/// A post: one message, or an album's messages, ready to deliver.
-#[derive(Debug, Clone, PartialEq)]
+/// A post: one message, or an album's messages, ready to deliver. Its JSON
+/// is how a dead letter keeps it, to replay it later.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Post {
     /// `channels.id`.
     pub channel_id: i64,

@@ -12,66 +12,6 @@ use super::{Store, StoreError};
 /// At most this much of the raw update or post is kept.
 pub const DEAD_LETTER_RAW_MAX: usize = 64 * 1024;
 
-/// A post as a dead letter keeps it (`raw`, JSON): every field the poller
-/// had, so a replay records and publishes the same post. Rows kept before
-/// replays existed hold the post's debug text instead, which does not read
-/// back as this.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct KeptPost {
-    pub channel_id: i64,
-    pub source_chat_id: i64,
-    pub channel_username: Option<String>,
-    pub message_ids: Vec<i32>,
-    pub relay_message_ids: Option<Vec<i32>>,
-    pub text: Option<String>,
-    pub entities: Vec<MessageEntity>,
-    pub media: Option<MediaKind>,
-    pub album_id: Option<String>,
-    pub copyable: bool,
-    pub published_at: DateTime<Utc>,
-    pub detected_at: DateTime<Utc>,
-}
-
-impl From<&Post> for KeptPost {
-    fn from(p: &Post) -> Self {
-        Self {
-            channel_id: p.channel_id,
-            source_chat_id: p.source_chat_id,
-            channel_username: p.channel_username.clone(),
-            message_ids: p.message_ids.clone(),
-            relay_message_ids: p.relay_message_ids.clone(),
-            text: p.text.clone(),
-            entities: p.entities.clone(),
-            media: p.media,
-            album_id: p.album_id.clone(),
-            copyable: p.copyable,
-            published_at: p.published_at,
-            detected_at: p.detected_at,
-        }
-    }
-}
-
-impl KeptPost {
-    /// The post again, detected `now`: a replayed post is new to the
-    /// delivery path (the resume window counts from its replay).
-    pub fn into_post(self, now: DateTime<Utc>) -> Post {
-        Post {
-            channel_id: self.channel_id,
-            source_chat_id: self.source_chat_id,
-            channel_username: self.channel_username,
-            message_ids: self.message_ids,
-            relay_message_ids: self.relay_message_ids,
-            text: self.text,
-            entities: self.entities,
-            media: self.media,
-            album_id: self.album_id,
-            copyable: self.copyable,
-            published_at: self.published_at,
-            detected_at: now,
-        }
-    }
-}
-
 /// An update that could not be processed.
 #[derive(Debug, Clone, Default)]
 pub struct DeadUpdate<'a> {
@@ -132,7 +72,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         const OP: &str = "keep a dead post";
         // JSON in bytea: text PostgreSQL refuses (NUL) is kept as it came.
-        let raw = serde_json::to_vec(&KeptPost::from(post)).unwrap_or_default();
+        let raw = serde_json::to_vec(post).unwrap_or_default();
         let raw = &raw[..raw.len().min(DEAD_LETTER_RAW_MAX)];
         let first = post.message_ids.first().copied().map(i64::from);
         let last = post.message_ids.last().copied().map_or(0, i64::from);

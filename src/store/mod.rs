@@ -80,7 +80,7 @@ pub use accounts::{
 pub use channels::NewPost;
 pub use console::{BotLease, CHANNEL_PAGE_MAX, ChannelPage, ConsoleChannel};
 pub use dead_letter_console::{Claim, DEAD_LETTER_PAGE_MAX, DeadLetter, DeadLetterQuery};
-pub use dead_letters::{DEAD_LETTER_RAW_MAX, DeadUpdate, KeptPost};
+pub use dead_letters::{DEAD_LETTER_RAW_MAX, DeadUpdate};
 pub use digest::{DigestDue, DigestRun, DigestTarget};
 pub use error::{ConnectError, StoreError};
 pub use existing::{ExistingError, check_existing};
