@@ -2,9 +2,7 @@
 //! still fails after its retries is kept here with the reason, so the loop
 //! or the poller behind it moves on instead of stopping for good.
 
-use chrono::{DateTime, Utc};
-use kuryer_actors::model::{MediaKind, MessageEntity, Post};
-use serde::{Deserialize, Serialize};
+use kuryer_actors::model::Post;
 
 use super::error::OpContext;
 use super::{Store, StoreError};
