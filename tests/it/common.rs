@@ -28,7 +28,10 @@ impl TestDb {
         let db = ThrowawayDb::create(&admin_url(), "kuryer_t")
             .await
             .unwrap_or_else(|e| {
-                panic!("create a test database: {e} (is PostgreSQL running? see README)")
+                panic!(
+                    "create a test database: {} (is PostgreSQL running? see README)",
+                    pg_error(&e)
+                )
             });
         Self {
             name: db.name().to_owned(),
@@ -70,11 +73,25 @@ impl TestDb {
 pub(crate) async fn connect(url: &str) -> tokio_postgres::Client {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
-        .unwrap_or_else(|e| panic!("connect to {url}: {e} (is PostgreSQL running? see README)"));
+        .unwrap_or_else(|e| {
+            panic!(
+                "connect to {url}: {} (is PostgreSQL running? see README)",
+                pg_error(&e)
+            )
+        });
     tokio::spawn(async move {
         let _ = conn.await;
     });
     client
+}
+
+/// A PostgreSQL error with the server's own words: tokio-postgres' `Display`
+/// of a server error is only "db error", which hid "too many clients" once.
+pub(crate) fn pg_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({}): {}", db.message(), db.code().code(), e),
+        None => format!("{e:?}"),
+    }
 }
 
 /// The real `kuryer run` binary as a child process, its log in a file.
@@ -116,6 +133,11 @@ impl Daemon {
                 "debug,tokio_postgres=info,hyper=info,reqwest=info,h2=info,rustls=info",
             )
             .env("KURYER_DELIVERY_POLL_MIN_INTERVAL_MS", "100")
+            // The default pool (60) suits one production instance; tests
+            // run up to four daemons at once beside other tests, and 4 × 60
+            // is past PostgreSQL's default `max_connections` (100). A test
+            // that needs more passes its own in `extra`.
+            .env("KURYER_DATABASE_POOL_MAX", "12")
             // Dedup keys of this run alone: a key left by another test (same
             // subscription and message ids in another database) must not hit.
             .env(
