@@ -198,6 +198,12 @@ async fn start(
     );
     let draining = keeper.draining();
     let keeper = actix_rt::spawn(keeper.run());
+    // Queue depths and flood waits for the status page of every instance.
+    actix_rt::spawn(crate::instance::snapshot::publish(
+        store.clone(),
+        pipeline.clone(),
+        ownership.clone(),
+    ));
     // Subscriptions changed through another instance reach this one's registry.
     let changes = crate::subscription_events::spawn(store.clone(), pipeline.clone());
     let api = crate::http::bind_with(

@@ -11,9 +11,10 @@
 //!
 //! Every read is bounded (a page of channels, the newest waiting dead
 //! letters, the instances) and from the database, so any instance shows the
-//! whole installation; the queue depths and flood waits are this
-//! instance's. Nothing here waits on the pipeline's actors but one stats
-//! call, within the handler timeout.
+//! whole installation — the queue depths and flood waits too: each instance
+//! writes its own into its `instances` row every few seconds
+//! (`crate::instance::snapshot`). Nothing here waits on the pipeline's
+//! actors.
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -132,16 +133,8 @@ pub(super) async fn status(
             None => None,
         }
     };
-    let stats = async {
-        match &state.pipeline {
-            Some(p) => tokio::time::timeout(state.handler_timeout, p.stats())
-                .await
-                .ok()
-                .and_then(Result::ok),
-            None => None,
-        }
-    };
-    let (channels, instances, bots, dead, dead_counts, accounts, user, stats) = tokio::join!(
+    let snapshots = with_timeout(&state, store.instance_snapshots());
+    let (channels, instances, bots, dead, dead_counts, accounts, user, snapshots) = tokio::join!(
         channels,
         instances,
         bots,
@@ -149,7 +142,7 @@ pub(super) async fn status(
         dead_counts,
         accounts,
         user,
-        stats
+        snapshots
     );
     let body = page::render(&Page {
         search: &q.q,
@@ -161,11 +154,10 @@ pub(super) async fn status(
         instances: instances.map_err(|e| e.to_string()),
         bots: bots.map_err(|e| e.to_string()),
         accounts,
-        flood_waits: page::flood_waits(&crate::telemetry::metrics_handle().render()),
+        snapshots: snapshots.map_err(|e| e.to_string()),
         dead: dead.map_err(|e| e.to_string()),
         dead_counts: dead_counts.unwrap_or_default(),
         user: user.map(|(s, d)| (s.map_err(|e| e.to_string()), d.map_err(|e| e.to_string()))),
-        stats,
         grafana_url: state.grafana_url.as_deref(),
     });
     html(actix_web::http::StatusCode::OK, body)

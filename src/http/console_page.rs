@@ -6,9 +6,10 @@ use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
 
-use crate::pipeline::PipelineStats;
+use crate::instance::snapshot::{self, FloodWaits, Snapshot};
 use crate::store::{
-    AccountRow, BotLease, ChannelPage, DeadLetter, DestinationView, InstanceRow, SubscriptionView,
+    AccountRow, BotLease, ChannelPage, DeadLetter, DestinationView, InstanceRow,
+    InstanceSnapshotRow, SubscriptionView,
 };
 
 /// Everything one rendering shows; an `Err` is shown in its section.
@@ -22,8 +23,8 @@ pub(super) struct Page<'a> {
     pub instances: Result<Vec<InstanceRow>, String>,
     pub bots: Result<Vec<BotLease>, String>,
     pub accounts: Result<Vec<AccountRow>, String>,
-    /// Flood waits by reader account: (waits, seconds), this instance's.
-    pub flood_waits: BTreeMap<String, (f64, f64)>,
+    /// Every instance's last snapshot: its queues and its accounts' flood waits.
+    pub snapshots: Result<Vec<InstanceSnapshotRow>, String>,
     pub dead: Result<Vec<DeadLetter>, String>,
     pub dead_counts: Vec<(String, String, i64)>,
     #[allow(clippy::type_complexity)]
@@ -31,7 +32,6 @@ pub(super) struct Page<'a> {
         Result<Vec<SubscriptionView>, String>,
         Result<Vec<DestinationView>, String>,
     )>,
-    pub stats: Option<PipelineStats>,
     pub grafana_url: Option<&'a str>,
 }
 
@@ -97,38 +97,6 @@ pub(super) fn login(note: &str) -> String {
          <button type=submit>Sign in</button></form></body></html>",
     );
     s
-}
-
-/// Flood waits per reader account from this process's metrics text.
-pub(super) fn flood_waits(metrics: &str) -> BTreeMap<String, (f64, f64)> {
-    let mut out: BTreeMap<String, (f64, f64)> = BTreeMap::new();
-    for line in metrics.lines() {
-        let (count, rest) = if let Some(r) = line.strip_prefix("kuryer_reader_flood_waits_total{") {
-            (true, r)
-        } else if let Some(r) = line.strip_prefix("kuryer_reader_flood_wait_seconds_total{") {
-            (false, r)
-        } else {
-            continue;
-        };
-        let Some((labels, value)) = rest.split_once("} ") else {
-            continue;
-        };
-        let Some(account) = labels
-            .split(',')
-            .find_map(|l| l.strip_prefix("account=\""))
-            .map(|a| a.trim_end_matches('"').to_owned())
-        else {
-            continue;
-        };
-        let v: f64 = value.trim().parse().unwrap_or(0.0);
-        let e = out.entry(account).or_default();
-        if count {
-            e.0 += v;
-        } else {
-            e.1 += v;
-        }
-    }
-    out
 }
 
 fn when(t: Option<DateTime<Utc>>) -> String {
@@ -239,9 +207,13 @@ fn accounts(s: &mut String, p: &Page<'_>) {
             "<p>No reader account: only channels our bot administers are read (<code>kuryer login</code> adds one).</p>",
         ),
         Ok(rows) => {
-            s.push_str("<table><tr><th>account</th><th>state</th><th>lease holder</th><th>lease until</th><th>channels</th><th>joined</th><th>flood waits (this instance)</th><th>seconds waited</th></tr>");
+            s.push_str("<table><tr><th>account</th><th>state</th><th>lease holder</th><th>lease until</th><th>channels</th><th>joined</th><th>flood waits (all instances, since each started)</th><th>seconds waited</th></tr>");
+            let floods = flood_waits(p);
             for a in rows {
-                let (waits, secs) = p.flood_waits.get(&a.name).copied().unwrap_or_default();
+                let FloodWaits {
+                    waits,
+                    seconds: secs,
+                } = floods.get(&a.name).copied().unwrap_or_default();
                 let state = match &a.lost_reason {
                     Some(r) => format!("{} ({})", a.status, r),
                     None => a.status.clone(),
@@ -264,31 +236,55 @@ fn accounts(s: &mut String, p: &Page<'_>) {
     }
 }
 
+/// Flood waits by account, summed over the live instances' snapshots.
+fn flood_waits(p: &Page<'_>) -> BTreeMap<String, FloodWaits> {
+    let rows = p.snapshots.as_deref().unwrap_or_default();
+    let read: Vec<Snapshot> = rows
+        .iter()
+        .filter(|r| r.live)
+        .filter_map(|r| r.snapshot.as_ref().and_then(Snapshot::read))
+        .collect();
+    snapshot::flood_waits_of_all(&read)
+}
+
 fn queues(s: &mut String, p: &Page<'_>) {
-    s.push_str("<h2 id=queues>Queues (this instance)</h2>");
-    match &p.stats {
-        Some(st) => {
-            let _ = write!(
-                s,
-                "<table><tr><th>stage</th><th>depth</th></tr>\
-                 <tr><td>rate limiter (queued deliveries)</td><td class=n>{}</td></tr>\
-                 <tr><td>sends in flight</td><td class=n>{}</td></tr>\
-                 <tr><td>rows waiting for PostgreSQL</td><td class=n>{}</td></tr>\
-                 <tr><td>deliveries held</td><td class=n>{}</td></tr>\
-                 <tr><td>channels polled</td><td class=n>{}</td></tr>\
-                 <tr><td>channels held back by the resume</td><td class=n>{}</td></tr>\
-                 <tr><td>bots halted (token refused)</td><td class=n>{}</td></tr></table>",
-                st.queued,
-                st.in_flight,
-                st.db_backlog,
-                st.held_deliveries,
-                st.channels_polled,
-                st.resuming_channels,
-                st.halted_bots
-            );
-        }
-        None => s.push_str("<p>No pipeline answered.</p>"),
+    s.push_str("<h2 id=queues>Queues of every instance</h2>");
+    let rows = match &p.snapshots {
+        Ok(rows) => rows,
+        Err(e) => return error_row(s, "Queues", e),
+    };
+    let shown: Vec<(&InstanceSnapshotRow, Snapshot)> = rows
+        .iter()
+        .filter(|r| r.live)
+        .filter_map(|r| Some((r, Snapshot::read(r.snapshot.as_ref()?)?)))
+        .collect();
+    if shown.is_empty() {
+        s.push_str("<p>No live instance has written its queues yet.</p>");
+        return;
     }
+    s.push_str(
+        "<table><tr><th>instance</th><th>as of</th><th>rate limiter (queued deliveries)</th>\
+         <th>sends in flight</th><th>rows waiting for PostgreSQL</th><th>deliveries held</th>\
+         <th>channels polled</th><th>channels held back by the resume</th>\
+         <th>bots halted (token refused)</th></tr>",
+    );
+    for (r, q) in shown {
+        let _ = write!(
+            s,
+            "<tr><td>{}</td><td>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td>\
+             <td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td></tr>",
+            esc(&r.id),
+            when(r.at),
+            q.queued,
+            q.in_flight,
+            q.db_backlog,
+            q.held_deliveries,
+            q.channels_polled,
+            q.resuming_channels,
+            q.halted_bots
+        );
+    }
+    s.push_str("</table>");
 }
 
 fn dead_letters(s: &mut String, p: &Page<'_>) {
@@ -466,12 +462,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn flood_waits_are_read_by_account() {
-        let text = "kuryer_reader_flood_waits_total{account=\"main\",method=\"getHistory\"} 2\n\
-                    kuryer_reader_flood_wait_seconds_total{account=\"main\",method=\"getHistory\"} 31\n\
-                    kuryer_reader_flood_waits_total{account=\"main\",method=\"resolve\"} 1\n";
-        let w = flood_waits(text);
-        assert_eq!(w.get("main"), Some(&(3.0, 31.0)));
+    fn values_are_escaped_and_encoded() {
         assert_eq!(esc("<a href='x'>&"), "&lt;a href=&#39;x&#39;&gt;&amp;");
         assert_eq!(url_encode("a b&c"), "a%20b%26c");
     }

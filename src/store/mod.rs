@@ -36,6 +36,8 @@ mod history;
 mod inbox;
 /// The database's identity, for keys kept outside it.
 mod installation;
+/// What each instance holds in memory, as it last wrote it (0020).
+mod instance_snapshot;
 /// Instances and their leases: channels, bots' getUpdates (several instances).
 mod leases;
 /// A session of its own that LISTENs for notifications.
@@ -86,6 +88,7 @@ pub use error::{ConnectError, StoreError};
 pub use existing::{ExistingError, check_existing};
 pub use history::BackfillChannel;
 pub use inbox::InboxEntry;
+pub use instance_snapshot::InstanceSnapshotRow;
 pub use leases::{InstanceIdentity, InstanceRow, LeasedChannel, RegisteredInstance};
 pub use migrate_progress::migrate_with_progress;
 pub use notice_claims::{

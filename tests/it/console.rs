@@ -107,7 +107,7 @@ async fn the_status_page_is_refused_without_the_token_and_shows_the_installation
         "Instances and leases",
         "live",
         "Reader accounts",
-        "Queues (this instance)",
+        "Queues of every instance",
         "Dead letters",
         "10001 channel(s)",
         "@bulk_1<",
@@ -231,4 +231,59 @@ async fn a_dead_letter_is_replayed_from_the_status_page_and_delivered_once() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(t.fake.received(USER).len(), 1);
     t.stop();
+}
+
+/// The cells of `instance`'s row in the page's queue table.
+fn queue_row(body: &str, instance: &str) -> Option<Vec<String>> {
+    let section = body.split("<h2 id=queues>").nth(1)?.split("<h2").next()?;
+    let row = section
+        .split("<tr>")
+        .find(|r| r.starts_with(&format!("<td>{instance}</td>")))?;
+    Some(
+        row.split("<td")
+            .skip(1)
+            .map(|c| {
+                let c = c.split_once('>').map_or(c, |(_, rest)| rest);
+                c.split("</td>").next().unwrap_or("").to_owned()
+            })
+            .collect(),
+    )
+}
+
+#[tokio::test]
+async fn the_page_of_either_instance_shows_the_queues_of_both() {
+    let w = crate::instances::world(6, 4, 2, 1.0).await;
+    let west = w.start("west", 1.0).await;
+    let east = w.start("east", 1.0).await;
+    w.wait_fair(&["east", "west"], Duration::from_secs(30))
+        .await
+        .expect("two fair shares");
+    let http = client();
+    // Each page must show both rows, each instance's channels as it wrote
+    // them: the two together poll all six channels.
+    for asked in [&west, &east] {
+        let page = format!("http://127.0.0.1:{}/status", asked.port);
+        let read = async || -> Option<Vec<u64>> {
+            let r = http.get(&page).bearer_auth(API_TOKEN).send().await.ok()?;
+            let body = r.text().await.ok()?;
+            let mut polled = Vec::new();
+            for name in ["west", "east"] {
+                let row = queue_row(&body, name)?;
+                // instance, as of, queued, in flight, rows waiting, held, polled, …
+                polled.push(row.get(6)?.parse::<u64>().ok()?);
+            }
+            (polled.iter().sum::<u64>() == 6 && polled.iter().all(|&n| n > 0)).then_some(polled)
+        };
+        let start = Instant::now();
+        let mut polled = None;
+        while polled.is_none() && start.elapsed() < Duration::from_secs(20) {
+            polled = read().await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(
+            polled.is_some(),
+            "the page of {} does not show both instances' queues",
+            asked.name
+        );
+    }
 }
