@@ -130,7 +130,7 @@ pub mod shared_limits;
 pub mod source_events;
 /// PostgreSQL: pool, typed queries, migrations, partitions.
 pub mod store;
-/// Subscription changes from every instance (LISTEN/NOTIFY) into the registry.
+/// Subscription changes and inbox wakes from every instance (LISTEN/NOTIFY).
 pub mod subscription_events;
 /// Bot API leaves: a bot's id from its token, building the bots.
 pub mod telegram;

@@ -1,5 +1,8 @@
 //! Changes reach every instance: a subscription changed through the bot or
-//! the HTTP API of one instance reaches the registry of every instance.
+//! the HTTP API of one instance reaches the registry of every instance, and
+//! a post the `getUpdates` holder wrote into the inbox wakes the poller of
+//! the instance that owns its channel (`i:<channel id>`,
+//! `sql/0021_inbox_notify.sql`) instead of waiting for its next inbox read.
 //!
 //! A trigger (`sql/0012_change_notify.sql`) sends `pg_notify` in the
 //! transaction of every change, so a notification exists exactly when the
@@ -52,6 +55,15 @@ pub async fn apply(store: &Store, pipeline: &Pipeline, payload: &str) {
             },
             Err(_) => Vec::new(),
         },
+        Some(("i", id)) => {
+            // A post in the inbox (written by the getUpdates holder): the
+            // channel's owner polls now; elsewhere the wake is a no-op.
+            match id.parse::<i64>() {
+                Ok(channel_id) => pipeline.wake(channel_id),
+                Err(_) => tracing::warn!(payload, "Unreadable inbox notification; ignored."),
+            }
+            return;
+        }
         _ => Vec::new(),
     };
     if ids.is_empty() && !payload.starts_with("d:") {

@@ -415,3 +415,54 @@ async fn a_paused_instance_sends_nothing_after_it_wakes() {
     drop(b);
     w.fake.stop();
 }
+
+/// A post of a channel one instance owns, arriving through the other
+/// instance's `getUpdates`, is delivered at once: the inbox write wakes the
+/// owner's poller through NOTIFY, not its next inbox read (20 s apart here).
+#[tokio::test]
+async fn a_post_read_by_the_other_instance_wakes_the_channels_owner() {
+    const POLL_MS: u64 = 20_000;
+    let w = world(4, 4, 2, 1.0).await;
+    let slow_polls = [
+        ("KURYER_DELIVERY_POLL_MAX_INTERVAL_MS", POLL_MS.to_string()),
+        ("KURYER_DELIVERY_POLL_MIN_INTERVAL_MS", POLL_MS.to_string()),
+    ];
+    let a = w.start_with("a", 1.0, &slow_polls).await;
+    let b = w.start_with("b", 1.0, &slow_polls).await;
+    w.wait_fair(&["a", "b"], Duration::from_secs(30))
+        .await
+        .expect("two fair shares");
+    let holder = w.bot_owner().await.expect("someone reads the updates");
+    // A channel the holder does not own.
+    let row =
+        w.db.client()
+            .await
+            .query_one(
+                "SELECT telegram_id FROM channels WHERE lease_owner <> $1 ORDER BY id LIMIT 1",
+                &[&holder],
+            )
+            .await
+            .unwrap();
+    let chat: i64 = row.get(0);
+    let i = (1..=i64::from(w.channels))
+        .find(|&i| fixtures::channel_chat(i) == chat)
+        .unwrap();
+    // Two posts, the second published as soon as the first arrived: the
+    // owner's poller has just read the inbox then, so without a wake the
+    // second waits a whole poll interval.
+    let mut posts = Vec::new();
+    for round in 0..2 {
+        posts.push((chat, fixtures::publish(&w.fake, chat, i, round)));
+        let published = Instant::now();
+        let delivered = w.wait_all(&posts, Duration::from_secs(45)).await;
+        let took = published.elapsed();
+        eprintln!(
+            "post {round} of a channel owned away from the getUpdates holder: delivered after {took:?}"
+        );
+        assert!(delivered, "{}", tails(&[&a, &b]));
+        assert!(
+            took < Duration::from_secs(3),
+            "post {round} delivered after {took:?}: the owner waited for its poll ({POLL_MS} ms)"
+        );
+    }
+}
