@@ -155,14 +155,60 @@ fn with_config(
     if command == "demo" {
         quiet_demo(&mut loaded);
     }
+    if command == "run"
+        && let Some(why) = no_bot_token(&loaded)
+    {
+        eprintln!("kuryer run: {why}");
+        return ExitCode::FAILURE;
+    }
     telemetry::init_tracing(&loaded.config.log);
     match f(loaded) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("kuryer {command}: {e:#}");
+            eprintln!("kuryer {command}: {}", error_chain(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes, each said once: many errors (tokio-postgres',
+/// ours that name their cause) already include their source's text, and
+/// `{:#}` would repeat it ("error connecting to server: error connecting to
+/// server: Connection refused").
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+/// Why `kuryer run` cannot start for want of a bot token, saying where the
+/// configuration came from and every way to give one; `None` when it has one.
+fn no_bot_token(loaded: &Loaded) -> Option<String> {
+    if !loaded.config.telegram.bot_tokens.is_empty() {
+        return None;
+    }
+    let from = match &loaded.path {
+        Some(p) => format!("the configuration file {}", p.display()),
+        None => format!(
+            "no configuration file was found ({}; give one with --config)",
+            config::DEFAULT_PATHS.join(", ")
+        ),
+    };
+    Some(format!(
+        "key `telegram.bot_tokens` is empty: kuryer needs at least one bot token from @BotFather. \
+         Read: {from}. Give the token as `bot_tokens = [\"<bot id>:<secret>\"]` under [telegram], \
+         in KURYER_TELEGRAM_BOT_TOKENS (a TOML list), or in the `bot_tokens` systemd credential \
+         (one a line)"
+    ))
 }
 
 fn check_config(arg: &ConfigArg, connect: bool) -> ExitCode {
@@ -188,6 +234,11 @@ fn check_config(arg: &ConfigArg, connect: bool) -> ExitCode {
             }
         }
         Ok(loaded) => {
+            // Valid for `kuryer run` or not at all: `run` refuses this.
+            if let Some(why) = no_bot_token(&loaded) {
+                eprintln!("kuryer check-config: {why}");
+                return ExitCode::from(EXIT_USAGE);
+            }
             match &loaded.path {
                 Some(p) => println!("# configuration is valid: {}", p.display()),
                 None => println!(
@@ -225,8 +276,13 @@ async fn run_migrate(loaded: Loaded) -> anyhow::Result<()> {
             report.already
         );
     } else {
-        for name in &report.applied {
-            println!("applied {name}");
+        // One line: each step was already told as it ran (the progress
+        // lines), so the summary names only the range.
+        let first = report.applied.first().copied().unwrap_or_default();
+        let last = report.applied.last().copied().unwrap_or_default();
+        match report.applied.len() {
+            1 => println!("applied 1 migration: {first}"),
+            n => println!("applied {n} migrations: {first} to {last}"),
         }
     }
     println!(

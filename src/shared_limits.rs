@@ -289,11 +289,18 @@ pub async fn start_for(
     );
     let reachable = limits.probe().await;
     limits.spawn_probe();
-    tracing::info!(
-        mode = ?cfg.limits.shared,
-        redis_reachable = reachable,
-        live_instances = limits.live_instances(),
-        "Rate limits shared between instances through Redis."
-    );
+    if reachable {
+        tracing::info!(
+            mode = ?cfg.limits.shared,
+            live_instances = limits.live_instances(),
+            "Rate limits shared between instances through Redis."
+        );
+    } else {
+        tracing::warn!(
+            mode = ?cfg.limits.shared,
+            live_instances = limits.live_instances(),
+            "Rate limits are to be shared through Redis, but Redis does not answer: until it does, this instance sends at its share of every limit."
+        );
+    }
     Some(Arc::new(limits))
 }

@@ -126,15 +126,29 @@ impl Config {
             Err(e) => bad("telegram.bot_api_url", format!("unparsable URL: {e}"))?,
         }
         for (i, token) in tg.bot_tokens.iter().enumerate() {
-            // `<bot id>:<secret>`; the message never repeats the token.
-            let ok = token.expose().split_once(':').is_some_and(|(id, rest)| {
-                !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) && rest.len() >= 20
-            });
-            if !ok {
-                bad(
-                    &format!("telegram.bot_tokens[{i}]"),
-                    "not a bot token (expected `<bot id>:<secret>` as @BotFather gives it)",
-                )?;
+            // `<bot id>:<secret>`; the message never repeats the token, only
+            // which part is wrong. @BotFather's secrets are 35 characters;
+            // fewer than 20 is surely a typo or a placeholder.
+            let key = format!("telegram.bot_tokens[{i}]");
+            match token.expose().split_once(':') {
+                Some((id, _)) if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) => bad(
+                    &key,
+                    "not a bot token: the part before `:` must be the bot's numeric id \
+                     (expected `<bot id>:<secret>` as @BotFather gives it)",
+                )?,
+                Some((_, secret)) if secret.chars().count() < 20 => bad(
+                    &key,
+                    format!(
+                        "not a bot token: the secret after `:` has {} characters, and \
+                         @BotFather's have 35 (copy the whole token)",
+                        secret.chars().count()
+                    ),
+                )?,
+                Some(_) => {}
+                None => bad(
+                    &key,
+                    "not a bot token: no `:` (expected `<bot id>:<secret>` as @BotFather gives it)",
+                )?,
             }
         }
         if tg.admins.iter().any(|&id| id <= 0) {

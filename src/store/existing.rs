@@ -34,7 +34,7 @@ pub enum ExistingError {
 /// Whether `target`'s database exists and holds every migration this
 /// kuryer knows; one connection of its own, closed after.
 pub async fn check_existing(target: &DbConnect) -> Result<(), ExistingError> {
-    const OP: &str = "connect to the database";
+    const OP: &str = "connect to the database (database.url)";
     let (client, conn) = match open_own(target, "kuryer-cli").await {
         Ok(pair) => pair,
         Err(Ok(ConnectError::Postgres(e)))

@@ -281,7 +281,8 @@ async fn apply_locked(
         .op(OP)
         .map_err(fail)?;
         tx.commit().await.op(OP).map_err(fail)?;
-        tracing::info!(migration = m.name, "Migration applied.");
+        // Debug: the caller told the step as it began (`migrate_progress`).
+        tracing::debug!(migration = m.name, "Migration applied.");
         report.applied.push(m.name);
     }
     Ok(report)
@@ -329,7 +330,11 @@ pub async fn create_database_if_missing(target: &DbConnect) -> Result<bool, Stor
                 Err(e) => Err(e).op(OP),
             }
         }
-        Err(Ok(failed)) => Err(connect_error("connect to the database", target, failed)),
+        Err(Ok(failed)) => Err(connect_error(
+            "connect to the database (database.url)",
+            target,
+            failed,
+        )),
         Err(Err(setup)) => Err(setup),
     }
 }

@@ -98,7 +98,9 @@ pub async fn run_loop(
             .as_secs()
             .clamp(1, 25) as u32,
         offset: None,
-        standing_by: false,
+        // Not reading until the keeper's first round takes the lease: the
+        // start is no "another instance reads" (one instance alone said so).
+        standing_by: true,
         backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(10)),
         // At most 10 s between tries of a failing update: after an outage
         // the loop is back within seconds (a try is one cheap query).
@@ -139,7 +141,8 @@ struct UpdateLoop {
     long_poll: u32,
     /// Confirms what was handled; `None`: Telegram's confirmed offset.
     offset: Option<i32>,
-    /// Another instance holds this bot's lease.
+    /// This instance does not hold this bot's lease (at start, until the
+    /// keeper takes it; later, when another instance holds it).
     standing_by: bool,
     /// Between failed `getUpdates` calls.
     backoff: Backoff,

@@ -27,7 +27,9 @@ async fn migrate_creates_the_schema_and_a_second_run_changes_nothing() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("applied 0001_init.sql"), "{stdout}");
+    assert!(stdout.contains("migrations: 0001_init.sql to "), "{stdout}");
+    // Each step once: no list of every migration after the progress.
+    assert_eq!(stdout.matches(".sql").count(), 2, "{stdout}");
 
     let c = db.client().await;
     let count = "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace";
@@ -63,7 +65,9 @@ async fn migrate_creates_a_missing_database() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("created the database"), "{stdout}");
-    assert!(stdout.contains("applied 0001_init.sql"), "{stdout}");
+    assert!(stdout.contains("migrations: 0001_init.sql to "), "{stdout}");
+    // Each step once: no list of every migration after the progress.
+    assert_eq!(stdout.matches(".sql").count(), 2, "{stdout}");
 }
 
 #[tokio::test]
@@ -81,6 +85,16 @@ async fn migrate_against_a_dead_database_fails_without_the_password() {
     );
     assert!(all.contains("migrate"), "{all}");
     assert!(!all.contains("hunter2"), "{all}");
+    // Where and which key, each cause once.
+    assert!(
+        all.contains("127.0.0.1:1") && all.contains("database.url"),
+        "{all}"
+    );
+    assert_eq!(
+        all.matches("error connecting to server").count(),
+        1,
+        "{all}"
+    );
 }
 
 /// `accounts`, `instances`, `logout` and `check-config --connect` only read

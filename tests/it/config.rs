@@ -410,7 +410,8 @@ fn check_config_prints_the_effective_config_redacted() {
     let file = write(
         dir.path(),
         "ok.toml",
-        "[http]\napi_token = \"supersecret-api-token\"\n",
+        "[http]\napi_token = \"supersecret-api-token\"\n\
+         [telegram]\nbot_tokens = [\"123456:tokensecretAAAAAAAAAAAAAAAAAAAAAAAAA\"]\n",
     );
     let out = kuryer()
         .args(["check-config", "-c"])
@@ -462,4 +463,65 @@ fn login_without_app_credentials_names_the_keys_and_every_command_has_help() {
         let out = kuryer().args([cmd, "--help"]).output().unwrap();
         assert!(out.status.success(), "{cmd} --help");
     }
+}
+
+/// `check-config` calls valid only what `run` accepts, and `run` without a
+/// token says where it looked and every way to give one.
+#[test]
+fn no_bot_token_is_refused_by_check_config_as_by_run_and_says_how_to_give_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "empty.toml", "[telegram]\nbot_tokens = []\n");
+    let out = kuryer()
+        .args(["check-config", "--config"])
+        .arg(&file)
+        .env_remove("KURYER_TELEGRAM_BOT_TOKENS")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("telegram.bot_tokens") && err.contains("empty.toml"),
+        "{err}"
+    );
+    // No file in the working directory, none given: `run` says so.
+    let out = kuryer()
+        .arg("run")
+        .current_dir(dir.path())
+        .env_remove("KURYER_TELEGRAM_BOT_TOKENS")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "no configuration file was found",
+        "--config",
+        "KURYER_TELEGRAM_BOT_TOKENS",
+        "credential",
+    ] {
+        assert!(err.contains(want), "{want} missing: {err}");
+    }
+}
+
+/// A token with the right shape but a short secret is told what is wrong
+/// with it (never the token itself).
+#[test]
+fn a_short_secret_is_named_as_such_without_repeating_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "short.toml",
+        "[telegram]\nbot_tokens = [\"999:wrongSecret\"]\n",
+    );
+    let out = kuryer()
+        .args(["check-config", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("telegram.bot_tokens[0]") && err.contains("has 11 characters"),
+        "{err}"
+    );
+    assert!(!err.contains("wrongSecret"), "{err}");
 }
