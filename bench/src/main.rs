@@ -160,8 +160,11 @@ pub(crate) struct BenchArgs {
     /// Seconds of load in api-load and bot-load (default 30).
     #[arg(long)]
     pub(crate) load_seconds: Option<f64>,
-    /// Where the growth plot (SVG) goes.
-    #[arg(long, default_value = "BENCHMARKS-growth.svg")]
+    /// Where the growth plot (SVG) goes. Not the tracked
+    /// `BENCHMARKS-growth.svg` by default: a run (a `--tiny` one above all)
+    /// must not overwrite the figures BENCHMARKS.md shows; give
+    /// `--plot BENCHMARKS-growth.svg` to refresh them.
+    #[arg(long, default_value = "kuryer-bench-growth.svg")]
     pub(crate) plot: std::path::PathBuf,
     /// Internal: run one measurement described by this JSON and print its result.
     #[arg(long, hide = true)]
