@@ -72,7 +72,9 @@ pub(super) async fn add_channel(
         events::subscription_created(body.user_id, &channel, added.subscription.id);
     }
     super::copies::backfill(&state, added.subscription.id, backfill).await?;
-    Ok(HttpResponse::Ok().json(added))
+    let mut answer = serde_json::to_value(&added).unwrap_or_else(|_| json!({}));
+    super::copies::add_settings(&state, added.subscription.id, &mut answer).await?;
+    Ok(HttpResponse::Ok().json(answer))
 }
 
 pub(super) async fn list(
@@ -81,7 +83,20 @@ pub(super) async fn list(
     user_id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     let list = with_timeout(&state, state.store.subscriptions_of_user(*user_id)).await?;
-    Ok(HttpResponse::Ok().json(list))
+    let settings = with_timeout(&state, state.store.mirror_settings_of_user(*user_id)).await?;
+    // Every subscription answer carries `edits` and `deletions` (README).
+    let answer: Vec<serde_json::Value> = list
+        .iter()
+        .map(|sub| {
+            let mut v = serde_json::to_value(sub).unwrap_or_else(|_| json!({}));
+            if let Some(m) = settings.get(&sub.id) {
+                v["edits"] = json!(m.edits.as_str());
+                v["deletions"] = json!(m.deletions.as_str());
+            }
+            v
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(answer))
 }
 
 /// `(user_id, subscription_id)` of a subscription's path.

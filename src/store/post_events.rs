@@ -475,6 +475,27 @@ impl Store {
         r.map(|r| settings_at(&r, 0)).transpose()
     }
 
+    /// The mirror settings of every live subscription of user `user`
+    /// (Telegram id), by subscription id: one query for a whole list.
+    pub async fn mirror_settings_of_user(
+        &self,
+        user: i64,
+    ) -> Result<std::collections::HashMap<i64, MirrorSettings>, StoreError> {
+        const OP: &str = "read a user's mirror settings";
+        let c = self.conn(OP).await?;
+        let rows = c
+            .query(
+                "SELECT s.edits, s.deletions, s.id FROM subscriptions s JOIN users u ON u.id = s.user_id
+                  WHERE u.telegram_id = $1 AND s.removed_at IS NULL",
+                &[&user],
+            )
+            .await
+            .op(OP)?;
+        rows.iter()
+            .map(|r| Ok((r.get::<_, i64>(2), settings_at(r, 0)?)))
+            .collect()
+    }
+
     /// Sets either or both mirror settings; false: no such subscription (of `owner`).
     pub async fn set_mirror_settings(
         &self,

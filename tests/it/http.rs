@@ -76,6 +76,9 @@ async fn add_channel_subscribes_and_is_idempotent() {
     assert_eq!(first["mode"], "copy");
     assert_eq!(first["active"], true);
     assert_eq!(first["created"], true);
+    // Every subscription answer says what happens on edits and deletions.
+    assert_eq!(first["edits"], "mirror", "{first}");
+    assert_eq!(first["deletions"], "mirror", "{first}");
 
     let (status, second) = json_of(
         api.post("/add_channel")
@@ -95,6 +98,8 @@ async fn add_channel_subscribes_and_is_idempotent() {
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["id"], first["id"]);
     assert_eq!(list[0]["channel_username"], "test_channel");
+    assert_eq!(list[0]["edits"], first["edits"], "{list:?}");
+    assert_eq!(list[0]["deletions"], first["deletions"], "{list:?}");
     api.stop().await;
 }
 
