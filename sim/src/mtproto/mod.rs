@@ -129,16 +129,20 @@ mod connection;
 mod crypto;
 mod flood;
 mod handle;
+mod key_exchange;
 mod login;
 mod objects;
 mod rpc;
+mod rsa_key;
 mod session;
 mod transport;
 mod updates;
 mod world;
 
 pub use flood::FloodLimit;
+pub use rsa_key::PUBLIC_KEY_PEM;
 pub use handle::{
-    AccountSpec, AccountStats, ChannelRef, ChannelSpec, ControlError, MtprotoConfig, MtprotoFake,
+    AccountSpec, AccountStats, ChannelRef, ChannelSpec, ControlError, MAIN_DC, MtprotoConfig,
+    MtprotoFake, SECOND_DC,
 };
 pub use world::MethodStats;

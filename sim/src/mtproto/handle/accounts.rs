@@ -109,6 +109,7 @@ impl MtprotoFake {
                 username: spec.username,
                 password,
                 pending_srp: None,
+                home_dc: THIS_DC,
                 joined: Default::default(),
                 pushes: Vec::new(),
                 drop_pushes: 0,
@@ -142,6 +143,7 @@ impl MtprotoFake {
             key.id,
             KeyState {
                 key,
+                dc: THIS_DC,
                 account,
                 revoked: false,
                 active_conn: None,
@@ -149,6 +151,22 @@ impl MtprotoFake {
             },
         );
         data
+    }
+
+    /// Moves `account` to data centre `dc` (the main or the second one):
+    /// `auth.sendCode` on the other answers `PHONE_MIGRATE_{dc}`. False when
+    /// there is no such account or data centre.
+    pub fn set_home_dc(&self, account: i64, dc: i32) -> bool {
+        if !self.shared.dcs.iter().any(|(id, _)| *id == dc) {
+            return false;
+        }
+        match self.world().accounts.get_mut(&account) {
+            Some(a) => {
+                a.home_dc = dc;
+                true
+            }
+            None => false,
+        }
     }
 
     /// The account signed in on `auth_key`, if any.

@@ -10,10 +10,23 @@ use crate::mtproto::login;
 use crate::mtproto::objects;
 use crate::mtproto::world::World;
 
-pub(super) fn send_code(world: &mut World, req: &tl::functions::auth::SendCode) -> Reply {
+pub(super) fn send_code(
+    world: &mut World,
+    ctx: &CallCtx,
+    req: &tl::functions::auth::SendCode,
+) -> Reply {
     let phone = normalize_phone(&req.phone_number);
-    if !world.phones.contains_key(&phone) {
+    let Some(account) = world.phones.get(&phone) else {
         return Err(err(400, "PHONE_NUMBER_INVALID"));
+    };
+    // A registered number asked on another DC than its own: "we request
+    // that it establish a connection with a different DC first
+    // (PHONE_MIGRATE_X error)" (<https://core.telegram.org/api/datacenter>,
+    // "Registration/Authorization"); 303 is the code of every `*_MIGRATE_X`
+    // (<https://core.telegram.org/api/errors#303-see-other>).
+    let home = world.accounts.get(account).map_or(ctx.dc_id, |a| a.home_dc);
+    if home != ctx.dc_id {
+        return Err(err(303, &format!("PHONE_MIGRATE_{home}")));
     }
     let code = format!("{:05}", rand::random::<u32>() % 100_000);
     let hash = format!("{:016x}", rand::random::<u64>());
