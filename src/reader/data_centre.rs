@@ -239,11 +239,20 @@ mod tests {
             Ok(DataCentres::Production)
         ));
         r.data_centre = "test".to_owned();
-        assert!(matches!(DataCentres::from_config(&r), Ok(DataCentres::Test)));
+        assert!(matches!(
+            DataCentres::from_config(&r),
+            Ok(DataCentres::Test)
+        ));
         r.data_centre = "moon".to_owned();
-        assert_eq!(DataCentres::from_config(&r).unwrap_err().0, "reader.data_centre");
+        assert_eq!(
+            DataCentres::from_config(&r).unwrap_err().0,
+            "reader.data_centre"
+        );
         r.data_centre = "custom".to_owned();
-        assert_eq!(DataCentres::from_config(&r).unwrap_err().0, "reader.custom_dcs");
+        assert_eq!(
+            DataCentres::from_config(&r).unwrap_err().0,
+            "reader.custom_dcs"
+        );
         r.custom_dcs = Some("2=127.0.0.1:443".to_owned());
         assert_eq!(
             DataCentres::from_config(&r).unwrap_err().0,
@@ -255,6 +264,9 @@ mod tests {
             "reader.custom_public_key"
         );
         r.data_centre = "production".to_owned();
-        assert_eq!(DataCentres::from_config(&r).unwrap_err().0, "reader.data_centre");
+        assert_eq!(
+            DataCentres::from_config(&r).unwrap_err().0,
+            "reader.data_centre"
+        );
     }
 }

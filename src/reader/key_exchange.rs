@@ -16,7 +16,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use grammers_client::sender::{ServerAddr, Sender};
+use grammers_client::sender::{Sender, ServerAddr};
 use grammers_client::tl::{self, Cursor, Deserializable, Serializable};
 use grammers_crypto::{AuthKey, factorize, rsa};
 use grammers_mtproto::mtp::Plain;
@@ -112,8 +112,7 @@ impl PublicKey {
     }
 
     fn rsa(&self) -> rsa::Key {
-        rsa::Key::new(&self.n.to_str_radix(10), &self.e.to_str_radix(10))
-            .expect("decimal digits")
+        rsa::Key::new(&self.n.to_str_radix(10), &self.e.to_str_radix(10)).expect("decimal digits")
     }
 }
 
@@ -137,7 +136,9 @@ impl<'a> Der<'a> {
             if n == 0 || n > 2 || rest.len() < n {
                 return Err(KeyExchangeError::BadKey("malformed DER length"));
             }
-            let len = rest[..n].iter().fold(0usize, |a, &b| (a << 8) | usize::from(b));
+            let len = rest[..n]
+                .iter()
+                .fold(0usize, |a, &b| (a << 8) | usize::from(b));
             rest = &rest[n..];
             len
         };
@@ -214,7 +215,9 @@ fn step2(
     }
     let fingerprint = key.fingerprint();
     if !res.server_public_key_fingerprints.contains(&fingerprint) {
-        return Err(Step2Error::WrongKey(res.server_public_key_fingerprints.clone()));
+        return Err(Step2Error::WrongKey(
+            res.server_public_key_fingerprints.clone(),
+        ));
     }
     let pq: [u8; 8] = res
         .pq

@@ -150,8 +150,8 @@ pub async fn login(
         (Some(h), id) if id != 0 => h.expose().to_owned(),
         _ => return Err(LoginError::NoApp),
     };
-    let dcs = DataCentres::from_config(&cfg.reader)
-        .map_err(|(key, why)| LoginError::Config(key, why))?;
+    let dcs =
+        DataCentres::from_config(&cfg.reader).map_err(|(key, why)| LoginError::Config(key, why))?;
     let cipher = Arc::new(SessionCipher::new(cfg.reader.session_key.as_ref())?);
     let session = PgSession::load(store.clone(), cipher, account).await?;
     data_centre::prepare(&session, &dcs).await?;
@@ -337,7 +337,11 @@ async fn send_code(
             Ok(sent) => return Ok(sent_code::delivery(sent, phone)?),
             Err(grammers_client::InvocationError::Rpc(r)) if r.code == 303 => {
                 let dc = r.value.and_then(|v| i32::try_from(v).ok()).unwrap_or(2);
-                tracing::info!(account = account.name(), dc, "Telegram moved the login to another data centre.");
+                tracing::info!(
+                    account = account.name(),
+                    dc,
+                    "Telegram moved the login to another data centre."
+                );
                 data_centre::ensure_key(account.session(), dcs, dc).await?;
                 account.session().set_home_dc_id(dc).await?;
             }

@@ -35,10 +35,10 @@ pub mod data_centre;
 mod hashes;
 /// A channel's past: where reading starts, history for backfills.
 pub mod history;
-/// The key exchange with a custom data centre's own public key.
-pub mod key_exchange;
 /// Joining channels, spread over time.
 mod joiner;
+/// The key exchange with a custom data centre's own public key.
+pub mod key_exchange;
 /// The lease of each account: renewals and the local deadline past which it is not used.
 mod lease;
 /// Login, listing and logout of reader accounts.

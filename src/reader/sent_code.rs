@@ -171,7 +171,10 @@ mod tests {
     fn every_code_type_says_where_the_code_is() {
         let cases = [
             (T::App(t::SentCodeTypeApp { length: 5 }), "Telegram app"),
-            (T::Sms(t::SentCodeTypeSms { length: 5 }), "by SMS to +998901234567"),
+            (
+                T::Sms(t::SentCodeTypeSms { length: 5 }),
+                "by SMS to +998901234567",
+            ),
             (T::Call(t::SentCodeTypeCall { length: 5 }), "will call"),
             (
                 T::FlashCall(t::SentCodeTypeFlashCall {

@@ -30,7 +30,11 @@ fn custom_dc_env(fake: &MtprotoFake, order: &[i32]) -> Vec<(&'static str, String
     let list: Vec<String> = order
         .iter()
         .map(|id| {
-            let addr = dcs.iter().find(|(d, _)| d == id).expect("a DC of the fake").1;
+            let addr = dcs
+                .iter()
+                .find(|(d, _)| d == id)
+                .expect("a DC of the fake")
+                .1;
             format!("{id}={addr}")
         })
         .collect();
@@ -134,7 +138,10 @@ async fn the_login_binary_makes_a_key_by_the_key_exchange_and_run_then_reads_thr
     let (ok, _, err) = login_binary(&db.url, &dc, &env, "main", phone, "wrong horse");
     assert!(!ok, "{err}");
     assert!(err.contains("wrong 2FA password"), "{err}");
-    assert!(err.contains("Telegram app where this account is signed in"), "{err}");
+    assert!(
+        err.contains("Telegram app where this account is signed in"),
+        "{err}"
+    );
 
     let (ok, out, err) = login_binary(&db.url, &dc, &env, "main", phone, "correct horse");
     assert!(ok, "{out}\n{err}");

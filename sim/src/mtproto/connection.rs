@@ -344,13 +344,17 @@ impl Conn {
             }) => {
                 self.exchange = None;
                 self.first_salt = Some(first_salt);
-                tracing::debug!(conn = self.id, dc = self.dc_id, "MTProto fake: auth key made");
+                tracing::debug!(
+                    conn = self.id,
+                    dc = self.dc_id,
+                    "MTProto fake: auth key made"
+                );
                 let mut w = self.shared.world();
                 w.keys_made += 1;
                 w.keys.insert(
                     key.id,
                     KeyState {
-                        key,
+                        key: *key,
                         dc: self.dc_id,
                         account: None,
                         revoked: false,
@@ -361,7 +365,11 @@ impl Conn {
                 reply
             }
             Err(e) => {
-                tracing::debug!(conn = self.id, reason = e.0, "MTProto fake: key exchange refused");
+                tracing::debug!(
+                    conn = self.id,
+                    reason = e.0,
+                    "MTProto fake: key exchange refused"
+                );
                 return Err(self.reject());
             }
         };

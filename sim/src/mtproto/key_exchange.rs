@@ -55,7 +55,7 @@ pub(crate) enum Step {
     /// `dh_gen_ok`: send it, and the key now exists.
     Done {
         reply: Vec<u8>,
-        key: ServerKey,
+        key: Box<ServerKey>,
         first_salt: i64,
     },
 }
@@ -376,7 +376,7 @@ fn finish(
     }
     Ok(Step::Done {
         reply,
-        key,
+        key: Box::new(key),
         first_salt: i64::from_le_bytes(salt),
     })
 }

@@ -35,7 +35,10 @@ fn step2(res: &[u8], nonce: [u8; 16]) -> (tl::functions::ReqDhParams, Client) {
     let tl::enums::ResPq::Pq(res) = tl::enums::ResPq::from_bytes(res).expect("resPQ");
     assert_eq!(res.nonce, nonce);
     assert_eq!(res.pq.len(), 8, "grammers insists on 8 bytes");
-    assert_eq!(res.server_public_key_fingerprints, vec![rsa_key::fingerprint()]);
+    assert_eq!(
+        res.server_public_key_fingerprints,
+        vec![rsa_key::fingerprint()]
+    );
     let pq = u64::from_be_bytes(res.pq.clone().try_into().expect("8"));
     let (p, q) = factorize(pq);
     let new_nonce: [u8; 32] = rand::random();
@@ -152,10 +155,7 @@ fn grammers_client_steps_and_the_server_agree_on_the_key() {
         ok.new_nonce_hash1,
         auth.calc_new_nonce_hash(&client.new_nonce, 1)
     );
-    let mut salt = [0u8; 8];
-    for i in 0..8 {
-        salt[i] = client.new_nonce[i] ^ client.server_nonce[i];
-    }
+    let salt: [u8; 8] = std::array::from_fn(|i| client.new_nonce[i] ^ client.server_nonce[i]);
     assert_eq!(first_salt, i64::from_le_bytes(salt));
 }
 
@@ -182,7 +182,9 @@ fn a_taken_key_id_asks_for_a_retry() {
 #[test]
 fn every_broken_step_is_refused() {
     let nonce: [u8; 16] = rand::random();
-    let start = |s: &mut Exchange| reply(s.on_message(&tl::functions::ReqPqMulti { nonce }.to_bytes(), |_| false));
+    let start = |s: &mut Exchange| {
+        reply(s.on_message(&tl::functions::ReqPqMulti { nonce }.to_bytes(), |_| false))
+    };
     // Out of order: step 3 first.
     let mut server = Exchange::new();
     let bogus = tl::functions::SetClientDhParams {
@@ -221,7 +223,8 @@ fn every_broken_step_is_refused() {
     let mut data = Sha1::digest(&inner).to_vec();
     data.extend(&inner);
     data.resize(data.len().div_ceil(16) * 16, 0);
-    let (k, iv) = grammers_crypto::generate_key_data_from_nonce(&client.server_nonce, &client.new_nonce);
+    let (k, iv) =
+        grammers_crypto::generate_key_data_from_nonce(&client.server_nonce, &client.new_nonce);
     grammers_crypto::aes::ige_encrypt(&mut data, &k, &iv);
     let req3 = tl::functions::SetClientDhParams {
         nonce,
@@ -241,6 +244,9 @@ fn plain_messages_round_trip() {
     assert_eq!(parse_plain(&m), Some(&[1u8, 2, 3, 4][..]));
     assert_eq!(last % 4, 1);
     let again = plain_message(&mut last, &[5, 6, 7, 8]);
-    assert!(i64::from_le_bytes(again[8..16].try_into().unwrap()) > i64::from_le_bytes(m[8..16].try_into().unwrap()));
+    assert!(
+        i64::from_le_bytes(again[8..16].try_into().unwrap())
+            > i64::from_le_bytes(m[8..16].try_into().unwrap())
+    );
     assert!(parse_plain(&[1u8; 24]).is_none());
 }

@@ -140,9 +140,9 @@ mod updates;
 mod world;
 
 pub use flood::FloodLimit;
-pub use rsa_key::PUBLIC_KEY_PEM;
 pub use handle::{
     AccountSpec, AccountStats, ChannelRef, ChannelSpec, ControlError, MAIN_DC, MtprotoConfig,
     MtprotoFake, SECOND_DC,
 };
+pub use rsa_key::PUBLIC_KEY_PEM;
 pub use world::MethodStats;
