@@ -324,3 +324,49 @@ t6N/byY9Nw9p21Og3AoXSL2q/2IJ1WRUhebgAdGVMlV1fkuOQoEzR7EdpqtQD9Cs
     assert!(!ok);
     assert!(err.contains("reader.custom_public_key"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_is_told_where_the_code_went_or_what_to_do_instead() {
+    use grammers_client::tl;
+    let db = TestDb::new().await;
+    let _store = db.migrated().await;
+    let dc = MtprotoFake::start(MtprotoConfig::default()).unwrap();
+    let env = custom_dc_env(&dc, &[MAIN_DC]);
+    // A code by SMS: the prompt says so, and the login goes through.
+    let sms = dc.create_account(AccountSpec {
+        phone: "+998900007005".to_owned(),
+        first_name: "Texted".to_owned(),
+        ..AccountSpec::default()
+    });
+    assert!(dc.set_code_type(sms, tl::types::auth::SentCodeTypeSms { length: 5 }.into()));
+    let (ok, out, err) = login_binary(&db.url, &dc, &env, "texted", "+998900007005", "");
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        err.contains("5-digit code by SMS to +998900007005"),
+        "{err}"
+    );
+    // No login email yet: no code comes, and the operator is told what to
+    // do in one line.
+    let no_email = dc.create_account(AccountSpec {
+        phone: "+998900007006".to_owned(),
+        ..AccountSpec::default()
+    });
+    assert!(
+        dc.set_code_type(
+            no_email,
+            tl::types::auth::SentCodeTypeSetUpEmailRequired {
+                apple_signin_allowed: false,
+                google_signin_allowed: false,
+            }
+            .into()
+        )
+    );
+    let (ok, out, err) = login_binary(&db.url, &dc, &env, "no_email", "+998900007006", "");
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("add a login email (Settings → Privacy and Security → Login Email)"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(dc.login_code("+998900007006").is_none());
+}

@@ -71,6 +71,8 @@ pub(crate) struct Account {
     /// The data centre the account lives on (`auth.sendCode` elsewhere
     /// answers `PHONE_MIGRATE_X`).
     pub(crate) home_dc: i32,
+    /// How `auth.sendCode` says the code went (none: the app's, 5 digits).
+    pub(crate) code_type: Option<grammers_tl_types::enums::auth::SentCodeType>,
     pub(crate) joined: BTreeSet<i64>,
     pub(crate) pushes: Vec<PushTarget>,
     /// Pushes still to drop (`u32::MAX`: all, until cleared).

@@ -110,6 +110,7 @@ impl MtprotoFake {
                 password,
                 pending_srp: None,
                 home_dc: THIS_DC,
+                code_type: None,
                 joined: Default::default(),
                 pushes: Vec::new(),
                 drop_pushes: 0,
@@ -163,6 +164,21 @@ impl MtprotoFake {
         match self.world().accounts.get_mut(&account) {
             Some(a) => {
                 a.home_dc = dc;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// How `auth.sendCode` tells `account`'s code was sent from now on
+    /// (the app's by default). With `auth.sentCodeTypeSetUpEmailRequired`
+    /// no code is sent at all: the account must set up a login email first
+    /// (<https://core.telegram.org/api/auth#email-verification>). False when
+    /// there is no such account.
+    pub fn set_code_type(&self, account: i64, kind: tl::enums::auth::SentCodeType) -> bool {
+        match self.world().accounts.get_mut(&account) {
+            Some(a) => {
+                a.code_type = Some(kind);
                 true
             }
             None => false,

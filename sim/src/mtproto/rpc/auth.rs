@@ -28,8 +28,28 @@ pub(super) fn send_code(
     if home != ctx.dc_id {
         return Err(err(303, &format!("PHONE_MIGRATE_{home}")));
     }
-    let code = format!("{:05}", rand::random::<u32>() % 100_000);
+    let kind = world
+        .accounts
+        .get(account)
+        .and_then(|a| a.code_type.clone())
+        .unwrap_or_else(|| tl::types::auth::SentCodeTypeApp { length: 5 }.into());
     let hash = format!("{:016x}", rand::random::<u64>());
+    let answer = |kind| {
+        Ok(tl::enums::auth::SentCode::Code(tl::types::auth::SentCode {
+            r#type: kind,
+            phone_code_hash: hash.clone(),
+            next_type: None,
+            timeout: None,
+        })
+        .to_bytes())
+    };
+    // No code until a login email is set up: the answer carries only the
+    // hash that `account.sendVerifyEmailCode` would take
+    // (<https://core.telegram.org/api/auth#email-verification>).
+    if matches!(kind, tl::enums::auth::SentCodeType::SetUpEmailRequired(_)) {
+        return answer(kind);
+    }
+    let code = format!("{:05}", rand::random::<u32>() % 100_000);
     world.codes.insert(
         phone,
         login::PendingCode {
@@ -38,13 +58,7 @@ pub(super) fn send_code(
             sent_at: Instant::now(),
         },
     );
-    Ok(tl::enums::auth::SentCode::Code(tl::types::auth::SentCode {
-        r#type: tl::types::auth::SentCodeTypeApp { length: 5 }.into(),
-        phone_code_hash: hash,
-        next_type: None,
-        timeout: None,
-    })
-    .to_bytes())
+    answer(kind)
 }
 
 pub(crate) fn normalize_phone(p: &str) -> String {
