@@ -25,8 +25,10 @@
 //! | this file | `POST /quit`: stops the process |
 //!
 //! The process prints one JSON line on stdout once every server listens,
-//! `{"bot_api": URL, "control": URL, "mtproto": "127.0.0.1:PORT"}` (no
-//! `mtproto` with `--no-mtproto`), and ends on `/quit` or when its standard
+//! `{"bot_api": URL, "control": URL, "mtproto": "127.0.0.1:PORT",
+//! "mtproto_dcs": {"2": "127.0.0.1:PORT", "1": "127.0.0.1:PORT"}}` (the
+//! main data centre, and every one by DC id; neither with
+//! `--no-mtproto`), and ends on `/quit` or when its standard
 //! input closes (its parent died).
 
 mod bot_api_routes;
@@ -196,6 +198,13 @@ fn announce(
     let mut announce = json!({"bot_api": fake.url(), "control": format!("http://{control}")});
     if let Some(m) = mtproto {
         announce["mtproto"] = json!(m.fake.addr().to_string());
+        let dcs: serde_json::Map<String, serde_json::Value> = m
+            .fake
+            .dcs()
+            .into_iter()
+            .map(|(id, addr)| (id.to_string(), json!(addr.to_string())))
+            .collect();
+        announce["mtproto_dcs"] = json!(dcs);
     }
     writeln!(out, "{announce}")?;
     out.flush()

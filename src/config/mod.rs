@@ -378,6 +378,15 @@ pub struct ReaderConfig {
     /// The relay channel's access hash as the reader accounts know it, when
     /// their sessions have not cached it (`telegram.relay_chat_id`).
     pub relay_access_hash: Option<i64>,
+    /// Which Telegram `kuryer login` makes new sessions on: `production`,
+    /// `test` (Telegram's test data centres, for developers) or `custom`
+    /// (`custom_dcs` with `custom_public_key`).
+    pub data_centre: String,
+    /// `custom`: the data centres, `ID=IP:PORT` comma-separated; a login
+    /// starts at the first.
+    pub custom_dcs: Option<String>,
+    /// `custom`: their RSA public key, PKCS#1 PEM.
+    pub custom_public_key: Option<String>,
 }
 
 impl Default for ReaderConfig {
@@ -393,6 +402,9 @@ impl Default for ReaderConfig {
             lease_ttl_s: 30,
             updates_capacity: 100_000,
             relay_access_hash: None,
+            data_centre: "production".to_owned(),
+            custom_dcs: None,
+            custom_public_key: None,
         }
     }
 }

@@ -347,6 +347,9 @@ impl Config {
             100,
             10_000_000,
         )?;
+        if let Err((key, why)) = crate::reader::data_centre::DataCentres::from_config(r) {
+            bad(key, why)?;
+        }
         Ok(())
     }
 

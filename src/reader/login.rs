@@ -14,6 +14,8 @@ use grammers_client::{SignInError, tl};
 
 use super::client::{AccountClient, CallError, classify};
 use super::crypto::{CryptoError, SessionCipher};
+use super::data_centre::{self, DataCentreError, DataCentres};
+use super::sent_code::{self, Delivery, NoCode};
 use super::session::{PgSession, SessionError};
 use crate::config::Config;
 use crate::store::{AccountRow, Store, StoreError};
@@ -78,6 +80,15 @@ pub enum LoginError {
     /// Encryption key.
     #[error(transparent)]
     Crypto(#[from] CryptoError),
+    /// No code can reach kuryer: what to do instead.
+    #[error(transparent)]
+    NoCode(#[from] NoCode),
+    /// The data centres (`reader.data_centre`).
+    #[error(transparent)]
+    DataCentre(#[from] DataCentreError),
+    /// A configuration key.
+    #[error("{0}: {1}")]
+    Config(&'static str, String),
 }
 
 impl From<CallError> for LoginError {
@@ -139,8 +150,11 @@ pub async fn login(
         (Some(h), id) if id != 0 => h.expose().to_owned(),
         _ => return Err(LoginError::NoApp),
     };
+    let dcs =
+        DataCentres::from_config(&cfg.reader).map_err(|(key, why)| LoginError::Config(key, why))?;
     let cipher = Arc::new(SessionCipher::new(cfg.reader.session_key.as_ref())?);
     let session = PgSession::load(store.clone(), cipher, account).await?;
+    data_centre::prepare(&session, &dcs).await?;
     let connected = AccountClient::connect(
         Arc::clone(&session),
         cfg.telegram.api_id,
@@ -148,7 +162,7 @@ pub async fn login(
         cfg.reader.history_per_second,
     );
     let client = connected.account;
-    let result = sign_in(store, &client, account, phone, &api_hash, prompt).await;
+    let result = sign_in(store, &client, &dcs, account, phone, &api_hash, prompt).await;
     client.close().await;
     result
 }
@@ -156,6 +170,7 @@ pub async fn login(
 async fn sign_in(
     store: &Store,
     account: &AccountClient,
+    dcs: &DataCentres,
     name: &str,
     phone: Option<String>,
     api_hash: &str,
@@ -174,8 +189,20 @@ async fn sign_in(
     };
     let phone = phone.trim().to_owned();
     store.ensure_reader_account(name, Some(&phone)).await?;
-    let phone_code_hash = send_code(account, &phone, api_hash).await?;
-    let code = prompt.line("Login code Telegram sent: ")?;
+    let (phone_code_hash, asked) = match send_code(account, dcs, &phone, api_hash).await? {
+        Delivery::Code {
+            phone_code_hash,
+            prompt,
+        } => (phone_code_hash, prompt),
+        Delivery::SignedIn(auth) => {
+            let tl::enums::auth::Authorization::Authorization(auth) = *auth else {
+                return Err(LoginError::SignUpRequired);
+            };
+            let user = complete(account, auth.user).await?;
+            return logged_in(name, &user);
+        }
+    };
+    let code = prompt.line(&asked)?;
     let sign_in = tl::functions::auth::SignIn {
         phone_number: phone.clone(),
         phone_code_hash,
@@ -276,14 +303,17 @@ fn get_self() -> tl::functions::users::GetUsers {
     }
 }
 
-/// `auth.sendCode`; a `PHONE_MIGRATE_X` moves the session's home DC and
-/// asks again there (what grammers' `request_login_code` does, whose token
-/// keeps the code hash to itself).
+/// `auth.sendCode`; a `PHONE_MIGRATE_X` moves the session's home DC (with
+/// an auth key made there first on custom data centres) and asks again
+/// there (what grammers' `request_login_code` does, whose token keeps the
+/// code hash to itself). The answer says where the code went
+/// (`sent_code.rs`).
 async fn send_code(
     account: &AccountClient,
+    dcs: &DataCentres,
     phone: &str,
     api_hash: &str,
-) -> Result<String, LoginError> {
+) -> Result<Delivery, LoginError> {
     let request = tl::functions::auth::SendCode {
         phone_number: phone.to_owned(),
         api_id: account.api_id(),
@@ -304,14 +334,15 @@ async fn send_code(
     for _ in 0..2 {
         let answer = with_timeout(account.client().invoke(&request)).await?;
         match answer {
-            Ok(tl::enums::auth::SentCode::Code(code)) => return Ok(code.phone_code_hash),
-            Ok(_) => {
-                return Err(LoginError::Telegram(
-                    "Telegram answered auth.sendCode without a code".to_owned(),
-                ));
-            }
+            Ok(sent) => return Ok(sent_code::delivery(sent, phone)?),
             Err(grammers_client::InvocationError::Rpc(r)) if r.code == 303 => {
                 let dc = r.value.and_then(|v| i32::try_from(v).ok()).unwrap_or(2);
+                tracing::info!(
+                    account = account.name(),
+                    dc,
+                    "Telegram moved the login to another data centre."
+                );
+                data_centre::ensure_key(account.session(), dcs, dc).await?;
                 account.session().set_home_dc_id(dc).await?;
             }
             Err(e) => return Err(classify("auth.sendCode", e).into()),

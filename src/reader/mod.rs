@@ -29,12 +29,16 @@ mod changes;
 pub mod client;
 /// Auth keys encrypted at rest.
 pub mod crypto;
+/// Which Telegram a new session is made on: production, test or custom.
+pub mod data_centre;
 /// Access hashes per account; resolving again after a move.
 mod hashes;
 /// A channel's past: where reading starts, history for backfills.
 pub mod history;
 /// Joining channels, spread over time.
 mod joiner;
+/// The key exchange with a custom data centre's own public key.
+pub mod key_exchange;
 /// The lease of each account: renewals and the local deadline past which it is not used.
 mod lease;
 /// Login, listing and logout of reader accounts.
@@ -47,6 +51,8 @@ pub mod pool;
 mod relay;
 /// The resolve queue.
 pub mod resolver;
+/// What `auth.sendCode` answered, told to the operator.
+pub mod sent_code;
 /// The MTProto `ChannelSource`.
 pub mod source;
 /// One account's update stream and its saved state.

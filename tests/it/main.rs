@@ -63,6 +63,7 @@ mod reader_album;
 mod reader_hashes;
 /// A reader account's lease: the local deadline, the taker's wait.
 mod reader_lease;
+mod reader_login;
 mod reader_relay;
 /// `kuryer run` reading channels through reader accounts, as a black box.
 mod reader_run;

@@ -73,13 +73,6 @@ async fn channels_moved_between_accounts_are_read_with_each_accounts_own_hash() 
             protected: false,
         });
         fake.publish_text(ch, &format!("{i}: one"));
-        // Added by name: the pool's resolve queue looks it up.
-        c.execute(
-            "INSERT INTO channels (username, status) VALUES ($1, 'pending')",
-            &[&name],
-        )
-        .await
-        .unwrap();
         chans.push((name, ch));
     }
     let mut cfg = reader_config(&db);
@@ -90,6 +83,25 @@ async fn channels_moved_between_accounts_are_read_with_each_accounts_own_hash() 
     cfg.reader.poll_interval_s = 1;
     let told = Arc::new(Told::default());
     let pool = ReaderPool::start(store.clone(), &cfg, "hashes".to_owned(), told.clone()).await;
+    // The names are added once all three accounts are live, so that the
+    // first look-ups go to each in turn whatever the time each took to
+    // connect (the bound on resolves below counts on it).
+    for _ in 0..200 {
+        if pool.live_accounts().len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(pool.live_accounts().len(), 3, "every account connected");
+    for (name, _) in &chans {
+        // Added by name: the pool's resolve queue looks it up.
+        c.execute(
+            "INSERT INTO channels (username, status) VALUES ($1, 'pending')",
+            &[name],
+        )
+        .await
+        .unwrap();
+    }
     // Every name resolved (by the accounts in turn); read from the first post.
     for _ in 0..200 {
         let pending: i64 = c

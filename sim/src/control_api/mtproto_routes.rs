@@ -13,6 +13,8 @@
 //! | `POST /mtproto/accounts {"phone", "first_name"?, "username"?, "password"?, "signed_in"?: true}` | creates an account (`password`: its 2FA password, checked by SRP) and, unless `signed_in` is false, an auth key signed in to it: `{"user_id", "auth_key": 512 hex digits, "dc_id", "dc_addr": "127.0.0.1:PORT"}`, what a grammers session needs (home DC `dc_id` at `dc_addr` holding the key) | 400 `phone_invalid`, 409 `phone_taken` |
 //! | `POST /mtproto/keys {"account": a \| null}` | another key, signed in to `a` or to nobody (for a login): `{"auth_key", "dc_id", "dc_addr"}` | 404 `unknown_account` |
 //! | `GET /mtproto/login_code?phone=P` | the login code last sent to `P`: `{"code"}` | 404 `no_code` |
+//! | `GET /mtproto/public_key` | the fake's RSA public key and data centres, for a client that makes its own auth key by the key exchange: `{"pem", "dcs": {"2": "127.0.0.1:PORT", "1": …}}` | |
+//! | `POST /mtproto/accounts/{a}/home_dc {"dc"}` | moves `a` to data centre `dc` (2, the main one, or 1): `auth.sendCode` on the other answers `PHONE_MIGRATE_{dc}` | 400 `dc_invalid`, 404 `unknown_account` |
 //! | `GET /mtproto/accounts/{a}/stats` | `{"methods": {name: {"calls", "errors": {error: n}, "calls_during_flood_wait"}}, "pushed", "dropped"}` | 404 `unknown_account` |
 //! | `POST /mtproto/accounts/{a}/drop_pushes {"count": n \| null}` | drops the next `n` pushes (null: all, until `0`) | 404 `unknown_account` |
 //! | `POST /mtproto/accounts/{a}/delay_pushes {"ms": n \| null}` | delays every push by `n` ms (null: none) | 400 `delay_too_long` (over 600000), 404 `unknown_account` |

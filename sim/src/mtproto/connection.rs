@@ -18,18 +18,22 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::crypto::{self, ServerKey};
+use super::key_exchange::{self, Exchange};
 use super::rpc::{self, CallCtx};
 use super::session::{
     self, GZIP_PACKED, InMessage, MSG_CONTAINER, OutMessage, ServerSession, check_msg_id,
     constructor, current_slot, salt_for, salt_ok,
 };
 use super::transport::{self, FrameReader};
-use super::world::{Push, World};
+use super::world::{KeyState, Push, World};
 
 /// State every connection shares.
 pub(crate) struct Shared {
     pub(crate) world: Mutex<World>,
+    /// The main data centre's address (DC [`THIS_DC`](super::objects::THIS_DC)).
     pub(crate) addr: SocketAddr,
+    /// Every data centre of the fake, by DC id (what `help.getConfig` lists).
+    pub(crate) dcs: Vec<(i32, SocketAddr)>,
 }
 
 impl Shared {
@@ -40,9 +44,10 @@ impl Shared {
     }
 }
 
-/// Accepts connections until `stop` turns true.
+/// Accepts connections to data centre `dc_id` until `stop` turns true.
 pub(crate) async fn serve(
     listener: TcpListener,
+    dc_id: i32,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -51,7 +56,7 @@ pub(crate) async fn serve(
             accepted = listener.accept() => {
                 if let Ok((stream, _)) = accepted {
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(connection(stream, Arc::clone(&shared), stop.clone()));
+                    tokio::spawn(connection(stream, dc_id, Arc::clone(&shared), stop.clone()));
                 }
             }
             _ = stop.changed() => break,
@@ -72,8 +77,16 @@ enum Close {
 
 struct Conn {
     id: u64,
+    /// The data centre this connection reached.
+    dc_id: i32,
     shared: Arc<Shared>,
     key: Option<ServerKey>,
+    /// The key exchange under way on this connection, if any.
+    exchange: Option<Exchange>,
+    /// The salt the key exchange made, accepted besides the current ones.
+    first_salt: Option<i64>,
+    /// The last plain msg id sent (key exchange answers).
+    plain_msg_id: i64,
     duplicated: bool,
     session: Option<ServerSession>,
     send_seq: i32,
@@ -81,7 +94,12 @@ struct Conn {
     push_tx: mpsc::UnboundedSender<Push>,
 }
 
-async fn connection(stream: TcpStream, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+async fn connection(
+    stream: TcpStream,
+    dc_id: i32,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
     let id = {
         let mut w = shared.world();
         w.next_conn_id += 1;
@@ -92,8 +110,12 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>, mut stop: watch::Rec
     let (push_tx, mut push_rx) = mpsc::unbounded_channel::<Push>();
     let mut conn = Conn {
         id,
+        dc_id,
         shared,
         key: None,
+        exchange: None,
+        first_salt: None,
+        plain_msg_id: 0,
         duplicated: false,
         session: None,
         send_seq: 0,
@@ -251,6 +273,9 @@ impl Conn {
     /// decrypted, the session rules (salt, msg id, first message, repeats),
     /// then its message or a container's messages, answered in one packet.
     fn handle(&mut self, mut payload: Vec<u8>) -> Result<Vec<u8>, Close> {
+        if self.key.is_none() && payload.get(..8) == Some(&[0u8; 8][..]) {
+            return self.key_exchange(&payload);
+        }
         let key = self.bind_key(&payload)?;
         let Ok(plain) = crypto::decrypt_from_client(&key, &mut payload) else {
             return Err(self.reject());
@@ -275,7 +300,7 @@ impl Conn {
         }
         let msg = env.message;
         let mut outs = Vec::new();
-        if !salt_ok(key.id, env.salt) {
+        if !salt_ok(key.id, env.salt) && self.first_salt != Some(env.salt) {
             outs.push(bad_server_salt(&msg, key.id));
             return Ok(self.seal(outs));
         }
@@ -299,29 +324,82 @@ impl Conn {
         Ok(self.seal(outs))
     }
 
+    /// A plain message of the key exchange (`key_exchange.rs`), answered
+    /// with a plain message; the new key is known to the fake once
+    /// `dh_gen_ok` is sent, on this data centre only. A broken step closes
+    /// the connection.
+    fn key_exchange(&mut self, payload: &[u8]) -> Result<Vec<u8>, Close> {
+        let Some(body) = key_exchange::parse_plain(payload) else {
+            return Err(self.reject());
+        };
+        let shared = Arc::clone(&self.shared);
+        let exchange = self.exchange.get_or_insert_with(Exchange::new);
+        let step = exchange.on_message(body, |id| shared.world().keys.contains_key(&id));
+        let reply = match step {
+            Ok(key_exchange::Step::Reply(reply)) => reply,
+            Ok(key_exchange::Step::Done {
+                reply,
+                key,
+                first_salt,
+            }) => {
+                self.exchange = None;
+                self.first_salt = Some(first_salt);
+                tracing::debug!(
+                    conn = self.id,
+                    dc = self.dc_id,
+                    "MTProto fake: auth key made"
+                );
+                let mut w = self.shared.world();
+                w.keys_made += 1;
+                w.keys.insert(
+                    key.id,
+                    KeyState {
+                        key: *key,
+                        dc: self.dc_id,
+                        account: None,
+                        revoked: false,
+                        active_conn: None,
+                        password_pending: None,
+                    },
+                );
+                reply
+            }
+            Err(e) => {
+                tracing::debug!(
+                    conn = self.id,
+                    reason = e.0,
+                    "MTProto fake: key exchange refused"
+                );
+                return Err(self.reject());
+            }
+        };
+        let plain = key_exchange::plain_message(&mut self.plain_msg_id, &reply);
+        Ok(transport::encode_frame(&mut self.send_seq, &plain))
+    }
+
     /// The auth key a packet names: the one this connection already uses,
-    /// or one the fake issued, bound to this connection now (a key already
-    /// live on another connection marks this one duplicated). An unknown
-    /// key closes with transport error −404 (source:
+    /// or one the fake knows on this data centre, bound to this connection
+    /// now (a key already live on another connection marks this one
+    /// duplicated). An unknown key — or one made on another data centre
+    /// (keys are per DC: grammers keeps one per DC option, grammers-session
+    /// `types::DcOption::auth_key`, and <https://core.telegram.org/api/datacenter>
+    /// moves an authorization between DCs with `auth.exportAuthorization` /
+    /// `auth.importAuthorization` on the other DC's own key) — closes with
+    /// transport error −404 (source:
     /// <https://core.telegram.org/mtproto/mtproto-transports#transport-errors>);
-    /// a plain message (key id 0) or another key than the connection's
-    /// closes silently (no public source; modelled as closing, since the
-    /// fake serves no key exchange).
+    /// another key than the connection's closes silently (no public source;
+    /// modelled as closing).
     fn bind_key(&mut self, payload: &[u8]) -> Result<ServerKey, Close> {
         if payload.len() < 8 {
             return Err(self.reject());
         }
         let key_id = i64::from_le_bytes(payload[..8].try_into().expect("8 bytes"));
-        if key_id == 0 {
-            // Plain messages (key exchange): the fake only knows keys it issued.
-            return Err(self.reject());
-        }
         match &self.key {
             Some(k) if k.id != key_id => return Err(self.reject()),
             Some(_) => {}
             None => {
                 let mut w = self.shared.world();
-                let Some(state) = w.keys.get_mut(&key_id) else {
+                let Some(state) = w.keys.get_mut(&key_id).filter(|k| k.dc == self.dc_id) else {
                     w.rejected_connections += 1;
                     return Err(Close::TransportError(404));
                 };
@@ -442,7 +520,8 @@ impl Conn {
                 let ctx = CallCtx {
                     key_id: self.key.as_ref().map_or(0, |k| k.id),
                     conn_id: self.id,
-                    server_addr: self.shared.addr,
+                    dc_id: self.dc_id,
+                    dcs: self.shared.dcs.clone(),
                     duplicated: self.duplicated,
                     push_tx: self.push_tx.clone(),
                 };

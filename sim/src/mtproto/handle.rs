@@ -26,6 +26,12 @@ use crate::fake_bot_api::FakeTelegram;
 pub use accounts::{AccountSpec, AccountStats};
 pub use channels::{ChannelRef, ChannelSpec};
 
+/// The main data centre's id (where accounts live unless moved with
+/// [`MtprotoFake::set_home_dc`]).
+pub const MAIN_DC: i32 = super::objects::THIS_DC;
+/// The second data centre's id.
+pub const SECOND_DC: i32 = 1;
+
 /// How the face starts.
 #[derive(Clone, Debug)]
 pub struct MtprotoConfig {
@@ -108,11 +114,19 @@ pub struct MtprotoFake {
 }
 
 impl MtprotoFake {
-    /// Starts the face with `config` on a free port of 127.0.0.1.
+    /// Starts the face with `config` on free ports of 127.0.0.1: the main
+    /// data centre (DC [`MAIN_DC`], [`MtprotoFake::addr`]) and a second one
+    /// (DC [`SECOND_DC`]) sharing the same world, where `auth.sendCode`
+    /// answers `PHONE_MIGRATE_X` for an account that lives on the other.
     pub fn start(config: MtprotoConfig) -> io::Result<Self> {
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        std_listener.set_nonblocking(true)?;
-        let addr = std_listener.local_addr()?;
+        let bind = || -> io::Result<(std::net::TcpListener, SocketAddr)> {
+            let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+            l.set_nonblocking(true)?;
+            let addr = l.local_addr()?;
+            Ok((l, addr))
+        };
+        let (std_listener, addr) = bind()?;
+        let (second_listener, second_addr) = bind()?;
         let settings = Settings {
             flood_limits: config.flood_limits.into_iter().collect(),
             channel_difference_limit: config.channel_difference_limit.max(1),
@@ -121,6 +135,7 @@ impl MtprotoFake {
         let shared = Arc::new(Shared {
             world: Mutex::new(World::new(settings)),
             addr,
+            dcs: vec![(SECOND_DC, second_addr), (MAIN_DC, addr)],
         });
         let (stop, stop_rx) = watch::channel(false);
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -133,9 +148,25 @@ impl MtprotoFake {
             .name("fake-mtproto".to_owned())
             .spawn(move || {
                 runtime.block_on(async move {
-                    match tokio::net::TcpListener::from_std(std_listener) {
-                        Ok(listener) => connection::serve(listener, thread_shared, stop_rx).await,
-                        Err(e) => tracing::error!(error = %e, "MTProto fake: cannot listen"),
+                    let listeners = (
+                        tokio::net::TcpListener::from_std(std_listener),
+                        tokio::net::TcpListener::from_std(second_listener),
+                    );
+                    match listeners {
+                        (Ok(main), Ok(second)) => {
+                            tokio::join!(
+                                connection::serve(
+                                    main,
+                                    MAIN_DC,
+                                    Arc::clone(&thread_shared),
+                                    stop_rx.clone()
+                                ),
+                                connection::serve(second, SECOND_DC, thread_shared, stop_rx),
+                            );
+                        }
+                        (Err(e), _) | (_, Err(e)) => {
+                            tracing::error!(error = %e, "MTProto fake: cannot listen");
+                        }
                     }
                 });
                 runtime.shutdown_timeout(Duration::from_secs(1));
@@ -152,9 +183,26 @@ impl MtprotoFake {
         self.shared.world()
     }
 
-    /// The address grammers connects to.
+    /// The address grammers connects to: the main data centre, DC [`MAIN_DC`].
     pub fn addr(&self) -> SocketAddr {
         self.shared.addr
+    }
+
+    /// Every data centre of the fake, `(DC id, address)`, as
+    /// `help.getConfig` lists them.
+    pub fn dcs(&self) -> Vec<(i32, SocketAddr)> {
+        self.shared.dcs.clone()
+    }
+
+    /// The fake's RSA public key (PKCS#1 PEM): what a client needs to make
+    /// an auth key with it by the key exchange.
+    pub fn public_key_pem(&self) -> &'static str {
+        super::rsa_key::PUBLIC_KEY_PEM
+    }
+
+    /// Auth keys made by the key exchange so far.
+    pub fn keys_made(&self) -> u64 {
+        self.world().keys_made
     }
 
     /// Mirrors the world onto the Bot API face: channels created from now on

@@ -2,15 +2,19 @@
 //!
 //! A fake data centre that speaks real MTProto 2.0 over TCP with the Full
 //! transport grammers 0.11 uses, so grammers-client's own, unmodified
-//! network code runs against it. Start one with [`MtprotoFake::start`],
-//! create an account and an auth key, and give grammers a session whose home
-//! DC points here and already holds that key ([`MtprotoFake::session_data`]):
-//! the client skips the key exchange (the fake has no RSA keys).
+//! network code runs against it. Start one with [`MtprotoFake::start`]
+//! (two data centres, [`MAIN_DC`] and [`SECOND_DC`], one world) and either
+//! make an auth key by the key exchange with the fake's own RSA key
+//! ([`PUBLIC_KEY_PEM`]; what `kuryer login` does with custom data centres),
+//! or create an account and an auth key and give grammers a session whose
+//! home DC points here and already holds that key
+//! ([`MtprotoFake::session_data`]): the client skips the key exchange.
 //!
 //! | file | concern |
 //! |---|---|
 //! | `transport.rs` | Full framing: length, seq, payload, CRC-32; transport errors |
 //! | `crypto.rs` | server-side AES-IGE / SHA-256 / msg_key (x = 0 in, x = 8 out) |
+//! | `key_exchange.rs`, `rsa_key.rs` | the key exchange in plain messages (req_pq_multi, req_DH_params with RSA_PAD, set_client_DH_params); the fake's RSA key |
 //! | `session.rs` | envelope: msg ids, seq_no, containers, gzip, salts, `bad_msg_notification` rules |
 //! | `connection.rs` | one TCP connection: service messages, pushes, closing on garbage |
 //! | `rpc.rs` | the dispatcher: session rules, flood limits, counters |
@@ -45,7 +49,7 @@
 //!
 //! ## Calls served
 //!
-//! `help.getConfig` (this fake as the only DC), `users.getUsers` (self and
+//! `help.getConfig` (the fake's two DCs, `static`), `users.getUsers` (self and
 //! known users), `updates.getState` (the account's common box: its date
 //! moves with every event pushed to it), `updates.getDifference` (from the
 //! client's `date`: empty, or `updateChannelTooLong` for each member
@@ -85,7 +89,7 @@
 //! `AUTH_KEY_UNREGISTERED` (401: no account signed in on the key),
 //! `SESSION_REVOKED` (401), `AUTH_KEY_DUPLICATED` (406: the key is in use on
 //! another live connection; every call on the newer one),
-//! `SESSION_PASSWORD_NEEDED`, `PHONE_NUMBER_INVALID`, `PHONE_CODE_INVALID`,
+//! `SESSION_PASSWORD_NEEDED`, `PHONE_MIGRATE_X` (303), `PHONE_NUMBER_INVALID`, `PHONE_CODE_INVALID`,
 //! `PHONE_CODE_EXPIRED`, `PHONE_CODE_HASH_INVALID`, `PASSWORD_HASH_INVALID`,
 //! `SRP_ID_INVALID`. Every call and every error is counted per account and
 //! method ([`MtprotoFake::stats`]), and calls made while a `FLOOD_WAIT`
@@ -93,9 +97,17 @@
 //!
 //! ## What it simplifies compared with Telegram
 //!
-//! - No key exchange (no RSA keys): only keys issued by
-//!   [`MtprotoFake::issue_auth_key`] are known; one DC; no migrations
-//!   (`*_MIGRATE_X`), no file DCs, no CDN.
+//! - The key exchange makes permanent keys only (no temporary keys, no
+//!   PFS binding); a key is valid on the DC it was made on. Two DCs; the
+//!   only migration is `PHONE_MIGRATE_X` on `auth.sendCode` (no
+//!   `NETWORK_`/`USER_`/`FILE_MIGRATE_X`), no file DCs, no CDN. Calls other
+//!   than `auth.sendCode` are served on either DC.
+//! - Login codes: `auth.sentCodeTypeApp` unless a test chose another type
+//!   for the account ([`MtprotoFake::set_code_type`]); the code is the
+//!   same 5 digits whatever the type says (an SMS word or phrase, a
+//!   missed call's digits, an email code are not modelled), and
+//!   `auth.sentCodeTypeSetUpEmailRequired` sends none. No `next_type`, no
+//!   `auth.resendCode`.
 //! - No re-sending: `msgs_ack` is accepted but unacknowledged messages are
 //!   never sent again, `msgs_state_req` / `msg_resend_req` are ignored, and
 //!   seq_no is checked for parity only (not 32/33 too low/high).
@@ -129,9 +141,11 @@ mod connection;
 mod crypto;
 mod flood;
 mod handle;
+mod key_exchange;
 mod login;
 mod objects;
 mod rpc;
+mod rsa_key;
 mod session;
 mod transport;
 mod updates;
@@ -139,6 +153,8 @@ mod world;
 
 pub use flood::FloodLimit;
 pub use handle::{
-    AccountSpec, AccountStats, ChannelRef, ChannelSpec, ControlError, MtprotoConfig, MtprotoFake,
+    AccountSpec, AccountStats, ChannelRef, ChannelSpec, ControlError, MAIN_DC, MtprotoConfig,
+    MtprotoFake, SECOND_DC,
 };
+pub use rsa_key::PUBLIC_KEY_PEM;
 pub use world::MethodStats;

@@ -335,26 +335,32 @@ pub(crate) fn message(channel_id: i64, m: &Msg) -> tl::enums::Message {
     .into()
 }
 
-/// `help.getConfig`: this fake is the only DC, at `addr`.
-pub(crate) fn config(addr: SocketAddr, now: i32) -> tl::enums::Config {
-    let dc_options = match addr {
-        SocketAddr::V4(v4) => vec![
-            tl::types::DcOption {
-                ipv6: false,
-                media_only: false,
-                tcpo_only: false,
-                cdn: false,
-                r#static: true,
-                this_port_only: false,
-                id: THIS_DC,
-                ip_address: v4.ip().to_string(),
-                port: i32::from(v4.port()),
-                secret: None,
-            }
-            .into(),
-        ],
-        SocketAddr::V6(_) => Vec::new(),
-    };
+/// `help.getConfig` asked on DC `this_dc`: the fake's own data centres at
+/// their addresses, `static` (grammers' `sender_pool.rs`, `update_config`,
+/// keeps only static, non-media, non-TCPO options, and takes each one's
+/// address into the session).
+pub(crate) fn config(dcs: &[(i32, SocketAddr)], this_dc: i32, now: i32) -> tl::enums::Config {
+    let dc_options = dcs
+        .iter()
+        .filter_map(|(id, addr)| match addr {
+            SocketAddr::V4(v4) => Some(
+                tl::types::DcOption {
+                    ipv6: false,
+                    media_only: false,
+                    tcpo_only: false,
+                    cdn: false,
+                    r#static: true,
+                    this_port_only: false,
+                    id: *id,
+                    ip_address: v4.ip().to_string(),
+                    port: i32::from(v4.port()),
+                    secret: None,
+                }
+                .into(),
+            ),
+            SocketAddr::V6(_) => None,
+        })
+        .collect();
     tl::types::Config {
         default_p2p_contacts: false,
         preload_featured_stickers: false,
@@ -364,7 +370,7 @@ pub(crate) fn config(addr: SocketAddr, now: i32) -> tl::enums::Config {
         date: now,
         expires: now + 3600,
         test_mode: false,
-        this_dc: THIS_DC,
+        this_dc,
         dc_options,
         dc_txt_domain_name: String::new(),
         chat_size_max: 200,

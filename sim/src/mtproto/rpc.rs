@@ -37,7 +37,10 @@ use super::world::{Account, Channel, Push, PushTarget, World};
 pub(crate) struct CallCtx {
     pub(crate) key_id: i64,
     pub(crate) conn_id: u64,
-    pub(crate) server_addr: SocketAddr,
+    /// The data centre the call reached.
+    pub(crate) dc_id: i32,
+    /// Every data centre of the fake (for `help.getConfig`).
+    pub(crate) dcs: Vec<(i32, SocketAddr)>,
     /// Another live connection holds this auth key.
     pub(crate) duplicated: bool,
     pub(crate) push_tx: mpsc::UnboundedSender<Push>,
@@ -195,7 +198,7 @@ fn dispatch(world: &mut World, ctx: &CallCtx, account: Option<i64>, id: u32, bod
     let me = account.unwrap_or(0);
     match id {
         f::help::GetConfig::CONSTRUCTOR_ID => {
-            Ok(objects::config(ctx.server_addr, now_i32()).to_bytes())
+            Ok(objects::config(&ctx.dcs, ctx.dc_id, now_i32()).to_bytes())
         }
         f::users::GetUsers::CONSTRUCTOR_ID => get_users(world, me, &args(body)?),
         f::updates::GetState::CONSTRUCTOR_ID => Ok(state(world, me).to_bytes()),
@@ -254,7 +257,7 @@ fn dispatch(world: &mut World, ctx: &CallCtx, account: Option<i64>, id: u32, bod
         f::channels::JoinChannel::CONSTRUCTOR_ID => join(world, me, &args(body)?),
         f::channels::LeaveChannel::CONSTRUCTOR_ID => leave(world, me, &args(body)?),
         f::messages::ForwardMessages::CONSTRUCTOR_ID => forward(world, me, &args(body)?),
-        f::auth::SendCode::CONSTRUCTOR_ID => send_code(world, &args(body)?),
+        f::auth::SendCode::CONSTRUCTOR_ID => send_code(world, ctx, &args(body)?),
         f::auth::SignIn::CONSTRUCTOR_ID => sign_in(world, ctx, &args(body)?),
         f::account::GetPassword::CONSTRUCTOR_ID => get_password(world, ctx, account),
         f::auth::CheckPassword::CONSTRUCTOR_ID => check_password(world, ctx, account, &args(body)?),

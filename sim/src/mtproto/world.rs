@@ -35,6 +35,8 @@ pub(crate) struct PushTarget {
 /// An auth key the fake knows.
 pub(crate) struct KeyState {
     pub(crate) key: ServerKey,
+    /// The data centre it was made on (valid there only).
+    pub(crate) dc: i32,
     /// The account signed in on it, if any.
     pub(crate) account: Option<i64>,
     /// Revoked by the control API: every call gets `SESSION_REVOKED`.
@@ -66,6 +68,11 @@ pub(crate) struct Account {
     pub(crate) username: Option<String>,
     pub(crate) password: Option<SrpVerifier>,
     pub(crate) pending_srp: Option<PendingSrp>,
+    /// The data centre the account lives on (`auth.sendCode` elsewhere
+    /// answers `PHONE_MIGRATE_X`).
+    pub(crate) home_dc: i32,
+    /// How `auth.sendCode` says the code went (none: the app's, 5 digits).
+    pub(crate) code_type: Option<grammers_tl_types::enums::auth::SentCodeType>,
     pub(crate) joined: BTreeSet<i64>,
     pub(crate) pushes: Vec<PushTarget>,
     /// Pushes still to drop (`u32::MAX`: all, until cleared).
@@ -216,6 +223,8 @@ pub(crate) struct World {
     pub(crate) accounts: HashMap<i64, Account>,
     pub(crate) phones: HashMap<String, i64>,
     pub(crate) keys: HashMap<i64, KeyState>,
+    /// Auth keys made by the key exchange.
+    pub(crate) keys_made: u64,
     pub(crate) channels: HashMap<i64, Channel>,
     pub(crate) usernames: HashMap<String, i64>,
     pub(crate) codes: HashMap<String, PendingCode>,
@@ -236,6 +245,7 @@ impl World {
             accounts: HashMap::new(),
             phones: HashMap::new(),
             keys: HashMap::new(),
+            keys_made: 0,
             channels: HashMap::new(),
             usernames: HashMap::new(),
             codes: HashMap::new(),

@@ -32,6 +32,8 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
             web::post().to(delay_pushes),
         )
         .route("/mtproto/accounts/{id}/too_long", web::post().to(too_long))
+        .route("/mtproto/accounts/{id}/home_dc", web::post().to(home_dc))
+        .route("/mtproto/public_key", web::get().to(public_key))
         .route("/mtproto/sessions/revoke", web::post().to(revoke))
         .route("/mtproto/flood", web::post().to(flood));
 }
@@ -155,6 +157,35 @@ async fn account_stats(c: web::Data<MtprotoFace>, id: web::Path<i64>) -> Answer 
         "pushed": s.pushed,
         "dropped": s.dropped,
     })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HomeDc {
+    dc: i32,
+}
+
+async fn home_dc(c: web::Data<MtprotoFace>, id: web::Path<i64>, body: web::Json<HomeDc>) -> Answer {
+    let id = account(&c, id.into_inner())?;
+    if !c.fake.set_home_dc(id, body.dc) {
+        return Err(ApiError::bad(
+            "dc_invalid",
+            format!("the fake has no data centre {}", body.dc),
+        ));
+    }
+    Ok(HttpResponse::Ok().json(json!({ "account": id, "dc": body.dc })))
+}
+
+/// What a client needs to make its own auth key with the fake: its RSA
+/// public key and its data centres.
+async fn public_key(c: web::Data<MtprotoFace>) -> Answer {
+    let dcs: serde_json::Map<String, Value> = c
+        .fake
+        .dcs()
+        .into_iter()
+        .map(|(id, addr)| (id.to_string(), json!(addr.to_string())))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "pem": c.fake.public_key_pem(), "dcs": dcs })))
 }
 
 #[derive(Deserialize)]

@@ -109,6 +109,8 @@ impl MtprotoFake {
                 username: spec.username,
                 password,
                 pending_srp: None,
+                home_dc: THIS_DC,
+                code_type: None,
                 joined: Default::default(),
                 pushes: Vec::new(),
                 drop_pushes: 0,
@@ -142,6 +144,7 @@ impl MtprotoFake {
             key.id,
             KeyState {
                 key,
+                dc: THIS_DC,
                 account,
                 revoked: false,
                 active_conn: None,
@@ -149,6 +152,37 @@ impl MtprotoFake {
             },
         );
         data
+    }
+
+    /// Moves `account` to data centre `dc` (the main or the second one):
+    /// `auth.sendCode` on the other answers `PHONE_MIGRATE_{dc}`. False when
+    /// there is no such account or data centre.
+    pub fn set_home_dc(&self, account: i64, dc: i32) -> bool {
+        if !self.shared.dcs.iter().any(|(id, _)| *id == dc) {
+            return false;
+        }
+        match self.world().accounts.get_mut(&account) {
+            Some(a) => {
+                a.home_dc = dc;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// How `auth.sendCode` tells `account`'s code was sent from now on
+    /// (the app's by default). With `auth.sentCodeTypeSetUpEmailRequired`
+    /// no code is sent at all: the account must set up a login email first
+    /// (<https://core.telegram.org/api/auth#email-verification>). False when
+    /// there is no such account.
+    pub fn set_code_type(&self, account: i64, kind: tl::enums::auth::SentCodeType) -> bool {
+        match self.world().accounts.get_mut(&account) {
+            Some(a) => {
+                a.code_type = Some(kind);
+                true
+            }
+            None => false,
+        }
     }
 
     /// The account signed in on `auth_key`, if any.

@@ -10,13 +10,46 @@ use crate::mtproto::login;
 use crate::mtproto::objects;
 use crate::mtproto::world::World;
 
-pub(super) fn send_code(world: &mut World, req: &tl::functions::auth::SendCode) -> Reply {
+pub(super) fn send_code(
+    world: &mut World,
+    ctx: &CallCtx,
+    req: &tl::functions::auth::SendCode,
+) -> Reply {
     let phone = normalize_phone(&req.phone_number);
-    if !world.phones.contains_key(&phone) {
+    let Some(account) = world.phones.get(&phone) else {
         return Err(err(400, "PHONE_NUMBER_INVALID"));
+    };
+    // A registered number asked on another DC than its own: "we request
+    // that it establish a connection with a different DC first
+    // (PHONE_MIGRATE_X error)" (<https://core.telegram.org/api/datacenter>,
+    // "Registration/Authorization"); 303 is the code of every `*_MIGRATE_X`
+    // (<https://core.telegram.org/api/errors#303-see-other>).
+    let home = world.accounts.get(account).map_or(ctx.dc_id, |a| a.home_dc);
+    if home != ctx.dc_id {
+        return Err(err(303, &format!("PHONE_MIGRATE_{home}")));
+    }
+    let kind = world
+        .accounts
+        .get(account)
+        .and_then(|a| a.code_type.clone())
+        .unwrap_or_else(|| tl::types::auth::SentCodeTypeApp { length: 5 }.into());
+    let hash = format!("{:016x}", rand::random::<u64>());
+    let answer = |kind| {
+        Ok(tl::enums::auth::SentCode::Code(tl::types::auth::SentCode {
+            r#type: kind,
+            phone_code_hash: hash.clone(),
+            next_type: None,
+            timeout: None,
+        })
+        .to_bytes())
+    };
+    // No code until a login email is set up: the answer carries only the
+    // hash that `account.sendVerifyEmailCode` would take
+    // (<https://core.telegram.org/api/auth#email-verification>).
+    if matches!(kind, tl::enums::auth::SentCodeType::SetUpEmailRequired(_)) {
+        return answer(kind);
     }
     let code = format!("{:05}", rand::random::<u32>() % 100_000);
-    let hash = format!("{:016x}", rand::random::<u64>());
     world.codes.insert(
         phone,
         login::PendingCode {
@@ -25,13 +58,7 @@ pub(super) fn send_code(world: &mut World, req: &tl::functions::auth::SendCode) 
             sent_at: Instant::now(),
         },
     );
-    Ok(tl::enums::auth::SentCode::Code(tl::types::auth::SentCode {
-        r#type: tl::types::auth::SentCodeTypeApp { length: 5 }.into(),
-        phone_code_hash: hash,
-        next_type: None,
-        timeout: None,
-    })
-    .to_bytes())
+    answer(kind)
 }
 
 pub(crate) fn normalize_phone(p: &str) -> String {
