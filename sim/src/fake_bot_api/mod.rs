@@ -287,6 +287,28 @@ impl FakeTelegram {
         }
     }
 
+    /// Every answer but getUpdates' comes `latency` after the request (the
+    /// request's effect is immediate). Telegram's own answers take tens of
+    /// milliseconds; at 0 a serial loop would look fast.
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        self.shared.latency_ms.store(
+            u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// Sends of `client` (through [`FakeTelegram::client_url`]) made and
+    /// not yet answered: what a process killed now never hears back about.
+    pub fn sends_in_flight_by(&self, client: &str) -> u64 {
+        self.shared
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(client)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// Send requests (sendMessage, copyMessage(s), forwardMessage(s)) made
     /// through the base URL [`FakeTelegram::client_url`] of `client`.
     pub fn sends_by(&self, client: &str) -> u64 {

@@ -4,7 +4,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -221,8 +221,24 @@ async fn handle(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -
         return broken_response();
     }
     let reply = shared.serve(&req, &body).await;
-    if let Some(delay) = reply.delay {
-        actix_rt::time::sleep(delay).await;
+    let (client, path) = split_client(req.path());
+    let method = split_path(path).map_or(Method::Unknown, |(_, m)| Method::parse(m));
+    // Telegram answers in tens of milliseconds, never in 0: the latency a
+    // test set (`FakeTelegram::set_latency`), or an injected slow answer.
+    // getUpdates long-polls on its own clock.
+    let latency = match method {
+        Method::GetUpdates => Duration::ZERO,
+        _ => Duration::from_millis(shared.latency_ms.load(Ordering::Relaxed)),
+    };
+    let wait = reply.delay.unwrap_or_default().max(latency);
+    if !wait.is_zero() {
+        // A send answered late was made already (recorded above): while its
+        // answer is on the way it is "in flight" for its client, as a
+        // request is for a process killed before the answer arrives.
+        let _flight = (method.is_send())
+            .then(|| client.map(|c| InFlight::enter(&shared, c)))
+            .flatten();
+        actix_rt::time::sleep(wait).await;
     }
     // Serialising a `Value` cannot fail.
     let body = serde_json::to_vec(&reply.body).unwrap_or_default();
@@ -256,6 +272,45 @@ pub(super) struct Shared {
     /// Called after every [`FakeTelegram::post`](super::FakeTelegram::post),
     /// outside the state lock: how another face of the world learns of it.
     pub(super) post_hook: Mutex<Option<super::PostHook>>,
+    /// Every answer but getUpdates' waits this long (ms).
+    pub(super) latency_ms: AtomicU64,
+    /// Sends made whose answer is still on its way, by client.
+    pub(super) in_flight: Mutex<std::collections::HashMap<String, u64>>,
+}
+
+/// One send's answer on its way, counted for its client until dropped
+/// (answered, or the connection gone).
+struct InFlight<'a> {
+    shared: &'a Shared,
+    client: String,
+}
+
+impl<'a> InFlight<'a> {
+    fn enter(shared: &'a Shared, client: &str) -> Self {
+        *shared
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(client.to_owned())
+            .or_default() += 1;
+        Self {
+            shared,
+            client: client.to_owned(),
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut m = self
+            .shared
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = m.get_mut(&self.client) {
+            *n = n.saturating_sub(1);
+        }
+    }
 }
 
 impl Shared {
@@ -265,6 +320,8 @@ impl Shared {
             state: Mutex::new(State::default()),
             down: AtomicBool::new(false),
             post_hook: Mutex::new(None),
+            latency_ms: AtomicU64::new(0),
+            in_flight: Mutex::new(std::collections::HashMap::new()),
         }
     }
 
