@@ -130,6 +130,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0019_dead_letter_console.sql",
         sql: include_str!("../../sql/0019_dead_letter_console.sql"),
     },
+    Migration {
+        version: 20,
+        name: "0020_reader_budgets.sql",
+        sql: include_str!("../../sql/0020_reader_budgets.sql"),
+    },
 ];
 
 /// Why migrating failed.

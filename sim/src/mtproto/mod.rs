@@ -137,7 +137,7 @@ mod transport;
 mod updates;
 mod world;
 
-pub use flood::FloodLimit;
+pub use flood::{EscalatingLimit, FloodLimit};
 pub use handle::{
     AccountSpec, AccountStats, ChannelRef, ChannelSpec, ControlError, MtprotoConfig, MtprotoFake,
 };
