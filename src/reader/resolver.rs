@@ -75,9 +75,11 @@ async fn resolve_one(p: &std::sync::Arc<Inner>, pending: &PendingChannel, turn: 
     // this look-up before it is made.
     let names = p.live_names();
     let mut client = None;
+    let mut waiting = false;
     for n in (0..names.len()).map(|i| &names[(turn + i) % names.len()]) {
         let Some(c) = p.client(n) else { continue };
         if c.paused_for(METHOD).is_some() {
+            waiting = true;
             continue;
         }
         if p.budgets.spend(&p.store, n, BudgetKind::Resolve).await {
@@ -86,7 +88,11 @@ async fn resolve_one(p: &std::sync::Arc<Inner>, pending: &PendingChannel, turn: 
         }
     }
     let Some(client) = client else {
-        let _ = postpone(Duration::from_secs(60)).await;
+        // Budgets spent: the name keeps its place (the queue waits for
+        // an account with budget); flood waits put it off a minute.
+        if waiting {
+            let _ = postpone(Duration::from_secs(60)).await;
+        }
         return;
     };
     let request = tl::functions::contacts::ResolveUsername {

@@ -73,13 +73,17 @@ async fn channels_moved_between_accounts_are_read_with_each_accounts_own_hash() 
             protected: false,
         });
         fake.publish_text(ch, &format!("{i}: one"));
-        // Added by name: the pool's resolve queue looks it up.
-        c.execute(
-            "INSERT INTO channels (username, status) VALUES ($1, 'pending')",
-            &[&name],
-        )
-        .await
-        .unwrap();
+        // Added by name, and subscribed to: the pool's resolve queue looks
+        // it up.
+        let id: i64 = c
+            .query_one(
+                "INSERT INTO channels (username, status) VALUES ($1, 'pending') RETURNING id",
+                &[&name],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        crate::reader_budgets::subscribe(&c, id, false).await;
         chans.push((name, ch));
     }
     let mut cfg = reader_config(&db);
