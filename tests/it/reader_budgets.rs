@@ -324,6 +324,13 @@ async fn joins_ramp_up_within_the_days_budget_and_peer_flood_stops_them_for_the_
         ),
         (4, 4, Some("PEER_FLOOD".to_owned()))
     );
+    let table = kuryer::reader::login::accounts_table(
+        &kuryer::reader::login::accounts(&store).await.unwrap(),
+    );
+    assert!(
+        table.contains("left today: 30 of 30 look-ups, 0 of 4 joins (joins stopped today: PEER_FLOOD)"),
+        "kuryer accounts shows it: {table}"
+    );
     pool.close().await;
 }
 
