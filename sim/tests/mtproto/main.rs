@@ -14,7 +14,7 @@ use grammers_client::session::updates::UpdatesLike;
 use grammers_client::tl;
 use grammers_client::{Client, InvocationError, SenderPool};
 use kuryer_sim::fake_bot_api::{FakeLimits, FakeTelegram};
-use kuryer_sim::mtproto::FloodLimit;
+use kuryer_sim::mtproto::{EscalatingLimit, FloodLimit};
 use kuryer_sim::mtproto::{AccountSpec, ChannelRef, ChannelSpec, MtprotoConfig, MtprotoFake};
 use std::sync::Arc;
 use std::time::Duration;
