@@ -318,12 +318,7 @@ impl Config {
             10,
             86_400_000,
         )?;
-        range(
-            "reader.resolves_per_day",
-            r.resolves_per_day,
-            0,
-            1_000_000,
-        )?;
+        range("reader.resolves_per_day", r.resolves_per_day, 0, 1_000_000)?;
         range("reader.joins_first_day", r.joins_first_day, 0, 1_000_000)?;
         range("reader.joins_per_day", r.joins_per_day, 0, 1_000_000)?;
         if r.joins_first_day > r.joins_per_day {

@@ -271,7 +271,8 @@ impl AccountClient {
                     .insert(method, Instant::now() + *wait);
                 crate::telemetry::events::reader_flood_wait(&self.name, method, *wait);
                 // For every instance's status page.
-                let until = chrono::Utc::now() + chrono::Duration::from_std(*wait).unwrap_or_default();
+                let until =
+                    chrono::Utc::now() + chrono::Duration::from_std(*wait).unwrap_or_default();
                 if let Err(e) = self
                     .session
                     .store()

@@ -160,7 +160,11 @@ async fn resolve_again(p: &std::sync::Arc<Inner>, account: &str, channel_id: i64
         return;
     };
     // Within the account's budget, like any look-up.
-    if !p.budgets.spend(&p.store, account, BudgetKind::Resolve).await {
+    if !p
+        .budgets
+        .spend(&p.store, account, BudgetKind::Resolve)
+        .await
+    {
         p.rehash_later(account, channel_id, name);
         return;
     }

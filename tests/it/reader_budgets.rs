@@ -146,7 +146,11 @@ async fn look_ups_stay_within_each_accounts_budget_across_restarts_and_unwanted_
     for id in [a, b] {
         let s = fake.stats(id);
         assert_eq!(s.calls(RESOLVE), 3, "{s:?}");
-        assert_eq!(s.methods[RESOLVE].errors, Default::default(), "no flood wait earned");
+        assert_eq!(
+            s.methods[RESOLVE].errors,
+            Default::default(),
+            "no flood wait earned"
+        );
         assert_eq!(s.methods[RESOLVE].calls_during_flood_wait, 0);
     }
     pool.close().await;
@@ -328,7 +332,9 @@ async fn joins_ramp_up_within_the_days_budget_and_peer_flood_stops_them_for_the_
         &kuryer::reader::login::accounts(&store).await.unwrap(),
     );
     assert!(
-        table.contains("left today: 30 of 30 look-ups, 0 of 4 joins (joins stopped today: PEER_FLOOD)"),
+        table.contains(
+            "left today: 30 of 30 look-ups, 0 of 4 joins (joins stopped today: PEER_FLOOD)"
+        ),
         "kuryer accounts shows it: {table}"
     );
     pool.close().await;
@@ -405,7 +411,11 @@ async fn a_frozen_account_is_marked_frozen_and_told_never_waited_out_as_a_flood_
         line.contains("account=\"frosty\"") || line.contains("account=frosty"),
         "{line}"
     );
-    assert!(line.contains("method=\"contacts.resolveUsername\"") || line.contains("method=contacts.resolveUsername"), "{line}");
+    assert!(
+        line.contains("method=\"contacts.resolveUsername\"")
+            || line.contains("method=contacts.resolveUsername"),
+        "{line}"
+    );
     assert!(frozen_metric() > frozen_before, "counted in the metric");
     let rows = kuryer::reader::login::accounts(&store).await.unwrap();
     let table = kuryer::reader::login::accounts_table(&rows);

@@ -98,7 +98,10 @@ impl FloodState {
             self.blocked_until = None;
         }
         let fresh = |q: &mut VecDeque<Instant>| {
-            while q.front().is_some_and(|&t| now.duration_since(t) >= limit.per) {
+            while q
+                .front()
+                .is_some_and(|&t| now.duration_since(t) >= limit.per)
+            {
                 q.pop_front();
             }
         };
@@ -126,14 +129,21 @@ mod tests {
         let limit = EscalatingLimit {
             free: 2,
             per: Duration::from_secs(86_400),
-            waits: vec![Duration::from_secs(3), Duration::from_secs(26), Duration::from_secs(66_230)],
+            waits: vec![
+                Duration::from_secs(3),
+                Duration::from_secs(26),
+                Duration::from_secs(66_230),
+            ],
         };
         let mut st = FloodState::default();
         let t0 = Instant::now();
         assert_eq!(st.check_escalating(&limit, t0), Verdict::Allowed);
         assert_eq!(st.check_escalating(&limit, t0), Verdict::Allowed);
         assert_eq!(st.check_escalating(&limit, t0), Verdict::Wait(3));
-        assert_eq!(st.check_escalating(&limit, t0 + Duration::from_secs(1)), Verdict::Premature(2));
+        assert_eq!(
+            st.check_escalating(&limit, t0 + Duration::from_secs(1)),
+            Verdict::Premature(2)
+        );
         let t1 = t0 + Duration::from_secs(4);
         assert_eq!(st.check_escalating(&limit, t1), Verdict::Wait(26));
         let t2 = t1 + Duration::from_secs(27);

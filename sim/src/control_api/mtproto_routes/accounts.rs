@@ -293,7 +293,8 @@ async fn restrict(
     if let Some(p) = body.peer_flood {
         c.fake.set_peer_flood(id, p);
     }
-    Ok(HttpResponse::Ok().json(json!({ "account": id, "frozen": body.frozen, "peer_flood": body.peer_flood })))
+    Ok(HttpResponse::Ok()
+        .json(json!({ "account": id, "frozen": body.frozen, "peer_flood": body.peer_flood })))
 }
 
 async fn flood(c: web::Data<MtprotoFace>, body: web::Json<Flood>) -> Answer {
