@@ -130,6 +130,12 @@ impl ReaderWorld {
             .accounts
             .first()
             .map(|&a| self.dc.access_hash(self.relay, a));
+        // The simulated data centre of a demo or bench has no daily limits:
+        // budgets a careful operator sets for real accounts would make it
+        // take days.
+        cfg.reader.resolves_per_day = 1_000_000;
+        cfg.reader.joins_first_day = 1_000_000;
+        cfg.reader.joins_per_day = 1_000_000;
         cfg
     }
 

@@ -630,6 +630,20 @@ async fn every_control_route_refuses_what_it_cannot_do() {
             400,
             "limit_invalid",
         ),
+        (
+            false,
+            "/mtproto/flood".into(),
+            r#"{"method": "contacts.resolveUsername", "escalating": {"free": 1, "per_ms": 1000, "waits_s": []}}"#,
+            400,
+            "limit_invalid",
+        ),
+        (
+            false,
+            "/mtproto/accounts/1/restrict".into(),
+            r#"{"frozen": true}"#,
+            404,
+            "unknown_account",
+        ),
     ];
     for (is_get, route, body, status, code) in &cases {
         refused(&http, &sim, *is_get, route, body, *status, code).await;

@@ -470,7 +470,7 @@ async fn stats(h: &BotHandler, uid: i64, lang: Lang) -> Result<String, StoreErro
         .map(|(status, n)| format!("{status} {n}"))
         .collect::<Vec<_>>()
         .join(", ");
-    // Reader accounts by state (`new`, `active`, `logged_out`, `lost`), as
+    // Reader accounts by state (`new`, `active`, `logged_out`, `lost`, `frozen`), as
     // `kuryer accounts` lists them; "0" when none was ever logged in.
     let mut by_state = std::collections::BTreeMap::<String, u64>::new();
     for a in h.store().reader_accounts().await? {

@@ -363,6 +363,16 @@ pub struct ReaderConfig {
     pub resolve_interval_ms: u64,
     /// Time between two channel joins of one account (ms).
     pub join_interval_ms: u64,
+    /// Username look-ups one account makes a UTC day at most (counted in
+    /// PostgreSQL, whichever instance holds the account).
+    pub resolves_per_day: u32,
+    /// Joins one account makes on its first day in kuryer.
+    pub joins_first_day: u32,
+    /// Joins one account makes a day once ramped up.
+    pub joins_per_day: u32,
+    /// Days over which an account's joins a day grow from
+    /// `joins_first_day` to `joins_per_day` (0: no ramp).
+    pub join_ramp_days: u32,
     /// How often a channel no account could join is read with
     /// messages.getHistory (s).
     pub poll_interval_s: u64,
@@ -394,8 +404,12 @@ impl Default for ReaderConfig {
         Self {
             session_key: None,
             max_channels_per_account: 450,
-            resolve_interval_ms: 15_000,
-            join_interval_ms: 20_000,
+            resolve_interval_ms: 120_000,
+            join_interval_ms: 600_000,
+            resolves_per_day: 30,
+            joins_first_day: 10,
+            joins_per_day: 40,
+            join_ramp_days: 14,
             poll_interval_s: 60,
             history_per_second: 1.0,
             verify_interval_s: 600,

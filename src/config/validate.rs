@@ -332,6 +332,16 @@ impl Config {
             10,
             86_400_000,
         )?;
+        range("reader.resolves_per_day", r.resolves_per_day, 0, 1_000_000)?;
+        range("reader.joins_first_day", r.joins_first_day, 0, 1_000_000)?;
+        range("reader.joins_per_day", r.joins_per_day, 0, 1_000_000)?;
+        if r.joins_first_day > r.joins_per_day {
+            bad(
+                "reader.joins_first_day",
+                "must not exceed reader.joins_per_day (the ramp only grows)",
+            )?;
+        }
+        range("reader.join_ramp_days", r.join_ramp_days, 0, 365)?;
         range("reader.poll_interval_s", r.poll_interval_s, 1, 86_400)?;
         range(
             "reader.history_per_second",

@@ -106,6 +106,15 @@ fn when(t: Option<DateTime<Utc>>) -> String {
     )
 }
 
+/// "n of limit" left of a day's budget (used, limit); "—" before the
+/// account's holder wrote today's.
+fn left(budget: Option<(i32, i32)>) -> String {
+    budget.map_or_else(
+        || "—".to_owned(),
+        |(used, limit)| format!("{} of {limit}", (limit - used).max(0)),
+    )
+}
+
 fn opt<T: ToString>(v: Option<T>) -> String {
     v.map_or_else(|| "—".to_owned(), |v| esc(&v.to_string()))
 }
@@ -207,7 +216,7 @@ fn accounts(s: &mut String, p: &Page<'_>) {
             "<p>No reader account: only channels our bot administers are read (<code>kuryer login</code> adds one).</p>",
         ),
         Ok(rows) => {
-            s.push_str("<table><tr><th>account</th><th>state</th><th>lease holder</th><th>lease until</th><th>channels</th><th>joined</th><th>flood waits (all instances, since each started)</th><th>seconds waited</th></tr>");
+            s.push_str("<table><tr><th>account</th><th>state</th><th>lease holder</th><th>lease until</th><th>channels</th><th>joined</th><th>flood wait until</th><th>look-ups left today</th><th>joins left today</th><th>flood waits (all instances, since each started)</th><th>seconds waited</th></tr>");
             let floods = flood_waits(p);
             for a in rows {
                 let FloodWaits {
@@ -218,9 +227,17 @@ fn accounts(s: &mut String, p: &Page<'_>) {
                     Some(r) => format!("{} ({})", a.status, r),
                     None => a.status.clone(),
                 };
+                let flood = match &a.flood_wait {
+                    Some((until, method)) => format!("{} ({})", when(Some(*until)), esc(method)),
+                    None => "—".to_owned(),
+                };
+                let mut joins = left(a.joins_today);
+                if let Some(why) = &a.joins_stopped {
+                    let _ = write!(joins, " (stopped: {})", esc(why));
+                }
                 let _ = write!(
                     s,
-                    "<tr><td>{}</td><td class={}>{}</td><td>{}</td><td>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{waits}</td><td class=n>{secs}</td></tr>",
+                    "<tr><td>{}</td><td class={}>{}</td><td>{}</td><td>{}</td><td class=n>{}</td><td class=n>{}</td><td>{flood}</td><td class=n>{}</td><td class=n>{joins}</td><td class=n>{waits}</td><td class=n>{secs}</td></tr>",
                     esc(&a.name),
                     if a.status == "active" { "ok" } else { "bad" },
                     esc(&state),
@@ -228,6 +245,7 @@ fn accounts(s: &mut String, p: &Page<'_>) {
                     when(a.lease_expires_at),
                     a.channels,
                     a.joined,
+                    left(a.resolves_today),
                 );
             }
             s.push_str("</table>");

@@ -79,9 +79,15 @@ fn is_session_end(code: i32, name: &str) -> bool {
         || name == "USER_DEACTIVATED_BAN"
 }
 
+/// What Telegram answers a frozen account's calls with (420, the flood
+/// code, but no wait ends it): the account is lost until it is appealed and
+/// logged in again, never waited out.
+pub const FROZEN: &str = "FROZEN_METHOD_INVALID";
+
 /// Classifies a grammers error.
 pub fn classify(method: &'static str, e: InvocationError) -> CallError {
     match e {
+        InvocationError::Rpc(r) if r.name == FROZEN => CallError::Lost(r.name),
         InvocationError::Rpc(r) if r.code == 420 || r.name.starts_with("FLOOD") => {
             CallError::FloodWait {
                 method,
@@ -257,12 +263,29 @@ impl AccountClient {
                 message: "no answer within 30 s".to_owned(),
             }),
         };
-        if let Err(CallError::FloodWait { wait, .. }) = &result {
-            self.paused
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(method, Instant::now() + *wait);
-            crate::telemetry::events::reader_flood_wait(&self.name, method, *wait);
+        match &result {
+            Err(CallError::FloodWait { wait, .. }) => {
+                self.paused
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(method, Instant::now() + *wait);
+                crate::telemetry::events::reader_flood_wait(&self.name, method, *wait);
+                // For every instance's status page.
+                let until =
+                    chrono::Utc::now() + chrono::Duration::from_std(*wait).unwrap_or_default();
+                if let Err(e) = self
+                    .session
+                    .store()
+                    .set_reader_flood_wait(&self.name, until, method)
+                    .await
+                {
+                    tracing::debug!(account = %self.name, error = %e, "Cannot record the flood wait for the status page.");
+                }
+            }
+            Err(CallError::Lost(reason)) if reason == FROZEN => {
+                crate::telemetry::events::reader_account_frozen(&self.name, method);
+            }
+            _ => {}
         }
         result
     }

@@ -1,7 +1,10 @@
 //! Joining, spread over time: each account joins the channels assigned to
 //! it one at a time, `reader.join_interval_ms` apart, while it has room
 //! (`reader.max_channels_per_account`; Telegram's `CHANNELS_TOO_MUCH`
-//! lowers it). A channel not yet joined is read by polling meanwhile.
+//! lowers it) and joins left in its budget for the day (`budget.rs`; a
+//! spent budget waits for the next UTC day). `PEER_FLOOD` (the account is
+//! limited for spam) stops its joins for the day. A channel not yet joined
+//! is read by polling meanwhile.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -10,13 +13,22 @@ use grammers_client::tl;
 
 use super::client::CallError;
 use super::pool::Inner;
+use crate::store::BudgetKind;
+use crate::telemetry::events;
 
 const METHOD: &str = "channels.joinChannel";
 
 /// The joiner of one account.
 pub(super) async fn run(pool: Weak<Inner>, account: String) {
+    let mut shown = None;
     loop {
         let Some(p) = pool.upgrade() else { return };
+        // Today's limits written once a day, for every instance's status page.
+        let today = chrono::Utc::now().date_naive();
+        if shown != Some(today) {
+            p.budgets.show(&p.store, &account).await;
+            shown = Some(today);
+        }
         let interval = Duration::from_millis(p.cfg.join_interval_ms);
         let wait = match join_one(&p, &account).await {
             Ok(()) => interval,
@@ -40,6 +52,14 @@ async fn join_one(p: &Arc<Inner>, account: &str) -> Result<(), Option<Duration>>
     let Some((channel_id, bare, hash)) = p.next_to_join(account) else {
         return Ok(());
     };
+    // Counted before it is made: never a join over the day's budget.
+    if !p.budgets.spend(&p.store, account, BudgetKind::Join).await {
+        // Spent (or stopped) for today: looked at again within ten
+        // minutes, so a new day or a failed count is not missed for long.
+        return Err(Some(
+            super::budget::until_tomorrow().min(Duration::from_secs(600)),
+        ));
+    }
     let request = tl::functions::channels::JoinChannel {
         channel: tl::types::InputChannel {
             channel_id: bare,
@@ -67,6 +87,13 @@ async fn join_one(p: &Arc<Inner>, account: &str) -> Result<(), Option<Duration>>
                 "Telegram says the reader account joined too many channels; the rest are polled."
             );
             p.account_full(account);
+            Ok(())
+        }
+        Err(e) if e.rpc_name() == Some("PEER_FLOOD") => {
+            // Limited for spam: more joins would only deepen it. The
+            // channel stays polled and is joined another day.
+            events::reader_peer_flood(account, channel_id);
+            p.budgets.stop_joins(&p.store, account, "PEER_FLOOD").await;
             Ok(())
         }
         Err(e) if e.rpc_name() == Some("CHANNEL_INVALID") => {

@@ -507,6 +507,30 @@ pub fn accounts_table(rows: &[AccountRow]) -> String {
             Some(why) => format!("{} ({why})", r.status),
             None => r.status.clone(),
         };
+        let mut lease = lease;
+        if let Some((until, method)) = &r.flood_wait {
+            let _ = write!(
+                lease,
+                "; flood wait until {} ({method})",
+                until.format("%Y-%m-%d %H:%M:%S")
+            );
+        }
+        let left = |b: Option<(i32, i32)>| {
+            b.map_or("-".to_owned(), |(used, limit)| {
+                format!("{} of {limit}", (limit - used).max(0))
+            })
+        };
+        if r.resolves_today.is_some() || r.joins_today.is_some() {
+            let _ = write!(
+                lease,
+                "; left today: {} look-ups, {} joins",
+                left(r.resolves_today),
+                left(r.joins_today)
+            );
+        }
+        if let Some(why) = &r.joins_stopped {
+            let _ = write!(lease, " (joins stopped today: {why})");
+        }
         let _ = writeln!(
             out,
             "{:<16} {:<11} {:<14} {:>8} {:>7}  {lease}",

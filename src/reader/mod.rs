@@ -12,7 +12,8 @@
 //! | `mapping.rs` | grammers messages → `SourceMessage` (entities, albums, media, protected) |
 //! | `pool.rs` | the accounts this process leases, channel assignment, pushed posts, lost accounts |
 //! | `hashes.rs` | each account's own access hash of a channel; resolving again after a move |
-//! | `joiner.rs` | joining channels one at a time per account, up to the maximum |
+//! | `budget.rs` | each account's look-ups and joins a day, counted in PostgreSQL before each call |
+//! | `joiner.rs` | joining channels one at a time per account, up to the maximum and the day's budget; `PEER_FLOOD` stops them for the day |
 //! | `resolver.rs` | the resolve queue (`contacts.resolveUsername`, slow, stored for good) |
 //! | `stream.rs` | one account's update stream: pushes into buffers, the update state synced into the session, flood waits slept |
 //! | `source.rs` | the `ChannelSource`: pushed posts, history from the mark, polling |
@@ -21,6 +22,8 @@
 //! | `changes.rs` | pushed edits and deletions, queued for the copies worker |
 //! | `change_queue.rs` | those changes on their way to `post_events`: in order, retried while the database is away, bounded |
 
+/// Each account's look-ups and joins a day.
+mod budget;
 /// Edits and deletions on their way to the database, retried, bounded.
 mod change_queue;
 /// Edits and deletions pushed to reader accounts, queued to mirror.

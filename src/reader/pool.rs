@@ -86,6 +86,8 @@ pub(super) struct Inner {
     /// (account, channel) → name: channels an account must resolve again
     /// to get its own access hash (`hashes.rs`).
     pub(super) rehash: Mutex<BTreeMap<(String, i64), String>>,
+    /// Each account's look-ups and joins for the day (`budget.rs`).
+    pub(super) budgets: super::budget::Budgets,
 }
 
 /// The reader accounts of this process.
@@ -131,6 +133,7 @@ impl ReaderPool {
             changes: ChangeQueue::new(super::change_queue::CAP),
             lost: AtomicUsize::new(0),
             rehash: Mutex::new(BTreeMap::new()),
+            budgets: super::budget::Budgets::new(&cfg.reader),
         });
         let pool = Self(inner);
         // Edits and deletions are stored by one task, in order, retrying
@@ -512,18 +515,24 @@ impl Inner {
         }
     }
 
-    /// The account's session was ended by Telegram: ERROR, marked lost,
-    /// its channels handed to the others.
+    /// The account's session was ended by Telegram, or Telegram froze it
+    /// (`FROZEN_METHOD_INVALID`, told at ERROR where the call failed): ERROR,
+    /// marked lost (or frozen), its channels handed to the others.
     pub(super) async fn lost(self: &Arc<Self>, account: &str, reason: &str) {
         let Some(live) = lock(&self.accounts).remove(account) else {
             return;
         };
-        events::reader_account_lost(account, reason);
+        let status = if reason == super::client::FROZEN {
+            "frozen"
+        } else {
+            events::reader_account_lost(account, reason);
+            "lost"
+        };
         self.lost.fetch_add(1, Ordering::Relaxed);
         self.count_accounts();
         if let Err(e) = self
             .store
-            .end_reader_session(account, "lost", Some(reason))
+            .end_reader_session(account, status, Some(reason))
             .await
         {
             tracing::error!(account, error = %e, "Cannot record the lost reader account.");

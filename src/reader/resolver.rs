@@ -6,6 +6,12 @@
 //! whatever it is renamed to), or `invalid` (no such name), `private`, or
 //! `not_a_channel` (a user, bot or group). A flood wait puts the name off
 //! for exactly that long; no account, or no answer, for a minute.
+//!
+//! Each look-up is counted against the asking account's budget for the
+//! day before it is made (`budget.rs`): an account whose budget is spent
+//! is skipped, and while every account's is, the queue waits (for the next
+//! UTC day, or an account with budget). Only names some live subscription
+//! still wants are looked up (`Store::next_pending_channel`).
 
 use std::sync::Weak;
 use std::time::Duration;
@@ -14,7 +20,7 @@ use grammers_client::tl;
 
 use super::client::CallError;
 use super::pool::Inner;
-use crate::store::{FoundChannel, PendingChannel, Unresolvable};
+use crate::store::{BudgetKind, FoundChannel, PendingChannel, Unresolvable};
 use crate::telemetry::events;
 
 const METHOD: &str = "contacts.resolveUsername";
@@ -27,15 +33,21 @@ pub(super) async fn run(pool: Weak<Inner>) {
         let interval = Duration::from_millis(p.cfg.resolve_interval_ms);
         // Channels an account must resolve again (moved to it) go first:
         // they have subscribers waiting and cost the same call.
-        let again = p.next_rehash(|a| p.client(a).is_some_and(|c| c.paused_for(METHOD).is_none()));
+        let again = p.next_rehash(|a| {
+            p.client(a).is_some_and(|c| c.paused_for(METHOD).is_none())
+                && !p.budgets.spent_today(a, BudgetKind::Resolve)
+        });
         if let Some((account, channel_id, name)) = again {
             resolve_again(&p, &account, channel_id, &name).await;
             drop(p);
             tokio::time::sleep(interval).await;
             continue;
         }
-        // Only with a live account to ask.
-        let ready = !p.live_names().is_empty();
+        // Only with a live account to ask that has look-ups left today.
+        let ready = p
+            .live_names()
+            .iter()
+            .any(|a| !p.budgets.spent_today(a, BudgetKind::Resolve));
         match if ready {
             p.store.next_pending_channel().await
         } else {
@@ -58,14 +70,29 @@ async fn resolve_one(p: &std::sync::Arc<Inner>, pending: &PendingChannel, turn: 
         let at = chrono::Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
         p.store.postpone_resolve(pending.channel_id, at)
     };
-    // The accounts in turn, skipping those in a flood wait on this method.
+    // The accounts in turn, skipping those in a flood wait on this method
+    // and those whose look-ups for today are spent; the one chosen counts
+    // this look-up before it is made.
     let names = p.live_names();
-    let client = (0..names.len())
-        .map(|i| &names[(turn + i) % names.len()])
-        .filter_map(|n| p.client(n))
-        .find(|c| c.paused_for(METHOD).is_none());
+    let mut client = None;
+    let mut waiting = false;
+    for n in (0..names.len()).map(|i| &names[(turn + i) % names.len()]) {
+        let Some(c) = p.client(n) else { continue };
+        if c.paused_for(METHOD).is_some() {
+            waiting = true;
+            continue;
+        }
+        if p.budgets.spend(&p.store, n, BudgetKind::Resolve).await {
+            client = Some(c);
+            break;
+        }
+    }
     let Some(client) = client else {
-        let _ = postpone(Duration::from_secs(60)).await;
+        // Budgets spent: the name keeps its place (the queue waits for
+        // an account with budget); flood waits put it off a minute.
+        if waiting {
+            let _ = postpone(Duration::from_secs(60)).await;
+        }
         return;
     };
     let request = tl::functions::contacts::ResolveUsername {
@@ -132,6 +159,15 @@ async fn resolve_again(p: &std::sync::Arc<Inner>, account: &str, channel_id: i64
     let Some(client) = p.client(account) else {
         return;
     };
+    // Within the account's budget, like any look-up.
+    if !p
+        .budgets
+        .spend(&p.store, account, BudgetKind::Resolve)
+        .await
+    {
+        p.rehash_later(account, channel_id, name);
+        return;
+    }
     let request = tl::functions::contacts::ResolveUsername {
         username: name.to_owned(),
         referer: None,

@@ -126,6 +126,11 @@ impl PgSession {
         data.import_to(self).await
     }
 
+    /// The store it lives in.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// The account's name.
     pub fn account(&self) -> &str {
         &self.account

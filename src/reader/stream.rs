@@ -77,6 +77,11 @@ pub(super) async fn update_loop(
                 let e = super::client::classify("updates", e);
                 let pause = match &e {
                     CallError::Lost(reason) => {
+                        // grammers' own calls do not pass `AccountClient::call`,
+                        // which tells a freeze: told here.
+                        if reason == super::client::FROZEN {
+                            events::reader_account_frozen(&name, "updates");
+                        }
                         pool.lost(&name, reason).await;
                         return;
                     }

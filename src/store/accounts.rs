@@ -17,7 +17,7 @@ pub struct AccountRow {
     pub phone: Option<String>,
     /// Telegram user id once signed in.
     pub user_id: Option<i64>,
-    /// `new`, `active`, `logged_out` or `lost`.
+    /// `new`, `active`, `logged_out`, `lost` or `frozen`.
     pub status: String,
     /// Why it was lost.
     pub lost_reason: Option<String>,
@@ -31,6 +31,16 @@ pub struct AccountRow {
     pub channels: i64,
     /// Of those, joined (read through pushed updates).
     pub joined: i64,
+    /// A flood wait still running, and the method it is on.
+    pub flood_wait: Option<(DateTime<Utc>, String)>,
+    /// Today's budgets as last written by the account's holder:
+    /// (used, limit) of look-ups and of joins; `None` when no holder has
+    /// written today's yet.
+    pub resolves_today: Option<(i32, i32)>,
+    /// See `resolves_today`.
+    pub joins_today: Option<(i32, i32)>,
+    /// Why joins stopped for today (`PEER_FLOOD`), if they did.
+    pub joins_stopped: Option<String>,
 }
 
 /// One data centre of a stored session.
@@ -124,9 +134,16 @@ impl Store {
                 "SELECT a.name, a.phone, a.user_id, a.status, a.lost_reason,
                         CASE WHEN a.lease_expires_at > now() THEN a.lease_holder END,
                         a.lease_expires_at, a.lease_generation,
-                        count(r.channel_id), count(r.channel_id) FILTER (WHERE r.joined)
-                   FROM reader_accounts a LEFT JOIN reader_assignments r ON r.account = a.name
-                  GROUP BY a.name ORDER BY a.name",
+                        (SELECT count(*) FROM reader_assignments r WHERE r.account = a.name),
+                        (SELECT count(*) FROM reader_assignments r
+                          WHERE r.account = a.name AND r.joined),
+                        CASE WHEN a.flood_wait_until > now() THEN a.flood_wait_until END,
+                        a.flood_wait_method,
+                        b.resolves, b.resolve_limit, b.joins, b.join_limit, b.joins_stopped
+                   FROM reader_accounts a
+                   LEFT JOIN reader_budgets b
+                     ON b.account = a.name AND b.day = (now() AT TIME ZONE 'UTC')::date
+                  ORDER BY a.name",
                 &[],
             )
             .await
@@ -144,6 +161,16 @@ impl Store {
                 lease_generation: r.get(7),
                 channels: r.get(8),
                 joined: r.get(9),
+                flood_wait: r
+                    .get::<_, Option<DateTime<Utc>>>(10)
+                    .map(|t| (t, r.get::<_, Option<String>>(11).unwrap_or_default())),
+                resolves_today: r
+                    .get::<_, Option<i32>>(12)
+                    .map(|used| (used, r.get::<_, i32>(13))),
+                joins_today: r
+                    .get::<_, Option<i32>>(14)
+                    .map(|used| (used, r.get::<_, i32>(15))),
+                joins_stopped: r.get(16),
             })
             .collect())
     }

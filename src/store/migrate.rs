@@ -140,6 +140,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0021_inbox_notify.sql",
         sql: include_str!("../../sql/0021_inbox_notify.sql"),
     },
+    Migration {
+        version: 22,
+        name: "0022_reader_budgets.sql",
+        sql: include_str!("../../sql/0022_reader_budgets.sql"),
+    },
 ];
 
 /// Why migrating failed.

@@ -10,6 +10,8 @@
 
 /// Reader accounts: sessions, leases, channel assignments.
 mod accounts;
+
+mod budgets;
 /// Channels and posts, high-water marks.
 mod channels;
 /// Connections of their own (LISTEN, create-database), within the connect timeout.
@@ -79,6 +81,7 @@ pub use accounts::{
     AccountRow, Assignment, ReaderChannel, StoredDc, StoredSession, bare_channel_id,
     bot_api_chat_id,
 };
+pub use budgets::{BudgetKind, DayLimits};
 pub use channels::NewPost;
 pub use console::{BotLease, CHANNEL_PAGE_MAX, ChannelPage, ConsoleChannel};
 pub use dead_letter_console::{Claim, DEAD_LETTER_PAGE_MAX, DeadLetter, DeadLetterQuery};

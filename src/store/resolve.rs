@@ -63,6 +63,8 @@ impl Store {
                 "SELECT id, username, resolve_attempts FROM channels
                   WHERE status = 'pending' AND telegram_id IS NULL AND username IS NOT NULL
                     AND (resolve_after IS NULL OR resolve_after <= now())
+                    AND EXISTS (SELECT 1 FROM subscriptions s
+                                 WHERE s.channel_id = channels.id AND s.removed_at IS NULL)
                   ORDER BY resolve_after NULLS FIRST, id LIMIT 1",
                 &[],
             )

@@ -316,6 +316,41 @@ pub fn reader_account_lost(account: &str, reason: &str) {
     );
 }
 
+/// Telegram froze a reader account (`FROZEN_METHOD_INVALID` on `method`):
+/// it is marked frozen and used no more; never waited out like a flood wait.
+pub fn reader_account_frozen(account: &str, method: &str) {
+    r::READER_ACCOUNTS_FROZEN_TOTAL.get().increment(1);
+    tracing::error!(
+        account,
+        method,
+        error = "FROZEN_METHOD_INVALID",
+        "Reader account frozen by Telegram: it is no longer used and its channels move to the other accounts. Its owner can appeal through @SpamBot in an official app, then log it in again with kuryer login."
+    );
+}
+
+/// Telegram refused a join with `PEER_FLOOD`: the account is limited for
+/// spam; it joins nothing more today (its channels stay polled).
+pub fn reader_peer_flood(account: &str, channel_id: i64) {
+    r::READER_PEER_FLOOD_TOTAL.get().increment(1);
+    tracing::warn!(
+        account,
+        channel_id,
+        error = "PEER_FLOOD",
+        "Telegram refused the reader account's join (PEER_FLOOD: limited for spam); it joins nothing more today and its channels stay polled."
+    );
+}
+
+/// A reader account's `kind` budget (`resolve`, `join`) is spent for the
+/// UTC day: told once a day per account and kind.
+pub fn reader_budget_spent(account: &str, kind: &'static str) {
+    r::READER_BUDGETS_SPENT_TOTAL.at([kind.into()]).increment(1);
+    tracing::info!(
+        account,
+        kind,
+        "Reader account's budget for today is spent; the work waits for another account with budget or for the next UTC day."
+    );
+}
+
 /// A channel name resolved to a readable channel.
 pub fn channel_resolved(channel: &str, channel_id: i64) {
     r::READER_RESOLVED_TOTAL.at(["active".into()]).increment(1);

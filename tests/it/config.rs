@@ -181,6 +181,15 @@ fn out_of_range_values_are_named_with_their_source() {
             "telegram.bot_tokens[0]",
         ),
         ("[log]\nlevel = \"info,[[\"\n", "log.level"),
+        (
+            "[reader]\nresolves_per_day = 2000000\n",
+            "reader.resolves_per_day",
+        ),
+        (
+            "[reader]\njoins_first_day = 50\njoins_per_day = 20\n",
+            "reader.joins_first_day",
+        ),
+        ("[reader]\njoin_ramp_days = 400\n", "reader.join_ramp_days"),
     ];
     for (text, key) in cases {
         let (err, msg) = load_err(Some(text), &[]);

@@ -36,6 +36,25 @@ fn client() -> reqwest::Client {
 async fn the_status_page_is_refused_without_the_token_and_shows_the_installation() {
     let t = with_many_channels().await;
     t.subscribe(USER, "dl_console").await;
+    // Reader accounts as other instances left them in PostgreSQL: one held
+    // elsewhere, waiting out a flood wait, with today's budgets partly
+    // spent and its joins stopped; one Telegram froze.
+    t.db.client()
+        .await
+        .batch_execute(
+            "INSERT INTO reader_accounts (name, status, lease_holder, lease_expires_at,
+                                          flood_wait_until, flood_wait_method)
+             VALUES ('busy', 'active', 'elsewhere', now() + interval '1 hour',
+                     now() + interval '2 hours', 'contacts.resolveUsername');
+             INSERT INTO reader_accounts (name, status, lost_reason)
+             VALUES ('frosty', 'frozen', 'FROZEN_METHOD_INVALID');
+             INSERT INTO reader_budgets (account, day, resolves, joins, resolve_limit,
+                                         join_limit, joins_stopped)
+             VALUES ('busy', (now() AT TIME ZONE 'UTC')::date, 27, 4, 30, 10, 'PEER_FLOOD'),
+                    ('busy', (now() AT TIME ZONE 'UTC')::date - 1, 30, 10, 30, 10, NULL);",
+        )
+        .await
+        .unwrap();
     let http = client();
     let status = format!("{}/status", t.base);
 
@@ -116,6 +135,27 @@ async fn the_status_page_is_refused_without_the_token_and_shows_the_installation
     ] {
         assert!(body.contains(want), "{want} missing");
     }
+    // Every account, from PostgreSQL: state, flood wait, what is left today.
+    let busy = body
+        .split("<tr>")
+        .find(|r| r.contains("<td>busy</td>"))
+        .unwrap_or_else(|| panic!("no row of busy: {body}"));
+    for want in [
+        "elsewhere",
+        "(contacts.resolveUsername)",
+        ">3 of 30<",
+        ">6 of 10 (stopped: PEER_FLOOD)<",
+    ] {
+        assert!(busy.contains(want), "{want} missing from {busy}");
+    }
+    let frosty = body
+        .split("<tr>")
+        .find(|r| r.contains("<td>frosty</td>"))
+        .unwrap_or_else(|| panic!("no row of frosty: {body}"));
+    assert!(
+        frosty.contains("class=bad>frozen (FROZEN_METHOD_INVALID)<"),
+        "{frosty}"
+    );
     assert!(!body.contains("<script"), "a script on the page");
     assert!(!body.contains("src=\"http"), "an asset from elsewhere");
 

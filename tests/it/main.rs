@@ -60,6 +60,8 @@ mod pipeline;
 /// The MTProto reader against the fake data centre.
 mod reader;
 mod reader_album;
+/// Each reader account's look-ups and joins a day; frozen and spam-limited accounts.
+mod reader_budgets;
 mod reader_hashes;
 /// A reader account's lease: the local deadline, the taker's wait.
 mod reader_lease;

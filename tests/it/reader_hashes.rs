@@ -94,13 +94,17 @@ async fn channels_moved_between_accounts_are_read_with_each_accounts_own_hash() 
     }
     assert_eq!(pool.live_accounts().len(), 3, "every account connected");
     for (name, _) in &chans {
-        // Added by name: the pool's resolve queue looks it up.
-        c.execute(
-            "INSERT INTO channels (username, status) VALUES ($1, 'pending')",
-            &[name],
-        )
-        .await
-        .unwrap();
+        // Added by name, and subscribed to: the pool's resolve queue looks
+        // it up.
+        let id: i64 = c
+            .query_one(
+                "INSERT INTO channels (username, status) VALUES ($1, 'pending') RETURNING id",
+                &[name],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        crate::reader_budgets::subscribe(&c, id, false).await;
     }
     // Every name resolved (by the accounts in turn); read from the first post.
     for _ in 0..200 {

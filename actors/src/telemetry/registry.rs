@@ -456,6 +456,24 @@ pub const READER_ACCOUNTS_LOST_TOTAL: Counter<0> = Counter::new(
     &[],
     "Reader accounts whose session Telegram ended.",
 );
+pub const READER_ACCOUNTS_FROZEN_TOTAL: Counter<0> = Counter::new(
+    "kuryer_reader_accounts_frozen_total",
+    Unit::Count,
+    &[],
+    "Reader accounts Telegram froze (FROZEN_METHOD_INVALID): no longer used until logged in again.",
+);
+pub const READER_PEER_FLOOD_TOTAL: Counter<0> = Counter::new(
+    "kuryer_reader_peer_flood_total",
+    Unit::Count,
+    &[],
+    "Joins Telegram refused with PEER_FLOOD (the account is limited for spam); that account joins nothing more that day.",
+);
+pub const READER_BUDGETS_SPENT_TOTAL: Counter<1> = Counter::new(
+    "kuryer_reader_budgets_spent_total",
+    Unit::Count,
+    &["kind"],
+    "Times a reader account's budget for the day ran out, by `kind` (`resolve`, `join`); the work waits for another account or the next UTC day.",
+);
 pub const READER_RESOLVED_TOTAL: Counter<1> = Counter::new(
     "kuryer_reader_resolved_total",
     Unit::Count,
@@ -564,6 +582,9 @@ pub const ALL: &[Metric] = &[
     READER_CHANGES_TOTAL.metric(),
     READER_CHANGES_DROPPED_TOTAL.metric(),
     READER_ACCOUNTS_LOST_TOTAL.metric(),
+    READER_ACCOUNTS_FROZEN_TOTAL.metric(),
+    READER_PEER_FLOOD_TOTAL.metric(),
+    READER_BUDGETS_SPENT_TOTAL.metric(),
     READER_RESOLVED_TOTAL.metric(),
     OWNED_CHANNELS.metric(),
     OWNED_ACCOUNTS.metric(),

@@ -22,7 +22,7 @@
 //! | `world.rs` | accounts, keys, channels, histories, event logs, push targets |
 //! | `updates.rs` | publish / edit / delete as pts events, pushes, channel difference |
 //! | `objects.rs` | accounts, channels, messages as TL objects |
-//! | `flood.rs` | per-account, per-method `FLOOD_WAIT_X` |
+//! | `flood.rs` | per-account, per-method `FLOOD_WAIT_X`: sliding windows and escalating limits |
 //! | `login.rs` | login codes and SRP 2FA verified server-side |
 //! | `handle.rs`, `handle/accounts.rs`, `handle/channels.rs` | [`MtprotoFake`], the handle a test holds: start and stop; accounts, keys, pushes, flood limits, stats; channels and posts (over HTTP: `kuryer-sim`'s `/mtproto/…` routes, `crate::control_api`) |
 //!
@@ -78,7 +78,11 @@
 //!
 //! ## Errors served
 //!
-//! `FLOOD_WAIT_X` (420, per account and method, configurable),
+//! `FLOOD_WAIT_X` (420, per account and method, configurable: a sliding
+//! window, and escalating limits whose waits grow with each one earned),
+//! `FROZEN_METHOD_INVALID` (420: a frozen account calling anything but a
+//! read, [`MtprotoFake::set_frozen`]), `PEER_FLOOD` (400: a join by an
+//! account limited for spam, [`MtprotoFake::set_peer_flood`]),
 //! `USERNAME_NOT_OCCUPIED`, `USERNAME_INVALID`, `CHANNEL_PRIVATE`,
 //! `CHANNEL_INVALID` (unknown id, or an access hash not given to the calling
 //! account: every account has its own, [`MtprotoFake::access_hash`]),
@@ -151,7 +155,7 @@ mod transport;
 mod updates;
 mod world;
 
-pub use flood::FloodLimit;
+pub use flood::{EscalatingLimit, FloodLimit};
 pub use handle::{
     AccountSpec, AccountStats, ChannelRef, ChannelSpec, ControlError, MAIN_DC, MtprotoConfig,
     MtprotoFake, SECOND_DC,

@@ -160,6 +160,7 @@ fn guarded(world: &mut World, ctx: &CallCtx, id: u32, body: &[u8]) -> (Option<i6
     };
     let method = tl::name_for_id(id);
     let limit = world.settings.flood_limits.get(method).copied();
+    let escalating = world.settings.escalating_limits.get(method).cloned();
     let Some(acc) = world.accounts.get_mut(&account) else {
         return (None, Err(err(401, "AUTH_KEY_UNREGISTERED")));
     };
@@ -169,21 +170,61 @@ fn guarded(world: &mut World, ctx: &CallCtx, id: u32, body: &[u8]) -> (Option<i6
             tx: ctx.push_tx.clone(),
         });
     }
-    if let Some(limit) = limit {
-        let state = acc.flood.entry(method.to_owned()).or_default();
-        match state.check(limit, Instant::now()) {
-            Verdict::Allowed => {}
-            Verdict::Wait(s) => return (Some(account), Err(flood_wait(s))),
-            Verdict::Premature(s) => {
-                acc.stats
-                    .entry(method.to_owned())
-                    .or_default()
-                    .calls_during_flood_wait += 1;
-                return (Some(account), Err(flood_wait(s)));
-            }
+    if acc.frozen && !frozen_allows(id) {
+        return (Some(account), Err(err(420, "FROZEN_METHOD_INVALID")));
+    }
+    let now = Instant::now();
+    let state = acc.flood.entry(method.to_owned()).or_default();
+    // The sliding window first; a call it lets through meets the
+    // escalating limit too. A wait from either blocks both.
+    let mut verdict = limit.map_or(Verdict::Allowed, |l| state.check(l, now));
+    if verdict == Verdict::Allowed
+        && let Some(e) = &escalating
+    {
+        verdict = state.check_escalating(e, now);
+    }
+    match verdict {
+        Verdict::Allowed => {}
+        Verdict::Wait(s) => return (Some(account), Err(flood_wait(s))),
+        Verdict::Premature(s) => {
+            acc.stats
+                .entry(method.to_owned())
+                .or_default()
+                .calls_during_flood_wait += 1;
+            return (Some(account), Err(flood_wait(s)));
         }
     }
     (Some(account), dispatch(world, ctx, Some(account), id, body))
+}
+
+/// What a frozen account may still call. Telegram's frozen accounts are
+/// read-only: the owner "can view chats but can't send messages, react, or
+/// take other actions — except messaging @SpamBot"
+/// (samirb.com.np, "How to appeal a frozen account on Telegram"; the same
+/// in Unigram's source as reported by world-news.vip/?p=1389: "able to
+/// access their account, but … not able to send messages or take any
+/// actions"), and clients report the refusals as
+/// `420 FROZEN_METHOD_INVALID` (telegramvault.org, "Telegram Flood Wait
+/// Recovery Playbook 2026", which lists it with the account-level bans,
+/// not the passing flood waits). No source lists the methods one by one:
+/// modelled as reading (history, messages, channels, updates, users) and
+/// signing out allowed, everything else — look-ups, joins, leaves,
+/// forwards — refused.
+fn frozen_allows(id: u32) -> bool {
+    use tl::functions as f;
+    [
+        f::help::GetConfig::CONSTRUCTOR_ID,
+        f::users::GetUsers::CONSTRUCTOR_ID,
+        f::updates::GetState::CONSTRUCTOR_ID,
+        f::updates::GetDifference::CONSTRUCTOR_ID,
+        f::updates::GetChannelDifference::CONSTRUCTOR_ID,
+        f::messages::GetHistory::CONSTRUCTOR_ID,
+        f::channels::GetMessages::CONSTRUCTOR_ID,
+        f::channels::GetChannels::CONSTRUCTOR_ID,
+        f::channels::GetFullChannel::CONSTRUCTOR_ID,
+        f::auth::LogOut::CONSTRUCTOR_ID,
+    ]
+    .contains(&id)
 }
 
 fn flood_wait(secs: u32) -> RpcErr {

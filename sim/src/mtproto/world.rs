@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::crypto::ServerKey;
-use super::flood::{FloodLimit, FloodState};
+use super::flood::{EscalatingLimit, FloodLimit, FloodState};
 use super::login::{PendingCode, PendingSrp, SrpVerifier};
 use crate::fake_bot_api::MediaKind;
 
@@ -96,6 +96,11 @@ pub(crate) struct Account {
     /// Channels named by `updates.getDifference` answers (work a client
     /// with an old state makes the server do), counted for tests.
     pub(crate) difference_channels: u64,
+    /// Frozen by Telegram's moderators: read-only, every other method
+    /// answers `420 FROZEN_METHOD_INVALID` (`rpc.rs`, `frozen_allows`).
+    pub(crate) frozen: bool,
+    /// Limited for spam: `channels.joinChannel` answers `400 PEER_FLOOD`.
+    pub(crate) peer_flood: bool,
 }
 
 /// A message in a channel.
@@ -212,6 +217,8 @@ impl Channel {
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
     pub(crate) flood_limits: HashMap<String, FloodLimit>,
+    /// Limits whose waits grow with each one earned (`flood.rs`).
+    pub(crate) escalating_limits: HashMap<String, EscalatingLimit>,
     /// `getChannelDifference` past this many events (or the client's
     /// `limit`, the smaller) answers `channelDifferenceTooLong`.
     pub(crate) channel_difference_limit: usize,

@@ -369,3 +369,63 @@ async fn login_with_a_code_and_with_2fa_and_clear_failures() {
     );
     r.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn look_up_waits_escalate_frozen_accounts_read_only_and_peer_flood_refuses_joins() {
+    let fake = MtprotoFake::start(MtprotoConfig::default()).expect("start");
+    fake.set_escalating_limit(
+        "contacts.resolveUsername",
+        Some(EscalatingLimit {
+            free: 2,
+            per: Duration::from_secs(86_400),
+            waits: vec![Duration::from_secs(1), Duration::from_secs(66_230)],
+        }),
+    );
+    let news = public_channel(&fake, "escalate");
+    let (id, key) = account(&fake, "+998900000040");
+    let rude = Reader::connect_without_retries(&fake, key).await;
+    let resolve = async || rude.client.resolve_username("escalate").await;
+    resolve().await.expect("first");
+    resolve().await.expect("second");
+    let wait = |e: &InvocationError| match e {
+        InvocationError::Rpc(r) if r.code == 420 && r.name == "FLOOD_WAIT" => r.value,
+        _ => None,
+    };
+    assert_eq!(wait(&resolve().await.expect_err("third")), Some(1));
+    // Early: counted, and told what is left.
+    assert_eq!(wait(&resolve().await.expect_err("early")), Some(1));
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    // The next step of the ladder: hours.
+    assert_eq!(wait(&resolve().await.expect_err("fourth")), Some(66_230));
+    let m = &fake.stats(id).methods["contacts.resolveUsername"];
+    assert_eq!((m.calls, m.calls_during_flood_wait), (5, 1), "{m:?}");
+
+    // Frozen: reading still works, anything else is FROZEN_METHOD_INVALID.
+    fake.publish_text(news, "read while frozen");
+    assert!(fake.set_frozen(id, true));
+    let read = rude
+        .client
+        .invoke(&history(0, 0, 10, input_peer(&fake, news, id)))
+        .await
+        .expect("reading is allowed");
+    assert_eq!(message_ids(read).len(), 1);
+    let join = tl::functions::channels::JoinChannel {
+        channel: input_channel(&fake, news, id),
+    };
+    let e = rude.client.invoke(&join).await.expect_err("frozen");
+    assert!(
+        matches!(&e, InvocationError::Rpc(r) if r.code == 420 && r.name == "FROZEN_METHOD_INVALID"),
+        "{e}"
+    );
+    assert!(fake.set_frozen(id, false));
+    // Limited for spam: joins refused with PEER_FLOOD, nothing else.
+    assert!(fake.set_peer_flood(id, true));
+    let e = rude.client.invoke(&join).await.expect_err("limited");
+    assert!(
+        matches!(&e, InvocationError::Rpc(r) if r.code == 400 && r.name == "PEER_FLOOD"),
+        "{e}"
+    );
+    assert!(fake.set_peer_flood(id, false));
+    rude.client.invoke(&join).await.expect("joins again");
+    rude.close().await;
+}

@@ -1,8 +1,8 @@
 //! The control routes of the MTProto face for accounts and what they do
 //! on the wire: create an account (with an auth key a client can use at
 //! once), issue a key, read a login code or an account's call counts, drop,
-//! delay or force too-long pushes, revoke a session, set a method's flood
-//! limit. The routes and their refusals are listed in
+//! delay or force too-long pushes, freeze or spam-limit an account, revoke
+//! a session, set a method's flood limits. The routes and their refusals are listed in
 //! `control_api/mtproto_routes.rs`.
 
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::super::ApiError;
 use super::{Answer, MtprotoFace, account, channel};
-use crate::mtproto::{AccountSpec, FloodLimit, MtprotoFake};
+use crate::mtproto::{AccountSpec, EscalatingLimit, FloodLimit, MtprotoFake};
 
 /// Registers the account routes.
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
@@ -34,6 +34,7 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
         .route("/mtproto/accounts/{id}/too_long", web::post().to(too_long))
         .route("/mtproto/accounts/{id}/home_dc", web::post().to(home_dc))
         .route("/mtproto/public_key", web::get().to(public_key))
+        .route("/mtproto/accounts/{id}/restrict", web::post().to(restrict))
         .route("/mtproto/sessions/revoke", web::post().to(revoke))
         .route("/mtproto/flood", web::post().to(flood));
 }
@@ -271,11 +272,60 @@ struct Limit {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct Escalating {
+    free: u32,
+    per_ms: u64,
+    waits_s: Vec<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Flood {
     /// A TL method name, `contacts.resolveUsername`.
     method: String,
     /// Absent or null removes the method's limit.
     limit: Option<Limit>,
+    /// Absent leaves the escalating limit alone; null removes it.
+    #[serde(default, with = "serde_with_null")]
+    escalating: Option<Option<Escalating>>,
+}
+
+/// `escalating`: absent (`None`), null (`Some(None)`) or a value.
+mod serde_with_null {
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de>,
+    {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Restrict {
+    /// Frozen: read-only, other methods answer `FROZEN_METHOD_INVALID`.
+    frozen: Option<bool>,
+    /// Spam-limited: joins answer `PEER_FLOOD`.
+    peer_flood: Option<bool>,
+}
+
+async fn restrict(
+    c: web::Data<MtprotoFace>,
+    id: web::Path<i64>,
+    body: web::Json<Restrict>,
+) -> Answer {
+    let id = account(&c, id.into_inner())?;
+    if let Some(f) = body.frozen {
+        c.fake.set_frozen(id, f);
+    }
+    if let Some(p) = body.peer_flood {
+        c.fake.set_peer_flood(id, p);
+    }
+    Ok(HttpResponse::Ok()
+        .json(json!({ "account": id, "frozen": body.frozen, "peer_flood": body.peer_flood })))
 }
 
 async fn flood(c: web::Data<MtprotoFace>, body: web::Json<Flood>) -> Answer {
@@ -303,6 +353,23 @@ async fn flood(c: web::Data<MtprotoFace>, body: web::Json<Flood>) -> Answer {
         }),
         None => None,
     };
+    if let Some(e) = body.escalating {
+        let e = match e {
+            Some(e) if e.free == 0 || e.per_ms == 0 || e.waits_s.is_empty() => {
+                return Err(ApiError::bad(
+                    "limit_invalid",
+                    "escalating: free, per_ms and waits_s must be positive and not empty",
+                ));
+            }
+            Some(e) => Some(EscalatingLimit {
+                free: e.free,
+                per: Duration::from_millis(e.per_ms),
+                waits: e.waits_s.into_iter().map(Duration::from_secs).collect(),
+            }),
+            None => None,
+        };
+        c.fake.set_escalating_limit(&body.method, e);
+    }
     c.fake.set_flood_limit(&body.method, limit);
     Ok(HttpResponse::Ok().json(json!({ "method": body.method, "limited": limit.is_some() })))
 }

@@ -13,7 +13,7 @@ use grammers_session::types::DcOption;
 use grammers_tl_types::{self as tl, Serializable};
 
 use super::super::crypto::{self, ServerKey};
-use super::super::flood::FloodLimit;
+use super::super::flood::{EscalatingLimit, FloodLimit};
 use super::super::login::SrpVerifier;
 use super::super::objects::{self, THIS_DC};
 use super::super::rpc::normalize_phone;
@@ -124,6 +124,8 @@ impl MtprotoFake {
                 seq: 0,
                 date: now_i32(),
                 difference_channels: 0,
+                frozen: false,
+                peer_flood: false,
             },
         );
         Ok(id)
@@ -243,6 +245,45 @@ impl MtprotoFake {
             Some(l) => w.settings.flood_limits.insert(method.to_owned(), l),
             None => w.settings.flood_limits.remove(method),
         };
+    }
+
+    /// Sets (or with `None` removes) the escalating limit of `method`
+    /// (`flood.rs`, [`EscalatingLimit`]), on top of its sliding window.
+    pub fn set_escalating_limit(&self, method: &str, limit: Option<EscalatingLimit>) {
+        let mut w = self.world();
+        match limit {
+            Some(l) => w.settings.escalating_limits.insert(method.to_owned(), l),
+            None => w.settings.escalating_limits.remove(method),
+        };
+    }
+
+    /// Freezes (or thaws) an account. A frozen account is read-only: it
+    /// may still read, but anything else answers `420 FROZEN_METHOD_INVALID`
+    /// (see `rpc.rs`, `frozen_allows`, for the sources and which methods).
+    /// False for an unknown account.
+    pub fn set_frozen(&self, account: i64, frozen: bool) -> bool {
+        match self.world().accounts.get_mut(&account) {
+            Some(a) => {
+                a.frozen = frozen;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Limits (or frees) an account for spam: `channels.joinChannel`
+    /// answers `400 PEER_FLOOD` while set. Telegram lifts such a limit by
+    /// itself after a while (tdlib/td#338: "I can't add anyone at all for a
+    /// day or something"); here the test decides. False for an unknown
+    /// account.
+    pub fn set_peer_flood(&self, account: i64, limited: bool) -> bool {
+        match self.world().accounts.get_mut(&account) {
+            Some(a) => {
+                a.peer_flood = limited;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Drops the account's next `count` pushes (`None`: all, until called

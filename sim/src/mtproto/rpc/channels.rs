@@ -50,6 +50,15 @@ pub(super) fn join(
 ) -> Reply {
     let ch = channel_of(world, me, &req.channel)?;
     let id = ch.id;
+    // An account limited for spam cannot join: `400 PEER_FLOOD`, "too many
+    // requests" (core.telegram.org/api/errors lists PEER_FLOOD under 400;
+    // danog/MadelineProto#433: it "means that your current account is
+    // spamreported/otherwise limited"; tdlib/td#338: after it "I can't add
+    // anyone at all for a day or something"). Set by the test
+    // (`MtprotoFake::set_peer_flood`).
+    if account_of(world, me)?.peer_flood {
+        return Err(err(400, "PEER_FLOOD"));
+    }
     let member = ch.members.contains(&me);
     if !member {
         visible(ch, me)?;
