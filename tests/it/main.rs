@@ -41,6 +41,8 @@ mod http;
 mod http_routes;
 /// Several `kuryer run` instances: leases, take-overs, fencing.
 mod instances;
+/// `kill -9` mid-burst with sends in flight, at Telegram's limits.
+mod instances_burst;
 /// Faults on the production intake path (`kuryer run`, getUpdates).
 mod intake;
 /// Imports inside `src/` run down the layers, with no loops.
