@@ -222,7 +222,7 @@ impl State {
             .and_then(|id| i32::try_from(id).ok())
             .ok_or_else(|| Self::not_found(method))?;
         let message = channel.message(id).ok_or_else(|| Self::not_found(method))?;
-        if message.protected {
+        if message.refused(method.is_forward()) {
             return Err(Reply::bad_request(if method.is_forward() {
                 "Bad Request: message can't be forwarded"
             } else {
@@ -281,7 +281,7 @@ impl State {
             // (source: https://core.telegram.org/bots/api#copymessages, "If
             // some of the specified messages can't be found or copied, they
             // are skipped").
-            if !message.protected {
+            if !message.refused(method.is_forward()) {
                 ids.push(id);
             }
         }
