@@ -105,6 +105,7 @@ fn slot(bot_id: i64, chat_id: i64, ticket: u64) -> SendSlot {
         chat_id,
         group_like: chat_id < 0,
         ticket,
+        items: 1,
     }
 }
 
