@@ -114,7 +114,7 @@ const MEDIA_ONLY: &[&str] = &[
 /// `tag` makes texts unique (the fake attributes a `sendMessage` to the
 /// post whose text it repeats).
 pub fn message_shapes(tag: &str) -> Vec<MessageShape> {
-    let generator = Generator::default();
+    let generator = Generator;
     let service = spec_service_fields();
     let mut out = Vec::new();
     for f in message_fields() {
@@ -180,7 +180,7 @@ pub fn message_shapes(tag: &str) -> Vec<MessageShape> {
 /// pair of the first member status with each status, by `owner_user`,
 /// about `bot_user`; min and full.
 pub fn my_chat_member_shapes(chat: &Value, owner_user: &Value, bot_user: &Value) -> Vec<Value> {
-    let generator = Generator::default();
+    let generator = Generator;
     let statuses: Vec<String> = subtypes("ChatMember");
     let mut out = Vec::new();
     for status in &statuses {
@@ -206,7 +206,7 @@ pub fn my_chat_member_shapes(chat: &Value, owner_user: &Value, bot_user: &Value)
 /// `MaybeInaccessibleMessage`, min and full, in `chat` (a private chat's
 /// JSON).
 pub fn callback_query_shapes(user: &Value, chat: &Value) -> Vec<Value> {
-    let generator = Generator::default();
+    let generator = Generator;
     let mut out = Vec::new();
     for variant in subtypes("MaybeInaccessibleMessage") {
         for full in [false, true] {
@@ -296,7 +296,8 @@ impl Generator {
                 continue;
             };
             let required = f["required"] == true;
-            if !required && !(full && depth < FULL_DEPTH) {
+            let optional_wanted = full && depth < FULL_DEPTH;
+            if !(required || optional_wanted) {
                 continue;
             }
             let v = if let Some(c) = f["const"].as_str() {
