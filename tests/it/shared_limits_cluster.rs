@@ -213,6 +213,7 @@ async fn the_shared_limit_script_runs_on_a_redis_cluster_one_slot_a_call() {
         .arg(0)
         .arg("0")
         .arg("A#8")
+        .arg(1)
         .query_async(&mut c)
         .await
         .expect("the script keeps to one slot");
