@@ -5,27 +5,32 @@
 -- (actors/src/rate_limiter/schedule.rs), on Redis' data:
 --
 --   KEYS[1]  `{p}rl:{bot}:tat`  GCRA theoretical arrival time (ms)
---   KEYS[2]  `{p}rl:{bot}:win`  zset: ticket -> the instant it leaves
---                                the arrival window (in flight: now +
---                                hold; completed: completion + 1 s)
+--   KEYS[2]  `{p}rl:{bot}:win`  zset: one member per message sent (an
+--                                album's items each: `ticket`, then
+--                                `ticket/2` … `ticket/n`) -> the instant
+--                                it leaves the arrival window (in flight:
+--                                now + hold; completed: completion + 1 s)
 --   KEYS[3…] `{p}rl:{bot}:chat:{chat}` one per completion, then one per
 --                                candidate: hash: at (next send allowed,
 --                                ms), t (ticket of the send in flight), i
---                                (the chat's interval, ms)
+--                                (the chat's interval, ms), n (its items)
 --
 -- Every key is passed in KEYS (none is built here) and carries the bot's
 -- hash tag (`{bot}`), so one call touches one slot of a Redis Cluster.
 --
 -- A chat has one send in flight across all instances, and its next send
 -- waits one interval after the previous one *completed*; a bot never has
--- more than `cap` sends in flight or completed within the last second, and
--- its GCRA spaces admissions. A send whose completion is never reported
+-- more than `cap` messages in flight or completed within the last second,
+-- and its GCRA spaces them: a send of n items (an album by copyMessages)
+-- takes n slots of the window and n intervals of the GCRA, as Telegram
+-- counts each item (the fake's `send.rs` cites the sources), and as the
+-- in-process limiter does (actors/src/rate_limiter/budget.rs). A send whose completion is never reported
 -- (its instance died) holds its chat and its window slot for `hold` ms.
 --
 -- ARGV: now_ms (negative: Redis' clock), bot_interval_ms, cap,
 -- tolerance_ms, chat_interval_ms, group_interval_ms, hold_ms,
 -- max_bot_wait_ms, n_done, then n_done × (ticket, ago_ms), then the
--- candidates × (group 0/1, ticket).
+-- candidates × (group 0/1, ticket, items).
 -- Answers one integer per candidate: 0 admitted, > 0 the chat's wait (ms),
 -- < 0 minus the bot's wait (ms).
 local now = tonumber(ARGV[1])
@@ -55,17 +60,25 @@ for _ = 1, n_done do
   if redis.call('ZSCORE', win, ticket) then
     redis.call('ZADD', win, 'XX', done_at + 1000, ticket)
   end
-  local h = redis.call('HMGET', ck, 't', 'i')
+  local h = redis.call('HMGET', ck, 't', 'i', 'n')
   if h[1] == ticket then
+    for item = 2, tonumber(h[3] or '1') do
+      local member = ticket .. '/' .. item
+      if redis.call('ZSCORE', win, member) then
+        redis.call('ZADD', win, 'XX', done_at + 1000, member)
+      end
+    end
     local at = done_at + tonumber(h[2])
     redis.call('HSET', ck, 'at', at, 't', '')
     redis.call('PEXPIRE', ck, math.max(1, math.ceil(at - now)) + keep)
   end
 end
 local out = {}
-while i + 1 <= #ARGV do
+while i + 2 <= #ARGV do
   local group, ticket = ARGV[i], ARGV[i + 1]
-  i = i + 2
+  -- More items than the window holds would wait for ever: they take all of it.
+  local n = math.max(1, math.min(tonumber(ARGV[i + 2]), cap))
+  i = i + 3
   local ck = KEYS[k]
   k = k + 1
   local chat_at = tonumber(redis.call('HGET', ck, 'at') or '0')
@@ -78,8 +91,10 @@ while i + 1 <= #ARGV do
       tat = now
     end
     local allowed = tat - tol
-    if redis.call('ZCARD', win) >= cap then
-      local first = redis.call('ZRANGE', win, 0, 0, 'WITHSCORES')
+    local held = redis.call('ZCARD', win)
+    if held + n > cap then
+      -- The window frees enough when its (held + n - cap)-th oldest leaves.
+      local first = redis.call('ZRANGE', win, held + n - cap - 1, held + n - cap - 1, 'WITHSCORES')
       local free_at = tonumber(first[2])
       if free_at > allowed then
         -- A window full of sends in flight frees when one completes,
@@ -90,14 +105,17 @@ while i + 1 <= #ARGV do
     if allowed > now then
       out[#out + 1] = -math.max(1, math.ceil(allowed - now))
     else
-      redis.call('SET', tk, tostring(tat + bot_iv), 'PX', keep)
+      redis.call('SET', tk, tostring(tat + bot_iv * n), 'PX', keep)
       redis.call('ZADD', win, now + hold, ticket)
+      for item = 2, n do
+        redis.call('ZADD', win, now + hold, ticket .. '/' .. item)
+      end
       redis.call('PEXPIRE', win, hold + keep)
       local iv = chat_iv
       if group == '1' then
         iv = group_iv
       end
-      redis.call('HSET', ck, 'at', now + hold, 't', ticket, 'i', iv)
+      redis.call('HSET', ck, 'at', now + hold, 't', ticket, 'i', iv, 'n', n)
       redis.call('PEXPIRE', ck, hold + keep)
       out[#out + 1] = 0
     end

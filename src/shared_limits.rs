@@ -200,7 +200,8 @@ impl RedisSharedLimits {
             }
             for w in &want {
                 call.arg(if w.group_like { "1" } else { "0" })
-                    .arg(self.ticket(w.ticket));
+                    .arg(self.ticket(w.ticket))
+                    .arg(w.items.max(1));
             }
             async move { lazy.timed(call.invoke_async::<Vec<i64>>(&mut c)).await }
         });

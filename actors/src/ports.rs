@@ -205,6 +205,9 @@ pub struct SendSlot {
     /// Unique within this process: names the send in the shared window
     /// until its completion is reported.
     pub ticket: u64,
+    /// Messages the send delivers (an album's items by `copyMessages`):
+    /// each takes a slot of the bot's shared window, as Telegram counts it.
+    pub items: u32,
 }
 
 /// A send admitted earlier that has completed, `ago` before the report:

@@ -250,6 +250,27 @@ async fn fallback(
         RequestError::Api(ApiError::CantParseEntities(_)) if d.post.text.is_some() => {
             plain("sent as plain text: entities were refused").await
         }
+        // Telegram copies no paid media, invoice or giveaway but forwards
+        // them (https://core.telegram.org/bots/api#copymessage and
+        // #forwardmessage): the post goes out by id, forwarded.
+        RequestError::Api(ApiError::Unknown(text))
+            if copying == Call::Copy
+                && d.sub.mode == DeliveryMode::Copy
+                && text.contains("can't be copied") =>
+        {
+            match forward(bot, d, shaped, to).await {
+                Ok(ids) => CallResult::Sent {
+                    id: ids[0],
+                    to,
+                    note: Some("forwarded: Telegram refused to copy the post".into()),
+                    parts: if ids.len() > 1 { ids } else { Vec::new() },
+                },
+                Err(RequestError::Api(api)) if is_message_specific(&api) => {
+                    link_or(bot, d, shaped, to, paid, RequestError::Api(api), copying).await
+                }
+                Err(e) => classify(e, copying),
+            }
+        }
         // The post cannot be copied (protected, service message, too long
         // a caption): a link to it, if the channel is public.
         RequestError::Api(api) if is_message_specific(api) => match link_text(d) {
@@ -265,6 +286,54 @@ async fn fallback(
             None => classify(e, copying),
         },
         _ => classify(e, copying),
+    }
+}
+
+/// The post forwarded by id (its album whole), in the delivery's topic.
+async fn forward(
+    bot: &Bot,
+    d: &Delivery,
+    shaped: &Shaped,
+    to: i64,
+) -> Result<Vec<i32>, RequestError> {
+    let (chat, from) = (ChatId(to), ChatId(d.post.source_chat_id));
+    let ids: Vec<MessageId> = d.post.copy_ids().iter().map(|&i| MessageId(i)).collect();
+    if ids.len() == 1 {
+        let mut req = bot.forward_message(chat, from, ids[0]);
+        if let Some(t) = shaped.thread {
+            req = req.message_thread_id(t);
+        }
+        req.await.map(|m| vec![m.id.0])
+    } else {
+        let mut req = bot.forward_messages(chat, from, ids.clone());
+        if let Some(t) = shaped.thread {
+            req = req.message_thread_id(t);
+        }
+        req.await.and_then(|v| first_of(v, ids.len()))
+    }
+}
+
+/// A link to the post when its channel is public; otherwise `e` classified.
+async fn link_or(
+    bot: &Bot,
+    d: &Delivery,
+    shaped: &Shaped,
+    to: i64,
+    paid: bool,
+    e: RequestError,
+    copying: Call,
+) -> CallResult {
+    match link_text(d) {
+        Some(text) => match paid_text(bot, to, text, paid, shaped.thread).await {
+            Ok(m) => CallResult::Sent {
+                id: m.id.0,
+                to,
+                note: Some(format!("sent as a link: {e}")),
+                parts: Vec::new(),
+            },
+            Err(e) => classify(e, Call::Send),
+        },
+        None => classify(e, copying),
     }
 }
 

@@ -9,6 +9,7 @@
 //! |---|---|
 //! | [`fake_bot_api`] | an HTTP fake of the Bot API speaking the real wire protocol, recording everything it receives |
 //! | [`mtproto`] | the MTProto face: a fake data centre speaking MTProto 2.0 over TCP (Full transport) that grammers-client connects to unmodified |
+//! | [`spec_updates`] | updates generated from the vendored Bot API specification (`sim/spec/`): every content and service field, optional fields absent and present |
 //! | [`source`] | [`SimSource`](source::SimSource): a `ChannelSource` reading the fake's channel history, as a reader account would |
 //! | [`control_api`] | the fake as a process of its own, serving both faces and a control HTTP API that drives them (`kuryer-sim`, and `kuryer-bench`'s child) |
 //! | [`process`] | [`FakeSpec`](process::FakeSpec), what such a process simulates, and [`FakeProcess`](process::FakeProcess), a client that starts one |
@@ -27,6 +28,8 @@ pub mod mtproto;
 pub mod process;
 /// A `ChannelSource` reading the fake Telegram's channel history.
 pub mod source;
+/// Updates of every shape the Bot API specification allows.
+pub mod spec_updates;
 /// A PostgreSQL database that exists for one run or one test.
 pub mod throwaway_db;
 

@@ -60,6 +60,33 @@ pub fn update_unparsable(update_id: i64, kind: &str) {
     tracing::warn!(update_id, kind = %kind, "An update could not be parsed; kept as a dead letter.");
 }
 
+/// A bot-admin channel's post whose content this version cannot read: it
+/// goes out by id. Counted every time; logged at WARN once per `kind` (the
+/// content's field name, never its content) for the process's life, so a
+/// channel posting live photos all day writes one line.
+pub fn post_unreadable(kind: &str, chat_id: i64, message_id: i32) {
+    static SEEN: std::sync::Mutex<Option<std::collections::HashSet<String>>> =
+        std::sync::Mutex::new(None);
+    r::POSTS_UNREADABLE_TOTAL
+        .at([kind.to_owned().into()])
+        .increment(1);
+    let first = SEEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get_or_insert_with(Default::default)
+        .insert(kind.to_owned());
+    if first {
+        tracing::warn!(
+            kind = %kind,
+            chat_id,
+            message_id,
+            "A channel post this version of kuryer cannot read; delivering it by id (logged once per kind)."
+        );
+    } else {
+        tracing::debug!(kind = %kind, chat_id, message_id, "Another unreadable channel post; delivering it by id.");
+    }
+}
+
 /// An update that failed for good, kept in `dead_letters` and skipped.
 pub fn update_set_aside(
     update_id: i64,

@@ -29,6 +29,8 @@ mod edits;
 mod intake;
 /// Dead-letter updates replayed at an operator's word.
 mod replays;
+/// What a channel post is, from the fields Telegram sent.
+mod shapes;
 /// The loop: one update at a time, confirmed once its effect is durable.
 mod update_loop;
 
@@ -39,7 +41,7 @@ use std::time::Duration;
 use futures_util::future::LocalBoxFuture;
 use kuryer_actors::model::{MediaKind, SourceMessage};
 use kuryer_actors::ports::{ChannelSource, SourceError};
-use teloxide::types::{Message, MessageKind};
+use teloxide::types::Message;
 
 use crate::instance::Ownership;
 use crate::source_events::SourceEvents;
@@ -208,9 +210,11 @@ pub fn source_message(msg: &Message) -> SourceMessage {
             .unwrap_or_default(),
         media,
         media_group_id: msg.media_group_id().map(|g| g.0.clone()),
-        // Service messages (pins, title changes) and protected content
-        // cannot be copied or forwarded.
-        copyable: matches!(msg.kind, MessageKind::Common(_)) && !msg.has_protected_content(),
+        // Service messages never get here (the intake skips them);
+        // protected content cannot be copied or forwarded. What Telegram
+        // copies not but forwards (invoices, giveaways, paid media) goes
+        // out by `forwardMessage` when the copy is refused.
+        copyable: !msg.has_protected_content(),
         relay: None,
     }
 }

@@ -4,6 +4,7 @@
 //! ([`super::intake::handle`]). One that fails again waits again, with the
 //! new reason beside the earlier ones.
 
+use serde_json::Value;
 use teloxide::types::{Update, UpdateKind};
 
 use super::BotUpdates;
@@ -32,9 +33,15 @@ pub(super) async fn replay_kept(
         }
     };
     for (id, raw) in taken {
+        let json = serde_json::from_slice::<Value>(&raw).ok();
+        // A channel post is handled even when teloxide cannot read it: it
+        // goes out by id.
+        let post = json
+            .as_ref()
+            .is_some_and(|j| j.get("channel_post").is_some());
         let result = match serde_json::from_slice::<Update>(&raw) {
-            Ok(u) if !matches!(u.kind, UpdateKind::Error(_)) => {
-                handle(store, pipeline, updates, handler, &u)
+            Ok(u) if post || !matches!(u.kind, UpdateKind::Error(_)) => {
+                handle(store, pipeline, updates, handler, &u, json.as_ref())
                     .await
                     .map_err(|e| e.to_string())
             }

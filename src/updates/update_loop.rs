@@ -8,8 +8,8 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use kuryer_actors::backoff::Backoff;
 use serde_json::Value;
-use teloxide::payloads::GetUpdatesSetters;
-use teloxide::prelude::Requester;
+use teloxide::payloads::{GetUpdates, GetUpdatesSetters};
+use teloxide::requests::{JsonRequest, Payload, Request};
 use teloxide::types::{AllowedUpdate, Update, UpdateKind};
 use teloxide::{Bot, RequestError};
 use tokio::sync::watch;
@@ -29,8 +29,9 @@ const NON_RETRIABLE_TRIES: u32 = 3;
 
 /// What Telegram's answer held.
 enum Item {
-    /// An update teloxide could read.
-    Update(Box<Update>),
+    /// An update teloxide could read, and its JSON as Telegram sent it
+    /// (what a channel post is comes from its fields).
+    Update(Box<Update>, Option<Value>),
     /// One whose JSON teloxide could not read (the whole answer was refused,
     /// so it was read one update at a time).
     Unreadable { id: i64, raw: Value },
@@ -39,7 +40,7 @@ enum Item {
 impl Item {
     fn id(&self) -> i64 {
         match self {
-            Self::Update(u) => i64::from(u.id.0),
+            Self::Update(u, _) => i64::from(u.id.0),
             Self::Unreadable { id, .. } => *id,
         }
     }
@@ -48,7 +49,7 @@ impl Item {
     /// of its message); 0 for an update of no chat.
     fn chat(&self) -> i64 {
         match self {
-            Self::Update(u) => u.chat().map_or(0, |c| c.id.0),
+            Self::Update(u, _) => u.chat().map_or(0, |c| c.id.0),
             Self::Unreadable { .. } => 0,
         }
     }
@@ -222,33 +223,39 @@ impl UpdateLoop {
 
     /// One `getUpdates` call; waits out what Telegram or a failure asks.
     async fn fetch(&mut self, long_poll: u32) -> Fetched {
-        let mut req = self
-            .bot
-            .get_updates()
-            .timeout(long_poll)
-            .allowed_updates(vec![
-                AllowedUpdate::ChannelPost,
-                AllowedUpdate::EditedChannelPost,
-                AllowedUpdate::MyChatMember,
-                AllowedUpdate::Message,
-                AllowedUpdate::CallbackQuery,
-            ]);
+        let mut payload = GetUpdates::new().timeout(long_poll).allowed_updates(vec![
+            AllowedUpdate::ChannelPost,
+            AllowedUpdate::EditedChannelPost,
+            AllowedUpdate::MyChatMember,
+            AllowedUpdate::Message,
+            AllowedUpdate::CallbackQuery,
+        ]);
         if let Some(o) = self.offset {
-            req = req.offset(o);
+            payload = payload.offset(o);
         }
+        // Each update is read as JSON first, then by teloxide: the JSON
+        // tells what a channel post holds where teloxide's reading cannot.
+        let req = JsonRequest::new(self.bot.clone(), RawUpdates(payload));
         let result = tokio::select! {
-            r = req => r,
+            r = req.send() => r,
             _ = self.stop.changed() => return Fetched::Stop,
         };
         let wait = match result {
             Ok(batch) => {
                 self.backoff.reset();
-                return Fetched::Items(
-                    batch
-                        .into_iter()
-                        .map(|u| Item::Update(Box::new(u)))
-                        .collect(),
-                );
+                return match read_all(batch) {
+                    Some(items) => Fetched::Items(items),
+                    None => {
+                        // Not even update ids: as unreadable as a broken
+                        // answer (counted under kind "answer").
+                        events::updates_answer_unreadable(0, 0, &serde_json::error::Category::Data);
+                        if sleep_or_stop(&mut self.stop, self.backoff.next_delay()).await {
+                            Fetched::Stop
+                        } else {
+                            Fetched::Again
+                        }
+                    }
+                };
             }
             Err(RequestError::RetryAfter(s)) => s.duration(),
             Err(RequestError::InvalidJson { source, raw }) => {
@@ -308,7 +315,9 @@ impl UpdateLoop {
                 for item in group {
                     let id = item.id();
                     let result = match &item {
-                        Item::Update(u) => handle(store, pipeline, updates, handler, u).await,
+                        Item::Update(u, raw) => {
+                            handle(store, pipeline, updates, handler, u, raw.as_ref()).await
+                        }
                         Item::Unreadable { raw, .. } => unreadable(store, id, raw).await,
                     };
                     match result {
@@ -447,16 +456,40 @@ async fn load_state(
     }
 }
 
+/// `getUpdates` read as JSON: each update is then read by teloxide on its
+/// own, beside the JSON it came from.
+#[derive(serde::Serialize)]
+#[serde(transparent)]
+struct RawUpdates(GetUpdates);
+
+impl Payload for RawUpdates {
+    type Output = Vec<Value>;
+    const NAME: &'static str = GetUpdates::NAME;
+
+    /// The long poll's length, as teloxide's own `GetUpdates` asks.
+    fn timeout_hint(&self) -> Option<Duration> {
+        self.0.timeout_hint()
+    }
+}
+
 /// Reads an answer teloxide refused one update at a time: `None` when it is
 /// not even `{"result": [...]}` with update ids.
 fn salvage(raw: &str) -> Option<Vec<Item>> {
     let v: Value = serde_json::from_str(raw).ok()?;
-    let mut out = Vec::new();
-    for u in v.get("result")?.as_array()? {
+    read_all(v.get("result")?.as_array()?.clone())
+}
+
+/// Reads each update of an answer; `None` when one has no update id.
+fn read_all(batch: Vec<Value>) -> Option<Vec<Item>> {
+    let mut out = Vec::with_capacity(batch.len());
+    for u in batch {
         let id = u.get("update_id")?.as_i64()?;
-        out.push(match serde_json::from_value::<Update>(u.clone()) {
-            Ok(update) => Item::Update(Box::new(update)),
-            Err(_) => Item::Unreadable { id, raw: u.clone() },
+        // From text, not from the `Value`: teloxide reads an update's kind
+        // by a borrowed key, which a `Value` cannot lend (every kind would
+        // read as an error).
+        out.push(match serde_json::from_str::<Update>(&u.to_string()) {
+            Ok(update) => Item::Update(Box::new(update), Some(u)),
+            Err(_) => Item::Unreadable { id, raw: u },
         });
     }
     Some(out)
@@ -493,7 +526,7 @@ pub(super) async fn unreadable(store: &Store, id: i64, raw: &Value) -> Result<()
 /// confirmed), false when even that failed.
 async fn set_aside(store: &Store, item: &Item, error: &StoreError) -> bool {
     let (raw, chat_id, message_id) = match item {
-        Item::Update(u) => {
+        Item::Update(u, raw) => {
             let (chat, message) = match &u.kind {
                 UpdateKind::ChannelPost(m) | UpdateKind::Message(m) => {
                     (Some(m.chat.id.0), Some(i64::from(m.id.0)))
@@ -501,7 +534,13 @@ async fn set_aside(store: &Store, item: &Item, error: &StoreError) -> bool {
                 UpdateKind::MyChatMember(m) => (Some(m.chat.id.0), None),
                 _ => (None, None),
             };
-            (serde_json::to_vec(u).unwrap_or_default(), chat, message)
+            // As Telegram sent it, when known: teloxide's reading may
+            // have lost what it could not read.
+            let bytes = match raw {
+                Some(raw) => serde_json::to_vec(raw),
+                None => serde_json::to_vec(u),
+            };
+            (bytes.unwrap_or_default(), chat, message)
         }
         Item::Unreadable { raw, .. } => (serde_json::to_vec(raw).unwrap_or_default(), None, None),
     };
@@ -550,17 +589,25 @@ mod tests {
         let raw = r#"{"ok":true,"result":[
             {"update_id":4294967296,"message":{}},
             {"update_id":7,"my_chat_member":"not an object"},
-            {"update_id":8,"brand_new_kind":{"x":1}}
+            {"update_id":8,"brand_new_kind":{"x":1}},
+            {"update_id":9,"channel_post":{"message_id":1,"date":1,
+             "chat":{"id":-1,"type":"channel","title":"t"},"text":"x"}}
         ]}"#;
         let items = salvage(raw).expect("salvaged");
         assert_eq!(
             items.iter().map(Item::id).collect::<Vec<_>>(),
-            vec![4_294_967_296, 7, 8]
+            vec![4_294_967_296, 7, 8, 9]
         );
         assert!(matches!(items[0], Item::Unreadable { .. }));
-        for item in &items[1..] {
+        // A readable update beside them reads as its kind, with its JSON.
+        assert!(matches!(
+            &items[3],
+            Item::Update(u, Some(raw)) if matches!(u.kind, UpdateKind::ChannelPost(_))
+                && raw["channel_post"]["text"] == "x"
+        ));
+        for item in &items[1..3] {
             assert!(
-                matches!(item, Item::Update(u) if matches!(u.kind, UpdateKind::Error(_))),
+                matches!(item, Item::Update(u, _) if matches!(u.kind, UpdateKind::Error(_))),
                 "{}",
                 item.id()
             );

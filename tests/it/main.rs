@@ -80,6 +80,8 @@ mod replica;
 mod resolve_notice;
 /// Changes reach every instance (LISTEN/NOTIFY).
 mod scale_changes;
+/// Posts of shapes kuryer cannot read, and updates built from the Bot API specification.
+mod shapes;
 /// Rate limits shared between instances through Redis.
 mod shared_limits;
 /// The shared-limit script on a Redis Cluster.

@@ -71,6 +71,7 @@ fn slot(chat: i64, ticket: u64) -> SendSlot {
         chat_id: chat,
         group_like: chat < 0,
         ticket,
+        items: 1,
     }
 }
 
@@ -130,6 +131,50 @@ async fn the_script_spaces_a_bots_sends_exactly() {
         .await
         .unwrap();
     assert_eq!(got, vec![Admission::Admitted]);
+}
+
+/// An album sent by `copyMessages` is as many messages as it has items,
+/// for Telegram and the fake: each takes a slot of the bot's shared
+/// window and an interval of its rate. Counted as one request, four
+/// instances' albums of 10 ran at 10 times the bot's limit.
+#[actix_rt::test]
+async fn the_script_counts_an_albums_items() {
+    let cfg = redis_cfg("redis://127.0.0.1:6379/0");
+    let a = limits(&cfg, "A", rates());
+    let album = |chat, ticket, items| SendSlot {
+        items,
+        ..slot(chat, ticket)
+    };
+    // Four items: the bot's next moment is 4 × 100 ms on.
+    assert_eq!(
+        a.admit_at(Some(T0), &[album(1, 1, 4), slot(2, 2)], &[])
+            .await
+            .unwrap(),
+        vec![Admission::Admitted, Admission::BotWait(MS(400))]
+    );
+    // Ten more do not fit beside the four in flight (a window of 10):
+    // asked again soon, as for any full window.
+    assert_eq!(
+        a.admit_at(Some(T0 + 400.0), &[album(3, 3, 10)], &[])
+            .await
+            .unwrap(),
+        vec![Admission::BotWait(MS(50))]
+    );
+    // The four completed at T0 + 500: all four leave the window a second
+    // later, and ten fit then; the next send waits their 10 intervals.
+    let b = limits(&cfg, "B", rates());
+    assert_eq!(
+        a.admit_at(Some(T0 + 500.0), &[], &[done(1, 1, 0)])
+            .await
+            .unwrap(),
+        vec![]
+    );
+    assert_eq!(
+        b.admit_at(Some(T0 + 1500.0), &[album(3, 3, 10), slot(4, 4)], &[])
+            .await
+            .unwrap(),
+        vec![Admission::Admitted, Admission::BotWait(MS(1000))]
+    );
 }
 
 #[actix_rt::test]

@@ -105,6 +105,7 @@ fn slot(bot_id: i64, chat_id: i64, ticket: u64) -> SendSlot {
         chat_id,
         group_like: chat_id < 0,
         ticket,
+        items: 1,
     }
 }
 
@@ -212,6 +213,7 @@ async fn the_shared_limit_script_runs_on_a_redis_cluster_one_slot_a_call() {
         .arg(0)
         .arg("0")
         .arg("A#8")
+        .arg(1)
         .query_async(&mut c)
         .await
         .expect("the script keeps to one slot");

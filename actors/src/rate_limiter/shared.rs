@@ -104,6 +104,8 @@ impl Shared {
             chat_id: dispatch.delivery.sub.chat_id,
             group_like: dispatch.delivery.sub.destination_kind.is_group_like(),
             ticket,
+            // The same count as the local budget's (an album's items).
+            items: u32::try_from(super::budget::items(&dispatch.delivery)).unwrap_or(u32::MAX),
         };
         self.want.push(Candidate { dispatch, slot });
     }

@@ -375,6 +375,12 @@ pub const UPDATES_UNPARSABLE_TOTAL: Counter<1> = Counter::new(
     &["kind"],
     "Bot updates Telegram sent that could not be parsed, by `kind` (the update's field name, never its content; `answer` for a whole getUpdates answer).",
 );
+pub const POSTS_UNREADABLE_TOTAL: Counter<1> = Counter::new(
+    "kuryer_posts_unreadable_total",
+    Unit::Count,
+    &["kind"],
+    "Channel posts whose content this version of kuryer cannot read, delivered by id all the same, by `kind` (the content's field name, e.g. `live_photo`, never its content).",
+);
 pub const BOT_COMMANDS_TOTAL: Counter<1> = Counter::new(
     "kuryer_bot_commands_total",
     Unit::Count,
@@ -569,6 +575,7 @@ pub const ALL: &[Metric] = &[
     BOT_API_UNREADABLE_TOTAL.metric(),
     UPDATE_LOOP_LAG_SECONDS.metric(),
     UPDATES_UNPARSABLE_TOTAL.metric(),
+    POSTS_UNREADABLE_TOTAL.metric(),
     BOT_COMMANDS_TOTAL.metric(),
     BOT_REPLY_FAILURES_TOTAL.metric(),
     RESOLVE_NOTICES_TOTAL.metric(),

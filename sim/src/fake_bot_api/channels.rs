@@ -8,7 +8,7 @@ use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::json::{channel_chat_json, channel_post_json, member_json, unix_now};
 use super::state::{Channel, State};
@@ -121,7 +121,11 @@ impl FakeTelegram {
     ///
     /// If the channel was not created.
     pub fn post(&self, chat_id: i64, msg: NewChannelMessage) -> i32 {
-        let (id, message) = self.post_locked(chat_id, msg);
+        self.post_with(chat_id, msg, None)
+    }
+
+    fn post_with(&self, chat_id: i64, msg: NewChannelMessage, raw: Option<Value>) -> i32 {
+        let (id, message) = self.post_locked(chat_id, msg, raw);
         let hook = self
             .shared
             .post_hook
@@ -132,6 +136,44 @@ impl FakeTelegram {
             hook(chat_id, &message);
         }
         id
+    }
+
+    /// Publishes a message given as its Bot API fields (`content`: all but
+    /// `message_id`, `date`, `chat` and `sender_chat`, which the fake
+    /// fills in) and returns its id: a shape of message the fake does not
+    /// model otherwise (a new media kind, a service message, optional
+    /// fields). Admin bots get it as a `channel_post`; copies and forwards
+    /// of it follow [`ChannelMessage::refused`]. Its `text`, if a string,
+    /// attributes a `sendMessage` to it.
+    ///
+    /// # Panics
+    ///
+    /// If the channel was not created.
+    pub fn post_raw(&self, chat_id: i64, content: Map<String, Value>) -> i32 {
+        let text = content
+            .get("text")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let media_group_id = content
+            .get("media_group_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let msg = NewChannelMessage {
+            text,
+            media_group_id,
+            ..NewChannelMessage::default()
+        };
+        self.post_with(chat_id, msg, Some(Value::Object(content)))
+    }
+
+    /// The channel's `Chat` JSON as updates carry it; `None` for a channel
+    /// never created.
+    pub fn channel_chat(&self, chat_id: i64) -> Option<Value> {
+        self.shared
+            .lock()
+            .channels
+            .get(&chat_id)
+            .map(|c| c.chat.clone())
     }
 
     /// Calls `hook` with the channel and the message after every
@@ -145,7 +187,12 @@ impl FakeTelegram {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(hook);
     }
 
-    fn post_locked(&self, chat_id: i64, msg: NewChannelMessage) -> (i32, ChannelMessage) {
+    fn post_locked(
+        &self,
+        chat_id: i64,
+        msg: NewChannelMessage,
+        raw: Option<Value>,
+    ) -> (i32, ChannelMessage) {
         let mut st = self.shared.lock();
         let State {
             channels,
@@ -175,6 +222,7 @@ impl FakeTelegram {
             media_group_id: msg.media_group_id,
             protected: msg.protected,
             posted_at: Instant::now(),
+            raw,
         };
         if let Some(text) = &message.text {
             texts.entry(text.clone()).or_default().push((chat_id, id));

@@ -113,7 +113,12 @@ pub(super) fn channel_post_json(chat_id: i64, chat: &Value, message: &ChannelMes
     m.insert("sender_chat".to_owned(), chat.clone());
     m.insert("date".to_owned(), message.date.into());
     m.insert("chat".to_owned(), chat.clone());
-    put_content(&mut m, chat_id, message, true);
+    if let Some(Value::Object(raw)) = &message.raw {
+        // A shape given field by field: sent as it is.
+        m.extend(raw.iter().map(|(k, v)| (k.clone(), v.clone())));
+    } else {
+        put_content(&mut m, chat_id, message, true);
+    }
     if message.protected {
         m.insert("has_protected_content".to_owned(), Value::Bool(true));
     }

@@ -87,6 +87,28 @@ pub struct ChannelMessage {
     pub protected: bool,
     /// When [`FakeTelegram::post`] published it (the start of latency).
     pub posted_at: Instant,
+    /// Published with [`FakeTelegram::post_raw`]: its Bot API fields
+    /// besides `message_id`, `date` and `chat`, sent as they are.
+    pub raw: Option<Value>,
+}
+
+impl ChannelMessage {
+    /// Whether Telegram refuses to copy (or, `forward`, to forward) it.
+    /// Protected content: neither (<https://core.telegram.org/bots/api#message>,
+    /// `has_protected_content`). A raw message as its fields say
+    /// ([`crate::spec_updates::classes`]: the copyMessage and forwardMessage
+    /// pages' exclusions).
+    pub fn refused(&self, forward: bool) -> bool {
+        use crate::spec_updates::classes::{FieldClass, of_message};
+        if self.protected {
+            return true;
+        }
+        match self.raw.as_ref().map(of_message) {
+            Some(FieldClass::Service) => true,
+            Some(FieldClass::ForwardOnly) => !forward,
+            _ => false,
+        }
+    }
 }
 
 /// A message the fake accepted into a destination chat.

@@ -211,3 +211,40 @@ async fn paid_requests_skip_the_free_limit_and_batches_cannot_be_paid() {
         .unwrap_err();
     assert!(matches!(err, RequestError::RetryAfter(_)), "{err:?}");
 }
+
+/// An album's items each count against the bot's 30 a second (the sources
+/// are cited in `send.rs`): three albums of 10 fill the second, a fourth
+/// album and a single message then wait. Counted as one request each, the
+/// fourth album passed.
+#[tokio::test]
+async fn each_album_item_counts_against_the_bots_limit() {
+    let (tg, bot) = fake(FakeLimits::telegram());
+    let ids: Vec<MessageId> = (0..10)
+        .map(|_| {
+            MessageId(
+                tg.post(
+                    CHANNEL,
+                    NewChannelMessage::media(kuryer_sim::fake_bot_api::MediaKind::Photo, None)
+                        .in_album("ten"),
+                ),
+            )
+        })
+        .collect();
+    for chat in 0..3 {
+        bot.copy_messages(ChatId(USER + chat), ChatId(CHANNEL), ids.clone())
+            .await
+            .expect("30 items fit the bot's second");
+    }
+    let err = bot
+        .copy_messages(ChatId(USER + 3), ChatId(CHANNEL), ids.clone())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RequestError::RetryAfter(_)), "{err:?}");
+    let err = bot
+        .forward_messages(ChatId(USER + 4), ChatId(CHANNEL), ids)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RequestError::RetryAfter(_)), "{err:?}");
+    assert_eq!(tg.stats().rate_limited_429, 2);
+    assert_eq!(tg.stats().messages_received, 30);
+}
