@@ -24,7 +24,7 @@
 //! | commands | `main.rs`, `cli`, `dead_letter_cli`, `demo` and `demo_mtproto` (feature `demo`) | parse, load config, set up logging, run one command |
 //! | daemon | `daemon` | `kuryer run`: everything started in one pass, the ordered stop |
 //! | faces | `bot`, `updates`, `http` | what people and operators talk to: the bot's commands, the bots' update loops, the HTTP API |
-//! | services | `instance`, `owed`, `destination_events`, `digest`, `copies`, `pipeline`, `keeper`, `subscription_events`, `preflight`, `notify`, `dead_letters` | the pipeline and what it runs: owed deliveries, lost destinations, digests, edits and history on subscribe, leases among instances, the change feed, start-up checks, systemd's notify protocol, dead letters replayed and discarded |
+//! | services | `instance`, `owed`, `destination_events`, `digest`, `copies`, `pipeline`, `keeper`, `instance_snapshot`, `subscription_events`, `preflight`, `notify`, `dead_letters` | the pipeline and what it runs: owed deliveries, lost destinations, digests, edits and history on subscribe, leases among instances and what each holds in memory, the change feed, start-up checks, systemd's notify protocol, dead letters replayed and discarded |
 //! | sources | `reader` | MTProto reader accounts |
 //! | telegram leaves | `telegram`, `i18n`, `source_events` | bot ids and building, texts in three languages, what sources tell the daemon |
 //! | infrastructure | `store`, `redis_conn`, `dedup`, `shared_limits` | PostgreSQL, Redis, dedup, shared rate limits |
@@ -57,6 +57,7 @@ pub const LAYERS: &[(&str, &[&str])] = &[
             "copies",
             "pipeline",
             "keeper",
+            "instance_snapshot",
             "subscription_events",
             "preflight",
             "notify",
@@ -106,6 +107,8 @@ pub mod http;
 pub mod i18n;
 /// Several instances: what this instance owns, its id, the process checks.
 pub mod instance;
+/// Each instance's queue depths and flood waits, written for the status page.
+pub mod instance_snapshot;
 /// The lease keeper: the heartbeat loop, take-overs, fair shares.
 pub mod keeper;
 /// systemd's notify protocol: readiness, status, the earned watchdog ping.

@@ -23,6 +23,7 @@ use kuryer_actors::sender_pool::SenderConfig;
 use crate::secret::{Secret, SecretUrl};
 
 /// The database connection parsed once: URL, TLS mode, timeouts.
+pub mod data_centre;
 mod database;
 /// Reading the file, the environment and the credentials.
 mod load;

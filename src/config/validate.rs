@@ -357,7 +357,7 @@ impl Config {
             100,
             10_000_000,
         )?;
-        if let Err((key, why)) = crate::reader::data_centre::DataCentres::from_config(r) {
+        if let Err((key, why)) = super::data_centre::DataCentres::from_config(r) {
             bad(key, why)?;
         }
         Ok(())

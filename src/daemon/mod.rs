@@ -199,7 +199,7 @@ async fn start(
     let draining = keeper.draining();
     let keeper = actix_rt::spawn(keeper.run());
     // Queue depths and flood waits for the status page of every instance.
-    actix_rt::spawn(crate::instance::snapshot::publish(
+    actix_rt::spawn(crate::instance_snapshot::publish(
         store.clone(),
         pipeline.clone(),
         ownership.clone(),

@@ -13,7 +13,7 @@
 //! letters, the instances) and from the database, so any instance shows the
 //! whole installation — the queue depths and flood waits too: each instance
 //! writes its own into its `instances` row every few seconds
-//! (`crate::instance::snapshot`). Nothing here waits on the pipeline's
+//! (`crate::instance_snapshot`). Nothing here waits on the pipeline's
 //! actors.
 
 use actix_web::http::header;

@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
 
-use crate::instance::snapshot::{self, FloodWaits, Snapshot};
+use crate::instance_snapshot::{self, FloodWaits, Snapshot};
 use crate::store::{
     AccountRow, BotLease, ChannelPage, DeadLetter, DestinationView, InstanceRow,
     InstanceSnapshotRow, SubscriptionView,
@@ -262,7 +262,7 @@ fn flood_waits(p: &Page<'_>) -> BTreeMap<String, FloodWaits> {
         .filter(|r| r.live)
         .filter_map(|r| r.snapshot.as_ref().and_then(Snapshot::read))
         .collect();
-    snapshot::flood_waits_of_all(&read)
+    instance_snapshot::flood_waits_of_all(&read)
 }
 
 fn queues(s: &mut String, p: &Page<'_>) {

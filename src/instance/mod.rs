@@ -30,7 +30,6 @@ use kuryer_actors::ports::LeaseGuard;
 use crate::store::InstanceIdentity;
 
 pub mod identity;
-pub mod snapshot;
 
 /// `kuryer instances`: one line an instance, live ones first.
 pub fn instances_table(rows: &[crate::store::InstanceRow]) -> String {

@@ -7,14 +7,14 @@
 //! with no auth key); the session keeps its data centres afterwards.
 
 use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::str::FromStr;
 
 use grammers_client::session::Session;
 use grammers_client::session::types::DcOption;
 
-use super::key_exchange::{self, KeyExchangeError, PublicKey};
+pub use crate::config::data_centre::{DataCentres, PublicKey, parse_dcs};
+
+use super::key_exchange::{self, KeyExchangeError};
 use super::session::{PgSession, SessionError};
-use crate::config::ReaderConfig;
 
 /// Telegram's test data centres (port 443), the addresses other MTProto
 /// clients use: gotd/td `telegram/dcs/test.go`; Telethon's docs ("Test
@@ -30,89 +30,6 @@ const TEST_DCS: [(i32, [u8; 4]); 3] = [
 
 /// Where a new test-DC session starts (the DC my.telegram.org names).
 const TEST_HOME_DC: i32 = 2;
-
-/// The data centres a new session is made on.
-#[derive(Clone, Debug)]
-pub enum DataCentres {
-    /// Telegram's own (grammers' built-in addresses and key).
-    Production,
-    /// Telegram's test data centres.
-    Test,
-    /// Given addresses (a login starts at the first) and their public key.
-    Custom {
-        /// `(DC id, address)`.
-        dcs: Vec<(i32, SocketAddr)>,
-        /// Their RSA public key.
-        key: PublicKey,
-    },
-}
-
-impl DataCentres {
-    /// From `reader.data_centre`, `reader.custom_dcs` and
-    /// `reader.custom_public_key`; the error names the key at fault.
-    pub fn from_config(r: &ReaderConfig) -> Result<Self, (&'static str, String)> {
-        let custom = r.custom_dcs.is_some() || r.custom_public_key.is_some();
-        match r.data_centre.as_str() {
-            "production" | "test" if custom => Err((
-                "reader.data_centre",
-                "reader.custom_dcs and reader.custom_public_key need data_centre = \"custom\""
-                    .to_owned(),
-            )),
-            "production" => Ok(Self::Production),
-            "test" => Ok(Self::Test),
-            "custom" => {
-                let dcs = r.custom_dcs.as_deref().ok_or((
-                    "reader.custom_dcs",
-                    "needed with data_centre = \"custom\" (e.g. \"2=127.0.0.1:4430,1=127.0.0.1:4431\")"
-                        .to_owned(),
-                ))?;
-                let dcs = parse_dcs(dcs).map_err(|e| ("reader.custom_dcs", e))?;
-                let pem = r.custom_public_key.as_deref().ok_or((
-                    "reader.custom_public_key",
-                    "needed with data_centre = \"custom\" (the data centres' RSA public key, PEM)"
-                        .to_owned(),
-                ))?;
-                let key = PublicKey::from_pem(pem)
-                    .map_err(|e| ("reader.custom_public_key", e.to_string()))?;
-                Ok(Self::Custom { dcs, key })
-            }
-            other => Err((
-                "reader.data_centre",
-                format!("{other:?} is not one of \"production\", \"test\", \"custom\""),
-            )),
-        }
-    }
-}
-
-/// `"2=127.0.0.1:4430,1=127.0.0.1:4431"`: DC ids 1–1000, IPv4 or IPv6
-/// socket addresses, each DC once, at most 16.
-pub fn parse_dcs(s: &str) -> Result<Vec<(i32, SocketAddr)>, String> {
-    let mut out: Vec<(i32, SocketAddr)> = Vec::new();
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (id, addr) = part
-            .split_once('=')
-            .ok_or_else(|| format!("{part:?} is not ID=ADDRESS:PORT"))?;
-        let id: i32 = id
-            .trim()
-            .parse()
-            .ok()
-            .filter(|i| (1..=1000).contains(i))
-            .ok_or_else(|| format!("{part:?}: the DC id must be a number from 1 to 1000"))?;
-        let addr = SocketAddr::from_str(addr.trim())
-            .map_err(|_| format!("{part:?}: not an address with a port (127.0.0.1:443)"))?;
-        if out.iter().any(|(i, _)| *i == id) {
-            return Err(format!("DC {id} is listed twice"));
-        }
-        out.push((id, addr));
-    }
-    if out.is_empty() {
-        return Err("no data centre listed".to_owned());
-    }
-    if out.len() > 16 {
-        return Err("more than 16 data centres".to_owned());
-    }
-    Ok(out)
-}
 
 fn option(id: i32, addr: SocketAddr, auth_key: Option<[u8; 256]>) -> DcOption {
     let (ipv4, ipv6) = match addr {
@@ -212,6 +129,7 @@ pub async fn ensure_key(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ReaderConfig;
 
     #[test]
     fn dc_lists_parse_or_say_what_is_wrong() {

@@ -21,22 +21,14 @@ use grammers_client::tl::{self, Cursor, Deserializable, Serializable};
 use grammers_crypto::{AuthKey, factorize, rsa};
 use grammers_mtproto::mtp::Plain;
 use grammers_mtproto::transport::Full;
+
+use crate::config::data_centre::PublicKey;
 use num_bigint::BigUint;
 use sha1::{Digest, Sha1};
-
-/// A data centre's RSA public key, `(n, e)`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PublicKey {
-    n: BigUint,
-    e: BigUint,
-}
 
 /// Why no auth key was made; one line for the operator.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyExchangeError {
-    /// The configured key is not a PKCS#1 RSA public key in PEM.
-    #[error("not an RSA public key in PEM (-----BEGIN RSA PUBLIC KEY-----): {0}")]
-    BadKey(&'static str),
     /// No connection, or no answer in time.
     #[error("cannot reach the data centre at {addr}: {message}")]
     Network {
@@ -67,88 +59,9 @@ pub enum KeyExchangeError {
     },
 }
 
-impl PublicKey {
-    /// Parses a PKCS#1 PEM public key (`-----BEGIN RSA PUBLIC KEY-----`,
-    /// the form my.telegram.org shows Telegram's keys in): base64 of the
-    /// DER `SEQUENCE { INTEGER n, INTEGER e }`.
-    pub fn from_pem(pem: &str) -> Result<Self, KeyExchangeError> {
-        use base64::Engine;
-        let body = pem
-            .trim()
-            .strip_prefix("-----BEGIN RSA PUBLIC KEY-----")
-            .and_then(|b| b.strip_suffix("-----END RSA PUBLIC KEY-----"))
-            .ok_or(KeyExchangeError::BadKey("missing the BEGIN/END lines"))?;
-        let b64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-        let der = base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .map_err(|_| KeyExchangeError::BadKey("the body is not base64"))?;
-        let mut outer = Der(&der);
-        let mut seq = Der(outer.take(0x30)?);
-        if !outer.0.is_empty() {
-            return Err(KeyExchangeError::BadKey("bytes after the key"));
-        }
-        let n = BigUint::from_bytes_be(seq.take(0x02)?);
-        let e = BigUint::from_bytes_be(seq.take(0x02)?);
-        if !seq.0.is_empty() {
-            return Err(KeyExchangeError::BadKey("more than n and e"));
-        }
-        if n.bits() != 2048 {
-            return Err(KeyExchangeError::BadKey("the modulus is not 2048 bits"));
-        }
-        if e < BigUint::from(3u8) || e >= n {
-            return Err(KeyExchangeError::BadKey("the exponent is out of range"));
-        }
-        Ok(Self { n, e })
-    }
-
-    /// The key's fingerprint: the low 64 bits of SHA-1 over `n` and `e` as
-    /// TL `bytes` (<https://core.telegram.org/mtproto/auth_key>,
-    /// `server_public_key_fingerprints`; Telethon's `crypto/rsa.py`).
-    pub fn fingerprint(&self) -> i64 {
-        let mut buf = self.n.to_bytes_be().to_bytes();
-        buf.extend(self.e.to_bytes_be().to_bytes());
-        let sha: [u8; 20] = Sha1::digest(&buf).into();
-        i64::from_le_bytes(sha[12..20].try_into().expect("8 bytes"))
-    }
-
-    fn rsa(&self) -> rsa::Key {
-        rsa::Key::new(&self.n.to_str_radix(10), &self.e.to_str_radix(10)).expect("decimal digits")
-    }
-}
-
-/// A minimal DER reader: tag, length, value.
-struct Der<'a>(&'a [u8]);
-
-impl<'a> Der<'a> {
-    fn take(&mut self, tag: u8) -> Result<&'a [u8], KeyExchangeError> {
-        let bad = KeyExchangeError::BadKey("malformed DER");
-        let (&t, rest) = self.0.split_first().ok_or(bad)?;
-        if t != tag {
-            return Err(KeyExchangeError::BadKey("unexpected DER tag"));
-        }
-        let (&l, mut rest) = rest
-            .split_first()
-            .ok_or(KeyExchangeError::BadKey("malformed DER"))?;
-        let len = if l < 0x80 {
-            usize::from(l)
-        } else {
-            let n = usize::from(l & 0x7f);
-            if n == 0 || n > 2 || rest.len() < n {
-                return Err(KeyExchangeError::BadKey("malformed DER length"));
-            }
-            let len = rest[..n]
-                .iter()
-                .fold(0usize, |a, &b| (a << 8) | usize::from(b));
-            rest = &rest[n..];
-            len
-        };
-        if rest.len() < len {
-            return Err(KeyExchangeError::BadKey("truncated DER"));
-        }
-        let (value, after) = rest.split_at(len);
-        self.0 = after;
-        Ok(value)
-    }
+/// `key` as grammers' RSA routine takes it.
+fn rsa_key(key: &PublicKey) -> rsa::Key {
+    rsa::Key::new(&key.n().to_str_radix(10), &key.e().to_str_radix(10)).expect("decimal digits")
 }
 
 /// The exchange may take this long in all.
@@ -241,7 +154,7 @@ fn step2(
     .to_bytes();
     let mut random = [0u8; 224];
     rand::fill(&mut random[..]);
-    let encrypted_data = rsa::encrypt_hashed(&inner, &key.rsa(), &random);
+    let encrypted_data = rsa::encrypt_hashed(&inner, &rsa_key(key), &random);
     Ok((
         tl::functions::ReqDhParams {
             nonce,
@@ -354,39 +267,4 @@ fn create_key(
         return Err("new_nonce_hash1 mismatch");
     }
     Ok(data)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Telegram's production key as my.telegram.org shows it; its
-    /// fingerprint is the one grammers knows it by.
-    const TELEGRAM_PEM: &str = "-----BEGIN RSA PUBLIC KEY-----
-MIIBCgKCAQEA6LszBcC1LGzyr992NzE0ieY+BSaOW622Aa9Bd4ZHLl+TuFQ4lo4g
-5nKaMBwK/BIb9xUfg0Q29/2mgIR6Zr9krM7HjuIcCzFvDtr+L0GQjae9H0pRB2OO
-62cECs5HKhT5DZ98K33vmWiLowc621dQuwKWSQKjWf50XYFw42h21P2KXUGyp2y/
-+aEyZ+uVgLLQbRA1dEjSDZ2iGRy12Mk5gpYc397aYp438fsJoHIgJ2lgMv5h7WY9
-t6N/byY9Nw9p21Og3AoXSL2q/2IJ1WRUhebgAdGVMlV1fkuOQoEzR7EdpqtQD9Cs
-5+bfo3Nhmcyvk5ftB0WkJ9z6bNZ7yxrP8wIDAQAB
------END RSA PUBLIC KEY-----";
-
-    #[test]
-    fn a_pem_key_parses_to_the_fingerprint_telegram_uses() {
-        let key = PublicKey::from_pem(TELEGRAM_PEM).expect("parses");
-        assert_eq!(key.fingerprint(), -3_414_540_481_677_951_611);
-    }
-
-    #[test]
-    fn a_bad_pem_gets_a_clear_error() {
-        for bad in [
-            "",
-            "hello",
-            "-----BEGIN RSA PUBLIC KEY-----\n!!!\n-----END RSA PUBLIC KEY-----",
-            "-----BEGIN RSA PUBLIC KEY-----\nMAA=\n-----END RSA PUBLIC KEY-----",
-        ] {
-            let e = PublicKey::from_pem(bad).unwrap_err();
-            assert!(e.to_string().starts_with("not an RSA public key"), "{e}");
-        }
-    }
 }

@@ -15,7 +15,7 @@ pub struct InstanceSnapshotRow {
     pub live: bool,
     /// When it wrote the snapshot (`None`: it has not written one yet).
     pub at: Option<DateTime<Utc>>,
-    /// The snapshot as it wrote it; `crate::instance::snapshot` reads it.
+    /// The snapshot as it wrote it; `crate::instance_snapshot` reads it.
     pub snapshot: Option<serde_json::Value>,
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::Ownership;
+use crate::instance::Ownership;
 use crate::pipeline::{Pipeline, PipelineStats};
 use crate::store::Store;
 
