@@ -16,6 +16,8 @@
 //! | [`throwaway_db`] | [`ThrowawayDb`](throwaway_db::ThrowawayDb): a PostgreSQL database that exists for one run or test |
 
 /// The fake as a process of its own, serving both faces and a control HTTP API.
+/// `kuryer-sim chat`: a person talking to the bot over the control API.
+pub mod chat;
 pub mod control_api;
 /// An HTTP fake of the Telegram Bot API that records every message it receives.
 pub mod fake_bot_api;

@@ -5,6 +5,8 @@
 /// The bot: commands, buttons, destinations, settings, several bots.
 mod bot;
 mod bot_more;
+/// `kuryer-sim chat` against a real `kuryer run` and `kuryer-sim`.
+mod chat;
 /// The status page in headless Chromium (selenium, chromedriver).
 mod browser;
 /// The command line of the real binary.
