@@ -7,6 +7,7 @@
 //!
 //! | module | what it is |
 //! |---|---|
+//! | [`chat`] | `kuryer-sim chat`: a person talking to the bot over the control API, on lines of a terminal |
 //! | [`fake_bot_api`] | an HTTP fake of the Bot API speaking the real wire protocol, recording everything it receives |
 //! | [`mtproto`] | the MTProto face: a fake data centre speaking MTProto 2.0 over TCP (Full transport) that grammers-client connects to unmodified |
 //! | [`source`] | [`SimSource`](source::SimSource): a `ChannelSource` reading the fake's channel history, as a reader account would |

@@ -153,6 +153,8 @@ async fn a_person_talks_to_the_bot_through_kuryer_sim_chat() {
         json!({"title": "News", "username": "sim_news", "admin_bots": [1]}),
     )
     .await;
+    // README's walk-through publishes on this id.
+    assert_eq!(channel["id"], 1_700_000_001, "{channel}");
     assert!(
         wait_ready(port, Duration::from_secs(60)).await,
         "kuryer run did not become ready:\n{}",
