@@ -210,7 +210,11 @@ impl<W: Write> Client<W> {
             let page = self.get(self.next, 100).await?;
             let messages = page["messages"].as_array().cloned().unwrap_or_default();
             for m in &messages {
-                let who = if m["source"].is_array() { "post" } else { "bot" };
+                let who = if m["source"].is_array() {
+                    "post"
+                } else {
+                    "bot"
+                };
                 self.show(m, who)?;
             }
             self.next = page["next"].as_u64().unwrap_or(self.next);

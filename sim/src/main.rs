@@ -19,7 +19,12 @@ use kuryer_sim::process::FakeSpec;
 
 /// The simulated Telegram: fake Bot API, fake MTProto data centre, control API.
 #[derive(Debug, Parser)]
-#[command(name = "kuryer-sim", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "kuryer-sim",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 struct Args {
     #[command(subcommand)]
     command: Option<Command>,

@@ -56,14 +56,23 @@ async fn people_talk_press_forward_and_read_their_chat_through_the_control_api()
 
     // A message, with its language and command entity, to the default bot
     // (the `--bot-token` one).
-    let (s, v) = call(&http, &sim, "/people/42/says", json!({"text": "/start", "lang": "uz"})).await;
+    let (s, v) = call(
+        &http,
+        &sim,
+        "/people/42/says",
+        json!({"text": "/start", "lang": "uz"}),
+    )
+    .await;
     assert_eq!(s, 200, "{v}");
     let updates = bot.get_updates().await.unwrap();
     let UpdateKind::Message(m) = &updates[0].kind else {
         panic!("{:?}", updates[0].kind)
     };
     assert_eq!((m.chat.id.0, m.text()), (42, Some("/start")));
-    assert_eq!(m.from.as_ref().unwrap().language_code.as_deref(), Some("uz"));
+    assert_eq!(
+        m.from.as_ref().unwrap().language_code.as_deref(),
+        Some("uz")
+    );
 
     // The bot answers with a keyboard; the chat shows it, with a cursor.
     let keyboard = InlineKeyboardMarkup::new([[
@@ -80,13 +89,24 @@ async fn people_talk_press_forward_and_read_their_chat_through_the_control_api()
     let shown = &page["messages"][0];
     assert_eq!(shown["text"], "pick");
     assert_eq!(shown["message_id"], sent.id.0);
-    assert_eq!(shown["reply_markup"]["inline_keyboard"][0][1]["callback_data"], "k:2");
+    assert_eq!(
+        shown["reply_markup"]["inline_keyboard"][0][1]["callback_data"],
+        "k:2"
+    );
     let page = chat(&http, &sim, 42, 1).await;
-    assert_eq!((page["messages"].as_array().unwrap().len(), &page["next"]), (0, &json!(1)));
+    assert_eq!(
+        (page["messages"].as_array().unwrap().len(), &page["next"]),
+        (0, &json!(1))
+    );
 
     // A press of a button that is there arrives as a callback query.
-    let (s, v) = call(&http, &sim, "/people/42/presses",
-        json!({"message_id": sent.id.0, "data": "k:2"})).await;
+    let (s, v) = call(
+        &http,
+        &sim,
+        "/people/42/presses",
+        json!({"message_id": sent.id.0, "data": "k:2"}),
+    )
+    .await;
     assert_eq!(s, 200, "{v}");
     let offset = updates.last().unwrap().id.0 as i32 + 1;
     let presses = bot.get_updates().offset(offset).await.unwrap();
@@ -97,13 +117,28 @@ async fn people_talk_press_forward_and_read_their_chat_through_the_control_api()
     assert_eq!(q.id.0, v["callback_query_id"].as_str().unwrap());
 
     // A forwarded channel post.
-    let (_, ch) = call(&http, &sim, "/mtproto/channels",
-        json!({"title": "News", "username": "people_news"})).await;
-    let (_, post) = call(&http, &sim, &format!("/mtproto/channels/{}/posts", ch["id"]),
-        json!({"text": "a post"})).await;
+    let (_, ch) = call(
+        &http,
+        &sim,
+        "/mtproto/channels",
+        json!({"title": "News", "username": "people_news"}),
+    )
+    .await;
+    let (_, post) = call(
+        &http,
+        &sim,
+        &format!("/mtproto/channels/{}/posts", ch["id"]),
+        json!({"text": "a post"}),
+    )
+    .await;
     let channel = ch["bot_api_chat_id"].as_i64().unwrap();
-    let (s, v) = call(&http, &sim, "/people/42/forwards",
-        json!({"channel": channel, "message_id": post["ids"][0]})).await;
+    let (s, v) = call(
+        &http,
+        &sim,
+        "/people/42/forwards",
+        json!({"channel": channel, "message_id": post["ids"][0]}),
+    )
+    .await;
     assert_eq!(s, 200, "{v}");
     let offset = presses.last().unwrap().id.0 as i32 + 1;
     let fwd = bot.get_updates().offset(offset).await.unwrap();
@@ -115,22 +150,78 @@ async fn people_talk_press_forward_and_read_their_chat_through_the_control_api()
 
     // Refusals: each names what is wrong, and nothing reaches the bot.
     for (route, body, status, code) in [
-        ("/people/42/says", json!({"text": "  "}), 400, "text_invalid"),
-        ("/people/42/says", json!({"text": "x".repeat(4097)}), 400, "text_invalid"),
-        ("/people/42/says", json!({"text": "hi", "lang": "u z"}), 400, "lang_invalid"),
+        (
+            "/people/42/says",
+            json!({"text": "  "}),
+            400,
+            "text_invalid",
+        ),
+        (
+            "/people/42/says",
+            json!({"text": "x".repeat(4097)}),
+            400,
+            "text_invalid",
+        ),
+        (
+            "/people/42/says",
+            json!({"text": "hi", "lang": "u z"}),
+            400,
+            "lang_invalid",
+        ),
         ("/people/0/says", json!({"text": "hi"}), 400, "user_invalid"),
-        ("/people/42/says", json!({"text": "hi", "bot": 9}), 404, "unknown_bot"),
-        ("/people/42/presses", json!({"message_id": sent.id.0, "data": "k:9"}), 404, "no_such_button"),
-        ("/people/42/presses", json!({"message_id": 777, "data": "k:1"}), 404, "unknown_message"),
-        ("/people/42/forwards", json!({"channel": channel, "message_id": 99}), 404, "unknown_message"),
-        ("/people/42/forwards", json!({"channel": -5, "message_id": 1}), 404, "unknown_message"),
-        ("/people/42/says", json!({"text": "hi", "extra": 1}), 400, "bad_request"),
+        (
+            "/people/42/says",
+            json!({"text": "hi", "bot": 9}),
+            404,
+            "unknown_bot",
+        ),
+        (
+            "/people/42/presses",
+            json!({"message_id": sent.id.0, "data": "k:9"}),
+            404,
+            "no_such_button",
+        ),
+        (
+            "/people/42/presses",
+            json!({"message_id": 777, "data": "k:1"}),
+            404,
+            "unknown_message",
+        ),
+        (
+            "/people/42/forwards",
+            json!({"channel": channel, "message_id": 99}),
+            404,
+            "unknown_message",
+        ),
+        (
+            "/people/42/forwards",
+            json!({"channel": -5, "message_id": 1}),
+            404,
+            "unknown_message",
+        ),
+        (
+            "/people/42/says",
+            json!({"text": "hi", "extra": 1}),
+            400,
+            "bad_request",
+        ),
     ] {
         let (s, v) = call(&http, &sim, route, body).await;
-        assert_eq!((s, v["error"].as_str()), (status, Some(code)), "{route}: {v}");
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (status, Some(code)),
+            "{route}: {v}"
+        );
     }
     let offset = fwd.last().unwrap().id.0 as i32 + 1;
-    assert!(bot.get_updates().offset(offset).timeout(0).await.unwrap().is_empty());
+    assert!(
+        bot.get_updates()
+            .offset(offset)
+            .timeout(0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     sim.quit().await;
 }
 
@@ -151,7 +242,12 @@ fn exit_of(mut child: std::process::Child) -> (Option<std::process::ExitStatus>,
         let _ = child.wait();
     }
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     (status, err)
 }
 
@@ -171,7 +267,15 @@ fn with_stdin_closed_it_says_why_it_stops_unless_told_to_ignore_stdin() {
 
     // With --ignore-stdin it runs on, prints its config, and ends on /quit.
     let mut kept = Command::new(EXE)
-        .args(["--no-mtproto", "--channels", "0", "--users", "0", "--bot-token", BOT])
+        .args([
+            "--no-mtproto",
+            "--channels",
+            "0",
+            "--users",
+            "0",
+            "--bot-token",
+            BOT,
+        ])
         .args(["--ignore-stdin", "--print-config"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -181,20 +285,38 @@ fn with_stdin_closed_it_says_why_it_stops_unless_told_to_ignore_stdin() {
     let mut out = std::io::BufReader::new(kept.stdout.take().unwrap());
     let mut config = String::new();
     while !config.lines().any(|l| l.starts_with("listen = ")) {
-        assert!(std::io::BufRead::read_line(&mut out, &mut config).unwrap() > 0, "{config}");
+        assert!(
+            std::io::BufRead::read_line(&mut out, &mut config).unwrap() > 0,
+            "{config}"
+        );
     }
-    assert!(config.contains(&format!("bot_tokens = [\"{BOT}\"]")), "{config}");
-    assert!(config.contains("bot_api_url = \"http://127.0.0.1:"), "{config}");
+    assert!(
+        config.contains(&format!("bot_tokens = [\"{BOT}\"]")),
+        "{config}"
+    );
+    assert!(
+        config.contains("bot_api_url = \"http://127.0.0.1:"),
+        "{config}"
+    );
     std::thread::sleep(Duration::from_millis(500));
-    assert!(kept.try_wait().unwrap().is_none(), "stopped although told to ignore stdin");
+    assert!(
+        kept.try_wait().unwrap().is_none(),
+        "stopped although told to ignore stdin"
+    );
     let control = config
         .lines()
         .find_map(|l| l.strip_prefix("# Control API: "))
         .unwrap()
         .to_owned();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
-        reqwest::Client::builder().no_proxy().build().unwrap()
+        reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
             .post(format!("{control}/quit"))
             .send()
             .await

@@ -24,7 +24,14 @@ const TOKEN: &str = "4242:madeUpSecretForTheSimulator";
 /// it is fresh).
 fn sim_binary() -> PathBuf {
     let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "-p", "kuryer-sim", "--bin", "kuryer-sim"])
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "kuryer-sim",
+            "--bin",
+            "kuryer-sim",
+        ])
         .status()
         .expect("run cargo");
     assert!(status.success(), "cargo build -p kuryer-sim failed");
@@ -59,7 +66,12 @@ fn collect(out: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> 
 /// Waits until a line printed after the first `from` satisfies `want`, then
 /// until nothing more arrives for a moment (so the next step's lines come
 /// after all of this one's).
-async fn wait_for(lines: &Mutex<Vec<String>>, from: usize, what: &str, want: impl Fn(&str) -> bool) {
+async fn wait_for(
+    lines: &Mutex<Vec<String>>,
+    from: usize,
+    what: &str,
+    want: impl Fn(&str) -> bool,
+) {
     let start = Instant::now();
     loop {
         if lines.lock().unwrap()[from..].iter().any(|l| want(l)) {
@@ -84,7 +96,12 @@ async fn wait_for(lines: &Mutex<Vec<String>>, from: usize, what: &str, want: imp
 }
 
 async fn control(http: &reqwest::Client, url: String, body: Value) -> Value {
-    let r = http.post(url).json(&body).send().await.expect("control API");
+    let r = http
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .expect("control API");
     assert!(r.status().is_success(), "{:?}", r.text().await);
     r.json().await.unwrap()
 }
@@ -98,7 +115,15 @@ async fn a_person_talks_to_the_bot_through_kuryer_sim_chat() {
     // 1. kuryer-sim prints a config for `kuryer run`; stdin held open.
     let mut sim = Killed(
         Command::new(&sim_exe)
-            .args(["--channels", "0", "--users", "0", "--bot-token", TOKEN, "--print-config"])
+            .args([
+                "--channels",
+                "0",
+                "--users",
+                "0",
+                "--bot-token",
+                TOKEN,
+                "--print-config",
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -108,14 +133,20 @@ async fn a_person_talks_to_the_bot_through_kuryer_sim_chat() {
     let mut config = String::new();
     let mut out = BufReader::new(sim.0.stdout.take().unwrap());
     while !config.lines().any(|l| l.starts_with("listen = ")) {
-        assert!(out.read_line(&mut config).unwrap() > 0, "config ended early:\n{config}");
+        assert!(
+            out.read_line(&mut config).unwrap() > 0,
+            "config ended early:\n{config}"
+        );
     }
     let control_url = config
         .lines()
         .find_map(|l| l.strip_prefix("# Control API: "))
         .expect("the config names the control API")
         .to_owned();
-    assert!(config.contains(&format!("bot_tokens = [\"{TOKEN}\"]")), "{config}");
+    assert!(
+        config.contains(&format!("bot_tokens = [\"{TOKEN}\"]")),
+        "{config}"
+    );
     let config_path = dir.path().join("sim.toml");
     std::fs::write(&config_path, &config).unwrap();
 
@@ -136,7 +167,10 @@ async fn a_person_talks_to_the_bot_through_kuryer_sim_chat() {
             .env("KURYER_DATABASE_URL", &db.url)
             .env("KURYER_DATABASE_POOL_MAX", "8")
             .env("KURYER_HTTP_LISTEN", format!("127.0.0.1:{port}"))
-            .env("KURYER_REDIS_KEY_PREFIX", format!("test:{}:", rand::random::<u64>()))
+            .env(
+                "KURYER_REDIS_KEY_PREFIX",
+                format!("test:{}:", rand::random::<u64>()),
+            )
             .env("KURYER_DELIVERY_POLL_MIN_INTERVAL_MS", "100")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -164,7 +198,15 @@ async fn a_person_talks_to_the_bot_through_kuryer_sim_chat() {
     // 3. The person, through `kuryer-sim chat`'s standard input.
     let mut chat = Killed(
         Command::new(&sim_exe)
-            .args(["chat", "--control", &control_url, "--user", "42", "--lang", "en"])
+            .args([
+                "chat",
+                "--control",
+                &control_url,
+                "--user",
+                "42",
+                "--lang",
+                "en",
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -211,7 +253,10 @@ async fn a_person_talks_to_the_bot_through_kuryer_sim_chat() {
 
     let at = mark(&lines);
     type_line("9");
-    wait_for(&lines, at, "refused press", |l| l.starts_with("error: no button [9]")).await;
+    wait_for(&lines, at, "refused press", |l| {
+        l.starts_with("error: no button [9]")
+    })
+    .await;
 
     // The end of input ends the client, with success.
     drop(type_line);
@@ -231,7 +276,8 @@ async fn a_person_talks_to_the_bot_through_kuryer_sim_chat() {
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     let transcript = lines.lock().unwrap().join("\n");
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let ours = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("try-the-bot.txt");
     std::fs::write(&ours, &transcript).unwrap();
     assert!(

@@ -55,7 +55,10 @@ impl PeopleFace {
         self.bot_tokens.get(k).map(String::as_str).ok_or_else(|| {
             ApiError::not_found(
                 "unknown_bot",
-                format!("bot {k}: the process knows bots 0..{}", self.bot_tokens.len()),
+                format!(
+                    "bot {k}: the process knows bots 0..{}",
+                    self.bot_tokens.len()
+                ),
             )
         })
     }
@@ -97,8 +100,8 @@ async fn says(face: web::Data<PeopleFace>, path: web::Path<i64>, body: web::Json
         // An IETF language tag (core.telegram.org/bots/api#user,
         // `language_code`); its length is not documented: up to 35
         // characters, the longest tag RFC 5646 section 4.4.1 asks to accept.
-        let ok = (2..=35).contains(&l.len())
-            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        let ok =
+            (2..=35).contains(&l.len()) && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
         if !ok {
             return Err(ApiError::bad(
                 "lang_invalid",
@@ -137,10 +140,7 @@ async fn forwards(
     if !exists {
         return Err(ApiError::not_found(
             "unknown_message",
-            format!(
-                "channel {} has no post {}",
-                body.channel, body.message_id
-            ),
+            format!("channel {} has no post {}", body.channel, body.message_id),
         ));
     }
     let id = face
