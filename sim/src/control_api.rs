@@ -44,6 +44,7 @@ use std::collections::HashSet;
 use std::io::{BufRead, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix_web::dev::Server;
 use actix_web::http::StatusCode;
@@ -103,7 +104,7 @@ pub async fn run_with(cfg: FakeSpec, opts: RunOptions) -> std::io::Result<()> {
     };
     let groups = create_groups(&fake, cfg.groups);
     let bot_api = web::Data::new(BotApiFace::new(fake.clone(), limits, groups));
-    let quit = web::Data::new(Quit(Notify::new()));
+    let quit = web::Data::new(Quit(Notify::new(), AtomicBool::new(false)));
     let (server, addr) = control_server(cfg.listen, &bot_api, &people, mtproto.as_ref(), &quit)?;
     let handle = server.handle();
     let served = actix_rt::spawn(server);
@@ -264,17 +265,22 @@ fn quit_when_stdin_closes(quit: Arc<Quit>) {
         }
         // Said, not silent: run by hand with `< /dev/null` or in the
         // background, the process would otherwise vanish with status 0.
-        eprintln!(
-            "kuryer-sim: standard input closed, stopping (keep it open, or pass --ignore-stdin and stop it with POST /quit)"
-        );
+        // Not after `/quit`: a parent that quits it also closes its stdin.
+        if !quit.1.load(Ordering::SeqCst) {
+            eprintln!(
+                "kuryer-sim: standard input closed, stopping (keep it open, or pass --ignore-stdin and stop it with POST /quit)"
+            );
+        }
         quit.0.notify_one();
     });
 }
 
-/// Told when the process should end (`/quit`, or end of standard input).
-struct Quit(Notify);
+/// Told when the process should end (`/quit`, or end of standard input);
+/// the flag: `/quit` came first.
+struct Quit(Notify, AtomicBool);
 
 async fn quit_route(quit: web::Data<Quit>) -> HttpResponse {
+    quit.1.store(true, Ordering::SeqCst);
     quit.0.notify_one();
     HttpResponse::Ok().json(json!({ "quit": true }))
 }
