@@ -22,23 +22,29 @@
 //! |---|---|
 //! | `control_api/bot_api_routes.rs` | the Bot API face: `/publish`, `/history`, `/pairs`, `/stats`, `/report` (its rate-limit audit in `control_api/rate_audit.rs`) |
 //! | `control_api/mtproto_routes.rs` | the MTProto face, `/mtproto/…`: accounts and keys (`mtproto_routes/accounts.rs`), channels and posts (`mtproto_routes/channels.rs`) |
+//! | `control_api/people_routes.rs` | the simulated people: `/people/{user}/says`, `/forwards`, `/presses`, and `/chats/{chat}/messages` (what the bot sent there) |
 //! | this file | `POST /quit`: stops the process |
 //!
 //! The process prints one JSON line on stdout once every server listens,
 //! `{"bot_api": URL, "control": URL, "mtproto": "127.0.0.1:PORT",
 //! "mtproto_dcs": {"2": "127.0.0.1:PORT", "1": "127.0.0.1:PORT"}}` (the
 //! main data centre, and every one by DC id; neither with
-//! `--no-mtproto`), and ends on `/quit` or when its standard
-//! input closes (its parent died).
+//! `--no-mtproto`) — or, with [`RunOptions::print_config`], a config.toml
+//! for `kuryer run` against it — and ends on `/quit` or when its standard
+//! input closes (its parent died; said on stderr), unless
+//! [`RunOptions::ignore_stdin`].
 
 mod bot_api_routes;
 mod mtproto_routes;
+mod people_routes;
+mod print_config;
 mod rate_audit;
 
 use std::collections::HashSet;
 use std::io::{BufRead, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix_web::dev::Server;
 use actix_web::http::StatusCode;
@@ -53,29 +59,64 @@ use crate::process::FakeSpec;
 
 use bot_api_routes::BotApiFace;
 use mtproto_routes::MtprotoFace;
+use people_routes::PeopleFace;
+
+/// How the process announces itself and when it ends.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Print a config.toml for `kuryer run` against this process instead
+    /// of the JSON line of addresses.
+    pub print_config: bool,
+    /// Keep running when standard input closes (end on `POST /quit` or a
+    /// signal only).
+    pub ignore_stdin: bool,
+}
 
 /// Runs the fake process until `/quit` or the end of standard input. Call
 /// inside an actix `System`.
 pub async fn run(cfg: FakeSpec) -> std::io::Result<()> {
+    run_with(cfg, RunOptions::default()).await
+}
+
+/// [`run`], announcing and ending as `opts` says.
+pub async fn run_with(cfg: FakeSpec, opts: RunOptions) -> std::io::Result<()> {
     let limits = fake_limits(cfg.limit_scale);
     let fake = fixtures::start_fake(limits, cfg.channels, cfg.users)?;
     let bot_tokens = bot_tokens(cfg.bots, &cfg.bot_tokens)?;
     for t in &bot_tokens[1..] {
         fake.add_bot(t);
     }
+    // The bot a person talks to by default: the first `--bot-token`.
+    let default_bot = if cfg.bot_tokens.is_empty() {
+        0
+    } else {
+        bot_tokens.len() - cfg.bot_tokens.len()
+    };
+    let people = web::Data::new(PeopleFace {
+        fake: fake.clone(),
+        bot_tokens: bot_tokens.clone(),
+        default_bot,
+    });
     let mtproto = if cfg.no_mtproto {
         None
     } else {
-        Some(start_mtproto_face(&fake, bot_tokens)?)
+        Some(start_mtproto_face(&fake, bot_tokens.clone())?)
     };
     let groups = create_groups(&fake, cfg.groups);
     let bot_api = web::Data::new(BotApiFace::new(fake.clone(), limits, groups));
-    let quit = web::Data::new(Quit(Notify::new()));
-    let (server, addr) = control_server(cfg.listen, &bot_api, mtproto.as_ref(), &quit)?;
+    let quit = web::Data::new(Quit(Notify::new(), AtomicBool::new(false)));
+    let (server, addr) = control_server(cfg.listen, &bot_api, &people, mtproto.as_ref(), &quit)?;
     let handle = server.handle();
     let served = actix_rt::spawn(server);
-    announce(&fake, addr, mtproto.as_ref())?;
-    quit_when_stdin_closes(quit.clone().into_inner());
+    if opts.print_config {
+        let token = &bot_tokens[default_bot];
+        print_config::print(&fake.url(), token, default_bot, addr, mtproto.is_some())?;
+    } else {
+        announce(&fake, addr, mtproto.as_ref())?;
+    }
+    if !opts.ignore_stdin {
+        quit_when_stdin_closes(quit.clone().into_inner());
+    }
     quit.0.notified().await;
     handle.stop(false).await;
     let _ = served.await;
@@ -145,13 +186,16 @@ fn create_groups(fake: &FakeTelegram, groups: u32) -> HashSet<i64> {
 fn control_server(
     listen: SocketAddr,
     bot_api: &web::Data<BotApiFace>,
+    people: &web::Data<PeopleFace>,
     mtproto: Option<&web::Data<MtprotoFace>>,
     quit: &web::Data<Quit>,
 ) -> std::io::Result<(Server, SocketAddr)> {
     let (bot_api, mtproto, quit) = (bot_api.clone(), mtproto.cloned(), quit.clone());
+    let people = people.clone();
     let server = HttpServer::new(move || {
         let mut app = App::new()
             .app_data(bot_api.clone())
+            .app_data(people.clone())
             .app_data(quit.clone())
             // Pairs and expected lists of a large run are megabytes of JSON.
             .app_data(
@@ -174,6 +218,7 @@ fn control_server(
             app = app.app_data(m.clone()).configure(mtproto_routes::routes);
         }
         app.configure(bot_api_routes::routes)
+            .configure(people_routes::routes)
             .route("/quit", web::post().to(quit_route))
     })
     .workers(1)
@@ -218,14 +263,24 @@ fn quit_when_stdin_closes(quit: Arc<Quit>) {
         while matches!(stdin.read_line(&mut sink), Ok(n) if n > 0) {
             sink.clear();
         }
+        // Said, not silent: run by hand with `< /dev/null` or in the
+        // background, the process would otherwise vanish with status 0.
+        // Not after `/quit`: a parent that quits it also closes its stdin.
+        if !quit.1.load(Ordering::SeqCst) {
+            eprintln!(
+                "kuryer-sim: standard input closed, stopping (keep it open, or pass --ignore-stdin and stop it with POST /quit)"
+            );
+        }
         quit.0.notify_one();
     });
 }
 
-/// Told when the process should end (`/quit`, or end of standard input).
-struct Quit(Notify);
+/// Told when the process should end (`/quit`, or end of standard input);
+/// the flag: `/quit` came first.
+struct Quit(Notify, AtomicBool);
 
 async fn quit_route(quit: web::Data<Quit>) -> HttpResponse {
+    quit.1.store(true, Ordering::SeqCst);
     quit.0.notify_one();
     HttpResponse::Ok().json(json!({ "quit": true }))
 }

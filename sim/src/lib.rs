@@ -7,6 +7,7 @@
 //!
 //! | module | what it is |
 //! |---|---|
+//! | [`chat`] | `kuryer-sim chat`: a person talking to the bot over the control API, on lines of a terminal |
 //! | [`fake_bot_api`] | an HTTP fake of the Bot API speaking the real wire protocol, recording everything it receives |
 //! | [`mtproto`] | the MTProto face: a fake data centre speaking MTProto 2.0 over TCP (Full transport) that grammers-client connects to unmodified |
 //! | [`spec_updates`] | updates generated from the vendored Bot API specification (`sim/spec/`): every content and service field, optional fields absent and present |
@@ -17,6 +18,8 @@
 //! | [`throwaway_db`] | [`ThrowawayDb`](throwaway_db::ThrowawayDb): a PostgreSQL database that exists for one run or test |
 
 /// The fake as a process of its own, serving both faces and a control HTTP API.
+/// `kuryer-sim chat`: a person talking to the bot over the control API.
+pub mod chat;
 pub mod control_api;
 /// An HTTP fake of the Telegram Bot API that records every message it receives.
 pub mod fake_bot_api;

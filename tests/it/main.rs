@@ -7,6 +7,8 @@ mod bot;
 mod bot_more;
 /// The status page in headless Chromium (selenium, chromedriver).
 mod browser;
+/// `kuryer-sim chat` against a real `kuryer run` and `kuryer-sim`.
+mod chat;
 /// The command line of the real binary.
 mod cli;
 /// Helpers: throw-away databases, the real binary as a child, a private Redis.
