@@ -19,23 +19,26 @@ use crate::common::{TestDb, free_port, wait_ready};
 /// A made-up token, as README's walk-through uses.
 const TOKEN: &str = "4242:madeUpSecretForTheSimulator";
 
-/// The `kuryer-sim` binary, built beside `kuryer` (another package's binary
-/// is not built for this crate's tests, so it is built here; a no-op when
-/// it is fresh).
+/// The `kuryer-sim` binary beside `kuryer`. `cargo test --workspace` (CI,
+/// the README's test command) builds it for the simulator's own tests; run
+/// alone, this test builds it when it is missing. (Building it always would
+/// resolve features for that package alone and rebuild shared crates.)
 fn sim_binary() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "kuryer-sim",
-            "--bin",
-            "kuryer-sim",
-        ])
-        .status()
-        .expect("run cargo");
-    assert!(status.success(), "cargo build -p kuryer-sim failed");
     let exe = std::path::Path::new(env!("CARGO_BIN_EXE_kuryer")).with_file_name("kuryer-sim");
+    if !exe.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "kuryer-sim",
+                "--bin",
+                "kuryer-sim",
+            ])
+            .status()
+            .expect("run cargo");
+        assert!(status.success(), "cargo build -p kuryer-sim failed");
+    }
     assert!(exe.exists(), "{} was not built", exe.display());
     exe
 }
