@@ -278,6 +278,16 @@ pub struct LimitsConfig {
     /// silence until the bucket refills. Each name /add asks Telegram
     /// about counts as one.
     pub bot_commands_per_minute: u32,
+    /// New channels one user may make kuryer look up through the bot in a
+    /// day (names no one had added before); past it `/add` of a new name
+    /// waits for tomorrow.
+    pub new_channels_per_user_per_day: u32,
+    /// A user's subscriptions whose channel is still being looked up; past
+    /// it `/add` of another such name waits until some are settled.
+    pub pending_names_per_user: u32,
+    /// `/add … last N` history sends one user may ask for in a day (and
+    /// one at a time per subscription).
+    pub backfills_per_user_per_day: u32,
     /// Share the per-bot, per-chat and per-group limits between instances
     /// through Redis: `auto` (while more than one instance is live), `on`
     /// (always) or `off` (each instance limits itself alone).
@@ -307,6 +317,9 @@ impl Default for LimitsConfig {
             paid_per_bot_per_second: 1000.0,
             max_subscriptions_per_user: 200,
             bot_commands_per_minute: 30,
+            new_channels_per_user_per_day: 20,
+            pending_names_per_user: 10,
+            backfills_per_user_per_day: 10,
             shared: SharedMode::Auto,
         }
     }

@@ -205,6 +205,24 @@ impl Config {
             1,
             100_000,
         )?;
+        range(
+            "limits.new_channels_per_user_per_day",
+            l.new_channels_per_user_per_day,
+            1,
+            100_000,
+        )?;
+        range(
+            "limits.pending_names_per_user",
+            l.pending_names_per_user,
+            1,
+            100_000,
+        )?;
+        range(
+            "limits.backfills_per_user_per_day",
+            l.backfills_per_user_per_day,
+            1,
+            100_000,
+        )?;
         Ok(())
     }
 

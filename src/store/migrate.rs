@@ -135,6 +135,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0020_instance_snapshot.sql",
         sql: include_str!("../../sql/0020_instance_snapshot.sql"),
     },
+    Migration {
+        version: 21,
+        name: "0021_user_budgets.sql",
+        sql: include_str!("../../sql/0021_user_budgets.sql"),
+    },
 ];
 
 /// Why migrating failed.
