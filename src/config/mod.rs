@@ -85,6 +85,10 @@ pub struct DeliveryConfig {
     pub max_in_flight: usize,
     /// Deliveries queued in the rate limiter before pollers wait.
     pub queue_capacity: usize,
+    /// Deliveries queued in the rate limiter for one destination chat; past
+    /// it that chat's further deliveries stay owed in the database and are
+    /// queued, in order, as it drains.
+    pub queue_per_destination: usize,
     /// Delivery rows written to PostgreSQL in one batch at most.
     pub db_batch_size: usize,
     /// Longest a delivery row waits for its batch to fill (ms).
@@ -135,6 +139,7 @@ impl Default for DeliveryConfig {
             poll_max_interval_ms: millis(poller.max_interval),
             max_in_flight: limiter.max_in_flight,
             queue_capacity: limiter.queue_capacity,
+            queue_per_destination: limiter.queue_per_chat,
             db_batch_size: writer.batch_size,
             db_flush_interval_ms: millis(writer.flush_interval),
             db_writes_in_flight: writer.writes_in_flight,

@@ -282,6 +282,12 @@ impl Config {
             100,
             100_000_000,
         )?;
+        range(
+            "delivery.queue_per_destination",
+            d.queue_per_destination,
+            1,
+            d.queue_capacity,
+        )?;
         range("delivery.db_batch_size", d.db_batch_size, 1, 100_000)?;
         range("delivery.db_writes_in_flight", d.db_writes_in_flight, 1, 16)?;
         range("delivery.max_db_backlog", d.max_db_backlog, 100, 10_000_000)?;

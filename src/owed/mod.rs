@@ -42,7 +42,7 @@ use kuryer_actors::channel_supervisor::ChannelSupervisor;
 use kuryer_actors::in_flight::{InFlight, PostKey};
 use kuryer_actors::model::{ChannelRef, Delivery};
 use kuryer_actors::quiet::{Quiet, QuietHolds};
-use kuryer_actors::rate_limiter::{Enqueue, HaltedLanes, RateLimiter};
+use kuryer_actors::rate_limiter::{Enqueue, HaltedLanes, QueueRoom, RateLimiter};
 
 use crate::instance::Ownership;
 use crate::store::{PendingQuery, Store, StoreError};
@@ -89,6 +89,8 @@ pub struct Owed {
     pub ownership: Option<Arc<Ownership>>,
     /// Subscriptions holding posts for their quiet hours, shared with the registry.
     pub holds: Arc<QuietHolds>,
+    /// The limiter's queue: which destinations' queues are full.
+    pub room: Arc<QueueRoom>,
 }
 
 /// Why one pass over owed deliveries stopped.
@@ -343,6 +345,8 @@ impl Owed {
         // post each subscription had queued (for releasing its hold).
         let mut quiet: std::collections::HashMap<i64, Option<Quiet>> = Default::default();
         let mut queued_upto: std::collections::HashMap<i64, i32> = Default::default();
+        let mut full_held: HashSet<i64> = HashSet::new();
+        let mut to_chat: std::collections::HashMap<i64, usize> = Default::default();
         let now = chrono::Utc::now();
         let result = loop {
             let chunk = match stream.next_chunk().await {
@@ -355,11 +359,24 @@ impl Owed {
                 .into_iter()
                 .partition(|d| !self.halted.is_halted_for(d.sub.bot_id));
             skipped_posts.extend(halted.iter().map(post_key));
-            // Held for quiet hours: owed, its post left unhandled, and the
-            // subscription holding so its newer posts wait behind it.
+            // Held for quiet hours or for a destination whose queue is
+            // full (or that this pass gave a queue's worth already): owed,
+            // its post left unhandled, and the subscription holding so its
+            // newer posts wait behind it (within this pass too: once held,
+            // its later posts here are held).
             let (live, held): (Vec<Delivery>, Vec<Delivery>) = live.into_iter().partition(|d| {
+                let id = d.sub.subscription_id;
+                if full_held.contains(&id) {
+                    return false;
+                }
+                let given = to_chat.entry(d.sub.chat_id).or_insert(0);
+                if *given >= self.room.per_chat() || self.room.chat_full(d.sub.chat_id) {
+                    full_held.insert(id);
+                    return false;
+                }
+                *given += 1;
                 quiet
-                    .entry(d.sub.subscription_id)
+                    .entry(id)
                     .or_insert_with(|| Quiet::from_stored(d.sub.quiet.as_deref()))
                     .as_ref()
                     .is_none_or(|q| q.quiet_until(now).is_none())

@@ -375,3 +375,94 @@ async fn backfills_are_one_open_per_subscription_and_budgeted_a_day() {
         .get(0);
     assert_eq!(all, 2);
 }
+
+/// One destination fed by many channels at once (a user with 40
+/// subscriptions, all posting): its queue in the limiter holds
+/// `delivery.queue_per_destination`, the rest stays owed in PostgreSQL, so
+/// the queue never fills and another user's post is not parked behind the
+/// backlog; the backlog still arrives whole, once each, each channel in order.
+#[actix_rt::test]
+async fn one_destinations_backlog_neither_fills_the_queue_nor_delays_another() {
+    use kuryer_sim::fake_bot_api::NewChannelMessage;
+    const CHANNELS: i64 = 40;
+    const POSTS: usize = 4;
+    const CALM: i64 = -100_725_599;
+    let mut channels: Vec<(i64, String)> = (0..CHANNELS)
+        .map(|i| (-100_725_500 - i, format!("hot_feed_{i:02}")))
+        .collect();
+    channels.push((CALM, "calm_feed_b".to_owned()));
+    let refs: Vec<(i64, &str)> = channels.iter().map(|(c, n)| (*c, n.as_str())).collect();
+    let w = World::start(&[TOKEN], &refs, |c| {
+        c.limits.per_chat_per_second = 5.0;
+        c.limits.bot_commands_per_minute = 10_000;
+        c.delivery.queue_capacity = 100;
+        c.delivery.queue_per_destination = 30;
+        c.delivery.sweep_interval_s = 1;
+    })
+    .await;
+    let (hot_user, calm_user) = (825_501, 825_502);
+    w.say(TOKEN, hot_user, "/start", "en").await;
+    for half in channels[..CHANNELS as usize].chunks(20) {
+        let names: Vec<String> = half.iter().map(|(_, n)| format!("@{n}")).collect();
+        let t = w.say(TOKEN, hot_user, &format!("/add {}", names.join(" ")), "en").await;
+        assert_eq!(t.lines().count(), 20, "{t}");
+    }
+    w.say(TOKEN, calm_user, "/start", "en").await;
+    w.say(TOKEN, calm_user, "/add @calm_feed_b", "en").await;
+    let delivered = |chat: i64| -> Vec<(i64, i32)> {
+        w.fake
+            .received(chat)
+            .iter()
+            .filter_map(|m| m.source)
+            .collect()
+    };
+
+    let mut hot: Vec<(i64, i32)> = Vec::new();
+    for n in 0..POSTS {
+        for (chat, _) in &channels[..CHANNELS as usize] {
+            let id = w.fake.post(*chat, NewChannelMessage::text(format!("hot {n}")));
+            hot.push((*chat, id));
+        }
+    }
+    // The backlog is being sent when the calm post comes.
+    assert!(
+        wait_until(Duration::from_secs(20), || delivered(hot_user).len() >= 5).await,
+        "{}",
+        w.log()
+    );
+    let sent = std::time::Instant::now();
+    let calm = w.fake.post(CALM, NewChannelMessage::text("calm"));
+    assert!(
+        wait_until(Duration::from_secs(60), || delivered(calm_user)
+            .contains(&(CALM, calm)))
+        .await,
+        "{}",
+        w.log()
+    );
+    let calm_latency = sent.elapsed();
+    let hot_then = delivered(hot_user).len();
+    eprintln!("calm post after {calm_latency:?}, {hot_then} of {} hot posts sent by then", hot.len());
+    // Parked behind the backlog it waited for the posts parked before it
+    // (up to one a hot channel, 40, sent at 5 a second): 2–8 s.
+    assert!(
+        calm_latency < Duration::from_millis(800),
+        "the calm post waited {calm_latency:?} ({hot_then} hot posts sent by then)"
+    );
+    assert!(hot_then < hot.len(), "the backlog was gone before the test measured");
+
+    assert!(
+        wait_until(Duration::from_secs(90), || delivered(hot_user).len() >= hot.len()).await,
+        "{} of {} hot posts\n{}",
+        delivered(hot_user).len(),
+        hot.len(),
+        w.log()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let got = delivered(hot_user);
+    assert_eq!(got.len(), hot.len(), "sent twice");
+    for (chat, _) in &channels[..CHANNELS as usize] {
+        let want: Vec<i32> = hot.iter().filter(|(c, _)| c == chat).map(|(_, id)| *id).collect();
+        let had: Vec<i32> = got.iter().filter(|(c, _)| c == chat).map(|(_, id)| *id).collect();
+        assert_eq!(had, want, "channel {chat} out of order");
+    }
+}
