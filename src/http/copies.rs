@@ -32,7 +32,11 @@ pub(super) async fn backfill(
     let Some(n) = n else { return Ok(()) };
     // The operator's API has no daily budget; a subscription still has one
     // open backfill at a time (a second request is a no-op).
-    with_timeout(state, state.store.request_backfill(subscription_id, n, None)).await?;
+    with_timeout(
+        state,
+        state.store.request_backfill(subscription_id, n, None),
+    )
+    .await?;
     if let Some(p) = &state.pipeline {
         p.mirror_wake();
     }

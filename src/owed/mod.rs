@@ -21,6 +21,14 @@
 //! (the poller gave up, the mark had moved) is delivered within an interval
 //! or two, with no restart.
 //!
+//! **Full destinations**: a destination chat holding
+//! `delivery.queue_per_destination` deliveries in the limiter is *full*
+//! (`QueueRoom::chat_full`) until it drains to half of that. Its further
+//! deliveries are held exactly as quiet hours hold them (below), and a pass
+//! queues at most that many for one chat; when a full chat drains, a sweep
+//! runs early (at most one a second), so a backlog keeps flowing at the
+//! chat's own rate while the queue holds only a bounded part of it.
+//!
 //! **Quiet hours** (`kuryer_actors::quiet`): an owed delivery of a
 //! subscription in its quiet hours is held like a halted bot's — not
 //! queued, its post left unhandled — and noted in [`QuietHolds`], so the
@@ -59,6 +67,10 @@ pub const RESUME_ATTEMPTS: u32 = 5;
 
 /// The longest a post can be held by quiet hours (a span is under a day).
 pub const MAX_HOLD: chrono::TimeDelta = chrono::TimeDelta::days(1);
+
+/// The least time between two sweeps started early (a full destination
+/// drained).
+const EARLY_SWEEP_GAP: Duration = Duration::from_secs(1);
 
 /// Posts a sweep reads the owed deliveries of in one cursor.
 const SWEEP_POSTS_PER_QUERY: usize = 1000;
@@ -123,8 +135,18 @@ impl Owed {
             let mut tick = tokio::time::interval(self.sweep_interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;
+            let mut last = tokio::time::Instant::now();
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    // A destination whose queue was full has room: what is
+                    // held for it is queued now, not a whole interval later
+                    // (at most one such early sweep a second).
+                    () = self.room.chat_drained() => {
+                        tokio::time::sleep_until(last + EARLY_SWEEP_GAP).await;
+                    }
+                }
+                last = tokio::time::Instant::now();
                 if self.stop.load(Ordering::Relaxed) || !self.limiter.connected() {
                     return;
                 }

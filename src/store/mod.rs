@@ -93,8 +93,8 @@ pub use existing::{ExistingError, check_existing};
 pub use history::BackfillChannel;
 pub use inbox::InboxEntry;
 pub use instance_snapshot::InstanceSnapshotRow;
-pub use link_codes::{DestinationOwner, DroppedOwner};
 pub use leases::{InstanceIdentity, InstanceRow, LeasedChannel, RegisteredInstance};
+pub use link_codes::{DestinationOwner, DroppedOwner};
 pub use migrate_progress::migrate_with_progress;
 pub use notice_claims::{
     BOT_REMOVED as CHANNEL_BOT_REMOVED, ChannelNotice, ChannelPause, GONE as CHANNEL_GONE, PAUSING,
@@ -105,8 +105,8 @@ pub use pending::{PendingQuery, PendingStream, RecentPost};
 pub use persistence::new_post;
 pub use pool::{REPLICA_APPLICATION_NAME, Store};
 pub use post_events::{
-    AppliedRow, Backfill, BackfillAsked, DeletionsMode, EditsMode, EventTarget, EventTargets, MirrorSettings,
-    PostEvent,
+    AppliedRow, Backfill, BackfillAsked, DeletionsMode, EditsMode, EventTarget, EventTargets,
+    MirrorSettings, PostEvent,
 };
 pub use resolve::{FoundChannel, PendingChannel, ResolveNotice, Unresolvable};
 pub use send_settings::Extra;

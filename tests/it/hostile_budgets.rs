@@ -146,11 +146,17 @@ async fn wrong_codes_are_throttled_in_the_chat_that_posts_them_only() {
     w.fake
         .channel_admin_says(TOKEN, theirs, &format!("/link {code}"));
     assert!(
-        wait_until(Duration::from_secs(10), || w.fake.pending_updates(TOKEN) == 0).await,
+        wait_until(Duration::from_secs(10), || w.fake.pending_updates(TOKEN)
+            == 0)
+        .await,
         "updates never confirmed"
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(w.replies(theirs).len(), before, "a throttled chat was answered");
+    assert_eq!(
+        w.replies(theirs).len(),
+        before,
+        "a throttled chat was answered"
+    );
     assert!(!linked_to(&w, user, theirs).await);
 
     // The code was not read there: it still links the owner's channel.
@@ -244,7 +250,11 @@ async fn a_group_stops_being_yours_when_you_stop_being_its_admin() {
     assert!(t.contains("now receives posts"), "{t}");
     assert!(linked_to(&w, next, group).await);
     assert!(!linked_to(&w, owner, group).await);
-    assert_eq!(goes_to(&w, sub_a).await, owner, "left pointing at the lost group");
+    assert_eq!(
+        goes_to(&w, sub_a).await,
+        owner,
+        "left pointing at the lost group"
+    );
     let told = w.next_reply(owner, before_owner).await.text.unwrap();
     assert!(told.contains("no longer an admin"), "{told}");
 
@@ -285,7 +295,12 @@ async fn new_channels_a_day_and_pending_names_are_budgeted_per_user() {
     w.say(TOKEN, user, "/start", "ru").await;
     w.say(TOKEN, other, "/start", "en").await;
     let t = w
-        .say(TOKEN, user, "/add @budget_chan_0 @budget_chan_1 @budget_chan_2", "ru")
+        .say(
+            TOKEN,
+            user,
+            "/add @budget_chan_0 @budget_chan_1 @budget_chan_2",
+            "ru",
+        )
         .await;
     let lines: Vec<&str> = t.lines().collect();
     assert_eq!(lines.len(), 3, "{t}");
@@ -357,7 +372,9 @@ async fn backfills_are_one_open_per_subscription_and_budgeted_a_day() {
         .get(0);
     assert_eq!(open, 1);
     // The day's budget: the second subscription's first, then no more.
-    c.execute("DROP TRIGGER hold ON backfills", &[]).await.unwrap();
+    c.execute("DROP TRIGGER hold ON backfills", &[])
+        .await
+        .unwrap();
     c.execute("UPDATE backfills SET done_at = now()", &[])
         .await
         .unwrap();
@@ -397,14 +414,15 @@ async fn one_destinations_backlog_neither_fills_the_queue_nor_delays_another() {
         c.limits.bot_commands_per_minute = 10_000;
         c.delivery.queue_capacity = 100;
         c.delivery.queue_per_destination = 30;
-        c.delivery.sweep_interval_s = 1;
     })
     .await;
     let (hot_user, calm_user) = (825_501, 825_502);
     w.say(TOKEN, hot_user, "/start", "en").await;
     for half in channels[..CHANNELS as usize].chunks(20) {
         let names: Vec<String> = half.iter().map(|(_, n)| format!("@{n}")).collect();
-        let t = w.say(TOKEN, hot_user, &format!("/add {}", names.join(" ")), "en").await;
+        let t = w
+            .say(TOKEN, hot_user, &format!("/add {}", names.join(" ")), "en")
+            .await;
         assert_eq!(t.lines().count(), 20, "{t}");
     }
     w.say(TOKEN, calm_user, "/start", "en").await;
@@ -420,7 +438,9 @@ async fn one_destinations_backlog_neither_fills_the_queue_nor_delays_another() {
     let mut hot: Vec<(i64, i32)> = Vec::new();
     for n in 0..POSTS {
         for (chat, _) in &channels[..CHANNELS as usize] {
-            let id = w.fake.post(*chat, NewChannelMessage::text(format!("hot {n}")));
+            let id = w
+                .fake
+                .post(*chat, NewChannelMessage::text(format!("hot {n}")));
             hot.push((*chat, id));
         }
     }
@@ -441,17 +461,25 @@ async fn one_destinations_backlog_neither_fills_the_queue_nor_delays_another() {
     );
     let calm_latency = sent.elapsed();
     let hot_then = delivered(hot_user).len();
-    eprintln!("calm post after {calm_latency:?}, {hot_then} of {} hot posts sent by then", hot.len());
+    eprintln!(
+        "calm post after {calm_latency:?}, {hot_then} of {} hot posts sent by then",
+        hot.len()
+    );
     // Parked behind the backlog it waited for the posts parked before it
     // (up to one a hot channel, 40, sent at 5 a second): 2–8 s.
     assert!(
         calm_latency < Duration::from_millis(800),
         "the calm post waited {calm_latency:?} ({hot_then} hot posts sent by then)"
     );
-    assert!(hot_then < hot.len(), "the backlog was gone before the test measured");
+    assert!(
+        hot_then < hot.len(),
+        "the backlog was gone before the test measured"
+    );
 
     assert!(
-        wait_until(Duration::from_secs(90), || delivered(hot_user).len() >= hot.len()).await,
+        wait_until(Duration::from_secs(90), || delivered(hot_user).len()
+            >= hot.len())
+        .await,
         "{} of {} hot posts\n{}",
         delivered(hot_user).len(),
         hot.len(),
@@ -461,8 +489,16 @@ async fn one_destinations_backlog_neither_fills_the_queue_nor_delays_another() {
     let got = delivered(hot_user);
     assert_eq!(got.len(), hot.len(), "sent twice");
     for (chat, _) in &channels[..CHANNELS as usize] {
-        let want: Vec<i32> = hot.iter().filter(|(c, _)| c == chat).map(|(_, id)| *id).collect();
-        let had: Vec<i32> = got.iter().filter(|(c, _)| c == chat).map(|(_, id)| *id).collect();
+        let want: Vec<i32> = hot
+            .iter()
+            .filter(|(c, _)| c == chat)
+            .map(|(_, id)| *id)
+            .collect();
+        let had: Vec<i32> = got
+            .iter()
+            .filter(|(c, _)| c == chat)
+            .map(|(_, id)| *id)
+            .collect();
         assert_eq!(had, want, "channel {chat} out of order");
     }
 }

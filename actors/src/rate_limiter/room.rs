@@ -34,6 +34,9 @@ pub struct QueueRoom {
     /// How many chats are full (read without the lock: mostly none).
     full_count: AtomicUsize,
     full: Mutex<HashSet<i64>>,
+    /// Signalled when a chat stopped being full: what is held for it can
+    /// be queued now.
+    drained: Notify,
 }
 
 impl QueueRoom {
@@ -51,6 +54,7 @@ impl QueueRoom {
             freed: Notify::new(),
             full_count: AtomicUsize::new(0),
             full: Mutex::new(HashSet::new()),
+            drained: Notify::new(),
         }
     }
 
@@ -74,8 +78,19 @@ impl QueueRoom {
     /// The limiter's full chats are now `chats`.
     pub(crate) fn set_full(&self, chats: Vec<i64>) {
         let mut full = self.full.lock().unwrap_or_else(|p| p.into_inner());
-        *full = chats.into_iter().collect();
+        let new: HashSet<i64> = chats.into_iter().collect();
+        let drained = full.iter().any(|c| !new.contains(c));
+        *full = new;
         self.full_count.store(full.len(), Ordering::Relaxed);
+        if drained {
+            self.drained.notify_one();
+        }
+    }
+
+    /// Waits until a chat stops being full (one signal is kept if it came
+    /// while nobody waited).
+    pub async fn chat_drained(&self) {
+        self.drained.notified().await;
     }
 
     /// Whether `more` deliveries fit beside what is queued and `promised`

@@ -269,15 +269,16 @@ impl Schedule {
         self.queued += 1;
     }
 
-    /// The chats holding `queue_per_chat` deliveries or more, when that set
-    /// changed since the last call (`None`: unchanged). A chat leaves it
-    /// once its queue is under the cap.
+    /// The chats that reached `queue_per_chat` queued deliveries, when that
+    /// set changed since the last call (`None`: unchanged). A chat leaves it
+    /// once its queue is under half the cap, so that what is then queued for
+    /// it comes in runs, not one at a time.
     pub(super) fn full_chats(&mut self) -> Option<Vec<i64>> {
-        let cap = self.limits.queue_per_chat;
+        let low = (self.limits.queue_per_chat / 2).max(1);
         let chats = &self.chats;
         let before = self.full.len();
         self.full
-            .retain(|c| chats.get(c).is_some_and(|c| c.queue.len() >= cap));
+            .retain(|c| chats.get(c).is_some_and(|c| c.queue.len() >= low));
         if self.full.len() != before {
             self.full_changed = true;
         }
