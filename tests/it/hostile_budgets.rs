@@ -204,34 +204,37 @@ async fn goes_to(w: &World, sub: i64) -> i64 {
         .get(0)
 }
 
-/// Whoever linked a group keeps it only while they are its admin: a
-/// subscription is routed there only after `getChatMember` says so, and
-/// an owner who lost the rights loses the group (their subscriptions come
-/// back to their private chat, they are told) — to another admin's
-/// `/link`, or on their own next routing.
-#[actix_rt::test]
-async fn a_group_stops_being_yours_when_you_stop_being_its_admin() {
-    const A_CH: i64 = -100_725_201;
-    const B_CH: i64 = -100_725_202;
-    let w = World::start(&[TOKEN], &[(A_CH, "own_a"), (B_CH, "own_b")], |_| {}).await;
-    let (owner, next) = (825_201, 825_202);
-    let (group, group2) = (-900_825_201, -900_825_202);
+/// `owner` starts, subscribes to `names`, and links each of `groups`
+/// (adding our bot there as its creator); returns the id of their `/list`.
+async fn owner_with_groups(w: &World, owner: i64, names: &str, groups: &[i64]) -> i32 {
     w.say(TOKEN, owner, "/start", "en").await;
-    w.say(TOKEN, next, "/start", "en").await;
-    w.say(TOKEN, owner, "/add @own_a @own_b", "en").await;
-    for g in [group, group2] {
-        let before = w.replies(g).len();
+    w.say(TOKEN, owner, &format!("/add {names}"), "en").await;
+    for g in groups {
+        let before = w.replies(*g).len();
         w.fake
-            .add_bot_to_chat(TOKEN, g, ChatKind::Supergroup, owner, false);
-        w.next_reply(g, before).await; // the hint to send /link
-        let before = w.replies(g).len();
-        w.fake.user_says_in(TOKEN, g, owner, "/link");
-        w.next_reply(g, before).await;
-        assert!(linked_to(&w, owner, g).await);
+            .add_bot_to_chat(TOKEN, *g, ChatKind::Supergroup, owner, false);
+        w.next_reply(*g, before).await; // the hint to send /link
+        let before = w.replies(*g).len();
+        w.fake.user_says_in(TOKEN, *g, owner, "/link");
+        w.next_reply(*g, before).await;
+        assert!(linked_to(w, owner, *g).await);
     }
     let list = w.replies(owner).len();
     w.fake.user_says(TOKEN, owner, "/list", Some("en"));
-    let list = w.next_reply(owner, list).await.message_id;
+    w.next_reply(owner, list).await.message_id
+}
+
+/// Whoever linked a group keeps it only while they are its admin: another
+/// admin's `/link` takes a group whose owner lost the rights; the owner's
+/// subscriptions routed there come back to their private chat, and they
+/// are told.
+#[actix_rt::test]
+async fn another_admin_takes_a_group_whose_owner_is_no_longer_its_admin() {
+    const A_CH: i64 = -100_725_201;
+    let w = World::start(&[TOKEN], &[(A_CH, "own_a")], |_| {}).await;
+    let (owner, next, group) = (825_201, 825_202, -900_825_201);
+    let list = owner_with_groups(&w, owner, "@own_a", &[group]).await;
+    w.say(TOKEN, next, "/start", "en").await;
     let (sub_a, dest) = ids(&w, owner, "own_a", group).await;
     let toast = w
         .press(TOKEN, owner, list, &format!("d:{sub_a}:{dest}"))
@@ -257,17 +260,25 @@ async fn a_group_stops_being_yours_when_you_stop_being_its_admin() {
     );
     let told = w.next_reply(owner, before_owner).await.text.unwrap();
     assert!(told.contains("no longer an admin"), "{told}");
+}
 
-    // Routing into the other group checks first: no rights, no route.
-    w.fake.set_member(group2, owner, MemberStatus::Left);
-    let (sub_b, dest2) = ids(&w, owner, "own_b", group2).await;
+/// Routing a subscription into a group asks `getChatMember` first: an
+/// owner who left its admins is refused, and loses the group.
+#[actix_rt::test]
+async fn routing_into_a_group_checks_the_owner_is_still_its_admin() {
+    const B_CH: i64 = -100_725_202;
+    let w = World::start(&[TOKEN], &[(B_CH, "own_b")], |_| {}).await;
+    let (owner, group) = (825_211, -900_825_211);
+    let list = owner_with_groups(&w, owner, "@own_b", &[group]).await;
+    w.fake.set_member(group, owner, MemberStatus::Left);
+    let (sub_b, dest) = ids(&w, owner, "own_b", group).await;
     let toast = w
-        .press(TOKEN, owner, list, &format!("d:{sub_b}:{dest2}"))
+        .press(TOKEN, owner, list, &format!("d:{sub_b}:{dest}"))
         .await
         .unwrap_or_default();
     assert!(toast.contains("not an admin"), "{toast}");
     assert_eq!(goes_to(&w, sub_b).await, owner);
-    assert!(!linked_to(&w, owner, group2).await);
+    assert!(!linked_to(&w, owner, group).await);
 }
 
 /// `new_channels_per_user_per_day`: names no one added before cost the
