@@ -485,7 +485,7 @@ impl SubscriberRegistry {
     /// handed to the limiter; the future answers how many.
     fn fan_out(&mut self, post: Arc<Post>) -> FanOut {
         let filters = &self.filters;
-        let (quiet, holds) = (&self.quiet, &self.holds);
+        let (quiet, holds, room) = (&self.quiet, &self.holds, &self.room);
         let now = chrono::Utc::now();
         let mut filtered = 0u64;
         let mut held = 0u64;
@@ -505,12 +505,14 @@ impl SubscriberRegistry {
                         pass
                     })
                     .filter(|sub| {
-                        // Quiet hours (or a held backlog not yet released):
-                        // not queued; the delivery stays owed in the
-                        // database and the sweep queues it after, in order.
+                        // Quiet hours, a destination whose queue in the
+                        // limiter is full, or a held backlog not yet
+                        // released: not queued; the delivery stays owed in
+                        // the database and the sweep queues it after, in order.
                         let id = sub.subscription_id;
                         let hold = holds.is_holding(id)
-                            || quiet.get(&id).is_some_and(|q| q.quiet_until(now).is_some());
+                            || quiet.get(&id).is_some_and(|q| q.quiet_until(now).is_some())
+                            || room.as_ref().is_some_and(|r| r.chat_full(sub.chat_id));
                         if hold {
                             holds.hold(id, post.first_id());
                             held += 1;

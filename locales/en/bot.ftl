@@ -124,6 +124,13 @@ btn-deletions-mirror = 🗑 Delete copy
 btn-deletions-ignore = Keep copy
 add-backfill = Sending the last { $count } posts of @{ $name }, oldest first.
 add-backfill-bad = "last N" takes a number from 1 to 50.
+link-throttled = Too many wrong codes were posted here. /link codes posted in this chat are not read for { $minutes } minutes.
+dest-admin-lost = You are no longer an admin of "{ $title }", so it is no longer one of your destinations. What went there now comes to this chat. Its admins can send /link there.
+route-not-admin = You are not an admin of that chat any more, so posts cannot go there.
+add-budget-channels = ⏳ @{ $name }: you have added { $max } new channels today, the most for one day. Try again tomorrow.
+add-budget-pending = ⏳ @{ $name }: { $max } of your channels are still being checked. Try again when they are ready.
+add-backfill-open = ⏳ The earlier posts of @{ $name } are still being sent; ask again when they have arrived.
+add-backfill-budget = ⏳ No earlier posts for @{ $name }: you asked for them { $max } times today, the most for one day.
 # Text transforms and quiet hours (issue 16).
 header-usage = Send /header @channel and the line to put above every post (off removes it).
 footer-usage = Send /footer @channel and the line to put below every post (off removes it).

@@ -123,6 +123,13 @@ btn-deletions-mirror = 🗑 Nusxani o'chirish
 btn-deletions-ignore = Nusxani qoldirish
 add-backfill = @{ $name } kanalining oxirgi { $count } ta posti yuborilmoqda, eskisidan boshlab.
 add-backfill-bad = "last N" uchun 1 dan 50 gacha son kiriting.
+link-throttled = Bu yerda juda ko'p noto'g'ri kod yuborildi. Bu chatdagi /link kodlari { $minutes } daqiqa qabul qilinmaydi.
+dest-admin-lost = Siz endi "{ $title }" administratori emassiz, shuning uchun u endi qabul qiluvchilaringizdan emas. U yerga borgan narsalar endi shu chatga keladi. Uning administratorlari u yerda /link yuborishi mumkin.
+route-not-admin = Siz endi u chatning administratori emassiz, u yerga postlar yuborib bo'lmaydi.
+add-budget-channels = ⏳ @{ $name }: bugun { $max } ta yangi kanal qo'shdingiz, bu bir kunlik chegara. Ertaga urinib ko'ring.
+add-budget-pending = ⏳ @{ $name }: { $max } ta kanalingiz hali tekshirilmoqda. Ular tayyor bo'lgach urinib ko'ring.
+add-backfill-open = ⏳ @{ $name } ning avvalgi postlari hali yuborilmoqda; ular kelgach yana so'rang.
+add-backfill-budget = ⏳ @{ $name } ning avvalgi postlari yuborilmaydi: bugun ularni { $max } marta so'radingiz, bu bir kunlik chegara.
 # Matnni o'zgartirish va tinch soatlar (issue 16).
 header-usage = /header @kanal va har bir post ustiga qo'yiladigan qatorni yuboring (off — olib tashlash).
 footer-usage = /footer @kanal va har bir post ostiga qo'yiladigan qatorni yuboring (off — olib tashlash).

@@ -1,13 +1,14 @@
 //! `/add @name last N`: after subscribing, the last N posts of the channel
 //! (1–50) are sent, oldest first, by the copies worker (read from the
 //! channel's history by a reader account when fewer are recorded:
-//! `src/backfill.rs`).
+//! `src/backfill.rs`). A subscription has one backfill at a time, and a
+//! user `limits.backfills_per_user_per_day` a day.
 
 use kuryer_actors::model::ChannelUsername;
 
 use super::BotHandler;
 use crate::i18n::{Arg, Lang};
-use crate::store::StoreError;
+use crate::store::{BackfillAsked, StoreError};
 
 /// Most posts a backfill sends.
 pub(super) const MAX_BACKFILL: i32 = 50;
@@ -50,15 +51,24 @@ pub(super) async fn after_add(
         else {
             continue;
         };
-        h.store().request_backfill(s.id, n).await?;
-        asked = true;
+        let max = h.shared.settings.backfills_per_day;
+        let key = match h.store().request_backfill(s.id, n, Some(max)).await? {
+            BackfillAsked::Asked(_) => {
+                asked = true;
+                "add-backfill"
+            }
+            BackfillAsked::AlreadyOpen => "add-backfill-open",
+            BackfillAsked::OverBudget => "add-backfill-budget",
+            BackfillAsked::NoSubscription => continue,
+        };
         out.push('\n');
         out.push_str(&h.t(
             lang,
-            "add-backfill",
+            key,
             &[
                 ("count", Arg::from(i64::from(n))),
                 ("name", Arg::from(name.as_str())),
+                ("max", Arg::from(max)),
             ],
         ));
     }

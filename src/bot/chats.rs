@@ -8,11 +8,10 @@
 //! gives a one-time code, and `/link <code>` posted in the channel (only
 //! its admins can post) links it to the code's owner.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kuryer_actors::model::DestinationKind;
+use sha2::{Digest, Sha256};
 use teloxide::prelude::Requester;
 use teloxide::types::{ChatId, ChatMemberUpdated, Message, UserId};
 
@@ -23,37 +22,88 @@ use crate::i18n::{Arg, Lang};
 use crate::store::{LinkOutcome, StoreError};
 
 /// How long a channel link code is valid.
-const CODE_TTL: Duration = Duration::from_secs(600);
+pub(super) const CODE_TTL: Duration = Duration::from_secs(600);
+/// Wrong codes a chat may post within [`FAILURE_WINDOW`]; past them its
+/// `/link <code>` posts are refused unread (told once) until the window ends.
+const MAX_FAILURES: i32 = 5;
+/// The window wrong codes are counted in, from the chat's first one.
+const FAILURE_WINDOW: Duration = Duration::from_secs(900);
 
-/// One-time codes for linking a channel: code → (user, when issued).
-#[derive(Default)]
-pub(super) struct LinkCodes(Mutex<HashMap<u32, (i64, Instant)>>);
+/// A new link code: 128 random bits (the thread-local CSPRNG of `rand`,
+/// ChaCha seeded from the OS), as 32 lower-case hex digits.
+pub(super) fn new_code() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
 
-impl LinkCodes {
-    pub(super) fn issue(&self, user: i64) -> u32 {
-        let mut codes = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = Instant::now();
-        codes.retain(|_, (_, at)| now.duration_since(*at) < CODE_TTL);
-        loop {
-            let code = rand::random_range(100_000..1_000_000);
-            if let std::collections::hash_map::Entry::Vacant(e) = codes.entry(code) {
-                e.insert((user, now));
-                return code;
-            }
+/// What is stored of a code: its SHA-256, so the table alone links nothing.
+/// `None` when `text` is no code at all (not 32 hex digits).
+pub(super) fn code_hash(text: &str) -> Option<[u8; 32]> {
+    let code = text.trim().to_ascii_lowercase();
+    (code.len() == 32 && code.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| Sha256::digest(code.as_bytes()).into())
+}
+
+/// Whether `user` is an admin (or the creator) of `chat` now, as
+/// `getChatMember` says; `None` when Telegram could not be asked.
+pub(super) async fn is_admin(h: &BotHandler, chat: i64, user: i64) -> Option<bool> {
+    let uid = UserId(u64::try_from(user).ok()?);
+    match h.bot.get_chat_member(ChatId(chat), uid).await {
+        Ok(member) => Some(member.is_privileged()),
+        Err(e) => {
+            tracing::info!(chat_id = chat, error = %e, "getChatMember failed; admin rights not known.");
+            None
         }
     }
+}
 
-    fn take(&self, code: u32) -> Option<i64> {
-        let mut codes = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (user, at) = codes.remove(&code)?;
-        (at.elapsed() < CODE_TTL).then_some(user)
+/// The owner of destination `destination_id` is no longer an admin of
+/// its chat: the chat stops being theirs (another admin may link it), the
+/// subscriptions they routed there come back to their private chat, and
+/// they are told.
+pub(super) async fn drop_owner(
+    h: &BotHandler,
+    destination_id: i64,
+    owner: (i64, Option<i64>, Lang),
+    title: Option<&str>,
+) -> Result<(), StoreError> {
+    let (owner, owner_bot, lang) = owner;
+    let dropped = h.store().drop_destination_owner(destination_id).await?;
+    if let Err(e) = h.shared.pipeline.remove_destination(destination_id).await {
+        tracing::warn!(destination_id, error = %e, "The registry did not answer.");
     }
+    for id in dropped.moved.iter().chain(&dropped.removed) {
+        h.sync(*id).await?;
+    }
+    tracing::info!(
+        destination_id,
+        moved = dropped.moved.len(),
+        removed = dropped.removed.len(),
+        "A destination's owner is no longer its admin; it is theirs no more."
+    );
+    let title = echo(title.unwrap_or("…"));
+    let text = h.t(lang, "dest-admin-lost", &[("title", Arg::from(title))]);
+    reply::send(h.bot_of(owner_bot), owner, text, None).await;
+    Ok(())
+}
+
+/// Chat `chat` (topic `thread`) is linked by someone else: when they are no
+/// longer its admin it is taken from them. True when it was.
+async fn reclaim(h: &BotHandler, (chat, thread): (i64, i32)) -> Result<bool, StoreError> {
+    let Some(owner) = h.store().destination_owner((chat, thread)).await? else {
+        return Ok(false);
+    };
+    if is_admin(h, chat, owner.owner_telegram_id).await != Some(false) {
+        return Ok(false);
+    }
+    let lang = Lang::parse(&owner.owner_language).unwrap_or(Lang::En);
+    drop_owner(
+        h,
+        owner.destination_id,
+        (owner.owner_telegram_id, owner.owner_bot_id, lang),
+        owner.title.as_deref(),
+    )
+    .await?;
+    Ok(true)
 }
 
 /// A message in a group or supergroup: only `/link` is ours there.
@@ -140,10 +190,17 @@ async fn link(
     kind: DestinationKind,
     title: Option<String>,
 ) -> Result<(), StoreError> {
-    let outcome = h
+    let mut outcome = h
         .store()
         .link_destination_topic(owner, (chat, thread), kind, title.as_deref(), h.bot_id)
         .await?;
+    // Whoever linked it first keeps it only while they are its admin.
+    if outcome == LinkOutcome::OwnedByOther && reclaim(h, (chat, thread)).await? {
+        outcome = h
+            .store()
+            .link_destination_topic(owner, (chat, thread), kind, title.as_deref(), h.bot_id)
+            .await?;
+    }
     match outcome {
         LinkOutcome::OwnedByOther => {
             reply::send(&h.bot, chat, h.t(lang, "link-other-owner", &[]), None).await;
@@ -181,15 +238,30 @@ pub(super) async fn on_channel_post(h: &BotHandler, msg: &Message) -> Result<boo
     }
     h.count("link");
     let chat = msg.chat.id.0;
-    let owner = args
-        .trim()
-        .parse::<u32>()
-        .ok()
-        .and_then(|c| h.shared.codes.take(c));
+    // A chat that posted too many wrong codes is not listened to for a
+    // while: guessing is slowed there and costs no one else anything.
+    let failures = h.store().link_failures(chat, FAILURE_WINDOW).await?;
+    if failures >= MAX_FAILURES {
+        h.count("link_throttled");
+        if failures == MAX_FAILURES {
+            let minutes = i64::try_from(FAILURE_WINDOW.as_secs() / 60).unwrap_or(i64::MAX);
+            let text = h.t(Lang::En, "link-throttled", &[("minutes", minutes.into())]);
+            reply::send(&h.bot, chat, text, None).await;
+        }
+        h.store().link_failed(chat, FAILURE_WINDOW).await?;
+        return Ok(true);
+    }
+    let owner = match code_hash(args) {
+        Some(hash) => h.store().take_link_code(&hash).await?,
+        None => None,
+    };
     let user = match owner {
         Some(uid) => h.store().bot_user(uid).await?,
         None => None,
     };
+    if user.is_none() {
+        h.store().link_failed(chat, FAILURE_WINDOW).await?;
+    }
     let Some(user) = user else {
         reply::send(&h.bot, chat, h.t(Lang::En, "link-private", &[]), None).await;
         return Ok(true);

@@ -189,11 +189,20 @@ async fn command_reply(
         }
         "link" => {
             h.count("link");
-            let code = h.shared.codes.issue(uid);
+            // One live code a user: a new one replaces the old.
+            let code = super::chats::new_code();
+            let hash = super::chats::code_hash(&code).unwrap_or_default();
+            let ttl = super::chats::CODE_TTL;
+            h.store().issue_link_code(uid, &hash, ttl).await?;
+            let minutes = i64::try_from(ttl.as_secs() / 60).unwrap_or(i64::MAX);
             format!(
                 "{}\n{}",
                 h.t(lang, "link-private", &[]),
-                h.t(lang, "link-code", &[("code", i64::from(code).into())])
+                h.t(
+                    lang,
+                    "link-code",
+                    &[("code", code.into()), ("minutes", minutes.into())]
+                )
             )
         }
         "stats" => {
@@ -303,6 +312,21 @@ async fn add(
         }
         if count >= max {
             lines.push(h.t(lang, "add-quota", &[arg[0].clone(), ("max", max.into())]));
+            continue;
+        }
+        // A new name costs kuryer a look-up and a join by a reader
+        // account: a user's new channels a day and names waiting for their
+        // look-up are bounded.
+        let budget = h.store().add_budget(uid, name.as_str()).await?;
+        let settings = &h.shared.settings;
+        if budget.new_channel && budget.new_channels_today >= settings.new_channels_per_day {
+            let max = ("max", Arg::from(settings.new_channels_per_day));
+            lines.push(h.t(lang, "add-budget-channels", &[arg[0].clone(), max]));
+            continue;
+        }
+        if budget.pending && budget.pending_subscriptions >= settings.pending_names {
+            let max = ("max", Arg::from(settings.pending_names));
+            lines.push(h.t(lang, "add-budget-pending", &[arg[0].clone(), max]));
             continue;
         }
         // Every name asked of Telegram costs a command: the command paid

@@ -345,6 +345,32 @@ async fn on_action(
             settings_again(h, q, uid, lang, sub, chat, mid, h.t(lang, "done", &[])).await?;
         }
         Action::Route(sub, dest) => {
+            // A group or channel is routed to only while its owner is
+            // still its admin; one who lost that loses the chat.
+            let target = h.store().destinations_of(uid).await?;
+            let target = target.iter().find(|d| d.id == dest);
+            if let Some(d) = target.filter(|d| d.kind != DestinationKind::Private) {
+                match super::chats::is_admin(h, d.chat_id, uid).await {
+                    Some(true) => {}
+                    Some(false) => {
+                        let owner = (uid, h.store().bot_user(uid).await?.and_then(|u| u.bot_id));
+                        super::chats::drop_owner(
+                            h,
+                            d.id,
+                            (owner.0, owner.1, lang),
+                            d.title.as_deref(),
+                        )
+                        .await?;
+                        let toast = h.t(lang, "route-not-admin", &[]);
+                        settings_again(h, q, uid, lang, sub, chat, mid, toast).await?;
+                        return Ok(true);
+                    }
+                    None => {
+                        reply::answer(&h.bot, &q.id, Some(h.t(lang, "error", &[])), false).await;
+                        return Ok(true);
+                    }
+                }
+            }
             match h.store().route_subscription(Some(uid), sub, dest).await? {
                 RouteOutcome::NotFound => {
                     return Ok(false);

@@ -55,6 +55,12 @@ pub struct BotSettings {
     /// `limits.bot_commands_per_minute`: a user's commands and button
     /// presses a minute (bursts of up to a third of it, at least 10).
     pub commands_per_minute: u32,
+    /// `limits.new_channels_per_user_per_day`.
+    pub new_channels_per_day: i64,
+    /// `limits.pending_names_per_user`.
+    pub pending_names: i64,
+    /// `limits.backfills_per_user_per_day`.
+    pub backfills_per_day: i64,
     /// `telegram.admins`: who may use `/stats`.
     pub admins: Vec<i64>,
 }
@@ -69,8 +75,6 @@ struct Shared {
     /// written to by the bot they started.
     bots: Vec<(i64, Bot)>,
     rate: RateLimit,
-    /// One-time codes that link a channel (`/link` in a private chat).
-    codes: chats::LinkCodes,
     /// Names `getChat` found to be no one, and when: not asked again for
     /// [`MISSING_TTL`] (a made-up name sent again costs no call).
     missing: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
@@ -108,7 +112,6 @@ pub fn handlers(
         settings,
         bots: bots.clone(),
         rate,
-        codes: chats::LinkCodes::default(),
         missing: std::sync::Mutex::default(),
     });
     bots.into_iter()

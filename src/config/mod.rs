@@ -86,6 +86,10 @@ pub struct DeliveryConfig {
     pub max_in_flight: usize,
     /// Deliveries queued in the rate limiter before pollers wait.
     pub queue_capacity: usize,
+    /// Deliveries queued in the rate limiter for one destination chat; past
+    /// it that chat's further deliveries stay owed in the database and are
+    /// queued, in order, as it drains.
+    pub queue_per_destination: usize,
     /// Delivery rows written to PostgreSQL in one batch at most.
     pub db_batch_size: usize,
     /// Longest a delivery row waits for its batch to fill (ms).
@@ -136,6 +140,7 @@ impl Default for DeliveryConfig {
             poll_max_interval_ms: millis(poller.max_interval),
             max_in_flight: limiter.max_in_flight,
             queue_capacity: limiter.queue_capacity,
+            queue_per_destination: limiter.queue_per_chat,
             db_batch_size: writer.batch_size,
             db_flush_interval_ms: millis(writer.flush_interval),
             db_writes_in_flight: writer.writes_in_flight,
@@ -279,6 +284,16 @@ pub struct LimitsConfig {
     /// silence until the bucket refills. Each name /add asks Telegram
     /// about counts as one.
     pub bot_commands_per_minute: u32,
+    /// New channels one user may make kuryer look up through the bot in a
+    /// day (names no one had added before); past it `/add` of a new name
+    /// waits for tomorrow.
+    pub new_channels_per_user_per_day: u32,
+    /// A user's subscriptions whose channel is still being looked up; past
+    /// it `/add` of another such name waits until some are settled.
+    pub pending_names_per_user: u32,
+    /// `/add … last N` history sends one user may ask for in a day (and
+    /// one at a time per subscription).
+    pub backfills_per_user_per_day: u32,
     /// Share the per-bot, per-chat and per-group limits between instances
     /// through Redis: `auto` (while more than one instance is live), `on`
     /// (always) or `off` (each instance limits itself alone).
@@ -308,6 +323,9 @@ impl Default for LimitsConfig {
             paid_per_bot_per_second: 1000.0,
             max_subscriptions_per_user: 200,
             bot_commands_per_minute: 30,
+            new_channels_per_user_per_day: 20,
+            pending_names_per_user: 10,
+            backfills_per_user_per_day: 10,
             shared: SharedMode::Auto,
         }
     }

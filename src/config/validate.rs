@@ -219,6 +219,24 @@ impl Config {
             1,
             100_000,
         )?;
+        range(
+            "limits.new_channels_per_user_per_day",
+            l.new_channels_per_user_per_day,
+            1,
+            100_000,
+        )?;
+        range(
+            "limits.pending_names_per_user",
+            l.pending_names_per_user,
+            1,
+            100_000,
+        )?;
+        range(
+            "limits.backfills_per_user_per_day",
+            l.backfills_per_user_per_day,
+            1,
+            100_000,
+        )?;
         Ok(())
     }
 
@@ -277,6 +295,12 @@ impl Config {
             d.queue_capacity,
             100,
             100_000_000,
+        )?;
+        range(
+            "delivery.queue_per_destination",
+            d.queue_per_destination,
+            1,
+            d.queue_capacity,
         )?;
         range("delivery.db_batch_size", d.db_batch_size, 1, 100_000)?;
         range("delivery.db_writes_in_flight", d.db_writes_in_flight, 1, 16)?;

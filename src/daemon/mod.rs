@@ -286,6 +286,9 @@ fn start_update_loops(
         BotSettings {
             max_subscriptions: i64::from(cfg.limits.max_subscriptions_per_user),
             commands_per_minute: cfg.limits.bot_commands_per_minute,
+            new_channels_per_day: i64::from(cfg.limits.new_channels_per_user_per_day),
+            pending_names: i64::from(cfg.limits.pending_names_per_user),
+            backfills_per_day: i64::from(cfg.limits.backfills_per_user_per_day),
             admins: cfg.telegram.admins.clone(),
         },
     );

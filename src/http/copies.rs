@@ -30,7 +30,13 @@ pub(super) async fn backfill(
     n: Option<i32>,
 ) -> Result<(), ApiError> {
     let Some(n) = n else { return Ok(()) };
-    with_timeout(state, state.store.request_backfill(subscription_id, n)).await?;
+    // The operator's API has no daily budget; a subscription still has one
+    // open backfill at a time (a second request is a no-op).
+    with_timeout(
+        state,
+        state.store.request_backfill(subscription_id, n, None),
+    )
+    .await?;
     if let Some(p) = &state.pipeline {
         p.mirror_wake();
     }

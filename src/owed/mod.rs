@@ -21,6 +21,14 @@
 //! (the poller gave up, the mark had moved) is delivered within an interval
 //! or two, with no restart.
 //!
+//! **Full destinations**: a destination chat holding
+//! `delivery.queue_per_destination` deliveries in the limiter is *full*
+//! (`QueueRoom::chat_full`) until it drains to half of that. Its further
+//! deliveries are held exactly as quiet hours hold them (below), and a pass
+//! queues at most that many for one chat; when a full chat drains, a sweep
+//! runs early (at most one a second), so a backlog keeps flowing at the
+//! chat's own rate while the queue holds only a bounded part of it.
+//!
 //! **Quiet hours** (`kuryer_actors::quiet`): an owed delivery of a
 //! subscription in its quiet hours is held like a halted bot's — not
 //! queued, its post left unhandled — and noted in [`QuietHolds`], so the
@@ -42,7 +50,7 @@ use kuryer_actors::channel_supervisor::ChannelSupervisor;
 use kuryer_actors::in_flight::{InFlight, PostKey};
 use kuryer_actors::model::{ChannelRef, Delivery};
 use kuryer_actors::quiet::{Quiet, QuietHolds};
-use kuryer_actors::rate_limiter::{Enqueue, HaltedLanes, RateLimiter};
+use kuryer_actors::rate_limiter::{Enqueue, HaltedLanes, QueueRoom, RateLimiter};
 
 use crate::instance::Ownership;
 use crate::store::{PendingQuery, Store, StoreError};
@@ -59,6 +67,10 @@ pub const RESUME_ATTEMPTS: u32 = 5;
 
 /// The longest a post can be held by quiet hours (a span is under a day).
 pub const MAX_HOLD: chrono::TimeDelta = chrono::TimeDelta::days(1);
+
+/// The least time between two sweeps started early (a full destination
+/// drained).
+const EARLY_SWEEP_GAP: Duration = Duration::from_secs(1);
 
 /// Posts a sweep reads the owed deliveries of in one cursor.
 const SWEEP_POSTS_PER_QUERY: usize = 1000;
@@ -89,6 +101,8 @@ pub struct Owed {
     pub ownership: Option<Arc<Ownership>>,
     /// Subscriptions holding posts for their quiet hours, shared with the registry.
     pub holds: Arc<QuietHolds>,
+    /// The limiter's queue: which destinations' queues are full.
+    pub room: Arc<QueueRoom>,
 }
 
 /// Why one pass over owed deliveries stopped.
@@ -121,8 +135,18 @@ impl Owed {
             let mut tick = tokio::time::interval(self.sweep_interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;
+            let mut last = tokio::time::Instant::now();
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    // A destination whose queue was full has room: what is
+                    // held for it is queued now, not a whole interval later
+                    // (at most one such early sweep a second).
+                    () = self.room.chat_drained() => {
+                        tokio::time::sleep_until(last + EARLY_SWEEP_GAP).await;
+                    }
+                }
+                last = tokio::time::Instant::now();
                 if self.stop.load(Ordering::Relaxed) || !self.limiter.connected() {
                     return;
                 }
@@ -343,6 +367,8 @@ impl Owed {
         // post each subscription had queued (for releasing its hold).
         let mut quiet: std::collections::HashMap<i64, Option<Quiet>> = Default::default();
         let mut queued_upto: std::collections::HashMap<i64, i32> = Default::default();
+        let mut full_held: HashSet<i64> = HashSet::new();
+        let mut to_chat: std::collections::HashMap<i64, usize> = Default::default();
         let now = chrono::Utc::now();
         let result = loop {
             let chunk = match stream.next_chunk().await {
@@ -355,11 +381,24 @@ impl Owed {
                 .into_iter()
                 .partition(|d| !self.halted.is_halted_for(d.sub.bot_id));
             skipped_posts.extend(halted.iter().map(post_key));
-            // Held for quiet hours: owed, its post left unhandled, and the
-            // subscription holding so its newer posts wait behind it.
+            // Held for quiet hours or for a destination whose queue is
+            // full (or that this pass gave a queue's worth already): owed,
+            // its post left unhandled, and the subscription holding so its
+            // newer posts wait behind it (within this pass too: once held,
+            // its later posts here are held).
             let (live, held): (Vec<Delivery>, Vec<Delivery>) = live.into_iter().partition(|d| {
+                let id = d.sub.subscription_id;
+                if full_held.contains(&id) {
+                    return false;
+                }
+                let given = to_chat.entry(d.sub.chat_id).or_insert(0);
+                if *given >= self.room.per_chat() || self.room.chat_full(d.sub.chat_id) {
+                    full_held.insert(id);
+                    return false;
+                }
+                *given += 1;
                 quiet
-                    .entry(d.sub.subscription_id)
+                    .entry(id)
                     .or_insert_with(|| Quiet::from_stored(d.sub.quiet.as_deref()))
                     .as_ref()
                     .is_none_or(|q| q.quiet_until(now).is_none())

@@ -38,6 +38,7 @@ impl PipelineConfig {
             .collect();
         limiter.max_in_flight = d.max_in_flight;
         limiter.queue_capacity = d.queue_capacity;
+        limiter.queue_per_chat = d.queue_per_destination;
         limiter.max_db_backlog = d.max_db_backlog;
         Self {
             limiter,

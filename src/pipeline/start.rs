@@ -88,6 +88,7 @@ struct Actors {
     halted: Arc<HaltedLanes>,
     in_flight: Arc<InFlight>,
     holds: Arc<kuryer_actors::quiet::QuietHolds>,
+    room: Arc<kuryer_actors::rate_limiter::QueueRoom>,
 }
 
 impl Pipeline {
@@ -148,6 +149,7 @@ impl Pipeline {
             stop: stop_sweep.clone(),
             ownership: ownership.clone(),
             holds: a.holds.clone(),
+            room: a.room.clone(),
         };
         owed.clone()
             .spawn(supervisor.clone(), gate.clone(), channels);
@@ -242,7 +244,7 @@ fn start_actors(
     let registry = registry_ctx.run(
         SubscriberRegistry::new(limiter.clone().recipient(), dedup, in_flight.clone())
             .with_quiet_holds(holds.clone())
-            .with_room(room)
+            .with_room(room.clone())
             .with_shaper(shaper),
     );
     Actors {
@@ -255,6 +257,7 @@ fn start_actors(
         halted,
         in_flight,
         holds,
+        room,
     }
 }
 

@@ -145,6 +145,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0022_reader_budgets.sql",
         sql: include_str!("../../sql/0022_reader_budgets.sql"),
     },
+    Migration {
+        version: 23,
+        name: "0023_user_budgets.sql",
+        sql: include_str!("../../sql/0023_user_budgets.sql"),
+    },
 ];
 
 /// Why migrating failed.

@@ -42,6 +42,8 @@ mod installation;
 mod instance_snapshot;
 /// Instances and their leases: channels, bots' getUpdates (several instances).
 mod leases;
+/// `/link` codes, wrong codes per chat, ownership taken back (0023).
+mod link_codes;
 /// A session of its own that LISTENs for notifications.
 pub mod listen;
 /// Numbered migrations from `sql/`, applied with a checksum guard.
@@ -74,6 +76,8 @@ mod settings;
 mod subscriptions;
 /// TLS to PostgreSQL: the verified connector.
 mod tls;
+/// A user's standing against `/add`'s per-user budgets (0023).
+mod user_budgets;
 /// The bot's people: registration, language, linked destinations.
 mod users;
 
@@ -93,6 +97,7 @@ pub use history::BackfillChannel;
 pub use inbox::InboxEntry;
 pub use instance_snapshot::InstanceSnapshotRow;
 pub use leases::{InstanceIdentity, InstanceRow, LeasedChannel, RegisteredInstance};
+pub use link_codes::{DestinationOwner, DroppedOwner};
 pub use migrate_progress::migrate_with_progress;
 pub use notice_claims::{
     BOT_REMOVED as CHANNEL_BOT_REMOVED, ChannelNotice, ChannelPause, GONE as CHANNEL_GONE, PAUSING,
@@ -103,11 +108,12 @@ pub use pending::{PendingQuery, PendingStream, RecentPost};
 pub use persistence::new_post;
 pub use pool::{REPLICA_APPLICATION_NAME, Store};
 pub use post_events::{
-    AppliedRow, Backfill, DeletionsMode, EditsMode, EventTarget, EventTargets, MirrorSettings,
-    PostEvent,
+    AppliedRow, Backfill, BackfillAsked, DeletionsMode, EditsMode, EventTarget, EventTargets,
+    MirrorSettings, PostEvent,
 };
 pub use resolve::{FoundChannel, PendingChannel, ResolveNotice, Unresolvable};
 pub use send_settings::Extra;
 pub use settings::{BotStats, RouteOutcome, SubState, UserSubscription};
 pub use subscriptions::{AddedSubscription, SubscriptionStream, SubscriptionView};
+pub use user_budgets::AddBudget;
 pub use users::{BotUser, DestinationView, LinkOutcome, LostDestination};

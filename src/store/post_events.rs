@@ -148,6 +148,19 @@ pub struct AppliedRow {
     pub error: Option<String>,
 }
 
+/// What asking for a backfill did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackfillAsked {
+    /// Asked; its id.
+    Asked(i64),
+    /// The subscription has one still running: no second one.
+    AlreadyOpen,
+    /// Its user asked for the day's allowance already.
+    OverBudget,
+    /// No such subscription.
+    NoSubscription,
+}
+
 /// A backfill not finished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backfill {
@@ -527,25 +540,54 @@ impl Store {
     }
 
     /// Asks for the last `count` posts of the subscription's channel (as
-    /// recorded now) to be sent to it; returns the backfill's id.
+    /// recorded now) to be sent to it. A subscription has one open backfill
+    /// at a time; `daily_max`, when given, bounds the backfills its user
+    /// asked for in the last day.
     pub async fn request_backfill(
         &self,
         subscription_id: i64,
         count: i32,
-    ) -> Result<i64, StoreError> {
+        daily_max: Option<i64>,
+    ) -> Result<BackfillAsked, StoreError> {
         const OP: &str = "request backfill";
         let c = self.conn(OP).await?;
-        let r = c
-            .query_one(
-                "INSERT INTO backfills (subscription_id, count, upto_message_id)
-                 SELECT s.id, $2, ch.last_message_id FROM subscriptions s
-                   JOIN channels ch ON ch.id = s.channel_id WHERE s.id = $1
-                 RETURNING id",
-                &[&subscription_id, &count],
+        let row = c
+            .query_opt(
+                "WITH sub AS (
+                   SELECT s.id, s.user_id, ch.last_message_id FROM subscriptions s
+                     JOIN channels ch ON ch.id = s.channel_id WHERE s.id = $1),
+                 today AS (
+                   SELECT count(*) AS n FROM backfills b
+                     JOIN subscriptions s ON s.id = b.subscription_id
+                    WHERE s.user_id = (SELECT user_id FROM sub)
+                      AND b.created_at > now() - interval '1 day'),
+                 open AS (
+                   SELECT EXISTS (SELECT 1 FROM backfills
+                                   WHERE subscription_id = $1 AND done_at IS NULL) AS open),
+                 asked AS (
+                   INSERT INTO backfills (subscription_id, count, upto_message_id)
+                   SELECT sub.id, $2, sub.last_message_id FROM sub, today, open
+                    WHERE NOT open.open AND ($3::bigint IS NULL OR today.n < $3)
+                   ON CONFLICT (subscription_id) WHERE done_at IS NULL DO NOTHING
+                   RETURNING id)
+                 SELECT (SELECT id FROM asked), today.n,
+                        EXISTS (SELECT 1 FROM sub)
+                   FROM today",
+                &[&subscription_id, &count, &daily_max],
             )
             .await
             .op(OP)?;
-        Ok(r.get(0))
+        let Some(r) = row else {
+            return Ok(BackfillAsked::NoSubscription);
+        };
+        let (id, today, exists): (Option<i64>, i64, bool) = (r.get(0), r.get(1), r.get(2));
+        Ok(match id {
+            Some(id) => BackfillAsked::Asked(id),
+            None if !exists => BackfillAsked::NoSubscription,
+            None if daily_max.is_some_and(|max| today >= max) => BackfillAsked::OverBudget,
+            // One is open (or was opened by a concurrent request meanwhile).
+            None => BackfillAsked::AlreadyOpen,
+        })
     }
 
     /// Backfills not finished, oldest first.

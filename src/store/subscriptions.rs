@@ -96,10 +96,10 @@ impl Store {
             .get(0);
         let channel_id: i64 = tx
             .query_one(
-                "INSERT INTO channels (username) VALUES ($1)
+                "INSERT INTO channels (username, added_by_user_id) VALUES ($1, $2)
                  ON CONFLICT (username) DO UPDATE SET username = EXCLUDED.username
                  RETURNING id",
-                &[&channel.as_str()],
+                &[&channel.as_str(), &user_id],
             )
             .await
             .op(OP)?

@@ -149,7 +149,9 @@ impl Store {
     }
 
     /// Makes a group or channel a destination of `owner` (who must exist),
-    /// served by `bot_id`. A chat another user linked stays theirs.
+    /// served by `bot_id`. A chat another user linked stays theirs, unless
+    /// it was taken from them for no longer being its admin
+    /// ([`Store::drop_destination_owner`]).
     pub async fn link_destination(
         &self,
         owner_telegram_id: i64,
@@ -183,8 +185,10 @@ impl Store {
                  ON CONFLICT (chat_id, message_thread_id) DO UPDATE
                     SET is_active = true, deactivated_reason = NULL, bot_id = EXCLUDED.bot_id,
                         title = COALESCE(EXCLUDED.title, destinations.title), kind = EXCLUDED.kind,
-                        updated_at = now()
+                        owner_user_id = EXCLUDED.owner_user_id, updated_at = now()
                   WHERE destinations.owner_user_id = EXCLUDED.owner_user_id
+                     OR (NOT destinations.is_active
+                         AND destinations.deactivated_reason = 'owner_not_admin')
                  RETURNING id, (xmax = 0)",
                 &[
                     &owner_telegram_id,

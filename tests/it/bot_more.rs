@@ -39,10 +39,10 @@ async fn a_post_forwarded_from_a_channel_subscribes_to_it() {
     );
 }
 
-/// The six digits of the code in the bot's `/link` answer.
+/// The code (32 hex digits) in the bot's `/link` answer.
 fn code_in(text: &str) -> String {
-    text.split(|c: char| !c.is_ascii_digit())
-        .find(|w| w.len() == 6)
+    text.split(|c: char| !c.is_ascii_hexdigit())
+        .find(|w| w.len() == 32)
         .unwrap_or_else(|| panic!("no code in {text}"))
         .to_owned()
 }

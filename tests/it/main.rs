@@ -38,6 +38,8 @@ mod harness;
 mod history;
 /// One hostile user hurts no one: CPU-heavy settings, update handling.
 mod hostile;
+/// One hostile user hurts no one: link codes, chats you no longer admin, per-user budgets.
+mod hostile_budgets;
 /// The HTTP API with a real client.
 mod http;
 mod http_routes;

@@ -154,7 +154,10 @@ impl RateLimiter {
     ) -> Self {
         let schedule = Schedule::new(Limits::new(&cfg), Instant::now());
         let halted_lanes = Arc::new(HaltedLanes::new(&cfg));
-        let room = Arc::new(QueueRoom::new(cfg.queue_capacity));
+        let room = Arc::new(QueueRoom::with_per_chat(
+            cfg.queue_capacity,
+            cfg.queue_per_chat,
+        ));
         Self {
             cfg,
             schedule,
@@ -215,6 +218,10 @@ impl RateLimiter {
     /// One pass: sends what the schedule allows now and sets the timer for
     /// its next moment. A halted limiter sends nothing more.
     pub(super) fn dispatch(&mut self, ctx: &mut Context<Self>) {
+        if let Some(full) = self.schedule.full_chats() {
+            tracing::debug!(chats = full.len(), "Chats with a full queue changed.");
+            self.room.set_full(full);
+        }
         if self.halted {
             self.release_waiters();
             return;

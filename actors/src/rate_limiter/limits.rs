@@ -31,6 +31,11 @@ pub struct LimiterConfig {
     pub max_in_flight: usize,
     /// Deliveries queued before `Enqueue` makes its caller wait.
     pub queue_capacity: usize,
+    /// Deliveries queued for one chat at which it counts as full: its
+    /// subscriptions' further deliveries are held by their feeders (left
+    /// owed in the database, queued by the sweep in order once there is
+    /// room), so one destination's backlog cannot fill the whole queue.
+    pub queue_per_chat: usize,
     /// DbWriter backlog (rows) above which sending pauses.
     pub max_db_backlog: usize,
     /// Fraction of each limit actually used, so jitter never tips it over.
@@ -48,6 +53,7 @@ impl Default for LimiterConfig {
             bot_ids: Vec::new(),
             max_in_flight: 64,
             queue_capacity: 100_000,
+            queue_per_chat: 1_000,
             max_db_backlog: 50_000,
             safety: 0.985,
         }
@@ -135,6 +141,8 @@ pub(super) struct Limits {
     pub(super) max_in_flight: usize,
     /// DbWriter backlog above which nothing is dispatched.
     pub(super) max_db_backlog: usize,
+    /// Deliveries queued for one chat at which it is full.
+    pub(super) queue_per_chat: usize,
     /// The free rate of a paid lane, and the safety it is used at.
     pub(super) free: Option<(f64, f64)>,
 }
@@ -157,6 +165,7 @@ impl Limits {
                 .max(interval_of(cfg.per_group_per_minute / 60.0, cfg.safety)),
             max_in_flight: cfg.max_in_flight,
             max_db_backlog: cfg.max_db_backlog,
+            queue_per_chat: cfg.queue_per_chat.max(1),
             free: cfg.free_per_bot_per_second.map(|r| (r, cfg.safety)),
         }
     }

@@ -147,6 +147,10 @@ pub(super) struct Schedule {
     share: u32,
     /// Chats that moved (group → supergroup): old id → (new id, when).
     moved: HashMap<i64, (i64, Instant)>,
+    /// Chats holding `queue_per_chat` deliveries or more (kept current by
+    /// [`Schedule::full_chats`]), and whether the set changed since.
+    full: std::collections::HashSet<i64>,
+    full_changed: bool,
 }
 
 impl Schedule {
@@ -179,6 +183,8 @@ impl Schedule {
             dropped: Vec::new(),
             share: 1,
             moved: HashMap::new(),
+            full: std::collections::HashSet::new(),
+            full_changed: false,
         }
     }
 
@@ -257,7 +263,29 @@ impl Schedule {
         } else {
             chat.queue.push_back(d);
         }
+        if chat.queue.len() >= self.limits.queue_per_chat && self.full.insert(chat_id) {
+            self.full_changed = true;
+        }
         self.queued += 1;
+    }
+
+    /// The chats that reached `queue_per_chat` queued deliveries, when that
+    /// set changed since the last call (`None`: unchanged). A chat leaves it
+    /// once its queue is under half the cap, so that what is then queued for
+    /// it comes in runs, not one at a time.
+    pub(super) fn full_chats(&mut self) -> Option<Vec<i64>> {
+        let low = (self.limits.queue_per_chat / 2).max(1);
+        let chats = &self.chats;
+        let before = self.full.len();
+        self.full
+            .retain(|c| chats.get(c).is_some_and(|c| c.queue.len() >= low));
+        if self.full.len() != before {
+            self.full_changed = true;
+        }
+        if !std::mem::take(&mut self.full_changed) {
+            return None;
+        }
+        Some(self.full.iter().copied().collect())
     }
 
     /// Puts a chat in the timer heap or a ready list, if it has something to send.
