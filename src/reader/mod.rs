@@ -50,6 +50,8 @@ pub mod login;
 pub mod mapping;
 /// The account pool: leases, assignment, pushed posts, lost accounts.
 pub mod pool;
+/// Channels that stop pushing: when a silent channel is read.
+mod quiet;
 /// Media through the relay channel.
 mod relay;
 /// The resolve queue.

@@ -69,6 +69,7 @@ mod reader_login;
 mod reader_relay;
 /// `kuryer run` reading channels through reader accounts, as a black box.
 mod reader_run;
+mod reader_pages;
 mod reader_state;
 // The bot removed from the relay channel: the source's problem, not the destinations'.
 mod relay_refused;
