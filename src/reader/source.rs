@@ -155,11 +155,13 @@ impl MtprotoSource {
                 "A channel that posts went silent: its history is read."
             );
         }
-        Some(if gap || quiet || !checked_recently(cfg.verify_interval_s) {
-            Plan::History
-        } else {
-            Plan::Nothing
-        })
+        Some(
+            if gap || quiet || !checked_recently(cfg.verify_interval_s) {
+                Plan::History
+            } else {
+                Plan::Nothing
+            },
+        )
     }
 
     /// The posts after `after` (with `newest`: the newest page instead),

@@ -79,7 +79,11 @@ async fn read_until(
             continue;
         }
         for m in page {
-            assert!(m.id > *hwm, "read in order, never twice: {} after {hwm}", m.id);
+            assert!(
+                m.id > *hwm,
+                "read in order, never twice: {} after {hwm}",
+                m.id
+            );
             *hwm = m.id;
             got.push(m.id);
         }
@@ -97,7 +101,9 @@ async fn a_catch_up_over_a_channel_with_deleted_gaps_delivers_every_post_in_orde
     for i in 1..=250 {
         assert_eq!(dc.publish_text(ch, &format!("post {i}")), i);
     }
-    let gone: Vec<i32> = (1..=250).filter(|i| i % 3 == 0 || (120..160).contains(i)).collect();
+    let gone: Vec<i32> = (1..=250)
+        .filter(|i| i % 3 == 0 || (120..160).contains(i))
+        .collect();
     dc.delete(ch, &gone);
     dc.set_short_pages(ch, true);
     let expected: Vec<i32> = (1..=250).filter(|i| !gone.contains(i)).collect();
@@ -110,7 +116,13 @@ async fn a_catch_up_over_a_channel_with_deleted_gaps_delivers_every_post_in_orde
     let pool = ReaderPool::start(store.clone(), &cfg, "pages".to_owned(), Arc::new(Quiet)).await;
     let mut source = pool.source(&r);
     let mut hwm = 0;
-    let got = read_until(&mut source, &mut hwm, expected.len(), Duration::from_secs(15)).await;
+    let got = read_until(
+        &mut source,
+        &mut hwm,
+        expected.len(),
+        Duration::from_secs(15),
+    )
+    .await;
     assert_eq!(got, expected, "every post that exists, in order");
     // Caught up: the last answer was empty, and nothing more comes.
     assert!(source.fetch(hwm, 100).await.unwrap().is_empty());

@@ -189,7 +189,10 @@ impl MtprotoFake {
     /// fewer messages than asked while more exist (see `get_history`).
     pub fn set_short_pages(&self, channel: ChannelRef, on: bool) {
         self.with_channel(channel, |w| {
-            w.channels.get_mut(&channel.id).expect("checked").short_pages = on;
+            w.channels
+                .get_mut(&channel.id)
+                .expect("checked")
+                .short_pages = on;
         });
     }
 

@@ -25,10 +25,13 @@ pub(super) fn get_history(
     // 0.11 `client/messages.rs` (`fill_buffer`): "Can't rely on
     // `count(messages) < limit` as the stop condition. See
     // https://t.me/tdlibchat/57257 … offset_id 132002, limit 4 => we get msg
-    // 131999 & 131998"; TDLib's `getChatHistory` (td_api.tl): "There may be
+    // 131999 & 131998"; TDLib's `getChatHistory` (td_api.tl, as mirrored in danog/MadelineProto
+    // `docs/TD_docs/methods/getChatHistory.md`): "There may be
     // less than limit messages returned even the end of the history is not
     // reached". How Telegram picks the window exactly is not documented;
-    // the fake counts every id ever given out. Off unless the test asks
+    // the fake counts every id ever given out (a window of deleted ids
+    // only answers empty: what Telegram answers then, no source says).
+    // Off unless the test asks
     // (`MtprotoFake::set_short_pages`).
     let ids: Vec<i32> = if ch.short_pages {
         (1..ch.next_id).rev().filter(in_range).collect()
