@@ -383,7 +383,7 @@ pub struct ReaderConfig {
     pub verify_interval_s: u64,
     /// A joined channel that posts has its history read once when it stays
     /// silent for four of its usual gaps between posts, but never sooner
-    /// than this (s; at most `verify_interval_s`): Telegram may stop
+    /// than this (s; capped at `verify_interval_s`): Telegram may stop
     /// pushing a channel's updates without a word.
     pub quiet_check_min_s: u64,
     /// Lifetime of an account's lease; renewed every third of it (s).

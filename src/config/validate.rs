@@ -351,12 +351,6 @@ impl Config {
         )?;
         range("reader.verify_interval_s", r.verify_interval_s, 1, 86_400)?;
         range("reader.quiet_check_min_s", r.quiet_check_min_s, 1, 86_400)?;
-        if r.quiet_check_min_s > r.verify_interval_s {
-            bad(
-                "reader.quiet_check_min_s",
-                "must not exceed reader.verify_interval_s (every joined channel is read that often anyway)",
-            )?;
-        }
         range("reader.lease_ttl_s", r.lease_ttl_s, 3, 3_600)?;
         range(
             "reader.updates_capacity",

@@ -52,7 +52,8 @@ impl Pace {
     }
 
     /// Whether the channel has been silent for its quiet time (four usual
-    /// gaps within `[min, max]`) with no history read since that time came.
+    /// gaps within `[min, max]`; `max` wins over a larger `min`) with no
+    /// history read since that time came.
     pub(super) fn overdue(
         &self,
         now: Instant,
@@ -63,7 +64,7 @@ impl Pace {
         let (Some(gap), Some(last)) = (self.gap, self.last) else {
             return false;
         };
-        let due = last + gap.saturating_mul(QUIET_GAPS).clamp(min, max.max(min));
+        let due = last + gap.saturating_mul(QUIET_GAPS).clamp(min.min(max), max);
         now >= due && last_history.is_none_or(|h| h < due)
     }
 }

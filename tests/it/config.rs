@@ -194,10 +194,6 @@ fn out_of_range_values_are_named_with_their_source() {
             "[reader]\nquiet_check_min_s = 0\n",
             "reader.quiet_check_min_s",
         ),
-        (
-            "[reader]\nverify_interval_s = 300\nquiet_check_min_s = 301\n",
-            "reader.quiet_check_min_s",
-        ),
     ];
     for (text, key) in cases {
         let (err, msg) = load_err(Some(text), &[]);
