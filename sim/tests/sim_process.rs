@@ -604,6 +604,13 @@ async fn every_control_route_refuses_what_it_cannot_do() {
         ),
         (
             false,
+            "/mtproto/channels/7/behaviour".into(),
+            r#"{"silent": true}"#,
+            404,
+            "unknown_channel",
+        ),
+        (
+            false,
             "/mtproto/sessions/revoke".into(),
             r#"{"auth_key": "zz"}"#,
             400,

@@ -400,6 +400,11 @@ pub struct ReaderConfig {
     /// A joined channel with no pushed post for this long has its history
     /// checked once, in case a push was lost (s).
     pub verify_interval_s: u64,
+    /// A joined channel that posts has its history read once when it stays
+    /// silent for four of its usual gaps between posts, but never sooner
+    /// than this (s; capped at `verify_interval_s`): Telegram may stop
+    /// pushing a channel's updates without a word.
+    pub quiet_check_min_s: u64,
     /// Lifetime of an account's lease; renewed every third of it (s).
     pub lease_ttl_s: u64,
     /// Updates grammers may hold for kuryer before it must drop them.
@@ -432,6 +437,7 @@ impl Default for ReaderConfig {
             poll_interval_s: 60,
             history_per_second: 1.0,
             verify_interval_s: 600,
+            quiet_check_min_s: 60,
             lease_ttl_s: 30,
             updates_capacity: 100_000,
             relay_access_hash: None,

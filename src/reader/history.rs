@@ -67,6 +67,14 @@ fn later(retry_after: Duration, reason: impl Into<String>) -> HistoryError {
     }
 }
 
+fn message_id(m: &tl::enums::Message) -> i32 {
+    match m {
+        tl::enums::Message::Message(m) => m.id,
+        tl::enums::Message::Service(m) => m.id,
+        tl::enums::Message::Empty(m) => m.id,
+    }
+}
+
 /// Where reading a channel starts, from its newest page (oldest first):
 /// the newest message published in a second before `since` (its first
 /// subscription, less the grace). A message of the same second counts as new: one post too
@@ -265,7 +273,11 @@ impl ReaderPool {
             tl::enums::messages::Messages::ChannelMessages(m) => m.messages,
             tl::enums::messages::Messages::NotModified(_) => Vec::new(),
         };
-        let full = raw.len() >= PAGE as usize;
+        // More may lie below unless the page reaches id 1: a page shorter
+        // than asked is no sign of the end (deleted messages count against
+        // the limit; grammers 0.11 `client/messages.rs`, `fill_buffer`).
+        let top = raw.iter().map(message_id).max().unwrap_or(0);
+        let full = raw.len() >= PAGE as usize || top > PAGE;
         Ok((raw, full))
     }
 

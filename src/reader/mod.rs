@@ -18,6 +18,7 @@
 //! | `stream.rs` | one account's update stream: pushes into buffers, the update state synced into the session, flood waits slept |
 //! | `source.rs` | the `ChannelSource`: pushed posts, history from the mark, polling |
 //! | `history.rs` | where reading a channel starts; history read for a backfill |
+//! | `quiet.rs` | each channel's pace: a silent channel that posts is read before the 600 s re-read |
 //! | `relay.rs` | media forwarded into the relay channel (`random_id`, albums whole) |
 //! | `changes.rs` | pushed edits and deletions, queued for the copies worker |
 //! | `change_queue.rs` | those changes on their way to `post_events`: in order, retried while the database is away, bounded |
@@ -50,6 +51,8 @@ pub mod login;
 pub mod mapping;
 /// The account pool: leases, assignment, pushed posts, lost accounts.
 pub mod pool;
+/// Channels that stop pushing: when a silent channel is read.
+mod quiet;
 /// Media through the relay channel.
 mod relay;
 /// The resolve queue.

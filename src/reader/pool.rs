@@ -65,6 +65,8 @@ pub(super) struct ChanState {
     pub(super) guess_refused: bool,
     /// Resolving it again found its name gone or another channel's.
     pub(super) hash_lost: bool,
+    /// How it posts: a silence long for it is read sooner (`quiet.rs`).
+    pub(super) pace: super::quiet::Pace,
 }
 
 pub(super) struct Inner {
@@ -363,6 +365,7 @@ impl Inner {
                 hashes,
                 guess_refused: false,
                 hash_lost: false,
+                pace: super::quiet::Pace::default(),
             });
         Ok(())
     }
@@ -495,6 +498,9 @@ impl Inner {
             };
             match mapping::source_message(message, st.info.protected) {
                 Some(m) => {
+                    if m.id > st.verified && !st.buffer.contains_key(&m.id) {
+                        st.pace.saw(1, Instant::now());
+                    }
                     st.buffer.insert(m.id, m);
                     true
                 }

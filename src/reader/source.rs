@@ -47,6 +47,10 @@ pub const ALBUM_GRACE: Duration = Duration::from_millis(700);
 /// tried next (the resolver wakes the poller sooner when it is done).
 const REHASH_RETRY: Duration = Duration::from_secs(10);
 
+/// Pages of nothing kuryer relays (service messages) one read steps over
+/// before it answers nothing and leaves the rest to the next read.
+const SKIP_PAGES: usize = 10;
+
 /// The source of one channel.
 pub struct MtprotoSource {
     pool: Arc<Inner>,
@@ -136,22 +140,67 @@ impl MtprotoSource {
         if !out.is_empty() {
             return Some(Plan::Buffered(out));
         }
-        Some(if gap || !checked_recently(cfg.verify_interval_s) {
-            Plan::History
-        } else {
-            Plan::Nothing
-        })
+        // Telegram may stop pushing a channel without a word: one that
+        // posts at a pace and went silent for long is read sooner than
+        // the re-read of every joined channel (`quiet.rs`).
+        let quiet = st.pace.overdue(
+            now,
+            st.last_history,
+            Duration::from_secs(cfg.quiet_check_min_s),
+            Duration::from_secs(cfg.verify_interval_s),
+        );
+        if quiet && !gap {
+            tracing::debug!(
+                channel_id = self.channel.channel_id,
+                "A channel that posts went silent: its history is read."
+            );
+        }
+        Some(
+            if gap || quiet || !checked_recently(cfg.verify_interval_s) {
+                Plan::History
+            } else {
+                Plan::Nothing
+            },
+        )
     }
 
     /// The posts after `after` (with `newest`: the newest page instead),
     /// the channel's public name as the answer shows it (outer None: the
-    /// answer did not show the channel), and whether the page was full.
+    /// answer did not show the channel), and whether more may follow.
+    ///
+    /// A page shorter than asked is no sign of the end: Telegram picks a
+    /// page by message ids and leaves out the deleted ones (grammers 0.11
+    /// `client/messages.rs`, `fill_buffer`: "Can't rely on
+    /// `count(messages) < limit` as the stop condition"). Read oldest
+    /// first, the history is caught up only when an answer is empty (what
+    /// grammers' own reverse iteration stops on); a page of nothing kuryer
+    /// relays (service messages only) is stepped over here, so the mark
+    /// never sticks below it.
     async fn history(
         &self,
         after: i32,
         limit: usize,
         newest: bool,
     ) -> Result<(Vec<SourceMessage>, Option<Option<String>>, bool), SourceError> {
+        let mut from = after;
+        for _ in 0..SKIP_PAGES {
+            let (out, shown_name, more, max_id) = self.page(from, limit, newest).await?;
+            if !out.is_empty() || !more || newest || max_id <= from {
+                return Ok((out, shown_name, more));
+            }
+            from = max_id;
+        }
+        Ok((Vec::new(), None, true))
+    }
+
+    /// One `messages.getHistory` page (see [`Self::history`]); also
+    /// answers the highest id it showed.
+    async fn page(
+        &self,
+        after: i32,
+        limit: usize,
+        newest: bool,
+    ) -> Result<(Vec<SourceMessage>, Option<Option<String>>, bool, i32), SourceError> {
         let client = self
             .pool
             .account_for(self.channel.channel_id)
@@ -226,15 +275,22 @@ impl MtprotoSource {
             })
             .max()
             .unwrap_or(after);
-        let full = messages.len() >= usize::try_from(limit).unwrap_or(100);
+        // Oldest first: more may follow unless the answer is empty. The
+        // newest page: more lies below unless its highest id is within the
+        // limit (ids start at 1; grammers' `fill_buffer` stops on the same).
+        let more = if newest {
+            max_id > limit
+        } else {
+            !messages.is_empty()
+        };
         let mut out: Vec<SourceMessage> = messages
             .iter()
             .filter_map(|m| mapping::source_message(m, protected))
             .filter(|m| m.id > after)
             .collect();
         out.sort_by_key(|m| m.id);
-        self.note_read(&out, max_id, full, joins);
-        Ok((out, shown_name, full))
+        self.note_read(&out, max_id, more, joins);
+        Ok((out, shown_name, more, max_id))
     }
 
     /// The channel's bare id, `account`'s access hash of it, whether it is
@@ -272,19 +328,24 @@ impl MtprotoSource {
     }
 
     /// A history read gave `out`, reaching message `max_id`: the pushed
-    /// copies of what it read are dropped from the buffer. A full page may
-    /// have more behind it: the next read goes to the history again;
+    /// copies of what it read are dropped from the buffer. A page with more
+    /// behind it: the next read goes to the history again;
     /// verified only as far as it reached. A join during the call (`joins`
     /// changed): its answer may predate posts nobody pushed, so the history
     /// is read again.
-    fn note_read(&self, out: &[SourceMessage], max_id: i32, full: bool, joins: u64) {
+    fn note_read(&self, out: &[SourceMessage], max_id: i32, more: bool, joins: u64) {
         let mut channels = self
             .pool
             .channels
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(st) = channels.get_mut(&self.channel.channel_id) {
-            st.last_history = (!full && st.joins == joins).then(Instant::now);
+            let new = out
+                .iter()
+                .filter(|m| m.id > st.verified && !st.buffer.contains_key(&m.id))
+                .count();
+            st.pace.saw(new, Instant::now());
+            st.last_history = (!more && st.joins == joins).then(Instant::now);
             st.verified = st.verified.max(max_id);
             for m in out {
                 st.buffer.remove(&m.id);

@@ -190,6 +190,10 @@ fn out_of_range_values_are_named_with_their_source() {
             "reader.joins_first_day",
         ),
         ("[reader]\njoin_ramp_days = 400\n", "reader.join_ramp_days"),
+        (
+            "[reader]\nquiet_check_min_s = 0\n",
+            "reader.quiet_check_min_s",
+        ),
     ];
     for (text, key) in cases {
         let (err, msg) = load_err(Some(text), &[]);

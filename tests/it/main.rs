@@ -72,6 +72,7 @@ mod reader_hashes;
 /// A reader account's lease: the local deadline, the taker's wait.
 mod reader_lease;
 mod reader_login;
+mod reader_pages;
 mod reader_relay;
 /// `kuryer run` reading channels through reader accounts, as a black box.
 mod reader_run;

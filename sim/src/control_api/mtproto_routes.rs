@@ -27,6 +27,7 @@
 //! | `POST /mtproto/channels/{c}/rename {"title"}` | renames the channel (MTProto face) | 400 `title_empty`, 404 `unknown_channel` |
 //! | `POST /mtproto/channels/{c}/private` | frees its username: non-members get `CHANNEL_PRIVATE` | 404 `unknown_channel` |
 //! | `POST /mtproto/channels/{c}/delete_channel` | deletes the channel: its username is freed, everyone (members too) gets `CHANNEL_PRIVATE` | 404 `unknown_channel` |
+//! | `POST /mtproto/channels/{c}/behaviour {"short_pages"?, "silent"?}` | `short_pages`: getHistory counts deleted ids against the limit (a page may be short while more exist); `silent`: its events are no longer pushed (still in getChannelDifference and the history); absent: unchanged | 404 `unknown_channel` |
 //! | `POST /mtproto/sessions/revoke {"auth_key": hex}` | every later call on the key gets `SESSION_REVOKED` | 400 `auth_key_invalid`, 404 `unknown_key` |
 //! | `POST /mtproto/flood {"method", "limit": {"max_calls", "per_ms"} \| null, "escalating"?: {"free", "per_ms", "waits_s": [s, …]} \| null}` | sets (null: removes) the per-account flood limit of a TL method (`contacts.resolveUsername`), and its escalating limit (`free` calls a window, then each call earns the next wait; absent: unchanged) | 400 `method_invalid`, `limit_invalid` |
 //! | `POST /mtproto/accounts/{a}/restrict {"frozen"?, "peer_flood"?}` | freezes (`FROZEN_METHOD_INVALID` on all but reading) or spam-limits (`PEER_FLOOD` on joins) an account, or lifts it | 404 `unknown_account` |

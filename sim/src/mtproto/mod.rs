@@ -74,7 +74,10 @@
 //! `updateDeleteChannelMessages` to every connection of every member.
 //! Control calls drop pushes (the client sees the pts gap on the next one
 //! and calls `getChannelDifference`), delay them, or push
-//! `updateChannelTooLong` / `updatesTooLong`.
+//! `updateChannelTooLong` / `updatesTooLong`. A channel can be silenced
+//! (its events are pushed to nobody, as Telegram may stop pushing a
+//! channel) and given short history pages (deleted ids count against
+//! `messages.getHistory`'s limit, as on Telegram).
 //!
 //! ## Errors served
 //!

@@ -156,6 +156,14 @@ pub(crate) struct Channel {
     /// When its last event happened (`updates.getDifference` names the
     /// member channels changed since the client's `date`).
     pub(crate) last_event: i32,
+    /// `messages.getHistory` counts deleted ids against the limit: a page
+    /// may hold fewer messages than asked while more exist (`rpc/channels.rs`,
+    /// `get_history`). Chosen by the test.
+    pub(crate) short_pages: bool,
+    /// Its events are no longer pushed to anyone; they are still in its
+    /// log for `updates.getChannelDifference` and the history
+    /// (`updates.rs`, `push_event`). Chosen by the test.
+    pub(crate) silent: bool,
 }
 
 impl Channel {

@@ -1,7 +1,7 @@
 //! The control routes of the MTProto face for channels: create one (on
 //! both faces, with admin bots, members and admins), add a member, publish
 //! a post or an album, edit, delete, rename, make private, delete the
-//! channel. The routes and their refusals are listed in
+//! channel, short history pages and silenced pushes. The routes and their refusals are listed in
 //! `control_api/mtproto_routes.rs`.
 
 use actix_web::{HttpResponse, web};
@@ -28,6 +28,10 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/mtproto/channels/{id}/delete_channel",
             web::post().to(delete_channel),
+        )
+        .route(
+            "/mtproto/channels/{id}/behaviour",
+            web::post().to(behaviour),
         );
 }
 
@@ -271,4 +275,33 @@ async fn delete_channel(c: web::Data<MtprotoFace>, id: web::Path<i64>) -> Answer
     let ch = channel(&c, id.into_inner())?;
     c.fake.delete_channel(ch);
     Ok(HttpResponse::Ok().json(json!({ "channel": ch.id, "deleted": true })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Behaviour {
+    short_pages: Option<bool>,
+    silent: Option<bool>,
+}
+
+/// Short history pages (deleted ids count against the limit) and silenced
+/// pushes; the sources are cited where the fake models them
+/// (`rpc/channels.rs`, `get_history`; `updates.rs`, `push_event`).
+async fn behaviour(
+    c: web::Data<MtprotoFace>,
+    id: web::Path<i64>,
+    body: web::Json<Behaviour>,
+) -> Answer {
+    let ch = channel(&c, id.into_inner())?;
+    if let Some(on) = body.short_pages {
+        c.fake.set_short_pages(ch, on);
+    }
+    if let Some(on) = body.silent {
+        c.fake.silence_channel(ch, on);
+    }
+    Ok(HttpResponse::Ok().json(json!({
+        "channel": ch.id,
+        "short_pages": body.short_pages,
+        "silent": body.silent,
+    })))
 }

@@ -113,6 +113,8 @@ impl MtprotoFake {
                 albums: Default::default(),
                 deleted: false,
                 last_event: 0,
+                short_pages: false,
+                silent: false,
             },
         );
         ChannelRef { id }
@@ -180,6 +182,27 @@ impl MtprotoFake {
     /// Edits a post's text; false when there is no such message.
     pub fn edit(&self, channel: ChannelRef, id: i32, text: &str) -> bool {
         self.with_channel(channel, |w| w.edit(channel.id, id, text))
+    }
+
+    /// With `on`, `messages.getHistory` of the channel counts deleted
+    /// messages against the limit, as Telegram does: a page may then hold
+    /// fewer messages than asked while more exist (see `get_history`).
+    pub fn set_short_pages(&self, channel: ChannelRef, on: bool) {
+        self.with_channel(channel, |w| {
+            w.channels
+                .get_mut(&channel.id)
+                .expect("checked")
+                .short_pages = on;
+        });
+    }
+
+    /// With `on`, the channel's events are no longer pushed to its members
+    /// (Telegram may stop sending a channel's updates; see `push_event`);
+    /// getChannelDifference and the history still show them.
+    pub fn silence_channel(&self, channel: ChannelRef, on: bool) {
+        self.with_channel(channel, |w| {
+            w.channels.get_mut(&channel.id).expect("checked").silent = on;
+        });
     }
 
     /// Deletes posts; returns how many existed.
