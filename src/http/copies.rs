@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::ApiState;
 use super::error::{ApiError, with_timeout};
-use crate::store::{DeletionsMode, EditsMode};
+use crate::store::{BackfillAsked, DeletionsMode, EditsMode};
 
 /// Most posts a backfill sends.
 const MAX_BACKFILL: i64 = 50;
@@ -28,15 +28,19 @@ pub(super) async fn backfill(
     state: &ApiState,
     subscription_id: i64,
     n: Option<i32>,
-) -> Result<(), ApiError> {
-    let Some(n) = n else { return Ok(()) };
+) -> Result<Option<&'static str>, ApiError> {
+    let Some(n) = n else { return Ok(None) };
     // The operator's API has no daily budget; a subscription still has one
-    // open backfill at a time (a second request is a no-op).
-    with_timeout(
+    // open backfill at a time: a second request while one is being sent is
+    // answered `"backfill": "already_running"` (ask again when it is done).
+    let asked = with_timeout(
         state,
         state.store.request_backfill(subscription_id, n, None),
     )
     .await?;
+    if !matches!(asked, BackfillAsked::Asked(_)) {
+        return Ok(Some("already_running"));
+    }
     if let Some(p) = &state.pipeline {
         p.mirror_wake();
     }
@@ -45,7 +49,7 @@ pub(super) async fn backfill(
         posts = n,
         "Backfill asked through the API."
     );
-    Ok(())
+    Ok(Some("asked"))
 }
 
 /// Parsed settings; `None` when neither is given.

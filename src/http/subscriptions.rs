@@ -71,9 +71,12 @@ pub(super) async fn add_channel(
     if added.created {
         events::subscription_created(body.user_id, &channel, added.subscription.id);
     }
-    super::copies::backfill(&state, added.subscription.id, backfill).await?;
+    let backfill = super::copies::backfill(&state, added.subscription.id, backfill).await?;
     let mut answer = serde_json::to_value(&added).unwrap_or_else(|_| json!({}));
     super::copies::add_settings(&state, added.subscription.id, &mut answer).await?;
+    if let Some(b) = backfill {
+        answer["backfill"] = json!(b);
+    }
     Ok(HttpResponse::Ok().json(answer))
 }
 

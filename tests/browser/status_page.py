@@ -47,6 +47,11 @@ def main():
         # Sign in through the form.
         driver.find_element(By.NAME, "token").send_keys(token)
         driver.find_element(By.CSS_SELECTOR, "form[action='/status/login'] button").click()
+        # click() may return before the redirect's page is loaded on a busy
+        # machine: wait for the signed-in page's own element.
+        WebDriverWait(driver, 20).until(
+            lambda d: d.find_elements(By.ID, "channel-count")
+        )
         out["title"] = driver.title
         out["first_load_ms"] = load_ms(driver)
         # Loads of the signed-in page, timed by the browser.

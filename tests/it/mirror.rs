@@ -471,9 +471,16 @@ async fn a_backfill_sends_the_last_posts_oldest_first_once_and_is_finished_after
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    api.add(u, "@mirror_news", Some(3)).await;
+    let first = api.add(u, "@mirror_news", Some(3)).await;
+    assert_eq!(first["backfill"], "asked", "{first}");
     received_n(&fake, &daemon, u, 3).await;
-    api.add(u, "@mirror_news", Some(10)).await;
+    // One backfill at a time a subscription: asked while the first is still
+    // open, the answer says so; asked again once it is done, it runs.
+    let again = wait_until(Duration::from_secs(30), async || {
+        api.add(u, "@mirror_news", Some(10)).await["backfill"] == "asked"
+    })
+    .await;
+    assert!(again, "the second backfill was never taken");
     received_n(&fake, &daemon, u, 6).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let got: Vec<String> = fake
