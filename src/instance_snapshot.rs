@@ -71,7 +71,7 @@ impl Snapshot {
     /// Reads a stored snapshot; `None` when it is not one (written by a
     /// kuryer whose snapshot had another shape).
     pub fn read(value: &serde_json::Value) -> Option<Self> {
-        serde_json::from_value(value.clone()).ok()
+        Self::deserialize(value).ok()
     }
 }
 

@@ -225,7 +225,12 @@ async fn handle(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -
     let method = split_path(path).map_or(Method::Unknown, |(_, m)| Method::parse(m));
     // Telegram answers in tens of milliseconds, never in 0: the latency a
     // test set (`FakeTelegram::set_latency`), or an injected slow answer.
-    // getUpdates long-polls on its own clock.
+    // No source publishes the Bot API's response time; the test chooses
+    // the figure and says it. The request's effect is recorded above,
+    // before the wait: the Bot API server answers a send only once the
+    // message exists (telegram-bot-api `Client.cpp` replies from the
+    // `updateMessageSendSucceeded` handler), so an answer lost to a killed
+    // client is a message sent. getUpdates long-polls on its own clock.
     let latency = match method {
         Method::GetUpdates => Duration::ZERO,
         _ => Duration::from_millis(shared.latency_ms.load(Ordering::Relaxed)),
