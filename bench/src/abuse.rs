@@ -29,6 +29,20 @@ use crate::reply_order::{self, Sent};
 /// factor of those without.
 const TARGET_RATIO: f64 = 1.5;
 
+/// The abuse scenario's own options: how much of the hostile user's
+/// attack to leave out, to see which part bounds the ordinary users.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct AbuseArgs {
+    /// abuse: groups the hostile user has linked, each subscribed to every
+    /// one of their channels (default 45; `--tiny` 5).
+    #[arg(long)]
+    pub(crate) abuse_groups: Option<u32>,
+    /// abuse: how late the hostile user's groups answer each send, ms
+    /// (default 2,000; 0: not slow).
+    #[arg(long)]
+    pub(crate) abuse_slow_ms: Option<u64>,
+}
+
 /// The size of the scenario.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct AbuseSpec {
@@ -48,7 +62,18 @@ pub(crate) struct AbuseSpec {
 }
 
 /// The scenario's size, full or `--tiny`.
-pub(crate) fn spec(tiny: bool, seconds: Option<f64>) -> AbuseSpec {
+pub(crate) fn spec(tiny: bool, seconds: Option<f64>, args: &AbuseArgs) -> AbuseSpec {
+    let mut spec = default_spec(tiny, seconds);
+    if let Some(g) = args.abuse_groups {
+        spec.hostile.groups = g;
+    }
+    if let Some(ms) = args.abuse_slow_ms {
+        spec.hostile.slow_ms = ms;
+    }
+    spec
+}
+
+fn default_spec(tiny: bool, seconds: Option<f64>) -> AbuseSpec {
     if tiny {
         AbuseSpec {
             users: 50,
@@ -102,6 +127,10 @@ pub(crate) struct AbuseRun {
     /// Command sent → reply recorded by the fake (ms).
     pub(crate) reply: Percentiles,
     pub(crate) process: ProcessReading,
+    /// 429s the fake answered (to anyone) during the run.
+    pub(crate) rate_limited_429: u64,
+    /// The bot's messages the fake accepted during the run, to anyone.
+    pub(crate) bot_messages: u64,
     /// What the hostile user did (the run with them).
     pub(crate) hostile_did: Option<HostileCounts>,
 }
@@ -124,17 +153,21 @@ pub(crate) async fn run(
     cfg: &Config,
     tiny: bool,
     seconds: Option<f64>,
+    args: &AbuseArgs,
 ) -> anyhow::Result<AbuseResult> {
-    let spec = spec(tiny, seconds);
+    let spec = spec(tiny, seconds, args);
     eprintln!(
-        "[bench] abuse: {} users × {} subscriptions over {} channels, {} posts/s, {} commands/s, {} s, Telegram's limits, fake latency {} ms",
+        "[bench] abuse: {} users × {} subscriptions over {} channels, {} posts/s, {} commands/s, {} s, Telegram's limits, fake latency {} ms; the hostile user: {} channels, {} groups answering after {} ms",
         spec.users,
         spec.subs,
         spec.channels,
         spec.posts_per_s,
         spec.commands_per_s,
         spec.seconds,
-        spec.latency_ms
+        spec.latency_ms,
+        spec.hostile.channels,
+        spec.hostile.groups,
+        spec.hostile.slow_ms
     );
     let without = one_run(cfg, &spec, false)
         .await
@@ -189,7 +222,9 @@ fn print_run(r: &AbuseRun) {
     );
     let p = &r.process;
     eprintln!(
-        "[bench] abuse {who} the hostile user: kuryer CPU {:.1} s, peak RSS {:.0} MiB, watchdog pings {} (longest gap {:.0} ms, bound {:.0}), /healthz {} answered, {} failed, slowest {:.0} ms, alive {}",
+        "[bench] abuse {who} the hostile user: the fake accepted {} messages of the bot and answered {} × 429; kuryer CPU {:.1} s, peak RSS {:.0} MiB, watchdog pings {} (longest gap {:.0} ms, bound {:.0}), /healthz {} answered, {} failed, slowest {:.0} ms, alive {}",
+        r.bot_messages,
+        r.rate_limited_429,
         p.cpu_s,
         p.peak_rss_mib,
         p.watchdog_pings,
@@ -350,6 +385,7 @@ async fn one_run(cfg: &Config, spec: &AbuseSpec, hostile: bool) -> anyhow::Resul
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         let process = kuryer.reading(watch);
+        let stats = w.fake.stats();
         let (deliveries_expected, lat, lost) = deliveries(&w, &offered.posts);
         let replies = reply_order::check(&w.fake, &offered.commands);
         if let Some(h) = hostile_did.as_mut() {
@@ -369,6 +405,8 @@ async fn one_run(cfg: &Config, spec: &AbuseSpec, hostile: bool) -> anyhow::Resul
             replies_out_of_order: replies.out_of_order,
             reply: Percentiles::of(replies.latencies_us),
             process,
+            rate_limited_429: stats.rate_limited_429,
+            bot_messages: stats.messages_received,
             hostile_did,
         })
     }

@@ -183,6 +183,8 @@ pub(crate) struct BenchArgs {
     /// `--plot BENCHMARKS-growth.svg` to refresh them.
     #[arg(long, default_value = "kuryer-bench-growth.svg")]
     pub(crate) plot: std::path::PathBuf,
+    #[command(flatten)]
+    pub(crate) abuse: abuse::AbuseArgs,
     /// Internal: run one measurement described by this JSON and print its result.
     #[arg(long, hide = true)]
     pub(crate) child: Option<String>,

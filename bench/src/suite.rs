@@ -73,7 +73,7 @@ pub(crate) async fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
     }
     if args.scenario == "abuse" {
         // A real `kuryer run` process per run, watched from outside: its own lines and JSON line.
-        let r = crate::abuse::run(cfg, args.tiny, args.load_seconds).await?;
+        let r = crate::abuse::run(cfg, args.tiny, args.load_seconds, &args.abuse).await?;
         println!("{}", serde_json::json!({ "abuse": r }));
         return Ok(());
     }
