@@ -163,7 +163,7 @@ pub(crate) fn attack(w: &World, size: HostileSize, seconds: f64) -> HostileCount
         w.fake
             .channel_admin_says(token, LINK_CHANNEL, &format!("/link {code:032x}"));
         counts.link_guesses += 1;
-        if tick % 2 == 0 {
+        if tick.is_multiple_of(2) {
             let k = tick / 2;
             let command = match k % 5 {
                 0 => {
@@ -183,7 +183,7 @@ pub(crate) fn attack(w: &World, size: HostileSize, seconds: f64) -> HostileCount
             w.fake.user_says(token, HOSTILE, &command, Some("en"));
             counts.commands += 1;
         }
-        if tick % 5 == 0 && size.channels > 0 {
+        if tick.is_multiple_of(5) && size.channels > 0 {
             let i = 1 + (tick / 5) % u64::from(size.channels);
             w.fake.post(
                 HOSTILE_CHANNEL_BASE - i as i64,
