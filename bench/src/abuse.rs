@@ -280,7 +280,11 @@ fn offer(w: &World, spec: &AbuseSpec) -> Offered {
         } else {
             let u = (c % u64::from(spec.users)) as u32;
             let round = c / u64::from(spec.users);
-            let text = if round.is_multiple_of(2) { "/help" } else { "/list" };
+            let text = if round.is_multiple_of(2) {
+                "/help"
+            } else {
+                "/list"
+            };
             let chat = World::user_chat(u);
             commands.push((chat, text.to_owned(), Instant::now()));
             w.fake
