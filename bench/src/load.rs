@@ -37,7 +37,7 @@ pub(crate) struct Percentiles {
 }
 
 impl Percentiles {
-    fn of(mut us: Vec<u64>) -> Self {
+    pub(crate) fn of(mut us: Vec<u64>) -> Self {
         if us.is_empty() {
             return Self::default();
         }
@@ -82,6 +82,9 @@ pub(crate) struct BotLoadSpec {
     /// Commands a second offered.
     pub(crate) rate: f64,
     pub(crate) seconds: f64,
+    /// The fake's latency of every answer but getUpdates' (ms; 0: none).
+    #[serde(default)]
+    pub(crate) latency_ms: u64,
 }
 
 /// What a bot-load run measured.
@@ -102,6 +105,11 @@ pub(crate) struct BotLoadResult {
     /// in the run a backlog formed.
     pub(crate) latency_first_tenth: Percentiles,
     pub(crate) latency_last_tenth: Percentiles,
+    /// Replies that are not the answer to the command at their place in
+    /// their chat (a user's replies out of order).
+    pub(crate) out_of_order: u64,
+    /// The fake's latency (ms).
+    pub(crate) latency_ms: u64,
     pub(crate) cpu_s: f64,
 }
 
@@ -180,7 +188,9 @@ async fn start_daemon(cfg: &Config, db: &BenchDb) -> anyhow::Result<Daemon> {
 
 /// Runs `f` on a thread of its own and waits for it without blocking the
 /// daemon's thread.
-async fn on_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
+pub(crate) async fn on_thread<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> anyhow::Result<T> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
         let _ = tx.send(f());
@@ -286,6 +296,7 @@ pub(crate) async fn bot_load(spec: &BotLoadSpec, cfg: &Config) -> anyhow::Result
     let db = BenchDb::create(cfg, "bot_load").await?;
     let out = async {
         let d = start_daemon(cfg, &db).await?;
+        d.fake.set_latency(Duration::from_millis(spec.latency_ms));
         reset_peak_rss();
         let cpu0 = cpu_seconds();
         let fake = d.fake.clone();
@@ -294,7 +305,7 @@ pub(crate) async fn bot_load(spec: &BotLoadSpec, cfg: &Config) -> anyhow::Result
         // Wait for the replies (or 60 s without them all).
         let commands = sent.0.len() as u64;
         let drained = Instant::now();
-        while replies_of(&d.fake, spec.users).len() < sent.0.len()
+        while replies_of(&d.fake, spec.users) < sent.0.len()
             && drained.elapsed() < Duration::from_secs(60)
         {
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -310,27 +321,20 @@ pub(crate) async fn bot_load(spec: &BotLoadSpec, cfg: &Config) -> anyhow::Result
     out
 }
 
-/// The bot's replies (not delivered posts) in every user's chat, in order.
-fn replies_of(fake: &FakeTelegram, users: u32) -> Vec<(i64, Instant)> {
-    let mut out = Vec::new();
-    for u in 0..users {
-        let chat = user_id(u);
-        out.extend(
-            fake.received(chat)
-                .into_iter()
-                .filter(|m| m.method == "sendMessage" && m.source.is_none())
-                .map(|m| (chat, m.received_at)),
-        );
-    }
-    out
+/// How many replies (not delivered posts) the bot sent to the users' chats.
+fn replies_of(fake: &FakeTelegram, users: u32) -> usize {
+    (0..users)
+        .map(|u| crate::reply_order::replies_in(fake, user_id(u)).len())
+        .sum()
 }
 
 fn user_id(u: u32) -> i64 {
     2_000_000 + i64::from(u)
 }
 
-/// Every command sent, `(user, when)`, and the generator's own rate.
-type Sent = (Vec<(i64, Instant)>, f64);
+/// Every command sent (chat, command and language, when), and the
+/// generator's own rate.
+type Sent = (Vec<crate::reply_order::Sent>, f64);
 
 /// Sends `rate` commands a second for `seconds`, round-robin over the users
 /// (each user has one command in flight at most: its next comes
@@ -354,53 +358,38 @@ fn offer_commands(fake: &FakeTelegram, spec: &BotLoadSpec) -> Sent {
             _ => "/help",
         };
         let chat = user_id(u);
-        sent.push((chat, Instant::now()));
-        fake.user_says(TOKEN, chat, text, Some(langs[u as usize % 3]));
+        let lang = langs[u as usize % 3];
+        sent.push((chat, format!("{text} {lang}"), Instant::now()));
+        fake.user_says(TOKEN, chat, text, Some(lang));
     }
     let rate = total as f64 / start.elapsed().as_secs_f64();
     (sent, rate)
 }
 
 fn measure_replies(fake: &FakeTelegram, spec: &BotLoadSpec, sent: &Sent) -> BotLoadResult {
-    use std::collections::HashMap;
-    let mut by_user: HashMap<i64, Vec<Instant>> = HashMap::new();
-    for (chat, at) in replies_of(fake, spec.users) {
-        by_user.entry(chat).or_default().push(at);
-    }
-    let mut asked: HashMap<i64, usize> = HashMap::new();
-    let (mut lat, mut lost) = (Vec::new(), 0u64);
-    let mut last = sent.0.first().map(|s| s.1);
-    for (chat, at) in &sent.0 {
-        let k = asked.entry(*chat).or_default();
-        // The k-th reply in a chat answers its k-th command: one at a time.
-        match by_user.get(chat).and_then(|r| r.get(*k)) {
-            Some(reply) => {
-                lat.push(reply.saturating_duration_since(*at).as_micros() as u64);
-                last = last.max(Some(*reply));
-            }
-            None => lost += 1,
-        }
-        *k += 1;
-    }
-    let replies: u64 = by_user.values().map(|v| v.len() as u64).sum();
-    let span = match (sent.0.first(), last) {
-        (Some((_, first)), Some(last)) => last.duration_since(*first).as_secs_f64(),
+    // The k-th reply in a chat answers its k-th command, and must be its answer.
+    let check = crate::reply_order::check(fake, &sent.0);
+    let lat = check.latencies_us;
+    let span = match (sent.0.first(), check.last) {
+        (Some((_, _, first)), Some(last)) => last.duration_since(*first).as_secs_f64(),
         _ => 0.0,
     };
     BotLoadResult {
         users: spec.users,
         commands: 0,
         offered_per_s: sent.1,
-        replies,
+        replies: check.replies,
         replies_per_s: if span > 0.0 {
-            replies as f64 / span
+            check.replies as f64 / span
         } else {
             0.0
         },
-        lost,
+        lost: check.lost,
         latency_first_tenth: Percentiles::of(lat[..lat.len() / 10].to_vec()),
         latency_last_tenth: Percentiles::of(lat[lat.len() - lat.len() / 10..].to_vec()),
         latency: Percentiles::of(lat),
+        out_of_order: check.out_of_order,
+        latency_ms: spec.latency_ms,
         cpu_s: 0.0,
     }
 }

@@ -38,6 +38,14 @@
 //! - **bot-load** (not in `all`): 1,000 commands a second from 10,000
 //!   simulated people through the fake Bot API: replies a second, reply
 //!   latency, commands lost.
+//! - **bot-load-2k** (not in `all`): the bot's target load, 200 commands a
+//!   second from 2,000 people, with a per-call latency in the fake: reply
+//!   p50/p99 and whether each user's replies came in order.
+//! - **abuse** (not in `all`): 1,000 ordinary users with and without one
+//!   hostile user doing everything a stranger can at once, against a real
+//!   `kuryer run` process at Telegram's limits: the ordinary users'
+//!   delivery and reply p50/p99 in both runs and their ratio, the process's
+//!   CPU, peak RSS and watchdog pings.
 //! - **instances** (not in `all`): 1, 2 and 3 `kuryer run` processes with a
 //!   bot each, at Telegram's limits and with limits off; failover time
 //!   (`kill -9` → first delivery of a moved channel) over ten kills.
@@ -55,6 +63,12 @@ use clap::{Parser, Subcommand};
 use kuryer::config;
 use kuryer_sim::process::FakeSpec;
 
+/// The abuse scenario: ordinary users with and without a hostile one.
+mod abuse;
+/// The abuse scenario's hostile user.
+mod abuse_hostile;
+/// The abuse scenario's world: database, fake and a real `kuryer run`.
+mod abuse_world;
 /// The seed-design baseline program and its runner.
 mod baseline;
 /// A channel source over the fake's HTTP history route, as the baseline reads.
@@ -81,6 +95,8 @@ mod reader_observer;
 mod reader_plan;
 /// What a reader run measured.
 mod reader_result;
+/// Replies matched to their commands, chat by chat, and their order.
+mod reply_order;
 /// The report, its summary and the targets.
 mod report;
 /// The resume scenario: a large backlog of owed deliveries at start-up.
@@ -125,8 +141,8 @@ pub(crate) struct BenchArgs {
     #[arg(long, short = 'c', value_name = "PATH")]
     pub(crate) config: Option<std::path::PathBuf>,
     /// Which scenario: seed, ceiling, persistence, growth, mtproto-fake,
-    /// resume, api-load, bot-load, instances, reader (reader-1k,
-    /// reader-10k: one size), or all (all but the last five).
+    /// resume, api-load, bot-load, bot-load-2k, abuse, instances, reader
+    /// (reader-1k, reader-10k: one size), or all (the first five).
     #[arg(long, default_value = "all")]
     pub(crate) scenario: String,
     /// Runs of each scenario (figures are given as min / median / max).
@@ -157,7 +173,8 @@ pub(crate) struct BenchArgs {
     /// Commands a second bot-load offers (default 1,000).
     #[arg(long)]
     pub(crate) bot_load_rate: Option<f64>,
-    /// Seconds of load in api-load and bot-load (default 30).
+    /// Seconds of load in api-load and bot-load (default 30) and in each
+    /// run of abuse (default 60).
     #[arg(long)]
     pub(crate) load_seconds: Option<f64>,
     /// Where the growth plot (SVG) goes. Not the tracked
@@ -166,6 +183,8 @@ pub(crate) struct BenchArgs {
     /// `--plot BENCHMARKS-growth.svg` to refresh them.
     #[arg(long, default_value = "kuryer-bench-growth.svg")]
     pub(crate) plot: std::path::PathBuf,
+    #[command(flatten)]
+    pub(crate) abuse: abuse::AbuseArgs,
     /// Internal: run one measurement described by this JSON and print its result.
     #[arg(long, hide = true)]
     pub(crate) child: Option<String>,

@@ -71,6 +71,12 @@ pub(crate) async fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
         println!("{}", serde_json::json!({ "instances": r }));
         return Ok(());
     }
+    if args.scenario == "abuse" {
+        // A real `kuryer run` process per run, watched from outside: its own lines and JSON line.
+        let r = crate::abuse::run(cfg, args.tiny, args.load_seconds, &args.abuse).await?;
+        println!("{}", serde_json::json!({ "abuse": r }));
+        return Ok(());
+    }
     let scenarios = scenarios(&args.scenario)?;
     let runs = args.runs.unwrap_or(if args.tiny { 1 } else { 3 }).max(1);
     let mut suite = Suite {
@@ -113,10 +119,12 @@ fn scenarios(name: &str) -> anyhow::Result<Vec<&str>> {
     Ok(match name {
         "all" => vec!["seed", "ceiling", "persistence", "growth", "mtproto-fake"],
         s @ ("seed" | "ceiling" | "persistence" | "growth" | "mtproto-fake" | "resume"
-        | "api-load" | "bot-load" | "reader" | "reader-1k" | "reader-10k") => vec![s],
+        | "api-load" | "bot-load" | "bot-load-2k" | "reader" | "reader-1k" | "reader-10k") => {
+            vec![s]
+        }
         other => {
             anyhow::bail!(
-                "unknown scenario {other:?}: seed, ceiling, persistence, growth, mtproto-fake, resume, api-load, bot-load, instances, reader, reader-1k, reader-10k or all"
+                "unknown scenario {other:?}: seed, ceiling, persistence, growth, mtproto-fake, resume, api-load, bot-load, bot-load-2k, abuse, instances, reader, reader-1k, reader-10k or all"
             )
         }
     })
@@ -165,7 +173,8 @@ impl Suite<'_> {
             "resume" => self.resume(),
             "reader" | "reader-1k" | "reader-10k" => self.reader(scenario),
             "api-load" => self.api_load(),
-            "bot-load" => self.bot_load(),
+            "bot-load" => self.bot_load(self.plan.bot_load.clone()),
+            "bot-load-2k" => self.bot_load(self.plan.bot_load_2k.clone()),
             _ => self.growth(),
         }
     }
@@ -327,13 +336,12 @@ impl Suite<'_> {
     }
 
     /// The bot command load runs: replies a second and their latencies.
-    fn bot_load(&mut self) -> anyhow::Result<()> {
+    fn bot_load(&mut self, spec: BotLoadSpec) -> anyhow::Result<()> {
         let runs = self.runs;
-        let spec = &self.plan.bot_load;
         for r in 1..=runs {
             progress(&format!(
-                "bot-load: {} users, {} commands/s, {} s, run {r}/{runs}",
-                spec.users, spec.rate, spec.seconds
+                "bot-load: {} users, {} commands/s, {} s, fake latency {} ms, run {r}/{runs}",
+                spec.users, spec.rate, spec.seconds, spec.latency_ms
             ));
             let ChildResult::BotLoad(res) =
                 run_child(self.args, &ChildSpec::BotLoad(spec.clone()))?
@@ -341,12 +349,13 @@ impl Suite<'_> {
                 anyhow::bail!("the bot-load child answered something else")
             };
             progress(&format!(
-                "bot-load: {} commands ({:.0}/s offered), {} replies ({:.0}/s), {} lost; latency p50/p95/p99 {:.1}/{:.1}/{:.1} (max {:.0}) ms; CPU {:.1} s",
+                "bot-load: {} commands ({:.0}/s offered), {} replies ({:.0}/s), {} lost, {} out of order; latency p50/p95/p99 {:.1}/{:.1}/{:.1} (max {:.0}) ms; CPU {:.1} s",
                 res.commands,
                 res.offered_per_s,
                 res.replies,
                 res.replies_per_s,
                 res.lost,
+                res.out_of_order,
                 res.latency.p50,
                 res.latency.p95,
                 res.latency.p99,

@@ -19,6 +19,8 @@ pub(crate) struct Plan {
     pub(crate) resume: ResumeSpec,
     pub(crate) api_load: ApiLoadSpec,
     pub(crate) bot_load: BotLoadSpec,
+    /// The bot's target: 200 commands a second from 2,000 people.
+    pub(crate) bot_load_2k: BotLoadSpec,
 }
 
 /// The sizes of every scenario, tiny or full, with the command line's overrides.
@@ -57,6 +59,16 @@ pub(crate) fn plan(args: &BenchArgs) -> Plan {
                 .bot_load_rate
                 .unwrap_or(if tiny { 50.0 } else { 1_000.0 }),
             seconds: load_seconds,
+            latency_ms: 0,
+        },
+        bot_load_2k: BotLoadSpec {
+            users: if tiny { 50 } else { 2_000 },
+            rate: args
+                .bot_load_rate
+                .unwrap_or(if tiny { 50.0 } else { 200.0 }),
+            seconds: load_seconds,
+            // Telegram's answers take tens of milliseconds.
+            latency_ms: 30,
         },
         baseline_posts: args.baseline_posts.unwrap_or(seed.posts),
         seed,

@@ -47,7 +47,7 @@ fn scenarios() -> BTreeSet<String> {
     let text = text.split("[default").next().unwrap_or("");
     // The paragraph's own words around the names.
     const PROSE: &[&str] = &[
-        "scenario", "which", "or", "but", "the", "last", "five", "one", "size",
+        "scenario", "which", "or", "but", "the", "last", "first", "five", "one", "size",
     ];
     text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
         .filter(|w| scan::looks_like_subcommand(w) && !PROSE.contains(w))

@@ -133,3 +133,49 @@ fn tiny_reader_scenario_records_every_post_once() {
     assert!(u(c, "flood_waits") > 0, "no flood wait to obey: {c}");
     assert_eq!(u(c, "calls_during_flood_wait"), 0, "{c}");
 }
+
+/// The abuse scenario at its tiny size (a real `kuryer run` process, the
+/// fake at Telegram's limits, without and with the hostile user): every
+/// ordinary delivery and reply arrives, each user's replies in order, the
+/// process stays up and keeps earning its watchdog pings. Counts only,
+/// never timings. Needs the `kuryer` binary beside `kuryer-bench` (`cargo
+/// test --workspace` builds it).
+#[test]
+fn tiny_abuse_scenario_serves_every_ordinary_user() {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kuryer-bench"));
+    cmd.args(["--tiny", "--json", "--scenario", "abuse"]);
+    if let Ok(url) = std::env::var("KURYER_TEST_DATABASE_URL") {
+        cmd.env("KURYER_DATABASE_URL", url);
+    }
+    let out = cmd.output().expect("run kuryer-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "kuryer-bench failed ({}):\n{stderr}\n{stdout}",
+        out.status
+    );
+    let last = stdout.lines().last().expect("a JSON line");
+    let report: Value = serde_json::from_str(last).expect("the last line is JSON");
+    let a = &report["abuse"];
+    for run in [&a["without"], &a["with"]] {
+        let expected = u(run, "deliveries_expected");
+        assert!(expected > 0, "{run}");
+        assert_eq!(u(run, "delivered"), expected, "{run}\n{stderr}");
+        assert_eq!(u(run, "lost"), 0, "{run}");
+        assert!(u(run, "commands") > 0, "{run}");
+        assert_eq!(u(run, "replies_lost"), 0, "{run}\n{stderr}");
+        assert_eq!(u(run, "replies_out_of_order"), 0, "{run}");
+        let p = &run["process"];
+        assert_eq!(p["alive"], Value::Bool(true), "{p}");
+        assert!(u(p, "watchdog_pings") > 0, "{p}");
+        assert!(u(p, "healthz_answers") > 0, "{p}");
+        assert_eq!(u(p, "healthz_failures"), 0, "{p}");
+    }
+    let h = &a["with"]["hostile_did"];
+    assert!(u(h, "commands") > 0 && u(h, "posts") > 0, "{h}");
+    assert!(
+        u(h, "link_guesses") > 0 && u(h, "channels_added") > 0,
+        "{h}"
+    );
+}
