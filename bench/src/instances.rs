@@ -224,8 +224,6 @@ impl World {
                 .unwrap_or_default()
         };
         let mut extra_env = vec![
-            // A small pool each: the machine's PostgreSQL is shared.
-            ("KURYER_DATABASE_POOL_MAX".to_owned(), "16".to_owned()),
             (
                 "KURYER_TELEGRAM_API_ID".to_owned(),
                 rcfg.telegram.api_id.to_string(),
@@ -301,6 +299,10 @@ impl World {
             .env("KURYER_TELEGRAM_BOT_API_URL", self.fake.client_url(name))
             .env("KURYER_HTTP_LISTEN", format!("127.0.0.1:{port}"))
             .env("KURYER_INSTANCE_ID", name)
+            // A small pool each: three instances at the default 60 would
+            // pass the machine's PostgreSQL `max_connections` (100), which
+            // other processes share.
+            .env("KURYER_DATABASE_POOL_MAX", "16")
             .env("KURYER_INSTANCE_LEASE_TTL_S", ttl_s.to_string())
             .env("KURYER_DELIVERY_POLL_MIN_INTERVAL_MS", "100")
             .env("KURYER_DELIVERY_POLL_MAX_INTERVAL_MS", "300")
