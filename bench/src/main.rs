@@ -24,11 +24,13 @@
 //!   updates per second to grammers clients at 10,000 channels, and its CPU
 //!   per update, so that the reader benchmarks know it is not their limit.
 //! - **reader** (not in `all`; `reader-1k`, `reader-10k` run one size):
-//!   the MTProto reader against the fake data centre with Telegram-like
-//!   flood limits, 1,000 channels over 3 accounts (and a catch-up of 100
-//!   posts on each after a restart) and 10,000 over 23: publish → recorded
-//!   p50/p99, CPU per post, peak RSS, calls per account per minute, flood
-//!   waits.
+//!   the MTProto reader against the fake data centre at its Telegram-like
+//!   limits (getHistory 10 per 30 s an account) with kuryer's daily
+//!   budgets, 1,000 channels over 3 accounts (and a catch-up of 250 posts
+//!   on each of 100 channels after a restart, in order) and 10,000 over 23:
+//!   first read of every channel, publish → recorded p50/p99, CPU per post,
+//!   peak RSS, calls per account per minute, flood waits and calls during
+//!   them, and the days the budgets need without pre-joined accounts.
 //! - **resume** (not in `all`): 500,000 owed deliveries at start-up (100
 //!   channels × 1,000 subscribers × 5 posts), limits off: time to the first
 //!   send, until every outcome is committed, peak memory.
@@ -47,8 +49,10 @@
 //!   delivery and reply p50/p99 in both runs and their ratio, the process's
 //!   CPU, peak RSS and watchdog pings.
 //! - **instances** (not in `all`): 1, 2 and 3 `kuryer run` processes with a
-//!   bot each, at Telegram's limits and with limits off; failover time
-//!   (`kill -9` → first delivery of a moved channel) over ten kills.
+//!   bot each and sharing one bot, at Telegram's limits, and with limits
+//!   off; failover time (`kill -9` → first delivery of a moved channel)
+//!   over ten kills, and with reader accounts (`kill -9` of an account's
+//!   holder → first post read and delivered; calls from two holders).
 //!
 //! It prints a table (figures as min / median / max over the runs) and, last,
 //! one JSON line with everything; the growth plot goes to an SVG file.

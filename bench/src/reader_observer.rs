@@ -18,6 +18,10 @@ pub(crate) struct Heard {
     pub(crate) at: HashMap<(i64, i32), Instant>,
     /// Posts heard a second time.
     pub(crate) twice: u64,
+    /// The order each post was first heard in (0, 1, 2, …): posts of one
+    /// page commit in one transaction, within the same instant, so order is
+    /// told by this count rather than by the stamps.
+    pub(crate) order: HashMap<(i64, i32), u64>,
 }
 
 /// The notification channel the trigger and the listener share.
@@ -81,6 +85,9 @@ pub(crate) fn observe(
                         for id in ids.split(',').filter_map(|i| i.parse::<i32>().ok()) {
                             if h.at.insert((ch, id), now).is_some() {
                                 h.twice += 1;
+                            } else {
+                                let n = h.order.len() as u64;
+                                h.order.insert((ch, id), n);
                             }
                         }
                     }
@@ -123,4 +130,28 @@ pub(crate) async fn wait_recorded(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Posts of `keys` heard out of order: per channel, a post heard before
+/// one with a smaller message id of the same channel (each counted once).
+pub(crate) fn out_of_order(heard: &Heard, keys: &[(i64, i32)]) -> u64 {
+    let mut by_channel: HashMap<i64, Vec<(i32, u64)>> = HashMap::new();
+    for k in keys {
+        if let Some(&n) = heard.order.get(k) {
+            by_channel.entry(k.0).or_default().push((k.1, n));
+        }
+    }
+    let mut late = 0;
+    for posts in by_channel.values_mut() {
+        posts.sort_unstable();
+        let mut highest = None;
+        for &(_, n) in posts.iter() {
+            if highest.is_some_and(|h| n < h) {
+                late += 1;
+            } else {
+                highest = Some(n);
+            }
+        }
+    }
+    late
 }

@@ -483,8 +483,9 @@ fn all_exact(report: &Report) -> bool {
         && report.reader.iter().all(|r| {
             r.lost == 0
                 && r.duplicates == 0
+                && r.run_calls_during_flood_wait == 0
                 && r.catch_up
                     .as_ref()
-                    .is_none_or(|c| c.lost == 0 && c.duplicates == 0)
+                    .is_none_or(|c| c.lost == 0 && c.duplicates == 0 && c.out_of_order == 0)
         })
 }

@@ -132,6 +132,15 @@ fn tiny_reader_scenario_records_every_post_once() {
     assert_eq!(u(c, "duplicates"), 0, "{c}");
     assert!(u(c, "flood_waits") > 0, "no flood wait to obey: {c}");
     assert_eq!(u(c, "calls_during_flood_wait"), 0, "{c}");
+    // Each channel's posts recorded in order, every one sent, and more than
+    // two history pages read for each channel posted to.
+    assert_eq!(u(c, "out_of_order"), 0, "{c}");
+    assert_eq!(u(c, "sent"), posts, "{c}");
+    assert!(
+        c["history_per_channel"].as_f64().unwrap_or(0.0) > 3.0,
+        "{c}"
+    );
+    assert_eq!(u(r, "run_calls_during_flood_wait"), 0, "{r}");
 }
 
 /// The abuse scenario at its tiny size (a real `kuryer run` process, the

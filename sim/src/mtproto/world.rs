@@ -96,6 +96,9 @@ pub(crate) struct Account {
     /// Channels named by `updates.getDifference` answers (work a client
     /// with an old state makes the server do), counted for tests.
     pub(crate) difference_channels: u64,
+    /// `messages.getHistory` pages answered, by channel id: a tally for
+    /// the benchmarks, not a Telegram behaviour.
+    pub(crate) history_pages: HashMap<i64, u64>,
     /// Frozen by Telegram's moderators: read-only, every other method
     /// answers `420 FROZEN_METHOD_INVALID` (`rpc.rs`, `frozen_allows`).
     pub(crate) frozen: bool,

@@ -3,7 +3,7 @@
 //! revoke a session, set flood limits, drop, delay or force too-long
 //! pushes, read login codes and what each account called.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +47,8 @@ pub struct AccountStats {
     /// Channels `updates.getDifference` named to it (changed since the
     /// state it asked from): what an old saved state costs.
     pub difference_channels: u64,
+    /// `messages.getHistory` pages answered (not refused), by channel id.
+    pub history_pages: HashMap<i64, u64>,
 }
 
 impl AccountStats {
@@ -124,6 +126,7 @@ impl MtprotoFake {
                 seq: 0,
                 date: now_i32(),
                 difference_channels: 0,
+                history_pages: HashMap::new(),
                 frozen: false,
                 peer_flood: false,
             },
@@ -351,6 +354,7 @@ impl MtprotoFake {
                 pushed: a.pushed,
                 dropped: a.dropped,
                 difference_channels: a.difference_channels,
+                history_pages: a.history_pages.clone(),
             })
             .unwrap_or_default()
     }
