@@ -24,6 +24,10 @@ pub(crate) const ITEMS_PER_POST: f64 = 7.0 / 5.0;
 /// One subscription in `FORWARD_SHARE` forwards (`mode = 'forward'`).
 pub(crate) const FORWARD_SHARE: i64 = 2;
 
+/// Deliveries that may carry `allow_paid_broadcast`: copies (half the
+/// subscriptions) of the posts that are not albums (4 in 5).
+const PAID_SHARE: f64 = 0.5 * 4.0 / 5.0;
+
 /// The ceiling runs: 1 and 3 bots at the free limits, and 1 bot with paid
 /// broadcast; each owes more than it may send in `ceiling_s`.
 pub(crate) fn ceiling_plan(
@@ -39,12 +43,18 @@ pub(crate) fn ceiling_plan(
             } else {
                 (100, 5, 10, 10)
             };
-            // Messages the bots may send in the whole run: free, or paid
-            // (whose flagged share is only part of the mix: sized for it
-            // all, so the queue never runs dry while measured).
+            // Messages the bots may send in the whole run: at the free
+            // limit, or at the paid one, which only the copies of single
+            // posts may use ([`PAID_SHARE`] of the deliveries): sized so
+            // the queue never runs dry while measured.
             let per_bot = if paid { 1000.0 } else { 30.0 };
             let sendable = (ceiling_s + 10.0) * per_bot * bots as f64 * 1.3;
-            let deliveries_per_user = f64::from(subs * MIX_ROUNDS) * ITEMS_PER_POST;
+            let per_user = f64::from(subs * MIX_ROUNDS);
+            let deliveries_per_user = if paid {
+                per_user * PAID_SHARE
+            } else {
+                per_user * ITEMS_PER_POST
+            };
             let floor = if tiny { 300 } else { 3000 };
             let users = ((sendable / deliveries_per_user).ceil() as u32).max(floor);
             PipelineSpec {
