@@ -80,6 +80,11 @@ pub async fn run(cmd: &DeadLetterCommand, config: &Config) -> anyhow::Result<()>
 fn replayed_text(r: &Replayed) -> &'static str {
     match r {
         Replayed::Post {
+            owed_again: 1.., ..
+        } => {
+            "replayed: the deliveries Telegram refused are owed again; the owning kuryer sends them at its next start (a replay from the console sends them within a delivery.sweep_interval_s)"
+        }
+        Replayed::Post {
             recorded: false, ..
         } => "replayed: the post was already recorded; its owed deliveries go out with the sweep",
         Replayed::Post { .. } => {

@@ -36,8 +36,15 @@ use kuryer_actors::model::Post;
 #[serde(rename_all = "snake_case")]
 pub enum Replayed {
     /// The post is recorded again; `published`: this process fanned it out
-    /// at once (otherwise the owner's sweep delivers it).
-    Post { recorded: bool, published: bool },
+    /// at once (otherwise the owner's sweep delivers it). `owed_again`: a
+    /// post recorded before whose deliveries Telegram refused: that many
+    /// failed deliveries are owed again, for the sweep to send.
+    Post {
+        recorded: bool,
+        published: bool,
+        #[serde(default)]
+        owed_again: u64,
+    },
     /// The update is handed to the running update loop.
     UpdateHanded,
 }
@@ -87,6 +94,9 @@ pub async fn replay(
                 Replayed::Post {
                     published: true, ..
                 } => "recorded and published",
+                Replayed::Post {
+                    owed_again: 1.., ..
+                } => "its refused deliveries are owed again; the owner's sweep sends them",
                 Replayed::Post { .. } => "recorded; the owner's sweep delivers it",
                 Replayed::UpdateHanded => "handed to the update loop",
             };
@@ -123,6 +133,7 @@ async fn replay_post(
         "the post was kept before replays existed (as text, not JSON); it cannot be replayed"
             .to_owned()
     })?;
+    let kept = post.clone();
     // Detected again now: a replayed post is new to the delivery path (the
     // resume window counts from its replay).
     post.detected_at = chrono::Utc::now();
@@ -141,9 +152,27 @@ async fn replay_post(
         Some(p) if recorded => p.publish(Arc::new(post)).await,
         _ => false,
     };
+    // Recorded before (a post Telegram refused by id, or one replayed
+    // already): its failed deliveries are owed again, under the post's
+    // own detection day, and the sweep sends them — only those, so no
+    // destination that had it gets it twice.
+    let mut owed_again = 0;
+    if !recorded {
+        owed_again = store
+            .reowe_failed_deliveries(&kept)
+            .await
+            .map_err(|e| e.to_string())?;
+        if owed_again > 0
+            && let Some(p) = owner
+            && let Some(&first) = kept.message_ids.first()
+        {
+            p.owe_again(kept.channel_id, first);
+        }
+    }
     Ok(Replayed::Post {
         recorded,
         published,
+        owed_again,
     })
 }
 

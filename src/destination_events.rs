@@ -3,7 +3,8 @@
 //! `migrate_to_chat_id`), or sends keep failing. The database is updated,
 //! the registry drops or moves the subscriptions, the pollers of channels
 //! left without subscribers stop, and the owner is told in their private
-//! chat when the lost destination was not that chat itself.
+//! chat when the lost destination was not that chat itself. A post kuryer
+//! cannot read that Telegram refused by id too is kept as a dead letter.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -48,7 +49,15 @@ struct Inner {
     /// Told of a bot-admin channel the bot can no longer read, and of its
     /// return: its subscribers are told once, as for a bot removed.
     source_events: Option<Arc<dyn SourceEvents>>,
+    /// Posts refused by id already kept (channel, first message id): every
+    /// delivery of such a post finds the refusal, one dead letter is kept
+    /// (the store checks again; this spares it the fan-out's calls).
+    unsendable: Mutex<HashSet<(i64, i32)>>,
 }
+
+/// Posts refused by id remembered at most; then the set starts again (the
+/// store still keeps one dead letter a post).
+const UNSENDABLE_REMEMBERED: usize = 10_000;
 
 impl DestinationHandler {
     /// A handler that tells owners through the bot each started, and
@@ -75,6 +84,7 @@ impl DestinationHandler {
                 limiter,
                 handled: Mutex::new(HashSet::new()),
                 source_events: None,
+                unsendable: Mutex::new(HashSet::new()),
             }),
         }
     }
@@ -134,6 +144,25 @@ impl DestinationEvents for DestinationHandler {
                     ev.channel_readable(channel_id, &channel_name(channel_id, channel_username));
                 }
             }
+            DestinationEvent::PostUnsendable { post, reason } => {
+                let key = (
+                    post.channel_id,
+                    post.message_ids.first().copied().unwrap_or(0),
+                );
+                let first = {
+                    let mut seen = inner
+                        .unsendable
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if seen.len() >= UNSENDABLE_REMEMBERED {
+                        seen.clear();
+                    }
+                    seen.insert(key)
+                };
+                if first {
+                    actix::spawn(async move { inner.keep_unsendable(&post, &reason).await });
+                }
+            }
             _ => {}
         }
     }
@@ -145,6 +174,25 @@ fn channel_name(channel_id: i64, username: Option<String>) -> String {
 }
 
 impl Inner {
+    /// Keeps a post Telegram refused by id as a dead letter (once a post),
+    /// for the operator to see and replay.
+    async fn keep_unsendable(&self, post: &kuryer_actors::model::Post, reason: &str) {
+        let message_id = post.message_ids.first().copied().map(i64::from);
+        let reason = format!("Telegram refused to copy and to forward it by id: {reason}");
+        match self.store.dead_letter_unsendable(post, &reason).await {
+            Ok(true) => {
+                events::post_unsendable_kept(
+                    post.channel_id,
+                    post.source_chat_id,
+                    message_id,
+                    &reason,
+                );
+            }
+            Ok(false) => {}
+            Err(e) => events::post_unsendable_not_kept(post.channel_id, message_id, &e),
+        }
+    }
+
     /// The bot can no longer post to this destination: it leaves the
     /// registry, is deactivated, and its owner is told once.
     async fn lose(&self, sub: &ActiveSubscription, reason: String) {

@@ -177,6 +177,16 @@ pub enum DestinationEvent {
         /// The channel's public name, if any.
         channel_username: Option<String>,
     },
+    /// A post kuryer cannot read (delivered by id, `MediaKind::Other`)
+    /// that Telegram refused by id too — no copy, no forward, no link: kept
+    /// as a dead letter for the operator to see and replay. Sent by every
+    /// delivery that finds it out; the handler keeps one a post.
+    PostUnsendable {
+        /// The post.
+        post: Arc<crate::model::Post>,
+        /// Telegram's last refusal (its words; never the post's content).
+        reason: String,
+    },
     /// `max_failures` sends in a row failed.
     Failing {
         /// The subscription whose delivery failed last.

@@ -209,6 +209,9 @@ async fn whose_refusal(bot: &Bot, d: &Delivery, reason: String) -> CallResult {
     }
 }
 
+/// How a delivery's note begins when only a link to the post went out.
+pub(crate) const LINK_NOTE: &str = "sent as a link: ";
+
 /// "New post in @channel: link", when the channel is public.
 fn link_text(d: &Delivery) -> Option<String> {
     let link = d.post.link()?;
@@ -278,7 +281,7 @@ async fn fallback(
                 Ok(m) => CallResult::Sent {
                     id: m.id.0,
                     to,
-                    note: Some(format!("sent as a link: {api}")),
+                    note: Some(format!("{LINK_NOTE}{api}")),
                     parts: Vec::new(),
                 },
                 Err(e) => classify(e, Call::Send),
@@ -328,7 +331,7 @@ async fn link_or(
             Ok(m) => CallResult::Sent {
                 id: m.id.0,
                 to,
-                note: Some(format!("sent as a link: {e}")),
+                note: Some(format!("{LINK_NOTE}{e}")),
                 parts: Vec::new(),
             },
             Err(e) => classify(e, Call::Send),

@@ -31,11 +31,13 @@ use teloxide::Bot;
 
 use crate::backoff::Backoff;
 use crate::db_writer::RecordDeliveries;
-use crate::model::{DedupCheck, Delivery, DeliveryOp, DeliveryRecord, DeliveryStatus, MirrorDone};
+use crate::model::{
+    DedupCheck, Delivery, DeliveryOp, DeliveryRecord, DeliveryStatus, MediaKind, MirrorDone,
+};
 use crate::outcome::CallResult;
 use crate::ports::{Dedup, DestinationEvent, DestinationEvents, LeaseGuard};
 use crate::rate_limiter::{SendDelivery, SendFinished, SendOutcome};
-use crate::sender_calls::{call, reads_source};
+use crate::sender_calls::{LINK_NOTE, call, reads_source};
 pub use crate::shaping::TOPIC_DELETED;
 use crate::shaping::{Shaped, Shaper};
 use crate::source_pauses::{Gate, SourcePauses};
@@ -160,6 +162,18 @@ fn record(
         status,
         error,
     }
+}
+
+/// A post kuryer could not read, so sent by id, that Telegram refused by
+/// id as well: `copyMessage` and then `forwardMessage` answered that the
+/// message can't be copied or forwarded (`sender_calls::fallback`
+/// tries the forward, then a link when the channel is public: the
+/// delivery fails, or only the link went out). Nothing else kuryer can
+/// try would deliver the post itself.
+fn unsendable_by_id(d: &Delivery, reason: &str) -> bool {
+    d.post.media == Some(MediaKind::Other)
+        && !matches!(d.op, DeliveryOp::Mirror(_))
+        && (reason.contains("can't be copied") || reason.contains("can't be forwarded"))
 }
 
 impl Handler<SendDelivery> for SenderPool {
@@ -324,6 +338,16 @@ impl SenderPool {
             } => {
                 self.streaks.remove(&dest);
                 self.successes += 1;
+                // Only a link went out: Telegram refused the post by id.
+                if let Some(n) = note.as_deref()
+                    && n.starts_with(LINK_NOTE)
+                    && unsendable_by_id(d, n)
+                {
+                    self.events.on_event(DestinationEvent::PostUnsendable {
+                        post: d.post.clone(),
+                        reason: n.to_owned(),
+                    });
+                }
                 let waited = (chrono::Utc::now() - d.post.detected_at)
                     .to_std()
                     .unwrap_or_default();
@@ -353,6 +377,12 @@ impl SenderPool {
             CallResult::Failed(reason) | CallResult::EitherRefused(reason) => {
                 // About this message, not the chat: no failure streak.
                 events::delivery_refused(chat, d.sub.subscription_id, &reason);
+                if unsendable_by_id(d, &reason) {
+                    self.events.on_event(DestinationEvent::PostUnsendable {
+                        post: d.post.clone(),
+                        reason: reason.clone(),
+                    });
+                }
                 (
                     SendOutcome::Done,
                     Some(record(d, chat, DeliveryStatus::Failed, None, Some(reason))),

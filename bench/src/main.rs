@@ -75,6 +75,8 @@ mod abuse_hostile;
 mod abuse_world;
 /// The seed-design baseline program and its runner.
 mod baseline;
+/// The Telegram-ceiling runs' workload (albums, forwards) and plan (paid broadcast).
+mod ceiling_mix;
 /// A channel source over the fake's HTTP history route, as the baseline reads.
 mod http_source;
 /// The instances scenario: several `kuryer run` processes, failover.

@@ -413,6 +413,9 @@ async fn populate(
     if bots > 1 {
         pin_destinations(&store, bots).await?;
     }
+    if spec.mixed {
+        crate::ceiling_mix::forward_some(&store).await?;
+    }
     let installation = store.installation_id().await?;
     store.close();
     Ok((pairs, installation))
@@ -424,6 +427,9 @@ fn pipeline_config(
     cfg: &Config,
     bots: usize,
 ) -> (PipelineConfig, Vec<Secret>) {
+    let mut cfg = cfg.clone();
+    cfg.limits.allow_paid_broadcast = spec.paid;
+    let cfg = &cfg;
     let mut pcfg = PipelineConfig::from_config(cfg, 1.0);
     let scale = if spec.limit_scale > 0.0 {
         spec.limit_scale
@@ -633,6 +639,15 @@ async fn ceiling(
     let per_bot: Vec<f64> = a.bots.iter().map(|b| b.steady_rate_per_s).collect();
     let achieved: f64 = per_bot.iter().sum();
     let allowed = a.allowed_per_bot_per_s * spec.bots.max(1) as f64;
+    // Album items counted one by one; with paid broadcast all of a bot's
+    // messages may reach the paid limit, the unflagged ones only the free.
+    let items_per_s: f64 = a.bots.iter().map(|b| b.steady_items_per_s).sum();
+    let free_items_per_s: f64 = a.bots.iter().map(|b| b.steady_free_items_per_s).sum();
+    let allowed_items = if spec.paid {
+        a.allowed_paid_per_bot_per_s * spec.bots.max(1) as f64
+    } else {
+        allowed
+    };
     let seconds = a
         .bots
         .iter()
@@ -655,5 +670,19 @@ async fn ceiling(
         allowed_private_in_1s: a.allowed_per_chat_per_s,
         allowed_group_in_60s: a.allowed_per_group_per_min,
         per_bot_per_s: per_bot,
+        items_per_s,
+        free_items_per_s,
+        free_fraction: if allowed > 0.0 {
+            free_items_per_s / allowed
+        } else {
+            0.0
+        },
+        items_fraction: if allowed_items > 0.0 {
+            items_per_s / allowed_items
+        } else {
+            0.0
+        },
+        max_bot_free_items_in_1s: a.max_bot_free_items_in_1s,
+        paid: spec.paid,
     })
 }

@@ -36,6 +36,14 @@ pub(crate) struct PipelineSpec {
     /// How the pipeline reads the channels.
     #[serde(default)]
     pub(crate) reading: Reading,
+    /// Albums and forwards in the workload (`ceiling_mix`): forward mode
+    /// for part of the subscriptions.
+    #[serde(default)]
+    pub(crate) mixed: bool,
+    /// `allow_paid_broadcast` in kuryer (the fake applies its paid limit to
+    /// the calls that carry the flag).
+    #[serde(default)]
+    pub(crate) paid: bool,
 }
 
 /// How a pipeline run reads the channels.
@@ -136,4 +144,23 @@ pub(crate) struct CeilingResult {
     pub(crate) allowed_group_in_60s: f64,
     /// Rates of each bot.
     pub(crate) per_bot_per_s: Vec<f64>,
+    /// Messages a second (an album's items each), all and those without
+    /// `allow_paid_broadcast`, summed over the bots.
+    #[serde(default)]
+    pub(crate) items_per_s: f64,
+    #[serde(default)]
+    pub(crate) free_items_per_s: f64,
+    /// The free messages' share of the free limit (30/s × bots).
+    #[serde(default)]
+    pub(crate) free_fraction: f64,
+    /// All messages' share of the per-bot limit in force (30/s, or the
+    /// paid 1,000/s) × bots.
+    #[serde(default)]
+    pub(crate) items_fraction: f64,
+    /// Densest second of any bot's free messages (allowed 30).
+    #[serde(default)]
+    pub(crate) max_bot_free_items_in_1s: u64,
+    /// A paid-broadcast run.
+    #[serde(default)]
+    pub(crate) paid: bool,
 }

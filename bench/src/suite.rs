@@ -185,16 +185,20 @@ impl Suite<'_> {
         for r in 1..=runs {
             for spec in &self.plan.ceiling {
                 progress(&format!(
-                    "Telegram ceiling, {} bot(s), {:.0} s, run {r}/{runs}",
-                    spec.bots, spec.ceiling_s
+                    "Telegram ceiling, {} bot(s){}, {:.0} s, run {r}/{runs}",
+                    spec.bots,
+                    if spec.paid { ", paid broadcast" } else { "" },
+                    spec.ceiling_s
                 ));
                 let res = child_pipeline(self.args, spec)?;
                 if let Some(c) = &res.ceiling {
                     progress(&format!(
-                        "{:.2}/s of {:.0}/s allowed ({:.1} %), 429s {}",
+                        "{:.2} requests/s, {:.2} messages/s ({:.2} without the paid flag: {:.1} % of {:.0}/s allowed), 429s {}",
                         c.achieved_per_s,
+                        c.items_per_s,
+                        c.free_items_per_s,
+                        c.free_fraction * 100.0,
                         c.allowed_per_s,
-                        c.fraction * 100.0,
                         c.rate_limited_429
                     ));
                 }

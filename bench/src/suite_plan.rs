@@ -72,7 +72,16 @@ pub(crate) fn plan(args: &BenchArgs) -> Plan {
         },
         baseline_posts: args.baseline_posts.unwrap_or(seed.posts),
         seed,
-        ceiling: ceiling_plan(tiny, ceiling_s),
+        ceiling: crate::ceiling_mix::ceiling_plan(tiny, ceiling_s, |channels, users, subs| {
+            pipeline_spec(
+                tiny,
+                "ceiling",
+                channels,
+                users,
+                subs,
+                crate::ceiling_mix::MIX_ROUNDS,
+            )
+        }),
         persistence,
         growth: growth_plan(tiny),
     }
@@ -102,37 +111,9 @@ fn pipeline_spec(
         paced_interval_ms: 20,
         ceiling_s: 0.0,
         reading: Reading::Memory,
+        mixed: false,
+        paid: false,
     }
-}
-
-/// The ceiling runs (1 and 3 bots), each owing more deliveries than it may send in `ceiling_s`.
-fn ceiling_plan(tiny: bool, ceiling_s: f64) -> Vec<PipelineSpec> {
-    [1usize, 3]
-        .iter()
-        .map(|&bots| {
-            let (channels, subs, groups, group_subs) = if tiny {
-                (10, 3, 2, 3)
-            } else {
-                (100, 5, 10, 10)
-            };
-            // More deliveries than the bots may send in the whole run, so the
-            // queue never runs dry while measured.
-            let sendable = (ceiling_s + 10.0) * 30.0 * bots as f64 * 1.3;
-            let users =
-                ((sendable / f64::from(subs)).ceil() as u32).max(if tiny { 300 } else { 3000 });
-            PipelineSpec {
-                label: format!("ceiling-{bots}"),
-                groups,
-                group_subs,
-                cycle: false,
-                limit_scale: 1.0,
-                bots,
-                paced_posts: 0,
-                ceiling_s,
-                ..pipeline_spec(tiny, "ceiling", channels, users, subs, 1)
-            }
-        })
-        .collect()
 }
 
 /// The growth runs: three channel counts, ten users a channel.

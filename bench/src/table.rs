@@ -145,8 +145,8 @@ pub(crate) fn print_table(r: &Report) {
     print_machine(r);
     print_seed(r);
     print_baseline(r);
-    for bots in [1, 3] {
-        print_ceiling(r, bots);
+    for (key, bots, paid) in crate::report::CEILINGS {
+        print_ceiling(r, key, bots, paid);
     }
     print_persistence(r);
     print_growth(r);
@@ -232,47 +232,50 @@ fn print_seed(r: &Report) {
     }
 }
 
-/// Prints the Telegram-ceiling block for `bots` bots, when that run was made.
-fn print_ceiling(r: &Report, bots: usize) {
-    let Some(c) = r.ceiling.iter().find(|c| c.bots == bots) else {
+/// Prints the Telegram-ceiling block of the runs under `key`, when made.
+fn print_ceiling(r: &Report, key: &str, bots: usize, paid: bool) {
+    let Some(c) = r
+        .ceiling
+        .iter()
+        .find(|c| c.bots == bots && c.ceiling.as_ref().is_some_and(|x| x.paid == paid))
+    else {
         return;
     };
     header(&format!(
-        "Telegram ceiling, real limits, {bots} bot(s): {} channels, {} users + groups, {:.0} s measured",
+        "Telegram ceiling, real limits, {bots} bot(s){}: {} channels, {} users + groups, \
+         texts, photos and albums of 3, half the subscriptions forwarding, {:.0} s measured",
+        if paid { ", paid broadcast" } else { "" },
         c.channels,
         c.users,
         c.ceiling.as_ref().map_or(0.0, |x| x.seconds)
     ));
-    row(
-        r,
-        "achieved ÷ allowed rate",
-        &format!("ceiling{bots}.fraction"),
-    );
-    row(
-        r,
-        "achieved deliveries/s",
-        &format!("ceiling{bots}.achieved_per_s"),
-    );
-    row(
-        r,
-        "429s received",
-        &format!("ceiling{bots}.rate_limited_429"),
-    );
-    row(
-        r,
-        "densest second of a bot (allowed 30)",
-        &format!("ceiling{bots}.max_bot_in_1s"),
-    );
-    row(
-        r,
-        "densest second of a private chat (allowed 1)",
-        &format!("ceiling{bots}.max_private_in_1s"),
-    );
-    row(
-        r,
-        "densest minute of a group (allowed 20)",
-        &format!("ceiling{bots}.max_group_in_60s"),
-    );
+    for (label, name) in [
+        (
+            "messages ÷ allowed (30/s a bot), album items counted",
+            "free_fraction",
+        ),
+        ("all messages ÷ the bot limit in force", "items_fraction"),
+        ("messages/s (album items counted)", "items_per_s"),
+        (
+            "messages/s without allow_paid_broadcast",
+            "free_items_per_s",
+        ),
+        ("requests ÷ allowed (an album one request)", "fraction"),
+        ("requests/s", "achieved_per_s"),
+        ("429s received", "rate_limited_429"),
+        ("densest second of a bot, requests", "max_bot_in_1s"),
+        (
+            "densest second of a bot, free messages (allowed 30)",
+            "max_bot_free_items_in_1s",
+        ),
+        (
+            "densest second of a private chat (allowed 1)",
+            "max_private_in_1s",
+        ),
+        ("densest minute of a group (allowed 20)", "max_group_in_60s"),
+    ] {
+        row(r, label, &format!("{key}.{name}"));
+    }
 }
 
 /// Prints the persistence block: DbWriter against COPY and per-row INSERTs.

@@ -140,11 +140,18 @@ pub struct FakeStatsJson {
 pub struct Audit {
     pub enforced: bool,
     pub allowed_per_bot_per_s: f64,
+    /// A bot's limit in all with `allow_paid_broadcast`.
+    #[serde(default)]
+    pub allowed_paid_per_bot_per_s: f64,
     pub allowed_per_chat_per_s: f64,
     pub allowed_per_group_per_min: f64,
     pub max_bot_requests_in_1s: u64,
     pub max_private_chat_requests_in_1s: u64,
     pub max_group_requests_in_60s: u64,
+    /// Densest second of any bot's messages sent without
+    /// `allow_paid_broadcast`, album items counted one by one.
+    #[serde(default)]
+    pub max_bot_free_items_in_1s: u64,
     pub bots: Vec<BotAudit>,
 }
 
@@ -156,6 +163,15 @@ pub struct BotAudit {
     pub steady_requests: u64,
     pub steady_rate_per_s: f64,
     pub span_s: f64,
+    /// Messages delivered (an album's items each).
+    #[serde(default)]
+    pub items: u64,
+    /// Messages a second after the ramp-up, and those of them without
+    /// `allow_paid_broadcast`.
+    #[serde(default)]
+    pub steady_items_per_s: f64,
+    #[serde(default)]
+    pub steady_free_items_per_s: f64,
 }
 
 impl FakeProcess {

@@ -137,6 +137,12 @@ impl Pipeline {
             .is_ok()
     }
 
+    /// A post whose deliveries were made owed again (a replayed dead
+    /// letter): the next sweep reads it, though this process handled it.
+    pub fn owe_again(&self, channel_id: i64, first_id: i32) {
+        self.in_flight.unmark_handled((channel_id, first_id));
+    }
+
     /// The rate limiter, for tests that ask it directly.
     #[cfg(any(test, feature = "test-hooks"))]
     pub fn limiter(&self) -> &Addr<RateLimiter> {

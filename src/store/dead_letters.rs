@@ -1,6 +1,7 @@
 //! Dead letters (`dead_letters`, migration 0004): an update or a post that
 //! still fails after its retries is kept here with the reason, so the loop
-//! or the poller behind it moves on instead of stopping for good.
+//! or the poller behind it moves on instead of stopping for good; and a
+//! post kuryer cannot read that Telegram refused by id as well.
 
 use kuryer_actors::model::Post;
 
@@ -110,6 +111,72 @@ impl Store {
         .op(OP)?;
         tx.commit().await.op(OP)?;
         Ok(true)
+    }
+
+    /// Keeps a recorded post Telegram refused to deliver in every form
+    /// (one kuryer cannot read, refused by id), once: nothing is kept when
+    /// a dead letter of the post waits or is being replayed already (every
+    /// delivery of the post finds the refusal). The channel's row is locked
+    /// so two deliveries finding it at once keep one. The high-water mark
+    /// is not moved: the post was recorded. `true`: kept now.
+    pub async fn dead_letter_unsendable(
+        &self,
+        post: &Post,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        const OP: &str = "keep a post Telegram refused";
+        let raw = serde_json::to_vec(post).unwrap_or_default();
+        let raw = &raw[..raw.len().min(DEAD_LETTER_RAW_MAX)];
+        let first = post.message_ids.first().copied().map(i64::from);
+        let mut c = self.conn(OP).await?;
+        let tx = c.transaction().await.op(OP)?;
+        tx.execute(
+            "SELECT 1 FROM channels WHERE id = $1 FOR UPDATE",
+            &[&post.channel_id],
+        )
+        .await
+        .op(OP)?;
+        let kept = tx
+            .execute(
+                "INSERT INTO dead_letters (kind, channel_id, chat_id, message_id, reason, raw)
+                 SELECT 'post', $1, $2, $3, $4, $5
+                  WHERE NOT EXISTS (SELECT 1 FROM dead_letters
+                                     WHERE kind = 'post' AND channel_id = $1 AND message_id = $3
+                                       AND state IN ('waiting', 'replaying'))",
+                &[
+                    &post.channel_id,
+                    &post.source_chat_id,
+                    &first,
+                    &reason,
+                    &raw,
+                ],
+            )
+            .await
+            .op(OP)?;
+        tx.commit().await.op(OP)?;
+        Ok(kept == 1)
+    }
+
+    /// Makes the failed deliveries of a recorded post owed again (their
+    /// rows removed; a `sent`, `skipped` or `ambiguous` one stays): how a
+    /// replayed post Telegram refused before goes out again, once per
+    /// destination (each delivery keeps its row key and dedup key).
+    /// Answers how many were failed.
+    pub async fn reowe_failed_deliveries(&self, post: &Post) -> Result<u64, StoreError> {
+        const OP: &str = "owe a replayed post's failed deliveries again";
+        let c = self.conn(OP).await?;
+        c.execute(
+            "DELETE FROM forwarded_messages
+              WHERE channel_id = $1 AND source_message_id = $2 AND post_day = $3
+                AND status = 'failed'",
+            &[
+                &post.channel_id,
+                &post.message_ids.first().copied().map_or(0, i64::from),
+                &post.post_day(),
+            ],
+        )
+        .await
+        .op(OP)
     }
 
     /// Dead letters kept so far, of `kind` (`update` or `post`).

@@ -104,6 +104,31 @@ pub fn update_set_aside(
     );
 }
 
+/// A post kuryer cannot read that Telegram refused by id too (copy,
+/// forward and, for a public channel, a link all failed): kept as a dead
+/// letter, once a post. `reason` is Telegram's refusal, never the post.
+pub fn post_unsendable_kept(channel_id: i64, chat_id: i64, message_id: Option<i64>, reason: &str) {
+    r::DEAD_LETTERS_TOTAL.at(["post".into()]).increment(1);
+    tracing::error!(
+        channel_id,
+        chat_id,
+        message_id,
+        reason = %reason,
+        "A channel post this version cannot read was refused by id as well; kept as a dead letter (kuryer dead-letters)."
+    );
+}
+
+/// Keeping such a post failed: its deliveries' failed rows are its only
+/// record.
+pub fn post_unsendable_not_kept(channel_id: i64, message_id: Option<i64>, error: &dyn Display) {
+    tracing::error!(
+        channel_id,
+        message_id,
+        error = %error,
+        "A post Telegram refused by id could not be kept as a dead letter; its failed deliveries are recorded."
+    );
+}
+
 // --- Dead letters read back -------------------------------------------------
 
 /// A dead letter went back through the path it came by (`how`: `recorded`

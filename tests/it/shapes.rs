@@ -125,6 +125,106 @@ async fn a_post_kuryer_cannot_read_still_goes_out_by_id() {
     t.stop();
 }
 
+/// The first message ids of the post dead letters, in order.
+async fn dead_post_ids(t: &Intake) -> Vec<i64> {
+    t.db.client()
+        .await
+        .query(
+            "SELECT message_id FROM dead_letters WHERE kind = 'post' ORDER BY message_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, i64>(0))
+        .collect()
+}
+
+/// A post kuryer cannot read that Telegram refuses by id — `copyMessage`
+/// answers "Bad Request: message can't be copied", `forwardMessage` "…
+/// can't be forwarded" — is kept as one dead letter, however many
+/// subscribers found the refusal, for the operator to see (`/dead_letters`,
+/// `kuryer dead-letters`) and replay; the posts after it go on. Fails on
+/// the code before the change: no dead letter was kept.
+#[tokio::test]
+async fn a_post_refused_by_id_is_kept_as_one_dead_letter() {
+    const CHANNEL: i64 = -1_009_701;
+    const USERS: [i64; 3] = [870_001, 870_002, 870_003];
+    let t = Intake::start(&[(CHANNEL, "shapes_refused")]).await;
+    for u in USERS {
+        t.subscribe(u, "shapes_refused").await;
+    }
+    let id = t.fake.next_message_id(CHANNEL).unwrap();
+    assert!(t.fake.refuse_by_id(CHANNEL, id));
+    let posted = t.fake.post_raw(
+        CHANNEL,
+        content(json!({"hologram": {"id": "h2"}, "caption": "refused by id"})),
+    );
+    assert_eq!(posted, id);
+    let after = text(&t.fake, CHANNEL, "the post after the refused one");
+    let expected: Vec<_> = USERS.iter().map(|&u| (u, CHANNEL, after)).collect();
+    t.expect(&expected, Duration::from_secs(60)).await;
+    let kept = wait_until(Duration::from_secs(30), async || {
+        !dead_post_ids(&t).await.is_empty()
+    })
+    .await;
+    assert!(kept, "not kept:\n{}", t.daemon.log_text());
+    // Every subscriber's delivery found the refusal: one is kept.
+    let settled = wait_until(Duration::from_secs(30), async || {
+        t.count(&format!(
+            "SELECT count(*) FROM forwarded_messages WHERE source_message_id = {id}"
+        ))
+        .await
+            == USERS.len() as i64
+    })
+    .await;
+    assert!(settled, "{}", t.daemon.log_text());
+    assert_eq!(dead_post_ids(&t).await, vec![i64::from(id)]);
+    // What the operator sees: the post, Telegram's words, nothing of its text.
+    let list: Value = t
+        .http
+        .get(format!("{}/dead_letters?kind=post&state=waiting", t.base))
+        .bearer_auth(crate::intake::API_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let d = &list[0];
+    assert_eq!(d["message_id"], i64::from(id), "{list}");
+    let reason = d["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("message can't be forwarded"), "{reason}");
+    let log = t.daemon.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("\"level\":\"ERROR\"") && l.contains("refused by id as well")),
+        "{log}"
+    );
+    assert!(!log.contains("refused by id\""), "post content in the log");
+    // Replayed: its deliveries have their outcome (a link went out, the
+    // channel being public), so nothing is sent twice.
+    let before = USERS
+        .iter()
+        .map(|&u| t.fake.received(u).len())
+        .sum::<usize>();
+    let r = t
+        .http
+        .post(format!("{}/dead_letters/{}/replay", t.base, d["id"]))
+        .bearer_auth(crate::intake::API_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let now = USERS
+        .iter()
+        .map(|&u| t.fake.received(u).len())
+        .sum::<usize>();
+    assert_eq!(before, now);
+    t.stop();
+}
+
 /// Sums a counter's lines in Prometheus text: (label value, count).
 fn counted(metrics: &str, name: &str) -> Vec<(String, u64)> {
     metrics
@@ -168,8 +268,16 @@ async fn every_update_shape_of_the_specification_passes_the_intake() {
     let mut service = Vec::new();
     let mut forwardable = 0usize;
 
-    // Channel posts, and an edit of each non-service one.
+    // Channel posts, and an edit of each non-service one. Every 7th post
+    // Telegram would copy, it refuses by id here: one kuryer cannot read
+    // must then be kept as a dead letter.
+    let mut refused = Vec::new();
     for s in spec_updates::message_shapes("post") {
+        let refuse = s.class != FieldClass::Service && forwardable % 7 == 6;
+        if refuse {
+            let next = t.fake.next_message_id(CHANNEL).unwrap();
+            assert!(t.fake.refuse_by_id(CHANNEL, next));
+        }
         let id = t.fake.post_raw(CHANNEL, s.content.clone());
         shapes += 1;
         if s.class == FieldClass::Service {
@@ -177,7 +285,11 @@ async fn every_update_shape_of_the_specification_passes_the_intake() {
             continue;
         }
         forwardable += 1;
-        expected.push((USER, CHANNEL, id));
+        if refuse {
+            refused.push(id);
+        } else {
+            expected.push((USER, CHANNEL, id));
+        }
         let mut edit = s.content.clone();
         edit.insert("message_id".into(), json!(id));
         edit.insert("date".into(), json!(1_780_000_000));
@@ -239,23 +351,38 @@ async fn every_update_shape_of_the_specification_passes_the_intake() {
             "{kind} not counted: {unreadable:?}"
         );
     }
-    let dead_posts = t
-        .count("SELECT count(*) FROM dead_letters WHERE kind = 'post'")
-        .await;
+    // Kept aside: exactly the refused posts kuryer cannot read (one a
+    // post), none it delivered.
+    let kept = wait_until(Duration::from_secs(30), async || {
+        !dead_post_ids(&t).await.is_empty()
+    })
+    .await;
+    assert!(kept, "no refused post kept:\n{}", t.daemon.log_text());
+    // Give every refused delivery time to settle before counting.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let dead = dead_post_ids(&t).await;
+    let refused_ids: Vec<i64> = refused.iter().map(|&i| i64::from(i)).collect();
+    assert!(
+        dead.iter().all(|d| refused_ids.contains(d)),
+        "kept {dead:?}, refused {refused_ids:?}"
+    );
+    let mut once = dead.clone();
+    once.dedup();
+    assert_eq!(once, dead, "a post kept twice");
+    let dead_posts = dead.len();
     let dead_updates = t
         .count("SELECT count(*) FROM dead_letters WHERE kind = 'update'")
         .await;
-    // Every forwardable post arrived: none needed keeping aside.
-    assert_eq!(dead_posts, 0);
     let forwarded = t.fake.report(&expected).delivered - 1;
     println!(
         "spec {}: {shapes} update shapes ({} channel posts, {forwardable} forwardable, {} service); \
          loop stops {loop_stops}; forwarded {forwarded}; unreadable {} by kind {unreadable:?}; \
-         dead letters: {dead_posts} posts, {dead_updates} updates; unparsable updates {:?}",
+         refused by id {}; dead letters: {dead_posts} posts, {dead_updates} updates; unparsable updates {:?}",
         spec_updates::spec_version(),
         forwardable + service.len(),
         service.len(),
         unreadable.iter().map(|(_, n)| n).sum::<u64>(),
+        refused.len(),
         counted(&m, "kuryer_updates_unparsable_total"),
     );
     t.stop();

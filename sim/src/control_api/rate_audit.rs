@@ -30,9 +30,10 @@ fn max_in_window(sorted: &[Instant], window: Duration) -> usize {
 pub(super) fn audit(face: &BotApiFace, pairs: &[(i64, i64)], skip_s: f64) -> Value {
     let dests: HashSet<i64> = pairs.iter().map(|p| p.0).collect();
     let mut per_bot: HashMap<i64, Vec<Instant>> = HashMap::new();
+    let mut items: HashMap<i64, Vec<(Instant, bool)>> = HashMap::new();
     let (mut max_private_1s, mut max_group_60s) = (0usize, 0usize);
     for dest in dests {
-        let times = request_times(face, dest, &mut per_bot);
+        let times = request_times(face, dest, &mut per_bot, &mut items);
         if face.groups.contains(&dest) {
             max_group_60s = max_group_60s.max(max_in_window(&times, Duration::from_secs(60)));
         } else {
@@ -41,36 +42,64 @@ pub(super) fn audit(face: &BotApiFace, pairs: &[(i64, i64)], skip_s: f64) -> Val
     }
     let mut bots = Vec::new();
     let mut max_bot_1s = 0usize;
+    let mut max_bot_items_1s = 0usize;
     for (bot, mut times) in per_bot {
         times.sort();
         max_bot_1s = max_bot_1s.max(max_in_window(&times, Duration::from_secs(1)));
-        bots.push(bot_rates(bot, &times, skip_s));
+        let mut line = bot_rates(bot, &times, skip_s);
+        let mut its = items.remove(&bot).unwrap_or_default();
+        its.sort_by_key(|(t, _)| *t);
+        let free: Vec<Instant> = its.iter().filter(|(_, p)| !p).map(|(t, _)| *t).collect();
+        let all: Vec<Instant> = its.iter().map(|(t, _)| *t).collect();
+        max_bot_items_1s = max_bot_items_1s.max(max_in_window(&free, Duration::from_secs(1)));
+        // Items after the same ramp-up as the requests, over the same span.
+        let start = times[0] + Duration::from_secs_f64(skip_s.max(0.0));
+        let span = times
+            .last()
+            .map_or(0.0, |b| b.saturating_duration_since(start).as_secs_f64());
+        let rate = |v: &[Instant]| {
+            let n = v.iter().filter(|t| **t >= start).count();
+            if span > 0.0 { n as f64 / span } else { 0.0 }
+        };
+        line["items"] = json!(all.len());
+        line["steady_items_per_s"] = json!(rate(&all));
+        line["steady_free_items_per_s"] = json!(rate(&free));
+        bots.push(line);
     }
     let l = face.limits;
     json!({
         "enforced": l.enforce,
         "allowed_per_bot_per_s": l.per_bot_per_second,
+        "allowed_paid_per_bot_per_s": l.paid_per_bot_per_second,
         "allowed_per_chat_per_s": l.per_chat_per_second,
         "allowed_per_group_per_min": l.per_group_per_minute,
         "max_bot_requests_in_1s": max_bot_1s,
         "max_private_chat_requests_in_1s": max_private_1s,
         "max_group_requests_in_60s": max_group_60s,
+        "max_bot_free_items_in_1s": max_bot_items_1s,
         "bots": bots,
     })
 }
 
 /// The sorted arrival times of the requests that reached `dest`, each also
 /// added to its bot's list in `per_bot`. One request may carry an album's
-/// parts: limits count requests, so a request counts once.
+/// parts: a request counts once here, and each message it delivered once
+/// in `items` (with whether it carried `allow_paid_broadcast`), as the
+/// fake's own per-bot limit counts them (`fake_bot_api/limits.rs`).
 fn request_times(
     face: &BotApiFace,
     dest: i64,
     per_bot: &mut HashMap<i64, Vec<Instant>>,
+    items: &mut HashMap<i64, Vec<(Instant, bool)>>,
 ) -> Vec<Instant> {
     let received = face.fake.received(dest);
     let mut seen = HashSet::new();
     let mut times = Vec::new();
     for r in &received {
+        items
+            .entry(r.bot_id)
+            .or_default()
+            .push((r.received_at, r.allow_paid_broadcast));
         if seen.insert(r.request_id) {
             times.push(r.received_at);
             per_bot.entry(r.bot_id).or_default().push(r.received_at);

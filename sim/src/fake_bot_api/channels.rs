@@ -166,6 +166,44 @@ impl FakeTelegram {
         self.post_with(chat_id, msg, Some(Value::Object(content)))
     }
 
+    /// Makes `copyMessage` and `forwardMessage` of message `id` fail
+    /// ("Bad Request: message can't be copied" / "… can't be forwarded",
+    /// the texts [`ChannelMessage::refused`] answers with), and
+    /// `copyMessages`/`forwardMessages` skip it, though nothing in the
+    /// update says so. The server answers so when TDLib refuses the
+    /// message: its "Message can't be copied" / "Message can't be
+    /// forwarded", given a lower-case first letter and the "Bad Request: "
+    /// prefix by telegram-bot-api's `Client::fail_query_with_error`
+    /// (Client.cpp), and "Messages can't be forwarded" by
+    /// `TdOnForwardMessagesCallback` when none of a batch went. Which
+    /// contents TDLib refuses beyond those the Bot API pages list, no
+    /// source the fake follows says: a test names the message. An id not
+    /// published yet is refused from its publication on (so no bot copies
+    /// it first). `false`: no such channel.
+    pub fn refuse_by_id(&self, chat_id: i64, id: i32) -> bool {
+        let mut st = self.shared.lock();
+        let Some(channel) = st.channels.get_mut(&chat_id) else {
+            return false;
+        };
+        match usize::try_from(id - 1)
+            .ok()
+            .and_then(|i| channel.messages.get_mut(i))
+        {
+            Some(m) => m.refused_by_id = true,
+            None => {
+                channel.refused_ahead.insert(id);
+            }
+        }
+        true
+    }
+
+    /// The id the channel's next message gets (`None`: no such channel).
+    pub fn next_message_id(&self, chat_id: i64) -> Option<i32> {
+        let st = self.shared.lock();
+        let n = st.channels.get(&chat_id)?.messages.len();
+        i32::try_from(n + 1).ok()
+    }
+
     /// The channel's `Chat` JSON as updates carry it; `None` for a channel
     /// never created.
     pub fn channel_chat(&self, chat_id: i64) -> Option<Value> {
@@ -223,6 +261,7 @@ impl FakeTelegram {
             protected: msg.protected,
             posted_at: Instant::now(),
             raw,
+            refused_by_id: channel.refused_ahead.remove(&id),
         };
         if let Some(text) = &message.text {
             texts.entry(text.clone()).or_default().push((chat_id, id));

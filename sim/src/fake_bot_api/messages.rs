@@ -90,6 +90,9 @@ pub struct ChannelMessage {
     /// Published with [`FakeTelegram::post_raw`]: its Bot API fields
     /// besides `message_id`, `date` and `chat`, sent as they are.
     pub raw: Option<Value>,
+    /// Refused by id whatever its fields say
+    /// ([`FakeTelegram::refuse_by_id`](super::FakeTelegram::refuse_by_id)).
+    pub refused_by_id: bool,
 }
 
 impl ChannelMessage {
@@ -100,7 +103,7 @@ impl ChannelMessage {
     /// pages' exclusions).
     pub fn refused(&self, forward: bool) -> bool {
         use crate::spec_updates::classes::{FieldClass, of_message};
-        if self.protected {
+        if self.protected || self.refused_by_id {
             return true;
         }
         match self.raw.as_ref().map(of_message) {

@@ -144,6 +144,9 @@ pub(super) struct Channel {
     pub(super) album_parts: HashMap<i32, Vec<i32>>,
     /// Tokens of the admin bots.
     pub(super) admins: Vec<String>,
+    /// Ids not published yet to refuse by id once they are
+    /// (`FakeTelegram::refuse_by_id` before the post).
+    pub(super) refused_ahead: std::collections::HashSet<i32>,
 }
 
 impl Channel {
@@ -155,6 +158,7 @@ impl Channel {
             albums: HashMap::new(),
             album_parts: HashMap::new(),
             admins: Vec::new(),
+            refused_ahead: std::collections::HashSet::new(),
         }
     }
 
