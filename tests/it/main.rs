@@ -13,6 +13,8 @@ mod chat;
 mod cli;
 /// Helpers: throw-away databases, the real binary as a child, a private Redis.
 mod common;
+/// Each user's bot command budget shared through Redis, and without it.
+mod command_budget;
 /// Configuration loading, layering and validation.
 mod config;
 /// The status page (`/status`) of `kuryer run`.
