@@ -262,6 +262,8 @@ async fn reader_accounts_move_towards_a_newcomer_never_held_twice() {
         .find(|a| !old.live_accounts().iter().any(|l| l == a))
         .unwrap();
     let moved_id = id_of(moved);
+    // A call written just before the give-back may still reach the fake.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let at_release = mt_calls(&dc, moved_id);
     // The newcomer tries every 200 ms, as keeper rounds would.
     let before_take = loop {
