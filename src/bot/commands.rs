@@ -9,8 +9,8 @@ use teloxide::types::{Message, MessageOrigin, Recipient};
 use teloxide::{ApiError, RequestError};
 
 use super::reply::{self, echo};
-use crate::command_budget::Verdict;
 use super::{BotHandler, list};
+use crate::command_budget::Verdict;
 use crate::i18n::{Arg, Lang};
 use crate::store::{StoreError, SubState, UserSubscription};
 

@@ -215,7 +215,8 @@ async fn start(
     )?;
     let api_handle = api.server.handle();
     actix_rt::spawn(api.server);
-    let (stop_updates, update_loops) = start_update_loops(cfg, &store, &bots, &pipeline, &updates, &installation);
+    let (stop_updates, update_loops) =
+        start_update_loops(cfg, &store, &bots, &pipeline, &updates, &installation);
     let maintenance = spawn_maintenance(cfg, store.clone());
     tracing::info!(bots = bots.len(), "kuryer is running.");
     let keepalive = spawn_keepalive(notifier, pipeline.clone(), ownership.clone());

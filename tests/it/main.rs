@@ -11,10 +11,10 @@ mod browser;
 mod chat;
 /// The command line of the real binary.
 mod cli;
-/// Helpers: throw-away databases, the real binary as a child, a private Redis.
-mod common;
 /// Each user's bot command budget shared through Redis, and without it.
 mod command_budget;
+/// Helpers: throw-away databases, the real binary as a child, a private Redis.
+mod common;
 /// Configuration loading, layering and validation.
 mod config;
 /// The status page (`/status`) of `kuryer run`.
