@@ -54,7 +54,8 @@ async fn two_instances_share_one_budget() {
     assert_eq!(count(&verdicts, Verdict::Warn), 1, "{verdicts:?}");
     assert_eq!(verdicts[BURST], Verdict::Warn);
     // A name `/add` would ask about: nothing left on either.
-    assert!(!a.take(7).await && !b.take(7).await);
+    assert!(!a.take(7).await);
+    assert!(!b.take(7).await);
     // Another user, and another installation on the same Redis, are untouched.
     assert_eq!(a.check(8).await, Verdict::Allow);
     let other = CommandBudget::new(PER_MINUTE, Some((&cfg, "another")));
