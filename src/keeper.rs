@@ -65,6 +65,8 @@ pub trait Accounts: Send + Sync {
     fn total(&self) -> futures_util::future::BoxFuture<'_, usize>;
     /// Take free accounts while fewer than `share` are held.
     fn adopt(&self, share: usize) -> futures_util::future::BoxFuture<'_, ()>;
+    /// Give one account back while more than `share` are held.
+    fn give_back(&self, share: usize) -> futures_util::future::BoxFuture<'_, ()>;
 }
 
 impl Accounts for crate::reader::ReaderPool {
@@ -76,6 +78,9 @@ impl Accounts for crate::reader::ReaderPool {
     }
     fn adopt(&self, share: usize) -> futures_util::future::BoxFuture<'_, ()> {
         Box::pin(ReaderPool::adopt(self, share))
+    }
+    fn give_back(&self, share: usize) -> futures_util::future::BoxFuture<'_, ()> {
+        Box::pin(self.give_back_excess(share))
     }
 }
 
@@ -407,10 +412,12 @@ impl Keeper {
             self.pipeline.drop_channels(&excess);
             self.releasing = excess;
         }
-        // Reader accounts of instances that died: a share of them.
+        // Reader accounts: one given back while over the share (a newcomer
+        // takes it a TTL later), those free taken up to the share.
         let total_accounts = self.accounts.total().await as i64;
         if total_accounts > 0 {
             let account_share = (total_accounts + live - 1) / live;
+            self.accounts.give_back(account_share as usize).await;
             self.accounts.adopt(account_share as usize).await;
         }
         if self.bot_ids.is_empty() {

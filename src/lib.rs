@@ -27,7 +27,7 @@
 //! | services | `instance`, `owed`, `destination_events`, `digest`, `copies`, `pipeline`, `keeper`, `instance_snapshot`, `subscription_events`, `preflight`, `notify`, `dead_letters` | the pipeline and what it runs: owed deliveries, lost destinations, digests, edits and history on subscribe, leases among instances and what each holds in memory, the change feed, start-up checks, systemd's notify protocol, dead letters replayed and discarded |
 //! | sources | `reader` | MTProto reader accounts |
 //! | telegram leaves | `telegram`, `i18n`, `source_events` | bot ids and building, texts in three languages, what sources tell the daemon |
-//! | infrastructure | `store`, `redis_conn`, `dedup`, `shared_limits` | PostgreSQL, Redis, dedup, shared rate limits |
+//! | infrastructure | `store`, `redis_conn`, `dedup`, `shared_limits`, `command_budget` | PostgreSQL, Redis, dedup, shared rate limits, users' command budgets |
 //! | foundation | `alloc`, `config`, `secret`, `telemetry`, `progress` | configuration, redacted secrets, logs, metrics and the named events that write both, progress of long work, the allocator |
 //!
 //! `kuryer-sim` sits beside the service: only `demo` (behind the default
@@ -43,7 +43,13 @@ pub const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "infrastructure",
-        &["store", "redis_conn", "dedup", "shared_limits"],
+        &[
+            "store",
+            "redis_conn",
+            "dedup",
+            "shared_limits",
+            "command_budget",
+        ],
     ),
     ("telegram leaves", &["telegram", "i18n", "source_events"]),
     ("sources", &["reader"]),
@@ -78,6 +84,8 @@ pub mod alloc;
 pub mod bot;
 /// The command line.
 pub mod cli;
+/// Each user's bot command budget, shared through Redis.
+pub mod command_budget;
 /// Configuration: structs, defaults, loading, validation.
 pub mod config;
 /// Subscribers' copies after the first delivery: edits and deletions

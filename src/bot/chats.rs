@@ -17,7 +17,8 @@ use teloxide::types::{ChatId, ChatMemberUpdated, Message, UserId};
 
 use super::BotHandler;
 use super::commands::parse_command;
-use super::reply::{self, Verdict, echo};
+use super::reply::{self, echo};
+use crate::command_budget::Verdict;
 use crate::i18n::{Arg, Lang};
 use crate::store::{LinkOutcome, StoreError};
 
@@ -120,7 +121,7 @@ pub(super) async fn on_group_message(h: &BotHandler, msg: &Message) -> Result<()
     }
     let uid = i64::try_from(from.id.0).unwrap_or(i64::MAX);
     let chat = msg.chat.id.0;
-    if h.shared.rate.check(uid) != Verdict::Allow {
+    if h.shared.rate.check(uid).await != Verdict::Allow {
         h.count("rate_limited");
         return Ok(());
     }

@@ -8,8 +8,9 @@ use teloxide::prelude::Requester;
 use teloxide::types::{Message, MessageOrigin, Recipient};
 use teloxide::{ApiError, RequestError};
 
-use super::reply::{self, Verdict, echo};
+use super::reply::{self, echo};
 use super::{BotHandler, list};
+use crate::command_budget::Verdict;
 use crate::i18n::{Arg, Lang};
 use crate::store::{StoreError, SubState, UserSubscription};
 
@@ -75,7 +76,7 @@ pub(super) async fn on_private(h: &BotHandler, msg: &Message) -> Result<(), Stor
 /// Whether the user is within the command rate; past it, the first
 /// command over is told so and the rest are dropped.
 async fn within_rate(h: &BotHandler, uid: i64, chat: i64, code: Option<&str>) -> bool {
-    match h.shared.rate.check(uid) {
+    match h.shared.rate.check(uid).await {
         Verdict::Allow => true,
         Verdict::Warn => {
             h.count("rate_limited");
@@ -332,7 +333,7 @@ async fn add(
         // Every name asked of Telegram costs a command: the command paid
         // for the first; past the user's allowance the rest go unchecked.
         let asks = !h.known_missing(name.as_str());
-        if asks && checked > 0 && h.shared.rate.take(uid).is_none() {
+        if asks && checked > 0 && !h.shared.rate.take(uid).await {
             h.count("rate_limited");
             lines.push(h.t(lang, "add-rate-limited", &[]));
             break;

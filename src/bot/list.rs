@@ -15,7 +15,8 @@ use teloxide::types::{
 };
 
 use super::BotHandler;
-use super::reply::{self, Verdict, echo};
+use super::reply::{self, echo};
+use crate::command_budget::Verdict;
 use crate::i18n::{Arg, Lang};
 use crate::store::{DestinationView, RouteOutcome, StoreError, SubState, UserSubscription};
 
@@ -247,7 +248,7 @@ fn parse(data: &str) -> Option<Action> {
 pub(super) async fn on_callback(h: &BotHandler, q: &CallbackQuery) -> Result<(), StoreError> {
     let uid = i64::try_from(q.from.id.0).unwrap_or(i64::MAX);
     let code = q.from.language_code.as_deref();
-    match h.shared.rate.check(uid) {
+    match h.shared.rate.check(uid).await {
         Verdict::Allow => {}
         Verdict::Warn | Verdict::Drop => {
             h.count("rate_limited");

@@ -14,7 +14,8 @@
 //!
 //! Files: `commands` (private-chat commands), `list` (`/list`, its
 //! pages, buttons and the settings view), `chats` (`/link`, our bot joining
-//! or leaving chats), `reply` (sending, retries, the per-user rate limit),
+//! or leaving chats), `reply` (sending, retries; the per-user command budget is
+//! `crate::command_budget`),
 //! texts from `locales/` are `crate::i18n`.
 
 /// `/add @name last N`: history on subscribe.
@@ -29,7 +30,7 @@ mod commands;
 mod list;
 /// Edits/deletions settings in the settings view.
 mod mirror_settings;
-/// Replies with retries; the per-user command rate limit.
+/// Replies with retries.
 mod reply;
 /// `/header`, `/footer`, `/replace`, `/quiet`: the per-subscription extras.
 mod send_settings;
@@ -42,10 +43,10 @@ use teloxide::payloads::SetMyCommandsSetters;
 use teloxide::prelude::Requester;
 use teloxide::types::{BotCommand, CallbackQuery, ChatMemberUpdated, Message};
 
+use crate::command_budget::CommandBudget;
 use crate::i18n::{Arg, Lang, Texts};
 use crate::pipeline::Pipeline;
 use crate::store::{BotUser, Store, StoreError};
-use reply::RateLimit;
 
 /// The bot's settings, from `[limits]` and `[telegram]`.
 #[derive(Debug, Clone)]
@@ -74,7 +75,8 @@ struct Shared {
     /// Every bot (its id, its client), in configuration order: a user is
     /// written to by the bot they started.
     bots: Vec<(i64, Bot)>,
-    rate: RateLimit,
+    /// Each user's command budget, shared with the other instances.
+    rate: CommandBudget,
     /// Names `getChat` found to be no one, and when: not asked again for
     /// [`MISSING_TTL`] (a made-up name sent again costs no call).
     missing: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
@@ -97,14 +99,15 @@ pub struct BotHandler {
     username: Arc<tokio::sync::OnceCell<String>>,
 }
 
-/// Handlers for every bot, sharing one rate limit and one set of texts.
+/// Handlers for every bot, sharing one command budget (`rate`, made for
+/// `settings.commands_per_minute`) and one set of texts.
 pub fn handlers(
     store: Store,
     pipeline: Pipeline,
     bots: Vec<(i64, Bot)>,
     settings: BotSettings,
+    rate: CommandBudget,
 ) -> Vec<BotHandler> {
-    let rate = RateLimit::new(settings.commands_per_minute);
     let shared = Arc::new(Shared {
         store,
         pipeline,

@@ -1,4 +1,5 @@
-//! Sending the bot's replies, and the per-user command rate limit.
+//! Sending the bot's replies (the per-user command budget is
+//! `crate::command_budget`).
 //!
 //! A reply is the second half of a command's effect (the first, the
 //! database change, is what confirms the update). It is tried once where
@@ -8,9 +9,7 @@
 //! update loop; anything else — the user blocked the bot, a message gone —
 //! is logged and counted, never retried.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use teloxide::payloads::{AnswerCallbackQuerySetters, EditMessageTextSetters, SendMessageSetters};
 use teloxide::prelude::Requester;
@@ -171,124 +170,9 @@ pub(super) async fn answer(bot: &Bot, id: &CallbackQueryId, text: Option<String>
     }
 }
 
-/// A token bucket per user: `per_minute` a minute, bursts of
-/// `max(10, per_minute / 3)` (a person going through `/list` and its
-/// buttons makes ten actions in a few seconds). In memory: one instance serves a bot token,
-/// and a restart forgetting the buckets is harmless.
-pub(super) struct RateLimit {
-    per_sec: f64,
-    burst: f64,
-    buckets: Mutex<HashMap<i64, Bucket>>,
-}
-
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-    /// The user was told once in this dry spell; later commands are dropped
-    /// silently (telling them each time would be the flood).
-    warned: bool,
-}
-
-/// What the limit says about a command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Verdict {
-    /// Go ahead.
-    Allow,
-    /// Over the limit: tell the user once.
-    Warn,
-    /// Over the limit, told already: drop.
-    Drop,
-}
-
-impl RateLimit {
-    pub(super) fn new(per_minute: u32) -> Self {
-        let per_minute = f64::from(per_minute.max(1));
-        Self {
-            per_sec: per_minute / 60.0,
-            burst: (per_minute / 3.0).max(10.0),
-            buckets: Mutex::new(HashMap::new()),
-        }
-    }
-
-    pub(super) fn check(&self, user: i64) -> Verdict {
-        self.check_at(user, Instant::now())
-    }
-
-    /// Takes one more command's worth from `user` (a name `/add` asks
-    /// Telegram about); `None`, taking nothing, when there is none left.
-    /// Running out here is no command refused: the user's next command is
-    /// still told it is over the limit.
-    pub(super) fn take(&self, user: i64) -> Option<()> {
-        let now = Instant::now();
-        let mut buckets = self
-            .buckets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let b = buckets.get_mut(&user)?;
-        b.tokens =
-            (b.tokens + now.duration_since(b.at).as_secs_f64() * self.per_sec).min(self.burst);
-        b.at = now;
-        (b.tokens >= 1.0).then(|| b.tokens -= 1.0)
-    }
-
-    fn check_at(&self, user: i64, now: Instant) -> Verdict {
-        let mut buckets = self
-            .buckets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if buckets.len() > 100_000 {
-            // Forget full buckets: they are the same as no bucket.
-            let (rate, burst) = (self.per_sec, self.burst);
-            buckets.retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * rate < burst);
-        }
-        let b = buckets.entry(user).or_insert(Bucket {
-            tokens: self.burst,
-            at: now,
-            warned: false,
-        });
-        b.tokens =
-            (b.tokens + now.duration_since(b.at).as_secs_f64() * self.per_sec).min(self.burst);
-        b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            b.warned = false;
-            Verdict::Allow
-        } else if b.warned {
-            Verdict::Drop
-        } else {
-            b.warned = true;
-            Verdict::Warn
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_burst_passes_then_one_warning_then_silence_until_refilled() {
-        let r = RateLimit::new(30);
-        let t = Instant::now();
-        // A burst of 10 (a third of a minute's allowance, at least 10).
-        let verdicts: Vec<_> = (0..13).map(|_| r.check_at(1, t)).collect();
-        assert_eq!(&verdicts[..10], &[Verdict::Allow; 10]);
-        assert_eq!(
-            &verdicts[10..],
-            &[Verdict::Warn, Verdict::Drop, Verdict::Drop]
-        );
-        // Another user is not affected.
-        assert_eq!(r.check_at(2, t), Verdict::Allow);
-        // 30 a minute: one token every 2 s.
-        assert_eq!(
-            r.check_at(1, t + Duration::from_millis(1900)),
-            Verdict::Drop
-        );
-        assert_eq!(
-            r.check_at(1, t + Duration::from_millis(2100)),
-            Verdict::Allow
-        );
-    }
 
     #[test]
     fn clipping_counts_utf16_and_keeps_characters_whole() {

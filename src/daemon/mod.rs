@@ -28,6 +28,7 @@ use teloxide::Bot;
 use tokio::sync::watch;
 
 use crate::bot::{self, BotSettings};
+use crate::command_budget::CommandBudget;
 use crate::config::Config;
 use crate::dedup::RedisDedup;
 use crate::i18n::Texts;
@@ -214,7 +215,8 @@ async fn start(
     )?;
     let api_handle = api.server.handle();
     actix_rt::spawn(api.server);
-    let (stop_updates, update_loops) = start_update_loops(cfg, &store, &bots, &pipeline, &updates);
+    let (stop_updates, update_loops) =
+        start_update_loops(cfg, &store, &bots, &pipeline, &updates, &installation);
     let maintenance = spawn_maintenance(cfg, store.clone());
     tracing::info!(bots = bots.len(), "kuryer is running.");
     let keepalive = spawn_keepalive(notifier, pipeline.clone(), ownership.clone());
@@ -278,6 +280,7 @@ fn start_update_loops(
     bots: &[Bot],
     pipeline: &Pipeline,
     updates: &BotUpdates,
+    installation: &str,
 ) -> (watch::Sender<bool>, Vec<JoinHandle<()>>) {
     let handlers = bot::handlers(
         store.clone(),
@@ -291,6 +294,11 @@ fn start_update_loops(
             backfills_per_day: i64::from(cfg.limits.backfills_per_user_per_day),
             admins: cfg.telegram.admins.clone(),
         },
+        // Each user's budget is shared with the installation's other instances.
+        CommandBudget::new(
+            cfg.limits.bot_commands_per_minute,
+            Some((&cfg.redis, installation)),
+        ),
     );
     for h in &handlers {
         let h = h.clone();

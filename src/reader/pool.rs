@@ -12,6 +12,9 @@
 //!   remembers) while that account lives. Each account joins its channels
 //!   one at a time, `reader.join_interval_ms` apart, up to the maximum; the
 //!   rest are polled with getHistory every `reader.poll_interval_s`.
+//! - **Moving towards a newcomer**: an instance holding more than its
+//!   share of the accounts gives one back a keeper round, disconnected
+//!   first; the newcomer takes it one TTL after (`give_back_excess`).
 //! - **Lost accounts** (session revoked, deauthorised, banned, key used
 //!   elsewhere): ERROR in the log, the account marked `lost`, its channels
 //!   handed to the others; each is caught up from its high-water mark.
@@ -255,9 +258,8 @@ impl ReaderPool {
     /// Several instances: takes the leases of active accounts no live
     /// instance holds (by the `instances` heartbeats; their lease ran out
     /// a TTL ago, see `Store::lease_free`) while this instance holds fewer
-    /// than `share`. Accounts are not moved away from
-    /// a live holder: a session's joins and update state make a move
-    /// costly, so a new instance takes accounts only as others die.
+    /// than `share`: those of instances that died, and those a holder over
+    /// its share gave back ([`ReaderPool::give_back_excess`]).
     pub async fn adopt(&self, share: usize) {
         if lock(&self.0.accounts).len() >= share {
             return;
@@ -290,6 +292,66 @@ impl ReaderPool {
                 tracing::info!(account = %name, "Taking over a reader account whose holder stopped renewing.");
                 self.add_account(&cipher, &name).await;
             }
+        }
+    }
+
+    /// Several instances: while this instance holds more than `share`
+    /// accounts (a newcomer holds fewer), gives one back — the one with the
+    /// fewest channels here, the cheapest to move. The holder stops first:
+    /// its calls refused from now on, its tasks ended, its update state
+    /// stored and the connection closed; only then is the lease released,
+    /// with its expiry set to now, so the taker still waits one TTL before
+    /// it connects (`Store::lease_free`, `Store::take_lease`): a call of
+    /// this process already on its way is long answered by then, and the
+    /// session is never used from two places. One account a round: the
+    /// others move at the next rounds, if the share still says so.
+    pub async fn give_back_excess(&self, share: usize) {
+        let name = {
+            let accounts = lock(&self.0.accounts);
+            if accounts.len() <= share {
+                return;
+            }
+            let ch = lock(&self.0.channels);
+            let load = |a: &str| {
+                ch.values()
+                    .filter(|s| s.account.as_deref() == Some(a))
+                    .count()
+            };
+            let Some(name) = accounts
+                .keys()
+                .min_by_key(|a| (load(a), (*a).clone()))
+                .cloned()
+            else {
+                return;
+            };
+            name
+        };
+        let Some(live) = lock(&self.0.accounts).remove(&name) else {
+            return;
+        };
+        live.client.set_usable_until(Instant::now());
+        for t in &live.tasks {
+            t.abort();
+        }
+        self.0.count_accounts();
+        self.0.release_channels(&name);
+        live.client.close().await;
+        match self
+            .0
+            .store
+            .hand_over_lease(&name, &self.0.holder, live.generation)
+            .await
+        {
+            Ok(()) => tracing::info!(
+                account = %name,
+                share,
+                "Reader account given back for a newer instance's share: disconnected; another may take it one lease TTL from now."
+            ),
+            Err(e) => tracing::warn!(
+                account = %name,
+                error = %e,
+                "Could not hand the reader lease over; it runs out by itself (disconnected here already)."
+            ),
         }
     }
 

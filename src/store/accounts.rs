@@ -400,6 +400,28 @@ impl Store {
         Ok(())
     }
 
+    /// Gives a lease back for another instance to take (accounts moving
+    /// towards a newcomer): the holder disconnected first; the lease is
+    /// left expiring now, so the taker still waits one TTL after it
+    /// (`take_lease`, `lease_free`) before it connects.
+    pub async fn hand_over_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        generation: i64,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "hand a reader lease over";
+        let c = self.conn(OP).await?;
+        c.execute(
+            "UPDATE reader_accounts SET lease_holder = NULL, lease_expires_at = now()
+              WHERE name = $1 AND lease_holder = $2 AND lease_generation = $3",
+            &[&name, &holder, &generation],
+        )
+        .await
+        .op(OP)?;
+        Ok(())
+    }
+
     /// Every channel assignment.
     pub async fn reader_assignments(&self) -> Result<Vec<Assignment>, StoreError> {
         const OP: &str = "list reader assignments";

@@ -6,6 +6,7 @@
 //! one of this machine and boot is, at once; two live processes under one
 //! id are refused.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common::{Daemon, free_port};
@@ -193,4 +194,114 @@ async fn the_shared_limits_count_the_live_instances_of_the_instances_table() {
     assert!(!keys.iter().any(|k| k.ends_with(":instances")), "{keys:?}");
     drop(a);
     w.fake.stop();
+}
+
+struct NoEvents;
+impl kuryer::source_events::SourceEvents for NoEvents {
+    fn wake(&self, _: i64) {}
+    fn resolved(&self, _: kuryer_actors::model::ChannelRef) {}
+}
+
+fn mt_calls(dc: &kuryer_sim::mtproto::MtprotoFake, account: i64) -> u64 {
+    dc.stats(account).methods.values().map(|m| m.calls).sum()
+}
+
+fn duplicated(dc: &kuryer_sim::mtproto::MtprotoFake, account: i64) -> u64 {
+    dc.stats(account)
+        .methods
+        .values()
+        .filter_map(|m| m.errors.get("AUTH_KEY_DUPLICATED"))
+        .sum()
+}
+
+/// Two reader accounts held by one instance; a newcomer joins: the holder
+/// gives one back (disconnected first), the newcomer connects it only one
+/// lease TTL after, and the fake data centre sees no call of the account
+/// from its two holders at once and no `AUTH_KEY_DUPLICATED`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reader_accounts_move_towards_a_newcomer_never_held_twice() {
+    use kuryer::reader::ReaderPool;
+    use kuryer_sim::mtproto::AccountSpec;
+    let (db, store, _bot_api, dc, first) = crate::reader::reader_world(
+        kuryer_sim::fake_bot_api::FakeLimits::scaled(20.0),
+        "+998900002201",
+        "acc_a",
+    )
+    .await;
+    let second = dc.create_account(AccountSpec {
+        phone: "+998900002202".to_owned(),
+        ..AccountSpec::default()
+    });
+    crate::reader::seed_session(&store, &dc, "acc_b", dc.issue_auth_key(Some(second))).await;
+    store.set_session_user("acc_b", second, 0).await.unwrap();
+    let id_of = |name: &str| if name == "acc_a" { first } else { second };
+    let mut cfg = crate::reader::reader_config(&db);
+    cfg.reader.lease_ttl_s = 3;
+    let ttl = Duration::from_secs(3);
+    let old = ReaderPool::start(store.clone(), &cfg, "old".to_owned(), Arc::new(NoEvents)).await;
+    assert_eq!(old.live_accounts(), ["acc_a", "acc_b"]);
+    let new = ReaderPool::start(store.clone(), &cfg, "new".to_owned(), Arc::new(NoEvents)).await;
+    assert!(new.live_accounts().is_empty(), "both were leased");
+    // Both accounts in use (the heartbeat asks updates.getState every second).
+    let start = Instant::now();
+    while (mt_calls(&dc, first) == 0 || mt_calls(&dc, second) == 0)
+        && start.elapsed() < Duration::from_secs(10)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(mt_calls(&dc, first) > 0 && mt_calls(&dc, second) > 0);
+
+    // Two live instances, two accounts: a share of one each.
+    new.adopt(1).await;
+    assert!(new.live_accounts().is_empty(), "taken from a live holder");
+    old.give_back_excess(1).await;
+    let given = Instant::now();
+    assert_eq!(old.live_accounts().len(), 1);
+    let moved = ["acc_a", "acc_b"]
+        .into_iter()
+        .find(|a| !old.live_accounts().iter().any(|l| l == a))
+        .unwrap();
+    let moved_id = id_of(moved);
+    // A call written just before the give-back may still reach the fake.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let at_release = mt_calls(&dc, moved_id);
+    // The newcomer tries every 200 ms, as keeper rounds would.
+    let before_take = loop {
+        let before = mt_calls(&dc, moved_id);
+        new.adopt(1).await;
+        if !new.live_accounts().is_empty() {
+            break before;
+        }
+        assert!(given.elapsed() < ttl * 4, "the newcomer never took it");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let took = given.elapsed();
+    assert_eq!(new.live_accounts(), [moved]);
+    assert!(
+        took >= ttl - Duration::from_millis(300),
+        "taken {took:?} after it was given back: the taker did not wait a TTL"
+    );
+    assert_eq!(
+        before_take, at_release,
+        "the account was used between its release and its take"
+    );
+    // The newcomer uses it; the old holder keeps its other one only.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        mt_calls(&dc, moved_id) > at_release,
+        "the newcomer made no call"
+    );
+    old.give_back_excess(1).await;
+    new.give_back_excess(1).await;
+    assert_eq!(old.live_accounts().len() + new.live_accounts().len(), 2);
+    for a in [first, second] {
+        assert_eq!(
+            dc.two_holders_calls(a),
+            0,
+            "account {a} used from two places"
+        );
+        assert_eq!(duplicated(&dc, a), 0, "account {a}: AUTH_KEY_DUPLICATED");
+    }
+    old.close().await;
+    new.close().await;
 }

@@ -11,6 +11,8 @@ mod browser;
 mod chat;
 /// The command line of the real binary.
 mod cli;
+/// Each user's bot command budget shared through Redis, and without it.
+mod command_budget;
 /// Helpers: throw-away databases, the real binary as a child, a private Redis.
 mod common;
 /// Configuration loading, layering and validation.

@@ -267,6 +267,7 @@ impl Conn {
         for acc in w.accounts.values_mut() {
             acc.pushes.retain(|t| t.conn_id != self.id);
         }
+        w.holders.closed(self.id);
     }
 
     /// One packet from the client: the auth key it names, the envelope

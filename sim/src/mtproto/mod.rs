@@ -100,7 +100,9 @@
 //! `PHONE_CODE_EXPIRED`, `PHONE_CODE_HASH_INVALID`, `PASSWORD_HASH_INVALID`,
 //! `SRP_ID_INVALID`. Every call and every error is counted per account and
 //! method ([`MtprotoFake::stats`]), and calls made while a `FLOOD_WAIT`
-//! had not ended are counted apart.
+//! had not ended are counted apart; so are calls made by an account's two
+//! holders at once ([`MtprotoFake::two_holders_calls`], `holders.rs`: a
+//! test's measure, no claim about Telegram).
 //!
 //! ## What it simplifies compared with Telegram
 //!
@@ -148,6 +150,8 @@ mod connection;
 mod crypto;
 mod flood;
 mod handle;
+/// Who uses each account: calls made by two holders at once.
+mod holders;
 mod key_exchange;
 mod login;
 mod objects;

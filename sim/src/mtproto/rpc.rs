@@ -129,6 +129,9 @@ pub(crate) fn call(world: &mut World, ctx: &CallCtx, body: Vec<u8>) -> Vec<u8> {
         }
         Err(e) => ("?", None, Err(e)),
     };
+    if let Some(a) = account {
+        world.holders.call(a, ctx.conn_id);
+    }
     match reply {
         Ok(bytes) => {
             world.count(account, method, None);

@@ -249,6 +249,8 @@ pub(crate) struct World {
     pub(crate) settings: Settings,
     /// Calls made on keys with no account, per method.
     pub(crate) anonymous_stats: BTreeMap<String, MethodStats>,
+    /// Which connections call each account (`holders.rs`).
+    pub(crate) holders: super::holders::Holders,
     pub(crate) next_user_id: i64,
     pub(crate) next_channel_id: i64,
     pub(crate) next_conn_id: u64,
@@ -269,6 +271,7 @@ impl World {
             codes: HashMap::new(),
             settings,
             anonymous_stats: BTreeMap::new(),
+            holders: super::holders::Holders::default(),
             next_user_id: 7_000_000_001,
             next_channel_id: 1_700_000_001,
             next_conn_id: 1,

@@ -359,6 +359,13 @@ impl MtprotoFake {
             .unwrap_or_default()
     }
 
+    /// Calls on `account` made by two holders at once: over a connection
+    /// while another open one of the account called after this one's first
+    /// call (`holders.rs`; a test's measure, no claim about Telegram).
+    pub fn two_holders_calls(&self, account: i64) -> u64 {
+        self.world().holders.overlapping(account)
+    }
+
     /// Calls made on auth keys with no account signed in.
     pub fn anonymous_stats(&self) -> BTreeMap<String, MethodStats> {
         self.world().anonymous_stats.clone()
