@@ -53,7 +53,7 @@ pub(super) async fn handle(
         }
         UpdateKind::MyChatMember(m) => {
             handler.on_my_chat_member(m).await?;
-            on_my_chat_member(store, pipeline, updates, handler, m).await
+            on_my_chat_member(store, pipeline, updates, m).await
         }
         UpdateKind::Message(msg) => handler.on_message(msg).await,
         UpdateKind::CallbackQuery(q) => handler.on_callback(q).await,
@@ -219,7 +219,6 @@ async fn on_my_chat_member(
     store: &Store,
     pipeline: &Pipeline,
     updates: &BotUpdates,
-    handler: &BotHandler,
     m: &ChatMemberUpdated,
 ) -> Result<(), StoreError> {
     if !m.chat.is_channel() {
@@ -238,16 +237,21 @@ async fn on_my_chat_member(
         "Our bot's rights in a channel changed."
     );
     // Its subscribers are told when the posts stop or come again (claimed
-    // in the store: once, whichever process takes the update). A notice
-    // that fails is logged there; the update is done either way.
+    // in the store: once, whichever process takes the update), through the
+    // daemon's events: debounced per channel (rights toggled back and forth
+    // tell the final state once) and sent through the limiter.
     if is_admin != was_admin {
         let name = ch.username.as_deref().map_or_else(
             || m.chat.title().unwrap_or("…").to_owned(),
             |u| format!("@{u}"),
         );
-        handler
-            .source_channel_rights(ch.channel_id, &name, is_admin)
-            .await;
+        if is_admin {
+            updates.events.channel_readable(ch.channel_id, &name);
+        } else {
+            updates
+                .events
+                .channel_problem(ch.channel_id, &name, crate::store::CHANNEL_BOT_REMOVED);
+        }
     }
     if is_admin {
         updates
