@@ -185,9 +185,8 @@ async fn on_channel_post(
                 .shared()
                 .channels
                 .insert(chat_id, (ch.channel_id, ch.username.clone()));
-            let channel_id = ch.channel_id;
-            pipeline.start_channel(ch);
-            channel_id
+            // Polled once someone subscribes (`subscription_added`).
+            ch.channel_id
         }
     };
     let Some((message, unread)) = post else {
@@ -195,6 +194,17 @@ async fn on_channel_post(
         // deliver.
         return Ok(());
     };
+    // Anyone may make our bot admin of any number of channels: one nobody
+    // follows has its posts neither kept nor polled (a subscriber added
+    // later gets the posts from then on).
+    if !store.channel_subscribed(channel_id).await? {
+        tracing::debug!(
+            chat_id,
+            channel_id,
+            "A post of a bot-admin channel nobody subscribes to; not kept."
+        );
+        return Ok(());
+    }
     store.inbox_put(channel_id, update_id, &message).await?;
     // Counted once it is kept: a failed write is retried with the update.
     if let Some(kind) = unread {
@@ -258,7 +268,11 @@ async fn on_my_chat_member(
             .shared()
             .channels
             .insert(chat_id, (ch.channel_id, ch.username.clone()));
-        pipeline.start_channel(ch);
+        // Polled only while someone subscribes; a subscription added later
+        // starts its poller (`subscription_added`).
+        if store.channel_subscribed(ch.channel_id).await? {
+            pipeline.start_channel(ch);
+        }
     } else {
         updates.shared().channels.remove(&chat_id);
     }

@@ -33,13 +33,14 @@ async fn wait_until<F: AsyncFnMut() -> bool>(limit: Duration, mut f: F) -> bool 
     false
 }
 
-fn start(db: &TestDb, fake: &FakeTelegram, port: u16) -> Daemon {
+/// `kuryer run` at Telegram's limits × `scale` (the fake's too).
+fn start(db: &TestDb, fake: &FakeTelegram, port: u16, scale: f64) -> Daemon {
     Daemon::start_with(
         &db.url,
         fake,
         TOKEN,
         port,
-        1.0,
+        scale,
         &[
             ("KURYER_DELIVERY_SWEEP_INTERVAL_S", "1".to_owned()),
             (
@@ -119,7 +120,7 @@ async fn an_owner_toggling_a_channel_tells_each_subscriber_once_a_window_without
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    let mut daemon = start(&db, &fake, port);
+    let mut daemon = start(&db, &fake, port, 1.0);
     ready(&http, &base, &daemon).await;
     let users: Vec<i64> = (0..60).map(|i| 924_000 + i).collect();
     subscribe(&http, &base, &fake, &users, "@toggle_a", &daemon).await;
@@ -185,14 +186,16 @@ async fn an_owner_toggling_a_channel_tells_each_subscriber_once_a_window_without
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eighty_digests_due_at_once_go_out_within_the_limits() {
     let db = TestDb::new().await;
-    let fake = FakeTelegram::start(FakeLimits::telegram()).unwrap();
+    // Half Telegram's rates (15 a second a bot): a worker sending its
+    // digests back to back, each after a few queries, outruns it.
+    let fake = FakeTelegram::start(FakeLimits::scaled(0.5)).unwrap();
     fake.add_bot(TOKEN);
     fake.create_channel(CHANNEL, "digest_burst", "Digest burst");
     fake.set_admin(CHANNEL, TOKEN, true);
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    let mut daemon = start(&db, &fake, port);
+    let mut daemon = start(&db, &fake, port, 0.5);
     ready(&http, &base, &daemon).await;
     let users: Vec<i64> = (0..80).map(|i| 925_000 + i).collect();
     let subs = subscribe(&http, &base, &fake, &users, "@digest_burst", &daemon).await;
@@ -238,5 +241,81 @@ async fn eighty_digests_due_at_once_go_out_within_the_limits() {
         0,
         "429 answers while sending the digests\n{log}"
     );
+    assert_eq!(daemon.terminate(), Some(0), "{}", daemon.log_text());
+}
+
+/// Rows of `table` for channels with these Telegram ids.
+async fn rows_of(db: &TestDb, table: &str, chats: &[i64]) -> i64 {
+    db.client()
+        .await
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM {table} t JOIN channels c ON c.id = t.channel_id
+                  WHERE c.telegram_id = ANY($1)"
+            ),
+            &[&chats],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_that_make_our_bot_admin_are_not_kept_or_polled_until_someone_subscribes() {
+    let db = TestDb::new().await;
+    let fake = FakeTelegram::start(FakeLimits::scaled(20.0)).unwrap();
+    fake.add_bot(TOKEN);
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let mut daemon = start(&db, &fake, port, 20.0);
+    ready(&http, &base, &daemon).await;
+    // A stranger makes our bot admin of 20 channels and posts in each.
+    let chats: Vec<i64> = (0..20).map(|i| -1_009_930 - i).collect();
+    for (i, chat) in chats.iter().enumerate() {
+        fake.create_channel(*chat, &format!("stray_{i}"), "Stray");
+        fake.set_admin(*chat, TOKEN, true);
+        for n in 0..3 {
+            fake.post(*chat, NewChannelMessage::text(format!("stray {i} {n}")));
+        }
+    }
+    let seen = wait_until(Duration::from_secs(30), async || {
+        db.client()
+            .await
+            .query_one(
+                "SELECT count(*) FROM channels WHERE telegram_id = ANY($1) AND bot_is_admin",
+                &[&chats],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+            == chats.len() as i64
+    })
+    .await;
+    assert!(seen, "{}", daemon.log_text());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(rows_of(&db, "bot_inbox", &chats).await, 0, "no post kept");
+    assert_eq!(rows_of(&db, "posts", &chats).await, 0, "no post recorded");
+
+    // Someone subscribes to one: its posts from then on are delivered.
+    let user = 926_001;
+    subscribe(&http, &base, &fake, &[user], "@stray_0", &daemon).await;
+    let p = fake.post(chats[0], NewChannelMessage::text("for the subscriber"));
+    let expected = [(user, chats[0], p)];
+    let delivered = wait_until(Duration::from_secs(30), async || {
+        fake.report(&expected).delivered == 1
+    })
+    .await;
+    assert!(delivered, "{}", daemon.log_text());
+    assert_eq!(rows_of(&db, "bot_inbox", &chats[1..]).await, 0);
+    assert_eq!(rows_of(&db, "posts", &chats[1..]).await, 0);
+    // Across a restart nothing of the others is polled or kept either.
+    assert_eq!(daemon.terminate(), Some(0), "{}", daemon.log_text());
+    let mut daemon = start(&db, &fake, port, 20.0);
+    ready(&http, &base, &daemon).await;
+    fake.post(chats[5], NewChannelMessage::text("still nobody"));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(rows_of(&db, "bot_inbox", &chats[1..]).await, 0);
+    assert_eq!(rows_of(&db, "posts", &chats[1..]).await, 0);
     assert_eq!(daemon.terminate(), Some(0), "{}", daemon.log_text());
 }
