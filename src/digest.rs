@@ -22,7 +22,7 @@
 //! after the restart (Telegram has no idempotency key); a crash anywhere
 //! else repeats nothing and loses nothing.
 //!
-//! Every part goes through the rate limiter (`pipeline/notices.rs`), like
+//! Every part goes through the rate limiter (a `DeliveryOp::Notice`), like
 //! a delivery: many digests due at once share the bot's per-second limit
 //! and each chat's spacing with the deliveries instead of going out in
 //! one burst.
@@ -31,13 +31,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use actix::Addr;
 use chrono::Utc;
 use kuryer_actors::digest::{Digest, MAX_UNITS, render};
-use kuryer_actors::model::NoticeTarget;
+use kuryer_actors::model::{Delivery, NoticeTarget};
+use kuryer_actors::rate_limiter::{Enqueue, RateLimiter};
 
 use crate::i18n::{Lang, Texts};
 use crate::instance::Ownership;
-use crate::pipeline::{Notice, Notices};
 use crate::store::{DigestDue, Store, StoreError};
 
 /// How often due digests are looked for, at most.
@@ -57,7 +58,7 @@ pub enum DigestSendError {
 /// The digest sender.
 pub struct DigestWorker {
     store: Store,
-    notices: Notices,
+    limiter: Addr<RateLimiter>,
     texts: Arc<Texts>,
     every: Duration,
     stop: Arc<AtomicBool>,
@@ -65,18 +66,18 @@ pub struct DigestWorker {
 }
 
 impl DigestWorker {
-    /// A worker sending through the limiter's door `notices`, checking
+    /// A worker sending through the rate limiter `limiter`, checking
     /// every `every` (at most [`CHECK_EVERY`]).
     pub fn new(
         store: Store,
-        notices: Notices,
+        limiter: Addr<RateLimiter>,
         every: Duration,
         stop: Arc<AtomicBool>,
         ownership: Option<Arc<Ownership>>,
     ) -> Self {
         Self {
             store,
-            notices,
+            limiter,
             texts: Texts::shared(),
             every: every.clamp(Duration::from_millis(100), CHECK_EVERY),
             stop,
@@ -167,15 +168,22 @@ impl DigestWorker {
         };
         // One part at a time: each is recorded before the next is queued.
         for (i, text) in parts.iter().enumerate().skip(run.parts_sent) {
-            let notice = Notice {
-                to: to.clone(),
-                text: text.clone(),
-                buttons: None,
-            };
-            self.notices
-                .send(notice)
+            // A notice delivery (`DeliveryOp::Notice`), as the pipeline's
+            // `notices.rs` sends them: queued, then its outcome awaited.
+            let (d, sent) = Delivery::notice(&to, text.clone(), None);
+            self.limiter
+                .send(Enqueue(vec![d]))
                 .await
                 .map_err(|e| DigestSendError::Send(e.to_string()))?;
+            match sent.await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(DigestSendError::Send(e)),
+                Err(_) => {
+                    return Err(DigestSendError::Send(
+                        "not sent: the limiter let it go".into(),
+                    ));
+                }
+            }
             self.store.digest_parts_sent(sub, period, i + 1).await?;
         }
         let recorded = self.store.finish_digest(sub, period, next).await?;

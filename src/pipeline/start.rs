@@ -332,7 +332,7 @@ impl Workers<'_> {
     /// is finished by the next worker from its `digest_runs` row. Digests
     /// are sent through the limiter (`digest.rs`).
     fn spawn_digest(&self, every: Duration) {
-        let notices = super::Notices::new(self.limiter.clone());
+        let limiter = self.limiter.clone();
         let (store, stop, ownership) = (
             self.store.clone(),
             self.stop.clone(),
@@ -344,7 +344,7 @@ impl Workers<'_> {
             move || {
                 crate::digest::DigestWorker::new(
                     store.clone(),
-                    notices.clone(),
+                    limiter.clone(),
                     every,
                     stop.clone(),
                     ownership.clone(),
