@@ -21,23 +21,25 @@
 //! A crash between a part's send and its record sends that one part again
 //! after the restart (Telegram has no idempotency key); a crash anywhere
 //! else repeats nothing and loses nothing.
+//!
+//! Every part goes through the rate limiter (a `DeliveryOp::Notice`), like
+//! a delivery: many digests due at once share the bot's per-second limit
+//! and each chat's spacing with the deliveries instead of going out in
+//! one burst.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use actix::Addr;
 use chrono::Utc;
 use kuryer_actors::digest::{Digest, MAX_UNITS, render};
-use teloxide::Bot;
-use teloxide::payloads::SendMessageSetters;
-use teloxide::prelude::Requester;
-use teloxide::types::{ChatId, MessageId, ThreadId};
+use kuryer_actors::model::{Delivery, NoticeTarget};
+use kuryer_actors::rate_limiter::{Enqueue, RateLimiter};
 
 use crate::i18n::{Lang, Texts};
 use crate::instance::Ownership;
 use crate::store::{DigestDue, Store, StoreError};
-use crate::telegram::bot_id_of;
 
 /// How often due digests are looked for, at most.
 pub const CHECK_EVERY: Duration = Duration::from_secs(5);
@@ -56,8 +58,7 @@ pub enum DigestSendError {
 /// The digest sender.
 pub struct DigestWorker {
     store: Store,
-    bots: HashMap<i64, Bot>,
-    first_bot: Option<Bot>,
+    limiter: Addr<RateLimiter>,
     texts: Arc<Texts>,
     every: Duration,
     stop: Arc<AtomicBool>,
@@ -65,22 +66,18 @@ pub struct DigestWorker {
 }
 
 impl DigestWorker {
-    /// A worker sending through `bots`, checking every `every` (at most
-    /// [`CHECK_EVERY`]).
+    /// A worker sending through the rate limiter `limiter`, checking
+    /// every `every` (at most [`CHECK_EVERY`]).
     pub fn new(
         store: Store,
-        bots: &[Bot],
+        limiter: Addr<RateLimiter>,
         every: Duration,
         stop: Arc<AtomicBool>,
         ownership: Option<Arc<Ownership>>,
     ) -> Self {
         Self {
             store,
-            bots: bots
-                .iter()
-                .map(|b| (bot_id_of(b.token()), b.clone()))
-                .collect(),
-            first_bot: bots.first().cloned(),
+            limiter,
             texts: Texts::shared(),
             every: every.clamp(Duration::from_millis(100), CHECK_EVERY),
             stop,
@@ -161,18 +158,32 @@ impl DigestWorker {
             .texts
             .get(lang, "digest-header", &[("count", entries.len().into())]);
         let parts = render(&header, &entries, MAX_UNITS);
-        let bot = target
-            .bot_id
-            .and_then(|id| self.bots.get(&id))
-            .or(self.first_bot.as_ref())
-            .ok_or_else(|| DigestSendError::Send("no bot".into()))?;
+        let to = NoticeTarget {
+            channel_id: due.channel_id,
+            subscription_id: sub,
+            chat_id: target.chat_id,
+            kind: target.kind,
+            bot_id: target.bot_id,
+            thread_id: target.thread_id,
+        };
+        // One part at a time: each is recorded before the next is queued.
         for (i, text) in parts.iter().enumerate().skip(run.parts_sent) {
-            let mut req = bot.send_message(ChatId(target.chat_id), text.clone());
-            if let Some(t) = target.thread_id {
-                req = req.message_thread_id(ThreadId(MessageId(t)));
-            }
-            req.await
+            // A notice delivery (`DeliveryOp::Notice`), as the pipeline's
+            // `notices.rs` sends them: queued, then its outcome awaited.
+            let (d, sent) = Delivery::notice(&to, text.clone(), None);
+            self.limiter
+                .send(Enqueue(vec![d]))
+                .await
                 .map_err(|e| DigestSendError::Send(e.to_string()))?;
+            match sent.await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(DigestSendError::Send(e)),
+                Err(_) => {
+                    return Err(DigestSendError::Send(
+                        "not sent: the limiter let it go".into(),
+                    ));
+                }
+            }
             self.store.digest_parts_sent(sub, period, i + 1).await?;
         }
         let recorded = self.store.finish_digest(sub, period, next).await?;

@@ -475,6 +475,98 @@ pub enum DeliveryOp {
     /// edited post sent again; the outcome goes to the op's `reply`, not
     /// to the DbWriter.
     Mirror(Arc<MirrorOp>),
+    /// A message of kuryer's own to the chat (a notice about the channel,
+    /// a digest part): one `sendMessage`, spaced like any send so that
+    /// notices and digests share the bot's and the chat's limits with the
+    /// deliveries; the outcome goes to the op's `reply`, not to the DbWriter.
+    Notice(Arc<NoticeOp>),
+}
+
+/// A message of kuryer's own, sent through the limiter ([`DeliveryOp::Notice`]).
+#[derive(Debug)]
+pub struct NoticeOp {
+    /// Its text (plain, no entities).
+    pub text: String,
+    /// Inline buttons under it.
+    pub buttons: Option<teloxide::types::InlineKeyboardMarkup>,
+    /// Where the outcome goes: the sent message's id, or Telegram's
+    /// refusal. Dropped unanswered when the limiter lets the send go
+    /// unmade (a halted bot, a lease moved, a shutdown).
+    pub reply: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<Result<i64, String>>>>,
+}
+
+/// Where a notice goes and on whose behalf.
+#[derive(Debug, Clone)]
+pub struct NoticeTarget {
+    /// `channels.id` the notice is about: the limiter's round-robin serves
+    /// it as that channel's, so one channel's notices never starve others.
+    pub channel_id: i64,
+    /// The subscription it is about (0: none).
+    pub subscription_id: i64,
+    /// The chat.
+    pub chat_id: i64,
+    /// Its kind (the chat's spacing follows from it).
+    pub kind: DestinationKind,
+    /// The bot that writes there (`None`: the first).
+    pub bot_id: Option<i64>,
+    /// The forum topic (`None`: the whole chat).
+    pub thread_id: Option<i32>,
+}
+
+impl Delivery {
+    /// A [`DeliveryOp::Notice`] of `text` (and `buttons`) to `to`, and the
+    /// receiver of its outcome.
+    pub fn notice(
+        to: &NoticeTarget,
+        text: String,
+        buttons: Option<teloxide::types::InlineKeyboardMarkup>,
+    ) -> (Self, tokio::sync::oneshot::Receiver<Result<i64, String>>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let now = Utc::now();
+        let post = Post {
+            channel_id: to.channel_id,
+            source_chat_id: to.chat_id,
+            channel_username: None,
+            // Never a channel's message id (those start at 1): a notice
+            // shares no key with a post's delivery.
+            message_ids: vec![0],
+            relay_message_ids: None,
+            text: Some(text.clone()),
+            entities: Vec::new(),
+            media: None,
+            album_id: None,
+            copyable: true,
+            published_at: now,
+            detected_at: now,
+        };
+        let sub = ActiveSubscription {
+            subscription_id: to.subscription_id,
+            channel_id: to.channel_id,
+            user_telegram_id: to.chat_id,
+            destination_id: 0,
+            chat_id: to.chat_id,
+            destination_kind: to.kind,
+            bot_id: to.bot_id,
+            mode: DeliveryMode::Copy,
+            filters: "{}".to_owned(),
+            transform: None,
+            quiet: None,
+            thread_id: to.thread_id,
+        };
+        let op = NoticeOp {
+            text,
+            buttons,
+            reply: std::sync::Mutex::new(Some(tx)),
+        };
+        let d = Delivery {
+            post: Arc::new(post),
+            sub: Arc::new(sub),
+            attempt: 0,
+            dedup: DedupCheck::Checked(None),
+            op: DeliveryOp::Notice(Arc::new(op)),
+        };
+        (d, rx)
+    }
 }
 
 /// A change of a source post to apply to a subscription's copies.

@@ -12,7 +12,7 @@ use teloxide::prelude::Requester;
 use teloxide::types::{ChatId, MessageId, ThreadId};
 use teloxide::{ApiError, Bot, RequestError};
 
-use crate::model::{Delivery, DeliveryMode};
+use crate::model::{Delivery, DeliveryMode, NoticeOp};
 use crate::outcome::{Call, CallResult, classify};
 use crate::ports::{DestinationEvent, DestinationEvents};
 use crate::shaping::{Shaped, topic_gone};
@@ -174,6 +174,40 @@ async fn paid_text(
         req.allow_paid_broadcast(true).await
     } else {
         req.await
+    }
+}
+
+/// Sends a notice ([`NoticeOp`]): one `sendMessage` of its text and
+/// buttons. No fallback and no group followed: a refusal is the answer.
+pub(crate) async fn notice(
+    bot: &Bot,
+    to: i64,
+    thread: Option<i32>,
+    op: &NoticeOp,
+    paid: bool,
+) -> CallResult {
+    let mut req = bot.send_message(ChatId(to), op.text.clone());
+    if let Some(t) = thread {
+        req = req.message_thread_id(ThreadId(MessageId(t)));
+    }
+    if let Some(b) = &op.buttons {
+        req = req.reply_markup(b.clone());
+    }
+    // Paid broadcast on: the limiter counts this send at the paid rate
+    // (`budget::carries_paid`), so it must carry the flag.
+    let sent = if paid {
+        req.allow_paid_broadcast(true).await
+    } else {
+        req.await
+    };
+    match sent {
+        Ok(m) => CallResult::Sent {
+            id: m.id.0,
+            to,
+            note: None,
+            parts: Vec::new(),
+        },
+        Err(e) => classify(e, Call::Send),
     }
 }
 

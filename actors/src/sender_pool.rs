@@ -137,6 +137,10 @@ impl Actor for SenderPool {
     type Context = Context<Self>;
 }
 
+/// Tries of a notice whose send failed in a way that may pass: a notice
+/// is news for minutes, not worth retrying for ever.
+const NOTICE_ATTEMPTS: u32 = 5;
+
 /// Capped exponential backoff with jitter: 200 ms, 400 ms, … up to 30 s,
 /// each ±25 %, so many chats failing together do not retry in lockstep.
 fn retry_backoff() -> Backoff {
@@ -189,6 +193,17 @@ impl Handler<SendDelivery> for SenderPool {
             reply_to,
         } = msg;
         delivery.attempt += 1;
+        if let DeliveryOp::Notice(op) = &delivery.op {
+            let op = op.clone();
+            let (chat, thread) = (delivery.sub.chat_id, delivery.sub.thread_id);
+            let paid = self.cfg.allow_paid_broadcast;
+            let fut =
+                async move { crate::sender_calls::notice(&bot, chat, thread, &op, paid).await };
+            ctx.spawn(fut.into_actor(self).map(move |result, act, _| {
+                act.finish_notice(delivery, lane, reply_to, result);
+            }));
+            return;
+        }
         if let DeliveryOp::Mirror(op) = &delivery.op {
             let op = op.clone();
             let d = delivery.clone();
@@ -529,6 +544,69 @@ impl SenderPool {
             }
             CallResult::Unreachable(_) | CallResult::Transient(_) | CallResult::Ambiguous(_) => {
                 SendOutcome::Retry(self.retry.delay(delivery.attempt))
+            }
+        };
+        reply_to.do_send(SendFinished {
+            delivery,
+            lane,
+            outcome,
+        });
+    }
+
+    /// Ends a notice: its outcome to the op's `reply`; a 429 and the
+    /// failures that may pass back to the limiter, which sends it again
+    /// (a notice has no dedup key: an ambiguous one is sent again, as
+    /// `delivery.on_ambiguous = retry` does for posts).
+    fn finish_notice(
+        &mut self,
+        delivery: Delivery,
+        lane: usize,
+        reply_to: Recipient<SendFinished>,
+        result: CallResult,
+    ) {
+        let DeliveryOp::Notice(op) = &delivery.op else {
+            unreachable!("a notice op")
+        };
+        let reply = |r: Result<i64, String>| {
+            let tx = op.reply.lock().ok().and_then(|mut g| g.take());
+            if let Some(tx) = tx {
+                let _ = tx.send(r);
+            }
+        };
+        let chat = delivery.sub.chat_id;
+        let outcome = match result {
+            CallResult::Sent { id, .. } => {
+                reply(Ok(i64::from(id)));
+                SendOutcome::Done
+            }
+            CallResult::AlreadySent(id) => {
+                reply(Ok(id));
+                SendOutcome::Done
+            }
+            CallResult::Failed(reason)
+            | CallResult::Skipped(reason)
+            | CallResult::Gone(reason)
+            | CallResult::EitherRefused(reason)
+            | CallResult::SourceRefused(reason) => {
+                reply(Err(reason));
+                SendOutcome::Done
+            }
+            CallResult::RetryAfter(wait) => {
+                events::send_rate_limited(chat, wait);
+                SendOutcome::RetryAfter(wait)
+            }
+            CallResult::TokenRefused => SendOutcome::Revoked,
+            CallResult::LeaseLost => SendOutcome::Done,
+            CallResult::Unreachable(_) | CallResult::Transient(_) | CallResult::Ambiguous(_)
+                if delivery.attempt < NOTICE_ATTEMPTS =>
+            {
+                SendOutcome::Retry(self.retry.delay(delivery.attempt))
+            }
+            CallResult::Unreachable(reason)
+            | CallResult::Transient(reason)
+            | CallResult::Ambiguous(reason) => {
+                reply(Err(reason));
+                SendOutcome::Done
             }
         };
         reply_to.do_send(SendFinished {

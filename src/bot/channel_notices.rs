@@ -7,13 +7,14 @@
 //! subscriptions (stored, [`Store::pause_channel`]); when it reads again
 //! those told get one "resumed" notice ([`Store::resume_channel`]).
 //! Claimed in the store before sending: a notice that fails to send is
-//! logged and counted, never sent twice.
+//! logged and counted, never sent twice. Sent through the rate limiter
+//! (`pipeline/notices.rs`), like every delivery.
 
-use teloxide::payloads::SendMessageSetters;
-use teloxide::prelude::Requester;
-use teloxide::types::{ChatId, InlineKeyboardButton, InlineKeyboardMarkup};
+use kuryer_actors::model::{DestinationKind, NoticeTarget};
+use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup};
 
 use crate::i18n::{Arg, Lang, Texts};
+use crate::pipeline::{Notice, Notices};
 use crate::store::{
     CHANNEL_BOT_REMOVED, CHANNEL_GONE, CHANNEL_PRIVATE, CHANNEL_PROTECTED, CHANNEL_RENAMED,
     ChannelNotice, Store,
@@ -111,37 +112,43 @@ pub fn resumed_keyboard(texts: &Texts, lang: Lang, subscription_id: i64) -> Inli
     )]])
 }
 
-/// Sends each claimed notice through the bot its owner started (else the
-/// first): `make` gives its text and buttons in the owner's language.
+/// Sends each claimed notice through the limiter, by the bot its owner
+/// started (else the first): `make` gives its text and buttons in the
+/// owner's language. All are queued at once; the limiter spaces them
+/// within the bot's and each chat's limits.
 async fn send_notices(
-    bots: &[teloxide::Bot],
+    notices: &Notices,
     channel_id: i64,
     label: &'static str,
     people: Vec<ChannelNotice>,
     make: impl Fn(Lang, i64) -> (String, InlineKeyboardMarkup),
 ) {
-    for n in people {
-        let lang = Lang::parse(&n.language).unwrap_or(Lang::En);
-        let (text, buttons) = make(lang, n.subscription_id);
-        let bot = n
-            .bot_id
-            .and_then(|id| {
-                bots.iter()
-                    .find(|b| crate::telegram::bot_id_of(b.token()) == id)
-            })
-            .or(bots.first());
-        let Some(bot) = bot else {
-            return;
-        };
-        let sent = bot
-            .send_message(ChatId(n.user), text)
-            .reply_markup(buttons)
-            .await;
+    let users: Vec<i64> = people.iter().map(|n| n.user).collect();
+    let batch: Vec<Notice> = people
+        .into_iter()
+        .map(|n| {
+            let lang = Lang::parse(&n.language).unwrap_or(Lang::En);
+            let (text, buttons) = make(lang, n.subscription_id);
+            Notice {
+                to: NoticeTarget {
+                    channel_id,
+                    subscription_id: n.subscription_id,
+                    chat_id: n.user,
+                    kind: DestinationKind::Private,
+                    bot_id: n.bot_id,
+                    thread_id: None,
+                },
+                text,
+                buttons: Some(buttons),
+            }
+        })
+        .collect();
+    for (user, sent) in users.into_iter().zip(notices.send_all(batch).await) {
         let result = sent
             .as_ref()
             .map(|_| ())
             .map_err(|e| e as &dyn std::fmt::Display);
-        crate::telemetry::events::channel_notice(channel_id, n.user, label, result);
+        crate::telemetry::events::channel_notice(channel_id, user, label, result);
     }
 }
 
@@ -150,7 +157,7 @@ async fn send_notices(
 /// `name`: how to call the channel (`@name`, its name before a rename).
 pub async fn tell_channel_problem(
     store: &Store,
-    bots: &[teloxide::Bot],
+    notices: &Notices,
     texts: &Texts,
     channel_id: i64,
     name: &str,
@@ -169,7 +176,7 @@ pub async fn tell_channel_problem(
             return;
         }
     };
-    send_notices(bots, channel_id, problem.label(), people, |lang, sub| {
+    send_notices(notices, channel_id, problem.label(), people, |lang, sub| {
         let mut args = vec![("name", Arg::S(name.to_owned()))];
         if let ChannelProblem::Renamed(Some(new)) = &problem {
             args.push(("new", Arg::S(new.clone())));
@@ -187,7 +194,7 @@ pub async fn tell_channel_problem(
 /// one "resumed" notice.
 pub async fn channel_resumed(
     store: &Store,
-    bots: &[teloxide::Bot],
+    notices: &Notices,
     texts: &Texts,
     channel_id: i64,
     name: &str,
@@ -206,7 +213,7 @@ pub async fn channel_resumed(
             "The channel can be read again; its paused subscriptions resumed."
         );
     }
-    send_notices(bots, channel_id, "resumed", people, |lang, sub| {
+    send_notices(notices, channel_id, "resumed", people, |lang, sub| {
         (
             texts.get(
                 lang,
@@ -222,7 +229,7 @@ pub async fn channel_resumed(
 /// A rename seen by the reader: stored, then told (once per new name).
 pub async fn channel_renamed(
     store: &Store,
-    bots: &[teloxide::Bot],
+    notices: &Notices,
     texts: &Texts,
     channel_id: i64,
     old: &str,
@@ -236,7 +243,7 @@ pub async fn channel_renamed(
     }
     tell_channel_problem(
         store,
-        bots,
+        notices,
         texts,
         channel_id,
         old,

@@ -206,22 +206,6 @@ impl BotHandler {
         chats::on_my_chat_member(self, m).await
     }
 
-    /// Our bot's admin rights in a channel changed (`is_admin`: it has
-    /// them now). Lost: its posts no longer come, so its subscriptions are
-    /// paused and their owners told once; regained: resumed, and those
-    /// told are told so once. `name`: how to call it (`@name`, its title).
-    pub async fn source_channel_rights(&self, channel_id: i64, name: &str, is_admin: bool) {
-        let bots: Vec<Bot> = self.shared.bots.iter().map(|(_, b)| b.clone()).collect();
-        let (store, texts) = (self.store(), &self.shared.texts);
-        if is_admin {
-            channel_notices::channel_resumed(store, &bots, texts, channel_id, name).await;
-        } else {
-            let problem = channel_notices::ChannelProblem::BotRemoved;
-            channel_notices::tell_channel_problem(store, &bots, texts, channel_id, name, problem)
-                .await;
-        }
-    }
-
     /// The user's record and language; registers them (as `/start` would)
     /// when they talk to the bot for the first time.
     async fn user(&self, tg_id: i64, code: Option<&str>) -> Result<(BotUser, Lang), StoreError> {

@@ -112,6 +112,10 @@ pub struct DeliveryConfig {
     pub on_ambiguous: OnAmbiguous,
     /// Failed sends in a row after which a destination is paused.
     pub max_failures: u32,
+    /// A channel's state notices (made private or public, renamed, our
+    /// bot's rights) wait this long for the channel to settle; what it
+    /// settled on is told once (ms).
+    pub notice_debounce_ms: u64,
 }
 
 /// Policy for sends whose outcome is unknown.
@@ -154,6 +158,7 @@ impl Default for DeliveryConfig {
                 OnAmbiguous::Skip
             },
             max_failures: sender.max_failures,
+            notice_debounce_ms: 10_000,
         }
     }
 }
@@ -405,6 +410,10 @@ pub struct ReaderConfig {
     /// than this (s; capped at `verify_interval_s`): Telegram may stop
     /// pushing a channel's updates without a word.
     pub quiet_check_min_s: u64,
+    /// Pushed posts one channel's buffer holds at most while its poller
+    /// has not read them; past it the buffer is dropped and the channel's
+    /// history is read instead (nothing lost).
+    pub max_buffered_per_channel: usize,
     /// Lifetime of an account's lease; renewed every third of it (s).
     pub lease_ttl_s: u64,
     /// Updates grammers may hold for kuryer before it must drop them.
@@ -438,6 +447,7 @@ impl Default for ReaderConfig {
             history_per_second: 1.0,
             verify_interval_s: 600,
             quiet_check_min_s: 60,
+            max_buffered_per_channel: 1_000,
             lease_ttl_s: 30,
             updates_capacity: 100_000,
             relay_access_hash: None,

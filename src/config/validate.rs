@@ -313,6 +313,12 @@ impl Config {
         )?;
         range("delivery.sweep_interval_s", d.sweep_interval_s, 1, 86_400)?;
         range(
+            "delivery.notice_debounce_ms",
+            d.notice_debounce_ms,
+            0,
+            3_600_000,
+        )?;
+        range(
             "delivery.shutdown_deadline_ms",
             d.shutdown_deadline_ms,
             100,
@@ -374,6 +380,12 @@ impl Config {
             1_000.0,
         )?;
         range("reader.verify_interval_s", r.verify_interval_s, 1, 86_400)?;
+        range(
+            "reader.max_buffered_per_channel",
+            r.max_buffered_per_channel,
+            1,
+            1_000_000,
+        )?;
         range("reader.quiet_check_min_s", r.quiet_check_min_s, 1, 86_400)?;
         range("reader.lease_ttl_s", r.lease_ttl_s, 3, 3_600)?;
         range(

@@ -189,7 +189,8 @@ async fn start(
     })
     .await?;
     let texts = Texts::shared();
-    deliver_events(inbox, &pipeline, &store, &bots, texts);
+    let debounce = Duration::from_millis(cfg.delivery.notice_debounce_ms);
+    deliver_events(inbox, &pipeline, &store, debounce, texts);
     let keeper = Keeper::new(
         store.clone(),
         ownership.clone(),
@@ -256,18 +257,18 @@ fn deliver_events(
     inbox: source_events::EventInbox,
     pipeline: &Pipeline,
     store: &Store,
-    bots: &[Bot],
+    debounce: Duration,
     texts: Arc<Texts>,
 ) {
-    actix_rt::spawn(inbox.deliver(Arc::new(PipelineEvents {
-        pipeline: pipeline.clone(),
-        store: store.clone(),
-        bots: bots.to_vec(),
-        texts: texts.clone(),
-    })));
+    actix_rt::spawn(inbox.deliver(Arc::new(PipelineEvents::new(
+        pipeline.clone(),
+        store.clone(),
+        texts.clone(),
+        debounce,
+    ))));
     tokio::spawn(events::tell_owed_resolve_notices(
         store.clone(),
-        bots.to_vec(),
+        pipeline.notices(),
         texts,
     ));
 }

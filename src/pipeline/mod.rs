@@ -7,8 +7,10 @@
 //! | `mod.rs` | the running pipeline's handle: take-overs, subscription changes, stats, the ordered shutdown |
 //! | `config.rs` | its settings from the daemon's configuration |
 //! | `start.rs` | starting it: actors, registry load, resume, workers |
+//! | `notices.rs` | messages of kuryer's own (channel notices, digests) sent through the limiter |
 
 mod config;
+mod notices;
 mod start;
 
 use std::sync::Arc;
@@ -36,6 +38,7 @@ use crate::owed::{Owed, PollerGate};
 use crate::store::{Store, StoreError};
 
 pub use config::{PipelineConfig, limiter_config};
+pub use notices::{Notice, NoticeError, Notices};
 pub use start::PipelineParts;
 
 /// Why the pipeline could not start.
@@ -147,6 +150,12 @@ impl Pipeline {
     #[cfg(any(test, feature = "test-hooks"))]
     pub fn limiter(&self) -> &Addr<RateLimiter> {
         &self.limiter
+    }
+
+    /// The door for messages of kuryer's own (notices, digests): through
+    /// the limiter, like every delivery.
+    pub fn notices(&self) -> Notices {
+        Notices::new(self.limiter.clone())
     }
 
     /// The sender pool, for tests that stop it.

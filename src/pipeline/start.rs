@@ -114,7 +114,6 @@ impl Pipeline {
             ));
         }
         let halt_wait = cfg.sender.request_timeout + Duration::from_secs(1);
-        let digest_bots = bots.clone();
         let a = start_actors(&store, bots, dedup, &cfg, &ownership, shared, source_events);
         let registry_load = load_registry(&store, &a.registry, cfg.load_chunk).await?;
         let supervisor = a.supervisor.run(ChannelSupervisor::new(
@@ -162,7 +161,7 @@ impl Pipeline {
             ownership: &ownership,
         };
         workers.spawn_mirror(mirror.clone(), cfg.resume_window, reader);
-        workers.spawn_digest(digest_bots, cfg.sweep_interval);
+        workers.spawn_digest(cfg.sweep_interval);
         Ok(Self {
             supervisor,
             registry: a.registry,
@@ -331,8 +330,9 @@ impl Workers<'_> {
 
     /// The digest worker, supervised too: a digest in the middle of a run
     /// is finished by the next worker from its `digest_runs` row. Digests
-    /// are sent straight through the bots (`digest.rs`).
-    fn spawn_digest(&self, bots: Vec<Bot>, every: Duration) {
+    /// are sent through the limiter (`digest.rs`).
+    fn spawn_digest(&self, every: Duration) {
+        let limiter = self.limiter.clone();
         let (store, stop, ownership) = (
             self.store.clone(),
             self.stop.clone(),
@@ -344,7 +344,7 @@ impl Workers<'_> {
             move || {
                 crate::digest::DigestWorker::new(
                     store.clone(),
-                    &bots,
+                    limiter.clone(),
                     every,
                     stop.clone(),
                     ownership.clone(),

@@ -15,6 +15,12 @@
 //! - **Moving towards a newcomer**: an instance holding more than its
 //!   share of the accounts gives one back a keeper round, disconnected
 //!   first; the newcomer takes it one TTL after (`give_back_excess`).
+//! - **Push buffers**: a joined channel's pushed posts wait for its poller
+//!   in a buffer of at most `reader.max_buffered_per_channel`; past it the
+//!   buffer is dropped and the next read goes to the history from the
+//!   mark. A channel with no poller running here buffers nothing, and its
+//!   buffer is dropped when its last poller stops or it changes account:
+//!   whoever reads it next reads the history, so nothing is lost.
 //! - **Lost accounts** (session revoked, deauthorised, banned, key used
 //!   elsewhere): ERROR in the log, the account marked `lost`, its channels
 //!   handed to the others; each is caught up from its high-water mark.
@@ -82,6 +88,9 @@ pub(super) struct Inner {
     pub(super) accounts: Mutex<BTreeMap<String, Live>>,
     pub(super) channels: Mutex<HashMap<i64, ChanState>>,
     pub(super) by_bare: Mutex<HashMap<i64, i64>>,
+    /// Pollers (sources) alive per channel: pushes of a channel not here
+    /// are not buffered.
+    pub(super) pollers: Mutex<HashMap<i64, usize>>,
     pub(super) events: Arc<dyn SourceEvents>,
     background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Edits and deletions on their way to `post_events`.
@@ -133,6 +142,7 @@ impl ReaderPool {
             accounts: Mutex::new(BTreeMap::new()),
             channels: Mutex::new(HashMap::new()),
             by_bare: Mutex::new(HashMap::new()),
+            pollers: Mutex::new(HashMap::new()),
             events,
             background: Mutex::new(Vec::new()),
             changes: ChangeQueue::new(super::change_queue::CAP),
@@ -370,6 +380,14 @@ impl ReaderPool {
         lock(&self.0.accounts).keys().cloned().collect()
     }
 
+    /// Pushed posts waiting in `channel_id`'s buffer (for the operator's
+    /// checks and the tests: bounded by `reader.max_buffered_per_channel`).
+    pub fn buffered_posts(&self, channel_id: i64) -> usize {
+        lock(&self.0.channels)
+            .get(&channel_id)
+            .map_or(0, |st| st.buffer.len())
+    }
+
     /// Gives every lease back and disconnects (at shutdown).
     pub async fn close(&self) {
         for t in std::mem::take(&mut *lock(&self.0.background)) {
@@ -395,7 +413,40 @@ impl ReaderPool {
     }
 }
 
+/// Forgets a channel's pushed posts: its next read goes to the history
+/// from the mark, which holds every one of them.
+pub(super) fn drop_buffer(st: &mut ChanState) {
+    st.buffer = BTreeMap::new();
+    st.last_history = None;
+}
+
 impl Inner {
+    /// A poller (source) of the channel starts here.
+    pub(super) fn poller_started(&self, channel_id: i64) {
+        *lock(&self.pollers).entry(channel_id).or_default() += 1;
+    }
+
+    /// A poller of the channel stopped; the last one takes the buffer with it.
+    pub(super) fn poller_stopped(&self, channel_id: i64) {
+        let last = {
+            let mut pollers = lock(&self.pollers);
+            match pollers.get_mut(&channel_id) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                Some(_) => {
+                    pollers.remove(&channel_id);
+                    true
+                }
+                None => false,
+            }
+        };
+        if last && let Some(st) = lock(&self.channels).get_mut(&channel_id) {
+            drop_buffer(st);
+        }
+    }
+
     /// The channel's state, loaded and assigned on first use. `None` when
     /// the channel is not resolved.
     pub(super) async fn ensure_channel(
@@ -549,10 +600,14 @@ impl Inner {
     }
 
     /// A pushed post: into its channel's buffer, and its poller woken.
+    /// With no poller here the post is not kept; over the cap the buffer
+    /// is dropped: either way the next read goes to the history.
     pub(super) fn pushed(&self, bare_id: i64, message: &tl::enums::Message) {
         let Some(channel_id) = lock(&self.by_bare).get(&bare_id).copied() else {
             return;
         };
+        let polled = lock(&self.pollers).contains_key(&channel_id);
+        let cap = self.cfg.max_buffered_per_channel.max(1);
         let woke = {
             let mut ch = lock(&self.channels);
             let Some(st) = ch.get_mut(&channel_id) else {
@@ -560,11 +615,25 @@ impl Inner {
             };
             match mapping::source_message(message, st.info.protected) {
                 Some(m) => {
-                    if m.id > st.verified && !st.buffer.contains_key(&m.id) {
+                    let new = m.id > st.verified && !st.buffer.contains_key(&m.id);
+                    if new {
                         st.pace.saw(1, Instant::now());
                     }
-                    st.buffer.insert(m.id, m);
-                    true
+                    if !polled {
+                        drop_buffer(st);
+                        false
+                    } else if new && st.buffer.len() >= cap {
+                        tracing::info!(
+                            channel_id,
+                            buffered = st.buffer.len(),
+                            "A channel's pushed posts passed the buffer's cap; dropped, its history is read instead."
+                        );
+                        drop_buffer(st);
+                        true
+                    } else {
+                        st.buffer.insert(m.id, m);
+                        true
+                    }
                 }
                 None => {
                     // A service message still takes an id: not a gap.
@@ -665,8 +734,7 @@ impl Inner {
                     s.account = None;
                     s.joined = false;
                     s.verified = 0;
-                    s.last_history = None;
-                    s.buffer.clear();
+                    drop_buffer(s);
                     *id
                 })
                 .collect()

@@ -24,6 +24,10 @@
 //! page shows an album whole (Telegram creates its parts in one request),
 //! so what the history brings is not held. The poller's own grace stays
 //! zero: holding after the read would forward a part alone first.
+//!
+//! The buffer is bounded (`pool.rs`): over its cap, with no poller, or
+//! when the poller stops it is dropped, and the next read goes to the
+//! history from the mark.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,6 +78,7 @@ enum Readable {
 impl ReaderPool {
     /// The source of a channel read over MTProto.
     pub fn source(&self, channel: &ChannelRef) -> MtprotoSource {
+        self.0.poller_started(channel.channel_id);
         MtprotoSource {
             pool: Arc::clone(&self.0),
             channel: channel.clone(),
@@ -81,6 +86,14 @@ impl ReaderPool {
             held: None,
             told: None,
         }
+    }
+}
+
+impl Drop for MtprotoSource {
+    /// The poller stopped (its channel released, its lease moved, the
+    /// process stopping): what waits for it is dropped with it.
+    fn drop(&mut self) {
+        self.pool.poller_stopped(self.channel.channel_id);
     }
 }
 

@@ -147,8 +147,9 @@ impl Store {
     }
 
     /// Channels to poll: resolved and active, with at least one active
-    /// subscription — or administered by our bot, whose pushed posts must be
-    /// read (and so confirmed to Telegram) whether anyone subscribes or not.
+    /// subscription. A bot-admin channel nobody follows is not polled and
+    /// its posts are not kept (anyone can make our bot admin of any number
+    /// of channels); its first subscription starts its poller.
     pub async fn active_channels(&self) -> Result<Vec<ChannelRef>, StoreError> {
         const OP: &str = "list active channels";
         let c = self.conn(OP).await?;
@@ -157,9 +158,8 @@ impl Store {
                 "SELECT c.id, c.telegram_id, c.username, c.bot_is_admin
                    FROM channels c
                   WHERE c.telegram_id IS NOT NULL AND c.status = 'active'
-                    AND (c.bot_is_admin
-                         OR EXISTS (SELECT 1 FROM subscriptions s
-                                     WHERE s.channel_id = c.id AND s.is_active))
+                    AND EXISTS (SELECT 1 FROM subscriptions s
+                                 WHERE s.channel_id = c.id AND s.is_active)
                   ORDER BY c.id",
                 &[],
             )
@@ -174,6 +174,23 @@ impl Store {
                 bot_is_admin: r.get(3),
             })
             .collect())
+    }
+
+    /// Whether anyone subscribes to the channel (a subscription not
+    /// removed, paused or not): a bot-admin channel nobody follows has its
+    /// posts neither kept nor polled.
+    pub async fn channel_subscribed(&self, channel_id: i64) -> Result<bool, StoreError> {
+        const OP: &str = "check channel subscribed";
+        let c = self.conn(OP).await?;
+        let row = c
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM subscriptions
+                                 WHERE channel_id = $1 AND removed_at IS NULL)",
+                &[&channel_id],
+            )
+            .await
+            .op(OP)?;
+        Ok(row.get(0))
     }
 
     /// Channels where our bot is an administrator.

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use kuryer_actors::digest::Entry;
 use kuryer_actors::filters::PostFilter;
-use kuryer_actors::model::MediaKind;
+use kuryer_actors::model::{DestinationKind, MediaKind};
 
 use super::error::OpContext;
 use super::{Store, StoreError};
@@ -36,6 +36,8 @@ pub struct DigestTarget {
     pub thread_id: Option<i32>,
     /// The subscriber's language code.
     pub language: String,
+    /// The chat's kind (its spacing follows from it).
+    pub kind: DestinationKind,
 }
 
 /// One claimed digest.
@@ -225,7 +227,7 @@ impl Store {
         let c = self.conn(OP).await?;
         let row = c
             .query_opt(
-                "SELECT d.chat_id, d.bot_id, NULLIF(d.message_thread_id, 0), u.language
+                "SELECT d.chat_id, d.bot_id, NULLIF(d.message_thread_id, 0), u.language, d.kind
                    FROM subscriptions s
                    JOIN destinations d ON d.id = s.destination_id AND d.is_active
                    JOIN users u ON u.id = s.user_id
@@ -239,6 +241,7 @@ impl Store {
             bot_id: r.get(1),
             thread_id: r.get(2),
             language: r.get(3),
+            kind: DestinationKind::parse(r.get(4)).unwrap_or(DestinationKind::Group),
         }))
     }
 

@@ -53,7 +53,7 @@ pub(super) async fn handle(
         }
         UpdateKind::MyChatMember(m) => {
             handler.on_my_chat_member(m).await?;
-            on_my_chat_member(store, pipeline, updates, handler, m).await
+            on_my_chat_member(store, pipeline, updates, m).await
         }
         UpdateKind::Message(msg) => handler.on_message(msg).await,
         UpdateKind::CallbackQuery(q) => handler.on_callback(q).await,
@@ -185,9 +185,8 @@ async fn on_channel_post(
                 .shared()
                 .channels
                 .insert(chat_id, (ch.channel_id, ch.username.clone()));
-            let channel_id = ch.channel_id;
-            pipeline.start_channel(ch);
-            channel_id
+            // Polled once someone subscribes (`subscription_added`).
+            ch.channel_id
         }
     };
     let Some((message, unread)) = post else {
@@ -195,6 +194,17 @@ async fn on_channel_post(
         // deliver.
         return Ok(());
     };
+    // Anyone may make our bot admin of any number of channels: one nobody
+    // follows has its posts neither kept nor polled (a subscriber added
+    // later gets the posts from then on).
+    if !store.channel_subscribed(channel_id).await? {
+        tracing::debug!(
+            chat_id,
+            channel_id,
+            "A post of a bot-admin channel nobody subscribes to; not kept."
+        );
+        return Ok(());
+    }
     store.inbox_put(channel_id, update_id, &message).await?;
     // Counted once it is kept: a failed write is retried with the update.
     if let Some(kind) = unread {
@@ -219,7 +229,6 @@ async fn on_my_chat_member(
     store: &Store,
     pipeline: &Pipeline,
     updates: &BotUpdates,
-    handler: &BotHandler,
     m: &ChatMemberUpdated,
 ) -> Result<(), StoreError> {
     if !m.chat.is_channel() {
@@ -238,23 +247,32 @@ async fn on_my_chat_member(
         "Our bot's rights in a channel changed."
     );
     // Its subscribers are told when the posts stop or come again (claimed
-    // in the store: once, whichever process takes the update). A notice
-    // that fails is logged there; the update is done either way.
+    // in the store: once, whichever process takes the update), through the
+    // daemon's events: debounced per channel (rights toggled back and forth
+    // tell the final state once) and sent through the limiter.
     if is_admin != was_admin {
         let name = ch.username.as_deref().map_or_else(
             || m.chat.title().unwrap_or("…").to_owned(),
             |u| format!("@{u}"),
         );
-        handler
-            .source_channel_rights(ch.channel_id, &name, is_admin)
-            .await;
+        if is_admin {
+            updates.events.channel_readable(ch.channel_id, &name);
+        } else {
+            updates
+                .events
+                .channel_problem(ch.channel_id, &name, crate::store::CHANNEL_BOT_REMOVED);
+        }
     }
     if is_admin {
         updates
             .shared()
             .channels
             .insert(chat_id, (ch.channel_id, ch.username.clone()));
-        pipeline.start_channel(ch);
+        // Polled only while someone subscribes; a subscription added later
+        // starts its poller (`subscription_added`).
+        if store.channel_subscribed(ch.channel_id).await? {
+            pipeline.start_channel(ch);
+        }
     } else {
         updates.shared().channels.remove(&chat_id);
     }

@@ -42,6 +42,8 @@ mod history;
 mod hostile;
 /// One hostile user hurts no one: link codes, chats you no longer admin, per-user budgets.
 mod hostile_budgets;
+/// One hostile user hurts no one: channel notices and digests within the limits.
+mod hostile_notices;
 /// The HTTP API with a real client.
 mod http;
 mod http_routes;
@@ -70,6 +72,8 @@ mod reader;
 mod reader_album;
 /// Each reader account's look-ups and joins a day; frozen and spam-limited accounts.
 mod reader_budgets;
+/// Pushed posts wait in a bounded buffer, dropped with their poller; nothing is lost.
+mod reader_buffers;
 mod reader_hashes;
 /// A reader account's lease: the local deadline, the taker's wait.
 mod reader_lease;

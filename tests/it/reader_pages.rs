@@ -15,7 +15,7 @@ use kuryer_sim::mtproto::{ChannelSpec, MtprotoFake};
 use crate::common::TestDb;
 use crate::reader::reader_config;
 
-struct Quiet;
+pub(crate) struct Quiet;
 impl kuryer::source_events::SourceEvents for Quiet {
     fn wake(&self, _: i64) {}
     fn resolved(&self, _: ChannelRef) {}
@@ -23,7 +23,7 @@ impl kuryer::source_events::SourceEvents for Quiet {
 
 /// A public channel in the database, assigned to `session` (joined or not),
 /// read from message 0 on.
-async fn channel(
+pub(crate) async fn channel(
     db: &TestDb,
     store: &kuryer::store::Store,
     dc: &MtprotoFake,
@@ -64,7 +64,7 @@ async fn channel(
 
 /// Reads as the poller does (again at once after posts) until `want` ids
 /// came or `limit` passed; answers the ids in the order read.
-async fn read_until(
+pub(crate) async fn read_until(
     source: &mut kuryer::reader::source::MtprotoSource,
     hwm: &mut i32,
     want: usize,

@@ -25,7 +25,7 @@ use crate::model::{Delivery, DeliveryMode, DeliveryOp};
 /// Messages the delivery's call sends: an album's items when it goes out
 /// in one batch call, else 1.
 pub(crate) fn items(d: &Delivery) -> usize {
-    if matches!(d.op, DeliveryOp::Mirror(_)) || !batch(d) {
+    if matches!(d.op, DeliveryOp::Mirror(_) | DeliveryOp::Notice(_)) || !batch(d) {
         1
     } else {
         d.post.copy_ids().len().max(1)
@@ -44,9 +44,10 @@ fn plain_text(d: &Delivery) -> bool {
 }
 
 /// The call can carry `allow_paid_broadcast`: `sendMessage` or a single
-/// `copyMessage` (mirrored edits are not broadcasts).
+/// `copyMessage` (mirrored edits are not broadcasts; a notice is a
+/// `sendMessage`).
 pub(crate) fn carries_paid(d: &Delivery) -> bool {
-    matches!(d.op, DeliveryOp::Mirror(_))
+    matches!(d.op, DeliveryOp::Mirror(_) | DeliveryOp::Notice(_))
         || plain_text(d)
         || (d.sub.mode == DeliveryMode::Copy && !batch(d))
 }
