@@ -12,6 +12,7 @@ use super::reply::{self, Verdict, echo};
 use super::{BotHandler, list};
 use crate::i18n::{Arg, Lang};
 use crate::store::{StoreError, SubState, UserSubscription};
+use crate::telemetry::events;
 
 /// The most names one `/add` handles (each may cost a `getChat`).
 const MAX_NAMES: usize = 20;
@@ -357,7 +358,17 @@ async fn add(
         let added = h.store().add_subscription(uid, &name).await?;
         count += 1;
         h.sync(added.subscription.id).await?;
-        let key = if added.subscription.channel_status == "active" {
+        let waits = super::waiting_key("add", added.subscription.channel_status_reason.as_deref());
+        if added.created
+            && added.subscription.channel_status_reason.as_deref()
+                == Some(crate::store::NO_READER_ACCOUNT)
+        {
+            events::channels_wait_for_reader(1, &name.to_string());
+        }
+        let key = if let Some(key) = waits {
+            // No look-up or read is coming soon: say why rather than "checking".
+            key
+        } else if added.subscription.channel_status == "active" {
             "add-ok"
         } else if added.subscription.channel_status == "pending" {
             // Told "still checking": the outcome follows when the resolve
