@@ -365,22 +365,23 @@ async fn add(
         {
             events::channels_wait_for_reader(1, &name.to_string());
         }
-        let key = if let Some(key) = waits {
-            // No look-up or read is coming soon: say why rather than "checking".
-            key
-        } else if added.subscription.channel_status == "active" {
-            "add-ok"
-        } else if added.subscription.channel_status == "pending" {
-            // Told "still checking": the outcome follows when the resolve
-            // queue settles it, unless it settled meanwhile (said here).
+        let key = if added.subscription.channel_status == "pending" {
+            // Told "still checking" (or why it waits): the outcome follows
+            // when the resolve queue settles it, unless it settled
+            // meanwhile (said here).
             match h
                 .store()
                 .await_resolve_notice(added.subscription.id)
                 .await?
             {
                 Some(status) => super::resolve_notice_key(&status).unwrap_or("add-pending"),
-                None => "add-pending",
+                None => waits.unwrap_or("add-pending"),
             }
+        } else if let Some(key) = waits {
+            // Nobody reads it: say why rather than "subscribed".
+            key
+        } else if added.subscription.channel_status == "active" {
+            "add-ok"
         } else {
             // Settled long ago as not readable: say so rather than "checking".
             super::resolve_notice_key(&added.subscription.channel_status).unwrap_or("add-pending")
