@@ -143,3 +143,38 @@ impl Dedup for RedisDedup {
         })
     }
 }
+
+/// Removes every key under `prefix` on `cfg.url` (`SCAN` and `UNLINK`, a
+/// batch at a time): what a throw-away run (`kuryer demo`) leaves behind.
+/// Returns how many went.
+pub async fn remove_keys_under(cfg: &RedisConfig, prefix: &str) -> redis::RedisResult<u64> {
+    let client = redis::Client::open(cfg.url.expose())?;
+    let mut c = tokio::time::timeout(
+        Duration::from_secs(2),
+        client.get_multiplexed_async_connection(),
+    )
+    .await
+    .map_err(|_| redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)))??;
+    let pattern = format!("{prefix}*");
+    let (mut cursor, mut removed) = (0u64, 0u64);
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(5000)
+            .query_async(&mut c)
+            .await?;
+        if !keys.is_empty() {
+            removed += redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async::<u64>(&mut c)
+                .await?;
+        }
+        if next == 0 {
+            return Ok(removed);
+        }
+        cursor = next;
+    }
+}

@@ -54,17 +54,51 @@ pub struct DemoSummary {
 
 /// Runs the demo; returns its summary (also printed).
 pub async fn run(args: &DemoArgs, cfg: &Config) -> anyhow::Result<DemoSummary> {
-    // The error of a failed connection may hold the URL: name only the key.
+    // The URL is not repeated (it may hold a password): the key is named,
+    // and the reason is each cause's own text (tokio-postgres' top error
+    // says only "error connecting to server" or "invalid configuration").
     let db = ThrowawayDb::create(cfg.database.url.expose(), "kuryer_demo")
         .await
-        .map_err(|e| anyhow::anyhow!("creating the demo's database (database.url): {e}"))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "creating the demo's database (database.url): {}",
+                causes(&e, cfg.database.url.expose())
+            )
+        })?;
     let mut db_cfg = cfg.database.clone();
     db_cfg.url = SecretUrl::new(db.url().to_owned());
     db_cfg.replica_urls.clear();
     let result = run_in(args, cfg, &db_cfg, db.name()).await;
-    // Drop the throw-away database whatever happened.
+    // Drop the throw-away database and the run's Redis keys whatever
+    // happened (the keys would otherwise stay for their TTL).
+    let prefix = format!("{}{}:", cfg.redis.key_prefix, db.name());
     db.drop_now().await;
+    if let Err(e) = crate::dedup::remove_keys_under(&cfg.redis, &prefix).await {
+        tracing::warn!(error = %e, "Could not remove the demo's Redis keys; they expire in 10 minutes.");
+    }
     result
+}
+
+/// An error and its sources, each text once, with `secret` (the URL) cut
+/// out wherever a cause repeats it.
+fn causes(e: &(dyn std::error::Error + 'static), secret: &str) -> String {
+    let mut out = String::new();
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    if secret.is_empty() {
+        out
+    } else {
+        out.replace(secret, "***")
+    }
 }
 
 /// What was published so far: (chat, first message id) per post.

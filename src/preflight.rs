@@ -244,12 +244,18 @@ pub async fn check_bots_at_start(
 pub struct CheckLine {
     pub what: String,
     pub ok: bool,
+    /// Works, but something will not (marked `!`; the exit status stays 0).
+    pub warning: bool,
     pub detail: String,
 }
 
 impl std::fmt::Display for CheckLine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mark = if self.ok { "✓" } else { "✗" };
+        let mark = match (self.ok, self.warning) {
+            (true, false) => "✓",
+            (true, true) => "!",
+            (false, _) => "✗",
+        };
         write!(f, "{mark} {}: {}", self.what, self.detail)
     }
 }
@@ -258,7 +264,12 @@ impl std::fmt::Display for CheckLine {
 /// line per check, in that order.
 pub async fn check_connections(cfg: &Config) -> Vec<CheckLine> {
     let mut lines = Vec::new();
-    lines.push(check_database(cfg).await);
+    let database = check_database(cfg).await;
+    let database_ok = database.ok;
+    lines.push(database);
+    if database_ok && let Some(line) = check_readers(cfg).await {
+        lines.push(line);
+    }
     lines.push(check_redis(cfg).await);
     let bots = match build_bots(
         &cfg.telegram.bot_tokens,
@@ -270,6 +281,7 @@ pub async fn check_connections(cfg: &Config) -> Vec<CheckLine> {
             lines.push(CheckLine {
                 what: "telegram".into(),
                 ok: false,
+                warning: false,
                 detail: e.to_string(),
             });
             return lines;
@@ -279,6 +291,7 @@ pub async fn check_connections(cfg: &Config) -> Vec<CheckLine> {
         lines.push(CheckLine {
             what: "telegram".into(),
             ok: false,
+            warning: false,
             detail: "telegram.bot_tokens is empty".into(),
         });
     }
@@ -289,22 +302,43 @@ pub async fn check_connections(cfg: &Config) -> Vec<CheckLine> {
             Ok(Ok(me)) => CheckLine {
                 what,
                 ok: true,
+                warning: false,
                 detail: format!("getMe answered: @{}", me.username),
             },
             Ok(Err(e)) => CheckLine {
                 what,
                 ok: false,
+                warning: false,
                 detail: e.to_string(),
             },
             Err(_) => CheckLine {
                 what,
                 ok: false,
+                warning: false,
                 detail: format!("no answer within {} s", CHECK_TIMEOUT.as_secs()),
             },
         };
         lines.push(line);
     }
     lines
+}
+
+/// Channels that wait for a reader account that does not exist: a warning
+/// line (`run` would start, and those channels would stay silent).
+async fn check_readers(cfg: &Config) -> Option<CheckLine> {
+    let store = Store::new(&cfg.database).ok()?;
+    let waiting = tokio::time::timeout(CHECK_TIMEOUT, store.channels_waiting_for_reader(5)).await;
+    store.close();
+    let (n, names) = waiting.ok()?.ok()?;
+    (n > 0).then(|| CheckLine {
+        what: "reader accounts".into(),
+        ok: true,
+        warning: true,
+        detail: format!(
+            "none is signed in, and {n} subscribed channel(s) our bot does not administer wait for one ({}): `kuryer login` adds one, or make the bot an administrator of the channel",
+            names.join(", ")
+        ),
+    })
 }
 
 async fn check_database(cfg: &Config) -> CheckLine {
@@ -315,6 +349,7 @@ async fn check_database(cfg: &Config) -> CheckLine {
             return CheckLine {
                 what,
                 ok: false,
+                warning: false,
                 detail: e.to_string(),
             };
         }
@@ -331,6 +366,7 @@ async fn check_database(cfg: &Config) -> CheckLine {
             return CheckLine {
                 what,
                 ok: false,
+                warning: false,
                 detail: e.to_string(),
             };
         }
@@ -343,16 +379,19 @@ async fn check_database(cfg: &Config) -> CheckLine {
         Ok(Ok(())) => CheckLine {
             what,
             ok: true,
+            warning: false,
             detail: format!("connected, SELECT 1 answered{schema}"),
         },
         Ok(Err(e)) => CheckLine {
             what,
             ok: false,
+            warning: false,
             detail: e.to_string(),
         },
         Err(_) => CheckLine {
             what,
             ok: false,
+            warning: false,
             detail: format!("no answer within {} s", CHECK_TIMEOUT.as_secs()),
         },
     };
@@ -366,6 +405,7 @@ async fn check_redis(cfg: &Config) -> CheckLine {
     let fail = |detail: String| CheckLine {
         what: "redis".into(),
         ok: false,
+        warning: false,
         // A Redis URL may hold a password; its errors are not expected to
         // quote it, but nothing is left to chance.
         detail: detail.replace(url, "***"),
@@ -382,6 +422,7 @@ async fn check_redis(cfg: &Config) -> CheckLine {
         Ok(Ok(_)) => CheckLine {
             what,
             ok: true,
+            warning: false,
             detail: "connected, PING answered".into(),
         },
         Ok(Err(e)) => fail(e.to_string()),

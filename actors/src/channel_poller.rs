@@ -113,6 +113,8 @@ impl ChannelPoller {
         persistence: Arc<dyn Persistence>,
         registry: Recipient<PublishPost>,
     ) -> Self {
+        // Its log lines name it by Telegram's id too (`channel_id`).
+        events::channel_known(channel.channel_id, channel.chat_id);
         let interval = cfg.min_interval;
         // 100 ms, doubled each failure (ten times at most), up to max_backoff.
         let retry = Backoff::new(

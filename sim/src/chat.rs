@@ -21,8 +21,9 @@ use tokio::sync::mpsc;
 /// The chat client's command line.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ChatArgs {
-    /// The control API of the running kuryer-sim (printed at its start).
-    #[arg(long)]
+    /// The control API of the running kuryer-sim (printed at its start;
+    /// its `--listen` default unless told otherwise).
+    #[arg(long, default_value = "http://127.0.0.1:8082")]
     pub control: String,
     /// The person's user id (their private chat with the bot has the same id).
     #[arg(long, default_value_t = 42)]

@@ -81,7 +81,8 @@ pub async fn run(cfg: FakeSpec) -> std::io::Result<()> {
 /// [`run`], announcing and ending as `opts` says.
 pub async fn run_with(cfg: FakeSpec, opts: RunOptions) -> std::io::Result<()> {
     let limits = fake_limits(cfg.limit_scale);
-    let fake = fixtures::start_fake(limits, cfg.channels, cfg.users)?;
+    let fake = fixtures::start_fake_on(limits, cfg.channels, cfg.users, cfg.bot_api_port)
+        .map_err(|e| port_taken(e, "--bot-api-port", cfg.bot_api_port))?;
     let bot_tokens = bot_tokens(cfg.bots, &cfg.bot_tokens)?;
     for t in &bot_tokens[1..] {
         fake.add_bot(t);
@@ -105,7 +106,8 @@ pub async fn run_with(cfg: FakeSpec, opts: RunOptions) -> std::io::Result<()> {
     let groups = create_groups(&fake, cfg.groups);
     let bot_api = web::Data::new(BotApiFace::new(fake.clone(), limits, groups));
     let quit = web::Data::new(Quit(Notify::new(), AtomicBool::new(false)));
-    let (server, addr) = control_server(cfg.listen, &bot_api, &people, mtproto.as_ref(), &quit)?;
+    let (server, addr) = control_server(cfg.listen, &bot_api, &people, mtproto.as_ref(), &quit)
+        .map_err(|e| port_taken(e, "--listen", cfg.listen))?;
     let handle = server.handle();
     let served = actix_rt::spawn(server);
     if opts.print_config {
@@ -125,6 +127,15 @@ pub async fn run_with(cfg: FakeSpec, opts: RunOptions) -> std::io::Result<()> {
     }
     fake.stop();
     Ok(())
+}
+
+/// A bind error naming the option that chooses the address, and how to
+/// take a free port instead (two kuryer-sims, or something else on it).
+fn port_taken(e: std::io::Error, option: &str, value: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::new(
+        e.kind(),
+        format!("cannot listen on {value} ({option}): {e}; give another, or 0 for a free one"),
+    )
 }
 
 /// `--limit-scale`: Telegram's limits × k, or none at all for 0.

@@ -52,7 +52,17 @@ pub async fn populate(
 
 /// A fake Telegram knowing the demo's bot, channels and users' chats.
 pub fn start_fake(limits: FakeLimits, channels: u32, users: u32) -> std::io::Result<FakeTelegram> {
-    let fake = FakeTelegram::start(limits)?;
+    start_fake_on(limits, channels, users, 0)
+}
+
+/// [`start_fake`] with its Bot API on 127.0.0.1:`port` (0: a free port).
+pub fn start_fake_on(
+    limits: FakeLimits,
+    channels: u32,
+    users: u32,
+    port: u16,
+) -> std::io::Result<FakeTelegram> {
+    let fake = FakeTelegram::start_on(limits, port)?;
     fake.add_bot(BOT_TOKEN);
     for i in 1..=i64::from(channels) {
         fake.create_channel(

@@ -10,15 +10,30 @@ use anyhow::Context as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+/// The control API's address unless `--listen` says otherwise.
+pub const DEFAULT_CONTROL: &str = "127.0.0.1:8082";
+/// The Bot API face's port unless `--bot-api-port` says otherwise: the
+/// port Telegram's own local Bot API server listens on by default
+/// (tdlib/telegram-bot-api, README.md: `--http-port` "default is 8081").
+/// A choice, not a modelled behaviour.
+pub const DEFAULT_BOT_API_PORT: u16 = 8081;
+
 /// What a fake Telegram process simulates: the one description of it, as
 /// command-line options (`kuryer-sim`, `kuryer-bench fake-telegram`) and as
 /// the spawner's argument.
 #[derive(Debug, Clone, clap::Args)]
 pub struct FakeSpec {
-    /// Address of the control API (the Bot API listens on a free port; both
-    /// URLs are printed as one JSON line).
-    #[arg(long, default_value = "127.0.0.1:0")]
+    /// Address of the control API (both URLs are printed as one JSON
+    /// line). Fixed by default, so the chat client's `--control` and a
+    /// config written once stay right across restarts; `127.0.0.1:0` takes
+    /// a free port.
+    #[arg(long, default_value = DEFAULT_CONTROL)]
     pub listen: std::net::SocketAddr,
+    /// Port of the Bot API face on 127.0.0.1 (`telegram.bot_api_url`).
+    /// Fixed by default, so a config for `kuryer run` need not change at
+    /// each start; 0 takes a free port (tests running several at once).
+    #[arg(long, default_value_t = DEFAULT_BOT_API_PORT)]
+    pub bot_api_port: u16,
     /// Telegram's limits × K (0 = no limits).
     #[arg(long, default_value_t = 0.0)]
     pub limit_scale: f64,
@@ -48,7 +63,9 @@ pub struct FakeSpec {
 impl Default for FakeSpec {
     fn default() -> Self {
         Self {
+            // Spawned ones (tests, benchmarks) take free ports: several run at once.
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            bot_api_port: 0,
             limit_scale: 0.0,
             channels: 50,
             users: 1000,
@@ -66,6 +83,8 @@ impl FakeSpec {
         let mut args = vec![
             "--listen".into(),
             self.listen.to_string(),
+            "--bot-api-port".into(),
+            self.bot_api_port.to_string(),
             "--limit-scale".into(),
             self.limit_scale.to_string(),
             "--channels".into(),

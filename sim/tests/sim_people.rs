@@ -19,6 +19,9 @@ use teloxide::types::{ChatId, InlineKeyboardButton, InlineKeyboardMarkup, Update
 const BOT: &str = "4343:peopleROUTESpeopleROUTES";
 const EXE: &str = env!("CARGO_BIN_EXE_kuryer-sim");
 
+/// Free ports rather than the fixed defaults: tests run at once.
+const FREE_PORTS: [&str; 4] = ["--listen", "127.0.0.1:0", "--bot-api-port", "0"];
+
 async fn call(http: &reqwest::Client, sim: &FakeProcess, route: &str, body: Value) -> (u16, Value) {
     let r = http
         .post(format!("{}{route}", sim.control_url()))
@@ -255,6 +258,7 @@ fn exit_of(mut child: std::process::Child) -> (Option<std::process::ExitStatus>,
 fn with_stdin_closed_it_says_why_it_stops_unless_told_to_ignore_stdin() {
     let closed = Command::new(EXE)
         .args(["--no-mtproto", "--channels", "0", "--users", "0"])
+        .args(FREE_PORTS)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -277,6 +281,7 @@ fn with_stdin_closed_it_says_why_it_stops_unless_told_to_ignore_stdin() {
             BOT,
         ])
         .args(["--ignore-stdin", "--print-config"])
+        .args(FREE_PORTS)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -324,4 +329,45 @@ fn with_stdin_closed_it_says_why_it_stops_unless_told_to_ignore_stdin() {
     });
     let (status, _) = exit_of(kept);
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}
+
+/// Without port options, kuryer-sim listens where it did last time (the
+/// Bot API on 8081, the control API on 8082), so the config it printed
+/// once, and the chat client's default `--control`, stay right across
+/// restarts.
+#[test]
+fn the_default_ports_are_fixed_so_a_printed_config_holds_across_restarts() {
+    let start = || {
+        let mut sim = Command::new(EXE)
+            .args(["--no-mtproto", "--channels", "0", "--users", "0"])
+            .args(["--bot-token", BOT, "--print-config"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(sim.stdout.take().unwrap());
+        let mut config = String::new();
+        while !config.lines().any(|l| l.starts_with("listen = ")) {
+            assert!(
+                std::io::BufRead::read_line(&mut out, &mut config).unwrap() > 0,
+                "{config}"
+            );
+        }
+        // Closing its standard input ends it (and frees the ports).
+        drop(sim.stdin.take());
+        let (status, err) = exit_of(sim);
+        assert!(status.is_some(), "kept running: {err}");
+        config
+    };
+    let first = start();
+    assert!(
+        first.contains("bot_api_url = \"http://127.0.0.1:8081\""),
+        "{first}"
+    );
+    assert!(
+        first.contains("# Control API: http://127.0.0.1:8082"),
+        "{first}"
+    );
+    assert_eq!(start(), first, "the second start printed another config");
 }

@@ -13,6 +13,7 @@ use super::{BotHandler, list};
 use crate::command_budget::Verdict;
 use crate::i18n::{Arg, Lang};
 use crate::store::{StoreError, SubState, UserSubscription};
+use crate::telemetry::events;
 
 /// The most names one `/add` handles (each may cost a `getChat`).
 const MAX_NAMES: usize = 20;
@@ -358,19 +359,30 @@ async fn add(
         let added = h.store().add_subscription(uid, &name).await?;
         count += 1;
         h.sync(added.subscription.id).await?;
-        let key = if added.subscription.channel_status == "active" {
-            "add-ok"
-        } else if added.subscription.channel_status == "pending" {
-            // Told "still checking": the outcome follows when the resolve
-            // queue settles it, unless it settled meanwhile (said here).
+        let waits = super::waiting_key("add", added.subscription.channel_status_reason.as_deref());
+        if added.created
+            && added.subscription.channel_status_reason.as_deref()
+                == Some(crate::store::NO_READER_ACCOUNT)
+        {
+            events::channels_wait_for_reader(1, &name.to_string());
+        }
+        let key = if added.subscription.channel_status == "pending" {
+            // Told "still checking" (or why it waits): the outcome follows
+            // when the resolve queue settles it, unless it settled
+            // meanwhile (said here).
             match h
                 .store()
                 .await_resolve_notice(added.subscription.id)
                 .await?
             {
                 Some(status) => super::resolve_notice_key(&status).unwrap_or("add-pending"),
-                None => "add-pending",
+                None => waits.unwrap_or("add-pending"),
             }
+        } else if let Some(key) = waits {
+            // Nobody reads it: say why rather than "subscribed".
+            key
+        } else if added.subscription.channel_status == "active" {
+            "add-ok"
         } else {
             // Settled long ago as not readable: say so rather than "checking".
             super::resolve_notice_key(&added.subscription.channel_status).unwrap_or("add-pending")

@@ -56,6 +56,8 @@ fn status(h: &BotHandler, lang: Lang, s: &UserSubscription) -> String {
         channel_paused_key(&p.why)
     } else if !s.active {
         "status-dest-off"
+    } else if let Some(key) = super::waiting_key("status", s.channel_status_reason.as_deref()) {
+        key
     } else {
         match s.channel_status.as_str() {
             "active" => "status-active",

@@ -333,6 +333,22 @@ const REPLY_RETRY: Duration = Duration::from_millis(300);
 /// by its stored status; `None` while it is still pending. The "why not"
 /// texts say the subscription stays (listed as not available, delivering
 /// nothing) and `/remove` drops it: as `/list` shows it.
+/// The text of a channel that waits for something not coming soon (a
+/// reader account none exists of, look-ups spent for the day, a flood
+/// wait), by its `channel_status_reason`: `add-…` for `/add`'s answer,
+/// `status-…` for `/list`'s; `None` for any other reason.
+pub(crate) fn waiting_key(place: &str, reason: Option<&str>) -> Option<&'static str> {
+    Some(match (place, reason?) {
+        ("add", "no_reader_account") => "add-waits-reader",
+        ("add", "budget_exhausted_today") => "add-waits-budget",
+        ("add", "flood_wait") => "add-waits-flood",
+        ("status", "no_reader_account") => "status-waits-reader",
+        ("status", "budget_exhausted_today") => "status-waits-budget",
+        ("status", "flood_wait") => "status-waits-flood",
+        _ => return None,
+    })
+}
+
 pub(crate) fn resolve_notice_key(status: &str) -> Option<&'static str> {
     match status {
         "active" => Some("resolve-ready"),

@@ -160,6 +160,7 @@ async fn start(
     let told: Arc<dyn crate::source_events::SourceEvents> = events.clone();
     let readers = ReaderPool::start(store.clone(), cfg, ownership.id().to_owned(), events).await;
     let has_readers = !readers.live_accounts().is_empty();
+    sources::warn_channels_without_reader(&store).await;
     let installation = store.installation_id().await?;
     let dedup = connect_dedup(cfg, &installation).await;
     notifier.status("loading subscriptions and resuming deliveries");

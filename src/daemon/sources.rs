@@ -9,6 +9,8 @@ use kuryer_actors::model::SourceMessage;
 use kuryer_actors::ports::{ChannelSource, SourceError, SourceFactory};
 
 use crate::reader::ReaderPool;
+use crate::store::Store;
+use crate::telemetry::events;
 use crate::updates::BotUpdates;
 
 /// The source of a channel our bot is not admin of, while no MTProto reader
@@ -42,4 +44,16 @@ pub(super) fn factory(updates: BotUpdates, readers: ReaderPool) -> SourceFactory
             Box::new(NoReader)
         }
     })
+}
+
+/// Says at start, once, that channels wait for a reader account none of
+/// which exists (the poller of such a channel asks rarely and quietly).
+pub(super) async fn warn_channels_without_reader(store: &Store) {
+    match store.channels_waiting_for_reader(5).await {
+        Ok((0, _)) => {}
+        Ok((n, names)) => events::channels_wait_for_reader(n, &names.join(", ")),
+        Err(e) => {
+            tracing::warn!(error = %e, "Cannot count the channels waiting for a reader account.")
+        }
+    }
 }

@@ -16,7 +16,7 @@ use serde_json::json;
 use super::ApiState;
 use super::auth::Authorized;
 use super::error::{ApiError, make_live, with_timeout};
-use crate::store::{SubState, UserSubscription};
+use crate::store::{NO_READER_ACCOUNT, SubState, UserSubscription};
 use crate::telemetry::events;
 
 /// Body of `POST /add_channel`.
@@ -70,6 +70,9 @@ pub(super) async fn add_channel(
     }
     if added.created {
         events::subscription_created(body.user_id, &channel, added.subscription.id);
+        if added.subscription.channel_status_reason.as_deref() == Some(NO_READER_ACCOUNT) {
+            events::channels_wait_for_reader(1, &channel.to_string());
+        }
     }
     let backfill = super::copies::backfill(&state, added.subscription.id, backfill).await?;
     let mut answer = serde_json::to_value(&added).unwrap_or_else(|_| json!({}));

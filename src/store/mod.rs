@@ -8,6 +8,44 @@
 //! `impl Store` block in its own file; `persistence` adapts the store to the
 //! actors' `Persistence` port.
 
+/// Why a subscription's channel delivers nothing (yet), as SQL over the
+/// channel row `c`: `NULL` while it is read; else a short machine-readable
+/// reason the API answers (`channel_status_reason`) and the bot words.
+/// A channel our bot does not administer is read by a reader account
+/// (`status = 'active'`: signed in, not lost, logged out or frozen); with
+/// none, it waits for one (`no_reader_account`). A pending one waits for a
+/// look-up (`resolving`), which none can make while every account's
+/// look-ups for the UTC day are spent (`budget_exhausted_today`) or every
+/// account is in a flood wait on `contacts.resolveUsername` (`flood_wait`).
+/// A macro so the queries that show subscriptions can `concat!` it.
+macro_rules! channel_status_reason_sql {
+    () => {
+        "CASE
+           WHEN c.status = 'invalid' THEN 'username_not_found'
+           WHEN c.status = 'private' THEN 'private_channel'
+           WHEN c.status = 'not_a_channel' THEN 'not_a_channel'
+           WHEN c.status = 'gone' THEN 'channel_gone'
+           WHEN c.status = 'active' AND c.bot_is_admin THEN NULL
+           WHEN NOT EXISTS (SELECT 1 FROM reader_accounts ra WHERE ra.status = 'active')
+             THEN 'no_reader_account'
+           WHEN c.status = 'active' THEN NULL
+           WHEN NOT EXISTS (SELECT 1 FROM reader_accounts ra
+                              LEFT JOIN reader_budgets rb
+                                ON rb.account = ra.name
+                               AND rb.day = (now() AT TIME ZONE 'UTC')::date
+                             WHERE ra.status = 'active'
+                               AND (rb.account IS NULL OR rb.resolves < rb.resolve_limit))
+             THEN 'budget_exhausted_today'
+           WHEN NOT EXISTS (SELECT 1 FROM reader_accounts ra
+                             WHERE ra.status = 'active'
+                               AND (ra.flood_wait_until IS NULL OR ra.flood_wait_until <= now()
+                                    OR ra.flood_wait_method IS DISTINCT FROM 'contacts.resolveUsername'))
+             THEN 'flood_wait'
+           ELSE 'resolving'
+         END"
+    };
+}
+
 /// Reader accounts: sessions, leases, channel assignments.
 mod accounts;
 
@@ -114,6 +152,8 @@ pub use post_events::{
 pub use resolve::{FoundChannel, PendingChannel, ResolveNotice, Unresolvable};
 pub use send_settings::Extra;
 pub use settings::{BotStats, RouteOutcome, SubState, UserSubscription};
-pub use subscriptions::{AddedSubscription, SubscriptionStream, SubscriptionView};
+pub use subscriptions::{
+    AddedSubscription, NO_READER_ACCOUNT, SubscriptionStream, SubscriptionView,
+};
 pub use user_budgets::AddBudget;
 pub use users::{BotUser, DestinationView, LinkOutcome, LostDestination};

@@ -182,6 +182,35 @@ impl Store {
         Ok(())
     }
 
+    /// Channels some live subscription wants that no reader account can
+    /// read or look up (our bot is not their admin and no account is
+    /// signed in): how many, and up to `sample` of their names.
+    pub async fn channels_waiting_for_reader(
+        &self,
+        sample: i64,
+    ) -> Result<(i64, Vec<String>), StoreError> {
+        const OP: &str = "count channels waiting for a reader account";
+        let c = self.conn(OP).await?;
+        let rows = c
+            .query(
+                concat!(
+                    "SELECT count(*) OVER (), COALESCE('@' || c.username, c.telegram_id::text)
+                       FROM channels c
+                      WHERE EXISTS (SELECT 1 FROM subscriptions s
+                                     WHERE s.channel_id = c.id AND s.removed_at IS NULL)
+                        AND ",
+                    channel_status_reason_sql!(),
+                    " = 'no_reader_account'
+                      ORDER BY c.id LIMIT $1"
+                ),
+                &[&sample],
+            )
+            .await
+            .op(OP)?;
+        let n = rows.first().map_or(0, |r| r.get::<_, i64>(0));
+        Ok((n, rows.iter().map(|r| r.get(1)).collect()))
+    }
+
     /// A channel's status by name (`pending`, `active`, `invalid`, …).
     pub async fn channel_status(&self, username: &str) -> Result<Option<String>, StoreError> {
         const OP: &str = "read channel status";

@@ -26,6 +26,9 @@ pub struct UserSubscription {
     pub channel_title: Option<String>,
     /// `pending`, `active`, `invalid` or `gone`.
     pub channel_status: String,
+    /// Why the channel delivers nothing yet (`no_reader_account`,
+    /// `resolving`, …); `None` while it is read.
+    pub channel_status_reason: Option<String>,
     /// `destinations.id` posts go to.
     pub destination_id: i64,
     /// Its chat.
@@ -86,15 +89,19 @@ pub struct BotStats {
     pub sent_last_day: i64,
 }
 
-const USER_SUBSCRIPTION_SQL: &str = "
+const USER_SUBSCRIPTION_SQL: &str = concat!(
+    "
     SELECT s.id, u.telegram_id, c.username, c.title, c.status, d.id, d.chat_id, d.kind, d.title,
            s.mode, s.filters, NOT s.is_active, s.is_active AND d.is_active,
-           c.unreadable, c.unreadable_since
+           c.unreadable, c.unreadable_since, ",
+    channel_status_reason_sql!(),
+    "
       FROM subscriptions s
       JOIN users u ON u.id = s.user_id
       JOIN channels c ON c.id = s.channel_id
       JOIN destinations d ON d.id = s.destination_id
-     WHERE s.removed_at IS NULL";
+     WHERE s.removed_at IS NULL"
+);
 
 fn user_subscription(r: &tokio_postgres::Row) -> Result<UserSubscription, StoreError> {
     const OP: &str = "read subscription";
@@ -104,6 +111,7 @@ fn user_subscription(r: &tokio_postgres::Row) -> Result<UserSubscription, StoreE
         channel_username: r.get(2),
         channel_title: r.get(3),
         channel_status: r.get(4),
+        channel_status_reason: r.get(15),
         destination_id: r.get(5),
         destination_chat_id: r.get(6),
         destination_kind: parse_kind(OP, r.get(7))?,

@@ -9,6 +9,10 @@ use tokio::sync::mpsc;
 use super::error::OpContext;
 use super::{Store, StoreError};
 
+/// The `channel_status_reason` of a channel that waits for a reader
+/// account none exists of (`channel_status_reason_sql!`).
+pub const NO_READER_ACCOUNT: &str = "no_reader_account";
+
 /// A subscription as the API and `/list` show it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SubscriptionView {
@@ -24,6 +28,9 @@ pub struct SubscriptionView {
     pub channel_title: Option<String>,
     /// `pending`, `active`, `invalid` or `gone`.
     pub channel_status: String,
+    /// Why the channel delivers nothing yet (`no_reader_account`,
+    /// `resolving`, `budget_exhausted_today`, …); `None` while it is read.
+    pub channel_status_reason: Option<String>,
     /// `destinations.id` posts go to (`GET /destinations/{user_id}`).
     pub destination_id: i64,
     /// The chat posts go to.
@@ -308,15 +315,19 @@ const ACTIVE_SUBSCRIPTION_SQL: &str = "
       JOIN destinations d ON d.id = s.destination_id
      WHERE s.is_active AND d.is_active";
 
-const SUBSCRIPTION_VIEW_SQL: &str = "
+const SUBSCRIPTION_VIEW_SQL: &str = concat!(
+    "
     SELECT s.id, u.telegram_id, c.username, c.telegram_id, c.title, c.status,
            d.chat_id, d.kind, s.mode, s.is_active AND d.is_active, s.created_at,
            d.id, s.filters, NOT s.is_active, s.transform, s.quiet,
-           c.unreadable, c.unreadable_since
+           c.unreadable, c.unreadable_since, ",
+    channel_status_reason_sql!(),
+    "
       FROM subscriptions s
       JOIN users u ON u.id = s.user_id
       JOIN channels c ON c.id = s.channel_id
-      JOIN destinations d ON d.id = s.destination_id";
+      JOIN destinations d ON d.id = s.destination_id"
+);
 
 fn subscription_view(r: &tokio_postgres::Row) -> Result<SubscriptionView, StoreError> {
     const OP: &str = "read subscription";
@@ -327,6 +338,7 @@ fn subscription_view(r: &tokio_postgres::Row) -> Result<SubscriptionView, StoreE
         channel_id: r.get(3),
         channel_title: r.get(4),
         channel_status: r.get(5),
+        channel_status_reason: r.get(18),
         destination_chat_id: r.get(6),
         destination_kind: parse_kind(OP, r.get(7))?,
         mode: parse_mode(OP, r.get(8))?,

@@ -4,11 +4,14 @@
 //! actors' events are in `kuryer_actors::telemetry::events`.
 //!
 //! This module is in the foundation layer: it takes plain values (ids,
-//! names, errors as `Display`), never a type of a higher module.
+//! names, errors as `Display`), never a type of a higher module. A
+//! channel is logged as the actors' events log it: `channel_id` is
+//! Telegram's id (once a poller read it), `channel_key` kuryer's.
 
 use std::fmt::{Debug, Display};
 use std::time::Duration;
 
+use kuryer_actors::telemetry::events::telegram_id;
 use kuryer_actors::telemetry::registry as r;
 
 // --- The HTTP API -----------------------------------------------------------
@@ -209,7 +212,8 @@ pub fn resolve_notice(channel_id: i64, user: i64, status: &str, result: Result<(
         Ok(()) => {
             r::RESOLVE_NOTICES_TOTAL.at(["sent".into()]).increment(1);
             tracing::debug!(
-                channel_id,
+                channel_id = telegram_id(channel_id),
+                channel_key = channel_id,
                 user,
                 status,
                 "Told a subscriber how the channel's look-up ended."
@@ -217,7 +221,7 @@ pub fn resolve_notice(channel_id: i64, user: i64, status: &str, result: Result<(
         }
         Err(e) => {
             r::RESOLVE_NOTICES_TOTAL.at(["failed".into()]).increment(1);
-            tracing::info!(channel_id, user, status, error = %e, "Could not tell a subscriber how the channel's look-up ended.");
+            tracing::info!(channel_id = telegram_id(channel_id), channel_key = channel_id, user, status, error = %e, "Could not tell a subscriber how the channel's look-up ended.");
         }
     }
 }
@@ -235,7 +239,8 @@ pub fn channel_notice(
                 .at([problem.into(), "sent".into()])
                 .increment(1);
             tracing::debug!(
-                channel_id,
+                channel_id = telegram_id(channel_id),
+                channel_key = channel_id,
                 user,
                 problem,
                 "Told a subscriber about their channel."
@@ -245,7 +250,7 @@ pub fn channel_notice(
             r::CHANNEL_NOTICES_TOTAL
                 .at([problem.into(), "failed".into()])
                 .increment(1);
-            tracing::info!(channel_id, user, problem, error = %e, "Could not tell a subscriber about their channel.");
+            tracing::info!(channel_id = telegram_id(channel_id), channel_key = channel_id, user, problem, error = %e, "Could not tell a subscriber about their channel.");
         }
     }
 }
@@ -333,7 +338,11 @@ pub fn reader_flood_wait(account: &str, method: &'static str, wait: Duration) {
 /// A new post pushed to a reader account woke its channel.
 pub fn reader_post_pushed(channel_id: i64) {
     r::READER_PUSHED_POSTS_TOTAL.get().increment(1);
-    tracing::trace!(channel_id, "New post pushed; waking its channel.");
+    tracing::trace!(
+        channel_id = telegram_id(channel_id),
+        channel_key = channel_id,
+        "New post pushed; waking its channel."
+    );
 }
 
 /// A reader account saw an edit or deletion (`kind`: `edit`, `delete`).
@@ -349,7 +358,8 @@ pub fn reader_change_dropped(what: &str, channel_id: i64, dropped: u64, cap: usi
     if dropped % 1000 == 1 {
         tracing::error!(
             what,
-            channel_id,
+            channel_id = telegram_id(channel_id),
+            channel_key = channel_id,
             dropped,
             cap,
             "Too many source changes wait for the database; dropping the oldest (not mirrored)."
@@ -386,7 +396,8 @@ pub fn reader_peer_flood(account: &str, channel_id: i64) {
     r::READER_PEER_FLOOD_TOTAL.get().increment(1);
     tracing::warn!(
         account,
-        channel_id,
+        channel_id = telegram_id(channel_id),
+        channel_key = channel_id,
         error = "PEER_FLOOD",
         "Telegram refused the reader account's join (PEER_FLOOD: limited for spam); it joins nothing more today and its channels stay polled."
     );
@@ -406,7 +417,12 @@ pub fn reader_budget_spent(account: &str, kind: &'static str) {
 /// A channel name resolved to a readable channel.
 pub fn channel_resolved(channel: &str, channel_id: i64) {
     r::READER_RESOLVED_TOTAL.at(["active".into()]).increment(1);
-    tracing::info!(channel, channel_id, "Channel resolved.");
+    tracing::info!(
+        channel,
+        channel_id = telegram_id(channel_id),
+        channel_key = channel_id,
+        "Channel resolved."
+    );
 }
 
 /// A channel name that leads to no readable channel (`status` says why).
@@ -416,5 +432,17 @@ pub fn channel_unresolvable(channel: &str, status: &'static str) {
         channel,
         status,
         "Channel name does not lead to a readable channel."
+    );
+}
+
+/// Channels wait for a reader account that does not exist: our bot is not
+/// their admin and no account is signed in, so nothing looks them up or
+/// reads them. Said at start (`channels`: how many, `examples`: some names)
+/// and when a subscription to such a channel is made (`channels` = 1).
+pub fn channels_wait_for_reader(channels: i64, examples: &str) {
+    tracing::warn!(
+        channels,
+        examples,
+        "Channels wait for a reader account: our bot is not their admin and no reader account is signed in. `kuryer login` adds one; or make the bot an administrator of the channel."
     );
 }

@@ -119,6 +119,11 @@ async fn a_person_talks_to_the_bot_through_kuryer_sim_chat() {
     let mut sim = Killed(
         Command::new(&sim_exe)
             .args([
+                // Free ports: tests run at once, and beside a laptop's own.
+                "--listen",
+                "127.0.0.1:0",
+                "--bot-api-port",
+                "0",
                 "--channels",
                 "0",
                 "--users",

@@ -169,6 +169,8 @@ async fn read_only_commands_never_create_or_migrate_a_database() {
 /// latency figures says what bounds them.
 #[test]
 fn the_demo_says_what_bounds_its_figures_and_logs_only_warnings() {
+    // A prefix of this test alone: the demo's keys go under it.
+    let prefix = format!("kuryer_demo_test_{}:", std::process::id());
     let demo = |scale: &str| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_kuryer"));
         for (k, _) in std::env::vars() {
@@ -178,6 +180,7 @@ fn the_demo_says_what_bounds_its_figures_and_logs_only_warnings() {
         }
         let out = c
             .env("KURYER_DATABASE_URL", crate::common::admin_url())
+            .env("KURYER_REDIS_KEY_PREFIX", &prefix)
             .args([
                 "demo",
                 "--config",
@@ -227,6 +230,60 @@ fn the_demo_says_what_bounds_its_figures_and_logs_only_warnings() {
             && stdout.contains("1 bot × 30/s × 30 = 900 deliveries/s"),
         "{stdout}"
     );
+    // Its dedup keys went with it (they stayed for 10 minutes: ~57,600
+    // after a default run).
+    let left: Vec<String> = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let client = redis::Client::open("redis://127.0.0.1:6379/0").unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("KEYS")
+            .arg(format!("{prefix}*"))
+            .query_async(&mut c)
+            .await
+            .unwrap()
+    });
+    assert!(
+        left.is_empty(),
+        "{} keys left, e.g. {:?}",
+        left.len(),
+        left.first()
+    );
+}
+
+/// A database URL the demo cannot use: the error keeps the reason
+/// (it said only "error connecting to server").
+#[test]
+fn the_demo_says_why_it_cannot_reach_the_database() {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kuryer"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("KURYER_") || k == "CREDENTIALS_DIRECTORY" || k == "RUST_LOG" {
+            c.env_remove(k);
+        }
+    }
+    // Port 1 on the loopback: nothing listens, the connection is refused.
+    let out = c
+        .env(
+            "KURYER_DATABASE_URL",
+            "postgres://postgres:hunter2secret@127.0.0.1:1/kuryer",
+        )
+        .args([
+            "demo",
+            "--config",
+            "/dev/null",
+            "--channels",
+            "1",
+            "--users",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("database.url"), "{err}");
+    assert!(
+        err.to_lowercase().contains("connection refused"),
+        "the reason is lost: {err}"
+    );
+    assert!(!err.contains("hunter2secret"), "{err}");
 }
 
 /// `kuryer instances` says where each instance runs: with several hosts,

@@ -14,7 +14,8 @@ pub(crate) struct Api {
     /// The API's database, to set up what only the bot creates.
     pub(crate) store: kuryer::store::Store,
     handle: actix_web::dev::ServerHandle,
-    _db: TestDb,
+    /// Its database, to set up rows no route makes.
+    pub(crate) db: TestDb,
 }
 
 impl Api {
@@ -35,7 +36,7 @@ impl Api {
             client: reqwest::Client::new(),
             store,
             handle,
-            _db: db,
+            db,
         }
     }
 

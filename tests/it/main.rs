@@ -65,6 +65,8 @@ mod mirror_reader;
 mod ops;
 /// Paid broadcast holds the free limits for the calls that cannot carry its flag.
 mod paid_broadcast;
+/// A waiting channel says why: the API's reason, the start WARN, `check-config`, the bot.
+mod pending_reason;
 /// The actor pipeline end to end.
 mod pipeline;
 /// The MTProto reader against the fake data centre.

@@ -1,5 +1,6 @@
 //! A channel added with `/add` while it is still being resolved
-//! is answered "still checking", and the user is told once, in their
+//! is answered "still checking" (with no reader account: "cannot read it
+//! yet"), and the user is told once, in their
 //! language, how it ended. The real binary, the fake Bot API and the fake
 //! data centre.
 
@@ -79,9 +80,9 @@ async fn the_user_is_told_once_how_each_pending_channel_ended() {
     assert!(replied(2).await, "{}", daemon.log_text());
     let add = texts(&bot_api, user)[1].clone();
     assert_eq!(
-        add.matches("канал ещё проверяется").count(),
+        add.matches("у сервиса нет аккаунта-читателя").count(),
         2,
-        "both pending: {add}"
+        "both wait for a reader account: {add}"
     );
     assert_eq!(daemon.terminate(), Some(0), "{}", daemon.log_text());
 

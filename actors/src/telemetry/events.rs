@@ -7,22 +7,58 @@
 //! The daemon's own events (reader accounts, bot updates, notices, the
 //! HTTP API) are in `src/telemetry/events.rs`, on the same registry.
 
+use std::collections::HashMap;
 use std::fmt::Display;
+use std::sync::{LazyLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use super::registry as r;
 
+// --- Channels by Telegram's id ----------------------------------------------
+//
+// Log lines name a channel as operators and the API do, by Telegram's id
+// (`channel_id`, `-100…`, `CHANNEL_ID` in journald), and by kuryer's own
+// (`channel_key`, `channels.id`). The actors carry kuryer's; each poller
+// says which Telegram id it reads as it is made, and the events look it up.
+
+/// Telegram's id of each channel a poller was made for, by `channels.id`.
+static TELEGRAM_IDS: LazyLock<RwLock<HashMap<i64, i64>>> = LazyLock::new(Default::default);
+
+/// Channel `key` (`channels.id`) is Telegram's `chat_id`, from now on.
+pub fn channel_known(key: i64, chat_id: i64) {
+    TELEGRAM_IDS
+        .write()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(key, chat_id);
+}
+
+/// Telegram's id of channel `key`, once a poller was made for it (`None`
+/// records no `channel_id` field).
+pub fn telegram_id(key: i64) -> Option<i64> {
+    TELEGRAM_IDS
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&key)
+        .copied()
+}
+
 /// A post recorded for the first time and about to be fanned out.
-pub fn post_detected(channel_id: i64, post_id: i32) {
+pub fn post_detected(channel_key: i64, post_id: i32) {
     r::POSTS_DETECTED_TOTAL.get().increment(1);
-    tracing::debug!(channel_id, post_id, "Post detected.");
+    tracing::debug!(
+        channel_id = telegram_id(channel_key),
+        channel_key,
+        post_id,
+        "Post detected."
+    );
 }
 
 /// One poll of one channel ended (whatever it found).
-pub fn channel_polled(channel_id: i64, took: Duration) {
+pub fn channel_polled(channel_key: i64, took: Duration) {
     r::POLL_DURATION_SECONDS.get().record(took.as_secs_f64());
     tracing::trace!(
-        channel_id,
+        channel_id = telegram_id(channel_key),
+        channel_key,
         took_ms = took.as_millis() as u64,
         "Channel polled."
     );
@@ -31,7 +67,13 @@ pub fn channel_polled(channel_id: i64, took: Duration) {
 /// A post turned into `deliveries` queued deliveries; `filtered` were not
 /// made (the subscription's filters refused the post), `held` wait out
 /// quiet hours.
-pub fn post_fanned_out(channel_id: i64, post_id: i32, deliveries: usize, filtered: u64, held: u64) {
+pub fn post_fanned_out(
+    channel_key: i64,
+    post_id: i32,
+    deliveries: usize,
+    filtered: u64,
+    held: u64,
+) {
     if filtered > 0 {
         r::DELIVERIES_FILTERED_TOTAL.get().increment(filtered);
     }
@@ -40,14 +82,21 @@ pub fn post_fanned_out(channel_id: i64, post_id: i32, deliveries: usize, filtere
     }
     // The one INFO line of a post's story (not one per delivery): with
     // `CHANNEL_ID`/`POST_ID` in journald it finds the rest.
-    tracing::info!(channel_id, post_id, deliveries, "Post fanned out.");
+    tracing::info!(
+        channel_id = telegram_id(channel_key),
+        channel_key,
+        post_id,
+        deliveries,
+        "Post fanned out."
+    );
 }
 
 /// A post no retry can record, kept in `dead_letters` and skipped.
-pub fn post_dead_lettered(channel_id: i64, message_id: i32, error: &dyn Display) {
+pub fn post_dead_lettered(channel_key: i64, message_id: i32, error: &dyn Display) {
     r::DEAD_LETTERS_TOTAL.at(["post".into()]).increment(1);
     tracing::error!(
-        channel_id,
+        channel_id = telegram_id(channel_key),
+        channel_key,
         message_id,
         error = %error,
         "A post cannot be recorded; kept in dead_letters and skipped."
@@ -55,19 +104,25 @@ pub fn post_dead_lettered(channel_id: i64, message_id: i32, error: &dyn Display)
 }
 
 /// A poller's channel source panicked; the poller builds a new one.
-pub fn channel_source_panicked(channel_id: i64, failures: u32) {
+pub fn channel_source_panicked(channel_key: i64, failures: u32) {
     r::POLLER_RESTARTS_TOTAL.get().increment(1);
     tracing::error!(
-        channel_id,
+        channel_id = telegram_id(channel_key),
+        channel_key,
         failures,
         "Channel source panicked; rebuilding it."
     );
 }
 
 /// The supervisor started a poller again after it died of a panic.
-pub fn poller_restarted(channel_id: i64, restarts: u64) {
+pub fn poller_restarted(channel_key: i64, restarts: u64) {
     r::POLLER_RESTARTS_TOTAL.get().increment(1);
-    tracing::info!(channel_id, restarts, "Channel poller restarted.");
+    tracing::info!(
+        channel_id = telegram_id(channel_key),
+        channel_key,
+        restarts,
+        "Channel poller restarted."
+    );
 }
 
 /// A supervised background task panicked; it runs again after `backoff`.
@@ -136,10 +191,11 @@ pub fn destination_gone(chat_id: i64, destination_id: i64, reason: &str) {
 /// The bot can no longer read a post's source chat (the relay channel, or
 /// a bot-admin channel): its deliveries wait, no destination is touched.
 /// Once per episode.
-pub fn source_refused(source_chat_id: i64, channel_id: i64, relay: bool, reason: &str) {
+pub fn source_refused(source_chat_id: i64, channel_key: i64, relay: bool, reason: &str) {
     tracing::error!(
         source_chat_id,
-        channel_id,
+        channel_id = telegram_id(channel_key),
+        channel_key,
         relay,
         reason = %reason,
         error_kind = "source_refused",
@@ -148,10 +204,11 @@ pub fn source_refused(source_chat_id: i64, channel_id: i64, relay: bool, reason:
 }
 
 /// A source chat refused before reads again: its deliveries go out.
-pub fn source_readable(source_chat_id: i64, channel_id: i64, relay: bool) {
+pub fn source_readable(source_chat_id: i64, channel_key: i64, relay: bool) {
     tracing::info!(
         source_chat_id,
-        channel_id,
+        channel_id = telegram_id(channel_key),
+        channel_key,
         relay,
         "The bot reads this source chat again; its deliveries go out."
     );

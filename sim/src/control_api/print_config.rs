@@ -1,7 +1,7 @@
 //! `kuryer-sim --print-config`: instead of the JSON line of addresses, a
 //! config.toml for `kuryer run` against this very process, so no address
-//! has to be copied by hand (the Bot API port is a free one, new on every
-//! start).
+//! has to be copied by hand (with `--bot-api-port 0` the port is a free
+//! one, new on every start; by default it is 8081 every time).
 
 use std::io::Write;
 use std::net::SocketAddr;

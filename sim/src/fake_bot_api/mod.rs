@@ -159,8 +159,13 @@ impl FakeTelegram {
     /// its own actix `System`, so it never competes with the caller's runtime
     /// thread. Returns once the socket is listening.
     pub fn start(limits: FakeLimits) -> io::Result<FakeTelegram> {
+        Self::start_on(limits, 0)
+    }
+
+    /// [`FakeTelegram::start`] on 127.0.0.1:`port` (0: a free port).
+    pub fn start_on(limits: FakeLimits, port: u16) -> io::Result<FakeTelegram> {
         let shared = Arc::new(Shared::new(limits));
-        let control = ServerControl::start(&shared)?;
+        let control = ServerControl::start(&shared, port)?;
         Ok(FakeTelegram {
             shared,
             control: Arc::new(control),

@@ -57,13 +57,13 @@ enum Event {
 impl ServerControl {
     /// Starts the server thread (see [`FakeTelegram::start`](super::FakeTelegram::start))
     /// and returns once the socket is listening.
-    pub(super) fn start(shared: &Arc<Shared>) -> io::Result<Self> {
+    pub(super) fn start(shared: &Arc<Shared>, port: u16) -> io::Result<Self> {
         let (event_tx, event_rx) = mpsc::channel();
         let (command_tx, command_rx) = mpsc::channel();
         let thread_shared = Arc::clone(shared);
         let thread = std::thread::Builder::new()
             .name("fake-telegram".to_owned())
-            .spawn(move || server_thread(&thread_shared, &event_tx, &command_rx))?;
+            .spawn(move || server_thread(&thread_shared, port, &event_tx, &command_rx))?;
         let (handle, addr) = match event_rx.recv() {
             Ok(Event::Started(Ok(started))) => started,
             Ok(Event::Started(Err(e))) => {
@@ -157,11 +157,12 @@ impl Drop for ServerControl {
 
 fn server_thread(
     shared: &Arc<Shared>,
+    port: u16,
     events: &mpsc::Sender<Event>,
     commands: &mpsc::Receiver<Command>,
 ) {
     let system = actix_rt::System::new();
-    let mut addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    let mut addr = SocketAddr::from(([127, 0, 0, 1], port));
     loop {
         let served = system.block_on(async {
             match build_server(shared, addr) {

@@ -158,6 +158,15 @@ async fn metrics_equal_what_the_fake_received_and_survive_a_restart() {
             .all(|l| l["level"] == "INFO" && l["channel_id"].is_i64() && l["post_id"].is_i64()),
         "{fanned:?}"
     );
+    // By Telegram's id, as the API and README's `CHANNEL_ID=-100…` name
+    // it; kuryer's own id apart (`channel_id` was kuryer's: 1).
+    assert!(
+        fanned
+            .iter()
+            .all(|l| l["channel_id"] == CHANNEL && l["channel_key"].as_i64().is_some_and(|k| k > 0)),
+        "{fanned:?}"
+    );
+    readme_journalctl_examples_find_lines(&lines);
     let flood = lines
         .iter()
         .find(|l| l["message"] == "Flood wait from Telegram; pausing.")
@@ -417,4 +426,72 @@ fn metric_names_are_written_only_in_the_registry() {
         }
     }
     assert!(macros >= 3, "the registry's own macro calls were not found");
+}
+
+/// Every `journalctl FIELD=VALUE …` example of README finds lines of this
+/// run's JSON log (journald has the same fields, upper-cased): a number is
+/// matched by a line carrying all the example's fields with numbers of the
+/// same sign (a channel's `-100…`, a user's chat, a bot's id); a word
+/// (`ERROR_KIND=token_refused`) is one the code logs in that field.
+fn readme_journalctl_examples_find_lines(lines: &[Value]) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let code: String = ["src", "actors/src"]
+        .iter()
+        .flat_map(|d| walk(&format!("{root}/{d}")))
+        .map(|f| std::fs::read_to_string(f).unwrap_or_default())
+        .collect();
+    let mut examples = 0;
+    for line in readme.lines().filter(|l| l.contains("journalctl")) {
+        let pairs: Vec<(String, &str)> = line
+            .split(|c: char| c.is_whitespace() || c == '`' || c == '(' || c == ',')
+            .filter_map(|t| t.split_once('='))
+            .filter(|(k, v)| {
+                !k.is_empty()
+                    && !v.is_empty()
+                    && k.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+            })
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect();
+        if pairs.is_empty() {
+            continue;
+        }
+        examples += 1;
+        let (numbers, words): (Vec<_>, Vec<_>) =
+            pairs.iter().partition(|(_, v)| v.parse::<i64>().is_ok());
+        for (k, v) in &words {
+            assert!(
+                code.contains(&format!("{k} = \"{v}\"")),
+                "README's `{line}`: no code logs {k} = \"{v}\""
+            );
+        }
+        if numbers.is_empty() {
+            continue;
+        }
+        let found = lines.iter().any(|l| {
+            numbers.iter().all(|(k, v)| {
+                let want = v.parse::<i64>().unwrap().signum();
+                l[k.as_str()].as_i64().is_some_and(|n| n.signum() == want)
+            })
+        });
+        assert!(found, "README's `{line}` finds no line of a real run's log");
+    }
+    assert!(
+        examples >= 5,
+        "README's journalctl examples not found ({examples})"
+    );
+}
+
+/// The `.rs` files under `dir`.
+fn walk(dir: &str) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(p.to_str().unwrap()));
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+    out
 }
