@@ -405,6 +405,11 @@ pub struct ReaderConfig {
     /// than this (s; capped at `verify_interval_s`): Telegram may stop
     /// pushing a channel's updates without a word.
     pub quiet_check_min_s: u64,
+    /// A channel nobody subscribes to any more is left by its reader
+    /// account after this long (s); subscribing again within it keeps the
+    /// membership, after it the channel is joined again within the day's
+    /// join budget.
+    pub orphan_grace_s: u64,
     /// Lifetime of an account's lease; renewed every third of it (s).
     pub lease_ttl_s: u64,
     /// Updates grammers may hold for kuryer before it must drop them.
@@ -438,6 +443,7 @@ impl Default for ReaderConfig {
             history_per_second: 1.0,
             verify_interval_s: 600,
             quiet_check_min_s: 60,
+            orphan_grace_s: 86_400,
             lease_ttl_s: 30,
             updates_capacity: 100_000,
             relay_access_hash: None,

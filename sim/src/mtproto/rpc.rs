@@ -149,7 +149,14 @@ fn guarded(world: &mut World, ctx: &CallCtx, id: u32, body: &[u8]) -> (Option<i6
     if key.revoked {
         return (account, Err(err(401, "SESSION_REVOKED")));
     }
-    if ctx.duplicated {
+    // A burned key answers every later call, on any connection (the first
+    // one included, and new ones), with 406 `AUTH_KEY_DUPLICATED` again:
+    // the key "can no longer be used" (Telethon `errors.csv`) and the user
+    // "must delete your session file and log in again" (Pyrogram's
+    // `AuthKeyDuplicated`). Which error a burned key's later calls get is not
+    // documented; 406 again was chosen over `AUTH_KEY_UNREGISTERED` because it
+    // keeps the cause visible, and both end the session in every client.
+    if ctx.duplicated || key.burned {
         return (account, Err(err(406, "AUTH_KEY_DUPLICATED")));
     }
     let Some(account) = account else {
