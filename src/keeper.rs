@@ -358,9 +358,7 @@ impl Keeper {
         let orphans: Vec<i64> = channels
             .keys()
             .filter(|c| {
-                !self.ownership.owns_channel(**c)
-                    && !self.releasing.contains(c)
-                    && !due.contains(c)
+                !self.ownership.owns_channel(**c) && !self.releasing.contains(c) && !due.contains(c)
             })
             .copied()
             .collect();

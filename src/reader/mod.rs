@@ -50,10 +50,10 @@ mod lease;
 pub mod login;
 /// Telegram messages into kuryer's source messages.
 pub mod mapping;
-/// The account pool: leases, assignment, pushed posts, lost accounts.
-pub mod pool;
 /// Channels nobody subscribes to: left after a grace period.
 mod orphans;
+/// The account pool: leases, assignment, pushed posts, lost accounts.
+pub mod pool;
 /// Channels that stop pushing: when a silent channel is read.
 mod quiet;
 /// Media through the relay channel.

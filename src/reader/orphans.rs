@@ -159,7 +159,10 @@ mod tests {
     #[test]
     fn the_look_comes_a_quarter_of_the_grace_apart_within_bounds() {
         assert_eq!(period(Duration::from_secs(2)), Duration::from_millis(500));
-        assert_eq!(period(Duration::from_millis(100)), Duration::from_millis(200));
+        assert_eq!(
+            period(Duration::from_millis(100)),
+            Duration::from_millis(200)
+        );
         assert_eq!(period(Duration::from_secs(86_400)), Duration::from_secs(60));
     }
 }

@@ -254,7 +254,10 @@ impl ReaderPool {
                 deadline,
             )),
             tokio::spawn(super::joiner::run(Arc::downgrade(&self.0), name.to_owned())),
-            tokio::spawn(super::orphans::run(Arc::downgrade(&self.0), name.to_owned())),
+            tokio::spawn(super::orphans::run(
+                Arc::downgrade(&self.0),
+                name.to_owned(),
+            )),
         ];
         tracing::info!(account = name, generation, "Reader account connected.");
         lock(&self.0.accounts).insert(

@@ -83,8 +83,7 @@ mod users;
 
 pub use accounts::{
     AccountRow, Assignment, ReaderChannel, StoredDc, StoredSession, UnwantedAssignment,
-    bare_channel_id,
-    bot_api_chat_id,
+    bare_channel_id, bot_api_chat_id,
 };
 pub use budgets::{BudgetKind, DayLimits};
 pub use channels::NewPost;

@@ -222,11 +222,8 @@ async fn an_unsubscribed_channel_stops_being_read_and_is_left_after_the_grace_an
         .await
         .unwrap()
         .get(0);
-    let removed_at: chrono::DateTime<chrono::Utc> = c
-        .query_one("SELECT now()", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let removed_at: chrono::DateTime<chrono::Utc> =
+        c.query_one("SELECT now()", &[]).await.unwrap().get(0);
     for u in &w.users {
         for (id, name, _) in api.subscriptions(*u).await {
             if name == gone.0 {
@@ -335,7 +332,9 @@ async fn an_instances_share_counts_subscribed_channels_only() {
         .collect()
     };
     assert!(
-        wait_until(Duration::from_secs(20), async || owned("a").await.len() == 10).await,
+        wait_until(Duration::from_secs(20), async || owned("a").await.len()
+            == 10)
+        .await,
         "{}",
         a.daemon.log_text()
     );
@@ -429,7 +428,6 @@ async fn an_instances_share_counts_subscribed_channels_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_used_twice_is_burned_and_its_account_marked_for_a_new_login_never_reconnected() {
-
     use kuryer::reader::client::AccountClient;
     use kuryer::reader::session::PgSession;
 
@@ -463,7 +461,12 @@ async fn a_key_used_twice_is_burned_and_its_account_marked_for_a_new_login_never
         w.bot_api.report(&expected).delivered == expected.len() as u64
     })
     .await;
-    assert!(delivered, "{:?}\n{}", w.bot_api.report(&expected), daemon.log_text());
+    assert!(
+        delivered,
+        "{:?}\n{}",
+        w.bot_api.report(&expected),
+        daemon.log_text()
+    );
     let c = w.db.client().await;
     // Which account reads something: that one's key is used elsewhere.
     let victim: String = c
@@ -495,7 +498,10 @@ async fn a_key_used_twice_is_burned_and_its_account_marked_for_a_new_login_never
         .await;
     assert!(answer.is_err(), "the second connection was served");
     elsewhere.disconnect();
-    assert!(w.dc.key_burned(&victim_key), "the fake did not burn the key");
+    assert!(
+        w.dc.key_burned(&victim_key),
+        "the fake did not burn the key"
+    );
 
     // kuryer's own connection is refused from then on: the account is
     // marked lost, for a new login.
@@ -547,7 +553,12 @@ async fn a_key_used_twice_is_burned_and_its_account_marked_for_a_new_login_never
         w.bot_api.report(&expected).delivered == expected.len() as u64
     })
     .await;
-    assert!(delivered, "{:?}\n{}", w.bot_api.report(&expected), daemon.log_text());
+    assert!(
+        delivered,
+        "{:?}\n{}",
+        w.bot_api.report(&expected),
+        daemon.log_text()
+    );
     // No reconnecting with the burned key in a loop: nothing more is
     // asked on it, over several lease periods.
     let calls = |id: i64| -> u64 { w.dc.stats(id).methods.values().map(|m| m.calls).sum() };

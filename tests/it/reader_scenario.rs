@@ -144,7 +144,10 @@ async fn three_accounts_thirty_channels_two_instances_through_a_kill_and_a_resta
             .unwrap_or(0.0)
     };
     assert!(
-        wait_until(Duration::from_secs(10), async || live_instances(port_a).await == 2.0).await
+        wait_until(Duration::from_secs(10), async || live_instances(port_a)
+            .await
+            == 2.0)
+        .await
     );
     let holders = async || -> Vec<(String, Option<String>)> {
         c.query(
@@ -232,7 +235,10 @@ async fn three_accounts_thirty_channels_two_instances_through_a_kill_and_a_resta
         a.log_text()
     );
     let took_over = wait_until(Duration::from_secs(15), async || {
-        holders().await.iter().all(|(_, h)| h.as_deref() == Some("a"))
+        holders()
+            .await
+            .iter()
+            .all(|(_, h)| h.as_deref() == Some("a"))
     })
     .await;
     assert!(took_over, "{:?}", holders().await);

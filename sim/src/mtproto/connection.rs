@@ -406,20 +406,10 @@ impl Conn {
                 };
                 match state.active_conn {
                     None => state.active_conn = Some(self.id),
-                    Some(other) if other != self.id => {
-                        // Telegram invalidates the key itself, not only the
-                        // newer connection: "Concurrent usage of the current
-                        // session from multiple connections was detected, the
-                        // current session was invalidated by the server"
-                        // (406 AUTH_KEY_DUPLICATED in Telegram's error list,
-                        // <https://core.telegram.org/api/errors>, as mirrored
-                        // by Pyrogram's `not_acceptable_406` errors page);
-                        // Telethon's `telethon_generator/data/errors.csv`:
-                        // the key "was used under two different IP addresses
-                        // simultaneously, and can no longer be used".
-                        self.duplicated = true;
-                        state.burned = true;
-                    }
+                    // Burned once a message of this connection decrypts
+                    // under the key (`rpc::guarded`): the key id travels in
+                    // clear, so a mere id must not burn anyone's key.
+                    Some(other) if other != self.id => self.duplicated = true,
                     Some(_) => {}
                 }
                 self.key = Some(state.key.clone());

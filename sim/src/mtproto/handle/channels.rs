@@ -146,7 +146,9 @@ impl MtprotoFake {
 
     /// Whether `account` is a member of `channel` now (joined and not left).
     pub fn is_member(&self, channel: ChannelRef, account: i64) -> bool {
-        self.with_channel(channel, |w| w.channels[&channel.id].members.contains(&account))
+        self.with_channel(channel, |w| {
+            w.channels[&channel.id].members.contains(&account)
+        })
     }
 
     /// Makes `account` an administrator (it may forward into the channel).
