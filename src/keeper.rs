@@ -9,8 +9,12 @@
 //!    held locally but not there (or under another generation) was lost:
 //!    its pollers stop, and its queued deliveries are dropped at the sender.
 //!    The local deadline moves to the renewal's send time + TTL − margin.
-//! 3. Let go, in the database, of what step 5 of the previous round gave up
-//!    (one round later, so sends in flight for it have finished).
+//! 3. Let go, in the database, of what step 4 of the previous round gave up
+//!    (one round later, so sends in flight for it have finished). A channel
+//!    held here that nobody subscribes to any more (not leasable) is given
+//!    up now the same way: its poller stops, and it never counts in this
+//!    instance's share (reader accounts leave it after
+//!    `reader.orphan_grace_s`, `reader/orphans.rs`).
 //! 4. Count live instances and leasable channels; the fair share is
 //!    `ceil(channels / instances)`. Below it: take free channels (no owner,
 //!    or a dead one) — their owed deliveries are queued, then their pollers
@@ -316,8 +320,9 @@ impl Keeper {
                 .await?;
             return Ok(());
         }
+        let owned = self.store.owned_channels(&id).await?;
         let channels: HashMap<i64, i64> =
-            self.store.owned_channels(&id).await?.into_iter().collect();
+            owned.iter().map(|o| (o.channel_id, o.generation)).collect();
         let bots: HashMap<i64, i64> = self.store.owned_bots(&id).await?.into_iter().collect();
         let (lost, lost_bots) = self.ownership.renewed(sent_at, &channels, &bots);
         if !lost.is_empty() || !lost_bots.is_empty() {
@@ -329,19 +334,44 @@ impl Keeper {
             );
             self.pipeline.drop_channels(&lost);
         }
+        // What the previous round gave up is let go in the database now.
+        let due = std::mem::take(&mut self.releasing);
+        // Held here but nobody subscribes any more: the poller stops now,
+        // the lease goes next round (as for an excess), and the channel no
+        // longer counts in this instance's share — else an instance holding
+        // unsubscribed channels would give up subscribed ones for them.
+        // Reader accounts leave such channels after `reader.orphan_grace_s`.
+        let unwanted: Vec<i64> = owned
+            .iter()
+            .filter(|o| !o.wanted && self.ownership.owns_channel(o.channel_id))
+            .map(|o| o.channel_id)
+            .collect();
+        if !unwanted.is_empty() {
+            tracing::info!(
+                instance = %id,
+                channels = unwanted.len(),
+                "Nobody subscribes to these channels any more: their pollers stop and their leases go."
+            );
+            for ch in &unwanted {
+                self.ownership.remove_channel(*ch);
+            }
+            self.pipeline.drop_channels(&unwanted);
+            self.releasing.extend(unwanted);
+        }
         // Ours in the database but not held here (a claim whose answer was
         // lost): let go, or no one would ever poll them.
         let orphans: Vec<i64> = channels
             .keys()
-            .filter(|c| !self.ownership.owns_channel(**c) && !self.releasing.contains(c))
+            .filter(|c| {
+                !self.ownership.owns_channel(**c) && !self.releasing.contains(c) && !due.contains(c)
+            })
             .copied()
             .collect();
         if !orphans.is_empty() {
             self.store.release_channels(&id, &orphans).await?;
         }
-        if !self.releasing.is_empty() {
-            let gone = std::mem::take(&mut self.releasing);
-            self.store.release_channels(&id, &gone).await?;
+        if !due.is_empty() {
+            self.store.release_channels(&id, &due).await?;
         }
         let now = Instant::now();
         let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.releasing_bots)
@@ -410,7 +440,7 @@ impl Keeper {
                 self.ownership.remove_channel(*ch);
             }
             self.pipeline.drop_channels(&excess);
-            self.releasing = excess;
+            self.releasing.extend(excess);
         }
         // Reader accounts: one given back while over the share (a newcomer
         // takes it a TTL later), those free taken up to the share.

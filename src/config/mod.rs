@@ -414,6 +414,11 @@ pub struct ReaderConfig {
     /// has not read them; past it the buffer is dropped and the channel's
     /// history is read instead (nothing lost).
     pub max_buffered_per_channel: usize,
+    /// A channel nobody subscribes to any more is left by its reader
+    /// account after this long (s); subscribing again within it keeps the
+    /// membership, after it the channel is joined again within the day's
+    /// join budget.
+    pub orphan_grace_s: u64,
     /// Lifetime of an account's lease; renewed every third of it (s).
     pub lease_ttl_s: u64,
     /// Updates grammers may hold for kuryer before it must drop them.
@@ -448,6 +453,7 @@ impl Default for ReaderConfig {
             verify_interval_s: 600,
             quiet_check_min_s: 60,
             max_buffered_per_channel: 1_000,
+            orphan_grace_s: 86_400,
             lease_ttl_s: 30,
             updates_capacity: 100_000,
             relay_access_hash: None,

@@ -387,6 +387,7 @@ impl Config {
             1_000_000,
         )?;
         range("reader.quiet_check_min_s", r.quiet_check_min_s, 1, 86_400)?;
+        range("reader.orphan_grace_s", r.orphan_grace_s, 1, 30 * 86_400)?;
         range("reader.lease_ttl_s", r.lease_ttl_s, 3, 3_600)?;
         range(
             "reader.updates_capacity",

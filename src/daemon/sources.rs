@@ -34,11 +34,10 @@ impl ChannelSource for NoReader {
 
 /// Each channel's source, chosen when its poller starts.
 pub(super) fn factory(updates: BotUpdates, readers: ReaderPool) -> SourceFactory {
-    let has_readers = !readers.live_accounts().is_empty();
     Arc::new(move |ch| -> Box<dyn ChannelSource> {
         if ch.bot_is_admin {
             Box::new(updates.source(ch.channel_id))
-        } else if has_readers {
+        } else if readers.may_read() {
             Box::new(readers.source(ch))
         } else {
             Box::new(NoReader)

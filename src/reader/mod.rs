@@ -18,6 +18,7 @@
 //! | `stream.rs` | one account's update stream: pushes into buffers, the update state synced into the session, flood waits slept |
 //! | `source.rs` | the `ChannelSource`: pushed posts, history from the mark, polling |
 //! | `history.rs` | where reading a channel starts; history read for a backfill |
+//! | `orphans.rs` | channels nobody subscribes to any more: left after `reader.orphan_grace_s` |
 //! | `quiet.rs` | each channel's pace: a silent channel that posts is read before the 600 s re-read |
 //! | `relay.rs` | media forwarded into the relay channel (`random_id`, albums whole) |
 //! | `changes.rs` | pushed edits and deletions, queued for the copies worker |
@@ -49,6 +50,8 @@ mod lease;
 pub mod login;
 /// Telegram messages into kuryer's source messages.
 pub mod mapping;
+/// Channels nobody subscribes to: left after a grace period.
+mod orphans;
 /// The account pool: leases, assignment, pushed posts, lost accounts.
 pub mod pool;
 /// Channels that stop pushing: when a silent channel is read.

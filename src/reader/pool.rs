@@ -76,6 +76,8 @@ pub(super) struct ChanState {
     pub(super) hash_lost: bool,
     /// How it posts: a silence long for it is read sooner (`quiet.rs`).
     pub(super) pace: super::quiet::Pace,
+    /// Nobody subscribes to it any more: not joined (`orphans.rs`).
+    pub(super) unwanted: bool,
 }
 
 pub(super) struct Inner {
@@ -102,6 +104,10 @@ pub(super) struct Inner {
     pub(super) rehash: Mutex<BTreeMap<(String, i64), String>>,
     /// Each account's look-ups and joins for the day (`budget.rs`).
     pub(super) budgets: super::budget::Budgets,
+    /// Active accounts existed at the start (held here or elsewhere): this
+    /// instance's channels are read through the pool even while it holds
+    /// none yet (another instance's may come to it).
+    accounts_exist: std::sync::atomic::AtomicBool,
 }
 
 /// The reader accounts of this process.
@@ -149,6 +155,7 @@ impl ReaderPool {
             lost: AtomicUsize::new(0),
             rehash: Mutex::new(BTreeMap::new()),
             budgets: super::budget::Budgets::new(&cfg.reader),
+            accounts_exist: std::sync::atomic::AtomicBool::new(false),
         });
         let pool = Self(inner);
         // Edits and deletions are stored by one task, in order, retrying
@@ -191,10 +198,19 @@ impl ReaderPool {
                 return pool;
             }
         };
+        pool.0.accounts_exist.store(true, Ordering::Relaxed);
         for name in names {
             pool.add_account(&cipher, &name).await;
         }
         pool
+    }
+
+    /// Whether channels our bot does not administer are read through this
+    /// pool: it holds an account, or active accounts existed at the start
+    /// (held by another instance now; one may come here later). Asked
+    /// when each poller starts.
+    pub fn may_read(&self) -> bool {
+        self.0.accounts_exist.load(Ordering::Relaxed) || !lock(&self.0.accounts).is_empty()
     }
 
     async fn add_account(&self, cipher: &Arc<SessionCipher>, name: &str) {
@@ -251,6 +267,10 @@ impl ReaderPool {
                 deadline,
             )),
             tokio::spawn(super::joiner::run(Arc::downgrade(&self.0), name.to_owned())),
+            tokio::spawn(super::orphans::run(
+                Arc::downgrade(&self.0),
+                name.to_owned(),
+            )),
         ];
         tracing::info!(account = name, generation, "Reader account connected.");
         lock(&self.0.accounts).insert(
@@ -479,6 +499,7 @@ impl Inner {
                 guess_refused: false,
                 hash_lost: false,
                 pace: super::quiet::Pace::default(),
+                unwanted: false,
             });
         Ok(())
     }
@@ -561,11 +582,13 @@ impl Inner {
     }
 
     /// The next channel `account` should join: assigned to it, not
-    /// joined, and with the account's own access hash.
+    /// joined, wanted by someone, and with the account's own access hash.
     pub(super) fn next_to_join(&self, account: &str) -> Option<(i64, i64, i64)> {
         lock(&self.channels)
             .iter()
-            .filter(|(_, s)| !s.joined && !s.join_failed && s.account.as_deref() == Some(account))
+            .filter(|(_, s)| {
+                !s.joined && !s.join_failed && !s.unwanted && s.account.as_deref() == Some(account)
+            })
             .filter_map(|(id, s)| Some((*id, s.info.bare_id, super::hashes::own_hash(s, account)?)))
             .min()
     }
@@ -675,6 +698,9 @@ impl Inner {
             tracing::error!(account, error = %e, "Cannot record the lost reader account.");
         }
         self.release_channels(account);
+        // Nothing more on this session, not even grammers' pings: a key
+        // Telegram burned is never used again.
+        live.client.disconnect();
         for t in &live.tasks {
             t.abort();
         }

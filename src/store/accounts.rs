@@ -43,6 +43,18 @@ pub struct AccountRow {
     pub joins_stopped: Option<String>,
 }
 
+/// A channel assigned to a reader account that nobody subscribes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnwantedAssignment {
+    pub channel_id: i64,
+    /// Telegram's bare channel id.
+    pub peer_id: i64,
+    /// The account's own access hash (else the channel's one).
+    pub access_hash: Option<i64>,
+    /// Joined, and unwanted for longer than the grace: to be left.
+    pub due: bool,
+}
+
 /// One data centre of a stored session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredDc {
@@ -491,8 +503,84 @@ impl Store {
         const OP: &str = "mark channel joined";
         let c = self.conn(OP).await?;
         c.execute(
-            "UPDATE reader_assignments SET joined = $3 WHERE channel_id = $1 AND account = $2",
+            "UPDATE reader_assignments
+                SET joined = $3, left_at = CASE WHEN $3 THEN NULL ELSE left_at END
+              WHERE channel_id = $1 AND account = $2",
             &[&channel_id, &account, &joined],
+        )
+        .await
+        .op(OP)?;
+        Ok(())
+    }
+
+    /// The channels assigned to `account` that nobody subscribes to any
+    /// more (no active subscription), after marking since when: a channel
+    /// found unwanted gets `unwanted_since = now()`, one wanted again loses
+    /// it. `due`: joined and unwanted for longer than `grace_s`.
+    pub async fn unwanted_assignments(
+        &self,
+        account: &str,
+        grace_s: f64,
+    ) -> Result<Vec<UnwantedAssignment>, StoreError> {
+        const OP: &str = "mark unwanted reader channels";
+        let c = self.conn(OP).await?;
+        c.execute(
+            "UPDATE reader_assignments r
+                SET unwanted_since = CASE WHEN w.wanted THEN NULL ELSE now() END
+               FROM (SELECT a.channel_id,
+                            EXISTS (SELECT 1 FROM subscriptions s
+                                     WHERE s.channel_id = a.channel_id AND s.is_active) AS wanted
+                       FROM reader_assignments a WHERE a.account = $1) w
+              WHERE r.channel_id = w.channel_id AND r.account = $1
+                AND w.wanted = (r.unwanted_since IS NOT NULL)",
+            &[&account],
+        )
+        .await
+        .op(OP)?;
+        let rows = c
+            .query(
+                "SELECT r.channel_id, -c.telegram_id - 1000000000000,
+                        COALESCE(h.access_hash, c.access_hash), r.joined,
+                        r.unwanted_since < now() - make_interval(secs => $2)
+                   FROM reader_assignments r
+                   JOIN channels c ON c.id = r.channel_id
+                   LEFT JOIN reader_peer_hashes h
+                          ON h.account = r.account
+                         AND h.peer_id = -c.telegram_id - 1000000000000
+                  WHERE r.account = $1 AND r.unwanted_since IS NOT NULL
+                    AND c.telegram_id IS NOT NULL
+                  ORDER BY r.unwanted_since, r.channel_id",
+                &[&account, &grace_s],
+            )
+            .await
+            .op(OP)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let joined: bool = r.get(3);
+                let past: bool = r.get(4);
+                UnwantedAssignment {
+                    channel_id: r.get(0),
+                    peer_id: r.get(1),
+                    access_hash: r.get(2),
+                    due: joined && past,
+                }
+            })
+            .collect())
+    }
+
+    /// `account` left the channel (or was no member): not joined, and when.
+    pub async fn record_channel_left(
+        &self,
+        channel_id: i64,
+        account: &str,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "record channel left";
+        let c = self.conn(OP).await?;
+        c.execute(
+            "UPDATE reader_assignments SET joined = false, left_at = now()
+              WHERE channel_id = $1 AND account = $2",
+            &[&channel_id, &account],
         )
         .await
         .op(OP)?;

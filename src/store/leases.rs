@@ -25,6 +25,15 @@ const LEASABLE: &str = "c.telegram_id IS NOT NULL AND c.status = 'active'
              OR EXISTS (SELECT 1 FROM subscriptions s
                          WHERE s.channel_id = c.id AND s.is_active))";
 
+/// A channel whose lease this instance holds in the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnedChannel {
+    pub channel_id: i64,
+    pub generation: i64,
+    /// Still leasable: someone subscribes (or our bot administers it).
+    pub wanted: bool,
+}
+
 /// A channel leased to this instance, with the generation of the lease.
 #[derive(Debug, Clone)]
 pub struct LeasedChannel {
@@ -262,18 +271,30 @@ impl Store {
         Ok((row.get(0), row.get(1)))
     }
 
-    /// The channels leased to `id` now, with their generations.
-    pub async fn owned_channels(&self, id: &str) -> Result<Vec<(i64, i64)>, StoreError> {
+    /// The channels leased to `id` now, with their generations, and
+    /// whether each is still leasable (false: nobody subscribes to it any
+    /// more, or it was paused: it no longer counts in anyone's share).
+    pub async fn owned_channels(&self, id: &str) -> Result<Vec<OwnedChannel>, StoreError> {
         const OP: &str = "list this instance's channels";
         let c = self.conn(OP).await?;
         let rows = c
             .query(
-                "SELECT id, lease_generation FROM channels WHERE lease_owner = $1",
+                &format!(
+                    "SELECT c.id, c.lease_generation, ({LEASABLE})
+                       FROM channels c WHERE c.lease_owner = $1"
+                ),
                 &[&id],
             )
             .await
             .op(OP)?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        Ok(rows
+            .iter()
+            .map(|r| OwnedChannel {
+                channel_id: r.get(0),
+                generation: r.get(1),
+                wanted: r.get(2),
+            })
+            .collect())
     }
 
     /// Takes up to `n` leasable channels that no live instance holds, for

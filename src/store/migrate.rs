@@ -150,6 +150,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0023_user_budgets.sql",
         sql: include_str!("../../sql/0023_user_budgets.sql"),
     },
+    Migration {
+        version: 24,
+        name: "0024_reader_orphans.sql",
+        sql: include_str!("../../sql/0024_reader_orphans.sql"),
+    },
 ];
 
 /// Why migrating failed.

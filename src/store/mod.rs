@@ -120,8 +120,8 @@ mod user_budgets;
 mod users;
 
 pub use accounts::{
-    AccountRow, Assignment, ReaderChannel, StoredDc, StoredSession, bare_channel_id,
-    bot_api_chat_id,
+    AccountRow, Assignment, ReaderChannel, StoredDc, StoredSession, UnwantedAssignment,
+    bare_channel_id, bot_api_chat_id,
 };
 pub use budgets::{BudgetKind, DayLimits};
 pub use channels::NewPost;
@@ -134,7 +134,7 @@ pub use existing::{ExistingError, check_existing};
 pub use history::BackfillChannel;
 pub use inbox::InboxEntry;
 pub use instance_snapshot::InstanceSnapshotRow;
-pub use leases::{InstanceIdentity, InstanceRow, LeasedChannel, RegisteredInstance};
+pub use leases::{InstanceIdentity, InstanceRow, LeasedChannel, OwnedChannel, RegisteredInstance};
 pub use link_codes::{DestinationOwner, DroppedOwner};
 pub use migrate_progress::migrate_with_progress;
 pub use notice_claims::{

@@ -371,6 +371,15 @@ pub fn reader_change_dropped(what: &str, channel_id: i64, dropped: u64, cap: usi
 /// other accounts.
 pub fn reader_account_lost(account: &str, reason: &str) {
     r::READER_ACCOUNTS_LOST_TOTAL.get().increment(1);
+    if reason == "AUTH_KEY_DUPLICATED" {
+        r::READER_KEYS_BURNED_TOTAL.get().increment(1);
+        tracing::error!(
+            account,
+            reason,
+            "Reader account's auth key burned: Telegram saw it used on two connections at once and will not accept it again. The account is marked lost and never reconnected with this key; its channels move to the other accounts. Make sure no other program or host uses this session, then log it in again with kuryer login."
+        );
+        return;
+    }
     tracing::error!(
         account,
         reason,
@@ -444,5 +453,17 @@ pub fn channels_wait_for_reader(channels: i64, examples: &str) {
         channels,
         examples,
         "Channels wait for a reader account: our bot is not their admin and no reader account is signed in. `kuryer login` adds one; or make the bot an administrator of the channel."
+    );
+}
+
+/// A reader account left a channel nobody had subscribed to for
+/// `reader.orphan_grace_s`.
+pub fn reader_channel_left(account: &str, channel_id: i64, outcome: &str) {
+    r::READER_CHANNELS_LEFT_TOTAL.get().increment(1);
+    tracing::info!(
+        account,
+        channel_id,
+        outcome,
+        "Reader account left a channel nobody subscribes to any more."
     );
 }

@@ -80,10 +80,14 @@ mod reader_hashes;
 /// A reader account's lease: the local deadline, the taker's wait.
 mod reader_lease;
 mod reader_login;
+/// Channels nobody subscribes to (left after a grace), the keeper's share, burned keys.
+mod reader_orphans;
 mod reader_pages;
 mod reader_relay;
 /// `kuryer run` reading channels through reader accounts, as a black box.
 mod reader_run;
+/// Three accounts, 30 channels, two instances, a kill -9 and a restart.
+mod reader_scenario;
 mod reader_state;
 // The bot removed from the relay channel: the source's problem, not the destinations'.
 mod relay_refused;

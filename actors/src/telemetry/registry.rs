@@ -468,6 +468,18 @@ pub const READER_ACCOUNTS_FROZEN_TOTAL: Counter<0> = Counter::new(
     &[],
     "Reader accounts Telegram froze (FROZEN_METHOD_INVALID): no longer used until logged in again.",
 );
+pub const READER_KEYS_BURNED_TOTAL: Counter<0> = Counter::new(
+    "kuryer_reader_keys_burned_total",
+    Unit::Count,
+    &[],
+    "Reader accounts whose auth key Telegram burned (AUTH_KEY_DUPLICATED: used on two connections at once); each needs kuryer login again.",
+);
+pub const READER_CHANNELS_LEFT_TOTAL: Counter<0> = Counter::new(
+    "kuryer_reader_channels_left_total",
+    Unit::Count,
+    &[],
+    "Channels a reader account left because nobody had subscribed to them for reader.orphan_grace_s.",
+);
 pub const READER_PEER_FLOOD_TOTAL: Counter<0> = Counter::new(
     "kuryer_reader_peer_flood_total",
     Unit::Count,
@@ -590,6 +602,8 @@ pub const ALL: &[Metric] = &[
     READER_CHANGES_DROPPED_TOTAL.metric(),
     READER_ACCOUNTS_LOST_TOTAL.metric(),
     READER_ACCOUNTS_FROZEN_TOTAL.metric(),
+    READER_KEYS_BURNED_TOTAL.metric(),
+    READER_CHANNELS_LEFT_TOTAL.metric(),
     READER_PEER_FLOOD_TOTAL.metric(),
     READER_BUDGETS_SPENT_TOTAL.metric(),
     READER_RESOLVED_TOTAL.metric(),

@@ -360,6 +360,7 @@ impl Conn {
                         account: None,
                         revoked: false,
                         active_conn: None,
+                        burned: false,
                         password_pending: None,
                     },
                 );
@@ -406,6 +407,9 @@ impl Conn {
                 };
                 match state.active_conn {
                     None => state.active_conn = Some(self.id),
+                    // Burned once a message of this connection decrypts
+                    // under the key (`rpc::guarded`): the key id travels in
+                    // clear, so a mere id must not burn anyone's key.
                     Some(other) if other != self.id => self.duplicated = true,
                     Some(_) => {}
                 }

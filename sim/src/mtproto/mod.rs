@@ -94,8 +94,9 @@
 //! (forwarding into a channel the account does not administer),
 //! `RANDOM_ID_INVALID`, `MESSAGE_ID_INVALID`, `PEER_ID_INVALID`,
 //! `AUTH_KEY_UNREGISTERED` (401: no account signed in on the key),
-//! `SESSION_REVOKED` (401), `AUTH_KEY_DUPLICATED` (406: the key is in use on
-//! another live connection; every call on the newer one),
+//! `SESSION_REVOKED` (401), `AUTH_KEY_DUPLICATED` (406: the key was used on
+//! two live connections at once; it is burned, and every later call on it,
+//! on any connection, answers the same),
 //! `SESSION_PASSWORD_NEEDED`, `PHONE_MIGRATE_X` (303), `PHONE_NUMBER_INVALID`, `PHONE_CODE_INVALID`,
 //! `PHONE_CODE_EXPIRED`, `PHONE_CODE_HASH_INVALID`, `PASSWORD_HASH_INVALID`,
 //! `SRP_ID_INVALID`. Every call and every error is counted per account and

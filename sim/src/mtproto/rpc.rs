@@ -145,6 +145,19 @@ pub(crate) fn call(world: &mut World, ctx: &CallCtx, body: Vec<u8>) -> Vec<u8> {
 }
 
 fn guarded(world: &mut World, ctx: &CallCtx, id: u32, body: &[u8]) -> (Option<i64>, Reply) {
+    // A call that decrypted under a key live on another connection burns
+    // the key itself, not only this connection: "Concurrent usage of the
+    // current session from multiple connections was detected, the current
+    // session was invalidated by the server" (406 AUTH_KEY_DUPLICATED in
+    // Telegram's error list, <https://core.telegram.org/api/errors>, as
+    // mirrored by Pyrogram's `not_acceptable_406` errors page); Telethon's
+    // `telethon_generator/data/errors.csv`: the key "was used under two
+    // different IP addresses simultaneously, and can no longer be used".
+    if ctx.duplicated
+        && let Some(k) = world.keys.get_mut(&ctx.key_id)
+    {
+        k.burned = true;
+    }
     let Some(key) = world.keys.get(&ctx.key_id) else {
         return (None, Err(err(401, "AUTH_KEY_UNREGISTERED")));
     };
@@ -152,7 +165,14 @@ fn guarded(world: &mut World, ctx: &CallCtx, id: u32, body: &[u8]) -> (Option<i6
     if key.revoked {
         return (account, Err(err(401, "SESSION_REVOKED")));
     }
-    if ctx.duplicated {
+    // A burned key answers every later call, on any connection (the first
+    // one included, and new ones), with 406 `AUTH_KEY_DUPLICATED` again:
+    // the key "can no longer be used" (Telethon `errors.csv`) and the user
+    // "must delete your session file and log in again" (Pyrogram's
+    // `AuthKeyDuplicated`). Which error a burned key's later calls get is not
+    // documented; 406 again was chosen over `AUTH_KEY_UNREGISTERED` because it
+    // keeps the cause visible, and both end the session in every client.
+    if ctx.duplicated || key.burned {
         return (account, Err(err(406, "AUTH_KEY_DUPLICATED")));
     }
     let Some(account) = account else {

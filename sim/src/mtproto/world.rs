@@ -43,6 +43,9 @@ pub(crate) struct KeyState {
     pub(crate) revoked: bool,
     /// The connection using it now; a second one gets `AUTH_KEY_DUPLICATED`.
     pub(crate) active_conn: Option<u64>,
+    /// Seen on two connections at once: unusable for good, on every
+    /// connection (`rpc::guarded`).
+    pub(crate) burned: bool,
     /// Signed in with a code, waiting for the 2FA password (account id).
     pub(crate) password_pending: Option<i64>,
 }

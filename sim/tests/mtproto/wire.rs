@@ -29,18 +29,37 @@ async fn unregistered_revoked_and_duplicated_keys() {
         matches!(&e, InvocationError::Rpc(r) if r.code == 406 && r.name == "AUTH_KEY_DUPLICATED"),
         "{e}"
     );
-    first.client.get_me().await.expect("the first still works");
+    // The key is burned: the first connection is refused from now on, and
+    // so is every new one.
+    assert!(fake.key_burned(&key));
+    let e = first
+        .client
+        .get_me()
+        .await
+        .expect_err("the first connection, after the key was burned");
+    assert!(
+        matches!(&e, InvocationError::Rpc(r) if r.code == 406 && r.name == "AUTH_KEY_DUPLICATED"),
+        "{e}"
+    );
     first.close().await;
     second.close().await;
-    wait_for(|| {
-        // Both connections are gone once the fake saw them close.
-        fake.stats(id).calls("users.getUsers") >= 2
-    })
-    .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let third = Reader::connect(&fake, key).await;
-    third.client.get_me().await.expect("the key is free again");
+    let e = third
+        .client
+        .get_me()
+        .await
+        .expect_err("a burned key stays burned");
+    assert!(
+        matches!(&e, InvocationError::Rpc(r) if r.code == 406 && r.name == "AUTH_KEY_DUPLICATED"),
+        "{e}"
+    );
+    third.close().await;
 
+    // Another key of the account, revoked.
+    let key = fake.issue_auth_key(Some(id));
+    let third = Reader::connect(&fake, key).await;
+    third.client.get_me().await.expect("a fresh key works");
     fake.revoke_session(&key);
     let e = third.client.get_me().await.expect_err("revoked");
     assert!(

@@ -153,6 +153,7 @@ impl MtprotoFake {
                 account,
                 revoked: false,
                 active_conn: None,
+                burned: false,
                 password_pending: None,
             },
         );
@@ -188,6 +189,12 @@ impl MtprotoFake {
             }
             None => false,
         }
+    }
+
+    /// Whether `auth_key` was burned (seen on two connections at once).
+    pub fn key_burned(&self, auth_key: &[u8; 256]) -> bool {
+        let id = crypto::key_id(auth_key);
+        self.world().keys.get(&id).is_some_and(|k| k.burned)
     }
 
     /// The account signed in on `auth_key`, if any.

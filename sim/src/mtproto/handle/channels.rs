@@ -144,6 +144,13 @@ impl MtprotoFake {
         });
     }
 
+    /// Whether `account` is a member of `channel` now (joined and not left).
+    pub fn is_member(&self, channel: ChannelRef, account: i64) -> bool {
+        self.with_channel(channel, |w| {
+            w.channels[&channel.id].members.contains(&account)
+        })
+    }
+
     /// Makes `account` an administrator (it may forward into the channel).
     pub fn set_admin(&self, channel: ChannelRef, account: i64) {
         self.with_channel(channel, |w| {

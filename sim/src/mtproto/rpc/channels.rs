@@ -97,6 +97,13 @@ pub(super) fn join(
     )
 }
 
+/// `channels.leaveChannel`: the account is a member no more, so nothing of
+/// the channel is pushed to it (<https://core.telegram.org/method/channels.leaveChannel>:
+/// "Leave a channel/supergroup", returns `Updates`; errors listed there
+/// include `CHANNEL_INVALID`, `CHANNEL_PRIVATE` and `USER_NOT_PARTICIPANT`
+/// — "You're not a member of this supergroup/channel"). The `Updates`
+/// carries the channel without membership; Telegram also sends an
+/// `updateChannel`, which the fake does not model.
 pub(super) fn leave(
     world: &mut World,
     me: i64,
