@@ -462,7 +462,8 @@ pub fn reader_channel_left(account: &str, channel_id: i64, outcome: &str) {
     r::READER_CHANNELS_LEFT_TOTAL.get().increment(1);
     tracing::info!(
         account,
-        channel_id,
+        channel_id = telegram_id(channel_id),
+        channel_key = channel_id,
         outcome,
         "Reader account left a channel nobody subscribes to any more."
     );
