@@ -14,6 +14,7 @@
 //! source is rebuilt and the cycle retried after a backoff; a panic anywhere
 //! else kills this actor only, and the ChannelSupervisor restarts it.
 
+use crate::telemetry::events::telegram_id;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -231,7 +232,7 @@ impl ChannelPoller {
                 self.failures += 1;
                 let wait = retry_after.unwrap_or_else(|| self.backoff());
                 tracing::warn!(
-                    channel_id,
+                    channel_id = telegram_id(channel_id), channel_key = channel_id,
                     retry_in_ms = wait.as_millis() as u64,
                     error = %message,
                     "Reading the channel failed; retrying."
@@ -241,7 +242,7 @@ impl ChannelPoller {
             Cycle::SourceFailed(SourceError::Gone(message)) => {
                 self.failures += 1;
                 tracing::warn!(
-                    channel_id,
+                    channel_id = telegram_id(channel_id), channel_key = channel_id,
                     error = %message,
                     "Channel is unavailable; polling it rarely."
                 );
@@ -252,7 +253,7 @@ impl ChannelPoller {
                 // Forget the mark: read it again from the database.
                 self.hwm = None;
                 tracing::warn!(
-                    channel_id,
+                    channel_id = telegram_id(channel_id), channel_key = channel_id,
                     error = %message,
                     "Recording posts failed; the channel will be read again."
                 );
@@ -351,7 +352,7 @@ impl CycleRun {
                 Err(e) if e.retriable && attempt < 20 => {
                     attempt += 1;
                     tracing::warn!(
-                        channel_id,
+                        channel_id = telegram_id(channel_id), channel_key = channel_id,
                         attempt,
                         error = %e,
                         "Recording a post failed; retrying."

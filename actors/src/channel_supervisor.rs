@@ -9,6 +9,7 @@
 //! its high-water mark from the database, so it resumes exactly where the
 //! dead one had safely got to.
 
+use crate::telemetry::events::telegram_id;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -147,7 +148,8 @@ impl ChannelSupervisor {
                     e.restart_at = Some(now + backoff);
                     e.addr = None;
                     tracing::error!(
-                        channel_id = *id,
+                        channel_id = telegram_id(*id),
+                        channel_key = *id,
                         deaths = e.deaths,
                         restart_in_ms = backoff.as_millis() as u64,
                         "Channel poller died (panic); restarting it."

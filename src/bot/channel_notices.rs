@@ -11,6 +11,7 @@
 //! (`pipeline/notices.rs`), like every delivery.
 
 use kuryer_actors::model::{DestinationKind, NoticeTarget};
+use kuryer_actors::telemetry::events::telegram_id;
 use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup};
 
 use crate::i18n::{Arg, Lang, Texts};
@@ -172,7 +173,7 @@ pub async fn tell_channel_problem(
     let people = match claimed {
         Ok(p) => p,
         Err(e) => {
-            tracing::warn!(channel_id, problem = problem.label(), error = %e, "Cannot claim the channel problem notices; they are claimed when the problem is seen again.");
+            tracing::warn!(channel_id = telegram_id(channel_id), channel_key = channel_id, problem = problem.label(), error = %e, "Cannot claim the channel problem notices; they are claimed when the problem is seen again.");
             return;
         }
     };
@@ -202,13 +203,14 @@ pub async fn channel_resumed(
     let people = match store.resume_channel(channel_id).await {
         Ok(p) => p,
         Err(e) => {
-            tracing::warn!(channel_id, error = %e, "Cannot lift the channel's pause; lifted at its next good read.");
+            tracing::warn!(channel_id = telegram_id(channel_id), channel_key = channel_id, error = %e, "Cannot lift the channel's pause; lifted at its next good read.");
             return;
         }
     };
     if !people.is_empty() {
         tracing::info!(
-            channel_id,
+            channel_id = telegram_id(channel_id),
+            channel_key = channel_id,
             told = people.len(),
             "The channel can be read again; its paused subscriptions resumed."
         );
@@ -238,7 +240,7 @@ pub async fn channel_renamed(
     match store.channel_renamed(channel_id, new.as_deref()).await {
         Ok(_) => {}
         Err(e) => {
-            tracing::warn!(channel_id, error = %e, "Cannot store the channel's new name.");
+            tracing::warn!(channel_id = telegram_id(channel_id), channel_key = channel_id, error = %e, "Cannot store the channel's new name.");
         }
     }
     tell_channel_problem(

@@ -16,6 +16,7 @@
 //!    included), oldest first. Bot-admin channels have no history to read
 //!    (the Bot API has none): only what kuryer recorded is sent.
 
+use kuryer_actors::telemetry::events::telegram_id;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -115,7 +116,8 @@ impl HistoryReads {
                 tracing::info!(
                     backfill_id = b.id,
                     subscription_id = b.subscription_id,
-                    channel_id,
+                    channel_id = telegram_id(channel_id),
+                    channel_key = channel_id,
                     upto_message_id = b.upto_message_id,
                     recorded,
                     read,
@@ -126,7 +128,7 @@ impl HistoryReads {
                 tracing::info!(
                     backfill_id = b.id,
                     subscription_id = b.subscription_id,
-                    channel_id,
+                    channel_id = telegram_id(channel_id), channel_key = channel_id,
                     recorded,
                     reason = %reason,
                     "The channel's history cannot be read; the backfill sends what is recorded."
@@ -139,7 +141,7 @@ impl HistoryReads {
                 tracing::info!(
                     backfill_id = b.id,
                     subscription_id = b.subscription_id,
-                    channel_id,
+                    channel_id = telegram_id(channel_id), channel_key = channel_id,
                     retry_after_s = retry_after.as_secs(),
                     reason = %reason,
                     "Cannot read the channel's history for a backfill now; it waits."

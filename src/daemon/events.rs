@@ -13,6 +13,7 @@
 //! however often they toggle, and a channel's notices are acted on one
 //! window at a time, in order.
 
+use kuryer_actors::telemetry::events::telegram_id;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -88,7 +89,11 @@ impl PipelineEvents {
         let open = map.contains_key(&channel_id);
         said(map.entry(channel_id).or_default());
         if open {
-            tracing::debug!(channel_id, "Channel notice debounced: its window is open.");
+            tracing::debug!(
+                channel_id = telegram_id(channel_id),
+                channel_key = channel_id,
+                "Channel notice debounced: its window is open."
+            );
             return;
         }
         drop(map);
@@ -138,9 +143,9 @@ async fn act(store: &Store, notices: &Notices, texts: &Texts, channel_id: i64, p
             None => !old.starts_with('@'),
         };
         if back {
-            tracing::debug!(channel_id, name = %old, "Renamed and back within the debounce window; nothing told.");
+            tracing::debug!(channel_id = telegram_id(channel_id), channel_key = channel_id, name = %old, "Renamed and back within the debounce window; nothing told.");
             if let Err(e) = store.channel_renamed(channel_id, new.as_deref()).await {
-                tracing::warn!(channel_id, error = %e, "Cannot store the channel's name.");
+                tracing::warn!(channel_id = telegram_id(channel_id), channel_key = channel_id, error = %e, "Cannot store the channel's name.");
             }
         } else {
             bot::channel_notices::channel_renamed(store, notices, texts, channel_id, &old, new)
@@ -212,7 +217,7 @@ async fn tell_resolved(
     let people = match store.claim_resolve_notices(channel_id).await {
         Ok(p) => p,
         Err(e) => {
-            tracing::warn!(channel_id, error = %e, "Cannot claim the resolve notices; they are sent at the next start.");
+            tracing::warn!(channel_id = telegram_id(channel_id), channel_key = channel_id, error = %e, "Cannot claim the resolve notices; they are sent at the next start.");
             return;
         }
     };

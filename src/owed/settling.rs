@@ -2,6 +2,7 @@
 //! [`InFlight`] set every delivery whose outcome row is committed, and
 //! (several instances) recording posts under their channel's lease.
 
+use kuryer_actors::telemetry::events::telegram_id;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
@@ -50,7 +51,8 @@ impl Persistence for SettlingStore {
         Box::pin(async move {
             let Some(generation) = generation else {
                 tracing::debug!(
-                    channel_id = post.channel_id,
+                    channel_id = telegram_id(post.channel_id),
+                    channel_key = post.channel_id,
                     "Not recording a post: this instance does not surely hold the channel's lease."
                 );
                 return Ok(false);
@@ -94,7 +96,8 @@ impl Persistence for SettlingStore {
                 })?;
             if !kept {
                 tracing::info!(
-                    channel_id = post.channel_id,
+                    channel_id = telegram_id(post.channel_id),
+                    channel_key = post.channel_id,
                     "Not keeping a dead post: the channel's lease was taken by another instance."
                 );
             }

@@ -10,6 +10,7 @@
 //! counted in `kuryer_reader_changes_dropped_total`. A change the database
 //! refuses for a reason no retry fixes is logged at ERROR and dropped.
 
+use kuryer_actors::telemetry::events::telegram_id;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -182,7 +183,8 @@ impl<T: Send + 'static> ChangeQueue<T> {
                             if failures > 0 {
                                 tracing::info!(
                                     what = change.what(),
-                                    channel_id = change.channel_id(),
+                                    channel_id = telegram_id(change.channel_id()),
+                                    channel_key = change.channel_id(),
                                     failures,
                                     "A source change is stored after the database came back."
                                 );
@@ -204,7 +206,7 @@ impl<T: Send + 'static> ChangeQueue<T> {
                                 tracing::warn!(
                                     error = %e,
                                     what = change.what(),
-                                    channel_id = change.channel_id(),
+                                    channel_id = telegram_id(change.channel_id()), channel_key = change.channel_id(),
                                     failures,
                                     waiting = shared.lock().len(),
                                     retry_in_ms = delay.as_millis() as u64,
@@ -214,7 +216,7 @@ impl<T: Send + 'static> ChangeQueue<T> {
                             tokio::time::sleep(delay).await;
                         }
                         Err(e) => {
-                            tracing::error!(error = %e, what = change.what(), channel_id = change.channel_id(), "A source change was refused by the database; it is not mirrored.");
+                            tracing::error!(error = %e, what = change.what(), channel_id = telegram_id(change.channel_id()), channel_key = change.channel_id(), "A source change was refused by the database; it is not mirrored.");
                             break;
                         }
                     }

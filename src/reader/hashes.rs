@@ -11,6 +11,7 @@
 //! before the table has one hash and no owner: it is tried as a guess by
 //! whichever account reads it, until Telegram refuses it once.
 
+use kuryer_actors::telemetry::events::telegram_id;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::pool::{ChanState, Inner};
@@ -136,11 +137,12 @@ impl Inner {
             (st.info.bare_id, other)
         };
         if let Err(e) = self.store.forget_peer_hash(account, bare).await {
-            tracing::warn!(account, channel_id, error = %e, "Cannot forget the refused access hash.");
+            tracing::warn!(account, channel_id = telegram_id(channel_id), channel_key = channel_id, error = %e, "Cannot forget the refused access hash.");
         }
         tracing::info!(
             account,
-            channel_id,
+            channel_id = telegram_id(channel_id),
+            channel_key = channel_id,
             to_another_account = moved,
             "Telegram refused the account's access hash of the channel; it is read with another account's or resolved again."
         );

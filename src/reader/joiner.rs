@@ -6,6 +6,7 @@
 //! limited for spam) stops its joins for the day. A channel not yet joined
 //! is read by polling meanwhile.
 
+use kuryer_actors::telemetry::events::telegram_id;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -71,9 +72,14 @@ async fn join_one(p: &Arc<Inner>, account: &str) -> Result<(), Option<Duration>>
         Ok(_) => {
             p.mark_joined(channel_id);
             if let Err(e) = p.store.set_channel_joined(channel_id, account, true).await {
-                tracing::warn!(channel_id, error = %e, "Cannot record the join.");
+                tracing::warn!(channel_id = telegram_id(channel_id), channel_key = channel_id, error = %e, "Cannot record the join.");
             }
-            tracing::debug!(channel_id, account, "Reader account joined the channel.");
+            tracing::debug!(
+                channel_id = telegram_id(channel_id),
+                channel_key = channel_id,
+                account,
+                "Reader account joined the channel."
+            );
             Ok(())
         }
         Err(CallError::FloodWait { wait, .. }) => Err(Some(wait)),
@@ -103,7 +109,7 @@ async fn join_one(p: &Arc<Inner>, account: &str) -> Result<(), Option<Duration>>
             Ok(())
         }
         Err(e) => {
-            tracing::warn!(channel_id, account, error = %e, "Joining the channel failed; it stays polled.");
+            tracing::warn!(channel_id = telegram_id(channel_id), channel_key = channel_id, account, error = %e, "Joining the channel failed; it stays polled.");
             // Not tried again at once: the next channel goes first.
             p.mark_joined_failed(channel_id);
             Ok(())

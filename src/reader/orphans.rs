@@ -14,6 +14,7 @@
 //! channels (subscribe, then unsubscribe), and it would drift towards
 //! Telegram's 500-channel cap with channels no one reads.
 
+use kuryer_actors::telemetry::events::telegram_id;
 use std::collections::HashSet;
 use std::sync::{Arc, PoisonError, Weak};
 use std::time::Duration;
@@ -110,7 +111,7 @@ async fn sweep(p: &Arc<Inner>, account: &str, grace: Duration) -> Result<bool, O
             Ok(true)
         }
         Err(e) => {
-            tracing::warn!(account, channel_id = due.channel_id, error = %e, "Leaving a channel nobody subscribes to failed; trying again later.");
+            tracing::warn!(account, channel_id = telegram_id(due.channel_id), channel_key = due.channel_id, error = %e, "Leaving a channel nobody subscribes to failed; trying again later.");
             Ok(true)
         }
     }
@@ -119,7 +120,7 @@ async fn sweep(p: &Arc<Inner>, account: &str, grace: Duration) -> Result<bool, O
 /// Recorded as left, in PostgreSQL and in the pool.
 async fn left(p: &Arc<Inner>, account: &str, channel_id: i64, outcome: &str) {
     if let Err(e) = p.store.record_channel_left(channel_id, account).await {
-        tracing::warn!(account, channel_id, error = %e, "Cannot record that the channel was left.");
+        tracing::warn!(account, channel_id = telegram_id(channel_id), channel_key = channel_id, error = %e, "Cannot record that the channel was left.");
     }
     p.mark_left(channel_id, account);
     events::reader_channel_left(account, channel_id, outcome);

@@ -25,6 +25,7 @@
 //!   elsewhere): ERROR in the log, the account marked `lost`, its channels
 //!   handed to the others; each is caught up from its high-water mark.
 
+use kuryer_actors::telemetry::events::telegram_id;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -539,7 +540,7 @@ impl Inner {
                 .map(|(name, _)| name.to_owned())?
         };
         if let Err(e) = self.store.assign_channel(channel_id, &chosen).await {
-            tracing::warn!(channel_id, error = %e, "Cannot record the channel's reader account.");
+            tracing::warn!(channel_id = telegram_id(channel_id), channel_key = channel_id, error = %e, "Cannot record the channel's reader account.");
             return None;
         }
         let client = {
@@ -553,7 +554,8 @@ impl Inner {
             client.session().know_channel(bare, hash);
         }
         tracing::debug!(
-            channel_id,
+            channel_id = telegram_id(channel_id),
+            channel_key = channel_id,
             account = chosen,
             "Channel assigned to a reader account."
         );
@@ -647,7 +649,8 @@ impl Inner {
                         false
                     } else if new && st.buffer.len() >= cap {
                         tracing::info!(
-                            channel_id,
+                            channel_id = telegram_id(channel_id),
+                            channel_key = channel_id,
                             buffered = st.buffer.len(),
                             "A channel's pushed posts passed the buffer's cap; dropped, its history is read instead."
                         );

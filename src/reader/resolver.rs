@@ -13,6 +13,7 @@
 //! UTC day, or an account with budget). Only names some live subscription
 //! still wants are looked up (`Store::next_pending_channel`).
 
+use kuryer_actors::telemetry::events::telegram_id;
 use std::sync::Weak;
 use std::time::Duration;
 
@@ -179,13 +180,14 @@ async fn resolve_again(p: &std::sync::Arc<Inner>, account: &str, channel_id: i64
                 p.learned_hash(account, f.bare_id, f.access_hash).await;
                 tracing::info!(
                     account,
-                    channel_id,
+                    channel_id = telegram_id(channel_id),
+                    channel_key = channel_id,
                     "Channel resolved again for the account's own access hash."
                 );
                 p.events.wake(channel_id);
             }
             other => {
-                tracing::warn!(account, channel_id, channel = name, found = ?other.map(|f| f.bare_id), "The channel's name no longer leads to it; the account cannot read it.");
+                tracing::warn!(account, channel_id = telegram_id(channel_id), channel_key = channel_id, channel = name, found = ?other.map(|f| f.bare_id), "The channel's name no longer leads to it; the account cannot read it.");
                 p.hash_lost(channel_id);
             }
         },
@@ -197,7 +199,8 @@ async fn resolve_again(p: &std::sync::Arc<Inner>, account: &str, channel_id: i64
         {
             tracing::warn!(
                 account,
-                channel_id,
+                channel_id = telegram_id(channel_id),
+                channel_key = channel_id,
                 channel = name,
                 "The channel's name no longer exists; the account cannot read it."
             );
@@ -205,7 +208,7 @@ async fn resolve_again(p: &std::sync::Arc<Inner>, account: &str, channel_id: i64
         }
         Err(CallError::Lost(reason)) => p.lost(account, &reason).await,
         Err(e) => {
-            tracing::debug!(account, channel_id, error = %e, "Resolving the channel again failed; trying later.");
+            tracing::debug!(account, channel_id = telegram_id(channel_id), channel_key = channel_id, error = %e, "Resolving the channel again failed; trying later.");
             p.rehash_later(account, channel_id, name);
         }
     }

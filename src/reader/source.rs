@@ -29,6 +29,7 @@
 //! when the poller stops it is dropped, and the next read goes to the
 //! history from the mark.
 
+use kuryer_actors::telemetry::events::telegram_id;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -164,7 +165,8 @@ impl MtprotoSource {
         );
         if quiet && !gap {
             tracing::debug!(
-                channel_id = self.channel.channel_id,
+                channel_id = telegram_id(self.channel.channel_id),
+                channel_key = self.channel.channel_id,
                 "A channel that posts went silent: its history is read."
             );
         }
@@ -442,7 +444,8 @@ impl MtprotoSource {
         }
         messages.retain(|m| i64::from(m.id) > start);
         tracing::info!(
-            channel_id = id,
+            channel_id = telegram_id(id),
+            channel_key = id,
             start_message_id = start,
             new_posts = messages.len(),
             "First read of the channel: older posts are history, sent only when a backfill asks."
@@ -507,7 +510,7 @@ impl MtprotoSource {
         if shown != self.channel.username {
             let old = self.display_name();
             tracing::info!(
-                channel_id = self.channel.channel_id,
+                channel_id = telegram_id(self.channel.channel_id), channel_key = self.channel.channel_id,
                 old = %old,
                 new = shown.as_deref().unwrap_or("-"),
                 "The channel's public name changed."

@@ -4,6 +4,7 @@
 //! its post is here, so no channel's poller ever holds another's updates.
 
 use kuryer_actors::model::SourceMessage;
+use kuryer_actors::telemetry::events::telegram_id;
 
 use super::error::OpContext;
 use super::{Store, StoreError};
@@ -68,7 +69,8 @@ impl Store {
                 }),
                 // Written by this code; unreadable only after a format change.
                 Err(e) => tracing::error!(
-                    channel_id = r.get::<_, i64>(0),
+                    channel_id = telegram_id(r.get::<_, i64>(0)),
+                    channel_key = r.get::<_, i64>(0),
                     error = %e,
                     "An inbox entry cannot be read; skipping it."
                 ),

@@ -3,6 +3,7 @@
 //! update when a channel post is deleted.
 
 use kuryer_actors::model::MediaKind;
+use kuryer_actors::telemetry::events::telegram_id;
 use teloxide::types::Message;
 
 use super::{BotUpdates, source_message};
@@ -41,7 +42,8 @@ pub(super) async fn on_edited_channel_post(
         )
         .await?;
     tracing::debug!(
-        channel_id,
+        channel_id = telegram_id(channel_id),
+        channel_key = channel_id,
         message_id = m.id,
         "Channel post edited; queued to mirror."
     );

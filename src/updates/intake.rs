@@ -3,6 +3,7 @@
 //! recorded, a person's message or button handed to the bot.
 
 use kuryer_actors::model::{MediaKind, SourceMessage};
+use kuryer_actors::telemetry::events::telegram_id;
 use serde_json::Value;
 use teloxide::types::{ChatMemberUpdated, Message, MessageKind, Update, UpdateKind};
 
@@ -200,7 +201,8 @@ async fn on_channel_post(
     if !store.channel_subscribed(channel_id).await? {
         tracing::debug!(
             chat_id,
-            channel_id,
+            channel_id = telegram_id(channel_id),
+            channel_key = channel_id,
             "A post of a bot-admin channel nobody subscribes to; not kept."
         );
         return Ok(());

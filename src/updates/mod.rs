@@ -34,6 +34,7 @@ mod shapes;
 /// The loop: one update at a time, confirmed once its effect is durable.
 mod update_loop;
 
+use kuryer_actors::telemetry::events::telegram_id;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -139,7 +140,7 @@ impl ChannelSource for BotChannelSource {
             self.trimmed = self.trimmed.max(after);
             return Box::pin(async move {
                 if trim && let Err(e) = store.inbox_trim_recorded(channel_id).await {
-                    tracing::debug!(channel_id, error = %e, "Could not trim the bot's inbox.");
+                    tracing::debug!(channel_id = telegram_id(channel_id), channel_key = channel_id, error = %e, "Could not trim the bot's inbox.");
                 }
                 store
                     .inbox_after(channel_id, i64::from(after), limit)
@@ -167,7 +168,7 @@ impl ChannelSource for BotChannelSource {
             if recorded && let Err(e) = store.inbox_trim(channel_id, i64::from(after)).await {
                 // Harmless: what stays is at or below the mark, skipped when
                 // loaded again, and trimmed at the next chance.
-                tracing::debug!(channel_id, error = %e, "Could not trim the bot's inbox.");
+                tracing::debug!(channel_id = telegram_id(channel_id), channel_key = channel_id, error = %e, "Could not trim the bot's inbox.");
             }
             Ok(messages)
         })
