@@ -228,12 +228,14 @@ fn ceiling_summary(
         .iter()
         .filter(|r| r.bots == bots && r.ceiling.as_ref().is_some_and(|c| c.paid == paid))
         .collect();
-    let c = |g: fn(&crate::pipeline_run::CeilingResult) -> f64| {
+    /// One figure of a ceiling run.
+    type Figure = fn(&crate::pipeline_run::CeilingResult) -> f64;
+    let c = |g: Figure| {
         runs.iter()
             .filter_map(|r| r.ceiling.as_ref().map(g))
             .collect::<Vec<_>>()
     };
-    let fields: [(&str, fn(&crate::pipeline_run::CeilingResult) -> f64); 11] = [
+    let fields: [(&str, Figure); 11] = [
         ("fraction", |c| c.fraction),
         ("achieved_per_s", |c| c.achieved_per_s),
         ("items_per_s", |c| c.items_per_s),

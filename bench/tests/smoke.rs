@@ -56,7 +56,11 @@ fn tiny_bench_completes_with_exact_counts() {
     assert_eq!(persistence[0]["counts_exact"], Value::Bool(true));
 
     let ceiling = report["ceiling"].as_array().expect("ceiling runs");
-    assert_eq!(ceiling.len(), 2, "one and three bots");
+    assert_eq!(
+        ceiling.len(),
+        3,
+        "one bot, three bots, one bot with paid broadcast"
+    );
     for run in ceiling {
         assert_eq!(u(run, "duplicates"), 0);
         let c = &run["ceiling"];

@@ -435,7 +435,10 @@ async fn an_edit_racing_the_first_delivery_edits_its_one_copy_and_a_killed_edit_
 async fn a_backfill_sends_the_last_posts_oldest_first_once_and_is_finished_after_a_restart() {
     let db = TestDb::new().await;
     let users = [762_001, 762_002];
-    let fake = fake_with(&users);
+    // Someone follows the channel before it posts: a bot-admin channel
+    // nobody subscribes to has its posts neither kept nor polled.
+    let watcher = 762_003;
+    let fake = fake_with(&[users[0], users[1], watcher]);
     let port = free_port();
     // One message a second a chat (Telegram's own limit): the backfill of
     // users[1] is still under way when the process is stopped.
@@ -443,6 +446,7 @@ async fn a_backfill_sends_the_last_posts_oldest_first_once_and_is_finished_after
     let mut daemon = Daemon::start_with(&db.url, &fake, TOKEN, port, 1.0, &extra);
     let api = Api::new(port);
     api.ready(&daemon).await;
+    api.add(watcher, "@mirror_news", None).await;
     let texts: Vec<String> = (1..=6).map(|i| format!("history post {i}")).collect();
     for t in &texts {
         fake.post(CHANNEL, NewChannelMessage::text(t.clone()));

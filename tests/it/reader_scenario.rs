@@ -161,16 +161,17 @@ async fn three_accounts_thirty_channels_two_instances_through_a_kill_and_a_resta
         .map(|r| (r.get(0), r.get(1)))
         .collect()
     };
-    // The third account: the instance holding none takes it (a holds its
-    // share of two).
+    // The third account: every account held, each instance within its
+    // share of ceil(3 / 2) = 2 (which one moves to b is the keeper's
+    // choice: a gives one back to the newcomer, or b takes the free one).
     seed(&accounts[2].0, accounts[2].1).await;
     let spread = wait_until(Duration::from_secs(15), async || {
-        holders().await
-            == [
-                ("s0".to_owned(), Some("a".to_owned())),
-                ("s1".to_owned(), Some("a".to_owned())),
-                ("s2".to_owned(), Some("b".to_owned())),
-            ]
+        let h = holders().await;
+        let of = |i: &str| h.iter().filter(|(_, x)| x.as_deref() == Some(i)).count();
+        h.len() == 3
+            && of("a") + of("b") == 3
+            && (1..=2).contains(&of("a"))
+            && (1..=2).contains(&of("b"))
     })
     .await;
     assert!(spread, "{:?}\n{}", holders().await, b.log_text());
