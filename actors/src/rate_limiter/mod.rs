@@ -1,10 +1,11 @@
 //! RateLimiter: sends each delivery at the earliest moment Telegram's limits
-//! allow, fairly between channels.
+//! allow, fairly between people and, for each, between channels.
 //!
 //! | file | what it holds |
 //! |---|---|
 //! | `limits.rs` | [`LimiterConfig`](crate::rate_limiter::LimiterConfig): Telegram's numbers, and the intervals that follow from them |
-//! | `schedule.rs` | the policy as plain data, every step taking `now`: GCRA per bot, arrival window, per-chat spacing, round-robin over channels, flood waits |
+//! | `schedule.rs` | the policy as plain data, every step taking `now`: GCRA per bot, arrival window, per-chat spacing, flood waits |
+//! | `schedule/turns.rs` | whose turn is next: rounds with one turn per person (the subscriber), round-robin over channels within a round |
 //! | `halted.rs` | [`HaltedLanes`](crate::rate_limiter::HaltedLanes): the bots whose token was refused, shared with the daemon |
 //! | `shared.rs` | the limits shared with other instances: candidates admitted by one call a round, the fallback share |
 //! | `actor.rs` | [`RateLimiter`](crate::rate_limiter::RateLimiter), the actor: its messages, its timer, back-pressure on `Enqueue` |

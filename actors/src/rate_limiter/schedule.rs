@@ -5,8 +5,10 @@
 //! messages and calls this.
 //!
 //! What it keeps: the queue of deliveries not yet sent, per destination
-//! chat; per bot token ("lane") a GCRA, an arrival window and a round-robin
-//! over channels; per chat its spacing.
+//! chat; per bot token ("lane") a GCRA, an arrival window and its ready
+//! chats in turn order (`schedule/turns.rs`: rounds in which every person
+//! gets one turn, round-robin over channels within a round); per chat its
+//! spacing.
 //!
 //! A chat has at most one send in flight, and its next send waits one chat
 //! interval after the previous one *completed*: the spacing is measured where
@@ -53,7 +55,9 @@ use super::limits::{
 use crate::model::Delivery;
 
 mod migration;
+mod turns;
 use migration::retarget;
+use turns::Turns;
 
 /// How a send went, as far as rate limiting cares.
 #[derive(Debug, Clone)]
@@ -116,10 +120,8 @@ struct Lane {
     /// When this bot's recent sends completed, oldest first (last second only).
     completed: VecDeque<Instant>,
     paused_until: Instant,
-    /// Channels with ready chats, in round-robin order.
-    rr: VecDeque<i64>,
-    /// Ready chats per channel.
-    ready: HashMap<i64, VecDeque<i64>>,
+    /// Ready chats, in turn order: by person, then by channel.
+    ready: Turns,
     /// Recent 429s: (when, chat).
     recent_429: VecDeque<(Instant, i64)>,
     /// The token was refused: nothing more is sent on this lane.
@@ -162,8 +164,7 @@ impl Schedule {
                 in_flight: 0,
                 completed: VecDeque::new(),
                 paused_until: now,
-                rr: VecDeque::new(),
-                ready: HashMap::new(),
+                ready: Turns::default(),
                 recent_429: VecDeque::new(),
                 halted: false,
                 free: limits
@@ -301,13 +302,8 @@ impl Schedule {
         };
         chat.scheduled = true;
         if chat.ready_at <= now {
-            let channel = head.post.channel_id;
-            let lane = &mut self.lanes[chat.lane];
-            let list = lane.ready.entry(channel).or_default();
-            if list.is_empty() {
-                lane.rr.push_back(channel);
-            }
-            list.push_back(chat_id);
+            let (person, channel) = (head.sub.user_telegram_id, head.post.channel_id);
+            self.lanes[chat.lane].ready.push(person, channel, chat_id);
         } else {
             self.waiting.push(Reverse((chat.ready_at, chat_id)));
         }
@@ -321,8 +317,8 @@ impl Schedule {
     // The algorithm (one pass, at `now`):
     //
     // 1. Chats whose wait is over move from the timer heap to their lane's
-    //    ready lists, one list per channel of the chat's oldest queued
-    //    delivery.
+    //    ready chats, listed under the person and the channel of the chat's
+    //    oldest queued delivery.
     // 2. If the DbWriter's backlog is over its bound, send nothing and look
     //    again `BACKLOG_RECHECK` later (back-pressure from PostgreSQL).
     // 3. For each lane, starting one further each pass, while fewer than
@@ -330,12 +326,15 @@ impl Schedule {
     //    theoretical arrival time `tat` is not more than the tolerance ahead
     //    of now), the bot is not paused by a flood wait, and the bot's
     //    arrival window has room (fewer than `window_cap` sends in flight or
-    //    completed within the last second): take the next channel in
-    //    round-robin order, the next ready chat of that channel, and send
-    //    that chat's oldest delivery; `tat` advances by one emission
-    //    interval. Round-robin over channels is what keeps a channel with
-    //    5,000 subscribers from starving one with ten. A full window whose
-    //    sends are all still in flight waits for `finished`, not for a time.
+    //    completed within the last second): take the next ready chat in turn
+    //    order and send its oldest delivery; `tat` advances by one emission
+    //    interval. Turns go in rounds, one turn a round for every person
+    //    with a ready chat (the subscriber), round-robin over channels within
+    //    a round (`schedule/turns.rs`): one person's many busy channels and
+    //    destinations take one turn a round, not one per channel, and a
+    //    channel with 5,000 subscribers still does not starve one with ten.
+    //    A full window whose sends are all still in flight waits for
+    //    `finished`, not for a time.
     // 4. Wake at the earliest moment something can move: a lane's allowed
     //    moment, or the first chat in the timer heap.
     /// The sends allowed at `now`, in order, and when to look again (`None`:
@@ -373,7 +372,7 @@ impl Schedule {
                     break;
                 }
                 let lane = &mut self.lanes[lane_idx];
-                if lane.rr.is_empty() || lane.halted {
+                if lane.ready.is_empty() || lane.halted {
                     break;
                 }
                 while lane
@@ -401,14 +400,7 @@ impl Schedule {
                     next_wake = Some(next_wake.map_or(allowed_at, |w| w.min(allowed_at)));
                     break;
                 }
-                let channel = lane.rr.pop_front().expect("checked non-empty");
-                let list = lane.ready.get_mut(&channel).expect("rr and ready agree");
-                let chat_id = list.pop_front().expect("listed channels have ready chats");
-                if list.is_empty() {
-                    lane.ready.remove(&channel);
-                } else {
-                    lane.rr.push_back(channel);
-                }
+                let chat_id = lane.ready.pop().expect("checked non-empty");
                 let Some(chat) = self.chats.get_mut(&chat_id) else {
                     continue;
                 };
@@ -609,7 +601,6 @@ impl Schedule {
             return false;
         }
         l.halted = true;
-        l.rr.clear();
         l.ready.clear();
         for chat in self.chats.values_mut().filter(|c| c.lane == lane) {
             self.queued -= chat.queue.len();

@@ -156,6 +156,67 @@ fn channels_take_turns() {
     );
 }
 
+/// A delivery of `channel` to `chat` for `person` (the subscriber).
+fn for_person(
+    channel: i64,
+    chat: i64,
+    kind: crate::model::DestinationKind,
+    person: i64,
+) -> Delivery {
+    let mut d = delivery(channel, chat, kind);
+    std::sync::Arc::make_mut(&mut d.sub).user_telegram_id = person;
+    d
+}
+
+#[test]
+fn one_person_with_many_busy_channels_takes_one_turn_a_round() {
+    // One person owns 4 channels, each fanning out to 40 of their groups, all
+    // queued first; then 50 people get one post each of channel 99.
+    const HOSTILE: i64 = 1_000_000;
+    let t0 = Instant::now();
+    let mut s = schedule(&exact(1000.0, 1000.0, 60_000.0), t0);
+    for channel in 1..=4 {
+        s.enqueue(
+            (0..40)
+                .map(|g| for_person(channel, -(channel * 1000 + g), Supergroup, HOSTILE))
+                .collect(),
+            t0,
+        );
+    }
+    s.enqueue((1..=50).map(|c| delivery(99, c, Private)).collect(), t0);
+    let log = run(&mut s, t0, Duration::ZERO, done);
+    assert_eq!(log.len(), 210);
+    // Round-robin over channels gave channel 99 one turn in five: the
+    // fiftieth person was served after about 250 sends.
+    let last = log.iter().rposition(|(_, ch, _)| *ch == 99).unwrap();
+    assert!(last < 55, "the 50 people were served by send {last}");
+    // That person had one turn a round meanwhile, and their channels took turns.
+    let hostile: Vec<i64> = log
+        .iter()
+        .filter(|(_, ch, _)| *ch != 99)
+        .map(|(_, ch, _)| *ch)
+        .collect();
+    assert_eq!(hostile[..8], [1, 2, 3, 4, 1, 2, 3, 4]);
+    assert!(log[..=last].iter().filter(|(_, ch, _)| *ch != 99).count() <= 2);
+}
+
+#[test]
+fn a_person_ready_again_in_a_round_waits_for_the_next() {
+    let mut t = Turns::default();
+    // People 1, 2, 3 each one chat of channel 5; person 1 a second chat of
+    // channel 6, listed after their first turn.
+    t.push(1, 5, 11);
+    t.push(2, 5, 21);
+    t.push(3, 5, 31);
+    assert_eq!(t.pop(), Some(11));
+    t.push(1, 6, 12);
+    assert_eq!(
+        [t.pop(), t.pop(), t.pop(), t.pop()],
+        [Some(21), Some(31), Some(12), None]
+    );
+    assert!(t.is_empty());
+}
+
 #[test]
 fn a_bots_window_counts_sends_until_a_second_after_they_completed() {
     // 4/s: 250 ms apart, at most 4 in flight or completed within a second.
