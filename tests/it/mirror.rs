@@ -548,8 +548,12 @@ async fn a_backfill_sends_the_last_posts_oldest_first_once_and_is_finished_after
     let c = db.client().await;
     let rows: Vec<(i64, bool)> = c
         .query(
-            "SELECT count(*), bool_and(backfill) FROM forwarded_messages GROUP BY subscription_id",
-            &[],
+            "SELECT count(*), bool_and(f.backfill) FROM forwarded_messages f
+               JOIN subscriptions s ON s.id = f.subscription_id
+               JOIN users u ON u.id = s.user_id
+              WHERE u.telegram_id <> $1
+              GROUP BY f.subscription_id",
+            &[&watcher],
         )
         .await
         .unwrap()
