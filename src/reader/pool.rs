@@ -309,6 +309,13 @@ impl ReaderPool {
         let Ok(cipher) = SessionCipher::new(self.0.cfg.session_key.as_ref()) else {
             return;
         };
+        // Accounts logged in after this process started: from now on its
+        // channels are read through the pool even while it holds none (a
+        // poller started while it holds none would otherwise be given no
+        // reader for good).
+        if !names.is_empty() {
+            self.0.accounts_exist.store(true, Ordering::Relaxed);
+        }
         let cipher = Arc::new(cipher);
         for name in names {
             if lock(&self.0.accounts).len() >= share {

@@ -197,9 +197,12 @@ impl Store {
         .await
         .op(OP)?;
         // Their process is gone: no one to wait for, not even the one TTL a
-        // taker waits after a lease ran out.
+        // taker waits after a lease ran out. The epoch, not '-infinity':
+        // the expiry is read back as a `DateTime<Utc>` (`reader_accounts`),
+        // which cannot hold an infinite timestamp, and every listing of
+        // the accounts would fail on it.
         c.execute(
-            "UPDATE reader_accounts SET lease_expires_at = '-infinity'
+            "UPDATE reader_accounts SET lease_expires_at = 'epoch'
               WHERE lease_holder = ANY($1) AND lease_expires_at IS NOT NULL",
             &[&ids],
         )

@@ -1,5 +1,6 @@
 //! The schema and the store against a real PostgreSQL, one fresh database per test.
 
+mod dead_holder;
 mod migrations;
 mod open;
 
