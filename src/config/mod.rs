@@ -403,7 +403,9 @@ pub struct ReaderConfig {
     /// messages.getHistory calls one account makes a second at most.
     pub history_per_second: f64,
     /// A joined channel with no pushed post for this long has its history
-    /// checked once, in case a push was lost (s).
+    /// checked once, in case a push was lost (s); longer for an account
+    /// reading so many channels that these checks would take more than
+    /// half its `history_per_second`.
     pub verify_interval_s: u64,
     /// A joined channel that posts has its history read once when it stays
     /// silent for four of its usual gaps between posts, but never sooner
@@ -449,7 +451,7 @@ impl Default for ReaderConfig {
             joins_per_day: 40,
             join_ramp_days: 14,
             poll_interval_s: 60,
-            history_per_second: 1.0,
+            history_per_second: 0.3,
             verify_interval_s: 600,
             quiet_check_min_s: 60,
             max_buffered_per_channel: 1_000,

@@ -79,6 +79,9 @@ pub(super) struct ChanState {
     pub(super) pace: super::quiet::Pace,
     /// Nobody subscribes to it any more: not joined (`orphans.rs`).
     pub(super) unwanted: bool,
+    /// Silent this long, it is read again (`quiet::verify_every`): set at
+    /// each history read from the channels its account reads then.
+    pub(super) verify_every: Duration,
 }
 
 pub(super) struct Inner {
@@ -508,6 +511,7 @@ impl Inner {
                 hash_lost: false,
                 pace: super::quiet::Pace::default(),
                 unwanted: false,
+                verify_every: Duration::from_secs(self.cfg.verify_interval_s),
             });
         Ok(())
     }

@@ -16,6 +16,12 @@
 //! 600 s re-read. While a silenced channel goes on posting, each read
 //! finds its posts and the next check comes after the same quiet time,
 //! so at most one getHistory per `quiet_check_min_s` per channel.
+//!
+//! The floor grows with the channels an account reads ([`verify_every`]):
+//! at Telegram's ~10 getHistory per 30 s an account, 334 joined channels
+//! re-read every 600 s would need 0.56 calls a second, more than the whole
+//! pace, and a read that carries posts (an id gap, a first read) would wait
+//! behind a queue that never empties.
 
 use std::time::Duration;
 
@@ -24,6 +30,22 @@ use tokio::time::Instant;
 /// Usual gaps between posts after which a silence is worth a history read:
 /// a steady channel rarely stays quiet this long by chance.
 pub(super) const QUIET_GAPS: u32 = 4;
+
+/// Share of an account's getHistory pace the re-reads of silent channels
+/// may take; the rest is left to reads that carry posts (first reads, id
+/// gaps, channels polled because they could not be joined).
+pub(super) const VERIFY_SHARE: f64 = 0.5;
+
+/// How long a joined channel of an account reading `held` joined channels
+/// stays silent before its history is read again: `floor`
+/// (`reader.verify_interval_s`), or longer when re-reading every channel
+/// that often would take more than [`VERIFY_SHARE`] of the account's
+/// `history_per_second`.
+pub(super) fn verify_every(floor: Duration, held: usize, history_per_second: f64) -> Duration {
+    let pace = (history_per_second * VERIFY_SHARE).max(0.000_1);
+    let needed = Duration::from_secs_f64((held as f64 / pace).min(86_400.0 * 7.0));
+    floor.max(needed)
+}
 
 /// How a channel posts, as the reader has seen it.
 #[derive(Debug, Default, Clone)]
@@ -75,6 +97,19 @@ mod tests {
 
     const MIN: Duration = Duration::from_secs(60);
     const MAX: Duration = Duration::from_secs(600);
+
+    #[test]
+    fn re_reads_of_silent_channels_take_at_most_half_the_pace() {
+        let floor = Duration::from_secs(600);
+        // Few channels: the floor.
+        assert_eq!(verify_every(floor, 50, 0.3), floor);
+        // 334 channels at 10 per 30 s: 334 / 0.15 = 2,227 s, not 600.
+        let every = verify_every(floor, 334, 0.3);
+        assert_eq!(every.as_secs(), 2_226);
+        // What that costs: 334 reads per interval, half the pace.
+        let rate = 334.0 / every.as_secs_f64();
+        assert!(rate <= 0.3 * VERIFY_SHARE + 1e-3, "{rate}");
+    }
 
     #[test]
     fn an_active_channel_is_overdue_after_four_gaps_a_slow_one_only_at_the_floor() {

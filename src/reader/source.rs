@@ -9,7 +9,8 @@
 //! was posted while kuryer was down), when the ids pushed leave a gap (a
 //! push lost, a `channelDifferenceTooLong`, which hands grammers no
 //! messages), after the channel changed account, and once every
-//! `reader.verify_interval_s` of silence. A channel no account could join
+//! `reader.verify_interval_s` of silence (longer when the account reads
+//! many channels, `quiet.rs`). A channel no account could join
 //! is read from its history every `reader.poll_interval_s`, within the
 //! account's getHistory pace. A channel never read (mark 0, no
 //! `start_message_id`) is first read from its newest page: its past is
@@ -126,16 +127,18 @@ impl MtprotoSource {
         let st = channels.get_mut(&self.channel.channel_id)?;
         st.buffer.retain(|&id, _| id > after);
         let now = Instant::now();
-        let checked_recently = |every: u64| {
+        let checked_recently = |every: Duration| {
             st.last_history
-                .is_some_and(|t| now.duration_since(t) < Duration::from_secs(every))
+                .is_some_and(|t| now.duration_since(t) < every)
         };
         if !st.joined {
-            return Some(if checked_recently(cfg.poll_interval_s) {
-                Plan::Nothing
-            } else {
-                Plan::History
-            });
+            return Some(
+                if checked_recently(Duration::from_secs(cfg.poll_interval_s)) {
+                    Plan::Nothing
+                } else {
+                    Plan::History
+                },
+            );
         }
         if st.verified < after || st.last_history.is_none() {
             return Some(Plan::History);
@@ -161,7 +164,7 @@ impl MtprotoSource {
             now,
             st.last_history,
             Duration::from_secs(cfg.quiet_check_min_s),
-            Duration::from_secs(cfg.verify_interval_s),
+            st.verify_every,
         );
         if quiet && !gap {
             tracing::debug!(
@@ -170,13 +173,11 @@ impl MtprotoSource {
                 "A channel that posts went silent: its history is read."
             );
         }
-        Some(
-            if gap || quiet || !checked_recently(cfg.verify_interval_s) {
-                Plan::History
-            } else {
-                Plan::Nothing
-            },
-        )
+        Some(if gap || quiet || !checked_recently(st.verify_every) {
+            Plan::History
+        } else {
+            Plan::Nothing
+        })
     }
 
     /// The posts after `after` (with `newest`: the newest page instead),
@@ -354,7 +355,19 @@ impl MtprotoSource {
             .channels
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let account = channels
+            .get(&self.channel.channel_id)
+            .and_then(|st| st.account.clone());
+        let held = channels
+            .values()
+            .filter(|c| c.joined && c.account.is_some() && c.account == account)
+            .count();
         if let Some(st) = channels.get_mut(&self.channel.channel_id) {
+            st.verify_every = super::quiet::verify_every(
+                Duration::from_secs(self.pool.cfg.verify_interval_s),
+                held,
+                self.pool.cfg.history_per_second,
+            );
             let new = out
                 .iter()
                 .filter(|m| m.id > st.verified && !st.buffer.contains_key(&m.id))

@@ -82,6 +82,8 @@ mod reader_lease;
 mod reader_login;
 /// Channels nobody subscribes to (left after a grace), the keeper's share, burned keys.
 mod reader_orphans;
+/// An account reading many channels re-reads silent ones within half its history pace.
+mod reader_pace;
 mod reader_pages;
 mod reader_relay;
 /// `kuryer run` reading channels through reader accounts, as a black box.
