@@ -52,9 +52,14 @@ use kuryer_sim::process::{FakeProcess, FakeSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::mtproto_fake::thread_cpu_seconds;
-use crate::reader_observer::{Heard, TRIGGER, observe, out_of_order, wait_recorded};
-use crate::reader_result::{CallRate, CatchUp, Latency, Projection, ReaderResult};
+use crate::reader_observer::{Heard, TRIGGER, observe, wait_recorded};
+use crate::reader_result::{CallRate, Latency, Projection, ReaderResult};
 use crate::util::{BenchDb, cpu_seconds, reset_peak_rss};
+
+/// The restart with posts waiting (`Bench::catch_up`).
+mod catch_up;
+#[cfg(test)]
+mod tests;
 
 /// The size of one reader run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -521,95 +526,6 @@ impl<'a> Bench<'a> {
         out.latency_polled = Latency::of(polled);
     }
 
-    /// With the pipeline down, publishes on the catch-up channels, starts it again and measures until they are recorded; returns the restarted pipeline.
-    async fn catch_up(&self, out: &mut ReaderResult) -> anyhow::Result<Running> {
-        let spec = self.spec;
-        let world = &self.world;
-        let n = spec.catch_up_channels.min(spec.channels);
-        let n_channels = n as usize;
-        let mut keys = Vec::with_capacity((n * spec.catch_up_posts) as usize);
-        for row in 1..=i64::from(n) {
-            let ch = world.channels[(row - 1) as usize];
-            for p in 0..spec.catch_up_posts {
-                let id = world.dc.publish_text(ch, &format!("While down {p}"));
-                keys.push((row, id));
-            }
-        }
-        if let Some(max_calls) = spec.catch_up_history_limit {
-            world.dc.set_flood_limit(
-                "messages.getHistory",
-                Some(FloodLimit {
-                    max_calls,
-                    per: Duration::from_secs(1),
-                }),
-            );
-        }
-        let c0 = snapshot(world);
-        let p0 = pages_by_channel(world);
-        let sent0 = self.bot_api.stats().await?.messages_received;
-        let t0 = Instant::now();
-        let again = self.start().await?;
-        // Every channel's first read after the start waits for its turn in
-        // its account's getHistory pace: patience covers one such round.
-        let patience = Duration::from_secs_f64(
-            f64::from(spec.channels) / (f64::from(spec.accounts) * spec.history_per_second) + 120.0,
-        );
-        let recorded = wait_recorded(&self.heard, &keys, patience).await;
-        let seconds = t0.elapsed().as_secs_f64();
-        let c1 = snapshot(world);
-        let (twice, late) = {
-            let h = self.heard.lock().unwrap_or_else(|e| e.into_inner());
-            (h.twice - out.duplicates, out_of_order(&h, &keys))
-        };
-        // One subscriber a channel: each post is sent once. Wait for the
-        // sends to settle before counting them.
-        let mut sent = 0;
-        for _ in 0..100 {
-            sent = self.bot_api.stats().await?.messages_received - sent0;
-            if sent >= keys.len() as u64 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        let d = delta(&c0, &c1);
-        // Pages answered on the channels posted to, and on the others.
-        let p1 = pages_by_channel(world);
-        let (mut new_pages, mut quiet_pages) = (0u64, 0u64);
-        for (row, c) in world.channels.iter().enumerate() {
-            let n = p1.get(&c.id).copied().unwrap_or(0) - p0.get(&c.id).copied().unwrap_or(0);
-            if row < n_channels {
-                new_pages += n;
-            } else {
-                quiet_pages += n;
-            }
-        }
-        let quiet = world.channels.len().saturating_sub(n_channels);
-        out.catch_up = Some(CatchUp {
-            channels: n,
-            out_of_order: late,
-            sent,
-            history_per_channel: new_pages as f64 / f64::from(n.max(1)),
-            history_per_quiet_channel: if quiet == 0 {
-                0.0
-            } else {
-                quiet_pages as f64 / quiet as f64
-            },
-            posts: keys.len() as u64,
-            recorded,
-            lost: keys.len() as u64 - recorded,
-            duplicates: twice,
-            seconds,
-            per_s: recorded as f64 / seconds.max(1e-9),
-            calls: d
-                .iter()
-                .map(|(m, (c, _, _))| (m.clone(), c.iter().sum()))
-                .collect(),
-            flood_waits: d.values().map(|v| v.1).sum(),
-            calls_during_flood_wait: d.values().map(|v| v.2).sum(),
-        });
-        Ok(again)
-    }
-
     /// Stops the observer and the fakes, closes the store and drops the run's Redis keys.
     async fn tear_down(self, cfg: &Config) -> anyhow::Result<()> {
         let _ = self.stop_observer.send(());
@@ -665,67 +581,5 @@ fn record_calls(out: &mut ReaderResult, d: &BTreeMap<String, (Vec<u64>, u64, u64
         );
         out.flood_waits += floods;
         out.calls_during_flood_wait += early;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spec(channels: u32, accounts: u32, joined: u32) -> ReaderSpec {
-        ReaderSpec {
-            label: String::new(),
-            channels,
-            accounts,
-            joined,
-            max_per_account: 450,
-            history_per_second: 2.5,
-            poll_interval_s: 60,
-            poll_max_interval_ms: None,
-            posts: 0,
-            rate: 1.0,
-            catch_up_channels: 0,
-            catch_up_posts: 0,
-            catch_up_history_limit: None,
-            history_limit_calls: 10,
-            history_limit_per_s: 30,
-        }
-    }
-
-    #[test]
-    fn the_projection_follows_the_default_budgets() {
-        let cfg = kuryer::config::ReaderConfig::default();
-        let p = Projection::of(1_000, 3, &cfg);
-        assert_eq!((p.per_account, p.joined_per_account), (334, 334));
-        assert!((p.resolves_per_day - 30.0).abs() < 1e-9);
-        // 334 look-ups at 30 a day: 12 days; twice as many: 23.
-        assert_eq!((p.days_to_read_min, p.days_to_read_max), (12, 23));
-        // Joins ramp 10, 12, 14, … up to 40, and wait for the look-ups.
-        assert_eq!(&p.joins_by_day[..3], &[10, 12, 14]);
-        assert_eq!(p.days_to_join, 15);
-        let p = Projection::of(10_000, 23, &cfg);
-        assert_eq!((p.per_account, p.joined_per_account), (435, 435));
-        assert_eq!(p.days_to_read_min, 15);
-    }
-
-    #[test]
-    fn plan_fills_accounts_to_capacity_and_polls_the_rest() {
-        let p = plan(&spec(10_000, 23, 9_900));
-        let joined = p.iter().filter(|a| a.2).count();
-        assert_eq!(joined, 9_900);
-        let mut per = vec![0usize; 23];
-        for a in p.iter().filter(|a| a.2) {
-            per[a.1] += 1;
-        }
-        assert!(per[..22].iter().all(|&n| n == 450), "{per:?}");
-        assert!(p.iter().filter(|a| !a.2).all(|a| a.1 == 22));
-
-        let p = plan(&spec(1_000, 3, 1_000));
-        let mut per = [0usize; 3];
-        for a in &p {
-            assert!(a.2);
-            per[a.1] += 1;
-        }
-        assert_eq!(per, [334, 334, 332]);
     }
 }
