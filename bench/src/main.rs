@@ -23,7 +23,7 @@
 //! - **mtproto-fake**: the simulated data centre's own capacity: pushed
 //!   updates per second to grammers clients at 10,000 channels, and its CPU
 //!   per update, so that the reader benchmarks know it is not their limit.
-//! - **reader** (not in `all`; `reader-1k`, `reader-10k` run one size):
+//! - **reader** (not in `all`; `reader-1k`, `reader-10k`, `reader-catch-up` run one size):
 //!   the MTProto reader against the fake data centre at its Telegram-like
 //!   limits (getHistory 10 per 30 s an account) with kuryer's daily
 //!   budgets, 1,000 channels over 3 accounts (and a catch-up of 250 posts
@@ -148,7 +148,7 @@ pub(crate) struct BenchArgs {
     pub(crate) config: Option<std::path::PathBuf>,
     /// Which scenario: seed, ceiling, persistence, growth, mtproto-fake,
     /// resume, api-load, bot-load, bot-load-2k, abuse, instances, reader
-    /// (reader-1k, reader-10k: one size), or all (the first five).
+    /// (reader-1k, reader-10k, reader-catch-up: one size), or all (the first five).
     #[arg(long, default_value = "all")]
     pub(crate) scenario: String,
     /// Runs of each scenario (figures are given as min / median / max).

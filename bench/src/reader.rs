@@ -263,7 +263,14 @@ fn plan(spec: &ReaderSpec) -> Vec<(i64, usize, bool)> {
     let accounts = spec.accounts.max(1) as usize;
     let max = spec.max_per_account.max(1) as usize;
     let joined = (spec.joined.min(spec.channels)) as usize;
-    let filled = joined.div_ceil(max).clamp(1, accounts);
+    // With nothing left to poll the joined channels spread over every
+    // account, as the pool assigns them (least loaded first); otherwise
+    // accounts are filled to capacity and the rest poll.
+    let filled = if joined == spec.channels as usize {
+        accounts.min(joined.max(1))
+    } else {
+        joined.div_ceil(max).clamp(1, accounts)
+    };
     let share = joined.div_ceil(filled).min(max);
     let rest = accounts - filled;
     (0..spec.channels as usize)
@@ -404,6 +411,16 @@ impl<'a> Bench<'a> {
         Ok((bench, out))
     }
 
+    /// Channels the busiest account reads: its first reads take that many
+    /// of its getHistory turns.
+    fn busiest(&self) -> f64 {
+        let mut per = std::collections::HashMap::new();
+        for (_, account, _) in plan(self.spec) {
+            *per.entry(account).or_insert(0u32) += 1;
+        }
+        f64::from(per.values().copied().max().unwrap_or(0))
+    }
+
     /// Starts the pool and the pipeline on the run's world.
     async fn start(&self) -> anyhow::Result<Running> {
         start(&self.store, &self.rcfg, &self.bot_api.bot_api, &self.dedup).await
@@ -412,10 +429,8 @@ impl<'a> Bench<'a> {
     /// Waits until every channel had its first getHistory, or fails past twice the accounts' pace plus a minute.
     async fn wait_first_reads(&self, t0: Instant) -> anyhow::Result<()> {
         let spec = self.spec;
-        let first_reads_limit = Duration::from_secs_f64(
-            f64::from(spec.channels) / (f64::from(spec.accounts) * spec.history_per_second) * 2.0
-                + 60.0,
-        );
+        let first_reads_limit =
+            Duration::from_secs_f64(self.busiest() / spec.history_per_second * 2.0 + 60.0);
         loop {
             // Channels with at least one page read (verification reads of
             // channels read early do not count for the others).

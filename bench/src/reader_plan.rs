@@ -78,6 +78,7 @@ pub(crate) fn reader_plan(tiny: bool, scenario: &str) -> Vec<ReaderSpec> {
     match scenario {
         "reader-1k" => vec![small, catch_up],
         "reader-10k" => vec![large],
+        "reader-catch-up" => vec![catch_up],
         _ => vec![small, catch_up, large],
     }
 }

@@ -119,12 +119,13 @@ fn scenarios(name: &str) -> anyhow::Result<Vec<&str>> {
     Ok(match name {
         "all" => vec!["seed", "ceiling", "persistence", "growth", "mtproto-fake"],
         s @ ("seed" | "ceiling" | "persistence" | "growth" | "mtproto-fake" | "resume"
-        | "api-load" | "bot-load" | "bot-load-2k" | "reader" | "reader-1k" | "reader-10k") => {
+        | "api-load" | "bot-load" | "bot-load-2k" | "reader" | "reader-1k" | "reader-10k"
+        | "reader-catch-up") => {
             vec![s]
         }
         other => {
             anyhow::bail!(
-                "unknown scenario {other:?}: seed, ceiling, persistence, growth, mtproto-fake, resume, api-load, bot-load, bot-load-2k, abuse, instances, reader, reader-1k, reader-10k or all"
+                "unknown scenario {other:?}: seed, ceiling, persistence, growth, mtproto-fake, resume, api-load, bot-load, bot-load-2k, abuse, instances, reader, reader-1k, reader-10k, reader-catch-up or all"
             )
         }
     })
@@ -171,7 +172,7 @@ impl Suite<'_> {
             "mtproto-fake" => self.mtproto_fake(),
             "persistence" => self.persistence(),
             "resume" => self.resume(),
-            "reader" | "reader-1k" | "reader-10k" => self.reader(scenario),
+            "reader" | "reader-1k" | "reader-10k" | "reader-catch-up" => self.reader(scenario),
             "api-load" => self.api_load(),
             "bot-load" => self.bot_load(self.plan.bot_load.clone()),
             "bot-load-2k" => self.bot_load(self.plan.bot_load_2k.clone()),
@@ -284,7 +285,7 @@ impl Suite<'_> {
         Ok(())
     }
 
-    /// The reader runs of `scenario` (`reader`, `reader-1k` or `reader-10k`).
+    /// The reader runs of `scenario` (`reader`, `reader-1k`, `reader-10k` or `reader-catch-up`).
     fn reader(&mut self, scenario: &str) -> anyhow::Result<()> {
         let runs = self.runs;
         for r in 1..=runs {

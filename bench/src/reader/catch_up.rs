@@ -41,10 +41,12 @@ impl Bench<'_> {
         let t0 = Instant::now();
         let again = self.start().await?;
         // Every channel's first read after the start waits for its turn in
-        // its account's getHistory pace: patience covers one such round.
-        let patience = Duration::from_secs_f64(
-            f64::from(spec.channels) / (f64::from(spec.accounts) * spec.history_per_second) + 120.0,
-        );
+        // its account's getHistory pace, and a channel with posts waiting
+        // needs a page a hundred and the empty answer: patience covers the
+        // busiest account's pages, twice over, and two minutes.
+        let pages = f64::from(spec.catch_up_posts.div_ceil(100) + 1);
+        let patience =
+            Duration::from_secs_f64(self.busiest() * pages / spec.history_per_second * 2.0 + 120.0);
         let recorded = wait_recorded(&self.heard, &keys, patience).await;
         let seconds = t0.elapsed().as_secs_f64();
         let c1 = snapshot(world);

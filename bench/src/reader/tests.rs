@@ -57,4 +57,12 @@ fn plan_fills_accounts_to_capacity_and_polls_the_rest() {
         per[a.1] += 1;
     }
     assert_eq!(per, [334, 334, 332]);
+
+    // Fewer than one account holds, all joined: spread, not one account.
+    let p = plan(&spec(130, 3, 130));
+    let mut per = [0usize; 3];
+    for a in &p {
+        per[a.1] += 1;
+    }
+    assert_eq!(per, [44, 44, 42]);
 }
