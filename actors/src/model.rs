@@ -493,6 +493,9 @@ pub struct NoticeOp {
     /// refusal. Dropped unanswered when the limiter lets the send go
     /// unmade (a halted bot, a lease moved, a shutdown).
     pub reply: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<Result<i64, String>>>>,
+    /// A bot's reply to a command: someone is waiting for it, so the
+    /// limiter sends it before any delivery (of its chat and of the bot).
+    pub urgent: bool,
 }
 
 /// Where a notice goes and on whose behalf.
@@ -520,6 +523,30 @@ impl Delivery {
         to: &NoticeTarget,
         text: String,
         buttons: Option<teloxide::types::InlineKeyboardMarkup>,
+    ) -> (Self, tokio::sync::oneshot::Receiver<Result<i64, String>>) {
+        Self::own_message(to, text, buttons, false)
+    }
+
+    /// A bot's reply to a command, sent like a notice but ahead of every
+    /// delivery ([`NoticeOp::urgent`]); and the receiver of its outcome.
+    pub fn reply(
+        to: &NoticeTarget,
+        text: String,
+        buttons: Option<teloxide::types::InlineKeyboardMarkup>,
+    ) -> (Self, tokio::sync::oneshot::Receiver<Result<i64, String>>) {
+        Self::own_message(to, text, buttons, true)
+    }
+
+    /// True for a bot's reply to a command ([`NoticeOp::urgent`]).
+    pub fn is_reply(&self) -> bool {
+        matches!(&self.op, DeliveryOp::Notice(op) if op.urgent)
+    }
+
+    fn own_message(
+        to: &NoticeTarget,
+        text: String,
+        buttons: Option<teloxide::types::InlineKeyboardMarkup>,
+        urgent: bool,
     ) -> (Self, tokio::sync::oneshot::Receiver<Result<i64, String>>) {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let now = Utc::now();
@@ -557,6 +584,7 @@ impl Delivery {
             text,
             buttons,
             reply: std::sync::Mutex::new(Some(tx)),
+            urgent,
         };
         let d = Delivery {
             post: Arc::new(post),

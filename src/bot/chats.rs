@@ -83,7 +83,7 @@ pub(super) async fn drop_owner(
     );
     let title = echo(title.unwrap_or("…"));
     let text = h.t(lang, "dest-admin-lost", &[("title", Arg::from(title))]);
-    reply::send(h.bot_of(owner_bot), owner, text, None).await;
+    reply::send(h, owner_bot, owner, text, None);
     Ok(())
 }
 
@@ -132,7 +132,13 @@ pub(super) async fn on_group_message(h: &BotHandler, msg: &Message) -> Result<()
         .unwrap_or_else(|| Lang::from_telegram(from.language_code.as_deref()));
     if command != "link" {
         h.count("group_other");
-        reply::send(&h.bot, chat, h.t(lang, "group-only-link", &[]), None).await;
+        reply::send(
+            h,
+            Some(h.bot_id),
+            chat,
+            h.t(lang, "group-only-link", &[]),
+            None,
+        );
         return Ok(());
     }
     h.count("link");
@@ -140,16 +146,28 @@ pub(super) async fn on_group_message(h: &BotHandler, msg: &Message) -> Result<()
         Ok(member) => member.is_privileged(),
         Err(e) => {
             tracing::info!(chat_id = chat, error = %e, "getChatMember failed; /link not done.");
-            reply::send(&h.bot, chat, h.t(lang, "error", &[]), None).await;
+            reply::send(h, Some(h.bot_id), chat, h.t(lang, "error", &[]), None);
             return Ok(());
         }
     };
     if !admin {
-        reply::send(&h.bot, chat, h.t(lang, "link-not-admin", &[]), None).await;
+        reply::send(
+            h,
+            Some(h.bot_id),
+            chat,
+            h.t(lang, "link-not-admin", &[]),
+            None,
+        );
         return Ok(());
     }
     let Some(user) = user else {
-        reply::send(&h.bot, chat, h.t(lang, "link-start-first", &[]), None).await;
+        reply::send(
+            h,
+            Some(h.bot_id),
+            chat,
+            h.t(lang, "link-start-first", &[]),
+            None,
+        );
         return Ok(());
     };
     let kind = if msg.chat.is_supergroup() {
@@ -204,7 +222,13 @@ async fn link(
     }
     match outcome {
         LinkOutcome::OwnedByOther => {
-            reply::send(&h.bot, chat, h.t(lang, "link-other-owner", &[]), None).await;
+            reply::send(
+                h,
+                Some(h.bot_id),
+                chat,
+                h.t(lang, "link-other-owner", &[]),
+                None,
+            );
         }
         LinkOutcome::Linked {
             destination_id,
@@ -219,10 +243,16 @@ async fn link(
                     }
                 }
             }
-            reply::send(&h.bot, chat, h.t(lang, "link-ok-chat", &[]), None).await;
+            reply::send(
+                h,
+                Some(h.bot_id),
+                chat,
+                h.t(lang, "link-ok-chat", &[]),
+                None,
+            );
             let title = echo(title.as_deref().unwrap_or("…"));
             let text = h.t(lang, "link-ok-owner", &[("title", Arg::from(title))]);
-            reply::send(h.bot_of(owner_bot), owner, text, None).await;
+            reply::send(h, owner_bot, owner, text, None);
         }
     }
     Ok(())
@@ -247,7 +277,7 @@ pub(super) async fn on_channel_post(h: &BotHandler, msg: &Message) -> Result<boo
         if failures == MAX_FAILURES {
             let minutes = i64::try_from(FAILURE_WINDOW.as_secs() / 60).unwrap_or(i64::MAX);
             let text = h.t(Lang::En, "link-throttled", &[("minutes", minutes.into())]);
-            reply::send(&h.bot, chat, text, None).await;
+            reply::send(h, Some(h.bot_id), chat, text, None);
         }
         h.store().link_failed(chat, FAILURE_WINDOW).await?;
         return Ok(true);
@@ -264,7 +294,13 @@ pub(super) async fn on_channel_post(h: &BotHandler, msg: &Message) -> Result<boo
         h.store().link_failed(chat, FAILURE_WINDOW).await?;
     }
     let Some(user) = user else {
-        reply::send(&h.bot, chat, h.t(Lang::En, "link-private", &[]), None).await;
+        reply::send(
+            h,
+            Some(h.bot_id),
+            chat,
+            h.t(Lang::En, "link-private", &[]),
+            None,
+        );
         return Ok(true);
     };
     let lang = Lang::parse(&user.language).unwrap_or(Lang::En);
@@ -312,16 +348,10 @@ pub(super) async fn on_my_chat_member(
         let lang = Lang::parse(&lost.owner_language).unwrap_or(Lang::En);
         let title = echo(lost.title.as_deref().unwrap_or("…"));
         let text = h.t(lang, "dest-lost", &[("title", Arg::from(title))]);
-        reply::send(
-            h.bot_of(lost.owner_bot_id),
-            lost.owner_telegram_id,
-            text,
-            None,
-        )
-        .await;
+        reply::send(h, lost.owner_bot_id, lost.owner_telegram_id, text, None);
     } else if !m.old_chat_member.is_present() && !m.chat.is_channel() {
         let lang = Lang::from_telegram(m.from.language_code.as_deref());
-        reply::send(&h.bot, chat, h.t(lang, "link-hint", &[]), None).await;
+        reply::send(h, Some(h.bot_id), chat, h.t(lang, "link-hint", &[]), None);
     }
     Ok(())
 }

@@ -56,7 +56,13 @@ pub(super) async fn on_private(h: &BotHandler, msg: &Message) -> Result<(), Stor
     let Some((command, args)) = msg.text().and_then(parse_command) else {
         h.count("other");
         let (_, lang) = h.user(uid, code).await?;
-        reply::send(&h.bot, chat, h.t(lang, "not-a-command", &[]), None).await;
+        reply::send(
+            h,
+            Some(h.bot_id),
+            chat,
+            h.t(lang, "not-a-command", &[]),
+            None,
+        );
         return Ok(());
     };
     if command == "start" {
@@ -64,12 +70,12 @@ pub(super) async fn on_private(h: &BotHandler, msg: &Message) -> Result<(), Stor
         let lang = Lang::from_telegram(code);
         let user = h.store().start_user(uid, lang.code(), h.bot_id).await?;
         let lang = Lang::parse(&user.language).unwrap_or(lang);
-        reply::send(&h.bot, chat, h.t(lang, "start", &[]), None).await;
+        reply::send(h, Some(h.bot_id), chat, h.t(lang, "start", &[]), None);
         return Ok(());
     }
     let (_, lang) = h.user(uid, code).await?;
     if let Some(out) = command_reply(h, uid, chat, lang, &command, args).await? {
-        reply::send(&h.bot, chat, out, None).await;
+        reply::send(h, Some(h.bot_id), chat, out, None);
     }
     Ok(())
 }
@@ -82,7 +88,7 @@ async fn within_rate(h: &BotHandler, uid: i64, chat: i64, code: Option<&str>) ->
         Verdict::Warn => {
             h.count("rate_limited");
             let text = h.t(Lang::from_telegram(code), "rate-limited", &[]);
-            reply::send(&h.bot, chat, text, None).await;
+            reply::send(h, Some(h.bot_id), chat, text, None);
             false
         }
         Verdict::Drop => {
@@ -110,7 +116,7 @@ async fn on_forward(
             h.t(lang, "add-private", &[("input", echo(title).into())])
         }
     };
-    reply::send(&h.bot, chat, text, None).await;
+    reply::send(h, Some(h.bot_id), chat, text, None);
     Ok(())
 }
 
@@ -146,7 +152,7 @@ async fn command_reply(
         "list" => {
             h.count("list");
             let (text, keyboard) = list::page(h, uid, lang, 0).await?;
-            reply::send(&h.bot, chat, text, keyboard).await;
+            reply::send(h, Some(h.bot_id), chat, text, keyboard);
             return Ok(None);
         }
         "remove" | "pause" | "resume" => {

@@ -72,9 +72,6 @@ struct Shared {
     pipeline: Pipeline,
     texts: Arc<Texts>,
     settings: BotSettings,
-    /// Every bot (its id, its client), in configuration order: a user is
-    /// written to by the bot they started.
-    bots: Vec<(i64, Bot)>,
     /// Each user's command budget, shared with the other instances.
     rate: CommandBudget,
     /// Names `getChat` found to be no one, and when: not asked again for
@@ -113,7 +110,6 @@ pub fn handlers(
         pipeline,
         texts: Texts::shared(),
         settings,
-        bots: bots.clone(),
         rate,
         missing: std::sync::Mutex::default(),
     });
@@ -219,15 +215,6 @@ impl BotHandler {
         };
         let lang = Lang::parse(&user.language).unwrap_or(Lang::En);
         Ok((user, lang))
-    }
-
-    /// The client of the bot that serves `user`'s private chat.
-    fn bot_of(&self, bot_id: Option<i64>) -> &Bot {
-        let bots = &self.shared.bots;
-        bot_id
-            .and_then(|id| bots.iter().find(|(b, _)| *b == id))
-            .or(bots.first())
-            .map_or(&self.bot, |(_, b)| b)
     }
 
     /// Makes the registry agree with the database about one subscription,

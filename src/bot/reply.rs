@@ -2,25 +2,38 @@
 //! `crate::command_budget`).
 //!
 //! A reply is the second half of a command's effect (the first, the
-//! database change, is what confirms the update). It is tried once where
-//! the command runs; when it did not reach Telegram (network error, 5xx)
-//! or Telegram asked to wait briefly (429 up to [`MAX_WAIT`]) it is retried
-//! a few times by a task of its own, so no wait is ever spent inside the
-//! update loop; anything else — the user blocked the bot, a message gone —
-//! is logged and counted, never retried.
+//! database change, is what confirms the update). A message sent
+//! ([`send`]) goes through the rate limiter, as a delivery does: it takes
+//! the bot's per-second budget and its chat's spacing, ahead of every
+//! delivery (someone is waiting for it), so it neither draws a 429 nor
+//! makes one for anyone else (`kuryer_actors::rate_limiter`,
+//! `schedule/replies.rs`). [`send`] only hands it over: nothing waits
+//! inside the update loop. The limiter sends each chat's replies one at a
+//! time in the order they were handed over, waits out a 429 and retries a
+//! failure that may pass; anything else — the user blocked the bot, the
+//! chat gone — is logged and counted by a task of its own.
+//!
+//! Edits of a message (a list page, a settings view) are answered by
+//! Telegram within a round trip and are no new message: they are made
+//! here, tried once and, when they did not reach Telegram (network error,
+//! 5xx) or Telegram asked to wait briefly (429 up to [`MAX_WAIT`]), retried
+//! a few times by a task of their own, never waiting inside the update
+//! loop.
 
 use std::time::Duration;
 
-use teloxide::payloads::{AnswerCallbackQuerySetters, EditMessageTextSetters, SendMessageSetters};
+use teloxide::payloads::{AnswerCallbackQuerySetters, EditMessageTextSetters};
 use teloxide::prelude::Requester;
 use teloxide::types::{CallbackQueryId, ChatId, InlineKeyboardMarkup, MessageId};
 use teloxide::{ApiError, Bot, RequestError};
 
-use super::REPLY_RETRY;
+use kuryer_actors::model::{Delivery, DestinationKind, NoticeTarget};
 
-/// Tries of one reply.
+use super::{BotHandler, REPLY_RETRY};
+
+/// Tries of one edit.
 const TRIES: u32 = 3;
-/// The longest 429 a reply waits out; longer, and it is dropped.
+/// The longest 429 an edit waits out; longer, and it is dropped.
 const MAX_WAIT: Duration = Duration::from_secs(5);
 /// Telegram's longest message, in UTF-16 code units.
 pub(super) const MAX_UTF16: usize = 4096;
@@ -80,36 +93,51 @@ fn failed(what: &'static str, chat: i64, e: &RequestError) {
     crate::telemetry::events::bot_reply_failed(what, chat, reason, e);
 }
 
-/// Sends `text` (clipped) to `chat`, with a keyboard; retried as above.
-pub(super) async fn send(
-    bot: &Bot,
+/// Hands `text` (clipped) for `chat`, with a keyboard, to the rate
+/// limiter, to be sent by bot `bot_id` (`None`: the first) as a reply:
+/// returns at once; a failure is logged and counted when it comes.
+pub(super) fn send(
+    h: &BotHandler,
+    bot_id: Option<i64>,
     chat: i64,
     text: String,
     keyboard: Option<InlineKeyboardMarkup>,
 ) {
-    let text = clip(text);
-    let try_once = {
-        let (bot, text, keyboard) = (bot.clone(), text.clone(), keyboard.clone());
-        move || {
-            let mut req = bot.send_message(ChatId(chat), text.clone());
-            if let Some(k) = &keyboard {
-                req = req.reply_markup(k.clone());
-            }
-            async move { req.await.map(|_| ()) }
-        }
-    };
-    match try_once().await {
-        Ok(()) => {}
-        Err(e) => match retry_in(&e) {
-            Some(wait) => {
-                tokio::spawn(retry_later("send", chat, wait, try_once));
-            }
-            None => failed("send", chat, &e),
+    let to = NoticeTarget {
+        channel_id: 0,
+        subscription_id: 0,
+        chat_id: chat,
+        // The chat's spacing follows from its kind: a user's private chat
+        // has a positive id, a group's, a supergroup's and a channel's a
+        // negative one (all spaced as groups).
+        kind: if chat > 0 {
+            DestinationKind::Private
+        } else {
+            DestinationKind::Group
         },
-    }
+        bot_id,
+        thread_id: None,
+    };
+    let (delivery, outcome) = Delivery::reply(&to, clip(text), keyboard);
+    h.shared.pipeline.reply(delivery);
+    tokio::spawn(async move {
+        let reason = match outcome.await {
+            Ok(Ok(_)) => return,
+            Ok(Err(reason)) => reason,
+            Err(_) => "not sent: the limiter let it go".to_owned(),
+        };
+        let kind = if reason.contains("blocked") {
+            "blocked"
+        } else if reason.starts_with("not sent") {
+            "network"
+        } else {
+            "refused"
+        };
+        crate::telemetry::events::bot_reply_failed("send", chat, kind, &reason);
+    });
 }
 
-/// Tries a reply again after `wait`, up to [`TRIES`] in all, off the
+/// Tries an edit again after `wait`, up to [`TRIES`] in all, off the
 /// update loop (a task of its own).
 async fn retry_later<F, Fut>(what: &'static str, chat: i64, mut wait: Duration, try_once: F)
 where

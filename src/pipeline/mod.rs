@@ -25,7 +25,7 @@ use kuryer_actors::db_writer::{DbWriter, Flush, GetDbWriterStats};
 use kuryer_actors::in_flight::InFlight;
 use kuryer_actors::model::ChannelRef;
 use kuryer_actors::rate_limiter::{
-    Drain, DropChannels, GetLimiterStats, Halt, HaltedLanes, RateLimiter,
+    Drain, DropChannels, Enqueue, GetLimiterStats, Halt, HaltedLanes, RateLimiter,
 };
 use kuryer_actors::sender_pool::SenderPool;
 use kuryer_actors::subscriber_registry::{
@@ -150,6 +150,15 @@ impl Pipeline {
     #[cfg(any(test, feature = "test-hooks"))]
     pub fn limiter(&self) -> &Addr<RateLimiter> {
         &self.limiter
+    }
+
+    /// Hands a bot's reply to a command ([`Delivery::reply`]) to the
+    /// limiter, which sends it ahead of the deliveries: never waits (the
+    /// update loop calls it), so the queue's back-pressure does not apply.
+    ///
+    /// [`Delivery::reply`]: kuryer_actors::model::Delivery::reply
+    pub fn reply(&self, reply: kuryer_actors::model::Delivery) {
+        self.limiter.do_send(Enqueue(vec![reply]));
     }
 
     /// The door for messages of kuryer's own (notices, digests): through

@@ -54,12 +54,37 @@ impl World {
         channels: &[(i64, &str)],
         tune: impl FnOnce(&mut Config),
     ) -> Self {
+        Self::start_at(FakeLimits::off(), tokens, channels, |cfg| {
+            cfg.limits.per_bot_per_second = 100_000.0;
+            cfg.limits.per_chat_per_second = 100_000.0;
+            cfg.limits.per_group_per_minute = 1_000_000.0;
+            tune(cfg);
+        })
+        .await
+    }
+
+    /// As [`World::start`], with the fake enforcing Telegram's own limits
+    /// and kuryer's at their defaults (the same).
+    pub(crate) async fn start_limited(
+        tokens: &[&str],
+        channels: &[(i64, &str)],
+        tune: impl FnOnce(&mut Config),
+    ) -> Self {
+        Self::start_at(FakeLimits::telegram(), tokens, channels, tune).await
+    }
+
+    async fn start_at(
+        limits: FakeLimits,
+        tokens: &[&str],
+        channels: &[(i64, &str)],
+        tune: impl FnOnce(&mut Config),
+    ) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
         let db = TestDb::new().await;
-        let fake = FakeTelegram::start(FakeLimits::off()).unwrap();
+        let fake = FakeTelegram::start(limits).unwrap();
         for t in tokens {
             fake.add_bot(t);
         }
@@ -75,9 +100,6 @@ impl World {
         cfg.telegram.bot_tokens = tokens.iter().map(|t| Secret::new(*t)).collect();
         cfg.telegram.bot_api_url = fake.url();
         cfg.http.listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        cfg.limits.per_bot_per_second = 100_000.0;
-        cfg.limits.per_chat_per_second = 100_000.0;
-        cfg.limits.per_group_per_minute = 1_000_000.0;
         cfg.delivery.poll_min_interval_ms = 100;
         tune(&mut cfg);
         let http = cfg.http.listen;

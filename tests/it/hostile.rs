@@ -248,3 +248,72 @@ async fn a_slow_command_does_not_hold_another_chats_command_in_the_same_batch() 
     );
     w.next_reply(a, before_a).await;
 }
+
+/// Replies go through the rate limiter: a command answered while posts are
+/// delivered to the same private chats draws no 429 at Telegram's own
+/// limits (1 message a second a private chat), where a reply sent beside
+/// the limiter met the delivery just sent there; each reply still comes,
+/// in order, within its chat's spacing.
+#[actix_rt::test]
+async fn replies_and_deliveries_to_the_same_chats_draw_no_429() {
+    const CHANNEL: i64 = -100_724_601;
+    const ROUNDS: usize = 3;
+    let w = World::start_limited(&[TOKEN], &[(CHANNEL, "busy_replies")], |_| {}).await;
+    let users: Vec<i64> = (0..4).map(|i| 824_601 + i).collect();
+    for &u in &users {
+        w.say(TOKEN, u, "/start", "en").await;
+        let t = w.say(TOKEN, u, "/add @busy_replies", "en").await;
+        assert!(t.contains("subscribed"), "{t}");
+    }
+    // What reached a user: their copies of the posts, and the bot's replies.
+    let copies = |u: i64| {
+        w.fake
+            .received(u)
+            .into_iter()
+            .filter(|m| m.text.as_deref().is_some_and(|t| t.starts_with("busy ")))
+            .count()
+    };
+    let replies = |u: i64| {
+        w.replies(u)
+            .into_iter()
+            .filter(|m| !m.text.as_deref().is_some_and(|t| t.starts_with("busy ")))
+            .count()
+    };
+    let before = w.fake.stats().rate_limited_429;
+    for round in 0..ROUNDS {
+        let asked: Vec<usize> = users.iter().map(|u| replies(*u)).collect();
+        w.fake
+            .post(CHANNEL, NewChannelMessage::text(format!("busy {round}")));
+        // The post is on its way to every chat: each user asks for help.
+        let delivered = wait_until(Duration::from_secs(5), || {
+            users.iter().any(|u| copies(*u) > round)
+        })
+        .await;
+        assert!(delivered, "post {round} never delivered");
+        let started = Instant::now();
+        for &u in &users {
+            w.fake.user_says(TOKEN, u, "/help", Some("en"));
+        }
+        let answered = wait_until(Duration::from_secs(10), || {
+            users.iter().zip(&asked).all(|(u, n)| replies(*u) > *n)
+        })
+        .await;
+        assert!(answered, "round {round}: not every /help was answered");
+        // A second of the chat's spacing after the copy, and a round trip.
+        assert!(
+            started.elapsed() < Duration::from_millis(2_500),
+            "round {round}: replies took {:?}",
+            started.elapsed()
+        );
+    }
+    let all = wait_until(Duration::from_secs(10), || {
+        users.iter().all(|u| copies(*u) == ROUNDS)
+    })
+    .await;
+    assert!(all, "not every post reached every user");
+    assert_eq!(
+        w.fake.stats().rate_limited_429 - before,
+        0,
+        "the fake answered 429"
+    );
+}

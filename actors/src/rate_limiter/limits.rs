@@ -104,6 +104,9 @@ pub(super) const FLOOD_MEMORY: Duration = Duration::from_secs(1);
 /// … and this many distinct chats refused within it pause the whole bot.
 pub(super) const FLOOD_CHATS_FOR_LANE_PAUSE: usize = 3;
 
+/// Replies one chat may have waiting; a later one is dropped unsent.
+pub(super) const MAX_REPLIES_QUEUED: usize = 20;
+
 /// How often idle chats are forgotten.
 pub(super) const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -143,6 +146,9 @@ pub(super) struct Limits {
     pub(super) max_db_backlog: usize,
     /// Deliveries queued for one chat at which it is full.
     pub(super) queue_per_chat: usize,
+    /// Sends one person may have in flight on a bot at once
+    /// (`schedule/people.rs`): a fifth of the bot's window.
+    pub(super) person_in_flight: usize,
     /// The free rate of a paid lane, and the safety it is used at.
     pub(super) free: Option<(f64, f64)>,
 }
@@ -150,11 +156,13 @@ pub(super) struct Limits {
 impl Limits {
     pub(super) fn new(cfg: &LimiterConfig) -> Self {
         let chat_interval = interval_of(cfg.per_chat_per_second, cfg.safety);
+        let window_cap = cfg.per_bot_per_second.floor().clamp(1.0, usize::MAX as f64) as usize;
         Self {
             lanes: cfg.bots.max(1),
             bot_ids: cfg.bot_ids.clone(),
             lane_interval: interval_of(cfg.per_bot_per_second, cfg.safety),
-            window_cap: cfg.per_bot_per_second.floor().clamp(1.0, usize::MAX as f64) as usize,
+            window_cap,
+            person_in_flight: (window_cap / 5).max(1),
             // GCRA tolerance: lets a late timer catch up without ever
             // exceeding the safety margin (1 - safety of a second is the
             // slack there is).

@@ -30,6 +30,16 @@
 //! A `retry_after` pauses exactly that chat (or, when many chats of one bot
 //! get it at once, that bot) for exactly that long.
 //!
+//! The bot's replies to commands go through here too (`schedule/replies.rs`):
+//! they take the bot's budget and their chat's spacing like any send, but
+//! before any delivery — someone is waiting for them — and a chat's
+//! deliveries wait while it has a reply to send.
+//!
+//! One person's sends in flight at once are capped (`schedule/people.rs`):
+//! a send holds a slot of the bot's window for as long as it is in flight,
+//! so a person whose destinations answer slowly would otherwise hold most
+//! of the window, and everyone else's sends would wait for it.
+//!
 //! A group that became a supergroup ([`Schedule::move_chat`]) keeps its
 //! place: its queue, its spacing and its send in flight move to the new chat
 //! id, ahead of anything queued there, and a delivery still addressed to the
@@ -50,13 +60,18 @@ use std::time::{Duration, Instant};
 
 use super::budget::{Budget, carries_paid, items};
 use super::limits::{
-    BACKLOG_RECHECK, FLOOD_CHATS_FOR_LANE_PAUSE, FLOOD_MEMORY, Limits, MOVED_CHAT_MEMORY, WINDOW,
+    BACKLOG_RECHECK, FLOOD_CHATS_FOR_LANE_PAUSE, FLOOD_MEMORY, Limits, MAX_REPLIES_QUEUED,
+    MOVED_CHAT_MEMORY, WINDOW,
 };
 use crate::model::Delivery;
 
+mod leaving;
 mod migration;
+mod people;
+mod replies;
 mod turns;
 use migration::retarget;
+use people::People;
 use turns::Turns;
 
 /// How a send went, as far as rate limiting cares.
@@ -109,8 +124,14 @@ struct Chat {
     /// Earliest next send.
     ready_at: Instant,
     in_flight: bool,
-    /// In the timer heap or a ready list.
+    /// In the timer heap or a ready list (or parked, its person at the
+    /// cap of sends in flight).
     scheduled: bool,
+    /// The bot's replies to send here, oldest first: they go before the
+    /// queue's deliveries (`schedule/replies.rs`).
+    replies: VecDeque<Delivery>,
+    /// In its lane's list of chats with replies.
+    urgent_listed: bool,
 }
 
 struct Lane {
@@ -122,10 +143,17 @@ struct Lane {
     paused_until: Instant,
     /// Ready chats, in turn order: by person, then by channel.
     ready: Turns,
+    /// Chats with replies to send, in the order they got them: served
+    /// before any turn (`schedule/replies.rs`).
+    urgent: VecDeque<i64>,
+    /// Each person's sends in flight, and their chats parked at the cap.
+    people: People,
     /// Recent 429s: (when, chat).
     recent_429: VecDeque<(Instant, i64)>,
     /// The token was refused: nothing more is sent on this lane.
     halted: bool,
+    /// When this bot last sent a reply (`schedule/replies.rs`).
+    last_reply: Option<Instant>,
     /// Paid broadcast: the budget of the calls that cannot carry the flag.
     free: Option<Budget>,
 }
@@ -165,7 +193,10 @@ impl Schedule {
                 completed: VecDeque::new(),
                 paused_until: now,
                 ready: Turns::default(),
+                urgent: VecDeque::new(),
+                people: People::default(),
                 recent_429: VecDeque::new(),
+                last_reply: None,
                 halted: false,
                 free: limits
                     .free
@@ -258,7 +289,23 @@ impl Schedule {
             ready_at: now,
             in_flight: false,
             scheduled: false,
+            replies: VecDeque::new(),
+            urgent_listed: false,
         });
+        if d.is_reply() {
+            if !front && chat.replies.len() >= MAX_REPLIES_QUEUED {
+                // Dropped, not queued: its sender learns it was not sent.
+                tracing::debug!(chat_id, "A chat has too many replies waiting; one dropped.");
+                return;
+            }
+            if front {
+                chat.replies.push_front(d);
+            } else {
+                chat.replies.push_back(d);
+            }
+            self.queued += 1;
+            return;
+        }
         if front {
             chat.queue.push_front(d);
         } else {
@@ -289,11 +336,19 @@ impl Schedule {
         Some(self.full.iter().copied().collect())
     }
 
-    /// Puts a chat in the timer heap or a ready list, if it has something to send.
+    /// Puts a chat in the timer heap or a ready list, if it has something
+    /// to send; a chat with replies in its lane's list of them instead.
     fn schedule(&mut self, chat_id: i64, now: Instant) {
         let Some(chat) = self.chats.get_mut(&chat_id) else {
             return;
         };
+        if !chat.replies.is_empty() {
+            if !chat.urgent_listed {
+                chat.urgent_listed = true;
+                self.lanes[chat.lane].urgent.push_back(chat_id);
+            }
+            return;
+        }
         if chat.in_flight || chat.scheduled {
             return;
         }
@@ -372,7 +427,7 @@ impl Schedule {
                     break;
                 }
                 let lane = &mut self.lanes[lane_idx];
-                if lane.ready.is_empty() || lane.halted {
+                if (lane.ready.is_empty() && lane.urgent.is_empty()) || lane.halted {
                     break;
                 }
                 while lane
@@ -400,11 +455,33 @@ impl Schedule {
                     next_wake = Some(next_wake.map_or(allowed_at, |w| w.min(allowed_at)));
                     break;
                 }
-                let chat_id = lane.ready.pop().expect("checked non-empty");
+                // Replies first: someone is waiting for them.
+                if let Some(send) = self.next_reply(lane_idx, now, lane_interval, &mut next_wake) {
+                    sends.push(send);
+                    continue;
+                }
+                if self.slot_kept_for_replies(lane_idx, now, window_cap) {
+                    // Deliveries leave the window's last slot free: a
+                    // reply finds it (`schedule/replies.rs`).
+                    if let Some(t) = self.lanes[lane_idx].completed.front() {
+                        let at = *t + WINDOW;
+                        next_wake = Some(next_wake.map_or(at, |w| w.min(at)));
+                    }
+                    break;
+                }
+                let lane = &mut self.lanes[lane_idx];
+                let Some(chat_id) = lane.ready.pop() else {
+                    break;
+                };
                 let Some(chat) = self.chats.get_mut(&chat_id) else {
                     continue;
                 };
                 chat.scheduled = false;
+                // A chat with a reply to send waits for it (its deliveries
+                // come after): listed again when the reply has gone.
+                if !chat.replies.is_empty() {
+                    continue;
+                }
                 // A chat listed before its queue was emptied (halted lane,
                 // dropped channels) or before it took a moved chat's send in
                 // flight or later spacing ([`Schedule::move_chat`]) is not
@@ -419,8 +496,16 @@ impl Schedule {
                 // free budget (`budget.rs`). Short of either, the chat
                 // waits for it, costing the bot no turn.
                 let head = chat.queue.front().expect("checked non-empty");
+                let person = head.sub.user_telegram_id;
                 let n = items(head);
                 let lane = &mut self.lanes[lane_idx];
+                // A person at the cap of sends in flight waits for one of
+                // them to complete (`schedule/people.rs`), costing no turn.
+                if lane.people.at_cap(person, self.limits.person_in_flight) {
+                    lane.people.park(person, chat_id);
+                    chat.scheduled = true;
+                    continue;
+                }
                 let mut wait_until = None;
                 let used = lane.in_flight + lane.completed.len();
                 if n > 1 && used + n.min(window_cap) > window_cap {
@@ -454,6 +539,7 @@ impl Schedule {
                 let chat = self.chats.get_mut(&chat_id).expect("looked up above");
                 chat.in_flight = true;
                 self.lanes[lane_idx].in_flight += n;
+                self.lanes[lane_idx].people.sent(person);
                 self.queued -= 1;
                 self.in_flight += 1;
                 self.counters.dispatched += 1;
@@ -484,6 +570,7 @@ impl Schedule {
         let chat_id = self.chat_of(&delivery);
         self.in_flight = self.in_flight.saturating_sub(1);
         let n = items(&delivery);
+        self.person_done(lane, &delivery, now);
         if let Some(l) = self.lanes.get_mut(lane) {
             l.in_flight = l.in_flight.saturating_sub(n);
             for _ in 0..n {
@@ -571,6 +658,7 @@ impl Schedule {
         self.counters.dispatched = self.counters.dispatched.saturating_sub(1);
         self.counters.shared_held += 1;
         let n = items(&delivery);
+        self.person_done(lane, &delivery, now);
         if let Some(l) = self.lanes.get_mut(lane) {
             l.in_flight = l.in_flight.saturating_sub(n);
             if let Some(free) = l.free.as_mut()
@@ -591,72 +679,16 @@ impl Schedule {
         self.schedule(chat_id, now);
     }
 
-    /// Halts a lane for good: its queued deliveries go to the dropped list,
-    /// and so will every later one. True when it was running until now.
-    pub(super) fn halt_lane(&mut self, lane: usize) -> bool {
-        let Some(l) = self.lanes.get_mut(lane) else {
-            return false;
-        };
-        if l.halted {
-            return false;
-        }
-        l.halted = true;
-        l.ready.clear();
-        for chat in self.chats.values_mut().filter(|c| c.lane == lane) {
-            self.queued -= chat.queue.len();
-            self.counters.dropped_halted += chat.queue.len() as u64;
-            self.dropped.extend(chat.queue.drain(..));
-            // Out of the ready lists; one still in the timer heap finds an
-            // empty queue when its time comes.
-            chat.scheduled = false;
-        }
-        true
-    }
-
-    /// Takes the queued deliveries of `channels` out (their lease moved to
-    /// another instance, which resumes them). A chat left empty may still
-    /// sit in a ready list or the timer heap: it is skipped when its turn
-    /// comes, as after [`Schedule::halt_lane`].
-    pub(super) fn drop_channels(
-        &mut self,
-        channels: &std::collections::HashSet<i64>,
-    ) -> Vec<Delivery> {
-        let mut out = Vec::new();
-        for chat in self.chats.values_mut() {
-            if !chat
-                .queue
-                .iter()
-                .any(|d| channels.contains(&d.post.channel_id))
-            {
-                continue;
-            }
-            let (gone, kept): (VecDeque<Delivery>, VecDeque<Delivery>) = chat
-                .queue
-                .drain(..)
-                .partition(|d| channels.contains(&d.post.channel_id));
-            chat.queue = kept;
-            out.extend(gone);
-        }
-        self.queued -= out.len();
-        out
-    }
-
-    /// True when the lane is halted.
-    #[cfg(test)]
-    pub(super) fn is_halted(&self, lane: usize) -> bool {
-        self.lanes.get(lane).is_some_and(|l| l.halted)
-    }
-
-    /// Deliveries turned away by halted lanes since the last call.
-    pub(super) fn take_dropped(&mut self) -> Vec<Delivery> {
-        std::mem::take(&mut self.dropped)
-    }
-
     /// Forgets idle chats whose spacing has run out by `now`, so memory
     /// follows the active chats, not every chat ever served.
     pub(super) fn sweep(&mut self, now: Instant) {
-        self.chats
-            .retain(|_, c| c.in_flight || c.scheduled || !c.queue.is_empty() || c.ready_at > now);
+        self.chats.retain(|_, c| {
+            c.in_flight
+                || c.scheduled
+                || !c.queue.is_empty()
+                || !c.replies.is_empty()
+                || c.ready_at > now
+        });
         // By then nothing addressed to the old chat is in flight or on its
         // way from a fan-out; the database has the new id.
         self.moved
@@ -673,3 +705,7 @@ impl Schedule {
 #[cfg(test)]
 #[path = "schedule_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "replies_tests.rs"]
+mod replies_tests;

@@ -7,12 +7,12 @@ use crate::model::DestinationKind::{Private, Supergroup};
 use crate::rate_limiter::limits::LimiterConfig;
 use crate::testing::{delivery, pinned};
 
-fn ms(n: u64) -> Duration {
+pub(super) fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
 /// Limits at their face value (`safety` 1: no tolerance, round intervals).
-fn exact(per_bot: f64, per_chat: f64, per_group_per_minute: f64) -> LimiterConfig {
+pub(super) fn exact(per_bot: f64, per_chat: f64, per_group_per_minute: f64) -> LimiterConfig {
     LimiterConfig {
         per_bot_per_second: per_bot,
         per_chat_per_second: per_chat,
@@ -22,17 +22,17 @@ fn exact(per_bot: f64, per_chat: f64, per_group_per_minute: f64) -> LimiterConfi
     }
 }
 
-fn schedule(cfg: &LimiterConfig, t0: Instant) -> Schedule {
+pub(super) fn schedule(cfg: &LimiterConfig, t0: Instant) -> Schedule {
     Schedule::new(Limits::new(cfg), t0)
 }
 
 /// (time since t0, channel, chat) of a send.
-type Sent = (Duration, i64, i64);
+pub(super) type Sent = (Duration, i64, i64);
 
 /// Drives a schedule the way the actor does, at exact instants: a pass at
 /// t0, then at each moment the schedule asked for or a send completes
 /// (`rtt` after it went out, with the outcome `outcome` gives it).
-fn run(
+pub(super) fn run(
     s: &mut Schedule,
     t0: Instant,
     rtt: Duration,
@@ -63,7 +63,7 @@ fn run(
     log
 }
 
-fn done(_: &Delivery) -> SendOutcome {
+pub(super) fn done(_: &Delivery) -> SendOutcome {
     SendOutcome::Done
 }
 
@@ -157,7 +157,7 @@ fn channels_take_turns() {
 }
 
 /// A delivery of `channel` to `chat` for `person` (the subscriber).
-fn for_person(
+pub(super) fn for_person(
     channel: i64,
     chat: i64,
     kind: crate::model::DestinationKind,

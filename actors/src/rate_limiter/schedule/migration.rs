@@ -32,6 +32,8 @@ impl Schedule {
         // The old entry stays, empty, while a ready list or the timer heap
         // may still name it: it is skipped when its turn comes and swept.
         let queue: VecDeque<Delivery> = from.queue.drain(..).map(|d| retarget(d, new)).collect();
+        let replies: VecDeque<Delivery> =
+            from.replies.drain(..).map(|d| retarget(d, new)).collect();
         let (lane, ready_at, in_flight) = (from.lane, from.ready_at, from.in_flight);
         from.in_flight = false;
         let interval = self.limits.chat_interval(true);
@@ -42,6 +44,8 @@ impl Schedule {
             ready_at,
             in_flight: false,
             scheduled: false,
+            replies: VecDeque::new(),
+            urgent_listed: false,
         });
         to.interval = to.interval.max(interval);
         to.ready_at = to.ready_at.max(ready_at);
@@ -49,6 +53,9 @@ impl Schedule {
         let mut merged = queue;
         merged.append(&mut to.queue);
         to.queue = merged;
+        let mut merged = replies;
+        merged.append(&mut to.replies);
+        to.replies = merged;
         self.schedule(new, now);
     }
 }
