@@ -11,15 +11,13 @@ use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
 use kuryer_actors::channel_supervisor::{ChannelSupervisor, StopChannel};
-use kuryer_actors::model::ActiveSubscription;
+use kuryer_actors::model::{ActiveSubscription, Delivery, DestinationKind, NoticeTarget};
 use kuryer_actors::ports::{DestinationEvent, DestinationEvents};
-use kuryer_actors::rate_limiter::{MoveChat, RateLimiter};
+use kuryer_actors::rate_limiter::{Enqueue, MoveChat, RateLimiter};
 use kuryer_actors::subscriber_registry::{
     MigrateDestination, RemoveDestination, SubscriberRegistry,
 };
 use teloxide::Bot;
-use teloxide::prelude::Requester;
-use teloxide::types::ChatId;
 
 use crate::i18n::{Arg, Lang, Texts};
 use crate::source_events::SourceEvents;
@@ -35,8 +33,8 @@ pub struct DestinationHandler {
 
 struct Inner {
     store: Store,
-    /// Every bot with its id: an owner is told by the bot they started.
-    bots: Vec<(i64, Bot)>,
+    /// Every bot's id: an owner is told by the bot they started.
+    bots: Vec<i64>,
     /// The bot's texts: the owner reads it in their language.
     texts: Arc<Texts>,
     registry: Addr<SubscriberRegistry>,
@@ -74,10 +72,7 @@ impl DestinationHandler {
         Self {
             inner: Arc::new(Inner {
                 store,
-                bots: bots
-                    .iter()
-                    .map(|b| (bot_id_of(b.token()), b.clone()))
-                    .collect(),
+                bots: bots.iter().map(|b| bot_id_of(b.token())).collect(),
                 texts: Texts::shared(),
                 registry,
                 supervisor,
@@ -243,7 +238,7 @@ impl Inner {
             } else {
                 "dest-lost"
             };
-            self.tell_owner(&lost, sub.chat_id, key).await;
+            self.tell_owner(&lost, sub, key).await;
         }
     }
 
@@ -279,23 +274,51 @@ impl Inner {
 
     /// The bot's "I was removed from …" in the owner's language, sent by
     /// the bot that serves their private chat (what the bot itself says
-    /// when Telegram tells it it was removed).
-    async fn tell_owner(&self, lost: &LostDestination, chat_id: i64, key: &str) {
+    /// when Telegram tells it it was removed), through the limiter like
+    /// every message of kuryer's own: a fan-out that loses many chats at
+    /// once tells their owners within the bot's and each chat's limits,
+    /// never beside them.
+    async fn tell_owner(&self, lost: &LostDestination, sub: &ActiveSubscription, key: &str) {
         let lang = Lang::parse(&lost.owner_language).unwrap_or(Lang::En);
         // A chat linked without a title is named by its id.
-        let title = lost.title.clone().unwrap_or_else(|| chat_id.to_string());
+        let title = lost
+            .title
+            .clone()
+            .unwrap_or_else(|| sub.chat_id.to_string());
         let text = self.texts.get(lang, key, &[("title", Arg::from(title))]);
-        let Some(bot) = lost
+        let Some(bot_id) = lost
             .owner_bot_id
-            .and_then(|id| self.bots.iter().find(|(b, _)| *b == id))
+            .and_then(|id| self.bots.iter().find(|b| **b == id))
             .or(self.bots.first())
-            .map(|(_, b)| b)
+            .copied()
         else {
             return;
         };
         let owner = lost.owner_telegram_id;
-        if let Err(e) = bot.send_message(ChatId(owner), text).await {
-            tracing::info!(owner, error = %e, "Could not tell the owner about a lost destination.");
-        }
+        let to = NoticeTarget {
+            channel_id: sub.channel_id,
+            subscription_id: 0,
+            chat_id: owner,
+            kind: DestinationKind::Private,
+            bot_id: Some(bot_id),
+            thread_id: None,
+        };
+        let (notice, sent) = Delivery::notice(&to, text, None);
+        self.limiter.do_send(Enqueue(vec![notice]));
+        // The outcome only matters to the log: waited for off this task.
+        actix::spawn(async move {
+            match sent.await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::info!(owner, error = %e, "Could not tell the owner about a lost destination.");
+                }
+                Err(_) => {
+                    tracing::info!(
+                        owner,
+                        "The owner was not told about a lost destination: the send was let go (a halted bot, a shutdown)."
+                    );
+                }
+            }
+        });
     }
 }
