@@ -464,9 +464,21 @@ impl Keeper {
             if self.ownership.bot_lease_left(bot).is_some() || pending {
                 continue;
             }
-            if let Some(generation) = self.store.claim_bot(id, bot).await? {
+            if let Some((generation, wait)) = self.store.claim_bot(id, bot).await? {
                 tracing::info!(instance = id, bot_id = bot, "Took the bot's getUpdates.");
                 self.ownership.add_bot(bot, generation);
+                if let Some(wait) = wait {
+                    // Its holder died with a long poll perhaps still open
+                    // at Telegram: polling now would end that one with 409
+                    // ("terminated by other getUpdates request").
+                    tracing::info!(
+                        instance = id,
+                        bot_id = bot,
+                        wait_s = wait.as_secs(),
+                        "The bot's last holder died; its last long poll may still be open: polling after it surely ended."
+                    );
+                    self.ownership.hold_bot_polls(bot, Instant::now() + wait);
+                }
                 held += 1;
             }
         }

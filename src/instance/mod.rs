@@ -89,6 +89,9 @@ struct Held {
     channels: HashMap<i64, i64>,
     /// Bot id → lease generation.
     bots: HashMap<i64, i64>,
+    /// Bot id → no getUpdates before then (taken from a holder that died
+    /// with a long poll perhaps still open).
+    polls_from: HashMap<i64, Instant>,
     /// Until when every lease above is surely ours (monotonic clock).
     valid_until: Option<Instant>,
 }
@@ -281,6 +284,7 @@ impl Ownership {
             .collect();
         for id in &lost_bots {
             h.bots.remove(id);
+            h.polls_from.remove(id);
         }
         h.valid_until = Some(sent_at + self.ttl.saturating_sub(self.margin()));
         (lost_channels, lost_bots)
@@ -291,6 +295,7 @@ impl Ownership {
         let mut h = self.held();
         h.valid_until = None;
         h.bots.clear();
+        h.polls_from.clear();
         h.channels.drain().map(|(id, _)| id).collect()
     }
 
@@ -307,7 +312,28 @@ impl Ownership {
     }
 
     pub(crate) fn remove_bot(&self, bot_id: i64) {
-        self.held().bots.remove(&bot_id);
+        let mut h = self.held();
+        h.bots.remove(&bot_id);
+        h.polls_from.remove(&bot_id);
+    }
+
+    /// No getUpdates of bot `bot_id` before `from`.
+    pub(crate) fn hold_bot_polls(&self, bot_id: i64, from: Instant) {
+        self.held().polls_from.insert(bot_id, from);
+    }
+
+    /// Whether getUpdates of bot `bot_id` must still wait (for the last
+    /// long poll of a holder that died to end).
+    pub fn bot_polls_held(&self, bot_id: i64) -> bool {
+        let mut h = self.held();
+        match h.polls_from.get(&bot_id) {
+            Some(t) if *t > Instant::now() => true,
+            Some(_) => {
+                h.polls_from.remove(&bot_id);
+                false
+            }
+            None => false,
+        }
     }
 }
 

@@ -287,6 +287,7 @@ impl ReaderPool {
             },
         );
         self.0.count_accounts();
+        self.0.wake_unread();
     }
 
     /// Several instances: takes the leases of active accounts no live
@@ -761,6 +762,32 @@ impl Inner {
         gauge
             .at(["broken".into()])
             .set(self.lost.load(Ordering::Relaxed) as f64);
+    }
+
+    /// Wakes the pollers of channels polled here that have no live
+    /// account: each was told "no reader account is available" and would
+    /// try again only after that error's retry (30 s), so an account taken
+    /// over from a dead holder, a lease TTL after it ran out, would read
+    /// them half a minute late. Woken, each is assigned an account now.
+    fn wake_unread(&self) {
+        let live = self.live_names();
+        let polled: Vec<i64> = lock(&self.pollers).keys().copied().collect();
+        let waiting: Vec<i64> = {
+            let ch = lock(&self.channels);
+            polled
+                .into_iter()
+                .filter(|id| {
+                    ch.get(id).is_some_and(|s| {
+                        s.account
+                            .as_ref()
+                            .is_none_or(|a| !live.iter().any(|l| l == a))
+                    })
+                })
+                .collect()
+        };
+        for id in waiting {
+            self.events.wake(id);
+        }
     }
 
     /// Channels of a departed account: unassigned, to be caught up from

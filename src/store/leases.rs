@@ -365,8 +365,17 @@ impl Store {
     }
 
     /// Takes bot `bot_id`'s getUpdates lease when no live instance holds
-    /// it; the generation when taken (or already ours).
-    pub async fn claim_bot(&self, id: &str, bot_id: i64) -> Result<Option<i64>, StoreError> {
+    /// it; the generation when taken, and — when the previous holder was
+    /// marked dead by its process ([`Store::instances_mark_dead`]) rather
+    /// than found lapsed — that holder's lease TTL: its last long poll
+    /// may still be open at Telegram for up to that long (a poll is cut
+    /// to end before the holder's lease, never before its heartbeat could
+    /// lapse), so the taker waits it out before polling.
+    pub async fn claim_bot(
+        &self,
+        id: &str,
+        bot_id: i64,
+    ) -> Result<Option<(i64, Option<std::time::Duration>)>, StoreError> {
         const OP: &str = "claim a bot's updates";
         let c = self.conn(OP).await?;
         c.execute(
@@ -377,7 +386,10 @@ impl Store {
         .op(OP)?;
         let row = c
             .query_opt(
-                "UPDATE bot_leases b
+                "WITH prev AS (
+                   SELECT i.lease_ttl_s FROM bot_leases l JOIN instances i ON i.id = l.owner
+                    WHERE l.bot_id = $2 AND l.owner <> $1 AND i.heartbeat_at = '-infinity')
+                 UPDATE bot_leases b
                     SET owner = $1, generation = b.generation + 1, taken_at = now()
                   WHERE b.bot_id = $2
                     AND EXISTS (SELECT 1 FROM instances
@@ -387,12 +399,16 @@ impl Store {
                           SELECT 1 FROM instances i
                            WHERE i.id = b.owner
                              AND i.heartbeat_at > now() - make_interval(secs => i.lease_ttl_s)))
-                 RETURNING generation",
+                 RETURNING generation, (SELECT lease_ttl_s FROM prev)",
                 &[&id, &bot_id],
             )
             .await
             .op(OP)?;
-        Ok(row.map(|r| r.get(0)))
+        Ok(row.map(|r| {
+            let ttl: Option<i32> = r.get(1);
+            let wait = ttl.map(|s| std::time::Duration::from_secs(u64::try_from(s).unwrap_or(0)));
+            (r.get(0), wait)
+        }))
     }
 
     /// The bots whose getUpdates `id` holds now, with generations.

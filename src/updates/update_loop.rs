@@ -198,6 +198,9 @@ impl UpdateLoop {
             return Some(self.long_poll);
         };
         let bot_id = self.bot_id;
+        if o.bot_polls_held(bot_id) {
+            return None;
+        }
         match o.bot_lease_left(bot_id) {
             Some(left) if left >= Duration::from_secs(2) => {
                 if self.standing_by {

@@ -57,6 +57,8 @@ mod intake;
 mod layers;
 /// Instances on several simulated machines: identity, who is judged dead.
 mod machines;
+/// Three machines through two kills and a pause: one bot, three reader accounts.
+mod machines_scenario;
 /// Edits and deletions mirrored, history on subscribe.
 mod mirror;
 mod mirror_reader;

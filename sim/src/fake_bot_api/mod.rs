@@ -326,6 +326,21 @@ impl FakeTelegram {
             .unwrap_or(0)
     }
 
+    /// Every request (any method, getUpdates included, answered or not)
+    /// made through the base URL [`FakeTelegram::client_url`] of `client`:
+    /// a test's measure of whether a process called Telegram at all in a
+    /// stretch of time. Telegram itself cannot tell processes sharing one
+    /// token apart; the base URL is how the test names them.
+    pub fn requests_by(&self, client: &str) -> u64 {
+        self.shared
+            .lock()
+            .counters
+            .requests_by_client
+            .get(client)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// Compares what arrived with `expected`: (destination chat, source
     /// channel, first message id of the post). A post is one message or one
     /// album; an album may be named by any of its message ids.

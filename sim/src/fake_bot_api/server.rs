@@ -345,6 +345,12 @@ impl Shared {
             let mut st = self.lock();
             st.counters.requests_total += 1;
             st.counters.per_method[method as usize] += 1;
+            if let Some(client) = client {
+                *st.counters
+                    .requests_by_client
+                    .entry(client.to_owned())
+                    .or_default() += 1;
+            }
             if let Some(client) = client
                 && method.is_send()
             {

@@ -54,6 +54,9 @@ pub(super) struct Counters {
     pub(super) get_updates_conflicts: u64,
     /// Send requests by client, for base URLs `…/c/<client>`.
     pub(super) sends_by_client: HashMap<String, u64>,
+    /// Every request by client (any method, getUpdates included), for
+    /// base URLs `…/c/<client>`.
+    pub(super) requests_by_client: HashMap<String, u64>,
 }
 
 pub(super) struct BotState {
