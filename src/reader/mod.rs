@@ -10,7 +10,8 @@
 //! | `client.rs` | one account's connection; calls gated by its flood waits, counted |
 //! | `login.rs` | `kuryer login / accounts / logout` |
 //! | `mapping.rs` | grammers messages → `SourceMessage` (entities, albums, media, protected) |
-//! | `pool.rs` | the accounts this process leases, channel assignment, pushed posts, lost accounts |
+//! | `pool.rs` | the accounts this process leases, pushed posts, lost accounts |
+//! | `assign.rs` | which account reads a channel (the least loaded, kept while it lives); which it joins next |
 //! | `hashes.rs` | each account's own access hash of a channel; resolving again after a move |
 //! | `budget.rs` | each account's look-ups and joins a day, counted in PostgreSQL before each call |
 //! | `joiner.rs` | joining channels one at a time per account, up to the maximum and the day's budget; `PEER_FLOOD` stops them for the day |
@@ -24,6 +25,8 @@
 //! | `changes.rs` | pushed edits and deletions, queued for the copies worker |
 //! | `change_queue.rs` | those changes on their way to `post_events`: in order, retried while the database is away, bounded |
 
+/// Which account reads a channel, and which it joins next.
+mod assign;
 /// Each account's look-ups and joins a day.
 mod budget;
 /// Edits and deletions on their way to the database, retried, bounded.
