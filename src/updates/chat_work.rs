@@ -193,9 +193,7 @@ impl ChatWork {
     pub(super) async fn settle(&mut self) {
         self.ready.clear();
         self.queues.clear();
-        while let Some(done) = self.running.next().await {
-            let _ = done;
-        }
+        while self.running.next().await.is_some() {}
         self.busy.clear();
         self.taken.clear();
         self.unhandled.clear();
@@ -296,7 +294,7 @@ mod tests {
         assert_eq!(work.take(again), 2);
         gate.release
             .borrow_mut()
-            .extend((101..=100 + QUEUED_PER_CHAT as i64 + 1).collect::<Vec<_>>());
+            .extend(101..=100 + QUEUED_PER_CHAT as i64 + 1);
         settle_a_moment(&mut work).await;
         let want: Vec<i64> = (100..=100 + QUEUED_PER_CHAT as i64 + 1).collect();
         assert_eq!(*gate.started.borrow(), want);
