@@ -18,11 +18,15 @@
 //! aside in `dead_letters`. It never waits for a poller: a channel whose
 //! poller is slow, backing off or stuck holds no other channel's updates,
 //! and its posts wait in the inbox, which is loaded again at start. A
-//! retriable failure (the database away) holds the loop on that update,
-//! which is what every channel needs anyway; Telegram keeps updates 24 h.
-//! `update_loop.rs` is the loop, `intake.rs` what each update does,
+//! failing update holds its own chat (retried there; a retriable failure,
+//! the database away, without limit — Telegram keeps updates 24 h) and the
+//! confirmation, never another chat's next update.
+//! `update_loop.rs` is the loop, `chat_work.rs` its chats at work across
+//! batches, `intake.rs` what each update does,
 //! `edits.rs` edits of channel posts; this file the buffers and the source.
 
+/// The update loop's chats at work, across `getUpdates` calls.
+mod chat_work;
 /// Edits of bot-admin channels' posts, queued for the copies worker.
 mod edits;
 /// What each update does.
@@ -31,7 +35,7 @@ mod intake;
 mod replays;
 /// What a channel post is, from the fields Telegram sent.
 mod shapes;
-/// The loop: one update at a time, confirmed once its effect is durable.
+/// The loop: updates confirmed once their effect is durable.
 mod update_loop;
 
 use kuryer_actors::telemetry::events::telegram_id;

@@ -1,11 +1,13 @@
-//! The `getUpdates` loop: a batch's updates handled chat by chat — up to
-//! 32 chats at once, each chat's in order — and each confirmed to
-//! Telegram once its effect is durable or, failing for good, once it is set
-//! aside as a dead letter. No update can hold the loop for ever.
+//! The `getUpdates` loop: updates handled chat by chat — up to 32 chats at
+//! once, each chat's in order, the chats at work kept across batches
+//! (`chat_work.rs`), so the loop fetches the next batch while a slow chat
+//! is still at work — and each confirmed to Telegram once its effect is
+//! durable or, failing for good, once it is set aside as a dead letter
+//! (the offset never passes an update not handled). No update can hold the
+//! loop, or another chat, for ever.
 
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use kuryer_actors::backoff::Backoff;
 use serde_json::Value;
 use teloxide::payloads::{GetUpdates, GetUpdatesSetters};
@@ -15,6 +17,7 @@ use teloxide::{Bot, RequestError};
 use tokio::sync::watch;
 
 use super::BotUpdates;
+use super::chat_work::ChatWork;
 use super::intake::handle;
 use crate::bot::BotHandler;
 use crate::pipeline::Pipeline;
@@ -28,7 +31,7 @@ use crate::telemetry::events;
 const NON_RETRIABLE_TRIES: u32 = 3;
 
 /// What Telegram's answer held.
-enum Item {
+pub(super) enum Item {
     /// An update teloxide could read, and its JSON as Telegram sent it
     /// (what a channel post is comes from its fields).
     Update(Box<Update>, Option<Value>),
@@ -38,7 +41,7 @@ enum Item {
 }
 
 impl Item {
-    fn id(&self) -> i64 {
+    pub(super) fn id(&self) -> i64 {
         match self {
             Self::Update(u, _) => i64::from(u.id.0),
             Self::Unreadable { id, .. } => *id,
@@ -47,26 +50,12 @@ impl Item {
 
     /// The chat whose updates are handled in order (a button's: the chat
     /// of its message); 0 for an update of no chat.
-    fn chat(&self) -> i64 {
+    pub(super) fn chat(&self) -> i64 {
         match self {
             Self::Update(u, _) => u.chat().map_or(0, |c| c.id.0),
             Self::Unreadable { .. } => 0,
         }
     }
-}
-
-/// One chat's part of a batch: the updates handled, and the one that
-/// failed (the chat's later updates were not tried).
-type ChatOutcome = (Vec<i64>, Option<(Item, StoreError)>);
-
-/// The most chats whose updates are handled at once.
-const CHATS_AT_ONCE: usize = 32;
-
-/// The update currently failing, and how often.
-#[derive(Default)]
-struct Failing {
-    update_id: i64,
-    tries: u32,
 }
 
 /// Runs the update loop of one bot until `stop` turns true: one loop per
@@ -103,12 +92,11 @@ pub async fn run_loop(
         // start is no "another instance reads" (one instance alone said so).
         standing_by: true,
         backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(10)),
-        // At most 10 s between tries of a failing update: after an outage
-        // the loop is back within seconds (a try is one cheap query).
-        hold: Backoff::new(Duration::from_secs(1), Duration::from_secs(10)),
-        failing: Failing::default(),
+        // While chats are at work and nothing new came: their updates,
+        // unconfirmed, make Telegram answer at once, so the loop pauses
+        // between asks (short: the pause delays another chat's next update).
+        idle: Backoff::new(Duration::from_millis(50), Duration::from_millis(100)),
         replays_checked: std::time::Instant::now() - Duration::from_secs(1),
-        done: Default::default(),
     };
     update_loop.run().await;
     tracing::info!("Update loop stopped.");
@@ -147,20 +135,35 @@ struct UpdateLoop {
     standing_by: bool,
     /// Between failed `getUpdates` calls.
     backoff: Backoff,
-    /// Between tries of an update that could not be handled.
-    hold: Backoff,
-    failing: Failing,
+    /// Between asks while chats are at work and nothing new comes.
+    idle: Backoff,
     /// When the dead-letter updates to replay were last looked for.
     replays_checked: std::time::Instant,
-    /// Updates handled above the confirmed offset (after one that failed):
-    /// skipped when they come again.
-    done: std::collections::HashSet<i64>,
 }
 
 impl UpdateLoop {
     async fn run(&mut self) {
+        let handling = Handling {
+            store: self.store.clone(),
+            pipeline: self.pipeline.clone(),
+            updates: self.updates.clone(),
+            handler: self.handler.clone(),
+            stop: self.stop.clone(),
+        };
+        let mut work = ChatWork::new(Box::new(move |item| {
+            Box::pin(handling.clone().handle_one(item))
+        }));
+        self.run_with(&mut work).await;
+        // The updates at work end (told to stop, a retry ends at once).
+        work.settle().await;
+    }
+
+    async fn run_with(&mut self, work: &mut ChatWork) {
         while !*self.stop.borrow() {
             let Some(long_poll) = self.lease_window().await else {
+                // Not this instance's to read: what is at work ends, what
+                // was not handled goes to the holder (never confirmed here).
+                work.settle().await;
                 if sleep_or_stop(&mut self.stop, Duration::from_millis(200)).await {
                     return;
                 }
@@ -170,20 +173,26 @@ impl UpdateLoop {
             // second (one indexed query).
             if self.replays_checked.elapsed() >= Duration::from_secs(1) {
                 self.replays_checked = std::time::Instant::now();
-                super::replays::replay_kept(
+                work.beside(super::replays::replay_kept(
                     &self.store,
                     &self.pipeline,
                     &self.updates,
                     &self.handler,
-                )
+                ))
                 .await;
             }
-            let items = match self.fetch(long_poll).await {
+            // Everything below the lowest update not handled is confirmed.
+            if let Some(through) = work.handled_through() {
+                self.offset = Some(next_offset(through));
+            }
+            // Updates not handled yet make Telegram answer at once anyway.
+            let long_poll = if work.has_unhandled() { 0 } else { long_poll };
+            let items = match work.beside(self.fetch(long_poll)).await {
                 Fetched::Items(items) => items,
                 Fetched::Again => continue,
                 Fetched::Stop => return,
             };
-            if self.handle_all(items).await == Flow::Stop {
+            if self.handle_all(work, items).await == Flow::Stop {
                 return;
             }
         }
@@ -287,113 +296,85 @@ impl UpdateLoop {
         }
     }
 
-    /// Handles a batch: the updates of different chats at once (at most
-    /// [`CHATS_AT_ONCE`] chats), each chat's in order, so one chat's slow
-    /// command holds no one else's. A chat stops at an update that fails;
-    /// the batch is confirmed up to the first failure, and what was handled
-    /// after it is remembered (`done`) and skipped when it comes again.
-    async fn handle_all(&mut self, items: Vec<Item>) -> Flow {
-        let mut groups: Vec<Vec<Item>> = Vec::new();
-        let mut group_of: std::collections::HashMap<i64, usize> = Default::default();
-        // Handled (or set aside) in an earlier round of this batch: counted
-        // as handled, so the confirmation moves past them.
-        let mut skipped = Vec::new();
-        for item in items {
-            if self.done.contains(&item.id()) {
-                skipped.push(item.id());
-                continue;
-            }
-            let key = item.chat();
-            let g = *group_of.entry(key).or_insert_with(|| {
-                groups.push(Vec::new());
-                groups.len() - 1
-            });
-            groups[g].push(item);
-        }
-        let (store, pipeline, updates, handler) =
-            (&self.store, &self.pipeline, &self.updates, &self.handler);
-        let results: Vec<ChatOutcome> = futures_util::stream::iter(groups)
-            .map(|group| async move {
-                let mut done = Vec::new();
-                for item in group {
-                    let id = item.id();
-                    let result = match &item {
-                        Item::Update(u, raw) => {
-                            handle(store, pipeline, updates, handler, u, raw.as_ref()).await
-                        }
-                        Item::Unreadable { raw, .. } => unreadable(store, id, raw).await,
-                    };
-                    match result {
-                        Ok(()) => done.push(id),
-                        Err(e) => return (done, Some((item, e))),
-                    }
-                }
-                (done, None)
-            })
-            .buffer_unordered(CHATS_AT_ONCE)
-            .collect()
-            .await;
-        let handled: Vec<i64> = results
-            .iter()
-            .flat_map(|(d, _)| d.iter().copied())
-            .chain(skipped)
-            .collect();
-        let Some((item, e)) = results
-            .into_iter()
-            .filter_map(|(_, f)| f)
-            .min_by_key(|(item, _)| item.id())
-        else {
-            if let Some(last) = handled.iter().max() {
-                self.confirm(*last);
-            }
-            self.done.clear();
-            return Flow::Next;
-        };
-        let id = item.id();
-        // Everything below the first failure was handled: confirmed.
-        if handled.iter().any(|h| *h < id) {
-            self.offset = Some(next_offset(id - 1));
-        }
-        self.done.extend(handled.into_iter().filter(|h| *h > id));
-        if self.failing.update_id != id {
-            self.failing = Failing {
-                update_id: id,
-                tries: 0,
-            };
-        }
-        self.failing.tries += 1;
-        if !e.is_retriable()
-            && self.failing.tries >= NON_RETRIABLE_TRIES
-            && set_aside(&self.store, &item, &e).await
-        {
-            // Set aside: handled, as far as the batch is concerned. Every
-            // update below it was handled (it is the first failure), so it
-            // is confirmed now: it must never come again and be handled
-            // beside its dead letter.
-            self.confirm(id);
+    /// Takes a batch into the chats at work and starts them; when nothing
+    /// new came while chats are at work (their updates, unconfirmed, come
+    /// back at once), waits for one to end or a short pause rather than
+    /// asking Telegram again straight away.
+    async fn handle_all(&mut self, work: &mut ChatWork, items: Vec<Item>) -> Flow {
+        if work.take(items) > 0 || !work.is_busy() {
+            self.idle.reset();
             return Flow::Next;
         }
-        // Stay before it: it and what follows come again.
-        let wait = self.hold.next_delay();
-        tracing::warn!(
-            update_id = id,
-            tries = self.failing.tries,
-            retriable = e.is_retriable(),
-            retry_in_ms = wait.as_millis() as u64,
-            error = %e,
-            "An update could not be handled; trying it again."
-        );
-        if sleep_or_stop(&mut self.stop, wait).await {
-            Flow::Stop
-        } else {
-            Flow::Next
+        let pause = self.idle.next_delay();
+        tokio::select! {
+            () = work.wait_one(pause) => Flow::Next,
+            _ = self.stop.changed() => Flow::Stop,
         }
     }
+}
 
-    /// Update `id` is handled (or set aside): the next poll confirms it.
-    fn confirm(&mut self, id: i64) {
-        self.offset = Some(next_offset(id));
-        self.hold.reset();
+/// What the update loop's chats need to handle one update.
+#[derive(Clone)]
+struct Handling {
+    store: Store,
+    pipeline: Pipeline,
+    updates: BotUpdates,
+    handler: BotHandler,
+    stop: watch::Receiver<bool>,
+}
+
+impl Handling {
+    /// Handles `item` until it is handled or set aside (`true`), or the
+    /// loop is told to stop (`false`). A failure holds this update's chat
+    /// only: it is tried again after a wait (1 s, doubling to 10 s); one
+    /// no retry can fix is set aside after [`NON_RETRIABLE_TRIES`] tries.
+    /// Retriable failures (the database away) are retried without limit:
+    /// Telegram keeps updates 24 hours.
+    async fn handle_one(mut self, item: Item) -> bool {
+        let id = item.id();
+        let mut tries = 0;
+        let mut hold = Backoff::new(Duration::from_secs(1), Duration::from_secs(10));
+        loop {
+            let result = match &item {
+                Item::Update(u, raw) => {
+                    handle(
+                        &self.store,
+                        &self.pipeline,
+                        &self.updates,
+                        &self.handler,
+                        u,
+                        raw.as_ref(),
+                    )
+                    .await
+                }
+                Item::Unreadable { raw, .. } => unreadable(&self.store, id, raw).await,
+            };
+            let Err(e) = result else {
+                return true;
+            };
+            tries += 1;
+            if !e.is_retriable()
+                && tries >= NON_RETRIABLE_TRIES
+                && set_aside(&self.store, &item, &e).await
+            {
+                // Set aside: handled. The offset passes it once everything
+                // below it is handled too; until then it is skipped when it
+                // comes again, never handled beside its dead letter.
+                return true;
+            }
+            let wait = hold.next_delay();
+            tracing::warn!(
+                update_id = id,
+                tries,
+                retriable = e.is_retriable(),
+                retry_in_ms = wait.as_millis() as u64,
+                error = %e,
+                "An update could not be handled; trying it again."
+            );
+            if sleep_or_stop(&mut self.stop, wait).await {
+                return false;
+            }
+        }
     }
 }
 
@@ -477,7 +458,7 @@ impl Payload for RawUpdates {
 
 /// Reads an answer teloxide refused one update at a time: `None` when it is
 /// not even `{"result": [...]}` with update ids.
-fn salvage(raw: &str) -> Option<Vec<Item>> {
+pub(super) fn salvage(raw: &str) -> Option<Vec<Item>> {
     let v: Value = serde_json::from_str(raw).ok()?;
     read_all(v.get("result")?.as_array()?.clone())
 }

@@ -249,6 +249,52 @@ async fn a_slow_command_does_not_hold_another_chats_command_in_the_same_batch() 
     w.next_reply(a, before_a).await;
 }
 
+/// Nor its later ones: the loop fetches the next `getUpdates` answer while
+/// a slow command is still at work, so another user's commands sent after
+/// it are answered at once, while the slow user's own next command waits
+/// its turn behind it (a chat's updates in order).
+#[actix_rt::test]
+async fn a_slow_command_does_not_hold_another_chats_later_commands() {
+    use kuryer_sim::fake_bot_api::Fault;
+    const SLOW: i64 = -100_724_601;
+    let w = World::start(&[TOKEN], &[(SLOW, "slow_later")], |_| {}).await;
+    let (a, b) = (824_601, 824_602);
+    for u in [a, b] {
+        w.say(TOKEN, u, "/start", "en").await;
+    }
+    w.fake
+        .set_fault(SLOW, Fault::Slow(Duration::from_millis(4_000)), None);
+    let before_a = w.replies(a).len();
+    let slow_started = Instant::now();
+    w.fake.user_says(TOKEN, a, "/add @slow_later", Some("en"));
+    // a's /add is at work: its getUpdates answer is read.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    w.fake.user_says(TOKEN, a, "/help", Some("en"));
+    let mut help = String::new();
+    for round in 0..3 {
+        let started = Instant::now();
+        help = w.say(TOKEN, b, "/help", "en").await;
+        let waited = started.elapsed();
+        assert!(
+            waited < Duration::from_millis(1_000),
+            "round {round}: b's /help waited {waited:?} behind a's slow /add"
+        );
+    }
+    assert!(
+        slow_started.elapsed() < Duration::from_millis(4_000),
+        "the test was too slow to tell"
+    );
+    assert_eq!(
+        w.replies(a).len(),
+        before_a,
+        "a's /help went before its /add"
+    );
+    let first = w.next_reply(a, before_a).await.text.unwrap_or_default();
+    assert_ne!(first, help, "a's /help answered before its /add");
+    let second = w.next_reply(a, before_a + 1).await.text.unwrap_or_default();
+    assert_eq!(second, help);
+}
+
 /// Replies go through the rate limiter: a command answered while posts are
 /// delivered to the same private chats draws no 429 at Telegram's own
 /// limits (1 message a second a private chat), where a reply sent beside
