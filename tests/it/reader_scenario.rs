@@ -225,6 +225,21 @@ async fn three_accounts_thirty_channels_two_instances_through_a_kill_and_a_resta
         .collect();
     assert_eq!(owners, ["a", "b"], "both instances read channels");
 
+    // Idle in kuryer's books too before the kill: a copy the fake took
+    // but b has not recorded yet is a send in flight, which a kill may
+    // make again (the documented bound); this kill is meant to find none.
+    let _ = wait_until(Duration::from_secs(15), async || {
+        let sent: i64 = c
+            .query_one(
+                "SELECT count(*) FROM forwarded_messages WHERE status = 'sent'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        sent >= expected.len() as i64
+    })
+    .await;
     // kill -9 of b (idle: nothing in flight), posts published at once:
     // a takes b's channels and account.
     b.kill9();
