@@ -92,6 +92,32 @@ async fn three_machines_two_kills_one_sigstop_one_bot_three_accounts() {
         }
         false
     };
+    // After a kill: every post delivered (logged with the time since the
+    // kill) and the channels and accounts spread evenly again.
+    let recovered = async |s: &Scenario,
+                           nodes: &[Node],
+                           label: &str,
+                           killed: Instant,
+                           spread: Duration| {
+        assert!(
+            s.wait_all(Duration::from_secs(60)).await,
+            "{:?}\n{}",
+            s.w.fake.report(&s.expected()),
+            tails(&nodes.iter().map(|n| &n.inst).collect::<Vec<_>>())
+        );
+        eprintln!(
+            "{label}: every post delivered {:?} after; 'no reader account' retries: {:?}; 409s so far: {}",
+            killed.elapsed(),
+            no_account(nodes),
+            s.w.fake.stats().get_updates_conflicts_409
+        );
+        assert!(
+            fair(s, nodes, spread).await,
+            "no even spread after {label}: {:?} {:?}",
+            s.shares().await,
+            s.reader_leases().await
+        );
+    };
     assert!(
         fair(&s, &nodes, Duration::from_secs(60)).await,
         "no even spread: {:?} {:?}",
@@ -157,24 +183,7 @@ async fn three_machines_two_kills_one_sigstop_one_bot_three_accounts() {
     );
     logs.add(nodes.last().unwrap());
     gone.push(dead);
-    assert!(
-        s.wait_all(Duration::from_secs(60)).await,
-        "{:?}\n{}",
-        s.w.fake.report(&s.expected()),
-        tails(&nodes.iter().map(|n| &n.inst).collect::<Vec<_>>())
-    );
-    eprintln!(
-        "kill 1: every post delivered {:?} after; 'no reader account' retries: {:?}; 409s so far: {}",
-        killed_1.elapsed(),
-        no_account(&nodes),
-        s.w.fake.stats().get_updates_conflicts_409
-    );
-    assert!(
-        fair(&s, &nodes, Duration::from_secs(30)).await,
-        "no even spread after kill 1: {:?} {:?}",
-        s.shares().await,
-        s.reader_leases().await
-    );
+    recovered(&s, &nodes, "kill 1", killed_1, Duration::from_secs(30)).await;
 
     // 2. SIGSTOP past the reader lease TTL, mid-burst; it is the getUpdates
     //    holder when that one holds an account (every one does here).
@@ -349,24 +358,7 @@ async fn three_machines_two_kills_one_sigstop_one_bot_three_accounts() {
         .await,
     );
     logs.add(nodes.last().unwrap());
-    assert!(
-        s.wait_all(Duration::from_secs(60)).await,
-        "{:?}\n{}",
-        s.w.fake.report(&s.expected()),
-        tails(&nodes.iter().map(|n| &n.inst).collect::<Vec<_>>())
-    );
-    eprintln!(
-        "kill 2: every post delivered {:?} after; 'no reader account' retries: {:?}; 409s so far: {}",
-        killed_2.elapsed(),
-        no_account(&nodes),
-        s.w.fake.stats().get_updates_conflicts_409
-    );
-    assert!(
-        fair(&s, &nodes, Duration::from_secs(40)).await,
-        "no even spread after kill 2: {:?} {:?}",
-        s.shares().await,
-        s.reader_leases().await
-    );
+    recovered(&s, &nodes, "kill 2", killed_2, Duration::from_secs(40)).await;
     s.publish();
     assert!(
         s.wait_all(Duration::from_secs(60)).await,
