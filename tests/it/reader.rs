@@ -18,6 +18,30 @@ use crate::common::TestDb;
 pub(crate) const SESSION_KEY: &str = "test-session-key-0123456789";
 
 /// A configuration for the reader against the fake.
+/// A public channel `name` in the fake data centre and its `channels` row
+/// (active, read from message 0, with `account`'s own access hash), as a
+/// look-up by that account would have stored it.
+pub(crate) async fn public_channel(
+    c: &tokio_postgres::Client,
+    dc: &MtprotoFake,
+    name: &str,
+    account: i64,
+) -> kuryer_sim::mtproto::ChannelRef {
+    let ch = dc.create_channel(kuryer_sim::mtproto::ChannelSpec {
+        title: name.to_owned(),
+        username: Some(name.to_owned()),
+        protected: false,
+    });
+    c.execute(
+        "INSERT INTO channels (telegram_id, username, access_hash, status, start_message_id)
+         VALUES ($1, $2, $3, 'active', 0)",
+        &[&ch.bot_api_chat_id(), &name, &dc.access_hash(ch, account)],
+    )
+    .await
+    .unwrap();
+    ch
+}
+
 pub(crate) fn reader_config(db: &TestDb) -> Config {
     let mut cfg = Config {
         database: db.config(),

@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use kuryer_sim::fake_bot_api::{ChatKind, FakeLimits, FakeTelegram};
-use kuryer_sim::mtproto::{AccountSpec, ChannelRef, ChannelSpec, MtprotoConfig, MtprotoFake};
+use kuryer_sim::mtproto::{AccountSpec, ChannelRef, MtprotoConfig, MtprotoFake};
 use serde_json::json;
 
 use crate::common::{Daemon, TestDb, free_port, wait_ready};
@@ -78,22 +78,7 @@ async fn three_accounts_thirty_channels_two_instances_through_a_kill_and_a_resta
     let mut channels: Vec<(String, ChannelRef)> = Vec::new();
     for i in 0..CHANNELS {
         let name = format!("scenario_{i:02}");
-        let ch = dc.create_channel(ChannelSpec {
-            title: name.clone(),
-            username: Some(name.clone()),
-            protected: false,
-        });
-        c.execute(
-            "INSERT INTO channels (telegram_id, username, access_hash, status, start_message_id)
-             VALUES ($1, $2, $3, 'active', 0)",
-            &[
-                &ch.bot_api_chat_id(),
-                &name,
-                &dc.access_hash(ch, accounts[0].1),
-            ],
-        )
-        .await
-        .unwrap();
+        let ch = crate::reader::public_channel(&c, &dc, &name, accounts[0].1).await;
         channels.push((name, ch));
     }
     let seed = async |name: &str, id: i64| {

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use kuryer_sim::fixtures;
-use kuryer_sim::mtproto::{AccountSpec, ChannelRef, ChannelSpec, MtprotoConfig, MtprotoFake};
+use kuryer_sim::mtproto::{AccountSpec, ChannelRef, MtprotoConfig, MtprotoFake};
 
 use super::{BOT_CHANNELS, INSTANCE_TTL_S, LATENCY, READER_CHANNELS, READER_TTL_S, USERS};
 use crate::instances::{Instance, World, world};
@@ -272,22 +272,7 @@ pub(super) async fn scenario() -> Scenario {
     let mut readers = Vec::new();
     for k in 0..READER_CHANNELS {
         let name = format!("machines_{k:02}");
-        let ch = dc.create_channel(ChannelSpec {
-            title: name.clone(),
-            username: Some(name.clone()),
-            protected: false,
-        });
-        c.execute(
-            "INSERT INTO channels (telegram_id, username, access_hash, status, start_message_id)
-             VALUES ($1, $2, $3, 'active', 0)",
-            &[
-                &ch.bot_api_chat_id(),
-                &name,
-                &dc.access_hash(ch, accounts[0].1),
-            ],
-        )
-        .await
-        .unwrap();
+        let ch = crate::reader::public_channel(&c, &dc, &name, accounts[0].1).await;
         c.execute(
             "INSERT INTO subscriptions (user_id, channel_id, destination_id)
              SELECT u.id, c.id, d.id
